@@ -1,0 +1,115 @@
+# dicomvault build. `make` builds an optimised binary in build/release;
+# `make check` installs what is missing, builds with ASan+UBSan in build/check
+# and runs every test; `make fuzz` builds and runs the libFuzzer targets;
+# `make bench` measures against pydicom and DCMTK.
+
+MODE ?= release
+B := build/$(MODE)
+GEN := build/gen
+STD ?= $(firstword $(wildcard ../shared/standard shared/standard))
+
+CC ?= cc
+WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes -Wmissing-prototypes
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(GEN) $(WARN) -MMD -MP
+ifeq ($(MODE),check)
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDOPT := -fsanitize=address,undefined
+else ifeq ($(MODE),debug)
+OPT := -O0 -g
+LDOPT :=
+else
+OPT := -O2 -g -DNDEBUG
+LDOPT :=
+endif
+CFLAGS_ALL := $(BASEFLAGS) $(OPT) $(CFLAGS)
+LIBS := -lz -ljansson -lm
+
+LIB_SRC := $(wildcard src/base/*.c src/dicom/*.c)
+GEN_SRC := $(GEN)/dict_data.c
+CMD_SRC := $(wildcard src/cmd/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/dict_data.o
+CMD_OBJ := $(CMD_SRC:%.c=$(B)/%.o)
+UNIT_SRC := $(wildcard tests/unit/*/*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRC))
+
+.PHONY: all deps build check test fuzz fuzz-build bench clean lint demo
+
+all: build
+
+REPLAY_SRC := $(wildcard fuzz/*_fuzz.c)
+REPLAY_BIN := $(patsubst fuzz/%.c,$(B)/replay/%,$(REPLAY_SRC))
+
+build: $(B)/dicomvault $(UNIT_BIN) $(TOOL_BIN) $(REPLAY_BIN)
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(GEN)/dict_data.c: tools/gen_dict.awk $(STD)/data_dictionary.tsv $(STD)/safe_private_e3_10_1.tsv $(STD)/transfer_syntaxes.tsv $(STD)/uids.tsv
+	@mkdir -p $(GEN)
+	(head -n 1 $(STD)/data_dictionary.tsv; tail -n +2 $(STD)/data_dictionary.tsv | LC_ALL=C sort) > $(GEN)/dict_sorted.tsv
+	awk -f tools/gen_dict.awk $(GEN)/dict_sorted.tsv $(STD)/safe_private_e3_10_1.tsv $(STD)/transfer_syntaxes.tsv $(STD)/uids.tsv > $@.tmp && mv $@.tmp $@
+
+$(B)/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -c $< -o $@
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(B)/libdicomvault.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/dicomvault: $(CMD_OBJ) $(B)/libdicomvault.a
+	$(CC) $(LDOPT) -o $@ $(CMD_OBJ) $(B)/libdicomvault.a $(LIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libdicomvault.a tests/unit/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libdicomvault.a $(LDOPT) $(LIBS)
+
+$(B)/tools/%: tests/tools/%.c $(B)/libdicomvault.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdicomvault.a $(LDOPT) $(LIBS)
+
+# Fuzz targets linked with a plain main() that replays their corpus.
+$(B)/replay/%: fuzz/%.c fuzz/replay_main.c $(B)/libdicomvault.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Wno-missing-prototypes -o $@ $< fuzz/replay_main.c $(B)/libdicomvault.a $(LDOPT) $(LIBS)
+
+# The test command of the README: installs, builds with sanitizers, runs all.
+check: deps
+	@$(MAKE) --no-print-directory MODE=check build lint
+	@bash tests/run.sh build/check
+
+test:
+	@$(MAKE) --no-print-directory MODE=check build
+	@bash tests/run.sh build/check
+
+lint:
+	@bash scripts/check-banned.sh
+
+# libFuzzer targets (clang). FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+FUZZ_B := build/fuzz
+FUZZ_SRC := $(wildcard fuzz/*_fuzz.c)
+FUZZ_BIN := $(patsubst fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(GEN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+fuzz-build: $(GEN)/dict_data.c
+	@mkdir -p $(FUZZ_B)
+	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
+	  clang $(FUZZ_CFLAGS) -o $(FUZZ_B)/$$n $$f $(LIB_SRC) $(GEN_SRC) $(LIBS) || exit 1; done
+
+fuzz: deps fuzz-build
+	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: deps
+	@$(MAKE) --no-print-directory MODE=release build
+	@bash bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,50 @@
+/* io.h: byte sources and sinks, so that parsers never touch files or
+ * sockets themselves. Layer: base. */
+#ifndef DICOMVAULT_IO_H
+#define DICOMVAULT_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/err.h"
+#include "dicomvault/wbuf.h"
+
+struct src {
+	/* Up to want bytes into buf; *got = 0 only at the end of the data. */
+	enum err (*read)(void *ctx, void *buf, size_t want, size_t *got);
+	/* Exactly n bytes at absolute offset off; NULL if not random access. */
+	enum err (*read_at)(void *ctx, uint64_t off, void *buf, size_t n);
+	/* Skip n bytes forward; NULL: the caller reads and discards. */
+	enum err (*skip)(void *ctx, uint64_t n);
+	void (*close)(void *ctx);
+	int64_t size;   /* total bytes if known, else -1 */
+	void *ctx;
+};
+
+struct src_mem {
+	const uint8_t *p;
+	size_t len;
+	size_t pos;
+};
+
+/* Borrowed memory; m is the caller's storage for the state. */
+void src_mem_init(struct src *s, struct src_mem *m, const void *p, size_t len);
+/* Opens a file read-only; src_close() releases it. */
+WUR enum err src_file_open(struct src *s, const char *path);
+void src_close(struct src *s);
+/* Reads exactly n bytes (ERR_PARSE on a short read). */
+WUR enum err src_read_full(struct src *s, void *buf, size_t n);
+
+struct sink {
+	enum err (*write)(void *ctx, const void *p, size_t n);
+	void *ctx;
+};
+
+void sink_wbuf(struct sink *k, struct wbuf *w);
+/* Writes to a file descriptor, retrying short writes. */
+void sink_fd(struct sink *k, int *fd);
+WUR enum err sink_write(struct sink *k, const void *p, size_t n);
+
+/* Whole file into memory, at most max bytes. */
+WUR enum err file_read_all(const char *path, size_t max, uint8_t **out, size_t *len);
+
+#endif

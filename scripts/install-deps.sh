@@ -1,0 +1,28 @@
+#!/bin/bash
+# install-deps.sh: installs what dicomvault needs to build and test, with
+# apt-get, only when something is missing. Idempotent and quiet when all is
+# present. Run as root (CI and the dev machines are root); otherwise sudo.
+set -euo pipefail
+
+PKGS=(
+	build-essential clang libclang-rt-14-dev pkg-config
+	zlib1g-dev libjansson-dev
+	python3 python3-pydicom python3-numpy
+	dcmtk dicom3tools
+	time
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,20 @@
+/* err.c: names for enum err. Layer: base. */
+#include "dicomvault/err.h"
+
+const char *err_str(enum err e)
+{
+	switch (e) {
+	case ERR_OK: return "ok";
+	case ERR_AGAIN: return "need more input";
+	case ERR_NOMEM: return "out of memory";
+	case ERR_PARSE: return "malformed input";
+	case ERR_LIMIT: return "limit exceeded";
+	case ERR_IO: return "i/o error";
+	case ERR_AUTH: return "authentication failed";
+	case ERR_DENIED: return "access denied";
+	case ERR_NOTFOUND: return "not found";
+	case ERR_INTERNAL: return "internal error";
+	case ERR_UNSUPPORTED: return "unsupported";
+	}
+	return "unknown error";
+}

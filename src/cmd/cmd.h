@@ -1,0 +1,18 @@
+/* cmd.h: the subcommands of the dicomvault command line. Layer: cmd. */
+#ifndef DICOMVAULT_CMD_H
+#define DICOMVAULT_CMD_H
+
+#include "dicomvault/dataset.h"
+
+#define EXIT_USAGE 2
+
+int cmd_dump(int argc, char **argv);
+int cmd_json(int argc, char **argv);
+
+/* Reads a DICOM file for display; prints a clear error naming the file,
+ * offset and reason, and returns NULL on failure. */
+struct dcm_file *cmd_read_file(const char *path, struct src *src, const struct dcm_read_opts *o);
+/* Writes a buffer to stdout; 0 or 1. */
+int cmd_write_stdout(const void *p, size_t n);
+
+#endif

@@ -1,0 +1,83 @@
+/* main.c: dicomvault command line entry point and dispatch. Layer: cmd. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include "cmd.h"
+
+static void usage(FILE *out)
+{
+	fputs("usage: dicomvault COMMAND [OPTIONS]\n"
+	      "\n"
+	      "commands:\n"
+	      "  dump FILE...    print DICOM files as text (like dcmdump)\n"
+	      "  json FILE       print a DICOM file as PS3.18 DICOM JSON\n"
+	      "\n"
+	      "Run 'dicomvault COMMAND --help' for a command's options.\n", out);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("dicomvault %s\n", DCM_IMPL_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[1], "dump") == 0)
+		return cmd_dump(argc - 1, argv + 1);
+	if (strcmp(argv[1], "json") == 0)
+		return cmd_json(argc - 1, argv + 1);
+	fprintf(stderr, "dicomvault: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
+struct dcm_file *cmd_read_file(const char *path, struct src *src, const struct dcm_read_opts *o)
+{
+	struct dcm_errinfo ei;
+	struct dcm_file *f = NULL;
+	enum err rc;
+
+	rc = src_file_open(src, path);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault: %s: cannot open: %s\n", path, rc == ERR_NOTFOUND ? "no such file" : strerror(errno));
+		return NULL;
+	}
+	rc = dcm_file_read(src, o, &f, &ei);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault: %s: %s at byte offset %llu%s: %s\n", path,
+		        rc == ERR_LIMIT ? "limit exceeded" : "not valid DICOM",
+		        (unsigned long long)ei.offset, ei.inflated ? " of the inflated data set" : "", ei.msg);
+		src_close(src);
+		return NULL;
+	}
+	if (f->nwarn)
+		fprintf(stderr, "dicomvault: %s: warning: %u problem%s, first at byte offset %llu: %s\n", path, f->nwarn,
+		        f->nwarn > 1 ? "s" : "", (unsigned long long)f->warn.offset, f->warn.msg);
+	return f;
+}
+
+int cmd_write_stdout(const void *p, size_t n)
+{
+	const char *b = p;
+
+	while (n > 0) {
+		ssize_t w = write(STDOUT_FILENO, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			fprintf(stderr, "dicomvault: cannot write output: %s\n", strerror(errno));
+			return 1;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

@@ -1,0 +1,156 @@
+/* dict.c: lookups in the generated dictionary tables. Layer: dicom. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dicomvault/dict.h"
+
+const struct dcm_ts *const DCM_TS_IMPLICIT_LE = &dict_ts_tab[0];
+const struct dcm_ts *const DCM_TS_EXPLICIT_LE = &dict_ts_tab[1];
+const struct dcm_ts *const DCM_TS_DEFLATED_LE = &dict_ts_tab[3];
+const struct dcm_ts *const DCM_TS_EXPLICIT_BE = &dict_ts_tab[4];
+
+const struct dict_entry *dict_lookup(uint32_t tag)
+{
+	size_t lo = 0, hi = dict_exact_n, i;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (dict_exact[mid].tag < tag)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < dict_exact_n && dict_exact[lo].tag == tag)
+		return &dict_exact[lo];
+	for (i = 0; i < dict_masked_n; i++)
+		if ((tag & dict_masked[i].mask) == dict_masked[i].tag)
+			return &dict_masked[i];
+	return NULL;
+}
+
+/* Keyword index: sorted once, on first use. */
+static const struct dict_entry **kw_index;
+static size_t kw_n;
+static pthread_once_t kw_once = PTHREAD_ONCE_INIT;
+
+static int kw_cmp(const void *a, const void *b)
+{
+	const struct dict_entry *x = *(const struct dict_entry *const *)a;
+	const struct dict_entry *y = *(const struct dict_entry *const *)b;
+	return strcmp(x->keyword, y->keyword);
+}
+
+static void kw_build(void)
+{
+	size_t i, n = 0;
+
+	kw_index = malloc((dict_exact_n + dict_masked_n) * sizeof *kw_index);
+	if (kw_index == NULL)
+		return;
+	for (i = 0; i < dict_exact_n; i++)
+		if (dict_exact[i].keyword[0])
+			kw_index[n++] = &dict_exact[i];
+	for (i = 0; i < dict_masked_n; i++)
+		if (dict_masked[i].keyword[0])
+			kw_index[n++] = &dict_masked[i];
+	qsort(kw_index, n, sizeof *kw_index, kw_cmp);
+	kw_n = n;
+}
+
+const struct dict_entry *dict_lookup_keyword(const char *kw, size_t len)
+{
+	size_t lo = 0, hi;
+
+	if (pthread_once(&kw_once, kw_build) != 0 || kw_index == NULL)
+		return NULL;
+	hi = kw_n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *k = kw_index[mid]->keyword;
+		int c = strncmp(k, kw, len);
+		if (c == 0 && k[len] != 0)
+			c = 1;
+		if (c < 0)
+			lo = mid + 1;
+		else if (c > 0)
+			hi = mid;
+		else
+			return kw_index[mid];
+	}
+	return NULL;
+}
+
+/* Compare a wire string (padded with spaces or NULs) with a C string. */
+static bool padded_eq(const char *wire, size_t len, const char *s)
+{
+	size_t n = strlen(s);
+
+	while (len > 0 && (wire[len - 1] == ' ' || wire[len - 1] == 0))
+		len--;
+	while (len > 0 && wire[0] == ' ') {
+		wire++;
+		len--;
+	}
+	return len == n && memcmp(wire, s, n) == 0;
+}
+
+const struct dict_private *dict_lookup_private(uint32_t tag, const char *creator, size_t creator_len)
+{
+	uint16_t g = TAG_GROUP(tag);
+	uint8_t e = (uint8_t)(TAG_ELEM(tag) & 0xFF);
+	size_t i;
+
+	if (!TAG_IS_PRIVATE(tag) || TAG_ELEM(tag) < 0x1000)
+		return NULL;
+	for (i = 0; i < dict_private_n; i++) {
+		const struct dict_private *p = &dict_private_tab[i];
+		if (p->group == g && p->elem == e && padded_eq(creator, creator_len, p->creator))
+			return p;
+	}
+	return NULL;
+}
+
+const struct dcm_ts *dict_ts(const char *uid, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < dict_ts_n; i++)
+		if (padded_eq(uid, len, dict_ts_tab[i].uid))
+			return &dict_ts_tab[i];
+	return NULL;
+}
+
+const struct uid_entry *dict_uid(const char *uid, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < dict_uid_n; i++)
+		if (padded_eq(uid, len, dict_uid_tab[i].uid))
+			return &dict_uid_tab[i];
+	return NULL;
+}
+
+uint16_t dict_implicit_vr(uint32_t tag)
+{
+	const struct dict_entry *d;
+	uint16_t elem = TAG_ELEM(tag);
+
+	if (elem == 0x0000)
+		return VR_UL;  /* group length */
+	if (TAG_IS_PRIVATE(tag)) {
+		if (TAG_IS_PRIVATE_CREATOR(tag))
+			return VR_LO;
+		return VR_UN;
+	}
+	d = dict_lookup(tag);
+	if (d == NULL || d->vr == VR_NONE)
+		return VR_UN;
+	switch (d->amb) {
+	case VR_AMB_OB_OW:
+	case VR_AMB_US_OW:
+	case VR_AMB_US_SS_OW:
+		return VR_OW;
+	default:
+		return d->vr;
+	}
+}
