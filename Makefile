@@ -38,10 +38,12 @@ TOOL_BIN := $(patsubst tests/tools/%.c,$(B)/tools/%,$(TOOL_SRC))
 
 all: build
 
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 REPLAY_SRC := $(wildcard fuzz/*_fuzz.c)
 REPLAY_BIN := $(patsubst fuzz/%.c,$(B)/replay/%,$(REPLAY_SRC))
 
-build: $(B)/dicomvault $(UNIT_BIN) $(TOOL_BIN) $(REPLAY_BIN)
+build: $(B)/dicomvault $(UNIT_BIN) $(TOOL_BIN) $(REPLAY_BIN) $(BENCH_BIN)
 
 deps:
 	@bash scripts/install-deps.sh
@@ -71,6 +73,10 @@ $(B)/tests/%: tests/unit/%.c $(B)/libdicomvault.a tests/unit/test.h
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libdicomvault.a $(LDOPT) $(LIBS)
 
 $(B)/tools/%: tests/tools/%.c $(B)/libdicomvault.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdicomvault.a $(LDOPT) $(LIBS)
+
+$(B)/bench/%: bench/%.c $(B)/libdicomvault.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdicomvault.a $(LDOPT) $(LIBS)
 

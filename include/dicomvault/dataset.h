@@ -200,6 +200,9 @@ WUR enum err dcm_bulk_copy(const struct dcm_file *f, uint64_t off, uint32_t len,
  * DCMTK do; sequences, bulk and big values stay UN. */
 uint16_t dcm_elem_effective_vr(const struct dcm_ds *ds, const struct dcm_elem *e);
 
+/* Byte-swapping unit of a value between little and big endian. */
+unsigned dcm_swap_size(const struct dcm_file *f, uint32_t tag, uint16_t vr);
+
 /* ---- writer ---- */
 
 struct dcm_write_opts {

@@ -217,6 +217,18 @@ static enum err seq_add_frag(struct dcm_file *f, struct dcm_seq *s, struct dcm_f
 	return ERR_OK;
 }
 
+unsigned dcm_swap_size(const struct dcm_file *f, uint32_t tag, uint16_t vr)
+{
+	uint16_t bits = 0;
+
+	/* native OW pixel data of 32 or 64 bits is swapped by pixel, as
+	 * pydicom and DCMTK read it */
+	if (tag == TAG_PIXEL_DATA && vr == VR_OW && dcm_ds_get_u16(&f->ds, TAG_BITS_ALLOC, &bits) == ERR_OK &&
+	    (bits == 32 || bits == 64))
+		return bits / 8;
+	return vr_swap_size(vr);
+}
+
 static void swap_value(uint8_t *v, size_t len, unsigned size)
 {
 	size_t i;
@@ -254,8 +266,8 @@ static enum err set_error(struct dcm_errinfo *ei, enum err rc, uint64_t off, con
 
 /* Load a pending value into the arena, or leave it in the source. */
 static enum err take_value(struct dcm_reader *r, struct dcm_file *f, const struct dcm_read_opts *o,
-                           uint16_t vr, uint32_t len, uint64_t val_off, uint8_t **val, uint16_t *flags,
-                           uint64_t *bulk_off, bool big)
+                           uint32_t tag, uint16_t vr, uint32_t len, uint64_t val_off, uint8_t **val,
+                           uint16_t *flags, uint64_t *bulk_off, bool big)
 {
 	uint8_t *v;
 	enum err rc;
@@ -277,7 +289,7 @@ static enum err take_value(struct dcm_reader *r, struct dcm_file *f, const struc
 	if (rc != ERR_OK)
 		return rc;
 	if (big)
-		swap_value(v, len, vr_swap_size(vr));
+		swap_value(v, len, dcm_swap_size(f, tag, vr));
 	*val = v;
 	return ERR_OK;
 }
@@ -337,7 +349,7 @@ static enum err build(struct dcm_reader *r, struct dcm_file *f, struct dcm_ds *r
 				e->flags |= DCM_EF_VRFIX;
 			e->len = ev.len;
 			e->off = ev.off;
-			rc = take_value(r, f, o, e->vr, ev.len, ev.val_off, &e->val, &e->flags, &e->bulk_off, ev.big);
+			rc = take_value(r, f, o, ev.tag, e->vr, ev.len, ev.val_off, &e->val, &e->flags, &e->bulk_off, ev.big);
 			if (rc != ERR_OK)
 				return rc;
 			break;
@@ -399,7 +411,7 @@ static enum err build(struct dcm_reader *r, struct dcm_file *f, struct dcm_ds *r
 			if (rc != ERR_OK)
 				return set_error(r->ei, rc, ev.off, "too many fragments");
 			fr->len = ev.len;
-			rc = take_value(r, f, o, VR_OB, ev.len, ev.val_off, &fr->val, &fr->flags, &fr->bulk_off, false);
+			rc = take_value(r, f, o, ev.tag, VR_OB, ev.len, ev.val_off, &fr->val, &fr->flags, &fr->bulk_off, false);
 			if (rc != ERR_OK)
 				return rc;
 			break;
@@ -881,7 +893,7 @@ enum err dcm_elem_value(const struct dcm_file *f, const struct dcm_elem *e, cons
 		return rc;
 	}
 	if (f->ts != NULL && f->ts->big_endian)
-		swap_value(v, e->len, vr_swap_size(e->vr));
+		swap_value(v, e->len, dcm_swap_size(f, e->tag, e->vr));
 	*val = v;
 	*owned = true;
 	return ERR_OK;

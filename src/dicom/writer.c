@@ -143,7 +143,9 @@ static uint64_t ds_size(const struct dcm_ds *ds, const struct enc *c)
 static void put_value(struct out *o, const struct dcm_elem *e, const struct enc *c)
 {
 	uint8_t tmp[4096];
-	unsigned sw = c->big ? vr_swap_size(e->vr) : 0;
+	/* in-memory values are little endian; bulk values are as in the source */
+	bool src_big = (e->flags & DCM_EF_BULK) && o->f->ts != NULL && o->f->ts->big_endian;
+	unsigned sw = c->big != src_big ? dcm_swap_size(o->f, e->tag, e->vr) : 0;
 	struct sink k;
 
 	if (e->len == 0)

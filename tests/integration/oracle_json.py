@@ -114,8 +114,21 @@ def norm_elem(e):
     return out
 
 
+BITS = 16
+
+
 def norm_ds(d):
-    return {k: norm_elem(v) for k, v in d.items() if not k.endswith("0000")}
+    out = {}
+    for k, v in d.items():
+        if k.endswith("0000"):
+            continue
+        if k == "7FE00010" and BIG_ENDIAN and BITS in (32, 64) and v.get("vr") == "OW" and "InlineBinary" in v:
+            # native 32/64-bit pixels swap by pixel, not by 16-bit word
+            raw = base64.b64decode(v["InlineBinary"])
+            out[k] = {"vr": "OW", "InlineBinary": swap(raw, BITS // 8)}
+            continue
+        out[k] = norm_elem(v)
+    return out
 
 
 def private_un(ours, theirs):
@@ -169,6 +182,7 @@ def pydicom_json(path):
         if len(ds) < 3:  # pydicom "reads" text files as one garbage element
             raise
     BIG_ENDIAN = not ds.is_little_endian
+    globals()["BITS"] = int(ds.get("BitsAllocated", 16) or 16)
     # pydicom decodes lazily; make every element concrete
     return ds.to_json_dict(bulk_data_threshold=1 << 40)
 

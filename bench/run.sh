@@ -1,0 +1,337 @@
+#!/bin/bash
+# run.sh: the dicomvault benchmark (`make bench` builds MODE=release first).
+# Generates the synthetic corpus if needed (bench/gen_corpus.py), then times,
+# side by side and with every input already in the page cache:
+#   1. metadata parse of a 300-slice CT series: dicomvault (bench/read_bench
+#      headers) vs pydicom dcmread(stop_before_pixels=True) vs DCMTK dcmdump;
+#   2. text dump of the same series: `dicomvault dump` vs `dcmdump -M`;
+#   3. a full streaming read of a ~500 MB multi-frame file (bench/read_bench
+#      stream): MB/s and peak RSS, with pydicom and dcmdump for reference.
+# Writes bench/out/results.md and prints it. See docs/BENCH.md.
+# Every figure is the best of several runs: 2 x BENCH_REPS (default 5) runs
+# of each command over the CT series (short, hence noisy) and passes of
+# pydicom over it, BENCH_INNER_REPS (default 20) passes of read_bench headers
+# in one process, BENCH_REPS runs of read_bench stream and of the dumps of the
+# multi-frame file, 3 runs of the 500 MB full reads by pydicom and dcmdump;
+# each both in wall-clock time and in CPU time (user + system) of the process,
+# the second being what to trust when other work keeps the machine busy.
+# The 60-slice MR series of the corpus is not timed here (it is there for
+# other benchmarks and tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=/usr/bin/python3
+B=build/release
+RB=$B/bench/read_bench
+DV=$B/dicomvault
+OUT=bench/out
+REPS=${BENCH_REPS:-5}
+INNER=${BENCH_INNER_REPS:-20}
+R2=$((2 * REPS))   # the short, noisy runs over the CT series
+
+die() { echo "bench/run.sh: $*" >&2; exit 1; }
+
+{ [ -x "$RB" ] && [ -x "$DV" ]; } || die "build first: make MODE=release build (or make bench)"
+command -v dcmdump >/dev/null || die "dcmdump missing (apt-get install dcmtk; make deps)"
+[ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time; make deps)"
+"$PY" -c 'import pydicom, numpy' 2>/dev/null || die "$PY cannot import pydicom and numpy (make deps)"
+
+mkdir -p "$OUT"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+"$PY" bench/gen_corpus.py bench/corpus
+CT=(bench/corpus/ct/*.dcm)
+MF=bench/corpus/mf/enhanced_ct.dcm
+NCT=${#CT[@]}
+{ [ "$NCT" -eq 300 ] && [ -f "$MF" ]; } || die "corpus incomplete: remove bench/corpus and rerun"
+
+warm() { cat "$@" >/dev/null; }   # page cache, before each tool
+# kv KEY LINE: the value of KEY=... in a read_bench output line
+kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+calc() { awk "BEGIN { printf \"%$1\", $2 }"; }
+# runbest N CMD...: runs CMD N times, output discarded; prints the best wall
+# time and the best CPU time (user + system, from wait4) in microseconds
+cat >"$TMP/runbest.py" <<'EOF'
+import os, subprocess, sys, time
+n, cmd = int(sys.argv[1]), sys.argv[2:]
+wall = cpu = float("inf")
+for _ in range(n):
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    p.stderr.close()
+    _, status, ru = os.wait4(p.pid, 0)
+    t1 = time.perf_counter()
+    p.returncode = 0
+    if status != 0:
+        sys.stderr.buffer.write(err)
+        sys.exit("failed (status %d): %s" % (status, " ".join(cmd[:3])))
+    wall = min(wall, t1 - t0)
+    cpu = min(cpu, ru.ru_utime + ru.ru_stime)
+print("x wall_us=%.0f cpu_us=%.0f" % (wall * 1e6, cpu * 1e6))
+EOF
+runbest() { "$PY" "$TMP/runbest.py" "$@"; }
+# marginal ALL_US ONE_US: files/s of the NCT-1 files beyond the first
+marginal() { calc .1f "($NCT - 1) / (($1 - $2) / 1e6)"; }
+# rss_run NAME N CMD...: runs N times under /usr/bin/time -v; sets WALL_US to
+# the best wall time and RSS_KB to the largest peak RSS; NAME.out keeps the
+# output of the fastest run
+rss_run() {
+	local name=$1 n=$2 i s e rss
+	shift 2
+	WALL_US=0 RSS_KB=0
+	for ((i = 0; i < n; i++)); do
+		s=${EPOCHREALTIME/[.,]/}
+		/usr/bin/time -v -o "$TMP/$name.time" "$@" >"$TMP/$name.run" 2>"$TMP/$name.err" ||
+			{ cat "$TMP/$name.err" >&2; die "failed: $*"; }
+		e=${EPOCHREALTIME/[.,]/}
+		rss=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$TMP/$name.time")
+		((rss > RSS_KB)) && RSS_KB=$rss
+		if ((WALL_US == 0 || e - s < WALL_US)); then
+			WALL_US=$((e - s))
+			mv "$TMP/$name.run" "$TMP/$name.out"
+		fi
+	done
+}
+
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+NPROC=$(nproc)
+MEM_GB=$(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)
+PYDICOM_V=$("$PY" -c 'import pydicom; print(pydicom.__version__)')
+DCMTK_V=$(dcmdump --version 2>/dev/null | sed -n 's/.*dcmdump v\([^ ]*\).*/\1/p' | head -1)
+CC_V=$(${CC:-cc} --version 2>/dev/null | head -1)
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "== machine: $NPROC cpus, $CPU, ${MEM_GB} GiB, load $LOAD"
+echo "== pydicom $PYDICOM_V, dcmdump $DCMTK_V, $CC_V"
+
+# ---- 1. metadata parse of the CT series ----
+echo "== 1. metadata parse, $NCT CT files"
+warm "${CT[@]}"
+OURS_BULK=$("$RB" headers -r "$INNER" "${CT[@]}")
+warm "${CT[@]}"
+OURS_STOP=$("$RB" headers -r "$INNER" --stop "${CT[@]}")
+echo "$OURS_BULK"
+echo "$OURS_STOP"
+if awk "BEGIN { exit !($(kv inst_per_s_best "$OURS_STOP") > $(kv inst_per_s_best "$OURS_BULK")) }"; then
+	OURS=$OURS_STOP OTHER=$OURS_BULK
+	OURS_V="stop_tag=(7FE0,0010), bulk_threshold=1024" OTHER_V="bulk_threshold=1024 only (pixel data skipped by seek)"
+else
+	OURS=$OURS_BULK OTHER=$OURS_STOP
+	OURS_V="bulk_threshold=1024 (pixel data skipped by seek)" OTHER_V="stop_tag=(7FE0,0010), bulk_threshold=1024"
+fi
+H_W=$(kv inst_per_s_best "$OURS") H_C=$(kv inst_per_s_cpu "$OURS")
+HO_W=$(kv inst_per_s_best "$OTHER") HO_C=$(kv inst_per_s_cpu "$OTHER")
+
+warm "${CT[@]}"
+PYD=$("$PY" - "$R2" "${CT[@]}" <<'EOF'
+import sys, time
+import pydicom
+reps, files = int(sys.argv[1]), sys.argv[2:]
+
+def lazy():
+    n = 0
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        n += len(ds.SOPInstanceUID) + len(ds.PatientID)   # what an indexer would look at
+    return n
+
+def full():
+    n = 0
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        for _ in ds.iterall():    # converts every raw value, sequences included
+            n += 1
+    return n
+
+def best(name, fn):
+    fn()                          # warm-up: imports, dictionary caches
+    wall = cpu = float("inf")
+    for _ in range(reps):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        cpu = min(cpu, time.process_time() - c0)
+        wall = min(wall, time.perf_counter() - w0)
+    return "%s_w=%.1f %s_c=%.1f" % (name, len(files) / wall, name, len(files) / cpu)
+
+print("pydicom", best("lazy", lazy), best("full", full))
+EOF
+)
+echo "$PYD"
+PL_W=$(kv lazy_w "$PYD") PL_C=$(kv lazy_c "$PYD")
+PF_W=$(kv full_w "$PYD") PF_C=$(kv full_c "$PYD")
+
+# dcmdump: one process over all files; two ways of skipping the pixel data,
+# each printing a single attribute per file so that parsing dominates
+DCM_A=(-q -M +P "0008,0018")
+DCM_B=(-q +sb "7fe0,0010" +P "0008,0018")
+warm "${CT[@]}"
+A_ALL=$(runbest "$R2" dcmdump "${DCM_A[@]}" "${CT[@]}")
+B_ALL=$(runbest "$R2" dcmdump "${DCM_B[@]}" "${CT[@]}")
+A_ONE=$(runbest "$R2" dcmdump "${DCM_A[@]}" "${CT[0]}")
+B_ONE=$(runbest "$R2" dcmdump "${DCM_B[@]}" "${CT[0]}")
+echo "dcmdump ${DCM_A[*]}: all $A_ALL; one $A_ONE"
+echo "dcmdump ${DCM_B[*]}: all $B_ALL; one $B_ONE"
+# start-up (dictionary load) plus one file: the quicker of both variants,
+# as one slow run would flatter dcmdump's per-file rate
+ONE_W=$(awk "BEGIN { a = $(kv wall_us "$A_ONE"); b = $(kv wall_us "$B_ONE"); print a < b ? a : b }")
+ONE_C=$(awk "BEGIN { a = $(kv cpu_us "$A_ONE"); b = $(kv cpu_us "$B_ONE"); print a < b ? a : b }")
+# per-file (marginal) rates: process start and dictionary load excluded
+A_W=$(marginal "$(kv wall_us "$A_ALL")" "$ONE_W") A_C=$(marginal "$(kv cpu_us "$A_ALL")" "$ONE_C")
+B_W=$(marginal "$(kv wall_us "$B_ALL")" "$ONE_W") B_C=$(marginal "$(kv cpu_us "$B_ALL")" "$ONE_C")
+if awk "BEGIN { exit !($A_W >= $B_W) }"; then
+	D_W=$A_W D_C=$A_C DCM_FLAGS="${DCM_A[*]}" DCM_ALL=$A_ALL
+else
+	D_W=$B_W D_C=$B_C DCM_FLAGS="${DCM_B[*]}" DCM_ALL=$B_ALL
+fi
+DW_W=$(calc .1f "$NCT / ($(kv wall_us "$DCM_ALL") / 1e6)")
+DW_C=$(calc .1f "$NCT / ($(kv cpu_us "$DCM_ALL") / 1e6)")
+
+# ---- 2. text dump of the CT series ----
+echo "== 2. text dump, $NCT CT files"
+warm "${CT[@]}"
+DV_ALL=$(runbest "$R2" "$DV" dump "${CT[@]}")
+DV_ONE=$(runbest "$R2" "$DV" dump "${CT[0]}")
+DD_ALL=$(runbest "$R2" dcmdump -q -M "${CT[@]}")
+DD_ONE=$(runbest "$R2" dcmdump -q -M "${CT[0]}")
+echo "dicomvault dump: all $DV_ALL; one $DV_ONE"
+echo "dcmdump -q -M: all $DD_ALL; one $DD_ONE"
+DVW_W=$(calc .1f "$NCT / ($(kv wall_us "$DV_ALL") / 1e6)") DVW_C=$(calc .1f "$NCT / ($(kv cpu_us "$DV_ALL") / 1e6)")
+DDW_W=$(calc .1f "$NCT / ($(kv wall_us "$DD_ALL") / 1e6)") DDW_C=$(calc .1f "$NCT / ($(kv cpu_us "$DD_ALL") / 1e6)")
+DVM_W=$(marginal "$(kv wall_us "$DV_ALL")" "$(kv wall_us "$DV_ONE")")
+DVM_C=$(marginal "$(kv cpu_us "$DV_ALL")" "$(kv cpu_us "$DV_ONE")")
+DDM_W=$(marginal "$(kv wall_us "$DD_ALL")" "$(kv wall_us "$DD_ONE")")
+DDM_C=$(marginal "$(kv cpu_us "$DD_ALL")" "$(kv cpu_us "$DD_ONE")")
+
+# ---- 3. streaming read of the multi-frame file ----
+MF_BYTES=$(stat -c %s "$MF")
+MF_MB=$(calc .0f "$MF_BYTES / 1e6")
+echo "== 3. streaming read of $MF ($MF_MB MB)"
+warm "$MF"
+rss_run stream 1 "$RB" stream -r "$REPS" "$MF"
+STREAM=$(cat "$TMP/stream.out")
+echo "$STREAM"
+S_RSS=$(calc .1f "$RSS_KB / 1024")
+
+warm "$MF"
+MF_HDR=$("$RB" headers -r "$INNER" "$MF")
+MF_HDR_MS=$(calc .2f "$(kv best_s "$MF_HDR") * 1000")
+
+warm "$MF"
+cat >"$TMP/pyfull.py" <<'EOF'
+import sys, time
+import pydicom
+t0 = time.perf_counter()
+ds = pydicom.dcmread(sys.argv[1])
+n = len(ds.PixelData) + sum(1 for _ in ds.iterall())
+t = time.perf_counter() - t0
+print("secs=%.6f" % t)
+EOF
+rss_run pyfull 3 "$PY" "$TMP/pyfull.py" "$MF"
+PYF_S=$(sed -n 's/secs=//p' "$TMP/pyfull.out")
+PYF_MBS=$(calc .1f "$MF_BYTES / $PYF_S / 1e6")
+PYF_RSS=$(calc .1f "$RSS_KB / 1024")
+
+warm "$MF"
+cat >"$TMP/pyhdr.py" <<'EOF'
+import sys, time
+import pydicom
+pydicom.dcmread(sys.argv[1], stop_before_pixels=True)
+lazy = full = 1e9
+for _ in range(5):
+    t0 = time.perf_counter()
+    ds = pydicom.dcmread(sys.argv[1], stop_before_pixels=True)
+    t1 = time.perf_counter()
+    n = sum(1 for _ in ds.iterall())   # sequences are parsed lazily: force them
+    t2 = time.perf_counter()
+    lazy, full = min(lazy, t1 - t0), min(full, t2 - t0)
+print("x lazy=%.6f full=%.6f" % (lazy, full))
+EOF
+rss_run pyhdr 1 "$PY" "$TMP/pyhdr.py" "$MF"
+PYH=$(cat "$TMP/pyhdr.out")
+PYH_LAZY_MS=$(calc .2f "$(kv lazy "$PYH") * 1000")
+PYH_MS=$(calc .2f "$(kv full "$PYH") * 1000")
+
+warm "$MF"
+rss_run ddfull 3 dcmdump -q "$MF"
+DDF_MBS=$(calc .1f "$MF_BYTES / $WALL_US")
+DDF_RSS=$(calc .1f "$RSS_KB / 1024")
+warm "$MF"
+rss_run ddshort "$REPS" dcmdump -q -M "$MF"
+DDS_MS=$(calc .1f "$WALL_US / 1000")
+DDS_RSS=$(calc .1f "$RSS_KB / 1024")
+warm "$MF"
+rss_run dvdump "$REPS" "$DV" dump "$MF"
+DVD_MS=$(calc .1f "$WALL_US / 1000")
+DVD_RSS=$(calc .1f "$RSS_KB / 1024")
+
+# ---- results ----
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+r() { calc .1f "$1 / $2"; }                       # ratio
+n0() { printf %.0f "$1"; }
+# status: met only if both the wall-clock and the CPU-time figure meet it
+status() {
+	local w c
+	w=$(awk "BEGIN { print ($1) ? 1 : 0 }") c=$(awk "BEGIN { print ($2) ? 1 : 0 }")
+	case $w$c in
+	11) echo "met" ;;
+	01) echo "met in CPU time only (machine busy?)" ;;
+	10) echo "met in wall time only" ;;
+	*) echo "**MISSED**" ;;
+	esac
+}
+RPY_W=$(r "$H_W" "$PL_W") RPY_C=$(r "$H_C" "$PL_C")
+RDC_W=$(r "$H_W" "$D_W") RDC_C=$(r "$H_C" "$D_C")
+S_MBS=$(kv mb_per_s_best "$STREAM") S_MED=$(kv mb_per_s_median "$STREAM") S_CPU=$(kv mb_per_s_cpu "$STREAM")
+RES=$OUT/results.md
+{
+	echo "# dicomvault benchmark results"
+	echo
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src include 2>/dev/null || echo ' (+ local changes)')."
+	echo "Machine: $NPROC CPUs ($CPU), ${MEM_GB} GiB RAM; load average $LOAD at start, $LOAD_END at the end."
+	echo "Tools: $CC_V (-O2); pydicom $PYDICOM_V (Debian python3); DCMTK dcmdump $DCMTK_V."
+	echo "All inputs in the page cache. Each figure is the best of $R2 runs over the CT series (read_bench headers: $INNER passes in one process) and of $REPS for the multi-frame file (full reads: 3), in wall-clock time and, separately, in CPU time (user + system) of the process, which other load on the machine disturbs less."
+	echo
+	echo "## Targets"
+	echo
+	echo "| measure | dicomvault (wall / CPU) | baseline (wall / CPU) | ratio (wall / CPU) | target | status |"
+	echo "|---|---:|---:|---:|---|---|"
+	echo "| CT metadata parse vs pydicom, instances/s | $(n0 "$H_W") / $(n0 "$H_C") | $(n0 "$PL_W") / $(n0 "$PL_C") | ${RPY_W}x / ${RPY_C}x | >= 20x | $(status "$RPY_W >= 20" "$RPY_C >= 20") |"
+	echo "| CT metadata parse vs dcmdump, instances/s | $(n0 "$H_W") / $(n0 "$H_C") | $(n0 "$D_W") / $(n0 "$D_C") | ${RDC_W}x / ${RDC_C}x | >= 3x | $(status "$RDC_W >= 3" "$RDC_C >= 3") |"
+	echo "| stream ${MF_MB} MB multi-frame, MB/s | $(n0 "$S_MBS") / $(n0 "$S_CPU") | | | >= 1000 | $(status "$S_MBS >= 1000" "$S_CPU >= 1000") |"
+	echo "| stream ${MF_MB} MB multi-frame, peak RSS MB | $S_RSS | | | < 32 | $(status "$S_RSS < 32" "$S_RSS < 32") |"
+	echo
+	echo "## 1. Metadata parse of $NCT CT files (512x512, ~527 KB each)"
+	echo
+	echo "| tool | how | instances/s, wall | instances/s, CPU | dicomvault is (wall / CPU) |"
+	echo "|---|---|---:|---:|---:|"
+	echo "| dicomvault | read_bench headers: $OURS_V | $(n0 "$H_W") | $(n0 "$H_C") | |"
+	echo "| dicomvault | read_bench headers: $OTHER_V | $(n0 "$HO_W") | $(n0 "$HO_C") | |"
+	echo "| pydicom $PYDICOM_V | dcmread(stop_before_pixels=True) + 2 attributes, in one process | $(n0 "$PL_W") | $(n0 "$PL_C") | ${RPY_W}x / ${RPY_C}x |"
+	echo "| pydicom $PYDICOM_V | same + iterall() (sequences parsed, every value decoded) | $(n0 "$PF_W") | $(n0 "$PF_C") | $(r "$H_W" "$PF_W")x / $(r "$H_C" "$PF_C")x |"
+	echo "| dcmdump $DCMTK_V | \`dcmdump $DCM_FLAGS\`, per file (start-up excluded) | $(n0 "$D_W") | $(n0 "$D_C") | ${RDC_W}x / ${RDC_C}x |"
+	echo "| dcmdump $DCMTK_V | same, whole process over $NCT files | $(n0 "$DW_W") | $(n0 "$DW_C") | $(r "$H_W" "$DW_W")x / $(r "$H_C" "$DW_C")x |"
+	echo
+	echo "## 2. Text dump of $NCT CT files (output to /dev/null)"
+	echo
+	echo "| tool | instances/s, whole process (wall / CPU) | instances/s, per file, start-up excluded (wall / CPU) |"
+	echo "|---|---:|---:|"
+	echo "| \`dicomvault dump\` | $(n0 "$DVW_W") / $(n0 "$DVW_C") | $(n0 "$DVM_W") / $(n0 "$DVM_C") |"
+	echo "| \`dcmdump -q -M\` | $(n0 "$DDW_W") / $(n0 "$DDW_C") | $(n0 "$DDM_W") / $(n0 "$DDM_C") |"
+	echo "| dicomvault is | $(r "$DVW_W" "$DDW_W")x / $(r "$DVW_C" "$DDW_C")x | $(r "$DVM_W" "$DDM_W")x / $(r "$DVM_C" "$DDM_C")x |"
+	echo
+	echo "## 3. Multi-frame file, $MF_MB MB (Enhanced CT, 950 frames, 950-item functional groups)"
+	echo
+	echo "| tool | what | time or rate (wall) | peak RSS MB |"
+	echo "|---|---|---:|---:|"
+	echo "| dicomvault | read_bench stream: event reader, every value read (1 MiB chunks) | $(n0 "$S_MBS") MB/s (median $(n0 "$S_MED"), CPU $(n0 "$S_CPU")) | $S_RSS |"
+	echo "| pydicom $PYDICOM_V | dcmread() whole file + PixelData + iterall() | $PYF_MBS MB/s | $PYF_RSS |"
+	echo "| dcmdump $DCMTK_V | \`dcmdump -q\` (loads all values) | $DDF_MBS MB/s | $DDF_RSS |"
+	echo "| dicomvault | metadata tree (dcm_file_read, bulk_threshold=1024) | $MF_HDR_MS ms | |"
+	echo "| pydicom $PYDICOM_V | dcmread(stop_before_pixels=True): sequences kept as raw bytes (lazy) | $PYH_LAZY_MS ms | |"
+	echo "| pydicom $PYDICOM_V | same + iterall(): sequences parsed, every value decoded | $PYH_MS ms | |"
+	echo "| \`dicomvault dump\` | text dump, pixel data not loaded, whole process | $DVD_MS ms | $DVD_RSS |"
+	echo "| \`dcmdump -q -M\` | text dump, pixel data not loaded, whole process | $DDS_MS ms | $DDS_RSS |"
+} >"$RES"
+echo
+cat "$RES"
