@@ -12,34 +12,49 @@
 
 static void put_escaped(struct wbuf *w, const uint8_t *p, size_t n)
 {
-	size_t i;
+	size_t i = 0, run;
 
-	for (i = 0; i < n; i++) {
-		uint8_t c = p[i];
-		if (c < 0x20 || c == 0x7f)
-			wbuf_printf(w, "\\x%02X", c);
-		else
-			wbuf_putc(w, (char)c);
+	while (i < n) {
+		for (run = i; run < n && p[run] >= 0x20 && p[run] != 0x7f; run++)
+			;
+		wbuf_put(w, p + i, run - i);
+		i = run;
+		if (i < n) {
+			wbuf_printf(w, "\\x%02X", p[i]);
+			i++;
+		}
 	}
 }
 
-static const struct dcm_charset *charset_of(const struct dcm_ds *ds, struct dcm_charset *tmp)
+/* The character set in force for a data set (items inherit). */
+static void charset_of(const struct dcm_ds *ds, struct dcm_charset *cs)
 {
 	for (; ds != NULL; ds = ds->parent) {
 		const struct dcm_elem *e = dcm_ds_find(ds, TAG_SPECIFIC_CHARSET);
 		if (e != NULL) {
-			if (e->val && charset_parse(e->val, e->len, tmp) == ERR_OK)
-				return tmp;
+			if (e->val && charset_parse(e->val, e->len, cs) == ERR_OK)
+				return;
 			break;
 		}
 	}
-	memset(tmp, 0, sizeof *tmp);
-	return tmp;
+	memset(cs, 0, sizeof *cs);
 }
 
-static void dump_text(struct wbuf *w, const struct dcm_ds *ds, const struct dcm_elem *e, bool full)
+/* Plain ASCII needs no conversion unless G0 is not ASCII (ISO_IR 13). */
+static bool ascii_passthrough(const struct dcm_charset *cs, const uint8_t *p, size_t n)
 {
-	struct dcm_charset cs;
+	size_t i;
+
+	if (cs->n > 0 && cs->terms[0] == CS_IR13)
+		return false;
+	for (i = 0; i < n; i++)
+		if (p[i] >= 0x80 || p[i] == 0x1b)
+			return false;
+	return true;
+}
+
+static void dump_text(struct wbuf *w, const struct dcm_charset *cs, const struct dcm_elem *e, bool full)
+{
 	struct wbuf t;
 	size_t n = e->len;
 	const uint8_t *p = e->val;
@@ -48,8 +63,8 @@ static void dump_text(struct wbuf *w, const struct dcm_ds *ds, const struct dcm_
 		n--;
 	wbuf_putc(w, '[');
 	wbuf_init(&t, (size_t)n * 4 + 16);
-	if (vr_uses_charset(e->vr) && charset_to_utf8(charset_of(ds, &cs), e->vr == VR_PN, p, n, &t) == ERR_OK &&
-	    wbuf_err(&t) == ERR_OK) {
+	if (vr_uses_charset(e->vr) && !ascii_passthrough(cs, p, n) &&
+	    charset_to_utf8(cs, e->vr == VR_PN, p, n, &t) == ERR_OK && wbuf_err(&t) == ERR_OK) {
 		p = t.p;
 		n = t.len;
 	}
@@ -61,6 +76,26 @@ static void dump_text(struct wbuf *w, const struct dcm_ds *ds, const struct dcm_
 	}
 	wbuf_fini(&t);
 	wbuf_putc(w, ']');
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+static void put_hex4(struct wbuf *w, uint16_t v)
+{
+	char b[4] = { hexdig[v >> 12], hexdig[(v >> 8) & 15], hexdig[(v >> 4) & 15], hexdig[v & 15] };
+	wbuf_put(w, b, 4);
+}
+
+static void put_uint(struct wbuf *w, unsigned long long v)
+{
+	char b[24];
+	size_t i = sizeof b;
+
+	do {
+		b[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	wbuf_put(w, b + i, sizeof b - i);
 }
 
 static void dump_numbers(struct wbuf *w, const struct dcm_elem *e)
@@ -81,9 +116,9 @@ static void dump_numbers(struct wbuf *w, const struct dcm_elem *e)
 		if (i)
 			wbuf_putc(w, '\\');
 		switch (e->vr) {
-		case VR_US: wbuf_printf(w, "%u", load_u16le(b)); break;
+		case VR_US: put_uint(w, load_u16le(b)); break;
 		case VR_SS: wbuf_printf(w, "%d", (int16_t)load_u16le(b)); break;
-		case VR_UL: wbuf_printf(w, "%u", load_u32le(b)); break;
+		case VR_UL: put_uint(w, load_u32le(b)); break;
 		case VR_SL: wbuf_printf(w, "%d", (int32_t)load_u32le(b)); break;
 		case VR_UV: wbuf_printf(w, "%llu", (unsigned long long)load_u64le(b)); break;
 		case VR_SV: wbuf_printf(w, "%lld", (long long)load_u64le(b)); break;
@@ -133,16 +168,22 @@ static void indent(struct wbuf *w, unsigned depth)
 /* Pads the line to a column and adds "# len, vm Name". */
 static void tail(struct wbuf *w, size_t line_start, uint32_t len, const char *vm, const char *name, bool undef)
 {
+	static const char spaces[] = "                                                    ";
 	size_t col = w->len - line_start;
 
-	while (col < 52) {
-		wbuf_putc(w, ' ');
-		col++;
+	if (col < sizeof spaces - 1)
+		wbuf_put(w, spaces, sizeof spaces - 1 - col);
+	if (undef) {
+		wbuf_puts(w, " # u/l, ");
+	} else {
+		wbuf_puts(w, len < 10 ? " #   " : len < 100 ? " #  " : " # ");
+		put_uint(w, len);
+		wbuf_puts(w, ", ");
 	}
-	if (undef)
-		wbuf_printf(w, " # u/l, %s %s\n", vm, name);
-	else
-		wbuf_printf(w, " # %3u, %s %s\n", len, vm, name);
+	wbuf_puts(w, vm);
+	wbuf_putc(w, ' ');
+	wbuf_puts(w, name);
+	wbuf_putc(w, '\n');
 }
 
 static const char *keyword_of(const struct dcm_ds *ds, uint32_t tag, char *buf, size_t cap)
@@ -188,8 +229,8 @@ static unsigned value_count(const struct dcm_elem *e)
 
 static void dump_ds(const struct dcm_file *f, const struct dcm_ds *ds, struct wbuf *w, unsigned depth);
 
-static void dump_elem(const struct dcm_file *f, const struct dcm_ds *ds, const struct dcm_elem *e,
-                      struct wbuf *w, unsigned depth)
+static void dump_elem(const struct dcm_file *f, const struct dcm_ds *ds, const struct dcm_charset *cs,
+                      const struct dcm_elem *e, struct wbuf *w, unsigned depth)
 {
 	char vb[3], kb[128], vm[16];
 	const char *kw = keyword_of(ds, e->tag, kb, sizeof kb);
@@ -202,7 +243,14 @@ static void dump_elem(const struct dcm_file *f, const struct dcm_ds *ds, const s
 
 	indent(w, depth);
 	start = w->len;
-	wbuf_printf(w, "(%04x,%04x) %s ", TAG_GROUP(e->tag), TAG_ELEM(e->tag), vr_name(e->vr, vb));
+	wbuf_putc(w, '(');
+	put_hex4(w, TAG_GROUP(e->tag));
+	wbuf_putc(w, ',');
+	put_hex4(w, TAG_ELEM(e->tag));
+	wbuf_putc(w, ')');
+	wbuf_putc(w, ' ');
+	wbuf_puts(w, vr_name(e->vr, vb));
+	wbuf_putc(w, ' ');
 	if (e->flags & DCM_EF_ENCAPS) {
 		wbuf_printf(w, "(PixelSequence #=%u)", e->seq->nfrags);
 		tail(w, start, e->len, "1", kw, true);
@@ -251,13 +299,22 @@ static void dump_elem(const struct dcm_file *f, const struct dcm_ds *ds, const s
 	} else if (e->len == 0) {
 		wbuf_puts(w, "(no value available)");
 	} else if (vr_is_string(e->vr)) {
-		dump_text(w, ds, e, false);
+		dump_text(w, cs, e, false);
 	} else if (e->vr == VR_OB || e->vr == VR_UN) {
 		dump_bytes(w, e->val, e->len);
 	} else {
 		dump_numbers(w, e);
 	}
-	snprintf(vm, sizeof vm, "%u", value_count(e));
+	{
+		unsigned c = value_count(e);
+		size_t k = sizeof vm - 1;
+		vm[k] = 0;
+		do {
+			vm[--k] = (char)('0' + c % 10);
+			c /= 10;
+		} while (c && k > 0);
+		memmove(vm, vm + k, sizeof vm - k);
+	}
 	tail(w, start, e->len, vm, kw, false);
 }
 
@@ -265,8 +322,11 @@ static void dump_ds(const struct dcm_file *f, const struct dcm_ds *ds, struct wb
 {
 	uint32_t i;
 
+	struct dcm_charset cs;
+
+	charset_of(ds, &cs);
 	for (i = 0; i < ds->n && wbuf_err(w) == ERR_OK; i++)
-		dump_elem(f, ds, &ds->e[i], w, depth);
+		dump_elem(f, ds, &cs, &ds->e[i], w, depth);
 }
 
 enum err dcm_dump(const struct dcm_file *f, struct wbuf *w)

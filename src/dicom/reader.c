@@ -449,6 +449,11 @@ enum err dcm_reader_next(struct dcm_reader *r, struct dcm_ev *ev)
 		ev_set(r, ev, DCM_EV_EOF, 0, VR_NONE, 0, off);
 		return ERR_OK;
 	}
+	if (f == NULL && avail(r) == 0 && !r->inflated && r->src->size >= 0 && r->pos >= (uint64_t)r->src->size) {
+		/* at the known end: no read() just to learn it */
+		ev_set(r, ev, DCM_EV_EOF, 0, VR_NONE, 0, off);
+		return ERR_OK;
+	}
 	rc = fill(r, 12);
 	if (rc != ERR_OK)
 		return rc;
