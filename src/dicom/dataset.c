@@ -97,10 +97,8 @@ static enum err inflate_read(void *ctx, void *buf, size_t want, size_t *got)
 			enum err rc = s->in->read(s->in->ctx, s->ibuf, sizeof s->ibuf, &n);
 			if (rc != ERR_OK)
 				return rc;
-			if (n == 0) {
-				s->done = true;  /* truncated stream: the parser sees the end */
-				break;
-			}
+			if (n == 0)
+				return ERR_PARSE;  /* ends before the deflate stream does */
 			s->z.next_in = s->ibuf;
 			s->z.avail_in = (uInt)n;
 		}
@@ -551,6 +549,10 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 			const char *uid = dcm_ds_str(&f->meta, TAG_TS_UID, &len);
 			if (uid == NULL) {
 				/* guess from the data set's first element, as DCMTK and pydicom do */
+				if (o->strict) {
+					rc = set_error(ei, ERR_PARSE, r.pos, "file meta information has no Transfer Syntax UID (0002,0010)");
+					goto out;
+				}
 				if (r.nwarn++ == 0) {
 					r.warn.offset = r.pos;
 					snprintf(r.warn.msg, sizeof r.warn.msg, "file meta information has no Transfer Syntax UID (0002,0010): guessed from the data");
@@ -575,6 +577,10 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 			    strcmp(f->ts->uid, DCM_TS_IMPLICIT_LE->uid) != 0)
 				f->ts = DCM_TS_IMPLICIT_LE;
 			if (f->ts == NULL) {
+				if (o->strict) {
+					rc = set_error(ei, ERR_UNSUPPORTED, r.pos, "unknown transfer syntax %s", f->ts_uid);
+					goto out;
+				}
 				if (r.nwarn++ == 0) {
 					r.warn.offset = r.pos;
 					snprintf(r.warn.msg, sizeof r.warn.msg, "unknown transfer syntax %s: read as explicit VR little endian", f->ts_uid);
@@ -635,6 +641,11 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 		if (dcm_reader_peek(&r, 8, &p) == ERR_OK) {
 			bool looks_explicit = known_vr_bytes(p + 4);
 			if (looks_explicit != explicit_vr && !(big && !looks_explicit)) {
+				if (o->strict) {
+					rc = set_error(ei, ERR_PARSE, r.pos, "data set is %s VR although the transfer syntax says %s",
+					               looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
+					goto out;
+				}
 				if (r.nwarn++ == 0) {
 					r.warn.offset = r.pos;
 					snprintf(r.warn.msg, sizeof r.warn.msg, "data set is %s VR although the transfer syntax says %s",

@@ -117,7 +117,9 @@ static enum err fill(struct dcm_reader *r, size_t n)
 			want = need > r->readahead ? need : r->readahead;
 		rc = r->src->read(r->src->ctx, r->buf + r->end, want, &got);
 		if (rc != ERR_OK)
-			return fail(r, rc, r->pos + r->end, "read error");
+			return fail(r, rc, r->pos + r->end - r->start,
+			            rc == ERR_PARSE ? "the deflated data set is truncated or corrupt" :
+			            rc == ERR_LIMIT ? "the inflated data set exceeds the size limit" : "read error");
 		if (got == 0)
 			r->eof = true;
 		r->end += got;
@@ -520,7 +522,17 @@ enum err dcm_reader_next(struct dcm_reader *r, struct dcm_ev *ev)
 	consume(r, hdr);
 
 	if (len == DCM_UNDEF) {
-		if (vr == VR_SQ || (!explicit_vr && vr == VR_UN)) {
+		bool item_next = false;
+		if (!explicit_vr && vr != VR_SQ && vr != VR_UN) {
+			/* implicit VR: an item tag next means a sequence whatever the
+			 * dictionary says (a sequence on a non-SQ or private tag) */
+			rc = fill(r, 4);
+			if (rc != ERR_OK)
+				return rc;
+			item_next = avail(r) >= 4 && get_tag(r->buf + r->start, big) == TAG_ITEM &&
+			            !(tag == TAG_PIXEL_DATA);
+		}
+		if (vr == VR_SQ || (!explicit_vr && vr == VR_UN) || item_next) {
 			rc = push(r, FR_SEQ, true, 0, tag, off, explicit_vr, big);
 			if (rc != ERR_OK)
 				return rc;

@@ -94,6 +94,19 @@ static uint16_t out_vr(const struct dcm_elem *e)
 
 static uint64_t ds_size(const struct dcm_ds *ds, const struct enc *c);
 
+/* In implicit VR a reader knows a sequence by its dictionary VR; one on a tag
+ * the dictionary does not call SQ is written with undefined length, whose
+ * first item tag shows what it is. */
+static bool seq_needs_undef(const struct dcm_elem *e, const struct enc *c)
+{
+	uint16_t dv;
+
+	if (c->explicit_vr || (e->flags & DCM_EF_ENCAPS) || e->seq == NULL)
+		return false;
+	dv = dict_implicit_vr(e->tag);
+	return dv != VR_SQ;
+}
+
 static uint64_t hdr_size(const struct dcm_elem *e, const struct enc *c)
 {
 	if (!c->explicit_vr)
@@ -124,7 +137,7 @@ static uint64_t value_size(const struct dcm_elem *e, const struct enc *c)
 		}
 		for (i = 0; i < e->seq->n; i++)
 			n += item_size(e->seq->items[i], &inner);
-		return n + ((e->flags & DCM_EF_UNDEF) ? 8 : 0);
+		return n + (((e->flags & DCM_EF_UNDEF) || seq_needs_undef(e, c)) ? 8 : 0);
 	}
 	return e->len;
 }
@@ -207,7 +220,7 @@ static void put_elem(struct out *o, const struct dcm_elem *e, const struct enc *
 	uint32_t len;
 	uint32_t i;
 
-	if (e->seq != NULL && (e->flags & DCM_EF_UNDEF))
+	if (e->seq != NULL && ((e->flags & DCM_EF_UNDEF) || seq_needs_undef(e, c)))
 		len = DCM_UNDEF;
 	else if (vlen >= DCM_UNDEF) {
 		o->err = ERR_LIMIT;
@@ -269,9 +282,10 @@ static void put_elem(struct out *o, const struct dcm_elem *e, const struct enc *
 				put32(o, 0, inner.big);
 			}
 		}
-		if (e->flags & DCM_EF_UNDEF) {
-			put_tag(o, TAG_SEQ_DELIM, c->big);
-			put32(o, 0, c->big);
+		if ((e->flags & DCM_EF_UNDEF) || seq_needs_undef(e, c)) {
+			/* a UN sequence's delimiter belongs to its implicit LE value */
+			put_tag(o, TAG_SEQ_DELIM, inner.big);
+			put32(o, 0, inner.big);
 		}
 		return;
 	}
