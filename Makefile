@@ -22,9 +22,9 @@ OPT := -O2 -g -DNDEBUG
 LDOPT :=
 endif
 CFLAGS_ALL := $(BASEFLAGS) $(OPT) $(CFLAGS)
-LIBS := -lz -ljansson -lm
+LIBS := -lz -ljansson -lsodium -lgnutls -lpthread -lm
 
-LIB_SRC := $(wildcard src/base/*.c src/dicom/*.c)
+LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c)
 GEN_SRC := $(GEN)/dict_data.c
 CMD_SRC := $(wildcard src/cmd/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/dict_data.o

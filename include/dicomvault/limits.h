@@ -18,6 +18,12 @@
 #define JSON_MAX_INPUT         (256u * 1024 * 1024)
 #define JSON_MAX_DEPTH         64u
 
+/* configuration (INI) */
+#define INI_MAX_INPUT          (1u << 20)
+#define INI_MAX_LINE           4096u
+#define INI_MAX_ENTRIES        10000u
+#define INI_MAX_NAME           64u
+
 /* text conversion */
 #define CHARSET_MAX_TERMS      8u           /* values in Specific Character Set */
 
