@@ -24,7 +24,7 @@ endif
 CFLAGS_ALL := $(BASEFLAGS) $(OPT) $(CFLAGS)
 LIBS := -lz -ljansson -lsodium -lgnutls -lpthread -lm
 
-LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c)
+LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c src/backend/*.c)
 GEN_SRC := $(GEN)/dict_data.c
 CMD_SRC := $(wildcard src/cmd/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/dict_data.o

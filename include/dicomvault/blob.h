@@ -1,0 +1,55 @@
+/* blob.h: object storage seen by core/ only through struct blob_ops (STYLE
+ * section 1). A blob holds ciphertext; a key is 16-64 lower-case hex digits.
+ * A committed put is durable (file and directory fsync'd) and atomic: the
+ * object is either complete or absent after a crash. Objects are immutable:
+ * putting an existing key fails with ERR_DENIED. Layer: backend. */
+#ifndef DICOMVAULT_BLOB_H
+#define DICOMVAULT_BLOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/err.h"
+#include "dicomvault/io.h"
+
+#define BLOB_KEY_MIN 16
+#define BLOB_KEY_MAX 64
+
+struct blob_store;
+struct blob_writer;
+
+struct blob_ops {
+	const char *name;
+	/* Start writing a new object; nothing is visible until commit. */
+	enum err (*put_begin)(struct blob_store *s, const char *key, struct blob_writer **w);
+	enum err (*put_write)(struct blob_writer *w, const void *p, size_t n);
+	/* Durable and visible on success; w is freed either way. */
+	enum err (*put_commit)(struct blob_writer *w);
+	/* Discard; w is freed. Takes NULL. */
+	void (*put_abort)(struct blob_writer *w);
+	/* A source over the object's bytes; src_close() releases it. */
+	enum err (*get)(struct blob_store *s, const char *key, struct src *out);
+	enum err (*del)(struct blob_store *s, const char *key);
+	/* Calls fn for every committed key (order unspecified); stops on error. */
+	enum err (*list)(struct blob_store *s, enum err (*fn)(void *ctx, const char *key), void *ctx);
+	void (*close)(struct blob_store *s);
+};
+
+struct blob_store {
+	const struct blob_ops *ops;
+};
+
+/* True for a well-formed key (the only thing that ever becomes a path). */
+bool blob_key_valid(const char *key);
+
+/* Local directory store rooted at dir (created 0700 if missing). */
+WUR enum err blob_fs_open(const char *dir, struct blob_store **out);
+
+/* A sink writing into a blob writer; c is the caller's storage. */
+struct blob_sink_ctx {
+	struct blob_store *s;
+	struct blob_writer *w;
+};
+void blob_sink(struct sink *k, struct blob_sink_ctx *c, struct blob_store *s, struct blob_writer *w);
+
+#endif

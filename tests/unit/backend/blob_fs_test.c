@@ -1,0 +1,179 @@
+/* blob_fs_test.c: the local-directory object store. Layer: tests. */
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "test.h"
+#include "dicomvault/blob.h"
+
+static char dir[256];
+
+static void rm_rf(const char *path)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+	if (system(cmd) != 0)
+		fprintf(stderr, "  cleanup failed\n");
+}
+
+static struct blob_store *open_store(void)
+{
+	struct blob_store *s = NULL;
+	snprintf(dir, sizeof dir, "/tmp/dv_blob_test.%d", (int)getpid());
+	rm_rf(dir);
+	if (blob_fs_open(dir, &s) != ERR_OK)
+		return NULL;
+	return s;
+}
+
+static enum err put(struct blob_store *s, const char *key, const void *p, size_t n)
+{
+	struct blob_writer *w = NULL;
+	enum err rc = s->ops->put_begin(s, key, &w);
+	if (rc != ERR_OK)
+		return rc;
+	rc = s->ops->put_write(w, p, n);
+	if (rc != ERR_OK) {
+		s->ops->put_abort(w);
+		return rc;
+	}
+	return s->ops->put_commit(w);
+}
+
+static int count_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' || (e->d_name[1] && e->d_name[1] != '.'))
+			n++;
+	closedir(d);
+	return n;
+}
+
+TEST(keys)
+{
+	CHECK(blob_key_valid("0123456789abcdef"));
+	CHECK(blob_key_valid("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+	CHECK(!blob_key_valid("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"));
+	CHECK(!blob_key_valid("0123456789abcde"));
+	CHECK(!blob_key_valid("0123456789ABCDEF"));
+	CHECK(!blob_key_valid("../../etc/passwd00"));
+	CHECK(!blob_key_valid("0123456789abcdef/"));
+	CHECK(!blob_key_valid(""));
+	CHECK(!blob_key_valid(NULL));
+}
+
+static enum err collect(void *ctx, const char *key)
+{
+	int *n = ctx;
+	(*n)++;
+	return strlen(key) == 32 ? ERR_OK : ERR_INTERNAL;
+}
+
+TEST(put_get_delete)
+{
+	struct blob_store *s = open_store();
+	const char *key = "00112233445566778899aabbccddeeff";
+	uint8_t buf[64];
+	struct src src;
+	struct stat st;
+	char path[512];
+	int n = 0;
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(put(s, key, "ciphertext", 10) == ERR_OK);
+	CHECK(s->ops->get(s, key, &src) == ERR_OK);
+	CHECK(src.size == 10);
+	CHECK(src_read_full(&src, buf, 10) == ERR_OK && memcmp(buf, "ciphertext", 10) == 0);
+	src_close(&src);
+	snprintf(path, sizeof path, "%s/00/11/%s", dir, key);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 077) == 0);
+	/* no temporary file left behind */
+	snprintf(path, sizeof path, "%s/00/11", dir);
+	CHECK_EQ_INT(count_entries(path), 1);
+	/* immutable */
+	CHECK(put(s, key, "other", 5) == ERR_DENIED);
+	CHECK(s->ops->get(s, key, &src) == ERR_OK);
+	CHECK(src_read_full(&src, buf, 10) == ERR_OK && memcmp(buf, "ciphertext", 10) == 0);
+	src_close(&src);
+	CHECK(put(s, "00112233445566778899aabbccddee00", "b", 1) == ERR_OK);
+	CHECK(s->ops->list(s, collect, &n) == ERR_OK);
+	CHECK_EQ_INT(n, 2);
+	CHECK(s->ops->del(s, key) == ERR_OK);
+	CHECK(s->ops->del(s, key) == ERR_NOTFOUND);
+	CHECK(s->ops->get(s, key, &src) == ERR_NOTFOUND);
+	CHECK(s->ops->get(s, "../../x0123456789abcdef", &src) == ERR_PARSE);
+	s->ops->close(s);
+	rm_rf(dir);
+}
+
+TEST(abort_leaves_nothing)
+{
+	struct blob_store *s = open_store();
+	struct blob_writer *w = NULL;
+	struct src src;
+	char path[512];
+	const char *key = "aaaabbbbccccddddeeeeffff00001111";
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(s->ops->put_begin(s, key, &w) == ERR_OK);
+	CHECK(s->ops->put_write(w, "partial", 7) == ERR_OK);
+	/* not visible before commit */
+	CHECK(s->ops->get(s, key, &src) == ERR_NOTFOUND);
+	s->ops->put_abort(w);
+	CHECK(s->ops->get(s, key, &src) == ERR_NOTFOUND);
+	snprintf(path, sizeof path, "%s/aa/aa", dir);
+	CHECK_EQ_INT(count_entries(path), 0);
+	s->ops->put_abort(NULL);
+	s->ops->close(s);
+	rm_rf(dir);
+}
+
+TEST(sink_and_large)
+{
+	struct blob_store *s = open_store();
+	struct blob_writer *w = NULL;
+	struct blob_sink_ctx c;
+	struct sink k;
+	struct src src;
+	size_t n = 3u << 20, i;
+	uint8_t *big = malloc(n), *back = malloc(n);
+	const char *key = "1234123412341234";
+
+	CHECK(s != NULL && big != NULL && back != NULL);
+	if (s == NULL || big == NULL || back == NULL)
+		goto out;
+	for (i = 0; i < n; i++)
+		big[i] = (uint8_t)(i * 7 + (i >> 9));
+	CHECK(s->ops->put_begin(s, key, &w) == ERR_OK);
+	blob_sink(&k, &c, s, w);
+	for (i = 0; i < n; i += 65536)
+		CHECK(sink_write(&k, big + i, n - i < 65536 ? n - i : 65536) == ERR_OK);
+	CHECK(s->ops->put_commit(w) == ERR_OK);
+	CHECK(s->ops->get(s, key, &src) == ERR_OK);
+	CHECK(src_read_full(&src, back, n) == ERR_OK && memcmp(big, back, n) == 0);
+	src_close(&src);
+out:
+	free(big);
+	free(back);
+	if (s)
+		s->ops->close(s);
+	rm_rf(dir);
+}
+
+int main(void)
+{
+	RUN(keys);
+	RUN(put_get_delete);
+	RUN(abort_leaves_nothing);
+	RUN(sink_and_large);
+	return TEST_DONE();
+}
