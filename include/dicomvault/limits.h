@@ -27,4 +27,17 @@
 /* text conversion */
 #define CHARSET_MAX_TERMS      8u           /* values in Specific Character Set */
 
+/* crypto */
+#define CRYPTO_AEAD_CHUNK_DEFAULT (64u * 1024)       /* plaintext bytes per chunk */
+#define CRYPTO_AEAD_CHUNK_MIN  16u                  /* smallest chunk a header may declare */
+#define CRYPTO_AEAD_CHUNK_MAX  (4u * 1024 * 1024)   /* largest (allocated before the tag is checked) */
+#define CRYPTO_AEAD_AD_MAX     4096u                /* object identity bytes */
+#define CRYPTO_SECRET_FILE_MAX 4096u                /* key or passphrase file */
+#define CRYPTO_PASSWORD_MAX    1024u                /* password or passphrase bytes */
+#define CRYPTO_WRAP_MAX_KEY    64u                  /* bytes of a wrapped key */
+#define CRYPTO_WRAP_MAX_LABEL  1024u                /* bytes of a wrapped key's label */
+#define CRYPTO_PWHASH_MAX_OPS  64u                  /* Argon2id passes read from a record */
+#define CRYPTO_PWHASH_MAX_MEM  ((size_t)4 << 30)    /* Argon2id memory read from a record */
+#define CRYPTO_TOTP_LABEL_MAX  256u                 /* issuer or account name in an otpauth URI */
+
 #endif
