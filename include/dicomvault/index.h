@@ -1,0 +1,122 @@
+/* index.h: the metadata index seen by core/ only through struct index_ops
+ * (STYLE section 1). Identifying attributes never reach the index in the
+ * clear: core passes them sealed (enc, an AEAD blob) and as keyed hashes
+ * (HMAC-SHA-256 under the index key) for exact matching. What is stored in
+ * the clear is what queries need to range over and is not identifying on its
+ * own: UIDs, dates, modality, numbers, SOP class, sizes, checksums.
+ * Layer: backend. */
+#ifndef DICOMVAULT_INDEX_H
+#define DICOMVAULT_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/err.h"
+
+#define IDX_UID_MAX 64
+#define IDX_HMAC_LEN 32
+
+struct idx_blob {
+	const uint8_t *p;
+	size_t n;
+};
+
+struct idx_patient {
+	int64_t id;
+	uint8_t key_hmac[IDX_HMAC_LEN];   /* HMAC(PatientID, IssuerOfPatientID) */
+	uint8_t name_hmac[IDX_HMAC_LEN];  /* HMAC(normalised PatientName) */
+	struct idx_blob wrapped_key;      /* the patient's data key, wrapped */
+	struct idx_blob enc;              /* sealed identifying attributes */
+};
+
+struct idx_study {
+	int64_t id;
+	int64_t patient_id;
+	char uid[IDX_UID_MAX + 1];
+	char collection[IDX_UID_MAX + 1];
+	char date[9];                     /* YYYYMMDD or "" */
+	char time[17];                    /* HHMMSS.FFFFFF or "" */
+	char modalities[IDX_UID_MAX + 1]; /* backslash-separated, as in ModalitiesInStudy */
+	uint8_t accession_hmac[IDX_HMAC_LEN];
+	bool has_accession;
+	struct idx_blob enc;              /* sealed: accession, description, referring physician, study ID */
+	int64_t n_series, n_instances;
+};
+
+struct idx_series {
+	int64_t id;
+	int64_t study_id;
+	char uid[IDX_UID_MAX + 1];
+	char modality[17];
+	int64_t number;                   /* SeriesNumber, -1 if absent */
+	struct idx_blob enc;              /* sealed: description, body part... */
+	int64_t n_instances;
+};
+
+struct idx_instance {
+	int64_t id;
+	int64_t series_id;
+	char uid[IDX_UID_MAX + 1];
+	char sop_class[IDX_UID_MAX + 1];
+	char ts_uid[IDX_UID_MAX + 1];
+	int64_t number;                   /* InstanceNumber, -1 if absent */
+	char object_key[65];              /* blob store key */
+	uint64_t size;                    /* plaintext bytes */
+	uint8_t sha256[32];               /* fixity of the plaintext */
+	int64_t created;                  /* unix seconds */
+};
+
+/* Study query: every set field must match; strings are exact (the caller
+ * does wildcard matching on decrypted candidates). */
+struct idx_study_query {
+	const char *uid;
+	const char *collection;
+	const char *date_from, *date_to;  /* inclusive YYYYMMDD; NULL = open */
+	const char *modality;             /* one modality contained in the study */
+	const uint8_t *patient_key_hmac;
+	const uint8_t *patient_name_hmac;
+	const uint8_t *accession_hmac;
+	int64_t limit, offset;            /* limit 0 = no limit */
+};
+
+struct index_store;
+
+struct index_ops {
+	const char *name;
+	enum err (*begin)(struct index_store *s);     /* write transaction */
+	enum err (*commit)(struct index_store *s);
+	void (*rollback)(struct index_store *s);
+	/* Patients by key hash; ERR_NOTFOUND if absent. Blobs in *out stay
+	 * valid until the next call on s. */
+	enum err (*patient_get)(struct index_store *s, const uint8_t key_hmac[IDX_HMAC_LEN], struct idx_patient *out);
+	enum err (*patient_by_id)(struct index_store *s, int64_t id, struct idx_patient *out);
+	enum err (*patient_put)(struct index_store *s, struct idx_patient *p);   /* sets p->id */
+	/* Studies and series: insert, or update the stored row for the UID
+	 * (counts are maintained by instance_put). Sets ->id. A study UID
+	 * already bound to another patient is ERR_DENIED. */
+	enum err (*study_put)(struct index_store *s, struct idx_study *st);
+	enum err (*series_put)(struct index_store *s, struct idx_series *se);
+	/* A new instance; the same SOP Instance UID again is ERR_DENIED
+	 * (the caller compares checksums and decides). */
+	enum err (*instance_put)(struct index_store *s, struct idx_instance *in);
+	enum err (*instance_get)(struct index_store *s, const char *uid, struct idx_instance *out);
+	enum err (*study_get)(struct index_store *s, const char *uid, struct idx_study *out);
+	enum err (*series_get)(struct index_store *s, const char *uid, struct idx_series *out);
+	/* Rows in study date order; fn's error stops the walk and is returned. */
+	enum err (*study_query)(struct index_store *s, const struct idx_study_query *q,
+	                        enum err (*fn)(void *ctx, const struct idx_study *st), void *ctx);
+	enum err (*series_list)(struct index_store *s, int64_t study_id,
+	                        enum err (*fn)(void *ctx, const struct idx_series *se), void *ctx);
+	enum err (*instance_list)(struct index_store *s, int64_t series_id,
+	                          enum err (*fn)(void *ctx, const struct idx_instance *in), void *ctx);
+	void (*close)(struct index_store *s);
+};
+
+struct index_store {
+	const struct index_ops *ops;
+};
+
+/* SQLite in WAL mode at path (created 0600 if missing). */
+WUR enum err index_sqlite_open(const char *path, struct index_store **out);
+
+#endif

@@ -1,0 +1,666 @@
+/* index_sqlite.c: the metadata index in SQLite (WAL, synchronous=FULL so a
+ * committed transaction survives power loss). Every value is bound as a
+ * parameter; SQL text is fixed or assembled only from fixed fragments.
+ * Layer: backend. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "dicomvault/index.h"
+#include "dicomvault/log.h"
+#include "dicomvault/wbuf.h"
+
+#define SCRATCH_MAX (64u << 20)
+
+enum stmt_id {
+	S_PAT_GET, S_PAT_BY_ID, S_PAT_INS,
+	S_STUDY_GET, S_STUDY_INS, S_STUDY_UPD,
+	S_SERIES_GET, S_SERIES_INS, S_SERIES_UPD,
+	S_INST_GET, S_INST_INS, S_SERIES_COUNT, S_STUDY_COUNT, S_STUDY_NSERIES,
+	S_SERIES_LIST, S_INST_LIST,
+	S__COUNT
+};
+
+static const char *const stmt_sql[S__COUNT] = {
+	[S_PAT_GET] = "SELECT id, key_hmac, name_hmac, wrapped_key, enc FROM patients WHERE key_hmac = ?1",
+	[S_PAT_BY_ID] = "SELECT id, key_hmac, name_hmac, wrapped_key, enc FROM patients WHERE id = ?1",
+	[S_PAT_INS] = "INSERT INTO patients (key_hmac, name_hmac, wrapped_key, enc) VALUES (?1, ?2, ?3, ?4)",
+	[S_STUDY_GET] = "SELECT id, patient_id, uid, collection, date, time, modalities, accession_hmac, enc,"
+	                " n_series, n_instances FROM studies WHERE uid = ?1",
+	[S_STUDY_INS] = "INSERT INTO studies (patient_id, uid, collection, date, time, modalities, accession_hmac, enc)"
+	                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_STUDY_UPD] = "UPDATE studies SET date = ?2, time = ?3, modalities = ?4, accession_hmac = ?5, enc = ?6"
+	                " WHERE id = ?1",
+	[S_SERIES_GET] = "SELECT id, study_id, uid, modality, number, enc, n_instances FROM series WHERE uid = ?1",
+	[S_SERIES_INS] = "INSERT INTO series (study_id, uid, modality, number, enc) VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_SERIES_UPD] = "UPDATE series SET modality = ?2, number = ?3, enc = ?4 WHERE id = ?1",
+	[S_INST_GET] = "SELECT id, series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created"
+	               " FROM instances WHERE uid = ?1",
+	[S_INST_INS] = "INSERT INTO instances (series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created)"
+	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_SERIES_COUNT] = "UPDATE series SET n_instances = n_instances + 1 WHERE id = ?1",
+	[S_STUDY_COUNT] = "UPDATE studies SET n_instances = n_instances + 1 WHERE id = (SELECT study_id FROM series WHERE id = ?1)",
+	[S_STUDY_NSERIES] = "UPDATE studies SET n_series = n_series + 1 WHERE id = ?1",
+	[S_SERIES_LIST] = "SELECT id, study_id, uid, modality, number, enc, n_instances FROM series WHERE study_id = ?1"
+	                  " ORDER BY number, uid",
+	[S_INST_LIST] = "SELECT id, series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created"
+	                " FROM instances WHERE series_id = ?1 ORDER BY number, uid",
+};
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS patients ("
+	" id INTEGER PRIMARY KEY, key_hmac BLOB NOT NULL UNIQUE, name_hmac BLOB NOT NULL,"
+	" wrapped_key BLOB NOT NULL, enc BLOB NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS patients_name ON patients(name_hmac);"
+	"CREATE TABLE IF NOT EXISTS studies ("
+	" id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patients(id),"
+	" uid TEXT NOT NULL UNIQUE, collection TEXT NOT NULL, date TEXT NOT NULL, time TEXT NOT NULL,"
+	" modalities TEXT NOT NULL, accession_hmac BLOB, enc BLOB NOT NULL,"
+	" n_series INTEGER NOT NULL DEFAULT 0, n_instances INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS studies_date ON studies(date, time);"
+	"CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_id);"
+	"CREATE INDEX IF NOT EXISTS studies_accession ON studies(accession_hmac);"
+	"CREATE TABLE IF NOT EXISTS series ("
+	" id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id),"
+	" uid TEXT NOT NULL UNIQUE, modality TEXT NOT NULL, number INTEGER NOT NULL, enc BLOB NOT NULL,"
+	" n_instances INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS series_study ON series(study_id);"
+	"CREATE TABLE IF NOT EXISTS instances ("
+	" id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL REFERENCES series(id),"
+	" uid TEXT NOT NULL UNIQUE, sop_class TEXT NOT NULL, ts_uid TEXT NOT NULL, number INTEGER NOT NULL,"
+	" object_key TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, sha256 BLOB NOT NULL, created INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS instances_series ON instances(series_id);"
+	"INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');";
+
+struct sq_store {
+	struct index_store base;
+	sqlite3 *db;
+	sqlite3_stmt *st[S__COUNT];
+	struct wbuf scratch[2];
+	bool in_tx;
+};
+
+static enum err db_err(struct sq_store *s, int rc, const char *what)
+{
+	if (rc == SQLITE_CONSTRAINT)
+		return ERR_DENIED;
+	if (rc == SQLITE_NOMEM)
+		return ERR_NOMEM;
+	log_error("index %s: %s", what, sqlite3_errmsg(s->db));
+	return ERR_IO;
+}
+
+static sqlite3_stmt *stmt(struct sq_store *s, enum stmt_id id)
+{
+	sqlite3_reset(s->st[id]);
+	sqlite3_clear_bindings(s->st[id]);
+	return s->st[id];
+}
+
+/* Copies a column blob into scratch buffer k (valid until the next call). */
+static enum err col_blob(struct sq_store *s, sqlite3_stmt *q, int col, unsigned k, struct idx_blob *out)
+{
+	const void *p = sqlite3_column_blob(q, col);
+	int n = sqlite3_column_bytes(q, col);
+
+	wbuf_reset(&s->scratch[k]);
+	if (n > 0)
+		wbuf_put(&s->scratch[k], p, (size_t)n);
+	if (wbuf_err(&s->scratch[k]) != ERR_OK)
+		return wbuf_err(&s->scratch[k]);
+	out->p = n > 0 ? s->scratch[k].p : (const uint8_t *)"";
+	out->n = (size_t)n;
+	return ERR_OK;
+}
+
+static void col_text(sqlite3_stmt *q, int col, char *out, size_t cap)
+{
+	const unsigned char *t = sqlite3_column_text(q, col);
+	int n = sqlite3_column_bytes(q, col);
+
+	if (t == NULL || n < 0 || (size_t)n >= cap)
+		n = 0;
+	if (n > 0)
+		memcpy(out, t, (size_t)n);
+	out[n] = 0;
+}
+
+static void col_hmac(sqlite3_stmt *q, int col, uint8_t out[IDX_HMAC_LEN], bool *present)
+{
+	const void *p = sqlite3_column_blob(q, col);
+	int n = sqlite3_column_bytes(q, col);
+
+	if (p != NULL && n == IDX_HMAC_LEN) {
+		memcpy(out, p, IDX_HMAC_LEN);
+		if (present)
+			*present = true;
+	} else {
+		memset(out, 0, IDX_HMAC_LEN);
+		if (present)
+			*present = false;
+	}
+}
+
+static enum err sq_begin(struct index_store *bs)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	int rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK)
+		return db_err(s, rc, "begin");
+	s->in_tx = true;
+	return ERR_OK;
+}
+
+static enum err sq_commit(struct index_store *bs)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	int rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+
+	if (rc != SQLITE_OK) {
+		enum err e = db_err(s, rc, "commit");
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		s->in_tx = false;
+		return e;
+	}
+	s->in_tx = false;
+	return ERR_OK;
+}
+
+static void sq_rollback(struct index_store *bs)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+
+	if (s->in_tx)
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->in_tx = false;
+}
+
+static enum err read_patient(struct sq_store *s, sqlite3_stmt *q, struct idx_patient *out)
+{
+	enum err rc;
+
+	out->id = sqlite3_column_int64(q, 0);
+	col_hmac(q, 1, out->key_hmac, NULL);
+	col_hmac(q, 2, out->name_hmac, NULL);
+	rc = col_blob(s, q, 3, 0, &out->wrapped_key);
+	if (rc == ERR_OK)
+		rc = col_blob(s, q, 4, 1, &out->enc);
+	return rc;
+}
+
+static enum err step_one(struct sq_store *s, sqlite3_stmt *q, const char *what)
+{
+	int rc = sqlite3_step(q);
+
+	if (rc == SQLITE_ROW)
+		return ERR_OK;
+	if (rc == SQLITE_DONE)
+		return ERR_NOTFOUND;
+	return db_err(s, rc, what);
+}
+
+static enum err sq_patient_get(struct index_store *bs, const uint8_t key_hmac[IDX_HMAC_LEN], struct idx_patient *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_PAT_GET);
+	enum err rc;
+
+	sqlite3_bind_blob(q, 1, key_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	rc = step_one(s, q, "patient_get");
+	if (rc == ERR_OK)
+		rc = read_patient(s, q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_patient_by_id(struct index_store *bs, int64_t id, struct idx_patient *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_PAT_BY_ID);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	rc = step_one(s, q, "patient_by_id");
+	if (rc == ERR_OK)
+		rc = read_patient(s, q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err exec_done(struct sq_store *s, sqlite3_stmt *q, const char *what)
+{
+	int rc = sqlite3_step(q);
+
+	sqlite3_reset(q);
+	if (rc != SQLITE_DONE)
+		return db_err(s, rc, what);
+	return ERR_OK;
+}
+
+static enum err sq_patient_put(struct index_store *bs, struct idx_patient *p)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_PAT_INS);
+	enum err rc;
+
+	sqlite3_bind_blob(q, 1, p->key_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 2, p->name_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 3, p->wrapped_key.p, (int)p->wrapped_key.n, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 4, p->enc.p, (int)p->enc.n, SQLITE_STATIC);
+	rc = exec_done(s, q, "patient_put");
+	if (rc == ERR_OK)
+		p->id = sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+static enum err read_study(struct sq_store *s, sqlite3_stmt *q, struct idx_study *out)
+{
+	out->id = sqlite3_column_int64(q, 0);
+	out->patient_id = sqlite3_column_int64(q, 1);
+	col_text(q, 2, out->uid, sizeof out->uid);
+	col_text(q, 3, out->collection, sizeof out->collection);
+	col_text(q, 4, out->date, sizeof out->date);
+	col_text(q, 5, out->time, sizeof out->time);
+	col_text(q, 6, out->modalities, sizeof out->modalities);
+	col_hmac(q, 7, out->accession_hmac, &out->has_accession);
+	out->n_series = sqlite3_column_int64(q, 9);
+	out->n_instances = sqlite3_column_int64(q, 10);
+	return col_blob(s, q, 8, 0, &out->enc);
+}
+
+static enum err sq_study_get(struct index_store *bs, const char *uid, struct idx_study *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_STUDY_GET);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, uid, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "study_get");
+	if (rc == ERR_OK)
+		rc = read_study(s, q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static void bind_hmac(sqlite3_stmt *q, int i, const uint8_t *h, bool present)
+{
+	if (present)
+		sqlite3_bind_blob(q, i, h, IDX_HMAC_LEN, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(q, i);
+}
+
+static enum err sq_study_put(struct index_store *bs, struct idx_study *st)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	struct idx_study cur;
+	sqlite3_stmt *q;
+	enum err rc;
+
+	rc = sq_study_get(bs, st->uid, &cur);
+	if (rc == ERR_OK) {
+		if (cur.patient_id != st->patient_id)
+			return ERR_DENIED;
+		q = stmt(s, S_STUDY_UPD);
+		sqlite3_bind_int64(q, 1, cur.id);
+		sqlite3_bind_text(q, 2, st->date, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, st->time, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 4, st->modalities, -1, SQLITE_STATIC);
+		bind_hmac(q, 5, st->accession_hmac, st->has_accession);
+		sqlite3_bind_blob(q, 6, st->enc.p, (int)st->enc.n, SQLITE_STATIC);
+		rc = exec_done(s, q, "study_update");
+		if (rc == ERR_OK)
+			st->id = cur.id;
+		return rc;
+	}
+	if (rc != ERR_NOTFOUND)
+		return rc;
+	q = stmt(s, S_STUDY_INS);
+	sqlite3_bind_int64(q, 1, st->patient_id);
+	sqlite3_bind_text(q, 2, st->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, st->collection, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, st->date, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 5, st->time, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 6, st->modalities, -1, SQLITE_STATIC);
+	bind_hmac(q, 7, st->accession_hmac, st->has_accession);
+	sqlite3_bind_blob(q, 8, st->enc.p, (int)st->enc.n, SQLITE_STATIC);
+	rc = exec_done(s, q, "study_insert");
+	if (rc == ERR_OK)
+		st->id = sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+static enum err read_series(struct sq_store *s, sqlite3_stmt *q, struct idx_series *out)
+{
+	out->id = sqlite3_column_int64(q, 0);
+	out->study_id = sqlite3_column_int64(q, 1);
+	col_text(q, 2, out->uid, sizeof out->uid);
+	col_text(q, 3, out->modality, sizeof out->modality);
+	out->number = sqlite3_column_int64(q, 4);
+	out->n_instances = sqlite3_column_int64(q, 6);
+	return col_blob(s, q, 5, 1, &out->enc);
+}
+
+static enum err sq_series_get(struct index_store *bs, const char *uid, struct idx_series *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SERIES_GET);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, uid, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "series_get");
+	if (rc == ERR_OK)
+		rc = read_series(s, q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_series_put(struct index_store *bs, struct idx_series *se)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	struct idx_series cur;
+	sqlite3_stmt *q;
+	enum err rc;
+
+	rc = sq_series_get(bs, se->uid, &cur);
+	if (rc == ERR_OK) {
+		if (cur.study_id != se->study_id)
+			return ERR_DENIED;
+		q = stmt(s, S_SERIES_UPD);
+		sqlite3_bind_int64(q, 1, cur.id);
+		sqlite3_bind_text(q, 2, se->modality, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 3, se->number);
+		sqlite3_bind_blob(q, 4, se->enc.p, (int)se->enc.n, SQLITE_STATIC);
+		rc = exec_done(s, q, "series_update");
+		if (rc == ERR_OK)
+			se->id = cur.id;
+		return rc;
+	}
+	if (rc != ERR_NOTFOUND)
+		return rc;
+	q = stmt(s, S_SERIES_INS);
+	sqlite3_bind_int64(q, 1, se->study_id);
+	sqlite3_bind_text(q, 2, se->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, se->modality, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 4, se->number);
+	sqlite3_bind_blob(q, 5, se->enc.p, (int)se->enc.n, SQLITE_STATIC);
+	rc = exec_done(s, q, "series_insert");
+	if (rc != ERR_OK)
+		return rc;
+	se->id = sqlite3_last_insert_rowid(s->db);
+	q = stmt(s, S_STUDY_NSERIES);
+	sqlite3_bind_int64(q, 1, se->study_id);
+	return exec_done(s, q, "study_count_series");
+}
+
+static void read_instance(sqlite3_stmt *q, struct idx_instance *out)
+{
+	const void *h;
+
+	out->id = sqlite3_column_int64(q, 0);
+	out->series_id = sqlite3_column_int64(q, 1);
+	col_text(q, 2, out->uid, sizeof out->uid);
+	col_text(q, 3, out->sop_class, sizeof out->sop_class);
+	col_text(q, 4, out->ts_uid, sizeof out->ts_uid);
+	out->number = sqlite3_column_int64(q, 5);
+	col_text(q, 6, out->object_key, sizeof out->object_key);
+	out->size = (uint64_t)sqlite3_column_int64(q, 7);
+	h = sqlite3_column_blob(q, 8);
+	if (h != NULL && sqlite3_column_bytes(q, 8) == 32)
+		memcpy(out->sha256, h, 32);
+	else
+		memset(out->sha256, 0, 32);
+	out->created = sqlite3_column_int64(q, 9);
+}
+
+static enum err sq_instance_get(struct index_store *bs, const char *uid, struct idx_instance *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_INST_GET);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, uid, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "instance_get");
+	if (rc == ERR_OK)
+		read_instance(q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_instance_put(struct index_store *bs, struct idx_instance *in)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_INST_INS);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, in->series_id);
+	sqlite3_bind_text(q, 2, in->uid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, in->sop_class, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 4, in->ts_uid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 5, in->number);
+	sqlite3_bind_text(q, 6, in->object_key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 7, (sqlite3_int64)in->size);
+	sqlite3_bind_blob(q, 8, in->sha256, 32, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 9, in->created);
+	rc = exec_done(s, q, "instance_put");
+	if (rc != ERR_OK)
+		return rc;
+	in->id = sqlite3_last_insert_rowid(s->db);
+	q = stmt(s, S_SERIES_COUNT);
+	sqlite3_bind_int64(q, 1, in->series_id);
+	rc = exec_done(s, q, "series_count");
+	if (rc != ERR_OK)
+		return rc;
+	q = stmt(s, S_STUDY_COUNT);
+	sqlite3_bind_int64(q, 1, in->series_id);
+	return exec_done(s, q, "study_count");
+}
+
+static enum err sq_study_query(struct index_store *bs, const struct idx_study_query *qy,
+                               enum err (*fn)(void *ctx, const struct idx_study *st), void *ctx)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	struct wbuf sql;
+	sqlite3_stmt *q = NULL;
+	struct idx_study row;
+	int n = 0, rc;
+	enum err e = ERR_OK;
+
+	wbuf_init(&sql, 4096);
+	wbuf_puts(&sql, "SELECT s.id, s.patient_id, s.uid, s.collection, s.date, s.time, s.modalities,"
+	                " s.accession_hmac, s.enc, s.n_series, s.n_instances FROM studies s");
+	if (qy->patient_name_hmac)
+		wbuf_puts(&sql, " JOIN patients p ON p.id = s.patient_id");
+	wbuf_puts(&sql, " WHERE 1");
+	/* fixed fragments, numbered parameters bound below in the same order */
+	if (qy->uid)
+		wbuf_printf(&sql, " AND s.uid = ?%d", ++n);
+	if (qy->collection)
+		wbuf_printf(&sql, " AND s.collection = ?%d", ++n);
+	if (qy->date_from)
+		wbuf_printf(&sql, " AND s.date >= ?%d AND s.date <> ''", ++n);
+	if (qy->date_to)
+		wbuf_printf(&sql, " AND s.date <= ?%d AND s.date <> ''", ++n);
+	if (qy->modality)
+		wbuf_printf(&sql, " AND instr('\\' || s.modalities || '\\', '\\' || ?%d || '\\') > 0", ++n);
+	if (qy->patient_key_hmac)
+		wbuf_printf(&sql, " AND s.patient_id = (SELECT id FROM patients WHERE key_hmac = ?%d)", ++n);
+	if (qy->patient_name_hmac)
+		wbuf_printf(&sql, " AND p.name_hmac = ?%d", ++n);
+	if (qy->accession_hmac)
+		wbuf_printf(&sql, " AND s.accession_hmac = ?%d", ++n);
+	wbuf_puts(&sql, " ORDER BY s.date, s.time, s.id");
+	if (qy->limit > 0)
+		wbuf_printf(&sql, " LIMIT %lld", (long long)qy->limit);
+	else if (qy->offset > 0)
+		wbuf_puts(&sql, " LIMIT -1");
+	if (qy->offset > 0)
+		wbuf_printf(&sql, " OFFSET %lld", (long long)qy->offset);
+	if (wbuf_err(&sql) != ERR_OK) {
+		e = wbuf_err(&sql);
+		goto out;
+	}
+	rc = sqlite3_prepare_v2(s->db, wbuf_cstr(&sql), -1, &q, NULL);
+	if (rc != SQLITE_OK) {
+		e = db_err(s, rc, "study_query");
+		goto out;
+	}
+	n = 0;
+	if (qy->uid)
+		sqlite3_bind_text(q, ++n, qy->uid, -1, SQLITE_STATIC);
+	if (qy->collection)
+		sqlite3_bind_text(q, ++n, qy->collection, -1, SQLITE_STATIC);
+	if (qy->date_from)
+		sqlite3_bind_text(q, ++n, qy->date_from, -1, SQLITE_STATIC);
+	if (qy->date_to)
+		sqlite3_bind_text(q, ++n, qy->date_to, -1, SQLITE_STATIC);
+	if (qy->modality)
+		sqlite3_bind_text(q, ++n, qy->modality, -1, SQLITE_STATIC);
+	if (qy->patient_key_hmac)
+		sqlite3_bind_blob(q, ++n, qy->patient_key_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	if (qy->patient_name_hmac)
+		sqlite3_bind_blob(q, ++n, qy->patient_name_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	if (qy->accession_hmac)
+		sqlite3_bind_blob(q, ++n, qy->accession_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		e = read_study(s, q, &row);
+		if (e == ERR_OK)
+			e = fn(ctx, &row);
+		if (e != ERR_OK)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		e = db_err(s, rc, "study_query");
+out:
+	sqlite3_finalize(q);
+	wbuf_fini(&sql);
+	return e;
+}
+
+static enum err sq_series_list(struct index_store *bs, int64_t study_id,
+                               enum err (*fn)(void *ctx, const struct idx_series *se), void *ctx)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SERIES_LIST);
+	struct idx_series row;
+	enum err e = ERR_OK;
+	int rc;
+
+	sqlite3_bind_int64(q, 1, study_id);
+	while (e == ERR_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		e = read_series(s, q, &row);
+		if (e == ERR_OK)
+			e = fn(ctx, &row);
+	}
+	if (e == ERR_OK && rc != SQLITE_DONE)
+		e = db_err(s, rc, "series_list");
+	sqlite3_reset(q);
+	return e;
+}
+
+static enum err sq_instance_list(struct index_store *bs, int64_t series_id,
+                                 enum err (*fn)(void *ctx, const struct idx_instance *in), void *ctx)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_INST_LIST);
+	struct idx_instance row;
+	enum err e = ERR_OK;
+	int rc;
+
+	sqlite3_bind_int64(q, 1, series_id);
+	while (e == ERR_OK && (rc = sqlite3_step(q)) == SQLITE_ROW) {
+		read_instance(q, &row);
+		e = fn(ctx, &row);
+	}
+	if (e == ERR_OK && rc != SQLITE_DONE)
+		e = db_err(s, rc, "instance_list");
+	sqlite3_reset(q);
+	return e;
+}
+
+static void sq_close(struct index_store *bs)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	int i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < S__COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close(s->db);
+	wbuf_fini(&s->scratch[0]);
+	wbuf_fini(&s->scratch[1]);
+	free(s);
+}
+
+static const struct index_ops sq_ops = {
+	.name = "sqlite",
+	.begin = sq_begin,
+	.commit = sq_commit,
+	.rollback = sq_rollback,
+	.patient_get = sq_patient_get,
+	.patient_by_id = sq_patient_by_id,
+	.patient_put = sq_patient_put,
+	.study_put = sq_study_put,
+	.series_put = sq_series_put,
+	.instance_put = sq_instance_put,
+	.instance_get = sq_instance_get,
+	.study_get = sq_study_get,
+	.series_get = sq_series_get,
+	.study_query = sq_study_query,
+	.series_list = sq_series_list,
+	.instance_list = sq_instance_list,
+	.close = sq_close,
+};
+
+enum err index_sqlite_open(const char *path, struct index_store **out)
+{
+	struct sq_store *s;
+	int fd, rc, i;
+	enum err e = ERR_IO;
+
+	/* create the file 0600 ourselves: sqlite would honour the umask */
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return ERR_IO;
+	close(fd);
+	s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return ERR_NOMEM;
+	s->base.ops = &sq_ops;
+	wbuf_init(&s->scratch[0], SCRATCH_MAX);
+	wbuf_init(&s->scratch[1], SCRATCH_MAX);
+	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
+	if (rc != SQLITE_OK)
+		goto out;
+	sqlite3_busy_timeout(s->db, 5000);
+	rc = sqlite3_exec(s->db,
+	                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+	                  " PRAGMA secure_delete=ON; PRAGMA trusted_schema=OFF;",
+	                  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("index open: %s", sqlite3_errmsg(s->db));
+		goto out;
+	}
+	for (i = 0; i < S__COUNT; i++) {
+		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
+		if (rc != SQLITE_OK) {
+			log_error("index prepare %d: %s", i, sqlite3_errmsg(s->db));
+			e = ERR_INTERNAL;
+			goto out;
+		}
+	}
+	*out = &s->base;
+	return ERR_OK;
+out:
+	sq_close(&s->base);
+	return e;
+}
