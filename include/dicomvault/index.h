@@ -79,6 +79,20 @@ struct idx_study_query {
 	int64_t limit, offset;            /* limit 0 = no limit */
 };
 
+struct idx_user {
+	int64_t id;
+	char name[65];
+	char role[17];
+	char pwhash[128];                 /* Argon2id encoded */
+	struct idx_blob totp_wrapped;     /* TOTP seed wrapped by the master key */
+	int64_t totp_last_step;           /* last accepted step (replay guard) */
+	int64_t failures;                 /* recent failed logins */
+	int64_t locked_until;             /* unix seconds, 0 = not locked */
+	bool disabled;
+	int64_t expires;                  /* unix seconds, 0 = never */
+	int64_t created;
+};
+
 struct index_store;
 
 struct index_ops {
@@ -109,6 +123,11 @@ struct index_ops {
 	                        enum err (*fn)(void *ctx, const struct idx_series *se), void *ctx);
 	enum err (*instance_list)(struct index_store *s, int64_t series_id,
 	                          enum err (*fn)(void *ctx, const struct idx_instance *in), void *ctx);
+	/* Users: a new name (ERR_DENIED if taken); by name (ERR_NOTFOUND);
+	 * update of the mutable fields (password, TOTP, counters, flags). */
+	enum err (*user_put)(struct index_store *s, struct idx_user *u);
+	enum err (*user_get)(struct index_store *s, const char *name, struct idx_user *out);
+	enum err (*user_update)(struct index_store *s, const struct idx_user *u);
 	void (*close)(struct index_store *s);
 };
 

@@ -22,6 +22,7 @@ enum stmt_id {
 	S_SERIES_GET, S_SERIES_INS, S_SERIES_UPD,
 	S_INST_GET, S_INST_INS, S_SERIES_COUNT, S_STUDY_COUNT, S_STUDY_NSERIES,
 	S_SERIES_LIST, S_INST_LIST,
+	S_USER_INS, S_USER_GET, S_USER_UPD,
 	S__COUNT
 };
 
@@ -49,6 +50,12 @@ static const char *const stmt_sql[S__COUNT] = {
 	                  " ORDER BY number, uid",
 	[S_INST_LIST] = "SELECT id, series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created"
 	                " FROM instances WHERE series_id = ?1 ORDER BY number, uid",
+	[S_USER_INS] = "INSERT INTO users (name, role, pwhash, totp_wrapped, totp_last_step, failures, locked_until,"
+	               " disabled, expires, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+	[S_USER_GET] = "SELECT id, name, role, pwhash, totp_wrapped, totp_last_step, failures, locked_until, disabled,"
+	               " expires, created FROM users WHERE name = ?1",
+	[S_USER_UPD] = "UPDATE users SET role = ?2, pwhash = ?3, totp_wrapped = ?4, totp_last_step = ?5, failures = ?6,"
+	               " locked_until = ?7, disabled = ?8, expires = ?9 WHERE id = ?1",
 };
 
 static const char schema[] =
@@ -75,6 +82,10 @@ static const char schema[] =
 	" uid TEXT NOT NULL UNIQUE, sop_class TEXT NOT NULL, ts_uid TEXT NOT NULL, number INTEGER NOT NULL,"
 	" object_key TEXT NOT NULL UNIQUE, size INTEGER NOT NULL, sha256 BLOB NOT NULL, created INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS instances_series ON instances(series_id);"
+	"CREATE TABLE IF NOT EXISTS users ("
+	" id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, pwhash TEXT NOT NULL,"
+	" totp_wrapped BLOB NOT NULL, totp_last_step INTEGER NOT NULL, failures INTEGER NOT NULL,"
+	" locked_until INTEGER NOT NULL, disabled INTEGER NOT NULL, expires INTEGER NOT NULL, created INTEGER NOT NULL);"
 	"INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');";
 
 struct sq_store {
@@ -584,6 +595,73 @@ static enum err sq_instance_list(struct index_store *bs, int64_t series_id,
 	return e;
 }
 
+static void bind_user(sqlite3_stmt *q, int first, const struct idx_user *u)
+{
+	sqlite3_bind_text(q, first, u->role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, first + 1, u->pwhash, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(q, first + 2, u->totp_wrapped.p ? u->totp_wrapped.p : (const uint8_t *)"",
+	                  (int)u->totp_wrapped.n, SQLITE_STATIC);
+	sqlite3_bind_int64(q, first + 3, u->totp_last_step);
+	sqlite3_bind_int64(q, first + 4, u->failures);
+	sqlite3_bind_int64(q, first + 5, u->locked_until);
+	sqlite3_bind_int(q, first + 6, u->disabled ? 1 : 0);
+	sqlite3_bind_int64(q, first + 7, u->expires);
+}
+
+static enum err sq_user_put(struct index_store *bs, struct idx_user *u)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_USER_INS);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, u->name, -1, SQLITE_STATIC);
+	bind_user(q, 2, u);
+	sqlite3_bind_int64(q, 10, u->created);
+	rc = exec_done(s, q, "user_put");
+	if (rc == ERR_OK)
+		u->id = sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+static enum err sq_user_get(struct index_store *bs, const char *name, struct idx_user *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_USER_GET);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "user_get");
+	if (rc == ERR_OK) {
+		out->id = sqlite3_column_int64(q, 0);
+		col_text(q, 1, out->name, sizeof out->name);
+		col_text(q, 2, out->role, sizeof out->role);
+		col_text(q, 3, out->pwhash, sizeof out->pwhash);
+		out->totp_last_step = sqlite3_column_int64(q, 5);
+		out->failures = sqlite3_column_int64(q, 6);
+		out->locked_until = sqlite3_column_int64(q, 7);
+		out->disabled = sqlite3_column_int(q, 8) != 0;
+		out->expires = sqlite3_column_int64(q, 9);
+		out->created = sqlite3_column_int64(q, 10);
+		rc = col_blob(s, q, 4, 0, &out->totp_wrapped);
+	}
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_user_update(struct index_store *bs, const struct idx_user *u)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_USER_UPD);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, u->id);
+	bind_user(q, 2, u);
+	rc = exec_done(s, q, "user_update");
+	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
+		rc = ERR_NOTFOUND;
+	return rc;
+}
+
 static void sq_close(struct index_store *bs)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -616,6 +694,9 @@ static const struct index_ops sq_ops = {
 	.study_query = sq_study_query,
 	.series_list = sq_series_list,
 	.instance_list = sq_instance_list,
+	.user_put = sq_user_put,
+	.user_get = sq_user_get,
+	.user_update = sq_user_update,
 	.close = sq_close,
 };
 

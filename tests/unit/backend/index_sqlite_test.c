@@ -275,8 +275,43 @@ TEST(persistence_and_lists)
 	unlink(path);
 }
 
+TEST(users)
+{
+	struct index_store *s = open_index(true);
+	struct idx_user u, g;
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	memset(&u, 0, sizeof u);
+	snprintf(u.name, sizeof u.name, "admin");
+	snprintf(u.role, sizeof u.role, "admin");
+	snprintf(u.pwhash, sizeof u.pwhash, "$argon2id$v=19$m=65536,t=2,p=1$x$y");
+	u.totp_wrapped.p = (const uint8_t *)"seed";
+	u.totp_wrapped.n = 4;
+	u.created = 1700000000;
+	CHECK(s->ops->user_put(s, &u) == ERR_OK);
+	CHECK(u.id > 0);
+	CHECK(s->ops->user_put(s, &u) == ERR_DENIED);
+	CHECK(s->ops->user_get(s, "admin", &g) == ERR_OK);
+	CHECK_EQ_STR(g.role, "admin");
+	CHECK(g.totp_wrapped.n == 4 && memcmp(g.totp_wrapped.p, "seed", 4) == 0);
+	g.failures = 3;
+	g.locked_until = 1700000900;
+	g.totp_last_step = 56666666;
+	CHECK(s->ops->user_update(s, &g) == ERR_OK);
+	CHECK(s->ops->user_get(s, "admin", &u) == ERR_OK);
+	CHECK_EQ_INT(u.failures, 3);
+	CHECK_EQ_INT(u.locked_until, 1700000900);
+	CHECK_EQ_INT(u.totp_last_step, 56666666);
+	CHECK(s->ops->user_get(s, "Admin", &u) == ERR_NOTFOUND);
+	CHECK(s->ops->user_get(s, "admin' --", &u) == ERR_NOTFOUND);
+	s->ops->close(s);
+}
+
 int main(void)
 {
+	RUN(users);
 	RUN(store_and_get);
 	RUN(duplicates_refused);
 	RUN(rollback_discards);
