@@ -731,7 +731,11 @@ static enum err get_float(struct jr *j, uint16_t vr, size_t idx, const json_t *x
 	char vb[3];
 
 	if (json_is_number(x)) {
+		const struct numref *t = num_text(j, x);
 		*out = json_number_value(x);
+		/* "-0" is the integer 0 to jansson; FL/FD keep the sign */
+		if (json_is_integer(x) && *out == 0 && t != NULL && t->len > 0 && j->in[t->off] == '-')
+			*out = -0.0;
 	} else if (json_is_string(x)) {
 		const char *s = json_string_value(x);
 		if (strcmp(s, "NaN") == 0)
