@@ -937,6 +937,30 @@ enum err dcm_bulk_copy(const struct dcm_file *f, uint64_t off, uint32_t len, con
 	return rc;
 }
 
+/* Bytes that can be shown as a value of string VR vr. */
+static bool un_text_ok(uint16_t vr, const uint8_t *v, uint32_t len)
+{
+	uint32_t i, n = len;
+
+	if (v == NULL)
+		return true;
+	while (n > 0 && (v[n - 1] == 0 || v[n - 1] == ' '))
+		n--;
+	for (i = 0; i < n; i++) {
+		uint8_t c = v[i];
+		if (vr == VR_DS || vr == VR_IS) {
+			if (!((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E' ||
+			      c == ' ' || c == '\\'))
+				return false;
+		} else if (c < 0x20 && c != 0x1b && c != '\r' && c != '\n' && c != '\f' && c != '\t') {
+			return false;
+		} else if (c == 0x7f) {
+			return false;
+		}
+	}
+	return true;
+}
+
 uint16_t dcm_elem_effective_vr(const struct dcm_ds *ds, const struct dcm_elem *e)
 {
 	uint16_t vr;
@@ -960,6 +984,8 @@ uint16_t dcm_elem_effective_vr(const struct dcm_ds *ds, const struct dcm_elem *e
 	}
 	if (vr_fixed_size(vr) && e->len % vr_fixed_size(vr) != 0)
 		return VR_UN;
+	if (vr_is_string(vr) && !un_text_ok(vr, e->val, e->len))
+		return VR_UN;   /* binary bytes: showing them as text would lose them */
 	if (!vr_has_long_length(vr) && e->len > 0xFFFF)
 		return VR_UN;
 	return vr;

@@ -1,6 +1,7 @@
 /* json_write.c: data set to DICOM JSON (PS3.18 F.2). Text is converted to
  * UTF-8 by Specific Character Set; numbers follow F.2.3; binary values are
  * InlineBinary (base64, streamed) or BulkDataURI. Layer: dicom. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,9 +235,30 @@ static void put_decimal(struct wbuf *w, uint16_t vr, const uint8_t *s, size_t n)
 		wbuf_puts(w, "null");
 		return;
 	}
-	if (json_number(s, n) && !(n > 1 && s[0] == '0' && s[1] != '.')) {
-		wbuf_put(w, s, n);
-		return;
+	if (n < sizeof tmp) {
+		memcpy(tmp, s, n);
+		tmp[n] = 0;
+		if (json_number(s, n) && !(n > 1 && s[0] == '0' && s[1] != '.') &&
+		    !(n > 2 && s[0] == '-' && s[1] == '0' && s[2] != '.')) {
+			/* as written, if a JSON parser can hold it: integers within
+			 * +-(2^53-1) (IS) or 64 bits (DS), reals that are finite */
+			bool integral = memchr(s, '.', n) == NULL && memchr(s, 'e', n) == NULL && memchr(s, 'E', n) == NULL;
+			errno = 0;
+			if (integral) {
+				long long v = strtoll(tmp, &end, 10);
+				if (errno == 0 && (vr == VR_DS || (v <= 9007199254740991LL && v >= -9007199254740991LL))) {
+					wbuf_put(w, s, n);
+					return;
+				}
+			} else if (isfinite(strtod(tmp, &end)) && errno == 0) {
+				wbuf_put(w, s, n);
+				return;
+			}
+			if (vr == VR_IS) {
+				put_jstr(w, s, n);   /* CP 1861: a string when a number cannot hold it */
+				return;
+			}
+		}
 	}
 	if (n < sizeof tmp) {
 		memcpy(tmp, s, n);
@@ -308,6 +330,10 @@ static void put_strings(struct jw *j, const struct dcm_ds *ds, const struct dcm_
 	if (e->vr == VR_UI)
 		while (n > 0 && p[n - 1] == 0)
 			n--;
+	if (n == 0) {
+		wbuf_fini(&conv);
+		return;   /* only padding: an empty value (PS3.18 F.2.5) */
+	}
 	wbuf_puts(&j->w, ",\"Value\":[");
 	start = 0;
 	for (i = 0; i <= n; i++) {
@@ -350,8 +376,17 @@ static void put_numbers(struct jw *j, const struct dcm_elem *e, const uint8_t *v
 		case VR_SS: wbuf_printf(w, "%d", (int16_t)load_u16le(b)); break;
 		case VR_UL: wbuf_printf(w, "%u", load_u32le(b)); break;
 		case VR_SL: wbuf_printf(w, "%d", (int32_t)load_u32le(b)); break;
-		case VR_UV: wbuf_printf(w, "%llu", (unsigned long long)load_u64le(b)); break;
-		case VR_SV: wbuf_printf(w, "%lld", (long long)load_u64le(b)); break;
+		case VR_UV: {
+			unsigned long long v = (unsigned long long)load_u64le(b);
+			/* beyond 2^53 a JSON number loses precision: a string (CP 1861) */
+			wbuf_printf(w, v > 9007199254740991ULL ? "\"%llu\"" : "%llu", v);
+			break;
+		}
+		case VR_SV: {
+			long long v = (long long)load_u64le(b);
+			wbuf_printf(w, (v > 9007199254740991LL || v < -9007199254740991LL) ? "\"%lld\"" : "%lld", v);
+			break;
+		}
 		case VR_AT: wbuf_printf(w, "\"%04X%04X\"", load_u16le(b), load_u16le(b + 2)); break;
 		case VR_FL: {
 			float f;

@@ -415,6 +415,14 @@ static bool vr_letters(const uint8_t *b)
 	return b[0] >= 'A' && b[0] <= 'Z' && b[1] >= 'A' && b[1] <= 'Z';
 }
 
+/* Does the pending value start with an implicit VR LE item tag? */
+static bool un_items_next(struct dcm_reader *r)
+{
+	if (fill(r, 4) != ERR_OK || avail(r) < 4)
+		return false;
+	return load_u32le(r->buf + r->start) == 0xE000FFFEu;
+}
+
 enum err dcm_reader_next(struct dcm_reader *r, struct dcm_ev *ev)
 {
 	struct dcm_frame *f;
@@ -577,7 +585,7 @@ enum err dcm_reader_next(struct dcm_reader *r, struct dcm_ev *ev)
 		if (rc != ERR_OK)
 			return rc;
 	}
-	if (vr == VR_UN && explicit_vr && dict_implicit_vr(tag) == VR_SQ) {
+	if (vr == VR_UN && explicit_vr && dict_implicit_vr(tag) == VR_SQ && len > 0 && un_items_next(r)) {
 		/* a sequence sent as UN (defined length): implicit VR LE inside */
 		rc = push(r, FR_SEQ, false, r->pos + len, tag, off, false, false);
 		if (rc != ERR_OK)
