@@ -10,6 +10,7 @@ static void usage(FILE *out)
 	fputs("usage: dicomvault COMMAND [OPTIONS]\n"
 	      "\n"
 	      "commands:\n"
+	      "  init            create a vault (keys, TLS certificate, first administrator)\n"
 	      "  dump FILE...    print DICOM files as text (like dcmdump)\n"
 	      "  json FILE       print a DICOM file as PS3.18 DICOM JSON\n"
 	      "\n"
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
 		printf("dicomvault %s\n", DCM_IMPL_VERSION);
 		return 0;
 	}
+	if (strcmp(argv[1], "init") == 0)
+		return cmd_init(argc - 1, argv + 1);
 	if (strcmp(argv[1], "dump") == 0)
 		return cmd_dump(argc - 1, argv + 1);
 	if (strcmp(argv[1], "json") == 0)

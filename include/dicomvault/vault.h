@@ -1,0 +1,39 @@
+/* vault.h: a vault on disk (SPEC section 1): its directory, key hierarchy,
+ * configuration and first administrator. Layer: core. */
+#ifndef DICOMVAULT_VAULT_H
+#define DICOMVAULT_VAULT_H
+
+#include <stddef.h>
+#include "dicomvault/crypto.h"
+#include "dicomvault/err.h"
+
+#define VAULT_PATH_MAX 3072u
+#define VAULT_MIN_PASSWORD 12u
+
+/* --vault DIR, else $DICOMVAULT_HOME, else ./vault. */
+WUR enum err vault_resolve(const char *arg, char *out, size_t cap);
+
+struct vault_init_opts {
+	const char *dir;
+	const char *admin;            /* default "admin" */
+	const char *password_file;    /* NULL: generate one */
+	const char *passphrase_file;  /* NULL: a random master key file */
+	const char *tls_cert, *tls_key;  /* NULL: self-signed */
+};
+
+struct vault_created {
+	struct secret *password;      /* generated admin password, or NULL */
+	struct secret *totp_uri;      /* otpauth:// URI (holds the seed) */
+	struct secret *totp_b32;      /* the TOTP seed, base32 */
+	char fingerprint[96];         /* the TLS certificate's SHA-256 */
+};
+
+/* Creates the vault; on failure removes what it created and says why. */
+WUR enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, char *why, size_t whylen);
+void vault_created_fini(struct vault_created *res);
+
+/* Checks an existing vault's layout and permissions (serve refuses to start
+ * on a vault that fails this). */
+WUR enum err vault_check(const char *dir, char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,513 @@
+/* vault.c: creating and checking a vault directory: keys/ (0700) holding the
+ * master key (file or passphrase record), the wrapped index and audit keys
+ * and the TLS key; the configuration; the index with the first admin.
+ * Every file is created exclusively (never overwriting), 0600 unless public,
+ * and fsync'd with its directory. Layer: core. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "dicomvault/index.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/vault.h"
+#include "dicomvault/x509.h"
+
+static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
+
+static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why != NULL && cap > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, cap, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+enum err vault_resolve(const char *arg, char *out, size_t cap)
+{
+	const char *d = arg;
+
+	if (d == NULL || d[0] == 0)
+		d = getenv("DICOMVAULT_HOME");
+	if (d == NULL || d[0] == 0)
+		d = "./vault";
+	if (strlen(d) >= cap || strlen(d) >= VAULT_PATH_MAX)
+		return ERR_LIMIT;
+	snprintf(out, cap, "%s", d);
+	return ERR_OK;
+}
+
+static enum err path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+	int n = snprintf(out, cap, "%s/%s", dir, name);
+	return (n < 0 || (size_t)n >= cap) ? ERR_LIMIT : ERR_OK;
+}
+
+static enum err fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	enum err rc = ERR_OK;
+
+	if (fd < 0)
+		return ERR_IO;
+	if (fsync(fd) != 0)
+		rc = ERR_IO;
+	close(fd);
+	return rc;
+}
+
+/* Creates dir/name exclusively with the given mode and contents. */
+static enum err write_new(const char *dir, const char *name, const void *p, size_t n, mode_t mode)
+{
+	char path[VAULT_PATH_MAX + 64];
+	const uint8_t *b = p;
+	enum err rc;
+	int fd;
+
+	rc = path_join(path, sizeof path, dir, name);
+	if (rc != ERR_OK)
+		return rc;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+	if (fd < 0)
+		return ERR_IO;
+	if (fchmod(fd, mode) != 0)
+		rc = ERR_IO;
+	while (rc == ERR_OK && n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			rc = ERR_IO;
+			break;
+		}
+		b += w;
+		n -= (size_t)w;
+	}
+	if (rc == ERR_OK && fsync(fd) != 0)
+		rc = ERR_IO;
+	close(fd);
+	if (rc == ERR_OK)
+		rc = fsync_path(dir);
+	return rc;
+}
+
+static const char default_conf[] =
+	"# dicomvault.conf: written by `dicomvault init`. See SPEC.md section 1.\n"
+	"\n"
+	"[http]\n"
+	"listen = 127.0.0.1:8443\n"
+	"cert = keys/tls.crt\n"
+	"key = keys/tls.key\n"
+	"\n"
+	"[dicom]\n"
+	"listen = 127.0.0.1:2762\n"
+	"ae_title = DICOMVAULT\n"
+	"\n"
+	"[storage]\n"
+	"objects = objects\n"
+	"master_key = %s\n"
+	"\n"
+	"[index]\n"
+	"backend = sqlite\n"
+	"path = index.db\n"
+	"\n"
+	"[audit]\n"
+	"path = audit\n"
+	"\n"
+	"[auth]\n"
+	"idle_timeout = 900\n"
+	"session_lifetime = 43200\n"
+	"lockout_failures = 5\n"
+	"lockout_window = 900\n"
+	"\n"
+	"[deid]\n";
+
+/* A random, readable password: 24 base32 characters (120 bits). */
+static enum err gen_password(struct secret **out)
+{
+	uint8_t raw[15];
+	char txt[32];
+	size_t n = 0;
+	enum err rc;
+
+	rc = rand_bytes(raw, sizeof raw);
+	if (rc == ERR_OK)
+		rc = b32_encode(raw, sizeof raw, false, txt, sizeof txt, &n);
+	if (rc == ERR_OK)
+		rc = secret_from_bytes(txt, n, out);
+	mem_wipe(raw, sizeof raw);
+	mem_wipe(txt, sizeof txt);
+	return rc;
+}
+
+static bool name_ok(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || s[0] == 0 || strlen(s) > 64)
+		return false;
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '.' || s[i] == '_' || s[i] == '-' || s[i] == '@'))
+			return false;
+	return true;
+}
+
+static void remove_tree(const char *dir)
+{
+	static const char *const files[] = {
+		"keys/master.key", "keys/master.pass", "keys/index.key", "keys/audit.key", "keys/audit.pub",
+		"keys/tls.key", "keys/tls.crt", "index.db", "index.db-wal", "index.db-shm", "dicomvault.conf",
+	};
+	static const char *const dirs[] = { "keys", "objects", "audit" };
+	char p[VAULT_PATH_MAX + 64];
+	size_t i;
+
+	for (i = 0; i < sizeof files / sizeof files[0]; i++)
+		if (path_join(p, sizeof p, dir, files[i]) == ERR_OK)
+			unlink(p);
+	for (i = 0; i < sizeof dirs / sizeof dirs[0]; i++)
+		if (path_join(p, sizeof p, dir, dirs[i]) == ERR_OK)
+			rmdir(p);
+	rmdir(dir);
+}
+
+/* Reads the admin password, the passphrase and the TLS material before
+ * anything is created, so a bad input leaves no half-made vault. */
+static enum err gather(const struct vault_init_opts *o, struct vault_created *res, struct secret **pw,
+                       struct secret **pass, struct wbuf *cert, struct wbuf *key, char *why, size_t whylen)
+{
+	struct secret *tk = NULL;
+	enum err rc;
+
+	if (o->password_file != NULL) {
+		rc = secret_read_file(o->password_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, pw);
+		if (rc != ERR_OK)
+			return why_set(why, whylen, rc, "cannot use password file %s (it must be mode 0600 and hold the password)",
+			               o->password_file);
+		if (secret_len(*pw) < VAULT_MIN_PASSWORD)
+			return why_set(why, whylen, ERR_DENIED, "the admin password must have at least %u characters",
+			               VAULT_MIN_PASSWORD);
+	} else {
+		rc = gen_password(pw);
+		if (rc == ERR_OK)
+			rc = secret_from_bytes(secret_view(*pw), secret_len(*pw), &res->password);
+		if (rc != ERR_OK)
+			return rc;
+	}
+	if (o->passphrase_file != NULL) {
+		rc = secret_read_file(o->passphrase_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, pass);
+		if (rc != ERR_OK)
+			return why_set(why, whylen, rc, "cannot use passphrase file %s (mode 0600)", o->passphrase_file);
+		if (secret_len(*pass) < VAULT_MIN_PASSWORD)
+			return why_set(why, whylen, ERR_DENIED, "the passphrase must have at least %u characters",
+			               VAULT_MIN_PASSWORD);
+	}
+	if (o->tls_cert != NULL) {
+		uint8_t *b = NULL;
+		size_t bl = 0;
+		rc = file_read_all(o->tls_cert, 1 << 20, &b, &bl);
+		if (rc == ERR_OK) {
+			wbuf_put(cert, b, bl);
+			free(b);
+			rc = secret_read_file(o->tls_key, CRYPTO_SECRET_FILE_MAX, 0, &tk);
+		}
+		if (rc != ERR_OK)
+			return why_set(why, whylen, rc, "cannot read the TLS certificate or key (the key file must be mode 0600)");
+		wbuf_put(key, secret_view(tk), secret_len(tk));
+		secret_free(tk);
+	} else {
+		rc = x509_self_signed(825, cert, key);
+		if (rc != ERR_OK)
+			return why_set(why, whylen, rc, "cannot create a TLS certificate");
+	}
+	rc = x509_fingerprint(cert->p, cert->len, res->fingerprint);
+	if (rc != ERR_OK)
+		return why_set(why, whylen, rc, "the TLS certificate is not a PEM X.509 certificate");
+	return ERR_OK;
+}
+
+/* The directory: new, or an existing empty one made private. */
+static enum err make_dirs(const char *dir, char *keys, size_t keyscap, bool *created, char *why, size_t whylen)
+{
+	char p[VAULT_PATH_MAX + 64];
+	struct stat st;
+	enum err rc;
+	int i;
+
+	if (mkdir(dir, 0700) == 0) {
+		*created = true;
+	} else if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+		rc = path_join(p, sizeof p, dir, "dicomvault.conf");
+		if (rc != ERR_OK || access(p, F_OK) == 0)
+			return why_set(why, whylen, ERR_DENIED, "%s already holds a vault", dir);
+		rc = path_join(p, sizeof p, dir, "keys");
+		if (rc != ERR_OK || access(p, F_OK) == 0)
+			return why_set(why, whylen, ERR_DENIED, "%s already has a keys directory", dir);
+		if (chmod(dir, 0700) != 0)
+			return why_set(why, whylen, ERR_IO, "cannot restrict %s to its owner: %s", dir, strerror(errno));
+		*created = true;
+	} else {
+		return why_set(why, whylen, ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+	}
+	rc = path_join(keys, keyscap, dir, "keys");
+	if (rc != ERR_OK)
+		return rc;
+	if (mkdir(keys, 0700) != 0)
+		return why_set(why, whylen, ERR_IO, "cannot create %s: %s", keys, strerror(errno));
+	for (i = 0; i < 2; i++) {
+		rc = path_join(p, sizeof p, dir, i ? "audit" : "objects");
+		if (rc != ERR_OK || mkdir(p, 0700) != 0)
+			return why_set(why, whylen, ERR_IO, "cannot create %s", p);
+	}
+	return fsync_path(dir);
+}
+
+/* Master key, wrapped index and audit keys, TLS key and certificate. */
+static enum err make_keys(const char *keys, const struct secret *pass, const struct wbuf *cert,
+                          const struct wbuf *key, struct secret **mk)
+{
+	char p[VAULT_PATH_MAX + 64], pkhex[2 * SIGN_PK_LEN + 2];
+	struct secret *k = NULL, *sk = NULL;
+	uint8_t pk[SIGN_PK_LEN];
+	struct wbuf w;
+	size_t i;
+	enum err rc;
+
+	if (pass != NULL) {
+		uint8_t rec[MK_PASS_REC_LEN];
+		rc = mk_pass_create(pass, NULL, rec, mk);
+		if (rc == ERR_OK)
+			rc = write_new(keys, "master.pass", rec, sizeof rec, 0600);
+	} else {
+		rc = mk_generate(mk);
+		if (rc == ERR_OK)
+			rc = path_join(p, sizeof p, keys, "master.key");
+		if (rc == ERR_OK)
+			rc = mk_file_write(p, *mk);
+	}
+	if (rc != ERR_OK)
+		return rc;
+	wbuf_init(&w, 4096);
+	rc = secret_random(32, &k);
+	if (rc == ERR_OK)
+		rc = keywrap_wrap(*mk, "index.key", 9, k, &w);
+	if (rc == ERR_OK)
+		rc = write_new(keys, "index.key", w.p, w.len, 0600);
+	secret_free(k);
+	k = NULL;
+	wbuf_reset(&w);
+	if (rc == ERR_OK)
+		rc = secret_random(SIGN_SEED_LEN, &k);
+	if (rc == ERR_OK)
+		rc = keywrap_wrap(*mk, "audit.key", 9, k, &w);
+	if (rc == ERR_OK)
+		rc = write_new(keys, "audit.key", w.p, w.len, 0600);
+	if (rc == ERR_OK)
+		rc = sign_keypair_from_seed(k, pk, &sk);
+	secret_free(k);
+	secret_free(sk);
+	wbuf_fini(&w);
+	if (rc == ERR_OK) {
+		for (i = 0; i < SIGN_PK_LEN; i++)
+			snprintf(pkhex + 2 * i, 3, "%02x", pk[i]);
+		pkhex[2 * SIGN_PK_LEN] = '\n';
+		pkhex[2 * SIGN_PK_LEN + 1] = 0;
+		rc = write_new(keys, "audit.pub", pkhex, strlen(pkhex), 0644);
+	}
+	if (rc == ERR_OK)
+		rc = write_new(keys, "tls.key", key->p, key->len, 0600);
+	if (rc == ERR_OK)
+		rc = write_new(keys, "tls.crt", cert->p, cert->len, 0644);
+	return rc;
+}
+
+/* The index and its first administrator, with a TOTP seed. */
+static enum err make_admin(const char *dir, const char *admin, const struct secret *mk, const struct secret *pw,
+                           struct vault_created *res)
+{
+	char p[VAULT_PATH_MAX + 64], label[96], b32[64];
+	struct index_store *ix = NULL;
+	struct secret *seed = NULL;
+	struct idx_user u;
+	struct wbuf w;
+	size_t n = 0;
+	enum err rc;
+
+	wbuf_init(&w, 4096);
+	rc = path_join(p, sizeof p, dir, "index.db");
+	if (rc == ERR_OK)
+		rc = index_sqlite_open(p, &ix);
+	if (rc != ERR_OK)
+		goto out;
+	memset(&u, 0, sizeof u);
+	snprintf(u.name, sizeof u.name, "%s", admin);
+	snprintf(u.role, sizeof u.role, "admin");
+	u.created = (int64_t)time(NULL);
+	rc = pwhash_str(pw, NULL, u.pwhash);
+	if (rc == ERR_OK)
+		rc = totp_seed_new(&seed);
+	snprintf(label, sizeof label, "totp:%s", admin);
+	if (rc == ERR_OK)
+		rc = keywrap_wrap(mk, label, strlen(label), seed, &w);
+	if (rc == ERR_OK) {
+		u.totp_wrapped.p = w.p;
+		u.totp_wrapped.n = w.len;
+		rc = ix->ops->user_put(ix, &u);
+	}
+	if (rc == ERR_OK)
+		rc = totp_uri("dicomvault", admin, seed, &res->totp_uri);
+	if (rc == ERR_OK)
+		rc = b32_encode(secret_view(seed), secret_len(seed), false, b32, sizeof b32, &n);
+	if (rc == ERR_OK)
+		rc = secret_from_bytes(b32, n, &res->totp_b32);
+	mem_wipe(b32, sizeof b32);
+	mem_wipe(u.pwhash, sizeof u.pwhash);
+out:
+	if (ix != NULL)
+		ix->ops->close(ix);
+	secret_free(seed);
+	wbuf_fini(&w);
+	return rc;
+}
+
+enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, char *why, size_t whylen)
+{
+	const char *dir = o->dir, *admin = o->admin ? o->admin : "admin";
+	char keys[VAULT_PATH_MAX + 16], conf[2048];
+	struct secret *mk = NULL, *pass = NULL, *pw = NULL;
+	struct wbuf cert, key;
+	bool created = false;
+	size_t n;
+	enum err rc = ERR_INTERNAL;
+
+	memset(res, 0, sizeof *res);
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
+	wbuf_init(&cert, 1 << 20);
+	wbuf_init(&key, 1 << 20);
+	if (!name_ok(admin)) {
+		rc = why_set(why, whylen, ERR_PARSE, "the admin name must be 1-64 of [A-Za-z0-9._@-]");
+		goto out;
+	}
+	if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
+		rc = why_set(why, whylen, ERR_PARSE, "--tls-cert and --tls-key go together");
+		goto out;
+	}
+	rc = crypto_init();
+	if (rc == ERR_OK)
+		rc = gather(o, res, &pw, &pass, &cert, &key, why, whylen);
+	if (rc == ERR_OK)
+		rc = make_dirs(dir, keys, sizeof keys, &created, why, whylen);
+	if (rc != ERR_OK)
+		goto out;
+	rc = make_keys(keys, pass, &cert, &key, &mk);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "cannot write the vault's keys in %s", keys);
+		goto out;
+	}
+	n = (size_t)snprintf(conf, sizeof conf, default_conf,
+	                     pass ? "passphrase:keys/master.pass" : "file:keys/master.key");
+	rc = write_new(dir, "dicomvault.conf", conf, n, 0600);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "cannot write %s/dicomvault.conf", dir);
+		goto out;
+	}
+	rc = make_admin(dir, admin, mk, pw, res);
+	if (rc != ERR_OK)
+		why_set(why, whylen, rc, "cannot create the index and its admin user");
+out:
+	if (rc != ERR_OK) {
+		if (created)
+			remove_tree(dir);
+		vault_created_fini(res);
+		if (why != NULL && whylen > 0 && why[0] == 0)
+			why_set(why, whylen, rc, "%s", err_str(rc));
+	}
+	secret_free(mk);
+	secret_free(pass);
+	secret_free(pw);
+	if (key.p)
+		mem_wipe(key.p, key.cap);
+	wbuf_fini(&key);
+	wbuf_fini(&cert);
+	return rc;
+}
+
+void vault_created_fini(struct vault_created *res)
+{
+	secret_free(res->password);
+	secret_free(res->totp_uri);
+	secret_free(res->totp_b32);
+	res->password = res->totp_uri = res->totp_b32 = NULL;
+}
+
+/* The file's mode must not grant more than max; owner must be us. */
+static enum err check_mode(const char *dir, const char *name, mode_t max, bool need, char *why, size_t whylen)
+{
+	char p[VAULT_PATH_MAX + 64];
+	struct stat st;
+
+	if (path_join(p, sizeof p, dir, name) != ERR_OK)
+		return ERR_LIMIT;
+	if (lstat(p, &st) != 0) {
+		if (!need && errno == ENOENT)
+			return ERR_OK;
+		return why_set(why, whylen, ERR_NOTFOUND, "%s is missing", p);
+	}
+	if (S_ISLNK(st.st_mode))
+		return why_set(why, whylen, ERR_DENIED, "%s is a symbolic link", p);
+	if ((st.st_mode & 07777 & ~max) != 0)
+		return why_set(why, whylen, ERR_DENIED, "%s has mode %04o; it must not allow more than %04o", p,
+		               (unsigned)(st.st_mode & 07777), (unsigned)max);
+	if (st.st_uid != geteuid())
+		return why_set(why, whylen, ERR_DENIED, "%s is not owned by the user running dicomvault", p);
+	return ERR_OK;
+}
+
+enum err vault_check(const char *dir, char *why, size_t whylen)
+{
+	static const struct {
+		const char *name;
+		mode_t max;
+		bool need;
+	} files[] = {
+		{ ".", 0700, true },           { "keys", 0700, true },          { "dicomvault.conf", 0600, true },
+		{ "keys/master.key", 0600, false }, { "keys/master.pass", 0600, false }, { "keys/index.key", 0600, true },
+		{ "keys/audit.key", 0600, true },   { "keys/tls.key", 0600, true },      { "index.db", 0600, true },
+	};
+	char p[VAULT_PATH_MAX + 64];
+	bool has_key, has_pass;
+	size_t i;
+	enum err rc = ERR_OK;
+
+	for (i = 0; rc == ERR_OK && i < sizeof files / sizeof files[0]; i++)
+		rc = check_mode(dir, files[i].name, files[i].max, files[i].need, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	has_key = path_join(p, sizeof p, dir, "keys/master.key") == ERR_OK && access(p, F_OK) == 0;
+	has_pass = path_join(p, sizeof p, dir, "keys/master.pass") == ERR_OK && access(p, F_OK) == 0;
+	if (has_key == has_pass)
+		return why_set(why, whylen, ERR_DENIED, "%s/keys must hold exactly one of master.key and master.pass", dir);
+	if (has_key) {
+		struct secret *mk = NULL;
+		static const uint8_t zero[MK_LEN];
+		if (path_join(p, sizeof p, dir, "keys/master.key") != ERR_OK)
+			return ERR_LIMIT;
+		rc = mk_file_read(p, &mk);
+		if (rc != ERR_OK)
+			return why_set(why, whylen, rc, "%s is not a valid master key file", p);
+		if (ct_equal(secret_view(mk), zero, MK_LEN))
+			rc = why_set(why, whylen, ERR_DENIED, "%s holds an all-zero (default) key", p);
+		secret_free(mk);
+	}
+	return rc;
+}

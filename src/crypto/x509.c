@@ -1,0 +1,86 @@
+/* x509.c: self-signed server certificates and fingerprints with GnuTLS.
+ * Layer: crypto. */
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include "dicomvault/crypto.h"
+#include "dicomvault/x509.h"
+
+enum err x509_self_signed(unsigned days, struct wbuf *cert_pem, struct wbuf *key_pem)
+{
+	gnutls_x509_privkey_t key = NULL;
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_datum_t out = { NULL, 0 };
+	uint8_t serial[16];
+	static const uint8_t lo[4] = { 127, 0, 0, 1 };
+	time_t now = time(NULL);
+	enum err rc = ERR_INTERNAL;
+
+	if (rand_bytes(serial, sizeof serial) != ERR_OK)
+		return ERR_IO;
+	serial[0] &= 0x7f;   /* positive */
+	if (gnutls_x509_privkey_init(&key) < 0 || gnutls_x509_crt_init(&crt) < 0)
+		goto out;
+	if (gnutls_x509_privkey_generate(key, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0) < 0)
+		goto out;
+	if (gnutls_x509_crt_set_version(crt, 3) < 0 || gnutls_x509_crt_set_serial(crt, serial, sizeof serial) < 0 ||
+	    gnutls_x509_crt_set_activation_time(crt, now - 300) < 0 ||
+	    gnutls_x509_crt_set_expiration_time(crt, now + (time_t)days * 86400) < 0 ||
+	    gnutls_x509_crt_set_dn(crt, "CN=localhost,O=dicomvault", NULL) < 0 ||
+	    gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, "localhost", 9, GNUTLS_FSAN_APPEND) < 0 ||
+	    gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_IPADDRESS, lo, 4, GNUTLS_FSAN_APPEND) < 0 ||
+	    gnutls_x509_crt_set_key(crt, key) < 0 || gnutls_x509_crt_set_basic_constraints(crt, 0, -1) < 0 ||
+	    gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE) < 0 ||
+	    gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0) < 0 ||
+	    gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_CLIENT, 0) < 0)
+		goto out;
+	if (gnutls_x509_crt_sign2(crt, crt, key, GNUTLS_DIG_SHA256, 0) < 0)
+		goto out;
+	if (gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &out) < 0)
+		goto out;
+	wbuf_put(cert_pem, out.data, out.size);
+	gnutls_free(out.data);
+	out.data = NULL;
+	if (gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &out) < 0)
+		goto out;
+	wbuf_put(key_pem, out.data, out.size);
+	mem_wipe(out.data, out.size);
+	gnutls_free(out.data);
+	out.data = NULL;
+	rc = wbuf_err(cert_pem) != ERR_OK ? wbuf_err(cert_pem) : wbuf_err(key_pem);
+out:
+	if (crt)
+		gnutls_x509_crt_deinit(crt);
+	if (key)
+		gnutls_x509_privkey_deinit(key);
+	return rc;
+}
+
+enum err x509_fingerprint(const uint8_t *pem, size_t n, char out[96])
+{
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_datum_t in;
+	uint8_t fp[32];
+	size_t fplen = sizeof fp, i;
+	enum err rc = ERR_PARSE;
+
+	if (n > (1u << 20))
+		return ERR_LIMIT;
+	in.data = (unsigned char *)(uintptr_t)pem;
+	in.size = (unsigned)n;
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return ERR_NOMEM;
+	if (gnutls_x509_crt_import(crt, &in, GNUTLS_X509_FMT_PEM) < 0)
+		goto out;
+	if (gnutls_x509_crt_get_fingerprint(crt, GNUTLS_DIG_SHA256, fp, &fplen) < 0 || fplen != 32)
+		goto out;
+	for (i = 0; i < 32; i++)
+		snprintf(out + i * 3, 4, "%02X%s", fp[i], i < 31 ? ":" : "");
+	rc = ERR_OK;
+out:
+	gnutls_x509_crt_deinit(crt);
+	return rc;
+}

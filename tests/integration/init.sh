@@ -1,0 +1,78 @@
+#!/bin/bash
+# init.sh: `dicomvault init` creates a vault with safe defaults and refuses
+# bad input. Prints ok/not ok lines. Env DV: the CLI under test.
+set -u
+DV=${DV:-build/check/dicomvault}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+n=0
+ok() { echo "ok - init: $1"; }
+no() { echo "not ok - init: $1"; }
+check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+mode() { stat -c %a "$1"; }
+
+# 1. a vault with a generated password, machine-readable output
+$DV init --vault "$T/v" --json >"$T/out.json" 2>"$T/err"
+check "exit 0" "[ $? -eq 0 ]"
+read -r PASSWORD SECRET URI FP < <(/usr/bin/python3 -c '
+import json,sys; d=json.load(open(sys.argv[1]))
+print(d["password"], d["totp_secret"], d["otpauth_uri"], d["tls_fingerprint"])' "$T/out.json")
+check "password generated (24 chars)" "[ \${#PASSWORD} -eq 24 ]"
+check "totp secret is base32 of 160 bits" "[[ \$SECRET =~ ^[A-Z2-7]{32}\$ ]]"
+check "otpauth uri" "[[ \$URI == otpauth://totp/dicomvault:admin\?secret=\$SECRET\&issuer=dicomvault* ]]"
+check "oathtool makes a code from the secret" "oathtool --totp -b \$SECRET | grep -qE '^[0-9]{6}\$'"
+check "vault dir 0700" "[ \$(mode $T/v) = 700 ]"
+check "keys dir 0700" "[ \$(mode $T/v/keys) = 700 ]"
+for f in keys/master.key keys/index.key keys/audit.key keys/tls.key dicomvault.conf index.db; do
+	check "$f is 0600" "[ \$(mode $T/v/$f) = 600 ]"
+done
+check "master key file format" "[ \$(head -c 4 $T/v/keys/master.key) = DVMK ] && [ \$(stat -c %s $T/v/keys/master.key) = 40 ]"
+check "index key is wrapped" "[ \$(head -c 4 $T/v/keys/index.key) = DVWK ]"
+check "audit key is wrapped" "[ \$(head -c 4 $T/v/keys/audit.key) = DVWK ]"
+check "audit public key is 32 bytes hex" "grep -qE '^[0-9a-f]{64}\$' $T/v/keys/audit.pub"
+check "certificate is ECDSA P-256" "openssl x509 -in $T/v/keys/tls.crt -noout -text | grep -q 'prime256v1'"
+check "certificate names localhost and 127.0.0.1" "openssl x509 -in $T/v/keys/tls.crt -noout -ext subjectAltName | grep -q 'DNS:localhost, IP Address:127.0.0.1'"
+check "fingerprint as openssl prints it" "[ \"\$(openssl x509 -in $T/v/keys/tls.crt -noout -fingerprint -sha256 | cut -d= -f2)\" = \"\$FP\" ]"
+check "key matches certificate" "[ \"\$(openssl pkey -in $T/v/keys/tls.key -pubout)\" = \"\$(openssl x509 -in $T/v/keys/tls.crt -noout -pubkey)\" ]"
+check "config has the sections" "grep -q '^\[http\]' $T/v/dicomvault.conf && grep -q '^\[auth\]' $T/v/dicomvault.conf && grep -q 'master_key = file:keys/master.key' $T/v/dicomvault.conf"
+check "no secret in the vault's files" "! grep -rqF -e \"\$PASSWORD\" -e \"\$SECRET\" $T/v"
+check "admin stored with Argon2id" "/usr/bin/python3 -c \"import sqlite3,sys; r=sqlite3.connect('$T/v/index.db').execute('select role,pwhash from users where name=\\\"admin\\\"').fetchone(); sys.exit(0 if r[0]=='admin' and r[1].startswith('\\\$argon2id\\\$') else 1)\""
+check "nothing on stderr" "[ ! -s $T/err ]"
+
+# 2. refusals
+$DV init --vault "$T/v" >/dev/null 2>"$T/err"
+check "second init on a vault refused" "[ $? -eq 1 ] && grep -q 'already holds a vault' $T/err"
+check "existing vault untouched" "[ \$(head -c 4 $T/v/keys/master.key) = DVMK ]"
+printf 'correct horse battery staple\n' >"$T/pw"
+chmod 644 "$T/pw"
+$DV init --vault "$T/w" --password-file "$T/pw" >/dev/null 2>"$T/err"
+check "world-readable password file refused" "[ $? -eq 1 ] && grep -q 'password file' $T/err && [ ! -e $T/w ]"
+printf 'short\n' >"$T/short"
+chmod 600 "$T/short"
+$DV init --vault "$T/w" --password-file "$T/short" >/dev/null 2>"$T/err"
+check "short password refused, nothing created" "[ $? -eq 1 ] && grep -q 'at least 12' $T/err && [ ! -e $T/w ]"
+$DV init --vault "$T/w" --password hunter2hunter2 >/dev/null 2>"$T/err"
+check "password on argv refused (usage)" "[ $? -eq 2 ] && grep -q 'never taken from the command line' $T/err"
+$DV init --vault "$T/w" --admin 'bad name;' >/dev/null 2>"$T/err"
+check "bad admin name refused" "[ $? -eq 1 ] && [ ! -e $T/w ]"
+$DV init --vault "$T/w" --bogus >/dev/null 2>"$T/err"
+check "unknown option is a usage error" "[ $? -eq 2 ]"
+$DV init --vault "$T/w" --tls-cert "$T/v/keys/tls.crt" >/dev/null 2>"$T/err"
+check "--tls-cert without --tls-key refused" "[ $? -eq 1 ] && [ ! -e $T/w ]"
+$DV init --help >/dev/null
+check "--help exits 0" "[ $? -eq 0 ]"
+
+# 3. passphrase mode, given password, given certificate
+chmod 600 "$T/pw"
+printf 'a long passphrase for the master key\n' >"$T/pp"
+chmod 600 "$T/pp"
+$DV init --vault "$T/p" --admin alice --password-file "$T/pw" --passphrase-file "$T/pp" \
+	--tls-cert "$T/v/keys/tls.crt" --tls-key "$T/v/keys/tls.key" >"$T/out" 2>"$T/err"
+check "passphrase vault created" "[ $? -eq 0 ]"
+check "passphrase record instead of key file" "[ -f $T/p/keys/master.pass ] && [ ! -e $T/p/keys/master.key ] && [ \$(head -c 4 $T/p/keys/master.pass) = DVKP ]"
+check "given password not printed" "! grep -q 'correct horse' $T/out && ! grep -q 'Password:' $T/out"
+check "given certificate installed" "cmp -s $T/v/keys/tls.crt $T/p/keys/tls.crt"
+check "config names the passphrase" "grep -q 'master_key = passphrase:keys/master.pass' $T/p/dicomvault.conf"
+DICOMVAULT_HOME="$T/env" $DV init >/dev/null 2>&1
+check "DICOMVAULT_HOME is used" "[ -f $T/env/dicomvault.conf ]"
+exit 0
