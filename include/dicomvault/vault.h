@@ -32,6 +32,33 @@ struct vault_created {
 WUR enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, char *why, size_t whylen);
 void vault_created_fini(struct vault_created *res);
 
+struct ini;
+struct index_store;
+struct blob_store;
+
+/* An open vault: its configuration, keys and stores. */
+struct vault {
+	char dir[VAULT_PATH_MAX];
+	struct ini *conf;
+	struct secret *mk;            /* master key */
+	struct secret *index_key;     /* keyed hashes of identifying attributes */
+	struct secret *audit_sk;      /* Ed25519 signing key of audit checkpoints */
+	uint8_t audit_pk[32];
+	struct index_store *ix;
+	struct blob_store *blobs;
+};
+
+struct vault_open_opts {
+	const char *passphrase_file;  /* for a passphrase vault; NULL: read stdin */
+	bool no_check;                /* skip vault_check (tests only) */
+};
+
+/* Checks, reads the configuration, loads the key hierarchy and opens the
+ * index and object store. */
+WUR enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vault **out, char *why,
+                        size_t whylen);
+void vault_close(struct vault *v);
+
 /* Checks an existing vault's layout and permissions (serve refuses to start
  * on a vault that fails this). */
 WUR enum err vault_check(const char *dir, char *why, size_t whylen);

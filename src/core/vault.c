@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "dicomvault/blob.h"
 #include "dicomvault/index.h"
+#include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/x509.h"
@@ -510,4 +512,150 @@ enum err vault_check(const char *dir, char *why, size_t whylen)
 		secret_free(mk);
 	}
 	return rc;
+}
+
+/* Unwraps keys/name (a DVWK blob) under the master key. */
+static enum err load_wrapped(const char *dir, const char *name, const struct secret *mk, struct secret **out)
+{
+	char p[VAULT_PATH_MAX + 64];
+	uint8_t *b = NULL;
+	size_t n = 0;
+	enum err rc;
+
+	rc = path_join(p, sizeof p, dir, name);
+	if (rc == ERR_OK)
+		rc = file_read_all(p, 4096, &b, &n);
+	if (rc == ERR_OK) {
+		const char *label = strrchr(name, '/');
+		label = label ? label + 1 : name;
+		rc = keywrap_unwrap(mk, label, strlen(label), b, n, out);
+	}
+	free(b);
+	return rc;
+}
+
+static enum err load_master(const char *dir, const struct vault_open_opts *o, struct secret **mk, char *why,
+                            size_t whylen)
+{
+	char p[VAULT_PATH_MAX + 64];
+	struct secret *pass = NULL;
+	uint8_t *rec = NULL;
+	size_t n = 0;
+	enum err rc;
+
+	rc = path_join(p, sizeof p, dir, "keys/master.key");
+	if (rc != ERR_OK)
+		return rc;
+	if (access(p, F_OK) == 0) {
+		rc = mk_file_read(p, mk);
+		return rc == ERR_OK ? rc : why_set(why, whylen, rc, "cannot read the master key %s", p);
+	}
+	rc = path_join(p, sizeof p, dir, "keys/master.pass");
+	if (rc == ERR_OK)
+		rc = file_read_all(p, 4096, &rec, &n);
+	if (rc != ERR_OK)
+		return why_set(why, whylen, rc, "cannot read %s", p);
+	if (o != NULL && o->passphrase_file != NULL)
+		rc = secret_read_file(o->passphrase_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pass);
+	else
+		rc = secret_from_fd(STDIN_FILENO, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pass);
+	if (rc == ERR_OK)
+		rc = mk_pass_open(pass, rec, n, mk);
+	if (rc == ERR_AUTH)
+		why_set(why, whylen, rc, "wrong passphrase for the master key");
+	else if (rc != ERR_OK)
+		why_set(why, whylen, rc, "cannot derive the master key from the passphrase");
+	secret_free(pass);
+	free(rec);
+	return rc;
+}
+
+enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vault **out, char *why, size_t whylen)
+{
+	struct vault *v;
+	char p[VAULT_PATH_MAX + 64];
+	struct secret *seed = NULL, *sk = NULL;
+	struct ini_error ie;
+	uint8_t *text = NULL;
+	size_t n = 0;
+	enum err rc;
+
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
+	if (strlen(dir) >= VAULT_PATH_MAX)
+		return why_set(why, whylen, ERR_LIMIT, "vault path too long");
+	if (o == NULL || !o->no_check) {
+		rc = vault_check(dir, why, whylen);
+		if (rc != ERR_OK)
+			return rc;
+	}
+	rc = crypto_init();
+	if (rc != ERR_OK)
+		return rc;
+	v = calloc(1, sizeof *v);
+	if (v == NULL)
+		return ERR_NOMEM;
+	snprintf(v->dir, sizeof v->dir, "%s", dir);
+	rc = path_join(p, sizeof p, dir, "dicomvault.conf");
+	if (rc == ERR_OK)
+		rc = file_read_all(p, INI_MAX_INPUT, &text, &n);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "cannot read %s", p);
+		goto out;
+	}
+	rc = ini_parse(text, n, &v->conf, &ie);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "%s line %u: %s", p, ie.line, ie.msg);
+		goto out;
+	}
+	rc = load_master(dir, o, &v->mk, why, whylen);
+	if (rc != ERR_OK)
+		goto out;
+	rc = load_wrapped(dir, "keys/index.key", v->mk, &v->index_key);
+	if (rc == ERR_OK)
+		rc = load_wrapped(dir, "keys/audit.key", v->mk, &seed);
+	if (rc == ERR_OK)
+		rc = sign_keypair_from_seed(seed, v->audit_pk, &v->audit_sk);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "cannot unwrap the vault's keys (wrong master key or damaged key files)");
+		goto out;
+	}
+	rc = path_join(p, sizeof p, dir, "index.db");
+	if (rc == ERR_OK)
+		rc = index_sqlite_open(p, &v->ix);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "cannot open the index %s", p);
+		goto out;
+	}
+	rc = path_join(p, sizeof p, dir, "objects");
+	if (rc == ERR_OK)
+		rc = blob_fs_open(p, &v->blobs);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "cannot open the object store %s", p);
+		goto out;
+	}
+	*out = v;
+	v = NULL;
+	rc = ERR_OK;
+out:
+	free(text);
+	secret_free(seed);
+	secret_free(sk);
+	vault_close(v);
+	return rc;
+}
+
+void vault_close(struct vault *v)
+{
+	if (v == NULL)
+		return;
+	if (v->ix != NULL)
+		v->ix->ops->close(v->ix);
+	if (v->blobs != NULL)
+		v->blobs->ops->close(v->blobs);
+	ini_free(v->conf);
+	secret_free(v->mk);
+	secret_free(v->index_key);
+	secret_free(v->audit_sk);
+	free(v);
 }

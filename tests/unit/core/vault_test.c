@@ -1,0 +1,181 @@
+/* vault_test.c: creating, checking and opening vaults. Layer: tests. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "test.h"
+#include "dicomvault/index.h"
+#include "dicomvault/vault.h"
+
+static char base[256];
+
+static void rm_rf(const char *p)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+	if (system(cmd) != 0)
+		fprintf(stderr, "  cleanup failed\n");
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	if (fd >= 0) {
+		if (write(fd, text, strlen(text)) < 0)
+			fprintf(stderr, "  write failed\n");
+		fchmod(fd, mode);
+		close(fd);
+	}
+}
+
+static enum err make_vault(const char *name, const char *passfile, char *dir, size_t cap)
+{
+	struct vault_init_opts o;
+	struct vault_created res;
+	char why[256];
+	enum err rc;
+
+	snprintf(dir, cap, "%s/%s", base, name);
+	memset(&o, 0, sizeof o);
+	o.dir = dir;
+	o.passphrase_file = passfile;
+	rc = vault_init(&o, &res, why, sizeof why);
+	if (rc != ERR_OK)
+		fprintf(stderr, "  init: %s\n", why);
+	else
+		vault_created_fini(&res);
+	return rc;
+}
+
+TEST(open_key_file_vault)
+{
+	char dir[512], why[256];
+	struct vault *v = NULL;
+	struct idx_user u;
+
+	CHECK(make_vault("a", NULL, dir, sizeof dir) == ERR_OK);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_OK);
+	CHECK(vault_open(dir, NULL, &v, why, sizeof why) == ERR_OK);
+	if (v == NULL) {
+		fprintf(stderr, "  %s\n", why);
+		return;
+	}
+	CHECK(v->mk != NULL && v->index_key != NULL && v->audit_sk != NULL);
+	CHECK(v->ix->ops->user_get(v->ix, "admin", &u) == ERR_OK);
+	CHECK_EQ_STR(u.role, "admin");
+	vault_close(v);
+}
+
+TEST(check_refuses_loose_permissions)
+{
+	char dir[512], p[600], why[256];
+	struct vault *v = NULL;
+
+	CHECK(make_vault("b", NULL, dir, sizeof dir) == ERR_OK);
+	snprintf(p, sizeof p, "%s/keys/master.key", dir);
+	chmod(p, 0644);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);
+	CHECK(strstr(why, "master.key") != NULL && strstr(why, "0644") != NULL);
+	CHECK(vault_open(dir, NULL, &v, why, sizeof why) == ERR_DENIED && v == NULL);
+	chmod(p, 0600);
+	chmod(dir, 0755);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);
+	chmod(dir, 0700);
+	snprintf(p, sizeof p, "%s/keys", dir);
+	chmod(p, 0750);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);
+	chmod(p, 0700);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_OK);
+}
+
+TEST(check_refuses_zero_key_and_missing_files)
+{
+	char dir[512], p[600], why[256];
+	static const uint8_t zero_key[40] = { 'D', 'V', 'M', 'K', 1 };
+	int fd;
+
+	CHECK(make_vault("c", NULL, dir, sizeof dir) == ERR_OK);
+	snprintf(p, sizeof p, "%s/keys/master.key", dir);
+	unlink(p);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		CHECK(write(fd, zero_key, sizeof zero_key) == (ssize_t)sizeof zero_key);
+		close(fd);
+	}
+	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);
+	CHECK(strstr(why, "all-zero") != NULL);
+	unlink(p);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);   /* no master key at all */
+	snprintf(p, sizeof p, "%s/index.db", dir);
+	unlink(p);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_NOTFOUND);
+}
+
+TEST(tampered_wrapped_key)
+{
+	char dir[512], p[600], why[256];
+	struct vault *v = NULL;
+	uint8_t b;
+	int fd;
+
+	CHECK(make_vault("d", NULL, dir, sizeof dir) == ERR_OK);
+	snprintf(p, sizeof p, "%s/keys/index.key", dir);
+	fd = open(p, O_RDWR);
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	CHECK(pread(fd, &b, 1, 60) == 1);
+	b ^= 1;
+	CHECK(pwrite(fd, &b, 1, 60) == 1);
+	close(fd);
+	CHECK(vault_open(dir, NULL, &v, why, sizeof why) == ERR_AUTH);
+	CHECK(v == NULL && strstr(why, "unwrap") != NULL);
+}
+
+TEST(passphrase_vault)
+{
+	char dir[512], pf[600], bad[600], why[256];
+	struct vault_open_opts o = { 0 };
+	struct vault *v = NULL;
+
+	snprintf(pf, sizeof pf, "%s/pass", base);
+	write_file(pf, "a long enough passphrase\n", 0600);
+	CHECK(make_vault("e", pf, dir, sizeof dir) == ERR_OK);
+	o.passphrase_file = pf;
+	CHECK(vault_open(dir, &o, &v, why, sizeof why) == ERR_OK);
+	vault_close(v);
+	v = NULL;
+	snprintf(bad, sizeof bad, "%s/bad", base);
+	write_file(bad, "another passphrase here\n", 0600);
+	o.passphrase_file = bad;
+	CHECK(vault_open(dir, &o, &v, why, sizeof why) == ERR_AUTH);
+	CHECK(v == NULL && strstr(why, "wrong passphrase") != NULL);
+}
+
+TEST(bad_config_named)
+{
+	char dir[512], p[600], why[256];
+	struct vault *v = NULL;
+
+	CHECK(make_vault("f", NULL, dir, sizeof dir) == ERR_OK);
+	snprintf(p, sizeof p, "%s/dicomvault.conf", dir);
+	write_file(p, "[http]\nlisten = 1\nlisten = 2\n", 0600);
+	CHECK(vault_open(dir, NULL, &v, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "line 3") != NULL);
+}
+
+int main(void)
+{
+	snprintf(base, sizeof base, "/tmp/dv_vault_test.%d", (int)getpid());
+	rm_rf(base);
+	mkdir(base, 0700);
+	RUN(open_key_file_vault);
+	RUN(check_refuses_loose_permissions);
+	RUN(check_refuses_zero_key_and_missing_files);
+	RUN(tampered_wrapped_key);
+	RUN(passphrase_vault);
+	RUN(bad_config_named);
+	rm_rf(base);
+	return TEST_DONE();
+}
