@@ -230,6 +230,15 @@ WUR enum err totp_uri(const char *issuer, const char *account, const struct secr
 WUR enum err b32_encode(const void *p, size_t n, bool pad, char *out, size_t cap, size_t *outlen);
 WUR enum err b32_decode(const char *s, size_t len, void *out, size_t cap, size_t *outlen);
 
+/* ---- SHA-256 fixity (hash.c) ---- */
+
+struct sha256;
+WUR enum err sha256_new(struct sha256 **h);
+void sha256_update(struct sha256 *h, const void *p, size_t n);
+void sha256_final(struct sha256 *h, uint8_t out[32]);   /* frees h */
+void sha256_free(struct sha256 *h);                       /* takes NULL */
+void sha256_once(const void *p, size_t n, uint8_t out[32]);
+
 /* ---- Ed25519 signatures of audit checkpoints (sign.c) ---- */
 
 #define SIGN_PK_LEN   32u

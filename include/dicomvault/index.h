@@ -116,6 +116,8 @@ struct index_ops {
 	enum err (*instance_get)(struct index_store *s, const char *uid, struct idx_instance *out);
 	enum err (*study_get)(struct index_store *s, const char *uid, struct idx_study *out);
 	enum err (*series_get)(struct index_store *s, const char *uid, struct idx_series *out);
+	enum err (*series_by_id)(struct index_store *s, int64_t id, struct idx_series *out);
+	enum err (*study_by_id)(struct index_store *s, int64_t id, struct idx_study *out);
 	/* Rows in study date order; fn's error stops the walk and is returned. */
 	enum err (*study_query)(struct index_store *s, const struct idx_study_query *q,
 	                        enum err (*fn)(void *ctx, const struct idx_study *st), void *ctx);

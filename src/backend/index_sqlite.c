@@ -22,7 +22,7 @@ enum stmt_id {
 	S_SERIES_GET, S_SERIES_INS, S_SERIES_UPD,
 	S_INST_GET, S_INST_INS, S_SERIES_COUNT, S_STUDY_COUNT, S_STUDY_NSERIES,
 	S_SERIES_LIST, S_INST_LIST,
-	S_USER_INS, S_USER_GET, S_USER_UPD,
+	S_USER_INS, S_USER_GET, S_USER_UPD, S_SERIES_BY_ID, S_STUDY_BY_ID,
 	S__COUNT
 };
 
@@ -50,6 +50,9 @@ static const char *const stmt_sql[S__COUNT] = {
 	                  " ORDER BY number, uid",
 	[S_INST_LIST] = "SELECT id, series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created"
 	                " FROM instances WHERE series_id = ?1 ORDER BY number, uid",
+	[S_SERIES_BY_ID] = "SELECT id, study_id, uid, modality, number, enc, n_instances FROM series WHERE id = ?1",
+	[S_STUDY_BY_ID] = "SELECT id, patient_id, uid, collection, date, time, modalities, accession_hmac, enc,"
+	                  " n_series, n_instances FROM studies WHERE id = ?1",
 	[S_USER_INS] = "INSERT INTO users (name, role, pwhash, totp_wrapped, totp_last_step, failures, locked_until,"
 	               " disabled, expires, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[S_USER_GET] = "SELECT id, name, role, pwhash, totp_wrapped, totp_last_step, failures, locked_until, disabled,"
@@ -368,6 +371,34 @@ static enum err sq_series_get(struct index_store *bs, const char *uid, struct id
 	rc = step_one(s, q, "series_get");
 	if (rc == ERR_OK)
 		rc = read_series(s, q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_series_by_id(struct index_store *bs, int64_t id, struct idx_series *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SERIES_BY_ID);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	rc = step_one(s, q, "series_by_id");
+	if (rc == ERR_OK)
+		rc = read_series(s, q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_study_by_id(struct index_store *bs, int64_t id, struct idx_study *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_STUDY_BY_ID);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	rc = step_one(s, q, "study_by_id");
+	if (rc == ERR_OK)
+		rc = read_study(s, q, out);
 	sqlite3_reset(q);
 	return rc;
 }
@@ -691,6 +722,8 @@ static const struct index_ops sq_ops = {
 	.instance_get = sq_instance_get,
 	.study_get = sq_study_get,
 	.series_get = sq_series_get,
+	.series_by_id = sq_series_by_id,
+	.study_by_id = sq_study_by_id,
 	.study_query = sq_study_query,
 	.series_list = sq_series_list,
 	.instance_list = sq_instance_list,

@@ -1,0 +1,594 @@
+/* store.c: ingest and retrieval of instances. Identifying attributes are
+ * sealed under the patient's data key (so erasing the key erases them) and
+ * indexed only as keyed hashes; the object is encrypted in chunks with its
+ * identity (object key, SOP Instance UID) bound in; the blob is durable
+ * before the index commits. Layer: core. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "dicomvault/blob.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/dataset.h"
+#include "dicomvault/index.h"
+#include "dicomvault/store.h"
+#include "dicomvault/vault.h"
+
+#define COPY_CHUNK (256u * 1024)
+
+static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
+
+static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why != NULL && cap > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, cap, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static const char hexd[] = "0123456789abcdef";
+
+static void to_hex(const uint8_t *p, size_t n, char *out)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hexd[p[i] >> 4];
+		out[2 * i + 1] = hexd[p[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+/* A UID value: 1-64 characters of digits and dots. */
+static enum err get_uid(const struct dcm_ds *ds, uint32_t tag, char out[65])
+{
+	size_t n = 0, i;
+	const char *s = dcm_ds_str(ds, tag, &n);
+
+	if (s == NULL || n == 0 || n > 64)
+		return ERR_PARSE;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+			return ERR_PARSE;
+	memcpy(out, s, n);
+	out[n] = 0;
+	return ERR_OK;
+}
+
+/* A short plain string (dates, modality...); "" if absent or unusable. */
+static void get_plain(const struct dcm_ds *ds, uint32_t tag, char *out, size_t cap)
+{
+	size_t n = 0, i;
+	const char *s = dcm_ds_str(ds, tag, &n);
+
+	out[0] = 0;
+	if (s == NULL || n >= cap)
+		return;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return;
+	memcpy(out, s, n);
+	out[n] = 0;
+}
+
+static int64_t get_int(const struct dcm_ds *ds, uint32_t tag)
+{
+	char b[16], *end;
+	long long v;
+
+	get_plain(ds, tag, b, sizeof b);
+	if (b[0] == 0)
+		return -1;
+	v = strtoll(b, &end, 10);
+	while (*end == ' ')
+		end++;
+	return *end == 0 ? (int64_t)v : -1;
+}
+
+/* HMAC under the index key of a labelled value. */
+static enum err keyed(const struct vault *v, const char *label, const void *p, size_t n, uint8_t out[32])
+{
+	struct wbuf w;
+	enum err rc;
+
+	wbuf_init(&w, 1 << 16);
+	aead_ad_put(&w, label, strlen(label));
+	aead_ad_put(&w, p, n);
+	rc = wbuf_err(&w);
+	if (rc == ERR_OK)
+		rc = kdf_hmac_sha256(v->index_key, w.p, w.len, out);
+	if (w.p)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	return rc;
+}
+
+/* The patient's identity for keying: Patient ID and issuer, or, when there
+ * is no ID, name and birth date. */
+static enum err patient_keys(const struct vault *v, const struct dcm_ds *ds, uint8_t key_hmac[32],
+                             uint8_t name_hmac[32])
+{
+	size_t n1 = 0, n2 = 0, n3 = 0, i;
+	const char *id = dcm_ds_str(ds, 0x00100020, &n1);
+	const char *issuer = dcm_ds_str(ds, 0x00100021, &n2);
+	const char *name = dcm_ds_str(ds, 0x00100010, &n3);
+	char up[256];
+	struct wbuf w;
+	enum err rc;
+
+	wbuf_init(&w, 4096);
+	if (id != NULL && n1 > 0) {
+		aead_ad_put(&w, id, n1);
+		aead_ad_put(&w, issuer ? issuer : "", issuer ? n2 : 0);
+		rc = wbuf_err(&w);
+		if (rc == ERR_OK)
+			rc = keyed(v, "patient-id", w.p, w.len, key_hmac);
+	} else {
+		size_t nb = 0;
+		const char *birth = dcm_ds_str(ds, 0x00100030, &nb);
+		aead_ad_put(&w, name ? name : "", name ? n3 : 0);
+		aead_ad_put(&w, birth ? birth : "", birth ? nb : 0);
+		rc = wbuf_err(&w);
+		if (rc == ERR_OK)
+			rc = keyed(v, "patient-noid", w.p, w.len, key_hmac);
+	}
+	if (w.p)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	if (rc != ERR_OK)
+		return rc;
+	/* names match case-insensitively (ASCII), padding ignored */
+	if (name == NULL)
+		n3 = 0;
+	if (n3 > sizeof up)
+		n3 = sizeof up;
+	for (i = 0; i < n3; i++)
+		up[i] = (name[i] >= 'a' && name[i] <= 'z') ? (char)(name[i] - 32) : name[i];
+	rc = keyed(v, "patient-name", up, n3, name_hmac);
+	mem_wipe(up, sizeof up);
+	return rc;
+}
+
+/* The listed attributes of ds (those present), as an explicit VR LE data
+ * set, sealed under key with ad. */
+static enum err seal_attrs(const struct dcm_file *f, const uint32_t *tags, size_t ntags, const struct secret *key,
+                           const char *ad, uint8_t **out, size_t *outlen)
+{
+	struct dcm_file *t = NULL;
+	struct wbuf w;
+	struct sink k;
+	size_t i;
+	enum err rc;
+
+	wbuf_init(&w, 1 << 20);
+	rc = dcm_file_new(&t);
+	for (i = 0; rc == ERR_OK && i < ntags; i++) {
+		const struct dcm_elem *e = dcm_ds_find(&f->ds, tags[i]);
+		if (e == NULL || e->seq != NULL || (e->flags & DCM_EF_BULK))
+			continue;
+		rc = dcm_ds_set(&t->ds, e->tag, e->vr, e->val, e->len);
+	}
+	sink_wbuf(&k, &w);
+	if (rc == ERR_OK)
+		rc = dcm_ds_write(t, &t->ds, true, false, &k);
+	if (rc == ERR_OK)
+		rc = aead_seal(key, ad, strlen(ad), w.p ? w.p : (const uint8_t *)"", w.len, NULL, out, outlen);
+	if (w.p)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	dcm_file_free(t);
+	return rc;
+}
+
+static const uint32_t patient_tags[] = { 0x00080005, 0x00100010, 0x00100020, 0x00100021, 0x00100030, 0x00100040 };
+static const uint32_t study_tags[] = { 0x00080005, 0x00080050, 0x00080090, 0x00081030, 0x00200010 };
+static const uint32_t series_tags[] = { 0x00080005, 0x0008103E, 0x00180015 };
+
+struct ctx {
+	struct vault *v;
+	struct dcm_file *f;
+	struct secret *dk;        /* patient data key */
+	struct idx_patient pat;
+	uint8_t *enc[3];
+	size_t enclen[3];
+	char why_buf[8];
+};
+
+/* Finds the patient or creates it with a new wrapped data key. */
+static enum err patient(struct ctx *c, char *why, size_t whylen)
+{
+	struct index_store *ix = c->v->ix;
+	char label[80], ad[80], hex[65];
+	struct wbuf w;
+	enum err rc;
+
+	memset(&c->pat, 0, sizeof c->pat);
+	rc = patient_keys(c->v, &c->f->ds, c->pat.key_hmac, c->pat.name_hmac);
+	if (rc != ERR_OK)
+		return rc;
+	to_hex(c->pat.key_hmac, 16, hex);
+	snprintf(label, sizeof label, "dk:%s", hex);
+	rc = ix->ops->patient_get(ix, c->pat.key_hmac, &c->pat);
+	if (rc == ERR_OK)
+		return keywrap_unwrap(c->v->mk, label, strlen(label), c->pat.wrapped_key.p, c->pat.wrapped_key.n, &c->dk);
+	if (rc != ERR_NOTFOUND)
+		return rc;
+	wbuf_init(&w, 4096);
+	rc = secret_random(32, &c->dk);
+	if (rc == ERR_OK)
+		rc = keywrap_wrap(c->v->mk, label, strlen(label), c->dk, &w);
+	snprintf(ad, sizeof ad, "patient:%s", hex);
+	if (rc == ERR_OK)
+		rc = seal_attrs(c->f, patient_tags, sizeof patient_tags / sizeof patient_tags[0], c->dk, ad, &c->enc[0],
+		                &c->enclen[0]);
+	if (rc == ERR_OK) {
+		c->pat.wrapped_key.p = w.p;
+		c->pat.wrapped_key.n = w.len;
+		c->pat.enc.p = c->enc[0];
+		c->pat.enc.n = c->enclen[0];
+		rc = ix->ops->patient_put(ix, &c->pat);
+	}
+	wbuf_fini(&w);
+	if (rc != ERR_OK)
+		why_set(why, whylen, rc, "cannot record the patient");
+	return rc;
+}
+
+/* Hashes the whole source (for comparing a duplicate). */
+static enum err hash_src(struct src *in, uint8_t out[32])
+{
+	struct sha256 *h = NULL;
+	uint8_t *buf = malloc(COPY_CHUNK);
+	uint64_t off = 0, size = (uint64_t)in->size;
+	enum err rc = buf ? sha256_new(&h) : ERR_NOMEM;
+
+	while (rc == ERR_OK && off < size) {
+		size_t n = size - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(size - off);
+		rc = in->read_at(in->ctx, off, buf, n);
+		if (rc == ERR_OK)
+			sha256_update(h, buf, n);
+		off += n;
+	}
+	if (rc == ERR_OK)
+		sha256_final(h, out);
+	else
+		sha256_free(h);
+	free(buf);
+	return rc;
+}
+
+static void object_ad(struct wbuf *w, const char *object_key, const char *sop_uid)
+{
+	aead_ad_put(w, "dicomvault-object-v1", 20);
+	aead_ad_put(w, object_key, strlen(object_key));
+	aead_ad_put(w, sop_uid, strlen(sop_uid));
+}
+
+/* Encrypts in into a new blob while hashing it; durable on success. */
+static enum err write_object(struct ctx *c, struct src *in, const char *object_key, const char *sop_uid,
+                             uint8_t sha[32])
+{
+	struct blob_store *bs = c->v->blobs;
+	struct blob_writer *bw = NULL;
+	struct blob_sink_ctx bc;
+	struct aead_enc *e = NULL;
+	struct sha256 *h = NULL;
+	struct sink k;
+	struct wbuf ad;
+	uint8_t *buf = malloc(COPY_CHUNK);
+	uint64_t off = 0, size = (uint64_t)in->size;
+	enum err rc = buf ? ERR_OK : ERR_NOMEM;
+
+	wbuf_init(&ad, 4096);
+	object_ad(&ad, object_key, sop_uid);
+	if (rc == ERR_OK)
+		rc = bs->ops->put_begin(bs, object_key, &bw);
+	if (rc == ERR_OK) {
+		blob_sink(&k, &bc, bs, bw);
+		rc = aead_enc_open(&e, c->dk, ad.p, ad.len, &k);
+	}
+	if (rc == ERR_OK)
+		rc = sha256_new(&h);
+	while (rc == ERR_OK && off < size) {
+		size_t n = size - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(size - off);
+		rc = in->read_at(in->ctx, off, buf, n);
+		if (rc == ERR_OK) {
+			sha256_update(h, buf, n);
+			rc = aead_enc_write(e, buf, n);
+		}
+		off += n;
+	}
+	if (rc == ERR_OK)
+		rc = aead_enc_close(e);
+	if (rc == ERR_OK) {
+		sha256_final(h, sha);
+		h = NULL;
+		rc = bs->ops->put_commit(bw);
+		bw = NULL;
+	}
+	sha256_free(h);
+	aead_enc_free(e);
+	if (bw != NULL)
+		bs->ops->put_abort(bw);
+	wbuf_fini(&ad);
+	free(buf);
+	return rc;
+}
+
+static void merge_modality(char *mods, size_t cap, const char *m)
+{
+	size_t len = strlen(mods), ml = strlen(m);
+	const char *p = mods;
+
+	if (ml == 0)
+		return;
+	while (p != NULL && *p) {
+		const char *q = strchr(p, '\\');
+		size_t n = q ? (size_t)(q - p) : strlen(p);
+		if (n == ml && memcmp(p, m, n) == 0)
+			return;
+		p = q ? q + 1 : NULL;
+	}
+	if (len + ml + 2 > cap)
+		return;
+	if (len)
+		mods[len++] = '\\';
+	memcpy(mods + len, m, ml + 1);
+}
+
+enum err store_instance(struct vault *v, struct src *in, const char *collection, struct store_result *res,
+                        char *why, size_t whylen)
+{
+	struct dcm_read_opts ro = { .bulk_threshold = 4096, .strict = false };
+	struct ctx c;
+	struct dcm_errinfo ei;
+	struct idx_instance inst, old;
+	struct idx_study st, cur;
+	struct idx_series se;
+	struct index_store *ix = v->ix;
+	uint8_t rnd[16];
+	char object_key[33] = "", hex[65], ad[96];
+	bool tx = false;
+	enum err rc;
+
+	memset(&c, 0, sizeof c);
+	memset(res, 0, sizeof *res);
+	c.v = v;
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
+	if (in->read_at == NULL || in->size < 0)
+		return why_set(why, whylen, ERR_INTERNAL, "store needs a random-access source");
+	rc = dcm_file_read(in, &ro, &c.f, &ei);
+	if (rc != ERR_OK)
+		return why_set(why, whylen, rc, "not valid DICOM at byte offset %llu: %s", (unsigned long long)ei.offset, ei.msg);
+	if (!c.f->has_meta) {
+		rc = why_set(why, whylen, ERR_PARSE, "not a DICOM Part 10 file (no file meta information)");
+		goto out;
+	}
+	if (get_uid(&c.f->ds, 0x00080018, res->sop_uid) != ERR_OK ||
+	    get_uid(&c.f->ds, 0x00080016, res->sop_class) != ERR_OK ||
+	    get_uid(&c.f->ds, 0x0020000D, res->study_uid) != ERR_OK ||
+	    get_uid(&c.f->ds, 0x0020000E, res->series_uid) != ERR_OK) {
+		rc = why_set(why, whylen, ERR_PARSE, "SOP Class, SOP Instance, Study or Series Instance UID missing or invalid");
+		goto out;
+	}
+	res->size = (uint64_t)in->size;
+	/* the same SOP Instance UID again */
+	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
+		rc = hash_src(in, res->sha256);
+		if (rc == ERR_OK && ct_equal(res->sha256, old.sha256, 32)) {
+			res->existed = true;
+			goto out;
+		}
+		if (rc == ERR_OK)
+			rc = why_set(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
+			             res->sop_uid);
+		goto out;
+	}
+	rc = ix->ops->begin(ix);
+	if (rc != ERR_OK)
+		goto out;
+	tx = true;
+	rc = patient(&c, why, whylen);
+	if (rc != ERR_OK)
+		goto out;
+	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
+		rc = ERR_IO;
+		goto out;
+	}
+	to_hex(rnd, sizeof rnd, object_key);
+	rc = write_object(&c, in, object_key, res->sop_uid, res->sha256);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "cannot write the encrypted object");
+		goto out;
+	}
+	/* study */
+	memset(&st, 0, sizeof st);
+	st.patient_id = c.pat.id;
+	snprintf(st.uid, sizeof st.uid, "%s", res->study_uid);
+	snprintf(st.collection, sizeof st.collection, "%s", collection ? collection : "default");
+	get_plain(&c.f->ds, 0x00080020, st.date, sizeof st.date);
+	get_plain(&c.f->ds, 0x00080030, st.time, sizeof st.time);
+	if (ix->ops->study_get(ix, st.uid, &cur) == ERR_OK)
+		snprintf(st.modalities, sizeof st.modalities, "%s", cur.modalities);
+	{
+		char m[17];
+		size_t n = 0;
+		get_plain(&c.f->ds, 0x00080060, m, sizeof m);
+		merge_modality(st.modalities, sizeof st.modalities, m);
+		if (dcm_ds_str(&c.f->ds, 0x00080050, &n) != NULL && n > 0) {
+			const char *acc = dcm_ds_str(&c.f->ds, 0x00080050, &n);
+			rc = keyed(v, "accession", acc, n, st.accession_hmac);
+			st.has_accession = true;
+		}
+	}
+	to_hex(c.pat.key_hmac, 16, hex);
+	snprintf(ad, sizeof ad, "study:%s", res->study_uid);
+	if (rc == ERR_OK)
+		rc = seal_attrs(c.f, study_tags, sizeof study_tags / sizeof study_tags[0], c.dk, ad, &c.enc[1], &c.enclen[1]);
+	st.enc.p = c.enc[1];
+	st.enc.n = c.enclen[1];
+	if (rc == ERR_OK)
+		rc = ix->ops->study_put(ix, &st);
+	if (rc == ERR_DENIED) {
+		why_set(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
+		goto out;
+	}
+	/* series */
+	memset(&se, 0, sizeof se);
+	se.study_id = st.id;
+	snprintf(se.uid, sizeof se.uid, "%s", res->series_uid);
+	get_plain(&c.f->ds, 0x00080060, se.modality, sizeof se.modality);
+	se.number = get_int(&c.f->ds, 0x00200011);
+	snprintf(ad, sizeof ad, "series:%s", res->series_uid);
+	if (rc == ERR_OK)
+		rc = seal_attrs(c.f, series_tags, sizeof series_tags / sizeof series_tags[0], c.dk, ad, &c.enc[2],
+		                &c.enclen[2]);
+	se.enc.p = c.enc[2];
+	se.enc.n = c.enclen[2];
+	if (rc == ERR_OK)
+		rc = ix->ops->series_put(ix, &se);
+	if (rc == ERR_DENIED) {
+		why_set(why, whylen, rc, "Series Instance UID %s belongs to another study", res->series_uid);
+		goto out;
+	}
+	/* instance */
+	memset(&inst, 0, sizeof inst);
+	inst.series_id = se.id;
+	snprintf(inst.uid, sizeof inst.uid, "%s", res->sop_uid);
+	snprintf(inst.sop_class, sizeof inst.sop_class, "%s", res->sop_class);
+	snprintf(inst.ts_uid, sizeof inst.ts_uid, "%s", c.f->ts_uid[0] ? c.f->ts_uid : c.f->ts->uid);
+	inst.number = get_int(&c.f->ds, 0x00200013);
+	snprintf(inst.object_key, sizeof inst.object_key, "%s", object_key);
+	inst.size = res->size;
+	memcpy(inst.sha256, res->sha256, 32);
+	inst.created = (int64_t)time(NULL);
+	if (rc == ERR_OK)
+		rc = ix->ops->instance_put(ix, &inst);
+	if (rc == ERR_OK)
+		rc = ix->ops->commit(ix);
+	tx = false;
+	if (rc != ERR_OK) {
+		ix->ops->rollback(ix);
+		v->blobs->ops->del(v->blobs, object_key);
+		if (why != NULL && whylen > 0 && why[0] == 0)
+			why_set(why, whylen, rc, "cannot index the instance");
+	}
+out:
+	if (tx) {
+		ix->ops->rollback(ix);
+		if (object_key[0] && rc != ERR_OK)
+			(void)v->blobs->ops->del(v->blobs, object_key);
+	}
+	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
+		why_set(why, whylen, rc, "%s", err_str(rc));
+	secret_free(c.dk);
+	free(c.enc[0]);
+	free(c.enc[1]);
+	free(c.enc[2]);
+	dcm_file_free(c.f);
+	return rc;
+}
+
+/* Hashing sink in front of the caller's. */
+struct hsink {
+	struct sha256 *h;
+	struct sink *next;
+	uint64_t n;
+};
+
+static enum err hsink_write(void *ctx, const void *p, size_t n)
+{
+	struct hsink *s = ctx;
+
+	sha256_update(s->h, p, n);
+	s->n += n;
+	return sink_write(s->next, p, n);
+}
+
+enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *out, char *why, size_t whylen)
+{
+	struct index_store *ix = v->ix;
+	struct idx_instance inst;
+	struct idx_series se;
+	struct idx_study st;
+	struct idx_patient pat;
+	struct secret *dk = NULL;
+	struct aead_dec *d = NULL;
+	struct src blob = { 0 };
+	struct wbuf ad;
+	struct hsink hs = { NULL, out, 0 };
+	uint8_t *buf = NULL, sha[32];
+	char label[80], hex[65];
+	bool have_blob = false;
+	enum err rc;
+
+	wbuf_init(&ad, 4096);
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
+	rc = ix->ops->instance_get(ix, sop_uid, &inst);
+	if (rc != ERR_OK)
+		goto out;
+	/* walk up to the patient for the data key */
+	rc = ix->ops->series_by_id(ix, inst.series_id, &se);
+	if (rc == ERR_OK)
+		rc = ix->ops->study_by_id(ix, se.study_id, &st);
+	if (rc == ERR_OK)
+		rc = ix->ops->patient_by_id(ix, st.patient_id, &pat);
+	if (rc != ERR_OK)
+		goto out;
+	to_hex(pat.key_hmac, 16, hex);
+	snprintf(label, sizeof label, "dk:%s", hex);
+	rc = keywrap_unwrap(v->mk, label, strlen(label), pat.wrapped_key.p, pat.wrapped_key.n, &dk);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
+		goto out;
+	}
+	object_ad(&ad, inst.object_key, inst.uid);
+	rc = v->blobs->ops->get(v->blobs, inst.object_key, &blob);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "object %s is missing", inst.object_key);
+		goto out;
+	}
+	have_blob = true;
+	rc = aead_dec_open(&d, dk, ad.p, ad.len, &blob);
+	if (rc == ERR_OK)
+		rc = sha256_new(&hs.h);
+	buf = malloc(COPY_CHUNK);
+	if (rc == ERR_OK && buf == NULL)
+		rc = ERR_NOMEM;
+	for (;;) {
+		size_t got = 0;
+		struct sink hk = { hsink_write, &hs };
+		if (rc != ERR_OK)
+			break;
+		rc = aead_dec_read(d, buf, COPY_CHUNK, &got);
+		if (rc != ERR_OK || got == 0)
+			break;
+		rc = sink_write(&hk, buf, got);
+	}
+	if (rc == ERR_OK) {
+		sha256_final(hs.h, sha);
+		hs.h = NULL;
+		if (!ct_equal(sha, inst.sha256, 32) || hs.n != inst.size)
+			rc = why_set(why, whylen, ERR_AUTH, "fixity check failed for %s", sop_uid);
+	} else if (rc == ERR_AUTH) {
+		why_set(why, whylen, rc, "object %s failed authentication (tampered or damaged)", inst.object_key);
+	}
+out:
+	sha256_free(hs.h);
+	aead_dec_free(d);
+	if (have_blob)
+		src_close(&blob);
+	secret_free(dk);
+	free(buf);
+	wbuf_fini(&ad);
+	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
+		why_set(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : err_str(rc));
+	return rc;
+}
