@@ -13,6 +13,8 @@ static void usage(FILE *out)
 	      "  init            create a vault (keys, TLS certificate, first administrator)\n"
 	      "  dump FILE...    print DICOM files as text (like dcmdump)\n"
 	      "  json FILE       print a DICOM file as PS3.18 DICOM JSON\n"
+	      "  deid --profile basic[,OPTION...] IN OUT\n"
+	      "                  de-identify files or folders (PS3.15 Annex E)\n"
 	      "\n"
 	      "Run 'dicomvault COMMAND --help' for a command's options.\n", out);
 }
@@ -37,6 +39,8 @@ int main(int argc, char **argv)
 		return cmd_dump(argc - 1, argv + 1);
 	if (strcmp(argv[1], "json") == 0)
 		return cmd_json(argc - 1, argv + 1);
+	if (strcmp(argv[1], "deid") == 0)
+		return cmd_deid(argc - 1, argv + 1);
 	fprintf(stderr, "dicomvault: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

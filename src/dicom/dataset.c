@@ -536,7 +536,12 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 	if (!o->no_meta && load_u16le(p) == 0x0002) {
 		r.limit = UINT64_MAX;
 		r.explicit_vr = known_vr_bytes(p + 4);
+		/* the meta group ends where its group length says, if it has one */
+		if (load_u16le(p + 2) == 0 && p[4] == 'U' && p[5] == 'L' && load_u16le(p + 6) == 4 &&
+		    dcm_reader_peek(&r, 12, &p) == ERR_OK)
+			r.limit = r.pos + 12 + load_u32le(p + 8);
 		rc = build(&r, f, &f->meta, &dflt, true);
+		r.limit = UINT64_MAX;
 		if (rc != ERR_OK)
 			goto out;
 		if (r.pos > DCM_MAX_META_LEN) {

@@ -338,6 +338,18 @@ static enum err check_fits(struct dcm_reader *r, uint32_t tag, uint64_t len, uin
 	return ERR_OK;
 }
 
+/* An 8-byte item or delimiter header must fit in the innermost
+ * defined-length container. */
+static enum err check_hdr(struct dcm_reader *r, uint32_t tag, uint64_t off)
+{
+	uint64_t end = cur_end(r);
+
+	if (end < r->pos || end - r->pos < 8)
+		return fail(r, ERR_PARSE, off, "(%04X,%04X) crosses the end of its enclosing container at offset %llu",
+		            TAG_GROUP(tag), TAG_ELEM(tag), (unsigned long long)end);
+	return ERR_OK;
+}
+
 static enum err count_elem(struct dcm_reader *r, uint64_t off)
 {
 	if (++r->nelems > DCM_MAX_ELEMENTS)
@@ -361,6 +373,9 @@ static enum err next_in_seq(struct dcm_reader *r, struct dcm_frame *f, struct dc
 		            TAG_GROUP(f->tag), TAG_ELEM(f->tag), (unsigned long long)f->off);
 	tag = get_tag(r->buf + r->start, big);
 	len = get32(r->buf + r->start + 4, big);
+	rc = check_hdr(r, tag, off);
+	if (rc != ERR_OK)
+		return rc;
 	if (tag == TAG_SEQ_DELIM) {
 		if (!f->undef)
 			return fail(r, ERR_PARSE, off, "sequence delimiter in a sequence of defined length");
@@ -486,6 +501,9 @@ enum err dcm_reader_next(struct dcm_reader *r, struct dcm_ev *ev)
 	if (TAG_GROUP(tag) == 0xFFFE) {
 		len = get32(b + 4, big);
 		if (tag == TAG_ITEM_DELIM && f != NULL && f->undef) {
+			rc = check_hdr(r, tag, off);
+			if (rc != ERR_OK)
+				return rc;
 			if (len != 0) {
 				rc = warn(r, off, "item delimiter with non-zero length %u", len);
 				if (rc != ERR_OK)
@@ -531,13 +549,14 @@ enum err dcm_reader_next(struct dcm_reader *r, struct dcm_ev *ev)
 
 	if (len == DCM_UNDEF) {
 		bool item_next = false;
-		if (!explicit_vr && vr != VR_SQ && vr != VR_UN) {
+		if (!explicit_vr && vr != VR_SQ && vr != VR_UN && vr != VR_OB && vr != VR_OW) {
 			/* implicit VR: an item tag next means a sequence whatever the
 			 * dictionary says (a sequence on a non-SQ or private tag) */
 			rc = fill(r, 4);
 			if (rc != ERR_OK)
 				return rc;
-			item_next = avail(r) >= 4 && get_tag(r->buf + r->start, big) == TAG_ITEM &&
+			item_next = avail(r) >= 4 && (get_tag(r->buf + r->start, big) == TAG_ITEM ||
+			                              get_tag(r->buf + r->start, big) == TAG_SEQ_DELIM) &&
 			            !(tag == TAG_PIXEL_DATA);
 		}
 		if (vr == VR_SQ || (!explicit_vr && vr == VR_UN) || item_next) {

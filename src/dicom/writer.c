@@ -16,6 +16,7 @@ struct enc {
 	bool explicit_vr;
 	bool big;
 	bool drop_gl;   /* drop group lengths (they would be wrong) */
+	bool ds_top;    /* top level of a Part 10 data set: no group 0002 */
 };
 
 struct out {
@@ -79,6 +80,8 @@ static void put_tag(struct out *o, uint32_t tag, bool big)
 
 static bool skip_elem(const struct dcm_elem *e, const struct enc *c)
 {
+	if (c->ds_top && TAG_GROUP(e->tag) == 0x0002)
+		return true;   /* after the meta group a reader would take it for meta */
 	return c->drop_gl && TAG_ELEM(e->tag) == 0 && TAG_GROUP(e->tag) != 0x0002;
 }
 
@@ -131,6 +134,7 @@ static uint64_t value_size(const struct dcm_elem *e, const struct enc *c)
 	}
 	if (e->seq != NULL) {
 		struct enc inner = *c;
+		inner.ds_top = false;
 		if (e->flags & DCM_EF_UNSEQ) {
 			inner.explicit_vr = false;
 			inner.big = false;
@@ -213,6 +217,19 @@ static void put_value(struct out *o, const struct dcm_elem *e, const struct enc 
 
 static void put_ds(struct out *o, const struct dcm_ds *ds, const struct enc *c);
 
+/* Whether implicit VR, where a reader takes the VR from the dictionary,
+ * carries e so that it reads back as it is. */
+static bool implicit_ok(const struct dcm_elem *e)
+{
+	uint16_t d = dict_implicit_vr(e->tag);
+
+	if (e->flags & DCM_EF_ENCAPS)
+		return e->tag == TAG_PIXEL_DATA || d == VR_OB || d == VR_OW;
+	if (e->seq != NULL)
+		return e->tag != TAG_PIXEL_DATA && d != VR_OB && d != VR_OW;
+	return d != VR_SQ || e->len == 0;
+}
+
 static void put_elem(struct out *o, const struct dcm_elem *e, const struct enc *c)
 {
 	uint16_t vr = out_vr(e);
@@ -220,6 +237,10 @@ static void put_elem(struct out *o, const struct dcm_elem *e, const struct enc *
 	uint32_t len;
 	uint32_t i;
 
+	if (!c->explicit_vr && !implicit_ok(e)) {
+		o->err = ERR_UNSUPPORTED;
+		return;
+	}
 	if (e->seq != NULL && ((e->flags & DCM_EF_UNDEF) || seq_needs_undef(e, c)))
 		len = DCM_UNDEF;
 	else if (vlen >= DCM_UNDEF) {
@@ -260,6 +281,7 @@ static void put_elem(struct out *o, const struct dcm_elem *e, const struct enc *
 	}
 	if (e->seq != NULL) {
 		struct enc inner = *c;
+		inner.ds_top = false;
 		if (e->flags & DCM_EF_UNSEQ) {
 			inner.explicit_vr = false;
 			inner.big = false;
@@ -314,7 +336,7 @@ static enum err out_init(struct out *o, const struct dcm_file *f, struct sink *k
 enum err dcm_ds_write(const struct dcm_file *f, const struct dcm_ds *ds, bool explicit_vr, bool big_endian,
                       struct sink *k)
 {
-	struct enc c = { explicit_vr, big_endian, false };
+	struct enc c = { explicit_vr, big_endian, false, false };
 	struct out o;
 	enum err rc;
 
@@ -431,7 +453,7 @@ enum err dcm_file_write(struct dcm_file *f, const struct dcm_write_opts *wo, str
 	static const struct dcm_write_opts dflt = { 0 };
 	const struct dcm_ts *ts;
 	struct dcm_ds meta;
-	struct enc mc = { true, false, false };
+	struct enc mc = { true, false, false, false };
 	struct enc dc;
 	struct out o;
 	struct deflate_sink *d = NULL;
@@ -470,6 +492,7 @@ enum err dcm_file_write(struct dcm_file *f, const struct dcm_write_opts *wo, str
 	dc.explicit_vr = ts->explicit_vr;
 	dc.big = ts->big_endian;
 	dc.drop_gl = f->ts != NULL && f->ts->explicit_vr != ts->explicit_vr;
+	dc.ds_top = !wo->no_preamble;
 	if (ts->deflated) {
 		flush(&o);
 		d = calloc(1, sizeof *d);
