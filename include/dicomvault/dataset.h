@@ -134,6 +134,7 @@ struct dcm_ds {
 	uint32_t n, cap;
 	uint16_t flags;      /* DCM_EF_UNDEF: item had undefined length */
 	bool unsorted;       /* read in non-ascending tag order */
+	uint32_t *order;     /* unsorted: indexes of e[] in tag order (NULL after edits) */
 	struct dcm_file *file;
 	struct dcm_ds *parent;
 };

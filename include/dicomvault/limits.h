@@ -9,7 +9,7 @@
 #define DCM_MAX_FRAGMENTS      (1u << 22)   /* pixel data fragments */
 #define DCM_MAX_META_LEN       (64u * 1024) /* file meta information group */
 #define DCM_MAX_VALUE_INMEM    (256u * 1024 * 1024) /* largest value held in memory */
-#define DCM_MAX_INFLATED       ((unsigned long long)8 << 30) /* deflated dataset */
+#define DCM_MAX_INFLATED       ((unsigned long long)256 << 20) /* deflated data set, inflated (held in memory) */
 #define DCM_READ_CHUNK         (256u * 1024)  /* reader buffer */
 #define DCM_DEFAULT_BULK       (64u * 1024)   /* values above: left in the source */
 #define DCM_MAX_STRING_VM      (1u << 16)   /* values in one multi-valued string */
@@ -39,5 +39,22 @@
 #define CRYPTO_PWHASH_MAX_OPS  64u                  /* Argon2id passes read from a record */
 #define CRYPTO_PWHASH_MAX_MEM  ((size_t)4 << 30)    /* Argon2id memory read from a record */
 #define CRYPTO_TOTP_LABEL_MAX  256u                 /* issuer or account name in an otpauth URI */
+
+/* http: the HTTPS listener (daemon/http.c) and interactive login (core/auth.c) */
+#define HTTP_MAX_JSON_BODY     (64u * 1024)   /* JSON request body (413 beyond) */
+#define HTTP_BODY_DISCARD_MAX  (1u << 20)     /* bytes of an over-long chunked body read before closing */
+#define HTTP_MAX_URL           8192u          /* request path and query (414 beyond) */
+#define HTTP_MAX_HEADERS       64u            /* request header fields (431 beyond) */
+#define HTTP_CONN_MEMORY       (64u * 1024)   /* per-connection pool: request line, headers, read buffer */
+#define HTTP_CONN_TIMEOUT      30u            /* seconds of inactivity, TLS handshake included */
+#define HTTP_MAX_CONNECTIONS   64u            /* concurrent connections (one thread each) */
+#define HTTP_MAX_PER_IP        16u            /* concurrent connections from one address */
+#define HTTP_THREAD_STACK      (1u << 20)     /* stack of a connection thread */
+#define HTTP_JSON_MAX_DEPTH    8u             /* nesting of a pre-authentication JSON body */
+#define HTTP_LOGIN_MAX_FIELD   1024u          /* bytes of a login field (password: CRYPTO_PASSWORD_MAX) */
+#define AUTH_NAME_MAX          64u            /* bytes of a user name */
+#define AUTH_PWHASH_CONCURRENCY 2u            /* Argon2id verifications at once (64 MiB each) */
+#define AUTH_PWHASH_WAIT       10u            /* seconds a login waits for one before "busy" */
+#define AUTH_LIMITER_SLOTS     4096u          /* failure counters kept in memory (accounts + addresses) */
 
 #endif

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "dicomvault/audit.h"
 #include "dicomvault/blob.h"
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
@@ -168,6 +169,7 @@ static void remove_tree(const char *dir)
 	static const char *const files[] = {
 		"keys/master.key", "keys/master.pass", "keys/index.key", "keys/audit.key", "keys/audit.pub",
 		"keys/tls.key", "keys/tls.crt", "index.db", "index.db-wal", "index.db-shm", "dicomvault.conf",
+		"audit/audit.log",
 	};
 	static const char *const dirs[] = { "keys", "objects", "audit" };
 	char p[VAULT_PATH_MAX + 64];
@@ -426,6 +428,9 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 	rc = make_admin(dir, admin, mk, pw, res);
 	if (rc != ERR_OK)
 		why_set(why, whylen, rc, "cannot create the index and its admin user");
+	if (rc == ERR_OK && (rc = audit_append_once(dir, &(struct audit_rec){ .action = AUDIT_VAULT_INIT,
+	                     .actor = { .user = admin, .role = "admin", .addr = "local" } })) != ERR_OK)
+		why_set(why, whylen, rc, "cannot write the first audit record in %s/audit", dir);
 out:
 	if (rc != ERR_OK) {
 		if (created)

@@ -316,6 +316,35 @@ static uint16_t fix_vr(struct dcm_file *f, uint32_t tag, uint16_t vr)
 	return vr;
 }
 
+/* For a data set read out of tag order: a stable sorted index, so lookups
+ * stay logarithmic (a hostile file of 10^5 unsorted elements must not make
+ * every lookup linear). */
+static int order_cmp(const void *a, const void *b, void *ctx)
+{
+	const struct dcm_ds *ds = ctx;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	uint32_t tx = ds->e[x].tag, ty = ds->e[y].tag;
+
+	if (tx != ty)
+		return tx < ty ? -1 : 1;
+	return x < y ? -1 : x > y;
+}
+
+static void make_order(struct dcm_file *f, struct dcm_ds *ds)
+{
+	uint32_t i, *ord;
+
+	if (!ds->unsorted || ds->n < 16)
+		return;
+	ord = arena_alloc(&f->arena, (size_t)ds->n * sizeof *ord);
+	if (ord == NULL)
+		return;   /* linear search still works */
+	for (i = 0; i < ds->n; i++)
+		ord[i] = i;
+	qsort_r(ord, ds->n, sizeof *ord, order_cmp, ds);
+	ds->order = ord;
+}
+
 static enum err build(struct dcm_reader *r, struct dcm_file *f, struct dcm_ds *root,
                       const struct dcm_read_opts *o, bool meta_only)
 {
@@ -337,6 +366,7 @@ static enum err build(struct dcm_reader *r, struct dcm_file *f, struct dcm_ds *r
 			return rc;
 		switch (ev.kind) {
 		case DCM_EV_EOF:
+			make_order(f, root);
 			return ERR_OK;
 		case DCM_EV_ELEM:
 			rc = ds_append(cur, ev.tag, &e);
@@ -398,6 +428,8 @@ static enum err build(struct dcm_reader *r, struct dcm_file *f, struct dcm_ds *r
 		case DCM_EV_FRAGS_END:
 			if (sp == 0)
 				return ERR_INTERNAL;
+			if (ev.kind == DCM_EV_ITEM_END)
+				make_order(f, cur);
 			sp--;
 			cur = stack[sp].ds;
 			break;
@@ -695,6 +727,19 @@ struct dcm_elem *dcm_ds_find(const struct dcm_ds *ds, uint32_t tag)
 {
 	uint32_t lo = 0, hi = ds->n, i;
 
+	if (ds->unsorted && ds->order != NULL) {
+		/* first match in tag order, as the linear search finds */
+		while (lo < hi) {
+			uint32_t mid = lo + (hi - lo) / 2;
+			if (ds->e[ds->order[mid]].tag < tag)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < ds->n && ds->e[ds->order[lo]].tag == tag)
+			return &ds->e[ds->order[lo]];
+		return NULL;
+	}
 	if (ds->unsorted) {
 		for (i = 0; i < ds->n; i++)
 			if (ds->e[i].tag == tag)
@@ -768,6 +813,7 @@ static enum err ds_insert(struct dcm_ds *ds, uint32_t tag, struct dcm_elem **out
 	if (!ds->unsorted)
 		while (i > 0 && ds->e[i - 1].tag > tag)
 			i--;
+	ds->order = NULL;
 	memmove(&ds->e[i + 1], &ds->e[i], (size_t)(ds->n - i) * sizeof *ds->e);
 	ds->n++;
 	memset(&ds->e[i], 0, sizeof ds->e[i]);
@@ -884,6 +930,7 @@ void dcm_ds_remove(struct dcm_ds *ds, uint32_t tag)
 	i = (size_t)(e - ds->e);
 	memmove(&ds->e[i], &ds->e[i + 1], (ds->n - i - 1) * sizeof *ds->e);
 	ds->n--;
+	ds->order = NULL;
 }
 
 enum err dcm_elem_value(const struct dcm_file *f, const struct dcm_elem *e, const uint8_t **val, bool *owned)

@@ -1,0 +1,175 @@
+/* audit.h: the audit trail (SPEC section 8). One JSON line per
+ * security-relevant event in DIR/audit/audit.log, appended durably (one
+ * write(), then fsync) and chained by SHA-256: each record carries its
+ * sequence number, the hash of the previous record and its own hash, so
+ * that an edit, a deletion or a reordering is detected by audit_verify().
+ * Optional Ed25519-signed checkpoint records bind the chain to the vault's
+ * audit key. Format: docs/internals/audit.md. Layer: core.
+ *
+ * Auditing can fail (disk full, I/O error). audit_append() then returns an
+ * error and the caller decides, but a security event must never be lost
+ * silently: an operation whose audit record cannot be written fails (or,
+ * for a failed login, is refused), and the failure is logged. */
+#ifndef DICOMVAULT_AUDIT_H
+#define DICOMVAULT_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/crypto.h"
+#include "dicomvault/err.h"
+
+/* Limits of the audit trail (base/limits.h style). */
+#define AUDIT_FIELD_MAX   256u           /* bytes kept of one text field; longer values are cut */
+#define AUDIT_LINE_MAX    (64u * 1024)   /* longest line (record) a reader accepts, newline excluded */
+#define AUDIT_ACTION_MAX  32u            /* an action is 1..32 of [a-z0-9-] */
+#define AUDIT_CHECKPOINT_EVERY 1000u     /* default records between signed checkpoints */
+
+#define AUDIT_LOG_PATH    "audit/audit.log"   /* relative to the vault directory */
+#define AUDIT_HASH_HEX    65u                 /* 64 hex digits and a NUL */
+#define AUDIT_SESSION_REF_LEN 17u             /* 16 hex digits and a NUL */
+
+/* Actions (free-form [a-z0-9-], these are the ones in use). */
+#define AUDIT_LOGIN             "login"
+#define AUDIT_LOGIN_FAILURE     "login-failure"
+#define AUDIT_LOCKOUT           "lockout"
+#define AUDIT_LOGOUT            "logout"
+#define AUDIT_STORE             "store"
+#define AUDIT_QUERY             "query"
+#define AUDIT_RETRIEVE          "retrieve"
+#define AUDIT_VIEW              "view"
+#define AUDIT_EXPORT            "export"
+#define AUDIT_SHARE             "share"
+#define AUDIT_GRANT             "grant"
+#define AUDIT_KEY_OPERATION     "key-operation"
+#define AUDIT_CONFIG_CHANGE     "config-change"
+#define AUDIT_BREAK_GLASS       "break-glass"
+#define AUDIT_INTEGRITY_FAILURE "integrity-failure"
+#define AUDIT_VAULT_INIT        "vault-init"
+#define AUDIT_ERASE             "erase"
+
+enum audit_outcome {
+	AUDIT_SUCCESS = 0,
+	AUDIT_FAILURE,      /* the operation failed (error, bad credentials...) */
+	AUDIT_DENIED        /* refused by policy (authorisation, lockout) */
+};
+
+/* Who acted. Every field may be NULL or empty (then it is left out). The
+ * strings are escaped and cut to AUDIT_FIELD_MAX bytes: they may hold
+ * attacker-controlled bytes (user agent, user name as typed). */
+struct audit_actor {
+	const char *user;
+	const char *role;
+	const char *session;     /* audit_session_ref() of the session, never the token */
+	const char *addr;        /* peer address, e.g. "192.0.2.7:51324", or "local" */
+	const char *cert;        /* client certificate SHA-256 fingerprint */
+	const char *user_agent;
+};
+
+/* What was touched. The patient appears only as the index's keyed hash
+ * (HMAC-SHA-256 under the index key, as store.c computes it): its type
+ * makes it impossible to log a name or an ID in the clear. */
+struct audit_objects {
+	const uint8_t *patient;  /* 32 bytes, or NULL */
+	const char *study_uid;
+	const char *series_uid;
+	const char *sop_uid;
+	bool counted;            /* write the counts below */
+	uint64_t patients, studies, series, instances;
+};
+
+struct audit_rec {
+	int64_t time_ms;         /* Unix time in ms (UTC); 0: now */
+	const char *action;      /* required, 1..AUDIT_ACTION_MAX of [a-z0-9-] */
+	enum audit_outcome outcome;
+	const char *reason;      /* short reason, optional */
+	struct audit_actor actor;
+	struct audit_objects objects;
+};
+
+struct audit;
+
+/* Opens (creating, mode 0600) vault_dir/audit/audit.log for appending. The
+ * last record is read and checked so that the chain continues; a log whose
+ * last line is damaged (bad hash, truncated) is refused with ERR_PARSE
+ * (run `dicomvault audit verify`): appending would hide the damage. */
+WUR enum err audit_open(const char *vault_dir, struct audit **out);
+/* The same for a log file given by path (tests, tools). */
+WUR enum err audit_open_path(const char *path, struct audit **out);
+
+/* Signed checkpoints: after every `every` records (0: AUDIT_CHECKPOINT_EVERY),
+ * and on audit_checkpoint() and audit_close(), a "checkpoint" record signed
+ * with sk (the vault's audit_sk, Ed25519, borrowed: it must outlive a). */
+void audit_set_signer(struct audit *a, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN], unsigned every);
+
+/* Appends one record and returns once it is durable (written with one
+ * write() and fsync'd). Thread-safe (a mutex), and safe between processes
+ * (flock: the chain continues from whatever another process appended).
+ * ERR_PARSE: a bad action; ERR_IO: the record is not in the log. */
+WUR enum err audit_append(struct audit *a, const struct audit_rec *r);
+/* Appends a signed checkpoint now (needs a signer; ERR_INTERNAL without). */
+WUR enum err audit_checkpoint(struct audit *a);
+/* Writes a last checkpoint if a signer is set and records follow the last
+ * one, then closes. Takes NULL. */
+void audit_close(struct audit *a);
+
+/* Opens the vault's log, appends r, closes (one-off events of the CLI). */
+WUR enum err audit_append_once(const char *vault_dir, const struct audit_rec *r);
+
+/* A short, non-reversible reference to a session for the actor.session
+ * field: the first 8 bytes of SHA-256("dicomvault-session:" || token) in
+ * hex. The token itself never reaches the log. */
+void audit_session_ref(const void *token, size_t n, char out[AUDIT_SESSION_REF_LEN]);
+
+/* ---- verification ---- */
+
+enum audit_fault {
+	AUDIT_OK = 0,
+	AUDIT_BAD_HASH,       /* the record's bytes do not give its hash (edited) */
+	AUDIT_BROKEN_LINK,    /* prev is not the hash of the record before (inserted or replaced) */
+	AUDIT_SEQ_GAP,        /* seq jumps forward (records deleted) */
+	AUDIT_SEQ_ORDER,      /* seq repeats or goes back (reordered or duplicated) */
+	AUDIT_UNPARSABLE,     /* not a well-formed record */
+	AUDIT_TRUNCATED,      /* the last line has no newline (cut short) */
+	AUDIT_LINE_TOO_LONG,  /* a line longer than AUDIT_LINE_MAX */
+	AUDIT_BAD_SIGNATURE   /* a checkpoint whose signature or key does not verify */
+};
+
+/* A short code ("bad-hash", "broken-link", ...). */
+const char *audit_fault_str(enum audit_fault f);
+
+struct audit_verify_result {
+	enum audit_fault fault;       /* AUDIT_OK: the whole log is intact */
+	uint64_t records;             /* intact records before the first bad one (all when OK) */
+	uint64_t last_seq;            /* seq of the last intact record (0: none) */
+	char head[AUDIT_HASH_HEX];    /* hash of the last intact record (64 zeros: none) */
+	uint64_t checkpoints;         /* checkpoint records among the intact ones */
+	uint64_t last_checkpoint_seq; /* 0: none */
+	bool signatures_checked;      /* a key was given: every checkpoint's signature verified */
+	/* the first bad record, when fault != AUDIT_OK */
+	uint64_t bad_line;            /* 1-based line number */
+	uint64_t bad_seq;             /* its seq as written (0: unreadable) */
+	uint64_t expected_seq;        /* the seq it should have had */
+	char detail[192];             /* a sentence saying why */
+};
+
+struct audit_verify_opts {
+	const uint8_t *pk;            /* audit public key: check checkpoint signatures; NULL: don't */
+	/* Called with each intact record (the line, newline included), in order;
+	 * a non-zero return stops verification with ERR_IO. */
+	int (*on_record)(void *ctx, const char *line, size_t n);
+	void *ctx;
+};
+
+/* Reads the log at path line by line (bounded memory) and checks the chain.
+ * Returns ERR_OK when the log could be read to its end or to its first bad
+ * record (out->fault says which), ERR_NOTFOUND when there is no file,
+ * ERR_IO when it cannot be read. An empty file is a valid log of 0 records. */
+WUR enum err audit_verify(const char *path, struct audit_verify_result *out);
+WUR enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out);
+
+/* Reads a public key file (64 hex digits, an optional newline) such as
+ * DIR/keys/audit.pub. */
+WUR enum err audit_pubkey_read(const char *path, uint8_t pk[SIGN_PK_LEN]);
+
+#endif

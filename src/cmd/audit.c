@@ -1,0 +1,263 @@
+/* audit.c: `dicomvault audit verify` (check the hash chain and the signed
+ * checkpoints of DIR/audit/audit.log, naming the first bad record) and
+ * `dicomvault audit export --format json` (the verified records as JSON
+ * lines on stdout). No master key is needed: only the log and
+ * keys/audit.pub are read. Layer: cmd. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "cmd.h"
+#include "dicomvault/audit.h"
+#include "dicomvault/vault.h"
+
+static const char audit_usage[] =
+	"usage: dicomvault audit verify [--vault DIR] [--key FILE] [--json]\n"
+	"       dicomvault audit export [--vault DIR] [--key FILE] [--format json]\n"
+	"Check or export the audit trail (DIR/audit/audit.log).\n"
+	"  verify         check the hash chain and the signed checkpoints; name the\n"
+	"                 first bad record; exit 0 if intact, 1 otherwise\n"
+	"  export         write the records as JSON lines to stdout, verifying each\n"
+	"                 one first; stops with exit 1 at the first bad record\n"
+	"  --vault DIR    the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
+	"  --key FILE     the audit public key (64 hex digits); default DIR/keys/audit.pub\n"
+	"                 (keep a copy off the machine and pass it here)\n"
+	"  --format json  export format (json lines; the only one for now)\n"
+	"  --json         machine-readable verify result\n";
+
+struct audit_args {
+	const char *sub;
+	const char *vault;
+	const char *key;
+	const char *format;
+	bool json;
+};
+
+/* 0, or EXIT_USAGE after printing why. */
+static int parse_args(int argc, char **argv, struct audit_args *a)
+{
+	int i;
+
+	memset(a, 0, sizeof *a);
+	if (argc < 2) {
+		fputs("dicomvault audit: missing subcommand\n", stderr);
+		fputs(audit_usage, stderr);
+		return EXIT_USAGE;
+	}
+	a->sub = argv[1];
+	if (strcmp(a->sub, "verify") != 0 && strcmp(a->sub, "export") != 0) {
+		fprintf(stderr, "dicomvault audit: unknown subcommand '%s'\n%s", a->sub, audit_usage);
+		return EXIT_USAGE;
+	}
+	for (i = 2; i < argc; i++) {
+		const char *o = argv[i];
+		const char **dst = NULL;
+		if (strcmp(o, "--json") == 0 && strcmp(a->sub, "verify") == 0) {
+			a->json = true;
+			continue;
+		} else if (strcmp(o, "--vault") == 0) {
+			dst = &a->vault;
+		} else if (strcmp(o, "--key") == 0) {
+			dst = &a->key;
+		} else if (strcmp(o, "--format") == 0 && strcmp(a->sub, "export") == 0) {
+			dst = &a->format;
+		}
+		if (dst == NULL || i + 1 >= argc) {
+			fprintf(stderr, "dicomvault audit %s: %s '%s'\n%s", a->sub, dst ? "missing value for" : "unknown option", o,
+			        audit_usage);
+			return EXIT_USAGE;
+		}
+		*dst = argv[++i];
+	}
+	if (a->format != NULL && strcmp(a->format, "json") != 0) {
+		fprintf(stderr, "dicomvault audit export: unsupported format '%s' (only json for now)\n", a->format);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/* The vault's log path and its public key; 0, or 1 after saying why. */
+static int locate(const struct audit_args *a, char *dir, size_t dircap, char *log, size_t logcap,
+                  uint8_t pk[SIGN_PK_LEN])
+{
+	char keypath[VAULT_PATH_MAX + 64];
+	const char *kp = a->key;
+	struct stat st;
+	enum err rc;
+	int n;
+
+	if (vault_resolve(a->vault, dir, dircap) != ERR_OK) {
+		fputs("dicomvault audit: vault path too long\n", stderr);
+		return 1;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "dicomvault audit: %s: no vault there (%s)\n", dir,
+		        errno == ENOENT ? "no such directory" : "not a directory");
+		return 1;
+	}
+	n = snprintf(log, logcap, "%s/" AUDIT_LOG_PATH, dir);
+	if (n < 0 || (size_t)n >= logcap)
+		return 1;
+	if (kp == NULL) {
+		n = snprintf(keypath, sizeof keypath, "%s/keys/audit.pub", dir);
+		if (n < 0 || (size_t)n >= sizeof keypath)
+			return 1;
+		kp = keypath;
+	}
+	rc = audit_pubkey_read(kp, pk);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault audit: %s: cannot read the audit public key (%s)\n", kp,
+		        rc == ERR_PARSE ? "not 64 hex digits" : err_str(rc));
+		return 1;
+	}
+	return 0;
+}
+
+/* 0, or 1 after naming the log and the reason. */
+static int run_verify(const char *log, const struct audit_verify_opts *o, struct audit_verify_result *r)
+{
+	enum err rc = audit_verify_ex(log, o, r);
+
+	if (rc == ERR_NOTFOUND) {
+		fprintf(stderr, "dicomvault audit: %s: no audit log (a vault always has one: was it deleted?)\n", log);
+		return 1;
+	}
+	if (rc == ERR_IO && ferror(stdout)) {
+		fputs("dicomvault audit: cannot write output\n", stderr);
+		return 1;
+	}
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault audit: %s: cannot read the log: %s\n", log,
+		        rc == ERR_IO && errno ? strerror(errno) : err_str(rc));
+		return 1;
+	}
+	return 0;
+}
+
+static void print_text(const char *log, const uint8_t pk[SIGN_PK_LEN], const struct audit_verify_result *r)
+{
+	char key[2 * SIGN_PK_LEN + 1];
+	size_t i;
+
+	for (i = 0; i < SIGN_PK_LEN; i++)
+		snprintf(key + 2 * i, 3, "%02x", pk[i]);
+	if (r->fault != AUDIT_OK) {
+		printf("%s: BROKEN at line %llu", log, (unsigned long long)r->bad_line);
+		if (r->bad_seq)
+			printf(" (seq %llu)", (unsigned long long)r->bad_seq);
+		printf(": %s: %s\n", audit_fault_str(r->fault), r->detail);
+		if (r->records == 1)
+			printf("  the record before it (seq 1) is intact\n");
+		else if (r->records)
+			printf("  the %llu records before it (seq 1-%llu) are intact\n", (unsigned long long)r->records,
+			       (unsigned long long)r->last_seq);
+		else
+			printf("  no intact record before it\n");
+		return;
+	}
+	if (r->records == 0)
+		printf("%s: intact, empty (0 records)\n", log);
+	else if (r->records == 1)
+		printf("%s: intact, 1 record (seq 1), head %s\n", log, r->head);
+	else
+		printf("%s: intact, %llu records (seq 1-%llu), head %s\n", log, (unsigned long long)r->records,
+		       (unsigned long long)r->last_seq, r->head);
+	if (r->checkpoints)
+		printf("checkpoints: %llu signed by audit key %s, the last at seq %llu; %llu record(s) after it not yet signed\n",
+		       (unsigned long long)r->checkpoints, key, (unsigned long long)r->last_checkpoint_seq,
+		       (unsigned long long)(r->last_seq - r->last_checkpoint_seq));
+	else
+		printf("checkpoints: none (without a signed checkpoint the chain does not prove that the log was not rewritten)\n");
+}
+
+static void print_json(const char *log, const uint8_t pk[SIGN_PK_LEN], const struct audit_verify_result *r)
+{
+	size_t i;
+
+	printf("{\"log\":");
+	json_str(stdout, log);
+	printf(",\"intact\":%s,\"records\":%llu,\"last_seq\":%llu,\"head\":\"%s\",\"checkpoints\":%llu,"
+	       "\"last_checkpoint_seq\":%llu,\"signatures_checked\":%s,\"key\":\"",
+	       r->fault == AUDIT_OK ? "true" : "false", (unsigned long long)r->records, (unsigned long long)r->last_seq,
+	       r->head, (unsigned long long)r->checkpoints, (unsigned long long)r->last_checkpoint_seq,
+	       r->signatures_checked ? "true" : "false");
+	for (i = 0; i < SIGN_PK_LEN; i++)
+		printf("%02x", pk[i]);
+	putchar('"');
+	if (r->fault != AUDIT_OK) {
+		printf(",\"fault\":\"%s\",\"line\":%llu,\"seq\":%llu,\"expected_seq\":%llu,\"detail\":",
+		       audit_fault_str(r->fault), (unsigned long long)r->bad_line, (unsigned long long)r->bad_seq,
+		       (unsigned long long)r->expected_seq);
+		json_str(stdout, r->detail);
+	}
+	printf("}\n");
+}
+
+static int export_line(void *ctx, const char *line, size_t n)
+{
+	(void)ctx;
+	return fwrite(line, 1, n, stdout) == n ? 0 : -1;
+}
+
+int cmd_audit(int argc, char **argv)
+{
+	char dir[VAULT_PATH_MAX], log[VAULT_PATH_MAX + 64];
+	uint8_t pk[SIGN_PK_LEN];
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+	struct audit_args a;
+	int rc, i;
+
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(audit_usage, stdout);
+			return 0;
+		}
+	rc = parse_args(argc, argv, &a);
+	if (rc != 0)
+		return rc;
+	rc = locate(&a, dir, sizeof dir, log, sizeof log, pk);
+	if (rc != 0)
+		return rc;
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	if (strcmp(a.sub, "export") == 0)
+		o.on_record = export_line;
+	rc = run_verify(log, &o, &r);
+	if (rc != 0)
+		return rc;
+	if (strcmp(a.sub, "export") == 0) {
+		if (fflush(stdout) != 0 || ferror(stdout)) {
+			fprintf(stderr, "dicomvault audit export: cannot write output: %s\n", strerror(errno));
+			return 1;
+		}
+		if (r.fault != AUDIT_OK) {
+			fprintf(stderr, "dicomvault audit export: %s: stopped at line %llu (seq %llu): %s: %s\n", log,
+			        (unsigned long long)r.bad_line, (unsigned long long)r.bad_seq, audit_fault_str(r.fault),
+			        r.detail);
+			return 1;
+		}
+		return 0;
+	}
+	if (a.json)
+		print_json(log, pk, &r);
+	else
+		print_text(log, pk, &r);
+	fflush(stdout);
+	return r.fault == AUDIT_OK ? 0 : 1;
+}

@@ -1,0 +1,968 @@
+/* audit.c: the audit trail. Records are JSON lines in DIR/audit/audit.log,
+ * chained by SHA-256 (seq, prev, hash), appended with one write() and an
+ * fsync under a mutex (threads) and flock (processes); optional Ed25519
+ * checkpoints; a streaming verifier with bounded memory. The format is
+ * documented in docs/internals/audit.md. Layer: core. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "dicomvault/audit.h"
+#include "dicomvault/log.h"
+#include "dicomvault/wbuf.h"
+
+#define HASH_SUFFIX     ",\"hash\":\""
+#define HASH_SUFFIX_LEN 9u
+/* `,"hash":"` 64 hex `"}`: the bytes after the canonical part of a line */
+#define TAIL_LEN        (HASH_SUFFIX_LEN + 64u + 2u)
+#define CHECKPOINT_CTX  "dicomvault-audit-checkpoint:1:"
+#define TIME_LEN        24u   /* 2024-05-01T12:34:56.789Z */
+#define AUDIT_TIME_MAX_MS 253402300799999LL   /* 9999-12-31T23:59:59.999Z */
+#define TIME_BUF        96u   /* room for any int fields, as the compiler sees it */
+
+/* The longest field is 6 bytes of escape per input byte plus an ellipsis
+ * and quotes; 12 fields and the fixed parts must fit in one line. */
+_Static_assert(12u * (6u * AUDIT_FIELD_MAX + 32u) + 1024u < AUDIT_LINE_MAX, "an audit record must fit in a line");
+
+struct audit {
+	pthread_mutex_t mu;
+	int fd;
+	char path[4096];
+	/* the chain as last seen (valid when known_size equals the file size) */
+	off_t known_size;
+	bool synced;
+	uint64_t seq;             /* of the last record (0: empty log) */
+	uint8_t head[32];         /* its hash (zeros: empty log) */
+	bool last_is_checkpoint;
+	/* checkpoints */
+	const struct secret *sk;
+	uint8_t pk[SIGN_PK_LEN];
+	unsigned every;
+	uint64_t last_cp_seq;
+};
+
+/* What a reader learns from one line. */
+struct line_info {
+	uint64_t seq;
+	uint8_t prev[32];
+	uint8_t hash[32];
+	bool checkpoint;
+	uint8_t key[SIGN_PK_LEN];
+	uint8_t sig[SIGN_SIG_LEN];
+	char time[40];
+};
+
+/* ---- small helpers ---- */
+
+static void hex_put(char *out, const uint8_t *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static int hex_val(char c, bool upper_ok)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (upper_ok && c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Exactly 2n hex digits (lower case unless upper_ok) into n bytes. */
+static bool hex_get(const char *s, size_t len, uint8_t *out, size_t n, bool upper_ok)
+{
+	size_t i;
+
+	if (len != 2 * n)
+		return false;
+	for (i = 0; i < n; i++) {
+		int hi = hex_val(s[2 * i], upper_ok), lo = hex_val(s[2 * i + 1], upper_ok);
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+static bool action_ok(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || s[0] == 0)
+		return false;
+	for (i = 0; s[i]; i++)
+		if (i >= AUDIT_ACTION_MAX || !((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static const char *outcome_str(enum audit_outcome o)
+{
+	switch (o) {
+	case AUDIT_SUCCESS: return "success";
+	case AUDIT_FAILURE: return "failure";
+	case AUDIT_DENIED: return "denied";
+	}
+	return NULL;
+}
+
+const char *audit_fault_str(enum audit_fault f)
+{
+	switch (f) {
+	case AUDIT_OK: return "ok";
+	case AUDIT_BAD_HASH: return "bad-hash";
+	case AUDIT_BROKEN_LINK: return "broken-link";
+	case AUDIT_SEQ_GAP: return "sequence-gap";
+	case AUDIT_SEQ_ORDER: return "sequence-order";
+	case AUDIT_UNPARSABLE: return "unparsable";
+	case AUDIT_TRUNCATED: return "truncated";
+	case AUDIT_LINE_TOO_LONG: return "line-too-long";
+	case AUDIT_BAD_SIGNATURE: return "bad-signature";
+	}
+	return "unknown";
+}
+
+void audit_session_ref(const void *token, size_t n, char out[AUDIT_SESSION_REF_LEN])
+{
+	static const char ctx[] = "dicomvault-session:";
+	struct sha256 *h = NULL;
+	uint8_t d[32];
+
+	if (sha256_new(&h) != ERR_OK) {
+		/* crypto_init failed: no hash, no reference */
+		out[0] = 0;
+		return;
+	}
+	sha256_update(h, ctx, sizeof ctx - 1);
+	sha256_update(h, token, n);
+	sha256_final(h, d);
+	hex_put(out, d, 8);
+	mem_wipe(d, sizeof d);
+}
+
+/* ---- writing a record ---- */
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one
+ * (bad lead byte, bad continuation, overlong, surrogate, > U+10FFFF).
+ * s is NUL-terminated and a continuation byte is never NUL, so the reads
+ * stop at the terminator. */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+	if (c >= 0xe0 && c <= 0xef) {
+		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		return (s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80) ? 3 : 0;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		return (s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80) ? 4 : 0;
+	}
+	return 0;
+}
+
+/* s as a JSON string: quotes, backslashes and control characters escaped,
+ * invalid UTF-8 replaced by U+FFFD, at most AUDIT_FIELD_MAX bytes of s kept
+ * (cut at a character boundary, then U+2026 "..." marks the cut). */
+static void put_str(struct wbuf *w, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t used = 0;
+
+	wbuf_putc(w, '"');
+	while (*s) {
+		size_t n = utf8_len(s);
+		unsigned char c = *s;
+		if (used + (n ? n : 1) > AUDIT_FIELD_MAX) {
+			wbuf_put(w, "\xe2\x80\xa6", 3);
+			break;
+		}
+		if (n == 0) {
+			wbuf_put(w, "\xef\xbf\xbd", 3);
+			n = 1;
+		} else if (c == '"' || c == '\\') {
+			wbuf_putc(w, '\\');
+			wbuf_putc(w, (char)c);
+		} else if (c == '\n') {
+			wbuf_put(w, "\\n", 2);
+		} else if (c == '\r') {
+			wbuf_put(w, "\\r", 2);
+		} else if (c == '\t') {
+			wbuf_put(w, "\\t", 2);
+		} else if (c < 0x20 || c == 0x7f) {
+			wbuf_printf(w, "\\u%04x", (unsigned)c);
+		} else {
+			wbuf_put(w, s, n);
+		}
+		s += n;
+		used += n;
+	}
+	wbuf_putc(w, '"');
+}
+
+/* ,"name":"value" when value is non-empty; *first drops the comma. */
+static void put_field(struct wbuf *w, bool *first, const char *name, const char *value)
+{
+	if (value == NULL || value[0] == 0)
+		return;
+	wbuf_printf(w, "%s\"%s\":", *first ? "" : ",", name);
+	*first = false;
+	put_str(w, value);
+}
+
+static void now_ms(int64_t *ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	*ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ISO 8601 UTC with milliseconds: 2024-05-01T12:34:56.789Z. */
+static void fmt_time(int64_t ms, char out[TIME_BUF])
+{
+	time_t secs;
+	struct tm tm;
+
+	if (ms <= 0 || ms > AUDIT_TIME_MAX_MS)
+		now_ms(&ms);
+	secs = (time_t)(ms / 1000);
+	if (gmtime_r(&secs, &tm) == NULL)
+		memset(&tm, 0, sizeof tm);
+	snprintf(out, TIME_BUF, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+	         tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* The common head: {"v":1,"seq":S,"prev":"P","time":"T","type":"TYPE" */
+static void put_head(struct wbuf *w, const struct audit *a, const char *time, const char *type)
+{
+	char prev[AUDIT_HASH_HEX];
+
+	hex_put(prev, a->head, 32);
+	wbuf_printf(w, "{\"v\":1,\"seq\":%llu,\"prev\":\"%s\",\"time\":\"%s\",\"type\":\"%s\"",
+	            (unsigned long long)(a->seq + 1), prev, time, type);
+}
+
+static enum err build_event(const struct audit *a, const struct audit_rec *r, struct wbuf *w)
+{
+	const struct audit_actor *ac = &r->actor;
+	const struct audit_objects *ob = &r->objects;
+	char time[TIME_BUF], phex[AUDIT_HASH_HEX];
+	bool first;
+
+	fmt_time(r->time_ms, time);
+	put_head(w, a, time, "event");
+	wbuf_printf(w, ",\"action\":\"%s\",\"outcome\":\"%s\"", r->action, outcome_str(r->outcome));
+	first = false;
+	put_field(w, &first, "reason", r->reason);
+	wbuf_puts(w, ",\"actor\":{");
+	first = true;
+	put_field(w, &first, "user", ac->user);
+	put_field(w, &first, "role", ac->role);
+	put_field(w, &first, "session", ac->session);
+	put_field(w, &first, "addr", ac->addr);
+	put_field(w, &first, "cert", ac->cert);
+	put_field(w, &first, "ua", ac->user_agent);
+	wbuf_puts(w, "},\"objects\":{");
+	first = true;
+	if (ob->patient != NULL) {
+		hex_put(phex, ob->patient, 32);
+		put_field(w, &first, "patient", phex);
+	}
+	put_field(w, &first, "study", ob->study_uid);
+	put_field(w, &first, "series", ob->series_uid);
+	put_field(w, &first, "sop", ob->sop_uid);
+	if (ob->counted)
+		wbuf_printf(w, "%s\"counts\":{\"patients\":%llu,\"studies\":%llu,\"series\":%llu,\"instances\":%llu}",
+		            first ? "" : ",", (unsigned long long)ob->patients, (unsigned long long)ob->studies,
+		            (unsigned long long)ob->series, (unsigned long long)ob->instances);
+	wbuf_putc(w, '}');
+	return wbuf_err(w);
+}
+
+/* The message a checkpoint signs. */
+static void checkpoint_msg(struct wbuf *w, uint64_t seq, const uint8_t prev[32], const char *time)
+{
+	char hex[AUDIT_HASH_HEX];
+
+	hex_put(hex, prev, 32);
+	wbuf_printf(w, CHECKPOINT_CTX "%llu:%s:%s", (unsigned long long)seq, hex, time);
+}
+
+static enum err build_checkpoint(const struct audit *a, struct wbuf *w)
+{
+	char time[TIME_BUF], key[2 * SIGN_PK_LEN + 1], sighex[2 * SIGN_SIG_LEN + 1];
+	uint8_t sig[SIGN_SIG_LEN];
+	struct wbuf m;
+	enum err rc;
+
+	fmt_time(0, time);
+	wbuf_init(&m, 512);
+	checkpoint_msg(&m, a->seq + 1, a->head, time);
+	rc = wbuf_err(&m);
+	if (rc == ERR_OK)
+		rc = sign_detached(a->sk, m.p, m.len, sig);
+	wbuf_fini(&m);
+	if (rc != ERR_OK)
+		return rc;
+	hex_put(key, a->pk, SIGN_PK_LEN);
+	hex_put(sighex, sig, SIGN_SIG_LEN);
+	put_head(w, a, time, "checkpoint");
+	wbuf_printf(w, ",\"key\":\"%s\",\"sig\":\"%s\"", key, sighex);
+	return wbuf_err(w);
+}
+
+/* Appends ,"hash":"H"}\n to the canonical bytes in w; H into hash. */
+static enum err seal_line(struct wbuf *w, uint8_t hash[32])
+{
+	char hex[AUDIT_HASH_HEX];
+
+	if (wbuf_err(w) != ERR_OK)
+		return wbuf_err(w);
+	sha256_once(w->p, w->len, hash);
+	hex_put(hex, hash, 32);
+	wbuf_puts(w, HASH_SUFFIX);
+	wbuf_puts(w, hex);
+	wbuf_puts(w, "\"}\n");
+	return wbuf_err(w);
+}
+
+/* ---- reading a record ---- */
+
+/* The seq a damaged line seems to have, for messages (0: none). */
+static uint64_t peek_seq(const char *p, size_t n)
+{
+	static const char pre[] = "{\"v\":1,\"seq\":";
+	uint64_t v = 0;
+	size_t i, k = sizeof pre - 1;
+
+	if (n < k || memcmp(p, pre, k) != 0)
+		return 0;
+	for (i = k; i < n && i < k + 19 && p[i] >= '0' && p[i] <= '9'; i++)
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	return v;
+}
+
+static enum audit_fault bad(char *why, size_t whylen, enum audit_fault f, const char *msg)
+{
+	snprintf(why, whylen, "%s", msg);
+	return f;
+}
+
+/* A string member of o of exactly len bytes if len != 0. */
+static const char *get_str(json_t *o, const char *name, size_t len)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (!json_is_string(v) || (len != 0 && json_string_length(v) != len))
+		return NULL;
+	return json_string_value(v);
+}
+
+/* The structure of a line whose hash already matched. */
+static enum audit_fault line_fields(json_t *o, struct line_info *li, char *why, size_t whylen)
+{
+	json_t *v = json_object_get(o, "v"), *seq = json_object_get(o, "seq");
+	const char *prev = get_str(o, "prev", 64), *type = get_str(o, "type", 0), *time = get_str(o, "time", 0);
+
+	if (!json_is_integer(v) || json_integer_value(v) != 1)
+		return bad(why, whylen, AUDIT_UNPARSABLE, "not a version 1 audit record");
+	if (!json_is_integer(seq) || json_integer_value(seq) < 1)
+		return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"seq\"");
+	li->seq = (uint64_t)json_integer_value(seq);
+	if (prev == NULL || !hex_get(prev, 64, li->prev, 32, false))
+		return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"prev\"");
+	if (time == NULL || json_string_length(json_object_get(o, "time")) != TIME_LEN)
+		return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"time\"");
+	snprintf(li->time, sizeof li->time, "%s", time);
+	if (type != NULL && strcmp(type, "event") == 0) {
+		const char *action = get_str(o, "action", 0), *outcome = get_str(o, "outcome", 0);
+		li->checkpoint = false;
+		if (action == NULL || !action_ok(action))
+			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"action\"");
+		if (outcome == NULL ||
+		    (strcmp(outcome, "success") != 0 && strcmp(outcome, "failure") != 0 && strcmp(outcome, "denied") != 0))
+			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"outcome\"");
+		if (!json_is_object(json_object_get(o, "actor")) || !json_is_object(json_object_get(o, "objects")))
+			return bad(why, whylen, AUDIT_UNPARSABLE, "no \"actor\" or \"objects\"");
+	} else if (type != NULL && strcmp(type, "checkpoint") == 0) {
+		const char *key = get_str(o, "key", 2 * SIGN_PK_LEN), *sig = get_str(o, "sig", 2 * SIGN_SIG_LEN);
+		li->checkpoint = true;
+		if (key == NULL || sig == NULL || !hex_get(key, 2 * SIGN_PK_LEN, li->key, SIGN_PK_LEN, false) ||
+		    !hex_get(sig, 2 * SIGN_SIG_LEN, li->sig, SIGN_SIG_LEN, false))
+			return bad(why, whylen, AUDIT_UNPARSABLE, "a checkpoint without a valid \"key\" and \"sig\"");
+	} else {
+		return bad(why, whylen, AUDIT_UNPARSABLE, "unknown record \"type\"");
+	}
+	return AUDIT_OK;
+}
+
+/* Checks one line (n bytes, newline excluded): the hash suffix, the hash,
+ * then the JSON structure. */
+static enum audit_fault line_check(const char *p, size_t n, struct line_info *li, char *why, size_t whylen)
+{
+	uint8_t got[32];
+	json_error_t je;
+	json_t *o;
+	enum audit_fault f;
+
+	memset(li, 0, sizeof *li);
+	if (n > AUDIT_LINE_MAX)
+		return bad(why, whylen, AUDIT_LINE_TOO_LONG, "line longer than the limit");
+	if (n < TAIL_LEN + 2 || memcmp(p + n - TAIL_LEN, HASH_SUFFIX, HASH_SUFFIX_LEN) != 0 ||
+	    !hex_get(p + n - TAIL_LEN + HASH_SUFFIX_LEN, 64, li->hash, 32, false) || p[n - 2] != '"' ||
+	    p[n - 1] != '}' || p[0] != '{')
+		return bad(why, whylen, AUDIT_UNPARSABLE, "not an audit record (no ,\"hash\":\"...\"} at the end)");
+	sha256_once(p, n - TAIL_LEN, got);
+	if (!ct_equal(got, li->hash, 32))
+		return bad(why, whylen, AUDIT_BAD_HASH, "the record's bytes do not match its hash (it was modified)");
+	o = json_loadb(p, n, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL) {
+		snprintf(why, whylen, "not valid JSON (column %d)", je.column);
+		return AUDIT_UNPARSABLE;
+	}
+	f = json_is_object(o) ? line_fields(o, li, why, whylen)
+	                      : bad(why, whylen, AUDIT_UNPARSABLE, "not a JSON object");
+	json_decref(o);
+	return f;
+}
+
+/* ---- the log file ---- */
+
+static enum err lock_file(int fd, int op)
+{
+	while (flock(fd, op) != 0)
+		if (errno != EINTR)
+			return ERR_IO;
+	return ERR_OK;
+}
+
+/* Reads the last record of the file (size bytes) into the chain state. */
+static enum err read_tail(struct audit *a, off_t size)
+{
+	size_t want = (size_t)size < AUDIT_LINE_MAX + 2 ? (size_t)size : AUDIT_LINE_MAX + 2, got = 0, start;
+	struct line_info li;
+	char why[192];
+	char *buf;
+	enum err rc = ERR_PARSE;
+
+	buf = malloc(want ? want : 1);
+	if (buf == NULL)
+		return ERR_NOMEM;
+	while (got < want) {
+		ssize_t r = pread(a->fd, buf + got, want - got, size - (off_t)(want - got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = ERR_IO;
+			goto out;
+		}
+		got += (size_t)r;
+	}
+	if (buf[want - 1] != '\n') {
+		log_error("%s: the last line is truncated (no newline); run `dicomvault audit verify`", a->path);
+		goto out;
+	}
+	for (start = want - 1; start > 0 && buf[start - 1] != '\n'; start--)
+		;
+	if (start == 0 && want < (size_t)size) {
+		log_error("%s: the last line is longer than %u bytes", a->path, AUDIT_LINE_MAX);
+		goto out;
+	}
+	if (line_check(buf + start, want - 1 - start, &li, why, sizeof why) != AUDIT_OK) {
+		log_error("%s: the last record is damaged (%s); run `dicomvault audit verify`", a->path, why);
+		goto out;
+	}
+	a->seq = li.seq;
+	memcpy(a->head, li.hash, 32);
+	a->last_is_checkpoint = li.checkpoint;
+	if (li.checkpoint)
+		a->last_cp_seq = li.seq;
+	rc = ERR_OK;
+out:
+	free(buf);
+	return rc;
+}
+
+/* Brings the chain state up to date with the file (another process may
+ * have appended). Called with the file locked. */
+static enum err sync_tail(struct audit *a)
+{
+	struct stat st;
+	enum err rc;
+
+	if (fstat(a->fd, &st) != 0)
+		return ERR_IO;
+	if (a->synced && st.st_size == a->known_size)
+		return ERR_OK;
+	if (a->synced && st.st_size < a->known_size) {
+		/* only truncation makes an append-only file shrink */
+		log_error("%s: the audit log shrank from %lld to %lld bytes: it was truncated; refusing to continue the chain",
+		          a->path, (long long)a->known_size, (long long)st.st_size);
+		return ERR_DENIED;
+	}
+	if (st.st_size == 0) {
+		a->seq = 0;
+		memset(a->head, 0, sizeof a->head);
+		a->last_is_checkpoint = false;
+		rc = ERR_OK;
+	} else {
+		rc = read_tail(a, st.st_size);
+	}
+	if (rc != ERR_OK)
+		return rc;
+	if (!a->synced && !a->last_is_checkpoint)
+		a->last_cp_seq = a->seq;   /* count checkpoint intervals from here */
+	a->known_size = st.st_size;
+	a->synced = true;
+	return ERR_OK;
+}
+
+/* One write() of the whole line, then fsync. A short write is undone so
+ * that the log never holds half a record. */
+static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t hash[32], bool checkpoint)
+{
+	ssize_t n;
+
+	do
+		n = write(a->fd, w->p, w->len);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)w->len) {
+		log_error("%s: cannot append an audit record: %s", a->path, n < 0 ? strerror(errno) : "short write");
+		if (n > 0 && ftruncate(a->fd, a->known_size) != 0)
+			log_error("%s: cannot remove a partial record: %s", a->path, strerror(errno));
+		a->synced = false;
+		return ERR_IO;
+	}
+	if (fsync(a->fd) != 0) {
+		log_error("%s: fsync of an audit record failed: %s", a->path, strerror(errno));
+		a->synced = false;
+		return ERR_IO;
+	}
+	a->seq++;
+	memcpy(a->head, hash, 32);
+	a->known_size += (off_t)w->len;
+	a->last_is_checkpoint = checkpoint;
+	if (checkpoint)
+		a->last_cp_seq = a->seq;
+	return ERR_OK;
+}
+
+/* Called with the mutex held and the file locked and synced. */
+static enum err append_checkpoint(struct audit *a)
+{
+	uint8_t hash[32];
+	struct wbuf w;
+	enum err rc;
+
+	wbuf_init(&w, AUDIT_LINE_MAX + 1);
+	rc = build_checkpoint(a, &w);
+	if (rc == ERR_OK)
+		rc = seal_line(&w, hash);
+	if (rc == ERR_OK)
+		rc = write_line(a, &w, hash, true);
+	wbuf_fini(&w);
+	return rc;
+}
+
+enum err audit_append(struct audit *a, const struct audit_rec *r)
+{
+	uint8_t hash[32];
+	struct wbuf w;
+	enum err rc = ERR_INTERNAL;
+
+	if (!action_ok(r->action) || outcome_str(r->outcome) == NULL) {
+		log_error("refusing an audit record with a bad action or outcome");
+		return ERR_PARSE;
+	}
+	wbuf_init(&w, AUDIT_LINE_MAX + 1);
+	pthread_mutex_lock(&a->mu);
+	rc = lock_file(a->fd, LOCK_EX);
+	if (rc != ERR_OK)
+		goto unlock;
+	rc = sync_tail(a);
+	if (rc == ERR_OK)
+		rc = build_event(a, r, &w);
+	if (rc == ERR_OK)
+		rc = seal_line(&w, hash);
+	if (rc == ERR_OK)
+		rc = write_line(a, &w, hash, false);
+	if (rc == ERR_OK && a->sk != NULL && a->seq - a->last_cp_seq >= a->every &&
+	    append_checkpoint(a) != ERR_OK)
+		log_warn("%s: cannot write a checkpoint; will try again", a->path);
+	if (lock_file(a->fd, LOCK_UN) != ERR_OK)
+		log_warn("%s: cannot unlock", a->path);
+unlock:
+	pthread_mutex_unlock(&a->mu);
+	wbuf_fini(&w);
+	return rc;
+}
+
+enum err audit_checkpoint(struct audit *a)
+{
+	enum err rc;
+
+	if (a->sk == NULL)
+		return ERR_INTERNAL;
+	pthread_mutex_lock(&a->mu);
+	rc = lock_file(a->fd, LOCK_EX);
+	if (rc == ERR_OK) {
+		rc = sync_tail(a);
+		if (rc == ERR_OK)
+			rc = append_checkpoint(a);
+		if (lock_file(a->fd, LOCK_UN) != ERR_OK)
+			log_warn("%s: cannot unlock", a->path);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}
+
+void audit_set_signer(struct audit *a, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN], unsigned every)
+{
+	pthread_mutex_lock(&a->mu);
+	a->sk = sk;
+	memcpy(a->pk, pk, SIGN_PK_LEN);
+	a->every = every ? every : AUDIT_CHECKPOINT_EVERY;
+	pthread_mutex_unlock(&a->mu);
+}
+
+static enum err fsync_parent(const char *path)
+{
+	char dir[4096];
+	char *slash;
+	enum err rc = ERR_OK;
+	int fd;
+
+	snprintf(dir, sizeof dir, "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == dir)
+		slash[1] = 0;
+	else
+		*slash = 0;
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return ERR_IO;
+	if (fsync(fd) != 0)
+		rc = ERR_IO;
+	close(fd);
+	return rc;
+}
+
+enum err audit_open_path(const char *path, struct audit **out)
+{
+	struct audit *a = NULL;
+	bool created = false;
+	struct stat st;
+	enum err rc = ERR_INTERNAL;
+
+	rc = crypto_init();
+	if (rc != ERR_OK)
+		return rc;
+	if (strlen(path) >= sizeof a->path)
+		return ERR_LIMIT;
+	a = calloc(1, sizeof *a);
+	if (a == NULL)
+		return ERR_NOMEM;
+	a->fd = -1;
+	snprintf(a->path, sizeof a->path, "%s", path);
+	if (pthread_mutex_init(&a->mu, NULL) != 0) {
+		free(a);
+		return ERR_NOMEM;
+	}
+	for (;;) {
+		a->fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+		if (a->fd >= 0 || errno != ENOENT)
+			break;
+		a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (a->fd >= 0) {
+			created = true;
+			break;
+		}
+		if (errno != EEXIST)
+			break;
+	}
+	if (a->fd < 0) {
+		rc = errno == ENOENT ? ERR_NOTFOUND : errno == ELOOP ? ERR_DENIED : ERR_IO;
+		log_error("%s: cannot open the audit log: %s", path, strerror(errno));
+		goto out;
+	}
+	if (created && (fchmod(a->fd, 0600) != 0 || fsync_parent(path) != ERR_OK)) {
+		rc = ERR_IO;
+		goto out;
+	}
+	if (fstat(a->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		rc = ERR_IO;
+		goto out;
+	}
+	if ((st.st_mode & 077) != 0 || st.st_uid != geteuid()) {
+		log_error("%s: the audit log must be a file of ours with mode 0600 (it has %04o)", path,
+		          (unsigned)(st.st_mode & 07777));
+		rc = ERR_DENIED;
+		goto out;
+	}
+	rc = lock_file(a->fd, LOCK_EX);
+	if (rc == ERR_OK) {
+		rc = sync_tail(a);
+		if (lock_file(a->fd, LOCK_UN) != ERR_OK)
+			log_warn("%s: cannot unlock", path);
+	}
+	if (rc != ERR_OK)
+		goto out;
+	*out = a;
+	a = NULL;
+out:
+	if (a != NULL) {
+		if (a->fd >= 0)
+			close(a->fd);
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+	}
+	return rc;
+}
+
+enum err audit_open(const char *vault_dir, struct audit **out)
+{
+	char path[4096];
+	int n = snprintf(path, sizeof path, "%s/" AUDIT_LOG_PATH, vault_dir);
+
+	if (n < 0 || (size_t)n >= sizeof path)
+		return ERR_LIMIT;
+	return audit_open_path(path, out);
+}
+
+void audit_close(struct audit *a)
+{
+	if (a == NULL)
+		return;
+	if (a->sk != NULL) {
+		pthread_mutex_lock(&a->mu);
+		if (lock_file(a->fd, LOCK_EX) == ERR_OK) {
+			if (sync_tail(a) == ERR_OK && a->seq > 0 && !a->last_is_checkpoint && append_checkpoint(a) != ERR_OK)
+				log_warn("%s: cannot write the closing checkpoint", a->path);
+			if (lock_file(a->fd, LOCK_UN) != ERR_OK)
+				log_warn("%s: cannot unlock", a->path);
+		}
+		pthread_mutex_unlock(&a->mu);
+	}
+	close(a->fd);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
+}
+
+enum err audit_append_once(const char *vault_dir, const struct audit_rec *r)
+{
+	struct audit *a = NULL;
+	enum err rc;
+
+	rc = audit_open(vault_dir, &a);
+	if (rc == ERR_OK)
+		rc = audit_append(a, r);
+	audit_close(a);
+	return rc;
+}
+
+/* ---- verification ---- */
+
+struct verifier {
+	const struct audit_verify_opts *o;
+	struct audit_verify_result *res;
+	uint8_t head[32];
+};
+
+static enum audit_fault check_signature(const struct verifier *vf, const struct line_info *li, char *why,
+                                        size_t whylen)
+{
+	struct wbuf m;
+	enum audit_fault f = AUDIT_OK;
+
+	if (!ct_equal(li->key, vf->o->pk, SIGN_PK_LEN))
+		return bad(why, whylen, AUDIT_BAD_SIGNATURE, "the checkpoint names another signing key than the vault's");
+	wbuf_init(&m, 512);
+	checkpoint_msg(&m, li->seq, li->prev, li->time);
+	if (wbuf_err(&m) != ERR_OK || sign_verify(vf->o->pk, m.p, m.len, li->sig) != ERR_OK)
+		f = bad(why, whylen, AUDIT_BAD_SIGNATURE, "the checkpoint's signature does not verify");
+	wbuf_fini(&m);
+	return f;
+}
+
+/* One line of the log; a fault is recorded in vf->res. */
+static enum audit_fault verify_line(struct verifier *vf, const char *p, size_t n, char *why, size_t whylen)
+{
+	struct audit_verify_result *res = vf->res;
+	uint64_t want = res->last_seq + 1;
+	struct line_info li;
+	enum audit_fault f;
+
+	f = line_check(p, n, &li, why, whylen);
+	if (f != AUDIT_OK) {
+		res->bad_seq = peek_seq(p, n);
+		return f;
+	}
+	res->bad_seq = li.seq;
+	if (li.seq > want) {
+		snprintf(why, whylen, "seq %llu where %llu was expected: records are missing or out of order",
+		         (unsigned long long)li.seq, (unsigned long long)want);
+		return AUDIT_SEQ_GAP;
+	}
+	if (li.seq < want) {
+		snprintf(why, whylen, "seq %llu after seq %llu: records are reordered or duplicated",
+		         (unsigned long long)li.seq, (unsigned long long)res->last_seq);
+		return AUDIT_SEQ_ORDER;
+	}
+	if (!ct_equal(li.prev, vf->head, 32))
+		return bad(why, whylen, AUDIT_BROKEN_LINK,
+		           "\"prev\" is not the hash of the record before (a record was replaced or inserted)");
+	if (li.checkpoint && vf->o->pk != NULL) {
+		f = check_signature(vf, &li, why, whylen);
+		if (f != AUDIT_OK)
+			return f;
+	}
+	res->records++;
+	res->last_seq = li.seq;
+	memcpy(vf->head, li.hash, 32);
+	if (li.checkpoint) {
+		res->checkpoints++;
+		res->last_checkpoint_seq = li.seq;
+	}
+	return AUDIT_OK;
+}
+
+enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out)
+{
+	static const struct audit_verify_opts none;
+	const size_t cap = AUDIT_LINE_MAX + 1;   /* a line and its newline */
+	struct audit_verify_result res;
+	struct verifier vf;
+	size_t start = 0, end = 0;
+	uint64_t line = 0;
+	bool eof = false;
+	char *buf = NULL;
+	int fd;
+	enum err rc = ERR_INTERNAL;
+
+	if (o == NULL)
+		o = &none;
+	rc = crypto_init();
+	if (rc != ERR_OK)
+		return rc;
+	memset(&res, 0, sizeof res);
+	memset(&vf, 0, sizeof vf);
+	vf.o = o;
+	vf.res = &res;
+	res.signatures_checked = o->pk != NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	buf = malloc(cap);
+	if (buf == NULL) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	for (;;) {
+		char *nl = memchr(buf + start, '\n', end - start);
+		if (nl == NULL) {
+			ssize_t r;
+			if (eof) {
+				if (end > start) {
+					line++;
+					res.bad_seq = peek_seq(buf + start, end - start);
+					res.fault = bad(res.detail, sizeof res.detail, AUDIT_TRUNCATED,
+					                "the last line has no newline: the log was cut short");
+				}
+				break;
+			}
+			if (start > 0) {
+				memmove(buf, buf + start, end - start);
+				end -= start;
+				start = 0;
+			}
+			if (end == cap) {
+				line++;
+				res.bad_seq = peek_seq(buf, end);
+				snprintf(res.detail, sizeof res.detail, "line longer than %u bytes", AUDIT_LINE_MAX);
+				res.fault = AUDIT_LINE_TOO_LONG;
+				break;
+			}
+			r = read(fd, buf + end, cap - end);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				rc = ERR_IO;
+				goto out;
+			}
+			if (r == 0)
+				eof = true;
+			end += (size_t)r;
+			continue;
+		}
+		line++;
+		res.fault = verify_line(&vf, buf + start, (size_t)(nl - (buf + start)), res.detail, sizeof res.detail);
+		if (res.fault != AUDIT_OK)
+			break;
+		if (o->on_record != NULL && o->on_record(o->ctx, buf + start, (size_t)(nl - (buf + start)) + 1) != 0) {
+			rc = ERR_IO;
+			goto out;
+		}
+		start = (size_t)(nl - buf) + 1;
+	}
+	if (res.fault != AUDIT_OK) {
+		res.bad_line = line;
+		res.expected_seq = res.last_seq + 1;
+	} else {
+		res.bad_seq = 0;
+		res.detail[0] = 0;
+	}
+	hex_put(res.head, vf.head, 32);
+	*out = res;
+	rc = ERR_OK;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+enum err audit_verify(const char *path, struct audit_verify_result *out)
+{
+	return audit_verify_ex(path, NULL, out);
+}
+
+enum err audit_pubkey_read(const char *path, uint8_t pk[SIGN_PK_LEN])
+{
+	uint8_t key[SIGN_PK_LEN];
+	uint8_t *b = NULL;
+	size_t n = 0;
+	enum err rc;
+
+	rc = file_read_all(path, 256, &b, &n);
+	if (rc != ERR_OK)
+		return rc;
+	if (n > 0 && b[n - 1] == '\n')
+		n--;
+	rc = hex_get((const char *)b, n, key, SIGN_PK_LEN, true) ? ERR_OK : ERR_PARSE;
+	if (rc == ERR_OK)
+		memcpy(pk, key, SIGN_PK_LEN);
+	free(b);
+	return rc;
+}

@@ -1,0 +1,870 @@
+/* audit_test.c: the audit trail: concurrent appends (threads and
+ * processes), escaping of hostile strings, reopening, tamper detection by
+ * audit_verify, signed checkpoints, and an independent Python verifier
+ * following docs/internals/audit.md. Layer: tests. */
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "test.h"
+#include "dicomvault/audit.h"
+#include "dicomvault/vault.h"
+
+static char base[256];
+static int seqno;
+
+static void rm_rf(const char *p)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+	if (system(cmd) != 0)
+		fprintf(stderr, "  cleanup failed\n");
+}
+
+/* A fresh log path under base. */
+static void new_log(char *path, size_t cap)
+{
+	snprintf(path, cap, "%s/log%d.jsonl", base, ++seqno);
+}
+
+static struct audit_rec rec(const char *action, const char *user)
+{
+	struct audit_rec r;
+
+	memset(&r, 0, sizeof r);
+	r.action = action;
+	r.outcome = AUDIT_SUCCESS;
+	r.actor.user = user;
+	r.actor.role = "clinician";
+	r.actor.addr = "192.0.2.7:51324";
+	r.objects.study_uid = "1.2.840.113619.2.55.3.1";
+	return r;
+}
+
+/* n records into a new log at path. */
+static enum err make_log(const char *path, int n)
+{
+	struct audit *a = NULL;
+	struct audit_rec r = rec(AUDIT_STORE, "alice");
+	enum err rc;
+	int i;
+
+	rc = audit_open_path(path, &a);
+	for (i = 0; rc == ERR_OK && i < n; i++) {
+		r.objects.counted = true;
+		r.objects.instances = (uint64_t)i;
+		rc = audit_append(a, &r);
+	}
+	audit_close(a);
+	return rc;
+}
+
+/* ---- the log as lines, to tamper with ---- */
+
+#define MAXL 64
+
+struct lines {
+	char *l[MAXL];
+	size_t n;
+};
+
+static void lines_read(const char *path, struct lines *ls)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t got;
+
+	ls->n = 0;
+	if (f == NULL)
+		return;
+	while (ls->n < MAXL && (got = getline(&line, &cap, f)) > 0)
+		ls->l[ls->n++] = strdup(line);
+	free(line);
+	fclose(f);
+}
+
+static void lines_write(const char *path, const struct lines *ls)
+{
+	FILE *f = fopen(path, "w");
+	size_t i;
+
+	if (f == NULL)
+		return;
+	for (i = 0; i < ls->n; i++)
+		fputs(ls->l[i], f);
+	fclose(f);
+}
+
+static void lines_free(struct lines *ls)
+{
+	size_t i;
+
+	for (i = 0; i < ls->n; i++)
+		free(ls->l[i]);
+	ls->n = 0;
+}
+
+static void lines_delete(struct lines *ls, size_t i)
+{
+	free(ls->l[i]);
+	memmove(&ls->l[i], &ls->l[i + 1], (ls->n - i - 1) * sizeof ls->l[0]);
+	ls->n--;
+}
+
+static void hexs(char *out, const uint8_t *p, size_t n)
+{
+	size_t i;
+	for (i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+/* A well-formed line: canonical bytes, then ,"hash":"H"}\n. */
+static char *seal(const char *canon)
+{
+	uint8_t h[32];
+	char hex[65], *out;
+	size_t n = strlen(canon);
+
+	sha256_once(canon, n, h);
+	hexs(hex, h, 32);
+	out = malloc(n + 80);
+	snprintf(out, n + 80, "%s,\"hash\":\"%s\"}\n", canon, hex);
+	return out;
+}
+
+/* The hash field of a line (64 hex digits). */
+static void line_hash(const char *line, char out[65])
+{
+	size_t n = strlen(line);
+	memcpy(out, line + n - 1 - 2 - 64, 64);
+	out[64] = 0;
+}
+
+/* What a forger without the signing key can do: rewrite every line's
+ * seq (if renumber), prev and hash so that the chain is consistent. */
+static void rehash(struct lines *ls, bool renumber)
+{
+	char prev[65], canon[70000];
+	size_t i;
+
+	memset(prev, '0', 64);
+	prev[64] = 0;
+	for (i = 0; i < ls->n; i++) {
+		char *line = ls->l[i], *p = strstr(line, ",\"prev\":\""), *rest;
+		size_t n = strlen(line), canon_end = n - 76;
+		unsigned long long seq = strtoull(line + 13, NULL, 10);
+		if (p == NULL)
+			continue;
+		rest = p + 9 + 64 + 1;
+		snprintf(canon, sizeof canon, "{\"v\":1,\"seq\":%llu,\"prev\":\"%s\"%.*s", renumber ? (unsigned long long)i + 1 : seq,
+		         prev, (int)(canon_end - (size_t)(rest - line)), rest);
+		free(ls->l[i]);
+		ls->l[i] = seal(canon);
+		line_hash(ls->l[i], prev);
+	}
+}
+
+static struct audit_verify_result verify_path(const char *path)
+{
+	struct audit_verify_result r;
+
+	memset(&r, 0, sizeof r);
+	if (audit_verify(path, &r) != ERR_OK)
+		r.fault = (enum audit_fault)99;
+	if (r.fault != AUDIT_OK)
+		fprintf(stderr, "  (verify: line %llu seq %llu %s: %s)\n", (unsigned long long)r.bad_line,
+		        (unsigned long long)r.bad_seq, audit_fault_str(r.fault), r.detail);
+	return r;
+}
+
+/* ---- tests ---- */
+
+struct thr {
+	struct audit *a;
+	int id;
+	int fails;
+};
+
+static void *thr_main(void *p)
+{
+	struct thr *t = p;
+	char user[16];
+	int i;
+
+	snprintf(user, sizeof user, "thread%d", t->id);
+	for (i = 0; i < 50; i++) {
+		struct audit_rec r = rec(AUDIT_QUERY, user);
+		if (audit_append(t->a, &r) != ERR_OK)
+			t->fails++;
+	}
+	return NULL;
+}
+
+static int count_in(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	int c = 0;
+
+	if (f == NULL)
+		return -1;
+	while (getline(&line, &cap, f) > 0)
+		if (strstr(line, needle) != NULL)
+			c++;
+	free(line);
+	fclose(f);
+	return c;
+}
+
+TEST(threads_append_concurrently)
+{
+	char path[300];
+	struct audit *a = NULL;
+	struct thr t[4];
+	pthread_t th[4];
+	struct audit_verify_result r;
+	struct stat st;
+	int i;
+
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	for (i = 0; i < 4; i++) {
+		t[i].a = a;
+		t[i].id = i;
+		t[i].fails = 0;
+		CHECK(pthread_create(&th[i], NULL, thr_main, &t[i]) == 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK_EQ_INT(t[i].fails, 0);
+	}
+	audit_close(a);
+	r = verify_path(path);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 200);
+	CHECK_EQ_INT(r.last_seq, 200);
+	CHECK(count_in(path, "\"user\":\"thread0\"") == 50 && count_in(path, "\"user\":\"thread3\"") == 50);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+}
+
+TEST(processes_append_concurrently)
+{
+	char path[300];
+	struct audit *a = NULL;
+	struct audit_verify_result r;
+	int i, status = -1;
+	pid_t pid;
+
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0) {
+		struct audit *b = NULL;
+		int bad = audit_open_path(path, &b) != ERR_OK;
+		for (i = 0; !bad && i < 50; i++) {
+			struct audit_rec rc = rec(AUDIT_RETRIEVE, "child");
+			bad = audit_append(b, &rc) != ERR_OK;
+		}
+		audit_close(b);
+		_exit(bad);
+	}
+	for (i = 0; i < 50; i++) {
+		struct audit_rec rc = rec(AUDIT_RETRIEVE, "parent");
+		CHECK(audit_append(a, &rc) == ERR_OK);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* the handle follows what the other process appended */
+	{
+		struct audit_rec rc = rec(AUDIT_LOGOUT, "parent");
+		CHECK(audit_append(a, &rc) == ERR_OK);
+	}
+	audit_close(a);
+	r = verify_path(path);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 101);
+	CHECK_EQ_INT(count_in(path, "\"user\":\"child\""), 50);
+}
+
+/* The decoded value of actor.NAME in the first record of path. */
+static char *actor_field(const char *path, const char *name, size_t *linelen)
+{
+	struct lines ls;
+	json_error_t je;
+	json_t *o, *v;
+	char *out = NULL;
+
+	lines_read(path, &ls);
+	if (ls.n == 0)
+		return NULL;
+	*linelen = strlen(ls.l[0]);
+	o = json_loads(ls.l[0], 0, &je);
+	v = json_object_get(json_object_get(o, "actor"), name);
+	if (v == NULL)
+		v = json_object_get(o, name);
+	if (json_is_string(v))
+		out = strdup(json_string_value(v));
+	json_decref(o);
+	lines_free(&ls);
+	return out;
+}
+
+TEST(hostile_strings_escaped_and_capped)
+{
+	char path[300], *big, *s;
+	struct audit *a = NULL;
+	struct audit_rec r = rec(AUDIT_LOGIN_FAILURE, "a\"b\\c\nd\re\tf\x01g\x1fh\x7fi");
+	struct audit_verify_result vr;
+	size_t len = 0;
+	struct lines ls;
+
+	big = malloc(1 << 20);
+	memset(big, 'A', (1 << 20) - 1);
+	big[(1 << 20) - 1] = 0;
+	r.outcome = AUDIT_DENIED;
+	r.reason = "bad password for \"x\"";
+	r.actor.user_agent = big;
+	/* invalid UTF-8: stray continuation, overlong '/', a surrogate, a
+	 * truncated sequence, then valid 2-, 3- and 4-byte characters */
+	r.actor.role = "\x80x\xc0\xafy\xed\xa0\x80z\xe2\x82 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+	r.actor.cert = "\",\"hash\":\"0000";
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL) {
+		free(big);
+		return;
+	}
+	CHECK(audit_append(a, &r) == ERR_OK);
+	audit_close(a);
+	vr = verify_path(path);
+	CHECK_EQ_INT(vr.fault, AUDIT_OK);
+	CHECK_EQ_INT(vr.records, 1);
+	s = actor_field(path, "user", &len);
+	CHECK_EQ_STR(s, "a\"b\\c\nd\re\tf\x01g\x1fh\x7fi");
+	free(s);
+	s = actor_field(path, "role", &len);
+	CHECK_EQ_STR(s, "\xef\xbf\xbdx\xef\xbf\xbd\xef\xbf\xbdy\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd "
+	                "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+	free(s);
+	s = actor_field(path, "ua", &len);
+	CHECK(s != NULL && strlen(s) == AUDIT_FIELD_MAX + 3 && strcmp(s + AUDIT_FIELD_MAX, "\xe2\x80\xa6") == 0);
+	free(s);
+	s = actor_field(path, "cert", &len);
+	CHECK_EQ_STR(s, "\",\"hash\":\"0000");
+	free(s);
+	s = actor_field(path, "reason", &len);
+	CHECK_EQ_STR(s, "bad password for \"x\"");
+	free(s);
+	CHECK(len < 2048);
+	lines_read(path, &ls);
+	CHECK(ls.n == 1 && strstr(ls.l[0], "\\u0001") != NULL && strstr(ls.l[0], "\\u007f") != NULL &&
+	      strstr(ls.l[0], "\"outcome\":\"denied\"") != NULL && strchr(ls.l[0], '\n') == ls.l[0] + len - 1);
+	lines_free(&ls);
+	free(big);
+}
+
+TEST(fields_and_time)
+{
+	char path[300], sref[AUDIT_SESSION_REF_LEN], sref2[AUDIT_SESSION_REF_LEN];
+	uint8_t pat[32];
+	struct audit *a = NULL;
+	struct audit_rec r = rec(AUDIT_EXPORT, "bob");
+	struct lines ls;
+	size_t i;
+
+	for (i = 0; i < 32; i++)
+		pat[i] = (uint8_t)(0xa0 + i);
+	audit_session_ref("secret-token-value", 18, sref);
+	audit_session_ref("secret-token-value", 18, sref2);
+	CHECK(strlen(sref) == 16 && strcmp(sref, sref2) == 0 && strstr(sref, "secret") == NULL);
+	r.time_ms = 1714566896789LL;
+	r.actor.session = sref;
+	r.objects.patient = pat;
+	r.objects.series_uid = "1.2.3.4";
+	r.objects.sop_uid = "1.2.3.4.5";
+	r.objects.counted = true;
+	r.objects.studies = 1;
+	r.objects.instances = 42;
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	CHECK(audit_append(a, &r) == ERR_OK);
+	r.action = "Login";
+	CHECK(audit_append(a, &r) == ERR_PARSE);
+	r.action = "";
+	CHECK(audit_append(a, &r) == ERR_PARSE);
+	r.action = "a b";
+	CHECK(audit_append(a, &r) == ERR_PARSE);
+	r.action = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";   /* 33 */
+	CHECK(audit_append(a, &r) == ERR_PARSE);
+	r.action = "export";
+	r.outcome = (enum audit_outcome)7;
+	CHECK(audit_append(a, &r) == ERR_PARSE);
+	audit_close(a);
+	lines_read(path, &ls);
+	CHECK_EQ_INT(ls.n, 1);
+	if (ls.n == 1) {
+		const char *want = "{\"v\":1,\"seq\":1,\"prev\":\"0000000000000000000000000000000000000000000000000000000000000000\","
+		                   "\"time\":\"2024-05-01T12:34:56.789Z\",\"type\":\"event\",\"action\":\"export\","
+		                   "\"outcome\":\"success\",\"actor\":{\"user\":\"bob\",\"role\":\"clinician\",\"session\":\"";
+		CHECK(strncmp(ls.l[0], want, strlen(want)) == 0);
+		CHECK(strstr(ls.l[0], "\"patient\":\"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\"") != NULL);
+		CHECK(strstr(ls.l[0], "\"counts\":{\"patients\":0,\"studies\":1,\"series\":0,\"instances\":42}") != NULL);
+		CHECK(strstr(ls.l[0], "\"session\":\"") != NULL && strstr(ls.l[0], "token") == NULL);
+	}
+	lines_free(&ls);
+}
+
+TEST(reopen_continues_the_chain)
+{
+	char path[300];
+	struct audit_verify_result r;
+
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 3) == ERR_OK);
+	CHECK(make_log(path, 2) == ERR_OK);
+	CHECK(make_log(path, 0) == ERR_OK);
+	r = verify_path(path);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 5);
+	CHECK_EQ_INT(r.last_seq, 5);
+}
+
+/* A 10-record log, changed by f, then verified. */
+static struct audit_verify_result tampered(void (*f)(struct lines *ls))
+{
+	char path[300];
+	struct lines ls;
+
+	new_log(path, sizeof path);
+	if (make_log(path, 10) != ERR_OK)
+		fprintf(stderr, "  make_log failed\n");
+	lines_read(path, &ls);
+	f(&ls);
+	lines_write(path, &ls);
+	lines_free(&ls);
+	return verify_path(path);
+}
+
+static void t_byte(struct lines *ls) { *strstr(ls->l[6], "alice") = 'm'; }
+static void t_delete(struct lines *ls) { lines_delete(ls, 4); }
+static void t_delete_first(struct lines *ls) { lines_delete(ls, 0); }
+static void t_swap(struct lines *ls)
+{
+	char *t = ls->l[3];
+	ls->l[3] = ls->l[4];
+	ls->l[4] = t;
+}
+static void t_duplicate(struct lines *ls)
+{
+	memmove(&ls->l[4], &ls->l[3], (ls->n - 3) * sizeof ls->l[0]);
+	ls->l[3] = strdup(ls->l[4]);
+	ls->n++;
+}
+static void t_cut_last(struct lines *ls) { ls->l[9][40] = 0; }
+static void t_cut_middle(struct lines *ls) { memcpy(ls->l[5] + 100, "\n", 2); }
+static void t_garbage(struct lines *ls)
+{
+	free(ls->l[2]);
+	ls->l[2] = strdup("this is not a record\n");
+}
+static void t_crlf(struct lines *ls)
+{
+	size_t n = strlen(ls->l[1]);
+	char *p = malloc(n + 2);
+	memcpy(p, ls->l[1], n - 1);
+	memcpy(p + n - 1, "\r\n", 3);
+	free(ls->l[1]);
+	ls->l[1] = p;
+}
+static void t_forged_append(struct lines *ls)
+{
+	char canon[400];
+	snprintf(canon, sizeof canon, "{\"v\":1,\"seq\":11,\"prev\":\"%064d\",\"time\":\"2024-05-01T12:34:56.789Z\","
+	         "\"type\":\"event\",\"action\":\"login\",\"outcome\":\"success\",\"actor\":{},\"objects\":{}", 0);
+	ls->l[ls->n++] = seal(canon);
+}
+static void t_forged_not_json(struct lines *ls)
+{
+	char canon[400], prev[65];
+	line_hash(ls->l[9], prev);
+	snprintf(canon, sizeof canon, "{\"v\":1,\"seq\":11,\"prev\":\"%s\",\"time\":\"2024-05-01T12:34:56.789Z\","
+	         "\"type\":\"event\",\"action\":\"login\",\"outcome\":\"success\",\"actor\":{},\"objects\":{", prev);
+	ls->l[ls->n++] = seal(canon);
+}
+static void t_long_line(struct lines *ls)
+{
+	char *p = malloc(100002);
+	memset(p, 'x', 100000);
+	memcpy(p + 100000, "\n", 2);
+	free(ls->l[3]);
+	ls->l[3] = p;
+}
+static void t_long_last(struct lines *ls)
+{
+	char *p = malloc(200001);
+	memset(p, 'x', 200000);
+	p[200000] = 0;
+	ls->l[ls->n++] = p;
+}
+
+#define EXPECT(r, f, line, seq, good) do { \
+	CHECK_EQ_INT((r).fault, (f)); \
+	CHECK_EQ_INT((r).bad_line, (line)); \
+	CHECK_EQ_INT((r).bad_seq, (seq)); \
+	CHECK_EQ_INT((r).records, (good)); \
+} while (0)
+
+TEST(verify_detects_tampering)
+{
+	struct audit_verify_result r;
+
+	r = tampered(t_byte);
+	EXPECT(r, AUDIT_BAD_HASH, 7, 7, 6);
+	r = tampered(t_delete);
+	EXPECT(r, AUDIT_SEQ_GAP, 5, 6, 4);
+	CHECK_EQ_INT(r.expected_seq, 5);
+	r = tampered(t_delete_first);
+	EXPECT(r, AUDIT_SEQ_GAP, 1, 2, 0);
+	r = tampered(t_swap);
+	EXPECT(r, AUDIT_SEQ_GAP, 4, 5, 3);
+	r = tampered(t_duplicate);
+	EXPECT(r, AUDIT_SEQ_ORDER, 5, 4, 4);
+	r = tampered(t_cut_last);
+	EXPECT(r, AUDIT_TRUNCATED, 10, 10, 9);
+	r = tampered(t_cut_middle);
+	EXPECT(r, AUDIT_UNPARSABLE, 6, 6, 5);
+	r = tampered(t_garbage);
+	EXPECT(r, AUDIT_UNPARSABLE, 3, 0, 2);
+	r = tampered(t_crlf);
+	EXPECT(r, AUDIT_UNPARSABLE, 2, 2, 1);
+	r = tampered(t_forged_append);
+	EXPECT(r, AUDIT_BROKEN_LINK, 11, 11, 10);
+	r = tampered(t_forged_not_json);
+	EXPECT(r, AUDIT_UNPARSABLE, 11, 11, 10);
+	r = tampered(t_long_line);
+	EXPECT(r, AUDIT_LINE_TOO_LONG, 4, 0, 3);
+	r = tampered(t_long_last);
+	EXPECT(r, AUDIT_LINE_TOO_LONG, 11, 0, 10);
+}
+
+/* Renumbers a line and fixes its own hash, keeping its prev. */
+static void renumber(struct lines *ls, size_t i, unsigned long long seq)
+{
+	char canon[70000];
+	char *line = ls->l[i], *p = strstr(line, ",\"prev\":\"");
+	size_t n = strlen(line);
+
+	snprintf(canon, sizeof canon, "{\"v\":1,\"seq\":%llu%.*s", seq, (int)(n - 76 - (size_t)(p - line)), p);
+	free(ls->l[i]);
+	ls->l[i] = seal(canon);
+}
+
+/* Records 4 and 5 swapped, renumbered, each with a valid hash: only the
+ * links show it. */
+static void t_renumbered_swap(struct lines *ls)
+{
+	t_swap(ls);
+	renumber(ls, 3, 4);
+	renumber(ls, 4, 5);
+}
+
+static void t_full_rewrite(struct lines *ls)
+{
+	*strstr(ls->l[2], "alice") = 'm';
+	rehash(ls, true);
+}
+
+TEST(verify_link_and_rewrite)
+{
+	struct audit_verify_result r;
+
+	r = tampered(t_renumbered_swap);
+	EXPECT(r, AUDIT_BROKEN_LINK, 4, 4, 3);
+	/* a forger who rewrites the whole chain is not caught by the chain
+	 * alone: that is what signed checkpoints are for */
+	r = tampered(t_full_rewrite);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+}
+
+TEST(empty_missing_and_damaged_logs)
+{
+	char path[300];
+	struct audit_verify_result r;
+	struct audit *a = NULL;
+	struct lines ls;
+	int fd;
+
+	new_log(path, sizeof path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	close(fd);
+	r = verify_path(path);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 0);
+	CHECK_EQ_STR(r.head, "0000000000000000000000000000000000000000000000000000000000000000");
+	new_log(path, sizeof path);
+	CHECK(audit_verify(path, &r) == ERR_NOTFOUND);
+	/* a truncated last line: appending would hide it, so open refuses */
+	CHECK(make_log(path, 3) == ERR_OK);
+	CHECK(truncate(path, 300) == 0);
+	CHECK(audit_open_path(path, &a) == ERR_PARSE && a == NULL);
+	/* a last record with a bad hash */
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 3) == ERR_OK);
+	lines_read(path, &ls);
+	*strstr(ls.l[2], "alice") = 'A';
+	lines_write(path, &ls);
+	lines_free(&ls);
+	CHECK(audit_open_path(path, &a) == ERR_PARSE && a == NULL);
+	/* a loose mode */
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 1) == ERR_OK);
+	CHECK(chmod(path, 0644) == 0);
+	CHECK(audit_open_path(path, &a) == ERR_DENIED && a == NULL);
+	/* no audit directory */
+	CHECK(audit_open("/nonexistent-dv-vault", &a) == ERR_NOTFOUND && a == NULL);
+}
+
+TEST(truncation_while_open_is_refused)
+{
+	char path[300];
+	struct audit *a = NULL;
+	struct audit_rec r = rec(AUDIT_LOGIN, "eve");
+
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 4) == ERR_OK);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	CHECK(truncate(path, 0) == 0);
+	CHECK(audit_append(a, &r) == ERR_DENIED);
+	CHECK(audit_append(a, &r) == ERR_DENIED);
+	audit_close(a);
+}
+
+TEST(signed_checkpoints)
+{
+	char path[300], path2[320];
+	uint8_t pk[SIGN_PK_LEN], pk2[SIGN_PK_LEN];
+	struct secret *sk = NULL, *sk2 = NULL;
+	struct audit *a = NULL;
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+	struct lines ls;
+	int i;
+
+	CHECK(sign_keypair(pk, &sk) == ERR_OK);
+	CHECK(sign_keypair(pk2, &sk2) == ERR_OK);
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL || sk == NULL)
+		return;
+	audit_set_signer(a, sk, pk, 4);
+	for (i = 0; i < 10; i++) {
+		struct audit_rec rr = rec(AUDIT_VIEW, "carol");
+		CHECK(audit_append(a, &rr) == ERR_OK);
+	}
+	audit_close(a);   /* writes a closing checkpoint */
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.checkpoints, 3);   /* after 4 and 8 records, and on close */
+	CHECK_EQ_INT(r.records, 13);
+	CHECK_EQ_INT(r.last_checkpoint_seq, 13);
+	CHECK(r.signatures_checked);
+	/* another vault's key */
+	o.pk = pk2;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_BAD_SIGNATURE);
+	CHECK_EQ_INT(r.bad_seq, 5);
+	/* a forger rewrites the chain from record 3 on: the chain holds, the
+	 * checkpoint signature does not */
+	snprintf(path2, sizeof path2, "%s.forged", path);
+	lines_read(path, &ls);
+	*strstr(ls.l[2], "carol") = 'm';
+	rehash(&ls, false);
+	lines_write(path2, &ls);
+	lines_free(&ls);
+	CHECK(audit_verify(path2, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	o.pk = pk;
+	CHECK(audit_verify_ex(path2, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_BAD_SIGNATURE);
+	CHECK_EQ_INT(r.bad_seq, 5);
+	CHECK_EQ_INT(r.bad_line, 5);
+	/* a reopened signer continues; an explicit checkpoint */
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a != NULL) {
+		struct audit_rec rr = rec(AUDIT_LOGOUT, "carol");
+		audit_set_signer(a, sk, pk, 0);
+		CHECK(audit_append(a, &rr) == ERR_OK);
+		CHECK(audit_checkpoint(a) == ERR_OK);
+		audit_close(a);   /* the last record is a checkpoint: nothing more */
+	}
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 15);
+	CHECK_EQ_INT(r.checkpoints, 4);
+	secret_free(sk);
+	secret_free(sk2);
+}
+
+static int count_cb(void *ctx, const char *line, size_t n)
+{
+	int *c = ctx;
+	(*c)++;
+	return (n > 0 && line[n - 1] == '\n') ? 0 : 1;
+}
+
+TEST(verify_callback_sees_each_record)
+{
+	char path[300];
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+	int c = 0;
+
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 7) == ERR_OK);
+	memset(&o, 0, sizeof o);
+	o.on_record = count_cb;
+	o.ctx = &c;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(c, 7);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+}
+
+/* The verifier of docs/internals/audit.md, in Python, on a log with
+ * hostile strings and signed checkpoints written by the C code. */
+static const char pyverify[] =
+	"import hashlib, json, sys\n"
+	"def verify(path, pk=None):\n"
+	"    prev, seq = '0' * 64, 0\n"
+	"    for no, raw in enumerate(open(path, 'rb'), 1):\n"
+	"        assert raw.endswith(b'\\n'), (no, 'truncated')\n"
+	"        line = raw[:-1]\n"
+	"        canon, tail = line[:-75], line[-75:]\n"
+	"        assert tail.startswith(b',\"hash\":\"') and tail.endswith(b'\"}'), (no, 'format')\n"
+	"        h = hashlib.sha256(canon).hexdigest()\n"
+	"        assert tail[9:73].decode() == h, (no, 'bad hash')\n"
+	"        rec = json.loads(line)\n"
+	"        assert rec['v'] == 1 and rec['hash'] == h\n"
+	"        assert rec['seq'] == seq + 1, (no, 'seq')\n"
+	"        assert rec['prev'] == prev, (no, 'link')\n"
+	"        if rec['type'] == 'checkpoint' and pk:\n"
+	"            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey\n"
+	"            assert rec['key'] == pk\n"
+	"            msg = 'dicomvault-audit-checkpoint:1:%d:%s:%s' % (rec['seq'], rec['prev'], rec['time'])\n"
+	"            Ed25519PublicKey.from_public_bytes(bytes.fromhex(pk)).verify(bytes.fromhex(rec['sig']), msg.encode())\n"
+	"        prev, seq = h, rec['seq']\n"
+	"    return seq\n"
+	"n = verify(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)\n"
+	"print(n)\n";
+
+TEST(python_verifier_agrees)
+{
+	char path[300], script[300], cmd[1200], pkhex[65];
+	uint8_t pk[SIGN_PK_LEN];
+	struct secret *sk = NULL;
+	struct audit *a = NULL;
+	struct lines ls;
+	FILE *f;
+	int i;
+
+	snprintf(script, sizeof script, "%s/verify.py", base);
+	f = fopen(script, "w");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs(pyverify, f);
+	fclose(f);
+	CHECK(sign_keypair(pk, &sk) == ERR_OK);
+	hexs(pkhex, pk, 32);
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	audit_set_signer(a, sk, pk, 3);
+	for (i = 0; i < 8; i++) {
+		struct audit_rec r = rec(AUDIT_LOGIN_FAILURE, "\"quoted\\\" \n \xff\xfe user \xe2\x82\xac");
+		r.actor.user_agent = "Mozilla/5.0 \x01\x02\x1b[31m \xc0\x80";
+		r.reason = i % 2 ? "bad TOTP" : NULL;
+		CHECK(audit_append(a, &r) == ERR_OK);
+	}
+	audit_close(a);
+	/* hashlib and json only */
+	snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s >/dev/null", script, path);
+	CHECK(system(cmd) == 0);
+	/* with the signatures, when python3-cryptography is there */
+	if (system("/usr/bin/python3 -c 'import cryptography.hazmat.primitives.asymmetric.ed25519' 2>/dev/null") == 0) {
+		snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s %s >/dev/null", script, path, pkhex);
+		CHECK(system(cmd) == 0);
+	}
+	/* and it rejects what the C verifier rejects */
+	lines_read(path, &ls);
+	CHECK(ls.n > 4);
+	if (ls.n > 4) {
+		*strstr(ls.l[4], "Mozilla") = 'm';
+		lines_write(path, &ls);
+	}
+	lines_free(&ls);
+	snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s >/dev/null 2>&1", script, path);
+	CHECK(system(cmd) != 0);
+	secret_free(sk);
+}
+
+TEST(vault_init_is_audited)
+{
+	struct vault_init_opts o;
+	struct vault_created res;
+	char dir[300], path[400], why[256];
+	struct audit_verify_result r;
+	struct stat st;
+
+	snprintf(dir, sizeof dir, "%s/vault", base);
+	memset(&o, 0, sizeof o);
+	o.dir = dir;
+	CHECK(vault_init(&o, &res, why, sizeof why) == ERR_OK);
+	vault_created_fini(&res);
+	snprintf(path, sizeof path, "%s/" AUDIT_LOG_PATH, dir);
+	r = verify_path(path);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 1);
+	CHECK_EQ_INT(count_in(path, "\"action\":\"vault-init\""), 1);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	snprintf(path, sizeof path, "%s/audit", dir);
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
+}
+
+int main(void)
+{
+	snprintf(base, sizeof base, "/tmp/dv_audit_test.%d", (int)getpid());
+	rm_rf(base);
+	mkdir(base, 0700);
+	RUN(threads_append_concurrently);
+	RUN(processes_append_concurrently);
+	RUN(hostile_strings_escaped_and_capped);
+	RUN(fields_and_time);
+	RUN(reopen_continues_the_chain);
+	RUN(verify_detects_tampering);
+	RUN(verify_link_and_rewrite);
+	RUN(empty_missing_and_damaged_logs);
+	RUN(truncation_while_open_is_refused);
+	RUN(signed_checkpoints);
+	RUN(verify_callback_sees_each_record);
+	RUN(python_verifier_agrees);
+	RUN(vault_init_is_audited);
+	rm_rf(base);
+	return TEST_DONE();
+}
