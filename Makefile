@@ -22,9 +22,9 @@ OPT := -O2 -g -DNDEBUG
 LDOPT :=
 endif
 CFLAGS_ALL := $(BASEFLAGS) $(OPT) $(CFLAGS)
-LIBS := -lz -ljansson -lsodium -lgnutls -lsqlite3 -lqrencode -lpthread -lm
+LIBS := -lz -ljansson -lmicrohttpd -lsodium -lgnutls -lsqlite3 -lqrencode -lpthread -lm
 
-LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c src/backend/*.c src/core/*.c)
+LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c src/backend/*.c src/core/*.c src/daemon/*.c)
 GEN_SRC := $(GEN)/dict_data.c $(GEN)/deid_table.c
 CMD_SRC := $(wildcard src/cmd/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/dict_data.o $(if $(wildcard tools/gen_deid.awk),$(B)/gen/deid_table.o)

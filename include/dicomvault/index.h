@@ -93,6 +93,19 @@ struct idx_user {
 	int64_t created;
 };
 
+/* A login session (core/auth.c). The token itself is never stored: only
+ * its HMAC-SHA-256 under a key derived from the index key. */
+struct idx_session {
+	int64_t id;
+	int64_t user_id;
+	uint8_t token_hash[IDX_HMAC_LEN];
+	int64_t created;                  /* unix seconds */
+	int64_t last_seen;                /* unix seconds, for the idle timeout */
+	int64_t expires;                  /* unix seconds, absolute end */
+	char address[64];                 /* client address at login */
+	char user_name[65];               /* set by session_get (the user's name) */
+};
+
 struct index_store;
 
 struct index_ops {
@@ -131,6 +144,16 @@ struct index_ops {
 	enum err (*user_get)(struct index_store *s, const char *name, struct idx_user *out);
 	enum err (*user_update)(struct index_store *s, const struct idx_user *u);
 	void (*close)(struct index_store *s);
+	/* Sessions: a new one (sets se->id); by token hash (ERR_NOTFOUND),
+	 * with the user's name; a new last_seen; delete by token hash
+	 * (ERR_NOTFOUND if none) or all of a user's; purge those whose
+	 * expires <= now or last_seen <= idle_before. */
+	enum err (*session_put)(struct index_store *s, struct idx_session *se);
+	enum err (*session_get)(struct index_store *s, const uint8_t hash[IDX_HMAC_LEN], struct idx_session *out);
+	enum err (*session_touch)(struct index_store *s, int64_t id, int64_t last_seen);
+	enum err (*session_delete)(struct index_store *s, const uint8_t hash[IDX_HMAC_LEN]);
+	enum err (*session_delete_user)(struct index_store *s, int64_t user_id);
+	enum err (*session_purge)(struct index_store *s, int64_t now, int64_t idle_before);
 };
 
 struct index_store {

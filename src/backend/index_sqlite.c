@@ -23,6 +23,7 @@ enum stmt_id {
 	S_INST_GET, S_INST_INS, S_SERIES_COUNT, S_STUDY_COUNT, S_STUDY_NSERIES,
 	S_SERIES_LIST, S_INST_LIST,
 	S_USER_INS, S_USER_GET, S_USER_UPD, S_SERIES_BY_ID, S_STUDY_BY_ID,
+	S_SESS_INS, S_SESS_GET, S_SESS_TOUCH, S_SESS_DEL, S_SESS_DEL_USER, S_SESS_PURGE,
 	S__COUNT
 };
 
@@ -59,6 +60,14 @@ static const char *const stmt_sql[S__COUNT] = {
 	               " expires, created FROM users WHERE name = ?1",
 	[S_USER_UPD] = "UPDATE users SET role = ?2, pwhash = ?3, totp_wrapped = ?4, totp_last_step = ?5, failures = ?6,"
 	               " locked_until = ?7, disabled = ?8, expires = ?9 WHERE id = ?1",
+	[S_SESS_INS] = "INSERT INTO sessions (user_id, token_hash, created, last_seen, expires, address)"
+	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_SESS_GET] = "SELECT s.id, s.user_id, s.token_hash, s.created, s.last_seen, s.expires, s.address, u.name"
+	               " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
+	[S_SESS_TOUCH] = "UPDATE sessions SET last_seen = ?2 WHERE id = ?1",
+	[S_SESS_DEL] = "DELETE FROM sessions WHERE token_hash = ?1",
+	[S_SESS_DEL_USER] = "DELETE FROM sessions WHERE user_id = ?1",
+	[S_SESS_PURGE] = "DELETE FROM sessions WHERE expires <= ?1 OR last_seen <= ?2",
 };
 
 static const char schema[] =
@@ -89,7 +98,11 @@ static const char schema[] =
 	" id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL, pwhash TEXT NOT NULL,"
 	" totp_wrapped BLOB NOT NULL, totp_last_step INTEGER NOT NULL, failures INTEGER NOT NULL,"
 	" locked_until INTEGER NOT NULL, disabled INTEGER NOT NULL, expires INTEGER NOT NULL, created INTEGER NOT NULL);"
-	"INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');";
+	"INSERT OR IGNORE INTO meta (k, v) VALUES ('schema', '1');"
+	"CREATE TABLE IF NOT EXISTS sessions ("
+	" id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), token_hash BLOB NOT NULL UNIQUE,"
+	" created INTEGER NOT NULL, last_seen INTEGER NOT NULL, expires INTEGER NOT NULL, address TEXT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);";
 
 struct sq_store {
 	struct index_store base;
@@ -693,6 +706,92 @@ static enum err sq_user_update(struct index_store *bs, const struct idx_user *u)
 	return rc;
 }
 
+static enum err sq_session_put(struct index_store *bs, struct idx_session *se)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SESS_INS);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, se->user_id);
+	sqlite3_bind_blob(q, 2, se->token_hash, IDX_HMAC_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 3, se->created);
+	sqlite3_bind_int64(q, 4, se->last_seen);
+	sqlite3_bind_int64(q, 5, se->expires);
+	sqlite3_bind_text(q, 6, se->address, -1, SQLITE_STATIC);
+	rc = exec_done(s, q, "session_put");
+	if (rc == ERR_OK)
+		se->id = sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+static enum err sq_session_get(struct index_store *bs, const uint8_t hash[IDX_HMAC_LEN], struct idx_session *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SESS_GET);
+	enum err rc;
+
+	sqlite3_bind_blob(q, 1, hash, IDX_HMAC_LEN, SQLITE_STATIC);
+	rc = step_one(s, q, "session_get");
+	if (rc == ERR_OK) {
+		out->id = sqlite3_column_int64(q, 0);
+		out->user_id = sqlite3_column_int64(q, 1);
+		col_hmac(q, 2, out->token_hash, NULL);
+		out->created = sqlite3_column_int64(q, 3);
+		out->last_seen = sqlite3_column_int64(q, 4);
+		out->expires = sqlite3_column_int64(q, 5);
+		col_text(q, 6, out->address, sizeof out->address);
+		col_text(q, 7, out->user_name, sizeof out->user_name);
+	}
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_session_touch(struct index_store *bs, int64_t id, int64_t last_seen)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SESS_TOUCH);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, last_seen);
+	rc = exec_done(s, q, "session_touch");
+	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
+		rc = ERR_NOTFOUND;
+	return rc;
+}
+
+static enum err sq_session_delete(struct index_store *bs, const uint8_t hash[IDX_HMAC_LEN])
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SESS_DEL);
+	enum err rc;
+
+	sqlite3_bind_blob(q, 1, hash, IDX_HMAC_LEN, SQLITE_STATIC);
+	rc = exec_done(s, q, "session_delete");
+	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
+		rc = ERR_NOTFOUND;
+	return rc;
+}
+
+static enum err sq_session_delete_user(struct index_store *bs, int64_t user_id)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SESS_DEL_USER);
+
+	sqlite3_bind_int64(q, 1, user_id);
+	return exec_done(s, q, "session_delete_user");
+}
+
+static enum err sq_session_purge(struct index_store *bs, int64_t now, int64_t idle_before)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_SESS_PURGE);
+
+	sqlite3_bind_int64(q, 1, now);
+	sqlite3_bind_int64(q, 2, idle_before);
+	return exec_done(s, q, "session_purge");
+}
+
 static void sq_close(struct index_store *bs)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -731,6 +830,12 @@ static const struct index_ops sq_ops = {
 	.user_get = sq_user_get,
 	.user_update = sq_user_update,
 	.close = sq_close,
+	.session_put = sq_session_put,
+	.session_get = sq_session_get,
+	.session_touch = sq_session_touch,
+	.session_delete = sq_session_delete,
+	.session_delete_user = sq_session_delete_user,
+	.session_purge = sq_session_purge,
 };
 
 enum err index_sqlite_open(const char *path, struct index_store **out)

@@ -11,6 +11,7 @@ static void usage(FILE *out)
 	      "\n"
 	      "commands:\n"
 	      "  init            create a vault (keys, TLS certificate, first administrator)\n"
+	      "  serve           run the HTTPS server (TLS 1.3 only) until SIGINT or SIGTERM\n"
 	      "  dump FILE...    print DICOM files as text (like dcmdump)\n"
 	      "  json FILE       print a DICOM file as PS3.18 DICOM JSON\n"
 	      "  deid --profile basic[,OPTION...] IN OUT\n"
@@ -37,6 +38,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "init") == 0)
 		return cmd_init(argc - 1, argv + 1);
+	if (strcmp(argv[1], "serve") == 0)
+		return cmd_serve(argc - 1, argv + 1);
 	if (strcmp(argv[1], "dump") == 0)
 		return cmd_dump(argc - 1, argv + 1);
 	if (strcmp(argv[1], "json") == 0)

@@ -1,0 +1,42 @@
+/* http.h: the HTTPS listener of `dicomvault serve` (SPEC section 3): one
+ * TLS 1.3-only socket (libmicrohttpd over GnuTLS, a thread per
+ * connection) serving the login flow, /healthz and the login page; every
+ * other path needs a session. Request limits are in base/limits.h
+ * (HTTP_*). See docs/internals/http.md. Layer: daemon. */
+#ifndef DICOMVAULT_HTTP_H
+#define DICOMVAULT_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include "dicomvault/crypto.h"
+#include "dicomvault/err.h"
+
+struct auth;
+
+/* "HOST:PORT" or "[IPV6]:PORT" (PORT 0..65535; 0: any free port) to a
+ * socket address. HOST may be a name (the first address it resolves to). */
+WUR enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+struct http_opts {
+	const char *listen;               /* HOST:PORT */
+	const uint8_t *cert_pem;          /* certificate chain, PEM (copied) */
+	size_t cert_len;
+	const struct secret *key_pem;     /* private key, PEM (copied) */
+	struct auth *auth;                /* borrowed; must outlive the server */
+};
+
+struct http_server;
+
+/* Binds, loads the certificate and key and starts serving in threads of
+ * its own. On failure why says what went wrong. */
+WUR enum err http_server_start(const struct http_opts *o, struct http_server **out, char *why, size_t whylen);
+/* The bound port (the real one when 0 was asked for). */
+uint16_t http_server_port(const struct http_server *s);
+/* "https://HOST:PORT/" of the bound address. */
+const char *http_server_url(const struct http_server *s);
+/* Closes the socket and every connection, waits for their threads and
+ * frees; takes NULL. */
+void http_server_stop(struct http_server *s);
+
+#endif

@@ -1,0 +1,59 @@
+/* serve.c: `dicomvault serve`, the server (SPEC sections 2 and 3). Secrets
+ * come from files (--passphrase-file) or stdin, never argv. Layer: cmd. */
+#include <stdio.h>
+#include <string.h>
+#include "cmd.h"
+#include "dicomvault/serve.h"
+#include "dicomvault/vault.h"
+
+static const char serve_usage[] =
+	"usage: dicomvault serve [--vault DIR] [--http HOST:PORT] [--passphrase-file F]\n"
+	"Run the server: HTTPS (TLS 1.3 only) for the API, DICOMweb and the web viewer,\n"
+	"until SIGINT or SIGTERM.\n"
+	"  --vault DIR          the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
+	"  --http HOST:PORT     where to listen (default [http] listen of dicomvault.conf,\n"
+	"                       else 127.0.0.1:8443; [IPV6]:PORT for IPv6; port 0: any)\n"
+	"  --passphrase-file F  the master key passphrase (mode 0600), for a passphrase\n"
+	"                       vault; default: read from stdin\n";
+
+int cmd_serve(int argc, char **argv)
+{
+	struct serve_opts o;
+	char dir[VAULT_PATH_MAX];
+	const char *vault = NULL;
+	int i;
+
+	memset(&o, 0, sizeof o);
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char **dst = NULL;
+		if (strcmp(a, "--help") == 0) {
+			fputs(serve_usage, stdout);
+			return 0;
+		} else if (strcmp(a, "--vault") == 0) {
+			dst = &vault;
+		} else if (strcmp(a, "--http") == 0) {
+			dst = &o.listen;
+		} else if (strcmp(a, "--passphrase-file") == 0) {
+			dst = &o.passphrase_file;
+		} else if (strcmp(a, "--passphrase") == 0) {
+			fprintf(stderr, "dicomvault serve: secrets are never taken from the command line; use %s-file\n", a);
+			return EXIT_USAGE;
+		} else if (strcmp(a, "--dicom") == 0) {
+			fprintf(stderr, "dicomvault serve: --dicom: the DICOM listener is not available yet\n");
+			return EXIT_USAGE;
+		}
+		if (dst == NULL || i + 1 >= argc) {
+			fprintf(stderr, "dicomvault serve: %s '%s'\n%s", dst ? "missing value for" : "unknown option", a,
+			        serve_usage);
+			return EXIT_USAGE;
+		}
+		*dst = argv[++i];
+	}
+	if (vault_resolve(vault, dir, sizeof dir) != ERR_OK) {
+		fputs("dicomvault serve: vault path too long\n", stderr);
+		return EXIT_USAGE;
+	}
+	o.vault_dir = dir;
+	return serve_run(&o);
+}

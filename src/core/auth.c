@@ -1,0 +1,735 @@
+/* auth.c: interactive login and sessions (SPEC sections 3 and 5).
+ * Passwords are Argon2id (a dummy verification for unknown names, so that
+ * timing does not tell accounts apart); TOTP codes are checked with one
+ * step of skew and a step is accepted once (the last accepted step is kept
+ * in the user's row and re-checked inside the transaction that opens the
+ * session); failures lock an account and an address out for a while;
+ * sessions are 256-bit random tokens of which only an HMAC-SHA-256 is
+ * stored, ended by an idle timeout, an absolute lifetime or logout. Every
+ * outcome is audited; a login whose record cannot be written gets no
+ * session. See docs/internals/http.md. Layer: core. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "dicomvault/audit.h"
+#include "dicomvault/auth.h"
+#include "dicomvault/index.h"
+#include "dicomvault/ini.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/log.h"
+
+#define LIM_KEY_MAX 80u       /* "u:" + a name, or "a:" + an address */
+#define TOKEN_RAW_LEN 32u     /* 256 bits */
+
+/* A failure counter of an account ("u:NAME") or an address ("a:ADDR"). */
+struct lim_slot {
+	char key[LIM_KEY_MAX];
+	int64_t first;            /* start of the counting window */
+	int64_t last;             /* latest failure */
+	int64_t locked_until;
+	unsigned count;           /* failures since first */
+	bool used;
+};
+
+struct auth {
+	struct auth_conf conf;
+	struct index_store *ix;
+	pthread_mutex_t *ix_lock;
+	const struct secret *mk;
+	struct secret *token_key; /* HMAC key of stored token hashes */
+	struct audit *audit;      /* NULL: no records (tests) */
+	sem_t pw_sem;             /* Argon2id verifications in progress */
+	pthread_mutex_t lim_lock;
+	struct lim_slot *lim;     /* AUTH_LIMITER_SLOTS */
+};
+
+/* One audit record of a login or logout; a failure to write it is logged
+ * and returned. */
+static enum err audit_put(struct auth *a, const char *action, enum audit_outcome outcome, const char *reason,
+                          const char *user, const char *role, const char *session, const char *addr, const char *ua)
+{
+	struct audit_rec r;
+	enum err rc;
+
+	if (a->audit == NULL)
+		return ERR_OK;
+	memset(&r, 0, sizeof r);
+	r.action = action;
+	r.outcome = outcome;
+	r.reason = reason;
+	r.actor.user = user;
+	r.actor.role = role;
+	r.actor.session = session;
+	r.actor.addr = addr;
+	r.actor.user_agent = ua;
+	rc = audit_append(a->audit, &r);
+	if (rc != ERR_OK)
+		log_error("cannot write the audit record of a %s: %s", action, err_str(rc));
+	return rc;
+}
+
+/* ---- configuration ---- */
+
+static enum err conf_int(const struct ini *conf, const char *key, int64_t min, int64_t max, int64_t *out, char *why,
+                         size_t whylen)
+{
+	const char *v = conf ? ini_get(conf, "auth", NULL, key) : NULL;
+	char *end = NULL;
+	long long n;
+
+	if (v == NULL)
+		return ERR_OK;   /* keep the default */
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || *end != 0 || n < min || n > max) {
+		if (why != NULL && whylen > 0)
+			snprintf(why, whylen, "[auth] %s must be an integer from %lld to %lld", key, (long long)min,
+			         (long long)max);
+		return ERR_PARSE;
+	}
+	*out = n;
+	return ERR_OK;
+}
+
+enum err auth_conf_load(const struct ini *conf, struct auth_conf *out, char *why, size_t whylen)
+{
+	struct auth_conf c = { .idle_timeout = 900, .session_lifetime = 43200, .lockout_failures = 5,
+	                       .lockout_window = 900 };
+	int64_t failures = c.lockout_failures;
+	enum err rc;
+
+	rc = conf_int(conf, "idle_timeout", 1, 86400, &c.idle_timeout, why, whylen);
+	if (rc == ERR_OK)
+		rc = conf_int(conf, "session_lifetime", 1, 30 * 86400, &c.session_lifetime, why, whylen);
+	if (rc == ERR_OK)
+		rc = conf_int(conf, "lockout_failures", 1, 1000, &failures, why, whylen);
+	if (rc == ERR_OK)
+		rc = conf_int(conf, "lockout_window", 1, 86400, &c.lockout_window, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	c.lockout_failures = (unsigned)failures;
+	*out = c;
+	return ERR_OK;
+}
+
+/* ---- lifetime ---- */
+
+enum err auth_new(const struct auth_conf *c, struct index_store *ix, pthread_mutex_t *ix_lock,
+                  const struct secret *mk, const struct secret *index_key, struct audit *audit,
+                  struct auth **out)
+{
+	static const char info[] = "dicomvault session token v1";
+	struct auth *a;
+	enum err rc;
+
+	rc = crypto_init();
+	if (rc != ERR_OK)
+		return rc;
+	a = calloc(1, sizeof *a);
+	if (a == NULL)
+		return ERR_NOMEM;
+	a->conf = *c;
+	a->ix = ix;
+	a->ix_lock = ix_lock;
+	a->mk = mk;
+	a->audit = audit;
+	rc = ERR_NOMEM;
+	a->lim = calloc(AUTH_LIMITER_SLOTS, sizeof *a->lim);
+	if (a->lim == NULL)
+		goto fail;
+	rc = secret_new(KDF_HMAC_SHA256_LEN, &a->token_key);
+	if (rc == ERR_OK)
+		rc = kdf_hkdf_sha256(index_key, NULL, 0, info, sizeof info - 1, secret_mut(a->token_key),
+		                     KDF_HMAC_SHA256_LEN);
+	if (rc != ERR_OK)
+		goto fail;
+	secret_seal(a->token_key);
+	rc = ERR_INTERNAL;
+	if (sem_init(&a->pw_sem, 0, AUTH_PWHASH_CONCURRENCY) != 0)
+		goto fail;
+	if (pthread_mutex_init(&a->lim_lock, NULL) != 0) {
+		sem_destroy(&a->pw_sem);
+		goto fail;
+	}
+	*out = a;
+	return ERR_OK;
+fail:
+	secret_free(a->token_key);
+	free(a->lim);
+	free(a);
+	return rc;
+}
+
+void auth_free(struct auth *a)
+{
+	if (a == NULL)
+		return;
+	sem_destroy(&a->pw_sem);
+	pthread_mutex_destroy(&a->lim_lock);
+	secret_free(a->token_key);
+	mem_wipe(a->lim, AUTH_LIMITER_SLOTS * sizeof *a->lim);
+	free(a->lim);
+	free(a);
+}
+
+/* ---- names, addresses, tokens ---- */
+
+/* A user name as received: 1..AUTH_NAME_MAX of [A-Za-z0-9._@-] (the rule
+ * of vault_init); anything else cannot be an account. */
+static bool name_copy(const char *s, size_t n, char out[AUTH_NAME_MAX + 1])
+{
+	size_t i;
+
+	if (s == NULL || n == 0 || n > AUTH_NAME_MAX)
+		return false;
+	for (i = 0; i < n; i++) {
+		char ch = s[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+		      ch == '_' || ch == '-' || ch == '@'))
+			return false;
+		out[i] = ch;
+	}
+	out[n] = 0;
+	return true;
+}
+
+/* The limiter key of an address: IPv4 as is, IPv6 by its /64 (one host
+ * usually holds a whole /64), IPv4-mapped IPv6 as IPv4. */
+static void addr_key(const char *address, char out[LIM_KEY_MAX])
+{
+	char txt[INET6_ADDRSTRLEN];
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET6, address, &a6) == 1) {
+		if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+			memcpy(&a4, &a6.s6_addr[12], 4);
+			if (inet_ntop(AF_INET, &a4, txt, sizeof txt) != NULL) {
+				snprintf(out, LIM_KEY_MAX, "a:%s", txt);
+				return;
+			}
+		} else {
+			memset(&a6.s6_addr[8], 0, 8);
+			if (inet_ntop(AF_INET6, &a6, txt, sizeof txt) != NULL) {
+				snprintf(out, LIM_KEY_MAX, "a:%s/64", txt);
+				return;
+			}
+		}
+	}
+	snprintf(out, LIM_KEY_MAX, "a:%.64s", address);
+}
+
+static bool token_ok(const char *t, size_t n)
+{
+	size_t i;
+
+	if (t == NULL || n != AUTH_TOKEN_LEN)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!((t[i] >= '0' && t[i] <= '9') || (t[i] >= 'a' && t[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* A new token (hex, sealed) and its stored hash. */
+static enum err token_new(struct auth *a, struct secret **tok, uint8_t hash[KDF_HMAC_SHA256_LEN])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t raw[TOKEN_RAW_LEN];
+	struct secret *t = NULL;
+	uint8_t *p;
+	size_t i;
+	enum err rc;
+
+	rc = rand_bytes(raw, sizeof raw);
+	if (rc == ERR_OK)
+		rc = secret_new(AUTH_TOKEN_LEN, &t);
+	if (rc != ERR_OK)
+		goto out;
+	p = secret_mut(t);
+	for (i = 0; i < TOKEN_RAW_LEN; i++) {
+		p[2 * i] = (uint8_t)hex[raw[i] >> 4];
+		p[2 * i + 1] = (uint8_t)hex[raw[i] & 15];
+	}
+	secret_seal(t);
+	rc = kdf_hmac_sha256(a->token_key, secret_view(t), AUTH_TOKEN_LEN, hash);
+	if (rc != ERR_OK)
+		goto out;
+	*tok = t;
+	t = NULL;
+out:
+	mem_wipe(raw, sizeof raw);
+	secret_free(t);
+	return rc;
+}
+
+/* ---- failure counters (in memory; under lim_lock) ---- */
+
+static struct lim_slot *lim_find(struct auth *a, const char *key, int64_t now, bool create)
+{
+	struct lim_slot *unused = NULL, *stale = NULL, *old_open = NULL, *old_any = NULL, *s;
+	size_t i;
+
+	for (i = 0; i < AUTH_LIMITER_SLOTS; i++) {
+		s = &a->lim[i];
+		if (!s->used) {
+			if (unused == NULL)
+				unused = s;
+			continue;
+		}
+		if (strcmp(s->key, key) == 0)
+			return s;
+		if (s->locked_until <= now && now - s->first >= a->conf.lockout_window) {
+			if (stale == NULL)
+				stale = s;
+		} else if (s->locked_until <= now) {
+			if (old_open == NULL || s->last < old_open->last)
+				old_open = s;
+		}
+		if (old_any == NULL || s->last < old_any->last)
+			old_any = s;
+	}
+	if (!create)
+		return NULL;
+	/* when full, forget a stale counter, else the oldest open one, else
+	 * the oldest lock */
+	s = unused ? unused : stale ? stale : old_open ? old_open : old_any;
+	memset(s, 0, sizeof *s);
+	snprintf(s->key, sizeof s->key, "%s", key);
+	s->used = true;
+	s->first = now;
+	s->last = now;
+	return s;
+}
+
+/* Seconds the key stays locked, or 0. */
+static int64_t lim_remaining(struct auth *a, const char *key, int64_t now)
+{
+	struct lim_slot *s = lim_find(a, key, now, false);
+
+	return s != NULL && s->locked_until > now ? s->locked_until - now : 0;
+}
+
+/* Counts a failure; returns the lock's end if this one locked the key. */
+static int64_t lim_fail(struct auth *a, const char *key, int64_t now)
+{
+	struct lim_slot *s = lim_find(a, key, now, true);
+
+	if (now - s->first >= a->conf.lockout_window) {
+		s->first = now;
+		s->count = 0;
+	}
+	s->last = now;
+	if (++s->count < a->conf.lockout_failures)
+		return 0;
+	s->count = 0;
+	s->first = now;
+	s->locked_until = now + a->conf.lockout_window;
+	return s->locked_until;
+}
+
+static void lim_clear(struct auth *a, const char *key, int64_t now)
+{
+	struct lim_slot *s = lim_find(a, key, now, false);
+
+	if (s != NULL)
+		memset(s, 0, sizeof *s);
+}
+
+/* ---- login ---- */
+
+static enum err pw_acquire(struct auth *a)
+{
+	struct timespec ts;
+	int r;
+
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return ERR_INTERNAL;
+	ts.tv_sec += AUTH_PWHASH_WAIT;
+	while ((r = sem_timedwait(&a->pw_sem, &ts)) != 0 && errno == EINTR)
+		;
+	return r == 0 ? ERR_OK : ERR_LIMIT;
+}
+
+/* Records a failed attempt against the address and the account (known or
+ * not, so that a lockout does not tell them apart). The counters live in
+ * memory; a known account's lock is also written to its row (it survives
+ * a restart). Only the lock is written, not every failure: a write (an
+ * fsync) on each failure of a known name would tell, by timing, known
+ * names from unknown ones. */
+static enum err login_failed(struct auth *a, const char *name, bool known, const char *ukey, const char *akey,
+                             int64_t now, const char *addr, const char *ua, const char *why)
+{
+	int64_t ulock = 0, alock;
+	struct idx_user u;
+	char reason[128];
+	enum err e;
+
+	pthread_mutex_lock(&a->lim_lock);
+	alock = lim_fail(a, akey, now);
+	if (ukey[0] != 0)
+		ulock = lim_fail(a, ukey, now);
+	pthread_mutex_unlock(&a->lim_lock);
+	log_info("login %s from %s refused (%s)", known ? name : "of an unknown name", addr, why);
+	e = audit_put(a, AUDIT_LOGIN_FAILURE, AUDIT_FAILURE, why, known ? name : NULL, NULL, NULL, addr, ua);
+	(void)e;   /* refused either way */
+	snprintf(reason, sizeof reason, "%u failed logins in %lld s: locked for %lld s", a->conf.lockout_failures,
+	         (long long)a->conf.lockout_window, (long long)a->conf.lockout_window);
+	if (alock != 0) {
+		log_warn("address %s locked out: %s", addr, reason);
+		e = audit_put(a, AUDIT_LOCKOUT, AUDIT_DENIED, reason, NULL, NULL, NULL, addr, ua);
+	}
+	if (ulock != 0) {
+		log_warn("account %s locked out: %s", known ? name : "(an unknown name)", reason);
+		e = audit_put(a, AUDIT_LOCKOUT, AUDIT_DENIED, known ? reason : "an unknown name locked out",
+		              known ? name : NULL, NULL, NULL, addr, ua);
+	}
+	if (known && ulock != 0) {
+		pthread_mutex_lock(a->ix_lock);
+		e = a->ix->ops->begin(a->ix);
+		if (e == ERR_OK)
+			e = a->ix->ops->user_get(a->ix, name, &u);
+		if (e == ERR_OK) {
+			u.failures = a->conf.lockout_failures;
+			if (ulock > u.locked_until)
+				u.locked_until = ulock;
+			e = a->ix->ops->user_update(a->ix, &u);
+		}
+		if (e == ERR_OK)
+			e = a->ix->ops->commit(a->ix);
+		else
+			a->ix->ops->rollback(a->ix);
+		pthread_mutex_unlock(a->ix_lock);
+		mem_wipe(u.pwhash, sizeof u.pwhash);
+		if (e != ERR_OK)
+			log_error("cannot record a failed login of %s: %s", name, err_str(e));
+	}
+	return ERR_AUTH;
+}
+
+/* Accepts step and opens the session in one transaction, re-checking the
+ * row: a concurrent login with the same code, a lock or a disable that
+ * happened since the first read all refuse (ERR_AUTH). */
+static enum err login_commit(struct auth *a, const char *name, uint64_t step, int64_t now, const char *addr,
+                             struct secret **token, uint8_t hash[KDF_HMAC_SHA256_LEN], struct auth_session *out)
+{
+	struct secret *tok = NULL;
+	struct idx_session se;
+	struct idx_user u;
+	bool tx = false;
+	enum err rc;
+
+	memset(&se, 0, sizeof se);
+	rc = token_new(a, &tok, se.token_hash);
+	if (rc != ERR_OK)
+		return rc;
+	pthread_mutex_lock(a->ix_lock);
+	rc = a->ix->ops->begin(a->ix);
+	if (rc != ERR_OK)
+		goto out;
+	tx = true;
+	rc = a->ix->ops->user_get(a->ix, name, &u);
+	if (rc != ERR_OK)
+		goto out;
+	if (step > INT64_MAX || u.totp_last_step >= (int64_t)step || u.locked_until > now || u.disabled ||
+	    (u.expires != 0 && u.expires <= now)) {
+		rc = ERR_AUTH;
+		goto out;
+	}
+	u.totp_last_step = (int64_t)step;
+	u.failures = 0;
+	u.locked_until = 0;
+	rc = a->ix->ops->user_update(a->ix, &u);
+	if (rc == ERR_OK)
+		rc = a->ix->ops->session_purge(a->ix, now, now - a->conf.idle_timeout);
+	if (rc != ERR_OK)
+		goto out;
+	se.user_id = u.id;
+	se.created = now;
+	se.last_seen = now;
+	se.expires = now + a->conf.session_lifetime;
+	snprintf(se.address, sizeof se.address, "%s", addr);
+	rc = a->ix->ops->session_put(a->ix, &se);
+	if (rc == ERR_OK)
+		rc = a->ix->ops->commit(a->ix);
+	tx = false;
+	if (rc != ERR_OK)
+		goto out;
+	memset(out, 0, sizeof *out);
+	out->session_id = se.id;
+	out->user_id = u.id;
+	snprintf(out->user, sizeof out->user, "%s", u.name);
+	snprintf(out->role, sizeof out->role, "%s", u.role);
+	out->expires = se.expires;
+	out->idle_expires = now + a->conf.idle_timeout < se.expires ? now + a->conf.idle_timeout : se.expires;
+	memcpy(hash, se.token_hash, KDF_HMAC_SHA256_LEN);
+	*token = tok;
+	tok = NULL;
+out:
+	if (tx)
+		a->ix->ops->rollback(a->ix);
+	pthread_mutex_unlock(a->ix_lock);
+	mem_wipe(u.pwhash, sizeof u.pwhash);
+	mem_wipe(se.token_hash, sizeof se.token_hash);
+	secret_free(tok);
+	return rc;
+}
+
+enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, struct secret **token,
+                    struct auth_session *out, int64_t *retry_after)
+{
+	char name[AUTH_NAME_MAX + 1], ukey[LIM_KEY_MAX], akey[LIM_KEY_MAX], label[AUTH_NAME_MAX + 8];
+	char ref[AUDIT_SESSION_REF_LEN];
+	const char *addr = in->address != NULL ? in->address : "-", *ua = in->user_agent;
+	uint8_t hash[KDF_HMAC_SHA256_LEN];
+	struct secret *seed = NULL, *tok = NULL;
+	struct auth_session sess;
+	uint8_t *seed_blob = NULL;
+	size_t seed_n = 0;
+	struct idx_user u;
+	bool known = false, pw_ok = false;
+	const char *why = "unknown user";
+	uint64_t step = 0;
+	int64_t wait, w;
+	enum err rc = ERR_INTERNAL, e;
+
+	memset(&u, 0, sizeof u);
+	memset(hash, 0, sizeof hash);
+	ukey[0] = 0;
+	if (in->password == NULL)
+		return ERR_INTERNAL;
+	addr_key(addr, akey);
+	if (name_copy(in->user, in->user_len, name))
+		snprintf(ukey, sizeof ukey, "u:%s", name);
+	else
+		name[0] = 0;
+
+	/* the account's row (only a copy of the wrapped seed leaves the lock) */
+	if (name[0] != 0) {
+		pthread_mutex_lock(a->ix_lock);
+		e = a->ix->ops->user_get(a->ix, name, &u);
+		if (e == ERR_OK && u.totp_wrapped.n > 0 && u.totp_wrapped.n <= 4096) {
+			seed_blob = malloc(u.totp_wrapped.n);
+			if (seed_blob != NULL) {
+				memcpy(seed_blob, u.totp_wrapped.p, u.totp_wrapped.n);
+				seed_n = u.totp_wrapped.n;
+			}
+		}
+		pthread_mutex_unlock(a->ix_lock);
+		if (e != ERR_OK && e != ERR_NOTFOUND) {
+			rc = e;
+			goto out;
+		}
+		known = e == ERR_OK;
+		if (known && seed_blob == NULL) {
+			rc = ERR_NOMEM;
+			goto out;
+		}
+	}
+
+	/* locked out: refused before any hashing, for known and unknown
+	 * names alike */
+	pthread_mutex_lock(&a->lim_lock);
+	wait = lim_remaining(a, akey, now);
+	if (ukey[0] != 0 && (w = lim_remaining(a, ukey, now)) > wait)
+		wait = w;
+	pthread_mutex_unlock(&a->lim_lock);
+	if (known && u.locked_until > now && u.locked_until - now > wait)
+		wait = u.locked_until - now;
+	if (wait > 0) {
+		log_info("login %s from %s refused: locked out for %lld s", known ? name : "of an unknown name", addr,
+		         (long long)wait);
+		e = audit_put(a, AUDIT_LOGIN_FAILURE, AUDIT_DENIED, "locked out", known ? name : NULL, NULL, NULL, addr,
+		              ua);
+		(void)e;
+		*retry_after = wait;
+		rc = ERR_DENIED;
+		goto out;
+	}
+
+	/* the password: Argon2id, a bounded number at once (each takes
+	 * 64 MiB and a core for ~0.1 s) */
+	rc = pw_acquire(a);
+	if (rc != ERR_OK) {
+		log_warn("login from %s refused: %u password checks already running", addr, AUTH_PWHASH_CONCURRENCY);
+		e = audit_put(a, AUDIT_LOGIN_FAILURE, AUDIT_FAILURE, "too many logins in progress", known ? name : NULL,
+		              NULL, NULL, addr, ua);
+		(void)e;
+		goto out;
+	}
+	if (known) {
+		pw_ok = pwhash_verify(u.pwhash, in->password) == ERR_OK;
+		why = "wrong password";
+	} else {
+		e = pwhash_verify_dummy(in->password);
+		(void)e;   /* always ERR_AUTH */
+	}
+	sem_post(&a->pw_sem);
+
+	/* the account's state, then the code */
+	if (pw_ok && (u.disabled || (u.expires != 0 && u.expires <= now))) {
+		pw_ok = false;
+		why = u.disabled ? "account disabled" : "account expired";
+	}
+	if (pw_ok) {
+		snprintf(label, sizeof label, "totp:%s", name);
+		rc = keywrap_unwrap(a->mk, label, strlen(label), seed_blob, seed_n, &seed);
+		if (rc != ERR_OK) {
+			log_error("cannot unwrap the TOTP seed of %s: %s", name, err_str(rc));
+			goto out;
+		}
+		why = "wrong TOTP code";
+		e = totp_verify(seed, (uint64_t)now, in->totp, in->totp_len, (uint64_t)u.totp_last_step + 1, &step);
+		if (e != ERR_OK && totp_verify(seed, (uint64_t)now, in->totp, in->totp_len, 0, &step) == ERR_OK)
+			why = "TOTP code already used";
+		if (e == ERR_OK) {
+			rc = login_commit(a, name, step, now, addr, &tok, hash, &sess);
+			if (rc != ERR_OK && rc != ERR_AUTH)
+				goto out;
+			if (rc == ERR_AUTH)
+				why = "TOTP code already used (concurrent login)";
+		}
+	}
+	if (tok == NULL) {
+		rc = login_failed(a, name, known, ukey, akey, now, addr, ua, why);
+		goto out;
+	}
+
+	/* success, once it is on the record */
+	audit_session_ref(secret_view(tok), AUTH_TOKEN_LEN, ref);
+	rc = audit_put(a, AUDIT_LOGIN, AUDIT_SUCCESS, NULL, name, sess.role, ref, addr, ua);
+	if (rc != ERR_OK) {
+		pthread_mutex_lock(a->ix_lock);
+		e = a->ix->ops->session_delete(a->ix, hash);
+		pthread_mutex_unlock(a->ix_lock);
+		if (e != ERR_OK)
+			log_error("cannot delete the unaudited session of %s: %s", name, err_str(e));
+		rc = ERR_IO;
+		goto out;
+	}
+	pthread_mutex_lock(&a->lim_lock);
+	lim_clear(a, ukey, now);
+	pthread_mutex_unlock(&a->lim_lock);
+	log_info("login of %s from %s", name, addr);
+	*out = sess;
+	*token = tok;
+	tok = NULL;
+	rc = ERR_OK;
+out:
+	secret_free(tok);
+	secret_free(seed);
+	if (seed_blob != NULL) {
+		mem_wipe(seed_blob, seed_n);
+		free(seed_blob);
+	}
+	mem_wipe(u.pwhash, sizeof u.pwhash);
+	mem_wipe(hash, sizeof hash);
+	return rc;
+}
+
+/* ---- sessions ---- */
+
+/* The live session of a token, under ix_lock; an ended one is deleted. */
+static enum err session_find(struct auth *a, const uint8_t hash[KDF_HMAC_SHA256_LEN], int64_t now,
+                             struct auth_session *out)
+{
+	struct idx_session se;
+	struct idx_user u;
+	int64_t touch_every = a->conf.idle_timeout / 16;
+	enum err rc;
+
+	memset(&u, 0, sizeof u);
+	rc = a->ix->ops->session_get(a->ix, hash, &se);
+	if (rc == ERR_NOTFOUND || (rc == ERR_OK && !ct_equal(se.token_hash, hash, KDF_HMAC_SHA256_LEN)))
+		return ERR_AUTH;
+	if (rc != ERR_OK)
+		return rc;
+	if (now >= se.expires || now - se.last_seen >= a->conf.idle_timeout) {
+		rc = ERR_AUTH;
+		goto end;
+	}
+	rc = a->ix->ops->user_get(a->ix, se.user_name, &u);
+	if (rc == ERR_NOTFOUND || (rc == ERR_OK && (u.id != se.user_id || u.disabled ||
+	                                            (u.expires != 0 && u.expires <= now)))) {
+		rc = ERR_AUTH;
+		goto end;
+	}
+	if (rc != ERR_OK)
+		goto out;
+	if (now - se.last_seen >= touch_every) {
+		rc = a->ix->ops->session_touch(a->ix, se.id, now);
+		if (rc != ERR_OK)
+			goto out;
+		se.last_seen = now;
+	}
+	memset(out, 0, sizeof *out);
+	out->session_id = se.id;
+	out->user_id = u.id;
+	snprintf(out->user, sizeof out->user, "%s", u.name);
+	snprintf(out->role, sizeof out->role, "%s", u.role);
+	out->expires = se.expires;
+	out->idle_expires = se.last_seen + a->conf.idle_timeout < se.expires ? se.last_seen + a->conf.idle_timeout
+	                                                                     : se.expires;
+	rc = ERR_OK;
+	goto out;
+end:
+	/* the session has ended: forget it */
+	if (a->ix->ops->session_delete(a->ix, hash) != ERR_OK)
+		log_warn("cannot delete an ended session");
+out:
+	mem_wipe(u.pwhash, sizeof u.pwhash);
+	return rc;
+}
+
+enum err auth_session_check(struct auth *a, const char *token, size_t len, int64_t now, struct auth_session *out)
+{
+	uint8_t hash[KDF_HMAC_SHA256_LEN];
+	enum err rc;
+
+	if (!token_ok(token, len))
+		return ERR_AUTH;
+	rc = kdf_hmac_sha256(a->token_key, token, len, hash);
+	if (rc != ERR_OK)
+		return rc;
+	pthread_mutex_lock(a->ix_lock);
+	rc = session_find(a, hash, now, out);
+	pthread_mutex_unlock(a->ix_lock);
+	mem_wipe(hash, sizeof hash);
+	return rc;
+}
+
+enum err auth_logout(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
+                     const char *user_agent)
+{
+	char ref[AUDIT_SESSION_REF_LEN];
+	uint8_t hash[KDF_HMAC_SHA256_LEN];
+	struct auth_session s;
+	enum err rc;
+
+	if (!token_ok(token, len))
+		return ERR_AUTH;
+	rc = kdf_hmac_sha256(a->token_key, token, len, hash);
+	if (rc != ERR_OK)
+		return rc;
+	pthread_mutex_lock(a->ix_lock);
+	rc = session_find(a, hash, now, &s);
+	if (rc == ERR_OK)
+		rc = a->ix->ops->session_delete(a->ix, hash);
+	pthread_mutex_unlock(a->ix_lock);
+	mem_wipe(hash, sizeof hash);
+	if (rc == ERR_NOTFOUND)
+		rc = ERR_AUTH;   /* ended concurrently */
+	if (rc == ERR_OK) {
+		/* the session is gone whether or not the record is written */
+		log_info("logout of %s from %s", s.user, address ? address : "-");
+		audit_session_ref(token, len, ref);
+		if (audit_put(a, AUDIT_LOGOUT, AUDIT_SUCCESS, NULL, s.user, s.role, ref, address, user_agent) != ERR_OK)
+			log_error("logout of %s was not audited", s.user);
+	}
+	return rc;
+}

@@ -1,0 +1,588 @@
+/* http.c: the HTTPS listener (SPEC section 3). libmicrohttpd over GnuTLS
+ * with TLS 1.3 only, a thread per connection; this file owns the request
+ * life cycle: limits on the URL, the headers and the body (checked from
+ * Content-Length before reading and while streaming), the session check
+ * of every non-public route before its body is read, the response helpers
+ * that add the security headers to every response, and the access log
+ * (route names, never raw paths, tokens or bodies). Routes are in
+ * http_routes.c. See docs/internals/http.md. Layer: daemon. */
+#include <errno.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include "dicomvault/limits.h"
+#include "dicomvault/log.h"
+#include "http_int.h"
+
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define CERT_MAX (1u << 20)
+
+/* ---- listen address ---- */
+
+enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[256], port[8];
+	struct addrinfo hints, *res = NULL;
+	const char *colon, *h = s;
+	size_t hl, pl, i;
+
+	if (s == NULL)
+		return ERR_PARSE;
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+		if (close == NULL || close[1] != ':')
+			return ERR_PARSE;
+		h = s + 1;
+		hl = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return ERR_PARSE;
+		hl = (size_t)(colon - s);
+		if (memchr(s, ':', hl) != NULL)
+			return ERR_PARSE;   /* a bare IPv6 address needs brackets */
+	}
+	pl = strlen(colon + 1);
+	if (hl == 0 || hl >= sizeof host || pl == 0 || pl > 5)
+		return ERR_PARSE;
+	for (i = 0; i < pl; i++)
+		if (colon[1 + i] < '0' || colon[1 + i] > '9')
+			return ERR_PARSE;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	memcpy(port, colon + 1, pl);
+	port[pl] = 0;
+	if (strtoul(port, NULL, 10) > 65535)
+		return ERR_PARSE;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if (getaddrinfo(host, port, &hints, &res) != 0 || res == NULL)
+		return ERR_NOTFOUND;
+	if (res->ai_addrlen > sizeof *ss) {
+		freeaddrinfo(res);
+		return ERR_INTERNAL;
+	}
+	memset(ss, 0, sizeof *ss);
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*len = (socklen_t)res->ai_addrlen;
+	freeaddrinfo(res);
+	return ERR_OK;
+}
+
+/* ---- responses ---- */
+
+struct wiped {
+	size_t n;
+	uint8_t data[];
+};
+
+static void wiped_free(void *cls)
+{
+	struct wiped *w = cls;
+
+	mem_wipe(w->data, w->n);
+	free(w);
+}
+
+static const char *const common_headers[] = {
+	"Strict-Transport-Security", "max-age=63072000",
+	"X-Content-Type-Options", "nosniff",
+	"Referrer-Policy", "no-referrer",
+	"X-Frame-Options", "DENY",
+	"Cross-Origin-Opener-Policy", "same-origin",
+	"Cross-Origin-Resource-Policy", "same-origin",
+	"Cache-Control", "no-store",
+	NULL,
+};
+
+#define CSP_PAGE "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+#define CSP_API  "default-src 'none'; frame-ancestors 'none'"
+
+enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype, const void *body, size_t n,
+                          unsigned flags, const char *const *extra)
+{
+	struct MHD_Response *resp;
+	struct wiped *w;
+	enum MHD_Result q;
+	size_t i;
+	bool ok = true;
+
+	w = malloc(sizeof *w + (n ? n : 1));
+	if (w == NULL)
+		return MHD_NO;
+	w->n = n;
+	if (n > 0)
+		memcpy(w->data, body, n);
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(n, w->data, wiped_free, w);
+	if (resp == NULL) {
+		wiped_free(w);
+		return MHD_NO;
+	}
+	for (i = 0; common_headers[i] != NULL; i += 2)
+		ok = ok && MHD_add_response_header(resp, common_headers[i], common_headers[i + 1]) == MHD_YES;
+	ok = ok && MHD_add_response_header(resp, "Content-Security-Policy",
+	                                   (flags & HTTP_R_HTML) ? CSP_PAGE : CSP_API) == MHD_YES;
+	if (ctype != NULL)
+		ok = ok && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) == MHD_YES;
+	for (i = 0; extra != NULL && extra[i] != NULL; i += 2)
+		ok = ok && MHD_add_response_header(resp, extra[i], extra[i + 1]) == MHD_YES;
+	q = ok ? MHD_queue_response(r->c, status, resp) : MHD_NO;
+	MHD_destroy_response(resp);
+	r->answered = true;
+	log_info("%s %s %u %s", r->method_log, r->route ? r->route->name : "-", status, r->addr);
+	return q;
+}
+
+bool http_json_str(char *out, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = strlen(out);
+	const unsigned char *p = (const unsigned char *)s;
+
+#define PUT(ch) do { if (o + 1 >= cap) return false; out[o++] = (char)(ch); } while (0)
+	PUT('"');
+	for (; *p; p++) {
+		if (*p == '"' || *p == '\\') {
+			PUT('\\');
+			PUT(*p);
+		} else if (*p < 0x20) {
+			PUT('\\');
+			PUT('u');
+			PUT('0');
+			PUT('0');
+			PUT(hex[*p >> 4]);
+			PUT(hex[*p & 15]);
+		} else {
+			PUT(*p);
+		}
+	}
+	PUT('"');
+#undef PUT
+	out[o] = 0;
+	return true;
+}
+
+enum MHD_Result http_problem(struct http_req *r, unsigned status, const char *detail, const char *const *extra)
+{
+	static const char *const www_auth[] = { "WWW-Authenticate", "Bearer realm=\"dicomvault\"", NULL };
+	const char *title = MHD_get_reason_phrase_for(status);
+	char body[1024];
+	int n;
+
+	n = snprintf(body, sizeof body, "{\"type\":\"about:blank\",\"title\":");
+	if (n < 0 || !http_json_str(body, sizeof body, title && title[0] ? title : "Error"))
+		return MHD_NO;
+	n = (int)strlen(body);
+	n += snprintf(body + n, sizeof body - (size_t)n, ",\"status\":%u,\"detail\":", status);
+	if ((size_t)n >= sizeof body || !http_json_str(body, sizeof body, detail))
+		return MHD_NO;
+	n = (int)strlen(body);
+	if ((size_t)n + 2 > sizeof body)
+		return MHD_NO;
+	body[n++] = '}';
+	body[n] = 0;
+	if (status == MHD_HTTP_UNAUTHORIZED && extra == NULL)
+		extra = www_auth;
+	return http_send(r, status, "application/problem+json", body, (size_t)n, 0, extra);
+}
+
+/* ---- requests ---- */
+
+static const char *method_name(const char *m)
+{
+	static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH" };
+	size_t i;
+
+	for (i = 0; i < sizeof known / sizeof known[0]; i++)
+		if (strcmp(m, known[i]) == 0)
+			return known[i];
+	return "OTHER";
+}
+
+static bool method_allowed(const struct http_route *rt, const char *m)
+{
+	const char *p = rt->allow;
+	size_t n = strlen(m);
+
+	while (p != NULL && *p) {
+		if (strncmp(p, m, n) == 0 && (p[n] == 0 || p[n] == ','))
+			return true;
+		p = strchr(p, ',');
+		if (p != NULL)
+			p += p[1] == ' ' ? 2 : 1;
+	}
+	return false;
+}
+
+static const struct http_route *route_find(const char *url)
+{
+	const struct http_route *rt;
+
+	for (rt = http_routes; rt->path != NULL; rt++)
+		if (strcmp(rt->path, url) == 0)
+			return rt;
+	return rt;   /* the catch-all */
+}
+
+static void peer_addr(struct http_req *r)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+	snprintf(r->addr, sizeof r->addr, "-");
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, r->addr, sizeof r->addr);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->addr, sizeof r->addr);
+}
+
+/* The token of the request: "Authorization: Bearer T", else the
+ * dv_session cookie. An Authorization header of another scheme is no
+ * token (the cookie is not consulted then). */
+static bool req_token(struct http_req *r)
+{
+	const char *h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	size_t n;
+
+	if (h != NULL) {
+		if (strncasecmp(h, "Bearer ", 7) != 0)
+			return false;
+		h += 7;
+		while (*h == ' ')
+			h++;
+		n = strlen(h);
+		while (n > 0 && h[n - 1] == ' ')
+			n--;
+	} else {
+		h = MHD_lookup_connection_value(r->c, MHD_COOKIE_KIND, "dv_session");
+		if (h == NULL)
+			return false;
+		n = strlen(h);
+	}
+	r->token = h;
+	r->token_len = n;
+	return n > 0;
+}
+
+static bool json_ctype(const char *ct)
+{
+	static const char want[] = "application/json";
+
+	if (ct == NULL || strncasecmp(ct, want, sizeof want - 1) != 0)
+		return false;
+	ct += sizeof want - 1;
+	return *ct == 0 || *ct == ';' || *ct == ' ';
+}
+
+/* Everything decided from the request line and the headers, before any
+ * body byte is read. MHD_YES without a response: wait for the body. */
+static enum MHD_Result req_begin(struct http_req *r, const char *url)
+{
+	const char *cl;
+	int nheaders;
+
+	if (strlen(url) > HTTP_MAX_URL)
+		return http_problem(r, MHD_HTTP_URI_TOO_LONG, "the request path is too long", NULL);
+	nheaders = MHD_get_connection_values(r->c, MHD_HEADER_KIND, NULL, NULL);
+	if (nheaders < 0 || (unsigned)nheaders > HTTP_MAX_HEADERS)
+		return http_problem(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields", NULL);
+	if (!r->route->public) {
+		if (!req_token(r) ||
+		    auth_session_check(r->srv->auth, r->token, r->token_len, (int64_t)time(NULL), &r->sess) != ERR_OK)
+			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
+		r->authed = true;
+		if (r->route->path == NULL)
+			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	}
+	if (!method_allowed(r->route, r->method)) {
+		const char *allow[] = { MHD_HTTP_HEADER_ALLOW, r->route->allow, NULL };
+		return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow);
+	}
+	cl = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl != NULL) {
+		char *end = NULL;
+		unsigned long long v;
+		errno = 0;
+		v = strtoull(cl, &end, 10);
+		if (errno != 0 || end == cl || *end != 0 || cl[0] == '-')
+			return http_problem(r, MHD_HTTP_BAD_REQUEST, "bad Content-Length", NULL);
+		if (v > HTTP_MAX_JSON_BODY)
+			return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is too large", NULL);
+	}
+	if (r->route->json && !json_ctype(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
+	                                                              MHD_HTTP_HEADER_CONTENT_TYPE)))
+		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
+	return MHD_YES;
+}
+
+/* Takes the body in pieces; beyond the cap it is thrown away (a response
+ * cannot be queued in the middle of a body with this libmicrohttpd) and
+ * answered with 413 at its end, or the connection is closed once
+ * HTTP_BODY_DISCARD_MAX more bytes came. */
+static enum MHD_Result req_body(struct http_req *r, const char *p, size_t n)
+{
+	if (!r->too_large && n <= HTTP_MAX_JSON_BODY - r->len) {
+		if (r->body == NULL) {
+			r->body = malloc(HTTP_MAX_JSON_BODY);   /* once: no realloc leaves copies behind */
+			if (r->body == NULL)
+				return MHD_NO;
+		}
+		memcpy(r->body + r->len, p, n);
+		r->len += n;
+		return MHD_YES;
+	}
+	r->too_large = true;
+	r->discarded += n;
+	if (r->discarded > HTTP_BODY_DISCARD_MAX) {
+		log_info("%s %s: body far too large, connection closed (%s)", r->method_log, r->route->name, r->addr);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+	struct http_req *r = *con_cls;
+	size_t n;
+
+	(void)version;
+	if (r == NULL) {
+		r = calloc(1, sizeof *r);
+		if (r == NULL)
+			return MHD_NO;
+		*con_cls = r;
+		r->srv = cls;
+		r->c = c;
+		r->method = method;
+		r->method_log = method_name(method);
+		r->route = route_find(url);
+		peer_addr(r);
+		return req_begin(r, url);
+	}
+	n = *upload_size;
+	*upload_size = 0;
+	if (r->answered)
+		return MHD_YES;
+	if (n > 0)
+		return req_body(r, upload, n);
+	if (r->too_large)
+		return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is too large", NULL);
+	return r->route->fn(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+{
+	struct http_req *r = *con_cls;
+
+	(void)cls;
+	(void)c;
+	(void)t;
+	if (r == NULL)
+		return;
+	if (r->body != NULL) {
+		mem_wipe(r->body, HTTP_MAX_JSON_BODY);
+		free(r->body);
+	}
+	mem_wipe(&r->sess, sizeof r->sess);
+	free(r);
+	*con_cls = NULL;
+}
+
+/* libmicrohttpd's own messages, with anything unprintable (they may quote
+ * peer bytes) replaced. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) PRINTF_LIKE(2, 0);
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[256];
+	size_t i, n;
+
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e)
+			msg[i] = '?';
+	log_warn("libmicrohttpd: %s", msg);
+}
+
+static int hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decoding of the path and arguments that leaves "%00" as it is,
+ * so that a path never holds a NUL that would end it early. */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	size_t i = 0, o = 0;
+
+	(void)cls;
+	(void)c;
+	while (s[i]) {
+		int hi, lo;
+		if (s[i] == '%' && s[i + 1] && s[i + 2] && (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0 &&
+		    (hi | lo) != 0) {
+			s[o++] = (char)(hi << 4 | lo);
+			i += 3;
+		} else {
+			s[o++] = s[i++];
+		}
+	}
+	s[o] = 0;
+	return o;
+}
+
+/* ---- Jansson frees wiped ---- */
+
+/* Request bodies hold passwords and codes; Jansson copies strings. Its
+ * frees wipe the block first (malloc_usable_size), so that freed heap
+ * holds no copy. Blocks stay malloc blocks: a plain free() is still right. */
+static void json_free_wiped(void *p)
+{
+	if (p != NULL) {
+		mem_wipe(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void json_alloc_once(void)
+{
+	json_set_alloc_funcs(malloc, json_free_wiped);
+}
+
+/* ---- the server ---- */
+
+static enum err why_set(char *why, size_t whylen, enum err rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
+
+static enum err why_set(char *why, size_t whylen, enum err rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why != NULL && whylen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, whylen, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+enum err http_server_start(const struct http_opts *o, struct http_server **out, char *why, size_t whylen)
+{
+	static pthread_once_t json_once = PTHREAD_ONCE_INIT;
+	struct sockaddr_storage ss;
+	socklen_t sl = 0;
+	struct http_server *s;
+	const union MHD_DaemonInfo *di;
+	char host[INET6_ADDRSTRLEN];
+	unsigned flags;
+	uint16_t port;
+	enum err rc;
+
+	rc = http_listen_parse(o->listen, &ss, &sl);
+	if (rc != ERR_OK)
+		return why_set(why, whylen, rc, "cannot use the listen address '%s' (HOST:PORT or [IPV6]:PORT)",
+		               o->listen ? o->listen : "");
+	if (o->cert_len == 0 || o->cert_len > CERT_MAX || memchr(o->cert_pem, 0, o->cert_len) != NULL)
+		return why_set(why, whylen, ERR_PARSE, "the TLS certificate is not PEM text");
+	pthread_once(&json_once, json_alloc_once);
+	s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return ERR_NOMEM;
+	s->auth = o->auth;
+	rc = ERR_NOMEM;
+	s->cert = malloc(o->cert_len + 1);
+	if (s->cert == NULL)
+		goto fail;
+	memcpy(s->cert, o->cert_pem, o->cert_len);
+	s->cert[o->cert_len] = 0;
+	rc = secret_from_bytes(secret_view(o->key_pem), secret_len(o->key_pem), &s->key);
+	if (rc != ERR_OK)
+		goto fail;
+	flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS | MHD_USE_ERROR_LOG;
+	if (ss.ss_family == AF_INET6) {
+		flags |= MHD_USE_IPv6;
+		port = ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+	} else {
+		port = ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+	}
+	/* the port only names it in messages: MHD_OPTION_SOCK_ADDR decides */
+	s->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, s,
+	                        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)s,
+	                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	                        MHD_OPTION_HTTPS_MEM_CERT, (const char *)s->cert,
+	                        MHD_OPTION_HTTPS_MEM_KEY, secret_cstr(s->key),
+	                        MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT,
+	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNECTIONS,
+	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_PER_IP,
+	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+	                        MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
+	                        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)64,
+	                        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+	                        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1,
+	                        MHD_OPTION_UNESCAPE_CALLBACK, unescape, (void *)NULL,
+	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)s,
+	                        MHD_OPTION_END);
+	if (s->d == NULL) {
+		rc = why_set(why, whylen, ERR_IO,
+		             "cannot listen on %s (address in use, no permission, or a bad certificate or key)", o->listen);
+		goto fail;
+	}
+	di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+	s->port = di != NULL ? di->port : 0;
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr, host, sizeof host);
+		snprintf(s->url, sizeof s->url, "https://[%s]:%u/", host, (unsigned)s->port);
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)&ss)->sin_addr, host, sizeof host);
+		snprintf(s->url, sizeof s->url, "https://%s:%u/", host, (unsigned)s->port);
+	}
+	*out = s;
+	return ERR_OK;
+fail:
+	http_server_stop(s);
+	return rc;
+}
+
+uint16_t http_server_port(const struct http_server *s)
+{
+	return s->port;
+}
+
+const char *http_server_url(const struct http_server *s)
+{
+	return s->url;
+}
+
+void http_server_stop(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->d != NULL)
+		MHD_stop_daemon(s->d);
+	secret_free(s->key);
+	free(s->cert);
+	free(s);
+}

@@ -1,0 +1,78 @@
+/* http_int.h: what the files of the HTTPS listener share: the server, one
+ * request's state, the routes and the response helpers. Not a public
+ * header. Layer: daemon. */
+#ifndef DICOMVAULT_HTTP_INT_H
+#define DICOMVAULT_HTTP_INT_H
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/auth.h"
+#include "dicomvault/http.h"
+
+struct http_server {
+	struct MHD_Daemon *d;
+	struct auth *auth;
+	char *cert;                 /* PEM, NUL-terminated */
+	struct secret *key;         /* PEM, kept until the daemon stops */
+	uint16_t port;
+	char url[INET6_ADDRSTRLEN + 24];
+};
+
+struct http_req;
+
+/* A path and what it takes. Public routes need no session. */
+struct http_route {
+	const char *path;           /* exact; NULL: every other path */
+	const char *name;           /* for the access log (never the raw path) */
+	const char *allow;          /* the Allow header: methods served */
+	bool public;
+	bool json;                  /* takes a JSON body (Content-Type checked) */
+	enum MHD_Result (*fn)(struct http_req *r);
+};
+
+/* One request, from its headers to its completion. */
+struct http_req {
+	struct http_server *srv;
+	struct MHD_Connection *c;
+	const struct http_route *route;
+	const char *method;         /* MHD's, valid for the request */
+	const char *method_log;     /* a known method name or "OTHER" */
+	char addr[INET6_ADDRSTRLEN];
+	/* the body, up to HTTP_MAX_JSON_BODY; wiped when the request ends */
+	uint8_t *body;
+	size_t len;
+	size_t discarded;           /* bytes beyond the cap, thrown away */
+	bool too_large;
+	bool answered;
+	/* the session (routes that are not public) */
+	bool authed;
+	struct auth_session sess;
+	const char *token;          /* as received (MHD's memory), for logout */
+	size_t token_len;
+};
+
+/* Response flags. */
+#define HTTP_R_HTML   1u        /* a page: its Content-Security-Policy */
+
+/* Queues a response with the security headers of every response; body is
+ * copied, and the copy is wiped when libmicrohttpd frees it (a body may
+ * hold a token). extra: header name/value pairs, NULL-terminated (or
+ * NULL). */
+enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype, const void *body, size_t n,
+                          unsigned flags, const char *const *extra);
+/* An RFC 9457 problem (application/problem+json), type about:blank. */
+enum MHD_Result http_problem(struct http_req *r, unsigned status, const char *detail, const char *const *extra);
+/* Appends s as a JSON string (quoted, escaped) to the NUL-terminated
+ * buffer out of capacity cap; false if it does not fit. */
+bool http_json_str(char *out, size_t cap, const char *s);
+
+/* The routes (http_routes.c) and the static pages (http_static.c). */
+extern const struct http_route http_routes[];
+enum MHD_Result http_page_login(struct http_req *r);
+enum MHD_Result http_page_login_js(struct http_req *r);
+enum MHD_Result http_page_login_css(struct http_req *r);
+
+#endif

@@ -1,0 +1,149 @@
+/* serve.c: the server process of `dicomvault serve`. Disables core dumps
+ * and ptrace (it holds the master key), opens the vault (vault_open
+ * refuses loose permissions and weak keys), the audit trail and the login
+ * service, starts the HTTPS listener and waits for SIGINT or SIGTERM with
+ * those signals blocked in every thread, then stops in order. For now one
+ * process: the privilege-separated roles of STYLE.md (netd, keyd, stored,
+ * auditd) come later (docs/internals/http.md). Layer: daemon. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include "dicomvault/audit.h"
+#include "dicomvault/auth.h"
+#include "dicomvault/http.h"
+#include "dicomvault/ini.h"
+#include "dicomvault/io.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/log.h"
+#include "dicomvault/serve.h"
+#include "dicomvault/vault.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:8443"
+#define CERT_MAX (1u << 20)
+
+static void harden(void)
+{
+	struct rlimit rl = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &rl) != 0)
+		log_warn("cannot disable core dumps");
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		log_warn("cannot make the process undumpable");
+}
+
+/* A path of the configuration: absolute, or relative to the vault. */
+static int conf_path(const struct vault *v, const char *key, const char *def, char *out, size_t cap)
+{
+	const char *p = ini_get(v->conf, "http", NULL, key);
+	int n;
+
+	if (p == NULL || p[0] == 0)
+		p = def;
+	n = p[0] == '/' ? snprintf(out, cap, "%s", p) : snprintf(out, cap, "%s/%s", v->dir, p);
+	return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+int serve_run(const struct serve_opts *o)
+{
+	struct vault_open_opts vo = { .passphrase_file = o->passphrase_file, .no_check = false };
+	char why[512], cert_path[VAULT_PATH_MAX + 64], key_path[VAULT_PATH_MAX + 64];
+	pthread_mutex_t ix_lock = PTHREAD_MUTEX_INITIALIZER;
+	struct vault *v = NULL;
+	struct audit *au = NULL;
+	struct auth *a = NULL;
+	struct http_server *srv = NULL;
+	struct secret *key = NULL;
+	struct http_opts ho;
+	struct auth_conf ac;
+	uint8_t *cert = NULL;
+	size_t cert_len = 0;
+	const char *listen;
+	sigset_t set;
+	int sig = 0, ret = 1;
+	enum err rc;
+
+	harden();
+	log_set_level(LOG_INFO);
+	rc = vault_open(o->vault_dir, &vo, &v, why, sizeof why);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: %s\n", why);
+		goto out;
+	}
+	rc = auth_conf_load(v->conf, &ac, why, sizeof why);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: %s/dicomvault.conf: %s\n", v->dir, why);
+		goto out;
+	}
+	if (conf_path(v, "cert", "keys/tls.crt", cert_path, sizeof cert_path) != 0 ||
+	    conf_path(v, "key", "keys/tls.key", key_path, sizeof key_path) != 0) {
+		fprintf(stderr, "dicomvault serve: [http] cert or key path too long\n");
+		goto out;
+	}
+	if (file_read_all(cert_path, CERT_MAX, &cert, &cert_len) != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: cannot read the TLS certificate %s\n", cert_path);
+		goto out;
+	}
+	if (secret_read_file(key_path, CRYPTO_SECRET_FILE_MAX, 0, &key) != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: cannot read the TLS key %s (it must be mode 0600)\n", key_path);
+		goto out;
+	}
+	if (audit_open(v->dir, &au) != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: cannot open the audit trail %s/%s (run 'dicomvault audit verify')\n",
+		        v->dir, AUDIT_LOG_PATH);
+		goto out;
+	}
+	audit_set_signer(au, v->audit_sk, v->audit_pk, 0);
+	if (auth_new(&ac, v->ix, &ix_lock, v->mk, v->index_key, au, &a) != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: cannot start the login service\n");
+		goto out;
+	}
+
+	/* the threads the listener starts inherit this mask: only the
+	 * main thread takes SIGINT and SIGTERM (in sigwait) */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
+		fprintf(stderr, "dicomvault serve: cannot block signals\n");
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+
+	listen = o->listen ? o->listen : ini_get(v->conf, "http", NULL, "listen");
+	if (listen == NULL || listen[0] == 0)
+		listen = DEFAULT_LISTEN;
+	memset(&ho, 0, sizeof ho);
+	ho.listen = listen;
+	ho.cert_pem = cert;
+	ho.cert_len = cert_len;
+	ho.key_pem = key;
+	ho.auth = a;
+	rc = http_server_start(&ho, &srv, why, sizeof why);
+	secret_free(key);   /* the server keeps its own copy */
+	key = NULL;
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: %s\n", why);
+		goto out;
+	}
+	printf("dicomvault: serving %s\n", http_server_url(srv));
+	fflush(stdout);
+	log_info("serving %s (vault %s)", http_server_url(srv), v->dir);
+
+	while (sigwait(&set, &sig) != 0)
+		;
+	log_info("stopping on signal %d", sig);
+	ret = 0;
+out:
+	http_server_stop(srv);
+	auth_free(a);
+	audit_close(au);
+	secret_free(key);
+	free(cert);
+	vault_close(v);
+	pthread_mutex_destroy(&ix_lock);
+	return ret;
+}
