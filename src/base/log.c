@@ -14,9 +14,11 @@ void log_msg(enum log_level lvl, const char *func, const char *fmt, ...)
 
 	if (lvl > g_level)
 		return;
+	flockfile(stderr);   /* one line, even from several threads */
 	fprintf(stderr, "dicomvault: %s: %s: ", names[lvl], func);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	funlockfile(stderr);
 }
