@@ -264,11 +264,15 @@ static void put_decimal(struct wbuf *w, uint16_t vr, const uint8_t *s, size_t n)
 		memcpy(tmp, s, n);
 		tmp[n] = 0;
 		if (vr == VR_IS) {
-			long long v = strtoll(tmp, &end, 10);
-			if (end != tmp && *end == 0) {
+			long long v;
+			errno = 0;
+			v = strtoll(tmp, &end, 10);
+			if (end != tmp && *end == 0 && errno == 0 && v <= 9007199254740991LL && v >= -9007199254740991LL) {
 				wbuf_printf(w, "%lld", v);
 				return;
 			}
+			put_jstr(w, s, n);   /* beyond what a JSON number holds exactly: a string (CP 1861) */
+			return;
 		}
 		{
 			double d = strtod(tmp, &end);
