@@ -20,9 +20,12 @@ static int replay_file(const char *path)
 		printf("not ok - replay %s (cannot read)\n", path);
 		return 1;
 	}
+	printf("# replaying %s\n", path);
+	fflush(stdout);   /* a crash below still shows which input */
 	LLVMFuzzerTestOneInput(buf, len);
 	free(buf);
 	printf("ok - replay %s\n", path);
+	fflush(stdout);
 	return 0;
 }
 

@@ -182,7 +182,9 @@ enum err dcm_reader_value(struct dcm_reader *r, void *buf, size_t n)
 		size_t got = 0;
 		rc = r->src->read(r->src->ctx, out, n, &got);
 		if (rc != ERR_OK)
-			return fail(r, rc, r->pos, "read error");
+			return fail(r, rc, r->pos,
+			            rc == ERR_PARSE ? "the deflated data set is truncated or corrupt" :
+			            rc == ERR_LIMIT ? "the inflated data set exceeds the size limit" : "read error");
 		if (got == 0) {
 			r->eof = true;
 			return fail(r, ERR_PARSE, r->pos, "data ends inside a value (%zu bytes missing)", n);
