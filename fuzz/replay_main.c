@@ -20,8 +20,8 @@ static int replay_file(const char *path)
 		printf("not ok - replay %s (cannot read)\n", path);
 		return 1;
 	}
-	printf("# replaying %s\n", path);
-	fflush(stdout);   /* a crash below still shows which input */
+	fprintf(stderr, "replaying %s\n", path);   /* a crash below still shows which input */
+	fflush(stdout);
 	LLVMFuzzerTestOneInput(buf, len);
 	free(buf);
 	printf("ok - replay %s\n", path);
