@@ -6,13 +6,16 @@
 #ifndef DICOMVAULT_HTTP_H
 #define DICOMVAULT_HTTP_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include "dicomvault/crypto.h"
 #include "dicomvault/err.h"
 
+struct audit;
 struct auth;
+struct vault;
 
 /* "HOST:PORT" or "[IPV6]:PORT" (PORT 0..65535; 0: any free port) to a
  * socket address. HOST may be a name (the first address it resolves to). */
@@ -24,6 +27,11 @@ struct http_opts {
 	size_t cert_len;
 	const struct secret *key_pem;     /* private key, PEM (copied) */
 	struct auth *auth;                /* borrowed; must outlive the server */
+	/* DICOMweb (NULL vault: not served). Borrowed; ix_lock serialises
+	 * every use of vault->ix with the login service. */
+	struct vault *vault;
+	pthread_mutex_t *ix_lock;
+	struct audit *audit;
 };
 
 struct http_server;

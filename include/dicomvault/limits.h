@@ -57,4 +57,15 @@
 #define AUTH_PWHASH_WAIT       10u            /* seconds a login waits for one before "busy" */
 #define AUTH_LIMITER_SLOTS     4096u          /* failure counters kept in memory (accounts + addresses) */
 
+/* multipart/related (proto/multipart.c) and DICOMweb (daemon/dicomweb.c) */
+#define MP_BOUNDARY_MAX        70u            /* RFC 2046 */
+#define MP_MEDIA_MAX           127u           /* a media type or the type parameter */
+#define MP_HEADER_LINE_MAX     1024u          /* one part header line */
+#define MP_HEADER_VALUE_MAX    255u           /* a part's Content-Type value */
+#define MP_HEADERS_MAX         8192u          /* all header bytes of one part */
+#define MP_MAX_HEADERS         32u            /* header fields of one part */
+#define MP_MAX_PART_SIZE       ((unsigned long long)4 << 30)  /* bytes of one part (STOW-RS instance) */
+#define MP_MAX_PARTS           10000u         /* parts in one request */
+#define DICOMWEB_JSON_MAX      ((size_t)16 << 20)  /* each item list of a STOW-RS answer */
+
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "http_int.h"
@@ -108,26 +109,14 @@ static const char *const common_headers[] = {
 #define CSP_PAGE "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 #define CSP_API  "default-src 'none'; frame-ancestors 'none'"
 
-enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype, const void *body, size_t n,
-                          unsigned flags, const char *const *extra)
+/* Adds the headers of every response, queues it and logs the answer. */
+static enum MHD_Result send_resp(struct http_req *r, struct MHD_Response *resp, unsigned status, const char *ctype,
+                                 unsigned flags, const char *const *extra)
 {
-	struct MHD_Response *resp;
-	struct wiped *w;
 	enum MHD_Result q;
 	size_t i;
 	bool ok = true;
 
-	w = malloc(sizeof *w + (n ? n : 1));
-	if (w == NULL)
-		return MHD_NO;
-	w->n = n;
-	if (n > 0)
-		memcpy(w->data, body, n);
-	resp = MHD_create_response_from_buffer_with_free_callback_cls(n, w->data, wiped_free, w);
-	if (resp == NULL) {
-		wiped_free(w);
-		return MHD_NO;
-	}
 	for (i = 0; common_headers[i] != NULL; i += 2)
 		ok = ok && MHD_add_response_header(resp, common_headers[i], common_headers[i + 1]) == MHD_YES;
 	ok = ok && MHD_add_response_header(resp, "Content-Security-Policy",
@@ -141,6 +130,38 @@ enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype
 	r->answered = true;
 	log_info("%s %s %u %s", r->method_log, r->route ? r->route->name : "-", status, r->addr);
 	return q;
+}
+
+enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype, const void *body, size_t n,
+                          unsigned flags, const char *const *extra)
+{
+	struct MHD_Response *resp;
+	struct wiped *w;
+
+	w = malloc(sizeof *w + (n ? n : 1));
+	if (w == NULL)
+		return MHD_NO;
+	w->n = n;
+	if (n > 0)
+		memcpy(w->data, body, n);
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(n, w->data, wiped_free, w);
+	if (resp == NULL) {
+		wiped_free(w);
+		return MHD_NO;
+	}
+	return send_resp(r, resp, status, ctype, flags, extra);
+}
+
+enum MHD_Result http_send_fd(struct http_req *r, unsigned status, const char *ctype, int fd, uint64_t size,
+                             const char *const *extra)
+{
+	struct MHD_Response *resp = MHD_create_response_from_fd64(size, fd);
+
+	if (resp == NULL) {
+		close(fd);
+		return MHD_NO;
+	}
+	return send_resp(r, resp, status, ctype, 0, extra);
 }
 
 bool http_json_str(char *out, size_t cap, const char *s)
@@ -229,7 +250,7 @@ static const struct http_route *route_find(const char *url)
 	const struct http_route *rt;
 
 	for (rt = http_routes; rt->path != NULL; rt++)
-		if (strcmp(rt->path, url) == 0)
+		if (rt->prefix ? strncmp(rt->path, url, strlen(rt->path)) == 0 : strcmp(rt->path, url) == 0)
 			return rt;
 	return rt;   /* the catch-all */
 }
@@ -318,12 +339,14 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 		v = strtoull(cl, &end, 10);
 		if (errno != 0 || end == cl || *end != 0 || cl[0] == '-')
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "bad Content-Length", NULL);
-		if (v > HTTP_MAX_JSON_BODY)
+		if (v > HTTP_MAX_JSON_BODY && r->route->body == NULL)
 			return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is too large", NULL);
 	}
 	if (r->route->json && !json_ctype(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
 	                                                              MHD_HTTP_HEADER_CONTENT_TYPE)))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
+	if (r->route->begin != NULL)
+		return r->route->begin(r);
 	return MHD_YES;
 }
 
@@ -369,6 +392,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r->method = method;
 		r->method_log = method_name(method);
 		r->route = route_find(url);
+		r->url = url;
 		peer_addr(r);
 		return req_begin(r, url);
 	}
@@ -376,6 +400,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	*upload_size = 0;
 	if (r->answered)
 		return MHD_YES;
+	if (n > 0 && r->route->body != NULL)
+		return r->route->body(r, (const uint8_t *)upload, n);
 	if (n > 0)
 		return req_body(r, upload, n);
 	if (r->too_large)
@@ -392,6 +418,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	(void)t;
 	if (r == NULL)
 		return;
+	if (r->route != NULL && r->route->done != NULL)
+		r->route->done(r);
 	if (r->body != NULL) {
 		mem_wipe(r->body, HTTP_MAX_JSON_BODY);
 		free(r->body);
@@ -511,6 +539,9 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	if (s == NULL)
 		return ERR_NOMEM;
 	s->auth = o->auth;
+	s->vault = o->vault;
+	s->ix_lock = o->ix_lock;
+	s->audit = o->audit;
 	rc = ERR_NOMEM;
 	s->cert = malloc(o->cert_len + 1);
 	if (s->cert == NULL)

@@ -6,15 +6,22 @@
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "dicomvault/auth.h"
 #include "dicomvault/http.h"
 
+struct audit;
+struct vault;
+
 struct http_server {
 	struct MHD_Daemon *d;
 	struct auth *auth;
+	struct vault *vault;        /* DICOMweb: NULL when not served */
+	pthread_mutex_t *ix_lock;   /* held around every use of vault->ix */
+	struct audit *audit;
 	char *cert;                 /* PEM, NUL-terminated */
 	struct secret *key;         /* PEM, kept until the daemon stops */
 	uint16_t port;
@@ -25,12 +32,20 @@ struct http_req;
 
 /* A path and what it takes. Public routes need no session. */
 struct http_route {
-	const char *path;           /* exact; NULL: every other path */
+	const char *path;           /* exact (or a prefix); NULL: every other path */
 	const char *name;           /* for the access log (never the raw path) */
 	const char *allow;          /* the Allow header: methods served */
 	bool public;
 	bool json;                  /* takes a JSON body (Content-Type checked) */
-	enum MHD_Result (*fn)(struct http_req *r);
+	enum MHD_Result (*fn)(struct http_req *r);   /* at the end of the body */
+	/* Streaming routes (DICOMweb): path is a prefix; no body cap; begin
+	 * runs after the session and method checks (MHD_YES without a
+	 * response: read the body), body takes each piece (MHD_NO closes the
+	 * connection), done frees r->ctx when the request ends. */
+	bool prefix;
+	enum MHD_Result (*begin)(struct http_req *r);
+	enum MHD_Result (*body)(struct http_req *r, const uint8_t *p, size_t n);
+	void (*done)(struct http_req *r);
 };
 
 /* One request, from its headers to its completion. */
@@ -40,6 +55,8 @@ struct http_req {
 	const struct http_route *route;
 	const char *method;         /* MHD's, valid for the request */
 	const char *method_log;     /* a known method name or "OTHER" */
+	const char *url;            /* the decoded path (MHD's, valid for the request) */
+	void *ctx;                  /* a streaming route's state */
 	char addr[INET6_ADDRSTRLEN];
 	/* the body, up to HTTP_MAX_JSON_BODY; wiped when the request ends */
 	uint8_t *body;
@@ -63,6 +80,10 @@ struct http_req {
  * NULL). */
 enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype, const void *body, size_t n,
                           unsigned flags, const char *const *extra);
+/* The same with the body read from fd (size bytes from its offset 0);
+ * fd is closed in every case. */
+enum MHD_Result http_send_fd(struct http_req *r, unsigned status, const char *ctype, int fd, uint64_t size,
+                             const char *const *extra);
 /* An RFC 9457 problem (application/problem+json), type about:blank. */
 enum MHD_Result http_problem(struct http_req *r, unsigned status, const char *detail, const char *const *extra);
 /* Appends s as a JSON string (quoted, escaped) to the NUL-terminated
@@ -74,5 +95,11 @@ extern const struct http_route http_routes[];
 enum MHD_Result http_page_login(struct http_req *r);
 enum MHD_Result http_page_login_js(struct http_req *r);
 enum MHD_Result http_page_login_css(struct http_req *r);
+/* DICOMweb (dicomweb.c): STOW-RS, WADO-RS instance, WADO-URI. */
+enum MHD_Result dicomweb_begin(struct http_req *r);
+enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n);
+enum MHD_Result dicomweb_end(struct http_req *r);
+void dicomweb_done(struct http_req *r);
+enum MHD_Result dicomweb_wado_uri(struct http_req *r);
 
 #endif

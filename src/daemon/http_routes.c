@@ -217,15 +217,18 @@ static enum MHD_Result h_none(struct http_req *r)
 	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 }
 
-/* Exact paths; the last entry (path NULL) is every other path: it needs a
+/* Exact paths (or prefixes, DICOMweb); the last entry (path NULL) is every other path: it needs a
  * session, then is 404. */
 const struct http_route http_routes[] = {
-	{ "/", "page", "GET, HEAD", true, false, http_page_login },
-	{ "/static/login.js", "static", "GET, HEAD", true, false, http_page_login_js },
-	{ "/static/login.css", "static", "GET, HEAD", true, false, http_page_login_css },
-	{ "/healthz", "healthz", "GET, HEAD", true, false, h_healthz },
-	{ "/api/auth/login", "login", "POST", true, true, h_login },
-	{ "/api/auth/logout", "logout", "POST", false, false, h_logout },
-	{ "/api/auth/whoami", "whoami", "GET, HEAD", false, false, h_whoami },
-	{ NULL, "other", "", false, false, h_none },
+	{ "/", "page", "GET, HEAD", true, false, http_page_login, false, NULL, NULL, NULL },
+	{ "/static/login.js", "static", "GET, HEAD", true, false, http_page_login_js, false, NULL, NULL, NULL },
+	{ "/static/login.css", "static", "GET, HEAD", true, false, http_page_login_css, false, NULL, NULL, NULL },
+	{ "/healthz", "healthz", "GET, HEAD", true, false, h_healthz, false, NULL, NULL, NULL },
+	{ "/api/auth/login", "login", "POST", true, true, h_login, false, NULL, NULL, NULL },
+	{ "/api/auth/logout", "logout", "POST", false, false, h_logout, false, NULL, NULL, NULL },
+	{ "/api/auth/whoami", "whoami", "GET, HEAD", false, false, h_whoami, false, NULL, NULL, NULL },
+	{ "/dicom-web/", "dicomweb", "GET, HEAD, POST", false, false, dicomweb_end, true, dicomweb_begin,
+	  dicomweb_body, dicomweb_done },
+	{ "/wado", "wado-uri", "GET, HEAD", false, false, dicomweb_wado_uri, false, NULL, NULL, NULL },
+	{ NULL, "other", "", false, false, h_none, false, NULL, NULL, NULL },
 };

@@ -122,6 +122,9 @@ int serve_run(const struct serve_opts *o)
 	ho.cert_len = cert_len;
 	ho.key_pem = key;
 	ho.auth = a;
+	ho.vault = v;
+	ho.ix_lock = &ix_lock;
+	ho.audit = au;
 	rc = http_server_start(&ho, &srv, why, sizeof why);
 	secret_free(key);   /* the server keeps its own copy */
 	key = NULL;

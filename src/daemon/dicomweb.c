@@ -1,0 +1,686 @@
+/* dicomweb.c: DICOMweb (PS3.18) routes of the HTTPS listener, part 1:
+ * STOW-RS (POST /dicom-web/studies[/{study}], multipart/related bodies
+ * streamed part by part through proto/multipart.c into anonymous
+ * temporary files, each then stored by core/store.c), WADO-RS instance
+ * retrieval (multipart/related with one application/dicom part) and
+ * WADO-URI (application/dicom). Every request has a session (checked in
+ * http.c); every index use holds the server's ix_lock; every store and
+ * retrieve is audited. See docs/internals/dicomweb.md. Layer: daemon. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "dicomvault/audit.h"
+#include "dicomvault/dataset.h"
+#include "dicomvault/index.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/log.h"
+#include "dicomvault/multipart.h"
+#include "dicomvault/store.h"
+#include "dicomvault/vault.h"
+#include "http_int.h"
+
+#define UID_MAX 64u
+#define MAX_SEGS 8u
+
+/* Failure Reason (0008,1197) values: PS3.18 Table I.2-2, plus 0111H
+ * (Duplicate SOP Instance, PS3.7 C.4) and C409H (Study Instance UID
+ * mismatch, implementation specific in the Cxxx range, as dcm4chee). */
+#define FR_OUT_OF_RESOURCES 0xA700u
+#define FR_NOT_SOP_CLASS    0xA900u
+#define FR_CANNOT_UNDERSTAND 0xC000u
+#define FR_PROCESSING       0x0110u
+#define FR_DUPLICATE        0x0111u
+#define FR_STUDY_MISMATCH   0xC409u
+
+enum dw_kind { DW_NONE = 0, DW_STOW };
+
+struct stow {
+	struct mp_parser mp;
+	enum err mp_rc;            /* ERR_AGAIN until done or failed */
+	uint64_t after;            /* body bytes read after the end or an error */
+	char study[UID_MAX + 1];   /* the path's study, or "" */
+	char tmpdir[VAULT_PATH_MAX + 8];
+	/* the current part */
+	int fd;
+	uint16_t reason;           /* 0: so far so good */
+	const char *why;           /* for the log */
+	/* the answer */
+	struct wbuf ok, failed;
+	unsigned n_ok, n_failed;
+	char one_study[UID_MAX + 1];
+	bool many_studies;
+};
+
+struct dw {
+	enum dw_kind kind;
+	struct http_req *r;
+	struct stow st;
+};
+
+/* ---- helpers ---- */
+
+static bool uid_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > UID_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
+			return false;
+	return true;
+}
+
+/* The server's base URL without its final '/'. */
+static const char *base_url(struct http_req *r, size_t *n)
+{
+	const char *u = r->srv->url;
+
+	*n = strlen(u);
+	if (*n > 0 && u[*n - 1] == '/')
+		(*n)--;
+	return u;
+}
+
+/* An anonymous 0600 file in DIR/tmp (never has a name with O_TMPFILE; else
+ * unlinked at once). */
+static int tmp_open(const char *dir)
+{
+	char path[VAULT_PATH_MAX + 32];
+	int fd;
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -1;
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	if (snprintf(path, sizeof path, "%s/dw.XXXXXX", dir) >= (int)sizeof path)
+		return -1;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+static enum err write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return errno == ENOSPC || errno == EDQUOT ? ERR_LIMIT : ERR_IO;
+		b += w;
+		n -= (size_t)w;
+	}
+	return ERR_OK;
+}
+
+static void actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESSION_REF_LEN])
+{
+	audit_session_ref(r->token, r->token_len, ref);
+	memset(a, 0, sizeof *a);
+	a->user = r->sess.user;
+	a->role = r->sess.role;
+	a->session = ref;
+	a->addr = r->addr;
+	a->user_agent = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
+}
+
+static enum err audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
+                          const uint8_t *patient, const char *study, const char *series, const char *sop)
+{
+	char ref[AUDIT_SESSION_REF_LEN];
+	struct audit_rec rec;
+	enum err rc;
+
+	if (r->srv->audit == NULL)
+		return ERR_OK;
+	memset(&rec, 0, sizeof rec);
+	rec.action = action;
+	rec.outcome = oc;
+	rec.reason = reason;
+	actor(r, &rec.actor, ref);
+	rec.objects.patient = patient;
+	rec.objects.study_uid = study && study[0] ? study : NULL;
+	rec.objects.series_uid = series && series[0] ? series : NULL;
+	rec.objects.sop_uid = sop && sop[0] ? sop : NULL;
+	rc = audit_append(r->srv->audit, &rec);
+	if (rc != ERR_OK)
+		log_error("%s by %s: cannot write the audit record: %s", action, r->sess.user, err_str(rc));
+	return rc;
+}
+
+/* The study, series and patient hash of a stored instance (ix_lock held). */
+static enum err locate(struct vault *v, const char *sop, struct idx_instance *in, struct idx_series *se,
+                       struct idx_study *st, struct idx_patient *pa)
+{
+	struct index_store *ix = v->ix;
+	enum err rc = ix->ops->instance_get(ix, sop, in);
+
+	if (rc == ERR_OK)
+		rc = ix->ops->series_by_id(ix, in->series_id, se);
+	if (rc == ERR_OK)
+		rc = ix->ops->study_by_id(ix, se->study_id, st);
+	if (rc == ERR_OK)
+		rc = ix->ops->patient_by_id(ix, st->patient_id, pa);
+	return rc;
+}
+
+/* Splits the path after "/dicom-web/" into segments. */
+static size_t split(const char *p, const char *seg[MAX_SEGS], size_t len[MAX_SEGS], bool *too_many)
+{
+	size_t n = 0;
+
+	*too_many = false;
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (n == MAX_SEGS) {
+			*too_many = true;
+			return n;
+		}
+		seg[n] = p;
+		len[n++] = l;
+		if (e == NULL)
+			break;
+		p = e + 1;
+	}
+	return n;
+}
+
+static bool seg_is(const char *s, size_t n, const char *lit)
+{
+	return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+/* ---- WADO ---- */
+
+/* Sends an instance: multipart/related with one part (mp), or bare
+ * application/dicom. The UIDs are checked (digits and dots) by the
+ * caller; study and series must be those of the stored instance. */
+static enum MHD_Result send_instance(struct http_req *r, const char *study, const char *series, const char *sop,
+                                     bool mp)
+{
+	struct vault *v = r->srv->vault;
+	struct idx_instance in;
+	struct idx_series se;
+	struct idx_study st;
+	struct idx_patient pa;
+	char dir[VAULT_PATH_MAX + 8], why[256] = "", boundary[MP_BOUNDARY_MAX + 1], ctype[160];
+	uint8_t rnd[16];
+	struct wbuf w;
+	struct sink k;
+	int fd = -1;
+	off_t size;
+	enum err rc;
+
+	wbuf_init(&w, 4096);
+	snprintf(dir, sizeof dir, "%s/tmp", v->dir);
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = locate(v, sop, &in, &se, &st, &pa);
+	if (rc == ERR_OK && (strcmp(st.uid, study) != 0 || strcmp(se.uid, series) != 0))
+		rc = ERR_NOTFOUND;
+	if (rc != ERR_OK) {
+		pthread_mutex_unlock(r->srv->ix_lock);
+		wbuf_fini(&w);
+		if (rc == ERR_NOTFOUND)
+			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such instance", NULL);
+		log_error("retrieve: index: %s", err_str(rc));
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
+	fd = tmp_open(dir);
+	if (fd < 0 || rand_bytes(rnd, sizeof rnd) != ERR_OK) {
+		pthread_mutex_unlock(r->srv->ix_lock);
+		rc = ERR_IO;
+		why[0] = 0;
+		goto fail;
+	}
+	mp_boundary_make(rnd, boundary);
+	if (mp) {
+		mp_write_part_head(&w, boundary, "application/dicom", true);
+		rc = write_all(fd, w.p, w.len);
+	}
+	sink_fd(&k, &fd);
+	if (rc == ERR_OK)
+		rc = retrieve_instance(v, sop, &k, why, sizeof why);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc == ERR_OK && mp) {
+		wbuf_reset(&w);
+		mp_write_close(&w, boundary);
+		rc = write_all(fd, w.p, w.len);
+	}
+	if (rc != ERR_OK)
+		goto fail;
+	size = lseek(fd, 0, SEEK_CUR);
+	if (size < 0 || lseek(fd, 0, SEEK_SET) != 0) {
+		rc = ERR_IO;
+		goto fail;
+	}
+	wbuf_fini(&w);
+	if (audit_obj(r, AUDIT_RETRIEVE, AUDIT_SUCCESS, NULL, pa.key_hmac, study, series, sop) != ERR_OK) {
+		close(fd);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
+	}
+	if (mp)
+		snprintf(ctype, sizeof ctype, "multipart/related; type=\"application/dicom\"; boundary=%s", boundary);
+	else
+		snprintf(ctype, sizeof ctype, "application/dicom");
+	return http_send_fd(r, MHD_HTTP_OK, ctype, fd, (uint64_t)size, NULL);
+fail:
+	wbuf_fini(&w);
+	if (fd >= 0)
+		close(fd);
+	log_error("retrieve %s by %s: %s", sop, r->sess.user, why[0] ? why : err_str(rc));
+	(void)audit_obj(r, AUDIT_RETRIEVE, AUDIT_FAILURE, rc == ERR_AUTH ? "integrity check failed" : err_str(rc),
+	                pa.key_hmac, study, series, sop);
+	return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+	                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
+}
+
+/* Accept: absent, or one of its ranges is multipart/related (type
+ * application/dicom or none), multipart/ *, or * / *. */
+static bool accept_mp(struct http_req *r)
+{
+	const char *a = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	const char *p = a;
+
+	if (a == NULL)
+		return true;
+	while (p && *p) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		struct mp_ctype ct;
+		if (mp_ctype_parse(p, n, &ct) == ERR_OK &&
+		    (strcmp(ct.media, "*/*") == 0 || strcmp(ct.media, "multipart/*") == 0 ||
+		     (strcmp(ct.media, "multipart/related") == 0 &&
+		      (ct.type[0] == 0 || strcmp(ct.type, "application/dicom") == 0))))
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+static enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[])
+{
+	char uid[3][UID_MAX + 1];
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		size_t k = 1 + 2 * i;
+		if (!uid_ok(seg[k], len[k]))
+			return http_problem(r, MHD_HTTP_BAD_REQUEST, "a UID in the path is not 1 to 64 digits and dots",
+			                    NULL);
+		memcpy(uid[i], seg[k], len[k]);
+		uid[i][len[k]] = 0;
+	}
+	if (!accept_mp(r))
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "only multipart/related; type=\"application/dicom\" is offered", NULL);
+	return send_instance(r, uid[0], uid[1], uid[2], true);
+}
+
+enum MHD_Result dicomweb_wado_uri(struct http_req *r)
+{
+	static const char *const names[] = { "studyUID", "seriesUID", "objectUID" };
+	const char *uid[3], *rt, *ct;
+	size_t i;
+
+	if (r->srv->vault == NULL)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	rt = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "requestType");
+	if (rt == NULL || strcmp(rt, "WADO") != 0)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "requestType=WADO is required", NULL);
+	for (i = 0; i < 3; i++) {
+		uid[i] = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, names[i]);
+		if (uid[i] == NULL || !uid_ok(uid[i], strlen(uid[i])))
+			return http_problem(r, MHD_HTTP_BAD_REQUEST,
+			                    "studyUID, seriesUID and objectUID must be 1 to 64 digits and dots", NULL);
+	}
+	ct = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "contentType");
+	if (ct == NULL || !mp_media_is(ct, strlen(ct), "application/dicom"))
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only contentType=application/dicom is offered", NULL);
+	return send_instance(r, uid[0], uid[1], uid[2], false);
+}
+
+/* ---- STOW ---- */
+
+static void json_item(struct wbuf *w, unsigned n, const char *cls, const char *sop)
+{
+	wbuf_puts(w, n ? "," : "");
+	wbuf_puts(w, "{");
+	if (cls && cls[0])
+		wbuf_printf(w, "\"00081150\":{\"vr\":\"UI\",\"Value\":[\"%s\"]},", cls);
+	if (sop && sop[0])
+		wbuf_printf(w, "\"00081155\":{\"vr\":\"UI\",\"Value\":[\"%s\"]},", sop);
+}
+
+static void stow_failed(struct dw *d, uint16_t reason, const char *cls, const char *sop, const char *study,
+                        const char *series, const char *why)
+{
+	struct stow *s = &d->st;
+
+	json_item(&s->failed, s->n_failed++, cls, sop);
+	wbuf_printf(&s->failed, "\"00081197\":{\"vr\":\"US\",\"Value\":[%u]}}", (unsigned)reason);
+	log_info("store by %s (%s): part failed (0x%04X): %s", d->r->sess.user, d->r->addr, (unsigned)reason,
+	         why ? why : "-");
+	(void)audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, study, series, sop);
+}
+
+static enum err p_begin(void *ctx, const struct mp_part *p)
+{
+	struct dw *d = ctx;
+	struct stow *s = &d->st;
+
+	s->reason = 0;
+	s->why = NULL;
+	s->fd = -1;
+	if (p->ctype[0] && !mp_media_is(p->ctype, strlen(p->ctype), "application/dicom")) {
+		s->reason = FR_CANNOT_UNDERSTAND;
+		s->why = "the part is not application/dicom";
+		return ERR_OK;
+	}
+	s->fd = tmp_open(s->tmpdir);
+	if (s->fd < 0) {
+		s->reason = FR_OUT_OF_RESOURCES;
+		s->why = "cannot create a temporary file";
+	}
+	return ERR_OK;
+}
+
+static enum err p_data(void *ctx, const uint8_t *p, size_t n)
+{
+	struct dw *d = ctx;
+	struct stow *s = &d->st;
+	enum err rc;
+
+	if (s->reason != 0 || s->fd < 0)
+		return ERR_OK;   /* a failed part is read to its end, not kept */
+	rc = write_all(s->fd, p, n);
+	if (rc != ERR_OK) {
+		s->reason = FR_OUT_OF_RESOURCES;
+		s->why = rc == ERR_LIMIT ? "no space left for the temporary file" : "cannot write the temporary file";
+	}
+	return ERR_OK;
+}
+
+/* Reads the UIDs of the part before it is stored (the study must match
+ * the path's). */
+static enum err peek_uids(struct src *src, char cls[65], char sop[65], char study[65], char series[65])
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct dcm_file *f = NULL;
+	enum err rc;
+
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = DCM_DEFAULT_BULK;
+	o.stop_tag = 0x00200010;   /* Study ID: after the study and series UIDs (0020,000D/E) */
+	rc = dcm_file_read(src, &o, &f, &ei);
+	if (rc != ERR_OK)
+		return rc;
+	if (dcm_ds_get_cstr(&f->ds, 0x00080016, cls, 65) != ERR_OK || !uid_ok(cls, strlen(cls)))
+		cls[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, 65) != ERR_OK || !uid_ok(sop, strlen(sop)))
+		sop[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, 65) != ERR_OK || !uid_ok(study, strlen(study)))
+		study[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !uid_ok(series, strlen(series)))
+		series[0] = 0;
+	dcm_file_free(f);
+	return ERR_OK;
+}
+
+static enum err p_end(void *ctx)
+{
+	struct dw *d = ctx;
+	struct stow *s = &d->st;
+	struct http_req *r = d->r;
+	struct vault *v = r->srv->vault;
+	char path[64], cls[65] = "", sop[65] = "", study[65] = "", series[65] = "", why[256] = "";
+	struct store_result res;
+	struct idx_instance in;
+	struct idx_series se;
+	struct idx_study st;
+	struct idx_patient pa;
+	bool have_pa = false;
+	size_t bl;
+	const char *base;
+	struct src src;
+	enum err rc;
+
+	if (s->reason != 0) {
+		stow_failed(d, s->reason, NULL, NULL, NULL, NULL, s->why);
+		goto out;
+	}
+	snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
+	if (src_file_open(&src, path) != ERR_OK) {
+		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot reopen the temporary file");
+		goto out;
+	}
+	rc = peek_uids(&src, cls, sop, study, series);
+	src_close(&src);
+	if (rc != ERR_OK) {
+		stow_failed(d, FR_CANNOT_UNDERSTAND, NULL, NULL, NULL, NULL, "not a DICOM Part 10 object");
+		goto out;
+	}
+	if (s->study[0] && strcmp(study, s->study) != 0) {
+		stow_failed(d, FR_STUDY_MISMATCH, cls, sop, study, series, "the instance is not of the study in the path");
+		goto out;
+	}
+	if (src_file_open(&src, path) != ERR_OK) {
+		stow_failed(d, FR_OUT_OF_RESOURCES, cls, sop, study, series, "cannot reopen the temporary file");
+		goto out;
+	}
+	memset(&res, 0, sizeof res);
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = store_instance(v, &src, NULL, &res, why, sizeof why);
+	if (rc == ERR_OK)
+		have_pa = locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
+	pthread_mutex_unlock(r->srv->ix_lock);
+	src_close(&src);
+	if (rc != ERR_OK) {
+		uint16_t fr;
+		switch (rc) {
+		case ERR_PARSE:
+			fr = why[0] && strstr(why, "UID") ? FR_NOT_SOP_CLASS : FR_CANNOT_UNDERSTAND;
+			break;
+		case ERR_DENIED:
+			fr = strstr(why, "already stored") ? FR_DUPLICATE : FR_PROCESSING;
+			break;
+		case ERR_NOMEM:
+		case ERR_LIMIT:
+		case ERR_IO:
+			fr = FR_OUT_OF_RESOURCES;
+			break;
+		default:
+			fr = FR_PROCESSING;
+			break;
+		}
+		stow_failed(d, fr, cls, sop, study, series, why[0] ? why : err_str(rc));
+		goto out;
+	}
+	/* stored (or already there, identical) */
+	(void)audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored" : NULL,
+	                have_pa ? pa.key_hmac : NULL, res.study_uid, res.series_uid, res.sop_uid);
+	base = base_url(r, &bl);
+	json_item(&s->ok, s->n_ok++, res.sop_class, res.sop_uid);
+	wbuf_printf(&s->ok, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s/series/%s/instances/%s\"]}}",
+	            (int)bl, base, res.study_uid, res.series_uid, res.sop_uid);
+	if (s->one_study[0] == 0)
+		snprintf(s->one_study, sizeof s->one_study, "%s", res.study_uid);
+	else if (strcmp(s->one_study, res.study_uid) != 0)
+		s->many_studies = true;
+out:
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	return ERR_OK;
+}
+
+static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t study_len)
+{
+	const char *ct = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	struct mp_ctype mct;
+	struct mp_cb cb;
+	struct dw *d;
+
+	if (study != NULL && !uid_ok(study, study_len))
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the study UID in the path is not 1 to 64 digits and dots",
+		                    NULL);
+	if (ct == NULL || mp_ctype_parse(ct, strlen(ct), &mct) != ERR_OK || strcmp(mct.media, "multipart/related") != 0 ||
+	    (mct.type[0] && strcmp(mct.type, "application/dicom") != 0))
+		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+		                    "the body must be multipart/related; type=\"application/dicom\"", NULL);
+	if (mct.boundary[0] == 0)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the multipart/related Content-Type has no boundary", NULL);
+	d = calloc(1, sizeof *d);
+	if (d == NULL)
+		return MHD_NO;
+	d->kind = DW_STOW;
+	d->r = r;
+	d->st.fd = -1;
+	d->st.mp_rc = ERR_AGAIN;
+	if (study != NULL) {
+		memcpy(d->st.study, study, study_len);
+		d->st.study[study_len] = 0;
+	}
+	snprintf(d->st.tmpdir, sizeof d->st.tmpdir, "%s/tmp", r->srv->vault->dir);
+	wbuf_init(&d->st.ok, DICOMWEB_JSON_MAX);
+	wbuf_init(&d->st.failed, DICOMWEB_JSON_MAX);
+	cb.part_begin = p_begin;
+	cb.part_data = p_data;
+	cb.part_end = p_end;
+	cb.ctx = d;
+	mp_parser_init(&d->st.mp, mct.boundary, &cb, NULL);
+	r->ctx = d;
+	return MHD_YES;
+}
+
+static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
+{
+	struct stow *s = &d->st;
+	struct wbuf w;
+	const char *base;
+	size_t bl;
+	unsigned status;
+	enum MHD_Result q;
+	char detail[160];
+
+	if (s->mp_rc == ERR_AGAIN)
+		s->mp_rc = mp_parser_finish(&s->mp);
+	if (s->mp_rc != ERR_OK) {
+		snprintf(detail, sizeof detail, "malformed multipart body: %s (%u instance(s) stored before it)",
+		         mp_parser_why(&s->mp), s->n_ok);
+		return http_problem(r, s->mp_rc == ERR_LIMIT ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST, detail,
+		                    NULL);
+	}
+	if (s->n_ok + s->n_failed == 0)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the multipart body has no part", NULL);
+	if (wbuf_err(&s->ok) != ERR_OK || wbuf_err(&s->failed) != ERR_OK)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the answer is too large", NULL);
+	status = s->n_failed == 0 ? MHD_HTTP_OK : s->n_ok == 0 ? MHD_HTTP_CONFLICT : MHD_HTTP_ACCEPTED;
+	wbuf_init(&w, DICOMWEB_JSON_MAX * 2 + 4096);
+	base = base_url(r, &bl);
+	wbuf_puts(&w, "{");
+	if (s->study[0] || (s->one_study[0] && !s->many_studies))
+		wbuf_printf(&w, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s\"]},", (int)bl, base,
+		            s->study[0] ? s->study : s->one_study);
+	if (s->n_failed) {
+		wbuf_puts(&w, "\"00081198\":{\"vr\":\"SQ\",\"Value\":[");
+		wbuf_put(&w, s->failed.p, s->failed.len);
+		wbuf_puts(&w, "]},");
+	}
+	wbuf_puts(&w, "\"00081199\":{\"vr\":\"SQ\"");
+	if (s->n_ok) {
+		wbuf_puts(&w, ",\"Value\":[");
+		wbuf_put(&w, s->ok.p, s->ok.len);
+		wbuf_puts(&w, "]");
+	}
+	wbuf_puts(&w, "}}");
+	q = wbuf_err(&w) == ERR_OK ? http_send(r, status, "application/dicom+json", w.p, w.len, 0, NULL)
+	                           : http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	wbuf_fini(&w);
+	return q;
+}
+
+/* ---- the route ---- */
+
+enum MHD_Result dicomweb_begin(struct http_req *r)
+{
+	static const char *const allow_get[] = { MHD_HTTP_HEADER_ALLOW, "GET, HEAD", NULL };
+	static const char *const allow_post[] = { MHD_HTTP_HEADER_ALLOW, "POST", NULL };
+	const char *seg[MAX_SEGS];
+	size_t len[MAX_SEGS], n;
+	bool too_many, post = strcmp(r->method, "POST") == 0;
+
+	if (r->srv->vault == NULL)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	n = split(r->url + strlen("/dicom-web/"), seg, len, &too_many);
+	if (too_many || n == 0 || !seg_is(seg[0], len[0], "studies"))
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	if (n <= 2) {
+		if (!post)
+			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource (QIDO-RS and study retrieval are not implemented yet)", NULL);
+		return stow_begin(r, n == 2 ? seg[1] : NULL, n == 2 ? len[1] : 0);
+	}
+	if (n == 6 && seg_is(seg[2], len[2], "series") && seg_is(seg[4], len[4], "instances")) {
+		if (post)
+			return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow_get);
+		return wado_rs(r, seg, len);
+	}
+	if (post)
+		return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow_post);
+	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+}
+
+enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n)
+{
+	struct dw *d = r->ctx;
+	struct stow *s;
+
+	if (d == NULL || d->kind != DW_STOW)
+		return MHD_YES;   /* a body on a GET: ignored */
+	s = &d->st;
+	if (s->mp_rc == ERR_AGAIN) {
+		s->mp_rc = mp_parser_feed(&s->mp, p, n);
+		return MHD_YES;
+	}
+	/* the epilogue, or what follows an error: read and dropped, up to a point */
+	s->after += n;
+	if (s->after > HTTP_BODY_DISCARD_MAX) {
+		log_info("%s %s: too much after the multipart body, connection closed (%s)", r->method_log,
+		         r->route->name, r->addr);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
+enum MHD_Result dicomweb_end(struct http_req *r)
+{
+	struct dw *d = r->ctx;
+
+	if (d == NULL || d->kind != DW_STOW)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	return stow_answer(r, d);
+}
+
+void dicomweb_done(struct http_req *r)
+{
+	struct dw *d = r->ctx;
+
+	if (d == NULL)
+		return;
+	if (d->st.fd >= 0)
+		close(d->st.fd);
+	wbuf_fini(&d->st.ok);
+	wbuf_fini(&d->st.failed);
+	free(d);
+	r->ctx = NULL;
+}

@@ -1,0 +1,248 @@
+#!/bin/bash
+# dicomweb.sh: DICOMweb part 1 against the real `dicomvault serve`: STOW-RS
+# (several instances, a junk part, identical re-upload, a changed object
+# with the same SOP Instance UID, the study in the path), WADO-RS and
+# WADO-URI (bytes identical, dcmdump reads them), 404/400/401/406/415,
+# malformed multipart bodies (the server keeps serving), no patient name
+# in the vault, and the audit trail. curl + oathtool as in http_auth.sh;
+# bodies are built and answers checked with python3 (stdlib). Prints
+# ok/not ok lines. Env DV: the CLI under test; KEEP=1 keeps the directory.
+set -u
+DV=${DV:-build/check/dicomvault}
+PY=/usr/bin/python3
+TF=/usr/lib/python3/dist-packages/pydicom/data/test_files
+T=$(mktemp -d)
+SRV=
+cleanup() {
+	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
+		kill -KILL "$SRV" 2>/dev/null
+	fi
+	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+ok() { echo "ok - dicomweb: $1"; }
+no() { echo "not ok - dicomweb: $1"; }
+check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+
+if ! "$DV" serve --help >/dev/null 2>&1; then
+	echo "# SKIP dicomweb: $DV has no serve command"
+	exit 0
+fi
+for f in CT_small MR_small JPEG2000 rtplan; do
+	[ -f "$TF/$f.dcm" ] || { echo "# SKIP dicomweb: no pydicom test files"; exit 0; }
+	cp "$TF/$f.dcm" "$T/$f.dcm"
+done
+command -v oathtool >/dev/null || { echo "# SKIP dicomweb: no oathtool"; exit 0; }
+
+# ---- a vault, a server, a session ----
+PW='correct horse battery staple'
+printf '%s\n' "$PW" >"$T/pw"
+chmod 600 "$T/pw"
+"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init"; exit 0; }
+SECRET=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["totp_secret"])' "$T/init.json")
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+U="https://127.0.0.1:$PORT"
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out" 2>"$T/err" &
+SRV=$!
+for _ in $(seq 100); do
+	grep -q 'serving' "$T/out" 2>/dev/null && break
+	kill -0 "$SRV" 2>/dev/null || break
+	sleep 0.1
+done
+if ! kill -0 "$SRV" 2>/dev/null; then
+	no "server running"
+	tail -5 "$T/err"
+	exit 0
+fi
+
+req() {
+	local n=$1
+	shift
+	curl -s --tlsv1.3 --cacert "$T/v/keys/tls.crt" --max-time 20 -o "$T/$n.body" -D "$T/$n.hdr" \
+		-w '%{http_code}' "$@" >"$T/$n.code" 2>/dev/null
+}
+code() { cat "$T/$1.code"; }
+hdr() { grep -i "^$2:" "$T/$1.hdr" | head -1 | cut -d: -f2- | tr -d '\r' | sed 's/^ //'; }
+problem() {
+	[ "$(code "$1")" = "$2" ] && hdr "$1" Content-Type | grep -q '^application/problem+json' &&
+		"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"]==int(sys.argv[2]) else 1)' \
+			"$T/$1.body" "$2"
+}
+printf '{"username":"admin","password":"%s","totp":"%s"}' "$PW" "$(oathtool --totp -b "$SECRET")" |
+	req login -H 'Content-Type: application/json' --data-binary @- "$U/api/auth/login"
+TOK=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$T/login.body" 2>/dev/null)
+check "login" "[ \$(code login) = 200 ] && [ -n '$TOK' ]"
+AUTH="Authorization: Bearer $TOK"
+
+# mp OUT BOUNDARY FILE...: a multipart/related body (a FILE named junk:TEXT
+# is a text/plain part)
+mp() {
+	"$PY" - "$@" <<'EOF'
+import sys
+out, b, files = sys.argv[1], sys.argv[2].encode(), sys.argv[3:]
+body = b"preamble\r\n"
+for f in files:
+    if f.startswith("junk:"):
+        body += b"--" + b + b"\r\nContent-Type: text/plain\r\n\r\n" + f[5:].encode() + b"\r\n"
+    elif f.startswith("raw:"):
+        body += b"--" + b + b"\r\nContent-Type: application/dicom\r\n\r\n" + f[4:].encode() + b"\r\n"
+    else:
+        body += b"--" + b + b"\r\nContent-Type: application/dicom\r\nContent-Location: x\r\n\r\n" + open(f, "rb").read() + b"\r\n"
+body += b"--" + b + b"--\r\n"
+open(out, "wb").write(body)
+EOF
+}
+CT='Content-Type: multipart/related; type="application/dicom"; boundary=BoUnDaRy.42'
+# a request refused from its headers is answered before its body is read
+# and the connection closed: with Expect, curl waits for the answer first
+EXPECT='Expect: 100-continue'
+stow() {  # NAME BODYFILE [path suffix] [curl args...]
+	local n=$1 f=$2 p=${3:-}
+	shift 3 2>/dev/null || shift $#
+	req "$n" -H "$AUTH" -H "$CT" -H 'Accept: application/dicom+json' -H "$EXPECT" --data-binary @"$f" "$@" "$U/dicom-web/studies$p"
+}
+# js NAME EXPR: evaluates a Python expression over d = the JSON answer
+js() { "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$T/$1.body" 2>/dev/null; }
+uids() {  # FILE -> "study series sop class"
+	"$PY" -c '
+import sys, pydicom
+d = pydicom.dcmread(sys.argv[1], stop_before_pixels=True)
+print(d.StudyInstanceUID, d.SeriesInstanceUID, d.SOPInstanceUID, d.SOPClassUID)' "$1"
+}
+
+# ---- STOW-RS ----
+mp "$T/four.mp" BoUnDaRy.42 "$T/CT_small.dcm" "$T/MR_small.dcm" "$T/JPEG2000.dcm" "$T/rtplan.dcm"
+stow four "$T/four.mp"
+check "STOW of 4 instances: 200 application/dicom+json" "[ \$(code four) = 200 ] && hdr four Content-Type | grep -q '^application/dicom+json'"
+check "ReferencedSOPSequence has all 4, with RetrieveURLs" "js four 'len(d[\"00081199\"][\"Value\"]) == 4 and \"00081198\" not in d and all(i[\"00081190\"][\"Value\"][0].startswith(\"$U/dicom-web/studies/\") for i in d[\"00081199\"][\"Value\"])'"
+read -r CT_ST CT_SE CT_SOP CT_CLS < <(uids "$T/CT_small.dcm")
+check "CT item has its SOP Class and Instance UIDs" "js four 'any(i[\"00081155\"][\"Value\"] == [\"$CT_SOP\"] and i[\"00081150\"][\"Value\"] == [\"$CT_CLS\"] for i in d[\"00081199\"][\"Value\"])'"
+
+mp "$T/mixed.mp" BoUnDaRy.42 "$T/CT_small.dcm" "junk:this is not DICOM" "raw:DICM but not really"
+stow mixed "$T/mixed.mp"
+check "mixed request with junk parts: 202" "[ \$(code mixed) = 202 ]"
+check "202: one stored, two FailedSOPSequence items with FailureReason" "js mixed 'len(d[\"00081199\"][\"Value\"]) == 1 and len(d[\"00081198\"][\"Value\"]) == 2 and all(i[\"00081197\"][\"Value\"][0] == 0xC000 for i in d[\"00081198\"][\"Value\"])'"
+
+stow again "$T/four.mp"
+check "identical re-upload: 200" "[ \$(code again) = 200 ] && js again 'len(d[\"00081199\"][\"Value\"]) == 4'"
+
+"$PY" - "$T/CT_small.dcm" "$T/CT_changed.dcm" <<'EOF'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[-1] ^= 0x01          # one pixel byte
+open(sys.argv[2], "wb").write(b)
+EOF
+mp "$T/changed.mp" BoUnDaRy.42 "$T/CT_changed.dcm"
+stow changed "$T/changed.mp"
+check "same SOP UID, one byte changed: 409 with a failure reason" "[ \$(code changed) = 409 ] && js changed 'd[\"00081198\"][\"Value\"][0][\"00081197\"][\"Value\"][0] == 0x0111 and d[\"00081198\"][\"Value\"][0][\"00081155\"][\"Value\"] == [\"$CT_SOP\"]'"
+
+mp "$T/ct.mp" BoUnDaRy.42 "$T/CT_small.dcm"
+stow study_ok "$T/ct.mp" "/$CT_ST"
+check "STOW to /studies/{its study}: 200 + study RetrieveURL" "[ \$(code study_ok) = 200 ] && js study_ok 'd[\"00081190\"][\"Value\"] == [\"$U/dicom-web/studies/$CT_ST\"]'"
+stow study_bad "$T/ct.mp" "/1.2.3.4"
+check "STOW to another study: 409, Study Instance UID mismatch" "[ \$(code study_bad) = 409 ] && js study_bad 'd[\"00081198\"][\"Value\"][0][\"00081197\"][\"Value\"][0] == 0xC409'"
+stow study_syntax "$T/ct.mp" "/1.2.x"
+check "STOW to a malformed study UID: 400" "problem study_syntax 400"
+
+# ---- malformed requests ----
+req wrongtype -H "$AUTH" -H "$EXPECT" -H 'Content-Type: application/dicom' --data-binary @"$T/CT_small.dcm" "$U/dicom-web/studies"
+check "wrong Content-Type: 415" "problem wrongtype 415"
+req wrongtype2 -H "$AUTH" -H "$EXPECT" -H 'Content-Type: multipart/related; type="application/dicom+json"; boundary=x' --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
+check "multipart of another type: 415" "problem wrongtype2 415"
+req nob -H "$AUTH" -H "$EXPECT" -H 'Content-Type: multipart/related; type="application/dicom"' --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
+check "no boundary: 400" "problem nob 400"
+head -c 3000 "$T/four.mp" >"$T/trunc.mp"
+stow trunc "$T/trunc.mp"
+check "truncated body: 400 problem+json" "problem trunc 400 && grep -q truncated $T/trunc.body"
+printf 'no delimiter here at all' >"$T/nodelim.mp"
+stow nodelim "$T/nodelim.mp"
+check "body without any delimiter: 400" "problem nodelim 400"
+printf -- '--BoUnDaRy.42\r\nContent-Type: multipart/related; boundary=in\r\n\r\n--in--\r\n--BoUnDaRy.42--\r\n' >"$T/nested.mp"
+stow nested "$T/nested.mp"
+check "nested multipart: 400" "problem nested 400"
+printf -- '--BoUnDaRy.42--\r\n' >"$T/empty.mp"
+stow empty "$T/empty.mp"
+check "no parts: 400" "problem empty 400"
+req alive "$U/healthz"
+check "the server keeps serving" "[ \$(code alive) = 200 ] && kill -0 $SRV"
+
+# ---- auth ----
+req noauth -H "$CT" -H "$EXPECT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
+check "STOW without a session: 401" "problem noauth 401"
+req noauth2 "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$CT_SOP"
+check "WADO-RS without a session: 401" "problem noauth2 401"
+req noauth3 "$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=$CT_SOP&contentType=application/dicom"
+check "WADO-URI without a session: 401" "problem noauth3 401"
+
+# ---- WADO-RS and WADO-URI ----
+# unmp FILE OUT: the single part of a multipart/related answer
+unmp() {
+	"$PY" - "$@" <<'EOF'
+import re, sys
+raw = open(sys.argv[1], "rb").read()
+hdr = open(sys.argv[1].replace(".body", ".hdr"), "rb").read().decode("latin1")
+m = re.search(r'(?im)^content-type:\s*multipart/related;.*boundary="?([^";\r\n]+)', hdr)
+b = m.group(1).encode()
+parts = raw.split(b"--" + b)
+assert parts[0] == b"" and parts[-1] in (b"--\r\n", b"--"), "framing"
+assert len(parts) == 3, "one part"
+p = parts[1]
+head, body = p.split(b"\r\n\r\n", 1)
+assert b"application/dicom" in head.lower()
+assert body.endswith(b"\r\n")
+open(sys.argv[2], "wb").write(body[:-2])
+EOF
+}
+all_ok=1
+for f in CT_small MR_small JPEG2000 rtplan; do
+	read -r st se sop _ < <(uids "$T/$f.dcm")
+	req "rs_$f" -H "$AUTH" -H 'Accept: multipart/related; type="application/dicom"' \
+		"$U/dicom-web/studies/$st/series/$se/instances/$sop"
+	if [ "$(code "rs_$f")" = 200 ] && unmp "$T/rs_$f.body" "$T/rs_$f.dcm" 2>/dev/null &&
+		cmp -s "$T/rs_$f.dcm" "$T/$f.dcm" && dcmdump "$T/rs_$f.dcm" >/dev/null 2>&1; then :; else
+		all_ok=0
+		echo "# WADO-RS $f: $(code "rs_$f")"
+	fi
+	req "uri_$f" -H "$AUTH" "$U/wado?requestType=WADO&studyUID=$st&seriesUID=$se&objectUID=$sop&contentType=application/dicom"
+	if [ "$(code "uri_$f")" = 200 ] && [ "$(hdr "uri_$f" Content-Type)" = application/dicom ] &&
+		cmp -s "$T/uri_$f.body" "$T/$f.dcm" && dcmdump "$T/uri_$f.body" >/dev/null 2>&1; then :; else
+		all_ok=0
+		echo "# WADO-URI $f: $(code "uri_$f")"
+	fi
+done
+check "WADO-RS of each instance: the exact bytes, dcmdump reads them" "[ $all_ok = 1 ]"
+check "WADO-URI of each instance: the exact bytes, application/dicom" "[ $all_ok = 1 ]"
+req rs_default -H "$AUTH" "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$CT_SOP"
+check "WADO-RS without Accept: multipart/related" "[ \$(code rs_default) = 200 ] && hdr rs_default Content-Type | grep -q '^multipart/related; type=\"application/dicom\"; boundary='"
+req rs_406 -H "$AUTH" -H 'Accept: image/jpeg' "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$CT_SOP"
+check "WADO-RS Accept image/jpeg: 406" "problem rs_406 406"
+req rs_404 -H "$AUTH" "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/1.2.3.4.5"
+check "WADO-RS unknown instance: 404" "problem rs_404 404"
+req rs_wrong -H "$AUTH" "$U/dicom-web/studies/1.2.3/series/$CT_SE/instances/$CT_SOP"
+check "WADO-RS with another study in the path: 404" "problem rs_wrong 404"
+req rs_bad -H "$AUTH" "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/1.2.abc"
+check "WADO-RS malformed UID: 400" "problem rs_bad 400"
+LONG=$(printf '1.%.0s' $(seq 40))1
+req rs_long -H "$AUTH" "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$LONG"
+check "WADO-RS UID over 64 characters: 400" "problem rs_long 400"
+req uri_404 -H "$AUTH" "$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=1.2.3&contentType=application/dicom"
+check "WADO-URI unknown instance: 404" "problem uri_404 404"
+req uri_bad -H "$AUTH" "$U/wado?requestType=WADO&studyUID=x&seriesUID=$CT_SE&objectUID=$CT_SOP"
+check "WADO-URI malformed UID: 400" "problem uri_bad 400"
+req post_inst -H "$AUTH" -H "$EXPECT" -H "$CT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$CT_SOP"
+check "POST to an instance: 405" "problem post_inst 405"
+
+# ---- at rest, audit ----
+check "the CT patient's name is nowhere in the vault" "! grep -rqa CompressedSamples $T/v"
+check "no temporary file left" "[ -z \"\$(ls -A $T/v/tmp 2>/dev/null)\" ]"
+kill -TERM "$SRV"
+wait "$SRV" 2>/dev/null
+SRV=
+"$DV" audit verify --vault "$T/v" >"$T/verify.out" 2>&1
+check "audit verify passes" "[ \$? = 0 ]"
+LOG="$T/v/audit/audit.log"
+check "audit has store records" "grep -q '\"action\":\"store\"' $LOG && grep '\"action\":\"store\"' $LOG | grep -q '$CT_SOP'"
+check "audit has retrieve records" "grep '\"action\":\"retrieve\"' $LOG | grep -q '$CT_SOP'"
+check "audit store records carry the patient as a keyed hash only" "grep '\"action\":\"store\"' $LOG | grep -q patient && ! grep -qa CompressedSamples $LOG"
+check "no token in the server log" "! grep -q '$TOK' $T/err"
+exit 0
