@@ -6,13 +6,18 @@
 #      headers) vs pydicom dcmread(stop_before_pixels=True) vs DCMTK dcmdump;
 #   2. text dump of the same series: `dicomvault dump` vs `dcmdump -M`;
 #   3. a full streaming read of a ~500 MB multi-frame file (bench/read_bench
-#      stream): MB/s and peak RSS, with pydicom and dcmdump for reference.
+#      stream): MB/s and peak RSS, with pydicom and dcmdump for reference;
+#   4. de-identification of the CT series folder: `dicomvault deid --profile
+#      basic` vs GDCM `gdcmanon` (its PS3.15 basic profile, with a throwaway
+#      certificate) vs DCMTK `dcmodify` erasing the same attributes in place.
 # Writes bench/out/results.md and prints it. See docs/BENCH.md.
 # Every figure is the best of several runs: 2 x BENCH_REPS (default 5) runs
 # of each command over the CT series (short, hence noisy) and passes of
 # pydicom over it, BENCH_INNER_REPS (default 20) passes of read_bench headers
 # in one process, BENCH_REPS runs of read_bench stream and of the dumps of the
-# multi-frame file, 3 runs of the 500 MB full reads by pydicom and dcmdump;
+# multi-frame file, 3 runs of the 500 MB full reads by pydicom and dcmdump,
+# BENCH_DEID_REPS (default 3) runs of each de-identification, every one into
+# a fresh output folder;
 # each both in wall-clock time and in CPU time (user + system) of the process,
 # the second being what to trust when other work keeps the machine busy.
 # The 60-slice MR series of the corpus is not timed here (it is there for
@@ -27,12 +32,25 @@ DV=$B/dicomvault
 OUT=bench/out
 REPS=${BENCH_REPS:-5}
 INNER=${BENCH_INNER_REPS:-20}
+DREPS=${BENCH_DEID_REPS:-3}
 R2=$((2 * REPS))   # the short, noisy runs over the CT series
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
 
 { [ -x "$RB" ] && [ -x "$DV" ]; } || die "build first: make MODE=release build (or make bench)"
 command -v dcmdump >/dev/null || die "dcmdump missing (apt-get install dcmtk; make deps)"
+if ! command -v gdcmanon >/dev/null; then
+	# scripts/install-deps.sh should list libgdcm-tools; until it does, install
+	# it here when we can (make bench runs as root)
+	if [ "$(id -u)" -eq 0 ]; then
+		echo "bench/run.sh: installing libgdcm-tools (gdcmanon)" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libgdcm-tools >/dev/null ||
+			die "apt-get install libgdcm-tools failed"
+	fi
+	command -v gdcmanon >/dev/null || die "gdcmanon missing (apt-get install libgdcm-tools)"
+fi
+command -v dcmodify >/dev/null || die "dcmodify missing (apt-get install dcmtk; make deps)"
+command -v openssl >/dev/null || die "openssl missing (make deps)"
 [ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time; make deps)"
 "$PY" -c 'import pydicom, numpy' 2>/dev/null || die "$PY cannot import pydicom and numpy (make deps)"
 
@@ -72,6 +90,43 @@ for _ in range(n):
 print("x wall_us=%.0f cpu_us=%.0f" % (wall * 1e6, cpu * 1e6))
 EOF
 runbest() { "$PY" "$TMP/runbest.py" "$@"; }
+# deidbest N IN_DIR WORK COPY CMD...: runs CMD N times, each time on a fresh
+# WORK folder: removed first, then (COPY=copy) a copy of IN_DIR made for a
+# tool that modifies in place, all outside the timing; IN_DIR is read before
+# each run (page cache). CMD's output is discarded. Checks that WORK holds as
+# many files as IN_DIR afterwards. Prints the best wall and CPU time (us).
+cat >"$TMP/deidbest.py" <<'EOF'
+import os, shutil, subprocess, sys, time
+n, src, work, copy, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
+names = sorted(os.listdir(src))
+wall = cpu = float("inf")
+for _ in range(n):
+    shutil.rmtree(work, ignore_errors=True)
+    if copy == "copy":
+        shutil.copytree(src, work)
+    for f in names:
+        with open(os.path.join(src, f), "rb") as fh:
+            while fh.read(1 << 20):
+                pass
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    p.stderr.close()
+    _, status, ru = os.wait4(p.pid, 0)
+    t1 = time.perf_counter()
+    p.returncode = 0
+    if status != 0:
+        sys.stderr.buffer.write(err)
+        sys.exit("failed (status %d): %s" % (status, " ".join(cmd[:3])))
+    got = sum(len(fs) for _, _, fs in os.walk(work))
+    if got != len(names):
+        sys.exit("%s: %d files in %s, expected %d" % (cmd[0], got, work, len(names)))
+    wall = min(wall, t1 - t0)
+    cpu = min(cpu, ru.ru_utime + ru.ru_stime)
+shutil.rmtree(work, ignore_errors=True)
+print("x wall_us=%.0f cpu_us=%.0f" % (wall * 1e6, cpu * 1e6))
+EOF
+deidbest() { "$PY" "$TMP/deidbest.py" "$@"; }
 # marginal ALL_US ONE_US: files/s of the NCT-1 files beyond the first
 marginal() { calc .1f "($NCT - 1) / (($1 - $2) / 1e6)"; }
 # rss_run NAME N CMD...: runs N times under /usr/bin/time -v; sets WALL_US to
@@ -265,6 +320,57 @@ rss_run dvdump "$REPS" "$DV" dump "$MF"
 DVD_MS=$(calc .1f "$WALL_US / 1000")
 DVD_RSS=$(calc .1f "$RSS_KB / 1024")
 
+# ---- 4. de-identification of the CT series folder ----
+CTDIR=bench/corpus/ct
+CT_BYTES=$(cat "${CT[@]}" | wc -c)
+CT_MB=$(calc .1f "$CT_BYTES / 1e6")
+echo "== 4. de-identification of $CTDIR ($NCT files, $CT_MB MB)"
+# outputs on tmpfs when there is room (2 x the series), so that no disk
+# write-back runs during or between the timings; else under $TMP
+DOUT=$TMP
+if [ -d /dev/shm ] && [ -w /dev/shm ] &&
+	(($(df -Pk /dev/shm | awk 'NR == 2 { print $4 }') > 2 * CT_BYTES / 1024 + 65536)); then
+	DOUT=$(mktemp -d /dev/shm/dvbench.XXXXXX)
+	trap 'rm -rf "$TMP" "$DOUT"' EXIT
+fi
+DOUT_FS=$(df -PT "$DOUT" | awk 'NR == 2 { print $2 }')
+# (a) ours: a project key of 32 random bytes, mode 0600
+(umask 077 && head -c 32 /dev/urandom >"$TMP/deid.key")
+DV_DEID=("$DV" deid --profile basic --key-file "$TMP/deid.key" --quiet "$CTDIR" "$DOUT/dv")
+# (b) gdcmanon -e (de-identify, its PS3.15 E.1 basic profile) encrypts the
+# original values into the Encrypted Attributes Sequence, for which it needs
+# an X.509 certificate (-c; the key is only for re-identification): a
+# throwaway self-signed one. AES-256 (its default).
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=dicomvault bench" \
+	-keyout "$TMP/gdcm.key" -out "$TMP/gdcm.pem" 2>/dev/null || die "openssl req failed"
+GDCM_DEID=(gdcmanon -e -r --continue -c "$TMP/gdcm.pem" -i "$CTDIR" -o "$DOUT/gdcm")
+GDCM_V=$(gdcmanon --version 2>&1 | sed -n 's/.*gdcm \([0-9.]*\).*/\1/p' | head -1)
+# (c) dcmodify, in place on a fresh copy (not timed): erases the attributes
+# the basic profile removes or empties in these files (dates, times,
+# accession, institution, physicians, operators, station, descriptions,
+# patient identity and characteristics, device serial, protocol, study ID,
+# the referenced study and request attributes sequences) and every private
+# attribute (-ep). It cannot map UIDs or make a pseudonym, so it does less.
+DCMOD_TAGS=(0008,0020 0008,0021 0008,0022 0008,0023 0008,0030 0008,0031 0008,0032 0008,0033
+	0008,0050 0008,0080 0008,0081 0008,0090 0008,1010 0008,1030 0008,103e 0008,1040 0008,1048
+	0008,1070 0008,1110 0010,0010 0010,0020 0010,0021 0010,0030 0010,0040 0010,1000 0010,1010
+	0010,1020 0010,1030 0010,2160 0018,1000 0018,1030 0020,0010 0040,0275)
+DCMOD_ARGS=(-nb -ie)
+for t in "${DCMOD_TAGS[@]}"; do DCMOD_ARGS+=(-ea "($t)"); done
+DCMOD_ARGS+=(-ep)
+DI_DV=$(deidbest "$DREPS" "$CTDIR" "$DOUT/dv" new "${DV_DEID[@]}")
+DI_GD=$(deidbest "$DREPS" "$CTDIR" "$DOUT/gdcm" new "${GDCM_DEID[@]}")
+DCMOD_FILES=()   # the copies deidbest makes before each run
+for f in "${CT[@]}"; do DCMOD_FILES+=("$DOUT/dcmod/${f##*/}"); done
+DI_DM=$(deidbest "$DREPS" "$CTDIR" "$DOUT/dcmod" copy dcmodify "${DCMOD_ARGS[@]}" "${DCMOD_FILES[@]}")
+echo "dicomvault deid: $DI_DV"
+echo "gdcmanon: $DI_GD"
+echo "dcmodify: $DI_DM"
+mbs() { calc .1f "$CT_BYTES / $(kv "$1" "$2")"; }   # bytes per us = MB/s
+DV_MW=$(mbs wall_us "$DI_DV") DV_MC=$(mbs cpu_us "$DI_DV")
+GD_MW=$(mbs wall_us "$DI_GD") GD_MC=$(mbs cpu_us "$DI_GD")
+DM_MW=$(mbs wall_us "$DI_DM") DM_MC=$(mbs cpu_us "$DI_DM")
+
 # ---- results ----
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 r() { calc .1f "$1 / $2"; }                       # ratio
@@ -282,6 +388,8 @@ status() {
 }
 RPY_W=$(r "$H_W" "$PL_W") RPY_C=$(r "$H_C" "$PL_C")
 RDC_W=$(r "$H_W" "$D_W") RDC_C=$(r "$H_C" "$D_C")
+RGD_W=$(r "$DV_MW" "$GD_MW") RGD_C=$(r "$DV_MC" "$GD_MC")
+RDM_W=$(r "$DV_MW" "$DM_MW") RDM_C=$(r "$DV_MC" "$DM_MC")
 S_MBS=$(kv mb_per_s_best "$STREAM") S_MED=$(kv mb_per_s_median "$STREAM") S_CPU=$(kv mb_per_s_cpu "$STREAM")
 RES=$OUT/results.md
 {
@@ -289,8 +397,8 @@ RES=$OUT/results.md
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src include 2>/dev/null || echo ' (+ local changes)')."
 	echo "Machine: $NPROC CPUs ($CPU), ${MEM_GB} GiB RAM; load average $LOAD at start, $LOAD_END at the end."
-	echo "Tools: $CC_V (-O2); pydicom $PYDICOM_V (Debian python3); DCMTK dcmdump $DCMTK_V."
-	echo "All inputs in the page cache. Each figure is the best of $R2 runs over the CT series (read_bench headers: $INNER passes in one process) and of $REPS for the multi-frame file (full reads: 3), in wall-clock time and, separately, in CPU time (user + system) of the process, which other load on the machine disturbs less."
+	echo "Tools: $CC_V (-O2); pydicom $PYDICOM_V (Debian python3); DCMTK dcmdump $DCMTK_V (and dcmodify); GDCM gdcmanon $GDCM_V."
+	echo "All inputs in the page cache. Each figure is the best of $R2 runs over the CT series (read_bench headers: $INNER passes in one process) and of $REPS for the multi-frame file (full reads: 3; de-identification: $DREPS, fresh output folder each), in wall-clock time and, separately, in CPU time (user + system) of the process, which other load on the machine disturbs less."
 	echo
 	echo "## Targets"
 	echo
@@ -300,6 +408,7 @@ RES=$OUT/results.md
 	echo "| CT metadata parse vs dcmdump, instances/s | $(n0 "$H_W") / $(n0 "$H_C") | $(n0 "$D_W") / $(n0 "$D_C") | ${RDC_W}x / ${RDC_C}x | >= 3x | $(status "$RDC_W >= 3" "$RDC_C >= 3") |"
 	echo "| stream ${MF_MB} MB multi-frame, MB/s | $(n0 "$S_MBS") / $(n0 "$S_CPU") | | | >= 1000 | $(status "$S_MBS >= 1000" "$S_CPU >= 1000") |"
 	echo "| stream ${MF_MB} MB multi-frame, peak RSS MB | $S_RSS | | | < 32 | $(status "$S_RSS < 32" "$S_RSS < 32") |"
+	echo "| de-identify $NCT CT files (basic profile) vs gdcmanon, MB/s | $(n0 "$DV_MW") / $(n0 "$DV_MC") | $(n0 "$GD_MW") / $(n0 "$GD_MC") | ${RGD_W}x / ${RGD_C}x | >= 4x | $(status "$RGD_W >= 4" "$RGD_C >= 4") |"
 	echo
 	echo "## 1. Metadata parse of $NCT CT files (512x512, ~527 KB each)"
 	echo
@@ -332,6 +441,18 @@ RES=$OUT/results.md
 	echo "| pydicom $PYDICOM_V | same + iterall(): sequences parsed, every value decoded | $PYH_MS ms | |"
 	echo "| \`dicomvault dump\` | text dump, pixel data not loaded, whole process | $DVD_MS ms | $DVD_RSS |"
 	echo "| \`dcmdump -q -M\` | text dump, pixel data not loaded, whole process | $DDS_MS ms | $DDS_RSS |"
+	echo
+	echo "## 4. De-identification of $NCT CT files, $CT_MB MB (folder in, folder out)"
+	echo
+	echo "MB/s = input bytes / time; outputs on $DOUT_FS, a fresh folder for each run."
+	echo
+	echo "| tool | command | MB/s, wall | MB/s, CPU | dicomvault is (wall / CPU) |"
+	echo "|---|---|---:|---:|---:|"
+	echo "| dicomvault | \`dicomvault deid --profile basic --key-file KEY --quiet IN OUT\` | $(n0 "$DV_MW") | $(n0 "$DV_MC") | |"
+	echo "| GDCM $GDCM_V | \`gdcmanon -e -r --continue -c CERT.pem -i IN -o OUT\` (basic profile, original values encrypted into (0400,0500)) | $(n0 "$GD_MW") | $(n0 "$GD_MC") | ${RGD_W}x / ${RGD_C}x |"
+	echo "| DCMTK $DCMTK_V | \`dcmodify -nb -ie -ea (gggg,eeee) x${#DCMOD_TAGS[@]} -ep FILE...\` in place on a copy (copy not timed) | $(n0 "$DM_MW") | $(n0 "$DM_MC") | ${RDM_W}x / ${RDM_C}x |"
+	echo
+	echo "gdcmanon's basic profile leaves private attributes, Patient's Address, every date and time and Issuer of Patient ID in place (checked on a copy with a private block and an address added); dcmodify only erases the listed attributes (no UID mapping, no pseudonym). dicomvault applies every row of PS3.15 Table E.1-1 (5 UIDs mapped per file, Patient ID pseudonym, attestation)."
 } >"$RES"
 echo
 cat "$RES"
