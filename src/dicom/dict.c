@@ -120,13 +120,53 @@ const struct dcm_ts *dict_ts(const char *uid, size_t len)
 	return NULL;
 }
 
-const struct uid_entry *dict_uid(const char *uid, size_t len)
+/* UID index: sorted once, on first use (lookups run for every UID a
+ * de-identification or a dump meets). */
+static const struct uid_entry **uid_index;
+static pthread_once_t uid_once = PTHREAD_ONCE_INIT;
+
+static int uid_cmp(const void *a, const void *b)
+{
+	return strcmp((*(const struct uid_entry *const *)a)->uid, (*(const struct uid_entry *const *)b)->uid);
+}
+
+static void uid_build(void)
 {
 	size_t i;
 
+	uid_index = malloc(dict_uid_n * sizeof *uid_index);
+	if (uid_index == NULL)
+		return;
 	for (i = 0; i < dict_uid_n; i++)
-		if (padded_eq(uid, len, dict_uid_tab[i].uid))
-			return &dict_uid_tab[i];
+		uid_index[i] = &dict_uid_tab[i];
+	qsort(uid_index, dict_uid_n, sizeof *uid_index, uid_cmp);
+}
+
+const struct uid_entry *dict_uid(const char *uid, size_t len)
+{
+	size_t lo = 0, hi = dict_uid_n;
+
+	while (len > 0 && (uid[len - 1] == ' ' || uid[len - 1] == 0))
+		len--;
+	while (len > 0 && uid[0] == ' ') {
+		uid++;
+		len--;
+	}
+	if (len == 0 || pthread_once(&uid_once, uid_build) != 0 || uid_index == NULL)
+		return NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *k = uid_index[mid]->uid;
+		int c = strncmp(k, uid, len);
+		if (c == 0 && k[len] != 0)
+			c = 1;
+		if (c < 0)
+			lo = mid + 1;
+		else if (c > 0)
+			hi = mid;
+		else
+			return uid_index[mid];
+	}
 	return NULL;
 }
 

@@ -104,6 +104,16 @@ TEST(uids)
 	if (u)
 		CHECK_EQ_STR(u->keyword, "CTImageStorage");
 	CHECK(dict_uid("1.2.3", 5) == NULL);
+	CHECK(dict_uid("1.2.840.10008.1.2\0", 18) != NULL);   /* NUL padded */
+	CHECK(dict_uid("1.2.840.10008.1.", 16) == NULL);       /* a prefix is not a match */
+	CHECK(dict_uid("", 0) == NULL);
+	{
+		size_t i;
+		for (i = 0; i < dict_uid_n; i++) {
+			const struct uid_entry *e = dict_uid(dict_uid_tab[i].uid, strlen(dict_uid_tab[i].uid));
+			CHECK(e != NULL && strcmp(e->uid, dict_uid_tab[i].uid) == 0);
+		}
+	}
 }
 
 TEST(implicit_vr)
