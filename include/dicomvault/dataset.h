@@ -183,6 +183,8 @@ WUR enum err dcm_ds_get_u16(const struct dcm_ds *ds, uint32_t tag, uint16_t *v);
 /* Insert or replace a value (copied; padded to even length). */
 WUR enum err dcm_ds_set(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const void *val, size_t len);
 WUR enum err dcm_ds_set_str(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const char *s);
+/* Replaces the value of an element of ds in place (it stays where it is). */
+WUR enum err dcm_elem_set(struct dcm_ds *ds, struct dcm_elem *e, uint16_t vr, const void *val, size_t len);
 /* A new empty sequence element (replacing any existing one). */
 WUR enum err dcm_ds_set_seq(struct dcm_ds *ds, uint32_t tag, struct dcm_elem **out);
 WUR enum err dcm_seq_add_item(struct dcm_ds *ds, struct dcm_elem *sq, struct dcm_ds **out);

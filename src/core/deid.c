@@ -241,26 +241,7 @@ static uint16_t vr_of(const struct dcm_ds *ds, const struct dcm_elem *e)
 /* Replaces the value of e (in ds) by len bytes, padded to even length. */
 static enum err elem_set(struct dcm_ds *ds, struct dcm_elem *e, uint16_t vr, const void *val, size_t len)
 {
-	size_t plen = len + (len & 1);
-	uint8_t *v = NULL;
-
-	if (len > DCM_MAX_VALUE_INMEM)
-		return ERR_LIMIT;
-	if (plen) {
-		v = arena_alloc(&ds->file->arena, plen);
-		if (v == NULL)
-			return ERR_NOMEM;
-		memcpy(v, val, len);
-		if (plen != len)
-			v[len] = vr_pad(vr);
-	}
-	e->vr = vr;
-	e->len = (uint32_t)plen;
-	e->val = v;
-	e->flags = 0;
-	e->bulk_off = 0;
-	e->seq = NULL;
-	return ERR_OK;
+	return dcm_elem_set(ds, e, vr, val, len);
 }
 
 /* The value bytes of e (loaded from the source when bulk). */

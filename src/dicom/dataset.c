@@ -822,12 +822,10 @@ static enum err ds_insert(struct dcm_ds *ds, uint32_t tag, struct dcm_elem **out
 	return ERR_OK;
 }
 
-enum err dcm_ds_set(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const void *val, size_t len)
+enum err dcm_elem_set(struct dcm_ds *ds, struct dcm_elem *e, uint16_t vr, const void *val, size_t len)
 {
-	struct dcm_elem *e = dcm_ds_find(ds, tag);
 	size_t plen = len + (len & 1);
 	uint8_t *v = NULL;
-	enum err rc;
 
 	if (len > DCM_MAX_VALUE_INMEM)
 		return ERR_LIMIT;
@@ -839,17 +837,33 @@ enum err dcm_ds_set(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const void *va
 		if (plen != len)
 			v[len] = vr_pad(vr);
 	}
-	if (e == NULL) {
+	e->vr = vr;
+	e->len = (uint32_t)plen;
+	e->val = v;
+	e->flags = 0;
+	e->bulk_off = 0;
+	e->seq = NULL;
+	return ERR_OK;
+}
+
+enum err dcm_ds_set(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const void *val, size_t len)
+{
+	struct dcm_elem *e = dcm_ds_find(ds, tag);
+	bool fresh = e == NULL;
+	enum err rc;
+
+	if (len > DCM_MAX_VALUE_INMEM)
+		return ERR_LIMIT;
+	if (fresh) {
 		rc = ds_insert(ds, tag, &e);
 		if (rc != ERR_OK)
 			return rc;
 	}
-	memset(e, 0, sizeof *e);
-	e->tag = tag;
-	e->vr = vr;
-	e->len = (uint32_t)plen;
-	e->val = v;
-	return ERR_OK;
+	e->off = 0;
+	rc = dcm_elem_set(ds, e, vr, val, len);
+	if (rc != ERR_OK && fresh)
+		dcm_ds_remove(ds, tag);   /* no half-made element left behind */
+	return rc;
 }
 
 enum err dcm_ds_set_str(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const char *s)

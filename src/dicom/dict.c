@@ -1,5 +1,6 @@
 /* dict.c: lookups in the generated dictionary tables. Layer: dicom. */
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dicomvault/dict.h"
@@ -29,14 +30,14 @@ const struct dict_entry *dict_lookup(uint32_t tag)
 }
 
 /* Keyword index: sorted once, on first use. */
-static const struct dict_entry **kw_index;
+static const void **kw_index;   /* const struct dict_entry * */
 static size_t kw_n;
 static pthread_once_t kw_once = PTHREAD_ONCE_INIT;
 
 static int kw_cmp(const void *a, const void *b)
 {
-	const struct dict_entry *x = *(const struct dict_entry *const *)a;
-	const struct dict_entry *y = *(const struct dict_entry *const *)b;
+	const struct dict_entry *x = *(const void *const *)a;
+	const struct dict_entry *y = *(const void *const *)b;
 	return strcmp(x->keyword, y->keyword);
 }
 
@@ -57,17 +58,16 @@ static void kw_build(void)
 	kw_n = n;
 }
 
-const struct dict_entry *dict_lookup_keyword(const char *kw, size_t len)
+/* Binary search of a sorted array of n pointers for the entry whose
+ * string (at byte offset field of the pointed-to struct) equals key. */
+static const void *bsearch_str(const void **idx, size_t n, size_t field, const char *key, size_t len)
 {
-	size_t lo = 0, hi;
+	size_t lo = 0, hi = n;
 
-	if (pthread_once(&kw_once, kw_build) != 0 || kw_index == NULL)
-		return NULL;
-	hi = kw_n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		const char *k = kw_index[mid]->keyword;
-		int c = strncmp(k, kw, len);
+		const char *k = *(const char *const *)((const char *)idx[mid] + field);
+		int c = strncmp(k, key, len);
 		if (c == 0 && k[len] != 0)
 			c = 1;
 		if (c < 0)
@@ -75,9 +75,16 @@ const struct dict_entry *dict_lookup_keyword(const char *kw, size_t len)
 		else if (c > 0)
 			hi = mid;
 		else
-			return kw_index[mid];
+			return idx[mid];
 	}
 	return NULL;
+}
+
+const struct dict_entry *dict_lookup_keyword(const char *kw, size_t len)
+{
+	if (pthread_once(&kw_once, kw_build) != 0 || kw_index == NULL)
+		return NULL;
+	return bsearch_str(kw_index, kw_n, offsetof(struct dict_entry, keyword), kw, len);
 }
 
 /* Compare a wire string (padded with spaces or NULs) with a C string. */
@@ -122,12 +129,14 @@ const struct dcm_ts *dict_ts(const char *uid, size_t len)
 
 /* UID index: sorted once, on first use (lookups run for every UID a
  * de-identification or a dump meets). */
-static const struct uid_entry **uid_index;
+static const void **uid_index;  /* const struct uid_entry * */
 static pthread_once_t uid_once = PTHREAD_ONCE_INIT;
 
 static int uid_cmp(const void *a, const void *b)
 {
-	return strcmp((*(const struct uid_entry *const *)a)->uid, (*(const struct uid_entry *const *)b)->uid);
+	const struct uid_entry *x = *(const void *const *)a, *y = *(const void *const *)b;
+
+	return strcmp(x->uid, y->uid);
 }
 
 static void uid_build(void)
@@ -144,8 +153,6 @@ static void uid_build(void)
 
 const struct uid_entry *dict_uid(const char *uid, size_t len)
 {
-	size_t lo = 0, hi = dict_uid_n;
-
 	while (len > 0 && (uid[len - 1] == ' ' || uid[len - 1] == 0))
 		len--;
 	while (len > 0 && uid[0] == ' ') {
@@ -154,20 +161,7 @@ const struct uid_entry *dict_uid(const char *uid, size_t len)
 	}
 	if (len == 0 || pthread_once(&uid_once, uid_build) != 0 || uid_index == NULL)
 		return NULL;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		const char *k = uid_index[mid]->uid;
-		int c = strncmp(k, uid, len);
-		if (c == 0 && k[len] != 0)
-			c = 1;
-		if (c < 0)
-			lo = mid + 1;
-		else if (c > 0)
-			hi = mid;
-		else
-			return uid_index[mid];
-	}
-	return NULL;
+	return bsearch_str(uid_index, dict_uid_n, offsetof(struct uid_entry, uid), uid, len);
 }
 
 uint16_t dict_implicit_vr(uint32_t tag)
