@@ -115,6 +115,10 @@ fuzz-build: $(GEN)/dict_data.c $(if $(wildcard tools/gen_deid.awk),$(GEN)/deid_t
 fuzz: deps fuzz-build
 	@bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
+# Installs, builds, creates a demo vault with sample studies, serves it.
+demo:
+	@bash scripts/demo.sh
+
 bench: deps
 	@$(MAKE) --no-print-directory MODE=release build
 	@bash bench/run.sh
