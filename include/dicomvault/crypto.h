@@ -121,9 +121,15 @@ WUR enum err aead_dec_open(struct aead_dec **d, const struct secret *data_key,
 /* Plaintext of verified chunks only; *got = 0 only after the last chunk
  * verified and the ciphertext ended. Errors are sticky. */
 WUR enum err aead_dec_read(struct aead_dec *d, void *buf, size_t want, size_t *got);
-/* A struct src view of d: sequential (read_at and skip are NULL); size is
- * the plaintext size implied by in's size (a hint until the end verified),
- * or -1. Its close() frees d. */
+/* Random access: n plaintext bytes at off, each chunk they touch verified
+ * first (one chunk cached). Needs in->read_at and a known size; a chunk
+ * that fails gives ERR_AUTH. Independent of aead_dec_read's position.
+ * Truncation at a chunk boundary is seen only when the (forged) last chunk
+ * is read: read the object through once sequentially to prove it whole. */
+WUR enum err aead_dec_read_at(struct aead_dec *d, uint64_t off, void *buf, size_t n);
+/* A struct src view of d: sequential, plus read_at when in has it and a
+ * size (skip is NULL); size is the plaintext size implied by in's size, or
+ * -1. Its close() frees d. */
 void aead_dec_src(struct aead_dec *d, struct src *s);
 void aead_dec_free(struct aead_dec *d);
 

@@ -386,6 +386,11 @@ struct aead_dec {
 	int64_t size;        /* plaintext size if known, else -1 */
 	enum err err;        /* sticky */
 	bool done;           /* the last chunk verified */
+	/* random access (read_at): its own one-chunk cache */
+	uint8_t *ra_pt;
+	size_t ra_len;
+	uint64_t ra_idx;     /* chunk in ra_pt, UINT64_MAX if none */
+	int64_t ctsize;
 };
 
 /* Reads up to n bytes; fewer only at the end of in. */
@@ -469,6 +474,8 @@ enum err aead_dec_open(struct aead_dec **d, const struct secret *data_key,
 	x->in = in;
 	x->chunk = chunk;
 	x->size = pt_size(in->size, chunk);
+	x->ctsize = in->size;
+	x->ra_idx = UINT64_MAX;
 	*d = x;
 	x = NULL;
 	rc = ERR_OK;
@@ -529,9 +536,73 @@ enum err aead_dec_read(struct aead_dec *d, void *buf, size_t want, size_t *got)
 	return ERR_OK;
 }
 
+/* Verifies and decrypts chunk k into the random-access cache. */
+static enum err ra_load(struct aead_dec *d, uint64_t k)
+{
+	uint64_t stride = (uint64_t)d->chunk + AEAD_TAG_LEN, off, nchunks, ctlen;
+	enum err rc;
+
+	if (d->ra_idx == k)
+		return ERR_OK;
+	nchunks = (uint64_t)d->size / d->chunk + 1;
+	if (k >= nchunks)
+		return ERR_INTERNAL;
+	off = AEAD_HEADER_LEN + k * stride;
+	ctlen = k + 1 == nchunks ? (uint64_t)d->ctsize - off : stride;
+	if (ctlen < AEAD_TAG_LEN || ctlen > stride)
+		return ERR_AUTH;
+	if (d->ra_pt == NULL) {
+		d->ra_pt = malloc(d->chunk);
+		if (d->ra_pt == NULL)
+			return ERR_NOMEM;
+	}
+	d->ra_idx = UINT64_MAX;
+	rc = d->in->read_at(d->in->ctx, off, d->ct, (size_t)ctlen);
+	if (rc == ERR_OK)
+		rc = chunk_open(&d->c, k, k + 1 == nchunks, d->ad, d->adlen, d->ct, (size_t)ctlen - AEAD_TAG_LEN, d->ra_pt);
+	if (rc != ERR_OK)
+		return rc == ERR_PARSE ? ERR_AUTH : rc;
+	d->ra_len = (size_t)ctlen - AEAD_TAG_LEN;
+	d->ra_idx = k;
+	return ERR_OK;
+}
+
+enum err aead_dec_read_at(struct aead_dec *d, uint64_t off, void *buf, size_t n)
+{
+	uint8_t *out = buf;
+	enum err rc;
+
+	if (d->in->read_at == NULL || d->size < 0)
+		return ERR_UNSUPPORTED;
+	if (off > (uint64_t)d->size || (uint64_t)d->size - off < n)
+		return ERR_PARSE;
+	while (n > 0) {
+		uint64_t k = off / d->chunk;
+		size_t in_chunk = (size_t)(off % d->chunk), take;
+		rc = ra_load(d, k);
+		if (rc != ERR_OK)
+			return rc;
+		if (in_chunk >= d->ra_len)
+			return ERR_AUTH;
+		take = d->ra_len - in_chunk;
+		if (take > n)
+			take = n;
+		memcpy(out, d->ra_pt + in_chunk, take);
+		out += take;
+		off += take;
+		n -= take;
+	}
+	return ERR_OK;
+}
+
 static enum err dec_src_read(void *ctx, void *buf, size_t want, size_t *got)
 {
 	return aead_dec_read(ctx, buf, want, got);
+}
+
+static enum err dec_src_read_at(void *ctx, uint64_t off, void *buf, size_t n)
+{
+	return aead_dec_read_at(ctx, off, buf, n);
 }
 
 static void dec_src_close(void *ctx)
@@ -542,7 +613,7 @@ static void dec_src_close(void *ctx)
 void aead_dec_src(struct aead_dec *d, struct src *s)
 {
 	s->read = dec_src_read;
-	s->read_at = NULL;
+	s->read_at = d->in->read_at != NULL && d->size >= 0 ? dec_src_read_at : NULL;
 	s->skip = NULL;
 	s->close = dec_src_close;
 	s->size = d->size;
@@ -556,6 +627,9 @@ void aead_dec_free(struct aead_dec *d)
 	cipher_fini(&d->c);
 	if (d->pt != NULL)
 		mem_wipe(d->pt, d->chunk);
+	if (d->ra_pt != NULL)
+		mem_wipe(d->ra_pt, d->chunk);
+	free(d->ra_pt);
 	free(d->pt);
 	free(d->ct);
 	free(d->ad);

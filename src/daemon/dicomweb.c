@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "dicomvault/audit.h"
+#include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
 #include "dicomvault/limits.h"
@@ -44,8 +45,12 @@ struct stow {
 	uint64_t after;            /* body bytes read after the end or an error */
 	char study[UID_MAX + 1];   /* the path's study, or "" */
 	char tmpdir[VAULT_PATH_MAX + 8];
-	/* the current part */
+	/* the current part, spooled encrypted under a key of its own that
+	 * lives only in memory (SPEC 6: nothing plain on disk) */
 	int fd;
+	struct secret *spool_key;
+	struct aead_enc *enc;
+	struct sink fdsink;
 	uint16_t reason;           /* 0: so far so good */
 	const char *why;           /* for the log */
 	/* the answer */
@@ -373,6 +378,42 @@ static void stow_failed(struct dw *d, uint16_t reason, const char *cls, const ch
 	(void)audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, study, series, sop);
 }
 
+/* The spool of the current part as a random-access plaintext source:
+ * fsrc is the file, src decrypts it (chunks verified as they are read). */
+static enum err spool_open(struct stow *s, const char *path, struct src *fsrc, struct src *src)
+{
+	struct aead_dec *dec = NULL;
+	enum err rc;
+
+	rc = src_file_open(fsrc, path);
+	if (rc != ERR_OK)
+		return rc;
+	rc = aead_dec_open(&dec, s->spool_key, "stow-spool", 10, fsrc);
+	if (rc != ERR_OK) {
+		src_close(fsrc);
+		return rc;
+	}
+	aead_dec_src(dec, src);
+	if (src->read_at == NULL) {
+		src_close(src);
+		src_close(fsrc);
+		return ERR_AUTH;
+	}
+	return ERR_OK;
+}
+
+/* Forgets the current part: its file and its key. */
+static void spool_end(struct stow *s)
+{
+	aead_enc_free(s->enc);
+	s->enc = NULL;
+	secret_free(s->spool_key);
+	s->spool_key = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
 static enum err p_begin(void *ctx, const struct mp_part *p)
 {
 	struct dw *d = ctx;
@@ -390,6 +431,13 @@ static enum err p_begin(void *ctx, const struct mp_part *p)
 	if (s->fd < 0) {
 		s->reason = FR_OUT_OF_RESOURCES;
 		s->why = "cannot create a temporary file";
+		return ERR_OK;
+	}
+	sink_fd(&s->fdsink, &s->fd);
+	if (secret_random(32, &s->spool_key) != ERR_OK ||
+	    aead_enc_open(&s->enc, s->spool_key, "stow-spool", 10, &s->fdsink) != ERR_OK) {
+		s->reason = FR_OUT_OF_RESOURCES;
+		s->why = "cannot start the encrypted spool";
 	}
 	return ERR_OK;
 }
@@ -400,9 +448,9 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 	struct stow *s = &d->st;
 	enum err rc;
 
-	if (s->reason != 0 || s->fd < 0)
+	if (s->reason != 0 || s->fd < 0 || s->enc == NULL)
 		return ERR_OK;   /* a failed part is read to its end, not kept */
-	rc = write_all(s->fd, p, n);
+	rc = aead_enc_write(s->enc, p, n);
 	if (rc != ERR_OK) {
 		s->reason = FR_OUT_OF_RESOURCES;
 		s->why = rc == ERR_LIMIT ? "no space left for the temporary file" : "cannot write the temporary file";
@@ -452,20 +500,27 @@ static enum err p_end(void *ctx)
 	bool have_pa = false;
 	size_t bl;
 	const char *base;
-	struct src src;
+	struct src src, fsrc;
 	enum err rc;
 
 	if (s->reason != 0) {
 		stow_failed(d, s->reason, NULL, NULL, NULL, NULL, s->why);
 		goto out;
 	}
+	if (aead_enc_close(s->enc) != ERR_OK) {
+		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot finish the encrypted spool");
+		goto out;
+	}
+	aead_enc_free(s->enc);
+	s->enc = NULL;
 	snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
-	if (src_file_open(&src, path) != ERR_OK) {
+	if (spool_open(s, path, &fsrc, &src) != ERR_OK) {
 		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot reopen the temporary file");
 		goto out;
 	}
 	rc = peek_uids(&src, cls, sop, study, series);
 	src_close(&src);
+	src_close(&fsrc);
 	if (rc != ERR_OK) {
 		stow_failed(d, FR_CANNOT_UNDERSTAND, NULL, NULL, NULL, NULL, "not a DICOM Part 10 object");
 		goto out;
@@ -474,7 +529,7 @@ static enum err p_end(void *ctx)
 		stow_failed(d, FR_STUDY_MISMATCH, cls, sop, study, series, "the instance is not of the study in the path");
 		goto out;
 	}
-	if (src_file_open(&src, path) != ERR_OK) {
+	if (spool_open(s, path, &fsrc, &src) != ERR_OK) {
 		stow_failed(d, FR_OUT_OF_RESOURCES, cls, sop, study, series, "cannot reopen the temporary file");
 		goto out;
 	}
@@ -485,6 +540,7 @@ static enum err p_end(void *ctx)
 		have_pa = locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
 	pthread_mutex_unlock(r->srv->ix_lock);
 	src_close(&src);
+	src_close(&fsrc);
 	if (rc != ERR_OK) {
 		uint16_t fr;
 		switch (rc) {
@@ -518,9 +574,7 @@ static enum err p_end(void *ctx)
 	else if (strcmp(s->one_study, res.study_uid) != 0)
 		s->many_studies = true;
 out:
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	spool_end(s);
 	return ERR_OK;
 }
 
@@ -677,8 +731,7 @@ void dicomweb_done(struct http_req *r)
 
 	if (d == NULL)
 		return;
-	if (d->st.fd >= 0)
-		close(d->st.fd);
+	spool_end(&d->st);
 	wbuf_fini(&d->st.ok);
 	wbuf_fini(&d->st.failed);
 	free(d);
