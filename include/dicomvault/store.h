@@ -33,4 +33,16 @@ WUR enum err store_instance(struct vault *v, struct src *in, const char *collect
  * (ERR_AUTH on any mismatch or tampering; the sink may then hold a prefix). */
 WUR enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *out, char *why, size_t whylen);
 
+/* Retrieval in two steps, so that the index (which the caller may guard
+ * with a lock) is used only while opening: retrieve_open looks the instance
+ * up and unwraps its key; retrieve_read then releases authenticated
+ * plaintext without touching the index and, at the end, checks the SHA-256
+ * fixity (ERR_AUTH on any tampering or mismatch: the bytes already given
+ * must then be discarded by the caller, e.g. by aborting the response). */
+struct retrieval;
+WUR enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **out, char *why, size_t whylen);
+WUR enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got);
+uint64_t retrieve_size(const struct retrieval *rt);
+void retrieve_close(struct retrieval *rt);
+
 #endif

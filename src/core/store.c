@@ -495,100 +495,150 @@ out:
 	return rc;
 }
 
-/* Hashing sink in front of the caller's. */
-struct hsink {
+struct retrieval {
+	struct secret *dk;
+	struct aead_dec *d;
+	struct src blob;
+	bool have_blob;
 	struct sha256 *h;
-	struct sink *next;
-	uint64_t n;
+	uint64_t n, size;
+	uint8_t sha[32];
+	enum err err;      /* sticky */
+	bool done;
 };
 
-static enum err hsink_write(void *ctx, const void *p, size_t n)
+void retrieve_close(struct retrieval *rt)
 {
-	struct hsink *s = ctx;
-
-	sha256_update(s->h, p, n);
-	s->n += n;
-	return sink_write(s->next, p, n);
+	if (rt == NULL)
+		return;
+	sha256_free(rt->h);
+	aead_dec_free(rt->d);
+	if (rt->have_blob)
+		src_close(&rt->blob);
+	secret_free(rt->dk);
+	free(rt);
 }
 
-enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *out, char *why, size_t whylen)
+uint64_t retrieve_size(const struct retrieval *rt)
+{
+	return rt->size;
+}
+
+enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **out, char *why, size_t whylen)
 {
 	struct index_store *ix = v->ix;
 	struct idx_instance inst;
 	struct idx_series se;
 	struct idx_study st;
 	struct idx_patient pat;
-	struct secret *dk = NULL;
-	struct aead_dec *d = NULL;
-	struct src blob = { 0 };
+	struct retrieval *rt;
 	struct wbuf ad;
-	struct hsink hs = { NULL, out, 0 };
-	uint8_t *buf = NULL, sha[32];
 	char label[80], hex[65];
-	bool have_blob = false;
 	enum err rc;
 
-	wbuf_init(&ad, 4096);
 	if (why != NULL && whylen > 0)
 		why[0] = 0;
+	rt = calloc(1, sizeof *rt);
+	if (rt == NULL)
+		return ERR_NOMEM;
+	wbuf_init(&ad, 4096);
 	rc = ix->ops->instance_get(ix, sop_uid, &inst);
-	if (rc != ERR_OK)
-		goto out;
-	/* walk up to the patient for the data key */
-	rc = ix->ops->series_by_id(ix, inst.series_id, &se);
+	if (rc == ERR_OK)
+		rc = ix->ops->series_by_id(ix, inst.series_id, &se);
 	if (rc == ERR_OK)
 		rc = ix->ops->study_by_id(ix, se.study_id, &st);
 	if (rc == ERR_OK)
 		rc = ix->ops->patient_by_id(ix, st.patient_id, &pat);
-	if (rc != ERR_OK)
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : "index error");
 		goto out;
+	}
 	to_hex(pat.key_hmac, 16, hex);
 	snprintf(label, sizeof label, "dk:%s", hex);
-	rc = keywrap_unwrap(v->mk, label, strlen(label), pat.wrapped_key.p, pat.wrapped_key.n, &dk);
+	rc = keywrap_unwrap(v->mk, label, strlen(label), pat.wrapped_key.p, pat.wrapped_key.n, &rt->dk);
 	if (rc != ERR_OK) {
 		why_set(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
 		goto out;
 	}
-	object_ad(&ad, inst.object_key, inst.uid);
-	rc = v->blobs->ops->get(v->blobs, inst.object_key, &blob);
+	rc = v->blobs->ops->get(v->blobs, inst.object_key, &rt->blob);
 	if (rc != ERR_OK) {
 		why_set(why, whylen, rc, "object %s is missing", inst.object_key);
 		goto out;
 	}
-	have_blob = true;
-	rc = aead_dec_open(&d, dk, ad.p, ad.len, &blob);
+	rt->have_blob = true;
+	object_ad(&ad, inst.object_key, inst.uid);
+	rc = aead_dec_open(&rt->d, rt->dk, ad.p, ad.len, &rt->blob);
 	if (rc == ERR_OK)
-		rc = sha256_new(&hs.h);
+		rc = sha256_new(&rt->h);
+	if (rc != ERR_OK) {
+		why_set(why, whylen, rc, "object %s failed authentication (tampered or damaged)", inst.object_key);
+		goto out;
+	}
+	memcpy(rt->sha, inst.sha256, 32);
+	rt->size = inst.size;
+	*out = rt;
+	rt = NULL;
+out:
+	wbuf_fini(&ad);
+	retrieve_close(rt);
+	return rc;
+}
+
+enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got)
+{
+	uint8_t sha[32];
+	enum err rc;
+
+	*got = 0;
+	if (rt->err != ERR_OK)
+		return rt->err;
+	if (rt->done)
+		return ERR_OK;
+	rc = aead_dec_read(rt->d, buf, want, got);
+	if (rc == ERR_OK && *got > 0) {
+		sha256_update(rt->h, buf, *got);
+		rt->n += *got;
+		if (rt->n > rt->size)
+			rc = ERR_AUTH;
+	} else if (rc == ERR_OK) {
+		sha256_final(rt->h, sha);
+		rt->h = NULL;
+		rt->done = true;
+		if (!ct_equal(sha, rt->sha, 32) || rt->n != rt->size)
+			rc = ERR_AUTH;
+	}
+	if (rc != ERR_OK) {
+		*got = 0;
+		rt->err = rc;
+	}
+	return rc;
+}
+
+enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *out, char *why, size_t whylen)
+{
+	struct retrieval *rt = NULL;
+	uint8_t *buf = NULL;
+	size_t got = 0;
+	enum err rc;
+
+	rc = retrieve_open(v, sop_uid, &rt, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
 	buf = malloc(COPY_CHUNK);
-	if (rc == ERR_OK && buf == NULL)
+	if (buf == NULL)
 		rc = ERR_NOMEM;
-	for (;;) {
-		size_t got = 0;
-		struct sink hk = { hsink_write, &hs };
-		if (rc != ERR_OK)
-			break;
-		rc = aead_dec_read(d, buf, COPY_CHUNK, &got);
+	while (rc == ERR_OK) {
+		rc = retrieve_read(rt, buf, COPY_CHUNK, &got);
 		if (rc != ERR_OK || got == 0)
 			break;
-		rc = sink_write(&hk, buf, got);
+		rc = sink_write(out, buf, got);
 	}
-	if (rc == ERR_OK) {
-		sha256_final(hs.h, sha);
-		hs.h = NULL;
-		if (!ct_equal(sha, inst.sha256, 32) || hs.n != inst.size)
-			rc = why_set(why, whylen, ERR_AUTH, "fixity check failed for %s", sop_uid);
-	} else if (rc == ERR_AUTH) {
-		why_set(why, whylen, rc, "object %s failed authentication (tampered or damaged)", inst.object_key);
-	}
-out:
-	sha256_free(hs.h);
-	aead_dec_free(d);
-	if (have_blob)
-		src_close(&blob);
-	secret_free(dk);
+	if (rc == ERR_AUTH)
+		why_set(why, whylen, rc, "object of %s failed authentication or its fixity check (tampered or damaged)",
+		        sop_uid);
+	else if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
+		why_set(why, whylen, rc, "%s", err_str(rc));
 	free(buf);
-	wbuf_fini(&ad);
-	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
-		why_set(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : err_str(rc));
+	retrieve_close(rt);
 	return rc;
 }

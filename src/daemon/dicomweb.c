@@ -111,22 +111,6 @@ static int tmp_open(const char *dir)
 	return fd;
 }
 
-static enum err write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return errno == ENOSPC || errno == EDQUOT ? ERR_LIMIT : ERR_IO;
-		b += w;
-		n -= (size_t)w;
-	}
-	return ERR_OK;
-}
-
 static void actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESSION_REF_LEN])
 {
 	audit_session_ref(r->token, r->token_len, ref);
@@ -207,9 +191,66 @@ static bool seg_is(const char *s, size_t n, const char *lit)
 
 /* ---- WADO ---- */
 
+/* A retrieval streamed as libmicrohttpd pulls it: the multipart head, the
+ * instance's plaintext (each chunk authenticated before it is released, the
+ * fixity checked at the end), the close delimiter. A failure mid-way ends
+ * the response with an error (the connection is closed, the client sees a
+ * short body), is logged and cannot be mistaken for a whole object. */
+struct wado_stream {
+	struct retrieval *rt;
+	struct wbuf head, tail;
+	size_t headpos, tailpos;
+	char sop[UID_MAX + 1];
+};
+
+static ssize_t wado_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct wado_stream *ws = cls;
+	size_t got = 0;
+	enum err rc;
+
+	(void)pos;
+	if (ws->headpos < ws->head.len) {
+		size_t n = ws->head.len - ws->headpos;
+		if (n > max)
+			n = max;
+		memcpy(buf, ws->head.p + ws->headpos, n);
+		ws->headpos += n;
+		return (ssize_t)n;
+	}
+	rc = retrieve_read(ws->rt, buf, max, &got);
+	if (rc != ERR_OK) {
+		log_error("retrieve %s: %s: response aborted", ws->sop,
+		          rc == ERR_AUTH ? "integrity check failed" : err_str(rc));
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+	if (got > 0)
+		return (ssize_t)got;
+	if (ws->tailpos < ws->tail.len) {
+		size_t n = ws->tail.len - ws->tailpos;
+		if (n > max)
+			n = max;
+		memcpy(buf, ws->tail.p + ws->tailpos, n);
+		ws->tailpos += n;
+		return (ssize_t)n;
+	}
+	return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
+static void wado_free(void *cls)
+{
+	struct wado_stream *ws = cls;
+
+	retrieve_close(ws->rt);
+	wbuf_fini(&ws->head);
+	wbuf_fini(&ws->tail);
+	free(ws);
+}
+
 /* Sends an instance: multipart/related with one part (mp), or bare
  * application/dicom. The UIDs are checked (digits and dots) by the
- * caller; study and series must be those of the stored instance. */
+ * caller; study and series must be those of the stored instance. The
+ * index is used (under ix_lock) only to find and open it. */
 static enum MHD_Result send_instance(struct http_req *r, const char *study, const char *series, const char *sop,
                                      bool mp)
 {
@@ -218,75 +259,57 @@ static enum MHD_Result send_instance(struct http_req *r, const char *study, cons
 	struct idx_series se;
 	struct idx_study st;
 	struct idx_patient pa;
-	char dir[VAULT_PATH_MAX + 8], why[256] = "", boundary[MP_BOUNDARY_MAX + 1], ctype[160];
+	struct wado_stream *ws;
+	char why[256] = "", boundary[MP_BOUNDARY_MAX + 1], ctype[160];
 	uint8_t rnd[16];
-	struct wbuf w;
-	struct sink k;
-	int fd = -1;
-	off_t size;
 	enum err rc;
 
-	wbuf_init(&w, 4096);
-	snprintf(dir, sizeof dir, "%s/tmp", v->dir);
+	ws = calloc(1, sizeof *ws);
+	if (ws == NULL)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	wbuf_init(&ws->head, 4096);
+	wbuf_init(&ws->tail, 4096);
+	snprintf(ws->sop, sizeof ws->sop, "%s", sop);
+	memset(&pa, 0, sizeof pa);
 	pthread_mutex_lock(r->srv->ix_lock);
 	rc = locate(v, sop, &in, &se, &st, &pa);
 	if (rc == ERR_OK && (strcmp(st.uid, study) != 0 || strcmp(se.uid, series) != 0))
 		rc = ERR_NOTFOUND;
+	if (rc == ERR_OK)
+		rc = retrieve_open(v, sop, &ws->rt, why, sizeof why);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc == ERR_NOTFOUND) {
+		wado_free(ws);
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such instance", NULL);
+	}
+	if (rc == ERR_OK && rand_bytes(rnd, sizeof rnd) != ERR_OK)
+		rc = ERR_IO;
 	if (rc != ERR_OK) {
-		pthread_mutex_unlock(r->srv->ix_lock);
-		wbuf_fini(&w);
-		if (rc == ERR_NOTFOUND)
-			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such instance", NULL);
-		log_error("retrieve: index: %s", err_str(rc));
+		wado_free(ws);
+		log_error("retrieve %s by %s: %s", sop, r->sess.user, why[0] ? why : err_str(rc));
+		(void)audit_obj(r, AUDIT_RETRIEVE, AUDIT_FAILURE, rc == ERR_AUTH ? "integrity check failed" : err_str(rc),
+		                pa.key_hmac, study, series, sop);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
+	}
+	if (mp) {
+		mp_boundary_make(rnd, boundary);
+		mp_write_part_head(&ws->head, boundary, "application/dicom", true);
+		mp_write_close(&ws->tail, boundary);
+		snprintf(ctype, sizeof ctype, "multipart/related; type=\"application/dicom\"; boundary=%s", boundary);
+	} else {
+		snprintf(ctype, sizeof ctype, "application/dicom");
+	}
+	if (wbuf_err(&ws->head) != ERR_OK || wbuf_err(&ws->tail) != ERR_OK) {
+		wado_free(ws);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	}
-	fd = tmp_open(dir);
-	if (fd < 0 || rand_bytes(rnd, sizeof rnd) != ERR_OK) {
-		pthread_mutex_unlock(r->srv->ix_lock);
-		rc = ERR_IO;
-		why[0] = 0;
-		goto fail;
-	}
-	mp_boundary_make(rnd, boundary);
-	if (mp) {
-		mp_write_part_head(&w, boundary, "application/dicom", true);
-		rc = write_all(fd, w.p, w.len);
-	}
-	sink_fd(&k, &fd);
-	if (rc == ERR_OK)
-		rc = retrieve_instance(v, sop, &k, why, sizeof why);
-	pthread_mutex_unlock(r->srv->ix_lock);
-	if (rc == ERR_OK && mp) {
-		wbuf_reset(&w);
-		mp_write_close(&w, boundary);
-		rc = write_all(fd, w.p, w.len);
-	}
-	if (rc != ERR_OK)
-		goto fail;
-	size = lseek(fd, 0, SEEK_CUR);
-	if (size < 0 || lseek(fd, 0, SEEK_SET) != 0) {
-		rc = ERR_IO;
-		goto fail;
-	}
-	wbuf_fini(&w);
 	if (audit_obj(r, AUDIT_RETRIEVE, AUDIT_SUCCESS, NULL, pa.key_hmac, study, series, sop) != ERR_OK) {
-		close(fd);
+		wado_free(ws);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
 	}
-	if (mp)
-		snprintf(ctype, sizeof ctype, "multipart/related; type=\"application/dicom\"; boundary=%s", boundary);
-	else
-		snprintf(ctype, sizeof ctype, "application/dicom");
-	return http_send_fd(r, MHD_HTTP_OK, ctype, fd, (uint64_t)size, NULL);
-fail:
-	wbuf_fini(&w);
-	if (fd >= 0)
-		close(fd);
-	log_error("retrieve %s by %s: %s", sop, r->sess.user, why[0] ? why : err_str(rc));
-	(void)audit_obj(r, AUDIT_RETRIEVE, AUDIT_FAILURE, rc == ERR_AUTH ? "integrity check failed" : err_str(rc),
-	                pa.key_hmac, study, series, sop);
-	return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-	                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
+	return http_send_callback(r, MHD_HTTP_OK, ctype, ws->head.len + retrieve_size(ws->rt) + ws->tail.len, wado_read,
+	                          ws, wado_free);
 }
 
 /* Accept: absent, or one of its ranges is multipart/related (type

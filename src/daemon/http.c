@@ -164,6 +164,18 @@ enum MHD_Result http_send_fd(struct http_req *r, unsigned status, const char *ct
 	return send_resp(r, resp, status, ctype, 0, extra);
 }
 
+enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                   MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr)
+{
+	struct MHD_Response *resp = MHD_create_response_from_callback(size, 64 * 1024, cb, cls, fr);
+
+	if (resp == NULL) {
+		fr(cls);
+		return MHD_NO;
+	}
+	return send_resp(r, resp, status, ctype, 0, NULL);
+}
+
 bool http_json_str(char *out, size_t cap, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";

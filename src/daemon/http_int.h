@@ -86,6 +86,10 @@ enum MHD_Result http_send_fd(struct http_req *r, unsigned status, const char *ct
                              const char *const *extra);
 /* An RFC 9457 problem (application/problem+json), type about:blank. */
 enum MHD_Result http_problem(struct http_req *r, unsigned status, const char *detail, const char *const *extra);
+/* A body produced by cb as libmicrohttpd pulls it (size known); fr frees
+ * cls when the response is done, also when it was never sent. */
+enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                   MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr);
 /* Appends s as a JSON string (quoted, escaped) to the NUL-terminated
  * buffer out of capacity cap; false if it does not fit. */
 bool http_json_str(char *out, size_t cap, const char *s);

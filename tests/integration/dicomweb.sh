@@ -232,6 +232,23 @@ check "WADO-URI malformed UID: 400" "problem uri_bad 400"
 req post_inst -H "$AUTH" -H "$EXPECT" -H "$CT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$CT_SOP"
 check "POST to an instance: 405" "problem post_inst 405"
 
+# ---- tampering: a flipped byte in the stored object stops the answer ----
+OBJ=$("$PY" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select object_key from instances where uid=?", (sys.argv[2],)).fetchone()[0])' "$T/v/index.db" "$CT_SOP" 2>/dev/null)
+OBJP="$T/v/objects/${OBJ:0:2}/${OBJ:2:2}/$OBJ"
+if [ -f "$OBJP" ]; then
+	"$PY" -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(20000); b=f.read(1); f.seek(20000); f.write(bytes([b[0]^1])); f.close()' "$OBJP"
+	curl -s --tlsv1.3 --cacert "$T/v/keys/tls.crt" --max-time 20 -H "$AUTH" -o "$T/tampered.dcm" \
+		"$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$CT_SOP" 2>/dev/null
+	rc_t=$?
+	check "tampered object: the answer is cut short (curl fails)" "[ $rc_t -ne 0 ]"
+	check "tampered object: no byte of the damaged chunk released" "! cmp -s $T/tampered.dcm $T/CT_small.dcm && [ \$(stat -c %s $T/tampered.dcm 2>/dev/null || echo 0) -lt 20000 ]"
+	req after_tamper "$U/healthz"
+	check "server keeps serving after an integrity failure" "[ \$(code after_tamper) = 200 ]"
+	"$PY" -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(20000); b=f.read(1); f.seek(20000); f.write(bytes([b[0]^1])); f.close()' "$OBJP"
+else
+	no "tampering: object file of the CT found"
+fi
+
 # ---- at rest, audit ----
 check "the CT patient's name is nowhere in the vault" "! grep -rqa CompressedSamples $T/v"
 check "no temporary file left" "[ -z \"\$(ls -A $T/v/tmp 2>/dev/null)\" ]"
