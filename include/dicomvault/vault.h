@@ -3,6 +3,7 @@
 #ifndef DICOMVAULT_VAULT_H
 #define DICOMVAULT_VAULT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include "dicomvault/crypto.h"
 #include "dicomvault/err.h"
@@ -46,6 +47,9 @@ struct vault {
 	uint8_t audit_pk[32];
 	struct index_store *ix;
 	struct blob_store *blobs;
+	/* Set by a multi-threaded caller (serve): store_instance and
+	 * retrieve_open take it around their index work only. NULL: none. */
+	pthread_mutex_t *ix_lock;
 };
 
 struct vault_open_opts {

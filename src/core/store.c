@@ -341,6 +341,36 @@ static void merge_modality(char *mods, size_t cap, const char *m)
 	memcpy(mods + len, m, ml + 1);
 }
 
+static void ix_lock(struct vault *v, bool *locked)
+{
+	if (v->ix_lock != NULL && !*locked)
+		pthread_mutex_lock(v->ix_lock);
+	*locked = true;
+}
+
+static void ix_unlock(struct vault *v, bool *locked)
+{
+	if (v->ix_lock != NULL && *locked)
+		pthread_mutex_unlock(v->ix_lock);
+	*locked = false;
+}
+
+/* The SOP Instance UID is already stored: identical bytes succeed. */
+static enum err same_as_stored(struct src *in, const struct idx_instance *old, struct store_result *res, char *why,
+                               size_t whylen)
+{
+	enum err rc = hash_src(in, res->sha256);
+
+	if (rc != ERR_OK)
+		return rc;
+	if (ct_equal(res->sha256, old->sha256, 32) && old->size == res->size) {
+		res->existed = true;
+		return ERR_OK;
+	}
+	return why_set(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
+	               res->sop_uid);
+}
+
 enum err store_instance(struct vault *v, struct src *in, const char *collection, struct store_result *res,
                         char *why, size_t whylen)
 {
@@ -353,7 +383,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	struct index_store *ix = v->ix;
 	uint8_t rnd[16];
 	char object_key[33] = "", hex[65], ad[96];
-	bool tx = false;
+	bool tx = false, locked = false;
 	enum err rc;
 
 	memset(&c, 0, sizeof c);
@@ -378,25 +408,26 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		goto out;
 	}
 	res->size = (uint64_t)in->size;
-	/* the same SOP Instance UID again */
+	/* phase 1, index: the same SOP Instance UID again? the patient (its
+	 * own transaction, so that the index is free while we encrypt) */
+	ix_lock(v, &locked);
 	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
-		rc = hash_src(in, res->sha256);
-		if (rc == ERR_OK && ct_equal(res->sha256, old.sha256, 32)) {
-			res->existed = true;
-			goto out;
-		}
-		if (rc == ERR_OK)
-			rc = why_set(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
-			             res->sop_uid);
+		ix_unlock(v, &locked);
+		rc = same_as_stored(in, &old, res, why, whylen);
 		goto out;
 	}
 	rc = ix->ops->begin(ix);
+	if (rc == ERR_OK) {
+		rc = patient(&c, why, whylen);
+		if (rc == ERR_OK)
+			rc = ix->ops->commit(ix);
+		else
+			ix->ops->rollback(ix);
+	}
+	ix_unlock(v, &locked);
 	if (rc != ERR_OK)
 		goto out;
-	tx = true;
-	rc = patient(&c, why, whylen);
-	if (rc != ERR_OK)
-		goto out;
+	/* phase 2, no index: encrypt, hash, write durably */
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
 		rc = ERR_IO;
 		goto out;
@@ -405,8 +436,15 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	rc = write_object(&c, in, object_key, res->sop_uid, res->sha256);
 	if (rc != ERR_OK) {
 		why_set(why, whylen, rc, "cannot write the encrypted object");
+		object_key[0] = 0;
 		goto out;
 	}
+	/* phase 3, index: study, series, instance in one transaction */
+	ix_lock(v, &locked);
+	rc = ix->ops->begin(ix);
+	if (rc != ERR_OK)
+		goto out;
+	tx = true;
 	/* study */
 	memset(&st, 0, sizeof st);
 	st.patient_id = c.pat.id;
@@ -470,21 +508,30 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	inst.created = (int64_t)time(NULL);
 	if (rc == ERR_OK)
 		rc = ix->ops->instance_put(ix, &inst);
+	if (rc == ERR_DENIED && ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
+		/* stored meanwhile by another request: compare with it */
+		ix->ops->rollback(ix);
+		tx = false;
+		ix_unlock(v, &locked);
+		(void)v->blobs->ops->del(v->blobs, object_key);
+		object_key[0] = 0;
+		rc = same_as_stored(in, &old, res, why, whylen);
+		goto out;
+	}
 	if (rc == ERR_OK)
 		rc = ix->ops->commit(ix);
 	tx = false;
 	if (rc != ERR_OK) {
 		ix->ops->rollback(ix);
-		v->blobs->ops->del(v->blobs, object_key);
 		if (why != NULL && whylen > 0 && why[0] == 0)
 			why_set(why, whylen, rc, "cannot index the instance");
 	}
 out:
-	if (tx) {
+	if (tx)
 		ix->ops->rollback(ix);
-		if (object_key[0] && rc != ERR_OK)
-			(void)v->blobs->ops->del(v->blobs, object_key);
-	}
+	ix_unlock(v, &locked);
+	if (object_key[0] && rc != ERR_OK)
+		(void)v->blobs->ops->del(v->blobs, object_key);
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
 		why_set(why, whylen, rc, "%s", err_str(rc));
 	secret_free(c.dk);
@@ -534,6 +581,9 @@ enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **
 	struct retrieval *rt;
 	struct wbuf ad;
 	char label[80], hex[65];
+	uint8_t wrapped[256];
+	size_t wrapped_n = 0;
+	bool locked = false;
 	enum err rc;
 
 	if (why != NULL && whylen > 0)
@@ -542,6 +592,7 @@ enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **
 	if (rt == NULL)
 		return ERR_NOMEM;
 	wbuf_init(&ad, 4096);
+	ix_lock(v, &locked);
 	rc = ix->ops->instance_get(ix, sop_uid, &inst);
 	if (rc == ERR_OK)
 		rc = ix->ops->series_by_id(ix, inst.series_id, &se);
@@ -549,13 +600,22 @@ enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **
 		rc = ix->ops->study_by_id(ix, se.study_id, &st);
 	if (rc == ERR_OK)
 		rc = ix->ops->patient_by_id(ix, st.patient_id, &pat);
+	if (rc == ERR_OK) {
+		/* the blobs point into the index's scratch: copy what we need */
+		wrapped_n = pat.wrapped_key.n <= sizeof wrapped ? pat.wrapped_key.n : 0;
+		if (wrapped_n == 0)
+			rc = ERR_LIMIT;
+		else
+			memcpy(wrapped, pat.wrapped_key.p, wrapped_n);
+	}
+	ix_unlock(v, &locked);
 	if (rc != ERR_OK) {
 		why_set(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : "index error");
 		goto out;
 	}
 	to_hex(pat.key_hmac, 16, hex);
 	snprintf(label, sizeof label, "dk:%s", hex);
-	rc = keywrap_unwrap(v->mk, label, strlen(label), pat.wrapped_key.p, pat.wrapped_key.n, &rt->dk);
+	rc = keywrap_unwrap(v->mk, label, strlen(label), wrapped, wrapped_n, &rt->dk);
 	if (rc != ERR_OK) {
 		why_set(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
 		goto out;

@@ -273,11 +273,11 @@ static enum MHD_Result send_instance(struct http_req *r, const char *study, cons
 	memset(&pa, 0, sizeof pa);
 	pthread_mutex_lock(r->srv->ix_lock);
 	rc = locate(v, sop, &in, &se, &st, &pa);
+	pthread_mutex_unlock(r->srv->ix_lock);
 	if (rc == ERR_OK && (strcmp(st.uid, study) != 0 || strcmp(se.uid, series) != 0))
 		rc = ERR_NOTFOUND;
-	if (rc == ERR_OK)
+	if (rc == ERR_OK)   /* takes v->ix_lock (the same lock) for its look-up only */
 		rc = retrieve_open(v, sop, &ws->rt, why, sizeof why);
-	pthread_mutex_unlock(r->srv->ix_lock);
 	if (rc == ERR_NOTFOUND) {
 		wado_free(ws);
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such instance", NULL);
@@ -557,11 +557,14 @@ static enum err p_end(void *ctx)
 		goto out;
 	}
 	memset(&res, 0, sizeof res);
-	pthread_mutex_lock(r->srv->ix_lock);
+	/* store_instance takes v->ix_lock (the same lock) around its index
+	 * work only: encryption and fsync run unlocked */
 	rc = store_instance(v, &src, NULL, &res, why, sizeof why);
-	if (rc == ERR_OK)
+	if (rc == ERR_OK) {
+		pthread_mutex_lock(r->srv->ix_lock);
 		have_pa = locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
-	pthread_mutex_unlock(r->srv->ix_lock);
+		pthread_mutex_unlock(r->srv->ix_lock);
+	}
 	src_close(&src);
 	src_close(&fsrc);
 	if (rc != ERR_OK) {

@@ -97,6 +97,7 @@ int serve_run(const struct serve_opts *o)
 		goto out;
 	}
 	audit_set_signer(au, v->audit_sk, v->audit_pk, 0);
+	v->ix_lock = &ix_lock;   /* core takes it around its own index work */
 	if (auth_new(&ac, v->ix, &ix_lock, v->mk, v->index_key, au, &a) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot start the login service\n");
 		goto out;

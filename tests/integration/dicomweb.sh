@@ -126,6 +126,19 @@ check "202: one stored, two FailedSOPSequence items with FailureReason" "js mixe
 stow again "$T/four.mp"
 check "identical re-upload: 200" "[ \$(code again) = 200 ] && js again 'len(d[\"00081199\"][\"Value\"]) == 4'"
 
+# three requests storing the same new instances at once (encryption runs
+# unlocked, so they race to the index): all succeed, one copy is kept
+PYD=/usr/lib/python3/dist-packages/pydicom/data/test_files
+mp "$T/race.mp" BoUnDaRy.42 "$T/MR_small.dcm" "$PYD/rtdose.dcm" "$PYD/SC_rgb_rle.dcm"
+RACE=()
+for i in 1 2 3; do
+	stow "race$i" "$T/race.mp" &
+	RACE+=($!)
+done
+wait "${RACE[@]}"   # not a bare wait: the server is a background job too
+check "concurrent identical STOWs: all 200 with 3 instances" "for i in 1 2 3; do [ \$(code race\$i) = 200 ] && js race\$i 'len(d[\"00081199\"][\"Value\"]) == 3' || exit 1; done"
+check "concurrent identical STOWs: one instance row each" "[ \$(\"$PY\" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from instances\").fetchone()[0])' $T/v/index.db) = \$(\"$PY\" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(distinct uid) from instances\").fetchone()[0])' $T/v/index.db) ]"
+
 "$PY" - "$T/CT_small.dcm" "$T/CT_changed.dcm" <<'EOF'
 import sys
 b = bytearray(open(sys.argv[1], "rb").read())
