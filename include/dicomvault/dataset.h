@@ -174,6 +174,11 @@ WUR enum err dcm_file_new(struct dcm_file **out);
 
 /* ---- element access and editing ---- */
 
+struct dcm_charset;
+/* The Specific Character Set in force for ds (an item inherits its
+ * parent's); the default repertoire when absent or not understood. */
+void dcm_ds_charset(const struct dcm_ds *ds, struct dcm_charset *cs);
+
 struct dcm_elem *dcm_ds_find(const struct dcm_ds *ds, uint32_t tag);
 /* String value without trailing padding: (pointer, length); NULL if absent. */
 const char *dcm_ds_str(const struct dcm_ds *ds, uint32_t tag, size_t *len);

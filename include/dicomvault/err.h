@@ -2,6 +2,8 @@
 #ifndef DICOMVAULT_ERR_H
 #define DICOMVAULT_ERR_H
 
+#include <stddef.h>
+
 enum err {
 	ERR_OK = 0,
 	ERR_AGAIN,      /* need more input; call again */
@@ -20,5 +22,9 @@ enum err {
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 
 const char *err_str(enum err e);
+
+/* Formats the reason for a failure into why (cap bytes, may be NULL) and
+ * returns rc, so that a failure is one statement: return err_why(...). */
+enum err err_why(char *why, size_t cap, enum err rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
 
 #endif

@@ -1,4 +1,6 @@
 /* err.c: names for enum err. Layer: base. */
+#include <stdarg.h>
+#include <stdio.h>
 #include "dicomvault/err.h"
 
 const char *err_str(enum err e)
@@ -17,4 +19,16 @@ const char *err_str(enum err e)
 	case ERR_UNSUPPORTED: return "unsupported";
 	}
 	return "unknown error";
+}
+
+enum err err_why(char *why, size_t cap, enum err rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (why != NULL && cap > 0) {
+		va_start(ap, fmt);
+		vsnprintf(why, cap, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
 }

@@ -17,20 +17,6 @@
 
 #define COPY_CHUNK (256u * 1024)
 
-static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
-
-static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why != NULL && cap > 0) {
-		va_start(ap, fmt);
-		vsnprintf(why, cap, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 static const char hexd[] = "0123456789abcdef";
 
 static void to_hex(const uint8_t *p, size_t n, char *out)
@@ -235,7 +221,7 @@ static enum err patient(struct ctx *c, char *why, size_t whylen)
 	}
 	wbuf_fini(&w);
 	if (rc != ERR_OK)
-		why_set(why, whylen, rc, "cannot record the patient");
+		err_why(why, whylen, rc, "cannot record the patient");
 	return rc;
 }
 
@@ -367,7 +353,7 @@ static enum err same_as_stored(struct src *in, const struct idx_instance *old, s
 		res->existed = true;
 		return ERR_OK;
 	}
-	return why_set(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
+	return err_why(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
 	               res->sop_uid);
 }
 
@@ -392,19 +378,19 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	if (why != NULL && whylen > 0)
 		why[0] = 0;
 	if (in->read_at == NULL || in->size < 0)
-		return why_set(why, whylen, ERR_INTERNAL, "store needs a random-access source");
+		return err_why(why, whylen, ERR_INTERNAL, "store needs a random-access source");
 	rc = dcm_file_read(in, &ro, &c.f, &ei);
 	if (rc != ERR_OK)
-		return why_set(why, whylen, rc, "not valid DICOM at byte offset %llu: %s", (unsigned long long)ei.offset, ei.msg);
+		return err_why(why, whylen, rc, "not valid DICOM at byte offset %llu: %s", (unsigned long long)ei.offset, ei.msg);
 	if (!c.f->has_meta) {
-		rc = why_set(why, whylen, ERR_PARSE, "not a DICOM Part 10 file (no file meta information)");
+		rc = err_why(why, whylen, ERR_PARSE, "not a DICOM Part 10 file (no file meta information)");
 		goto out;
 	}
 	if (get_uid(&c.f->ds, 0x00080018, res->sop_uid) != ERR_OK ||
 	    get_uid(&c.f->ds, 0x00080016, res->sop_class) != ERR_OK ||
 	    get_uid(&c.f->ds, 0x0020000D, res->study_uid) != ERR_OK ||
 	    get_uid(&c.f->ds, 0x0020000E, res->series_uid) != ERR_OK) {
-		rc = why_set(why, whylen, ERR_PARSE, "SOP Class, SOP Instance, Study or Series Instance UID missing or invalid");
+		rc = err_why(why, whylen, ERR_PARSE, "SOP Class, SOP Instance, Study or Series Instance UID missing or invalid");
 		goto out;
 	}
 	res->size = (uint64_t)in->size;
@@ -435,7 +421,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	to_hex(rnd, sizeof rnd, object_key);
 	rc = write_object(&c, in, object_key, res->sop_uid, res->sha256);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "cannot write the encrypted object");
+		err_why(why, whylen, rc, "cannot write the encrypted object");
 		object_key[0] = 0;
 		goto out;
 	}
@@ -474,7 +460,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	if (rc == ERR_OK)
 		rc = ix->ops->study_put(ix, &st);
 	if (rc == ERR_DENIED) {
-		why_set(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
+		err_why(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
 		goto out;
 	}
 	/* series */
@@ -492,7 +478,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	if (rc == ERR_OK)
 		rc = ix->ops->series_put(ix, &se);
 	if (rc == ERR_DENIED) {
-		why_set(why, whylen, rc, "Series Instance UID %s belongs to another study", res->series_uid);
+		err_why(why, whylen, rc, "Series Instance UID %s belongs to another study", res->series_uid);
 		goto out;
 	}
 	/* instance */
@@ -524,7 +510,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	if (rc != ERR_OK) {
 		ix->ops->rollback(ix);
 		if (why != NULL && whylen > 0 && why[0] == 0)
-			why_set(why, whylen, rc, "cannot index the instance");
+			err_why(why, whylen, rc, "cannot index the instance");
 	}
 out:
 	if (tx)
@@ -533,7 +519,7 @@ out:
 	if (object_key[0] && rc != ERR_OK)
 		(void)v->blobs->ops->del(v->blobs, object_key);
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
-		why_set(why, whylen, rc, "%s", err_str(rc));
+		err_why(why, whylen, rc, "%s", err_str(rc));
 	secret_free(c.dk);
 	free(c.enc[0]);
 	free(c.enc[1]);
@@ -610,19 +596,19 @@ enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **
 	}
 	ix_unlock(v, &locked);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : "index error");
+		err_why(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : "index error");
 		goto out;
 	}
 	to_hex(pat.key_hmac, 16, hex);
 	snprintf(label, sizeof label, "dk:%s", hex);
 	rc = keywrap_unwrap(v->mk, label, strlen(label), wrapped, wrapped_n, &rt->dk);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
+		err_why(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
 		goto out;
 	}
 	rc = v->blobs->ops->get(v->blobs, inst.object_key, &rt->blob);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "object %s is missing", inst.object_key);
+		err_why(why, whylen, rc, "object %s is missing", inst.object_key);
 		goto out;
 	}
 	rt->have_blob = true;
@@ -631,7 +617,7 @@ enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **
 	if (rc == ERR_OK)
 		rc = sha256_new(&rt->h);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "object %s failed authentication (tampered or damaged)", inst.object_key);
+		err_why(why, whylen, rc, "object %s failed authentication (tampered or damaged)", inst.object_key);
 		goto out;
 	}
 	memcpy(rt->sha, inst.sha256, 32);
@@ -694,10 +680,10 @@ enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *ou
 		rc = sink_write(out, buf, got);
 	}
 	if (rc == ERR_AUTH)
-		why_set(why, whylen, rc, "object of %s failed authentication or its fixity check (tampered or damaged)",
+		err_why(why, whylen, rc, "object of %s failed authentication or its fixity check (tampered or damaged)",
 		        sop_uid);
 	else if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
-		why_set(why, whylen, rc, "%s", err_str(rc));
+		err_why(why, whylen, rc, "%s", err_str(rc));
 	free(buf);
 	retrieve_close(rt);
 	return rc;

@@ -20,20 +20,6 @@
 #include "dicomvault/vault.h"
 #include "dicomvault/x509.h"
 
-static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
-
-static enum err why_set(char *why, size_t cap, enum err rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why != NULL && cap > 0) {
-		va_start(ap, fmt);
-		vsnprintf(why, cap, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 enum err vault_resolve(const char *arg, char *out, size_t cap)
 {
 	const char *d = arg;
@@ -195,10 +181,10 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 	if (o->password_file != NULL) {
 		rc = secret_read_file(o->password_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, pw);
 		if (rc != ERR_OK)
-			return why_set(why, whylen, rc, "cannot use password file %s (it must be mode 0600 and hold the password)",
+			return err_why(why, whylen, rc, "cannot use password file %s (it must be mode 0600 and hold the password)",
 			               o->password_file);
 		if (secret_len(*pw) < VAULT_MIN_PASSWORD)
-			return why_set(why, whylen, ERR_DENIED, "the admin password must have at least %u characters",
+			return err_why(why, whylen, ERR_DENIED, "the admin password must have at least %u characters",
 			               VAULT_MIN_PASSWORD);
 	} else {
 		rc = gen_password(pw);
@@ -210,9 +196,9 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 	if (o->passphrase_file != NULL) {
 		rc = secret_read_file(o->passphrase_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, pass);
 		if (rc != ERR_OK)
-			return why_set(why, whylen, rc, "cannot use passphrase file %s (mode 0600)", o->passphrase_file);
+			return err_why(why, whylen, rc, "cannot use passphrase file %s (mode 0600)", o->passphrase_file);
 		if (secret_len(*pass) < VAULT_MIN_PASSWORD)
-			return why_set(why, whylen, ERR_DENIED, "the passphrase must have at least %u characters",
+			return err_why(why, whylen, ERR_DENIED, "the passphrase must have at least %u characters",
 			               VAULT_MIN_PASSWORD);
 	}
 	if (o->tls_cert != NULL) {
@@ -225,17 +211,17 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 			rc = secret_read_file(o->tls_key, CRYPTO_SECRET_FILE_MAX, 0, &tk);
 		}
 		if (rc != ERR_OK)
-			return why_set(why, whylen, rc, "cannot read the TLS certificate or key (the key file must be mode 0600)");
+			return err_why(why, whylen, rc, "cannot read the TLS certificate or key (the key file must be mode 0600)");
 		wbuf_put(key, secret_view(tk), secret_len(tk));
 		secret_free(tk);
 	} else {
 		rc = x509_self_signed(825, cert, key);
 		if (rc != ERR_OK)
-			return why_set(why, whylen, rc, "cannot create a TLS certificate");
+			return err_why(why, whylen, rc, "cannot create a TLS certificate");
 	}
 	rc = x509_fingerprint(cert->p, cert->len, res->fingerprint);
 	if (rc != ERR_OK)
-		return why_set(why, whylen, rc, "the TLS certificate is not a PEM X.509 certificate");
+		return err_why(why, whylen, rc, "the TLS certificate is not a PEM X.509 certificate");
 	return ERR_OK;
 }
 
@@ -252,25 +238,25 @@ static enum err make_dirs(const char *dir, char *keys, size_t keyscap, bool *cre
 	} else if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
 		rc = path_join(p, sizeof p, dir, "dicomvault.conf");
 		if (rc != ERR_OK || access(p, F_OK) == 0)
-			return why_set(why, whylen, ERR_DENIED, "%s already holds a vault", dir);
+			return err_why(why, whylen, ERR_DENIED, "%s already holds a vault", dir);
 		rc = path_join(p, sizeof p, dir, "keys");
 		if (rc != ERR_OK || access(p, F_OK) == 0)
-			return why_set(why, whylen, ERR_DENIED, "%s already has a keys directory", dir);
+			return err_why(why, whylen, ERR_DENIED, "%s already has a keys directory", dir);
 		if (chmod(dir, 0700) != 0)
-			return why_set(why, whylen, ERR_IO, "cannot restrict %s to its owner: %s", dir, strerror(errno));
+			return err_why(why, whylen, ERR_IO, "cannot restrict %s to its owner: %s", dir, strerror(errno));
 		*created = true;
 	} else {
-		return why_set(why, whylen, ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+		return err_why(why, whylen, ERR_IO, "cannot create %s: %s", dir, strerror(errno));
 	}
 	rc = path_join(keys, keyscap, dir, "keys");
 	if (rc != ERR_OK)
 		return rc;
 	if (mkdir(keys, 0700) != 0)
-		return why_set(why, whylen, ERR_IO, "cannot create %s: %s", keys, strerror(errno));
+		return err_why(why, whylen, ERR_IO, "cannot create %s: %s", keys, strerror(errno));
 	for (i = 0; i < 2; i++) {
 		rc = path_join(p, sizeof p, dir, i ? "audit" : "objects");
 		if (rc != ERR_OK || mkdir(p, 0700) != 0)
-			return why_set(why, whylen, ERR_IO, "cannot create %s", p);
+			return err_why(why, whylen, ERR_IO, "cannot create %s", p);
 	}
 	return fsync_path(dir);
 }
@@ -399,11 +385,11 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 	wbuf_init(&cert, 1 << 20);
 	wbuf_init(&key, 1 << 20);
 	if (!name_ok(admin)) {
-		rc = why_set(why, whylen, ERR_PARSE, "the admin name must be 1-64 of [A-Za-z0-9._@-]");
+		rc = err_why(why, whylen, ERR_PARSE, "the admin name must be 1-64 of [A-Za-z0-9._@-]");
 		goto out;
 	}
 	if ((o->tls_cert == NULL) != (o->tls_key == NULL)) {
-		rc = why_set(why, whylen, ERR_PARSE, "--tls-cert and --tls-key go together");
+		rc = err_why(why, whylen, ERR_PARSE, "--tls-cert and --tls-key go together");
 		goto out;
 	}
 	rc = crypto_init();
@@ -415,29 +401,29 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 		goto out;
 	rc = make_keys(keys, pass, &cert, &key, &mk);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "cannot write the vault's keys in %s", keys);
+		err_why(why, whylen, rc, "cannot write the vault's keys in %s", keys);
 		goto out;
 	}
 	n = (size_t)snprintf(conf, sizeof conf, default_conf,
 	                     pass ? "passphrase:keys/master.pass" : "file:keys/master.key");
 	rc = write_new(dir, "dicomvault.conf", conf, n, 0600);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "cannot write %s/dicomvault.conf", dir);
+		err_why(why, whylen, rc, "cannot write %s/dicomvault.conf", dir);
 		goto out;
 	}
 	rc = make_admin(dir, admin, mk, pw, res);
 	if (rc != ERR_OK)
-		why_set(why, whylen, rc, "cannot create the index and its admin user");
+		err_why(why, whylen, rc, "cannot create the index and its admin user");
 	if (rc == ERR_OK && (rc = audit_append_once(dir, &(struct audit_rec){ .action = AUDIT_VAULT_INIT,
 	                     .actor = { .user = admin, .role = "admin", .addr = "local" } })) != ERR_OK)
-		why_set(why, whylen, rc, "cannot write the first audit record in %s/audit", dir);
+		err_why(why, whylen, rc, "cannot write the first audit record in %s/audit", dir);
 out:
 	if (rc != ERR_OK) {
 		if (created)
 			remove_tree(dir);
 		vault_created_fini(res);
 		if (why != NULL && whylen > 0 && why[0] == 0)
-			why_set(why, whylen, rc, "%s", err_str(rc));
+			err_why(why, whylen, rc, "%s", err_str(rc));
 	}
 	secret_free(mk);
 	secret_free(pass);
@@ -468,15 +454,15 @@ static enum err check_mode(const char *dir, const char *name, mode_t max, bool n
 	if (lstat(p, &st) != 0) {
 		if (!need && errno == ENOENT)
 			return ERR_OK;
-		return why_set(why, whylen, ERR_NOTFOUND, "%s is missing", p);
+		return err_why(why, whylen, ERR_NOTFOUND, "%s is missing", p);
 	}
 	if (S_ISLNK(st.st_mode))
-		return why_set(why, whylen, ERR_DENIED, "%s is a symbolic link", p);
+		return err_why(why, whylen, ERR_DENIED, "%s is a symbolic link", p);
 	if ((st.st_mode & 07777 & ~max) != 0)
-		return why_set(why, whylen, ERR_DENIED, "%s has mode %04o; it must not allow more than %04o", p,
+		return err_why(why, whylen, ERR_DENIED, "%s has mode %04o; it must not allow more than %04o", p,
 		               (unsigned)(st.st_mode & 07777), (unsigned)max);
 	if (st.st_uid != geteuid())
-		return why_set(why, whylen, ERR_DENIED, "%s is not owned by the user running dicomvault", p);
+		return err_why(why, whylen, ERR_DENIED, "%s is not owned by the user running dicomvault", p);
 	return ERR_OK;
 }
 
@@ -503,7 +489,7 @@ enum err vault_check(const char *dir, char *why, size_t whylen)
 	has_key = path_join(p, sizeof p, dir, "keys/master.key") == ERR_OK && access(p, F_OK) == 0;
 	has_pass = path_join(p, sizeof p, dir, "keys/master.pass") == ERR_OK && access(p, F_OK) == 0;
 	if (has_key == has_pass)
-		return why_set(why, whylen, ERR_DENIED, "%s/keys must hold exactly one of master.key and master.pass", dir);
+		return err_why(why, whylen, ERR_DENIED, "%s/keys must hold exactly one of master.key and master.pass", dir);
 	if (has_key) {
 		struct secret *mk = NULL;
 		static const uint8_t zero[MK_LEN];
@@ -511,9 +497,9 @@ enum err vault_check(const char *dir, char *why, size_t whylen)
 			return ERR_LIMIT;
 		rc = mk_file_read(p, &mk);
 		if (rc != ERR_OK)
-			return why_set(why, whylen, rc, "%s is not a valid master key file", p);
+			return err_why(why, whylen, rc, "%s is not a valid master key file", p);
 		if (ct_equal(secret_view(mk), zero, MK_LEN))
-			rc = why_set(why, whylen, ERR_DENIED, "%s holds an all-zero (default) key", p);
+			rc = err_why(why, whylen, ERR_DENIED, "%s holds an all-zero (default) key", p);
 		secret_free(mk);
 	}
 	return rc;
@@ -553,13 +539,13 @@ static enum err load_master(const char *dir, const struct vault_open_opts *o, st
 		return rc;
 	if (access(p, F_OK) == 0) {
 		rc = mk_file_read(p, mk);
-		return rc == ERR_OK ? rc : why_set(why, whylen, rc, "cannot read the master key %s", p);
+		return rc == ERR_OK ? rc : err_why(why, whylen, rc, "cannot read the master key %s", p);
 	}
 	rc = path_join(p, sizeof p, dir, "keys/master.pass");
 	if (rc == ERR_OK)
 		rc = file_read_all(p, 4096, &rec, &n);
 	if (rc != ERR_OK)
-		return why_set(why, whylen, rc, "cannot read %s", p);
+		return err_why(why, whylen, rc, "cannot read %s", p);
 	if (o != NULL && o->passphrase_file != NULL)
 		rc = secret_read_file(o->passphrase_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pass);
 	else
@@ -567,9 +553,9 @@ static enum err load_master(const char *dir, const struct vault_open_opts *o, st
 	if (rc == ERR_OK)
 		rc = mk_pass_open(pass, rec, n, mk);
 	if (rc == ERR_AUTH)
-		why_set(why, whylen, rc, "wrong passphrase for the master key");
+		err_why(why, whylen, rc, "wrong passphrase for the master key");
 	else if (rc != ERR_OK)
-		why_set(why, whylen, rc, "cannot derive the master key from the passphrase");
+		err_why(why, whylen, rc, "cannot derive the master key from the passphrase");
 	secret_free(pass);
 	free(rec);
 	return rc;
@@ -588,7 +574,7 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 	if (why != NULL && whylen > 0)
 		why[0] = 0;
 	if (strlen(dir) >= VAULT_PATH_MAX)
-		return why_set(why, whylen, ERR_LIMIT, "vault path too long");
+		return err_why(why, whylen, ERR_LIMIT, "vault path too long");
 	if (o == NULL || !o->no_check) {
 		rc = vault_check(dir, why, whylen);
 		if (rc != ERR_OK)
@@ -605,12 +591,12 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 	if (rc == ERR_OK)
 		rc = file_read_all(p, INI_MAX_INPUT, &text, &n);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "cannot read %s", p);
+		err_why(why, whylen, rc, "cannot read %s", p);
 		goto out;
 	}
 	rc = ini_parse(text, n, &v->conf, &ie);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "%s line %u: %s", p, ie.line, ie.msg);
+		err_why(why, whylen, rc, "%s line %u: %s", p, ie.line, ie.msg);
 		goto out;
 	}
 	rc = load_master(dir, o, &v->mk, why, whylen);
@@ -622,21 +608,21 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 	if (rc == ERR_OK)
 		rc = sign_keypair_from_seed(seed, v->audit_pk, &v->audit_sk);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "cannot unwrap the vault's keys (wrong master key or damaged key files)");
+		err_why(why, whylen, rc, "cannot unwrap the vault's keys (wrong master key or damaged key files)");
 		goto out;
 	}
 	rc = path_join(p, sizeof p, dir, "index.db");
 	if (rc == ERR_OK)
 		rc = index_sqlite_open(p, &v->ix);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "cannot open the index %s", p);
+		err_why(why, whylen, rc, "cannot open the index %s", p);
 		goto out;
 	}
 	rc = path_join(p, sizeof p, dir, "objects");
 	if (rc == ERR_OK)
 		rc = blob_fs_open(p, &v->blobs);
 	if (rc != ERR_OK) {
-		why_set(why, whylen, rc, "cannot open the object store %s", p);
+		err_why(why, whylen, rc, "cannot open the object store %s", p);
 		goto out;
 	}
 	*out = v;

@@ -514,20 +514,6 @@ static void json_alloc_once(void)
 
 /* ---- the server ---- */
 
-static enum err why_set(char *why, size_t whylen, enum err rc, const char *fmt, ...) PRINTF_LIKE(4, 5);
-
-static enum err why_set(char *why, size_t whylen, enum err rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why != NULL && whylen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(why, whylen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 enum err http_server_start(const struct http_opts *o, struct http_server **out, char *why, size_t whylen)
 {
 	static pthread_once_t json_once = PTHREAD_ONCE_INIT;
@@ -542,10 +528,10 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 
 	rc = http_listen_parse(o->listen, &ss, &sl);
 	if (rc != ERR_OK)
-		return why_set(why, whylen, rc, "cannot use the listen address '%s' (HOST:PORT or [IPV6]:PORT)",
+		return err_why(why, whylen, rc, "cannot use the listen address '%s' (HOST:PORT or [IPV6]:PORT)",
 		               o->listen ? o->listen : "");
 	if (o->cert_len == 0 || o->cert_len > CERT_MAX || memchr(o->cert_pem, 0, o->cert_len) != NULL)
-		return why_set(why, whylen, ERR_PARSE, "the TLS certificate is not PEM text");
+		return err_why(why, whylen, ERR_PARSE, "the TLS certificate is not PEM text");
 	pthread_once(&json_once, json_alloc_once);
 	s = calloc(1, sizeof *s);
 	if (s == NULL)
@@ -589,7 +575,7 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)s,
 	                        MHD_OPTION_END);
 	if (s->d == NULL) {
-		rc = why_set(why, whylen, ERR_IO,
+		rc = err_why(why, whylen, ERR_IO,
 		             "cannot listen on %s (address in use, no permission, or a bad certificate or key)", o->listen);
 		goto fail;
 	}

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include "dicomvault/charset.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/rd.h"
@@ -852,8 +853,6 @@ enum err dcm_ds_set(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const void *va
 	bool fresh = e == NULL;
 	enum err rc;
 
-	if (len > DCM_MAX_VALUE_INMEM)
-		return ERR_LIMIT;
 	if (fresh) {
 		rc = ds_insert(ds, tag, &e);
 		if (rc != ERR_OK)
@@ -1055,4 +1054,17 @@ uint16_t dcm_elem_effective_vr(const struct dcm_ds *ds, const struct dcm_elem *e
 	if (!vr_has_long_length(vr) && e->len > 0xFFFF)
 		return VR_UN;
 	return vr;
+}
+
+void dcm_ds_charset(const struct dcm_ds *ds, struct dcm_charset *cs)
+{
+	for (; ds != NULL; ds = ds->parent) {
+		const struct dcm_elem *e = dcm_ds_find(ds, TAG_SPECIFIC_CHARSET);
+		if (e != NULL) {
+			if (e->val && charset_parse(e->val, e->len, cs) == ERR_OK)
+				return;
+			break;
+		}
+	}
+	memset(cs, 0, sizeof *cs);
 }

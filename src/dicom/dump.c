@@ -26,20 +26,6 @@ static void put_escaped(struct wbuf *w, const uint8_t *p, size_t n)
 	}
 }
 
-/* The character set in force for a data set (items inherit). */
-static void charset_of(const struct dcm_ds *ds, struct dcm_charset *cs)
-{
-	for (; ds != NULL; ds = ds->parent) {
-		const struct dcm_elem *e = dcm_ds_find(ds, TAG_SPECIFIC_CHARSET);
-		if (e != NULL) {
-			if (e->val && charset_parse(e->val, e->len, cs) == ERR_OK)
-				return;
-			break;
-		}
-	}
-	memset(cs, 0, sizeof *cs);
-}
-
 /* Plain ASCII needs no conversion unless G0 is not ASCII (ISO_IR 13). */
 static bool ascii_passthrough(const struct dcm_charset *cs, const uint8_t *p, size_t n)
 {
@@ -324,7 +310,7 @@ static void dump_ds(const struct dcm_file *f, const struct dcm_ds *ds, struct wb
 
 	struct dcm_charset cs;
 
-	charset_of(ds, &cs);
+	dcm_ds_charset(ds, &cs);
 	for (i = 0; i < ds->n && wbuf_err(w) == ERR_OK; i++)
 		dump_elem(f, ds, &cs, &ds->e[i], w, depth);
 }

@@ -149,20 +149,6 @@ static void put_base64(struct jw *j, uint64_t off, uint32_t len, const uint8_t *
 		b64_block(&j->w, b.carry, b.nc);
 }
 
-static const struct dcm_charset *charset_of(const struct dcm_ds *ds, struct dcm_charset *tmp)
-{
-	for (; ds != NULL; ds = ds->parent) {
-		const struct dcm_elem *e = dcm_ds_find(ds, TAG_SPECIFIC_CHARSET);
-		if (e != NULL) {
-			if (e->val && charset_parse(e->val, e->len, tmp) == ERR_OK)
-				return tmp;
-			break;
-		}
-	}
-	memset(tmp, 0, sizeof *tmp);
-	return tmp;
-}
-
 /* Trims padding: trailing spaces (NULs for UI), leading spaces where the
  * VR allows them to be insignificant. */
 static void trim(uint16_t vr, const uint8_t **p, size_t *n)
@@ -314,18 +300,17 @@ static void put_pn(struct wbuf *w, const uint8_t *s, size_t n)
 	wbuf_putc(w, '}');
 }
 
-static void put_strings(struct jw *j, const struct dcm_ds *ds, const struct dcm_elem *e)
+static void put_strings(struct jw *j, const struct dcm_charset *cs, const struct dcm_elem *e)
 {
 	const uint8_t *p = e->val;
 	size_t n = e->len, start, i;
 	struct wbuf conv;
-	struct dcm_charset cs;
 	bool single = vr_is_single_text(e->vr);
 	bool first = true;
 
 	wbuf_init(&conv, (size_t)e->len * 4 + 64);
 	if (vr_uses_charset(e->vr)) {
-		if (charset_to_utf8(charset_of(ds, &cs), e->vr == VR_PN, p, n, &conv) == ERR_OK && wbuf_err(&conv) == ERR_OK) {
+		if (charset_to_utf8(cs, e->vr == VR_PN, p, n, &conv) == ERR_OK && wbuf_err(&conv) == ERR_OK) {
 			p = conv.p;
 			n = conv.len;
 		}
@@ -434,7 +419,7 @@ static void put_bulk_uri(struct jw *j)
 	wbuf_fini(&uri);
 }
 
-static void put_elem(struct jw *j, const struct dcm_ds *ds, const struct dcm_elem *e)
+static void put_elem(struct jw *j, const struct dcm_ds *ds, const struct dcm_charset *cs, const struct dcm_elem *e)
 {
 	char vb[3];
 	uint16_t vr = dcm_elem_effective_vr(ds, e);
@@ -508,14 +493,14 @@ static void put_elem(struct jw *j, const struct dcm_ds *ds, const struct dcm_ele
 			tmp.val = (uint8_t *)(uintptr_t)v;
 			tmp.flags &= (uint16_t)~DCM_EF_BULK;
 			if (vr_is_string(e->vr))
-				put_strings(j, ds, &tmp);
+				put_strings(j, cs, &tmp);
 			else
 				put_numbers(j, &tmp, v);
 		}
 		if (owned)
 			free((void *)(uintptr_t)v);
 	} else if (vr_is_string(e->vr)) {
-		put_strings(j, ds, e);
+		put_strings(j, cs, e);
 	} else {
 		put_numbers(j, e, e->val);
 	}
@@ -526,9 +511,11 @@ static void put_elem(struct jw *j, const struct dcm_ds *ds, const struct dcm_ele
 
 static void put_ds(struct jw *j, const struct dcm_ds *ds)
 {
+	struct dcm_charset cs;
 	uint32_t i;
 	bool first = true;
 
+	dcm_ds_charset(ds, &cs);   /* once per data set, not per element */
 	wbuf_putc(&j->w, '{');
 	for (i = 0; i < ds->n && j->err == ERR_OK; i++) {
 		const struct dcm_elem *e = &ds->e[i];
@@ -537,7 +524,7 @@ static void put_ds(struct jw *j, const struct dcm_ds *ds)
 		if (!first)
 			wbuf_putc(&j->w, ',');
 		first = false;
-		put_elem(j, ds, e);
+		put_elem(j, ds, &cs, e);
 	}
 	wbuf_putc(&j->w, '}');
 }
