@@ -14,21 +14,9 @@
 #include "dicomvault/index.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
+#include "store_int.h"
 
 #define COPY_CHUNK (256u * 1024)
-
-static const char hexd[] = "0123456789abcdef";
-
-static void to_hex(const uint8_t *p, size_t n, char *out)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = hexd[p[i] >> 4];
-		out[2 * i + 1] = hexd[p[i] & 15];
-	}
-	out[2 * n] = 0;
-}
 
 /* A UID value: 1-64 characters of digits and dots. */
 static enum err get_uid(const struct dcm_ds *ds, uint32_t tag, char out[65])
@@ -197,7 +185,7 @@ static enum err patient(struct ctx *c, char *why, size_t whylen)
 	rc = patient_keys(c->v, &c->f->ds, c->pat.key_hmac, c->pat.name_hmac);
 	if (rc != ERR_OK)
 		return rc;
-	to_hex(c->pat.key_hmac, 16, hex);
+	store_hex(c->pat.key_hmac, 16, hex);
 	snprintf(label, sizeof label, "dk:%s", hex);
 	rc = ix->ops->patient_get(ix, c->pat.key_hmac, &c->pat);
 	if (rc == ERR_OK)
@@ -248,13 +236,6 @@ static enum err hash_src(struct src *in, uint8_t out[32])
 	return rc;
 }
 
-static void object_ad(struct wbuf *w, const char *object_key, const char *sop_uid)
-{
-	aead_ad_put(w, "dicomvault-object-v1", 20);
-	aead_ad_put(w, object_key, strlen(object_key));
-	aead_ad_put(w, sop_uid, strlen(sop_uid));
-}
-
 /* Encrypts in into a new blob while hashing it; durable on success. */
 static enum err write_object(struct ctx *c, struct src *in, const char *object_key, const char *sop_uid,
                              uint8_t sha[32])
@@ -271,7 +252,7 @@ static enum err write_object(struct ctx *c, struct src *in, const char *object_k
 	enum err rc = buf ? ERR_OK : ERR_NOMEM;
 
 	wbuf_init(&ad, 4096);
-	object_ad(&ad, object_key, sop_uid);
+	store_object_ad(&ad, object_key, sop_uid);
 	if (rc == ERR_OK)
 		rc = bs->ops->put_begin(bs, object_key, &bw);
 	if (rc == ERR_OK) {
@@ -325,20 +306,6 @@ static void merge_modality(char *mods, size_t cap, const char *m)
 	if (len)
 		mods[len++] = '\\';
 	memcpy(mods + len, m, ml + 1);
-}
-
-static void ix_lock(struct vault *v, bool *locked)
-{
-	if (v->ix_lock != NULL && !*locked)
-		pthread_mutex_lock(v->ix_lock);
-	*locked = true;
-}
-
-static void ix_unlock(struct vault *v, bool *locked)
-{
-	if (v->ix_lock != NULL && *locked)
-		pthread_mutex_unlock(v->ix_lock);
-	*locked = false;
 }
 
 /* The SOP Instance UID is already stored: identical bytes succeed. */
@@ -396,9 +363,9 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	res->size = (uint64_t)in->size;
 	/* phase 1, index: the same SOP Instance UID again? the patient (its
 	 * own transaction, so that the index is free while we encrypt) */
-	ix_lock(v, &locked);
+	store_ix_lock(v, &locked);
 	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
-		ix_unlock(v, &locked);
+		store_ix_unlock(v, &locked);
 		rc = same_as_stored(in, &old, res, why, whylen);
 		goto out;
 	}
@@ -410,7 +377,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		else
 			ix->ops->rollback(ix);
 	}
-	ix_unlock(v, &locked);
+	store_ix_unlock(v, &locked);
 	if (rc != ERR_OK)
 		goto out;
 	/* phase 2, no index: encrypt, hash, write durably */
@@ -418,7 +385,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		rc = ERR_IO;
 		goto out;
 	}
-	to_hex(rnd, sizeof rnd, object_key);
+	store_hex(rnd, sizeof rnd, object_key);
 	rc = write_object(&c, in, object_key, res->sop_uid, res->sha256);
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write the encrypted object");
@@ -426,7 +393,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		goto out;
 	}
 	/* phase 3, index: study, series, instance in one transaction */
-	ix_lock(v, &locked);
+	store_ix_lock(v, &locked);
 	rc = ix->ops->begin(ix);
 	if (rc != ERR_OK)
 		goto out;
@@ -451,7 +418,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 			st.has_accession = true;
 		}
 	}
-	to_hex(c.pat.key_hmac, 16, hex);
+	store_hex(c.pat.key_hmac, 16, hex);
 	snprintf(ad, sizeof ad, "study:%s", res->study_uid);
 	if (rc == ERR_OK)
 		rc = seal_attrs(c.f, study_tags, sizeof study_tags / sizeof study_tags[0], c.dk, ad, &c.enc[1], &c.enclen[1]);
@@ -498,7 +465,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		/* stored meanwhile by another request: compare with it */
 		ix->ops->rollback(ix);
 		tx = false;
-		ix_unlock(v, &locked);
+		store_ix_unlock(v, &locked);
 		(void)v->blobs->ops->del(v->blobs, object_key);
 		object_key[0] = 0;
 		rc = same_as_stored(in, &old, res, why, whylen);
@@ -515,7 +482,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 out:
 	if (tx)
 		ix->ops->rollback(ix);
-	ix_unlock(v, &locked);
+	store_ix_unlock(v, &locked);
 	if (object_key[0] && rc != ERR_OK)
 		(void)v->blobs->ops->del(v->blobs, object_key);
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
@@ -525,166 +492,5 @@ out:
 	free(c.enc[1]);
 	free(c.enc[2]);
 	dcm_file_free(c.f);
-	return rc;
-}
-
-struct retrieval {
-	struct secret *dk;
-	struct aead_dec *d;
-	struct src blob;
-	bool have_blob;
-	struct sha256 *h;
-	uint64_t n, size;
-	uint8_t sha[32];
-	enum err err;      /* sticky */
-	bool done;
-};
-
-void retrieve_close(struct retrieval *rt)
-{
-	if (rt == NULL)
-		return;
-	sha256_free(rt->h);
-	aead_dec_free(rt->d);
-	if (rt->have_blob)
-		src_close(&rt->blob);
-	secret_free(rt->dk);
-	free(rt);
-}
-
-uint64_t retrieve_size(const struct retrieval *rt)
-{
-	return rt->size;
-}
-
-enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **out, char *why, size_t whylen)
-{
-	struct index_store *ix = v->ix;
-	struct idx_instance inst;
-	struct idx_series se;
-	struct idx_study st;
-	struct idx_patient pat;
-	struct retrieval *rt;
-	struct wbuf ad;
-	char label[80], hex[65];
-	uint8_t wrapped[256];
-	size_t wrapped_n = 0;
-	bool locked = false;
-	enum err rc;
-
-	if (why != NULL && whylen > 0)
-		why[0] = 0;
-	rt = calloc(1, sizeof *rt);
-	if (rt == NULL)
-		return ERR_NOMEM;
-	wbuf_init(&ad, 4096);
-	ix_lock(v, &locked);
-	rc = ix->ops->instance_get(ix, sop_uid, &inst);
-	if (rc == ERR_OK)
-		rc = ix->ops->series_by_id(ix, inst.series_id, &se);
-	if (rc == ERR_OK)
-		rc = ix->ops->study_by_id(ix, se.study_id, &st);
-	if (rc == ERR_OK)
-		rc = ix->ops->patient_by_id(ix, st.patient_id, &pat);
-	if (rc == ERR_OK) {
-		/* the blobs point into the index's scratch: copy what we need */
-		wrapped_n = pat.wrapped_key.n <= sizeof wrapped ? pat.wrapped_key.n : 0;
-		if (wrapped_n == 0)
-			rc = ERR_LIMIT;
-		else
-			memcpy(wrapped, pat.wrapped_key.p, wrapped_n);
-	}
-	ix_unlock(v, &locked);
-	if (rc != ERR_OK) {
-		err_why(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : "index error");
-		goto out;
-	}
-	to_hex(pat.key_hmac, 16, hex);
-	snprintf(label, sizeof label, "dk:%s", hex);
-	rc = keywrap_unwrap(v->mk, label, strlen(label), wrapped, wrapped_n, &rt->dk);
-	if (rc != ERR_OK) {
-		err_why(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
-		goto out;
-	}
-	rc = v->blobs->ops->get(v->blobs, inst.object_key, &rt->blob);
-	if (rc != ERR_OK) {
-		err_why(why, whylen, rc, "object %s is missing", inst.object_key);
-		goto out;
-	}
-	rt->have_blob = true;
-	object_ad(&ad, inst.object_key, inst.uid);
-	rc = aead_dec_open(&rt->d, rt->dk, ad.p, ad.len, &rt->blob);
-	if (rc == ERR_OK)
-		rc = sha256_new(&rt->h);
-	if (rc != ERR_OK) {
-		err_why(why, whylen, rc, "object %s failed authentication (tampered or damaged)", inst.object_key);
-		goto out;
-	}
-	memcpy(rt->sha, inst.sha256, 32);
-	rt->size = inst.size;
-	*out = rt;
-	rt = NULL;
-out:
-	wbuf_fini(&ad);
-	retrieve_close(rt);
-	return rc;
-}
-
-enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got)
-{
-	uint8_t sha[32];
-	enum err rc;
-
-	*got = 0;
-	if (rt->err != ERR_OK)
-		return rt->err;
-	if (rt->done)
-		return ERR_OK;
-	rc = aead_dec_read(rt->d, buf, want, got);
-	if (rc == ERR_OK && *got > 0) {
-		sha256_update(rt->h, buf, *got);
-		rt->n += *got;
-		if (rt->n > rt->size)
-			rc = ERR_AUTH;
-	} else if (rc == ERR_OK) {
-		sha256_final(rt->h, sha);
-		rt->h = NULL;
-		rt->done = true;
-		if (!ct_equal(sha, rt->sha, 32) || rt->n != rt->size)
-			rc = ERR_AUTH;
-	}
-	if (rc != ERR_OK) {
-		*got = 0;
-		rt->err = rc;
-	}
-	return rc;
-}
-
-enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *out, char *why, size_t whylen)
-{
-	struct retrieval *rt = NULL;
-	uint8_t *buf = NULL;
-	size_t got = 0;
-	enum err rc;
-
-	rc = retrieve_open(v, sop_uid, &rt, why, whylen);
-	if (rc != ERR_OK)
-		return rc;
-	buf = malloc(COPY_CHUNK);
-	if (buf == NULL)
-		rc = ERR_NOMEM;
-	while (rc == ERR_OK) {
-		rc = retrieve_read(rt, buf, COPY_CHUNK, &got);
-		if (rc != ERR_OK || got == 0)
-			break;
-		rc = sink_write(out, buf, got);
-	}
-	if (rc == ERR_AUTH)
-		err_why(why, whylen, rc, "object of %s failed authentication or its fixity check (tampered or damaged)",
-		        sop_uid);
-	else if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
-		err_why(why, whylen, rc, "%s", err_str(rc));
-	free(buf);
-	retrieve_close(rt);
 	return rc;
 }

@@ -68,7 +68,7 @@ struct dw {
 
 /* ---- helpers ---- */
 
-static bool uid_ok(const char *s, size_t n)
+bool dw_uid_ok(const char *s, size_t n)
 {
 	size_t i;
 
@@ -81,7 +81,7 @@ static bool uid_ok(const char *s, size_t n)
 }
 
 /* The server's base URL without its final '/'. */
-static const char *base_url(struct http_req *r, size_t *n)
+const char *dw_base_url(struct http_req *r, size_t *n)
 {
 	const char *u = r->srv->url;
 
@@ -122,7 +122,7 @@ static void actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESS
 	a->user_agent = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
 }
 
-static enum err audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
+enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
                           const uint8_t *patient, const char *study, const char *series, const char *sop)
 {
 	char ref[AUDIT_SESSION_REF_LEN];
@@ -147,8 +147,8 @@ static enum err audit_obj(struct http_req *r, const char *action, enum audit_out
 }
 
 /* The study, series and patient hash of a stored instance (ix_lock held). */
-static enum err locate(struct vault *v, const char *sop, struct idx_instance *in, struct idx_series *se,
-                       struct idx_study *st, struct idx_patient *pa)
+enum err dw_locate(struct vault *v, const char *sop, struct idx_instance *in, struct idx_series *se,
+                   struct idx_study *st, struct idx_patient *pa)
 {
 	struct index_store *ix = v->ix;
 	enum err rc = ix->ops->instance_get(ix, sop, in);
@@ -184,197 +184,9 @@ static size_t split(const char *p, const char *seg[MAX_SEGS], size_t len[MAX_SEG
 	return n;
 }
 
-static bool seg_is(const char *s, size_t n, const char *lit)
+bool dw_seg_is(const char *s, size_t n, const char *lit)
 {
 	return n == strlen(lit) && memcmp(s, lit, n) == 0;
-}
-
-/* ---- WADO ---- */
-
-/* A retrieval streamed as libmicrohttpd pulls it: the multipart head, the
- * instance's plaintext (each chunk authenticated before it is released, the
- * fixity checked at the end), the close delimiter. A failure mid-way ends
- * the response with an error (the connection is closed, the client sees a
- * short body), is logged and cannot be mistaken for a whole object. */
-struct wado_stream {
-	struct retrieval *rt;
-	struct wbuf head, tail;
-	size_t headpos, tailpos;
-	char sop[UID_MAX + 1];
-};
-
-static ssize_t wado_read(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	struct wado_stream *ws = cls;
-	size_t got = 0;
-	enum err rc;
-
-	(void)pos;
-	if (ws->headpos < ws->head.len) {
-		size_t n = ws->head.len - ws->headpos;
-		if (n > max)
-			n = max;
-		memcpy(buf, ws->head.p + ws->headpos, n);
-		ws->headpos += n;
-		return (ssize_t)n;
-	}
-	rc = retrieve_read(ws->rt, buf, max, &got);
-	if (rc != ERR_OK) {
-		log_error("retrieve %s: %s: response aborted", ws->sop,
-		          rc == ERR_AUTH ? "integrity check failed" : err_str(rc));
-		return MHD_CONTENT_READER_END_WITH_ERROR;
-	}
-	if (got > 0)
-		return (ssize_t)got;
-	if (ws->tailpos < ws->tail.len) {
-		size_t n = ws->tail.len - ws->tailpos;
-		if (n > max)
-			n = max;
-		memcpy(buf, ws->tail.p + ws->tailpos, n);
-		ws->tailpos += n;
-		return (ssize_t)n;
-	}
-	return MHD_CONTENT_READER_END_OF_STREAM;
-}
-
-static void wado_free(void *cls)
-{
-	struct wado_stream *ws = cls;
-
-	retrieve_close(ws->rt);
-	wbuf_fini(&ws->head);
-	wbuf_fini(&ws->tail);
-	free(ws);
-}
-
-/* Sends an instance: multipart/related with one part (mp), or bare
- * application/dicom. The UIDs are checked (digits and dots) by the
- * caller; study and series must be those of the stored instance. The
- * index is used (under ix_lock) only to find and open it. */
-static enum MHD_Result send_instance(struct http_req *r, const char *study, const char *series, const char *sop,
-                                     bool mp)
-{
-	struct vault *v = r->srv->vault;
-	struct idx_instance in;
-	struct idx_series se;
-	struct idx_study st;
-	struct idx_patient pa;
-	struct wado_stream *ws;
-	char why[256] = "", boundary[MP_BOUNDARY_MAX + 1], ctype[160];
-	uint8_t rnd[16];
-	enum err rc;
-
-	ws = calloc(1, sizeof *ws);
-	if (ws == NULL)
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
-	wbuf_init(&ws->head, 4096);
-	wbuf_init(&ws->tail, 4096);
-	snprintf(ws->sop, sizeof ws->sop, "%s", sop);
-	memset(&pa, 0, sizeof pa);
-	pthread_mutex_lock(r->srv->ix_lock);
-	rc = locate(v, sop, &in, &se, &st, &pa);
-	pthread_mutex_unlock(r->srv->ix_lock);
-	if (rc == ERR_OK && (strcmp(st.uid, study) != 0 || strcmp(se.uid, series) != 0))
-		rc = ERR_NOTFOUND;
-	if (rc == ERR_OK)   /* takes v->ix_lock (the same lock) for its look-up only */
-		rc = retrieve_open(v, sop, &ws->rt, why, sizeof why);
-	if (rc == ERR_NOTFOUND) {
-		wado_free(ws);
-		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such instance", NULL);
-	}
-	if (rc == ERR_OK && rand_bytes(rnd, sizeof rnd) != ERR_OK)
-		rc = ERR_IO;
-	if (rc != ERR_OK) {
-		wado_free(ws);
-		log_error("retrieve %s by %s: %s", sop, r->sess.user, why[0] ? why : err_str(rc));
-		(void)audit_obj(r, AUDIT_RETRIEVE, AUDIT_FAILURE, rc == ERR_AUTH ? "integrity check failed" : err_str(rc),
-		                pa.key_hmac, study, series, sop);
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-		                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
-	}
-	if (mp) {
-		mp_boundary_make(rnd, boundary);
-		mp_write_part_head(&ws->head, boundary, "application/dicom", true);
-		mp_write_close(&ws->tail, boundary);
-		snprintf(ctype, sizeof ctype, "multipart/related; type=\"application/dicom\"; boundary=%s", boundary);
-	} else {
-		snprintf(ctype, sizeof ctype, "application/dicom");
-	}
-	if (wbuf_err(&ws->head) != ERR_OK || wbuf_err(&ws->tail) != ERR_OK) {
-		wado_free(ws);
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
-	}
-	if (audit_obj(r, AUDIT_RETRIEVE, AUDIT_SUCCESS, NULL, pa.key_hmac, study, series, sop) != ERR_OK) {
-		wado_free(ws);
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
-	}
-	return http_send_callback(r, MHD_HTTP_OK, ctype, ws->head.len + retrieve_size(ws->rt) + ws->tail.len, wado_read,
-	                          ws, wado_free);
-}
-
-/* Accept: absent, or one of its ranges is multipart/related (type
- * application/dicom or none), multipart/ *, or * / *. */
-static bool accept_mp(struct http_req *r)
-{
-	const char *a = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-	const char *p = a;
-
-	if (a == NULL)
-		return true;
-	while (p && *p) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		struct mp_ctype ct;
-		if (mp_ctype_parse(p, n, &ct) == ERR_OK &&
-		    (strcmp(ct.media, "*/*") == 0 || strcmp(ct.media, "multipart/*") == 0 ||
-		     (strcmp(ct.media, "multipart/related") == 0 &&
-		      (ct.type[0] == 0 || strcmp(ct.type, "application/dicom") == 0))))
-			return true;
-		p = e ? e + 1 : NULL;
-	}
-	return false;
-}
-
-static enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[])
-{
-	char uid[3][UID_MAX + 1];
-	size_t i;
-
-	for (i = 0; i < 3; i++) {
-		size_t k = 1 + 2 * i;
-		if (!uid_ok(seg[k], len[k]))
-			return http_problem(r, MHD_HTTP_BAD_REQUEST, "a UID in the path is not 1 to 64 digits and dots",
-			                    NULL);
-		memcpy(uid[i], seg[k], len[k]);
-		uid[i][len[k]] = 0;
-	}
-	if (!accept_mp(r))
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
-		                    "only multipart/related; type=\"application/dicom\" is offered", NULL);
-	return send_instance(r, uid[0], uid[1], uid[2], true);
-}
-
-enum MHD_Result dicomweb_wado_uri(struct http_req *r)
-{
-	static const char *const names[] = { "studyUID", "seriesUID", "objectUID" };
-	const char *uid[3], *rt, *ct;
-	size_t i;
-
-	if (r->srv->vault == NULL)
-		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
-	rt = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "requestType");
-	if (rt == NULL || strcmp(rt, "WADO") != 0)
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, "requestType=WADO is required", NULL);
-	for (i = 0; i < 3; i++) {
-		uid[i] = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, names[i]);
-		if (uid[i] == NULL || !uid_ok(uid[i], strlen(uid[i])))
-			return http_problem(r, MHD_HTTP_BAD_REQUEST,
-			                    "studyUID, seriesUID and objectUID must be 1 to 64 digits and dots", NULL);
-	}
-	ct = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "contentType");
-	if (ct == NULL || !mp_media_is(ct, strlen(ct), "application/dicom"))
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only contentType=application/dicom is offered", NULL);
-	return send_instance(r, uid[0], uid[1], uid[2], false);
 }
 
 /* ---- STOW ---- */
@@ -398,7 +210,7 @@ static void stow_failed(struct dw *d, uint16_t reason, const char *cls, const ch
 	wbuf_printf(&s->failed, "\"00081197\":{\"vr\":\"US\",\"Value\":[%u]}}", (unsigned)reason);
 	log_info("store by %s (%s): part failed (0x%04X): %s", d->r->sess.user, d->r->addr, (unsigned)reason,
 	         why ? why : "-");
-	(void)audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, study, series, sop);
+	(void)dw_audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, study, series, sop);
 }
 
 /* The spool of the current part as a random-access plaintext source:
@@ -496,13 +308,13 @@ static enum err peek_uids(struct src *src, char cls[65], char sop[65], char stud
 	rc = dcm_file_read(src, &o, &f, &ei);
 	if (rc != ERR_OK)
 		return rc;
-	if (dcm_ds_get_cstr(&f->ds, 0x00080016, cls, 65) != ERR_OK || !uid_ok(cls, strlen(cls)))
+	if (dcm_ds_get_cstr(&f->ds, 0x00080016, cls, 65) != ERR_OK || !dw_uid_ok(cls, strlen(cls)))
 		cls[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, 65) != ERR_OK || !uid_ok(sop, strlen(sop)))
+	if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, 65) != ERR_OK || !dw_uid_ok(sop, strlen(sop)))
 		sop[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, 65) != ERR_OK || !uid_ok(study, strlen(study)))
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, 65) != ERR_OK || !dw_uid_ok(study, strlen(study)))
 		study[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !uid_ok(series, strlen(series)))
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !dw_uid_ok(series, strlen(series)))
 		series[0] = 0;
 	dcm_file_free(f);
 	return ERR_OK;
@@ -562,7 +374,7 @@ static enum err p_end(void *ctx)
 	rc = store_instance(v, &src, NULL, &res, why, sizeof why);
 	if (rc == ERR_OK) {
 		pthread_mutex_lock(r->srv->ix_lock);
-		have_pa = locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
+		have_pa = dw_locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
 		pthread_mutex_unlock(r->srv->ix_lock);
 	}
 	src_close(&src);
@@ -589,9 +401,9 @@ static enum err p_end(void *ctx)
 		goto out;
 	}
 	/* stored (or already there, identical) */
-	(void)audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored" : NULL,
+	(void)dw_audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored" : NULL,
 	                have_pa ? pa.key_hmac : NULL, res.study_uid, res.series_uid, res.sop_uid);
-	base = base_url(r, &bl);
+	base = dw_base_url(r, &bl);
 	json_item(&s->ok, s->n_ok++, res.sop_class, res.sop_uid);
 	wbuf_printf(&s->ok, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s/series/%s/instances/%s\"]}}",
 	            (int)bl, base, res.study_uid, res.series_uid, res.sop_uid);
@@ -611,7 +423,7 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 	struct mp_cb cb;
 	struct dw *d;
 
-	if (study != NULL && !uid_ok(study, study_len))
+	if (study != NULL && !dw_uid_ok(study, study_len))
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the study UID in the path is not 1 to 64 digits and dots",
 		                    NULL);
 	if (ct == NULL || mp_ctype_parse(ct, strlen(ct), &mct) != ERR_OK || strcmp(mct.media, "multipart/related") != 0 ||
@@ -667,7 +479,7 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the answer is too large", NULL);
 	status = s->n_failed == 0 ? MHD_HTTP_OK : s->n_ok == 0 ? MHD_HTTP_CONFLICT : MHD_HTTP_ACCEPTED;
 	wbuf_init(&w, DICOMWEB_JSON_MAX * 2 + 4096);
-	base = base_url(r, &bl);
+	base = dw_base_url(r, &bl);
 	wbuf_puts(&w, "{");
 	if (s->study[0] || (s->one_study[0] && !s->many_studies))
 		wbuf_printf(&w, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s\"]},", (int)bl, base,
@@ -703,20 +515,25 @@ enum MHD_Result dicomweb_begin(struct http_req *r)
 	if (r->srv->vault == NULL)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	n = split(r->url + strlen("/dicom-web/"), seg, len, &too_many);
-	if (too_many || n == 0 || !seg_is(seg[0], len[0], "studies"))
+	if (too_many || n == 0)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
-	if (n <= 2) {
-		if (!post)
-			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource (QIDO-RS and study retrieval are not implemented yet)", NULL);
-		return stow_begin(r, n == 2 ? seg[1] : NULL, n == 2 ? len[1] : 0);
+	if (post) {
+		if (n <= 2 && dw_seg_is(seg[0], len[0], "studies"))
+			return stow_begin(r, n == 2 ? seg[1] : NULL, n == 2 ? len[1] : 0);
+		return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow_get);
 	}
-	if (n == 6 && seg_is(seg[2], len[2], "series") && seg_is(seg[4], len[4], "instances")) {
-		if (post)
-			return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow_get);
-		return wado_rs(r, seg, len);
-	}
-	if (post)
-		return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow_post);
+	/* QIDO-RS: /studies, /series, /instances, /studies/{s}/series,
+	 * /studies/{s}/instances, /studies/{s}/series/{se}/instances */
+	if ((n == 1 && (dw_seg_is(seg[0], len[0], "studies") || dw_seg_is(seg[0], len[0], "series") ||
+	                dw_seg_is(seg[0], len[0], "instances"))) ||
+	    (n == 3 && dw_seg_is(seg[0], len[0], "studies") &&
+	     (dw_seg_is(seg[2], len[2], "series") || dw_seg_is(seg[2], len[2], "instances"))) ||
+	    (n == 5 && dw_seg_is(seg[0], len[0], "studies") && dw_seg_is(seg[2], len[2], "series") &&
+	     dw_seg_is(seg[4], len[4], "instances")))
+		return qido_rs(r, seg, len, n);
+	if (dw_seg_is(seg[0], len[0], "studies") && n >= 2)
+		return wado_rs(r, seg, len, n);
+	(void)allow_post;
 	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 }
 

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "dicomvault/auth.h"
+#include "dicomvault/audit.h"
 #include "dicomvault/http.h"
 
 struct audit;
@@ -104,6 +105,27 @@ enum MHD_Result dicomweb_begin(struct http_req *r);
 enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n);
 enum MHD_Result dicomweb_end(struct http_req *r);
 void dicomweb_done(struct http_req *r);
+/* Shared by the DICOMweb files: a UID is 1-64 digits and dots; a path
+ * segment equals a literal; the server's base URL without its final '/';
+ * one audit record about an object (patient: its key hash or NULL). */
+bool dw_uid_ok(const char *s, size_t n);
+bool dw_seg_is(const char *s, size_t n, const char *lit);
+const char *dw_base_url(struct http_req *r, size_t *n);
+enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
+                      const uint8_t *patient, const char *study, const char *series, const char *sop);
+/* The instance, its series, study and patient (ix_lock held). */
+struct idx_instance;
+struct idx_series;
+struct idx_study;
+struct idx_patient;
+enum err dw_locate(struct vault *v, const char *sop, struct idx_instance *in, struct idx_series *se,
+                   struct idx_study *st, struct idx_patient *pa);
+/* WADO (wado.c): GET /dicom-web/studies/{study}[...] (n path segments
+ * after /dicom-web/, at least 2) and WADO-URI (/wado). */
+enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n);
 enum MHD_Result dicomweb_wado_uri(struct http_req *r);
+/* QIDO-RS (qido.c): GET /dicom-web/{studies,series,instances} and the
+ * study's and series' sub-resources (n segments). */
+enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n);
 
 #endif

@@ -1,0 +1,176 @@
+/* retrieve.c: the retrieval half of the store: an instance found in the
+ * index, its patient's data key unwrapped, its object decrypted with every
+ * chunk authenticated before release and its SHA-256 fixity checked at the
+ * end. Layer: core. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dicomvault/blob.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/index.h"
+#include "dicomvault/store.h"
+#include "dicomvault/vault.h"
+#include "store_int.h"
+
+#define COPY_CHUNK (256u * 1024)
+
+struct retrieval {
+	struct secret *dk;
+	struct aead_dec *d;
+	struct src blob;
+	bool have_blob;
+	struct sha256 *h;
+	uint64_t n, size;
+	uint8_t sha[32];
+	enum err err;      /* sticky */
+	bool done;
+};
+
+void retrieve_close(struct retrieval *rt)
+{
+	if (rt == NULL)
+		return;
+	sha256_free(rt->h);
+	aead_dec_free(rt->d);
+	if (rt->have_blob)
+		src_close(&rt->blob);
+	secret_free(rt->dk);
+	free(rt);
+}
+
+uint64_t retrieve_size(const struct retrieval *rt)
+{
+	return rt->size;
+}
+
+enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **out, char *why, size_t whylen)
+{
+	struct index_store *ix = v->ix;
+	struct idx_instance inst;
+	struct idx_series se;
+	struct idx_study st;
+	struct idx_patient pat;
+	struct retrieval *rt;
+	struct wbuf ad;
+	char label[80], hex[65];
+	uint8_t wrapped[256];
+	size_t wrapped_n = 0;
+	bool locked = false;
+	enum err rc;
+
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
+	rt = calloc(1, sizeof *rt);
+	if (rt == NULL)
+		return ERR_NOMEM;
+	wbuf_init(&ad, 4096);
+	store_ix_lock(v, &locked);
+	rc = ix->ops->instance_get(ix, sop_uid, &inst);
+	if (rc == ERR_OK)
+		rc = ix->ops->series_by_id(ix, inst.series_id, &se);
+	if (rc == ERR_OK)
+		rc = ix->ops->study_by_id(ix, se.study_id, &st);
+	if (rc == ERR_OK)
+		rc = ix->ops->patient_by_id(ix, st.patient_id, &pat);
+	if (rc == ERR_OK) {
+		/* the blobs point into the index's scratch: copy what we need */
+		wrapped_n = pat.wrapped_key.n <= sizeof wrapped ? pat.wrapped_key.n : 0;
+		if (wrapped_n == 0)
+			rc = ERR_LIMIT;
+		else
+			memcpy(wrapped, pat.wrapped_key.p, wrapped_n);
+	}
+	store_ix_unlock(v, &locked);
+	if (rc != ERR_OK) {
+		err_why(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : "index error");
+		goto out;
+	}
+	store_hex(pat.key_hmac, 16, hex);
+	snprintf(label, sizeof label, "dk:%s", hex);
+	rc = keywrap_unwrap(v->mk, label, strlen(label), wrapped, wrapped_n, &rt->dk);
+	if (rc != ERR_OK) {
+		err_why(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
+		goto out;
+	}
+	rc = v->blobs->ops->get(v->blobs, inst.object_key, &rt->blob);
+	if (rc != ERR_OK) {
+		err_why(why, whylen, rc, "object %s is missing", inst.object_key);
+		goto out;
+	}
+	rt->have_blob = true;
+	store_object_ad(&ad, inst.object_key, inst.uid);
+	rc = aead_dec_open(&rt->d, rt->dk, ad.p, ad.len, &rt->blob);
+	if (rc == ERR_OK)
+		rc = sha256_new(&rt->h);
+	if (rc != ERR_OK) {
+		err_why(why, whylen, rc, "object %s failed authentication (tampered or damaged)", inst.object_key);
+		goto out;
+	}
+	memcpy(rt->sha, inst.sha256, 32);
+	rt->size = inst.size;
+	*out = rt;
+	rt = NULL;
+out:
+	wbuf_fini(&ad);
+	retrieve_close(rt);
+	return rc;
+}
+
+enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got)
+{
+	uint8_t sha[32];
+	enum err rc;
+
+	*got = 0;
+	if (rt->err != ERR_OK)
+		return rt->err;
+	if (rt->done)
+		return ERR_OK;
+	rc = aead_dec_read(rt->d, buf, want, got);
+	if (rc == ERR_OK && *got > 0) {
+		sha256_update(rt->h, buf, *got);
+		rt->n += *got;
+		if (rt->n > rt->size)
+			rc = ERR_AUTH;
+	} else if (rc == ERR_OK) {
+		sha256_final(rt->h, sha);
+		rt->h = NULL;
+		rt->done = true;
+		if (!ct_equal(sha, rt->sha, 32) || rt->n != rt->size)
+			rc = ERR_AUTH;
+	}
+	if (rc != ERR_OK) {
+		*got = 0;
+		rt->err = rc;
+	}
+	return rc;
+}
+
+enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *out, char *why, size_t whylen)
+{
+	struct retrieval *rt = NULL;
+	uint8_t *buf = NULL;
+	size_t got = 0;
+	enum err rc;
+
+	rc = retrieve_open(v, sop_uid, &rt, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	buf = malloc(COPY_CHUNK);
+	if (buf == NULL)
+		rc = ERR_NOMEM;
+	while (rc == ERR_OK) {
+		rc = retrieve_read(rt, buf, COPY_CHUNK, &got);
+		if (rc != ERR_OK || got == 0)
+			break;
+		rc = sink_write(out, buf, got);
+	}
+	if (rc == ERR_AUTH)
+		err_why(why, whylen, rc, "object of %s failed authentication or its fixity check (tampered or damaged)",
+		        sop_uid);
+	else if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
+		err_why(why, whylen, rc, "%s", err_str(rc));
+	free(buf);
+	retrieve_close(rt);
+	return rc;
+}
