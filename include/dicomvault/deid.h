@@ -42,10 +42,53 @@
 #define DEID_UID_MAX          64u
 #define DEID_PSEUDONYM_MAX    32u
 
+#define DEID_MASK_MAX_RULES   256u
+#define DEID_MASK_MAX_RECTS   16u
+
+/* Masking of burned-in annotation (deid_mask.c): a rule [deid "mask NAME"]
+ * with modality (required), manufacturer and model (patterns with * and ?,
+ * case-insensitive), rows and columns (exact; absent = any) and
+ * rect = x,y,width,height[; x,y,width,height...] (pixels, 0,0 the top
+ * left). */
+struct deid_mask_rect {
+	uint32_t x, y, w, h;
+};
+
+struct deid_mask_rule {
+	char name[65];
+	char modality[17];
+	char manufacturer[65];
+	char model[65];
+	uint32_t rows, columns;
+	struct deid_mask_rect rect[DEID_MASK_MAX_RECTS];
+	unsigned nrect;
+};
+
+struct deid_masks {
+	struct deid_mask_rule *r;
+	size_t n;
+};
+
+struct ini;
+/* The rules of every [deid "mask NAME"] section (none: an empty set).
+ * ERR_PARSE / ERR_LIMIT with the line and the reason in why. */
+WUR enum err deid_masks_load(const struct ini *ini, struct deid_masks **out, char *why, size_t whylen);
+void deid_masks_free(struct deid_masks *m);
+/* The first rule that fits the data set's Modality, Manufacturer,
+ * Manufacturer's Model Name, Rows and Columns; NULL if none (or m NULL). */
+const struct deid_mask_rule *deid_masks_match(const struct deid_masks *m, const struct dcm_ds *ds);
+/* Fills the rule's rectangles of every frame with the image's darkest
+ * value (MONOCHROME1: the largest; signed: the most negative; YBR: neutral
+ * chroma) and sets Burned In Annotation to NO. Native pixel data only (8,
+ * 16 or 32 bits allocated, 1 or 3 samples, either planar configuration):
+ * ERR_DENIED with the reason otherwise. */
+WUR enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, char *why, size_t whylen);
+
 struct deid_opts {
 	unsigned options;                  /* DEID_RETAIN_... | DEID_CLEAN_... */
 	unsigned flags;                    /* DEID_F_... */
 	const struct secret *project_key;  /* borrowed; at least DEID_KEY_MIN bytes */
+	const struct deid_masks *masks;    /* borrowed; NULL: no masking (flagged images are refused) */
 };
 
 /* Counters, added to by deid_apply() (the caller zeroes them). */
@@ -59,6 +102,7 @@ struct deid_stats {
 	uint64_t uids;           /* UID values replaced */
 	uint64_t dates_shifted;  /* date values shifted (modified-dates option) */
 	uint64_t cleaned;        /* text values cleaned (C) */
+	uint64_t masked;         /* images whose burned-in annotation was masked */
 	uint64_t suspect;        /* images passed without a burned-in annotation flag
 	                            although their modality often has burned-in text */
 };

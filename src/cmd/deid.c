@@ -17,6 +17,7 @@
 #include "cmd.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/deid.h"
+#include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 
 #define DEID_DIR_DEPTH_MAX 64u      /* folder nesting we follow */
@@ -25,7 +26,7 @@
 
 static const char deid_usage[] =
 	"usage: dicomvault deid --profile basic[,OPTION...] [--key-file F] [--json] [--quiet]\n"
-	"                       [--pseudonym-name] [--refuse-unflagged] IN OUT\n"
+	"                       [--pseudonym-name] [--refuse-unflagged] [--masks F] IN OUT\n"
 	"De-identify a DICOM file, or a folder recursively into a mirror folder, with the\n"
 	"PS3.15 Annex E Basic Application Level Confidentiality Profile and its options.\n"
 	"  --profile P         basic, then options separated by commas:\n"
@@ -39,9 +40,13 @@ static const char deid_usage[] =
 	"  --pseudonym-name    Patient's Name becomes a keyed pseudonym instead of empty\n"
 	"  --refuse-unflagged  also refuse images without Burned In Annotation (0028,0301)\n"
 	"                      whose modality often has burned-in text (US, SC, OT, XC, ES, GM)\n"
+	"  --masks F           masking rules for burned-in annotation: [deid \"mask NAME\"]\n"
+	"                      sections (modality, manufacturer, model, rows, columns,\n"
+	"                      rect = x,y,w,h[; x,y,w,h...]), e.g. the vault's dicomvault.conf\n"
 	"  --json              print the summary as JSON\n"
 	"  --quiet             no progress bar\n"
-	"Images with Burned In Annotation = YES are refused (pixel masking is not configured).\n"
+	"Images with Burned In Annotation = YES are masked by the first rule that fits them,\n"
+	"else refused; so are unflagged suspect images under --refuse-unflagged.\n"
 	"Exit status: 0 all done, 1 a file failed or was refused, 2 usage error.\n";
 
 struct problem {
@@ -327,12 +332,12 @@ static void summary(const struct run *r, bool json)
 		       (unsigned long long)r->total, (unsigned long long)r->done, (unsigned long long)r->refused,
 		       (unsigned long long)r->failed);
 		printf("\"removed\":%llu,\"replaced\":%llu,\"kept\":%llu,\"private_removed\":%llu,\"private_kept\":%llu,"
-		       "\"uids_replaced\":%llu,\"dates_shifted\":%llu,\"cleaned\":%llu,\"unflagged_suspect\":%llu,\"problems\":[",
+		       "\"uids_replaced\":%llu,\"dates_shifted\":%llu,\"cleaned\":%llu,\"unflagged_suspect\":%llu,\"masked\":%llu,\"problems\":[",
 		       (unsigned long long)r->st.removed, (unsigned long long)r->st.replaced,
 		       (unsigned long long)r->st.kept, (unsigned long long)r->st.private_removed,
 		       (unsigned long long)r->st.private_kept, (unsigned long long)r->st.uids,
 		       (unsigned long long)r->st.dates_shifted, (unsigned long long)r->st.cleaned,
-		       (unsigned long long)r->st.suspect);
+		       (unsigned long long)r->st.suspect, (unsigned long long)r->st.masked);
 		for (i = 0; i < r->nprobs; i++) {
 			printf("%s{\"path\":", i ? "," : "");
 			json_str(r->probs[i].path);
@@ -352,6 +357,9 @@ static void summary(const struct run *r, bool json)
 	       (unsigned long long)r->st.replaced, (unsigned long long)r->st.uids,
 	       (unsigned long long)r->st.dates_shifted, (unsigned long long)r->st.cleaned,
 	       (unsigned long long)r->st.kept, (unsigned long long)r->st.private_kept);
+	if (r->st.masked > 0)
+		printf("  burned-in annotation masked in %llu image%s\n", (unsigned long long)r->st.masked,
+		       r->st.masked == 1 ? "" : "s");
 	for (i = 0; i < r->nprobs && i < DEID_SUMMARY_LIST; i++)
 		printf("  %s: %s: %s\n", r->probs[i].refused ? "refused" : "failed", r->probs[i].path, r->probs[i].why);
 	if (r->nprobs > DEID_SUMMARY_LIST)
@@ -360,6 +368,35 @@ static void summary(const struct run *r, bool json)
 		printf("  warning: %llu image%s without a Burned In Annotation flag from modalities that often have "
 		       "burned-in text were passed: check them, or use --refuse-unflagged\n",
 		       (unsigned long long)r->st.suspect, r->st.suspect == 1 ? "" : "s");
+}
+
+/* The masking rules of an INI file. */
+static enum err load_masks(const char *path, struct deid_masks **out)
+{
+	struct ini_error ie;
+	struct ini *ini = NULL;
+	uint8_t *text = NULL;
+	size_t len = 0;
+	char why[256];
+	enum err rc;
+
+	rc = file_read_all(path, INI_MAX_INPUT, &text, &len);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault deid: %s: cannot read: %s\n", path,
+		        rc == ERR_NOTFOUND ? "no such file" : rc == ERR_LIMIT ? "too long" : err_str(rc));
+		return rc;
+	}
+	rc = ini_parse(text, len, &ini, &ie);
+	if (rc != ERR_OK)
+		fprintf(stderr, "dicomvault deid: %s: line %u: %s\n", path, ie.line, ie.msg);
+	if (rc == ERR_OK) {
+		rc = deid_masks_load(ini, out, why, sizeof why);
+		if (rc != ERR_OK)
+			fprintf(stderr, "dicomvault deid: %s: %s\n", path, why);
+	}
+	ini_free(ini);
+	free(text);
+	return rc;
 }
 
 /* True if path b is a or lies under it (both resolved). */
@@ -374,7 +411,8 @@ int cmd_deid(int argc, char **argv)
 {
 	struct run r;
 	struct secret *key = NULL;
-	const char *profile = NULL, *key_file = NULL, *in, *out;
+	const char *profile = NULL, *key_file = NULL, *masks_file = NULL, *in, *out;
+	struct deid_masks *masks = NULL;
 	bool json = false, quiet = false;
 	char why[256];
 	struct stat sin, sout;
@@ -398,6 +436,10 @@ int cmd_deid(int argc, char **argv)
 			key_file = argv[i] + 11;
 		} else if (strcmp(argv[i], "--vault") == 0 && i + 1 < argc) {
 			i++;   /* accepted like every subcommand; deid needs no vault */
+		} else if (strcmp(argv[i], "--masks") == 0 && i + 1 < argc) {
+			masks_file = argv[++i];
+		} else if (strncmp(argv[i], "--masks=", 8) == 0) {
+			masks_file = argv[i] + 8;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			json = true;
 		} else if (strcmp(argv[i], "--quiet") == 0) {
@@ -460,6 +502,9 @@ int cmd_deid(int argc, char **argv)
 		fprintf(stderr, "dicomvault deid: OUT is IN; the original would be overwritten\n");
 		return EXIT_USAGE;
 	}
+	if (masks_file != NULL && load_masks(masks_file, &masks) != ERR_OK)
+		return 1;
+	r.o.masks = masks;
 	/* the project key */
 	if (key_file != NULL) {
 		rc = secret_read_file(key_file, CRYPTO_SECRET_FILE_MAX, 0, &key);
@@ -467,18 +512,17 @@ int cmd_deid(int argc, char **argv)
 			fprintf(stderr, "dicomvault deid: %s: cannot use as a key file: %s\n", key_file,
 			        rc == ERR_DENIED ? "readable by group or others, or not ours (chmod 600)"
 			        : rc == ERR_NOTFOUND ? "no such file" : rc == ERR_LIMIT ? "too long" : err_str(rc));
-			return 1;
+			goto done;
 		}
 		if (secret_len(key) < DEID_KEY_MIN) {
 			fprintf(stderr, "dicomvault deid: %s: a project key needs at least %u bytes\n", key_file, DEID_KEY_MIN);
-			secret_free(key);
-			return 1;
+			goto done;
 		}
 	} else {
 		rc = secret_random(DEID_RANDOM_KEY, &key);
 		if (rc != ERR_OK) {
 			fprintf(stderr, "dicomvault deid: cannot make a random key: %s\n", err_str(rc));
-			return 1;
+			goto done;
 		}
 		fputs("dicomvault deid: warning: no --key-file: a random key is used for this run; pseudonyms, UIDs and "
 		      "date offsets will not be reproducible\n", stderr);
@@ -519,5 +563,6 @@ done:
 	}
 	free(r.probs);
 	secret_free(key);
+	deid_masks_free(masks);
 	return rcode;
 }

@@ -205,6 +205,7 @@ struct ctx {
 	struct deid_stats st;
 	struct deid_tokens tok;
 	int32_t days;
+	const struct deid_mask_rule *mask;   /* burned-in annotation to mask */
 	char *why;
 	size_t whylen;
 };
@@ -760,8 +761,11 @@ static enum err check_refuse(struct ctx *c)
 		return ERR_DENIED;
 	}
 	if (value_is(ds, TAG_BURNED_IN, "YES")) {
+		c->mask = deid_masks_match(c->o->masks, ds);
+		if (c->mask != NULL)
+			return ERR_OK;
 		set_why(c->why, c->whylen, "burned-in annotation: Burned In Annotation (0028,0301) is YES and no "
-		        "masking of the pixel data is configured (the image may show identifying text)");
+		        "masking rule fits the image (modality, manufacturer, model, size): it may show identifying text");
 		return ERR_DENIED;
 	}
 	pixels = dcm_ds_find(ds, TAG_PIXEL_DATA) != NULL;
@@ -775,6 +779,8 @@ static enum err check_refuse(struct ctx *c)
 		for (i = 0; i < sizeof mods / sizeof mods[0]; i++)
 			if (value_is(ds, 0x00080060, mods[i]))
 				suspect = true;
+		if (suspect && (c->mask = deid_masks_match(c->o->masks, ds)) != NULL)
+			return ERR_OK;
 		if (suspect && (c->o->flags & DEID_F_REFUSE_SUSPECT)) {
 			set_why(c->why, c->whylen, "possible burned-in annotation: Burned In Annotation (0028,0301) is "
 			        "absent and the modality or SOP class often carries text in the pixels");
@@ -886,19 +892,24 @@ static enum err clean_meta(struct ctx *c)
 	return ERR_OK;
 }
 
-static enum err add_code(struct dcm_ds *ds, struct dcm_elem *sq, unsigned idx)
+static enum err add_code_str(struct dcm_ds *ds, struct dcm_elem *sq, const char *code, const char *meaning)
 {
 	struct dcm_ds *item;
 	enum err rc;
 
 	rc = dcm_seq_add_item(ds, sq, &item);
 	if (rc == ERR_OK)
-		rc = dcm_ds_set_str(item, 0x00080100, VR_SH, opt_codes[idx]);
+		rc = dcm_ds_set_str(item, 0x00080100, VR_SH, code);
 	if (rc == ERR_OK)
 		rc = dcm_ds_set_str(item, 0x00080102, VR_SH, "DCM");
 	if (rc == ERR_OK)
-		rc = dcm_ds_set_str(item, 0x00080104, VR_LO, opt_meanings[idx]);
+		rc = dcm_ds_set_str(item, 0x00080104, VR_LO, meaning);
 	return rc;
+}
+
+static enum err add_code(struct dcm_ds *ds, struct dcm_elem *sq, unsigned idx)
+{
+	return add_code_str(ds, sq, opt_codes[idx], opt_meanings[idx]);
 }
 
 static bool seq_has_code(const struct dcm_elem *sq, const char *code)
@@ -937,6 +948,11 @@ static enum err attest(struct ctx *c)
 		wbuf_putc(&w, '\\');
 	}
 	wbuf_puts(&w, "dicomvault PS3.15 2026d Table E.1-1: Basic Profile");
+	if (c->mask != NULL) {
+		wbuf_puts(&w, "\\burned-in annotation masked (rule ");
+		wbuf_put(&w, c->mask->name, strnlen(c->mask->name, 40));
+		wbuf_putc(&w, ')');
+	}
 	for (i = 0; i < DEID_NOPTS; i++)
 		if (c->opts & (1u << i)) {
 			wbuf_putc(&w, '\\');
@@ -959,6 +975,10 @@ static enum err attest(struct ctx *c)
 	for (i = 0; i < DEID_NOPTS; i++)
 		if ((c->opts & (1u << i)) && !seq_has_code(sq, opt_codes[i]) && (rc = add_code(ds, sq, i)) != ERR_OK)
 			return rc;
+	/* PS3.16 CID 7050: burned-in text masked */
+	if (c->mask != NULL && !seq_has_code(sq, "113101") &&
+	    (rc = add_code_str(ds, sq, "113101", "Clean Pixel Data Option")) != ERR_OK)
+		return rc;
 	/* PS3.15 E.3.6: say what became of the dates (General Image module) */
 	if (dcm_ds_find(ds, TAG_PIXEL_DATA) != NULL || dcm_ds_find(ds, 0x00280303) != NULL) {
 		const char *v = (c->opts & DEID_RETAIN_LONG_MODIFIED_DATES) ? "MODIFIED"
@@ -995,6 +1015,12 @@ enum err deid_apply(struct dcm_file *f, const struct deid_opts *o, struct deid_s
 	c.whylen = whylen;
 	deid_tokens_init(&c.tok);
 	rc = check_refuse(&c);
+	if (rc == ERR_OK && c.mask != NULL) {
+		/* before the walk, which may remove what the rule matched on */
+		rc = deid_mask_pixels(f, c.mask, why, whylen);
+		if (rc == ERR_OK)
+			c.st.masked++;
+	}
 	if (rc != ERR_OK)
 		goto out;
 	c.fam = deid_family_of(&f->ds);
@@ -1024,6 +1050,7 @@ enum err deid_apply(struct dcm_file *f, const struct deid_opts *o, struct deid_s
 		st->dates_shifted += c.st.dates_shifted;
 		st->cleaned += c.st.cleaned;
 		st->suspect += c.st.suspect;
+		st->masked += c.st.masked;
 	}
 out:
 	deid_tokens_fini(&c.tok);
