@@ -16,6 +16,8 @@ static void usage(FILE *out)
 	      "  json FILE       print a DICOM file as PS3.18 DICOM JSON\n"
 	      "  deid --profile basic[,OPTION...] IN OUT\n"
 	      "                  de-identify files or folders (PS3.15 Annex E)\n"
+	      "  export --study UID --out DIR [--deidentify PROFILE]\n"
+	      "                  write a stored study out as Part 10 files (audited)\n"
 	      "  audit verify|export\n"
 	      "                  check the audit trail's hash chain / export it as JSON lines\n"
 	      "\n"
@@ -46,6 +48,8 @@ int main(int argc, char **argv)
 		return cmd_json(argc - 1, argv + 1);
 	if (strcmp(argv[1], "deid") == 0)
 		return cmd_deid(argc - 1, argv + 1);
+	if (strcmp(argv[1], "export") == 0)
+		return cmd_export(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
 	fprintf(stderr, "dicomvault: unknown command '%s'\n", argv[1]);

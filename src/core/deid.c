@@ -708,6 +708,7 @@ static enum err walk(struct ctx *c, struct dcm_ds *ds, unsigned depth, unsigned 
 		w++;
 	}
 	ds->n = w;
+	ds->order = NULL;   /* the sorted index of an unsorted data set is stale now */
 	rc = ERR_OK;
 out:
 	free(keep);
@@ -889,6 +890,7 @@ static enum err clean_meta(struct ctx *c)
 		w++;
 	}
 	m->n = w;
+	m->order = NULL;
 	return ERR_OK;
 }
 
