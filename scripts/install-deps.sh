@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
 	build-essential clang libclang-rt-14-dev pkg-config
-	zlib1g-dev libjansson-dev libsodium-dev libgnutls28-dev libmicrohttpd-dev libsqlite3-dev libqrencode-dev curl
+	zlib1g-dev libjansson-dev libsodium-dev libgnutls28-dev libmicrohttpd-dev libsqlite3-dev libqrencode-dev libssl-dev curl
 	python3 python3-pydicom python3-numpy python3-cryptography
 	dcmtk dicom3tools libgdcm-tools openssl oathtool
 	time

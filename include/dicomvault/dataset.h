@@ -195,6 +195,10 @@ WUR enum err dcm_ds_set_seq(struct dcm_ds *ds, uint32_t tag, struct dcm_elem **o
 WUR enum err dcm_seq_add_item(struct dcm_ds *ds, struct dcm_elem *sq, struct dcm_ds **out);
 WUR enum err dcm_elem_add_frag(struct dcm_ds *ds, struct dcm_elem *e, const void *val, size_t len);
 void dcm_ds_remove(struct dcm_ds *ds, uint32_t tag);
+/* A deep copy of element e of file sf (sequences with their items, bulk
+ * values loaded) into ds, replacing an element with its tag. Values keep
+ * sf's byte order. Encapsulated pixel data: ERR_UNSUPPORTED. depth: 0. */
+WUR enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e, unsigned depth);
 /* The value bytes of an element, loading bulk data from the source into
  * memory the caller frees; *owned says whether it must be freed. */
 WUR enum err dcm_elem_value(const struct dcm_file *f, const struct dcm_elem *e,

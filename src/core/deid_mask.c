@@ -277,12 +277,14 @@ static void dark_value(const char *pi, size_t pin, uint16_t bits_stored, uint16_
 		dark[1] = dark[2] = (max >> 1) + 1;                /* Y = 0, chroma neutral */
 }
 
-static void put_sample(uint8_t *p, uint16_t bytes, bool be, uint32_t v)
+/* In-memory values are little endian whatever the transfer syntax (the
+ * reader and dcm_elem_value swap, the writer swaps back). */
+static void put_sample(uint8_t *p, uint16_t bytes, uint32_t v)
 {
 	uint16_t k;
 
 	for (k = 0; k < bytes; k++)
-		p[be ? bytes - 1 - k : k] = (uint8_t)(v >> (8 * k));
+		p[k] = (uint8_t)(v >> (8 * k));
 }
 
 enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, char *why, size_t whylen)
@@ -296,7 +298,7 @@ enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, ch
 	const char *pi;
 	uint64_t frame, nframes = 1, fsz;
 	uint32_t dark[3];
-	bool owned = false, be;
+	bool owned = false;
 	unsigned i;
 	enum err rc = ERR_DENIED;
 
@@ -361,7 +363,6 @@ enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, ch
 	memcpy(buf, val, vlen);
 	pi = dcm_ds_str(ds, 0x00280004, &pin);
 	dark_value(pi ? pi : "", pi ? pin : 0, stored, pixrep, dark);
-	be = f->ts != NULL && f->ts->big_endian;
 	for (frame = 0; frame < nframes; frame++) {
 		uint8_t *fp = buf + frame * fsz;
 		uint16_t bytes = alloc / 8;
@@ -374,7 +375,7 @@ enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, ch
 						uint64_t off = planar && spp > 1
 						               ? ((uint64_t)s * rows * cols + (uint64_t)y * cols + x) * bytes
 						               : (((uint64_t)y * cols + x) * spp + s) * bytes;
-						put_sample(fp + off, bytes, be, dark[s]);
+						put_sample(fp + off, bytes, dark[s]);
 					}
 		}
 	}

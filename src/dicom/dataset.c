@@ -904,6 +904,40 @@ enum err dcm_seq_add_item(struct dcm_ds *ds, struct dcm_elem *sq, struct dcm_ds 
 	return rc;
 }
 
+enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e, unsigned depth)
+{
+	const uint8_t *val = NULL;
+	bool owned = false;
+	uint32_t i, j;
+	enum err rc;
+
+	if (depth > DCM_MAX_DEPTH)
+		return ERR_LIMIT;
+	if (e->flags & DCM_EF_ENCAPS)
+		return ERR_UNSUPPORTED;
+	if (e->seq != NULL) {
+		struct dcm_elem *sq;
+		rc = dcm_ds_set_seq(ds, e->tag, &sq);
+		for (i = 0; rc == ERR_OK && i < e->seq->n; i++) {
+			const struct dcm_ds *from = e->seq->items[i];
+			struct dcm_ds *item;
+			rc = dcm_seq_add_item(ds, sq, &item);
+			for (j = 0; rc == ERR_OK && j < from->n; j++)
+				rc = dcm_ds_copy_elem(item, sf, &from->e[j], depth + 1);
+		}
+		return rc;
+	}
+	if (e->len > 0) {
+		rc = dcm_elem_value(sf, e, &val, &owned);
+		if (rc != ERR_OK)
+			return rc;
+	}
+	rc = dcm_ds_set(ds, e->tag, e->vr, val, e->len);
+	if (owned)
+		free((void *)val);
+	return rc;
+}
+
 enum err dcm_elem_add_frag(struct dcm_ds *ds, struct dcm_elem *e, const void *val, size_t len)
 {
 	struct dcm_frag *fr;

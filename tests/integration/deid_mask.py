@@ -122,6 +122,7 @@ try:
         "rgb_inter": dict(modality="OT", spp=3, planar=0, manufacturer="", model=""),
         "mono1": dict(modality="OT", pi="MONOCHROME1", bits=16, manufacturer="", model=""),
         "signed": dict(modality="OT", signed=True, bits=16, manufacturer="", model=""),
+        "signed16be": dict(modality="OT", signed=True, bits=16, manufacturer="", model="", ts=ExplicitVRBigEndian),
         "ybr": dict(modality="OT", spp=3, pi="YBR_FULL", manufacturer="", model=""),
     }
     rects = {"US": [(0, 0, 64, 6), (50, 40, 14, 8)], "XA": [(2, 3, 10, 4)], "OT": [(1, 1, 5, 5)]}
