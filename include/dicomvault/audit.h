@@ -47,6 +47,7 @@
 #define AUDIT_INTEGRITY_FAILURE "integrity-failure"
 #define AUDIT_VAULT_INIT        "vault-init"
 #define AUDIT_ERASE             "erase"
+#define AUDIT_REIDENTIFY        "re-identify"
 
 enum audit_outcome {
 	AUDIT_SUCCESS = 0,

@@ -70,6 +70,7 @@ struct deid_masks {
 };
 
 struct ini;
+struct cms_recipients;
 /* The rules of every [deid "mask NAME"] section (none: an empty set).
  * ERR_PARSE / ERR_LIMIT with the line and the reason in why. */
 WUR enum err deid_masks_load(const struct ini *ini, struct deid_masks **out, char *why, size_t whylen);
@@ -89,6 +90,7 @@ struct deid_opts {
 	unsigned flags;                    /* DEID_F_... */
 	const struct secret *project_key;  /* borrowed; at least DEID_KEY_MIN bytes */
 	const struct deid_masks *masks;    /* borrowed; NULL: no masking (flagged images are refused) */
+	const struct cms_recipients *escrow;  /* borrowed; NULL: no re-identification escrow */
 };
 
 /* Counters, added to by deid_apply() (the caller zeroes them). */
@@ -103,6 +105,7 @@ struct deid_stats {
 	uint64_t dates_shifted;  /* date values shifted (modified-dates option) */
 	uint64_t cleaned;        /* text values cleaned (C) */
 	uint64_t masked;         /* images whose burned-in annotation was masked */
+	uint64_t escrowed;       /* original attribute values put in escrow */
 	uint64_t suspect;        /* images passed without a burned-in annotation flag
 	                            although their modality often has burned-in text */
 };
@@ -120,6 +123,16 @@ struct deid_stats {
  * caller must then discard it. why may be NULL. */
 WUR enum err deid_apply(struct dcm_file *f, const struct deid_opts *o, struct deid_stats *st,
                         char *why, size_t whylen);
+
+/* Re-identification (PS3.15 E.1.2): decrypts the first Encrypted
+ * Attributes Sequence item that the private key (PEM file, mode 0600; its
+ * certificate optional) opens, puts back every escrowed original value,
+ * removes the attestation attributes the original did not have, and drops
+ * that item. *restored counts the attributes put back. ERR_NOTFOUND:
+ * nothing escrowed; ERR_AUTH: no item opens with this key; reason in why.
+ * Any byte order: values in memory are little endian (the writer swaps). */
+WUR enum err deid_reidentify(struct dcm_file *f, const char *key_path, const char *cert_path, unsigned *restored,
+                             char *why, size_t whylen);
 
 /* "basic[,option...]" (option names as in deid_option_name()) into option
  * bits. ERR_PARSE with the reason in why for an unknown name, a missing

@@ -13,10 +13,14 @@ int cmd_init(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_reidentify(int argc, char **argv);
 
 /* Reads a DICOM file for display; prints a clear error naming the file,
  * offset and reason, and returns NULL on failure. */
 struct dcm_file *cmd_read_file(const char *path, struct src *src, const struct dcm_read_opts *o);
+/* Writes f as Part 10 (meta regenerated) to out through a temporary name
+ * in the same folder and a rename; the reason in why on failure. */
+WUR enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t whylen);
 /* Writes a buffer to stdout; 0 or 1. */
 int cmd_write_stdout(const void *p, size_t n);
 

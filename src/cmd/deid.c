@@ -17,6 +17,7 @@
 #include "cmd.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/deid.h"
+#include "dicomvault/cms.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 
@@ -26,7 +27,8 @@
 
 static const char deid_usage[] =
 	"usage: dicomvault deid --profile basic[,OPTION...] [--key-file F] [--json] [--quiet]\n"
-	"                       [--pseudonym-name] [--refuse-unflagged] [--masks F] IN OUT\n"
+	"                       [--pseudonym-name] [--refuse-unflagged] [--masks F]\n"
+	"                       [--escrow-cert CERT] IN OUT\n"
 	"De-identify a DICOM file, or a folder recursively into a mirror folder, with the\n"
 	"PS3.15 Annex E Basic Application Level Confidentiality Profile and its options.\n"
 	"  --profile P         basic, then options separated by commas:\n"
@@ -43,6 +45,10 @@ static const char deid_usage[] =
 	"  --masks F           masking rules for burned-in annotation: [deid \"mask NAME\"]\n"
 	"                      sections (modality, manufacturer, model, rows, columns,\n"
 	"                      rect = x,y,w,h[; x,y,w,h...]), e.g. the vault's dicomvault.conf\n"
+	"  --escrow-cert CERT  keep the original values of what changed, encrypted (CMS) to\n"
+	"                      the certificate(s) in CERT, in an Encrypted Attributes\n"
+	"                      Sequence (PS3.15 E.1.2); 'dicomvault reidentify' with the\n"
+	"                      matching private key restores them (audited)\n"
 	"  --json              print the summary as JSON\n"
 	"  --quiet             no progress bar\n"
 	"Images with Burned In Annotation = YES are masked by the first rule that fits them,\n"
@@ -122,51 +128,6 @@ static void note_problem(struct run *r, const char *path, const char *why, bool 
 
 /* Writes f to out through a temporary file in the same folder, renamed
  * into place when complete. */
-static enum err write_out(struct dcm_file *f, const char *out, char *why, size_t whylen)
-{
-	struct dcm_write_opts wo = { .keep_meta = false };
-	struct sink k;
-	char *tmp;
-	size_t n = strlen(out);
-	mode_t um;
-	int fd;
-	enum err rc;
-
-	tmp = malloc(n + 16);
-	if (tmp == NULL)
-		return ERR_NOMEM;
-	memcpy(tmp, out, n);
-	memcpy(tmp + n, ".tmp.XXXXXX", 12);
-	fd = mkstemp(tmp);
-	if (fd < 0) {
-		snprintf(why, whylen, "cannot create %s: %s", tmp, strerror(errno));
-		free(tmp);
-		return ERR_IO;
-	}
-	um = umask(0);
-	umask(um);
-	if (fchmod(fd, 0666 & ~um) != 0) {
-		/* keep mkstemp's 0600 */
-	}
-	sink_fd(&k, &fd);
-	rc = dcm_file_write(f, &wo, &k);
-	if (rc == ERR_OK && close(fd) != 0)
-		rc = ERR_IO;
-	else if (rc != ERR_OK)
-		close(fd);
-	if (rc == ERR_OK && rename(tmp, out) != 0) {
-		snprintf(why, whylen, "cannot rename into %s: %s", out, strerror(errno));
-		rc = ERR_IO;
-	} else if (rc != ERR_OK) {
-		snprintf(why, whylen, "cannot write %s: %s", out,
-		         rc == ERR_UNSUPPORTED ? "a value cannot be encoded in the file's transfer syntax" : err_str(rc));
-	}
-	if (rc != ERR_OK)
-		unlink(tmp);
-	free(tmp);
-	return rc;
-}
-
 static void one_file(struct run *r, const char *in, const char *out)
 {
 	struct dcm_errinfo ei;
@@ -196,7 +157,7 @@ static void one_file(struct run *r, const char *in, const char *out)
 	} else if (rc != ERR_OK) {
 		note_problem(r, in, why, false);
 	} else {
-		rc = write_out(f, out, why, sizeof why);
+		rc = cmd_write_dicom(f, out, why, sizeof why);
 		if (rc != ERR_OK) {
 			note_problem(r, in, why, false);
 		} else {
@@ -332,12 +293,13 @@ static void summary(const struct run *r, bool json)
 		       (unsigned long long)r->total, (unsigned long long)r->done, (unsigned long long)r->refused,
 		       (unsigned long long)r->failed);
 		printf("\"removed\":%llu,\"replaced\":%llu,\"kept\":%llu,\"private_removed\":%llu,\"private_kept\":%llu,"
-		       "\"uids_replaced\":%llu,\"dates_shifted\":%llu,\"cleaned\":%llu,\"unflagged_suspect\":%llu,\"masked\":%llu,\"problems\":[",
+		       "\"uids_replaced\":%llu,\"dates_shifted\":%llu,\"cleaned\":%llu,\"unflagged_suspect\":%llu,\"masked\":%llu,\"escrowed\":%llu,\"problems\":[",
 		       (unsigned long long)r->st.removed, (unsigned long long)r->st.replaced,
 		       (unsigned long long)r->st.kept, (unsigned long long)r->st.private_removed,
 		       (unsigned long long)r->st.private_kept, (unsigned long long)r->st.uids,
 		       (unsigned long long)r->st.dates_shifted, (unsigned long long)r->st.cleaned,
-		       (unsigned long long)r->st.suspect, (unsigned long long)r->st.masked);
+		       (unsigned long long)r->st.suspect, (unsigned long long)r->st.masked,
+		       (unsigned long long)r->st.escrowed);
 		for (i = 0; i < r->nprobs; i++) {
 			printf("%s{\"path\":", i ? "," : "");
 			json_str(r->probs[i].path);
@@ -411,7 +373,8 @@ int cmd_deid(int argc, char **argv)
 {
 	struct run r;
 	struct secret *key = NULL;
-	const char *profile = NULL, *key_file = NULL, *masks_file = NULL, *in, *out;
+	const char *profile = NULL, *key_file = NULL, *masks_file = NULL, *escrow_file = NULL, *in, *out;
+	struct cms_recipients *escrow = NULL;
 	struct deid_masks *masks = NULL;
 	bool json = false, quiet = false;
 	char why[256];
@@ -440,6 +403,8 @@ int cmd_deid(int argc, char **argv)
 			masks_file = argv[++i];
 		} else if (strncmp(argv[i], "--masks=", 8) == 0) {
 			masks_file = argv[i] + 8;
+		} else if (strcmp(argv[i], "--escrow-cert") == 0 && i + 1 < argc) {
+			escrow_file = argv[++i];
 		} else if (strcmp(argv[i], "--json") == 0) {
 			json = true;
 		} else if (strcmp(argv[i], "--quiet") == 0) {
@@ -505,6 +470,11 @@ int cmd_deid(int argc, char **argv)
 	if (masks_file != NULL && load_masks(masks_file, &masks) != ERR_OK)
 		return 1;
 	r.o.masks = masks;
+	if (escrow_file != NULL && cms_recipients_load(escrow_file, &escrow, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault deid: --escrow-cert: %s\n", why);
+		goto done;
+	}
+	r.o.escrow = escrow;
 	/* the project key */
 	if (key_file != NULL) {
 		rc = secret_read_file(key_file, CRYPTO_SECRET_FILE_MAX, 0, &key);
@@ -564,5 +534,6 @@ done:
 	free(r.probs);
 	secret_free(key);
 	deid_masks_free(masks);
+	cms_recipients_free(escrow);
 	return rcode;
 }

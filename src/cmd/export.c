@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "cmd.h"
 #include "dicomvault/audit.h"
+#include "dicomvault/cms.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/deid.h"
 #include "dicomvault/index.h"
@@ -36,7 +37,9 @@ static const char export_usage[] =
 	"  --out DIR            the output folder (created; files already there are kept)\n"
 	"  --deidentify P       de-identify with the PS3.15 profile P (basic[,OPTION...], as\n"
 	"                       for 'dicomvault deid'), under the vault's project key and its\n"
-	"                       masking rules ([deid \"mask NAME\"] in dicomvault.conf)\n"
+	"                       masking rules ([deid \"mask NAME\"] in dicomvault.conf); with\n"
+	"                       [deid] escrow_cert = CERT.pem the original values are kept,\n"
+	"                       encrypted to it, for 'dicomvault reidentify'\n"
 	"  --project NAME       the project whose key makes the pseudonyms (default: [deid]\n"
 	"                       project in dicomvault.conf, else \"default\"); the same project\n"
 	"                       gives the same pseudonyms, UIDs and date offsets every time\n"
@@ -278,6 +281,8 @@ int cmd_export(int argc, char **argv)
 	struct vault *v = NULL;
 	struct secret *pk = NULL;
 	struct deid_masks *masks = NULL;
+	struct cms_recipients *escrow = NULL;
+	const char *ec;
 	struct series_ids *sids = NULL;
 	struct idx_study st;
 	struct idx_patient pa;
@@ -379,6 +384,19 @@ int cmd_export(int argc, char **argv)
 		}
 		e.o.project_key = pk;
 		e.o.masks = masks;
+		ec = ini_get(v->conf, "deid", NULL, "escrow_cert");
+		if (ec != NULL && ec[0] != 0) {
+			char path[VAULT_PATH_MAX + 256];
+			if (ec[0] == '/')
+				snprintf(path, sizeof path, "%s", ec);
+			else
+				snprintf(path, sizeof path, "%s/%s", dir, ec);
+			if (cms_recipients_load(path, &escrow, why, sizeof why) != ERR_OK) {
+				fprintf(stderr, "dicomvault export: [deid] escrow_cert: %s\n", why);
+				goto done;
+			}
+			e.o.escrow = escrow;
+		}
 	}
 	/* the study's instances, series by series */
 	sids = calloc(1, sizeof *sids);
@@ -436,6 +454,7 @@ done:
 	free(l.it);
 	free(sids);
 	deid_masks_free(masks);
+	cms_recipients_free(escrow);
 	secret_free(pk);
 	vault_close(v);
 	return rcode;

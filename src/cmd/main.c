@@ -1,7 +1,9 @@
 /* main.c: dicomvault command line entry point and dispatch. Layer: cmd. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "cmd.h"
 
@@ -18,6 +20,8 @@ static void usage(FILE *out)
 	      "                  de-identify files or folders (PS3.15 Annex E)\n"
 	      "  export --study UID --out DIR [--deidentify PROFILE]\n"
 	      "                  write a stored study out as Part 10 files (audited)\n"
+	      "  reidentify --key KEY --reason TEXT IN OUT\n"
+	      "                  restore escrowed original values of a de-identified file (audited)\n"
 	      "  audit verify|export\n"
 	      "                  check the audit trail's hash chain / export it as JSON lines\n"
 	      "\n"
@@ -50,6 +54,8 @@ int main(int argc, char **argv)
 		return cmd_deid(argc - 1, argv + 1);
 	if (strcmp(argv[1], "export") == 0)
 		return cmd_export(argc - 1, argv + 1);
+	if (strcmp(argv[1], "reidentify") == 0)
+		return cmd_reidentify(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
 	fprintf(stderr, "dicomvault: unknown command '%s'\n", argv[1]);
@@ -98,4 +104,49 @@ int cmd_write_stdout(const void *p, size_t n)
 		n -= (size_t)w;
 	}
 	return 0;
+}
+
+enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t whylen)
+{
+	struct dcm_write_opts wo = { .keep_meta = false };
+	struct sink k;
+	char *tmp;
+	size_t n = strlen(out);
+	mode_t um;
+	int fd;
+	enum err rc;
+
+	tmp = malloc(n + 16);
+	if (tmp == NULL)
+		return ERR_NOMEM;
+	memcpy(tmp, out, n);
+	memcpy(tmp + n, ".tmp.XXXXXX", 12);
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		snprintf(why, whylen, "cannot create %s: %s", tmp, strerror(errno));
+		free(tmp);
+		return ERR_IO;
+	}
+	um = umask(0);
+	umask(um);
+	if (fchmod(fd, 0666 & ~um) != 0) {
+		/* keep mkstemp's 0600 */
+	}
+	sink_fd(&k, &fd);
+	rc = dcm_file_write(f, &wo, &k);
+	if (rc == ERR_OK && close(fd) != 0)
+		rc = ERR_IO;
+	else if (rc != ERR_OK)
+		close(fd);
+	if (rc == ERR_OK && rename(tmp, out) != 0) {
+		snprintf(why, whylen, "cannot rename into %s: %s", out, strerror(errno));
+		rc = ERR_IO;
+	} else if (rc != ERR_OK) {
+		snprintf(why, whylen, "cannot write %s: %s", out,
+		         rc == ERR_UNSUPPORTED ? "a value cannot be encoded in the file's transfer syntax" : err_str(rc));
+	}
+	if (rc != ERR_OK)
+		unlink(tmp);
+	free(tmp);
+	return rc;
 }

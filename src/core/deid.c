@@ -993,6 +993,7 @@ static enum err attest(struct ctx *c)
 enum err deid_apply(struct dcm_file *f, const struct deid_opts *o, struct deid_stats *st, char *why, size_t whylen)
 {
 	struct ctx c;
+	struct wbuf snap;
 	char pkey[512];
 	size_t npkey;
 	enum err rc = ERR_INTERNAL;
@@ -1016,7 +1017,10 @@ enum err deid_apply(struct dcm_file *f, const struct deid_opts *o, struct deid_s
 	c.why = why;
 	c.whylen = whylen;
 	deid_tokens_init(&c.tok);
+	wbuf_init(&snap, (size_t)1 << 31);
 	rc = check_refuse(&c);
+	if (rc == ERR_OK && o->escrow != NULL)
+		rc = deid_escrow_snapshot(f, &snap);
 	if (rc == ERR_OK && c.mask != NULL) {
 		/* before the walk, which may remove what the rule matched on */
 		rc = deid_mask_pixels(f, c.mask, why, whylen);
@@ -1036,6 +1040,8 @@ enum err deid_apply(struct dcm_file *f, const struct deid_opts *o, struct deid_s
 		rc = walk(&c, &f->ds, 0, 0);
 	if (rc == ERR_OK)
 		rc = attest(&c);
+	if (rc == ERR_OK && o->escrow != NULL)
+		rc = deid_escrow_attach(f, snap.p, snap.len, o->escrow, &c.st.escrowed, why, whylen);
 	if (rc != ERR_OK) {
 		if (why != NULL && whylen > 0 && why[0] == 0)
 			set_why(why, whylen, "de-identification failed: %s", err_str(rc));
@@ -1053,8 +1059,12 @@ enum err deid_apply(struct dcm_file *f, const struct deid_opts *o, struct deid_s
 		st->cleaned += c.st.cleaned;
 		st->suspect += c.st.suspect;
 		st->masked += c.st.masked;
+		st->escrowed += c.st.escrowed;
 	}
 out:
+	if (snap.p != NULL)
+		mem_wipe(snap.p, snap.len);
+	wbuf_fini(&snap);
 	deid_tokens_fini(&c.tok);
 	mem_wipe(pkey, sizeof pkey);
 	mem_wipe(&c.days, sizeof c.days);

@@ -23,6 +23,15 @@ enum deid_family {
 	DEID_FAM_N
 };
 
+/* The escrow (deid_escrow.c): the data set but its pixel data and overlays,
+ * encoded before de-identification; then, afterwards, the attributes that
+ * changed, with their original values, enveloped to the recipients in a new
+ * Encrypted Attributes Sequence item (*escrowed counts them). */
+struct cms_recipients;
+WUR enum err deid_escrow_snapshot(const struct dcm_file *f, struct wbuf *out);
+WUR enum err deid_escrow_attach(struct dcm_file *f, const uint8_t *snap, size_t snaplen,
+                                const struct cms_recipients *to, uint64_t *escrowed, char *why, size_t whylen);
+
 enum deid_family deid_family_of(const struct dcm_ds *ds);
 const char *deid_family_name(enum deid_family fam);
 /* X, Z, D or U for a composite code (DEID_ZD...) of tag, at the top level

@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 #include "dicomvault/cms.h"
 #include "dicomvault/crypto.h"
+#include "dicomvault/limits.h"
 
 struct cms_recipients {
 	STACK_OF(X509) *certs;
@@ -133,11 +134,12 @@ enum err cms_open(const char *key_path, const char *cert_path, const uint8_t *de
 	BUF_MEM *bm = NULL;
 	enum err rc;
 
-	rc = secret_read_file(key_path, CMS_MAX_PEM, 0, &keytext);
+	rc = secret_read_file(key_path, CRYPTO_SECRET_FILE_MAX, 0, &keytext);
 	if (rc != ERR_OK) {
 		(void)err_why(why, whylen, rc, "%s: %s", key_path,
 		              rc == ERR_DENIED ? "readable by group or others, or not ours (chmod 600)"
-		              : rc == ERR_NOTFOUND ? "no such file" : "cannot read the key");
+		              : rc == ERR_NOTFOUND ? "no such file" : rc == ERR_LIMIT ? "too large for a private key file"
+		              : "cannot read the key");
 		return rc;
 	}
 	rc = ERR_NOMEM;

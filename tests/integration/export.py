@@ -132,6 +132,26 @@ try:
     (rc, so, se), d3, _ = deid_export("d3", "--project", "another-study")
     check("another project: other UIDs", rc == 0 and d1 and d3 and d1[0].SOPInstanceUID != d3[0].SOPInstanceUID)
 
+    # escrow configured in the vault: the export carries it, reidentify opens it
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", os.path.join(T, "esc.key"),
+                    "-out", os.path.join(v.dir, "escrow.crt"), "-days", "2", "-subj", "/CN=escrow"],
+                   capture_output=True)
+    os.chmod(os.path.join(T, "esc.key"), 0o600)
+    conf = os.path.join(v.dir, "dicomvault.conf")
+    text = open(conf).read()
+    open(conf, "w").write(text.replace("[deid]\n", "[deid]\nescrow_cert = escrow.crt\n", 1))
+    (rc, so, se), d4, f4 = deid_export("d4")
+    check("export with [deid] escrow_cert: an Encrypted Attributes Sequence",
+          rc == 0 and d4 and "EncryptedAttributesSequence" in d4[0], (rc, se))
+    if f4:
+        back = os.path.join(T, "back.dcm")
+        p = subprocess.run([DV, "reidentify", "--key", os.path.join(T, "esc.key"), "--reason", "export escrow test",
+                            "--vault", v.dir, f4[0], back], capture_output=True, text=True)
+        check("reidentify restores the exported instance",
+              p.returncode == 0 and pydicom.dcmread(back).SOPInstanceUID == ct_ds.SOPInstanceUID and
+              pydicom.dcmread(back).PatientID == ct_ds.PatientID, p.stderr)
+    open(conf, "w").write(text)
+
     # burned-in: masked by the vault's rule
     o = os.path.join(T, "us")
     rc, so, se = run("--vault", v.dir, "--study", us_study, "--out", o, "--deidentify", "basic", "--quiet")
@@ -185,8 +205,8 @@ try:
     p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
     recs = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
     ex = [r for r in recs if r.get("action") == "export"]
-    # original, three de-identified, masked, refused, unknown study, tampered
-    check("every export attempt on a study is audited (8 records)", len(ex) == 8, len(ex))
+    # original, four de-identified, masked, refused, unknown study, tampered
+    check("every export attempt on a study is audited (9 records)", len(ex) == 9, len(ex))
     check("failed exports are audited as failures",
           sum(1 for r in ex if r.get("outcome") not in ("success", 0, "0")) >= 3, [r.get("outcome") for r in ex])
     p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
