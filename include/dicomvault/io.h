@@ -31,6 +31,8 @@ void src_mem_init(struct src *s, struct src_mem *m, const void *p, size_t len);
 /* Opens a file read-only; src_close() releases it. */
 WUR enum err src_file_open(struct src *s, const char *path);
 void src_close(struct src *s);
+/* The descriptor of a src_file_open() source (for zero-copy transfers), else -1. */
+int src_file_fd(const struct src *s);
 /* Reads exactly n bytes (ERR_PARSE on a short read). */
 WUR enum err src_read_full(struct src *s, void *buf, size_t n);
 
@@ -43,6 +45,12 @@ void sink_wbuf(struct sink *k, struct wbuf *w);
 /* Writes to a file descriptor, retrying short writes. */
 void sink_fd(struct sink *k, int *fd);
 WUR enum err sink_write(struct sink *k, const void *p, size_t n);
+/* The descriptor of a sink_fd() sink, else -1. */
+int sink_fd_of(const struct sink *k);
+/* n bytes of in from offset off appended at out's position, in the kernel
+ * (copy_file_range) when it can, else through a small buffer. ERR_PARSE if
+ * in ends first. */
+WUR enum err fd_copy_range(int in, uint64_t off, uint64_t n, int out);
 
 /* Whole file into memory, at most max bytes. */
 WUR enum err file_read_all(const char *path, size_t max, uint8_t **out, size_t *len);

@@ -1,5 +1,6 @@
 /* io.c: memory and file byte sources, buffer and fd sinks. Layer: base. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,6 +167,11 @@ enum err src_read_full(struct src *s, void *buf, size_t n)
 	return ERR_OK;
 }
 
+int src_file_fd(const struct src *s)
+{
+	return s != NULL && s->read == file_read && s->ctx != NULL ? ((const struct file_src *)s->ctx)->fd : -1;
+}
+
 static enum err wbuf_write(void *ctx, const void *p, size_t n)
 {
 	struct wbuf *w = ctx;
@@ -201,6 +207,47 @@ void sink_fd(struct sink *k, int *fd)
 {
 	k->write = fd_write;
 	k->ctx = fd;
+}
+
+int sink_fd_of(const struct sink *k)
+{
+	return k != NULL && k->write == fd_write && k->ctx != NULL ? *(const int *)k->ctx : -1;
+}
+
+enum err fd_copy_range(int in, uint64_t off, uint64_t n, int out)
+{
+	uint8_t buf[64 * 1024];
+	loff_t o = (loff_t)off;
+	bool plain = false;
+
+	while (n > 0) {
+		size_t want = n > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)n;
+		ssize_t got;
+		if (!plain) {
+			got = copy_file_range(in, &o, out, NULL, want, 0);
+			if (got < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
+			                errno == EBADF)) {
+				plain = true;   /* another file system, or not a regular file: copy through memory */
+				continue;
+			}
+		} else {
+			if (want > sizeof buf)
+				want = sizeof buf;
+			got = pread(in, buf, want, o);
+			if (got > 0 && sink_write(&(struct sink){ .write = fd_write, .ctx = &out }, buf, (size_t)got) != ERR_OK)
+				return ERR_IO;
+			if (got > 0)
+				o += got;
+		}
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return ERR_IO;
+		if (got == 0)
+			return ERR_PARSE;   /* the source ended early */
+		n -= (uint64_t)got;
+	}
+	return ERR_OK;
 }
 
 enum err sink_write(struct sink *k, const void *p, size_t n)

@@ -1018,6 +1018,8 @@ enum err dcm_bulk_copy(const struct dcm_file *f, uint64_t off, uint32_t len, con
 		return sink_write(k, val, len);
 	if (!f->bulk_ok || f->src == NULL || f->src->read_at == NULL)
 		return ERR_UNSUPPORTED;
+	if (src_file_fd(f->src) >= 0 && sink_fd_of(k) >= 0)   /* file to file: in the kernel */
+		return fd_copy_range(src_file_fd(f->src), off, len, sink_fd_of(k));
 	buf = malloc(DCM_READ_CHUNK);
 	if (buf == NULL)
 		return ERR_NOMEM;
