@@ -47,6 +47,9 @@
 #define AUDIT_INTEGRITY_FAILURE "integrity-failure"
 #define AUDIT_VAULT_INIT        "vault-init"
 #define AUDIT_ERASE             "erase"
+#define AUDIT_TOKEN_CREATE      "token-create"
+#define AUDIT_TOKEN_REVOKE      "token-revoke"
+#define AUDIT_TOKEN_REFUSED     "token-refused"   /* a known API token refused (revoked, expired, user disabled) */
 
 enum audit_outcome {
 	AUDIT_SUCCESS = 0,

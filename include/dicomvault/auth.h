@@ -55,14 +55,16 @@ struct auth_login {
 	const char *user_agent;  /* for the audit record, or NULL */
 };
 
-/* An authenticated session. */
+/* An authenticated session, or an API token (token.h). */
 struct auth_session {
-	int64_t session_id;
+	int64_t session_id;     /* the session's id, or the API token's */
 	int64_t user_id;
 	char user[65];
 	char role[17];
 	int64_t expires;        /* absolute end, unix seconds */
-	int64_t idle_expires;   /* end if there is no further request */
+	int64_t idle_expires;   /* end if there is no further request (an API token: expires) */
+	bool api_token;         /* an API token, not a login session */
+	char scope[129];        /* an API token's scope (IDX_SCOPE_MAX + 1 bytes), "" for a session */
 };
 
 /* ERR_OK: a new session; *token (AUTH_TOKEN_LEN hex characters, a sealed
@@ -79,11 +81,20 @@ WUR enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now
 
 /* The session of a token (cookie or bearer). ERR_AUTH if the token is
  * malformed, unknown, idle too long or past its lifetime, or its user is
- * disabled or expired (an ended session is deleted). Updates last_seen. */
+ * disabled or expired (an ended session is deleted). Updates last_seen.
+ * An API token (token.h: "dvt_" + 64 hex) is checked against the
+ * api_tokens table instead, on every call: no idle timeout, refused once
+ * revoked or expired or its user disabled or expired; a refusal of a
+ * known token is audited (token-refused). *out then has api_token set. */
 WUR enum err auth_session_check(struct auth *a, const char *token, size_t len, int64_t now,
                                 struct auth_session *out);
+/* The same for a request from address (numeric, for the audit record of a
+ * refused API token; NULL: unknown). */
+WUR enum err auth_request_check(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
+                                struct auth_session *out);
 
-/* Ends the session of a valid token (ERR_AUTH otherwise). */
+/* Ends the session of a valid token (ERR_AUTH otherwise; ERR_DENIED for an
+ * API token: those end by `dicomvault token revoke`). */
 WUR enum err auth_logout(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
                          const char *user_agent);
 

@@ -192,6 +192,9 @@ static enum MHD_Result h_logout(struct http_req *r)
 	                 MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT));
 	if (rc == ERR_AUTH)
 		return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
+	if (rc == ERR_DENIED)
+		return http_problem(r, MHD_HTTP_FORBIDDEN, "an API token is not logged out: revoke it with "
+		                    "'dicomvault token revoke ID'", NULL);
 	if (rc != ERR_OK) {
 		log_error("logout from %s: %s", r->addr, err_str(rc));
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
