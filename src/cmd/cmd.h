@@ -12,6 +12,7 @@ int cmd_deid(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 /* Reads a DICOM file for display; prints a clear error naming the file,
  * offset and reason, and returns NULL on failure. */
