@@ -181,6 +181,9 @@ struct index_ops {
 	enum err (*token_list)(struct index_store *s, enum err (*fn)(void *ctx, const struct idx_token *t), void *ctx);
 	enum err (*token_touch)(struct index_store *s, int64_t id, int64_t last_used);
 	enum err (*token_revoke)(struct index_store *s, int64_t id, int64_t when);
+	/* Whether an instance row references this blob store key (crash
+	 * recovery of the object store, core/recover.c). */
+	enum err (*object_key_used)(struct index_store *s, const char *key, bool *used);
 };
 
 struct index_store {

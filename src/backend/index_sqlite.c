@@ -104,9 +104,10 @@ static const char schema[] =
 	" created INTEGER NOT NULL, last_seen INTEGER NOT NULL, expires INTEGER NOT NULL, address TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);";
 
-/* API tokens (core/token.c): statements and table of their own. */
+/* API tokens (core/token.c) and object store recovery (core/recover.c):
+ * statements and table of their own. */
 enum tok_stmt_id {
-	T_INS, T_GET, T_BY_ID, T_LIST, T_TOUCH, T_REVOKE,
+	T_INS, T_GET, T_BY_ID, T_LIST, T_TOUCH, T_REVOKE, T_OBJ_USED,
 	T__COUNT
 };
 
@@ -121,6 +122,7 @@ static const char *const tok_sql[T__COUNT] = {
 	[T_LIST] = "SELECT " TOK_COLS " ORDER BY t.id",
 	[T_TOUCH] = "UPDATE api_tokens SET last_used = ?2 WHERE id = ?1",
 	[T_REVOKE] = "UPDATE api_tokens SET revoked = ?2 WHERE id = ?1 AND revoked = 0",
+	[T_OBJ_USED] = "SELECT 1 FROM instances WHERE object_key = ?1",
 };
 
 static const char tok_schema[] =
@@ -938,6 +940,22 @@ static enum err sq_token_revoke(struct index_store *bs, int64_t id, int64_t when
 	return rc;
 }
 
+static enum err sq_object_key_used(struct index_store *bs, const char *key, bool *used)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_OBJ_USED);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "object_key_used");
+	sqlite3_reset(q);
+	if (rc == ERR_OK || rc == ERR_NOTFOUND) {
+		*used = rc == ERR_OK;
+		rc = ERR_OK;
+	}
+	return rc;
+}
+
 static void sq_close(struct index_store *bs)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -990,6 +1008,7 @@ static const struct index_ops sq_ops = {
 	.token_list = sq_token_list,
 	.token_touch = sq_token_touch,
 	.token_revoke = sq_token_revoke,
+	.object_key_used = sq_object_key_used,
 };
 
 enum err index_sqlite_open(const char *path, struct index_store **out)
