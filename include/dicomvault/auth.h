@@ -55,6 +55,28 @@ struct auth_login {
 	const char *user_agent;  /* for the audit record, or NULL */
 };
 
+/* The body of POST /api/auth/login, parsed (auth_body.c, pure: bytes in,
+ * fields out; fuzzed by fuzz/login_fuzz.c). */
+struct auth_login_req {
+	char user[1025];           /* HTTP_LOGIN_MAX_FIELD + 1; user_len bytes, NUL-terminated */
+	size_t user_len;
+	char totp[17];             /* the code as sent (at most 16 bytes) */
+	size_t totp_len;
+	struct secret *password;   /* sealed */
+};
+
+/* A JSON object of exactly "username", "password" and "totp", each a
+ * non-empty string without NUL (username at most HTTP_LOGIN_MAX_FIELD
+ * bytes, password CRYPTO_PASSWORD_MAX, totp 16), nested at most
+ * HTTP_JSON_MAX_DEPTH, no duplicate member, nothing after it. ERR_PARSE:
+ * detail says why (a member's name and problem, or the line and column of
+ * a syntax error; never input bytes); ERR_NOMEM. Jansson's copies of the
+ * password and code are wiped. *out is set only on success; release it
+ * with auth_login_req_fini(). */
+WUR enum err auth_login_parse(const uint8_t *body, size_t n, struct auth_login_req *out, char *detail,
+                              size_t detaillen);
+void auth_login_req_fini(struct auth_login_req *r);
+
 /* An authenticated session, or an API token (token.h). */
 struct auth_session {
 	int64_t session_id;     /* the session's id, or the API token's */
