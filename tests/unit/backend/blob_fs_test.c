@@ -207,7 +207,7 @@ TEST(recover_after_crash)
 	CHECK(!exists(".pending/3333333333333333"));
 	CHECK(s->ops->put_begin(s, "4444444444444444", &w) == ERR_OK);   /* in flight */
 	CHECK(s->ops->put_write(w, "x", 1) == ERR_OK);
-	CHECK_EQ_INT(count_entries(strcat(strcpy(p, dir), "/.tmp")), 1);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 1);
 	/* another store open (as another process would): no recovery */
 	CHECK(blob_fs_open(dir, &other) == ERR_OK);
 	CHECK(other != NULL && other->ops->recover(other, say_no, NULL, &removed) == ERR_OK);
@@ -225,8 +225,8 @@ TEST(recover_after_crash)
 	CHECK_EQ_INT(removed, 2);   /* the orphan and the temporary file */
 	CHECK(!exists("22/22/2222222222222222"));
 	CHECK(exists("11/11/1111111111111111") && exists("33/33/3333333333333333"));
-	CHECK_EQ_INT(count_entries(strcat(strcpy(p, dir), "/.tmp")), 0);
-	CHECK_EQ_INT(count_entries(strcat(strcpy(p, dir), "/.pending")), 0);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 0);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.pending", dir), p)), 0);
 	/* a second recovery finds nothing; the store still works */
 	CHECK(s->ops->recover(s, say_no, NULL, &removed) == ERR_OK);
 	CHECK_EQ_INT(removed, 0);
