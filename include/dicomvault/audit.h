@@ -48,6 +48,10 @@
 #define AUDIT_VAULT_INIT        "vault-init"
 #define AUDIT_ERASE             "erase"
 #define AUDIT_REIDENTIFY        "re-identify"
+#define AUDIT_RECOVERY          "audit-recovery"  /* a torn last record cut off after a crash */
+#define AUDIT_TOKEN_CREATE      "token-create"
+#define AUDIT_TOKEN_REVOKE      "token-revoke"
+#define AUDIT_TOKEN_REFUSED     "token-refused"   /* a known API token refused (revoked, expired, user disabled) */
 
 enum audit_outcome {
 	AUDIT_SUCCESS = 0,
@@ -93,7 +97,11 @@ struct audit;
 /* Opens (creating, mode 0600) vault_dir/audit/audit.log for appending. The
  * last record is read and checked so that the chain continues; a log whose
  * last line is damaged (bad hash, truncated) is refused with ERR_PARSE
- * (run `dicomvault audit verify`): appending would hide the damage. */
+ * (run `dicomvault audit verify`): appending would hide the damage. One
+ * exception: a last line without newline that is the beginning of the next
+ * record of the chain is a record whose writer died inside its write()
+ * (its append never returned): it is cut off and an audit-recovery record
+ * says so (here or at the next append of any process). */
 WUR enum err audit_open(const char *vault_dir, struct audit **out);
 /* The same for a log file given by path (tests, tools). */
 WUR enum err audit_open_path(const char *path, struct audit **out);

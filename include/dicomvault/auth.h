@@ -55,14 +55,38 @@ struct auth_login {
 	const char *user_agent;  /* for the audit record, or NULL */
 };
 
-/* An authenticated session. */
+/* The body of POST /api/auth/login, parsed (auth_body.c, pure: bytes in,
+ * fields out; fuzzed by fuzz/login_fuzz.c). */
+struct auth_login_req {
+	char user[1025];           /* HTTP_LOGIN_MAX_FIELD + 1; user_len bytes, NUL-terminated */
+	size_t user_len;
+	char totp[17];             /* the code as sent (at most 16 bytes) */
+	size_t totp_len;
+	struct secret *password;   /* sealed */
+};
+
+/* A JSON object of exactly "username", "password" and "totp", each a
+ * non-empty string without NUL (username at most HTTP_LOGIN_MAX_FIELD
+ * bytes, password CRYPTO_PASSWORD_MAX, totp 16), nested at most
+ * HTTP_JSON_MAX_DEPTH, no duplicate member, nothing after it. ERR_PARSE:
+ * detail says why (a member's name and problem, or the line and column of
+ * a syntax error; never input bytes); ERR_NOMEM. Jansson's copies of the
+ * password and code are wiped. *out is set only on success; release it
+ * with auth_login_req_fini(). */
+WUR enum err auth_login_parse(const uint8_t *body, size_t n, struct auth_login_req *out, char *detail,
+                              size_t detaillen);
+void auth_login_req_fini(struct auth_login_req *r);
+
+/* An authenticated session, or an API token (token.h). */
 struct auth_session {
-	int64_t session_id;
+	int64_t session_id;     /* the session's id, or the API token's */
 	int64_t user_id;
 	char user[65];
 	char role[17];
 	int64_t expires;        /* absolute end, unix seconds */
-	int64_t idle_expires;   /* end if there is no further request */
+	int64_t idle_expires;   /* end if there is no further request (an API token: expires) */
+	bool api_token;         /* an API token, not a login session */
+	char scope[129];        /* an API token's scope (IDX_SCOPE_MAX + 1 bytes), "" for a session */
 };
 
 /* ERR_OK: a new session; *token (AUTH_TOKEN_LEN hex characters, a sealed
@@ -79,11 +103,20 @@ WUR enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now
 
 /* The session of a token (cookie or bearer). ERR_AUTH if the token is
  * malformed, unknown, idle too long or past its lifetime, or its user is
- * disabled or expired (an ended session is deleted). Updates last_seen. */
+ * disabled or expired (an ended session is deleted). Updates last_seen.
+ * An API token (token.h: "dvt_" + 64 hex) is checked against the
+ * api_tokens table instead, on every call: no idle timeout, refused once
+ * revoked or expired or its user disabled or expired; a refusal of a
+ * known token is audited (token-refused). *out then has api_token set. */
 WUR enum err auth_session_check(struct auth *a, const char *token, size_t len, int64_t now,
                                 struct auth_session *out);
+/* The same for a request from address (numeric, for the audit record of a
+ * refused API token; NULL: unknown). */
+WUR enum err auth_request_check(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
+                                struct auth_session *out);
 
-/* Ends the session of a valid token (ERR_AUTH otherwise). */
+/* Ends the session of a valid token (ERR_AUTH otherwise; ERR_DENIED for an
+ * API token: those end by `dicomvault token revoke`). */
 WUR enum err auth_logout(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
                          const char *user_agent);
 

@@ -33,6 +33,16 @@ struct blob_ops {
 	/* Calls fn for every committed key (order unspecified); stops on error. */
 	enum err (*list)(struct blob_store *s, enum err (*fn)(void *ctx, const char *key), void *ctx);
 	void (*close)(struct blob_store *s);
+	/* Crash recovery. A committed object stays "pending" until settle()
+	 * (called once the index references it); recover() removes temporary
+	 * files of writes that never committed and every pending object for
+	 * which referenced() says no (written, then the process died before
+	 * the index commit). recover() does nothing while another process has
+	 * the store open (its writes may be in flight); *removed counts the
+	 * files removed. */
+	void (*settle)(struct blob_store *s, const char *key);
+	enum err (*recover)(struct blob_store *s, enum err (*referenced)(void *ctx, const char *key, bool *yes),
+	                    void *ctx, unsigned *removed);
 };
 
 struct blob_store {
@@ -42,7 +52,8 @@ struct blob_store {
 /* True for a well-formed key (the only thing that ever becomes a path). */
 bool blob_key_valid(const char *key);
 
-/* Local directory store rooted at dir (created 0700 if missing). */
+/* Local directory store rooted at dir (created 0700 if missing). The
+ * process holds a shared lock on dir/.lock while the store is open. */
 WUR enum err blob_fs_open(const char *dir, struct blob_store **out);
 
 /* A sink writing into a blob writer; c is the caller's storage. */

@@ -106,6 +106,22 @@ struct idx_session {
 	char user_name[65];               /* set by session_get (the user's name) */
 };
 
+/* An API token (core/token.c): a bearer token for a service account or
+ * script. As for sessions only its HMAC-SHA-256 is stored (under its own
+ * key derived from the index key). No idle timeout: a hard expiry. */
+#define IDX_SCOPE_MAX 128
+struct idx_token {
+	int64_t id;
+	int64_t user_id;
+	uint8_t token_hash[IDX_HMAC_LEN];
+	int64_t created;                  /* unix seconds */
+	int64_t expires;                  /* unix seconds, hard end */
+	int64_t last_used;                /* unix seconds, 0 = never */
+	int64_t revoked;                  /* unix seconds, 0 = not revoked */
+	char scope[IDX_SCOPE_MAX + 1];    /* canonical scope string (token_scope_parse) */
+	char user_name[65];               /* set by token_get/token_by_id/token_list */
+};
+
 struct index_store;
 
 struct index_ops {
@@ -154,6 +170,20 @@ struct index_ops {
 	enum err (*session_delete)(struct index_store *s, const uint8_t hash[IDX_HMAC_LEN]);
 	enum err (*session_delete_user)(struct index_store *s, int64_t user_id);
 	enum err (*session_purge)(struct index_store *s, int64_t now, int64_t idle_before);
+	/* API tokens: a new one (sets t->id; ERR_DENIED if the hash exists);
+	 * by token hash or by id (ERR_NOTFOUND), with the user's name; all
+	 * in id order (fn's error stops the walk and is returned); a new
+	 * last_used; revoke (sets revoked = when if it was 0; ERR_NOTFOUND if
+	 * there is no such token, ERR_DENIED if it was already revoked). */
+	enum err (*token_put)(struct index_store *s, struct idx_token *t);
+	enum err (*token_get)(struct index_store *s, const uint8_t hash[IDX_HMAC_LEN], struct idx_token *out);
+	enum err (*token_by_id)(struct index_store *s, int64_t id, struct idx_token *out);
+	enum err (*token_list)(struct index_store *s, enum err (*fn)(void *ctx, const struct idx_token *t), void *ctx);
+	enum err (*token_touch)(struct index_store *s, int64_t id, int64_t last_used);
+	enum err (*token_revoke)(struct index_store *s, int64_t id, int64_t when);
+	/* Whether an instance row references this blob store key (crash
+	 * recovery of the object store, core/recover.c). */
+	enum err (*object_key_used)(struct index_store *s, const char *key, bool *used);
 };
 
 struct index_store {

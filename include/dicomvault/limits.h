@@ -68,4 +68,9 @@
 #define MP_MAX_PARTS           10000u         /* parts in one request */
 #define DICOMWEB_JSON_MAX      ((size_t)16 << 20)  /* each item list of a STOW-RS answer */
 
+/* API tokens (core/token.c) */
+#define TOKEN_TTL_DEFAULT      (30 * 86400)   /* seconds a token lasts without --ttl */
+#define TOKEN_TTL_MAX          (366 * 86400)  /* longest --ttl: a year (rotate tokens) */
+#define TOKEN_TOUCH_EVERY      60             /* seconds between last_used writes of one token */
+
 #endif

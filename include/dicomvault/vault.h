@@ -63,6 +63,12 @@ WUR enum err vault_open(const char *dir, const struct vault_open_opts *o, struct
                         size_t whylen);
 void vault_close(struct vault *v);
 
+/* Crash recovery of the object store (core/recover.c), run by vault_open:
+ * removes temporary files of unfinished writes and objects written but
+ * never indexed, when no other process has the vault's object store open.
+ * *removed: how many files went. */
+WUR enum err vault_recover(struct vault *v, unsigned *removed);
+
 /* Checks an existing vault's layout and permissions (serve refuses to start
  * on a vault that fails this). */
 WUR enum err vault_check(const char *dir, char *why, size_t whylen);

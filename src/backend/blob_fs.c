@@ -1,14 +1,20 @@
 /* blob_fs.c: the local-directory object store. Objects live at
  * DIR/ab/cd/<key> (fan-out on the key's first four hex digits), written as
- * DIR/ab/cd/.tmp.<key>.<random>, fsync'd, linked into place (link(2) fails
- * if the key exists, so objects are never replaced), and the directory
- * fsync'd before commit returns. Layer: backend. */
+ * DIR/.tmp/<key>.<random>, fsync'd, linked as DIR/.pending/<key> (and that
+ * directory fsync'd), linked into place (link(2) fails if the key exists,
+ * so objects are never replaced), and the directory fsync'd before commit
+ * returns. The pending link goes once the index references the object
+ * (settle); after a crash, recover() removes what never committed: the
+ * temporary files, and pending objects the index does not reference. Every
+ * process with the store open holds a shared flock on DIR/.lock; recovery
+ * runs only when it can take it exclusively. Layer: backend. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +26,9 @@
 struct fs_store {
 	struct blob_store base;
 	char dir[PATH_CAP];
+	char tmpdir[PATH_CAP];    /* DIR/.tmp: writes in progress */
+	char pendir[PATH_CAP];    /* DIR/.pending: committed, not yet settled */
+	int lock_fd;              /* DIR/.lock, flock shared while open */
 };
 
 struct blob_writer {
@@ -108,7 +117,7 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 		rc = ERR_IO;
 		goto out;
 	}
-	if (snprintf(w->tmp, PATH_CAP, "%s/.tmp.%s.%02x%02x%02x%02x%02x%02x%02x%02x", w->subdir, key, rnd[0], rnd[1],
+	if (snprintf(w->tmp, PATH_CAP, "%s/%s.%02x%02x%02x%02x%02x%02x%02x%02x", s->tmpdir, key, rnd[0], rnd[1],
 	             rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]) >= PATH_CAP) {
 		rc = ERR_LIMIT;
 		goto out;
@@ -157,8 +166,18 @@ static void fs_put_abort(struct blob_writer *w)
 	free(w);
 }
 
+static bool pending_path(const struct fs_store *s, const char *key, char out[PATH_CAP])
+{
+	int n = snprintf(out, PATH_CAP, "%s/%s", s->pendir, key);
+
+	return n > 0 && n < PATH_CAP;
+}
+
 static enum err fs_put_commit(struct blob_writer *w)
 {
+	const char *key = strrchr(w->final, '/') + 1;
+	char pending[PATH_CAP];
+	bool marked = false;
 	enum err rc = w->err;
 
 	if (rc == ERR_OK && fsync(w->fd) != 0)
@@ -166,8 +185,20 @@ static enum err fs_put_commit(struct blob_writer *w)
 	if (close(w->fd) != 0 && rc == ERR_OK)
 		rc = ERR_IO;
 	w->fd = -1;
+	/* pending first: an object visible under its key is always either
+	 * pending or referenced by the index */
+	if (rc == ERR_OK && !pending_path(w->s, key, pending))
+		rc = ERR_LIMIT;
+	if (rc == ERR_OK && link(w->tmp, pending) != 0)
+		rc = ERR_IO;
+	if (rc == ERR_OK) {
+		marked = true;
+		rc = fsync_dir(w->s->pendir);
+	}
 	if (rc == ERR_OK && link(w->tmp, w->final) != 0)
 		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
+	if (rc != ERR_OK && marked)
+		unlink(pending);
 	unlink(w->tmp);
 	w->tmp[0] = 0;
 	if (rc == ERR_OK)
@@ -203,7 +234,107 @@ static enum err fs_del(struct blob_store *bs, const char *key)
 		return rc;
 	if (unlink(final) != 0)
 		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	if (pending_path(s, key, final))
+		unlink(final);
 	return fsync_dir(sub2);
+}
+
+static void fs_settle(struct blob_store *bs, const char *key)
+{
+	struct fs_store *s = (struct fs_store *)bs;
+	char p[PATH_CAP];
+
+	/* not fsync'd: a marker back after a crash is dropped by recover */
+	if (blob_key_valid(key) && pending_path(s, key, p))
+		unlink(p);
+}
+
+static int flock_retry(int fd, int op)
+{
+	int r;
+
+	while ((r = flock(fd, op)) != 0 && errno == EINTR)
+		;
+	return r;
+}
+
+/* Removes every file of dir (not recursing); counts them. */
+static enum err clear_dir(const char *dir, unsigned *removed)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	enum err rc = ERR_OK;
+
+	if (d == NULL)
+		return ERR_IO;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+			(*removed)++;
+		else if (errno != ENOENT)
+			rc = ERR_IO;
+	}
+	closedir(d);
+	return rc;
+}
+
+static enum err fs_recover(struct blob_store *bs, enum err (*referenced)(void *ctx, const char *key, bool *yes),
+                           void *ctx, unsigned *removed)
+{
+	struct fs_store *s = (struct fs_store *)bs;
+	char sub1[PATH_CAP], sub2[PATH_CAP], final[PATH_CAP];
+	DIR *d = NULL;
+	struct dirent *e;
+	bool yes;
+	enum err rc = ERR_OK;
+
+	*removed = 0;
+	/* only when no other process has the store open (converting our
+	 * shared lock is not atomic: on failure take it back) */
+	if (flock_retry(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		if (flock_retry(s->lock_fd, LOCK_SH) != 0)
+			return ERR_IO;
+		return ERR_OK;
+	}
+	rc = clear_dir(s->tmpdir, removed);
+	if (rc != ERR_OK)
+		goto out;
+	d = opendir(s->pendir);
+	if (d == NULL) {
+		rc = ERR_IO;
+		goto out;
+	}
+	while (rc == ERR_OK && (e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		yes = false;
+		if (blob_key_valid(e->d_name)) {
+			rc = referenced(ctx, e->d_name, &yes);
+			if (rc != ERR_OK)
+				break;
+			if (!yes && paths(s, e->d_name, sub1, sub2, final) == ERR_OK) {
+				if (unlink(final) == 0) {
+					(*removed)++;
+					log_warn("object store: removed object %s, written but never indexed (a crash)",
+					         e->d_name);
+					rc = fsync_dir(sub2);
+				} else if (errno != ENOENT) {
+					rc = ERR_IO;
+				}
+			}
+		}
+		if (rc == ERR_OK && unlinkat(dirfd(d), e->d_name, 0) != 0 && errno != ENOENT)
+			rc = ERR_IO;
+	}
+	if (rc == ERR_OK)
+		rc = fsync_dir(s->pendir);
+out:
+	if (d != NULL)
+		closedir(d);
+	if (flock_retry(s->lock_fd, LOCK_SH) != 0 && rc == ERR_OK)
+		rc = ERR_IO;
+	return rc;
 }
 
 static bool is_hex2(const char *n)
@@ -252,15 +383,21 @@ static enum err fs_list(struct blob_store *bs, enum err (*fn)(void *ctx, const c
 
 static void fs_close(struct blob_store *bs)
 {
+	struct fs_store *s = (struct fs_store *)bs;
+
+	if (s != NULL && s->lock_fd >= 0)
+		close(s->lock_fd);   /* releases the lock */
 	free(bs);
 }
 
 static const struct blob_ops fs_ops = {
 	"fs", fs_put_begin, fs_put_write, fs_put_commit, fs_put_abort, fs_get, fs_del, fs_list, fs_close,
+	fs_settle, fs_recover,
 };
 
 enum err blob_fs_open(const char *dir, struct blob_store **out)
 {
+	char lock[PATH_CAP + 8];
 	struct fs_store *s;
 	struct stat st;
 
@@ -274,9 +411,22 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 	if (s == NULL)
 		return ERR_NOMEM;
 	s->base.ops = &fs_ops;
+	s->lock_fd = -1;
 	snprintf(s->dir, sizeof s->dir, "%s", dir);
+	snprintf(s->tmpdir, sizeof s->tmpdir, "%s/.tmp", dir);
+	snprintf(s->pendir, sizeof s->pendir, "%s/.pending", dir);
+	snprintf(lock, sizeof lock, "%s/.lock", dir);
+	if (mkdir_durable(s->tmpdir, dir) != ERR_OK || mkdir_durable(s->pendir, dir) != ERR_OK)
+		goto fail;
+	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (s->lock_fd < 0 || flock_retry(s->lock_fd, LOCK_SH) != 0)
+		goto fail;
 	*out = &s->base;
 	return ERR_OK;
+fail:
+	log_error("object store %s: cannot prepare .tmp, .pending or .lock: %s", dir, strerror(errno));
+	fs_close(&s->base);
+	return ERR_IO;
 }
 
 static enum err bsink_write(void *ctx, const void *p, size_t n)

@@ -104,10 +104,39 @@ static const char schema[] =
 	" created INTEGER NOT NULL, last_seen INTEGER NOT NULL, expires INTEGER NOT NULL, address TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);";
 
+/* API tokens (core/token.c) and object store recovery (core/recover.c):
+ * statements and table of their own. */
+enum tok_stmt_id {
+	T_INS, T_GET, T_BY_ID, T_LIST, T_TOUCH, T_REVOKE, T_OBJ_USED,
+	T__COUNT
+};
+
+#define TOK_COLS "t.id, t.user_id, t.token_hash, t.created, t.expires, t.last_used, t.revoked, t.scope, u.name" \
+	" FROM api_tokens t JOIN users u ON u.id = t.user_id"
+
+static const char *const tok_sql[T__COUNT] = {
+	[T_INS] = "INSERT INTO api_tokens (user_id, token_hash, created, expires, last_used, revoked, scope)"
+	          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[T_GET] = "SELECT " TOK_COLS " WHERE t.token_hash = ?1",
+	[T_BY_ID] = "SELECT " TOK_COLS " WHERE t.id = ?1",
+	[T_LIST] = "SELECT " TOK_COLS " ORDER BY t.id",
+	[T_TOUCH] = "UPDATE api_tokens SET last_used = ?2 WHERE id = ?1",
+	[T_REVOKE] = "UPDATE api_tokens SET revoked = ?2 WHERE id = ?1 AND revoked = 0",
+	[T_OBJ_USED] = "SELECT 1 FROM instances WHERE object_key = ?1",
+};
+
+static const char tok_schema[] =
+	"CREATE TABLE IF NOT EXISTS api_tokens ("
+	" id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), token_hash BLOB NOT NULL UNIQUE,"
+	" created INTEGER NOT NULL, expires INTEGER NOT NULL, last_used INTEGER NOT NULL DEFAULT 0,"
+	" revoked INTEGER NOT NULL DEFAULT 0, scope TEXT NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens(user_id);";
+
 struct sq_store {
 	struct index_store base;
 	sqlite3 *db;
 	sqlite3_stmt *st[S__COUNT];
+	sqlite3_stmt *tok[T__COUNT];   /* API token statements */
 	struct wbuf scratch[2];
 	bool in_tx;
 };
@@ -792,6 +821,141 @@ static enum err sq_session_purge(struct index_store *bs, int64_t now, int64_t id
 	return exec_done(s, q, "session_purge");
 }
 
+/* ---- API tokens ---- */
+
+static sqlite3_stmt *tstmt(struct sq_store *s, enum tok_stmt_id id)
+{
+	sqlite3_reset(s->tok[id]);
+	sqlite3_clear_bindings(s->tok[id]);
+	return s->tok[id];
+}
+
+static void read_token(sqlite3_stmt *q, struct idx_token *out)
+{
+	memset(out, 0, sizeof *out);
+	out->id = sqlite3_column_int64(q, 0);
+	out->user_id = sqlite3_column_int64(q, 1);
+	col_hmac(q, 2, out->token_hash, NULL);
+	out->created = sqlite3_column_int64(q, 3);
+	out->expires = sqlite3_column_int64(q, 4);
+	out->last_used = sqlite3_column_int64(q, 5);
+	out->revoked = sqlite3_column_int64(q, 6);
+	col_text(q, 7, out->scope, sizeof out->scope);
+	col_text(q, 8, out->user_name, sizeof out->user_name);
+}
+
+static enum err sq_token_put(struct index_store *bs, struct idx_token *t)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_INS);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, t->user_id);
+	sqlite3_bind_blob(q, 2, t->token_hash, IDX_HMAC_LEN, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 3, t->created);
+	sqlite3_bind_int64(q, 4, t->expires);
+	sqlite3_bind_int64(q, 5, t->last_used);
+	sqlite3_bind_int64(q, 6, t->revoked);
+	sqlite3_bind_text(q, 7, t->scope, -1, SQLITE_STATIC);
+	rc = exec_done(s, q, "token_put");
+	if (rc == ERR_OK)
+		t->id = sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+static enum err token_one(struct sq_store *s, sqlite3_stmt *q, const char *what, struct idx_token *out)
+{
+	enum err rc = step_one(s, q, what);
+
+	if (rc == ERR_OK)
+		read_token(q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_token_get(struct index_store *bs, const uint8_t hash[IDX_HMAC_LEN], struct idx_token *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_GET);
+
+	sqlite3_bind_blob(q, 1, hash, IDX_HMAC_LEN, SQLITE_STATIC);
+	return token_one(s, q, "token_get", out);
+}
+
+static enum err sq_token_by_id(struct index_store *bs, int64_t id, struct idx_token *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_BY_ID);
+
+	sqlite3_bind_int64(q, 1, id);
+	return token_one(s, q, "token_by_id", out);
+}
+
+static enum err sq_token_list(struct index_store *bs, enum err (*fn)(void *ctx, const struct idx_token *t), void *ctx)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_LIST);
+	struct idx_token t;
+	enum err rc = ERR_OK;
+	int r;
+
+	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+		read_token(q, &t);
+		rc = fn(ctx, &t);
+		if (rc != ERR_OK)
+			break;
+	}
+	if (rc == ERR_OK && r != SQLITE_DONE)
+		rc = db_err(s, r, "token_list");
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_token_touch(struct index_store *bs, int64_t id, int64_t last_used)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_TOUCH);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, last_used);
+	rc = exec_done(s, q, "token_touch");
+	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
+		rc = ERR_NOTFOUND;
+	return rc;
+}
+
+static enum err sq_token_revoke(struct index_store *bs, int64_t id, int64_t when)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	struct idx_token t;
+	sqlite3_stmt *q = tstmt(s, T_REVOKE);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, when);
+	rc = exec_done(s, q, "token_revoke");
+	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
+		rc = sq_token_by_id(bs, id, &t) == ERR_OK ? ERR_DENIED : ERR_NOTFOUND;
+	return rc;
+}
+
+static enum err sq_object_key_used(struct index_store *bs, const char *key, bool *used)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_OBJ_USED);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "object_key_used");
+	sqlite3_reset(q);
+	if (rc == ERR_OK || rc == ERR_NOTFOUND) {
+		*used = rc == ERR_OK;
+		rc = ERR_OK;
+	}
+	return rc;
+}
+
 static void sq_close(struct index_store *bs)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -801,6 +965,8 @@ static void sq_close(struct index_store *bs)
 		return;
 	for (i = 0; i < S__COUNT; i++)
 		sqlite3_finalize(s->st[i]);
+	for (i = 0; i < T__COUNT; i++)
+		sqlite3_finalize(s->tok[i]);
 	sqlite3_close(s->db);
 	wbuf_fini(&s->scratch[0]);
 	wbuf_fini(&s->scratch[1]);
@@ -836,6 +1002,13 @@ static const struct index_ops sq_ops = {
 	.session_delete = sq_session_delete,
 	.session_delete_user = sq_session_delete_user,
 	.session_purge = sq_session_purge,
+	.token_put = sq_token_put,
+	.token_get = sq_token_get,
+	.token_by_id = sq_token_by_id,
+	.token_list = sq_token_list,
+	.token_touch = sq_token_touch,
+	.token_revoke = sq_token_revoke,
+	.object_key_used = sq_object_key_used,
 };
 
 enum err index_sqlite_open(const char *path, struct index_store **out)
@@ -865,6 +1038,8 @@ enum err index_sqlite_open(const char *path, struct index_store **out)
 	                  NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, tok_schema, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		log_error("index open: %s", sqlite3_errmsg(s->db));
 		goto out;
@@ -873,6 +1048,14 @@ enum err index_sqlite_open(const char *path, struct index_store **out)
 		rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL);
 		if (rc != SQLITE_OK) {
 			log_error("index prepare %d: %s", i, sqlite3_errmsg(s->db));
+			e = ERR_INTERNAL;
+			goto out;
+		}
+	}
+	for (i = 0; i < T__COUNT; i++) {
+		rc = sqlite3_prepare_v3(s->db, tok_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->tok[i], NULL);
+		if (rc != SQLITE_OK) {
+			log_error("index prepare token %d: %s", i, sqlite3_errmsg(s->db));
 			e = ERR_INTERNAL;
 			goto out;
 		}

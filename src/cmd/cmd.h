@@ -14,6 +14,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_reidentify(int argc, char **argv);
+int cmd_token(int argc, char **argv);
 
 /* Reads a DICOM file for display; prints a clear error naming the file,
  * offset and reason, and returns NULL on failure. */

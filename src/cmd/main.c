@@ -24,6 +24,8 @@ static void usage(FILE *out)
 	      "                  restore escrowed original values of a de-identified file (audited)\n"
 	      "  audit verify|export\n"
 	      "                  check the audit trail's hash chain / export it as JSON lines\n"
+	      "  token create|list|revoke\n"
+	      "                  API tokens (bearer tokens for service accounts and scripts)\n"
 	      "\n"
 	      "Run 'dicomvault COMMAND --help' for a command's options.\n", out);
 }
@@ -58,6 +60,8 @@ int main(int argc, char **argv)
 		return cmd_reidentify(argc - 1, argv + 1);
 	if (strcmp(argv[1], "audit") == 0)
 		return cmd_audit(argc - 1, argv + 1);
+	if (strcmp(argv[1], "token") == 0)
+		return cmd_token(argc - 1, argv + 1);
 	fprintf(stderr, "dicomvault: unknown command '%s'\n", argv[1]);
 	usage(stderr);
 	return EXIT_USAGE;

@@ -46,6 +46,8 @@ struct audit {
 	uint8_t pk[SIGN_PK_LEN];
 	unsigned every;
 	uint64_t last_cp_seq;
+	/* bytes of a torn last record removed (read_tail), to be recorded */
+	uint64_t torn_bytes;
 };
 
 /* What a reader learns from one line. */
@@ -457,6 +459,54 @@ static enum err lock_file(int fd, int op)
 	return ERR_OK;
 }
 
+static enum err read_tail(struct audit *a, off_t size);
+
+/* The last line of the file (at file offset off, n bytes, no newline) is
+ * torn: the process died inside the one write() of a record, so that
+ * append never returned and nobody was told the record exists. That is
+ * only believed when the bytes are the beginning of the next record of
+ * the chain ("{"v":1,"seq":N+1,"prev":"<hash of record N>"...); anything
+ * else is damage and is refused. The torn bytes are cut off (the caller
+ * then records that in the chain: see note_torn). Called with the file
+ * locked: a writer holds the lock for its whole write, so a partial line
+ * seen under the lock is not being written. */
+static enum err cut_torn(struct audit *a, off_t off, const char *p, size_t n)
+{
+	char head[160], prev[AUDIT_HASH_HEX];
+	size_t hn;
+	int w;
+	enum err rc;
+
+	if (off == 0) {
+		a->seq = 0;
+		memset(a->head, 0, sizeof a->head);
+		a->last_is_checkpoint = false;
+		rc = ERR_OK;
+	} else {
+		rc = read_tail(a, off);
+	}
+	if (rc != ERR_OK)
+		return rc;
+	hex_put(prev, a->head, 32);
+	w = snprintf(head, sizeof head, "{\"v\":1,\"seq\":%llu,\"prev\":\"%s\"", (unsigned long long)(a->seq + 1), prev);
+	if (w < 0 || (size_t)w >= sizeof head)
+		return ERR_INTERNAL;
+	hn = (size_t)w;
+	if (n == 0 || memcmp(p, head, n < hn ? n : hn) != 0) {
+		log_error("%s: the last line is truncated (no newline) and is not the start of the next record; run "
+		          "`dicomvault audit verify`", a->path);
+		return ERR_PARSE;
+	}
+	if (ftruncate(a->fd, off) != 0 || fsync(a->fd) != 0) {
+		log_error("%s: cannot remove a torn last record: %s", a->path, strerror(errno));
+		return ERR_IO;
+	}
+	log_warn("%s: removed a torn last record (%zu bytes, seq %llu): a writer died inside its write", a->path, n,
+	         (unsigned long long)(a->seq + 1));
+	a->torn_bytes += n;
+	return ERR_OK;
+}
+
 /* Reads the last record of the file (size bytes) into the chain state. */
 static enum err read_tail(struct audit *a, off_t size)
 {
@@ -480,7 +530,14 @@ static enum err read_tail(struct audit *a, off_t size)
 		got += (size_t)r;
 	}
 	if (buf[want - 1] != '\n') {
-		log_error("%s: the last line is truncated (no newline); run `dicomvault audit verify`", a->path);
+		for (start = want; start > 0 && buf[start - 1] != '\n'; start--)
+			;
+		if (start == 0 && want < (size_t)size) {
+			log_error("%s: the last line is truncated (no newline) and longer than %u bytes", a->path,
+			          AUDIT_LINE_MAX);
+			goto out;
+		}
+		rc = cut_torn(a, size - (off_t)(want - start), buf + start, want - start);
 		goto out;
 	}
 	for (start = want - 1; start > 0 && buf[start - 1] != '\n'; start--)
@@ -528,6 +585,8 @@ static enum err sync_tail(struct audit *a)
 		rc = ERR_OK;
 	} else {
 		rc = read_tail(a, st.st_size);
+		if (rc == ERR_OK && a->torn_bytes > 0 && fstat(a->fd, &st) != 0)
+			rc = ERR_IO;   /* a torn record was cut off: the size changed */
 	}
 	if (rc != ERR_OK)
 		return rc;
@@ -585,6 +644,39 @@ static enum err append_checkpoint(struct audit *a)
 	return rc;
 }
 
+/* After a torn record was cut off (cut_torn), says so in the chain: an
+ * audit-recovery record. Called with the mutex held and the file locked
+ * and synced. */
+static enum err note_torn(struct audit *a)
+{
+	char reason[160];
+	struct audit_rec r;
+	uint8_t hash[32];
+	struct wbuf w;
+	enum err rc;
+
+	if (a->torn_bytes == 0)
+		return ERR_OK;
+	snprintf(reason, sizeof reason,
+	         "removed %llu bytes of a torn last record (its writer died inside the write; the append never returned)",
+	         (unsigned long long)a->torn_bytes);
+	memset(&r, 0, sizeof r);
+	r.action = AUDIT_RECOVERY;
+	r.outcome = AUDIT_FAILURE;
+	r.reason = reason;
+	r.actor.addr = "local";
+	wbuf_init(&w, AUDIT_LINE_MAX + 1);
+	rc = build_event(a, &r, &w);
+	if (rc == ERR_OK)
+		rc = seal_line(&w, hash);
+	if (rc == ERR_OK)
+		rc = write_line(a, &w, hash, false);
+	wbuf_fini(&w);
+	if (rc == ERR_OK)
+		a->torn_bytes = 0;
+	return rc;
+}
+
 enum err audit_append(struct audit *a, const struct audit_rec *r)
 {
 	uint8_t hash[32];
@@ -601,6 +693,8 @@ enum err audit_append(struct audit *a, const struct audit_rec *r)
 	if (rc != ERR_OK)
 		goto unlock;
 	rc = sync_tail(a);
+	if (rc == ERR_OK)
+		rc = note_torn(a);
 	if (rc == ERR_OK)
 		rc = build_event(a, r, &w);
 	if (rc == ERR_OK)
@@ -725,6 +819,8 @@ enum err audit_open_path(const char *path, struct audit **out)
 	rc = lock_file(a->fd, LOCK_EX);
 	if (rc == ERR_OK) {
 		rc = sync_tail(a);
+		if (rc == ERR_OK)
+			rc = note_torn(a);
 		if (lock_file(a->fd, LOCK_UN) != ERR_OK)
 			log_warn("%s: cannot unlock", path);
 	}

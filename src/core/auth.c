@@ -22,6 +22,9 @@
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
+#include "dicomvault/token.h"
+
+_Static_assert(sizeof(((struct auth_session *)0)->scope) == IDX_SCOPE_MAX + 1, "auth_session scope size");
 
 #define LIM_KEY_MAX 80u       /* "u:" + a name, or "a:" + an address */
 #define TOKEN_RAW_LEN 32u     /* 256 bits */
@@ -42,6 +45,7 @@ struct auth {
 	pthread_mutex_t *ix_lock;
 	const struct secret *mk;
 	struct secret *token_key; /* HMAC key of stored token hashes */
+	struct secret *api_key;   /* HMAC key of stored API token hashes (token.h) */
 	struct audit *audit;      /* NULL: no records (tests) */
 	sem_t pw_sem;             /* Argon2id verifications in progress */
 	pthread_mutex_t lim_lock;
@@ -149,6 +153,9 @@ enum err auth_new(const struct auth_conf *c, struct index_store *ix, pthread_mut
 	if (rc != ERR_OK)
 		goto fail;
 	secret_seal(a->token_key);
+	rc = token_key_new(index_key, &a->api_key);
+	if (rc != ERR_OK)
+		goto fail;
 	rc = ERR_INTERNAL;
 	if (sem_init(&a->pw_sem, 0, AUTH_PWHASH_CONCURRENCY) != 0)
 		goto fail;
@@ -159,6 +166,7 @@ enum err auth_new(const struct auth_conf *c, struct index_store *ix, pthread_mut
 	*out = a;
 	return ERR_OK;
 fail:
+	secret_free(a->api_key);
 	secret_free(a->token_key);
 	free(a->lim);
 	free(a);
@@ -172,6 +180,7 @@ void auth_free(struct auth *a)
 	sem_destroy(&a->pw_sem);
 	pthread_mutex_destroy(&a->lim_lock);
 	secret_free(a->token_key);
+	secret_free(a->api_key);
 	mem_wipe(a->lim, AUTH_LIMITER_SLOTS * sizeof *a->lim);
 	free(a->lim);
 	free(a);
@@ -686,11 +695,62 @@ out:
 	return rc;
 }
 
+/* An API token: checked against its row and its user on every request
+ * (nothing cached), so a revocation or a disabled user takes effect at
+ * the next request. A refusal of a known token is audited. */
+static enum err api_token_check(struct auth *a, const char *token, size_t len, int64_t now, const char *addr,
+                                struct auth_session *out)
+{
+	char ref[AUDIT_SESSION_REF_LEN], reason[64], role[17];
+	uint8_t hash[IDX_HMAC_LEN];
+	struct idx_token t;
+	const char *why = NULL;
+	enum err rc, e;
+
+	if (!token_form_ok(token, len))
+		return ERR_AUTH;
+	rc = token_hash(a->api_key, token, len, hash);
+	if (rc != ERR_OK)
+		return rc;
+	memset(&t, 0, sizeof t);
+	pthread_mutex_lock(a->ix_lock);
+	rc = token_check(a->ix, hash, now, &t, role, &why);
+	pthread_mutex_unlock(a->ix_lock);
+	mem_wipe(hash, sizeof hash);
+	if (rc == ERR_OK) {
+		memset(out, 0, sizeof *out);
+		out->session_id = t.id;
+		out->user_id = t.user_id;
+		snprintf(out->user, sizeof out->user, "%s", t.user_name);
+		snprintf(out->role, sizeof out->role, "%s", role);
+		out->expires = t.expires;
+		out->idle_expires = t.expires;
+		out->api_token = true;
+		snprintf(out->scope, sizeof out->scope, "%s", t.scope);
+	} else if (rc == ERR_AUTH && why != NULL) {
+		log_info("API token %lld of %s from %s refused: %s", (long long)t.id, t.user_name, addr ? addr : "-", why);
+		snprintf(reason, sizeof reason, "API token %lld %s", (long long)t.id, why);
+		audit_session_ref(token, len, ref);
+		e = audit_put(a, AUDIT_TOKEN_REFUSED, AUDIT_DENIED, reason, t.user_name, NULL, ref, addr, NULL);
+		(void)e;   /* refused either way */
+	}
+	mem_wipe(t.token_hash, sizeof t.token_hash);
+	return rc;
+}
+
 enum err auth_session_check(struct auth *a, const char *token, size_t len, int64_t now, struct auth_session *out)
+{
+	return auth_request_check(a, token, len, now, NULL, out);
+}
+
+enum err auth_request_check(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
+                            struct auth_session *out)
 {
 	uint8_t hash[KDF_HMAC_SHA256_LEN];
 	enum err rc;
 
+	if (token_is_api(token, len))
+		return api_token_check(a, token, len, now, address, out);
 	if (!token_ok(token, len))
 		return ERR_AUTH;
 	rc = kdf_hmac_sha256(a->token_key, token, len, hash);
@@ -711,6 +771,8 @@ enum err auth_logout(struct auth *a, const char *token, size_t len, int64_t now,
 	struct auth_session s;
 	enum err rc;
 
+	if (token_is_api(token, len))
+		return ERR_DENIED;
 	if (!token_ok(token, len))
 		return ERR_AUTH;
 	rc = kdf_hmac_sha256(a->token_key, token, len, hash);

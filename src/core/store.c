@@ -485,6 +485,8 @@ out:
 	store_ix_unlock(v, &locked);
 	if (object_key[0] && rc != ERR_OK)
 		(void)v->blobs->ops->del(v->blobs, object_key);
+	else if (object_key[0])
+		v->blobs->ops->settle(v->blobs, object_key);   /* indexed: no longer pending */
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
 		err_why(why, whylen, rc, "%s", err_str(rc));
 	secret_free(c.dk);

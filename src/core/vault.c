@@ -625,6 +625,14 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 		err_why(why, whylen, rc, "cannot open the object store %s", p);
 		goto out;
 	}
+	{
+		unsigned removed = 0;
+		rc = vault_recover(v, &removed);
+		if (rc != ERR_OK) {
+			err_why(why, whylen, rc, "cannot recover the object store %s after a crash", p);
+			goto out;
+		}
+	}
 	*out = v;
 	v = NULL;
 	rc = ERR_OK;

@@ -333,7 +333,8 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 		return http_problem(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields", NULL);
 	if (!r->route->public) {
 		if (!req_token(r) ||
-		    auth_session_check(r->srv->auth, r->token, r->token_len, (int64_t)time(NULL), &r->sess) != ERR_OK)
+		    auth_request_check(r->srv->auth, r->token, r->token_len, (int64_t)time(NULL), r->addr, &r->sess) !=
+		        ERR_OK)
 			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
 		r->authed = true;
 		if (r->route->path == NULL)

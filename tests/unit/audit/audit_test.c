@@ -615,9 +615,19 @@ TEST(empty_missing_and_damaged_logs)
 	CHECK_EQ_STR(r.head, "0000000000000000000000000000000000000000000000000000000000000000");
 	new_log(path, sizeof path);
 	CHECK(audit_verify(path, &r) == ERR_NOTFOUND);
-	/* a truncated last line: appending would hide it, so open refuses */
+	/* a truncated last line that is not the start of the next record:
+	 * appending would hide it, so open refuses (torn_record_recovered:
+	 * the other kind) */
 	CHECK(make_log(path, 3) == ERR_OK);
-	CHECK(truncate(path, 300) == 0);
+	lines_read(path, &ls);
+	CHECK(truncate(path, (off_t)(strlen(ls.l[0]) + strlen(ls.l[1]) + 200)) == 0);
+	lines_free(&ls);
+	{
+		FILE *fp = fopen(path, "r+");
+		CHECK(fp != NULL && fseek(fp, -150, SEEK_END) == 0 && fputc('X', fp) != EOF);
+		if (fp != NULL)
+			fclose(fp);
+	}
 	CHECK(audit_open_path(path, &a) == ERR_PARSE && a == NULL);
 	/* a last record with a bad hash */
 	new_log(path, sizeof path);
@@ -634,6 +644,74 @@ TEST(empty_missing_and_damaged_logs)
 	CHECK(audit_open_path(path, &a) == ERR_DENIED && a == NULL);
 	/* no audit directory */
 	CHECK(audit_open("/nonexistent-dv-vault", &a) == ERR_NOTFOUND && a == NULL);
+}
+
+/* A writer killed inside its write() leaves the beginning of the next
+ * record without a newline (its append never returned): open cuts it off,
+ * says so in an audit-recovery record, and the chain verifies. */
+TEST(torn_record_recovered)
+{
+	char path[300];
+	struct audit_verify_result vr;
+	struct audit *a = NULL;
+	struct audit_rec r = rec(AUDIT_LOGIN, "bob");
+	struct lines ls;
+	size_t keep, full;
+	int fd;
+
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 4) == ERR_OK);
+	lines_read(path, &ls);
+	full = strlen(ls.l[0]) + strlen(ls.l[1]) + strlen(ls.l[2]) + strlen(ls.l[3]);
+	keep = full - strlen(ls.l[3]);
+	lines_free(&ls);
+	/* cut record 4 at several points: 1 byte, inside the head, after it */
+	CHECK(truncate(path, (off_t)(keep + 1)) == 0);
+	CHECK(audit_open_path(path, &a) == ERR_OK && a != NULL);
+	if (a != NULL) {
+		CHECK(audit_append(a, &r) == ERR_OK);
+		audit_close(a);
+		a = NULL;
+	}
+	CHECK(audit_verify(path, &vr) == ERR_OK);
+	CHECK_EQ_INT(vr.fault, AUDIT_OK);
+	CHECK_EQ_INT(vr.records, 5);   /* 3, the recovery record, bob */
+	lines_read(path, &ls);
+	CHECK(ls.n == 5 && strstr(ls.l[3], "\"seq\":4,") && strstr(ls.l[3], "\"action\":\"audit-recovery\"") &&
+	      strstr(ls.l[3], "removed 1 bytes"));
+	/* the same found by another handle's append (not at open): the first
+	 * 120 bytes of record 6 as a dying writer would leave them */
+	{
+		char torn[200], *last = strstr(ls.l[4], "\"hash\":\"");
+		int tn;
+		CHECK(last != NULL);
+		last = last ? last + 8 : ls.l[4];
+		tn = snprintf(torn, sizeof torn, "{\"v\":1,\"seq\":6,\"prev\":\"%.64s\",\"time\":\"2026-01-01T00:00:00.000Z\","
+		              "\"type\":\"event\"", last);
+		lines_free(&ls);
+		CHECK(audit_open_path(path, &a) == ERR_OK);
+		fd = open(path, O_WRONLY | O_APPEND);
+		CHECK(fd >= 0 && tn > 0 && write(fd, torn, 120) == 120);
+		if (fd >= 0)
+			close(fd);
+	}
+	if (a != NULL) {
+		CHECK(audit_append(a, &r) == ERR_OK);   /* this handle saw 5 records: it finds the tear */
+		audit_close(a);
+		a = NULL;
+	}
+	CHECK(audit_verify(path, &vr) == ERR_OK);
+	CHECK_EQ_INT(vr.fault, AUDIT_OK);
+	CHECK_EQ_INT(vr.records, 7);
+	lines_read(path, &ls);
+	CHECK(ls.n == 7 && strstr(ls.l[5], "audit-recovery") && strstr(ls.l[5], "removed 120 bytes"));
+	lines_free(&ls);
+	/* garbage without a newline is not a torn record: refused */
+	fd = open(path, O_WRONLY | O_APPEND);
+	CHECK(fd >= 0 && write(fd, "{\"v\":1,\"seq\":99", 15) == 15);
+	if (fd >= 0)
+		close(fd);
+	CHECK(audit_open_path(path, &a) == ERR_PARSE && a == NULL);
 }
 
 TEST(truncation_while_open_is_refused)
@@ -861,6 +939,7 @@ int main(void)
 	RUN(verify_link_and_rewrite);
 	RUN(empty_missing_and_damaged_logs);
 	RUN(truncation_while_open_is_refused);
+	RUN(torn_record_recovered);
 	RUN(signed_checkpoints);
 	RUN(verify_callback_sees_each_record);
 	RUN(python_verifier_agrees);

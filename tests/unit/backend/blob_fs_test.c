@@ -169,11 +169,81 @@ out:
 	rm_rf(dir);
 }
 
+static enum err say_no(void *ctx, const char *key, bool *yes)
+{
+	(void)ctx;
+	*yes = strcmp(key, "1111111111111111") == 0;   /* only this one is "indexed" */
+	return ERR_OK;
+}
+
+static bool exists(const char *rel)
+{
+	char p[600];
+	snprintf(p, sizeof p, "%s/%s", dir, rel);
+	return access(p, F_OK) == 0;
+}
+
+/* Crash recovery: an object committed but never settled (the process died
+ * before the index referenced it) and a temporary file of an unfinished
+ * write are removed; a committed object the index references stays; a
+ * settled object is never looked at; nothing happens while another open
+ * store (another process) holds the lock. */
+TEST(recover_after_crash)
+{
+	struct blob_store *s = open_store(), *other = NULL;
+	struct blob_writer *w = NULL;
+	unsigned removed = 99;
+	char p[600];
+
+	if (s == NULL) {
+		CHECK(false);
+		return;
+	}
+	CHECK(put(s, "1111111111111111", "kept", 4) == ERR_OK);      /* pending, indexed */
+	CHECK(put(s, "2222222222222222", "orphan", 6) == ERR_OK);    /* pending, not indexed */
+	CHECK(put(s, "3333333333333333", "settled", 7) == ERR_OK);
+	s->ops->settle(s, "3333333333333333");
+	CHECK(exists(".pending/1111111111111111") && exists(".pending/2222222222222222"));
+	CHECK(!exists(".pending/3333333333333333"));
+	CHECK(s->ops->put_begin(s, "4444444444444444", &w) == ERR_OK);   /* in flight */
+	CHECK(s->ops->put_write(w, "x", 1) == ERR_OK);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 1);
+	/* another store open (as another process would): no recovery */
+	CHECK(blob_fs_open(dir, &other) == ERR_OK);
+	CHECK(other != NULL && other->ops->recover(other, say_no, NULL, &removed) == ERR_OK);
+	CHECK_EQ_INT(removed, 0);
+	CHECK(exists("22/22/2222222222222222"));
+	if (other != NULL)
+		other->ops->close(other);
+	/* the crash: the writer never finishes, the store is reopened */
+	s->ops->close(s);
+	s = NULL;
+	CHECK(blob_fs_open(dir, &s) == ERR_OK);
+	if (s == NULL)
+		return;
+	CHECK(s->ops->recover(s, say_no, NULL, &removed) == ERR_OK);
+	CHECK_EQ_INT(removed, 2);   /* the orphan and the temporary file */
+	CHECK(!exists("22/22/2222222222222222"));
+	CHECK(exists("11/11/1111111111111111") && exists("33/33/3333333333333333"));
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 0);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.pending", dir), p)), 0);
+	/* a second recovery finds nothing; the store still works */
+	CHECK(s->ops->recover(s, say_no, NULL, &removed) == ERR_OK);
+	CHECK_EQ_INT(removed, 0);
+	CHECK(put(s, "5555555555555555", "new", 3) == ERR_OK);
+	CHECK(s->ops->del(s, "5555555555555555") == ERR_OK);
+	CHECK(!exists(".pending/5555555555555555"));
+	s->ops->put_abort(w);   /* (the writer's memory; its file is already gone) */
+	s->ops->close(s);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	RUN(keys);
 	RUN(put_get_delete);
 	RUN(abort_leaves_nothing);
 	RUN(sink_and_large);
+	RUN(recover_after_crash);
 	return TEST_DONE();
 }

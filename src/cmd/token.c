@@ -1,0 +1,419 @@
+/* token.c: `dicomvault token create|list|revoke` (SPEC section 2): API
+ * tokens for service accounts and scripts. The token is printed once on
+ * stdout and never stored, logged or put in anyone's argv; creation,
+ * revocation and their refusals are audited. Layer: cmd. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <time.h>
+#include "cmd.h"
+#include "dicomvault/audit.h"
+#include "dicomvault/index.h"
+#include "dicomvault/ini.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/token.h"
+#include "dicomvault/vault.h"
+
+#define DEFAULT_SCOPE "store,query,retrieve"
+
+static const char token_usage[] =
+	"usage: dicomvault token create --user NAME [--ttl SECONDS] [--scope SCOPE] [--vault DIR]\n"
+	"                               [--passphrase-file F] [--json]\n"
+	"       dicomvault token list [--vault DIR] [--passphrase-file F] [--json]\n"
+	"       dicomvault token revoke ID [--vault DIR] [--passphrase-file F] [--json]\n"
+	"API tokens: bearer tokens (Authorization: Bearer TOKEN) for service accounts\n"
+	"and scripts. A token acts as its user, with the user's role.\n"
+	"  create             a new token, printed once on stdout (only a keyed hash is kept)\n"
+	"  list               every token: id, user, state, created, expires, last used, scope\n"
+	"                     (never the token itself)\n"
+	"  revoke ID          end token ID at once\n"
+	"  --user NAME        the account the token acts as (it must exist and be enabled)\n"
+	"  --ttl SECONDS      lifetime, 1 to 31622400 (366 days); default 2592000 (30 days)\n"
+	"  --scope SCOPE      comma list of store, query, retrieve, and optionally one\n"
+	"                     collection=NAME; default " DEFAULT_SCOPE "\n"
+	"  --vault DIR        the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
+	"  --passphrase-file F  the master key passphrase, for a passphrase vault (else stdin)\n"
+	"  --json             machine-readable output\n";
+
+struct token_args {
+	const char *sub;
+	const char *vault;
+	const char *passphrase_file;
+	const char *user;
+	const char *ttl;
+	const char *scope;
+	const char *id;
+	bool json;
+};
+
+static int usage_err(const char *sub, const char *fmt, ...) PRINTF_LIKE(2, 3);
+
+static int usage_err(const char *sub, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "dicomvault token%s%s: ", sub ? " " : "", sub ? sub : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n%s", token_usage);
+	return EXIT_USAGE;
+}
+
+static int parse_args(int argc, char **argv, struct token_args *a)
+{
+	bool create, revoke;
+	int i;
+
+	memset(a, 0, sizeof *a);
+	if (argc < 2)
+		return usage_err(NULL, "%s", "missing subcommand");
+	a->sub = argv[1];
+	create = strcmp(a->sub, "create") == 0;
+	revoke = strcmp(a->sub, "revoke") == 0;
+	if (!create && !revoke && strcmp(a->sub, "list") != 0)
+		return usage_err(NULL, "unknown subcommand '%s'", a->sub);
+	for (i = 2; i < argc; i++) {
+		const char *o = argv[i];
+		const char **dst = NULL;
+		if (strcmp(o, "--json") == 0) {
+			a->json = true;
+			continue;
+		} else if (strcmp(o, "--vault") == 0) {
+			dst = &a->vault;
+		} else if (strcmp(o, "--passphrase-file") == 0) {
+			dst = &a->passphrase_file;
+		} else if (create && strcmp(o, "--user") == 0) {
+			dst = &a->user;
+		} else if (create && strcmp(o, "--ttl") == 0) {
+			dst = &a->ttl;
+		} else if (create && strcmp(o, "--scope") == 0) {
+			dst = &a->scope;
+		} else if (revoke && o[0] != '-' && a->id == NULL) {
+			a->id = o;
+			continue;
+		}
+		if (dst == NULL)
+			return usage_err(a->sub, "unknown option or argument '%s'", o);
+		if (i + 1 >= argc)
+			return usage_err(a->sub, "missing value for '%s'", o);
+		if (*dst != NULL)
+			return usage_err(a->sub, "'%s' given twice", o);
+		*dst = argv[++i];
+	}
+	if (create && a->user == NULL)
+		return usage_err(a->sub, "%s", "--user NAME is required");
+	if (revoke && a->id == NULL)
+		return usage_err(a->sub, "%s", "the token ID is required");
+	return 0;
+}
+
+/* A decimal integer of digits only (no sign, no space) in [min, max]. */
+static bool int_arg(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	char *end = NULL;
+	long long v;
+
+	if (s == NULL || s[0] < '0' || s[0] > '9')
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != 0 || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void iso_time(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, 32, "%s", "-");
+}
+
+static void json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+/* One audit record of the CLI (actor: the local operator). 0, or 1 after
+ * saying that it could not be written. */
+static int audit_cli(const char *dir, const char *action, enum audit_outcome oc, const char *reason,
+                     const char *session)
+{
+	struct audit_rec r;
+	enum err rc;
+
+	memset(&r, 0, sizeof r);
+	r.action = action;
+	r.outcome = oc;
+	r.reason = reason;
+	r.actor.addr = "local";
+	r.actor.session = session;
+	rc = audit_append_once(dir, &r);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault token: %s/" AUDIT_LOG_PATH ": cannot write the audit record: %s\n", dir,
+		        err_str(rc));
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether the vault's configuration has [collection "name"] (or it is
+ * "default", which always exists). */
+static bool collection_known(const struct ini *conf, const char *name)
+{
+	size_t i;
+
+	if (strcmp(name, "default") == 0)
+		return true;
+	for (i = 0; conf != NULL && i < conf->nsections; i++)
+		if (strcmp(conf->sections[i].section, "collection") == 0 && conf->sections[i].sub != NULL &&
+		    strcmp(conf->sections[i].sub, name) == 0)
+			return true;
+	return false;
+}
+
+static void print_row(const struct idx_token *t, int64_t now, bool json, bool first)
+{
+	char created[32], expires[32], used[32], revoked[32];
+
+	iso_time(t->created, created);
+	iso_time(t->expires, expires);
+	iso_time(t->last_used, used);
+	iso_time(t->revoked, revoked);
+	if (!json) {
+		printf("%-6lld %-20s %-8s %-21s %-21s %-21s %s\n", (long long)t->id, t->user_name, token_state(t, now),
+		       created, expires, used, t->scope);
+		return;
+	}
+	printf("%s{\"id\":%lld,\"user\":", first ? "" : ",", (long long)t->id);
+	json_str(t->user_name);
+	printf(",\"state\":\"%s\",\"created\":\"%s\",\"expires\":\"%s\",\"last_used\":", token_state(t, now), created,
+	       expires);
+	if (t->last_used)
+		printf("\"%s\"", used);
+	else
+		printf("null");
+	printf(",\"revoked\":");
+	if (t->revoked)
+		printf("\"%s\"", revoked);
+	else
+		printf("null");
+	printf(",\"scope\":");
+	json_str(t->scope);
+	putchar('}');
+}
+
+struct list_ctx {
+	int64_t now;
+	bool json;
+	size_t n;
+};
+
+static enum err list_one(void *ctx, const struct idx_token *t)
+{
+	struct list_ctx *c = ctx;
+
+	print_row(t, c->now, c->json, c->n == 0);
+	c->n++;
+	return ferror(stdout) ? ERR_IO : ERR_OK;
+}
+
+static int run_list(struct vault *v, const struct token_args *a)
+{
+	struct list_ctx c = { .now = (int64_t)time(NULL), .json = a->json, .n = 0 };
+	enum err rc;
+
+	if (a->json)
+		putchar('[');
+	else
+		printf("%-6s %-20s %-8s %-21s %-21s %-21s %s\n", "ID", "USER", "STATE", "CREATED", "EXPIRES", "LAST USED",
+		       "SCOPE");
+	rc = v->ix->ops->token_list(v->ix, list_one, &c);
+	if (a->json)
+		printf("]\n");
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fputs("dicomvault token list: cannot write output\n", stderr);
+		return 1;
+	}
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault token list: cannot read the index: %s\n", err_str(rc));
+		return 1;
+	}
+	return 0;
+}
+
+static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, const char *scope,
+                      const char *collection)
+{
+	char reason[2 * AUDIT_FIELD_MAX], ref[AUDIT_SESSION_REF_LEN], expires[32], created[32];
+	struct secret *key = NULL, *tok = NULL;
+	struct idx_token t;
+	int64_t now = (int64_t)time(NULL);
+	int ret = 1;
+	enum err rc, e;
+
+	if (collection != NULL && !collection_known(v->conf, collection)) {
+		fprintf(stderr, "dicomvault token create: no collection '%s' in %s/dicomvault.conf\n", collection, v->dir);
+		snprintf(reason, sizeof reason, "for user %s: unknown collection %s", a->user, collection);
+		(void)audit_cli(v->dir, AUDIT_TOKEN_CREATE, AUDIT_FAILURE, reason, NULL);
+		return 1;
+	}
+	rc = token_key_new(v->index_key, &key);
+	if (rc == ERR_OK)
+		rc = token_create(v->ix, key, a->user, ttl, scope, now, &tok, &t);
+	if (rc == ERR_NOTFOUND || rc == ERR_DENIED) {
+		fprintf(stderr, "dicomvault token create: user '%s' %s\n", a->user,
+		        rc == ERR_NOTFOUND ? "does not exist" : "is disabled or expired");
+		snprintf(reason, sizeof reason, "for user %s: %s", a->user,
+		         rc == ERR_NOTFOUND ? "no such user" : "user disabled or expired");
+		(void)audit_cli(v->dir, AUDIT_TOKEN_CREATE, rc == ERR_NOTFOUND ? AUDIT_FAILURE : AUDIT_DENIED, reason,
+		                NULL);
+		goto out;
+	}
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault token create: %s\n", err_str(rc));
+		goto out;
+	}
+	/* on the record before it is shown; if it cannot be, it is revoked */
+	iso_time(t.expires, expires);
+	iso_time(t.created, created);
+	snprintf(reason, sizeof reason, "token %lld for user %s, scope %s, expires %s", (long long)t.id, t.user_name,
+	         t.scope, expires);
+	audit_session_ref(secret_cstr(tok), TOKEN_LEN, ref);
+	if (audit_cli(v->dir, AUDIT_TOKEN_CREATE, AUDIT_SUCCESS, reason, ref) != 0) {
+		e = token_revoke(v->ix, t.id, now, &t);
+		if (e != ERR_OK)
+			fprintf(stderr, "dicomvault token create: cannot revoke the unaudited token %lld: %s\n",
+			        (long long)t.id, err_str(e));
+		goto out;
+	}
+	if (a->json) {
+		printf("{\"id\":%lld,\"token\":\"%s\",\"user\":", (long long)t.id, secret_cstr(tok));
+		json_str(t.user_name);
+		printf(",\"created\":\"%s\",\"expires\":\"%s\",\"expires_in\":%lld,\"scope\":", created, expires,
+		       (long long)ttl);
+		json_str(t.scope);
+		printf("}\n");
+	} else {
+		printf("Token %lld for %s (scope %s), expires %s:\n\n%s\n\n", (long long)t.id, t.user_name, t.scope,
+		       expires, secret_cstr(tok));
+		printf("Shown once: store it now. Send it as \"Authorization: Bearer TOKEN\";\n"
+		       "end it with 'dicomvault token revoke %lld'.\n", (long long)t.id);
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fputs("dicomvault token create: cannot write output: the token is revoked\n", stderr);
+		e = token_revoke(v->ix, t.id, now, &t);
+		(void)e;
+		goto out;
+	}
+	ret = 0;
+out:
+	secret_free(tok);
+	secret_free(key);
+	return ret;
+}
+
+static int run_revoke(struct vault *v, const struct token_args *a, int64_t id)
+{
+	char reason[AUDIT_FIELD_MAX], when[32];
+	struct idx_token t;
+	int64_t now = (int64_t)time(NULL);
+	enum err rc;
+
+	memset(&t, 0, sizeof t);
+	rc = token_revoke(v->ix, id, now, &t);
+	if (rc == ERR_NOTFOUND || rc == ERR_DENIED) {
+		fprintf(stderr, "dicomvault token revoke: token %lld %s\n", (long long)id,
+		        rc == ERR_NOTFOUND ? "does not exist" : "is already revoked");
+		snprintf(reason, sizeof reason, "token %lld: %s", (long long)id,
+		         rc == ERR_NOTFOUND ? "no such token" : "already revoked");
+		(void)audit_cli(v->dir, AUDIT_TOKEN_REVOKE, AUDIT_FAILURE, reason, NULL);
+		return 1;
+	}
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault token revoke: %s\n", err_str(rc));
+		return 1;
+	}
+	snprintf(reason, sizeof reason, "token %lld of user %s", (long long)id, t.user_name);
+	if (audit_cli(v->dir, AUDIT_TOKEN_REVOKE, AUDIT_SUCCESS, reason, NULL) != 0)
+		return 1;   /* revoked all the same */
+	iso_time(t.revoked, when);
+	if (a->json) {
+		printf("{\"id\":%lld,\"user\":", (long long)id);
+		json_str(t.user_name);
+		printf(",\"revoked\":\"%s\"}\n", when);
+	} else {
+		printf("Token %lld of %s revoked at %s\n", (long long)id, t.user_name, when);
+	}
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int cmd_token(int argc, char **argv)
+{
+	char dir[VAULT_PATH_MAX], why[512], scope[IDX_SCOPE_MAX + 1];
+	const char *collection = NULL;
+	struct vault_open_opts vo;
+	struct token_args a;
+	struct vault *v = NULL;
+	struct rlimit rl = { 0, 0 };
+	int64_t ttl = TOKEN_TTL_DEFAULT, id = 0;
+	int rc, i;
+
+	for (i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(token_usage, stdout);
+			return 0;
+		}
+	rc = parse_args(argc, argv, &a);
+	if (rc != 0)
+		return rc;
+	if (a.ttl != NULL && !int_arg(a.ttl, 1, TOKEN_TTL_MAX, &ttl))
+		return usage_err(a.sub, "--ttl '%s': a number of seconds from 1 to 31622400 (366 days)", a.ttl);
+	if (strcmp(a.sub, "create") == 0 &&
+	    token_scope_parse(a.scope ? a.scope : DEFAULT_SCOPE, scope, sizeof scope, &collection, why, sizeof why) !=
+	        ERR_OK)
+		return usage_err(a.sub, "--scope: %s", why);
+	if (a.id != NULL && !int_arg(a.id, 1, INT64_MAX, &id))
+		return usage_err(a.sub, "'%s' is not a token ID (see dicomvault token list)", a.id);
+	if (vault_resolve(a.vault, dir, sizeof dir) != ERR_OK) {
+		fputs("dicomvault token: vault path too long\n", stderr);
+		return EXIT_USAGE;
+	}
+	/* this process holds the master key */
+	if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		fputs("dicomvault token: cannot disable core dumps\n", stderr);
+		return 1;
+	}
+	memset(&vo, 0, sizeof vo);
+	vo.passphrase_file = a.passphrase_file;
+	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault token: %s: %s\n", dir, why);
+		return 1;
+	}
+	if (strcmp(a.sub, "create") == 0)
+		rc = run_create(v, &a, ttl, scope, collection);
+	else if (strcmp(a.sub, "revoke") == 0)
+		rc = run_revoke(v, &a, id);
+	else
+		rc = run_list(v, &a);
+	vault_close(v);
+	return rc;
+}
