@@ -400,9 +400,16 @@ static enum err p_end(void *ctx)
 		stow_failed(d, fr, cls, sop, study, series, why[0] ? why : err_str(rc));
 		goto out;
 	}
-	/* stored (or already there, identical) */
-	(void)dw_audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored" : NULL,
-	                have_pa ? pa.key_hmac : NULL, res.study_uid, res.series_uid, res.sop_uid);
+	/* stored (or already there, identical); no acknowledgement without its
+	 * audit record: if that cannot be written the client is told it failed
+	 * (the object stays; sending it again succeeds as "already stored" and
+	 * is audited then) */
+	if (dw_audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored" : NULL,
+	                 have_pa ? pa.key_hmac : NULL, res.study_uid, res.series_uid, res.sop_uid) != ERR_OK) {
+		stow_failed(d, FR_PROCESSING, res.sop_class, res.sop_uid, res.study_uid, res.series_uid,
+		            "the audit record cannot be written");
+		goto out;
+	}
 	base = dw_base_url(r, &bl);
 	json_item(&s->ok, s->n_ok++, res.sop_class, res.sop_uid);
 	wbuf_printf(&s->ok, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s/series/%s/instances/%s\"]}}",
