@@ -68,4 +68,17 @@
 #define MP_MAX_PARTS           10000u         /* parts in one request */
 #define DICOMWEB_JSON_MAX      ((size_t)16 << 20)  /* each item list of a STOW-RS answer */
 
+/* queries: the matching engine (core/query.c) and QIDO-RS (proto/qido.c, daemon/qido.c) */
+#define QRY_MAX_KEYS           64u            /* match keys of one query (sequence items' keys included) */
+#define QRY_MAX_VALUES         256u           /* values of one key (a UID list) */
+#define QRY_MAX_VALUE_LEN      4096u          /* bytes of one key's value (a URL is at most HTTP_MAX_URL) */
+#define QRY_MAX_INCLUDE        128u           /* return keys asked for besides the required ones */
+#define QRY_BATCH              128u           /* index rows fetched per hold of the index lock */
+#define QRY_DK_CACHE           8u             /* unwrapped data keys kept during one query (wiped at its end) */
+#define QRY_RECORD_MAX         (4u << 20)     /* bytes of one decrypted record */
+#define QIDO_MAX_ARGS          128u           /* query parameters of one request */
+#define QIDO_MAX_RESULTS       1000u          /* results of one answer (Warning header beyond) */
+#define QIDO_MAX_NUMBER        1000000000ll   /* largest limit or offset accepted */
+#define QIDO_JSON_MAX          ((size_t)64 << 20)  /* one QIDO-RS answer */
+
 #endif
