@@ -35,6 +35,9 @@ uint32_t qido_attr(const char *s, size_t n)
 	}
 	if (n == 0 || n > 64)
 		return 0;
+	for (i = 0; i < n; i++)   /* keywords are letters and digits */
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9')))
+			return 0;
 	d = dict_lookup_keyword(s, n);
 	if (d == NULL || d->mask != 0xFFFFFFFFu || d->vr == VR_NONE || TAG_GROUP(d->tag) == 0x0002)
 		return 0;
