@@ -73,7 +73,7 @@
 #define QRY_MAX_VALUES         256u           /* values of one key (a UID list) */
 #define QRY_MAX_VALUE_LEN      4096u          /* bytes of one key's value (a URL is at most HTTP_MAX_URL) */
 #define QRY_MAX_INCLUDE        128u           /* return keys asked for besides the required ones */
-#define QRY_BATCH              128u           /* index rows fetched per hold of the index lock */
+#define QRY_BATCH              64u            /* index rows fetched per hold of the index lock (a batch stays under malloc's mmap threshold) */
 #define QRY_DK_CACHE           8u             /* unwrapped data keys kept during one query (wiped at its end) */
 #define QRY_RECORD_MAX         (4u << 20)     /* bytes of one decrypted record */
 #define QIDO_MAX_ARGS          128u           /* query parameters of one request */
