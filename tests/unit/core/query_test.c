@@ -94,7 +94,7 @@ static enum err new_query(enum qry_level level, const struct kv *kv, size_t n, i
 	if (rc == ERR_OK)
 		rc = dcm_ds_set_str(&f->ds, 0x00080005, VR_CS, "ISO_IR 192");
 	for (i = 0; rc == ERR_OK && i < n; i++) {
-		uint16_t u = (uint16_t)atoi(kv[i].val);   /* US: binary, as C-FIND sends it */
+		uint16_t u = (uint16_t)strtoul(kv[i].val, NULL, 10);   /* US: binary, as C-FIND sends it */
 		rc = kv[i].vr == VR_US ? dcm_ds_set(&f->ds, kv[i].tag, VR_US, &u, 2)
 		                       : dcm_ds_set_str(&f->ds, kv[i].tag, kv[i].vr, kv[i].val);
 	}
@@ -236,9 +236,9 @@ static enum err on_hit(void *ctx, struct qry_hit *h)
 		g->names[g->n][0] = 0;
 	g->counts[g->n][0] = g->counts[g->n][1] = -1;
 	if (dcm_ds_get_cstr(&h->f->ds, h->series_uid[0] ? 0x00201209 : 0x00201206, b, sizeof b) == ERR_OK && b[0])
-		g->counts[g->n][0] = atoll(b);
+		g->counts[g->n][0] = strtoll(b, NULL, 10);
 	if (dcm_ds_get_cstr(&h->f->ds, h->study_uid[0] ? 0x00201208 : 0x00201200, b, sizeof b) == ERR_OK && b[0])
-		g->counts[g->n][1] = atoll(b);
+		g->counts[g->n][1] = strtoll(b, NULL, 10);
 	g->n++;
 	return ERR_OK;
 }
