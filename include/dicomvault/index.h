@@ -25,6 +25,8 @@ struct idx_patient {
 	int64_t id;
 	uint8_t key_hmac[IDX_HMAC_LEN];   /* HMAC(PatientID, IssuerOfPatientID) */
 	uint8_t name_hmac[IDX_HMAC_LEN];  /* HMAC(normalised PatientName) */
+	uint8_t id_hmac[IDX_HMAC_LEN];    /* HMAC(PatientID) alone, for matching by ID */
+	bool has_id;                      /* false: no Patient ID (stored as an empty hash) */
 	struct idx_blob wrapped_key;      /* the patient's data key, wrapped */
 	struct idx_blob enc;              /* sealed identifying attributes */
 };
@@ -64,6 +66,8 @@ struct idx_instance {
 	uint64_t size;                    /* plaintext bytes */
 	uint8_t sha256[32];               /* fixity of the plaintext */
 	int64_t created;                  /* unix seconds */
+	/* image attributes for QIDO-RS (schema 2); -1 if absent */
+	int64_t rows, columns, bits_allocated, frames;
 };
 
 /* Study query: every set field must match; strings are exact (the caller
@@ -77,6 +81,42 @@ struct idx_study_query {
 	const uint8_t *patient_name_hmac;
 	const uint8_t *accession_hmac;
 	int64_t limit, offset;            /* limit 0 = no limit */
+};
+
+/* Level query (core/query.c): the rows of one level, each with its parent
+ * rows, filtered on what the index holds in the clear or as keyed hashes.
+ * The filter is a superset: the caller checks every match key again on the
+ * decrypted record. Lists match any of their values; NULL/0 = no filter. */
+enum idx_level { IDX_PATIENT = 0, IDX_STUDY, IDX_SERIES, IDX_INSTANCE };
+
+struct idx_list {
+	const char *const *v;
+	size_t n;
+};
+
+struct idx_query {
+	enum idx_level level;
+	struct idx_list study_uids, series_uids, sop_uids, sop_classes;
+	struct idx_list study_modalities;   /* one of them in ModalitiesInStudy */
+	struct idx_list modalities;         /* the series' Modality */
+	const char *date_from, *date_to;    /* StudyDate, inclusive YYYYMMDD; NULL = open */
+	const char *collection;
+	const uint8_t *patient_id_hmac;     /* rows stored before schema 2 (no such hash) are candidates too */
+	const uint8_t *patient_name_hmac;
+	const uint8_t *accession_hmac;
+	int64_t after;                      /* only rows whose id (at the level) is greater, in id order */
+	int64_t max_rows;                   /* > 0 */
+};
+
+/* One row: the entity and its parents, down to the level. Blobs point into
+ * the index's memory, valid only during the callback (which must not use
+ * the index). */
+struct idx_qrow {
+	struct idx_patient pat;
+	struct idx_study st;
+	struct idx_series se;
+	struct idx_instance in;
+	int64_t n_studies, n_series, n_instances;  /* patient level: the patient's counts */
 };
 
 struct idx_user {
@@ -184,6 +224,10 @@ struct index_ops {
 	/* Whether an instance row references this blob store key (crash
 	 * recovery of the object store, core/recover.c). */
 	enum err (*object_key_used)(struct index_store *s, const char *key, bool *used);
+	/* Level query (see struct idx_query): rows in id order; fn's error
+	 * stops the walk and is returned. */
+	enum err (*level_query)(struct index_store *s, const struct idx_query *q,
+	                        enum err (*fn)(void *ctx, const struct idx_qrow *row), void *ctx);
 };
 
 struct index_store {

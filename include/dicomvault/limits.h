@@ -72,5 +72,17 @@
 #define TOKEN_TTL_DEFAULT      (30 * 86400)   /* seconds a token lasts without --ttl */
 #define TOKEN_TTL_MAX          (366 * 86400)  /* longest --ttl: a year (rotate tokens) */
 #define TOKEN_TOUCH_EVERY      60             /* seconds between last_used writes of one token */
+/* queries: the matching engine (core/query.c) and QIDO-RS (proto/qido.c, daemon/qido.c) */
+#define QRY_MAX_KEYS           64u            /* match keys of one query (sequence items' keys included) */
+#define QRY_MAX_VALUES         256u           /* values of one key (a UID list) */
+#define QRY_MAX_VALUE_LEN      4096u          /* bytes of one key's value (a URL is at most HTTP_MAX_URL) */
+#define QRY_MAX_INCLUDE        128u           /* return keys asked for besides the required ones */
+#define QRY_BATCH              64u            /* index rows fetched per hold of the index lock (a batch stays under malloc's mmap threshold) */
+#define QRY_DK_CACHE           8u             /* unwrapped data keys kept during one query (wiped at its end) */
+#define QRY_RECORD_MAX         (4u << 20)     /* bytes of one decrypted record */
+#define QIDO_MAX_ARGS          128u           /* query parameters of one request */
+#define QIDO_MAX_RESULTS       1000u          /* results of one answer (Warning header beyond) */
+#define QIDO_MAX_NUMBER        1000000000ll   /* largest limit or offset accepted */
+#define QIDO_JSON_MAX          ((size_t)64 << 20)  /* one QIDO-RS answer */
 
 #endif

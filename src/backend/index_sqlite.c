@@ -15,6 +15,12 @@
 #include "dicomvault/wbuf.h"
 
 #define SCRATCH_MAX (64u << 20)
+#define LEVEL_CACHE 16u   /* prepared level-query statements kept */
+
+/* An instance row's columns, in read_instance's order (schema 2 adds the
+ * image attributes). */
+#define INST_COLS "id, series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created," \
+	" img_rows, img_columns, bits_allocated, frames"
 
 enum stmt_id {
 	S_PAT_GET, S_PAT_BY_ID, S_PAT_INS,
@@ -30,7 +36,7 @@ enum stmt_id {
 static const char *const stmt_sql[S__COUNT] = {
 	[S_PAT_GET] = "SELECT id, key_hmac, name_hmac, wrapped_key, enc FROM patients WHERE key_hmac = ?1",
 	[S_PAT_BY_ID] = "SELECT id, key_hmac, name_hmac, wrapped_key, enc FROM patients WHERE id = ?1",
-	[S_PAT_INS] = "INSERT INTO patients (key_hmac, name_hmac, wrapped_key, enc) VALUES (?1, ?2, ?3, ?4)",
+	[S_PAT_INS] = "INSERT INTO patients (key_hmac, name_hmac, wrapped_key, enc, id_hmac) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[S_STUDY_GET] = "SELECT id, patient_id, uid, collection, date, time, modalities, accession_hmac, enc,"
 	                " n_series, n_instances FROM studies WHERE uid = ?1",
 	[S_STUDY_INS] = "INSERT INTO studies (patient_id, uid, collection, date, time, modalities, accession_hmac, enc)"
@@ -40,17 +46,16 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_SERIES_GET] = "SELECT id, study_id, uid, modality, number, enc, n_instances FROM series WHERE uid = ?1",
 	[S_SERIES_INS] = "INSERT INTO series (study_id, uid, modality, number, enc) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[S_SERIES_UPD] = "UPDATE series SET modality = ?2, number = ?3, enc = ?4 WHERE id = ?1",
-	[S_INST_GET] = "SELECT id, series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created"
-	               " FROM instances WHERE uid = ?1",
-	[S_INST_INS] = "INSERT INTO instances (series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created)"
-	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+	[S_INST_GET] = "SELECT " INST_COLS " FROM instances WHERE uid = ?1",
+	[S_INST_INS] = "INSERT INTO instances (series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created,"
+	               " img_rows, img_columns, bits_allocated, frames)"
+	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[S_SERIES_COUNT] = "UPDATE series SET n_instances = n_instances + 1 WHERE id = ?1",
 	[S_STUDY_COUNT] = "UPDATE studies SET n_instances = n_instances + 1 WHERE id = (SELECT study_id FROM series WHERE id = ?1)",
 	[S_STUDY_NSERIES] = "UPDATE studies SET n_series = n_series + 1 WHERE id = ?1",
 	[S_SERIES_LIST] = "SELECT id, study_id, uid, modality, number, enc, n_instances FROM series WHERE study_id = ?1"
 	                  " ORDER BY number, uid",
-	[S_INST_LIST] = "SELECT id, series_id, uid, sop_class, ts_uid, number, object_key, size, sha256, created"
-	                " FROM instances WHERE series_id = ?1 ORDER BY number, uid",
+	[S_INST_LIST] = "SELECT " INST_COLS " FROM instances WHERE series_id = ?1 ORDER BY number, uid",
 	[S_SERIES_BY_ID] = "SELECT id, study_id, uid, modality, number, enc, n_instances FROM series WHERE id = ?1",
 	[S_STUDY_BY_ID] = "SELECT id, patient_id, uid, collection, date, time, modalities, accession_hmac, enc,"
 	                  " n_series, n_instances FROM studies WHERE id = ?1",
@@ -139,6 +144,8 @@ struct sq_store {
 	sqlite3_stmt *tok[T__COUNT];   /* API token statements */
 	struct wbuf scratch[2];
 	bool in_tx;
+	sqlite3_stmt *lq[LEVEL_CACHE];   /* level queries, by SQL text */
+	unsigned lq_next;
 };
 
 static enum err db_err(struct sq_store *s, int rc, const char *what)
@@ -309,6 +316,8 @@ static enum err sq_patient_put(struct index_store *bs, struct idx_patient *p)
 	sqlite3_bind_blob(q, 2, p->name_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
 	sqlite3_bind_blob(q, 3, p->wrapped_key.p, (int)p->wrapped_key.n, SQLITE_STATIC);
 	sqlite3_bind_blob(q, 4, p->enc.p, (int)p->enc.n, SQLITE_STATIC);
+	/* no Patient ID: an empty hash (NULL is a row from before schema 2) */
+	sqlite3_bind_blob(q, 5, p->id_hmac, p->has_id ? IDX_HMAC_LEN : 0, SQLITE_STATIC);
 	rc = exec_done(s, q, "patient_put");
 	if (rc == ERR_OK)
 		p->id = sqlite3_last_insert_rowid(s->db);
@@ -501,6 +510,10 @@ static void read_instance(sqlite3_stmt *q, struct idx_instance *out)
 	else
 		memset(out->sha256, 0, 32);
 	out->created = sqlite3_column_int64(q, 9);
+	out->rows = sqlite3_column_int64(q, 10);
+	out->columns = sqlite3_column_int64(q, 11);
+	out->bits_allocated = sqlite3_column_int64(q, 12);
+	out->frames = sqlite3_column_int64(q, 13);
 }
 
 static enum err sq_instance_get(struct index_store *bs, const char *uid, struct idx_instance *out)
@@ -532,6 +545,10 @@ static enum err sq_instance_put(struct index_store *bs, struct idx_instance *in)
 	sqlite3_bind_int64(q, 7, (sqlite3_int64)in->size);
 	sqlite3_bind_blob(q, 8, in->sha256, 32, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 9, in->created);
+	sqlite3_bind_int64(q, 10, in->rows);
+	sqlite3_bind_int64(q, 11, in->columns);
+	sqlite3_bind_int64(q, 12, in->bits_allocated);
+	sqlite3_bind_int64(q, 13, in->frames);
 	rc = exec_done(s, q, "instance_put");
 	if (rc != ERR_OK)
 		return rc;
@@ -956,6 +973,294 @@ static enum err sq_object_key_used(struct index_store *bs, const char *key, bool
 	return rc;
 }
 
+/* ---- level queries (core/query.c) ---- */
+
+/* " AND col IN (?a, ?b...)" for a list; numbers the parameters from *n. */
+static void sql_in(struct wbuf *sql, const char *col, const struct idx_list *l, int *n)
+{
+	size_t i;
+
+	if (l->n == 0)
+		return;
+	wbuf_printf(sql, " AND %s IN (", col);
+	for (i = 0; i < l->n; i++)
+		wbuf_printf(sql, "%s?%d", i ? ", " : "", ++*n);
+	wbuf_puts(sql, ")");
+}
+
+static void bind_list(sqlite3_stmt *q, const struct idx_list *l, int *n)
+{
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		sqlite3_bind_text(q, ++*n, l->v[i], -1, SQLITE_STATIC);
+}
+
+/* Points a blob at a column's bytes (valid until the next step). */
+static void col_view(sqlite3_stmt *q, int col, struct idx_blob *out)
+{
+	const void *p = sqlite3_column_blob(q, col);
+	int n = sqlite3_column_bytes(q, col);
+
+	out->p = p != NULL && n > 0 ? p : (const uint8_t *)"";
+	out->n = n > 0 ? (size_t)n : 0;
+}
+
+/* The SQL of a level query: fixed fragments only; every value is a
+ * numbered parameter bound by level_bind in the same order. */
+static void level_sql(struct wbuf *sql, const struct idx_query *qy)
+{
+	static const char *const idcol[] = { "p.id", "s.id", "se.id", "i.id" };
+	int n = 0;
+	size_t i;
+
+	wbuf_puts(sql, "SELECT p.id, p.key_hmac, p.name_hmac, p.wrapped_key, p.enc");
+	if (qy->level == IDX_PATIENT)
+		wbuf_puts(sql, ", (SELECT count(*) FROM studies x WHERE x.patient_id = p.id),"
+		               " (SELECT total(n_series) FROM studies x WHERE x.patient_id = p.id),"
+		               " (SELECT total(n_instances) FROM studies x WHERE x.patient_id = p.id)");
+	else
+		wbuf_puts(sql, ", s.id, s.uid, s.collection, s.date, s.time, s.modalities, s.accession_hmac, s.enc,"
+		               " s.n_series, s.n_instances");
+	if (qy->level >= IDX_SERIES)
+		wbuf_puts(sql, ", se.id, se.uid, se.modality, se.number, se.enc, se.n_instances");
+	if (qy->level == IDX_INSTANCE)
+		wbuf_puts(sql, ", i.id, i.uid, i.sop_class, i.ts_uid, i.number, i.img_rows, i.img_columns,"
+		               " i.bits_allocated, i.frames");
+	switch (qy->level) {
+	case IDX_PATIENT:
+		wbuf_puts(sql, " FROM patients p");
+		break;
+	case IDX_STUDY:
+		wbuf_puts(sql, " FROM studies s JOIN patients p ON p.id = s.patient_id");
+		break;
+	case IDX_SERIES:
+		wbuf_puts(sql, " FROM series se JOIN studies s ON s.id = se.study_id JOIN patients p ON p.id = s.patient_id");
+		break;
+	case IDX_INSTANCE:
+		wbuf_puts(sql, " FROM instances i JOIN series se ON se.id = i.series_id JOIN studies s ON s.id = se.study_id"
+		               " JOIN patients p ON p.id = s.patient_id");
+		break;
+	}
+	wbuf_printf(sql, " WHERE %s > ?%d", idcol[qy->level], ++n);
+	if (qy->patient_id_hmac)
+		wbuf_printf(sql, " AND (p.id_hmac = ?%d OR p.id_hmac IS NULL)", ++n);
+	if (qy->patient_name_hmac)
+		wbuf_printf(sql, " AND p.name_hmac = ?%d", ++n);
+	if (qy->level >= IDX_STUDY) {
+		sql_in(sql, "s.uid", &qy->study_uids, &n);
+		if (qy->collection)
+			wbuf_printf(sql, " AND s.collection = ?%d", ++n);
+		if (qy->date_from)
+			wbuf_printf(sql, " AND s.date >= ?%d AND s.date <> ''", ++n);
+		if (qy->date_to)
+			wbuf_printf(sql, " AND s.date <= ?%d AND s.date <> ''", ++n);
+		if (qy->accession_hmac)
+			wbuf_printf(sql, " AND s.accession_hmac = ?%d", ++n);
+		if (qy->study_modalities.n) {
+			wbuf_puts(sql, " AND (0");
+			for (i = 0; i < qy->study_modalities.n; i++)
+				wbuf_printf(sql, " OR instr('\\' || s.modalities || '\\', '\\' || ?%d || '\\') > 0", ++n);
+			wbuf_puts(sql, ")");
+		}
+	}
+	if (qy->level >= IDX_SERIES) {
+		sql_in(sql, "se.uid", &qy->series_uids, &n);
+		sql_in(sql, "se.modality", &qy->modalities, &n);
+	}
+	if (qy->level == IDX_INSTANCE) {
+		sql_in(sql, "i.uid", &qy->sop_uids, &n);
+		sql_in(sql, "i.sop_class", &qy->sop_classes, &n);
+	}
+	wbuf_printf(sql, " ORDER BY %s LIMIT ?%d", idcol[qy->level], ++n);
+}
+
+static void level_bind(sqlite3_stmt *q, const struct idx_query *qy)
+{
+	int n = 0;
+
+	sqlite3_bind_int64(q, ++n, qy->after);
+	if (qy->patient_id_hmac)
+		sqlite3_bind_blob(q, ++n, qy->patient_id_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	if (qy->patient_name_hmac)
+		sqlite3_bind_blob(q, ++n, qy->patient_name_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+	if (qy->level >= IDX_STUDY) {
+		bind_list(q, &qy->study_uids, &n);
+		if (qy->collection)
+			sqlite3_bind_text(q, ++n, qy->collection, -1, SQLITE_STATIC);
+		if (qy->date_from)
+			sqlite3_bind_text(q, ++n, qy->date_from, -1, SQLITE_STATIC);
+		if (qy->date_to)
+			sqlite3_bind_text(q, ++n, qy->date_to, -1, SQLITE_STATIC);
+		if (qy->accession_hmac)
+			sqlite3_bind_blob(q, ++n, qy->accession_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
+		bind_list(q, &qy->study_modalities, &n);
+	}
+	if (qy->level >= IDX_SERIES) {
+		bind_list(q, &qy->series_uids, &n);
+		bind_list(q, &qy->modalities, &n);
+	}
+	if (qy->level == IDX_INSTANCE) {
+		bind_list(q, &qy->sop_uids, &n);
+		bind_list(q, &qy->sop_classes, &n);
+	}
+	sqlite3_bind_int64(q, ++n, qy->max_rows);
+}
+
+static void level_row(sqlite3_stmt *q, const struct idx_query *qy, struct idx_qrow *r)
+{
+	int c = 5;
+
+	memset(r, 0, sizeof *r);
+	r->pat.id = sqlite3_column_int64(q, 0);
+	col_hmac(q, 1, r->pat.key_hmac, NULL);
+	col_hmac(q, 2, r->pat.name_hmac, NULL);
+	col_view(q, 3, &r->pat.wrapped_key);
+	col_view(q, 4, &r->pat.enc);
+	if (qy->level == IDX_PATIENT) {
+		r->n_studies = sqlite3_column_int64(q, c++);
+		r->n_series = sqlite3_column_int64(q, c++);
+		r->n_instances = sqlite3_column_int64(q, c++);
+		return;
+	}
+	r->st.patient_id = r->pat.id;
+	r->st.id = sqlite3_column_int64(q, c++);
+	col_text(q, c++, r->st.uid, sizeof r->st.uid);
+	col_text(q, c++, r->st.collection, sizeof r->st.collection);
+	col_text(q, c++, r->st.date, sizeof r->st.date);
+	col_text(q, c++, r->st.time, sizeof r->st.time);
+	col_text(q, c++, r->st.modalities, sizeof r->st.modalities);
+	col_hmac(q, c++, r->st.accession_hmac, &r->st.has_accession);
+	col_view(q, c++, &r->st.enc);
+	r->st.n_series = sqlite3_column_int64(q, c++);
+	r->st.n_instances = sqlite3_column_int64(q, c++);
+	if (qy->level < IDX_SERIES)
+		return;
+	r->se.study_id = r->st.id;
+	r->se.id = sqlite3_column_int64(q, c++);
+	col_text(q, c++, r->se.uid, sizeof r->se.uid);
+	col_text(q, c++, r->se.modality, sizeof r->se.modality);
+	r->se.number = sqlite3_column_int64(q, c++);
+	col_view(q, c++, &r->se.enc);
+	r->se.n_instances = sqlite3_column_int64(q, c++);
+	if (qy->level < IDX_INSTANCE)
+		return;
+	r->in.series_id = r->se.id;
+	r->in.id = sqlite3_column_int64(q, c++);
+	col_text(q, c++, r->in.uid, sizeof r->in.uid);
+	col_text(q, c++, r->in.sop_class, sizeof r->in.sop_class);
+	col_text(q, c++, r->in.ts_uid, sizeof r->in.ts_uid);
+	r->in.number = sqlite3_column_int64(q, c++);
+	r->in.rows = sqlite3_column_int64(q, c++);
+	r->in.columns = sqlite3_column_int64(q, c++);
+	r->in.bits_allocated = sqlite3_column_int64(q, c++);
+	r->in.frames = sqlite3_column_int64(q, c++);
+}
+
+/* Prepared statements of level queries, by shape, reused (a query's
+ * shape is which filters it has and the length of each list). */
+static sqlite3_stmt *level_stmt(struct sq_store *s, const char *sql)
+{
+	size_t i, free_slot = LEVEL_CACHE;
+	sqlite3_stmt *q = NULL;
+
+	for (i = 0; i < LEVEL_CACHE; i++) {
+		if (s->lq[i] == NULL) {
+			if (free_slot == LEVEL_CACHE)
+				free_slot = i;
+			continue;
+		}
+		if (strcmp(sqlite3_sql(s->lq[i]), sql) == 0) {
+			sqlite3_reset(s->lq[i]);
+			sqlite3_clear_bindings(s->lq[i]);
+			return s->lq[i];
+		}
+	}
+	if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL) != SQLITE_OK) {
+		log_error("index level_query: %s", sqlite3_errmsg(s->db));
+		return NULL;
+	}
+	if (free_slot == LEVEL_CACHE) {   /* full: replace one in turn */
+		free_slot = s->lq_next++ % LEVEL_CACHE;
+		sqlite3_finalize(s->lq[free_slot]);
+	}
+	s->lq[free_slot] = q;
+	return q;
+}
+
+static enum err sq_level_query(struct index_store *bs, const struct idx_query *qy,
+                               enum err (*fn)(void *ctx, const struct idx_qrow *row), void *ctx)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	struct wbuf sql;
+	sqlite3_stmt *q;
+	struct idx_qrow row;
+	enum err e = ERR_OK;
+	int rc;
+
+	if (qy->level > IDX_INSTANCE || qy->max_rows <= 0)
+		return ERR_INTERNAL;
+	wbuf_init(&sql, 64 * 1024);
+	level_sql(&sql, qy);
+	if (wbuf_err(&sql) != ERR_OK) {
+		e = wbuf_err(&sql);
+		goto out;
+	}
+	q = level_stmt(s, wbuf_cstr(&sql));
+	if (q == NULL) {
+		e = ERR_IO;
+		goto out;
+	}
+	level_bind(q, qy);
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		level_row(q, qy, &row);
+		e = fn(ctx, &row);
+		if (e != ERR_OK)
+			break;
+	}
+	if (e == ERR_OK && rc != SQLITE_DONE)
+		e = db_err(s, rc, "level_query");
+	sqlite3_reset(q);
+out:
+	wbuf_fini(&sql);
+	return e;
+}
+
+/* Schema 1 -> 2: the hash of the Patient ID alone (NULL for rows stored
+ * before: found by decrypting), image attributes of instances. In one
+ * transaction; a concurrent opener sees the new version and does nothing. */
+static int migrate(sqlite3 *db)
+{
+	sqlite3_stmt *q = NULL;
+	int rc, ver = 0;
+
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	rc = sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'schema'", -1, &q, NULL);
+	if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+		ver = sqlite3_column_int(q, 0);
+	sqlite3_finalize(q);
+	if (rc == SQLITE_OK && ver < 2)
+		rc = sqlite3_exec(db,
+		                  "ALTER TABLE patients ADD COLUMN id_hmac BLOB;"
+		                  "ALTER TABLE instances ADD COLUMN img_rows INTEGER NOT NULL DEFAULT -1;"
+		                  "ALTER TABLE instances ADD COLUMN img_columns INTEGER NOT NULL DEFAULT -1;"
+		                  "ALTER TABLE instances ADD COLUMN bits_allocated INTEGER NOT NULL DEFAULT -1;"
+		                  "ALTER TABLE instances ADD COLUMN frames INTEGER NOT NULL DEFAULT -1;"
+		                  "CREATE INDEX IF NOT EXISTS patients_id ON patients(id_hmac);"
+		                  "CREATE INDEX IF NOT EXISTS series_modality ON series(modality);"
+		                  "UPDATE meta SET v = '2' WHERE k = 'schema';",
+		                  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("index migration: %s", sqlite3_errmsg(db));
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
 static void sq_close(struct index_store *bs)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -967,6 +1272,8 @@ static void sq_close(struct index_store *bs)
 		sqlite3_finalize(s->st[i]);
 	for (i = 0; i < T__COUNT; i++)
 		sqlite3_finalize(s->tok[i]);
+	for (i = 0; i < (int)LEVEL_CACHE; i++)
+		sqlite3_finalize(s->lq[i]);
 	sqlite3_close(s->db);
 	wbuf_fini(&s->scratch[0]);
 	wbuf_fini(&s->scratch[1]);
@@ -1009,6 +1316,7 @@ static const struct index_ops sq_ops = {
 	.token_touch = sq_token_touch,
 	.token_revoke = sq_token_revoke,
 	.object_key_used = sq_object_key_used,
+	.level_query = sq_level_query,
 };
 
 enum err index_sqlite_open(const char *path, struct index_store **out)
@@ -1040,6 +1348,8 @@ enum err index_sqlite_open(const char *path, struct index_store **out)
 		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(s->db, tok_schema, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = migrate(s->db);
 	if (rc != SQLITE_OK) {
 		log_error("index open: %s", sqlite3_errmsg(s->db));
 		goto out;

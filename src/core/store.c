@@ -17,6 +17,7 @@
 #include "store_int.h"
 
 #define COPY_CHUNK (256u * 1024)
+#define SEAL_MAX_DEPTH 4u   /* sequence nesting kept in sealed attributes */
 
 /* A UID value: 1-64 characters of digits and dots. */
 static enum err get_uid(const struct dcm_ds *ds, uint32_t tag, char out[65])
@@ -64,8 +65,15 @@ static int64_t get_int(const struct dcm_ds *ds, uint32_t tag)
 	return *end == 0 ? (int64_t)v : -1;
 }
 
-/* HMAC under the index key of a labelled value. */
-static enum err keyed(const struct vault *v, const char *label, const void *p, size_t n, uint8_t out[32])
+static int64_t get_u16(const struct dcm_ds *ds, uint32_t tag)
+{
+	uint16_t v;
+
+	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? (int64_t)v : -1;
+}
+
+/* HMAC under the index key of a labelled value (store_int.h). */
+enum err store_keyed(const struct vault *v, const char *label, const void *p, size_t n, uint8_t out[32])
 {
 	struct wbuf w;
 	enum err rc;
@@ -85,7 +93,7 @@ static enum err keyed(const struct vault *v, const char *label, const void *p, s
 /* The patient's identity for keying: Patient ID and issuer, or, when there
  * is no ID, name and birth date. */
 static enum err patient_keys(const struct vault *v, const struct dcm_ds *ds, uint8_t key_hmac[32],
-                             uint8_t name_hmac[32])
+                             uint8_t name_hmac[32], uint8_t id_hmac[32], bool *has_id)
 {
 	size_t n1 = 0, n2 = 0, n3 = 0, i;
 	const char *id = dcm_ds_str(ds, 0x00100020, &n1);
@@ -101,7 +109,11 @@ static enum err patient_keys(const struct vault *v, const struct dcm_ds *ds, uin
 		aead_ad_put(&w, issuer ? issuer : "", issuer ? n2 : 0);
 		rc = wbuf_err(&w);
 		if (rc == ERR_OK)
-			rc = keyed(v, "patient-id", w.p, w.len, key_hmac);
+			rc = store_keyed(v, "patient-id", w.p, w.len, key_hmac);
+		/* the ID alone, for queries that do not give the issuer */
+		if (rc == ERR_OK)
+			rc = store_keyed(v, STORE_KEY_PATIENT_ID, id, n1, id_hmac);
+		*has_id = true;
 	} else {
 		size_t nb = 0;
 		const char *birth = dcm_ds_str(ds, 0x00100030, &nb);
@@ -109,7 +121,7 @@ static enum err patient_keys(const struct vault *v, const struct dcm_ds *ds, uin
 		aead_ad_put(&w, birth ? birth : "", birth ? nb : 0);
 		rc = wbuf_err(&w);
 		if (rc == ERR_OK)
-			rc = keyed(v, "patient-noid", w.p, w.len, key_hmac);
+			rc = store_keyed(v, "patient-noid", w.p, w.len, key_hmac);
 	}
 	if (w.p)
 		mem_wipe(w.p, w.len);
@@ -123,8 +135,33 @@ static enum err patient_keys(const struct vault *v, const struct dcm_ds *ds, uin
 		n3 = sizeof up;
 	for (i = 0; i < n3; i++)
 		up[i] = (name[i] >= 'a' && name[i] <= 'z') ? (char)(name[i] - 32) : name[i];
-	rc = keyed(v, "patient-name", up, n3, name_hmac);
+	rc = store_keyed(v, STORE_KEY_PATIENT_NAME, up, n3, name_hmac);
 	mem_wipe(up, sizeof up);
+	return rc;
+}
+
+/* Copies e into to; a sequence with its items (nested up to a depth).
+ * Bulk values and encapsulated data are left out. */
+static enum err copy_elem(struct dcm_ds *to, const struct dcm_elem *e, unsigned depth)
+{
+	struct dcm_elem *sq;
+	uint32_t i, j;
+	enum err rc;
+
+	if (e->flags & (DCM_EF_BULK | DCM_EF_ENCAPS | DCM_EF_UNSEQ))
+		return ERR_OK;
+	if (e->seq == NULL)
+		return dcm_ds_set(to, e->tag, e->vr, e->val, e->len);
+	if (e->vr != VR_SQ || depth >= SEAL_MAX_DEPTH)
+		return ERR_OK;
+	rc = dcm_ds_set_seq(to, e->tag, &sq);
+	for (i = 0; rc == ERR_OK && i < e->seq->n; i++) {
+		const struct dcm_ds *from = e->seq->items[i];
+		struct dcm_ds *item;
+		rc = dcm_seq_add_item(to, sq, &item);
+		for (j = 0; rc == ERR_OK && j < from->n; j++)
+			rc = copy_elem(item, &from->e[j], depth + 1);
+	}
 	return rc;
 }
 
@@ -143,9 +180,9 @@ static enum err seal_attrs(const struct dcm_file *f, const uint32_t *tags, size_
 	rc = dcm_file_new(&t);
 	for (i = 0; rc == ERR_OK && i < ntags; i++) {
 		const struct dcm_elem *e = dcm_ds_find(&f->ds, tags[i]);
-		if (e == NULL || e->seq != NULL || (e->flags & DCM_EF_BULK))
+		if (e == NULL)
 			continue;
-		rc = dcm_ds_set(&t->ds, e->tag, e->vr, e->val, e->len);
+		rc = copy_elem(&t->ds, e, 0);
 	}
 	sink_wbuf(&k, &w);
 	if (rc == ERR_OK)
@@ -161,7 +198,9 @@ static enum err seal_attrs(const struct dcm_file *f, const uint32_t *tags, size_
 
 static const uint32_t patient_tags[] = { 0x00080005, 0x00100010, 0x00100020, 0x00100021, 0x00100030, 0x00100040 };
 static const uint32_t study_tags[] = { 0x00080005, 0x00080050, 0x00080090, 0x00081030, 0x00200010 };
-static const uint32_t series_tags[] = { 0x00080005, 0x0008103E, 0x00180015 };
+/* series: description, body part, and for QIDO-RS the performed procedure
+ * step start and the request attributes (a sequence) */
+static const uint32_t series_tags[] = { 0x00080005, 0x0008103E, 0x00180015, 0x00400244, 0x00400245, 0x00400275 };
 
 struct ctx {
 	struct vault *v;
@@ -182,7 +221,7 @@ static enum err patient(struct ctx *c, char *why, size_t whylen)
 	enum err rc;
 
 	memset(&c->pat, 0, sizeof c->pat);
-	rc = patient_keys(c->v, &c->f->ds, c->pat.key_hmac, c->pat.name_hmac);
+	rc = patient_keys(c->v, &c->f->ds, c->pat.key_hmac, c->pat.name_hmac, c->pat.id_hmac, &c->pat.has_id);
 	if (rc != ERR_OK)
 		return rc;
 	store_hex(c->pat.key_hmac, 16, hex);
@@ -414,7 +453,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		merge_modality(st.modalities, sizeof st.modalities, m);
 		if (dcm_ds_str(&c.f->ds, 0x00080050, &n) != NULL && n > 0) {
 			const char *acc = dcm_ds_str(&c.f->ds, 0x00080050, &n);
-			rc = keyed(v, "accession", acc, n, st.accession_hmac);
+			rc = store_keyed(v, STORE_KEY_ACCESSION, acc, n, st.accession_hmac);
 			st.has_accession = true;
 		}
 	}
@@ -459,6 +498,10 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	inst.size = res->size;
 	memcpy(inst.sha256, res->sha256, 32);
 	inst.created = (int64_t)time(NULL);
+	inst.rows = get_u16(&c.f->ds, 0x00280010);
+	inst.columns = get_u16(&c.f->ds, 0x00280011);
+	inst.bits_allocated = get_u16(&c.f->ds, 0x00280100);
+	inst.frames = get_int(&c.f->ds, 0x00280008);
 	if (rc == ERR_OK)
 		rc = ix->ops->instance_put(ix, &inst);
 	if (rc == ERR_DENIED && ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {

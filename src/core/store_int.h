@@ -6,9 +6,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "dicomvault/err.h"
 #include "dicomvault/wbuf.h"
 
 struct vault;
+
+/* Keyed hashes of the index (HMAC-SHA-256 under the index key of a label
+ * and a value): store.c writes them, query.c looks rows up by them. The
+ * name is upper-cased (ASCII) first; values have no trailing padding. */
+#define STORE_KEY_PATIENT_ID   "patient-id-only"
+#define STORE_KEY_PATIENT_NAME "patient-name"
+#define STORE_KEY_ACCESSION    "accession"
+WUR enum err store_keyed(const struct vault *v, const char *label, const void *p, size_t n, uint8_t out[32]);
 
 /* n bytes as 2n lowercase hex digits and a NUL. */
 void store_hex(const uint8_t *p, size_t n, char *out);

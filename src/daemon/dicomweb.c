@@ -122,6 +122,21 @@ static void actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESS
 	a->user_agent = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
 }
 
+enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec)
+{
+	char ref[AUDIT_SESSION_REF_LEN];
+	enum err rc;
+
+	if (r->srv->audit == NULL)
+		return ERR_OK;
+	actor(r, &rec->actor, ref);
+	rc = audit_append(r->srv->audit, rec);
+	memset(&rec->actor, 0, sizeof rec->actor);
+	if (rc != ERR_OK)
+		log_error("%s by %s: cannot write the audit record: %s", rec->action, r->sess.user, err_str(rc));
+	return rc;
+}
+
 enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
                           const uint8_t *patient, const char *study, const char *series, const char *sop)
 {

@@ -113,6 +113,8 @@ bool dw_seg_is(const char *s, size_t n, const char *lit);
 const char *dw_base_url(struct http_req *r, size_t *n);
 enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
                       const uint8_t *patient, const char *study, const char *series, const char *sop);
+/* One audit record with the request's actor filled in. */
+enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec);
 /* The instance, its series, study and patient (ix_lock held). */
 struct idx_instance;
 struct idx_series;

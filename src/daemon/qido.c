@@ -1,10 +1,299 @@
-/* qido.c: QIDO-RS (PS3.18 10.6) of the HTTPS listener. Layer: daemon. */
+/* qido.c: QIDO-RS (PS3.18 10.6) of the HTTPS listener: the query string
+ * becomes an identifier (proto/qido.c), the resource path its level, scope
+ * and default return keys, the matching engine (core/query.c) finds the
+ * results, which go out as a DICOM JSON array with a RetrieveURL each.
+ * Every query is audited once, without its values (they may name a
+ * patient). Design: docs/internals/qido.md. Layer: daemon. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "dicomvault/crypto.h"
+#include "dicomvault/json.h"
+#include "dicomvault/log.h"
+#include "dicomvault/qido.h"
+#include "dicomvault/query.h"
+#include "dicomvault/vault.h"
 #include "http_int.h"
+
+#define UID_MAX 64u
+
+struct args {
+	struct qido_arg a[QIDO_MAX_ARGS];
+	size_t n;
+	bool too_many;
+};
+
+static enum MHD_Result arg_cb(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct args *as = cls;
+
+	(void)kind;
+	if (as->n >= QIDO_MAX_ARGS) {
+		as->too_many = true;
+		return MHD_NO;
+	}
+	as->a[as->n].key = key ? key : "";
+	as->a[as->n].klen = key ? strlen(key) : 0;
+	as->a[as->n].val = value;
+	as->a[as->n].vlen = value ? strlen(value) : 0;
+	as->n++;
+	return MHD_YES;
+}
+
+/* Accept: absent, or a range that is application/dicom+json,
+ * application/json, application/ * or * / * (parameters ignored). */
+static bool accept_json(struct http_req *r)
+{
+	static const char *const ok[] = { "application/dicom+json", "application/json", "application/*", "*/*" };
+	const char *a = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	const char *p = a;
+	size_t i;
+
+	if (a == NULL)
+		return true;
+	while (p && *p) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		while (n > 0 && (*p == ' ' || *p == '\t')) {
+			p++;
+			n--;
+		}
+		for (i = 0; i < n; i++)
+			if (p[i] == ';' || p[i] == ' ' || p[i] == '\t')
+				break;
+		n = i;
+		for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
+			if (strlen(ok[i]) == n && strncasecmp(p, ok[i], n) == 0)
+				return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+struct out {
+	struct http_req *r;
+	enum qry_level level;
+	struct wbuf w;
+	const char *base;
+	size_t bl;
+};
+
+static enum err emit(void *ctx, struct qry_hit *h)
+{
+	struct out *o = ctx;
+	struct wbuf url;
+	struct sink k;
+	enum err rc;
+
+	wbuf_init(&url, 1024);
+	wbuf_printf(&url, "%.*s/dicom-web/studies/%s", (int)o->bl, o->base, h->study_uid);
+	if (o->level >= QRY_SERIES)
+		wbuf_printf(&url, "/series/%s", h->series_uid);
+	if (o->level == QRY_INSTANCE)
+		wbuf_printf(&url, "/instances/%s", h->sop_uid);
+	rc = wbuf_err(&url);
+	if (rc == ERR_OK)
+		rc = dcm_ds_set(&h->f->ds, 0x00081190, VR_UR, url.p, url.len);
+	wbuf_fini(&url);
+	if (rc != ERR_OK)
+		return rc;
+	wbuf_puts(&o->w, o->w.len > 1 ? "," : "");
+	sink_wbuf(&k, &o->w);
+	rc = dcm_json_write(h->f, &h->f->ds, NULL, &k);
+	return rc == ERR_OK ? wbuf_err(&o->w) : rc;
+}
+
+/* The resource: level, levels of the default return keys, scope. */
+static bool resource(const char *const seg[], const size_t len[], size_t n, struct qry_opts *qo, const char **name)
+{
+	memset(qo, 0, sizeof *qo);
+	if (n == 1) {
+		if (dw_seg_is(seg[0], len[0], "studies")) {
+			qo->level = QRY_STUDY;
+			qo->ret_levels = QRY_LEVEL_BIT(QRY_PATIENT) | QRY_LEVEL_BIT(QRY_STUDY);
+			*name = "qido-rs studies";
+		} else if (dw_seg_is(seg[0], len[0], "series")) {
+			qo->level = QRY_SERIES;
+			qo->ret_levels = QRY_LEVEL_BIT(QRY_PATIENT) | QRY_LEVEL_BIT(QRY_STUDY) | QRY_LEVEL_BIT(QRY_SERIES);
+			*name = "qido-rs series";
+		} else {
+			qo->level = QRY_INSTANCE;
+			qo->ret_levels = QRY_LEVEL_BIT(QRY_STUDY) | QRY_LEVEL_BIT(QRY_SERIES) | QRY_LEVEL_BIT(QRY_INSTANCE);
+			*name = "qido-rs instances";
+		}
+		return true;
+	}
+	if (n == 3 && dw_seg_is(seg[2], len[2], "series")) {
+		qo->level = QRY_SERIES;
+		qo->ret_levels = QRY_LEVEL_BIT(QRY_SERIES);
+		*name = "qido-rs study series";
+		return true;
+	}
+	if (n == 3) {
+		qo->level = QRY_INSTANCE;
+		qo->ret_levels = QRY_LEVEL_BIT(QRY_SERIES) | QRY_LEVEL_BIT(QRY_INSTANCE);
+		*name = "qido-rs study instances";
+		return true;
+	}
+	qo->level = QRY_INSTANCE;
+	qo->ret_levels = QRY_LEVEL_BIT(QRY_INSTANCE);
+	*name = "qido-rs series instances";
+	return true;
+}
+
+static enum MHD_Result bad(struct http_req *r, unsigned status, const char *name, const char *detail,
+                           const char *study, const char *series)
+{
+	struct audit_rec rec;
+
+	memset(&rec, 0, sizeof rec);
+	rec.action = AUDIT_QUERY;
+	rec.outcome = AUDIT_FAILURE;
+	rec.reason = name;
+	rec.objects.study_uid = study;
+	rec.objects.series_uid = series;
+	(void)dw_audit_rec(r, &rec);
+	return http_problem(r, status, detail, NULL);
+}
 
 enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n)
 {
-	(void)seg;
-	(void)len;
-	(void)n;
-	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource (QIDO-RS is not implemented yet)", NULL);
+	struct vault *v = r->srv->vault;
+	struct args *as = NULL;
+	struct qido_params p;
+	struct qry_opts qo;
+	struct qry *q = NULL;
+	struct qry_stats st;
+	struct audit_rec rec;
+	struct out o;
+	const uint32_t *ign;
+	size_t nign, i;
+	char why[256] = "", study[UID_MAX + 1] = "", series[UID_MAX + 1] = "", warn[1024] = "";
+	const char *name = "qido-rs", *extra[3] = { NULL, NULL, NULL };
+	bool clamped = false;
+	enum MHD_Result ret;
+	enum err rc;
+
+	memset(&p, 0, sizeof p);
+	memset(&o, 0, sizeof o);
+	wbuf_init(&o.w, QIDO_JSON_MAX);
+	resource(seg, len, n, &qo, &name);
+	if (n >= 3) {
+		if (!dw_uid_ok(seg[1], len[1]) || (n == 5 && !dw_uid_ok(seg[3], len[3]))) {
+			ret = bad(r, MHD_HTTP_BAD_REQUEST, name, "a UID in the path is not 1 to 64 digits and dots", NULL, NULL);
+			goto out;
+		}
+		memcpy(study, seg[1], len[1]);
+		study[len[1]] = 0;
+		if (n == 5) {
+			memcpy(series, seg[3], len[3]);
+			series[len[3]] = 0;
+		}
+	}
+	if (!accept_json(r)) {
+		ret = bad(r, MHD_HTTP_NOT_ACCEPTABLE, name, "only application/dicom+json (or application/json) is offered",
+		          study, series);
+		goto out;
+	}
+	as = calloc(1, sizeof *as);
+	if (as == NULL) {
+		ret = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+		goto out;
+	}
+	MHD_get_connection_values(r->c, MHD_GET_ARGUMENT_KIND, arg_cb, as);
+	if (as->too_many) {
+		ret = bad(r, MHD_HTTP_BAD_REQUEST, name, "too many query parameters", study, series);
+		goto out;
+	}
+	rc = qido_parse(as->a, as->n, &p, why, sizeof why);
+	if (rc == ERR_OK && study[0])   /* the path's scope wins over the query's */
+		rc = dcm_ds_set_str(&p.id->ds, 0x0020000D, VR_UI, study);
+	if (rc == ERR_OK && series[0])
+		rc = dcm_ds_set_str(&p.id->ds, 0x0020000E, VR_UI, series);
+	if (rc != ERR_OK) {
+		ret = bad(r, rc == ERR_NOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST, name,
+		          why[0] ? why : "bad query", study, series);
+		goto out;
+	}
+	/* limit: at most QIDO_MAX_RESULTS per answer (the rest with offset) */
+	qo.limit = QIDO_MAX_RESULTS;
+	if (p.has_limit && p.limit > 0 && p.limit <= QIDO_MAX_RESULTS)
+		qo.limit = p.limit;
+	else if (p.has_limit && p.limit > QIDO_MAX_RESULTS)
+		clamped = true;
+	qo.offset = p.offset;
+	qo.include = p.include;
+	qo.n_include = p.n_include;
+	qo.include_all = p.include_all;
+	rc = qry_new(&qo, &p.id->ds, &q, why, sizeof why);
+	if (rc != ERR_OK) {
+		ret = bad(r, rc == ERR_NOMEM || rc == ERR_INTERNAL ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
+		          name, why[0] ? why : "bad query", study, series);
+		goto out;
+	}
+	o.r = r;
+	o.level = qo.level;
+	o.base = dw_base_url(r, &o.bl);
+	wbuf_putc(&o.w, '[');
+	rc = qry_run(v, q, emit, &o, &st);
+	wbuf_putc(&o.w, ']');
+	if (rc == ERR_OK)
+		rc = wbuf_err(&o.w);
+	if (rc != ERR_OK) {
+		log_error("query by %s: %s", r->sess.user, err_str(rc));
+		ret = bad(r, MHD_HTTP_INTERNAL_SERVER_ERROR, name,
+		          rc == ERR_LIMIT ? "the answer is too large: use limit" : "internal error", study, series);
+		goto out;
+	}
+	/* the Warning header (RFC 7234 5.5, PS3.18 8.3.4.4) */
+	if (st.truncated || clamped)
+		snprintf(warn, sizeof warn, "299 dicomvault \"The number of results exceeded the maximum supported by the "
+		                            "server (%u). Additional results can be requested.\"", QIDO_MAX_RESULTS);
+	if (p.fuzzy)
+		snprintf(warn + strlen(warn), sizeof warn - strlen(warn), "%s299 dicomvault \"The fuzzymatching parameter is "
+		         "not supported. Only literal matching has been performed.\"", warn[0] ? ", " : "");
+	nign = qry_ignored(q, &ign);
+	if (nign > 0) {
+		char list[600] = "";
+		for (i = 0; i < nign && strlen(list) + 10 < sizeof list; i++)
+			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%08X", i ? "," : "", (unsigned)ign[i]);
+		snprintf(warn + strlen(warn), sizeof warn - strlen(warn),
+		         "%s299 dicomvault \"Not supported for matching, ignored: %s\"", warn[0] ? ", " : "", list);
+	}
+	if (warn[0]) {
+		extra[0] = "Warning";
+		extra[1] = warn;
+	}
+	/* one audit record: what was asked (resource and scope) and how many
+	 * answered, never the match values */
+	memset(&rec, 0, sizeof rec);
+	rec.action = AUDIT_QUERY;
+	rec.outcome = AUDIT_SUCCESS;
+	rec.reason = name;
+	rec.objects.patient = st.one_patient ? st.patient : NULL;
+	rec.objects.study_uid = study[0] ? study : NULL;
+	rec.objects.series_uid = series[0] ? series : NULL;
+	rec.objects.counted = true;
+	if (qo.level == QRY_STUDY)
+		rec.objects.studies = st.matches;
+	else if (qo.level == QRY_SERIES)
+		rec.objects.series = st.matches;
+	else
+		rec.objects.instances = st.matches;
+	if (dw_audit_rec(r, &rec) != ERR_OK) {
+		ret = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
+		goto out;
+	}
+	/* no match: 200 with an empty array (CP-2473; Orthanc does the same,
+	 * and dicomweb-client, OHIF and dcm4che handle it) */
+	ret = http_send(r, MHD_HTTP_OK, "application/dicom+json", o.w.p, o.w.len, 0, extra[0] ? extra : NULL);
+out:
+	qry_free(q);
+	qido_params_fini(&p);
+	free(as);
+	if (o.w.p)
+		mem_wipe(o.w.p, o.w.len);
+	wbuf_fini(&o.w);
+	return ret;
 }

@@ -68,7 +68,8 @@ static const void *bsearch_str(const void **idx, size_t n, size_t field, const c
 		size_t mid = lo + (hi - lo) / 2;
 		const char *k = *(const char *const *)((const char *)idx[mid] + field);
 		int c = strncmp(k, key, len);
-		if (c == 0 && k[len] != 0)
+		/* equal up to a NUL in key: k may be shorter than len (found by qido_fuzz) */
+		if (c == 0 && strnlen(k, len + 1) != len)
 			c = 1;
 		if (c < 0)
 			lo = mid + 1;

@@ -57,6 +57,7 @@ TEST(lookup_by_keyword)
 	d = dict_lookup_keyword("PatientNameX", 11);   /* length-limited */
 	CHECK(d != NULL && d->tag == 0x00100010);
 	CHECK(dict_lookup_keyword("PatientNam", 10) == NULL);
+	CHECK(dict_lookup_keyword("PatientName\0XYZ", 15) == NULL);   /* a NUL inside the key (qido_fuzz) */
 	CHECK(dict_lookup_keyword("NoSuchKeyword", 13) == NULL);
 	CHECK(dict_lookup_keyword("", 0) == NULL);
 	d = dict_lookup_keyword("OverlayData", 11);

@@ -1,0 +1,100 @@
+/* query.h: the matching engine of QIDO-RS and C-FIND (PS3.4 C.2.2.2,
+ * PS3.18 10.6). A query is a level and an identifier data set (as C-FIND
+ * carries it): each element with a value is a match key, each empty one a
+ * return key. The index narrows the candidates on what it keeps in the clear
+ * or as keyed hashes; every key is then checked on the candidate's
+ * decrypted record, so the index filter only ever saves work.
+ * Design and matching rules: docs/internals/qido.md. Layer: core.
+ *
+ * Matching (values in UTF-8 once the identifier's Specific Character Set is
+ * applied; records are converted to UTF-8 too):
+ *  - single value: exact, case-sensitive; PN is compared ignoring ASCII
+ *    case (as the index's name hash is); IS numerically;
+ *  - wildcards * and ? for AE CS LO LT PN SH ST UC UR UT (? is one
+ *    character, UTF-8 aware); "*" alone, or an empty value, is universal;
+ *  - ranges for DA, TM, DT: "a-b", "-b", "a-"; a partial time or date-time
+ *    covers its whole precision ("10" is 10:00:00 to 10:59:59.999999);
+ *    DT offsets are ignored;
+ *  - several values (backslash; the HTTP layer also turns commas of UIDs
+ *    into backslashes): any of them matches (UID list matching, C.2.2.2.8);
+ *  - a multi-valued record attribute matches if any of its values does;
+ *  - sequence: an identifier sequence with one item of keys matches if one
+ *    item of the record's sequence matches all of them;
+ *  - an attribute the vault does not keep at the query's levels is not
+ *    matched (ignored, listed by qry_ignored) but may be asked for. */
+#ifndef DICOMVAULT_QUERY_H
+#define DICOMVAULT_QUERY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/dataset.h"
+#include "dicomvault/err.h"
+
+enum qry_level { QRY_PATIENT = 0, QRY_STUDY, QRY_SERIES, QRY_INSTANCE };
+
+#define QRY_LEVEL_BIT(l) (1u << (l))
+
+struct qry_opts {
+	enum qry_level level;
+	/* Levels (QRY_LEVEL_BIT) whose required return keys (PS3.18 Tables
+	 * 10.6.3-3 to -5) every result carries; 0: the query's level. */
+	unsigned ret_levels;
+	bool include_all;              /* every attribute kept, patient to the query's level */
+	const uint32_t *include;       /* more return keys (copied) */
+	size_t n_include;
+	int64_t limit;                 /* results at most; 0: no limit */
+	int64_t offset;                /* matches skipped first */
+	const char *collection;        /* only this collection; NULL: all (copied) */
+};
+
+struct qry;
+
+/* Builds a query from an identifier (not kept). Bad match values (a
+ * malformed date or range, a wildcard where the VR has none, a UID that is
+ * not digits and dots, too many keys or values): ERR_PARSE or ERR_LIMIT
+ * with a reason that names the attribute by tag, never its value. */
+WUR enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry **out, char *why, size_t whylen);
+void qry_free(struct qry *q);
+
+/* Tags of match keys that are not matched (see above). */
+size_t qry_ignored(const struct qry *q, const uint32_t **tags);
+
+/* One result. f->ds holds the return keys (Specific Character Set ISO_IR
+ * 192); the callback may add to it (e.g. a RetrieveURL). */
+struct qry_hit {
+	struct dcm_file *f;
+	const char *study_uid, *series_uid, *sop_uid;  /* "" above the level */
+	const uint8_t *patient;                        /* the patient's keyed hash (32 bytes) */
+};
+
+struct qry_stats {
+	uint64_t candidates;   /* rows the index gave */
+	uint64_t matches;      /* results handed to the callback */
+	uint64_t skipped;      /* candidates whose record could not be decrypted (logged) */
+	bool truncated;        /* more results matched past the limit */
+	bool one_patient;      /* all results are of one patient: patient below */
+	uint8_t patient[32];
+};
+
+struct vault;
+
+/* Runs the query: results in index order (by level row id, i.e. ingest
+ * order), after offset, at most limit. The index is used under
+ * v->ix_lock in short batches; decryption happens outside it. fn's error
+ * stops the run and is returned. */
+WUR enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx, struct qry_hit *h), void *ctx,
+                     struct qry_stats *st);
+
+/* ---- the matching rules, for tests and C-FIND ---- */
+
+/* Wildcard match of pattern p (with * and ?) against s; fold: ASCII case
+ * is ignored. */
+bool qry_wild_match(const char *p, size_t pn, const char *s, size_t n, bool fold);
+/* A DA, TM or DT value as a fixed-width comparable string (DA 8, TM 13
+ * "HHMMSS.FFFFFF", DT 21 "YYYYMMDDHHMMSS.FFFFFF"), its missing precision
+ * filled as the lowest (upper false) or highest (upper true) instant;
+ * false if the value is not valid for the VR. */
+bool qry_norm_datetime(uint16_t vr, const char *s, size_t n, bool upper, char out[24]);
+
+#endif

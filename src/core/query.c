@@ -1,0 +1,1365 @@
+/* query.c: the matching engine shared by QIDO-RS and C-FIND (query.h,
+ * docs/internals/qido.md). A query becomes (1) an index filter on what is
+ * in the clear (UIDs, dates, modality) or keyed-hashed (Patient ID and name,
+ * accession number, exact ASCII values only) and (2) match keys checked on
+ * each candidate's record: its clear columns and its sealed attributes,
+ * decrypted under the patient's data key outside the index lock and
+ * converted to UTF-8. Layer: core. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dicomvault/charset.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/dict.h"
+#include "dicomvault/index.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/log.h"
+#include "dicomvault/query.h"
+#include "dicomvault/vault.h"
+#include "store_int.h"
+
+#define SEQ_DEPTH 4u          /* sequence nesting copied into records */
+#define NAME_HASH_MAX 256u    /* store.c hashes at most this much of a name */
+
+/* ---- what the vault keeps, by level ---- */
+
+enum {
+	A_SEALED = 1,   /* in the level's sealed data set (else from index columns) */
+	A_REQ = 2,      /* required return key of its level (PS3.18 Tables 10.6.3-3..5) */
+	A_AVAIL = 4,    /* InstanceAvailability: required at study and instance level */
+	A_OWN = 8       /* only at its own level (patient counts) */
+};
+
+struct qattr {
+	uint32_t tag;
+	uint16_t vr;
+	uint8_t level;
+	uint8_t flags;
+};
+
+static const struct qattr attrs[] = {
+	{ 0x00080016, VR_UI, QRY_INSTANCE, A_REQ },           /* SOPClassUID */
+	{ 0x00080018, VR_UI, QRY_INSTANCE, A_REQ },           /* SOPInstanceUID */
+	{ 0x00080020, VR_DA, QRY_STUDY, A_REQ },              /* StudyDate */
+	{ 0x00080030, VR_TM, QRY_STUDY, A_REQ },              /* StudyTime */
+	{ 0x00080050, VR_SH, QRY_STUDY, A_SEALED | A_REQ },   /* AccessionNumber */
+	{ 0x00080056, VR_CS, QRY_STUDY, A_REQ | A_AVAIL },    /* InstanceAvailability */
+	{ 0x00080060, VR_CS, QRY_SERIES, A_REQ },             /* Modality */
+	{ 0x00080061, VR_CS, QRY_STUDY, A_REQ },              /* ModalitiesInStudy */
+	{ 0x00080090, VR_PN, QRY_STUDY, A_SEALED | A_REQ },   /* ReferringPhysicianName */
+	{ 0x00081030, VR_LO, QRY_STUDY, A_SEALED },           /* StudyDescription */
+	{ 0x0008103E, VR_LO, QRY_SERIES, A_SEALED | A_REQ },  /* SeriesDescription */
+	{ 0x00083002, VR_UI, QRY_INSTANCE, 0 },               /* AvailableTransferSyntaxUID */
+	{ 0x00100010, VR_PN, QRY_PATIENT, A_SEALED | A_REQ }, /* PatientName */
+	{ 0x00100020, VR_LO, QRY_PATIENT, A_SEALED | A_REQ }, /* PatientID */
+	{ 0x00100021, VR_LO, QRY_PATIENT, A_SEALED },         /* IssuerOfPatientID */
+	{ 0x00100030, VR_DA, QRY_PATIENT, A_SEALED | A_REQ }, /* PatientBirthDate */
+	{ 0x00100040, VR_CS, QRY_PATIENT, A_SEALED | A_REQ }, /* PatientSex */
+	{ 0x00180015, VR_CS, QRY_SERIES, A_SEALED },          /* BodyPartExamined */
+	{ 0x0020000D, VR_UI, QRY_STUDY, A_REQ },              /* StudyInstanceUID */
+	{ 0x0020000E, VR_UI, QRY_SERIES, A_REQ },             /* SeriesInstanceUID */
+	{ 0x00200010, VR_SH, QRY_STUDY, A_SEALED | A_REQ },   /* StudyID */
+	{ 0x00200011, VR_IS, QRY_SERIES, A_REQ },             /* SeriesNumber */
+	{ 0x00200013, VR_IS, QRY_INSTANCE, A_REQ },           /* InstanceNumber */
+	{ 0x00201200, VR_IS, QRY_PATIENT, A_REQ | A_OWN },    /* NumberOfPatientRelatedStudies */
+	{ 0x00201202, VR_IS, QRY_PATIENT, A_REQ | A_OWN },    /* NumberOfPatientRelatedSeries */
+	{ 0x00201204, VR_IS, QRY_PATIENT, A_REQ | A_OWN },    /* NumberOfPatientRelatedInstances */
+	{ 0x00201206, VR_IS, QRY_STUDY, A_REQ },              /* NumberOfStudyRelatedSeries */
+	{ 0x00201208, VR_IS, QRY_STUDY, A_REQ },              /* NumberOfStudyRelatedInstances */
+	{ 0x00201209, VR_IS, QRY_SERIES, A_REQ },             /* NumberOfSeriesRelatedInstances */
+	{ 0x00280008, VR_IS, QRY_INSTANCE, A_REQ },           /* NumberOfFrames */
+	{ 0x00280010, VR_US, QRY_INSTANCE, A_REQ },           /* Rows */
+	{ 0x00280011, VR_US, QRY_INSTANCE, A_REQ },           /* Columns */
+	{ 0x00280100, VR_US, QRY_INSTANCE, A_REQ },           /* BitsAllocated */
+	{ 0x00400244, VR_DA, QRY_SERIES, A_SEALED | A_REQ },  /* PerformedProcedureStepStartDate */
+	{ 0x00400245, VR_TM, QRY_SERIES, A_SEALED | A_REQ },  /* PerformedProcedureStepStartTime */
+	{ 0x00400275, VR_SQ, QRY_SERIES, A_SEALED | A_REQ },  /* RequestAttributesSequence */
+};
+#define NATTRS (sizeof attrs / sizeof attrs[0])
+
+static const struct qattr *attr_find(uint32_t tag)
+{
+	size_t i;
+
+	for (i = 0; i < NATTRS; i++)
+		if (attrs[i].tag == tag)
+			return &attrs[i];
+	return NULL;
+}
+
+/* Can a key on a be matched in a query at level? */
+static bool attr_matchable(const struct qattr *a, enum qry_level level)
+{
+	if (a == NULL || a->level > level)
+		return false;
+	return !(a->flags & A_OWN) || a->level == level;
+}
+
+/* ---- the query ---- */
+
+enum mkind { M_EXACT, M_WILD, M_RANGE };
+
+struct mval {
+	uint8_t kind;
+	const char *s;          /* UTF-8, in the query's arena */
+	size_t n;
+	char lo[24], hi[24];    /* M_RANGE, normalised; "" = open */
+	long long num;          /* IS, US...: the number */
+	bool is_num;
+};
+
+struct qkey {
+	uint32_t tag;
+	uint16_t vr;
+	struct mval *v;         /* nv == 0: universal */
+	size_t nv;
+	struct qkey *sub;       /* a sequence key's item keys */
+	size_t nsub;
+};
+
+struct qry {
+	struct arena a;
+	struct qry_opts o;
+	char collection[IDX_UID_MAX + 1];
+	struct qkey *keys;      /* match keys (those with a value) */
+	size_t nkeys, nkeys_total;
+	uint32_t *ret;          /* return keys */
+	size_t nret;
+	uint32_t ignored[QRY_MAX_KEYS];
+	size_t nignored;
+	unsigned sealed;        /* QRY_LEVEL_BIT of levels whose sealed attributes are needed */
+	struct idx_query iq;    /* the index filter; hashes are made by qry_run */
+	const struct mval *pid, *pname, *acc;
+};
+
+static void why_set(char *why, size_t whylen, uint32_t tag, const char *what)
+{
+	if (why != NULL && whylen > 0)
+		snprintf(why, whylen, "(%04X,%04X): %s", TAG_GROUP(tag), TAG_ELEM(tag), what);
+}
+
+static bool wild_vr(uint16_t vr)
+{
+	switch (vr) {
+	case VR_AE: case VR_CS: case VR_LO: case VR_LT: case VR_PN: case VR_SH: case VR_ST: case VR_UC: case VR_UR:
+	case VR_UT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Leading spaces are insignificant for these VRs (PS3.5 6.2). */
+static bool trim_leading(uint16_t vr)
+{
+	switch (vr) {
+	case VR_AE: case VR_AS: case VR_CS: case VR_DA: case VR_DS: case VR_DT: case VR_IS: case VR_TM: case VR_UI:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void trim(uint16_t vr, const char **s, size_t *n)
+{
+	while (*n > 0 && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == 0))
+		(*n)--;
+	if (trim_leading(vr))
+		while (*n > 0 && **s == ' ') {
+			(*s)++;
+			(*n)--;
+		}
+}
+
+static bool parse_ll(const char *s, size_t n, long long *out)
+{
+	long long v = 0;
+	size_t i = 0;
+	bool neg = false;
+
+	if (n > 0 && (s[0] == '+' || s[0] == '-')) {
+		neg = s[0] == '-';
+		i = 1;
+	}
+	if (i == n || n - i > 12)
+		return false;
+	for (; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = neg ? -v : v;
+	return true;
+}
+
+static bool digits(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+static int num2(const char *s)
+{
+	return (s[0] - '0') * 10 + (s[1] - '0');
+}
+
+/* Time part HH[MM[SS[.F{1,6}]]] into out (13 chars: HHMMSS.FFFFFF). */
+static bool norm_time(const char *s, size_t n, bool upper, char *out)
+{
+	static const char *const hi = "235959.999999", *const lo = "000000.000000";
+	size_t i = 0, f;
+
+	memcpy(out, upper ? hi : lo, 13);
+	out[13] = 0;
+	if (n < 2 || !digits(s, 2) || num2(s) > 23)
+		return false;
+	memcpy(out, s, 2);
+	i = 2;
+	if (i == n)
+		return true;
+	if (n - i < 2 || !digits(s + i, 2) || num2(s + i) > 59)
+		return false;
+	memcpy(out + 2, s + i, 2);
+	i += 2;
+	if (i == n)
+		return true;
+	if (n - i < 2 || !digits(s + i, 2) || num2(s + i) > 60)
+		return false;
+	memcpy(out + 4, s + i, 2);
+	i += 2;
+	if (i == n)
+		return true;
+	if (s[i] != '.' || n - i < 2 || n - i > 7 || !digits(s + i + 1, n - i - 1))
+		return false;
+	f = n - i - 1;
+	memcpy(out + 7, s + i + 1, f);
+	return true;
+}
+
+static bool norm_date(const char *s, size_t n, char *out)
+{
+	if (n != 8 || !digits(s, 8))
+		return false;
+	if (num2(s + 4) < 1 || num2(s + 4) > 12 || num2(s + 6) < 1 || num2(s + 6) > 31)
+		return false;
+	memcpy(out, s, 8);
+	out[8] = 0;
+	return true;
+}
+
+/* DT: YYYY[MM[DD[HH[MM[SS[.F]]]]]][&ZZXX] (the offset is ignored). */
+static bool norm_dt(const char *s, size_t n, bool upper, char *out)
+{
+	char date[9];
+	size_t i, cut = n;
+
+	for (i = 4; i < n; i++)
+		if (s[i] == '+' || s[i] == '-') {
+			if (n - i != 5 || !digits(s + i + 1, 4))
+				return false;
+			cut = i;
+			break;
+		}
+	n = cut;
+	if (n < 4 || !digits(s, 4))
+		return false;
+	memcpy(date, s, 4);
+	memcpy(date + 4, upper ? "1231" : "0101", 4);
+	if (n >= 6) {
+		if (!digits(s + 4, 2))
+			return false;
+		memcpy(date + 4, s + 4, 2);
+	}
+	if (n >= 8) {
+		if (!digits(s + 6, 2))
+			return false;
+		memcpy(date + 6, s + 6, 2);
+	}
+	if (n == 5 || n == 7 || !norm_date(date, 8, out))
+		return false;
+	if (n <= 8)
+		return norm_time(upper ? "23" : "00", 2, upper, out + 8);
+	return norm_time(s + 8, n - 8, upper, out + 8);
+}
+
+bool qry_norm_datetime(uint16_t vr, const char *s, size_t n, bool upper, char out[24])
+{
+	char tmp[11];
+
+	out[0] = 0;
+	if (vr == VR_DA) {
+		/* an ACR-NEMA date YYYY.MM.DD in a record */
+		if (n == 10 && s[4] == '.' && s[7] == '.') {
+			memcpy(tmp, s, 4);
+			memcpy(tmp + 4, s + 5, 2);
+			memcpy(tmp + 6, s + 8, 2);
+			return norm_date(tmp, 8, out);
+		}
+		return norm_date(s, n, out);
+	}
+	if (vr == VR_TM)
+		return norm_time(s, n, upper, out);
+	if (vr == VR_DT)
+		return norm_dt(s, n, upper, out);
+	return false;
+}
+
+/* A DA, TM or DT value or range into v. */
+static bool parse_range(uint16_t vr, const char *s, size_t n, struct mval *v)
+{
+	size_t i;
+
+	v->kind = M_RANGE;
+	for (i = 0; i < n; i++) {
+		if (s[i] != '-')
+			continue;
+		/* a DT offset also has '-': the range's dash is where both halves parse */
+		if (i == 0 && n == 1)
+			return false;
+		if ((i == 0 || qry_norm_datetime(vr, s, i, false, v->lo)) &&
+		    (i == n - 1 || qry_norm_datetime(vr, s + i + 1, n - i - 1, true, v->hi))) {
+			if (i == 0)
+				v->lo[0] = 0;
+			if (i == n - 1)
+				v->hi[0] = 0;
+			return !(v->lo[0] && v->hi[0] && strcmp(v->lo, v->hi) > 0);
+		}
+		if (vr != VR_DT)
+			return false;
+	}
+	return qry_norm_datetime(vr, s, n, false, v->lo) && qry_norm_datetime(vr, s, n, true, v->hi);
+}
+
+static bool is_uid(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 64)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* One value of a key. *universal: it is "*" (matches all). */
+static enum err parse_value(uint32_t tag, uint16_t vr, const char *s, size_t n, struct mval *v, bool *universal,
+                            char *why, size_t whylen)
+{
+	size_t i;
+	bool wild = false, all_star = true;
+
+	memset(v, 0, sizeof *v);
+	v->s = s;
+	v->n = n;
+	for (i = 0; i < n; i++) {
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+			why_set(why, whylen, tag, "control character in the value");
+			return ERR_PARSE;
+		}
+		if (s[i] == '*' || s[i] == '?')
+			wild = true;
+		if (s[i] != '*')
+			all_star = false;
+	}
+	if (all_star) {   /* "*" is universal for every VR */
+		*universal = true;
+		return ERR_OK;
+	}
+	switch (vr) {
+	case VR_UI:
+		if (!is_uid(s, n)) {
+			why_set(why, whylen, tag, "not a UID (1 to 64 digits and dots)");
+			return ERR_PARSE;
+		}
+		v->kind = M_EXACT;
+		return ERR_OK;
+	case VR_DA: case VR_TM: case VR_DT:
+		if (!parse_range(vr, s, n, v)) {
+			why_set(why, whylen, tag, vr == VR_DA ? "not a date (YYYYMMDD) or date range"
+			                          : vr == VR_TM ? "not a time (HHMMSS.FFFFFF) or time range"
+			                                        : "not a date-time or date-time range");
+			return ERR_PARSE;
+		}
+		return ERR_OK;
+	case VR_IS: case VR_US: case VR_SS: case VR_UL: case VR_SL:
+		if (!parse_ll(s, n, &v->num)) {
+			why_set(why, whylen, tag, "not an integer");
+			return ERR_PARSE;
+		}
+		v->is_num = true;
+		v->kind = M_EXACT;
+		return ERR_OK;
+	default:
+		break;
+	}
+	if (wild && !wild_vr(vr)) {
+		why_set(why, whylen, tag, "wildcards are not allowed for this attribute's VR");
+		return ERR_PARSE;
+	}
+	v->kind = wild ? M_WILD : M_EXACT;
+	return ERR_OK;
+}
+
+/* The key's value as text: strings converted to UTF-8 (into the arena),
+ * binary integers printed. *s = NULL: no value (universal). */
+static enum err key_text(struct qry *q, const struct dcm_ds *id, const struct dcm_elem *e, uint16_t vr,
+                         const char **s, size_t *n, char *why, size_t whylen)
+{
+	struct dcm_charset cs;
+	struct wbuf w;
+	char *p;
+	size_t len = e->len;
+	enum err rc;
+
+	*s = NULL;
+	*n = 0;
+	if (e->len == 0)
+		return ERR_OK;
+	if (e->val == NULL || (e->flags & DCM_EF_BULK) || e->len > QRY_MAX_VALUE_LEN) {
+		why_set(why, whylen, e->tag, "value too long");
+		return ERR_LIMIT;
+	}
+	if (vr == VR_US || vr == VR_SS || vr == VR_UL || vr == VR_SL) {
+		long long v;
+		p = arena_alloc(&q->a, 24);
+		if (p == NULL)
+			return ERR_NOMEM;
+		if (e->len < vr_fixed_size(vr)) {
+			why_set(why, whylen, e->tag, "binary value too short");
+			return ERR_PARSE;
+		}
+		if (vr == VR_US)
+			v = (long long)(e->val[0] | (e->val[1] << 8));
+		else if (vr == VR_SS)
+			v = (long long)(int16_t)(e->val[0] | (e->val[1] << 8));
+		else if (vr == VR_UL)
+			v = (long long)((uint32_t)e->val[0] | ((uint32_t)e->val[1] << 8) | ((uint32_t)e->val[2] << 16) |
+			                ((uint32_t)e->val[3] << 24));
+		else
+			v = (long long)(int32_t)((uint32_t)e->val[0] | ((uint32_t)e->val[1] << 8) | ((uint32_t)e->val[2] << 16) |
+			                         ((uint32_t)e->val[3] << 24));
+		*n = (size_t)snprintf(p, 24, "%lld", v);
+		*s = p;
+		return ERR_OK;
+	}
+	if (!vr_is_string(vr)) {
+		why_set(why, whylen, e->tag, "matching on this VR is not supported");
+		return ERR_UNSUPPORTED;
+	}
+	while (len > 0 && (e->val[len - 1] == ' ' || e->val[len - 1] == 0))
+		len--;
+	if (len == 0)
+		return ERR_OK;
+	if (!vr_uses_charset(vr)) {
+		p = arena_alloc(&q->a, len + 1);
+		if (p == NULL)
+			return ERR_NOMEM;
+		memcpy(p, e->val, len);
+		p[len] = 0;
+		*s = p;
+		*n = len;
+		return ERR_OK;
+	}
+	dcm_ds_charset(id, &cs);
+	wbuf_init(&w, 4 * QRY_MAX_VALUE_LEN);
+	rc = charset_to_utf8(&cs, vr == VR_PN, e->val, len, &w);
+	if (rc == ERR_OK && (p = arena_alloc(&q->a, w.len + 1)) != NULL) {
+		if (w.len)
+			memcpy(p, w.p, w.len);
+		p[w.len] = 0;
+		*s = p;
+		*n = w.len;
+	} else if (rc == ERR_OK) {
+		rc = ERR_NOMEM;
+	} else {
+		why_set(why, whylen, e->tag, "value not valid in the identifier's character set");
+		rc = ERR_PARSE;
+	}
+	wbuf_fini(&w);
+	return rc;
+}
+
+static enum err parse_key(struct qry *q, const struct dcm_ds *id, const struct dcm_elem *e, uint16_t vr,
+                          unsigned depth, struct qkey *k, char *why, size_t whylen);
+
+/* A sequence key: one item of keys (none: universal). */
+static enum err parse_seq(struct qry *q, const struct dcm_elem *e, unsigned depth, struct qkey *k, char *why,
+                          size_t whylen)
+{
+	const struct dcm_ds *item;
+	uint32_t i;
+	enum err rc;
+
+	if (e->seq == NULL || e->seq->n == 0)
+		return ERR_OK;
+	if (e->seq->n > 1) {
+		why_set(why, whylen, e->tag, "a sequence key has one item");
+		return ERR_PARSE;
+	}
+	if (depth > 0)   /* nested sequence keys: not matched */
+		return ERR_OK;
+	item = e->seq->items[0];
+	k->sub = arena_zalloc(&q->a, sizeof *k->sub * (item->n ? item->n : 1));
+	if (k->sub == NULL)
+		return ERR_NOMEM;
+	for (i = 0; i < item->n; i++) {
+		const struct dcm_elem *se = &item->e[i];
+		const struct dict_entry *d = dict_lookup(se->tag);
+		struct qkey *sk = &k->sub[k->nsub];
+		if (se->tag == TAG_SPECIFIC_CHARSET || d == NULL || TAG_IS_PRIVATE(se->tag))
+			continue;
+		rc = parse_key(q, item, se, d->vr, depth + 1, sk, why, whylen);
+		if (rc == ERR_UNSUPPORTED)
+			continue;
+		if (rc != ERR_OK)
+			return rc;
+		if (sk->nv > 0 || sk->nsub > 0)
+			k->nsub++;
+	}
+	return ERR_OK;
+}
+
+static enum err parse_key(struct qry *q, const struct dcm_ds *id, const struct dcm_elem *e, uint16_t vr,
+                          unsigned depth, struct qkey *k, char *why, size_t whylen)
+{
+	const char *s, *p;
+	size_t n, i, start, count = 1;
+	bool universal = false, single = vr_is_single_text(vr);
+	enum err rc;
+
+	memset(k, 0, sizeof *k);
+	k->tag = e->tag;
+	k->vr = vr;
+	if (++q->nkeys_total > QRY_MAX_KEYS) {
+		why_set(why, whylen, e->tag, "too many keys");
+		return ERR_LIMIT;
+	}
+	if (vr == VR_SQ)
+		return parse_seq(q, e, depth, k, why, whylen);
+	rc = key_text(q, id, e, vr, &s, &n, why, whylen);
+	if (rc != ERR_OK || s == NULL)
+		return rc;
+	if (!single)
+		for (i = 0; i < n; i++)
+			count += s[i] == '\\';
+	if (count > QRY_MAX_VALUES) {
+		why_set(why, whylen, e->tag, "too many values");
+		return ERR_LIMIT;
+	}
+	k->v = arena_zalloc(&q->a, sizeof *k->v * count);
+	if (k->v == NULL)
+		return ERR_NOMEM;
+	for (start = 0; start <= n;) {
+		size_t end = start;
+		while (end < n && (single || s[end] != '\\'))
+			end++;
+		p = s + start;
+		i = end - start;
+		trim(vr, &p, &i);
+		if (i > 0) {
+			rc = parse_value(e->tag, vr, p, i, &k->v[k->nv], &universal, why, whylen);
+			if (rc != ERR_OK)
+				return rc;
+			if (universal) {
+				k->nv = 0;
+				return ERR_OK;
+			}
+			k->nv++;
+		}
+		start = end + 1;
+	}
+	return ERR_OK;
+}
+
+static void list_of(struct qry *q, const struct qkey *k, struct idx_list *l)
+{
+	const char **v;
+	size_t i;
+
+	for (i = 0; i < k->nv; i++)
+		if (k->v[i].kind != M_EXACT)
+			return;
+	v = arena_alloc(&q->a, sizeof *v * k->nv);
+	if (v == NULL)
+		return;   /* no index filter: the key is still matched */
+	for (i = 0; i < k->nv; i++) {
+		char *c = arena_alloc(&q->a, k->v[i].n + 1);
+		if (c == NULL)
+			return;
+		memcpy(c, k->v[i].s, k->v[i].n);
+		c[k->v[i].n] = 0;
+		v[i] = c;
+	}
+	l->v = v;
+	l->n = k->nv;
+}
+
+static bool ascii(const struct mval *v)
+{
+	size_t i;
+
+	for (i = 0; i < v->n; i++)
+		if ((unsigned char)v->s[i] >= 0x80)
+			return false;
+	return true;
+}
+
+/* The index filter: a superset of the matches (every key is checked again
+ * on the record). Hashes only for one exact ASCII value: stored values are
+ * hashed in their own character set, which agrees with UTF-8 on ASCII. */
+static void plan(struct qry *q)
+{
+	size_t i;
+
+	q->iq.level = (enum idx_level)q->o.level;
+	q->iq.collection = q->o.collection ? q->collection : NULL;
+	for (i = 0; i < q->nkeys; i++) {
+		const struct qkey *k = &q->keys[i];
+		const struct mval *one = k->nv == 1 ? &k->v[0] : NULL;
+		switch (k->tag) {
+		case 0x0020000D: list_of(q, k, &q->iq.study_uids); break;
+		case 0x0020000E: list_of(q, k, &q->iq.series_uids); break;
+		case 0x00080018: list_of(q, k, &q->iq.sop_uids); break;
+		case 0x00080016: list_of(q, k, &q->iq.sop_classes); break;
+		case 0x00080060: list_of(q, k, &q->iq.modalities); break;
+		case 0x00080061: list_of(q, k, &q->iq.study_modalities); break;
+		case 0x00080020:
+			if (one) {
+				q->iq.date_from = one->lo[0] ? one->lo : NULL;
+				q->iq.date_to = one->hi[0] ? one->hi : NULL;
+			}
+			break;
+		case 0x00100020:
+			if (one && one->kind == M_EXACT && ascii(one))
+				q->pid = one;
+			break;
+		case 0x00100010:
+			if (one && one->kind == M_EXACT && ascii(one) && one->n <= NAME_HASH_MAX)
+				q->pname = one;
+			break;
+		case 0x00080050:
+			if (one && one->kind == M_EXACT && ascii(one))
+				q->acc = one;
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static bool has_ret(const struct qry *q, uint32_t tag)
+{
+	size_t i;
+
+	for (i = 0; i < q->nret; i++)
+		if (q->ret[i] == tag)
+			return true;
+	return false;
+}
+
+static void add_ret(struct qry *q, uint32_t tag)
+{
+	const struct qattr *a = attr_find(tag);
+
+	if (!has_ret(q, tag))
+		q->ret[q->nret++] = tag;
+	if (a != NULL && (a->flags & A_SEALED) && attr_matchable(a, q->o.level))
+		q->sealed |= QRY_LEVEL_BIT(a->level);
+}
+
+enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry **out, char *why, size_t whylen)
+{
+	struct qry *q;
+	size_t i;
+	unsigned l;
+	enum err rc = ERR_OK;
+
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
+	if (o->level > QRY_INSTANCE || o->limit < 0 || o->offset < 0 || o->n_include > QRY_MAX_INCLUDE ||
+	    (o->collection && strlen(o->collection) > IDX_UID_MAX))
+		return ERR_INTERNAL;
+	if (id != NULL && id->n > QRY_MAX_KEYS) {
+		if (why != NULL && whylen > 0)
+			snprintf(why, whylen, "too many keys (at most %u)", QRY_MAX_KEYS);
+		return ERR_LIMIT;
+	}
+	q = calloc(1, sizeof *q);
+	if (q == NULL)
+		return ERR_NOMEM;
+	arena_init(&q->a, 16u << 20);
+	q->o = *o;
+	if (q->o.ret_levels == 0)
+		q->o.ret_levels = QRY_LEVEL_BIT(o->level);
+	q->o.include = NULL;
+	if (o->collection)
+		snprintf(q->collection, sizeof q->collection, "%s", o->collection);
+	q->keys = arena_zalloc(&q->a, sizeof *q->keys * (QRY_MAX_KEYS + 1));
+	q->ret = arena_zalloc(&q->a, sizeof *q->ret * (NATTRS + QRY_MAX_KEYS + QRY_MAX_INCLUDE + 4));
+	if (q->keys == NULL || q->ret == NULL) {
+		rc = ERR_NOMEM;
+		goto out;
+	}
+	/* the keys of the identifier */
+	for (i = 0; id != NULL && i < id->n; i++) {
+		const struct dcm_elem *e = &id->e[i];
+		const struct qattr *a = attr_find(e->tag);
+		const struct dict_entry *d = dict_lookup(e->tag);
+		struct qkey *k = &q->keys[q->nkeys];
+		/* the character set, C-FIND's level and group 0002 are not keys */
+		if (e->tag == TAG_SPECIFIC_CHARSET || e->tag == 0x00080052 || TAG_GROUP(e->tag) == 0x0002)
+			continue;
+		if (d == NULL || TAG_IS_PRIVATE(e->tag)) {
+			if (q->nignored < QRY_MAX_KEYS)
+				q->ignored[q->nignored++] = e->tag;
+			continue;
+		}
+		add_ret(q, e->tag);
+		rc = parse_key(q, id, e, a ? a->vr : d->vr, 0, k, why, whylen);
+		if (rc == ERR_UNSUPPORTED) {
+			rc = ERR_OK;
+			k->nv = 0;
+			k->nsub = 0;
+		}
+		if (rc != ERR_OK)
+			goto out;
+		if (k->nv == 0 && k->nsub == 0)
+			continue;   /* universal: a return key only */
+		if (!attr_matchable(a, o->level)) {
+			if (q->nignored < QRY_MAX_KEYS)
+				q->ignored[q->nignored++] = e->tag;
+			continue;
+		}
+		if (a->flags & A_SEALED)
+			q->sealed |= QRY_LEVEL_BIT(a->level);
+		q->nkeys++;
+	}
+	/* return keys: the required ones of the levels asked for, the
+	 * hierarchy's UIDs, those asked for */
+	for (i = 0; i < NATTRS; i++) {
+		const struct qattr *a = &attrs[i];
+		if (!attr_matchable(a, o->level))
+			continue;
+		if (((a->flags & A_REQ) && (q->o.ret_levels & QRY_LEVEL_BIT(a->level)) && !(a->flags & A_AVAIL)) ||
+		    ((a->flags & A_AVAIL) && (q->o.ret_levels & (QRY_LEVEL_BIT(QRY_STUDY) | QRY_LEVEL_BIT(QRY_INSTANCE)))))
+			add_ret(q, a->tag);
+	}
+	if (o->level >= QRY_STUDY)
+		add_ret(q, 0x0020000D);
+	if (o->level >= QRY_SERIES)
+		add_ret(q, 0x0020000E);
+	if (o->level == QRY_INSTANCE)
+		add_ret(q, 0x00080018);
+	if (o->level == QRY_PATIENT)
+		add_ret(q, 0x00100020);
+	for (i = 0; i < o->n_include; i++)
+		add_ret(q, o->include[i]);
+	if (o->include_all)
+		for (l = 0; l <= (unsigned)o->level; l++)
+			q->sealed |= QRY_LEVEL_BIT(l);
+	q->sealed &= ~QRY_LEVEL_BIT(QRY_INSTANCE);
+	plan(q);
+out:
+	if (rc != ERR_OK) {
+		qry_free(q);
+		return rc;
+	}
+	*out = q;
+	return ERR_OK;
+}
+
+void qry_free(struct qry *q)
+{
+	if (q == NULL)
+		return;
+	arena_fini(&q->a);
+	free(q);
+}
+
+size_t qry_ignored(const struct qry *q, const uint32_t **tags)
+{
+	*tags = q->ignored;
+	return q->nignored;
+}
+
+/* ---- matching ---- */
+
+static size_t utf8_len(const char *s, size_t n)
+{
+	unsigned char c = (unsigned char)s[0];
+	size_t l = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+
+	return l < n ? l : n;
+}
+
+static char fold(char c)
+{
+	return c >= 'a' && c <= 'z' ? (char)(c - 32) : c;
+}
+
+bool qry_wild_match(const char *p, size_t pn, const char *s, size_t n, bool fc)
+{
+	size_t pi = 0, si = 0, star_p = 0, star_s = 0;
+	bool star = false;
+
+	while (si < n) {
+		if (pi < pn && p[pi] == '*') {
+			star = true;
+			star_p = ++pi;
+			star_s = si;
+		} else if (pi < pn && p[pi] == '?') {
+			pi++;
+			si += utf8_len(s + si, n - si);
+		} else if (pi < pn && (fc ? fold(p[pi]) == fold(s[si]) : p[pi] == s[si])) {
+			pi++;
+			si++;
+		} else if (star) {
+			pi = star_p;
+			star_s += utf8_len(s + star_s, n - star_s);
+			si = star_s;
+		} else {
+			return false;
+		}
+	}
+	while (pi < pn && p[pi] == '*')
+		pi++;
+	return pi == pn;
+}
+
+static bool match_one(const struct qkey *k, const struct mval *v, const char *s, size_t n)
+{
+	char norm[24];
+	long long x;
+	size_t i;
+
+	switch (v->kind) {
+	case M_WILD:
+		return qry_wild_match(v->s, v->n, s, n, k->vr == VR_PN);
+	case M_RANGE:
+		if (!qry_norm_datetime(k->vr, s, n, false, norm))
+			return false;
+		return (v->lo[0] == 0 || strcmp(norm, v->lo) >= 0) && (v->hi[0] == 0 || strcmp(norm, v->hi) <= 0);
+	default:
+		break;
+	}
+	if (v->is_num)
+		return parse_ll(s, n, &x) && x == v->num;
+	if (n != v->n)
+		return false;
+	if (k->vr != VR_PN)
+		return memcmp(s, v->s, n) == 0;
+	for (i = 0; i < n; i++)
+		if (fold(s[i]) != fold(v->s[i]))
+			return false;
+	return true;
+}
+
+static bool match_ds(const struct qkey *keys, size_t n, const struct dcm_ds *rec);
+
+static bool match_key(const struct qkey *k, const struct dcm_ds *rec)
+{
+	const struct dcm_elem *e;
+	const char *s;
+	char num[24];
+	size_t n, start, i;
+	uint16_t u;
+
+	if (k->nsub > 0) {
+		e = dcm_ds_find(rec, k->tag);
+		if (e == NULL || e->seq == NULL)
+			return false;
+		for (i = 0; i < e->seq->n; i++)
+			if (match_ds(k->sub, k->nsub, e->seq->items[i]))
+				return true;
+		return false;
+	}
+	if (k->vr == VR_US) {
+		if (dcm_ds_get_u16(rec, k->tag, &u) != ERR_OK)
+			return false;
+		n = (size_t)snprintf(num, sizeof num, "%u", u);
+		s = num;
+	} else {
+		s = dcm_ds_str(rec, k->tag, &n);
+		if (s == NULL || n == 0)
+			return false;
+	}
+	/* any value of the record against any value of the key */
+	for (start = 0; start <= n;) {
+		size_t end = start, len;
+		const char *p;
+		while (end < n && (vr_is_single_text(k->vr) || s[end] != '\\'))
+			end++;
+		p = s + start;
+		len = end - start;
+		trim(k->vr, &p, &len);
+		for (i = 0; len > 0 && i < k->nv; i++)
+			if (match_one(k, &k->v[i], p, len))
+				return true;
+		start = end + 1;
+	}
+	return false;
+}
+
+static bool match_ds(const struct qkey *keys, size_t n, const struct dcm_ds *rec)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!match_key(&keys[i], rec))
+			return false;
+	return true;
+}
+
+/* ---- records ---- */
+
+/* Copies e of from (whose character set is cs) into to, text converted to
+ * UTF-8; a value that does not convert is left out. */
+static enum err copy_utf8(struct dcm_ds *to, const struct dcm_charset *cs, const struct dcm_elem *e, struct wbuf *tmp,
+                          unsigned depth)
+{
+	struct dcm_elem *sq;
+	struct dcm_charset ics;
+	uint32_t i, j;
+	enum err rc;
+
+	if (e->tag == TAG_SPECIFIC_CHARSET || (e->flags & (DCM_EF_BULK | DCM_EF_ENCAPS | DCM_EF_UNSEQ)))
+		return ERR_OK;
+	if (e->seq != NULL) {
+		if (e->vr != VR_SQ || depth >= SEQ_DEPTH)
+			return ERR_OK;
+		rc = dcm_ds_set_seq(to, e->tag, &sq);
+		for (i = 0; rc == ERR_OK && i < e->seq->n; i++) {
+			const struct dcm_ds *from = e->seq->items[i];
+			struct dcm_ds *item;
+			dcm_ds_charset(from, &ics);
+			rc = dcm_seq_add_item(to, sq, &item);
+			for (j = 0; rc == ERR_OK && j < from->n; j++)
+				rc = copy_utf8(item, &ics, &from->e[j], tmp, depth + 1);
+		}
+		return rc;
+	}
+	if (!vr_uses_charset(e->vr) || e->len == 0 || (cs->n == 1 && cs->terms[0] == CS_IR192))
+		return dcm_ds_set(to, e->tag, e->vr, e->val, e->len);
+	wbuf_reset(tmp);
+	if (charset_to_utf8(cs, e->vr == VR_PN, e->val, e->len, tmp) != ERR_OK)
+		return ERR_OK;
+	return dcm_ds_set(to, e->tag, e->vr, tmp->len ? tmp->p : (const uint8_t *)"", tmp->len);
+}
+
+static enum err set_str(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const char *s)
+{
+	return s[0] ? dcm_ds_set_str(ds, tag, vr, s) : ERR_OK;
+}
+
+static enum err set_num(struct dcm_ds *ds, uint32_t tag, long long v)
+{
+	char b[24];
+
+	if (v < 0)
+		return ERR_OK;
+	snprintf(b, sizeof b, "%lld", v);
+	return dcm_ds_set_str(ds, tag, VR_IS, b);
+}
+
+static enum err set_us(struct dcm_ds *ds, uint32_t tag, int64_t v)
+{
+	uint8_t b[2];
+
+	if (v < 0 || v > 0xFFFF)
+		return ERR_OK;
+	b[0] = (uint8_t)(v & 0xFF);
+	b[1] = (uint8_t)(v >> 8);
+	return dcm_ds_set(ds, tag, VR_US, b, 2);
+}
+
+/* A batch of index rows, copied out under the lock. */
+struct brow {
+	struct idx_qrow r;
+	size_t off[4], len[4];
+};
+
+struct batch {
+	struct brow rows[QRY_BATCH];
+	size_t n;
+	struct wbuf buf;
+};
+
+static enum err collect(void *ctx, const struct idx_qrow *row)
+{
+	struct batch *b = ctx;
+	struct brow *br;
+	const struct idx_blob *bl[4];
+	size_t i;
+
+	if (b->n >= QRY_BATCH)
+		return ERR_INTERNAL;
+	br = &b->rows[b->n++];
+	br->r = *row;
+	bl[0] = &row->pat.wrapped_key;
+	bl[1] = &row->pat.enc;
+	bl[2] = &row->st.enc;
+	bl[3] = &row->se.enc;
+	for (i = 0; i < 4; i++) {
+		br->off[i] = b->buf.len;
+		br->len[i] = bl[i]->n;
+		if (bl[i]->n)
+			wbuf_put(&b->buf, bl[i]->p, bl[i]->n);
+	}
+	return wbuf_err(&b->buf);
+}
+
+static void batch_fix(struct batch *b)
+{
+	struct idx_blob *bl[4];
+	size_t r, i;
+
+	for (r = 0; r < b->n; r++) {
+		struct brow *br = &b->rows[r];
+		bl[0] = &br->r.pat.wrapped_key;
+		bl[1] = &br->r.pat.enc;
+		bl[2] = &br->r.st.enc;
+		bl[3] = &br->r.se.enc;
+		for (i = 0; i < 4; i++) {
+			bl[i]->p = br->len[i] ? b->buf.p + br->off[i] : (const uint8_t *)"";
+			bl[i]->n = br->len[i];
+		}
+	}
+}
+
+struct dk_cache {
+	int64_t pid[QRY_DK_CACHE];
+	struct secret *dk[QRY_DK_CACHE];
+	unsigned next;
+};
+
+static void dk_cache_fini(struct dk_cache *c)
+{
+	unsigned i;
+
+	for (i = 0; i < QRY_DK_CACHE; i++)
+		secret_free(c->dk[i]);
+	memset(c, 0, sizeof *c);
+}
+
+static enum err dk_get(struct vault *v, struct dk_cache *c, const struct idx_patient *p, const struct secret **out)
+{
+	char hex[65], label[80];
+	unsigned i;
+	enum err rc;
+
+	for (i = 0; i < QRY_DK_CACHE; i++)
+		if (c->dk[i] != NULL && c->pid[i] == p->id) {
+			*out = c->dk[i];
+			return ERR_OK;
+		}
+	i = c->next++ % QRY_DK_CACHE;
+	secret_free(c->dk[i]);
+	c->dk[i] = NULL;
+	store_hex(p->key_hmac, 16, hex);
+	snprintf(label, sizeof label, "dk:%s", hex);
+	rc = keywrap_unwrap(v->mk, label, strlen(label), p->wrapped_key.p, p->wrapped_key.n, &c->dk[i]);
+	if (rc != ERR_OK)
+		return rc;
+	c->pid[i] = p->id;
+	*out = c->dk[i];
+	return ERR_OK;
+}
+
+/* Opens a sealed attribute set and copies it into rec as UTF-8. */
+static enum err add_sealed(struct dcm_ds *rec, const struct secret *dk, const char *ad, const struct idx_blob *b,
+                           struct wbuf *tmp)
+{
+	struct dcm_read_opts ro = { 0 };
+	struct dcm_errinfo ei;
+	struct dcm_file *f = NULL;
+	struct dcm_charset cs;
+	struct src s;
+	struct src_mem m;
+	uint8_t *pt = NULL;
+	size_t ptn = 0;
+	uint32_t i;
+	enum err rc;
+
+	if (b->n == 0)
+		return ERR_OK;
+	rc = aead_open(dk, ad, strlen(ad), b->p, b->n, &pt, &ptn);
+	if (rc != ERR_OK)
+		return rc;
+	if (ptn == 0)   /* none of the attributes was present */
+		goto out;
+	if (ptn > QRY_RECORD_MAX) {
+		rc = ERR_LIMIT;
+		goto out;
+	}
+	ro.no_meta = true;
+	ro.ts = dict_ts("1.2.840.10008.1.2.1", 19);
+	src_mem_init(&s, &m, pt, ptn);
+	rc = dcm_file_read(&s, &ro, &f, &ei);
+	if (rc != ERR_OK)
+		goto out;
+	dcm_ds_charset(&f->ds, &cs);
+	for (i = 0; rc == ERR_OK && i < f->ds.n; i++)
+		rc = copy_utf8(rec, &cs, &f->ds.e[i], tmp, 0);
+out:
+	dcm_file_free(f);
+	if (pt != NULL)
+		mem_wipe(pt, ptn);
+	free(pt);
+	return rc;
+}
+
+/* The record of a row: clear columns of every level down to the query's,
+ * sealed attributes of the levels the query needs. */
+static enum err build_record(struct vault *v, const struct qry *q, struct dk_cache *dc, const struct idx_qrow *r,
+                             struct dcm_ds *rec, struct wbuf *tmp)
+{
+	const struct secret *dk = NULL;
+	char hex[65], ad[96];
+	enum qry_level l = q->o.level;
+	enum err rc = dcm_ds_set_str(rec, TAG_SPECIFIC_CHARSET, VR_CS, "ISO_IR 192");
+
+	if (rc == ERR_OK && q->sealed)
+		rc = dk_get(v, dc, &r->pat, &dk);
+	if (rc == ERR_OK && (q->sealed & QRY_LEVEL_BIT(QRY_PATIENT))) {
+		store_hex(r->pat.key_hmac, 16, hex);
+		snprintf(ad, sizeof ad, "patient:%s", hex);
+		rc = add_sealed(rec, dk, ad, &r->pat.enc, tmp);
+	}
+	if (rc == ERR_OK && l == QRY_PATIENT) {
+		rc = set_num(rec, 0x00201200, r->n_studies);
+		if (rc == ERR_OK)
+			rc = set_num(rec, 0x00201202, r->n_series);
+		if (rc == ERR_OK)
+			rc = set_num(rec, 0x00201204, r->n_instances);
+		return rc;
+	}
+	if (rc == ERR_OK && (q->sealed & QRY_LEVEL_BIT(QRY_STUDY))) {
+		snprintf(ad, sizeof ad, "study:%s", r->st.uid);
+		rc = add_sealed(rec, dk, ad, &r->st.enc, tmp);
+	}
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x00080020, VR_DA, r->st.date);
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x00080030, VR_TM, r->st.time);
+	if (rc == ERR_OK)
+		rc = dcm_ds_set_str(rec, 0x00080056, VR_CS, "ONLINE");
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x00080061, VR_CS, r->st.modalities);
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x0020000D, VR_UI, r->st.uid);
+	if (rc == ERR_OK)
+		rc = set_num(rec, 0x00201206, r->st.n_series);
+	if (rc == ERR_OK)
+		rc = set_num(rec, 0x00201208, r->st.n_instances);
+	if (rc != ERR_OK || l == QRY_STUDY)
+		return rc;
+	if (q->sealed & QRY_LEVEL_BIT(QRY_SERIES)) {
+		snprintf(ad, sizeof ad, "series:%s", r->se.uid);
+		rc = add_sealed(rec, dk, ad, &r->se.enc, tmp);
+	}
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x00080060, VR_CS, r->se.modality);
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x0020000E, VR_UI, r->se.uid);
+	if (rc == ERR_OK)
+		rc = set_num(rec, 0x00200011, r->se.number);
+	if (rc == ERR_OK)
+		rc = set_num(rec, 0x00201209, r->se.n_instances);
+	if (rc != ERR_OK || l == QRY_SERIES)
+		return rc;
+	rc = set_str(rec, 0x00080016, VR_UI, r->in.sop_class);
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x00080018, VR_UI, r->in.uid);
+	if (rc == ERR_OK)
+		rc = set_str(rec, 0x00083002, VR_UI, r->in.ts_uid);
+	if (rc == ERR_OK)
+		rc = set_num(rec, 0x00200013, r->in.number);
+	if (rc == ERR_OK)
+		rc = set_num(rec, 0x00280008, r->in.frames);
+	if (rc == ERR_OK)
+		rc = set_us(rec, 0x00280010, r->in.rows);
+	if (rc == ERR_OK)
+		rc = set_us(rec, 0x00280011, r->in.columns);
+	if (rc == ERR_OK)
+		rc = set_us(rec, 0x00280100, r->in.bits_allocated);
+	return rc;
+}
+
+/* The result: the return keys of the record (absent ones empty, as C-FIND
+ * returns them), or all of it. */
+static enum err build_result(const struct qry *q, const struct dcm_ds *rec, struct dcm_ds *res, struct wbuf *tmp)
+{
+	struct dcm_charset cs;
+	struct dcm_elem *sq;
+	size_t i;
+	enum err rc = dcm_ds_set_str(res, TAG_SPECIFIC_CHARSET, VR_CS, "ISO_IR 192");
+
+	dcm_ds_charset(rec, &cs);
+	if (q->o.include_all)
+		for (i = 0; rc == ERR_OK && i < rec->n; i++)
+			rc = copy_utf8(res, &cs, &rec->e[i], tmp, 0);
+	for (i = 0; rc == ERR_OK && i < q->nret; i++) {
+		const struct dcm_elem *e = dcm_ds_find(rec, q->ret[i]);
+		const struct dict_entry *d;
+		if (e != NULL) {
+			rc = copy_utf8(res, &cs, e, tmp, 0);
+			continue;
+		}
+		d = dict_lookup(q->ret[i]);
+		if (d == NULL || dcm_ds_find(res, q->ret[i]) != NULL)
+			continue;
+		if (d->vr == VR_SQ)
+			rc = dcm_ds_set_seq(res, q->ret[i], &sq);
+		else
+			rc = dcm_ds_set(res, q->ret[i], d->vr == VR_NONE ? VR_UN : d->vr, NULL, 0);
+	}
+	return rc;
+}
+
+struct run {
+	struct vault *v;
+	const struct qry *q;
+	struct dk_cache dc;
+	struct wbuf tmp;
+	struct qry_stats *st;
+	int64_t matched;
+	bool done;
+	enum err (*fn)(void *ctx, struct qry_hit *h);
+	void *ctx;
+};
+
+static enum err process(struct run *ru, const struct idx_qrow *r)
+{
+	const struct qry *q = ru->q;
+	struct dcm_file *rec = NULL, *res = NULL;
+	struct qry_hit h;
+	enum err rc;
+
+	ru->st->candidates++;
+	rc = dcm_file_new(&rec);
+	if (rc != ERR_OK)
+		return rc;
+	rc = build_record(ru->v, q, &ru->dc, r, &rec->ds, &ru->tmp);
+	if (rc == ERR_AUTH || rc == ERR_PARSE || rc == ERR_LIMIT) {
+		/* an erased or damaged key or record: not a match, not an outage */
+		log_error("query: the record of study %s cannot be read: %s", r->st.uid[0] ? r->st.uid : "(patient)",
+		          err_str(rc));
+		ru->st->skipped++;
+		rc = ERR_OK;
+		goto out;
+	}
+	if (rc != ERR_OK || !match_ds(q->keys, q->nkeys, &rec->ds))
+		goto out;
+	if (++ru->matched <= q->o.offset)
+		goto out;
+	if (q->o.limit > 0 && (int64_t)ru->st->matches >= q->o.limit) {
+		ru->st->truncated = true;
+		ru->done = true;
+		goto out;
+	}
+	rc = dcm_file_new(&res);
+	if (rc == ERR_OK)
+		rc = build_result(q, &rec->ds, &res->ds, &ru->tmp);
+	if (rc != ERR_OK)
+		goto out;
+	if (ru->st->matches == 0) {
+		ru->st->one_patient = true;
+		memcpy(ru->st->patient, r->pat.key_hmac, 32);
+	} else if (memcmp(ru->st->patient, r->pat.key_hmac, 32) != 0) {
+		ru->st->one_patient = false;
+	}
+	ru->st->matches++;
+	memset(&h, 0, sizeof h);
+	h.f = res;
+	h.study_uid = r->st.uid;
+	h.series_uid = r->se.uid;
+	h.sop_uid = r->in.uid;
+	h.patient = r->pat.key_hmac;
+	rc = ru->fn(ru->ctx, &h);
+out:
+	dcm_file_free(res);
+	dcm_file_free(rec);
+	return rc;
+}
+
+static int64_t row_id(enum qry_level l, const struct idx_qrow *r)
+{
+	switch (l) {
+	case QRY_PATIENT: return r->pat.id;
+	case QRY_STUDY: return r->st.id;
+	case QRY_SERIES: return r->se.id;
+	default: return r->in.id;
+	}
+}
+
+enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx, struct qry_hit *h), void *ctx,
+                 struct qry_stats *st)
+{
+	struct index_store *ix = v->ix;
+	struct idx_query iq = q->iq;
+	struct batch *b;
+	struct run ru;
+	uint8_t h_id[32], h_name[32], h_acc[32];
+	char up[NAME_HASH_MAX];
+	bool locked = false;
+	size_t i;
+	enum err rc = ERR_OK;
+
+	memset(st, 0, sizeof *st);
+	memset(&ru, 0, sizeof ru);
+	if (q->pid != NULL && (rc = store_keyed(v, STORE_KEY_PATIENT_ID, q->pid->s, q->pid->n, h_id)) == ERR_OK)
+		iq.patient_id_hmac = h_id;
+	if (rc == ERR_OK && q->pname != NULL) {
+		for (i = 0; i < q->pname->n; i++)
+			up[i] = fold(q->pname->s[i]);
+		rc = store_keyed(v, STORE_KEY_PATIENT_NAME, up, q->pname->n, h_name);
+		mem_wipe(up, sizeof up);
+		iq.patient_name_hmac = h_name;
+	}
+	if (rc == ERR_OK && q->acc != NULL && (rc = store_keyed(v, STORE_KEY_ACCESSION, q->acc->s, q->acc->n, h_acc)) == ERR_OK)
+		iq.accession_hmac = h_acc;
+	if (rc != ERR_OK)
+		return rc;
+	b = calloc(1, sizeof *b);
+	if (b == NULL)
+		return ERR_NOMEM;
+	wbuf_init(&b->buf, (size_t)QRY_BATCH * 2 * QRY_RECORD_MAX);
+	wbuf_init(&ru.tmp, 4 * QRY_RECORD_MAX);
+	ru.v = v;
+	ru.q = q;
+	ru.st = st;
+	ru.fn = fn;
+	ru.ctx = ctx;
+	iq.max_rows = QRY_BATCH;
+	iq.after = 0;
+	while (!ru.done) {
+		b->n = 0;
+		wbuf_reset(&b->buf);
+		store_ix_lock(v, &locked);
+		rc = ix->ops->level_query(ix, &iq, collect, b);
+		store_ix_unlock(v, &locked);
+		if (rc != ERR_OK)
+			break;
+		batch_fix(b);
+		for (i = 0; rc == ERR_OK && !ru.done && i < b->n; i++)
+			rc = process(&ru, &b->rows[i].r);
+		if (rc != ERR_OK || b->n < QRY_BATCH)
+			break;
+		iq.after = row_id(q->o.level, &b->rows[b->n - 1].r);
+	}
+	if (b->buf.p)
+		mem_wipe(b->buf.p, b->buf.len);
+	wbuf_fini(&b->buf);
+	free(b);
+	if (ru.tmp.p)
+		mem_wipe(ru.tmp.p, ru.tmp.len);
+	wbuf_fini(&ru.tmp);
+	dk_cache_fini(&ru.dc);
+	mem_wipe(h_name, sizeof h_name);
+	return rc;
+}
