@@ -122,6 +122,17 @@ WUR enum err audit_checkpoint(struct audit *a);
  * one, then closes. Takes NULL. */
 void audit_close(struct audit *a);
 
+/* Lazy durability for records of reads (query, retrieve, view): they are
+ * written (so they survive the process) before audit_append returns, and
+ * fsynced by a background thread within ms milliseconds, or earlier by any
+ * other record, which is always fsynced before audit_append returns (an
+ * fsync covers every byte before it). A power loss can thus lose at most
+ * the last ms of read records; never a record of a change. Off by default;
+ * ms in 1..AUDIT_LAZY_MAX_MS. */
+#define AUDIT_LAZY_MAX_MS 1000u
+#define AUDIT_READ_SYNC_MS_DEFAULT 50   /* serve's default ([audit] read_sync_ms) */
+WUR enum err audit_lazy_reads(struct audit *a, unsigned ms);
+
 /* Opens the vault's log, appends r, closes (one-off events of the CLI). */
 WUR enum err audit_append_once(const char *vault_dir, const struct audit_rec *r);
 

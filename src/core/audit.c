@@ -48,6 +48,13 @@ struct audit {
 	uint64_t last_cp_seq;
 	/* bytes of a torn last record removed (read_tail), to be recorded */
 	uint64_t torn_bytes;
+	/* lazy durability of read records (audit_lazy_reads): written at once,
+	 * fsynced by the syncer thread within sync_ms, or by the next record
+	 * that is fsynced at once (an fsync covers everything before it) */
+	bool lazy_on, stop, dirty;
+	unsigned sync_ms;
+	pthread_t syncer;
+	pthread_cond_t cv;
 };
 
 /* What a reader learns from one line. */
@@ -597,9 +604,10 @@ static enum err sync_tail(struct audit *a)
 	return ERR_OK;
 }
 
-/* One write() of the whole line, then fsync. A short write is undone so
- * that the log never holds half a record. */
-static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t hash[32], bool checkpoint)
+/* One write() of the whole line, then fsync (unless lazy: the syncer
+ * thread does it soon). A short write is undone so that the log never holds
+ * half a record. */
+static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t hash[32], bool checkpoint, bool lazy)
 {
 	ssize_t n;
 
@@ -613,10 +621,14 @@ static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t 
 		a->synced = false;
 		return ERR_IO;
 	}
-	if (fsync(a->fd) != 0) {
+	if (lazy) {
+		a->dirty = true;
+	} else if (fsync(a->fd) != 0) {
 		log_error("%s: fsync of an audit record failed: %s", a->path, strerror(errno));
 		a->synced = false;
 		return ERR_IO;
+	} else {
+		a->dirty = false;
 	}
 	a->seq++;
 	memcpy(a->head, hash, 32);
@@ -639,7 +651,7 @@ static enum err append_checkpoint(struct audit *a)
 	if (rc == ERR_OK)
 		rc = seal_line(&w, hash);
 	if (rc == ERR_OK)
-		rc = write_line(a, &w, hash, true);
+		rc = write_line(a, &w, hash, true, false);
 	wbuf_fini(&w);
 	return rc;
 }
@@ -670,11 +682,66 @@ static enum err note_torn(struct audit *a)
 	if (rc == ERR_OK)
 		rc = seal_line(&w, hash);
 	if (rc == ERR_OK)
-		rc = write_line(a, &w, hash, false);
+		rc = write_line(a, &w, hash, false, false);
 	wbuf_fini(&w);
 	if (rc == ERR_OK)
 		a->torn_bytes = 0;
 	return rc;
+}
+
+/* Records of reads (a query, a retrieval, a view): lazy when enabled. */
+static bool is_read_action(const char *action)
+{
+	return strcmp(action, AUDIT_QUERY) == 0 || strcmp(action, AUDIT_RETRIEVE) == 0 || strcmp(action, AUDIT_VIEW) == 0;
+}
+
+static void *syncer_main(void *arg)
+{
+	struct audit *a = arg;
+
+	pthread_mutex_lock(&a->mu);
+	while (!a->stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)(a->sync_ms % 1000) * 1000000L;
+		ts.tv_sec += a->sync_ms / 1000 + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		(void)pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+		if (a->dirty) {
+			if (fsync(a->fd) == 0)
+				a->dirty = false;
+			else
+				log_error("%s: fsync of audit records failed: %s", a->path, strerror(errno));
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+enum err audit_lazy_reads(struct audit *a, unsigned ms)
+{
+	if (ms == 0 || ms > AUDIT_LAZY_MAX_MS)
+		return ERR_PARSE;
+	pthread_mutex_lock(&a->mu);
+	if (a->lazy_on) {
+		a->sync_ms = ms;
+		pthread_mutex_unlock(&a->mu);
+		return ERR_OK;
+	}
+	a->sync_ms = ms;
+	a->stop = false;
+	if (pthread_cond_init(&a->cv, NULL) != 0) {
+		pthread_mutex_unlock(&a->mu);
+		return ERR_NOMEM;
+	}
+	if (pthread_create(&a->syncer, NULL, syncer_main, a) != 0) {
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		return ERR_NOMEM;
+	}
+	a->lazy_on = true;
+	pthread_mutex_unlock(&a->mu);
+	return ERR_OK;
 }
 
 enum err audit_append(struct audit *a, const struct audit_rec *r)
@@ -700,7 +767,7 @@ enum err audit_append(struct audit *a, const struct audit_rec *r)
 	if (rc == ERR_OK)
 		rc = seal_line(&w, hash);
 	if (rc == ERR_OK)
-		rc = write_line(a, &w, hash, false);
+		rc = write_line(a, &w, hash, false, a->lazy_on && is_read_action(r->action));
 	if (rc == ERR_OK && a->sk != NULL && a->seq - a->last_cp_seq >= a->every &&
 	    append_checkpoint(a) != ERR_OK)
 		log_warn("%s: cannot write a checkpoint; will try again", a->path);
@@ -852,6 +919,15 @@ void audit_close(struct audit *a)
 {
 	if (a == NULL)
 		return;
+	if (a->lazy_on) {
+		pthread_mutex_lock(&a->mu);
+		a->stop = true;
+		pthread_cond_signal(&a->cv);
+		pthread_mutex_unlock(&a->mu);
+		pthread_join(a->syncer, NULL);
+		pthread_cond_destroy(&a->cv);
+		a->lazy_on = false;
+	}
 	if (a->sk != NULL) {
 		pthread_mutex_lock(&a->mu);
 		if (lock_file(a->fd, LOCK_EX) == ERR_OK) {
@@ -862,6 +938,8 @@ void audit_close(struct audit *a)
 		}
 		pthread_mutex_unlock(&a->mu);
 	}
+	if (a->dirty && fsync(a->fd) != 0)
+		log_error("%s: fsync of audit records failed: %s", a->path, strerror(errno));
 	close(a->fd);
 	pthread_mutex_destroy(&a->mu);
 	free(a);

@@ -97,6 +97,22 @@ int serve_run(const struct serve_opts *o)
 		goto out;
 	}
 	audit_set_signer(au, v->audit_sk, v->audit_pk, 0);
+	{
+		/* [audit] read_sync_ms: records of reads are fsynced within this
+		 * many ms (0: each before its answer); changes always at once */
+		const char *ms = ini_get(v->conf, "audit", NULL, "read_sync_ms");
+		char *end = NULL;
+		long n = ms ? strtol(ms, &end, 10) : AUDIT_READ_SYNC_MS_DEFAULT;
+		if (ms != NULL && (end == ms || *end != 0 || n < 0 || n > (long)AUDIT_LAZY_MAX_MS)) {
+			fprintf(stderr, "dicomvault serve: [audit] read_sync_ms: a number of milliseconds, 0 to %u\n",
+			        AUDIT_LAZY_MAX_MS);
+			goto out;
+		}
+		if (n > 0 && audit_lazy_reads(au, (unsigned)n) != ERR_OK) {
+			fprintf(stderr, "dicomvault serve: cannot start the audit syncer\n");
+			goto out;
+		}
+	}
 	v->ix_lock = &ix_lock;   /* core takes it around its own index work */
 	if (auth_new(&ac, v->ix, &ix_lock, v->mk, v->index_key, au, &a) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot start the login service\n");

@@ -254,6 +254,58 @@ TEST(threads_append_concurrently)
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 }
 
+/* Lazy reads: a read record is in the file as soon as audit_append
+ * returns (a reader sees it), the chain stays whole across lazy and strict
+ * records and several threads, the syncer stops cleanly, bad intervals are
+ * refused. */
+static void *lazy_thr(void *p)
+{
+	struct audit *a = p;
+	struct audit_rec r = rec(AUDIT_QUERY, "lazy");
+	int i;
+
+	for (i = 0; i < 50; i++)
+		if (audit_append(a, &r) != ERR_OK)
+			return (void *)1;
+	return NULL;
+}
+
+TEST(lazy_reads)
+{
+	char path[300];
+	struct audit *a = NULL;
+	struct audit_rec q = rec(AUDIT_QUERY, "bob"), st = rec(AUDIT_STORE, "bob");
+	struct audit_verify_result v;
+	pthread_t t[3];
+	void *ret;
+	int i;
+
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	CHECK(audit_lazy_reads(a, 0) == ERR_PARSE);
+	CHECK(audit_lazy_reads(a, AUDIT_LAZY_MAX_MS + 1) == ERR_PARSE);
+	CHECK(audit_lazy_reads(a, 20) == ERR_OK);
+	CHECK(audit_lazy_reads(a, 30) == ERR_OK);   /* again: a new interval, one thread */
+	CHECK(audit_append(a, &q) == ERR_OK);
+	CHECK_EQ_INT(count_in(path, "\"query\""), 1);   /* written before audit_append returned */
+	CHECK(audit_append(a, &st) == ERR_OK);
+	for (i = 0; i < 3; i++)
+		CHECK(pthread_create(&t[i], NULL, lazy_thr, a) == 0);
+	for (i = 0; i < 3; i++) {
+		CHECK(pthread_join(t[i], &ret) == 0);
+		CHECK(ret == NULL);
+	}
+	usleep(100 * 1000);   /* the syncer runs meanwhile */
+	CHECK(audit_append(a, &q) == ERR_OK);
+	audit_close(a);
+	CHECK_EQ_INT(count_in(path, "\"query\""), 152);
+	v = verify_path(path);
+	CHECK_EQ_INT(v.fault, AUDIT_OK);
+	CHECK_EQ_INT(v.records, 153);
+}
+
 TEST(processes_append_concurrently)
 {
 	char path[300];
@@ -931,6 +983,7 @@ int main(void)
 	rm_rf(base);
 	mkdir(base, 0700);
 	RUN(threads_append_concurrently);
+	RUN(lazy_reads);
 	RUN(processes_append_concurrently);
 	RUN(hostile_strings_escaped_and_capped);
 	RUN(fields_and_time);
