@@ -91,9 +91,12 @@ static enum err swapped_read(const struct dcm_file *f, const struct dcm_elem *e,
 		size_t want = sizeof tmp;
 		if ((uint64_t)e->len - a < want)
 			want = (size_t)((uint64_t)e->len - a);
-		want -= want % unit;
+		/* whole units are swapped; the bytes of a last partial unit are
+		 * left as they are, as the reader does with values it loads */
+		if (want >= unit)
+			want -= want % unit;
 		if (want <= skip)
-			return ERR_PARSE;   /* a value that is not whole units */
+			return ERR_INTERNAL;
 		rc = raw_read(f, e->val, e->flags, e->bulk_off, a, tmp, want);
 		if (rc != ERR_OK)
 			return rc;
