@@ -60,8 +60,15 @@ static enum err inst_open(struct vault *v, const struct wado_item *it, uint32_t 
 		memset(&o, 0, sizeof o);
 		o.bulk_threshold = bulk;
 		rc = dcm_file_read(&in->src, &o, &in->f, &ei);
-		if (rc != ERR_OK && rc != ERR_AUTH)
-			snprintf(why, whylen, "the stored object does not parse: %s", ei.msg);
+		if (rc != ERR_OK && rc != ERR_AUTH) {
+			struct src probe;
+			/* the parser may report a failed read as malformed data:
+			 * the retrieval remembers an authentication failure */
+			if (retrieve_src(in->rt, &probe) == ERR_AUTH)
+				rc = ERR_AUTH;
+			else
+				snprintf(why, whylen, "the stored object does not parse: %s", ei.msg);
+		}
 	}
 	if (rc == ERR_AUTH)
 		snprintf(why, whylen, "the object of %s failed authentication (tampered or damaged)", it->sop);

@@ -748,6 +748,44 @@ def main():
     with open(obj, "r+b") as f:
         f.seek(size // 2)
         f.write(b)
+    r = get(inst_path(victim, "/frames/1"))
+    check("the repaired object's frame is served again", r.status == 200 and r.complete, r.status)
+
+    # cut at a chunk boundary: every remaining chunk authenticates, but the
+    # length no longer matches the index
+    whole = open(obj, "rb").read()
+    with open(obj, "r+b") as f:
+        f.truncate(size - (65536 + 16))
+    r = get(inst_path(victim, "/metadata"))
+    check("object cut by one whole chunk: metadata refused (500, integrity)",
+          is_problem(r, 500) and b"integrity" in r.body, (r.status, r.body[:200]))
+    with open(obj, "wb") as f:
+        f.write(whole)
+
+    # damage in the first chunk (the header): metadata cannot be made
+    v2 = order[3]   # the first instance of the series numbered 2
+    key2 = sqlite3.connect(f"{T}/v/index.db").execute("select object_key from instances where uid=?",
+                                                      (uids(v2)[2],)).fetchone()[0]
+    obj2 = f"{T}/v/objects/{key2[0:2]}/{key2[2:4]}/{key2}"
+    whole2 = open(obj2, "rb").read()
+    with open(obj2, "r+b") as f:
+        f.seek(200)
+        f.write(bytes([whole2[200] ^ 0x40]))
+    n_audit = len(audit_lines())
+    r = get(f"/dicom-web/studies/{study}/series/{se_a}/metadata")
+    check("header chunk damaged: the series metadata (it comes first) is 500, integrity",
+          is_problem(r, 500) and b"integrity" in r.body, (r.status, r.body[:200]))
+    r = get(f"/dicom-web/studies/{study}/metadata")
+    check("header chunk damaged: the study metadata (4th object) is cut short",
+          r.status == 200 and not r.complete and uids(order[2])[2].encode() in r.body and
+          uids(v2)[2].encode() not in r.body, (r.status, r.complete, len(r.body)))
+    time.sleep(0.3)
+    recs = audit_lines()[n_audit:]
+    check("header chunk damaged: both failures audited as integrity failures",
+          sum(1 for x in recs if x.get("outcome") == "failure" and rec_has(x, "integrity") and
+              rec_has(x, uids(v2)[2])) == 2, recs)
+    with open(obj2, "wb") as f:
+        f.write(whole2)
 
     # ---- audit ----
     recs = audit_lines()
