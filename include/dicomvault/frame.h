@@ -20,6 +20,7 @@
 
 struct dcm_frames {
 	const struct dcm_file *f;
+	const struct dcm_ds *ds;       /* the data set of the image (top level, or an item: an icon) */
 	const struct dcm_elem *pixel;  /* Pixel Data (or Float / Double Float Pixel Data) */
 	uint32_t n;                    /* frames (Number of Frames, 1 when absent) */
 	bool encapsulated;
@@ -38,6 +39,9 @@ struct dcm_frames {
  * number of frames); ERR_UNSUPPORTED: fragments that cannot be mapped to
  * frames unambiguously. why (may be NULL) says which. */
 WUR enum err dcm_frames_init(const struct dcm_file *f, struct dcm_frames *fr, char *why, size_t whylen);
+/* The same for the image of data set ds of f (an item, e.g. an icon). */
+WUR enum err dcm_frames_init_in(const struct dcm_file *f, const struct dcm_ds *ds, struct dcm_frames *fr, char *why,
+                                size_t whylen);
 void dcm_frames_fini(struct dcm_frames *fr);
 /* Bytes of frame i (0-based, i < n). */
 uint64_t dcm_frame_size(const struct dcm_frames *fr, uint32_t i);

@@ -226,7 +226,7 @@ static enum err map_encapsulated(struct dcm_frames *fr, char *why, size_t whylen
 {
 	const struct dcm_file *f = fr->f;
 	const struct dcm_seq *sq = fr->pixel->seq;
-	const struct dcm_elem *eot = dcm_ds_find(&f->ds, TAG_EXT_OFFSET_TABLE);
+	const struct dcm_elem *eot = dcm_ds_find(fr->ds, TAG_EXT_OFFSET_TABLE);
 	uint64_t *offs = NULL;
 	uint32_t nfrags = sq->nfrags, i, k;
 	enum err rc = ERR_INTERNAL;
@@ -335,6 +335,12 @@ out:
 
 enum err dcm_frames_init(const struct dcm_file *f, struct dcm_frames *fr, char *why, size_t whylen)
 {
+	return dcm_frames_init_in(f, &f->ds, fr, why, whylen);
+}
+
+enum err dcm_frames_init_in(const struct dcm_file *f, const struct dcm_ds *ds, struct dcm_frames *fr, char *why,
+                            size_t whylen)
+{
 	static const uint32_t pixel_tags[] = { TAG_PIXEL_DATA, TAG_FLOAT_PIXEL, TAG_DFLOAT_PIXEL };
 	const struct dcm_elem *px = NULL;
 	uint16_t rows = 0, cols = 0, spp = 1, ba = 0;
@@ -344,17 +350,18 @@ enum err dcm_frames_init(const struct dcm_file *f, struct dcm_frames *fr, char *
 
 	memset(fr, 0, sizeof *fr);
 	fr->f = f;
+	fr->ds = ds;
 	fr->swap = 1;
 	if (why != NULL && whylen > 0)
 		why[0] = 0;
 	for (i = 0; i < sizeof pixel_tags / sizeof pixel_tags[0] && px == NULL; i++)
-		px = dcm_ds_find(&f->ds, pixel_tags[i]);
+		px = dcm_ds_find(ds, pixel_tags[i]);
 	if (px == NULL || (px->len == 0 && !(px->flags & DCM_EF_ENCAPS))) {
 		why_set(why, whylen, "the instance has no pixel data");
 		return ERR_NOTFOUND;
 	}
 	fr->pixel = px;
-	rc = number_of_frames(&f->ds, &fr->n, why, whylen);
+	rc = number_of_frames(ds, &fr->n, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
 	if (px->flags & DCM_EF_ENCAPS) {
@@ -365,18 +372,18 @@ enum err dcm_frames_init(const struct dcm_file *f, struct dcm_frames *fr, char *
 	}
 	if (px->seq != NULL)
 		return ERR_PARSE;
-	if (dcm_ds_get_u16(&f->ds, TAG_ROWS, &rows) != ERR_OK || dcm_ds_get_u16(&f->ds, TAG_COLUMNS, &cols) != ERR_OK ||
-	    dcm_ds_get_u16(&f->ds, TAG_BITS_ALLOC, &ba) != ERR_OK || rows == 0 || cols == 0 || ba == 0) {
+	if (dcm_ds_get_u16(ds, TAG_ROWS, &rows) != ERR_OK || dcm_ds_get_u16(ds, TAG_COLUMNS, &cols) != ERR_OK ||
+	    dcm_ds_get_u16(ds, TAG_BITS_ALLOC, &ba) != ERR_OK || rows == 0 || cols == 0 || ba == 0) {
 		why_set(why, whylen, "Rows, Columns or Bits Allocated missing or zero");
 		return ERR_PARSE;
 	}
-	if (dcm_ds_find(&f->ds, TAG_SAMPLES) != NULL && (dcm_ds_get_u16(&f->ds, TAG_SAMPLES, &spp) != ERR_OK || spp == 0)) {
+	if (dcm_ds_find(ds, TAG_SAMPLES) != NULL && (dcm_ds_get_u16(ds, TAG_SAMPLES, &spp) != ERR_OK || spp == 0)) {
 		why_set(why, whylen, "Samples per Pixel is not a positive integer");
 		return ERR_PARSE;
 	}
 	/* at most 65535^4 < 2^64 */
 	fr->bits = (uint64_t)rows * cols * spp * ba;
-	if (dcm_ds_get_cstr(&f->ds, TAG_PHOTOMETRIC, pi, sizeof pi) == ERR_OK && strcmp(pi, "YBR_FULL_422") == 0 &&
+	if (dcm_ds_get_cstr(ds, TAG_PHOTOMETRIC, pi, sizeof pi) == ERR_OK && strcmp(pi, "YBR_FULL_422") == 0 &&
 	    spp == 3)
 		fr->bits = fr->bits / 3 * 2;   /* two chroma samples per two pixels */
 	if (fr->bits == 0 || fr->n > ((uint64_t)px->len * 8) / fr->bits) {
@@ -385,11 +392,10 @@ enum err dcm_frames_init(const struct dcm_file *f, struct dcm_frames *fr, char *
 		return ERR_PARSE;
 	}
 	fr->how = "native";
+	/* a big-endian value in the source is swapped as it is read
+	 * (dcm_elem_read_at, at any offset), so frames are slices of the
+	 * little-endian value, as when the reader loads it */
 	fr->swap = elem_swap(f, px);
-	if (fr->swap > 1 && (fr->bits % 8 != 0 || (fr->bits / 8) % fr->swap != 0)) {
-		why_set(why, whylen, "big endian frames that are not whole pixels");
-		return ERR_UNSUPPORTED;
-	}
 	return ERR_OK;
 }
 
