@@ -343,12 +343,18 @@ bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct wado
 	return false;
 }
 
-/* multipart/related; type="application/dicom" with transfer-syntax * or
- * that of every instance (or no parameter: the stored bytes as they are). */
-static bool accept_dicom(void *ctx, const struct wado_accept *a)
+/* The application/dicom ranges of an Accept header: whether one takes
+ * any transfer syntax (no parameter: the stored bytes; or *), else which
+ * syntaxes are named. */
+struct dicom_ranges {
+	bool any;
+	char ts[WADO_MAX_TS][WADO_UID_MAX + 1];
+	size_t nts;
+};
+
+static bool collect_dicom(void *ctx, const struct wado_accept *a)
 {
-	const struct wado_list *l = ctx;
-	size_t i;
+	struct dicom_ranges *d = ctx;
 
 	if (a->q0)
 		return false;
@@ -357,11 +363,32 @@ static bool accept_dicom(void *ctx, const struct wado_accept *a)
 		return false;
 	if (a->type[0] && strcmp(a->type, "application/dicom") != 0)
 		return false;
-	if (a->ts[0] && strcmp(a->ts, "*") != 0)
-		for (i = 0; i < l->nts; i++)
-			if (strcmp(l->ts[i], a->ts) != 0)
-				return false;
-	return true;
+	if (a->ts[0] == 0 || strcmp(a->ts, "*") == 0)
+		d->any = true;
+	else if (d->nts < WADO_MAX_TS)
+		copy_str(d->ts[d->nts++], sizeof d->ts[0], a->ts);
+	return false;   /* look at every range */
+}
+
+/* multipart/related; type="application/dicom" for every instance: a range
+ * with transfer-syntax absent or *, or, for each stored transfer syntax, a
+ * range that names it (nothing is transcoded). */
+static bool accept_dicom(struct http_req *r, const struct wado_list *l)
+{
+	struct dicom_ranges d;
+	size_t i, k;
+
+	memset(&d, 0, sizeof d);
+	(void)wado_accept_any(r, collect_dicom, &d);
+	if (d.any)
+		return true;
+	for (i = 0; i < l->nts; i++) {
+		for (k = 0; k < d.nts && strcmp(d.ts[k], l->ts[i]) != 0; k++)
+			;
+		if (k == d.nts)
+			return false;
+	}
+	return l->nts > 0;
 }
 
 /* ---- study, series and instance retrieval ---- */
@@ -528,7 +555,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		dstream_free(ds);
 		return not_found(r, rc, sop ? "no such instance" : series ? "no such series" : "no such study");
 	}
-	if (mp && !wado_accept_any(r, accept_dicom, &ds->l)) {
+	if (mp && !accept_dicom(r, &ds->l)) {
 		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=* "

@@ -591,14 +591,14 @@ static struct bstream *bstream_open(struct http_req *r, const char *study, const
 
 /* Locates the frames and negotiates their media type; on failure the
  * answer is queued and false returned. */
-static bool frames_prepare(struct http_req *r, struct bstream *bs, enum MHD_Result *res)
+static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct dcm_ds *ds, enum MHD_Result *res)
 {
 	struct fneg ng;
 	char why[256] = "";
 	enum err rc;
 
 	bs->kind = B_FRAMES;
-	rc = dcm_frames_init(bs->in.f, &bs->fr, why, sizeof why);
+	rc = dcm_frames_init_in(bs->in.f, ds, &bs->fr, why, sizeof why);
 	if (rc == ERR_AUTH) {
 		*res = fail_500(r, &bs->who, &bs->l, 0, rc, why);
 		return false;
@@ -700,7 +700,7 @@ enum MHD_Result wado_frames(struct http_req *r, const char *study, const char *s
 	}
 	bs->list = nums;
 	bs->nparts = count;
-	if (!frames_prepare(r, bs, &res)) {
+	if (!frames_prepare(r, bs, &bs->in.f->ds, &res)) {
 		bstream_free(bs);
 		return res;
 	}
@@ -717,16 +717,17 @@ enum MHD_Result wado_frames(struct http_req *r, const char *study, const char *s
 	return bstream_send(r, bs);
 }
 
-/* "GGGGEEEE(.ITEM.GGGGEEEE)*": the element, or NULL. */
-static const struct dcm_elem *path_find(const struct dcm_file *f, const char *s, size_t n, bool *top_pixel,
-                                        uint16_t *eff_vr)
+/* "GGGGEEEE(.ITEM.GGGGEEEE)*": the element, or NULL; *in: its data set;
+ * *pixel: it is encapsulated Pixel Data (of the file or of an item). */
+static const struct dcm_elem *path_find(const struct dcm_file *f, const char *s, size_t n, bool *pixel,
+                                        uint16_t *eff_vr, const struct dcm_ds **in)
 {
 	const struct dcm_ds *ds = &f->ds;
 	const struct dcm_elem *e = NULL;
 	size_t i = 0;
 	unsigned depth = 0;
 
-	*top_pixel = false;
+	*pixel = false;
 	for (;;) {
 		uint32_t tag = 0;
 		size_t d;
@@ -742,8 +743,9 @@ static const struct dcm_elem *path_find(const struct dcm_file *f, const char *s,
 		if (e == NULL || ++depth > DCM_MAX_DEPTH + 1)
 			return NULL;
 		if (i == n) {
-			*top_pixel = depth == 1 && (e->flags & DCM_EF_ENCAPS);
+			*pixel = tag == TAG_PIXEL_DATA && (e->flags & DCM_EF_ENCAPS);
 			*eff_vr = dcm_elem_effective_vr(ds, e);
+			*in = ds;
 			return e;
 		}
 		if (s[i++] != '.' || e->seq == NULL || (e->flags & DCM_EF_ENCAPS))
@@ -762,6 +764,7 @@ enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char 
 	struct bstream *bs;
 	enum MHD_Result res = MHD_NO;
 	const struct dcm_elem *e;
+	const struct dcm_ds *in = NULL;
 	uint16_t eff_vr = 0;
 	bool pixel = false;
 
@@ -770,10 +773,11 @@ enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char 
 	bs = bstream_open(r, study, series, sop, &res);
 	if (bs == NULL)
 		return res;
-	e = path_find(bs->in.f, path, pathlen, &pixel, &eff_vr);
+	e = path_find(bs->in.f, path, pathlen, &pixel, &eff_vr, &in);
 	if (e != NULL && pixel) {
-		/* encapsulated Pixel Data: its frames, one part each */
-		if (!frames_prepare(r, bs, &res)) {
+		/* encapsulated Pixel Data (of the image or an icon): its frames,
+		 * one part each */
+		if (!frames_prepare(r, bs, in, &res)) {
 			bstream_free(bs);
 			return res;
 		}

@@ -205,6 +205,31 @@ def one_bit_file(name):
     return save(ds, name), frames
 
 
+def icon_file(name):
+    """An image whose Icon Image Sequence item holds JPEG pixel data of two
+    frames (over the bulk threshold): a BulkDataURI inside an item that
+    names encapsulated Pixel Data."""
+    st, se = uid_prefixed(), uid_prefixed()
+    ds = new_ds(st, se, 1, 1, rows=8, cols=8)
+    icon = Dataset()
+    icon.Rows, icon.Columns, icon.SamplesPerPixel = 16, 16, 1
+    icon.PhotometricInterpretation = "MONOCHROME2"
+    icon.BitsAllocated, icon.BitsStored, icon.HighBit, icon.PixelRepresentation = 8, 8, 7, 0
+    icon.NumberOfFrames = 2
+    icon.PixelData = encaps.encapsulate([fake_jpeg(800), fake_jpeg(900)], has_bot=True)
+    icon["PixelData"].VR = "OB"
+    icon["PixelData"].is_undefined_length = True
+    ds.IconImageSequence = Sequence([icon])
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    # the main image stays native in memory terms: a JPEG syntax needs
+    # encapsulated pixel data at the top level too
+    ds.PixelData = encaps.encapsulate([fake_jpeg(1200)], has_bot=False)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    return save(ds, name)
+
+
 # ---- server ----
 
 def start_server():
@@ -422,6 +447,7 @@ def main():
     files["jpeg_nobot"] = encaps_file("jpeg_nobot.dcm", jf, "nobot")
     files["jpeg_eot"] = encaps_file("jpeg_eot.dcm", jf, "eot")
     files["onebit"], onebit_frames = one_bit_file("onebit.dcm")
+    files["icon"] = icon_file("icon.dcm")
     r = stow(list(files.values()))
     check(f"STOW of {len(files)} test files", r.status == 200, r.body[:400])
 
@@ -466,6 +492,18 @@ def main():
           r.status == 200 and int(r.h("content-length") or -1) > sum(os.path.getsize(p) for p in order),
           (r.status, r.h("content-length")))
 
+    # a study of several transfer syntaxes: one Accept range per syntax
+    st_j = uids(files["JPEG2000"])[0]
+    tss = sorted({str(pydicom.dcmread(f, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+                  for f in files.values() if uids(f)[0] == st_j})
+    ranges = [f'multipart/related; type="application/dicom"; transfer-syntax={t}' for t in tss]
+    r = get(f"/dicom-web/studies/{st_j}", ", ".join(ranges))
+    check(f"study of {len(tss)} transfer syntaxes, one Accept range for each: 200",
+          len(tss) >= 2 and r.status == 200 and
+          sorted({h["content-type"].split("=")[1] for h, _ in parts_of(r)}) == tss, (tss, r.status))
+    r = get(f"/dicom-web/studies/{st_j}", ", ".join(ranges[1:]))
+    check("the same with one syntax missing: 406", is_problem(r, 406), r.status)
+
     st_ct, se_ct, sop_ct = uids(files["CT_small"])
     r = get(inst_path(files["CT_small"]))
     parts = parts_of(r) if r.status == 200 else []
@@ -504,8 +542,8 @@ def main():
                         problems.append(f"{k}: {uri} -> {rr.status}")
                         continue
                     ps = parts_of(rr)
-                    if k == "7FE00010" and where.get("encapsulated"):
-                        v["frames"] = [b for _, b in ps]
+                    if k == "7FE00010" and 'type="application/octet-stream"' not in rr.h("content-type"):
+                        v["frames"] = [b for _, b in ps]   # encapsulated: one part per frame
                     else:
                         if len(ps) != 1 or not ps[0][0]["content-type"].startswith("application/octet-stream"):
                             problems.append(f"{k}: {len(ps)} parts")
@@ -517,18 +555,28 @@ def main():
         walk(obj)
         return problems
 
+    def frames_vs_pydicom(ours, theirs, probs):
+        """Encapsulated Pixel Data served as frames (at any depth, e.g. an
+        icon): pydicom's frames of its InlineBinary; then dropped on both
+        sides."""
+        for k in list(ours):
+            v = ours[k]
+            if "frames" in v:
+                raw = base64.b64decode(theirs.get(k, {}).get("InlineBinary", ""))
+                nf = int((theirs.get("00280008", {}).get("Value") or [1])[0] or 1)
+                want = [bytes(f) for f in encaps.generate_pixel_data_frame(raw, nf)] if raw else None
+                if v["frames"] != want:
+                    probs.append(f"{k}: encapsulated bulk data is not pydicom's frames")
+                ours.pop(k)
+                theirs.pop(k, None)
+            elif v.get("vr") == "SQ" and k in theirs:
+                for x, y in zip(v.get("Value", []), theirs[k].get("Value", [])):
+                    frames_vs_pydicom(x, y, probs)
+
     def compare_meta(path, ours):
         theirs = oracle.pydicom_json(path)
-        ds = pydicom.dcmread(path)
-        enc = ds.file_meta.TransferSyntaxUID.is_compressed if "PixelData" in ds else False
-        probs = our_inline(ours, {"encapsulated": enc})
-        if enc and "frames" in ours.get("7FE00010", {}):
-            nf = int(ds.get("NumberOfFrames", 1) or 1)
-            want = [bytes(f) for f in encaps.generate_pixel_data_frame(ds.PixelData, nf)]
-            if ours["7FE00010"].get("frames") != want:
-                probs.append("encapsulated Pixel Data bulk data is not pydicom's frames")
-            ours.pop("7FE00010")
-            theirs.pop("7FE00010", None)
+        probs = our_inline(ours, {})
+        frames_vs_pydicom(ours, theirs, probs)
         theirs_n = oracle.norm_ds(theirs)
         big = oracle.BIG_ENDIAN
         oracle.BIG_ENDIAN = False
@@ -577,6 +625,16 @@ def main():
         probs += [f"{n}: {p}" for p in compare_meta(f, mm[0])]
     check(f"instance metadata of {len(files)} files (native, RLE, JPEG, JPEG 2000, JPEG-LS, deflated, "
           "big endian, offset tables) equals pydicom's", not probs, probs[:4])
+    r = get(inst_path(files["icon"], "/metadata"))
+    mi = json.loads(r.body)[0] if r.status == 200 else {}
+    uri = mi.get("00880200", {}).get("Value", [{}])[0].get("7FE00010", {}).get("BulkDataURI", "")
+    check("an icon's encapsulated Pixel Data has a BulkDataURI inside its item",
+          uri.endswith("/bulkdata/00880200.0.7FE00010"), uri)
+    r = get(inst_path(files["icon"], "/bulkdata/00880200.0.7FE00010"))
+    ps = parts_of(r) if r.status == 200 else []
+    check("the icon's bulk data: its two JPEG frames, image/jpeg parts",
+          len(ps) == 2 and all(h["content-type"] == "image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.50" for h, _ in ps)
+          and all(b.startswith(b"\xff\xd8") and b.endswith(b"\xff\xd9") for _, b in ps), (r.status, r.body[:200]))
     r = get(inst_path(files["CT_small"], "/metadata"), "image/jpeg")
     check("metadata with Accept image/jpeg: 406", is_problem(r, 406), r.status)
     r = get(inst_path(files["CT_small"], "/bulkdata/00100010"))
