@@ -71,5 +71,7 @@
 #define DICOMWEB_MAX_INSTANCES (1u << 18)     /* instances in one study or series answer (~100 bytes each in memory) */
 #define DICOMWEB_MAX_FRAMES    1024u          /* frame numbers in one frames request (400 beyond) */
 #define DICOMWEB_BULK_THRESHOLD 1024u         /* metadata: binary values longer are a BulkDataURI (as pydicom) */
+#define DICOMWEB_MAX_TS        64u            /* distinct transfer syntaxes in one answer (Accept ranges looked at) */
+#define DICOMWEB_BULK_PATH_MAX 1024u          /* bytes of a bulk data path ("GGGGEEEE.ITEM...", 32 levels) */
 
 #endif

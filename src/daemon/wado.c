@@ -114,7 +114,7 @@ static enum err add_instance(struct wado_list *l, uint32_t series, const struct 
 	for (t = 0; t < l->nts && strcmp(l->ts[t], in->ts_uid) != 0; t++)
 		;
 	if (t == l->nts) {
-		if (l->nts == WADO_MAX_TS)
+		if (l->nts == DICOMWEB_MAX_TS)
 			return ERR_LIMIT;
 		copy_str(l->ts[l->nts++], sizeof l->ts[0], in->ts_uid);
 	}
@@ -348,7 +348,7 @@ bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct wado
  * syntaxes are named. */
 struct dicom_ranges {
 	bool any;
-	char ts[WADO_MAX_TS][WADO_UID_MAX + 1];
+	char ts[DICOMWEB_MAX_TS][WADO_UID_MAX + 1];
 	size_t nts;
 };
 
@@ -365,7 +365,7 @@ static bool collect_dicom(void *ctx, const struct wado_accept *a)
 		return false;
 	if (a->ts[0] == 0 || strcmp(a->ts, "*") == 0)
 		d->any = true;
-	else if (d->nts < WADO_MAX_TS)
+	else if (d->nts < DICOMWEB_MAX_TS)
 		copy_str(d->ts[d->nts++], sizeof d->ts[0], a->ts);
 	return false;   /* look at every range */
 }

@@ -46,8 +46,6 @@ struct wado_item {
 	uint64_t size;
 };
 
-#define WADO_MAX_TS 64u   /* distinct transfer syntaxes in one answer */
-
 struct wado_list {
 	char study[WADO_UID_MAX + 1];
 	uint8_t patient[IDX_HMAC_LEN];
@@ -55,7 +53,7 @@ struct wado_list {
 	size_t nseries;
 	struct wado_item *it;
 	size_t n, cap;
-	char ts[WADO_MAX_TS][WADO_UID_MAX + 1];
+	char ts[DICOMWEB_MAX_TS][WADO_UID_MAX + 1];
 	size_t nts;
 	enum err err;       /* of the index walk */
 };

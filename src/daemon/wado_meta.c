@@ -24,7 +24,6 @@
 #include "http_int.h"
 #include "wado_int.h"
 
-#define PATH_STR_MAX 1024u   /* a bulk data tag path: 32 levels of "GGGGEEEE.NNNNNNN." */
 #define NATIVE_TS "1.2.840.10008.1.2.1"
 
 /* ---- one stored instance, parsed with its bulk values left in the source ---- */
@@ -149,7 +148,7 @@ static void walk_add(struct bulkwalk *b, uint32_t tag, unsigned depth, const cha
 
 static void walk_ds(struct bulkwalk *b, const struct dcm_ds *ds, const char *prefix, unsigned depth)
 {
-	char p[PATH_STR_MAX];
+	char p[DICOMWEB_BULK_PATH_MAX];
 	uint32_t i, k;
 
 	if (depth > DCM_MAX_DEPTH + 1) {
@@ -172,7 +171,7 @@ static void walk_ds(struct bulkwalk *b, const struct dcm_ds *ds, const char *pre
 				walk_add(b, e->tag, depth + 1, p);
 		} else if (e->seq != NULL) {
 			for (k = 0; k < e->seq->n && b->err == ERR_OK; k++) {
-				char q[PATH_STR_MAX];
+				char q[DICOMWEB_BULK_PATH_MAX];
 				if (snprintf(q, sizeof q, "%s.%u", p, (unsigned)k) >= (int)sizeof q) {
 					b->err = ERR_LIMIT;
 					return;
@@ -768,7 +767,7 @@ enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char 
 	uint16_t eff_vr = 0;
 	bool pixel = false;
 
-	if (pathlen == 0 || pathlen >= PATH_STR_MAX)
+	if (pathlen == 0 || pathlen >= DICOMWEB_BULK_PATH_MAX)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such bulk data", NULL);
 	bs = bstream_open(r, study, series, sop, &res);
 	if (bs == NULL)

@@ -661,7 +661,7 @@ def main():
         return [px[i * fs:(i + 1) * fs] for i in range(n)]
 
     for name, lst in (("rtdose", "1,3,5,15"), ("rtdose_expb", "2,15,1"), ("SC_ybr_full_422_uncompressed", "1"),
-                      ("liver_1frame", "1"), ("CT_small", "1")):
+                      ("liver_1frame", "1"), ("CT_small", "1"), ("image_dfl", "1")):
         want = native_frames(files[name])
         r = frames(files[name], lst, "multipart/related; type=application/octet-stream; transfer-syntax=*")
         ps = parts_of(r) if r.status == 200 else []
