@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dicomvault/accept.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/index.h"
@@ -225,122 +226,11 @@ void wado_list_fini(struct wado_list *l)
 
 /* ---- Accept ---- */
 
-static const char *skip_ows(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t'))
-		p++;
-	return p;
-}
-
-/* A token or quoted string at p (up to end) into out (lower-cased if
- * lower); false if malformed or too long. */
-static bool param_value(const char **pp, const char *end, char *out, size_t cap, bool lower)
-{
-	const char *p = *pp;
-	size_t o = 0;
-
-	if (p < end && *p == '"') {
-		for (p++; p < end && *p != '"'; p++) {
-			char c = *p;
-			if (c == '\\' && p + 1 < end)
-				c = *++p;
-			if (o + 1 >= cap)
-				return false;
-			out[o++] = lower && c >= 'A' && c <= 'Z' ? (char)(c + 32) : c;
-		}
-		if (p == end)
-			return false;
-		p++;
-	} else {
-		for (; p < end && *p != ';' && *p != ' ' && *p != '\t'; p++) {
-			if (o + 1 >= cap)
-				return false;
-			out[o++] = lower && *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p;
-		}
-	}
-	out[o] = 0;
-	*pp = p;
-	return true;
-}
-
-/* One media range [p, end). */
-static bool range_parse(const char *p, const char *end, struct wado_accept *a)
-{
-	size_t o = 0;
-
-	memset(a, 0, sizeof *a);
-	p = skip_ows(p, end);
-	for (; p < end && *p != ';' && *p != ' ' && *p != '\t'; p++) {
-		if (o + 1 >= sizeof a->media || (unsigned char)*p < 0x21)
-			return false;
-		a->media[o++] = *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p;
-	}
-	a->media[o] = 0;
-	if (o < 3 || strchr(a->media, '/') == NULL)
-		return false;
-	for (;;) {
-		char name[32], val[MP_MEDIA_MAX + 1];
-		size_t n = 0;
-		p = skip_ows(p, end);
-		if (p == end)
-			return true;
-		if (*p != ';')
-			return false;
-		p = skip_ows(p + 1, end);
-		if (p == end)
-			return true;
-		while (p < end && *p != '=' && *p != ';' && n + 1 < sizeof name) {
-			name[n++] = *p >= 'A' && *p <= 'Z' ? (char)(*p + 32) : *p;
-			p++;
-		}
-		name[n] = 0;
-		while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t'))
-			name[--n] = 0;
-		if (p == end || *p != '=')
-			return false;
-		p = skip_ows(p + 1, end);
-		if (!param_value(&p, end, val, sizeof val, strcmp(name, "transfer-syntax") != 0))
-			return false;
-		if (strcmp(name, "type") == 0)
-			copy_str(a->type, sizeof a->type, val);
-		else if (strcmp(name, "transfer-syntax") == 0) {
-			if (strlen(val) > WADO_UID_MAX)
-				copy_str(a->ts, sizeof a->ts, "?");   /* matches nothing */
-			else
-				copy_str(a->ts, sizeof a->ts, val);
-		} else if (strcmp(name, "q") == 0)
-			a->q0 = val[0] == '0' && strspn(val + 1, ".0") == strlen(val + 1);
-	}
-}
-
-bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct wado_accept *a), void *ctx)
+bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx)
 {
 	const char *h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-	const char *p, *end;
-	struct wado_accept a;
 
-	if (h == NULL || h[strspn(h, " \t")] == 0) {
-		memset(&a, 0, sizeof a);
-		copy_str(a.media, sizeof a.media, "*/*");
-		return fn(ctx, &a);
-	}
-	p = h;
-	end = h + strlen(h);
-	while (p < end) {
-		const char *e = p;
-		bool q = false;
-		while (e < end && (q || *e != ',')) {   /* commas inside quotes do not split */
-			if (*e == '"')
-				q = !q;
-			else if (*e == '\\' && q && e + 1 < end)
-				e++;
-			e++;
-		}
-		if (range_parse(p, e, &a) && fn(ctx, &a))
-			return true;
-		p = e < end ? e + 1 : end;
-	}
-	return false;
+	return accept_each(h ? h : "", h ? strlen(h) : 0, fn, ctx);
 }
 
 /* The application/dicom ranges of an Accept header: whether one takes
@@ -352,7 +242,7 @@ struct dicom_ranges {
 	size_t nts;
 };
 
-static bool collect_dicom(void *ctx, const struct wado_accept *a)
+static bool collect_dicom(void *ctx, const struct accept_range *a)
 {
 	struct dicom_ranges *d = ctx;
 

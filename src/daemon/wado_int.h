@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "dicomvault/accept.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/index.h"
 #include "dicomvault/limits.h"
@@ -66,18 +67,10 @@ WUR enum err wado_list_make(struct http_req *r, const char *study, const char *s
                             struct wado_list *l);
 void wado_list_fini(struct wado_list *l);
 
-/* One media range of an Accept header. */
-struct wado_accept {
-	char media[MP_MEDIA_MAX + 1];   /* lower-cased */
-	char type[MP_MEDIA_MAX + 1];    /* the "type" parameter, lower-cased; "" when absent */
-	char ts[WADO_UID_MAX + 2];      /* the "transfer-syntax" parameter; "" when absent */
-	bool q0;                        /* q=0: not acceptable */
-};
-
 /* Calls fn on each media range of the Accept header (one "* / *" range
  * when there is none) until fn returns true; false if none did.
  * Malformed ranges are skipped. */
-bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct wado_accept *a), void *ctx);
+bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
 
 /* wado_meta.c: GET .../metadata (study, series, instance), .../bulkdata/
  * {path} and .../frames/{list} of an instance. uid: study, series, sop

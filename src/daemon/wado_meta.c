@@ -294,7 +294,7 @@ static void mstream_free(void *cls)
 	free(ms);
 }
 
-static bool accept_json(void *ctx, const struct wado_accept *a)
+static bool accept_json(void *ctx, const struct accept_range *a)
 {
 	(void)ctx;
 	return !a->q0 && (strcmp(a->media, "*/*") == 0 || strcmp(a->media, "application/*") == 0 ||
@@ -378,7 +378,7 @@ struct fneg {
 	char part[200];          /* chosen part Content-Type */
 };
 
-static bool accept_frames(void *ctx, const struct wado_accept *a)
+static bool accept_frames(void *ctx, const struct accept_range *a)
 {
 	struct fneg *ng = ctx;
 	bool any_type;
