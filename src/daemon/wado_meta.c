@@ -579,7 +579,9 @@ static struct bstream *bstream_open(struct http_req *r, const char *study, const
 		bstream_free(bs);
 		return NULL;
 	}
-	rc = inst_open(r->srv->vault, &bs->l.it[0], DCM_DEFAULT_BULK, &bs->in, why, sizeof why);
+	/* small fragments too stay in the source: a file of many small frames
+	 * is not loaded */
+	rc = inst_open(r->srv->vault, &bs->l.it[0], DICOMWEB_BULK_THRESHOLD, &bs->in, why, sizeof why);
 	if (rc != ERR_OK) {
 		*res = fail_500(r, &bs->who, &bs->l, 0, rc, why);
 		bstream_free(bs);
