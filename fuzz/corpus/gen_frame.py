@@ -12,6 +12,9 @@
   pydicom_*  pydicom's multi-frame test files of at most 64 KiB, copied as
              they are (MIT licence: see fuzz/corpus/README.md).
 
+found_* files in the same directory are inputs the fuzzer found (kept as
+regression seeds); this script leaves them alone.
+
 Deterministic (fixed UIDs and pseudo-random bytes). Needs the Debian
 python3-pydicom package (run with /usr/bin/python3). Layer: tests (fuzz).
 """
