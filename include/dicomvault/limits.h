@@ -66,7 +66,13 @@
 #define MP_MAX_HEADERS         32u            /* header fields of one part */
 #define MP_MAX_PART_SIZE       ((unsigned long long)4 << 30)  /* bytes of one part (STOW-RS instance) */
 #define MP_MAX_PARTS           10000u         /* parts in one request */
-#define DICOMWEB_JSON_MAX      ((size_t)16 << 20)  /* each item list of a STOW-RS answer */
+#define DICOMWEB_JSON_MAX      ((size_t)16 << 20)  /* each item list of a STOW-RS answer; one instance's metadata */
+/* WADO-RS (daemon/wado.c, wado_meta.c) */
+#define DICOMWEB_MAX_INSTANCES (1u << 18)     /* instances in one study or series answer (~100 bytes each in memory) */
+#define DICOMWEB_MAX_FRAMES    1024u          /* frame numbers in one frames request (400 beyond) */
+#define DICOMWEB_BULK_THRESHOLD 1024u         /* metadata: binary values longer are a BulkDataURI (as pydicom) */
+#define DICOMWEB_MAX_TS        64u            /* distinct transfer syntaxes in one answer (Accept ranges looked at) */
+#define DICOMWEB_BULK_PATH_MAX 1024u          /* bytes of a bulk data path ("GGGGEEEE.ITEM...", 32 levels) */
 
 /* API tokens (core/token.c) */
 #define TOKEN_TTL_DEFAULT      (30 * 86400)   /* seconds a token lasts without --ttl */

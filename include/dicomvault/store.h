@@ -44,5 +44,14 @@ WUR enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieva
 WUR enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got);
 uint64_t retrieve_size(const struct retrieval *rt);
 void retrieve_close(struct retrieval *rt);
+/* The plaintext as a random-access source (read, read_at, skip; size
+ * known) for parsing a stored object without reading its bulk data:
+ * every chunk a read touches is authenticated (its GCM tag) before any of
+ * its bytes are released, and the object's length is checked against the
+ * index at once (ERR_AUTH), but the whole-object SHA-256 fixity is checked
+ * only by a full sequential retrieve_read. s borrows rt (valid until
+ * retrieve_close; src_close(s) is a no-op); do not mix with retrieve_read.
+ * ERR_AUTH from a read is sticky. */
+WUR enum err retrieve_src(struct retrieval *rt, struct src *s);
 
 #endif

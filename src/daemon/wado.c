@@ -1,12 +1,19 @@
-/* wado.c: WADO-RS (PS3.18 10.4: study, series, instance, metadata,
- * frames) and WADO-URI (PS3.18 9) of the HTTPS listener. Retrieval is
- * streamed from the decryptor (core/retrieve.c): every chunk is
- * authenticated before its plaintext is sent, the fixity is checked at the
- * end, and a failure cuts the response short. Every retrieval is audited.
- * Layer: daemon. */
+/* wado.c: WADO-RS (PS3.18 10.4) and WADO-URI (PS3.18 9) of the HTTPS
+ * listener: the routes under /dicom-web/studies/{study} that are not
+ * QIDO, study, series and instance retrieval (multipart/related, one
+ * application/dicom part per instance) and WADO-URI. Retrieval is streamed
+ * from the decryptor (core/retrieve.c), one instance at a time, each
+ * opened only when the one before it has been sent: every chunk is
+ * authenticated before its plaintext is sent, each instance's fixity is
+ * checked at its end, and a failure cuts the response short and is
+ * audited. The index (under ix_lock) is used to list the instances before
+ * the answer starts and for an instant as each one is opened, never while
+ * decrypting or sending. Metadata, bulk data and frames: wado_meta.c.
+ * See docs/internals/dicomweb.md. Layer: daemon. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dicomvault/accept.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/index.h"
@@ -15,176 +22,539 @@
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "http_int.h"
+#include "wado_int.h"
 
-#define UID_MAX 64u
+/* ---- audit ---- */
 
-/* ---- WADO ---- */
+static void copy_str(char *dst, size_t cap, const char *s)
+{
+	snprintf(dst, cap, "%s", s ? s : "");
+}
 
-/* A retrieval streamed as libmicrohttpd pulls it: the multipart head, the
- * instance's plaintext (each chunk authenticated before it is released, the
- * fixity checked at the end), the close delimiter. A failure mid-way ends
- * the response with an error (the connection is closed, the client sees a
- * short body), is logged and cannot be mistaken for a whole object. */
-struct wado_stream {
-	struct retrieval *rt;
-	struct wbuf head, tail;
-	size_t headpos, tailpos;
-	char sop[UID_MAX + 1];
+void wado_who_init(struct http_req *r, struct wado_who *w)
+{
+	memset(w, 0, sizeof *w);
+	w->audit = r->srv->audit;
+	copy_str(w->user, sizeof w->user, r->sess.user);
+	copy_str(w->role, sizeof w->role, r->sess.role);
+	audit_session_ref(r->token, r->token_len, w->session);
+	copy_str(w->addr, sizeof w->addr, r->addr);
+	copy_str(w->ua, sizeof w->ua, MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT));
+}
+
+enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char *reason, const uint8_t *patient,
+                    const char *study, const char *series, const char *sop, uint64_t n)
+{
+	struct audit_rec rec;
+	enum err rc;
+
+	if (w->audit == NULL)
+		return ERR_OK;
+	memset(&rec, 0, sizeof rec);
+	rec.action = AUDIT_RETRIEVE;
+	rec.outcome = oc;
+	rec.reason = reason;
+	rec.actor.user = w->user;
+	rec.actor.role = w->role;
+	rec.actor.session = w->session;
+	rec.actor.addr = w->addr;
+	rec.actor.user_agent = w->ua[0] ? w->ua : NULL;
+	rec.objects.patient = patient;
+	rec.objects.study_uid = study && study[0] ? study : NULL;
+	rec.objects.series_uid = series && series[0] ? series : NULL;
+	rec.objects.sop_uid = sop && sop[0] ? sop : NULL;
+	if (n > 0) {
+		rec.objects.counted = true;
+		rec.objects.patients = 1;
+		rec.objects.studies = 1;
+		rec.objects.instances = n;
+	}
+	rc = audit_append(w->audit, &rec);
+	if (rc != ERR_OK)
+		log_error("retrieve by %s: cannot write the audit record: %s", w->user, err_str(rc));
+	return rc;
+}
+
+/* ---- the instances a request names ---- */
+
+static enum err add_series(void *ctx, const struct idx_series *se)
+{
+	struct wado_list *l = ctx;
+	struct wado_series *p;
+
+	if (l->nseries % 64 == 0) {
+		if (l->nseries >= DICOMWEB_MAX_INSTANCES)
+			return ERR_LIMIT;
+		p = realloc(l->series, (l->nseries + 64) * sizeof *p);
+		if (p == NULL)
+			return ERR_NOMEM;
+		l->series = p;
+	}
+	p = &l->series[l->nseries++];
+	copy_str(p->uid, sizeof p->uid, se->uid);
+	p->id = se->id;
+	p->number = se->number;
+	return ERR_OK;
+}
+
+static enum err add_instance(struct wado_list *l, uint32_t series, const struct idx_instance *in)
+{
+	struct wado_item *it;
+	size_t t;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		if (l->n >= DICOMWEB_MAX_INSTANCES)
+			return ERR_LIMIT;
+		it = realloc(l->it, cap * sizeof *it);
+		if (it == NULL)
+			return ERR_NOMEM;
+		l->it = it;
+		l->cap = cap;
+	}
+	for (t = 0; t < l->nts && strcmp(l->ts[t], in->ts_uid) != 0; t++)
+		;
+	if (t == l->nts) {
+		if (l->nts == DICOMWEB_MAX_TS)
+			return ERR_LIMIT;
+		copy_str(l->ts[l->nts++], sizeof l->ts[0], in->ts_uid);
+	}
+	it = &l->it[l->n++];
+	copy_str(it->sop, sizeof it->sop, in->uid);
+	it->series = series;
+	it->ts = (uint32_t)t;
+	it->number = in->number;
+	it->size = in->size;
+	return ERR_OK;
+}
+
+struct walk {
+	struct wado_list *l;
+	uint32_t series;
 };
 
-static ssize_t wado_read(void *cls, uint64_t pos, char *buf, size_t max)
+static enum err walk_instance(void *ctx, const struct idx_instance *in)
 {
-	struct wado_stream *ws = cls;
-	size_t got = 0;
+	struct walk *w = ctx;
+
+	return add_instance(w->l, w->series, in);
+}
+
+static int64_t order_key(int64_t number)
+{
+	return number < 0 ? INT64_MAX : number;
+}
+
+static int cmp_item(const void *a, const void *b, void *ctx)
+{
+	const struct wado_list *l = ctx;
+	const struct wado_item *x = a, *y = b;
+	const struct wado_series *sx = &l->series[x->series], *sy = &l->series[y->series];
+	int64_t kx = order_key(sx->number), ky = order_key(sy->number);
+	int c;
+
+	if (kx != ky)
+		return kx < ky ? -1 : 1;
+	c = strcmp(sx->uid, sy->uid);
+	if (c != 0)
+		return c;
+	kx = order_key(x->number);
+	ky = order_key(y->number);
+	if (kx != ky)
+		return kx < ky ? -1 : 1;
+	return strcmp(x->sop, y->sop);
+}
+
+enum err wado_list_make(struct http_req *r, const char *study, const char *series, const char *sop,
+                        struct wado_list *l)
+{
+	struct index_store *ix = r->srv->vault->ix;
+	struct idx_study st;
+	struct idx_series se;
+	struct idx_instance in;
+	struct idx_patient pa;
+	enum err rc;
+	size_t i;
+
+	memset(l, 0, sizeof *l);
+	copy_str(l->study, sizeof l->study, study);
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = ix->ops->study_get(ix, study, &st);
+	if (rc == ERR_OK)
+		rc = ix->ops->patient_by_id(ix, st.patient_id, &pa);
+	if (rc == ERR_OK)
+		memcpy(l->patient, pa.key_hmac, sizeof l->patient);
+	if (rc == ERR_OK && series != NULL) {
+		rc = ix->ops->series_get(ix, series, &se);
+		if (rc == ERR_OK && se.study_id != st.id)
+			rc = ERR_NOTFOUND;
+		if (rc == ERR_OK)
+			rc = add_series(l, &se);
+	} else if (rc == ERR_OK) {
+		rc = ix->ops->series_list(ix, st.id, add_series, l);
+	}
+	if (rc == ERR_OK && sop != NULL) {
+		rc = ix->ops->instance_get(ix, sop, &in);
+		if (rc == ERR_OK && in.series_id != l->series[0].id)
+			rc = ERR_NOTFOUND;
+		if (rc == ERR_OK)
+			rc = add_instance(l, 0, &in);
+	} else {
+		for (i = 0; rc == ERR_OK && i < l->nseries; i++) {
+			struct walk w = { l, (uint32_t)i };
+			rc = ix->ops->instance_list(ix, l->series[i].id, walk_instance, &w);
+		}
+	}
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc == ERR_OK && l->n == 0)
+		rc = ERR_NOTFOUND;   /* a study or series without instances is not retrievable */
+	if (rc == ERR_OK && l->n > 1)
+		qsort_r(l->it, l->n, sizeof *l->it, cmp_item, l);
+	if (rc != ERR_OK)
+		wado_list_fini(l);
+	return rc;
+}
+
+void wado_list_fini(struct wado_list *l)
+{
+	free(l->series);
+	free(l->it);
+	l->series = NULL;
+	l->it = NULL;
+	l->n = l->cap = l->nseries = 0;
+}
+
+/* ---- Accept ---- */
+
+bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx)
+{
+	const char *h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+
+	return accept_each(h ? h : "", h ? strlen(h) : 0, fn, ctx);
+}
+
+/* The application/dicom ranges of an Accept header: whether one takes
+ * any transfer syntax (no parameter: the stored bytes; or *), else which
+ * syntaxes are named. */
+struct dicom_ranges {
+	bool any;
+	char ts[DICOMWEB_MAX_TS][WADO_UID_MAX + 1];
+	size_t nts;
+};
+
+static bool collect_dicom(void *ctx, const struct accept_range *a)
+{
+	struct dicom_ranges *d = ctx;
+
+	if (a->q0)
+		return false;
+	if (strcmp(a->media, "*/*") != 0 && strcmp(a->media, "multipart/*") != 0 &&
+	    strcmp(a->media, "multipart/related") != 0)
+		return false;
+	if (a->type[0] && strcmp(a->type, "application/dicom") != 0)
+		return false;
+	if (a->ts[0] == 0 || strcmp(a->ts, "*") == 0)
+		d->any = true;
+	else if (d->nts < DICOMWEB_MAX_TS)
+		copy_str(d->ts[d->nts++], sizeof d->ts[0], a->ts);
+	return false;   /* look at every range */
+}
+
+/* multipart/related; type="application/dicom" for every instance: a range
+ * with transfer-syntax absent or *, or, for each stored transfer syntax, a
+ * range that names it (nothing is transcoded). */
+static bool accept_dicom(struct http_req *r, const struct wado_list *l)
+{
+	struct dicom_ranges d;
+	size_t i, k;
+
+	memset(&d, 0, sizeof d);
+	(void)wado_accept_any(r, collect_dicom, &d);
+	if (d.any)
+		return true;
+	for (i = 0; i < l->nts; i++) {
+		for (k = 0; k < d.nts && strcmp(d.ts[k], l->ts[i]) != 0; k++)
+			;
+		if (k == d.nts)
+			return false;
+	}
+	return l->nts > 0;
+}
+
+/* ---- study, series and instance retrieval ---- */
+
+enum dphase { D_HEAD = 0, D_OPEN, D_BODY, D_TAIL };
+
+/* A retrieval streamed as libmicrohttpd pulls it: for each instance in
+ * turn its part head, its plaintext (opened only now; each chunk
+ * authenticated before it is released, the fixity checked at its end),
+ * then the close delimiter. A failure ends the response with an error
+ * (the connection is closed and the client sees a short body), is logged
+ * and audited, and cannot be mistaken for a whole answer. */
+struct dstream {
+	struct vault *v;
+	struct wado_list l;
+	struct wado_who who;
+	bool mp;
+	char boundary[MP_BOUNDARY_MAX + 1];
+	size_t i;
+	enum dphase phase;
+	struct retrieval *rt;
+	struct wbuf piece;          /* the current part head or the tail */
+	size_t ppos;
+	bool failed;
+};
+
+static void part_head(const struct dstream *ds, size_t i, struct wbuf *w)
+{
+	char ct[160];
+
+	snprintf(ct, sizeof ct, "application/dicom; transfer-syntax=%s", ds->l.ts[ds->l.it[i].ts]);
+	mp_write_part_head(w, ds->boundary, ct, i == 0);
+}
+
+static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
+{
+	const struct wado_item *it = &ds->l.it[ds->i];
+	const char *reason = rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
+
+	log_error("retrieve %s (instance %zu of %zu of study %s) by %s: %s: %s: response aborted", it->sop, ds->i + 1,
+	          ds->l.n, ds->l.study, ds->who.user, what, reason);
+	if (!ds->failed)
+		(void)wado_audit(&ds->who, AUDIT_FAILURE, reason, ds->l.patient, ds->l.study,
+		                 ds->l.series[it->series].uid, it->sop, 0);
+	ds->failed = true;
+	return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct dstream *ds = cls;
 	enum err rc;
 
 	(void)pos;
-	if (ws->headpos < ws->head.len) {
-		size_t n = ws->head.len - ws->headpos;
-		if (n > max)
-			n = max;
-		memcpy(buf, ws->head.p + ws->headpos, n);
-		ws->headpos += n;
-		return (ssize_t)n;
-	}
-	rc = retrieve_read(ws->rt, buf, max, &got);
-	if (rc != ERR_OK) {
-		log_error("retrieve %s: %s: response aborted", ws->sop,
-		          rc == ERR_AUTH ? "integrity check failed" : err_str(rc));
+	if (ds->failed)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
+	for (;;) {
+		if (ds->phase == D_HEAD) {
+			if (ds->i == ds->l.n) {
+				wbuf_reset(&ds->piece);
+				if (ds->mp)
+					mp_write_close(&ds->piece, ds->boundary);
+				ds->ppos = 0;
+				ds->phase = D_TAIL;
+				continue;
+			}
+			if (ds->ppos == 0 && ds->mp && ds->piece.len == 0)
+				part_head(ds, ds->i, &ds->piece);
+			if (wbuf_err(&ds->piece) != ERR_OK)
+				return dstream_fail(ds, ERR_NOMEM, "part head");
+			if (ds->ppos < ds->piece.len) {
+				size_t n = ds->piece.len - ds->ppos;
+				if (n > max)
+					n = max;
+				memcpy(buf, ds->piece.p + ds->ppos, n);
+				ds->ppos += n;
+				return (ssize_t)n;
+			}
+			wbuf_reset(&ds->piece);
+			ds->ppos = 0;
+			ds->phase = D_OPEN;
+		} else if (ds->phase == D_OPEN) {
+			char why[256] = "";
+			/* opened lazily, as the one before has been sent (the first
+			 * was opened before the answer began); takes ix_lock for its
+			 * look-up only */
+			if (ds->rt == NULL) {
+				rc = retrieve_open(ds->v, ds->l.it[ds->i].sop, &ds->rt, why, sizeof why);
+				if (rc != ERR_OK)
+					return dstream_fail(ds, rc, why[0] ? why : "open");
+				if (retrieve_size(ds->rt) != ds->l.it[ds->i].size)
+					return dstream_fail(ds, ERR_AUTH, "size changed since the answer began");
+			}
+			ds->phase = D_BODY;
+		} else if (ds->phase == D_BODY) {
+			size_t got = 0;
+			rc = retrieve_read(ds->rt, buf, max, &got);
+			if (rc != ERR_OK)
+				return dstream_fail(ds, rc, "read");
+			if (got > 0)
+				return (ssize_t)got;
+			retrieve_close(ds->rt);   /* whole, and its fixity checked */
+			ds->rt = NULL;
+			ds->i++;
+			ds->phase = D_HEAD;
+		} else {
+			if (ds->ppos < ds->piece.len) {
+				size_t n = ds->piece.len - ds->ppos;
+				if (n > max)
+					n = max;
+				memcpy(buf, ds->piece.p + ds->ppos, n);
+				ds->ppos += n;
+				return (ssize_t)n;
+			}
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		}
 	}
-	if (got > 0)
-		return (ssize_t)got;
-	if (ws->tailpos < ws->tail.len) {
-		size_t n = ws->tail.len - ws->tailpos;
-		if (n > max)
-			n = max;
-		memcpy(buf, ws->tail.p + ws->tailpos, n);
-		ws->tailpos += n;
-		return (ssize_t)n;
-	}
-	return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
-static void wado_free(void *cls)
+static void dstream_free(void *cls)
 {
-	struct wado_stream *ws = cls;
+	struct dstream *ds = cls;
 
-	retrieve_close(ws->rt);
-	wbuf_fini(&ws->head);
-	wbuf_fini(&ws->tail);
-	free(ws);
+	retrieve_close(ds->rt);
+	wado_list_fini(&ds->l);
+	wbuf_fini(&ds->piece);
+	free(ds);
 }
 
-/* Sends an instance: multipart/related with one part (mp), or bare
- * application/dicom. The UIDs are checked (digits and dots) by the
- * caller; study and series must be those of the stored instance. The
- * index is used (under ix_lock) only to find and open it. */
-static enum MHD_Result send_instance(struct http_req *r, const char *study, const char *series, const char *sop,
-                                     bool mp)
+static enum MHD_Result not_found(struct http_req *r, enum err rc, const char *what)
 {
-	struct vault *v = r->srv->vault;
-	struct idx_instance in;
-	struct idx_series se;
-	struct idx_study st;
-	struct idx_patient pa;
-	struct wado_stream *ws;
-	char why[256] = "", boundary[MP_BOUNDARY_MAX + 1], ctype[160];
+	if (rc == ERR_NOTFOUND)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, what, NULL);
+	if (rc == ERR_LIMIT)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "too many instances or transfer syntaxes in one answer",
+		                    NULL);
+	log_error("retrieve by %s: index: %s", r->sess.user, err_str(rc));
+	return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+}
+
+/* Sends the instances of a study, a series or one instance: mp, a
+ * multipart/related answer with one part each; else (WADO-URI) the one
+ * instance as application/dicom. */
+static enum MHD_Result send_dicom(struct http_req *r, const char *study, const char *series, const char *sop,
+                                  bool mp)
+{
+	struct dstream *ds;
+	struct wbuf w;
+	char ctype[160];
 	uint8_t rnd[16];
+	uint64_t total = 0;
 	enum err rc;
+	size_t i;
 
-	ws = calloc(1, sizeof *ws);
-	if (ws == NULL)
+	ds = calloc(1, sizeof *ds);
+	if (ds == NULL)
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
-	wbuf_init(&ws->head, 4096);
-	wbuf_init(&ws->tail, 4096);
-	snprintf(ws->sop, sizeof ws->sop, "%s", sop);
-	memset(&pa, 0, sizeof pa);
-	pthread_mutex_lock(r->srv->ix_lock);
-	rc = dw_locate(v, sop, &in, &se, &st, &pa);
-	pthread_mutex_unlock(r->srv->ix_lock);
-	if (rc == ERR_OK && (strcmp(st.uid, study) != 0 || strcmp(se.uid, series) != 0))
-		rc = ERR_NOTFOUND;
-	if (rc == ERR_OK)   /* takes v->ix_lock (the same lock) for its look-up only */
-		rc = retrieve_open(v, sop, &ws->rt, why, sizeof why);
-	if (rc == ERR_NOTFOUND) {
-		wado_free(ws);
-		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such instance", NULL);
-	}
-	if (rc == ERR_OK && rand_bytes(rnd, sizeof rnd) != ERR_OK)
-		rc = ERR_IO;
+	ds->v = r->srv->vault;
+	ds->mp = mp;
+	wbuf_init(&ds->piece, 4096);
+	wado_who_init(r, &ds->who);
+	rc = wado_list_make(r, study, series, sop, &ds->l);
 	if (rc != ERR_OK) {
-		wado_free(ws);
-		log_error("retrieve %s by %s: %s", sop, r->sess.user, why[0] ? why : err_str(rc));
-		(void)dw_audit_obj(r, AUDIT_RETRIEVE, AUDIT_FAILURE, rc == ERR_AUTH ? "integrity check failed" : err_str(rc),
-		                pa.key_hmac, study, series, sop);
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-		                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
+		dstream_free(ds);
+		return not_found(r, rc, sop ? "no such instance" : series ? "no such series" : "no such study");
 	}
-	if (mp) {
-		mp_boundary_make(rnd, boundary);
-		mp_write_part_head(&ws->head, boundary, "application/dicom", true);
-		mp_write_close(&ws->tail, boundary);
-		snprintf(ctype, sizeof ctype, "multipart/related; type=\"application/dicom\"; boundary=%s", boundary);
-	} else {
-		snprintf(ctype, sizeof ctype, "application/dicom");
+	if (mp && !accept_dicom(r, &ds->l)) {
+		dstream_free(ds);
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=* "
+		                    "or the stored transfer syntax",
+		                    NULL);
 	}
-	if (wbuf_err(&ws->head) != ERR_OK || wbuf_err(&ws->tail) != ERR_OK) {
-		wado_free(ws);
+	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
+		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	}
-	if (dw_audit_obj(r, AUDIT_RETRIEVE, AUDIT_SUCCESS, NULL, pa.key_hmac, study, series, sop) != ERR_OK) {
-		wado_free(ws);
+	mp_boundary_make(rnd, ds->boundary);
+	/* the length is known: part heads, sizes from the index, the tail */
+	wbuf_init(&w, 4096);
+	for (i = 0; i < ds->l.n; i++) {
+		wbuf_reset(&w);
+		if (mp)
+			part_head(ds, i, &w);
+		total += w.len + ds->l.it[i].size;
+	}
+	wbuf_reset(&w);
+	if (mp)
+		mp_write_close(&w, ds->boundary);
+	total += w.len;
+	rc = wbuf_err(&w);
+	wbuf_fini(&w);
+	if (rc != ERR_OK) {
+		dstream_free(ds);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
+	if (mp)
+		snprintf(ctype, sizeof ctype, "multipart/related; type=\"application/dicom\"; boundary=%s", ds->boundary);
+	else
+		snprintf(ctype, sizeof ctype, "application/dicom");
+	/* one record for the request, before any byte leaves (no unaudited
+	 * access); a failure in the middle adds a failure record */
+	if (wado_audit(&ds->who, AUDIT_SUCCESS, NULL, ds->l.patient, study, series,
+	               sop ? sop : ds->l.n == 1 ? ds->l.it[0].sop : NULL, sop ? 0 : ds->l.n) != ERR_OK) {
+		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
 	}
-	return http_send_callback(r, MHD_HTTP_OK, ctype, ws->head.len + retrieve_size(ws->rt) + ws->tail.len, wado_read,
-	                          ws, wado_free);
+	/* the first instance is opened now, so that a missing key or object
+	 * is a 500 rather than an empty answer cut short */
+	{
+		char why[256] = "";
+		rc = retrieve_open(ds->v, ds->l.it[0].sop, &ds->rt, why, sizeof why);
+		if (rc == ERR_OK && retrieve_size(ds->rt) != ds->l.it[0].size)
+			rc = ERR_AUTH;
+		if (rc != ERR_OK) {
+			const char *reason = rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
+			log_error("retrieve %s by %s: %s", ds->l.it[0].sop, r->sess.user, why[0] ? why : reason);
+			(void)wado_audit(&ds->who, AUDIT_FAILURE, reason, ds->l.patient, study,
+			                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);
+			dstream_free(ds);
+			return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+			                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error",
+			                    NULL);
+		}
+		if (mp)
+			part_head(ds, 0, &ds->piece);
+		ds->phase = D_HEAD;
+	}
+	return http_send_callback(r, MHD_HTTP_OK, ctype, total, dstream_read, ds, dstream_free);
 }
 
-/* Accept: absent, or one of its ranges is multipart/related (type
- * application/dicom or none), multipart/ *, or * / *. */
-static bool accept_mp(struct http_req *r)
-{
-	const char *a = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-	const char *p = a;
+/* ---- routes ---- */
 
-	if (a == NULL)
-		return true;
-	while (p && *p) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		struct mp_ctype ct;
-		if (mp_ctype_parse(p, n, &ct) == ERR_OK &&
-		    (strcmp(ct.media, "*/*") == 0 || strcmp(ct.media, "multipart/*") == 0 ||
-		     (strcmp(ct.media, "multipart/related") == 0 &&
-		      (ct.type[0] == 0 || strcmp(ct.type, "application/dicom") == 0))))
-			return true;
-		p = e ? e + 1 : NULL;
-	}
-	return false;
+static bool uid_copy(const char *s, size_t n, char out[WADO_UID_MAX + 1])
+{
+	if (!dw_uid_ok(s, n))
+		return false;
+	memcpy(out, s, n);
+	out[n] = 0;
+	return true;
 }
 
 enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n)
 {
-	char uid[3][UID_MAX + 1];
-	size_t i;
+	char uid[3][WADO_UID_MAX + 1];
+	size_t nuid, i;
+	bool series = n >= 4 && dw_seg_is(seg[2], len[2], "series");
+	bool inst = series && n >= 6 && dw_seg_is(seg[4], len[4], "instances");
+	const char *last = seg[n - 1];
+	size_t lastlen = len[n - 1];
 
-	if (n != 6 || !dw_seg_is(seg[2], len[2], "series") || !dw_seg_is(seg[4], len[4], "instances"))
-		return http_problem(r, MHD_HTTP_NOT_FOUND,
-		                    "no such resource (study, series, metadata and frames retrieval are not implemented yet)",
-		                    NULL);
-	for (i = 0; i < 3; i++) {
-		size_t k = 1 + 2 * i;
-		if (!dw_uid_ok(seg[k], len[k]))
+	/* how many UIDs the path holds, and what follows them */
+	if (n == 2 || (n == 3 && !series))
+		nuid = 1;
+	else if (series && (n == 4 || (n == 5 && !inst)))
+		nuid = 2;
+	else if (inst && n >= 6 && n <= 8)
+		nuid = 3;
+	else
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	for (i = 0; i < nuid; i++)
+		if (!uid_copy(seg[1 + 2 * i], len[1 + 2 * i], uid[i]))
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "a UID in the path is not 1 to 64 digits and dots",
 			                    NULL);
-		memcpy(uid[i], seg[k], len[k]);
-		uid[i][len[k]] = 0;
-	}
-	if (!accept_mp(r))
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
-		                    "only multipart/related; type=\"application/dicom\" is offered", NULL);
-	return send_instance(r, uid[0], uid[1], uid[2], true);
+	if ((size_t)(2 * nuid) == n)
+		return send_dicom(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, true);
+	if ((size_t)(2 * nuid + 1) == n && dw_seg_is(last, lastlen, "metadata"))
+		return wado_metadata(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL);
+	if (nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "frames"))
+		return wado_frames(r, uid[0], uid[1], uid[2], last, lastlen);
+	if (nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "bulkdata"))
+		return wado_bulkdata(r, uid[0], uid[1], uid[2], last, lastlen);
+	if ((size_t)(2 * nuid + 1) == n && (dw_seg_is(last, lastlen, "rendered") || dw_seg_is(last, lastlen, "thumbnail")))
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "rendered and thumbnail resources are not implemented yet",
+		                    NULL);
+	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 }
 
 enum MHD_Result dicomweb_wado_uri(struct http_req *r)
@@ -207,6 +577,5 @@ enum MHD_Result dicomweb_wado_uri(struct http_req *r)
 	ct = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "contentType");
 	if (ct == NULL || !mp_media_is(ct, strlen(ct), "application/dicom"))
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only contentType=application/dicom is offered", NULL);
-	return send_instance(r, uid[0], uid[1], uid[2], false);
+	return send_dicom(r, uid[0], uid[1], uid[2], false);
 }
-

@@ -1,0 +1,33 @@
+/* accept.h: an HTTP Accept header (RFC 9110 12.5.1) as DICOMweb reads it
+ * (PS3.18 8.7): media ranges with the "type", "transfer-syntax" and "q"
+ * parameters (others are ignored). Pure: bytes in, ranges out. See
+ * docs/internals/dicomweb.md. Layer: proto. */
+#ifndef DICOMVAULT_ACCEPT_H
+#define DICOMVAULT_ACCEPT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "dicomvault/err.h"
+#include "dicomvault/limits.h"
+
+#define ACCEPT_TS_MAX 64u   /* a transfer syntax UID */
+
+struct accept_range {
+	char media[MP_MEDIA_MAX + 1];   /* type/subtype, lower-cased */
+	char type[MP_MEDIA_MAX + 1];    /* the "type" parameter, lower-cased; "" when absent */
+	char ts[ACCEPT_TS_MAX + 1];     /* "transfer-syntax" as given; "" when absent; "?" when too long */
+	bool q0;                        /* q=0: not acceptable */
+};
+
+/* One media range, n bytes at s: "type/subtype *(OWS ; OWS name=value)"
+ * with a value a token or a quoted string (backslash escapes). ERR_PARSE
+ * when malformed or over a size. */
+WUR enum err accept_range_parse(const char *s, size_t n, struct accept_range *out);
+
+/* Calls fn on each well-formed media range of the header h (n bytes;
+ * ranges are separated by commas outside quoted strings) until fn returns
+ * true, and returns whether one did. A malformed range is skipped. An
+ * empty or blank header is one range "* / *" (without the spaces). */
+bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
+
+#endif

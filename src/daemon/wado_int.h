@@ -1,0 +1,84 @@
+/* wado_int.h: what the WADO files share (wado.c: routes, study, series and
+ * instance retrieval, WADO-URI; wado_meta.c: metadata, bulk data, frames).
+ * Not a public header. Layer: daemon. */
+#ifndef DICOMVAULT_WADO_INT_H
+#define DICOMVAULT_WADO_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/accept.h"
+#include "dicomvault/audit.h"
+#include "dicomvault/index.h"
+#include "dicomvault/limits.h"
+#include "http_int.h"
+
+#define WADO_UID_MAX 64u
+
+/* The actor of a request, copied so that a response callback (which may
+ * outlive nothing of the request but its own state) can audit a failure
+ * in the middle of a stream. */
+struct wado_who {
+	struct audit *audit;
+	char user[65];
+	char role[17];
+	char session[AUDIT_SESSION_REF_LEN];
+	char addr[64];
+	char ua[AUDIT_FIELD_MAX + 1];
+};
+
+void wado_who_init(struct http_req *r, struct wado_who *w);
+/* One retrieve record (n > 0: the number of instances, as counts). */
+enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char *reason, const uint8_t *patient,
+                    const char *study, const char *series, const char *sop, uint64_t n);
+
+/* The instances a request names, in series number, instance number order
+ * (absent numbers last, then by UID). */
+struct wado_series {
+	char uid[WADO_UID_MAX + 1];
+	int64_t id, number;
+};
+
+struct wado_item {
+	char sop[WADO_UID_MAX + 1];
+	uint32_t series;    /* index into series[] */
+	uint32_t ts;        /* index into ts[] */
+	int64_t number;
+	uint64_t size;
+};
+
+struct wado_list {
+	char study[WADO_UID_MAX + 1];
+	uint8_t patient[IDX_HMAC_LEN];
+	struct wado_series *series;
+	size_t nseries;
+	struct wado_item *it;
+	size_t n, cap;
+	char ts[DICOMWEB_MAX_TS][WADO_UID_MAX + 1];
+	size_t nts;
+	enum err err;       /* of the index walk */
+};
+
+/* Fills l (ix_lock taken here, only around the index) with the instances
+ * of study, of its series (series != NULL) or the one instance (sop !=
+ * NULL, series too). ERR_NOTFOUND: no such study, series or instance, or
+ * one that is not in the path's study / series. */
+WUR enum err wado_list_make(struct http_req *r, const char *study, const char *series, const char *sop,
+                            struct wado_list *l);
+void wado_list_fini(struct wado_list *l);
+
+/* Calls fn on each media range of the Accept header (one "* / *" range
+ * when there is none) until fn returns true; false if none did.
+ * Malformed ranges are skipped. */
+bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
+
+/* wado_meta.c: GET .../metadata (study, series, instance), .../bulkdata/
+ * {path} and .../frames/{list} of an instance. uid: study, series, sop
+ * (series, sop may be NULL for the study or series metadata). */
+enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char *series, const char *sop);
+enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char *series, const char *sop,
+                              const char *path, size_t pathlen);
+enum MHD_Result wado_frames(struct http_req *r, const char *study, const char *series, const char *sop,
+                            const char *list, size_t listlen);
+
+#endif

@@ -1,0 +1,808 @@
+/* wado_meta.c: the WADO-RS resources that parse a stored object rather
+ * than send it whole (PS3.18 10.4): metadata (application/dicom+json, one
+ * object per instance, binary values over DICOMWEB_BULK_THRESHOLD as
+ * BulkDataURIs), bulk data (the value at a BulkDataURI) and frames. The
+ * object is read through retrieve_src: random access to the plaintext,
+ * every chunk a read touches authenticated before use, bulk values left in
+ * the (encrypted) source and read piece by piece as they are sent, so
+ * memory stays bounded whatever the object's size. A read that fails
+ * authentication in the middle of an answer cuts it short and is audited.
+ * See docs/internals/dicomweb.md. Layer: daemon. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dicomvault/crypto.h"
+#include "dicomvault/dataset.h"
+#include "dicomvault/dict.h"
+#include "dicomvault/frame.h"
+#include "dicomvault/json.h"
+#include "dicomvault/log.h"
+#include "dicomvault/multipart.h"
+#include "dicomvault/store.h"
+#include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
+#include "http_int.h"
+#include "wado_int.h"
+
+#define NATIVE_TS "1.2.840.10008.1.2.1"
+
+/* ---- one stored instance, parsed with its bulk values left in the source ---- */
+
+struct inst {
+	struct retrieval *rt;
+	struct src src;
+	struct dcm_file *f;
+};
+
+static void inst_close(struct inst *in)
+{
+	dcm_file_free(in->f);
+	retrieve_close(in->rt);
+	memset(in, 0, sizeof *in);
+}
+
+/* ERR_AUTH: the object failed authentication (tampered or damaged). */
+static enum err inst_open(struct vault *v, const struct wado_item *it, uint32_t bulk, struct inst *in, char *why,
+                          size_t whylen)
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	enum err rc;
+
+	memset(in, 0, sizeof *in);
+	rc = retrieve_open(v, it->sop, &in->rt, why, whylen);   /* ix_lock for its look-up only */
+	if (rc == ERR_OK && retrieve_size(in->rt) != it->size)
+		rc = ERR_AUTH;
+	if (rc == ERR_OK)
+		rc = retrieve_src(in->rt, &in->src);
+	if (rc == ERR_OK) {
+		memset(&o, 0, sizeof o);
+		o.bulk_threshold = bulk;
+		rc = dcm_file_read(&in->src, &o, &in->f, &ei);
+		if (rc != ERR_OK && rc != ERR_AUTH) {
+			struct src probe;
+			/* the parser may report a failed read as malformed data:
+			 * the retrieval remembers an authentication failure */
+			if (retrieve_src(in->rt, &probe) == ERR_AUTH)
+				rc = ERR_AUTH;
+			else
+				snprintf(why, whylen, "the stored object does not parse: %s", ei.msg);
+		}
+	}
+	if (rc == ERR_AUTH)
+		snprintf(why, whylen, "the object of %s failed authentication (tampered or damaged)", it->sop);
+	if (rc != ERR_OK)
+		inst_close(in);
+	return rc;
+}
+
+static const char *reason_of(enum err rc)
+{
+	return rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
+}
+
+/* A failure before the answer: logged, audited, 500. */
+static enum MHD_Result fail_500(struct http_req *r, const struct wado_who *who, const struct wado_list *l, size_t i,
+                                enum err rc, const char *why)
+{
+	const struct wado_item *it = &l->it[i];
+
+	log_error("retrieve %s by %s: %s", it->sop, who->user, why[0] ? why : err_str(rc));
+	(void)wado_audit(who, AUDIT_FAILURE, reason_of(rc), l->patient, l->study, l->series[it->series].uid, it->sop, 0);
+	return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+	                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
+}
+
+static enum MHD_Result list_error(struct http_req *r, enum err rc, const char *series, const char *sop)
+{
+	if (rc == ERR_NOTFOUND)
+		return http_problem(r, MHD_HTTP_NOT_FOUND,
+		                    sop ? "no such instance" : series ? "no such series" : "no such study", NULL);
+	log_error("retrieve by %s: index: %s", r->sess.user, err_str(rc));
+	return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+	                    rc == ERR_LIMIT ? "too many instances in one answer" : "internal error", NULL);
+}
+
+/* ---- metadata ---- */
+
+/* The JSON writer gives bulk_uri the tags of an element's path but not the
+ * item numbers, so the BulkDataURIs are found beforehand by walking the
+ * data set in the writer's order with the writer's rule (an encapsulated
+ * value, or a non-empty binary-VR value over the threshold; group lengths
+ * left out); each call of bulk_uri takes the next one and checks its tag
+ * and depth. */
+struct bulkref {
+	uint32_t tag;
+	unsigned depth;
+	size_t off;            /* of its path text in paths */
+};
+
+struct bulkwalk {
+	struct bulkref *refs;
+	size_t n, cap, next;
+	struct wbuf paths;     /* NUL-terminated path texts */
+	const char *prefix;    /* ".../instances/{sop}/bulkdata/" */
+	enum err err;
+};
+
+static void walk_add(struct bulkwalk *b, uint32_t tag, unsigned depth, const char *path)
+{
+	if (b->err != ERR_OK)
+		return;
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 16;
+		struct bulkref *p = realloc(b->refs, cap * sizeof *p);
+		if (p == NULL) {
+			b->err = ERR_NOMEM;
+			return;
+		}
+		b->refs = p;
+		b->cap = cap;
+	}
+	b->refs[b->n].tag = tag;
+	b->refs[b->n].depth = depth;
+	b->refs[b->n].off = b->paths.len;
+	b->n++;
+	wbuf_put(&b->paths, path, strlen(path) + 1);
+}
+
+static void walk_ds(struct bulkwalk *b, const struct dcm_ds *ds, const char *prefix, unsigned depth)
+{
+	char p[DICOMWEB_BULK_PATH_MAX];
+	uint32_t i, k;
+
+	if (depth > DCM_MAX_DEPTH + 1) {
+		b->err = ERR_LIMIT;
+		return;
+	}
+	for (i = 0; i < ds->n && b->err == ERR_OK; i++) {
+		const struct dcm_elem *e = &ds->e[i];
+		if (TAG_ELEM(e->tag) == 0)
+			continue;
+		if (snprintf(p, sizeof p, "%s%s%08X", prefix, prefix[0] ? "." : "", (unsigned)e->tag) >= (int)sizeof p) {
+			b->err = ERR_LIMIT;
+			return;
+		}
+		if (e->flags & DCM_EF_ENCAPS) {
+			uint64_t total = 8;
+			for (k = 0; k < e->seq->nfrags; k++)
+				total += 8 + (uint64_t)e->seq->frags[k].len;
+			if ((total > UINT32_MAX ? UINT32_MAX : total) > DICOMWEB_BULK_THRESHOLD)
+				walk_add(b, e->tag, depth + 1, p);
+		} else if (e->seq != NULL) {
+			for (k = 0; k < e->seq->n && b->err == ERR_OK; k++) {
+				char q[DICOMWEB_BULK_PATH_MAX];
+				if (snprintf(q, sizeof q, "%s.%u", p, (unsigned)k) >= (int)sizeof q) {
+					b->err = ERR_LIMIT;
+					return;
+				}
+				walk_ds(b, e->seq->items[k], q, depth + 1);
+			}
+		} else if (e->len > DICOMWEB_BULK_THRESHOLD && vr_is_bulk(dcm_elem_effective_vr(ds, e))) {
+			walk_add(b, e->tag, depth + 1, p);
+		}
+	}
+}
+
+static enum err bulk_uri(void *ctx, const uint32_t *path, unsigned depth, struct wbuf *uri)
+{
+	struct bulkwalk *b = ctx;
+	const struct bulkref *ref;
+
+	if (b->next >= b->n)
+		return ERR_INTERNAL;
+	ref = &b->refs[b->next++];
+	if (depth == 0 || ref->depth != depth || ref->tag != path[depth - 1])
+		return ERR_INTERNAL;   /* the writer's order is not ours: refuse rather than point elsewhere */
+	wbuf_puts(uri, b->prefix);
+	wbuf_puts(uri, (const char *)b->paths.p + ref->off);
+	return ERR_OK;
+}
+
+struct mstream {
+	struct vault *v;
+	struct wado_list l;
+	struct wado_who who;
+	char base[sizeof ((struct http_server *)0)->url + 8];
+	size_t i;                /* next instance to render */
+	struct wbuf out;
+	size_t opos;
+	bool failed;
+};
+
+/* Appends instance i's JSON object (with the array's punctuation). */
+static enum err render(struct mstream *ms, size_t i, char *why, size_t whylen)
+{
+	const struct wado_item *it = &ms->l.it[i];
+	struct bulkwalk b;
+	struct dcm_json_opts o;
+	struct inst in;
+	struct sink k;
+	char prefix[sizeof ms->base + 4 * WADO_UID_MAX + 96];
+	enum err rc;
+
+	rc = inst_open(ms->v, it, DICOMWEB_BULK_THRESHOLD, &in, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	snprintf(prefix, sizeof prefix, "%s/dicom-web/studies/%s/series/%s/instances/%s/bulkdata/", ms->base,
+	         ms->l.study, ms->l.series[it->series].uid, it->sop);
+	memset(&b, 0, sizeof b);
+	wbuf_init(&b.paths, DICOMWEB_JSON_MAX);
+	b.prefix = prefix;
+	walk_ds(&b, &in.f->ds, "", 0);
+	rc = b.err != ERR_OK ? b.err : wbuf_err(&b.paths);
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = DICOMWEB_BULK_THRESHOLD;
+	o.bulk_uri = bulk_uri;
+	o.ctx = &b;
+	wbuf_putc(&ms->out, i == 0 ? '[' : ',');
+	sink_wbuf(&k, &ms->out);
+	if (rc == ERR_OK)
+		rc = dcm_json_write(in.f, &in.f->ds, &o, &k);
+	if (rc == ERR_OK && b.next != b.n)
+		rc = ERR_INTERNAL;
+	if (rc == ERR_OK && i + 1 == ms->l.n)
+		wbuf_putc(&ms->out, ']');
+	if (rc == ERR_OK)
+		rc = wbuf_err(&ms->out);
+	if (rc != ERR_OK && why[0] == 0)
+		snprintf(why, whylen, "metadata of %s: %s", it->sop, err_str(rc));
+	free(b.refs);
+	wbuf_fini(&b.paths);
+	inst_close(&in);
+	return rc;
+}
+
+static ssize_t mstream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct mstream *ms = cls;
+
+	(void)pos;
+	if (ms->failed)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	while (ms->opos == ms->out.len) {
+		char why[256] = "";
+		enum err rc;
+		if (ms->i == ms->l.n)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		wbuf_reset(&ms->out);
+		ms->opos = 0;
+		rc = render(ms, ms->i, why, sizeof why);
+		if (rc != ERR_OK) {
+			const struct wado_item *it = &ms->l.it[ms->i];
+			log_error("metadata of %s by %s: %s: response aborted", it->sop, ms->who.user, why);
+			(void)wado_audit(&ms->who, AUDIT_FAILURE, reason_of(rc), ms->l.patient, ms->l.study,
+			                 ms->l.series[it->series].uid, it->sop, 0);
+			ms->failed = true;
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		ms->i++;
+	}
+	if (max > ms->out.len - ms->opos)
+		max = ms->out.len - ms->opos;
+	memcpy(buf, ms->out.p + ms->opos, max);
+	ms->opos += max;
+	return (ssize_t)max;
+}
+
+static void mstream_free(void *cls)
+{
+	struct mstream *ms = cls;
+
+	wado_list_fini(&ms->l);
+	wbuf_fini(&ms->out);
+	free(ms);
+}
+
+static bool accept_json(void *ctx, const struct accept_range *a)
+{
+	(void)ctx;
+	return !a->q0 && (strcmp(a->media, "*/*") == 0 || strcmp(a->media, "application/*") == 0 ||
+	                  strcmp(a->media, "application/dicom+json") == 0 || strcmp(a->media, "application/json") == 0);
+}
+
+enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char *series, const char *sop)
+{
+	struct mstream *ms;
+	char why[256] = "";
+	size_t n;
+	const char *u;
+	enum err rc;
+
+	ms = calloc(1, sizeof *ms);
+	if (ms == NULL)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	ms->v = r->srv->vault;
+	wbuf_init(&ms->out, DICOMWEB_JSON_MAX);
+	wado_who_init(r, &ms->who);
+	u = dw_base_url(r, &n);
+	snprintf(ms->base, sizeof ms->base, "%.*s", (int)n, u);
+	rc = wado_list_make(r, study, series, sop, &ms->l);
+	if (rc != ERR_OK) {
+		mstream_free(ms);
+		return list_error(r, rc, series, sop);
+	}
+	if (!wado_accept_any(r, accept_json, NULL)) {
+		mstream_free(ms);
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only application/dicom+json is offered", NULL);
+	}
+	if (wado_audit(&ms->who, AUDIT_SUCCESS, NULL, ms->l.patient, study, series, sop, sop ? 0 : ms->l.n) != ERR_OK) {
+		mstream_free(ms);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
+	}
+	/* the first object now: a failure there is a 500, not a cut answer */
+	rc = render(ms, 0, why, sizeof why);
+	if (rc != ERR_OK) {
+		enum MHD_Result res = fail_500(r, &ms->who, &ms->l, 0, rc, why);
+		mstream_free(ms);
+		return res;
+	}
+	ms->i = 1;
+	return http_send_callback(r, MHD_HTTP_OK, "application/dicom+json", MHD_SIZE_UNKNOWN, mstream_read, ms,
+	                          mstream_free);
+}
+
+/* ---- frames and bulk data ---- */
+
+/* PS3.18 Table 8.7.3-5: the media type of a compressed transfer syntax's
+ * frames. Video transfer syntaxes are not listed: their frames are not
+ * offered. */
+static const struct {
+	const char *ts, *media;
+} ts_media[] = {
+	{ "1.2.840.10008.1.2.4.50", "image/jpeg" },  { "1.2.840.10008.1.2.4.51", "image/jpeg" },
+	{ "1.2.840.10008.1.2.4.57", "image/jpeg" },  { "1.2.840.10008.1.2.4.70", "image/jpeg" },
+	{ "1.2.840.10008.1.2.4.80", "image/jls" },   { "1.2.840.10008.1.2.4.81", "image/jls" },
+	{ "1.2.840.10008.1.2.4.90", "image/jp2" },   { "1.2.840.10008.1.2.4.91", "image/jp2" },
+	{ "1.2.840.10008.1.2.4.92", "image/jpx" },   { "1.2.840.10008.1.2.4.93", "image/jpx" },
+	{ "1.2.840.10008.1.2.4.201", "image/jphc" }, { "1.2.840.10008.1.2.4.202", "image/jphc" },
+	{ "1.2.840.10008.1.2.4.203", "image/jphc" }, { "1.2.840.10008.1.2.5", "image/dicom-rle" },
+	{ "1.2.840.10008.1.2.1.98", "application/octet-stream" },
+};
+
+static const char *media_of(const char *ts)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof ts_media / sizeof ts_media[0]; i++)
+		if (strcmp(ts_media[i].ts, ts) == 0)
+			return ts_media[i].media;
+	return NULL;
+}
+
+/* What the frames (or a bulk value) are sent as: the part Content-Type. */
+struct fneg {
+	bool encapsulated;
+	const char *ts;          /* the stored transfer syntax */
+	const char *media;       /* encapsulated: its media type */
+	char part[200];          /* chosen part Content-Type */
+};
+
+static bool accept_frames(void *ctx, const struct accept_range *a)
+{
+	struct fneg *ng = ctx;
+	bool any_type;
+
+	if (a->q0)
+		return false;
+	if (strcmp(a->media, "*/*") != 0 && strcmp(a->media, "multipart/*") != 0 &&
+	    strcmp(a->media, "multipart/related") != 0)
+		return false;
+	any_type = a->type[0] == 0 || strcmp(a->type, "*/*") == 0;
+	if (!ng->encapsulated) {
+		if (!any_type && strcmp(a->type, "application/octet-stream") != 0)
+			return false;
+		if (a->ts[0] && strcmp(a->ts, "*") != 0 && strcmp(a->ts, NATIVE_TS) != 0)
+			return false;
+		snprintf(ng->part, sizeof ng->part, "application/octet-stream; transfer-syntax=%s", NATIVE_TS);
+		return true;
+	}
+	if (a->ts[0] && strcmp(a->ts, "*") != 0 && strcmp(a->ts, ng->ts) != 0)
+		return false;
+	if (any_type || strcmp(a->type, ng->media) == 0 ||
+	    (strcmp(ng->media, "image/dicom-rle") == 0 && strcmp(a->type, "image/x-dicom-rle") == 0)) {
+		snprintf(ng->part, sizeof ng->part, "%s; transfer-syntax=%s", ng->media, ng->ts);
+		return true;
+	}
+	/* compressed frames labelled as octet-stream when the client takes
+	 * any transfer syntax (or names the stored one): what viewers ask */
+	if (strcmp(a->type, "application/octet-stream") == 0 && a->ts[0]) {
+		snprintf(ng->part, sizeof ng->part, "application/octet-stream; transfer-syntax=%s", ng->ts);
+		return true;
+	}
+	return false;
+}
+
+enum bkind { B_FRAMES, B_VALUE };
+
+/* Parts streamed from the parsed object: frames (a list, or all of them)
+ * or one value. */
+struct bstream {
+	struct inst in;
+	struct wado_list l;
+	struct wado_who who;
+	enum bkind kind;
+	struct dcm_frames fr;
+	const struct dcm_elem *e;
+	uint32_t *list;          /* 0-based frame indexes; NULL: all frames */
+	size_t nparts;
+	size_t j;                /* current part */
+	bool in_body;
+	uint64_t pos;            /* in the current part's body */
+	char boundary[MP_BOUNDARY_MAX + 1];
+	char part[200];
+	struct wbuf piece;
+	size_t ppos;
+	bool tail, failed;
+};
+
+static uint64_t part_size(const struct bstream *bs, size_t j)
+{
+	if (bs->kind == B_VALUE)
+		return bs->e->len;
+	return dcm_frame_size(&bs->fr, bs->list ? bs->list[j] : (uint32_t)j);
+}
+
+static ssize_t bstream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct bstream *bs = cls;
+	enum err rc;
+
+	(void)pos;
+	if (bs->failed)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	for (;;) {
+		if (bs->ppos < bs->piece.len) {
+			size_t n = bs->piece.len - bs->ppos;
+			if (n > max)
+				n = max;
+			memcpy(buf, bs->piece.p + bs->ppos, n);
+			bs->ppos += n;
+			return (ssize_t)n;
+		}
+		if (bs->tail)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (bs->in_body) {
+			uint64_t left = part_size(bs, bs->j) - bs->pos;
+			size_t n = left < max ? (size_t)left : max;
+			if (n > 0) {
+				if (bs->kind == B_VALUE)
+					rc = dcm_elem_read_at(bs->in.f, bs->e, bs->pos, buf, n);
+				else
+					rc = dcm_frame_read(&bs->fr, bs->list ? bs->list[bs->j] : (uint32_t)bs->j, bs->pos, buf,
+					                    n);
+				if (rc != ERR_OK) {
+					const struct wado_item *it = &bs->l.it[0];
+					log_error("retrieve %s by %s: %s: response aborted", it->sop, bs->who.user,
+					          rc == ERR_AUTH ? "integrity check failed" : err_str(rc));
+					(void)wado_audit(&bs->who, AUDIT_FAILURE, reason_of(rc), bs->l.patient, bs->l.study,
+					                 bs->l.series[it->series].uid, it->sop, 0);
+					bs->failed = true;
+					return MHD_CONTENT_READER_END_WITH_ERROR;
+				}
+				bs->pos += n;
+				return (ssize_t)n;
+			}
+			bs->in_body = false;
+			bs->j++;
+		}
+		wbuf_reset(&bs->piece);
+		bs->ppos = 0;
+		if (bs->j == bs->nparts) {
+			mp_write_close(&bs->piece, bs->boundary);
+			bs->tail = true;
+		} else {
+			mp_write_part_head(&bs->piece, bs->boundary, bs->part, bs->j == 0);
+			bs->in_body = true;
+			bs->pos = 0;
+		}
+		if (wbuf_err(&bs->piece) != ERR_OK) {
+			bs->failed = true;
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+	}
+}
+
+static void bstream_free(void *cls)
+{
+	struct bstream *bs = cls;
+
+	dcm_frames_fini(&bs->fr);
+	inst_close(&bs->in);
+	wado_list_fini(&bs->l);
+	wbuf_fini(&bs->piece);
+	free(bs->list);
+	free(bs);
+}
+
+/* Sends bs (list, opened instance, kind and part type set). */
+static enum MHD_Result bstream_send(struct http_req *r, struct bstream *bs)
+{
+	char ctype[sizeof bs->part + MP_BOUNDARY_MAX + 64], type[sizeof bs->part];
+	struct wbuf w;
+	uint64_t total = 0;
+	uint8_t rnd[16];
+	const char *semi;
+	size_t j;
+	enum err rc;
+
+	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
+		bstream_free(bs);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
+	mp_boundary_make(rnd, bs->boundary);
+	wbuf_init(&w, 4096);
+	for (j = 0; j < bs->nparts; j++) {
+		wbuf_reset(&w);
+		mp_write_part_head(&w, bs->boundary, bs->part, j == 0);
+		total += w.len + part_size(bs, j);
+	}
+	wbuf_reset(&w);
+	mp_write_close(&w, bs->boundary);
+	total += w.len;
+	rc = wbuf_err(&w);
+	wbuf_fini(&w);
+	if (rc != ERR_OK) {
+		bstream_free(bs);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
+	/* the multipart type parameter: the parts' media type alone */
+	semi = strchr(bs->part, ';');
+	snprintf(type, sizeof type, "%.*s", semi ? (int)(semi - bs->part) : (int)strlen(bs->part), bs->part);
+	snprintf(ctype, sizeof ctype, "multipart/related; type=\"%s\"; boundary=%s", type, bs->boundary);
+	if (wado_audit(&bs->who, AUDIT_SUCCESS, NULL, bs->l.patient, bs->l.study, bs->l.series[0].uid,
+	               bs->l.it[0].sop, 0) != ERR_OK) {
+		bstream_free(bs);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
+	}
+	return http_send_callback(r, MHD_HTTP_OK, ctype, total, bstream_read, bs, bstream_free);
+}
+
+/* A new bstream for one instance, opened and parsed (bulk values left in
+ * the source). On failure the answer is queued and NULL returned. */
+static struct bstream *bstream_open(struct http_req *r, const char *study, const char *series, const char *sop,
+                                    enum MHD_Result *res)
+{
+	struct bstream *bs = calloc(1, sizeof *bs);
+	char why[256] = "";
+	enum err rc;
+
+	if (bs == NULL) {
+		*res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+		return NULL;
+	}
+	wbuf_init(&bs->piece, 4096);
+	wado_who_init(r, &bs->who);
+	rc = wado_list_make(r, study, series, sop, &bs->l);
+	if (rc != ERR_OK) {
+		*res = list_error(r, rc, series, sop);
+		bstream_free(bs);
+		return NULL;
+	}
+	/* small fragments too stay in the source: a file of many small frames
+	 * is not loaded */
+	rc = inst_open(r->srv->vault, &bs->l.it[0], DICOMWEB_BULK_THRESHOLD, &bs->in, why, sizeof why);
+	if (rc != ERR_OK) {
+		*res = fail_500(r, &bs->who, &bs->l, 0, rc, why);
+		bstream_free(bs);
+		return NULL;
+	}
+	return bs;
+}
+
+/* Locates the frames and negotiates their media type; on failure the
+ * answer is queued and false returned. */
+static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct dcm_ds *ds, enum MHD_Result *res)
+{
+	struct fneg ng;
+	char why[256] = "";
+	enum err rc;
+
+	bs->kind = B_FRAMES;
+	rc = dcm_frames_init_in(bs->in.f, ds, &bs->fr, why, sizeof why);
+	if (rc == ERR_AUTH) {
+		*res = fail_500(r, &bs->who, &bs->l, 0, rc, why);
+		return false;
+	}
+	if (rc == ERR_NOTFOUND) {
+		*res = http_problem(r, MHD_HTTP_NOT_FOUND, "the instance has no pixel data", NULL);
+		return false;
+	}
+	if (rc != ERR_OK) {
+		char detail[320];
+		log_error("frames of %s by %s: %s", bs->l.it[0].sop, r->sess.user, why);
+		snprintf(detail, sizeof detail, "the frames of this instance cannot be located: %s", why);
+		*res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, detail, NULL);
+		return false;
+	}
+	memset(&ng, 0, sizeof ng);
+	ng.encapsulated = bs->fr.encapsulated;
+	ng.ts = bs->l.ts[bs->l.it[0].ts];
+	ng.media = media_of(ng.ts);
+	if (ng.encapsulated && ng.media == NULL) {
+		*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "the frames of this transfer syntax (video or unknown) are not offered: retrieve the "
+		                    "instance",
+		                    NULL);
+		return false;
+	}
+	if (!wado_accept_any(r, accept_frames, &ng)) {
+		char detail[200];
+		snprintf(detail, sizeof detail, "these frames are offered as multipart/related; type=\"%s\"",
+		         ng.encapsulated ? ng.media : "application/octet-stream");
+		*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, detail, NULL);
+		return false;
+	}
+	snprintf(bs->part, sizeof bs->part, "%s", ng.part);
+	return true;
+}
+
+/* "1,3,5": 1-based frame numbers, at most DICOMWEB_MAX_FRAMES. */
+static enum err frame_list_parse(const char *s, size_t n, uint32_t **out, size_t *count)
+{
+	uint32_t *v;
+	size_t i = 0, k = 0;
+
+	if (n == 0)
+		return ERR_PARSE;
+	v = calloc(DICOMWEB_MAX_FRAMES, sizeof *v);
+	if (v == NULL)
+		return ERR_NOMEM;
+	while (i < n) {
+		uint64_t x = 0;
+		size_t d = 0;
+		while (i < n && s[i] >= '0' && s[i] <= '9') {
+			x = x * 10 + (uint64_t)(s[i] - '0');
+			if (x > UINT32_MAX) {
+				free(v);
+				return ERR_PARSE;
+			}
+			i++;
+			d++;
+		}
+		if (d == 0 || x == 0 || (i < n && (s[i] != ',' || i + 1 == n))) {
+			free(v);
+			return ERR_PARSE;
+		}
+		if (k == DICOMWEB_MAX_FRAMES) {
+			free(v);
+			return ERR_LIMIT;
+		}
+		v[k++] = (uint32_t)x;
+		i++;   /* the comma */
+	}
+	*out = v;
+	*count = k;
+	return ERR_OK;
+}
+
+enum MHD_Result wado_frames(struct http_req *r, const char *study, const char *series, const char *sop,
+                            const char *list, size_t listlen)
+{
+	struct bstream *bs;
+	enum MHD_Result res = MHD_NO;
+	uint32_t *nums = NULL;
+	size_t count = 0, j;
+	enum err rc;
+
+	rc = frame_list_parse(list, listlen, &nums, &count);
+	if (rc == ERR_LIMIT)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "more frame numbers than the server takes in one request",
+		                    NULL);
+	if (rc != ERR_OK)
+		return http_problem(r, rc == ERR_NOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
+		                    rc == ERR_NOMEM ? "out of memory"
+		                                    : "the frame list is not comma-separated frame numbers (1, 2, ...)",
+		                    NULL);
+	bs = bstream_open(r, study, series, sop, &res);
+	if (bs == NULL) {
+		free(nums);
+		return res;
+	}
+	bs->list = nums;
+	bs->nparts = count;
+	if (!frames_prepare(r, bs, &bs->in.f->ds, &res)) {
+		bstream_free(bs);
+		return res;
+	}
+	for (j = 0; j < count; j++) {
+		if (nums[j] > bs->fr.n) {
+			char detail[128];
+			snprintf(detail, sizeof detail, "frame %u does not exist: the instance has %u frame%s",
+			         (unsigned)nums[j], (unsigned)bs->fr.n, bs->fr.n == 1 ? "" : "s");
+			bstream_free(bs);
+			return http_problem(r, MHD_HTTP_NOT_FOUND, detail, NULL);
+		}
+		nums[j]--;   /* 0-based from here on */
+	}
+	return bstream_send(r, bs);
+}
+
+/* "GGGGEEEE(.ITEM.GGGGEEEE)*": the element, or NULL; *in: its data set;
+ * *pixel: it is encapsulated Pixel Data (of the file or of an item). */
+static const struct dcm_elem *path_find(const struct dcm_file *f, const char *s, size_t n, bool *pixel,
+                                        uint16_t *eff_vr, const struct dcm_ds **in)
+{
+	const struct dcm_ds *ds = &f->ds;
+	const struct dcm_elem *e = NULL;
+	size_t i = 0;
+	unsigned depth = 0;
+
+	*pixel = false;
+	for (;;) {
+		uint32_t tag = 0;
+		size_t d;
+		uint64_t item = 0;
+		for (d = 0; d < 8; d++, i++) {
+			char c = i < n ? s[i] : 0;
+			int x = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+			if (x < 0)
+				return NULL;
+			tag = (tag << 4) | (uint32_t)x;
+		}
+		e = dcm_ds_find(ds, tag);
+		if (e == NULL || ++depth > DCM_MAX_DEPTH + 1)
+			return NULL;
+		if (i == n) {
+			*pixel = tag == TAG_PIXEL_DATA && (e->flags & DCM_EF_ENCAPS);
+			*eff_vr = dcm_elem_effective_vr(ds, e);
+			*in = ds;
+			return e;
+		}
+		if (s[i++] != '.' || e->seq == NULL || (e->flags & DCM_EF_ENCAPS))
+			return NULL;
+		for (d = 0; i < n && s[i] >= '0' && s[i] <= '9' && d < 8; d++, i++)
+			item = item * 10 + (uint64_t)(s[i] - '0');
+		if (d == 0 || i == n || s[i++] != '.' || item >= e->seq->n)
+			return NULL;
+		ds = e->seq->items[item];
+	}
+}
+
+enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char *series, const char *sop,
+                              const char *path, size_t pathlen)
+{
+	struct bstream *bs;
+	enum MHD_Result res = MHD_NO;
+	const struct dcm_elem *e;
+	const struct dcm_ds *in = NULL;
+	uint16_t eff_vr = 0;
+	bool pixel = false;
+
+	if (pathlen == 0 || pathlen >= DICOMWEB_BULK_PATH_MAX)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such bulk data", NULL);
+	bs = bstream_open(r, study, series, sop, &res);
+	if (bs == NULL)
+		return res;
+	e = path_find(bs->in.f, path, pathlen, &pixel, &eff_vr, &in);
+	if (e != NULL && pixel) {
+		/* encapsulated Pixel Data (of the image or an icon): its frames,
+		 * one part each */
+		if (!frames_prepare(r, bs, in, &res)) {
+			bstream_free(bs);
+			return res;
+		}
+		bs->nparts = bs->fr.n;
+		return bstream_send(r, bs);
+	}
+	if (e == NULL || e->seq != NULL || (e->flags & DCM_EF_ENCAPS) || e->len == 0 ||
+	    !(vr_is_bulk(e->vr) || vr_is_bulk(eff_vr))) {
+		bstream_free(bs);
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such bulk data", NULL);
+	}
+	{
+		struct fneg ng;
+		memset(&ng, 0, sizeof ng);
+		if (!wado_accept_any(r, accept_frames, &ng)) {
+			bstream_free(bs);
+			return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+			                    "bulk data is offered as multipart/related; type=\"application/octet-stream\"",
+			                    NULL);
+		}
+		snprintf(bs->part, sizeof bs->part, "%s", ng.part);
+	}
+	bs->kind = B_VALUE;
+	bs->e = e;
+	bs->nparts = 1;
+	return bstream_send(r, bs);
+}

@@ -1,0 +1,162 @@
+/* accept.c: media ranges of an HTTP Accept header for DICOMweb content
+ * negotiation. Read through struct rd, every byte checked before use;
+ * output bounded by the fields' sizes. See accept.h. Layer: proto. */
+#include <string.h>
+#include "dicomvault/accept.h"
+#include "dicomvault/rd.h"
+
+#define NAME_MAX_ 32u   /* a parameter name we care about is shorter */
+
+static int peek(const struct rd *r)
+{
+	return rd_remaining(r) > 0 ? *rd_cur(r) : -1;
+}
+
+static void advance(struct rd *r)
+{
+	if (rd_skip(r, 1) != ERR_OK)
+		r->pos = r->len;
+}
+
+static void skip_ows(struct rd *r)
+{
+	while (peek(r) == ' ' || peek(r) == '\t')
+		advance(r);
+}
+
+static char lower(int c)
+{
+	return c >= 'A' && c <= 'Z' ? (char)(c + 32) : (char)c;
+}
+
+/* A token (up to ';', space or tab) or a quoted string into out; false if
+ * malformed (an unclosed quote, a control character) or too long. */
+static bool value(struct rd *r, char *out, size_t cap, bool fold)
+{
+	size_t o = 0;
+	int c;
+
+	if (peek(r) == '"') {
+		advance(r);
+		for (;;) {
+			c = peek(r);
+			if (c < 0)
+				return false;
+			advance(r);
+			if (c == '"')
+				break;
+			if (c == '\\') {
+				c = peek(r);
+				if (c < 0)
+					return false;
+				advance(r);
+			}
+			if (c < 0x20 || c == 0x7F || o + 1 >= cap)
+				return false;
+			out[o++] = fold ? lower(c) : (char)c;
+		}
+	} else {
+		while ((c = peek(r)) >= 0 && c != ';' && c != ' ' && c != '\t') {
+			if (c < 0x21 || c == 0x7F || c == '"' || o + 1 >= cap)
+				return false;
+			out[o++] = fold ? lower(c) : (char)c;
+			advance(r);
+		}
+	}
+	out[o] = 0;
+	return true;
+}
+
+enum err accept_range_parse(const char *s, size_t n, struct accept_range *out)
+{
+	struct accept_range a;
+	struct rd r;
+	size_t o = 0;
+	int c;
+
+	memset(&a, 0, sizeof a);
+	rd_init(&r, s, n);
+	skip_ows(&r);
+	while ((c = peek(&r)) >= 0 && c != ';' && c != ' ' && c != '\t') {
+		if (c < 0x21 || c == 0x7F || c == '"' || c == ',' || o + 1 >= sizeof a.media)
+			return ERR_PARSE;
+		a.media[o++] = lower(c);
+		advance(&r);
+	}
+	if (o < 3 || strchr(a.media, '/') == NULL || a.media[0] == '/' || a.media[o - 1] == '/')
+		return ERR_PARSE;
+	for (;;) {
+		char name[NAME_MAX_], val[MP_MEDIA_MAX + 1];
+		size_t k = 0;
+		skip_ows(&r);
+		if (peek(&r) < 0)
+			break;
+		if (peek(&r) != ';')
+			return ERR_PARSE;
+		advance(&r);
+		skip_ows(&r);
+		if (peek(&r) < 0)
+			break;   /* a trailing ';' */
+		while ((c = peek(&r)) >= 0 && c != '=' && c != ';' && c != ' ' && c != '\t') {
+			if (c < 0x21 || c == 0x7F || k + 1 >= sizeof name)
+				return ERR_PARSE;
+			name[k++] = lower(c);
+			advance(&r);
+		}
+		name[k] = 0;
+		skip_ows(&r);
+		if (k == 0 || peek(&r) != '=')
+			return ERR_PARSE;
+		advance(&r);
+		skip_ows(&r);
+		if (!value(&r, val, sizeof val, strcmp(name, "transfer-syntax") != 0))
+			return ERR_PARSE;
+		if (strcmp(name, "type") == 0) {
+			memcpy(a.type, val, strlen(val) + 1);
+		} else if (strcmp(name, "transfer-syntax") == 0) {
+			if (strlen(val) > ACCEPT_TS_MAX)
+				memcpy(a.ts, "?", 2);   /* names no transfer syntax we have */
+			else
+				memcpy(a.ts, val, strlen(val) + 1);
+		} else if (strcmp(name, "q") == 0) {
+			/* RFC 9110 qvalue: 0, 0., 0.0, 0.00, 0.000 */
+			a.q0 = val[0] == '0' && (val[1] == 0 || (val[1] == '.' && strspn(val + 2, "0") == strlen(val + 2)));
+		}
+	}
+	*out = a;
+	return ERR_OK;
+}
+
+bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx)
+{
+	struct accept_range a;
+	struct rd r;
+	size_t i;
+
+	for (i = 0; i < n && (h[i] == ' ' || h[i] == '\t'); i++)
+		;
+	if (i == n) {
+		memset(&a, 0, sizeof a);
+		memcpy(a.media, "*/*", 4);
+		return fn(ctx, &a);
+	}
+	rd_init(&r, h, n);
+	while (rd_remaining(&r) > 0) {
+		size_t start = r.pos;
+		bool quoted = false;
+		int c;
+		/* a comma inside a quoted string does not end the range */
+		while ((c = peek(&r)) >= 0 && (quoted || c != ',')) {
+			advance(&r);
+			if (c == '"')
+				quoted = !quoted;
+			else if (c == '\\' && quoted && peek(&r) >= 0)
+				advance(&r);
+		}
+		if (accept_range_parse(h + start, r.pos - start, &a) == ERR_OK && fn(ctx, &a))
+			return true;
+		if (peek(&r) == ',')
+			advance(&r);
+	}
+	return false;
+}
