@@ -25,7 +25,7 @@ static int tmpfile_with(const uint8_t *p, size_t n, char *path)
 {
 	int fd;
 
-	strcpy(path, "/tmp/dv_copy_test.XXXXXX");
+	snprintf(path, 64, "/tmp/dv_copy_test.XXXXXX");
 	fd = mkstemp(path);
 	if (fd >= 0 && write(fd, p, n) != (ssize_t)n) {
 		close(fd);
