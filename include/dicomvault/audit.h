@@ -41,6 +41,7 @@
 #define AUDIT_EXPORT            "export"
 #define AUDIT_SHARE             "share"
 #define AUDIT_GRANT             "grant"
+#define AUDIT_USER_CHANGE       "user-change"
 #define AUDIT_KEY_OPERATION     "key-operation"
 #define AUDIT_CONFIG_CHANGE     "config-change"
 #define AUDIT_BREAK_GLASS       "break-glass"

@@ -162,6 +162,27 @@ struct idx_token {
 	char user_name[65];               /* set by token_get/token_by_id/token_list */
 };
 
+/* A grant of access (core/users.c, docs/ACCESS.md): the role a user has
+ * over a scope, for a time. Never deleted: revoking sets revoked. */
+#define IDX_GRANT_SCOPE_MAX 80u
+#define IDX_PURPOSE_MAX 200u
+struct idx_grant {
+	int64_t id;
+	int64_t user_id;
+	char role[17];
+	char scope[IDX_GRANT_SCOPE_MAX + 1];   /* "*", "collection:NAME", "study:UID", "patient:HEX" */
+	uint8_t patient[IDX_HMAC_LEN];         /* a study grant's patient (with_priors), else zeros */
+	bool with_priors;
+	int64_t not_before;                    /* unix seconds; 0: open */
+	int64_t expires;                       /* unix seconds; 0: never */
+	char purpose[IDX_PURPOSE_MAX + 1];
+	bool break_glass;
+	int64_t created;
+	char created_by[65];
+	int64_t revoked;                       /* unix seconds; 0: in force */
+	char user_name[65];                    /* set when read */
+};
+
 struct index_store;
 
 struct index_ops {
@@ -228,6 +249,19 @@ struct index_ops {
 	 * stops the walk and is returned. */
 	enum err (*level_query)(struct index_store *s, const struct idx_query *q,
 	                        enum err (*fn)(void *ctx, const struct idx_qrow *row), void *ctx);
+	/* Users by id (ERR_NOTFOUND) and all of them in name order (the
+	 * wrapped TOTP seed is not read: totp_wrapped is empty). */
+	enum err (*user_by_id)(struct index_store *s, int64_t id, struct idx_user *out);
+	enum err (*user_list)(struct index_store *s, enum err (*fn)(void *ctx, const struct idx_user *u), void *ctx);
+	/* Grants: a new one (sets g->id); by id (ERR_NOTFOUND); of one user
+	 * (user_id 0: every user's), in id order, revoked ones only if asked;
+	 * revoke (sets revoked = when if it was 0; ERR_NOTFOUND if no such
+	 * grant, ERR_DENIED if already revoked). */
+	enum err (*grant_put)(struct index_store *s, struct idx_grant *g);
+	enum err (*grant_by_id)(struct index_store *s, int64_t id, struct idx_grant *out);
+	enum err (*grant_list)(struct index_store *s, int64_t user_id, bool with_revoked,
+	                       enum err (*fn)(void *ctx, const struct idx_grant *g), void *ctx);
+	enum err (*grant_revoke)(struct index_store *s, int64_t id, int64_t when);
 };
 
 struct index_store {

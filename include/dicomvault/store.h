@@ -28,6 +28,11 @@ struct store_result {
 WUR enum err store_instance(struct vault *v, struct src *in, const char *collection, struct store_result *res,
                             char *why, size_t whylen);
 
+/* The keyed hash that identifies a patient in the index (and in grants of
+ * a patient scope): Patient ID and Issuer of Patient ID (NULL or "" when
+ * none), trailing spaces ignored. ERR_PARSE for an empty ID. */
+WUR enum err store_patient_key(const struct vault *v, const char *id, const char *issuer, uint8_t out[32]);
+
 /* Writes the stored bytes of an instance to out, releasing only
  * authenticated plaintext, and checks the SHA-256 fixity at the end
  * (ERR_AUTH on any mismatch or tampering; the sink may then hold a prefix). */

@@ -137,11 +137,45 @@ static const char tok_schema[] =
 	" revoked INTEGER NOT NULL DEFAULT 0, scope TEXT NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens(user_id);";
 
+/* Users by id and in a list, and grants (core/users.c): statements and
+ * table of their own. */
+enum grant_stmt_id {
+	G_USER_BY_ID, G_USER_LIST, G_INS, G_BY_ID, G_LIST_USER, G_LIST_USER_ALL, G_LIST, G_LIST_ALL, G_REVOKE,
+	G__COUNT
+};
+
+#define USER_COLS "id, name, role, pwhash, totp_last_step, failures, locked_until, disabled, expires, created"
+#define GRANT_COLS "g.id, g.user_id, g.role, g.scope, g.patient, g.with_priors, g.not_before, g.expires, g.purpose," \
+	" g.break_glass, g.created, g.created_by, g.revoked, u.name FROM grants g JOIN users u ON u.id = g.user_id"
+
+static const char *const grant_sql[G__COUNT] = {
+	[G_USER_BY_ID] = "SELECT " USER_COLS " FROM users WHERE id = ?1",
+	[G_USER_LIST] = "SELECT " USER_COLS " FROM users ORDER BY name",
+	[G_INS] = "INSERT INTO grants (user_id, role, scope, patient, with_priors, not_before, expires, purpose,"
+	          " break_glass, created, created_by, revoked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 0)",
+	[G_BY_ID] = "SELECT " GRANT_COLS " WHERE g.id = ?1",
+	[G_LIST_USER] = "SELECT " GRANT_COLS " WHERE g.user_id = ?1 AND g.revoked = 0 ORDER BY g.id",
+	[G_LIST_USER_ALL] = "SELECT " GRANT_COLS " WHERE g.user_id = ?1 ORDER BY g.id",
+	[G_LIST] = "SELECT " GRANT_COLS " WHERE g.revoked = 0 ORDER BY g.id",
+	[G_LIST_ALL] = "SELECT " GRANT_COLS " ORDER BY g.id",
+	[G_REVOKE] = "UPDATE grants SET revoked = ?2 WHERE id = ?1 AND revoked = 0",
+};
+
+static const char grant_schema[] =
+	"CREATE TABLE IF NOT EXISTS grants ("
+	" id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), role TEXT NOT NULL,"
+	" scope TEXT NOT NULL, patient BLOB, with_priors INTEGER NOT NULL DEFAULT 0,"
+	" not_before INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL DEFAULT 0, purpose TEXT NOT NULL DEFAULT '',"
+	" break_glass INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, created_by TEXT NOT NULL,"
+	" revoked INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX IF NOT EXISTS grants_user ON grants(user_id, revoked);";
+
 struct sq_store {
 	struct index_store base;
 	sqlite3 *db;
 	sqlite3_stmt *st[S__COUNT];
 	sqlite3_stmt *tok[T__COUNT];   /* API token statements */
+	sqlite3_stmt *gr[G__COUNT];    /* user list and grant statements */
 	struct wbuf scratch[2];
 	bool in_tx;
 	sqlite3_stmt *lq[LEVEL_CACHE];   /* level queries, by SQL text */
@@ -1261,6 +1295,168 @@ static int migrate(sqlite3 *db)
 	return rc;
 }
 
+/* ---- users by id, user list, grants ---- */
+
+static sqlite3_stmt *gstmt(struct sq_store *s, enum grant_stmt_id id)
+{
+	sqlite3_reset(s->gr[id]);
+	sqlite3_clear_bindings(s->gr[id]);
+	return s->gr[id];
+}
+
+static void read_user_cols(sqlite3_stmt *q, struct idx_user *out)
+{
+	memset(out, 0, sizeof *out);
+	out->id = sqlite3_column_int64(q, 0);
+	col_text(q, 1, out->name, sizeof out->name);
+	col_text(q, 2, out->role, sizeof out->role);
+	col_text(q, 3, out->pwhash, sizeof out->pwhash);
+	out->totp_last_step = sqlite3_column_int64(q, 4);
+	out->failures = sqlite3_column_int64(q, 5);
+	out->locked_until = sqlite3_column_int64(q, 6);
+	out->disabled = sqlite3_column_int(q, 7) != 0;
+	out->expires = sqlite3_column_int64(q, 8);
+	out->created = sqlite3_column_int64(q, 9);
+	out->totp_wrapped.p = (const uint8_t *)"";
+	out->totp_wrapped.n = 0;
+}
+
+static enum err sq_user_by_id(struct index_store *bs, int64_t id, struct idx_user *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = gstmt(s, G_USER_BY_ID);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	rc = step_one(s, q, "user_by_id");
+	if (rc == ERR_OK)
+		read_user_cols(q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_user_list(struct index_store *bs, enum err (*fn)(void *ctx, const struct idx_user *u), void *ctx)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = gstmt(s, G_USER_LIST);
+	struct idx_user u;
+	enum err rc = ERR_OK;
+	int r;
+
+	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+		read_user_cols(q, &u);
+		rc = fn(ctx, &u);
+		if (rc != ERR_OK)
+			break;
+	}
+	if (rc == ERR_OK && r != SQLITE_DONE)
+		rc = db_err(s, r, "user_list");
+	sqlite3_reset(q);
+	return rc;
+}
+
+static void read_grant(sqlite3_stmt *q, struct idx_grant *out)
+{
+	memset(out, 0, sizeof *out);
+	out->id = sqlite3_column_int64(q, 0);
+	out->user_id = sqlite3_column_int64(q, 1);
+	col_text(q, 2, out->role, sizeof out->role);
+	col_text(q, 3, out->scope, sizeof out->scope);
+	col_hmac(q, 4, out->patient, NULL);
+	out->with_priors = sqlite3_column_int(q, 5) != 0;
+	out->not_before = sqlite3_column_int64(q, 6);
+	out->expires = sqlite3_column_int64(q, 7);
+	col_text(q, 8, out->purpose, sizeof out->purpose);
+	out->break_glass = sqlite3_column_int(q, 9) != 0;
+	out->created = sqlite3_column_int64(q, 10);
+	col_text(q, 11, out->created_by, sizeof out->created_by);
+	out->revoked = sqlite3_column_int64(q, 12);
+	col_text(q, 13, out->user_name, sizeof out->user_name);
+}
+
+static enum err sq_grant_put(struct index_store *bs, struct idx_grant *g)
+{
+	static const uint8_t zero[IDX_HMAC_LEN];
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = gstmt(s, G_INS);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, g->user_id);
+	sqlite3_bind_text(q, 2, g->role, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, g->scope, -1, SQLITE_STATIC);
+	if (memcmp(g->patient, zero, IDX_HMAC_LEN) != 0)
+		sqlite3_bind_blob(q, 4, g->patient, IDX_HMAC_LEN, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(q, 4);
+	sqlite3_bind_int(q, 5, g->with_priors ? 1 : 0);
+	sqlite3_bind_int64(q, 6, g->not_before);
+	sqlite3_bind_int64(q, 7, g->expires);
+	sqlite3_bind_text(q, 8, g->purpose, -1, SQLITE_STATIC);
+	sqlite3_bind_int(q, 9, g->break_glass ? 1 : 0);
+	sqlite3_bind_int64(q, 10, g->created);
+	sqlite3_bind_text(q, 11, g->created_by, -1, SQLITE_STATIC);
+	rc = exec_done(s, q, "grant_put");
+	if (rc == ERR_OK)
+		g->id = sqlite3_last_insert_rowid(s->db);
+	return rc;
+}
+
+static enum err sq_grant_by_id(struct index_store *bs, int64_t id, struct idx_grant *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = gstmt(s, G_BY_ID);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	rc = step_one(s, q, "grant_by_id");
+	if (rc == ERR_OK)
+		read_grant(q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_grant_list(struct index_store *bs, int64_t user_id, bool with_revoked,
+                              enum err (*fn)(void *ctx, const struct idx_grant *g), void *ctx)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q;
+	struct idx_grant g;
+	enum err rc = ERR_OK;
+	int r;
+
+	if (user_id != 0) {
+		q = gstmt(s, with_revoked ? G_LIST_USER_ALL : G_LIST_USER);
+		sqlite3_bind_int64(q, 1, user_id);
+	} else {
+		q = gstmt(s, with_revoked ? G_LIST_ALL : G_LIST);
+	}
+	while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+		read_grant(q, &g);
+		rc = fn(ctx, &g);
+		if (rc != ERR_OK)
+			break;
+	}
+	if (rc == ERR_OK && r != SQLITE_DONE)
+		rc = db_err(s, r, "grant_list");
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_grant_revoke(struct index_store *bs, int64_t id, int64_t when)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	struct idx_grant g;
+	sqlite3_stmt *q = gstmt(s, G_REVOKE);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	sqlite3_bind_int64(q, 2, when);
+	rc = exec_done(s, q, "grant_revoke");
+	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
+		rc = sq_grant_by_id(bs, id, &g) == ERR_OK ? ERR_DENIED : ERR_NOTFOUND;
+	return rc;
+}
+
 static void sq_close(struct index_store *bs)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -1272,6 +1468,8 @@ static void sq_close(struct index_store *bs)
 		sqlite3_finalize(s->st[i]);
 	for (i = 0; i < T__COUNT; i++)
 		sqlite3_finalize(s->tok[i]);
+	for (i = 0; i < G__COUNT; i++)
+		sqlite3_finalize(s->gr[i]);
 	for (i = 0; i < (int)LEVEL_CACHE; i++)
 		sqlite3_finalize(s->lq[i]);
 	sqlite3_close(s->db);
@@ -1317,6 +1515,12 @@ static const struct index_ops sq_ops = {
 	.token_revoke = sq_token_revoke,
 	.object_key_used = sq_object_key_used,
 	.level_query = sq_level_query,
+	.user_by_id = sq_user_by_id,
+	.user_list = sq_user_list,
+	.grant_put = sq_grant_put,
+	.grant_by_id = sq_grant_by_id,
+	.grant_list = sq_grant_list,
+	.grant_revoke = sq_grant_revoke,
 };
 
 enum err index_sqlite_open(const char *path, struct index_store **out)
@@ -1349,6 +1553,8 @@ enum err index_sqlite_open(const char *path, struct index_store **out)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(s->db, tok_schema, NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(s->db, grant_schema, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
 		rc = migrate(s->db);
 	if (rc != SQLITE_OK) {
 		log_error("index open: %s", sqlite3_errmsg(s->db));
@@ -1366,6 +1572,14 @@ enum err index_sqlite_open(const char *path, struct index_store **out)
 		rc = sqlite3_prepare_v3(s->db, tok_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->tok[i], NULL);
 		if (rc != SQLITE_OK) {
 			log_error("index prepare token %d: %s", i, sqlite3_errmsg(s->db));
+			e = ERR_INTERNAL;
+			goto out;
+		}
+	}
+	for (i = 0; i < G__COUNT; i++) {
+		rc = sqlite3_prepare_v3(s->db, grant_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->gr[i], NULL);
+		if (rc != SQLITE_OK) {
+			log_error("index prepare grant %d: %s", i, sqlite3_errmsg(s->db));
 			e = ERR_INTERNAL;
 			goto out;
 		}

@@ -15,6 +15,7 @@ int cmd_audit(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_reidentify(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_user(int argc, char **argv);
 
 /* Reads a DICOM file for display; prints a clear error naming the file,
  * offset and reason, and returns NULL on failure. */
@@ -22,6 +23,10 @@ struct dcm_file *cmd_read_file(const char *path, struct src *src, const struct d
 /* Writes f as Part 10 (meta regenerated) to out through a temporary name
  * in the same folder and a rename; the reason in why on failure. */
 WUR enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t whylen);
+/* The text as a QR code of half blocks on stdout (an otpauth URI). */
+void cmd_print_qr(const char *text);
+/* s as a JSON string on stdout (quotes, backslashes, controls escaped). */
+void cmd_json_str(const char *s);
 /* Writes a buffer to stdout; 0 or 1. */
 int cmd_write_stdout(const void *p, size_t n);
 

@@ -1,7 +1,6 @@
 /* init.c: `dicomvault init`, creating a vault (SPEC section 1 and 2).
  * Secrets come from files (--password-file, --passphrase-file), never
  * argv. Layer: cmd. */
-#include <qrencode.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,38 +18,6 @@ static const char init_usage[] =
 	"  --password-file F    the administrator's password (mode 0600); default: generated and shown once\n"
 	"  --passphrase-file F  derive the master key from this passphrase (Argon2id) instead of a key file\n"
 	"  --json               machine-readable output\n";
-
-/* The otpauth URI as a QR code of half blocks, two modules a character. */
-static void print_qr(const char *text)
-{
-	QRcode *q = QRcode_encodeString(text, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
-	int x, y, n;
-
-	if (q == NULL)
-		return;
-	n = q->width;
-	for (y = -2; y < n + 2; y += 2) {
-		for (x = -2; x < n + 2; x++) {
-			int top = y >= 0 && y < n && x >= 0 && x < n && (q->data[y * n + x] & 1);
-			int bot = y + 1 >= 0 && y + 1 < n && x >= 0 && x < n && (q->data[(y + 1) * n + x] & 1);
-			/* dark modules are drawn as spaces on a light background */
-			fputs(top ? (bot ? " " : "\xe2\x96\x84") : (bot ? "\xe2\x96\x80" : "\xe2\x96\x88"), stdout);
-		}
-		fputc('\n', stdout);
-	}
-	QRcode_free(q);
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			putchar('\\');
-		putchar(*s);
-	}
-	putchar('"');
-}
 
 int cmd_init(int argc, char **argv)
 {
@@ -104,17 +71,17 @@ int cmd_init(int argc, char **argv)
 	}
 	if (json) {
 		printf("{\"vault\":");
-		json_str(dir);
+		cmd_json_str(dir);
 		printf(",\"admin\":");
-		json_str(o.admin ? o.admin : "admin");
+		cmd_json_str(o.admin ? o.admin : "admin");
 		if (res.password) {
 			printf(",\"password\":");
-			json_str(secret_cstr(res.password));
+			cmd_json_str(secret_cstr(res.password));
 		}
 		printf(",\"totp_secret\":");
-		json_str(secret_cstr(res.totp_b32));
+		cmd_json_str(secret_cstr(res.totp_b32));
 		printf(",\"otpauth_uri\":");
-		json_str(secret_cstr(res.totp_uri));
+		cmd_json_str(secret_cstr(res.totp_uri));
 		printf(",\"tls_fingerprint\":\"%s\"}\n", res.fingerprint);
 	} else {
 		printf("Created vault %s\n\n", dir);
@@ -127,7 +94,7 @@ int cmd_init(int argc, char **argv)
 		printf("TLS certificate: SHA-256 %s\n", res.fingerprint);
 		if (isatty(STDOUT_FILENO)) {
 			printf("\nScan with an authenticator app:\n");
-			print_qr(secret_cstr(res.totp_uri));
+			cmd_print_qr(secret_cstr(res.totp_uri));
 		}
 	}
 	fflush(stdout);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <qrencode.h>
 #include "cmd.h"
 
 static void usage(FILE *out)
@@ -18,6 +19,8 @@ static void usage(FILE *out)
 	      "  json FILE       print a DICOM file as PS3.18 DICOM JSON\n"
 	      "  deid --profile basic[,OPTION...] IN OUT\n"
 	      "                  de-identify files or folders (PS3.15 Annex E)\n"
+	      "  user add|list|disable|enable|unlock|grant|revoke|grants\n"
+	      "                  accounts and their grants (docs/ACCESS.md)\n"
 	      "  export --study UID --out DIR [--deidentify PROFILE]\n"
 	      "                  write a stored study out as Part 10 files (audited)\n"
 	      "  reidentify --key KEY --reason TEXT IN OUT\n"
@@ -54,6 +57,8 @@ int main(int argc, char **argv)
 		return cmd_json(argc - 1, argv + 1);
 	if (strcmp(argv[1], "deid") == 0)
 		return cmd_deid(argc - 1, argv + 1);
+	if (strcmp(argv[1], "user") == 0)
+		return cmd_user(argc - 1, argv + 1);
 	if (strcmp(argv[1], "export") == 0)
 		return cmd_export(argc - 1, argv + 1);
 	if (strcmp(argv[1], "reidentify") == 0)
@@ -153,4 +158,39 @@ enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t 
 		unlink(tmp);
 	free(tmp);
 	return rc;
+}
+
+void cmd_print_qr(const char *text)
+{
+	QRcode *q = QRcode_encodeString(text, 0, QR_ECLEVEL_M, QR_MODE_8, 1);
+	int x, y, n;
+
+	if (q == NULL)
+		return;
+	n = q->width;
+	for (y = -2; y < n + 2; y += 2) {
+		for (x = -2; x < n + 2; x++) {
+			int top = y >= 0 && y < n && x >= 0 && x < n && (q->data[y * n + x] & 1);
+			int bot = y + 1 >= 0 && y + 1 < n && x >= 0 && x < n && (q->data[(y + 1) * n + x] & 1);
+			/* dark modules are drawn as spaces on a light background */
+			fputs(top ? (bot ? " " : "\xe2\x96\x84") : (bot ? "\xe2\x96\x80" : "\xe2\x96\x88"), stdout);
+		}
+		fputc('\n', stdout);
+	}
+	QRcode_free(q);
+}
+
+void cmd_json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
 }

@@ -90,6 +90,31 @@ enum err store_keyed(const struct vault *v, const char *label, const void *p, si
 	return rc;
 }
 
+enum err store_patient_key(const struct vault *v, const char *id, const char *issuer, uint8_t out[32])
+{
+	size_t n = id ? strlen(id) : 0, ni = issuer ? strlen(issuer) : 0;
+	struct wbuf w;
+	enum err rc;
+
+	/* as patient_keys() below: values compared without their padding */
+	while (n > 0 && id[n - 1] == ' ')
+		n--;
+	while (ni > 0 && issuer[ni - 1] == ' ')
+		ni--;
+	if (n == 0)
+		return ERR_PARSE;
+	wbuf_init(&w, 4096);
+	aead_ad_put(&w, id, n);
+	aead_ad_put(&w, issuer ? issuer : "", ni);
+	rc = wbuf_err(&w);
+	if (rc == ERR_OK)
+		rc = store_keyed(v, "patient-id", w.p, w.len, out);
+	if (w.p)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	return rc;
+}
+
 /* The patient's identity for keying: Patient ID and issuer, or, when there
  * is no ID, name and birth date. */
 static enum err patient_keys(const struct vault *v, const struct dcm_ds *ds, uint8_t key_hmac[32],

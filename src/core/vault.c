@@ -17,6 +17,7 @@
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
+#include "dicomvault/users.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/x509.h"
 
@@ -119,37 +120,6 @@ static const char default_conf[] =
 	"\n"
 	"[deid]\n";
 
-/* A random, readable password: 24 base32 characters (120 bits). */
-static enum err gen_password(struct secret **out)
-{
-	uint8_t raw[15];
-	char txt[32];
-	size_t n = 0;
-	enum err rc;
-
-	rc = rand_bytes(raw, sizeof raw);
-	if (rc == ERR_OK)
-		rc = b32_encode(raw, sizeof raw, false, txt, sizeof txt, &n);
-	if (rc == ERR_OK)
-		rc = secret_from_bytes(txt, n, out);
-	mem_wipe(raw, sizeof raw);
-	mem_wipe(txt, sizeof txt);
-	return rc;
-}
-
-static bool name_ok(const char *s)
-{
-	size_t i;
-
-	if (s == NULL || s[0] == 0 || strlen(s) > 64)
-		return false;
-	for (i = 0; s[i]; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
-		      s[i] == '.' || s[i] == '_' || s[i] == '-' || s[i] == '@'))
-			return false;
-	return true;
-}
-
 static void remove_tree(const char *dir)
 {
 	static const char *const files[] = {
@@ -187,7 +157,7 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 			return err_why(why, whylen, ERR_DENIED, "the admin password must have at least %u characters",
 			               VAULT_MIN_PASSWORD);
 	} else {
-		rc = gen_password(pw);
+		rc = users_gen_password(pw);
 		if (rc == ERR_OK)
 			rc = secret_from_bytes(secret_view(*pw), secret_len(*pw), &res->password);
 		if (rc != ERR_OK)
@@ -321,51 +291,36 @@ static enum err make_keys(const char *keys, const struct secret *pass, const str
 }
 
 /* The index and its first administrator, with a TOTP seed. */
+/* The index with its first user, an admin with a grant on everything
+ * (which can be revoked later: an administrator need not see patients). */
 static enum err make_admin(const char *dir, const char *admin, const struct secret *mk, const struct secret *pw,
                            struct vault_created *res)
 {
-	char p[VAULT_PATH_MAX + 64], label[96], b32[64];
+	char p[VAULT_PATH_MAX + 64];
 	struct index_store *ix = NULL;
-	struct secret *seed = NULL;
 	struct idx_user u;
-	struct wbuf w;
-	size_t n = 0;
+	struct idx_grant g;
 	enum err rc;
 
-	wbuf_init(&w, 4096);
 	rc = path_join(p, sizeof p, dir, "index.db");
 	if (rc == ERR_OK)
 		rc = index_sqlite_open(p, &ix);
 	if (rc != ERR_OK)
-		goto out;
-	memset(&u, 0, sizeof u);
-	snprintf(u.name, sizeof u.name, "%s", admin);
-	snprintf(u.role, sizeof u.role, "admin");
-	u.created = (int64_t)time(NULL);
-	rc = pwhash_str(pw, NULL, u.pwhash);
+		return rc;
+	rc = users_create(ix, mk, admin, ACCESS_ROLE_ADMIN, pw, 0, NULL, &res->totp_b32, &res->totp_uri);
 	if (rc == ERR_OK)
-		rc = totp_seed_new(&seed);
-	snprintf(label, sizeof label, "totp:%s", admin);
-	if (rc == ERR_OK)
-		rc = keywrap_wrap(mk, label, strlen(label), seed, &w);
+		rc = ix->ops->user_get(ix, admin, &u);
 	if (rc == ERR_OK) {
-		u.totp_wrapped.p = w.p;
-		u.totp_wrapped.n = w.len;
-		rc = ix->ops->user_put(ix, &u);
+		memset(&g, 0, sizeof g);
+		g.user_id = u.id;
+		snprintf(g.role, sizeof g.role, "admin");
+		snprintf(g.scope, sizeof g.scope, "*");
+		snprintf(g.purpose, sizeof g.purpose, "first administrator (init)");
+		snprintf(g.created_by, sizeof g.created_by, "init");
+		g.created = (int64_t)time(NULL);
+		rc = ix->ops->grant_put(ix, &g);
 	}
-	if (rc == ERR_OK)
-		rc = totp_uri("dicomvault", admin, seed, &res->totp_uri);
-	if (rc == ERR_OK)
-		rc = b32_encode(secret_view(seed), secret_len(seed), false, b32, sizeof b32, &n);
-	if (rc == ERR_OK)
-		rc = secret_from_bytes(b32, n, &res->totp_b32);
-	mem_wipe(b32, sizeof b32);
-	mem_wipe(u.pwhash, sizeof u.pwhash);
-out:
-	if (ix != NULL)
-		ix->ops->close(ix);
-	secret_free(seed);
-	wbuf_fini(&w);
+	ix->ops->close(ix);
 	return rc;
 }
 
@@ -384,7 +339,7 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 		why[0] = 0;
 	wbuf_init(&cert, 1 << 20);
 	wbuf_init(&key, 1 << 20);
-	if (!name_ok(admin)) {
+	if (!users_name_ok(admin)) {
 		rc = err_why(why, whylen, ERR_PARSE, "the admin name must be 1-64 of [A-Za-z0-9._@-]");
 		goto out;
 	}

@@ -1,0 +1,83 @@
+/* users.h: user accounts and their grants (SPEC sections 2 and 5,
+ * docs/ACCESS.md), the same for the command line (`dicomvault user`) and
+ * the API (/api/users, /api/grants). Every change is audited with who made
+ * it. The index is used under v->ix_lock when the caller set one.
+ * Layer: core. */
+#ifndef DICOMVAULT_USERS_H
+#define DICOMVAULT_USERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/access.h"
+#include "dicomvault/err.h"
+
+struct vault;
+struct audit;
+struct secret;
+struct index_store;
+
+/* Who makes a change, for the audit record. */
+struct users_actor {
+	const char *user;     /* "admin", or the local operator's login name */
+	const char *role;
+	const char *addr;     /* "local" for the command line */
+	struct audit *audit;  /* NULL: append to the vault's log and close it */
+};
+
+/* A random, readable password: 24 base32 characters (120 bits). */
+WUR enum err users_gen_password(struct secret **out);
+
+/* Account names: 1-64 of [A-Za-z0-9._@-]. */
+bool users_name_ok(const char *s);
+
+/* A new account with a role, an Argon2id password (given, or generated:
+ * *password_out gets it) and a new TOTP seed wrapped by the master key;
+ * *totp_b32 and *totp_uri get the seed to show once. ERR_DENIED if the
+ * name is taken. expires: 0 never. The caller frees the secrets. */
+WUR enum err users_create(struct index_store *ix, const struct secret *mk, const char *name, enum access_role role,
+                          const struct secret *password, int64_t expires, struct secret **password_out,
+                          struct secret **totp_b32, struct secret **totp_uri);
+
+/* `user add`: users_create, then a grant of the role on scope (NULL:
+ * "collection:default"), both audited. */
+WUR enum err users_add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
+                       const char *scope, int64_t expires, const struct secret *password,
+                       struct secret **password_out, struct secret **totp_b32, struct secret **totp_uri, char *why,
+                       size_t whylen);
+
+/* Enable or disable an account (a disabled account's sessions end). */
+WUR enum err users_set_disabled(struct vault *v, const struct users_actor *by, const char *name, bool disabled,
+                                char *why, size_t whylen);
+/* Clears failed logins and a lockout. */
+WUR enum err users_unlock(struct vault *v, const struct users_actor *by, const char *name, char *why, size_t whylen);
+
+/* A new grant; *id gets its id. A study scope with with_priors records the
+ * study's patient (the study must be stored). ERR_NOTFOUND: no such user
+ * (or study, for priors); ERR_PARSE: a bad scope or times. */
+struct users_grant_req {
+	const char *user;
+	enum access_role role;
+	const char *scope;        /* as access_scope_parse reads it */
+	bool with_priors;
+	int64_t not_before, expires;
+	const char *purpose;      /* optional, at most IDX_PURPOSE_MAX bytes */
+	bool break_glass;
+};
+WUR enum err users_grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *g, int64_t *id,
+                         char *why, size_t whylen);
+/* Revokes grant id (ERR_NOTFOUND, or ERR_DENIED if already revoked). */
+WUR enum err users_revoke(struct vault *v, const struct users_actor *by, int64_t id, char *why, size_t whylen);
+
+/* The grants of a user in force at now, as the policy reads them, after
+ * checking the account (ERR_AUTH if disabled, expired or unknown). *out is
+ * malloc'd (the caller frees it); at most ACCESS_MAX_GRANTS. Takes
+ * v->ix_lock if set. Nothing is cached: every request calls this. */
+WUR enum err users_grants_now(struct vault *v, int64_t user_id, int64_t now, struct access_grant **out, size_t *n);
+
+/* "2026-11-30", "2026-11-30T17:00", "2026-11-30T17:00:00Z" or with an
+ * offset (+01:00), "@UNIXSECONDS", or "+N" with s, m, h or d (from now).
+ * ERR_PARSE otherwise. */
+WUR enum err users_parse_time(const char *s, int64_t now, int64_t *out);
+
+#endif

@@ -1,0 +1,436 @@
+/* user.c: `dicomvault user add|list|disable|enable|unlock|grant|revoke|
+ * grants`: accounts and grants from the command line (SPEC 2 and 5,
+ * docs/ACCESS.md), through core/users.c, every change audited with the
+ * local operator as the actor. Secrets come from files, never argv.
+ * Layer: cmd. */
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "cmd.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/index.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/store.h"
+#include "dicomvault/users.h"
+#include "dicomvault/vault.h"
+
+static const char user_usage[] =
+	"usage: dicomvault user add NAME --role ROLE [--collection C | --scope S] [--expires T]\n"
+	"                           [--password-file F] [--json]\n"
+	"       dicomvault user list [--json]\n"
+	"       dicomvault user disable|enable|unlock NAME\n"
+	"       dicomvault user grant NAME --role ROLE (--collection C | --study UID [--priors]\n"
+	"                           | --patient ID [--issuer I] | --all) [--from T] [--expires T]\n"
+	"                           [--purpose TEXT] [--json]\n"
+	"       dicomvault user revoke GRANT_ID\n"
+	"       dicomvault user grants [NAME] [--revoked] [--json]\n"
+	"Every form also takes --vault DIR and --passphrase-file F.\n"
+	"Roles: admin, radiologist, physician, technologist, researcher, auditor (docs/ACCESS.md).\n"
+	"add: a new account with an Argon2id password (from --password-file, mode 0600, else\n"
+	"     generated and shown once) and a TOTP secret shown once, with a grant of ROLE on\n"
+	"     collection C (default: the collection \"default\"); --expires ends the account.\n"
+	"grant: ROLE on a collection, one study (--priors: and the patient's other studies),\n"
+	"     one patient (by Patient ID and issuer) or everything, from --from until --expires.\n"
+	"T: 2026-12-31, 2026-12-31T17:00Z (ISO 8601, UTC unless an offset is given),\n"
+	"   @UNIXSECONDS, or +N with s, m, h or d from now.\n"
+	"Exit status: 0 done, 1 refused or failed, 2 usage error.\n";
+
+struct user_args {
+	const char *sub, *name, *vault, *pass, *role, *collection, *scope, *expires, *from, *password_file, *study,
+	           *patient, *issuer, *purpose;
+	bool json, priors, all, revoked;
+};
+
+static int usage(const char *msg, const char *arg)
+{
+	fprintf(stderr, "dicomvault user: %s%s%s%s\n", msg, arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+	fputs(user_usage, stderr);
+	return EXIT_USAGE;
+}
+
+static int parse(int argc, char **argv, struct user_args *a)
+{
+	int i;
+
+	memset(a, 0, sizeof *a);
+	for (i = 1; i < argc; i++) {
+		const char *o = argv[i];
+		const char **dst = NULL;
+		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+			fputs(user_usage, stdout);
+			return -1;
+		}
+		if (strcmp(o, "--json") == 0) {
+			a->json = true;
+			continue;
+		}
+		if (strcmp(o, "--priors") == 0) {
+			a->priors = true;
+			continue;
+		}
+		if (strcmp(o, "--all") == 0) {
+			a->all = true;
+			continue;
+		}
+		if (strcmp(o, "--revoked") == 0) {
+			a->revoked = true;
+			continue;
+		}
+		if (strcmp(o, "--password") == 0 || strcmp(o, "--passphrase") == 0)
+			return usage("secrets are never taken from the command line; use", "--password-file");
+		if (strcmp(o, "--vault") == 0)
+			dst = &a->vault;
+		else if (strcmp(o, "--passphrase-file") == 0)
+			dst = &a->pass;
+		else if (strcmp(o, "--role") == 0)
+			dst = &a->role;
+		else if (strcmp(o, "--collection") == 0)
+			dst = &a->collection;
+		else if (strcmp(o, "--scope") == 0)
+			dst = &a->scope;
+		else if (strcmp(o, "--expires") == 0)
+			dst = &a->expires;
+		else if (strcmp(o, "--from") == 0)
+			dst = &a->from;
+		else if (strcmp(o, "--password-file") == 0)
+			dst = &a->password_file;
+		else if (strcmp(o, "--study") == 0)
+			dst = &a->study;
+		else if (strcmp(o, "--patient") == 0)
+			dst = &a->patient;
+		else if (strcmp(o, "--issuer") == 0)
+			dst = &a->issuer;
+		else if (strcmp(o, "--purpose") == 0)
+			dst = &a->purpose;
+		if (dst != NULL) {
+			if (i + 1 >= argc)
+				return usage("missing value for", o);
+			*dst = argv[++i];
+			continue;
+		}
+		if (o[0] == '-' && o[1] != 0)
+			return usage("unknown option", o);
+		if (a->sub == NULL)
+			a->sub = o;
+		else if (a->name == NULL)
+			a->name = o;
+		else
+			return usage("unexpected argument", o);
+	}
+	if (a->sub == NULL)
+		return usage("which subcommand?", NULL);
+	return 0;
+}
+
+static const char *operator_name(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+
+	return pw != NULL && pw->pw_name != NULL ? pw->pw_name : "local";
+}
+
+static void iso(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (t == 0 || gmtime_r(&tt, &tm) == NULL)
+		snprintf(out, 32, "-");
+	else
+		strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static bool role_arg(const char *s, enum access_role *r)
+{
+	return s != NULL && access_role_parse(s, strlen(s), r);
+}
+
+static int time_arg(const char *opt, const char *s, int64_t *out)
+{
+	if (s == NULL) {
+		*out = 0;
+		return 0;
+	}
+	if (users_parse_time(s, (int64_t)time(NULL), out) != ERR_OK)
+		return usage("not a time (2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd]):", opt);
+	return 0;
+}
+
+/* "default" or a [collection "NAME"] of dicomvault.conf; says so if not. */
+static bool collection_ok(struct vault *v, const char *name)
+{
+	struct access_collections *c = NULL;
+	char why[256];
+	bool known = access_collection_known(NULL, name) ||
+	             (access_collections_load(v->conf, &c, why, sizeof why) == ERR_OK && access_collection_known(c, name));
+
+	access_collections_free(c);
+	if (!known)
+		fprintf(stderr, "dicomvault user: no collection %s (\"default\" or a [collection] of dicomvault.conf)\n",
+		        name);
+	return known;
+}
+
+static int run_add(struct vault *v, const struct user_args *a, const struct users_actor *by)
+{
+	struct secret *pw = NULL, *pw_out = NULL, *b32 = NULL, *uri = NULL;
+	char why[512] = "", scope[ACCESS_NAME_MAX + 16];
+	enum access_role role;
+	int64_t expires = 0;
+	int rc = 1;
+
+	if (a->name == NULL || !role_arg(a->role, &role))
+		return usage("add needs NAME and --role ROLE", NULL);
+	if (a->collection != NULL && a->scope != NULL)
+		return usage("--collection or --scope, not both", NULL);
+	if (time_arg("--expires", a->expires, &expires) != 0)
+		return EXIT_USAGE;
+	if (a->collection != NULL) {
+		if (!collection_ok(v, a->collection))
+			return 1;
+		snprintf(scope, sizeof scope, "collection:%s", a->collection);
+	}
+	if (a->password_file != NULL) {
+		if (secret_read_file(a->password_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pw) != ERR_OK) {
+			fprintf(stderr, "dicomvault user: cannot use password file %s (mode 0600, the password in it)\n",
+			        a->password_file);
+			return 1;
+		}
+		if (secret_len(pw) < VAULT_MIN_PASSWORD) {
+			fprintf(stderr, "dicomvault user: a password has at least %u characters\n", VAULT_MIN_PASSWORD);
+			secret_free(pw);
+			return 1;
+		}
+	}
+	if (users_add(v, by, a->name, role, a->collection ? scope : a->scope, expires, pw, pw ? NULL : &pw_out, &b32,
+	              &uri, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault user: add %s: %s\n", a->name, why);
+		goto out;
+	}
+	if (a->json) {
+		printf("{\"user\":");
+		cmd_json_str(a->name);
+		printf(",\"role\":\"%s\"", access_role_name(role));
+		if (pw_out != NULL) {
+			printf(",\"password\":");
+			cmd_json_str(secret_cstr(pw_out));
+		}
+		printf(",\"totp_secret\":");
+		cmd_json_str(secret_cstr(b32));
+		printf(",\"otpauth_uri\":");
+		cmd_json_str(secret_cstr(uri));
+		printf("}\n");
+	} else {
+		printf("User:            %s (%s)\n", a->name, access_role_name(role));
+		if (pw_out != NULL)
+			printf("Password:        %s   (shown once: give it to the user)\n", secret_cstr(pw_out));
+		printf("TOTP secret:     %s\n", secret_cstr(b32));
+		printf("otpauth URI:     %s\n", secret_cstr(uri));
+		if (isatty(STDOUT_FILENO)) {
+			printf("\nScan with an authenticator app:\n");
+			cmd_print_qr(secret_cstr(uri));
+		}
+	}
+	rc = 0;
+out:
+	secret_free(pw);
+	secret_free(pw_out);
+	secret_free(b32);
+	secret_free(uri);
+	return rc;
+}
+
+struct lister {
+	bool json, first;
+	int64_t now;
+};
+
+static enum err print_user(void *ctx, const struct idx_user *u)
+{
+	struct lister *l = ctx;
+	char exp[32];
+	const char *state = u->disabled ? "disabled" : (u->expires && u->expires <= l->now) ? "expired"
+	                    : u->locked_until > l->now ? "locked" : "active";
+
+	iso(u->expires, exp);
+	if (l->json) {
+		printf("%s{\"user\":", l->first ? "" : ",");
+		cmd_json_str(u->name);
+		printf(",\"role\":\"%s\",\"state\":\"%s\",\"expires\":\"%s\"}", u->role, state, exp);
+	} else {
+		printf("%-24s %-13s %-9s expires %s\n", u->name, u->role, state, exp);
+	}
+	l->first = false;
+	return ERR_OK;
+}
+
+static enum err print_grant(void *ctx, const struct idx_grant *g)
+{
+	struct lister *l = ctx;
+	char nb[32], exp[32], rev[32];
+	const char *state = g->revoked ? "revoked" : (g->expires && g->expires <= l->now) ? "expired"
+	                    : (g->not_before && g->not_before > l->now) ? "pending" : "active";
+
+	iso(g->not_before, nb);
+	iso(g->expires, exp);
+	iso(g->revoked, rev);
+	if (l->json) {
+		printf("%s{\"id\":%lld,\"user\":", l->first ? "" : ",", (long long)g->id);
+		cmd_json_str(g->user_name);
+		printf(",\"role\":\"%s\",\"scope\":", g->role);
+		cmd_json_str(g->scope);
+		printf(",\"with_priors\":%s,\"from\":\"%s\",\"expires\":\"%s\",\"state\":\"%s\",\"break_glass\":%s,"
+		       "\"created_by\":", g->with_priors ? "true" : "false", nb, exp, state, g->break_glass ? "true" : "false");
+		cmd_json_str(g->created_by);
+		printf(",\"purpose\":");
+		cmd_json_str(g->purpose);
+		printf("}");
+	} else {
+		printf("%-6lld %-20s %-13s %-40s %-8s from %s until %s%s%s\n", (long long)g->id, g->user_name, g->role,
+		       g->scope, state, nb, exp, g->with_priors ? " +priors" : "", g->break_glass ? " BREAK-GLASS" : "");
+	}
+	l->first = false;
+	return ERR_OK;
+}
+
+static int run_list(struct vault *v, const struct user_args *a, bool grants)
+{
+	struct lister l = { a->json, true, (int64_t)time(NULL) };
+	int64_t uid = 0;
+	enum err rc;
+
+	if (grants && a->name != NULL) {
+		struct idx_user u;
+		if (v->ix->ops->user_get(v->ix, a->name, &u) != ERR_OK) {
+			fprintf(stderr, "dicomvault user: no user %s\n", a->name);
+			return 1;
+		}
+		uid = u.id;
+	}
+	if (a->json)
+		putchar('[');
+	rc = grants ? v->ix->ops->grant_list(v->ix, uid, a->revoked, print_grant, &l)
+	            : v->ix->ops->user_list(v->ix, print_user, &l);
+	if (a->json)
+		puts("]");
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault user: cannot list: %s\n", err_str(rc));
+		return 1;
+	}
+	return 0;
+}
+
+static int run_grant(struct vault *v, const struct user_args *a, const struct users_actor *by)
+{
+	struct users_grant_req g;
+	char scope[ACCESS_NAME_MAX + 80], why[512] = "";
+	int nscope = (a->collection != NULL) + (a->study != NULL) + (a->patient != NULL) + a->all;
+	int64_t id = 0;
+
+	memset(&g, 0, sizeof g);
+	if (a->name == NULL || !role_arg(a->role, &g.role))
+		return usage("grant needs NAME and --role ROLE", NULL);
+	if (nscope != 1)
+		return usage("grant needs one of --collection, --study, --patient, --all", NULL);
+	if (a->priors && a->study == NULL)
+		return usage("--priors goes with --study", NULL);
+	if (a->issuer != NULL && a->patient == NULL)
+		return usage("--issuer goes with --patient", NULL);
+	if (time_arg("--from", a->from, &g.not_before) != 0 || time_arg("--expires", a->expires, &g.expires) != 0)
+		return EXIT_USAGE;
+	if (a->collection != NULL) {
+		snprintf(scope, sizeof scope, "collection:%s", a->collection);
+	} else if (a->study != NULL) {
+		snprintf(scope, sizeof scope, "study:%s", a->study);
+	} else if (a->patient != NULL) {
+		uint8_t h[32];
+		unsigned i;
+		if (store_patient_key(v, a->patient, a->issuer, h) != ERR_OK)
+			return usage("--patient: an empty Patient ID", NULL);
+		memcpy(scope, "patient:", 8);
+		for (i = 0; i < 32; i++)
+			snprintf(scope + 8 + 2 * i, 3, "%02x", h[i]);
+	} else {
+		snprintf(scope, sizeof scope, "*");
+	}
+	if (a->collection != NULL && !collection_ok(v, a->collection))
+		return 1;
+	g.user = a->name;
+	g.scope = scope;
+	g.with_priors = a->priors;
+	g.purpose = a->purpose;
+	if (users_grant(v, by, &g, &id, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault user: grant: %s\n", why);
+		return 1;
+	}
+	if (a->json)
+		printf("{\"id\":%lld}\n", (long long)id);
+	else
+		printf("grant %lld: %s as %s on %s\n", (long long)id, a->name, a->role,
+		       a->patient ? "one patient" : scope);
+	return 0;
+}
+
+int cmd_user(int argc, char **argv)
+{
+	struct user_args a;
+	struct vault_open_opts vo;
+	struct vault *v = NULL;
+	struct users_actor by;
+	char dir[VAULT_PATH_MAX], why[512] = "";
+	int r;
+
+	r = parse(argc, argv, &a);
+	if (r != 0)
+		return r < 0 ? 0 : r;
+	if (strcmp(a.sub, "add") != 0 && strcmp(a.sub, "list") != 0 && strcmp(a.sub, "disable") != 0 &&
+	    strcmp(a.sub, "enable") != 0 && strcmp(a.sub, "unlock") != 0 && strcmp(a.sub, "grant") != 0 &&
+	    strcmp(a.sub, "revoke") != 0 && strcmp(a.sub, "grants") != 0)
+		return usage("unknown subcommand", a.sub);
+	if (vault_resolve(a.vault, dir, sizeof dir) != ERR_OK)
+		return usage("vault path too long", NULL);
+	memset(&vo, 0, sizeof vo);
+	vo.passphrase_file = a.pass;
+	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault user: %s: %s\n", dir, why);
+		return 1;
+	}
+	memset(&by, 0, sizeof by);
+	by.user = operator_name();
+	by.role = "operator";
+	by.addr = "local";
+	r = 1;
+	if (strcmp(a.sub, "add") == 0) {
+		r = run_add(v, &a, &by);
+	} else if (strcmp(a.sub, "list") == 0 || strcmp(a.sub, "grants") == 0) {
+		r = run_list(v, &a, a.sub[0] == 'g');
+	} else if (strcmp(a.sub, "grant") == 0) {
+		r = run_grant(v, &a, &by);
+	} else if (strcmp(a.sub, "revoke") == 0) {
+		char *end = NULL;
+		long long id = a.name ? strtoll(a.name, &end, 10) : 0;
+		if (a.name == NULL || *end != 0 || id <= 0) {
+			r = usage("revoke needs a GRANT_ID (see 'user grants')", NULL);
+		} else if (users_revoke(v, &by, id, why, sizeof why) != ERR_OK) {
+			fprintf(stderr, "dicomvault user: revoke: %s\n", why);
+		} else {
+			printf("grant %lld revoked\n", id);
+			r = 0;
+		}
+	} else if (a.name == NULL) {
+		r = usage("which user?", NULL);
+	} else {
+		enum err rc = strcmp(a.sub, "unlock") == 0 ? users_unlock(v, &by, a.name, why, sizeof why)
+		              : users_set_disabled(v, &by, a.name, strcmp(a.sub, "disable") == 0, why, sizeof why);
+		if (rc != ERR_OK)
+			fprintf(stderr, "dicomvault user: %s %s: %s\n", a.sub, a.name, why);
+		else
+			printf("%s: %s\n", a.name, strcmp(a.sub, "unlock") == 0 ? "unlocked" : strcmp(a.sub, "disable") == 0 ? "disabled" : "enabled");
+		r = rc == ERR_OK ? 0 : 1;
+	}
+	vault_close(v);
+	return r;
+}

@@ -1,0 +1,484 @@
+/* users.c: accounts and grants (users.h): creation with Argon2id and a
+ * wrapped TOTP seed, enable/disable/unlock, grants and their revocation,
+ * each audited with who made the change; and the grants in force for one
+ * request, read from the index every time. Layer: core. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "dicomvault/audit.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/index.h"
+#include "dicomvault/store.h"
+#include "dicomvault/users.h"
+#include "dicomvault/vault.h"
+#include "store_int.h"
+
+bool users_name_ok(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || s[0] == 0 || strlen(s) > 64)
+		return false;
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		      s[i] == '.' || s[i] == '_' || s[i] == '-' || s[i] == '@'))
+			return false;
+	return true;
+}
+
+enum err users_gen_password(struct secret **out)
+{
+	uint8_t raw[15];
+	char txt[32];
+	size_t n = 0;
+	enum err rc;
+
+	rc = rand_bytes(raw, sizeof raw);
+	if (rc == ERR_OK)
+		rc = b32_encode(raw, sizeof raw, false, txt, sizeof txt, &n);
+	if (rc == ERR_OK)
+		rc = secret_from_bytes(txt, n, out);
+	mem_wipe(raw, sizeof raw);
+	mem_wipe(txt, sizeof txt);
+	return rc;
+}
+
+enum err users_create(struct index_store *ix, const struct secret *mk, const char *name, enum access_role role,
+                      const struct secret *password, int64_t expires, struct secret **password_out,
+                      struct secret **totp_b32, struct secret **totp_uri_out)
+{
+	struct secret *pw = NULL, *seed = NULL, *b32s = NULL, *uri = NULL;
+	char label[96], b32[64];
+	struct idx_user u;
+	struct wbuf w;
+	size_t n = 0;
+	enum err rc = ERR_OK;
+
+	if (!users_name_ok(name) || (unsigned)role >= ACCESS_ROLE__N)
+		return ERR_PARSE;
+	wbuf_init(&w, 4096);
+	memset(&u, 0, sizeof u);
+	snprintf(u.name, sizeof u.name, "%s", name);
+	snprintf(u.role, sizeof u.role, "%s", access_role_name(role));
+	u.created = (int64_t)time(NULL);
+	u.expires = expires;
+	if (password == NULL) {
+		rc = users_gen_password(&pw);
+		password = pw;
+	}
+	if (rc == ERR_OK)
+		rc = pwhash_str(password, NULL, u.pwhash);
+	if (rc == ERR_OK)
+		rc = totp_seed_new(&seed);
+	snprintf(label, sizeof label, "totp:%s", name);
+	if (rc == ERR_OK)
+		rc = keywrap_wrap(mk, label, strlen(label), seed, &w);
+	if (rc == ERR_OK)
+		rc = totp_uri("dicomvault", name, seed, &uri);
+	if (rc == ERR_OK)
+		rc = b32_encode(secret_view(seed), secret_len(seed), false, b32, sizeof b32, &n);
+	if (rc == ERR_OK)
+		rc = secret_from_bytes(b32, n, &b32s);
+	if (rc == ERR_OK) {
+		u.totp_wrapped.p = w.p;
+		u.totp_wrapped.n = w.len;
+		rc = ix->ops->user_put(ix, &u);
+	}
+	if (rc == ERR_OK) {
+		if (password_out != NULL) {
+			*password_out = pw;
+			pw = NULL;
+		}
+		*totp_b32 = b32s;
+		*totp_uri_out = uri;
+		b32s = uri = NULL;
+	}
+	mem_wipe(b32, sizeof b32);
+	mem_wipe(u.pwhash, sizeof u.pwhash);
+	secret_free(pw);
+	secret_free(seed);
+	secret_free(b32s);
+	secret_free(uri);
+	wbuf_fini(&w);
+	return rc;
+}
+
+/* ---- audit of changes ---- */
+
+static enum err audited(struct vault *v, const struct users_actor *by, const char *action, enum audit_outcome oc,
+                        const char *reason)
+{
+	struct audit_rec r;
+
+	memset(&r, 0, sizeof r);
+	r.action = action;
+	r.outcome = oc;
+	r.reason = reason;
+	r.actor.user = by->user;
+	r.actor.role = by->role;
+	r.actor.addr = by->addr;
+	return by->audit != NULL ? audit_append(by->audit, &r) : audit_append_once(v->dir, &r);
+}
+
+static void lock(struct vault *v, bool *locked)
+{
+	store_ix_lock(v, locked);
+}
+
+static void unlock(struct vault *v, bool *locked)
+{
+	store_ix_unlock(v, locked);
+}
+
+enum err users_add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
+                   const char *scope, int64_t expires, const struct secret *password, struct secret **password_out,
+                   struct secret **totp_b32, struct secret **totp_uri, char *why, size_t whylen)
+{
+	struct users_grant_req g;
+	struct access_grant ag;
+	char reason[256];
+	bool locked = false;
+	int64_t gid = 0;
+	enum err rc;
+
+	if (!users_name_ok(name))
+		return err_why(why, whylen, ERR_PARSE, "a user name is 1 to 64 of A-Z a-z 0-9 . _ @ -");
+	if (scope == NULL)
+		scope = "collection:default";
+	memset(&ag, 0, sizeof ag);
+	rc = access_scope_parse(scope, &ag, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	lock(v, &locked);
+	rc = users_create(v->ix, v->mk, name, role, password, expires, password_out, totp_b32, totp_uri);
+	unlock(v, &locked);
+	snprintf(reason, sizeof reason, "user-add %s role %s", name, access_role_name(role));
+	if (rc == ERR_DENIED) {
+		(void)audited(v, by, AUDIT_USER_CHANGE, AUDIT_FAILURE, "user-add: the name is taken");
+		return err_why(why, whylen, rc, "there is already a user %s", name);
+	}
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "cannot create the user: %s", err_str(rc));
+	if (audited(v, by, AUDIT_USER_CHANGE, AUDIT_SUCCESS, reason) != ERR_OK)
+		return err_why(why, whylen, ERR_IO, "the user was created but the audit record could not be written");
+	memset(&g, 0, sizeof g);
+	g.user = name;
+	g.role = role;
+	g.scope = scope;
+	g.expires = expires;
+	g.purpose = "initial grant (user add)";
+	return users_grant(v, by, &g, &gid, why, whylen);
+}
+
+static enum err change_user(struct vault *v, const struct users_actor *by, const char *name, const char *what,
+                            void (*fn)(struct idx_user *u), char *why, size_t whylen)
+{
+	struct idx_user u;
+	char reason[160];
+	bool locked = false;
+	enum err rc;
+
+	lock(v, &locked);
+	rc = v->ix->ops->user_get(v->ix, name, &u);
+	if (rc == ERR_OK) {
+		fn(&u);
+		rc = v->ix->ops->user_update(v->ix, &u);
+		if (rc == ERR_OK && u.disabled)
+			rc = v->ix->ops->session_delete_user(v->ix, u.id);
+	}
+	unlock(v, &locked);
+	snprintf(reason, sizeof reason, "%s %s", what, name);
+	if (audited(v, by, AUDIT_USER_CHANGE, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK &&
+	    rc == ERR_OK)
+		rc = err_why(why, whylen, ERR_IO, "changed, but the audit record could not be written");
+	if (rc == ERR_NOTFOUND)
+		return err_why(why, whylen, rc, "no user %s", name);
+	if (rc != ERR_OK && why != NULL && why[0] == 0)
+		(void)err_why(why, whylen, rc, "%s", err_str(rc));
+	return rc;
+}
+
+static void do_disable(struct idx_user *u) { u->disabled = true; }
+static void do_enable(struct idx_user *u) { u->disabled = false; }
+static void do_unlock(struct idx_user *u) { u->failures = 0; u->locked_until = 0; }
+
+enum err users_set_disabled(struct vault *v, const struct users_actor *by, const char *name, bool disabled, char *why,
+                            size_t whylen)
+{
+	return change_user(v, by, name, disabled ? "user-disable" : "user-enable", disabled ? do_disable : do_enable, why,
+	                   whylen);
+}
+
+enum err users_unlock(struct vault *v, const struct users_actor *by, const char *name, char *why, size_t whylen)
+{
+	return change_user(v, by, name, "user-unlock", do_unlock, why, whylen);
+}
+
+enum err users_grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
+                     char *why, size_t whylen)
+{
+	struct access_grant ag;
+	struct idx_grant g;
+	struct idx_user u;
+	char reason[400];
+	bool locked = false;
+	enum err rc;
+
+	memset(&ag, 0, sizeof ag);
+	memset(&g, 0, sizeof g);
+	if ((unsigned)r->role >= ACCESS_ROLE__N)
+		return err_why(why, whylen, ERR_PARSE, "unknown role");
+	rc = access_scope_parse(r->scope, &ag, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	if (r->with_priors && ag.scope != ACCESS_SCOPE_STUDY)
+		return err_why(why, whylen, ERR_PARSE, "prior studies go with a study scope only");
+	if (r->expires != 0 && r->expires <= r->not_before)
+		return err_why(why, whylen, ERR_PARSE, "the grant would expire before it starts");
+	if (r->purpose != NULL && strlen(r->purpose) > IDX_PURPOSE_MAX)
+		return err_why(why, whylen, ERR_PARSE, "the purpose is longer than %u characters", IDX_PURPOSE_MAX);
+	snprintf(g.role, sizeof g.role, "%s", access_role_name(r->role));
+	access_scope_format(&ag, g.scope, sizeof g.scope);
+	memcpy(g.patient, ag.patient, sizeof g.patient);
+	g.with_priors = r->with_priors;
+	g.not_before = r->not_before;
+	g.expires = r->expires;
+	snprintf(g.purpose, sizeof g.purpose, "%s", r->purpose ? r->purpose : "");
+	g.break_glass = r->break_glass;
+	g.created = (int64_t)time(NULL);
+	snprintf(g.created_by, sizeof g.created_by, "%s", by->user ? by->user : "?");
+	lock(v, &locked);
+	rc = v->ix->ops->user_get(v->ix, r->user, &u);
+	if (rc == ERR_NOTFOUND) {
+		unlock(v, &locked);
+		(void)audited(v, by, AUDIT_GRANT, AUDIT_FAILURE, "grant: no such user");
+		return err_why(why, whylen, rc, "no user %s", r->user);
+	}
+	g.user_id = u.id;
+	if (rc == ERR_OK && r->with_priors) {
+		struct idx_study st;
+		struct idx_patient pa;
+		rc = v->ix->ops->study_get(v->ix, ag.target, &st);
+		if (rc == ERR_OK)
+			rc = v->ix->ops->patient_by_id(v->ix, st.patient_id, &pa);
+		if (rc == ERR_OK)
+			memcpy(g.patient, pa.key_hmac, sizeof g.patient);
+		if (rc == ERR_NOTFOUND) {
+			unlock(v, &locked);
+			return err_why(why, whylen, rc, "prior studies: study %s is not stored", ag.target);
+		}
+	}
+	if (rc == ERR_OK)
+		rc = v->ix->ops->grant_put(v->ix, &g);
+	unlock(v, &locked);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "cannot record the grant: %s", err_str(rc));
+	snprintf(reason, sizeof reason, "grant %lld: %s as %s on %s%s%s%s", (long long)g.id, r->user, g.role, g.scope,
+	         g.with_priors ? " with priors" : "", g.break_glass ? " (break-glass)" : "",
+	         g.expires ? "" : " without expiry");
+	if (audited(v, by, r->break_glass ? AUDIT_BREAK_GLASS : AUDIT_GRANT, AUDIT_SUCCESS, reason) != ERR_OK) {
+		/* no grant without its record */
+		lock(v, &locked);
+		(void)v->ix->ops->grant_revoke(v->ix, g.id, (int64_t)time(NULL));
+		unlock(v, &locked);
+		return err_why(why, whylen, ERR_IO, "the audit record could not be written: grant withdrawn");
+	}
+	if (id != NULL)
+		*id = g.id;
+	return ERR_OK;
+}
+
+enum err users_revoke(struct vault *v, const struct users_actor *by, int64_t id, char *why, size_t whylen)
+{
+	char reason[128];
+	bool locked = false;
+	enum err rc;
+
+	lock(v, &locked);
+	rc = v->ix->ops->grant_revoke(v->ix, id, (int64_t)time(NULL));
+	unlock(v, &locked);
+	snprintf(reason, sizeof reason, "revoke grant %lld%s", (long long)id,
+	         rc == ERR_NOTFOUND ? ": no such grant" : rc == ERR_DENIED ? ": already revoked" : "");
+	if (audited(v, by, AUDIT_GRANT, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK && rc == ERR_OK)
+		return err_why(why, whylen, ERR_IO, "revoked, but the audit record could not be written");
+	if (rc == ERR_NOTFOUND)
+		return err_why(why, whylen, rc, "no grant %lld", (long long)id);
+	if (rc == ERR_DENIED)
+		return err_why(why, whylen, rc, "grant %lld was already revoked", (long long)id);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "%s", err_str(rc));
+	return ERR_OK;
+}
+
+/* ---- the grants of a request ---- */
+
+struct collect {
+	struct access_grant *g;
+	size_t n, cap;
+	int64_t now;
+};
+
+static enum err collect_one(void *ctx, const struct idx_grant *ig)
+{
+	struct collect *c = ctx;
+	struct access_grant *g;
+	char why[64];
+
+	if (ig->revoked != 0 || (ig->expires != 0 && ig->expires <= c->now))
+		return ERR_OK;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 8;
+		struct access_grant *p;
+		if (cap > ACCESS_MAX_GRANTS)
+			return ERR_LIMIT;
+		p = realloc(c->g, cap * sizeof *p);
+		if (p == NULL)
+			return ERR_NOMEM;
+		c->g = p;
+		c->cap = cap;
+	}
+	g = &c->g[c->n];
+	memset(g, 0, sizeof *g);
+	g->id = ig->id;
+	if (!access_role_parse(ig->role, strlen(ig->role), &g->role) ||
+	    access_scope_parse(ig->scope, g, why, sizeof why) != ERR_OK)
+		return ERR_OK;   /* a row this version cannot read grants nothing */
+	if (g->scope == ACCESS_SCOPE_STUDY)
+		memcpy(g->patient, ig->patient, sizeof g->patient);
+	g->with_priors = ig->with_priors;
+	g->not_before = ig->not_before;
+	g->expires = ig->expires;
+	g->break_glass = ig->break_glass;
+	c->n++;
+	return ERR_OK;
+}
+
+enum err users_grants_now(struct vault *v, int64_t user_id, int64_t now, struct access_grant **out, size_t *n)
+{
+	struct collect c;
+	struct idx_user u;
+	bool locked = false;
+	enum err rc;
+
+	memset(&c, 0, sizeof c);
+	c.now = now;
+	lock(v, &locked);
+	rc = v->ix->ops->user_by_id(v->ix, user_id, &u);
+	if (rc == ERR_OK && (u.disabled || (u.expires != 0 && u.expires <= now)))
+		rc = ERR_AUTH;
+	else if (rc == ERR_NOTFOUND)
+		rc = ERR_AUTH;
+	if (rc == ERR_OK)
+		rc = v->ix->ops->grant_list(v->ix, user_id, false, collect_one, &c);
+	unlock(v, &locked);
+	if (rc != ERR_OK) {
+		free(c.g);
+		return rc;
+	}
+	*out = c.g;
+	*n = c.n;
+	return ERR_OK;
+}
+
+/* ---- times ---- */
+
+static bool digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Days from 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+enum err users_parse_time(const char *s, int64_t now, int64_t *out)
+{
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h = 0, mi = 0, se = 0, oh = 0, om = 0;
+	size_t n;
+	int64_t t;
+
+	if (s == NULL || (n = strlen(s)) == 0 || n > 40)
+		return ERR_PARSE;
+	if (s[0] == '@' || s[0] == '+') {
+		char *end = NULL;
+		long long v;
+		if (!isdigit((unsigned char)s[1]))
+			return ERR_PARSE;
+		v = strtoll(s + 1, &end, 10);
+		if (v < 0 || v > 100000000000LL)
+			return ERR_PARSE;
+		if (s[0] == '@') {
+			if (*end != 0)
+				return ERR_PARSE;
+			*out = v;
+			return ERR_OK;
+		}
+		if (end[0] == 0 || end[1] != 0)
+			return ERR_PARSE;
+		switch (end[0]) {
+		case 's': break;
+		case 'm': v *= 60; break;
+		case 'h': v *= 3600; break;
+		case 'd': v *= 86400; break;
+		default: return ERR_PARSE;
+		}
+		if (v > 100LL * 366 * 86400)
+			return ERR_PARSE;
+		*out = now + v;
+		return ERR_OK;
+	}
+	if (n < 10 || s[4] != '-' || s[7] != '-' || !digits(s, 4, &y) || !digits(s + 5, 2, &mo) ||
+	    !digits(s + 8, 2, &d))
+		return ERR_PARSE;
+	if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
+		return ERR_PARSE;
+	s += 10;
+	if (*s == 'T' || *s == ' ') {
+		if (strlen(s) < 6 || s[3] != ':' || !digits(s + 1, 2, &h) || !digits(s + 4, 2, &mi))
+			return ERR_PARSE;
+		s += 6;
+		if (*s == ':') {
+			if (!digits(s + 1, 2, &se) || strlen(s) < 3)
+				return ERR_PARSE;
+			s += 3;
+		}
+		if (h > 23 || mi > 59 || se > 59)
+			return ERR_PARSE;
+	}
+	t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se;
+	if (*s == 'Z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		int sign = *s == '-' ? -1 : 1;
+		if (strlen(s) != 6 || s[3] != ':' || !digits(s + 1, 2, &oh) || !digits(s + 4, 2, &om) || oh > 14 || om > 59)
+			return ERR_PARSE;
+		t -= sign * (oh * 3600 + om * 60);
+		s += 6;
+	}
+	if (*s != 0)
+		return ERR_PARSE;
+	*out = t;
+	return ERR_OK;
+}

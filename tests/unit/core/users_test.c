@@ -1,0 +1,182 @@
+/* users_test.c: times for grants and accounts (users_parse_time), and the
+ * grants in force for a request (users_grants_now) over a real vault:
+ * expiry, not-before, revocation, disabled and expired accounts, a study
+ * grant with priors taking the study's patient. Layer: tests. */
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "test.h"
+#include "dicomvault/index.h"
+#include "dicomvault/users.h"
+#include "dicomvault/vault.h"
+
+TEST(times)
+{
+	int64_t t = 0;
+
+	CHECK(users_parse_time("1970-01-01", 0, &t) == ERR_OK && t == 0);
+	CHECK(users_parse_time("2026-11-22", 0, &t) == ERR_OK && t == 1795305600);
+	CHECK(users_parse_time("2026-11-22T18:30Z", 0, &t) == ERR_OK && t == 1795305600 + 18 * 3600 + 1800);
+	CHECK(users_parse_time("2026-11-22T18:30:15", 0, &t) == ERR_OK && t == 1795305600 + 18 * 3600 + 1815);
+	CHECK(users_parse_time("2026-11-22T18:30:00+01:00", 0, &t) == ERR_OK && t == 1795305600 + 17 * 3600 + 1800);
+	CHECK(users_parse_time("2026-11-22T18:30:00-05:30", 0, &t) == ERR_OK && t == 1795305600 + 24 * 3600);
+	CHECK(users_parse_time("2024-02-29", 0, &t) == ERR_OK);
+	CHECK(users_parse_time("@1700000000", 0, &t) == ERR_OK && t == 1700000000);
+	CHECK(users_parse_time("+90s", 1000, &t) == ERR_OK && t == 1090);
+	CHECK(users_parse_time("+2m", 1000, &t) == ERR_OK && t == 1120);
+	CHECK(users_parse_time("+3h", 0, &t) == ERR_OK && t == 10800);
+	CHECK(users_parse_time("+7d", 0, &t) == ERR_OK && t == 7 * 86400);
+	{
+		static const char *const bad[] = { "", "2026", "2026-13-01", "2026-02-30", "2025-02-29", "2026-11-22T25:00",
+			"2026-11-22T18:60", "2026-11-22T18:30:61", "2026-11-22X", "2026-11-22T18:30+1", "2026-11-22T18:30+15:00",
+			"+", "+5", "+5y", "+-5d", "@", "@-1", "@12x", "+99999999999d", "1969-12-31", "tomorrow",
+			"2026-11-22T18:30:00Z trailing", "2026-1-22" };
+		size_t i;
+		for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			if (users_parse_time(bad[i], 0, &t) != ERR_PARSE)
+				fprintf(stderr, "  accepted '%s'\n", bad[i]);
+			CHECK(users_parse_time(bad[i], 0, &t) == ERR_PARSE);
+		}
+	}
+	CHECK(users_parse_time(NULL, 0, &t) == ERR_PARSE);
+}
+
+TEST(names)
+{
+	CHECK(users_name_ok("alice"));
+	CHECK(users_name_ok("dr.jones@hospital-1_x"));
+	CHECK(!users_name_ok(""));
+	CHECK(!users_name_ok("a b"));
+	CHECK(!users_name_ok("a/b"));
+	CHECK(!users_name_ok("'; DROP TABLE users; --"));
+	CHECK(!users_name_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+	CHECK(!users_name_ok(NULL));
+}
+
+static struct vault *make_vault(char *dir, size_t cap)
+{
+	struct vault_init_opts io;
+	struct vault_created res;
+	struct vault_open_opts vo;
+	struct vault *v = NULL;
+	char why[256], pwf[300];
+	FILE *f;
+
+	snprintf(dir, cap, "/tmp/dv_users_test.%d", (int)getpid());
+	snprintf(pwf, sizeof pwf, "%s.pw", dir);
+	f = fopen(pwf, "w");
+	if (f == NULL)
+		return NULL;
+	fputs("correct horse battery staple\n", f);
+	fclose(f);
+	chmod(pwf, 0600);
+	memset(&io, 0, sizeof io);
+	io.dir = dir;
+	io.password_file = pwf;
+	if (vault_init(&io, &res, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "  init: %s\n", why);
+		return NULL;
+	}
+	vault_created_fini(&res);
+	unlink(pwf);
+	memset(&vo, 0, sizeof vo);
+	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "  open: %s\n", why);
+		return NULL;
+	}
+	return v;
+}
+
+TEST(grants_now)
+{
+	char dir[256], why[256], cmd[400];
+	struct vault *v = make_vault(dir, sizeof dir);
+	struct users_actor by = { "tester", "admin", "local", NULL };
+	struct secret *b32 = NULL, *uri = NULL, *pw = NULL;
+	struct access_grant *g = NULL;
+	struct users_grant_req r;
+	struct idx_user u;
+	int64_t id1 = 0, id2 = 0, now = (int64_t)time(NULL);
+	size_t n = 0;
+
+	CHECK(v != NULL);
+	if (v == NULL)
+		return;
+	/* the first admin has a grant on everything */
+	CHECK(v->ix->ops->user_get(v->ix, "admin", &u) == ERR_OK);
+	CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_OK);
+	CHECK(n == 1 && g[0].scope == ACCESS_SCOPE_ALL && g[0].role == ACCESS_ROLE_ADMIN);
+	free(g);
+	g = NULL;
+	CHECK(users_add(v, &by, "dana", ACCESS_ROLE_PHYSICIAN, NULL, 0, NULL, &pw, &b32, &uri, why, sizeof why) == ERR_OK);
+	CHECK(pw != NULL && secret_len(pw) == 24);
+	CHECK(users_add(v, &by, "dana", ACCESS_ROLE_PHYSICIAN, NULL, 0, NULL, NULL, &b32, &uri, why, sizeof why) ==
+	      ERR_DENIED);
+	CHECK(v->ix->ops->user_get(v->ix, "dana", &u) == ERR_OK);
+	memset(&r, 0, sizeof r);
+	r.user = "dana";
+	r.role = ACCESS_ROLE_RADIOLOGIST;
+	r.scope = "collection:onco";
+	r.not_before = now + 100;
+	r.expires = now + 200;
+	CHECK(users_grant(v, &by, &r, &id1, why, sizeof why) == ERR_OK);
+	r.scope = "study:1.2.3";
+	r.not_before = 0;
+	r.expires = now + 50;
+	CHECK(users_grant(v, &by, &r, &id2, why, sizeof why) == ERR_OK);
+	/* at now: the initial grant, the pending onco one (access_decide looks
+	 * at not_before) and the study grant */
+	CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_OK && n == 3);
+	CHECK(n == 3 && access_decide(g, n, ACCESS_ACT_RETRIEVE, &(struct access_object){ "x", "1.2.3", NULL }, now,
+	                              NULL) == ACCESS_YES);
+	free(g);
+	/* at now+60: the study grant has expired */
+	CHECK(users_grants_now(v, u.id, now + 60, &g, &n) == ERR_OK && n == 2);
+	CHECK(n == 2 && access_decide(g, n, ACCESS_ACT_RETRIEVE, &(struct access_object){ "onco", "9.9", NULL }, now + 60,
+	                              NULL) == ACCESS_NO);
+	CHECK(n == 2 && access_decide(g, n, ACCESS_ACT_RETRIEVE, &(struct access_object){ "onco", "9.9", NULL },
+	                              now + 150, NULL) == ACCESS_YES);
+	free(g);
+	/* revoked: gone at once */
+	CHECK(users_revoke(v, &by, id1, why, sizeof why) == ERR_OK);
+	CHECK(users_revoke(v, &by, id1, why, sizeof why) == ERR_DENIED);
+	CHECK(users_revoke(v, &by, 99999, why, sizeof why) == ERR_NOTFOUND);
+	CHECK(users_grants_now(v, u.id, now + 150, &g, &n) == ERR_OK && n == 1);
+	free(g);
+	/* bad requests */
+	r.scope = "collection:onco";
+	r.expires = 5;
+	r.not_before = 10;
+	CHECK(users_grant(v, &by, &r, NULL, why, sizeof why) == ERR_PARSE);
+	r.not_before = 0;
+	r.expires = 0;
+	r.with_priors = true;
+	CHECK(users_grant(v, &by, &r, NULL, why, sizeof why) == ERR_PARSE);   /* priors need a study */
+	r.scope = "study:1.2.3";
+	CHECK(users_grant(v, &by, &r, NULL, why, sizeof why) == ERR_NOTFOUND);   /* the study is not stored */
+	r.with_priors = false;
+	r.user = "nobody";
+	CHECK(users_grant(v, &by, &r, NULL, why, sizeof why) == ERR_NOTFOUND);
+	/* a disabled account has no grants */
+	CHECK(users_set_disabled(v, &by, "dana", true, why, sizeof why) == ERR_OK);
+	CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_AUTH);
+	CHECK(users_set_disabled(v, &by, "dana", false, why, sizeof why) == ERR_OK);
+	CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_OK);
+	free(g);
+	CHECK(users_set_disabled(v, &by, "nobody", true, why, sizeof why) == ERR_NOTFOUND);
+	CHECK(users_grants_now(v, 424242, now, &g, &n) == ERR_AUTH);
+	secret_free(pw);
+	secret_free(b32);
+	secret_free(uri);
+	vault_close(v);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
+int main(void)
+{
+	RUN(times);
+	RUN(names);
+	RUN(grants_now);
+	return TEST_DONE();
+}
