@@ -32,9 +32,12 @@ Measures, each for both servers:
      100,000 (or as many as load within BENCH_QIDO_LOAD_MAX_S per server);
   d. peak RSS (VmHWM of /proc/PID/status, reset through clear_refs before
      each phase) during a, b and the STOW of one ~210 MB multi-frame file;
-plus the client's own ceiling: the same client fetching a file of the
-series' size from `openssl s_server -WWW` (TLS 1.3) and from a plain HTTP
-server, to show that the client is not the bottleneck.
+plus the clients' own ceiling: each client fetching a file of the series'
+size from a trivial server (this file run with --blob-server: plain HTTP,
+and TLS 1.3 through OpenSSL), to show that the client is not the
+bottleneck. Clients: bench/dwclient.py (Python) for STOW and QIDO;
+bench/http_get (C, GnuTLS; BENCH_HTTP_GET, default next to DV in
+bench/) for the timed WADO retrievals when it is built, else dwclient.py.
 """
 import json
 import os
@@ -63,6 +66,7 @@ QIDO_LARGE = int(os.environ.get("BENCH_QIDO_LARGE_N", "100000")) if os.environ.g
 QIDO_LOAD_MAX_S = float(os.environ.get("BENCH_QIDO_LOAD_MAX_S", "600"))
 STOW_CONNS = int(os.environ.get("BENCH_STOW_CONNS", "4"))
 LOAD_THREADS = int(os.environ.get("BENCH_LOAD_THREADS", "4"))
+HTTP_GET = None   # bench/http_get (C), set in main() when built
 ORTHANC = "/usr/sbin/Orthanc"
 DW_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 
@@ -424,6 +428,15 @@ def wado_series(srv, ct):
     else:
         raise SystemExit("%s WADO series: %d %r" % (srv.name, st, body[:300]))
     del body
+    paths = [path] if mode == "series" else ["%s/instances/%s" % (path, sop) for sop in ct.sops]
+    if HTTP_GET:
+        c.close()
+        c0 = cpu_s(srv.pid)
+        r = c_get(srv, paths, acc, WADO_REPS)
+        cc = (cpu_s(srv.pid) - c0) / WADO_REPS
+        if r["status"] != 200 or r["bytes"] < ct.bytes:
+            raise SystemExit("%s WADO (http_get): %r" % (srv.name, r))
+        return r["best_s"], r["bytes"], mode, cc, "C (bench/http_get.c)"
     best, best_cpu, total = float("inf"), 0.0, 0
     for _ in range(WADO_REPS):
         c0 = cpu_s(srv.pid)
@@ -446,7 +459,27 @@ def wado_series(srv, ct):
     c.close()
     if total < ct.bytes:
         raise SystemExit("%s WADO: %d bytes < %d" % (srv.name, total, ct.bytes))
-    return best, total, mode, best_cpu
+    return best, total, mode, best_cpu, "Python (bench/dwclient.py)"
+
+
+def c_get(srv, paths, headers, reps, port=None, tls=None, cafile=None):
+    """GETs paths with bench/http_get (C, GnuTLS) on one connection, reps
+    times; returns its key=value output as a dict."""
+    tls = srv.tls if tls is None else tls
+    cmd = [HTTP_GET, "-r", str(reps)]
+    if tls:
+        cmd += ["--tls", cafile or srv.cafile]
+    for k, v in headers.items():
+        cmd += ["-H", "%s: %s" % (k, v)]
+    cmd += [HOST, str(port or srv.port), "-"]
+    r = subprocess.run(cmd, input="\n".join(paths) + "\n", capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("http_get failed: %s" % r.stderr.strip()[-300:])
+    out = {}
+    for kv in r.stdout.split()[1:]:
+        k, _, v = kv.partition("=")
+        out[k] = float(v) if k not in ("status", "reqs", "bytes") else int(v)
+    return out
 
 
 def load_tiny(srv, make, start, end, deadline):
@@ -532,11 +565,50 @@ def qido(srv, ids, n_loaded, first=0):
     return out
 
 
+def blob_server(port, path, crt=None, key=None):
+    """A trivial HTTP/1.1 server for the client ceiling: every GET on a
+    connection is answered with the file's bytes (Content-Length), sent from
+    memory with one sendall (TLS 1.3 through Python's ssl, i.e. OpenSSL,
+    when crt and key are given). One connection at a time."""
+    data = open(path, "rb").read()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % len(data)
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((HOST, port))
+    ls.listen(4)
+    ctx = None
+    if crt:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_cert_chain(crt, key)
+    while True:
+        s, _ = ls.accept()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if ctx:
+                s = ctx.wrap_socket(s, server_side=True)
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    b = s.recv(65536)
+                    if not b:
+                        raise EOFError
+                    buf += b
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                s.sendall(head)
+                s.sendall(data)
+        except (OSError, EOFError):
+            pass
+        finally:
+            s.close()
+
+
 def client_ceiling(tmp, nbytes):
-    """The client alone: GET of a file of nbytes from openssl s_server -WWW
-    (TLS 1.3) and from a plain HTTP server (Python's http.server); best of 3,
-    MB/s. A client that is not the bottleneck reads far faster than the
-    servers under test send."""
+    """The client alone: GETs of a file of nbytes from a trivial server
+    (blob_server: plain HTTP, and TLS 1.3 by OpenSSL); best of 3, MB/s. A
+    client that is not the bottleneck reads far faster than the servers
+    under test send."""
     d = tempfile.mkdtemp(prefix="ceiling.", dir=tmp)
     with open(os.path.join(d, "blob.bin"), "wb") as f:
         f.write(os.urandom(1 << 20) * (nbytes >> 20))
@@ -548,11 +620,9 @@ def client_ceiling(tmp, nbytes):
     res = {}
     for kind in ("tls", "plain"):
         port = free_port()
+        cmd = [sys.executable, os.path.abspath(__file__), "--blob-server", str(port), "blob.bin"]
         if kind == "tls":
-            cmd = ["openssl", "s_server", "-quiet", "-WWW", "-tls1_3", "-accept", "%s:%d" % (HOST, port),
-                   "-cert", crt, "-key", key]
-        else:
-            cmd = [sys.executable, "-m", "http.server", "-b", HOST, str(port)]
+            cmd += [crt, key]
         p = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              stdin=subprocess.DEVNULL)
         try:
@@ -563,6 +633,11 @@ def client_ceiling(tmp, nbytes):
                     break
                 except OSError:
                     time.sleep(0.1)
+            if HTTP_GET:
+                r = c_get(None, ["/blob.bin"], {}, 3, port=port, tls=(kind == "tls"), cafile=crt)
+                if r["status"] != 200 or r["bytes"] != size:
+                    raise SystemExit("client ceiling (http_get) %s: %r" % (kind, r))
+                res[kind + "_c"] = r["mb_per_s"]
             for _ in range(3):
                 c = Conn(HOST, port, tls=(kind == "tls"), cafile=crt)
                 t0 = time.perf_counter()
@@ -598,8 +673,9 @@ def bench_server(kind, tmp, dv, ct, mf, make, ids, run):
         # b. series retrieval
         log(kind, "WADO-RS series")
         hwm_reset(s.pid)
-        t, n, mode, cpu = wado_series(s, ct)
+        t, n, mode, cpu, client = wado_series(s, ct)
         R["wado_s"], R["wado_bytes"], R["wado_mode"], R["wado_cpu"], R["wado_rss"] = t, n, mode, cpu, hwm_mb(s.pid)
+        R["wado_client"] = client
         # d. the ~210 MB multi-frame file, one STOW request
         log(kind, "STOW of the multi-frame file")
         hwm_reset(s.pid)
@@ -622,6 +698,7 @@ def bench_server(kind, tmp, dv, ct, mf, make, ids, run):
                                % (q["StudyInstanceUID"][0][5:-1], QIDO_LARGE))
         elif QIDO_LARGE:
             log(kind, "loading up to %d tiny studies (at most %.0f s)" % (QIDO_LARGE, QIDO_LOAD_MAX_S))
+            hwm_reset(s.pid)
             t0 = time.time()
             m = load_tiny(s, make, n, QIDO_LARGE, t0 + QIDO_LOAD_MAX_S)
             tl = time.time() - t0
@@ -652,7 +729,10 @@ def bench_server(kind, tmp, dv, ct, mf, make, ids, run):
 
 
 def main():
+    global HTTP_GET
     dv, corpus, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
+    hg = os.environ.get("BENCH_HTTP_GET", os.path.join(os.path.dirname(dv), "bench", "http_get"))
+    HTTP_GET = hg if hg and os.access(hg, os.X_OK) else None
     tmp = tempfile.mkdtemp(prefix="dvsrvbench.", dir=os.environ.get("BENCH_TMP", "/tmp"))
     try:
         ct = CT(corpus)
@@ -759,10 +839,14 @@ def report(outdir, ct, mf_bytes, ceil, res, load0, load1):
              "instance durable before it answers. The whole-series request is shown too (a bulk import), and "
              "several connections at once (a gateway with parallel associations).")
     L.append("")
-    L.append("The client alone (bench/dwclient.py, one GET of a %.0f MB file): %.0f MB/s over TLS 1.3 from "
-             "`openssl s_server -WWW`, %.0f MB/s over plain HTTP from Python's http.server, far above the "
-             "servers' figures, so the client is not what limits them."
-             % (ct.bytes / 1e6, ceil["tls"], ceil["plain"]))
+    L.append("Clients: STOW and QIDO with bench/dwclient.py (Python, OpenSSL through `ssl`, bodies sent with "
+             "sendall from memory); WADO with %s. The clients alone, one GET of a %.0f MB file, best of 3: "
+             "from a trivial server sending it from memory (bench/server_bench.py --blob-server), over TLS 1.3 "
+             "(OpenSSL) %s MB/s (C) / %.0f MB/s (Python), over plain HTTP %s / %.0f MB/s. These are lower "
+             "bounds of the clients' speed (the trivial server shares the 2 cores); a server figure near them "
+             "would be client-bound."
+             % (V.get("wado_client", "?"), ct.bytes / 1e6, f0(ceil["tls_c"]) if "tls_c" in ceil else "n/a",
+                ceil["tls"], f0(ceil["plain_c"]) if "plain_c" in ceil else "n/a", ceil["plain"]))
     L.append("")
     L.append("Loading the QIDO studies (tiny 8x8 secondary captures, one study and patient each, %d "
              "connections): Orthanc REST `POST /instances`, %d in %.1f s (%.0f/s); dicomvault STOW-RS "
@@ -771,7 +855,8 @@ def report(outdir, ct, mf_bytes, ceil, res, load0, load1):
                 V["load_small_n"], V["load_small_s"], V["load_small_n"] / V["load_small_s"]))
     for name, x in (("Orthanc", O["qido_large"]), ("dicomvault", V["qido_large"])):
         if x and x[0] == "ok":
-            L.append("Large QIDO set, %s: %d more studies loaded in %.0f s (%.0f/s), peak RSS %.0f MB."
+            L.append("Large QIDO set, %s: %d more studies loaded in %.0f s (%.0f/s), peak RSS while loading "
+                     "and querying %.0f MB."
                      % (name, x[4], x[3], x[4] / x[3], x[5]))
         elif x:
             L.append("Large QIDO set, %s: %s." % (name, x[1]))
@@ -785,4 +870,7 @@ def report(outdir, ct, mf_bytes, ceil, res, load0, load1):
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--blob-server":
+        blob_server(int(sys.argv[2]), sys.argv[3], *sys.argv[4:6])
+    else:
+        main()
