@@ -11,6 +11,8 @@ Writes, if OUTDIR/.stamp does not already name this generator's version:
   mr/MR0001.dcm..MR0060.dcm  60-slice MR series, 256x256 unsigned 16-bit
   mf/enhanced_ct.dcm         Enhanced CT, 512x512 x 950 frames (~498 MB) with
                              a 950-item Per-frame Functional Groups Sequence
+  mf/enhanced_ct_210.dcm     its first 400 frames (~210 MB), made from it (also
+                             when the stamp is current but this file is missing)
 
 Everything is deterministic (fixed seeds, UIDs derived from a seeded RNG), so
 two runs make byte-identical files. The pixel data is a smooth elliptical
