@@ -382,7 +382,7 @@ DM_MW=$(mbs wall_us "$DI_DM") DM_MC=$(mbs cpu_us "$DI_DM")
 # 127.0.0.1, free ports) and stops them; BENCH_SERVERS=0 skips the section.
 # Orthanc and its DICOMweb plugin are installed here when missing (root).
 SRV_MD=$OUT/server.md
-rm -f "$SRV_MD"
+rm -f "$SRV_MD" "$OUT/server_targets.md"
 if [ "${BENCH_SERVERS:-1}" != 0 ]; then
 	echo "== 5. DICOMweb servers: dicomvault vs Orthanc"
 	if ! [ -x /usr/sbin/Orthanc ] || ! [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
@@ -458,6 +458,7 @@ RES=$OUT/results.md
 	echo "| stream ${MF_MB} MB multi-frame, MB/s | $(n0 "$S_MBS") / $(n0 "$S_CPU") | | | >= 1000 | $(status "$S_MBS >= 1000" "$S_CPU >= 1000") |"
 	echo "| stream ${MF_MB} MB multi-frame, peak RSS MB | $S_RSS | | | < 32 | $(status "$S_RSS < 32" "$S_RSS < 32") |"
 	echo "| de-identify $NCT CT files (basic profile) vs gdcmanon, MB/s | $(n0 "$DV_MW") / $(n0 "$DV_MC") | $(n0 "$GD_MW") / $(n0 "$GD_MC") | ${RGD_W}x / ${RGD_C}x | >= 4x | $(status "$RGD_W >= 4" "$RGD_C >= 4") |"
+	[ -f "$OUT/server_targets.md" ] && cat "$OUT/server_targets.md"
 	echo
 	echo "## 1. Metadata parse of $NCT CT files (512x512, ~527 KB each)"
 	echo

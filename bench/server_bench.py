@@ -861,6 +861,25 @@ def report(outdir, ct, mf_bytes, ceil, res, load0, load1):
         elif x:
             L.append("Large QIDO set, %s: %s." % (name, x[1]))
     L.append("")
+    # rows for the Targets table at the top of results.md (run.sh): wall-clock
+    # only (the servers' CPU is beside them in section 5)
+    T = []
+    T.append("| STOW-RS 1 instance per request vs Orthanc (section 5), instances/s | %s (wall) | %s (wall) | %s (wall) | >= 3x | %s |"
+             % (f0(v1), f0(o1), ratio(v1, o1), status(v1 >= 3 * o1)))
+    T.append("| WADO-RS series vs Orthanc (HTTP; ours TLS%s), MB/s | %s (wall) | %s (wall) | %s (wall) | >= 1.5x | %s |"
+             % ("" if V["wado_mode"] == "series" else ", per instance: series route 404", f0(vw), f0(ow),
+                ratio(vw, ow), status(vw >= 1.5 * ow)))
+    vq = V["qido_small"]["StudyInstanceUID"]
+    T.append("| QIDO-RS one study, p50, %d studies, ms | %s | %s | | <= 1 | %s |"
+             % (V["qido_small_studies"], "%.2f" % vq[1] if vq[0] == "ok" else vq[0],
+                "%.2f" % O["qido_small"]["StudyInstanceUID"][1] if O["qido_small"]["StudyInstanceUID"][0] == "ok"
+                else "n/a", status(vq[1] <= 1.0) if vq[0] == "ok" else "n/a"))
+    T.append("| server peak RSS, any STOW (210 MB file included) or WADO, MB | %.0f | %.0f | | <= 64 | %s |"
+             % (max(rv, V["wado_rss"], V["mf_rss"]), max(O["stow1_rss"], O["stowN_rss"], O["stowP_rss"],
+                                                         O["wado_rss"], O["mf_rss"]),
+                status(max(rv, V["wado_rss"], V["mf_rss"]) <= 64)))
+    with open(os.path.join(outdir, "server_targets.md"), "w") as f:
+        f.write("\n".join(T) + "\n")
     md = "\n".join(L) + "\n"
     with open(os.path.join(outdir, "server.md"), "w") as f:
         f.write(md)
