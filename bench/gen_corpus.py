@@ -11,6 +11,8 @@ Writes, if OUTDIR/.stamp does not already name this generator's version:
   mr/MR0001.dcm..MR0060.dcm  60-slice MR series, 256x256 unsigned 16-bit
   mf/enhanced_ct.dcm         Enhanced CT, 512x512 x 950 frames (~498 MB) with
                              a 950-item Per-frame Functional Groups Sequence
+  mf/enhanced_ct_210.dcm     its first 400 frames (~210 MB), made from it (also
+                             when the stamp is current but this file is missing)
 
 Everything is deterministic (fixed seeds, UIDs derived from a seeded RNG), so
 two runs make byte-identical files. The pixel data is a smooth elliptical
@@ -403,6 +405,42 @@ def gen_mf(outdir, uids):
     os.replace(tmp, path)
 
 
+N_MF_SMALL = 400   # 400 x 512 x 512 x 2 = 209.7 MB of pixel data
+
+
+def gen_mf_small(outdir):
+    """mf/enhanced_ct_210.dcm: the first N_MF_SMALL frames of the big
+    multi-frame file (header cut to match, SOP Instance UID + ".1"), for
+    the server benchmark's large upload (bench/server_bench.py). Made from
+    the big file, not from the seeds, so that it is quick."""
+    big = os.path.join(outdir, "mf", "enhanced_ct.dcm")
+    path = os.path.join(outdir, "mf", "enhanced_ct_210.dcm")
+    if os.path.exists(path):
+        return False
+    ds = pydicom.dcmread(big, stop_before_pixels=True)
+    frame = 512 * 512 * 2
+    pix_off = os.path.getsize(big) - N_MF * frame
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".1"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.NumberOfFrames = str(N_MF_SMALL)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(list(ds.PerFrameFunctionalGroupsSequence)[:N_MF_SMALL])
+    tmp = path + ".tmp"
+    ds.save_as(tmp, write_like_original=False)
+    nbytes = N_MF_SMALL * frame
+    with open(big, "rb") as src, open(tmp, "ab") as fp:
+        fp.write(struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, nbytes))
+        src.seek(pix_off)
+        left = nbytes
+        while left:
+            b = src.read(min(left, 1 << 24))
+            if not b:
+                raise SystemExit("gen_corpus: %s is short" % big)
+            fp.write(b)
+            left -= len(b)
+    os.replace(tmp, path)
+    return True
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "corpus")
@@ -410,7 +448,8 @@ def main():
     try:
         with open(stamp) as fp:
             if fp.read().strip() == VERSION:
-                print("gen_corpus: %s is up to date" % outdir)
+                made = gen_mf_small(outdir)
+                print("gen_corpus: %s is up to date%s" % (outdir, " (made mf/enhanced_ct_210.dcm)" if made else ""))
                 return 0
     except FileNotFoundError:
         pass
@@ -428,6 +467,7 @@ def main():
     gen_mr(outdir, uids)
     t2 = time.time()
     gen_mf(outdir, uids)
+    gen_mf_small(outdir)
     t3 = time.time()
     with open(stamp, "w") as fp:
         fp.write(VERSION + "\n")

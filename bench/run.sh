@@ -10,6 +10,12 @@
 #   4. de-identification of the CT series folder: `dicomvault deid --profile
 #      basic` vs GDCM `gdcmanon` (its PS3.15 basic profile, with a throwaway
 #      certificate) vs DCMTK `dcmodify` erasing the same attributes in place.
+#   5. DICOMweb servers (issue 3): dicomvault serve (HTTPS) vs Orthanc
+#      (HTTP) started by bench/server_bench.py: STOW-RS, WADO-RS series,
+#      QIDO-RS latency, peak RSS (BENCH_SERVERS=0 skips it; BENCH_QIDO_LARGE=1
+#      adds the 100,000-study QIDO set);
+#   6. the machine's own limits: SHA-256, AES-256-GCM, fsync'd writes
+#      (bench/limits_bench).
 # Writes bench/out/results.md and prints it. See docs/BENCH.md.
 # Every figure is the best of several runs: 2 x BENCH_REPS (default 5) runs
 # of each command over the CT series (short, hence noisy) and passes of
@@ -371,6 +377,49 @@ DV_MW=$(mbs wall_us "$DI_DV") DV_MC=$(mbs cpu_us "$DI_DV")
 GD_MW=$(mbs wall_us "$DI_GD") GD_MC=$(mbs cpu_us "$DI_GD")
 DM_MW=$(mbs wall_us "$DI_DM") DM_MC=$(mbs cpu_us "$DI_DM")
 
+# ---- 5. DICOMweb servers: dicomvault vs Orthanc (issue 3) ----
+# bench/server_bench.py starts both servers itself (fresh temporary stores,
+# 127.0.0.1, free ports) and stops them; BENCH_SERVERS=0 skips the section.
+# Orthanc and its DICOMweb plugin are installed here when missing (root).
+SRV_MD=$OUT/server.md
+rm -f "$SRV_MD" "$OUT/server_targets.md"
+if [ "${BENCH_SERVERS:-1}" != 0 ]; then
+	echo "== 5. DICOMweb servers: dicomvault vs Orthanc"
+	if ! [ -x /usr/sbin/Orthanc ] || ! [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then
+		[ "$(id -u)" -eq 0 ] || die "Orthanc missing: apt-get install orthanc orthanc-dicomweb (or BENCH_SERVERS=0)"
+		echo "bench/run.sh: installing orthanc orthanc-dicomweb" >&2
+		# where a service manager runs, the package also starts the system's
+		# own Orthanc (port 8042); the bench uses its own instance and ports
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends orthanc orthanc-dicomweb \
+			>/dev/null || die "apt-get install orthanc orthanc-dicomweb failed"
+	fi
+	command -v oathtool >/dev/null || die "oathtool missing (make deps)"
+	"$PY" bench/server_bench.py "$DV" bench/corpus "$OUT" || die "server benchmark failed"
+fi
+
+# ---- 6. the machine's own limits ----
+echo "== 6. machine limits"
+LB=$B/bench/limits_bench
+LSHA=$("$LB" sha256 "$CT_MB")
+LGCM=$("$LB" gcm "$CT_MB")
+# on the file system of the servers' stores (BENCH_TMP, default /tmp)
+LFS_DIR=$(mktemp -d "${BENCH_TMP:-/tmp}/dvfsync.XXXXXX")
+LFS=$("$LB" fsync "$LFS_DIR" "${CT[@]}")
+rm -rf "$LFS_DIR"
+LFS_FS=$(df -PT "${BENCH_TMP:-/tmp}" | awk 'NR == 2 { print $2 }')
+echo "$LSHA"
+echo "$LGCM"
+echo "$LFS"
+SHA_LINE() { grep "^$1 " <<<"$LSHA"; }
+GCM_LINE() { grep "^$1 " <<<"$LGCM"; }
+# the same primitives in OpenSSL 3 (not used by the product): what the
+# hardware gives with its best code (VAES/AVX-512 GCM, SHA-NI)
+ospeed() { openssl speed -evp "$1" -bytes 65536 -seconds 1 2>/dev/null | tail -1 | awk '{ sub(/k$/, "", $NF); printf "%.0f", $NF / 1000 }'; }
+OSSL_SHA=$(ospeed sha256)
+OSSL_GCM=$(ospeed aes-256-gcm)
+OSSL_V=$(openssl version | cut -d' ' -f1-2)
+echo "openssl speed (64 KiB blocks): sha256 $OSSL_SHA MB/s, aes-256-gcm $OSSL_GCM MB/s"
+
 # ---- results ----
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 r() { calc .1f "$1 / $2"; }                       # ratio
@@ -409,6 +458,7 @@ RES=$OUT/results.md
 	echo "| stream ${MF_MB} MB multi-frame, MB/s | $(n0 "$S_MBS") / $(n0 "$S_CPU") | | | >= 1000 | $(status "$S_MBS >= 1000" "$S_CPU >= 1000") |"
 	echo "| stream ${MF_MB} MB multi-frame, peak RSS MB | $S_RSS | | | < 32 | $(status "$S_RSS < 32" "$S_RSS < 32") |"
 	echo "| de-identify $NCT CT files (basic profile) vs gdcmanon, MB/s | $(n0 "$DV_MW") / $(n0 "$DV_MC") | $(n0 "$GD_MW") / $(n0 "$GD_MC") | ${RGD_W}x / ${RGD_C}x | >= 4x | $(status "$RGD_W >= 4" "$RGD_C >= 4") |"
+	[ -f "$OUT/server_targets.md" ] && cat "$OUT/server_targets.md"
 	echo
 	echo "## 1. Metadata parse of $NCT CT files (512x512, ~527 KB each)"
 	echo
@@ -454,5 +504,27 @@ RES=$OUT/results.md
 	echo
 	echo "gdcmanon's basic profile leaves private attributes, Patient's Address, every date and time and Issuer of Patient ID in place (checked on a copy with a private block and an address added); dcmodify only erases the listed attributes (no UID mapping, no pseudonym). dicomvault applies every row of PS3.15 Table E.1-1 (5 UIDs mapped per file, Patient ID pseudonym, attestation)."
 } >"$RES"
+{
+	echo
+	[ -f "$SRV_MD" ] && cat "$SRV_MD" && echo
+	echo "## 6. The machine's own limits (what the ingest path is made of)"
+	echo
+	echo "MB/s = 10^6 bytes per second; best of 3. The CPU flags include $(grep -o -w -E 'sha_ni|aes|vaes|avx2|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ')."
+	echo
+	echo "| what | how | 1 thread | 2 threads (together) |"
+	echo "|---|---|---:|---:|"
+	echo "| SHA-256, MB/s | libsodium \`crypto_hash_sha256\` (what src/crypto/hash.c uses) | $(kv mb_per_s_1thread "$(SHA_LINE sha256_libsodium)") | $(kv mb_per_s_2threads "$(SHA_LINE sha256_libsodium)") |"
+	echo "| SHA-256, MB/s | GnuTLS \`gnutls_hash\` (nettle; uses SHA-NI when the CPU has it) | $(kv mb_per_s_1thread "$(SHA_LINE sha256_gnutls)") | $(kv mb_per_s_2threads "$(SHA_LINE sha256_gnutls)") |"
+	echo "| SHA-256, MB/s | $OSSL_V \`openssl speed -evp sha256\`, 64 KiB blocks (reference, not used) | $OSSL_SHA | |"
+	echo "| AES-256-GCM encrypt, MB/s | libsodium, precomputed key, 64 KiB chunks (as src/crypto/aead.c) | $(kv mb_per_s_1thread "$(GCM_LINE aes256gcm_libsodium)") | $(kv mb_per_s_2threads "$(GCM_LINE aes256gcm_libsodium)") |"
+	echo "| AES-256-GCM encrypt, MB/s | GnuTLS \`gnutls_aead_cipher_encrypt\`, 64 KiB chunks (the TLS record cipher) | $(kv mb_per_s_1thread "$(GCM_LINE aes256gcm_gnutls)") | $(kv mb_per_s_2threads "$(GCM_LINE aes256gcm_gnutls)") |"
+	echo "| AES-256-GCM encrypt, MB/s | $OSSL_V \`openssl speed -evp aes-256-gcm\`, 64 KiB blocks (reference, not used) | $OSSL_GCM | |"
+	echo
+	echo "| fsync'd write of the $NCT CT files ($(kv mb "$LFS") MB) on $LFS_FS | time | rate |"
+	echo "|---|---:|---:|"
+	echo "| into one file, one fsync | $(kv one_file_ms "$LFS") ms | $(kv one_file_mb_per_s "$LFS") MB/s |"
+	echo "| one file each, each fsync'd before the next (a durable store per request) | $(kv per_file_fsync_ms "$LFS") ms | $(kv per_file_fsync_files_per_s "$LFS") files/s, $(kv per_file_fsync_mb_per_s "$LFS") MB/s |"
+	echo "| one file each, all written, then all fsync'd, then the directory (group commit) | $(kv group_fsync_ms "$LFS") ms | $(kv group_fsync_files_per_s "$LFS") files/s |"
+} >>"$RES"
 echo
 cat "$RES"
