@@ -46,6 +46,12 @@ struct qry_opts {
 	int64_t limit;                 /* results at most; 0: no limit */
 	int64_t offset;                /* matches skipped first */
 	const char *collection;        /* only this collection; NULL: all (copied) */
+	/* Access (docs/ACCESS.md): rows this returns false for are left out
+	 * before they are decrypted, matched or counted (so limit and offset
+	 * count only what the caller may see). collection and study_uid are
+	 * NULL at the patient level. NULL: everything. */
+	bool (*allow)(void *ctx, const char *collection, const char *study_uid, const uint8_t patient[32]);
+	void *allow_ctx;
 };
 
 struct qry;

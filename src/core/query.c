@@ -1240,6 +1240,10 @@ static enum err process(struct run *ru, const struct idx_qrow *r)
 	struct qry_hit h;
 	enum err rc;
 
+	if (q->o.allow != NULL &&
+	    !q->o.allow(q->o.allow_ctx, r->st.uid[0] ? r->st.collection : NULL, r->st.uid[0] ? r->st.uid : NULL,
+	                r->pat.key_hmac))
+		return ERR_OK;   /* not visible to the caller: as if absent */
 	ru->st->candidates++;
 	rc = dcm_file_new(&rec);
 	if (rc != ERR_OK)

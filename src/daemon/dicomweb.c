@@ -36,6 +36,7 @@
 #define FR_PROCESSING       0x0110u
 #define FR_DUPLICATE        0x0111u
 #define FR_STUDY_MISMATCH   0xC409u
+#define FR_NOT_AUTHORIZED   0x0124u   /* PS3.7 C.4.2: Refused: Not Authorized */
 
 enum dw_kind { DW_NONE = 0, DW_STOW };
 
@@ -44,6 +45,7 @@ struct stow {
 	enum err mp_rc;            /* ERR_AGAIN until done or failed */
 	uint64_t after;            /* body bytes read after the end or an error */
 	char study[UID_MAX + 1];   /* the path's study, or "" */
+	char target[ACCESS_NAME_MAX + 1];   /* ?collection=NAME, or "" */
 	char tmpdir[VAULT_PATH_MAX + 8];
 	/* the current part, spooled encrypted under a key of its own that
 	 * lives only in memory (SPEC 6: nothing plain on disk) */
@@ -310,7 +312,8 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 
 /* Reads the UIDs of the part before it is stored (the study must match
  * the path's). */
-static enum err peek_uids(struct src *src, char cls[65], char sop[65], char study[65], char series[65])
+static enum err peek_uids(struct http_req *r, const char *target, struct src *src, char cls[65], char sop[65],
+                          char study[65], char series[65], char coll[ACCESS_NAME_MAX + 1])
 {
 	struct dcm_read_opts o;
 	struct dcm_errinfo ei;
@@ -319,7 +322,6 @@ static enum err peek_uids(struct src *src, char cls[65], char sop[65], char stud
 
 	memset(&o, 0, sizeof o);
 	o.bulk_threshold = DCM_DEFAULT_BULK;
-	o.stop_tag = 0x00200010;   /* Study ID: after the study and series UIDs (0020,000D/E) */
 	rc = dcm_file_read(src, &o, &f, &ei);
 	if (rc != ERR_OK)
 		return rc;
@@ -331,6 +333,9 @@ static enum err peek_uids(struct src *src, char cls[65], char sop[65], char stud
 		study[0] = 0;
 	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !dw_uid_ok(series, strlen(series)))
 		series[0] = 0;
+	/* the collection a new study would join ([collection] rules) */
+	snprintf(coll, ACCESS_NAME_MAX + 1, "%s",
+	         access_collection_for(r->srv->colls, &f->ds, NULL, target[0] ? target : NULL));
 	dcm_file_free(f);
 	return ERR_OK;
 }
@@ -342,6 +347,7 @@ static enum err p_end(void *ctx)
 	struct http_req *r = d->r;
 	struct vault *v = r->srv->vault;
 	char path[64], cls[65] = "", sop[65] = "", study[65] = "", series[65] = "", why[256] = "";
+	char coll[ACCESS_NAME_MAX + 1] = "default";
 	struct store_result res;
 	struct idx_instance in;
 	struct idx_series se;
@@ -368,7 +374,7 @@ static enum err p_end(void *ctx)
 		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot reopen the temporary file");
 		goto out;
 	}
-	rc = peek_uids(&src, cls, sop, study, series);
+	rc = peek_uids(r, s->target, &src, cls, sop, study, series, coll);
 	src_close(&src);
 	src_close(&fsrc);
 	if (rc != ERR_OK) {
@@ -379,6 +385,23 @@ static enum err p_end(void *ctx)
 		stow_failed(d, FR_STUDY_MISMATCH, cls, sop, study, series, "the instance is not of the study in the path");
 		goto out;
 	}
+	/* authorised for the study's collection: the stored one, or the one a
+	 * new study joins */
+	{
+		struct idx_study cur;
+		struct access_object ob;
+		pthread_mutex_lock(r->srv->ix_lock);
+		if (study[0] && v->ix->ops->study_get(v->ix, study, &cur) == ERR_OK)
+			snprintf(coll, sizeof coll, "%s", cur.collection);
+		pthread_mutex_unlock(r->srv->ix_lock);
+		ob.collection = coll;
+		ob.study_uid = study[0] ? study : NULL;
+		ob.patient = NULL;
+		if (http_access(r, ACCESS_ACT_STORE, &ob) != ACCESS_YES) {
+			stow_failed(d, FR_NOT_AUTHORIZED, cls, sop, study, series, "not authorised to store into this collection");
+			goto out;
+		}
+	}
 	if (spool_open(s, path, &fsrc, &src) != ERR_OK) {
 		stow_failed(d, FR_OUT_OF_RESOURCES, cls, sop, study, series, "cannot reopen the temporary file");
 		goto out;
@@ -386,7 +409,7 @@ static enum err p_end(void *ctx)
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance(v, &src, NULL, &res, why, sizeof why);
+	rc = store_instance(v, &src, coll, &res, why, sizeof why);
 	if (rc == ERR_OK) {
 		pthread_mutex_lock(r->srv->ix_lock);
 		have_pa = dw_locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
@@ -445,9 +468,16 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 	struct mp_cb cb;
 	struct dw *d;
 
+	const char *target = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "collection");
+
 	if (study != NULL && !dw_uid_ok(study, study_len))
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the study UID in the path is not 1 to 64 digits and dots",
 		                    NULL);
+	if (target != NULL && !access_collection_known(r->srv->colls, target))
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "no such collection (see [collection] in dicomvault.conf)", NULL);
+	/* a grant whose role may store, somewhere: else nothing is read */
+	if (http_access(r, ACCESS_ACT_STORE, NULL) != ACCESS_YES)
+		return http_refuse(r, ACCESS_ACT_STORE, NULL, AUDIT_STORE, NULL, NULL, NULL);
 	if (ct == NULL || mp_ctype_parse(ct, strlen(ct), &mct) != ERR_OK || strcmp(mct.media, "multipart/related") != 0 ||
 	    (mct.type[0] && strcmp(mct.type, "application/dicom") != 0))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
@@ -465,6 +495,8 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 		memcpy(d->st.study, study, study_len);
 		d->st.study[study_len] = 0;
 	}
+	if (target != NULL)
+		snprintf(d->st.target, sizeof d->st.target, "%s", target);
 	snprintf(d->st.tmpdir, sizeof d->st.tmpdir, "%s/tmp", r->srv->vault->dir);
 	wbuf_init(&d->st.ok, DICOMWEB_JSON_MAX);
 	wbuf_init(&d->st.failed, DICOMWEB_JSON_MAX);

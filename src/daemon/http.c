@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
+#include "dicomvault/vault.h"
 #include "http_int.h"
 
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3"
@@ -337,6 +338,8 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 		        ERR_OK)
 			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
 		r->authed = true;
+		if (http_load_grants(r) != ERR_OK)
+			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
 		if (r->route->path == NULL)
 			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	}
@@ -438,6 +441,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 		free(r->body);
 	}
 	mem_wipe(&r->sess, sizeof r->sess);
+	free(r->grants);
 	free(r);
 	*con_cls = NULL;
 }
@@ -541,6 +545,11 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	s->vault = o->vault;
 	s->ix_lock = o->ix_lock;
 	s->audit = o->audit;
+	if (o->vault != NULL) {
+		rc = access_collections_load(o->vault->conf, &s->colls, why, whylen);
+		if (rc != ERR_OK)
+			goto fail;
+	}
 	rc = ERR_NOMEM;
 	s->cert = malloc(o->cert_len + 1);
 	if (s->cert == NULL)
@@ -613,6 +622,7 @@ void http_server_stop(struct http_server *s)
 	if (s->d != NULL)
 		MHD_stop_daemon(s->d);
 	secret_free(s->key);
+	access_collections_free(s->colls);
 	free(s->cert);
 	free(s);
 }

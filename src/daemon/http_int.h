@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "dicomvault/auth.h"
+#include "dicomvault/access.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/http.h"
 
@@ -23,6 +24,7 @@ struct http_server {
 	struct vault *vault;        /* DICOMweb: NULL when not served */
 	pthread_mutex_t *ix_lock;   /* held around every use of vault->ix */
 	struct audit *audit;
+	struct access_collections *colls;   /* [collection] rules of the vault (NULL: none) */
 	char *cert;                 /* PEM, NUL-terminated */
 	struct secret *key;         /* PEM, kept until the daemon stops */
 	uint16_t port;
@@ -70,7 +72,27 @@ struct http_req {
 	struct auth_session sess;
 	const char *token;          /* as received (MHD's memory), for logout */
 	size_t token_len;
+	/* the user's grants in force, read from the index for this request
+	 * (nothing cached across requests: a revoked grant stops at once) */
+	struct access_grant *grants;
+	size_t ngrants;
 };
+
+/* Authorisation (http_access.c, docs/ACCESS.md). The decision for the
+ * request's user on action over object o (NULL: not about one object):
+ * ACCESS_YES, ACCESS_DEID or ACCESS_NO, narrowed by an API token's scope.
+ * The covers variant says whether any grant in force covers o at all (a
+ * refusal is then 403, else 404). */
+int http_access(struct http_req *r, enum access_action a, const struct access_object *o);
+bool http_covers(struct http_req *r, enum access_action a, const struct access_object *o);
+/* A refusal: 403 when a grant covers the object but does not allow the
+ * action (or allows only de-identified data), else 404 so that the object's
+ * existence is not revealed; audited as a failure of the action. */
+enum MHD_Result http_refuse(struct http_req *r, enum access_action a, const struct access_object *o,
+                            const char *audit_action, const char *study, const char *series, const char *sop);
+/* Loads r->grants (after the session check); ERR_AUTH if the account is
+ * disabled or expired. */
+WUR enum err http_load_grants(struct http_req *r);
 
 /* Response flags. */
 #define HTTP_R_HTML   1u        /* a page: its Content-Security-Policy */

@@ -521,6 +521,37 @@ static bool uid_copy(const char *s, size_t n, char out[WADO_UID_MAX + 1])
 	return true;
 }
 
+/* Authorisation of a retrieval of (part of) a study: the study's
+ * collection and patient from the index, then the user's grants. A study
+ * that does not exist and one outside every grant get the same 404.
+ * *ok false: the answer was queued. */
+static enum MHD_Result gate(struct http_req *r, const char *study, const char *series, const char *sop, bool *ok)
+{
+	struct index_store *ix = r->srv->vault->ix;
+	struct idx_study st;
+	struct idx_patient pa;
+	struct access_object ob;
+	enum err rc;
+
+	*ok = false;
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = ix->ops->study_get(ix, study, &st);
+	if (rc == ERR_OK)
+		rc = ix->ops->patient_by_id(ix, st.patient_id, &pa);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc == ERR_NOTFOUND)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	if (rc != ERR_OK)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	ob.collection = st.collection;
+	ob.study_uid = st.uid;
+	ob.patient = pa.key_hmac;
+	if (http_access(r, ACCESS_ACT_RETRIEVE_ORIGINAL, &ob) != ACCESS_YES)
+		return http_refuse(r, ACCESS_ACT_RETRIEVE, &ob, AUDIT_RETRIEVE, study, series, sop);
+	*ok = true;
+	return MHD_YES;
+}
+
 enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n)
 {
 	char uid[3][WADO_UID_MAX + 1];
@@ -543,6 +574,12 @@ enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_
 		if (!uid_copy(seg[1 + 2 * i], len[1 + 2 * i], uid[i]))
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "a UID in the path is not 1 to 64 digits and dots",
 			                    NULL);
+	{
+		bool ok;
+		enum MHD_Result q = gate(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, &ok);
+		if (!ok)
+			return q;
+	}
 	if ((size_t)(2 * nuid) == n)
 		return send_dicom(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, true);
 	if ((size_t)(2 * nuid + 1) == n && dw_seg_is(last, lastlen, "metadata"))
@@ -577,5 +614,11 @@ enum MHD_Result dicomweb_wado_uri(struct http_req *r)
 	ct = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "contentType");
 	if (ct == NULL || !mp_media_is(ct, strlen(ct), "application/dicom"))
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only contentType=application/dicom is offered", NULL);
+	{
+		bool ok;
+		enum MHD_Result q = gate(r, uid[0], uid[1], uid[2], &ok);
+		if (!ok)
+			return q;
+	}
 	return send_dicom(r, uid[0], uid[1], uid[2], false);
 }
