@@ -68,4 +68,22 @@
 #define MP_MAX_PARTS           10000u         /* parts in one request */
 #define DICOMWEB_JSON_MAX      ((size_t)16 << 20)  /* each item list of a STOW-RS answer */
 
+/* DICOM upper layer (proto/pdu.c, proto/ul.c) and DIMSE (proto/dimse.c) */
+#define PDU_MAX_PREASSOC       (64u * 1024)   /* PDU body before an association is established */
+#define PDU_MAX_PCTX           128u           /* presentation contexts in one A-ASSOCIATE */
+#define PDU_MAX_TS_PER_PCTX    64u            /* transfer syntaxes proposed in one context */
+#define PDU_MAX_TS_TOTAL       512u           /* transfer syntaxes in one A-ASSOCIATE-RQ */
+#define PDU_MAX_ROLES          128u           /* SCP/SCU role selection sub-items */
+#define PDU_MAX_IDENTITY       (16u * 1024)   /* user identity primary field (user name, JWT) */
+#define PDU_MAX_IDENTITY_RESP  (16u * 1024)   /* user identity server response */
+#define UL_RECV_MAX_DEFAULT    (64u * 1024)   /* maximum PDU length we advertise */
+#define UL_RECV_MAX_CAP        (1u << 20)     /* largest we may be configured to advertise */
+#define UL_SEND_MAX_CAP        (1u << 20)     /* largest P-DATA-TF we send (peer said 0: unlimited) */
+#define UL_PEER_MIN_MAX        512u           /* smallest maximum length of a peer we accept */
+#define UL_PEER_DEFAULT_MAX    16384u         /* assumed when a peer sends no maximum length */
+#define UL_TX_MAX              (16u << 20)    /* bytes queued to send before the caller drains them */
+#define UL_ARTIM_SECONDS       30u            /* ARTIM timer (PS3.8 9.1.5) */
+#define DIMSE_MAX_COMMAND      (16u * 1024)   /* bytes of one command set */
+#define DIMSE_MAX_STRING       1024u          /* a string element of a command set (ErrorComment: 64) */
+
 #endif
