@@ -100,7 +100,8 @@ void pdu_framer_set_max(struct pdu_framer *f, uint32_t max);
  * ERR_AGAIN: all n consumed, no whole PDU yet. Errors are sticky:
  * ERR_PARSE an unknown PDU type (PS3.8: unrecognized PDU), ERR_LIMIT a
  * length field over the limit (seen in the header, before any body
- * byte is buffered), ERR_NOMEM. */
+ * byte is buffered), ERR_NOMEM; *used is always set (on an error: the
+ * bytes up to the end of the offending header). */
 WUR enum err pdu_framer_feed(struct pdu_framer *f, const uint8_t *data, size_t n, size_t *used,
                              struct pdu_view *out);
 /* True when bytes of an unfinished PDU are held. */

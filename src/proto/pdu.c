@@ -133,6 +133,7 @@ enum err pdu_framer_feed(struct pdu_framer *f, const uint8_t *data, size_t n, si
 {
 	size_t off = 0, take;
 
+	*used = 0;
 	if (f->err != ERR_OK)
 		return f->err;
 	if (f->ready) {   /* the PDU handed out last time is dropped */
@@ -149,6 +150,7 @@ enum err pdu_framer_feed(struct pdu_framer *f, const uint8_t *data, size_t n, si
 		f->hdr[f->hlen++] = data[off++];
 		if (f->hlen == PDU_HEADER_LEN) {
 			uint32_t len = load_u32be(f->hdr + 2);
+			*used = off;
 			if (f->hdr[0] < PDU_ASSOC_RQ || f->hdr[0] > PDU_ABORT)
 				return f->err = ERR_PARSE;
 			if (len > f->max)

@@ -246,14 +246,18 @@ TEST(framer_limit_before_allocation)
 	size_t used;
 
 	pdu_framer_init(&f, PDU_MAX_PREASSOC);
+	used = 99;
 	CHECK_EQ_INT(pdu_framer_feed(&f, h, 6, &used, &v), ERR_LIMIT);
+	CHECK_EQ_INT(used, 6);   /* set on errors too (found by pdu_fuzz) */
 	CHECK(f.buf == NULL && f.cap == 0);
 	CHECK_EQ_INT(pdu_framer_feed(&f, h, 6, &used, &v), ERR_LIMIT);   /* sticky */
 	pdu_framer_fini(&f);
 	h[0] = 0x08;   /* unknown type */
 	h[4] = 0;
 	pdu_framer_init(&f, PDU_MAX_PREASSOC);
+	used = 99;
 	CHECK_EQ_INT(pdu_framer_feed(&f, h, 6, &used, &v), ERR_PARSE);
+	CHECK_EQ_INT(used, 6);
 	pdu_framer_fini(&f);
 	h[0] = 0x04;   /* exactly the limit is fine */
 	h[2] = 0; h[3] = 1; h[4] = 0; h[5] = 0;
