@@ -14,6 +14,7 @@
  *     same context and that each command set is within its cap;
  *  4. a requestor that sent a fixed A-ASSOCIATE-RQ is fed the stream as
  *     the acceptor's answer.
+ * Whatever either machine sends must frame and parse again.
  * The target abort()s on an inconsistency; the sanitizers catch the rest.
  * Layer: fuzz. */
 #include <stdint.h>
@@ -183,6 +184,101 @@ static bool any_storage(void *ctx, const char *abstract)
 	return strncmp(abstract, "1.2.840.10008.5.1.4.1.1.", 24) == 0;
 }
 
+/* What the machine sends must frame and parse: drained after each step. */
+static void check_tx(struct ul *u)
+{
+	struct pdu_framer f;
+	struct pdu_view v;
+	size_t off = 0, used;
+	enum err rc;
+
+	pdu_framer_init(&f, UL_SEND_MAX_CAP);
+	while (off < u->tx.len) {
+		rc = pdu_framer_feed(&f, u->tx.p + off, u->tx.len - off, &used, &v);
+		off += used;
+		if (rc != ERR_OK)
+			abort();   /* a PDU cut short, or a bad header */
+		switch (v.type) {
+		case PDU_ASSOC_AC:
+		case PDU_ASSOC_RQ: {
+			struct pdu_assoc *a = malloc(sizeof *a);
+			if (a == NULL || pdu_assoc_parse(v.type, v.body, v.len, a, NULL) != ERR_OK)
+				abort();
+			pdu_assoc_fini(a);
+			free(a);
+			break;
+		}
+		case PDU_ASSOC_RJ: {
+			struct pdu_rj rj;
+			if (pdu_rj_parse(v.body, v.len, &rj) != ERR_OK)
+				abort();
+			break;
+		}
+		case PDU_ABORT: {
+			struct pdu_abort ab;
+			if (pdu_abort_parse(v.body, v.len, &ab) != ERR_OK)
+				abort();
+			break;
+		}
+		case PDU_RELEASE_RQ:
+		case PDU_RELEASE_RP:
+			if (pdu_release_parse(v.body, v.len) != ERR_OK)
+				abort();
+			break;
+		case PDU_DATA_TF: {
+			struct pdu_pdv_iter it;
+			struct pdu_pdv d;
+			pdu_pdv_iter_init(&it, v.body, v.len);
+			while ((rc = pdu_pdv_next(&it, &d)) == ERR_OK)
+				if (!ul_context(u, d.pcid, NULL, NULL) || d.n > u->frag_max)
+					abort();
+			if (rc != ERR_NOTFOUND || v.len > u->frag_max + 6)
+				abort();
+			break;
+		}
+		default:
+			abort();
+		}
+	}
+	pdu_framer_fini(&f);
+	ul_tx_consumed(u, u->tx.len);
+}
+
+/* Answers a command as a service would: a response, and for C-FIND a
+ * pending response with an identifier sent in three pieces. */
+static void answer(struct ul *u, uint8_t pcid, const uint8_t *p, size_t n)
+{
+	static uint8_t ident[3000];
+	struct dimse_cmd cmd, rsp;
+	struct wbuf w;
+	enum err rc = ERR_OK;
+
+	if (dimse_cmd_parse(p, n, &cmd) != ERR_OK)
+		return;
+	if (!(cmd.has & DIMSE_F_FIELD))
+		abort();
+	if (cmd.field & 0x8000 || dimse_cmd_check(&cmd, NULL) != ERR_OK)
+		return;
+	wbuf_init(&w, DIMSE_MAX_COMMAND);
+	dimse_cmd_rsp(&rsp, &cmd, cmd.field == DIMSE_C_FIND_RQ ? DIMSE_PENDING : DIMSE_SUCCESS);
+	if (cmd.field == DIMSE_C_FIND_RQ)
+		rsp.data_set_type = DIMSE_HAS_DATA_SET;
+	if (dimse_cmd_build(&rsp, &w) != ERR_OK)
+		abort();
+	rc = ul_send_command(u, pcid, w.p, w.len);
+	if (rc == ERR_OK && cmd.field == DIMSE_C_FIND_RQ) {
+		rc = ul_send_data(u, pcid, ident, 1000, false);
+		if (rc == ERR_OK)
+			rc = ul_send_data(u, pcid, ident + 1000, 1999, false);
+		if (rc == ERR_OK)
+			rc = ul_send_data(u, pcid, ident + 2999, 1, true);
+	}
+	/* a command answered in Sta6 or Sta8, on an accepted context */
+	if (rc != ERR_OK && (u->state == UL_STA6 || u->state == UL_STA8))
+		abort();
+	wbuf_fini(&w);
+}
+
 static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool reject)
 {
 	struct ul_policy pol = { syns, 2, any_storage, NULL, ts_pref, false, true, NULL, 0 };
@@ -228,11 +324,7 @@ static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool 
 				if (ev.n > DIMSE_MAX_COMMAND || !ul_context(u, ev.pcid, NULL, NULL))
 					abort();
 				data_pcid = ev.pcid;
-				{
-					struct dimse_cmd cmd;
-					if (dimse_cmd_parse(ev.p, ev.n, &cmd) == ERR_OK && !(cmd.has & DIMSE_F_FIELD))
-						abort();
-				}
+				answer(u, ev.pcid, ev.p, ev.n);
 				break;
 			case UL_EV_DATA:
 				if (ev.pcid != data_pcid || (ev.n == 0 && !ev.last))
@@ -256,11 +348,12 @@ static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool 
 			default:
 				abort();
 			}
-			if (u->tx.len > (1u << 20))
-				ul_tx_consumed(u, u->tx.len);
+			check_tx(u);
 		}
 	}
 out:
+	if (wbuf_err(&u->tx) == ERR_OK)
+		check_tx(u);
 	if (u->state < UL_STA1 || u->state > UL_STA13)
 		abort();
 	ul_transport_closed(u, &ev);

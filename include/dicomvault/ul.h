@@ -133,7 +133,8 @@ void ul_fini(struct ul *u);
  * ERR_AGAIN: all n consumed, nothing to report. Malformed or unexpected
  * input is not an error here: it is answered as PS3.8 says (A-ABORT, or
  * ignored in Sta13) and reported as an event. Errors: ERR_NOMEM,
- * ERR_LIMIT (tx not drained), ERR_INTERNAL. After each call: send tx,
+ * ERR_LIMIT (tx not drained), ERR_INTERNAL: close the transport without
+ * sending what tx holds (it may end in a partial PDU). After each call: send tx,
  * then close the transport if u->close; (re)start or stop ARTIM as
  * ul_artim() says. */
 WUR enum err ul_feed(struct ul *u, const uint8_t *data, size_t n, size_t *used, struct ul_event *ev);
