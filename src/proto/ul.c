@@ -225,12 +225,15 @@ static enum err on_assoc_rq(struct ul *u, const struct pdu_view *v, struct ul_ev
 	rc = pdu_assoc_parse(PDU_ASSOC_RQ, v->body, v->len, u->rq, &reason);
 	if (rc == ERR_NOMEM)
 		return rc;
-	if (rc != ERR_OK) {
-		invalid_pdu(u, reason, rc == ERR_LIMIT ? "A-ASSOCIATE-RQ over a limit" : "malformed A-ASSOCIATE-RQ", ev);
+	if (rc == ERR_PARSE) {
+		invalid_pdu(u, reason, "malformed A-ASSOCIATE-RQ", ev);
 		return ERR_OK;
 	}
 	artim_stop(u);
-	if (!(u->rq->version & 1)) {
+	if (rc != ERR_OK) {   /* well formed but over a count or size cap */
+		rj.source = PDU_RJ_SRC_PRESENTATION;
+		rj.reason = PDU_RJ_LOCAL_LIMIT;
+	} else if (!(u->rq->version & 1)) {
 		rj.source = PDU_RJ_SRC_ACSE;
 		rj.reason = PDU_RJ_PROTOCOL_VERSION;
 	} else if (strcmp(u->rq->app_context, PDU_APP_CONTEXT) != 0) {
@@ -253,7 +256,9 @@ static enum err on_assoc_rq(struct ul *u, const struct pdu_view *v, struct ul_ev
 		ev->why = rj.reason == PDU_RJ_CALLED_AE ? "called AE title not recognized"
 		          : rj.reason == PDU_RJ_APP_CONTEXT && rj.source == PDU_RJ_SRC_USER
 		              ? "application context not supported"
-		              : "association rejected by the provider";
+		              : rj.reason == PDU_RJ_LOCAL_LIMIT && rj.source == PDU_RJ_SRC_PRESENTATION
+		                  ? "A-ASSOCIATE-RQ over a local limit"
+		                  : "association rejected by the provider";
 		return ERR_OK;
 	}
 	u->state = UL_STA3;

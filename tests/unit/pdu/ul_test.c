@@ -306,6 +306,67 @@ TEST(reject_by_provider)
 	expect_rj("DICOMVAULT", 2, PDU_APP_CONTEXT, PDU_RJ_SRC_ACSE, PDU_RJ_PROTOCOL_VERSION);
 }
 
+/* 128 contexts of nts transfer syntaxes each, written by hand (our
+ * builder stops at the caps). */
+static void big_rq(unsigned nts, struct wbuf *w)
+{
+	unsigned i, k;
+	size_t pc;
+
+	wbuf_init(w, 1 << 20);
+	wbuf_putc(w, 1); wbuf_putc(w, 0); wbuf_put_u32be(w, 0);
+	wbuf_put_u16be(w, 1); wbuf_put_u16be(w, 0);
+	wbuf_puts(w, "DICOMVAULT      STORESCU        ");
+	for (i = 0; i < 32; i++)
+		wbuf_putc(w, 0);
+	wbuf_putc(w, 0x10); wbuf_putc(w, 0); wbuf_put_u16be(w, 21); wbuf_puts(w, PDU_APP_CONTEXT);
+	for (i = 0; i < 128; i++) {
+		wbuf_putc(w, 0x20); wbuf_putc(w, 0);
+		pc = w->len;
+		wbuf_put_u16be(w, 0);
+		wbuf_putc(w, (char)(2 * i + 1)); wbuf_putc(w, 0); wbuf_putc(w, 0); wbuf_putc(w, 0);
+		wbuf_putc(w, 0x30); wbuf_putc(w, 0); wbuf_put_u16be(w, 25); wbuf_puts(w, "1.2.840.10008.5.1.4.1.1.2");
+		for (k = 0; k < nts; k++) {
+			char ts[32];
+			int n = snprintf(ts, sizeof ts, "1.2.840.10008.1.2.4.%u", 50 + k);
+			wbuf_putc(w, 0x40); wbuf_putc(w, 0); wbuf_put_u16be(w, (uint16_t)n); wbuf_puts(w, ts);
+		}
+		store_u16be(w->p + pc, (uint16_t)(w->len - pc - 2));
+	}
+	wbuf_putc(w, 0x50); wbuf_putc(w, 0); wbuf_put_u16be(w, 8);
+	wbuf_putc(w, 0x51); wbuf_putc(w, 0); wbuf_put_u16be(w, 4); wbuf_put_u32be(w, 16384);
+	store_u32be(w->p + 2, (uint32_t)(w->len - 6));
+}
+
+TEST(rq_over_caps_rejected)
+{
+	struct ul u;
+	struct wbuf w;
+	struct evlog lg;
+	struct pdu_rj rj;
+
+	/* 128 x 8 = PDU_MAX_TS_TOTAL: indicated to the user */
+	big_rq(8, &w);
+	CHECK_EQ_INT(ul_init_acceptor(&u, &acfg), ERR_OK);
+	log_init(&lg);
+	feed_all(&u, w.p, w.len, &lg);
+	CHECK(lg.n == 1 && lg.k[0] == UL_EV_ASSOC_RQ && u.rq->nts == PDU_MAX_TS_TOTAL);
+	log_fini(&lg);
+	ul_fini(&u);
+	wbuf_fini(&w);
+	/* 128 x 9: refused with "local limit exceeded", not aborted */
+	big_rq(9, &w);
+	CHECK_EQ_INT(ul_init_acceptor(&u, &acfg), ERR_OK);
+	log_init(&lg);
+	feed_all(&u, w.p, w.len, &lg);
+	CHECK(lg.n == 1 && lg.k[0] == UL_EV_ASSOC_RJ && u.state == UL_STA13);
+	CHECK_EQ_INT(pdu_rj_parse(u.tx.p + 6, u.tx.len - 6, &rj), ERR_OK);
+	CHECK(rj.source == PDU_RJ_SRC_PRESENTATION && rj.reason == PDU_RJ_LOCAL_LIMIT);
+	log_fini(&lg);
+	ul_fini(&u);
+	wbuf_fini(&w);
+}
+
 TEST(reject_by_user)
 {
 	struct ul u;
@@ -679,6 +740,7 @@ int main(void)
 	RUN(accept_negotiation);
 	RUN(data_and_release);
 	RUN(reject_by_provider);
+	RUN(rq_over_caps_rejected);
 	RUN(reject_by_user);
 	RUN(abort_on_unexpected_pdu_each_state);
 	RUN(artim_in_sta2);
