@@ -435,6 +435,18 @@ TEST(abort_on_unexpected_pdu_each_state)
 	feed_all(&u, rel_rq, sizeof rel_rq, &lg);
 	CHECK_EQ_INT(lg.n, 0);
 	CHECK_EQ_INT(u.tx.len, 0);
+	{   /* an A-ASSOCIATE-RQ in Sta13: one A-ABORT (AA-7), however many come */
+		struct pdu_assoc *rq = make_rq("DICOMVAULT", 0);
+		struct wbuf w;
+		pdu_bytes(rq, &w);
+		feed_all(&u, w.p, w.len, &lg);
+		feed_all(&u, w.p, w.len, &lg);
+		CHECK_EQ_INT(lg.n, 0);
+		CHECK(u.tx.len == 10 && u.tx.p[0] == PDU_ABORT && u.state == UL_STA13);
+		ul_tx_consumed(&u, u.tx.len);
+		wbuf_fini(&w);
+		free_assoc(rq);
+	}
 	feed_all(&u, (const uint8_t *)"\7\0\0\0\0\4\0\0\0\0", 10, &lg);
 	CHECK_EQ_INT(lg.n, 1);
 	CHECK_EQ_INT(lg.k[0], UL_EV_CLOSED);
