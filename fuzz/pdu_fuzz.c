@@ -13,7 +13,10 @@
  *     releases, checks that every data fragment follows a command on the
  *     same context and that each command set is within its cap;
  *  4. a requestor that sent a fixed A-ASSOCIATE-RQ is fed the stream as
- *     the acceptor's answer.
+ *     the acceptor's answer, once as is and once asking to release as
+ *     soon as it is accepted (the acceptor, too, asks to release after
+ *     its first answer in half of the chunked runs), so that release
+ *     collisions are reached.
  * Whatever either machine sends must frame and parse again.
  * The target abort()s on an inconsistency; the sanitizers catch the rest.
  * Layer: fuzz. */
@@ -279,7 +282,7 @@ static void answer(struct ul *u, uint8_t pcid, const uint8_t *p, size_t n)
 	wbuf_fini(&w);
 }
 
-static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool reject)
+static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool reject, bool release)
 {
 	struct ul_policy pol = { syns, 2, any_storage, NULL, ts_pref, false, true, NULL, 0 };
 	struct ul_event ev;
@@ -325,6 +328,8 @@ static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool 
 					abort();
 				data_pcid = ev.pcid;
 				answer(u, ev.pcid, ev.p, ev.n);
+				if (release && u->state == UL_STA6 && ul_release_rq(u) != ERR_OK)
+					abort();
 				break;
 			case UL_EV_DATA:
 				if (ev.pcid != data_pcid || (ev.n == 0 && !ev.last))
@@ -340,9 +345,14 @@ static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool 
 				if (u->state == UL_STA12 && ul_release_rp(u) != ERR_OK)
 					abort();
 				break;
+			case UL_EV_ASSOC_AC:
+				if (u->state != UL_STA6)
+					abort();
+				if (release && ul_release_rq(u) != ERR_OK)
+					abort();
+				break;
 			case UL_EV_ABORT:
 			case UL_EV_CLOSED:
-			case UL_EV_ASSOC_AC:
 			case UL_EV_ASSOC_RJ:
 				break;
 			default:
@@ -368,11 +378,11 @@ static void acceptor(const uint8_t *d, size_t n, uint32_t seed)
 
 	if (ul_init_acceptor(&u, &cfg) != ERR_OK)
 		abort();
-	drive(&u, d, n, seed, seed != 0 && (seed >> 8) % 8 == 0);
+	drive(&u, d, n, seed, seed != 0 && (seed >> 8) % 8 == 0, seed != 0 && (seed >> 4) % 2 == 0);
 	ul_fini(&u);
 }
 
-static void requestor(const uint8_t *d, size_t n, uint32_t seed)
+static void requestor(const uint8_t *d, size_t n, uint32_t seed, bool release)
 {
 	struct ul_config cfg = { "FUZZSCU", 4096 };
 	struct pdu_assoc *rq = malloc(sizeof *rq);
@@ -391,7 +401,7 @@ static void requestor(const uint8_t *d, size_t n, uint32_t seed)
 	    ul_connected(&u) != ERR_OK)
 		abort();
 	ul_tx_consumed(&u, u.tx.len);
-	drive(&u, d, n, seed, false);
+	drive(&u, d, n, seed, false, release);
 	ul_fini(&u);
 	pdu_assoc_fini(rq);
 	free(rq);
@@ -417,6 +427,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 	acceptor(data, size, 0);
 	acceptor(data, size, seed);
-	requestor(data, size, seed);
+	requestor(data, size, seed, false);
+	requestor(data, size, 0, true);
 	return 0;
 }
