@@ -338,8 +338,13 @@ static void drive(struct ul *u, const uint8_t *d, size_t n, uint32_t seed, bool 
 					data_pcid = 0;
 				break;
 			case UL_EV_RELEASE_RQ:
-				if (ul_release_rp(u) != ERR_OK)
+				/* Sta10 (collision, acceptor): answered after the RP */
+				if (u->state == UL_STA10) {
+					if (ul_release_rp(u) != ERR_INTERNAL)
+						abort();
+				} else if (ul_release_rp(u) != ERR_OK) {
 					abort();
+				}
 				break;
 			case UL_EV_RELEASE_RP:
 				if (u->state == UL_STA12 && ul_release_rp(u) != ERR_OK)

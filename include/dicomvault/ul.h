@@ -43,7 +43,8 @@ enum ul_ev_kind {
 	                    * the RQ was refused by the provider (rj sent, Sta13) */
 	UL_EV_COMMAND,     /* a whole command set on context pcid (p, n) */
 	UL_EV_DATA,        /* a data set fragment on pcid (p, n; last) */
-	UL_EV_RELEASE_RQ,  /* the peer asks to release: answer ul_release_rp() */
+	UL_EV_RELEASE_RQ,  /* the peer asks to release: answer ul_release_rp(), except in
+	                    * Sta10 (collision, acceptor): there only after UL_EV_RELEASE_RP */
 	UL_EV_RELEASE_RP,  /* our release is confirmed; in Sta12 (collision) answer ul_release_rp() */
 	UL_EV_ABORT,       /* A-ABORT from the peer, or A-P-ABORT (provider): association over */
 	UL_EV_CLOSED       /* the machine is back in Sta1 with nothing else to say */
