@@ -91,4 +91,22 @@
 #define QIDO_MAX_NUMBER        1000000000ll   /* largest limit or offset accepted */
 #define QIDO_JSON_MAX          ((size_t)64 << 20)  /* one QIDO-RS answer */
 
+/* DICOM upper layer (proto/pdu.c, proto/ul.c) and DIMSE (proto/dimse.c) */
+#define PDU_MAX_PREASSOC       (64u * 1024)   /* PDU body before an association is established */
+#define PDU_MAX_PCTX           128u           /* presentation contexts in one A-ASSOCIATE */
+#define PDU_MAX_TS_PER_PCTX    64u            /* transfer syntaxes proposed in one context */
+#define PDU_MAX_TS_TOTAL       1024u          /* transfer syntaxes in one A-ASSOCIATE-RQ (128 contexts x 8) */
+#define PDU_MAX_ROLES          128u           /* SCP/SCU role selection sub-items */
+#define PDU_MAX_IDENTITY       (16u * 1024)   /* user identity primary field (user name, JWT) */
+#define PDU_MAX_IDENTITY_RESP  (16u * 1024)   /* user identity server response */
+#define UL_RECV_MAX_DEFAULT    (64u * 1024)   /* maximum PDU length we advertise */
+#define UL_RECV_MAX_CAP        (1u << 20)     /* largest we may be configured to advertise */
+#define UL_SEND_MAX_CAP        (1u << 20)     /* largest P-DATA-TF we send (peer said 0: unlimited) */
+#define UL_PEER_MIN_MAX        512u           /* smallest maximum length of a peer we accept */
+#define UL_PEER_DEFAULT_MAX    16384u         /* assumed when a peer sends no maximum length */
+#define UL_TX_MAX              (16u << 20)    /* bytes queued to send before the caller drains them */
+#define UL_ARTIM_SECONDS       30u            /* ARTIM timer (PS3.8 9.1.5) */
+#define DIMSE_MAX_COMMAND      (16u * 1024)   /* bytes of one command set */
+#define DIMSE_MAX_STRING       1024u          /* a string element of a command set (ErrorComment: 64) */
+
 #endif
