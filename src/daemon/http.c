@@ -307,7 +307,25 @@ static bool req_token(struct http_req *r)
 	}
 	r->token = h;
 	r->token_len = n;
+	r->by_cookie = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION) == NULL;
 	return n > 0;
+}
+
+/* CSRF: a request that changes state and is authenticated by the session
+ * cookie must come from our own pages: Origin, when the browser sends it,
+ * is https://HOST of this request; or Sec-Fetch-Site says same-origin.
+ * (The cookie is also SameSite=Strict; this is the second lock.) */
+static bool same_origin(struct http_req *r)
+{
+	const char *origin = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Origin");
+	const char *site = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Sec-Fetch-Site");
+	const char *host = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+
+	if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 || !r->by_cookie)
+		return true;
+	if (origin != NULL)
+		return host != NULL && strncmp(origin, "https://", 8) == 0 && strcmp(origin + 8, host) == 0;
+	return site != NULL && strcmp(site, "same-origin") == 0;
 }
 
 static bool json_ctype(const char *ct)
@@ -337,6 +355,11 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 		    auth_request_check(r->srv->auth, r->token, r->token_len, (int64_t)time(NULL), r->addr, &r->sess) !=
 		        ERR_OK)
 			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
+		if (!same_origin(r)) {
+			log_info("%s %s: refused: cookie-authenticated request from another origin (%s)", r->method_log,
+			         r->route->name, r->addr);
+			return http_problem(r, MHD_HTTP_FORBIDDEN, "cross-origin request refused", NULL);
+		}
 		r->authed = true;
 		if (http_load_grants(r) != ERR_OK)
 			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);

@@ -71,6 +71,7 @@ struct http_req {
 	bool authed;
 	struct auth_session sess;
 	const char *token;          /* as received (MHD's memory), for logout */
+	bool by_cookie;             /* the token came in the session cookie */
 	size_t token_len;
 	/* the user's grants in force, read from the index for this request
 	 * (nothing cached across requests: a revoked grant stops at once) */
@@ -122,6 +123,10 @@ extern const struct http_route http_routes[];
 enum MHD_Result http_page_login(struct http_req *r);
 enum MHD_Result http_page_login_js(struct http_req *r);
 enum MHD_Result http_page_login_css(struct http_req *r);
+/* Break-glass and administration (http_admin.c). */
+enum MHD_Result http_break_glass(struct http_req *r);
+enum MHD_Result http_users(struct http_req *r);
+enum MHD_Result http_grants(struct http_req *r);
 /* DICOMweb (dicomweb.c): STOW-RS, WADO-RS instance, WADO-URI. */
 enum MHD_Result dicomweb_begin(struct http_req *r);
 enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n);

@@ -154,7 +154,7 @@ check "code of the next step accepted (one step of skew)" "[ -n \"\$T3\" ]"
 check "the same code in 3 concurrent logins: exactly one 200, the others 401" "[ $n200 -eq 1 ] && [ $n401 -eq 2 ]"
 
 # ---- every other path needs a session ----
-for p in /api/anything /dicom-web/nosuch /api/users /healthz/ /api/auth/whoamix; do
+for p in /api/anything /dicom-web/nosuch /api/nosuch /healthz/ /api/auth/whoamix; do
 	req other "$U$p"
 	check "GET $p without credentials 401 problem+json" "problem other 401"
 	req other -H "Authorization: Bearer $T2" "$U$p"

@@ -1,0 +1,390 @@
+/* http_admin.c: break-glass (POST /api/auth/break-glass) and the
+ * administration API (/api/users, /api/grants), on core/users.c. Every
+ * change is audited with who made it; administration needs a grant whose
+ * role may manage users (docs/ACCESS.md). Layer: daemon. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "dicomvault/index.h"
+#include "dicomvault/ini.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/log.h"
+#include "dicomvault/users.h"
+#include "dicomvault/vault.h"
+#include "http_int.h"
+
+#define BREAK_GLASS_MINUTES_DEFAULT 60
+#define BREAK_GLASS_MINUTES_MAX     (24 * 60)
+#define REASON_MIN 8u
+#define REASON_MAX 200u
+
+static bool json_body_ok(struct http_req *r)
+{
+	const char *ct = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+
+	return ct != NULL && strncasecmp(ct, "application/json", 16) == 0 && (ct[16] == 0 || ct[16] == ';');
+}
+
+/* The body as a JSON object of depth 1 (values: strings, numbers, booleans). */
+static json_t *body_object(struct http_req *r, const char **bad)
+{
+	json_error_t je;
+	json_t *o;
+	const char *k;
+	json_t *val;
+
+	*bad = NULL;
+	if (r->too_large) {
+		*bad = "the body is too large";
+		return NULL;
+	}
+	o = json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &je);
+	if (o == NULL || !json_is_object(o)) {
+		json_decref(o);
+		*bad = "the body must be a JSON object";
+		return NULL;
+	}
+	json_object_foreach(o, k, val) {
+		if (json_is_object(val) || json_is_array(val)) {
+			json_decref(o);
+			*bad = "nested values are not accepted here";
+			return NULL;
+		}
+	}
+	return o;
+}
+
+static const char *str_of(json_t *o, const char *key, size_t max, const char **bad)
+{
+	json_t *v = json_object_get(o, key);
+	const char *s;
+
+	if (v == NULL || json_is_null(v))
+		return NULL;
+	if (!json_is_string(v) || (s = json_string_value(v)) == NULL || strlen(s) > max || strlen(s) != json_string_length(v)) {
+		*bad = key;
+		return NULL;
+	}
+	return s;
+}
+
+static void actor_of(struct http_req *r, struct users_actor *by)
+{
+	memset(by, 0, sizeof by[0]);
+	by->user = r->sess.user;
+	by->role = r->sess.role;
+	by->addr = r->addr;
+	by->audit = r->srv->audit;
+}
+
+static enum MHD_Result send_json(struct http_req *r, unsigned status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+	enum MHD_Result q;
+
+	json_decref(j);
+	if (s == NULL)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	q = http_send(r, status, "application/json", s, strlen(s), 0, NULL);
+	mem_wipe(s, strlen(s));
+	free(s);
+	return q;
+}
+
+static int64_t break_glass_seconds(struct vault *v)
+{
+	const char *m = ini_get(v->conf, "auth", NULL, "break_glass_minutes");
+	char *end = NULL;
+	long n;
+
+	if (m == NULL)
+		return BREAK_GLASS_MINUTES_DEFAULT * 60;
+	n = strtol(m, &end, 10);
+	if (end == m || *end != 0 || n < 1 || n > BREAK_GLASS_MINUTES_MAX)
+		return BREAK_GLASS_MINUTES_DEFAULT * 60;
+	return (int64_t)n * 60;
+}
+
+enum MHD_Result http_break_glass(struct http_req *r)
+{
+	struct vault *v = r->srv->vault;
+	const struct access_grant *by_grant = NULL;
+	struct users_grant_req g;
+	struct users_actor by;
+	struct idx_study st;
+	struct idx_patient pa;
+	char scope[80], why[256] = "", purpose[REASON_MAX + 32];
+	const char *bad = NULL, *study, *reason;
+	int64_t now = (int64_t)time(NULL), id = 0, secs;
+	unsigned i;
+	json_t *o;
+	enum err rc;
+
+	if (v == NULL)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	if (!json_body_ok(r))
+		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
+	o = body_object(r, &bad);
+	if (o == NULL)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, bad, NULL);
+	study = str_of(o, "study", 64, &bad);
+	reason = str_of(o, "reason", REASON_MAX, &bad);
+	if (bad != NULL || study == NULL || !dw_uid_ok(study, strlen(study)) || reason == NULL ||
+	    strlen(reason) < REASON_MIN) {
+		json_decref(o);
+		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: no study or no reason", NULL, NULL, NULL,
+		                   NULL);
+		return http_problem(r, MHD_HTTP_BAD_REQUEST,
+		                    "break-glass needs {\"study\": UID, \"reason\": 8 to 200 characters}", NULL);
+	}
+	for (i = 0; reason[i]; i++)
+		if ((unsigned char)reason[i] < 0x20) {
+			json_decref(o);
+			return http_problem(r, MHD_HTTP_BAD_REQUEST, "the reason has control characters", NULL);
+		}
+	if (access_decide(r->grants, r->ngrants, ACCESS_ACT_BREAK_GLASS, NULL, now, &by_grant) != ACCESS_YES ||
+	    r->sess.api_token) {
+		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: role not allowed to break the glass", NULL,
+		                   study, NULL, NULL);
+		json_decref(o);
+		return http_problem(r, MHD_HTTP_FORBIDDEN, "your role may not use break-glass access", NULL);
+	}
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = v->ix->ops->study_get(v->ix, study, &st);
+	if (rc == ERR_OK)
+		rc = v->ix->ops->patient_by_id(v->ix, st.patient_id, &pa);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc != ERR_OK) {
+		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: no such study", NULL, study, NULL, NULL);
+		json_decref(o);
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such study", NULL);
+	}
+	memcpy(scope, "patient:", 8);
+	for (i = 0; i < 32; i++)
+		snprintf(scope + 8 + 2 * i, 3, "%02x", pa.key_hmac[i]);
+	secs = break_glass_seconds(v);
+	snprintf(purpose, sizeof purpose, "break-glass: %s", reason);
+	memset(&g, 0, sizeof g);
+	g.user = r->sess.user;
+	g.role = by_grant->role;
+	g.scope = scope;
+	g.expires = now + secs;
+	g.purpose = purpose;
+	g.break_glass = true;
+	actor_of(r, &by);
+	rc = users_grant(v, &by, &g, &id, why, sizeof why);
+	if (rc != ERR_OK) {
+		json_decref(o);
+		log_error("break-glass by %s: %s", r->sess.user, why);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the emergency access could not be recorded", NULL);
+	}
+	/* the alert: loud in the log; the audit record is flagged break-glass */
+	log_warn("ALERT break-glass: %s (%s) opened the studies of the patient of study %s for %lld min (grant %lld)",
+	         r->sess.user, access_role_name(g.role), study, (long long)(secs / 60), (long long)id);
+	json_decref(o);
+	return send_json(r, MHD_HTTP_OK, json_pack("{s:I,s:I,s:s}", "grant", (json_int_t)id, "expires_in",
+	                                           (json_int_t)secs, "scope", "the patient's studies"));
+}
+
+/* ---- administration ---- */
+
+static bool may_manage(struct http_req *r)
+{
+	return http_access(r, ACCESS_ACT_MANAGE_USERS, NULL) == ACCESS_YES;
+}
+
+static enum err user_json(void *ctx, const struct idx_user *u)
+{
+	json_t *a = ctx;
+	int64_t now = (int64_t)time(NULL);
+
+	return json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:I}", "username", u->name, "role", u->role, "state",
+	                                          u->disabled ? "disabled" : (u->expires && u->expires <= now) ? "expired"
+	                                          : u->locked_until > now ? "locked" : "active",
+	                                          "expires", (json_int_t)u->expires)) == 0
+	               ? ERR_OK : ERR_NOMEM;
+}
+
+static enum err grant_json(void *ctx, const struct idx_grant *g)
+{
+	json_t *a = ctx;
+
+	return json_array_append_new(a, json_pack("{s:I,s:s,s:s,s:s,s:b,s:I,s:I,s:I,s:b,s:s,s:s}", "id", (json_int_t)g->id,
+	                                          "username", g->user_name, "role", g->role, "scope", g->scope,
+	                                          "with_priors", g->with_priors, "from", (json_int_t)g->not_before,
+	                                          "expires", (json_int_t)g->expires, "revoked", (json_int_t)g->revoked,
+	                                          "break_glass", g->break_glass, "created_by", g->created_by, "purpose",
+	                                          g->purpose)) == 0
+	               ? ERR_OK : ERR_NOMEM;
+}
+
+static enum MHD_Result forbidden(struct http_req *r, const char *what)
+{
+	(void)dw_audit_obj(r, AUDIT_USER_CHANGE, AUDIT_FAILURE, what, NULL, NULL, NULL, NULL);
+	return http_problem(r, MHD_HTTP_FORBIDDEN, "your role does not allow administration", NULL);
+}
+
+static enum MHD_Result list(struct http_req *r, bool grants)
+{
+	struct vault *v = r->srv->vault;
+	json_t *a = json_array();
+	enum err rc;
+
+	if (a == NULL)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = grants ? v->ix->ops->grant_list(v->ix, 0, true, grant_json, a) : v->ix->ops->user_list(v->ix, user_json, a);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc != ERR_OK) {
+		json_decref(a);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
+	return send_json(r, MHD_HTTP_OK, a);
+}
+
+static bool role_of(const char *s, enum access_role *r)
+{
+	return s != NULL && access_role_parse(s, strlen(s), r);
+}
+
+static bool time_of(json_t *o, const char *key, int64_t *out, const char **bad)
+{
+	const char *s = str_of(o, key, 40, bad);
+
+	*out = 0;
+	if (s == NULL)
+		return *bad == NULL;
+	if (users_parse_time(s, (int64_t)time(NULL), out) != ERR_OK) {
+		*bad = key;
+		return false;
+	}
+	return true;
+}
+
+enum MHD_Result http_users(struct http_req *r)
+{
+	struct vault *v = r->srv->vault;
+	struct secret *pw = NULL, *b32 = NULL, *uri = NULL;
+	struct users_actor by;
+	const char *bad = NULL, *name, *role_s, *coll;
+	char scope[ACCESS_NAME_MAX + 16], why[256] = "";
+	enum access_role role;
+	int64_t expires = 0;
+	enum MHD_Result q;
+	json_t *o;
+
+	if (v == NULL)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	if (!may_manage(r))
+		return forbidden(r, "refused: manage-users");
+	if (strcmp(r->method, "POST") != 0)
+		return list(r, false);
+	if (!json_body_ok(r))
+		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
+	o = body_object(r, &bad);
+	if (o == NULL)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, bad, NULL);
+	name = str_of(o, "username", 64, &bad);
+	role_s = str_of(o, "role", 16, &bad);
+	coll = str_of(o, "collection", ACCESS_NAME_MAX, &bad);
+	if (bad == NULL)
+		(void)time_of(o, "expires", &expires, &bad);
+	if (bad != NULL || name == NULL || !users_name_ok(name) || !role_of(role_s, &role) ||
+	    (coll != NULL && !access_collection_known(r->srv->colls, coll))) {
+		json_decref(o);
+		return http_problem(r, MHD_HTTP_BAD_REQUEST,
+		                    "want {\"username\", \"role\", \"collection\"?, \"expires\"?} with a known role and collection",
+		                    NULL);
+	}
+	snprintf(scope, sizeof scope, "collection:%s", coll ? coll : "default");
+	actor_of(r, &by);
+	if (users_add(v, &by, name, role, scope, expires, NULL, &pw, &b32, &uri, why, sizeof why) != ERR_OK) {
+		json_decref(o);
+		return http_problem(r, strstr(why, "already") ? MHD_HTTP_CONFLICT : MHD_HTTP_BAD_REQUEST, why, NULL);
+	}
+	q = send_json(r, MHD_HTTP_CREATED, json_pack("{s:s,s:s,s:s,s:s,s:s}", "username", name, "role",
+	                                             access_role_name(role), "password", secret_cstr(pw), "totp_secret",
+	                                             secret_cstr(b32), "otpauth_uri", secret_cstr(uri)));
+	json_decref(o);
+	secret_free(pw);
+	secret_free(b32);
+	secret_free(uri);
+	return q;
+}
+
+enum MHD_Result http_grants(struct http_req *r)
+{
+	struct vault *v = r->srv->vault;
+	struct users_grant_req g;
+	struct users_actor by;
+	const char *bad = NULL, *role_s, *path = r->url + strlen("/api/grants");
+	char why[256] = "";
+	int64_t id = 0;
+	json_t *o, *pri;
+
+	if (v == NULL)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	if (!may_manage(r))
+		return forbidden(r, "refused: manage-users");
+	actor_of(r, &by);
+	if (strcmp(r->method, "DELETE") == 0) {
+		char *end = NULL;
+		long long n = path[0] == '/' ? strtoll(path + 1, &end, 10) : 0;
+		if (path[0] != '/' || end == path + 1 || *end != 0 || n <= 0)
+			return http_problem(r, MHD_HTTP_BAD_REQUEST, "DELETE /api/grants/{id}", NULL);
+		switch (users_revoke(v, &by, n, why, sizeof why)) {
+		case ERR_OK:
+			return http_send(r, MHD_HTTP_NO_CONTENT, NULL, "", 0, 0, NULL);
+		case ERR_NOTFOUND:
+			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such grant", NULL);
+		case ERR_DENIED:
+			return http_problem(r, MHD_HTTP_CONFLICT, "the grant was already revoked", NULL);
+		default:
+			return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+		}
+	}
+	if (path[0] != 0)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	if (strcmp(r->method, "POST") != 0)
+		return list(r, true);
+	if (!json_body_ok(r))
+		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
+	o = body_object(r, &bad);
+	if (o == NULL)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, bad, NULL);
+	memset(&g, 0, sizeof g);
+	g.user = str_of(o, "username", 64, &bad);
+	role_s = str_of(o, "role", 16, &bad);
+	g.scope = str_of(o, "scope", IDX_GRANT_SCOPE_MAX, &bad);
+	g.purpose = str_of(o, "purpose", IDX_PURPOSE_MAX, &bad);
+	pri = json_object_get(o, "with_priors");
+	if (pri != NULL && !json_is_boolean(pri))
+		bad = "with_priors";
+	g.with_priors = pri != NULL && json_is_true(pri);
+	if (bad == NULL)
+		(void)time_of(o, "from", &g.not_before, &bad);
+	if (bad == NULL)
+		(void)time_of(o, "expires", &g.expires, &bad);
+	if (bad != NULL || g.user == NULL || g.scope == NULL || !role_of(role_s, &g.role)) {
+		json_decref(o);
+		return http_problem(r, MHD_HTTP_BAD_REQUEST,
+		                    "want {\"username\", \"role\", \"scope\", \"from\"?, \"expires\"?, \"purpose\"?, "
+		                    "\"with_priors\"?}", NULL);
+	}
+	switch (users_grant(v, &by, &g, &id, why, sizeof why)) {
+	case ERR_OK:
+		json_decref(o);
+		return send_json(r, MHD_HTTP_CREATED, json_pack("{s:I}", "id", (json_int_t)id));
+	case ERR_NOTFOUND:
+		json_decref(o);
+		return http_problem(r, MHD_HTTP_NOT_FOUND, why, NULL);
+	case ERR_PARSE:
+		json_decref(o);
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, why, NULL);
+	default:
+		json_decref(o);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
+}

@@ -1,0 +1,333 @@
+#!/usr/bin/python3
+"""Access control against the real server, generated from docs/ACCESS.md:
+for each role x endpoint x (inside, outside the granted collection) the
+expected status is derived from the permission matrix in the document (not
+written here), then requested with a user of that role whose only grant is
+on the collection "onco". Objects outside one's grants answer 404, also in
+QIDO (left out of the results) and in metadata and frames sub-resources;
+inside them a role without the right gets 403. Then: grants that expire
+(refused within a second of expiry), revoked grants, disabled and expired
+accounts, break-glass (reason required, roles allowed, time-boxed, flagged
+in the audit), CSRF on cookie-authenticated requests, the administration
+API, and one audit record per refusal. Prints "ok - NAME" / "not ok - NAME"."""
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from dvserver import Vault  # noqa: E402
+
+warnings.simplefilter("ignore")
+DV = os.path.abspath(sys.argv[1])
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+passed = failed = 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok - access: {name}")
+    else:
+        failed += 1
+        print(f"not ok - access: {name}" + (f": {str(detail)[:300]}" if detail else ""))
+
+
+def matrix():
+    """{action: {role: yes|no|deid}} from docs/ACCESS.md."""
+    text = open(os.path.join(ROOT, "docs", "ACCESS.md")).read()
+    body = text.split("<!-- access-matrix:begin -->")[1].split("<!-- access-matrix:end -->")[0]
+    rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in body.splitlines() if l.startswith("|")]
+    head = rows[0][1:]
+    out = {}
+    for r in rows[2:]:
+        out[r[0]] = dict(zip(head, r[1:]))
+    return out
+
+
+def image(dept, study=None, series=None, frames=1):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID = study or generate_uid()
+    ds.SeriesInstanceUID = series or generate_uid()
+    ds.PatientName = "Matrix^" + dept
+    ds.PatientID = "MX-" + dept
+    ds.Modality = "OT"
+    ds.InstitutionalDepartmentName = dept
+    ds.Rows, ds.Columns = 4, 4
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.NumberOfFrames = frames
+    ds.PixelData = bytes(range(16)) * frames
+    b = io.BytesIO()
+    ds.save_as(b, write_like_original=False)
+    return ds, b.getvalue()
+
+
+def stow_body(files):
+    b = uuid.uuid4().hex
+    body = b"".join(b"--" + b.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n" for f in files)
+    return body + b"--" + b.encode() + b"--\r\n", f'multipart/related; type="application/dicom"; boundary={b}'
+
+
+def as_user(v, token, method, path, body=None, headers=None):
+    h = dict(headers or {})
+    h["Authorization"] = "Bearer " + token
+    c = v.conn()
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def login(v, user, pw, secret):
+    code = subprocess.run(["oathtool", "--totp", "-b", secret], capture_output=True, text=True).stdout.strip()
+    st, _, body = v.request("POST", "/api/auth/login", json.dumps({"username": user, "password": pw, "totp": code}),
+                            {"Content-Type": "application/json"}, auth=False)
+    return json.loads(body)["token"] if st == 200 else None
+
+
+def cli(*args):
+    return subprocess.run([DV] + list(args), capture_output=True, text=True)
+
+
+def audit_failures(v):
+    p = cli("audit", "export", "--vault", v.dir)
+    return sum(1 for l in p.stdout.splitlines() if '"outcome":"failure"' in l)
+
+
+if shutil.which("oathtool") is None:
+    print("# SKIP access: no oathtool")
+    sys.exit(0)
+M = matrix()
+ROLES = ["admin", "radiologist", "physician", "technologist", "researcher", "auditor"]
+T = tempfile.mkdtemp(prefix="dv_access.")
+try:
+    v = Vault(DV, T)
+    with open(os.path.join(v.dir, "dicomvault.conf"), "a") as f:
+        f.write('\n[collection "onco"]\nmatch = InstitutionalDepartmentName=Onco*\n')
+    pwf = os.path.join(T, "user.pw")
+    with open(os.open(pwf, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write("a long enough password 1\n")
+    users = {}
+    for role in ROLES:
+        p = cli("user", "add", "u_" + role, "--role", role, "--collection", "onco", "--password-file", pwf,
+                "--vault", v.dir, "--json")
+        check(f"user add ({role})", p.returncode == 0, p.stderr)
+        users[role] = json.loads(p.stdout)["totp_secret"] if p.returncode == 0 else None
+    v.serve()
+    v.login()   # the first admin: a grant on everything
+    onco_ds, onco = image("Oncology", frames=2)
+    card_ds, card = image("Cardiology", frames=2)
+    st, ans = v.stow([onco, card])
+    check("admin stores one study per collection", st == 200, ans)
+    tokens = {}
+    for i, role in enumerate(ROLES):
+        # each TOTP code works once: users log in one after the other
+        tokens[role] = login(v, "u_" + role, "a long enough password 1", users[role])
+        check(f"login ({role})", tokens[role] is not None)
+    inside, outside = onco_ds, card_ds
+
+    def expect(action, role, where):
+        cell = M[action][role]
+        if where == "inside":
+            return cell
+        return "outside"
+
+    fails_before = audit_failures(v)
+    refusals = 0
+    for role in ROLES:
+        tok = tokens[role]
+        if tok is None:
+            continue
+        for where, ds in (("inside", inside), ("outside", outside)):
+            # query
+            st, data = as_user(v, tok, "GET", f"/dicom-web/studies?StudyInstanceUID={ds.StudyInstanceUID}",
+                               headers={"Accept": "application/dicom+json"})
+            cell = M["query"][role]
+            if cell == "yes":
+                n = len(json.loads(data)) if st == 200 else -1
+                want = 1 if where == "inside" else 0
+                check(f"query {role} {where}: 200 with {want} result(s)", st == 200 and n == want, (st, data[:200]))
+            else:
+                check(f"query {role} {where}: 403", st == 403, st)
+                refusals += 1
+            # retrieval and its sub-resources
+            base = f"/dicom-web/studies/{ds.StudyInstanceUID}"
+            for what, path, acc in (
+                    ("metadata", base + "/metadata", "application/dicom+json"),
+                    ("study", base, 'multipart/related; type="application/dicom"'),
+                    ("frames", f"{base}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/frames/1",
+                     "multipart/related; type=\"application/octet-stream\""),
+                    ("wado-uri", f"/wado?requestType=WADO&studyUID={ds.StudyInstanceUID}&seriesUID="
+                                 f"{ds.SeriesInstanceUID}&objectUID={ds.SOPInstanceUID}&contentType=application/dicom",
+                     "application/dicom")):
+                st, data = as_user(v, tok, "GET", path, headers={"Accept": acc})
+                cell = M["retrieve-original"][role]
+                if where == "outside":
+                    want = 404
+                else:
+                    want = 200 if cell == "yes" else 403
+                if want != 200:
+                    refusals += 1
+                check(f"retrieve {what} {role} {where}: {want}", st == want, (st, data[:120]))
+            # store (a new instance of the study)
+            new_ds, new = image("Oncology" if where == "inside" else "Cardiology", ds.StudyInstanceUID)
+            body, ctype = stow_body([new])
+            st, data = as_user(v, tok, "POST", "/dicom-web/studies", body,
+                               {"Content-Type": ctype, "Accept": "application/dicom+json"})
+            cell = M["store"][role]
+            if cell != "yes":
+                want = 403
+            else:
+                want = 200 if where == "inside" else 409
+            if want != 200:
+                refusals += 1
+            check(f"store {role} {where}: {want}", st == want, (st, data[:200]))
+            if want == 409:
+                fr = json.loads(data).get("00081198", {}).get("Value", [{}])[0].get("00081197", {}).get("Value", [0])[0]
+                check(f"store {role} {where}: Failure Reason 0124H (not authorized)", fr == 0x0124, fr)
+        # administration
+        st, data = as_user(v, tok, "GET", "/api/users")
+        want = 200 if M["manage-users"][role] == "yes" else 403
+        if want != 200:
+            refusals += 1
+        check(f"manage-users {role}: GET /api/users {want}", st == want, st)
+    check("every refusal left an audit record", audit_failures(v) - fails_before >= refusals,
+          (audit_failures(v) - fails_before, refusals))
+
+    # break-glass: the outside study, by each role
+    for role in ROLES:
+        tok = tokens[role]
+        if tok is None:
+            continue
+        st, data = as_user(v, tok, "POST", "/api/auth/break-glass", json.dumps({"study": outside.StudyInstanceUID}),
+                           {"Content-Type": "application/json"})
+        check(f"break-glass without a reason ({role}): 400", st == 400, st)
+        st, data = as_user(v, tok, "POST", "/api/auth/break-glass",
+                           json.dumps({"study": outside.StudyInstanceUID, "reason": "patient unconscious in ER"}),
+                           {"Content-Type": "application/json"})
+        want = 200 if M["break-glass"][role] == "yes" else 403
+        check(f"break-glass {role}: {want}", st == want, (st, data[:200]))
+        st2, _ = as_user(v, tok, "GET", f"/dicom-web/studies/{outside.StudyInstanceUID}/metadata",
+                         headers={"Accept": "application/dicom+json"})
+        if want == 200:
+            check(f"break-glass {role}: the outside study opens", st2 == 200, st2)
+        elif M["retrieve-original"][role] != "yes":
+            check(f"break-glass {role}: still closed", st2 in (403, 404), st2)
+    p = cli("user", "grants", "--vault", v.dir, "--json")
+    bg = [g for g in json.loads(p.stdout) if g["break_glass"]] if p.returncode == 0 else []
+    check("break-glass grants are flagged and time-boxed (60 min)", len(bg) == sum(
+        1 for r in ROLES if M["break-glass"][r] == "yes") and all(g["expires"] != "-" for g in bg), bg)
+    p = cli("audit", "export", "--vault", v.dir)
+    check("break-glass is in the audit trail", '"action":"break-glass"' in p.stdout)
+
+    # grants that expire and are revoked, with a fresh physician
+    p = cli("user", "add", "consultant", "--role", "physician", "--scope", "study:" + outside.StudyInstanceUID,
+            "--password-file", pwf, "--vault", v.dir, "--json")
+    sec = json.loads(p.stdout)["totp_secret"]
+    time.sleep(1)
+    tok = login(v, "consultant", "a long enough password 1", sec)
+    path = f"/dicom-web/studies/{outside.StudyInstanceUID}/metadata"
+    st, _ = as_user(v, tok, "GET", path, headers={"Accept": "application/dicom+json"})
+    check("a study grant opens that study", st == 200, st)
+    st, _ = as_user(v, tok, "GET", f"/dicom-web/studies/{inside.StudyInstanceUID}/metadata",
+                    headers={"Accept": "application/dicom+json"})
+    check("... and no other (404)", st == 404, st)
+    p = cli("user", "grants", "consultant", "--vault", v.dir, "--json")
+    gid = json.loads(p.stdout)[0]["id"]
+    p = cli("user", "revoke", str(gid), "--vault", v.dir)
+    st, _ = as_user(v, tok, "GET", path, headers={"Accept": "application/dicom+json"})
+    check("a revoked grant stops at once (404)", p.returncode == 0 and st == 404, (p.stderr, st))
+    p = cli("user", "grant", "consultant", "--role", "physician", "--study", outside.StudyInstanceUID, "--expires",
+            "+3s", "--vault", v.dir)
+    st, _ = as_user(v, tok, "GET", path, headers={"Accept": "application/dicom+json"})
+    check("a grant until now+3s works before", st == 200, st)
+    end = time.time() + 3
+    time.sleep(max(0, end - time.time()) + 1.0)
+    st, _ = as_user(v, tok, "GET", path, headers={"Accept": "application/dicom+json"})
+    check("... and is refused within a second of its expiry", st == 404, st)
+    p = cli("user", "disable", "consultant", "--vault", v.dir)
+    st, _ = as_user(v, tok, "GET", "/api/auth/whoami")
+    check("a disabled account: its session ends (401)", st == 401, st)
+
+    # CSRF: state-changing requests by cookie need our origin
+    c = v.conn()
+    cookie = "dv_session=" + tokens["admin"] if tokens["admin"] else ""
+    body, ctype = stow_body([image("Oncology")[1]])
+    for origin, want in (("https://evil.example", 403), (f"https://127.0.0.1:{v.port}", 200)):
+        c = v.conn()
+        c.request("POST", "/dicom-web/studies", body=body, headers={"Cookie": cookie, "Content-Type": ctype,
+                                                                     "Origin": origin})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        check(f"cookie POST with Origin {origin}: {want}", r.status == want, r.status)
+    c = v.conn()
+    c.request("POST", "/dicom-web/studies", body=body, headers={"Cookie": cookie, "Content-Type": ctype})
+    r = c.getresponse()
+    r.read()
+    c.close()
+    check("cookie POST without Origin or Sec-Fetch-Site: 403", r.status == 403, r.status)
+
+    # administration API (admin)
+    st, _, data = v.request("POST", "/api/users", json.dumps({"username": "api_made", "role": "radiologist",
+                                                               "collection": "onco"}),
+                            {"Content-Type": "application/json"})
+    made = json.loads(data) if st == 201 else {}
+    check("POST /api/users: 201 with a password and TOTP secret shown once",
+          st == 201 and len(made.get("password", "")) >= 20 and made.get("totp_secret"), (st, data[:200]))
+    st, _, data = v.request("POST", "/api/users", json.dumps({"username": "api_made", "role": "radiologist"}),
+                            {"Content-Type": "application/json"})
+    check("the same name again: 409", st == 409, st)
+    for bad in ({"username": "x y", "role": "radiologist"}, {"username": "ok", "role": "king"},
+                {"username": "ok", "role": "radiologist", "collection": "nope"}, {"username": ["a"]}, "[]", "{"):
+        st, _, _ = v.request("POST", "/api/users", bad if isinstance(bad, str) else json.dumps(bad),
+                             {"Content-Type": "application/json"})
+        check(f"POST /api/users {str(bad)[:40]}: 400", st == 400, st)
+    st, _, data = v.request("POST", "/api/grants", json.dumps({"username": "api_made", "role": "physician",
+                                                                "scope": "*", "expires": "+1d",
+                                                                "purpose": "on call"}),
+                            {"Content-Type": "application/json"})
+    gid = json.loads(data).get("id") if st == 201 else None
+    check("POST /api/grants: 201", st == 201 and gid, (st, data[:200]))
+    st, _, data = v.request("GET", "/api/grants")
+    check("GET /api/grants lists it", st == 200 and any(g["id"] == gid for g in json.loads(data)), st)
+    st, _, _ = v.request("DELETE", f"/api/grants/{gid}")
+    check("DELETE /api/grants/{id}: 204", st == 204, st)
+    st, _, _ = v.request("DELETE", f"/api/grants/{gid}")
+    check("... again: 409", st == 409, st)
+    for bad in ("/api/grants/x", "/api/grants/0", "/api/grants/999999"):
+        st, _, _ = v.request("DELETE", bad)
+        check(f"DELETE {bad}: 400 or 404", st in (400, 404), st)
+    st, _, _ = v.request("POST", "/api/grants", json.dumps({"username": "api_made", "role": "physician",
+                                                             "scope": "study:1.2.x"}),
+                         {"Content-Type": "application/json"})
+    check("POST /api/grants with a bad scope: 400", st == 400, st)
+    p = cli("audit", "verify", "--vault", v.dir)
+    check("the audit chain verifies", p.returncode == 0, p.stdout + p.stderr)
+finally:
+    shutil.rmtree(T, ignore_errors=True)
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
