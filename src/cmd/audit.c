@@ -8,7 +8,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "cmd.h"
+#include <jansson.h>
+#include <time.h>
 #include "dicomvault/audit.h"
+#include "dicomvault/store.h"
+#include "dicomvault/users.h"
 #include "dicomvault/vault.h"
 
 static const char audit_usage[] =
@@ -23,6 +27,13 @@ static const char audit_usage[] =
 	"  --key FILE     the audit public key (64 hex digits); default DIR/keys/audit.pub\n"
 	"                 (keep a copy off the machine and pass it here)\n"
 	"  --format json  export format (json lines; the only one for now)\n"
+	"       dicomvault audit report [--break-glass] [--user NAME] [--patient ID [--issuer I]]\n"
+	"                               [--action A] [--from T] [--to T] [--json] [--vault DIR]\n"
+	"  report         the verified records that match every filter given, oldest first:\n"
+	"                 --break-glass emergency accesses; --user what a user did; --patient\n"
+	"                 who touched a patient's data (accounting of disclosures: needs the\n"
+	"                 vault's keys, --passphrase-file F for a passphrase vault); T as for\n"
+	"                 'dicomvault user' (2026-12-31, @SECONDS, +N[smhd])\n"
 	"  --json         machine-readable verify result\n";
 
 struct audit_args {
@@ -31,6 +42,9 @@ struct audit_args {
 	const char *key;
 	const char *format;
 	bool json;
+	/* report filters */
+	bool break_glass;
+	const char *user, *patient, *issuer, *action, *from, *to, *pass;
 };
 
 /* 0, or EXIT_USAGE after printing why. */
@@ -45,16 +59,34 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 		return EXIT_USAGE;
 	}
 	a->sub = argv[1];
-	if (strcmp(a->sub, "verify") != 0 && strcmp(a->sub, "export") != 0) {
+	if (strcmp(a->sub, "verify") != 0 && strcmp(a->sub, "export") != 0 && strcmp(a->sub, "report") != 0) {
 		fprintf(stderr, "dicomvault audit: unknown subcommand '%s'\n%s", a->sub, audit_usage);
 		return EXIT_USAGE;
 	}
 	for (i = 2; i < argc; i++) {
 		const char *o = argv[i];
 		const char **dst = NULL;
-		if (strcmp(o, "--json") == 0 && strcmp(a->sub, "verify") == 0) {
+		bool rep = strcmp(a->sub, "report") == 0;
+		if (strcmp(o, "--json") == 0 && strcmp(a->sub, "export") != 0) {
 			a->json = true;
 			continue;
+		} else if (rep && strcmp(o, "--break-glass") == 0) {
+			a->break_glass = true;
+			continue;
+		} else if (rep && strcmp(o, "--user") == 0) {
+			dst = &a->user;
+		} else if (rep && strcmp(o, "--patient") == 0) {
+			dst = &a->patient;
+		} else if (rep && strcmp(o, "--issuer") == 0) {
+			dst = &a->issuer;
+		} else if (rep && strcmp(o, "--action") == 0) {
+			dst = &a->action;
+		} else if (rep && strcmp(o, "--from") == 0) {
+			dst = &a->from;
+		} else if (rep && strcmp(o, "--to") == 0) {
+			dst = &a->to;
+		} else if (rep && strcmp(o, "--passphrase-file") == 0) {
+			dst = &a->pass;
 		} else if (strcmp(o, "--vault") == 0) {
 			dst = &a->vault;
 		} else if (strcmp(o, "--key") == 0) {
@@ -208,6 +240,112 @@ static void print_json(const char *log, const uint8_t pk[SIGN_PK_LEN], const str
 	printf("}\n");
 }
 
+/* ---- report ---- */
+
+struct report {
+	const struct audit_args *a;
+	char patient[65];         /* hex, or "" */
+	int64_t from, to;         /* unix seconds; 0: open */
+	uint64_t shown;
+};
+
+/* "2026-11-22T18:06:24.007Z" to unix seconds (0 if unreadable). */
+static int64_t rec_time(const char *t)
+{
+	int64_t out = 0;
+	char d[21];
+
+	if (t == NULL || strlen(t) < 20)
+		return 0;
+	memcpy(d, t, 19);
+	d[19] = 'Z';
+	d[20] = 0;
+	return users_parse_time(d, 0, &out) == ERR_OK ? out : 0;
+}
+
+static const char *sget(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static int report_line(void *ctx, const char *line, size_t n)
+{
+	struct report *rp = ctx;
+	const struct audit_args *a = rp->a;
+	json_t *o = json_loadb(line, n, 0, NULL), *actor, *objs;
+	const char *action, *time_s, *user, *pat, *study, *reason, *outcome;
+	int64_t t;
+	bool keep = true;
+
+	if (o == NULL)
+		return 0;
+	actor = json_object_get(o, "actor");
+	objs = json_object_get(o, "objects");
+	action = sget(o, "action");
+	time_s = sget(o, "time");
+	outcome = sget(o, "outcome");
+	reason = sget(o, "reason");
+	user = actor ? sget(actor, "user") : NULL;
+	pat = objs ? sget(objs, "patient") : NULL;
+	study = objs ? sget(objs, "study") : NULL;
+	t = rec_time(time_s);
+	if (action == NULL || strcmp(action, "checkpoint") == 0)
+		keep = false;
+	if (keep && a->break_glass && strcmp(action, "break-glass") != 0 &&
+	    !(reason != NULL && strstr(reason, "(break-glass)") != NULL))
+		keep = false;
+	if (keep && a->action != NULL && strcmp(action, a->action) != 0)
+		keep = false;
+	if (keep && a->user != NULL && (user == NULL || strcmp(user, a->user) != 0))
+		keep = false;
+	if (keep && rp->patient[0] && (pat == NULL || strcmp(pat, rp->patient) != 0))
+		keep = false;
+	if (keep && ((rp->from && t < rp->from) || (rp->to && t >= rp->to)))
+		keep = false;
+	if (keep) {
+		if (a->json) {
+			if (fwrite(line, 1, n, stdout) != n) {
+				json_decref(o);
+				return -1;
+			}
+		} else {
+			printf("%-24s %-18s %-20s %-8s %-40s %s\n", time_s ? time_s : "-", action, user ? user : "-",
+			       outcome ? outcome : "-", study ? study : "-", reason ? reason : "");
+		}
+		rp->shown++;
+	}
+	json_decref(o);
+	return 0;
+}
+
+/* The keyed hash of --patient, with the vault's keys. */
+static int report_patient(const struct audit_args *a, const char *dir, char out[65])
+{
+	struct vault_open_opts vo;
+	struct vault *v = NULL;
+	uint8_t h[32];
+	char why[256];
+	unsigned i;
+
+	memset(&vo, 0, sizeof vo);
+	vo.passphrase_file = a->pass;
+	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault audit report: %s: %s\n", dir, why);
+		return 1;
+	}
+	if (store_patient_key(v, a->patient, a->issuer, h) != ERR_OK) {
+		vault_close(v);
+		fputs("dicomvault audit report: --patient: an empty Patient ID\n", stderr);
+		return EXIT_USAGE;
+	}
+	vault_close(v);
+	for (i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", h[i]);
+	return 0;
+}
+
 static int export_line(void *ctx, const char *line, size_t n)
 {
 	(void)ctx;
@@ -238,6 +376,40 @@ int cmd_audit(int argc, char **argv)
 	o.pk = pk;
 	if (strcmp(a.sub, "export") == 0)
 		o.on_record = export_line;
+	if (strcmp(a.sub, "report") == 0) {
+		struct report rp;
+		memset(&rp, 0, sizeof rp);
+		rp.a = &a;
+		if ((a.from != NULL && users_parse_time(a.from, (int64_t)time(NULL), &rp.from) != ERR_OK) ||
+		    (a.to != NULL && users_parse_time(a.to, (int64_t)time(NULL), &rp.to) != ERR_OK)) {
+			fputs("dicomvault audit report: --from/--to: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd]\n",
+			      stderr);
+			return EXIT_USAGE;
+		}
+		if (a.issuer != NULL && a.patient == NULL) {
+			fputs("dicomvault audit report: --issuer goes with --patient\n", stderr);
+			return EXIT_USAGE;
+		}
+		if (a.patient != NULL && (rc = report_patient(&a, dir, rp.patient)) != 0)
+			return rc;
+		o.on_record = report_line;
+		o.ctx = &rp;
+		if (!a.json)
+			printf("%-24s %-18s %-20s %-8s %-40s %s\n", "time", "action", "user", "outcome", "study", "reason");
+		rc = run_verify(log, &o, &r);
+		if (rc != 0)
+			return rc;
+		fflush(stdout);
+		if (r.fault != AUDIT_OK) {
+			fprintf(stderr, "dicomvault audit report: %s: the trail is damaged at line %llu (seq %llu): %s: the "
+			        "report stops there\n", log, (unsigned long long)r.bad_line, (unsigned long long)r.bad_seq,
+			        r.detail);
+			return 1;
+		}
+		if (!a.json)
+			printf("%llu record%s\n", (unsigned long long)rp.shown, rp.shown == 1 ? "" : "s");
+		return 0;
+	}
 	rc = run_verify(log, &o, &r);
 	if (rc != 0)
 		return rc;

@@ -325,6 +325,26 @@ try:
                                                              "scope": "study:1.2.x"}),
                          {"Content-Type": "application/json"})
     check("POST /api/grants with a bad scope: 400", st == 400, st)
+    # accounting: audit report
+    p = cli("audit", "report", "--vault", v.dir, "--break-glass", "--json")
+    recs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    ok_bg = [r for r in recs if r["action"] == "break-glass" and r["outcome"] == "success"]
+    check("audit report --break-glass: each emergency access, with its user",
+          p.returncode == 0 and sorted(r["actor"]["user"] for r in ok_bg) ==
+          sorted("u_" + r for r in ROLES if M["break-glass"][r] == "yes"), [r["actor"].get("user") for r in ok_bg])
+    p = cli("audit", "report", "--vault", v.dir, "--patient", "MX-Cardiology", "--json")
+    recs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    who = {r["actor"].get("user") for r in recs if r["action"] == "retrieve" and r["outcome"] == "success"}
+    check("audit report --patient: who retrieved the patient's data (the break-glass users among them)",
+          p.returncode == 0 and {"u_radiologist", "u_physician"} <= who and "u_researcher" not in who, who)
+    p = cli("audit", "report", "--vault", v.dir, "--user", "u_researcher", "--json")
+    recs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    check("audit report --user: the researcher's refusals are there",
+          p.returncode == 0 and recs and all(r["actor"]["user"] == "u_researcher" for r in recs) and
+          any(r["outcome"] == "failure" for r in recs), len(recs))
+    for bad in (["--from", "yesterday"], ["--issuer", "X"], ["--bogus"]):
+        p = cli("audit", "report", "--vault", v.dir, *bad)
+        check(f"audit report {' '.join(bad)}: usage error", p.returncode == 2, p.stderr)
     p = cli("audit", "verify", "--vault", v.dir)
     check("the audit chain verifies", p.returncode == 0, p.stdout + p.stderr)
 finally:
