@@ -262,6 +262,10 @@ struct index_ops {
 	enum err (*grant_list)(struct index_store *s, int64_t user_id, bool with_revoked,
 	                       enum err (*fn)(void *ctx, const struct idx_grant *g), void *ctx);
 	enum err (*grant_revoke)(struct index_store *s, int64_t id, int64_t when);
+	/* Pseudonymous UIDs handed out by de-identified views, mapped back to
+	 * the stored ones: put (an existing pseudo is kept), get (ERR_NOTFOUND). */
+	enum err (*pseudo_put)(struct index_store *s, const char *pseudo, const char *real);
+	enum err (*pseudo_get)(struct index_store *s, const char *pseudo, char real[IDX_UID_MAX + 1]);
 };
 
 struct index_store {

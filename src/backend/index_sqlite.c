@@ -141,6 +141,7 @@ static const char tok_schema[] =
  * table of their own. */
 enum grant_stmt_id {
 	G_USER_BY_ID, G_USER_LIST, G_INS, G_BY_ID, G_LIST_USER, G_LIST_USER_ALL, G_LIST, G_LIST_ALL, G_REVOKE,
+	G_PSEUDO_PUT, G_PSEUDO_GET,
 	G__COUNT
 };
 
@@ -159,6 +160,8 @@ static const char *const grant_sql[G__COUNT] = {
 	[G_LIST] = "SELECT " GRANT_COLS " WHERE g.revoked = 0 ORDER BY g.id",
 	[G_LIST_ALL] = "SELECT " GRANT_COLS " ORDER BY g.id",
 	[G_REVOKE] = "UPDATE grants SET revoked = ?2 WHERE id = ?1 AND revoked = 0",
+	[G_PSEUDO_PUT] = "INSERT OR IGNORE INTO pseudo_uids (pseudo, real) VALUES (?1, ?2)",
+	[G_PSEUDO_GET] = "SELECT real FROM pseudo_uids WHERE pseudo = ?1",
 };
 
 static const char grant_schema[] =
@@ -168,7 +171,8 @@ static const char grant_schema[] =
 	" not_before INTEGER NOT NULL DEFAULT 0, expires INTEGER NOT NULL DEFAULT 0, purpose TEXT NOT NULL DEFAULT '',"
 	" break_glass INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, created_by TEXT NOT NULL,"
 	" revoked INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX IF NOT EXISTS grants_user ON grants(user_id, revoked);";
+	"CREATE INDEX IF NOT EXISTS grants_user ON grants(user_id, revoked);"
+	"CREATE TABLE IF NOT EXISTS pseudo_uids (pseudo TEXT PRIMARY KEY, real TEXT NOT NULL) WITHOUT ROWID;";
 
 struct sq_store {
 	struct index_store base;
@@ -1457,6 +1461,30 @@ static enum err sq_grant_revoke(struct index_store *bs, int64_t id, int64_t when
 	return rc;
 }
 
+static enum err sq_pseudo_put(struct index_store *bs, const char *pseudo, const char *real)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = gstmt(s, G_PSEUDO_PUT);
+
+	sqlite3_bind_text(q, 1, pseudo, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, real, -1, SQLITE_STATIC);
+	return exec_done(s, q, "pseudo_put");
+}
+
+static enum err sq_pseudo_get(struct index_store *bs, const char *pseudo, char real[IDX_UID_MAX + 1])
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = gstmt(s, G_PSEUDO_GET);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, pseudo, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "pseudo_get");
+	if (rc == ERR_OK)
+		col_text(q, 0, real, IDX_UID_MAX + 1);
+	sqlite3_reset(q);
+	return rc;
+}
+
 static void sq_close(struct index_store *bs)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -1521,6 +1549,8 @@ static const struct index_ops sq_ops = {
 	.grant_by_id = sq_grant_by_id,
 	.grant_list = sq_grant_list,
 	.grant_revoke = sq_grant_revoke,
+	.pseudo_put = sq_pseudo_put,
+	.pseudo_get = sq_pseudo_get,
 };
 
 enum err index_sqlite_open(const char *path, struct index_store **out)

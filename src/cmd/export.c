@@ -19,6 +19,7 @@
 #include "dicomvault/cms.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/deid.h"
+#include "dicomvault/deid_view.h"
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
@@ -26,7 +27,6 @@
 #include "dicomvault/vault.h"
 
 #define EXPORT_MAX_INSTANCES 1000000u
-#define PROJECT_MAX 64u
 
 static const char export_usage[] =
 	"usage: dicomvault export --study UID --out DIR [--deidentify PROFILE] [--project NAME]\n"
@@ -110,23 +110,6 @@ static bool uid_ok(const char *s)
 		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
 			return false;
 	return true;
-}
-
-/* The project key: HKDF of the master key with the project's name. */
-static enum err project_key(const struct vault *v, const char *project, struct secret **out)
-{
-	static const char salt[] = "dicomvault-deid-project-v1";
-	struct secret *k = NULL;
-	enum err rc = secret_new(32, &k);
-
-	if (rc == ERR_OK)
-		rc = kdf_hkdf_sha256(v->mk, salt, sizeof salt - 1, project, strlen(project), secret_mut(k), 32);
-	if (rc != ERR_OK) {
-		secret_free(k);
-		return rc;
-	}
-	*out = k;
-	return ERR_OK;
 }
 
 /* mkdir -p of one level under an existing folder. */
@@ -279,10 +262,7 @@ int cmd_export(int argc, char **argv)
 	char dir[VAULT_PATH_MAX], why[512] = "", reason[160];
 	struct vault_open_opts vo;
 	struct vault *v = NULL;
-	struct secret *pk = NULL;
-	struct deid_masks *masks = NULL;
-	struct cms_recipients *escrow = NULL;
-	const char *ec;
+	struct deid_view *dv = NULL;
 	struct series_ids *sids = NULL;
 	struct idx_study st;
 	struct idx_patient pa;
@@ -368,35 +348,11 @@ int cmd_export(int argc, char **argv)
 		goto done;
 	}
 	if (e.deid) {
-		const char *pj = project ? project : ini_get(v->conf, "deid", NULL, "project");
-		if (pj == NULL || pj[0] == 0)
-			pj = "default";
-		if (strlen(pj) > PROJECT_MAX) {
-			fprintf(stderr, "dicomvault export: project name longer than %u characters\n", PROJECT_MAX);
+		if (deid_view_open(v, project, profile, &dv, why, sizeof why) != ERR_OK) {
+			fprintf(stderr, "dicomvault export: %s/dicomvault.conf: %s\n", dir, why[0] ? why : "bad [deid] settings");
 			goto done;
 		}
-		rc = project_key(v, pj, &pk);
-		if (rc == ERR_OK)
-			rc = deid_masks_load(v->conf, &masks, why, sizeof why);
-		if (rc != ERR_OK) {
-			fprintf(stderr, "dicomvault export: %s/dicomvault.conf: %s\n", dir, why[0] ? why : err_str(rc));
-			goto done;
-		}
-		e.o.project_key = pk;
-		e.o.masks = masks;
-		ec = ini_get(v->conf, "deid", NULL, "escrow_cert");
-		if (ec != NULL && ec[0] != 0) {
-			char path[VAULT_PATH_MAX + 256];
-			if (ec[0] == '/')
-				snprintf(path, sizeof path, "%s", ec);
-			else
-				snprintf(path, sizeof path, "%s/%s", dir, ec);
-			if (cms_recipients_load(path, &escrow, why, sizeof why) != ERR_OK) {
-				fprintf(stderr, "dicomvault export: [deid] escrow_cert: %s\n", why);
-				goto done;
-			}
-			e.o.escrow = escrow;
-		}
+		e.o = *deid_view_opts(dv);
 	}
 	/* the study's instances, series by series */
 	sids = calloc(1, sizeof *sids);
@@ -453,9 +409,7 @@ int cmd_export(int argc, char **argv)
 done:
 	free(l.it);
 	free(sids);
-	deid_masks_free(masks);
-	cms_recipients_free(escrow);
-	secret_free(pk);
+	deid_view_free(dv);
 	vault_close(v);
 	return rcode;
 }

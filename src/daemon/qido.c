@@ -14,6 +14,8 @@
 #include "dicomvault/qido.h"
 #include "dicomvault/query.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/deid_view.h"
+#include "dicomvault/index.h"
 #include "http_int.h"
 
 #define UID_MAX 64u
@@ -77,21 +79,59 @@ struct out {
 	struct wbuf w;
 	const char *base;
 	size_t bl;
+	/* de-identified view (a researcher): results through the PS3.15
+	 * engine, UIDs pseudonymous; the pairs handed out are remembered so
+	 * that WADO can map them back */
+	struct deid_view *dv;
+	struct deid_opts dopts;
+	struct wbuf pairs;          /* "pseudo\0real\0" ... */
 };
+
+/* The pseudonym of a stored UID in the view, remembered for the way back. */
+static enum err pseudo(struct out *o, const char *real, char out[DEID_UID_MAX + 1])
+{
+	enum err rc = deid_view_uid(o->dv, real, out);
+
+	if (rc == ERR_OK) {
+		wbuf_put(&o->pairs, out, strlen(out) + 1);
+		wbuf_put(&o->pairs, real, strlen(real) + 1);
+		rc = wbuf_err(&o->pairs);
+	}
+	return rc;
+}
 
 static enum err emit(void *ctx, struct qry_hit *h)
 {
 	struct out *o = ctx;
+	char p_study[DEID_UID_MAX + 1], p_series[DEID_UID_MAX + 1], p_sop[DEID_UID_MAX + 1];
+	const char *study = h->study_uid, *series = h->series_uid, *sop = h->sop_uid;
 	struct wbuf url;
 	struct sink k;
 	enum err rc;
 
+	if (o->dv != NULL) {
+		char why[160];
+		rc = deid_apply(h->f, &o->dopts, NULL, why, sizeof why);
+		if (rc == ERR_DENIED)
+			return ERR_OK;   /* not offered de-identified: left out */
+		if (rc == ERR_OK && study[0])
+			rc = pseudo(o, study, p_study);
+		if (rc == ERR_OK && o->level >= QRY_SERIES)
+			rc = pseudo(o, series, p_series);
+		if (rc == ERR_OK && o->level == QRY_INSTANCE)
+			rc = pseudo(o, sop, p_sop);
+		if (rc != ERR_OK)
+			return rc;
+		study = p_study;
+		series = p_series;
+		sop = p_sop;
+	}
 	wbuf_init(&url, 1024);
-	wbuf_printf(&url, "%.*s/dicom-web/studies/%s", (int)o->bl, o->base, h->study_uid);
+	wbuf_printf(&url, "%.*s/dicom-web/studies/%s", (int)o->bl, o->base, study);
 	if (o->level >= QRY_SERIES)
-		wbuf_printf(&url, "/series/%s", h->series_uid);
+		wbuf_printf(&url, "/series/%s", series);
 	if (o->level == QRY_INSTANCE)
-		wbuf_printf(&url, "/instances/%s", h->sop_uid);
+		wbuf_printf(&url, "/instances/%s", sop);
 	rc = wbuf_err(&url);
 	if (rc == ERR_OK)
 		rc = dcm_ds_set(&h->f->ds, 0x00081190, VR_UR, url.p, url.len);
@@ -165,6 +205,91 @@ static bool visible(void *ctx, const char *collection, const char *study_uid, co
 	return http_access(ctx, ACCESS_ACT_QUERY, &ob) == ACCESS_YES;
 }
 
+/* De-identified view: what a grant lets the user see de-identified. */
+static bool visible_deid(void *ctx, const char *collection, const char *study_uid, const uint8_t patient[32])
+{
+	struct access_object ob = { collection, study_uid, patient };
+
+	return http_access(ctx, ACCESS_ACT_QUERY, &ob) != ACCESS_NO;
+}
+
+/* A de-identified query matches on pseudonymous UIDs (mapped back here; an
+ * unknown one matches nothing), Modality, Modalities in Study and SOP
+ * Class only: matching on names, IDs or dates would let a researcher probe
+ * the originals. ERR_PARSE with the attribute in why. */
+static enum err deid_keys(struct http_req *r, struct dcm_ds *id, char *why, size_t whylen)
+{
+	static const uint32_t uids[] = { 0x0020000D, 0x0020000E, 0x00080018 };
+	uint32_t i;
+	size_t k;
+	enum err rc = ERR_OK;
+
+	for (i = 0; i < id->n; i++) {
+		const struct dcm_elem *e = &id->e[i];
+		bool ok = e->len == 0 || e->tag == 0x00080060 || e->tag == 0x00080061 || e->tag == 0x00080016 ||
+		          e->tag == 0x00080005;
+		for (k = 0; k < sizeof uids / sizeof uids[0]; k++)
+			ok = ok || e->tag == uids[k];
+		if (!ok)
+			return err_why(why, whylen, ERR_PARSE, "(%04X,%04X): a de-identified query matches on UIDs, Modality, "
+			               "ModalitiesInStudy and SOPClassUID only", (unsigned)(e->tag >> 16),
+			               (unsigned)(e->tag & 0xFFFF));
+	}
+	for (k = 0; rc == ERR_OK && k < sizeof uids / sizeof uids[0]; k++) {
+		char val[QRY_MAX_VALUES * 8 + 1], out[QRY_MAX_VALUES * (IDX_UID_MAX + 1) + 1];
+		size_t n = 0, o = 0;
+		const char *v = dcm_ds_str(id, uids[k], &n), *p;
+		if (v == NULL || n == 0)
+			continue;
+		if (n >= sizeof val)
+			return err_why(why, whylen, ERR_LIMIT, "too many UIDs in one key");
+		memcpy(val, v, n);
+		val[n] = 0;
+		for (p = val; p != NULL && *p;) {
+			char one[IDX_UID_MAX + 1], real[IDX_UID_MAX + 1];
+			const char *e = strchr(p, '\\');
+			size_t l = e ? (size_t)(e - p) : strlen(p);
+			if (l == 0 || l > IDX_UID_MAX)
+				return err_why(why, whylen, ERR_PARSE, "a UID of 1 to 64 characters is expected");
+			memcpy(one, p, l);
+			one[l] = 0;
+			pthread_mutex_lock(r->srv->ix_lock);
+			if (r->srv->vault->ix->ops->pseudo_get(r->srv->vault->ix, one, real) != ERR_OK)
+				snprintf(real, sizeof real, "0.0");   /* a UID nothing has */
+			pthread_mutex_unlock(r->srv->ix_lock);
+			o += (size_t)snprintf(out + o, sizeof out - o, "%s%s", o ? "\\" : "", real);
+			p = e ? e + 1 : NULL;
+		}
+		rc = dcm_ds_set(id, uids[k], VR_UI, out, o);
+	}
+	return rc;
+}
+
+/* Remembers the pseudonyms handed out, in one transaction. */
+static void save_pairs(struct http_req *r, const struct wbuf *pairs)
+{
+	struct index_store *ix = r->srv->vault->ix;
+	size_t pos = 0;
+	enum err rc;
+
+	if (pairs->len == 0)
+		return;
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = ix->ops->begin(ix);
+	while (rc == ERR_OK && pos < pairs->len) {
+		const char *ps = (const char *)pairs->p + pos, *real = ps + strlen(ps) + 1;
+		rc = ix->ops->pseudo_put(ix, ps, real);
+		pos = (size_t)(real + strlen(real) + 1 - (const char *)pairs->p);
+	}
+	if (rc == ERR_OK)
+		rc = ix->ops->commit(ix);
+	else
+		ix->ops->rollback(ix);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc != ERR_OK)
+		log_error("query by %s: cannot remember the pseudonymous UIDs: %s", r->sess.user, err_str(rc));
+}
+
 enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n)
 {
 	struct vault *v = r->srv->vault;
@@ -180,12 +305,14 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	char why[256] = "", study[UID_MAX + 1] = "", series[UID_MAX + 1] = "", warn[1024] = "";
 	const char *name = "qido-rs", *extra[3] = { NULL, NULL, NULL };
 	bool clamped = false;
+	int deid;
 	enum MHD_Result ret;
 	enum err rc;
 
 	memset(&p, 0, sizeof p);
 	memset(&o, 0, sizeof o);
 	wbuf_init(&o.w, QIDO_JSON_MAX);
+	wbuf_init(&o.pairs, QIDO_JSON_MAX);
 	resource(seg, len, n, &qo, &name);
 	if (n >= 3) {
 		if (!dw_uid_ok(seg[1], len[1]) || (n == 5 && !dw_uid_ok(seg[3], len[3]))) {
@@ -207,10 +334,21 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	/* a query needs a grant whose role may query (de-identified query
 	 * results are not offered yet: such a grant is refused, never given
 	 * originals); what it covers filters the results below */
-	if (http_access(r, ACCESS_ACT_QUERY, NULL) != ACCESS_YES) {
+	deid = http_access(r, ACCESS_ACT_QUERY, NULL);
+	if (deid == ACCESS_NO) {
 		ret = http_refuse(r, ACCESS_ACT_QUERY, NULL, AUDIT_QUERY, study[0] ? study : NULL, series[0] ? series : NULL,
 		                  NULL);
 		goto out;
+	}
+	if (deid == ACCESS_DEID) {
+		if (deid_view_open(v, NULL, NULL, &o.dv, why, sizeof why) != ERR_OK) {
+			log_error("de-identified query by %s: %s", r->sess.user, why);
+			ret = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the de-identification settings are unusable", NULL);
+			goto out;
+		}
+		o.dopts = *deid_view_opts(o.dv);
+		o.dopts.escrow = NULL;   /* a view, not a release: no escrow in answers */
+		why[0] = 0;
 	}
 	as = calloc(1, sizeof *as);
 	if (as == NULL) {
@@ -227,6 +365,8 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 		rc = dcm_ds_set_str(&p.id->ds, 0x0020000D, VR_UI, study);
 	if (rc == ERR_OK && series[0])
 		rc = dcm_ds_set_str(&p.id->ds, 0x0020000E, VR_UI, series);
+	if (rc == ERR_OK && o.dv != NULL)
+		rc = deid_keys(r, &p.id->ds, why, sizeof why);
 	if (rc != ERR_OK) {
 		ret = bad(r, rc == ERR_NOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST, name,
 		          why[0] ? why : "bad query", study, series);
@@ -242,7 +382,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	qo.include = p.include;
 	qo.n_include = p.n_include;
 	qo.include_all = p.include_all;
-	qo.allow = visible;
+	qo.allow = o.dv != NULL ? visible_deid : visible;
 	qo.allow_ctx = r;
 	rc = qry_new(&qo, &p.id->ds, &q, why, sizeof why);
 	if (rc != ERR_OK) {
@@ -258,6 +398,8 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	wbuf_putc(&o.w, ']');
 	if (rc == ERR_OK)
 		rc = wbuf_err(&o.w);
+	if (rc == ERR_OK && o.dv != NULL)
+		save_pairs(r, &o.pairs);
 	if (rc != ERR_OK) {
 		log_error("query by %s: %s", r->sess.user, err_str(rc));
 		ret = bad(r, MHD_HTTP_INTERNAL_SERVER_ERROR, name,
@@ -288,7 +430,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	memset(&rec, 0, sizeof rec);
 	rec.action = AUDIT_QUERY;
 	rec.outcome = AUDIT_SUCCESS;
-	rec.reason = name;
+	rec.reason = o.dv != NULL ? "de-identified view" : name;
 	rec.objects.patient = st.one_patient ? st.patient : NULL;
 	rec.objects.study_uid = study[0] ? study : NULL;
 	rec.objects.series_uid = series[0] ? series : NULL;
@@ -313,5 +455,7 @@ out:
 	if (o.w.p)
 		mem_wipe(o.w.p, o.w.len);
 	wbuf_fini(&o.w);
+	wbuf_fini(&o.pairs);
+	deid_view_free(o.dv);
 	return ret;
 }

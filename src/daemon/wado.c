@@ -552,6 +552,60 @@ static enum MHD_Result gate(struct http_req *r, const char *study, const char *s
 	return MHD_YES;
 }
 
+/* The UIDs of a de-identified view (pseudonyms a de-identified QIDO-RS
+ * answer gave) mapped back to the stored ones; false if the study UID is a
+ * stored one (not a view) or a pseudonym is unknown (*known false). */
+static bool view_uids(struct http_req *r, char uid[][WADO_UID_MAX + 1], size_t nuid, bool *known)
+{
+	struct index_store *ix = r->srv->vault->ix;
+	char real[3][IDX_UID_MAX + 1];
+	struct idx_study st;
+	bool view = false;
+	size_t i;
+
+	*known = true;
+	pthread_mutex_lock(r->srv->ix_lock);
+	if (ix->ops->study_get(ix, uid[0], &st) == ERR_NOTFOUND) {
+		view = true;
+		for (i = 0; i < nuid && *known; i++)
+			*known = ix->ops->pseudo_get(ix, uid[i], real[i]) == ERR_OK;
+	}
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (view && *known)
+		for (i = 0; i < nuid; i++)
+			copy_str(uid[i], WADO_UID_MAX + 1, real[i]);
+	return view && *known;
+}
+
+/* A de-identified view: allowed when a grant covers the study for
+ * retrieval, de-identified or not. Study, series and instance retrieval
+ * and metadata only. */
+static enum MHD_Result view(struct http_req *r, char uid[][WADO_UID_MAX + 1], size_t nuid, size_t n, bool meta)
+{
+	struct index_store *ix = r->srv->vault->ix;
+	struct idx_study st;
+	struct idx_patient pa;
+	struct access_object ob;
+	enum err rc;
+
+	pthread_mutex_lock(r->srv->ix_lock);
+	rc = ix->ops->study_get(ix, uid[0], &st);
+	if (rc == ERR_OK)
+		rc = ix->ops->patient_by_id(ix, st.patient_id, &pa);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	if (rc != ERR_OK)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	ob.collection = st.collection;
+	ob.study_uid = st.uid;
+	ob.patient = pa.key_hmac;
+	if (http_access(r, ACCESS_ACT_RETRIEVE, &ob) == ACCESS_NO)
+		return http_refuse(r, ACCESS_ACT_RETRIEVE, &ob, AUDIT_RETRIEVE, NULL, NULL, NULL);
+	if (!meta && (size_t)(2 * nuid) != n)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "frames and bulk data are not offered in de-identified views",
+		                    NULL);
+	return wado_deid(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, meta);
+}
+
 enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n)
 {
 	char uid[3][WADO_UID_MAX + 1];
@@ -575,8 +629,13 @@ enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "a UID in the path is not 1 to 64 digits and dots",
 			                    NULL);
 	{
-		bool ok;
-		enum MHD_Result q = gate(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, &ok);
+		bool ok, known;
+		enum MHD_Result q;
+		if (view_uids(r, uid, nuid, &known))
+			return view(r, uid, nuid, n, (size_t)(2 * nuid + 1) == n && dw_seg_is(last, lastlen, "metadata"));
+		if (!known)
+			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+		q = gate(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, &ok);
 		if (!ok)
 			return q;
 	}

@@ -67,6 +67,10 @@ WUR enum err wado_list_make(struct http_req *r, const char *study, const char *s
                             struct wado_list *l);
 void wado_list_fini(struct wado_list *l);
 
+/* A de-identified view of stored study/series/instance (wado_deid.c):
+ * multipart/related application/dicom, or DICOM JSON metadata (meta). */
+enum MHD_Result wado_deid(struct http_req *r, const char *study, const char *series, const char *sop, bool meta);
+
 /* Calls fn on each media range of the Accept header (one "* / *" range
  * when there is none) until fn returns true; false if none did.
  * Malformed ranges are skipped. */

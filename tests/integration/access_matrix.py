@@ -170,6 +170,11 @@ try:
                 n = len(json.loads(data)) if st == 200 else -1
                 want = 1 if where == "inside" else 0
                 check(f"query {role} {where}: 200 with {want} result(s)", st == 200 and n == want, (st, data[:200]))
+            elif cell == "deid":
+                # a real UID is not a key of a de-identified view: nothing matches
+                n = len(json.loads(data)) if st == 200 else -1
+                check(f"query {role} {where} by the real UID: 200 with nothing (de-identified view)",
+                      st == 200 and n == 0, (st, data[:200]))
             else:
                 check(f"query {role} {where}: 403", st == 403, st)
                 refusals += 1
@@ -216,6 +221,59 @@ try:
         check(f"manage-users {role}: GET /api/users {want}", st == want, st)
     check("every refusal left an audit record", audit_failures(v) - fails_before >= refusals,
           (audit_failures(v) - fails_before, refusals))
+
+    # de-identified views (the roles whose query cell is deid)
+    for role in [r for r in ROLES if M["query"][r] == "deid" and tokens[r]]:
+        tok = tokens[role]
+        st, data = as_user(v, tok, "GET", "/dicom-web/studies?includefield=PatientName&includefield=PatientID",
+                           headers={"Accept": "application/dicom+json"})
+        res = json.loads(data) if st == 200 else []
+        check(f"deid view {role}: QIDO answers the granted collection only (1 study)", st == 200 and len(res) == 1,
+              (st, data[:300]))
+        if len(res) != 1:
+            continue
+        r0 = res[0]
+        pst = r0.get("0020000D", {}).get("Value", [""])[0]
+        pname = json.dumps(r0.get("00100010", {}))
+        pid = json.dumps(r0.get("00100020", {}))
+        check(f"deid view {role}: pseudonymous Study Instance UID (2.25.)",
+              pst.startswith("2.25.") and pst != inside.StudyInstanceUID, pst)
+        check(f"deid view {role}: no patient name or ID of the original", "Matrix" not in pname and
+              "MX-Oncology" not in pid, (pname, pid))
+        url = r0.get("00081190", {}).get("Value", [""])[0]
+        check(f"deid view {role}: RetrieveURL names the pseudonym", url.endswith("/studies/" + pst), url)
+        st, data = as_user(v, tok, "GET", f"/dicom-web/studies/{pst}",
+                           headers={"Accept": 'multipart/related; type="application/dicom"'})
+        parts = [p for p in re.split(rb"--[0-9a-zA-Z_]+", data) if b"application/dicom" in p[:200]]
+        dsets = []
+        for part in parts:
+            body = part.split(b"\r\n\r\n", 1)[1].rstrip(b"\r\n") if b"\r\n\r\n" in part else b""
+            try:
+                dsets.append(pydicom.dcmread(io.BytesIO(body)))
+            except Exception:   # noqa: BLE001
+                pass
+        check(f"deid view {role}: the study retrieves de-identified ({len(dsets)} instance(s))",
+              st == 200 and len(dsets) >= 1 and all(str(d.get("PatientName", "")) != str(inside.PatientName) and
+                                                    d.get("PatientIdentityRemoved") == "YES" and
+                                                    d.StudyInstanceUID == pst for d in dsets), (st, len(dsets)))
+        check(f"deid view {role}: pixel data kept", dsets and dsets[0].PixelData[:16] == bytes(range(16)))
+        st, data = as_user(v, tok, "GET", f"/dicom-web/studies/{pst}/metadata",
+                           headers={"Accept": "application/dicom+json"})
+        check(f"deid view {role}: metadata de-identified, no bulk data",
+              st == 200 and b"Matrix" not in data and b"7FE00010" not in data and pst.encode() in data, (st, data[:200]))
+        st, _ = as_user(v, tok, "GET", f"/dicom-web/studies/{inside.StudyInstanceUID}/metadata",
+                        headers={"Accept": "application/dicom+json"})
+        check(f"deid view {role}: the original UID still refused (403)", st == 403, st)
+        st, data = as_user(v, tok, "GET", f"/dicom-web/studies?PatientName=Matrix*",
+                           headers={"Accept": "application/dicom+json"})
+        check(f"deid view {role}: matching on a name is refused (400)", st == 400, st)
+        st, data = as_user(v, tok, "GET", f"/dicom-web/studies?StudyInstanceUID={pst}",
+                           headers={"Accept": "application/dicom+json"})
+        check(f"deid view {role}: query by the pseudonym finds it",
+              st == 200 and len(json.loads(data)) == 1, (st, data[:200]))
+        st, _ = as_user(v, tok, "GET", "/dicom-web/studies/2.25.1234567/metadata",
+                        headers={"Accept": "application/dicom+json"})
+        check(f"deid view {role}: an unknown pseudonym is 404", st == 404, st)
 
     # break-glass: the outside study, by each role
     for role in ROLES:
