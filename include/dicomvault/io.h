@@ -48,8 +48,8 @@ WUR enum err sink_write(struct sink *k, const void *p, size_t n);
 /* The descriptor of a sink_fd() sink, else -1. */
 int sink_fd_of(const struct sink *k);
 /* n bytes of in from offset off appended at out's position, in the kernel
- * (copy_file_range) when it can, else through a small buffer. ERR_PARSE if
- * in ends first. */
+ * (copy_file_range; across file systems sendfile) when it can, else
+ * through a small buffer. ERR_PARSE if in ends first. */
 WUR enum err fd_copy_range(int in, uint64_t off, uint64_t n, int out);
 
 /* Whole file into memory, at most max bytes. */

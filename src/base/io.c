@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "dicomvault/io.h"
@@ -218,18 +219,27 @@ enum err fd_copy_range(int in, uint64_t off, uint64_t n, int out)
 {
 	uint8_t buf[64 * 1024];
 	loff_t o = (loff_t)off;
-	bool plain = false;
+	int how = 0;   /* 0 copy_file_range, 1 sendfile, 2 through memory */
 
 	while (n > 0) {
 		size_t want = n > ((size_t)1 << 30) ? (size_t)1 << 30 : (size_t)n;
 		ssize_t got;
-		if (!plain) {
+		if (how == 0) {
 			got = copy_file_range(in, &o, out, NULL, want, 0);
 			if (got < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
 			                errno == EBADF)) {
-				plain = true;   /* another file system, or not a regular file: copy through memory */
+				how = 1;   /* another file system: sendfile still copies in the kernel */
 				continue;
 			}
+		} else if (how == 1) {
+			off_t so = (off_t)o;
+			got = sendfile(out, in, &so, want);
+			if (got < 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+				how = 2;   /* not a file sendfile takes: copy through memory */
+				continue;
+			}
+			if (got > 0)
+				o = (loff_t)so;
 		} else {
 			if (want > sizeof buf)
 				want = sizeof buf;
