@@ -384,8 +384,16 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 	if (r->route->json && !json_ctype(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
 	                                                              MHD_HTTP_HEADER_CONTENT_TYPE)))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
-	if (r->route->begin != NULL)
+	if (r->route->begin != NULL) {
+		/* a GET is answered in the next call: libmicrohttpd closes the
+		 * connection after a response queued while the request is still
+		 * being received, which would cost a TLS handshake per request */
+		if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0) {
+			r->defer_begin = true;
+			return MHD_YES;
+		}
 		return r->route->begin(r);
+	}
 	return MHD_YES;
 }
 
@@ -439,6 +447,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	*upload_size = 0;
 	if (r->answered)
 		return MHD_YES;
+	if (r->defer_begin) {
+		r->defer_begin = false;
+		if (n > 0) {
+			/* a body on a GET: dropped (as dicomweb_body does) */
+			r->defer_begin = true;
+			return MHD_YES;
+		}
+		return r->route->begin(r);
+	}
 	if (n > 0 && r->route->body != NULL)
 		return r->route->body(r, (const uint8_t *)upload, n);
 	if (n > 0)

@@ -67,6 +67,7 @@ struct http_req {
 	size_t discarded;           /* bytes beyond the cap, thrown away */
 	bool too_large;
 	bool answered;
+	bool defer_begin;           /* a streaming route's GET: begin at the end of the (empty) body */
 	/* the session (routes that are not public) */
 	bool authed;
 	struct auth_session sess;
