@@ -25,10 +25,10 @@ CFLAGS_ALL := $(BASEFLAGS) $(OPT) $(CFLAGS)
 LIBS := -lz -ljansson -lmicrohttpd -lsodium -lgnutls -lcrypto -lsqlite3 -lqrencode -lpthread -lm
 
 LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c src/backend/*.c src/core/*.c src/daemon/*.c)
-GEN_SRC := $(GEN)/dict_data.c $(GEN)/deid_table.c $(GEN)/access_table.c
+GEN_SRC := $(GEN)/dict_data.c $(GEN)/deid_table.c $(GEN)/access_table.c $(GEN)/sop_storage.c
 CMD_SRC := $(wildcard src/cmd/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/dict_data.o $(if $(wildcard tools/gen_deid.awk),$(B)/gen/deid_table.o) \
-	$(B)/gen/access_table.o
+	$(B)/gen/access_table.o $(B)/gen/sop_storage.o
 CMD_OBJ := $(CMD_SRC:%.c=$(B)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*/*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
@@ -61,6 +61,10 @@ $(GEN)/deid_table.c: tools/gen_deid.awk $(STD)/deid_profile_e1_1.tsv $(STD)/safe
 $(GEN)/access_table.c: tools/gen_access.awk docs/ACCESS.md
 	@mkdir -p $(GEN)
 	awk -f tools/gen_access.awk docs/ACCESS.md > $@.tmp && mv $@.tmp $@
+
+$(GEN)/sop_storage.c: tools/gen_storage.awk $(STD)/sop_classes.tsv
+	@mkdir -p $(GEN)
+	awk -f tools/gen_storage.awk $(STD)/sop_classes.tsv > $@.tmp && mv $@.tmp $@
 
 $(B)/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(dir $@)
@@ -112,7 +116,8 @@ FUZZ_B := build/fuzz
 FUZZ_SRC := $(wildcard fuzz/*_fuzz.c)
 FUZZ_BIN := $(patsubst fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(GEN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-fuzz-build: $(GEN)/dict_data.c $(if $(wildcard tools/gen_deid.awk),$(GEN)/deid_table.c) $(GEN)/access_table.c
+fuzz-build: $(GEN)/dict_data.c $(if $(wildcard tools/gen_deid.awk),$(GEN)/deid_table.c) $(GEN)/access_table.c \
+	$(GEN)/sop_storage.c
 	@mkdir -p $(FUZZ_B)
 	@for f in $(FUZZ_SRC); do n=$$(basename $$f .c); \
 	  clang $(FUZZ_CFLAGS) -o $(FUZZ_B)/$$n $$f $(LIB_SRC) $(wildcard $(GEN_SRC)) $(LIBS) || exit 1; done

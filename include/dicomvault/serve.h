@@ -8,6 +8,8 @@ struct serve_opts {
 	const char *vault_dir;        /* the vault (resolved by the caller) */
 	const char *listen;           /* --http HOST:PORT; NULL: [http] listen, else 127.0.0.1:8443 */
 	const char *passphrase_file;  /* for a passphrase vault; NULL: read stdin */
+	const char *dicom_listen;     /* --dicom HOST:PORT (DICOM-TLS); NULL: [dicom] listen if
+	                               * configured, else 127.0.0.1:2762 */
 };
 
 /* Runs the server. Prints "dicomvault: serving https://HOST:PORT/" on

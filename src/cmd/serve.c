@@ -7,12 +7,15 @@
 #include "dicomvault/vault.h"
 
 static const char serve_usage[] =
-	"usage: dicomvault serve [--vault DIR] [--http HOST:PORT] [--passphrase-file F]\n"
-	"Run the server: HTTPS (TLS 1.3 only) for the API, DICOMweb and the web viewer,\n"
+	"usage: dicomvault serve [--vault DIR] [--http HOST:PORT] [--dicom HOST:PORT] [--passphrase-file F]\n"
+	"Run the server: HTTPS (TLS 1.3 only) for the API, DICOMweb and the web viewer,\nDICOM-TLS for the DIMSE services,\n"
 	"until SIGINT or SIGTERM.\n"
 	"  --vault DIR          the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
 	"  --http HOST:PORT     where to listen (default [http] listen of dicomvault.conf,\n"
 	"                       else 127.0.0.1:8443; [IPV6]:PORT for IPv6; port 0: any)\n"
+	"  --dicom HOST:PORT    DICOM-TLS listener (default [dicom] listen, else\n"
+	"                       127.0.0.1:2762); started when given, or when\n"
+	"                       dicomvault.conf has a [peer] section\n"
 	"  --passphrase-file F  the master key passphrase (mode 0600), for a passphrase\n"
 	"                       vault; default: read from stdin\n";
 
@@ -40,8 +43,7 @@ int cmd_serve(int argc, char **argv)
 			fprintf(stderr, "dicomvault serve: secrets are never taken from the command line; use %s-file\n", a);
 			return EXIT_USAGE;
 		} else if (strcmp(a, "--dicom") == 0) {
-			fprintf(stderr, "dicomvault serve: --dicom: the DICOM listener is not available yet\n");
-			return EXIT_USAGE;
+			dst = &o.dicom_listen;
 		}
 		if (dst == NULL || i + 1 >= argc) {
 			fprintf(stderr, "dicomvault serve: %s '%s'\n%s", dst ? "missing value for" : "unknown option", a,

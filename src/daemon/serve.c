@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include "dicomvault/audit.h"
 #include "dicomvault/auth.h"
+#include "dicomvault/dimse_srv.h"
 #include "dicomvault/http.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/io.h"
@@ -56,6 +57,7 @@ int serve_run(const struct serve_opts *o)
 	struct audit *au = NULL;
 	struct auth *a = NULL;
 	struct http_server *srv = NULL;
+	struct dimse_srv *dsrv = NULL;
 	struct secret *key = NULL;
 	struct http_opts ho;
 	struct auth_conf ac;
@@ -143,7 +145,16 @@ int serve_run(const struct serve_opts *o)
 	ho.ix_lock = &ix_lock;
 	ho.audit = au;
 	rc = http_server_start(&ho, &srv, why, sizeof why);
-	secret_free(key);   /* the server keeps its own copy */
+	if (rc == ERR_OK && (o->dicom_listen != NULL || dimse_srv_wanted(v->conf))) {
+		char desc[160];
+		rc = dimse_srv_start_conf(v, o->dicom_listen, cert, cert_len, key, au, &dsrv, desc, sizeof desc, why,
+		                          sizeof why);
+		if (rc == ERR_OK) {
+			printf("dicomvault: %s\n", desc);
+			log_info("%s", desc);
+		}
+	}
+	secret_free(key);   /* the servers keep their own copy */
 	key = NULL;
 	if (rc != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: %s\n", why);
@@ -158,6 +169,7 @@ int serve_run(const struct serve_opts *o)
 	log_info("stopping on signal %d", sig);
 	ret = 0;
 out:
+	dimse_srv_stop(dsrv);
 	http_server_stop(srv);
 	auth_free(a);
 	audit_close(au);

@@ -1,0 +1,74 @@
+/* dimse_srv.h: the DICOM network listener of `dicomvault serve` (SPEC
+ * section 4, issue 5): DICOM-TLS (PS3.15 Annex B, TLS 1.3 only) with a
+ * client certificate required, checked against the [peer "AE"] that the
+ * A-ASSOCIATE-RQ names (fingerprint or CA); optionally a plain-TCP
+ * listener (warned about at start). One thread per association, ARTIM and
+ * idle timeouts, TCP_NODELAY on every socket; the upper layer is
+ * proto/ul.c, the services are daemon/dimse_svc.c. See
+ * docs/internals/dimse.md. Layer: daemon. */
+#ifndef DICOMVAULT_DIMSE_SRV_H
+#define DICOMVAULT_DIMSE_SRV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/crypto.h"
+#include "dicomvault/err.h"
+
+struct audit;
+struct vault;
+struct peers;
+struct access_collections;
+
+#define DIMSE_SRV_DEFAULT_LISTEN "127.0.0.1:2762"
+#define DIMSE_SRV_DEFAULT_AE     "DICOMVAULT"
+
+struct dimse_srv_opts {
+	const char *listen;               /* DICOM-TLS HOST:PORT */
+	const char *plain_listen;         /* plain TCP HOST:PORT, or NULL: none */
+	const char *ae;                   /* our AE title */
+	const uint8_t *cert_pem;          /* server certificate chain, PEM (copied) */
+	size_t cert_len;
+	const struct secret *key_pem;     /* its private key (copied) */
+	const struct peers *peers;        /* borrowed; must outlive the server */
+	const struct access_collections *colls;  /* borrowed; may be NULL */
+	struct vault *vault;              /* borrowed (ix_lock set) */
+	struct audit *audit;              /* borrowed */
+	unsigned artim_ms;                /* 0: UL_ARTIM_SECONDS */
+	unsigned idle_ms;                 /* an established association silent this long is aborted; 0: 300 s */
+	unsigned max_assoc;               /* at once; 0: 32 */
+};
+
+struct dimse_srv;
+
+/* Reads the peers' CA files (relative to the vault), binds and starts
+ * accepting in a thread of its own. On failure why says what went wrong. */
+WUR enum err dimse_srv_start(const struct dimse_srv_opts *o, struct dimse_srv **out, char *why, size_t whylen);
+/* The bound TLS port (the real one when 0 was asked for); the plain one. */
+uint16_t dimse_srv_port(const struct dimse_srv *s);
+uint16_t dimse_srv_plain_port(const struct dimse_srv *s);
+/* Stops accepting, aborts every association (their sockets are shut
+ * down), waits for their threads and frees; takes NULL. */
+void dimse_srv_stop(struct dimse_srv *s);
+
+#endif
+
+/* ---- as `dicomvault serve` starts it ---- */
+
+/* Whether the configuration asks for the DICOM listener: a [peer]
+ * section (without one, no association could be accepted; `dicomvault
+ * init` writes a [dicom] section in every vault). */
+struct ini;
+bool dimse_srv_wanted(const struct ini *conf);
+
+/* Reads [dicom] (listen = HOST:PORT, default 127.0.0.1:2762, overridden by
+ * listen_override; ae_title, default DICOMVAULT; plain_listen = HOST:PORT,
+ * a plain-TCP listener, warned about; artim and idle_timeout in seconds;
+ * max_associations), the [peer] and [collection] sections, and starts the
+ * server with the vault's TLS certificate and key. The server owns the
+ * peers and collections it loaded. Prints nothing; *desc gets a line for
+ * the operator ("DICOM-TLS 127.0.0.1:2762 AE DICOMVAULT, N peers"). */
+WUR enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, const uint8_t *cert_pem,
+                                  size_t cert_len, const struct secret *key_pem, struct audit *au,
+                                  struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen);

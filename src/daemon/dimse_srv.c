@@ -1,0 +1,859 @@
+/* dimse_srv.c: the DICOM listener of `dicomvault serve` (SPEC section 4):
+ * DICOM-TLS (TLS 1.3 only, GnuTLS) with a client certificate required,
+ * and an optional plain-TCP listener. One thread per association feeds
+ * the bytes it reads to the upper layer state machine (proto/ul.c) and
+ * sends what it produces; poll() with the ARTIM timeout before and after
+ * the association, the idle timeout during it. The A-ASSOCIATE-RQ is
+ * judged here: the calling AE title must be a [peer], the certificate the
+ * TLS handshake showed must be the one bound to that peer (SHA-256
+ * fingerprint, compared in constant time, or issued by its CA), and the
+ * peer must have a right to one of the services proposed; anything else
+ * is an A-ASSOCIATE-RJ and an audit record. Layer: daemon. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "dicomvault/access.h"
+#include "dicomvault/http.h"
+#include "dicomvault/ini.h"
+#include "dicomvault/io.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/log.h"
+#include "dicomvault/vault.h"
+#include "dimse_int.h"
+
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define CA_MAX (1u << 20)
+#define DEFAULT_IDLE_MS 300000u
+#define DEFAULT_MAX_ASSOC 32u
+#define RECV_BUF (64u * 1024)
+
+struct conn {
+	struct dimse_srv *srv;
+	int fd;
+	bool plain;
+	char addr[80];
+	struct conn *next;
+};
+
+struct dimse_srv {
+	struct dimse_srv_opts o;
+	char ae[PDU_AE_MAX + 1];
+	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t prio;
+	gnutls_x509_trust_list_t *ca;   /* per peer (NULL: fingerprint) */
+	size_t nca;
+	int lfd, pfd;                   /* listening sockets (-1: none) */
+	uint16_t port, pport;
+	int wake[2];                    /* stops the accept thread */
+	pthread_t thr;
+	bool thr_started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct conn *conns;
+	unsigned nconn;
+	bool stopping;
+	struct peers *own_peers;        /* dimse_srv_start_conf: freed at stop */
+	struct access_collections *own_colls;
+};
+
+/* ---- association helpers shared with the services ---- */
+
+void dimse_assoc_actor(const struct dimse_assoc *a, struct audit_actor *act)
+{
+	memset(act, 0, sizeof *act);
+	act->user = a->calling[0] ? a->calling : NULL;
+	act->role = "dicom-peer";
+	act->addr = a->addr;
+	act->cert = a->fp[0] ? a->fp : NULL;
+}
+
+enum err dimse_assoc_audit(const struct dimse_assoc *a, const char *action, enum audit_outcome out,
+                           const char *reason, const struct audit_objects *obj)
+{
+	struct audit_rec r;
+
+	memset(&r, 0, sizeof r);
+	r.action = action;
+	r.outcome = out;
+	r.reason = reason;
+	dimse_assoc_actor(a, &r.actor);
+	if (obj != NULL)
+		r.objects = *obj;
+	if (a->o->audit != NULL && audit_append(a->o->audit, &r) != ERR_OK) {
+		log_error("cannot write the audit record %s for %s", action, a->addr);
+		return ERR_IO;
+	}
+	return ERR_OK;
+}
+
+static ssize_t conn_send(struct dimse_assoc *a, const void *p, size_t n)
+{
+	if (a->tls != NULL) {
+		ssize_t k;
+		do
+			k = gnutls_record_send(a->tls, p, n);
+		while (k == GNUTLS_E_INTERRUPTED);
+		return k;
+	}
+	for (;;) {
+		ssize_t k = send(a->fd, p, n, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		return k;
+	}
+}
+
+enum err dimse_assoc_flush(struct dimse_assoc *a)
+{
+	while (a->u.tx.len > 0) {
+		ssize_t k = conn_send(a, a->u.tx.p, a->u.tx.len);
+		if (k <= 0) {
+			a->failed = true;
+			return ERR_IO;
+		}
+		ul_tx_consumed(&a->u, (size_t)k);
+	}
+	return ERR_OK;
+}
+
+enum err dimse_assoc_send_cmd(struct dimse_assoc *a, uint8_t pcid, const struct dimse_cmd *c)
+{
+	struct wbuf w;
+	enum err rc;
+
+	wbuf_init(&w, DIMSE_MAX_COMMAND);
+	rc = dimse_cmd_build(c, &w);
+	if (rc == ERR_OK)
+		rc = ul_send_command(&a->u, pcid, w.p, w.len);
+	wbuf_fini(&w);
+	if (rc == ERR_OK)
+		rc = dimse_assoc_flush(a);
+	return rc;
+}
+
+/* ---- the A-ASSOCIATE-RQ ---- */
+
+/* Whether the certificate of the TLS session is the peer's. */
+static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe, const char **why)
+{
+	const gnutls_datum_t *chain;
+	unsigned n = 0, status = 0, i;
+	gnutls_x509_crt_t crt[8];
+	size_t idx = (size_t)(pe - s->o.peers->p);
+	bool ok = false;
+
+	if (a->tls == NULL)
+		return true;   /* plain TCP: AE title only (warned about at start) */
+	chain = gnutls_certificate_get_peers(a->tls, &n);
+	if (chain == NULL || n == 0) {
+		*why = "no client certificate";
+		return false;
+	}
+	if (pe->has_fp) {
+		uint8_t fp[32];
+		size_t fl = sizeof fp;
+		if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &chain[0], fp, &fl) != 0 || fl != 32) {
+			*why = "cannot hash the client certificate";
+			return false;
+		}
+		ok = ct_equal(fp, pe->fp, 32);
+		*why = ok ? NULL : "client certificate is not the one bound to this AE title";
+		return ok;
+	}
+	if (idx >= s->nca || s->ca[idx] == NULL) {
+		*why = "no CA loaded for this peer";
+		return false;
+	}
+	if (n > 8)
+		n = 8;
+	*why = "unreadable client certificate";
+	for (i = 0; i < n; i++) {
+		if (gnutls_x509_crt_init(&crt[i]) != 0)
+			break;
+		if (gnutls_x509_crt_import(crt[i], &chain[i], GNUTLS_X509_FMT_DER) != 0) {
+			gnutls_x509_crt_deinit(crt[i]);
+			break;
+		}
+	}
+	if (i == n) {
+		if (gnutls_x509_trust_list_verify_crt(s->ca[idx], crt, n, 0, &status, NULL) == 0 && status == 0)
+			ok = true;
+		*why = ok ? NULL : "client certificate not issued by the peer's CA (or expired)";
+	}
+	while (i > 0)
+		gnutls_x509_crt_deinit(crt[--i]);
+	return ok;
+}
+
+/* Answers the A-ASSOCIATE-RQ in a->u.rq: accept or reject, audited. */
+static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
+{
+	const struct peer *pe;
+	struct ul_policy pol;
+	struct pdu_assoc *trial = NULL;
+	const char *why = NULL;
+	char reason[160];
+	unsigned i, naccepted = 0;
+	enum err rc;
+
+	snprintf(a->calling, sizeof a->calling, "%s", a->u.rq->calling);
+	pe = peers_find(s->o.peers, a->calling);
+	if (pe == NULL) {
+		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, "unknown calling AE title", NULL);
+		log_warn("association from %s refused: calling AE title not configured", a->addr);
+		return ul_reject(&a->u, 1, 1, 3);
+	}
+	if (!cert_ok(s, a, pe, &why)) {
+		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, why, NULL);
+		log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
+		return ul_reject(&a->u, 1, 1, 3);
+	}
+	dimse_svc_policy(pe, &pol);
+	trial = malloc(sizeof *trial);
+	if (trial == NULL)
+		return ERR_NOMEM;
+	pdu_assoc_init(trial, PDU_ASSOC_AC);
+	rc = ul_negotiate(a->u.rq, &pol, trial);
+	for (i = 0; rc == ERR_OK && i < trial->npc; i++)
+		if (trial->pc[i].result == 0)
+			naccepted++;
+	pdu_assoc_fini(trial);
+	free(trial);
+	if (rc != ERR_OK)
+		return rc;
+	if (naccepted == 0) {
+		snprintf(reason, sizeof reason, "no right for any proposed service (rights of %s:%s%s%s%s%s)", pe->ae,
+		         pe->rights & PEER_RIGHT_ECHO ? " echo" : "", pe->rights & PEER_RIGHT_STORE ? " store" : "",
+		         pe->rights & PEER_RIGHT_FIND ? " find" : "", pe->rights & PEER_RIGHT_MOVE ? " move" : "",
+		         pe->rights & PEER_RIGHT_GET ? " get" : "");
+		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
+		log_warn("association of %s from %s refused: no right for any proposed service", pe->ae, a->addr);
+		return ul_reject(&a->u, 1, 1, 1);
+	}
+	a->peer = pe;
+	rc = ul_accept(&a->u, &pol);
+	if (rc == ERR_OK) {
+		snprintf(reason, sizeof reason, "%u of %u presentation contexts accepted%s", naccepted, a->u.rq->npc,
+		         a->tls ? "" : " (plain TCP)");
+		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_SUCCESS, reason, NULL);
+		log_info("association of %s from %s accepted", pe->ae, a->addr);
+	}
+	return rc;
+}
+
+/* ---- one association ---- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void handle_event(struct dimse_srv *s, struct dimse_assoc *a, const struct ul_event *ev)
+{
+	enum err rc = ERR_OK;
+
+	switch (ev->kind) {
+	case UL_EV_ASSOC_RQ:
+		rc = on_assoc_rq(s, a);
+		break;
+	case UL_EV_ASSOC_RJ:
+		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, "A-ASSOCIATE-RQ refused by the upper layer", NULL);
+		log_warn("association from %s refused by the upper layer (reason %u)", a->addr, ev->rj.reason);
+		break;
+	case UL_EV_COMMAND:
+		rc = dimse_svc_command(a, ev->pcid, ev->p, ev->n);
+		break;
+	case UL_EV_DATA:
+		rc = dimse_svc_data(a, ev->pcid, ev->p, ev->n, ev->last);
+		break;
+	case UL_EV_RELEASE_RQ:
+		dimse_svc_end(a);
+		rc = ul_release_rp(&a->u);
+		break;
+	case UL_EV_ABORT:
+		dimse_svc_end(a);
+		log_info("association of %s from %s aborted%s%s", a->calling[0] ? a->calling : "?", a->addr,
+		         ev->provider && ev->why ? ": " : "", ev->provider && ev->why ? ev->why : "");
+		break;
+	default:
+		break;
+	}
+	if (rc != ERR_OK && !a->failed && a->u.state != UL_STA13 && a->u.state != UL_STA1) {
+		log_warn("association of %s from %s: %s; aborting", a->calling, a->addr, err_str(rc));
+		dimse_svc_end(a);
+		ul_abort(&a->u);
+	}
+}
+
+static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n)
+{
+	if (a->tls != NULL) {
+		ssize_t k;
+		do
+			k = gnutls_record_recv(a->tls, p, n);
+		while (k == GNUTLS_E_INTERRUPTED);
+		return k < 0 ? -1 : k;
+	}
+	for (;;) {
+		ssize_t k = recv(a->fd, p, n, 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		return k;
+	}
+}
+
+static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
+{
+	struct ul_config cfg = { s->ae, 0 };
+	struct ul_event ev;
+	uint8_t *buf = malloc(RECV_BUF);
+	unsigned artim_seq = 0;
+	int64_t artim_at = -1, idle_at;
+	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
+	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
+
+	if (buf == NULL || ul_init_acceptor(&a->u, &cfg) != ERR_OK) {
+		free(buf);
+		return;
+	}
+	idle_at = now_ms() + idle_ms;
+	while (a->u.state != UL_STA1 && !a->failed) {
+		struct pollfd pf = { a->fd, POLLIN, 0 };
+		int64_t t = now_ms(), deadline;
+		unsigned seq;
+		ssize_t n;
+		size_t off = 0, used;
+		int pr = 1;
+
+		if (ul_artim(&a->u, &seq)) {
+			if (artim_at < 0 || seq != artim_seq) {
+				artim_seq = seq;
+				artim_at = t + artim_ms;
+			}
+		} else {
+			artim_at = -1;
+		}
+		deadline = artim_at >= 0 ? artim_at : idle_at;
+		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
+			int wait = deadline > t ? (int)(deadline - t) : 0;
+			pr = poll(&pf, 1, wait);
+			if (pr < 0 && errno == EINTR)
+				continue;
+		}
+		if (pr == 0) {
+			if (artim_at >= 0) {
+				ul_artim_expired(&a->u, &ev);
+				if (a->u.state != UL_STA1)
+					break;
+				continue;
+			}
+			log_warn("association of %s from %s idle for %u ms: aborting", a->calling, a->addr, idle_ms);
+			dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_FAILURE, "idle timeout: aborted", NULL);
+			dimse_svc_end(a);
+			ul_abort(&a->u);
+			if (dimse_assoc_flush(a) != ERR_OK)
+				log_debug("abort not sent to %s", a->addr);
+			break;
+		}
+		n = pr < 0 ? -1 : conn_recv(a, buf, RECV_BUF);
+		if (n <= 0) {
+			ul_transport_closed(&a->u, &ev);
+			if (ev.kind == UL_EV_ABORT)
+				handle_event(s, a, &ev);
+			break;
+		}
+		idle_at = now_ms() + idle_ms;
+		for (;;) {
+			enum err rc = ul_feed(&a->u, buf + off, (size_t)n - off, &used, &ev);
+			off += used;
+			if (rc == ERR_AGAIN)
+				break;
+			if (rc != ERR_OK) {
+				log_warn("association from %s: upper layer error %s", a->addr, err_str(rc));
+				a->failed = true;
+				break;
+			}
+			handle_event(s, a, &ev);
+			if (a->failed || dimse_assoc_flush(a) != ERR_OK)
+				break;
+		}
+		if (!a->failed && dimse_assoc_flush(a) != ERR_OK)
+			break;
+		if (a->u.close)
+			break;
+	}
+	dimse_svc_end(a);
+	ul_fini(&a->u);
+	free(buf);
+}
+
+static bool handshake(struct dimse_srv *s, struct dimse_assoc *a, const char **why)
+{
+	const gnutls_datum_t *chain;
+	unsigned n = 0;
+	int r;
+
+	if (gnutls_init(&a->tls, GNUTLS_SERVER) != 0) {
+		a->tls = NULL;
+		*why = "cannot start TLS";
+		return false;
+	}
+	if (gnutls_priority_set(a->tls, s->prio) != 0 ||
+	    gnutls_credentials_set(a->tls, GNUTLS_CRD_CERTIFICATE, s->cred) != 0) {
+		*why = "cannot start TLS";
+		return false;
+	}
+	gnutls_certificate_server_set_request(a->tls, GNUTLS_CERT_REQUIRE);
+	gnutls_transport_set_int(a->tls, a->fd);
+	gnutls_handshake_set_timeout(a->tls, s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u);
+	do
+		r = gnutls_handshake(a->tls);
+	while (r < 0 && gnutls_error_is_fatal(r) == 0 && r != GNUTLS_E_AGAIN);
+	if (r < 0) {
+		*why = gnutls_strerror(r);
+		return false;
+	}
+	chain = gnutls_certificate_get_peers(a->tls, &n);
+	if (chain == NULL || n == 0) {
+		*why = "no client certificate";
+		return false;
+	}
+	{
+		uint8_t fp[32];
+		size_t fl = sizeof fp;
+		if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &chain[0], fp, &fl) != 0 || fl != 32) {
+			*why = "cannot hash the client certificate";
+			return false;
+		}
+		peers_fingerprint_format(fp, a->fp);
+	}
+	return true;
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg;
+	struct dimse_srv *s = c->srv;
+	struct dimse_assoc *a = calloc(1, sizeof *a);
+	struct conn **pp;
+
+	if (a != NULL) {
+		const char *why = NULL;
+		a->o = &s->o;
+		a->fd = c->fd;
+		snprintf(a->addr, sizeof a->addr, "%s", c->addr);
+		if (c->plain || handshake(s, a, &why)) {
+			run_assoc(s, a);
+		} else {
+			char reason[200];
+			snprintf(reason, sizeof reason, "TLS handshake failed: %s", why ? why : "?");
+			dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
+			log_warn("DICOM-TLS connection from %s refused: %s", a->addr, why ? why : "?");
+		}
+		if (a->tls != NULL) {
+			gnutls_bye(a->tls, GNUTLS_SHUT_WR);
+			gnutls_deinit(a->tls);
+		}
+		free(a);
+	}
+	pthread_mutex_lock(&s->mu);
+	for (pp = &s->conns; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	close(c->fd);
+	s->nconn--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	free(c);
+	return NULL;
+}
+
+static void addr_str(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+		port = ntohs(in->sin_port);
+		snprintf(out, cap, "%s:%u", ip, port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+		port = ntohs(in6->sin6_port);
+		snprintf(out, cap, "[%s]:%u", ip, port);
+	} else {
+		snprintf(out, cap, "?");
+	}
+}
+
+static void accept_one(struct dimse_srv *s, int lfd, bool plain)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	struct conn *c;
+	pthread_attr_t at;
+	pthread_t t;
+	int one = 1, fd;
+	unsigned max = s->o.max_assoc ? s->o.max_assoc : DEFAULT_MAX_ASSOC;
+	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
+	struct timeval tv = { (time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000 };
+
+	fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	/* every DICOM socket: no Nagle delay on small PDUs */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+		log_warn("cannot set TCP_NODELAY");
+	/* a peer that stops reading or sends half a TLS record: the blocking
+	 * calls give up after the idle timeout */
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	c->srv = s;
+	c->fd = fd;
+	c->plain = plain;
+	addr_str(&ss, c->addr, sizeof c->addr);
+	pthread_mutex_lock(&s->mu);
+	if (s->stopping || s->nconn >= max) {
+		pthread_mutex_unlock(&s->mu);
+		log_warn("DICOM connection from %s refused: %u associations already", c->addr, max);
+		close(fd);
+		free(c);
+		return;
+	}
+	c->next = s->conns;
+	s->conns = c;
+	s->nconn++;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, conn_main, c) != 0) {
+		s->conns = c->next;
+		s->nconn--;
+		close(fd);
+		free(c);
+	}
+	pthread_attr_destroy(&at);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void *accept_main(void *arg)
+{
+	struct dimse_srv *s = arg;
+
+	for (;;) {
+		struct pollfd pf[3];
+		nfds_t n = 0;
+		pf[n++] = (struct pollfd){ s->wake[0], POLLIN, 0 };
+		pf[n++] = (struct pollfd){ s->lfd, POLLIN, 0 };
+		if (s->pfd >= 0)
+			pf[n++] = (struct pollfd){ s->pfd, POLLIN, 0 };
+		if (poll(pf, n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (pf[0].revents)
+			break;
+		if (pf[1].revents & POLLIN)
+			accept_one(s, s->lfd, false);
+		if (n > 2 && (pf[2].revents & POLLIN))
+			accept_one(s, s->pfd, true);
+	}
+	return NULL;
+}
+
+static enum err bind_listen(const char *spec, int *fdp, uint16_t *port, char *why, size_t whylen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = 0;
+	int fd, one = 1;
+	enum err rc = http_listen_parse(spec, &ss, &sl);
+
+	if (rc != ERR_OK) {
+		snprintf(why, whylen, "bad DICOM listen address '%.100s' (HOST:PORT)", spec);
+		return rc;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 16) != 0) {
+		snprintf(why, whylen, "cannot listen on %.100s: %s", spec, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return ERR_IO;
+	}
+	sl = sizeof ss;
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+		*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+		                                        : ((struct sockaddr_in *)&ss)->sin_port);
+	*fdp = fd;
+	return ERR_OK;
+}
+
+static enum err load_cas(struct dimse_srv *s, char *why, size_t whylen)
+{
+	const struct peers *ps = s->o.peers;
+	size_t i;
+
+	if (ps == NULL || ps->n == 0)
+		return ERR_OK;
+	s->ca = calloc(ps->n, sizeof *s->ca);
+	if (s->ca == NULL)
+		return ERR_NOMEM;
+	s->nca = ps->n;
+	for (i = 0; i < ps->n; i++) {
+		const struct peer *pe = &ps->p[i];
+		char path[VAULT_PATH_MAX + PEER_PATH_MAX + 2];
+		uint8_t *pem = NULL;
+		size_t len = 0;
+		gnutls_datum_t d;
+		int r;
+		if (pe->has_fp)
+			continue;
+		snprintf(path, sizeof path, "%s%s%s", pe->ca[0] == '/' ? "" : s->o.vault->dir, pe->ca[0] == '/' ? "" : "/",
+		         pe->ca);
+		if (file_read_all(path, CA_MAX, &pem, &len) != ERR_OK) {
+			snprintf(why, whylen, "peer %s: cannot read the CA file %.200s", pe->ae, path);
+			return ERR_IO;
+		}
+		d.data = pem;
+		d.size = (unsigned)len;
+		r = gnutls_x509_trust_list_init(&s->ca[i], 0);
+		if (r == 0)
+			r = gnutls_x509_trust_list_add_trust_mem(s->ca[i], &d, NULL, GNUTLS_X509_FMT_PEM, 0, 0);
+		free(pem);
+		if (r <= 0) {
+			snprintf(why, whylen, "peer %s: no CA certificate in %.200s", pe->ae, path);
+			return ERR_PARSE;
+		}
+	}
+	return ERR_OK;
+}
+
+enum err dimse_srv_start(const struct dimse_srv_opts *o, struct dimse_srv **out, char *why, size_t whylen)
+{
+	struct dimse_srv *s = calloc(1, sizeof *s);
+	gnutls_datum_t cd, kd;
+	enum err rc = ERR_INTERNAL;
+
+	if (s == NULL)
+		return ERR_NOMEM;
+	s->o = *o;
+	s->lfd = s->pfd = -1;
+	s->wake[0] = s->wake[1] = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	if (!pdu_ae_ok(o->ae)) {
+		snprintf(why, whylen, "[dicom] ae_title: 1 to 16 characters, no backslash");
+		rc = ERR_PARSE;
+		goto out;
+	}
+	snprintf(s->ae, sizeof s->ae, "%s", o->ae);
+	if (gnutls_certificate_allocate_credentials(&s->cred) != 0 ||
+	    gnutls_priority_init(&s->prio, TLS_PRIORITIES, NULL) != 0) {
+		snprintf(why, whylen, "cannot set up TLS");
+		goto out;
+	}
+	cd.data = (unsigned char *)o->cert_pem;
+	cd.size = (unsigned)o->cert_len;
+	kd.data = (unsigned char *)secret_view(o->key_pem);
+	kd.size = (unsigned)secret_len(o->key_pem);
+	if (gnutls_certificate_set_x509_key_mem(s->cred, &cd, &kd, GNUTLS_X509_FMT_PEM) != 0) {
+		snprintf(why, whylen, "cannot load the TLS certificate and key for DICOM-TLS");
+		goto out;
+	}
+	rc = load_cas(s, why, whylen);
+	if (rc != ERR_OK)
+		goto out;
+	rc = bind_listen(o->listen, &s->lfd, &s->port, why, whylen);
+	if (rc != ERR_OK)
+		goto out;
+	if (o->plain_listen != NULL) {
+		rc = bind_listen(o->plain_listen, &s->pfd, &s->pport, why, whylen);
+		if (rc != ERR_OK)
+			goto out;
+	}
+	rc = ERR_IO;
+	if (pipe2(s->wake, O_CLOEXEC) != 0 || pthread_create(&s->thr, NULL, accept_main, s) != 0) {
+		snprintf(why, whylen, "cannot start the DICOM listener thread");
+		goto out;
+	}
+	s->thr_started = true;
+	*out = s;
+	return ERR_OK;
+out:
+	dimse_srv_stop(s);
+	return rc;
+}
+
+uint16_t dimse_srv_port(const struct dimse_srv *s)
+{
+	return s->port;
+}
+
+uint16_t dimse_srv_plain_port(const struct dimse_srv *s)
+{
+	return s->pport;
+}
+
+void dimse_srv_stop(struct dimse_srv *s)
+{
+	struct conn *c;
+	size_t i;
+
+	if (s == NULL)
+		return;
+	if (s->thr_started) {
+		ssize_t k = write(s->wake[1], "x", 1);
+		(void)k;
+		pthread_join(s->thr, NULL);
+	}
+	pthread_mutex_lock(&s->mu);
+	s->stopping = true;
+	for (c = s->conns; c != NULL; c = c->next)
+		shutdown(c->fd, SHUT_RDWR);
+	while (s->nconn > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->pfd >= 0)
+		close(s->pfd);
+	if (s->wake[0] >= 0)
+		close(s->wake[0]);
+	if (s->wake[1] >= 0)
+		close(s->wake[1]);
+	for (i = 0; i < s->nca; i++)
+		if (s->ca[i] != NULL)
+			gnutls_x509_trust_list_deinit(s->ca[i], 1);
+	free(s->ca);
+	if (s->prio != NULL)
+		gnutls_priority_deinit(s->prio);
+	if (s->cred != NULL)
+		gnutls_certificate_free_credentials(s->cred);
+	peers_free(s->own_peers);
+	access_collections_free(s->own_colls);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+/* ---- from the configuration ---- */
+
+bool dimse_srv_wanted(const struct ini *conf)
+{
+	size_t i;
+
+	for (i = 0; conf != NULL && i < conf->nsections; i++)
+		if (strcmp(conf->sections[i].section, "peer") == 0)
+			return true;
+	return false;
+}
+
+/* [dicom] KEY as seconds (1..86400) into *ms; absent: *ms unchanged. */
+static enum err conf_seconds(const struct ini *conf, const char *key, unsigned *ms, char *why, size_t whylen)
+{
+	const char *v = ini_get(conf, "dicom", NULL, key);
+	char *end = NULL;
+	unsigned long n;
+
+	if (v == NULL)
+		return ERR_OK;
+	n = strtoul(v, &end, 10);
+	if (v[0] < '0' || v[0] > '9' || *end != 0 || n < 1 || n > 86400) {
+		snprintf(why, whylen, "[dicom] %s: a number of seconds, 1 to 86400", key);
+		return ERR_PARSE;
+	}
+	*ms = (unsigned)n * 1000u;
+	return ERR_OK;
+}
+
+enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, const uint8_t *cert_pem,
+                              size_t cert_len, const struct secret *key_pem, struct audit *au,
+                              struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen)
+{
+	struct dimse_srv_opts o;
+	struct peers *ps = NULL;
+	struct access_collections *cs = NULL;
+	struct dimse_srv *s = NULL;
+	const char *mx;
+	enum err rc;
+
+	memset(&o, 0, sizeof o);
+	o.listen = listen_override ? listen_override : ini_get(v->conf, "dicom", NULL, "listen");
+	if (o.listen == NULL || o.listen[0] == 0)
+		o.listen = DIMSE_SRV_DEFAULT_LISTEN;
+	o.ae = ini_get(v->conf, "dicom", NULL, "ae_title");
+	if (o.ae == NULL || o.ae[0] == 0)
+		o.ae = DIMSE_SRV_DEFAULT_AE;
+	o.plain_listen = ini_get(v->conf, "dicom", NULL, "plain_listen");
+	if (o.plain_listen != NULL && o.plain_listen[0] == 0)
+		o.plain_listen = NULL;
+	rc = conf_seconds(v->conf, "artim", &o.artim_ms, why, whylen);
+	if (rc == ERR_OK)
+		rc = conf_seconds(v->conf, "idle_timeout", &o.idle_ms, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	mx = ini_get(v->conf, "dicom", NULL, "max_associations");
+	if (mx != NULL) {
+		char *end = NULL;
+		unsigned long n = strtoul(mx, &end, 10);
+		if (mx[0] < '0' || mx[0] > '9' || *end != 0 || n < 1 || n > 1000) {
+			snprintf(why, whylen, "[dicom] max_associations: 1 to 1000");
+			return ERR_PARSE;
+		}
+		o.max_assoc = (unsigned)n;
+	}
+	rc = peers_load(v->conf, &ps, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	rc = access_collections_load(v->conf, &cs, why, whylen);
+	if (rc != ERR_OK) {
+		peers_free(ps);
+		return rc;
+	}
+	o.cert_pem = cert_pem;
+	o.cert_len = cert_len;
+	o.key_pem = key_pem;
+	o.peers = ps;
+	o.colls = cs;
+	o.vault = v;
+	o.audit = au;
+	rc = dimse_srv_start(&o, &s, why, whylen);
+	if (rc != ERR_OK) {
+		peers_free(ps);
+		access_collections_free(cs);
+		return rc;
+	}
+	s->own_peers = ps;
+	s->own_colls = cs;
+	if (o.plain_listen != NULL)
+		log_warn("plain-TCP DICOM listener on %s (port %u): associations there are neither encrypted nor "
+		         "authenticated by certificate, only by AE title", o.plain_listen, s->pport);
+	snprintf(desc, desclen, "DICOM-TLS port %u AE %s, %zu peers%s", s->port, s->ae, ps->n,
+	         o.plain_listen ? ", plain TCP too" : "");
+	*out = s;
+	return ERR_OK;
+}

@@ -1,0 +1,487 @@
+/* dimse_svc.c: the DIMSE services of the DICOM listener (PS3.4, PS3.7):
+ * which presentation contexts a peer's rights allow, and the commands on
+ * an established association. C-ECHO; C-STORE SCP for every storage SOP
+ * class of sop_classes.tsv (the generated table dimse_storage_sop), in the
+ * native and the common encapsulated transfer syntaxes, the data set kept
+ * as received (never transcoded): its fragments are spooled encrypted
+ * (under a key of its own, as STOW spools its parts) behind a File Meta
+ * Information header we write, then stored with store_instance into the
+ * peer's collection. Commands the vault does not offer are answered with
+ * status 0211H (unrecognized operation); a command set that does not parse
+ * aborts the association. Layer: daemon. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "dicomvault/access.h"
+#include "dicomvault/dataset.h"
+#include "dicomvault/index.h"
+#include "dicomvault/log.h"
+#include "dicomvault/store.h"
+#include "dicomvault/vault.h"
+#include "dimse_int.h"
+
+extern const char *const dimse_storage_sop[];
+extern const size_t dimse_storage_sop_n;
+
+#define UID_VERIFICATION "1.2.840.10008.1.1"
+
+static const char *const ts_native[] = { "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", NULL };
+
+/* C-STORE: an encapsulated transfer syntax when the peer proposes one (the
+ * object is then stored as it was made, never decompressed), else native
+ * explicit VR little endian first. */
+static const char *const ts_storage[] = {
+	"1.2.840.10008.1.2.4.50",  /* JPEG baseline */
+	"1.2.840.10008.1.2.4.51",  /* JPEG extended */
+	"1.2.840.10008.1.2.4.57",  /* JPEG lossless */
+	"1.2.840.10008.1.2.4.70",  /* JPEG lossless SV1 */
+	"1.2.840.10008.1.2.4.80",  /* JPEG-LS lossless */
+	"1.2.840.10008.1.2.4.81",  /* JPEG-LS near-lossless */
+	"1.2.840.10008.1.2.4.90",  /* JPEG 2000 lossless */
+	"1.2.840.10008.1.2.4.91",  /* JPEG 2000 */
+	"1.2.840.10008.1.2.4.201", /* HTJ2K lossless */
+	"1.2.840.10008.1.2.4.202", /* HTJ2K lossless RPCL */
+	"1.2.840.10008.1.2.4.203", /* HTJ2K */
+	"1.2.840.10008.1.2.5",     /* RLE lossless */
+	"1.2.840.10008.1.2.4.100", /* MPEG2 MP@ML */
+	"1.2.840.10008.1.2.4.101", /* MPEG2 MP@HL */
+	"1.2.840.10008.1.2.4.102", /* MPEG-4 AVC/H.264 HP@4.1 */
+	"1.2.840.10008.1.2.4.103", /* MPEG-4 AVC/H.264 BD */
+	"1.2.840.10008.1.2.4.104", /* MPEG-4 AVC/H.264 HP@4.2 2D */
+	"1.2.840.10008.1.2.4.105", /* MPEG-4 AVC/H.264 HP@4.2 3D */
+	"1.2.840.10008.1.2.4.106", /* MPEG-4 AVC/H.264 stereo HP@4.2 */
+	"1.2.840.10008.1.2.4.107", /* HEVC/H.265 M@5.1 */
+	"1.2.840.10008.1.2.4.108", /* HEVC/H.265 M10@5.1 */
+	"1.2.840.10008.1.2.1",     /* explicit VR little endian */
+	"1.2.840.10008.1.2",       /* implicit VR little endian */
+	"1.2.840.10008.1.2.1.99",  /* deflated explicit VR little endian */
+	"1.2.840.10008.1.2.2",     /* explicit VR big endian (retired) */
+	NULL
+};
+
+static const struct ul_syntax syn_echo[] = { { UID_VERIFICATION, ts_native, false } };
+
+static bool is_storage(const char *uid)
+{
+	size_t i;
+
+	for (i = 0; i < dimse_storage_sop_n; i++)
+		if (strcmp(dimse_storage_sop[i], uid) == 0)
+			return true;
+	return false;
+}
+
+static bool accept_storage(void *ctx, const char *abstract)
+{
+	(void)ctx;
+	return is_storage(abstract);
+}
+
+void dimse_svc_policy(const struct peer *pe, struct ul_policy *pol)
+{
+	memset(pol, 0, sizeof *pol);
+	if (pe->rights & PEER_RIGHT_ECHO) {
+		pol->syn = syn_echo;
+		pol->nsyn = 1;
+	}
+	if (pe->rights & PEER_RIGHT_STORE)
+		pol->accept_abstract = accept_storage;
+	pol->default_ts = ts_storage;
+}
+
+/* ---- C-STORE ---- */
+
+struct dimse_store {
+	int fd;
+	struct secret *key;
+	struct aead_enc *enc;
+	struct sink fdsink;
+	uint64_t bytes;
+	uint16_t status;           /* != 0: failed already; the rest is read and dropped */
+	const char *comment;
+};
+
+#define SPOOL_LABEL "dimse-spool"
+
+static int tmp_open(const char *vault_dir)
+{
+	char dir[VAULT_PATH_MAX + 8], path[VAULT_PATH_MAX + 32];
+	int fd;
+
+	snprintf(dir, sizeof dir, "%s/tmp", vault_dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -1;
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	if (snprintf(path, sizeof path, "%s/ds.XXXXXX", dir) >= (int)sizeof path)
+		return -1;
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	return fd;
+}
+
+static void store_free(struct dimse_store *st)
+{
+	if (st == NULL)
+		return;
+	aead_enc_free(st->enc);
+	secret_free(st->key);
+	if (st->fd >= 0)
+		close(st->fd);
+	free(st);
+}
+
+/* An explicit VR little endian element of the meta group, short form. */
+static void meta_str(struct wbuf *w, uint16_t elem, const char vr[2], const char *v, char pad)
+{
+	size_t n = strlen(v);
+	size_t padded = n + (n & 1);
+
+	wbuf_put_u16le(w, 0x0002);
+	wbuf_put_u16le(w, elem);
+	wbuf_put(w, vr, 2);
+	wbuf_put_u16le(w, (uint16_t)padded);
+	wbuf_put(w, v, n);
+	if (n & 1)
+		wbuf_putc(w, pad);
+}
+
+/* The preamble, "DICM" and the File Meta Information (PS3.10 7.1) of the
+ * data set the command announces, in transfer syntax ts. */
+static enum err meta_build(struct wbuf *w, const struct dimse_cmd *c, const char *ts, const char *source_ae)
+{
+	static const uint8_t zeros[128];
+	struct wbuf g;
+	enum err rc;
+
+	wbuf_init(&g, 4096);
+	wbuf_put_u16le(&g, 0x0002);
+	wbuf_put_u16le(&g, 0x0001);
+	wbuf_put(&g, "OB\0\0", 4);
+	wbuf_put_u32le(&g, 2);
+	wbuf_putc(&g, 0);
+	wbuf_putc(&g, 1);
+	meta_str(&g, 0x0002, "UI", c->sop_class, 0);
+	meta_str(&g, 0x0003, "UI", c->sop_instance, 0);
+	meta_str(&g, 0x0010, "UI", ts, 0);
+	meta_str(&g, 0x0012, "UI", DCM_IMPL_CLASS_UID, 0);
+	meta_str(&g, 0x0013, "SH", DCM_IMPL_VERSION, ' ');
+	if (source_ae[0])
+		meta_str(&g, 0x0016, "AE", source_ae, ' ');
+	rc = wbuf_err(&g);
+	if (rc == ERR_OK) {
+		wbuf_put(w, zeros, sizeof zeros);
+		wbuf_put(w, "DICM", 4);
+		wbuf_put_u16le(w, 0x0002);
+		wbuf_put_u16le(w, 0x0000);
+		wbuf_put(w, "UL", 2);
+		wbuf_put_u16le(w, 4);
+		wbuf_put_u32le(w, (uint32_t)g.len);
+		wbuf_put(w, g.p, g.len);
+		rc = wbuf_err(w);
+	}
+	wbuf_fini(&g);
+	return rc;
+}
+
+static void store_fail(struct dimse_store *st, uint16_t status, const char *comment)
+{
+	if (st->status == 0) {
+		st->status = status;
+		st->comment = comment;
+	}
+}
+
+/* A C-STORE-RQ: starts the spool (a failure is answered once the data set
+ * has gone by). */
+static enum err store_begin(struct dimse_assoc *a, uint8_t pcid, const struct dimse_cmd *c)
+{
+	struct dimse_store *st = calloc(1, sizeof *st);
+	const char *abstract = NULL, *ts = NULL;
+	struct wbuf meta;
+
+	if (st == NULL)
+		return ERR_NOMEM;
+	st->fd = -1;
+	a->st = st;
+	a->in_data = true;
+	a->data_pcid = pcid;
+	a->rq = *c;
+	if (!ul_context(&a->u, pcid, &abstract, &ts) || strcmp(abstract, c->sop_class) != 0) {
+		store_fail(st, DIMSE_ERR_DATASET, "SOP class does not match the presentation context");
+		return ERR_OK;
+	}
+	if (!(a->peer->rights & PEER_RIGHT_STORE) || !is_storage(c->sop_class)) {
+		store_fail(st, DIMSE_SOP_NOT_SUPPORTED, "SOP class not supported");
+		return ERR_OK;
+	}
+	st->fd = tmp_open(a->o->vault->dir);
+	if (st->fd < 0) {
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot create a spool file");
+		return ERR_OK;
+	}
+	sink_fd(&st->fdsink, &st->fd);
+	if (secret_random(32, &st->key) != ERR_OK ||
+	    aead_enc_open(&st->enc, st->key, SPOOL_LABEL, sizeof SPOOL_LABEL - 1, &st->fdsink) != ERR_OK) {
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot start the spool");
+		return ERR_OK;
+	}
+	wbuf_init(&meta, 8192);
+	if (meta_build(&meta, c, ts, a->calling) != ERR_OK || aead_enc_write(st->enc, meta.p, meta.len) != ERR_OK)
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
+	wbuf_fini(&meta);
+	return ERR_OK;
+}
+
+static void store_chunk(struct dimse_store *st, const uint8_t *p, size_t n)
+{
+	if (st->status != 0 || n == 0)
+		return;
+	if (aead_enc_write(st->enc, p, n) != ERR_OK)
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
+	st->bytes += n;
+}
+
+static enum err spool_src(struct dimse_store *st, struct src *fsrc, struct src *src)
+{
+	char path[64];
+	struct aead_dec *dec = NULL;
+	enum err rc;
+
+	snprintf(path, sizeof path, "/proc/self/fd/%d", st->fd);
+	rc = src_file_open(fsrc, path);
+	if (rc != ERR_OK)
+		return rc;
+	rc = aead_dec_open(&dec, st->key, SPOOL_LABEL, sizeof SPOOL_LABEL - 1, fsrc);
+	if (rc != ERR_OK) {
+		src_close(fsrc);
+		return rc;
+	}
+	aead_dec_src(dec, src);
+	if (src->read_at == NULL) {
+		src_close(src);
+		src_close(fsrc);
+		return ERR_AUTH;
+	}
+	return ERR_OK;
+}
+
+/* What the data set says, before it is stored: its UIDs, the patient's
+ * keyed hash and the collection it joins. */
+struct peeked {
+	char sop[65], study[65], series[65];
+	uint8_t patient[32];
+	bool has_patient;
+	char coll[ACCESS_NAME_MAX + 1];
+};
+
+static enum err store_peek(struct dimse_assoc *a, struct src *src, struct peeked *pk)
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct dcm_file *f = NULL;
+	char id[256], issuer[256];
+	enum err rc;
+
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = DCM_DEFAULT_BULK;
+	rc = dcm_file_read(src, &o, &f, &ei);
+	if (rc != ERR_OK)
+		return rc;
+	if (dcm_ds_get_cstr(&f->ds, 0x00080018, pk->sop, sizeof pk->sop) != ERR_OK)
+		pk->sop[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, pk->study, sizeof pk->study) != ERR_OK)
+		pk->study[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, pk->series, sizeof pk->series) != ERR_OK)
+		pk->series[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x00100020, id, sizeof id) == ERR_OK) {
+		if (dcm_ds_get_cstr(&f->ds, 0x00100021, issuer, sizeof issuer) != ERR_OK)
+			issuer[0] = 0;
+		pk->has_patient = store_patient_key(a->o->vault, id, issuer, pk->patient) == ERR_OK;
+	}
+	snprintf(pk->coll, sizeof pk->coll, "%s",
+	         access_collection_for(a->o->colls, &f->ds, a->calling, a->peer->collection));
+	dcm_file_free(f);
+	return ERR_OK;
+}
+
+static uint16_t store_finish(struct dimse_assoc *a, const char **comment)
+{
+	struct dimse_store *st = a->st;
+	struct vault *v = a->o->vault;
+	struct audit_objects obj;
+	struct store_result res;
+	struct peeked pk;
+	struct src fsrc, src;
+	char why[256] = "";
+	enum err rc;
+
+	memset(&pk, 0, sizeof pk);
+	memset(&obj, 0, sizeof obj);
+	obj.sop_uid = a->rq.sop_instance;
+	if (st->status != 0)
+		goto fail;
+	if (aead_enc_close(st->enc) != ERR_OK) {
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot finish the spool");
+		goto fail;
+	}
+	aead_enc_free(st->enc);
+	st->enc = NULL;
+	if (spool_src(st, &fsrc, &src) != ERR_OK) {
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot reopen the spool");
+		goto fail;
+	}
+	rc = store_peek(a, &src, &pk);
+	src_close(&src);
+	src_close(&fsrc);
+	if (rc != ERR_OK) {
+		store_fail(st, DIMSE_ERR_DATASET, "Data set cannot be parsed");
+		goto fail;
+	}
+	obj.study_uid = pk.study;
+	obj.series_uid = pk.series;
+	obj.patient = pk.has_patient ? pk.patient : NULL;
+	if (strcmp(pk.sop, a->rq.sop_instance) != 0) {
+		store_fail(st, DIMSE_ERR_DATASET, "SOP Instance UID differs from the command's");
+		goto fail;
+	}
+	/* a study already stored keeps its collection: the peer must be bound to it */
+	if (pk.study[0]) {
+		struct idx_study cur;
+		bool other = false;
+		pthread_mutex_lock(v->ix_lock);
+		if (v->ix->ops->study_get(v->ix, pk.study, &cur) == ERR_OK && strcmp(cur.collection, pk.coll) != 0)
+			other = true;
+		pthread_mutex_unlock(v->ix_lock);
+		if (other) {
+			store_fail(st, DIMSE_NOT_AUTHORIZED, "Study belongs to another collection");
+			goto fail;
+		}
+	}
+	if (spool_src(st, &fsrc, &src) != ERR_OK) {
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot reopen the spool");
+		goto fail;
+	}
+	memset(&res, 0, sizeof res);
+	rc = store_instance(v, &src, pk.coll, &res, why, sizeof why);
+	src_close(&src);
+	src_close(&fsrc);
+	if (rc != ERR_OK) {
+		switch (rc) {
+		case ERR_PARSE:
+			store_fail(st, DIMSE_ERR_DATASET, "Data set does not match SOP class");
+			break;
+		case ERR_DENIED:
+			store_fail(st, DIMSE_ERR_UNABLE, "SOP Instance already stored with other content");
+			break;
+		case ERR_NOMEM:
+		case ERR_LIMIT:
+		case ERR_IO:
+			store_fail(st, DIMSE_REFUSED_OOR, "Out of resources");
+			break;
+		default:
+			store_fail(st, DIMSE_ERR_UNABLE, "Cannot process the data set");
+			break;
+		}
+		log_warn("C-STORE from %s: %s", a->calling, why[0] ? why : err_str(rc));
+		goto fail;
+	}
+	/* no success without its audit record */
+	if (dimse_assoc_audit(a, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored (DIMSE)" : "DIMSE C-STORE",
+	                      &obj) != ERR_OK) {
+		*comment = "Audit record cannot be written";
+		return DIMSE_ERR_UNABLE;
+	}
+	*comment = NULL;
+	return DIMSE_SUCCESS;
+fail:
+	(void)dimse_assoc_audit(a, AUDIT_STORE, st->status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE,
+	                        st->comment, &obj);
+	*comment = st->comment;
+	return st->status;
+}
+
+static enum err answer(struct dimse_assoc *a, uint8_t pcid, const struct dimse_cmd *rq, uint16_t status,
+                       const char *comment)
+{
+	struct dimse_cmd rsp;
+
+	dimse_cmd_rsp(&rsp, rq, status);
+	if (comment != NULL) {
+		snprintf(rsp.error_comment, sizeof rsp.error_comment, "%.64s", comment);
+		rsp.has |= DIMSE_F_ERROR_COMMENT;
+	}
+	return dimse_assoc_send_cmd(a, pcid, &rsp);
+}
+
+enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, size_t n)
+{
+	struct dimse_cmd c;
+	const char *why = NULL;
+	enum err rc;
+
+	rc = dimse_cmd_parse(p, n, &c);
+	if (rc != ERR_OK) {
+		log_warn("%s from %s: a command set that does not parse", a->calling, a->addr);
+		return rc;
+	}
+	rc = dimse_cmd_check(&c, &why);
+	if (rc == ERR_UNSUPPORTED) {
+		/* not a C- service: no data set to skip is promised by a
+		 * well-formed peer; answer 0211H */
+		dimse_cmd_rq(&c, (uint16_t)(c.field & 0x7FFF), c.msg_id, c.sop_class[0] ? c.sop_class : UID_VERIFICATION);
+		return answer(a, pcid, &c, DIMSE_UNRECOGNIZED_OP, "Unrecognized operation");
+	}
+	if (rc != ERR_OK) {
+		log_warn("%s from %s: invalid %s: %s", a->calling, a->addr, dimse_field_name(c.field), why ? why : "?");
+		return rc;
+	}
+	switch (c.field) {
+	case DIMSE_C_ECHO_RQ:
+		return answer(a, pcid, &c, DIMSE_SUCCESS, NULL);
+	case DIMSE_C_STORE_RQ:
+		return store_begin(a, pcid, &c);
+	default:
+		if (dimse_has_data_set(&c)) {
+			/* refuse after the data set has gone by */
+			a->in_data = true;
+			a->data_pcid = pcid;
+			a->rq = c;
+			return ERR_OK;
+		}
+		return answer(a, pcid, &c, DIMSE_UNRECOGNIZED_OP, "Operation not supported");
+	}
+}
+
+enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, size_t n, bool last)
+{
+	if (!a->in_data || pcid != a->data_pcid)
+		return ERR_PARSE;   /* a data set no command announced */
+	if (a->st != NULL)
+		store_chunk(a->st, p, n);
+	if (!last)
+		return ERR_OK;
+	a->in_data = false;
+	if (a->st != NULL) {
+		const char *comment = NULL;
+		uint16_t status = store_finish(a, &comment);
+		store_free(a->st);
+		a->st = NULL;
+		return answer(a, pcid, &a->rq, status, comment);
+	}
+	return answer(a, pcid, &a->rq, DIMSE_UNRECOGNIZED_OP, "Operation not supported");
+}
+
+void dimse_svc_end(struct dimse_assoc *a)
+{
+	/* an unfinished C-STORE leaves nothing: its spool file has no name */
+	store_free(a->st);
+	a->st = NULL;
+	a->in_data = false;
+}

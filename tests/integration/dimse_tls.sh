@@ -1,0 +1,271 @@
+#!/bin/bash
+# dimse_tls.sh: the DICOM network service of `dicomvault serve` (issue 5)
+# against DCMTK as the real peer, over DICOM-TLS (TLS 1.3, client
+# certificates made here with openssl): C-ECHO from a peer bound by
+# fingerprint and from one bound by CA; C-STORE with storescu of a
+# synthetic CT series (bench/gen_corpus.py) and pydicom's samples (native,
+# JPEG 2000, JPEG, RLE: encapsulated ones stored as received), read back
+# with `dicomvault export` and compared; a peer storing into a study of
+# another collection refused (0124H); refusals (no client certificate,
+# an unknown certificate, an unknown AE title, a peer without the right,
+# a wrong called AE title, TLS 1.2), each audited; a connection that
+# stalls is dropped while others are served; the plain-TCP listener only
+# as configured, with a warning. Prints ok/not ok lines. Env DV: the CLI
+# under test; KEEP=1 keeps the directory. Layer: tests.
+set -u
+DV=${DV:-build/check/dicomvault}
+PY=/usr/bin/python3
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dtls.XXXXXX")
+SRV=
+cleanup() {
+	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
+		kill -TERM "$SRV" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$SRV" 2>/dev/null
+	fi
+	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+ok() { echo "ok - dimse_tls: $1"; }
+no() {
+	echo "not ok - dimse_tls: $1"
+	shift
+	for f in "$@"; do [ -f "$f" ] && sed 's/^/#   /' "$f" | tail -8; done
+}
+check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
+
+for tool in echoscu openssl; do
+	command -v $tool >/dev/null || { echo "# SKIP dimse_tls: no $tool (scripts/install-deps.sh)"; exit 0; }
+done
+"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_tls: no --dicom"; exit 0; }
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
+
+# ---- certificates: two self-signed peers, a CA and a peer it issued ----
+mk_self() {  # NAME
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
+		-keyout "$T/$1.key" -out "$T/$1.crt" 2>/dev/null
+}
+mk_self peer1
+mk_self stranger
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=test CA" \
+	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+	-keyout "$T/ca.key" -out "$T/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=capeer" \
+	-keyout "$T/capeer.key" -out "$T/capeer.csr" 2>/dev/null
+openssl x509 -req -in "$T/capeer.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
+	-out "$T/capeer.crt" 2>/dev/null
+for f in peer1 stranger ca capeer; do
+	[ -s "$T/$f.crt" ] || { no "openssl made the $f certificate"; exit 0; }
+done
+
+# ---- a vault with peers, and the server ----
+PW='correct horse battery staple'
+printf '%s\n' "$PW" >"$T/pw"
+chmod 600 "$T/pw"
+"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+HP=$(free_port)
+DP=$(free_port)
+PP=$(free_port)
+sed -i "s/^\[dicom\]\$/[dicom]\nartim = 2\nidle_timeout = 3\nplain_listen = 127.0.0.1:$PP/" "$T/v/dicomvault.conf"
+cat >>"$T/v/dicomvault.conf" <<CONF
+
+[peer "ECHOSCU"]
+fingerprint = $(fp "$T/peer1.crt")
+host = 127.0.0.1
+port = 11112
+rights = echo, store, find, move, get
+
+[peer "FINDONLY"]
+fingerprint = $(fp "$T/peer1.crt")
+rights = find
+
+[peer "CAPEER"]
+ca = $T/ca.crt
+rights = echo
+
+[peer "CTDEPT"]
+fingerprint = $(fp "$T/peer1.crt")
+collection = ctdept
+rights = store
+
+[collection "ctdept"]
+CONF
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
+SRV=$!
+for _ in $(seq 100); do
+	grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
+	kill -0 "$SRV" 2>/dev/null || break
+	sleep 0.1
+done
+if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
+	no "server running with DICOM-TLS" "$T/err"
+	exit 0
+fi
+ok "server running with DICOM-TLS"
+check "plain-TCP listener warned about at start" "grep -q 'plain-TCP DICOM listener' '$T/err'"
+
+SC="$T/v/keys/tls.crt"
+# echo AET KEY CERT [more echoscu options]: C-ECHO over DICOM-TLS
+echo_tls() {
+	local aet=$1 key=$2 crt=$3
+	shift 3
+	echoscu -to 10 -ta 10 -td 10 +tls "$key" "$crt" +cf "$SC" -aet "$aet" -aec DICOMVAULT "$@" 127.0.0.1 "$DP"
+}
+audit_has() { grep -q "$1" "$T/v/audit/audit.log"; }
+
+echo_tls ECHOSCU "$T/peer1.key" "$T/peer1.crt" >"$T/e1" 2>&1
+check "C-ECHO from a peer bound by fingerprint" "[ $? -eq 0 ]" "$T/e1"
+check "association accept audited with the AE and fingerprint" \
+	"grep '\"dicom-association\"' '$T/v/audit/audit.log' | grep '\"success\"' | grep -q \"$(fp "$T/peer1.crt")\""
+echo_tls CAPEER "$T/capeer.key" "$T/capeer.crt" >"$T/e2" 2>&1
+check "C-ECHO from a peer bound by CA" "[ $? -eq 0 ]" "$T/e2"
+
+# ---- C-STORE ----
+TF=/usr/lib/python3/dist-packages/pydicom/data/test_files
+NCT=12
+"$PY" -c "
+import sys; sys.path.insert(0, '$ROOT/bench'); import gen_corpus as g
+g.N_CT = $NCT; u = g.Uids(20240611)
+uids = {k: u.new() for k in ('ct_study', 'ct_series', 'ct_for', 'refstudy')}
+uids['ct_sop'] = [u.new() for _ in range($NCT)]
+g.gen_ct(sys.argv[1], uids)" "$T" >"$T/gen.err" 2>&1
+check "bench/gen_corpus.py made the CT series" "[ \$(ls '$T/ct' 2>/dev/null | wc -l) -eq $NCT ]" "$T/gen.err"
+store() {  # storescu over DICOM-TLS as AET; more options and files follow
+	local aet=$1
+	shift
+	storescu -to 20 -ta 20 -td 20 +tls "$T/peer1.key" "$T/peer1.crt" +cf "$SC" -aet "$aet" -aec DICOMVAULT \
+		127.0.0.1 "$DP" "$@"
+}
+store ECHOSCU "$T"/ct/*.dcm >"$T/s1" 2>&1
+check "storescu: the CT series ($NCT slices, one association)" "[ $? -eq 0 ]" "$T/s1" "$T/err"
+store ECHOSCU "$TF/CT_small.dcm" "$TF/MR_small.dcm" "$TF/rtplan.dcm" >"$T/s2" 2>&1
+check "storescu: pydicom's CT, MR (explicit LE) and RT plan (implicit LE)" "[ $? -eq 0 ]" "$T/s2"
+store ECHOSCU -xw "$TF/JPEG2000.dcm" >"$T/s3" 2>&1
+check "storescu: JPEG 2000 stored as received" "[ $? -eq 0 ]" "$T/s3"
+store ECHOSCU -xr "$TF/SC_rgb_rle.dcm" >"$T/s4" 2>&1
+check "storescu: RLE stored as received" "[ $? -eq 0 ]" "$T/s4"
+store ECHOSCU -xx "$TF/JPEG-lossy.dcm" >"$T/s5" 2>&1
+check "storescu: JPEG extended stored as received" "[ $? -eq 0 ]" "$T/s5"
+store ECHOSCU "$TF/CT_small.dcm" >"$T/s6" 2>&1
+check "storescu: the same instance again (identical) succeeds" "[ $? -eq 0 ]" "$T/s6"
+store CTDEPT -v "$TF/MR_small.dcm" >"$T/s7" 2>&1
+check "C-STORE into a study of another collection: status 0124H" "grep -q 'Status: 0x124' '$T/s7'" "$T/s7"
+check "refused store audited" "grep '\"store\"' '$T/v/audit/audit.log' | grep -q 'another collection'"
+store FINDONLY "$TF/CT_small.dcm" >"$T/s8" 2>&1
+check "storescu from a peer without the store right: refused" "[ $? -ne 0 ]" "$T/s8"
+SAMPLES="$TF/CT_small.dcm $TF/MR_small.dcm $TF/rtplan.dcm $TF/JPEG2000.dcm $TF/SC_rgb_rle.dcm $TF/JPEG-lossy.dcm"
+for f in "$T"/ct/CT0001.dcm $SAMPLES; do
+	st=$("$PY" -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1], stop_before_pixels=True).StudyInstanceUID)' "$f")
+	"$DV" export --vault "$T/v" --study "$st" --out "$T/exp" --quiet <"$T/pw" >/dev/null 2>>"$T/exp.err"
+done
+cat >"$T/cmp.py" <<'PYEOF'
+import os, struct, sys, pydicom
+def body(path):
+    b = open(path, "rb").read()
+    assert b[128:132] == b"DICM", path
+    # (0002,0000) UL, explicit VR LE: tag 4, VR 2, len 2, value 4
+    assert b[132:136] == b"\x02\x00\x00\x00", path
+    glen = struct.unpack("<I", b[140:144])[0]
+    return b[144 + glen:], pydicom.dcmread(path, stop_before_pixels=True)
+def same_but_group_lengths(a, b):
+    """DCMTK sends without group lengths and trailing padding: apart from those
+    every other element must be identical, pixel data byte for byte."""
+    da, db = pydicom.dcmread(a), pydicom.dcmread(b)
+    for d in (da, db):
+        for t in [t for t in d.keys() if t.element == 0 or t == 0xFFFCFFFC]:
+            del d[t]
+    return da == db and da.get("PixelData") == db.get("PixelData")
+exported = {}
+for root, _, files in os.walk(sys.argv[1]):
+    for f in files:
+        exported[f[:-4]] = os.path.join(root, f)
+bad = 0
+for p in sys.argv[2:]:
+    ob, od = body(p)
+    uid = str(od.SOPInstanceUID)
+    if uid not in exported:
+        print("missing", p); bad += 1; continue
+    eb, ed = body(exported[uid])
+    same = (ob == eb or same_but_group_lengths(p, exported[uid])) and ed.file_meta.TransferSyntaxUID == od.file_meta.TransferSyntaxUID and ed.file_meta.MediaStorageSOPClassUID == od.SOPClassUID
+    if not same:
+        print("differs", p, len(ob), len(eb), ed.file_meta.TransferSyntaxUID, od.file_meta.TransferSyntaxUID); bad += 1
+print("compared", len(sys.argv) - 2, "bad", bad)
+sys.exit(1 if bad else 0)
+PYEOF
+"$PY" "$T/cmp.py" "$T/exp" "$T"/ct/*.dcm $SAMPLES >"$T/cmp" 2>&1
+check "every stored instance exported and identical to what was sent" "[ $? -eq 0 ]" "$T/cmp" "$T/exp.err"
+n=$(grep '"store"' "$T/v/audit/audit.log" | grep -c '"success"')
+check "each C-STORE audited with the peer as actor ($n)" \
+	"[ $n -ge $((NCT + 7)) ] && grep '\"store\"' '$T/v/audit/audit.log' | grep -q '\"ECHOSCU\"'"
+
+# ---- refusals ----
+echo_tls CAPEER "$T/stranger.key" "$T/stranger.crt" >"$T/r1" 2>&1
+rc=$?
+check "a certificate the peer's CA did not issue: refused" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r1'" "$T/r1"
+echo_tls ECHOSCU "$T/stranger.key" "$T/stranger.crt" >"$T/r2" 2>&1
+rc=$?
+check "an unknown certificate: A-ASSOCIATE-RJ" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r2'" "$T/r2"
+check "unknown certificate audited" "audit_has 'not the one bound to this AE title'"
+echo_tls NOBODY "$T/peer1.key" "$T/peer1.crt" >"$T/r3" 2>&1
+rc=$?
+check "an unknown calling AE title: A-ASSOCIATE-RJ" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r3'" "$T/r3"
+check "unknown AE title audited" "audit_has 'unknown calling AE title'"
+echo_tls FINDONLY "$T/peer1.key" "$T/peer1.crt" >"$T/r4" 2>&1
+rc=$?
+check "C-ECHO from a peer without the echo right: A-ASSOCIATE-RJ" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r4'" "$T/r4"
+check "missing right audited" "audit_has 'no right for any proposed service'"
+echoscu -to 10 -ta 10 -td 10 +tls "$T/peer1.key" "$T/peer1.crt" +cf "$SC" -aet ECHOSCU -aec OTHERAE \
+	127.0.0.1 "$DP" >"$T/r5" 2>&1
+rc=$?
+check "a called AE title that is not ours: A-ASSOCIATE-RJ" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r5'" "$T/r5"
+echoscu -to 10 -ta 10 -td 10 +tla +cf "$SC" -aet ECHOSCU -aec DICOMVAULT 127.0.0.1 "$DP" >"$T/r6" 2>&1
+rc=$?
+check "no client certificate: refused" "[ $rc -ne 0 ]" "$T/r6"
+check "no client certificate audited" "audit_has 'TLS handshake failed'"
+echo Q | timeout 10 openssl s_client -connect "127.0.0.1:$DP" -tls1_2 -cert "$T/peer1.crt" -key "$T/peer1.key" \
+	>"$T/r7" 2>&1
+check "TLS 1.2 refused (no cipher agreed, no server certificate shown)" \
+	"grep -q 'Cipher is (NONE)' '$T/r7' && grep -q 'no peer certificate available' '$T/r7'" "$T/r7"
+echo Q | timeout 10 openssl s_client -connect "127.0.0.1:$DP" -tls1_3 -cert "$T/peer1.crt" -key "$T/peer1.key" \
+	-CAfile "$SC" >"$T/r8" 2>&1
+check "TLS 1.3 accepted (the same client otherwise)" "grep -q 'New, TLSv1.3' '$T/r8'" "$T/r8"
+
+# ---- a stalled connection is dropped; others are served meanwhile ----
+"$PY" - "$DP" >"$T/stall" 2>&1 <<'PYEOF' &
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.settimeout(15)
+t = time.time()
+try:
+    d = s.recv(1)
+    while d:
+        d = s.recv(100)
+    print("closed after %.1f" % (time.time() - t))
+except socket.timeout:
+    print("still open")
+PYEOF
+STALL=$!
+sleep 0.5
+echo_tls ECHOSCU "$T/peer1.key" "$T/peer1.crt" >"$T/e3" 2>&1
+check "C-ECHO served while another connection stalls" "[ $? -eq 0 ]" "$T/e3"
+wait "$STALL"
+check "a connection that stalls before the TLS handshake is dropped (ARTIM)" "grep -q '^closed after' '$T/stall'" "$T/stall"
+
+# ---- plain TCP, as configured ----
+echoscu -to 10 -ta 10 -td 10 -aet ECHOSCU -aec DICOMVAULT 127.0.0.1 "$PP" >"$T/p1" 2>&1
+check "C-ECHO on the configured plain-TCP listener" "[ $? -eq 0 ]" "$T/p1"
+echoscu -to 10 -ta 10 -td 10 -aet ECHOSCU -aec DICOMVAULT 127.0.0.1 "$DP" >"$T/p2" 2>&1
+check "plain DICOM on the TLS port: refused" "[ $? -ne 0 ]" "$T/p2"
+
+check "server still running" "kill -0 $SRV"
+kill -TERM "$SRV"
+for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
+wait "$SRV" 2>/dev/null
+rc=$?
+SRV=
+check "server stops cleanly on SIGTERM" "[ $rc -eq 0 ]" "$T/err"
+"$DV" audit verify --vault "$T/v" >"$T/av" 2>&1
+check "audit trail intact" "[ $? -eq 0 ]" "$T/av"
