@@ -36,11 +36,12 @@ U="https://127.0.0.1:$PORT"
 "$DV" serve --vault "$V" --http "127.0.0.1:$PORT" >"$DIR/serve.out" 2>"$DIR/serve.log" &
 SRV=$!
 trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null' EXIT INT TERM
-for _ in $(seq 100); do
+for _ in $(seq 300); do
 	grep -q serving "$DIR/serve.out" 2>/dev/null && break
 	kill -0 $SRV 2>/dev/null || { cat "$DIR/serve.log" >&2; exit 1; }
 	sleep 0.1
 done
+grep -q serving "$DIR/serve.out" 2>/dev/null || { echo "demo: the server did not start within 30 s" >&2; exit 1; }
 
 if [ "$NEW" = 1 ]; then
 	echo "demo: loading sample studies into the vault..."
