@@ -66,7 +66,8 @@ static bool alg_available(enum aead_alg alg)
 static enum err cipher_init(struct cipher *c, enum aead_alg alg, const struct secret *data_key,
                             const uint8_t salt[SALT_LEN])
 {
-	struct secret *okm = NULL;
+	uint8_t okm[AEAD_KEY_LEN];
+	struct secret *k = NULL;
 	enum err rc = ERR_INTERNAL;
 
 	if (secret_len(data_key) != AEAD_KEY_LEN)
@@ -74,30 +75,36 @@ static enum err cipher_init(struct cipher *c, enum aead_alg alg, const struct se
 	rc = ERR_UNSUPPORTED;
 	if (!alg_available(alg))
 		goto out;
-	rc = secret_new(AEAD_KEY_LEN, &okm);
-	if (rc != ERR_OK)
-		goto out;
-	rc = kdf_hkdf_sha256(data_key, salt, SALT_LEN, INFO, sizeof INFO - 1, secret_mut(okm), AEAD_KEY_LEN);
-	if (rc != ERR_OK)
-		goto out;
 	if (alg == AEAD_ALG_AES256GCM) {
-		/* GnuTLS copies the key into its schedule; the datum is only read */
-		gnutls_datum_t kd = { (unsigned char *)(uintptr_t)secret_view(okm), AEAD_KEY_LEN };
+		/* the object key on the stack for the moment GnuTLS takes to
+		 * expand it into its schedule (which it copies), then wiped */
+		gnutls_datum_t kd = { okm, AEAD_KEY_LEN };
 
+		rc = kdf_hkdf_sha256(data_key, salt, SALT_LEN, INFO, sizeof INFO - 1, okm, AEAD_KEY_LEN);
+		if (rc != ERR_OK)
+			goto out;
 		rc = ERR_INTERNAL;
 		if (gnutls_aead_cipher_init(&c->gcm, GNUTLS_CIPHER_AES_256_GCM, &kd) < 0) {
 			c->gcm = NULL;
 			goto out;
 		}
 	} else {
-		secret_seal(okm);
-		c->k = okm;
-		okm = NULL;
+		/* libsodium takes the raw key on every chunk: guarded memory */
+		rc = secret_new(AEAD_KEY_LEN, &k);
+		if (rc != ERR_OK)
+			goto out;
+		rc = kdf_hkdf_sha256(data_key, salt, SALT_LEN, INFO, sizeof INFO - 1, secret_mut(k), AEAD_KEY_LEN);
+		if (rc != ERR_OK)
+			goto out;
+		secret_seal(k);
+		c->k = k;
+		k = NULL;
 	}
 	c->alg = alg;
 	rc = ERR_OK;
 out:
-	secret_free(okm);
+	mem_wipe(okm, sizeof okm);
+	secret_free(k);
 	return rc;
 }
 
