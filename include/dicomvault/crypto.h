@@ -128,8 +128,10 @@ WUR enum err aead_dec_read(struct aead_dec *d, void *buf, size_t want, size_t *g
  * is read: read the object through once sequentially to prove it whole. */
 WUR enum err aead_dec_read_at(struct aead_dec *d, uint64_t off, void *buf, size_t n);
 /* A struct src view of d: sequential, plus read_at when in has it and a
- * size (skip is NULL); size is the plaintext size implied by in's size, or
- * -1. Its close() frees d. */
+ * size, plus skip when in has skip and a size: skip passes over whole
+ * chunks without decrypting (nor verifying) them; never the last chunk,
+ * and nothing of a skipped chunk is released. size is the plaintext size
+ * implied by in's size, or -1. Its close() frees d. */
 void aead_dec_src(struct aead_dec *d, struct src *s);
 void aead_dec_free(struct aead_dec *d);
 

@@ -629,6 +629,64 @@ static enum err dec_src_read_at(void *ctx, uint64_t off, void *buf, size_t n)
 	return aead_dec_read_at(ctx, off, buf, n);
 }
 
+/* Advances the sequential position by n plaintext bytes. Whole chunks are
+ * skipped in the ciphertext (in->skip) without being decrypted, and so
+ * without being verified: their plaintext is never released, a chunk read
+ * after them is still checked against its index (a dropped or moved chunk
+ * fails there), and the last chunk is never skipped, so the end of the
+ * object is still proven. A caller that needs every byte verified reads
+ * them (the STOW spool does, through read_at, when it stores the object).
+ * Needs a known size; partial chunks are decrypted and discarded. */
+static enum err dec_skip(struct aead_dec *d, uint64_t n)
+{
+	uint64_t stride = (uint64_t)d->chunk + AEAD_TAG_LEN, last, whole;
+	size_t k;
+
+	if (d->err != ERR_OK)
+		return d->err;
+	k = d->ptlen - d->ptpos < n ? d->ptlen - d->ptpos : (size_t)n;
+	d->ptpos += k;
+	n -= k;
+	if (n == 0)
+		return ERR_OK;
+	/* the buffer is empty: the next chunk to read is d->idx */
+	if (d->done)
+		return d->err = ERR_PARSE;
+	last = (uint64_t)d->size / d->chunk;   /* index of the last chunk */
+	whole = n / d->chunk;
+	if (d->idx > last)
+		return d->err = ERR_AUTH;
+	if (whole > last - d->idx)
+		whole = last - d->idx;
+	if (whole > 0 && whole <= UINT64_MAX / stride) {
+		mem_wipe(d->pt, d->ptlen);
+		d->ptlen = d->ptpos = 0;
+		d->err = d->in->skip(d->in->ctx, whole * stride);
+		if (d->err != ERR_OK)
+			return d->err;
+		d->idx += whole;
+		n -= whole * d->chunk;
+	}
+	while (n > 0) {
+		mem_wipe(d->pt, d->ptlen);
+		d->ptlen = d->ptpos = 0;
+		if (d->done)
+			return d->err = ERR_PARSE;
+		d->err = dec_next(d);
+		if (d->err != ERR_OK)
+			return d->err;
+		k = d->ptlen < n ? d->ptlen : (size_t)n;
+		d->ptpos = k;
+		n -= k;
+	}
+	return ERR_OK;
+}
+
+static enum err dec_src_skip(void *ctx, uint64_t n)
+{
+	return dec_skip(ctx, n);
+}
+
 static void dec_src_close(void *ctx)
 {
 	aead_dec_free(ctx);
@@ -638,7 +696,7 @@ void aead_dec_src(struct aead_dec *d, struct src *s)
 {
 	s->read = dec_src_read;
 	s->read_at = d->in->read_at != NULL && d->size >= 0 ? dec_src_read_at : NULL;
-	s->skip = NULL;
+	s->skip = d->in->skip != NULL && d->size >= 0 ? dec_src_skip : NULL;
 	s->close = dec_src_close;
 	s->size = d->size;
 	s->ctx = d;
