@@ -1,8 +1,9 @@
 /* crypto.h: the crypto layer of dicomvault. Guarded secrets, constant-time
  * compare, chunked streaming AEAD for objects at rest, key wrap and the
  * master key file, HKDF and HMAC-SHA-256, Argon2id password hashes, TOTP
- * with base32 and otpauth URIs, Ed25519 signatures. Built on libsodium
- * (and GnuTLS for HMAC-SHA1 only). Formats: docs/internals/crypto.md.
+ * with base32 and otpauth URIs, Ed25519 signatures. Built on libsodium,
+ * and on GnuTLS for HMAC-SHA1, SHA-256 fixity and the AES-256-GCM of
+ * object chunks. Formats: docs/internals/crypto.md.
  *
  * Every fallible function returns enum err, is warn-unused-result and sets
  * its outputs only on success. Every entry point calls crypto_init() itself.
