@@ -26,6 +26,7 @@ import server_bench as sb  # noqa: E402
 # see docs/BENCH.md for how they map onto the ingest steps
 KEY = ["store_instance", "p_data", "p_begin", "p_end", "tmp_open", "spool_open", "spool_end", "peek_uids",
        "dcm_file_read", "dcm_reader_skip_value", "write_object", "ra_load", "crypto_hash_sha256_update",
+       "gnutls_hash", "gnutls_aead_cipher_encrypt", "fs_put_write", "__x64_sys_openat", "__x64_sys_mkdir",
        "aead_enc_write", "chunk_seal", "crypto_aead_aes256gcm_encrypt_detached_afternm",
        "crypto_aead_aes256gcm_decrypt_detached_afternm", "fs_put_begin", "mkdir_durable", "fs_put_commit",
        "fsync_dir", "do_fsync", "__x64_sys_fdatasync", "sq_commit", "sqlite3_step", "audit_append",

@@ -1,8 +1,9 @@
 /* crypto.h: the crypto layer of dicomvault. Guarded secrets, constant-time
  * compare, chunked streaming AEAD for objects at rest, key wrap and the
  * master key file, HKDF and HMAC-SHA-256, Argon2id password hashes, TOTP
- * with base32 and otpauth URIs, Ed25519 signatures. Built on libsodium
- * (and GnuTLS for HMAC-SHA1 only). Formats: docs/internals/crypto.md.
+ * with base32 and otpauth URIs, Ed25519 signatures. Built on libsodium,
+ * and on GnuTLS for HMAC-SHA1, SHA-256 fixity and the AES-256-GCM of
+ * object chunks. Formats: docs/internals/crypto.md.
  *
  * Every fallible function returns enum err, is warn-unused-result and sets
  * its outputs only on success. Every entry point calls crypto_init() itself.
@@ -128,8 +129,10 @@ WUR enum err aead_dec_read(struct aead_dec *d, void *buf, size_t want, size_t *g
  * is read: read the object through once sequentially to prove it whole. */
 WUR enum err aead_dec_read_at(struct aead_dec *d, uint64_t off, void *buf, size_t n);
 /* A struct src view of d: sequential, plus read_at when in has it and a
- * size (skip is NULL); size is the plaintext size implied by in's size, or
- * -1. Its close() frees d. */
+ * size, plus skip when in has skip and a size: skip passes over whole
+ * chunks without decrypting (nor verifying) them; never the last chunk,
+ * and nothing of a skipped chunk is released. size is the plaintext size
+ * implied by in's size, or -1. Its close() frees d. */
 void aead_dec_src(struct aead_dec *d, struct src *s);
 void aead_dec_free(struct aead_dec *d);
 

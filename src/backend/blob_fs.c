@@ -1,5 +1,8 @@
 /* blob_fs.c: the local-directory object store. Objects live at
- * DIR/ab/cd/<key> (fan-out on the key's first four hex digits), written as
+ * DIR/ab/cd/<key> (fan-out on the key's first four hex digits: the 256
+ * DIR/ab are made together, with one fsync of DIR, before the first object
+ * is written; a DIR/ab/cd, and its parent fsync'd, the first time an
+ * object needs it; a bitmap remembers which exist), written as
  * DIR/.tmp/<key>.<random>, fsync'd, linked as DIR/.pending/<key> (and that
  * directory fsync'd), linked into place (link(2) fails if the key exists,
  * so objects are never replaced), and the directory fsync'd before commit
@@ -11,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +33,14 @@ struct fs_store {
 	char tmpdir[PATH_CAP];    /* DIR/.tmp: writes in progress */
 	char pendir[PATH_CAP];    /* DIR/.pending: committed, not yet settled */
 	int lock_fd;              /* DIR/.lock, flock shared while open */
+	/* fan-out directories known to exist (and their entries durable):
+	 * bit i of dir2 for DIR/xx/yy, i the hex value of xxyy. Bits are set (atomically) only after the
+	 * directory's parent was fsync'd, never cleared; dir_mu serialises
+	 * the making, so that no thread links an object into a directory
+	 * whose own entry another thread has not yet made durable. */
+	uint8_t dir2[65536 / 8];
+	bool top_made;            /* every DIR/xx exists (under dir_mu) */
+	pthread_mutex_t dir_mu;
 };
 
 struct blob_writer {
@@ -75,6 +87,64 @@ static enum err mkdir_durable(const char *path, const char *parent)
 	return errno == EEXIST ? ERR_OK : ERR_IO;
 }
 
+static bool bit_get(const uint8_t *map, unsigned i)
+{
+	return (__atomic_load_n(&map[i / 8], __ATOMIC_ACQUIRE) >> (i % 8)) & 1u;
+}
+
+static void bit_set(uint8_t *map, unsigned i)
+{
+	__atomic_fetch_or(&map[i / 8], (uint8_t)(1u << (i % 8)), __ATOMIC_RELEASE);
+}
+
+static unsigned hexval(char c)
+{
+	return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
+}
+
+/* Makes the 256 DIR/xx (those missing) and fsyncs DIR once if it made any:
+ * one fsync for all of them instead of one per new directory. */
+static enum err top_dirs(struct fs_store *s)
+{
+	char p[PATH_CAP];
+	bool made = false;
+	unsigned i;
+
+	for (i = 0; i < 256; i++) {
+		if (snprintf(p, sizeof p, "%s/%02x", s->dir, i) >= (int)sizeof p)
+			return ERR_LIMIT;
+		if (mkdir(p, 0700) == 0)
+			made = true;
+		else if (errno != EEXIST)
+			return ERR_IO;
+	}
+	return made ? fsync_dir(s->dir) : ERR_OK;
+}
+
+/* DIR/xx and DIR/xx/yy of a (valid) key exist and their entries are
+ * durable. Made at most once per store handle; an existing directory is
+ * taken as durable (whoever made it fsync'd its parent before using it). */
+static enum err fanout_ready(struct fs_store *s, const char *key, const char *sub1, const char *sub2)
+{
+	unsigned i2 = hexval(key[0]) << 12 | hexval(key[1]) << 8 | hexval(key[2]) << 4 | hexval(key[3]);
+	enum err rc = ERR_OK;
+
+	if (bit_get(s->dir2, i2))
+		return ERR_OK;
+	pthread_mutex_lock(&s->dir_mu);
+	if (!s->top_made) {
+		rc = top_dirs(s);
+		s->top_made = rc == ERR_OK;
+	}
+	if (rc == ERR_OK && !bit_get(s->dir2, i2)) {
+		rc = mkdir_durable(sub2, sub1);
+		if (rc == ERR_OK)
+			bit_set(s->dir2, i2);
+	}
+	pthread_mutex_unlock(&s->dir_mu);
+	return rc;
+}
+
 static enum err paths(struct fs_store *s, const char *key, char *sub1, char *sub2, char *final)
 {
 	int n1 = snprintf(sub1, PATH_CAP, "%s/%.2s", s->dir, key);
@@ -104,9 +174,7 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 	rc = paths(s, key, sub1, w->subdir, w->final);
 	if (rc != ERR_OK)
 		goto out;
-	rc = mkdir_durable(sub1, s->dir);
-	if (rc == ERR_OK)
-		rc = mkdir_durable(w->subdir, sub1);
+	rc = fanout_ready(s, key, sub1, w->subdir);
 	if (rc != ERR_OK)
 		goto out;
 	if (access(w->final, F_OK) == 0) {
@@ -385,8 +453,11 @@ static void fs_close(struct blob_store *bs)
 {
 	struct fs_store *s = (struct fs_store *)bs;
 
-	if (s != NULL && s->lock_fd >= 0)
+	if (s == NULL)
+		return;
+	if (s->lock_fd >= 0)
 		close(s->lock_fd);   /* releases the lock */
+	pthread_mutex_destroy(&s->dir_mu);
 	free(bs);
 }
 
@@ -412,6 +483,7 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 		return ERR_NOMEM;
 	s->base.ops = &fs_ops;
 	s->lock_fd = -1;
+	pthread_mutex_init(&s->dir_mu, NULL);
 	snprintf(s->dir, sizeof s->dir, "%s", dir);
 	snprintf(s->tmpdir, sizeof s->tmpdir, "%s/.tmp", dir);
 	snprintf(s->pendir, sizeof s->pendir, "%s/.pending", dir);

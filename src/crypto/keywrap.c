@@ -22,6 +22,7 @@
 #define WRAP_HDR_LEN (4u + 1u + 1u + 2u + MK_ID_LEN + WRAP_NONCE_LEN)
 #define WRAP_TAG_LEN 16u
 #define KEK_INFO "dicomvault keywrap v1"
+#define KEK_LEN crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define ID_MSG "dicomvault master key id v1"
 
 #define MK_MAGIC "DVMK"
@@ -52,26 +53,14 @@ enum err mk_id(const struct secret *mk, uint8_t id[MK_ID_LEN])
 	return rc;
 }
 
-/* The key-encryption key: HKDF(master key, no salt, KEK_INFO). */
-static enum err kek_derive(const struct secret *mk, struct secret **kek)
+/* The key-encryption key: HKDF(master key, no salt, KEK_INFO), into the
+ * caller's buffer (on its stack: used for one wrap or unwrap, then wiped
+ * with mem_wipe; a guarded allocation would cost ~5 system calls each). */
+static enum err kek_derive(const struct secret *mk, uint8_t kek[KEK_LEN])
 {
-	struct secret *k = NULL;
-	enum err rc = ERR_INTERNAL;
-
 	if (secret_len(mk) != MK_LEN)
-		goto out;
-	rc = secret_new(crypto_aead_xchacha20poly1305_ietf_KEYBYTES, &k);
-	if (rc != ERR_OK)
-		goto out;
-	rc = kdf_hkdf_sha256(mk, NULL, 0, KEK_INFO, sizeof KEK_INFO - 1, secret_mut(k), secret_len(k));
-	if (rc != ERR_OK)
-		goto out;
-	secret_seal(k);
-	*kek = k;
-	k = NULL;
-out:
-	secret_free(k);
-	return rc;
+		return ERR_INTERNAL;
+	return kdf_hkdf_sha256(mk, NULL, 0, KEK_INFO, sizeof KEK_INFO - 1, kek, KEK_LEN);
 }
 
 /* Blob header || label. */
@@ -96,7 +85,7 @@ enum err keywrap_wrap(const struct secret *mk, const void *label, size_t labelle
                       const struct secret *key, struct wbuf *out)
 {
 	uint8_t blob[KEYWRAP_OVERHEAD + CRYPTO_WRAP_MAX_KEY];
-	struct secret *kek = NULL;
+	uint8_t kek[KEK_LEN];
 	uint8_t *ad = NULL;
 	size_t adlen = 0, n = secret_len(key);
 	enum err rc;
@@ -104,7 +93,7 @@ enum err keywrap_wrap(const struct secret *mk, const void *label, size_t labelle
 	rc = ERR_LIMIT;
 	if (n == 0 || n > CRYPTO_WRAP_MAX_KEY)
 		goto out;
-	rc = kek_derive(mk, &kek);
+	rc = kek_derive(mk, kek);
 	if (rc != ERR_OK)
 		goto out;
 	memcpy(blob, WRAP_MAGIC, 4);
@@ -120,14 +109,14 @@ enum err keywrap_wrap(const struct secret *mk, const void *label, size_t labelle
 		goto out;
 	rc = ERR_INTERNAL;
 	if (crypto_aead_xchacha20poly1305_ietf_encrypt_detached(blob + WRAP_HDR_LEN, blob + WRAP_HDR_LEN + n,
-	        NULL, secret_view(key), n, ad, adlen, NULL, blob + 8 + MK_ID_LEN, secret_view(kek)) != 0)
+	        NULL, secret_view(key), n, ad, adlen, NULL, blob + 8 + MK_ID_LEN, kek) != 0)
 		goto out;
 	wbuf_put(out, blob, KEYWRAP_OVERHEAD + n);
 	rc = wbuf_err(out);
 out:
 	mem_wipe(blob, sizeof blob);
 	free(ad);
-	secret_free(kek);
+	mem_wipe(kek, sizeof kek);
 	return rc;
 }
 
@@ -136,7 +125,8 @@ enum err keywrap_unwrap(const struct secret *mk, const void *label, size_t label
 {
 	const uint8_t *b = blob;
 	uint8_t id[MK_ID_LEN];
-	struct secret *kek = NULL, *k = NULL;
+	struct secret *k = NULL;
+	uint8_t kek[KEK_LEN];
 	uint8_t *ad = NULL;
 	size_t adlen = 0, klen;
 	enum err rc;
@@ -154,7 +144,7 @@ enum err keywrap_unwrap(const struct secret *mk, const void *label, size_t label
 	rc = ERR_AUTH;   /* wrapped under another master key */
 	if (!ct_equal(id, b + 8, MK_ID_LEN))
 		goto out;
-	rc = kek_derive(mk, &kek);
+	rc = kek_derive(mk, kek);
 	if (rc != ERR_OK)
 		goto out;
 	rc = wrap_ad(b, label, labellen, &ad, &adlen);
@@ -165,7 +155,7 @@ enum err keywrap_unwrap(const struct secret *mk, const void *label, size_t label
 		goto out;
 	rc = ERR_AUTH;
 	if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(secret_mut(k), NULL, b + WRAP_HDR_LEN, klen,
-	        b + WRAP_HDR_LEN + klen, ad, adlen, b + 8 + MK_ID_LEN, secret_view(kek)) != 0)
+	        b + WRAP_HDR_LEN + klen, ad, adlen, b + 8 + MK_ID_LEN, kek) != 0)
 		goto out;
 	secret_seal(k);
 	*key = k;
@@ -174,7 +164,7 @@ enum err keywrap_unwrap(const struct secret *mk, const void *label, size_t label
 out:
 	free(ad);
 	secret_free(k);
-	secret_free(kek);
+	mem_wipe(kek, sizeof kek);
 	return rc;
 }
 

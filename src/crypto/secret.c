@@ -51,8 +51,8 @@ enum err secret_new(size_t len, struct secret **out)
 	if (s == NULL)
 		goto out;
 	/* sodium_malloc puts the bytes right before a guard page, so the
-	 * start is aligned only if the size is: round len + 1 up to 16 (an
-	 * AES-GCM key schedule lives in a secret and needs 16-byte alignment). */
+	 * start is aligned only if the size is: round len + 1 up to 16 (for
+	 * structures that need 16-byte alignment, as cipher states do). */
 	alloc = (len + 1 + 15) & ~(size_t)15;
 	s->p = sodium_malloc(alloc);
 	if (s->p == NULL)

@@ -183,6 +183,44 @@ static bool exists(const char *rel)
 	return access(p, F_OK) == 0;
 }
 
+/* The fan-out directories: all 256 DIR/xx before the first object, a
+ * DIR/xx/yy when first needed; objects sharing one, in a fresh handle over
+ * the same directory (bitmap empty, directories there) and after a
+ * directory was made by another handle, all land in place. */
+TEST(fanout_directories)
+{
+	struct blob_store *s = open_store(), *t = NULL;
+	char rel[16];
+	unsigned i, missing = 0;
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(!exists("00"));
+	CHECK(put(s, "abcd000000000001", "a", 1) == ERR_OK);
+	for (i = 0; i < 256; i++) {
+		snprintf(rel, sizeof rel, "%02x", i);
+		missing += !exists(rel);
+	}
+	CHECK_EQ_INT((int)missing, 0);
+	CHECK(exists("ab/cd/abcd000000000001"));
+	CHECK(!exists("ab/ce"));
+	CHECK(put(s, "abcd000000000002", "b", 1) == ERR_OK);
+	CHECK(put(s, "abce000000000001", "c", 1) == ERR_OK);
+	CHECK(exists("ab/ce/abce000000000001"));
+	CHECK(blob_fs_open(dir, &t) == ERR_OK);
+	if (t != NULL) {
+		CHECK(put(t, "abcd000000000003", "d", 1) == ERR_OK);   /* made by s */
+		CHECK(put(t, "ffff000000000001", "e", 1) == ERR_OK);
+		CHECK(put(s, "ffff000000000002", "f", 1) == ERR_OK);   /* made by t */
+		CHECK(put(s, "abcd000000000003", "g", 1) == ERR_DENIED);
+		t->ops->close(t);
+	}
+	CHECK_EQ_INT(count_entries(dir), 256 + 3);   /* + .tmp, .pending, .lock */
+	s->ops->close(s);
+	rm_rf(dir);
+}
+
 /* Crash recovery: an object committed but never settled (the process died
  * before the index referenced it) and a temporary file of an unfinished
  * write are removed; a committed object the index references stays; a
@@ -245,5 +283,6 @@ int main(void)
 	RUN(abort_leaves_nothing);
 	RUN(sink_and_large);
 	RUN(recover_after_crash);
+	RUN(fanout_directories);
 	return TEST_DONE();
 }

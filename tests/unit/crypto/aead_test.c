@@ -612,6 +612,83 @@ TEST(auto_prefers_aes_gcm)
 	wbuf_fini(&ad);
 }
 
+/* The src view's skip: from every start, over every distance up to the
+ * end, then the rest read and compared; the end is still proven (a flipped
+ * bit in the last chunk fails after any skip); a skip past the end fails. */
+TEST(src_skip_positions)
+{
+	const size_t n = 5 * SMALL_CHUNK + 17;
+	uint8_t *pt = rand_buf(n), buf[8 * SMALL_CHUNK];
+	struct wbuf ad, ct;
+	size_t a, start, dist;
+
+	ad_make(&ad, "obj", "1.2.3");
+	for (a = 0; a < nalgs; a++) {
+		CHECK(enc_stream(key_a, &ad, pt, n, SMALL_CHUNK, algs[a], &ct) == ERR_OK);
+		for (start = 0; start <= n; start += 13) {
+			for (dist = 0; start + dist <= n; dist += 11) {
+				struct aead_dec *d = NULL;
+				struct src_mem m;
+				struct src in, s;
+				size_t have = 0, got = 0;
+
+				src_mem_init(&in, &m, ct.p, ct.len);
+				CHECK(aead_dec_open(&d, key_a, ad.p, ad.len, &in) == ERR_OK);
+				aead_dec_src(d, &s);
+				CHECK(s.skip != NULL && s.size == (int64_t)n);
+				CHECK(src_read_full(&s, buf, start) == ERR_OK);
+				CHECK(memcmp(buf, pt, start) == 0);
+				CHECK(s.skip(s.ctx, dist) == ERR_OK);
+				for (;;) {
+					CHECK(s.read(s.ctx, buf + have, sizeof buf - have, &got) == ERR_OK);
+					if (got == 0)
+						break;
+					have += got;
+				}
+				CHECK(have == n - start - dist);
+				CHECK(memcmp(buf, pt + start + dist, have) == 0);
+				s.close(s.ctx);
+			}
+		}
+		/* the last chunk is never skipped: a change there is found */
+		for (dist = 0; dist <= n; dist += 29) {
+			struct aead_dec *d = NULL;
+			struct src_mem m;
+			struct src in, s;
+			enum err rc = ERR_OK;
+			size_t got = 0;
+
+			ct.p[ct.len - 1] ^= 1;
+			src_mem_init(&in, &m, ct.p, ct.len);
+			CHECK(aead_dec_open(&d, key_a, ad.p, ad.len, &in) == ERR_OK);
+			aead_dec_src(d, &s);
+			rc = s.skip(s.ctx, dist);
+			while (rc == ERR_OK) {
+				rc = s.read(s.ctx, buf, sizeof buf, &got);
+				if (rc == ERR_OK && got == 0)
+					break;
+			}
+			CHECK(rc == ERR_AUTH);
+			ct.p[ct.len - 1] ^= 1;
+			s.close(s.ctx);
+		}
+		{
+			struct aead_dec *d = NULL;
+			struct src_mem m;
+			struct src in, s;
+
+			src_mem_init(&in, &m, ct.p, ct.len);
+			CHECK(aead_dec_open(&d, key_a, ad.p, ad.len, &in) == ERR_OK);
+			aead_dec_src(d, &s);
+			CHECK(s.skip(s.ctx, n + 1) != ERR_OK);
+			s.close(s.ctx);
+		}
+		wbuf_fini(&ct);
+	}
+	wbuf_fini(&ad);
+	free(pt);
+}
+
 int main(void)
 {
 	if (crypto_init() != ERR_OK)
@@ -638,6 +715,7 @@ int main(void)
 	RUN(sink_errors_are_sticky);
 	RUN(limits_and_bad_arguments);
 	RUN(auto_prefers_aes_gcm);
+	RUN(src_skip_positions);
 	secret_free(key_b);
 	secret_free(key_a);
 	return TEST_DONE();

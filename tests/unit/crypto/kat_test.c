@@ -1,6 +1,7 @@
 /* kat_test.c: known-answer vectors for the crypto layer: RFC 6238 TOTP
  * (appendix B, SHA-1), RFC 4226 HOTP, RFC 4648 base32, RFC 5869 HKDF-SHA-256
- * case 1, RFC 4231 HMAC-SHA-256 case 2, AES-256-GCM (McGrew-Viega test
+ * case 1, RFC 4231 HMAC-SHA-256 case 2, SHA-256 (FIPS 180-2 appendix B, one
+ * shot and in uneven pieces), AES-256-GCM (McGrew-Viega test
  * cases 13, 14, 16) and RFC 8032 Ed25519 test 1. Then golden objects of our
  * own formats (DVOB with both algorithms, DVWK, DVKP) made by an
  * independent Python implementation (python3-cryptography: AESGCM,
@@ -221,6 +222,50 @@ TEST(hmac_sha256_rfc4231_case2)
 	secret_free(k);
 }
 
+/* ---- SHA-256 (fixity values; hash.c) ---- */
+
+static void sha_pieces(const uint8_t *p, size_t n, size_t step, uint8_t out[32])
+{
+	struct sha256 *h = NULL;
+	size_t off = 0;
+
+	CHECK(sha256_new(&h) == ERR_OK);
+	while (off < n) {
+		size_t k = n - off < step ? n - off : step;
+		sha256_update(h, p + off, k);
+		off += k;
+	}
+	sha256_final(h, out);
+}
+
+TEST(sha256_fips180_2)
+{
+	const char *m2 = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	const char *dm = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+	uint8_t d[32], *mil = malloc(1000000);
+	struct sha256 *h = NULL;
+
+	sha256_once("abc", 3, d);
+	CHECK(eq_hex(d, 32, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"));
+	sha256_once("", 0, d);
+	CHECK(eq_hex(d, 32, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+	sha256_once(m2, strlen(m2), d);
+	CHECK(eq_hex(d, 32, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+	CHECK(mil != NULL);
+	memset(mil, 'a', 1000000);
+	sha256_once(mil, 1000000, d);
+	CHECK(eq_hex(d, 32, dm));
+	sha_pieces(mil, 1000000, 65536, d);
+	CHECK(eq_hex(d, 32, dm));
+	sha_pieces(mil, 1000000, 61, d);   /* pieces not a multiple of the block */
+	CHECK(eq_hex(d, 32, dm));
+	CHECK(sha256_new(&h) == ERR_OK);   /* freed unfinished */
+	sha256_update(h, "abc", 3);
+	sha256_free(h);
+	sha256_free(NULL);
+	free(mil);
+}
+
 /* ---- AES-256-GCM (the primitive under our object format) ---- */
 
 static void gcm_case(const char *k, const char *iv, const char *p, const char *a, const char *c, const char *t)
@@ -406,6 +451,7 @@ int main(void)
 	RUN(hkdf_rfc5869_case1);
 	RUN(hkdf_rfc5869_case3_no_salt);
 	RUN(hmac_sha256_rfc4231_case2);
+	RUN(sha256_fips180_2);
 	RUN(aes256gcm_mcgrew_viega);
 	RUN(ed25519_rfc8032_test1);
 	RUN(golden_dvob_aes256gcm);
