@@ -47,6 +47,12 @@ WUR enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink
 struct retrieval;
 WUR enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **out, char *why, size_t whylen);
 WUR enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got);
+/* Before the first read: skip the whole-object SHA-256 (serving reads:
+ * every chunk is still authenticated by AES-GCM with its index, the last
+ * flag and the object's identity bound in, and the length is checked, so a
+ * changed, truncated, reordered or swapped object still fails; the fixity
+ * value stays for scrub, export and migration, which keep checking it). */
+void retrieve_no_fixity(struct retrieval *rt);
 uint64_t retrieve_size(const struct retrieval *rt);
 void retrieve_close(struct retrieval *rt);
 /* The plaintext as a random-access source (read, read_at, skip; size

@@ -119,6 +119,14 @@ out:
 	return rc;
 }
 
+void retrieve_no_fixity(struct retrieval *rt)
+{
+	if (rt->n == 0 && !rt->done) {
+		sha256_free(rt->h);
+		rt->h = NULL;
+	}
+}
+
 enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got)
 {
 	uint8_t sha[32];
@@ -131,15 +139,20 @@ enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t *got
 		return ERR_OK;
 	rc = aead_dec_read(rt->d, buf, want, got);
 	if (rc == ERR_OK && *got > 0) {
-		sha256_update(rt->h, buf, *got);
+		if (rt->h != NULL)
+			sha256_update(rt->h, buf, *got);
 		rt->n += *got;
 		if (rt->n > rt->size)
 			rc = ERR_AUTH;
 	} else if (rc == ERR_OK) {
-		sha256_final(rt->h, sha);
-		rt->h = NULL;
+		bool fixity_ok = true;
+		if (rt->h != NULL) {
+			sha256_final(rt->h, sha);
+			rt->h = NULL;
+			fixity_ok = ct_equal(sha, rt->sha, 32);
+		}
 		rt->done = true;
-		if (!ct_equal(sha, rt->sha, 32) || rt->n != rt->size)
+		if (!fixity_ok || rt->n != rt->size)
 			rc = ERR_AUTH;
 	}
 	if (rc != ERR_OK) {
