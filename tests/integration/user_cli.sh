@@ -1,0 +1,109 @@
+#!/bin/bash
+# user_cli.sh: `dicomvault user` from the command line: each subcommand
+# works and is audited, and bad input (unknown subcommand or option, a
+# secret on argv, bad names, roles, times, scopes, ids, unknown users and
+# collections) gets exit 2 (usage) or 1 (refused) with a message, and
+# changes nothing. Prints ok/not ok lines. Env DV: the CLI under test.
+set -u
+DV=${DV:-build/check/dicomvault}
+PY=/usr/bin/python3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+ok() { echo "ok - user_cli: $1"; }
+no() { echo "not ok - user_cli: $1"; }
+check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+# run NAME ARGS...: exit code in $T/NAME.rc, stdout/stderr in $T/NAME.out/.err
+run() {
+	local n=$1
+	shift
+	"$DV" user "$@" --vault "$T/v" >"$T/$n.out" 2>"$T/$n.err"
+	echo $? >"$T/$n.rc"
+}
+rc() { cat "$T/$1.rc"; }
+
+printf 'correct horse battery staple\n' >"$T/pw"
+chmod 600 "$T/pw"
+"$DV" init --vault "$T/v" --password-file "$T/pw" >/dev/null 2>&1 || { no "init"; exit 0; }
+printf '\n[collection "onco"]\nmatch = InstitutionalDepartmentName=Onco*\n' >>"$T/v/dicomvault.conf"
+
+run add1 add alice --role physician --collection onco --password-file "$T/pw" --json
+check "add: exit 0 with a TOTP secret in JSON" "[ \$(rc add1) = 0 ] && grep -q totp_secret $T/add1.out"
+check "add: no password shown when one was given" "! grep -q '\"password\"' $T/add1.out"
+run add2 add bob --role researcher
+check "add without a password file: one is generated and shown once" "[ \$(rc add2) = 0 ] && grep -q 'Password:' $T/add2.out"
+run list list --json
+check "list: both users and the admin" "[ \$(rc list) = 0 ] && grep -q alice $T/list.out && grep -q bob $T/list.out && grep -q admin $T/list.out"
+run grants grants alice --json
+check "alice's initial grant is on collection onco" "grep -q 'collection:onco' $T/grants.out"
+run g1 grant alice --role radiologist --study 1.2.3.4 --from +1h --expires +2d --purpose 'second read'
+check "grant on a study with a window" "[ \$(rc g1) = 0 ] && grep -q 'study:1.2.3.4' $T/g1.out"
+run g2 grant alice --role physician --patient PID-9 --issuer HOSP
+check "grant on a patient names no patient in its output" "[ \$(rc g2) = 0 ] && ! grep -q PID-9 $T/g2.out"
+run dis disable alice
+run en enable alice
+run un unlock alice
+check "disable, enable, unlock" "[ \$(rc dis) = 0 ] && [ \$(rc en) = 0 ] && [ \$(rc un) = 0 ]"
+GID=$("$PY" -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv[1])) if g["scope"] == "study:1.2.3.4"][0])' \
+	<("$DV" user grants alice --json --vault "$T/v") 2>/dev/null)
+run rv revoke "$GID"
+run rv2 revoke "$GID"
+check "revoke, then again: refused" "[ \$(rc rv) = 0 ] && [ \$(rc rv2) = 1 ] && grep -q 'already revoked' $T/rv2.err"
+
+# usage errors: exit 2
+n=0
+while IFS='|' read -r what args; do
+	n=$((n + 1))
+	eval "run u$n $args"
+	check "usage error: $what (exit 2, a message)" "[ \$(rc u$n) = 2 ] && [ -s $T/u$n.err ]"
+done <<'EOF'
+no subcommand|
+unknown subcommand|frobnicate alice
+unknown option|list --bogus
+missing value|add carol --role
+a password on argv|add carol --role physician --password hunter2
+add without a role|add carol
+add with an unknown role|add carol --role king
+add with both collection and scope|add carol --role physician --collection onco --scope *
+a bad expiry|add carol --role physician --expires tomorrow
+grant without a scope|grant alice --role physician
+grant with two scopes|grant alice --role physician --all --collection onco
+priors without a study|grant alice --role physician --collection onco --priors
+issuer without a patient|grant alice --role physician --all --issuer X
+a bad --from|grant alice --role physician --all --from 2026-13-01
+revoke without an id|revoke
+revoke a non-number|revoke 12x
+revoke zero|revoke 0
+too many arguments|disable alice bob
+EOF
+# refusals: exit 1
+while IFS='|' read -r what args; do
+	n=$((n + 1))
+	eval "run r$n $args"
+	check "refused: $what (exit 1, a message)" "[ \$(rc r$n) = 1 ] && [ -s $T/r$n.err ]"
+done <<'EOF'
+a name taken|add alice --role physician
+a bad name|add 'a b' --role physician
+an SQL-looking name|add "x';DROP TABLE users;--" --role physician
+an unknown collection|add carol --role physician --collection nope
+grant to nobody|grant nobody --role physician --all
+grant on an unknown collection|grant alice --role physician --collection nope
+a study scope that is not a UID|grant alice --role physician --study 1.2.x
+priors of a study not stored|grant alice --role physician --study 1.2.3 --priors
+an expiry before the start|grant alice --role physician --all --from +2d --expires +1d
+disable nobody|disable nobody
+revoke a grant that does not exist|revoke 99999
+a password file that does not exist|add dave --role physician --password-file /nonexistent/pw
+EOF
+printf 'another long password\n' >"$T/loose"
+chmod 644 "$T/loose"
+run loose add dave --role physician --password-file "$T/loose"
+check "refused: a password file readable by others (exit 1)" "[ \$(rc loose) = 1 ]"
+run users_after list --json
+check "nothing changed by the refusals (3 users)" "[ \$(\"$PY\" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' $T/users_after.out) = 3 ]"
+check "the users table holds no injected name" "! grep -q DROP $T/users_after.out"
+"$DV" audit export --vault "$T/v" >"$T/audit.jsonl" 2>/dev/null
+check "changes are audited with the operator as actor" "grep -q '\"action\":\"user-change\"' $T/audit.jsonl && grep -q '\"action\":\"grant\"' $T/audit.jsonl && grep -q '\"role\":\"operator\"' $T/audit.jsonl"
+check "refusals are audited too" "grep -q '\"outcome\":\"failure\"' $T/audit.jsonl"
+check "the audit chain verifies" "\"$DV\" audit verify --vault $T/v >/dev/null"
+check "--help exits 0" "\"$DV\" user --help | grep -q 'user grant'"
+exit 0
