@@ -241,8 +241,7 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 	}
 	if (ru->bad_peer && a->u.state != UL_STA13 && a->u.state != UL_STA1) {
 		log_warn("association of %s from %s: a message during a C-FIND; aborting", a->calling, a->addr);
-		ul_abort(&a->u);
-		a->failed = true;
+		ul_abort(&a->u);   /* sent by dimse_assoc_poll; the run stops (Sta13) */
 	}
 }
 

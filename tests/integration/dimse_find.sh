@@ -241,7 +241,7 @@ import sys
 sys.path.insert(0, sys.argv[1] + "/tests/integration/lib")
 import dul
 port, d = int(sys.argv[2]), sys.argv[3]
-def run(cancel):
+def run(cancel, intrude=False):
     s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
     s.sendall(dul.assoc_rq("FINDER", "DICOMVAULT", [(1, dul.FIND_STUDY, [dul.IMPLICIT])]))
     t, _ = dul.read_pdu(s)
@@ -252,7 +252,16 @@ def run(cancel):
     out = dul.pdata(1, rq, True) + dul.pdata(1, ident, False)
     if cancel:
         out += dul.pdata(1, dul.command({0x00000100: 0x0FFF, 0x00000120: 7, 0x00000800: 0x0101}), True)
+    if intrude:   # a second operation while the C-FIND runs (window 1/1)
+        out += dul.pdata(1, dul.command({0x00000002: dul.FIND_STUDY, 0x00000100: 0x0020, 0x00000110: 8,
+                                         0x00000700: 0, 0x00000800: 0x0000}), True)
     s.sendall(out)
+    if intrude:
+        while True:
+            t, body = dul.read_pdu(s)
+            if t != 4:
+                print("intrude", "A-ABORT source %d" % body[2] if t == 7 else t)
+                return
     m = dul.Messages(s)
     pending = 0
     while True:
@@ -268,18 +277,21 @@ def run(cancel):
     print("cancel" if cancel else "plain", "%04X" % st, pending, "released" if t == 6 else t)
 run(True)
 run(False)
+run(False, True)
 PYEOF
 "$PY" "$T/cancel.py" "$ROOT" "$DP" "$T" >"$T/cancel" 2>&1
 check "C-CANCEL right behind the C-FIND: FE00H before any match" "grep -qx 'cancel FE00 0 released' '$T/cancel'" \
 	"$T/cancel" "$T/err"
 check "the same C-FIND without it: 5 matches, 0000H (implicit VR, raw client)" \
 	"grep -qx 'plain 0000 5 released' '$T/cancel'" "$T/cancel"
+check "a second operation during a C-FIND: A-ABORT" "grep -qx 'intrude A-ABORT source 0' '$T/cancel'" \
+	"$T/cancel"
 echoscu -to 10 -ta 10 -td 10 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "$DP" >"$T/e1" 2>&1
 check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
 check "one query audit record per C-FIND with the peer as actor ($nq)" \
-	"[ $nq -eq 13 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 14 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
