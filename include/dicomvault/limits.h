@@ -108,5 +108,6 @@
 #define UL_ARTIM_SECONDS       30u            /* ARTIM timer (PS3.8 9.1.5) */
 #define DIMSE_MAX_COMMAND      (16u * 1024)   /* bytes of one command set */
 #define DIMSE_MAX_STRING       1024u          /* a string element of a command set (ErrorComment: 64) */
+#define DIMSE_MAX_IDENTIFIER   (64u * 1024)   /* a C-FIND/C-MOVE/C-GET identifier data set */
 
 #endif

@@ -143,6 +143,58 @@ enum err dimse_assoc_send_cmd(struct dimse_assoc *a, uint8_t pcid, const struct 
 	return rc;
 }
 
+static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n);
+
+enum err dimse_assoc_poll(struct dimse_assoc *a,
+                          void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+{
+	struct pollfd pf = { a->fd, POLLIN, 0 };
+	struct ul_event ev;
+	size_t used;
+	ssize_t n;
+	int pr;
+
+	if (a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8))
+		return ERR_IO;
+	/* first what was read with the request but not yet fed (a C-CANCEL
+	 * sent right behind its C-FIND), then the socket, without waiting */
+	if (a->rx_off >= a->rx_n) {
+		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
+			do
+				pr = poll(&pf, 1, 0);
+			while (pr < 0 && errno == EINTR);
+			if (pr == 0)
+				return ERR_OK;
+		}
+		n = conn_recv(a, a->rx, RECV_BUF);
+		if (n <= 0) {
+			a->rx_n = a->rx_off = 0;
+			ul_transport_closed(&a->u, &ev);
+			fn(a, &ev, ctx);
+			a->failed = true;
+			return ERR_IO;
+		}
+		a->rx_n = (size_t)n;
+		a->rx_off = 0;
+	}
+	for (;;) {
+		enum err rc = ul_feed(&a->u, a->rx + a->rx_off, a->rx_n - a->rx_off, &used, &ev);
+		a->rx_off += used;
+		if (rc == ERR_AGAIN)
+			break;
+		if (rc != ERR_OK) {
+			a->failed = true;
+			break;
+		}
+		fn(a, &ev, ctx);
+		if (a->failed || dimse_assoc_flush(a) != ERR_OK)
+			break;
+	}
+	if (!a->failed && dimse_assoc_flush(a) != ERR_OK)
+		return ERR_IO;
+	return a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8) ? ERR_IO : ERR_OK;
+}
+
 /* ---- the A-ASSOCIATE-RQ ---- */
 
 /* Whether the certificate of the TLS session is the peer's. */
@@ -321,14 +373,16 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 {
 	struct ul_config cfg = { s->ae, 0 };
 	struct ul_event ev;
-	uint8_t *buf = malloc(RECV_BUF);
 	unsigned artim_seq = 0;
 	int64_t artim_at = -1, idle_at;
 	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
 	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
 
-	if (buf == NULL || ul_init_acceptor(&a->u, &cfg) != ERR_OK) {
-		free(buf);
+	a->rx = malloc(RECV_BUF);
+	a->rx_n = a->rx_off = 0;
+	if (a->rx == NULL || ul_init_acceptor(&a->u, &cfg) != ERR_OK) {
+		free(a->rx);
+		a->rx = NULL;
 		return;
 	}
 	idle_at = now_ms() + idle_ms;
@@ -337,7 +391,7 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 		int64_t t = now_ms(), deadline;
 		unsigned seq;
 		ssize_t n;
-		size_t off = 0, used;
+		size_t used;
 		int pr = 1;
 
 		if (ul_artim(&a->u, &seq)) {
@@ -370,7 +424,7 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 				log_debug("abort not sent to %s", a->addr);
 			break;
 		}
-		n = pr < 0 ? -1 : conn_recv(a, buf, RECV_BUF);
+		n = pr < 0 ? -1 : conn_recv(a, a->rx, RECV_BUF);
 		if (n <= 0) {
 			ul_transport_closed(&a->u, &ev);
 			if (ev.kind == UL_EV_ABORT)
@@ -378,9 +432,12 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 			break;
 		}
 		idle_at = now_ms() + idle_ms;
+		a->rx_n = (size_t)n;
+		a->rx_off = 0;
+		/* a->rx may be refilled by dimse_assoc_poll() during an event */
 		for (;;) {
-			enum err rc = ul_feed(&a->u, buf + off, (size_t)n - off, &used, &ev);
-			off += used;
+			enum err rc = ul_feed(&a->u, a->rx + a->rx_off, a->rx_n - a->rx_off, &used, &ev);
+			a->rx_off += used;
 			if (rc == ERR_AGAIN)
 				break;
 			if (rc != ERR_OK) {
@@ -399,7 +456,8 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 	}
 	dimse_svc_end(a);
 	ul_fini(&a->u);
-	free(buf);
+	free(a->rx);
+	a->rx = NULL;
 }
 
 static bool handshake(struct dimse_srv *s, struct dimse_assoc *a, const char **why)

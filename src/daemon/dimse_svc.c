@@ -1,6 +1,6 @@
 /* dimse_svc.c: the DIMSE services of the DICOM listener (PS3.4, PS3.7):
  * which presentation contexts a peer's rights allow, and the commands on
- * an established association. C-ECHO; C-STORE SCP for every storage SOP
+ * an established association. C-ECHO; C-FIND (dimse_find.c); C-STORE SCP for every storage SOP
  * class of sop_classes.tsv (the generated table dimse_storage_sop), in the
  * native and the common encapsulated transfer syntaxes, the data set kept
  * as received (never transcoded): its fragments are spooled encrypted
@@ -63,7 +63,12 @@ static const char *const ts_storage[] = {
 	NULL
 };
 
-static const struct ul_syntax syn_echo[] = { { UID_VERIFICATION, ts_native, false } };
+/* echo first, then the query models: a contiguous slice is offered */
+static const struct ul_syntax syn_all[] = {
+	{ UID_VERIFICATION, ts_native, false },
+	{ DIMSE_FIND_PATIENT_ROOT, ts_native, false },
+	{ DIMSE_FIND_STUDY_ROOT, ts_native, false },
+};
 
 static bool is_storage(const char *uid)
 {
@@ -83,11 +88,13 @@ static bool accept_storage(void *ctx, const char *abstract)
 
 void dimse_svc_policy(const struct peer *pe, struct ul_policy *pol)
 {
+	bool echo = pe->rights & PEER_RIGHT_ECHO, find = pe->rights & PEER_RIGHT_FIND;
+
 	memset(pol, 0, sizeof *pol);
-	if (pe->rights & PEER_RIGHT_ECHO) {
-		pol->syn = syn_echo;
-		pol->nsyn = 1;
-	}
+	pol->syn = echo ? syn_all : syn_all + 1;
+	pol->nsyn = (echo ? 1 : 0) + (find ? 2 : 0);
+	if (pol->nsyn == 0)
+		pol->syn = NULL;
 	if (pe->rights & PEER_RIGHT_STORE)
 		pol->accept_abstract = accept_storage;
 	pol->default_ts = ts_storage;
@@ -447,6 +454,10 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 		return answer(a, pcid, &c, DIMSE_SUCCESS, NULL);
 	case DIMSE_C_STORE_RQ:
 		return store_begin(a, pcid, &c);
+	case DIMSE_C_FIND_RQ:
+		return dimse_find_begin(a, pcid, &c);
+	case DIMSE_C_CANCEL_RQ:
+		return ERR_OK;   /* nothing outstanding to cancel; no response is sent */
 	default:
 		if (dimse_has_data_set(&c)) {
 			/* refuse after the data set has gone by */
@@ -465,9 +476,13 @@ enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, s
 		return ERR_PARSE;   /* a data set no command announced */
 	if (a->st != NULL)
 		store_chunk(a->st, p, n);
+	else if (a->fq != NULL)
+		dimse_find_chunk(a, p, n);
 	if (!last)
 		return ERR_OK;
 	a->in_data = false;
+	if (a->fq != NULL)
+		return dimse_find_run(a, pcid);
 	if (a->st != NULL) {
 		const char *comment = NULL;
 		uint16_t status = store_finish(a, &comment);
@@ -483,5 +498,6 @@ void dimse_svc_end(struct dimse_assoc *a)
 	/* an unfinished C-STORE leaves nothing: its spool file has no name */
 	store_free(a->st);
 	a->st = NULL;
+	dimse_find_free(a);
 	a->in_data = false;
 }

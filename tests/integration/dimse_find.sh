@@ -1,0 +1,303 @@
+#!/bin/bash
+# dimse_find.sh: the C-FIND SCP of `dicomvault serve` (issue 5) against
+# DCMTK's findscu over DICOM-TLS (client certificates made here with
+# openssl). A small hierarchy made with pydicom (three patients of the
+# default collection, one name in UTF-8, and a patient and a study stored
+# into another collection) is stored with storescu, then queried with the
+# Patient Root (-P) and Study Root (-S) models at every level, in explicit
+# and implicit VR: the answers (written by findscu -X, read with pydicom)
+# are compared with what was stored; wildcards (PatientName=DOE*), a
+# date range, a peer whose collection excludes a study (not returned, and
+# the patient's related counts tell of its collection only), a peer
+# without the find right (refused), a QueryRetrieveLevel the model lacks
+# (A900H), C-CANCEL (FE00H), one "query" audit record per C-FIND. Prints
+# ok/not ok lines. Env DV: the CLI under test; KEEP=1 keeps the directory.
+# Layer: tests.
+set -u
+DV=${DV:-build/check/dicomvault}
+PY=/usr/bin/python3
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dfind.XXXXXX")
+SRV=
+cleanup() {
+	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
+		kill -TERM "$SRV" 2>/dev/null
+		for _ in $(seq 50); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$SRV" 2>/dev/null
+	fi
+	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+ok() { echo "ok - dimse_find: $1"; }
+no() {
+	echo "not ok - dimse_find: $1"
+	shift
+	for f in "$@"; do [ -f "$f" ] && sed 's/^/#   /' "$f" | tail -8; done
+}
+check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
+
+for tool in findscu storescu openssl; do
+	command -v $tool >/dev/null || { echo "# SKIP dimse_find: no $tool (scripts/install-deps.sh)"; exit 0; }
+done
+"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_find: no --dicom"; exit 0; }
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=peer1" \
+	-keyout "$T/peer1.key" -out "$T/peer1.crt" 2>/dev/null
+[ -s "$T/peer1.crt" ] || { no "openssl made the certificate"; exit 0; }
+
+# ---- the data: 3 patients in the default collection, one also with a
+# study in "ctdept"; a 4th patient only in "ctdept" ----
+"$PY" - "$T/data" >"$T/gen.err" 2>&1 <<'PYEOF'
+import os, sys
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+out = sys.argv[1]
+os.makedirs(out + "/default"); os.makedirs(out + "/ctdept")
+n = [0]
+def inst(coll, pname, pid, birth, study, sdate, acc, series, mod, snum, inum, cs=None):
+    n[0] += 1
+    ds = Dataset()
+    if cs: ds.SpecificCharacterSet = cs
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"   # secondary capture
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1143.9.%d" % n[0]
+    ds.PatientName = pname; ds.PatientID = pid; ds.PatientBirthDate = birth; ds.PatientSex = "O"
+    ds.StudyInstanceUID = study; ds.StudyDate = sdate; ds.StudyTime = "101500"; ds.AccessionNumber = acc
+    ds.StudyID = "1"; ds.StudyDescription = "desc " + acc
+    ds.SeriesInstanceUID = series; ds.Modality = mod; ds.SeriesNumber = snum; ds.InstanceNumber = inum
+    ds.Rows = 2; ds.Columns = 2; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 8; ds.BitsStored = 8; ds.HighBit = 7; ds.PixelRepresentation = 0
+    ds.PixelData = bytes([n[0] & 255] * 4)
+    fm = FileMetaDataset(); fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID; fm.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = fm
+    ds.is_little_endian = True; ds.is_implicit_VR = False
+    ds.save_as("%s/%s/%03d.dcm" % (out, coll, n[0]), write_like_original=False)
+S = "1.2.826.0.1.3680043.2.1143.7."
+inst("default", "DOE^JOHN", "P1", "19700101", S + "1", "20240105", "A1", S + "1.1", "CT", 1, 1)
+inst("default", "DOE^JOHN", "P1", "19700101", S + "1", "20240105", "A1", S + "1.1", "CT", 1, 2)
+inst("default", "DOE^JOHN", "P1", "19700101", S + "1", "20240105", "A1", S + "1.2", "SR", 2, 1)
+inst("default", "DOE^JANE", "P2", "19800202", S + "2", "20240310", "A2", S + "2.1", "MR", 1, 1)
+inst("default", "MÜLLER^ANN", "P3", "19900303", S + "3", "20230707", "A3", S + "3.1", "CT", 1, 1, "ISO_IR 192")
+inst("ctdept", "DOE^JOHN", "P1", "19700101", S + "4", "20240601", "A4", S + "4.1", "CT", 1, 1)
+inst("ctdept", "DOE^HIDDEN", "P4", "19600404", S + "5", "20240602", "A5", S + "5.1", "CT", 1, 1)
+PYEOF
+check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 7 ]" "$T/gen.err"
+
+PW='correct horse battery staple'
+printf '%s\n' "$PW" >"$T/pw"
+chmod 600 "$T/pw"
+"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+HP=$(free_port)
+DP=$(free_port)
+FP=$(fp "$T/peer1.crt")
+cat >>"$T/v/dicomvault.conf" <<CONF
+
+[peer "FINDER"]
+fingerprint = $FP
+rights = echo, store, find
+
+[peer "CTFINDER"]
+fingerprint = $FP
+collection = ctdept
+rights = store, find
+
+[peer "NOFIND"]
+fingerprint = $FP
+rights = echo, store
+
+[collection "ctdept"]
+CONF
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
+SRV=$!
+for _ in $(seq 100); do
+	grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
+	kill -0 "$SRV" 2>/dev/null || break
+	sleep 0.1
+done
+if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
+	no "server running with DICOM-TLS" "$T/err"
+	exit 0
+fi
+SC="$T/v/keys/tls.crt"
+TLS=(+tls "$T/peer1.key" "$T/peer1.crt" +cf "$SC")
+storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/default/*.dcm \
+	>"$T/s1" 2>&1
+check "storescu into the default collection" "[ $? -eq 0 ]" "$T/s1"
+storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet CTFINDER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/ctdept/*.dcm \
+	>"$T/s2" 2>&1
+check "storescu into ctdept" "[ $? -eq 0 ]" "$T/s2"
+
+# find NAME AET MODEL-OPTION [findscu options and keys]: responses in $T/NAME/rsp*.dcm
+find_() {
+	local name=$1 aet=$2
+	shift 2
+	mkdir -p "$T/q$name"
+	findscu -v -to 20 -ta 20 -td 20 "${TLS[@]}" -aet "$aet" -aec DICOMVAULT -X -od "$T/q$name" "$@" 127.0.0.1 "$DP" \
+		>"$T/$name.log" 2>&1
+}
+# got NAME KEYWORD...: one line per response, the keywords' values joined by |, sorted
+got() {
+	local name=$1
+	shift
+	"$PY" - "$T/q$name" "$@" <<'PYEOF'
+import glob, sys, pydicom
+rows = []
+for f in sorted(glob.glob(sys.argv[1] + "/rsp*.dcm")):
+    d = pydicom.dcmread(f, force=True)
+    vals = [(d[k].value if k in d else "<absent>") for k in sys.argv[2:]]
+    rows.append("|".join("" if v is None else str(v) for v in vals))
+print("\n".join(sorted(rows)))
+PYEOF
+}
+S=1.2.826.0.1.3680043.2.1143.7.
+
+# ---- Patient Root ----
+find_ p1 FINDER -P -k QueryRetrieveLevel=PATIENT -k PatientName -k PatientID -k PatientBirthDate \
+	-k NumberOfPatientRelatedStudies -k NumberOfPatientRelatedInstances
+check "patient root, PATIENT level: succeeded" "[ $? -eq 0 ]" "$T/p1.log" "$T/err"
+got p1 PatientID PatientName PatientBirthDate NumberOfPatientRelatedStudies NumberOfPatientRelatedInstances \
+	QueryRetrieveLevel >"$T/p1.txt"
+cat >"$T/p1.want" <<EOF
+P1|DOE^JOHN|19700101|1|3|PATIENT
+P2|DOE^JANE|19800202|1|1|PATIENT
+P3|MÜLLER^ANN|19900303|1|1|PATIENT
+EOF
+check "PATIENT level: every patient of the collection, counts of the collection only, not P4" \
+	"diff '$T/p1.want' '$T/p1.txt' >'$T/p1.diff'" "$T/p1.diff"
+got p1 SpecificCharacterSet PatientID >"$T/p1cs.txt"
+check "UTF-8 name answered with SpecificCharacterSet ISO_IR 192" "grep -qx 'ISO_IR 192|P3' '$T/p1cs.txt'" "$T/p1cs.txt"
+check "3 pending responses, then success" \
+	"[ \$(grep -c 'Find Response [0-9]* (Pending)' '$T/p1.log') -eq 3 ] && grep -q 'Final Find Response (Success)' '$T/p1.log'" "$T/p1.log"
+
+find_ p2 FINDER -P -k QueryRetrieveLevel=PATIENT -k 'PatientName=DOE*' -k PatientID
+got p2 PatientID >"$T/p2.txt"
+check "wildcard PatientName=DOE*: P1 and P2 only" "[ \"\$(tr '\n' ' ' <'$T/p2.txt')\" = 'P1 P2 ' ]" "$T/p2.txt"
+
+find_ p3 FINDER -P -xi -k QueryRetrieveLevel=STUDY -k PatientID=P1 -k PatientName -k StudyInstanceUID \
+	-k StudyDate -k AccessionNumber -k ModalitiesInStudy
+check "patient root, STUDY level, implicit VR: succeeded" "[ $? -eq 0 ]" "$T/p3.log"
+got p3 StudyInstanceUID PatientName StudyDate AccessionNumber >"$T/p3.txt"
+check "STUDY level of P1: its default study, not the ctdept one" \
+	"[ \"\$(cat '$T/p3.txt')\" = '${S}1|DOE^JOHN|20240105|A1' ]" "$T/p3.txt"
+
+find_ p4 FINDER -P -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}1 -k SeriesInstanceUID -k Modality \
+	-k SeriesNumber -k NumberOfSeriesRelatedInstances
+got p4 SeriesInstanceUID Modality SeriesNumber NumberOfSeriesRelatedInstances QueryRetrieveLevel >"$T/p4.txt"
+printf '%s\n' "${S}1.1|CT|1|2|SERIES" "${S}1.2|SR|2|1|SERIES" >"$T/p4.want"
+check "patient root, SERIES level: both series with their counts" "diff '$T/p4.want' '$T/p4.txt' >'$T/p4.diff'" "$T/p4.diff"
+
+find_ p5 FINDER -P -k QueryRetrieveLevel=IMAGE -k SeriesInstanceUID=${S}1.1 -k SOPInstanceUID -k SOPClassUID \
+	-k InstanceNumber
+got p5 SOPInstanceUID SOPClassUID InstanceNumber >"$T/p5.txt"
+"$PY" -c '
+import glob, sys, pydicom
+rows = []
+for f in glob.glob(sys.argv[1] + "/*.dcm"):
+    d = pydicom.dcmread(f)
+    if d.SeriesInstanceUID == sys.argv[2]:
+        rows.append("%s|%s|%s" % (d.SOPInstanceUID, d.SOPClassUID, d.InstanceNumber))
+print("\n".join(sorted(rows)))' "$T/data/default" "${S}1.1" >"$T/p5.want"
+check "patient root, IMAGE level: the two instances as stored" "diff '$T/p5.want' '$T/p5.txt' >'$T/p5.diff'" \
+	"$T/p5.diff"
+
+# ---- Study Root ----
+find_ s1 FINDER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID -k PatientID -k StudyDate=20240101-20241231
+check "study root, STUDY level with a date range: succeeded" "[ $? -eq 0 ]" "$T/s1.log"
+got s1 StudyInstanceUID PatientID >"$T/s1.txt"
+printf '%s\n' "${S}1|P1" "${S}2|P2" >"$T/s1.want"
+check "date range 2024: studies 1 and 2 (3 is of 2023, 4 and 5 of ctdept)" "diff '$T/s1.want' '$T/s1.txt' >'$T/s1.diff'" \
+	"$T/s1.diff"
+find_ s2 FINDER -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID=${S}2 -k SOPInstanceUID -k PatientName
+got s2 PatientName QueryRetrieveLevel >"$T/s2.txt"
+check "study root, IMAGE level" "[ \"\$(cat '$T/s2.txt')\" = 'DOE^JANE|IMAGE' ]" "$T/s2.txt"
+find_ s3 FINDER -S -k QueryRetrieveLevel=PATIENT -k PatientID
+check "study root has no PATIENT level: A900H" "grep -q 'DataSetDoesNotMatchSOPClass' '$T/s3.log'" "$T/s3.log"
+
+# ---- access ----
+find_ c1 CTFINDER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID -k PatientID
+got c1 StudyInstanceUID PatientID >"$T/c1.txt"
+printf '%s\n' "${S}4|P1" "${S}5|P4" >"$T/c1.want"
+check "a peer bound to ctdept sees its two studies only" "diff '$T/c1.want' '$T/c1.txt' >'$T/c1.diff'" "$T/c1.diff"
+find_ c2 CTFINDER -P -k QueryRetrieveLevel=PATIENT -k PatientID -k NumberOfPatientRelatedStudies
+got c2 PatientID NumberOfPatientRelatedStudies >"$T/c2.txt"
+printf '%s\n' "P1|1" "P4|1" >"$T/c2.want"
+check "its PATIENT level: P1 and P4, one study each" "diff '$T/c2.want' '$T/c2.txt' >'$T/c2.diff'" "$T/c2.diff"
+find_ c3 NOFIND -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID
+rc=$?
+check "a peer without the find right: refused" \
+	"[ $rc -ne 0 ] && [ -z \"\$(ls '$T/qc3')\" ]" "$T/c3.log"
+
+# ---- C-CANCEL ----
+# findscu --cancel sends its C-CANCEL after the first response, by which
+# time 5 small answers are all sent: only that the server goes on is
+# checked with it; the status is checked with a C-CANCEL sent right
+# behind the C-FIND (lib/dul.py), then with the C-FIND alone
+find_ k1 FINDER -S --cancel 1 -k QueryRetrieveLevel=IMAGE -k SOPInstanceUID
+check "findscu --cancel: the C-FIND ends" "grep -q 'Received Final Find Response' '$T/k1.log'" "$T/k1.log"
+cat >"$T/cancel.py" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[1] + "/tests/integration/lib")
+import dul
+port, d = int(sys.argv[2]), sys.argv[3]
+def run(cancel, intrude=False):
+    s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
+    s.sendall(dul.assoc_rq("FINDER", "DICOMVAULT", [(1, dul.FIND_STUDY, [dul.IMPLICIT])]))
+    t, _ = dul.read_pdu(s)
+    assert t == 2, t
+    rq = dul.command({0x00000002: dul.FIND_STUDY, 0x00000100: 0x0020, 0x00000110: 7, 0x00000700: 0,
+                      0x00000800: 0x0000})
+    ident = dul.dataset({0x00080052: "IMAGE", 0x00080018: ""})
+    out = dul.pdata(1, rq, True) + dul.pdata(1, ident, False)
+    if cancel:
+        out += dul.pdata(1, dul.command({0x00000100: 0x0FFF, 0x00000120: 7, 0x00000800: 0x0101}), True)
+    if intrude:   # a second operation while the C-FIND runs (window 1/1)
+        out += dul.pdata(1, dul.command({0x00000002: dul.FIND_STUDY, 0x00000100: 0x0020, 0x00000110: 8,
+                                         0x00000700: 0, 0x00000800: 0x0000}), True)
+    s.sendall(out)
+    if intrude:
+        while True:
+            t, body = dul.read_pdu(s)
+            if t != 4:
+                print("intrude", "A-ABORT source %d" % body[2] if t == 7 else t)
+                return
+    m = dul.Messages(s)
+    pending = 0
+    while True:
+        c, _ = m.next()
+        st = dul.us(c[0x00000900])
+        assert dul.us(c[0x00000120]) == 7
+        if st in (0xFF00, 0xFF01):
+            pending += 1
+            continue
+        break
+    s.sendall(dul.RELEASE_RQ)
+    t, _ = dul.read_pdu(s)
+    print("cancel" if cancel else "plain", "%04X" % st, pending, "released" if t == 6 else t)
+run(True)
+run(False)
+run(False, True)
+PYEOF
+"$PY" "$T/cancel.py" "$ROOT" "$DP" "$T" >"$T/cancel" 2>&1
+check "C-CANCEL right behind the C-FIND: FE00H before any match" "grep -qx 'cancel FE00 0 released' '$T/cancel'" \
+	"$T/cancel" "$T/err"
+check "the same C-FIND without it: 5 matches, 0000H (implicit VR, raw client)" \
+	"grep -qx 'plain 0000 5 released' '$T/cancel'" "$T/cancel"
+check "a second operation during a C-FIND: A-ABORT" "grep -qx 'intrude A-ABORT source 0' '$T/cancel'" \
+	"$T/cancel"
+echoscu -to 10 -ta 10 -td 10 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "$DP" >"$T/e1" 2>&1
+check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
+
+nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
+check "one query audit record per C-FIND with the peer as actor ($nq)" \
+	"[ $nq -eq 14 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+check "server still running" "kill -0 $SRV"
+kill -TERM "$SRV"
+for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
+wait "$SRV" 2>/dev/null
+rc=$?
+SRV=
+check "server stops cleanly on SIGTERM" "[ $rc -eq 0 ]" "$T/err"
+"$DV" audit verify --vault "$T/v" >"$T/av" 2>&1
+check "audit trail intact" "[ $? -eq 0 ]" "$T/av"
