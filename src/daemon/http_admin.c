@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "dicomvault/audit.h"
 #include "dicomvault/index.h"
+#include "dicomvault/store.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
@@ -387,4 +389,143 @@ enum MHD_Result http_grants(struct http_req *r)
 		json_decref(o);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	}
+}
+
+/* ---- the audit trail for auditors: GET /api/audit ---- */
+
+#define AUDIT_API_MAX 1000   /* records of one answer (the most recent that match) */
+
+struct aq {
+	const char *user, *action;
+	char patient[65];
+	int64_t from, to;
+	/* a ring of the last AUDIT_API_MAX matching lines */
+	char **ring;
+	size_t n, head;
+	uint64_t matched;
+	bool nomem;
+};
+
+static int64_t line_time(json_t *o)
+{
+	const char *t = json_string_value(json_object_get(o, "time"));
+	char d[21];
+	int64_t out = 0;
+
+	if (t == NULL || strlen(t) < 20)
+		return 0;
+	memcpy(d, t, 19);
+	d[19] = 'Z';
+	d[20] = 0;
+	return users_parse_time(d, 0, &out) == ERR_OK ? out : 0;
+}
+
+static int aq_line(void *ctx, const char *line, size_t n)
+{
+	struct aq *q = ctx;
+	json_t *o = json_loadb(line, n, 0, NULL), *a, *ob;
+	const char *action, *user, *pat;
+	int64_t t;
+	bool keep;
+
+	if (o == NULL)
+		return 0;
+	action = json_string_value(json_object_get(o, "action"));
+	a = json_object_get(o, "actor");
+	ob = json_object_get(o, "objects");
+	user = a ? json_string_value(json_object_get(a, "user")) : NULL;
+	pat = ob ? json_string_value(json_object_get(ob, "patient")) : NULL;
+	t = line_time(o);
+	keep = action != NULL && strcmp(action, "checkpoint") != 0 &&
+	       (q->action == NULL || strcmp(action, q->action) == 0) &&
+	       (q->user == NULL || (user != NULL && strcmp(user, q->user) == 0)) &&
+	       (q->patient[0] == 0 || (pat != NULL && strcmp(pat, q->patient) == 0)) &&
+	       (q->from == 0 || t >= q->from) && (q->to == 0 || t < q->to);
+	json_decref(o);
+	if (!keep)
+		return 0;
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	free(q->ring[q->head]);
+	q->ring[q->head] = strndup(line, n);
+	if (q->ring[q->head] == NULL)
+		q->nomem = true;
+	q->head = (q->head + 1) % AUDIT_API_MAX;
+	if (q->n < AUDIT_API_MAX)
+		q->n++;
+	q->matched++;
+	return 0;
+}
+
+enum MHD_Result http_audit(struct http_req *r)
+{
+	struct vault *v = r->srv->vault;
+	struct audit_verify_opts vo;
+	struct audit_verify_result vr;
+	char path[VAULT_PATH_MAX + 64], count[32];
+	const char *pid, *from, *to, *extra[3] = { NULL, NULL, NULL };
+	struct aq q;
+	struct wbuf w;
+	enum MHD_Result res;
+	size_t i;
+	enum err rc;
+
+	if (v == NULL)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	if (http_access(r, ACCESS_ACT_READ_AUDIT, NULL) != ACCESS_YES) {
+		(void)dw_audit_obj(r, AUDIT_VIEW, AUDIT_FAILURE, "refused: read-audit", NULL, NULL, NULL, NULL);
+		return http_problem(r, MHD_HTTP_FORBIDDEN, "your role does not allow reading the audit trail", NULL);
+	}
+	memset(&q, 0, sizeof q);
+	q.user = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "user");
+	q.action = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "action");
+	pid = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "patient");
+	from = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "from");
+	to = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "to");
+	if ((q.user != NULL && !users_name_ok(q.user)) || (q.action != NULL && strlen(q.action) > AUDIT_ACTION_MAX) ||
+	    (from != NULL && users_parse_time(from, (int64_t)time(NULL), &q.from) != ERR_OK) ||
+	    (to != NULL && users_parse_time(to, (int64_t)time(NULL), &q.to) != ERR_OK) ||
+	    (pid != NULL && (pid[0] == 0 || strlen(pid) > 64)))
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "parameters: user=NAME, action=A, patient=ID, from=T, to=T "
+		                    "(T: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd])", NULL);
+	if (pid != NULL) {
+		uint8_t h[32];
+		if (store_patient_key(v, pid, NULL, h) != ERR_OK)
+			return http_problem(r, MHD_HTTP_BAD_REQUEST, "patient: an empty ID", NULL);
+		for (i = 0; i < 32; i++)
+			snprintf(q.patient + 2 * i, 3, "%02x", h[i]);
+	}
+	q.ring = calloc(AUDIT_API_MAX, sizeof *q.ring);
+	if (q.ring == NULL)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	snprintf(path, sizeof path, "%s/" AUDIT_LOG_PATH, v->dir);
+	memset(&vo, 0, sizeof vo);
+	vo.pk = v->audit_pk;
+	vo.on_record = aq_line;
+	vo.ctx = &q;
+	rc = audit_verify_ex(path, &vo, &vr);
+	wbuf_init(&w, (size_t)AUDIT_API_MAX * (AUDIT_LINE_MAX + 2) + 16);
+	wbuf_putc(&w, '[');
+	for (i = 0; i < q.n; i++) {
+		size_t k = (q.head + AUDIT_API_MAX - q.n + i) % AUDIT_API_MAX;
+		if (i)
+			wbuf_putc(&w, ',');
+		if (q.ring[k])
+			wbuf_puts(&w, q.ring[k]);
+	}
+	wbuf_putc(&w, ']');
+	snprintf(count, sizeof count, "%llu", (unsigned long long)q.matched);
+	extra[0] = "X-Total-Count";
+	extra[1] = count;
+	if (rc != ERR_OK || q.nomem || wbuf_err(&w) != ERR_OK)
+		res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the audit trail cannot be read", NULL);
+	else if (vr.fault != AUDIT_OK)
+		res = http_problem(r, MHD_HTTP_CONFLICT, "the audit trail is damaged: run 'dicomvault audit verify'", NULL);
+	else
+		res = http_send(r, MHD_HTTP_OK, "application/json", w.p, w.len, 0, extra);
+	wbuf_fini(&w);
+	for (i = 0; i < AUDIT_API_MAX; i++)
+		free(q.ring[i]);
+	free(q.ring);
+	return res;
 }

@@ -128,6 +128,7 @@ enum MHD_Result http_page_login_css(struct http_req *r);
 enum MHD_Result http_break_glass(struct http_req *r);
 enum MHD_Result http_users(struct http_req *r);
 enum MHD_Result http_grants(struct http_req *r);
+enum MHD_Result http_audit(struct http_req *r);
 /* DICOMweb (dicomweb.c): STOW-RS, WADO-RS instance, WADO-URI. */
 enum MHD_Result dicomweb_begin(struct http_req *r);
 enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n);

@@ -133,6 +133,7 @@ const struct http_route http_routes[] = {
 	{ "/api/users", "users", "GET, HEAD, POST", false, false, http_users, false, NULL, NULL, NULL },
 	{ "/api/grants", "grants", "GET, HEAD, POST", false, false, http_grants, false, NULL, NULL, NULL },
 	{ "/api/grants/", "grants", "DELETE", false, false, http_grants, true, NULL, NULL, NULL },
+	{ "/api/audit", "audit", "GET, HEAD", false, false, http_audit, false, NULL, NULL, NULL },
 	{ "/dicom-web/", "dicomweb", "GET, HEAD, POST", false, false, dicomweb_end, true, dicomweb_begin,
 	  dicomweb_body, dicomweb_done },
 	{ "/wado", "wado-uri", "GET, HEAD", false, false, dicomweb_wado_uri, false, NULL, NULL, NULL },

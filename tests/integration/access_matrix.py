@@ -383,6 +383,26 @@ try:
                                                              "scope": "study:1.2.x"}),
                          {"Content-Type": "application/json"})
     check("POST /api/grants with a bad scope: 400", st == 400, st)
+    # the audit trail for auditors: GET /api/audit (read-audit)
+    for role in ROLES:
+        tok = tokens[role]
+        if tok is None:
+            continue
+        st, data = as_user(v, tok, "GET", "/api/audit?action=break-glass")
+        want = 200 if M["read-audit"][role] == "yes" else 403
+        check(f"read-audit {role}: GET /api/audit {want}", st == want, (st, data[:120]))
+        if st == 200:
+            recs = json.loads(data)
+            check(f"read-audit {role}: the break-glass records, and only those",
+                  recs and all(r["action"] == "break-glass" for r in recs), len(recs))
+            st, data = as_user(v, tok, "GET", "/api/audit?patient=MX-Cardiology&action=retrieve")
+            who = {r["actor"].get("user") for r in json.loads(data)} if st == 200 else set()
+            check(f"read-audit {role}: by patient ID (accounting of disclosures)",
+                  st == 200 and "u_physician" in who, (st, who))
+            for bad in ("?from=yesterday", "?user=a%20b", "?patient=", "?to=2026-13-01"):
+                st, _ = as_user(v, tok, "GET", "/api/audit" + bad)
+                check(f"read-audit {role}: /api/audit{bad} is 400", st == 400, st)
+
     # accounting: audit report
     p = cli("audit", "report", "--vault", v.dir, "--break-glass", "--json")
     recs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
