@@ -15,7 +15,10 @@
 #      QIDO-RS latency, peak RSS (BENCH_SERVERS=0 skips it; BENCH_QIDO_LARGE=1
 #      adds the 100,000-study QIDO set);
 #   6. the machine's own limits: SHA-256, AES-256-GCM, fsync'd writes
-#      (bench/limits_bench).
+#      (bench/limits_bench);
+#   7. the cost of authorisation: QIDO/WADO latency with 10,000 grants and
+#      100 collections against one admin (bench/access_bench.py;
+#      BENCH_ACCESS=0 skips it).
 # Writes bench/out/results.md and prints it. See docs/BENCH.md.
 # Every figure is the best of several runs: 2 x BENCH_REPS (default 5) runs
 # of each command over the CT series (short, hence noisy) and passes of
@@ -397,6 +400,17 @@ if [ "${BENCH_SERVERS:-1}" != 0 ]; then
 	"$PY" bench/server_bench.py "$DV" bench/corpus "$OUT" || die "server benchmark failed"
 fi
 
+# ---- 7. the cost of authorisation (issue 4) ----
+# bench/access_bench.py: QIDO and WADO metadata latency for the admin (one
+# grant) against a physician in a vault of 100 collections and 10,000 grants
+# (and a user holding 10,000 grants of its own). BENCH_ACCESS=0 skips it.
+ACC_MD=$OUT/access.md
+rm -f "$ACC_MD"
+if [ "${BENCH_ACCESS:-1}" != 0 ]; then
+	echo "== 7. authorisation cost"
+	"$PY" bench/access_bench.py "$DV" >"$ACC_MD" || die "access benchmark failed"
+fi
+
 # ---- 6. the machine's own limits ----
 echo "== 6. machine limits"
 LB=$B/bench/limits_bench
@@ -459,6 +473,10 @@ RES=$OUT/results.md
 	echo "| stream ${MF_MB} MB multi-frame, peak RSS MB | $S_RSS | | | < 32 | $(status "$S_RSS < 32" "$S_RSS < 32") |"
 	echo "| de-identify $NCT CT files (basic profile) vs gdcmanon, MB/s | $(n0 "$DV_MW") / $(n0 "$DV_MC") | $(n0 "$GD_MW") / $(n0 "$GD_MC") | ${RGD_W}x / ${RGD_C}x | >= 4x | $(status "$RGD_W >= 4" "$RGD_C >= 4") |"
 	[ -f "$OUT/server_targets.md" ] && cat "$OUT/server_targets.md"
+	if [ -f "$ACC_MD" ]; then
+		ACC_RATIO=$(sed -n 's/.*worst ratio \([0-9.]*\)).*/\1/p' "$ACC_MD")
+		echo "| QIDO and WADO p50, a physician among 10,000 grants and 100 collections, against the admin | ${ACC_RATIO}x | | | <= 1.10x | $(status "${ACC_RATIO:-9} <= 1.10" "${ACC_RATIO:-9} <= 1.10") |"
+	fi
 	echo
 	echo "## 1. Metadata parse of $NCT CT files (512x512, ~527 KB each)"
 	echo
@@ -507,6 +525,12 @@ RES=$OUT/results.md
 {
 	echo
 	[ -f "$SRV_MD" ] && cat "$SRV_MD" && echo
+	if [ -f "$ACC_MD" ]; then
+		echo "## 7. The cost of authorisation (bench/access_bench.py)"
+		echo
+		cat "$ACC_MD"
+		echo
+	fi
 	echo "## 6. The machine's own limits (what the ingest path is made of)"
 	echo
 	echo "MB/s = 10^6 bytes per second; best of 3. The CPU flags include $(grep -o -w -E 'sha_ni|aes|vaes|avx2|avx512f' /proc/cpuinfo | sort -u | tr '\n' ' ')."

@@ -266,6 +266,9 @@ struct index_ops {
 	 * the stored ones: put (an existing pseudo is kept), get (ERR_NOTFOUND). */
 	enum err (*pseudo_put)(struct index_store *s, const char *pseudo, const char *real);
 	enum err (*pseudo_get)(struct index_store *s, const char *pseudo, char real[IDX_UID_MAX + 1]);
+	/* A counter that every grant_put and grant_revoke increments (in
+	 * whichever process): equal values mean the grants did not change. */
+	enum err (*grants_generation)(struct index_store *s, int64_t *gen);
 };
 
 struct index_store {

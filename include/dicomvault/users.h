@@ -72,8 +72,14 @@ WUR enum err users_revoke(struct vault *v, const struct users_actor *by, int64_t
 /* The grants of a user in force at now, as the policy reads them, after
  * checking the account (ERR_AUTH if disabled, expired or unknown). *out is
  * malloc'd (the caller frees it); at most ACCESS_MAX_GRANTS. Takes
- * v->ix_lock if set. Nothing is cached: every request calls this. */
+ * v->ix_lock if set. The account is read every time; the grants are kept
+ * between calls only while the index's grants generation (bumped by every
+ * grant and revocation, in any process) is unchanged, and their times are
+ * checked at each call, so a change or an expiry takes effect at once. */
 WUR enum err users_grants_now(struct vault *v, int64_t user_id, int64_t now, struct access_grant **out, size_t *n);
+
+/* Drops what users_grants_now keeps of v's grants (vault_close calls it). */
+void users_forget(const struct vault *v);
 
 /* "2026-11-30", "2026-11-30T17:00", "2026-11-30T17:00:00Z" or with an
  * offset (+01:00), "@UNIXSECONDS", or "+N" with s, m, h or d (from now).

@@ -141,7 +141,7 @@ static const char tok_schema[] =
  * table of their own. */
 enum grant_stmt_id {
 	G_USER_BY_ID, G_USER_LIST, G_INS, G_BY_ID, G_LIST_USER, G_LIST_USER_ALL, G_LIST, G_LIST_ALL, G_REVOKE,
-	G_PSEUDO_PUT, G_PSEUDO_GET,
+	G_PSEUDO_PUT, G_PSEUDO_GET, G_GEN_GET, G_GEN_BUMP,
 	G__COUNT
 };
 
@@ -162,6 +162,8 @@ static const char *const grant_sql[G__COUNT] = {
 	[G_REVOKE] = "UPDATE grants SET revoked = ?2 WHERE id = ?1 AND revoked = 0",
 	[G_PSEUDO_PUT] = "INSERT OR IGNORE INTO pseudo_uids (pseudo, real) VALUES (?1, ?2)",
 	[G_PSEUDO_GET] = "SELECT real FROM pseudo_uids WHERE pseudo = ?1",
+	[G_GEN_GET] = "SELECT CAST(v AS INTEGER) FROM meta WHERE k = 'grants_gen'",
+	[G_GEN_BUMP] = "UPDATE meta SET v = CAST(v AS INTEGER) + 1 WHERE k = 'grants_gen'",
 };
 
 static const char grant_schema[] =
@@ -172,7 +174,8 @@ static const char grant_schema[] =
 	" break_glass INTEGER NOT NULL DEFAULT 0, created INTEGER NOT NULL, created_by TEXT NOT NULL,"
 	" revoked INTEGER NOT NULL DEFAULT 0);"
 	"CREATE INDEX IF NOT EXISTS grants_user ON grants(user_id, revoked);"
-	"CREATE TABLE IF NOT EXISTS pseudo_uids (pseudo TEXT PRIMARY KEY, real TEXT NOT NULL) WITHOUT ROWID;";
+	"CREATE TABLE IF NOT EXISTS pseudo_uids (pseudo TEXT PRIMARY KEY, real TEXT NOT NULL) WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO meta (k, v) VALUES ('grants_gen', '0');";
 
 struct sq_store {
 	struct index_store base;
@@ -1402,6 +1405,8 @@ static enum err sq_grant_put(struct index_store *bs, struct idx_grant *g)
 	rc = exec_done(s, q, "grant_put");
 	if (rc == ERR_OK)
 		g->id = sqlite3_last_insert_rowid(s->db);
+	if (rc == ERR_OK)
+		rc = exec_done(s, gstmt(s, G_GEN_BUMP), "grant_put");
 	return rc;
 }
 
@@ -1458,6 +1463,8 @@ static enum err sq_grant_revoke(struct index_store *bs, int64_t id, int64_t when
 	rc = exec_done(s, q, "grant_revoke");
 	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
 		rc = sq_grant_by_id(bs, id, &g) == ERR_OK ? ERR_DENIED : ERR_NOTFOUND;
+	else if (rc == ERR_OK)
+		rc = exec_done(s, gstmt(s, G_GEN_BUMP), "grant_revoke");
 	return rc;
 }
 
@@ -1481,6 +1488,18 @@ static enum err sq_pseudo_get(struct index_store *bs, const char *pseudo, char r
 	rc = step_one(s, q, "pseudo_get");
 	if (rc == ERR_OK)
 		col_text(q, 0, real, IDX_UID_MAX + 1);
+	sqlite3_reset(q);
+	return rc;
+}
+
+static enum err sq_grants_generation(struct index_store *bs, int64_t *gen)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = gstmt(s, G_GEN_GET);
+	enum err rc = step_one(s, q, "grants_generation");
+
+	if (rc == ERR_OK)
+		*gen = sqlite3_column_int64(q, 0);
 	sqlite3_reset(q);
 	return rc;
 }
@@ -1551,6 +1570,7 @@ static const struct index_ops sq_ops = {
 	.grant_revoke = sq_grant_revoke,
 	.pseudo_put = sq_pseudo_put,
 	.pseudo_get = sq_pseudo_get,
+	.grants_generation = sq_grants_generation,
 };
 
 enum err index_sqlite_open(const char *path, struct index_store **out)

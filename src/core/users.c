@@ -3,6 +3,7 @@
  * each audited with who made the change; and the grants in force for one
  * request, read from the index every time. Layer: core. */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,21 +356,128 @@ static enum err collect_one(void *ctx, const struct idx_grant *ig)
 	return ERR_OK;
 }
 
+/* The grants of recent users, tagged with the index's grants generation
+ * read before they were loaded: reused only while the generation is the
+ * same, i.e. while no grant was added or revoked anywhere (by this server
+ * or the command line). Times are checked at each use, so an expiry still
+ * takes effect at once; the account itself is read every time. */
+#define GRANT_CACHE 32u
+
+struct gcache {
+	const struct vault *v;
+	int64_t user_id, gen;
+	struct access_grant *g;
+	size_t n;
+	uint64_t used;
+};
+
+static struct gcache gcache[GRANT_CACHE];
+static uint64_t gcache_clock;
+static pthread_mutex_t gcache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bool cache_get(const struct vault *v, int64_t user_id, int64_t gen, int64_t now, struct access_grant **out,
+                      size_t *n)
+{
+	bool hit = false;
+	size_t i, k;
+
+	pthread_mutex_lock(&gcache_mu);
+	for (i = 0; i < GRANT_CACHE; i++) {
+		struct gcache *c = &gcache[i];
+		if (c->v != v || c->user_id != user_id || c->gen != gen || c->g == NULL)
+			continue;
+		*out = malloc((c->n ? c->n : 1) * sizeof **out);
+		if (*out != NULL) {
+			for (k = 0, *n = 0; k < c->n; k++)
+				if (c->g[k].expires == 0 || now < c->g[k].expires)
+					(*out)[(*n)++] = c->g[k];
+			c->used = ++gcache_clock;
+			hit = true;
+		}
+		break;
+	}
+	pthread_mutex_unlock(&gcache_mu);
+	return hit;
+}
+
+static void cache_put(const struct vault *v, int64_t user_id, int64_t gen, const struct access_grant *g, size_t n)
+{
+	struct gcache *victim = &gcache[0];
+	struct access_grant *copy = malloc((n ? n : 1) * sizeof *copy);
+	size_t i;
+
+	if (copy == NULL)
+		return;
+	if (n > 0)
+		memcpy(copy, g, n * sizeof *copy);
+	pthread_mutex_lock(&gcache_mu);
+	for (i = 0; i < GRANT_CACHE; i++) {
+		struct gcache *c = &gcache[i];
+		if (c->v == v && c->user_id == user_id) {
+			victim = c;
+			break;
+		}
+		if (c->used < victim->used)
+			victim = c;
+	}
+	free(victim->g);
+	victim->v = v;
+	victim->user_id = user_id;
+	victim->gen = gen;
+	victim->g = copy;
+	victim->n = n;
+	victim->used = ++gcache_clock;
+	pthread_mutex_unlock(&gcache_mu);
+}
+
+void users_forget(const struct vault *v)
+{
+	size_t i;
+
+	pthread_mutex_lock(&gcache_mu);
+	for (i = 0; i < GRANT_CACHE; i++)
+		if (gcache[i].v == v) {
+			free(gcache[i].g);
+			memset(&gcache[i], 0, sizeof gcache[i]);
+		}
+	pthread_mutex_unlock(&gcache_mu);
+}
+
+/* The grants of g[0..n) not expired at now, in place. */
+static size_t drop_expired(struct access_grant *g, size_t n, int64_t now)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++)
+		if (g[i].expires == 0 || now < g[i].expires)
+			g[k++] = g[i];
+	return k;
+}
+
 enum err users_grants_now(struct vault *v, int64_t user_id, int64_t now, struct access_grant **out, size_t *n)
 {
 	struct collect c;
 	struct idx_user u;
-	bool locked = false;
+	bool locked = false, have_gen = false;
+	int64_t gen = 0;
 	enum err rc;
 
 	memset(&c, 0, sizeof c);
-	c.now = now;
+	c.now = 0;   /* every grant not revoked: times are checked per call */
 	lock(v, &locked);
 	rc = v->ix->ops->user_by_id(v->ix, user_id, &u);
 	if (rc == ERR_OK && (u.disabled || (u.expires != 0 && u.expires <= now)))
 		rc = ERR_AUTH;
 	else if (rc == ERR_NOTFOUND)
 		rc = ERR_AUTH;
+	if (rc == ERR_OK && v->ix->ops->grants_generation != NULL &&
+	    v->ix->ops->grants_generation(v->ix, &gen) == ERR_OK) {
+		have_gen = true;
+		if (cache_get(v, user_id, gen, now, out, n)) {
+			unlock(v, &locked);
+			return ERR_OK;
+		}
+	}
 	if (rc == ERR_OK)
 		rc = v->ix->ops->grant_list(v->ix, user_id, false, collect_one, &c);
 	unlock(v, &locked);
@@ -377,8 +485,10 @@ enum err users_grants_now(struct vault *v, int64_t user_id, int64_t now, struct 
 		free(c.g);
 		return rc;
 	}
+	if (have_gen)
+		cache_put(v, user_id, gen, c.g, c.n);
 	*out = c.g;
-	*n = c.n;
+	*n = drop_expired(c.g, c.n, now);
 	return ERR_OK;
 }
 

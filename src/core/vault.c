@@ -601,6 +601,8 @@ out:
 
 void vault_close(struct vault *v)
 {
+	if (v != NULL)
+		users_forget(v);
 	if (v == NULL)
 		return;
 	if (v->ix != NULL)

@@ -426,6 +426,9 @@ try:
     p = cli("audit", "verify", "--vault", v.dir)
     check("the audit chain verifies", p.returncode == 0, p.stdout + p.stderr)
 finally:
-    shutil.rmtree(T, ignore_errors=True)
+    if not os.environ.get('KEEPDIR'):
+        shutil.rmtree(T, ignore_errors=True)
+    else:
+        print('# kept', T)
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

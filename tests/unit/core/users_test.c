@@ -164,6 +164,37 @@ TEST(grants_now)
 	CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_OK);
 	free(g);
 	CHECK(users_set_disabled(v, &by, "nobody", true, why, sizeof why) == ERR_NOTFOUND);
+	/* the grants kept between calls follow changes made by another process
+	 * (here: a second open of the same vault) at once */
+	{
+		struct vault_open_opts vo;
+		struct vault *v2 = NULL;
+		size_t before = 0;
+		int64_t gid = 0;
+		memset(&vo, 0, sizeof vo);
+		CHECK(vault_open(dir, &vo, &v2, why, sizeof why) == ERR_OK);
+		CHECK(users_grants_now(v, u.id, now, &g, &before) == ERR_OK);
+		free(g);
+		CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_OK && n == before);   /* from the cache */
+		free(g);
+		r.user = "dana";
+		r.scope = "*";
+		r.with_priors = false;
+		r.not_before = 0;
+		r.expires = now + 1000;
+		CHECK(v2 != NULL && users_grant(v2, &by, &r, &gid, why, sizeof why) == ERR_OK);
+		CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_OK && n == before + 1);
+
+		free(g);
+		/* an expiry is checked at each call, also on kept grants (at now+1000
+		 * the new grant and the study grant of now+50 have both expired) */
+		CHECK(users_grants_now(v, u.id, now + 1000, &g, &n) == ERR_OK && n == before - 1);
+		free(g);
+		CHECK(v2 != NULL && users_revoke(v2, &by, gid, why, sizeof why) == ERR_OK);
+		CHECK(users_grants_now(v, u.id, now, &g, &n) == ERR_OK && n == before);
+		free(g);
+		vault_close(v2);
+	}
 	CHECK(users_grants_now(v, 424242, now, &g, &n) == ERR_AUTH);
 	secret_free(pw);
 	secret_free(b32);
