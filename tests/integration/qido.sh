@@ -307,6 +307,15 @@ check "the server keeps serving" "[ \$(code alive) = 200 ] && kill -0 $SRV"
 q again "studies?PatientID=QIDO-PID-001"
 check "and still answers queries" "js again 'N == 1'"
 
+# ---- keep-alive: DICOMweb GETs reuse the connection (each new one is a
+# TLS handshake; libmicrohttpd closed it after a response queued during the
+# headers) ----
+curl -s -v --tlsv1.3 --cacert "$T/v/keys/tls.crt" -H "$AUTH" -H 'Accept: application/dicom+json' \
+	-o /dev/null -o /dev/null -o /dev/null "$U/dicom-web/studies?limit=1" "$U/dicom-web/studies?limit=2" \
+	"$U/api/auth/whoami" 2>"$T/keepalive.err"
+check "three requests on one connection (no Connection: close)" \
+	"[ \$(grep -c 'Re-using existing connection' $T/keepalive.err) -ge 2 ] && ! grep -qi '< Connection: close' $T/keepalive.err"
+
 # ---- at rest, audit ----
 check "no patient name, ID or accession in the vault" "! grep -rqaE 'Doe\\^J|QIDO-PID|smith\\^johnny|D_E\\^Under|ACC-100|Thorax study' $T/v"
 "$DV" audit verify --vault "$T/v" >"$T/verify.out" 2>&1
