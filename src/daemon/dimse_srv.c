@@ -145,8 +145,9 @@ enum err dimse_assoc_send_cmd(struct dimse_assoc *a, uint8_t pcid, const struct 
 
 static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n);
 
-enum err dimse_assoc_poll(struct dimse_assoc *a,
-                          void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+/* dimse_assoc_poll (wait_ms 0) and dimse_assoc_wait (the idle timeout). */
+static enum err assoc_read(struct dimse_assoc *a, int wait_ms,
+                           void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
 {
 	struct pollfd pf = { a->fd, POLLIN, 0 };
 	struct ul_event ev;
@@ -161,10 +162,10 @@ enum err dimse_assoc_poll(struct dimse_assoc *a,
 	if (a->rx_off >= a->rx_n) {
 		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
 			do
-				pr = poll(&pf, 1, 0);
+				pr = poll(&pf, 1, wait_ms);
 			while (pr < 0 && errno == EINTR);
 			if (pr == 0)
-				return ERR_OK;
+				return wait_ms > 0 ? ERR_AGAIN : ERR_OK;
 		}
 		n = conn_recv(a, a->rx, RECV_BUF);
 		if (n <= 0) {
@@ -193,6 +194,20 @@ enum err dimse_assoc_poll(struct dimse_assoc *a,
 	if (!a->failed && dimse_assoc_flush(a) != ERR_OK)
 		return ERR_IO;
 	return a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8) ? ERR_IO : ERR_OK;
+}
+
+enum err dimse_assoc_poll(struct dimse_assoc *a,
+                          void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+{
+	return assoc_read(a, 0, fn, ctx);
+}
+
+enum err dimse_assoc_wait(struct dimse_assoc *a,
+                          void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+{
+	unsigned idle_ms = a->o->idle_ms ? a->o->idle_ms : DEFAULT_IDLE_MS;
+
+	return assoc_read(a, (int)idle_ms, fn, ctx);
 }
 
 /* ---- the A-ASSOCIATE-RQ ---- */
@@ -254,6 +269,7 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 {
 	const struct peer *pe;
 	struct ul_policy pol;
+	struct ul_syntax syn[DIMSE_SVC_MAX_SYN];
 	struct pdu_assoc *trial = NULL;
 	const char *why = NULL;
 	char reason[160];
@@ -272,7 +288,7 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 		log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
 		return ul_reject(&a->u, 1, 1, 3);
 	}
-	dimse_svc_policy(pe, &pol);
+	dimse_svc_policy(pe, syn, &pol);
 	trial = malloc(sizeof *trial);
 	if (trial == NULL)
 		return ERR_NOMEM;
