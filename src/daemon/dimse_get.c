@@ -1,16 +1,21 @@
-/* dimse_get.c: the C-GET SCP of the DICOM listener (PS3.4 C.4.3), Patient
- * Root and Study Root information models. The identifier names patients,
- * studies, series or instances by their unique keys (UID lists allowed);
- * it is resolved with the query engine at the instance level, the peer's
- * collection as the access filter. Each instance is sent back on the same
- * association as a C-STORE-RQ sub-operation, over a presentation context
- * the requestor proposed for its SOP class and stored transfer syntax with
- * the SCP role (SCP/SCU role selection): the stored object's data set (the
- * file minus its preamble and File Meta Information, never transcoded),
- * read through retrieve_read (authenticated, fixity checked at its end).
- * After each sub-operation a pending C-GET-RSP with the counts; then the
- * final status (0000H, B000H, A702H, FE00H on C-CANCEL). One audit record
- * ("retrieve") per C-GET. Layer: daemon. */
+/* dimse_get.c: the C-GET and C-MOVE SCPs of the DICOM listener (PS3.4
+ * C.4.3, C.4.2), Patient Root and Study Root information models. The
+ * identifier names patients, studies, series or instances by their unique
+ * keys (UID lists allowed); it is resolved with the query engine at the
+ * instance level, the peer's collection as the access filter. Each
+ * instance is sent as a C-STORE-RQ sub-operation: for C-GET on the same
+ * association, over a presentation context the requestor proposed for its
+ * SOP class with the SCP role (SCP/SCU role selection); for C-MOVE on a
+ * DICOM-TLS association we request to the Move Destination (a [peer] with
+ * host and port, its certificate checked as for an incoming one). The
+ * stored object's data set goes as stored (the file minus its preamble and
+ * File Meta Information), read through retrieve_read (authenticated,
+ * fixity checked at its end), or, when no context has its transfer syntax
+ * and it is native, re-encoded for a native one (pixel data is never
+ * compressed or decompressed). After each sub-operation a pending response
+ * with the counts; then the final status (0000H, B000H, A702H, FE00H on
+ * C-CANCEL, with the Failed SOP Instance UID List). One audit record
+ * ("retrieve") per C-GET or C-MOVE. Layer: daemon. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +44,11 @@
 bool dimse_get_model(const char *sop_class)
 {
 	return strcmp(sop_class, DIMSE_GET_PATIENT_ROOT) == 0 || strcmp(sop_class, DIMSE_GET_STUDY_ROOT) == 0;
+}
+
+bool dimse_move_model(const char *sop_class)
+{
+	return strcmp(sop_class, DIMSE_MOVE_PATIENT_ROOT) == 0 || strcmp(sop_class, DIMSE_MOVE_STUDY_ROOT) == 0;
 }
 
 struct get_run {
@@ -151,7 +161,7 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 	case UL_EV_COMMAND:
 		if (dimse_cmd_parse(ev->p, ev->n, &c) == ERR_OK) {
 			if (c.field == DIMSE_C_CANCEL_RQ) {
-				if ((c.has & DIMSE_F_MSG_ID_RSP) && c.msg_id_rsp == a->rq.msg_id)
+				if (a == gr->a && (c.has & DIMSE_F_MSG_ID_RSP) && c.msg_id_rsp == a->rq.msg_id)
 					gr->cancelled = true;
 				return;
 			}
@@ -175,7 +185,7 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 		break;
 	}
 	if (gr->bad_peer && a->u.state != UL_STA13 && a->u.state != UL_STA1) {
-		log_warn("association of %s from %s: an unexpected message during a C-GET; aborting", a->calling,
+		log_warn("association of %s (%s): an unexpected message during a retrieval; aborting", a->calling,
 		         a->addr);
 		ul_abort(&a->u);
 	}
@@ -185,7 +195,8 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
  * transfer syntax that is not encapsulated, explicit VR little endian
  * first) on which the requestor took the SCP role; 0 if none. *out_ts:
  * the context's transfer syntax. */
-static uint8_t store_context(const struct dimse_assoc *a, const char *sop_class, const char *ts, const char **out_ts)
+static uint8_t store_context(const struct dimse_assoc *a, bool need_scp_role, const char *sop_class, const char *ts,
+                             const char **out_ts)
 {
 	const struct pdu_assoc *ac = a->u.ac;
 	const char *abs = NULL, *t = NULL;
@@ -195,7 +206,7 @@ static uint8_t store_context(const struct dimse_assoc *a, const char *sop_class,
 
 	for (i = 0; i < ac->nroles && !scp; i++)
 		scp = strcmp(ac->role[i].uid, sop_class) == 0 && ac->role[i].scp == 1;
-	if (!scp)
+	if (need_scp_role && !scp)
 		return 0;
 	for (i = 0; i < ac->npc; i++) {
 		const struct dcm_ts *d;
@@ -327,7 +338,7 @@ static uint16_t next_msg_id(struct dimse_assoc *a)
  * counted); an error: the association cannot go on (gone, or to abort:
  * ERR_AUTH when the stored object failed its check after part of it was
  * sent). */
-static enum err subop(struct get_run *gr, const char *sop)
+static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop)
 {
 	struct dimse_assoc *a = gr->a;
 	struct vault *v = a->o->vault;
@@ -363,14 +374,14 @@ static enum err subop(struct get_run *gr, const char *sop)
 		rc = ERR_OK;
 		goto out;
 	}
-	pcid = store_context(a, in.sop_class, ts, &ctx_ts);
+	pcid = store_context(o, o == a, in.sop_class, ts, &ctx_ts);
 	if (pcid == 0) {
 		/* no context in the stored transfer syntax: a native one is
 		 * re-encoded for a native context (never pixel data compressed
 		 * or decompressed) */
 		const struct dcm_ts *d = dict_ts(ts, strlen(ts));
 		if (d != NULL && !d->encapsulated)
-			pcid = store_context(a, in.sop_class, NULL, &ctx_ts);
+			pcid = store_context(o, o == a, in.sop_class, NULL, &ctx_ts);
 		if (pcid == 0) {
 			log_info("C-GET of %s: no presentation context with the SCP role for %s in %s", a->calling,
 			         in.sop_class, ts);
@@ -397,26 +408,31 @@ static enum err subop(struct get_run *gr, const char *sop)
 			goto out;
 		}
 	}
-	dimse_cmd_rq(&rq, DIMSE_C_STORE_RQ, next_msg_id(a), in.sop_class);
+	dimse_cmd_rq(&rq, DIMSE_C_STORE_RQ, next_msg_id(o), in.sop_class);
 	memcpy(rq.sop_instance, sop, strlen(sop) + 1);
 	rq.has |= DIMSE_F_SOP_INSTANCE;
-	rc = dimse_assoc_send_cmd(a, pcid, &rq);
+	if (o != a) {   /* C-MOVE: who asked for it */
+		memcpy(rq.move_orig_ae, a->calling, sizeof rq.move_orig_ae);
+		rq.move_orig_id = a->rq.msg_id;
+		rq.has |= DIMSE_F_MOVE_ORIG_AE | DIMSE_F_MOVE_ORIG_ID;
+	}
+	rc = dimse_assoc_send_cmd(o, pcid, &rq);
 	if (rc != ERR_OK)
 		goto out;
 	gr->sub_msg_id = rq.msg_id;
 	gr->sub_done = false;
 	if (f != NULL) {
 		struct dcm_write_opts wo;
-		struct pdata_sink ps = { a, pcid };
+		struct pdata_sink ps = { o, pcid };
 		struct sink k = { pdata_write, &ps };
 		memset(&wo, 0, sizeof wo);
 		wo.ts = dict_ts(ctx_ts, strlen(ctx_ts));
 		wo.no_preamble = true;
 		rc = wo.ts != NULL ? dcm_file_write(f, &wo, &k) : ERR_INTERNAL;
 		if (rc == ERR_OK)
-			rc = ul_send_data(&a->u, pcid, NULL, 0, true);
+			rc = ul_send_data(&o->u, pcid, NULL, 0, true);
 		if (rc == ERR_OK)
-			rc = dimse_assoc_flush(a);
+			rc = dimse_assoc_flush(o);
 		if (rc != ERR_OK) {
 			/* part of it may be sent: the association is aborted */
 			log_error("C-GET of %s: instance %s cannot be re-encoded: %s", a->calling, sop, err_str(rc));
@@ -424,9 +440,9 @@ static enum err subop(struct get_run *gr, const char *sop)
 			goto out;
 		}
 	} else {
-		rc = ul_send_data(&a->u, pcid, head.p + off, head.len - off, false);
+		rc = ul_send_data(&o->u, pcid, head.p + off, head.len - off, false);
 		if (rc == ERR_OK)
-			rc = dimse_assoc_flush(a);
+			rc = dimse_assoc_flush(o);
 		while (rc == ERR_OK) {
 			rc = retrieve_read(rt, gr->buf, READ_CHUNK, &got);
 			if (rc != ERR_OK) {
@@ -436,9 +452,9 @@ static enum err subop(struct get_run *gr, const char *sop)
 				rc = ERR_AUTH;
 				goto out;
 			}
-			rc = ul_send_data(&a->u, pcid, gr->buf, got, got == 0);
+			rc = ul_send_data(&o->u, pcid, gr->buf, got, got == 0);
 			if (rc == ERR_OK)
-				rc = dimse_assoc_flush(a);
+				rc = dimse_assoc_flush(o);
 			if (got == 0)
 				break;
 		}
@@ -450,7 +466,7 @@ static enum err subop(struct get_run *gr, const char *sop)
 	retrieve_close(rt);
 	rt = NULL;
 	while (!gr->sub_done) {
-		rc = dimse_assoc_wait(a, on_event, gr);
+		rc = dimse_assoc_wait(o, on_event, gr);
 		if (rc == ERR_AGAIN) {
 			log_warn("C-GET of %s: no C-STORE-RSP within the idle timeout; aborting", a->calling);
 			goto out;
@@ -470,6 +486,65 @@ out:
 	dcm_file_free(f);
 	retrieve_close(rt);
 	wbuf_fini(&head);
+	return rc;
+}
+
+/* C-MOVE: the association with the destination, proposing a context for
+ * each SOP class and stored transfer syntax of the instances (a native one
+ * with explicit and implicit VR little endian too, for re-encoding). */
+static enum err move_connect(struct get_run *gr, const struct peer *dest, struct dimse_assoc **out, char *why,
+                             size_t whylen)
+{
+	struct dimse_assoc *a = gr->a;
+	struct vault *v = a->o->vault;
+	struct pdu_assoc *rq = calloc(1, sizeof *rq);
+	struct idx_instance in;
+	size_t i;
+	unsigned k;
+	enum err rc = ERR_OK;
+
+	if (rq == NULL)
+		return ERR_NOMEM;
+	pdu_assoc_init(rq, PDU_ASSOC_RQ);
+	snprintf(rq->called, sizeof rq->called, "%s", dest->ae);
+	snprintf(rq->calling, sizeof rq->calling, "%s", a->o->ae);
+	snprintf(rq->app_context, sizeof rq->app_context, PDU_APP_CONTEXT);
+	snprintf(rq->impl_uid, sizeof rq->impl_uid, "%s", DCM_IMPL_CLASS_UID);
+	snprintf(rq->impl_version, sizeof rq->impl_version, "%s", DCM_IMPL_VERSION);
+	rq->max_len = UL_RECV_MAX_DEFAULT;
+	rq->has_max_len = true;
+	for (i = 0; i < gr->n && rc == ERR_OK; i++) {
+		const struct dcm_ts *d;
+		bool seen = false;
+		pthread_mutex_lock(v->ix_lock);
+		rc = v->ix->ops->instance_get(v->ix, gr->uids[i], &in);
+		pthread_mutex_unlock(v->ix_lock);
+		if (rc != ERR_OK) {
+			rc = ERR_OK;   /* gone: its sub-operation fails */
+			continue;
+		}
+		for (k = 0; k < rq->npc && !seen; k++)
+			seen = strcmp(rq->pc[k].abstract, in.sop_class) == 0 &&
+			       strcmp(rq->ts[rq->pc[k].ts_first], in.ts_uid) == 0;
+		if (seen)
+			continue;
+		if (rq->npc >= PDU_MAX_PCTX || rq->npc >= 127)
+			break;   /* the others fail: no context */
+		d = dict_ts(in.ts_uid, strlen(in.ts_uid));
+		rc = pdu_assoc_add_pc(rq, (uint8_t)(2 * rq->npc + 1), 0, in.sop_class);
+		if (rc == ERR_OK)
+			rc = pdu_assoc_add_ts(rq, in.ts_uid);
+		if (rc == ERR_OK && d != NULL && !d->encapsulated && strcmp(in.ts_uid, TS_EXPLICIT) != 0)
+			rc = pdu_assoc_add_ts(rq, TS_EXPLICIT);
+		if (rc == ERR_OK && d != NULL && !d->encapsulated && strcmp(in.ts_uid, TS_IMPLICIT) != 0)
+			rc = pdu_assoc_add_ts(rq, TS_IMPLICIT);
+	}
+	if (rc == ERR_OK && rq->npc == 0)
+		rc = ERR_NOTFOUND;
+	if (rc == ERR_OK)
+		rc = dimse_assoc_connect(a, dest, rq, out, why, whylen);
+	pdu_assoc_fini(rq);
+	free(rq);
 	return rc;
 }
 
@@ -552,7 +627,10 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 	const uint32_t *ign;
 	char why[256] = "", reason[220];
 	uint16_t status = DIMSE_SUCCESS;
-	bool gone = false, patient_root = strcmp(a->rq.sop_class, DIMSE_GET_PATIENT_ROOT) == 0;
+	bool move = a->rq.field == DIMSE_C_MOVE_RQ;
+	bool gone = false, patient_root = strcmp(a->rq.sop_class, move ? DIMSE_MOVE_PATIENT_ROOT : DIMSE_GET_PATIENT_ROOT) == 0;
+	const struct peer *dest = NULL;
+	struct dimse_assoc *out = NULL;
 	enum audit_outcome outcome = AUDIT_SUCCESS;
 	enum err rc, arc = ERR_OK;
 	size_t i;
@@ -563,15 +641,23 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 	gr.pcid = pcid;
 	wbuf_init(&gr.failed_list, FAILED_LIST_MAX + 1);
 	if (!ul_context(&a->u, pcid, &abstract, &ts) || strcmp(abstract, a->rq.sop_class) != 0 ||
-	    !dimse_get_model(a->rq.sop_class)) {
+	    !(move ? dimse_move_model(a->rq.sop_class) : dimse_get_model(a->rq.sop_class))) {
 		status = DIMSE_ERR_DATASET;
 		comment = "SOP class does not match the presentation context";
 		goto done;
 	}
-	if (!(a->peer->rights & PEER_RIGHT_GET)) {
+	if (!(a->peer->rights & (move ? PEER_RIGHT_MOVE : PEER_RIGHT_GET))) {
 		status = DIMSE_NOT_AUTHORIZED;
 		comment = "No right to retrieve";
 		goto done;
+	}
+	if (move) {
+		dest = peers_find(a->o->peers, a->rq.move_dest);
+		if (dest == NULL || dest->host[0] == 0 || dest->port == 0) {
+			status = DIMSE_REFUSED_MOVE_DEST;
+			comment = "Move destination unknown";
+			goto done;
+		}
 	}
 	if (fq->too_big) {
 		status = DIMSE_ERR_UNABLE;
@@ -623,14 +709,31 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 		comment = "Out of resources";
 		goto done;
 	}
-	for (i = 0; i < gr.n; i++) {
+	if (move && gr.n > 0) {
+		rc = move_connect(&gr, dest, &out, why, sizeof why);
+		if (rc != ERR_OK) {
+			log_warn("C-MOVE of %s to %s: %s", a->calling, dest->ae, why[0] ? why : err_str(rc));
+			for (i = 0; i < gr.n; i++)
+				sub_failed(&gr, gr.uids[i]);
+		}
+	}
+	for (i = 0; i < gr.n && (!move || out != NULL); i++) {
 		if (dimse_assoc_poll(a, on_event, &gr) != ERR_OK) {
 			gone = true;
 			break;
 		}
 		if (gr.cancelled)
 			break;
-		arc = subop(&gr, gr.uids[i]);
+		arc = subop(&gr, move ? out : a, gr.uids[i]);
+		if (arc != ERR_OK && move && !a->failed && (a->u.state == UL_STA6 || a->u.state == UL_STA8)) {
+			/* the destination is gone: the rest fails */
+			log_warn("C-MOVE of %s to %s: the association with the destination failed", a->calling, dest->ae);
+			for (; i < gr.n; i++)
+				sub_failed(&gr, gr.uids[i]);
+			arc = ERR_OK;
+			gr.bad_peer = false;
+			break;
+		}
 		if (arc != ERR_OK) {
 			gone = true;
 			break;
@@ -657,8 +760,10 @@ done:
 	obj.patient = st.one_patient && gr.n > 0 ? st.patient : NULL;
 	if (gone || (status != DIMSE_SUCCESS && status != DIMSE_CANCEL && status != DIMSE_WARNING_SUBOPS))
 		outcome = status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE;
-	snprintf(reason, sizeof reason, "DIMSE C-GET %s %s: %u of %zu sent, %u failed, %u warning%s%s",
-	         patient_root ? "patient root" : "study root", level_name, gr.completed + gr.warning, gr.n, gr.failed,
+	dimse_assoc_close(out);
+	snprintf(reason, sizeof reason, "DIMSE %s %s %s%s%s: %u of %zu sent, %u failed, %u warning%s%s",
+	         move ? "C-MOVE" : "C-GET", patient_root ? "patient root" : "study root", level_name,
+	         move ? " to " : "", move ? a->rq.move_dest : "", gr.completed + gr.warning, gr.n, gr.failed,
 	         gr.warning, status == DIMSE_CANCEL ? " (cancelled)" : gone ? " (association ended)" : "",
 	         comment ? ": " : "");
 	if (comment != NULL)

@@ -25,6 +25,8 @@ struct dimse_find {
 
 struct dimse_assoc {
 	const struct dimse_srv_opts *o;
+	struct dimse_srv *srv;
+	bool u_init;                   /* u was initialised (dimse_assoc_close) */
 	struct ul u;
 	int fd;
 	gnutls_session_t tls;          /* NULL: plain TCP */
@@ -67,8 +69,19 @@ WUR enum err dimse_assoc_poll(struct dimse_assoc *a,
 WUR enum err dimse_assoc_wait(struct dimse_assoc *a,
                               void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx);
 
+/* A DICOM-TLS association we request (C-MOVE sub-operations): connects
+ * to dest's host and port (ARTIM as the connect and handshake timeout),
+ * presents the server's TLS certificate, checks dest's certificate as an
+ * incoming one is checked (fingerprint or CA), sends rq and waits for the
+ * A-ASSOCIATE-AC. ERR_DENIED: rejected; ERR_IO: no connection; why says
+ * more. */
+WUR enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, const struct pdu_assoc *rq,
+                                 struct dimse_assoc **out, char *why, size_t whylen);
+/* Releases (waiting up to ARTIM for the A-RELEASE-RP) and frees; takes NULL. */
+void dimse_assoc_close(struct dimse_assoc *a);
+
 /* ---- services (dimse_svc.c) ---- */
-#define DIMSE_SVC_MAX_SYN 5
+#define DIMSE_SVC_MAX_SYN 7
 /* The acceptor policy for a peer: only the services its rights allow
  * (syn: room for the table pol points to, which must outlive its use). */
 void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_SYN], struct ul_policy *pol);
@@ -98,11 +111,15 @@ void dimse_find_free(struct dimse_assoc *a);
 /* ---- C-GET (dimse_get.c) ---- */
 #define DIMSE_GET_PATIENT_ROOT "1.2.840.10008.5.1.4.1.2.1.3"
 #define DIMSE_GET_STUDY_ROOT   "1.2.840.10008.5.1.4.1.2.2.3"
+#define DIMSE_MOVE_PATIENT_ROOT "1.2.840.10008.5.1.4.1.2.1.2"
+#define DIMSE_MOVE_STUDY_ROOT   "1.2.840.10008.5.1.4.1.2.2.2"
 bool dimse_get_model(const char *sop_class);
-/* The identifier of a C-GET-RQ (collected by dimse_find_begin/chunk) is
- * whole: resolves it, sends the C-STORE sub-operations on this
- * association, answers (pending responses, then the final one), audits,
- * frees a->fq. An error: abort. */
+bool dimse_move_model(const char *sop_class);
+/* The identifier of a C-GET-RQ or C-MOVE-RQ (collected by
+ * dimse_find_begin/chunk) is whole: resolves it, sends the C-STORE
+ * sub-operations (C-GET: on this association; C-MOVE: on one we request
+ * to the Move Destination), answers (pending responses, then the final
+ * one), audits, frees a->fq. An error: abort. */
 WUR enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid);
 
 #endif

@@ -1,6 +1,7 @@
 /* dimse_svc.c: the DIMSE services of the DICOM listener (PS3.4, PS3.7):
  * which presentation contexts a peer's rights allow, and the commands on
- * an established association. C-ECHO; C-FIND (dimse_find.c); C-STORE SCP for every storage SOP
+ * an established association. C-ECHO; C-FIND (dimse_find.c); C-GET and
+ * C-MOVE (dimse_get.c); C-STORE SCP for every storage SOP
  * class of sop_classes.tsv (the generated table dimse_storage_sop), in the
  * native and the common encapsulated transfer syntaxes, the data set kept
  * as received (never transcoded): its fragments are spooled encrypted
@@ -102,6 +103,10 @@ void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_
 	if (pe->rights & PEER_RIGHT_GET) {
 		syn[n++] = (struct ul_syntax){ DIMSE_GET_PATIENT_ROOT, ts_native, false };
 		syn[n++] = (struct ul_syntax){ DIMSE_GET_STUDY_ROOT, ts_native, false };
+	}
+	if (pe->rights & PEER_RIGHT_MOVE) {
+		syn[n++] = (struct ul_syntax){ DIMSE_MOVE_PATIENT_ROOT, ts_native, false };
+		syn[n++] = (struct ul_syntax){ DIMSE_MOVE_STUDY_ROOT, ts_native, false };
 	}
 	pol->syn = n > 0 ? syn : NULL;
 	pol->nsyn = n;
@@ -467,6 +472,7 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 		return store_begin(a, pcid, &c);
 	case DIMSE_C_FIND_RQ:
 	case DIMSE_C_GET_RQ:
+	case DIMSE_C_MOVE_RQ:
 		return dimse_find_begin(a, pcid, &c);   /* collects the identifier */
 	case DIMSE_C_CANCEL_RQ:
 		return ERR_OK;   /* nothing outstanding to cancel; no response is sent */
@@ -494,7 +500,7 @@ enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, s
 		return ERR_OK;
 	a->in_data = false;
 	if (a->fq != NULL)
-		return a->rq.field == DIMSE_C_GET_RQ ? dimse_get_run(a, pcid) : dimse_find_run(a, pcid);
+		return a->rq.field == DIMSE_C_FIND_RQ ? dimse_find_run(a, pcid) : dimse_get_run(a, pcid);
 	if (a->st != NULL) {
 		const char *comment = NULL;
 		uint16_t status = store_finish(a, &comment);
