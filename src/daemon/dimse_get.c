@@ -39,7 +39,7 @@
 #define TS_IMPLICIT     "1.2.840.10008.1.2"
 #define TS_EXPLICIT     "1.2.840.10008.1.2.1"
 #define READ_CHUNK      (64u * 1024)
-#define FAILED_LIST_MAX 65000u     /* bytes of the Failed SOP Instance UID List (UI: 16-bit length) */
+#define FAILED_LIST_MAX DIMSE_MAX_FAILED_LIST
 
 bool dimse_get_model(const char *sop_class)
 {
