@@ -41,6 +41,8 @@
 #define DIMSE_CANCEL           0xFE00
 #define DIMSE_WARNING_SUBOPS   0xB000
 #define DIMSE_REFUSED_OOR      0xA700   /* out of resources */
+#define DIMSE_REFUSED_MATCHES  0xA701   /* C-GET/C-MOVE: unable to calculate the number of matches */
+#define DIMSE_REFUSED_SUBOPS   0xA702   /* C-GET/C-MOVE: unable to perform sub-operations */
 #define DIMSE_REFUSED_MOVE_DEST 0xA801  /* move destination unknown */
 #define DIMSE_ERR_DATASET      0xA900   /* data set does not match SOP class */
 #define DIMSE_ERR_UNABLE       0xC000   /* cannot understand / unable to process */

@@ -109,5 +109,8 @@
 #define DIMSE_MAX_COMMAND      (16u * 1024)   /* bytes of one command set */
 #define DIMSE_MAX_STRING       1024u          /* a string element of a command set (ErrorComment: 64) */
 #define DIMSE_MAX_IDENTIFIER   (64u * 1024)   /* a C-FIND/C-MOVE/C-GET identifier data set */
+#define DIMSE_MAX_GET_INSTANCES 100000u       /* instances one C-GET may name */
+#define DIMSE_MAX_META         (64u * 1024)   /* File Meta Information of a stored object, when sent */
+#define DIMSE_MAX_FAILED_LIST  65000u         /* bytes of a Failed SOP Instance UID List (UI: 16-bit length) */
 
 #endif

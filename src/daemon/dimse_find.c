@@ -28,11 +28,6 @@
 #define TAG_N_PAT_SERIES  0x00201202u
 #define TAG_N_PAT_INST    0x00201204u
 
-struct dimse_find {
-	struct wbuf id;            /* the identifier as received */
-	bool too_big;
-};
-
 bool dimse_find_model(const char *sop_class)
 {
 	return strcmp(sop_class, DIMSE_FIND_PATIENT_ROOT) == 0 || strcmp(sop_class, DIMSE_FIND_STUDY_ROOT) == 0;

@@ -16,10 +16,17 @@
 #define DIMSE_AUDIT_ECHO  "dicom-echo"
 
 struct dimse_store;   /* dimse_svc.c: a C-STORE being received */
-struct dimse_find;    /* dimse_svc.c: a C-FIND identifier being received */
+
+/* dimse_find.c: the identifier of a C-FIND or C-GET being received */
+struct dimse_find {
+	struct wbuf id;            /* the identifier as received */
+	bool too_big;
+};
 
 struct dimse_assoc {
 	const struct dimse_srv_opts *o;
+	struct dimse_srv *srv;
+	bool u_init;                   /* u was initialised (dimse_assoc_close) */
 	struct ul u;
 	int fd;
 	gnutls_session_t tls;          /* NULL: plain TCP */
@@ -36,6 +43,7 @@ struct dimse_assoc {
 	struct dimse_cmd rq;
 	struct dimse_store *st;
 	struct dimse_find *fq;
+	uint16_t next_msg_id;          /* of the requests we send (C-GET sub-operations) */
 };
 
 /* The actor of audit records about this association. */
@@ -55,9 +63,30 @@ WUR enum err dimse_assoc_flush(struct dimse_assoc *a);
 WUR enum err dimse_assoc_poll(struct dimse_assoc *a,
                               void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx);
 
+/* The same, waiting up to the idle timeout for something to read. ERR_OK:
+ * what came was handed to fn (perhaps no whole event yet); ERR_AGAIN:
+ * nothing came in time; ERR_IO: the association is over. */
+WUR enum err dimse_assoc_wait(struct dimse_assoc *a,
+                              void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx);
+
+/* A DICOM-TLS association we request (C-MOVE sub-operations): connects
+ * to dest's host and port (ARTIM as the connect and handshake timeout),
+ * presents the server's TLS certificate, checks dest's certificate as an
+ * incoming one is checked (fingerprint or CA), sends rq and waits for the
+ * A-ASSOCIATE-AC. ERR_DENIED: rejected; ERR_IO: no connection; why says
+ * more. */
+WUR enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, const struct pdu_assoc *rq,
+                                 struct dimse_assoc **out, char *why, size_t whylen);
+/* Releases (waiting up to ARTIM for the A-RELEASE-RP) and frees; takes NULL. */
+void dimse_assoc_close(struct dimse_assoc *a);
+
 /* ---- services (dimse_svc.c) ---- */
-/* The acceptor policy for a peer: only the services its rights allow. */
-void dimse_svc_policy(const struct peer *pe, struct ul_policy *pol);
+#define DIMSE_SVC_MAX_SYN 7
+/* The acceptor policy for a peer: only the services its rights allow
+ * (syn: room for the table pol points to, which must outlive its use). */
+void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_SYN], struct ul_policy *pol);
+/* Whether uid is a storage SOP class of sop_classes.tsv. */
+bool dimse_svc_is_storage(const char *uid);
 /* A whole command set on pcid. ERR_OK: handled (answered, or a data set
  * is awaited); an error: abort the association. */
 WUR enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, size_t n);
@@ -78,5 +107,19 @@ void dimse_find_chunk(struct dimse_assoc *a, const uint8_t *p, size_t n);
  * then the final one), audits, frees a->fq. An error: abort. */
 WUR enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid);
 void dimse_find_free(struct dimse_assoc *a);
+
+/* ---- C-GET (dimse_get.c) ---- */
+#define DIMSE_GET_PATIENT_ROOT "1.2.840.10008.5.1.4.1.2.1.3"
+#define DIMSE_GET_STUDY_ROOT   "1.2.840.10008.5.1.4.1.2.2.3"
+#define DIMSE_MOVE_PATIENT_ROOT "1.2.840.10008.5.1.4.1.2.1.2"
+#define DIMSE_MOVE_STUDY_ROOT   "1.2.840.10008.5.1.4.1.2.2.2"
+bool dimse_get_model(const char *sop_class);
+bool dimse_move_model(const char *sop_class);
+/* The identifier of a C-GET-RQ or C-MOVE-RQ (collected by
+ * dimse_find_begin/chunk) is whole: resolves it, sends the C-STORE
+ * sub-operations (C-GET: on this association; C-MOVE: on one we request
+ * to the Move Destination), answers (pending responses, then the final
+ * one), audits, frees a->fq. An error: abort. */
+WUR enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid);
 
 #endif

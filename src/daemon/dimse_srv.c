@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -145,8 +146,9 @@ enum err dimse_assoc_send_cmd(struct dimse_assoc *a, uint8_t pcid, const struct 
 
 static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n);
 
-enum err dimse_assoc_poll(struct dimse_assoc *a,
-                          void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+/* dimse_assoc_poll (wait_ms 0) and dimse_assoc_wait (the idle timeout). */
+static enum err assoc_read(struct dimse_assoc *a, int wait_ms,
+                           void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
 {
 	struct pollfd pf = { a->fd, POLLIN, 0 };
 	struct ul_event ev;
@@ -161,10 +163,10 @@ enum err dimse_assoc_poll(struct dimse_assoc *a,
 	if (a->rx_off >= a->rx_n) {
 		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
 			do
-				pr = poll(&pf, 1, 0);
+				pr = poll(&pf, 1, wait_ms);
 			while (pr < 0 && errno == EINTR);
 			if (pr == 0)
-				return ERR_OK;
+				return wait_ms > 0 ? ERR_AGAIN : ERR_OK;
 		}
 		n = conn_recv(a, a->rx, RECV_BUF);
 		if (n <= 0) {
@@ -193,6 +195,20 @@ enum err dimse_assoc_poll(struct dimse_assoc *a,
 	if (!a->failed && dimse_assoc_flush(a) != ERR_OK)
 		return ERR_IO;
 	return a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8) ? ERR_IO : ERR_OK;
+}
+
+enum err dimse_assoc_poll(struct dimse_assoc *a,
+                          void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+{
+	return assoc_read(a, 0, fn, ctx);
+}
+
+enum err dimse_assoc_wait(struct dimse_assoc *a,
+                          void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+{
+	unsigned idle_ms = a->o->idle_ms ? a->o->idle_ms : DEFAULT_IDLE_MS;
+
+	return assoc_read(a, (int)idle_ms, fn, ctx);
 }
 
 /* ---- the A-ASSOCIATE-RQ ---- */
@@ -254,6 +270,7 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 {
 	const struct peer *pe;
 	struct ul_policy pol;
+	struct ul_syntax syn[DIMSE_SVC_MAX_SYN];
 	struct pdu_assoc *trial = NULL;
 	const char *why = NULL;
 	char reason[160];
@@ -272,7 +289,7 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 		log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
 		return ul_reject(&a->u, 1, 1, 3);
 	}
-	dimse_svc_policy(pe, &pol);
+	dimse_svc_policy(pe, syn, &pol);
 	trial = malloc(sizeof *trial);
 	if (trial == NULL)
 		return ERR_NOMEM;
@@ -355,10 +372,22 @@ static void handle_event(struct dimse_srv *s, struct dimse_assoc *a, const struc
 static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n)
 {
 	if (a->tls != NULL) {
+		unsigned idle_ms = a->o->idle_ms ? a->o->idle_ms : DEFAULT_IDLE_MS, tries = 0;
 		ssize_t k;
-		do
+		for (;;) {
 			k = gnutls_record_recv(a->tls, p, n);
-		while (k == GNUTLS_E_INTERRUPTED);
+			if (k == GNUTLS_E_INTERRUPTED)
+				continue;
+			if (k == GNUTLS_E_AGAIN && tries++ < 16) {
+				/* a TLS 1.3 post-handshake message (a session ticket
+				 * from a server we connected to) was consumed, no data
+				 * yet: wait for it */
+				struct pollfd pf = { a->fd, POLLIN, 0 };
+				if (gnutls_record_check_pending(a->tls) > 0 || poll(&pf, 1, (int)idle_ms) > 0)
+					continue;
+			}
+			break;
+		}
 		return k < 0 ? -1 : k;
 	}
 	for (;;) {
@@ -460,6 +489,223 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 	a->rx = NULL;
 }
 
+/* ---- associations we request (C-MOVE) ---- */
+
+static int connect_to(const char *host, uint16_t port, unsigned ms)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	char ps[8];
+	int fd = -1;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_family = AF_UNSPEC;
+	snprintf(ps, sizeof ps, "%u", port);
+	if (getaddrinfo(host, ps, &hints, &res) != 0)
+		return -1;
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		struct pollfd pf;
+		int err = 0, pr;
+		socklen_t el = sizeof err;
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		if (errno == EINPROGRESS) {
+			pf = (struct pollfd){ fd, POLLOUT, 0 };
+			do
+				pr = poll(&pf, 1, (int)ms);
+			while (pr < 0 && errno == EINTR);
+			if (pr == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
+				break;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd >= 0) {
+		int fl = fcntl(fd, F_GETFL);
+		if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+			close(fd);
+			fd = -1;
+		}
+	}
+	return fd;
+}
+
+struct out_wait {
+	enum ul_ev_kind kind;   /* the last event that ends the wait */
+	const char *why;        /* ABORT (provider): why */
+};
+
+static void out_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx)
+{
+	struct out_wait *w = ctx;
+
+	(void)a;
+	if (ev->kind != UL_EV_NONE)
+		w->kind = ev->kind;
+	if (ev->kind == UL_EV_ABORT)
+		w->why = ev->provider && ev->why ? ev->why : "A-ABORT from the peer";
+}
+
+/* Reads and feeds until the state machine leaves Sta5 or Sta7 (or
+ * ms pass): the A-ASSOCIATE-AC/RJ, the A-RELEASE-RP. */
+static void out_read_until(struct dimse_assoc *a, enum ul_state while_in, unsigned ms, struct out_wait *w)
+{
+	int64_t end = now_ms() + ms;
+
+	while (a->u.state == while_in && !a->failed) {
+		struct pollfd pf = { a->fd, POLLIN, 0 };
+		struct ul_event ev;
+		int64_t t = now_ms();
+		size_t used;
+		ssize_t n;
+		int pr = 1;
+		if (t >= end)
+			break;
+		if (gnutls_record_check_pending(a->tls) == 0) {
+			pr = poll(&pf, 1, (int)(end - t));
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr <= 0)
+				break;
+		}
+		n = conn_recv(a, a->rx, RECV_BUF);
+		if (n <= 0) {
+			ul_transport_closed(&a->u, &ev);
+			out_event(a, &ev, w);
+			break;
+		}
+		a->rx_n = (size_t)n;
+		a->rx_off = 0;
+		for (;;) {
+			enum err rc = ul_feed(&a->u, a->rx + a->rx_off, a->rx_n - a->rx_off, &used, &ev);
+			a->rx_off += used;
+			if (rc == ERR_AGAIN)
+				break;
+			if (rc != ERR_OK) {
+				a->failed = true;
+				break;
+			}
+			out_event(a, &ev, w);
+			if (dimse_assoc_flush(a) != ERR_OK)
+				break;
+		}
+		if (!a->failed && dimse_assoc_flush(a) != ERR_OK)
+			break;
+	}
+}
+
+enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, const struct pdu_assoc *rq,
+                             struct dimse_assoc **out, char *why, size_t whylen)
+{
+	struct dimse_srv *s = from->srv;
+	struct dimse_assoc *a = calloc(1, sizeof *a);
+	struct ul_config cfg = { s->ae, 0 };
+	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
+	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
+	struct timeval tv = { (time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000 };
+	struct out_wait w = { UL_EV_NONE, NULL };
+	const char *cw = NULL;
+	int one = 1, r;
+	enum err rc = ERR_IO;
+
+	if (a == NULL)
+		return ERR_NOMEM;
+	a->o = &s->o;
+	a->srv = s;
+	a->peer = dest;
+	a->fd = -1;
+	snprintf(a->calling, sizeof a->calling, "%s", dest->ae);
+	snprintf(a->addr, sizeof a->addr, "%.60s:%u", dest->host, dest->port);
+	a->rx = malloc(RECV_BUF);
+	if (a->rx == NULL) {
+		rc = ERR_NOMEM;
+		goto fail;
+	}
+	a->fd = connect_to(dest->host, dest->port, artim_ms);
+	if (a->fd < 0) {
+		snprintf(why, whylen, "cannot connect to %s", a->addr);
+		goto fail;
+	}
+	(void)setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	(void)setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	(void)setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (gnutls_init(&a->tls, GNUTLS_CLIENT) != 0) {
+		a->tls = NULL;
+		snprintf(why, whylen, "cannot start TLS");
+		goto fail;
+	}
+	if (gnutls_priority_set(a->tls, s->prio) != 0 ||
+	    gnutls_credentials_set(a->tls, GNUTLS_CRD_CERTIFICATE, s->cred) != 0) {
+		snprintf(why, whylen, "cannot start TLS");
+		goto fail;
+	}
+	gnutls_transport_set_int(a->tls, a->fd);
+	gnutls_handshake_set_timeout(a->tls, artim_ms);
+	do
+		r = gnutls_handshake(a->tls);
+	while (r < 0 && gnutls_error_is_fatal(r) == 0 && r != GNUTLS_E_AGAIN);
+	if (r < 0) {
+		snprintf(why, whylen, "TLS handshake with %s failed: %s", a->addr, gnutls_strerror(r));
+		goto fail;
+	}
+	if (!cert_ok(s, a, dest, &cw)) {
+		snprintf(why, whylen, "%s: %s", dest->ae, cw ? cw : "certificate refused");
+		rc = ERR_DENIED;
+		goto fail;
+	}
+	if (ul_init_requestor(&a->u, &cfg) != ERR_OK) {
+		rc = ERR_NOMEM;
+		goto fail;
+	}
+	a->u_init = true;
+	rc = ul_request(&a->u, rq);
+	if (rc == ERR_OK)
+		rc = ul_connected(&a->u);
+	if (rc == ERR_OK)
+		rc = dimse_assoc_flush(a);
+	if (rc != ERR_OK) {
+		snprintf(why, whylen, "cannot send the A-ASSOCIATE-RQ to %s", a->addr);
+		goto fail;
+	}
+	out_read_until(a, UL_STA5, artim_ms, &w);
+	if (a->u.state != UL_STA6) {
+		snprintf(why, whylen, "%s refused the association (%s)", dest->ae,
+		         w.kind == UL_EV_ASSOC_RJ ? "A-ASSOCIATE-RJ" : w.kind == UL_EV_ABORT ? w.why : "no answer");
+		rc = ERR_DENIED;
+		goto fail;
+	}
+	*out = a;
+	return ERR_OK;
+fail:
+	dimse_assoc_close(a);
+	return rc;
+}
+
+void dimse_assoc_close(struct dimse_assoc *a)
+{
+	if (a == NULL)
+		return;
+	if (a->u_init) {
+		if (a->u.state == UL_STA6 && !a->failed && ul_release_rq(&a->u) == ERR_OK && dimse_assoc_flush(a) == ERR_OK) {
+			struct out_wait w = { UL_EV_NONE, NULL };
+			out_read_until(a, UL_STA7, a->o->artim_ms ? a->o->artim_ms : UL_ARTIM_SECONDS * 1000u, &w);
+		}
+		ul_fini(&a->u);
+	}
+	if (a->tls != NULL) {
+		gnutls_bye(a->tls, GNUTLS_SHUT_WR);
+		gnutls_deinit(a->tls);
+	}
+	if (a->fd >= 0)
+		close(a->fd);
+	free(a->rx);
+	free(a);
+}
+
 static bool handshake(struct dimse_srv *s, struct dimse_assoc *a, const char **why)
 {
 	const gnutls_datum_t *chain;
@@ -513,6 +759,7 @@ static void *conn_main(void *arg)
 	if (a != NULL) {
 		const char *why = NULL;
 		a->o = &s->o;
+		a->srv = s;
 		a->fd = c->fd;
 		snprintf(a->addr, sizeof a->addr, "%s", c->addr);
 		if (c->plain || handshake(s, a, &why)) {

@@ -1,6 +1,7 @@
 /* dimse_svc.c: the DIMSE services of the DICOM listener (PS3.4, PS3.7):
  * which presentation contexts a peer's rights allow, and the commands on
- * an established association. C-ECHO; C-FIND (dimse_find.c); C-STORE SCP for every storage SOP
+ * an established association. C-ECHO; C-FIND (dimse_find.c); C-GET and
+ * C-MOVE (dimse_get.c); C-STORE SCP for every storage SOP
  * class of sop_classes.tsv (the generated table dimse_storage_sop), in the
  * native and the common encapsulated transfer syntaxes, the data set kept
  * as received (never transcoded): its fragments are spooled encrypted
@@ -63,13 +64,6 @@ static const char *const ts_storage[] = {
 	NULL
 };
 
-/* echo first, then the query models: a contiguous slice is offered */
-static const struct ul_syntax syn_all[] = {
-	{ UID_VERIFICATION, ts_native, false },
-	{ DIMSE_FIND_PATIENT_ROOT, ts_native, false },
-	{ DIMSE_FIND_STUDY_ROOT, ts_native, false },
-};
-
 static bool is_storage(const char *uid)
 {
 	size_t i;
@@ -80,23 +74,45 @@ static bool is_storage(const char *uid)
 	return false;
 }
 
+bool dimse_svc_is_storage(const char *uid)
+{
+	return is_storage(uid);
+}
+
 static bool accept_storage(void *ctx, const char *abstract)
 {
 	(void)ctx;
 	return is_storage(abstract);
 }
 
-void dimse_svc_policy(const struct peer *pe, struct ul_policy *pol)
+/* The services of the peer's rights. Storage SOP classes are accepted for
+ * the store right (the peer as SCU) and for the get right (the peer as
+ * SCP of the C-GET sub-operations: the SCP role it proposes with SCP/SCU
+ * role selection is then granted). */
+void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_SYN], struct ul_policy *pol)
 {
-	bool echo = pe->rights & PEER_RIGHT_ECHO, find = pe->rights & PEER_RIGHT_FIND;
+	size_t n = 0;
 
 	memset(pol, 0, sizeof *pol);
-	pol->syn = echo ? syn_all : syn_all + 1;
-	pol->nsyn = (echo ? 1 : 0) + (find ? 2 : 0);
-	if (pol->nsyn == 0)
-		pol->syn = NULL;
-	if (pe->rights & PEER_RIGHT_STORE)
+	if (pe->rights & PEER_RIGHT_ECHO)
+		syn[n++] = (struct ul_syntax){ UID_VERIFICATION, ts_native, false };
+	if (pe->rights & PEER_RIGHT_FIND) {
+		syn[n++] = (struct ul_syntax){ DIMSE_FIND_PATIENT_ROOT, ts_native, false };
+		syn[n++] = (struct ul_syntax){ DIMSE_FIND_STUDY_ROOT, ts_native, false };
+	}
+	if (pe->rights & PEER_RIGHT_GET) {
+		syn[n++] = (struct ul_syntax){ DIMSE_GET_PATIENT_ROOT, ts_native, false };
+		syn[n++] = (struct ul_syntax){ DIMSE_GET_STUDY_ROOT, ts_native, false };
+	}
+	if (pe->rights & PEER_RIGHT_MOVE) {
+		syn[n++] = (struct ul_syntax){ DIMSE_MOVE_PATIENT_ROOT, ts_native, false };
+		syn[n++] = (struct ul_syntax){ DIMSE_MOVE_STUDY_ROOT, ts_native, false };
+	}
+	pol->syn = n > 0 ? syn : NULL;
+	pol->nsyn = n;
+	if (pe->rights & (PEER_RIGHT_STORE | PEER_RIGHT_GET))
 		pol->accept_abstract = accept_storage;
+	pol->default_requestor_scp = (pe->rights & PEER_RIGHT_GET) != 0;
 	pol->default_ts = ts_storage;
 }
 
@@ -455,7 +471,9 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 	case DIMSE_C_STORE_RQ:
 		return store_begin(a, pcid, &c);
 	case DIMSE_C_FIND_RQ:
-		return dimse_find_begin(a, pcid, &c);
+	case DIMSE_C_GET_RQ:
+	case DIMSE_C_MOVE_RQ:
+		return dimse_find_begin(a, pcid, &c);   /* collects the identifier */
 	case DIMSE_C_CANCEL_RQ:
 		return ERR_OK;   /* nothing outstanding to cancel; no response is sent */
 	default:
@@ -482,7 +500,7 @@ enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, s
 		return ERR_OK;
 	a->in_data = false;
 	if (a->fq != NULL)
-		return dimse_find_run(a, pcid);
+		return a->rq.field == DIMSE_C_FIND_RQ ? dimse_find_run(a, pcid) : dimse_get_run(a, pcid);
 	if (a->st != NULL) {
 		const char *comment = NULL;
 		uint16_t status = store_finish(a, &comment);

@@ -13,6 +13,7 @@ EXPLICIT = "1.2.840.10008.1.2.1"
 VERIFICATION = "1.2.840.10008.1.1"
 FIND_PATIENT = "1.2.840.10008.5.1.4.1.2.1.1"
 FIND_STUDY = "1.2.840.10008.5.1.4.1.2.2.1"
+GET_STUDY = "1.2.840.10008.5.1.4.1.2.2.3"
 APP_CONTEXT = "1.2.840.10008.3.1.1.1"
 
 
@@ -31,14 +32,18 @@ def _uid(b, t, uid):
     return struct.pack(">BxH", t, len(v)) + v
 
 
-def assoc_rq(calling, called, contexts, max_len=16384):
-    """contexts: [(pcid, abstract, [ts, ...])]."""
+def assoc_rq(calling, called, contexts, max_len=16384, roles=()):
+    """contexts: [(pcid, abstract, [ts, ...])]; roles: [(sop class, scu, scp)]
+    (SCP/SCU role selection sub-items)."""
     body = struct.pack(">HH", 1, 0) + called.ljust(16).encode() + calling.ljust(16).encode() + bytes(32)
     body += _uid(None, 0x10, APP_CONTEXT)
     for pcid, abstract, tss in contexts:
         sub = _uid(None, 0x30, abstract) + b"".join(_uid(None, 0x40, t) for t in tss)
         body += struct.pack(">BxH", 0x20, 4 + len(sub)) + struct.pack(">BBBB", pcid, 0, 0, 0) + sub
     ui = struct.pack(">BxHI", 0x51, 4, max_len) + _uid(None, 0x52, "1.2.3.4.5")
+    for uid, scu, scp in roles:
+        v = uid.encode()
+        ui += struct.pack(">BxHH", 0x54, 4 + len(v), len(v)) + v + struct.pack(">BB", scu, scp)
     body += struct.pack(">BxH", 0x50, len(ui)) + ui
     return pdu(1, body)
 

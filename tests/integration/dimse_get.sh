@@ -1,0 +1,362 @@
+#!/bin/bash
+# dimse_get.sh: the C-GET SCP of `dicomvault serve` (issue 5) against
+# DCMTK's getscu. getscu 3.6.7 has no TLS: a local stunnel4 client listens
+# on a loopback port and connects to our DICOM-TLS port with the peer's
+# certificate (made here with openssl). A small hierarchy made with
+# pydicom is stored with storescu (+tls); getscu then retrieves it at the
+# STUDY (study root), SERIES, IMAGE and PATIENT (patient root) levels into
+# a folder (-od): the data sets received and their pixel bytes are compared
+# with the originals (pydicom), one pending C-GET-RSP per sub-operation is
+# counted; a study of another collection, an identifier naming nothing
+# (0000H, no sub-operation), one without its unique key (A900H), a peer
+# without the get right (refused), an instance stored in implicit VR that
+# getscu's contexts cannot carry (B000H, one failed) and then retrieved
+# with +xi, a C-CANCEL right behind the C-GET (FE00H, lib/dul.py), one
+# "retrieve" audit record per C-GET. Prints ok/not ok lines. Env DV: the
+# CLI under test; KEEP=1 keeps the directory. Layer: tests.
+set -u
+DV=${DV:-build/check/dicomvault}
+PY=/usr/bin/python3
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dget.XXXXXX")
+SRV=
+TUN=
+stop_pid() {
+	local p=$1
+	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
+	kill -TERM "$p" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+	kill -KILL "$p" 2>/dev/null
+}
+cleanup() {
+	stop_pid "$TUN"
+	stop_pid "$SRV"
+	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+ok() { echo "ok - dimse_get: $1"; }
+no() {
+	echo "not ok - dimse_get: $1"
+	shift
+	for f in "$@"; do [ -f "$f" ] && sed 's/^/#   /' "$f" | tail -8; done
+}
+check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
+
+for tool in getscu storescu openssl stunnel4; do
+	command -v $tool >/dev/null || { echo "# SKIP dimse_get: no $tool (scripts/install-deps.sh)"; exit 0; }
+done
+"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_get: no --dicom"; exit 0; }
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=peer1" \
+	-keyout "$T/peer1.key" -out "$T/peer1.crt" 2>/dev/null
+[ -s "$T/peer1.crt" ] || { no "openssl made the certificate"; exit 0; }
+
+# ---- the data: P1 (study 1: series 1.1 of 2 instances, series 1.2 of 1),
+# P2 (study 2, 1 instance), study 3 of P1 in "ctdept"; study 4 of P3 in
+# implicit VR little endian ----
+"$PY" - "$T/data" >"$T/gen.err" 2>&1 <<'PYEOF'
+import os, sys
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+out = sys.argv[1]
+for d in ("default", "ctdept", "other"):
+    os.makedirs(out + "/" + d)
+n = [0]
+def inst(coll, pid, study, series, rows, implicit=False, jpeg=False):
+    n[0] += 1
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"   # secondary capture
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1143.19.%d" % n[0]
+    ds.PatientName = "DOE^" + pid; ds.PatientID = pid; ds.PatientSex = "O"
+    ds.StudyInstanceUID = study; ds.StudyDate = "20240105"; ds.AccessionNumber = "A%d" % n[0]
+    ds.SeriesInstanceUID = series; ds.Modality = "OT"; ds.SeriesNumber = 1; ds.InstanceNumber = n[0]
+    ds.Rows = rows; ds.Columns = 64; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16; ds.BitsStored = 12; ds.HighBit = 11; ds.PixelRepresentation = 0
+    ds.PixelData = bytes((i * 7 + n[0]) & 255 for i in range(rows * 64 * 2))
+    fm = FileMetaDataset(); fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    fm.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    if jpeg:   # stored as received: the bytes need not be a real image
+        fm.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+        ds.BitsAllocated = 8; ds.BitsStored = 8; ds.HighBit = 7
+        ds.PixelData = encapsulate([b"\xff\xd8\xff\xe0" + bytes(60) + b"\xff\xd9"])
+    ds.file_meta = fm
+    ds.is_little_endian = True; ds.is_implicit_VR = implicit
+    ds.save_as("%s/%s/%03d.dcm" % (out, coll, n[0]), write_like_original=False)
+S = "1.2.826.0.1.3680043.2.1143.17."
+inst("default", "P1", S + "1", S + "1.1", 64)
+inst("default", "P1", S + "1", S + "1.1", 600)    # 76 800 bytes of pixels: several PDUs
+inst("default", "P1", S + "1", S + "1.2", 8)
+inst("default", "P2", S + "2", S + "2.1", 8)
+inst("ctdept", "P1", S + "3", S + "3.1", 8)
+inst("other", "P3", S + "4", S + "4.1", 8, implicit=True)
+inst("other", "P3", S + "4", S + "4.1", 8, jpeg=True)
+PYEOF
+check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 7 ]" "$T/gen.err"
+
+PW='correct horse battery staple'
+printf '%s\n' "$PW" >"$T/pw"
+chmod 600 "$T/pw"
+"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+HP=$(free_port)
+DP=$(free_port)
+FP=$(fp "$T/peer1.crt")
+cat >>"$T/v/dicomvault.conf" <<CONF
+
+[peer "GETTER"]
+fingerprint = $FP
+rights = echo, store, get
+
+[peer "CTSTORE"]
+fingerprint = $FP
+collection = ctdept
+rights = store
+
+[peer "NOGET"]
+fingerprint = $FP
+rights = echo, store, find
+
+[collection "ctdept"]
+CONF
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
+SRV=$!
+for _ in $(seq 100); do
+	grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
+	kill -0 "$SRV" 2>/dev/null || break
+	sleep 0.1
+done
+if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
+	no "server running with DICOM-TLS" "$T/err"
+	exit 0
+fi
+SC="$T/v/keys/tls.crt"
+TLS=(+tls "$T/peer1.key" "$T/peer1.crt" +cf "$SC")
+storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/default/*.dcm \
+	>"$T/s1" 2>&1
+check "storescu into the default collection" "[ $? -eq 0 ]" "$T/s1"
+storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet CTSTORE -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/ctdept/*.dcm \
+	>"$T/s2" 2>&1
+check "storescu into ctdept" "[ $? -eq 0 ]" "$T/s2"
+storescu -xi -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" \
+	"$T/data/other/006.dcm" >"$T/s3" 2>&1
+check "storescu -xi: an instance stored in implicit VR" "[ $? -eq 0 ]" "$T/s3"
+storescu -xy -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" \
+	"$T/data/other/007.dcm" >"$T/s4" 2>&1
+check "storescu -xy: an instance stored in JPEG baseline" "[ $? -eq 0 ]" "$T/s4"
+
+# ---- the TLS tunnel for getscu: stunnel4 as a TLS client on loopback ----
+LP=$(free_port)
+cat >"$T/stunnel.conf" <<CONF
+foreground = yes
+pid =
+output = $T/stunnel.log
+debug = 4
+[dicom]
+client = yes
+accept = 127.0.0.1:$LP
+connect = 127.0.0.1:$DP
+cert = $T/peer1.crt
+key = $T/peer1.key
+CAfile = $SC
+verifyPeer = yes
+sslVersionMin = TLSv1.3
+CONF
+stunnel4 "$T/stunnel.conf" >"$T/stunnel.out" 2>&1 &
+TUN=$!
+for _ in $(seq 50); do
+	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$LP" \
+		2>/dev/null && break
+	sleep 0.1
+done
+check "stunnel4 listening on 127.0.0.1:$LP" "kill -0 $TUN" "$T/stunnel.out" "$T/stunnel.log"
+
+# get NAME AET [getscu options and keys]: received files in $T/gNAME
+get_() {
+	local name=$1 aet=$2
+	shift 2
+	mkdir -p "$T/g$name"
+	getscu -v -to 20 -ta 20 -td 20 -aet "$aet" -aec DICOMVAULT -od "$T/g$name" "$@" 127.0.0.1 "$LP" \
+		>"$T/$name.log" 2>&1
+}
+# same NAME ORIGINAL...: the received files are exactly these originals:
+# same SOP instances, equal data sets (every element) and pixel bytes
+same() {
+	local name=$1
+	shift
+	"$PY" - "$T/g$name" "$@" <<'PYEOF'
+import glob, os, sys, pydicom
+got = {}
+for f in glob.glob(sys.argv[1] + "/*"):
+    d = pydicom.dcmread(f)
+    got[d.SOPInstanceUID] = d
+want = {}
+for f in sys.argv[2:]:
+    d = pydicom.dcmread(f)
+    want[d.SOPInstanceUID] = d
+if sorted(got) != sorted(want):
+    print("instances differ:", sorted(got), sorted(want)); sys.exit(1)
+for uid, w in want.items():
+    g = got[uid]
+    if g.file_meta.TransferSyntaxUID != os.environ.get("WANT_TS", w.file_meta.TransferSyntaxUID):
+        print(uid, "transfer syntax", g.file_meta.TransferSyntaxUID); sys.exit(1)
+    if g.PixelData != w.PixelData or len(g.PixelData) != w.Rows * w.Columns * 2:
+        print(uid, "pixel bytes differ"); sys.exit(1)
+    if list(g.keys()) != list(w.keys()) or any(g[k] != w[k] for k in w.keys()):
+        print(uid, "data sets differ"); sys.exit(1)
+print("same", len(want))
+PYEOF
+}
+npending() { grep -c 'Received C-GET Response (Pending)' "$T/$1.log"; }
+final_() { grep -A4 'Final status report' "$T/$1.log" | grep "$2" | awk -F: '{gsub(/ /, "", $NF); print $NF}'; }
+S=1.2.826.0.1.3680043.2.1143.17.
+D=$T/data/default
+
+get_ st GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+check "study root, STUDY level: getscu succeeded" "[ $? -eq 0 ] && grep -q 'Received C-GET Response (Success)' '$T/st.log'" \
+	"$T/st.log" "$T/err"
+same st "$D/001.dcm" "$D/002.dcm" "$D/003.dcm" >"$T/st.cmp" 2>&1
+check "the study's 3 instances received: data sets and pixel bytes equal to the originals" "[ $? -eq 0 ]" "$T/st.cmp"
+check "3 pending C-GET-RSP, final counts 3 completed, 0 failed" \
+	"[ \$(npending st) -eq 3 ] && [ \"\$(final_ st Completed)\" = 3 ] && [ \"\$(final_ st Failed)\" = 0 ]" "$T/st.log"
+
+get_ se GETTER -P -k QueryRetrieveLevel=SERIES -k PatientID=P1 -k StudyInstanceUID=${S}1 \
+	-k SeriesInstanceUID=${S}1.1
+same se "$D/001.dcm" "$D/002.dcm" >"$T/se.cmp" 2>&1
+check "patient root, SERIES level: the series' 2 instances, equal" "[ $? -eq 0 ]" "$T/se.cmp" "$T/se.log"
+
+get_ im GETTER -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID=${S}1 -k SeriesInstanceUID=${S}1.2 \
+	-k SOPInstanceUID=1.2.826.0.1.3680043.2.1143.19.3
+same im "$D/003.dcm" >"$T/im.cmp" 2>&1
+check "IMAGE level: that one instance, equal" "[ $? -eq 0 ]" "$T/im.cmp" "$T/im.log"
+
+get_ pa GETTER -P -k QueryRetrieveLevel=PATIENT -k PatientID=P2
+same pa "$D/004.dcm" >"$T/pa.cmp" 2>&1
+check "patient root, PATIENT level: P2's instance only" "[ $? -eq 0 ]" "$T/pa.cmp" "$T/pa.log"
+
+get_ ul GETTER -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=${S}2\\${S}1"
+check "a UID list at the STUDY level: 4 instances" "[ \$(ls '$T/gul' | wc -l) -eq 4 ] && [ \$(npending ul) -eq 4 ]" \
+	"$T/ul.log"
+
+get_ ct GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}3
+check "a study of another collection: nothing sent, success" \
+	"grep -q 'Received C-GET Response (Success)' '$T/ct.log' && [ -z \"\$(ls '$T/gct')\" ] && [ \$(npending ct) -eq 0 ]" \
+	"$T/ct.log"
+get_ no GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=1.2.3.4.5.6
+check "an identifier naming nothing: 0000H, zero sub-operations" \
+	"grep -q 'Received C-GET Response (Success)' '$T/no.log' && [ \"\$(final_ no Completed)\" = 0 ] && [ -z \"\$(ls '$T/gno')\" ]" \
+	"$T/no.log"
+get_ bad GETTER -S -k QueryRetrieveLevel=STUDY -k PatientID=P1
+check "STUDY level without StudyInstanceUID: A900H" "grep -qi 'a900\|DataSetDoesNotMatchSOPClass' '$T/bad.log'" \
+	"$T/bad.log"
+get_ ng NOGET -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+rc=$?
+check "a peer without the get right: refused, nothing sent" "[ $rc -ne 0 ] && [ -z \"\$(ls '$T/gng')\" ]" "$T/ng.log"
+
+get_ im1 GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}4
+check "a study of an implicit VR and a JPEG instance, getscu's contexts explicit VR only: B000H, 1 completed, 1 failed" \
+	"grep -q 'Received C-GET Response (Warning' '$T/im1.log' && [ \"\$(final_ im1 Completed)\" = 1 ] && [ \"\$(final_ im1 Failed)\" = 1 ]" \
+	"$T/im1.log"
+WANT_TS=1.2.840.10008.1.2.1 same im1 "$T/data/other/006.dcm" >"$T/im1.cmp" 2>&1
+check "the implicit VR instance re-encoded in explicit VR: data set and pixel bytes equal" "[ $? -eq 0 ]" \
+	"$T/im1.cmp"
+
+# ---- role selection and the Failed SOP Instance UID List (lib/dul.py) ----
+cat >"$T/roles.py" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[1] + "/tests/integration/lib")
+import dul, pydicom, io
+port, d, study = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+SC = "1.2.840.10008.5.1.4.1.1.7"
+def run(roles):
+    s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
+    s.sendall(dul.assoc_rq("GETTER", "DICOMVAULT", [(1, dul.GET_STUDY, [dul.IMPLICIT]), (3, SC, [dul.EXPLICIT])],
+                           roles=roles))
+    t, _ = dul.read_pdu(s)
+    assert t == 2, t
+    rq = dul.command({0x00000002: dul.GET_STUDY, 0x00000100: 0x0010, 0x00000110: 5, 0x00000700: 0,
+                      0x00000800: 0x0000})
+    s.sendall(dul.pdata(1, rq, True) + dul.pdata(1, dul.dataset({0x00080052: "STUDY", 0x0020000D: study}), False))
+    m = dul.Messages(s)
+    stored, pending = [], 0
+    while True:
+        c, data = m.next()
+        field = dul.us(c[0x00000100])
+        if field == 0x0001:   # C-STORE-RQ sub-operation
+            ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            ds.is_little_endian, ds.is_implicit_VR = True, False
+            stored.append(ds.SOPInstanceUID)
+            rsp = dul.command({0x00000002: SC, 0x00000100: 0x8001, 0x00000120: dul.us(c[0x00000110]),
+                               0x00000800: 0x0101, 0x00000900: 0, 0x00001000: ds.SOPInstanceUID})
+            s.sendall(dul.pdata(3, rsp, True))
+            continue
+        st = dul.us(c[0x00000900])
+        if st == 0xFF00:
+            pending += 1
+            continue
+        failed = []
+        if data:
+            ident = pydicom.dcmread(io.BytesIO(data), force=True)
+            ident.is_little_endian, ident.is_implicit_VR = True, True
+            v = ident.get("FailedSOPInstanceUIDList", [])
+            failed = [v] if isinstance(v, str) else list(v)
+        print("roles" if roles else "noroles", "%04X" % st, "stored", ",".join(x[-4:] for x in stored),
+              "pending", pending, "completed", dul.us(c[0x00001021]), "failed", dul.us(c[0x00001022]),
+              "list", ",".join(x[-4:] for x in failed))
+        break
+    s.sendall(dul.RELEASE_RQ)
+    t, _ = dul.read_pdu(s)
+    assert t == 6, t
+run([(SC, 0, 1)])
+run([])
+PYEOF
+"$PY" "$T/roles.py" "$ROOT" "$DP" "$T" "${S}4" >"$T/roles" 2>&1
+check "SCP role selected: the implicit VR instance sent, B000H with the JPEG one in the Failed SOP Instance UID List" \
+	"grep -qx 'roles B000 stored 19.6 pending 2 completed 1 failed 1 list 19.7' '$T/roles'" "$T/roles" "$T/err"
+check "no SCP role proposed: no sub-operation, A702H, both in the list" \
+	"grep -qx 'noroles A702 stored  pending 2 completed 0 failed 2 list 19.6,19.7' '$T/roles'" "$T/roles" "$T/err"
+
+# ---- C-CANCEL right behind the C-GET (lib/dul.py over TLS) ----
+cat >"$T/cancel.py" <<'PYEOF'
+import sys
+sys.path.insert(0, sys.argv[1] + "/tests/integration/lib")
+import dul
+port, d, study = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
+s.sendall(dul.assoc_rq("GETTER", "DICOMVAULT", [(1, dul.GET_STUDY, [dul.IMPLICIT])]))
+t, _ = dul.read_pdu(s)
+assert t == 2, t
+rq = dul.command({0x00000002: dul.GET_STUDY, 0x00000100: 0x0010, 0x00000110: 9, 0x00000700: 0,
+                  0x00000800: 0x0000})
+ident = dul.dataset({0x00080052: "STUDY", 0x0020000D: study})
+cancel = dul.pdata(1, dul.command({0x00000100: 0x0FFF, 0x00000120: 9, 0x00000800: 0x0101}), True)
+s.sendall(dul.pdata(1, rq, True) + dul.pdata(1, ident, False) + cancel)
+m = dul.Messages(s)
+c, _ = m.next()
+assert dul.us(c[0x00000120]) == 9
+print("cancel %04X remaining %d completed %d" % (dul.us(c[0x00000900]), dul.us(c[0x00001020]),
+                                                 dul.us(c[0x00001021])))
+s.sendall(dul.RELEASE_RQ)
+t, _ = dul.read_pdu(s)
+print("released" if t == 6 else t)
+PYEOF
+"$PY" "$T/cancel.py" "$ROOT" "$DP" "$T" "${S}1" >"$T/cancel" 2>&1
+check "C-CANCEL right behind the C-GET: FE00H, 3 remaining, none sent" \
+	"grep -qx 'cancel FE00 remaining 3 completed 0' '$T/cancel' && grep -qx released '$T/cancel'" "$T/cancel" "$T/err"
+
+n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-GET')
+check "one retrieve audit record per C-GET with the peer as actor ($n)" \
+	"[ $n -eq 12 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'"
+check "server still running" "kill -0 $SRV"
+stop_pid "$TUN"
+TUN=
+kill -TERM "$SRV"
+for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
+wait "$SRV" 2>/dev/null
+rc=$?
+SRV=
+check "server stops cleanly on SIGTERM" "[ $rc -eq 0 ]" "$T/err"
+"$DV" audit verify --vault "$T/v" >"$T/av" 2>&1
+check "audit trail intact" "[ $? -eq 0 ]" "$T/av"

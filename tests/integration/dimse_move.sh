@@ -1,0 +1,270 @@
+#!/bin/bash
+# dimse_move.sh: the C-MOVE SCP of `dicomvault serve` (issue 5): DCMTK's
+# movescu (3.6.7: no TLS) through a local stunnel4 TLS client with the
+# mover's certificate, DCMTK's storescp +tls as the Move Destination (its
+# own certificate, made here with openssl, bound to [peer "DEST"] by
+# fingerprint, with host and port): the vault opens a DICOM-TLS
+# association to it, presenting its TLS certificate, and sends the C-STORE
+# sub-operations there. The files storescp writes are compared with the
+# originals (data sets and pixel bytes, pydicom); the pending responses
+# counted; a Move Destination that is not a peer with host and port
+# (A801H), a destination whose certificate is not the one bound to it (all
+# sub-operations failed, A702H), a peer without the move right (refused),
+# an identifier naming nothing (0000H); one "retrieve" audit record per
+# C-MOVE. Prints ok/not ok lines. Env DV: the CLI under test; KEEP=1 keeps
+# the directory. Layer: tests.
+set -u
+DV=${DV:-build/check/dicomvault}
+PY=/usr/bin/python3
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dmove.XXXXXX")
+SRV=
+TUN=
+SCP=
+stop_pid() {
+	local p=$1
+	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
+	kill -TERM "$p" 2>/dev/null
+	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+	kill -KILL "$p" 2>/dev/null
+}
+cleanup() {
+	stop_pid "$TUN"
+	stop_pid "$SCP"
+	stop_pid "$SRV"
+	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+ok() { echo "ok - dimse_move: $1"; }
+no() {
+	echo "not ok - dimse_move: $1"
+	shift
+	for f in "$@"; do [ -f "$f" ] && sed 's/^/#   /' "$f" | tail -8; done
+}
+check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
+
+for tool in movescu storescu storescp openssl stunnel4; do
+	command -v $tool >/dev/null || { echo "# SKIP dimse_move: no $tool (scripts/install-deps.sh)"; exit 0; }
+done
+"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_move: no --dicom"; exit 0; }
+
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=peer1" \
+	-keyout "$T/peer1.key" -out "$T/peer1.crt" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=dest" \
+	-keyout "$T/dest.key" -out "$T/dest.crt" 2>/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=other" \
+	-keyout "$T/other.key" -out "$T/other.crt" 2>/dev/null
+[ -s "$T/peer1.crt" ] && [ -s "$T/dest.crt" ] && [ -s "$T/other.crt" ] || { no "openssl made the certificates"; exit 0; }
+
+# ---- the data: P1 (study 1: series 1.1 of 2 instances, series 1.2 of
+# 1), P2 (study 2, 1 instance in implicit VR) ----
+"$PY" - "$T/data" >"$T/gen.err" 2>&1 <<'PYEOF'
+import os, sys
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+out = sys.argv[1]
+os.makedirs(out)
+n = [0]
+def inst(pid, study, series, rows, implicit=False):
+    n[0] += 1
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"   # secondary capture
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1143.29.%d" % n[0]
+    ds.PatientName = "DOE^" + pid; ds.PatientID = pid; ds.PatientSex = "O"
+    ds.StudyInstanceUID = study; ds.StudyDate = "20240105"; ds.AccessionNumber = "A%d" % n[0]
+    ds.SeriesInstanceUID = series; ds.Modality = "OT"; ds.SeriesNumber = 1; ds.InstanceNumber = n[0]
+    ds.Rows = rows; ds.Columns = 64; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16; ds.BitsStored = 12; ds.HighBit = 11; ds.PixelRepresentation = 0
+    ds.PixelData = bytes((i * 5 + n[0]) & 255 for i in range(rows * 64 * 2))
+    fm = FileMetaDataset(); fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    fm.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+    ds.file_meta = fm
+    ds.is_little_endian = True; ds.is_implicit_VR = implicit
+    ds.save_as("%s/%03d.dcm" % (out, n[0]), write_like_original=False)
+S = "1.2.826.0.1.3680043.2.1143.27."
+inst("P1", S + "1", S + "1.1", 64)
+inst("P1", S + "1", S + "1.1", 600)    # 76 800 bytes of pixels: several PDUs
+inst("P1", S + "1", S + "1.2", 8)
+inst("P2", S + "2", S + "2.1", 8, implicit=True)
+PYEOF
+check "pydicom made the data" "[ \$(ls '$T'/data/*.dcm 2>/dev/null | wc -l) -eq 4 ]" "$T/gen.err"
+
+PW='correct horse battery staple'
+printf '%s\n' "$PW" >"$T/pw"
+chmod 600 "$T/pw"
+"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+HP=$(free_port)
+DP=$(free_port)
+SP=$(free_port)
+FP=$(fp "$T/peer1.crt")
+cat >>"$T/v/dicomvault.conf" <<CONF
+
+[peer "MOVER"]
+fingerprint = $FP
+rights = echo, store, move
+
+[peer "NOMOVE"]
+fingerprint = $FP
+rights = echo, store, find, get
+
+[peer "DEST"]
+fingerprint = $(fp "$T/dest.crt")
+host = 127.0.0.1
+port = $SP
+
+[peer "WRONGCERT"]
+fingerprint = $(fp "$T/other.crt")
+host = 127.0.0.1
+port = $SP
+
+[peer "NOHOST"]
+fingerprint = $(fp "$T/dest.crt")
+CONF
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
+SRV=$!
+for _ in $(seq 100); do
+	grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
+	kill -0 "$SRV" 2>/dev/null || break
+	sleep 0.1
+done
+if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
+	no "server running with DICOM-TLS" "$T/err"
+	exit 0
+fi
+SC="$T/v/keys/tls.crt"
+TLS=(+tls "$T/peer1.key" "$T/peer1.crt" +cf "$SC")
+storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet MOVER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/00[123].dcm \
+	>"$T/s1" 2>&1
+check "storescu: study 1" "[ $? -eq 0 ]" "$T/s1"
+storescu -xi -to 20 -ta 20 -td 20 "${TLS[@]}" -aet MOVER -aec DICOMVAULT 127.0.0.1 "$DP" "$T/data/004.dcm" \
+	>"$T/s2" 2>&1
+check "storescu -xi: study 2 in implicit VR" "[ $? -eq 0 ]" "$T/s2"
+
+# ---- the Move Destination: storescp +tls, trusting the vault's certificate ----
+mkdir -p "$T/dest"
+# (storescp 3.6.7 cannot bind an address: it listens on every interface,
+# on a free high port, for the seconds of this test; +tls with +cf: only a
+# client holding the vault's key is served)
+storescp -d -aet DEST +tls "$T/dest.key" "$T/dest.crt" +cf "$SC" -od "$T/dest" "$SP" \
+	>"$T/storescp.log" 2>&1 &
+SCP=$!
+for _ in $(seq 50); do
+	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$SP" \
+		2>/dev/null && break
+	sleep 0.1
+done
+check "storescp +tls listening" "kill -0 $SCP" "$T/storescp.log"
+
+# ---- the TLS tunnel for movescu: stunnel4 as a TLS client on loopback ----
+LP=$(free_port)
+cat >"$T/stunnel.conf" <<CONF
+foreground = yes
+pid =
+output = $T/stunnel.log
+debug = 4
+[dicom]
+client = yes
+accept = 127.0.0.1:$LP
+connect = 127.0.0.1:$DP
+cert = $T/peer1.crt
+key = $T/peer1.key
+CAfile = $SC
+verifyPeer = yes
+sslVersionMin = TLSv1.3
+CONF
+stunnel4 "$T/stunnel.conf" >"$T/stunnel.out" 2>&1 &
+TUN=$!
+for _ in $(seq 50); do
+	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$LP" \
+		2>/dev/null && break
+	sleep 0.1
+done
+check "stunnel4 listening on 127.0.0.1:$LP" "kill -0 $TUN" "$T/stunnel.out" "$T/stunnel.log"
+
+# move NAME AET DEST [movescu options and keys]
+move_() {
+	local name=$1 aet=$2 dest=$3
+	shift 3
+	movescu -v -to 20 -ta 20 -td 20 -aet "$aet" -aec DICOMVAULT -aem "$dest" "$@" 127.0.0.1 "$LP" \
+		>"$T/$name.log" 2>&1
+}
+# same DIR ORIGINAL...: the files in DIR are exactly these originals
+same() {
+	local dir=$1
+	shift
+	"$PY" - "$dir" "$@" <<'PYEOF'
+import glob, os, sys, pydicom
+got = {}
+for f in glob.glob(sys.argv[1] + "/*"):
+    d = pydicom.dcmread(f)
+    got[d.SOPInstanceUID] = d
+want = {}
+for f in sys.argv[2:]:
+    d = pydicom.dcmread(f)
+    want[d.SOPInstanceUID] = d
+if sorted(got) != sorted(want):
+    print("instances differ:", sorted(got), sorted(want)); sys.exit(1)
+for uid, w in want.items():
+    g = got[uid]
+    if g.PixelData != w.PixelData or len(g.PixelData) != w.Rows * w.Columns * 2:
+        print(uid, "pixel bytes differ"); sys.exit(1)
+    if list(g.keys()) != list(w.keys()) or any(g[k] != w[k] for k in w.keys()):
+        print(uid, "data sets differ"); sys.exit(1)
+print("same", len(want))
+PYEOF
+}
+npending() { grep -c 'Received Move Response [0-9]* (Pending)' "$T/$1.log"; }
+S=1.2.826.0.1.3680043.2.1143.27.
+
+move_ m1 MOVER DEST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+check "study root, STUDY level to DEST: movescu succeeded" \
+	"[ $? -eq 0 ] && grep -q 'Received Final Move Response (Success)' '$T/m1.log'" "$T/m1.log" "$T/err"
+check "3 pending responses" "[ \$(npending m1) -eq 3 ]" "$T/m1.log"
+sleep 0.5
+same "$T/dest" "$T"/data/00[123].dcm >"$T/m1.cmp" 2>&1
+check "storescp received the study's 3 instances: data sets and pixel bytes equal" "[ $? -eq 0 ]" "$T/m1.cmp" \
+	"$T/storescp.log"
+check "storescp was called by DICOMVAULT, C-STOREs naming MOVER and its message ID as the move originator" \
+	"grep -q 'Calling Application Name: *DICOMVAULT' '$T/storescp.log' && [ \$(grep -c 'Move Originator AE Title *: *MOVER' '$T/storescp.log') -ge 3 ]" \
+	"$T/storescp.log"
+
+rm -rf "$T/dest"/*
+move_ m2 MOVER DEST -P -k QueryRetrieveLevel=PATIENT -k PatientID=P2
+sleep 0.5
+same "$T/dest" "$T/data/004.dcm" >"$T/m2.cmp" 2>&1
+check "patient root, PATIENT level: P2's implicit VR instance, equal" "[ $? -eq 0 ]" "$T/m2.cmp" "$T/m2.log"
+
+rm -rf "$T/dest"/*
+move_ m3 MOVER NOSUCH -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+check "an unknown Move Destination: A801H" "grep -qi 'a801\|MoveDestinationUnknown' '$T/m3.log'" "$T/m3.log"
+move_ m4 MOVER NOHOST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+check "a peer without host and port as destination: A801H" "grep -qi 'a801\|MoveDestinationUnknown' '$T/m4.log'" \
+	"$T/m4.log"
+move_ m5 MOVER WRONGCERT -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+check "a destination whose certificate is not the one bound to it: A702H, 3 failed, nothing stored" \
+	"grep -qi 'a702\|OutOfResourcesSubOperations' '$T/m5.log' && [ -z \"\$(ls '$T/dest')\" ]" "$T/m5.log"
+move_ m6 MOVER DEST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=1.2.3.4.5.6
+check "an identifier naming nothing: 0000H" "grep -q 'Received Final Move Response (Success)' '$T/m6.log'" "$T/m6.log"
+move_ m7 NOMOVE DEST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+check "a peer without the move right: no C-MOVE context, nothing stored" \
+	"grep -q 'No valid Presentation Context' '$T/m7.log' && [ -z \"\$(ls '$T/dest')\" ]" "$T/m7.log"
+
+n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-MOVE')
+check "one retrieve audit record per C-MOVE with the mover as actor ($n)" \
+	"[ $n -eq 6 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
+check "server still running" "kill -0 $SRV"
+stop_pid "$TUN"
+TUN=
+stop_pid "$SCP"
+SCP=
+kill -TERM "$SRV"
+for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
+wait "$SRV" 2>/dev/null
+rc=$?
+SRV=
+check "server stops cleanly on SIGTERM" "[ $rc -eq 0 ]" "$T/err"
+"$DV" audit verify --vault "$T/v" >"$T/av" 2>&1
+check "audit trail intact" "[ $? -eq 0 ]" "$T/av"
