@@ -17,6 +17,7 @@
 #include "dicomvault/err.h"
 
 struct audit;
+struct auth;
 struct vault;
 struct peers;
 struct access_collections;
@@ -35,6 +36,7 @@ struct dimse_srv_opts {
 	const struct access_collections *colls;  /* borrowed; may be NULL */
 	struct vault *vault;              /* borrowed (ix_lock set) */
 	struct audit *audit;              /* borrowed */
+	struct auth *auth;                /* borrowed: checks the API token of a user identity; NULL: none accepted */
 	unsigned artim_ms;                /* 0: UL_ARTIM_SECONDS */
 	unsigned idle_ms;                 /* an established association silent this long is aborted; 0: 300 s */
 	unsigned max_assoc;               /* at once; 0: 32 */
@@ -68,7 +70,8 @@ bool dimse_srv_wanted(const struct ini *conf);
  * max_associations), the [peer] and [collection] sections, and starts the
  * server with the vault's TLS certificate and key. The server owns the
  * peers and collections it loaded. Prints nothing; *desc gets a line for
- * the operator ("DICOM-TLS 127.0.0.1:2762 AE DICOMVAULT, N peers"). */
+ * the operator ("DICOM-TLS 127.0.0.1:2762 AE DICOMVAULT, N peers"). auth
+ * (borrowed) checks the API tokens of User Identity Negotiation. */
 WUR enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, const uint8_t *cert_pem,
                                   size_t cert_len, const struct secret *key_pem, struct audit *au,
-                                  struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen);
+                                  struct auth *auth, struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen);

@@ -5,7 +5,9 @@
  * `ca = FILE`, a CA that must have issued it), where it listens (`host`,
  * `port`: needed only as a C-MOVE destination), the collection it stores
  * into (`collection`, default "default") and what it may do (`rights =
- * echo, store, find, move, get`, any subset; none when absent). Pure: a
+ * echo, store, find, move, get`, any subset; none when absent) and
+ * whether an association must name a vault user (`require_user = yes`:
+ * User Identity Negotiation with an API token; default no). Pure: a
  * parsed configuration in, a table or an error with its line out; the
  * daemon reads the CA files. Layer: proto. */
 #ifndef DICOMVAULT_PEERS_H
@@ -37,6 +39,7 @@ struct peer {
 	uint16_t port;                    /* 0 when not given */
 	char collection[PEER_COLLECTION_MAX + 1];
 	unsigned rights;                  /* PEER_RIGHT_* */
+	bool require_user;                /* require_user = yes: a user identity is required */
 	unsigned line;                    /* of the section header */
 };
 

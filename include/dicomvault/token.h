@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "dicomvault/access.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/err.h"
 #include "dicomvault/index.h"
@@ -28,6 +29,12 @@
  * why set otherwise. */
 WUR enum err token_scope_parse(const char *s, char *out, size_t cap, const char **collection, char *why,
                                size_t whylen);
+
+/* Whether a canonical scope ("" : no restriction) lets a token do action
+ * a on an object of collection (NULL: not in one): the action must be
+ * listed (store, query, retrieve for both retrieve actions; nothing else),
+ * and the collection, when the scope names one, must be that one. */
+bool token_scope_allows(const char *scope, enum access_action a, const char *collection);
 
 /* Whether t has the form of an API token (prefix and 64 lower-case hex). */
 bool token_form_ok(const char *t, size_t n);

@@ -240,6 +240,37 @@ enum err token_revoke(struct index_store *ix, int64_t id, int64_t now, struct id
 	return rc;
 }
 
+bool token_scope_allows(const char *scope, enum access_action a, const char *collection)
+{
+	const char *want, *p, *coll;
+	bool found = false;
+	size_t n;
+
+	if (scope == NULL || scope[0] == 0)
+		return true;
+	switch (a) {
+	case ACCESS_ACT_STORE: want = "store"; break;
+	case ACCESS_ACT_QUERY: want = "query"; break;
+	case ACCESS_ACT_RETRIEVE:
+	case ACCESS_ACT_RETRIEVE_ORIGINAL: want = "retrieve"; break;
+	default: return false;   /* tokens are for data, not administration */
+	}
+	n = strlen(want);
+	for (p = scope; p != NULL && *p;) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l == n && memcmp(p, want, n) == 0)
+			found = true;
+		p = e ? e + 1 : NULL;
+	}
+	if (!found)
+		return false;
+	coll = strstr(scope, "collection=");
+	if (coll != NULL && collection != NULL)
+		return strcmp(coll + 11, collection) == 0;
+	return true;
+}
+
 const char *token_state(const struct idx_token *t, int64_t now)
 {
 	if (t->revoked != 0)

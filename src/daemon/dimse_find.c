@@ -92,11 +92,16 @@ struct run {
 
 struct counts {
 	int64_t studies, series, instances;
+	const struct dimse_assoc *a;   /* with a user: only the studies it may query count */
+	const uint8_t *patient;
 };
 
 static enum err count_study(void *ctx, const struct idx_study *st)
 {
 	struct counts *c = ctx;
+
+	if (c->a != NULL && !dimse_user_may(c->a, ACCESS_ACT_QUERY, st->collection, st->uid, c->patient))
+		return ERR_OK;   /* not the user's to see: not counted */
 
 	c->studies++;
 	c->series += st->n_series;
@@ -112,12 +117,14 @@ static bool visible(void *ctx, const char *collection, const char *study_uid, co
 	struct run *ru = ctx;
 	struct vault *v = ru->a->o->vault;
 	struct idx_study_query sq;
-	struct counts c = { 0, 0, 0 };
+	struct counts c = { 0, 0, 0, NULL, NULL };
 	enum err rc;
 
-	(void)study_uid;
 	if (collection != NULL)
-		return strcmp(collection, ru->a->peer->collection) == 0;
+		return strcmp(collection, ru->a->peer->collection) == 0 &&
+		       dimse_user_may(ru->a, ACCESS_ACT_QUERY, collection, study_uid, patient);
+	c.a = ru->a;
+	c.patient = patient;
 	memset(&sq, 0, sizeof sq);
 	sq.collection = ru->a->peer->collection;
 	sq.patient_key_hmac = patient;
@@ -353,6 +360,11 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	if (!(a->peer->rights & PEER_RIGHT_FIND)) {
 		status = DIMSE_NOT_AUTHORIZED;
 		comment = "No right to query";
+		goto done;
+	}
+	if (dimse_user_load(a) != ERR_OK) {
+		status = DIMSE_NOT_AUTHORIZED;
+		comment = "User identity no longer valid";
 		goto done;
 	}
 	if (fq->too_big) {

@@ -72,9 +72,8 @@ static bool allow_coll(void *ctx, const char *collection, const char *study_uid,
 {
 	struct get_run *gr = ctx;
 
-	(void)study_uid;
-	(void)patient;
-	return collection != NULL && strcmp(collection, gr->a->peer->collection) == 0;
+	return collection != NULL && strcmp(collection, gr->a->peer->collection) == 0 &&
+	       dimse_user_may(gr->a, ACCESS_ACT_RETRIEVE_ORIGINAL, collection, study_uid, patient);
 }
 
 static enum err on_hit(void *ctx, struct qry_hit *h)
@@ -649,6 +648,11 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 	if (!(a->peer->rights & (move ? PEER_RIGHT_MOVE : PEER_RIGHT_GET))) {
 		status = DIMSE_NOT_AUTHORIZED;
 		comment = "No right to retrieve";
+		goto done;
+	}
+	if (dimse_user_load(a) != ERR_OK) {
+		status = DIMSE_NOT_AUTHORIZED;
+		comment = "User identity no longer valid";
 		goto done;
 	}
 	if (move) {

@@ -6,7 +6,9 @@
 #include <gnutls/gnutls.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "dicomvault/access.h"
 #include "dicomvault/audit.h"
+#include "dicomvault/auth.h"
 #include "dicomvault/dimse.h"
 #include "dicomvault/dimse_srv.h"
 #include "dicomvault/peers.h"
@@ -44,6 +46,13 @@ struct dimse_assoc {
 	struct dimse_store *st;
 	struct dimse_find *fq;
 	uint16_t next_msg_id;          /* of the requests we send (C-GET sub-operations) */
+	/* User Identity Negotiation (PS3.7 D.3.3.7): the vault user this
+	 * association acts for, from an API token checked at the RQ */
+	bool as_user;
+	struct auth_session user;
+	char ua[40];                   /* "AE CALLING": the peer in the audit records of the user */
+	struct access_grant *grants;   /* the user's grants, read by dimse_user_load at each operation */
+	size_t ngrants;
 };
 
 /* The actor of audit records about this association. */
@@ -52,6 +61,18 @@ void dimse_assoc_actor(const struct dimse_assoc *a, struct audit_actor *act);
  * ERR_IO (logged) when it could not be written. */
 enum err dimse_assoc_audit(const struct dimse_assoc *a, const char *action, enum audit_outcome out, const char *reason,
                        const struct audit_objects *obj);
+/* With a user: checks the API token again (revoked or expired since the
+ * association began: ERR_AUTH) and reads the user's grants in force now
+ * (a->grants), for the operation that begins. ERR_AUTH: the token or the
+ * account is no longer valid; another error: they cannot be read.
+ * Without a user: ERR_OK. */
+WUR enum err dimse_user_load(struct dimse_assoc *a);
+/* Whether the association may do act on an object (fields may be NULL):
+ * always without a user; with one, when the token's scope allows it and
+ * the grants loaded decide ACCESS_YES (de-identified access is not offered
+ * over DIMSE). Pure: no lock taken (callable from a query callback). */
+bool dimse_user_may(const struct dimse_assoc *a, enum access_action act, const char *collection,
+                    const char *study_uid, const uint8_t *patient);
 /* Builds and queues a command set and sends what u.tx holds. */
 WUR enum err dimse_assoc_send_cmd(struct dimse_assoc *a, uint8_t pcid, const struct dimse_cmd *c);
 /* Sends what u.tx holds. */

@@ -7,8 +7,10 @@
  * judged here: the calling AE title must be a [peer], the certificate the
  * TLS handshake showed must be the one bound to that peer (SHA-256
  * fingerprint, compared in constant time, or issued by its CA), and the
- * peer must have a right to one of the services proposed; anything else
- * is an A-ASSOCIATE-RJ and an audit record. Layer: daemon. */
+ * peer must have a right to one of the services proposed; a user identity
+ * (type 2, an API token as passcode) makes the association act for that
+ * vault user too (required by `require_user = yes`); anything else is an
+ * A-ASSOCIATE-RJ and an audit record. Layer: daemon. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,11 +28,14 @@
 #include <time.h>
 #include <unistd.h>
 #include "dicomvault/access.h"
+#include "dicomvault/auth.h"
 #include "dicomvault/http.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/io.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
+#include "dicomvault/token.h"
+#include "dicomvault/users.h"
 #include "dicomvault/vault.h"
 #include "dimse_int.h"
 
@@ -76,6 +81,11 @@ void dimse_assoc_actor(const struct dimse_assoc *a, struct audit_actor *act)
 	memset(act, 0, sizeof *act);
 	act->user = a->calling[0] ? a->calling : NULL;
 	act->role = "dicom-peer";
+	if (a->as_user) {
+		/* the vault user acts; the peer shows as the agent */
+		act->user = a->user.user;
+		act->user_agent = a->ua;
+	}
 	act->addr = a->addr;
 	act->cert = a->fp[0] ? a->fp : NULL;
 }
@@ -97,6 +107,46 @@ enum err dimse_assoc_audit(const struct dimse_assoc *a, const char *action, enum
 		return ERR_IO;
 	}
 	return ERR_OK;
+}
+
+enum err dimse_user_load(struct dimse_assoc *a)
+{
+	free(a->grants);
+	a->grants = NULL;
+	a->ngrants = 0;
+	if (!a->as_user)
+		return ERR_OK;
+	/* the token again (kept by the UL in its copy of the RQ): a
+	 * revocation or expiry during the association takes effect at once */
+	{
+		const struct secret *tok = a->u.rq != NULL ? a->u.rq->id_secondary : NULL;
+		struct auth_session now_s;
+		enum err rc;
+		if (tok == NULL || a->o->auth == NULL)
+			return ERR_AUTH;
+		rc = auth_request_check(a->o->auth, (const char *)secret_view(tok), secret_len(tok), (int64_t)time(NULL),
+		                        a->addr, &now_s);
+		if (rc != ERR_OK)
+			return rc;
+		if (now_s.user_id != a->user.user_id)
+			return ERR_AUTH;
+	}
+	return users_grants_now(a->o->vault, a->user.user_id, (int64_t)time(NULL), &a->grants, &a->ngrants);
+}
+
+bool dimse_user_may(const struct dimse_assoc *a, enum access_action act, const char *collection,
+                    const char *study_uid, const uint8_t *patient)
+{
+	struct access_object o;
+
+	if (!a->as_user)
+		return true;
+	if (!token_scope_allows(a->user.scope, act, collection))
+		return false;
+	o.collection = collection;
+	o.study_uid = study_uid;
+	o.patient = patient;
+	return access_decide(a->grants, a->ngrants, act, &o, (int64_t)time(NULL), NULL) == ACCESS_YES;
 }
 
 static ssize_t conn_send(struct dimse_assoc *a, const void *p, size_t n)
@@ -265,6 +315,52 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 	return ok;
 }
 
+/* User Identity Negotiation: a type 2 sub-item (user name and passcode)
+ * whose passcode is an API token of that user makes the association act
+ * for the user (a->as_user); the token is checked as a bearer token is
+ * (auth_request_check: expiry, revocation, the account; a refusal of a
+ * known token is audited there). Anything else offered, or nothing when
+ * the peer has require_user, is refused (audited here). */
+static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe)
+{
+	const struct pdu_assoc *rq = a->u.rq;
+	const char *why = NULL;
+	char reason[200];
+	enum err rc;
+
+	if (!rq->has_identity) {
+		if (!pe->require_user)
+			return true;
+		why = "no user identity, and the peer requires one";
+	} else if (rq->id_type != PDU_UID_USERNAME_PASS) {
+		why = "user identity type not supported (user name and API token only)";
+	} else if (s->o.auth == NULL || s->o.vault == NULL) {
+		why = "user identity cannot be verified here";
+	} else if (rq->id_primary == NULL || rq->id_secondary == NULL ||
+	           !token_is_api((const char *)secret_view(rq->id_secondary), secret_len(rq->id_secondary))) {
+		why = "user identity: the passcode is not an API token";
+	} else {
+		memset(&a->user, 0, sizeof a->user);
+		rc = auth_request_check(s->o.auth, (const char *)secret_view(rq->id_secondary),
+		                        secret_len(rq->id_secondary), (int64_t)time(NULL), a->addr, &a->user);
+		if (rc != ERR_OK || !a->user.api_token)
+			why = rc == ERR_AUTH || rc == ERR_OK ? "user identity: API token refused" : "user identity cannot be verified";
+		else if (strlen(a->user.user) != secret_len(rq->id_primary) ||
+		         memcmp(a->user.user, secret_view(rq->id_primary), secret_len(rq->id_primary)) != 0)
+			why = "user identity: the API token is not the named user's";
+	}
+	if (why != NULL) {
+		memset(&a->user, 0, sizeof a->user);
+		snprintf(reason, sizeof reason, "%s (peer %s)", why, pe->ae);
+		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
+		log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
+		return false;
+	}
+	a->as_user = true;
+	snprintf(a->ua, sizeof a->ua, "AE %s", pe->ae);
+	return true;
+}
+
 /* Answers the A-ASSOCIATE-RQ in a->u.rq: accept or reject, audited. */
 static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 {
@@ -289,7 +385,10 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 		log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
 		return ul_reject(&a->u, 1, 1, 3);
 	}
+	if (!identity_ok(s, a, pe))
+		return ul_reject(&a->u, 1, 1, 1);
 	dimse_svc_policy(pe, syn, &pol);
+	pol.identity_accepted = a->as_user;
 	trial = malloc(sizeof *trial);
 	if (trial == NULL)
 		return ERR_NOMEM;
@@ -317,7 +416,8 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 		snprintf(reason, sizeof reason, "%u of %u presentation contexts accepted%s", naccepted, a->u.rq->npc,
 		         a->tls ? "" : " (plain TCP)");
 		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_SUCCESS, reason, NULL);
-		log_info("association of %s from %s accepted", pe->ae, a->addr);
+		log_info("association of %s from %s accepted%s%s", pe->ae, a->addr, a->as_user ? " for user " : "",
+		         a->as_user ? a->user.user : "");
 	}
 	return rc;
 }
@@ -487,6 +587,9 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 	ul_fini(&a->u);
 	free(a->rx);
 	a->rx = NULL;
+	free(a->grants);
+	a->grants = NULL;
+	a->ngrants = 0;
 }
 
 /* ---- associations we request (C-MOVE) ---- */
@@ -1097,7 +1200,7 @@ static enum err conf_seconds(const struct ini *conf, const char *key, unsigned *
 
 enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, const uint8_t *cert_pem,
                               size_t cert_len, const struct secret *key_pem, struct audit *au,
-                              struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen)
+                              struct auth *auth, struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen)
 {
 	struct dimse_srv_opts o;
 	struct peers *ps = NULL;
@@ -1146,6 +1249,7 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 	o.colls = cs;
 	o.vault = v;
 	o.audit = au;
+	o.auth = auth;
 	rc = dimse_srv_start(&o, &s, why, whylen);
 	if (rc != ERR_OK) {
 		peers_free(ps);

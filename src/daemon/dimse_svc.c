@@ -374,6 +374,16 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment)
 		store_fail(st, DIMSE_ERR_DATASET, "SOP Instance UID differs from the command's");
 		goto fail;
 	}
+	/* with a user identity, the user's grants must allow it too */
+	if (a->as_user) {
+		enum err ue = dimse_user_load(a);
+		if (ue != ERR_OK || !dimse_user_may(a, ACCESS_ACT_STORE, pk.coll, pk.study[0] ? pk.study : NULL,
+		                                    pk.has_patient ? pk.patient : NULL)) {
+			store_fail(st, DIMSE_NOT_AUTHORIZED,
+			           ue == ERR_OK ? "User not authorised to store here" : "User identity no longer valid");
+			goto fail;
+		}
+	}
 	/* a study already stored keeps its collection: the peer must be bound to it */
 	if (pk.study[0]) {
 		struct idx_study cur;

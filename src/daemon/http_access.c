@@ -23,41 +23,12 @@ enum err http_load_grants(struct http_req *r)
 	return users_grants_now(r->srv->vault, r->sess.user_id, (int64_t)time(NULL), &r->grants, &r->ngrants);
 }
 
-/* An API token's scope ("store,query,retrieve,collection=NAME", canonical;
- * "" for a login session) as a filter: the action must be listed, and the
- * object, if in a collection, must be in that one. */
+/* An API token's scope as a filter (token_scope_allows). */
 static bool scope_allows(const struct http_req *r, enum access_action a, const struct access_object *o)
 {
-	const char *s = r->sess.scope, *coll;
-	const char *want;
-
-	if (!r->sess.api_token || s[0] == 0)
+	if (!r->sess.api_token)
 		return true;
-	switch (a) {
-	case ACCESS_ACT_STORE: want = "store"; break;
-	case ACCESS_ACT_QUERY: want = "query"; break;
-	case ACCESS_ACT_RETRIEVE:
-	case ACCESS_ACT_RETRIEVE_ORIGINAL: want = "retrieve"; break;
-	default: return false;   /* tokens are for data, not administration */
-	}
-	{
-		size_t n = strlen(want);
-		const char *p = s;
-		bool found = false;
-		while (p && *p) {
-			const char *e = strchr(p, ',');
-			size_t l = e ? (size_t)(e - p) : strlen(p);
-			if (l == n && memcmp(p, want, n) == 0)
-				found = true;
-			p = e ? e + 1 : NULL;
-		}
-		if (!found)
-			return false;
-	}
-	coll = strstr(s, "collection=");
-	if (coll != NULL && o != NULL && o->collection != NULL)
-		return strcmp(coll + 11, o->collection) == 0;
-	return true;
+	return token_scope_allows(r->sess.scope, a, o != NULL ? o->collection : NULL);
 }
 
 int http_access(struct http_req *r, enum access_action a, const struct access_object *o)

@@ -147,7 +147,7 @@ int serve_run(const struct serve_opts *o)
 	rc = http_server_start(&ho, &srv, why, sizeof why);
 	if (rc == ERR_OK && (o->dicom_listen != NULL || dimse_srv_wanted(v->conf))) {
 		char desc[160];
-		rc = dimse_srv_start_conf(v, o->dicom_listen, cert, cert_len, key, au, &dsrv, desc, sizeof desc, why,
+		rc = dimse_srv_start_conf(v, o->dicom_listen, cert, cert_len, key, au, a, &dsrv, desc, sizeof desc, why,
 		                          sizeof why);
 		if (rc == ERR_OK) {
 			printf("dicomvault: %s\n", desc);

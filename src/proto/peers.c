@@ -149,14 +149,15 @@ void peers_free(struct peers *p)
 /* One entry of a [peer] section into pe; seen: keys met so far. */
 static enum err peer_key(struct peer *pe, const struct ini_entry *e, unsigned *seen, char *why, size_t whylen)
 {
-	static const char *const keys[] = { "fingerprint", "ca", "host", "port", "collection", "rights" };
+	static const char *const keys[] = { "fingerprint", "ca", "host", "port", "collection", "rights", "require_user" };
 	size_t k;
 
 	for (k = 0; k < sizeof keys / sizeof keys[0]; k++)
 		if (strcmp(e->key, keys[k]) == 0)
 			break;
 	if (k == sizeof keys / sizeof keys[0]) {
-		snprintf(why, whylen, "line %u: [peer] has no key '%.40s' (fingerprint, ca, host, port, collection, rights)",
+		snprintf(why, whylen, "line %u: [peer] has no key '%.40s' (fingerprint, ca, host, port, collection, rights, "
+		         "require_user)",
 		         e->line, e->key);
 		return ERR_PARSE;
 	}
@@ -204,9 +205,19 @@ static enum err peer_key(struct peer *pe, const struct ini_entry *e, unsigned *s
 		}
 		snprintf(pe->collection, sizeof pe->collection, "%s", e->value);
 		break;
-	default:
+	case 5:
 		if (peers_rights_parse(e->value, &pe->rights) != ERR_OK) {
 			snprintf(why, whylen, "line %u: rights: a list of echo, store, find, move, get", e->line);
+			return ERR_PARSE;
+		}
+		break;
+	default:
+		if (strcmp(e->value, "yes") == 0) {
+			pe->require_user = true;
+		} else if (strcmp(e->value, "no") == 0) {
+			pe->require_user = false;
+		} else {
+			snprintf(why, whylen, "line %u: require_user: yes or no", e->line);
 			return ERR_PARSE;
 		}
 		break;

@@ -32,9 +32,20 @@ def _uid(b, t, uid):
     return struct.pack(">BxH", t, len(v)) + v
 
 
-def assoc_rq(calling, called, contexts, max_len=16384, roles=()):
+def user_identity(id_type, primary, secondary=b"", positive=False):
+    """A user identity negotiation sub-item (58H, PS3.7 D.3.3.7.1): type 1
+    user name, 2 user name and passcode, ...; positive: a positive response
+    is requested."""
+    p = primary.encode() if isinstance(primary, str) else primary
+    q = secondary.encode() if isinstance(secondary, str) else secondary
+    v = struct.pack(">BBH", id_type, 1 if positive else 0, len(p)) + p + struct.pack(">H", len(q)) + q
+    return struct.pack(">BxH", 0x58, len(v)) + v
+
+
+def assoc_rq(calling, called, contexts, max_len=16384, roles=(), identity=None):
     """contexts: [(pcid, abstract, [ts, ...])]; roles: [(sop class, scu, scp)]
-    (SCP/SCU role selection sub-items)."""
+    (SCP/SCU role selection sub-items); identity: the bytes of a user
+    identity sub-item (user_identity())."""
     body = struct.pack(">HH", 1, 0) + called.ljust(16).encode() + calling.ljust(16).encode() + bytes(32)
     body += _uid(None, 0x10, APP_CONTEXT)
     for pcid, abstract, tss in contexts:
@@ -44,8 +55,26 @@ def assoc_rq(calling, called, contexts, max_len=16384, roles=()):
     for uid, scu, scp in roles:
         v = uid.encode()
         ui += struct.pack(">BxHH", 0x54, 4 + len(v), len(v)) + v + struct.pack(">BB", scu, scp)
+    if identity is not None:
+        ui += identity
     body += struct.pack(">BxH", 0x50, len(ui)) + ui
     return pdu(1, body)
+
+
+def user_items(body):
+    """{sub-item type: [value, ...]} of the user information item of an
+    A-ASSOCIATE-AC (or -RQ) body."""
+    i, out = 68, {}
+    while i + 4 <= len(body):
+        t, n = struct.unpack(">BxH", body[i:i + 4])
+        if t == 0x50:
+            j = i + 4
+            while j + 4 <= i + 4 + n:
+                st, sn = struct.unpack(">BxH", body[j:j + 4])
+                out.setdefault(st, []).append(body[j + 4:j + 4 + sn])
+                j += 4 + sn
+        i += 4 + n
+    return out
 
 
 def pdu(t, body):

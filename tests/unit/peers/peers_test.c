@@ -45,6 +45,7 @@ TEST(full_peer)
 		CHECK_EQ_INT(pe->port, 11112);
 		CHECK_EQ_STR(pe->collection, "ct-dept");
 		CHECK_EQ_INT(pe->rights, PEER_RIGHT_ECHO | PEER_RIGHT_STORE | PEER_RIGHT_FIND);
+		CHECK(!pe->require_user);
 		peers_fingerprint_format(pe->fp, fp);
 		CHECK_EQ_STR(fp, "AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99");
 	}
@@ -120,6 +121,25 @@ TEST(refusals)
 	refused("[peer]\nfingerprint = " FP "\n", "AE title");
 }
 
+TEST(require_user)
+{
+	struct peers *p = NULL;
+	char why[256] = "";
+
+	CHECK_EQ_INT(load("[peer \"A\"]\nfingerprint = " FP "\nrequire_user = yes\n"
+	                  "[peer \"B\"]\nfingerprint = " FP "\nrequire_user = no\n",
+	                  &p, why, sizeof why),
+	             ERR_OK);
+	if (p != NULL) {
+		CHECK(peers_find(p, "A") != NULL && peers_find(p, "A")->require_user);
+		CHECK(peers_find(p, "B") != NULL && !peers_find(p, "B")->require_user);
+		peers_free(p);
+	}
+	refused("[peer \"A\"]\nfingerprint = " FP "\nrequire_user = true\n", "require_user");
+	refused("[peer \"A\"]\nfingerprint = " FP "\nrequire_user =\n", "require_user");
+	refused("[peer \"A\"]\nfingerprint = " FP "\nrequire_user = Yes\n", "require_user");
+}
+
 TEST(rights)
 {
 	unsigned r = 99;
@@ -137,6 +157,7 @@ int main(void)
 	RUN(full_peer);
 	RUN(no_peers);
 	RUN(refusals);
+	RUN(require_user);
 	RUN(rights);
 	return TEST_DONE();
 }

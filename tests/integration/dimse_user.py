@@ -1,0 +1,344 @@
+"""dimse_user.py DV: User Identity Negotiation on the DICOM-TLS listener
+(issues 4 and 5): an A-ASSOCIATE-RQ with a user identity sub-item of type
+2 (user name, and an API token of that user as passcode) makes the
+association act for the vault user, so every operation needs both the
+peer's right and the user's grants. A peer whose collection holds two
+studies: alone it finds both; as alice (radiologist on one study only) it
+finds that one, may store into it and not into a new study (0124H). A bad
+token, the token of another user, a revoked token (while the server runs;
+an association already open gets 0124H at its next operation) and a type
+1 identity are refused (A-ASSOCIATE-RJ permanent, service-user,
+reason 1); a [peer] with require_user = yes refuses an association
+without identity; a positive response asked for is an empty 59H item.
+Audit records name alice as the actor and the peer as agent; refusals are
+audited. Built with lib/dul.py (the client certificate made with openssl).
+Prints ok/not ok lines. Layer: tests."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import dul  # noqa: E402
+
+DV = sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault"
+PW = "correct horse battery staple"
+SC = "1.2.840.10008.5.1.4.1.1.7"   # secondary capture
+S = "1.2.826.0.1.3680043.2.1143.77."
+fails = 0
+
+
+def check(name, cond, detail=""):
+    global fails
+    if cond:
+        print("ok - dimse_user: " + name)
+    else:
+        fails += 1
+        print("not ok - dimse_user: " + name)
+        for line in str(detail).splitlines()[-8:]:
+            print("#   " + line)
+
+
+def skip(why):
+    print("# SKIP dimse_user: " + why)
+    sys.exit(0)
+
+
+try:
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.filewriter import write_dataset
+except ImportError:
+    skip("no pydicom")
+if shutil.which("openssl") is None:
+    skip("no openssl")
+if "--dicom" not in subprocess.run([DV, "serve", "--help"], capture_output=True, text=True).stdout + \
+        subprocess.run([DV, "serve", "--help"], capture_output=True, text=True).stderr:
+    skip("no --dicom")
+
+T = tempfile.mkdtemp(prefix="dv-duser.")
+V = os.path.join(T, "v")
+srv = None
+
+
+def run(*args):
+    return subprocess.run([DV] + list(args) + ["--vault", V], capture_output=True, text=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def instance(study, n):
+    ds = Dataset()
+    ds.SOPClassUID = SC
+    ds.SOPInstanceUID = S + "9.%d" % n
+    ds.PatientName = "DOE^S" + study[-1]   # one patient per study
+    ds.PatientID = "PS" + study[-1]
+    ds.PatientBirthDate = "19700101"
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = study
+    ds.StudyDate = "20240105"
+    ds.StudyTime = "101500"
+    ds.AccessionNumber = "U%d" % n
+    ds.StudyID = "1"
+    ds.SeriesInstanceUID = study + ".1"
+    ds.Modality = "OT"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = n
+    ds.Rows = 2
+    ds.Columns = 2
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes([n & 255] * 4)
+    fp = pydicom.filebase.DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = True
+    write_dataset(fp, ds)
+    return ds.SOPInstanceUID, fp.getvalue()
+
+
+def associate(calling, identity=None, contexts=None):
+    """(socket, PDU type, body) after the A-ASSOCIATE-RQ."""
+    s = dul.connect(DP, os.path.join(T, "peer.crt"), os.path.join(T, "peer.key"), os.path.join(V, "keys", "tls.crt"))
+    ctx = contexts or [(1, dul.VERIFICATION, [dul.IMPLICIT]), (3, dul.FIND_STUDY, [dul.IMPLICIT]),
+                       (5, SC, [dul.IMPLICIT])]
+    s.sendall(dul.assoc_rq(calling, "DICOMVAULT", ctx, identity=identity))
+    try:
+        t, body = dul.read_pdu(s)
+    except (EOFError, OSError) as e:
+        return s, None, str(e).encode()
+    return s, t, body
+
+
+def release(s):
+    try:
+        s.sendall(dul.RELEASE_RQ)
+        dul.read_pdu(s)
+    except (EOFError, OSError):
+        pass
+    s.close()
+
+
+def rejected(t, body):
+    """Whether (t, body) is an A-ASSOCIATE-RJ permanent, service-user, reason 1."""
+    return t == 3 and len(body) >= 4 and body[1:4] == bytes([1, 1, 1])
+
+
+def ident(user, token, positive=False):
+    return dul.user_identity(2, user, token, positive)
+
+
+def store(s, msg_id, study, n):
+    uid, data = instance(study, n)
+    rq = dul.command({0x00000002: SC, 0x00000100: 0x0001, 0x00000110: msg_id, 0x00000700: 0,
+                      0x00000800: 0x0000, 0x00001000: uid})
+    s.sendall(dul.pdata(5, rq, True) + dul.pdata(5, data, False))
+    c, _ = dul.Messages(s).next()
+    return dul.us(c[0x00000900])
+
+
+def find_studies(s, msg_id):
+    """(final status, sorted study UIDs)."""
+    rq = dul.command({0x00000002: dul.FIND_STUDY, 0x00000100: 0x0020, 0x00000110: msg_id, 0x00000700: 0,
+                      0x00000800: 0x0000})
+    s.sendall(dul.pdata(3, rq, True) + dul.pdata(3, dul.dataset({0x00080052: "STUDY", 0x0020000D: ""}), False))
+    m = dul.Messages(s)
+    found = []
+    while True:
+        c, data = m.next()
+        st = dul.us(c[0x00000900])
+        if data is None:
+            return st, sorted(found)
+        d = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), force=True)
+        d.is_little_endian, d.is_implicit_VR = True, True
+        found.append(str(d.StudyInstanceUID))
+
+
+def main():
+    global srv, DP
+    with open(os.open(os.path.join(T, "pw"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(PW + "\n")
+    p = subprocess.run([DV, "init", "--vault", V, "--password-file", os.path.join(T, "pw"), "--json"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        check("init", False, p.stderr)
+        return
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", "/CN=peer", "-keyout", os.path.join(T, "peer.key"),
+                    "-out", os.path.join(T, "peer.crt")], capture_output=True)
+    fp = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", os.path.join(T, "peer.crt")],
+                        capture_output=True, text=True).stdout.strip().split("=")[1]
+    with open(os.path.join(V, "dicomvault.conf"), "a") as f:
+        f.write('\n[peer "UPEER"]\nfingerprint = %s\nrights = echo, store, find\n'
+                '\n[peer "STRICT"]\nfingerprint = %s\nrights = echo, find\nrequire_user = yes\n' % (fp, fp))
+    S1, S2, S3 = S + "1", S + "2", S + "3"
+    r = run("user", "add", "alice", "--role", "radiologist", "--scope", "study:" + S1,
+            "--password-file", os.path.join(T, "pw"))
+    check("user alice: radiologist on study S1 only", r.returncode == 0, r.stderr)
+    r = run("user", "add", "bob", "--role", "radiologist", "--password-file", os.path.join(T, "pw"))
+    check("user bob: radiologist on the default collection", r.returncode == 0, r.stderr)
+    toks = {}
+    for name, user in (("a", "alice"), ("r", "alice"), ("b", "bob")):
+        r = run("token", "create", "--user", user, "--json")
+        toks[name] = json.loads(r.stdout)["token"] if r.returncode == 0 else ""
+    check("three API tokens", all(t.startswith("dvt_") for t in toks.values()))
+
+    DP = free_port()
+    out = open(os.path.join(T, "serve.out"), "w+")
+    err = open(os.path.join(T, "serve.err"), "w+")
+    srv = subprocess.Popen([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(),
+                            "--dicom", "127.0.0.1:%d" % DP], stdout=out, stderr=err)
+    for _ in range(200):
+        out.seek(0)
+        if "DICOM-TLS" in out.read() or srv.poll() is not None:
+            break
+        time.sleep(0.05)
+    out.seek(0)
+    if srv.poll() is not None or "DICOM-TLS" not in out.read():
+        err.seek(0)
+        check("server running with DICOM-TLS", False, err.read())
+        return
+
+    # ---- the peer alone: stores two studies, finds both ----
+    s, t, body = associate("UPEER")
+    check("peer without identity: accepted", t == 2, body)
+    if t == 2:
+        check("peer alone: C-STORE into S1", store(s, 1, S1, 1) == 0)
+        check("peer alone: C-STORE into S2", store(s, 3, S2, 2) == 0)
+        st, got = find_studies(s, 5)
+        check("peer alone: C-FIND finds S1 and S2", st == 0 and got == [S1, S2], (st, got))
+    release(s)
+
+    # ---- as alice ----
+    s, t, body = associate("UPEER", ident("alice", toks["a"], positive=True))
+    check("alice's token: accepted", t == 2, body)
+    if t == 2:
+        ui = dul.user_items(body)
+        check("positive response asked: a 59H item, server response of length 0 (type 2)", ui.get(0x59) == [b"\0\0"], ui)
+        st, got = find_studies(s, 1)
+        check("as alice: C-FIND finds S1 only", st == 0 and got == [S1], (st, got))
+        check("as alice: C-STORE into S1 (her grant): success", store(s, 3, S1, 3) == 0)
+        st = store(s, 5, S3, 4)
+        check("as alice: C-STORE into a new study S3: 0124H", st == 0x0124, hex(st))
+    release(s)
+    s, t, body = associate("UPEER", ident("alice", toks["a"]))
+    check("no positive response asked: no 59H item", t == 2 and 0x59 not in dul.user_items(body), body)
+    if t == 2:
+        st, got = find_studies(s, 1)
+        check("as alice again: S3 was not stored", st == 0 and S3 not in got, (st, got))
+    release(s)
+    s, t, body = associate("UPEER", ident("bob", toks["b"]))
+    if t == 2:
+        st, got = find_studies(s, 1)
+        check("as bob (default collection): S1 and S2", st == 0 and got == [S1, S2], (st, got))
+    else:
+        check("bob's token: accepted", False, body)
+    release(s)
+
+    # ---- refusals ----
+    s, t, body = associate("UPEER", ident("alice", "dvt_" + "0" * 64))
+    check("unknown token: A-ASSOCIATE-RJ (1, 1, 1)", rejected(t, body), (t, body))
+    s.close()
+    s, t, body = associate("UPEER", ident("alice", "not a token"))
+    check("a passcode that is no API token: RJ", rejected(t, body), (t, body))
+    s.close()
+    s, t, body = associate("UPEER", ident("bob", toks["a"]))
+    check("alice's token under bob's name: RJ", rejected(t, body), (t, body))
+    s.close()
+    s, t, body = associate("UPEER", dul.user_identity(1, "alice"))
+    check("identity type 1 (user name only): RJ", rejected(t, body), (t, body))
+    s.close()
+    s2, t, body = associate("UPEER", ident("alice", toks["r"]))
+    check("second token of alice: accepted", t == 2, body)
+    if t == 2:
+        st, got = find_studies(s2, 1)
+        check("second token: C-FIND as alice", st == 0 and got == [S1], (st, got))
+    r = run("token", "list", "--json")
+    rid = [x["id"] for x in json.loads(r.stdout) if x["user"] == "alice"] if r.returncode == 0 else []
+    rid = max(rid) if rid else 0
+    r = run("token", "revoke", str(rid))
+    check("token revoked while the server runs", r.returncode == 0, r.stderr)
+    if t == 2:
+        st, got = find_studies(s2, 3)
+        check("revoked during the association: the next C-FIND is 0124H", st == 0x0124 and got == [], (hex(st), got))
+        st = store(s2, 5, S1, 5)
+        check("revoked during the association: the next C-STORE is 0124H", st == 0x0124, hex(st))
+    release(s2)
+    s, t, body = associate("UPEER", ident("alice", toks["r"]))
+    check("revoked token: RJ at once", rejected(t, body), (t, body))
+    s.close()
+    s, t, body = associate("STRICT")
+    check("require_user = yes without identity: RJ", rejected(t, body), (t, body))
+    s.close()
+    s, t, body = associate("STRICT", ident("alice", toks["a"]))
+    check("require_user = yes with alice's token: accepted", t == 2, body)
+    if t == 2:
+        st, got = find_studies(s, 1)
+        check("STRICT as alice: S1 only (its collection, her grant)", st == 0 and got == [S1], (st, got))
+    release(s)
+
+    # ---- audit ----
+    srv.terminate()
+    srv.wait(20)
+    recs = []
+    with open(os.path.join(V, "audit", "audit.log")) as f:
+        for line in f:
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass
+
+    def of(action, outcome=None):
+        return [x for x in recs if x.get("action") == action and (outcome is None or x.get("outcome") == outcome)]
+
+    stores = of("store")
+    alice_ok = [x for x in stores if x["actor"].get("user") == "alice" and x.get("outcome") == "success"]
+    alice_no = [x for x in stores if x["actor"].get("user") == "alice" and x.get("outcome") == "denied"]
+    check("audit: alice's C-STORE names alice, the peer as agent",
+          len(alice_ok) == 1 and alice_ok[0]["actor"].get("ua") == "AE UPEER" and alice_ok[0]["actor"].get("cert"),
+          alice_ok)
+    check("audit: alice's refused C-STOREs, denied (2)", len(alice_no) == 2, alice_no)
+    check("audit: the peer's own C-STOREs name the peer",
+          len([x for x in stores if x["actor"].get("user") == "UPEER"]) == 2)
+    check("audit: alice's queries name alice",
+          len([x for x in of("query") if x["actor"].get("user") == "alice"]) == 5)
+    den = [x.get("reason", "") for x in of("dicom-association", "denied")]
+    check("audit: the refused associations (6)", len(den) == 6 and
+          sum("API token refused" in d for d in den) == 2 and sum("not the named user" in d for d in den) == 1 and
+          sum("requires one" in d for d in den) == 1 and sum("type not supported" in d for d in den) == 1 and
+          sum("not an API token" in d for d in den) == 1, den)
+    check("audit: the revoked token's refusals by the token check (3)",
+          sum("revoked" in x.get("reason", "") for x in recs if x.get("action") == "token-refused") == 3,
+          [x for x in recs if "token" in x.get("action", "")])
+    r = run("audit", "verify")
+    check("audit verify", r.returncode == 0, r.stdout + r.stderr)
+
+
+try:
+    DP = 0
+    main()
+finally:
+    if srv is not None and srv.poll() is None:
+        srv.terminate()
+        try:
+            srv.wait(20)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+    if os.environ.get("KEEP"):
+        print("# kept " + T)
+    else:
+        shutil.rmtree(T, ignore_errors=True)
+sys.exit(0)
