@@ -332,6 +332,10 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 		if (!pe->require_user)
 			return true;
 		why = "no user identity, and the peer requires one";
+	} else if (!a->tls) {
+		/* an API token must not cross the network in the clear: refused, so
+		 * that a client that sends one learns to stop (and it is audited) */
+		why = "user identity over plain TCP refused (the API token would travel unencrypted)";
 	} else if (rq->id_type != PDU_UID_USERNAME_PASS) {
 		why = "user identity type not supported (user name and API token only)";
 	} else if (s->o.auth == NULL || s->o.vault == NULL) {

@@ -197,6 +197,11 @@ def main():
     check("three API tokens", all(t.startswith("dvt_") for t in toks.values()))
 
     DP = free_port()
+    PP = free_port()
+    with open(os.path.join(V, "dicomvault.conf")) as f:
+        conf = f.read()
+    with open(os.path.join(V, "dicomvault.conf"), "w") as f:
+        f.write(conf.replace("[dicom]\n", "[dicom]\nplain_listen = 127.0.0.1:%d\n" % PP, 1))
     out = open(os.path.join(T, "serve.out"), "w+")
     err = open(os.path.join(T, "serve.err"), "w+")
     srv = subprocess.Popen([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(),
@@ -211,6 +216,19 @@ def main():
         err.seek(0)
         check("server running with DICOM-TLS", False, err.read())
         return
+
+    # ---- a user identity over the plain-TCP listener: refused (the token
+    # would travel unencrypted) ----
+    import socket as _socket
+    ps = _socket.create_connection(("127.0.0.1", PP), timeout=15)
+    ps.sendall(dul.assoc_rq("UPEER", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT])],
+                            identity=ident("alice", toks["a"])))
+    try:
+        t, body = dul.read_pdu(ps)
+    except (EOFError, OSError):
+        t, body = None, b""
+    ps.close()
+    check("a user identity over plain TCP: A-ASSOCIATE-RJ", rejected(t, body), (t, body[:8]))
 
     # ---- the peer alone: stores two studies, finds both ----
     s, t, body = associate("UPEER")
@@ -316,7 +334,7 @@ def main():
     check("audit: alice's queries name alice",
           len([x for x in of("query") if x["actor"].get("user") == "alice"]) == 5)
     den = [x.get("reason", "") for x in of("dicom-association", "denied")]
-    check("audit: the refused associations (6)", len(den) == 6 and
+    check("audit: the refused associations (7)", len(den) == 7 and sum("plain TCP" in d for d in den) == 1 and
           sum("API token refused" in d for d in den) == 2 and sum("not the named user" in d for d in den) == 1 and
           sum("requires one" in d for d in den) == 1 and sum("type not supported" in d for d in den) == 1 and
           sum("not an API token" in d for d in den) == 1, den)
