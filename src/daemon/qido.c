@@ -237,7 +237,7 @@ static enum err deid_keys(struct http_req *r, struct dcm_ds *id, char *why, size
 	}
 	for (k = 0; rc == ERR_OK && k < sizeof uids / sizeof uids[0]; k++) {
 		char val[QRY_MAX_VALUES * 8 + 1], out[QRY_MAX_VALUES * (IDX_UID_MAX + 1) + 1];
-		size_t n = 0, o = 0;
+		size_t n = 0, o = 0, nv;
 		const char *v = dcm_ds_str(id, uids[k], &n), *p;
 		if (v == NULL || n == 0)
 			continue;
@@ -245,10 +245,12 @@ static enum err deid_keys(struct http_req *r, struct dcm_ds *id, char *why, size
 			return err_why(why, whylen, ERR_LIMIT, "too many UIDs in one key");
 		memcpy(val, v, n);
 		val[n] = 0;
-		for (p = val; p != NULL && *p;) {
+		for (p = val, nv = 0; p != NULL && *p; nv++) {
 			char one[IDX_UID_MAX + 1], real[IDX_UID_MAX + 1];
 			const char *e = strchr(p, '\\');
 			size_t l = e ? (size_t)(e - p) : strlen(p);
+			if (nv == QRY_MAX_VALUES)   /* out holds QRY_MAX_VALUES UIDs of 64 and separators */
+				return err_why(why, whylen, ERR_LIMIT, "more than %u UIDs in one key", QRY_MAX_VALUES);
 			if (l == 0 || l > IDX_UID_MAX)
 				return err_why(why, whylen, ERR_PARSE, "a UID of 1 to 64 characters is expected");
 			memcpy(one, p, l);

@@ -271,6 +271,10 @@ try:
                            headers={"Accept": "application/dicom+json"})
         check(f"deid view {role}: query by the pseudonym finds it",
               st == 200 and len(json.loads(data)) == 1, (st, data[:200]))
+        many = "%5C".join(["1.%d" % i for i in range(1000)])   # short pseudonyms, each mapped to a long UID
+        st, _ = as_user(v, tok, "GET", f"/dicom-web/studies?StudyInstanceUID={many}",
+                        headers={"Accept": "application/dicom+json"})
+        check(f"deid view {role}: 1000 UIDs in one key: 400, the server serving on", st == 400, st)
         st, _ = as_user(v, tok, "GET", "/dicom-web/studies/2.25.1234567/metadata",
                         headers={"Accept": "application/dicom+json"})
         check(f"deid view {role}: an unknown pseudonym is 404", st == 404, st)
