@@ -85,5 +85,8 @@ void users_forget(const struct vault *v);
  * offset (+01:00), "@UNIXSECONDS", or "+N" with s, m, h or d (from now).
  * ERR_PARSE otherwise. */
 WUR enum err users_parse_time(const char *s, int64_t now, int64_t *out);
+/* An audit record's "time" ("2026-11-22T18:06:24.007Z") in unix seconds,
+ * to the second; 0 if it is not one. */
+int64_t users_parse_stamp(const char *t);
 
 #endif

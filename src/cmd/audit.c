@@ -249,20 +249,6 @@ struct report {
 	uint64_t shown;
 };
 
-/* "2026-11-22T18:06:24.007Z" to unix seconds (0 if unreadable). */
-static int64_t rec_time(const char *t)
-{
-	int64_t out = 0;
-	char d[21];
-
-	if (t == NULL || strlen(t) < 20)
-		return 0;
-	memcpy(d, t, 19);
-	d[19] = 'Z';
-	d[20] = 0;
-	return users_parse_time(d, 0, &out) == ERR_OK ? out : 0;
-}
-
 static const char *sget(json_t *o, const char *k)
 {
 	json_t *v = json_object_get(o, k);
@@ -290,7 +276,7 @@ static int report_line(void *ctx, const char *line, size_t n)
 	user = actor ? sget(actor, "user") : NULL;
 	pat = objs ? sget(objs, "patient") : NULL;
 	study = objs ? sget(objs, "study") : NULL;
-	t = rec_time(time_s);
+	t = users_parse_stamp(time_s);
 	if (action == NULL || strcmp(action, "checkpoint") == 0)
 		keep = false;
 	if (keep && a->break_glass && strcmp(action, "break-glass") != 0 &&

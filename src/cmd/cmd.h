@@ -27,6 +27,9 @@ WUR enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, siz
 void cmd_print_qr(const char *text);
 /* s as a JSON string on stdout (quotes, backslashes, controls escaped). */
 void cmd_json_str(const char *s);
+/* The local operator's login name, the actor of the command line's audit
+ * records. */
+const char *cmd_operator(void);
 /* Writes a buffer to stdout; 0 or 1. */
 int cmd_write_stdout(const void *p, size_t n);
 

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,13 +248,6 @@ out:
 	}
 }
 
-static const char *operator_name(void)
-{
-	struct passwd *pw = getpwuid(getuid());
-
-	return pw != NULL && pw->pw_name != NULL ? pw->pw_name : "local";
-}
-
 int cmd_export(int argc, char **argv)
 {
 	const char *study = NULL, *out = NULL, *profile = NULL, *vault_arg = NULL, *pass = NULL, *project = NULL;
@@ -377,7 +369,7 @@ int cmd_export(int argc, char **argv)
 		snprintf(reason, sizeof reason, "%s", rc == ERR_NOTFOUND ? "no such study" : err_str(rc));
 		if (audit_append_once(dir, &(struct audit_rec){ .action = AUDIT_EXPORT, .outcome = AUDIT_FAILURE,
 		                      .reason = reason,
-		                      .actor = { .user = operator_name(), .role = "operator", .addr = "local" },
+		                      .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
 		                      .objects = { .study_uid = study } }) != ERR_OK)
 			fputs("dicomvault export: cannot write the audit record\n", stderr);
 		goto done;
@@ -391,7 +383,7 @@ int cmd_export(int argc, char **argv)
 	         (unsigned long long)e.refused, (unsigned long long)e.failed);
 	rc = audit_append_once(dir, &(struct audit_rec){
 		.action = AUDIT_EXPORT, .outcome = e.failed || e.refused ? AUDIT_FAILURE : AUDIT_SUCCESS,
-		.reason = reason, .actor = { .user = operator_name(), .role = "operator", .addr = "local" },
+		.reason = reason, .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
 		.objects = { .patient = have_patient ? pkey : NULL, .study_uid = study, .counted = true,
 		             .patients = 1, .studies = 1, .series = sids->n, .instances = e.done } });
 	if (rc != ERR_OK)

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <pwd.h>
 #include <qrencode.h>
 #include "cmd.h"
 
@@ -193,4 +194,11 @@ void cmd_json_str(const char *s)
 			putchar(c);
 	}
 	putchar('"');
+}
+
+const char *cmd_operator(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+
+	return pw != NULL && pw->pw_name != NULL ? pw->pw_name : "local";
 }

@@ -5,7 +5,6 @@
  * whose audit trail records who did it, when, why and to which study;
  * without an audit trail it refuses. Layer: cmd. */
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +31,6 @@ static const char reidentify_usage[] =
 	"                   else ./vault); there must be one\n"
 	"Pixels masked for burned-in annotation stay masked. Exit status: 0 restored, 1 failed,\n"
 	"2 usage error.\n";
-
-static const char *operator_name(void)
-{
-	struct passwd *pw = getpwuid(getuid());
-
-	return pw != NULL && pw->pw_name != NULL ? pw->pw_name : "local";
-}
 
 static bool reason_ok(const char *s)
 {
@@ -133,7 +125,7 @@ int cmd_reidentify(int argc, char **argv)
 	rec.action = AUDIT_REIDENTIFY;
 	rec.outcome = rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE;
 	rec.reason = rc == ERR_OK ? what : why;
-	rec.actor.user = operator_name();
+	rec.actor.user = cmd_operator();
 	rec.actor.role = "operator";
 	rec.actor.addr = "local";
 	rec.objects.study_uid = study[0] ? study : NULL;

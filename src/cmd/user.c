@@ -3,7 +3,6 @@
  * docs/ACCESS.md), through core/users.c, every change audited with the
  * local operator as the actor. Secrets come from files, never argv.
  * Layer: cmd. */
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,13 +122,6 @@ static int parse(int argc, char **argv, struct user_args *a)
 	if (a->sub == NULL)
 		return usage("which subcommand?", NULL);
 	return 0;
-}
-
-static const char *operator_name(void)
-{
-	struct passwd *pw = getpwuid(getuid());
-
-	return pw != NULL && pw->pw_name != NULL ? pw->pw_name : "local";
 }
 
 static void iso(int64_t t, char out[32])
@@ -399,7 +391,7 @@ int cmd_user(int argc, char **argv)
 		return 1;
 	}
 	memset(&by, 0, sizeof by);
-	by.user = operator_name();
+	by.user = cmd_operator();
 	by.role = "operator";
 	by.addr = "local";
 	r = 1;

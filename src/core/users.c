@@ -592,3 +592,16 @@ enum err users_parse_time(const char *s, int64_t now, int64_t *out)
 	*out = t;
 	return ERR_OK;
 }
+
+int64_t users_parse_stamp(const char *t)
+{
+	int64_t out = 0;
+	char d[21];
+
+	if (t == NULL || strlen(t) < 20)
+		return 0;
+	memcpy(d, t, 19);
+	d[19] = 'Z';
+	d[20] = 0;
+	return users_parse_time(d, 0, &out) == ERR_OK ? out : 0;
+}

@@ -406,20 +406,6 @@ struct aq {
 	bool nomem;
 };
 
-static int64_t line_time(json_t *o)
-{
-	const char *t = json_string_value(json_object_get(o, "time"));
-	char d[21];
-	int64_t out = 0;
-
-	if (t == NULL || strlen(t) < 20)
-		return 0;
-	memcpy(d, t, 19);
-	d[19] = 'Z';
-	d[20] = 0;
-	return users_parse_time(d, 0, &out) == ERR_OK ? out : 0;
-}
-
 static int aq_line(void *ctx, const char *line, size_t n)
 {
 	struct aq *q = ctx;
@@ -435,7 +421,7 @@ static int aq_line(void *ctx, const char *line, size_t n)
 	ob = json_object_get(o, "objects");
 	user = a ? json_string_value(json_object_get(a, "user")) : NULL;
 	pat = ob ? json_string_value(json_object_get(ob, "patient")) : NULL;
-	t = line_time(o);
+	t = users_parse_stamp(json_string_value(json_object_get(o, "time")));
 	keep = action != NULL && strcmp(action, "checkpoint") != 0 &&
 	       (q->action == NULL || strcmp(action, q->action) == 0) &&
 	       (q->user == NULL || (user != NULL && strcmp(user, q->user) == 0)) &&
