@@ -40,34 +40,8 @@ printf '%s\n' "$PW" >"$T/pw"
 chmod 600 "$T/pw"
 "$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init"; exit 0; }
 SECRET=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["totp_secret"])' "$T/init.json")
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-U="https://127.0.0.1:$PORT"
-"$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out" 2>"$T/err" &
-SRV=$!
-for _ in $(seq 100); do
-	grep -q 'serving' "$T/out" 2>/dev/null && break
-	kill -0 "$SRV" 2>/dev/null || break
-	sleep 0.1
-done
-if ! kill -0 "$SRV" 2>/dev/null; then
-	no "server running"
-	tail -5 "$T/err"
-	exit 0
-fi
-
-req() {
-	local n=$1
-	shift
-	curl -s --tlsv1.3 --cacert "$T/v/keys/tls.crt" --max-time 20 -o "$T/$n.body" -D "$T/$n.hdr" \
-		-w '%{http_code}' "$@" >"$T/$n.code" 2>/dev/null
-}
-code() { cat "$T/$1.code"; }
-hdr() { grep -i "^$2:" "$T/$1.hdr" | head -1 | cut -d: -f2- | tr -d '\r' | sed 's/^ //'; }
-problem() {
-	[ "$(code "$1")" = "$2" ] && hdr "$1" Content-Type | grep -q '^application/problem+json' &&
-		"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"]==int(sys.argv[2]) else 1)' \
-			"$T/$1.body" "$2"
-}
+. "$(dirname "$0")/lib/http.sh"
+dv_serve || exit 0
 printf '{"username":"admin","password":"%s","totp":"%s"}' "$PW" "$(oathtool --totp -b "$SECRET")" |
 	req login -H 'Content-Type: application/json' --data-binary @- "$U/api/auth/login"
 TOK=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$T/login.body" 2>/dev/null)

@@ -88,33 +88,8 @@ rc 0 "$DV" token list $V
 check "list (text): a header and 3 rows" "[ \$(wc -l <$T/cli.out) = 4 ] && head -1 $T/cli.out | grep -q 'ID.*USER.*STATE.*CREATED.*EXPIRES.*SCOPE'"
 
 # ---- the server ----
-PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-U="https://127.0.0.1:$PORT"
-"$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out" 2>"$T/err" &
-SRV=$!
-for _ in $(seq 100); do
-	grep -q 'serving' "$T/out" 2>/dev/null && break
-	kill -0 "$SRV" 2>/dev/null || break
-	sleep 0.1
-done
-if ! kill -0 "$SRV" 2>/dev/null; then
-	no "server running"
-	tail -5 "$T/err"
-	exit 0
-fi
-req() {
-	local n=$1
-	shift
-	curl -s --tlsv1.3 --cacert "$T/v/keys/tls.crt" --max-time 20 -o "$T/$n.body" -D "$T/$n.hdr" \
-		-w '%{http_code}' "$@" >"$T/$n.code" 2>/dev/null
-}
-code() { cat "$T/$1.code"; }
-hdr() { grep -i "^$2:" "$T/$1.hdr" | head -1 | cut -d: -f2- | tr -d '\r' | sed 's/^ //'; }
-problem() {
-	[ "$(code "$1")" = "$2" ] && hdr "$1" Content-Type | grep -q '^application/problem+json' &&
-		"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"]==int(sys.argv[2]) else 1)' \
-			"$T/$1.body" "$2"
-}
+. "$(dirname "$0")/lib/http.sh"
+dv_serve || exit 0
 who() { req "$1" -H "Authorization: Bearer $2" "$U/api/auth/whoami"; }
 
 who whoA "$TA"

@@ -1,0 +1,41 @@
+# http.sh: shared by the shell integration tests that talk HTTPS to the real
+# server (sourced, not run; tests/run.sh runs only tests/integration/*.sh).
+# The caller defines DV, PY, T (its temporary folder, with the vault in
+# $T/v), SRV= (stopped by its own cleanup) and no() (a "not ok" line).
+
+# dv_serve: `dicomvault serve` of $T/v on a free loopback port, waited for;
+# sets PORT, U and SRV. Returns 1 (after a "not ok" line) if it does not
+# start.
+dv_serve() {
+	PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	U="https://127.0.0.1:$PORT"
+	"$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out" 2>"$T/err" &
+	SRV=$!
+	for _ in $(seq 100); do
+		grep -q 'serving' "$T/out" 2>/dev/null && break
+		kill -0 "$SRV" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! kill -0 "$SRV" 2>/dev/null; then
+		no "server running"
+		tail -5 "$T/err"
+		return 1
+	fi
+}
+
+# req NAME CURL-ARGS...: one request over TLS 1.3 trusting the vault's
+# certificate; body, headers and status in $T/NAME.{body,hdr,code}.
+req() {
+	local n=$1
+	shift
+	curl -s --tlsv1.3 --cacert "$T/v/keys/tls.crt" --max-time 20 -o "$T/$n.body" -D "$T/$n.hdr" \
+		-w '%{http_code}' "$@" >"$T/$n.code" 2>/dev/null
+}
+code() { cat "$T/$1.code"; }
+hdr() { grep -i "^$2:" "$T/$1.hdr" | head -1 | cut -d: -f2- | tr -d '\r' | sed 's/^ //'; }
+# problem NAME STATUS: the answer was STATUS with an RFC 9457 body saying so.
+problem() {
+	[ "$(code "$1")" = "$2" ] && hdr "$1" Content-Type | grep -q '^application/problem+json' &&
+		"$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if d["status"]==int(sys.argv[2]) else 1)' \
+			"$T/$1.body" "$2"
+}
