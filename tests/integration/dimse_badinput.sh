@@ -26,21 +26,14 @@ cleanup() {
 	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
-ok() { echo "ok - dimse_badinput: $1"; }
-no() {
-	echo "not ok - dimse_badinput: $1"
-	shift
-	for f in "$@"; do [ -f "$f" ] && sed 's/^/#   /' "$f" | tail -8; done
-}
-check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
+TEST=dimse_badinput
+. "$(dirname "$0")/lib/dimse.sh"
 
 for tool in echoscu storescu openssl; do
 	command -v $tool >/dev/null || { echo "# SKIP dimse_badinput: no $tool (scripts/install-deps.sh)"; exit 0; }
 done
 "$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_badinput: no --dicom"; exit 0; }
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=peer1" \
 	-keyout "$T/peer1.key" -out "$T/peer1.crt" 2>/dev/null
 [ -s "$T/peer1.crt" ] || { no "openssl made the certificate"; exit 0; }

@@ -27,21 +27,14 @@ cleanup() {
 	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
 }
 trap cleanup EXIT
-ok() { echo "ok - dimse_tls: $1"; }
-no() {
-	echo "not ok - dimse_tls: $1"
-	shift
-	for f in "$@"; do [ -f "$f" ] && sed 's/^/#   /' "$f" | tail -8; done
-}
-check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
+TEST=dimse_tls
+. "$(dirname "$0")/lib/dimse.sh"
 
 for tool in echoscu openssl; do
 	command -v $tool >/dev/null || { echo "# SKIP dimse_tls: no $tool (scripts/install-deps.sh)"; exit 0; }
 done
 "$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_tls: no --dicom"; exit 0; }
 
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
 
 # ---- certificates: two self-signed peers, a CA and a peer it issued ----
 mk_self() {  # NAME
