@@ -4,7 +4,8 @@
 association act for the vault user, so every operation needs both the
 peer's right and the user's grants. A peer whose collection holds two
 studies: alone it finds both; as alice (radiologist on one study only) it
-finds that one, may store into it and not into a new study (0124H). A bad
+finds that one, may store into it and not into a new study (0124H); her
+C-GET and C-MOVE retrieve only what her grants allow. A bad
 token, the token of another user, a revoked token (while the server runs;
 an association already open gets 0124H at its next operation) and a type
 1 identity are refused (A-ASSOCIATE-RJ permanent, service-user,
@@ -167,6 +168,38 @@ def find_studies(s, msg_id):
         found.append(str(d.StudyInstanceUID))
 
 
+MOVE_STUDY = "1.2.840.10008.5.1.4.1.2.2.2"
+
+
+def retrieve(s, msg_id, study, move_dest=None):
+    """A C-GET (or, with move_dest, a C-MOVE) of one study: answers every
+    C-STORE sub-operation with success; (final status, completed, failed,
+    SOP Instance UIDs received)."""
+    field, pc, model = (0x0021, 9, MOVE_STUDY) if move_dest else (0x0010, 7, dul.GET_STUDY)
+    rq = {0x00000002: model, 0x00000100: field, 0x00000110: msg_id, 0x00000700: 0, 0x00000800: 0x0000}
+    if move_dest:
+        rq[0x00000600] = move_dest
+    s.sendall(dul.pdata(pc, dul.command(rq), True) +
+              dul.pdata(pc, dul.dataset({0x00080052: "STUDY", 0x0020000D: study}), False))
+    m = dul.Messages(s)
+    got = []
+    while True:
+        c, data = m.next()
+        if c == "pdu":
+            return None, 0, 0, got
+        if dul.us(c[0x00000100]) == 0x0001:   # a C-STORE sub-operation
+            uid = c[0x00001000].rstrip(b"\0").decode()
+            got.append(uid)
+            s.sendall(dul.pdata(5, dul.command({0x00000002: SC, 0x00000100: 0x8001,
+                                                 0x00000120: dul.us(c[0x00000110]), 0x00000800: 0x0101,
+                                                 0x00000900: 0, 0x00001000: uid}), True))
+            continue
+        st = dul.us(c[0x00000900])
+        if st != 0xFF00:
+            n = lambda t: dul.us(c[t]) if t in c else 0   # noqa: E731
+            return st, n(0x00001021), n(0x00001022), sorted(got)
+
+
 def main():
     global srv, DP
     with open(os.open(os.path.join(T, "pw"), os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
@@ -183,7 +216,10 @@ def main():
                         capture_output=True, text=True).stdout.strip().split("=")[1]
     with open(os.path.join(V, "dicomvault.conf"), "a") as f:
         f.write('\n[peer "UPEER"]\nfingerprint = %s\nrights = echo, store, find\n'
-                '\n[peer "STRICT"]\nfingerprint = %s\nrights = echo, find\nrequire_user = yes\n' % (fp, fp))
+                '\n[peer "STRICT"]\nfingerprint = %s\nrights = echo, find\nrequire_user = yes\n'
+                '\n[peer "GPEER"]\nfingerprint = %s\nrights = echo, find, get, move\n'
+                '\n[peer "DEST"]\nfingerprint = %s\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
+                % (fp, fp, fp, fp, free_port()))
     S1, S2, S3 = S + "1", S + "2", S + "3"
     r = run("user", "add", "alice", "--role", "radiologist", "--scope", "study:" + S1,
             "--password-file", os.path.join(T, "pw"))
@@ -308,6 +344,40 @@ def main():
         check("STRICT as alice: S1 only (its collection, her grant)", st == 0 and got == [S1], (st, got))
     release(s)
 
+    # ---- C-GET and C-MOVE as alice: her grants filter the instances
+    # retrieved, as they filter C-FIND (DEST's port is closed: a move that
+    # has something to send fails its sub-operations) ----
+    getctx = [(1, dul.VERIFICATION, [dul.IMPLICIT]), (5, SC, [dul.IMPLICIT]), (7, dul.GET_STUDY, [dul.IMPLICIT]),
+              (9, MOVE_STUDY, [dul.IMPLICIT])]
+    roles = [(SC, 0, 1)]
+    s1_uids = sorted([S + "9.1", S + "9.3"])
+
+    def gassoc(identity=None):
+        s = dul.connect(DP, os.path.join(T, "peer.crt"), os.path.join(T, "peer.key"), os.path.join(V, "keys", "tls.crt"))
+        s.sendall(dul.assoc_rq("GPEER", "DICOMVAULT", getctx, roles=roles, identity=identity))
+        t, body = dul.read_pdu(s)
+        return s, t, body
+
+    s, t, body = gassoc()
+    check("GPEER alone: accepted", t == 2, body)
+    if t == 2:
+        r = retrieve(s, 1, S2)
+        check("GPEER alone: C-GET of S2 sends its instance", r == (0, 1, 0, [S + "9.2"]), r)
+        r = retrieve(s, 3, S2, "DEST")
+        check("GPEER alone: C-MOVE of S2 to a closed port fails its sub-operation",
+              r[0] not in (0, None) and r[1] == 0, r)
+    release(s)
+    s, t, body = gassoc(ident("alice", toks["a"]))
+    check("GPEER as alice: accepted", t == 2, body)
+    if t == 2:
+        r = retrieve(s, 1, S1)
+        check("as alice: C-GET of S1 (her grant) sends both its instances", r == (0, 2, 0, s1_uids), r)
+        r = retrieve(s, 3, S2)
+        check("as alice: C-GET of S2 (outside her grants) sends nothing", r == (0, 0, 0, []), r)
+        r = retrieve(s, 5, S2, "DEST")
+        check("as alice: C-MOVE of S2 (outside her grants) moves nothing", r == (0, 0, 0, []), r)
+    release(s)
+
     # ---- audit ----
     srv.terminate()
     srv.wait(20)
@@ -333,6 +403,9 @@ def main():
           len([x for x in stores if x["actor"].get("user") == "UPEER"]) == 2)
     check("audit: alice's queries name alice",
           len([x for x in of("query") if x["actor"].get("user") == "alice"]) == 5)
+    ar = [x.get("reason", "") for x in of("retrieve") if x["actor"].get("user") == "alice"]
+    check("audit: alice's C-GET and C-MOVE name alice (3), with what was sent",
+          len(ar) == 3 and "C-GET study root STUDY: 2 of 2 sent" in ar[0] and "0 of 0 sent" in ar[2], ar)
     den = [x.get("reason", "") for x in of("dicom-association", "denied")]
     check("audit: the refused associations (7)", len(den) == 7 and sum("plain TCP" in d for d in den) == 1 and
           sum("API token refused" in d for d in den) == 2 and sum("not the named user" in d for d in den) == 1 and
