@@ -115,6 +115,13 @@ WUR enum err auth_session_check(struct auth *a, const char *token, size_t len, i
 WUR enum err auth_request_check(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
                                 struct auth_session *out);
 
+/* The account named by an identity provider's token (a JWT's "sub",
+ * jwt.h): ERR_OK with *out set (user_id, user, role; session_id 0,
+ * api_token false, no scope, expires = until) when the account exists and
+ * is neither disabled nor expired at now; ERR_AUTH otherwise; another
+ * error when the index cannot be read. Read from the index at each call. */
+WUR enum err auth_user_check(struct auth *a, const char *name, int64_t now, int64_t until, struct auth_session *out);
+
 /* Ends the session of a valid token (ERR_AUTH otherwise; ERR_DENIED for an
  * API token: those end by `dicomvault token revoke`). */
 WUR enum err auth_logout(struct auth *a, const char *token, size_t len, int64_t now, const char *address,

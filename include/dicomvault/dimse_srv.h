@@ -21,6 +21,7 @@ struct auth;
 struct vault;
 struct peers;
 struct access_collections;
+struct jwt_verifier;
 
 #define DIMSE_SRV_DEFAULT_LISTEN "127.0.0.1:2762"
 #define DIMSE_SRV_DEFAULT_AE     "DICOMVAULT"
@@ -37,6 +38,7 @@ struct dimse_srv_opts {
 	struct vault *vault;              /* borrowed (ix_lock set) */
 	struct audit *audit;              /* borrowed */
 	struct auth *auth;                /* borrowed: checks the API token of a user identity; NULL: none accepted */
+	const struct jwt_verifier *jwt;   /* borrowed: checks a JWT user identity; NULL: JWTs refused */
 	unsigned artim_ms;                /* 0: UL_ARTIM_SECONDS */
 	unsigned idle_ms;                 /* an established association silent this long is aborted; 0: 300 s */
 	unsigned max_assoc;               /* at once; 0: 32 */
@@ -71,7 +73,11 @@ bool dimse_srv_wanted(const struct ini *conf);
  * server with the vault's TLS certificate and key. The server owns the
  * peers and collections it loaded. Prints nothing; *desc gets a line for
  * the operator ("DICOM-TLS 127.0.0.1:2762 AE DICOMVAULT, N peers"). auth
- * (borrowed) checks the API tokens of User Identity Negotiation. */
+ * (borrowed) checks the API tokens of User Identity Negotiation. With
+ * [auth] jwt_key = FILE (a PEM public key or certificate, relative to the
+ * vault), jwt_issuer = ISS, jwt_audience (default: the AE title) and
+ * jwt_max_lifetime (seconds, default 3600), JSON Web Tokens of that
+ * issuer are accepted as user identities too (jwt.h). */
 WUR enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, const uint8_t *cert_pem,
                                   size_t cert_len, const struct secret *key_pem, struct audit *au,
                                   struct auth *auth, struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen);

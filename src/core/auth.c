@@ -23,6 +23,7 @@
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/token.h"
+#include "dicomvault/users.h"
 
 _Static_assert(sizeof(((struct auth_session *)0)->scope) == IDX_SCOPE_MAX + 1, "auth_session scope size");
 
@@ -735,6 +736,31 @@ static enum err api_token_check(struct auth *a, const char *token, size_t len, i
 		(void)e;   /* refused either way */
 	}
 	mem_wipe(t.token_hash, sizeof t.token_hash);
+	return rc;
+}
+
+enum err auth_user_check(struct auth *a, const char *name, int64_t now, int64_t until, struct auth_session *out)
+{
+	struct idx_user u;
+	enum err rc;
+
+	memset(&u, 0, sizeof u);
+	memset(out, 0, sizeof *out);
+	if (name == NULL || !users_name_ok(name))
+		return ERR_AUTH;
+	pthread_mutex_lock(a->ix_lock);
+	rc = a->ix->ops->user_get(a->ix, name, &u);
+	pthread_mutex_unlock(a->ix_lock);
+	if (rc == ERR_NOTFOUND || (rc == ERR_OK && (u.disabled || (u.expires != 0 && u.expires <= now))))
+		rc = ERR_AUTH;
+	if (rc == ERR_OK) {
+		out->user_id = u.id;
+		snprintf(out->user, sizeof out->user, "%s", u.name);
+		snprintf(out->role, sizeof out->role, "%s", u.role);
+		out->expires = until;
+		out->idle_expires = until;
+	}
+	mem_wipe(u.pwhash, sizeof u.pwhash);
 	return rc;
 }
 

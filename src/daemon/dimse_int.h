@@ -49,6 +49,8 @@ struct dimse_assoc {
 	/* User Identity Negotiation (PS3.7 D.3.3.7): the vault user this
 	 * association acts for, from an API token checked at the RQ */
 	bool as_user;
+	bool via_jwt;                  /* the identity was a JWT (else an API token) */
+	int64_t jwt_exp;               /* its "exp": checked again at each operation */
 	struct auth_session user;
 	char ua[40];                   /* "AE CALLING": the peer in the audit records of the user */
 	struct access_grant *grants;   /* the user's grants, read by dimse_user_load at each operation */

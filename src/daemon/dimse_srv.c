@@ -32,6 +32,7 @@
 #include "dicomvault/http.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/io.h"
+#include "dicomvault/jwt.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/token.h"
@@ -72,6 +73,7 @@ struct dimse_srv {
 	bool stopping;
 	struct peers *own_peers;        /* dimse_srv_start_conf: freed at stop */
 	struct access_collections *own_colls;
+	struct jwt_verifier *own_jwt;
 };
 
 /* ---- association helpers shared with the services ---- */
@@ -116,6 +118,21 @@ enum err dimse_user_load(struct dimse_assoc *a)
 	a->ngrants = 0;
 	if (!a->as_user)
 		return ERR_OK;
+	if (a->via_jwt) {
+		/* a JWT cannot be revoked, but it expires, and the account is
+		 * read again: disabled or expired since, the operation is refused */
+		struct auth_session now_s;
+		int64_t now = (int64_t)time(NULL);
+		enum err rc;
+		if (a->o->auth == NULL || now >= a->jwt_exp + JWT_SKEW_SECONDS)
+			return ERR_AUTH;
+		rc = auth_user_check(a->o->auth, a->user.user, now, a->jwt_exp, &now_s);
+		if (rc != ERR_OK)
+			return rc;
+		if (now_s.user_id != a->user.user_id)
+			return ERR_AUTH;
+		return users_grants_now(a->o->vault, a->user.user_id, now, &a->grants, &a->ngrants);
+	}
 	/* the token again (kept by the UL in its copy of the RQ): a
 	 * revocation or expiry during the association takes effect at once */
 	{
@@ -315,6 +332,52 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 	return ok;
 }
 
+static bool identity_refused(struct dimse_assoc *a, const struct peer *pe, const char *why)
+{
+	char reason[240];
+
+	memset(&a->user, 0, sizeof a->user);
+	snprintf(reason, sizeof reason, "%s (peer %s)", why, pe->ae);
+	dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
+	log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
+	return false;
+}
+
+/* A type 5 sub-item: a JWT of the configured issuer (jwt.h) whose "sub"
+ * names an enabled vault account. Checked over DICOM-TLS only (the caller
+ * refused plain TCP). The token's "exp" bounds the association's rights:
+ * dimse_user_load refuses operations after it. */
+static bool jwt_identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe)
+{
+	const struct pdu_assoc *rq = a->u.rq;
+	struct jwt_claims c;
+	char why[160], msg[200];
+	int64_t now = (int64_t)time(NULL);
+	enum err rc;
+
+	if (s->o.jwt == NULL || s->o.auth == NULL || s->o.vault == NULL)
+		return identity_refused(a, pe, "user identity: JWT not accepted here (no [auth] jwt_key)");
+	if (rq->id_primary == NULL || (rq->id_secondary != NULL && secret_len(rq->id_secondary) != 0))
+		return identity_refused(a, pe, "user identity: a JWT goes alone in the primary field");
+	why[0] = 0;
+	rc = jwt_verify(s->o.jwt, (const char *)secret_view(rq->id_primary), secret_len(rq->id_primary), now, &c, why,
+	                sizeof why);
+	if (rc != ERR_OK) {
+		snprintf(msg, sizeof msg, "user identity: %s", why[0] ? why : "JWT refused");
+		return identity_refused(a, pe, msg);
+	}
+	memset(&a->user, 0, sizeof a->user);
+	rc = auth_user_check(s->o.auth, c.sub, now, c.exp, &a->user);
+	if (rc != ERR_OK)
+		return identity_refused(a, pe, rc == ERR_AUTH ? "user identity: the JWT's subject is no usable account"
+		                                              : "user identity cannot be verified");
+	a->as_user = true;
+	a->via_jwt = true;
+	a->jwt_exp = c.exp;
+	snprintf(a->ua, sizeof a->ua, "AE %s", pe->ae);
+	return true;
+}
+
 /* User Identity Negotiation: a type 2 sub-item (user name and passcode)
  * whose passcode is an API token of that user makes the association act
  * for the user (a->as_user); the token is checked as a bearer token is
@@ -325,7 +388,6 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 {
 	const struct pdu_assoc *rq = a->u.rq;
 	const char *why = NULL;
-	char reason[200];
 	enum err rc;
 
 	if (!rq->has_identity) {
@@ -336,8 +398,10 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 		/* an API token must not cross the network in the clear: refused, so
 		 * that a client that sends one learns to stop (and it is audited) */
 		why = "user identity over plain TCP refused (the API token would travel unencrypted)";
+	} else if (rq->id_type == PDU_UID_JWT) {
+		return jwt_identity_ok(s, a, pe);
 	} else if (rq->id_type != PDU_UID_USERNAME_PASS) {
-		why = "user identity type not supported (user name and API token only)";
+		why = "user identity type not supported (user name and API token, or a JWT)";
 	} else if (s->o.auth == NULL || s->o.vault == NULL) {
 		why = "user identity cannot be verified here";
 	} else if (rq->id_primary == NULL || rq->id_secondary == NULL ||
@@ -353,13 +417,8 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 		         memcmp(a->user.user, secret_view(rq->id_primary), secret_len(rq->id_primary)) != 0)
 			why = "user identity: the API token is not the named user's";
 	}
-	if (why != NULL) {
-		memset(&a->user, 0, sizeof a->user);
-		snprintf(reason, sizeof reason, "%s (peer %s)", why, pe->ae);
-		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
-		log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
-		return false;
-	}
+	if (why != NULL)
+		return identity_refused(a, pe, why);
 	a->as_user = true;
 	snprintf(a->ua, sizeof a->ua, "AE %s", pe->ae);
 	return true;
@@ -392,7 +451,9 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 	if (!identity_ok(s, a, pe))
 		return ul_reject(&a->u, 1, 1, 1);
 	dimse_svc_policy(pe, syn, &pol);
-	pol.identity_accepted = a->as_user;
+	/* a positive response carries nothing for a type 2 identity; for a JWT
+	 * the standard expects a token of ours, which we do not issue: none */
+	pol.identity_accepted = a->as_user && !a->via_jwt;
 	trial = malloc(sizeof *trial);
 	if (trial == NULL)
 		return ERR_NOMEM;
@@ -1167,6 +1228,7 @@ void dimse_srv_stop(struct dimse_srv *s)
 		gnutls_certificate_free_credentials(s->cred);
 	peers_free(s->own_peers);
 	access_collections_free(s->own_colls);
+	jwt_verifier_free(s->own_jwt);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
@@ -1202,6 +1264,48 @@ static enum err conf_seconds(const struct ini *conf, const char *key, unsigned *
 	return ERR_OK;
 }
 
+/* [auth] jwt_key, jwt_issuer, jwt_audience, jwt_max_lifetime: a verifier
+ * of JWT user identities, or *out NULL when jwt_key is not set. */
+static enum err jwt_load(struct vault *v, const char *ae, struct jwt_verifier **out, char *why, size_t whylen)
+{
+	const char *key = ini_get(v->conf, "auth", NULL, "jwt_key");
+	const char *iss = ini_get(v->conf, "auth", NULL, "jwt_issuer");
+	const char *aud = ini_get(v->conf, "auth", NULL, "jwt_audience");
+	const char *life = ini_get(v->conf, "auth", NULL, "jwt_max_lifetime");
+	char path[4096], w[200];
+	long long ttl = 3600;
+	uint8_t *pem = NULL;
+	size_t len = 0;
+	char *end = NULL;
+	enum err rc;
+
+	*out = NULL;
+	if (key == NULL || key[0] == 0) {
+		if ((iss != NULL && iss[0]) || (aud != NULL && aud[0]) || (life != NULL && life[0]))
+			return err_why(why, whylen, ERR_PARSE, "[auth] jwt_issuer, jwt_audience or jwt_max_lifetime "
+			               "without jwt_key");
+		return ERR_OK;
+	}
+	if (iss == NULL || iss[0] == 0)
+		return err_why(why, whylen, ERR_PARSE, "[auth] jwt_key needs jwt_issuer");
+	if (life != NULL) {
+		ttl = strtoll(life, &end, 10);
+		if (life[0] < '0' || life[0] > '9' || *end != 0 || ttl < 1 || ttl > 86400)
+			return err_why(why, whylen, ERR_PARSE, "[auth] jwt_max_lifetime: 1 to 86400 seconds");
+	}
+	if ((size_t)snprintf(path, sizeof path, "%s%s%s", key[0] == '/' ? "" : v->dir, key[0] == '/' ? "" : "/", key) >=
+	    sizeof path)
+		return err_why(why, whylen, ERR_PARSE, "[auth] jwt_key: path too long");
+	if (file_read_all(path, 64 * 1024, &pem, &len) != ERR_OK)
+		return err_why(why, whylen, ERR_IO, "[auth] jwt_key: cannot read %s", path);
+	w[0] = 0;
+	rc = jwt_verifier_new(pem, len, iss, aud != NULL && aud[0] ? aud : ae, (int64_t)ttl, out, w, sizeof w);
+	free(pem);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "[auth] %s (%s)", w[0] ? w : "jwt_key refused", path);
+	return ERR_OK;
+}
+
 enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, const uint8_t *cert_pem,
                               size_t cert_len, const struct secret *key_pem, struct audit *au,
                               struct auth *auth, struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen)
@@ -1209,6 +1313,7 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 	struct dimse_srv_opts o;
 	struct peers *ps = NULL;
 	struct access_collections *cs = NULL;
+	struct jwt_verifier *jwt = NULL;
 	struct dimse_srv *s = NULL;
 	const char *mx;
 	enum err rc;
@@ -1238,12 +1343,18 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 		}
 		o.max_assoc = (unsigned)n;
 	}
-	rc = peers_load(v->conf, &ps, why, whylen);
+	rc = jwt_load(v, o.ae, &jwt, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
+	rc = peers_load(v->conf, &ps, why, whylen);
+	if (rc != ERR_OK) {
+		jwt_verifier_free(jwt);
+		return rc;
+	}
 	rc = access_collections_load(v->conf, &cs, why, whylen);
 	if (rc != ERR_OK) {
 		peers_free(ps);
+		jwt_verifier_free(jwt);
 		return rc;
 	}
 	o.cert_pem = cert_pem;
@@ -1254,14 +1365,17 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 	o.vault = v;
 	o.audit = au;
 	o.auth = auth;
+	o.jwt = jwt;
 	rc = dimse_srv_start(&o, &s, why, whylen);
 	if (rc != ERR_OK) {
 		peers_free(ps);
 		access_collections_free(cs);
+		jwt_verifier_free(jwt);
 		return rc;
 	}
 	s->own_peers = ps;
 	s->own_colls = cs;
+	s->own_jwt = jwt;
 	if (o.plain_listen != NULL)
 		log_warn("plain-TCP DICOM listener on %s (port %u): associations there are neither encrypted nor "
 		         "authenticated by certificate, only by AE title", o.plain_listen, s->pport);

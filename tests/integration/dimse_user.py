@@ -12,8 +12,14 @@ an association already open gets 0124H at its next operation) and a type
 reason 1); a [peer] with require_user = yes refuses an association
 without identity; a positive response asked for is an empty 59H item.
 Audit records name alice as the actor and the peer as agent; refusals are
-audited. Built with lib/dul.py (the client certificate made with openssl).
+audited. Then, with [auth] jwt_key, type 5 identities: ES256 JWTs signed
+by the openssl command map to alice and bob; expired, foreign-issuer,
+foreign-audience, foreign-key, unknown-user, too-long-lived, unsigned and
+non-JWT tokens are refused, over plain TCP too; disabling alice during
+her JWT association refuses her next operation; bad [auth] jwt_* settings
+stop serve at start. Built with lib/dul.py (the client certificate made with openssl).
 Prints ok/not ok lines. Layer: tests."""
+import base64
 import json
 import os
 import shutil
@@ -416,6 +422,160 @@ def main():
           [x for x in recs if "token" in x.get("action", "")])
     r = run("audit", "verify")
     check("audit verify", r.returncode == 0, r.stdout + r.stderr)
+    jwt_part(PP)
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def es256_jwt(claims, key, header=None):
+    """A JWT signed by openssl (the independent signer): ES256, the DER
+    signature openssl prints turned into r || s as RFC 7518 3.4 asks."""
+    msg = b64u(json.dumps(header or {"alg": "ES256", "typ": "JWT"}).encode()) + "." + b64u(json.dumps(claims).encode())
+    der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=msg.encode(), capture_output=True).stdout
+    assert der[0] == 0x30 and der[2] == 2
+    rl = der[3]
+    r = int.from_bytes(der[4:4 + rl], "big")
+    sl = der[5 + rl]
+    s_ = int.from_bytes(der[6 + rl:6 + rl + sl], "big")
+    return msg + "." + b64u(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+
+
+def jwt_part(PP):
+    """JWT user identities (type 5): [auth] jwt_key names the identity
+    provider's P-256 public key; tokens signed with openssl."""
+    global srv
+    for name in ("idp", "other"):
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-out", os.path.join(T, name + ".key")], capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", os.path.join(T, "idp.key"), "-pubout", "-out",
+                    os.path.join(V, "idp.pub")], capture_output=True)
+    with open(os.path.join(V, "dicomvault.conf")) as f:
+        conf = f.read()
+    with open(os.path.join(V, "dicomvault.conf"), "w") as f:
+        f.write(conf.replace("[auth]\n", "[auth]\njwt_key = idp.pub\njwt_issuer = https://idp.test\n", 1))
+    with open(os.path.join(V, "audit", "audit.log")) as f:
+        before = len(f.readlines())
+    out = open(os.path.join(T, "serve2.out"), "w+")
+    err = open(os.path.join(T, "serve2.err"), "w+")
+    srv = subprocess.Popen([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(),
+                            "--dicom", "127.0.0.1:%d" % DP], stdout=out, stderr=err)
+    for _ in range(200):
+        out.seek(0)
+        if "DICOM-TLS" in out.read() or srv.poll() is not None:
+            break
+        time.sleep(0.05)
+    out.seek(0)
+    if srv.poll() is not None or "DICOM-TLS" not in out.read():
+        err.seek(0)
+        check("server with [auth] jwt_key running", False, err.read())
+        return
+    now = int(time.time())
+    idp = os.path.join(T, "idp.key")
+
+    def claims(sub, **kw):
+        c = {"iss": "https://idp.test", "sub": sub, "aud": "DICOMVAULT", "iat": now, "exp": now + 600}
+        c.update(kw)
+        return c
+
+    def jwt_ident(tok, positive=False):
+        return dul.user_identity(5, tok, b"", positive)
+
+    S1, S2 = S + "1", S + "2"
+    s, t, body = associate("UPEER", jwt_ident(es256_jwt(claims("alice"), idp), positive=True))
+    check("JWT of alice (ES256, signed by openssl): accepted", t == 2, body)
+    if t == 2:
+        check("JWT: no server response item (we issue no token of ours)", 0x59 not in dul.user_items(body))
+        st, got = find_studies(s, 1)
+        check("JWT as alice: C-FIND finds S1 only (her grants)", st == 0 and got == [S1], (st, got))
+    release(s)
+    s, t, body = associate("UPEER", jwt_ident(es256_jwt(claims("bob", aud=["x", "DICOMVAULT"]), idp)))
+    check("JWT of bob, aud as an array: accepted", t == 2, body)
+    if t == 2:
+        st, got = find_studies(s, 1)
+        check("JWT as bob: S1 and S2", st == 0 and got == [S1, S2], (st, got))
+    release(s)
+    bad = [
+        ("expired two minutes ago", es256_jwt(claims("alice", iat=now - 900, exp=now - 120), idp)),
+        ("another issuer", es256_jwt(claims("alice", iss="https://evil.test"), idp)),
+        ("another audience", es256_jwt(claims("alice", aud="OTHERPACS"), idp)),
+        ("signed by another key", es256_jwt(claims("alice"), os.path.join(T, "other.key"))),
+        ("an unknown user", es256_jwt(claims("mallory"), idp)),
+        ("living two hours (maximum one)", es256_jwt(claims("alice", exp=now + 7200), idp)),
+        ("alg none", b64u(b'{"alg":"none"}') + "." + b64u(json.dumps(claims("alice")).encode()) + "."),
+        ("not a JWT", "alice"),
+    ]
+    for why, tok in bad:
+        s, t, body = associate("UPEER", jwt_ident(tok))
+        check("JWT %s: A-ASSOCIATE-RJ (1, 1, 1)" % why, rejected(t, body), (t, body))
+        s.close()
+    ps = socket.create_connection(("127.0.0.1", PP), timeout=15)
+    ps.sendall(dul.assoc_rq("UPEER", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT])],
+                            identity=jwt_ident(es256_jwt(claims("alice"), idp))))
+    try:
+        t, body = dul.read_pdu(ps)
+    except (EOFError, OSError):
+        t, body = None, b""
+    ps.close()
+    check("JWT over plain TCP: RJ", rejected(t, body), (t, body))
+    # the account disabled during the association: the next operation is refused
+    s, t, body = associate("UPEER", jwt_ident(es256_jwt(claims("alice"), idp)))
+    if t == 2:
+        r = run("user", "disable", "alice")
+        check("alice disabled while her JWT association is open", r.returncode == 0, r.stderr)
+        st, got = find_studies(s, 1)
+        check("disabled during a JWT association: the next C-FIND is 0124H", st == 0x0124 and got == [], (hex(st), got))
+    else:
+        check("JWT of alice accepted again", False, body)
+    release(s)
+    s, t, body = associate("UPEER", jwt_ident(es256_jwt(claims("alice"), idp)))
+    check("JWT of a disabled account: RJ", rejected(t, body), (t, body))
+    s.close()
+    srv.terminate()
+    srv.wait(20)
+    recs = []
+    with open(os.path.join(V, "audit", "audit.log")) as f:
+        for line in f.readlines()[before:]:
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass
+    den = [x.get("reason", "") for x in recs if x.get("action") == "dicom-association" and
+           x.get("outcome") == "denied" and "JWT" in x.get("reason", "")]
+    check("audit: the JWT refusals, each with its reason (9)",
+          len(den) == 9 and sum("expired" in d for d in den) == 1 and sum("issuer" in d for d in den) == 1 and
+          sum("audience" in d for d in den) == 1 and sum("signature does not verify" in d for d in den) == 1 and
+          sum("no usable account" in d for d in den) == 2 and sum("longer" in d for d in den) == 1 and
+          sum("empty part" in d for d in den) == 1 and sum("three dot-separated" in d for d in den) == 1, den)
+    ok_as = [x for x in recs if x.get("action") == "query" and x["actor"].get("user") in ("alice", "bob")]
+    check("audit: the JWT users' queries name them, the peer as agent (3)",
+          len(ok_as) == 3 and all(x["actor"].get("ua") == "AE UPEER" for x in ok_as), ok_as)
+    check("audit: no token bytes in any record", not any("eyJ" in json.dumps(x) for x in recs))
+    r = run("audit", "verify")
+    check("audit verify after the JWT associations", r.returncode == 0, r.stdout + r.stderr)
+    # bad [auth] JWT settings: serve refuses to start, naming the key
+    with open(os.path.join(V, "dicomvault.conf")) as f:
+        good = f.read()
+    with open(os.path.join(V, "rsa1024.pub"), "w") as f:
+        k = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+                           capture_output=True).stdout
+        f.write(subprocess.run(["openssl", "pkey", "-pubout"], input=k, capture_output=True).stdout.decode())
+    for why, new_line, want in (("jwt_issuer without jwt_key", "", "without jwt_key"),
+                                ("a missing key file", "jwt_key = nowhere.pub\n", "cannot read"),
+                                ("an RSA key of 1024 bits", "jwt_key = rsa1024.pub\n", "2048"),
+                                ("jwt_max_lifetime of 0", "jwt_key = idp.pub\njwt_max_lifetime = 0\n",
+                                 "jwt_max_lifetime")):
+        with open(os.path.join(V, "dicomvault.conf"), "w") as f:
+            f.write(good.replace("jwt_key = idp.pub\n", new_line, 1))
+        try:
+            p = subprocess.run([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(),
+                                "--dicom", "127.0.0.1:%d" % free_port()], capture_output=True, text=True, timeout=30)
+            check("serve refuses %s" % why, p.returncode == 1 and want in p.stderr, p.stderr)
+        except subprocess.TimeoutExpired:
+            check("serve refuses %s" % why, False, "still running")
+    with open(os.path.join(V, "dicomvault.conf"), "w") as f:
+        f.write(good)
 
 
 try:
