@@ -14,12 +14,13 @@
 #include "dicomvault/cms.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/limits.h"
+#include "ossl_int.h"
 
 struct cms_recipients {
 	STACK_OF(X509) *certs;
 };
 
-static void ssl_reason(char *why, size_t whylen, enum err rc, const char *what)
+void ossl_reason(char *why, size_t whylen, enum err rc, const char *what)
 {
 	unsigned long e = ERR_peek_last_error();
 	char buf[160] = "";
@@ -149,7 +150,7 @@ enum err cms_open(const char *key_path, const char *cert_path, const uint8_t *de
 	key = PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL);
 	if (key == NULL) {
 		rc = ERR_PARSE;
-		ssl_reason(why, whylen, rc, "not a PEM private key (without a passphrase)");
+		ossl_reason(why, whylen, rc, "not a PEM private key (without a passphrase)");
 		goto out;
 	}
 	if (cert_path != NULL) {
@@ -163,7 +164,7 @@ enum err cms_open(const char *key_path, const char *cert_path, const uint8_t *de
 		cert = PEM_read_bio_X509(cb, NULL, NULL, NULL);
 		if (cert == NULL) {
 			rc = ERR_PARSE;
-			ssl_reason(why, whylen, rc, "not a PEM certificate");
+			ossl_reason(why, whylen, rc, "not a PEM certificate");
 			goto out;
 		}
 	}
@@ -179,12 +180,12 @@ enum err cms_open(const char *key_path, const char *cert_path, const uint8_t *de
 	ci = d2i_CMS_bio(in, NULL);
 	if (ci == NULL || OBJ_obj2nid(CMS_get0_type(ci)) != NID_pkcs7_enveloped) {
 		rc = ERR_PARSE;
-		ssl_reason(why, whylen, rc, "the encrypted content is not a CMS EnvelopedData");
+		ossl_reason(why, whylen, rc, "the encrypted content is not a CMS EnvelopedData");
 		goto out;
 	}
 	if (CMS_decrypt(ci, key, cert, NULL, plain, CMS_BINARY) != 1) {
 		rc = ERR_AUTH;
-		ssl_reason(why, whylen, rc, "cannot decrypt (not a recipient's key, or the data was changed)");
+		ossl_reason(why, whylen, rc, "cannot decrypt (not a recipient's key, or the data was changed)");
 		goto out;
 	}
 	BIO_get_mem_ptr(plain, &bm);

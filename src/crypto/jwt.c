@@ -16,7 +16,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include "dicomvault/b64.h"
 #include "dicomvault/jwt.h"
+#include "ossl_int.h"
 
 #define JWT_PART_MAX 4096   /* decoded header or claims */
 
@@ -31,21 +33,6 @@ struct jwt_verifier {
 
 /* ---- base64url (RFC 4648 section 5, no padding, canonical) ---- */
 
-static int b64url_val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
 /* Decodes n characters into out (room for n * 3 / 4 bytes); *outn gets the
  * length. false: a character outside the alphabet, a length that no
  * encoding has (n % 4 == 1), or non-zero bits after the last byte. */
@@ -59,7 +46,7 @@ static bool b64url_decode(const char *in, size_t n, uint8_t *out, size_t *outn)
 	if (n % 4 == 1)
 		return false;
 	for (i = 0; i < n; i++) {
-		v = b64url_val((unsigned char)in[i]);
+		v = b64_digit((unsigned char)in[i], true);
 		if (v < 0)
 			return false;
 		acc = (acc << 6) | (uint32_t)v;
@@ -264,17 +251,6 @@ enum err jwt_parse(const char *tok, size_t len, const char *audience, struct jwt
 
 /* ---- the key and the signature ---- */
 
-static void ssl_reason(char *why, size_t whylen, const char *what)
-{
-	unsigned long e = ERR_peek_last_error();
-	char buf[160] = "";
-
-	if (e != 0)
-		ERR_error_string_n(e, buf, sizeof buf);
-	ERR_clear_error();
-	(void)err_why(why, whylen, ERR_PARSE, "%s%s%s", what, buf[0] ? ": " : "", buf);
-}
-
 static EVP_PKEY *load_key(const uint8_t *pem, size_t n)
 {
 	BIO *b = BIO_new_mem_buf(pem, (int)n);
@@ -319,7 +295,7 @@ enum err jwt_verifier_new(const uint8_t *key_pem, size_t n, const char *issuer, 
 	v->key = load_key(key_pem, n);
 	if (v->key == NULL) {
 		free(v);
-		ssl_reason(why, whylen, "JWT key: not a PEM public key or certificate");
+		ossl_reason(why, whylen, ERR_PARSE, "JWT key: not a PEM public key or certificate");
 		return ERR_PARSE;
 	}
 	id = EVP_PKEY_get_base_id(v->key);

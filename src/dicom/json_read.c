@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dicomvault/b64.h"
 #include "dicomvault/charset.h"
 #include "dicomvault/json.h"
 #include "dicomvault/limits.h"
@@ -845,21 +846,6 @@ static enum err read_binary(struct jr *j, struct dcm_ds *ds, uint32_t tag, uint1
 	return set(j, ds, tag, vr, j->val.p, j->val.len);
 }
 
-static int b64_val(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* RFC 4648 base64, standard alphabet, padded; no white space. */
 static enum err b64_decode(struct jr *j, const uint8_t *s, size_t n)
 {
@@ -885,7 +871,7 @@ static enum err b64_decode(struct jr *j, const uint8_t *s, size_t n)
 			if (s[i + k] == '=' && i + 4 == n && k >= 4 - pad) {
 				v = 0;
 			} else {
-				v = b64_val(s[i + k]);
+				v = b64_digit(s[i + k], false);
 				if (v < 0)
 					return fail(j, ERR_PARSE, "InlineBinary: invalid base64 character at index %zu", i + k);
 			}

@@ -117,6 +117,27 @@ def instance(study, n):
     return ds.SOPInstanceUID, fp.getvalue()
 
 
+def start_server(name, label):
+    """Starts serve on the vault (DICOM-TLS on DP); False (checked as
+    label) when it does not come up."""
+    global srv
+    out = open(os.path.join(T, name + ".out"), "w+")
+    err = open(os.path.join(T, name + ".err"), "w+")
+    srv = subprocess.Popen([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(),
+                            "--dicom", "127.0.0.1:%d" % DP], stdout=out, stderr=err)
+    for _ in range(200):
+        out.seek(0)
+        if "DICOM-TLS" in out.read() or srv.poll() is not None:
+            break
+        time.sleep(0.05)
+    out.seek(0)
+    if srv.poll() is not None or "DICOM-TLS" not in out.read():
+        err.seek(0)
+        check(label, False, err.read())
+        return False
+    return True
+
+
 def associate(calling, identity=None, contexts=None):
     """(socket, PDU type, body) after the A-ASSOCIATE-RQ."""
     s = dul.connect(DP, os.path.join(T, "peer.crt"), os.path.join(T, "peer.key"), os.path.join(V, "keys", "tls.crt"))
@@ -244,19 +265,7 @@ def main():
         conf = f.read()
     with open(os.path.join(V, "dicomvault.conf"), "w") as f:
         f.write(conf.replace("[dicom]\n", "[dicom]\nplain_listen = 127.0.0.1:%d\n" % PP, 1))
-    out = open(os.path.join(T, "serve.out"), "w+")
-    err = open(os.path.join(T, "serve.err"), "w+")
-    srv = subprocess.Popen([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(),
-                            "--dicom", "127.0.0.1:%d" % DP], stdout=out, stderr=err)
-    for _ in range(200):
-        out.seek(0)
-        if "DICOM-TLS" in out.read() or srv.poll() is not None:
-            break
-        time.sleep(0.05)
-    out.seek(0)
-    if srv.poll() is not None or "DICOM-TLS" not in out.read():
-        err.seek(0)
-        check("server running with DICOM-TLS", False, err.read())
+    if not start_server("serve", "server running with DICOM-TLS"):
         return
 
     # ---- a user identity over the plain-TCP listener: refused (the token
@@ -457,19 +466,7 @@ def jwt_part(PP):
         f.write(conf.replace("[auth]\n", "[auth]\njwt_key = idp.pub\njwt_issuer = https://idp.test\n", 1))
     with open(os.path.join(V, "audit", "audit.log")) as f:
         before = len(f.readlines())
-    out = open(os.path.join(T, "serve2.out"), "w+")
-    err = open(os.path.join(T, "serve2.err"), "w+")
-    srv = subprocess.Popen([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(),
-                            "--dicom", "127.0.0.1:%d" % DP], stdout=out, stderr=err)
-    for _ in range(200):
-        out.seek(0)
-        if "DICOM-TLS" in out.read() or srv.poll() is not None:
-            break
-        time.sleep(0.05)
-    out.seek(0)
-    if srv.poll() is not None or "DICOM-TLS" not in out.read():
-        err.seek(0)
-        check("server with [auth] jwt_key running", False, err.read())
+    if not start_server("serve2", "server with [auth] jwt_key running"):
         return
     now = int(time.time())
     idp = os.path.join(T, "idp.key")
