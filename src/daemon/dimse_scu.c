@@ -63,6 +63,15 @@ const char *dimse_scu_status_str(uint16_t st)
 	return "Failed";
 }
 
+/* Peer text (an Error Comment) for a terminal or a log: printable ASCII
+ * only, the rest as '?'. */
+static void printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7E)
+			*s = '?';
+}
+
 /* ---- the association ---- */
 
 static uint8_t accepted(const struct dimse_assoc *a, uint8_t id, bool *explicit_vr)
@@ -408,6 +417,7 @@ enum err dimse_scu_find(struct dimse_scu *c, const char *level, const char *stud
 	if (rc == ERR_OK) {
 		*status = w.cmd.status;
 		snprintf(comment, clen, "%s", (w.cmd.has & DIMSE_F_ERROR_COMMENT) ? w.cmd.error_comment : "");
+		printable(comment);
 		*skipped = w.skipped;
 	}
 	wbuf_fini(&id);
@@ -450,6 +460,7 @@ enum err dimse_scu_move(struct dimse_scu *c, const char *study, const char *dest
 	if (rc == ERR_OK) {
 		m.status = w.cmd.status;
 		snprintf(m.comment, sizeof m.comment, "%.64s", (w.cmd.has & DIMSE_F_ERROR_COMMENT) ? w.cmd.error_comment : "");
+		printable(m.comment);
 		*res = m;
 	}
 	wbuf_fini(&id);

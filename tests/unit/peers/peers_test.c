@@ -164,7 +164,7 @@ TEST(tls_no)
 	refused("[peer \"A\"]\nhost = h\nport = 104\n", "either fingerprint or ca");
 	refused("[peer \"A\"]\nhost = h\nport = 104\ntls = yes\n", "tls = no");
 	refused("[peer \"A\"]\ntls = off\n", "tls: yes or no");
-	refused("[peer \"A\"]\ntls = no\ntls = no\n", "twice");
+	refused("[peer \"A\"]\ntls = no\nport = 104\n", "host and port go together");
 	refused("[peer \"A\"]\nfingerprint = " FP "\nca = x.pem\ntls = no\n", "exactly one");
 }
 
