@@ -3,7 +3,7 @@
  * vault's certificate, or plain TCP for a `tls = no` peer), Study Root
  * C-FIND (STUDY, SERIES, IMAGE) and C-MOVE, one operation at a time. The
  * responses are read with dimse_assoc_wait (the idle timeout bounds each
- * wait); their identifiers are parsed by dicom/ (bare data sets in the
+ * wait); their identifiers are read by proto/qr.c (bare data sets in the
  * context's transfer syntax), never trusted further than their UIDs.
  * Layer: daemon. */
 #include <stdio.h>
@@ -14,6 +14,7 @@
 #include "dicomvault/dimse_scu.h"
 #include "dicomvault/io.h"
 #include "dicomvault/log.h"
+#include "dicomvault/qr.h"
 #include "dicomvault/wbuf.h"
 #include "dimse_int.h"
 
@@ -21,7 +22,7 @@
 #define TS_EXPLICIT "1.2.840.10008.1.2.1"
 #define PC_FIND 1
 #define PC_MOVE 3
-#define SCU_MAX_IDENTIFIER (64u * 1024)
+#define SCU_MAX_IDENTIFIER QR_MAX_IDENTIFIER
 
 struct dimse_scu {
 	struct dimse_assoc *a;
@@ -154,34 +155,6 @@ bool dimse_scu_can_move(const struct dimse_scu *c)
 
 /* ---- identifiers ---- */
 
-/* One element of a bare data set, little endian, explicit or implicit VR;
- * the value padded to even length with pad. */
-static void put_elem(struct wbuf *w, bool explicit_vr, uint32_t tag, const char vr[2], const char *v, char pad)
-{
-	size_t n = strlen(v), len = n + (n & 1);
-	uint8_t h[8];
-
-	h[0] = (uint8_t)(tag >> 16);
-	h[1] = (uint8_t)(tag >> 24);
-	h[2] = (uint8_t)tag;
-	h[3] = (uint8_t)(tag >> 8);
-	if (explicit_vr) {
-		h[4] = (uint8_t)vr[0];
-		h[5] = (uint8_t)vr[1];
-		h[6] = (uint8_t)len;
-		h[7] = (uint8_t)(len >> 8);
-	} else {
-		h[4] = (uint8_t)len;
-		h[5] = (uint8_t)(len >> 8);
-		h[6] = 0;
-		h[7] = 0;
-	}
-	wbuf_put(w, h, 8);
-	wbuf_put(w, v, n);
-	if (n & 1)
-		wbuf_put(w, &pad, 1);
-}
-
 /* ---- waiting for responses ---- */
 
 struct wait {
@@ -224,24 +197,12 @@ static void take_counts(struct wait *w, const struct dimse_cmd *c)
 /* A whole identifier of a pending C-FIND response: its unique key. */
 static void find_match(struct wait *w)
 {
-	struct dcm_read_opts ro;
-	struct dcm_errinfo ei;
-	struct dcm_file *f = NULL;
-	struct src_mem m;
-	struct src s;
 	char uid[PDU_UID_MAX + 1];
 
-	memset(&ro, 0, sizeof ro);
-	ro.no_meta = true;
-	ro.ts = w->explicit_vr ? DCM_TS_EXPLICIT_LE : DCM_TS_IMPLICIT_LE;
-	src_mem_init(&s, &m, w->id.p != NULL ? w->id.p : (const uint8_t *)"", w->id.len);
-	if (wbuf_err(&w->id) != ERR_OK || dcm_file_read(&s, &ro, &f, &ei) != ERR_OK ||
-	    dcm_ds_get_cstr(&f->ds, w->key_tag, uid, sizeof uid) != ERR_OK || !pdu_uid_ok(uid, strlen(uid))) {
+	if (wbuf_err(&w->id) != ERR_OK || qr_ident_uid(w->id.p, w->id.len, w->explicit_vr, w->key_tag, uid) != ERR_OK)
 		w->skipped++;
-	} else if (w->fn_err == ERR_OK) {
+	else if (w->fn_err == ERR_OK)
 		w->fn_err = w->fn(w->ctx, uid);
-	}
-	dcm_file_free(f);
 	wbuf_reset(&w->id);
 }
 
@@ -388,19 +349,8 @@ enum err dimse_scu_find(struct dimse_scu *c, const char *level, const char *stud
 	memset(&w, 0, sizeof w);
 	wbuf_init(&id, SCU_MAX_IDENTIFIER);
 	wbuf_init(&w.id, SCU_MAX_IDENTIFIER);
-	if (strcmp(level, "IMAGE") == 0) {
-		w.key_tag = 0x00080018;
-		put_elem(&id, ex, 0x00080018, "UI", "", 0);
-	} else if (strcmp(level, "SERIES") == 0) {
-		w.key_tag = 0x0020000E;
-	} else {
-		w.key_tag = 0x0020000D;
-	}
-	put_elem(&id, ex, 0x00080052, "CS", level, ' ');
-	put_elem(&id, ex, 0x0020000D, "UI", study != NULL ? study : "", 0);
-	if (w.key_tag != 0x0020000D)
-		put_elem(&id, ex, 0x0020000E, "UI", series != NULL ? series : "", 0);
-	rc = wbuf_err(&id);
+	w.key_tag = qr_level_key(level);
+	rc = qr_ident_build(&id, ex, level, study, series, NULL);
 	w.c = c;
 	w.field = DIMSE_C_FIND_RSP;
 	w.explicit_vr = ex;
@@ -443,9 +393,7 @@ enum err dimse_scu_move(struct dimse_scu *c, const char *study, const char *dest
 	memset(&w, 0, sizeof w);
 	wbuf_init(&id, SCU_MAX_IDENTIFIER);
 	wbuf_init(&w.id, SCU_MAX_IDENTIFIER);
-	put_elem(&id, ex, 0x00080052, "CS", "STUDY", ' ');
-	put_elem(&id, ex, 0x0020000D, "UI", study, 0);
-	rc = wbuf_err(&id);
+	rc = qr_ident_build(&id, ex, "STUDY", study, NULL, NULL);
 	w.c = c;
 	w.field = DIMSE_C_MOVE_RSP;
 	w.m = &m;
