@@ -87,6 +87,7 @@ struct item {
 
 struct report {
 	uint64_t expected, received, stored, present, failed, missing, skipped, verified, errors;
+	uint64_t pending;          /* pending C-MOVE responses consumed */
 	struct item *it;
 	size_t n, cap;
 	uint64_t unlisted;
@@ -159,11 +160,12 @@ static void report_print(const struct report *r, const char *source, bool json)
 		fputs("{\"source\":", stdout);
 		cmd_json_str(source);
 		printf(",\"expected\":%llu,\"received\":%llu,\"stored\":%llu,\"already_present\":%llu,\"failed\":%llu,"
-		       "\"missing\":%llu,\"skipped\":%llu,\"verified\":%llu,\"errors\":%llu,\"unlisted\":%llu,\"problems\":[",
+		       "\"missing\":%llu,\"skipped\":%llu,\"verified\":%llu,\"errors\":%llu,\"pending_responses\":%llu,"
+		       "\"unlisted\":%llu,\"problems\":[",
 		       (unsigned long long)r->expected, (unsigned long long)r->received, (unsigned long long)r->stored,
 		       (unsigned long long)r->present, (unsigned long long)r->failed, (unsigned long long)r->missing,
 		       (unsigned long long)r->skipped, (unsigned long long)r->verified, (unsigned long long)r->errors,
-		       (unsigned long long)r->unlisted);
+		       (unsigned long long)r->pending, (unsigned long long)r->unlisted);
 		for (i = 0; i < r->n; i++) {
 			printf("%s{\"kind\":\"%s\",\"object\":", i ? "," : "", kind_name(r->it[i].kind));
 			cmd_json_str(r->it[i].object);
@@ -748,6 +750,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 			continue;
 		memset(&m, 0, sizeof m);
 		rc = dimse_scu_move(scu, sdy, ae, move_progress, nt, &m, why, sizeof why);
+		x->r.pending += m.pending;
 		if (rc != ERR_OK) {
 			note(&x->r, W_ERROR, sdy, "study: C-MOVE: %s", why);
 			lost = rc == ERR_IO;

@@ -200,6 +200,8 @@ PYEOF
 	check "$1" "[ $? -eq 0 ]" "$T/counts.out"
 }
 counts "report: $NALL expected, received, stored and verified" "$T/i1.json" $NALL $NALL $NALL 0 0 0 $NALL
+check "every pending C-MOVE response consumed ($NALL, one per sub-operation)" \
+	"grep -q '\"pending_responses\":$NALL,' '$T/i1.json'" "$T/i1.json"
 
 # export every study and compare with the originals
 mkdir -p "$T/exp"
@@ -407,5 +409,21 @@ check "the truncated file named with the reason" "grep -q '^failed: $T/trunc.dcm
 check "the missing folder named" "grep -q '^error: $T/no-such-dir: No such file or directory' '$T/p2.out'" "$T/p2.out"
 check "the good file already present" "grep -q '2 expected, 1 received, 0 stored, 1 already present, 1 failed' '$T/p2.out'" \
 	"$T/p2.out"
+# an object damaged on disk after its import: importing it again finds it
+# (identical bytes, deduplicated) but the read back fails: reported, exit 1
+mkvault "$T/dv" DICOMVAULT "$NRP"
+"$DV" import --vault "$T/dv" "$TF/rtplan.dcm" >"$T/d1.out" 2>&1
+check "import PATH: one file into a fresh vault" "[ $? -eq 0 ]" "$T/d1.out"
+OBJ=$(find "$T/dv/objects" -type f ! -name '.*' | head -1)
+"$PY" -c '
+import os, sys
+p = sys.argv[1]; n = os.path.getsize(p)
+with open(p, "r+b") as f:
+    f.seek(n // 2); b = f.read(1); f.seek(n // 2); f.write(bytes([b[0] ^ 0x01]))' "$OBJ"
+"$DV" import --vault "$T/dv" "$TF/rtplan.dcm" --json >"$T/d2.json" 2>"$T/d2.err"
+RC=$?
+check "a damaged stored object: exit 1, verification failed (authentication or fixity)" \
+	"[ $RC -eq 1 ] && grep -q '\"kind\":\"failed\".*verification failed: .*authentication or its fixity' '$T/d2.json'" \
+	"$T/d2.json" "$T/d2.err"
 check "import PATH audited" "grep '\"import\"' '$T/pv/audit/audit.log' | grep -q 'end: from 3 paths'"
 check "no patient name in any output" "! grep -rq 'CompressedSamples\|Rubo\|DOE^' '$T'/*.out '$T'/*.err '$T'/*.json"
