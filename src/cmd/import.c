@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -990,6 +991,9 @@ int cmd_import(int argc, char **argv)
 		goto done;
 	}
 	if (from != NULL) {
+		/* a peer that closes while we write (GnuTLS sends without
+		 * MSG_NOSIGNAL) is an error, not the end of the process */
+		signal(SIGPIPE, SIG_IGN);
 		nt.x = &x;
 		nt.peer = from;
 		import_net(&x, &nt, pe, listen_addr, studies, nstudies);
