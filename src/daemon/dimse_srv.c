@@ -290,6 +290,10 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 		*why = ok ? NULL : "client certificate is not the one bound to this AE title";
 		return ok;
 	}
+	if (pe->ca[0] == 0) {
+		*why = "no certificate bound to this AE title (tls = no)";
+		return false;
+	}
 	if (idx >= s->nca || s->ca[idx] == NULL) {
 		*why = "no CA loaded for this peer";
 		return false;
