@@ -1,6 +1,6 @@
 /* peers_fuzz.c: libFuzzer target for the [peer "AE"] sections of
  * dicomvault.conf (ini_parse, then peers_load). Checks: every loaded peer
- * has exactly one certificate binding, a valid AE title and collection,
+ * has exactly one certificate binding (or none with tls = no), a valid AE title and collection,
  * and is found again by its AE title; its fingerprint formats and parses
  * back to the same bytes. Layer: fuzz. */
 #include <stdint.h>
@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			const struct peer *pe = &p->p[i];
 			char fp[96];
 			uint8_t back[32];
-			if (pe->has_fp == (pe->ca[0] != 0) || !pdu_ae_ok(pe->ae) || pe->collection[0] == 0 ||
+			if ((pe->has_fp && pe->ca[0] != 0) || (!pe->has_fp && pe->ca[0] == 0 && !pe->plain) || !pdu_ae_ok(pe->ae) || pe->collection[0] == 0 ||
 			    peers_find(p, pe->ae) != pe || (pe->host[0] != 0) != (pe->port != 0))
 				abort();
 			peers_fingerprint_format(pe->fp, fp);

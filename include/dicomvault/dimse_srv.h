@@ -27,7 +27,7 @@ struct jwt_verifier;
 #define DIMSE_SRV_DEFAULT_AE     "DICOMVAULT"
 
 struct dimse_srv_opts {
-	const char *listen;               /* DICOM-TLS HOST:PORT */
+	const char *listen;               /* DICOM-TLS HOST:PORT; NULL: none (plain_listen only) */
 	const char *plain_listen;         /* plain TCP HOST:PORT, or NULL: none */
 	const char *ae;                   /* our AE title */
 	const uint8_t *cert_pem;          /* server certificate chain, PEM (copied) */
@@ -42,6 +42,12 @@ struct dimse_srv_opts {
 	unsigned artim_ms;                /* 0: UL_ARTIM_SECONDS */
 	unsigned idle_ms;                 /* an established association silent this long is aborted; 0: 300 s */
 	unsigned max_assoc;               /* at once; 0: 32 */
+	/* After each C-STORE (answered or not): its SOP Instance UID (as the
+	 * command said), the status sent (0000H: stored, existed: identical
+	 * bytes were there already) and the error comment; called on the
+	 * association's thread before the C-STORE-RSP is sent. NULL: none. */
+	void (*on_store)(void *ctx, const char *sop_uid, uint16_t status, bool existed, const char *comment);
+	void *on_store_ctx;
 };
 
 struct dimse_srv;
@@ -52,6 +58,8 @@ WUR enum err dimse_srv_start(const struct dimse_srv_opts *o, struct dimse_srv **
 /* The bound TLS port (the real one when 0 was asked for); the plain one. */
 uint16_t dimse_srv_port(const struct dimse_srv *s);
 uint16_t dimse_srv_plain_port(const struct dimse_srv *s);
+/* Our AE title. */
+const char *dimse_srv_ae(const struct dimse_srv *s);
 /* Stops accepting, aborts every association (their sockets are shut
  * down), waits for their threads and frees; takes NULL. */
 void dimse_srv_stop(struct dimse_srv *s);

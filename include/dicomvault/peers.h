@@ -7,7 +7,11 @@
  * into (`collection`, default "default") and what it may do (`rights =
  * echo, store, find, move, get`, any subset; none when absent) and
  * whether an association must name a vault user (`require_user = yes`:
- * User Identity Negotiation with an API token; default no). Pure: a
+ * User Identity Negotiation with an API token; default no) and whether
+ * the associations `dicomvault import` requests to it use DICOM-TLS (`tls =
+ * no`: plain TCP, for old archives; then fingerprint and ca are optional,
+ * and a peer with neither is never accepted on the DICOM-TLS listener).
+ * Pure: a
  * parsed configuration in, a table or an error with its line out; the
  * daemon reads the CA files. Layer: proto. */
 #ifndef DICOMVAULT_PEERS_H
@@ -40,6 +44,7 @@ struct peer {
 	char collection[PEER_COLLECTION_MAX + 1];
 	unsigned rights;                  /* PEER_RIGHT_* */
 	bool require_user;                /* require_user = yes: a user identity is required */
+	bool plain;                       /* tls = no: import talks to it over plain TCP */
 	unsigned line;                    /* of the section header */
 };
 

@@ -22,6 +22,8 @@ static void usage(FILE *out)
 	      "                  de-identify files or folders (PS3.15 Annex E)\n"
 	      "  user add|list|disable|enable|unlock|grant|revoke|grants\n"
 	      "                  accounts and their grants (docs/ACCESS.md)\n"
+	      "  import PATH... | import --from AE [--study UID]...\n"
+	      "                  migrate files/folders or an old archive (C-FIND, C-MOVE) in, verified\n"
 	      "  export --study UID --out DIR [--deidentify PROFILE]\n"
 	      "                  write a stored study out as Part 10 files (audited)\n"
 	      "  reidentify --key KEY --reason TEXT IN OUT\n"
@@ -60,6 +62,8 @@ int main(int argc, char **argv)
 		return cmd_deid(argc - 1, argv + 1);
 	if (strcmp(argv[1], "user") == 0)
 		return cmd_user(argc - 1, argv + 1);
+	if (strcmp(argv[1], "import") == 0)
+		return cmd_import(argc - 1, argv + 1);
 	if (strcmp(argv[1], "export") == 0)
 		return cmd_export(argc - 1, argv + 1);
 	if (strcmp(argv[1], "reidentify") == 0)

@@ -100,6 +100,10 @@ WUR enum err dimse_assoc_wait(struct dimse_assoc *a,
  * more. */
 WUR enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, const struct pdu_assoc *rq,
                                  struct dimse_assoc **out, char *why, size_t whylen);
+/* The same from a listener (`dicomvault import`), over plain TCP when
+ * plain (the peer's `tls = no`; no certificate then). */
+WUR enum err dimse_srv_connect(struct dimse_srv *s, const struct peer *dest, bool plain, const struct pdu_assoc *rq,
+                               struct dimse_assoc **out, char *why, size_t whylen);
 /* Releases (waiting up to ARTIM for the A-RELEASE-RP) and frees; takes NULL. */
 void dimse_assoc_close(struct dimse_assoc *a);
 

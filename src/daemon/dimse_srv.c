@@ -307,6 +307,10 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 		*why = ok ? NULL : "client certificate is not the one bound to this AE title";
 		return ok;
 	}
+	if (pe->ca[0] == 0) {
+		*why = "no certificate bound to this AE title (tls = no)";
+		return false;
+	}
 	if (idx >= s->nca || s->ca[idx] == NULL) {
 		*why = "no CA loaded for this peer";
 		return false;
@@ -705,6 +709,7 @@ static int connect_to(const char *host, uint16_t port, unsigned ms)
 struct out_wait {
 	enum ul_ev_kind kind;   /* the last event that ends the wait */
 	const char *why;        /* ABORT (provider): why */
+	struct pdu_rj rj;       /* ASSOC_RJ: as received */
 };
 
 static void out_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx)
@@ -716,6 +721,28 @@ static void out_event(struct dimse_assoc *a, const struct ul_event *ev, void *ct
 		w->kind = ev->kind;
 	if (ev->kind == UL_EV_ABORT)
 		w->why = ev->provider && ev->why ? ev->why : "A-ABORT from the peer";
+	if (ev->kind == UL_EV_ASSOC_RJ)
+		w->rj = ev->rj;
+}
+
+/* An A-ASSOCIATE-RJ in words (PS3.8 table 9-21). */
+static void rj_str(const struct pdu_rj *rj, char *out, size_t cap)
+{
+	static const char *const user[] = { "", "no reason given", "application context name not supported",
+	                                    "calling AE title not recognized", "", "", "", "called AE title not recognized" };
+	static const char *const acse[] = { "", "no reason given", "protocol version not supported" };
+	static const char *const pres[] = { "", "temporary congestion", "local limit exceeded" };
+	const char *r = "";
+
+	if (rj->source == 1 && rj->reason < 8)
+		r = user[rj->reason];
+	else if (rj->source == 2 && rj->reason < 3)
+		r = acse[rj->reason];
+	else if (rj->source == 3 && rj->reason < 3)
+		r = pres[rj->reason];
+	snprintf(out, cap, "A-ASSOCIATE-RJ, %s, %s%s%s", rj->result == 1 ? "permanent" : "transient",
+	         rj->source == 1 ? "service user" : rj->source == 2 ? "service provider (ACSE)" : "service provider (presentation)",
+	         r[0] ? ": " : "", r);
 }
 
 /* Reads and feeds until the state machine leaves Sta5 or Sta7 (or
@@ -733,7 +760,7 @@ static void out_read_until(struct dimse_assoc *a, enum ul_state while_in, unsign
 		int pr = 1;
 		if (t >= end)
 			break;
-		if (gnutls_record_check_pending(a->tls) == 0) {
+		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
 			pr = poll(&pf, 1, (int)(end - t));
 			if (pr < 0 && errno == EINTR)
 				continue;
@@ -769,13 +796,18 @@ static void out_read_until(struct dimse_assoc *a, enum ul_state while_in, unsign
 enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, const struct pdu_assoc *rq,
                              struct dimse_assoc **out, char *why, size_t whylen)
 {
-	struct dimse_srv *s = from->srv;
+	return dimse_srv_connect(from->srv, dest, false, rq, out, why, whylen);
+}
+
+enum err dimse_srv_connect(struct dimse_srv *s, const struct peer *dest, bool plain, const struct pdu_assoc *rq,
+                           struct dimse_assoc **out, char *why, size_t whylen)
+{
 	struct dimse_assoc *a = calloc(1, sizeof *a);
 	struct ul_config cfg = { s->ae, 0 };
 	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
 	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
 	struct timeval tv = { (time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000 };
-	struct out_wait w = { UL_EV_NONE, NULL };
+	struct out_wait w = { UL_EV_NONE, NULL, { 0, 0, 0 } };
 	const char *cw = NULL;
 	int one = 1, r;
 	enum err rc = ERR_IO;
@@ -801,6 +833,8 @@ enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, 
 	(void)setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	(void)setsockopt(a->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	(void)setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	if (plain)
+		goto associate;
 	if (gnutls_init(&a->tls, GNUTLS_CLIENT) != 0) {
 		a->tls = NULL;
 		snprintf(why, whylen, "cannot start TLS");
@@ -825,6 +859,7 @@ enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, 
 		rc = ERR_DENIED;
 		goto fail;
 	}
+associate:
 	if (ul_init_requestor(&a->u, &cfg) != ERR_OK) {
 		rc = ERR_NOMEM;
 		goto fail;
@@ -841,8 +876,11 @@ enum err dimse_assoc_connect(struct dimse_assoc *from, const struct peer *dest, 
 	}
 	out_read_until(a, UL_STA5, artim_ms, &w);
 	if (a->u.state != UL_STA6) {
+		char rjs[160] = "A-ASSOCIATE-RJ";
+		if (w.kind == UL_EV_ASSOC_RJ)
+			rj_str(&w.rj, rjs, sizeof rjs);
 		snprintf(why, whylen, "%s refused the association (%s)", dest->ae,
-		         w.kind == UL_EV_ASSOC_RJ ? "A-ASSOCIATE-RJ" : w.kind == UL_EV_ABORT ? w.why : "no answer");
+		         w.kind == UL_EV_ASSOC_RJ ? rjs : w.kind == UL_EV_ABORT ? w.why : "no answer");
 		rc = ERR_DENIED;
 		goto fail;
 	}
@@ -859,7 +897,7 @@ void dimse_assoc_close(struct dimse_assoc *a)
 		return;
 	if (a->u_init) {
 		if (a->u.state == UL_STA6 && !a->failed && ul_release_rq(&a->u) == ERR_OK && dimse_assoc_flush(a) == ERR_OK) {
-			struct out_wait w = { UL_EV_NONE, NULL };
+			struct out_wait w = { UL_EV_NONE, NULL, { 0, 0, 0 } };
 			out_read_until(a, UL_STA7, a->o->artim_ms ? a->o->artim_ms : UL_ARTIM_SECONDS * 1000u, &w);
 		}
 		ul_fini(&a->u);
@@ -1103,8 +1141,8 @@ static enum err load_cas(struct dimse_srv *s, char *why, size_t whylen)
 		size_t len = 0;
 		gnutls_datum_t d;
 		int r;
-		if (pe->has_fp)
-			continue;
+		if (pe->has_fp || pe->ca[0] == 0)
+			continue;   /* fingerprint, or tls = no without either: no CA */
 		snprintf(path, sizeof path, "%s%s%s", pe->ca[0] == '/' ? "" : s->o.vault->dir, pe->ca[0] == '/' ? "" : "/",
 		         pe->ca);
 		if (file_read_all(path, CA_MAX, &pem, &len) != ERR_OK) {
@@ -1160,9 +1198,16 @@ enum err dimse_srv_start(const struct dimse_srv_opts *o, struct dimse_srv **out,
 	rc = load_cas(s, why, whylen);
 	if (rc != ERR_OK)
 		goto out;
-	rc = bind_listen(o->listen, &s->lfd, &s->port, why, whylen);
-	if (rc != ERR_OK)
+	if (o->listen == NULL && o->plain_listen == NULL) {
+		snprintf(why, whylen, "no DICOM listen address");
+		rc = ERR_PARSE;
 		goto out;
+	}
+	if (o->listen != NULL) {
+		rc = bind_listen(o->listen, &s->lfd, &s->port, why, whylen);
+		if (rc != ERR_OK)
+			goto out;
+	}
 	if (o->plain_listen != NULL) {
 		rc = bind_listen(o->plain_listen, &s->pfd, &s->pport, why, whylen);
 		if (rc != ERR_OK)
@@ -1189,6 +1234,11 @@ uint16_t dimse_srv_port(const struct dimse_srv *s)
 uint16_t dimse_srv_plain_port(const struct dimse_srv *s)
 {
 	return s->pport;
+}
+
+const char *dimse_srv_ae(const struct dimse_srv *s)
+{
+	return s->ae;
 }
 
 void dimse_srv_stop(struct dimse_srv *s)

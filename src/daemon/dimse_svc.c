@@ -334,7 +334,7 @@ static enum err store_peek(struct dimse_assoc *a, struct src *src, struct peeked
 	return ERR_OK;
 }
 
-static uint16_t store_finish(struct dimse_assoc *a, const char **comment)
+static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *existed)
 {
 	struct dimse_store *st = a->st;
 	struct vault *v = a->o->vault;
@@ -432,6 +432,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment)
 		return DIMSE_ERR_UNABLE;
 	}
 	*comment = NULL;
+	*existed = res.existed;
 	return DIMSE_SUCCESS;
 fail:
 	(void)dimse_assoc_audit(a, AUDIT_STORE, st->status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE,
@@ -513,9 +514,12 @@ enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, s
 		return a->rq.field == DIMSE_C_FIND_RQ ? dimse_find_run(a, pcid) : dimse_get_run(a, pcid);
 	if (a->st != NULL) {
 		const char *comment = NULL;
-		uint16_t status = store_finish(a, &comment);
+		bool existed = false;
+		uint16_t status = store_finish(a, &comment, &existed);
 		store_free(a->st);
 		a->st = NULL;
+		if (a->o->on_store != NULL)
+			a->o->on_store(a->o->on_store_ctx, a->rq.sop_instance, status, existed, comment);
 		return answer(a, pcid, &a->rq, status, comment);
 	}
 	return answer(a, pcid, &a->rq, DIMSE_UNRECOGNIZED_OP, "Operation not supported");

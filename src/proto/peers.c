@@ -149,7 +149,8 @@ void peers_free(struct peers *p)
 /* One entry of a [peer] section into pe; seen: keys met so far. */
 static enum err peer_key(struct peer *pe, const struct ini_entry *e, unsigned *seen, char *why, size_t whylen)
 {
-	static const char *const keys[] = { "fingerprint", "ca", "host", "port", "collection", "rights", "require_user" };
+	static const char *const keys[] = { "fingerprint", "ca", "host", "port", "collection", "rights", "require_user",
+	                                    "tls" };
 	size_t k;
 
 	for (k = 0; k < sizeof keys / sizeof keys[0]; k++)
@@ -157,7 +158,7 @@ static enum err peer_key(struct peer *pe, const struct ini_entry *e, unsigned *s
 			break;
 	if (k == sizeof keys / sizeof keys[0]) {
 		snprintf(why, whylen, "line %u: [peer] has no key '%.40s' (fingerprint, ca, host, port, collection, rights, "
-		         "require_user)",
+		         "require_user, tls)",
 		         e->line, e->key);
 		return ERR_PARSE;
 	}
@@ -208,6 +209,16 @@ static enum err peer_key(struct peer *pe, const struct ini_entry *e, unsigned *s
 	case 5:
 		if (peers_rights_parse(e->value, &pe->rights) != ERR_OK) {
 			snprintf(why, whylen, "line %u: rights: a list of echo, store, find, move, get", e->line);
+			return ERR_PARSE;
+		}
+		break;
+	case 7:
+		if (strcmp(e->value, "yes") == 0) {
+			pe->plain = false;
+		} else if (strcmp(e->value, "no") == 0) {
+			pe->plain = true;
+		} else {
+			snprintf(why, whylen, "line %u: tls: yes or no", e->line);
 			return ERR_PARSE;
 		}
 		break;
@@ -270,8 +281,13 @@ enum err peers_load(const struct ini *conf, struct peers **out, char *why, size_
 			if (peer_key(pe, e, &seen, why, whylen) != ERR_OK)
 				goto out;
 		}
-		if (pe->has_fp == (pe->ca[0] != 0)) {
+		if (pe->has_fp && pe->ca[0] != 0) {
 			snprintf(why, whylen, "line %u: peer %s: give either fingerprint or ca (exactly one)", s->line, pe->ae);
+			goto out;
+		}
+		if (!pe->has_fp && pe->ca[0] == 0 && !pe->plain) {
+			snprintf(why, whylen, "line %u: peer %s: give either fingerprint or ca (exactly one), or tls = no",
+			         s->line, pe->ae);
 			goto out;
 		}
 		if ((pe->host[0] != 0) != (pe->port != 0)) {

@@ -8,8 +8,8 @@
 # with `dicomvault export` and compared; a peer storing into a study of
 # another collection refused (0124H); refusals (no client certificate,
 # an unknown certificate, an unknown AE title, a peer without the right,
-# a wrong called AE title, TLS 1.2), each audited; a connection that
-# stalls is dropped while others are served; the plain-TCP listener only
+# a wrong called AE title, TLS 1.2, a `tls = no` peer), each audited; a
+# connection that stalls is dropped while others are served; the plain-TCP listener only
 # as configured, with a warning. Prints ok/not ok lines. Env DV: the CLI
 # under test; KEEP=1 keeps the directory. Layer: tests.
 set -u
@@ -77,6 +77,12 @@ rights = find
 
 [peer "CAPEER"]
 ca = $T/ca.crt
+rights = echo
+
+[peer "PLAINOLD"]
+host = 127.0.0.1
+port = 11112
+tls = no
 rights = echo
 
 [peer "CTDEPT"]
@@ -206,6 +212,11 @@ echo_tls NOBODY "$T/peer1.key" "$T/peer1.crt" >"$T/r3" 2>&1
 rc=$?
 check "an unknown calling AE title: A-ASSOCIATE-RJ" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r3'" "$T/r3"
 check "unknown AE title audited" "audit_has 'unknown calling AE title'"
+echo_tls PLAINOLD "$T/peer1.key" "$T/peer1.crt" >"$T/r7" 2>&1
+rc=$?
+check "a tls = no peer (no certificate bound) on the DICOM-TLS listener: A-ASSOCIATE-RJ" \
+	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/r7'" "$T/r7"
+check "tls = no peer refused audited" "audit_has 'no certificate bound to this AE title (tls = no)'"
 echo_tls FINDONLY "$T/peer1.key" "$T/peer1.crt" >"$T/r4" 2>&1
 rc=$?
 check "C-ECHO from a peer without the echo right: A-ASSOCIATE-RJ" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r4'" "$T/r4"

@@ -1,0 +1,1039 @@
+/* import.c: `dicomvault import` (SPEC section 2, issue 5), migration into
+ * the vault, two ways:
+ *   import PATH...          Part 10 files and folders (recursively);
+ *   import --from AE        an old archive, a [peer "AE"] of
+ *                           dicomvault.conf: Study Root C-FIND (STUDY,
+ *                           then SERIES and IMAGE per study: the SOP
+ *                           Instance UIDs to expect), then one C-MOVE per
+ *                           study to our own AE title, whose C-STORE
+ *                           sub-operations arrive on a DICOM listener this
+ *                           command runs for the time of the import.
+ * Both ingest through the vault's one pipeline (store_instance: the
+ * collection rules, dedupe of identical bytes, refusal of other bytes
+ * under a stored UID, a `store` audit record each; the network way is the
+ * C-STORE SCP of `serve` itself), then VERIFY every expected object: it
+ * is in the index and reading it back (every chunk authenticated) gives
+ * the SHA-256 fixity recorded at ingest. A report of counts and of each
+ * failure with its reason (text or --json); exit 0 only when every object
+ * verified, 1 otherwise, 2 for a usage error. The import is audited
+ * (start and end, the peer, the counts). No patient data is printed:
+ * objects are named by file name or SOP Instance UID. Layer: cmd. */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "cmd.h"
+#include "dicomvault/access.h"
+#include "dicomvault/audit.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/dimse.h"
+#include "dicomvault/dimse_scu.h"
+#include "dicomvault/dimse_srv.h"
+#include "dicomvault/index.h"
+#include "dicomvault/ini.h"
+#include "dicomvault/io.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/peers.h"
+#include "dicomvault/store.h"
+#include "dicomvault/vault.h"
+
+#define AUDIT_IMPORT "import"
+#define IMPORT_MAX_OBJECTS 10000000u
+#define IMPORT_MAX_LISTED 10000u     /* failures listed one by one; the rest only counted */
+#define IMPORT_MAX_STUDIES 1000000u
+#define IMPORT_MAX_DEPTH 64
+#define CERT_MAX (1u << 20)
+#define DICOMDIR_CLASS "1.2.840.10008.1.3.10"
+
+static const char import_usage[] =
+	"usage: dicomvault import PATH... [--vault DIR] [--passphrase-file F] [--json]\n"
+	"       dicomvault import --from AE [--study UID]... [--port N] [--vault DIR]\n"
+	"                         [--passphrase-file F] [--json]\n"
+	"Migrate objects into the vault, then verify every one: it is in the index and\n"
+	"reading it back (each chunk authenticated) gives the SHA-256 recorded at ingest.\n"
+	"  PATH...              Part 10 files and folders (recursively); files that are not\n"
+	"                       DICOM Part 10 (and DICOMDIRs) are skipped and counted\n"
+	"  --from AE            pull from the [peer \"AE\"] of dicomvault.conf (host and port\n"
+	"                       required; DICOM-TLS, or plain TCP with tls = no): Study Root\n"
+	"                       C-FIND of every study (or of the --study ones) and its\n"
+	"                       instances, then C-MOVE of each study to our AE title\n"
+	"                       ([dicom] ae_title, default DICOMVAULT): the peer must know\n"
+	"                       that AE title at this host and --port\n"
+	"  --study UID          only this study (repeatable)\n"
+	"  --port N             where the C-STORE sub-operations are received: the host of\n"
+	"                       [dicom] listen (default 127.0.0.1) on port N (default the\n"
+	"                       port of [dicom] listen, 2762: stop `serve` or give another)\n"
+	"  --vault DIR          the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
+	"  --passphrase-file F  the master key passphrase, for a passphrase vault\n"
+	"  --json               print the report as JSON\n"
+	"Exit status: 0 every object stored and verified, 1 any failed or is missing,\n"
+	"2 usage error. Audited (start, end, counts).\n";
+
+/* ---- the report ---- */
+
+enum what { W_FAILED, W_MISSING, W_SKIPPED, W_ERROR };   /* W_ERROR: not of one object (a study, the peer) */
+
+struct item {
+	enum what kind;
+	char *object;      /* file name or SOP Instance UID */
+	char *reason;
+};
+
+struct report {
+	uint64_t expected, received, stored, present, failed, missing, skipped, verified, errors;
+	uint64_t pending;          /* pending C-MOVE responses consumed */
+	struct item *it;
+	size_t n, cap;
+	uint64_t unlisted;
+};
+
+static void note(struct report *r, enum what kind, const char *object, const char *fmt, ...) PRINTF_LIKE(4, 5);
+static void note(struct report *r, enum what kind, const char *object, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	if (kind == W_FAILED)
+		r->failed++;
+	else if (kind == W_MISSING)
+		r->missing++;
+	else if (kind == W_SKIPPED)
+		r->skipped++;
+	else
+		r->errors++;
+	if (r->n >= IMPORT_MAX_LISTED) {
+		r->unlisted++;
+		return;
+	}
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 32;
+		struct item *p = realloc(r->it, cap * sizeof *p);
+		if (p == NULL) {
+			r->unlisted++;
+			return;
+		}
+		r->it = p;
+		r->cap = cap;
+	}
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof reason, fmt, ap);
+	va_end(ap);
+	r->it[r->n].kind = kind;
+	r->it[r->n].object = strdup(object);
+	r->it[r->n].reason = strdup(reason);
+	if (r->it[r->n].object == NULL || r->it[r->n].reason == NULL) {
+		free(r->it[r->n].object);
+		free(r->it[r->n].reason);
+		r->unlisted++;
+		return;
+	}
+	r->n++;
+}
+
+static void report_free(struct report *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->n; i++) {
+		free(r->it[i].object);
+		free(r->it[i].reason);
+	}
+	free(r->it);
+}
+
+static const char *kind_name(enum what k)
+{
+	return k == W_FAILED ? "failed" : k == W_MISSING ? "missing" : k == W_SKIPPED ? "skipped" : "error";
+}
+
+static void report_print(const struct report *r, const char *source, bool json)
+{
+	size_t i;
+
+	if (json) {
+		fputs("{\"source\":", stdout);
+		cmd_json_str(source);
+		printf(",\"expected\":%llu,\"received\":%llu,\"stored\":%llu,\"already_present\":%llu,\"failed\":%llu,"
+		       "\"missing\":%llu,\"skipped\":%llu,\"verified\":%llu,\"errors\":%llu,\"pending_responses\":%llu,"
+		       "\"unlisted\":%llu,\"problems\":[",
+		       (unsigned long long)r->expected, (unsigned long long)r->received, (unsigned long long)r->stored,
+		       (unsigned long long)r->present, (unsigned long long)r->failed, (unsigned long long)r->missing,
+		       (unsigned long long)r->skipped, (unsigned long long)r->verified, (unsigned long long)r->errors,
+		       (unsigned long long)r->pending, (unsigned long long)r->unlisted);
+		for (i = 0; i < r->n; i++) {
+			printf("%s{\"kind\":\"%s\",\"object\":", i ? "," : "", kind_name(r->it[i].kind));
+			cmd_json_str(r->it[i].object);
+			fputs(",\"reason\":", stdout);
+			cmd_json_str(r->it[i].reason);
+			fputs("}", stdout);
+		}
+		printf("],\"ok\":%s}\n", r->failed == 0 && r->missing == 0 && r->errors == 0 ? "true" : "false");
+		return;
+	}
+	for (i = 0; i < r->n; i++)
+		printf("%s: %s: %s\n", kind_name(r->it[i].kind), r->it[i].object, r->it[i].reason);
+	if (r->unlisted)
+		printf("(%llu more not listed)\n", (unsigned long long)r->unlisted);
+	printf("import from %s: %llu expected, %llu received, %llu stored, %llu already present, %llu failed, "
+	       "%llu missing, %llu skipped; %llu verified%s\n",
+	       source, (unsigned long long)r->expected, (unsigned long long)r->received, (unsigned long long)r->stored,
+	       (unsigned long long)r->present, (unsigned long long)r->failed, (unsigned long long)r->missing,
+	       (unsigned long long)r->skipped, (unsigned long long)r->verified, r->errors ? "; errors above" : "");
+}
+
+/* ---- shared state ---- */
+
+struct imp {
+	struct vault *v;
+	pthread_mutex_t lock;           /* the index (v->ix_lock) */
+	struct audit *au;
+	struct access_collections *colls;
+	struct report r;
+	bool json, tty;
+	uint64_t done, total;           /* progress */
+};
+
+static void progress(struct imp *x, const char *what)
+{
+	if (!x->tty)
+		return;
+	if (x->total)
+		fprintf(stderr, "\rimport: %s %llu/%llu   ", what, (unsigned long long)x->done,
+		        (unsigned long long)x->total);
+	else
+		fprintf(stderr, "\rimport: %s %llu   ", what, (unsigned long long)x->done);
+	fflush(stderr);
+}
+
+static void progress_end(struct imp *x)
+{
+	if (x->tty)
+		fputs("\n", stderr);
+}
+
+static struct audit_actor operator_actor(void)
+{
+	struct audit_actor a = { .user = cmd_operator(), .role = "operator", .addr = "local" };
+
+	return a;
+}
+
+struct hsink {
+	struct sha256 *h;
+	uint64_t n;
+};
+
+static enum err hsink_write(void *ctx, const void *p, size_t n)
+{
+	struct hsink *hs = ctx;
+
+	sha256_update(hs->h, p, n);
+	hs->n += n;
+	return ERR_OK;
+}
+
+/* The object of sop is in the index and reads back (each chunk
+ * authenticated, retrieve_instance's own fixity check) to the SHA-256
+ * and size recorded at ingest (and to want, when given: what ingest
+ * reported). ERR_NOTFOUND: not in the index. */
+static enum err verify_one(struct imp *x, const char *sop, const uint8_t *want, char *why, size_t whylen)
+{
+	struct idx_instance in;
+	struct hsink hs = { NULL, 0 };
+	struct sink k = { hsink_write, &hs };
+	uint8_t got[32];
+	enum err rc;
+
+	pthread_mutex_lock(&x->lock);
+	rc = x->v->ix->ops->instance_get(x->v->ix, sop, &in);
+	pthread_mutex_unlock(&x->lock);
+	if (rc != ERR_OK) {
+		snprintf(why, whylen, "%s", rc == ERR_NOTFOUND ? "not in the vault's index" : err_str(rc));
+		return rc;
+	}
+	rc = sha256_new(&hs.h);
+	if (rc != ERR_OK)
+		return rc;
+	why[0] = 0;
+	rc = retrieve_instance(x->v, sop, &k, why, whylen);
+	sha256_final(hs.h, got);
+	if (rc != ERR_OK) {
+		if (why[0] == 0)
+			snprintf(why, whylen, "read back failed: %s", err_str(rc));
+		return rc == ERR_NOTFOUND ? ERR_IO : rc;
+	}
+	if (hs.n != in.size || !ct_equal(got, in.sha256, 32) || (want != NULL && !ct_equal(got, want, 32))) {
+		snprintf(why, whylen, "read back does not match the SHA-256 fixity recorded at ingest");
+		return ERR_AUTH;
+	}
+	return ERR_OK;
+}
+
+static bool uid_ok(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > IDX_UID_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
+			return false;
+	return true;
+}
+
+/* ---- import PATH... ---- */
+
+/* Whether the file starts like Part 10: 128 bytes, then "DICM". */
+static int part10_magic(const char *path)
+{
+	uint8_t h[132];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+
+	if (f == NULL)
+		return -1;
+	n = fread(h, 1, sizeof h, f);
+	fclose(f);
+	return n == sizeof h && memcmp(h + 128, "DICM", 4) == 0;
+}
+
+static void ingest_file(struct imp *x, const char *path)
+{
+	struct dcm_read_opts ro;
+	struct dcm_errinfo ei;
+	struct dcm_file *f = NULL;
+	struct store_result res;
+	struct src s;
+	struct idx_study cur;
+	char coll[ACCESS_NAME_MAX + 1] = "default", study[65] = "", cls[65] = "", pid[65] = "", iss[65] = "";
+	char why[512] = "";
+	uint8_t pkey[32];
+	bool have_pkey = false, have_src = false;
+	struct audit_rec ar;
+	int m;
+	enum err rc;
+
+	x->done++;
+	progress(x, "files");
+	m = part10_magic(path);
+	if (m < 0) {
+		note(&x->r, W_FAILED, path, "cannot read: %s", strerror(errno));
+		return;
+	}
+	if (m == 0) {
+		note(&x->r, W_SKIPPED, path, "not a DICOM Part 10 file (no DICM prefix)");
+		return;
+	}
+	x->r.expected++;
+	rc = src_file_open(&s, path);
+	if (rc != ERR_OK) {
+		note(&x->r, W_FAILED, path, "cannot open: %s", err_str(rc));
+		return;
+	}
+	have_src = true;
+	memset(&ro, 0, sizeof ro);
+	ro.bulk_threshold = DCM_DEFAULT_BULK;
+	rc = dcm_file_read(&s, &ro, &f, &ei);
+	if (rc != ERR_OK) {
+		note(&x->r, W_FAILED, path, "not readable DICOM at byte %llu: %s", (unsigned long long)ei.offset, ei.msg);
+		goto out;
+	}
+	if ((dcm_ds_get_cstr(&f->meta, 0x00020002, cls, sizeof cls) == ERR_OK && strcmp(cls, DICOMDIR_CLASS) == 0)) {
+		x->r.expected--;
+		note(&x->r, W_SKIPPED, path, "a DICOMDIR (a media directory, not an object)");
+		goto out;
+	}
+	x->r.received++;
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, sizeof study) != ERR_OK)
+		study[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x00100020, pid, sizeof pid) == ERR_OK && pid[0]) {
+		if (dcm_ds_get_cstr(&f->ds, 0x00100021, iss, sizeof iss) != ERR_OK)
+			iss[0] = 0;
+		have_pkey = store_patient_key(x->v, pid, iss, pkey) == ERR_OK;
+	}
+	mem_wipe(pid, sizeof pid);
+	/* a stored study keeps its collection; a new one joins the first
+	 * [collection] whose rules fit */
+	pthread_mutex_lock(&x->lock);
+	if (study[0] && x->v->ix->ops->study_get(x->v->ix, study, &cur) == ERR_OK)
+		snprintf(coll, sizeof coll, "%s", cur.collection);
+	else
+		snprintf(coll, sizeof coll, "%s", access_collection_for(x->colls, &f->ds, NULL, NULL));
+	pthread_mutex_unlock(&x->lock);
+	dcm_file_free(f);
+	f = NULL;
+	src_close(&s);
+	have_src = false;
+	rc = src_file_open(&s, path);
+	if (rc != ERR_OK) {
+		note(&x->r, W_FAILED, path, "cannot open: %s", err_str(rc));
+		goto out;
+	}
+	have_src = true;
+	memset(&res, 0, sizeof res);
+	rc = store_instance(x->v, &s, coll, &res, why, sizeof why);
+	memset(&ar, 0, sizeof ar);
+	ar.action = AUDIT_STORE;
+	ar.actor = operator_actor();
+	ar.objects.patient = have_pkey ? pkey : NULL;
+	ar.objects.study_uid = rc == ERR_OK ? res.study_uid : (study[0] ? study : NULL);
+	ar.objects.series_uid = rc == ERR_OK ? res.series_uid : NULL;
+	ar.objects.sop_uid = rc == ERR_OK ? res.sop_uid : NULL;
+	if (rc != ERR_OK) {
+		ar.outcome = AUDIT_FAILURE;
+		ar.reason = rc == ERR_DENIED ? "import: SOP Instance already stored with other content" : "import: refused";
+		if (audit_append(x->au, &ar) != ERR_OK)
+			fputs("dicomvault import: cannot write an audit record\n", stderr);
+		note(&x->r, W_FAILED, path, "%s", rc == ERR_DENIED ? "SOP Instance UID already stored with other content"
+		                                 : why[0] ? why : err_str(rc));
+		goto out;
+	}
+	ar.outcome = AUDIT_SUCCESS;
+	ar.reason = res.existed ? "already stored (import)" : "import";
+	if (audit_append(x->au, &ar) != ERR_OK) {
+		note(&x->r, W_FAILED, path, "the audit record of its store cannot be written");
+		goto out;
+	}
+	if (res.existed)
+		x->r.present++;
+	else
+		x->r.stored++;
+	rc = verify_one(x, res.sop_uid, res.sha256, why, sizeof why);
+	if (rc == ERR_OK)
+		x->r.verified++;
+	else
+		note(&x->r, W_FAILED, path, "SOP Instance %s: verification failed: %s", res.sop_uid, why);
+out:
+	dcm_file_free(f);
+	if (have_src)
+		src_close(&s);
+}
+
+/* Files under path (depth-first, sorted names), regular files only:
+ * symbolic links to folders are not followed (no loops). */
+static void walk(struct imp *x, const char *path, int depth, bool top)
+{
+	struct stat st;
+	struct dirent **ents = NULL;
+	int n, i;
+
+	if ((top ? stat(path, &st) : lstat(path, &st)) != 0) {
+		note(&x->r, top ? W_ERROR : W_FAILED, path, "%s", strerror(errno));
+		return;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+			note(&x->r, W_SKIPPED, path, "a symbolic link that is not to a regular file");
+			return;
+		}
+	}
+	if (S_ISREG(st.st_mode)) {
+		ingest_file(x, path);
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		note(&x->r, W_SKIPPED, path, "not a regular file or folder");
+		return;
+	}
+	if (depth >= IMPORT_MAX_DEPTH) {
+		note(&x->r, W_FAILED, path, "folders nested deeper than %d", IMPORT_MAX_DEPTH);
+		return;
+	}
+	n = scandir(path, &ents, NULL, alphasort);
+	if (n < 0) {
+		note(&x->r, W_FAILED, path, "cannot list the folder: %s", strerror(errno));
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		char sub[PATH_MAX];
+		const char *nm = ents[i]->d_name;
+		if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
+			if (snprintf(sub, sizeof sub, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", nm) >=
+			    (int)sizeof sub)
+				note(&x->r, W_FAILED, nm, "path too long under %s", path);
+			else
+				walk(x, sub, depth + 1, false);
+		}
+		free(ents[i]);
+	}
+	free(ents);
+}
+
+/* ---- import --from AE ---- */
+
+struct expect {
+	char study[IDX_UID_MAX + 1];
+	char sop[IDX_UID_MAX + 1];
+	bool before;               /* in the vault before the import */
+};
+
+struct got {
+	char sop[IDX_UID_MAX + 1];
+	uint16_t status;
+	bool existed;
+	char comment[80];
+};
+
+struct net {
+	struct imp *x;
+	const char *peer;
+	struct expect *e;
+	size_t ne, cap;
+	size_t study_first;        /* of the study being listed */
+	char study[IDX_UID_MAX + 1];
+	char series[IDX_UID_MAX + 1];
+	char (*series_uids)[IDX_UID_MAX + 1];
+	size_t nseries, capseries;
+	char (*studies)[IDX_UID_MAX + 1];
+	size_t nstudies, capstudies;
+	pthread_mutex_t mu;        /* got, from the listener's threads */
+	struct got *g;
+	size_t ng, capg;
+	bool g_oom;
+};
+
+static int got_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct got *)a)->sop, ((const struct got *)b)->sop);
+}
+
+static void on_store(void *ctx, const char *sop, uint16_t status, bool existed, const char *comment)
+{
+	struct net *nt = ctx;
+	struct got *g;
+
+	pthread_mutex_lock(&nt->mu);
+	nt->x->r.received++;
+	if (nt->ng == nt->capg) {
+		size_t cap = nt->capg ? nt->capg * 2 : 256;
+		struct got *p = cap <= IMPORT_MAX_OBJECTS ? realloc(nt->g, cap * sizeof *p) : NULL;
+		if (p == NULL) {
+			nt->g_oom = true;
+			pthread_mutex_unlock(&nt->mu);
+			return;
+		}
+		nt->g = p;
+		nt->capg = cap;
+	}
+	g = &nt->g[nt->ng++];
+	snprintf(g->sop, sizeof g->sop, "%s", sop);
+	g->status = status;
+	g->existed = existed;
+	snprintf(g->comment, sizeof g->comment, "%s", comment != NULL ? comment : "");
+	pthread_mutex_unlock(&nt->mu);
+}
+
+static enum err add_uid(char (**arr)[IDX_UID_MAX + 1], size_t *n, size_t *cap, const char *uid, size_t max)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		char (*p)[IDX_UID_MAX + 1];
+		if (c > max)
+			return ERR_LIMIT;
+		p = realloc(*arr, c * sizeof *p);
+		if (p == NULL)
+			return ERR_NOMEM;
+		*arr = p;
+		*cap = c;
+	}
+	snprintf((*arr)[*n], sizeof (*arr)[*n], "%s", uid);
+	(*n)++;
+	return ERR_OK;
+}
+
+static enum err study_found(void *ctx, const char *uid)
+{
+	struct net *nt = ctx;
+	size_t i;
+
+	for (i = 0; i < nt->nstudies; i++)
+		if (strcmp(nt->studies[i], uid) == 0)
+			return ERR_OK;
+	return add_uid(&nt->studies, &nt->nstudies, &nt->capstudies, uid, IMPORT_MAX_STUDIES);
+}
+
+static enum err series_found(void *ctx, const char *uid)
+{
+	struct net *nt = ctx;
+
+	return add_uid(&nt->series_uids, &nt->nseries, &nt->capseries, uid, IMPORT_MAX_OBJECTS);
+}
+
+static enum err instance_found(void *ctx, const char *uid)
+{
+	struct net *nt = ctx;
+	struct idx_instance in;
+	size_t i;
+
+	for (i = nt->study_first; i < nt->ne; i++)
+		if (strcmp(nt->e[i].sop, uid) == 0)
+			return ERR_OK;   /* listed twice */
+	if (nt->ne == nt->cap) {
+		size_t c = nt->cap ? nt->cap * 2 : 256;
+		struct expect *p;
+		if (c > IMPORT_MAX_OBJECTS)
+			return ERR_LIMIT;
+		p = realloc(nt->e, c * sizeof *p);
+		if (p == NULL)
+			return ERR_NOMEM;
+		nt->e = p;
+		nt->cap = c;
+	}
+	snprintf(nt->e[nt->ne].study, sizeof nt->e[nt->ne].study, "%s", nt->study);
+	snprintf(nt->e[nt->ne].sop, sizeof nt->e[nt->ne].sop, "%s", uid);
+	pthread_mutex_lock(&nt->x->lock);
+	nt->e[nt->ne].before = nt->x->v->ix->ops->instance_get(nt->x->v->ix, uid, &in) == ERR_OK;
+	pthread_mutex_unlock(&nt->x->lock);
+	nt->ne++;
+	return ERR_OK;
+}
+
+static void move_progress(void *ctx, const struct dimse_scu_move *m)
+{
+	struct net *nt = ctx;
+
+	if (nt->x->tty) {
+		fprintf(stderr, "\rimport: study %zu/%zu: %u completed, %u failed, %u remaining   ", nt->x->done + 1,
+		        nt->nstudies, m->completed, m->failed, m->remaining);
+		fflush(stderr);
+	}
+}
+
+/* A path of the configuration: absolute, or relative to the vault. */
+static int conf_path(const struct vault *v, const char *key, const char *def, char *out, size_t cap)
+{
+	const char *p = ini_get(v->conf, "http", NULL, key);
+	int n;
+
+	if (p == NULL || p[0] == 0)
+		p = def;
+	n = p[0] == '/' ? snprintf(out, cap, "%s", p) : snprintf(out, cap, "%s/%s", v->dir, p);
+	return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+/* [dicom] KEY as seconds (1..86400) into *ms; absent: unchanged. */
+static int conf_seconds(const struct vault *v, const char *key, unsigned *ms)
+{
+	const char *s = ini_get(v->conf, "dicom", NULL, key);
+	char *end = NULL;
+	unsigned long n;
+
+	if (s == NULL)
+		return 0;
+	n = strtoul(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end != 0 || n < 1 || n > 86400)
+		return -1;
+	*ms = (unsigned)n * 1000u;
+	return 0;
+}
+
+/* Lists, moves and checks; the report is x->r. */
+static void import_net(struct imp *x, struct net *nt, const struct peer *pe, const char *listen_addr,
+                       const char *const *want_studies, size_t nwant)
+{
+	struct dimse_srv_opts o;
+	struct dimse_srv *srv = NULL;
+	struct dimse_scu *scu = NULL;
+	struct peer only;
+	struct peers only_ps = { &only, 1 };
+	uint8_t *cert = NULL;
+	size_t cert_len = 0, i, j;
+	struct secret *key = NULL;
+	char why[512] = "", comment[80], path_c[VAULT_PATH_MAX + 64], path_k[VAULT_PATH_MAX + 64];
+	const char *ae;
+	uint16_t st;
+	unsigned skipped = 0;
+	bool lost = false;
+	enum err rc;
+
+	ae = ini_get(x->v->conf, "dicom", NULL, "ae_title");
+	if (ae == NULL || ae[0] == 0)
+		ae = DIMSE_SRV_DEFAULT_AE;
+	memset(&o, 0, sizeof o);
+	if (conf_seconds(x->v, "artim", &o.artim_ms) != 0 || conf_seconds(x->v, "idle_timeout", &o.idle_ms) != 0) {
+		note(&x->r, W_ERROR, pe->ae, "[dicom] artim and idle_timeout: a number of seconds, 1 to 86400");
+		return;
+	}
+	if (conf_path(x->v, "cert", "keys/tls.crt", path_c, sizeof path_c) != 0 ||
+	    conf_path(x->v, "key", "keys/tls.key", path_k, sizeof path_k) != 0 ||
+	    file_read_all(path_c, CERT_MAX, &cert, &cert_len) != ERR_OK ||
+	    secret_read_file(path_k, CRYPTO_SECRET_FILE_MAX, 0, &key) != ERR_OK) {
+		note(&x->r, W_ERROR, pe->ae, "cannot read the vault's TLS certificate and key ([http] cert, key)");
+		goto out;
+	}
+	/* the listener serves this peer only, and only its C-STOREs */
+	only = *pe;
+	only.rights = PEER_RIGHT_STORE | PEER_RIGHT_ECHO;
+	only.require_user = false;
+	o.listen = pe->plain ? NULL : listen_addr;
+	o.plain_listen = pe->plain ? listen_addr : NULL;
+	o.ae = ae;
+	o.cert_pem = cert;
+	o.cert_len = cert_len;
+	o.key_pem = key;
+	o.peers = &only_ps;
+	o.colls = x->colls;
+	o.vault = x->v;
+	o.audit = x->au;
+	o.max_assoc = 4;
+	o.on_store = on_store;
+	o.on_store_ctx = nt;
+	if (pe->plain)
+		fprintf(stderr, "dicomvault import: warning: peer %s has tls = no: the associations with it (and the "
+		        "images it sends to %s) are neither encrypted nor authenticated by certificate\n", pe->ae,
+		        listen_addr);
+	rc = dimse_srv_start(&o, &srv, why, sizeof why);
+	if (rc != ERR_OK) {
+		note(&x->r, W_ERROR, pe->ae, "cannot start the DICOM listener for the C-STORE sub-operations: %s", why);
+		goto out;
+	}
+	rc = dimse_scu_open(srv, pe, &scu, why, sizeof why);
+	if (rc != ERR_OK) {
+		note(&x->r, W_ERROR, pe->ae, "association refused or failed: %s", why);
+		goto out;
+	}
+	/* the studies */
+	for (i = 0; i < nwant; i++)
+		if (study_found(nt, want_studies[i]) != ERR_OK) {
+			note(&x->r, W_ERROR, pe->ae, "out of memory");
+			goto out;
+		}
+	if (nwant == 0) {
+		rc = dimse_scu_find(scu, "STUDY", NULL, NULL, study_found, nt, &skipped, &st, comment, sizeof comment, why,
+		                    sizeof why);
+		if (rc != ERR_OK || st != DIMSE_SUCCESS) {
+			if (rc == ERR_OK)
+				note(&x->r, W_ERROR, pe->ae, "C-FIND of the studies: status %04XH (%s)%s%s", st,
+				     dimse_scu_status_str(st), comment[0] ? ": " : "", comment);
+			else
+				note(&x->r, W_ERROR, pe->ae, "C-FIND of the studies: %s", why);
+			goto out;
+		}
+	}
+	/* each study: its series, their instances, then the C-MOVE */
+	for (i = 0; i < nt->nstudies && !lost; i++) {
+		struct dimse_scu_move m;
+		const char *sdy = nt->studies[i];
+		bool listed = true;
+		x->done = i;
+		snprintf(nt->study, sizeof nt->study, "%s", sdy);
+		nt->study_first = nt->ne;
+		nt->nseries = 0;
+		rc = dimse_scu_find(scu, "SERIES", sdy, NULL, series_found, nt, &skipped, &st, comment, sizeof comment, why,
+		                    sizeof why);
+		for (j = 0; rc == ERR_OK && st == DIMSE_SUCCESS && j < nt->nseries; j++)
+			rc = dimse_scu_find(scu, "IMAGE", sdy, nt->series_uids[j], instance_found, nt, &skipped, &st, comment,
+			                    sizeof comment, why, sizeof why);
+		if (rc != ERR_OK || st != DIMSE_SUCCESS) {
+			listed = false;
+			if (rc == ERR_OK)
+				note(&x->r, W_ERROR, sdy, "study: C-FIND of its instances: status %04XH (%s)%s%s", st,
+				     dimse_scu_status_str(st), comment[0] ? ": " : "", comment);
+			else
+				note(&x->r, W_ERROR, sdy, "study: C-FIND of its instances: %s", why);
+			if (rc == ERR_IO) {
+				lost = true;
+				break;
+			}
+		}
+		if (listed && nt->ne == nt->study_first) {
+			note(&x->r, W_ERROR, sdy, "study: %s lists no instance of it", pe->ae);
+			continue;
+		}
+		if (!listed)
+			continue;
+		memset(&m, 0, sizeof m);
+		rc = dimse_scu_move(scu, sdy, ae, move_progress, nt, &m, why, sizeof why);
+		x->r.pending += m.pending;
+		if (rc != ERR_OK) {
+			note(&x->r, W_ERROR, sdy, "study: C-MOVE: %s", why);
+			lost = rc == ERR_IO;
+		} else if (m.status != DIMSE_SUCCESS) {
+			note(&x->r, W_ERROR, sdy, "study: C-MOVE to %s ended with status %04XH (%s)%s%s; %u completed, %u "
+			     "failed, %u warning", ae, m.status, dimse_scu_status_str(m.status), m.comment[0] ? ": " : "",
+			     m.comment, m.completed, m.failed, m.warning);
+		}
+	}
+	x->done = nt->nstudies;
+	progress_end(x);
+out:
+	dimse_scu_close(scu);
+	dimse_srv_stop(srv);   /* waits for the listener's associations */
+	secret_free(key);
+	free(cert);
+}
+
+/* After the moves: each expected object received and verified. */
+static void check_net(struct imp *x, struct net *nt)
+{
+	size_t i;
+	char why[512];
+
+	if (nt->g_oom)
+		note(&x->r, W_ERROR, nt->peer, "out of memory recording the C-STOREs received");
+	if (nt->ng > 1)
+		qsort(nt->g, nt->ng, sizeof *nt->g, got_cmp);
+	x->r.expected = nt->ne;
+	for (i = 0; i < nt->ng; i++) {
+		if (nt->g[i].status == DIMSE_SUCCESS) {
+			if (nt->g[i].existed)
+				x->r.present++;
+			else
+				x->r.stored++;
+		}
+	}
+	for (i = 0; i < nt->ne; i++) {
+		struct got key, *g;
+		enum err rc;
+		snprintf(key.sop, sizeof key.sop, "%s", nt->e[i].sop);
+		g = nt->ng ? bsearch(&key, nt->g, nt->ng, sizeof *nt->g, got_cmp) : NULL;
+		/* the last C-STORE of this UID says how it went */
+		while (g != NULL && g + 1 < nt->g + nt->ng && strcmp(g[1].sop, key.sop) == 0)
+			g++;
+		if (g != NULL && g->status != DIMSE_SUCCESS) {
+			note(&x->r, W_FAILED, nt->e[i].sop, "C-STORE refused with status %04XH%s%s", g->status,
+			     g->comment[0] ? ": " : "", g->comment);
+			continue;
+		}
+		if (g == NULL && nt->e[i].before)
+			x->r.present++;   /* not sent again, but already here */
+		rc = verify_one(x, nt->e[i].sop, NULL, why, sizeof why);
+		if (rc == ERR_OK)
+			x->r.verified++;
+		else if (rc == ERR_NOTFOUND)
+			note(&x->r, W_MISSING, nt->e[i].sop, "study %s: listed by C-FIND but never received", nt->e[i].study);
+		else
+			note(&x->r, W_FAILED, nt->e[i].sop, "verification failed: %s", why);
+	}
+}
+
+/* ---- the command ---- */
+
+int cmd_import(int argc, char **argv)
+{
+	const char *vault_arg = NULL, *pass = NULL, *from = NULL, *port_arg = NULL;
+	const char **paths = NULL, **studies = NULL;
+	size_t npaths = 0, nstudies = 0, i;
+	char dir[VAULT_PATH_MAX], why[512] = "", reason[900], listen_addr[300], source[320];
+	struct vault_open_opts vo;
+	struct peers *ps = NULL;
+	const struct peer *pe = NULL;
+	struct imp x;
+	struct net nt;
+	struct audit_rec ar;
+	unsigned long port = 0;
+	int a, rcode = 1;
+	enum err rc;
+
+	memset(&x, 0, sizeof x);
+	memset(&nt, 0, sizeof nt);
+	pthread_mutex_init(&x.lock, NULL);
+	pthread_mutex_init(&nt.mu, NULL);
+	paths = calloc((size_t)argc + 1, sizeof *paths);
+	studies = calloc((size_t)argc + 1, sizeof *studies);
+	if (paths == NULL || studies == NULL) {
+		fputs("dicomvault import: out of memory\n", stderr);
+		goto done;
+	}
+	for (a = 1; a < argc; a++) {
+		const char *o = argv[a];
+		const char **dstp = NULL;
+		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
+			fputs(import_usage, stdout);
+			rcode = 0;
+			goto done;
+		} else if (strcmp(o, "--json") == 0) {
+			x.json = true;
+			continue;
+		} else if (strcmp(o, "--from") == 0) {
+			dstp = &from;
+		} else if (strcmp(o, "--study") == 0) {
+			dstp = &studies[nstudies];
+		} else if (strcmp(o, "--port") == 0) {
+			dstp = &port_arg;
+		} else if (strcmp(o, "--vault") == 0) {
+			dstp = &vault_arg;
+		} else if (strcmp(o, "--passphrase-file") == 0) {
+			dstp = &pass;
+		} else if (strcmp(o, "--") == 0) {
+			while (++a < argc)
+				paths[npaths++] = argv[a];
+			break;
+		} else if (o[0] != '-' || o[1] == 0) {
+			paths[npaths++] = o;
+			continue;
+		}
+		if (dstp == NULL || a + 1 >= argc) {
+			fprintf(stderr, "dicomvault import: %s: '%s'\n", dstp ? "missing value for" : "unknown option", o);
+			fputs(import_usage, stderr);
+			rcode = EXIT_USAGE;
+			goto done;
+		}
+		*dstp = argv[++a];
+		if (dstp == &studies[nstudies]) {
+			if (!uid_ok(studies[nstudies])) {
+				fputs("dicomvault import: --study: not a UID (1 to 64 digits and dots)\n", stderr);
+				rcode = EXIT_USAGE;
+				goto done;
+			}
+			nstudies++;
+		}
+	}
+	if ((from == NULL) == (npaths == 0)) {
+		fputs(from == NULL ? "dicomvault import: give PATH... or --from AE\n"
+		                   : "dicomvault import: give either PATH... or --from AE, not both\n", stderr);
+		fputs(import_usage, stderr);
+		rcode = EXIT_USAGE;
+		goto done;
+	}
+	if (from == NULL && (nstudies > 0 || port_arg != NULL)) {
+		fputs("dicomvault import: --study and --port go with --from\n", stderr);
+		rcode = EXIT_USAGE;
+		goto done;
+	}
+	if (from != NULL && !pdu_ae_ok(from)) {
+		fputs("dicomvault import: --from: an AE title of 1 to 16 characters, no backslash\n", stderr);
+		rcode = EXIT_USAGE;
+		goto done;
+	}
+	if (port_arg != NULL) {
+		char *end = NULL;
+		port = strtoul(port_arg, &end, 10);
+		if (port_arg[0] < '0' || port_arg[0] > '9' || *end != 0 || port < 1 || port > 65535) {
+			fputs("dicomvault import: --port: a number from 1 to 65535\n", stderr);
+			rcode = EXIT_USAGE;
+			goto done;
+		}
+	}
+	if (vault_resolve(vault_arg, dir, sizeof dir) != ERR_OK) {
+		fputs("dicomvault import: vault path too long\n", stderr);
+		rcode = EXIT_USAGE;
+		goto done;
+	}
+	memset(&vo, 0, sizeof vo);
+	vo.passphrase_file = pass;
+	rc = vault_open(dir, &vo, &x.v, why, sizeof why);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault import: %s: %s\n", dir, why[0] ? why : err_str(rc));
+		goto done;
+	}
+	x.v->ix_lock = &x.lock;
+	x.tty = !x.json && isatty(2);
+	if (audit_open(x.v->dir, &x.au) != ERR_OK) {
+		fprintf(stderr, "dicomvault import: cannot open the audit trail %s/%s (run 'dicomvault audit verify')\n",
+		        x.v->dir, AUDIT_LOG_PATH);
+		goto done;
+	}
+	audit_set_signer(x.au, x.v->audit_sk, x.v->audit_pk, 0);
+	if (access_collections_load(x.v->conf, &x.colls, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault import: %s/dicomvault.conf: %s\n", x.v->dir, why);
+		goto done;
+	}
+	if (from != NULL) {
+		const char *l;
+		const char *colon;
+		if (peers_load(x.v->conf, &ps, why, sizeof why) != ERR_OK) {
+			fprintf(stderr, "dicomvault import: %s/dicomvault.conf: %s\n", x.v->dir, why);
+			goto done;
+		}
+		pe = peers_find(ps, from);
+		if (pe == NULL) {
+			fprintf(stderr, "dicomvault import: no [peer \"%s\"] in %s/dicomvault.conf\n", from, x.v->dir);
+			goto done;
+		}
+		if (pe->host[0] == 0 || pe->port == 0) {
+			fprintf(stderr, "dicomvault import: [peer \"%s\"] has no host and port to connect to\n", from);
+			goto done;
+		}
+		l = ini_get(x.v->conf, "dicom", NULL, "listen");
+		if (l == NULL || l[0] == 0)
+			l = DIMSE_SRV_DEFAULT_LISTEN;
+		colon = strrchr(l, ':');
+		if (colon == NULL || colon == l || (size_t)(colon - l) > 255) {
+			fprintf(stderr, "dicomvault import: [dicom] listen: HOST:PORT\n");
+			goto done;
+		}
+		if (port == 0) {
+			char *end = NULL;
+			port = strtoul(colon + 1, &end, 10);
+			if (*end != 0 || port < 1 || port > 65535) {
+				fprintf(stderr, "dicomvault import: [dicom] listen: HOST:PORT with a port from 1 to 65535\n");
+				goto done;
+			}
+		}
+		snprintf(listen_addr, sizeof listen_addr, "%.*s:%lu", (int)(colon - l), l, port);
+		snprintf(source, sizeof source, "peer %s", from);
+	} else {
+		snprintf(source, sizeof source, "%zu path%s", npaths, npaths == 1 ? "" : "s");
+	}
+	/* the start */
+	memset(&ar, 0, sizeof ar);
+	ar.action = AUDIT_IMPORT;
+	ar.outcome = AUDIT_SUCCESS;
+	ar.actor = operator_actor();
+	if (from != NULL)
+		snprintf(reason, sizeof reason, "start: from peer %s (%s:%u%s), %s", from, pe->host, pe->port,
+		         pe->plain ? ", plain TCP" : ", DICOM-TLS", nstudies ? "the studies given" : "every study");
+	else
+		snprintf(reason, sizeof reason, "start: from %s", source);
+	ar.reason = reason;
+	if (from != NULL && nstudies == 1)
+		ar.objects.study_uid = studies[0];
+	if (audit_append(x.au, &ar) != ERR_OK) {
+		fputs("dicomvault import: cannot write the audit record\n", stderr);
+		goto done;
+	}
+	if (from != NULL) {
+		/* a peer that closes while we write (GnuTLS sends without
+		 * MSG_NOSIGNAL) is an error, not the end of the process */
+		signal(SIGPIPE, SIG_IGN);
+		nt.x = &x;
+		nt.peer = from;
+		import_net(&x, &nt, pe, listen_addr, studies, nstudies);
+		check_net(&x, &nt);
+	} else {
+		for (i = 0; i < npaths; i++)
+			walk(&x, paths[i], 0, true);
+		progress_end(&x);
+	}
+	/* the end */
+	snprintf(reason, sizeof reason, "end: from %s: %llu expected, %llu received, %llu stored, %llu already present, "
+	         "%llu failed, %llu missing, %llu skipped, %llu verified, %llu errors", source, (unsigned long long)x.r.expected,
+	         (unsigned long long)x.r.received, (unsigned long long)x.r.stored, (unsigned long long)x.r.present,
+	         (unsigned long long)x.r.failed, (unsigned long long)x.r.missing, (unsigned long long)x.r.skipped,
+	         (unsigned long long)x.r.verified, (unsigned long long)x.r.errors);
+	ar.outcome = x.r.failed || x.r.missing || x.r.errors ? AUDIT_FAILURE : AUDIT_SUCCESS;
+	ar.reason = reason;
+	ar.objects.counted = true;
+	ar.objects.instances = x.r.verified;
+	ar.objects.studies = from != NULL ? nt.nstudies : 0;
+	rc = audit_append(x.au, &ar);
+	if (rc != ERR_OK)
+		fputs("dicomvault import: cannot write the audit record\n", stderr);
+	report_print(&x.r, source, x.json);
+	rcode = rc == ERR_OK && x.r.failed == 0 && x.r.missing == 0 && x.r.errors == 0 ? 0 : 1;
+done:
+	report_free(&x.r);
+	free(nt.e);
+	free(nt.g);
+	free(nt.series_uids);
+	free(nt.studies);
+	peers_free(ps);
+	access_collections_free(x.colls);
+	audit_close(x.au);
+	if (x.v != NULL)
+		x.v->ix_lock = NULL;
+	vault_close(x.v);
+	pthread_mutex_destroy(&nt.mu);
+	pthread_mutex_destroy(&x.lock);
+	free(paths);
+	free(studies);
+	return rcode;
+}
