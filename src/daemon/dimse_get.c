@@ -662,6 +662,19 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 			comment = "Move destination unknown";
 			goto done;
 		}
+		/* the destination receives only what it could retrieve itself:
+		 * its collection must be the requester's (zero trust: a peer
+		 * cannot push another collection's images to a third party) */
+		if (strcmp(dest->collection, a->peer->collection) != 0) {
+			status = DIMSE_REFUSED_MOVE_DEST;
+			comment = "Move destination may not receive this collection";
+			goto done;
+		}
+		if (dest->plain) {
+			status = DIMSE_REFUSED_MOVE_DEST;
+			comment = "Move destination is plain TCP only; C-MOVE sends over DICOM-TLS";
+			goto done;
+		}
 	}
 	if (fq->too_big) {
 		status = DIMSE_ERR_UNABLE;

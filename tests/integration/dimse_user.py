@@ -246,7 +246,10 @@ def main():
                 '\n[peer "STRICT"]\nfingerprint = %s\nrights = echo, find\nrequire_user = yes\n'
                 '\n[peer "GPEER"]\nfingerprint = %s\nrights = echo, find, get, move\n'
                 '\n[peer "DEST"]\nfingerprint = %s\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
-                % (fp, fp, fp, fp, free_port()))
+                '\n[peer "OTHERCOLL"]\nfingerprint = %s\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
+                'collection = research\n'
+                '\n[peer "PLAINDEST"]\ntls = no\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
+                % (fp, fp, fp, fp, free_port(), fp, free_port(), free_port()))
     S1, S2, S3 = S + "1", S + "2", S + "3"
     r = run("user", "add", "alice", "--role", "radiologist", "--scope", "study:" + S1,
             "--password-file", os.path.join(T, "pw"))
@@ -381,6 +384,12 @@ def main():
         r = retrieve(s, 3, S2, "DEST")
         check("GPEER alone: C-MOVE of S2 to a closed port fails its sub-operation",
               r[0] not in (0, None) and r[1] == 0, r)
+        r = retrieve(s, 5, S2, "OTHERCOLL")
+        check("C-MOVE to a destination of another collection: A801, nothing sent", r == (0xA801, 0, 0, []), r)
+        r = retrieve(s, 7, S2, "PLAINDEST")
+        check("C-MOVE to a plain-TCP-only destination: A801", r == (0xA801, 0, 0, []), r)
+        r = retrieve(s, 9, S2, "NOSUCHAE")
+        check("C-MOVE to an unknown destination: A801", r == (0xA801, 0, 0, []), r)
     release(s)
     s, t, body = gassoc(ident("alice", toks["a"]))
     check("GPEER as alice: accepted", t == 2, body)
