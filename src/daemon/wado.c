@@ -300,6 +300,7 @@ struct dstream {
 	size_t i;
 	enum dphase phase;
 	struct retrieval *rt;
+	struct retrieve_keys keys;  /* the patient's data key, unwrapped once for all instances */
 	struct wbuf piece;          /* the current part head or the tail */
 	size_t ppos;
 	bool failed;
@@ -366,7 +367,7 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			 * was opened before the answer began); takes ix_lock for its
 			 * look-up only */
 			if (ds->rt == NULL) {
-				rc = retrieve_open(ds->v, ds->l.it[ds->i].sop, &ds->rt, why, sizeof why);
+				rc = retrieve_open_keys(ds->v, ds->l.it[ds->i].sop, &ds->keys, &ds->rt, why, sizeof why);
 				if (rc != ERR_OK)
 					return dstream_fail(ds, rc, why[0] ? why : "open");
 				retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
@@ -404,6 +405,7 @@ static void dstream_free(void *cls)
 	struct dstream *ds = cls;
 
 	retrieve_close(ds->rt);
+	retrieve_keys_fini(&ds->keys);
 	wado_list_fini(&ds->l);
 	wbuf_fini(&ds->piece);
 	free(ds);
@@ -491,7 +493,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	 * is a 500 rather than an empty answer cut short */
 	{
 		char why[256] = "";
-		rc = retrieve_open(ds->v, ds->l.it[0].sop, &ds->rt, why, sizeof why);
+		rc = retrieve_open_keys(ds->v, ds->l.it[0].sop, &ds->keys, &ds->rt, why, sizeof why);
 		if (rc == ERR_OK)
 			retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
 		if (rc == ERR_OK && retrieve_size(ds->rt) != ds->l.it[0].size)
