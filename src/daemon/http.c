@@ -8,7 +8,13 @@
  * http_routes.c. See docs/internals/http.md. Layer: daemon. */
 #include <errno.h>
 #include <jansson.h>
+#include <gnutls/gnutls.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -165,8 +171,160 @@ enum MHD_Result http_send_fd(struct http_req *r, unsigned status, const char *ct
 	return send_resp(r, resp, status, ctype, 0, extra);
 }
 
-enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
-                                   MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr)
+/* ---- large bodies: TLS records gathered into large socket writes ----
+ *
+ * libmicrohttpd hands GnuTLS one 16 KiB TLS 1.3 record per send() and
+ * waits in select() between them; each send() then costs a system call,
+ * the TCP push path and, on loopback, a wake-up of the reader. For a large
+ * body the session's transport writes are gathered here into
+ * HTTP_PUSH_BUF bytes and written with one send() each; the socket is also
+ * corked so that TCP sends full segments. What is gathered is written when
+ * the buffer is full, when the producer of the body fails
+ * (http_push_flush, before it ends the response) and when the request
+ * ends (on_completed), after which the session writes straight through
+ * again. Only the connection's own thread writes. */
+struct http_push {
+	gnutls_session_t tls;
+	int fd;
+	size_t len;
+	bool failed;
+	uint8_t buf[];
+};
+
+/* Writes n bytes, waiting (up to the connection timeout) while the socket
+ * is full: libmicrohttpd's sockets are non-blocking. */
+static int push_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		} else if (w < 0 && errno == EINTR) {
+			continue;
+		} else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			int k = poll(&pf, 1, (int)HTTP_CONN_TIMEOUT * 1000);
+			if (k == 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			if (k < 0 && errno != EINTR)
+				return -1;
+		} else {
+			if (w == 0)
+				errno = EPIPE;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int push_flush(struct http_push *ph)
+{
+	int rc = 0;
+
+	if (ph->failed)
+		return -1;
+	if (ph->len > 0)
+		rc = push_all(ph->fd, ph->buf, ph->len);
+	ph->len = 0;
+	if (rc != 0)
+		ph->failed = true;
+	return rc;
+}
+
+static ssize_t push_gather(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
+{
+	struct http_push *ph = p;
+	size_t total = 0;
+	int k;
+
+	for (k = 0; k < iovcnt; k++) {
+		const uint8_t *b = iov[k].iov_base;
+		size_t n = iov[k].iov_len;
+		if (ph->len + n > HTTP_PUSH_BUF && push_flush(ph) != 0)
+			goto fail;
+		if (n > HTTP_PUSH_BUF) {
+			if (push_all(ph->fd, b, n) != 0) {
+				ph->failed = true;
+				goto fail;
+			}
+		} else {
+			memcpy(ph->buf + ph->len, b, n);
+			ph->len += n;
+		}
+		total += n;
+	}
+	return (ssize_t)total;
+fail:
+	gnutls_transport_set_errno(ph->tls, errno == EAGAIN ? EPIPE : errno);
+	return -1;
+}
+
+/* The session's writes once the body is done: straight to the socket. */
+static ssize_t push_direct(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
+{
+	struct msghdr m;
+
+	memset(&m, 0, sizeof m);
+	m.msg_iov = (struct iovec *)(uintptr_t)iov;
+	m.msg_iovlen = (size_t)iovcnt;
+	return sendmsg((int)(intptr_t)p, &m, MSG_NOSIGNAL);
+}
+
+/* Gathers the writes of r's TLS session and corks its socket (a large
+ * body). Nothing is changed when either cannot be done. */
+static void push_begin(struct http_req *r)
+{
+	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ti = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	struct http_push *ph;
+	int one = 1;
+
+	if (r->push != NULL || fi == NULL || ti == NULL || ti->tls_session == NULL)
+		return;
+	ph = malloc(sizeof *ph + HTTP_PUSH_BUF);
+	if (ph == NULL)
+		return;
+	ph->tls = ti->tls_session;
+	ph->fd = fi->connect_fd;
+	ph->len = 0;
+	ph->failed = false;
+	(void)setsockopt(ph->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+	gnutls_transport_set_ptr2(ph->tls, (gnutls_transport_ptr_t)(intptr_t)ph->fd, ph);
+	gnutls_transport_set_vec_push_function(ph->tls, push_gather);
+	r->push = ph;
+}
+
+void http_push_flush(struct http_req *r)
+{
+	if (r != NULL && r->push != NULL)
+		(void)push_flush(r->push);
+}
+
+/* Writes what is gathered, uncorks (pushing the last segment) and gives
+ * the session back its direct writes. */
+static void push_end(struct http_req *r)
+{
+	struct http_push *ph = r->push;
+	int zero = 0;
+
+	if (ph == NULL)
+		return;
+	(void)push_flush(ph);
+	(void)setsockopt(ph->fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+	gnutls_transport_set_ptr2(ph->tls, (gnutls_transport_ptr_t)(intptr_t)ph->fd,
+	                          (gnutls_transport_ptr_t)(intptr_t)ph->fd);
+	gnutls_transport_set_vec_push_function(ph->tls, push_direct);
+	mem_wipe(ph->buf, HTTP_PUSH_BUF);   /* TLS records only, but wiped as every body buffer */
+	free(ph);
+	r->push = NULL;
+}
+
+static enum MHD_Result send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                     MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr,
+                                     bool gather)
 {
 	struct MHD_Response *resp = MHD_create_response_from_callback(size, 64 * 1024, cb, cls, fr);
 
@@ -174,7 +332,21 @@ enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const ch
 		fr(cls);
 		return MHD_NO;
 	}
+	if (gather && size != MHD_SIZE_UNKNOWN && size >= HTTP_CORK_MIN)
+		push_begin(r);
 	return send_resp(r, resp, status, ctype, 0, NULL);
+}
+
+enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                   MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr)
+{
+	return send_callback(r, status, ctype, size, cb, cls, fr, false);
+}
+
+enum MHD_Result http_send_callback_large(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                         MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr)
+{
+	return send_callback(r, status, ctype, size, cb, cls, fr, true);
 }
 
 bool http_json_str(char *out, size_t cap, const char *s)
@@ -474,6 +646,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	(void)t;
 	if (r == NULL)
 		return;
+	push_end(r);
 	if (r->route != NULL && r->route->done != NULL)
 		r->route->done(r);
 	if (r->body != NULL) {

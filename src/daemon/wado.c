@@ -304,6 +304,7 @@ struct dstream {
 	struct wbuf piece;          /* the current part head or the tail */
 	size_t ppos;
 	bool failed;
+	struct http_req *req;       /* valid while libmicrohttpd pulls the body */
 };
 
 static void part_head(const struct dstream *ds, size_t i, struct wbuf *w)
@@ -319,6 +320,7 @@ static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
 	const struct wado_item *it = &ds->l.it[ds->i];
 	const char *reason = rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
 
+	http_push_flush(ds->req);   /* the verified bytes before the failure go out */
 	log_error("retrieve %s (instance %zu of %zu of study %s) by %s: %s: %s: response aborted", it->sop, ds->i + 1,
 	          ds->l.n, ds->l.study, ds->who.user, what, reason);
 	if (!ds->failed)
@@ -440,6 +442,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	if (ds == NULL)
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
 	ds->v = r->srv->vault;
+	ds->req = r;
 	ds->mp = mp;
 	wbuf_init(&ds->piece, 4096);
 	wado_who_init(r, &ds->who);
@@ -512,7 +515,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			part_head(ds, 0, &ds->piece);
 		ds->phase = D_HEAD;
 	}
-	return http_send_callback(r, MHD_HTTP_OK, ctype, total, dstream_read, ds, dstream_free);
+	return http_send_callback_large(r, MHD_HTTP_OK, ctype, total, dstream_read, ds, dstream_free);
 }
 
 /* ---- routes ---- */
