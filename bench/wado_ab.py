@@ -12,9 +12,13 @@ Usage: wado_ab.py CORPUS ROUNDS DV [DV...]
   prints per round and as medians: MB/s, server CPU seconds per retrieval,
   client CPU per retrieval, server peak RSS, and each dicomvault's ratio to
   the Orthanc figure of the same round.
+  WADO_AB_PIN=1: every server (all its threads) on CPU 0 and the client on
+  CPU 1 (taskset), so that server and client do not take turns on the same
+  core: what each server does with one core of its own.
 """
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import shutil
@@ -41,8 +45,14 @@ def main():
     hg = os.path.join(os.path.dirname(dvs[0]), "bench", "http_get")
     if not os.access(hg, os.X_OK):
         raise SystemExit("bench/http_get is not built next to %s" % dvs[0])
-    sb.HTTP_GET = hg
+    pin = os.environ.get("WADO_AB_PIN") == "1"
     tmp = tempfile.mkdtemp(prefix="dvwadoab.", dir=os.environ.get("BENCH_TMP", "/tmp"))
+    sb.HTTP_GET = hg
+    if pin:
+        sb.HTTP_GET = os.path.join(tmp, "http_get_cpu1")
+        with open(sb.HTTP_GET, "w") as f:
+            f.write('#!/bin/sh\nexec taskset -c 1 "%s" "$@"\n' % os.path.abspath(hg))
+        os.chmod(sb.HTTP_GET, 0o755)
     servers = []
     try:
         ct = sb.CT(corpus)
@@ -52,6 +62,9 @@ def main():
             servers.append(("dv%d" % i, sb.Vault(tmp, dv)))
         for _, s in servers:
             sb.stow_all(s, ct.data)
+            if pin:   # after the STOW: connection threads made later inherit the mask
+                subprocess.run(["taskset", "-a", "-p", "-c", "0", str(s.pid)], check=True,
+                               stdout=subprocess.DEVNULL)
         res = {n: [] for n, _ in servers}
         for k in range(rounds):
             line = ["round %d (load %s)" % (k + 1, open("/proc/loadavg").read().split()[0])]
