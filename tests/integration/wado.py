@@ -14,7 +14,9 @@ study retrieval short, the audit trail, and the server's memory while it
 streams a study much larger than 64 MB; with that large answer (sent
 through gathered TLS writes on a corked socket): two of them and a small
 request on one kept-alive connection, a client that goes away after 10 MB,
-and a damaged 6th object cutting it short after 5 whole parts, audited.
+a damaged 6th object cutting it short after 5 whole parts, audited, and a
+client that stops reading it (others served, SIGTERM still stops the
+server at once, no sanitizer report).
 
 Usage: wado.py DV (the CLI under test). Prints ok/not ok lines. KEEP=1
 keeps the temporary directory.
@@ -925,8 +927,23 @@ def main():
           any(rec_has(x, study) and rec_has(x, '"instances":6') for x in st_recs), st_recs[:1])
     fr_recs = [x for x in recs if x.get("action") == "retrieve" and rec_has(x, uids(files["rtdose"])[2])]
     check("audit: frames requests are retrieve records naming the instance", len(fr_recs) >= 3, len(fr_recs))
+    # a client that asks for the large study and reads nothing: the server
+    # blocks in that answer's writes, serves others, and still stops at once
+    stalled = CTX.wrap_socket(socket.create_connection(("127.0.0.1", PORT)), server_hostname="127.0.0.1")
+    stalled.sendall(f"GET {big_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    stalled.recv(100)
+    time.sleep(1)
+    r = request("GET", "/healthz", auth=False)
+    check("a client that stopped reading a large answer: the others are served", r.status == 200, r.status)
+    t0 = time.time()
     SRV.terminate()
-    SRV.wait()
+    try:
+        SRV.wait(20)
+    except subprocess.TimeoutExpired:
+        SRV.kill()
+        SRV.wait()
+    check("... and the server stops at once on SIGTERM", time.time() - t0 < 10, time.time() - t0)
+    stalled.close()
     p = subprocess.run([DV, "audit", "verify", "--vault", f"{T}/v"], capture_output=True)
     check("audit verify passes", p.returncode == 0, p.stderr)
     err = open(f"{T}/err").read()
