@@ -120,7 +120,10 @@ void aead_enc_free(struct aead_enc *e);
 WUR enum err aead_dec_open(struct aead_dec **d, const struct secret *data_key,
                            const void *ad, size_t adlen, struct src *in);
 /* Plaintext of verified chunks only; *got = 0 only after the last chunk
- * verified and the ciphertext ended. Errors are sticky. */
+ * verified and the ciphertext ended. Errors are sticky. With want at
+ * least the chunk size, a whole chunk is opened straight in buf (no copy)
+ * and one chunk is returned; if its tag fails, those bytes of buf are
+ * wiped (zeros) before ERR_AUTH is returned. */
 WUR enum err aead_dec_read(struct aead_dec *d, void *buf, size_t want, size_t *got);
 /* Random access: n plaintext bytes at off, each chunk they touch verified
  * first (one chunk cached). Needs in->read_at and a known size; a chunk

@@ -45,6 +45,9 @@
 #define HTTP_BODY_DISCARD_MAX  (1u << 20)     /* bytes of an over-long chunked body read before closing */
 #define HTTP_MAX_URL           8192u          /* request path and query (414 beyond) */
 #define HTTP_MAX_HEADERS       64u            /* request header fields (431 beyond) */
+#define HTTP_CORK_MIN          (1u << 20)     /* bodies from this size: corked, TLS writes gathered */
+#define HTTP_PUSH_BUF          (256u * 1024)  /* gathered TLS writes of such a body, per send() */
+#define HTTP_SEND_STACK        (256u * 1024)  /* stack of the thread that writes them */
 #define HTTP_CONN_MEMORY       (64u * 1024)   /* per-connection pool: request line, headers, read buffer */
 #define HTTP_CONN_TIMEOUT      30u            /* seconds of inactivity, TLS handshake included */
 #define HTTP_MAX_CONNECTIONS   64u            /* concurrent connections (one thread each) */

@@ -55,6 +55,18 @@ WUR enum err retrieve_read(struct retrieval *rt, void *buf, size_t want, size_t 
 void retrieve_no_fixity(struct retrieval *rt);
 uint64_t retrieve_size(const struct retrieval *rt);
 void retrieve_close(struct retrieval *rt);
+/* The data key of the last patient opened, kept by a caller that opens
+ * many instances in a row (a study or series answer), so that one
+ * patient's key is unwrapped once, not once an instance. Zeroed storage is
+ * empty; retrieve_keys_fini frees the key (guarded memory, wiped). Every
+ * retrieval opened with it must be closed before. */
+struct retrieve_keys {
+	uint8_t patient[16];
+	struct secret *dk;
+};
+WUR enum err retrieve_open_keys(struct vault *v, const char *sop_uid, struct retrieve_keys *keys,
+                                struct retrieval **out, char *why, size_t whylen);
+void retrieve_keys_fini(struct retrieve_keys *keys);
 /* The plaintext as a random-access source (read, read_at, skip; size
  * known) for parsing a stored object without reading its bulk data:
  * every chunk a read touches is authenticated (its GCM tag) before any of

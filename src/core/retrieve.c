@@ -18,6 +18,7 @@
 
 struct retrieval {
 	struct secret *dk;
+	bool dk_borrowed;  /* from a struct retrieve_keys */
 	struct aead_dec *d;
 	struct src blob;
 	bool have_blob;
@@ -37,7 +38,8 @@ void retrieve_close(struct retrieval *rt)
 	aead_dec_free(rt->d);
 	if (rt->have_blob)
 		src_close(&rt->blob);
-	secret_free(rt->dk);
+	if (!rt->dk_borrowed)
+		secret_free(rt->dk);
 	free(rt);
 }
 
@@ -46,7 +48,19 @@ uint64_t retrieve_size(const struct retrieval *rt)
 	return rt->size;
 }
 
+void retrieve_keys_fini(struct retrieve_keys *keys)
+{
+	secret_free(keys->dk);
+	keys->dk = NULL;
+}
+
 enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **out, char *why, size_t whylen)
+{
+	return retrieve_open_keys(v, sop_uid, NULL, out, why, whylen);
+}
+
+enum err retrieve_open_keys(struct vault *v, const char *sop_uid, struct retrieve_keys *keys,
+                            struct retrieval **out, char *why, size_t whylen)
 {
 	struct index_store *ix = v->ix;
 	struct idx_instance inst;
@@ -88,12 +102,23 @@ enum err retrieve_open(struct vault *v, const char *sop_uid, struct retrieval **
 		err_why(why, whylen, rc, "%s", rc == ERR_NOTFOUND ? "no such instance" : "index error");
 		goto out;
 	}
-	store_hex(pat.key_hmac, 16, hex);
-	snprintf(label, sizeof label, "dk:%s", hex);
-	rc = keywrap_unwrap(v->mk, label, strlen(label), wrapped, wrapped_n, &rt->dk);
-	if (rc != ERR_OK) {
-		err_why(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
-		goto out;
+	if (keys != NULL && keys->dk != NULL && memcmp(keys->patient, pat.key_hmac, sizeof keys->patient) == 0) {
+		rt->dk = keys->dk;   /* this patient's key, unwrapped for an instance before */
+		rt->dk_borrowed = true;
+	} else {
+		store_hex(pat.key_hmac, 16, hex);
+		snprintf(label, sizeof label, "dk:%s", hex);
+		rc = keywrap_unwrap(v->mk, label, strlen(label), wrapped, wrapped_n, &rt->dk);
+		if (rc != ERR_OK) {
+			err_why(why, whylen, rc, "the patient's data key cannot be unwrapped (erased or damaged)");
+			goto out;
+		}
+		if (keys != NULL) {
+			retrieve_keys_fini(keys);
+			keys->dk = rt->dk;
+			memcpy(keys->patient, pat.key_hmac, sizeof keys->patient);
+			rt->dk_borrowed = true;
+		}
 	}
 	rc = v->blobs->ops->get(v->blobs, inst.object_key, &rt->blob);
 	if (rc != ERR_OK) {

@@ -508,10 +508,12 @@ out:
 	return rc;
 }
 
-/* Reads, verifies and decrypts the next chunk into d->pt. */
-static enum err dec_next(struct aead_dec *d)
+/* Reads, verifies and decrypts the next chunk into out (d->pt, or a
+ * caller's buffer of at least d->chunk bytes); *n its plaintext length. On
+ * failure out holds nothing of the chunk (chunk_open wipes it). */
+static enum err dec_chunk(struct aead_dec *d, uint8_t *out, size_t *n)
 {
-	size_t got = 0, n;
+	size_t got = 0;
 	bool last;
 	enum err rc;
 
@@ -523,14 +525,25 @@ static enum err dec_next(struct aead_dec *d)
 	if (got < AEAD_TAG_LEN || d->idx == UINT64_MAX)
 		return ERR_AUTH;
 	last = got < (size_t)d->chunk + AEAD_TAG_LEN;
-	n = got - AEAD_TAG_LEN;
-	rc = chunk_open(&d->c, d->idx, last, d->ad, d->adlen, d->ct, n, d->pt);
+	*n = got - AEAD_TAG_LEN;
+	rc = chunk_open(&d->c, d->idx, last, d->ad, d->adlen, d->ct, *n, out);
 	if (rc != ERR_OK)
 		return rc;
 	d->idx++;
+	d->done = last;
+	return ERR_OK;
+}
+
+/* Reads, verifies and decrypts the next chunk into d->pt. */
+static enum err dec_next(struct aead_dec *d)
+{
+	size_t n = 0;
+	enum err rc = dec_chunk(d, d->pt, &n);
+
+	if (rc != ERR_OK)
+		return rc;
 	d->ptlen = n;
 	d->ptpos = 0;
-	d->done = last;
 	return ERR_OK;
 }
 
@@ -545,8 +558,21 @@ enum err aead_dec_read(struct aead_dec *d, void *buf, size_t want, size_t *got)
 			*got = 0;
 			return ERR_OK;
 		}
-		mem_wipe(d->pt, d->ptlen);
+		if (d->ptlen > 0)
+			mem_wipe(d->pt, d->ptlen);
 		d->ptlen = d->ptpos = 0;
+		/* room for a whole chunk: it is decrypted straight into the
+		 * caller's buffer (no copy), which receives it only verified */
+		if (want >= d->chunk) {
+			n = 0;
+			d->err = dec_chunk(d, buf, &n);
+			if (d->err != ERR_OK)
+				return d->err;
+			if (n == 0)
+				continue;   /* the empty last chunk */
+			*got = n;
+			return ERR_OK;
+		}
 		d->err = dec_next(d);
 		if (d->err != ERR_OK)
 			return d->err;

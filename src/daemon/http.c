@@ -8,7 +8,13 @@
  * http_routes.c. See docs/internals/http.md. Layer: daemon. */
 #include <errno.h>
 #include <jansson.h>
+#include <gnutls/gnutls.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -165,8 +171,247 @@ enum MHD_Result http_send_fd(struct http_req *r, unsigned status, const char *ct
 	return send_resp(r, resp, status, ctype, 0, extra);
 }
 
-enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
-                                   MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr)
+/* ---- large bodies: TLS records gathered into large socket writes ----
+ *
+ * libmicrohttpd hands GnuTLS one 16 KiB TLS 1.3 record per send() and
+ * waits in select() between them; each send() then costs a system call,
+ * the TCP push path and, on loopback, a wake-up of the reader. For a large
+ * body the session's transport writes are gathered here into buffers of
+ * HTTP_PUSH_BUF bytes, each written with one send() by a sender thread of
+ * the request's own while the connection's thread fills the other (so the
+ * kernel's TCP work runs beside the encryption of the next records; one
+ * buffer in flight, order kept); the socket is also corked so that TCP
+ * sends full segments. What is gathered is handed over when a buffer is
+ * full, and written out (waited for) when the producer of the body fails
+ * (http_push_flush, before it ends the response) and when the request ends
+ * (on_completed), after which the sender is joined and the session writes
+ * straight through again. Only the connection's thread uses the session. */
+struct http_push {
+	gnutls_session_t tls;
+	int fd;
+	uint8_t *buf[2];            /* buf[cur] is being filled; the other may be the sender's */
+	size_t len[2];
+	int cur;
+	/* the sender thread: writes buffer `pending` (-1: none) to the socket */
+	pthread_t th;
+	bool running;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int pending;
+	bool stop;
+	bool failed;                /* a write failed: the connection is lost */
+	int err;                    /* its errno */
+};
+
+/* Writes n bytes, waiting (up to the connection timeout) while the socket
+ * is full: libmicrohttpd's sockets are non-blocking. */
+static int push_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		} else if (w < 0 && errno == EINTR) {
+			continue;
+		} else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			int k = poll(&pf, 1, (int)HTTP_CONN_TIMEOUT * 1000);
+			if (k == 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			if (k < 0 && errno != EINTR)
+				return -1;
+		} else {
+			if (w == 0)
+				errno = EPIPE;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void *push_sender(void *arg)
+{
+	struct http_push *ph = arg;
+
+	(void)pthread_setname_np(pthread_self(), "http-send");
+	pthread_mutex_lock(&ph->mu);
+	for (;;) {
+		int k;
+		while (ph->pending < 0 && !ph->stop)
+			pthread_cond_wait(&ph->cv, &ph->mu);
+		if (ph->pending < 0)
+			break;
+		k = ph->pending;
+		pthread_mutex_unlock(&ph->mu);
+		k = push_all(ph->fd, ph->buf[k], ph->len[k]) == 0 ? 0 : (errno ? errno : EPIPE);
+		pthread_mutex_lock(&ph->mu);
+		if (k != 0 && !ph->failed) {
+			ph->failed = true;
+			ph->err = k;
+		}
+		ph->pending = -1;
+		pthread_cond_broadcast(&ph->cv);
+	}
+	pthread_mutex_unlock(&ph->mu);
+	return NULL;
+}
+
+/* Hands the buffer being filled to the sender (after the one before it is
+ * written) and starts filling the other; wait: also until it is written.
+ * -1 (errno set) once a write failed. */
+static int push_handoff(struct http_push *ph, bool wait)
+{
+	int rc;
+
+	pthread_mutex_lock(&ph->mu);
+	while (ph->pending >= 0 && !ph->failed)
+		pthread_cond_wait(&ph->cv, &ph->mu);
+	if (!ph->failed && ph->len[ph->cur] > 0) {
+		ph->pending = ph->cur;
+		ph->cur ^= 1;
+		ph->len[ph->cur] = 0;
+		pthread_cond_broadcast(&ph->cv);
+		while (wait && ph->pending >= 0 && !ph->failed)
+			pthread_cond_wait(&ph->cv, &ph->mu);
+	}
+	rc = ph->failed ? -1 : 0;
+	if (rc != 0)
+		errno = ph->err;
+	pthread_mutex_unlock(&ph->mu);
+	return rc;
+}
+
+static ssize_t push_gather(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
+{
+	struct http_push *ph = p;
+	size_t total = 0;
+	int k;
+
+	for (k = 0; k < iovcnt; k++) {
+		const uint8_t *b = iov[k].iov_base;
+		size_t n = iov[k].iov_len;
+		if (ph->len[ph->cur] + n > HTTP_PUSH_BUF && push_handoff(ph, n > HTTP_PUSH_BUF) != 0)
+			goto fail;
+		if (n > HTTP_PUSH_BUF) {   /* not a TLS record: written here, in order */
+			if (push_all(ph->fd, b, n) != 0)
+				goto fail;
+		} else {
+			memcpy(ph->buf[ph->cur] + ph->len[ph->cur], b, n);
+			ph->len[ph->cur] += n;
+		}
+		total += n;
+	}
+	return (ssize_t)total;
+fail:
+	gnutls_transport_set_errno(ph->tls, errno == EAGAIN || errno == 0 ? EPIPE : errno);
+	return -1;
+}
+
+/* The session's writes once the body is done: straight to the socket. */
+static ssize_t push_direct(gnutls_transport_ptr_t p, const giovec_t *iov, int iovcnt)
+{
+	struct msghdr m;
+
+	memset(&m, 0, sizeof m);
+	m.msg_iov = (struct iovec *)(uintptr_t)iov;
+	m.msg_iovlen = (size_t)iovcnt;
+	return sendmsg((int)(intptr_t)p, &m, MSG_NOSIGNAL);
+}
+
+/* Gathers the writes of r's TLS session and corks its socket (a large
+ * body). Nothing is changed when either cannot be done. */
+static void push_free(struct http_push *ph)
+{
+	int k;
+
+	if (ph->running) {
+		pthread_mutex_lock(&ph->mu);
+		ph->stop = true;
+		pthread_cond_broadcast(&ph->cv);
+		pthread_mutex_unlock(&ph->mu);
+		pthread_join(ph->th, NULL);
+	}
+	for (k = 0; k < 2; k++) {
+		if (ph->buf[k] != NULL)
+			mem_wipe(ph->buf[k], HTTP_PUSH_BUF);   /* TLS records only, but wiped as every body buffer */
+		free(ph->buf[k]);
+	}
+	pthread_cond_destroy(&ph->cv);
+	pthread_mutex_destroy(&ph->mu);
+	free(ph);
+}
+
+/* Gathers the writes of r's TLS session, written by a thread of their own
+ * (so that the kernel's TCP work runs beside the next records' encryption),
+ * and corks its socket (a large body). Nothing is changed when any of it
+ * cannot be done. */
+static void push_begin(struct http_req *r)
+{
+	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ti = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	struct http_push *ph;
+	pthread_attr_t at;
+	int one = 1;
+
+	if (r->push != NULL || fi == NULL || ti == NULL || ti->tls_session == NULL)
+		return;
+	ph = calloc(1, sizeof *ph);
+	if (ph == NULL)
+		return;
+	pthread_mutex_init(&ph->mu, NULL);
+	pthread_cond_init(&ph->cv, NULL);
+	ph->tls = ti->tls_session;
+	ph->fd = fi->connect_fd;
+	ph->pending = -1;
+	ph->buf[0] = malloc(HTTP_PUSH_BUF);
+	ph->buf[1] = malloc(HTTP_PUSH_BUF);
+	if (ph->buf[0] == NULL || ph->buf[1] == NULL || pthread_attr_init(&at) != 0) {
+		push_free(ph);
+		return;
+	}
+	ph->running = pthread_attr_setstacksize(&at, HTTP_SEND_STACK) == 0 &&
+	              pthread_create(&ph->th, &at, push_sender, ph) == 0;
+	pthread_attr_destroy(&at);
+	if (!ph->running) {
+		push_free(ph);
+		return;
+	}
+	(void)setsockopt(ph->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+	gnutls_transport_set_ptr2(ph->tls, (gnutls_transport_ptr_t)(intptr_t)ph->fd, ph);
+	gnutls_transport_set_vec_push_function(ph->tls, push_gather);
+	r->push = ph;
+}
+
+void http_push_flush(struct http_req *r)
+{
+	if (r != NULL && r->push != NULL)
+		(void)push_handoff(r->push, true);
+}
+
+/* Writes what is gathered, uncorks (pushing the last segment) and gives
+ * the session back its direct writes. */
+static void push_end(struct http_req *r)
+{
+	struct http_push *ph = r->push;
+	int zero = 0;
+
+	if (ph == NULL)
+		return;
+	(void)push_handoff(ph, true);
+	(void)setsockopt(ph->fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+	gnutls_transport_set_ptr2(ph->tls, (gnutls_transport_ptr_t)(intptr_t)ph->fd,
+	                          (gnutls_transport_ptr_t)(intptr_t)ph->fd);
+	gnutls_transport_set_vec_push_function(ph->tls, push_direct);
+	push_free(ph);
+	r->push = NULL;
+}
+
+static enum MHD_Result send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                     MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr,
+                                     bool gather)
 {
 	struct MHD_Response *resp = MHD_create_response_from_callback(size, 64 * 1024, cb, cls, fr);
 
@@ -174,7 +419,21 @@ enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const ch
 		fr(cls);
 		return MHD_NO;
 	}
+	if (gather && size != MHD_SIZE_UNKNOWN && size >= HTTP_CORK_MIN)
+		push_begin(r);
 	return send_resp(r, resp, status, ctype, 0, NULL);
+}
+
+enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                   MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr)
+{
+	return send_callback(r, status, ctype, size, cb, cls, fr, false);
+}
+
+enum MHD_Result http_send_callback_large(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                         MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr)
+{
+	return send_callback(r, status, ctype, size, cb, cls, fr, true);
 }
 
 bool http_json_str(char *out, size_t cap, const char *s)
@@ -474,6 +733,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	(void)t;
 	if (r == NULL)
 		return;
+	push_end(r);
 	if (r->route != NULL && r->route->done != NULL)
 		r->route->done(r);
 	if (r->body != NULL) {

@@ -32,6 +32,7 @@ struct http_server {
 };
 
 struct http_req;
+struct http_push;
 
 /* A path and what it takes. Public routes need no session. */
 struct http_route {
@@ -68,6 +69,7 @@ struct http_req {
 	bool too_large;
 	bool answered;
 	bool defer_begin;           /* a streaming route's GET: begin at the end of the (empty) body */
+	struct http_push *push;     /* a large body's gathered TLS writes (http.c), until the request ends */
 	/* the session (routes that are not public) */
 	bool authed;
 	struct auth_session sess;
@@ -115,6 +117,14 @@ enum MHD_Result http_problem(struct http_req *r, unsigned status, const char *de
  * cls when the response is done, also when it was never sent. */
 enum MHD_Result http_send_callback(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
                                    MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr);
+/* The same for a large body of known size (from HTTP_CORK_MIN bytes): the
+ * TLS records are gathered into HTTP_PUSH_BUF-byte socket writes and the
+ * socket is corked until the request ends. cb must call http_push_flush
+ * before it ends the response with an error, so that the bytes before the
+ * failure still reach the client. */
+enum MHD_Result http_send_callback_large(struct http_req *r, unsigned status, const char *ctype, uint64_t size,
+                                         MHD_ContentReaderCallback cb, void *cls, MHD_ContentReaderFreeCallback fr);
+void http_push_flush(struct http_req *r);
 /* Appends s as a JSON string (quoted, escaped) to the NUL-terminated
  * buffer out of capacity cap; false if it does not fit. */
 bool http_json_str(char *out, size_t cap, const char *s);

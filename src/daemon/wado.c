@@ -300,9 +300,11 @@ struct dstream {
 	size_t i;
 	enum dphase phase;
 	struct retrieval *rt;
+	struct retrieve_keys keys;  /* the patient's data key, unwrapped once for all instances */
 	struct wbuf piece;          /* the current part head or the tail */
 	size_t ppos;
 	bool failed;
+	struct http_req *req;       /* valid while libmicrohttpd pulls the body */
 };
 
 static void part_head(const struct dstream *ds, size_t i, struct wbuf *w)
@@ -318,6 +320,7 @@ static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
 	const struct wado_item *it = &ds->l.it[ds->i];
 	const char *reason = rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
 
+	http_push_flush(ds->req);   /* the verified bytes before the failure go out */
 	log_error("retrieve %s (instance %zu of %zu of study %s) by %s: %s: %s: response aborted", it->sop, ds->i + 1,
 	          ds->l.n, ds->l.study, ds->who.user, what, reason);
 	if (!ds->failed)
@@ -366,7 +369,7 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			 * was opened before the answer began); takes ix_lock for its
 			 * look-up only */
 			if (ds->rt == NULL) {
-				rc = retrieve_open(ds->v, ds->l.it[ds->i].sop, &ds->rt, why, sizeof why);
+				rc = retrieve_open_keys(ds->v, ds->l.it[ds->i].sop, &ds->keys, &ds->rt, why, sizeof why);
 				if (rc != ERR_OK)
 					return dstream_fail(ds, rc, why[0] ? why : "open");
 				retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
@@ -404,6 +407,7 @@ static void dstream_free(void *cls)
 	struct dstream *ds = cls;
 
 	retrieve_close(ds->rt);
+	retrieve_keys_fini(&ds->keys);
 	wado_list_fini(&ds->l);
 	wbuf_fini(&ds->piece);
 	free(ds);
@@ -438,6 +442,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	if (ds == NULL)
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
 	ds->v = r->srv->vault;
+	ds->req = r;
 	ds->mp = mp;
 	wbuf_init(&ds->piece, 4096);
 	wado_who_init(r, &ds->who);
@@ -491,7 +496,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	 * is a 500 rather than an empty answer cut short */
 	{
 		char why[256] = "";
-		rc = retrieve_open(ds->v, ds->l.it[0].sop, &ds->rt, why, sizeof why);
+		rc = retrieve_open_keys(ds->v, ds->l.it[0].sop, &ds->keys, &ds->rt, why, sizeof why);
 		if (rc == ERR_OK)
 			retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
 		if (rc == ERR_OK && retrieve_size(ds->rt) != ds->l.it[0].size)
@@ -510,7 +515,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			part_head(ds, 0, &ds->piece);
 		ds->phase = D_HEAD;
 	}
-	return http_send_callback(r, MHD_HTTP_OK, ctype, total, dstream_read, ds, dstream_free);
+	return http_send_callback_large(r, MHD_HTTP_OK, ctype, total, dstream_read, ds, dstream_free);
 }
 
 /* ---- routes ---- */

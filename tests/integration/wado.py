@@ -11,7 +11,12 @@ an Extended Offset Table) compared with pydicom's pixel data and
 generate_pixel_data_frame, bad input (frame 0, past the end, garbage,
 1000000, too many, unknown study/series, 406), a tampered object cutting a
 study retrieval short, the audit trail, and the server's memory while it
-streams a study much larger than 64 MB.
+streams a study much larger than 64 MB; with that large answer (sent
+through gathered TLS writes on a corked socket): two of them and a small
+request on one kept-alive connection, a client that goes away after 10 MB,
+a damaged 6th object cutting it short after 5 whole parts, audited, and a
+client that stops reading it (others served, SIGTERM still stops the
+server at once, no sanitizer report).
 
 Usage: wado.py DV (the CLI under test). Prints ok/not ok lines. KEEP=1
 keeps the temporary directory.
@@ -22,6 +27,7 @@ import json
 import os
 import random
 import re
+import sqlite3
 import shutil
 import socket
 import ssl
@@ -763,11 +769,78 @@ def main():
     check("server memory grew by less than 64 MB while streaming it", peak - before < 64 * 1024 * 1024,
           f"{before >> 20} MiB -> {peak >> 20} MiB")
     del got, ps, rr
+
+    # ---- a large answer (its TLS records gathered into large writes, the
+    # socket corked): keep-alive, a client that goes away, damage midway ----
+    big_bytes = [open(p, "rb").read() for p in big_files]
+    big_path = f"/dicom-web/studies/{big_study}"
+    c = http.client.HTTPSConnection("127.0.0.1", PORT, context=CTX, timeout=300)
+    whole = []
+    for _ in range(2):
+        c.request("GET", big_path, headers={"Authorization": f"Bearer {TOKEN}"})
+        resp = c.getresponse()
+        body = resp.read()
+        whole.append(resp.status == 200 and [b for _, b in parts_of(Resp(200, {k.lower(): v for k, v in
+                                                                               resp.getheaders()}, body))] == big_bytes)
+    c.request("GET", "/healthz")
+    resp = c.getresponse()
+    resp.read()
+    check("two 96 MiB answers and a small one on one kept-alive connection, each whole",
+          whole == [True, True] and resp.status == 200, (whole, resp.status))
+    c.close()
+
+    # a client that reads 10 MB and goes away: the server keeps serving
+    # (the sanitizer check at the end covers leaks of the abandoned answer)
+    raw = CTX.wrap_socket(socket.create_connection(("127.0.0.1", PORT)), server_hostname="127.0.0.1")
+    raw.sendall(f"GET {big_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    n = 0
+    while n < 10 << 20:
+        k = raw.recv(1 << 20)
+        if not k:
+            break
+        n += len(k)
+    raw.close()
+    time.sleep(0.5)
+    r = get(big_path)
+    check("a client gone after 10 MB of 96: the next answer is whole, the server alive",
+          n >= 10 << 20 and r.status == 200 and r.complete and [b for _, b in parts_of(r)] == big_bytes and
+          SRV.poll() is None, (n, r.status, r.complete))
+
+    # one byte of the first chunk of the 6th of 12 objects flipped: the
+    # answer stops there, and the last bytes of the 5th part (still in the
+    # gathered TLS writes when the damage is found) are sent before it ends
+    vsop6 = uids(big_files[5])[2]
+    key6 = sqlite3.connect(f"{T}/v/index.db").execute("select object_key from instances where uid=?",
+                                                      (vsop6,)).fetchone()[0]
+    obj6 = f"{T}/v/objects/{key6[0:2]}/{key6[2:4]}/{key6}"
+    at6 = 100   # past the 44-byte object header: in chunk 0's ciphertext
+    with open(obj6, "r+b") as f:
+        f.seek(at6)
+        b6 = f.read(1)
+        f.seek(at6)
+        f.write(bytes([b6[0] ^ 0x10]))
+    n_audit = len(audit_lines())
+    r = get(big_path)
+    check("large answer, 6th object damaged: cut short after the 5 whole parts before it, nothing of the 6th",
+          r.status == 200 and not r.complete and all(x in r.body for x in big_bytes[:5]) and
+          big_bytes[5][:4096] not in r.body and len(r.body) < sum(len(x) for x in big_bytes[:5]) + 4096,
+          (r.status, r.complete, len(r.body)))
+    time.sleep(0.3)
+    recs = audit_lines()[n_audit:]
+    check("large answer, 6th object damaged: audited as a failed retrieve naming it",
+          any(x.get("action") == "retrieve" and x.get("outcome") == "failure" and rec_has(x, vsop6) for x in recs),
+          recs[-2:])
+    with open(obj6, "r+b") as f:
+        f.seek(at6)
+        f.write(b6)
+    r = get(big_path)
+    check("repaired: the large answer is whole again", r.status == 200 and r.complete and
+          [b for _, b in parts_of(r)] == big_bytes, (r.status, r.complete))
+    del big_bytes, r
     for p in big_files:
         os.unlink(p)
 
     # ---- tampering: a damaged object cuts the study answer short ----
-    import sqlite3
     victim = order[2]   # third part of the study answer
     vsop = uids(victim)[2]
     key = sqlite3.connect(f"{T}/v/index.db").execute("select object_key from instances where uid=?",
@@ -854,8 +927,23 @@ def main():
           any(rec_has(x, study) and rec_has(x, '"instances":6') for x in st_recs), st_recs[:1])
     fr_recs = [x for x in recs if x.get("action") == "retrieve" and rec_has(x, uids(files["rtdose"])[2])]
     check("audit: frames requests are retrieve records naming the instance", len(fr_recs) >= 3, len(fr_recs))
+    # a client that asks for the large study and reads nothing: the server
+    # blocks in that answer's writes, serves others, and still stops at once
+    stalled = CTX.wrap_socket(socket.create_connection(("127.0.0.1", PORT)), server_hostname="127.0.0.1")
+    stalled.sendall(f"GET {big_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    stalled.recv(100)
+    time.sleep(1)
+    r = request("GET", "/healthz", auth=False)
+    check("a client that stopped reading a large answer: the others are served", r.status == 200, r.status)
+    t0 = time.time()
     SRV.terminate()
-    SRV.wait()
+    try:
+        SRV.wait(20)
+    except subprocess.TimeoutExpired:
+        SRV.kill()
+        SRV.wait()
+    check("... and the server stops at once on SIGTERM", time.time() - t0 < 10, time.time() - t0)
+    stalled.close()
     p = subprocess.run([DV, "audit", "verify", "--vault", f"{T}/v"], capture_output=True)
     check("audit verify passes", p.returncode == 0, p.stderr)
     err = open(f"{T}/err").read()

@@ -80,12 +80,14 @@ out:
 struct dec_result {
 	enum err open_rc, rc;   /* of aead_dec_open, then of the first failing read */
 	size_t got;             /* bytes returned */
-	int wrote_past;         /* bytes beyond those returned were touched */
+	int wrote_past;         /* bytes beyond those returned hold anything but SENTINEL or 0 */
 	int64_t size;           /* the src's size */
 };
 
 /* Decrypts through the struct src view with reads of varying sizes into a
- * buffer full of SENTINEL; checks nothing beyond what was returned changed. */
+ * buffer full of SENTINEL; checks that nothing beyond what was returned
+ * holds any plaintext: a read with room for a whole chunk opens it in the
+ * caller's buffer, which is wiped (zeros) if its tag does not verify. */
 static uint8_t *dec_stream(const struct secret *k, const struct wbuf *ad, const uint8_t *ct, size_t n,
                            size_t cap, struct dec_result *r)
 {
@@ -121,7 +123,7 @@ static uint8_t *dec_stream(const struct secret *k, const struct wbuf *ad, const 
 	}
 	src_close(&s);
 	for (i = r->got; i <= cap; i++)
-		if (buf[i] != SENTINEL)
+		if (buf[i] != SENTINEL && buf[i] != 0)
 			r->wrote_past = 1;
 	return buf;
 }
