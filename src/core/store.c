@@ -398,7 +398,6 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	struct idx_study st, cur;
 	struct idx_series se;
 	struct index_store *ix = v->ix;
-	uint8_t rnd[16];
 	char object_key[33] = "", hex[65], ad[96];
 	bool tx = false, locked = false;
 	enum err rc;
@@ -445,11 +444,11 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	if (rc != ERR_OK)
 		goto out;
 	/* phase 2, no index: encrypt, hash, write durably */
-	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
+	if (v->blobs->ops->new_key(v->blobs, object_key) != ERR_OK) {
+		object_key[0] = 0;
 		rc = ERR_IO;
 		goto out;
 	}
-	store_hex(rnd, sizeof rnd, object_key);
 	rc = write_object(&c, in, object_key, res->sop_uid, res->sha256);
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write the encrypted object");
