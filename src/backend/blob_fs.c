@@ -7,7 +7,8 @@
  * mkdir and a directory fsync per object).
  *
  * A put (docs/internals/durability.md has the argument):
- *   1. put_begin creates DIR/.pending/<key> (O_EXCL) and asks the store's
+ *   1. put_begin makes DIR/.pending/<key> (renames a spare empty file the
+ *      sync thread made ahead in DIR/.tmp, or creates it) and asks the store's
  *      sync thread for an fsync of DIR/.pending, which runs while the
  *      object is encrypted and written into the file;
  *   2. put_commit waits for that fsync (the pending entry is durable),
@@ -37,7 +38,8 @@
 #include "dicomvault/log.h"
 
 #define PATH_CAP 4096
-#define FANOUT_REUSE 256   /* keys per DIR/ab/cd before new_key picks another */
+#define FANOUT_REUSE 256
+#define SPARES 4           /* empty files made ahead in DIR/.tmp (spare_make) */   /* keys per DIR/ab/cd before new_key picks another */
 
 /* A directory fsync asked of the sync thread. */
 struct sync_job {
@@ -68,6 +70,13 @@ struct fs_store {
 	/* the sync thread: directory fsyncs in the background, those queued
 	 * together done as one batch (one fsync per distinct descriptor) */
 	int pend_fd;              /* DIR/.pending, open */
+	int tmp_fd;               /* DIR/.tmp, open */
+	/* empty files in DIR/.tmp made by the sync thread between writes, so
+	 * that a put does not wait for an inode allocation (under sync_mu) */
+	int spare_fd[SPARES];
+	char spare_name[SPARES][24];
+	unsigned nspare;
+	bool want_spares;
 	pthread_mutex_t sync_mu;
 	pthread_cond_t sync_work, sync_done;
 	struct sync_job *queue;
@@ -113,6 +122,70 @@ static enum err fsync_dir(const char *path)
 	return rc;
 }
 
+/* Called by the sync thread with sync_mu held: one more spare file
+ * (DIR/.tmp/spare.RANDOM, empty, not synced: a put renames it, and its
+ * new name is synced then). On failure, stops making them. */
+static void spare_make(struct fs_store *s)
+{
+	static const char hexd[] = "0123456789abcdef";
+	char name[24];
+	uint8_t r[8];
+	unsigned i;
+	int fd = -1;
+
+	pthread_mutex_unlock(&s->sync_mu);
+	if (getrandom(r, sizeof r, 0) == (ssize_t)sizeof r) {
+		memcpy(name, "spare.", 6);
+		for (i = 0; i < 8; i++) {
+			name[6 + 2 * i] = hexd[r[i] >> 4];
+			name[7 + 2 * i] = hexd[r[i] & 15];
+		}
+		name[22] = 0;
+		fd = openat(s->tmp_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
+	pthread_mutex_lock(&s->sync_mu);
+	if (fd < 0) {
+		s->want_spares = false;
+		return;
+	}
+	if (s->nspare >= SPARES || s->sync_stop) {
+		close(fd);
+		(void)unlinkat(s->tmp_fd, name, 0);
+		return;
+	}
+	s->spare_fd[s->nspare] = fd;
+	memcpy(s->spare_name[s->nspare], name, sizeof name);
+	s->nspare++;
+}
+
+/* A spare file renamed DIR/.pending/<key> (never replacing one): its
+ * descriptor, or -1 (none left, or the rename failed: the caller creates
+ * the file itself). */
+static int spare_take(struct fs_store *s, const char *key)
+{
+	char name[24];
+	int fd = -1;
+
+	pthread_mutex_lock(&s->sync_mu);
+	if (!s->want_spares && s->nspare == 0 && !s->sync_stop) {
+		s->want_spares = true;   /* from the first put on */
+		pthread_cond_signal(&s->sync_work);
+	}
+	if (s->nspare > 0) {
+		s->nspare--;
+		fd = s->spare_fd[s->nspare];
+		memcpy(name, s->spare_name[s->nspare], sizeof name);
+		pthread_cond_signal(&s->sync_work);   /* make another */
+	}
+	pthread_mutex_unlock(&s->sync_mu);
+	if (fd >= 0 && renameat2(s->tmp_fd, name, s->pend_fd, key, RENAME_NOREPLACE) != 0) {
+		close(fd);
+		(void)unlinkat(s->tmp_fd, name, 0);
+		fd = -1;
+	}
+	return fd;
+}
+
 static void *sync_main(void *arg)
 {
 	struct fs_store *s = arg;
@@ -120,10 +193,14 @@ static void *sync_main(void *arg)
 
 	pthread_mutex_lock(&s->sync_mu);
 	for (;;) {
-		while (s->queue == NULL && !s->sync_stop)
+		while (s->queue == NULL && !s->sync_stop && !(s->want_spares && s->nspare < SPARES))
 			pthread_cond_wait(&s->sync_work, &s->sync_mu);
-		if (s->queue == NULL)
+		if (s->queue == NULL && s->sync_stop)
 			break;
+		if (s->queue == NULL) {
+			spare_make(s);   /* syncs first, spares when idle */
+			continue;
+		}
 		batch = s->queue;
 		s->queue = NULL;
 		pthread_mutex_unlock(&s->sync_mu);
@@ -292,7 +369,9 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 		rc = ERR_LIMIT;
 		goto out;
 	}
-	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	w->fd = spare_take(s, key);
+	if (w->fd < 0)
+		w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
 		w->tmp[0] = 0;
@@ -448,7 +527,7 @@ static enum err clear_dir(const char *dir, unsigned *removed)
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-			(*removed)++;
+			*removed += strncmp(e->d_name, "spare.", 6) != 0;   /* spare_make's: empty */
 		else if (errno != ENOENT)
 			rc = ERR_IO;
 	}
@@ -572,6 +651,13 @@ static void fs_close(struct blob_store *bs)
 	pthread_mutex_unlock(&s->sync_mu);
 	if (s->sync_started)
 		pthread_join(s->sync_th, NULL);   /* after the queue is drained */
+	while (s->nspare > 0) {
+		s->nspare--;
+		close(s->spare_fd[s->nspare]);
+		(void)unlinkat(s->tmp_fd, s->spare_name[s->nspare], 0);
+	}
+	if (s->tmp_fd >= 0)
+		close(s->tmp_fd);
 	if (s->pend_fd >= 0)
 		close(s->pend_fd);
 	if (s->lock_fd >= 0)
@@ -635,6 +721,7 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 	s->base.ops = &fs_ops;
 	s->lock_fd = -1;
 	s->pend_fd = -1;
+	s->tmp_fd = -1;
 	pthread_mutex_init(&s->dir_mu, NULL);
 	pthread_mutex_init(&s->key_mu, NULL);
 	pthread_mutex_init(&s->sync_mu, NULL);
@@ -647,7 +734,8 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 	if (mkdir_durable(s->tmpdir, dir) != ERR_OK || mkdir_durable(s->pendir, dir) != ERR_OK)
 		goto fail;
 	s->pend_fd = open(s->pendir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->pend_fd < 0)
+	s->tmp_fd = open(s->tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->pend_fd < 0 || s->tmp_fd < 0)
 		goto fail;
 	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (s->lock_fd < 0 || flock_retry(s->lock_fd, LOCK_SH) != 0)

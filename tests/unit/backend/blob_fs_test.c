@@ -293,7 +293,7 @@ TEST(recover_after_crash)
 TEST(new_keys)
 {
 	struct blob_store *s = open_store();
-	char k[300][BLOB_KEY_NEW + 1];
+	char k[300][BLOB_KEY_NEW + 1], p[600];
 	unsigned i, j, same = 0, prefixes = 1;
 
 	if (s == NULL) {
@@ -315,7 +315,11 @@ TEST(new_keys)
 			CHECK(strcmp(k[i] + 4, k[j] + 4) != 0);
 	for (i = 0; i < 300; i += 37)
 		CHECK(put(s, k[i], "x", 1) == ERR_OK);
+	/* the spare files made ahead: a few, in .tmp; gone at close */
+	CHECK(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)) <= 4);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.pending", dir), p)), 9);   /* not settled */
 	s->ops->close(s);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 0);
 	rm_rf(dir);
 }
 
