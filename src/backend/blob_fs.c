@@ -1,7 +1,7 @@
 /* blob_fs.c: the local-directory object store. Objects live at
  * DIR/ab/cd/<key> (fan-out on the key's first four hex digits: the 256
- * DIR/ab are made together, with one fsync of DIR, before the first object
- * is written; a DIR/ab/cd, and its parent fsync'd, the first time an
+ * DIR/ab are made together, with one fsync of DIR, when the store is first
+ * opened (else before the first object is written); a DIR/ab/cd, and its parent fsync'd, the first time an
  * object needs it; a bitmap remembers which exist; new_key reuses a
  * DIR/ab/cd for FANOUT_REUSE keys, so that a young vault does not pay a
  * mkdir and a directory fsync per object).
@@ -316,6 +316,12 @@ static enum err fanout_ready(struct fs_store *s, const char *key, const char *su
 	}
 	if (rc == ERR_OK && !bit_get(s->dir2, i2)) {
 		rc = mkdir_durable(sub2, sub1);
+		if (rc != ERR_OK && errno == ENOENT) {
+			/* DIR/xx lost (a crash while top_dirs ran, before DIR's fsync) */
+			rc = mkdir_durable(sub1, s->dir);
+			if (rc == ERR_OK)
+				rc = mkdir_durable(sub2, sub1);
+		}
 		if (rc == ERR_OK)
 			bit_set(s->dir2, i2);
 	}
@@ -740,6 +746,12 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (s->lock_fd < 0 || flock_retry(s->lock_fd, LOCK_SH) != 0)
 		goto fail;
+	/* the 256 DIR/xx now (at init, in practice) rather than in the first
+	 * store: DIR/ff, made last, says they all exist */
+	if (snprintf(lock, sizeof lock, "%s/ff", dir) < (int)sizeof lock && stat(lock, &st) == 0 && S_ISDIR(st.st_mode))
+		s->top_made = true;
+	else if (top_dirs(s) == ERR_OK)
+		s->top_made = true;
 	*out = &s->base;
 	return ERR_OK;
 fail:
