@@ -23,6 +23,8 @@ WUR enum err spool_write(struct spool *s, const void *p, size_t n);
 WUR enum err spool_finish(struct spool *s);
 /* Bytes written so far. */
 uint64_t spool_size(const struct spool *s);
+/* After spool_finish: the SHA-256 of every byte written (NULL before). */
+const uint8_t *spool_sha256(const struct spool *s);
 /* After spool_finish: a plaintext source (read_at, size) over it; release
  * it with src_close before the next spool_src or spool_free. */
 WUR enum err spool_src(struct spool *s, struct src *out);

@@ -2,7 +2,10 @@
  * up to SPOOL_MEM_MAX (no inode, no write, no decrypting re-read: most of
  * the CPU of a C-STORE or STOW part before this), else spilled to an
  * unnamed file (O_TMPFILE, or a name unlinked at once) encrypted under a
- * random key of its own, so that nothing readable reaches the disk. The
+ * random key of its own, so that nothing readable reaches the disk. Its
+ * SHA-256 is computed as the bytes arrive (store_instance_hashed then
+ * does not read them for it: the receive, waiting on the sender, has the
+ * time). The
  * memory is wiped when the spool is freed and kept out of core dumps.
  * Layer: core. */
 #include <errno.h>
@@ -24,6 +27,8 @@ struct spool {
 	struct secret *key;
 	struct aead_enc *enc;
 	struct sink fdsink;
+	struct sha256 *h;         /* of every byte written, until finish */
+	uint8_t sha[32];
 	struct src_mem msrc;      /* the source over mem */
 	struct src fsrc;          /* the file, while a source is open */
 	bool fsrc_open;
@@ -68,6 +73,11 @@ enum err spool_new(struct spool **out, const char *dir, const char *label)
 		return ERR_NOMEM;
 	}
 	(void)madvise(s->mem, SPOOL_MEM_MAX, MADV_DONTDUMP);
+	if (sha256_new(&s->h) != ERR_OK) {
+		munmap(s->mem, SPOOL_MEM_MAX);
+		free(s);
+		return ERR_NOMEM;
+	}
 	*out = s;
 	return ERR_OK;
 }
@@ -108,6 +118,9 @@ enum err spool_write(struct spool *s, const void *p, size_t n)
 		return ERR_INTERNAL;
 	if (n == 0)
 		return ERR_OK;
+	/* hashed as it arrives (while the sender sends the next fragment),
+	 * not later in the store */
+	sha256_update(s->h, p, n);
 	if (s->mem != NULL && n <= SPOOL_MEM_MAX - s->len) {
 		memcpy(s->mem + s->len, p, n);
 		s->len += n;
@@ -134,6 +147,8 @@ enum err spool_finish(struct spool *s)
 	if (s->finished)
 		return ERR_OK;
 	s->finished = true;
+	sha256_final(s->h, s->sha);
+	s->h = NULL;
 	if (s->enc != NULL) {
 		rc = aead_enc_close(s->enc);
 		aead_enc_free(s->enc);
@@ -147,6 +162,11 @@ enum err spool_finish(struct spool *s)
 uint64_t spool_size(const struct spool *s)
 {
 	return s->size;
+}
+
+const uint8_t *spool_sha256(const struct spool *s)
+{
+	return s->finished ? s->sha : NULL;
 }
 
 static void fsrc_done(void *ctx)
@@ -195,6 +215,7 @@ void spool_free(struct spool *s)
 	if (s == NULL)
 		return;
 	fsrc_done(s);
+	sha256_free(s->h);
 	aead_enc_free(s->enc);
 	secret_free(s->key);
 	mem_drop(s);

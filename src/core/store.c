@@ -300,9 +300,10 @@ static enum err hash_src(struct src *in, uint8_t out[32])
 	return rc;
 }
 
-/* Encrypts in into a new blob while hashing it; durable on success. */
+/* Encrypts in into a new blob while hashing it (unless known, the hash
+ * the caller already has); durable on success. */
 static enum err write_object(struct ctx *c, struct src *in, const char *object_key, const char *sop_uid,
-                             uint8_t sha[32])
+                             const uint8_t *known, uint8_t sha[32])
 {
 	struct blob_store *bs = c->v->blobs;
 	struct blob_writer *bw = NULL;
@@ -323,13 +324,14 @@ static enum err write_object(struct ctx *c, struct src *in, const char *object_k
 		blob_sink(&k, &bc, bs, bw);
 		rc = aead_enc_open(&e, c->dk, ad.p, ad.len, &k);
 	}
-	if (rc == ERR_OK)
+	if (rc == ERR_OK && known == NULL)
 		rc = sha256_new(&h);
 	while (rc == ERR_OK && off < size) {
 		size_t n = size - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(size - off);
 		rc = in->read_at(in->ctx, off, buf, n);
 		if (rc == ERR_OK) {
-			sha256_update(h, buf, n);
+			if (h != NULL)
+				sha256_update(h, buf, n);
 			rc = aead_enc_write(e, buf, n);
 		}
 		off += n;
@@ -337,7 +339,10 @@ static enum err write_object(struct ctx *c, struct src *in, const char *object_k
 	if (rc == ERR_OK)
 		rc = aead_enc_close(e);
 	if (rc == ERR_OK) {
-		sha256_final(h, sha);
+		if (h != NULL)
+			sha256_final(h, sha);
+		else
+			memcpy(sha, known, 32);
 		h = NULL;
 		rc = bs->ops->put_commit(bw);
 		bw = NULL;
@@ -373,10 +378,15 @@ static void merge_modality(char *mods, size_t cap, const char *m)
 }
 
 /* The SOP Instance UID is already stored: identical bytes succeed. */
-static enum err same_as_stored(struct src *in, const struct idx_instance *old, struct store_result *res, char *why,
-                               size_t whylen)
+static enum err same_as_stored(struct src *in, const uint8_t *known, const struct idx_instance *old,
+                               struct store_result *res, char *why, size_t whylen)
 {
-	enum err rc = hash_src(in, res->sha256);
+	enum err rc = ERR_OK;
+
+	if (known != NULL)
+		memcpy(res->sha256, known, 32);
+	else
+		rc = hash_src(in, res->sha256);
 
 	if (rc != ERR_OK)
 		return rc;
@@ -390,6 +400,12 @@ static enum err same_as_stored(struct src *in, const struct idx_instance *old, s
 
 enum err store_instance(struct vault *v, struct src *in, const char *collection, struct store_result *res,
                         char *why, size_t whylen)
+{
+	return store_instance_hashed(v, in, NULL, collection, res, why, whylen);
+}
+
+enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *known, const char *collection,
+                               struct store_result *res, char *why, size_t whylen)
 {
 	struct dcm_read_opts ro = { .bulk_threshold = 4096, .strict = false };
 	struct ctx c;
@@ -429,7 +445,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	store_ix_lock(v, &locked);
 	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
 		store_ix_unlock(v, &locked);
-		rc = same_as_stored(in, &old, res, why, whylen);
+		rc = same_as_stored(in, known, &old, res, why, whylen);
 		goto out;
 	}
 	rc = ix->ops->begin(ix);
@@ -449,7 +465,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		rc = ERR_IO;
 		goto out;
 	}
-	rc = write_object(&c, in, object_key, res->sop_uid, res->sha256);
+	rc = write_object(&c, in, object_key, res->sop_uid, known, res->sha256);
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write the encrypted object");
 		object_key[0] = 0;
@@ -535,7 +551,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 		store_ix_unlock(v, &locked);
 		(void)v->blobs->ops->del(v->blobs, object_key);
 		object_key[0] = 0;
-		rc = same_as_stored(in, &old, res, why, whylen);
+		rc = same_as_stored(in, known, &old, res, why, whylen);
 		goto out;
 	}
 	if (rc == ERR_OK)

@@ -348,7 +348,7 @@ static enum err p_end(void *ctx)
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance(v, &src, coll, &res, why, sizeof why);
+	rc = store_instance_hashed(v, &src, spool_sha256(s->sp), coll, &res, why, sizeof why);
 	if (rc == ERR_OK) {
 		pthread_mutex_lock(r->srv->ix_lock);
 		have_pa = dw_locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;

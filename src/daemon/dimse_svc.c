@@ -346,7 +346,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment)
 		goto fail;
 	}
 	memset(&res, 0, sizeof res);
-	rc = store_instance(v, &src, pk.coll, &res, why, sizeof why);
+	rc = store_instance_hashed(v, &src, spool_sha256(st->sp), pk.coll, &res, why, sizeof why);
 	src_close(&src);
 	if (rc != ERR_OK) {
 		switch (rc) {

@@ -1,6 +1,7 @@
 /* spool_test.c: the receive spool (core/spool.c): a small data set stays
  * in memory, a large one spills to an encrypted unnamed file; either reads
- * back identical, as often as asked, at any offset; nothing is left in the
+ * back identical, as often as asked, at any offset, and its SHA-256 is
+ * that of the bytes written; nothing is left in the
  * directory; plaintext never reaches the file. Layer: tests. */
 #include <dirent.h>
 #include <stdlib.h>
@@ -45,7 +46,19 @@ static void roundtrip(size_t n, size_t step)
 	for (off = 0; off < n; off += step)
 		CHECK(spool_write(s, data + off, n - off < step ? n - off : step) == ERR_OK);
 	CHECK(spool_src(s, &src) == ERR_INTERNAL);   /* not finished */
+	CHECK(spool_sha256(s) == NULL);
 	CHECK(spool_finish(s) == ERR_OK);
+	{
+		/* hashed as written: the SHA-256 of the whole */
+		struct sha256 *h = NULL;
+		uint8_t want[32];
+		CHECK(sha256_new(&h) == ERR_OK);
+		if (h != NULL) {
+			sha256_update(h, data, n);
+			sha256_final(h, want);
+			CHECK(spool_sha256(s) != NULL && memcmp(spool_sha256(s), want, 32) == 0);
+		}
+	}
 	CHECK(spool_write(s, "x", 1) != ERR_OK);
 	CHECK_EQ_INT(spool_size(s), n);
 	for (i = 0; i < 2; i++) {
