@@ -6,10 +6,12 @@
  * SHA-256 is computed as the bytes arrive (store_instance_hashed then
  * does not read them for it: the receive, waiting on the sender, has the
  * time). The
- * memory is wiped when the spool is freed and kept out of core dumps.
+ * memory is wiped when the spool is freed (then kept for the next spool, up
+ * to SPOOL_CACHE buffers) and kept out of core dumps.
  * Layer: core. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +38,43 @@ struct spool {
 	char dir[4096];
 	char label[32];
 };
+
+/* Buffers of spools freed, wiped, kept for the next ones (no mmap, no page
+ * faults per data set): at most SPOOL_CACHE, that is 8 MiB once touched. */
+#define SPOOL_CACHE 8
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *cache[SPOOL_CACHE];
+static unsigned ncache;
+
+static uint8_t *mem_get(void)
+{
+	uint8_t *m = NULL;
+
+	pthread_mutex_lock(&cache_mu);
+	if (ncache > 0)
+		m = cache[--ncache];
+	pthread_mutex_unlock(&cache_mu);
+	if (m != NULL)
+		return m;
+	m = mmap(NULL, SPOOL_MEM_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	(void)madvise(m, SPOOL_MEM_MAX, MADV_DONTDUMP);
+	return m;
+}
+
+/* m wiped already */
+static void mem_put(uint8_t *m)
+{
+	pthread_mutex_lock(&cache_mu);
+	if (ncache < SPOOL_CACHE) {
+		cache[ncache++] = m;
+		m = NULL;
+	}
+	pthread_mutex_unlock(&cache_mu);
+	if (m != NULL)
+		munmap(m, SPOOL_MEM_MAX);
+}
 
 static int tmp_open(const char *dir)
 {
@@ -67,14 +106,13 @@ enum err spool_new(struct spool **out, const char *dir, const char *label)
 	s->fd = -1;
 	snprintf(s->dir, sizeof s->dir, "%s", dir);
 	snprintf(s->label, sizeof s->label, "%s", label);
-	s->mem = mmap(NULL, SPOOL_MEM_MAX, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (s->mem == MAP_FAILED) {
+	s->mem = mem_get();
+	if (s->mem == NULL) {
 		free(s);
 		return ERR_NOMEM;
 	}
-	(void)madvise(s->mem, SPOOL_MEM_MAX, MADV_DONTDUMP);
 	if (sha256_new(&s->h) != ERR_OK) {
-		munmap(s->mem, SPOOL_MEM_MAX);
+		mem_put(s->mem);
 		free(s);
 		return ERR_NOMEM;
 	}
@@ -87,7 +125,7 @@ static void mem_drop(struct spool *s)
 	if (s->mem == NULL)
 		return;
 	mem_wipe(s->mem, s->len);
-	munmap(s->mem, SPOOL_MEM_MAX);
+	mem_put(s->mem);
 	s->mem = NULL;
 	s->len = 0;
 }
