@@ -13,7 +13,9 @@
 #     limit of the machine), one association;
 #   * Orthanc (plain TCP, no encryption), when installed, one association.
 # Every figure is the median of DIMSE_REPS (default 3) runs, the runs of the
-# four interleaved, each into a fresh vault / folder / Orthanc storage.
+# four interleaved, each into a fresh vault / folder / Orthanc storage; all
+# are removed only at the end (files deleted during the runs would slow
+# every server's file creation: ext4 skips recently freed inodes).
 # Prints a markdown table, the ratios and the checks; with DIMSE_OUT=FILE
 # also writes the table there (bench/run.sh's section 8). Runs in a network
 # namespace of its own (loopback only: storescp cannot bind an address).
@@ -86,7 +88,6 @@ for rep in $(seq "$REPS"); do
 	DV1+=("$(rate "$t0" "$t1")")
 	RSS1+=("$(hwm "$DVPID")")
 	stop "$DVPID"
-	rm -rf "$T/v.$rep"
 
 	# ---- dicomvault, 8 associations at once ----
 	dv_start "$T/w.$rep"
@@ -107,12 +108,11 @@ for rep in $(seq "$REPS"); do
 	DV8+=("$(rate "$t0" "$t1")")
 	RSS8+=("$(hwm "$DVPID")")
 	stop "$DVPID"
-	rm -rf "$T/w.$rep"
 
 	# ---- storescp +tls +B (no fsync) ----
 	SP=$(free_port)
-	rm -rf "$T/scp" && mkdir -p "$T/scp"
-	storescp +tls "$T/dest.key" "$T/dest.crt" +cf "$T/peer.crt" +B -od "$T/scp" "$SP" >"$T/scp.log" 2>&1 &
+	mkdir -p "$T/scp.$rep"
+	storescp +tls "$T/dest.key" "$T/dest.crt" +cf "$T/peer.crt" +B -od "$T/scp.$rep" "$SP" >"$T/scp.log" 2>&1 &
 	SPID=$!
 	PIDS+=("$SPID")
 	sleep 0.5
@@ -126,9 +126,9 @@ for rep in $(seq "$REPS"); do
 	# ---- Orthanc (plain TCP), if installed ----
 	if [ -x /usr/sbin/Orthanc ]; then
 		OP=$(free_port)
-		rm -rf "$T/orthanc" && mkdir -p "$T/orthanc"
+		mkdir -p "$T/orthanc.$rep"
 		cat >"$T/orthanc.json" <<JSON
-{ "Name": "bench", "StorageDirectory": "$T/orthanc", "IndexDirectory": "$T/orthanc",
+{ "Name": "bench", "StorageDirectory": "$T/orthanc.$rep", "IndexDirectory": "$T/orthanc.$rep",
   "HttpPort": $(free_port), "DicomPort": $OP, "DicomAet": "ORTHANC", "RemoteAccessAllowed": false,
   "DicomServerEnabled": true, "TcpNoDelay": true, "Plugins": [] }
 JSON
