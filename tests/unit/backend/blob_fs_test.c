@@ -262,9 +262,14 @@ TEST(recover_after_crash)
 	/* written in its pending entry, not yet under its key */
 	CHECK(exists(".pending/4444444444444444") && !exists("44/44/4444444444444444"));
 	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.pending", dir), p)), 3);
-	/* a temporary file as older versions left them */
+	/* a temporary file as older versions left them, and a spare file of
+	 * a process that died (removed, not counted) */
 	{
 		FILE *f = fopen((snprintf(p, sizeof p, "%s/.tmp/6666666666666666.0011223344556677", dir), p), "w");
+		CHECK(f != NULL);
+		if (f != NULL)
+			fclose(f);
+		f = fopen((snprintf(p, sizeof p, "%s/.tmp/spare.0011223344556677", dir), p), "w");
 		CHECK(f != NULL);
 		if (f != NULL)
 			fclose(f);
