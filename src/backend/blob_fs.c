@@ -1,16 +1,16 @@
 /* blob_fs.c: the local-directory object store. Objects live at
  * DIR/ab/cd/<key> (fan-out on the key's first four hex digits: the 256
  * DIR/ab are made together, with one fsync of DIR, when the store is first
- * opened (else before the first object is written); a DIR/ab/cd, and its parent fsync'd, the first time an
- * object needs it; a bitmap remembers which exist; new_key reuses a
- * DIR/ab/cd for FANOUT_REUSE keys, so that a young vault does not pay a
- * mkdir and a directory fsync per object).
+ * opened (else before the first object is written); a DIR/ab/cd, and its
+ * parent fsync'd, the first time an object needs it; a bitmap remembers
+ * which exist; new_key reuses a DIR/ab/cd for FANOUT_REUSE keys, so that
+ * a young vault does not pay a mkdir and a directory fsync per object).
  *
  * A put (docs/internals/durability.md has the argument):
  *   1. put_begin makes DIR/.pending/<key> (renames a spare empty file the
- *      sync thread made ahead in DIR/.tmp, or creates it) and asks the store's
- *      sync thread for an fsync of DIR/.pending, which runs while the
- *      object is encrypted and written into the file;
+ *      sync thread made ahead in DIR/.tmp, or creates it) and asks the
+ *      store's sync thread for an fsync of DIR/.pending, which runs while
+ *      the object is encrypted and written into the file;
  *   2. put_commit waits for that fsync (the pending entry is durable),
  *      links the file as DIR/ab/cd/<key> (link(2) fails if the key exists,
  *      so objects are never replaced), then fsyncs the file here while the
@@ -38,8 +38,8 @@
 #include "dicomvault/log.h"
 
 #define PATH_CAP 4096
-#define FANOUT_REUSE 256
-#define SPARES 4           /* empty files made ahead in DIR/.tmp (spare_make) */   /* keys per DIR/ab/cd before new_key picks another */
+#define FANOUT_REUSE 256   /* keys per DIR/ab/cd before new_key picks another */
+#define SPARES 4           /* empty files made ahead in DIR/.tmp (spare_make) */
 
 /* A directory fsync asked of the sync thread. */
 struct sync_job {
