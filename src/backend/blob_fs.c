@@ -44,6 +44,7 @@
 /* A directory fsync asked of the sync thread. */
 struct sync_job {
 	int fd;
+	const char *dir;          /* its path: jobs of one directory share a fsync */
 	enum err rc;
 	int done;                 /* atomic: set (release) once rc is final */
 	struct sync_job *next;
@@ -204,9 +205,10 @@ static void *sync_main(void *arg)
 		batch = s->queue;
 		s->queue = NULL;
 		pthread_mutex_unlock(&s->sync_mu);
-		/* every job of the batch was queued before these fsyncs began */
+		/* every job of the batch was queued before these fsyncs began:
+		 * one fsync per directory covers them all */
 		for (j = batch; j != NULL; j = j->next) {
-			for (k = batch; k != j && k->fd != j->fd; k = k->next)
+			for (k = batch; k != j && strcmp(k->dir, j->dir) != 0; k = k->next)
 				;
 			if (k != j)
 				j->rc = k->rc;   /* the same directory, synced just now */
@@ -226,9 +228,10 @@ static void *sync_main(void *arg)
 
 /* Queues an fsync of fd (a directory) for the sync thread, started on
  * first use; without a thread, fsyncs at once. */
-static void sync_submit(struct fs_store *s, struct sync_job *j, int fd)
+static void sync_submit(struct fs_store *s, struct sync_job *j, int fd, const char *dir)
 {
 	j->fd = fd;
+	j->dir = dir;
 	j->rc = ERR_IO;
 	j->done = 0;
 	pthread_mutex_lock(&s->sync_mu);
@@ -384,7 +387,7 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 		goto out;
 	}
 	/* the entry made durable while the caller writes */
-	sync_submit(s, &w->pjob, s->pend_fd);
+	sync_submit(s, &w->pjob, s->pend_fd, s->pendir);
 	w->pjob_sent = true;
 	*out = w;
 	w = NULL;
@@ -448,7 +451,7 @@ static enum err fs_put_commit(struct blob_writer *w)
 		if (dfd < 0)
 			rc = ERR_IO;
 		else {
-			sync_submit(w->s, &sj, dfd);
+			sync_submit(w->s, &sj, dfd, w->subdir);
 			sj_sent = true;
 		}
 	}
