@@ -18,7 +18,11 @@
 #      (bench/limits_bench);
 #   7. the cost of authorisation: QIDO/WADO latency with 10,000 grants and
 #      100 collections against one admin (bench/access_bench.py;
-#      BENCH_ACCESS=0 skips it).
+#      BENCH_ACCESS=0 skips it);
+#   8. DIMSE C-STORE ingest (issue 5): storescu +tls into dicomvault, one
+#      association and 8 at once, side by side with DCMTK storescp +tls +B
+#      and Orthanc, with the ratios (bench/dimse_bench.sh; BENCH_DIMSE=0
+#      skips it).
 # Writes bench/out/results.md and prints it. See docs/BENCH.md.
 # Every figure is the best of several runs: 2 x BENCH_REPS (default 5) runs
 # of each command over the CT series (short, hence noisy) and passes of
@@ -411,6 +415,22 @@ if [ "${BENCH_ACCESS:-1}" != 0 ]; then
 	"$PY" bench/access_bench.py "$DV" >"$ACC_MD" || die "access benchmark failed"
 fi
 
+# ---- 8. DIMSE C-STORE ingest (issue 5) ----
+# bench/dimse_bench.sh: storescu +tls of the CT series into dicomvault on one
+# association and on 8 at once, against DCMTK storescp +tls +B and Orthanc,
+# medians of DIMSE_REPS (3) runs; needs storescu/storescp (dcmtk) and
+# unshare (a loopback-only network namespace). BENCH_DIMSE=0 skips it.
+DIMSE_MD=$OUT/dimse.md
+rm -f "$DIMSE_MD"
+if [ "${BENCH_DIMSE:-1}" != 0 ]; then
+	echo "== 8. DIMSE C-STORE ingest"
+	if command -v storescu >/dev/null && command -v storescp >/dev/null; then
+		DIMSE_OUT=$DIMSE_MD bash bench/dimse_bench.sh "$DV" >/dev/null || echo "bench/run.sh: dimse_bench reported failed stores" >&2
+	else
+		echo "bench/run.sh: storescu/storescp missing (dcmtk): section 8 skipped" >&2
+	fi
+fi
+
 # ---- 6. the machine's own limits ----
 echo "== 6. machine limits"
 LB=$B/bench/limits_bench
@@ -473,6 +493,11 @@ RES=$OUT/results.md
 	echo "| stream ${MF_MB} MB multi-frame, peak RSS MB | $S_RSS | | | < 32 | $(status "$S_RSS < 32" "$S_RSS < 32") |"
 	echo "| de-identify $NCT CT files (basic profile) vs gdcmanon, MB/s | $(n0 "$DV_MW") / $(n0 "$DV_MC") | $(n0 "$GD_MW") / $(n0 "$GD_MC") | ${RGD_W}x / ${RGD_C}x | >= 4x | $(status "$RGD_W >= 4" "$RGD_C >= 4") |"
 	[ -f "$OUT/server_targets.md" ] && cat "$OUT/server_targets.md"
+	if [ -f "$DIMSE_MD" ]; then
+		# the check rows of bench/dimse_bench.sh, as target rows
+		grep -E '^\| (dicomvault / |[0-9]+ associations)' "$DIMSE_MD" | grep -v 'instances/s |$' |
+			awk -F'|' '{ printf "| DIMSE C-STORE (section 8): %s | | | %s | %s | %s |\n", $2, $3, $4, $5 }'
+	fi
 	if [ -f "$ACC_MD" ]; then
 		ACC_RATIO=$(sed -n 's/.*worst ratio \([0-9.]*\)).*/\1/p' "$ACC_MD")
 		echo "| QIDO and WADO p50, a physician among 10,000 grants and 100 collections, against the admin | ${ACC_RATIO}x | | | <= 1.10x | $(status "${ACC_RATIO:-9} <= 1.10" "${ACC_RATIO:-9} <= 1.10") |"
@@ -529,6 +554,12 @@ RES=$OUT/results.md
 		echo "## 7. The cost of authorisation (bench/access_bench.py)"
 		echo
 		cat "$ACC_MD"
+		echo
+	fi
+	if [ -f "$DIMSE_MD" ]; then
+		echo "## 8. DIMSE C-STORE ingest (bench/dimse_bench.sh)"
+		echo
+		cat "$DIMSE_MD"
 		echo
 	fi
 	echo "## 6. The machine's own limits (what the ingest path is made of)"

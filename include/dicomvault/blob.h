@@ -14,6 +14,7 @@
 
 #define BLOB_KEY_MIN 16
 #define BLOB_KEY_MAX 64
+#define BLOB_KEY_NEW 32   /* the length of a new_key key */
 
 struct blob_store;
 struct blob_writer;
@@ -43,6 +44,9 @@ struct blob_ops {
 	void (*settle)(struct blob_store *s, const char *key);
 	enum err (*recover)(struct blob_store *s, enum err (*referenced)(void *ctx, const char *key, bool *yes),
 	                    void *ctx, unsigned *removed);
+	/* A fresh, unpredictable key for a new object (the store may choose
+	 * part of it to place objects well). */
+	enum err (*new_key)(struct blob_store *s, char out[BLOB_KEY_NEW + 1]);
 };
 
 struct blob_store {

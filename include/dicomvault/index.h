@@ -190,6 +190,11 @@ struct index_ops {
 	enum err (*begin)(struct index_store *s);     /* write transaction */
 	enum err (*commit)(struct index_store *s);
 	void (*rollback)(struct index_store *s);
+	/* Inside a transaction: a savepoint; release keeps what was done since,
+	 * rollback_to undoes it (and releases the savepoint). One level. */
+	enum err (*savepoint)(struct index_store *s);
+	enum err (*release)(struct index_store *s);
+	void (*rollback_to)(struct index_store *s);
 	/* Patients by key hash; ERR_NOTFOUND if absent. Blobs in *out stay
 	 * valid until the next call on s. */
 	enum err (*patient_get)(struct index_store *s, const uint8_t key_hmac[IDX_HMAC_LEN], struct idx_patient *out);

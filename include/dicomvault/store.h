@@ -27,6 +27,11 @@ struct store_result {
  * refused (ERR_DENIED) and nothing is replaced. */
 WUR enum err store_instance(struct vault *v, struct src *in, const char *collection, struct store_result *res,
                             char *why, size_t whylen);
+/* The same, for a caller that already has the SHA-256 of in's bytes (a
+ * spool hashes as it receives, spool_sha256): the store does not hash
+ * them again. sha256 NULL: as store_instance. */
+WUR enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *sha256, const char *collection,
+                                   struct store_result *res, char *why, size_t whylen);
 
 /* The keyed hash that identifies a patient in the index (and in grants of
  * a patient scope): Patient ID and Issuer of Patient ID (NULL or "" when

@@ -1,16 +1,28 @@
 /* blob_fs.c: the local-directory object store. Objects live at
  * DIR/ab/cd/<key> (fan-out on the key's first four hex digits: the 256
- * DIR/ab are made together, with one fsync of DIR, before the first object
- * is written; a DIR/ab/cd, and its parent fsync'd, the first time an
- * object needs it; a bitmap remembers which exist), written as
- * DIR/.tmp/<key>.<random>, fsync'd, linked as DIR/.pending/<key> (and that
- * directory fsync'd), linked into place (link(2) fails if the key exists,
- * so objects are never replaced), and the directory fsync'd before commit
- * returns. The pending link goes once the index references the object
- * (settle); after a crash, recover() removes what never committed: the
- * temporary files, and pending objects the index does not reference. Every
- * process with the store open holds a shared flock on DIR/.lock; recovery
- * runs only when it can take it exclusively. Layer: backend. */
+ * DIR/ab are made together, with one fsync of DIR, when the store is first
+ * opened (else before the first object is written); a DIR/ab/cd, and its
+ * parent fsync'd, the first time an object needs it; a bitmap remembers
+ * which exist; new_key reuses a DIR/ab/cd for FANOUT_REUSE keys, so that
+ * a young vault does not pay a mkdir and a directory fsync per object).
+ *
+ * A put (docs/internals/durability.md has the argument):
+ *   1. put_begin makes DIR/.pending/<key> (renames a spare empty file the
+ *      sync thread made ahead in DIR/.tmp, or creates it) and asks the
+ *      store's sync thread for an fsync of DIR/.pending, which runs while
+ *      the object is encrypted and written into the file;
+ *   2. put_commit waits for that fsync (the pending entry is durable),
+ *      links the file as DIR/ab/cd/<key> (link(2) fails if the key exists,
+ *      so objects are never replaced), then fsyncs the file here while the
+ *      sync thread fsyncs DIR/ab/cd; commit returns once both are done.
+ * So an object visible under its key after a crash always has its pending
+ * entry (made durable before the link), until settle, called once the
+ * index references the object, unlinks it. After a crash, recover()
+ * removes what never committed: pending entries the index does not
+ * reference, with their object if it was linked (and any DIR/.tmp file of
+ * older versions). Every process with the store open holds a shared flock
+ * on DIR/.lock; recovery runs only when it can take it exclusively.
+ * Layer: backend. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +38,17 @@
 #include "dicomvault/log.h"
 
 #define PATH_CAP 4096
+#define FANOUT_REUSE 256   /* keys per DIR/ab/cd before new_key picks another */
+#define SPARES 4           /* empty files made ahead in DIR/.tmp (spare_make) */
+
+/* A directory fsync asked of the sync thread. */
+struct sync_job {
+	int fd;
+	const char *dir;          /* its path: jobs of one directory share a fsync */
+	enum err rc;
+	int done;                 /* atomic: set (release) once rc is final */
+	struct sync_job *next;
+};
 
 struct fs_store {
 	struct blob_store base;
@@ -41,12 +64,33 @@ struct fs_store {
 	uint8_t dir2[65536 / 8];
 	bool top_made;            /* every DIR/xx exists (under dir_mu) */
 	pthread_mutex_t dir_mu;
+	/* new_key's current fan-out prefix and how many keys it has given */
+	pthread_mutex_t key_mu;
+	char prefix[5];
+	unsigned prefix_uses;
+	/* the sync thread: directory fsyncs in the background, those queued
+	 * together done as one batch (one fsync per distinct descriptor) */
+	int pend_fd;              /* DIR/.pending, open */
+	int tmp_fd;               /* DIR/.tmp, open */
+	/* empty files in DIR/.tmp made by the sync thread between writes, so
+	 * that a put does not wait for an inode allocation (under sync_mu) */
+	int spare_fd[SPARES];
+	char spare_name[SPARES][24];
+	unsigned nspare;
+	bool want_spares;
+	pthread_mutex_t sync_mu;
+	pthread_cond_t sync_work, sync_done;
+	struct sync_job *queue;
+	bool sync_started, sync_stop;
+	pthread_t sync_th;
 };
 
 struct blob_writer {
 	struct fs_store *s;
 	int fd;
-	char tmp[PATH_CAP];
+	struct sync_job pjob;     /* the fsync of DIR/.pending after our entry */
+	bool pjob_sent;
+	char tmp[PATH_CAP];       /* DIR/.pending/<key> until committed */
 	char final[PATH_CAP];
 	char subdir[PATH_CAP];
 	enum err err;
@@ -77,6 +121,143 @@ static enum err fsync_dir(const char *path)
 		rc = ERR_IO;
 	close(fd);
 	return rc;
+}
+
+/* Called by the sync thread with sync_mu held: one more spare file
+ * (DIR/.tmp/spare.RANDOM, empty, not synced: a put renames it, and its
+ * new name is synced then). On failure, stops making them. */
+static void spare_make(struct fs_store *s)
+{
+	static const char hexd[] = "0123456789abcdef";
+	char name[24];
+	uint8_t r[8];
+	unsigned i;
+	int fd = -1;
+
+	pthread_mutex_unlock(&s->sync_mu);
+	if (getrandom(r, sizeof r, 0) == (ssize_t)sizeof r) {
+		memcpy(name, "spare.", 6);
+		for (i = 0; i < 8; i++) {
+			name[6 + 2 * i] = hexd[r[i] >> 4];
+			name[7 + 2 * i] = hexd[r[i] & 15];
+		}
+		name[22] = 0;
+		fd = openat(s->tmp_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
+	pthread_mutex_lock(&s->sync_mu);
+	if (fd < 0) {
+		s->want_spares = false;
+		return;
+	}
+	if (s->nspare >= SPARES || s->sync_stop) {
+		close(fd);
+		(void)unlinkat(s->tmp_fd, name, 0);
+		return;
+	}
+	s->spare_fd[s->nspare] = fd;
+	memcpy(s->spare_name[s->nspare], name, sizeof name);
+	s->nspare++;
+}
+
+/* A spare file renamed DIR/.pending/<key> (never replacing one): its
+ * descriptor, or -1 (none left, or the rename failed: the caller creates
+ * the file itself). */
+static int spare_take(struct fs_store *s, const char *key)
+{
+	char name[24];
+	int fd = -1;
+
+	pthread_mutex_lock(&s->sync_mu);
+	if (!s->want_spares && s->nspare == 0 && !s->sync_stop) {
+		s->want_spares = true;   /* from the first put on */
+		pthread_cond_signal(&s->sync_work);
+	}
+	if (s->nspare > 0) {
+		s->nspare--;
+		fd = s->spare_fd[s->nspare];
+		memcpy(name, s->spare_name[s->nspare], sizeof name);
+		pthread_cond_signal(&s->sync_work);   /* make another */
+	}
+	pthread_mutex_unlock(&s->sync_mu);
+	if (fd >= 0 && renameat2(s->tmp_fd, name, s->pend_fd, key, RENAME_NOREPLACE) != 0) {
+		close(fd);
+		(void)unlinkat(s->tmp_fd, name, 0);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void *sync_main(void *arg)
+{
+	struct fs_store *s = arg;
+	struct sync_job *batch, *j, *k;
+
+	pthread_mutex_lock(&s->sync_mu);
+	for (;;) {
+		while (s->queue == NULL && !s->sync_stop && !(s->want_spares && s->nspare < SPARES))
+			pthread_cond_wait(&s->sync_work, &s->sync_mu);
+		if (s->queue == NULL && s->sync_stop)
+			break;
+		if (s->queue == NULL) {
+			spare_make(s);   /* syncs first, spares when idle */
+			continue;
+		}
+		batch = s->queue;
+		s->queue = NULL;
+		pthread_mutex_unlock(&s->sync_mu);
+		/* every job of the batch was queued before these fsyncs began:
+		 * one fsync per directory covers them all */
+		for (j = batch; j != NULL; j = j->next) {
+			for (k = batch; k != j && strcmp(k->dir, j->dir) != 0; k = k->next)
+				;
+			if (k != j)
+				j->rc = k->rc;   /* the same directory, synced just now */
+			else
+				j->rc = fsync(j->fd) == 0 ? ERR_OK : ERR_IO;
+		}
+		pthread_mutex_lock(&s->sync_mu);
+		for (j = batch; j != NULL; j = k) {
+			k = j->next;
+			__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+		}
+		pthread_cond_broadcast(&s->sync_done);
+	}
+	pthread_mutex_unlock(&s->sync_mu);
+	return NULL;
+}
+
+/* Queues an fsync of fd (a directory) for the sync thread, started on
+ * first use; without a thread, fsyncs at once. */
+static void sync_submit(struct fs_store *s, struct sync_job *j, int fd, const char *dir)
+{
+	j->fd = fd;
+	j->dir = dir;
+	j->rc = ERR_IO;
+	j->done = 0;
+	pthread_mutex_lock(&s->sync_mu);
+	if (!s->sync_started && !s->sync_stop)
+		s->sync_started = pthread_create(&s->sync_th, NULL, sync_main, s) == 0;
+	if (s->sync_started) {
+		j->next = s->queue;
+		s->queue = j;
+		pthread_cond_signal(&s->sync_work);
+		pthread_mutex_unlock(&s->sync_mu);
+		return;
+	}
+	pthread_mutex_unlock(&s->sync_mu);
+	j->rc = fsync(fd) == 0 ? ERR_OK : ERR_IO;
+	__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
+}
+
+static enum err sync_wait(struct fs_store *s, struct sync_job *j)
+{
+	if (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&s->sync_mu);
+		while (!__atomic_load_n(&j->done, __ATOMIC_ACQUIRE))
+			pthread_cond_wait(&s->sync_done, &s->sync_mu);
+		pthread_mutex_unlock(&s->sync_mu);
+	}
+	return j->rc;
 }
 
 /* mkdir that tolerates existing directories and fsyncs the parent. */
@@ -138,6 +319,12 @@ static enum err fanout_ready(struct fs_store *s, const char *key, const char *su
 	}
 	if (rc == ERR_OK && !bit_get(s->dir2, i2)) {
 		rc = mkdir_durable(sub2, sub1);
+		if (rc != ERR_OK && errno == ENOENT) {
+			/* DIR/xx lost (a crash while top_dirs ran, before DIR's fsync) */
+			rc = mkdir_durable(sub1, s->dir);
+			if (rc == ERR_OK)
+				rc = mkdir_durable(sub2, sub1);
+		}
 		if (rc == ERR_OK)
 			bit_set(s->dir2, i2);
 	}
@@ -156,12 +343,18 @@ static enum err paths(struct fs_store *s, const char *key, char *sub1, char *sub
 	return ERR_OK;
 }
 
+static bool pending_path(const struct fs_store *s, const char *key, char out[PATH_CAP])
+{
+	int n = snprintf(out, PATH_CAP, "%s/%s", s->pendir, key);
+
+	return n > 0 && n < PATH_CAP;
+}
+
 static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob_writer **out)
 {
 	struct fs_store *s = (struct fs_store *)bs;
 	struct blob_writer *w;
 	char sub1[PATH_CAP];
-	uint8_t rnd[8];
 	enum err rc = ERR_INTERNAL;
 
 	if (!blob_key_valid(key))
@@ -181,20 +374,21 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 		rc = ERR_DENIED;   /* immutable */
 		goto out;
 	}
-	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
-		rc = ERR_IO;
-		goto out;
-	}
-	if (snprintf(w->tmp, PATH_CAP, "%s/%s.%02x%02x%02x%02x%02x%02x%02x%02x", s->tmpdir, key, rnd[0], rnd[1],
-	             rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]) >= PATH_CAP) {
+	if (!pending_path(s, key, w->tmp)) {
 		rc = ERR_LIMIT;
 		goto out;
 	}
-	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	w->fd = spare_take(s, key);
+	if (w->fd < 0)
+		w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
-		rc = ERR_IO;
+		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
+		w->tmp[0] = 0;
 		goto out;
 	}
+	/* the entry made durable while the caller writes */
+	sync_submit(s, &w->pjob, s->pend_fd, s->pendir);
+	w->pjob_sent = true;
 	*out = w;
 	w = NULL;
 	rc = ERR_OK;
@@ -227,6 +421,8 @@ static void fs_put_abort(struct blob_writer *w)
 {
 	if (w == NULL)
 		return;
+	if (w->pjob_sent)
+		(void)sync_wait(w->s, &w->pjob);   /* the job lives in w */
 	if (w->fd >= 0)
 		close(w->fd);
 	if (w->tmp[0])
@@ -234,43 +430,44 @@ static void fs_put_abort(struct blob_writer *w)
 	free(w);
 }
 
-static bool pending_path(const struct fs_store *s, const char *key, char out[PATH_CAP])
-{
-	int n = snprintf(out, PATH_CAP, "%s/%s", s->pendir, key);
-
-	return n > 0 && n < PATH_CAP;
-}
-
 static enum err fs_put_commit(struct blob_writer *w)
 {
-	const char *key = strrchr(w->final, '/') + 1;
-	char pending[PATH_CAP];
-	bool marked = false;
-	enum err rc = w->err;
+	struct sync_job sj;
+	bool linked = false, sj_sent = false;
+	int dfd = -1;
+	enum err rc = w->err, r2;
 
+	/* the pending entry durable before the object's own can be */
+	r2 = sync_wait(w->s, &w->pjob);
+	w->pjob_sent = false;
+	if (rc == ERR_OK)
+		rc = r2;
+	if (rc == ERR_OK && link(w->tmp, w->final) != 0)
+		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
+	linked = rc == ERR_OK;
+	/* the new entry's directory synced there while the data is here */
+	if (rc == ERR_OK) {
+		dfd = open(w->subdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0)
+			rc = ERR_IO;
+		else {
+			sync_submit(w->s, &sj, dfd, w->subdir);
+			sj_sent = true;
+		}
+	}
 	if (rc == ERR_OK && fsync(w->fd) != 0)
 		rc = ERR_IO;
+	if (sj_sent && (r2 = sync_wait(w->s, &sj)) != ERR_OK && rc == ERR_OK)
+		rc = r2;
+	if (dfd >= 0)
+		close(dfd);
 	if (close(w->fd) != 0 && rc == ERR_OK)
 		rc = ERR_IO;
 	w->fd = -1;
-	/* pending first: an object visible under its key is always either
-	 * pending or referenced by the index */
-	if (rc == ERR_OK && !pending_path(w->s, key, pending))
-		rc = ERR_LIMIT;
-	if (rc == ERR_OK && link(w->tmp, pending) != 0)
-		rc = ERR_IO;
-	if (rc == ERR_OK) {
-		marked = true;
-		rc = fsync_dir(w->s->pendir);
-	}
-	if (rc == ERR_OK && link(w->tmp, w->final) != 0)
-		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
-	if (rc != ERR_OK && marked)
-		unlink(pending);
-	unlink(w->tmp);
-	w->tmp[0] = 0;
+	if (rc != ERR_OK && linked)
+		unlink(w->final);   /* not durable: a crash leaves it to recover() */
 	if (rc == ERR_OK)
-		rc = fsync_dir(w->subdir);
+		w->tmp[0] = 0;      /* the pending entry stays until settle */
 	fs_put_abort(w);
 	return rc;
 }
@@ -339,7 +536,7 @@ static enum err clear_dir(const char *dir, unsigned *removed)
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-			(*removed)++;
+			*removed += strncmp(e->d_name, "spare.", 6) != 0;   /* spare_make's: empty */
 		else if (errno != ENOENT)
 			rc = ERR_IO;
 	}
@@ -387,7 +584,9 @@ static enum err fs_recover(struct blob_store *bs, enum err (*referenced)(void *c
 					log_warn("object store: removed object %s, written but never indexed (a crash)",
 					         e->d_name);
 					rc = fsync_dir(sub2);
-				} else if (errno != ENOENT) {
+				} else if (errno == ENOENT) {
+					(*removed)++;   /* a write cut short */
+				} else {
 					rc = ERR_IO;
 				}
 			}
@@ -455,15 +654,62 @@ static void fs_close(struct blob_store *bs)
 
 	if (s == NULL)
 		return;
+	pthread_mutex_lock(&s->sync_mu);
+	s->sync_stop = true;
+	pthread_cond_signal(&s->sync_work);
+	pthread_mutex_unlock(&s->sync_mu);
+	if (s->sync_started)
+		pthread_join(s->sync_th, NULL);   /* after the queue is drained */
+	while (s->nspare > 0) {
+		s->nspare--;
+		close(s->spare_fd[s->nspare]);
+		(void)unlinkat(s->tmp_fd, s->spare_name[s->nspare], 0);
+	}
+	if (s->tmp_fd >= 0)
+		close(s->tmp_fd);
+	if (s->pend_fd >= 0)
+		close(s->pend_fd);
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);   /* releases the lock */
 	pthread_mutex_destroy(&s->dir_mu);
+	pthread_mutex_destroy(&s->key_mu);
+	pthread_mutex_destroy(&s->sync_mu);
+	pthread_cond_destroy(&s->sync_work);
+	pthread_cond_destroy(&s->sync_done);
 	free(bs);
+}
+
+/* A fresh key: 16 random bytes in hex, except that the first four digits
+ * (the fan-out directory) are kept for FANOUT_REUSE keys in a row (then
+ * drawn again), so that DIR/ab/cd is made once for many objects. */
+static enum err fs_new_key(struct blob_store *bs, char out[BLOB_KEY_NEW + 1])
+{
+	static const char hexd[] = "0123456789abcdef";
+	struct fs_store *s = (struct fs_store *)bs;
+	uint8_t r[16];
+	unsigned i;
+
+	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+		return ERR_IO;
+	for (i = 0; i < 16; i++) {
+		out[2 * i] = hexd[r[i] >> 4];
+		out[2 * i + 1] = hexd[r[i] & 15];
+	}
+	out[32] = 0;
+	pthread_mutex_lock(&s->key_mu);
+	if (s->prefix_uses == 0 || s->prefix_uses >= FANOUT_REUSE) {
+		memcpy(s->prefix, out, 4);
+		s->prefix_uses = 0;
+	}
+	s->prefix_uses++;
+	memcpy(out, s->prefix, 4);
+	pthread_mutex_unlock(&s->key_mu);
+	return ERR_OK;
 }
 
 static const struct blob_ops fs_ops = {
 	"fs", fs_put_begin, fs_put_write, fs_put_commit, fs_put_abort, fs_get, fs_del, fs_list, fs_close,
-	fs_settle, fs_recover,
+	fs_settle, fs_recover, fs_new_key,
 };
 
 enum err blob_fs_open(const char *dir, struct blob_store **out)
@@ -483,16 +729,32 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 		return ERR_NOMEM;
 	s->base.ops = &fs_ops;
 	s->lock_fd = -1;
+	s->pend_fd = -1;
+	s->tmp_fd = -1;
 	pthread_mutex_init(&s->dir_mu, NULL);
+	pthread_mutex_init(&s->key_mu, NULL);
+	pthread_mutex_init(&s->sync_mu, NULL);
+	pthread_cond_init(&s->sync_work, NULL);
+	pthread_cond_init(&s->sync_done, NULL);
 	snprintf(s->dir, sizeof s->dir, "%s", dir);
 	snprintf(s->tmpdir, sizeof s->tmpdir, "%s/.tmp", dir);
 	snprintf(s->pendir, sizeof s->pendir, "%s/.pending", dir);
 	snprintf(lock, sizeof lock, "%s/.lock", dir);
 	if (mkdir_durable(s->tmpdir, dir) != ERR_OK || mkdir_durable(s->pendir, dir) != ERR_OK)
 		goto fail;
+	s->pend_fd = open(s->pendir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	s->tmp_fd = open(s->tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s->pend_fd < 0 || s->tmp_fd < 0)
+		goto fail;
 	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (s->lock_fd < 0 || flock_retry(s->lock_fd, LOCK_SH) != 0)
 		goto fail;
+	/* the 256 DIR/xx now (at init, in practice) rather than in the first
+	 * store: DIR/ff, made last, says they all exist */
+	if (snprintf(lock, sizeof lock, "%s/ff", dir) < (int)sizeof lock && stat(lock, &st) == 0 && S_ISDIR(st.st_mode))
+		s->top_made = true;
+	else if (top_dirs(s) == ERR_OK)
+		s->top_made = true;
 	*out = &s->base;
 	return ERR_OK;
 fail:

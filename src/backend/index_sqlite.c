@@ -285,6 +285,29 @@ static void sq_rollback(struct index_store *bs)
 	s->in_tx = false;
 }
 
+static enum err sq_savepoint(struct index_store *bs)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	int rc = sqlite3_exec(s->db, "SAVEPOINT one", NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? ERR_OK : db_err(s, rc, "savepoint");
+}
+
+static enum err sq_release(struct index_store *bs)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	int rc = sqlite3_exec(s->db, "RELEASE one", NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? ERR_OK : db_err(s, rc, "release");
+}
+
+static void sq_rollback_to(struct index_store *bs)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+
+	sqlite3_exec(s->db, "ROLLBACK TO one; RELEASE one", NULL, NULL, NULL);
+}
+
 static enum err read_patient(struct sq_store *s, sqlite3_stmt *q, struct idx_patient *out)
 {
 	enum err rc;
@@ -1530,6 +1553,9 @@ static const struct index_ops sq_ops = {
 	.begin = sq_begin,
 	.commit = sq_commit,
 	.rollback = sq_rollback,
+	.savepoint = sq_savepoint,
+	.release = sq_release,
+	.rollback_to = sq_rollback_to,
 	.patient_get = sq_patient_get,
 	.patient_by_id = sq_patient_by_id,
 	.patient_put = sq_patient_put,

@@ -1,6 +1,8 @@
 /* audit.c: the audit trail. Records are JSON lines in DIR/audit/audit.log,
- * chained by SHA-256 (seq, prev, hash), appended with one write() and an
- * fsync under a mutex (threads) and flock (processes); optional Ed25519
+ * chained by SHA-256 (seq, prev, hash), appended with one write() under a
+ * mutex (threads) and flock (processes), then fsync'd before audit_append
+ * returns, outside the locks, one fsync for all the threads whose records
+ * were written before it began (group commit); optional Ed25519
  * checkpoints; a streaming verifier with bounded memory. The format is
  * documented in docs/internals/audit.md. Layer: core. */
 #include <errno.h>
@@ -34,6 +36,12 @@ _Static_assert(12u * (6u * AUDIT_FIELD_MAX + 32u) + 1024u < AUDIT_LINE_MAX, "an 
 struct audit {
 	pthread_mutex_t mu;
 	int fd;
+	/* group commit of records that must be durable before their caller
+	 * goes on: bytes appended through this handle (under mu) and how many
+	 * of them an fsync has covered (under sync_mu, taken before mu, never
+	 * inside it): one fsync for every record written before it began */
+	pthread_mutex_t sync_mu;
+	uint64_t appended, durable;
 	char path[4096];
 	/* the chain as last seen (valid when known_size equals the file size) */
 	off_t known_size;
@@ -631,6 +639,7 @@ static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t 
 		a->dirty = false;
 	}
 	a->seq++;
+	a->appended += w->len;
 	memcpy(a->head, hash, 32);
 	a->known_size += (off_t)w->len;
 	a->last_is_checkpoint = checkpoint;
@@ -744,10 +753,36 @@ enum err audit_lazy_reads(struct audit *a, unsigned ms)
 	return ERR_OK;
 }
 
+/* Returns once every byte appended through a, up to upto, is durable:
+ * whoever finds it not yet so fsyncs for all the records written so far
+ * (the others waiting on sync_mu then find theirs covered). */
+static enum err durable_upto(struct audit *a, uint64_t upto)
+{
+	enum err rc = ERR_OK;
+	uint64_t target;
+
+	pthread_mutex_lock(&a->sync_mu);
+	if (a->durable < upto) {
+		pthread_mutex_lock(&a->mu);
+		target = a->appended;
+		pthread_mutex_unlock(&a->mu);
+		if (fsync(a->fd) == 0) {
+			a->durable = target;
+		} else {
+			log_error("%s: fsync of an audit record failed: %s", a->path, strerror(errno));
+			rc = ERR_IO;
+		}
+	}
+	pthread_mutex_unlock(&a->sync_mu);
+	return rc;
+}
+
 enum err audit_append(struct audit *a, const struct audit_rec *r)
 {
 	uint8_t hash[32];
 	struct wbuf w;
+	uint64_t mine = 0;
+	bool lazy = false;
 	enum err rc = ERR_INTERNAL;
 
 	if (!action_ok(r->action) || outcome_str(r->outcome) == NULL) {
@@ -766,8 +801,11 @@ enum err audit_append(struct audit *a, const struct audit_rec *r)
 		rc = build_event(a, r, &w);
 	if (rc == ERR_OK)
 		rc = seal_line(&w, hash);
+	lazy = a->lazy_on && is_read_action(r->action);
+	/* written here, made durable below, outside the locks (group commit) */
 	if (rc == ERR_OK)
-		rc = write_line(a, &w, hash, false, a->lazy_on && is_read_action(r->action));
+		rc = write_line(a, &w, hash, false, true);
+	mine = a->appended;
 	if (rc == ERR_OK && a->sk != NULL && a->seq - a->last_cp_seq >= a->every &&
 	    append_checkpoint(a) != ERR_OK)
 		log_warn("%s: cannot write a checkpoint; will try again", a->path);
@@ -775,6 +813,8 @@ enum err audit_append(struct audit *a, const struct audit_rec *r)
 		log_warn("%s: cannot unlock", a->path);
 unlock:
 	pthread_mutex_unlock(&a->mu);
+	if (rc == ERR_OK && !lazy)
+		rc = durable_upto(a, mine);
 	wbuf_fini(&w);
 	return rc;
 }
@@ -852,6 +892,11 @@ enum err audit_open_path(const char *path, struct audit **out)
 		free(a);
 		return ERR_NOMEM;
 	}
+	if (pthread_mutex_init(&a->sync_mu, NULL) != 0) {
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		return ERR_NOMEM;
+	}
 	for (;;) {
 		a->fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
 		if (a->fd >= 0 || errno != ENOENT)
@@ -900,6 +945,7 @@ out:
 		if (a->fd >= 0)
 			close(a->fd);
 		pthread_mutex_destroy(&a->mu);
+		pthread_mutex_destroy(&a->sync_mu);
 		free(a);
 	}
 	return rc;
@@ -942,6 +988,7 @@ void audit_close(struct audit *a)
 		log_error("%s: fsync of audit records failed: %s", a->path, strerror(errno));
 	close(a->fd);
 	pthread_mutex_destroy(&a->mu);
+	pthread_mutex_destroy(&a->sync_mu);
 	free(a);
 }
 

@@ -3,6 +3,7 @@
  * indexed only as keyed hashes; the object is encrypted in chunks with its
  * identity (object key, SOP Instance UID) bound in; the blob is durable
  * before the index commits. Layer: core. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,9 +301,10 @@ static enum err hash_src(struct src *in, uint8_t out[32])
 	return rc;
 }
 
-/* Encrypts in into a new blob while hashing it; durable on success. */
+/* Encrypts in into a new blob while hashing it (unless known, the hash
+ * the caller already has); durable on success. */
 static enum err write_object(struct ctx *c, struct src *in, const char *object_key, const char *sop_uid,
-                             uint8_t sha[32])
+                             const uint8_t *known, uint8_t sha[32])
 {
 	struct blob_store *bs = c->v->blobs;
 	struct blob_writer *bw = NULL;
@@ -323,13 +325,14 @@ static enum err write_object(struct ctx *c, struct src *in, const char *object_k
 		blob_sink(&k, &bc, bs, bw);
 		rc = aead_enc_open(&e, c->dk, ad.p, ad.len, &k);
 	}
-	if (rc == ERR_OK)
+	if (rc == ERR_OK && known == NULL)
 		rc = sha256_new(&h);
 	while (rc == ERR_OK && off < size) {
 		size_t n = size - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(size - off);
 		rc = in->read_at(in->ctx, off, buf, n);
 		if (rc == ERR_OK) {
-			sha256_update(h, buf, n);
+			if (h != NULL)
+				sha256_update(h, buf, n);
 			rc = aead_enc_write(e, buf, n);
 		}
 		off += n;
@@ -337,7 +340,10 @@ static enum err write_object(struct ctx *c, struct src *in, const char *object_k
 	if (rc == ERR_OK)
 		rc = aead_enc_close(e);
 	if (rc == ERR_OK) {
-		sha256_final(h, sha);
+		if (h != NULL)
+			sha256_final(h, sha);
+		else
+			memcpy(sha, known, 32);
 		h = NULL;
 		rc = bs->ops->put_commit(bw);
 		bw = NULL;
@@ -373,10 +379,15 @@ static void merge_modality(char *mods, size_t cap, const char *m)
 }
 
 /* The SOP Instance UID is already stored: identical bytes succeed. */
-static enum err same_as_stored(struct src *in, const struct idx_instance *old, struct store_result *res, char *why,
-                               size_t whylen)
+static enum err same_as_stored(struct src *in, const uint8_t *known, const struct idx_instance *old,
+                               struct store_result *res, char *why, size_t whylen)
 {
-	enum err rc = hash_src(in, res->sha256);
+	enum err rc = ERR_OK;
+
+	if (known != NULL)
+		memcpy(res->sha256, known, 32);
+	else
+		rc = hash_src(in, res->sha256);
 
 	if (rc != ERR_OK)
 		return rc;
@@ -388,19 +399,224 @@ static enum err same_as_stored(struct src *in, const struct idx_instance *old, s
 	               res->sop_uid);
 }
 
+/* One store's phase 3: what it waits on and what it gets back. */
+struct p3_job {
+	struct vault *v;
+	struct ctx *c;
+	struct store_result *res;
+	const char *collection;
+	const char *object_key;
+	char *why;
+	size_t whylen;
+	enum err rc;
+	bool dup;                  /* the instance was stored meanwhile: old */
+	struct idx_instance old;
+	bool done;
+	struct p3_job *next;
+};
+
+/* The study, series and instance rows of one store, in the open
+ * transaction. */
+static enum err p3_rows(struct p3_job *j)
+{
+	struct vault *v = j->v;
+	struct ctx *c = j->c;
+	struct store_result *res = j->res;
+	const char *collection = j->collection, *object_key = j->object_key;
+	char *why = j->why;
+	size_t whylen = j->whylen;
+	struct index_store *ix = v->ix;
+	struct idx_instance inst;
+	struct idx_study st, cur;
+	struct idx_series se;
+	char hex[65], ad[96];
+	enum err rc = ERR_OK;
+
+	/* study */
+	memset(&st, 0, sizeof st);
+	st.patient_id = c->pat.id;
+	snprintf(st.uid, sizeof st.uid, "%s", res->study_uid);
+	snprintf(st.collection, sizeof st.collection, "%s", collection ? collection : "default");
+	get_plain(&c->f->ds, 0x00080020, st.date, sizeof st.date);
+	get_plain(&c->f->ds, 0x00080030, st.time, sizeof st.time);
+	if (ix->ops->study_get(ix, st.uid, &cur) == ERR_OK)
+		snprintf(st.modalities, sizeof st.modalities, "%s", cur.modalities);
+	{
+		char m[17];
+		size_t n = 0;
+		get_plain(&c->f->ds, 0x00080060, m, sizeof m);
+		merge_modality(st.modalities, sizeof st.modalities, m);
+		if (dcm_ds_str(&c->f->ds, 0x00080050, &n) != NULL && n > 0) {
+			const char *acc = dcm_ds_str(&c->f->ds, 0x00080050, &n);
+			rc = store_keyed(v, STORE_KEY_ACCESSION, acc, n, st.accession_hmac);
+			st.has_accession = true;
+		}
+	}
+	store_hex(c->pat.key_hmac, 16, hex);
+	snprintf(ad, sizeof ad, "study:%s", res->study_uid);
+	if (rc == ERR_OK)
+		rc = seal_attrs(c->f, study_tags, sizeof study_tags / sizeof study_tags[0], c->dk, ad, &c->enc[1], &c->enclen[1]);
+	st.enc.p = c->enc[1];
+	st.enc.n = c->enclen[1];
+	if (rc == ERR_OK)
+		rc = ix->ops->study_put(ix, &st);
+	if (rc == ERR_DENIED) {
+		err_why(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
+		return rc;
+	}
+	/* series */
+	memset(&se, 0, sizeof se);
+	se.study_id = st.id;
+	snprintf(se.uid, sizeof se.uid, "%s", res->series_uid);
+	get_plain(&c->f->ds, 0x00080060, se.modality, sizeof se.modality);
+	se.number = get_int(&c->f->ds, 0x00200011);
+	snprintf(ad, sizeof ad, "series:%s", res->series_uid);
+	if (rc == ERR_OK)
+		rc = seal_attrs(c->f, series_tags, sizeof series_tags / sizeof series_tags[0], c->dk, ad, &c->enc[2],
+		                &c->enclen[2]);
+	se.enc.p = c->enc[2];
+	se.enc.n = c->enclen[2];
+	if (rc == ERR_OK)
+		rc = ix->ops->series_put(ix, &se);
+	if (rc == ERR_DENIED) {
+		err_why(why, whylen, rc, "Series Instance UID %s belongs to another study", res->series_uid);
+		return rc;
+	}
+	/* instance */
+	memset(&inst, 0, sizeof inst);
+	inst.series_id = se.id;
+	snprintf(inst.uid, sizeof inst.uid, "%s", res->sop_uid);
+	snprintf(inst.sop_class, sizeof inst.sop_class, "%s", res->sop_class);
+	snprintf(inst.ts_uid, sizeof inst.ts_uid, "%s", c->f->ts_uid[0] ? c->f->ts_uid : c->f->ts->uid);
+	inst.number = get_int(&c->f->ds, 0x00200013);
+	snprintf(inst.object_key, sizeof inst.object_key, "%s", object_key);
+	inst.size = res->size;
+	memcpy(inst.sha256, res->sha256, 32);
+	inst.created = (int64_t)time(NULL);
+	inst.rows = get_u16(&c->f->ds, 0x00280010);
+	inst.columns = get_u16(&c->f->ds, 0x00280011);
+	inst.bits_allocated = get_u16(&c->f->ds, 0x00280100);
+	inst.frames = get_int(&c->f->ds, 0x00280008);
+	if (rc == ERR_OK)
+		rc = ix->ops->instance_put(ix, &inst);
+	if (rc == ERR_DENIED && ix->ops->instance_get(ix, res->sop_uid, &j->old) == ERR_OK)
+		j->dup = true;   /* stored meanwhile by another request */
+	return rc;
+}
+
+/* Group commit: the phase 3 of the stores waiting at the same time (on one
+ * vault) run in one index transaction, one savepoint each, so that they
+ * share its commit, i.e. the WAL fsync. The first waiting store leads: it
+ * takes every waiting job of its vault, runs them, commits, wakes their
+ * owners; then the next batch gets a leader. */
+static pthread_mutex_t gc_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gc_cv = PTHREAD_COND_INITIALIZER;
+static struct p3_job *gc_queue;   /* FIFO, newest last */
+static bool gc_leading;
+
+static void run_batch(struct vault *v, struct p3_job *batch)
+{
+	struct index_store *ix = v->ix;
+	struct p3_job *j;
+	bool locked = false, any = false;
+	enum err rc, r;
+
+	store_ix_lock(v, &locked);
+	rc = ix->ops->begin(ix);
+	for (j = batch; j != NULL; j = j->next) {
+		if (rc != ERR_OK) {
+			j->rc = rc;
+			continue;
+		}
+		r = ix->ops->savepoint(ix);
+		if (r == ERR_OK) {
+			r = p3_rows(j);
+			if (r == ERR_OK)
+				r = ix->ops->release(ix);
+			else
+				ix->ops->rollback_to(ix);
+		}
+		j->rc = r;
+		if (r == ERR_OK)
+			any = true;
+		else if (r != ERR_DENIED)
+			rc = r;   /* not this store's data: the batch stops */
+	}
+	if (rc == ERR_OK && any)
+		rc = ix->ops->commit(ix);
+	else
+		ix->ops->rollback(ix);
+	/* nothing of the batch is durable: every store fails, also one that
+	 * found its instance stored by another of the batch */
+	for (j = batch; rc != ERR_OK && j != NULL; j = j->next)
+		if (j->rc == ERR_OK || j->dup) {
+			j->rc = rc;
+			j->dup = false;
+		}
+	store_ix_unlock(v, &locked);
+}
+
+static void group_commit(struct p3_job *mine)
+{
+	struct p3_job **pp, *batch, **bt, *j;
+	struct vault *v;
+
+	pthread_mutex_lock(&gc_mu);
+	mine->next = NULL;
+	for (pp = &gc_queue; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = mine;
+	while (!mine->done) {
+		if (gc_leading) {
+			pthread_cond_wait(&gc_cv, &gc_mu);
+			continue;
+		}
+		gc_leading = true;
+		/* every waiting job of the first one's vault, in order */
+		v = gc_queue->v;
+		batch = NULL;
+		bt = &batch;
+		for (pp = &gc_queue; *pp != NULL;) {
+			j = *pp;
+			if (j->v == v) {
+				*pp = j->next;
+				j->next = NULL;
+				*bt = j;
+				bt = &j->next;
+			} else {
+				pp = &j->next;
+			}
+		}
+		pthread_mutex_unlock(&gc_mu);
+		run_batch(v, batch);
+		pthread_mutex_lock(&gc_mu);
+		for (j = batch; j != NULL; j = batch) {
+			batch = j->next;
+			j->done = true;
+		}
+		gc_leading = false;
+		pthread_cond_broadcast(&gc_cv);
+	}
+	pthread_mutex_unlock(&gc_mu);
+}
+
 enum err store_instance(struct vault *v, struct src *in, const char *collection, struct store_result *res,
                         char *why, size_t whylen)
+{
+	return store_instance_hashed(v, in, NULL, collection, res, why, whylen);
+}
+
+enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *known, const char *collection,
+                               struct store_result *res, char *why, size_t whylen)
 {
 	struct dcm_read_opts ro = { .bulk_threshold = 4096, .strict = false };
 	struct ctx c;
 	struct dcm_errinfo ei;
-	struct idx_instance inst, old;
-	struct idx_study st, cur;
-	struct idx_series se;
+	struct idx_instance old;
+	struct p3_job j;
 	struct index_store *ix = v->ix;
-	uint8_t rnd[16];
-	char object_key[33] = "", hex[65], ad[96];
-	bool tx = false, locked = false;
+	char object_key[33] = "";
+	bool locked = false;
 	enum err rc;
 
 	memset(&c, 0, sizeof c);
@@ -430,7 +646,7 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	store_ix_lock(v, &locked);
 	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
 		store_ix_unlock(v, &locked);
-		rc = same_as_stored(in, &old, res, why, whylen);
+		rc = same_as_stored(in, known, &old, res, why, whylen);
 		goto out;
 	}
 	rc = ix->ops->begin(ix);
@@ -445,111 +661,39 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	if (rc != ERR_OK)
 		goto out;
 	/* phase 2, no index: encrypt, hash, write durably */
-	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
+	if (v->blobs->ops->new_key(v->blobs, object_key) != ERR_OK) {
+		object_key[0] = 0;
 		rc = ERR_IO;
 		goto out;
 	}
-	store_hex(rnd, sizeof rnd, object_key);
-	rc = write_object(&c, in, object_key, res->sop_uid, res->sha256);
+	rc = write_object(&c, in, object_key, res->sop_uid, known, res->sha256);
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write the encrypted object");
 		object_key[0] = 0;
 		goto out;
 	}
-	/* phase 3, index: study, series, instance in one transaction */
-	store_ix_lock(v, &locked);
-	rc = ix->ops->begin(ix);
-	if (rc != ERR_OK)
-		goto out;
-	tx = true;
-	/* study */
-	memset(&st, 0, sizeof st);
-	st.patient_id = c.pat.id;
-	snprintf(st.uid, sizeof st.uid, "%s", res->study_uid);
-	snprintf(st.collection, sizeof st.collection, "%s", collection ? collection : "default");
-	get_plain(&c.f->ds, 0x00080020, st.date, sizeof st.date);
-	get_plain(&c.f->ds, 0x00080030, st.time, sizeof st.time);
-	if (ix->ops->study_get(ix, st.uid, &cur) == ERR_OK)
-		snprintf(st.modalities, sizeof st.modalities, "%s", cur.modalities);
-	{
-		char m[17];
-		size_t n = 0;
-		get_plain(&c.f->ds, 0x00080060, m, sizeof m);
-		merge_modality(st.modalities, sizeof st.modalities, m);
-		if (dcm_ds_str(&c.f->ds, 0x00080050, &n) != NULL && n > 0) {
-			const char *acc = dcm_ds_str(&c.f->ds, 0x00080050, &n);
-			rc = store_keyed(v, STORE_KEY_ACCESSION, acc, n, st.accession_hmac);
-			st.has_accession = true;
-		}
-	}
-	store_hex(c.pat.key_hmac, 16, hex);
-	snprintf(ad, sizeof ad, "study:%s", res->study_uid);
-	if (rc == ERR_OK)
-		rc = seal_attrs(c.f, study_tags, sizeof study_tags / sizeof study_tags[0], c.dk, ad, &c.enc[1], &c.enclen[1]);
-	st.enc.p = c.enc[1];
-	st.enc.n = c.enclen[1];
-	if (rc == ERR_OK)
-		rc = ix->ops->study_put(ix, &st);
-	if (rc == ERR_DENIED) {
-		err_why(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
-		goto out;
-	}
-	/* series */
-	memset(&se, 0, sizeof se);
-	se.study_id = st.id;
-	snprintf(se.uid, sizeof se.uid, "%s", res->series_uid);
-	get_plain(&c.f->ds, 0x00080060, se.modality, sizeof se.modality);
-	se.number = get_int(&c.f->ds, 0x00200011);
-	snprintf(ad, sizeof ad, "series:%s", res->series_uid);
-	if (rc == ERR_OK)
-		rc = seal_attrs(c.f, series_tags, sizeof series_tags / sizeof series_tags[0], c.dk, ad, &c.enc[2],
-		                &c.enclen[2]);
-	se.enc.p = c.enc[2];
-	se.enc.n = c.enclen[2];
-	if (rc == ERR_OK)
-		rc = ix->ops->series_put(ix, &se);
-	if (rc == ERR_DENIED) {
-		err_why(why, whylen, rc, "Series Instance UID %s belongs to another study", res->series_uid);
-		goto out;
-	}
-	/* instance */
-	memset(&inst, 0, sizeof inst);
-	inst.series_id = se.id;
-	snprintf(inst.uid, sizeof inst.uid, "%s", res->sop_uid);
-	snprintf(inst.sop_class, sizeof inst.sop_class, "%s", res->sop_class);
-	snprintf(inst.ts_uid, sizeof inst.ts_uid, "%s", c.f->ts_uid[0] ? c.f->ts_uid : c.f->ts->uid);
-	inst.number = get_int(&c.f->ds, 0x00200013);
-	snprintf(inst.object_key, sizeof inst.object_key, "%s", object_key);
-	inst.size = res->size;
-	memcpy(inst.sha256, res->sha256, 32);
-	inst.created = (int64_t)time(NULL);
-	inst.rows = get_u16(&c.f->ds, 0x00280010);
-	inst.columns = get_u16(&c.f->ds, 0x00280011);
-	inst.bits_allocated = get_u16(&c.f->ds, 0x00280100);
-	inst.frames = get_int(&c.f->ds, 0x00280008);
-	if (rc == ERR_OK)
-		rc = ix->ops->instance_put(ix, &inst);
-	if (rc == ERR_DENIED && ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
+	/* phase 3, index: study, series, instance, committed together with
+	 * those of the stores waiting at the same time (group commit) */
+	memset(&j, 0, sizeof j);
+	j.v = v;
+	j.c = &c;
+	j.res = res;
+	j.collection = collection;
+	j.object_key = object_key;
+	j.why = why;
+	j.whylen = whylen;
+	group_commit(&j);
+	rc = j.rc;
+	if (j.dup) {
 		/* stored meanwhile by another request: compare with it */
-		ix->ops->rollback(ix);
-		tx = false;
-		store_ix_unlock(v, &locked);
 		(void)v->blobs->ops->del(v->blobs, object_key);
 		object_key[0] = 0;
-		rc = same_as_stored(in, &old, res, why, whylen);
+		rc = same_as_stored(in, known, &j.old, res, why, whylen);
 		goto out;
 	}
-	if (rc == ERR_OK)
-		rc = ix->ops->commit(ix);
-	tx = false;
-	if (rc != ERR_OK) {
-		ix->ops->rollback(ix);
-		if (why != NULL && whylen > 0 && why[0] == 0)
-			err_why(why, whylen, rc, "cannot index the instance");
-	}
+	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
+		err_why(why, whylen, rc, "cannot index the instance");
 out:
-	if (tx)
-		ix->ops->rollback(ix);
 	store_ix_unlock(v, &locked);
 	if (object_key[0] && rc != ERR_OK)
 		(void)v->blobs->ops->del(v->blobs, object_key);

@@ -1,7 +1,8 @@
 /* dicomweb.c: DICOMweb (PS3.18) routes of the HTTPS listener, part 1:
  * STOW-RS (POST /dicom-web/studies[/{study}], multipart/related bodies
- * streamed part by part through proto/multipart.c into anonymous
- * temporary files, each then stored by core/store.c), WADO-RS instance
+ * streamed part by part through proto/multipart.c into a spool (memory
+ * up to 1 MiB, else an anonymous encrypted file: core/spool.c), each
+ * then stored by core/store.c), WADO-RS instance
  * retrieval (multipart/related with one application/dicom part) and
  * WADO-URI (application/dicom). Every request has a session (checked in
  * http.c); every index use holds the server's ix_lock; every store and
@@ -20,6 +21,7 @@
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/multipart.h"
+#include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "http_int.h"
@@ -47,12 +49,10 @@ struct stow {
 	char study[UID_MAX + 1];   /* the path's study, or "" */
 	char target[ACCESS_NAME_MAX + 1];   /* ?collection=NAME, or "" */
 	char tmpdir[VAULT_PATH_MAX + 8];
-	/* the current part, spooled encrypted under a key of its own that
-	 * lives only in memory (SPEC 6: nothing plain on disk) */
-	int fd;
-	struct secret *spool_key;
-	struct aead_enc *enc;
-	struct sink fdsink;
+	/* the current part (spool.h: in memory up to 1 MiB, beyond that
+	 * encrypted under a key of its own that lives only in memory, SPEC 6:
+	 * nothing plain on disk) */
+	struct spool *sp;
 	uint16_t reason;           /* 0: so far so good */
 	const char *why;           /* for the log */
 	/* the answer */
@@ -91,26 +91,6 @@ const char *dw_base_url(struct http_req *r, size_t *n)
 	if (*n > 0 && u[*n - 1] == '/')
 		(*n)--;
 	return u;
-}
-
-/* An anonymous 0600 file in DIR/tmp (never has a name with O_TMPFILE; else
- * unlinked at once). */
-static int tmp_open(const char *dir)
-{
-	char path[VAULT_PATH_MAX + 32];
-	int fd;
-
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return -1;
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	if (snprintf(path, sizeof path, "%s/dw.XXXXXX", dir) >= (int)sizeof path)
-		return -1;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	return fd;
 }
 
 static void actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESSION_REF_LEN])
@@ -230,40 +210,11 @@ static void stow_failed(struct dw *d, uint16_t reason, const char *cls, const ch
 	(void)dw_audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, study, series, sop);
 }
 
-/* The spool of the current part as a random-access plaintext source:
- * fsrc is the file, src decrypts it (chunks verified as they are read). */
-static enum err spool_open(struct stow *s, const char *path, struct src *fsrc, struct src *src)
-{
-	struct aead_dec *dec = NULL;
-	enum err rc;
-
-	rc = src_file_open(fsrc, path);
-	if (rc != ERR_OK)
-		return rc;
-	rc = aead_dec_open(&dec, s->spool_key, "stow-spool", 10, fsrc);
-	if (rc != ERR_OK) {
-		src_close(fsrc);
-		return rc;
-	}
-	aead_dec_src(dec, src);
-	if (src->read_at == NULL) {
-		src_close(src);
-		src_close(fsrc);
-		return ERR_AUTH;
-	}
-	return ERR_OK;
-}
-
-/* Forgets the current part: its file and its key. */
+/* Forgets the current part: its memory, or its file and key. */
 static void spool_end(struct stow *s)
 {
-	aead_enc_free(s->enc);
-	s->enc = NULL;
-	secret_free(s->spool_key);
-	s->spool_key = NULL;
-	if (s->fd >= 0)
-		close(s->fd);
-	s->fd = -1;
+	spool_free(s->sp);
+	s->sp = NULL;
 }
 
 static enum err p_begin(void *ctx, const struct mp_part *p)
@@ -273,23 +224,15 @@ static enum err p_begin(void *ctx, const struct mp_part *p)
 
 	s->reason = 0;
 	s->why = NULL;
-	s->fd = -1;
+	s->sp = NULL;
 	if (p->ctype[0] && !mp_media_is(p->ctype, strlen(p->ctype), "application/dicom")) {
 		s->reason = FR_CANNOT_UNDERSTAND;
 		s->why = "the part is not application/dicom";
 		return ERR_OK;
 	}
-	s->fd = tmp_open(s->tmpdir);
-	if (s->fd < 0) {
+	if (spool_new(&s->sp, s->tmpdir, "stow-spool") != ERR_OK) {
 		s->reason = FR_OUT_OF_RESOURCES;
-		s->why = "cannot create a temporary file";
-		return ERR_OK;
-	}
-	sink_fd(&s->fdsink, &s->fd);
-	if (secret_random(32, &s->spool_key) != ERR_OK ||
-	    aead_enc_open(&s->enc, s->spool_key, "stow-spool", 10, &s->fdsink) != ERR_OK) {
-		s->reason = FR_OUT_OF_RESOURCES;
-		s->why = "cannot start the encrypted spool";
+		s->why = "cannot start the spool";
 	}
 	return ERR_OK;
 }
@@ -300,9 +243,9 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 	struct stow *s = &d->st;
 	enum err rc;
 
-	if (s->reason != 0 || s->fd < 0 || s->enc == NULL)
+	if (s->reason != 0 || s->sp == NULL)
 		return ERR_OK;   /* a failed part is read to its end, not kept */
-	rc = aead_enc_write(s->enc, p, n);
+	rc = spool_write(s->sp, p, n);
 	if (rc != ERR_OK) {
 		s->reason = FR_OUT_OF_RESOURCES;
 		s->why = rc == ERR_LIMIT ? "no space left for the temporary file" : "cannot write the temporary file";
@@ -346,7 +289,7 @@ static enum err p_end(void *ctx)
 	struct stow *s = &d->st;
 	struct http_req *r = d->r;
 	struct vault *v = r->srv->vault;
-	char path[64], cls[65] = "", sop[65] = "", study[65] = "", series[65] = "", why[256] = "";
+	char cls[65] = "", sop[65] = "", study[65] = "", series[65] = "", why[256] = "";
 	char coll[ACCESS_NAME_MAX + 1] = "default";
 	struct store_result res;
 	struct idx_instance in;
@@ -356,27 +299,23 @@ static enum err p_end(void *ctx)
 	bool have_pa = false;
 	size_t bl;
 	const char *base;
-	struct src src, fsrc;
+	struct src src;
 	enum err rc;
 
 	if (s->reason != 0) {
 		stow_failed(d, s->reason, NULL, NULL, NULL, NULL, s->why);
 		goto out;
 	}
-	if (aead_enc_close(s->enc) != ERR_OK) {
-		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot finish the encrypted spool");
+	if (spool_finish(s->sp) != ERR_OK) {
+		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot finish the spool");
 		goto out;
 	}
-	aead_enc_free(s->enc);
-	s->enc = NULL;
-	snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
-	if (spool_open(s, path, &fsrc, &src) != ERR_OK) {
+	if (spool_src(s->sp, &src) != ERR_OK) {
 		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot reopen the temporary file");
 		goto out;
 	}
 	rc = peek_uids(r, s->target, &src, cls, sop, study, series, coll);
 	src_close(&src);
-	src_close(&fsrc);
 	if (rc != ERR_OK) {
 		stow_failed(d, FR_CANNOT_UNDERSTAND, NULL, NULL, NULL, NULL, "not a DICOM Part 10 object");
 		goto out;
@@ -402,21 +341,20 @@ static enum err p_end(void *ctx)
 			goto out;
 		}
 	}
-	if (spool_open(s, path, &fsrc, &src) != ERR_OK) {
-		stow_failed(d, FR_OUT_OF_RESOURCES, cls, sop, study, series, "cannot reopen the temporary file");
+	if (spool_src(s->sp, &src) != ERR_OK) {
+		stow_failed(d, FR_OUT_OF_RESOURCES, cls, sop, study, series, "cannot reopen the spool");
 		goto out;
 	}
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance(v, &src, coll, &res, why, sizeof why);
+	rc = store_instance_hashed(v, &src, spool_sha256(s->sp), coll, &res, why, sizeof why);
 	if (rc == ERR_OK) {
 		pthread_mutex_lock(r->srv->ix_lock);
 		have_pa = dw_locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
 		pthread_mutex_unlock(r->srv->ix_lock);
 	}
 	src_close(&src);
-	src_close(&fsrc);
 	if (rc != ERR_OK) {
 		uint16_t fr;
 		switch (rc) {
@@ -489,7 +427,7 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 		return MHD_NO;
 	d->kind = DW_STOW;
 	d->r = r;
-	d->st.fd = -1;
+	d->st.sp = NULL;
 	d->st.mp_rc = ERR_AGAIN;
 	if (study != NULL) {
 		memcpy(d->st.study, study, study_len);

@@ -4,8 +4,9 @@
  * C-MOVE (dimse_get.c); C-STORE SCP for every storage SOP
  * class of sop_classes.tsv (the generated table dimse_storage_sop), in the
  * native and the common encapsulated transfer syntaxes, the data set kept
- * as received (never transcoded): its fragments are spooled encrypted
- * (under a key of its own, as STOW spools its parts) behind a File Meta
+ * as received (never transcoded): its fragments are spooled (spool.h: in
+ * memory up to 1 MiB, beyond that encrypted under a key of its own on
+ * disk, as STOW spools its parts) behind a File Meta
  * Information header we write, then stored with store_instance into the
  * peer's collection. Commands the vault does not offer are answered with
  * status 0211H (unrecognized operation); a command set that does not parse
@@ -21,6 +22,7 @@
 #include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
 #include "dicomvault/log.h"
+#include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "dimse_int.h"
@@ -119,44 +121,18 @@ void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_
 /* ---- C-STORE ---- */
 
 struct dimse_store {
-	int fd;
-	struct secret *key;
-	struct aead_enc *enc;
-	struct sink fdsink;
-	uint64_t bytes;
+	struct spool *sp;          /* the data set as it arrives (spool.h) */
 	uint16_t status;           /* != 0: failed already; the rest is read and dropped */
 	const char *comment;
 };
 
 #define SPOOL_LABEL "dimse-spool"
 
-static int tmp_open(const char *vault_dir)
-{
-	char dir[VAULT_PATH_MAX + 8], path[VAULT_PATH_MAX + 32];
-	int fd;
-
-	snprintf(dir, sizeof dir, "%s/tmp", vault_dir);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return -1;
-	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		return fd;
-	if (snprintf(path, sizeof path, "%s/ds.XXXXXX", dir) >= (int)sizeof path)
-		return -1;
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	return fd;
-}
-
 static void store_free(struct dimse_store *st)
 {
 	if (st == NULL)
 		return;
-	aead_enc_free(st->enc);
-	secret_free(st->key);
-	if (st->fd >= 0)
-		close(st->fd);
+	spool_free(st->sp);
 	free(st);
 }
 
@@ -231,7 +207,6 @@ static enum err store_begin(struct dimse_assoc *a, uint8_t pcid, const struct di
 
 	if (st == NULL)
 		return ERR_NOMEM;
-	st->fd = -1;
 	a->st = st;
 	a->in_data = true;
 	a->data_pcid = pcid;
@@ -244,19 +219,16 @@ static enum err store_begin(struct dimse_assoc *a, uint8_t pcid, const struct di
 		store_fail(st, DIMSE_SOP_NOT_SUPPORTED, "SOP class not supported");
 		return ERR_OK;
 	}
-	st->fd = tmp_open(a->o->vault->dir);
-	if (st->fd < 0) {
-		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot create a spool file");
-		return ERR_OK;
-	}
-	sink_fd(&st->fdsink, &st->fd);
-	if (secret_random(32, &st->key) != ERR_OK ||
-	    aead_enc_open(&st->enc, st->key, SPOOL_LABEL, sizeof SPOOL_LABEL - 1, &st->fdsink) != ERR_OK) {
-		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot start the spool");
-		return ERR_OK;
+	{
+		char dir[VAULT_PATH_MAX + 8];
+		snprintf(dir, sizeof dir, "%s/tmp", a->o->vault->dir);
+		if (spool_new(&st->sp, dir, SPOOL_LABEL) != ERR_OK) {
+			store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot start the spool");
+			return ERR_OK;
+		}
 	}
 	wbuf_init(&meta, 8192);
-	if (meta_build(&meta, c, ts, a->calling) != ERR_OK || aead_enc_write(st->enc, meta.p, meta.len) != ERR_OK)
+	if (meta_build(&meta, c, ts, a->calling) != ERR_OK || spool_write(st->sp, meta.p, meta.len) != ERR_OK)
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
 	wbuf_fini(&meta);
 	return ERR_OK;
@@ -266,33 +238,8 @@ static void store_chunk(struct dimse_store *st, const uint8_t *p, size_t n)
 {
 	if (st->status != 0 || n == 0)
 		return;
-	if (aead_enc_write(st->enc, p, n) != ERR_OK)
+	if (spool_write(st->sp, p, n) != ERR_OK)
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
-	st->bytes += n;
-}
-
-static enum err spool_src(struct dimse_store *st, struct src *fsrc, struct src *src)
-{
-	char path[64];
-	struct aead_dec *dec = NULL;
-	enum err rc;
-
-	snprintf(path, sizeof path, "/proc/self/fd/%d", st->fd);
-	rc = src_file_open(fsrc, path);
-	if (rc != ERR_OK)
-		return rc;
-	rc = aead_dec_open(&dec, st->key, SPOOL_LABEL, sizeof SPOOL_LABEL - 1, fsrc);
-	if (rc != ERR_OK) {
-		src_close(fsrc);
-		return rc;
-	}
-	aead_dec_src(dec, src);
-	if (src->read_at == NULL) {
-		src_close(src);
-		src_close(fsrc);
-		return ERR_AUTH;
-	}
-	return ERR_OK;
 }
 
 /* What the data set says, before it is stored: its UIDs, the patient's
@@ -341,7 +288,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	struct audit_objects obj;
 	struct store_result res;
 	struct peeked pk;
-	struct src fsrc, src;
+	struct src src;
 	char why[256] = "";
 	enum err rc;
 
@@ -350,19 +297,16 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	obj.sop_uid = a->rq.sop_instance;
 	if (st->status != 0)
 		goto fail;
-	if (aead_enc_close(st->enc) != ERR_OK) {
+	if (spool_finish(st->sp) != ERR_OK) {
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot finish the spool");
 		goto fail;
 	}
-	aead_enc_free(st->enc);
-	st->enc = NULL;
-	if (spool_src(st, &fsrc, &src) != ERR_OK) {
+	if (spool_src(st->sp, &src) != ERR_OK) {
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot reopen the spool");
 		goto fail;
 	}
 	rc = store_peek(a, &src, &pk);
 	src_close(&src);
-	src_close(&fsrc);
 	if (rc != ERR_OK) {
 		store_fail(st, DIMSE_ERR_DATASET, "Data set cannot be parsed");
 		goto fail;
@@ -397,14 +341,13 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 			goto fail;
 		}
 	}
-	if (spool_src(st, &fsrc, &src) != ERR_OK) {
+	if (spool_src(st->sp, &src) != ERR_OK) {
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot reopen the spool");
 		goto fail;
 	}
 	memset(&res, 0, sizeof res);
-	rc = store_instance(v, &src, pk.coll, &res, why, sizeof why);
+	rc = store_instance_hashed(v, &src, spool_sha256(st->sp), pk.coll, &res, why, sizeof why);
 	src_close(&src);
-	src_close(&fsrc);
 	if (rc != ERR_OK) {
 		switch (rc) {
 		case ERR_PARSE:

@@ -107,7 +107,13 @@ od = os.path.join(vault, "objects")
 for d, _, files in os.walk(od):
     if re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{2}", os.path.relpath(d, od)):
         objs.update(files)
-tmps = os.listdir(os.path.join(od, ".tmp")) + os.listdir(os.path.join(od, ".pending"))
+# a running server keeps a few empty spare.* files in .tmp (blob_fs.c,
+# spare_make): not temporary writes
+spares = [f for f in os.listdir(os.path.join(od, ".tmp")) if f.startswith("spare.")]
+for f in spares:
+    if os.path.getsize(os.path.join(od, ".tmp", f)) != 0:
+        bad.append("spare file %s is not empty" % f)
+tmps = [f for f in os.listdir(os.path.join(od, ".tmp")) if f not in spares] + os.listdir(os.path.join(od, ".pending"))
 missing = keys - objs
 orphans = objs - keys
 if missing:

@@ -1,6 +1,7 @@
 /* blob_fs_test.c: the local-directory object store. Layer: tests. */
 #include <dirent.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
@@ -38,6 +39,13 @@ static enum err put(struct blob_store *s, const char *key, const void *p, size_t
 		return rc;
 	}
 	return s->ops->put_commit(w);
+}
+
+static const char *path_of(const char *rel)
+{
+	static char p[600];
+	snprintf(p, sizeof p, "%s/%s", dir, rel);
+	return p;
 }
 
 static int count_entries(const char *path)
@@ -132,6 +140,8 @@ TEST(abort_leaves_nothing)
 	CHECK(s->ops->get(s, key, &src) == ERR_NOTFOUND);
 	snprintf(path, sizeof path, "%s/aa/aa", dir);
 	CHECK_EQ_INT(count_entries(path), 0);
+	snprintf(path, sizeof path, "%s/.pending", dir);
+	CHECK_EQ_INT(count_entries(path), 0);
 	s->ops->put_abort(NULL);
 	s->ops->close(s);
 	rm_rf(dir);
@@ -183,7 +193,8 @@ static bool exists(const char *rel)
 	return access(p, F_OK) == 0;
 }
 
-/* The fan-out directories: all 256 DIR/xx before the first object, a
+/* The fan-out directories: all 256 DIR/xx when the store is first opened
+ * (remade if DIR/ff is missing; a lost DIR/xx remade when needed), a
  * DIR/xx/yy when first needed; objects sharing one, in a fresh handle over
  * the same directory (bitmap empty, directories there) and after a
  * directory was made by another handle, all land in place. */
@@ -196,7 +207,10 @@ TEST(fanout_directories)
 	CHECK(s != NULL);
 	if (s == NULL)
 		return;
-	CHECK(!exists("00"));
+	CHECK(exists("00") && exists("ff"));
+	CHECK(!exists("ab/cd"));
+	/* DIR/ab lost (as if a crash cut top_dirs short): made again when needed */
+	CHECK(rmdir((snprintf(rel, sizeof rel, "%s", "ab"), path_of(rel))) == 0);
 	CHECK(put(s, "abcd000000000001", "a", 1) == ERR_OK);
 	for (i = 0; i < 256; i++) {
 		snprintf(rel, sizeof rel, "%02x", i);
@@ -245,7 +259,21 @@ TEST(recover_after_crash)
 	CHECK(!exists(".pending/3333333333333333"));
 	CHECK(s->ops->put_begin(s, "4444444444444444", &w) == ERR_OK);   /* in flight */
 	CHECK(s->ops->put_write(w, "x", 1) == ERR_OK);
-	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 1);
+	/* written in its pending entry, not yet under its key */
+	CHECK(exists(".pending/4444444444444444") && !exists("44/44/4444444444444444"));
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.pending", dir), p)), 3);
+	/* a temporary file as older versions left them, and a spare file of
+	 * a process that died (removed, not counted) */
+	{
+		FILE *f = fopen((snprintf(p, sizeof p, "%s/.tmp/6666666666666666.0011223344556677", dir), p), "w");
+		CHECK(f != NULL);
+		if (f != NULL)
+			fclose(f);
+		f = fopen((snprintf(p, sizeof p, "%s/.tmp/spare.0011223344556677", dir), p), "w");
+		CHECK(f != NULL);
+		if (f != NULL)
+			fclose(f);
+	}
 	/* another store open (as another process would): no recovery */
 	CHECK(blob_fs_open(dir, &other) == ERR_OK);
 	CHECK(other != NULL && other->ops->recover(other, say_no, NULL, &removed) == ERR_OK);
@@ -260,7 +288,7 @@ TEST(recover_after_crash)
 	if (s == NULL)
 		return;
 	CHECK(s->ops->recover(s, say_no, NULL, &removed) == ERR_OK);
-	CHECK_EQ_INT(removed, 2);   /* the orphan and the temporary file */
+	CHECK_EQ_INT(removed, 3);   /* the orphan, the write cut short, the old temporary file */
 	CHECK(!exists("22/22/2222222222222222"));
 	CHECK(exists("11/11/1111111111111111") && exists("33/33/3333333333333333"));
 	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 0);
@@ -276,6 +304,41 @@ TEST(recover_after_crash)
 	rm_rf(dir);
 }
 
+/* new_key: 32 hex digits, the fan-out prefix kept for a run of keys
+ * (one DIR/ab/cd made for many objects), the rest never repeated. */
+TEST(new_keys)
+{
+	struct blob_store *s = open_store();
+	char k[300][BLOB_KEY_NEW + 1], p[600];
+	unsigned i, j, same = 0, prefixes = 1;
+
+	if (s == NULL) {
+		CHECK(false);
+		return;
+	}
+	for (i = 0; i < 300; i++) {
+		CHECK(s->ops->new_key(s, k[i]) == ERR_OK);
+		CHECK(strlen(k[i]) == BLOB_KEY_NEW && blob_key_valid(k[i]));
+		if (i > 0 && memcmp(k[i], k[i - 1], 4) == 0)
+			same++;
+		else if (i > 0)
+			prefixes++;
+	}
+	CHECK(same >= 290);          /* 256 in a row share their directory */
+	CHECK(prefixes >= 2 && prefixes <= 3);
+	for (i = 0; i < 300; i++)
+		for (j = i + 1; j < 300; j++)
+			CHECK(strcmp(k[i] + 4, k[j] + 4) != 0);
+	for (i = 0; i < 300; i += 37)
+		CHECK(put(s, k[i], "x", 1) == ERR_OK);
+	/* the spare files made ahead: a few, in .tmp; gone at close */
+	CHECK(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)) <= 4);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.pending", dir), p)), 9);   /* not settled */
+	s->ops->close(s);
+	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 0);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	RUN(keys);
@@ -284,5 +347,6 @@ int main(void)
 	RUN(sink_and_large);
 	RUN(recover_after_crash);
 	RUN(fanout_directories);
+	RUN(new_keys);
 	return TEST_DONE();
 }

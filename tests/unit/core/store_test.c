@@ -3,6 +3,7 @@
  * Layer: tests. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -197,6 +198,80 @@ TEST(tampered_object_fails)
 	wbuf_fini(&w);
 }
 
+/* Concurrent stores (group commit: their index rows share transactions):
+ * 8 threads store 8 distinct instances (CT_small with another last digit
+ * of its SOP Instance UID), 2 more the same one at the same time; all
+ * succeed, the duplicate once as "already stored" or both as new never,
+ * and every instance retrieves identical. */
+#define NCONC 10
+struct conc {
+	uint8_t *b;
+	size_t n;
+	enum err rc;
+	struct store_result res;
+	char why[256];
+};
+
+static void *conc_main(void *arg)
+{
+	struct conc *c = arg;
+	c->rc = store_mem(c->b, c->n, &c->res, c->why, sizeof c->why);
+	return NULL;
+}
+
+TEST(concurrent_stores)
+{
+	static const char uid[] = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322";
+	static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	struct conc c[NCONC];
+	pthread_t th[NCONC];
+	uint8_t *orig = NULL;
+	size_t n = 0, i, k, existed = 0;
+
+	if (file_read_all(PYD "CT_small.dcm", 1 << 20, &orig, &n) != ERR_OK) {
+		CHECK(false);
+		return;
+	}
+	v->ix_lock = &mu;   /* as the server shares its index between threads */
+	for (i = 0; i < NCONC; i++) {
+		c[i].b = malloc(n);
+		c[i].n = n;
+		if (c[i].b == NULL)
+			return;
+		memcpy(c[i].b, orig, n);
+		/* every copy of the UID (meta and data set) ends in another
+		 * digit than the stored CT_small's 2; the last two threads both
+		 * send the one ending in 9 */
+		for (k = 0; k + sizeof uid - 1 <= n; k++)
+			if (memcmp(c[i].b + k, uid, sizeof uid - 1) == 0)
+				c[i].b[k + sizeof uid - 2] = (uint8_t)"013456789"[i < 8 ? i : 8];
+	}
+	for (i = 0; i < NCONC; i++)
+		CHECK(pthread_create(&th[i], NULL, conc_main, &c[i]) == 0);
+	for (i = 0; i < NCONC; i++)
+		pthread_join(th[i], NULL);
+	for (i = 0; i < NCONC; i++) {
+		struct wbuf w;
+		struct sink sk;
+		char why[256];
+		CHECK(c[i].rc == ERR_OK);
+		if (c[i].rc != ERR_OK)
+			fprintf(stderr, "  store %u: %s\n", (unsigned)i, c[i].why);
+		existed += c[i].res.existed;
+		wbuf_init(&w, 4 << 20);
+		sink_wbuf(&sk, &w);
+		CHECK(retrieve_instance(v, c[i].res.sop_uid, &sk, why, sizeof why) == ERR_OK);
+		CHECK(w.len == n && memcmp(w.p, c[i].b, n) == 0);
+		wbuf_fini(&w);
+	}
+	CHECK(existed == 1);
+	CHECK(strcmp(c[8].res.sop_uid, c[9].res.sop_uid) == 0);
+	v->ix_lock = NULL;
+	for (i = 0; i < NCONC; i++)
+		free(c[i].b);
+	free(orig);
+}
+
 int main(void)
 {
 	struct vault_init_opts o;
@@ -222,6 +297,7 @@ int main(void)
 	RUN(store_and_retrieve_identical);
 	RUN(duplicates);
 	RUN(refusals);
+	RUN(concurrent_stores);
 	RUN(no_phi_on_disk);
 	RUN(tampered_object_fails);
 	vault_close(v);
