@@ -278,12 +278,12 @@ static enum err patient(struct ctx *c, char *why, size_t whylen)
 	return rc;
 }
 
-/* Hashes the whole source (for comparing a duplicate). */
-static enum err hash_src(struct src *in, uint8_t out[32])
+/* Hashes the source from byte from to its end (for comparing a duplicate). */
+static enum err hash_src(struct src *in, uint64_t from, uint8_t out[32])
 {
 	struct sha256 *h = NULL;
 	uint8_t *buf = malloc(COPY_CHUNK);
-	uint64_t off = 0, size = (uint64_t)in->size;
+	uint64_t off = from, size = (uint64_t)in->size;
 	enum err rc = buf ? sha256_new(&h) : ERR_NOMEM;
 
 	while (rc == ERR_OK && off < size) {
@@ -378,16 +378,49 @@ static void merge_modality(char *mods, size_t cap, const char *m)
 	memcpy(mods + len, m, ml + 1);
 }
 
-/* The SOP Instance UID is already stored: identical bytes succeed. */
-static enum err same_as_stored(struct src *in, const uint8_t *known, const struct idx_instance *old,
-                               struct store_result *res, char *why, size_t whylen)
+/* SHA-256 of the data set of the stored instance sop_uid (the bytes after
+ * its file meta information), read back through the retrieval path:
+ * every chunk authenticated, and the whole-object fixity checked too. */
+static enum err stored_ds_hash(struct vault *v, const char *sop_uid, uint8_t out[32])
 {
+	struct dcm_read_opts ro = { .bulk_threshold = 4096, .stop_tag = 1 };
+	struct retrieval *rt = NULL;
+	struct dcm_file *f = NULL;
+	struct dcm_errinfo ei;
+	struct src s;
+	char why[160];
+	enum err rc;
+
+	rc = retrieve_open(v, sop_uid, &rt, why, sizeof why);
+	if (rc == ERR_OK)
+		rc = retrieve_src(rt, &s);
+	if (rc == ERR_OK)
+		rc = dcm_file_read(&s, &ro, &f, &ei);   /* the meta only: stops at the data set's first element */
+	if (rc == ERR_OK && !f->has_meta)
+		rc = ERR_PARSE;
+	if (rc == ERR_OK)
+		rc = hash_src(&s, f->ds_off, out);
+	dcm_file_free(f);
+	retrieve_close(rt);
+	return rc;
+}
+
+/* The SOP Instance UID is already stored: identical bytes succeed; so do
+ * the same data set bytes under other file meta information (a re-send by
+ * another AE, or the same image imported from a file and over the
+ * network: the meta says who wrote the file, not what the image is).
+ * Anything else is refused, never replaced. ds_off: where in's data set
+ * begins. */
+static enum err same_as_stored(struct vault *v, struct src *in, uint64_t ds_off, const uint8_t *known,
+                               const struct idx_instance *old, struct store_result *res, char *why, size_t whylen)
+{
+	uint8_t a[32], b[32];
 	enum err rc = ERR_OK;
 
 	if (known != NULL)
 		memcpy(res->sha256, known, 32);
 	else
-		rc = hash_src(in, res->sha256);
+		rc = hash_src(in, 0, res->sha256);
 
 	if (rc != ERR_OK)
 		return rc;
@@ -395,6 +428,18 @@ static enum err same_as_stored(struct src *in, const uint8_t *known, const struc
 		res->existed = true;
 		return ERR_OK;
 	}
+	rc = hash_src(in, ds_off, a);
+	if (rc == ERR_OK)
+		rc = stored_ds_hash(v, res->sop_uid, b);
+	if (rc == ERR_OK && ct_equal(a, b, 32)) {
+		memcpy(res->sha256, old->sha256, 32);   /* what is stored stays */
+		res->size = old->size;
+		res->existed = true;
+		return ERR_OK;
+	}
+	if (rc == ERR_AUTH)
+		return err_why(why, whylen, ERR_AUTH, "SOP Instance UID %s is already stored, and the stored copy fails "
+		               "its integrity check", res->sop_uid);
 	return err_why(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
 	               res->sop_uid);
 }
@@ -646,7 +691,7 @@ enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *k
 	store_ix_lock(v, &locked);
 	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
 		store_ix_unlock(v, &locked);
-		rc = same_as_stored(in, known, &old, res, why, whylen);
+		rc = same_as_stored(v, in, c.f->ds_off, known, &old, res, why, whylen);
 		goto out;
 	}
 	rc = ix->ops->begin(ix);
@@ -688,7 +733,7 @@ enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *k
 		/* stored meanwhile by another request: compare with it */
 		(void)v->blobs->ops->del(v->blobs, object_key);
 		object_key[0] = 0;
-		rc = same_as_stored(in, known, &j.old, res, why, whylen);
+		rc = same_as_stored(v, in, c.f->ds_off, known, &j.old, res, why, whylen);
 		goto out;
 	}
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)

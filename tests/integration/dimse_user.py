@@ -244,7 +244,7 @@ def main():
     with open(os.path.join(V, "dicomvault.conf"), "a") as f:
         f.write('\n[peer "UPEER"]\nfingerprint = %s\nrights = echo, store, find\n'
                 '\n[peer "STRICT"]\nfingerprint = %s\nrights = echo, find\nrequire_user = yes\n'
-                '\n[peer "GPEER"]\nfingerprint = %s\nrights = echo, find, get, move\n'
+                '\n[peer "GPEER"]\nfingerprint = %s\nrights = echo, store, find, get, move\n'
                 '\n[peer "DEST"]\nfingerprint = %s\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
                 '\n[peer "OTHERCOLL"]\nfingerprint = %s\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
                 'collection = research\n'
@@ -367,7 +367,7 @@ def main():
     # has something to send fails its sub-operations) ----
     getctx = [(1, dul.VERIFICATION, [dul.IMPLICIT]), (5, SC, [dul.IMPLICIT]), (7, dul.GET_STUDY, [dul.IMPLICIT]),
               (9, MOVE_STUDY, [dul.IMPLICIT])]
-    roles = [(SC, 0, 1)]
+    roles = [(SC, 1, 1)]
     s1_uids = sorted([S + "9.1", S + "9.3"])
 
     def gassoc(identity=None):
@@ -379,6 +379,8 @@ def main():
     s, t, body = gassoc()
     check("GPEER alone: accepted", t == 2, body)
     if t == 2:
+        check("the same instance again from another AE (other file meta, same data set): success",
+              store(s, 11, S1, 1) == 0)
         r = retrieve(s, 1, S2)
         check("GPEER alone: C-GET of S2 sends its instance", r == (0, 1, 0, [S + "9.2"]), r)
         r = retrieve(s, 3, S2, "DEST")
