@@ -69,6 +69,13 @@ void vault_close(struct vault *v);
  * *removed: how many files went. */
 WUR enum err vault_recover(struct vault *v, unsigned *removed);
 
+/* A path of the configuration, p: itself when absolute, else relative to
+ * the vault's folder. 0, or -1 when it does not fit in cap. */
+int vault_path(const struct vault *v, const char *p, char *out, size_t cap);
+/* The same for the value of [section] key, or def when it is not set. */
+int vault_conf_path(const struct vault *v, const char *section, const char *key, const char *def, char *out,
+                    size_t cap);
+
 /* Checks an existing vault's layout and permissions (serve refuses to start
  * on a vault that fails this). */
 WUR enum err vault_check(const char *dir, char *why, size_t whylen);

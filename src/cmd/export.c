@@ -99,18 +99,6 @@ static enum err add_series(void *ctx, const struct idx_series *se)
 	return ERR_OK;
 }
 
-static bool uid_ok(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > IDX_UID_MAX)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
-			return false;
-	return true;
-}
-
 /* mkdir -p of one level under an existing folder. */
 static int ensure_dir(const char *p)
 {
@@ -174,9 +162,9 @@ static void export_one(struct exp *e, const struct item *it, bool quiet)
 			if (rc == ERR_DENIED)
 				e->refused++;
 		}
-		if (rc == ERR_OK && (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, sizeof sop) != ERR_OK || !uid_ok(sop) ||
+		if (rc == ERR_OK && (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, sizeof sop) != ERR_OK || !cmd_uid_ok(sop) ||
 		                     dcm_ds_get_cstr(&f->ds, 0x0020000E, series, sizeof series) != ERR_OK ||
-		                     !uid_ok(series))) {
+		                     !cmd_uid_ok(series))) {
 			rc = ERR_PARSE;
 			(void)err_why(why, sizeof why, ERR_IO, "the de-identified object has no usable SOP Instance or Series UID");
 		}
@@ -306,7 +294,7 @@ int cmd_export(int argc, char **argv)
 		fputs(export_usage, stderr);
 		return EXIT_USAGE;
 	}
-	if (!uid_ok(study)) {
+	if (!cmd_uid_ok(study)) {
 		fputs("dicomvault export: --study: not a UID (1 to 64 digits and dots)\n", stderr);
 		return EXIT_USAGE;
 	}

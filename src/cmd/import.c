@@ -276,18 +276,6 @@ static enum err verify_one(struct imp *x, const char *sop, const uint8_t *want, 
 	return ERR_OK;
 }
 
-static bool uid_ok(const char *s)
-{
-	size_t n = strlen(s), i;
-
-	if (n == 0 || n > IDX_UID_MAX)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
-			return false;
-	return true;
-}
-
 /* ---- import PATH... ---- */
 
 /* Whether the file starts like Part 10: 128 bytes, then "DICM". */
@@ -606,18 +594,6 @@ static void move_progress(void *ctx, const struct dimse_scu_move *m)
 	}
 }
 
-/* A path of the configuration: absolute, or relative to the vault. */
-static int conf_path(const struct vault *v, const char *key, const char *def, char *out, size_t cap)
-{
-	const char *p = ini_get(v->conf, "http", NULL, key);
-	int n;
-
-	if (p == NULL || p[0] == 0)
-		p = def;
-	n = p[0] == '/' ? snprintf(out, cap, "%s", p) : snprintf(out, cap, "%s/%s", v->dir, p);
-	return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
 /* [dicom] KEY as seconds (1..86400) into *ms; absent: unchanged. */
 static int conf_seconds(const struct vault *v, const char *key, unsigned *ms)
 {
@@ -661,8 +637,8 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		note(&x->r, W_ERROR, pe->ae, "[dicom] artim and idle_timeout: a number of seconds, 1 to 86400");
 		return;
 	}
-	if (conf_path(x->v, "cert", "keys/tls.crt", path_c, sizeof path_c) != 0 ||
-	    conf_path(x->v, "key", "keys/tls.key", path_k, sizeof path_k) != 0 ||
+	if (vault_conf_path(x->v, "http", "cert", "keys/tls.crt", path_c, sizeof path_c) != 0 ||
+	    vault_conf_path(x->v, "http", "key", "keys/tls.key", path_k, sizeof path_k) != 0 ||
 	    file_read_all(path_c, CERT_MAX, &cert, &cert_len) != ERR_OK ||
 	    secret_read_file(path_k, CRYPTO_SECRET_FILE_MAX, 0, &key) != ERR_OK) {
 		note(&x->r, W_ERROR, pe->ae, "cannot read the vault's TLS certificate and key ([http] cert, key)");
@@ -878,7 +854,7 @@ int cmd_import(int argc, char **argv)
 		}
 		*dstp = argv[++a];
 		if (dstp == &studies[nstudies]) {
-			if (!uid_ok(studies[nstudies])) {
+			if (!cmd_uid_ok(studies[nstudies])) {
 				fputs("dicomvault import: --study: not a UID (1 to 64 digits and dots)\n", stderr);
 				rcode = EXIT_USAGE;
 				goto done;

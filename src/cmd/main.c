@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <pwd.h>
 #include <qrencode.h>
+#include "dicomvault/index.h"
 #include "cmd.h"
 
 static void usage(FILE *out)
@@ -198,6 +199,18 @@ void cmd_json_str(const char *s)
 			putchar(c);
 	}
 	putchar('"');
+}
+
+bool cmd_uid_ok(const char *s)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n > IDX_UID_MAX)
+		return false;
+	for (i = 0; i < n; i++)
+		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
+			return false;
+	return true;
 }
 
 const char *cmd_operator(void)

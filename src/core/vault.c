@@ -615,3 +615,18 @@ void vault_close(struct vault *v)
 	secret_free(v->audit_sk);
 	free(v);
 }
+
+int vault_path(const struct vault *v, const char *p, char *out, size_t cap)
+{
+	int n = p[0] == '/' ? snprintf(out, cap, "%s", p) : snprintf(out, cap, "%s/%s", v->dir, p);
+
+	return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
+int vault_conf_path(const struct vault *v, const char *section, const char *key, const char *def, char *out,
+                    size_t cap)
+{
+	const char *p = ini_get(v->conf, section, NULL, key);
+
+	return vault_path(v, p == NULL || p[0] == 0 ? def : p, out, cap);
+}

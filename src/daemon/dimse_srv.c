@@ -1143,9 +1143,7 @@ static enum err load_cas(struct dimse_srv *s, char *why, size_t whylen)
 		int r;
 		if (pe->has_fp || pe->ca[0] == 0)
 			continue;   /* fingerprint, or tls = no without either: no CA */
-		snprintf(path, sizeof path, "%s%s%s", pe->ca[0] == '/' ? "" : s->o.vault->dir, pe->ca[0] == '/' ? "" : "/",
-		         pe->ca);
-		if (file_read_all(path, CA_MAX, &pem, &len) != ERR_OK) {
+		if (vault_path(s->o.vault, pe->ca, path, sizeof path) != 0 || file_read_all(path, CA_MAX, &pem, &len) != ERR_OK) {
 			snprintf(why, whylen, "peer %s: cannot read the CA file %.200s", pe->ae, path);
 			return ERR_IO;
 		}
@@ -1343,8 +1341,7 @@ static enum err jwt_load(struct vault *v, const char *ae, struct jwt_verifier **
 		if (life[0] < '0' || life[0] > '9' || *end != 0 || ttl < 1 || ttl > 86400)
 			return err_why(why, whylen, ERR_PARSE, "[auth] jwt_max_lifetime: 1 to 86400 seconds");
 	}
-	if ((size_t)snprintf(path, sizeof path, "%s%s%s", key[0] == '/' ? "" : v->dir, key[0] == '/' ? "" : "/", key) >=
-	    sizeof path)
+	if (vault_path(v, key, path, sizeof path) != 0)
 		return err_why(why, whylen, ERR_PARSE, "[auth] jwt_key: path too long");
 	if (file_read_all(path, 64 * 1024, &pem, &len) != ERR_OK)
 		return err_why(why, whylen, ERR_IO, "[auth] jwt_key: cannot read %s", path);

@@ -36,18 +36,6 @@ static void harden(void)
 		log_warn("cannot make the process undumpable");
 }
 
-/* A path of the configuration: absolute, or relative to the vault. */
-static int conf_path(const struct vault *v, const char *key, const char *def, char *out, size_t cap)
-{
-	const char *p = ini_get(v->conf, "http", NULL, key);
-	int n;
-
-	if (p == NULL || p[0] == 0)
-		p = def;
-	n = p[0] == '/' ? snprintf(out, cap, "%s", p) : snprintf(out, cap, "%s/%s", v->dir, p);
-	return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
 int serve_run(const struct serve_opts *o)
 {
 	struct vault_open_opts vo = { .passphrase_file = o->passphrase_file, .no_check = false };
@@ -80,8 +68,8 @@ int serve_run(const struct serve_opts *o)
 		fprintf(stderr, "dicomvault serve: %s/dicomvault.conf: %s\n", v->dir, why);
 		goto out;
 	}
-	if (conf_path(v, "cert", "keys/tls.crt", cert_path, sizeof cert_path) != 0 ||
-	    conf_path(v, "key", "keys/tls.key", key_path, sizeof key_path) != 0) {
+	if (vault_conf_path(v, "http", "cert", "keys/tls.crt", cert_path, sizeof cert_path) != 0 ||
+	    vault_conf_path(v, "http", "key", "keys/tls.key", key_path, sizeof key_path) != 0) {
 		fprintf(stderr, "dicomvault serve: [http] cert or key path too long\n");
 		goto out;
 	}
