@@ -93,16 +93,8 @@ struct blob_writer {
 	char tmp[PATH_CAP];       /* DIR/.pending/<key> until committed */
 	char final[PATH_CAP];
 	char subdir[PATH_CAP];
-	uint64_t off;             /* bytes written */
-	uint64_t kicked;          /* bytes whose write-back was started */
 	enum err err;
 };
-
-/* put_write starts the write-back of every WB_KICK bytes written
- * (sync_file_range, no wait), so that the fsync of put_commit finds most of
- * the data on its way to the device already instead of writing it all
- * after the last byte. Only a head start: durability is still the fsync's. */
-#define WB_KICK (128u * 1024u)
 
 bool blob_key_valid(const char *key)
 {
@@ -421,12 +413,6 @@ static enum err fs_put_write(struct blob_writer *w, const void *p, size_t n)
 		}
 		b += r;
 		n -= (size_t)r;
-		w->off += (uint64_t)r;
-	}
-	if (w->off - w->kicked >= WB_KICK) {
-		/* errors are the fsync's to report */
-		(void)sync_file_range(w->fd, (off64_t)w->kicked, (off64_t)(w->off - w->kicked), SYNC_FILE_RANGE_WRITE);
-		w->kicked = w->off;
 	}
 	return ERR_OK;
 }
