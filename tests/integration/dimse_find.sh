@@ -31,13 +31,9 @@ trap cleanup EXIT
 TEST=dimse_find
 . "$(dirname "$0")/lib/dimse.sh"
 
-for tool in findscu storescu openssl; do
-	command -v $tool >/dev/null || { echo "# SKIP dimse_find: no $tool (scripts/install-deps.sh)"; exit 0; }
-done
-"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_find: no --dicom"; exit 0; }
+need findscu storescu openssl
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=peer1" \
-	-keyout "$T/peer1.key" -out "$T/peer1.crt" 2>/dev/null
+cert peer1
 [ -s "$T/peer1.crt" ] || { no "openssl made the certificate"; exit 0; }
 
 # ---- the data: 3 patients in the default collection, one also with a
@@ -102,17 +98,7 @@ rights = echo, store
 
 [collection "ctdept"]
 CONF
-"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
-SRV=$!
-for _ in $(seq 100); do
-	grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
-	kill -0 "$SRV" 2>/dev/null || break
-	sleep 0.1
-done
-if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
-	no "server running with DICOM-TLS" "$T/err"
-	exit 0
-fi
+serve_dicom || exit 0
 SC="$T/v/keys/tls.crt"
 TLS=(+tls "$T/peer1.key" "$T/peer1.crt" +cf "$SC")
 storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/default/*.dcm \

@@ -42,17 +42,11 @@ trap cleanup EXIT
 TEST=dimse_move
 . "$(dirname "$0")/lib/dimse.sh"
 
-for tool in movescu storescu storescp openssl stunnel4; do
-	command -v $tool >/dev/null || { echo "# SKIP dimse_move: no $tool (scripts/install-deps.sh)"; exit 0; }
-done
-"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_move: no --dicom"; exit 0; }
+need movescu storescu storescp openssl stunnel4
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=peer1" \
-	-keyout "$T/peer1.key" -out "$T/peer1.crt" 2>/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=dest" \
-	-keyout "$T/dest.key" -out "$T/dest.crt" 2>/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=other" \
-	-keyout "$T/other.key" -out "$T/other.crt" 2>/dev/null
+cert peer1
+cert dest
+cert other
 [ -s "$T/peer1.crt" ] && [ -s "$T/dest.crt" ] && [ -s "$T/other.crt" ] || { no "openssl made the certificates"; exit 0; }
 
 # ---- the data: P1 (study 1: series 1.1 of 2 instances, series 1.2 of
@@ -120,17 +114,7 @@ port = $SP
 [peer "NOHOST"]
 fingerprint = $(fp "$T/dest.crt")
 CONF
-"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
-SRV=$!
-for _ in $(seq 100); do
-	grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
-	kill -0 "$SRV" 2>/dev/null || break
-	sleep 0.1
-done
-if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
-	no "server running with DICOM-TLS" "$T/err"
-	exit 0
-fi
+serve_dicom || exit 0
 SC="$T/v/keys/tls.crt"
 TLS=(+tls "$T/peer1.key" "$T/peer1.crt" +cf "$SC")
 storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet MOVER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/00[123].dcm \

@@ -30,19 +30,12 @@ trap cleanup EXIT
 TEST=dimse_tls
 . "$(dirname "$0")/lib/dimse.sh"
 
-for tool in echoscu openssl; do
-	command -v $tool >/dev/null || { echo "# SKIP dimse_tls: no $tool (scripts/install-deps.sh)"; exit 0; }
-done
-"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP dimse_tls: no --dicom"; exit 0; }
+need echoscu openssl
 
 
 # ---- certificates: two self-signed peers, a CA and a peer it issued ----
-mk_self() {  # NAME
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=$1" \
-		-keyout "$T/$1.key" -out "$T/$1.crt" 2>/dev/null
-}
-mk_self peer1
-mk_self stranger
+cert peer1
+cert stranger
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=test CA" \
 	-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
 	-keyout "$T/ca.key" -out "$T/ca.crt" 2>/dev/null
@@ -92,17 +85,7 @@ rights = store
 
 [collection "ctdept"]
 CONF
-"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
-SRV=$!
-for _ in $(seq 100); do
-	grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
-	kill -0 "$SRV" 2>/dev/null || break
-	sleep 0.1
-done
-if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
-	no "server running with DICOM-TLS" "$T/err"
-	exit 0
-fi
+serve_dicom || exit 0
 ok "server running with DICOM-TLS"
 check "plain-TCP listener warned about at start" "grep -q 'plain-TCP DICOM listener' '$T/err'"
 

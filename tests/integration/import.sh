@@ -307,10 +307,8 @@ check "no route back: audited as a failure" \
 	"grep '\"import\"' '$T/nr/audit/audit.log' | grep 'end: from peer OLDPACS' | grep -q '\"failure\"'"
 
 # ---- over DICOM-TLS: stunnel4 on both sides of dcmqrscp ----
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=oldpacs" \
-	-keyout "$T/pacs.key" -out "$T/pacs.crt" 2>/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=other" \
-	-keyout "$T/other.key" -out "$T/other.crt" 2>/dev/null
+cert pacs oldpacs
+cert other
 mkvault "$T/tv" TLSVAULT "$VT"
 check "init the TLS vault" "[ $? -eq 0 ] && [ -s '$T/pacs.crt' ]" "$T/tv.init"
 cat >>"$T/tv/dicomvault.conf" <<CONF

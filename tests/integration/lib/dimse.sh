@@ -21,3 +21,33 @@ stop_pid() {
 	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
 	kill -KILL "$p" 2>/dev/null
 }
+# need TOOL...: ends the test with a SKIP line (exit 0) when a tool is not
+# installed or the CLI has no `serve --dicom`
+need() {
+	local tool
+	for tool in "$@"; do
+		command -v "$tool" >/dev/null || { echo "# SKIP $TEST: no $tool (scripts/install-deps.sh)"; exit 0; }
+	done
+	"$DV" serve --help 2>/dev/null | grep -q -- '--dicom' || { echo "# SKIP $TEST: no --dicom"; exit 0; }
+}
+# cert NAME [CN]: a self-signed P-256 certificate $T/NAME.crt, key $T/NAME.key
+cert() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=${2:-$1}" \
+		-keyout "$T/$1.key" -out "$T/$1.crt" 2>/dev/null
+}
+# serve_dicom: `serve` of the vault $T/v with HTTPS on $HP and DICOM-TLS on
+# $DP, output in $T/out and $T/err; SRV gets its PID. Returns 1, after a
+# "not ok" line, when the DICOM listener does not come up.
+serve_dicom() {
+	"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
+	SRV=$!
+	for _ in $(seq 100); do
+		grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
+		kill -0 "$SRV" 2>/dev/null || break
+		sleep 0.1
+	done
+	if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
+		no "server running with DICOM-TLS" "$T/err"
+		return 1
+	fi
+}
