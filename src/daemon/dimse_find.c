@@ -60,6 +60,24 @@ void dimse_find_chunk(struct dimse_assoc *a, const uint8_t *p, size_t n)
 	wbuf_put(&fq->id, p, n);
 }
 
+bool dimse_find_parse(const struct dimse_find *fq, const char *ts, struct dcm_file **out)
+{
+	const struct dcm_ts *dts = dict_ts(ts, strlen(ts));
+	struct dcm_read_opts ro;
+	struct dcm_errinfo ei;
+	struct src_mem m;
+	struct src s;
+
+	*out = NULL;
+	if (dts == NULL)
+		return false;
+	memset(&ro, 0, sizeof ro);
+	ro.no_meta = true;
+	ro.ts = dts;
+	src_mem_init(&s, &m, fq->id.p != NULL ? fq->id.p : (const uint8_t *)"", fq->id.len);
+	return dcm_file_read(&s, &ro, out, &ei) == ERR_OK;
+}
+
 void dimse_find_free(struct dimse_assoc *a)
 {
 	if (a->fq == NULL)
@@ -329,12 +347,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 {
 	struct dimse_find *fq = a->fq;
 	const char *abstract = NULL, *ts = NULL, *comment = NULL;
-	const struct dcm_ts *dts;
-	struct dcm_read_opts ro;
-	struct dcm_errinfo ei;
 	struct dcm_file *idf = NULL;
-	struct src_mem m;
-	struct src s;
 	struct qry_opts qo;
 	struct qry *q = NULL;
 	struct qry_stats st;
@@ -372,12 +385,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 		comment = "Identifier too large";
 		goto done;
 	}
-	dts = dict_ts(ts, strlen(ts));
-	memset(&ro, 0, sizeof ro);
-	ro.no_meta = true;
-	ro.ts = dts;
-	src_mem_init(&s, &m, fq->id.p != NULL ? fq->id.p : (const uint8_t *)"", fq->id.len);
-	if (dts == NULL || dcm_file_read(&s, &ro, &idf, &ei) != ERR_OK) {
+	if (!dimse_find_parse(fq, ts, &idf)) {
 		status = DIMSE_ERR_UNABLE;
 		comment = "Identifier cannot be parsed";
 		goto done;

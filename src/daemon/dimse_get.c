@@ -611,12 +611,7 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 {
 	struct dimse_find *fq = a->fq;
 	const char *abstract = NULL, *ts = NULL, *comment = NULL, *level_name = "?";
-	const struct dcm_ts *dts;
-	struct dcm_read_opts ro;
-	struct dcm_errinfo ei;
 	struct dcm_file *idf = NULL, *qf = NULL;
-	struct src_mem m;
-	struct src s;
 	struct qry_opts qo;
 	struct qry *q = NULL;
 	struct qry_stats st;
@@ -681,12 +676,7 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 		comment = "Identifier too large";
 		goto done;
 	}
-	dts = dict_ts(ts, strlen(ts));
-	memset(&ro, 0, sizeof ro);
-	ro.no_meta = true;
-	ro.ts = dts;
-	src_mem_init(&s, &m, fq->id.p != NULL ? fq->id.p : (const uint8_t *)"", fq->id.len);
-	if (dts == NULL || dcm_file_read(&s, &ro, &idf, &ei) != ERR_OK) {
+	if (!dimse_find_parse(fq, ts, &idf)) {
 		status = DIMSE_ERR_DATASET;
 		comment = "Identifier cannot be parsed";
 		goto done;

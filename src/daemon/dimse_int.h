@@ -17,6 +17,7 @@
 #define DIMSE_AUDIT_ASSOC "dicom-association"
 #define DIMSE_AUDIT_ECHO  "dicom-echo"
 
+struct dcm_file;
 struct dimse_store;   /* dimse_svc.c: a C-STORE being received */
 
 /* dimse_find.c: the identifier of a C-FIND or C-GET being received */
@@ -134,6 +135,9 @@ void dimse_find_chunk(struct dimse_assoc *a, const uint8_t *p, size_t n);
  * then the final one), audits, frees a->fq. An error: abort. */
 WUR enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid);
 void dimse_find_free(struct dimse_assoc *a);
+/* The identifier collected in fq, in transfer syntax ts, parsed into *out
+ * (the caller frees it); false when ts is unknown or it cannot be parsed. */
+bool dimse_find_parse(const struct dimse_find *fq, const char *ts, struct dcm_file **out);
 
 /* ---- C-GET (dimse_get.c) ---- */
 #define DIMSE_GET_PATIENT_ROOT "1.2.840.10008.5.1.4.1.2.1.3"
