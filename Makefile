@@ -22,7 +22,8 @@ OPT := -O2 -g -DNDEBUG
 LDOPT :=
 endif
 CFLAGS_ALL := $(BASEFLAGS) $(OPT) $(CFLAGS)
-LIBS := -lz -ljansson -lmicrohttpd -lsodium -lgnutls -lcrypto -lsqlite3 -lqrencode -lpthread -lm
+PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
+LIBS := -lz -ljansson -lmicrohttpd -lsodium -lgnutls -lcrypto -lsqlite3 -lqrencode $(PNG_LIBS) -ljpeg -lpthread -lm
 
 LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c src/backend/*.c src/core/*.c src/daemon/*.c)
 GEN_SRC := $(GEN)/dict_data.c $(GEN)/deid_table.c $(GEN)/access_table.c $(GEN)/sop_storage.c

@@ -76,6 +76,13 @@
 #define DICOMWEB_BULK_THRESHOLD 1024u         /* metadata: binary values longer are a BulkDataURI (as pydicom) */
 #define DICOMWEB_MAX_TS        64u            /* distinct transfer syntaxes in one answer (Accept ranges looked at) */
 #define DICOMWEB_BULK_PATH_MAX 1024u          /* bytes of a bulk data path ("GGGGEEEE.ITEM...", 32 levels) */
+/* WADO-RS rendered and thumbnail (dicom/render.c, daemon/wado_render.c) */
+#define RENDER_MAX_PIXELS      (4096u * 4096u) /* Rows x Columns of an image rendered (one frame held at a time) */
+#define RENDER_MAX_VIEWPORT    8192u          /* vw or vh of the viewport parameter (400 beyond) */
+#define RENDER_THUMB_SIZE      128u           /* a thumbnail fits this square unless a viewport is given */
+#define RENDER_JPEG_QUALITY    90             /* JPEG quality without the quality parameter */
+#define RENDER_MAX_OUTPUT      ((size_t)256 << 20) /* bytes of one encoded image */
+#define RENDER_MAX_PARAM       64u            /* bytes of a window, viewport or quality value */
 
 /* API tokens (core/token.c) */
 #define TOKEN_TTL_DEFAULT      (30 * 86400)   /* seconds a token lasts without --ttl */

@@ -1,0 +1,123 @@
+/* render.h: one frame of a DICOM image rendered for WADO-RS /rendered and
+ * /thumbnail (PS3.18 8.3.5.1, 9.5, 10.4.1.1.3): the query parameters
+ * window, viewport and quality; the description of an image from its data
+ * set; the pixel pipeline of PS3.3 C.11 (stored values, Modality rescale,
+ * VOI window linear / linear-exact / sigmoid, MONOCHROME1 inverted,
+ * RGB / YBR_FULL / YBR_FULL_422 / PALETTE COLOR to RGB); an area-average
+ * downscale to a viewport; JPEG (libjpeg-turbo) and PNG (libpng) encoding;
+ * JPEG Baseline and RLE Lossless (PS3.5 Annex G) decoding of encapsulated
+ * frames. Pure: bytes in, bytes out. See docs/internals/dicomweb.md.
+ * Layer: dicom. */
+#ifndef DICOMVAULT_RENDER_H
+#define DICOMVAULT_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "dicomvault/dataset.h"
+#include "dicomvault/err.h"
+#include "dicomvault/limits.h"
+#include "dicomvault/wbuf.h"
+
+/* ---- query parameters (PS3.18 8.3.5.1) ---- */
+
+enum render_voi_fn { RENDER_VOI_LINEAR = 0, RENDER_VOI_LINEAR_EXACT, RENDER_VOI_SIGMOID };
+
+struct render_window {
+	double center, width;
+	enum render_voi_fn fn;
+};
+
+/* "center,width[,function]": decimal numbers, function linear (default),
+ * linear-exact or sigmoid; width >= 1 for linear, > 0 otherwise
+ * (PS3.3 C.11.2.1.2). ERR_PARSE with a reason in why. */
+WUR enum err render_window_parse(const char *s, size_t n, struct render_window *w, char *why, size_t whylen);
+/* "vw,vh": 1..RENDER_MAX_VIEWPORT each. The form with a source region
+ * (vw,vh,sx,sy,sw,sh) is ERR_UNSUPPORTED. */
+WUR enum err render_viewport_parse(const char *s, size_t n, uint32_t *vw, uint32_t *vh, char *why, size_t whylen);
+/* "1".."100". */
+WUR enum err render_quality_parse(const char *s, size_t n, int *q, char *why, size_t whylen);
+
+/* ---- the image ---- */
+
+enum render_photo {
+	RENDER_MONO1 = 0,
+	RENDER_MONO2,
+	RENDER_RGB,
+	RENDER_YBR_FULL,
+	RENDER_YBR_FULL_422,
+	RENDER_PALETTE
+};
+
+struct render_image {
+	uint32_t rows, cols, spp;
+	unsigned bits_alloc, bits_stored, high_bit;
+	bool is_signed;
+	unsigned planar;              /* 0: samples interleaved; 1: one plane per sample */
+	enum render_photo photo;
+	double slope, intercept;      /* Modality LUT: rescale (1, 0 when absent) */
+	bool has_window;              /* the first Window Center / Width of the data set */
+	struct render_window win;
+	/* PALETTE COLOR: three LUTs of lut_n entries, first mapped value
+	 * lut_first, each entry lut_bits (8 or 16) wide; owned */
+	uint16_t *lut[3];
+	uint32_t lut_n;
+	int32_t lut_first;
+	unsigned lut_bits;
+};
+
+/* Reads the image attributes of ds (a data set of f, for bulk LUT values).
+ * ERR_NOTFOUND: not an image (no Rows/Columns/Pixel Data);
+ * ERR_UNSUPPORTED: a valid image this renderer does not handle (1-bit,
+ * 64-bit, float pixels, another photometric interpretation);
+ * ERR_PARSE: inconsistent attributes; ERR_LIMIT: over RENDER_MAX_PIXELS.
+ * why says which. Free with render_image_fini. */
+WUR enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, struct render_image *im, char *why,
+                               size_t whylen);
+void render_image_fini(struct render_image *im);
+/* Bytes of one native (uncompressed) frame of im. */
+uint64_t render_frame_bytes(const struct render_image *im);
+
+/* ---- rendering ---- */
+
+/* An 8-bit image, rows top to bottom: channels 1 (grey) or 3 (RGB). */
+struct render_out {
+	uint8_t *px;
+	uint32_t w, h;
+	unsigned channels;
+};
+
+void render_out_fini(struct render_out *o);
+
+/* Renders one native frame (len bytes, little endian, as dcm_frame_read
+ * gives it) of im into out. Greyscale: win, else im's own window, else
+ * the frame's smallest and largest modality values (linear-exact); colour
+ * ignores the window. */
+WUR enum err render_frame(const struct render_image *im, const uint8_t *frame, size_t len,
+                          const struct render_window *win, struct render_out *out, char *why, size_t whylen);
+
+/* The size that fits w x h into vw x vh, preserving the aspect ratio,
+ * never larger than w x h (no upscaling), at least 1 x 1. */
+void render_fit(uint32_t w, uint32_t h, uint32_t vw, uint32_t vh, uint32_t *ow, uint32_t *oh);
+/* Replaces o by its area-average downscale to fit vw x vh. */
+WUR enum err render_scale(struct render_out *o, uint32_t vw, uint32_t vh);
+
+/* ---- codecs ---- */
+
+enum render_media { RENDER_JPEG = 0, RENDER_PNG };
+
+/* Encodes o as JPEG (quality 1..100) or PNG (quality ignored) into w. */
+WUR enum err render_encode(const struct render_out *o, enum render_media m, int quality, struct wbuf *w, char *why,
+                           size_t whylen);
+
+/* Decodes one RLE Lossless frame (PS3.5 Annex G) of im into a native
+ * frame of render_frame_bytes(im) bytes (little endian; colour planes
+ * one after the other, so im->planar must be read as 1). */
+WUR enum err render_rle_decode(const struct render_image *im, const uint8_t *src, size_t n, uint8_t **out,
+                               size_t *outlen, char *why, size_t whylen);
+/* Decodes one JPEG Baseline (8-bit) frame into a native 8-bit frame and
+ * updates im to describe it (3 components: RGB, interleaved). */
+WUR enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t n, uint8_t **out,
+                                size_t *outlen, char *why, size_t whylen);
+
+#endif

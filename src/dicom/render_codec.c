@@ -1,0 +1,336 @@
+/* render_codec.c: the codecs of rendered resources: an 8-bit grey or RGB
+ * image encoded as JPEG (libjpeg-turbo) or PNG (libpng) into a capped
+ * buffer, and the two encapsulated transfer syntaxes the renderer decodes:
+ * JPEG Baseline (libjpeg-turbo, 8-bit) and RLE Lossless (PS3.5 Annex G,
+ * PackBits segments, decoded here). Both libraries report errors through
+ * longjmp: all state they touch lives in a heap block whose pointer is
+ * set before setjmp, so nothing is indeterminate after the jump. Pure.
+ * Layer: dicom. */
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jpeglib.h>
+#include <png.h>
+#include "dicomvault/render.h"
+
+/* ---- JPEG ---- */
+
+struct jstate {
+	struct jpeg_error_mgr mgr;   /* first: libjpeg's err pointer is this block */
+	jmp_buf jb;
+	char msg[JMSG_LENGTH_MAX];
+	union {
+		struct jpeg_compress_struct c;
+		struct jpeg_decompress_struct d;
+	} u;
+	unsigned char *mem;          /* jpeg_mem_dest's buffer */
+	unsigned long memlen;
+	uint8_t *out;                /* decoded frame */
+};
+
+static void jerr_exit(j_common_ptr c)
+{
+	struct jstate *st = (struct jstate *)(void *)c->err;
+
+	(*c->err->format_message)(c, st->msg);
+	longjmp(st->jb, 1);
+}
+
+static void jerr_quiet(j_common_ptr c)
+{
+	(void)c;   /* warnings (corrupt data) are not written to stderr */
+}
+
+static struct jstate *jstate_new(void)
+{
+	struct jstate *st = calloc(1, sizeof *st);
+
+	if (st == NULL)
+		return NULL;
+	jpeg_std_error(&st->mgr);
+	st->mgr.error_exit = jerr_exit;
+	st->mgr.output_message = jerr_quiet;
+	return st;
+}
+
+static enum err jpeg_encode(const struct render_out *o, int quality, struct wbuf *w, char *why, size_t whylen)
+{
+	struct jstate *st = jstate_new();
+	enum err rc = ERR_INTERNAL;
+	uint32_t y;
+
+	if (st == NULL)
+		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	st->u.c.err = &st->mgr;
+	if (setjmp(st->jb) != 0) {
+		rc = err_why(why, whylen, ERR_INTERNAL, "JPEG encoder: %s", st->msg);
+		goto out;
+	}
+	jpeg_create_compress(&st->u.c);
+	jpeg_mem_dest(&st->u.c, &st->mem, &st->memlen);
+	st->u.c.image_width = o->w;
+	st->u.c.image_height = o->h;
+	st->u.c.input_components = (int)o->channels;
+	st->u.c.in_color_space = o->channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+	jpeg_set_defaults(&st->u.c);
+	jpeg_set_quality(&st->u.c, quality, TRUE);
+	jpeg_start_compress(&st->u.c, TRUE);
+	for (y = 0; y < o->h; y++) {
+		JSAMPROW row = o->px + (size_t)y * o->w * o->channels;
+		(void)jpeg_write_scanlines(&st->u.c, &row, 1);
+	}
+	jpeg_finish_compress(&st->u.c);
+	if (st->memlen > RENDER_MAX_OUTPUT) {
+		rc = err_why(why, whylen, ERR_LIMIT, "the encoded image is too large");
+		goto out;
+	}
+	wbuf_put(w, st->mem, st->memlen);
+	rc = wbuf_err(w);
+	if (rc != ERR_OK)
+		rc = err_why(why, whylen, rc, "the encoded image does not fit its buffer");
+out:
+	jpeg_destroy_compress(&st->u.c);
+	free(st->mem);
+	free(st);
+	return rc;
+}
+
+enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t n, uint8_t **out, size_t *outlen,
+                            char *why, size_t whylen)
+{
+	struct jstate *st;
+	enum err rc = ERR_INTERNAL;
+	size_t stride, total;
+	unsigned comps;
+
+	if (n < 4 || n > (size_t)RENDER_MAX_OUTPUT)
+		return err_why(why, whylen, ERR_PARSE, "a JPEG frame of %zu bytes", n);
+	st = jstate_new();
+	if (st == NULL)
+		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	st->u.d.err = &st->mgr;
+	if (setjmp(st->jb) != 0) {
+		rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame does not decode: %s", st->msg);
+		goto out;
+	}
+	jpeg_create_decompress(&st->u.d);
+	jpeg_mem_src(&st->u.d, src, (unsigned long)n);
+	if (jpeg_read_header(&st->u.d, TRUE) != JPEG_HEADER_OK) {
+		rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame has no image");
+		goto out;
+	}
+	comps = (unsigned)st->u.d.num_components;
+	if (st->u.d.image_width != im->cols || st->u.d.image_height != im->rows) {
+		rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame is %ux%u, the data set says %ux%u",
+		             (unsigned)st->u.d.image_width, (unsigned)st->u.d.image_height, (unsigned)im->cols,
+		             (unsigned)im->rows);
+		goto out;
+	}
+	if (st->u.d.data_precision != 8 || (comps != 1 && comps != 3) || comps != im->spp) {
+		rc = err_why(why, whylen, ERR_UNSUPPORTED, "JPEG frames of %d-bit precision and %u components are not rendered",
+		             st->u.d.data_precision, comps);
+		goto out;
+	}
+	if (comps == 3) {
+		/* the data set says whether the encoder transformed the colours */
+		st->u.d.jpeg_color_space = im->photo == RENDER_RGB ? JCS_RGB : JCS_YCbCr;
+		st->u.d.out_color_space = JCS_RGB;
+	} else {
+		st->u.d.out_color_space = JCS_GRAYSCALE;
+	}
+	jpeg_start_decompress(&st->u.d);
+	stride = (size_t)im->cols * comps;
+	total = stride * im->rows;
+	st->out = malloc(total);
+	if (st->out == NULL) {
+		rc = err_why(why, whylen, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	while (st->u.d.output_scanline < st->u.d.output_height) {
+		JSAMPROW row = st->out + (size_t)st->u.d.output_scanline * stride;
+		if (jpeg_read_scanlines(&st->u.d, &row, 1) != 1) {
+			rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame ends early");
+			goto out;
+		}
+	}
+	(void)jpeg_finish_decompress(&st->u.d);
+	im->bits_alloc = 8;
+	im->bits_stored = 8;
+	im->high_bit = 7;
+	im->planar = 0;
+	if (comps == 3)
+		im->photo = RENDER_RGB;
+	*out = st->out;
+	*outlen = total;
+	st->out = NULL;
+	rc = ERR_OK;
+out:
+	jpeg_destroy_decompress(&st->u.d);
+	free(st->out);
+	free(st);
+	return rc;
+}
+
+/* ---- PNG ---- */
+
+struct pstate {
+	png_structp p;
+	png_infop info;
+	struct wbuf *w;
+	char msg[128];
+};
+
+static void png_fail(png_structp p, png_const_charp msg)
+{
+	struct pstate *st = png_get_error_ptr(p);
+
+	snprintf(st->msg, sizeof st->msg, "%s", msg ? msg : "error");
+	png_longjmp(p, 1);
+}
+
+static void png_warn(png_structp p, png_const_charp msg)
+{
+	(void)p;
+	(void)msg;
+}
+
+static void png_put(png_structp p, png_bytep data, size_t n)
+{
+	struct pstate *st = png_get_io_ptr(p);
+
+	wbuf_put(st->w, data, n);
+	if (wbuf_err(st->w) != ERR_OK)
+		png_error(p, "the encoded image does not fit its buffer");
+}
+
+static void png_flush_none(png_structp p)
+{
+	(void)p;
+}
+
+static enum err png_encode(const struct render_out *o, struct wbuf *w, char *why, size_t whylen)
+{
+	struct pstate *st = calloc(1, sizeof *st);
+	enum err rc = ERR_INTERNAL;
+	uint32_t y;
+
+	if (st == NULL)
+		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	st->w = w;
+	st->p = png_create_write_struct(PNG_LIBPNG_VER_STRING, st, png_fail, png_warn);
+	if (st->p != NULL)
+		st->info = png_create_info_struct(st->p);
+	if (st->p == NULL || st->info == NULL) {
+		rc = err_why(why, whylen, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	if (setjmp(png_jmpbuf(st->p)) != 0) {
+		rc = err_why(why, whylen, wbuf_err(w) != ERR_OK ? ERR_LIMIT : ERR_INTERNAL, "PNG encoder: %s", st->msg);
+		goto out;
+	}
+	png_set_write_fn(st->p, st, png_put, png_flush_none);
+	png_set_IHDR(st->p, st->info, o->w, o->h, 8, o->channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+	             PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+	png_write_info(st->p, st->info);
+	for (y = 0; y < o->h; y++)
+		png_write_row(st->p, o->px + (size_t)y * o->w * o->channels);
+	png_write_end(st->p, NULL);
+	rc = ERR_OK;
+out:
+	if (st->p != NULL)
+		png_destroy_write_struct(&st->p, st->info != NULL ? &st->info : NULL);
+	free(st);
+	return rc;
+}
+
+enum err render_encode(const struct render_out *o, enum render_media m, int quality, struct wbuf *w, char *why,
+                       size_t whylen)
+{
+	if (o->px == NULL || o->w == 0 || o->h == 0 || (o->channels != 1 && o->channels != 3))
+		return err_why(why, whylen, ERR_INTERNAL, "nothing to encode");
+	if (m == RENDER_PNG)
+		return png_encode(o, w, why, whylen);
+	if (quality < 1 || quality > 100)
+		quality = RENDER_JPEG_QUALITY;
+	return jpeg_encode(o, quality, w, why, whylen);
+}
+
+/* ---- RLE Lossless (PS3.5 Annex G) ---- */
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* PackBits of seg (n bytes) into np bytes at out, each step of stride. */
+static bool packbits(const uint8_t *seg, size_t n, uint8_t *out, size_t np, size_t stride)
+{
+	size_t i = 0, o = 0;
+
+	while (o < np && i < n) {
+		int c = (int8_t)seg[i++];
+		if (c >= 0) {
+			size_t k = (size_t)c + 1;
+			if (k > n - i || k > np - o)
+				return false;
+			while (k-- > 0) {
+				out[o * stride] = seg[i++];
+				o++;
+			}
+		} else if (c != -128) {
+			size_t k = (size_t)(1 - c);
+			if (i >= n || k > np - o)
+				return false;
+			while (k-- > 0) {
+				out[o * stride] = seg[i];
+				o++;
+			}
+			i++;
+		}
+	}
+	return o == np;
+}
+
+enum err render_rle_decode(const struct render_image *im, const uint8_t *src, size_t n, uint8_t **out,
+                           size_t *outlen, char *why, size_t whylen)
+{
+	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total, s, k;
+	uint32_t nseg, want, off[16];
+	uint8_t *buf;
+
+	if (im->photo == RENDER_YBR_FULL_422)
+		return err_why(why, whylen, ERR_PARSE, "RLE frames are never YBR_FULL_422");
+	want = (uint32_t)(im->spp * bps);
+	if (n < 64)
+		return err_why(why, whylen, ERR_PARSE, "the RLE frame is shorter than its header");
+	nseg = le32(src);
+	if (nseg != want || nseg > 15)
+		return err_why(why, whylen, ERR_PARSE, "the RLE frame has %u segments, the image needs %u", (unsigned)nseg,
+		               (unsigned)want);
+	for (s = 0; s < nseg; s++) {
+		off[s] = le32(src + 4 + 4 * s);
+		if (off[s] < 64 || off[s] > n || (s > 0 && off[s] <= off[s - 1]))
+			return err_why(why, whylen, ERR_PARSE, "the RLE segment offsets are out of order or range");
+	}
+	off[nseg] = (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n);
+	total = np * nseg;
+	buf = calloc(total ? total : 1, 1);
+	if (buf == NULL)
+		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	/* segment s * bps + k: sample s, byte k counted from the most
+	 * significant; the native frame is little endian, planes in order */
+	for (s = 0; s < im->spp; s++) {
+		for (k = 0; k < bps; k++) {
+			size_t g = s * bps + k;
+			uint8_t *dst = buf + s * np * bps + (bps - 1 - k);
+			if (!packbits(src + off[g], off[g + 1] - off[g], dst, np, bps)) {
+				free(buf);
+				return err_why(why, whylen, ERR_PARSE, "RLE segment %zu does not decode to %zu bytes", g + 1, np);
+			}
+		}
+	}
+	*out = buf;
+	*outlen = total;
+	return ERR_OK;
+}
