@@ -83,6 +83,7 @@
 #define RENDER_JPEG_QUALITY    90             /* JPEG quality without the quality parameter */
 #define RENDER_MAX_OUTPUT      ((size_t)256 << 20) /* bytes of one encoded image */
 #define RENDER_MAX_PARAM       64u            /* bytes of a window, viewport or quality value */
+#define RENDER_MAX_PARTS       256u           /* instances of a rendered study or series (400 beyond) */
 
 /* API tokens (core/token.c) */
 #define TOKEN_TTL_DEFAULT      (30 * 86400)   /* seconds a token lasts without --ttl */

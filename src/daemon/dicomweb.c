@@ -27,7 +27,7 @@
 #include "http_int.h"
 
 #define UID_MAX 64u
-#define MAX_SEGS 8u
+#define MAX_SEGS 9u   /* ./instances/{sop}/frames/{list}/rendered */
 
 /* Failure Reason (0008,1197) values: PS3.18 Table I.2-2, plus 0111H
  * (Duplicate SOP Instance, PS3.7 C.4) and C409H (Study Instance UID

@@ -628,7 +628,7 @@ enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_
 		nuid = 1;
 	else if (series && (n == 4 || (n == 5 && !inst)))
 		nuid = 2;
-	else if (inst && n >= 6 && n <= 8)
+	else if (inst && n >= 6 && n <= 9)
 		nuid = 3;
 	else
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
@@ -655,9 +655,10 @@ enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_
 		return wado_frames(r, uid[0], uid[1], uid[2], last, lastlen);
 	if (nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "bulkdata"))
 		return wado_bulkdata(r, uid[0], uid[1], uid[2], last, lastlen);
-	if ((size_t)(2 * nuid + 1) == n && (dw_seg_is(last, lastlen, "rendered") || dw_seg_is(last, lastlen, "thumbnail")))
-		return http_problem(r, MHD_HTTP_NOT_FOUND, "rendered and thumbnail resources are not implemented yet",
-		                    NULL);
+	if ((dw_seg_is(last, lastlen, "rendered") || dw_seg_is(last, lastlen, "thumbnail")) &&
+	    ((size_t)(2 * nuid + 1) == n || (nuid == 3 && n == 9 && dw_seg_is(seg[6], len[6], "frames"))))
+		return wado_rendered(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, n == 9 ? seg[7] : NULL,
+		                     n == 9 ? len[7] : 0, dw_seg_is(last, lastlen, "thumbnail"));
 	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 }
 

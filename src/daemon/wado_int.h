@@ -9,11 +9,15 @@
 #include <stdint.h>
 #include "dicomvault/accept.h"
 #include "dicomvault/audit.h"
+#include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
+#include "dicomvault/io.h"
 #include "dicomvault/limits.h"
 #include "http_int.h"
 
 #define WADO_UID_MAX 64u
+
+struct retrieval;
 
 /* The actor of a request, copied so that a response callback (which may
  * outlive nothing of the request but its own state) can audit a failure
@@ -75,6 +79,35 @@ enum MHD_Result wado_deid(struct http_req *r, const char *study, const char *ser
  * when there is none) until fn returns true; false if none did.
  * Malformed ranges are skipped. */
 bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
+
+/* One stored instance (wado_meta.c), parsed with the values longer than
+ * bulk left in the (encrypted) source: random access to the plaintext,
+ * each chunk a read touches authenticated before use. ERR_AUTH: the
+ * object failed authentication (tampered or damaged); why says so. */
+struct wado_inst {
+	struct retrieval *rt;
+	struct src src;
+	struct dcm_file *f;
+};
+
+WUR enum err wado_inst_open(struct vault *v, const struct wado_item *it, uint32_t bulk, struct wado_inst *in,
+                            char *why, size_t whylen);
+void wado_inst_close(struct wado_inst *in);
+/* A failure before the answer (instance i of l): logged, audited, 500. */
+enum MHD_Result wado_fail_500(struct http_req *r, const struct wado_who *who, const struct wado_list *l, size_t i,
+                              enum err rc, const char *why);
+/* The answer to a failed wado_list_make: 404 or 500. */
+enum MHD_Result wado_list_error(struct http_req *r, enum err rc, const char *series, const char *sop);
+
+/* "1,3,5": 1-based frame numbers, at most DICOMWEB_MAX_FRAMES, in a
+ * new array the caller frees. ERR_PARSE, ERR_LIMIT, ERR_NOMEM. */
+WUR enum err wado_frame_list_parse(const char *s, size_t n, uint32_t **out, size_t *count);
+
+/* wado_render.c: GET .../rendered and .../thumbnail (thumbnail) of a
+ * study, series (NULL for a study), instance (sop) or frames of an
+ * instance (frames: the frame list of the path, else NULL). */
+enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char *series, const char *sop,
+                              const char *frames, size_t frameslen, bool thumbnail);
 
 /* wado_meta.c: GET .../metadata (study, series, instance), .../bulkdata/
  * {path} and .../frames/{list} of an instance. uid: study, series, sop

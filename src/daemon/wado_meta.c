@@ -28,22 +28,15 @@
 
 /* ---- one stored instance, parsed with its bulk values left in the source ---- */
 
-struct inst {
-	struct retrieval *rt;
-	struct src src;
-	struct dcm_file *f;
-};
-
-static void inst_close(struct inst *in)
+void wado_inst_close(struct wado_inst *in)
 {
 	dcm_file_free(in->f);
 	retrieve_close(in->rt);
 	memset(in, 0, sizeof *in);
 }
 
-/* ERR_AUTH: the object failed authentication (tampered or damaged). */
-static enum err inst_open(struct vault *v, const struct wado_item *it, uint32_t bulk, struct inst *in, char *why,
-                          size_t whylen)
+enum err wado_inst_open(struct vault *v, const struct wado_item *it, uint32_t bulk, struct wado_inst *in, char *why,
+                        size_t whylen)
 {
 	struct dcm_read_opts o;
 	struct dcm_errinfo ei;
@@ -72,7 +65,7 @@ static enum err inst_open(struct vault *v, const struct wado_item *it, uint32_t 
 	if (rc == ERR_AUTH)
 		snprintf(why, whylen, "the object of %s failed authentication (tampered or damaged)", it->sop);
 	if (rc != ERR_OK)
-		inst_close(in);
+		wado_inst_close(in);
 	return rc;
 }
 
@@ -81,9 +74,8 @@ static const char *reason_of(enum err rc)
 	return rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
 }
 
-/* A failure before the answer: logged, audited, 500. */
-static enum MHD_Result fail_500(struct http_req *r, const struct wado_who *who, const struct wado_list *l, size_t i,
-                                enum err rc, const char *why)
+enum MHD_Result wado_fail_500(struct http_req *r, const struct wado_who *who, const struct wado_list *l, size_t i,
+                              enum err rc, const char *why)
 {
 	const struct wado_item *it = &l->it[i];
 
@@ -93,7 +85,7 @@ static enum MHD_Result fail_500(struct http_req *r, const struct wado_who *who, 
 	                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
 }
 
-static enum MHD_Result list_error(struct http_req *r, enum err rc, const char *series, const char *sop)
+enum MHD_Result wado_list_error(struct http_req *r, enum err rc, const char *series, const char *sop)
 {
 	if (rc == ERR_NOTFOUND)
 		return http_problem(r, MHD_HTTP_NOT_FOUND,
@@ -216,12 +208,12 @@ static enum err render(struct mstream *ms, size_t i, char *why, size_t whylen)
 	const struct wado_item *it = &ms->l.it[i];
 	struct bulkwalk b;
 	struct dcm_json_opts o;
-	struct inst in;
+	struct wado_inst in;
 	struct sink k;
 	char prefix[sizeof ms->base + 4 * WADO_UID_MAX + 96];
 	enum err rc;
 
-	rc = inst_open(ms->v, it, DICOMWEB_BULK_THRESHOLD, &in, why, whylen);
+	rc = wado_inst_open(ms->v, it, DICOMWEB_BULK_THRESHOLD, &in, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
 	snprintf(prefix, sizeof prefix, "%s/dicom-web/studies/%s/series/%s/instances/%s/bulkdata/", ms->base,
@@ -249,7 +241,7 @@ static enum err render(struct mstream *ms, size_t i, char *why, size_t whylen)
 		snprintf(why, whylen, "metadata of %s: %s", it->sop, err_str(rc));
 	free(b.refs);
 	wbuf_fini(&b.paths);
-	inst_close(&in);
+	wado_inst_close(&in);
 	return rc;
 }
 
@@ -320,7 +312,7 @@ enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char 
 	rc = wado_list_make(r, study, series, sop, &ms->l);
 	if (rc != ERR_OK) {
 		mstream_free(ms);
-		return list_error(r, rc, series, sop);
+		return wado_list_error(r, rc, series, sop);
 	}
 	if (!wado_accept_any(r, accept_json, NULL)) {
 		mstream_free(ms);
@@ -333,7 +325,7 @@ enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char 
 	/* the first object now: a failure there is a 500, not a cut answer */
 	rc = render(ms, 0, why, sizeof why);
 	if (rc != ERR_OK) {
-		enum MHD_Result res = fail_500(r, &ms->who, &ms->l, 0, rc, why);
+		enum MHD_Result res = wado_fail_500(r, &ms->who, &ms->l, 0, rc, why);
 		mstream_free(ms);
 		return res;
 	}
@@ -418,7 +410,7 @@ enum bkind { B_FRAMES, B_VALUE };
 /* Parts streamed from the parsed object: frames (a list, or all of them)
  * or one value. */
 struct bstream {
-	struct inst in;
+	struct wado_inst in;
 	struct wado_list l;
 	struct wado_who who;
 	enum bkind kind;
@@ -508,7 +500,7 @@ static void bstream_free(void *cls)
 	struct bstream *bs = cls;
 
 	dcm_frames_fini(&bs->fr);
-	inst_close(&bs->in);
+	wado_inst_close(&bs->in);
 	wado_list_fini(&bs->l);
 	wbuf_fini(&bs->piece);
 	free(bs->list);
@@ -575,15 +567,15 @@ static struct bstream *bstream_open(struct http_req *r, const char *study, const
 	wado_who_init(r, &bs->who);
 	rc = wado_list_make(r, study, series, sop, &bs->l);
 	if (rc != ERR_OK) {
-		*res = list_error(r, rc, series, sop);
+		*res = wado_list_error(r, rc, series, sop);
 		bstream_free(bs);
 		return NULL;
 	}
 	/* small fragments too stay in the source: a file of many small frames
 	 * is not loaded */
-	rc = inst_open(r->srv->vault, &bs->l.it[0], DICOMWEB_BULK_THRESHOLD, &bs->in, why, sizeof why);
+	rc = wado_inst_open(r->srv->vault, &bs->l.it[0], DICOMWEB_BULK_THRESHOLD, &bs->in, why, sizeof why);
 	if (rc != ERR_OK) {
-		*res = fail_500(r, &bs->who, &bs->l, 0, rc, why);
+		*res = wado_fail_500(r, &bs->who, &bs->l, 0, rc, why);
 		bstream_free(bs);
 		return NULL;
 	}
@@ -601,7 +593,7 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 	bs->kind = B_FRAMES;
 	rc = dcm_frames_init_in(bs->in.f, ds, &bs->fr, why, sizeof why);
 	if (rc == ERR_AUTH) {
-		*res = fail_500(r, &bs->who, &bs->l, 0, rc, why);
+		*res = wado_fail_500(r, &bs->who, &bs->l, 0, rc, why);
 		return false;
 	}
 	if (rc == ERR_NOTFOUND) {
@@ -637,8 +629,7 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 	return true;
 }
 
-/* "1,3,5": 1-based frame numbers, at most DICOMWEB_MAX_FRAMES. */
-static enum err frame_list_parse(const char *s, size_t n, uint32_t **out, size_t *count)
+enum err wado_frame_list_parse(const char *s, size_t n, uint32_t **out, size_t *count)
 {
 	uint32_t *v;
 	size_t i = 0, k = 0;
@@ -685,7 +676,7 @@ enum MHD_Result wado_frames(struct http_req *r, const char *study, const char *s
 	size_t count = 0, j;
 	enum err rc;
 
-	rc = frame_list_parse(list, listlen, &nums, &count);
+	rc = wado_frame_list_parse(list, listlen, &nums, &count);
 	if (rc == ERR_LIMIT)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "more frame numbers than the server takes in one request",
 		                    NULL);

@@ -1,0 +1,411 @@
+/* wado_render.c: WADO-RS rendered and thumbnail resources (PS3.18
+ * 10.4.1.1.3, 10.4.1.1.4, 8.3.5.1): GET .../rendered and .../thumbnail of
+ * a study, a series, an instance or frames of an instance, as image/jpeg
+ * (default) or image/png, chosen by the accept query parameter, else the
+ * Accept header. Each frame is read from the stored object through
+ * wado_inst_open (every chunk authenticated before use), one frame at a
+ * time, rendered by dicom/render.c (window, viewport, quality) and
+ * encoded; the answer is built in memory (bounded by RENDER_MAX_OUTPUT)
+ * and audited before it is sent. An instance renders its first frame;
+ * frames/{list} one image per frame; a study or series renders as
+ * multipart/related, one part per image instance (first frames, at most
+ * RENDER_MAX_PARTS); a thumbnail is one image: of a study or series, the
+ * middle instance of its first series, fitted to RENDER_THUMB_SIZE
+ * unless a viewport is given. See docs/internals/dicomweb.md.
+ * Layer: daemon. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dicomvault/accept.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/frame.h"
+#include "dicomvault/log.h"
+#include "dicomvault/multipart.h"
+#include "dicomvault/render.h"
+#include "dicomvault/vault.h"
+#include "http_int.h"
+#include "wado_int.h"
+
+#define TS_JPEG_BASELINE "1.2.840.10008.1.2.4.50"
+#define TS_RLE           "1.2.840.10008.1.2.5"
+
+struct rparams {
+	enum render_media media;
+	bool has_window;
+	struct render_window win;
+	uint32_t vw, vh;          /* 0: no viewport */
+	int quality;              /* 0: the default */
+};
+
+/* ---- media type ---- */
+
+struct mneg {
+	bool found;
+	enum render_media m;
+};
+
+static bool pick_media(void *ctx, const struct accept_range *a)
+{
+	struct mneg *ng = ctx;
+	const char *t = a->media;
+
+	if (a->q0)
+		return false;
+	if (strcmp(t, "multipart/related") == 0 || strcmp(t, "multipart/*") == 0)
+		t = a->type[0] ? a->type : "*/*";
+	if (strcmp(t, "image/png") == 0) {
+		ng->m = RENDER_PNG;
+		ng->found = true;
+	} else if (strcmp(t, "image/jpeg") == 0 || strcmp(t, "image/*") == 0 || strcmp(t, "*/*") == 0) {
+		ng->m = RENDER_JPEG;
+		ng->found = true;
+	}
+	return ng->found;
+}
+
+static const char *media_name(enum render_media m)
+{
+	return m == RENDER_PNG ? "image/png" : "image/jpeg";
+}
+
+/* The query parameters and the media type; false: the answer (400, 406)
+ * was queued. A thumbnail takes viewport and accept only. */
+static bool params_get(struct http_req *r, bool thumb, struct rparams *p, enum MHD_Result *res)
+{
+	char why[200] = "";
+	const char *s;
+	struct mneg ng;
+	enum err rc;
+
+	memset(p, 0, sizeof *p);
+	s = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "viewport");
+	if (s != NULL) {
+		rc = render_viewport_parse(s, strlen(s), &p->vw, &p->vh, why, sizeof why);
+		if (rc != ERR_OK) {
+			*res = http_problem(r, MHD_HTTP_BAD_REQUEST, why, NULL);
+			return false;
+		}
+	} else if (thumb) {
+		p->vw = p->vh = RENDER_THUMB_SIZE;
+	}
+	if (!thumb) {
+		s = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "window");
+		if (s != NULL) {
+			rc = render_window_parse(s, strlen(s), &p->win, why, sizeof why);
+			if (rc != ERR_OK) {
+				*res = http_problem(r, MHD_HTTP_BAD_REQUEST, why, NULL);
+				return false;
+			}
+			p->has_window = true;
+		}
+		s = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "quality");
+		if (s != NULL) {
+			rc = render_quality_parse(s, strlen(s), &p->quality, why, sizeof why);
+			if (rc != ERR_OK) {
+				*res = http_problem(r, MHD_HTTP_BAD_REQUEST, why, NULL);
+				return false;
+			}
+		}
+	}
+	memset(&ng, 0, sizeof ng);
+	s = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "accept");
+	if (s != NULL)
+		(void)accept_each(s, strlen(s), pick_media, &ng);
+	else
+		(void)wado_accept_any(r, pick_media, &ng);
+	if (!ng.found) {
+		*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "rendered resources are offered as image/jpeg or image/png",
+		                    NULL);
+		return false;
+	}
+	p->media = ng.m;
+	return true;
+}
+
+/* ---- one image ---- */
+
+/* Frame `frame` (0-based) of instance i of l rendered and encoded into w.
+ * Returns the HTTP status: 200; 404 (no such frame), 406 (not an image,
+ * or one the renderer does not take), with why; 500 with *err set, for
+ * wado_fail_500. */
+static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t i, uint32_t frame,
+                           const struct rparams *p, struct wbuf *w, char *why, size_t whylen, enum err *err)
+{
+	const char *ts = l->ts[l->it[i].ts];
+	struct wado_inst in;
+	struct render_image im;
+	struct dcm_frames fr;
+	struct render_out o;
+	uint8_t *raw = NULL, *nat = NULL;
+	const uint8_t *data;
+	size_t natlen = 0;
+	uint64_t size;
+	unsigned st = 500;
+	enum err rc;
+
+	memset(&im, 0, sizeof im);
+	memset(&fr, 0, sizeof fr);
+	memset(&o, 0, sizeof o);
+	rc = wado_inst_open(r->srv->vault, &l->it[i], DICOMWEB_BULK_THRESHOLD, &in, why, whylen);
+	if (rc != ERR_OK) {
+		*err = rc;
+		return 500;
+	}
+	rc = render_image_init(in.f, &in.f->ds, &im, why, whylen);
+	if (rc == ERR_NOTFOUND || rc == ERR_UNSUPPORTED || rc == ERR_LIMIT) {
+		st = 406;
+		goto out;
+	}
+	if (rc != ERR_OK)
+		goto out;
+	rc = dcm_frames_init(in.f, &fr, why, whylen);
+	if (rc == ERR_NOTFOUND || rc == ERR_UNSUPPORTED) {
+		st = 406;
+		goto out;
+	}
+	if (rc != ERR_OK)
+		goto out;
+	if (frame >= fr.n) {
+		rc = err_why(why, whylen, ERR_NOTFOUND, "frame %u does not exist: the instance has %u frame%s",
+		             (unsigned)frame + 1, (unsigned)fr.n, fr.n == 1 ? "" : "s");
+		st = 404;
+		goto out;
+	}
+	if (fr.encapsulated && strcmp(ts, TS_JPEG_BASELINE) != 0 && strcmp(ts, TS_RLE) != 0) {
+		rc = err_why(why, whylen, ERR_UNSUPPORTED,
+		             "frames of transfer syntax %s are not rendered (native, JPEG Baseline 1.2.840.10008.1.2.4.50 "
+		             "and RLE Lossless 1.2.840.10008.1.2.5 are)",
+		             ts);
+		st = 406;
+		goto out;
+	}
+	size = dcm_frame_size(&fr, frame);
+	if (size > RENDER_MAX_OUTPUT) {
+		rc = err_why(why, whylen, ERR_LIMIT, "the frame is too large to render");
+		st = 406;
+		goto out;
+	}
+	raw = malloc(size ? (size_t)size : 1);
+	if (raw == NULL) {
+		rc = err_why(why, whylen, ERR_NOMEM, "out of memory");
+		goto out;
+	}
+	rc = dcm_frame_read(&fr, frame, 0, raw, (size_t)size);
+	if (rc != ERR_OK) {
+		if (rc == ERR_AUTH)
+			snprintf(why, whylen, "the object of %s failed authentication (tampered or damaged)", l->it[i].sop);
+		goto out;
+	}
+	data = raw;
+	natlen = (size_t)size;
+	if (fr.encapsulated) {
+		if (strcmp(ts, TS_RLE) == 0)
+			rc = render_rle_decode(&im, raw, (size_t)size, &nat, &natlen, why, whylen);
+		else
+			rc = render_jpeg_decode(&im, raw, (size_t)size, &nat, &natlen, why, whylen);
+		if (rc == ERR_UNSUPPORTED) {
+			st = 406;
+			goto out;
+		}
+		if (rc != ERR_OK)
+			goto out;
+		if (strcmp(ts, TS_RLE) == 0)
+			im.planar = 1;
+		data = nat;
+	}
+	rc = render_frame(&im, data, natlen, p->has_window ? &p->win : NULL, &o, why, whylen);
+	if (rc == ERR_OK && p->vw != 0) {
+		rc = render_scale(&o, p->vw, p->vh);
+		if (rc != ERR_OK)
+			snprintf(why, whylen, "out of memory");
+	}
+	if (rc == ERR_OK)
+		rc = render_encode(&o, p->media, p->quality, w, why, whylen);
+	if (rc == ERR_OK)
+		st = 200;
+out:
+	*err = rc;
+	render_out_fini(&o);
+	free(nat);
+	free(raw);
+	dcm_frames_fini(&fr);
+	render_image_fini(&im);
+	wado_inst_close(&in);
+	return st;
+}
+
+/* ---- the resources ---- */
+
+struct job {
+	size_t item;        /* in the list */
+	uint32_t frame;     /* 0-based */
+};
+
+static enum MHD_Result refuse(struct http_req *r, const struct wado_who *who, const struct wado_list *l, size_t i,
+                              unsigned st, enum err rc, const char *why)
+{
+	if (st == 500)
+		return wado_fail_500(r, who, l, i, rc, why);
+	return http_problem(r, st == 404 ? MHD_HTTP_NOT_FOUND : MHD_HTTP_NOT_ACCEPTABLE, why, NULL);
+}
+
+static enum MHD_Result send_one(struct http_req *r, const struct wado_who *who, const struct wado_list *l,
+                                const struct job *j, const struct rparams *p)
+{
+	const struct wado_item *it = &l->it[j->item];
+	char why[320] = "";
+	struct wbuf w;
+	enum MHD_Result res;
+	enum err rc = ERR_INTERNAL;
+	unsigned st;
+
+	wbuf_init(&w, RENDER_MAX_OUTPUT);
+	st = render_one(r, l, j->item, j->frame, p, &w, why, sizeof why, &rc);
+	if (st != 200) {
+		wbuf_fini(&w);
+		return refuse(r, who, l, j->item, st, rc, why);
+	}
+	if (wado_audit(who, AUDIT_SUCCESS, NULL, l->patient, l->study, l->series[it->series].uid, it->sop, 0) != ERR_OK) {
+		wbuf_fini(&w);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
+	}
+	res = http_send(r, MHD_HTTP_OK, media_name(p->media), w.p, w.len, 0, NULL);
+	wbuf_fini(&w);
+	return res;
+}
+
+/* One part per job; jobs whose instance is not an image are left out when
+ * skip_nonimage (a study or series). */
+static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who, const struct wado_list *l,
+                                  const struct job *jobs, size_t njobs, const struct rparams *p, const char *series,
+                                  bool skip_nonimage)
+{
+	char boundary[MP_BOUNDARY_MAX + 1], ctype[MP_BOUNDARY_MAX + 96], why[320];
+	struct wbuf body, img;
+	enum MHD_Result res;
+	uint8_t rnd[16];
+	size_t k, parts = 0;
+	enum err rc;
+
+	if (rand_bytes(rnd, sizeof rnd) != ERR_OK)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	mp_boundary_make(rnd, boundary);
+	wbuf_init(&body, RENDER_MAX_OUTPUT);
+	wbuf_init(&img, RENDER_MAX_OUTPUT);
+	for (k = 0; k < njobs; k++) {
+		unsigned st;
+		why[0] = 0;
+		rc = ERR_INTERNAL;
+		wbuf_reset(&img);
+		st = render_one(r, l, jobs[k].item, jobs[k].frame, p, &img, why, sizeof why, &rc);
+		if (st == 406 && rc == ERR_NOTFOUND && skip_nonimage)
+			continue;
+		if (st != 200) {
+			wbuf_fini(&img);
+			wbuf_fini(&body);
+			return refuse(r, who, l, jobs[k].item, st, rc, why);
+		}
+		mp_write_part_head(&body, boundary, media_name(p->media), parts == 0);
+		wbuf_put(&body, img.p, img.len);
+		parts++;
+	}
+	wbuf_fini(&img);
+	if (parts == 0) {
+		wbuf_fini(&body);
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "no instance here is an image: nothing to render", NULL);
+	}
+	mp_write_close(&body, boundary);
+	if (wbuf_err(&body) != ERR_OK) {
+		wbuf_fini(&body);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the rendered images are too large for one answer",
+		                    NULL);
+	}
+	if (wado_audit(who, AUDIT_SUCCESS, NULL, l->patient, l->study, series,
+	               njobs == 1 || !skip_nonimage ? l->it[jobs[0].item].sop : NULL, skip_nonimage ? parts : 0) !=
+	    ERR_OK) {
+		wbuf_fini(&body);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
+	}
+	snprintf(ctype, sizeof ctype, "multipart/related; type=\"%s\"; boundary=%s", media_name(p->media), boundary);
+	res = http_send(r, MHD_HTTP_OK, ctype, body.p, body.len, 0, NULL);
+	wbuf_fini(&body);
+	return res;
+}
+
+enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char *series, const char *sop,
+                              const char *frames, size_t frameslen, bool thumbnail)
+{
+	struct rparams p;
+	struct wado_list l;
+	struct wado_who who;
+	struct job one, *jobs = NULL;
+	uint32_t *nums = NULL;
+	size_t count = 0, k;
+	enum MHD_Result res;
+	enum err rc;
+
+	if (!params_get(r, thumbnail, &p, &res))
+		return res;
+	if (frames != NULL) {
+		rc = wado_frame_list_parse(frames, frameslen, &nums, &count);
+		if (rc == ERR_NOMEM)
+			return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+		if (rc != ERR_OK)
+			return http_problem(r, MHD_HTTP_BAD_REQUEST,
+			                    rc == ERR_LIMIT ? "more frame numbers than the server takes in one request"
+			                                    : "the frame list is not comma-separated frame numbers (1, 2, ...)",
+			                    NULL);
+	}
+	wado_who_init(r, &who);
+	rc = wado_list_make(r, study, series, sop, &l);
+	if (rc != ERR_OK) {
+		free(nums);
+		return wado_list_error(r, rc, series, sop);
+	}
+	memset(&one, 0, sizeof one);
+	if (nums != NULL) {
+		/* frames of one instance: one image each (a thumbnail: the first) */
+		if (thumbnail || count == 1) {
+			one.frame = nums[0] - 1;
+			res = send_one(r, &who, &l, &one, &p);
+		} else {
+			jobs = calloc(count, sizeof *jobs);
+			if (jobs == NULL) {
+				res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+			} else {
+				for (k = 0; k < count; k++)
+					jobs[k].frame = nums[k] - 1;
+				res = send_multi(r, &who, &l, jobs, count, &p, l.series[0].uid, false);
+			}
+		}
+	} else if (sop != NULL) {
+		res = send_one(r, &who, &l, &one, &p);
+	} else if (thumbnail) {
+		/* the middle instance of the first series (the list is in
+		 * series, instance number order) */
+		size_t n1 = 0;
+		while (n1 < l.n && l.it[n1].series == l.it[0].series)
+			n1++;
+		one.item = (n1 - 1) / 2;
+		res = send_one(r, &who, &l, &one, &p);
+	} else if (l.n > RENDER_MAX_PARTS) {
+		char detail[200];
+		snprintf(detail, sizeof detail,
+		         "a rendered %s is offered up to %u instances; this one has %zu: ask for its series or instances",
+		         series ? "series" : "study", RENDER_MAX_PARTS, l.n);
+		res = http_problem(r, MHD_HTTP_BAD_REQUEST, detail, NULL);
+	} else {
+		jobs = calloc(l.n, sizeof *jobs);
+		if (jobs == NULL) {
+			res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+		} else {
+			for (k = 0; k < l.n; k++)
+				jobs[k].item = k;
+			res = send_multi(r, &who, &l, jobs, l.n, &p, series, true);
+		}
+	}
+	free(jobs);
+	free(nums);
+	wado_list_fini(&l);
+	return res;
+}
