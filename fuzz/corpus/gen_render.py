@@ -1,0 +1,42 @@
+#!/usr/bin/python3
+"""gen_render.py: writes the seeds of fuzz/corpus/render/ (render_fuzz.c):
+"window\\nviewport\\nquality\\n", an 8-byte image header (rows - 1,
+columns - 1, bits allocated 8/16/32 as 0/1/2, bits stored - 1, high bit
+offset, photometric << 1 | signed, planar, slope byte) and the frame bytes.
+Needs python3-pil for the JPEG seeds. Run from the repository root."""
+import io
+import struct
+from PIL import Image
+
+D = "fuzz/corpus/render/"
+
+
+def hdr(rows, cols, ba_idx, bs, hb_off, signed, photo, planar, slope):
+    return bytes([rows - 1, cols - 1, ba_idx, bs - 1, hb_off, (photo << 1) | signed, planar, slope])
+
+
+def jpeg(mode, colour):
+    b = io.BytesIO()
+    Image.new(mode, (4, 2), colour).save(b, "JPEG", quality=90)
+    return b.getvalue()
+
+
+# photometric: 0 MONOCHROME1, 1 MONOCHROME2, 2 RGB, 3 YBR_FULL, 4 YBR_FULL_422, 5 PALETTE COLOR
+SEEDS = {
+    "mono2_16_window": b"40,400\n512,512\n90\n" + hdr(2, 2, 1, 12, 0, 1, 1, 0, 4)
+    + bytes([0xff, 0x0f, 0, 0xf8, 0xff, 7, 5, 0x10]),
+    "rgb_planar_sigmoid": b"40,400,sigmoid\n1,1\n1\n" + hdr(2, 3, 0, 8, 0, 0, 2, 1, 4) + bytes(range(0, 180, 10)),
+    "ybr422_bad_params": b"bad\n0,0\n101\n" + hdr(2, 4, 0, 8, 0, 0, 4, 0, 4) + bytes([100, 200, 128, 128] * 4),
+    "palette_region_viewport": b"1,1,linear-exact\n1,2,3,4,5,6\n50\n" + hdr(3, 3, 0, 8, 3, 0, 5, 0, 4) + bytes(range(9)),
+    "mono1_32bit_noparams": b"\n\n\n" + hdr(2, 2, 2, 32, 0, 0, 0, 0, 0xfc) + struct.pack("<4I", 1, 2**31, 2**32 - 1, 77),
+    "rle_mono2": b"20,10,linear\n2,2\n75\n" + hdr(1, 4, 0, 8, 0, 0, 1, 0, 4)
+    + struct.pack("<16I", 1, 64, *([0] * 14)) + bytes([0x01, 7, 9, 0xFF, 5]),
+    "jpeg_mono2": b"0,1000\n4,4\n100\n" + hdr(2, 4, 0, 8, 0, 0, 1, 0, 4) + jpeg("L", 100),
+    "jpeg_rgb": b"0,1000\n4,4\n100\n" + hdr(2, 4, 0, 8, 0, 0, 2, 0, 4) + jpeg("RGB", (200, 10, 30)),
+    "window_only": b"1e12,1e12,sigmoid",
+    "short_frame": b"40,1\n8192,8192\n100\n" + hdr(16, 16, 1, 16, 0, 0, 1, 0, 4) + bytes(10),
+}
+
+for k, v in SEEDS.items():
+    with open(D + k, "wb") as f:
+        f.write(v)

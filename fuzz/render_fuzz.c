@@ -1,0 +1,212 @@
+/* render_fuzz.c: libFuzzer target for dicom/render.c and render_codec.c:
+ * the query parameters of rendered resources (window, viewport, quality:
+ * client input) and small frames through the pixel pipeline, the viewport
+ * scaling, the PNG and JPEG encoders and the RLE and JPEG decoders. Input:
+ * "window\nviewport\nquality\n" then an image: 8 header bytes (rows,
+ * columns, bits, stored bits, high bit, sign and photometric
+ * interpretation, planar configuration, rescale) and the frame bytes.
+ * The target abort()s when
+ *   * a parser succeeds with a value out of its range (width < 1 for
+ *     linear or <= 0, viewport 0 or over RENDER_MAX_VIEWPORT, quality
+ *     outside 1..100), fails without a reason, or changes its outputs on
+ *     failure;
+ *   * render_frame fails on a frame long enough for its image, succeeds on
+ *     a shorter one, or gives another size or channel count than the image;
+ *     MONOCHROME1 is not the inverse of MONOCHROME2;
+ *   * scaling gives a size other than render_fit's, or larger than the
+ *     viewport or the image; an encoder fails on a valid image;
+ *   * a decoder succeeds with a frame of another size than the image's.
+ * Layer: tests (fuzz). */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "dicomvault/render.h"
+
+static void die(const char *what)
+{
+	fprintf(stderr, "render_fuzz: %s\n", what);
+	abort();
+}
+
+/* The next line of data (without its '\n'); false at the end. */
+static bool line(const uint8_t **p, size_t *n, const char **s, size_t *len)
+{
+	const uint8_t *nl = memchr(*p, '\n', *n);
+
+	if (nl == NULL)
+		return false;
+	*s = (const char *)*p;
+	*len = (size_t)(nl - *p);
+	*n -= *len + 1;
+	*p = nl + 1;
+	return true;
+}
+
+static void params(const char *w, size_t wl, const char *v, size_t vl, const char *q, size_t ql,
+                   struct render_window *win, bool *has_win, uint32_t *vw, uint32_t *vh)
+{
+	char why[200];
+	struct render_window x = { 123, 456, RENDER_VOI_SIGMOID };
+	uint32_t a = 7, b = 9;
+	int qq = 55;
+	enum err rc;
+
+	why[0] = 0;
+	rc = render_window_parse(w, wl, &x, why, sizeof why);
+	if (rc == ERR_OK) {
+		if (x.fn == RENDER_VOI_LINEAR ? !(x.width >= 1) : !(x.width > 0))
+			die("window width out of range accepted");
+		if (x.center != x.center)
+			die("window center NaN");
+		*win = x;
+		*has_win = true;
+	} else {
+		if (rc != ERR_PARSE || why[0] == 0)
+			die("window refused without ERR_PARSE and a reason");
+		if (x.center != 123 || x.width != 456 || x.fn != RENDER_VOI_SIGMOID)
+			die("window changed on failure");
+	}
+	why[0] = 0;
+	rc = render_viewport_parse(v, vl, &a, &b, why, sizeof why);
+	if (rc == ERR_OK) {
+		if (a == 0 || b == 0 || a > RENDER_MAX_VIEWPORT || b > RENDER_MAX_VIEWPORT)
+			die("viewport out of range accepted");
+		*vw = a;
+		*vh = b;
+	} else if ((rc != ERR_PARSE && rc != ERR_UNSUPPORTED) || why[0] == 0 || a != 7 || b != 9) {
+		die("viewport refused badly");
+	}
+	why[0] = 0;
+	rc = render_quality_parse(q, ql, &qq, why, sizeof why);
+	if (rc == ERR_OK ? (qq < 1 || qq > 100) : (rc != ERR_PARSE || why[0] == 0 || qq != 55))
+		die("quality");
+}
+
+static void decoders(const struct render_image *im0, const uint8_t *p, size_t n)
+{
+	struct render_image im = *im0;
+	char why[200];
+	uint8_t *out = NULL;
+	size_t len = 0;
+
+	if (render_rle_decode(&im, p, n, &out, &len, why, sizeof why) == ERR_OK) {
+		if (len != render_frame_bytes(&im))
+			die("RLE frame of another size");
+		free(out);
+	}
+	out = NULL;
+	if (im.photo != RENDER_PALETTE && render_jpeg_decode(&im, p, n, &out, &len, why, sizeof why) == ERR_OK) {
+		if (len != (size_t)im.rows * im.cols * im.spp || im.bits_alloc != 8)
+			die("JPEG frame of another size");
+		free(out);
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static const enum render_photo photos[] = { RENDER_MONO1, RENDER_MONO2, RENDER_RGB,
+		                                    RENDER_YBR_FULL, RENDER_YBR_FULL_422, RENDER_PALETTE };
+	static const unsigned allocs[] = { 8, 16, 32 };
+	const char *w = "", *v = "", *q = "";
+	size_t wl = 0, vl = 0, ql = 0;
+	struct render_window win;
+	bool has_win = false;
+	uint32_t vw = 0, vh = 0, ow, oh;
+	struct render_image im;
+	struct render_out o, o1;
+	uint16_t lut[3][16];
+	char why[200];
+	struct wbuf wb;
+	uint64_t need;
+	enum err rc;
+	unsigned c;
+
+	if (!line(&data, &size, &w, &wl) || !line(&data, &size, &v, &vl) || !line(&data, &size, &q, &ql)) {
+		params((const char *)data, size, (const char *)data, size, (const char *)data, size, &win, &has_win, &vw,
+		       &vh);
+		return 0;
+	}
+	params(w, wl, v, vl, q, ql, &win, &has_win, &vw, &vh);
+	if (size < 8)
+		return 0;
+	memset(&im, 0, sizeof im);
+	im.rows = 1 + data[0] % 16;
+	im.cols = 1 + data[1] % 16;
+	im.bits_alloc = allocs[data[2] % 3];
+	im.bits_stored = 1 + data[3] % im.bits_alloc;
+	im.high_bit = im.bits_stored - 1 + data[4] % (im.bits_alloc - im.bits_stored + 1);
+	im.is_signed = data[5] & 1;
+	im.photo = photos[(data[5] >> 1) % 6];
+	im.planar = data[6] & 1;
+	im.slope = (double)((int8_t)data[7] | 1) / 4;
+	im.intercept = (double)(int8_t)data[6];
+	im.spp = im.photo <= RENDER_MONO2 || im.photo == RENDER_PALETTE ? 1 : 3;
+	if (im.photo == RENDER_YBR_FULL_422) {
+		im.bits_alloc = im.bits_stored = 8;
+		im.high_bit = 7;
+		im.cols += im.cols % 2;
+	}
+	if (im.photo == RENDER_PALETTE) {
+		if (im.bits_alloc > 16)
+			im.bits_alloc = 16;
+		if (im.bits_stored > im.bits_alloc)
+			im.bits_stored = im.bits_alloc;
+		im.high_bit = im.bits_stored - 1;
+		im.lut_n = 1 + data[4] % 16;
+		im.lut_first = (int8_t)data[3];
+		im.lut_bits = data[2] & 1 ? 16 : 8;
+		for (c = 0; c < 3; c++) {
+			for (size_t i = 0; i < 16; i++)
+				lut[c][i] = (uint16_t)(data[(c * 16 + i) % size] * 257u);
+			im.lut[c] = lut[c];
+		}
+	}
+	data += 8;
+	size -= 8;
+	decoders(&im, data, size);
+	need = render_frame_bytes(&im);
+	memset(&o, 0, sizeof o);
+	rc = render_frame(&im, data, size, has_win ? &win : NULL, &o, why, sizeof why);
+	if (size < need) {
+		if (rc != ERR_PARSE)
+			die("a short frame rendered");
+		return 0;
+	}
+	if (rc != ERR_OK)
+		die("a whole frame did not render");
+	if (o.w != im.cols || o.h != im.rows || o.channels != (im.spp == 1 && im.photo != RENDER_PALETTE ? 1u : 3u))
+		die("rendered size or channels differ from the image");
+	if (im.photo == RENDER_MONO2) {
+		im.photo = RENDER_MONO1;
+		memset(&o1, 0, sizeof o1);
+		if (render_frame(&im, data, size, has_win ? &win : NULL, &o1, why, sizeof why) != ERR_OK)
+			die("MONOCHROME1 did not render");
+		for (size_t i = 0; i < (size_t)o.w * o.h; i++)
+			if (o1.px[i] != 255 - o.px[i])
+				die("MONOCHROME1 is not MONOCHROME2 inverted");
+		render_out_fini(&o1);
+	}
+	if (vw == 0) {
+		vw = 1 + data[0] % 20;
+		vh = 1 + (size > 1 ? data[1] : 0) % 20;
+	}
+	render_fit(o.w, o.h, vw, vh, &ow, &oh);
+	if (render_scale(&o, vw, vh) != ERR_OK)
+		die("scale failed");
+	if (o.w != ow || o.h != oh || ow == 0 || oh == 0 || ow > im.cols || oh > im.rows ||
+	    ((ow > vw || oh > vh) && !(ow == im.cols && oh == im.rows)))
+		die("scaled to another size than render_fit's, or larger than asked");
+	wbuf_init(&wb, 1 << 20);
+	if (render_encode(&o, RENDER_PNG, 0, &wb, why, sizeof why) != ERR_OK)
+		die("PNG encoding failed");
+	wbuf_reset(&wb);
+	if (render_encode(&o, RENDER_JPEG, 1 + data[0] % 100, &wb, why, sizeof why) != ERR_OK)
+		die("JPEG encoding failed");
+	wbuf_fini(&wb);
+	render_out_fini(&o);
+	return 0;
+}
