@@ -1,6 +1,7 @@
 /* wado_int.h: what the WADO files share (wado.c: routes, study, series and
- * instance retrieval, WADO-URI; wado_meta.c: metadata, bulk data, frames).
- * Not a public header. Layer: daemon. */
+ * instance retrieval, WADO-URI; wado_meta.c: metadata, bulk data, frames,
+ * the instance reader; wado_render.c: rendered and thumbnail). Not a
+ * public header. Layer: daemon. */
 #ifndef DICOMVAULT_WADO_INT_H
 #define DICOMVAULT_WADO_INT_H
 
