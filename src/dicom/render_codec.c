@@ -12,6 +12,7 @@
 #include <string.h>
 #include <jpeglib.h>
 #include <png.h>
+#include "dicomvault/rd.h"
 #include "dicomvault/render.h"
 
 /* ---- JPEG ---- */
@@ -258,38 +259,35 @@ enum err render_encode(const struct render_out *o, enum render_media m, int qual
 
 /* ---- RLE Lossless (PS3.5 Annex G) ---- */
 
-static uint32_t le32(const uint8_t *p)
+/* PackBits of segment seg into np bytes at out, each step of stride:
+ * false when a run does not fit the frame or the segment ends first
+ * (bytes after a full frame are padding). */
+static bool packbits(struct rd *seg, uint8_t *out, size_t np, size_t stride)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
+	size_t o = 0;
+	uint8_t h, b;
 
-/* PackBits of seg (n bytes) into np bytes at out, each step of stride. */
-static bool packbits(const uint8_t *seg, size_t n, uint8_t *out, size_t np, size_t stride)
-{
-	size_t i = 0, o = 0;
-
-	while (o < np && i < n) {
-		int c = (int8_t)seg[i++];
-		if (c >= 0) {
-			size_t k = (size_t)c + 1;
-			if (k > n - i || k > np - o)
+	while (o < np) {
+		if (rd_get_u8(seg, &h) != ERR_OK)
+			return false;
+		if (h < 128) {
+			size_t k = (size_t)h + 1;
+			if (k > np - o || rd_remaining(seg) < k)
 				return false;
 			while (k-- > 0) {
-				out[o * stride] = seg[i++];
-				o++;
+				if (rd_get_u8(seg, &b) != ERR_OK)
+					return false;
+				out[o++ * stride] = b;
 			}
-		} else if (c != -128) {
-			size_t k = (size_t)(1 - c);
-			if (i >= n || k > np - o)
+		} else if (h != 128) {
+			size_t k = 257u - h;   /* 1 - (int8_t)h */
+			if (k > np - o || rd_get_u8(seg, &b) != ERR_OK)
 				return false;
-			while (k-- > 0) {
-				out[o * stride] = seg[i];
-				o++;
-			}
-			i++;
+			while (k-- > 0)
+				out[o++ * stride] = b;
 		}
 	}
-	return o == np;
+	return true;
 }
 
 enum err render_rle_decode(const struct render_image *im, const uint8_t *src, size_t n, uint8_t **out,
@@ -297,24 +295,25 @@ enum err render_rle_decode(const struct render_image *im, const uint8_t *src, si
 {
 	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total, s, k;
 	uint32_t nseg, want, off[16];
+	struct rd r, seg;
 	uint8_t *buf;
 
 	if (im->photo == RENDER_YBR_FULL_422)
 		return err_why(why, whylen, ERR_PARSE, "RLE frames are never YBR_FULL_422");
 	want = (uint32_t)(im->spp * bps);
-	if (n < 64)
+	rd_init(&r, src, n);
+	if (n < 64 || rd_get_u32le(&r, &nseg) != ERR_OK)
 		return err_why(why, whylen, ERR_PARSE, "the RLE frame is shorter than its header");
-	nseg = le32(src);
 	if (nseg != want || nseg > 15)
 		return err_why(why, whylen, ERR_PARSE, "the RLE frame has %u segments, the image needs %u", (unsigned)nseg,
 		               (unsigned)want);
 	for (s = 0; s < nseg; s++) {
-		off[s] = le32(src + 4 + 4 * s);
-		if (off[s] < 64 || off[s] > n || (s > 0 && off[s] <= off[s - 1]))
+		if (rd_get_u32le(&r, &off[s]) != ERR_OK || off[s] < 64 || off[s] > n || (s > 0 && off[s] <= off[s - 1]))
 			return err_why(why, whylen, ERR_PARSE, "the RLE segment offsets are out of order or range");
 	}
 	off[nseg] = (uint32_t)(n > UINT32_MAX ? UINT32_MAX : n);
-	total = np * nseg;
+	if (size_mul(np, nseg, &total) != ERR_OK)
+		return err_why(why, whylen, ERR_LIMIT, "the RLE frame is too large");
 	buf = calloc(total ? total : 1, 1);
 	if (buf == NULL)
 		return err_why(why, whylen, ERR_NOMEM, "out of memory");
@@ -323,8 +322,9 @@ enum err render_rle_decode(const struct render_image *im, const uint8_t *src, si
 	for (s = 0; s < im->spp; s++) {
 		for (k = 0; k < bps; k++) {
 			size_t g = s * bps + k;
-			uint8_t *dst = buf + s * np * bps + (bps - 1 - k);
-			if (!packbits(src + off[g], off[g + 1] - off[g], dst, np, bps)) {
+			rd_init(&r, src, n);
+			if (rd_skip(&r, off[g]) != ERR_OK || rd_child(&r, off[g + 1] - off[g], &seg) != ERR_OK ||
+			    !packbits(&seg, buf + s * np * bps + (bps - 1 - k), np, bps)) {
 				free(buf);
 				return err_why(why, whylen, ERR_PARSE, "RLE segment %zu does not decode to %zu bytes", g + 1, np);
 			}
