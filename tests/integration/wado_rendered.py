@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """wado_rendered.py: WADO-RS rendered and thumbnail resources (PS3.18
 10.4.1.1.3-4, 8.3.5.1) against the real `dicomvault serve`. The images
-(pydicom's CT_small, MR_small, RLE, JPEG Baseline, YBR_FULL_422 and
-multi-frame samples, and synthetic ones: MONOCHROME1 signed 12-bit with a
+(pydicom's CT_small, MR_small (native, big endian, RLE), RT dose (32-bit),
+RGB RLE, JPEG Baseline, YBR_FULL_422 and multi-frame samples, and synthetic ones: MONOCHROME1 signed 12-bit with a
 rescale, planar RGB, PALETTE COLOR, a series of three) are stored with
 STOW-RS, fetched as PNG and JPEG and decoded with PIL; PNG pixels are
 compared exactly with an oracle computed here from pydicom's pixel_array
@@ -252,6 +252,9 @@ def main():
     ybr_p, ybr = copy_sample("SC_ybr_full_422_uncompressed.dcm")
     j2k_p, j2k = copy_sample("JPEG2000.dcm")
     sr_p, sr = copy_sample("test-SR.dcm")
+    mrle_p, mrle = copy_sample("MR_small_RLE.dcm")
+    mbe_p, mbe = copy_sample("MR_small_bigendian.dcm")
+    dose_p, dose = copy_sample("rtdose.dcm")
     # MONOCHROME1, 12 bits stored in 16, signed, rescale 2x - 100, window in the data set
     rng = np.random.default_rng(1138)
     m1 = rng.integers(-2048, 2048, size=(40, 60), dtype=np.int16)
@@ -287,7 +290,7 @@ def main():
                              inst_no=i + 1, WindowCenter="128", WindowWidth="256"))
     ser2 = synthetic("ser2_0", 8, 8, bytes([200]) * 64, study=st_uid, series=se2, series_no=2, inst_no=1,
                      WindowCenter="128", WindowWidth="256")
-    files = [ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, sr_p, m1_p, wide_p, rgbp_p, pal_p, mf_p,
+    files = [mrle_p, mbe_p, dose_p, ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, sr_p, m1_p, wide_p, rgbp_p, pal_p, mf_p,
              ser[2][0], ser[0][0], ser2[0], ser[1][0]]
     st, ans = v.stow(files)
     check("all test images stored", st == 200, (st, json.dumps(ans)[:300]))
@@ -327,6 +330,11 @@ def main():
               "/rendered", m1_want)
     png_exact("no window anywhere: the frame's range PNG equals the oracle", wide_ds, "/rendered",
               oracle_grey(wide_ds, wide))
+    png_exact("MR RLE Lossless (16-bit: two segments per sample) PNG equals the oracle", mrle, "/rendered",
+              oracle_grey(mrle, mrle.pixel_array))
+    png_exact("MR explicit VR big endian PNG equals the oracle", mbe, "/rendered", oracle_grey(mbe, mbe.pixel_array))
+    png_exact("RT dose (32-bit, frame 5 of 15) PNG equals the oracle", dose, "/frames/5/rendered",
+              oracle_grey(dose, dose.pixel_array[4]))
 
     # JPEG (default media type) within a tolerance
     for name, ds, want in (("CT", ct, ct_want), ("MR", mr, mr_want)):
