@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """wado_rendered.py: WADO-RS rendered and thumbnail resources (PS3.18
 10.4.1.1.3-4, 8.3.5.1) against the real `dicomvault serve`. The images
-(pydicom's CT_small, MR_small (native, big endian, RLE), RT dose (32-bit),
-RGB RLE, JPEG Baseline, YBR_FULL_422 and multi-frame samples, and synthetic ones: MONOCHROME1 signed 12-bit with a
-rescale, planar RGB, PALETTE COLOR, a series of three) are stored with
+(pydicom's CT_small, MR_small (native, big endian, RLE), RT dose
+(32-bit), RGB RLE, JPEG Baseline, YBR_FULL_422 and multi-frame samples,
+and synthetic ones: MONOCHROME1 signed 12-bit with a rescale, planar RGB,
+PALETTE COLOR, a series of three) are stored with
 STOW-RS, fetched as PNG and JPEG and decoded with PIL; PNG pixels are
 compared exactly with an oracle computed here from pydicom's pixel_array
 with numpy and the PS3.3 C.11.2.1.2 formulas (linear, linear-exact,
