@@ -8,6 +8,7 @@
 #ifndef DICOMVAULT_DIMSE_SCU_H
 #define DICOMVAULT_DIMSE_SCU_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "dicomvault/err.h"
@@ -30,6 +31,13 @@ void dimse_scu_close(struct dimse_scu *c);
 bool dimse_scu_can_find(const struct dimse_scu *c);
 bool dimse_scu_can_move(const struct dimse_scu *c);
 
+/* Watches *flag (set by a signal handler, say) while waiting for
+ * responses: once it is nonzero, the C-FIND or C-MOVE under way is
+ * cancelled with a C-CANCEL-RQ and its final response (status Cancel,
+ * FE00H, from a peer that honours it) is waited for as usual. NULL: not
+ * watched. */
+void dimse_scu_set_cancel(struct dimse_scu *c, const volatile sig_atomic_t *flag);
+
 /* A Study Root C-FIND at level ("STUDY", "SERIES" or "IMAGE") with the
  * unique keys of the levels above (study for SERIES and IMAGE, series
  * for IMAGE) and the level's own unique key empty; fn gets the unique
@@ -48,6 +56,7 @@ struct dimse_scu_move {
 	unsigned remaining, completed, failed, warning;   /* of the last response that had them */
 	unsigned pending;                /* pending responses consumed */
 	char comment[80];                /* Error Comment of the final response, "" if none */
+	bool cancelled;                  /* a C-CANCEL-RQ was sent for it */
 };
 
 /* A Study Root C-MOVE of one study to dest_ae. progress (may be NULL)

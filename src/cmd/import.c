@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -73,8 +74,12 @@ static const char import_usage[] =
 	"  --vault DIR          the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
 	"  --passphrase-file F  the master key passphrase, for a passphrase vault\n"
 	"  --json               print the report as JSON\n"
+	"SIGINT (Ctrl-C) or SIGTERM stops it cleanly: the C-MOVE under way is cancelled\n"
+	"(C-CANCEL), no other study is moved, what arrived is verified and reported\n"
+	"(the rest counted as skipped); with PATH..., no file after the current one.\n"
+	"Running it again imports the rest (what is stored counts as already present).\n"
 	"Exit status: 0 every object stored and verified, 1 any failed or is missing,\n"
-	"2 usage error. Audited (start, end, counts).\n";
+	"or the import was cancelled, 2 usage error. Audited (start, end, counts).\n";
 
 /* ---- the report ---- */
 
@@ -89,6 +94,7 @@ struct item {
 struct report {
 	uint64_t expected, received, stored, present, failed, missing, skipped, verified, errors;
 	uint64_t pending;          /* pending C-MOVE responses consumed */
+	bool cancelled;            /* stopped by SIGINT or SIGTERM */
 	struct item *it;
 	size_t n, cap;
 	uint64_t unlisted;
@@ -174,7 +180,8 @@ static void report_print(const struct report *r, const char *source, bool json)
 			cmd_json_str(r->it[i].reason);
 			fputs("}", stdout);
 		}
-		printf("],\"ok\":%s}\n", r->failed == 0 && r->missing == 0 && r->errors == 0 ? "true" : "false");
+		printf("],\"cancelled\":%s,\"ok\":%s}\n", r->cancelled ? "true" : "false",
+		       r->failed == 0 && r->missing == 0 && r->errors == 0 ? "true" : "false");
 		return;
 	}
 	for (i = 0; i < r->n; i++)
@@ -185,7 +192,41 @@ static void report_print(const struct report *r, const char *source, bool json)
 	       "%llu missing, %llu skipped; %llu verified%s\n",
 	       source, (unsigned long long)r->expected, (unsigned long long)r->received, (unsigned long long)r->stored,
 	       (unsigned long long)r->present, (unsigned long long)r->failed, (unsigned long long)r->missing,
-	       (unsigned long long)r->skipped, (unsigned long long)r->verified, r->errors ? "; errors above" : "");
+	       (unsigned long long)r->skipped, (unsigned long long)r->verified,
+	       r->cancelled ? "; cancelled" : r->errors ? "; errors above" : "");
+}
+
+/* ---- cancelling ---- */
+
+/* Set by SIGINT or SIGTERM: no new file or study is started, the C-FIND
+ * or C-MOVE under way is cancelled (dimse_scu_set_cancel). */
+static volatile sig_atomic_t cancel_flag;
+
+static void on_cancel(int sig)
+{
+	(void)sig;
+	cancel_flag = 1;
+}
+
+/* Installs on_cancel (without SA_RESTART: a blocking read returns). */
+static void cancel_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_cancel;
+	sigemptyset(&sa.sa_mask);
+	(void)sigaction(SIGINT, &sa, NULL);
+	(void)sigaction(SIGTERM, &sa, NULL);
+}
+
+/* The report's note, once, when the import stops early. */
+static void cancel_note(struct report *r, const char *what)
+{
+	if (r->cancelled)
+		return;
+	r->cancelled = true;
+	note(r, W_ERROR, "import", "cancelled by the operator (SIGINT or SIGTERM): %s", what);
 }
 
 /* ---- shared state ---- */
@@ -413,7 +454,10 @@ static void walk(struct imp *x, const char *path, int depth, bool top)
 		}
 	}
 	if (S_ISREG(st.st_mode)) {
-		ingest_file(x, path);
+		if (cancel_flag)
+			cancel_note(&x->r, "the files after the last one stored were not read");
+		else
+			ingest_file(x, path);
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -432,7 +476,9 @@ static void walk(struct imp *x, const char *path, int depth, bool top)
 	for (i = 0; i < n; i++) {
 		char sub[PATH_MAX];
 		const char *nm = ents[i]->d_name;
-		if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
+		if (cancel_flag) {
+			cancel_note(&x->r, "the files after the last one stored were not read");
+		} else if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
 			if (snprintf(sub, sizeof sub, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", nm) >=
 			    (int)sizeof sub)
 				note(&x->r, W_FAILED, nm, "path too long under %s", path);
@@ -471,6 +517,7 @@ struct net {
 	size_t nseries, capseries;
 	char (*studies)[IDX_UID_MAX + 1];
 	size_t nstudies, capstudies;
+	size_t cut;                /* e[cut..]: of studies not moved in full (cancelled); ne when none */
 	pthread_mutex_t mu;        /* got, from the listener's threads */
 	struct got *g;
 	size_t ng, capg;
@@ -665,6 +712,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		note(&x->r, W_ERROR, pe->ae, "association refused or failed: %s", why);
 		goto out;
 	}
+	dimse_scu_set_cancel(scu, &cancel_flag);
 	/* the studies */
 	for (i = 0; i < nwant; i++)
 		if (study_found(nt, want_studies[i]) != ERR_OK) {
@@ -674,6 +722,10 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 	if (nwant == 0) {
 		rc = dimse_scu_find(scu, "STUDY", NULL, NULL, study_found, nt, &skipped, &st, comment, sizeof comment, why,
 		                    sizeof why);
+		if (cancel_flag) {
+			cancel_note(&x->r, "while the studies were listed: nothing was moved");
+			goto out;
+		}
 		if (rc != ERR_OK || st != DIMSE_SUCCESS) {
 			if (rc == ERR_OK)
 				note(&x->r, W_ERROR, pe->ae, "C-FIND of the studies: status %04XH (%s)%s%s", st,
@@ -688,6 +740,11 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		struct dimse_scu_move m;
 		const char *sdy = nt->studies[i];
 		bool listed = true;
+		if (cancel_flag) {
+			nt->cut = nt->ne;
+			cancel_note(&x->r, "the C-MOVE under way was cancelled, no further study was moved");
+			break;
+		}
 		x->done = i;
 		snprintf(nt->study, sizeof nt->study, "%s", sdy);
 		nt->study_first = nt->ne;
@@ -697,6 +754,11 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		for (j = 0; rc == ERR_OK && st == DIMSE_SUCCESS && j < nt->nseries; j++)
 			rc = dimse_scu_find(scu, "IMAGE", sdy, nt->series_uids[j], instance_found, nt, &skipped, &st, comment,
 			                    sizeof comment, why, sizeof why);
+		if (cancel_flag) {
+			nt->cut = nt->study_first;   /* its instances listed so far: not moved */
+			cancel_note(&x->r, "the C-MOVE under way was cancelled, no further study was moved");
+			break;
+		}
 		if (rc != ERR_OK || st != DIMSE_SUCCESS) {
 			listed = false;
 			if (rc == ERR_OK)
@@ -718,6 +780,14 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		memset(&m, 0, sizeof m);
 		rc = dimse_scu_move(scu, sdy, ae, move_progress, nt, &m, why, sizeof why);
 		x->r.pending += m.pending;
+		if (cancel_flag) {
+			/* what the peer had sent when it ended the move is kept */
+			nt->cut = nt->study_first;
+			cancel_note(&x->r, "the C-MOVE under way was cancelled, no further study was moved");
+			if (rc != ERR_OK)
+				note(&x->r, W_ERROR, sdy, "study: C-MOVE: %s", why);
+			break;
+		}
 		if (rc != ERR_OK) {
 			note(&x->r, W_ERROR, sdy, "study: C-MOVE: %s", why);
 			lost = rc == ERR_IO;
@@ -773,6 +843,9 @@ static void check_net(struct imp *x, struct net *nt)
 		rc = verify_one(x, nt->e[i].sop, NULL, why, sizeof why);
 		if (rc == ERR_OK)
 			x->r.verified++;
+		else if (rc == ERR_NOTFOUND && i >= nt->cut)
+			note(&x->r, W_SKIPPED, nt->e[i].sop, "study %s: not imported (the import was cancelled)",
+			     nt->e[i].study);
 		else if (rc == ERR_NOTFOUND)
 			note(&x->r, W_MISSING, nt->e[i].sop, "study %s: listed by C-FIND but never received", nt->e[i].study);
 		else
@@ -800,6 +873,7 @@ int cmd_import(int argc, char **argv)
 
 	memset(&x, 0, sizeof x);
 	memset(&nt, 0, sizeof nt);
+	nt.cut = SIZE_MAX;
 	pthread_mutex_init(&x.lock, NULL);
 	pthread_mutex_init(&nt.mu, NULL);
 	paths = calloc((size_t)argc + 1, sizeof *paths);
@@ -956,6 +1030,7 @@ int cmd_import(int argc, char **argv)
 		fputs("dicomvault import: cannot write the audit record\n", stderr);
 		goto done;
 	}
+	cancel_install();
 	if (from != NULL) {
 		/* a peer that closes while we write (GnuTLS sends without
 		 * MSG_NOSIGNAL) is an error, not the end of the process */
@@ -970,8 +1045,9 @@ int cmd_import(int argc, char **argv)
 		progress_end(&x);
 	}
 	/* the end */
-	snprintf(reason, sizeof reason, "end: from %s: %llu expected, %llu received, %llu stored, %llu already present, "
-	         "%llu failed, %llu missing, %llu skipped, %llu verified, %llu errors", source, (unsigned long long)x.r.expected,
+	snprintf(reason, sizeof reason, "end%s: from %s: %llu expected, %llu received, %llu stored, %llu already present, "
+	         "%llu failed, %llu missing, %llu skipped, %llu verified, %llu errors", x.r.cancelled ? " (cancelled)" : "",
+	         source, (unsigned long long)x.r.expected,
 	         (unsigned long long)x.r.received, (unsigned long long)x.r.stored, (unsigned long long)x.r.present,
 	         (unsigned long long)x.r.failed, (unsigned long long)x.r.missing, (unsigned long long)x.r.skipped,
 	         (unsigned long long)x.r.verified, (unsigned long long)x.r.errors);

@@ -9,6 +9,7 @@
  * retrieve is audited. See docs/internals/dicomweb.md. Layer: daemon. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,13 @@
 
 #define UID_MAX 64u
 #define MAX_SEGS 9u   /* ./instances/{sop}/frames/{list}/rendered */
+/* The pipeline of a STOW-RS request with several parts: up to
+ * STOW_WORKERS parts are stored at once (their syncs then share the index
+ * and audit commits, store.c) while the connection thread receives the
+ * next; at most STOW_INFLIGHT parts wait or are being stored, so memory
+ * stays bounded (each holds its spool, at most SPOOL_MEM_MAX in memory). */
+#define STOW_WORKERS 2u
+#define STOW_INFLIGHT 4u
 
 /* Failure Reason (0008,1197) values: PS3.18 Table I.2-2, plus 0111H
  * (Duplicate SOP Instance, PS3.7 C.4) and C409H (Study Instance UID
@@ -55,11 +63,32 @@ struct stow {
 	struct spool *sp;
 	uint16_t reason;           /* 0: so far so good */
 	const char *why;           /* for the log */
-	/* the answer */
+	/* parts received, stored by workers while the next part arrives
+	 * (see "The pipeline" below); the lock guards everything below it */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct stow_job *head, *tail;   /* in part order */
+	unsigned njobs;
+	pthread_t th[STOW_WORKERS];
+	unsigned nth;                   /* workers running */
+	bool stop;                      /* no more parts: workers end when idle */
+	/* the answer, written in part order */
 	struct wbuf ok, failed;
 	unsigned n_ok, n_failed;
 	char one_study[UID_MAX + 1];
 	bool many_studies;
+};
+
+/* A received part, from the end of its body to its line in the answer. */
+struct stow_job {
+	struct stow_job *next;
+	struct spool *sp;          /* NULL when the part failed while received */
+	uint16_t reason;           /* set: it failed while received */
+	const char *pre_why;
+	bool started, done;
+	/* the outcome */
+	uint16_t fr;               /* 0: stored (or already there, identical) */
+	char cls[UID_MAX + 1], sop[UID_MAX + 1], study[UID_MAX + 1], series[UID_MAX + 1];
 };
 
 struct dw {
@@ -198,43 +227,43 @@ static void json_item(struct wbuf *w, unsigned n, const char *cls, const char *s
 		wbuf_printf(w, "\"00081155\":{\"vr\":\"UI\",\"Value\":[\"%s\"]},", sop);
 }
 
-static void stow_failed(struct dw *d, uint16_t reason, const char *cls, const char *sop, const char *study,
-                        const char *series, const char *why)
+/* A part that failed: logged and audited now, answered in part order. */
+static void job_failed(struct dw *d, struct stow_job *j, uint16_t reason, const char *why)
 {
-	struct stow *s = &d->st;
-
-	json_item(&s->failed, s->n_failed++, cls, sop);
-	wbuf_printf(&s->failed, "\"00081197\":{\"vr\":\"US\",\"Value\":[%u]}}", (unsigned)reason);
+	j->fr = reason;
 	log_info("store by %s (%s): part failed (0x%04X): %s", d->r->sess.user, d->r->addr, (unsigned)reason,
 	         why ? why : "-");
-	(void)dw_audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, study, series, sop);
+	(void)dw_audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, j->study[0] ? j->study : NULL,
+	                   j->series[0] ? j->series : NULL, j->sop[0] ? j->sop : NULL);
 }
 
-/* Forgets the current part: its memory, or its file and key. */
+/* The part's line in the answer. */
+static void job_answer(struct dw *d, const struct stow_job *j)
+{
+	struct stow *s = &d->st;
+	const char *base;
+	size_t bl;
+
+	if (j->fr != 0) {
+		json_item(&s->failed, s->n_failed++, j->cls, j->sop);
+		wbuf_printf(&s->failed, "\"00081197\":{\"vr\":\"US\",\"Value\":[%u]}}", (unsigned)j->fr);
+		return;
+	}
+	base = dw_base_url(d->r, &bl);
+	json_item(&s->ok, s->n_ok++, j->cls, j->sop);
+	wbuf_printf(&s->ok, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s/series/%s/instances/%s\"]}}",
+	            (int)bl, base, j->study, j->series, j->sop);
+	if (s->one_study[0] == 0)
+		snprintf(s->one_study, sizeof s->one_study, "%s", j->study);
+	else if (strcmp(s->one_study, j->study) != 0)
+		s->many_studies = true;
+}
+
+/* Forgets the part being received: its memory, or its file and key. */
 static void spool_end(struct stow *s)
 {
 	spool_free(s->sp);
 	s->sp = NULL;
-}
-
-static enum err p_begin(void *ctx, const struct mp_part *p)
-{
-	struct dw *d = ctx;
-	struct stow *s = &d->st;
-
-	s->reason = 0;
-	s->why = NULL;
-	s->sp = NULL;
-	if (p->ctype[0] && !mp_media_is(p->ctype, strlen(p->ctype), "application/dicom")) {
-		s->reason = FR_CANNOT_UNDERSTAND;
-		s->why = "the part is not application/dicom";
-		return ERR_OK;
-	}
-	if (spool_new(&s->sp, s->tmpdir, "stow-spool") != ERR_OK) {
-		s->reason = FR_OUT_OF_RESOURCES;
-		s->why = "cannot start the spool";
-	}
-	return ERR_OK;
 }
 
 static enum err p_data(void *ctx, const uint8_t *p, size_t n)
@@ -283,13 +312,14 @@ static enum err peek_uids(struct http_req *r, const char *target, struct src *sr
 	return ERR_OK;
 }
 
-static enum err p_end(void *ctx)
+/* Stores one received part (on a worker, or on the connection thread):
+ * sets its outcome; never touches the answer. */
+static void store_part(struct dw *d, struct stow_job *j)
 {
-	struct dw *d = ctx;
 	struct stow *s = &d->st;
 	struct http_req *r = d->r;
 	struct vault *v = r->srv->vault;
-	char cls[65] = "", sop[65] = "", study[65] = "", series[65] = "", why[256] = "";
+	char why[256] = "";
 	char coll[ACCESS_NAME_MAX + 1] = "default";
 	struct store_result res;
 	struct idx_instance in;
@@ -297,32 +327,27 @@ static enum err p_end(void *ctx)
 	struct idx_study st;
 	struct idx_patient pa;
 	bool have_pa = false;
-	size_t bl;
-	const char *base;
 	struct src src;
 	enum err rc;
 
-	if (s->reason != 0) {
-		stow_failed(d, s->reason, NULL, NULL, NULL, NULL, s->why);
-		goto out;
+	if (j->reason != 0) {
+		job_failed(d, j, j->reason, j->pre_why);
+		return;
 	}
-	if (spool_finish(s->sp) != ERR_OK) {
-		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot finish the spool");
-		goto out;
+	if (spool_src(j->sp, &src) != ERR_OK) {
+		job_failed(d, j, FR_OUT_OF_RESOURCES, "cannot reopen the temporary file");
+		return;
 	}
-	if (spool_src(s->sp, &src) != ERR_OK) {
-		stow_failed(d, FR_OUT_OF_RESOURCES, NULL, NULL, NULL, NULL, "cannot reopen the temporary file");
-		goto out;
-	}
-	rc = peek_uids(r, s->target, &src, cls, sop, study, series, coll);
+	rc = peek_uids(r, s->target, &src, j->cls, j->sop, j->study, j->series, coll);
 	src_close(&src);
 	if (rc != ERR_OK) {
-		stow_failed(d, FR_CANNOT_UNDERSTAND, NULL, NULL, NULL, NULL, "not a DICOM Part 10 object");
-		goto out;
+		j->cls[0] = j->sop[0] = j->study[0] = j->series[0] = 0;
+		job_failed(d, j, FR_CANNOT_UNDERSTAND, "not a DICOM Part 10 object");
+		return;
 	}
-	if (s->study[0] && strcmp(study, s->study) != 0) {
-		stow_failed(d, FR_STUDY_MISMATCH, cls, sop, study, series, "the instance is not of the study in the path");
-		goto out;
+	if (s->study[0] && strcmp(j->study, s->study) != 0) {
+		job_failed(d, j, FR_STUDY_MISMATCH, "the instance is not of the study in the path");
+		return;
 	}
 	/* authorised for the study's collection: the stored one, or the one a
 	 * new study joins */
@@ -330,25 +355,25 @@ static enum err p_end(void *ctx)
 		struct idx_study cur;
 		struct access_object ob;
 		pthread_mutex_lock(r->srv->ix_lock);
-		if (study[0] && v->ix->ops->study_get(v->ix, study, &cur) == ERR_OK)
+		if (j->study[0] && v->ix->ops->study_get(v->ix, j->study, &cur) == ERR_OK)
 			snprintf(coll, sizeof coll, "%s", cur.collection);
 		pthread_mutex_unlock(r->srv->ix_lock);
 		ob.collection = coll;
-		ob.study_uid = study[0] ? study : NULL;
+		ob.study_uid = j->study[0] ? j->study : NULL;
 		ob.patient = NULL;
 		if (http_access(r, ACCESS_ACT_STORE, &ob) != ACCESS_YES) {
-			stow_failed(d, FR_NOT_AUTHORIZED, cls, sop, study, series, "not authorised to store into this collection");
-			goto out;
+			job_failed(d, j, FR_NOT_AUTHORIZED, "not authorised to store into this collection");
+			return;
 		}
 	}
-	if (spool_src(s->sp, &src) != ERR_OK) {
-		stow_failed(d, FR_OUT_OF_RESOURCES, cls, sop, study, series, "cannot reopen the spool");
-		goto out;
+	if (spool_src(j->sp, &src) != ERR_OK) {
+		job_failed(d, j, FR_OUT_OF_RESOURCES, "cannot reopen the spool");
+		return;
 	}
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance_hashed(v, &src, spool_sha256(s->sp), coll, &res, why, sizeof why);
+	rc = store_instance_hashed(v, &src, spool_sha256(j->sp), coll, &res, why, sizeof why);
 	if (rc == ERR_OK) {
 		pthread_mutex_lock(r->srv->ix_lock);
 		have_pa = dw_locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
@@ -373,29 +398,171 @@ static enum err p_end(void *ctx)
 			fr = FR_PROCESSING;
 			break;
 		}
-		stow_failed(d, fr, cls, sop, study, series, why[0] ? why : err_str(rc));
-		goto out;
+		job_failed(d, j, fr, why[0] ? why : err_str(rc));
+		return;
 	}
+	snprintf(j->cls, sizeof j->cls, "%s", res.sop_class);
+	snprintf(j->sop, sizeof j->sop, "%s", res.sop_uid);
+	snprintf(j->study, sizeof j->study, "%s", res.study_uid);
+	snprintf(j->series, sizeof j->series, "%s", res.series_uid);
 	/* stored (or already there, identical); no acknowledgement without its
 	 * audit record: if that cannot be written the client is told it failed
 	 * (the object stays; sending it again succeeds as "already stored" and
 	 * is audited then) */
 	if (dw_audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored" : NULL,
-	                 have_pa ? pa.key_hmac : NULL, res.study_uid, res.series_uid, res.sop_uid) != ERR_OK) {
-		stow_failed(d, FR_PROCESSING, res.sop_class, res.sop_uid, res.study_uid, res.series_uid,
-		            "the audit record cannot be written");
-		goto out;
+	                 have_pa ? pa.key_hmac : NULL, res.study_uid, res.series_uid, res.sop_uid) != ERR_OK)
+		job_failed(d, j, FR_PROCESSING, "the audit record cannot be written");
+}
+
+/* ---- the pipeline ---- */
+
+/* With s->mu held: stores the first part nobody has started, if any
+ * (unlocked meanwhile), then answers every finished part at the head of
+ * the queue, in part order, and frees it. False if there was none. */
+static bool work_once(struct dw *d)
+{
+	struct stow *s = &d->st;
+	struct stow_job *j;
+
+	for (j = s->head; j != NULL && j->started; j = j->next)
+		;
+	if (j == NULL)
+		return false;
+	j->started = true;
+	pthread_mutex_unlock(&s->mu);
+	store_part(d, j);
+	spool_free(j->sp);
+	j->sp = NULL;
+	pthread_mutex_lock(&s->mu);
+	j->done = true;
+	while (s->head != NULL && s->head->done) {
+		j = s->head;
+		s->head = j->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		job_answer(d, j);
+		free(j);
+		s->njobs--;
 	}
-	base = dw_base_url(r, &bl);
-	json_item(&s->ok, s->n_ok++, res.sop_class, res.sop_uid);
-	wbuf_printf(&s->ok, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s/series/%s/instances/%s\"]}}",
-	            (int)bl, base, res.study_uid, res.series_uid, res.sop_uid);
-	if (s->one_study[0] == 0)
-		snprintf(s->one_study, sizeof s->one_study, "%s", res.study_uid);
-	else if (strcmp(s->one_study, res.study_uid) != 0)
-		s->many_studies = true;
-out:
+	pthread_cond_broadcast(&s->cv);
+	return true;
+}
+
+static void *worker(void *arg)
+{
+	struct dw *d = arg;
+	struct stow *s = &d->st;
+
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		if (work_once(d))
+			continue;
+		if (s->stop)
+			break;
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Starts the workers (a second part is coming): when none can start, the
+ * parts are stored on the connection thread, one by one, as before. */
+static void workers_start(struct dw *d)
+{
+	struct stow *s = &d->st;
+	pthread_attr_t at;
+
+	if (pthread_attr_init(&at) != 0)
+		return;
+	if (pthread_attr_setstacksize(&at, HTTP_THREAD_STACK) == 0)
+		while (s->nth < STOW_WORKERS && pthread_create(&s->th[s->nth], &at, worker, d) == 0)
+			s->nth++;
+	pthread_attr_destroy(&at);
+}
+
+/* Every received part stored and answered: by the workers (then joined),
+ * else here. */
+static void drain(struct dw *d)
+{
+	struct stow *s = &d->st;
+	unsigned i;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->nth == 0)
+		while (work_once(d))
+			;
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (i = 0; i < s->nth; i++)
+		(void)pthread_join(s->th[i], NULL);
+	s->nth = 0;
+}
+
+static enum err p_begin(void *ctx, const struct mp_part *p)
+{
+	struct dw *d = ctx;
+	struct stow *s = &d->st;
+
+	/* a part before this one waits: store it while this one arrives */
+	if (s->nth == 0 && s->head != NULL) {
+		workers_start(d);
+		if (s->nth == 0) {
+			pthread_mutex_lock(&s->mu);
+			while (work_once(d))
+				;
+			pthread_mutex_unlock(&s->mu);
+		}
+	}
+	s->reason = 0;
+	s->why = NULL;
+	s->sp = NULL;
+	if (p->ctype[0] && !mp_media_is(p->ctype, strlen(p->ctype), "application/dicom")) {
+		s->reason = FR_CANNOT_UNDERSTAND;
+		s->why = "the part is not application/dicom";
+		return ERR_OK;
+	}
+	if (spool_new(&s->sp, s->tmpdir, "stow-spool") != ERR_OK) {
+		s->reason = FR_OUT_OF_RESOURCES;
+		s->why = "cannot start the spool";
+	}
+	return ERR_OK;
+}
+
+/* The part's body is complete: queued for a worker (waiting while
+ * STOW_INFLIGHT parts are ahead of it). */
+static enum err p_end(void *ctx)
+{
+	struct dw *d = ctx;
+	struct stow *s = &d->st;
+	struct stow_job *j = calloc(1, sizeof *j);
+
+	if (j == NULL) {
+		spool_end(s);
+		return ERR_NOMEM;
+	}
+	j->reason = s->reason;
+	j->pre_why = s->why;
+	if (j->reason == 0 && spool_finish(s->sp) != ERR_OK) {
+		j->reason = FR_OUT_OF_RESOURCES;
+		j->pre_why = "cannot finish the spool";
+	}
+	if (j->reason == 0) {
+		j->sp = s->sp;
+		s->sp = NULL;
+	}
 	spool_end(s);
+	pthread_mutex_lock(&s->mu);
+	while (s->nth > 0 && s->njobs >= STOW_INFLIGHT)
+		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->tail != NULL)
+		s->tail->next = j;
+	else
+		s->head = j;
+	s->tail = j;
+	s->njobs++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 	return ERR_OK;
 }
 
@@ -429,6 +596,15 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 	d->r = r;
 	d->st.sp = NULL;
 	d->st.mp_rc = ERR_AGAIN;
+	if (pthread_mutex_init(&d->st.mu, NULL) != 0) {
+		free(d);
+		return MHD_NO;
+	}
+	if (pthread_cond_init(&d->st.cv, NULL) != 0) {
+		pthread_mutex_destroy(&d->st.mu);
+		free(d);
+		return MHD_NO;
+	}
 	if (study != NULL) {
 		memcpy(d->st.study, study, study_len);
 		d->st.study[study_len] = 0;
@@ -459,6 +635,7 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 
 	if (s->mp_rc == ERR_AGAIN)
 		s->mp_rc = mp_parser_finish(&s->mp);
+	drain(d);
 	if (s->mp_rc != ERR_OK) {
 		snprintf(detail, sizeof detail, "malformed multipart body: %s (%u instance(s) stored before it)",
 		         mp_parser_why(&s->mp), s->n_ok);
@@ -566,7 +743,10 @@ void dicomweb_done(struct http_req *r)
 
 	if (d == NULL)
 		return;
+	drain(d);   /* parts fully received are still stored (not answered) */
 	spool_end(&d->st);
+	pthread_cond_destroy(&d->st.cv);
+	pthread_mutex_destroy(&d->st.mu);
 	wbuf_fini(&d->st.ok);
 	wbuf_fini(&d->st.failed);
 	free(d);

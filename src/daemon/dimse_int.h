@@ -92,6 +92,11 @@ WUR enum err dimse_assoc_poll(struct dimse_assoc *a,
  * nothing came in time; ERR_IO: the association is over. */
 WUR enum err dimse_assoc_wait(struct dimse_assoc *a,
                               void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx);
+/* The same, waiting up to ms (an SCU that also watches for a cancel), and
+ * the idle timeout that applies to a (milliseconds). */
+WUR enum err dimse_assoc_wait_ms(struct dimse_assoc *a, unsigned ms,
+                                 void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx);
+unsigned dimse_assoc_idle_ms(const struct dimse_assoc *a);
 
 /* A DICOM-TLS association we request (C-MOVE sub-operations): connects
  * to dest's host and port (ARTIM as the connect and handshake timeout),

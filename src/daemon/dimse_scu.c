@@ -24,11 +24,15 @@
 #define PC_MOVE 3
 #define SCU_MAX_IDENTIFIER QR_MAX_IDENTIFIER
 
+/* How often a wait for a response looks at the cancel flag. */
+#define SCU_CANCEL_POLL_MS 100u
+
 struct dimse_scu {
 	struct dimse_assoc *a;
 	uint16_t msg_id;
 	bool find_ok, move_ok;
 	bool find_explicit, move_explicit;
+	const volatile sig_atomic_t *cancel;   /* nonzero: cancel what is under way */
 };
 
 const char *dimse_scu_status_str(uint16_t st)
@@ -161,6 +165,8 @@ struct wait {
 	struct dimse_scu *c;
 	uint16_t field;             /* the response awaited */
 	uint16_t msg_id;            /* of the request */
+	uint8_t pcid;               /* its presentation context */
+	bool cancel_sent;           /* a C-CANCEL-RQ went out for it */
 	bool have_cmd;              /* a response whose data set is being received */
 	struct dimse_cmd cmd;
 	struct wbuf id;
@@ -286,11 +292,40 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 		ul_abort(&a->u);
 }
 
+/* The C-CANCEL-RQ of the operation w waits for (PS3.7 9.3.2.3 and
+ * 9.3.4.3: the peer then ends it with a final response, status Cancel). */
+static enum err send_cancel(struct dimse_scu *c, struct wait *w)
+{
+	struct dimse_cmd rq;
+	enum err rc;
+
+	dimse_cmd_rq(&rq, DIMSE_C_CANCEL_RQ, w->msg_id, NULL);
+	rc = dimse_assoc_send_cmd(c->a, w->pcid, &rq);
+	if (rc == ERR_OK)
+		rc = dimse_assoc_flush(c->a);
+	w->cancel_sent = true;
+	return rc;
+}
+
+/* Reads responses until the final one. Waits in short steps so that a
+ * cancel (c->cancel) is seen at once; the idle timeout counts from the
+ * last thing the peer sent. */
 static enum err await(struct dimse_scu *c, struct wait *w, char *why, size_t whylen)
 {
+	unsigned idle = dimse_assoc_idle_ms(c->a), quiet = 0;
+
 	while (!w->done && !w->lost) {
-		enum err rc = dimse_assoc_wait(c->a, on_event, w);
+		enum err rc;
+		if (c->cancel != NULL && *c->cancel && !w->cancel_sent && send_cancel(c, w) != ERR_OK) {
+			w->lost = true;
+			w->lost_why = "the C-CANCEL-RQ could not be sent";
+			break;
+		}
+		rc = dimse_assoc_wait_ms(c->a, c->cancel != NULL ? SCU_CANCEL_POLL_MS : idle, on_event, w);
 		if (rc == ERR_AGAIN) {
+			quiet += c->cancel != NULL ? SCU_CANCEL_POLL_MS : idle;
+			if (quiet < idle)
+				continue;
 			snprintf(why, whylen, "%s sent no response within the idle timeout", c->a->peer->ae);
 			ul_abort(&c->a->u);
 			if (dimse_assoc_flush(c->a) != ERR_OK)
@@ -298,6 +333,7 @@ static enum err await(struct dimse_scu *c, struct wait *w, char *why, size_t why
 			c->a->failed = true;
 			return ERR_IO;
 		}
+		quiet = 0;
 		if (rc != ERR_OK && !w->done)
 			w->lost = true;
 	}
@@ -310,6 +346,11 @@ static enum err await(struct dimse_scu *c, struct wait *w, char *why, size_t why
 	return ERR_OK;
 }
 
+void dimse_scu_set_cancel(struct dimse_scu *c, const volatile sig_atomic_t *flag)
+{
+	c->cancel = flag;
+}
+
 static enum err send_rq(struct dimse_scu *c, uint8_t pcid, uint16_t field, const char *sop_class, const char *dest,
                         const struct wbuf *id, struct wait *w)
 {
@@ -317,6 +358,7 @@ static enum err send_rq(struct dimse_scu *c, uint8_t pcid, uint16_t field, const
 	enum err rc;
 
 	w->msg_id = c->msg_id;
+	w->pcid = pcid;
 	dimse_cmd_rq(&rq, field, c->msg_id++, sop_class);
 	if (c->msg_id == 0)
 		c->msg_id = 1;
@@ -409,6 +451,7 @@ enum err dimse_scu_move(struct dimse_scu *c, const char *study, const char *dest
 		m.status = w.cmd.status;
 		snprintf(m.comment, sizeof m.comment, "%.64s", (w.cmd.has & DIMSE_F_ERROR_COMMENT) ? w.cmd.error_comment : "");
 		printable(m.comment);
+		m.cancelled = w.cancel_sent;
 		*res = m;
 	}
 	wbuf_fini(&id);

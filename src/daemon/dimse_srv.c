@@ -13,6 +13,7 @@
  * A-ASSOCIATE-RJ and an audit record. Layer: daemon. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
@@ -270,12 +271,21 @@ enum err dimse_assoc_poll(struct dimse_assoc *a,
 	return assoc_read(a, 0, fn, ctx);
 }
 
+unsigned dimse_assoc_idle_ms(const struct dimse_assoc *a)
+{
+	return a->o->idle_ms ? a->o->idle_ms : DEFAULT_IDLE_MS;
+}
+
 enum err dimse_assoc_wait(struct dimse_assoc *a,
                           void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
 {
-	unsigned idle_ms = a->o->idle_ms ? a->o->idle_ms : DEFAULT_IDLE_MS;
+	return assoc_read(a, (int)dimse_assoc_idle_ms(a), fn, ctx);
+}
 
-	return assoc_read(a, (int)idle_ms, fn, ctx);
+enum err dimse_assoc_wait_ms(struct dimse_assoc *a, unsigned ms,
+                             void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
+{
+	return assoc_read(a, ms > 0 && ms <= (unsigned)INT_MAX ? (int)ms : 1, fn, ctx);
 }
 
 /* ---- the A-ASSOCIATE-RQ ---- */

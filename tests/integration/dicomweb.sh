@@ -123,6 +123,69 @@ mp "$T/changed.mp" BoUnDaRy.42 "$T/CT_changed.dcm"
 stow changed "$T/changed.mp"
 check "same SOP UID, one byte changed: 409 with a failure reason" "[ \$(code changed) = 409 ] && js changed 'd[\"00081198\"][\"Value\"][0][\"00081197\"][\"Value\"][0] == 0x0111 and d[\"00081198\"][\"Value\"][0][\"00081155\"][\"Value\"] == [\"$CT_SOP\"]'"
 
+# many parts in one request (stored by the request's workers while the
+# next part arrives): ten new instances, one over 1 MiB (its spool spills to
+# an encrypted file), a junk part and a changed duplicate among them; the
+# answer lists every part in the order sent, with its own outcome
+"$PY" - "$T/CT_small.dcm" "$T/pipe" <<'EOF'
+import sys, os, pydicom
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+for i in range(10):
+    d = pydicom.dcmread(src)
+    d.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.7700%d" % i
+    d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
+    if i == 4:
+        d.add_new(0x00110010, "LO", "DV TEST")
+        d.add_new(0x00111000, "OB", bytes(range(256)) * 8192)   # 2 MiB
+    d.save_as("%s/p%d.dcm" % (out, i), write_like_original=False)
+EOF
+P=$T/pipe
+mp "$T/pipe.mp" BoUnDaRy.42 "$P/p0.dcm" "junk:not DICOM" "$P/p1.dcm" "$P/p2.dcm" "$P/p3.dcm" "$P/p4.dcm" \
+	"$T/CT_changed.dcm" "$P/p5.dcm" "$P/p6.dcm" "$P/p7.dcm" "$P/p8.dcm" "$P/p9.dcm"
+stow pipe "$T/pipe.mp"
+check "12 parts in one request: 202, ten stored in part order" "[ \$(code pipe) = 202 ] && js pipe '[i[\"00081155\"][\"Value\"][0] for i in d[\"00081199\"][\"Value\"]] == [\"1.2.826.0.1.3680043.8.498.7700%d\" % i for i in range(10)]'"
+check "12 parts in one request: the junk part and the changed duplicate failed, in order" "js pipe '[i[\"00081197\"][\"Value\"][0] for i in d[\"00081198\"][\"Value\"]] == [0xC000, 0x0111] and d[\"00081198\"][\"Value\"][1][\"00081155\"][\"Value\"] == [\"$CT_SOP\"]'"
+req pipe_big -H "$AUTH" \
+	"$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=1.2.826.0.1.3680043.8.498.77004&contentType=application/dicom"
+check "the 2 MiB part of the request reads back byte for byte" "[ \$(code pipe_big) = 200 ] && cmp -s $T/pipe_big.body $P/p4.dcm"
+
+# a client that goes away in the middle of its fourth part: the three
+# parts it sent whole are stored (as when each was stored before the next
+# was read), the fourth is not, and the server keeps serving
+"$PY" - "$PORT" "$T/v/keys/tls.crt" "$TOK" "$P" <<'EOF'
+import sys, ssl, socket, pydicom
+port, ca, tok, d = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+parts = []
+for i in range(4):
+    x = pydicom.dcmread("%s/p%d.dcm" % (d, i))
+    x.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.7710%d" % i
+    x.file_meta.MediaStorageSOPInstanceUID = x.SOPInstanceUID
+    x.save_as("%s/a%d.dcm" % (d, i), write_like_original=False)
+    parts.append(b"--B\r\nContent-Type: application/dicom\r\n\r\n" + open("%s/a%d.dcm" % (d, i), "rb").read() + b"\r\n")
+body = b"".join(parts[:3]) + parts[3][: len(parts[3]) // 2]
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+s.sendall(("POST /dicom-web/studies HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: multipart/related; type=\"application/dicom\"; boundary=B\r\n"
+           "Content-Length: %d\r\n\r\n" % (tok, len(body) * 2)).encode() + body)
+s.close()
+EOF
+ok_abort=1
+for i in 0 1 2; do
+	for _ in $(seq 50); do
+		req "ab$i" -H "$AUTH" \
+			"$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=1.2.826.0.1.3680043.8.498.7710$i&contentType=application/dicom"
+		[ "$(code "ab$i")" = 200 ] && break
+		sleep 0.1
+	done
+	cmp -s "$T/ab$i.body" "$P/a$i.dcm" || ok_abort=0
+done
+check "client gone mid-part: the three whole parts are stored" "[ $ok_abort = 1 ]"
+req ab3 -H "$AUTH" \
+	"$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=1.2.826.0.1.3680043.8.498.77103&contentType=application/dicom"
+check "client gone mid-part: the cut part is not, and the server keeps serving" "problem ab3 404 && kill -0 $SRV"
+
 mp "$T/ct.mp" BoUnDaRy.42 "$T/CT_small.dcm"
 stow study_ok "$T/ct.mp" "/$CT_ST"
 check "STOW to /studies/{its study}: 200 + study RetrieveURL" "[ \$(code study_ok) = 200 ] && js study_ok 'd[\"00081190\"][\"Value\"] == [\"$U/dicom-web/studies/$CT_ST\"]'"

@@ -105,7 +105,35 @@ VT=$(free_port)       # the TLS vault's listener
 TP=$(free_port)       # stunnel: TLS in front of dcmqrscp
 CP=$(free_port)       # stunnel: dcmqrscp's sub-operations into TLS
 NRP=$(free_port)      # nothing listens: no route back
-mkdir -p "$T/pacs/all" "$T/pacs/gap"
+mkdir -p "$T/pacs/all" "$T/pacs/gap" "$T/pacs/big"
+# a study of NBIG tiny images, long enough to move that an operator can
+# stop it half way (SIGINT: C-CANCEL)
+NBIG=600
+"$PY" - "$T/pacs/big" "$NBIG" <<'EOF2' >>"$T/gen.err" 2>&1
+import sys
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+out, n = sys.argv[1], int(sys.argv[2])
+root = "1.2.826.0.1.3680043.8.498.99"
+for i in range(n):
+    d = Dataset()
+    d.file_meta = FileMetaDataset()
+    d.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    d.file_meta.MediaStorageSOPInstanceUID = "%s.3.%d" % (root, i + 1)
+    d.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    d.SOPClassUID = d.file_meta.MediaStorageSOPClassUID
+    d.SOPInstanceUID = d.file_meta.MediaStorageSOPInstanceUID
+    d.StudyInstanceUID, d.SeriesInstanceUID = root + ".1", root + ".2"
+    d.PatientName, d.PatientID, d.StudyID, d.Modality = "Big^Study", "BIG1", "1", "OT"
+    d.SeriesNumber, d.InstanceNumber, d.ConversionType = 1, i + 1, "WSD"
+    d.Rows = d.Columns = 8
+    d.SamplesPerPixel, d.PhotometricInterpretation = 1, "MONOCHROME2"
+    d.BitsAllocated = d.BitsStored = 8
+    d.HighBit, d.PixelRepresentation = 7, 0
+    d.PixelData = bytes([i % 256]) * 64
+    d.is_little_endian, d.is_implicit_VR = True, False
+    d.save_as("%s/big%04d.dcm" % (out, i), write_like_original=False)
+EOF2
 cp "$T"/orig/*.dcm "$T/pacs/all/"
 cp "$T"/g/ct/*.dcm "$T/pacs/gap/"
 cat >"$T/qr.cfg" <<CONF
@@ -124,11 +152,14 @@ VendorTable END
 AETable BEGIN
 OLDPACS  $T/pacs/all  R  (200, 1024mb)  ANY
 GAPPACS  $T/pacs/gap  R  (200, 1024mb)  ANY
+BIGPACS  $T/pacs/big  R  (1000, 1024mb)  ANY
 AETable END
 CONF
 dcmqridx "$T/pacs/all" "$T"/pacs/all/*.dcm >"$T/idx1" 2>&1 &&
-	dcmqridx "$T/pacs/gap" "$T"/pacs/gap/*.dcm >"$T/idx2" 2>&1
-check "dcmqridx indexed the two storage areas" "[ $? -eq 0 ]" "$T/idx1" "$T/idx2"
+	dcmqridx "$T/pacs/gap" "$T"/pacs/gap/*.dcm >"$T/idx2" 2>&1 &&
+	[ "$(ls "$T"/pacs/big | wc -l)" -eq "$NBIG" ] &&
+	dcmqridx "$T/pacs/big" "$T"/pacs/big/*.dcm >"$T/idx3" 2>&1
+check "dcmqridx indexed the three storage areas" "[ $? -eq 0 ]" "$T/idx1" "$T/idx2" "$T/idx3" "$T/gen.err"
 # the gap: one CT slice indexed, then deleted (C-FIND lists it, C-MOVE cannot send it)
 GAP_FILE=$(ls "$T"/pacs/gap/*.dcm | head -1)
 GAP_UID=$(uids "$GAP_FILE" | cut -d' ' -f2)
@@ -178,6 +209,11 @@ port = $QP
 tls = no
 
 [peer "NOHOST"]
+tls = no
+
+[peer "BIGPACS"]
+host = 127.0.0.1
+port = $QP
 tls = no
 CONF
 
@@ -267,6 +303,63 @@ counts "import again: $NALL already present, 0 stored, all verified" "$T/i2.json
 check "--study: exit 0, only the CT study's $NCT instances" \
 	"[ $? -eq 0 ] && grep -q '^import from peer OLDPACS: $NCT expected, $NCT received, 0 stored, $NCT already present, 0 failed, 0 missing' '$T/i3.out'" \
 	"$T/i3.out" "$T/i3.err"
+
+# ---- the operator stops an import half way (SIGINT) ----
+BIG_STUDY=1.2.826.0.1.3680043.8.498.99.1
+nbig() {  # [VAULT]: instances of the big study in the vault's index
+	"$PY" -c 'import sqlite3,sys
+c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=5)
+print(c.execute("select count(*) from instances where uid like ?", (sys.argv[2] + ".3.%",)).fetchone()[0])' \
+		"${1:-$T/v}/index.db" 1.2.826.0.1.3680043.8.498.99 2>/dev/null || echo 0
+}
+"$DV" import --vault "$T/v" --from BIGPACS --json >"$T/c1.json" 2>"$T/c1.err" &
+IMP=$!
+for _ in $(seq 300); do
+	[ "$(nbig)" -ge 20 ] && break
+	kill -0 $IMP 2>/dev/null || break
+	sleep 0.05
+done
+kill -INT $IMP 2>/dev/null
+wait $IMP
+RC=$?
+NB=$(nbig)
+# jv FILE EXPR: a Python expression over d = the JSON report
+jv() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2"; }
+jv "$T/c1.json" 'd["cancelled"] is True and d["ok"] is False and any(p["kind"] == "error" and "cancelled by the operator" in p["reason"] for p in d["problems"])'
+check "SIGINT during the C-MOVE: exit 1, reported as cancelled" "[ $RC -eq 1 ] && [ $? -eq 0 ]" "$T/c1.json" "$T/c1.err"
+jv "$T/c1.json" "d['expected'] == $NBIG and 20 <= d['stored'] < $NBIG and d['failed'] == 0 and d['missing'] == 0"
+check "SIGINT: the move stopped half way; nothing failed or went missing" "[ $? -eq 0 ]" "$T/c1.json"
+jv "$T/c1.json" "d['verified'] == d['stored'] == $NB and d['skipped'] == $NBIG - d['stored']"
+check "SIGINT: what arrived ($NB) is in the index and verified, the rest counted as skipped" "[ $? -eq 0 ]" "$T/c1.json"
+check "SIGINT: dcmqrscp received a C-CANCEL" "grep -qi 'cancel' '$T/qr.log'" "$T/qr.log"
+check "SIGINT: the audit's end record says cancelled" \
+	"grep '\"import\"' '$T/v/audit/audit.log' | grep -q 'end (cancelled): from peer BIGPACS'"
+"$DV" import --vault "$T/v" --from BIGPACS --json >"$T/c2.json" 2>"$T/c2.err"
+RC=$?
+jv "$T/c2.json" "d['verified'] == $NBIG and d['already_present'] == $NB and d['stored'] == $NBIG - $NB and not d['cancelled']"
+check "import again after the cancel: exit 0, the rest stored, all $NBIG verified" "[ $RC -eq 0 ] && [ $? -eq 0 ]" \
+	"$T/c2.json" "$T/c2.err"
+
+# the same from files: no file after the current one is read
+mkvault "$T/pv" DICOMVAULT "$VP" || no "init the path-import vault" "$T/pv.init"
+"$DV" import --vault "$T/pv" --json "$T/pacs/big" >"$T/c3.json" 2>"$T/c3.err" &
+IMP=$!
+for _ in $(seq 300); do
+	[ "$(nbig "$T/pv")" -ge 20 ] && break
+	kill -0 $IMP 2>/dev/null || break
+	sleep 0.05
+done
+kill -TERM $IMP 2>/dev/null
+wait $IMP
+RC=$?
+NB=$(nbig "$T/pv")
+jv "$T/c3.json" "d['cancelled'] is True and 20 <= d['stored'] == d['verified'] == $NB < $NBIG and d['failed'] == 0"
+check "SIGTERM during import PATH: exit 1, cancelled, the $NB files stored are verified" "[ $RC -eq 1 ] && [ $? -eq 0 ]" \
+	"$T/c3.json" "$T/c3.err"
+"$DV" import --vault "$T/pv" --json "$T/pacs/big" >"$T/c4.json" 2>"$T/c4.err"
+RC=$?
+jv "$T/c4.json" "d['stored'] == $NBIG - $NB and d['already_present'] == $NB and d['verified'] == $NBIG"
+check "import PATH again: exit 0, the rest stored" "[ $RC -eq 0 ] && [ $? -eq 0 ]" "$T/c4.json" "$T/c4.err"
 
 # ---- bad cases ----
 "$DV" import --vault "$T/v" --from UNKNOWNAE >"$T/b1.out" 2>"$T/b1.err"
