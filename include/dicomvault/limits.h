@@ -84,6 +84,8 @@
 #define RENDER_MAX_OUTPUT      ((size_t)256 << 20) /* bytes of one encoded image */
 #define RENDER_MAX_PARAM       64u            /* bytes of a window, viewport or quality value */
 #define RENDER_MAX_PARTS       256u           /* instances of a rendered study or series (400 beyond) */
+#define RENDER_CONCURRENCY     2u             /* requests rendering at once (each holds one frame and its images) */
+#define RENDER_WAIT            10             /* seconds a request waits for its turn before 503 */
 
 /* API tokens (core/token.c) */
 #define TOKEN_TTL_DEFAULT      (30 * 86400)   /* seconds a token lasts without --ttl */

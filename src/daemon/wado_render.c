@@ -11,11 +11,17 @@
  * multipart/related, one part per image instance (first frames, at most
  * RENDER_MAX_PARTS); a thumbnail is one image: of a study or series, the
  * middle instance of its first series, fitted to RENDER_THUMB_SIZE
- * unless a viewport is given. See docs/internals/dicomweb.md.
+ * unless a viewport is given. At most RENDER_CONCURRENCY requests render
+ * at once (memory: one frame and its images each); the others wait up to
+ * RENDER_WAIT seconds, then 503. See docs/internals/dicomweb.md.
  * Layer: daemon. */
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "dicomvault/accept.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/frame.h"
@@ -36,6 +42,36 @@ struct rparams {
 	uint32_t vw, vh;          /* 0: no viewport */
 	int quality;              /* 0: the default */
 };
+
+/* ---- turns: bounded memory whatever the number of connections ---- */
+
+static sem_t turns;
+static bool turns_ok;
+static pthread_once_t turns_once = PTHREAD_ONCE_INIT;
+
+static void turns_init(void)
+{
+	turns_ok = sem_init(&turns, 0, RENDER_CONCURRENCY) == 0;
+}
+
+static enum err turn_take(void)
+{
+	struct timespec ts;
+	int rc;
+
+	(void)pthread_once(&turns_once, turns_init);
+	if (!turns_ok || clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		return ERR_INTERNAL;
+	ts.tv_sec += RENDER_WAIT;
+	while ((rc = sem_timedwait(&turns, &ts)) != 0 && errno == EINTR)
+		;
+	return rc == 0 ? ERR_OK : ERR_LIMIT;
+}
+
+static void turn_give(void)
+{
+	(void)sem_post(&turns);
+}
 
 /* ---- media type ---- */
 
@@ -363,6 +399,16 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 		return wado_list_error(r, rc, series, sop);
 	}
 	memset(&one, 0, sizeof one);
+	rc = turn_take();
+	if (rc != ERR_OK) {
+		static const char *const extra[] = { MHD_HTTP_HEADER_RETRY_AFTER, "5", NULL };
+		free(nums);
+		wado_list_fini(&l);
+		if (rc == ERR_LIMIT)
+			return http_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "too many images being rendered: try again shortly",
+			                    extra);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
 	if (nums != NULL) {
 		/* frames of one instance: one image each (a thumbnail: the first) */
 		if (thumbnail || count == 1) {
@@ -404,6 +450,7 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 			res = send_multi(r, &who, &l, jobs, l.n, &p, series, true);
 		}
 	}
+	turn_give();
 	free(jobs);
 	free(nums);
 	wado_list_fini(&l);

@@ -493,6 +493,22 @@ def main():
     check("a physician whose grant is another collection: 404 (as unknown)", is_problem(st, h, 404), st)
     v.token = admin
 
+    # ---- several at once (RENDER_CONCURRENCY render, the others wait their turn) ----
+    import threading
+    results = []
+
+    def worker():
+        results.append(get(path_of(ct, "/rendered?accept=image/png")))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check("8 concurrent rendered requests: all 200 and equal to the oracle",
+          len(results) == 8 and all(st == 200 and np.array_equal(np.asarray(decode(b)), ct_want)
+                                    for st, h, b in results), [r[0] for r in results])
+
     # ---- audit, and still serving ----
     recs = []
     for line in open(os.path.join(v.dir, "audit", "audit.log")):
