@@ -160,54 +160,88 @@ static bool params_get(struct http_req *r, bool thumb, struct rparams *p, enum M
 
 /* ---- one image ---- */
 
-/* Frame `frame` (0-based) of instance i of l rendered and encoded into w.
- * Returns the HTTP status: 200; 404 (no such frame), 406 (not an image,
- * or one the renderer does not take), with why; 500 with *err set, for
- * wado_fail_500. */
+/* An opened image, kept while the frames of one request are rendered. */
+struct rsrc {
+	bool open;
+	size_t item;               /* in the list */
+	struct wado_inst in;
+	struct render_image im;    /* as the data set says (decoders change a copy) */
+	struct dcm_frames fr;
+};
+
+static void rsrc_close(struct rsrc *s)
+{
+	if (s->open) {
+		dcm_frames_fini(&s->fr);
+		render_image_fini(&s->im);
+		wado_inst_close(&s->in);
+	}
+	memset(s, 0, sizeof *s);
+}
+
+/* Opens instance i of l into s unless it is the one open. Returns 0, or
+ * the HTTP status as render_one does. */
+static unsigned rsrc_open(struct http_req *r, const struct wado_list *l, size_t i, struct rsrc *s, char *why,
+                          size_t whylen, enum err *err)
+{
+	enum err rc;
+
+	if (s->open && s->item == i)
+		return 0;
+	rsrc_close(s);
+	rc = wado_inst_open(r->srv->vault, &l->it[i], DICOMWEB_BULK_THRESHOLD, &s->in, why, whylen);
+	if (rc != ERR_OK) {
+		*err = rc;
+		return 500;
+	}
+	rc = render_image_init(s->in.f, &s->in.f->ds, &s->im, why, whylen);
+	if (rc == ERR_OK) {
+		rc = dcm_frames_init(s->in.f, &s->fr, why, whylen);
+		if (rc != ERR_OK)
+			render_image_fini(&s->im);
+	}
+	if (rc != ERR_OK) {
+		wado_inst_close(&s->in);
+		memset(s, 0, sizeof *s);
+		*err = rc;
+		return rc == ERR_NOTFOUND || rc == ERR_UNSUPPORTED || rc == ERR_LIMIT ? 406 : 500;
+	}
+	s->open = true;
+	s->item = i;
+	return 0;
+}
+
+/* Frame `frame` (0-based) of instance i of l rendered and encoded into w
+ * (the instance opened in s, or opened now). Returns the HTTP status:
+ * 200; 404 (no such frame), 406 (not an image, or one the renderer does
+ * not take), with why; 500 with *err set, for wado_fail_500. */
 static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t i, uint32_t frame,
-                           const struct rparams *p, struct wbuf *w, char *why, size_t whylen, enum err *err)
+                           const struct rparams *p, struct rsrc *s, struct wbuf *w, char *why, size_t whylen,
+                           enum err *err)
 {
 	const char *ts = l->ts[l->it[i].ts];
-	struct wado_inst in;
 	struct render_image im;
-	struct dcm_frames fr;
 	struct render_out o;
 	uint8_t *raw = NULL, *nat = NULL;
 	const uint8_t *data;
 	size_t natlen = 0;
 	uint64_t size;
-	unsigned st = 500;
+	unsigned st;
 	enum err rc;
 
-	memset(&im, 0, sizeof im);
-	memset(&fr, 0, sizeof fr);
+	st = rsrc_open(r, l, i, s, why, whylen, err);
+	if (st != 0)
+		return st;
+	st = 500;
+	im = s->im;   /* the palette tables stay s's */
 	memset(&o, 0, sizeof o);
-	rc = wado_inst_open(r->srv->vault, &l->it[i], DICOMWEB_BULK_THRESHOLD, &in, why, whylen);
-	if (rc != ERR_OK) {
-		*err = rc;
-		return 500;
-	}
-	rc = render_image_init(in.f, &in.f->ds, &im, why, whylen);
-	if (rc == ERR_NOTFOUND || rc == ERR_UNSUPPORTED || rc == ERR_LIMIT) {
-		st = 406;
-		goto out;
-	}
-	if (rc != ERR_OK)
-		goto out;
-	rc = dcm_frames_init(in.f, &fr, why, whylen);
-	if (rc == ERR_NOTFOUND || rc == ERR_UNSUPPORTED) {
-		st = 406;
-		goto out;
-	}
-	if (rc != ERR_OK)
-		goto out;
-	if (frame >= fr.n) {
+	if (frame >= s->fr.n) {
 		rc = err_why(why, whylen, ERR_NOTFOUND, "frame %u does not exist: the instance has %u frame%s",
-		             (unsigned)frame + 1, (unsigned)fr.n, fr.n == 1 ? "" : "s");
+		             (unsigned)frame + 1, (unsigned)s->fr.n, s->fr.n == 1 ? "" : "s");
 		st = 404;
 		goto out;
 	}
-	if (fr.encapsulated && strcmp(ts, TS_JPEG_BASELINE) != 0 && strcmp(ts, TS_RLE) != 0) {
+	if (s->fr.encapsulated && strcmp(ts, TS_JPEG_BASELINE) != 0 && strcmp(ts, TS_RLE) != 0) {
 		rc = err_why(why, whylen, ERR_UNSUPPORTED,
 		             "frames of transfer syntax %s are not rendered (native, JPEG Baseline 1.2.840.10008.1.2.4.50 "
 		             "and RLE Lossless 1.2.840.10008.1.2.5 are)",
@@ -215,7 +249,7 @@ static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t
 		st = 406;
 		goto out;
 	}
-	size = dcm_frame_size(&fr, frame);
+	size = dcm_frame_size(&s->fr, frame);
 	if (size > RENDER_MAX_OUTPUT) {
 		rc = err_why(why, whylen, ERR_LIMIT, "the frame is too large to render");
 		st = 406;
@@ -226,7 +260,7 @@ static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t
 		rc = err_why(why, whylen, ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	rc = dcm_frame_read(&fr, frame, 0, raw, (size_t)size);
+	rc = dcm_frame_read(&s->fr, frame, 0, raw, (size_t)size);
 	if (rc != ERR_OK) {
 		if (rc == ERR_AUTH)
 			snprintf(why, whylen, "the object of %s failed authentication (tampered or damaged)", l->it[i].sop);
@@ -234,7 +268,7 @@ static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t
 	}
 	data = raw;
 	natlen = (size_t)size;
-	if (fr.encapsulated) {
+	if (s->fr.encapsulated) {
 		if (strcmp(ts, TS_RLE) == 0)
 			rc = render_rle_decode(&im, raw, (size_t)size, &nat, &natlen, why, whylen);
 		else
@@ -264,9 +298,6 @@ out:
 	render_out_fini(&o);
 	free(nat);
 	free(raw);
-	dcm_frames_fini(&fr);
-	render_image_fini(&im);
-	wado_inst_close(&in);
 	return st;
 }
 
@@ -292,11 +323,14 @@ static enum MHD_Result send_one(struct http_req *r, const struct wado_who *who, 
 	char why[320] = "";
 	struct wbuf w;
 	enum MHD_Result res;
+	struct rsrc src;
 	enum err rc = ERR_INTERNAL;
 	unsigned st;
 
+	memset(&src, 0, sizeof src);
 	wbuf_init(&w, RENDER_MAX_OUTPUT);
-	st = render_one(r, l, j->item, j->frame, p, &w, why, sizeof why, &rc);
+	st = render_one(r, l, j->item, j->frame, p, &src, &w, why, sizeof why, &rc);
+	rsrc_close(&src);
 	if (st != 200) {
 		wbuf_fini(&w);
 		return refuse(r, who, l, j->item, st, rc, why);
@@ -318,6 +352,7 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 {
 	char boundary[MP_BOUNDARY_MAX + 1], ctype[MP_BOUNDARY_MAX + 96], why[320];
 	struct wbuf body, img;
+	struct rsrc src;
 	enum MHD_Result res;
 	uint8_t rnd[16];
 	size_t k, parts = 0;
@@ -326,6 +361,7 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK)
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	mp_boundary_make(rnd, boundary);
+	memset(&src, 0, sizeof src);
 	wbuf_init(&body, RENDER_MAX_OUTPUT);
 	wbuf_init(&img, RENDER_MAX_OUTPUT);
 	for (k = 0; k < njobs; k++) {
@@ -333,10 +369,11 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 		why[0] = 0;
 		rc = ERR_INTERNAL;
 		wbuf_reset(&img);
-		st = render_one(r, l, jobs[k].item, jobs[k].frame, p, &img, why, sizeof why, &rc);
+		st = render_one(r, l, jobs[k].item, jobs[k].frame, p, &src, &img, why, sizeof why, &rc);
 		if (st == 406 && rc == ERR_NOTFOUND && skip_nonimage)
 			continue;
 		if (st != 200) {
+			rsrc_close(&src);
 			wbuf_fini(&img);
 			wbuf_fini(&body);
 			return refuse(r, who, l, jobs[k].item, st, rc, why);
@@ -345,6 +382,7 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 		wbuf_put(&body, img.p, img.len);
 		parts++;
 	}
+	rsrc_close(&src);
 	wbuf_fini(&img);
 	if (parts == 0) {
 		wbuf_fini(&body);
