@@ -5,6 +5,10 @@
  * "window\nviewport\nquality\n" then an image: 8 header bytes (rows,
  * columns, bits, stored bits, high bit, sign and photometric
  * interpretation, planar configuration, rescale) and the frame bytes.
+ * An image part that starts with 'P' is instead a Part 10 file: its image
+ * attributes (render_image_init: rescale, window, palette tables...) are
+ * read as the server reads a stored object, and its first frame (at most
+ * 64 x 64 pixels) goes through the pipeline and the decoders.
  * The target abort()s when
  *   * a parser succeeds with a value out of its range (width < 1 for
  *     linear or <= 0, viewport 0 or over RENDER_MAX_VIEWPORT, quality
@@ -15,13 +19,19 @@
  *     MONOCHROME1 is not the inverse of MONOCHROME2;
  *   * scaling gives a size other than render_fit's, or larger than the
  *     viewport or the image; an encoder fails on a valid image;
- *   * a decoder succeeds with a frame of another size than the image's.
+ *   * a decoder succeeds with a frame of another size than the image's;
+ *   * render_image_init fails without a reason or with an unexpected
+ *     code, or a Part 10 frame at least as long as its image does not
+ *     render (or a shorter one does).
  * Layer: tests (fuzz). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dicomvault/dataset.h"
+#include "dicomvault/frame.h"
+#include "dicomvault/io.h"
 #include "dicomvault/render.h"
 
 static void die(const char *what)
@@ -104,6 +114,62 @@ static void decoders(const struct render_image *im0, const uint8_t *p, size_t n)
 	}
 }
 
+/* A Part 10 file: attributes, first frame. */
+static void part10(const uint8_t *p, size_t n, const struct render_window *win, uint32_t vw, uint32_t vh)
+{
+	struct src s;
+	struct src_mem m;
+	struct dcm_file *f = NULL;
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct render_image im;
+	struct dcm_frames fr;
+	struct render_out out;
+	char why[256];
+	uint8_t *buf;
+	uint64_t sz;
+	enum err rc;
+
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = 64;
+	src_mem_init(&s, &m, p, n);
+	if (dcm_file_read(&s, &o, &f, &ei) != ERR_OK)
+		return;
+	why[0] = 0;
+	rc = render_image_init(f, &f->ds, &im, why, sizeof why);
+	if (rc != ERR_OK) {
+		if ((rc != ERR_NOTFOUND && rc != ERR_UNSUPPORTED && rc != ERR_PARSE && rc != ERR_LIMIT &&
+		     rc != ERR_NOMEM && rc != ERR_IO) || why[0] == 0)
+			die("render_image_init failed badly");
+		dcm_file_free(f);
+		return;
+	}
+	if ((uint64_t)im.rows * im.cols > 64 * 64 || dcm_frames_init(f, &fr, why, sizeof why) != ERR_OK) {
+		render_image_fini(&im);
+		dcm_file_free(f);
+		return;
+	}
+	sz = fr.n > 0 ? dcm_frame_size(&fr, 0) : 0;
+	buf = sz > 0 && sz <= (1u << 20) ? malloc((size_t)sz) : NULL;
+	if (buf != NULL && dcm_frame_read(&fr, 0, 0, buf, (size_t)sz) == ERR_OK) {
+		if (fr.encapsulated) {
+			decoders(&im, buf, (size_t)sz);
+		} else {
+			memset(&out, 0, sizeof out);
+			rc = render_frame(&im, buf, (size_t)sz, win, &out, why, sizeof why);
+			if ((rc == ERR_OK) != (sz >= render_frame_bytes(&im)))
+				die("a Part 10 frame rendered against its size");
+			if (rc == ERR_OK && render_scale(&out, vw ? vw : 7, vh ? vh : 5) != ERR_OK)
+				die("scale failed");
+			render_out_fini(&out);
+		}
+	}
+	free(buf);
+	dcm_frames_fini(&fr);
+	render_image_fini(&im);
+	dcm_file_free(f);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -131,6 +197,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	params(w, wl, v, vl, q, ql, &win, &has_win, &vw, &vh);
+	if (size > 0 && data[0] == 'P') {
+		part10(data + 1, size - 1, has_win ? &win : NULL, vw, vh);
+		return 0;
+	}
 	if (size < 8)
 		return 0;
 	memset(&im, 0, sizeof im);

@@ -3,10 +3,14 @@
 "window\\nviewport\\nquality\\n", an 8-byte image header (rows - 1,
 columns - 1, bits allocated 8/16/32 as 0/1/2, bits stored - 1, high bit
 offset, photometric << 1 | signed, planar, slope byte) and the frame bytes.
-Needs python3-pil for the JPEG seeds. Run from the repository root."""
+Seeds named p10_* are "window\nviewport\nquality\nP" and a small Part 10
+file (pydicom): the image attributes as a stored object has them.
+Needs python3-pil and python3-pydicom. Run from the repository root."""
 import io
 import struct
 from PIL import Image
+from pydicom import encaps
+from pydicom.dataset import Dataset, FileMetaDataset
 
 D = "fuzz/corpus/render/"
 
@@ -36,6 +40,61 @@ SEEDS = {
     "window_only": b"1e12,1e12,sigmoid",
     "short_frame": b"40,1\n8192,8192\n100\n" + hdr(16, 16, 1, 16, 0, 0, 1, 0, 4) + bytes(10),
 }
+
+
+
+def part10(ts="1.2.840.10008.1.2.1", rows=8, cols=8, pixels=None, **attrs):
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    fm.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.10.1138.77"
+    fm.TransferSyntaxUID = ts
+    fm.ImplementationClassUID = "1.2.826.0.1.3680043.10.1138.1"
+    ds = Dataset()
+    ds.file_meta = fm
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    ds.SOPClassUID, ds.SOPInstanceUID = fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.PixelData = pixels if pixels is not None else bytes(range(rows * cols * ds.SamplesPerPixel))
+    if ts != "1.2.840.10008.1.2.1":
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    b = io.BytesIO()
+    ds.save_as(b, write_like_original=False)
+    return b"P" + b.getvalue()
+
+
+def jpeg_frame():
+    b = io.BytesIO()
+    Image.new("RGB", (8, 8), (30, 200, 90)).save(b, "JPEG", quality=90)
+    return encaps.encapsulate([b.getvalue()])
+
+
+RLE8 = struct.pack("<16I", 1, 64, *([0] * 14)) + bytes([0x81, 42]) * 2   # 64 pixels of 42
+SEEDS.update({
+    "p10_mono1_signed_rescale": b"\n\n\n" + part10(
+        PhotometricInterpretation="MONOCHROME1", BitsAllocated=16, BitsStored=12, HighBit=11, PixelRepresentation=1,
+        RescaleSlope="2.5", RescaleIntercept="-1024", WindowCenter="40\\400", WindowWidth="400\\10",
+        VOILUTFunction="SIGMOID", pixels=bytes(range(128))),
+    "p10_palette": b"\n4,4\n\n" + part10(
+        PhotometricInterpretation="PALETTE COLOR", RedPaletteColorLookupTableDescriptor=[16, 2, 16],
+        GreenPaletteColorLookupTableDescriptor=[16, 2, 16], BluePaletteColorLookupTableDescriptor=[16, 2, 16],
+        RedPaletteColorLookupTableData=bytes(range(32)), GreenPaletteColorLookupTableData=bytes(range(32, 64)),
+        BluePaletteColorLookupTableData=bytes(range(64, 96))),
+    "p10_rgb_planar": b"10,20\n\n\n" + part10(SamplesPerPixel=3, PhotometricInterpretation="RGB",
+                                                 PlanarConfiguration=1, pixels=bytes(range(192))),
+    "p10_ybr422": b"\n\n\n" + part10(SamplesPerPixel=3, PhotometricInterpretation="YBR_FULL_422",
+                                     pixels=bytes(range(128))),
+    "p10_rle": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.5", pixels=encaps.encapsulate([RLE8])),
+    "p10_jpeg": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.50", SamplesPerPixel=3,
+                                   PhotometricInterpretation="YBR_FULL_422", pixels=jpeg_frame()),
+})
 
 for k, v in SEEDS.items():
     with open(D + k, "wb") as f:
