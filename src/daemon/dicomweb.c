@@ -36,6 +36,10 @@
  * stays bounded (each holds its spool, at most SPOOL_MEM_MAX in memory). */
 #define STOW_WORKERS 2u
 #define STOW_INFLIGHT 4u
+/* Parts queued or being stored by all requests together: beyond it a
+ * request that already has one waits, so that many uploads at once hold
+ * at most this many spools besides the one each is receiving. */
+#define STOW_INFLIGHT_ALL 16u
 
 /* Failure Reason (0008,1197) values: PS3.18 Table I.2-2, plus 0111H
  * (Duplicate SOP Instance, PS3.7 C.4) and C409H (Study Instance UID
@@ -69,6 +73,7 @@ struct stow {
 	pthread_cond_t cv;
 	struct stow_job *head, *tail;   /* in part order */
 	unsigned njobs;
+	unsigned held;                  /* of the server's slots (g_mu guards it) */
 	pthread_t th[STOW_WORKERS];
 	unsigned nth;                   /* workers running */
 	bool stop;                      /* no more parts: workers end when idle */
@@ -416,6 +421,33 @@ static void store_part(struct dw *d, struct stow_job *j)
 
 /* ---- the pipeline ---- */
 
+/* The server's slots for parts in flight (STOW_INFLIGHT_ALL). */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static unsigned g_inflight;
+
+/* A slot for a part about to be queued: waits while the server is full
+ * and this request already holds one (its workers free it; a request
+ * holding none never waits, so every request makes progress). */
+static void slot_take(struct stow *s)
+{
+	pthread_mutex_lock(&g_mu);
+	while (g_inflight >= STOW_INFLIGHT_ALL && s->held > 0)
+		pthread_cond_wait(&g_cv, &g_mu);
+	g_inflight++;
+	s->held++;
+	pthread_mutex_unlock(&g_mu);
+}
+
+static void slot_give(struct stow *s)
+{
+	pthread_mutex_lock(&g_mu);
+	g_inflight--;
+	s->held--;
+	pthread_cond_broadcast(&g_cv);
+	pthread_mutex_unlock(&g_mu);
+}
+
 /* With s->mu held: stores the first part nobody has started, if any
  * (unlocked meanwhile), then answers every finished part at the head of
  * the queue, in part order, and frees it. False if there was none. */
@@ -433,6 +465,7 @@ static bool work_once(struct dw *d)
 	store_part(d, j);
 	spool_free(j->sp);
 	j->sp = NULL;
+	slot_give(s);
 	pthread_mutex_lock(&s->mu);
 	j->done = true;
 	while (s->head != NULL && s->head->done) {
@@ -552,6 +585,7 @@ static enum err p_end(void *ctx)
 		s->sp = NULL;
 	}
 	spool_end(s);
+	slot_take(s);
 	pthread_mutex_lock(&s->mu);
 	while (s->nth > 0 && s->njobs >= STOW_INFLIGHT)
 		pthread_cond_wait(&s->cv, &s->mu);

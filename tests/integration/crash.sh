@@ -4,7 +4,8 @@
 # fully visible or absent after a crash"). A client (tests/tools/
 # stow_client.py) sends distinct instances one per request and notes each
 # acknowledged SOP Instance UID as soon as the 200 arrives; the server is
-# killed at three different moments while requests are in flight, and
+# killed at four different moments while requests are in flight (the last
+# with five instances per request), and
 # restarted on the same vault each time. After each restart: every
 # acknowledged instance retrieves byte-identical over WADO-RS, every
 # instance the index holds (acknowledged or not) is intact, every index row
@@ -126,16 +127,19 @@ sys.exit(1 if bad else 0)
 EOF
 }
 
-# three rounds: kill after N acknowledgements and a delay (different
-# phases of a request: spool, encryption and fsync, index commit)
+# four rounds: kill after N acknowledgements and a delay (different
+# phases of a request: spool, encryption and fsync, index commit); the
+# last sends 5 instances per request (stored by the request's workers
+# while the next part arrives; acknowledged together)
 round=0
-for moment in "2 0" "8 0.03" "14 0.11"; do
+for moment in "2 0 1" "8 0.03 1" "14 0.11 1" "10 0.05 5"; do
 	round=$((round + 1))
 	set -- $moment
-	want=$1 delay=$2
+	want=$1 delay=$2 parts=$3
 	if ! start; then no "round $round: server starts"; tail -5 "$T/err"; exit 0; fi
 	base=$(acks)
-	"$PY" "$HERE/../tools/stow_client.py" "$U" "$T/v/keys/tls.crt" "$TOK" "$TF/CT_small.dcm" "$T/c" 2>"$T/client.err" &
+	"$PY" "$HERE/../tools/stow_client.py" "$U" "$T/v/keys/tls.crt" "$TOK" "$TF/CT_small.dcm" "$T/c" "$parts" \
+		2>"$T/client.err" &
 	CLI=$!
 	for _ in $(seq 300); do
 		[ $(($(acks) - base)) -ge "$want" ] && break

@@ -150,6 +150,30 @@ req pipe_big -H "$AUTH" \
 	"$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=1.2.826.0.1.3680043.8.498.77004&contentType=application/dicom"
 check "the 2 MiB part of the request reads back byte for byte" "[ \$(code pipe_big) = 200 ] && cmp -s $T/pipe_big.body $P/p4.dcm"
 
+# ten such requests at once, five new parts each: more parts in flight than
+# the server's slots (16), so some requests wait for others' workers; all
+# complete, every instance stored once
+"$PY" - "$T/CT_small.dcm" "$T/many" <<'EOF'
+import sys, os, pydicom
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+for r in range(10):
+    for i in range(5):
+        d = pydicom.dcmread(src)
+        d.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.78%d%d" % (r, i)
+        d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
+        d.save_as("%s/r%d_%d.dcm" % (out, r, i), write_like_original=False)
+EOF
+MANY=()
+for r in 0 1 2 3 4 5 6 7 8 9; do
+	mp "$T/many$r.mp" BoUnDaRy.42 "$T"/many/r${r}_*.dcm
+	stow "many$r" "$T/many$r.mp" &
+	MANY+=($!)
+done
+wait "${MANY[@]}"
+check "ten 5-part requests at once: all 200 with their 5 instances" "for r in 0 1 2 3 4 5 6 7 8 9; do [ \$(code many\$r) = 200 ] && js many\$r 'len(d[\"00081199\"][\"Value\"]) == 5' || exit 1; done"
+check "ten 5-part requests at once: 50 instance rows" "[ \$(\"$PY\" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from instances where uid like ?\", (\"1.2.826.0.1.3680043.8.498.78%\",)).fetchone()[0])' $T/v/index.db) = 50 ]"
+
 # a client that goes away in the middle of its fourth part: the three
 # parts it sent whole are stored (as when each was stored before the next
 # was read), the fourth is not, and the server keeps serving

@@ -1,15 +1,16 @@
 #!/usr/bin/python3
 """stow_client.py: the STOW-RS client of tests/integration/crash.sh.
 
-Usage: stow_client.py URL CAFILE TOKEN TEMPLATE OUTDIR
+Usage: stow_client.py URL CAFILE TOKEN TEMPLATE OUTDIR [PARTS]
 
 Sends distinct instances made from TEMPLATE (a new SOP Instance UID each,
-one new study and series per run) one per request over one keep-alive TLS 1.3
-connection, until the server goes away. Before a request the file is
-written to OUTDIR/files/UID.dcm and "send UID" appended to OUTDIR/log;
-as soon as a 200 answer lists the UID in ReferencedSOPSequence,
-"ack UID STUDY SERIES" is appended and fsync'd. Exits 0 when the
-connection breaks (the expected end), 1 on an unexpected answer."""
+one new study and series per run), PARTS (default 1) per request, over one
+keep-alive TLS 1.3 connection, until the server goes away. Before a
+request each file is written to OUTDIR/files/UID.dcm and "send UID"
+appended to OUTDIR/log; as soon as a 200 answer lists the UIDs in
+ReferencedSOPSequence, "ack UID STUDY SERIES" is appended for each and
+fsync'd. Exits 0 when the connection breaks (the expected end), 1 on an
+unexpected answer."""
 import http.client
 import io
 import json
@@ -20,7 +21,8 @@ import uuid
 
 import pydicom
 
-url, cafile, token, template, outdir = sys.argv[1:]
+url, cafile, token, template, outdir = sys.argv[1:6]
+nparts = int(sys.argv[6]) if len(sys.argv) > 6 else 1
 host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
 ctx = ssl.create_default_context(cafile=cafile)
 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -44,18 +46,23 @@ def note(line):
 conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
 i = 0
 while True:
-    i += 1
-    sop = "2.25.%d" % uuid.uuid4().int
-    ds.SOPInstanceUID = sop
-    ds.file_meta.MediaStorageSOPInstanceUID = sop
-    ds.InstanceNumber = i
-    buf = io.BytesIO()
-    ds.save_as(buf, write_like_original=False)
-    data = buf.getvalue()
-    with open(os.path.join(outdir, "files", sop + ".dcm"), "wb") as f:
-        f.write(data)
-    body = (b"--" + B + b"\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n--" + B + b"--\r\n")
-    note("send %s %s %s" % (sop, study, series))
+    sops, body = [], b""
+    for _ in range(nparts):
+        i += 1
+        sop = "2.25.%d" % uuid.uuid4().int
+        ds.SOPInstanceUID = sop
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.InstanceNumber = i
+        buf = io.BytesIO()
+        ds.save_as(buf, write_like_original=False)
+        data = buf.getvalue()
+        with open(os.path.join(outdir, "files", sop + ".dcm"), "wb") as f:
+            f.write(data)
+        body += b"--" + B + b"\r\nContent-Type: application/dicom\r\n\r\n" + data + b"\r\n"
+        sops.append(sop)
+    body += b"--" + B + b"--\r\n"
+    for sop in sops:
+        note("send %s %s %s" % (sop, study, series))
     try:
         conn.request("POST", "/dicom-web/studies", body=body, headers={
             "Authorization": "Bearer " + token,
@@ -69,7 +76,9 @@ while True:
         print("# unexpected answer %d: %s" % (r.status, answer[:200]), file=sys.stderr)
         sys.exit(1)
     refs = json.loads(answer).get("00081199", {}).get("Value", [])
-    if not any(x.get("00081155", {}).get("Value", [None])[0] == sop for x in refs):
-        print("# 200 without the instance in ReferencedSOPSequence", file=sys.stderr)
+    listed = set(x.get("00081155", {}).get("Value", [None])[0] for x in refs)
+    if any(sop not in listed for sop in sops):
+        print("# 200 without every instance in ReferencedSOPSequence", file=sys.stderr)
         sys.exit(1)
-    note("ack %s %s %s" % (sop, study, series))
+    for sop in sops:
+        note("ack %s %s %s" % (sop, study, series))
