@@ -5,6 +5,7 @@
 #define DICOMVAULT_VR_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define VR_CODE(a, b) ((uint16_t)(((unsigned)(a) << 8) | (unsigned)(b)))
@@ -44,6 +45,10 @@ bool vr_is_string(uint16_t vr);
 bool vr_uses_charset(uint16_t vr);
 /* String VRs whose value is never split on backslash. */
 bool vr_is_single_text(uint16_t vr);
+/* The syntax of an IS value (integer: [+-]digits) or of a DS value
+ * ([+-]digits[.digits][e[+-]digits], or [+-].digits[e...]), n bytes at s
+ * without padding. */
+bool vr_decimal_ok(const char *s, size_t n, bool integer);
 /* Size of one binary number for byte swapping (0 = no swapping). */
 unsigned vr_swap_size(uint16_t vr);
 /* Binary "other" VRs and UN, whose values may be bulk data. */

@@ -447,43 +447,6 @@ static enum err check_text(struct jr *j, uint16_t vr, size_t idx, const char *s,
 	return ERR_OK;
 }
 
-/* IS: [+-]digits; DS: a decimal number with optional exponent. */
-static bool decimal_ok(const char *s, size_t n, bool is)
-{
-	size_t i = 0, digits = 0;
-
-	if (i < n && (s[i] == '+' || s[i] == '-'))
-		i++;
-	while (i < n && s[i] >= '0' && s[i] <= '9') {
-		i++;
-		digits++;
-	}
-	if (is)
-		return digits > 0 && i == n;
-	if (i < n && s[i] == '.') {
-		i++;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			i++;
-			digits++;
-		}
-	}
-	if (digits == 0)
-		return false;
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		size_t ed = 0;
-		i++;
-		if (i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			i++;
-			ed++;
-		}
-		if (ed == 0)
-			return false;
-	}
-	return i == n;
-}
-
 /* The shortest "%.Ng" that reads back as d, cut to the 16 characters of
  * a DS if it is longer. Only used if a number's text is unknown. */
 static void format_ds(double d, char *buf, size_t cap)
@@ -519,7 +482,7 @@ static enum err put_decimal(struct jr *j, uint16_t vr, size_t idx, const json_t 
 			s++;
 			n--;
 		}
-		if (n > 0 && !decimal_ok(s, n, is))
+		if (n > 0 && !vr_decimal_ok(s, n, is))
 			return fail(j, ERR_PARSE, "value %zu of %s: the string \"%s\" is not %s", idx, vrs(vr, vb),
 			            clean(s, n, buf, sizeof buf), is ? "an integer" : "a decimal number");
 		wbuf_put(&j->val, s, n);

@@ -34,40 +34,10 @@
 static bool decimal_parse(const char *s, size_t n, double *out)
 {
 	char buf[RENDER_MAX_PARAM + 1];
-	size_t i = 0, digits = 0;
 	char *end = NULL;
 	double v;
 
-	if (n == 0 || n > RENDER_MAX_PARAM)
-		return false;
-	if (s[i] == '+' || s[i] == '-')
-		i++;
-	while (i < n && s[i] >= '0' && s[i] <= '9') {
-		i++;
-		digits++;
-	}
-	if (i < n && s[i] == '.') {
-		i++;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			i++;
-			digits++;
-		}
-	}
-	if (digits == 0)
-		return false;
-	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		size_t ed = 0;
-		i++;
-		if (i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			i++;
-			ed++;
-		}
-		if (ed == 0)
-			return false;
-	}
-	if (i != n)
+	if (n == 0 || n > RENDER_MAX_PARAM || !vr_decimal_ok(s, n, false))
 		return false;
 	memcpy(buf, s, n);
 	buf[n] = 0;

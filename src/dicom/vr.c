@@ -142,3 +142,39 @@ uint16_t vr_from_str(const char *s)
 	v = VR_CODE((uint8_t)s[0], (uint8_t)s[1]);
 	return vr_is_known(v) ? v : VR_NONE;
 }
+
+bool vr_decimal_ok(const char *s, size_t n, bool is)
+{
+	size_t i = 0, digits = 0;
+
+	if (i < n && (s[i] == '+' || s[i] == '-'))
+		i++;
+	while (i < n && s[i] >= '0' && s[i] <= '9') {
+		i++;
+		digits++;
+	}
+	if (is)
+		return digits > 0 && i == n;
+	if (i < n && s[i] == '.') {
+		i++;
+		while (i < n && s[i] >= '0' && s[i] <= '9') {
+			i++;
+			digits++;
+		}
+	}
+	if (digits == 0)
+		return false;
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		size_t ed = 0;
+		i++;
+		if (i < n && (s[i] == '+' || s[i] == '-'))
+			i++;
+		while (i < n && s[i] >= '0' && s[i] <= '9') {
+			i++;
+			ed++;
+		}
+		if (ed == 0)
+			return false;
+	}
+	return i == n;
+}
