@@ -11,23 +11,29 @@
 #include "dicomvault/limits.h"
 
 #define ACCEPT_TS_MAX 64u   /* a transfer syntax UID */
+#define ACCEPT_Q_LEVELS 8u  /* distinct q values put in order */
 
 struct accept_range {
 	char media[MP_MEDIA_MAX + 1];   /* type/subtype, lower-cased */
 	char type[MP_MEDIA_MAX + 1];    /* the "type" parameter, lower-cased; "" when absent */
 	char ts[ACCEPT_TS_MAX + 1];     /* "transfer-syntax" as given; "" when absent; "?" when too long */
+	unsigned q;                     /* the qvalue in thousandths (1000 when absent) */
 	bool q0;                        /* q=0: not acceptable */
 };
 
 /* One media range, n bytes at s: "type/subtype *(OWS ; OWS name=value)"
  * with a value a token or a quoted string (backslash escapes). ERR_PARSE
- * when malformed or over a size. */
+ * when malformed (a q that is not an RFC 9110 qvalue included) or over a
+ * size. */
 WUR enum err accept_range_parse(const char *s, size_t n, struct accept_range *out);
 
 /* Calls fn on each well-formed media range of the header h (n bytes;
  * ranges are separated by commas outside quoted strings) until fn returns
- * true, and returns whether one did. A malformed range is skipped. An
- * empty or blank header is one range "* / *" (without the spaces). */
+ * true, and returns whether one did: the ranges of the highest q first,
+ * those of equal q in the order given (RFC 9110 12.4.2, 12.5.1; beyond
+ * ACCEPT_Q_LEVELS distinct values the lowest are taken together, in the
+ * order given, last). A malformed range is skipped. An empty or blank
+ * header is one range "* / *" (without the spaces). */
 bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
 
 #endif

@@ -67,6 +67,29 @@ static bool value(struct rd *r, char *out, size_t cap, bool fold)
 	return true;
 }
 
+/* An RFC 9110 qvalue ("0" ["." 0*3DIGIT] / "1" ["." 0*3("0")]) in
+ * thousandths; -1 when it is not one. */
+static int qvalue(const char *v)
+{
+	int q, scale = 100;
+	size_t i;
+
+	if (v[0] != '0' && v[0] != '1')
+		return -1;
+	q = v[0] == '1' ? 1000 : 0;
+	if (v[1] == 0)
+		return q;
+	if (v[1] != '.')
+		return -1;
+	for (i = 2; v[i] != 0; i++) {
+		if (i > 4 || v[i] < '0' || v[i] > '9')
+			return -1;
+		q += (v[i] - '0') * scale;
+		scale /= 10;
+	}
+	return q > 1000 ? -1 : q;
+}
+
 enum err accept_range_parse(const char *s, size_t n, struct accept_range *out)
 {
 	struct accept_range a;
@@ -75,6 +98,7 @@ enum err accept_range_parse(const char *s, size_t n, struct accept_range *out)
 	int c;
 
 	memset(&a, 0, sizeof a);
+	a.q = 1000;
 	rd_init(&r, s, n);
 	skip_ows(&r);
 	while ((c = peek(&r)) >= 0 && c != ';' && c != ' ' && c != '\t') {
@@ -119,27 +143,24 @@ enum err accept_range_parse(const char *s, size_t n, struct accept_range *out)
 			else
 				memcpy(a.ts, val, strlen(val) + 1);
 		} else if (strcmp(name, "q") == 0) {
-			/* RFC 9110 qvalue: 0, 0., 0.0, 0.00, 0.000 */
-			a.q0 = val[0] == '0' && (val[1] == 0 || (val[1] == '.' && strspn(val + 2, "0") == strlen(val + 2)));
+			int q = qvalue(val);
+			if (q < 0)
+				return ERR_PARSE;
+			a.q = (unsigned)q;
+			a.q0 = q == 0;
 		}
 	}
 	*out = a;
 	return ERR_OK;
 }
 
-bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx)
+/* Calls visit on each well-formed range of h in the order given, until it
+ * returns true. */
+static bool walk(const char *h, size_t n, bool (*visit)(void *ctx, const struct accept_range *a), void *ctx)
 {
 	struct accept_range a;
 	struct rd r;
-	size_t i;
 
-	for (i = 0; i < n && (h[i] == ' ' || h[i] == '\t'); i++)
-		;
-	if (i == n) {
-		memset(&a, 0, sizeof a);
-		memcpy(a.media, "*/*", 4);
-		return fn(ctx, &a);
-	}
 	rd_init(&r, h, n);
 	while (rd_remaining(&r) > 0) {
 		size_t start = r.pos;
@@ -153,10 +174,85 @@ bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct acc
 			else if (c == '\\' && quoted && peek(&r) >= 0)
 				advance(&r);
 		}
-		if (accept_range_parse(h + start, r.pos - start, &a) == ERR_OK && fn(ctx, &a))
+		if (accept_range_parse(h + start, r.pos - start, &a) == ERR_OK && visit(ctx, &a))
 			return true;
 		if (peek(&r) == ',')
 			advance(&r);
+	}
+	return false;
+}
+
+/* The distinct q values of a header, highest first. */
+struct levels {
+	unsigned q[ACCEPT_Q_LEVELS];
+	size_t n;
+	bool more;                 /* lower ones were left out */
+};
+
+static bool level_note(void *ctx, const struct accept_range *a)
+{
+	struct levels *l = ctx;
+	size_t i, j;
+
+	for (i = 0; i < l->n && l->q[i] > a->q; i++)
+		;
+	if (i < l->n && l->q[i] == a->q)
+		return false;
+	if (l->n == ACCEPT_Q_LEVELS) {
+		l->more = true;
+		if (i == l->n)
+			return false;
+		l->n--;   /* the lowest makes room */
+	}
+	for (j = l->n; j > i; j--)
+		l->q[j] = l->q[j - 1];
+	l->q[i] = a->q;
+	l->n++;
+	return false;
+}
+
+/* fn on the ranges whose q is in [lo, hi]. */
+struct band {
+	unsigned lo, hi;
+	bool (*fn)(void *ctx, const struct accept_range *a);
+	void *ctx;
+};
+
+static bool band_visit(void *ctx, const struct accept_range *a)
+{
+	struct band *b = ctx;
+
+	return a->q >= b->lo && a->q <= b->hi && b->fn(b->ctx, a);
+}
+
+bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx)
+{
+	struct accept_range a;
+	struct levels l;
+	struct band b;
+	size_t i;
+
+	for (i = 0; i < n && (h[i] == ' ' || h[i] == '\t'); i++)
+		;
+	if (i == n) {
+		memset(&a, 0, sizeof a);
+		memcpy(a.media, "*/*", 4);
+		a.q = 1000;
+		return fn(ctx, &a);
+	}
+	memset(&l, 0, sizeof l);
+	(void)walk(h, n, level_note, &l);
+	b.fn = fn;
+	b.ctx = ctx;
+	for (i = 0; i < l.n; i++) {
+		b.lo = b.hi = l.q[i];
+		if (walk(h, n, band_visit, &b))
+			return true;
+	}
+	if (l.more && l.n > 0) {
+		b.lo = 0;
+		b.hi = l.q[l.n - 1] - 1;
+		return walk(h, n, band_visit, &b);
 	}
 	return false;
 }

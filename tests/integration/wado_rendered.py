@@ -355,6 +355,12 @@ def main():
     st, h, body = get(path_of(ct, "/rendered"), {"Accept": "application/dicom, image/png;q=0.5"})
     check("Accept with an unusable range first and image/png after: PNG", st == 200 and
           h.get("content-type") == "image/png", st)
+    st, h, body = get(path_of(ct, "/rendered"), {"Accept": "image/png;q=0.5, image/jpeg"})
+    check("Accept: the range of the highest q wins (image/jpeg over image/png;q=0.5)", st == 200 and
+          h.get("content-type") == "image/jpeg", (st, h.get("content-type")))
+    st, h, body = get(path_of(ct, "/rendered"), {"Accept": "image/jpeg;q=0.2, image/png;q=0.9"})
+    check("Accept: image/png;q=0.9 over image/jpeg;q=0.2", st == 200 and h.get("content-type") == "image/png",
+          (st, h.get("content-type")))
     st, h, body = get(path_of(ct, "/rendered?accept=image/jpeg"), {"Accept": "image/png"})
     check("the accept parameter overrides the Accept header", st == 200 and h.get("content-type") == "image/jpeg",
           (st, h.get("content-type")))

@@ -46,10 +46,10 @@ TEST(q_zero)
 	struct got g = parse("a/b;q=0, a/c; q=0.000, a/d;q=0.001, a/e;Q=0.");
 
 	CHECK_EQ_INT(g.n, 4);
-	CHECK(g.r[0].q0);
-	CHECK(g.r[1].q0);
-	CHECK(!g.r[2].q0);
-	CHECK(g.r[3].q0);
+	CHECK_EQ_STR(g.r[0].media, "a/d");   /* q=0.001 before the q=0 ones */
+	CHECK(!g.r[0].q0);
+	CHECK(g.r[1].q0 && g.r[2].q0 && g.r[3].q0);
+	CHECK_EQ_STR(g.r[3].media, "a/e");
 }
 
 TEST(quotes_case_and_escapes)
@@ -97,6 +97,62 @@ TEST(empty_header_is_any)
 	CHECK_EQ_INT(g.n, 1);
 }
 
+TEST(highest_q_first)
+{
+	struct got g = parse("image/png;q=0.5, image/jpeg, a/b;q=0, a/c;q=0.5, a/d;q=1.000, a/e;q=0.999");
+
+	CHECK_EQ_INT(g.n, 6);
+	CHECK_EQ_STR(g.r[0].media, "image/jpeg");   /* q=1, in the order given */
+	CHECK_EQ_STR(g.r[1].media, "a/d");
+	CHECK_EQ_INT((int)g.r[1].q, 1000);
+	CHECK_EQ_STR(g.r[2].media, "a/e");
+	CHECK_EQ_INT((int)g.r[2].q, 999);
+	CHECK_EQ_STR(g.r[3].media, "image/png");    /* q=0.5, in the order given */
+	CHECK_EQ_STR(g.r[4].media, "a/c");
+	CHECK_EQ_STR(g.r[5].media, "a/b");          /* q=0 last */
+	CHECK(g.r[5].q0 && !g.r[4].q0);
+}
+
+TEST(bad_qvalues_are_malformed)
+{
+	struct got g = parse("a/b;q=1.5, a/c;q=0.0001, a/d;q=x, a/e;q=.5, a/f;q=2, a/g;q=1.001, a/h;q=0.25");
+
+	CHECK_EQ_INT(g.n, 1);
+	CHECK_EQ_STR(g.r[0].media, "a/h");
+	CHECK_EQ_INT((int)g.r[0].q, 250);
+}
+
+struct many {
+	char media[16][MP_MEDIA_MAX + 1];
+	int n;
+};
+
+static bool collect_many(void *ctx, const struct accept_range *a)
+{
+	struct many *m = ctx;
+
+	if (m->n < 16)
+		memcpy(m->media[m->n++], a->media, sizeof a->media);
+	return false;
+}
+
+TEST(many_q_levels)
+{
+	/* ten distinct values: the eight highest in order, then the two lowest
+	 * together, in the order given */
+	const char *h = "a/a;q=0.1, a/b;q=0.2, a/c;q=0.3, a/d;q=0.4, a/e;q=0.5, a/f;q=0.6, a/g;q=0.7, a/h;q=0.8, "
+	                "a/i;q=0.9, a/j";
+	static const char *const want[] = { "a/j", "a/i", "a/h", "a/g", "a/f", "a/e", "a/d", "a/c", "a/a", "a/b" };
+	struct many m;
+	int i;
+
+	memset(&m, 0, sizeof m);
+	(void)accept_each(h, strlen(h), collect_many, &m);
+	CHECK_EQ_INT(m.n, 10);
+	for (i = 0; i < 10 && i < m.n; i++)
+		CHECK_EQ_STR(m.media[i], want[i]);
+}
+
 static bool stop_at_c(void *ctx, const struct accept_range *a)
 {
 	(*(int *)ctx)++;
@@ -125,5 +181,8 @@ int main(void)
 	RUN(long_values);
 	RUN(empty_header_is_any);
 	RUN(stops_when_the_callback_says_so);
+	RUN(highest_q_first);
+	RUN(bad_qvalues_are_malformed);
+	RUN(many_q_levels);
 	return TEST_DONE();
 }
