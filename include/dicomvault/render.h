@@ -2,7 +2,8 @@
  * /thumbnail (PS3.18 8.3.5.1, 9.5, 10.4.1.1.3): the query parameters
  * window, viewport and quality; the description of an image from its data
  * set; the pixel pipeline of PS3.3 C.11 (stored values, Modality rescale,
- * VOI window linear / linear-exact / sigmoid, MONOCHROME1 inverted,
+ * VOI window linear / linear-exact / sigmoid or the data set's VOI LUT,
+ * MONOCHROME1 inverted,
  * RGB / YBR_FULL / YBR_FULL_422 / PALETTE COLOR to RGB); an area-average
  * downscale to a viewport; JPEG (libjpeg-turbo) and PNG (libpng) encoding;
  * JPEG Baseline and RLE Lossless (PS3.5 Annex G) decoding of encapsulated
@@ -64,6 +65,13 @@ struct render_image {
 	uint32_t lut_n;
 	int32_t lut_first;
 	unsigned lut_bits;
+	/* grey images without a window: the first VOI LUT of the VOI LUT
+	 * Sequence, voi_n entries from voi_first, voi_bits wide; owned, NULL
+	 * when none (then the frame's range is used) */
+	uint16_t *voi;
+	uint32_t voi_n;
+	int32_t voi_first;
+	unsigned voi_bits;
 };
 
 /* Reads the image attributes of ds (a data set of f, for bulk LUT values).

@@ -26,6 +26,9 @@
 #define TAG_PAL_DESC_RED   0x00281101u   /* green, blue: + 1, + 2 */
 #define TAG_PAL_DATA_RED   0x00281201u
 #define TAG_SEG_PAL_RED    0x00281221u
+#define TAG_VOI_LUT_SEQ    0x00283010u
+#define TAG_LUT_DESC       0x00283002u
+#define TAG_LUT_DATA       0x00283006u
 
 /* ---- numbers ---- */
 
@@ -190,6 +193,58 @@ static bool str_is(const struct dcm_ds *ds, uint32_t tag, const char *t)
 	return token_is(s + a, n - a, t);
 }
 
+/* A lookup table: its descriptor d (entries, 0 meaning 65536; the first
+ * value mapped, signed when the descriptor is SS or the pixels are
+ * signed; bits per entry: 8 or 16 for min_bits 8 (palettes), else from
+ * min_bits to 16) and its data e (one 16-bit word per entry, or one byte
+ * per entry for 8-bit tables). what names it in errors. */
+struct lut {
+	uint16_t *v;              /* owned */
+	uint32_t n;
+	int32_t first;
+	unsigned bits;
+};
+
+static enum err lut_read(const struct dcm_file *f, const struct dcm_elem *d, const struct dcm_elem *e, bool sgn,
+                         unsigned min_bits, const char *what, struct lut *out, char *why, size_t whylen)
+{
+	const uint8_t *val = NULL;
+	bool owned = false;
+	uint32_t i;
+
+	memset(out, 0, sizeof *out);
+	if (d == NULL || d->val == NULL || d->len < 6 || (d->vr != VR_US && d->vr != VR_SS) || e == NULL)
+		return err_why(why, whylen, ERR_PARSE, "%s without its descriptor and data", what);
+	out->n = (uint32_t)(d->val[0] | d->val[1] << 8);
+	if (out->n == 0)
+		out->n = 65536;
+	out->first = (int32_t)(uint16_t)(d->val[2] | d->val[3] << 8);
+	if (sgn || d->vr == VR_SS)
+		out->first = (int16_t)(uint16_t)out->first;
+	out->bits = (unsigned)(d->val[4] | d->val[5] << 8);
+	if (out->bits < min_bits || out->bits > 16 || (min_bits == 8 && out->bits != 8 && out->bits != 16))
+		return err_why(why, whylen, ERR_PARSE, "%s entries of %u bits", what, out->bits);
+	if ((e->flags & DCM_EF_ENCAPS) || e->seq != NULL ||
+	    (e->len != 2 * out->n && !(out->bits == 8 && e->len == out->n)))
+		return err_why(why, whylen, ERR_PARSE, "%s data of %u bytes for %u entries", what, (unsigned)e->len,
+		               (unsigned)out->n);
+	out->v = calloc(out->n, sizeof *out->v);
+	if (out->v == NULL)
+		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	if (dcm_elem_value(f, e, &val, &owned) != ERR_OK) {
+		free(out->v);
+		out->v = NULL;
+		return err_why(why, whylen, ERR_IO, "cannot read the %s data", what);
+	}
+	for (i = 0; i < out->n; i++) {
+		unsigned v = e->len == out->n ? val[i] : (unsigned)(val[2 * i] | val[2 * i + 1] << 8);
+		out->v[i] = (uint16_t)(v & ((1u << out->bits) - 1));
+	}
+	if (owned)
+		free((void *)val);
+	return ERR_OK;
+}
+
 static enum err palette_init(const struct dcm_file *f, const struct dcm_ds *ds, struct render_image *im, char *why,
                              size_t whylen)
 {
@@ -198,49 +253,44 @@ static enum err palette_init(const struct dcm_file *f, const struct dcm_ds *ds, 
 	if (dcm_ds_find(ds, TAG_SEG_PAL_RED) != NULL)
 		return err_why(why, whylen, ERR_UNSUPPORTED, "segmented palette colour lookup tables are not supported");
 	for (c = 0; c < 3; c++) {
-		const struct dcm_elem *d = dcm_ds_find(ds, TAG_PAL_DESC_RED + c);
-		const struct dcm_elem *e = dcm_ds_find(ds, TAG_PAL_DATA_RED + c);
-		const uint8_t *val = NULL;
-		bool owned = false;
-		uint32_t n, i;
-		int32_t first;
-		unsigned bits;
-		uint16_t *lut;
-
-		if (d == NULL || d->val == NULL || d->len < 6 || (d->vr != VR_US && d->vr != VR_SS) || e == NULL)
-			return err_why(why, whylen, ERR_PARSE, "PALETTE COLOR without its lookup table descriptors and data");
-		n = (uint32_t)(d->val[0] | d->val[1] << 8);
-		if (n == 0)
-			n = 65536;
-		first = (int32_t)(uint16_t)(d->val[2] | d->val[3] << 8);
-		if (im->is_signed)
-			first = (int16_t)(uint16_t)first;
-		bits = (unsigned)(d->val[4] | d->val[5] << 8);
-		if (bits != 8 && bits != 16)
-			return err_why(why, whylen, ERR_PARSE, "palette lookup table entries of %u bits", bits);
-		if (c > 0 && (n != im->lut_n || first != im->lut_first || bits != im->lut_bits))
+		struct lut l;
+		enum err rc = lut_read(f, dcm_ds_find(ds, TAG_PAL_DESC_RED + c), dcm_ds_find(ds, TAG_PAL_DATA_RED + c),
+		                       im->is_signed, 8, "a palette colour lookup table", &l, why, whylen);
+		if (rc != ERR_OK)
+			return rc;
+		if (c > 0 && (l.n != im->lut_n || l.first != im->lut_first || l.bits != im->lut_bits)) {
+			free(l.v);
 			return err_why(why, whylen, ERR_UNSUPPORTED, "palette lookup tables of different shapes");
-		if ((e->flags & DCM_EF_ENCAPS) || e->seq != NULL || (e->len != 2 * n && !(bits == 8 && e->len == n)))
-			return err_why(why, whylen, ERR_PARSE, "palette lookup table data of %u bytes for %u entries",
-			               (unsigned)e->len, (unsigned)n);
-		lut = calloc(n, sizeof *lut);
-		if (lut == NULL)
-			return err_why(why, whylen, ERR_NOMEM, "out of memory");
-		if (dcm_elem_value(f, e, &val, &owned) != ERR_OK) {
-			free(lut);
-			return err_why(why, whylen, ERR_IO, "cannot read the palette lookup table data");
 		}
-		for (i = 0; i < n; i++) {
-			unsigned v = e->len == n ? val[i] : (unsigned)(val[2 * i] | val[2 * i + 1] << 8);
-			lut[i] = (uint16_t)(bits == 8 ? (v & 0xFF) : v);
-		}
-		if (owned)
-			free((void *)val);
-		im->lut[c] = lut;
-		im->lut_n = n;
-		im->lut_first = first;
-		im->lut_bits = bits;
+		im->lut[c] = l.v;
+		im->lut_n = l.n;
+		im->lut_first = l.first;
+		im->lut_bits = l.bits;
 	}
+	return ERR_OK;
+}
+
+/* The first VOI LUT of the VOI LUT Sequence (PS3.3 C.11.2.1.1), for a
+ * grey image without a window of its own. */
+static enum err voi_lut_init(const struct dcm_file *f, const struct dcm_ds *ds, struct render_image *im, char *why,
+                             size_t whylen)
+{
+	const struct dcm_elem *sq = dcm_ds_find(ds, TAG_VOI_LUT_SEQ);
+	const struct dcm_ds *it;
+	struct lut l;
+	enum err rc;
+
+	if (sq == NULL || sq->seq == NULL || sq->seq->n == 0)
+		return ERR_OK;
+	it = sq->seq->items[0];
+	rc = lut_read(f, dcm_ds_find(it, TAG_LUT_DESC), dcm_ds_find(it, TAG_LUT_DATA), false, 1, "a VOI lookup table",
+	              &l, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	im->voi = l.v;
+	im->voi_n = l.n;
+	im->voi_first = l.first;
+	im->voi_bits = l.bits;
 	return ERR_OK;
 }
 
@@ -341,6 +391,13 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 			return rc;
 		}
 	}
+	if (im->photo <= RENDER_MONO2 && !im->has_window) {
+		rc = voi_lut_init(f, ds, im, why, whylen);
+		if (rc != ERR_OK) {
+			render_image_fini(im);
+			return rc;
+		}
+	}
 	return ERR_OK;
 }
 
@@ -352,6 +409,8 @@ void render_image_fini(struct render_image *im)
 		free(im->lut[c]);
 		im->lut[c] = NULL;
 	}
+	free(im->voi);
+	im->voi = NULL;
 }
 
 uint64_t render_frame_bytes(const struct render_image *im)
@@ -425,10 +484,21 @@ static uint8_t voi(double x, const struct render_window *w)
 	return (uint8_t)y;
 }
 
+/* Through the VOI LUT (PS3.3 C.11.2.1.1): the entry of the modality
+ * value (rounded down), the first entry below the range and the last
+ * above it, scaled from its bits to [0, 255] and rounded half up. */
+static uint8_t voi_lut(const struct render_image *im, double x)
+{
+	double k = floor(x) - (double)im->voi_first;
+	uint32_t i = k <= 0 ? 0 : k >= (double)(im->voi_n - 1) ? im->voi_n - 1 : (uint32_t)k;
+
+	return (uint8_t)floor((double)im->voi[i] * 255.0 / (double)((1u << im->voi_bits) - 1) + 0.5);
+}
+
 static uint8_t grey_of(const struct render_image *im, const struct render_window *w, uint32_t raw)
 {
 	double x = (double)stored_of(im, raw) * im->slope + im->intercept;
-	uint8_t y = voi(x, w);
+	uint8_t y = w != NULL ? voi(x, w) : voi_lut(im, x);
 
 	return im->photo == RENDER_MONO1 ? (uint8_t)(255 - y) : y;
 }
@@ -438,11 +508,14 @@ static enum err render_grey(const struct render_image *im, const uint8_t *fr, co
 {
 	size_t np = (size_t)im->rows * im->cols, i;
 	struct render_window w;
+	const struct render_window *wp = &w;   /* NULL: the VOI LUT */
 
 	if (win != NULL) {
 		w = *win;
 	} else if (im->has_window) {
 		w = im->win;
+	} else if (im->voi != NULL) {
+		wp = NULL;   /* the data set's VOI LUT */
 	} else {
 		/* the frame's range of modality values, linear-exact */
 		int64_t lo = INT64_MAX, hi = INT64_MIN;
@@ -471,13 +544,13 @@ static enum err render_grey(const struct render_image *im, const uint8_t *fr, co
 		if (lut == NULL)
 			return ERR_NOMEM;
 		for (i = 0; i < nl; i++)
-			lut[i] = grey_of(im, &w, (uint32_t)i);
+			lut[i] = grey_of(im, wp, (uint32_t)i);
 		for (i = 0; i < np; i++)
 			out[i] = lut[raw_at(im, fr, i)];
 		free(lut);
 	} else {
 		for (i = 0; i < np; i++)
-			out[i] = grey_of(im, &w, raw_at(im, fr, i));
+			out[i] = grey_of(im, wp, raw_at(im, fr, i));
 	}
 	return ERR_OK;
 }

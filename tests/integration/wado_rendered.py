@@ -61,7 +61,8 @@ try:
     import pydicom
     from PIL import Image
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.pixel_data_handlers.util import convert_color_space
+    from pydicom.pixel_data_handlers.util import apply_voi_lut, convert_color_space
+    from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
     from dvserver import Vault, PASSWORD
 except ImportError as ex:
@@ -279,6 +280,15 @@ def main():
                            RedPaletteColorLookupTableData=lut[0].astype("<u2").tobytes(),
                            GreenPaletteColorLookupTableData=lut[1].astype("<u2").tobytes(),
                            BluePaletteColorLookupTableData=lut[2].astype("<u2").tobytes())
+    # a VOI LUT Sequence and no window (as CR/DX images carry): 12 bits
+    # stored, a gamma-like table of 4096 12-bit entries from 0
+    dx = rng.integers(0, 4096, size=(30, 40), dtype=np.uint16)
+    dx_lut = np.round(4095 * (np.arange(4096) / 4095.0) ** 0.5).astype(np.uint16)
+    dx_item = Dataset()
+    dx_item.add_new(0x00283002, "US", [4096, 0, 12])
+    dx_item.add_new(0x00283006, "OW", dx_lut.astype("<u2").tobytes())
+    dx_p, dx_ds = synthetic("voilut", 30, 40, dx.astype("<u2").tobytes(), BitsAllocated=16, BitsStored=12, HighBit=11,
+                            VOILUTSequence=Sequence([dx_item]))
     # a native multi-frame, 3 frames of 16-bit
     mf = rng.integers(0, 4096, size=(3, 10, 12), dtype=np.uint16)
     mf_p, mf_ds = synthetic("multi", 10, 12, mf.astype("<u2").tobytes(), BitsAllocated=16, BitsStored=16, HighBit=15,
@@ -291,7 +301,8 @@ def main():
                              inst_no=i + 1, WindowCenter="128", WindowWidth="256"))
     ser2 = synthetic("ser2_0", 8, 8, bytes([200]) * 64, study=st_uid, series=se2, series_no=2, inst_no=1,
                      WindowCenter="128", WindowWidth="256")
-    files = [mrle_p, mbe_p, dose_p, ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, sr_p, m1_p, wide_p, rgbp_p, pal_p, mf_p,
+    files = [mrle_p, mbe_p, dose_p, ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, sr_p, m1_p, dx_p, wide_p, rgbp_p, pal_p,
+             mf_p,
              ser[2][0], ser[0][0], ser2[0], ser[1][0]]
     st, ans = v.stow(files)
     check("all test images stored", st == 200, (st, json.dumps(ans)[:300]))
@@ -331,6 +342,12 @@ def main():
               "/rendered", m1_want)
     png_exact("no window anywhere: the frame's range PNG equals the oracle", wide_ds, "/rendered",
               oracle_grey(wide_ds, wide))
+    lut_vals = apply_voi_lut(dx_ds.pixel_array, dx_ds).astype(np.float64)
+    check("VOI LUT oracle sanity: pydicom maps through the table", np.array_equal(lut_vals, dx_lut[dx]))
+    png_exact("VOI LUT Sequence, no window: PNG equals pydicom's apply_voi_lut scaled to 8 bits", dx_ds, "/rendered",
+              np.floor(lut_vals * 255 / 4095 + 0.5).astype(np.uint8))
+    png_exact("VOI LUT Sequence: a window in the request wins over it", dx_ds, "/rendered?window=2000,1000",
+              oracle_grey(dx_ds, dx_ds.pixel_array, (2000.0, 1000.0, "linear")))
     png_exact("MR RLE Lossless (16-bit: two segments per sample) PNG equals the oracle", mrle, "/rendered",
               oracle_grey(mrle, mrle.pixel_array))
     png_exact("MR explicit VR big endian PNG equals the oracle", mbe, "/rendered", oracle_grey(mbe, mbe.pixel_array))

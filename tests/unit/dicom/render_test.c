@@ -415,6 +415,93 @@ TEST(palette_colour)
 	expect_px(&im, fr, sizeof fr, NULL, want, 12);
 }
 
+TEST(voi_lut)
+{
+	/* 5 entries from -2, 10 bits: below the range the first entry, above
+	 * it the last; entry * 255 / 1023 rounded half up; a rescale of -3
+	 * first; MONOCHROME1 inverts */
+	static uint16_t lut[] = { 0, 100, 512, 1000, 1023 };
+	static const uint8_t fr[] = { 0, 1, 2, 3, 4, 5, 6, 9 };   /* modality values -3 .. 6 */
+	static const uint8_t want[] = { 0, 0, 25, 128, 249, 255, 255, 255 };
+	struct render_image im = grey(8, 8, 8, 7, false);
+	uint8_t inv[8];
+	size_t i;
+
+	im.intercept = -3;
+	im.voi = lut;
+	im.voi_n = 5;
+	im.voi_first = -2;
+	im.voi_bits = 10;
+	expect_px(&im, fr, sizeof fr, NULL, want, 8);
+	im.photo = RENDER_MONO1;
+	for (i = 0; i < 8; i++)
+		inv[i] = (uint8_t)(255 - want[i]);
+	expect_px(&im, fr, sizeof fr, NULL, inv, 8);
+	/* a window given in the request wins over the LUT */
+	{
+		struct render_window w = { 2, 2, RENDER_VOI_LINEAR_EXACT };
+		static const uint8_t want_w[] = { 255, 255, 255, 255, 255, 127, 0, 0 };   /* inverted */
+		expect_px(&im, fr, sizeof fr, &w, want_w, 8);
+	}
+}
+
+/* A VOI LUT Sequence item with descriptor (VR vr) n, first, bits and
+ * data of nd 16-bit words. */
+static int add_voi(struct dcm_file *f, uint16_t vr, uint16_t n, uint16_t first, uint16_t bits, const uint16_t *d,
+                   size_t nd)
+{
+	struct dcm_elem *sq = NULL;
+	struct dcm_ds *it = NULL;
+	uint8_t desc[6] = { (uint8_t)n, (uint8_t)(n >> 8), (uint8_t)first, (uint8_t)(first >> 8), (uint8_t)bits,
+		            (uint8_t)(bits >> 8) };
+	uint8_t data[64];
+	size_t i;
+
+	for (i = 0; i < nd && i < 32; i++) {
+		data[2 * i] = (uint8_t)d[i];
+		data[2 * i + 1] = (uint8_t)(d[i] >> 8);
+	}
+	if (dcm_ds_set_seq(&f->ds, 0x00283010, &sq) != ERR_OK || dcm_seq_add_item(&f->ds, sq, &it) != ERR_OK ||
+	    dcm_ds_set(it, 0x00283002, vr, desc, sizeof desc) != ERR_OK ||
+	    dcm_ds_set(it, 0x00283006, VR_OW, data, 2 * nd) != ERR_OK)
+		return -1;
+	return 0;
+}
+
+TEST(voi_lut_from_the_data_set)
+{
+	static const uint16_t d[] = { 10, 20, 30, 40 };
+	struct dcm_file *f = mkfile(2, 2, "MONOCHROME2", 1, 16);
+	struct render_image im;
+
+	/* SS descriptor: first value mapped -1 */
+	CHECK(f != NULL && add_voi(f, VR_SS, 4, 0xFFFF, 12, d, 4) == 0);
+	CHECK_EQ_INT(render_image_init(f, &f->ds, &im, why, sizeof why), ERR_OK);
+	CHECK(im.voi != NULL);
+	CHECK_EQ_INT((int)im.voi_n, 4);
+	CHECK_EQ_INT(im.voi_first, -1);
+	CHECK_EQ_INT((int)im.voi_bits, 12);
+	CHECK(im.voi != NULL && im.voi[3] == 40);
+	render_image_fini(&im);
+	dcm_file_free(f);
+	/* a window in the data set is used instead: the LUT is not read */
+	f = mkfile(2, 2, "MONOCHROME2", 1, 16);
+	CHECK(f != NULL && add_voi(f, VR_US, 4, 0, 12, d, 4) == 0 &&
+	      dcm_ds_set_str(&f->ds, 0x00281050, VR_DS, "40") == ERR_OK &&
+	      dcm_ds_set_str(&f->ds, 0x00281051, VR_DS, "400") == ERR_OK);
+	CHECK_EQ_INT(render_image_init(f, &f->ds, &im, why, sizeof why), ERR_OK);
+	CHECK(im.voi == NULL && im.has_window);
+	render_image_fini(&im);
+	dcm_file_free(f);
+	/* data that does not fit the descriptor; entries of 17 bits */
+	f = mkfile(2, 2, "MONOCHROME2", 1, 16);
+	CHECK(f != NULL && add_voi(f, VR_US, 5, 0, 12, d, 4) == 0);
+	expect_refused(f, ERR_PARSE);
+	f = mkfile(2, 2, "MONOCHROME2", 1, 16);
+	CHECK(f != NULL && add_voi(f, VR_US, 4, 0, 17, d, 4) == 0);
+	expect_refused(f, ERR_PARSE);
+}
+
 /* ---- viewport ---- */
 
 TEST(fit)
@@ -587,6 +674,8 @@ int main(void)
 	RUN(rgb_interleaved_and_planar);
 	RUN(ybr_full_and_422);
 	RUN(palette_colour);
+	RUN(voi_lut);
+	RUN(voi_lut_from_the_data_set);
 	RUN(fit);
 	RUN(area_average);
 	RUN(rle_decode);
