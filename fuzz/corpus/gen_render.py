@@ -76,7 +76,7 @@ def jpeg_frame():
     return encaps.encapsulate([b.getvalue()])
 
 
-def voi_lut_seq(desc_vr, desc, data):
+def lut_seq(desc_vr, desc, data):
     from pydicom.sequence import Sequence
     it = Dataset()
     it.add_new(0x00283002, desc_vr, desc)
@@ -102,10 +102,13 @@ SEEDS.update({
     "p10_rle": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.5", pixels=encaps.encapsulate([RLE8])),
     "p10_voi_lut": b"\n\n\n" + part10(
         BitsAllocated=16, BitsStored=12, HighBit=11, pixels=bytes(range(128)),
-        VOILUTSequence=voi_lut_seq("US", [16, 3, 10], struct.pack("<16H", *range(0, 1024, 64)))),
+        VOILUTSequence=lut_seq("US", [16, 3, 10], struct.pack("<16H", *range(0, 1024, 64)))),
     "p10_voi_lut_signed": b"\n\n\n" + part10(
         BitsAllocated=16, BitsStored=16, HighBit=15, PixelRepresentation=1, pixels=bytes(range(128)),
-        RescaleIntercept="-1000", VOILUTSequence=voi_lut_seq("SS", [8, -1000, 16], struct.pack("<8H", *range(8)))),
+        RescaleIntercept="-1000", VOILUTSequence=lut_seq("SS", [8, -1000, 16], struct.pack("<8H", *range(8)))),
+    "p10_modality_lut": b"\n\n\n" + part10(
+        pixels=bytes(range(64)), WindowCenter="500", WindowWidth="1000",
+        ModalityLUTSequence=lut_seq("US", [32, 16, 16], struct.pack("<32H", *range(1000, 0, -32)[:32]))),
     "p10_jpeg": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.50", SamplesPerPixel=3,
                                    PhotometricInterpretation="YBR_FULL_422", pixels=jpeg_frame()),
 })

@@ -56,7 +56,7 @@ struct render_image {
 	bool is_signed;
 	unsigned planar;              /* 0: samples interleaved; 1: one plane per sample */
 	enum render_photo photo;
-	double slope, intercept;      /* Modality LUT: rescale (1, 0 when absent) */
+	double slope, intercept;      /* Modality rescale (1, 0 when absent) */
 	bool has_window;              /* the first Window Center / Width of the data set */
 	struct render_window win;
 	/* PALETTE COLOR: three LUTs of lut_n entries, first mapped value
@@ -72,6 +72,12 @@ struct render_image {
 	uint32_t voi_n;
 	int32_t voi_first;
 	unsigned voi_bits;
+	/* grey images: the first Modality LUT of the Modality LUT Sequence,
+	 * used instead of the rescale; owned, NULL when none */
+	uint16_t *mlut;
+	uint32_t mlut_n;
+	int32_t mlut_first;
+	unsigned mlut_bits;
 };
 
 /* Reads the image attributes of ds (a data set of f, for bulk LUT values).

@@ -26,6 +26,7 @@
 #define TAG_PAL_DESC_RED   0x00281101u   /* green, blue: + 1, + 2 */
 #define TAG_PAL_DATA_RED   0x00281201u
 #define TAG_SEG_PAL_RED    0x00281221u
+#define TAG_MOD_LUT_SEQ    0x00283000u
 #define TAG_VOI_LUT_SEQ    0x00283010u
 #define TAG_LUT_DESC       0x00283002u
 #define TAG_LUT_DATA       0x00283006u
@@ -270,28 +271,20 @@ static enum err palette_init(const struct dcm_file *f, const struct dcm_ds *ds, 
 	return ERR_OK;
 }
 
-/* The first VOI LUT of the VOI LUT Sequence (PS3.3 C.11.2.1.1), for a
- * grey image without a window of its own. */
-static enum err voi_lut_init(const struct dcm_file *f, const struct dcm_ds *ds, struct render_image *im, char *why,
-                             size_t whylen)
+/* The lookup table of the first item of the sequence tag (the Modality
+ * LUT Sequence, PS3.3 C.11.1; the VOI LUT Sequence, C.11.2.1.1): l->v
+ * NULL when there is none. */
+static enum err first_lut(const struct dcm_file *f, const struct dcm_ds *ds, uint32_t tag, bool sgn, const char *what,
+                          struct lut *l, char *why, size_t whylen)
 {
-	const struct dcm_elem *sq = dcm_ds_find(ds, TAG_VOI_LUT_SEQ);
+	const struct dcm_elem *sq = dcm_ds_find(ds, tag);
 	const struct dcm_ds *it;
-	struct lut l;
-	enum err rc;
 
+	memset(l, 0, sizeof *l);
 	if (sq == NULL || sq->seq == NULL || sq->seq->n == 0)
 		return ERR_OK;
 	it = sq->seq->items[0];
-	rc = lut_read(f, dcm_ds_find(it, TAG_LUT_DESC), dcm_ds_find(it, TAG_LUT_DATA), false, 1, "a VOI lookup table",
-	              &l, why, whylen);
-	if (rc != ERR_OK)
-		return rc;
-	im->voi = l.v;
-	im->voi_n = l.n;
-	im->voi_first = l.first;
-	im->voi_bits = l.bits;
-	return ERR_OK;
+	return lut_read(f, dcm_ds_find(it, TAG_LUT_DESC), dcm_ds_find(it, TAG_LUT_DATA), sgn, 1, what, l, why, whylen);
 }
 
 enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, struct render_image *im, char *why,
@@ -375,6 +368,19 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 		im->slope = v;
 	if (ds_first(ds, TAG_RESCALE_ICPT, &v))
 		im->intercept = v;
+	if (im->photo <= RENDER_MONO2) {
+		/* a Modality LUT Sequence replaces the rescale (which it may not
+		 * accompany; when both are there the table is used, as pydicom
+		 * and most viewers do) */
+		struct lut l;
+		rc = first_lut(f, ds, TAG_MOD_LUT_SEQ, im->is_signed, "a modality lookup table", &l, why, whylen);
+		if (rc != ERR_OK)
+			return rc;
+		im->mlut = l.v;
+		im->mlut_n = l.n;
+		im->mlut_first = l.first;
+		im->mlut_bits = l.bits;
+	}
 	if (ds_first(ds, TAG_WINDOW_CENTER, &im->win.center) && ds_first(ds, TAG_WINDOW_WIDTH, &im->win.width)) {
 		im->win.fn = RENDER_VOI_LINEAR;
 		if (str_is(ds, TAG_VOI_LUT_FN, "LINEAR_EXACT"))
@@ -392,11 +398,16 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 		}
 	}
 	if (im->photo <= RENDER_MONO2 && !im->has_window) {
-		rc = voi_lut_init(f, ds, im, why, whylen);
+		struct lut l;
+		rc = first_lut(f, ds, TAG_VOI_LUT_SEQ, false, "a VOI lookup table", &l, why, whylen);
 		if (rc != ERR_OK) {
 			render_image_fini(im);
 			return rc;
 		}
+		im->voi = l.v;
+		im->voi_n = l.n;
+		im->voi_first = l.first;
+		im->voi_bits = l.bits;
 	}
 	return ERR_OK;
 }
@@ -411,6 +422,8 @@ void render_image_fini(struct render_image *im)
 	}
 	free(im->voi);
 	im->voi = NULL;
+	free(im->mlut);
+	im->mlut = NULL;
 }
 
 uint64_t render_frame_bytes(const struct render_image *im)
@@ -495,9 +508,21 @@ static uint8_t voi_lut(const struct render_image *im, double x)
 	return (uint8_t)floor((double)im->voi[i] * 255.0 / (double)((1u << im->voi_bits) - 1) + 0.5);
 }
 
+/* The modality value of a stored value: through the Modality LUT (the
+ * first entry below it, the last above), else the rescale. */
+static double modality_of(const struct render_image *im, int64_t s)
+{
+	int64_t k;
+
+	if (im->mlut == NULL)
+		return (double)s * im->slope + im->intercept;
+	k = s - (int64_t)im->mlut_first;
+	return (double)im->mlut[k <= 0 ? 0 : k >= (int64_t)im->mlut_n - 1 ? im->mlut_n - 1 : (uint32_t)k];
+}
+
 static uint8_t grey_of(const struct render_image *im, const struct render_window *w, uint32_t raw)
 {
-	double x = (double)stored_of(im, raw) * im->slope + im->intercept;
+	double x = modality_of(im, stored_of(im, raw));
 	uint8_t y = w != NULL ? voi(x, w) : voi_lut(im, x);
 
 	return im->photo == RENDER_MONO1 ? (uint8_t)(255 - y) : y;
@@ -519,16 +544,23 @@ static enum err render_grey(const struct render_image *im, const uint8_t *fr, co
 	} else {
 		/* the frame's range of modality values, linear-exact */
 		int64_t lo = INT64_MAX, hi = INT64_MIN;
-		double a, b;
+		double a = INFINITY, b = -INFINITY;
 		for (i = 0; i < np; i++) {
 			int64_t s = stored_of(im, raw_at(im, fr, i));
+			if (im->mlut != NULL) {   /* a table need not be monotonic */
+				double x = modality_of(im, s);
+				a = x < a ? x : a;
+				b = x > b ? x : b;
+			}
 			if (s < lo)
 				lo = s;
 			if (s > hi)
 				hi = s;
 		}
-		a = (double)lo * im->slope + im->intercept;
-		b = (double)hi * im->slope + im->intercept;
+		if (im->mlut == NULL) {
+			a = modality_of(im, lo);
+			b = modality_of(im, hi);
+		}
 		if (a > b) {
 			double t = a;
 			a = b;

@@ -61,7 +61,7 @@ try:
     import pydicom
     from PIL import Image
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.pixel_data_handlers.util import apply_voi_lut, convert_color_space
+    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut, convert_color_space
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
     from dvserver import Vault, PASSWORD
@@ -289,6 +289,16 @@ def main():
     dx_item.add_new(0x00283006, "OW", dx_lut.astype("<u2").tobytes())
     dx_p, dx_ds = synthetic("voilut", 30, 40, dx.astype("<u2").tobytes(), BitsAllocated=16, BitsStored=12, HighBit=11,
                             VOILUTSequence=Sequence([dx_item]))
+    # a Modality LUT Sequence (instead of a rescale) and a window in its
+    # output units: 256 entries of 16 bits from 0, not monotonic
+    ml = rng.integers(0, 65536, size=256, dtype=np.uint16)
+    ml_px = rng.integers(0, 256, size=(20, 24), dtype=np.uint8)
+    ml_item = Dataset()
+    ml_item.add_new(0x00283002, "US", [256, 0, 16])
+    ml_item.add_new(0x00283006, "OW", ml.astype("<u2").tobytes())
+    ml_item.ModalityLUTType = "US"
+    ml_p, ml_ds = synthetic("modlut", 20, 24, ml_px.tobytes(), ModalityLUTSequence=Sequence([ml_item]),
+                            WindowCenter="30000", WindowWidth="40000")
     # a native multi-frame, 3 frames of 16-bit
     mf = rng.integers(0, 4096, size=(3, 10, 12), dtype=np.uint16)
     mf_p, mf_ds = synthetic("multi", 10, 12, mf.astype("<u2").tobytes(), BitsAllocated=16, BitsStored=16, HighBit=15,
@@ -301,8 +311,8 @@ def main():
                              inst_no=i + 1, WindowCenter="128", WindowWidth="256"))
     ser2 = synthetic("ser2_0", 8, 8, bytes([200]) * 64, study=st_uid, series=se2, series_no=2, inst_no=1,
                      WindowCenter="128", WindowWidth="256")
-    files = [mrle_p, mbe_p, dose_p, ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, sr_p, m1_p, dx_p, wide_p, rgbp_p, pal_p,
-             mf_p,
+    files = [mrle_p, mbe_p, dose_p, ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, sr_p, m1_p, dx_p, ml_p, wide_p, rgbp_p,
+             pal_p, mf_p,
              ser[2][0], ser[0][0], ser2[0], ser[1][0]]
     st, ans = v.stow(files)
     check("all test images stored", st == 200, (st, json.dumps(ans)[:300]))
@@ -348,6 +358,12 @@ def main():
               np.floor(lut_vals * 255 / 4095 + 0.5).astype(np.uint8))
     png_exact("VOI LUT Sequence: a window in the request wins over it", dx_ds, "/rendered?window=2000,1000",
               oracle_grey(dx_ds, dx_ds.pixel_array, (2000.0, 1000.0, "linear")))
+    ml_x = apply_modality_lut(ml_ds.pixel_array, ml_ds).astype(np.float64)
+    check("Modality LUT oracle sanity: pydicom maps through the table", np.array_equal(ml_x, ml[ml_px]))
+    png_exact("Modality LUT Sequence and a data-set window: PNG equals pydicom's apply_modality_lut then the window",
+              ml_ds, "/rendered", voi(ml_x, 30000.0, 40000.0, "linear"))
+    png_exact("Modality LUT Sequence, window in the request: PNG equals the oracle", ml_ds, "/rendered?window=1000,3000",
+              voi(ml_x, 1000.0, 3000.0, "linear"))
     png_exact("MR RLE Lossless (16-bit: two segments per sample) PNG equals the oracle", mrle, "/rendered",
               oracle_grey(mrle, mrle.pixel_array))
     png_exact("MR explicit VR big endian PNG equals the oracle", mbe, "/rendered", oracle_grey(mbe, mbe.pixel_array))

@@ -445,6 +445,28 @@ TEST(voi_lut)
 	}
 }
 
+TEST(modality_lut)
+{
+	/* 4 entries from 1, 16 bits, not monotonic: stored 0 takes the first
+	 * entry, 9 the last; the rescale is ignored; without a window the
+	 * range of the table's outputs in the frame (100 .. 400) is used */
+	static uint16_t mlut[] = { 100, 400, 300, 200 };
+	static const uint8_t fr[] = { 0, 1, 2, 3, 4, 9 };          /* modality 100 100 400 300 200 200 */
+	static const uint8_t want[] = { 0, 0, 255, 170, 85, 85 };  /* linear-exact over 100..400 */
+	static const uint8_t want_w[] = { 0, 0, 255, 255, 128, 128 };
+	struct render_window w = { 200, 200, RENDER_VOI_LINEAR_EXACT };   /* 100 .. 300 */
+	struct render_image im = grey(6, 8, 8, 7, false);
+
+	im.slope = 7;
+	im.intercept = -1000;
+	im.mlut = mlut;
+	im.mlut_n = 4;
+	im.mlut_first = 1;
+	im.mlut_bits = 16;
+	expect_px(&im, fr, sizeof fr, NULL, want, 6);
+	expect_px(&im, fr, sizeof fr, &w, want_w, 6);
+}
+
 /* A VOI LUT Sequence item with descriptor (VR vr) n, first, bits and
  * data of nd 16-bit words. */
 static int add_voi(struct dcm_file *f, uint16_t vr, uint16_t n, uint16_t first, uint16_t bits, const uint16_t *d,
@@ -675,6 +697,7 @@ int main(void)
 	RUN(ybr_full_and_422);
 	RUN(palette_colour);
 	RUN(voi_lut);
+	RUN(modality_lut);
 	RUN(voi_lut_from_the_data_set);
 	RUN(fit);
 	RUN(area_average);
