@@ -49,6 +49,9 @@ bool vr_is_single_text(uint16_t vr);
  * ([+-]digits[.digits][e[+-]digits], or [+-].digits[e...]), n bytes at s
  * without padding. */
 bool vr_decimal_ok(const char *s, size_t n, bool integer);
+/* An unsigned decimal of n bytes at s: digits only (no sign, no spaces:
+ * callers trim IS padding), at most max. */
+bool vr_uint_parse(const char *s, size_t n, uint64_t max, uint64_t *out);
 /* Size of one binary number for byte swapping (0 = no swapping). */
 unsigned vr_swap_size(uint16_t vr);
 /* Binary "other" VRs and UN, whose values may be bulk data. */

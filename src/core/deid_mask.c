@@ -11,6 +11,7 @@
 #include <string.h>
 #include "dicomvault/deid.h"
 #include "dicomvault/ini.h"
+#include "dicomvault/vr.h"
 
 #define MASK_PREFIX "mask "
 
@@ -25,8 +26,7 @@ void deid_masks_free(struct deid_masks *m)
 /* A whole decimal number in [lo, hi]. */
 static bool parse_u32(const char *s, size_t n, uint32_t lo, uint32_t hi, uint32_t *out)
 {
-	uint64_t v = 0;
-	size_t i;
+	uint64_t v;
 
 	while (n > 0 && *s == ' ') {
 		s++;
@@ -34,14 +34,7 @@ static bool parse_u32(const char *s, size_t n, uint32_t lo, uint32_t hi, uint32_
 	}
 	while (n > 0 && s[n - 1] == ' ')
 		n--;
-	if (n == 0 || n > 10)
-		return false;
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (v < lo || v > hi)
+	if (!vr_uint_parse(s, n, hi, &v) || v < lo)
 		return false;
 	*out = (uint32_t)v;
 	return true;

@@ -128,27 +128,19 @@ enum err dcm_elem_read_at(const struct dcm_file *f, const struct dcm_elem *e, ui
 
 /* ---- locating frames ---- */
 
+/* An IS value: spaces around, an optional '+'. */
 static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
 {
-	uint64_t v = 0;
+	size_t n;
 
 	while (*s == ' ')
 		s++;
 	if (*s == '+')
 		s++;
-	if (*s < '0' || *s > '9')
-		return false;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		v = v * 10 + (uint64_t)(*s - '0');
-		if (v > max)
-			return false;
-	}
-	while (*s == ' ')
-		s++;
-	if (*s != 0)
-		return false;
-	*out = v;
-	return true;
+	n = strlen(s);
+	while (n > 0 && s[n - 1] == ' ')
+		n--;
+	return vr_uint_parse(s, n, max, out);
 }
 
 static enum err number_of_frames(const struct dcm_ds *ds, uint32_t *n, char *why, size_t whylen)

@@ -55,17 +55,9 @@ static bool decimal_parse(const char *s, size_t n, double *out)
 /* An unsigned decimal integer of n bytes (no sign, no leading +), at most max. */
 static bool uint_parse(const char *s, size_t n, uint32_t max, uint32_t *out)
 {
-	uint64_t v = 0;
-	size_t i;
+	uint64_t v;
 
-	if (n == 0 || n > 10)
-		return false;
-	for (i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (uint64_t)(s[i] - '0');
-	}
-	if (v > max)
+	if (n > 10 || !vr_uint_parse(s, n, max, &v))   /* at most 10 digits, leading zeros included */
 		return false;
 	*out = (uint32_t)v;
 	return true;
