@@ -312,16 +312,21 @@ c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=5)
 print(c.execute("select count(*) from instances where uid like ?", (sys.argv[2] + ".3.%",)).fetchone()[0])' \
 		"${1:-$T/v}/index.db" 1.2.826.0.1.3680043.8.498.99 2>/dev/null || echo 0
 }
+# stop_at_20 SIGNAL VAULT: once 20 instances of the big study are in
+# VAULT's index, sends SIGNAL to the import $IMP and waits: sets RC
+stop_at_20() {
+	for _ in $(seq 300); do
+		[ "$(nbig "$2")" -ge 20 ] && break
+		kill -0 $IMP 2>/dev/null || break
+		sleep 0.05
+	done
+	kill "-$1" $IMP 2>/dev/null
+	wait $IMP
+	RC=$?
+}
 "$DV" import --vault "$T/v" --from BIGPACS --json >"$T/c1.json" 2>"$T/c1.err" &
 IMP=$!
-for _ in $(seq 300); do
-	[ "$(nbig)" -ge 20 ] && break
-	kill -0 $IMP 2>/dev/null || break
-	sleep 0.05
-done
-kill -INT $IMP 2>/dev/null
-wait $IMP
-RC=$?
+stop_at_20 INT "$T/v"
 NB=$(nbig)
 # jv FILE EXPR: a Python expression over d = the JSON report
 jv() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$1" "$2"; }
@@ -344,14 +349,7 @@ check "import again after the cancel: exit 0, the rest stored, all $NBIG verifie
 mkvault "$T/pv" DICOMVAULT "$VP" || no "init the path-import vault" "$T/pv.init"
 "$DV" import --vault "$T/pv" --json "$T/pacs/big" >"$T/c3.json" 2>"$T/c3.err" &
 IMP=$!
-for _ in $(seq 300); do
-	[ "$(nbig "$T/pv")" -ge 20 ] && break
-	kill -0 $IMP 2>/dev/null || break
-	sleep 0.05
-done
-kill -TERM $IMP 2>/dev/null
-wait $IMP
-RC=$?
+stop_at_20 TERM "$T/pv"
 NB=$(nbig "$T/pv")
 jv "$T/c3.json" "d['cancelled'] is True and 20 <= d['stored'] == d['verified'] == $NB < $NBIG and d['failed'] == 0"
 check "SIGTERM during import PATH: exit 1, cancelled, the $NB files stored are verified" "[ $RC -eq 1 ] && [ $? -eq 0 ]" \
