@@ -539,15 +539,14 @@ static enum err render_grey(const struct render_image *im, const uint8_t *fr, co
 		double a = INFINITY, b = -INFINITY;
 		for (i = 0; i < np; i++) {
 			int64_t s = stored_of(im, raw_at(im, fr, i));
-			if (im->mlut != NULL) {   /* a table need not be monotonic */
+			if (im->mlut != NULL) {   /* a table need not be monotonic: its outputs */
 				double x = modality_of(im, s);
 				a = x < a ? x : a;
 				b = x > b ? x : b;
+			} else {                  /* the rescale is: the stored range */
+				lo = s < lo ? s : lo;
+				hi = s > hi ? s : hi;
 			}
-			if (s < lo)
-				lo = s;
-			if (s > hi)
-				hi = s;
 		}
 		if (im->mlut == NULL) {
 			a = modality_of(im, lo);
