@@ -21,7 +21,11 @@ struct blob_writer;
 
 struct blob_ops {
 	const char *name;
-	/* Start writing a new object; nothing is visible until commit. */
+	/* Start writing a new object. Nothing is durable or complete until
+	 * commit; the fs backend may link the key's name during the writes
+	 * (so get and list could find a partial object), which no reader
+	 * sees: keys are random (new_key) and reach readers only through
+	 * the index, which references a key once its put has committed. */
 	enum err (*put_begin)(struct blob_store *s, const char *key, struct blob_writer **w);
 	enum err (*put_write)(struct blob_writer *w, const void *p, size_t n);
 	/* Durable and visible on success; w is freed either way. */
@@ -31,7 +35,8 @@ struct blob_ops {
 	/* A source over the object's bytes; src_close() releases it. */
 	enum err (*get)(struct blob_store *s, const char *key, struct src *out);
 	enum err (*del)(struct blob_store *s, const char *key);
-	/* Calls fn for every committed key (order unspecified); stops on error. */
+	/* Calls fn for every committed key, and possibly keys of puts in
+	 * progress (order unspecified); stops on error. */
 	enum err (*list)(struct blob_store *s, enum err (*fn)(void *ctx, const char *key), void *ctx);
 	void (*close)(struct blob_store *s);
 	/* Crash recovery. A committed object stays "pending" until settle()

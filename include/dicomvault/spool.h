@@ -5,6 +5,7 @@
 #ifndef DICOMVAULT_SPOOL_H
 #define DICOMVAULT_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "dicomvault/err.h"
@@ -21,6 +22,10 @@ WUR enum err spool_new(struct spool **out, const char *dir, const char *label);
 WUR enum err spool_write(struct spool *s, const void *p, size_t n);
 /* No more writes. */
 WUR enum err spool_finish(struct spool *s);
+/* The bytes written so far while they are all in memory (true), for a
+ * look at a data set's head before its end has arrived; false once
+ * spilled to the file. */
+bool spool_peek(const struct spool *s, const uint8_t **p, size_t *n);
 /* Bytes written so far. */
 uint64_t spool_size(const struct spool *s);
 /* After spool_finish: the SHA-256 of every byte written (NULL before). */

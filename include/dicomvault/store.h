@@ -33,6 +33,39 @@ WUR enum err store_instance(struct vault *v, struct src *in, const char *collect
 WUR enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *sha256, const char *collection,
                                    struct store_result *res, char *why, size_t whylen);
 
+/* The early object: a data set encrypted and written while it is still
+ * being received (a C-STORE's P-DATA, a STOW-RS part), so that after its
+ * last byte only the syncs are left. store_early_begin takes the first n
+ * bytes of a Part 10 file once they hold every element before the Pixel
+ * Data (the patient's and the SOP Instance UID: the data key and the
+ * object's identity), asks may (when not NULL) whether the data set that
+ * head begins may be stored at all (the caller's access checks, so that a
+ * refused store records no patient), finds or records the patient, starts
+ * the object and encrypts those bytes into it. ERR_AGAIN: the head is not
+ * complete yet (call again with more bytes); ERR_DENIED: may said no; any
+ * other error: do not start early. In every case but ERR_OK the store then
+ * runs as usual at the end, and its checks decide. Nothing is visible until
+ * store_instance_early. */
+struct store_early;
+struct dcm_file;
+/* The longest head a caller waits for (one whose Pixel Data begins later
+ * is stored at its end, as usual). */
+#define STORE_EARLY_HEAD_MAX (512u * 1024)
+typedef bool (*store_may_fn)(void *ctx, const struct dcm_file *head);
+WUR enum err store_early_begin(struct vault *v, const uint8_t *head, size_t n, store_may_fn may, void *ctx,
+                               struct store_early **out);
+/* The next bytes, in order. An error leaves the early object unusable:
+ * free it (the store then runs as usual). */
+WUR enum err store_early_write(struct store_early *e, const void *p, size_t n);
+/* Discards an early object that is not stored (takes NULL). */
+void store_early_free(struct store_early *e);
+/* store_instance_hashed for bytes an early object has (every one, in
+ * order, sha256 their hash): when the whole data set has the SOP Instance
+ * UID and the patient its head had, the object is finished and indexed;
+ * otherwise it is discarded and in stored as usual. e is consumed. */
+WUR enum err store_instance_early(struct vault *v, struct src *in, const uint8_t *sha256, struct store_early *e,
+                                  const char *collection, struct store_result *res, char *why, size_t whylen);
+
 /* The keyed hash that identifies a patient in the index (and in grants of
  * a patient scope): Patient ID and Issuer of Patient ID (NULL or "" when
  * none), trailing spaces ignored. ERR_PARSE for an empty ID. */

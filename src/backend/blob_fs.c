@@ -11,10 +11,12 @@
  *      sync thread made ahead in DIR/.tmp, or creates it) and asks the
  *      store's sync thread for an fsync of DIR/.pending, which runs while
  *      the object is encrypted and written into the file;
- *   2. put_commit waits for that fsync (the pending entry is durable),
- *      links the file as DIR/ab/cd/<key> (link(2) fails if the key exists,
- *      so objects are never replaced), then fsyncs the file here while the
- *      sync thread fsyncs DIR/ab/cd; commit returns once both are done.
+ *   2. once that fsync is done (the pending entry is durable) the file is
+ *      linked as DIR/ab/cd/<key> (link(2) fails if the key exists, so
+ *      objects are never replaced) and the sync thread asked to fsync
+ *      DIR/ab/cd: by the first put_write that finds it done, else by
+ *      put_commit, which waits for it; put_commit fsyncs the file here
+ *      while the directory's fsync runs, and returns once both are done.
  * So an object visible under its key after a crash always has its pending
  * entry (made durable before the link), until settle, called once the
  * index references the object, unlinks it. After a crash, recover()
@@ -93,8 +95,25 @@ struct blob_writer {
 	char tmp[PATH_CAP];       /* DIR/.pending/<key> until committed */
 	char final[PATH_CAP];
 	char subdir[PATH_CAP];
+	uint64_t off;             /* bytes written */
+	uint64_t kicked;          /* bytes whose write-back was started */
+	/* linked early: once the pending fsync is done, put_write links the
+	 * final name and queues the fsync of its directory (djob on dfd), so
+	 * that it runs while the rest is written instead of after the last
+	 * byte; the name is not referenced by the index before put_commit
+	 * returned (the file's fsync done too), like a late link */
+	bool linked;
+	bool djob_sent;
+	int dfd;
+	struct sync_job djob;
 	enum err err;
 };
+
+/* put_write starts the write-back of every WB_KICK bytes written
+ * (sync_file_range, no wait), so that the fsync of put_commit finds most of
+ * the data on its way to the device already instead of writing it all
+ * after the last byte. Only a head start: durability is still the fsync's. */
+#define WB_KICK (128u * 1024u)
 
 bool blob_key_valid(const char *key)
 {
@@ -364,6 +383,7 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 		return ERR_NOMEM;
 	w->s = s;
 	w->fd = -1;
+	w->dfd = -1;
 	rc = paths(s, key, sub1, w->subdir, w->final);
 	if (rc != ERR_OK)
 		goto out;
@@ -397,6 +417,31 @@ out:
 	return rc;
 }
 
+/* The pending entry is durable (its fsync done): the final name may be
+ * made (I1 of docs/internals/durability.md) and its directory's fsync
+ * queued. Called by put_write without waiting, or by put_commit. Sets
+ * w->err on failure. */
+static void link_early(struct blob_writer *w)
+{
+	enum err rc = sync_wait(w->s, &w->pjob);
+
+	w->pjob_sent = false;
+	if (rc == ERR_OK && link(w->tmp, w->final) != 0)
+		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
+	if (rc == ERR_OK) {
+		w->linked = true;
+		w->dfd = open(w->subdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (w->dfd < 0)
+			rc = ERR_IO;
+		else {
+			sync_submit(w->s, &w->djob, w->dfd, w->subdir);
+			w->djob_sent = true;
+		}
+	}
+	if (rc != ERR_OK && w->err == ERR_OK)
+		w->err = rc;
+}
+
 static enum err fs_put_write(struct blob_writer *w, const void *p, size_t n)
 {
 	const uint8_t *b = p;
@@ -413,7 +458,15 @@ static enum err fs_put_write(struct blob_writer *w, const void *p, size_t n)
 		}
 		b += r;
 		n -= (size_t)r;
+		w->off += (uint64_t)r;
 	}
+	if (w->off - w->kicked >= WB_KICK) {
+		/* errors are the fsync's to report */
+		(void)sync_file_range(w->fd, (off64_t)w->kicked, (off64_t)(w->off - w->kicked), SYNC_FILE_RANGE_WRITE);
+		w->kicked = w->off;
+	}
+	if (!w->linked && w->pjob_sent && __atomic_load_n(&w->pjob.done, __ATOMIC_ACQUIRE))
+		link_early(w);
 	return ERR_OK;
 }
 
@@ -422,9 +475,19 @@ static void fs_put_abort(struct blob_writer *w)
 	if (w == NULL)
 		return;
 	if (w->pjob_sent)
-		(void)sync_wait(w->s, &w->pjob);   /* the job lives in w */
+		(void)sync_wait(w->s, &w->pjob);   /* the jobs live in w */
+	if (w->djob_sent)
+		(void)sync_wait(w->s, &w->djob);
 	if (w->fd >= 0)
 		close(w->fd);
+	if (w->linked) {
+		/* the final name goes first and durably: the pending entry
+		 * (durable) tells recovery about it until then */
+		unlink(w->final);
+		(void)fsync_dir(w->subdir);
+	}
+	if (w->dfd >= 0)
+		close(w->dfd);
 	if (w->tmp[0])
 		unlink(w->tmp);
 	free(w);
@@ -432,43 +495,30 @@ static void fs_put_abort(struct blob_writer *w)
 
 static enum err fs_put_commit(struct blob_writer *w)
 {
-	struct sync_job sj;
-	bool linked = false, sj_sent = false;
-	int dfd = -1;
-	enum err rc = w->err, r2;
+	enum err rc, r2;
 
-	/* the pending entry durable before the object's own can be */
-	r2 = sync_wait(w->s, &w->pjob);
-	w->pjob_sent = false;
-	if (rc == ERR_OK)
-		rc = r2;
-	if (rc == ERR_OK && link(w->tmp, w->final) != 0)
-		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
-	linked = rc == ERR_OK;
-	/* the new entry's directory synced there while the data is here */
-	if (rc == ERR_OK) {
-		dfd = open(w->subdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd < 0)
-			rc = ERR_IO;
-		else {
-			sync_submit(w->s, &sj, dfd, w->subdir);
-			sj_sent = true;
-		}
-	}
+	/* the pending entry durable before the object's own can be: link
+	 * now unless put_write did (and its directory's fsync queued) */
+	if (!w->linked && w->err == ERR_OK)
+		link_early(w);
+	rc = w->err;
+	/* the data synced here while the sync thread syncs the directory */
 	if (rc == ERR_OK && fsync(w->fd) != 0)
 		rc = ERR_IO;
-	if (sj_sent && (r2 = sync_wait(w->s, &sj)) != ERR_OK && rc == ERR_OK)
-		rc = r2;
-	if (dfd >= 0)
-		close(dfd);
+	if (w->djob_sent) {
+		r2 = sync_wait(w->s, &w->djob);
+		w->djob_sent = false;
+		if (r2 != ERR_OK && rc == ERR_OK)
+			rc = r2;
+	}
 	if (close(w->fd) != 0 && rc == ERR_OK)
 		rc = ERR_IO;
 	w->fd = -1;
-	if (rc != ERR_OK && linked)
-		unlink(w->final);   /* not durable: a crash leaves it to recover() */
-	if (rc == ERR_OK)
+	if (rc == ERR_OK) {
+		w->linked = false;  /* kept */
 		w->tmp[0] = 0;      /* the pending entry stays until settle */
-	fs_put_abort(w);
+	}
+	fs_put_abort(w);            /* on failure: unlinks both names */
 	return rc;
 }
 

@@ -197,6 +197,15 @@ enum err spool_finish(struct spool *s)
 	return rc;
 }
 
+bool spool_peek(const struct spool *s, const uint8_t **p, size_t *n)
+{
+	if (s->mem == NULL)
+		return false;
+	*p = s->mem;
+	*n = s->len;
+	return true;
+}
+
 uint64_t spool_size(const struct spool *s)
 {
 	return s->size;

@@ -651,8 +651,169 @@ enum err store_instance(struct vault *v, struct src *in, const char *collection,
 	return store_instance_hashed(v, in, NULL, collection, res, why, whylen);
 }
 
-enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *known, const char *collection,
-                               struct store_result *res, char *why, size_t whylen)
+/* ---- the early object (store.h) ---- */
+
+struct store_early {
+	struct vault *v;
+	struct ctx c;              /* dk, pat (its id and keyed hashes), enc[0] */
+	char sop_uid[65];
+	char object_key[BLOB_KEY_NEW + 1];
+	struct blob_writer *bw;
+	struct blob_sink_ctx bc;
+	struct sink k;             /* bc and k: the encryptor's sink, by address */
+	struct aead_enc *e;
+	uint64_t size;             /* bytes encrypted so far */
+	enum err err;              /* sticky */
+};
+
+/* (7FE0,0010) as its tag is written in little endian */
+static const uint8_t pixel_tag_le[4] = { 0xE0, 0x7F, 0x10, 0x00 };
+
+void store_early_free(struct store_early *e)
+{
+	if (e == NULL)
+		return;
+	aead_enc_free(e->e);
+	if (e->bw != NULL)
+		e->v->blobs->ops->put_abort(e->bw);
+	secret_free(e->c.dk);
+	free(e->c.enc[0]);
+	dcm_file_free(e->c.f);
+	free(e);
+}
+
+enum err store_early_begin(struct vault *v, const uint8_t *head, size_t n, store_may_fn may, void *ctx,
+                           struct store_early **out)
+{
+	struct dcm_read_opts ro = { .bulk_threshold = 4096, .stop_tag = 0x7FE00010 };
+	struct index_store *ix = v->ix;
+	struct store_early *e;
+	struct idx_instance old;
+	struct dcm_errinfo ei;
+	struct src_mem sm;
+	struct src in;
+	struct wbuf ad;
+	bool locked = false;
+	char why[8];
+	enum err rc;
+
+	/* every element before the pixel data is here once its tag is (a
+	 * match inside a value only makes the parse below fail or, at the
+	 * end, the check of the whole data set refuse the early object) */
+	const uint8_t *px = n < sizeof pixel_tag_le ? NULL : memmem(head, n, pixel_tag_le, sizeof pixel_tag_le);
+
+	*out = NULL;
+	/* (and the 12 bytes of an element header from there: what the reader
+	 * looks at before it stops) */
+	if (px == NULL || n - (size_t)(px - head) < 12)
+		return ERR_AGAIN;
+	e = calloc(1, sizeof *e);
+	if (e == NULL)
+		return ERR_NOMEM;
+	e->v = v;
+	e->c.v = v;
+	src_mem_init(&in, &sm, head, n);
+	rc = dcm_file_read(&in, &ro, &e->c.f, &ei);
+	if (rc != ERR_OK) {
+		store_early_free(e);
+		return ERR_AGAIN;   /* cut inside an element: more bytes may help */
+	}
+	if (!e->c.f->has_meta || get_uid(&e->c.f->ds, 0x00080018, e->sop_uid) != ERR_OK) {
+		store_early_free(e);
+		return ERR_UNSUPPORTED;
+	}
+	if (may != NULL && !may(ctx, e->c.f)) {
+		store_early_free(e);
+		return ERR_DENIED;
+	}
+	/* phase 1 as in store_common; an instance already stored is compared
+	 * at the end instead */
+	store_ix_lock(v, &locked);
+	rc = ix->ops->instance_get(ix, e->sop_uid, &old) == ERR_OK ? ERR_UNSUPPORTED : ix->ops->begin(ix);
+	if (rc == ERR_OK) {
+		rc = patient(&e->c, why, sizeof why);
+		if (rc == ERR_OK)
+			rc = ix->ops->commit(ix);
+		else
+			ix->ops->rollback(ix);
+	}
+	store_ix_unlock(v, &locked);
+	/* its pointers are the index's or freed: only id and hashes are used */
+	memset(&e->c.pat.wrapped_key, 0, sizeof e->c.pat.wrapped_key);
+	memset(&e->c.pat.enc, 0, sizeof e->c.pat.enc);
+	dcm_file_free(e->c.f);   /* over head: not kept */
+	e->c.f = NULL;
+	if (rc == ERR_OK)
+		rc = v->blobs->ops->new_key(v->blobs, e->object_key);
+	if (rc == ERR_OK)
+		rc = v->blobs->ops->put_begin(v->blobs, e->object_key, &e->bw);
+	wbuf_init(&ad, 4096);
+	store_object_ad(&ad, e->object_key, e->sop_uid);
+	if (rc == ERR_OK) {
+		blob_sink(&e->k, &e->bc, v->blobs, e->bw);
+		rc = aead_enc_open(&e->e, e->c.dk, ad.p, ad.len, &e->k);
+	}
+	wbuf_fini(&ad);
+	if (rc == ERR_OK)
+		rc = store_early_write(e, head, n);
+	if (rc != ERR_OK) {
+		store_early_free(e);
+		return rc == ERR_AGAIN ? ERR_INTERNAL : rc;
+	}
+	*out = e;
+	return ERR_OK;
+}
+
+enum err store_early_write(struct store_early *e, const void *p, size_t n)
+{
+	if (e->err == ERR_OK)
+		e->err = aead_enc_write(e->e, p, n);
+	if (e->err == ERR_OK)
+		e->size += n;
+	return e->err;
+}
+
+/* Whether e holds exactly in, keyed as the whole data set c->f says. */
+static bool early_fits(struct store_early *e, const struct ctx *c, const struct src *in, const uint8_t *known,
+                       const char *sop_uid)
+{
+	struct idx_patient now;
+	uint8_t key[32], name[32], id[32];
+	bool has_id = false, fits, locked = false;
+
+	if (e->err != ERR_OK || known == NULL || e->size != (uint64_t)in->size || strcmp(e->sop_uid, sop_uid) != 0)
+		return false;
+	if (patient_keys(e->v, &c->f->ds, key, name, id, &has_id) != ERR_OK)
+		return false;
+	fits = ct_equal(key, e->c.pat.key_hmac, 32) && ct_equal(name, e->c.pat.name_hmac, 32) &&
+	       has_id == e->c.pat.has_id && (!has_id || ct_equal(id, e->c.pat.id_hmac, 32));
+	/* the patient's row still there (not erased while we received) */
+	if (fits) {
+		store_ix_lock(e->v, &locked);
+		fits = e->v->ix->ops->patient_get(e->v->ix, key, &now) == ERR_OK && now.id == e->c.pat.id;
+		store_ix_unlock(e->v, &locked);
+	}
+	mem_wipe(key, sizeof key);
+	return fits;
+}
+
+/* Phase 2 of an early object: the last chunk, then durable. */
+static enum err early_finish(struct store_early *e, const uint8_t *known, uint8_t sha[32])
+{
+	enum err rc = e->err;
+
+	if (rc == ERR_OK)
+		rc = aead_enc_close(e->e);
+	if (rc == ERR_OK) {
+		memcpy(sha, known, 32);
+		rc = e->v->blobs->ops->put_commit(e->bw);
+		e->bw = NULL;   /* freed either way */
+	}
+	return rc;
+}
+
+static enum err store_common(struct vault *v, struct src *in, const uint8_t *known, struct store_early *early,
+                             const char *collection, struct store_result *res, char *why, size_t whylen)
 {
 	struct dcm_read_opts ro = { .bulk_threshold = 4096, .strict = false };
 	struct ctx c;
@@ -669,11 +830,15 @@ enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *k
 	c.v = v;
 	if (why != NULL && whylen > 0)
 		why[0] = 0;
-	if (in->read_at == NULL || in->size < 0)
+	if (in->read_at == NULL || in->size < 0) {
+		store_early_free(early);
 		return err_why(why, whylen, ERR_INTERNAL, "store needs a random-access source");
+	}
 	rc = dcm_file_read(in, &ro, &c.f, &ei);
-	if (rc != ERR_OK)
+	if (rc != ERR_OK) {
+		store_early_free(early);
 		return err_why(why, whylen, rc, "not valid DICOM at byte offset %llu: %s", (unsigned long long)ei.offset, ei.msg);
+	}
 	if (!c.f->has_meta) {
 		rc = err_why(why, whylen, ERR_PARSE, "not a DICOM Part 10 file (no file meta information)");
 		goto out;
@@ -686,6 +851,10 @@ enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *k
 		goto out;
 	}
 	res->size = (uint64_t)in->size;
+	if (early != NULL && !early_fits(early, &c, in, known, res->sop_uid)) {
+		store_early_free(early);   /* its head said otherwise: as usual */
+		early = NULL;
+	}
 	/* phase 1, index: the same SOP Instance UID again? the patient (its
 	 * own transaction, so that the index is free while we encrypt) */
 	store_ix_lock(v, &locked);
@@ -694,24 +863,36 @@ enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *k
 		rc = same_as_stored(v, in, c.f->ds_off, known, &old, res, why, whylen);
 		goto out;
 	}
-	rc = ix->ops->begin(ix);
-	if (rc == ERR_OK) {
-		rc = patient(&c, why, whylen);
-		if (rc == ERR_OK)
-			rc = ix->ops->commit(ix);
-		else
-			ix->ops->rollback(ix);
+	if (early != NULL) {
+		store_ix_unlock(v, &locked);
+		/* phase 1 ran at its start: its patient, key and object */
+		c.dk = early->c.dk;
+		c.pat = early->c.pat;
+		c.enc[0] = early->c.enc[0];
+		early->c.dk = NULL;
+		early->c.enc[0] = NULL;
+		snprintf(object_key, sizeof object_key, "%s", early->object_key);
+		rc = early_finish(early, known, res->sha256);
+	} else {
+		rc = ix->ops->begin(ix);
+		if (rc == ERR_OK) {
+			rc = patient(&c, why, whylen);
+			if (rc == ERR_OK)
+				rc = ix->ops->commit(ix);
+			else
+				ix->ops->rollback(ix);
+		}
+		store_ix_unlock(v, &locked);
+		if (rc != ERR_OK)
+			goto out;
+		/* phase 2, no index: encrypt, hash, write durably */
+		if (v->blobs->ops->new_key(v->blobs, object_key) != ERR_OK) {
+			object_key[0] = 0;
+			rc = ERR_IO;
+			goto out;
+		}
+		rc = write_object(&c, in, object_key, res->sop_uid, known, res->sha256);
 	}
-	store_ix_unlock(v, &locked);
-	if (rc != ERR_OK)
-		goto out;
-	/* phase 2, no index: encrypt, hash, write durably */
-	if (v->blobs->ops->new_key(v->blobs, object_key) != ERR_OK) {
-		object_key[0] = 0;
-		rc = ERR_IO;
-		goto out;
-	}
-	rc = write_object(&c, in, object_key, res->sop_uid, known, res->sha256);
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write the encrypted object");
 		object_key[0] = 0;
@@ -746,10 +927,23 @@ out:
 		v->blobs->ops->settle(v->blobs, object_key);   /* indexed: no longer pending */
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
 		err_why(why, whylen, rc, "%s", err_str(rc));
+	store_early_free(early);
 	secret_free(c.dk);
 	free(c.enc[0]);
 	free(c.enc[1]);
 	free(c.enc[2]);
 	dcm_file_free(c.f);
 	return rc;
+}
+
+enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *known, const char *collection,
+                               struct store_result *res, char *why, size_t whylen)
+{
+	return store_common(v, in, known, NULL, collection, res, why, whylen);
+}
+
+enum err store_instance_early(struct vault *v, struct src *in, const uint8_t *known, struct store_early *e,
+                              const char *collection, struct store_result *res, char *why, size_t whylen)
+{
+	return store_common(v, in, known, e, collection, res, why, whylen);
 }

@@ -65,6 +65,8 @@ struct stow {
 	 * encrypted under a key of its own that lives only in memory, SPEC 6:
 	 * nothing plain on disk) */
 	struct spool *sp;
+	struct store_early *early; /* its object, encrypted as it arrives (store.h) */
+	size_t early_at;           /* try to start it once the spool holds this much; 0: not */
 	uint16_t reason;           /* 0: so far so good */
 	const char *why;           /* for the log */
 	/* parts received, stored by workers while the next part arrives
@@ -88,6 +90,7 @@ struct stow {
 struct stow_job {
 	struct stow_job *next;
 	struct spool *sp;          /* NULL when the part failed while received */
+	struct store_early *early; /* or NULL */
 	uint16_t reason;           /* set: it failed while received */
 	const char *pre_why;
 	bool started, done;
@@ -267,24 +270,27 @@ static void job_answer(struct dw *d, const struct stow_job *j)
 /* Forgets the part being received: its memory, or its file and key. */
 static void spool_end(struct stow *s)
 {
+	store_early_free(s->early);
+	s->early = NULL;
 	spool_free(s->sp);
 	s->sp = NULL;
 }
 
-static enum err p_data(void *ctx, const uint8_t *p, size_t n)
+/* The UIDs of a part's data set, and the collection a new study would
+ * join ([collection] rules). */
+static void head_uids(struct http_req *r, const char *target, const struct dcm_file *f, char cls[65], char sop[65],
+                      char study[65], char series[65], char coll[ACCESS_NAME_MAX + 1])
 {
-	struct dw *d = ctx;
-	struct stow *s = &d->st;
-	enum err rc;
-
-	if (s->reason != 0 || s->sp == NULL)
-		return ERR_OK;   /* a failed part is read to its end, not kept */
-	rc = spool_write(s->sp, p, n);
-	if (rc != ERR_OK) {
-		s->reason = FR_OUT_OF_RESOURCES;
-		s->why = rc == ERR_LIMIT ? "no space left for the temporary file" : "cannot write the temporary file";
-	}
-	return ERR_OK;
+	if (dcm_ds_get_cstr(&f->ds, 0x00080016, cls, 65) != ERR_OK || !dw_uid_ok(cls, strlen(cls)))
+		cls[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, 65) != ERR_OK || !dw_uid_ok(sop, strlen(sop)))
+		sop[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, 65) != ERR_OK || !dw_uid_ok(study, strlen(study)))
+		study[0] = 0;
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !dw_uid_ok(series, strlen(series)))
+		series[0] = 0;
+	snprintf(coll, ACCESS_NAME_MAX + 1, "%s",
+	         access_collection_for(r->srv->colls, &f->ds, NULL, target[0] ? target : NULL));
 }
 
 /* Reads the UIDs of the part before it is stored (the study must match
@@ -302,18 +308,82 @@ static enum err peek_uids(struct http_req *r, const char *target, struct src *sr
 	rc = dcm_file_read(src, &o, &f, &ei);
 	if (rc != ERR_OK)
 		return rc;
-	if (dcm_ds_get_cstr(&f->ds, 0x00080016, cls, 65) != ERR_OK || !dw_uid_ok(cls, strlen(cls)))
-		cls[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, 65) != ERR_OK || !dw_uid_ok(sop, strlen(sop)))
-		sop[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, 65) != ERR_OK || !dw_uid_ok(study, strlen(study)))
-		study[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !dw_uid_ok(series, strlen(series)))
-		series[0] = 0;
-	/* the collection a new study would join ([collection] rules) */
-	snprintf(coll, ACCESS_NAME_MAX + 1, "%s",
-	         access_collection_for(r->srv->colls, &f->ds, NULL, target[0] ? target : NULL));
+	head_uids(r, target, f, cls, sop, study, series, coll);
 	dcm_file_free(f);
+	return ERR_OK;
+}
+
+/* Whether the user may store into the study's collection: the stored
+ * one, or coll, the one a new study joins (coll is set to the one that
+ * applies). */
+static bool may_store(struct http_req *r, const char *study, char coll[ACCESS_NAME_MAX + 1])
+{
+	struct vault *v = r->srv->vault;
+	struct idx_study cur;
+	struct access_object ob;
+
+	pthread_mutex_lock(r->srv->ix_lock);
+	if (study[0] && v->ix->ops->study_get(v->ix, study, &cur) == ERR_OK)
+		snprintf(coll, ACCESS_NAME_MAX + 1, "%s", cur.collection);
+	pthread_mutex_unlock(r->srv->ix_lock);
+	ob.collection = coll;
+	ob.study_uid = study[0] ? study : NULL;
+	ob.patient = NULL;
+	return http_access(r, ACCESS_ACT_STORE, &ob) == ACCESS_YES;
+}
+
+/* store_early_begin's question, on the head of the part: the checks
+ * store_part makes (the path's study, the right to store into the
+ * collection), so that a refused part records no patient. */
+static bool early_may(void *ctx, const struct dcm_file *head)
+{
+	struct dw *d = ctx;
+	struct stow *s = &d->st;
+	char cls[65], sop[65], study[65], series[65], coll[ACCESS_NAME_MAX + 1];
+
+	head_uids(d->r, s->target, head, cls, sop, study, series, coll);
+	return (s->study[0] == 0 || strcmp(study, s->study) == 0) && may_store(d->r, study, coll);
+}
+
+/* The early object: tried again each time the spool has doubled, up to
+ * STORE_EARLY_HEAD_MAX; a failure only means the part is stored at its end. */
+static void early_try(struct dw *d)
+{
+	struct stow *s = &d->st;
+	const uint8_t *head;
+	size_t n;
+	enum err rc;
+
+	if (!spool_peek(s->sp, &head, &n)) {
+		s->early_at = 0;
+		return;
+	}
+	rc = store_early_begin(d->r->srv->vault, head, n, early_may, d, &s->early);
+	s->early_at = rc == ERR_AGAIN && n < STORE_EARLY_HEAD_MAX ? 2 * n : 0;
+}
+
+static enum err p_data(void *ctx, const uint8_t *p, size_t n)
+{
+	struct dw *d = ctx;
+	struct stow *s = &d->st;
+	enum err rc;
+
+	if (s->reason != 0 || s->sp == NULL)
+		return ERR_OK;   /* a failed part is read to its end, not kept */
+	rc = spool_write(s->sp, p, n);
+	if (rc != ERR_OK) {
+		s->reason = FR_OUT_OF_RESOURCES;
+		s->why = rc == ERR_LIMIT ? "no space left for the temporary file" : "cannot write the temporary file";
+		return ERR_OK;
+	}
+	if (s->early != NULL) {
+		if (store_early_write(s->early, p, n) != ERR_OK) {
+			store_early_free(s->early);
+			s->early = NULL;
+		}
+	} else if (s->early_at != 0 && spool_size(s->sp) >= s->early_at) {
+		early_try(d);
+	}
 	return ERR_OK;
 }
 
@@ -356,20 +426,9 @@ static void store_part(struct dw *d, struct stow_job *j)
 	}
 	/* authorised for the study's collection: the stored one, or the one a
 	 * new study joins */
-	{
-		struct idx_study cur;
-		struct access_object ob;
-		pthread_mutex_lock(r->srv->ix_lock);
-		if (j->study[0] && v->ix->ops->study_get(v->ix, j->study, &cur) == ERR_OK)
-			snprintf(coll, sizeof coll, "%s", cur.collection);
-		pthread_mutex_unlock(r->srv->ix_lock);
-		ob.collection = coll;
-		ob.study_uid = j->study[0] ? j->study : NULL;
-		ob.patient = NULL;
-		if (http_access(r, ACCESS_ACT_STORE, &ob) != ACCESS_YES) {
-			job_failed(d, j, FR_NOT_AUTHORIZED, "not authorised to store into this collection");
-			return;
-		}
+	if (!may_store(r, j->study, coll)) {
+		job_failed(d, j, FR_NOT_AUTHORIZED, "not authorised to store into this collection");
+		return;
 	}
 	if (spool_src(j->sp, &src) != ERR_OK) {
 		job_failed(d, j, FR_OUT_OF_RESOURCES, "cannot reopen the spool");
@@ -378,7 +437,8 @@ static void store_part(struct dw *d, struct stow_job *j)
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance_hashed(v, &src, spool_sha256(j->sp), coll, &res, why, sizeof why);
+	rc = store_instance_early(v, &src, spool_sha256(j->sp), j->early, coll, &res, why, sizeof why);
+	j->early = NULL;   /* consumed */
 	if (rc == ERR_OK) {
 		pthread_mutex_lock(r->srv->ix_lock);
 		have_pa = dw_locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
@@ -463,6 +523,8 @@ static bool work_once(struct dw *d)
 	j->started = true;
 	pthread_mutex_unlock(&s->mu);
 	store_part(d, j);
+	store_early_free(j->early);   /* a part refused before its store */
+	j->early = NULL;
 	spool_free(j->sp);
 	j->sp = NULL;
 	slot_give(s);
@@ -559,6 +621,8 @@ static enum err p_begin(void *ctx, const struct mp_part *p)
 		s->reason = FR_OUT_OF_RESOURCES;
 		s->why = "cannot start the spool";
 	}
+	s->early = NULL;
+	s->early_at = 1;
 	return ERR_OK;
 }
 
@@ -583,6 +647,8 @@ static enum err p_end(void *ctx)
 	if (j->reason == 0) {
 		j->sp = s->sp;
 		s->sp = NULL;
+		j->early = s->early;
+		s->early = NULL;
 	}
 	spool_end(s);
 	slot_take(s);

@@ -122,6 +122,8 @@ void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_
 
 struct dimse_store {
 	struct spool *sp;          /* the data set as it arrives (spool.h) */
+	struct store_early *early; /* its object, encrypted as it arrives (store.h) */
+	size_t early_at;           /* try to start it once the spool holds this much; 0: not */
 	uint16_t status;           /* != 0: failed already; the rest is read and dropped */
 	const char *comment;
 };
@@ -132,6 +134,7 @@ static void store_free(struct dimse_store *st)
 {
 	if (st == NULL)
 		return;
+	store_early_free(st->early);
 	spool_free(st->sp);
 	free(st);
 }
@@ -231,15 +234,47 @@ static enum err store_begin(struct dimse_assoc *a, uint8_t pcid, const struct di
 	if (meta_build(&meta, c, ts, a->calling) != ERR_OK || spool_write(st->sp, meta.p, meta.len) != ERR_OK)
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
 	wbuf_fini(&meta);
+	st->early_at = 1;
 	return ERR_OK;
 }
 
-static void store_chunk(struct dimse_store *st, const uint8_t *p, size_t n)
+static bool early_may(void *ctx, const struct dcm_file *head);
+
+/* The early object (store.h): tried again each time the spool has doubled,
+ * up to STORE_EARLY_HEAD_MAX; any failure only means the store runs at the end. */
+static void early_try(struct dimse_assoc *a, struct dimse_store *st)
+{
+	const uint8_t *head;
+	size_t n;
+	enum err rc;
+
+	if (!spool_peek(st->sp, &head, &n)) {
+		st->early_at = 0;
+		return;
+	}
+	rc = store_early_begin(a->o->vault, head, n, early_may, a, &st->early);
+	if (rc == ERR_AGAIN && n < STORE_EARLY_HEAD_MAX)
+		st->early_at = 2 * n;
+	else
+		st->early_at = 0;
+}
+
+static void store_chunk(struct dimse_assoc *a, struct dimse_store *st, const uint8_t *p, size_t n)
 {
 	if (st->status != 0 || n == 0)
 		return;
-	if (spool_write(st->sp, p, n) != ERR_OK)
+	if (spool_write(st->sp, p, n) != ERR_OK) {
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
+		return;
+	}
+	if (st->early != NULL) {
+		if (store_early_write(st->early, p, n) != ERR_OK) {
+			store_early_free(st->early);
+			st->early = NULL;
+		}
+	} else if (st->early_at != 0 && spool_size(st->sp) >= st->early_at) {
+		early_try(a, st);
+	}
 }
 
 /* What the data set says, before it is stored: its UIDs, the patient's
@@ -251,12 +286,29 @@ struct peeked {
 	char coll[ACCESS_NAME_MAX + 1];
 };
 
+static void peek_ds(struct dimse_assoc *a, const struct dcm_ds *ds, struct peeked *pk)
+{
+	char id[256], issuer[256];
+
+	if (dcm_ds_get_cstr(ds, 0x00080018, pk->sop, sizeof pk->sop) != ERR_OK)
+		pk->sop[0] = 0;
+	if (dcm_ds_get_cstr(ds, 0x0020000D, pk->study, sizeof pk->study) != ERR_OK)
+		pk->study[0] = 0;
+	if (dcm_ds_get_cstr(ds, 0x0020000E, pk->series, sizeof pk->series) != ERR_OK)
+		pk->series[0] = 0;
+	if (dcm_ds_get_cstr(ds, 0x00100020, id, sizeof id) == ERR_OK) {
+		if (dcm_ds_get_cstr(ds, 0x00100021, issuer, sizeof issuer) != ERR_OK)
+			issuer[0] = 0;
+		pk->has_patient = store_patient_key(a->o->vault, id, issuer, pk->patient) == ERR_OK;
+	}
+	snprintf(pk->coll, sizeof pk->coll, "%s", access_collection_for(a->o->colls, ds, a->calling, a->peer->collection));
+}
+
 static enum err store_peek(struct dimse_assoc *a, struct src *src, struct peeked *pk)
 {
 	struct dcm_read_opts o;
 	struct dcm_errinfo ei;
 	struct dcm_file *f = NULL;
-	char id[256], issuer[256];
 	enum err rc;
 
 	memset(&o, 0, sizeof o);
@@ -264,21 +316,56 @@ static enum err store_peek(struct dimse_assoc *a, struct src *src, struct peeked
 	rc = dcm_file_read(src, &o, &f, &ei);
 	if (rc != ERR_OK)
 		return rc;
-	if (dcm_ds_get_cstr(&f->ds, 0x00080018, pk->sop, sizeof pk->sop) != ERR_OK)
-		pk->sop[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, pk->study, sizeof pk->study) != ERR_OK)
-		pk->study[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, pk->series, sizeof pk->series) != ERR_OK)
-		pk->series[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x00100020, id, sizeof id) == ERR_OK) {
-		if (dcm_ds_get_cstr(&f->ds, 0x00100021, issuer, sizeof issuer) != ERR_OK)
-			issuer[0] = 0;
-		pk->has_patient = store_patient_key(a->o->vault, id, issuer, pk->patient) == ERR_OK;
-	}
-	snprintf(pk->coll, sizeof pk->coll, "%s",
-	         access_collection_for(a->o->colls, &f->ds, a->calling, a->peer->collection));
+	peek_ds(a, &f->ds, pk);
 	dcm_file_free(f);
 	return ERR_OK;
+}
+
+/* Whether this association may store what pk describes: 0, or the status
+ * and comment of the refusal. */
+static uint16_t store_allowed(struct dimse_assoc *a, const struct peeked *pk, const char **comment)
+{
+	struct vault *v = a->o->vault;
+
+	/* with a user identity, the user's grants must allow it too */
+	if (a->as_user) {
+		enum err ue = dimse_user_load(a);
+		if (ue != ERR_OK || !dimse_user_may(a, ACCESS_ACT_STORE, pk->coll, pk->study[0] ? pk->study : NULL,
+		                                    pk->has_patient ? pk->patient : NULL)) {
+			*comment = ue == ERR_OK ? "User not authorised to store here" : "User identity no longer valid";
+			return DIMSE_NOT_AUTHORIZED;
+		}
+	}
+	/* a study already stored keeps its collection: the peer must be bound to it */
+	if (pk->study[0]) {
+		struct idx_study cur;
+		bool other = false;
+		pthread_mutex_lock(v->ix_lock);
+		if (v->ix->ops->study_get(v->ix, pk->study, &cur) == ERR_OK && strcmp(cur.collection, pk->coll) != 0)
+			other = true;
+		pthread_mutex_unlock(v->ix_lock);
+		if (other) {
+			*comment = "Study belongs to another collection";
+			return DIMSE_NOT_AUTHORIZED;
+		}
+	}
+	return 0;
+}
+
+/* store_early_begin's question, on the head of the data set */
+static bool early_may(void *ctx, const struct dcm_file *head)
+{
+	struct dimse_assoc *a = ctx;
+	struct peeked pk;
+	const char *comment = NULL;
+
+	/* not with a user identity: its check reads the token again and
+	 * audits a refusal, which the end of the store does once */
+	if (a->as_user)
+		return false;
+	memset(&pk, 0, sizeof pk);
+	peek_ds(a, &head->ds, &pk);
+	return strcmp(pk.sop, a->rq.sop_instance) == 0 && store_allowed(a, &pk, &comment) == 0;
 }
 
 static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *existed)
@@ -289,6 +376,8 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	struct store_result res;
 	struct peeked pk;
 	struct src src;
+	const char *refusal = NULL;
+	uint16_t refused;
 	char why[256] = "";
 	enum err rc;
 
@@ -318,35 +407,18 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 		store_fail(st, DIMSE_ERR_DATASET, "SOP Instance UID differs from the command's");
 		goto fail;
 	}
-	/* with a user identity, the user's grants must allow it too */
-	if (a->as_user) {
-		enum err ue = dimse_user_load(a);
-		if (ue != ERR_OK || !dimse_user_may(a, ACCESS_ACT_STORE, pk.coll, pk.study[0] ? pk.study : NULL,
-		                                    pk.has_patient ? pk.patient : NULL)) {
-			store_fail(st, DIMSE_NOT_AUTHORIZED,
-			           ue == ERR_OK ? "User not authorised to store here" : "User identity no longer valid");
-			goto fail;
-		}
-	}
-	/* a study already stored keeps its collection: the peer must be bound to it */
-	if (pk.study[0]) {
-		struct idx_study cur;
-		bool other = false;
-		pthread_mutex_lock(v->ix_lock);
-		if (v->ix->ops->study_get(v->ix, pk.study, &cur) == ERR_OK && strcmp(cur.collection, pk.coll) != 0)
-			other = true;
-		pthread_mutex_unlock(v->ix_lock);
-		if (other) {
-			store_fail(st, DIMSE_NOT_AUTHORIZED, "Study belongs to another collection");
-			goto fail;
-		}
+	refused = store_allowed(a, &pk, &refusal);
+	if (refused != 0) {
+		store_fail(st, refused, refusal);
+		goto fail;
 	}
 	if (spool_src(st->sp, &src) != ERR_OK) {
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot reopen the spool");
 		goto fail;
 	}
 	memset(&res, 0, sizeof res);
-	rc = store_instance_hashed(v, &src, spool_sha256(st->sp), pk.coll, &res, why, sizeof why);
+	rc = store_instance_early(v, &src, spool_sha256(st->sp), st->early, pk.coll, &res, why, sizeof why);
+	st->early = NULL;   /* consumed */
 	src_close(&src);
 	if (rc != ERR_OK) {
 		switch (rc) {
@@ -447,7 +519,7 @@ enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, s
 	if (!a->in_data || pcid != a->data_pcid)
 		return ERR_PARSE;   /* a data set no command announced */
 	if (a->st != NULL)
-		store_chunk(a->st, p, n);
+		store_chunk(a, a->st, p, n);
 	else if (a->fq != NULL)
 		dimse_find_chunk(a, p, n);
 	if (!last)

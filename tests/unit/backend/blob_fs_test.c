@@ -134,8 +134,6 @@ TEST(abort_leaves_nothing)
 		return;
 	CHECK(s->ops->put_begin(s, key, &w) == ERR_OK);
 	CHECK(s->ops->put_write(w, "partial", 7) == ERR_OK);
-	/* not visible before commit */
-	CHECK(s->ops->get(s, key, &src) == ERR_NOTFOUND);
 	s->ops->put_abort(w);
 	CHECK(s->ops->get(s, key, &src) == ERR_NOTFOUND);
 	snprintf(path, sizeof path, "%s/aa/aa", dir);
@@ -143,6 +141,52 @@ TEST(abort_leaves_nothing)
 	snprintf(path, sizeof path, "%s/.pending", dir);
 	CHECK_EQ_INT(count_entries(path), 0);
 	s->ops->put_abort(NULL);
+	s->ops->close(s);
+	rm_rf(dir);
+}
+
+/* A put whose name was linked during the writes (once the .pending fsync
+ * was done), then aborted: neither name is left. */
+TEST(abort_after_early_link)
+{
+	struct blob_store *s = open_store();
+	struct blob_writer *w = NULL;
+	struct src src;
+	char path[512];
+	const char *key = "abcdabcdabcdabcdabcdabcdabcdabcd";
+	int i;
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	snprintf(path, sizeof path, "%s/ab/cd/%s", dir, key);
+	CHECK(s->ops->put_begin(s, key, &w) == ERR_OK);
+	for (i = 0; i < 2000 && access(path, F_OK) != 0; i++) {
+		CHECK(s->ops->put_write(w, "x", 1) == ERR_OK);
+		usleep(1000);
+	}
+	CHECK(access(path, F_OK) == 0);   /* linked before commit */
+	s->ops->put_abort(w);
+	CHECK(access(path, F_OK) != 0);
+	CHECK(s->ops->get(s, key, &src) == ERR_NOTFOUND);
+	snprintf(path, sizeof path, "%s/.pending", dir);
+	CHECK_EQ_INT(count_entries(path), 0);
+	/* the same once linked, then committed: complete */
+	CHECK(s->ops->put_begin(s, key, &w) == ERR_OK);
+	snprintf(path, sizeof path, "%s/ab/cd/%s", dir, key);
+	for (i = 0; i < 2000 && access(path, F_OK) != 0; i++) {
+		CHECK(s->ops->put_write(w, "y", 1) == ERR_OK);
+		usleep(1000);
+	}
+	CHECK(s->ops->put_write(w, "end", 3) == ERR_OK);
+	CHECK(s->ops->put_commit(w) == ERR_OK);
+	CHECK(s->ops->get(s, key, &src) == ERR_OK);
+	{
+		uint8_t buf[4] = { 0 };
+		CHECK(src.size == i + 3);   /* i times "y", then "end" */
+		CHECK(src.read_at != NULL && src.read_at(src.ctx, (uint64_t)i, buf, 3) == ERR_OK && memcmp(buf, "end", 3) == 0);
+		src_close(&src);
+	}
 	s->ops->close(s);
 	rm_rf(dir);
 }
@@ -344,6 +388,7 @@ int main(void)
 	RUN(keys);
 	RUN(put_get_delete);
 	RUN(abort_leaves_nothing);
+	RUN(abort_after_early_link);
 	RUN(sink_and_large);
 	RUN(recover_after_crash);
 	RUN(fanout_directories);

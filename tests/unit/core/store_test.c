@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include "test.h"
 #include "dicomvault/blob.h"
+#include "dicomvault/crypto.h"
+#include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
@@ -290,6 +292,222 @@ TEST(concurrent_stores)
 	free(orig);
 }
 
+
+/* ---- the early object (store.h): encrypted while it is received ---- */
+
+static size_t pixel_off(const uint8_t *b, size_t n)
+{
+	static const uint8_t tag[4] = { 0xE0, 0x7F, 0x10, 0x00 };
+	const uint8_t *q = memmem(b, n, tag, sizeof tag);
+	return q ? (size_t)(q - b) : 0;
+}
+
+static void sha_of(const uint8_t *p, size_t n, uint8_t out[32])
+{
+	struct sha256 *h = NULL;
+	if (sha256_new(&h) != ERR_OK) {
+		memset(out, 0, 32);
+		return;
+	}
+	sha256_update(h, p, n);
+	sha256_final(h, out);
+}
+
+/* Entries left in objects/.pending (a store that ended leaves none). */
+static int pending_count(void)
+{
+	char p[800];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(p, sizeof p, "%s/objects/.pending", dir);
+	d = opendir(p);
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* CT_small with the next to last digit of its SOP Instance UID (in the
+ * meta and the data set) set to d: a new instance of the same patient
+ * (concurrent_stores uses the last digit). */
+static uint8_t *ct_variant(char d, size_t *n)
+{
+	static const char uid[] = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322";
+	uint8_t *b = NULL, *q;
+	size_t off = 0;
+
+	if (file_read_all(PYD "CT_small.dcm", 1 << 20, &b, n) != ERR_OK)
+		return NULL;
+	while ((q = memmem(b + off, *n - off, uid, sizeof uid - 1)) != NULL) {
+		q[sizeof uid - 3] = (uint8_t)d;
+		off = (size_t)(q - b) + 1;
+	}
+	return b;
+}
+
+/* Every occurrence of from in b, replaced by to (the same length). */
+static int subst(uint8_t *b, size_t n, const char *from, const char *to)
+{
+	size_t k = strlen(from), off = 0;
+	uint8_t *q;
+	int count = 0;
+
+	while (off < n && (q = memmem(b + off, n - off, from, k)) != NULL) {
+		memcpy(q, to, k);
+		off = (size_t)(q - b) + k;
+		count++;
+	}
+	return count;
+}
+
+static enum err early_store(const uint8_t *b, size_t n, size_t head, size_t step, const uint8_t *whole,
+                            size_t wn, struct store_result *res, char *why, size_t cap)
+{
+	struct store_early *e = NULL;
+	struct src s;
+	struct src_mem m;
+	uint8_t sha[32];
+	size_t off = head;
+	enum err rc = store_early_begin(v, b, head, NULL, NULL, &e);
+
+	if (rc != ERR_OK)
+		return rc;
+	while (off < n) {
+		size_t k = n - off < step ? n - off : step;
+		if (store_early_write(e, b + off, k) != ERR_OK)
+			break;
+		off += k;
+	}
+	sha_of(whole, wn, sha);
+	src_mem_init(&s, &m, whole, wn);
+	return store_instance_early(v, &s, sha, e, "default", res, why, cap);
+}
+
+static bool retrieves_as(const char *sop, const uint8_t *b, size_t n)
+{
+	struct wbuf w;
+	struct sink k;
+	char why[256];
+	bool same;
+
+	wbuf_init(&w, 64 << 20);
+	sink_wbuf(&k, &w);
+	same = retrieve_instance(v, sop, &k, why, sizeof why) == ERR_OK && w.len == n && memcmp(w.p, b, n) == 0;
+	wbuf_fini(&w);
+	return same;
+}
+
+TEST(early_object)
+{
+	struct store_early *e = NULL;
+	struct store_result res;
+	char why[256];
+	size_t n = 0, px;
+	uint8_t *b = ct_variant('7', &n);
+
+	CHECK(b != NULL);
+	if (b == NULL)
+		return;
+	px = pixel_off(b, n);
+	CHECK(px > 200);
+	/* not yet: no pixel data tag, or cut inside an element */
+	CHECK(store_early_begin(v, b, 200, NULL, NULL, &e) == ERR_AGAIN && e == NULL);
+	CHECK(store_early_begin(v, b, px - 1, NULL, NULL, &e) == ERR_AGAIN && e == NULL);
+	/* from the tag on, fed in small pieces: stored, byte for byte */
+	CHECK(store_early_begin(v, b, px + 11, NULL, NULL, &e) == ERR_AGAIN && e == NULL);
+	CHECK(early_store(b, n, px + 12, 1000, b, n, &res, why, sizeof why) == ERR_OK);
+	CHECK(!res.existed);
+	CHECK(retrieves_as(res.sop_uid, b, n));
+	CHECK_EQ_INT(pending_count(), 0);
+	/* the same instance again: not early (compared at the end), existed */
+	CHECK(store_early_begin(v, b, px + 12, NULL, NULL, &e) == ERR_UNSUPPORTED && e == NULL);
+	CHECK(store_instance_early(v, &(struct src){ 0 }, NULL, NULL, "default", &res, why, sizeof why) != ERR_OK);
+	free(b);
+}
+
+static bool deny(void *ctx, const struct dcm_file *head)
+{
+	char *sop = ctx;
+	/* the head as parsed: its SOP Instance UID is there */
+	if (dcm_ds_get_cstr(&head->ds, 0x00080018, sop, 65) != ERR_OK)
+		sop[0] = 0;
+	return false;
+}
+
+TEST(early_object_discarded)
+{
+	char seen[65] = "";
+	struct store_early *e = NULL;
+	struct store_result res;
+	char why[256];
+	size_t n = 0, px;
+	uint8_t *b = ct_variant('6', &n);
+
+	CHECK(b != NULL);
+	if (b == NULL)
+		return;
+	px = pixel_off(b, n);
+	/* refused by the caller's check: not begun, nothing pending */
+	CHECK(store_early_begin(v, b, px + 12, deny, seen, &e) == ERR_DENIED && e == NULL);
+	CHECK(strcmp(seen, "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12362") == 0);
+	CHECK_EQ_INT(pending_count(), 0);
+	/* begun, fed, then dropped (the sender aborted, a check refused it) */
+	CHECK(store_early_begin(v, b, px + 12, NULL, NULL, &e) == ERR_OK && e != NULL);
+	CHECK(store_early_write(e, b + px + 12, n - px - 12) == ERR_OK);
+	CHECK_EQ_INT(pending_count(), 1);
+	store_early_free(e);
+	CHECK_EQ_INT(pending_count(), 0);
+	CHECK(retrieve_instance(v, "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12362", NULL, why, sizeof why) ==
+	      ERR_NOTFOUND);
+	store_early_free(NULL);
+	free(b);
+	(void)res;
+}
+
+TEST(early_object_mismatch)
+{
+	struct store_result res;
+	char why[256];
+	size_t n = 0, n2 = 0, px;
+	uint8_t *b = ct_variant('5', &n), *other = ct_variant('5', &n2);
+
+	CHECK(b != NULL && other != NULL && n == n2);
+	if (b == NULL || other == NULL || n != n2) {
+		free(b);
+		free(other);
+		return;
+	}
+	px = pixel_off(b, n);
+	/* the whole data set names another patient than its head did (the
+	 * same length; in a study and series of its own): the early object
+	 * is dropped, the whole stored */
+	CHECK(subst(other, n2, "1CT1", "2CT1") >= 1);
+	CHECK(subst(other, n2, "5962.1.2.1.20040119072730", "5962.1.2.1.20040119072731") == 1);
+	CHECK(subst(other, n2, "5962.1.3.1.1.20040119072730", "5962.1.3.1.1.20040119072731") == 1);
+	CHECK(early_store(b, n, px + 12, 4096, other, n2, &res, why, sizeof why) == ERR_OK);
+	CHECK(!res.existed);
+	CHECK(retrieves_as(res.sop_uid, other, n2));
+	CHECK_EQ_INT(pending_count(), 0);
+	/* fewer bytes than the whole (a piece lost): the same */
+	free(b);
+	b = ct_variant('4', &n);
+	free(other);
+	other = ct_variant('4', &n2);
+	CHECK(b != NULL && other != NULL);
+	if (b != NULL && other != NULL) {
+		CHECK(early_store(b, n - 2, px + 12, 4096, other, n2, &res, why, sizeof why) == ERR_OK);
+		CHECK(retrieves_as(res.sop_uid, other, n2));
+	}
+	CHECK_EQ_INT(pending_count(), 0);
+	free(b);
+	free(other);
+}
+
 int main(void)
 {
 	struct vault_init_opts o;
@@ -318,6 +536,9 @@ int main(void)
 	RUN(concurrent_stores);
 	RUN(no_phi_on_disk);
 	RUN(tampered_object_fails);
+	RUN(early_object);
+	RUN(early_object_discarded);
+	RUN(early_object_mismatch);
 	vault_close(v);
 	rm_rf(base);
 	rc = TEST_DONE();
