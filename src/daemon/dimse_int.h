@@ -40,6 +40,10 @@ struct dimse_assoc {
 	bool failed;                   /* a local error: close */
 	uint8_t *rx;                   /* bytes read, rx_off of rx_n fed to the UL so far */
 	size_t rx_n, rx_off;
+	/* TLS: the socket read ahead (dimse_srv.c, tls_pull), rb_off of rb_n
+	 * handed to GnuTLS so far */
+	uint8_t *rb;
+	size_t rb_n, rb_off;
 	/* the command whose data set is being received */
 	bool in_data;
 	uint8_t data_pcid;

@@ -214,6 +214,71 @@ enum err dimse_assoc_send_cmd(struct dimse_assoc *a, uint8_t pcid, const struct 
 
 static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n);
 
+/* TLS reads the socket through a read-ahead buffer of RB_CAP bytes: one
+ * recv() brings several records (a C-STORE's P-DATA arrives in 16 KiB
+ * records, which GnuTLS would otherwise read with two recv() each, and
+ * the loop below would poll() before each). */
+#define RB_CAP (256u * 1024)
+
+static ssize_t tls_pull(gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+	struct dimse_assoc *a = ptr;
+	size_t m;
+
+	if (a->rb_off >= a->rb_n) {
+		ssize_t k;
+		if (a->rb == NULL && (a->rb = malloc(RB_CAP)) == NULL) {
+			gnutls_transport_set_errno(a->tls, ENOMEM);
+			return -1;
+		}
+		do
+			k = recv(a->fd, a->rb, RB_CAP, 0);
+		while (k < 0 && errno == EINTR);
+		if (k <= 0) {
+			if (k < 0)
+				gnutls_transport_set_errno(a->tls, errno);
+			return k;
+		}
+		a->rb_n = (size_t)k;
+		a->rb_off = 0;
+	}
+	m = a->rb_n - a->rb_off < len ? a->rb_n - a->rb_off : len;
+	memcpy(data, a->rb + a->rb_off, m);
+	a->rb_off += m;
+	return (ssize_t)m;
+}
+
+/* GnuTLS's wait (handshake and record timeouts): read-ahead bytes are
+ * ready at once. */
+static int tls_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms)
+{
+	struct dimse_assoc *a = ptr;
+	struct pollfd pf = { a->fd, POLLIN, 0 };
+	int pr;
+
+	if (a->rb_off < a->rb_n)
+		return 1;
+	do
+		pr = poll(&pf, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+	while (pr < 0 && errno == EINTR);
+	return pr;
+}
+
+static void tls_transport(struct dimse_assoc *a)
+{
+	gnutls_transport_set_int(a->tls, a->fd);   /* the push side */
+	gnutls_transport_set_pull_function(a->tls, tls_pull);
+	gnutls_transport_set_pull_timeout_function(a->tls, tls_pull_timeout);
+	gnutls_transport_set_ptr2(a->tls, a, (gnutls_transport_ptr_t)(intptr_t)a->fd);
+}
+
+/* Received bytes waiting in TLS or in the read-ahead: no poll() needed. */
+static bool rx_buffered(struct dimse_assoc *a)
+{
+	return a->tls != NULL && (a->rb_off < a->rb_n || gnutls_record_check_pending(a->tls) > 0);
+}
+
+
 /* dimse_assoc_poll (wait_ms 0) and dimse_assoc_wait (the idle timeout). */
 static enum err assoc_read(struct dimse_assoc *a, int wait_ms,
                            void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
@@ -229,7 +294,7 @@ static enum err assoc_read(struct dimse_assoc *a, int wait_ms,
 	/* first what was read with the request but not yet fed (a C-CANCEL
 	 * sent right behind its C-FIND), then the socket, without waiting */
 	if (a->rx_off >= a->rx_n) {
-		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
+		if (!rx_buffered(a)) {
 			do
 				pr = poll(&pf, 1, wait_ms);
 			while (pr < 0 && errno == EINTR);
@@ -562,7 +627,7 @@ static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n)
 				 * from a server we connected to) was consumed, no data
 				 * yet: wait for it */
 				struct pollfd pf = { a->fd, POLLIN, 0 };
-				if (gnutls_record_check_pending(a->tls) > 0 || poll(&pf, 1, (int)idle_ms) > 0)
+				if (rx_buffered(a) || poll(&pf, 1, (int)idle_ms) > 0)
 					continue;
 			}
 			break;
@@ -611,7 +676,7 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 			artim_at = -1;
 		}
 		deadline = artim_at >= 0 ? artim_at : idle_at;
-		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
+		if (!rx_buffered(a)) {
 			int wait = deadline > t ? (int)(deadline - t) : 0;
 			pr = poll(&pf, 1, wait);
 			if (pr < 0 && errno == EINTR)
@@ -770,7 +835,7 @@ static void out_read_until(struct dimse_assoc *a, enum ul_state while_in, unsign
 		int pr = 1;
 		if (t >= end)
 			break;
-		if (a->tls == NULL || gnutls_record_check_pending(a->tls) == 0) {
+		if (!rx_buffered(a)) {
 			pr = poll(&pf, 1, (int)(end - t));
 			if (pr < 0 && errno == EINTR)
 				continue;
@@ -855,7 +920,7 @@ enum err dimse_srv_connect(struct dimse_srv *s, const struct peer *dest, bool pl
 		snprintf(why, whylen, "cannot start TLS");
 		goto fail;
 	}
-	gnutls_transport_set_int(a->tls, a->fd);
+	tls_transport(a);
 	gnutls_handshake_set_timeout(a->tls, artim_ms);
 	do
 		r = gnutls_handshake(a->tls);
@@ -919,6 +984,7 @@ void dimse_assoc_close(struct dimse_assoc *a)
 	if (a->fd >= 0)
 		close(a->fd);
 	free(a->rx);
+	free(a->rb);
 	free(a);
 }
 
@@ -939,7 +1005,7 @@ static bool handshake(struct dimse_srv *s, struct dimse_assoc *a, const char **w
 		return false;
 	}
 	gnutls_certificate_server_set_request(a->tls, GNUTLS_CERT_REQUIRE);
-	gnutls_transport_set_int(a->tls, a->fd);
+	tls_transport(a);
 	gnutls_handshake_set_timeout(a->tls, s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u);
 	do
 		r = gnutls_handshake(a->tls);
@@ -990,6 +1056,7 @@ static void *conn_main(void *arg)
 			gnutls_bye(a->tls, GNUTLS_SHUT_WR);
 			gnutls_deinit(a->tls);
 		}
+		free(a->rb);
 		free(a);
 	}
 	pthread_mutex_lock(&s->mu);
