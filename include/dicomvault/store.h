@@ -57,6 +57,19 @@ WUR enum err store_early_begin(struct vault *v, const uint8_t *head, size_t n, s
 /* The next bytes, in order. An error leaves the early object unusable:
  * free it (the store then runs as usual). */
 WUR enum err store_early_write(struct store_early *e, const void *p, size_t n);
+/* What a receiver keeps for it (zeroed at the start of each data set). */
+struct store_early_rx {
+	struct store_early *e;   /* started, or NULL */
+	size_t next;             /* try again once the spool holds this much */
+	bool off;                /* not for this data set (any more) */
+};
+struct spool;
+/* Called after each spool_write(sp, p, n) of a data set: the bytes go
+ * into its early object, or one is tried (store_early_begin over what the
+ * spool holds, each time it has doubled, up to STORE_EARLY_HEAD_MAX). A
+ * failure only means the store runs as usual at the end. */
+void store_early_feed(struct vault *v, struct spool *sp, const void *p, size_t n, store_may_fn may, void *ctx,
+                      struct store_early_rx *rx);
 /* Discards an early object that is not stored (takes NULL). */
 void store_early_free(struct store_early *e);
 /* store_instance_hashed for bytes an early object has (every one, in

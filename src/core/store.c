@@ -13,6 +13,7 @@
 #include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
+#include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "store_int.h"
@@ -771,6 +772,34 @@ enum err store_early_write(struct store_early *e, const void *p, size_t n)
 	if (e->err == ERR_OK)
 		e->size += n;
 	return e->err;
+}
+
+void store_early_feed(struct vault *v, struct spool *sp, const void *p, size_t n, store_may_fn may, void *ctx,
+                      struct store_early_rx *rx)
+{
+	const uint8_t *head;
+	size_t have;
+	enum err rc;
+
+	if (rx->e != NULL) {
+		if (store_early_write(rx->e, p, n) != ERR_OK) {
+			store_early_free(rx->e);
+			rx->e = NULL;
+			rx->off = true;
+		}
+		return;
+	}
+	if (rx->off || spool_size(sp) < rx->next)
+		return;
+	if (!spool_peek(sp, &head, &have)) {
+		rx->off = true;
+		return;
+	}
+	rc = store_early_begin(v, head, have, may, ctx, &rx->e);
+	if (rc == ERR_AGAIN && have < STORE_EARLY_HEAD_MAX)
+		rx->next = 2 * have;
+	else if (rc != ERR_OK)
+		rx->off = true;
 }
 
 /* Whether e holds exactly in, keyed as the whole data set c->f says. */

@@ -65,8 +65,7 @@ struct stow {
 	 * encrypted under a key of its own that lives only in memory, SPEC 6:
 	 * nothing plain on disk) */
 	struct spool *sp;
-	struct store_early *early; /* its object, encrypted as it arrives (store.h) */
-	size_t early_at;           /* try to start it once the spool holds this much; 0: not */
+	struct store_early_rx early; /* its object, encrypted as it arrives (store.h) */
 	uint16_t reason;           /* 0: so far so good */
 	const char *why;           /* for the log */
 	/* parts received, stored by workers while the next part arrives
@@ -270,8 +269,8 @@ static void job_answer(struct dw *d, const struct stow_job *j)
 /* Forgets the part being received: its memory, or its file and key. */
 static void spool_end(struct stow *s)
 {
-	store_early_free(s->early);
-	s->early = NULL;
+	store_early_free(s->early.e);
+	memset(&s->early, 0, sizeof s->early);
 	spool_free(s->sp);
 	s->sp = NULL;
 }
@@ -345,23 +344,6 @@ static bool early_may(void *ctx, const struct dcm_file *head)
 	return (s->study[0] == 0 || strcmp(study, s->study) == 0) && may_store(d->r, study, coll);
 }
 
-/* The early object: tried again each time the spool has doubled, up to
- * STORE_EARLY_HEAD_MAX; a failure only means the part is stored at its end. */
-static void early_try(struct dw *d)
-{
-	struct stow *s = &d->st;
-	const uint8_t *head;
-	size_t n;
-	enum err rc;
-
-	if (!spool_peek(s->sp, &head, &n)) {
-		s->early_at = 0;
-		return;
-	}
-	rc = store_early_begin(d->r->srv->vault, head, n, early_may, d, &s->early);
-	s->early_at = rc == ERR_AGAIN && n < STORE_EARLY_HEAD_MAX ? 2 * n : 0;
-}
-
 static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 {
 	struct dw *d = ctx;
@@ -376,14 +358,7 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 		s->why = rc == ERR_LIMIT ? "no space left for the temporary file" : "cannot write the temporary file";
 		return ERR_OK;
 	}
-	if (s->early != NULL) {
-		if (store_early_write(s->early, p, n) != ERR_OK) {
-			store_early_free(s->early);
-			s->early = NULL;
-		}
-	} else if (s->early_at != 0 && spool_size(s->sp) >= s->early_at) {
-		early_try(d);
-	}
+	store_early_feed(d->r->srv->vault, s->sp, p, n, early_may, d, &s->early);
 	return ERR_OK;
 }
 
@@ -621,8 +596,7 @@ static enum err p_begin(void *ctx, const struct mp_part *p)
 		s->reason = FR_OUT_OF_RESOURCES;
 		s->why = "cannot start the spool";
 	}
-	s->early = NULL;
-	s->early_at = 1;
+	memset(&s->early, 0, sizeof s->early);
 	return ERR_OK;
 }
 
@@ -647,8 +621,8 @@ static enum err p_end(void *ctx)
 	if (j->reason == 0) {
 		j->sp = s->sp;
 		s->sp = NULL;
-		j->early = s->early;
-		s->early = NULL;
+		j->early = s->early.e;
+		s->early.e = NULL;
 	}
 	spool_end(s);
 	slot_take(s);

@@ -122,8 +122,7 @@ void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_
 
 struct dimse_store {
 	struct spool *sp;          /* the data set as it arrives (spool.h) */
-	struct store_early *early; /* its object, encrypted as it arrives (store.h) */
-	size_t early_at;           /* try to start it once the spool holds this much; 0: not */
+	struct store_early_rx early; /* its object, encrypted as it arrives (store.h) */
 	uint16_t status;           /* != 0: failed already; the rest is read and dropped */
 	const char *comment;
 };
@@ -134,7 +133,7 @@ static void store_free(struct dimse_store *st)
 {
 	if (st == NULL)
 		return;
-	store_early_free(st->early);
+	store_early_free(st->early.e);
 	spool_free(st->sp);
 	free(st);
 }
@@ -234,30 +233,10 @@ static enum err store_begin(struct dimse_assoc *a, uint8_t pcid, const struct di
 	if (meta_build(&meta, c, ts, a->calling) != ERR_OK || spool_write(st->sp, meta.p, meta.len) != ERR_OK)
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
 	wbuf_fini(&meta);
-	st->early_at = 1;
 	return ERR_OK;
 }
 
 static bool early_may(void *ctx, const struct dcm_file *head);
-
-/* The early object (store.h): tried again each time the spool has doubled,
- * up to STORE_EARLY_HEAD_MAX; any failure only means the store runs at the end. */
-static void early_try(struct dimse_assoc *a, struct dimse_store *st)
-{
-	const uint8_t *head;
-	size_t n;
-	enum err rc;
-
-	if (!spool_peek(st->sp, &head, &n)) {
-		st->early_at = 0;
-		return;
-	}
-	rc = store_early_begin(a->o->vault, head, n, early_may, a, &st->early);
-	if (rc == ERR_AGAIN && n < STORE_EARLY_HEAD_MAX)
-		st->early_at = 2 * n;
-	else
-		st->early_at = 0;
-}
 
 static void store_chunk(struct dimse_assoc *a, struct dimse_store *st, const uint8_t *p, size_t n)
 {
@@ -267,14 +246,7 @@ static void store_chunk(struct dimse_assoc *a, struct dimse_store *st, const uin
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot write the spool");
 		return;
 	}
-	if (st->early != NULL) {
-		if (store_early_write(st->early, p, n) != ERR_OK) {
-			store_early_free(st->early);
-			st->early = NULL;
-		}
-	} else if (st->early_at != 0 && spool_size(st->sp) >= st->early_at) {
-		early_try(a, st);
-	}
+	store_early_feed(a->o->vault, st->sp, p, n, early_may, a, &st->early);
 }
 
 /* What the data set says, before it is stored: its UIDs, the patient's
@@ -417,8 +389,8 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 		goto fail;
 	}
 	memset(&res, 0, sizeof res);
-	rc = store_instance_early(v, &src, spool_sha256(st->sp), st->early, pk.coll, &res, why, sizeof why);
-	st->early = NULL;   /* consumed */
+	rc = store_instance_early(v, &src, spool_sha256(st->sp), st->early.e, pk.coll, &res, why, sizeof why);
+	st->early.e = NULL;   /* consumed */
 	src_close(&src);
 	if (rc != ERR_OK) {
 		switch (rc) {

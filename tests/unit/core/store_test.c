@@ -402,19 +402,30 @@ static bool retrieves_as(const char *sop, const uint8_t *b, size_t n)
 	return same;
 }
 
+/* A variant (ct_variant) and where its Pixel Data tag is. */
+static uint8_t *early_input(char d, size_t *n, size_t *px)
+{
+	uint8_t *b = ct_variant(d, n);
+
+	CHECK(b != NULL);
+	*px = b != NULL ? pixel_off(b, *n) : 0;
+	CHECK(*px > 200);
+	if (*px > 200)
+		return b;
+	free(b);
+	return NULL;
+}
+
 TEST(early_object)
 {
 	struct store_early *e = NULL;
 	struct store_result res;
 	char why[256];
-	size_t n = 0, px;
-	uint8_t *b = ct_variant('7', &n);
+	size_t n = 0, px = 0;
+	uint8_t *b = early_input('7', &n, &px);
 
-	CHECK(b != NULL);
 	if (b == NULL)
 		return;
-	px = pixel_off(b, n);
-	CHECK(px > 200);
 	/* not yet: no pixel data tag, or cut inside an element */
 	CHECK(store_early_begin(v, b, 200, NULL, NULL, &e) == ERR_AGAIN && e == NULL);
 	CHECK(store_early_begin(v, b, px - 1, NULL, NULL, &e) == ERR_AGAIN && e == NULL);
@@ -443,15 +454,12 @@ TEST(early_object_discarded)
 {
 	char seen[65] = "";
 	struct store_early *e = NULL;
-	struct store_result res;
 	char why[256];
-	size_t n = 0, px;
-	uint8_t *b = ct_variant('6', &n);
+	size_t n = 0, px = 0;
+	uint8_t *b = early_input('6', &n, &px);
 
-	CHECK(b != NULL);
 	if (b == NULL)
 		return;
-	px = pixel_off(b, n);
 	/* refused by the caller's check: not begun, nothing pending */
 	CHECK(store_early_begin(v, b, px + 12, deny, seen, &e) == ERR_DENIED && e == NULL);
 	CHECK(strcmp(seen, "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12362") == 0);
@@ -466,7 +474,6 @@ TEST(early_object_discarded)
 	      ERR_NOTFOUND);
 	store_early_free(NULL);
 	free(b);
-	(void)res;
 }
 
 TEST(early_object_mismatch)
