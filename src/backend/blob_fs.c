@@ -95,8 +95,6 @@ struct blob_writer {
 	char tmp[PATH_CAP];       /* DIR/.pending/<key> until committed */
 	char final[PATH_CAP];
 	char subdir[PATH_CAP];
-	uint64_t off;             /* bytes written */
-	uint64_t kicked;          /* bytes whose write-back was started */
 	/* linked early: once the pending fsync is done, put_write links the
 	 * final name and queues the fsync of its directory (djob on dfd), so
 	 * that it runs while the rest is written instead of after the last
@@ -108,12 +106,6 @@ struct blob_writer {
 	struct sync_job djob;
 	enum err err;
 };
-
-/* put_write starts the write-back of every WB_KICK bytes written
- * (sync_file_range, no wait), so that the fsync of put_commit finds most of
- * the data on its way to the device already instead of writing it all
- * after the last byte. Only a head start: durability is still the fsync's. */
-#define WB_KICK (128u * 1024u)
 
 bool blob_key_valid(const char *key)
 {
@@ -458,12 +450,6 @@ static enum err fs_put_write(struct blob_writer *w, const void *p, size_t n)
 		}
 		b += r;
 		n -= (size_t)r;
-		w->off += (uint64_t)r;
-	}
-	if (w->off - w->kicked >= WB_KICK) {
-		/* errors are the fsync's to report */
-		(void)sync_file_range(w->fd, (off64_t)w->kicked, (off64_t)(w->off - w->kicked), SYNC_FILE_RANGE_WRITE);
-		w->kicked = w->off;
 	}
 	if (!w->linked && w->pjob_sent && __atomic_load_n(&w->pjob.done, __ATOMIC_ACQUIRE))
 		link_early(w);
