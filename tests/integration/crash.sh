@@ -65,60 +65,29 @@ acks() { if [ -f "$T/c/log" ]; then grep -c "^ack " "$T/c/log"; else echo 0; fi;
 # verify: every acknowledged instance and every index row, over WADO-RS,
 # and the object store against the index
 verify() {
-	"$PY" - "$U" "$T/v/keys/tls.crt" "$TOK" "$T/c" "$T/v" <<'EOF'
-import http.client, os, re, sqlite3, ssl, sys
-url, cafile, token, cdir, vault = sys.argv[1:]
+	"$PY" - "$U" "$T/v/keys/tls.crt" "$TOK" "$T/c" "$T/v" "$HERE/lib" <<'EOF'
+import os, sys
+url, cafile, token, cdir, vault, lib = sys.argv[1:]
+sys.path.insert(0, lib)
+import vault_state
 host, port = url.split("//", 1)[1].rsplit(":", 1)
-ctx = ssl.create_default_context(cafile=cafile)
-ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+wado = vault_state.Wado(host, port, cafile, token)
 acked, sent = {}, {}
 for line in open(os.path.join(cdir, "log")):
     kind, sop, st, se = line.split()
     (acked if kind == "ack" else sent)[sop] = (st, se)
-db = sqlite3.connect("file:%s/index.db?mode=ro" % vault, uri=True)
-rows = db.execute("select i.uid, s.uid, t.uid, i.object_key from instances i join series s on s.id = i.series_id"
-                  " join studies t on t.id = s.study_id").fetchall()
-indexed = {r[0]: (r[2], r[1], r[3]) for r in rows}
+indexed = vault_state.indexed(vault)
 bad = []
-def wado(sop, st, se):
-    conn.request("GET", "/dicom-web/studies/%s/series/%s/instances/%s" % (st, se, sop),
-                 headers={"Authorization": "Bearer " + token})
-    r = conn.getresponse()
-    body = r.read()
-    if r.status != 200:
-        return None
-    b = re.search(r'boundary="?([^";]+)', r.getheader("Content-Type")).group(1).encode()
-    parts = body.split(b"--" + b)
-    head, data = parts[1].split(b"\r\n\r\n", 1)
-    return data[:-2]
-for sop, (st, se) in acked.items():
+for sop in acked:
     if sop not in indexed:
         bad.append("acknowledged %s not in the index" % sop)
-        continue
 for sop, (st, se, key) in indexed.items():
     want = open(os.path.join(cdir, "files", sop + ".dcm"), "rb").read() if sop in sent else None
-    got = wado(sop, st, se)
+    got = wado.get(sop, st, se)
     if want is None or got != want:
         bad.append("%s (%s): %s" % (sop, "acknowledged" if sop in acked else "not acknowledged",
                                     "unknown" if want is None else "missing" if got is None else "differs"))
-keys = set(r[3] for r in rows)
-objs = set()
-od = os.path.join(vault, "objects")
-for d, _, files in os.walk(od):
-    if re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{2}", os.path.relpath(d, od)):
-        objs.update(files)
-# a running server keeps a few empty spare.* files in .tmp (blob_fs.c,
-# spare_make): not temporary writes
-spares = [f for f in os.listdir(os.path.join(od, ".tmp")) if f.startswith("spare.")]
-for f in spares:
-    if os.path.getsize(os.path.join(od, ".tmp", f)) != 0:
-        bad.append("spare file %s is not empty" % f)
-tmps = [f for f in os.listdir(os.path.join(od, ".tmp")) if f not in spares] + os.listdir(os.path.join(od, ".pending"))
-missing = keys - objs
-orphans = objs - keys
-if missing:
-    bad.append("%d index rows without their object" % len(missing))
+orphans, tmps = vault_state.objects(vault, set(k for _, _, k in indexed.values()), bad)
 print("acked=%d sent=%d indexed=%d unacked_indexed=%d orphans=%d tmp=%d" % (
     len(acked), len(sent), len(indexed), len(set(indexed) - set(acked)), len(orphans), len(tmps)))
 for b in bad[:10]:

@@ -59,37 +59,25 @@ acks() { grep -c 'Received Store Response (Success)' "$T/scu.log" 2>/dev/null ||
 # verify: every acknowledged instance (storescu's log, all rounds) and
 # every index row, over WADO-RS, and the object store against the index
 verify() {
-	"$PY" - "$HP" "$T/v/keys/tls.crt" "$TOK" "$T/acked" "$T/files" "$T/v" <<'EOF'
-import glob, http.client, io, os, re, sqlite3, ssl, sys, warnings
+	"$PY" - "$HP" "$T/v/keys/tls.crt" "$TOK" "$T/acked" "$T/files" "$T/v" "$(dirname "$0")/lib" <<'EOF'
+import glob, io, os, sys, warnings
 import pydicom
+port, cafile, token, acked_file, files, vault, lib = sys.argv[1:]
+sys.path.insert(0, lib)
+import vault_state
 warnings.simplefilter("ignore")
-port, cafile, token, acked_file, files, vault = sys.argv[1:]
-ctx = ssl.create_default_context(cafile=cafile)
-conn = http.client.HTTPSConnection("127.0.0.1", int(port), context=ctx, timeout=30)
+wado = vault_state.Wado("127.0.0.1", port, cafile, token)
 sent = {}
 for p in glob.glob(os.path.join(files, "*", "*.dcm")):
     sent[os.path.basename(p)[4:-4]] = p
 acked = set(l.strip() for l in open(acked_file) if l.strip())
-db = sqlite3.connect("file:%s/index.db?mode=ro" % vault, uri=True)
-rows = db.execute("select i.uid, s.uid, t.uid, i.object_key from instances i join series s on s.id = i.series_id"
-                  " join studies t on t.id = s.study_id").fetchall()
-indexed = {r[0]: (r[2], r[1], r[3]) for r in rows}
+indexed = vault_state.indexed(vault)
 bad = []
-def wado(sop, st, se):
-    conn.request("GET", "/dicom-web/studies/%s/series/%s/instances/%s" % (st, se, sop),
-                 headers={"Authorization": "Bearer " + token})
-    r = conn.getresponse()
-    body = r.read()
-    if r.status != 200:
-        return None
-    b = re.search(r'boundary="?([^";]+)', r.getheader("Content-Type")).group(1).encode()
-    head, data = body.split(b"--" + b)[1].split(b"\r\n\r\n", 1)
-    return data[:-2]
 for sop in acked:
     if sop not in indexed:
         bad.append("acknowledged %s not in the index" % sop)
 for sop, (st, se, key) in indexed.items():
-    got = wado(sop, st, se)
+    got = wado.get(sop, st, se)
     if sop not in sent:
         bad.append("%s: indexed, never sent" % sop)
         continue
@@ -103,18 +91,9 @@ for sop, (st, se, key) in indexed.items():
     if a != b:
         diff = [str(t) for t in sorted(set(a.keys()) | set(b.keys())) if a.get(t) != b.get(t)]
         bad.append("%s: the data set retrieved differs from the one sent (%s)" % (sop, ", ".join(diff[:3])))
-keys = set(r[3] for r in rows)
-objs = set()
-od = os.path.join(vault, "objects")
-for d, _, fs in os.walk(od):
-    if re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{2}", os.path.relpath(d, od)):
-        objs.update(fs)
-spares = [f for f in os.listdir(os.path.join(od, ".tmp")) if f.startswith("spare.")]
-tmps = [f for f in os.listdir(os.path.join(od, ".tmp")) if f not in spares] + os.listdir(os.path.join(od, ".pending"))
-if keys - objs:
-    bad.append("%d index rows without their object" % len(keys - objs))
+orphans, tmps = vault_state.objects(vault, set(k for _, _, k in indexed.values()), bad)
 print("acked=%d indexed=%d unacked_indexed=%d orphans=%d tmp=%d" % (
-    len(acked), len(indexed), len(set(indexed) - acked), len(objs - keys), len(tmps)))
+    len(acked), len(indexed), len(set(indexed) - acked), len(orphans), len(tmps)))
 for b in bad[:10]:
     print("# " + b)
 sys.exit(1 if bad else 0)

@@ -1,0 +1,59 @@
+"""vault_state.py: what the crash tests (crash.sh, crash_dimse.sh) check
+after a restart, shared: the index's instances, one instance retrieved over
+WADO-RS, and the object store against the index (imported, not run)."""
+import http.client
+import os
+import re
+import sqlite3
+import ssl
+
+
+def indexed(vault):
+    """{SOP Instance UID: (study UID, series UID, object key)} of the index."""
+    db = sqlite3.connect("file:%s/index.db?mode=ro" % vault, uri=True)
+    rows = db.execute("select i.uid, s.uid, t.uid, i.object_key from instances i join series s on s.id = i.series_id"
+                      " join studies t on t.id = s.study_id").fetchall()
+    db.close()
+    return {r[0]: (r[2], r[1], r[3]) for r in rows}
+
+
+class Wado:
+    """One TLS 1.3 connection; get() returns an instance's bytes or None."""
+
+    def __init__(self, host, port, cafile, token):
+        ctx = ssl.create_default_context(cafile=cafile)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        self.conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=30)
+        self.token = token
+
+    def get(self, sop, st, se):
+        self.conn.request("GET", "/dicom-web/studies/%s/series/%s/instances/%s" % (st, se, sop),
+                          headers={"Authorization": "Bearer " + self.token})
+        r = self.conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            return None
+        b = re.search(r'boundary="?([^";]+)', r.getheader("Content-Type")).group(1).encode()
+        head, data = body.split(b"--" + b)[1].split(b"\r\n\r\n", 1)
+        return data[:-2]
+
+
+def objects(vault, keys, bad):
+    """(orphans, temporary files) of the object store, given the index's
+    object keys; appends to bad what is wrong (a row without its object, a
+    spare file that is not empty)."""
+    objs = set()
+    od = os.path.join(vault, "objects")
+    for d, _, files in os.walk(od):
+        if re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{2}", os.path.relpath(d, od)):
+            objs.update(files)
+    # a running server keeps a few empty spare.* files in .tmp (blob_fs.c,
+    # spare_make): not temporary writes
+    spares = [f for f in os.listdir(os.path.join(od, ".tmp")) if f.startswith("spare.")]
+    for f in spares:
+        if os.path.getsize(os.path.join(od, ".tmp", f)) != 0:
+            bad.append("spare file %s is not empty" % f)
+    tmps = [f for f in os.listdir(os.path.join(od, ".tmp")) if f not in spares] + os.listdir(os.path.join(od, ".pending"))
+    if keys - objs:
+        bad.append("%d index rows without their object" % len(keys - objs))
+    return objs - keys, tmps
