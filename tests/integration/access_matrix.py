@@ -27,7 +27,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from dvserver import Vault  # noqa: E402
+from dvserver import Vault, USER_PASSWORD  # noqa: E402
 
 warnings.simplefilter("ignore")
 DV = os.path.abspath(sys.argv[1])
@@ -125,17 +125,11 @@ ROLES = ["admin", "radiologist", "physician", "technologist", "researcher", "aud
 T = tempfile.mkdtemp(prefix="dv_access.")
 try:
     v = Vault(DV, T)
-    with open(os.path.join(v.dir, "dicomvault.conf"), "a") as f:
-        f.write('\n[collection "onco"]\nmatch = InstitutionalDepartmentName=Onco*\n')
-    pwf = os.path.join(T, "user.pw")
-    with open(os.open(pwf, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-        f.write("a long enough password 1\n")
+    v.conf('\n[collection "onco"]\nmatch = InstitutionalDepartmentName=Onco*\n')
     users = {}
     for role in ROLES:
-        p = cli("user", "add", "u_" + role, "--role", role, "--collection", "onco", "--password-file", pwf,
-                "--vault", v.dir, "--json")
-        check(f"user add ({role})", p.returncode == 0, p.stderr)
-        users[role] = json.loads(p.stdout)["totp_secret"] if p.returncode == 0 else None
+        added, users[role], err = v.add_user("u_" + role, role, "--collection", "onco")
+        check(f"user add ({role})", added, err)
     v.serve()
     v.login()   # the first admin: a grant on everything
     onco_ds, onco = image("Oncology", frames=2)
@@ -145,7 +139,7 @@ try:
     tokens = {}
     for i, role in enumerate(ROLES):
         # each TOTP code works once: users log in one after the other
-        tokens[role] = login(v, "u_" + role, "a long enough password 1", users[role])
+        tokens[role] = login(v, "u_" + role, USER_PASSWORD, users[role])
         check(f"login ({role})", tokens[role] is not None)
     inside, outside = onco_ds, card_ds
 
@@ -306,11 +300,9 @@ try:
     check("break-glass is in the audit trail", '"action":"break-glass"' in p.stdout)
 
     # grants that expire and are revoked, with a fresh physician
-    p = cli("user", "add", "consultant", "--role", "physician", "--scope", "study:" + outside.StudyInstanceUID,
-            "--password-file", pwf, "--vault", v.dir, "--json")
-    sec = json.loads(p.stdout)["totp_secret"]
+    _, sec, _ = v.add_user("consultant", "physician", "--scope", "study:" + outside.StudyInstanceUID)
     time.sleep(1)
-    tok = login(v, "consultant", "a long enough password 1", sec)
+    tok = login(v, "consultant", USER_PASSWORD, sec)
     path = f"/dicom-web/studies/{outside.StudyInstanceUID}/metadata"
     st, _ = as_user(v, tok, "GET", path, headers={"Accept": "application/dicom+json"})
     check("a study grant opens that study", st == 200, st)

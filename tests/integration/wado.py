@@ -39,27 +39,13 @@ import warnings
 
 warnings.simplefilter("ignore")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from tap import Tap  # noqa: E402
 
 DV = sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault"
 TF = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
-PASSED = FAILED = 0
-
-
-def check(name, cond, info=None):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-        print(f"ok - wado: {name}")
-    else:
-        FAILED += 1
-        print(f"not ok - wado: {name}")
-        if info:
-            print(f"#   {str(info)[:600]}")
-
-
-def skip(why):
-    print(f"# SKIP wado: {why}")
-    sys.exit(0)
+TAP = Tap("wado")
+check, skip = TAP.check, TAP.skip
 
 
 try:
@@ -953,12 +939,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as ex:   # a crash of the test itself is a failure, not a silent pass
-        import traceback
-        traceback.print_exc()
-        check("test ran to the end", False, f"{type(ex).__name__}: {ex}")
-    finally:
-        cleanup()
-    sys.exit(0 if FAILED == 0 else 1)
+    TAP.run(main, cleanup)

@@ -33,27 +33,12 @@ import warnings
 
 warnings.simplefilter("ignore")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from tap import Tap  # noqa: E402
 
 DV = sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault"
 TF = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
-PASSED = FAILED = 0
-
-
-def check(name, cond, info=None):
-    global PASSED, FAILED
-    if cond:
-        PASSED += 1
-        print(f"ok - rendered: {name}")
-    else:
-        FAILED += 1
-        print(f"not ok - rendered: {name}")
-        if info is not None:
-            print(f"#   {str(info)[:600]}")
-
-
-def skip(why):
-    print(f"# SKIP rendered: {why}")
-    sys.exit(0)
+TAP = Tap("rendered")
+check, skip = TAP.check, TAP.skip
 
 
 try:
@@ -64,7 +49,7 @@ try:
     from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut, convert_color_space
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    from dvserver import Vault, PASSWORD
+    from dvserver import Vault, PASSWORD, USER_PASSWORD
 except ImportError as ex:
     skip(f"python modules missing: {ex}")
 if shutil.which("oathtool") is None:
@@ -228,17 +213,11 @@ def is_problem(st, h, want):
 
 def main():
     v = Vault(DV, T)
-    with open(os.path.join(v.dir, "dicomvault.conf"), "a") as f:
-        f.write('\n[collection "onco"]\nmatch = InstitutionalDepartmentName=Onco*\n')
-    pwf = os.path.join(T, "user.pw")
-    with open(os.open(pwf, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-        f.write("a long enough password 1\n")
+    v.conf('\n[collection "onco"]\nmatch = InstitutionalDepartmentName=Onco*\n')
     secrets = {}
     for name, role, coll in (("tech", "technologist", "default"), ("doc", "physician", "onco")):
-        p = subprocess.run([DV, "user", "add", name, "--role", role, "--collection", coll, "--password-file", pwf,
-                            "--vault", v.dir, "--json"], capture_output=True, text=True)
-        check(f"user add {name} ({role})", p.returncode == 0, p.stderr)
-        secrets[name] = json.loads(p.stdout)["totp_secret"] if p.returncode == 0 else None
+        added, secrets[name], err = v.add_user(name, role, "--collection", coll)
+        check(f"user add {name} ({role})", added, err)
     v.serve()
     v.login()
 
@@ -523,11 +502,11 @@ def main():
     st, h, body = get(path_of(ct, "/thumbnail"), {"Authorization": "Bearer not-a-token"}, auth=False)
     check("a bad token: 401", st == 401, st)
     admin = v.token
-    v.login("tech", "a long enough password 1", secrets["tech"])
+    v.login("tech", USER_PASSWORD, secrets["tech"])
     st, h, body = get(path_of(ct, "/rendered"))
     check("a technologist (store only) in the study's collection: 403 problem", is_problem(st, h, 403),
           (st, body[:200]))
-    v.login("doc", "a long enough password 1", secrets["doc"])
+    v.login("doc", USER_PASSWORD, secrets["doc"])
     st, h, body = get(path_of(ct, "/thumbnail"))
     check("a physician whose grant is another collection: 404 (as unknown)", is_problem(st, h, 404), st)
     v.token = admin
@@ -573,16 +552,12 @@ def main():
     check("audit verify passes", p.returncode == 0, p.stderr)
 
 
+def cleanup():
+    if os.environ.get("KEEP"):
+        print(f"# kept {T}")
+    else:
+        shutil.rmtree(T, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as ex:   # a crash of the test itself is a failure, not a silent pass
-        import traceback
-        traceback.print_exc()
-        check("test ran to the end", False, f"{type(ex).__name__}: {ex}")
-    finally:
-        if os.environ.get("KEEP"):
-            print(f"# kept {T}")
-        else:
-            shutil.rmtree(T, ignore_errors=True)
-    sys.exit(0 if FAILED == 0 else 1)
+    TAP.run(main, cleanup)

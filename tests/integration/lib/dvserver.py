@@ -15,6 +15,7 @@ import time
 import uuid
 
 PASSWORD = "correct horse battery staple"
+USER_PASSWORD = "a long enough password 1"   # of the users add_user makes
 
 
 def free_port():
@@ -43,6 +44,23 @@ class Vault:
         self.token = None
         self.ctx = None
         atexit.register(self.stop)
+
+    def conf(self, text):
+        """Appends text to the vault's dicomvault.conf (before serve)."""
+        with open(os.path.join(self.dir, "dicomvault.conf"), "a") as f:
+            f.write(text)
+
+    def add_user(self, name, role, *opts):
+        """`dicomvault user add NAME --role ROLE OPTS...` with USER_PASSWORD:
+        (succeeded, TOTP secret or None, stderr)."""
+        pw = os.path.join(os.path.dirname(self.dir), "user.pw")
+        with open(os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(USER_PASSWORD + "\n")
+        p = subprocess.run([self.dv, "user", "add", name, "--role", role, *opts, "--password-file", pw,
+                            "--vault", self.dir, "--json"], capture_output=True, text=True)
+        if p.returncode != 0:
+            return False, None, p.stderr
+        return True, json.loads(p.stdout)["totp_secret"], p.stderr
 
     def serve(self):
         self.port = free_port()
