@@ -19,6 +19,7 @@ PY=/usr/bin/python3
 TF=/usr/lib/python3/dist-packages/pydicom/data/test_files
 HERE=$(cd "$(dirname "$0")" && pwd)
 T=$(mktemp -d)
+. "$HERE/lib/wait.sh"
 SRV=
 CLI=
 cleanup() {
@@ -52,12 +53,7 @@ start() {  # starts serve on a new free port; sets SRV and U
 	: >"$T/out"
 	"$DV" serve --vault "$T/v" --http "127.0.0.1:$port" >"$T/out" 2>>"$T/err" &
 	SRV=$!
-	for _ in $(seq 150); do
-		grep -q 'serving' "$T/out" 2>/dev/null && return 0
-		kill -0 "$SRV" 2>/dev/null || return 1
-		sleep 0.1
-	done
-	return 1
+	wait_line "$SRV" "$T/out" serving 150
 }
 
 acks() { if [ -f "$T/c/log" ]; then grep -c "^ack " "$T/c/log"; else echo 0; fi; }

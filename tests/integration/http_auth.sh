@@ -9,6 +9,7 @@
 set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
+. "$(dirname "$0")/lib/wait.sh"
 T=$(mktemp -d)
 SRV=
 cleanup() {
@@ -37,11 +38,7 @@ PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pri
 U="https://127.0.0.1:$PORT"
 "$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out" 2>"$T/err" &
 SRV=$!
-for _ in $(seq 100); do
-	grep -q 'serving' "$T/out" 2>/dev/null && break
-	kill -0 "$SRV" 2>/dev/null || break
-	sleep 0.1
-done
+wait_line "$SRV" "$T/out" serving
 check "serve prints its URL" "grep -qx 'dicomvault: serving $U/' $T/out"
 if ! kill -0 "$SRV" 2>/dev/null; then
 	no "server running"

@@ -1,6 +1,8 @@
 # dimse.sh: shared by the DIMSE shell integration tests (sourced, not run).
 # The caller sets TEST (its name in the ok/not ok lines) and PY.
 
+. "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
+
 ok() { echo "ok - $TEST: $1"; }
 # no NAME [FILE...]: a "not ok" line, then the last lines of each FILE
 no() {
@@ -41,11 +43,7 @@ cert() {
 serve_dicom() {
 	"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
 	SRV=$!
-	for _ in $(seq 100); do
-		grep -q 'DICOM-TLS' "$T/out" 2>/dev/null && break
-		kill -0 "$SRV" 2>/dev/null || break
-		sleep 0.1
-	done
+	wait_line "$SRV" "$T/out" DICOM-TLS
 	if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
 		no "server running with DICOM-TLS" "$T/err"
 		return 1

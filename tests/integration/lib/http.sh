@@ -3,6 +3,8 @@
 # The caller defines DV, PY, T (its temporary folder, with the vault in
 # $T/v), SRV= (stopped by its own cleanup) and no() (a "not ok" line).
 
+. "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
+
 # dv_serve: `dicomvault serve` of $T/v on a free loopback port, waited for;
 # sets PORT, U and SRV. Returns 1 (after a "not ok" line) if it does not
 # start.
@@ -11,11 +13,7 @@ dv_serve() {
 	U="https://127.0.0.1:$PORT"
 	"$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out" 2>"$T/err" &
 	SRV=$!
-	for _ in $(seq 100); do
-		grep -q 'serving' "$T/out" 2>/dev/null && break
-		kill -0 "$SRV" 2>/dev/null || break
-		sleep 0.1
-	done
+	wait_line "$SRV" "$T/out" serving
 	if ! kill -0 "$SRV" 2>/dev/null; then
 		no "server running"
 		tail -5 "$T/err"
