@@ -7,23 +7,28 @@
  * a young vault does not pay a mkdir and a directory fsync per object).
  *
  * A put (docs/internals/durability.md has the argument):
- *   1. put_begin makes DIR/.pending/<key> (renames a spare empty file the
- *      sync thread made ahead in DIR/.tmp, or creates it) and asks the
- *      store's sync thread for an fsync of DIR/.pending, which runs while
- *      the object is encrypted and written into the file;
- *   2. once that fsync is done (the pending entry is durable) the file is
- *      linked as DIR/ab/cd/<key> (link(2) fails if the key exists, so
- *      objects are never replaced) and the sync thread asked to fsync
- *      DIR/ab/cd: by the first put_write that finds it done, else by
- *      put_commit, which waits for it; put_commit fsyncs the file here
- *      while the directory's fsync runs, and returns once both are done.
+ *   0. ahead of it, the store's sync thread makes a few empty files
+ *      DIR/.pending/<key> under fresh keys and fsyncs DIR/.pending once
+ *      for them all ("spares"); new_key hands out the key of one whose
+ *      entry is durable;
+ *   1. put_begin with such a key takes its file: the pending entry is
+ *      already durable, so the file is linked as DIR/ab/cd/<key> at once
+ *      (link(2) fails if the key exists, so objects are never replaced)
+ *      and the sync thread asked to fsync DIR/ab/cd while the object is
+ *      encrypted and written into the file. Any other key (none ready, or
+ *      a caller's own) makes DIR/.pending/<key> itself and asks for an
+ *      fsync of DIR/.pending; the link then waits for that fsync (made
+ *      by the first put_write that finds it done, else by put_commit);
+ *   2. put_commit fsyncs the file here while the directory's fsync runs,
+ *      and returns once both are done.
  * So an object visible under its key after a crash always has its pending
  * entry (made durable before the link), until settle, called once the
  * index references the object, unlinks it. After a crash, recover()
  * removes what never committed: pending entries the index does not
- * reference, with their object if it was linked (and any DIR/.tmp file of
- * older versions). Every process with the store open holds a shared flock
- * on DIR/.lock; recovery runs only when it can take it exclusively.
+ * reference, with their object if it was linked (spares among them, and
+ * any DIR/.tmp file of older versions). Every process with the store open
+ * holds a shared flock on DIR/.lock; recovery runs only when it can take
+ * it exclusively.
  * Layer: backend. */
 #include <dirent.h>
 #include <errno.h>
@@ -41,7 +46,14 @@
 
 #define PATH_CAP 4096
 #define FANOUT_REUSE 256   /* keys per DIR/ab/cd before new_key picks another */
-#define SPARES 4           /* empty files made ahead in DIR/.tmp (spare_make) */
+#define SPARES 8           /* empty pending entries made ahead (spares_make) */
+#define RESERVED 32        /* spares whose key new_key gave, not yet put */
+
+/* An empty DIR/.pending/<key>, made ahead by the sync thread. */
+struct spare {
+	int fd;
+	char key[BLOB_KEY_NEW + 1];
+};
 
 /* A directory fsync asked of the sync thread. */
 struct sync_job {
@@ -74,12 +86,12 @@ struct fs_store {
 	 * together done as one batch (one fsync per distinct descriptor) */
 	int pend_fd;              /* DIR/.pending, open */
 	int tmp_fd;               /* DIR/.tmp, open */
-	/* empty files in DIR/.tmp made by the sync thread between writes, so
-	 * that a put does not wait for an inode allocation (under sync_mu) */
-	int spare_fd[SPARES];
-	char spare_name[SPARES][24];
-	unsigned nspare;
-	bool want_spares;
+	/* spares (under sync_mu): made, their entry not yet fsync'd; ready
+	 * (entry durable) for new_key; handed out by new_key, waiting for
+	 * put_begin with their key (the oldest dropped when full) */
+	struct spare unready[SPARES], ready[SPARES], reserved[RESERVED];
+	unsigned nunready, nready, nreserved;
+	bool want_spares;         /* from the first new_key on */
 	pthread_mutex_t sync_mu;
 	pthread_cond_t sync_work, sync_done;
 	struct sync_job *queue;
@@ -134,67 +146,83 @@ static enum err fsync_dir(const char *path)
 	return rc;
 }
 
-/* Called by the sync thread with sync_mu held: one more spare file
- * (DIR/.tmp/spare.RANDOM, empty, not synced: a put renames it, and its
- * new name is synced then). On failure, stops making them. */
-static void spare_make(struct fs_store *s)
+/* A fresh key: 16 random bytes in hex, except that the first four digits
+ * (the fan-out directory) are kept for FANOUT_REUSE keys in a row (then
+ * drawn again), so that DIR/ab/cd is made once for many objects. */
+static enum err key_make(struct fs_store *s, char out[BLOB_KEY_NEW + 1])
 {
 	static const char hexd[] = "0123456789abcdef";
-	char name[24];
-	uint8_t r[8];
+	uint8_t r[16];
+	unsigned i;
+
+	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+		return ERR_IO;
+	for (i = 0; i < 16; i++) {
+		out[2 * i] = hexd[r[i] >> 4];
+		out[2 * i + 1] = hexd[r[i] & 15];
+	}
+	out[32] = 0;
+	pthread_mutex_lock(&s->key_mu);
+	if (s->prefix_uses == 0 || s->prefix_uses >= FANOUT_REUSE) {
+		memcpy(s->prefix, out, 4);
+		s->prefix_uses = 0;
+	}
+	s->prefix_uses++;
+	memcpy(out, s->prefix, 4);
+	pthread_mutex_unlock(&s->key_mu);
+	return ERR_OK;
+}
+
+/* Closes a spare and removes its entry (not fsync'd: an empty pending
+ * entry back after a crash is removed by recover). */
+static void spare_drop(struct fs_store *s, struct spare *sp)
+{
+	close(sp->fd);
+	(void)unlinkat(s->pend_fd, sp->key, 0);
+}
+
+/* Called by the sync thread with sync_mu held: the spares missing, made
+ * (empty, in DIR/.pending) and put in unready; the batch's fsync of
+ * DIR/.pending makes them ready. On failure, stops making them. */
+static void spares_make(struct fs_store *s)
+{
+	struct spare made[SPARES];
+	unsigned n = SPARES - s->nready - s->nunready, k = 0, i;
+
+	pthread_mutex_unlock(&s->sync_mu);
+	for (; k < n; k++) {
+		if (key_make(s, made[k].key) != ERR_OK)
+			break;
+		made[k].fd = openat(s->pend_fd, made[k].key, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (made[k].fd < 0)
+			break;
+	}
+	pthread_mutex_lock(&s->sync_mu);
+	if (k < n)
+		s->want_spares = false;
+	for (i = 0; i < k; i++) {
+		if (s->sync_stop || s->nready + s->nunready >= SPARES)
+			spare_drop(s, &made[i]);
+		else
+			s->unready[s->nunready++] = made[i];
+	}
+}
+
+/* The file of the spare new_key gave with this key, or -1 (none: the
+ * caller makes the pending entry itself). */
+static int spare_take(struct fs_store *s, const char *key)
+{
 	unsigned i;
 	int fd = -1;
 
-	pthread_mutex_unlock(&s->sync_mu);
-	if (getrandom(r, sizeof r, 0) == (ssize_t)sizeof r) {
-		memcpy(name, "spare.", 6);
-		for (i = 0; i < 8; i++) {
-			name[6 + 2 * i] = hexd[r[i] >> 4];
-			name[7 + 2 * i] = hexd[r[i] & 15];
+	pthread_mutex_lock(&s->sync_mu);
+	for (i = 0; i < s->nreserved; i++)
+		if (strcmp(s->reserved[i].key, key) == 0) {
+			fd = s->reserved[i].fd;
+			s->reserved[i] = s->reserved[--s->nreserved];
+			break;
 		}
-		name[22] = 0;
-		fd = openat(s->tmp_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	}
-	pthread_mutex_lock(&s->sync_mu);
-	if (fd < 0) {
-		s->want_spares = false;
-		return;
-	}
-	if (s->nspare >= SPARES || s->sync_stop) {
-		close(fd);
-		(void)unlinkat(s->tmp_fd, name, 0);
-		return;
-	}
-	s->spare_fd[s->nspare] = fd;
-	memcpy(s->spare_name[s->nspare], name, sizeof name);
-	s->nspare++;
-}
-
-/* A spare file renamed DIR/.pending/<key> (never replacing one): its
- * descriptor, or -1 (none left, or the rename failed: the caller creates
- * the file itself). */
-static int spare_take(struct fs_store *s, const char *key)
-{
-	char name[24];
-	int fd = -1;
-
-	pthread_mutex_lock(&s->sync_mu);
-	if (!s->want_spares && s->nspare == 0 && !s->sync_stop) {
-		s->want_spares = true;   /* from the first put on */
-		pthread_cond_signal(&s->sync_work);
-	}
-	if (s->nspare > 0) {
-		s->nspare--;
-		fd = s->spare_fd[s->nspare];
-		memcpy(name, s->spare_name[s->nspare], sizeof name);
-		pthread_cond_signal(&s->sync_work);   /* make another */
-	}
 	pthread_mutex_unlock(&s->sync_mu);
-	if (fd >= 0 && renameat2(s->tmp_fd, name, s->pend_fd, key, RENAME_NOREPLACE) != 0) {
-		close(fd);
-		(void)unlinkat(s->tmp_fd, name, 0);
-		fd = -1;
-	}
 	return fd;
 }
 
@@ -202,22 +230,28 @@ static void *sync_main(void *arg)
 {
 	struct fs_store *s = arg;
 	struct sync_job *batch, *j, *k;
+	unsigned nmade, i;
+	enum err prc;
+	bool pend_done;
 
 	pthread_mutex_lock(&s->sync_mu);
 	for (;;) {
-		while (s->queue == NULL && !s->sync_stop && !(s->want_spares && s->nspare < SPARES))
+		while (s->queue == NULL && !s->sync_stop && !(s->want_spares && s->nready + s->nunready < SPARES))
 			pthread_cond_wait(&s->sync_work, &s->sync_mu);
 		if (s->queue == NULL && s->sync_stop)
 			break;
-		if (s->queue == NULL) {
-			spare_make(s);   /* syncs first, spares when idle */
-			continue;
-		}
+		if (s->want_spares && !s->sync_stop && s->nready + s->nunready < SPARES)
+			spares_make(s);
 		batch = s->queue;
 		s->queue = NULL;
+		nmade = s->nunready;   /* made before the fsyncs below begin */
+		if (batch == NULL && nmade == 0)
+			continue;
 		pthread_mutex_unlock(&s->sync_mu);
 		/* every job of the batch was queued before these fsyncs began:
 		 * one fsync per directory covers them all */
+		pend_done = false;
+		prc = ERR_OK;
 		for (j = batch; j != NULL; j = j->next) {
 			for (k = batch; k != j && strcmp(k->dir, j->dir) != 0; k = k->next)
 				;
@@ -225,16 +259,41 @@ static void *sync_main(void *arg)
 				j->rc = k->rc;   /* the same directory, synced just now */
 			else
 				j->rc = fsync(j->fd) == 0 ? ERR_OK : ERR_IO;
+			if (strcmp(j->dir, s->pendir) == 0) {
+				pend_done = true;
+				prc = j->rc;
+			}
 		}
+		if (nmade > 0 && !pend_done)
+			prc = fsync(s->pend_fd) == 0 ? ERR_OK : ERR_IO;
 		pthread_mutex_lock(&s->sync_mu);
 		for (j = batch; j != NULL; j = k) {
 			k = j->next;
 			__atomic_store_n(&j->done, 1, __ATOMIC_RELEASE);
 		}
+		/* the spares made before that fsync: their entries durable */
+		for (i = 0; i < nmade; i++) {
+			if (prc == ERR_OK && s->nready < SPARES)
+				s->ready[s->nready++] = s->unready[i];
+			else
+				spare_drop(s, &s->unready[i]);
+		}
+		memmove(s->unready, s->unready + nmade, (s->nunready - nmade) * sizeof s->unready[0]);
+		s->nunready -= nmade;
+		if (prc != ERR_OK)
+			s->want_spares = false;
 		pthread_cond_broadcast(&s->sync_done);
 	}
 	pthread_mutex_unlock(&s->sync_mu);
 	return NULL;
+}
+
+/* With sync_mu held: the sync thread running (started on first use). */
+static bool sync_start(struct fs_store *s)
+{
+	if (!s->sync_started && !s->sync_stop)
+		s->sync_started = pthread_create(&s->sync_th, NULL, sync_main, s) == 0;
+	return s->sync_started;
 }
 
 /* Queues an fsync of fd (a directory) for the sync thread, started on
@@ -246,9 +305,7 @@ static void sync_submit(struct fs_store *s, struct sync_job *j, int fd, const ch
 	j->rc = ERR_IO;
 	j->done = 0;
 	pthread_mutex_lock(&s->sync_mu);
-	if (!s->sync_started && !s->sync_stop)
-		s->sync_started = pthread_create(&s->sync_th, NULL, sync_main, s) == 0;
-	if (s->sync_started) {
+	if (sync_start(s)) {
 		j->next = s->queue;
 		s->queue = j;
 		pthread_cond_signal(&s->sync_work);
@@ -361,6 +418,30 @@ static bool pending_path(const struct fs_store *s, const char *key, char out[PAT
 	return n > 0 && n < PATH_CAP;
 }
 
+static void fs_put_abort(struct blob_writer *w);
+
+/* With the pending entry durable: links the final name and queues the
+ * fsync of its directory. Sets w->err on failure. */
+static void link_now(struct blob_writer *w)
+{
+	enum err rc = ERR_OK;
+
+	if (link(w->tmp, w->final) != 0)
+		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
+	if (rc == ERR_OK) {
+		w->linked = true;
+		w->dfd = open(w->subdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (w->dfd < 0)
+			rc = ERR_IO;
+		else {
+			sync_submit(w->s, &w->djob, w->dfd, w->subdir);
+			w->djob_sent = true;
+		}
+	}
+	if (rc != ERR_OK && w->err == ERR_OK)
+		w->err = rc;
+}
+
 static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob_writer **out)
 {
 	struct fs_store *s = (struct fs_store *)bs;
@@ -391,8 +472,18 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 		goto out;
 	}
 	w->fd = spare_take(s, key);
-	if (w->fd < 0)
-		w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (w->fd >= 0) {
+		/* a spare: its entry is durable already, the name can be made */
+		link_now(w);
+		if (w->err != ERR_OK) {
+			rc = w->err;
+			fs_put_abort(w);
+			return rc;
+		}
+		*out = w;
+		return ERR_OK;
+	}
+	w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (w->fd < 0) {
 		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
 		w->tmp[0] = 0;
@@ -418,19 +509,9 @@ static void link_early(struct blob_writer *w)
 	enum err rc = sync_wait(w->s, &w->pjob);
 
 	w->pjob_sent = false;
-	if (rc == ERR_OK && link(w->tmp, w->final) != 0)
-		rc = errno == EEXIST ? ERR_DENIED : ERR_IO;
-	if (rc == ERR_OK) {
-		w->linked = true;
-		w->dfd = open(w->subdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (w->dfd < 0)
-			rc = ERR_IO;
-		else {
-			sync_submit(w->s, &w->djob, w->dfd, w->subdir);
-			w->djob_sent = true;
-		}
-	}
-	if (rc != ERR_OK && w->err == ERR_OK)
+	if (rc == ERR_OK)
+		link_now(w);
+	else if (w->err == ERR_OK)
 		w->err = rc;
 }
 
@@ -621,7 +702,11 @@ static enum err fs_recover(struct blob_store *bs, enum err (*referenced)(void *c
 					         e->d_name);
 					rc = fsync_dir(sub2);
 				} else if (errno == ENOENT) {
-					(*removed)++;   /* a write cut short */
+					/* a write cut short, or a spare (empty, never
+					 * linked: not counted) */
+					struct stat st;
+					if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_size > 0)
+						(*removed)++;
 				} else {
 					rc = ERR_IO;
 				}
@@ -696,11 +781,12 @@ static void fs_close(struct blob_store *bs)
 	pthread_mutex_unlock(&s->sync_mu);
 	if (s->sync_started)
 		pthread_join(s->sync_th, NULL);   /* after the queue is drained */
-	while (s->nspare > 0) {
-		s->nspare--;
-		close(s->spare_fd[s->nspare]);
-		(void)unlinkat(s->tmp_fd, s->spare_name[s->nspare], 0);
-	}
+	while (s->nready > 0)
+		spare_drop(s, &s->ready[--s->nready]);
+	while (s->nunready > 0)
+		spare_drop(s, &s->unready[--s->nunready]);
+	while (s->nreserved > 0)
+		spare_drop(s, &s->reserved[--s->nreserved]);
 	if (s->tmp_fd >= 0)
 		close(s->tmp_fd);
 	if (s->pend_fd >= 0)
@@ -715,32 +801,34 @@ static void fs_close(struct blob_store *bs)
 	free(bs);
 }
 
-/* A fresh key: 16 random bytes in hex, except that the first four digits
- * (the fan-out directory) are kept for FANOUT_REUSE keys in a row (then
- * drawn again), so that DIR/ab/cd is made once for many objects. */
+/* A fresh key (key_make): that of a spare whose pending entry is durable
+ * when one is ready (put_begin then takes its file), else a new one. */
 static enum err fs_new_key(struct blob_store *bs, char out[BLOB_KEY_NEW + 1])
 {
-	static const char hexd[] = "0123456789abcdef";
 	struct fs_store *s = (struct fs_store *)bs;
-	uint8_t r[16];
-	unsigned i;
+	struct spare sp;
 
-	if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-		return ERR_IO;
-	for (i = 0; i < 16; i++) {
-		out[2 * i] = hexd[r[i] >> 4];
-		out[2 * i + 1] = hexd[r[i] & 15];
+	pthread_mutex_lock(&s->sync_mu);
+	if (!s->want_spares && !s->sync_stop && sync_start(s))
+		s->want_spares = true;   /* from the first key on */
+	if (s->nready > 0) {
+		sp = s->ready[--s->nready];
+		if (s->nreserved == RESERVED) {
+			/* a key given and never put: its spare goes */
+			spare_drop(s, &s->reserved[0]);
+			memmove(s->reserved, s->reserved + 1, (RESERVED - 1) * sizeof s->reserved[0]);
+			s->nreserved--;
+		}
+		s->reserved[s->nreserved++] = sp;
+		memcpy(out, sp.key, sizeof sp.key);
+		pthread_cond_signal(&s->sync_work);   /* make another */
+		pthread_mutex_unlock(&s->sync_mu);
+		return ERR_OK;
 	}
-	out[32] = 0;
-	pthread_mutex_lock(&s->key_mu);
-	if (s->prefix_uses == 0 || s->prefix_uses >= FANOUT_REUSE) {
-		memcpy(s->prefix, out, 4);
-		s->prefix_uses = 0;
-	}
-	s->prefix_uses++;
-	memcpy(out, s->prefix, 4);
-	pthread_mutex_unlock(&s->key_mu);
-	return ERR_OK;
+	if (s->want_spares)
+		pthread_cond_signal(&s->sync_work);
+	pthread_mutex_unlock(&s->sync_mu);
+	return key_make(s, out);
 }
 
 static const struct blob_ops fs_ops = {

@@ -47,13 +47,20 @@ def objects(vault, keys, bad):
     for d, _, files in os.walk(od):
         if re.fullmatch(r"[0-9a-f]{2}/[0-9a-f]{2}", os.path.relpath(d, od)):
             objs.update(files)
-    # a running server keeps a few empty spare.* files in .tmp (blob_fs.c,
-    # spare_make): not temporary writes
+    # a server of an older version kept a few empty spare.* files in .tmp:
+    # not temporary writes
     spares = [f for f in os.listdir(os.path.join(od, ".tmp")) if f.startswith("spare.")]
     for f in spares:
         if os.path.getsize(os.path.join(od, ".tmp", f)) != 0:
             bad.append("spare file %s is not empty" % f)
-    tmps = [f for f in os.listdir(os.path.join(od, ".tmp")) if f not in spares] + os.listdir(os.path.join(od, ".pending"))
+    # and empty pending entries made ahead under fresh keys (blob_fs.c,
+    # spares_make), with no object linked under their key
+    pend = os.path.join(od, ".pending")
+    for f in os.listdir(pend):
+        if os.path.getsize(os.path.join(pend, f)) == 0 and f not in objs:
+            spares.append(f)
+    tmps = [f for f in os.listdir(os.path.join(od, ".tmp")) if f not in spares] + \
+        [f for f in os.listdir(pend) if f not in spares]
     if keys - objs:
         bad.append("%d index rows without their object" % len(keys - objs))
     return objs - keys, tmps

@@ -313,20 +313,22 @@ static void sha_of(const uint8_t *p, size_t n, uint8_t out[32])
 	sha256_final(h, out);
 }
 
-/* Entries left in objects/.pending (a store that ended leaves none). */
+/* Written entries left in objects/.pending (a store that ended leaves none). */
 static int pending_count(void)
 {
 	char p[800];
 	DIR *d;
 	struct dirent *e;
+	struct stat st;
 	int n = 0;
 
 	snprintf(p, sizeof p, "%s/objects/.pending", dir);
 	d = opendir(p);
 	if (d == NULL)
 		return 0;
+	/* empty entries are spares, made ahead under fresh keys (blob_fs.c) */
 	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
+		if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_size > 0)
 			n++;
 	closedir(d);
 	return n;
