@@ -28,6 +28,12 @@ struct blob_ops {
 	 * the index, which references a key once its put has committed. */
 	enum err (*put_begin)(struct blob_store *s, const char *key, struct blob_writer **w);
 	enum err (*put_write)(struct blob_writer *w, const void *p, size_t n);
+	/* Optional, after the last put_write: the object is complete; its
+	 * durability may be made in the background while the caller goes on
+	 * (put_commit then waits for it). After it, a put_commit that fails
+	 * leaves the key pending (as a committed put) for settle or
+	 * recover() to end: the caller may have indexed the key meanwhile. */
+	enum err (*put_finish)(struct blob_writer *w);
 	/* Durable and visible on success; w is freed either way. */
 	enum err (*put_commit)(struct blob_writer *w);
 	/* Discard; w is freed. Takes NULL. */

@@ -250,6 +250,12 @@ struct index_ops {
 	/* Whether an instance row references this blob store key (crash
 	 * recovery of the object store, core/recover.c). */
 	enum err (*object_key_used)(struct index_store *s, const char *key, bool *used);
+	/* The instance whose object has this key (ERR_NOTFOUND: none). */
+	enum err (*instance_by_key)(struct index_store *s, const char *key, struct idx_instance *out);
+	/* Removes an instance row, in the open transaction, and its series
+	 * and study when it was their last (crash recovery: an instance
+	 * indexed whose object did not become durable). */
+	enum err (*instance_remove)(struct index_store *s, const char *uid);
 	/* Level query (see struct idx_query): rows in id order; fn's error
 	 * stops the walk and is returned. */
 	enum err (*level_query)(struct index_store *s, const struct idx_query *q,

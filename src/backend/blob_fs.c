@@ -116,6 +116,9 @@ struct blob_writer {
 	bool djob_sent;
 	int dfd;
 	struct sync_job djob;
+	/* put_finish: the file's own fsync, run by the sync thread */
+	bool finished, fjob_sent;
+	struct sync_job fjob;
 	enum err err;
 };
 
@@ -545,6 +548,8 @@ static void fs_put_abort(struct blob_writer *w)
 		(void)sync_wait(w->s, &w->pjob);   /* the jobs live in w */
 	if (w->djob_sent)
 		(void)sync_wait(w->s, &w->djob);
+	if (w->fjob_sent)
+		(void)sync_wait(w->s, &w->fjob);
 	if (w->fd >= 0)
 		close(w->fd);
 	if (w->linked) {
@@ -560,6 +565,23 @@ static void fs_put_abort(struct blob_writer *w)
 	free(w);
 }
 
+/* The object complete: its name linked (waiting for the pending entry's
+ * fsync if need be), its data's write-back started now, and its fsync
+ * queued on the sync thread, so that it runs while the caller indexes the
+ * object; put_commit waits for it. */
+static enum err fs_put_finish(struct blob_writer *w)
+{
+	if (w->err == ERR_OK && !w->linked)
+		link_early(w);
+	if (w->err != ERR_OK)
+		return w->err;
+	w->finished = true;
+	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);   /* a hint: the fsync makes it durable */
+	sync_submit(w->s, &w->fjob, w->fd, w->final);
+	w->fjob_sent = true;
+	return ERR_OK;
+}
+
 static enum err fs_put_commit(struct blob_writer *w)
 {
 	enum err rc, r2;
@@ -569,9 +591,16 @@ static enum err fs_put_commit(struct blob_writer *w)
 	if (!w->linked && w->err == ERR_OK)
 		link_early(w);
 	rc = w->err;
-	/* the data synced here while the sync thread syncs the directory */
-	if (rc == ERR_OK && fsync(w->fd) != 0)
+	/* the data synced here (or by the sync thread after put_finish)
+	 * while the sync thread syncs the directory */
+	if (w->fjob_sent) {
+		r2 = sync_wait(w->s, &w->fjob);
+		w->fjob_sent = false;
+		if (r2 != ERR_OK && rc == ERR_OK)
+			rc = r2;
+	} else if (rc == ERR_OK && fsync(w->fd) != 0) {
 		rc = ERR_IO;
+	}
 	if (w->djob_sent) {
 		r2 = sync_wait(w->s, &w->djob);
 		w->djob_sent = false;
@@ -584,8 +613,10 @@ static enum err fs_put_commit(struct blob_writer *w)
 	if (rc == ERR_OK) {
 		w->linked = false;  /* kept */
 		w->tmp[0] = 0;      /* the pending entry stays until settle */
+	} else if (w->finished) {
+		w->tmp[0] = 0;      /* the name goes; the entry stays, for settle or recover */
 	}
-	fs_put_abort(w);            /* on failure: unlinks both names */
+	fs_put_abort(w);            /* on failure: unlinks the name (and the entry) */
 	return rc;
 }
 
@@ -698,7 +729,7 @@ static enum err fs_recover(struct blob_store *bs, enum err (*referenced)(void *c
 			if (!yes && paths(s, e->d_name, sub1, sub2, final) == ERR_OK) {
 				if (unlink(final) == 0) {
 					(*removed)++;
-					log_warn("object store: removed object %s, written but never indexed (a crash)",
+					log_warn("object store: removed object %s after a crash (never indexed, or incomplete)",
 					         e->d_name);
 					rc = fsync_dir(sub2);
 				} else if (errno == ENOENT) {
@@ -832,7 +863,7 @@ static enum err fs_new_key(struct blob_store *bs, char out[BLOB_KEY_NEW + 1])
 }
 
 static const struct blob_ops fs_ops = {
-	"fs", fs_put_begin, fs_put_write, fs_put_commit, fs_put_abort, fs_get, fs_del, fs_list, fs_close,
+	"fs", fs_put_begin, fs_put_write, fs_put_finish, fs_put_commit, fs_put_abort, fs_get, fs_del, fs_list, fs_close,
 	fs_settle, fs_recover, fs_new_key,
 };
 

@@ -113,6 +113,8 @@ static const char schema[] =
  * statements and table of their own. */
 enum tok_stmt_id {
 	T_INS, T_GET, T_BY_ID, T_LIST, T_TOUCH, T_REVOKE, T_OBJ_USED,
+	T_INST_BY_KEY, T_INST_DEL, T_SERIES_UNCOUNT, T_STUDY_UNCOUNT, T_SERIES_DEL_EMPTY, T_STUDY_UNSERIES,
+	T_STUDY_DEL_EMPTY,
 	T__COUNT
 };
 
@@ -128,6 +130,16 @@ static const char *const tok_sql[T__COUNT] = {
 	[T_TOUCH] = "UPDATE api_tokens SET last_used = ?2 WHERE id = ?1",
 	[T_REVOKE] = "UPDATE api_tokens SET revoked = ?2 WHERE id = ?1 AND revoked = 0",
 	[T_OBJ_USED] = "SELECT 1 FROM instances WHERE object_key = ?1",
+	[T_INST_BY_KEY] = "SELECT " INST_COLS " FROM instances WHERE object_key = ?1",
+	[T_INST_DEL] = "DELETE FROM instances WHERE id = ?1",
+	[T_SERIES_UNCOUNT] = "UPDATE series SET n_instances = n_instances - 1 WHERE id = ?1",
+	[T_STUDY_UNCOUNT] = "UPDATE studies SET n_instances = n_instances - 1"
+	                    " WHERE id = (SELECT study_id FROM series WHERE id = ?1)",
+	[T_SERIES_DEL_EMPTY] = "DELETE FROM series WHERE id = ?1 AND n_instances <= 0"
+	                       " AND NOT EXISTS (SELECT 1 FROM instances WHERE series_id = ?1)",
+	[T_STUDY_UNSERIES] = "UPDATE studies SET n_series = n_series - 1 WHERE id = ?1",
+	[T_STUDY_DEL_EMPTY] = "DELETE FROM studies WHERE id = ?1 AND n_series <= 0"
+	                      " AND NOT EXISTS (SELECT 1 FROM series WHERE study_id = ?1)",
 };
 
 static const char tok_schema[] =
@@ -1037,6 +1049,57 @@ static enum err sq_object_key_used(struct index_store *bs, const char *key, bool
 	return rc;
 }
 
+static enum err sq_instance_by_key(struct index_store *bs, const char *key, struct idx_instance *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = tstmt(s, T_INST_BY_KEY);
+	enum err rc;
+
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	rc = step_one(s, q, "instance_by_key");
+	if (rc == ERR_OK)
+		read_instance(q, out);
+	sqlite3_reset(q);
+	return rc;
+}
+
+/* id's statement of tok_sql, run with one integer parameter. */
+static enum err tok_exec_id(struct sq_store *s, enum tok_stmt_id id, int64_t v, const char *what)
+{
+	sqlite3_stmt *q = tstmt(s, id);
+
+	sqlite3_bind_int64(q, 1, v);
+	return exec_done(s, q, what);
+}
+
+static enum err sq_instance_remove(struct index_store *bs, const char *uid)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	struct idx_instance in;
+	struct idx_series se;
+	enum err rc;
+
+	rc = sq_instance_get(bs, uid, &in);
+	if (rc == ERR_OK)
+		rc = sq_series_by_id(bs, in.series_id, &se);
+	if (rc == ERR_OK)
+		rc = tok_exec_id(s, T_INST_DEL, in.id, "instance_remove");
+	if (rc == ERR_OK)
+		rc = tok_exec_id(s, T_SERIES_UNCOUNT, in.series_id, "instance_remove series");
+	if (rc == ERR_OK)
+		rc = tok_exec_id(s, T_STUDY_UNCOUNT, in.series_id, "instance_remove study");
+	/* its series and study go with their last instance */
+	if (rc == ERR_OK && se.n_instances <= 1) {
+		rc = tok_exec_id(s, T_SERIES_DEL_EMPTY, se.id, "instance_remove empty series");
+		if (rc == ERR_OK && sqlite3_changes(s->db) > 0) {
+			rc = tok_exec_id(s, T_STUDY_UNSERIES, se.study_id, "instance_remove study series");
+			if (rc == ERR_OK)
+				rc = tok_exec_id(s, T_STUDY_DEL_EMPTY, se.study_id, "instance_remove empty study");
+		}
+	}
+	return rc;
+}
+
 /* ---- level queries (core/query.c) ---- */
 
 /* " AND col IN (?a, ?b...)" for a list; numbers the parameters from *n. */
@@ -1587,6 +1650,8 @@ static const struct index_ops sq_ops = {
 	.token_touch = sq_token_touch,
 	.token_revoke = sq_token_revoke,
 	.object_key_used = sq_object_key_used,
+	.instance_by_key = sq_instance_by_key,
+	.instance_remove = sq_instance_remove,
 	.level_query = sq_level_query,
 	.user_by_id = sq_user_by_id,
 	.user_list = sq_user_list,

@@ -13,6 +13,7 @@
 #include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
+#include "dicomvault/log.h"
 #include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
@@ -303,9 +304,10 @@ static enum err hash_src(struct src *in, uint64_t from, uint8_t out[32])
 }
 
 /* Encrypts in into a new blob while hashing it (unless known, the hash
- * the caller already has); durable on success. */
+ * the caller already has). On success the blob is finished (put_finish:
+ * being made durable) and *out is its writer, for put_commit. */
 static enum err write_object(struct ctx *c, struct src *in, const char *object_key, const char *sop_uid,
-                             const uint8_t *known, uint8_t sha[32])
+                             const uint8_t *known, uint8_t sha[32], struct blob_writer **out)
 {
 	struct blob_store *bs = c->v->blobs;
 	struct blob_writer *bw = NULL;
@@ -346,7 +348,10 @@ static enum err write_object(struct ctx *c, struct src *in, const char *object_k
 		else
 			memcpy(sha, known, 32);
 		h = NULL;
-		rc = bs->ops->put_commit(bw);
+		rc = bs->ops->put_finish(bw);
+	}
+	if (rc == ERR_OK) {
+		*out = bw;
 		bw = NULL;
 	}
 	sha256_free(h);
@@ -826,8 +831,9 @@ static bool early_fits(struct store_early *e, const struct ctx *c, const struct 
 	return fits;
 }
 
-/* Phase 2 of an early object: the last chunk, then durable. */
-static enum err early_finish(struct store_early *e, const uint8_t *known, uint8_t sha[32])
+/* Phase 2 of an early object: the last chunk, then finished (being made
+ * durable); *out: its writer, for put_commit. */
+static enum err early_finish(struct store_early *e, const uint8_t *known, uint8_t sha[32], struct blob_writer **out)
 {
 	enum err rc = e->err;
 
@@ -835,10 +841,36 @@ static enum err early_finish(struct store_early *e, const uint8_t *known, uint8_
 		rc = aead_enc_close(e->e);
 	if (rc == ERR_OK) {
 		memcpy(sha, known, 32);
-		rc = e->v->blobs->ops->put_commit(e->bw);
-		e->bw = NULL;   /* freed either way */
+		rc = e->v->blobs->ops->put_finish(e->bw);
+	}
+	if (rc == ERR_OK) {
+		*out = e->bw;
+		e->bw = NULL;
 	}
 	return rc;
+}
+
+/* Removes the instance rows of sop_uid, in a transaction of its own (a
+ * failure is logged: the object's pending entry makes recovery remove
+ * them at the next start). */
+static void unindex(struct vault *v, const char *sop_uid)
+{
+	struct index_store *ix = v->ix;
+	bool locked = false;
+	enum err rc;
+
+	store_ix_lock(v, &locked);
+	rc = ix->ops->begin(ix);
+	if (rc == ERR_OK) {
+		rc = ix->ops->instance_remove(ix, sop_uid);
+		if (rc == ERR_OK)
+			rc = ix->ops->commit(ix);
+		else
+			ix->ops->rollback(ix);
+	}
+	store_ix_unlock(v, &locked);
+	if (rc != ERR_OK)
+		log_error("store: cannot remove the rows of an instance whose object failed: %s", err_str(rc));
 }
 
 static enum err store_common(struct vault *v, struct src *in, const uint8_t *known, struct store_early *early,
@@ -850,9 +882,10 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	struct idx_instance old;
 	struct p3_job j;
 	struct index_store *ix = v->ix;
+	struct blob_writer *bw = NULL;
 	char object_key[33] = "";
 	bool locked = false;
-	enum err rc;
+	enum err rc, rcw;
 
 	memset(&c, 0, sizeof c);
 	memset(res, 0, sizeof *res);
@@ -901,7 +934,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		early->c.dk = NULL;
 		early->c.enc[0] = NULL;
 		snprintf(object_key, sizeof object_key, "%s", early->object_key);
-		rc = early_finish(early, known, res->sha256);
+		rc = early_finish(early, known, res->sha256, &bw);
 	} else {
 		rc = ix->ops->begin(ix);
 		if (rc == ERR_OK) {
@@ -920,7 +953,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 			rc = ERR_IO;
 			goto out;
 		}
-		rc = write_object(&c, in, object_key, res->sop_uid, known, res->sha256);
+		rc = write_object(&c, in, object_key, res->sop_uid, known, res->sha256, &bw);
 	}
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write the encrypted object");
@@ -928,7 +961,9 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		goto out;
 	}
 	/* phase 3, index: study, series, instance, committed together with
-	 * those of the stores waiting at the same time (group commit) */
+	 * those of the stores waiting at the same time (group commit), while
+	 * the object's fsync runs (docs/internals/durability.md, step 6: its
+	 * pending entry makes recovery check it if a crash comes first) */
 	memset(&j, 0, sizeof j);
 	j.v = v;
 	j.c = &c;
@@ -939,6 +974,16 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	j.whylen = whylen;
 	group_commit(&j);
 	rc = j.rc;
+	rcw = v->blobs->ops->put_commit(bw);   /* the object durable: waited for */
+	bw = NULL;
+	if (rcw != ERR_OK && rc == ERR_OK && !j.dup) {
+		/* indexed, but its object failed to become durable: the rows go
+		 * (the pending entry tells recovery until then) */
+		unindex(v, res->sop_uid);
+		err_why(why, whylen, rcw, "cannot write the encrypted object");
+		rc = rcw;
+		goto out;
+	}
 	if (j.dup) {
 		/* stored meanwhile by another request: compare with it */
 		(void)v->blobs->ops->del(v->blobs, object_key);
@@ -950,10 +995,13 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		err_why(why, whylen, rc, "cannot index the instance");
 out:
 	store_ix_unlock(v, &locked);
+	if (bw != NULL)
+		v->blobs->ops->put_abort(bw);
 	if (object_key[0] && rc != ERR_OK)
 		(void)v->blobs->ops->del(v->blobs, object_key);
-	else if (object_key[0])
-		v->blobs->ops->settle(v->blobs, object_key);   /* indexed: no longer pending */
+	/* indexed (or dropped): no longer pending */
+	if (object_key[0])
+		v->blobs->ops->settle(v->blobs, object_key);
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
 		err_why(why, whylen, rc, "%s", err_str(rc));
 	store_early_free(early);

@@ -159,6 +159,55 @@ TEST(duplicates_refused)
 	s->ops->close(s);
 }
 
+/* instance_by_key and instance_remove (crash recovery of an instance
+ * whose object did not become durable): the counts follow, the series and
+ * study go with their last instance, nothing else is touched. */
+TEST(instance_remove)
+{
+	struct index_store *s = open_index(true);
+	struct idx_instance in, in2;
+	struct idx_study st;
+	struct idx_series se;
+	int64_t sid = 0;
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(s->ops->begin(s) == ERR_OK);
+	CHECK(add_study(s, 1, "7.7.7", "20240101", "CT", 2, &sid) == ERR_OK);
+	CHECK(add_study(s, 1, "8.8.8", "20240102", "CT", 1, &sid) == ERR_OK);
+	CHECK(s->ops->commit(s) == ERR_OK);
+	CHECK(s->ops->instance_get(s, "7.7.7.1.1", &in) == ERR_OK);
+	CHECK(s->ops->instance_by_key(s, in.object_key, &in2) == ERR_OK);
+	CHECK_EQ_STR(in2.uid, "7.7.7.1.1");
+	CHECK(s->ops->instance_by_key(s, "00000000000000000000000000000000", &in2) == ERR_NOTFOUND);
+	/* one of two: the series and study stay, one instance fewer */
+	CHECK(s->ops->begin(s) == ERR_OK);
+	CHECK(s->ops->instance_remove(s, "7.7.7.1.1") == ERR_OK);
+	CHECK(s->ops->commit(s) == ERR_OK);
+	CHECK(s->ops->instance_get(s, "7.7.7.1.1", &in2) == ERR_NOTFOUND);
+	CHECK(s->ops->instance_by_key(s, in.object_key, &in2) == ERR_NOTFOUND);
+	CHECK(s->ops->instance_get(s, "7.7.7.1.2", &in2) == ERR_OK);
+	CHECK(s->ops->study_get(s, "7.7.7", &st) == ERR_OK);
+	CHECK_EQ_INT(st.n_series, 1);
+	CHECK_EQ_INT(st.n_instances, 1);
+	CHECK(s->ops->series_get(s, "7.7.7.1", &se) == ERR_OK);
+	CHECK_EQ_INT(se.n_instances, 1);
+	/* the last one: its series and study go too */
+	CHECK(s->ops->begin(s) == ERR_OK);
+	CHECK(s->ops->instance_remove(s, "7.7.7.1.2") == ERR_OK);
+	CHECK(s->ops->commit(s) == ERR_OK);
+	CHECK(s->ops->series_get(s, "7.7.7.1", &se) == ERR_NOTFOUND);
+	CHECK(s->ops->study_get(s, "7.7.7", &st) == ERR_NOTFOUND);
+	/* the other study untouched; an unknown instance is ERR_NOTFOUND */
+	CHECK(s->ops->study_get(s, "8.8.8", &st) == ERR_OK);
+	CHECK_EQ_INT(st.n_instances, 1);
+	CHECK(s->ops->begin(s) == ERR_OK);
+	CHECK(s->ops->instance_remove(s, "9.9.9") == ERR_NOTFOUND);
+	s->ops->rollback(s);
+	s->ops->close(s);
+}
+
 TEST(rollback_discards)
 {
 	struct index_store *s = open_index(true);
@@ -315,6 +364,7 @@ int main(void)
 	RUN(store_and_get);
 	RUN(duplicates_refused);
 	RUN(rollback_discards);
+	RUN(instance_remove);
 	RUN(queries);
 	RUN(persistence_and_lists);
 	return TEST_DONE();
