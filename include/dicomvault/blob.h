@@ -46,14 +46,15 @@ struct blob_ops {
 	enum err (*list)(struct blob_store *s, enum err (*fn)(void *ctx, const char *key), void *ctx);
 	void (*close)(struct blob_store *s);
 	/* Crash recovery. A committed object stays "pending" until settle()
-	 * (called once the index references it); recover() removes temporary
-	 * files of writes that never committed and every pending object for
-	 * which referenced() says no (written, then the process died before
-	 * the index commit). recover() does nothing while another process has
+	 * (called once the index references it and it is durable);
+	 * recover() removes temporary files of writes that never committed
+	 * and every pending object for which keep() says no (never indexed,
+	 * or indexed before its put_commit and found incomplete: the caller
+	 * removed its rows). recover() does nothing while another process has
 	 * the store open (its writes may be in flight); *removed counts the
 	 * files removed. */
 	void (*settle)(struct blob_store *s, const char *key);
-	enum err (*recover)(struct blob_store *s, enum err (*referenced)(void *ctx, const char *key, bool *yes),
+	enum err (*recover)(struct blob_store *s, enum err (*keep)(void *ctx, const char *key, bool *yes),
 	                    void *ctx, unsigned *removed);
 	/* A fresh, unpredictable key for a new object (the store may choose
 	 * part of it to place objects well). */

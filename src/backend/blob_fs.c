@@ -20,7 +20,9 @@
  *      fsync of DIR/.pending; the link then waits for that fsync (made
  *      by the first put_write that finds it done, else by put_commit);
  *   2. put_commit fsyncs the file here while the directory's fsync runs,
- *      and returns once both are done.
+ *      and returns once both are done; or put_finish starts the file's
+ *      write-back and queues its fsync on the sync thread, so that the
+ *      caller indexes the object meanwhile, and put_commit waits for it.
  * So an object visible under its key after a crash always has its pending
  * entry (made durable before the link), until settle, called once the
  * index references the object, unlinks it. After a crash, recover()
@@ -107,11 +109,12 @@ struct blob_writer {
 	char tmp[PATH_CAP];       /* DIR/.pending/<key> until committed */
 	char final[PATH_CAP];
 	char subdir[PATH_CAP];
-	/* linked early: once the pending fsync is done, put_write links the
-	 * final name and queues the fsync of its directory (djob on dfd), so
-	 * that it runs while the rest is written instead of after the last
-	 * byte; the name is not referenced by the index before put_commit
-	 * returned (the file's fsync done too), like a late link */
+	/* linked early: at put_begin (a spare's entry is durable), or once
+	 * the pending fsync is done, put_write links the final name and
+	 * queues the fsync of its directory (djob on dfd), so that it runs
+	 * while the rest is written instead of after the last byte; the
+	 * index references the name only after put_finish (and recovery
+	 * reads such an object back while its pending entry is there) */
 	bool linked;
 	bool djob_sent;
 	int dfd;
@@ -692,7 +695,7 @@ static enum err clear_dir(const char *dir, unsigned *removed)
 	return rc;
 }
 
-static enum err fs_recover(struct blob_store *bs, enum err (*referenced)(void *ctx, const char *key, bool *yes),
+static enum err fs_recover(struct blob_store *bs, enum err (*keep)(void *ctx, const char *key, bool *yes),
                            void *ctx, unsigned *removed)
 {
 	struct fs_store *s = (struct fs_store *)bs;
@@ -723,7 +726,7 @@ static enum err fs_recover(struct blob_store *bs, enum err (*referenced)(void *c
 			continue;
 		yes = false;
 		if (blob_key_valid(e->d_name)) {
-			rc = referenced(ctx, e->d_name, &yes);
+			rc = keep(ctx, e->d_name, &yes);
 			if (rc != ERR_OK)
 				break;
 			if (!yes && paths(s, e->d_name, sub1, sub2, final) == ERR_OK) {
