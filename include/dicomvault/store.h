@@ -72,12 +72,26 @@ void store_early_feed(struct vault *v, struct spool *sp, const void *p, size_t n
                       struct store_early_rx *rx);
 /* Discards an early object that is not stored (takes NULL). */
 void store_early_free(struct store_early *e);
+/* What a caller does once its instance is indexed, before the store
+ * returns: its success audit record, so that the record's fsync overlaps
+ * the object's (docs/internals/durability.md, steps 7-9). indexed is
+ * called at most once, with res filled (res->existed for identical bytes
+ * already stored), only on the way to ERR_OK; if the store still fails
+ * after it (the object's fsync failed: its rows are removed), the store
+ * returns that error and the caller records the failure as usual. */
+struct store_hook {
+	void (*indexed)(void *ctx, const struct store_result *res);
+	void *ctx;
+};
+
 /* store_instance_hashed for bytes an early object has (every one, in
  * order, sha256 their hash): when the whole data set has the SOP Instance
  * UID and the patient its head had, the object is finished and indexed;
- * otherwise it is discarded and in stored as usual. e is consumed. */
+ * otherwise it is discarded and in stored as usual. e is consumed (may be
+ * NULL: stored as usual); hook may be NULL. */
 WUR enum err store_instance_early(struct vault *v, struct src *in, const uint8_t *sha256, struct store_early *e,
-                                  const char *collection, struct store_result *res, char *why, size_t whylen);
+                                  const struct store_hook *hook, const char *collection, struct store_result *res,
+                                  char *why, size_t whylen);
 
 /* The keyed hash that identifies a patient in the index (and in grants of
  * a patient scope): Patient ID and Issuer of Patient ID (NULL or "" when

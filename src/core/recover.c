@@ -7,8 +7,12 @@
  * never indexed: removed), or one the index references whose fsync may
  * not have completed: it is read back whole, every chunk authenticated and
  * its SHA-256 fixity checked against the index; if it fails, the
- * instance's rows are removed with it (the store was never acknowledged).
+ * instance's rows are removed with it (the store was never acknowledged;
+ * its success may have been audited: the removal is audited too).
  * Layer: core. */
+#include <stdio.h>
+#include <string.h>
+#include "dicomvault/audit.h"
 #include "dicomvault/blob.h"
 #include "dicomvault/index.h"
 #include "dicomvault/log.h"
@@ -38,6 +42,12 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 	struct vault *v = ctx;
 	struct index_store *ix = v->ix;
 	struct idx_instance in;
+	struct idx_series se;
+	struct idx_study st;
+	struct idx_patient pa;
+	char series[IDX_UID_MAX + 1] = "", study[IDX_UID_MAX + 1] = "";
+	uint8_t patient[IDX_HMAC_LEN];
+	bool have_se, have_st, have_pa;
 	enum err rc;
 
 	*yes = false;
@@ -53,7 +63,20 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 	}
 	if (rc == ERR_NOMEM)
 		return rc;
-	/* indexed before its object was durable, and the crash came first */
+	/* indexed before its object was durable, and the crash came first:
+	 * its identifiers for the audit record, then its rows go */
+	memset(&se, 0, sizeof se);
+	memset(&st, 0, sizeof st);
+	memset(&pa, 0, sizeof pa);
+	have_se = ix->ops->series_by_id(ix, in.series_id, &se) == ERR_OK;
+	if (have_se)
+		snprintf(series, sizeof series, "%s", se.uid);
+	have_st = have_se && ix->ops->study_by_id(ix, se.study_id, &st) == ERR_OK;
+	if (have_st)
+		snprintf(study, sizeof study, "%s", st.uid);
+	have_pa = have_st && ix->ops->patient_by_id(ix, st.patient_id, &pa) == ERR_OK;
+	if (have_pa)
+		memcpy(patient, pa.key_hmac, sizeof patient);
 	rc = ix->ops->begin(ix);
 	if (rc == ERR_OK) {
 		rc = ix->ops->instance_remove(ix, in.uid);
@@ -62,10 +85,21 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 		else
 			ix->ops->rollback(ix);
 	}
-	if (rc == ERR_OK)
-		log_warn("object store recovery: object %s was indexed but incomplete after a crash (never acknowledged): "
-		         "its instance is removed", key);
-	return rc;
+	if (rc != ERR_OK)
+		return rc;
+	log_warn("object store recovery: object %s was indexed but incomplete after a crash (never acknowledged): "
+	         "its instance is removed", key);
+	/* its store may have been audited as a success before the crash
+	 * (store_hook): the removal is audited too */
+	rc = audit_append_once(v->dir, &(struct audit_rec){
+		.action = AUDIT_STORE, .outcome = AUDIT_FAILURE,
+		.reason = "removed by recovery: its object was not durable at a crash (never acknowledged)",
+		.actor = { .user = "dicomvault", .addr = "local" },
+		.objects = { .patient = have_pa ? patient : NULL, .study_uid = have_st ? study : NULL,
+		             .series_uid = have_se ? series : NULL, .sop_uid = in.uid } });
+	if (rc != ERR_OK)
+		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
+	return ERR_OK;
 }
 
 enum err vault_recover(struct vault *v, unsigned *removed)

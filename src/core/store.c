@@ -874,7 +874,8 @@ static void unindex(struct vault *v, const char *sop_uid)
 }
 
 static enum err store_common(struct vault *v, struct src *in, const uint8_t *known, struct store_early *early,
-                             const char *collection, struct store_result *res, char *why, size_t whylen)
+                             const struct store_hook *hook, const char *collection, struct store_result *res,
+                             char *why, size_t whylen)
 {
 	struct dcm_read_opts ro = { .bulk_threshold = 4096, .strict = false };
 	struct ctx c;
@@ -886,6 +887,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	char object_key[33] = "";
 	bool locked = false;
 	enum err rc, rcw;
+	bool hooked = false;
 
 	memset(&c, 0, sizeof c);
 	memset(res, 0, sizeof *res);
@@ -974,6 +976,10 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	j.whylen = whylen;
 	group_commit(&j);
 	rc = j.rc;
+	if (rc == ERR_OK && hook != NULL) {
+		hook->indexed(hook->ctx, res);   /* its syncs beside the object's */
+		hooked = true;
+	}
 	rcw = v->blobs->ops->put_commit(bw);   /* the object durable: waited for */
 	bw = NULL;
 	if (rcw != ERR_OK && rc == ERR_OK && !j.dup) {
@@ -995,6 +1001,8 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		err_why(why, whylen, rc, "cannot index the instance");
 out:
 	store_ix_unlock(v, &locked);
+	if (rc == ERR_OK && hook != NULL && !hooked)
+		hook->indexed(hook->ctx, res);
 	if (bw != NULL)
 		v->blobs->ops->put_abort(bw);
 	if (object_key[0] && rc != ERR_OK)
@@ -1016,11 +1024,12 @@ out:
 enum err store_instance_hashed(struct vault *v, struct src *in, const uint8_t *known, const char *collection,
                                struct store_result *res, char *why, size_t whylen)
 {
-	return store_common(v, in, known, NULL, collection, res, why, whylen);
+	return store_common(v, in, known, NULL, NULL, collection, res, why, whylen);
 }
 
 enum err store_instance_early(struct vault *v, struct src *in, const uint8_t *known, struct store_early *e,
-                              const char *collection, struct store_result *res, char *why, size_t whylen)
+                              const struct store_hook *hook, const char *collection, struct store_result *res,
+                              char *why, size_t whylen)
 {
-	return store_common(v, in, known, e, collection, res, why, whylen);
+	return store_common(v, in, known, e, hook, collection, res, why, whylen);
 }

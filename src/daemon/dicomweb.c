@@ -362,6 +362,32 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 	return ERR_OK;
 }
 
+/* The success audit record of a stored part, written once the instance
+ * is indexed (store_hook: its fsync beside the object's). */
+struct part_audit {
+	struct http_req *r;
+	bool written;
+	enum err rc;
+};
+
+static void part_audit(void *ctx, const struct store_result *res)
+{
+	struct part_audit *pa_ = ctx;
+	struct http_req *r = pa_->r;
+	struct idx_instance in;
+	struct idx_series se;
+	struct idx_study st;
+	struct idx_patient pa;
+	bool have_pa;
+
+	pthread_mutex_lock(r->srv->ix_lock);
+	have_pa = dw_locate(r->srv->vault, res->sop_uid, &in, &se, &st, &pa) == ERR_OK;
+	pthread_mutex_unlock(r->srv->ix_lock);
+	pa_->written = true;
+	pa_->rc = dw_audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res->existed ? "already stored" : NULL,
+	                       have_pa ? pa.key_hmac : NULL, res->study_uid, res->series_uid, res->sop_uid);
+}
+
 /* Stores one received part (on a worker, or on the connection thread):
  * sets its outcome; never touches the answer. */
 static void store_part(struct dw *d, struct stow_job *j)
@@ -372,11 +398,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 	char why[256] = "";
 	char coll[ACCESS_NAME_MAX + 1] = "default";
 	struct store_result res;
-	struct idx_instance in;
-	struct idx_series se;
-	struct idx_study st;
-	struct idx_patient pa;
-	bool have_pa = false;
+	struct part_audit pa = { r, false, ERR_OK };
 	struct src src;
 	enum err rc;
 
@@ -412,13 +434,9 @@ static void store_part(struct dw *d, struct stow_job *j)
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance_early(v, &src, spool_sha256(j->sp), j->early, coll, &res, why, sizeof why);
+	rc = store_instance_early(v, &src, spool_sha256(j->sp), j->early, &(struct store_hook){ part_audit, &pa }, coll,
+	                          &res, why, sizeof why);
 	j->early = NULL;   /* consumed */
-	if (rc == ERR_OK) {
-		pthread_mutex_lock(r->srv->ix_lock);
-		have_pa = dw_locate(v, res.sop_uid, &in, &se, &st, &pa) == ERR_OK;
-		pthread_mutex_unlock(r->srv->ix_lock);
-	}
 	src_close(&src);
 	if (rc != ERR_OK) {
 		uint16_t fr;
@@ -449,8 +467,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 	 * audit record: if that cannot be written the client is told it failed
 	 * (the object stays; sending it again succeeds as "already stored" and
 	 * is audited then) */
-	if (dw_audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored" : NULL,
-	                 have_pa ? pa.key_hmac : NULL, res.study_uid, res.series_uid, res.sop_uid) != ERR_OK)
+	if (!pa.written || pa.rc != ERR_OK)
 		job_failed(d, j, FR_PROCESSING, "the audit record cannot be written");
 }
 

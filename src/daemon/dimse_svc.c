@@ -340,12 +340,31 @@ static bool early_may(void *ctx, const struct dcm_file *head)
 	return strcmp(pk.sop, a->rq.sop_instance) == 0 && store_allowed(a, &pk, &comment) == 0;
 }
 
+/* The success audit record of a C-STORE, written once the instance is
+ * indexed (store_hook: its fsync beside the object's). */
+struct stored_audit {
+	struct dimse_assoc *a;
+	const struct audit_objects *obj;
+	bool written;
+	enum err rc;
+};
+
+static void stored_audit(void *ctx, const struct store_result *res)
+{
+	struct stored_audit *sa = ctx;
+
+	sa->written = true;
+	sa->rc = dimse_assoc_audit(sa->a, AUDIT_STORE, AUDIT_SUCCESS,
+	                           res->existed ? "already stored (DIMSE)" : "DIMSE C-STORE", sa->obj);
+}
+
 static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *existed)
 {
 	struct dimse_store *st = a->st;
 	struct vault *v = a->o->vault;
 	struct audit_objects obj;
 	struct store_result res;
+	struct stored_audit sa = { 0 };
 	struct peeked pk;
 	struct src src;
 	const char *refusal = NULL;
@@ -389,7 +408,10 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 		goto fail;
 	}
 	memset(&res, 0, sizeof res);
-	rc = store_instance_early(v, &src, spool_sha256(st->sp), st->early.e, pk.coll, &res, why, sizeof why);
+	sa.a = a;
+	sa.obj = &obj;
+	rc = store_instance_early(v, &src, spool_sha256(st->sp), st->early.e, &(struct store_hook){ stored_audit, &sa },
+	                          pk.coll, &res, why, sizeof why);
 	st->early.e = NULL;   /* consumed */
 	src_close(&src);
 	if (rc != ERR_OK) {
@@ -412,9 +434,8 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 		log_warn("C-STORE from %s: %s", a->calling, why[0] ? why : err_str(rc));
 		goto fail;
 	}
-	/* no success without its audit record */
-	if (dimse_assoc_audit(a, AUDIT_STORE, AUDIT_SUCCESS, res.existed ? "already stored (DIMSE)" : "DIMSE C-STORE",
-	                      &obj) != ERR_OK) {
+	/* no success without its audit record (written by stored_audit) */
+	if (!sa.written || sa.rc != ERR_OK) {
 		*comment = "Audit record cannot be written";
 		return DIMSE_ERR_UNABLE;
 	}

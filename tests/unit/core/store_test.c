@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
+#include "dicomvault/audit.h"
 #include "dicomvault/blob.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
@@ -387,7 +388,7 @@ static enum err early_store(const uint8_t *b, size_t n, size_t head, size_t step
 	}
 	sha_of(whole, wn, sha);
 	src_mem_init(&s, &m, whole, wn);
-	return store_instance_early(v, &s, sha, e, "default", res, why, cap);
+	return store_instance_early(v, &s, sha, e, NULL, "default", res, why, cap);
 }
 
 static bool retrieves_as(const char *sop, const uint8_t *b, size_t n)
@@ -439,7 +440,7 @@ TEST(early_object)
 	CHECK_EQ_INT(pending_count(), 0);
 	/* the same instance again: not early (compared at the end), existed */
 	CHECK(store_early_begin(v, b, px + 12, NULL, NULL, &e) == ERR_UNSUPPORTED && e == NULL);
-	CHECK(store_instance_early(v, &(struct src){ 0 }, NULL, NULL, "default", &res, why, sizeof why) != ERR_OK);
+	CHECK(store_instance_early(v, &(struct src){ 0 }, NULL, NULL, NULL, "default", &res, why, sizeof why) != ERR_OK);
 	free(b);
 }
 
@@ -517,6 +518,57 @@ TEST(early_object_mismatch)
 	free(other);
 }
 
+/* The store hook (store.h): called once on the way to success, with the
+ * result filled (a new instance, or one already stored identical), never
+ * on a failure. */
+struct hook_seen {
+	int calls;
+	bool existed;
+	char sop[65];
+};
+
+static void hook_count(void *ctx, const struct store_result *res)
+{
+	struct hook_seen *h = ctx;
+
+	h->calls++;
+	h->existed = res->existed;
+	snprintf(h->sop, sizeof h->sop, "%s", res->sop_uid);
+}
+
+TEST(store_hook)
+{
+	struct hook_seen h = { 0 };
+	struct store_hook hook = { hook_count, &h };
+	struct store_result res;
+	struct src s;
+	struct src_mem m;
+	uint8_t sha[32];
+	char why[256];
+	size_t n = 0;
+	uint8_t *b = ct_variant('3', &n);
+
+	CHECK(b != NULL);
+	if (b == NULL)
+		return;
+	sha_of(b, n, sha);
+	src_mem_init(&s, &m, b, n);
+	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
+	CHECK_EQ_INT(h.calls, 1);
+	CHECK(!h.existed && strcmp(h.sop, res.sop_uid) == 0);
+	src_mem_init(&s, &m, b, n);
+	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
+	CHECK_EQ_INT(h.calls, 2);
+	CHECK(h.existed);
+	/* other bytes under the same SOP Instance UID: refused, no call */
+	b[n - 1] ^= 1;
+	sha_of(b, n, sha);
+	src_mem_init(&s, &m, b, n);
+	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_DENIED);
+	CHECK_EQ_INT(h.calls, 2);
+	free(b);
+}
+
 /* Crash recovery of objects indexed while their fsync ran (durability.md,
  * step 6): a pending entry the index references is read back whole at the
  * next open. Intact, the instance stays; damaged (its data lost with the
@@ -564,6 +616,19 @@ TEST(recovery_checks_indexed_pending)
 	CHECK_EQ_INT(pending_count(), 0);
 	CHECK(ix->ops->series_by_id(ix, ia.series_id, &se) == ERR_OK);
 	CHECK_EQ_INT(se.n_instances, before - 1);
+	/* the removal audited (after a success the store may have audited),
+	 * the chain intact */
+	{
+		struct audit_verify_result vr;
+		uint8_t *log = NULL;
+		size_t nlog = 0;
+		snprintf(p, sizeof p, "%s/%s", dir, AUDIT_LOG_PATH);
+		CHECK(file_read_all(p, 64 << 20, &log, &nlog) == ERR_OK);
+		CHECK(log != NULL && memmem(log, nlog, "removed by recovery", 19) != NULL);
+		CHECK(log != NULL && memmem(log, nlog, rb.sop_uid, strlen(rb.sop_uid)) != NULL);
+		free(log);
+		CHECK(audit_verify(p, &vr) == ERR_OK && vr.fault == AUDIT_OK);
+	}
 	/* stored again: a new instance, retrieved as sent */
 	CHECK(store_mem(b, nb, &rb, why, sizeof why) == ERR_OK);
 	CHECK(retrieves_as(rb.sop_uid, b, nb));
@@ -603,6 +668,7 @@ int main(void)
 	RUN(early_object);
 	RUN(early_object_discarded);
 	RUN(early_object_mismatch);
+	RUN(store_hook);
 	RUN(recovery_checks_indexed_pending);
 	vault_close(v);
 	rm_rf(base);
