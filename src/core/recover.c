@@ -18,6 +18,7 @@
 #include "dicomvault/log.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
+#include "store_int.h"
 
 /* Reads the stored instance back whole: ERR_OK if intact. */
 static enum err object_intact(struct vault *v, const char *sop_uid)
@@ -77,14 +78,7 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 	have_pa = have_st && ix->ops->patient_by_id(ix, st.patient_id, &pa) == ERR_OK;
 	if (have_pa)
 		memcpy(patient, pa.key_hmac, sizeof patient);
-	rc = ix->ops->begin(ix);
-	if (rc == ERR_OK) {
-		rc = ix->ops->instance_remove(ix, in.uid);
-		if (rc == ERR_OK)
-			rc = ix->ops->commit(ix);
-		else
-			ix->ops->rollback(ix);
-	}
+	rc = store_unindex(v, in.uid);
 	if (rc != ERR_OK)
 		return rc;
 	log_warn("object store recovery: object %s was indexed but incomplete after a crash (never acknowledged): "

@@ -850,29 +850,6 @@ static enum err early_finish(struct store_early *e, const uint8_t *known, uint8_
 	return rc;
 }
 
-/* Removes the instance rows of sop_uid, in a transaction of its own (a
- * failure is logged: the object's pending entry makes recovery remove
- * them at the next start). */
-static void unindex(struct vault *v, const char *sop_uid)
-{
-	struct index_store *ix = v->ix;
-	bool locked = false;
-	enum err rc;
-
-	store_ix_lock(v, &locked);
-	rc = ix->ops->begin(ix);
-	if (rc == ERR_OK) {
-		rc = ix->ops->instance_remove(ix, sop_uid);
-		if (rc == ERR_OK)
-			rc = ix->ops->commit(ix);
-		else
-			ix->ops->rollback(ix);
-	}
-	store_ix_unlock(v, &locked);
-	if (rc != ERR_OK)
-		log_error("store: cannot remove the rows of an instance whose object failed: %s", err_str(rc));
-}
-
 static enum err store_common(struct vault *v, struct src *in, const uint8_t *known, struct store_early *early,
                              const struct store_hook *hook, const char *collection, struct store_result *res,
                              char *why, size_t whylen)
@@ -985,7 +962,8 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	if (rcw != ERR_OK && rc == ERR_OK && !j.dup) {
 		/* indexed, but its object failed to become durable: the rows go
 		 * (the pending entry tells recovery until then) */
-		unindex(v, res->sop_uid);
+		if (store_unindex(v, res->sop_uid) != ERR_OK)
+			log_error("store: cannot remove the rows of an instance whose object failed");
 		err_why(why, whylen, rcw, "cannot write the encrypted object");
 		rc = rcw;
 		goto out;

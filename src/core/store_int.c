@@ -2,6 +2,7 @@
  * (retrieve.c) and query paths. Layer: core. */
 #include <string.h>
 #include "dicomvault/crypto.h"
+#include "dicomvault/index.h"
 #include "dicomvault/vault.h"
 #include "store_int.h"
 
@@ -36,4 +37,23 @@ void store_ix_unlock(struct vault *v, bool *locked)
 	if (v->ix_lock != NULL && *locked)
 		pthread_mutex_unlock(v->ix_lock);
 	*locked = false;
+}
+
+enum err store_unindex(struct vault *v, const char *sop_uid)
+{
+	struct index_store *ix = v->ix;
+	bool locked = false;
+	enum err rc;
+
+	store_ix_lock(v, &locked);
+	rc = ix->ops->begin(ix);
+	if (rc == ERR_OK) {
+		rc = ix->ops->instance_remove(ix, sop_uid);
+		if (rc == ERR_OK)
+			rc = ix->ops->commit(ix);
+		else
+			ix->ops->rollback(ix);
+	}
+	store_ix_unlock(v, &locked);
+	return rc;
 }

@@ -26,5 +26,10 @@ void store_object_ad(struct wbuf *w, const char *object_key, const char *sop_uid
 /* v->ix_lock (if any), taken or released once: *locked tracks it. */
 void store_ix_lock(struct vault *v, bool *locked);
 void store_ix_unlock(struct vault *v, bool *locked);
+/* Removes the index rows of an instance (and its series and study when
+ * it was their last), in a transaction of its own under v->ix_lock: an
+ * instance indexed whose object did not become durable (store.c after a
+ * failed fsync; recover.c after a crash). */
+WUR enum err store_unindex(struct vault *v, const char *sop_uid);
 
 #endif
