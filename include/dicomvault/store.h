@@ -18,6 +18,8 @@ struct store_result {
 	bool existed;          /* identical bytes were already stored */
 	uint8_t sha256[32];    /* fixity of the plaintext */
 	uint64_t size;
+	uint8_t patient_key[32];   /* the patient's keyed hash (index and audit), */
+	bool has_patient_key;      /* set on success */
 };
 
 /* Stores one Part 10 object. in must be random access (memory or a file):

@@ -69,7 +69,7 @@ struct sync_job {
 struct fs_store {
 	struct blob_store base;
 	char dir[PATH_CAP];
-	char tmpdir[PATH_CAP];    /* DIR/.tmp: writes in progress */
+	char tmpdir[PATH_CAP];    /* DIR/.tmp: left by older versions, emptied by recover */
 	char pendir[PATH_CAP];    /* DIR/.pending: committed, not yet settled */
 	int lock_fd;              /* DIR/.lock, flock shared while open */
 	/* fan-out directories known to exist (and their entries durable):
@@ -87,7 +87,6 @@ struct fs_store {
 	/* the sync thread: directory fsyncs in the background, those queued
 	 * together done as one batch (one fsync per distinct descriptor) */
 	int pend_fd;              /* DIR/.pending, open */
-	int tmp_fd;               /* DIR/.tmp, open */
 	/* spares (under sync_mu): made, their entry not yet fsync'd; ready
 	 * (entry durable) for new_key; handed out by new_key, waiting for
 	 * put_begin with their key (the oldest dropped when full) */
@@ -821,8 +820,6 @@ static void fs_close(struct blob_store *bs)
 		spare_drop(s, &s->unready[--s->nunready]);
 	while (s->nreserved > 0)
 		spare_drop(s, &s->reserved[--s->nreserved]);
-	if (s->tmp_fd >= 0)
-		close(s->tmp_fd);
 	if (s->pend_fd >= 0)
 		close(s->pend_fd);
 	if (s->lock_fd >= 0)
@@ -888,7 +885,6 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 	s->base.ops = &fs_ops;
 	s->lock_fd = -1;
 	s->pend_fd = -1;
-	s->tmp_fd = -1;
 	pthread_mutex_init(&s->dir_mu, NULL);
 	pthread_mutex_init(&s->key_mu, NULL);
 	pthread_mutex_init(&s->sync_mu, NULL);
@@ -901,8 +897,7 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 	if (mkdir_durable(s->tmpdir, dir) != ERR_OK || mkdir_durable(s->pendir, dir) != ERR_OK)
 		goto fail;
 	s->pend_fd = open(s->pendir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	s->tmp_fd = open(s->tmpdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s->pend_fd < 0 || s->tmp_fd < 0)
+	if (s->pend_fd < 0)
 		goto fail;
 	s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (s->lock_fd < 0 || flock_retry(s->lock_fd, LOCK_SH) != 0)

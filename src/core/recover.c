@@ -48,7 +48,7 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 	struct idx_patient pa;
 	char series[IDX_UID_MAX + 1] = "", study[IDX_UID_MAX + 1] = "";
 	uint8_t patient[IDX_HMAC_LEN];
-	bool have_se, have_st, have_pa;
+	bool located;
 	enum err rc;
 
 	*yes = false;
@@ -66,18 +66,12 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 		return rc;
 	/* indexed before its object was durable, and the crash came first:
 	 * its identifiers for the audit record, then its rows go */
-	memset(&se, 0, sizeof se);
-	memset(&st, 0, sizeof st);
-	memset(&pa, 0, sizeof pa);
-	have_se = ix->ops->series_by_id(ix, in.series_id, &se) == ERR_OK;
-	if (have_se)
+	located = store_locate(v, &in, &se, &st, &pa) == ERR_OK;
+	if (located) {
 		snprintf(series, sizeof series, "%s", se.uid);
-	have_st = have_se && ix->ops->study_by_id(ix, se.study_id, &st) == ERR_OK;
-	if (have_st)
 		snprintf(study, sizeof study, "%s", st.uid);
-	have_pa = have_st && ix->ops->patient_by_id(ix, st.patient_id, &pa) == ERR_OK;
-	if (have_pa)
 		memcpy(patient, pa.key_hmac, sizeof patient);
+	}
 	rc = store_unindex(v, in.uid);
 	if (rc != ERR_OK)
 		return rc;
@@ -89,8 +83,8 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 		.action = AUDIT_STORE, .outcome = AUDIT_FAILURE,
 		.reason = "removed by recovery: its object was not durable at a crash (never acknowledged)",
 		.actor = { .user = "dicomvault", .addr = "local" },
-		.objects = { .patient = have_pa ? patient : NULL, .study_uid = have_st ? study : NULL,
-		             .series_uid = have_se ? series : NULL, .sop_uid = in.uid } });
+		.objects = { .patient = located ? patient : NULL, .study_uid = located ? study : NULL,
+		             .series_uid = located ? series : NULL, .sop_uid = in.uid } });
 	if (rc != ERR_OK)
 		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
 	return ERR_OK;

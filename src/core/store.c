@@ -280,6 +280,22 @@ static enum err patient(struct ctx *c, char *why, size_t whylen)
 	return rc;
 }
 
+/* patient() in a transaction of its own (the caller holds ix_lock), so
+ * that the index is free while the object is encrypted. */
+static enum err patient_recorded(struct ctx *c, char *why, size_t whylen)
+{
+	struct index_store *ix = c->v->ix;
+	enum err rc = ix->ops->begin(ix);
+
+	if (rc != ERR_OK)
+		return rc;
+	rc = patient(c, why, whylen);
+	if (rc == ERR_OK)
+		return ix->ops->commit(ix);
+	ix->ops->rollback(ix);
+	return rc;
+}
+
 /* Hashes the source from byte from to its end (for comparing a duplicate). */
 static enum err hash_src(struct src *in, uint64_t from, uint8_t out[32])
 {
@@ -735,14 +751,8 @@ enum err store_early_begin(struct vault *v, const uint8_t *head, size_t n, store
 	/* phase 1 as in store_common; an instance already stored is compared
 	 * at the end instead */
 	store_ix_lock(v, &locked);
-	rc = ix->ops->instance_get(ix, e->sop_uid, &old) == ERR_OK ? ERR_UNSUPPORTED : ix->ops->begin(ix);
-	if (rc == ERR_OK) {
-		rc = patient(&e->c, why, sizeof why);
-		if (rc == ERR_OK)
-			rc = ix->ops->commit(ix);
-		else
-			ix->ops->rollback(ix);
-	}
+	rc = ix->ops->instance_get(ix, e->sop_uid, &old) == ERR_OK ? ERR_UNSUPPORTED
+	                                                            : patient_recorded(&e->c, why, sizeof why);
 	store_ix_unlock(v, &locked);
 	/* its pointers are the index's or freed: only id and hashes are used */
 	memset(&e->c.pat.wrapped_key, 0, sizeof e->c.pat.wrapped_key);
@@ -915,14 +925,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		snprintf(object_key, sizeof object_key, "%s", early->object_key);
 		rc = early_finish(early, known, res->sha256, &bw);
 	} else {
-		rc = ix->ops->begin(ix);
-		if (rc == ERR_OK) {
-			rc = patient(&c, why, whylen);
-			if (rc == ERR_OK)
-				rc = ix->ops->commit(ix);
-			else
-				ix->ops->rollback(ix);
-		}
+		rc = patient_recorded(&c, why, whylen);
 		store_ix_unlock(v, &locked);
 		if (rc != ERR_OK)
 			goto out;
@@ -953,6 +956,8 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	j.whylen = whylen;
 	group_commit(&j);
 	rc = j.rc;
+	memcpy(res->patient_key, c.pat.key_hmac, sizeof res->patient_key);
+	res->has_patient_key = true;
 	if (rc == ERR_OK && hook != NULL) {
 		hook->indexed(hook->ctx, res);   /* its syncs beside the object's */
 		hooked = true;
@@ -962,8 +967,11 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	if (rcw != ERR_OK && rc == ERR_OK && !j.dup) {
 		/* indexed, but its object failed to become durable: the rows go
 		 * (the pending entry tells recovery until then) */
-		if (store_unindex(v, res->sop_uid) != ERR_OK)
+		if (store_unindex(v, res->sop_uid) != ERR_OK) {
+			/* the pending entry stays: recovery removes them */
 			log_error("store: cannot remove the rows of an instance whose object failed");
+			object_key[0] = 0;
+		}
 		err_why(why, whylen, rcw, "cannot write the encrypted object");
 		rc = rcw;
 		goto out;
@@ -979,6 +987,11 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		err_why(why, whylen, rc, "cannot index the instance");
 out:
 	store_ix_unlock(v, &locked);
+	if (rc == ERR_OK && res->existed) {
+		uint8_t name[32], id[32];
+		bool has_id = false;
+		res->has_patient_key = patient_keys(v, &c.f->ds, res->patient_key, name, id, &has_id) == ERR_OK;
+	}
 	if (rc == ERR_OK && hook != NULL && !hooked)
 		hook->indexed(hook->ctx, res);
 	if (bw != NULL)

@@ -179,22 +179,6 @@ enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome
 	return rc;
 }
 
-/* The study, series and patient hash of a stored instance (ix_lock held). */
-enum err dw_locate(struct vault *v, const char *sop, struct idx_instance *in, struct idx_series *se,
-                   struct idx_study *st, struct idx_patient *pa)
-{
-	struct index_store *ix = v->ix;
-	enum err rc = ix->ops->instance_get(ix, sop, in);
-
-	if (rc == ERR_OK)
-		rc = ix->ops->series_by_id(ix, in->series_id, se);
-	if (rc == ERR_OK)
-		rc = ix->ops->study_by_id(ix, se->study_id, st);
-	if (rc == ERR_OK)
-		rc = ix->ops->patient_by_id(ix, st->patient_id, pa);
-	return rc;
-}
-
 /* Splits the path after "/dicom-web/" into segments. */
 static size_t split(const char *p, const char *seg[MAX_SEGS], size_t len[MAX_SEGS], bool *too_many)
 {
@@ -363,29 +347,20 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 }
 
 /* The success audit record of a stored part, written once the instance
- * is indexed (store_hook: its fsync beside the object's). */
+ * is indexed (store_hook: its fsync beside the object's); rc stays
+ * ERR_INTERNAL if the hook was not called. */
 struct part_audit {
 	struct http_req *r;
-	bool written;
 	enum err rc;
 };
 
 static void part_audit(void *ctx, const struct store_result *res)
 {
-	struct part_audit *pa_ = ctx;
-	struct http_req *r = pa_->r;
-	struct idx_instance in;
-	struct idx_series se;
-	struct idx_study st;
-	struct idx_patient pa;
-	bool have_pa;
+	struct part_audit *pa = ctx;
 
-	pthread_mutex_lock(r->srv->ix_lock);
-	have_pa = dw_locate(r->srv->vault, res->sop_uid, &in, &se, &st, &pa) == ERR_OK;
-	pthread_mutex_unlock(r->srv->ix_lock);
-	pa_->written = true;
-	pa_->rc = dw_audit_obj(r, AUDIT_STORE, AUDIT_SUCCESS, res->existed ? "already stored" : NULL,
-	                       have_pa ? pa.key_hmac : NULL, res->study_uid, res->series_uid, res->sop_uid);
+	pa->rc = dw_audit_obj(pa->r, AUDIT_STORE, AUDIT_SUCCESS, res->existed ? "already stored" : NULL,
+	                      res->has_patient_key ? res->patient_key : NULL, res->study_uid, res->series_uid,
+	                      res->sop_uid);
 }
 
 /* Stores one received part (on a worker, or on the connection thread):
@@ -398,7 +373,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 	char why[256] = "";
 	char coll[ACCESS_NAME_MAX + 1] = "default";
 	struct store_result res;
-	struct part_audit pa = { r, false, ERR_OK };
+	struct part_audit pa = { r, ERR_INTERNAL };
 	struct src src;
 	enum err rc;
 
@@ -467,7 +442,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 	 * audit record: if that cannot be written the client is told it failed
 	 * (the object stays; sending it again succeeds as "already stored" and
 	 * is audited then) */
-	if (!pa.written || pa.rc != ERR_OK)
+	if (pa.rc != ERR_OK)
 		job_failed(d, j, FR_PROCESSING, "the audit record cannot be written");
 }
 

@@ -341,11 +341,11 @@ static bool early_may(void *ctx, const struct dcm_file *head)
 }
 
 /* The success audit record of a C-STORE, written once the instance is
- * indexed (store_hook: its fsync beside the object's). */
+ * indexed (store_hook: its fsync beside the object's); rc stays
+ * ERR_INTERNAL if the hook was not called. */
 struct stored_audit {
 	struct dimse_assoc *a;
 	const struct audit_objects *obj;
-	bool written;
 	enum err rc;
 };
 
@@ -353,7 +353,6 @@ static void stored_audit(void *ctx, const struct store_result *res)
 {
 	struct stored_audit *sa = ctx;
 
-	sa->written = true;
 	sa->rc = dimse_assoc_audit(sa->a, AUDIT_STORE, AUDIT_SUCCESS,
 	                           res->existed ? "already stored (DIMSE)" : "DIMSE C-STORE", sa->obj);
 }
@@ -364,7 +363,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	struct vault *v = a->o->vault;
 	struct audit_objects obj;
 	struct store_result res;
-	struct stored_audit sa = { 0 };
+	struct stored_audit sa = { NULL, NULL, ERR_INTERNAL };
 	struct peeked pk;
 	struct src src;
 	const char *refusal = NULL;
@@ -435,7 +434,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 		goto fail;
 	}
 	/* no success without its audit record (written by stored_audit) */
-	if (!sa.written || sa.rc != ERR_OK) {
+	if (sa.rc != ERR_OK) {
 		*comment = "Audit record cannot be written";
 		return DIMSE_ERR_UNABLE;
 	}

@@ -154,13 +154,6 @@ enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome
                       const uint8_t *patient, const char *study, const char *series, const char *sop);
 /* One audit record with the request's actor filled in. */
 enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec);
-/* The instance, its series, study and patient (ix_lock held). */
-struct idx_instance;
-struct idx_series;
-struct idx_study;
-struct idx_patient;
-enum err dw_locate(struct vault *v, const char *sop, struct idx_instance *in, struct idx_series *se,
-                   struct idx_study *st, struct idx_patient *pa);
 /* WADO (wado.c): GET /dicom-web/studies/{study}[...] (n path segments
  * after /dicom-web/, at least 2) and WADO-URI (/wado). */
 enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n);

@@ -525,6 +525,8 @@ struct hook_seen {
 	int calls;
 	bool existed;
 	char sop[65];
+	bool has_key;
+	uint8_t key[32];
 };
 
 static void hook_count(void *ctx, const struct store_result *res)
@@ -534,12 +536,15 @@ static void hook_count(void *ctx, const struct store_result *res)
 	h->calls++;
 	h->existed = res->existed;
 	snprintf(h->sop, sizeof h->sop, "%s", res->sop_uid);
+	h->has_key = res->has_patient_key;
+	memcpy(h->key, res->patient_key, 32);
 }
 
 TEST(store_hook)
 {
 	struct hook_seen h = { 0 };
 	struct store_hook hook = { hook_count, &h };
+	uint8_t first[32];
 	struct store_result res;
 	struct src s;
 	struct src_mem m;
@@ -556,10 +561,26 @@ TEST(store_hook)
 	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
 	CHECK_EQ_INT(h.calls, 1);
 	CHECK(!h.existed && strcmp(h.sop, res.sop_uid) == 0);
+	/* the patient's keyed hash, as the index has it */
+	{
+		struct index_store *ix = v->ix;
+		struct idx_instance in;
+		struct idx_series se;
+		struct idx_study st;
+		struct idx_patient pa;
+		CHECK(ix->ops->instance_get(ix, res.sop_uid, &in) == ERR_OK &&
+		      ix->ops->series_by_id(ix, in.series_id, &se) == ERR_OK &&
+		      ix->ops->study_by_id(ix, se.study_id, &st) == ERR_OK &&
+		      ix->ops->patient_by_id(ix, st.patient_id, &pa) == ERR_OK);
+		CHECK(h.has_key && memcmp(h.key, pa.key_hmac, 32) == 0);
+	}
+	memcpy(first, h.key, 32);
+	h.has_key = false;
 	src_mem_init(&s, &m, b, n);
 	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
 	CHECK_EQ_INT(h.calls, 2);
 	CHECK(h.existed);
+	CHECK(h.has_key && memcmp(h.key, first, 32) == 0);   /* found again for an identical re-send */
 	/* other bytes under the same SOP Instance UID: refused, no call */
 	b[n - 1] ^= 1;
 	sha_of(b, n, sha);
