@@ -77,7 +77,6 @@ struct render_image {
 	uint16_t *mlut;
 	uint32_t mlut_n;
 	int32_t mlut_first;
-	unsigned mlut_bits;
 };
 
 /* Reads the image attributes of ds (a data set of f, for bulk LUT values).

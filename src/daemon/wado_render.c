@@ -204,7 +204,9 @@ static unsigned rsrc_open(struct http_req *r, const struct wado_list *l, size_t 
 		wado_inst_close(&s->in);
 		memset(s, 0, sizeof *s);
 		*err = rc;
-		return rc == ERR_NOTFOUND || rc == ERR_UNSUPPORTED || rc == ERR_LIMIT ? 406 : 500;
+		/* ERR_PARSE: image attributes the renderer cannot use (a
+		 * malformed lookup table...): not renderable, not a server fault */
+		return rc == ERR_NOTFOUND || rc == ERR_UNSUPPORTED || rc == ERR_LIMIT || rc == ERR_PARSE ? 406 : 500;
 	}
 	s->open = true;
 	s->item = i;
@@ -436,6 +438,15 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 		free(nums);
 		return wado_list_error(r, rc, series, sop);
 	}
+	if (nums == NULL && sop == NULL && !thumbnail && l.n > RENDER_MAX_PARTS) {
+		/* refused before waiting for a turn */
+		char detail[200];
+		snprintf(detail, sizeof detail,
+		         "a rendered %s is offered up to %u instances; this one has %zu: ask for its series or instances",
+		         series ? "series" : "study", RENDER_MAX_PARTS, l.n);
+		wado_list_fini(&l);
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, detail, NULL);
+	}
 	memset(&one, 0, sizeof one);
 	rc = turn_take();
 	if (rc != ERR_OK) {
@@ -472,12 +483,6 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 			n1++;
 		one.item = (n1 - 1) / 2;
 		res = send_one(r, &who, &l, &one, &p);
-	} else if (l.n > RENDER_MAX_PARTS) {
-		char detail[200];
-		snprintf(detail, sizeof detail,
-		         "a rendered %s is offered up to %u instances; this one has %zu: ask for its series or instances",
-		         series ? "series" : "study", RENDER_MAX_PARTS, l.n);
-		res = http_problem(r, MHD_HTTP_BAD_REQUEST, detail, NULL);
 	} else {
 		jobs = calloc(l.n, sizeof *jobs);
 		if (jobs == NULL) {

@@ -371,7 +371,6 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 		im->mlut = l.v;
 		im->mlut_n = l.n;
 		im->mlut_first = l.first;
-		im->mlut_bits = l.bits;
 	}
 	if (ds_first(ds, TAG_WINDOW_CENTER, &im->win.center) && ds_first(ds, TAG_WINDOW_WIDTH, &im->win.width)) {
 		im->win.fn = RENDER_VOI_LINEAR;

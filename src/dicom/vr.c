@@ -188,7 +188,7 @@ bool vr_uint_parse(const char *s, size_t n, uint64_t max, uint64_t *out)
 		return false;
 	for (i = 0; i < n; i++) {
 		unsigned d = (unsigned)(s[i] - '0');
-		if (s[i] < '0' || s[i] > '9' || v > (max - d) / 10)
+		if (s[i] < '0' || s[i] > '9' || d > max || v > (max - d) / 10)
 			return false;
 		v = v * 10 + d;
 	}

@@ -156,6 +156,25 @@ TEST(vr_properties)
 	CHECK_EQ_STR(vr_name(0x0102, b), "??");
 }
 
+/* vr_uint_parse: digits only, at most max (a digit above a small max
+ * too), no overflow of 64 bits. */
+TEST(uint_parse)
+{
+	uint64_t v = 0;
+
+	CHECK(vr_uint_parse("123", 3, 1000, &v) && v == 123);
+	CHECK(vr_uint_parse("1000", 4, 1000, &v) && v == 1000);
+	CHECK(!vr_uint_parse("1001", 4, 1000, &v));
+	CHECK(!vr_uint_parse("9", 1, 5, &v));
+	CHECK(vr_uint_parse("5", 1, 5, &v) && v == 5);
+	CHECK(!vr_uint_parse("", 0, 5, &v));
+	CHECK(!vr_uint_parse("1a", 2, 100, &v));
+	CHECK(!vr_uint_parse("-1", 2, 100, &v));
+	CHECK(vr_uint_parse("18446744073709551615", 20, UINT64_MAX, &v) && v == UINT64_MAX);
+	CHECK(!vr_uint_parse("18446744073709551616", 20, UINT64_MAX, &v));
+	CHECK(!vr_uint_parse("100000000000000000000", 21, UINT64_MAX, &v));
+}
+
 int main(void)
 {
 	RUN(lookup_by_tag);
@@ -167,5 +186,6 @@ int main(void)
 	RUN(uids);
 	RUN(implicit_vr);
 	RUN(vr_properties);
+	RUN(uint_parse);
 	return TEST_DONE();
 }

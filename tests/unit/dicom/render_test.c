@@ -462,7 +462,6 @@ TEST(modality_lut)
 	im.mlut = mlut;
 	im.mlut_n = 4;
 	im.mlut_first = 1;
-	im.mlut_bits = 16;
 	expect_px(&im, fr, sizeof fr, NULL, want, 6);
 	expect_px(&im, fr, sizeof fr, &w, want_w, 6);
 }
