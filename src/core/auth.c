@@ -23,6 +23,7 @@
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/token.h"
+#include "dicomvault/turns.h"
 #include "dicomvault/users.h"
 
 _Static_assert(sizeof(((struct auth_session *)0)->scope) == IDX_SCOPE_MAX + 1, "auth_session scope size");
@@ -353,19 +354,6 @@ static void lim_clear(struct auth *a, const char *key, int64_t now)
 
 /* ---- login ---- */
 
-static enum err pw_acquire(struct auth *a)
-{
-	struct timespec ts;
-	int r;
-
-	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-		return ERR_INTERNAL;
-	ts.tv_sec += AUTH_PWHASH_WAIT;
-	while ((r = sem_timedwait(&a->pw_sem, &ts)) != 0 && errno == EINTR)
-		;
-	return r == 0 ? ERR_OK : ERR_LIMIT;
-}
-
 /* Records a failed attempt against the address and the account (known or
  * not, so that a lockout does not tell them apart). The counters live in
  * memory; a known account's lock is also written to its row (it survives
@@ -564,7 +552,7 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 
 	/* the password: Argon2id, a bounded number at once (each takes
 	 * 64 MiB and a core for ~0.1 s) */
-	rc = pw_acquire(a);
+	rc = turn_take(&a->pw_sem, AUTH_PWHASH_WAIT);
 	if (rc != ERR_OK) {
 		log_warn("login from %s refused: %u password checks already running", addr, AUTH_PWHASH_CONCURRENCY);
 		e = audit_put(a, AUDIT_LOGIN_FAILURE, AUDIT_FAILURE, "too many logins in progress", known ? name : NULL,

@@ -15,19 +15,18 @@
  * at once (memory: one frame and its images each); the others wait up to
  * RENDER_WAIT seconds, then 503. See docs/internals/dicomweb.md.
  * Layer: daemon. */
-#include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "dicomvault/accept.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/frame.h"
 #include "dicomvault/log.h"
 #include "dicomvault/multipart.h"
 #include "dicomvault/render.h"
+#include "dicomvault/turns.h"
 #include "dicomvault/vault.h"
 #include "http_int.h"
 #include "wado_int.h"
@@ -54,23 +53,11 @@ static void turns_init(void)
 	turns_ok = sem_init(&turns, 0, RENDER_CONCURRENCY) == 0;
 }
 
-static enum err turn_take(void)
+/* A rendering turn within RENDER_WAIT seconds (turns.h). */
+static enum err render_turn(void)
 {
-	struct timespec ts;
-	int rc;
-
 	(void)pthread_once(&turns_once, turns_init);
-	if (!turns_ok || clock_gettime(CLOCK_REALTIME, &ts) != 0)
-		return ERR_INTERNAL;
-	ts.tv_sec += RENDER_WAIT;
-	while ((rc = sem_timedwait(&turns, &ts)) != 0 && errno == EINTR)
-		;
-	return rc == 0 ? ERR_OK : ERR_LIMIT;
-}
-
-static void turn_give(void)
-{
-	(void)sem_post(&turns);
+	return turns_ok ? turn_take(&turns, RENDER_WAIT) : ERR_INTERNAL;
 }
 
 /* ---- media type ---- */
@@ -448,7 +435,7 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, detail, NULL);
 	}
 	memset(&one, 0, sizeof one);
-	rc = turn_take();
+	rc = render_turn();
 	if (rc != ERR_OK) {
 		static const char *const extra[] = { MHD_HTTP_HEADER_RETRY_AFTER, "5", NULL };
 		free(nums);
@@ -493,7 +480,7 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 			res = send_multi(r, &who, &l, jobs, l.n, &p, series, true);
 		}
 	}
-	turn_give();
+	(void)sem_post(&turns);
 	free(jobs);
 	free(nums);
 	wado_list_fini(&l);
