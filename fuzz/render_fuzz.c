@@ -226,13 +226,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (im.bits_stored > im.bits_alloc)
 			im.bits_stored = im.bits_alloc;
 		im.high_bit = im.bits_stored - 1;
-		im.lut_n = 1 + data[4] % 16;
-		im.lut_first = (int8_t)data[3];
-		im.lut_bits = data[2] & 1 ? 16 : 8;
 		for (c = 0; c < 3; c++) {
 			for (size_t i = 0; i < 16; i++)
 				lut[c][i] = (uint16_t)(data[(c * 16 + i) % size] * 257u);
-			im.lut[c] = lut[c];
+			im.pal[c] = (struct render_lut){ lut[c], 1 + data[4] % 16u, (int8_t)data[3], data[2] & 1 ? 16 : 8 };
 		}
 	}
 	data += 8;

@@ -50,6 +50,16 @@ enum render_photo {
 	RENDER_PALETTE
 };
 
+/* A lookup table (PS3.3 C.11): n entries for the values first,
+ * first + 1, ..., each bits wide (values above the first and below the
+ * last entry are clamped to them); v owned by the image. */
+struct render_lut {
+	uint16_t *v;
+	uint32_t n;
+	int32_t first;
+	unsigned bits;
+};
+
 struct render_image {
 	uint32_t rows, cols, spp;
 	unsigned bits_alloc, bits_stored, high_bit;
@@ -59,24 +69,15 @@ struct render_image {
 	double slope, intercept;      /* Modality rescale (1, 0 when absent) */
 	bool has_window;              /* the first Window Center / Width of the data set */
 	struct render_window win;
-	/* PALETTE COLOR: three LUTs of lut_n entries, first mapped value
-	 * lut_first, each entry lut_bits (8 or 16) wide; owned */
-	uint16_t *lut[3];
-	uint32_t lut_n;
-	int32_t lut_first;
-	unsigned lut_bits;
+	/* PALETTE COLOR: the red, green and blue tables (of one shape, each
+	 * entry 8 or 16 bits wide) */
+	struct render_lut pal[3];
 	/* grey images without a window: the first VOI LUT of the VOI LUT
-	 * Sequence, voi_n entries from voi_first, voi_bits wide; owned, NULL
-	 * when none (then the frame's range is used) */
-	uint16_t *voi;
-	uint32_t voi_n;
-	int32_t voi_first;
-	unsigned voi_bits;
+	 * Sequence (v NULL when none: the frame's range is used then) */
+	struct render_lut voi;
 	/* grey images: the first Modality LUT of the Modality LUT Sequence,
-	 * used instead of the rescale; owned, NULL when none */
-	uint16_t *mlut;
-	uint32_t mlut_n;
-	int32_t mlut_first;
+	 * used instead of the rescale (v NULL when none) */
+	struct render_lut mlut;
 };
 
 /* Reads the image attributes of ds (a data set of f, for bulk LUT values).

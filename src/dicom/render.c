@@ -191,15 +191,8 @@ static bool str_is(const struct dcm_ds *ds, uint32_t tag, const char *t)
  * signed; bits per entry: 8 or 16 for min_bits 8 (palettes), else from
  * min_bits to 16) and its data e (one 16-bit word per entry, or one byte
  * per entry for 8-bit tables). what names it in errors. */
-struct lut {
-	uint16_t *v;              /* owned */
-	uint32_t n;
-	int32_t first;
-	unsigned bits;
-};
-
 static enum err lut_read(const struct dcm_file *f, const struct dcm_elem *d, const struct dcm_elem *e, bool sgn,
-                         unsigned min_bits, const char *what, struct lut *out, char *why, size_t whylen)
+                         unsigned min_bits, const char *what, struct render_lut *out, char *why, size_t whylen)
 {
 	const uint8_t *val = NULL;
 	bool owned = false;
@@ -246,19 +239,13 @@ static enum err palette_init(const struct dcm_file *f, const struct dcm_ds *ds, 
 	if (dcm_ds_find(ds, TAG_SEG_PAL_RED) != NULL)
 		return err_why(why, whylen, ERR_UNSUPPORTED, "segmented palette colour lookup tables are not supported");
 	for (c = 0; c < 3; c++) {
-		struct lut l;
+		struct render_lut *l = &im->pal[c];
 		enum err rc = lut_read(f, dcm_ds_find(ds, TAG_PAL_DESC_RED + c), dcm_ds_find(ds, TAG_PAL_DATA_RED + c),
-		                       im->is_signed, 8, "a palette colour lookup table", &l, why, whylen);
+		                       im->is_signed, 8, "a palette colour lookup table", l, why, whylen);
 		if (rc != ERR_OK)
 			return rc;
-		if (c > 0 && (l.n != im->lut_n || l.first != im->lut_first || l.bits != im->lut_bits)) {
-			free(l.v);
+		if (l->n != im->pal[0].n || l->first != im->pal[0].first || l->bits != im->pal[0].bits)
 			return err_why(why, whylen, ERR_UNSUPPORTED, "palette lookup tables of different shapes");
-		}
-		im->lut[c] = l.v;
-		im->lut_n = l.n;
-		im->lut_first = l.first;
-		im->lut_bits = l.bits;
 	}
 	return ERR_OK;
 }
@@ -267,7 +254,7 @@ static enum err palette_init(const struct dcm_file *f, const struct dcm_ds *ds, 
  * LUT Sequence, PS3.3 C.11.1; the VOI LUT Sequence, C.11.2.1.1): l->v
  * NULL when there is none. */
 static enum err first_lut(const struct dcm_file *f, const struct dcm_ds *ds, uint32_t tag, bool sgn, const char *what,
-                          struct lut *l, char *why, size_t whylen)
+                          struct render_lut *l, char *why, size_t whylen)
 {
 	const struct dcm_elem *sq = dcm_ds_find(ds, tag);
 	const struct dcm_ds *it;
@@ -364,13 +351,9 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 		/* a Modality LUT Sequence replaces the rescale (which it may not
 		 * accompany; when both are there the table is used, as pydicom
 		 * and most viewers do) */
-		struct lut l;
-		rc = first_lut(f, ds, TAG_MOD_LUT_SEQ, im->is_signed, "a modality lookup table", &l, why, whylen);
+		rc = first_lut(f, ds, TAG_MOD_LUT_SEQ, im->is_signed, "a modality lookup table", &im->mlut, why, whylen);
 		if (rc != ERR_OK)
 			return rc;
-		im->mlut = l.v;
-		im->mlut_n = l.n;
-		im->mlut_first = l.first;
 	}
 	if (ds_first(ds, TAG_WINDOW_CENTER, &im->win.center) && ds_first(ds, TAG_WINDOW_WIDTH, &im->win.width)) {
 		im->win.fn = RENDER_VOI_LINEAR;
@@ -389,16 +372,11 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 		}
 	}
 	if (im->photo <= RENDER_MONO2 && !im->has_window) {
-		struct lut l;
-		rc = first_lut(f, ds, TAG_VOI_LUT_SEQ, false, "a VOI lookup table", &l, why, whylen);
+		rc = first_lut(f, ds, TAG_VOI_LUT_SEQ, false, "a VOI lookup table", &im->voi, why, whylen);
 		if (rc != ERR_OK) {
 			render_image_fini(im);
 			return rc;
 		}
-		im->voi = l.v;
-		im->voi_n = l.n;
-		im->voi_first = l.first;
-		im->voi_bits = l.bits;
 	}
 	return ERR_OK;
 }
@@ -408,13 +386,13 @@ void render_image_fini(struct render_image *im)
 	unsigned c;
 
 	for (c = 0; c < 3; c++) {
-		free(im->lut[c]);
-		im->lut[c] = NULL;
+		free(im->pal[c].v);
+		im->pal[c].v = NULL;
 	}
-	free(im->voi);
-	im->voi = NULL;
-	free(im->mlut);
-	im->mlut = NULL;
+	free(im->voi.v);
+	im->voi.v = NULL;
+	free(im->mlut.v);
+	im->mlut.v = NULL;
 }
 
 uint64_t render_frame_bytes(const struct render_image *im)
@@ -493,10 +471,10 @@ static uint8_t voi(double x, const struct render_window *w)
  * above it, scaled from its bits to [0, 255] and rounded half up. */
 static uint8_t voi_lut(const struct render_image *im, double x)
 {
-	double k = floor(x) - (double)im->voi_first;
-	uint32_t i = k <= 0 ? 0 : k >= (double)(im->voi_n - 1) ? im->voi_n - 1 : (uint32_t)k;
+	double k = floor(x) - (double)im->voi.first;
+	uint32_t i = k <= 0 ? 0 : k >= (double)(im->voi.n - 1) ? im->voi.n - 1 : (uint32_t)k;
 
-	return (uint8_t)floor((double)im->voi[i] * 255.0 / (double)((1u << im->voi_bits) - 1) + 0.5);
+	return (uint8_t)floor((double)im->voi.v[i] * 255.0 / (double)((1u << im->voi.bits) - 1) + 0.5);
 }
 
 /* The modality value of a stored value: through the Modality LUT (the
@@ -505,10 +483,10 @@ static double modality_of(const struct render_image *im, int64_t s)
 {
 	int64_t k;
 
-	if (im->mlut == NULL)
+	if (im->mlut.v == NULL)
 		return (double)s * im->slope + im->intercept;
-	k = s - (int64_t)im->mlut_first;
-	return (double)im->mlut[k <= 0 ? 0 : k >= (int64_t)im->mlut_n - 1 ? im->mlut_n - 1 : (uint32_t)k];
+	k = s - (int64_t)im->mlut.first;
+	return (double)im->mlut.v[k <= 0 ? 0 : k >= (int64_t)im->mlut.n - 1 ? im->mlut.n - 1 : (uint32_t)k];
 }
 
 static uint8_t grey_of(const struct render_image *im, const struct render_window *w, uint32_t raw)
@@ -530,7 +508,7 @@ static enum err render_grey(const struct render_image *im, const uint8_t *fr, co
 		w = *win;
 	} else if (im->has_window) {
 		w = im->win;
-	} else if (im->voi != NULL) {
+	} else if (im->voi.v != NULL) {
 		wp = NULL;   /* the data set's VOI LUT */
 	} else {
 		/* the frame's range of modality values, linear-exact */
@@ -538,7 +516,7 @@ static enum err render_grey(const struct render_image *im, const uint8_t *fr, co
 		double a = INFINITY, b = -INFINITY;
 		for (i = 0; i < np; i++) {
 			int64_t s = stored_of(im, raw_at(im, fr, i));
-			if (im->mlut != NULL) {   /* a table need not be monotonic: its outputs */
+			if (im->mlut.v != NULL) {   /* a table need not be monotonic: its outputs */
 				double x = modality_of(im, s);
 				a = x < a ? x : a;
 				b = x > b ? x : b;
@@ -547,7 +525,7 @@ static enum err render_grey(const struct render_image *im, const uint8_t *fr, co
 				hi = s > hi ? s : hi;
 			}
 		}
-		if (im->mlut == NULL) {
+		if (im->mlut.v == NULL) {
 			a = modality_of(im, lo);
 			b = modality_of(im, hi);
 		}
@@ -616,10 +594,10 @@ static void render_colour(const struct render_image *im, const uint8_t *fr, uint
 	}
 	if (im->photo == RENDER_PALETTE) {
 		for (p = 0; p < np; p++) {
-			int64_t v = stored_of(im, raw_at(im, fr, p)) - im->lut_first;
-			size_t k = v < 0 ? 0 : v >= (int64_t)im->lut_n ? im->lut_n - 1 : (size_t)v;
+			int64_t v = stored_of(im, raw_at(im, fr, p)) - im->pal[0].first;
+			size_t k = v < 0 ? 0 : v >= (int64_t)im->pal[0].n ? im->pal[0].n - 1 : (size_t)v;
 			for (s = 0; s < 3; s++)
-				out[3 * p + s] = (uint8_t)(im->lut_bits == 16 ? im->lut[s][k] >> 8 : im->lut[s][k]);
+				out[3 * p + s] = (uint8_t)(im->pal[s].bits == 16 ? im->pal[s].v[k] >> 8 : im->pal[s].v[k]);
 		}
 		return;
 	}
@@ -650,7 +628,7 @@ enum err render_frame(const struct render_image *im, const uint8_t *frame, size_
 	if (len < render_frame_bytes(im))
 		return err_why(why, whylen, ERR_PARSE, "the frame has %zu bytes, the image needs %llu", len,
 		               (unsigned long long)render_frame_bytes(im));
-	if (im->photo == RENDER_PALETTE && (im->lut_n == 0 || im->lut[0] == NULL || im->lut[1] == NULL || im->lut[2] == NULL))
+	if (im->photo == RENDER_PALETTE && (im->pal[0].n == 0 || im->pal[0].v == NULL || im->pal[1].v == NULL || im->pal[2].v == NULL))
 		return err_why(why, whylen, ERR_INTERNAL, "palette lookup tables missing");
 	px = malloc(np * ch);
 	if (px == NULL)

@@ -406,12 +406,9 @@ TEST(palette_colour)
 	struct render_image im = grey(4, 8, 8, 7, false);
 
 	im.photo = RENDER_PALETTE;
-	im.lut[0] = r;
-	im.lut[1] = g;
-	im.lut[2] = b;
-	im.lut_n = 4;
-	im.lut_first = 10;
-	im.lut_bits = 16;
+	im.pal[0] = (struct render_lut){ r, 4, 10, 16 };
+	im.pal[1] = (struct render_lut){ g, 4, 10, 16 };
+	im.pal[2] = (struct render_lut){ b, 4, 10, 16 };
 	expect_px(&im, fr, sizeof fr, NULL, want, 12);
 }
 
@@ -428,10 +425,7 @@ TEST(voi_lut)
 	size_t i;
 
 	im.intercept = -3;
-	im.voi = lut;
-	im.voi_n = 5;
-	im.voi_first = -2;
-	im.voi_bits = 10;
+	im.voi = (struct render_lut){ lut, 5, -2, 10 };
 	expect_px(&im, fr, sizeof fr, NULL, want, 8);
 	im.photo = RENDER_MONO1;
 	for (i = 0; i < 8; i++)
@@ -459,9 +453,7 @@ TEST(modality_lut)
 
 	im.slope = 7;
 	im.intercept = -1000;
-	im.mlut = mlut;
-	im.mlut_n = 4;
-	im.mlut_first = 1;
+	im.mlut = (struct render_lut){ mlut, 4, 1, 16 };
 	expect_px(&im, fr, sizeof fr, NULL, want, 6);
 	expect_px(&im, fr, sizeof fr, &w, want_w, 6);
 }
@@ -498,11 +490,11 @@ TEST(voi_lut_from_the_data_set)
 	/* SS descriptor: first value mapped -1 */
 	CHECK(f != NULL && add_voi(f, VR_SS, 4, 0xFFFF, 12, d, 4) == 0);
 	CHECK_EQ_INT(render_image_init(f, &f->ds, &im, why, sizeof why), ERR_OK);
-	CHECK(im.voi != NULL);
-	CHECK_EQ_INT((int)im.voi_n, 4);
-	CHECK_EQ_INT(im.voi_first, -1);
-	CHECK_EQ_INT((int)im.voi_bits, 12);
-	CHECK(im.voi != NULL && im.voi[3] == 40);
+	CHECK(im.voi.v != NULL);
+	CHECK_EQ_INT((int)im.voi.n, 4);
+	CHECK_EQ_INT(im.voi.first, -1);
+	CHECK_EQ_INT((int)im.voi.bits, 12);
+	CHECK(im.voi.v != NULL && im.voi.v[3] == 40);
 	render_image_fini(&im);
 	dcm_file_free(f);
 	/* a window in the data set is used instead: the LUT is not read */
@@ -511,7 +503,7 @@ TEST(voi_lut_from_the_data_set)
 	      dcm_ds_set_str(&f->ds, 0x00281050, VR_DS, "40") == ERR_OK &&
 	      dcm_ds_set_str(&f->ds, 0x00281051, VR_DS, "400") == ERR_OK);
 	CHECK_EQ_INT(render_image_init(f, &f->ds, &im, why, sizeof why), ERR_OK);
-	CHECK(im.voi == NULL && im.has_window);
+	CHECK(im.voi.v == NULL && im.has_window);
 	render_image_fini(&im);
 	dcm_file_free(f);
 	/* data that does not fit the descriptor; entries of 17 bits */
