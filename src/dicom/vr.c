@@ -143,37 +143,41 @@ uint16_t vr_from_str(const char *s)
 	return vr_is_known(v) ? v : VR_NONE;
 }
 
+/* Skips the digits at *i (of n): how many there were. */
+static size_t skip_digits(const char *s, size_t n, size_t *i)
+{
+	size_t from = *i;
+
+	while (*i < n && s[*i] >= '0' && s[*i] <= '9')
+		(*i)++;
+	return *i - from;
+}
+
+/* Skips a '+' or '-' at *i, if there is one. */
+static void skip_sign(const char *s, size_t n, size_t *i)
+{
+	if (*i < n && (s[*i] == '+' || s[*i] == '-'))
+		(*i)++;
+}
+
 bool vr_decimal_ok(const char *s, size_t n, bool is)
 {
-	size_t i = 0, digits = 0;
+	size_t i = 0, digits;
 
-	if (i < n && (s[i] == '+' || s[i] == '-'))
-		i++;
-	while (i < n && s[i] >= '0' && s[i] <= '9') {
-		i++;
-		digits++;
-	}
+	skip_sign(s, n, &i);
+	digits = skip_digits(s, n, &i);
 	if (is)
 		return digits > 0 && i == n;
 	if (i < n && s[i] == '.') {
 		i++;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			i++;
-			digits++;
-		}
+		digits += skip_digits(s, n, &i);
 	}
 	if (digits == 0)
 		return false;
 	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-		size_t ed = 0;
 		i++;
-		if (i < n && (s[i] == '+' || s[i] == '-'))
-			i++;
-		while (i < n && s[i] >= '0' && s[i] <= '9') {
-			i++;
-			ed++;
-		}
-		if (ed == 0)
+		skip_sign(s, n, &i);
+		if (skip_digits(s, n, &i) == 0)
 			return false;
 	}
 	return i == n;

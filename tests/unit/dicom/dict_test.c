@@ -158,6 +158,24 @@ TEST(vr_properties)
 
 /* vr_uint_parse: digits only, at most max (a digit above a small max
  * too), no overflow of 64 bits. */
+/* DS and IS values (PS3.5 6.2) as vr_decimal_ok reads them, padding
+ * already trimmed */
+static bool dec(const char *s, bool is)
+{
+	return vr_decimal_ok(s, strlen(s), is);
+}
+
+TEST(decimal_ok)
+{
+	CHECK(dec("1", false) && dec("+1", false) && dec("-1.5", false) && dec(".5", false) && dec("5.", false));
+	CHECK(dec("1e3", false) && dec("1E-3", false) && dec("-.5e+12", false) && dec("0012", false));
+	CHECK(!dec("", false) && !dec("+", false) && !dec(".", false) && !dec("-.", false));
+	CHECK(!dec("1e", false) && !dec("1e+", false) && !dec("e3", false) && !dec(".e3", false));
+	CHECK(!dec("1.2.3", false) && !dec("1 ", false) && !dec("1,5", false) && !dec("++1", false) && !dec("0x10", false));
+	CHECK(dec("12", true) && dec("-7", true) && dec("+0", true));
+	CHECK(!dec("1.0", true) && !dec("1e3", true) && !dec("-", true) && !dec("", true) && !dec("1a", true));
+}
+
 TEST(uint_parse)
 {
 	uint64_t v = 0;
@@ -187,5 +205,6 @@ int main(void)
 	RUN(implicit_vr);
 	RUN(vr_properties);
 	RUN(uint_parse);
+	RUN(decimal_ok);
 	return TEST_DONE();
 }
