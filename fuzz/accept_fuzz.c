@@ -73,13 +73,13 @@ static bool each(void *ctx, const struct accept_range *a)
 		wbuf_puts(&w, "; transfer-syntax=");
 		quoted(&w, a->ts);
 	}
-	wbuf_puts(&w, a->q0 ? "; q=0" : "; q=1");
+	wbuf_printf(&w, "; q=%u.%03u", a->q / 1000, a->q % 1000);
 	if (wbuf_err(&w) != ERR_OK)
 		die("wbuf", NULL);
 	if (accept_range_parse((const char *)w.p, w.len, &b) != ERR_OK)
 		die("a range written back does not parse", wbuf_cstr(&w));
 	if (strcmp(a->media, b.media) != 0 || strcmp(a->type, b.type) != 0 || strcmp(a->ts, b.ts) != 0 ||
-	    a->q0 != b.q0)
+	    a->q != b.q)
 		die("a range written back parses differently", wbuf_cstr(&w));
 	wbuf_fini(&w);
 	return false;   /* see every range */

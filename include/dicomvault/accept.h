@@ -17,8 +17,7 @@ struct accept_range {
 	char media[MP_MEDIA_MAX + 1];   /* type/subtype, lower-cased */
 	char type[MP_MEDIA_MAX + 1];    /* the "type" parameter, lower-cased; "" when absent */
 	char ts[ACCEPT_TS_MAX + 1];     /* "transfer-syntax" as given; "" when absent; "?" when too long */
-	unsigned q;                     /* the qvalue in thousandths (1000 when absent) */
-	bool q0;                        /* q=0: not acceptable */
+	unsigned q;                     /* the qvalue in thousandths (1000 when absent; 0: not acceptable) */
 };
 
 /* One media range, n bytes at s: "type/subtype *(OWS ; OWS name=value)"

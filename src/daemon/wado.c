@@ -246,7 +246,7 @@ static bool collect_dicom(void *ctx, const struct accept_range *a)
 {
 	struct dicom_ranges *d = ctx;
 
-	if (a->q0)
+	if (a->q == 0)
 		return false;
 	if (strcmp(a->media, "*/*") != 0 && strcmp(a->media, "multipart/*") != 0 &&
 	    strcmp(a->media, "multipart/related") != 0)

@@ -289,7 +289,7 @@ static void mstream_free(void *cls)
 static bool accept_json(void *ctx, const struct accept_range *a)
 {
 	(void)ctx;
-	return !a->q0 && (strcmp(a->media, "*/*") == 0 || strcmp(a->media, "application/*") == 0 ||
+	return a->q != 0 && (strcmp(a->media, "*/*") == 0 || strcmp(a->media, "application/*") == 0 ||
 	                  strcmp(a->media, "application/dicom+json") == 0 || strcmp(a->media, "application/json") == 0);
 }
 
@@ -375,7 +375,7 @@ static bool accept_frames(void *ctx, const struct accept_range *a)
 	struct fneg *ng = ctx;
 	bool any_type;
 
-	if (a->q0)
+	if (a->q == 0)
 		return false;
 	if (strcmp(a->media, "*/*") != 0 && strcmp(a->media, "multipart/*") != 0 &&
 	    strcmp(a->media, "multipart/related") != 0)

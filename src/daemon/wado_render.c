@@ -72,7 +72,7 @@ static bool pick_media(void *ctx, const struct accept_range *a)
 	struct mneg *ng = ctx;
 	const char *t = a->media;
 
-	if (a->q0)
+	if (a->q == 0)
 		return false;
 	if (strcmp(t, "multipart/related") == 0 || strcmp(t, "multipart/*") == 0)
 		t = a->type[0] ? a->type : "*/*";

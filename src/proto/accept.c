@@ -147,7 +147,6 @@ enum err accept_range_parse(const char *s, size_t n, struct accept_range *out)
 			if (q < 0)
 				return ERR_PARSE;
 			a.q = (unsigned)q;
-			a.q0 = q == 0;
 		}
 	}
 	*out = a;

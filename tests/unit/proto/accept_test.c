@@ -36,9 +36,9 @@ TEST(dicom_ranges)
 	CHECK_EQ_STR(g.r[0].media, "multipart/related");
 	CHECK_EQ_STR(g.r[0].type, "application/dicom");
 	CHECK_EQ_STR(g.r[0].ts, "1.2.840.10008.1.2.1");
-	CHECK(!g.r[0].q0);
+	CHECK(g.r[0].q != 0);
 	CHECK_EQ_STR(g.r[1].ts, "*");
-	CHECK(!g.r[1].q0);
+	CHECK(g.r[1].q != 0);
 }
 
 TEST(q_zero)
@@ -47,8 +47,8 @@ TEST(q_zero)
 
 	CHECK_EQ_INT(g.n, 4);
 	CHECK_EQ_STR(g.r[0].media, "a/d");   /* q=0.001 before the q=0 ones */
-	CHECK(!g.r[0].q0);
-	CHECK(g.r[1].q0 && g.r[2].q0 && g.r[3].q0);
+	CHECK(g.r[0].q != 0);
+	CHECK(g.r[1].q == 0 && g.r[2].q == 0 && g.r[3].q == 0);
 	CHECK_EQ_STR(g.r[3].media, "a/e");
 }
 
@@ -110,7 +110,7 @@ TEST(highest_q_first)
 	CHECK_EQ_STR(g.r[3].media, "image/png");    /* q=0.5, in the order given */
 	CHECK_EQ_STR(g.r[4].media, "a/c");
 	CHECK_EQ_STR(g.r[5].media, "a/b");          /* q=0 last */
-	CHECK(g.r[5].q0 && !g.r[4].q0);
+	CHECK(g.r[5].q == 0 && g.r[4].q != 0);
 }
 
 TEST(bad_qvalues_are_malformed)
