@@ -72,23 +72,17 @@ acked, sent = {}, {}
 for line in open(os.path.join(cdir, "log")):
     kind, sop, st, se = line.split()
     (acked if kind == "ack" else sent)[sop] = (st, se)
-indexed = vault_state.indexed(vault)
-bad = []
-for sop in acked:
-    if sop not in indexed:
-        bad.append("acknowledged %s not in the index" % sop)
-for sop, (st, se, key) in indexed.items():
-    want = open(os.path.join(cdir, "files", sop + ".dcm"), "rb").read() if sop in sent else None
-    got = wado.get(sop, st, se)
-    if want is None or got != want:
-        bad.append("%s (%s): %s" % (sop, "acknowledged" if sop in acked else "not acknowledged",
-                                    "unknown" if want is None else "missing" if got is None else "differs"))
-orphans, tmps = vault_state.objects(vault, set(k for _, _, k in indexed.values()), bad)
-print("acked=%d sent=%d indexed=%d unacked_indexed=%d orphans=%d tmp=%d" % (
-    len(acked), len(sent), len(indexed), len(set(indexed) - set(acked)), len(orphans), len(tmps)))
-for b in bad[:10]:
-    print("# " + b)
-sys.exit(1 if bad else 0)
+
+
+def compare(sop, got):
+    if sop not in sent:
+        return "unknown"
+    if got is None:
+        return "missing"
+    return None if got == open(os.path.join(cdir, "files", sop + ".dcm"), "rb").read() else "differs"
+
+
+sys.exit(vault_state.verify(vault, wado, set(acked), compare))
 EOF
 }
 

@@ -71,32 +71,24 @@ sent = {}
 for p in glob.glob(os.path.join(files, "*", "*.dcm")):
     sent[os.path.basename(p)[4:-4]] = p
 acked = set(l.strip() for l in open(acked_file) if l.strip())
-indexed = vault_state.indexed(vault)
-bad = []
-for sop in acked:
-    if sop not in indexed:
-        bad.append("acknowledged %s not in the index" % sop)
-for sop, (st, se, key) in indexed.items():
-    got = wado.get(sop, st, se)
+
+
+def compare(sop, got):
     if sop not in sent:
-        bad.append("%s: indexed, never sent" % sop)
-        continue
+        return "indexed, never sent"
     if got is None:
-        bad.append("%s (%s): does not retrieve" % (sop, "acknowledged" if sop in acked else "not acknowledged"))
-        continue
+        return "does not retrieve"
     a, b = pydicom.dcmread(io.BytesIO(got)), pydicom.dcmread(sent[sop])
     for d in (a, b):   # storescu drops the trailing padding CT_small has
         if (0xFFFC, 0xFFFC) in d:
             del d[0xFFFC, 0xFFFC]
-    if a != b:
-        diff = [str(t) for t in sorted(set(a.keys()) | set(b.keys())) if a.get(t) != b.get(t)]
-        bad.append("%s: the data set retrieved differs from the one sent (%s)" % (sop, ", ".join(diff[:3])))
-orphans, tmps = vault_state.objects(vault, set(k for _, _, k in indexed.values()), bad)
-print("acked=%d indexed=%d unacked_indexed=%d orphans=%d tmp=%d" % (
-    len(acked), len(indexed), len(set(indexed) - acked), len(orphans), len(tmps)))
-for b in bad[:10]:
-    print("# " + b)
-sys.exit(1 if bad else 0)
+    if a == b:
+        return None
+    diff = [str(t) for t in sorted(set(a.keys()) | set(b.keys())) if a.get(t) != b.get(t)]
+    return "the data set retrieved differs from the one sent (%s)" % ", ".join(diff[:3])
+
+
+sys.exit(vault_state.verify(vault, wado, acked, compare))
 EOF
 }
 

@@ -1,6 +1,7 @@
 """vault_state.py: what the crash tests (crash.sh, crash_dimse.sh) check
 after a restart, shared: the index's instances, one instance retrieved over
-WADO-RS, and the object store against the index (imported, not run)."""
+WADO-RS, the object store against the index, and the whole verification
+(imported, not run)."""
 import http.client
 import os
 import re
@@ -64,3 +65,24 @@ def objects(vault, keys, bad):
     if keys - objs:
         bad.append("%d index rows without their object" % len(keys - objs))
     return objs - keys, tmps
+
+
+def verify(vault, wado, acked, compare):
+    """After a restart: every acknowledged SOP Instance UID (acked) in the
+    index; every indexed instance retrieved over WADO-RS and compared with
+    what was sent (compare(sop, got): None when got, the bytes retrieved or
+    None when it does not retrieve, is right, else what is wrong); the
+    object store against the index. Prints a summary line and what is
+    wrong; returns the exit status (1: something is)."""
+    rows = indexed(vault)
+    bad = ["acknowledged %s not in the index" % sop for sop in acked if sop not in rows]
+    for sop, (st, se, _) in rows.items():
+        why = compare(sop, wado.get(sop, st, se))
+        if why is not None:
+            bad.append("%s (%s): %s" % (sop, "acknowledged" if sop in acked else "not acknowledged", why))
+    orphans, tmps = objects(vault, set(k for _, _, k in rows.values()), bad)
+    print("acked=%d indexed=%d unacked_indexed=%d orphans=%d tmp=%d" % (
+        len(acked), len(rows), len(set(rows) - set(acked)), len(orphans), len(tmps)))
+    for b in bad[:10]:
+        print("# " + b)
+    return 1 if bad else 0
