@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
+#include "fs_count.h"
 #include "dicomvault/blob.h"
 
 static char dir[256];
@@ -352,20 +353,9 @@ TEST(recover_after_crash)
 static int count_pending_written(void)
 {
 	char p[600];
-	DIR *d;
-	struct dirent *e;
-	struct stat st;
-	int n = 0;
 
 	snprintf(p, sizeof p, "%s/.pending", dir);
-	d = opendir(p);
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_size > 0)
-			n++;
-	closedir(d);
-	return n;
+	return t_count_written(p);
 }
 
 /* new_key: 32 hex digits, the fan-out prefix kept for a run of keys

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
+#include "fs_count.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/blob.h"
 #include "dicomvault/crypto.h"
@@ -318,21 +319,9 @@ static void sha_of(const uint8_t *p, size_t n, uint8_t out[32])
 static int pending_count(void)
 {
 	char p[800];
-	DIR *d;
-	struct dirent *e;
-	struct stat st;
-	int n = 0;
 
 	snprintf(p, sizeof p, "%s/objects/.pending", dir);
-	d = opendir(p);
-	if (d == NULL)
-		return 0;
-	/* empty entries are spares, made ahead under fresh keys (blob_fs.c) */
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_size > 0)
-			n++;
-	closedir(d);
-	return n;
+	return t_count_written(p);
 }
 
 /* CT_small with the next to last digit of its SOP Instance UID (in the
