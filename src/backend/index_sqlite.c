@@ -592,18 +592,25 @@ static void read_instance(sqlite3_stmt *q, struct idx_instance *out)
 	out->frames = sqlite3_column_int64(q, 13);
 }
 
-static enum err sq_instance_get(struct index_store *bs, const char *uid, struct idx_instance *out)
+/* The one instance the statement q finds with the text parameter v. */
+static enum err instance_one(struct sq_store *s, sqlite3_stmt *q, const char *v, const char *what,
+                             struct idx_instance *out)
 {
-	struct sq_store *s = (struct sq_store *)bs;
-	sqlite3_stmt *q = stmt(s, S_INST_GET);
 	enum err rc;
 
-	sqlite3_bind_text(q, 1, uid, -1, SQLITE_STATIC);
-	rc = step_one(s, q, "instance_get");
+	sqlite3_bind_text(q, 1, v, -1, SQLITE_STATIC);
+	rc = step_one(s, q, what);
 	if (rc == ERR_OK)
 		read_instance(q, out);
 	sqlite3_reset(q);
 	return rc;
+}
+
+static enum err sq_instance_get(struct index_store *bs, const char *uid, struct idx_instance *out)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+
+	return instance_one(s, stmt(s, S_INST_GET), uid, "instance_get", out);
 }
 
 static enum err sq_instance_put(struct index_store *bs, struct idx_instance *in)
@@ -1052,15 +1059,8 @@ static enum err sq_object_key_used(struct index_store *bs, const char *key, bool
 static enum err sq_instance_by_key(struct index_store *bs, const char *key, struct idx_instance *out)
 {
 	struct sq_store *s = (struct sq_store *)bs;
-	sqlite3_stmt *q = tstmt(s, T_INST_BY_KEY);
-	enum err rc;
 
-	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-	rc = step_one(s, q, "instance_by_key");
-	if (rc == ERR_OK)
-		read_instance(q, out);
-	sqlite3_reset(q);
-	return rc;
+	return instance_one(s, tstmt(s, T_INST_BY_KEY), key, "instance_by_key", out);
 }
 
 /* id's statement of tok_sql, run with one integer parameter. */
