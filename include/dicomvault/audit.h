@@ -117,6 +117,14 @@ void audit_set_signer(struct audit *a, const struct secret *sk, const uint8_t pk
  * (flock: the chain continues from whatever another process appended).
  * ERR_PARSE: a bad action; ERR_IO: the record is not in the log. */
 WUR enum err audit_append(struct audit *a, const struct audit_rec *r);
+/* audit_append in two halves, for a caller with other work to do while
+ * its record becomes durable: audit_append_start writes r into the chain
+ * and has the syncer thread (started on first use) begin its fsync at
+ * once; audit_wait(ticket) returns once it is durable (fsyncing itself if
+ * the syncer has not yet). A ticket of 0 (a lazy read record) waits for
+ * nothing. ERR_IO from either: the record may not be durable. */
+WUR enum err audit_append_start(struct audit *a, const struct audit_rec *r, uint64_t *ticket);
+WUR enum err audit_wait(struct audit *a, uint64_t ticket);
 /* Appends a signed checkpoint now (needs a signer; ERR_INTERNAL without). */
 WUR enum err audit_checkpoint(struct audit *a);
 /* Writes a last checkpoint if a signer is set and records follow the last

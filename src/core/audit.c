@@ -56,10 +56,12 @@ struct audit {
 	uint64_t last_cp_seq;
 	/* bytes of a torn last record removed (read_tail), to be recorded */
 	uint64_t torn_bytes;
-	/* lazy durability of read records (audit_lazy_reads): written at once,
-	 * fsynced by the syncer thread within sync_ms, or by the next record
-	 * that is fsynced at once (an fsync covers everything before it) */
-	bool lazy_on, stop, dirty;
+	/* the syncer thread (under mu): it fsyncs what was appended when
+	 * kicked (audit_append_start: the caller works meanwhile) and, with
+	 * lazy reads on (audit_lazy_reads), every sync_ms: read records are
+	 * written at once and made durable by it, or by the next record
+	 * fsynced at once (an fsync covers everything before it) */
+	bool syncer_on, lazy_reads, stop, kicked;
 	unsigned sync_ms;
 	pthread_t syncer;
 	pthread_cond_t cv;
@@ -612,9 +614,9 @@ static enum err sync_tail(struct audit *a)
 	return ERR_OK;
 }
 
-/* One write() of the whole line, then fsync (unless lazy: the syncer
- * thread does it soon). A short write is undone so that the log never holds
- * half a record. */
+/* One write() of the whole line, then fsync (unless lazy: durable_upto
+ * does it, or the syncer thread). A short write is undone so that the log
+ * never holds half a record. */
 static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t hash[32], bool checkpoint, bool lazy)
 {
 	ssize_t n;
@@ -629,14 +631,10 @@ static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t 
 		a->synced = false;
 		return ERR_IO;
 	}
-	if (lazy) {
-		a->dirty = true;
-	} else if (fsync(a->fd) != 0) {
+	if (!lazy && fsync(a->fd) != 0) {
 		log_error("%s: fsync of an audit record failed: %s", a->path, strerror(errno));
 		a->synced = false;
 		return ERR_IO;
-	} else {
-		a->dirty = false;
 	}
 	a->seq++;
 	a->appended += w->len;
@@ -704,58 +702,10 @@ static bool is_read_action(const char *action)
 	return strcmp(action, AUDIT_QUERY) == 0 || strcmp(action, AUDIT_RETRIEVE) == 0 || strcmp(action, AUDIT_VIEW) == 0;
 }
 
-static void *syncer_main(void *arg)
-{
-	struct audit *a = arg;
-
-	pthread_mutex_lock(&a->mu);
-	while (!a->stop) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)(a->sync_ms % 1000) * 1000000L;
-		ts.tv_sec += a->sync_ms / 1000 + ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		(void)pthread_cond_timedwait(&a->cv, &a->mu, &ts);
-		if (a->dirty) {
-			if (fsync(a->fd) == 0)
-				a->dirty = false;
-			else
-				log_error("%s: fsync of audit records failed: %s", a->path, strerror(errno));
-		}
-	}
-	pthread_mutex_unlock(&a->mu);
-	return NULL;
-}
-
-enum err audit_lazy_reads(struct audit *a, unsigned ms)
-{
-	if (ms == 0 || ms > AUDIT_LAZY_MAX_MS)
-		return ERR_PARSE;
-	pthread_mutex_lock(&a->mu);
-	if (a->lazy_on) {
-		a->sync_ms = ms;
-		pthread_mutex_unlock(&a->mu);
-		return ERR_OK;
-	}
-	a->sync_ms = ms;
-	a->stop = false;
-	if (pthread_cond_init(&a->cv, NULL) != 0) {
-		pthread_mutex_unlock(&a->mu);
-		return ERR_NOMEM;
-	}
-	if (pthread_create(&a->syncer, NULL, syncer_main, a) != 0) {
-		pthread_cond_destroy(&a->cv);
-		pthread_mutex_unlock(&a->mu);
-		return ERR_NOMEM;
-	}
-	a->lazy_on = true;
-	pthread_mutex_unlock(&a->mu);
-	return ERR_OK;
-}
-
 /* Returns once every byte appended through a, up to upto, is durable:
  * whoever finds it not yet so fsyncs for all the records written so far
- * (the others waiting on sync_mu then find theirs covered). */
+ * (the others waiting on sync_mu, the syncer among them, then find theirs
+ * covered). */
 static enum err durable_upto(struct audit *a, uint64_t upto)
 {
 	enum err rc = ERR_OK;
@@ -777,14 +727,80 @@ static enum err durable_upto(struct audit *a, uint64_t upto)
 	return rc;
 }
 
-enum err audit_append(struct audit *a, const struct audit_rec *r)
+/* Waits (mu held) for a kick, the stop, or with lazy reads sync_ms; then
+ * makes everything appended so far durable, without mu (appends go on). */
+static void *syncer_main(void *arg)
+{
+	struct audit *a = arg;
+	uint64_t target;
+
+	pthread_mutex_lock(&a->mu);
+	while (!a->stop) {
+		if (!a->kicked && a->lazy_reads) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += (long)(a->sync_ms % 1000) * 1000000L;
+			ts.tv_sec += a->sync_ms / 1000 + ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			(void)pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+		} else if (!a->kicked) {
+			pthread_cond_wait(&a->cv, &a->mu);
+		}
+		a->kicked = false;
+		target = a->appended;
+		pthread_mutex_unlock(&a->mu);
+		(void)durable_upto(a, target);   /* a failure is logged; the waiters fsync again */
+		pthread_mutex_lock(&a->mu);
+	}
+	pthread_mutex_unlock(&a->mu);
+	return NULL;
+}
+
+/* Starts the syncer thread unless it runs. Called with mu held. */
+static enum err syncer_start(struct audit *a)
+{
+	if (a->syncer_on)
+		return ERR_OK;
+	a->stop = false;
+	a->kicked = false;
+	if (pthread_cond_init(&a->cv, NULL) != 0)
+		return ERR_NOMEM;
+	if (pthread_create(&a->syncer, NULL, syncer_main, a) != 0) {
+		pthread_cond_destroy(&a->cv);
+		return ERR_NOMEM;
+	}
+	a->syncer_on = true;
+	return ERR_OK;
+}
+
+enum err audit_lazy_reads(struct audit *a, unsigned ms)
+{
+	enum err rc;
+
+	if (ms == 0 || ms > AUDIT_LAZY_MAX_MS)
+		return ERR_PARSE;
+	pthread_mutex_lock(&a->mu);
+	rc = syncer_start(a);
+	if (rc == ERR_OK) {
+		a->sync_ms = ms;
+		a->lazy_reads = true;
+		pthread_cond_signal(&a->cv);   /* its wait takes the new period */
+	}
+	pthread_mutex_unlock(&a->mu);
+	return rc;
+}
+
+/* Writes r in the chain (not yet durable). *upto: the bytes to be durable
+ * before r is (0 for a lazy read record). kick: the syncer starts its
+ * fsync at once. */
+static enum err append(struct audit *a, const struct audit_rec *r, bool kick, uint64_t *upto)
 {
 	uint8_t hash[32];
 	struct wbuf w;
-	uint64_t mine = 0;
 	bool lazy = false;
 	enum err rc = ERR_INTERNAL;
 
+	*upto = 0;
 	if (!action_ok(r->action) || outcome_str(r->outcome) == NULL) {
 		log_error("refusing an audit record with a bad action or outcome");
 		return ERR_PARSE;
@@ -801,22 +817,43 @@ enum err audit_append(struct audit *a, const struct audit_rec *r)
 		rc = build_event(a, r, &w);
 	if (rc == ERR_OK)
 		rc = seal_line(&w, hash);
-	lazy = a->lazy_on && is_read_action(r->action);
-	/* written here, made durable below, outside the locks (group commit) */
+	lazy = a->lazy_reads && is_read_action(r->action);
+	/* written here, made durable outside the locks (group commit) */
 	if (rc == ERR_OK)
 		rc = write_line(a, &w, hash, false, true);
-	mine = a->appended;
+	if (rc == ERR_OK && !lazy)
+		*upto = a->appended;
 	if (rc == ERR_OK && a->sk != NULL && a->seq - a->last_cp_seq >= a->every &&
 	    append_checkpoint(a) != ERR_OK)
 		log_warn("%s: cannot write a checkpoint; will try again", a->path);
 	if (lock_file(a->fd, LOCK_UN) != ERR_OK)
 		log_warn("%s: cannot unlock", a->path);
+	if (rc == ERR_OK && kick && *upto > 0 && syncer_start(a) == ERR_OK) {
+		a->kicked = true;
+		pthread_cond_signal(&a->cv);
+	}
 unlock:
 	pthread_mutex_unlock(&a->mu);
-	if (rc == ERR_OK && !lazy)
-		rc = durable_upto(a, mine);
 	wbuf_fini(&w);
 	return rc;
+}
+
+enum err audit_append(struct audit *a, const struct audit_rec *r)
+{
+	uint64_t upto = 0;
+	enum err rc = append(a, r, false, &upto);
+
+	return rc == ERR_OK && upto > 0 ? durable_upto(a, upto) : rc;
+}
+
+enum err audit_append_start(struct audit *a, const struct audit_rec *r, uint64_t *ticket)
+{
+	return append(a, r, true, ticket);
+}
+
+enum err audit_wait(struct audit *a, uint64_t ticket)
+{
+	return ticket > 0 ? durable_upto(a, ticket) : ERR_OK;
 }
 
 enum err audit_checkpoint(struct audit *a)
@@ -965,14 +1002,14 @@ void audit_close(struct audit *a)
 {
 	if (a == NULL)
 		return;
-	if (a->lazy_on) {
+	if (a->syncer_on) {
 		pthread_mutex_lock(&a->mu);
 		a->stop = true;
 		pthread_cond_signal(&a->cv);
 		pthread_mutex_unlock(&a->mu);
 		pthread_join(a->syncer, NULL);
 		pthread_cond_destroy(&a->cv);
-		a->lazy_on = false;
+		a->syncer_on = false;
 	}
 	if (a->sk != NULL) {
 		pthread_mutex_lock(&a->mu);
@@ -984,8 +1021,7 @@ void audit_close(struct audit *a)
 		}
 		pthread_mutex_unlock(&a->mu);
 	}
-	if (a->dirty && fsync(a->fd) != 0)
-		log_error("%s: fsync of audit records failed: %s", a->path, strerror(errno));
+	(void)durable_upto(a, a->appended);   /* lazy records left: logs a failure */
 	close(a->fd);
 	pthread_mutex_destroy(&a->mu);
 	pthread_mutex_destroy(&a->sync_mu);

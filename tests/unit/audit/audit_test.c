@@ -306,6 +306,71 @@ TEST(lazy_reads)
 	CHECK_EQ_INT(v.records, 153);
 }
 
+/* audit_append in two halves: the record is in the chain when
+ * audit_append_start returns (its fsync started on the syncer), waited for
+ * by audit_wait; from several threads mixed with whole appends and lazy
+ * reads the chain stays whole; a bad action is refused with no ticket; a
+ * lazy read record has ticket 0. */
+static void *halves_thr(void *p)
+{
+	struct audit *a = p;
+	struct audit_rec st = rec(AUDIT_STORE, "halves"), q = rec(AUDIT_QUERY, "halves");
+	uint64_t t1 = 0, t2 = 0;
+	int i;
+
+	for (i = 0; i < 40; i++) {
+		if (audit_append_start(a, &st, &t1) != ERR_OK || t1 == 0)
+			return (void *)1;
+		if (audit_append(a, &q) != ERR_OK)
+			return (void *)2;
+		if (audit_append_start(a, &st, &t2) != ERR_OK || t2 <= t1)
+			return (void *)3;
+		if (audit_wait(a, t2) != ERR_OK || audit_wait(a, t1) != ERR_OK)
+			return (void *)4;
+	}
+	return NULL;
+}
+
+TEST(append_in_two_halves)
+{
+	char path[300];
+	struct audit *a = NULL;
+	struct audit_rec st = rec(AUDIT_STORE, "bob"), q = rec(AUDIT_QUERY, "bob"), bad = rec("Bad Action", "bob");
+	struct audit_verify_result v;
+	uint64_t t = 99;
+	pthread_t th[3];
+	void *ret;
+	int i;
+
+	new_log(path, sizeof path);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	CHECK(audit_append_start(a, &st, &t) == ERR_OK);
+	CHECK(t > 0);
+	CHECK_EQ_INT(count_in(path, "\"store\""), 1);   /* in the file before the wait */
+	CHECK(audit_wait(a, t) == ERR_OK);
+	CHECK(audit_wait(a, t) == ERR_OK);             /* again: already durable */
+	CHECK(audit_append_start(a, &bad, &t) == ERR_PARSE);
+	CHECK(t == 0);
+	CHECK(audit_wait(a, 0) == ERR_OK);
+	CHECK(audit_lazy_reads(a, 20) == ERR_OK);      /* the syncer already runs */
+	CHECK(audit_append_start(a, &q, &t) == ERR_OK);
+	CHECK(t == 0);                                 /* a lazy read: nothing to wait for */
+	for (i = 0; i < 3; i++)
+		CHECK(pthread_create(&th[i], NULL, halves_thr, a) == 0);
+	for (i = 0; i < 3; i++) {
+		CHECK(pthread_join(th[i], &ret) == 0);
+		CHECK(ret == NULL);
+	}
+	CHECK(audit_append_start(a, &st, &t) == ERR_OK);   /* closed without a wait */
+	audit_close(a);
+	CHECK_EQ_INT(count_in(path, "\"user\":\"halves\""), 3 * 40 * 3);
+	v = verify_path(path);
+	CHECK_EQ_INT(v.fault, AUDIT_OK);
+	CHECK_EQ_INT(v.records, 2 + 3 * 40 * 3 + 1);
+}
+
 TEST(processes_append_concurrently)
 {
 	char path[300];
@@ -984,6 +1049,7 @@ int main(void)
 	mkdir(base, 0700);
 	RUN(threads_append_concurrently);
 	RUN(lazy_reads);
+	RUN(append_in_two_halves);
 	RUN(processes_append_concurrently);
 	RUN(hostile_strings_escaped_and_capped);
 	RUN(fields_and_time);
