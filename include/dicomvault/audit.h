@@ -80,6 +80,7 @@ struct audit_objects {
 	const char *study_uid;
 	const char *series_uid;
 	const char *sop_uid;
+	const char *object;      /* the stored object's key (a store), or NULL */
 	bool counted;            /* write the counts below */
 	uint64_t patients, studies, series, instances;
 };

@@ -52,9 +52,11 @@ struct blob_ops {
 	 * or indexed before its put_commit and found incomplete: the caller
 	 * removed its rows). recover() does nothing while another process has
 	 * the store open (its writes may be in flight); *removed counts the
-	 * files removed. */
+	 * files removed. keep() learns whether the object holds any bytes
+	 * (written: not a spare or a write that never began). */
 	void (*settle)(struct blob_store *s, const char *key);
-	enum err (*recover)(struct blob_store *s, enum err (*keep)(void *ctx, const char *key, bool *yes),
+	enum err (*recover)(struct blob_store *s,
+	                    enum err (*keep)(void *ctx, const char *key, bool written, bool *yes),
 	                    void *ctx, unsigned *removed);
 	/* A fresh, unpredictable key for a new object (the store may choose
 	 * part of it to place objects well). */

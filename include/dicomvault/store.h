@@ -20,6 +20,7 @@ struct store_result {
 	uint64_t size;
 	uint8_t patient_key[32];   /* the patient's keyed hash (index and audit), */
 	bool has_patient_key;      /* set on success */
+	char object_key[33];       /* the new object's key (store_hook), else "" */
 };
 
 /* Stores one Part 10 object. in must be random access (memory or a file):

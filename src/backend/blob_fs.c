@@ -694,7 +694,8 @@ static enum err clear_dir(const char *dir, unsigned *removed)
 	return rc;
 }
 
-static enum err fs_recover(struct blob_store *bs, enum err (*keep)(void *ctx, const char *key, bool *yes),
+static enum err fs_recover(struct blob_store *bs,
+                           enum err (*keep)(void *ctx, const char *key, bool written, bool *yes),
                            void *ctx, unsigned *removed)
 {
 	struct fs_store *s = (struct fs_store *)bs;
@@ -725,7 +726,11 @@ static enum err fs_recover(struct blob_store *bs, enum err (*keep)(void *ctx, co
 			continue;
 		yes = false;
 		if (blob_key_valid(e->d_name)) {
-			rc = keep(ctx, e->d_name, &yes);
+			/* the entry is the object's file, or its start (a spare
+			 * or a write that began is empty) */
+			struct stat st;
+			bool written = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_size > 0;
+			rc = keep(ctx, e->d_name, written, &yes);
 			if (rc != ERR_OK)
 				break;
 			if (!yes && paths(s, e->d_name, sub1, sub2, final) == ERR_OK) {
@@ -737,8 +742,7 @@ static enum err fs_recover(struct blob_store *bs, enum err (*keep)(void *ctx, co
 				} else if (errno == ENOENT) {
 					/* a write cut short, or a spare (empty, never
 					 * linked: not counted) */
-					struct stat st;
-					if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_size > 0)
+					if (written)
 						(*removed)++;
 				} else {
 					rc = ERR_IO;

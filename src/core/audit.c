@@ -311,6 +311,7 @@ static enum err build_event(const struct audit *a, const struct audit_rec *r, st
 	put_field(w, &first, "study", ob->study_uid);
 	put_field(w, &first, "series", ob->series_uid);
 	put_field(w, &first, "sop", ob->sop_uid);
+	put_field(w, &first, "object", ob->object);
 	if (ob->counted)
 		wbuf_printf(w, "%s\"counts\":{\"patients\":%llu,\"studies\":%llu,\"series\":%llu,\"instances\":%llu}",
 		            first ? "" : ",", (unsigned long long)ob->patients, (unsigned long long)ob->studies,

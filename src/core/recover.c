@@ -8,7 +8,10 @@
  * not have completed: it is read back whole, every chunk authenticated and
  * its SHA-256 fixity checked against the index; if it fails, the
  * instance's rows are removed with it (the store was never acknowledged;
- * its success may have been audited: the removal is audited too).
+ * its success may have been audited: the removal is audited too). An
+ * object written but never indexed is removed, and its removal audited
+ * under its key: the store's success record, written beside the index
+ * commit, may have become durable while the commit did not.
  * Layer: core. */
 #include <stdio.h>
 #include <string.h>
@@ -37,8 +40,25 @@ static enum err object_intact(struct vault *v, const char *sop_uid)
 	return rc;
 }
 
+/* An object that holds bytes but was never indexed is removed: its store
+ * was never acknowledged, but its success record (written beside the
+ * index commit, store_hook) may be durable; this record, naming the same
+ * object, says it does not stand. */
+static void audit_unindexed(struct vault *v, const char *key)
+{
+	enum err rc;
+
+	rc = audit_append_once(v->dir, &(struct audit_rec){
+		.action = AUDIT_STORE, .outcome = AUDIT_FAILURE,
+		.reason = "removed by recovery: its object was written but never indexed (never acknowledged)",
+		.actor = { .user = "dicomvault", .addr = "local" },
+		.objects = { .object = key } });
+	if (rc != ERR_OK)
+		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
+}
+
 /* Whether the pending object key stays: indexed and intact. */
-static enum err keep(void *ctx, const char *key, bool *yes)
+static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 {
 	struct vault *v = ctx;
 	struct index_store *ix = v->ix;
@@ -53,8 +73,11 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 
 	*yes = false;
 	rc = ix->ops->instance_by_key(ix, key, &in);
-	if (rc == ERR_NOTFOUND)
+	if (rc == ERR_NOTFOUND) {
+		if (written)
+			audit_unindexed(v, key);
 		return ERR_OK;   /* never indexed */
+	}
 	if (rc != ERR_OK)
 		return rc;
 	rc = object_intact(v, in.uid);
@@ -84,7 +107,7 @@ static enum err keep(void *ctx, const char *key, bool *yes)
 		.reason = "removed by recovery: its object was not durable at a crash (never acknowledged)",
 		.actor = { .user = "dicomvault", .addr = "local" },
 		.objects = { .patient = located ? patient : NULL, .study_uid = located ? study : NULL,
-		             .series_uid = located ? series : NULL, .sop_uid = in.uid } });
+		             .series_uid = located ? series : NULL, .sop_uid = in.uid, .object = key } });
 	if (rc != ERR_OK)
 		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
 	return ERR_OK;

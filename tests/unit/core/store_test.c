@@ -582,7 +582,12 @@ TEST(store_hook)
 /* Crash recovery of objects indexed while their fsync ran (durability.md,
  * step 6): a pending entry the index references is read back whole at the
  * next open. Intact, the instance stays; damaged (its data lost with the
- * crash: here cut in half), the instance's rows go with the object. */
+ * crash: here cut in half), the instance's rows go with the object. A
+ * pending object with bytes that the index never referenced (its commit
+ * lost with the crash) goes too, its removal audited under its key; an
+ * empty one (a spare) goes without a record. */
+#define UNINDEXED "0123456789abcdef0123456789abcdef"
+#define SPARE "fedcba9876543210fedcba9876543210"
 TEST(recovery_checks_indexed_pending)
 {
 	struct index_store *ix;
@@ -610,6 +615,16 @@ TEST(recovery_checks_indexed_pending)
 	CHECK(link(fa, (snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, ia.object_key), p)) == 0);
 	CHECK(link(fb, (snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, ib.object_key), p)) == 0);
 	CHECK(truncate(fb, (off_t)(nb / 2)) == 0);
+	{
+		FILE *f = fopen((snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, UNINDEXED), p), "w");
+		CHECK(f != NULL && fwrite("DVOB", 1, 4, f) == 4);
+		if (f != NULL)
+			fclose(f);
+		f = fopen((snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, SPARE), p), "w");
+		CHECK(f != NULL);
+		if (f != NULL)
+			fclose(f);
+	}
 	vault_close(v);
 	v = NULL;
 	CHECK(vault_open(dir, NULL, &v, why, sizeof why) == ERR_OK);
@@ -632,10 +647,17 @@ TEST(recovery_checks_indexed_pending)
 		struct audit_verify_result vr;
 		uint8_t *log = NULL;
 		size_t nlog = 0;
+		char pat[300];
 		snprintf(p, sizeof p, "%s/%s", dir, AUDIT_LOG_PATH);
 		CHECK(file_read_all(p, 64 << 20, &log, &nlog) == ERR_OK);
 		CHECK(log != NULL && memmem(log, nlog, "removed by recovery", 19) != NULL);
 		CHECK(log != NULL && memmem(log, nlog, rb.sop_uid, strlen(rb.sop_uid)) != NULL);
+		snprintf(pat, sizeof pat, "\"sop\":\"%s\",\"object\":\"%s\"", rb.sop_uid, ib.object_key);
+		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);
+		snprintf(pat, sizeof pat, "written but never indexed (never acknowledged)\",\"actor\":{\"user\":\"dicomvault\","
+		         "\"addr\":\"local\"},\"objects\":{\"object\":\"%s\"}", UNINDEXED);
+		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);
+		CHECK(log != NULL && memmem(log, nlog, SPARE, strlen(SPARE)) == NULL);
 		free(log);
 		CHECK(audit_verify(p, &vr) == ERR_OK && vr.fault == AUDIT_OK);
 	}
