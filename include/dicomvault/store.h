@@ -75,15 +75,21 @@ void store_early_feed(struct vault *v, struct spool *sp, const void *p, size_t n
                       struct store_early_rx *rx);
 /* Discards an early object that is not stored (takes NULL). */
 void store_early_free(struct store_early *e);
-/* What a caller does once its instance is indexed, before the store
- * returns: its success audit record, so that the record's fsync overlaps
- * the object's (docs/internals/durability.md, steps 7-9). indexed is
- * called at most once, with res filled (res->existed for identical bytes
- * already stored), only on the way to ERR_OK; if the store still fails
- * after it (the object's fsync failed: its rows are removed), the store
- * returns that error and the caller records the failure as usual. */
+/* The caller's success audit record of a store, written so that its
+ * fsync runs beside the index commit's and the object's
+ * (docs/internals/durability.md, steps 6-8). begin: the instance's rows
+ * are about to be committed (res filled: UIDs, patient key, object key);
+ * the caller writes its record and starts its fsync (audit_append_start).
+ * end, once after each begin: stored, the store stands and the caller
+ * waits for the record (audit_wait) before the store returns; !stored, it
+ * does not (the commit or the object's fsync failed, or another store of
+ * the same SOP Instance UID committed first): the store returns its error
+ * and the caller records the failure as usual, or, when it was the same
+ * bytes, begin and end come again with res->existed. For identical bytes
+ * already stored, begin and end come one after the other. */
 struct store_hook {
-	void (*indexed)(void *ctx, const struct store_result *res);
+	void (*begin)(void *ctx, const struct store_result *res);
+	void (*end)(void *ctx, const struct store_result *res, bool stored);
 	void *ctx;
 };
 

@@ -874,7 +874,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	char object_key[33] = "";
 	bool locked = false;
 	enum err rc, rcw;
-	bool hooked = false;
+	bool begun = false;   /* hook->begin called, hook->end not yet */
 
 	memset(&c, 0, sizeof c);
 	memset(res, 0, sizeof *res);
@@ -946,6 +946,13 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	 * those of the stores waiting at the same time (group commit), while
 	 * the object's fsync runs (docs/internals/durability.md, step 6: its
 	 * pending entry makes recovery check it if a crash comes first) */
+	memcpy(res->patient_key, c.pat.key_hmac, sizeof res->patient_key);
+	res->has_patient_key = true;
+	snprintf(res->object_key, sizeof res->object_key, "%s", object_key);
+	if (hook != NULL) {
+		hook->begin(hook->ctx, res);   /* its fsync beside the commit's */
+		begun = true;
+	}
 	memset(&j, 0, sizeof j);
 	j.v = v;
 	j.c = &c;
@@ -956,12 +963,6 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	j.whylen = whylen;
 	group_commit(&j);
 	rc = j.rc;
-	memcpy(res->patient_key, c.pat.key_hmac, sizeof res->patient_key);
-	res->has_patient_key = true;
-	if (rc == ERR_OK && hook != NULL) {
-		hook->indexed(hook->ctx, res);   /* its syncs beside the object's */
-		hooked = true;
-	}
 	rcw = v->blobs->ops->put_commit(bw);   /* the object durable: waited for */
 	bw = NULL;
 	if (rcw != ERR_OK && rc == ERR_OK && !j.dup) {
@@ -977,7 +978,12 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		goto out;
 	}
 	if (j.dup) {
-		/* stored meanwhile by another request: compare with it */
+		/* stored meanwhile by another request: compare with it (its
+		 * record, if any, comes again: "already stored") */
+		if (begun)
+			hook->end(hook->ctx, res, false);
+		begun = false;
+		res->object_key[0] = 0;
 		(void)v->blobs->ops->del(v->blobs, object_key);
 		object_key[0] = 0;
 		rc = same_as_stored(v, in, c.f->ds_off, known, &j.old, res, why, whylen);
@@ -992,8 +998,12 @@ out:
 		bool has_id = false;
 		res->has_patient_key = patient_keys(v, &c.f->ds, res->patient_key, name, id, &has_id) == ERR_OK;
 	}
-	if (rc == ERR_OK && hook != NULL && !hooked)
-		hook->indexed(hook->ctx, res);
+	if (rc == ERR_OK && hook != NULL && !begun) {
+		hook->begin(hook->ctx, res);   /* already stored */
+		begun = true;
+	}
+	if (begun)
+		hook->end(hook->ctx, res, rc == ERR_OK);
 	if (bw != NULL)
 		v->blobs->ops->put_abort(bw);
 	if (object_key[0] && rc != ERR_OK)

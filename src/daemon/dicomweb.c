@@ -155,13 +155,17 @@ enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec)
 	return rc;
 }
 
-enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
-                          const uint8_t *patient, const char *study, const char *series, const char *sop)
+/* A record of the request's actor about objects: appended whole (ticket
+ * NULL) or started (audit_append_start, *ticket for audit_wait). */
+static enum err audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
+                          const struct audit_objects *ob, uint64_t *ticket)
 {
 	char ref[AUDIT_SESSION_REF_LEN];
 	struct audit_rec rec;
 	enum err rc;
 
+	if (ticket != NULL)
+		*ticket = 0;
 	if (r->srv->audit == NULL)
 		return ERR_OK;
 	memset(&rec, 0, sizeof rec);
@@ -169,14 +173,24 @@ enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome
 	rec.outcome = oc;
 	rec.reason = reason;
 	actor(r, &rec.actor, ref);
-	rec.objects.patient = patient;
-	rec.objects.study_uid = study && study[0] ? study : NULL;
-	rec.objects.series_uid = series && series[0] ? series : NULL;
-	rec.objects.sop_uid = sop && sop[0] ? sop : NULL;
-	rc = audit_append(r->srv->audit, &rec);
+	rec.objects = *ob;
+	rc = ticket != NULL ? audit_append_start(r->srv->audit, &rec, ticket) : audit_append(r->srv->audit, &rec);
 	if (rc != ERR_OK)
 		log_error("%s by %s: cannot write the audit record: %s", action, r->sess.user, err_str(rc));
 	return rc;
+}
+
+enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
+                          const uint8_t *patient, const char *study, const char *series, const char *sop)
+{
+	struct audit_objects ob = {
+		.patient = patient,
+		.study_uid = study && study[0] ? study : NULL,
+		.series_uid = series && series[0] ? series : NULL,
+		.sop_uid = sop && sop[0] ? sop : NULL,
+	};
+
+	return audit_obj(r, action, oc, reason, &ob, NULL);
 }
 
 /* Splits the path after "/dicom-web/" into segments. */
@@ -346,21 +360,38 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 	return ERR_OK;
 }
 
-/* The success audit record of a stored part, written once the instance
- * is indexed (store_hook: its fsync beside the object's); rc stays
- * ERR_INTERNAL if the hook was not called. */
+/* The success audit record of a stored part, written beside the index
+ * commit (store_hook) and waited for before the part counts as stored;
+ * rc stays ERR_INTERNAL if the hook was not called. */
 struct part_audit {
 	struct http_req *r;
+	uint64_t ticket;
 	enum err rc;
 };
 
-static void part_audit(void *ctx, const struct store_result *res)
+static void part_begin(void *ctx, const struct store_result *res)
+{
+	struct part_audit *pa = ctx;
+	struct audit_objects ob = {
+		.patient = res->has_patient_key ? res->patient_key : NULL,
+		.study_uid = res->study_uid[0] ? res->study_uid : NULL,
+		.series_uid = res->series_uid[0] ? res->series_uid : NULL,
+		.sop_uid = res->sop_uid[0] ? res->sop_uid : NULL,
+		.object = res->object_key[0] ? res->object_key : NULL,
+	};
+
+	pa->rc = audit_obj(pa->r, AUDIT_STORE, AUDIT_SUCCESS, res->existed ? "already stored" : NULL, &ob,
+	                   &pa->ticket);
+}
+
+static void part_end(void *ctx, const struct store_result *res, bool stored)
 {
 	struct part_audit *pa = ctx;
 
-	pa->rc = dw_audit_obj(pa->r, AUDIT_STORE, AUDIT_SUCCESS, res->existed ? "already stored" : NULL,
-	                      res->has_patient_key ? res->patient_key : NULL, res->study_uid, res->series_uid,
-	                      res->sop_uid);
+	(void)res;
+	if (stored && pa->rc == ERR_OK && pa->ticket > 0 && audit_wait(pa->r->srv->audit, pa->ticket) != ERR_OK)
+		pa->rc = ERR_IO;
+	pa->ticket = 0;
 }
 
 /* Stores one received part (on a worker, or on the connection thread):
@@ -373,7 +404,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 	char why[256] = "";
 	char coll[ACCESS_NAME_MAX + 1] = "default";
 	struct store_result res;
-	struct part_audit pa = { r, ERR_INTERNAL };
+	struct part_audit pa = { r, 0, ERR_INTERNAL };
 	struct src src;
 	enum err rc;
 
@@ -409,7 +440,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance_early(v, &src, spool_sha256(j->sp), j->early, &(struct store_hook){ part_audit, &pa }, coll,
+	rc = store_instance_early(v, &src, spool_sha256(j->sp), j->early, &(struct store_hook){ part_begin, part_end, &pa }, coll,
 	                          &res, why, sizeof why);
 	j->early = NULL;   /* consumed */
 	src_close(&src);

@@ -68,6 +68,10 @@ void dimse_assoc_actor(const struct dimse_assoc *a, struct audit_actor *act);
  * ERR_IO (logged) when it could not be written. */
 enum err dimse_assoc_audit(const struct dimse_assoc *a, const char *action, enum audit_outcome out, const char *reason,
                        const struct audit_objects *obj);
+/* The same in two halves: written, its fsync started; *ticket for
+ * audit_wait (0: nothing to wait for, as without an audit log). */
+enum err dimse_assoc_audit_start(const struct dimse_assoc *a, const char *action, enum audit_outcome out,
+                                 const char *reason, const struct audit_objects *obj, uint64_t *ticket);
 /* With a user: checks the API token again (revoked or expired since the
  * association began: ERR_AUTH) and reads the user's grants in force now
  * (a->grants), for the operation that begins. ERR_AUTH: the token or the

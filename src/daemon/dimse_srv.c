@@ -93,11 +93,18 @@ void dimse_assoc_actor(const struct dimse_assoc *a, struct audit_actor *act)
 	act->cert = a->fp[0] ? a->fp : NULL;
 }
 
-enum err dimse_assoc_audit(const struct dimse_assoc *a, const char *action, enum audit_outcome out,
-                           const char *reason, const struct audit_objects *obj)
+/* A record of the association's actor: appended whole (ticket NULL) or
+ * started (audit_append_start). */
+static enum err assoc_audit(const struct dimse_assoc *a, const char *action, enum audit_outcome out,
+                            const char *reason, const struct audit_objects *obj, uint64_t *ticket)
 {
 	struct audit_rec r;
+	enum err rc;
 
+	if (ticket != NULL)
+		*ticket = 0;
+	if (a->o->audit == NULL)
+		return ERR_OK;
 	memset(&r, 0, sizeof r);
 	r.action = action;
 	r.outcome = out;
@@ -105,11 +112,24 @@ enum err dimse_assoc_audit(const struct dimse_assoc *a, const char *action, enum
 	dimse_assoc_actor(a, &r.actor);
 	if (obj != NULL)
 		r.objects = *obj;
-	if (a->o->audit != NULL && audit_append(a->o->audit, &r) != ERR_OK) {
+	rc = ticket != NULL ? audit_append_start(a->o->audit, &r, ticket) : audit_append(a->o->audit, &r);
+	if (rc != ERR_OK) {
 		log_error("cannot write the audit record %s for %s", action, a->addr);
 		return ERR_IO;
 	}
 	return ERR_OK;
+}
+
+enum err dimse_assoc_audit(const struct dimse_assoc *a, const char *action, enum audit_outcome out,
+                           const char *reason, const struct audit_objects *obj)
+{
+	return assoc_audit(a, action, out, reason, obj, NULL);
+}
+
+enum err dimse_assoc_audit_start(const struct dimse_assoc *a, const char *action, enum audit_outcome out,
+                                 const char *reason, const struct audit_objects *obj, uint64_t *ticket)
+{
+	return assoc_audit(a, action, out, reason, obj, ticket);
 }
 
 enum err dimse_user_load(struct dimse_assoc *a)

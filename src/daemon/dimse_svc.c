@@ -340,21 +340,34 @@ static bool early_may(void *ctx, const struct dcm_file *head)
 	return strcmp(pk.sop, a->rq.sop_instance) == 0 && store_allowed(a, &pk, &comment) == 0;
 }
 
-/* The success audit record of a C-STORE, written once the instance is
- * indexed (store_hook: its fsync beside the object's); rc stays
- * ERR_INTERNAL if the hook was not called. */
+/* The success audit record of a C-STORE, written beside the index commit
+ * (store_hook) and waited for before the answer; rc stays ERR_INTERNAL if
+ * the hook was not called. */
 struct stored_audit {
 	struct dimse_assoc *a;
 	const struct audit_objects *obj;
+	uint64_t ticket;
 	enum err rc;
 };
 
-static void stored_audit(void *ctx, const struct store_result *res)
+static void stored_begin(void *ctx, const struct store_result *res)
+{
+	struct stored_audit *sa = ctx;
+	struct audit_objects obj = *sa->obj;
+
+	obj.object = res->object_key[0] ? res->object_key : NULL;
+	sa->rc = dimse_assoc_audit_start(sa->a, AUDIT_STORE, AUDIT_SUCCESS,
+	                                 res->existed ? "already stored (DIMSE)" : "DIMSE C-STORE", &obj, &sa->ticket);
+}
+
+static void stored_end(void *ctx, const struct store_result *res, bool stored)
 {
 	struct stored_audit *sa = ctx;
 
-	sa->rc = dimse_assoc_audit(sa->a, AUDIT_STORE, AUDIT_SUCCESS,
-	                           res->existed ? "already stored (DIMSE)" : "DIMSE C-STORE", sa->obj);
+	(void)res;
+	if (stored && sa->rc == ERR_OK && sa->ticket > 0 && audit_wait(sa->a->o->audit, sa->ticket) != ERR_OK)
+		sa->rc = ERR_IO;
+	sa->ticket = 0;
 }
 
 static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *existed)
@@ -363,7 +376,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	struct vault *v = a->o->vault;
 	struct audit_objects obj;
 	struct store_result res;
-	struct stored_audit sa = { NULL, NULL, ERR_INTERNAL };
+	struct stored_audit sa = { NULL, NULL, 0, ERR_INTERNAL };
 	struct peeked pk;
 	struct src src;
 	const char *refusal = NULL;
@@ -409,7 +422,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	memset(&res, 0, sizeof res);
 	sa.a = a;
 	sa.obj = &obj;
-	rc = store_instance_early(v, &src, spool_sha256(st->sp), st->early.e, &(struct store_hook){ stored_audit, &sa },
+	rc = store_instance_early(v, &src, spool_sha256(st->sp), st->early.e, &(struct store_hook){ stored_begin, stored_end, &sa },
 	                          pk.coll, &res, why, sizeof why);
 	st->early.e = NULL;   /* consumed */
 	src_close(&src);

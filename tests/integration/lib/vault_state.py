@@ -3,6 +3,7 @@ after a restart, shared: the index's instances, one instance retrieved over
 WADO-RS, the object store against the index, and the whole verification
 (imported, not run)."""
 import http.client
+import json
 import os
 import re
 import sqlite3
@@ -67,12 +68,37 @@ def objects(vault, keys, bad):
     return objs - keys, tmps
 
 
+def audit_unvoided(vault, rows, bad):
+    """The audit log against the index: a store's success record that
+    names an object (written beside the index commit, so it can be durable
+    when the commit is not) of an instance the index does not have must be
+    followed by a failure record naming that object (recovery's) or that
+    instance (the store's own); appends to bad each one that is not."""
+    open_ = {}
+    with open(os.path.join(vault, "audit", "audit.log"), encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("type") != "event" or r.get("action") != "store":
+                continue
+            o = r.get("objects", {})
+            if r.get("outcome") == "success" and o.get("object"):
+                open_[o["object"]] = o.get("sop")
+            elif r.get("outcome") != "success":
+                for k in [k for k, s in open_.items() if k == o.get("object") or (s and s == o.get("sop"))]:
+                    del open_[k]
+    for k, sop in open_.items():
+        if sop not in rows:
+            bad.append("audit: a success record for %s (object %s), not in the index, never voided" % (sop, k))
+    return len(open_)
+
+
 def verify(vault, wado, acked, compare):
     """After a restart: every acknowledged SOP Instance UID (acked) in the
     index; every indexed instance retrieved over WADO-RS and compared with
     what was sent (compare(sop, got): None when got, the bytes retrieved or
     None when it does not retrieve, is right, else what is wrong); the
-    object store against the index. Prints a summary line and what is
+    object store against the index; the audit log's store records against
+    the index (audit_unvoided). Prints a summary line and what is
     wrong; returns the exit status (1: something is)."""
     rows = indexed(vault)
     bad = ["acknowledged %s not in the index" % sop for sop in acked if sop not in rows]
@@ -81,8 +107,9 @@ def verify(vault, wado, acked, compare):
         if why is not None:
             bad.append("%s (%s): %s" % (sop, "acknowledged" if sop in acked else "not acknowledged", why))
     orphans, tmps = objects(vault, set(k for _, _, k in rows.values()), bad)
-    print("acked=%d indexed=%d unacked_indexed=%d orphans=%d tmp=%d" % (
-        len(acked), len(rows), len(set(rows) - set(acked)), len(orphans), len(tmps)))
+    recorded = audit_unvoided(vault, rows, bad)
+    print("acked=%d indexed=%d unacked_indexed=%d orphans=%d tmp=%d store_records=%d" % (
+        len(acked), len(rows), len(set(rows) - set(acked)), len(orphans), len(tmps), recorded))
     for b in bad[:10]:
         print("# " + b)
     return 1 if bad else 0

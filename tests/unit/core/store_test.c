@@ -507,32 +507,47 @@ TEST(early_object_mismatch)
 	free(other);
 }
 
-/* The store hook (store.h): called once on the way to success, with the
- * result filled (a new instance, or one already stored identical), never
- * on a failure. */
+/* The store hook (store.h): begin once before the index commit of a new
+ * instance, with the result filled (UIDs, patient key, the object's key),
+ * then end once, stored; for one already stored identical, begin and end
+ * one after the other (no object key); never on a refusal. */
 struct hook_seen {
-	int calls;
-	bool existed;
+	int calls, ends, stored;
+	bool existed, indexed_at_begin;
 	char sop[65];
+	char object[33];
 	bool has_key;
 	uint8_t key[32];
 };
 
-static void hook_count(void *ctx, const struct store_result *res)
+static void hook_begin(void *ctx, const struct store_result *res)
 {
 	struct hook_seen *h = ctx;
+	struct idx_instance in;
 
 	h->calls++;
 	h->existed = res->existed;
 	snprintf(h->sop, sizeof h->sop, "%s", res->sop_uid);
+	snprintf(h->object, sizeof h->object, "%s", res->object_key);
 	h->has_key = res->has_patient_key;
 	memcpy(h->key, res->patient_key, 32);
+	/* the record begins before the rows are committed (a new instance) */
+	h->indexed_at_begin = v->ix->ops->instance_get(v->ix, res->sop_uid, &in) == ERR_OK;
+}
+
+static void hook_end(void *ctx, const struct store_result *res, bool stored)
+{
+	struct hook_seen *h = ctx;
+
+	(void)res;
+	h->ends++;
+	h->stored += stored;
 }
 
 TEST(store_hook)
 {
 	struct hook_seen h = { 0 };
-	struct store_hook hook = { hook_count, &h };
+	struct store_hook hook = { hook_begin, hook_end, &h };
 	uint8_t first[32];
 	struct store_result res;
 	struct src s;
@@ -549,7 +564,10 @@ TEST(store_hook)
 	src_mem_init(&s, &m, b, n);
 	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
 	CHECK_EQ_INT(h.calls, 1);
+	CHECK_EQ_INT(h.ends, 1);
+	CHECK_EQ_INT(h.stored, 1);
 	CHECK(!h.existed && strcmp(h.sop, res.sop_uid) == 0);
+	CHECK(!h.indexed_at_begin);
 	/* the patient's keyed hash, as the index has it */
 	{
 		struct index_store *ix = v->ix;
@@ -562,13 +580,16 @@ TEST(store_hook)
 		      ix->ops->study_by_id(ix, se.study_id, &st) == ERR_OK &&
 		      ix->ops->patient_by_id(ix, st.patient_id, &pa) == ERR_OK);
 		CHECK(h.has_key && memcmp(h.key, pa.key_hmac, 32) == 0);
+		CHECK(strlen(h.object) == 32 && strcmp(h.object, in.object_key) == 0);
 	}
 	memcpy(first, h.key, 32);
 	h.has_key = false;
 	src_mem_init(&s, &m, b, n);
 	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
 	CHECK_EQ_INT(h.calls, 2);
-	CHECK(h.existed);
+	CHECK_EQ_INT(h.ends, 2);
+	CHECK_EQ_INT(h.stored, 2);
+	CHECK(h.existed && h.indexed_at_begin && h.object[0] == 0);
 	CHECK(h.has_key && memcmp(h.key, first, 32) == 0);   /* found again for an identical re-send */
 	/* other bytes under the same SOP Instance UID: refused, no call */
 	b[n - 1] ^= 1;
@@ -576,6 +597,7 @@ TEST(store_hook)
 	src_mem_init(&s, &m, b, n);
 	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_DENIED);
 	CHECK_EQ_INT(h.calls, 2);
+	CHECK_EQ_INT(h.ends, 2);
 	free(b);
 }
 
