@@ -122,8 +122,9 @@ WUR enum err audit_append(struct audit *a, const struct audit_rec *r);
  * its record becomes durable: audit_append_start writes r into the chain
  * and has the syncer thread (started on first use) begin its fsync at
  * once; audit_wait(ticket) returns once it is durable (fsyncing itself if
- * the syncer has not yet). A ticket of 0 (a lazy read record) waits for
- * nothing. ERR_IO from either: the record may not be durable. */
+ * the syncer has not yet). A ticket of 0 (a lazy read record, or a caller
+ * without a log: a may then be NULL) waits for nothing. ERR_IO from
+ * either: the record may not be durable. */
 WUR enum err audit_append_start(struct audit *a, const struct audit_rec *r, uint64_t *ticket);
 WUR enum err audit_wait(struct audit *a, uint64_t ticket);
 /* Appends a signed checkpoint now (needs a signer; ERR_INTERNAL without). */

@@ -183,11 +183,8 @@ static enum err audit_obj(struct http_req *r, const char *action, enum audit_out
 enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
                           const uint8_t *patient, const char *study, const char *series, const char *sop)
 {
-	struct audit_objects ob = {
-		.patient = patient,
-		.study_uid = study && study[0] ? study : NULL,
-		.series_uid = series && series[0] ? series : NULL,
-		.sop_uid = sop && sop[0] ? sop : NULL,
+	struct audit_objects ob = {   /* NULL or empty: left out of the record */
+		.patient = patient, .study_uid = study, .series_uid = series, .sop_uid = sop,
 	};
 
 	return audit_obj(r, action, oc, reason, &ob, NULL);
@@ -372,12 +369,12 @@ struct part_audit {
 static void part_begin(void *ctx, const struct store_result *res)
 {
 	struct part_audit *pa = ctx;
-	struct audit_objects ob = {
+	struct audit_objects ob = {   /* empty strings are left out of the record */
 		.patient = res->has_patient_key ? res->patient_key : NULL,
-		.study_uid = res->study_uid[0] ? res->study_uid : NULL,
-		.series_uid = res->series_uid[0] ? res->series_uid : NULL,
-		.sop_uid = res->sop_uid[0] ? res->sop_uid : NULL,
-		.object = res->object_key[0] ? res->object_key : NULL,
+		.study_uid = res->study_uid,
+		.series_uid = res->series_uid,
+		.sop_uid = res->sop_uid,
+		.object = res->object_key,
 	};
 
 	pa->rc = audit_obj(pa->r, AUDIT_STORE, AUDIT_SUCCESS, res->existed ? "already stored" : NULL, &ob,
@@ -389,9 +386,8 @@ static void part_end(void *ctx, const struct store_result *res, bool stored)
 	struct part_audit *pa = ctx;
 
 	(void)res;
-	if (stored && pa->rc == ERR_OK && pa->ticket > 0 && audit_wait(pa->r->srv->audit, pa->ticket) != ERR_OK)
-		pa->rc = ERR_IO;
-	pa->ticket = 0;
+	if (stored && pa->rc == ERR_OK)
+		pa->rc = audit_wait(pa->r->srv->audit, pa->ticket);
 }
 
 /* Stores one received part (on a worker, or on the connection thread):
@@ -440,8 +436,8 @@ static void store_part(struct dw *d, struct stow_job *j)
 	memset(&res, 0, sizeof res);
 	/* store_instance takes v->ix_lock (the same lock) around its index
 	 * work only: encryption and fsync run unlocked */
-	rc = store_instance_early(v, &src, spool_sha256(j->sp), j->early, &(struct store_hook){ part_begin, part_end, &pa }, coll,
-	                          &res, why, sizeof why);
+	rc = store_instance_early(v, &src, spool_sha256(j->sp), j->early,
+	                          &(struct store_hook){ part_begin, part_end, &pa }, coll, &res, why, sizeof why);
 	j->early = NULL;   /* consumed */
 	src_close(&src);
 	if (rc != ERR_OK) {

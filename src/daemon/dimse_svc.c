@@ -355,7 +355,7 @@ static void stored_begin(void *ctx, const struct store_result *res)
 	struct stored_audit *sa = ctx;
 	struct audit_objects obj = *sa->obj;
 
-	obj.object = res->object_key[0] ? res->object_key : NULL;
+	obj.object = res->object_key;   /* left out of the record when empty */
 	sa->rc = dimse_assoc_audit_start(sa->a, AUDIT_STORE, AUDIT_SUCCESS,
 	                                 res->existed ? "already stored (DIMSE)" : "DIMSE C-STORE", &obj, &sa->ticket);
 }
@@ -365,9 +365,8 @@ static void stored_end(void *ctx, const struct store_result *res, bool stored)
 	struct stored_audit *sa = ctx;
 
 	(void)res;
-	if (stored && sa->rc == ERR_OK && sa->ticket > 0 && audit_wait(sa->a->o->audit, sa->ticket) != ERR_OK)
-		sa->rc = ERR_IO;
-	sa->ticket = 0;
+	if (stored && sa->rc == ERR_OK)
+		sa->rc = audit_wait(sa->a->o->audit, sa->ticket);
 }
 
 static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *existed)
