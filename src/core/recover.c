@@ -40,19 +40,26 @@ static enum err object_intact(struct vault *v, const char *sop_uid)
 	return rc;
 }
 
-/* An object that holds bytes but was never indexed is removed: its store
- * was never acknowledged, but its success record (written beside the
- * index commit, store_hook) may be durable; this record, naming the same
- * object, says it does not stand. */
-static void audit_unindexed(struct vault *v, const char *key)
-{
-	enum err rc;
+struct recovery {
+	struct vault *v;
+	struct audit *au;   /* the vault's log, opened at the first removal */
+};
 
-	rc = audit_append_once(v->dir, &(struct audit_rec){
-		.action = AUDIT_STORE, .outcome = AUDIT_FAILURE,
-		.reason = "removed by recovery: its object was written but never indexed (never acknowledged)",
-		.actor = { .user = "dicomvault", .addr = "local" },
-		.objects = { .object = key } });
+/* The audit record of a removed object (a store failure): its store was
+ * never acknowledged, but its success record (written beside the index
+ * commit, store_hook) may be durable; this one, naming the same object,
+ * says it does not stand. */
+static void audit_removal(struct recovery *r, const char *reason, const struct audit_objects *ob)
+{
+	enum err rc = ERR_OK;
+
+	if (r->au == NULL)
+		rc = audit_open(r->v->dir, &r->au);
+	if (rc == ERR_OK)
+		rc = audit_append(r->au, &(struct audit_rec){ .action = AUDIT_STORE, .outcome = AUDIT_FAILURE,
+		                                             .reason = reason,
+		                                             .actor = { .user = "dicomvault", .addr = "local" },
+		                                             .objects = *ob });
 	if (rc != ERR_OK)
 		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
 }
@@ -60,7 +67,8 @@ static void audit_unindexed(struct vault *v, const char *key)
 /* Whether the pending object key stays: indexed and intact. */
 static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 {
-	struct vault *v = ctx;
+	struct recovery *r = ctx;
+	struct vault *v = r->v;
 	struct index_store *ix = v->ix;
 	struct idx_instance in;
 	struct idx_series se;
@@ -75,7 +83,8 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	rc = ix->ops->instance_by_key(ix, key, &in);
 	if (rc == ERR_NOTFOUND) {
 		if (written)
-			audit_unindexed(v, key);
+			audit_removal(r, "removed by recovery: its object was written but never indexed (never acknowledged)",
+			              &(struct audit_objects){ .object = key });
 		return ERR_OK;   /* never indexed */
 	}
 	if (rc != ERR_OK)
@@ -102,23 +111,20 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	         "its instance is removed", key);
 	/* its store may have been audited as a success before the crash
 	 * (store_hook): the removal is audited too */
-	rc = audit_append_once(v->dir, &(struct audit_rec){
-		.action = AUDIT_STORE, .outcome = AUDIT_FAILURE,
-		.reason = "removed by recovery: its object was not durable at a crash (never acknowledged)",
-		.actor = { .user = "dicomvault", .addr = "local" },
-		.objects = { .patient = located ? patient : NULL, .study_uid = located ? study : NULL,
-		             .series_uid = located ? series : NULL, .sop_uid = in.uid, .object = key } });
-	if (rc != ERR_OK)
-		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
+	audit_removal(r, "removed by recovery: its object was not durable at a crash (never acknowledged)",
+	              &(struct audit_objects){ .patient = located ? patient : NULL, .study_uid = study,
+	                                       .series_uid = series, .sop_uid = in.uid, .object = key });
 	return ERR_OK;
 }
 
 enum err vault_recover(struct vault *v, unsigned *removed)
 {
+	struct recovery r = { v, NULL };
 	enum err rc;
 
 	*removed = 0;
-	rc = v->blobs->ops->recover(v->blobs, keep, v, removed);
+	rc = v->blobs->ops->recover(v->blobs, keep, &r, removed);
+	audit_close(r.au);
 	if (rc != ERR_OK)
 		log_error("object store recovery: %s", err_str(rc));
 	else if (*removed > 0)
