@@ -102,6 +102,7 @@
 #define QIDO_MAX_ARGS          128u           /* query parameters of one request */
 #define QIDO_MAX_RESULTS       1000u          /* results of one answer (Warning header beyond) */
 #define QIDO_MAX_NUMBER        1000000000ll   /* largest limit or offset accepted */
+#define QIDO_MAX_IGNORED       8u             /* unsupported parameters named in a Warning */
 #define QIDO_JSON_MAX          ((size_t)64 << 20)  /* one QIDO-RS answer */
 
 /* DICOM upper layer (proto/pdu.c, proto/ul.c) and DIMSE (proto/dimse.c) */

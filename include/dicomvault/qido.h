@@ -11,9 +11,15 @@
  *    UL, SS, SL values are decimal; each attribute at most once;
  *  - includefield={attribute}[,...] or includefield=all, repeatable;
  *  - limit, offset: decimal, 0..QIDO_MAX_NUMBER;
- *  - fuzzymatching=true|false (true is recorded, the caller ignores it and
- *    warns); charset is accepted and ignored (answers are UTF-8);
- *  - an empty key (as in "?&limit=1") is skipped.
+ *  - fuzzymatching, emptyvaluematching, multiplevaluematching=true|false
+ *    (any case; true is recorded, the caller ignores it and warns); charset
+ *    is accepted and ignored (answers are UTF-8);
+ *  - an empty key (as in "?&limit=1") is skipped;
+ *  - a UID attribute given again adds to its list;
+ *  - any other name that is not attribute-shaped (an attribute ID starts
+ *    with an upper-case letter or a digit), such as a viewer's "_=..."
+ *    cache buster, is a parameter this server does not support: ignored
+ *    (PS3.18 8.3.4), its position recorded for the caller's Warning.
  * Anything else (an unknown keyword, a malformed tag, a private tag, a
  * number that is not one, a control character, a value longer than
  * QRY_MAX_VALUE_LEN) is an error whose reason names the parameter only by
@@ -43,6 +49,10 @@ struct qido_params {
 	bool has_limit;
 	int64_t limit, offset;
 	bool fuzzy;                          /* fuzzymatching=true was asked for */
+	bool empty_value;                    /* emptyvaluematching=true */
+	bool multiple_value;                 /* multiplevaluematching=true */
+	size_t ignored[QIDO_MAX_IGNORED];    /* positions of unsupported parameters (the first ones) */
+	size_t n_ignored;                    /* how many there were in all */
 };
 
 /* ERR_PARSE or ERR_LIMIT with a reason on bad input; p is then empty. */

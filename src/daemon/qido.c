@@ -17,6 +17,7 @@
 #include "dicomvault/deid_view.h"
 #include "dicomvault/index.h"
 #include "http_int.h"
+#include "wado_int.h"
 
 #define UID_MAX 64u
 
@@ -43,34 +44,41 @@ static enum MHD_Result arg_cb(void *cls, enum MHD_ValueKind kind, const char *ke
 	return MHD_YES;
 }
 
-/* Accept: absent, or a range that is application/dicom+json,
- * application/json, application/ * or * / * (parameters ignored). */
-static bool accept_json(struct http_req *r)
+/* Appends one warning value (299, agent, quoted text) to the Warning
+ * header w. */
+static void warn_add(char *w, size_t cap, const char *text)
 {
-	static const char *const ok[] = { "application/dicom+json", "application/json", "application/*", "*/*" };
-	const char *a = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
-	const char *p = a;
-	size_t i;
+	size_t n = strlen(w);
 
-	if (a == NULL)
-		return true;
-	while (p && *p) {
-		const char *e = strchr(p, ',');
-		size_t n = e ? (size_t)(e - p) : strlen(p);
-		while (n > 0 && (*p == ' ' || *p == '\t')) {
-			p++;
-			n--;
-		}
-		for (i = 0; i < n; i++)
-			if (p[i] == ';' || p[i] == ' ' || p[i] == '\t')
-				break;
-		n = i;
-		for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
-			if (strlen(ok[i]) == n && strncasecmp(p, ok[i], n) == 0)
-				return true;
-		p = e ? e + 1 : NULL;
+	snprintf(w + n, cap - n, "%s299 dicomvault \"%s\"", n ? ", " : "", text);
+}
+
+/* The Warning for query parameters this server ignored: their names when
+ * they are plain (letters, digits, "_", "-", "."; at most 32 bytes), else
+ * only their positions, so nothing the client sent reaches the header
+ * unchecked. */
+static void warn_ignored(char *w, size_t cap, const struct args *as, const struct qido_params *p)
+{
+	char text[400] = "Query parameters not supported, ignored:";
+	size_t i, k;
+
+	for (i = 0; i < p->n_ignored && i < QIDO_MAX_IGNORED; i++) {
+		const struct qido_arg *a = &as->a[p->ignored[i]];
+		bool plain = a->klen <= 32;
+		for (k = 0; plain && k < a->klen; k++)
+			plain = (a->key[k] >= 'a' && a->key[k] <= 'z') || (a->key[k] >= 'A' && a->key[k] <= 'Z') ||
+			        (a->key[k] >= '0' && a->key[k] <= '9') || a->key[k] == '_' || a->key[k] == '-' ||
+			        a->key[k] == '.';
+		if (plain)
+			snprintf(text + strlen(text), sizeof text - strlen(text), "%s %.*s", i ? "," : "", (int)a->klen,
+			         a->key);
+		else
+			snprintf(text + strlen(text), sizeof text - strlen(text), "%s parameter %zu", i ? "," : "",
+			         p->ignored[i] + 1);
 	}
-	return false;
+	if (p->n_ignored > QIDO_MAX_IGNORED)
+		snprintf(text + strlen(text), sizeof text - strlen(text), " and %zu more", p->n_ignored - QIDO_MAX_IGNORED);
+	warn_add(w, cap, text);
 }
 
 struct out {
@@ -328,7 +336,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 			series[len[3]] = 0;
 		}
 	}
-	if (!accept_json(r)) {
+	if (!wado_accept_any(r, wado_accept_json, NULL)) {
 		ret = bad(r, MHD_HTTP_NOT_ACCEPTABLE, name, "only application/dicom+json (or application/json) is offered",
 		          study, series);
 		goto out;
@@ -408,13 +416,28 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 		          rc == ERR_LIMIT ? "the answer is too large: use limit" : "internal error", study, series);
 		goto out;
 	}
-	/* the Warning header (RFC 7234 5.5, PS3.18 8.3.4.4) */
-	if (st.truncated || clamped)
-		snprintf(warn, sizeof warn, "299 dicomvault \"The number of results exceeded the maximum supported by the "
-		                            "server (%u). Additional results can be requested.\"", QIDO_MAX_RESULTS);
+	/* the Warning header (RFC 7234 5.5, PS3.18 8.3.4): more matches than
+	 * this answer holds, cut by the server's maximum or by the client's
+	 * own limit (the text says which; the count left is not known) */
+	if (st.truncated && qo.limit == QIDO_MAX_RESULTS && (!p.has_limit || p.limit == 0 || clamped)) {
+		char text[160];
+		snprintf(text, sizeof text, "The number of results exceeded the maximum supported by the server (%u). "
+		         "Additional results can be requested.", QIDO_MAX_RESULTS);
+		warn_add(warn, sizeof warn, text);
+	} else if (st.truncated) {
+		warn_add(warn, sizeof warn, "There are additional results that can be requested.");
+	}
 	if (p.fuzzy)
-		snprintf(warn + strlen(warn), sizeof warn - strlen(warn), "%s299 dicomvault \"The fuzzymatching parameter is "
-		         "not supported. Only literal matching has been performed.\"", warn[0] ? ", " : "");
+		warn_add(warn, sizeof warn, "The fuzzymatching parameter is not supported. Only literal matching has been "
+		                            "performed.");
+	if (p.empty_value)
+		warn_add(warn, sizeof warn, "The emptyvaluematching parameter is not supported. Empty Value Matching has "
+		                            "not been performed.");
+	if (p.multiple_value)
+		warn_add(warn, sizeof warn, "The multiplevaluematching parameter is not supported. Multiple Value Matching "
+		                            "has not been performed.");
+	if (p.n_ignored > 0)
+		warn_ignored(warn, sizeof warn, as, &p);
 	nign = qry_ignored(q, &ign);
 	if (nign > 0) {
 		char list[600] = "";

@@ -233,6 +233,13 @@ bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct acce
 	return accept_each(h ? h : "", h ? strlen(h) : 0, fn, ctx);
 }
 
+bool wado_accept_json(void *ctx, const struct accept_range *a)
+{
+	(void)ctx;
+	return a->q != 0 && (strcmp(a->media, "*/*") == 0 || strcmp(a->media, "application/*") == 0 ||
+	                     strcmp(a->media, "application/dicom+json") == 0 || strcmp(a->media, "application/json") == 0);
+}
+
 /* The application/dicom ranges of an Accept header: whether one takes
  * any transfer syntax (no parameter: the stored bytes; or *), else which
  * syntaxes are named. */

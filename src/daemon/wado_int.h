@@ -80,6 +80,9 @@ enum MHD_Result wado_deid(struct http_req *r, const char *study, const char *ser
  * when there is none) until fn returns true; false if none did.
  * Malformed ranges are skipped. */
 bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
+/* An accept_each() callback: a range that takes DICOM JSON
+ * (application/dicom+json, application/json, application/ *, * / *; q > 0). */
+bool wado_accept_json(void *ctx, const struct accept_range *a);
 
 /* One stored instance (wado_meta.c), parsed with the values longer than
  * bulk left in the (encrypted) source: random access to the plaintext,

@@ -286,13 +286,6 @@ static void mstream_free(void *cls)
 	free(ms);
 }
 
-static bool accept_json(void *ctx, const struct accept_range *a)
-{
-	(void)ctx;
-	return a->q != 0 && (strcmp(a->media, "*/*") == 0 || strcmp(a->media, "application/*") == 0 ||
-	                  strcmp(a->media, "application/dicom+json") == 0 || strcmp(a->media, "application/json") == 0);
-}
-
 enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char *series, const char *sop)
 {
 	struct mstream *ms;
@@ -314,7 +307,7 @@ enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char 
 		mstream_free(ms);
 		return wado_list_error(r, rc, series, sop);
 	}
-	if (!wado_accept_any(r, accept_json, NULL)) {
+	if (!wado_accept_any(r, wado_accept_json, NULL)) {
 		mstream_free(ms);
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only application/dicom+json is offered", NULL);
 	}

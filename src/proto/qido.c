@@ -3,6 +3,7 @@
  * query text. Layer: proto. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include "dicomvault/dict.h"
 #include "dicomvault/qido.h"
 
@@ -49,9 +50,31 @@ static bool name_is(const struct qido_arg *a, const char *lit)
 	return a->klen == strlen(lit) && memcmp(a->key, lit, a->klen) == 0;
 }
 
+/* ABNF literals ("true", "false") are case-insensitive (RFC 5234 2.3). */
 static bool value_is(const struct qido_arg *a, const char *lit)
 {
-	return a->val != NULL && a->vlen == strlen(lit) && memcmp(a->val, lit, a->vlen) == 0;
+	return a->val != NULL && a->vlen == strlen(lit) && strncasecmp(a->val, lit, a->vlen) == 0;
+}
+
+/* true or false into *out; false if neither. */
+static bool boolean(const struct qido_arg *a, bool *out)
+{
+	if (value_is(a, "true"))
+		*out = true;
+	else if (!value_is(a, "false"))
+		return false;
+	else
+		*out = false;
+	return true;
+}
+
+/* An attribute ID starts with a keyword (an upper-case letter first, as
+ * every keyword of PS3.6) or a tag (8 hex digits): a name starting with
+ * either is taken as one (a malformed one is refused). Any other name is
+ * a query parameter (PS3.18 8.3.4 spells them in lower case). */
+static bool attribute_shaped(const struct qido_arg *a)
+{
+	return (a->key[0] >= 'A' && a->key[0] <= 'Z') || (a->key[0] >= '0' && a->key[0] <= '9');
 }
 
 /* A decimal number 0..QIDO_MAX_NUMBER. */
@@ -166,6 +189,29 @@ static uint16_t vr_of(uint32_t tag)
 	return d->vr;
 }
 
+/* A UID attribute given again (StudyInstanceUID=a&StudyInstanceUID=b):
+ * its values join the list, as commas would (PS3.18 8.3.4.1 uid-list-match). */
+static enum err more_uids(struct dcm_ds *ds, struct dcm_elem *e, const struct qido_arg *a, size_t ai, char *why,
+                          size_t whylen)
+{
+	struct qido_arg both = *a;
+	char buf[QRY_MAX_VALUE_LEN];
+	size_t had = e->len;
+
+	while (had > 0 && (e->val[had - 1] == 0 || e->val[had - 1] == ' '))   /* the even-length pad */
+		had--;
+	if (a->val == NULL || a->vlen == 0 || had == 0)
+		return fail(why, whylen, ERR_PARSE, ai, "a UID attribute given twice with an empty value");
+	if (had + 1 + a->vlen > sizeof buf)
+		return fail(why, whylen, ERR_LIMIT, ai, "value too long");
+	memcpy(buf, e->val, had);
+	buf[had] = '\\';
+	memcpy(buf + had + 1, a->val, a->vlen);
+	both.val = buf;
+	both.vlen = had + 1 + a->vlen;
+	return set_value(ds, e->tag, VR_UI, &both, ai, why, whylen);
+}
+
 static enum err attribute(const struct qido_arg *a, size_t ai, struct qido_params *p, char *why, size_t whylen)
 {
 	struct dcm_ds *ds = &p->id->ds;
@@ -194,7 +240,10 @@ static enum err attribute(const struct qido_arg *a, size_t ai, struct qido_param
 	if (ds->n >= QRY_MAX_KEYS)
 		return fail(why, whylen, ERR_LIMIT, ai, "too many attributes");
 	if (sub == 0) {
-		if (dcm_ds_find(ds, tag) != NULL)
+		struct dcm_elem *e = dcm_ds_find(ds, tag);
+		if (e != NULL && vr_of(tag) == VR_UI)
+			return more_uids(ds, e, a, ai, why, whylen);
+		if (e != NULL)
 			return fail(why, whylen, ERR_PARSE, ai, "attribute given twice");
 		return set_value(ds, tag, vr_of(tag), a, ai, why, whylen);
 	}
@@ -245,16 +294,26 @@ enum err qido_parse(const struct qido_arg *args, size_t n, struct qido_params *p
 			if (!number(a, &p->offset))
 				rc = fail(why, whylen, ERR_PARSE, i, "offset must be a number from 0 to 1000000000");
 		} else if (name_is(a, "fuzzymatching")) {
-			if (value_is(a, "true"))
-				p->fuzzy = true;
-			else if (!value_is(a, "false"))
+			if (!boolean(a, &p->fuzzy))
 				rc = fail(why, whylen, ERR_PARSE, i, "fuzzymatching must be true or false");
+		} else if (name_is(a, "emptyvaluematching")) {
+			if (!boolean(a, &p->empty_value))
+				rc = fail(why, whylen, ERR_PARSE, i, "emptyvaluematching must be true or false");
+		} else if (name_is(a, "multiplevaluematching")) {
+			if (!boolean(a, &p->multiple_value))
+				rc = fail(why, whylen, ERR_PARSE, i, "multiplevaluematching must be true or false");
 		} else if (name_is(a, "includefield")) {
 			rc = includefield(a, i, p, why, whylen);
 		} else if (name_is(a, "charset")) {
 			continue;
-		} else {
+		} else if (attribute_shaped(a)) {
 			rc = attribute(a, i, p, why, whylen);
+		} else {
+			/* a parameter this server does not support: ignored
+			 * (PS3.18 8.3.4), the caller says so in a Warning */
+			if (p->n_ignored < QIDO_MAX_IGNORED)
+				p->ignored[p->n_ignored] = i;
+			p->n_ignored++;
 		}
 	}
 	if (rc != ERR_OK) {

@@ -212,6 +212,8 @@ q p1 "studies?limit=3"
 q p2 "studies?limit=3&offset=3"
 q p3 "studies?limit=3&offset=6"
 check "limit=3: 3 results and a Warning header" "js p1 'N == 3' && hdr p1 Warning | grep -q '^299 '"
+check "the Warning says more can be requested, not that the server's maximum was hit" \
+	"hdr p1 Warning | grep -q 'additional results that can be requested' && ! hdr p1 Warning | grep -q maximum"
 check "pages are disjoint and cover all 7" "\"$PY\" -c '
 import json, sys
 pages = [json.load(open(sys.argv[i])) for i in (1, 2, 3)]
@@ -269,6 +271,23 @@ check "bad time: 400" "bad b18 'studies?StudyTime=2500'"
 check "the details do not echo values" "! grep -q AAAAAAAA $T/b11.body && ! grep -q DROP $T/b12.body"
 q fz "studies?fuzzymatching=true&PatientID=QIDO-PID-002"
 check "fuzzymatching=true: literal matching and a Warning" "ok200 fz && js fz 'N == 1' && hdr fz Warning | grep -q fuzzymatching"
+q fzc "studies?fuzzymatching=TRUE&PatientID=QIDO-PID-002"
+check "fuzzymatching=TRUE (ABNF literals are case-insensitive): 200" "ok200 fzc && js fzc 'N == 1'"
+q evm "studies?PatientID=QIDO-PID-002&emptyvaluematching=true&multiplevaluematching=false"
+check "emptyvaluematching=true: searched without it, the standard's Warning" \
+	"ok200 evm && js evm 'N == 1' && hdr evm Warning | grep -q 'The emptyvaluematching parameter is not supported'"
+q mvm "studies?PatientID=QIDO-PID-002&multiplevaluematching=true"
+check "multiplevaluematching=true: the standard's Warning" \
+	"ok200 mvm && js mvm 'N == 1' && hdr mvm Warning | grep -q 'The multiplevaluematching parameter is not supported'"
+check "emptyvaluematching=maybe: 400" "bad b19 'studies?emptyvaluematching=maybe'"
+q cb "studies?PatientID=QIDO-PID-002&_=1700000000&r%0D%0AX-Evil:%201=x"
+check "unsupported parameters (a viewer's cache buster) are ignored, named in a Warning" \
+	"ok200 cb && js cb 'N == 1' && hdr cb Warning | grep -q 'ignored: _, parameter 3'"
+check "no header injected from a parameter name" "! grep -qi '^X-Evil' $T/cb.hdr"
+q uidrep "studies?StudyInstanceUID=$R.1.1&StudyInstanceUID=$R.1.2"
+check "a UID attribute given twice is a UID list" "ok200 uidrep && js uidrep 'N == 2'"
+req q0 -H "$AUTH" -H 'Accept: application/dicom+json;q=0' "$U/dicom-web/studies?PatientID=QIDO-PID-002"
+check "Accept application/dicom+json;q=0 (not acceptable): 406" "problem q0 406"
 q ign "studies?PatientID=QIDO-PID-002&Modality=CT"
 check "a key the level cannot match is ignored, with a Warning" "ok200 ign && js ign 'N == 1' && hdr ign Warning | grep -q 00080060"
 req acc406 -H "$AUTH" -H 'Accept: image/png' "$U/dicom-web/studies"
