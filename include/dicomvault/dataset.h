@@ -154,6 +154,7 @@ struct dcm_file {
 	uint32_t nelems;
 	unsigned nwarn;
 	struct dcm_errinfo warn;  /* first warning */
+	bool vr_mismatch;         /* ds was read in the other VR encoding than its transfer syntax says (a warning) */
 };
 
 struct dcm_read_opts {

@@ -252,7 +252,8 @@ static void store_chunk(struct dimse_assoc *a, struct dimse_store *st, const uin
 /* What the data set says, before it is stored: its UIDs, the patient's
  * keyed hash and the collection it joins. */
 struct peeked {
-	char sop[65], study[65], series[65];
+	char sop[65], cls[65], study[65], series[65];
+	bool vr_mismatch;   /* the data set is not in the context's VR encoding */
 	uint8_t patient[32];
 	bool has_patient;
 	char coll[ACCESS_NAME_MAX + 1];
@@ -264,6 +265,8 @@ static void peek_ds(struct dimse_assoc *a, const struct dcm_ds *ds, struct peeke
 
 	if (dcm_ds_get_cstr(ds, 0x00080018, pk->sop, sizeof pk->sop) != ERR_OK)
 		pk->sop[0] = 0;
+	if (dcm_ds_get_cstr(ds, 0x00080016, pk->cls, sizeof pk->cls) != ERR_OK)
+		pk->cls[0] = 0;
 	if (dcm_ds_get_cstr(ds, 0x0020000D, pk->study, sizeof pk->study) != ERR_OK)
 		pk->study[0] = 0;
 	if (dcm_ds_get_cstr(ds, 0x0020000E, pk->series, sizeof pk->series) != ERR_OK)
@@ -289,6 +292,7 @@ static enum err store_peek(struct dimse_assoc *a, struct src *src, struct peeked
 	if (rc != ERR_OK)
 		return rc;
 	peek_ds(a, &f->ds, pk);
+	pk->vr_mismatch = f->vr_mismatch;
 	dcm_file_free(f);
 	return ERR_OK;
 }
@@ -398,15 +402,31 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	}
 	rc = store_peek(a, &src, &pk);
 	src_close(&src);
+	/* PS3.4 B.2.3: what cannot be read is Cxxx (cannot understand); a
+	 * data set that is not the instance the command names, A900 */
 	if (rc != ERR_OK) {
-		store_fail(st, DIMSE_ERR_DATASET, "Data set cannot be parsed");
+		store_fail(st, DIMSE_ERR_UNABLE, "Cannot understand: data set cannot be parsed");
+		goto fail;
+	}
+	/* stored as received under the context's transfer syntax: a data set
+	 * in the other VR encoding would be served mislabelled (PS3.7 6.3.1) */
+	if (pk.vr_mismatch) {
+		store_fail(st, DIMSE_ERR_UNABLE, "Cannot understand: VR encoding differs from the transfer syntax");
 		goto fail;
 	}
 	obj.study_uid = pk.study;
 	obj.series_uid = pk.series;
 	obj.patient = pk.has_patient ? pk.patient : NULL;
+	if (pk.sop[0] == 0) {
+		store_fail(st, DIMSE_ERR_DATASET, "Data set has no SOP Instance UID");
+		goto fail;
+	}
 	if (strcmp(pk.sop, a->rq.sop_instance) != 0) {
 		store_fail(st, DIMSE_ERR_DATASET, "SOP Instance UID differs from the command's");
+		goto fail;
+	}
+	if (strcmp(pk.cls, a->rq.sop_class) != 0) {
+		store_fail(st, DIMSE_ERR_DATASET, "SOP Class UID differs from the command's");
 		goto fail;
 	}
 	refused = store_allowed(a, &pk, &refusal);
@@ -430,8 +450,11 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 		case ERR_PARSE:
 			store_fail(st, DIMSE_ERR_DATASET, "Data set does not match SOP class");
 			break;
-		case ERR_DENIED:
-			store_fail(st, DIMSE_ERR_UNABLE, "SOP Instance already stored with other content");
+		case ERR_DENIED:   /* a conflict with what is stored: say which (why has UIDs, too long for LO) */
+			store_fail(st, DIMSE_ERR_UNABLE, strstr(why, "another patient") ? "Study belongs to another patient"
+			                                 : strstr(why, "another study") ? "Series belongs to another study"
+			                                                                 : "SOP Instance already stored with "
+			                                                                   "other content");
 			break;
 		case ERR_NOMEM:
 		case ERR_LIMIT:

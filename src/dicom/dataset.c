@@ -690,6 +690,7 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 					         looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
 				}
 				explicit_vr = looks_explicit;
+				f->vr_mismatch = true;
 			}
 		}
 		r.explicit_vr = explicit_vr;
