@@ -106,10 +106,10 @@
 #define QIDO_JSON_MAX          ((size_t)64 << 20)  /* one QIDO-RS answer */
 
 /* DICOM upper layer (proto/pdu.c, proto/ul.c) and DIMSE (proto/dimse.c) */
-#define PDU_MAX_PREASSOC       (64u * 1024)   /* PDU body before an association is established */
+#define PDU_MAX_PREASSOC       (1024u * 1024) /* PDU body before an association is established (128 contexts of 64 syntaxes fit) */
 #define PDU_MAX_PCTX           128u           /* presentation contexts in one A-ASSOCIATE */
 #define PDU_MAX_TS_PER_PCTX    64u            /* transfer syntaxes proposed in one context */
-#define PDU_MAX_TS_TOTAL       1024u          /* transfer syntaxes in one A-ASSOCIATE-RQ (128 contexts x 8) */
+#define PDU_MAX_TS_TOTAL       2048u          /* transfer syntaxes kept of one A-ASSOCIATE-RQ (128 contexts x 16; more are left out) */
 #define PDU_MAX_ROLES          128u           /* SCP/SCU role selection sub-items */
 #define PDU_MAX_IDENTITY       (16u * 1024)   /* user identity primary field (user name, JWT) */
 #define PDU_MAX_IDENTITY_RESP  (16u * 1024)   /* user identity server response */

@@ -255,7 +255,8 @@ static enum err pc_rq_parse(struct rd *r, struct pdu_assoc *a)
 	struct rd c;
 	struct pdu_pctx *pc;
 	unsigned i;
-	bool have_as = false;
+	bool have_as = false, have_ts = false;
+	char spare[PDU_UID_MAX + 1];
 
 	if (rd_get_u8(r, &id) != ERR_OK || rd_skip(r, 3) != ERR_OK)
 		return ERR_PARSE;
@@ -278,17 +279,24 @@ static enum err pc_rq_parse(struct rd *r, struct pdu_assoc *a)
 				return ERR_PARSE;
 			have_as = true;
 		} else if (t == 0x40) {
-			if (a->nts >= PDU_MAX_TS_TOTAL || pc->nts >= PDU_MAX_TS_PER_PCTX)
-				return ERR_LIMIT;
-			if (uid_parse(&c, rd_remaining(&c), a->ts[a->nts]) != ERR_OK)
+			/* beyond the caps a transfer syntax is checked, then left
+			 * out: the context is answered from those kept (a context
+			 * left with none: "transfer syntaxes not supported"), as
+			 * DCMTK accepts such requests where a refusal would lose
+			 * the whole association */
+			bool keep = a->nts < PDU_MAX_TS_TOTAL && pc->nts < PDU_MAX_TS_PER_PCTX;
+			if (uid_parse(&c, rd_remaining(&c), keep ? a->ts[a->nts] : spare) != ERR_OK)
 				return ERR_PARSE;
-			a->nts++;
-			pc->nts++;
+			have_ts = true;
+			if (keep) {
+				a->nts++;
+				pc->nts++;
+			}
 		} else {
 			return ERR_PARSE;
 		}
 	}
-	if (!have_as || pc->nts == 0)
+	if (!have_as || !have_ts)
 		return ERR_PARSE;
 	a->npc++;
 	return ERR_OK;
@@ -381,7 +389,7 @@ static enum err identity_rq_parse(struct rd *r, struct pdu_assoc *a)
 		return ERR_PARSE;
 	if (type < PDU_UID_USERNAME || type > PDU_UID_JWT || resp > 1 || n1 == 0)
 		return ERR_PARSE;
-	if ((type == PDU_UID_USERNAME_PASS) != (n2 > 0))
+	if (type != PDU_UID_USERNAME_PASS && n2 > 0)   /* an empty passcode is well-formed, and refused later */
 		return ERR_PARSE;
 	if (n1 > PDU_MAX_IDENTITY || n2 > CRYPTO_PASSWORD_MAX)
 		return ERR_LIMIT;

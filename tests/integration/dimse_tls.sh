@@ -104,6 +104,10 @@ check "association accept audited with the AE and fingerprint" \
 	"grep '\"dicom-association\"' '$T/v/audit/audit.log' | grep '\"success\"' | grep -q \"$(fp "$T/peer1.crt")\""
 echo_tls CAPEER "$T/capeer.key" "$T/capeer.crt" >"$T/e2" 2>&1
 check "C-ECHO from a peer bound by CA" "[ $? -eq 0 ]" "$T/e2"
+# 128 contexts of 24 transfer syntaxes: an 84 KB A-ASSOCIATE-RQ, over the
+# 2,048 transfer syntaxes kept: 3,072 proposed (DCMTK's storescp accepts it too)
+echo_tls ECHOSCU "$T/peer1.key" "$T/peer1.crt" -ppc 128 -pts 24 >"$T/e3" 2>&1
+check "C-ECHO in an A-ASSOCIATE-RQ of 128 contexts x 24 transfer syntaxes" "[ $? -eq 0 ]" "$T/e3" "$T/err"
 
 # ---- C-STORE ----
 TF=/usr/lib/python3/dist-packages/pydicom/data/test_files

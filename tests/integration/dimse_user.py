@@ -332,6 +332,8 @@ def main():
     s.close()
     s, t, body = associate("UPEER", dul.user_identity(1, "alice"))
     check("identity type 1 (user name only): RJ", rejected(t, body), (t, body))
+    s, t, body = associate("UPEER", dul.user_identity(2, "alice", b""))
+    check("type 2 with an empty passcode (DCMTK -epw): RJ, not an A-ABORT", rejected(t, body), (t, body))
     s.close()
     s2, t, body = associate("UPEER", ident("alice", toks["r"]))
     check("second token of alice: accepted", t == 2, body)
@@ -433,10 +435,10 @@ def main():
     check("audit: alice's C-GET and C-MOVE name alice (3), with what was sent",
           len(ar) == 3 and "C-GET study root STUDY: 2 of 2 sent" in ar[0] and "0 of 0 sent" in ar[2], ar)
     den = [x.get("reason", "") for x in of("dicom-association", "denied")]
-    check("audit: the refused associations (7)", len(den) == 7 and sum("plain TCP" in d for d in den) == 1 and
+    check("audit: the refused associations (8)", len(den) == 8 and sum("plain TCP" in d for d in den) == 1 and
           sum("API token refused" in d for d in den) == 2 and sum("not the named user" in d for d in den) == 1 and
           sum("requires one" in d for d in den) == 1 and sum("type not supported" in d for d in den) == 1 and
-          sum("not an API token" in d for d in den) == 1, den)
+          sum("not an API token" in d for d in den) == 2, den)
     check("audit: the revoked token's refusals by the token check (3)",
           sum("revoked" in x.get("reason", "") for x in recs if x.get("action") == "token-refused") == 3,
           [x for x in recs if "token" in x.get("action", "")])

@@ -242,8 +242,10 @@ TEST(framer_limit_before_allocation)
 {
 	struct pdu_framer f;
 	struct pdu_view v;
-	uint8_t h[6] = { 0x04, 0, 0x00, 0x01, 0x00, 0x01 };   /* 65537 bytes */
+	uint8_t h[6] = { 0x04, 0 };
 	size_t used;
+
+	store_u32be(h + 2, PDU_MAX_PREASSOC + 1);   /* one byte over */
 
 	pdu_framer_init(&f, PDU_MAX_PREASSOC);
 	used = 99;
@@ -260,7 +262,7 @@ TEST(framer_limit_before_allocation)
 	CHECK_EQ_INT(used, 6);
 	pdu_framer_fini(&f);
 	h[0] = 0x04;   /* exactly the limit is fine */
-	h[2] = 0; h[3] = 1; h[4] = 0; h[5] = 0;
+	store_u32be(h + 2, PDU_MAX_PREASSOC);
 	pdu_framer_init(&f, PDU_MAX_PREASSOC);
 	CHECK_EQ_INT(pdu_framer_feed(&f, h, 6, &used, &v), ERR_AGAIN);
 	pdu_framer_fini(&f);
@@ -364,7 +366,10 @@ TEST(user_identity)
 	CHECK(a->id_type == PDU_UID_JWT && a->id_secondary == NULL);
 	pdu_assoc_fini(a);
 	CHECK_EQ_INT(with_identity(PDU_UID_USERNAME, "bob", "pw", a), ERR_PARSE);   /* passcode on type 1 */
-	CHECK_EQ_INT(with_identity(PDU_UID_USERNAME_PASS, "bob", "", a), ERR_PARSE);  /* no passcode on type 2 */
+	/* an empty passcode on type 2 (DCMTK's -epw) is well-formed: refused by the service, not aborted */
+	CHECK_EQ_INT(with_identity(PDU_UID_USERNAME_PASS, "bob", "", a), ERR_OK);
+	CHECK(a->has_identity && a->id_type == PDU_UID_USERNAME_PASS && a->id_secondary == NULL);
+	pdu_assoc_fini(a);
 	CHECK_EQ_INT(with_identity(PDU_UID_USERNAME, "", "", a), ERR_PARSE);          /* empty primary */
 	CHECK_EQ_INT(with_identity(6, "bob", "", a), ERR_PARSE);                     /* unknown type */
 	/* an identity response in an RQ is unexpected */
