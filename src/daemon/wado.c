@@ -19,6 +19,7 @@
 #include "dicomvault/index.h"
 #include "dicomvault/log.h"
 #include "dicomvault/multipart.h"
+#include "dicomvault/render.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "http_int.h"
@@ -435,7 +436,7 @@ static enum MHD_Result not_found(struct http_req *r, enum err rc, const char *wh
  * multipart/related answer with one part each; else (WADO-URI) the one
  * instance as application/dicom. */
 static enum MHD_Result send_dicom(struct http_req *r, const char *study, const char *series, const char *sop,
-                                  bool mp)
+                                  bool mp, const char *want_ts)
 {
 	struct dstream *ds;
 	struct wbuf w;
@@ -457,6 +458,14 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	if (rc != ERR_OK) {
 		dstream_free(ds);
 		return not_found(r, rc, sop ? "no such instance" : series ? "no such series" : "no such study");
+	}
+	/* WADO-URI's transferSyntax: objects are sent as stored (no transcoding) */
+	if (want_ts != NULL && strcmp(ds->l.ts[ds->l.it[0].ts], want_ts) != 0) {
+		dstream_free(ds);
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "the object is offered in its stored transfer syntax only: leave out transferSyntax, or "
+		                    "ask for that one",
+		                    NULL);
 	}
 	if (mp && !accept_dicom(r, &ds->l)) {
 		dstream_free(ds);
@@ -655,7 +664,7 @@ enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_
 			return q;
 	}
 	if ((size_t)(2 * nuid) == n)
-		return send_dicom(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, true);
+		return send_dicom(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, true, NULL);
 	if ((size_t)(2 * nuid + 1) == n && dw_seg_is(last, lastlen, "metadata"))
 		return wado_metadata(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL);
 	if (nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "frames"))
@@ -669,10 +678,36 @@ enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_
 	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 }
 
+/* WADO-URI's contentType: a list of media types (with q, as an Accept
+ * header); the first offered wins. */
+struct uri_media {
+	bool found, dicom;
+	enum render_media m;
+};
+
+static bool uri_pick(void *ctx, const struct accept_range *a)
+{
+	struct uri_media *u = ctx;
+
+	if (a->q == 0)
+		return false;
+	if (strcmp(a->media, "application/dicom") == 0)
+		u->dicom = true;
+	else if (strcmp(a->media, "image/jpeg") == 0)
+		u->m = RENDER_JPEG;
+	else if (strcmp(a->media, "image/png") == 0)
+		u->m = RENDER_PNG;
+	else
+		return false;
+	u->found = true;
+	return true;
+}
+
 enum MHD_Result dicomweb_wado_uri(struct http_req *r)
 {
 	static const char *const names[] = { "studyUID", "seriesUID", "objectUID" };
-	const char *uid[3], *rt, *ct;
+	const char *uid[3], *rt, *ct, *ts, *anon;
+	struct uri_media um;
 	size_t i;
 
 	if (r->srv->vault == NULL)
@@ -686,14 +721,42 @@ enum MHD_Result dicomweb_wado_uri(struct http_req *r)
 			return http_problem(r, MHD_HTTP_BAD_REQUEST,
 			                    "studyUID, seriesUID and objectUID must be 1 to 64 digits and dots", NULL);
 	}
+	/* PS3.18 9.4.2: the server either removes the patient's identity or
+	 * refuses; identified bytes are never sent to who asked otherwise */
+	anon = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "anonymize");
+	if (anon != NULL && strcmp(anon, "no") != 0)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST,
+		                    "anonymize=yes is not offered by WADO-URI: ask for a de-identified view (WADO-RS with a "
+		                    "researcher's grant) or a de-identified export",
+		                    NULL);
+	if (MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "region") != NULL)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "region is not offered: leave it out for the whole image",
+		                    NULL);
+	ts = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "transferSyntax");
+	if (ts != NULL && !dw_uid_ok(ts, strlen(ts)))
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "transferSyntax must be a UID (1 to 64 digits and dots)", NULL);
+	memset(&um, 0, sizeof um);
 	ct = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "contentType");
-	if (ct == NULL || !mp_media_is(ct, strlen(ct), "application/dicom"))
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only contentType=application/dicom is offered", NULL);
+	if (ct != NULL && !accept_each(ct, strlen(ct), uri_pick, &um))
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "contentType: application/dicom, image/jpeg and image/png are offered", NULL);
+	if (ts != NULL && um.found && !um.dicom)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "transferSyntax goes with contentType=application/dicom only",
+		                    NULL);
 	{
 		bool ok;
 		enum MHD_Result q = gate(r, uid[0], uid[1], uid[2], &ok);
 		if (!ok)
 			return q;
 	}
-	return send_dicom(r, uid[0], uid[1], uid[2], false);
+	/* no contentType: a single-frame image as image/jpeg, any other
+	 * object (multi-frame, video, not an image) as application/dicom
+	 * (PS3.18 WADO-URI default) */
+	if (!um.dicom && ts == NULL) {
+		bool as_dicom = false;
+		enum MHD_Result q = wado_uri_image(r, uid[0], uid[1], uid[2], um.found ? (int)um.m : -1, &as_dicom);
+		if (!as_dicom)
+			return q;
+	}
+	return send_dicom(r, uid[0], uid[1], uid[2], false, ts);
 }

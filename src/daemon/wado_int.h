@@ -113,6 +113,14 @@ WUR enum err wado_frame_list_parse(const char *s, size_t n, uint32_t **out, size
 enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char *series, const char *sop,
                               const char *frames, size_t frameslen, bool thumbnail);
 
+/* wado_render.c: WADO-URI as an image (PS3.18 9.4): the object rendered
+ * as media (enum render_media), or, with media -1 (no contentType), as
+ * image/jpeg when it is a single-frame image, else nothing is queued and
+ * *as_dicom is set (the caller sends it as application/dicom). Takes
+ * frameNumber, rows, columns, windowCenter, windowWidth, imageQuality. */
+enum MHD_Result wado_uri_image(struct http_req *r, const char *study, const char *series, const char *sop, int media,
+                               bool *as_dicom);
+
 /* wado_meta.c: GET .../metadata (study, series, instance), .../bulkdata/
  * {path} and .../frames/{list} of an instance. uid: study, series, sop
  * (series, sop may be NULL for the study or series metadata). */

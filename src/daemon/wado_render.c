@@ -305,21 +305,30 @@ static enum MHD_Result refuse(struct http_req *r, const struct wado_who *who, co
 	return http_problem(r, st == 404 ? MHD_HTTP_NOT_FOUND : MHD_HTTP_NOT_ACCEPTABLE, why, NULL);
 }
 
+/* One image answer; opened: the instance if the caller opened it (closed
+ * here either way), else NULL. declined: when not NULL, an image the
+ * renderer does not take (406) sets it and queues nothing. */
 static enum MHD_Result send_one(struct http_req *r, const struct wado_who *who, const struct wado_list *l,
-                                const struct job *j, const struct rparams *p)
+                                const struct job *j, const struct rparams *p, struct rsrc *opened, bool *declined)
 {
 	const struct wado_item *it = &l->it[j->item];
 	char why[320] = "";
 	struct wbuf w;
 	enum MHD_Result res;
-	struct rsrc src;
+	struct rsrc mine, *src = opened ? opened : &mine;
 	enum err rc = ERR_INTERNAL;
 	unsigned st;
 
-	memset(&src, 0, sizeof src);
+	if (opened == NULL)
+		memset(&mine, 0, sizeof mine);
 	wbuf_init(&w, RENDER_MAX_OUTPUT);
-	st = render_one(r, l, j->item, j->frame, p, &src, &w, why, sizeof why, &rc);
-	rsrc_close(&src);
+	st = render_one(r, l, j->item, j->frame, p, src, &w, why, sizeof why, &rc);
+	rsrc_close(src);
+	if (st == 406 && declined != NULL) {
+		wbuf_fini(&w);
+		*declined = true;
+		return MHD_YES;
+	}
 	if (st != 200) {
 		wbuf_fini(&w);
 		return refuse(r, who, l, j->item, st, rc, why);
@@ -449,7 +458,7 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 		/* frames of one instance: one image each (a thumbnail: the first) */
 		if (thumbnail || count == 1) {
 			one.frame = nums[0] - 1;
-			res = send_one(r, &who, &l, &one, &p);
+			res = send_one(r, &who, &l, &one, &p, NULL, NULL);
 		} else {
 			jobs = calloc(count, sizeof *jobs);
 			if (jobs == NULL) {
@@ -461,7 +470,7 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 			}
 		}
 	} else if (sop != NULL) {
-		res = send_one(r, &who, &l, &one, &p);
+		res = send_one(r, &who, &l, &one, &p, NULL, NULL);
 	} else if (thumbnail) {
 		/* the middle instance of the first series (the list is in
 		 * series, instance number order) */
@@ -469,7 +478,7 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 		while (n1 < l.n && l.it[n1].series == l.it[0].series)
 			n1++;
 		one.item = (n1 - 1) / 2;
-		res = send_one(r, &who, &l, &one, &p);
+		res = send_one(r, &who, &l, &one, &p, NULL, NULL);
 	} else {
 		jobs = calloc(l.n, sizeof *jobs);
 		if (jobs == NULL) {
@@ -483,6 +492,124 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 	(void)sem_post(&turns);
 	free(jobs);
 	free(nums);
+	wado_list_fini(&l);
+	return res;
+}
+
+/* ---- WADO-URI ---- */
+
+/* One of WADO-URI's rows and columns: 1..RENDER_MAX_VIEWPORT. */
+static enum err uri_dim(const char *s, uint32_t *out, char *why, size_t whylen)
+{
+	char buf[32];
+	uint32_t other;
+
+	if (strlen(s) > 10)
+		return err_why(why, whylen, ERR_PARSE, "rows and columns must be numbers of pixels");
+	snprintf(buf, sizeof buf, "%s,%s", s, s);
+	return render_viewport_parse(buf, strlen(buf), out, &other, why, whylen);
+}
+
+/* WADO-URI's rendering parameters (PS3.18 9.4.1): frameNumber (1-based),
+ * rows and columns (the image fitted into them, never enlarged),
+ * windowCenter with windowWidth, imageQuality. false: the 400 was queued. */
+static bool uri_params(struct http_req *r, struct rparams *p, uint32_t *frame, enum MHD_Result *res)
+{
+	const char *fn = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "frameNumber");
+	const char *rows = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "rows");
+	const char *cols = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "columns");
+	const char *wc = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "windowCenter");
+	const char *ww = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "windowWidth");
+	const char *q = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "imageQuality");
+	char why[200] = "", buf[200];
+	enum err rc = ERR_OK;
+
+	memset(p, 0, sizeof *p);
+	*frame = 0;
+	if (fn != NULL) {
+		uint32_t *nums = NULL;
+		size_t count = 0;
+		rc = wado_frame_list_parse(fn, strlen(fn), &nums, &count);
+		if (rc == ERR_OK && count != 1)
+			rc = ERR_PARSE;
+		if (rc == ERR_OK)
+			*frame = nums[0] - 1;
+		free(nums);
+		if (rc != ERR_OK)
+			snprintf(why, sizeof why, "frameNumber must be one frame number (1, 2, ...)");
+	}
+	/* rows, columns: each alone bounds its side only */
+	p->vw = p->vh = UINT32_MAX;
+	if (rc == ERR_OK && cols != NULL)
+		rc = uri_dim(cols, &p->vw, why, sizeof why);
+	if (rc == ERR_OK && rows != NULL)
+		rc = uri_dim(rows, &p->vh, why, sizeof why);
+	if (rows == NULL && cols == NULL)
+		p->vw = p->vh = 0;   /* no viewport */
+	if (rc == ERR_OK && (wc != NULL) != (ww != NULL))
+		rc = err_why(why, sizeof why, ERR_PARSE, "windowCenter and windowWidth go together");
+	if (rc == ERR_OK && wc != NULL) {
+		if (strlen(wc) > 64 || strlen(ww) > 64)
+			rc = err_why(why, sizeof why, ERR_PARSE, "windowCenter and windowWidth must be numbers");
+		snprintf(buf, sizeof buf, "%s,%s", wc, ww);
+		if (rc == ERR_OK)
+			rc = render_window_parse(buf, strlen(buf), &p->win, why, sizeof why);
+		p->has_window = rc == ERR_OK;
+	}
+	if (rc == ERR_OK && q != NULL)
+		rc = render_quality_parse(q, strlen(q), &p->quality, why, sizeof why);
+	if (rc != ERR_OK) {
+		*res = http_problem(r, MHD_HTTP_BAD_REQUEST, why[0] ? why : "bad rendering parameters", NULL);
+		return false;
+	}
+	return true;
+}
+
+enum MHD_Result wado_uri_image(struct http_req *r, const char *study, const char *series, const char *sop, int media,
+                               bool *as_dicom)
+{
+	struct rparams p;
+	struct wado_list l;
+	struct wado_who who;
+	struct job one;
+	struct rsrc src;
+	char why[320] = "";
+	enum MHD_Result res;
+	enum err rc = ERR_INTERNAL;
+	unsigned st;
+
+	*as_dicom = false;
+	memset(&one, 0, sizeof one);
+	if (!uri_params(r, &p, &one.frame, &res))
+		return res;
+	p.media = media == (int)RENDER_PNG ? RENDER_PNG : RENDER_JPEG;
+	wado_who_init(r, &who);
+	rc = wado_list_make(r, study, series, sop, &l);
+	if (rc != ERR_OK)
+		return wado_list_error(r, rc, series, sop);
+	rc = render_turn();
+	if (rc != ERR_OK) {
+		static const char *const extra[] = { MHD_HTTP_HEADER_RETRY_AFTER, "5", NULL };
+		wado_list_fini(&l);
+		if (rc == ERR_LIMIT)
+			return http_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "too many images being rendered: try again shortly",
+			                    extra);
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	}
+	memset(&src, 0, sizeof src);
+	rc = ERR_INTERNAL;
+	st = rsrc_open(r, &l, 0, &src, why, sizeof why, &rc);
+	if (media < 0 && ((st == 406 && rc == ERR_NOTFOUND) || (st == 0 && src.fr.n != 1))) {
+		rsrc_close(&src);   /* not a single-frame image: the caller sends the object */
+		*as_dicom = true;
+		res = MHD_YES;
+	} else if (st != 0) {
+		res = refuse(r, &who, &l, 0, st, rc, why);
+	} else {
+		/* no contentType: what cannot be rendered goes as the object */
+		res = send_one(r, &who, &l, &one, &p, &src, media < 0 ? as_dicom : NULL);
+	}
+	(void)sem_post(&turns);
 	wado_list_fini(&l);
 	return res;
 }

@@ -303,6 +303,65 @@ req uri_404 -H "$AUTH" "$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_S
 check "WADO-URI unknown instance: 404" "problem uri_404 404"
 req uri_bad -H "$AUTH" "$U/wado?requestType=WADO&studyUID=x&seriesUID=$CT_SE&objectUID=$CT_SOP"
 check "WADO-URI malformed UID: 400" "problem uri_bad 400"
+
+# ---- WADO-URI: contentType, its default, rendering, transferSyntax, anonymize ----
+wuri() {  # NAME FILE [more query]: WADO-URI of the stored copy of FILE
+	local n=$1 st se sop
+	read -r st se sop _ < <(uids "$2")
+	req "$n" -H "$AUTH" "$U/wado?requestType=WADO&studyUID=$st&seriesUID=$se&objectUID=$sop${3:-}"
+}
+# jpeg_size NAME: "columns rows" of the JPEG answer (its SOF marker)
+jpeg_size() {
+	"$PY" - "$T/$1.body" <<'EOF'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+i = 2
+while i + 9 < len(b) and b[0:2] == b"\xff\xd8":
+    m, n = b[i + 1], struct.unpack(">H", b[i + 2:i + 4])[0]
+    if 0xC0 <= m <= 0xC3:
+        h, w = struct.unpack(">HH", b[i + 5:i + 9])
+        print(w, h)
+        break
+    i += 2 + n
+EOF
+}
+wuri wd_ct "$T/CT_small.dcm"
+check "WADO-URI without contentType, a single-frame image: image/jpeg (PS3.18 default)" \
+	"[ \$(code wd_ct) = 200 ] && [ \"\$(hdr wd_ct Content-Type)\" = image/jpeg ] && [ \"\$(jpeg_size wd_ct)\" = '128 128' ]"
+wuri wd_plan "$T/rtplan.dcm"
+check "WADO-URI without contentType, not an image: the object as application/dicom" \
+	"[ \$(code wd_plan) = 200 ] && [ \"\$(hdr wd_plan Content-Type)\" = application/dicom ] && cmp -s $T/wd_plan.body $T/rtplan.dcm"
+wuri wd_dose "$PYD/rtdose.dcm"
+check "WADO-URI without contentType, a multi-frame image: application/dicom" \
+	"[ \$(code wd_dose) = 200 ] && [ \"\$(hdr wd_dose Content-Type)\" = application/dicom ] && cmp -s $T/wd_dose.body $PYD/rtdose.dcm"
+wuri wd_j2k "$T/JPEG2000.dcm"
+check "WADO-URI without contentType, an image the renderer does not take (JPEG 2000): application/dicom" \
+	"[ \$(code wd_j2k) = 200 ] && [ \"\$(hdr wd_j2k Content-Type)\" = application/dicom ] && cmp -s $T/wd_j2k.body $T/JPEG2000.dcm"
+wuri wj_ct "$T/CT_small.dcm" "&contentType=image/jpeg&rows=32&windowCenter=40&windowWidth=400&imageQuality=80"
+check "WADO-URI contentType=image/jpeg with rows, window and quality: a 32-row JPEG" \
+	"[ \$(code wj_ct) = 200 ] && [ \"\$(hdr wj_ct Content-Type)\" = image/jpeg ] && [ \"\$(jpeg_size wj_ct)\" = '32 32' ]"
+wuri wp_ct "$T/CT_small.dcm" "&contentType=image/png"
+check "WADO-URI contentType=image/png: a PNG" \
+	"[ \$(code wp_ct) = 200 ] && [ \"\$(hdr wp_ct Content-Type)\" = image/png ] && head -c 8 $T/wp_ct.body | od -An -tx1 | grep -q '89 50 4e 47'"
+wuri wl_ct "$T/CT_small.dcm" "&contentType=text/html,application/dicom"
+check "WADO-URI contentType list: the first offered (application/dicom)" \
+	"[ \$(code wl_ct) = 200 ] && cmp -s $T/wl_ct.body $T/CT_small.dcm"
+wuri wj_plan "$T/rtplan.dcm" "&contentType=image/jpeg"
+check "WADO-URI contentType=image/jpeg of an RT plan: 406" "problem wj_plan 406"
+wuri wj_fr "$T/CT_small.dcm" "&contentType=image/jpeg&frameNumber=2"
+check "WADO-URI frameNumber beyond the frames: 404" "problem wj_fr 404"
+wuri wh_ct "$T/CT_small.dcm" "&contentType=text/html"
+check "WADO-URI contentType=text/html: 406" "problem wh_ct 406"
+wuri wts_ok "$T/CT_small.dcm" "&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1"
+check "WADO-URI transferSyntax = the stored one: 200, the bytes" "[ \$(code wts_ok) = 200 ] && cmp -s $T/wts_ok.body $T/CT_small.dcm"
+wuri wts_406 "$T/JPEG2000.dcm" "&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1"
+check "WADO-URI transferSyntax other than the stored one (no transcoding): 406" "problem wts_406 406"
+wuri wts_bad "$T/CT_small.dcm" "&contentType=application/dicom&transferSyntax=explicit"
+check "WADO-URI transferSyntax that is no UID: 400" "problem wts_bad 400"
+wuri wanon "$T/CT_small.dcm" "&contentType=application/dicom&anonymize=yes"
+check "WADO-URI anonymize=yes: 400, never the identified object" "problem wanon 400"
+wuri wwin "$T/CT_small.dcm" "&contentType=image/jpeg&windowCenter=40"
+check "WADO-URI windowCenter without windowWidth: 400" "problem wwin 400"
 req post_inst -H "$AUTH" -H "$EXPECT" -H "$CT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies/$CT_ST/series/$CT_SE/instances/$CT_SOP"
 check "POST to an instance: 405" "problem post_inst 405"
 
