@@ -676,7 +676,13 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 	/* a grant whose role may store, somewhere: else nothing is read */
 	if (http_access(r, ACCESS_ACT_STORE, NULL) != ACCESS_YES)
 		return http_refuse(r, ACCESS_ACT_STORE, NULL, AUDIT_STORE, NULL, NULL, NULL);
-	if (ct == NULL || mp_ctype_parse(ct, strlen(ct), &mct) != ERR_OK || strcmp(mct.media, "multipart/related") != 0 ||
+	/* a Content-Type that does not parse is a bad request; one that
+	 * parses but is another media type, unsupported (415) */
+	if (ct != NULL && mp_ctype_parse(ct, strlen(ct), &mct) != ERR_OK)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST,
+		                    "the Content-Type is malformed (a boundary of 1 to 70 characters, each parameter once)",
+		                    NULL);
+	if (ct == NULL || strcmp(mct.media, "multipart/related") != 0 ||
 	    (mct.type[0] && strcmp(mct.type, "application/dicom") != 0))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
 		                    "the body must be multipart/related; type=\"application/dicom\"", NULL);

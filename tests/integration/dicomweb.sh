@@ -225,6 +225,11 @@ req wrongtype2 -H "$AUTH" -H "$EXPECT" -H 'Content-Type: multipart/related; type
 check "multipart of another type: 415" "problem wrongtype2 415"
 req nob -H "$AUTH" -H "$EXPECT" -H 'Content-Type: multipart/related; type="application/dicom"' --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
 check "no boundary: 400" "problem nob 400"
+B71=$(printf 'b%.0s' $(seq 71))
+req longb -H "$AUTH" -H "$EXPECT" -H "Content-Type: multipart/related; type=\"application/dicom\"; boundary=$B71" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
+check "a boundary over 70 characters (malformed Content-Type): 400, not 415" "problem longb 400"
+req unterminated -H "$AUTH" -H "$EXPECT" -H 'Content-Type: multipart/related; type="application/dicom; boundary=x' --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
+check "an unterminated quoted parameter: 400" "problem unterminated 400"
 head -c 3000 "$T/four.mp" >"$T/trunc.mp"
 stow trunc "$T/trunc.mp"
 check "truncated body: 400 problem+json" "problem trunc 400 && grep -q truncated $T/trunc.body"
