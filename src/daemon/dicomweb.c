@@ -66,6 +66,7 @@ struct stow {
 	 * nothing plain on disk) */
 	struct spool *sp;
 	struct store_early_rx early; /* its object, encrypted as it arrives (store.h) */
+	char part_sop[UID_MAX + 1];  /* its SOP Instance UID once its head was read, else "" */
 	uint16_t reason;           /* 0: so far so good */
 	const char *why;           /* for the log */
 	/* parts received, stored by workers while the next part arrives
@@ -93,6 +94,7 @@ struct stow_job {
 	uint16_t reason;           /* set: it failed while received */
 	const char *pre_why;
 	bool started, done;
+	char key_sop[UID_MAX + 1]; /* its SOP Instance UID as received ("": not known) */
 	/* the outcome */
 	uint16_t fr;               /* 0: stored (or already there, identical) */
 	char cls[UID_MAX + 1], sop[UID_MAX + 1], study[UID_MAX + 1], series[UID_MAX + 1];
@@ -336,6 +338,7 @@ static bool early_may(void *ctx, const struct dcm_file *head)
 	char cls[65], sop[65], study[65], series[65], coll[ACCESS_NAME_MAX + 1];
 
 	head_uids(d->r, s->target, head, cls, sop, study, series, coll);
+	snprintf(s->part_sop, sizeof s->part_sop, "%s", sop);
 	return (s->study[0] == 0 || strcmp(study, s->study) == 0) && may_store(d->r, study, coll);
 }
 
@@ -505,12 +508,25 @@ static void slot_give(struct stow *s)
 /* With s->mu held: stores the first part nobody has started, if any
  * (unlocked meanwhile), then answers every finished part at the head of
  * the queue, in part order, and frees it. False if there was none. */
+/* Whether job j must wait for an unfinished job before it: one of the
+ * same SOP Instance UID (or either not known), so that of two parts with
+ * the same instance the first is stored first, whatever the timing. */
+static bool must_wait(const struct stow *s, const struct stow_job *j)
+{
+	const struct stow_job *k;
+
+	for (k = s->head; k != j; k = k->next)
+		if (!k->done && (k->key_sop[0] == 0 || j->key_sop[0] == 0 || strcmp(k->key_sop, j->key_sop) == 0))
+			return true;
+	return false;
+}
+
 static bool work_once(struct dw *d)
 {
 	struct stow *s = &d->st;
 	struct stow_job *j;
 
-	for (j = s->head; j != NULL && j->started; j = j->next)
+	for (j = s->head; j != NULL && (j->started || must_wait(s, j)); j = j->next)
 		;
 	if (j == NULL)
 		return false;
@@ -606,6 +622,7 @@ static enum err p_begin(void *ctx, const struct mp_part *p)
 	s->reason = 0;
 	s->why = NULL;
 	s->sp = NULL;
+	s->part_sop[0] = 0;
 	if (p->ctype[0] && !mp_media_is(p->ctype, strlen(p->ctype), "application/dicom")) {
 		s->reason = FR_CANNOT_UNDERSTAND;
 		s->why = "the part is not application/dicom";
@@ -633,6 +650,7 @@ static enum err p_end(void *ctx)
 	}
 	j->reason = s->reason;
 	j->pre_why = s->why;
+	memcpy(j->key_sop, s->part_sop, sizeof j->key_sop);
 	if (j->reason == 0 && spool_finish(s->sp) != ERR_OK) {
 		j->reason = FR_OUT_OF_RESOURCES;
 		j->pre_why = "cannot finish the spool";

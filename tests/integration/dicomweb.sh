@@ -150,6 +150,37 @@ req pipe_big -H "$AUTH" \
 	"$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=1.2.826.0.1.3680043.8.498.77004&contentType=application/dicom"
 check "the 2 MiB part of the request reads back byte for byte" "[ \$(code pipe_big) = 200 ] && cmp -s $T/pipe_big.body $P/p4.dcm"
 
+# two different objects under one SOP Instance UID in one request, in
+# pairs (A1 B1 A2 B2 ...), three requests: the first of each pair is kept
+# and answered stored, the second fails as a duplicate, whatever the
+# workers' timing (a part waits for an earlier one of the same instance)
+"$PY" - "$T/CT_small.dcm" "$T/dup" <<'EOF'
+import sys, os, pydicom
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+for r in range(3):
+    for i in range(4):
+        for v in "ab":
+            d = pydicom.dcmread(src)
+            d.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.79%d%d" % (r, i)
+            d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
+            d.StudyDescription = "version " + v
+            d.save_as("%s/r%d_%d%s.dcm" % (out, r, i, v), write_like_original=False)
+EOF
+dup_ok=1
+for r in 0 1 2; do
+	mp "$T/dup$r.mp" BoUnDaRy.42 "$T/dup/r${r}_0a.dcm" "$T/dup/r${r}_0b.dcm" "$T/dup/r${r}_1a.dcm" "$T/dup/r${r}_1b.dcm" \
+		"$T/dup/r${r}_2a.dcm" "$T/dup/r${r}_2b.dcm" "$T/dup/r${r}_3a.dcm" "$T/dup/r${r}_3b.dcm"
+	stow "dup$r" "$T/dup$r.mp"
+	[ "$(code "dup$r")" = 202 ] && js "dup$r" 'len(d["00081199"]["Value"]) == 4 and [i["00081197"]["Value"][0] for i in d["00081198"]["Value"]] == [0x0111] * 4' || dup_ok=0
+	for i in 0 1 2 3; do
+		req "dupget$r$i" -H "$AUTH" \
+			"$U/wado?requestType=WADO&studyUID=$CT_ST&seriesUID=$CT_SE&objectUID=1.2.826.0.1.3680043.8.498.79$r$i&contentType=application/dicom"
+		cmp -s "$T/dupget$r$i.body" "$T/dup/r${r}_${i}a.dcm" || { dup_ok=0; echo "# pair $r$i: not the first part's bytes"; }
+	done
+done
+check "two objects under one SOP Instance UID in one request: the first part is kept, every time" "[ $dup_ok = 1 ]"
+
 # ten such requests at once, five new parts each: more parts in flight than
 # the server's slots (16), so some requests wait for others' workers; all
 # complete, every instance stored once
