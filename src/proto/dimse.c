@@ -149,10 +149,14 @@ enum err dimse_cmd_parse(const uint8_t *p, size_t n, struct dimse_cmd *out)
 		return ERR_LIMIT;
 	memset(&c, 0, sizeof c);
 	rd_init(&r, p, n);
-	/* (0000,0000) UL CommandGroupLength, first */
-	if (rd_get_u16le(&r, &g) != ERR_OK || rd_get_u16le(&r, &el) != ERR_OK || rd_get_u32le(&r, &len) != ERR_OK ||
-	    g != 0 || el != 0 || len != 4 || rd_get_u32le(&r, &glen) != ERR_OK || glen != rd_remaining(&r))
-		return ERR_PARSE;
+	/* (0000,0000) UL CommandGroupLength, first: when present it must be
+	 * right; some implementations leave it out, which DCMTK tolerates */
+	if (n >= 4 && p[0] == 0 && p[1] == 0 && p[2] == 0 && p[3] == 0) {
+		if (rd_get_u16le(&r, &g) != ERR_OK || rd_get_u16le(&r, &el) != ERR_OK ||
+		    rd_get_u32le(&r, &len) != ERR_OK || len != 4 || rd_get_u32le(&r, &glen) != ERR_OK ||
+		    glen != rd_remaining(&r))
+			return ERR_PARSE;
+	}
 	while (rd_remaining(&r) > 0) {
 		if (rd_get_u16le(&r, &g) != ERR_OK || rd_get_u16le(&r, &el) != ERR_OK ||
 		    rd_get_u32le(&r, &len) != ERR_OK || rd_view(&r, len, &v) != ERR_OK)

@@ -254,9 +254,37 @@ def run(cancel, intrude=False):
     s.sendall(dul.RELEASE_RQ)
     t, _ = dul.read_pdu(s)
     print("cancel" if cancel else "plain", "%04X" % st, pending, "released" if t == 6 else t)
+def run_glen():
+    """A command set without its group length, an identifier with group
+    lengths (0008,0000) and (0020,0000): the C-FIND is served, pending
+    FF00H (no unsupported key), no group length answered."""
+    import struct
+    s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
+    s.sendall(dul.assoc_rq("FINDER", "DICOMVAULT", [(1, dul.FIND_STUDY, [dul.IMPLICIT])]))
+    t, _ = dul.read_pdu(s)
+    assert t == 2, t
+    fields = {0x00000002: dul.FIND_STUDY, 0x00000100: 0x0020, 0x00000110: 9, 0x00000700: 0, 0x00000800: 0x0000}
+    rq = b"".join(dul.elem(k, fields[k]) for k in sorted(fields))
+    ident = dul.dataset({0x00080000: struct.pack("<I", 0), 0x00080052: "IMAGE", 0x00080018: "",
+                         0x00200000: struct.pack("<I", 0)})
+    s.sendall(dul.pdata(1, rq, True) + dul.pdata(1, ident, False))
+    m = dul.Messages(s)
+    statuses, glen = set(), False
+    while True:
+        c, data = m.next()
+        st = dul.us(c[0x00000900])
+        if st in (0xFF00, 0xFF01):
+            statuses.add("%04X" % st)
+            glen = glen or data[:4] in (bytes([8, 0, 0, 0]), bytes([0x20, 0, 0, 0]))
+            continue
+        break
+    s.sendall(dul.RELEASE_RQ)
+    dul.read_pdu(s)
+    print("glen", "%04X" % st, ",".join(sorted(statuses)), "group-length-answered" if glen else "none-answered")
 run(True)
 run(False)
 run(False, True)
+run_glen()
 PYEOF
 "$PY" "$T/cancel.py" "$ROOT" "$DP" "$T" >"$T/cancel" 2>&1
 check "C-CANCEL right behind the C-FIND: FE00H before any match" "grep -qx 'cancel FE00 0 released' '$T/cancel'" \
@@ -265,12 +293,14 @@ check "the same C-FIND without it: 5 matches, 0000H (implicit VR, raw client)" \
 	"grep -qx 'plain 0000 5 released' '$T/cancel'" "$T/cancel"
 check "a second operation during a C-FIND: A-ABORT" "grep -qx 'intrude A-ABORT source 0' '$T/cancel'" \
 	"$T/cancel"
+check "no CommandGroupLength, group lengths in the identifier: served, FF00H pending, none answered" \
+	"grep -qx 'glen 0000 FF00 none-answered' '$T/cancel'" "$T/cancel" "$T/err"
 echoscu -to 10 -ta 10 -td 10 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "$DP" >"$T/e1" 2>&1
 check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
 check "one query audit record per C-FIND with the peer as actor ($nq)" \
-	"[ $nq -eq 14 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 15 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
