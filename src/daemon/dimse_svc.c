@@ -519,8 +519,14 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 		return rc;
 	}
 	switch (c.field) {
-	case DIMSE_C_ECHO_RQ:
+	case DIMSE_C_ECHO_RQ: {
+		/* the Verification SOP class, on a Verification context */
+		const char *abstract = NULL, *ts = NULL;
+		if (strcmp(c.sop_class, UID_VERIFICATION) != 0 || !ul_context(&a->u, pcid, &abstract, &ts) ||
+		    strcmp(abstract, UID_VERIFICATION) != 0)
+			return answer(a, pcid, &c, DIMSE_SOP_NOT_SUPPORTED, "C-ECHO is for the Verification SOP class");
 		return answer(a, pcid, &c, DIMSE_SUCCESS, NULL);
+	}
 	case DIMSE_C_STORE_RQ:
 		return store_begin(a, pcid, &c);
 	case DIMSE_C_FIND_RQ:

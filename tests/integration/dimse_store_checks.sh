@@ -7,7 +7,8 @@
 # than the command's (A900), no SOP Instance UID (A900), a truncated data
 # set (Cxxx), and the conflicts with what is stored named in the error
 # comment (a study of another patient, a series of another study, other
-# content under a stored SOP Instance UID). None is stored, each is
+# content under a stored SOP Instance UID); a C-ECHO of another SOP class
+# or on a storage context (0122H). None is stored, each is
 # audited, the association goes on, and storescu's instance before is
 # retrieved intact. Prints ok/not ok lines. Env DV: the CLI under test;
 # KEEP=1 keeps the directory. Layer: tests.
@@ -109,10 +110,16 @@ store("other-patient", encode(variant("2.25.4242005", PatientID="XYZ-OTHER"), Fa
 store("other-study", encode(variant("2.25.4242006", StudyInstanceUID="2.25.4242999"), False), "2.25.4242006")
 store("other-content", encode(variant(ct.SOPInstanceUID, StudyDescription="changed"), False), ct.SOPInstanceUID)
 store("good", good, "2.25.4242004")
-echo = dul.command({0x00000002: dul.VERIFICATION, 0x00000100: 0x0030, 0x00000110: 99, 0x00000800: 0x0101})
-s.sendall(dul.pdata(3, echo, True))
-c, _ = msgs.next()
-print("echo status %04X" % dul.us(c[0x00000900]))
+def echo(name, pcid, cls):
+    cmd = dul.command({0x00000002: cls, 0x00000100: 0x0030, 0x00000110: 99, 0x00000800: 0x0101})
+    s.sendall(dul.pdata(pcid, cmd, True))
+    c, _ = msgs.next()
+    print("%s status %04X" % (name, dul.us(c[0x00000900])))
+
+
+echo("echo-other-class", 3, "1.2.3.4")
+echo("echo-on-ct-context", 1, dul.VERIFICATION)
+echo("echo", 3, dul.VERIFICATION)
 s.sendall(dul.RELEASE_RQ)
 print("release", dul.read_pdu(s)[0])
 PYEOF
@@ -132,6 +139,8 @@ check "other content under a stored SOP Instance UID: C000, already stored" \
 	"grep -q '^other-content status C000 comment \[SOP Instance already stored with other content\]' '$o'" "$o"
 check "the association goes on: the good instance stored, C-ECHO answered, released" \
 	"grep -q '^good status 0000' '$o' && grep -q '^echo status 0000' '$o' && grep -q '^release 6' '$o'" "$o"
+check "C-ECHO of another SOP class, or on a storage context: 0122H (SOP class not supported)" \
+	"grep -q '^echo-other-class status 0122' '$o' && grep -q '^echo-on-ct-context status 0122' '$o'" "$o"
 LOG="$T/v/audit/audit.log"
 check "each refusal audited as a failed store" \
 	"[ \$(grep '\"action\":\"store\"' '$LOG' | grep -c '\"outcome\":\"failure\"') -ge 7 ]" "$LOG"
