@@ -509,9 +509,16 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 	}
 	rc = dimse_cmd_check(&c, &why);
 	if (rc == ERR_UNSUPPORTED) {
-		/* not a C- service: no data set to skip is promised by a
-		 * well-formed peer; answer 0211H */
+		/* not a C- service (an N-CREATE, say): answered 0211H, after
+		 * its data set if it announced one (read and dropped) */
+		bool data = dimse_has_data_set(&c);
 		dimse_cmd_rq(&c, (uint16_t)(c.field & 0x7FFF), c.msg_id, c.sop_class[0] ? c.sop_class : UID_VERIFICATION);
+		if (data) {
+			a->in_data = true;
+			a->data_pcid = pcid;
+			a->rq = c;
+			return ERR_OK;
+		}
 		return answer(a, pcid, &c, DIMSE_UNRECOGNIZED_OP, "Unrecognized operation");
 	}
 	if (rc != ERR_OK) {

@@ -8,7 +8,7 @@
 # set (Cxxx), and the conflicts with what is stored named in the error
 # comment (a study of another patient, a series of another study, other
 # content under a stored SOP Instance UID); a C-ECHO of another SOP class
-# or on a storage context (0122H). None is stored, each is
+# or on a storage context (0122H); an N-CREATE with a data set (0211H). None is stored, each is
 # audited, the association goes on, and storescu's instance before is
 # retrieved intact. Prints ok/not ok lines. Env DV: the CLI under test;
 # KEEP=1 keeps the directory. Layer: tests.
@@ -117,6 +117,12 @@ def echo(name, pcid, cls):
     print("%s status %04X" % (name, dul.us(c[0x00000900])))
 
 
+# an N-CREATE-RQ with a data set on an accepted context: not offered,
+# answered 0211H once its data set has gone by; the association goes on
+ncreate = dul.command({0x00000002: CT, 0x00000100: 0x0140, 0x00000110: 50, 0x00000800: 0x0000})
+s.sendall(dul.pdata(1, ncreate, True) + dul.pdata(1, dul.dataset({0x00100010: "X^Y"}), False))
+c, _ = msgs.next()
+print("n-create status %04X field %04X" % (dul.us(c[0x00000900]), dul.us(c[0x00000100])))
 echo("echo-other-class", 3, "1.2.3.4")
 echo("echo-on-ct-context", 1, dul.VERIFICATION)
 echo("echo", 3, dul.VERIFICATION)
@@ -141,6 +147,8 @@ check "the association goes on: the good instance stored, C-ECHO answered, relea
 	"grep -q '^good status 0000' '$o' && grep -q '^echo status 0000' '$o' && grep -q '^release 6' '$o'" "$o"
 check "C-ECHO of another SOP class, or on a storage context: 0122H (SOP class not supported)" \
 	"grep -q '^echo-other-class status 0122' '$o' && grep -q '^echo-on-ct-context status 0122' '$o'" "$o"
+check "an N-CREATE-RQ with a data set: 0211H (unrecognized operation) in an N-CREATE-RSP, no A-ABORT" \
+	"grep -q '^n-create status 0211 field 8140' '$o'" "$o"
 LOG="$T/v/audit/audit.log"
 check "each refusal audited as a failed store" \
 	"[ \$(grep '\"action\":\"store\"' '$LOG' | grep -c '\"outcome\":\"failure\"') -ge 7 ]" "$LOG"
