@@ -512,7 +512,10 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 		/* not a C- service (an N-CREATE, say): answered 0211H, after
 		 * its data set if it announced one (read and dropped) */
 		bool data = dimse_has_data_set(&c);
-		dimse_cmd_rq(&c, (uint16_t)(c.field & 0x7FFF), c.msg_id, c.sop_class[0] ? c.sop_class : UID_VERIFICATION);
+		char cls[sizeof c.sop_class];
+		/* a copy: dimse_cmd_rq clears c before it reads the class */
+		snprintf(cls, sizeof cls, "%s", c.sop_class[0] ? c.sop_class : UID_VERIFICATION);
+		dimse_cmd_rq(&c, (uint16_t)(c.field & 0x7FFF), c.msg_id, cls);
 		if (data) {
 			a->in_data = true;
 			a->data_pcid = pcid;
