@@ -119,6 +119,10 @@ def echo(name, pcid, cls):
 
 # an N-CREATE-RQ with a data set on an accepted context: not offered,
 # answered 0211H once its data set has gone by; the association goes on
+ncreate0 = dul.command({0x00000002: CT, 0x00000100: 0x0140, 0x00000110: 49, 0x00000800: 0x0101})
+s.sendall(dul.pdata(1, ncreate0, True))
+c, _ = msgs.next()
+print("n-create-nodata status %04X field %04X" % (dul.us(c[0x00000900]), dul.us(c[0x00000100])))
 ncreate = dul.command({0x00000002: CT, 0x00000100: 0x0140, 0x00000110: 50, 0x00000800: 0x0000})
 s.sendall(dul.pdata(1, ncreate, True) + dul.pdata(1, dul.dataset({0x00100010: "X^Y"}), False))
 c, _ = msgs.next()
@@ -149,6 +153,7 @@ check "C-ECHO of another SOP class, or on a storage context: 0122H (SOP class no
 	"grep -q '^echo-other-class status 0122' '$o' && grep -q '^echo-on-ct-context status 0122' '$o'" "$o"
 check "an N-CREATE-RQ with a data set: 0211H (unrecognized operation) in an N-CREATE-RSP, no A-ABORT" \
 	"grep -q '^n-create status 0211 field 8140' '$o'" "$o"
+check "an N-CREATE-RQ without a data set: 0211H" "grep -q '^n-create-nodata status 0211 field 8140' '$o'" "$o"
 LOG="$T/v/audit/audit.log"
 check "each refusal audited as a failed store" \
 	"[ \$(grep '\"action\":\"store\"' '$LOG' | grep -c '\"outcome\":\"failure\"') -ge 7 ]" "$LOG"
