@@ -266,9 +266,17 @@ static enum err attribute(const struct qido_arg *a, size_t ai, struct qido_param
 	return set_value(item, sub, vr_of(sub), a, ai, why, whylen);
 }
 
+/* The flag a boolean parameter sets (PS3.18 8.3.4.2, .5, .6), or NULL. */
+static bool *flag_of(const struct qido_arg *a, struct qido_params *p)
+{
+	return name_is(a, "fuzzymatching") ? &p->fuzzy : name_is(a, "emptyvaluematching") ? &p->empty_value
+	       : name_is(a, "multiplevaluematching") ? &p->multiple_value : NULL;
+}
+
 enum err qido_parse(const struct qido_arg *args, size_t n, struct qido_params *p, char *why, size_t whylen)
 {
 	size_t i;
+	bool *flag;
 	enum err rc;
 
 	memset(p, 0, sizeof *p);
@@ -293,15 +301,10 @@ enum err qido_parse(const struct qido_arg *args, size_t n, struct qido_params *p
 		} else if (name_is(a, "offset")) {
 			if (!number(a, &p->offset))
 				rc = fail(why, whylen, ERR_PARSE, i, "offset must be a number from 0 to 1000000000");
-		} else if (name_is(a, "fuzzymatching")) {
-			if (!boolean(a, &p->fuzzy))
-				rc = fail(why, whylen, ERR_PARSE, i, "fuzzymatching must be true or false");
-		} else if (name_is(a, "emptyvaluematching")) {
-			if (!boolean(a, &p->empty_value))
-				rc = fail(why, whylen, ERR_PARSE, i, "emptyvaluematching must be true or false");
-		} else if (name_is(a, "multiplevaluematching")) {
-			if (!boolean(a, &p->multiple_value))
-				rc = fail(why, whylen, ERR_PARSE, i, "multiplevaluematching must be true or false");
+		} else if ((flag = flag_of(a, p)) != NULL) {
+			if (!boolean(a, flag))
+				rc = fail(why, whylen, ERR_PARSE, i, "fuzzymatching, emptyvaluematching and multiplevaluematching "
+				                                     "must be true or false");
 		} else if (name_is(a, "includefield")) {
 			rc = includefield(a, i, p, why, whylen);
 		} else if (name_is(a, "charset")) {

@@ -8,9 +8,9 @@
 # set (Cxxx), and the conflicts with what is stored named in the error
 # comment (a study of another patient, a series of another study, other
 # content under a stored SOP Instance UID); a C-ECHO of another SOP class
-# or on a storage context (0122H); an N-CREATE with a data set (0211H). None is stored, each is
-# audited, the association goes on, and storescu's instance before is
-# retrieved intact. Prints ok/not ok lines. Env DV: the CLI under test;
+# or on a storage context (0122H); an N-CREATE with or without a data set
+# (0211H). None is stored, each is audited, the association goes on, and
+# storescu's instance before is retrieved intact. Prints ok/not ok lines. Env DV: the CLI under test;
 # KEEP=1 keeps the directory. Layer: tests.
 set -u
 DV=${DV:-build/check/dicomvault}
