@@ -767,7 +767,8 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 	wbuf_init(&w, DICOMWEB_JSON_MAX * 2 + 4096);
 	base = dw_base_url(r, &bl);
 	wbuf_puts(&w, "{");
-	if (s->study[0] || (s->one_study[0] && !s->many_studies))
+	/* the study's RetrieveURL once something of it is stored */
+	if (s->n_ok > 0 && (s->study[0] || (s->one_study[0] && !s->many_studies)))
 		wbuf_printf(&w, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s\"]},", (int)bl, base,
 		            s->study[0] ? s->study : s->one_study);
 	if (s->n_failed) {

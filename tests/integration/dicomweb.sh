@@ -246,6 +246,7 @@ stow study_ok "$T/ct.mp" "/$CT_ST"
 check "STOW to /studies/{its study}: 200 + study RetrieveURL" "[ \$(code study_ok) = 200 ] && js study_ok 'd[\"00081190\"][\"Value\"] == [\"$U/dicom-web/studies/$CT_ST\"]'"
 stow study_bad "$T/ct.mp" "/1.2.3.4"
 check "STOW to another study: 409, Study Instance UID mismatch" "[ \$(code study_bad) = 409 ] && js study_bad 'd[\"00081198\"][\"Value\"][0][\"00081197\"][\"Value\"][0] == 0xC409'"
+check "STOW to another study, nothing stored: no RetrieveURL of a study that does not exist" "js study_bad '\"00081190\" not in d'"
 stow study_syntax "$T/ct.mp" "/1.2.x"
 check "STOW to a malformed study UID: 400" "problem study_syntax 400"
 
