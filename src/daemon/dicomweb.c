@@ -26,6 +26,7 @@
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "http_int.h"
+#include "wado_int.h"
 
 #define UID_MAX 64u
 #define MAX_SEGS 9u   /* ./instances/{sop}/frames/{list}/rendered */
@@ -706,6 +707,10 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 		                    "the body must be multipart/related; type=\"application/dicom\"", NULL);
 	if (mct.boundary[0] == 0)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the multipart/related Content-Type has no boundary", NULL);
+	/* the answer is DICOM JSON (no DICOM XML): said before anything is stored */
+	if (!wado_accept_any(r, wado_accept_json, NULL))
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "the STOW-RS answer is offered as application/dicom+json only",
+		                    NULL);
 	d = calloc(1, sizeof *d);
 	if (d == NULL)
 		return MHD_NO;

@@ -247,6 +247,8 @@ check "STOW to /studies/{its study}: 200 + study RetrieveURL" "[ \$(code study_o
 stow study_bad "$T/ct.mp" "/1.2.3.4"
 check "STOW to another study: 409, Study Instance UID mismatch" "[ \$(code study_bad) = 409 ] && js study_bad 'd[\"00081198\"][\"Value\"][0][\"00081197\"][\"Value\"][0] == 0xC409'"
 check "STOW to another study, nothing stored: no RetrieveURL of a study that does not exist" "js study_bad '\"00081190\" not in d'"
+req stow_xml -H "$AUTH" -H "$CT" -H 'Accept: application/dicom+xml' -H "$EXPECT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
+check "STOW asking for a DICOM XML answer only: 406, before anything is stored" "problem stow_xml 406"
 stow study_syntax "$T/ct.mp" "/1.2.x"
 check "STOW to a malformed study UID: 400" "problem study_syntax 400"
 
