@@ -15,28 +15,15 @@ set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dbad.XXXXXX")
-SRV=
-cleanup() {
-	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
-		kill -TERM "$SRV" 2>/dev/null
-		for _ in $(seq 50); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$SRV" 2>/dev/null
-	fi
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
 TEST=dimse_badinput
 . "$(dirname "$0")/lib/dimse.sh"
+dimse_setup dbad
 
 need echoscu storescu openssl
 
 cert peer1
 [ -s "$T/peer1.crt" ] || { no "openssl made the certificate"; exit 0; }
-PW='correct horse battery staple'
-printf '%s\n' "$PW" >"$T/pw"
-chmod 600 "$T/pw"
-"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+vault_init || exit 0
 HP=$(free_port)
 DP=$(free_port)
 sed -i 's/^\[dicom\]$/[dicom]\nartim = 2\nidle_timeout = 2/' "$T/v/dicomvault.conf"

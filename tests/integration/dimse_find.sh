@@ -17,19 +17,9 @@ set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dfind.XXXXXX")
-SRV=
-cleanup() {
-	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
-		kill -TERM "$SRV" 2>/dev/null
-		for _ in $(seq 50); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$SRV" 2>/dev/null
-	fi
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
 TEST=dimse_find
 . "$(dirname "$0")/lib/dimse.sh"
+dimse_setup dfind
 
 need findscu storescu openssl
 
@@ -74,10 +64,7 @@ inst("ctdept", "DOE^HIDDEN", "P4", "19600404", S + "5", "20240602", "A5", S + "5
 PYEOF
 check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 7 ]" "$T/gen.err"
 
-PW='correct horse battery staple'
-printf '%s\n' "$PW" >"$T/pw"
-chmod 600 "$T/pw"
-"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+vault_init || exit 0
 HP=$(free_port)
 DP=$(free_port)
 FP=$(fp "$T/peer1.crt")

@@ -18,17 +18,15 @@ set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dget.XXXXXX")
-SRV=
+TEST=dimse_get
+. "$(dirname "$0")/lib/dimse.sh"
+dimse_setup dget
 TUN=
 cleanup() {
 	stop_pid "$TUN"
-	stop_pid "$SRV"
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+	dimse_cleanup
 }
 trap cleanup EXIT
-TEST=dimse_get
-. "$(dirname "$0")/lib/dimse.sh"
 
 need getscu storescu openssl stunnel4
 
@@ -79,10 +77,7 @@ inst("other", "P3", S + "4", S + "4.1", 8, jpeg=True)
 PYEOF
 check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 7 ]" "$T/gen.err"
 
-PW='correct horse battery staple'
-printf '%s\n' "$PW" >"$T/pw"
-chmod 600 "$T/pw"
-"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+vault_init || exit 0
 HP=$(free_port)
 DP=$(free_port)
 FP=$(fp "$T/peer1.crt")

@@ -28,19 +28,17 @@ fi
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dmove.XXXXXX")
-SRV=
+TEST=dimse_move
+. "$(dirname "$0")/lib/dimse.sh"
+dimse_setup dmove
 TUN=
 SCP=
 cleanup() {
 	stop_pid "$TUN"
 	stop_pid "$SCP"
-	stop_pid "$SRV"
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+	dimse_cleanup
 }
 trap cleanup EXIT
-TEST=dimse_move
-. "$(dirname "$0")/lib/dimse.sh"
 
 need movescu storescu storescp openssl stunnel4
 
@@ -83,10 +81,7 @@ inst("P2", S + "2", S + "2.1", 8, implicit=True)
 PYEOF
 check "pydicom made the data" "[ \$(ls '$T'/data/*.dcm 2>/dev/null | wc -l) -eq 4 ]" "$T/gen.err"
 
-PW='correct horse battery staple'
-printf '%s\n' "$PW" >"$T/pw"
-chmod 600 "$T/pw"
-"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+vault_init || exit 0
 HP=$(free_port)
 DP=$(free_port)
 SP=$(free_port)

@@ -10,30 +10,21 @@
 # content under a stored SOP Instance UID); a C-ECHO of another SOP class
 # or on a storage context (0122H); an N-CREATE with or without a data set
 # (0211H). None is stored, each is audited, the association goes on, and
-# storescu's instance before is retrieved intact. Prints ok/not ok lines. Env DV: the CLI under test;
-# KEEP=1 keeps the directory. Layer: tests.
+# storescu's instance before is retrieved intact. Prints ok/not ok lines.
+# Env DV: the CLI under test; KEEP=1 keeps the directory. Layer: tests.
 set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-T=$(mktemp -d "${TMPDIR:-/tmp}/dv-dstc.XXXXXX")
-SRV=
-cleanup() {
-	stop_pid "$SRV"
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
 TEST=dimse_store_checks
 . "$(dirname "$0")/lib/dimse.sh"
+dimse_setup dstc
 
 need storescu openssl
 "$PY" -c 'import pydicom' 2>/dev/null || { echo "# SKIP $TEST: no pydicom"; exit 0; }
 
 cert peer1
-PW='correct horse battery staple'
-printf '%s\n' "$PW" >"$T/pw"
-chmod 600 "$T/pw"
-"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init" "$T/init.err"; exit 0; }
+vault_init || exit 0
 HP=$(free_port)
 DP=$(free_port)
 cat >>"$T/v/dicomvault.conf" <<CONF

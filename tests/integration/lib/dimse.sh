@@ -3,6 +3,27 @@
 
 . "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
 
+# dimse_setup NAME: the test's folder $T (dv-NAME.*; KEEP=1 keeps it) and
+# an EXIT trap that stops the server $SRV and removes $T. A test with
+# more processes sets its own trap, which ends with dimse_cleanup.
+dimse_setup() {
+	T=$(mktemp -d "${TMPDIR:-/tmp}/dv-$1.XXXXXX")
+	SRV=
+	trap dimse_cleanup EXIT
+}
+dimse_cleanup() {
+	stop_pid "$SRV"
+	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+# vault_init: a vault in $T/v whose admin's password is $PW (in $T/pw);
+# returns 1 after a "not ok" line when init fails.
+vault_init() {
+	PW='correct horse battery staple'
+	printf '%s\n' "$PW" >"$T/pw"
+	chmod 600 "$T/pw"
+	"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" ||
+		{ no "init" "$T/init.err"; return 1; }
+}
 ok() { echo "ok - $TEST: $1"; }
 # no NAME [FILE...]: a "not ok" line, then the last lines of each FILE
 no() {
