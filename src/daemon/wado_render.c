@@ -60,6 +60,21 @@ static enum err render_turn(void)
 	return turns_ok ? turn_take(&turns, RENDER_WAIT) : ERR_INTERNAL;
 }
 
+/* A turn to render (given back with sem_post(&turns)); false: the 503
+ * (all turns taken for RENDER_WAIT seconds) or 500 was queued in *res. */
+static bool turn_taken(struct http_req *r, enum MHD_Result *res)
+{
+	static const char *const extra[] = { MHD_HTTP_HEADER_RETRY_AFTER, "5", NULL };
+	enum err rc = render_turn();
+
+	if (rc == ERR_OK)
+		return true;
+	*res = rc == ERR_LIMIT ? http_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+	                                      "too many images being rendered: try again shortly", extra)
+	                       : http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+	return false;
+}
+
 /* ---- media type ---- */
 
 struct mneg {
@@ -444,15 +459,10 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, detail, NULL);
 	}
 	memset(&one, 0, sizeof one);
-	rc = render_turn();
-	if (rc != ERR_OK) {
-		static const char *const extra[] = { MHD_HTTP_HEADER_RETRY_AFTER, "5", NULL };
+	if (!turn_taken(r, &res)) {
 		free(nums);
 		wado_list_fini(&l);
-		if (rc == ERR_LIMIT)
-			return http_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "too many images being rendered: try again shortly",
-			                    extra);
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+		return res;
 	}
 	if (nums != NULL) {
 		/* frames of one instance: one image each (a thumbnail: the first) */
@@ -587,20 +597,15 @@ enum MHD_Result wado_uri_image(struct http_req *r, const char *study, const char
 	rc = wado_list_make(r, study, series, sop, &l);
 	if (rc != ERR_OK)
 		return wado_list_error(r, rc, series, sop);
-	rc = render_turn();
-	if (rc != ERR_OK) {
-		static const char *const extra[] = { MHD_HTTP_HEADER_RETRY_AFTER, "5", NULL };
+	if (!turn_taken(r, &res)) {
 		wado_list_fini(&l);
-		if (rc == ERR_LIMIT)
-			return http_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE, "too many images being rendered: try again shortly",
-			                    extra);
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+		return res;
 	}
 	memset(&src, 0, sizeof src);
 	rc = ERR_INTERNAL;
 	st = rsrc_open(r, &l, 0, &src, why, sizeof why, &rc);
-	if (media < 0 && ((st == 406 && rc == ERR_NOTFOUND) || (st == 0 && src.fr.n != 1))) {
-		rsrc_close(&src);   /* not a single-frame image: the caller sends the object */
+	if (media < 0 && (st == 406 || (st == 0 && src.fr.n != 1))) {
+		rsrc_close(&src);   /* not a single-frame image we render: the caller sends the object */
 		*as_dicom = true;
 		res = MHD_YES;
 	} else if (st != 0) {
