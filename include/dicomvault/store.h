@@ -10,6 +10,14 @@
 
 struct vault;
 
+/* Why a store was refused with ERR_DENIED: a conflict with what is stored. */
+enum store_conflict {
+	STORE_CONFLICT_NONE = 0,
+	STORE_CONFLICT_CONTENT,    /* the SOP Instance UID is stored with other bytes */
+	STORE_CONFLICT_PATIENT,    /* the Study Instance UID belongs to another patient */
+	STORE_CONFLICT_STUDY,      /* the Series Instance UID belongs to another study */
+};
+
 struct store_result {
 	char sop_uid[65];
 	char sop_class[65];
@@ -21,6 +29,7 @@ struct store_result {
 	uint8_t patient_key[32];   /* the patient's keyed hash (index and audit), */
 	bool has_patient_key;      /* set on success */
 	char object_key[33];       /* the new object's key (store_hook), else "" */
+	enum store_conflict conflict;   /* set with ERR_DENIED (the why names the UIDs) */
 };
 
 /* Stores one Part 10 object. in must be random access (memory or a file):

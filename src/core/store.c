@@ -462,6 +462,7 @@ static enum err same_as_stored(struct vault *v, struct src *in, uint64_t ds_off,
 	if (rc == ERR_AUTH)
 		return err_why(why, whylen, ERR_AUTH, "SOP Instance UID %s is already stored, and the stored copy fails "
 		               "its integrity check", res->sop_uid);
+	res->conflict = STORE_CONFLICT_CONTENT;
 	return err_why(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
 	               res->sop_uid);
 }
@@ -528,6 +529,7 @@ static enum err p3_rows(struct p3_job *j)
 	if (rc == ERR_OK)
 		rc = ix->ops->study_put(ix, &st);
 	if (rc == ERR_DENIED) {
+		res->conflict = STORE_CONFLICT_PATIENT;
 		err_why(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
 		return rc;
 	}
@@ -546,6 +548,7 @@ static enum err p3_rows(struct p3_job *j)
 	if (rc == ERR_OK)
 		rc = ix->ops->series_put(ix, &se);
 	if (rc == ERR_DENIED) {
+		res->conflict = STORE_CONFLICT_STUDY;
 		err_why(why, whylen, rc, "Series Instance UID %s belongs to another study", res->series_uid);
 		return rc;
 	}

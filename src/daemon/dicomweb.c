@@ -451,7 +451,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 			fr = why[0] && strstr(why, "UID") ? FR_NOT_SOP_CLASS : FR_CANNOT_UNDERSTAND;
 			break;
 		case ERR_DENIED:
-			fr = strstr(why, "already stored") ? FR_DUPLICATE : FR_PROCESSING;
+			fr = res.conflict == STORE_CONFLICT_CONTENT ? FR_DUPLICATE : FR_PROCESSING;
 			break;
 		case ERR_NOMEM:
 		case ERR_LIMIT:
@@ -506,9 +506,6 @@ static void slot_give(struct stow *s)
 	pthread_mutex_unlock(&g_mu);
 }
 
-/* With s->mu held: stores the first part nobody has started, if any
- * (unlocked meanwhile), then answers every finished part at the head of
- * the queue, in part order, and frees it. False if there was none. */
 /* Whether job j must wait for an unfinished job before it: one of the
  * same SOP Instance UID (or either not known), so that of two parts with
  * the same instance the first is stored first, whatever the timing. */
@@ -522,6 +519,10 @@ static bool must_wait(const struct stow *s, const struct stow_job *j)
 	return false;
 }
 
+/* With s->mu held: stores the first part nobody has started that need
+ * not wait (must_wait), if any (unlocked meanwhile), then answers every
+ * finished part at the head of the queue, in part order, and frees it.
+ * False if there was none. */
 static bool work_once(struct dw *d)
 {
 	struct stow *s = &d->st;

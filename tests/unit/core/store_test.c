@@ -115,6 +115,7 @@ TEST(duplicates)
 	b[n - 1] ^= 0xff;   /* a pixel changed, same SOP Instance UID */
 	CHECK(store_mem(b, n, &res, why, sizeof why) == ERR_DENIED);
 	CHECK(strstr(why, "different content") != NULL);
+	CHECK_EQ_INT(res.conflict, STORE_CONFLICT_CONTENT);   /* what the services answer from */
 	b[5] ^= 0x5a;       /* and another header too */
 	CHECK(store_mem(b, n, &res, why, sizeof why) == ERR_DENIED);
 	free(b);
