@@ -45,12 +45,14 @@ static enum MHD_Result arg_cb(void *cls, enum MHD_ValueKind kind, const char *ke
 }
 
 /* Appends one warning value (299, agent, quoted text) to the Warning
- * header w. */
+ * header w, whole or not at all (a cut one would leave a quote open). */
 static void warn_add(char *w, size_t cap, const char *text)
 {
 	size_t n = strlen(w);
+	int k = snprintf(w + n, cap - n, "%s299 dicomvault \"%s\"", n ? ", " : "", text);
 
-	snprintf(w + n, cap - n, "%s299 dicomvault \"%s\"", n ? ", " : "", text);
+	if (k < 0 || (size_t)k >= cap - n)
+		w[n] = 0;
 }
 
 /* The Warning for query parameters this server ignored: their names when
@@ -312,7 +314,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	struct out o;
 	const uint32_t *ign;
 	size_t nign, i;
-	char why[256] = "", study[UID_MAX + 1] = "", series[UID_MAX + 1] = "", warn[1024] = "";
+	char why[256] = "", study[UID_MAX + 1] = "", series[UID_MAX + 1] = "", warn[2048] = "";
 	const char *name = "qido-rs", *extra[3] = { NULL, NULL, NULL };
 	bool clamped = false;
 	int deid;
@@ -419,7 +421,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	/* the Warning header (RFC 7234 5.5, PS3.18 8.3.4): more matches than
 	 * this answer holds, cut by the server's maximum or by the client's
 	 * own limit (the text says which; the count left is not known) */
-	if (st.truncated && qo.limit == QIDO_MAX_RESULTS && (!p.has_limit || p.limit == 0 || clamped)) {
+	if (st.truncated && (!p.has_limit || p.limit == 0 || clamped)) {
 		char text[160];
 		snprintf(text, sizeof text, "The number of results exceeded the maximum supported by the server (%u). "
 		         "Additional results can be requested.", QIDO_MAX_RESULTS);
@@ -443,8 +445,9 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 		char list[600] = "";
 		for (i = 0; i < nign && strlen(list) + 10 < sizeof list; i++)
 			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%08X", i ? "," : "", (unsigned)ign[i]);
-		snprintf(warn + strlen(warn), sizeof warn - strlen(warn),
-		         "%s299 dicomvault \"Not supported for matching, ignored: %s\"", warn[0] ? ", " : "", list);
+		char text[sizeof list + 40];
+		snprintf(text, sizeof text, "Not supported for matching, ignored: %s", list);
+		warn_add(warn, sizeof warn, text);
 	}
 	if (warn[0]) {
 		extra[0] = "Warning";
