@@ -27,6 +27,13 @@ struct idx_patient {
 	uint8_t name_hmac[IDX_HMAC_LEN];  /* HMAC(normalised PatientName) */
 	uint8_t id_hmac[IDX_HMAC_LEN];    /* HMAC(PatientID) alone, for matching by ID */
 	bool has_id;                      /* false: no Patient ID (stored as an empty hash) */
+	/* patient_put only: the keyed hashes of the name's component groups
+	 * (store_pn_keyed), n_pn of them; pn_any: the name could not be hashed,
+	 * the patient is a candidate for every name (as rows from before
+	 * schema 3 are) */
+	uint8_t pn_hmac[3][IDX_HMAC_LEN];
+	unsigned n_pn;
+	bool pn_any;
 	struct idx_blob wrapped_key;      /* the patient's data key, wrapped */
 	struct idx_blob enc;              /* sealed identifying attributes */
 };
@@ -78,7 +85,7 @@ struct idx_study_query {
 	const char *date_from, *date_to;  /* inclusive YYYYMMDD; NULL = open */
 	const char *modality;             /* one modality contained in the study */
 	const uint8_t *patient_key_hmac;
-	const uint8_t *patient_name_hmac;
+	const uint8_t *patient_name_hmac; /* one of the name's groups (idx_patient.pn_hmac) */
 	const uint8_t *accession_hmac;
 	int64_t limit, offset;            /* limit 0 = no limit */
 };
@@ -102,7 +109,7 @@ struct idx_query {
 	const char *date_from, *date_to;    /* StudyDate, inclusive YYYYMMDD; NULL = open */
 	const char *collection;
 	const uint8_t *patient_id_hmac;     /* rows stored before schema 2 (no such hash) are candidates too */
-	const uint8_t *patient_name_hmac;
+	const uint8_t *patient_name_hmac;   /* one of the name's groups; rows from before schema 3 are candidates too */
 	const uint8_t *accession_hmac;
 	int64_t after;                      /* only rows whose id (at the level) is greater, in id order */
 	int64_t max_rows;                   /* > 0 */

@@ -103,4 +103,22 @@ bool qry_wild_match(const char *p, size_t pn, const char *s, size_t n, bool fold
  * false if the value is not valid for the VR. */
 bool qry_norm_datetime(uint16_t vr, const char *s, size_t n, bool upper, char out[24]);
 
+/* A PN value's component groups (alphabetic, ideographic, phonetic; PS3.5
+ * 6.2), each without its trailing spaces and trailing empty components:
+ * PS3.5 lets those delimiters be left out, so "Doe^John^^=" and "Doe^John"
+ * are one name. A third '=' and what follows stay in the phonetic group.
+ * grouped: the value has a '=' at all. */
+struct qry_pn {
+	const char *g[3];
+	size_t n[3];
+	bool grouped;
+};
+void qry_pn_split(const char *s, size_t n, struct qry_pn *out);
+/* PN matching (UTF-8, ASCII case ignored) of a key, exact or with
+ * wildcards, against a value: a key of one group (no '=') matches any of
+ * the value's groups, so that a name asked in one script finds it in
+ * whichever group holds that script; a key of several groups matches
+ * group by group, its empty groups matching anything. */
+bool qry_pn_match(const char *key, size_t kn, bool wild, const char *s, size_t n);
+
 #endif

@@ -29,7 +29,7 @@ enum stmt_id {
 	S_INST_GET, S_INST_INS, S_SERIES_COUNT, S_STUDY_COUNT, S_STUDY_NSERIES,
 	S_SERIES_LIST, S_INST_LIST,
 	S_USER_INS, S_USER_GET, S_USER_UPD, S_SERIES_BY_ID, S_STUDY_BY_ID,
-	S_SESS_INS, S_SESS_GET, S_SESS_TOUCH, S_SESS_DEL, S_SESS_DEL_USER, S_SESS_PURGE,
+	S_SESS_INS, S_SESS_GET, S_SESS_TOUCH, S_SESS_DEL, S_SESS_DEL_USER, S_SESS_PURGE, S_PN_INS,
 	S__COUNT
 };
 
@@ -73,7 +73,12 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_SESS_DEL] = "DELETE FROM sessions WHERE token_hash = ?1",
 	[S_SESS_DEL_USER] = "DELETE FROM sessions WHERE user_id = ?1",
 	[S_SESS_PURGE] = "DELETE FROM sessions WHERE expires <= ?1 OR last_seen <= ?2",
+	[S_PN_INS] = "INSERT INTO patient_names (patient_id, hmac) VALUES (?1, ?2)",
 };
+
+/* A patient whose name has a group of this hash, or whose name has no
+ * hashes (x'': rows from before schema 3, names too long to hash). */
+#define PN_MATCH(col) " AND " col " IN (SELECT patient_id FROM patient_names WHERE hmac IN (?%d, x''))"
 
 static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);"
@@ -386,6 +391,7 @@ static enum err sq_patient_put(struct index_store *bs, struct idx_patient *p)
 {
 	struct sq_store *s = (struct sq_store *)bs;
 	sqlite3_stmt *q = stmt(s, S_PAT_INS);
+	unsigned i;
 	enum err rc;
 
 	sqlite3_bind_blob(q, 1, p->key_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
@@ -395,8 +401,16 @@ static enum err sq_patient_put(struct index_store *bs, struct idx_patient *p)
 	/* no Patient ID: an empty hash (NULL is a row from before schema 2) */
 	sqlite3_bind_blob(q, 5, p->id_hmac, p->has_id ? IDX_HMAC_LEN : 0, SQLITE_STATIC);
 	rc = exec_done(s, q, "patient_put");
-	if (rc == ERR_OK)
-		p->id = sqlite3_last_insert_rowid(s->db);
+	if (rc != ERR_OK)
+		return rc;
+	p->id = sqlite3_last_insert_rowid(s->db);
+	for (i = 0; rc == ERR_OK && i < p->n_pn + p->pn_any && i < 4; i++) {
+		q = stmt(s, S_PN_INS);
+		sqlite3_bind_int64(q, 1, p->id);
+		sqlite3_bind_blob(q, 2, i < p->n_pn ? p->pn_hmac[i] : (const uint8_t *)"", i < p->n_pn ? IDX_HMAC_LEN : 0,
+		                  SQLITE_STATIC);
+		rc = exec_done(s, q, "patient_put names");
+	}
 	return rc;
 }
 
@@ -659,8 +673,6 @@ static enum err sq_study_query(struct index_store *bs, const struct idx_study_qu
 	wbuf_init(&sql, 4096);
 	wbuf_puts(&sql, "SELECT s.id, s.patient_id, s.uid, s.collection, s.date, s.time, s.modalities,"
 	                " s.accession_hmac, s.enc, s.n_series, s.n_instances FROM studies s");
-	if (qy->patient_name_hmac)
-		wbuf_puts(&sql, " JOIN patients p ON p.id = s.patient_id");
 	wbuf_puts(&sql, " WHERE 1");
 	/* fixed fragments, numbered parameters bound below in the same order */
 	if (qy->uid)
@@ -676,7 +688,7 @@ static enum err sq_study_query(struct index_store *bs, const struct idx_study_qu
 	if (qy->patient_key_hmac)
 		wbuf_printf(&sql, " AND s.patient_id = (SELECT id FROM patients WHERE key_hmac = ?%d)", ++n);
 	if (qy->patient_name_hmac)
-		wbuf_printf(&sql, " AND p.name_hmac = ?%d", ++n);
+		wbuf_printf(&sql, PN_MATCH("s.patient_id"), ++n);
 	if (qy->accession_hmac)
 		wbuf_printf(&sql, " AND s.accession_hmac = ?%d", ++n);
 	wbuf_puts(&sql, " ORDER BY s.date, s.time, s.id");
@@ -1173,7 +1185,7 @@ static void level_sql(struct wbuf *sql, const struct idx_query *qy)
 	if (qy->patient_id_hmac)
 		wbuf_printf(sql, " AND (p.id_hmac = ?%d OR p.id_hmac IS NULL)", ++n);
 	if (qy->patient_name_hmac)
-		wbuf_printf(sql, " AND p.name_hmac = ?%d", ++n);
+		wbuf_printf(sql, PN_MATCH("p.id"), ++n);
 	if (qy->level >= IDX_STUDY) {
 		sql_in(sql, "s.uid", &qy->study_uids, &n);
 		if (qy->collection)
@@ -1354,8 +1366,11 @@ out:
 }
 
 /* Schema 1 -> 2: the hash of the Patient ID alone (NULL for rows stored
- * before: found by decrypting), image attributes of instances. In one
- * transaction; a concurrent opener sees the new version and does nothing. */
+ * before: found by decrypting), image attributes of instances. 2 -> 3: the
+ * hashes of each component group of the patient's name (patient_names;
+ * the patients stored before get the empty hash, which every name query
+ * takes as a candidate, found by decrypting). In one transaction; a
+ * concurrent opener sees the new version and does nothing. */
 static int migrate(sqlite3 *db)
 {
 	sqlite3_stmt *q = NULL;
@@ -1378,6 +1393,14 @@ static int migrate(sqlite3 *db)
 		                  "CREATE INDEX IF NOT EXISTS patients_id ON patients(id_hmac);"
 		                  "CREATE INDEX IF NOT EXISTS series_modality ON series(modality);"
 		                  "UPDATE meta SET v = '2' WHERE k = 'schema';",
+		                  NULL, NULL, NULL);
+	if (rc == SQLITE_OK && ver < 3)
+		rc = sqlite3_exec(db,
+		                  "CREATE TABLE IF NOT EXISTS patient_names ("
+		                  " patient_id INTEGER NOT NULL REFERENCES patients(id), hmac BLOB NOT NULL);"
+		                  "CREATE INDEX IF NOT EXISTS patient_names_hmac ON patient_names(hmac, patient_id);"
+		                  "INSERT INTO patient_names (patient_id, hmac) SELECT id, x'' FROM patients;"
+		                  "UPDATE meta SET v = '3' WHERE k = 'schema';",
 		                  NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);

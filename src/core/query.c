@@ -19,7 +19,6 @@
 #include "store_int.h"
 
 #define SEQ_DEPTH 4u          /* sequence nesting copied into records */
-#define NAME_HASH_MAX 256u    /* store.c hashes at most this much of a name */
 
 /* ---- what the vault keeps, by level ---- */
 
@@ -129,7 +128,9 @@ struct qry {
 	size_t nignored;
 	unsigned sealed;        /* QRY_LEVEL_BIT of levels whose sealed attributes are needed */
 	struct idx_query iq;    /* the index filter; hashes are made by qry_run */
-	const struct mval *pid, *pname, *acc;
+	const struct mval *pid, *acc;
+	const char *pname;      /* one group of an exact name (pn_filter) */
+	size_t pname_n;
 };
 
 static void why_set(char *why, size_t whylen, uint32_t tag, const char *what)
@@ -609,9 +610,27 @@ static bool ascii(const struct mval *v)
 	return true;
 }
 
+/* An exact Patient's Name filters on the keyed hash of one of its groups
+ * (its first non-empty one): the store hashes each group of the name, in
+ * UTF-8, and a match has that group among them (qry_pn_match). */
+static void pn_filter(struct qry *q, const struct mval *v)
+{
+	struct qry_pn k;
+	unsigned i;
+
+	qry_pn_split(v->s, v->n, &k);
+	for (i = 0; i < 3 && k.n[i] == 0; i++)
+		;
+	if (i < 3 && k.n[i] <= STORE_PN_HASH_MAX) {
+		q->pname = k.g[i];
+		q->pname_n = k.n[i];
+	}
+}
+
 /* The index filter: a superset of the matches (every key is checked again
- * on the record). Hashes only for one exact ASCII value: stored values are
- * hashed in their own character set, which agrees with UTF-8 on ASCII. */
+ * on the record). Hashes only for one exact ASCII value (Patient ID,
+ * accession: stored values are hashed in their own character set, which
+ * agrees with UTF-8 on ASCII), and for one exact name (pn_filter). */
 static void plan(struct qry *q)
 {
 	size_t i;
@@ -639,8 +658,8 @@ static void plan(struct qry *q)
 				q->pid = one;
 			break;
 		case 0x00100010:
-			if (one && one->kind == M_EXACT && ascii(one) && one->n <= NAME_HASH_MAX)
-				q->pname = one;
+			if (one && one->kind == M_EXACT)
+				pn_filter(q, one);
 			break;
 		case 0x00080050:
 			if (one && one->kind == M_EXACT && ascii(one))
@@ -831,15 +850,68 @@ bool qry_wild_match(const char *p, size_t pn, const char *s, size_t n, bool fc)
 	return pi == pn;
 }
 
+void qry_pn_split(const char *s, size_t n, struct qry_pn *out)
+{
+	size_t i, g = 0, start = 0;
+
+	memset(out, 0, sizeof *out);
+	for (i = 0; i <= n && g < 3; i++) {
+		if (i < n && (s[i] != '=' || g == 2))
+			continue;
+		out->g[g] = s + start;
+		out->n[g] = i - start;
+		while (out->n[g] > 0 && (out->g[g][out->n[g] - 1] == ' ' || out->g[g][out->n[g] - 1] == '^'))
+			out->n[g]--;
+		if (i < n)
+			out->grouped = true;
+		start = i + 1;
+		g++;
+	}
+}
+
+static bool pn_group_match(const char *k, size_t kn, bool wild, const char *s, size_t n)
+{
+	size_t i;
+
+	if (wild)
+		return qry_wild_match(k, kn, s, n, true);
+	if (kn != n)
+		return false;
+	for (i = 0; i < n; i++)
+		if (fold(k[i]) != fold(s[i]))
+			return false;
+	return true;
+}
+
+bool qry_pn_match(const char *key, size_t kn, bool wild, const char *s, size_t n)
+{
+	struct qry_pn k, v;
+	unsigned i;
+
+	qry_pn_split(key, kn, &k);
+	qry_pn_split(s, n, &v);
+	if (!k.grouped) {
+		for (i = 0; i < 3; i++)
+			if ((i == 0 || v.n[i] > 0) && pn_group_match(k.g[0], k.n[0], wild, v.g[i], v.n[i]))
+				return true;
+		return false;
+	}
+	for (i = 0; i < 3; i++)
+		if (k.n[i] > 0 && !pn_group_match(k.g[i], k.n[i], wild, v.g[i], v.n[i]))
+			return false;
+	return true;
+}
+
 static bool match_one(const struct qkey *k, const struct mval *v, const char *s, size_t n)
 {
 	char norm[24];
 	long long x;
-	size_t i;
 
+	if (k->vr == VR_PN && v->kind != M_RANGE)
+		return qry_pn_match(v->s, v->n, v->kind == M_WILD, s, n);
 	switch (v->kind) {
 	case M_WILD:
-		return qry_wild_match(v->s, v->n, s, n, k->vr == VR_PN);
+		return qry_wild_match(v->s, v->n, s, n, false);
 	case M_RANGE:
 		if (!qry_norm_datetime(k->vr, s, n, false, norm))
 			return false;
@@ -849,14 +921,7 @@ static bool match_one(const struct qkey *k, const struct mval *v, const char *s,
 	}
 	if (v->is_num)
 		return parse_ll(s, n, &x) && x == v->num;
-	if (n != v->n)
-		return false;
-	if (k->vr != VR_PN)
-		return memcmp(s, v->s, n) == 0;
-	for (i = 0; i < n; i++)
-		if (fold(s[i]) != fold(v->s[i]))
-			return false;
-	return true;
+	return n == v->n && memcmp(s, v->s, n) == 0;
 }
 
 static bool match_ds(const struct qkey *keys, size_t n, const struct dcm_ds *rec);
@@ -1309,7 +1374,6 @@ enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx,
 	struct batch *b;
 	struct run ru;
 	uint8_t h_id[32], h_name[32], h_acc[32];
-	char up[NAME_HASH_MAX];
 	bool locked = false;
 	size_t i;
 	enum err rc = ERR_OK;
@@ -1318,13 +1382,8 @@ enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx,
 	memset(&ru, 0, sizeof ru);
 	if (q->pid != NULL && (rc = store_keyed(v, STORE_KEY_PATIENT_ID, q->pid->s, q->pid->n, h_id)) == ERR_OK)
 		iq.patient_id_hmac = h_id;
-	if (rc == ERR_OK && q->pname != NULL) {
-		for (i = 0; i < q->pname->n; i++)
-			up[i] = fold(q->pname->s[i]);
-		rc = store_keyed(v, STORE_KEY_PATIENT_NAME, up, q->pname->n, h_name);
-		mem_wipe(up, sizeof up);
+	if (rc == ERR_OK && q->pname != NULL && (rc = store_pn_keyed(v, q->pname, q->pname_n, h_name)) == ERR_OK)
 		iq.patient_name_hmac = h_name;
-	}
 	if (rc == ERR_OK && q->acc != NULL && (rc = store_keyed(v, STORE_KEY_ACCESSION, q->acc->s, q->acc->n, h_acc)) == ERR_OK)
 		iq.accession_hmac = h_acc;
 	if (rc != ERR_OK)

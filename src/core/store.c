@@ -13,7 +13,9 @@
 #include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
+#include "dicomvault/charset.h"
 #include "dicomvault/log.h"
+#include "dicomvault/query.h"
 #include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
@@ -112,6 +114,63 @@ enum err store_patient_key(const struct vault *v, const char *id, const char *is
 	rc = wbuf_err(&w);
 	if (rc == ERR_OK)
 		rc = store_keyed(v, "patient-id", w.p, w.len, out);
+	if (w.p)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	return rc;
+}
+
+enum err store_pn_keyed(const struct vault *v, const char *g, size_t n, uint8_t out[32])
+{
+	char up[STORE_PN_HASH_MAX];
+	size_t i;
+	enum err rc;
+
+	if (n > sizeof up)
+		return ERR_LIMIT;
+	for (i = 0; i < n; i++)
+		up[i] = (g[i] >= 'a' && g[i] <= 'z') ? (char)(g[i] - 32) : g[i];
+	rc = store_keyed(v, STORE_KEY_PATIENT_PN, up, n, out);
+	mem_wipe(up, n);
+	return rc;
+}
+
+/* The name's group hashes for the patient row (p->pn_hmac): the name in
+ * UTF-8, split as a query splits it. A name that does not convert has
+ * none (no name query can match it); one that cannot be hashed makes the
+ * patient a candidate for every name query. */
+static enum err patient_pn(const struct vault *v, const struct dcm_ds *ds, struct idx_patient *p)
+{
+	struct dcm_charset cs;
+	struct qry_pn pn;
+	struct wbuf w;
+	size_t n = 0;
+	const char *name = dcm_ds_str(ds, 0x00100010, &n);
+	unsigned i;
+	enum err rc = ERR_OK;
+
+	p->n_pn = 0;
+	p->pn_any = false;
+	while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == 0))
+		n--;
+	if (name == NULL || n == 0)
+		return ERR_OK;
+	dcm_ds_charset(ds, &cs);
+	wbuf_init(&w, 4 * n + 16);
+	if (charset_to_utf8(&cs, true, (const uint8_t *)name, n, &w) == ERR_OK && wbuf_err(&w) == ERR_OK) {
+		qry_pn_split((const char *)w.p, w.len, &pn);
+		for (i = 0; rc == ERR_OK && i < 3; i++) {
+			if (pn.n[i] == 0)
+				continue;
+			rc = store_pn_keyed(v, pn.g[i], pn.n[i], p->pn_hmac[p->n_pn]);
+			if (rc == ERR_OK)
+				p->n_pn++;
+		}
+		if (rc == ERR_LIMIT) {
+			p->pn_any = true;
+			rc = ERR_OK;
+		}
+	}
 	if (w.p)
 		mem_wipe(w.p, w.len);
 	wbuf_fini(&w);
@@ -264,6 +323,8 @@ static enum err patient(struct ctx *c, char *why, size_t whylen)
 	if (rc == ERR_OK)
 		rc = keywrap_wrap(c->v->mk, label, strlen(label), c->dk, &w);
 	snprintf(ad, sizeof ad, "patient:%s", hex);
+	if (rc == ERR_OK)
+		rc = patient_pn(c->v, &c->f->ds, &c->pat);
 	if (rc == ERR_OK)
 		rc = seal_attrs(c->f, patient_tags, sizeof patient_tags / sizeof patient_tags[0], c->dk, ad, &c->enc[0],
 		                &c->enclen[0]);

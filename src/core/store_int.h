@@ -18,6 +18,13 @@ struct vault;
 #define STORE_KEY_PATIENT_NAME "patient-name"
 #define STORE_KEY_ACCESSION    "accession"
 WUR enum err store_keyed(const struct vault *v, const char *label, const void *p, size_t n, uint8_t out[32]);
+/* The keyed hash of one component group of a patient's name, as
+ * qry_pn_split gives it (UTF-8, no trailing padding or empty components),
+ * ASCII upper-cased: the store hashes every group of the name, a query an
+ * exact name's group. ERR_LIMIT for a group over STORE_PN_HASH_MAX bytes. */
+#define STORE_KEY_PATIENT_PN "patient-name-group"
+#define STORE_PN_HASH_MAX 1024u
+WUR enum err store_pn_keyed(const struct vault *v, const char *g, size_t n, uint8_t out[32]);
 
 /* n bytes as 2n lowercase hex digits and a NUL. */
 void store_hex(const uint8_t *p, size_t n, char *out);

@@ -141,6 +141,17 @@ find_ p2 FINDER -P -k QueryRetrieveLevel=PATIENT -k 'PatientName=DOE*' -k Patien
 got p2 PatientID >"$T/p2.txt"
 check "wildcard PatientName=DOE*: P1 and P2 only" "[ \"\$(tr '\n' ' ' <'$T/p2.txt')\" = 'P1 P2 ' ]" "$T/p2.txt"
 
+# PS3.5 6.2: trailing empty components and groups may be left out, so
+# DOE^JANE^^= is the name stored as DOE^JANE; a UTF-8 name, exact, in
+# another case: both through the index's hash of the name's group
+find_ p2b FINDER -P -k QueryRetrieveLevel=PATIENT -k 'PatientName=DOE^JANE^^=' -k PatientID
+got p2b PatientID >"$T/p2b.txt"
+check "exact PatientName=DOE^JANE^^=: P2" "[ \"\$(cat '$T/p2b.txt')\" = 'P2' ]" "$T/p2b.txt"
+find_ p2c FINDER -P -k QueryRetrieveLevel=PATIENT -k 'SpecificCharacterSet=ISO_IR 192' -k 'PatientName=MÜLLER^ann' \
+	-k PatientID
+got p2c PatientID >"$T/p2c.txt"
+check "exact UTF-8 PatientName=MÜLLER^ann: P3" "[ \"\$(cat '$T/p2c.txt')\" = 'P3' ]" "$T/p2c.txt"
+
 find_ p3 FINDER -P -xi -k QueryRetrieveLevel=STUDY -k PatientID=P1 -k PatientName -k StudyInstanceUID \
 	-k StudyDate -k AccessionNumber -k ModalitiesInStudy
 check "patient root, STUDY level, implicit VR: succeeded" "[ $? -eq 0 ]" "$T/p3.log"
@@ -287,7 +298,7 @@ check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
 check "one query audit record per C-FIND with the peer as actor ($nq)" \
-	"[ $nq -eq 15 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 17 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done

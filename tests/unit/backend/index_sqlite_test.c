@@ -1,4 +1,5 @@
 /* index_sqlite_test.c: the SQLite metadata index. Layer: tests. */
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include "test.h"
@@ -45,6 +46,11 @@ static enum err add_study(struct index_store *s, uint8_t patient, const char *st
 	rc = s->ops->patient_get(s, p.key_hmac, &p);
 	if (rc == ERR_NOTFOUND) {
 		hmac_of(p.name_hmac, (uint8_t)(patient + 100));
+		/* the name's groups: the same hash and one of its own (two groups) */
+		hmac_of(p.pn_hmac[0], (uint8_t)(patient + 100));
+		hmac_of(p.pn_hmac[1], (uint8_t)(patient + 200));
+		p.n_pn = 2;
+		p.pn_any = patient == 9;   /* a name too long to hash: a candidate for every name */
 		p.wrapped_key.p = (const uint8_t *)"wrapped";
 		p.wrapped_key.n = 7;
 		p.enc.p = (const uint8_t *)"sealed";
@@ -259,9 +265,13 @@ TEST(queries)
 	q.patient_key_hmac = h;
 	CHECK_EQ_INT(query_count(s, &q), 5);
 	memset(&q, 0, sizeof q);
-	hmac_of(h, 102);   /* patient 2's name hash */
+	hmac_of(h, 102);   /* patient 2's name hash, and patient 9 (the undated study) */
 	q.patient_name_hmac = h;
-	CHECK_EQ_INT(query_count(s, &q), 5);
+	CHECK_EQ_INT(query_count(s, &q), 6);
+	hmac_of(h, 203);   /* patient 3's other group */
+	CHECK_EQ_INT(query_count(s, &q), 6);
+	hmac_of(h, 250);   /* nobody's: patient 9 only */
+	CHECK_EQ_INT(query_count(s, &q), 1);
 	memset(&q, 0, sizeof q);
 	q.limit = 7;
 	CHECK_EQ_INT(query_count(s, &q), 7);
@@ -294,6 +304,54 @@ static enum err check_order(void *ctx, const struct idx_instance *in)
 		return ERR_INTERNAL;
 	*last = in->number;
 	return ERR_OK;
+}
+
+/* An index of schema 2 (no name hashes) opened by this version: its
+ * patients become candidates for every name query, the new ones are found
+ * by their hashes only. */
+TEST(schema_2_to_3)
+{
+	struct index_store *s = open_index(true);
+	struct idx_study_query q;
+	uint8_t h[IDX_HMAC_LEN];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t sid = 0;
+	int n = -1;
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(s->ops->begin(s) == ERR_OK);
+	CHECK(add_study(s, 1, "1.3.1", "20240101", "CT", 1, &sid) == ERR_OK);
+	CHECK(add_study(s, 2, "1.3.2", "20240101", "CT", 1, &sid) == ERR_OK);
+	CHECK(s->ops->commit(s) == ERR_OK);
+	s->ops->close(s);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "DROP TABLE patient_names; UPDATE meta SET v = '2' WHERE k = 'schema'", NULL, NULL, NULL) ==
+	      SQLITE_OK);
+	sqlite3_close(db);
+	s = open_index(false);
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	CHECK(s->ops->begin(s) == ERR_OK);
+	CHECK(add_study(s, 3, "1.3.3", "20240101", "CT", 1, &sid) == ERR_OK);
+	CHECK(s->ops->commit(s) == ERR_OK);
+	memset(&q, 0, sizeof q);
+	hmac_of(h, 103);   /* patient 3's name */
+	q.patient_name_hmac = h;
+	CHECK_EQ_INT(query_count(s, &q), 3);   /* 1 and 2 from before, 3 by its hash */
+	hmac_of(h, 104);
+	CHECK_EQ_INT(query_count(s, &q), 2);
+	s->ops->close(s);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'schema'", -1, &st, NULL) == SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	CHECK_EQ_INT(n, 3);
 }
 
 TEST(persistence_and_lists)
@@ -366,6 +424,7 @@ int main(void)
 	RUN(rollback_discards);
 	RUN(instance_remove);
 	RUN(queries);
+	RUN(schema_2_to_3);
 	RUN(persistence_and_lists);
 	return TEST_DONE();
 }

@@ -51,6 +51,44 @@ TEST(wildcards)
 	CHECK(wm("*\xC5\x9F" "e", "Ay\xC5\x9F" "e", false));
 }
 
+static bool pm(const char *k, bool wild, const char *s)
+{
+	return qry_pn_match(k, strlen(k), wild, s, strlen(s));
+}
+
+TEST(person_name_rules)
+{
+	struct qry_pn pn;
+
+	qry_pn_split("Doe^John^^ = ", 13, &pn);
+	CHECK(pn.grouped);
+	CHECK(pn.n[0] == 8 && memcmp(pn.g[0], "Doe^John", 8) == 0);
+	CHECK(pn.n[1] == 0 && pn.n[2] == 0);
+	qry_pn_split("A=B=C=D", 7, &pn);   /* a fourth '=' stays in the third group */
+	CHECK(pn.n[0] == 1 && pn.n[1] == 1 && pn.n[2] == 3 && memcmp(pn.g[2], "C=D", 3) == 0);
+	qry_pn_split("Doe", 3, &pn);
+	CHECK(!pn.grouped && pn.n[0] == 3);
+	/* trailing empty components and groups are not part of the name */
+	CHECK(pm("DOE^JOHN", false, "Doe^John^^^"));
+	CHECK(pm("Doe^John^^", false, "DOE^JOHN"));
+	CHECK(pm("Doe^John", false, "Doe^John="));
+	CHECK(!pm("Doe", false, "Doe^John"));
+	CHECK(!pm("Doe^John^Q", false, "Doe^John"));
+	/* one group matches any group of the value */
+	CHECK(pm("Wang^XiaoDong", false, "Wang^XiaoDong=\u738B^\u5C0F\u6771="));
+	CHECK(pm("\u738B^\u5C0F\u6771", false, "Wang^XiaoDong=\u738B^\u5C0F\u6771="));
+	CHECK(pm("*XiaoDong", true, "Wang^XiaoDong=\u738B^\u5C0F\u6771="));
+	CHECK(pm("\u738B*", true, "Wang^XiaoDong=\u738B^\u5C0F\u6771="));
+	CHECK(!pm("*Dong=", true, "\u738B^\u5C0F\u6771"));
+	/* several groups: group by group, an empty one matches anything */
+	CHECK(pm("Wang^XiaoDong=\u738B^\u5C0F\u6771", false, "Wang^XiaoDong=\u738B^\u5C0F\u6771="));
+	CHECK(pm("=\u738B^\u5C0F\u6771", false, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
+	CHECK(!pm("=Wang^XiaoDong", false, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
+	CHECK(!pm("Wang^XiaoDong=Zhang", false, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
+	CHECK(pm("W*=\u738B*", true, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
+	CHECK(!pm("W*=\u5F20*", true, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
+}
+
 TEST(dates_and_times)
 {
 	char o[24];
@@ -175,6 +213,7 @@ static enum err store_one(const struct inst *in, int k)
 	char uid[80], why[256];
 	uint8_t px[16] = { 0 };
 	uint16_t sixteen = 4, eight = 8;
+	size_t i;
 	enum err rc = dcm_file_new(&f);
 
 	memset(&wo, 0, sizeof wo);
@@ -188,6 +227,10 @@ static enum err store_one(const struct inst *in, int k)
 	SET(0x00080050, VR_SH, in->acc);
 	SET(0x00080060, VR_CS, in->mod);
 	SET(0x00100010, VR_PN, in->name);
+	for (i = 0; in->name[i] != 0 && (unsigned char)in->name[i] < 0x80; i++)
+		;
+	if (in->name[i] != 0)
+		SET(0x00080005, VR_CS, "ISO_IR 192");
 	SET(0x00100020, VR_LO, in->pid);
 	snprintf(uid, sizeof uid, R ".1.%d", in->study);
 	SET(0x0020000D, VR_UI, uid);
@@ -414,6 +457,76 @@ TEST(rows_before_schema_2)
 	CHECK_EQ_INT(st.candidates, 5);   /* all decrypted, then matched */
 }
 
+/* Names as modalities write them: trailing delimiters, several groups.
+ * Exact names still go through the index's hash of one group. */
+static const struct inst more[] = {
+	{ "Roe^Richard^^^", "PID-6", "20220101", "100000", "CT", "ACC-6", 6, 61, 1 },
+	{ "Wang^XiaoDong=\u738B^\u5C0F\u6771=", "PID-7", "20220202", "100000", "CT", "ACC-7", 7, 71, 1 },
+	{ "=\u5C71\u7530^\u592A\u90CE", "PID-8", "20220303", "100000", "CT", "ACC-8", 8, 81, 1 },
+};
+
+TEST(person_name_groups)
+{
+	struct got g;
+	struct qry_stats st;
+	struct kv k = { 0x00100010, VR_PN, "ROE^RICHARD" };
+	size_t i;
+
+	for (i = 0; i < sizeof more / sizeof more[0]; i++)
+		CHECK(store_one(&more[i], 100 + (int)i) == ERR_OK);
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.6"));
+	CHECK_EQ_INT(st.candidates, 1);   /* the hash, not a decrypt of every study */
+	CHECK_EQ_STR(g.names[0], "Roe^Richard^^^");   /* returned as stored */
+	k.val = "roe^richard^";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	k.val = "Wang^XiaoDong";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.7"));
+	CHECK_EQ_INT(st.candidates, 1);
+	k.val = "\u738B^\u5C0F\u6771";   /* the ideographic group alone */
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.7"));
+	CHECK_EQ_INT(st.candidates, 1);
+	k.val = "Wang^XiaoDong=\u738B^\u5C0F\u6771";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	k.val = "Wang^XiaoDong=\u5C71\u7530";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 0);
+	k.val = "\u5C71\u7530^\u592A\u90CE";   /* no alphabetic group stored */
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.8"));
+	k.val = "*\u592A\u90CE";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	k.val = "*XiaoDong";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+}
+
+/* Patients stored before schema 3 have no name hashes (the migration gave
+ * them the empty one): every name query decrypts them, and finds them. */
+TEST(rows_before_schema_3)
+{
+	struct got g;
+	struct qry_stats st;
+	struct kv k = { 0x00100010, VR_PN, "doe^jane" };
+	char path[600];
+	sqlite3 *db = NULL;
+
+	snprintf(path, sizeof path, "%s/index.db", dir);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	CHECK(sqlite3_exec(db, "DELETE FROM patient_names WHERE patient_id <= 3;"
+	                       "INSERT INTO patient_names (patient_id, hmac) SELECT id, x'' FROM patients WHERE id <= 3",
+	                   NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.3"));
+	CHECK_EQ_INT(st.candidates, 4);   /* John's two studies, Jane's, smith's */
+	k.val = "Roe^Richard";   /* stored after: by its hash, beside the old ones */
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.6"));
+	CHECK_EQ_INT(st.candidates, 5);
+}
+
 int main(void)
 {
 	struct vault_init_opts o;
@@ -423,6 +536,7 @@ int main(void)
 	int rc;
 
 	RUN(wildcards);
+	RUN(person_name_rules);
 	RUN(dates_and_times);
 	RUN(identifier_validation);
 	snprintf(base, sizeof base, "/tmp/dv_query_test.%d", (int)getpid());
@@ -446,6 +560,8 @@ int main(void)
 	RUN(limit_offset);
 	RUN(levels_and_counts);
 	RUN(rows_before_schema_2);
+	RUN(person_name_groups);
+	RUN(rows_before_schema_3);
 	vault_close(v);
 	snprintf(path, sizeof path, "rm -rf '%s'", base);
 	if (system(path) != 0)
