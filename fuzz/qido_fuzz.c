@@ -7,7 +7,8 @@
  *  - an accepted identifier is accepted or refused by qry_new with an
  *    expected code and a reason, at every level;
  *  - the wildcard matcher agrees with itself: a pattern matches the value
- *    it was made of, and "*" matches everything.
+ *    it was made of, and "*" matches everything; so does the person-name
+ *    matcher, and its fold never lengthens a name and is idempotent.
  * Also linked with replay_main.c to replay the corpus in `make check`.
  * Layer: tests (fuzz). */
 #include <stdint.h>
@@ -129,6 +130,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		die("a literal pattern does not match itself");
 	if (!qry_wild_match("*", 1, (const char *)data, size, false))
 		die("* does not match everything");
+	/* person names: a name matches itself (exact and as a pattern without
+	 * wildcards), folding never lengthens and is idempotent */
+	if (i > 0 && (!qry_pn_match((const char *)data + 1, i, false, (const char *)data + 1, i) ||
+	              !qry_pn_match((const char *)data + 1, i, true, (const char *)data + 1, i)))
+		die("a person name does not match itself");
+	{
+		char f1[512], f2[512];
+		size_t n1 = qry_pn_fold((const char *)data + 1, i, f1), n2;
+		if (n1 > i)
+			die("folding made a name longer");
+		n2 = qry_pn_fold(f1, n1, f2);
+		if (n2 != n1 || memcmp(f1, f2, n1) != 0)
+			die("folding is not idempotent");
+	}
 	free(buf);
 	return 0;
 }

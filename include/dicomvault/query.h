@@ -114,7 +114,13 @@ struct qry_pn {
 	bool grouped;
 };
 void qry_pn_split(const char *s, size_t n, struct qry_pn *out);
-/* PN matching (UTF-8, ASCII case ignored) of a key, exact or with
+/* s (UTF-8) without case or accents, into out (never longer than n):
+ * ASCII letters upper-cased; Latin letters with diacritics as their ASCII
+ * base letter (Müller -> MULLER, Łódź -> LODZ); Greek and Cyrillic ones as
+ * their upper-case base letter (scripts/gen_pn_fold.py). Anything else,
+ * invalid UTF-8 too, is copied as it is. */
+size_t qry_pn_fold(const char *s, size_t n, char *out);
+/* PN matching (UTF-8, folded by qry_pn_fold) of a key, exact or with
  * wildcards, against a value: a key of one group (no '=') matches any of
  * the value's groups, so that a name asked in one script finds it in
  * whichever group holds that script; a key of several groups matches

@@ -1369,8 +1369,10 @@ out:
  * before: found by decrypting), image attributes of instances. 2 -> 3: the
  * hashes of each component group of the patient's name (patient_names;
  * the patients stored before get the empty hash, which every name query
- * takes as a candidate, found by decrypting). In one transaction; a
- * concurrent opener sees the new version and does nothing. */
+ * takes as a candidate, found by decrypting). 3 -> 4: the name hashes
+ * are of the folded groups (no case, no accents: qry_pn_fold); those of
+ * schema 3 (ASCII case only) become the empty hash too. In one
+ * transaction; a concurrent opener sees the new version and does nothing. */
 static int migrate(sqlite3 *db)
 {
 	sqlite3_stmt *q = NULL;
@@ -1402,6 +1404,13 @@ static int migrate(sqlite3 *db)
 		                  "INSERT INTO patient_names (patient_id, hmac) SELECT id, x'' FROM patients;"
 		                  "UPDATE meta SET v = '3' WHERE k = 'schema';",
 		                  NULL, NULL, NULL);
+	if (rc == SQLITE_OK && ver == 3)
+		rc = sqlite3_exec(db,
+		                  "DELETE FROM patient_names;"
+		                  "INSERT INTO patient_names (patient_id, hmac) SELECT id, x'' FROM patients;",
+		                  NULL, NULL, NULL);
+	if (rc == SQLITE_OK && ver < 4)
+		rc = sqlite3_exec(db, "UPDATE meta SET v = '4' WHERE k = 'schema';", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {

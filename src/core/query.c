@@ -16,6 +16,7 @@
 #include "dicomvault/log.h"
 #include "dicomvault/query.h"
 #include "dicomvault/vault.h"
+#include "pn_fold_table.h"
 #include "store_int.h"
 
 #define SEQ_DEPTH 4u          /* sequence nesting copied into records */
@@ -869,18 +870,61 @@ void qry_pn_split(const char *s, size_t n, struct qry_pn *out)
 	}
 }
 
+static unsigned fold_cp(unsigned cp)
+{
+	size_t lo = 0, hi = sizeof pn_fold_table / sizeof pn_fold_table[0];
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (pn_fold_table[mid][0] == cp)
+			return pn_fold_table[mid][1];
+		if (pn_fold_table[mid][0] < cp)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return cp;
+}
+
+size_t qry_pn_fold(const char *s, size_t n, char *out)
+{
+	size_t i = 0, o = 0;
+
+	while (i < n) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x80) {
+			out[o++] = fold((char)c);
+			i++;
+		} else if (c >= 0xC2 && c <= 0xDF && i + 1 < n && ((unsigned char)s[i + 1] & 0xC0) == 0x80) {
+			/* (0xC0 and 0xC1 begin overlong forms: copied as they are) */
+			unsigned cp = fold_cp(((c & 0x1Fu) << 6) | ((unsigned char)s[i + 1] & 0x3Fu));
+			if (cp < 0x80) {
+				out[o++] = (char)cp;
+			} else {
+				out[o++] = (char)(0xC0 | (cp >> 6));
+				out[o++] = (char)(0x80 | (cp & 0x3F));
+			}
+			i += 2;
+		} else {
+			out[o++] = s[i++];
+		}
+	}
+	return o;
+}
+
+/* One group of a key against one of a value, both folded; a group longer
+ * than any valid one matches nothing. */
 static bool pn_group_match(const char *k, size_t kn, bool wild, const char *s, size_t n)
 {
-	size_t i;
+	char fk[STORE_PN_HASH_MAX], fs[STORE_PN_HASH_MAX];
 
-	if (wild)
-		return qry_wild_match(k, kn, s, n, true);
-	if (kn != n)
+	if (kn > sizeof fk || n > sizeof fs)
 		return false;
-	for (i = 0; i < n; i++)
-		if (fold(k[i]) != fold(s[i]))
-			return false;
-	return true;
+	kn = qry_pn_fold(k, kn, fk);
+	n = qry_pn_fold(s, n, fs);
+	if (wild)
+		return qry_wild_match(fk, kn, fs, n, false);
+	return kn == n && memcmp(fk, fs, n) == 0;
 }
 
 bool qry_pn_match(const char *key, size_t kn, bool wild, const char *s, size_t n)

@@ -123,13 +123,11 @@ enum err store_patient_key(const struct vault *v, const char *id, const char *is
 enum err store_pn_keyed(const struct vault *v, const char *g, size_t n, uint8_t out[32])
 {
 	char up[STORE_PN_HASH_MAX];
-	size_t i;
 	enum err rc;
 
 	if (n > sizeof up)
 		return ERR_LIMIT;
-	for (i = 0; i < n; i++)
-		up[i] = (g[i] >= 'a' && g[i] <= 'z') ? (char)(g[i] - 32) : g[i];
+	n = qry_pn_fold(g, n, up);
 	rc = store_keyed(v, STORE_KEY_PATIENT_PN, up, n, out);
 	mem_wipe(up, n);
 	return rc;

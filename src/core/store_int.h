@@ -20,9 +20,11 @@ struct vault;
 WUR enum err store_keyed(const struct vault *v, const char *label, const void *p, size_t n, uint8_t out[32]);
 /* The keyed hash of one component group of a patient's name, as
  * qry_pn_split gives it (UTF-8, no trailing padding or empty components),
- * ASCII upper-cased: the store hashes every group of the name, a query an
- * exact name's group. ERR_LIMIT for a group over STORE_PN_HASH_MAX bytes. */
-#define STORE_KEY_PATIENT_PN "patient-name-group"
+ * folded by qry_pn_fold: the store hashes every group of the name, a query
+ * an exact name's group. ERR_LIMIT for a group over STORE_PN_HASH_MAX
+ * bytes. (Schema 3 hashed groups upper-cased in ASCII only, under
+ * "patient-name-group"; schema 4 dropped those hashes.) */
+#define STORE_KEY_PATIENT_PN "patient-name-folded"
 #define STORE_PN_HASH_MAX 1024u
 WUR enum err store_pn_keyed(const struct vault *v, const char *g, size_t n, uint8_t out[32]);
 

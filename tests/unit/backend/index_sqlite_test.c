@@ -308,8 +308,8 @@ static enum err check_order(void *ctx, const struct idx_instance *in)
 
 /* An index of schema 2 (no name hashes) opened by this version: its
  * patients become candidates for every name query, the new ones are found
- * by their hashes only. */
-TEST(schema_2_to_3)
+ * by their hashes only; an index of schema 3 loses its hashes. */
+TEST(schema_2_to_4)
 {
 	struct index_store *s = open_index(true);
 	struct idx_study_query q;
@@ -351,7 +351,18 @@ TEST(schema_2_to_3)
 		n = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	sqlite3_close(db);
-	CHECK_EQ_INT(n, 3);
+	CHECK_EQ_INT(n, 4);
+	/* schema 3's hashes (ASCII case only) are dropped by the step to 4 */
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "UPDATE meta SET v = '3' WHERE k = 'schema'", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	s = open_index(false);
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	hmac_of(h, 104);
+	CHECK_EQ_INT(query_count(s, &q), 3);   /* every patient a candidate again */
+	s->ops->close(s);
 }
 
 TEST(persistence_and_lists)
@@ -424,7 +435,7 @@ int main(void)
 	RUN(rollback_discards);
 	RUN(instance_remove);
 	RUN(queries);
-	RUN(schema_2_to_3);
+	RUN(schema_2_to_4);
 	RUN(persistence_and_lists);
 	return TEST_DONE();
 }

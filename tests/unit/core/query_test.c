@@ -87,6 +87,28 @@ TEST(person_name_rules)
 	CHECK(!pm("Wang^XiaoDong=Zhang", false, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
 	CHECK(pm("W*=\u738B*", true, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
 	CHECK(!pm("W*=\u5F20*", true, "Wang^XiaoDong=\u738B^\u5C0F\u6771"));
+	/* neither case nor accents */
+	CHECK(pm("muller^ann", false, "M\u00DCLLER^Ann"));
+	CHECK(pm("M\u00FCller*", true, "MULLER^ANN"));
+	CHECK(pm("lodz", false, "\u0141\u00F3d\u017A"));
+	CHECK(pm("\u03B1\u03B8\u03AE\u03BD\u03B1", false, "\u0391\u0398\u0397\u039D\u0391"));   /* Greek */
+	CHECK(pm("\u0451\u043B\u043A\u0430", false, "\u0415\u041B\u041A\u0410"));                /* Cyrillic */
+	CHECK(!pm("muller", false, "M\u00DCLLERS"));
+	CHECK(!pm("\u00C6sop", false, "AESOP"));   /* no ASCII base: as it is */
+	CHECK(!pm("?ller", true, "M\u00FCller"));
+	CHECK(pm("??ller", true, "M\u00FCller"));   /* one character, folded or not */
+}
+
+TEST(fold)
+{
+	char o[64];
+	const char *in = "Gr\u00E9goire \u00C7a\xC3 \u4E2D";   /* an invalid byte and a CJK character kept */
+	size_t n = qry_pn_fold(in, strlen(in), o);
+
+	CHECK(n == strlen("GREGOIRE CA\xC3 \u4E2D"));
+	CHECK(memcmp(o, "GREGOIRE CA\xC3 \u4E2D", n) == 0);
+	n = qry_pn_fold("\u00DF", 2, o);   /* sharp s: no one-letter fold */
+	CHECK(n == 2 && memcmp(o, "\u00DF", 2) == 0);
 }
 
 TEST(dates_and_times)
@@ -463,6 +485,7 @@ static const struct inst more[] = {
 	{ "Roe^Richard^^^", "PID-6", "20220101", "100000", "CT", "ACC-6", 6, 61, 1 },
 	{ "Wang^XiaoDong=\u738B^\u5C0F\u6771=", "PID-7", "20220202", "100000", "CT", "ACC-7", 7, 71, 1 },
 	{ "=\u5C71\u7530^\u592A\u90CE", "PID-8", "20220303", "100000", "CT", "ACC-8", 8, 81, 1 },
+	{ "M\u00FCller^Zo\u00EB", "PID-9", "20220404", "100000", "CT", "ACC-9", 9, 91, 1 },
 };
 
 TEST(person_name_groups)
@@ -498,6 +521,13 @@ TEST(person_name_groups)
 	k.val = "*\u592A\u90CE";
 	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
 	k.val = "*XiaoDong";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	k.val = "MULLER^ZOE";   /* no accents, by the index's hash */
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.9"));
+	CHECK_EQ_INT(st.candidates, 1);
+	CHECK_EQ_STR(g.names[0], "M\u00FCller^Zo\u00EB");
+	k.val = "m\u00DCller^*";
 	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
 }
 
@@ -537,6 +567,7 @@ int main(void)
 
 	RUN(wildcards);
 	RUN(person_name_rules);
+	RUN(fold);
 	RUN(dates_and_times);
 	RUN(identifier_validation);
 	snprintf(base, sizeof base, "/tmp/dv_query_test.%d", (int)getpid());
