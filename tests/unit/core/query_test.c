@@ -460,20 +460,29 @@ TEST(levels_and_counts)
 	CHECK(has(&g, R ".3.2"));
 }
 
+/* Runs SQL on the vault's index, as an older version left it. */
+static bool index_sql(const char *sql)
+{
+	char path[600];
+	sqlite3 *db = NULL;
+	bool ok;
+
+	snprintf(path, sizeof path, "%s/index.db", dir);
+	ok = sqlite3_open(path, &db) == SQLITE_OK;
+	sqlite3_busy_timeout(db, 5000);
+	ok = ok && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+	sqlite3_close(db);
+	return ok;
+}
+
 /* A patient row from before schema 2 has no ID hash: still found. */
 TEST(rows_before_schema_2)
 {
 	struct got g;
 	struct qry_stats st;
 	struct kv k = { 0x00100020, VR_LO, "PID-3" };
-	char path[600];
-	sqlite3 *db = NULL;
 
-	snprintf(path, sizeof path, "%s/index.db", dir);
-	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	CHECK(sqlite3_exec(db, "UPDATE patients SET id_hmac = NULL", NULL, NULL, NULL) == SQLITE_OK);
-	sqlite3_close(db);
+	CHECK(index_sql("UPDATE patients SET id_hmac = NULL"));
 	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
 	CHECK(has(&g, R ".1.4"));
 	CHECK_EQ_INT(st.candidates, 5);   /* all decrypted, then matched */
@@ -531,23 +540,16 @@ TEST(person_name_groups)
 	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
 }
 
-/* Patients stored before schema 3 have no name hashes (the migration gave
+/* Patients stored before schema 4 have no name hashes (the migration gave
  * them the empty one): every name query decrypts them, and finds them. */
-TEST(rows_before_schema_3)
+TEST(rows_before_schema_4)
 {
 	struct got g;
 	struct qry_stats st;
 	struct kv k = { 0x00100010, VR_PN, "doe^jane" };
-	char path[600];
-	sqlite3 *db = NULL;
 
-	snprintf(path, sizeof path, "%s/index.db", dir);
-	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
-	CHECK(sqlite3_exec(db, "DELETE FROM patient_names WHERE patient_id <= 3;"
-	                       "INSERT INTO patient_names (patient_id, hmac) SELECT id, x'' FROM patients WHERE id <= 3",
-	                   NULL, NULL, NULL) == SQLITE_OK);
-	sqlite3_close(db);
+	CHECK(index_sql("DELETE FROM patient_names WHERE patient_id <= 3;"
+	                "INSERT INTO patient_names (patient_id, hmac) SELECT id, x'' FROM patients WHERE id <= 3"));
 	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
 	CHECK(has(&g, R ".1.3"));
 	CHECK_EQ_INT(st.candidates, 4);   /* John's two studies, Jane's, smith's */
@@ -592,7 +594,7 @@ int main(void)
 	RUN(levels_and_counts);
 	RUN(rows_before_schema_2);
 	RUN(person_name_groups);
-	RUN(rows_before_schema_3);
+	RUN(rows_before_schema_4);
 	vault_close(v);
 	snprintf(path, sizeof path, "rm -rf '%s'", base);
 	if (system(path) != 0)
