@@ -57,7 +57,9 @@ struct dimse_assoc {
 	bool via_jwt;                  /* the identity was a JWT (else an API token) */
 	int64_t jwt_exp;               /* its "exp": checked again at each operation */
 	struct auth_session user;
-	char ua[40];                   /* "AE CALLING": the peer in the audit records of the user */
+	char ua[128];                  /* "AE CALLING": the peer in the audit records of the user; or
+	                                * the user name a type 1 identity claims (not verified) */
+	bool claimed;                  /* a type 1 identity, noted in ua: the peer still acts */
 	struct access_grant *grants;   /* the user's grants, read by dimse_user_load at each operation */
 	size_t ngrants;
 };

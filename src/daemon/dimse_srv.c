@@ -88,6 +88,8 @@ void dimse_assoc_actor(const struct dimse_assoc *a, struct audit_actor *act)
 		/* the vault user acts; the peer shows as the agent */
 		act->user = a->user.user;
 		act->user_agent = a->ua;
+	} else if (a->claimed) {
+		act->user_agent = a->ua;   /* the name the peer gave, beside the peer */
 	}
 	act->addr = a->addr;
 	act->cert = a->fp[0] ? a->fp : NULL;
@@ -477,12 +479,32 @@ static bool jwt_identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const st
 	return true;
 }
 
+/* A type 1 identity (a user name alone) proves nothing: as PS3.15 B.4's
+ * Basic User Identity profile asks, it is accepted and the name recorded
+ * in the association's audit records, marked as not verified, while the
+ * peer keeps acting with its own rights (a->claimed). Printable ASCII
+ * only, the rest as '?'. */
+static void identity_claimed(struct dimse_assoc *a, const struct peer *pe, const struct secret *name)
+{
+	const uint8_t *p = name ? secret_view(name) : NULL;
+	size_t n = name ? secret_len(name) : 0, i, o;
+
+	o = (size_t)snprintf(a->ua, sizeof a->ua, "AE %s, user ", pe->ae);
+	for (i = 0; i < n && i < 64 && o + 1 < sizeof a->ua; i++)
+		a->ua[o++] = p[i] >= 0x20 && p[i] < 0x7F ? (char)p[i] : '?';
+	a->ua[o] = 0;
+	snprintf(a->ua + o, sizeof a->ua - o, " (not verified)");
+	a->claimed = true;
+}
+
 /* User Identity Negotiation: a type 2 sub-item (user name and passcode)
  * whose passcode is an API token of that user makes the association act
  * for the user (a->as_user); the token is checked as a bearer token is
  * (auth_request_check: expiry, revocation, the account; a refusal of a
- * known token is audited there). Anything else offered, or nothing when
- * the peer has require_user, is refused (audited here). */
+ * known token is audited there). A type 1 sub-item is noted
+ * (identity_claimed) unless the peer has require_user. Anything else
+ * offered, or no verified user when the peer has require_user, is refused
+ * (audited here). */
 static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe)
 {
 	const struct pdu_assoc *rq = a->u.rq;
@@ -493,6 +515,12 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 		if (!pe->require_user)
 			return true;
 		why = "no user identity, and the peer requires one";
+	} else if (rq->id_type == PDU_UID_USERNAME) {
+		if (!pe->require_user) {
+			identity_claimed(a, pe, rq->id_primary);
+			return true;
+		}
+		why = "user identity: a user name alone proves nothing, and the peer requires a user";
 	} else if (!a->tls) {
 		/* an API token must not cross the network in the clear: refused, so
 		 * that a client that sends one learns to stop (and it is audited) */
@@ -550,9 +578,10 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 	if (!identity_ok(s, a, pe))
 		return ul_reject(&a->u, 1, 1, 1);
 	dimse_svc_policy(pe, syn, &pol);
-	/* a positive response carries nothing for a type 2 identity; for a JWT
-	 * the standard expects a token of ours, which we do not issue: none */
-	pol.identity_accepted = a->as_user && !a->via_jwt;
+	/* a positive response carries nothing for a type 1 or 2 identity; for
+	 * a JWT the standard expects a token of ours, which we do not issue:
+	 * none */
+	pol.identity_accepted = (a->as_user && !a->via_jwt) || a->claimed;
 	trial = malloc(sizeof *trial);
 	if (trial == NULL)
 		return ERR_NOMEM;

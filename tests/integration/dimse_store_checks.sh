@@ -38,6 +38,18 @@ TF=/usr/lib/python3/dist-packages/pydicom/data/test_files
 storescu -to 20 -ta 20 -td 20 +tls "$T/peer1.key" "$T/peer1.crt" +cf "$T/v/keys/tls.crt" -aet PEER -aec DICOMVAULT \
 	127.0.0.1 "$DP" "$TF/CT_small.dcm" >"$T/s1" 2>&1
 check "storescu stored CT_small first" "[ $? -eq 0 ]" "$T/s1"
+# a user name alone (storescu -usr: type 1) is noted, not trusted (PS3.15
+# B.4): the same file again succeeds, the name audited as not verified; a
+# user name with a password (type 2, no API token) is refused
+storescu -to 20 -ta 20 -td 20 +tls "$T/peer1.key" "$T/peer1.crt" +cf "$T/v/keys/tls.crt" -aet PEER -aec DICOMVAULT \
+	-usr "Dr Who" 127.0.0.1 "$DP" "$TF/CT_small.dcm" >"$T/s1u" 2>&1
+check "storescu -usr (user identity type 1): stored again, identical" "[ $? -eq 0 ]" "$T/s1u"
+check "its store audited with the user name as not verified" \
+	"grep '\"action\":\"store\"' '$T/v/audit/audit.log' | grep -q 'AE PEER, user Dr Who (not verified)'"
+storescu -to 20 -ta 20 -td 20 +tls "$T/peer1.key" "$T/peer1.crt" +cf "$T/v/keys/tls.crt" -aet PEER -aec DICOMVAULT \
+	-usr "Dr Who" -pwd "tardis" 127.0.0.1 "$DP" "$TF/CT_small.dcm" >"$T/s1p" 2>&1
+check "storescu -usr -pwd (a password, not an API token): association rejected" \
+	"[ $? -ne 0 ] && grep -qi 'reject' '$T/s1p'" "$T/s1p"
 
 "$PY" - "$ROOT" "$DP" "$T" "$TF/CT_small.dcm" >"$T/out.txt" 2>&1 <<'PYEOF'
 import copy, io, sys

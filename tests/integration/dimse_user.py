@@ -8,9 +8,12 @@ finds that one, may store into it and not into a new study (0124H); her
 C-GET and C-MOVE retrieve only what her grants allow. A bad
 token, the token of another user, a revoked token (while the server runs;
 an association already open gets 0124H at its next operation) and a type
-1 identity are refused (A-ASSOCIATE-RJ permanent, service-user,
-reason 1); a [peer] with require_user = yes refuses an association
-without identity; a positive response asked for is an empty 59H item.
+3 identity are refused (A-ASSOCIATE-RJ permanent, service-user,
+reason 1); a type 1 identity (a user name alone) is accepted as PS3.15
+B.4 asks, the peer keeping its own rights and the name audited as not
+verified; a [peer] with require_user = yes refuses an association
+without identity or with a type 1 one; a positive response asked for is
+an empty 59H item.
 Audit records name alice as the actor and the peer as agent; refusals are
 audited. Then, with [auth] jwt_key, type 5 identities: ES256 JWTs signed
 by the openssl command map to alice and bob; expired, foreign-issuer,
@@ -330,8 +333,17 @@ def main():
     s, t, body = associate("UPEER", ident("bob", toks["a"]))
     check("alice's token under bob's name: RJ", rejected(t, body), (t, body))
     s.close()
-    s, t, body = associate("UPEER", dul.user_identity(1, "alice"))
-    check("identity type 1 (user name only): RJ", rejected(t, body), (t, body))
+    s, t, body = associate("UPEER", dul.user_identity(1, "alice\x01", positive=True))
+    check("identity type 1 (user name only): accepted, as PS3.15 B.4 asks", t == 2, body)
+    if t == 2:
+        ui = dul.user_items(body)
+        check("type 1, positive response asked: a 59H item, server response of length 0", ui.get(0x59) == [b"\0\0"], ui)
+        st, got = find_studies(s, 1)
+        check("type 1: the peer's own rights, not alice's (S1 and S2)", st == 0 and got == [S1, S2], (st, got))
+    release(s)
+    s, t, body = associate("UPEER", dul.user_identity(3, b"a Kerberos ticket"))
+    check("identity type 3 (Kerberos): RJ", rejected(t, body), (t, body))
+    s.close()
     s, t, body = associate("UPEER", dul.user_identity(2, "alice", b""))
     check("type 2 with an empty passcode (DCMTK -epw): RJ, not an A-ABORT", rejected(t, body), (t, body))
     s.close()
@@ -356,6 +368,9 @@ def main():
     s.close()
     s, t, body = associate("STRICT")
     check("require_user = yes without identity: RJ", rejected(t, body), (t, body))
+    s.close()
+    s, t, body = associate("STRICT", dul.user_identity(1, "alice"))
+    check("require_user = yes with a user name alone (type 1): RJ", rejected(t, body), (t, body))
     s.close()
     s, t, body = associate("STRICT", ident("alice", toks["a"]))
     check("require_user = yes with alice's token: accepted", t == 2, body)
@@ -434,10 +449,15 @@ def main():
     ar = [x.get("reason", "") for x in of("retrieve") if x["actor"].get("user") == "alice"]
     check("audit: alice's C-GET and C-MOVE name alice (3), with what was sent",
           len(ar) == 3 and "C-GET study root STUDY: 2 of 2 sent" in ar[0] and "0 of 0 sent" in ar[2], ar)
+    claimed = [x for x in of("query") if x["actor"].get("user") == "UPEER" and
+               x["actor"].get("ua") == "AE UPEER, user alice? (not verified)"]
+    check("audit: the type 1 association's query names the peer, and the name it gave as not verified",
+          len(claimed) == 1, [x["actor"] for x in of("query")])
     den = [x.get("reason", "") for x in of("dicom-association", "denied")]
-    check("audit: the refused associations (8)", len(den) == 8 and sum("plain TCP" in d for d in den) == 1 and
+    check("audit: the refused associations (9)", len(den) == 9 and sum("plain TCP" in d for d in den) == 1 and
           sum("API token refused" in d for d in den) == 2 and sum("not the named user" in d for d in den) == 1 and
           sum("requires one" in d for d in den) == 1 and sum("type not supported" in d for d in den) == 1 and
+          sum("user name alone proves nothing" in d for d in den) == 1 and
           sum("not an API token" in d for d in den) == 2, den)
     check("audit: the revoked token's refusals by the token check (3)",
           sum("revoked" in x.get("reason", "") for x in recs if x.get("action") == "token-refused") == 3,
