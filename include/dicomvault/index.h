@@ -24,7 +24,9 @@ struct idx_blob {
 struct idx_patient {
 	int64_t id;
 	uint8_t key_hmac[IDX_HMAC_LEN];   /* HMAC(PatientID, IssuerOfPatientID) */
-	uint8_t name_hmac[IDX_HMAC_LEN];  /* HMAC(normalised PatientName) */
+	uint8_t name_hmac[IDX_HMAC_LEN];  /* HMAC(PatientName upper-cased as stored): store.c checks with it that an
+	                                   * instance names the same patient at its head and its end; queries
+	                                   * use pn_hmac */
 	uint8_t id_hmac[IDX_HMAC_LEN];    /* HMAC(PatientID) alone, for matching by ID */
 	bool has_id;                      /* false: no Patient ID (stored as an empty hash) */
 	/* patient_put only: the keyed hashes of the name's component groups
