@@ -77,7 +77,8 @@ static const char *const stmt_sql[S__COUNT] = {
 };
 
 /* A patient whose name has a group of this hash, or whose name has no
- * hashes (x'': rows from before schema 3, names too long to hash). */
+ * usable hashes (x'': rows from before schema 4, names store.c could not
+ * hash whole). */
 #define PN_MATCH(col) " AND " col " IN (SELECT patient_id FROM patient_names WHERE hmac IN (?%d, x''))"
 
 static const char schema[] =

@@ -10,10 +10,10 @@
 #include <string.h>
 #include <time.h>
 #include "dicomvault/blob.h"
+#include "dicomvault/charset.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
-#include "dicomvault/charset.h"
 #include "dicomvault/log.h"
 #include "dicomvault/query.h"
 #include "dicomvault/spool.h"
@@ -135,8 +135,9 @@ enum err store_pn_keyed(const struct vault *v, const char *g, size_t n, uint8_t 
 
 /* The name's group hashes for the patient row (p->pn_hmac): the name in
  * UTF-8, split as a query splits it. A name that does not convert has
- * none (no name query can match it); one that cannot be hashed makes the
- * patient a candidate for every name query. */
+ * none (no name query can match it); one that cannot be hashed whole (a
+ * group too long, or several values, which a query matches one by one)
+ * makes the patient a candidate for every name query. */
 static enum err patient_pn(const struct vault *v, const struct dcm_ds *ds, struct idx_patient *p)
 {
 	struct dcm_charset cs;
@@ -164,7 +165,7 @@ static enum err patient_pn(const struct vault *v, const struct dcm_ds *ds, struc
 			if (rc == ERR_OK)
 				p->n_pn++;
 		}
-		if (rc == ERR_LIMIT) {
+		if (rc == ERR_LIMIT || (w.len > 0 && memchr(w.p, '\\', w.len) != NULL)) {
 			p->pn_any = true;
 			rc = ERR_OK;
 		}

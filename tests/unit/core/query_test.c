@@ -559,6 +559,23 @@ TEST(rows_before_schema_4)
 	CHECK_EQ_INT(st.candidates, 5);
 }
 
+/* A name of several values (invalid for Patient's Name, but stored as
+ * sent): a query matches each value, so the index has no hash for it and
+ * takes the patient as a candidate for every name. */
+TEST(names_of_several_values)
+{
+	static const struct inst two = { "Poe^Ed\\Zed^Jo", "PID-10", "20220505", "100000", "CT", "ACC-10", 10, 101, 1 };
+	struct got g;
+	struct qry_stats st;
+	struct kv k = { 0x00100010, VR_PN, "zed^jo" };
+
+	CHECK(store_one(&two, 110) == ERR_OK);
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.10"));
+	k.val = "POE^ED";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+}
+
 int main(void)
 {
 	struct vault_init_opts o;
@@ -595,6 +612,7 @@ int main(void)
 	RUN(rows_before_schema_2);
 	RUN(person_name_groups);
 	RUN(rows_before_schema_4);
+	RUN(names_of_several_values);
 	vault_close(v);
 	snprintf(path, sizeof path, "rm -rf '%s'", base);
 	if (system(path) != 0)
