@@ -42,6 +42,10 @@ struct audit {
 	 * inside it): one fsync for every record written before it began */
 	pthread_mutex_t sync_mu;
 	uint64_t appended, durable;
+	/* an fsync failed (under sync_mu): Linux reports a write-back error
+	 * once, so a later fsync's success does not make the bytes it missed
+	 * durable; every wait for a record not yet covered fails from then on */
+	bool sync_failed;
 	char path[4096];
 	/* the chain as last seen (valid when known_size equals the file size) */
 	off_t known_size;
@@ -706,14 +710,17 @@ static bool is_read_action(const char *action)
 /* Returns once every byte appended through a, up to upto, is durable:
  * whoever finds it not yet so fsyncs for all the records written so far
  * (the others waiting on sync_mu, the syncer among them, then find theirs
- * covered). */
+ * covered). After a failed fsync (whoever ran it, the syncer too) no
+ * record not covered before it is ever reported durable. */
 static enum err durable_upto(struct audit *a, uint64_t upto)
 {
 	enum err rc = ERR_OK;
 	uint64_t target;
 
 	pthread_mutex_lock(&a->sync_mu);
-	if (a->durable < upto) {
+	if (a->durable < upto && a->sync_failed) {
+		rc = ERR_IO;
+	} else if (a->durable < upto) {
 		pthread_mutex_lock(&a->mu);
 		target = a->appended;
 		pthread_mutex_unlock(&a->mu);
@@ -721,6 +728,7 @@ static enum err durable_upto(struct audit *a, uint64_t upto)
 			a->durable = target;
 		} else {
 			log_error("%s: fsync of an audit record failed: %s", a->path, strerror(errno));
+			a->sync_failed = true;
 			rc = ERR_IO;
 		}
 	}
@@ -750,7 +758,7 @@ static void *syncer_main(void *arg)
 		a->kicked = false;
 		target = a->appended;
 		pthread_mutex_unlock(&a->mu);
-		(void)durable_upto(a, target);   /* a failure is logged; the waiters fsync again */
+		(void)durable_upto(a, target);   /* a failure is logged, and the waiters get it */
 		pthread_mutex_lock(&a->mu);
 	}
 	pthread_mutex_unlock(&a->mu);
