@@ -28,6 +28,7 @@
 #include "dicomvault/render.h"
 #include "dicomvault/turns.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "http_int.h"
 #include "wado_int.h"
 
@@ -511,13 +512,13 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 /* One of WADO-URI's rows and columns: 1..RENDER_MAX_VIEWPORT. */
 static enum err uri_dim(const char *s, uint32_t *out, char *why, size_t whylen)
 {
-	char buf[32];
-	uint32_t other;
+	uint64_t v;
 
-	if (strlen(s) > 10)
-		return err_why(why, whylen, ERR_PARSE, "rows and columns must be numbers of pixels");
-	snprintf(buf, sizeof buf, "%s,%s", s, s);
-	return render_viewport_parse(buf, strlen(buf), out, &other, why, whylen);
+	if (!vr_uint_parse(s, strlen(s), RENDER_MAX_VIEWPORT, &v) || v == 0)
+		return err_why(why, whylen, ERR_PARSE, "rows and columns must be numbers of pixels, 1 to %u",
+		               RENDER_MAX_VIEWPORT);
+	*out = (uint32_t)v;
+	return ERR_OK;
 }
 
 /* WADO-URI's rendering parameters (PS3.18 9.4.1): frameNumber (1-based),
@@ -559,7 +560,9 @@ static bool uri_params(struct http_req *r, struct rparams *p, uint32_t *frame, e
 	if (rc == ERR_OK && (wc != NULL) != (ww != NULL))
 		rc = err_why(why, sizeof why, ERR_PARSE, "windowCenter and windowWidth go together");
 	if (rc == ERR_OK && wc != NULL) {
-		if (strlen(wc) > 64 || strlen(ww) > 64)
+		/* one number each: spliced into render_window_parse's "c,w", a
+		 * comma would add a field (a VOI LUT function) */
+		if (strlen(wc) > 64 || strlen(ww) > 64 || strchr(wc, ',') != NULL || strchr(ww, ',') != NULL)
 			rc = err_why(why, sizeof why, ERR_PARSE, "windowCenter and windowWidth must be numbers");
 		snprintf(buf, sizeof buf, "%s,%s", wc, ww);
 		if (rc == ERR_OK)
