@@ -731,8 +731,11 @@ enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry *
 		const struct qattr *a = attr_find(e->tag);
 		const struct dict_entry *d = dict_lookup(e->tag);
 		struct qkey *k = &q->keys[q->nkeys];
-		/* the character set, C-FIND's level and group 0002 are not keys */
-		if (e->tag == TAG_SPECIFIC_CHARSET || e->tag == 0x00080052 || TAG_GROUP(e->tag) == 0x0002)
+		/* the character set, C-FIND's level, group 0002 and group lengths
+		 * (gggg,0000; retired, PS3.5 7.2) are not keys: neither matched
+		 * nor answered */
+		if (e->tag == TAG_SPECIFIC_CHARSET || e->tag == 0x00080052 || TAG_GROUP(e->tag) == 0x0002 ||
+		    TAG_ELEM(e->tag) == 0)
 			continue;
 		if (d == NULL || TAG_IS_PRIVATE(e->tag)) {
 			if (q->nignored < QRY_MAX_KEYS)

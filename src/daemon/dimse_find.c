@@ -75,14 +75,7 @@ bool dimse_find_parse(const struct dimse_find *fq, const char *ts, struct dcm_fi
 	ro.no_meta = true;
 	ro.ts = dts;
 	src_mem_init(&s, &m, fq->id.p != NULL ? fq->id.p : (const uint8_t *)"", fq->id.len);
-	if (dcm_file_read(&s, &ro, out, &ei) != ERR_OK)
-		return false;
-	/* group lengths (gggg,0000; retired, PS3.5 7.2) are no keys: left
-	 * out, so that they are neither matched nor answered */
-	for (uint32_t i = (*out)->ds.n; i-- > 0;)
-		if (TAG_ELEM((*out)->ds.e[i].tag) == 0)
-			dcm_ds_remove(&(*out)->ds, (*out)->ds.e[i].tag);
-	return true;
+	return dcm_file_read(&s, &ro, out, &ei) == ERR_OK;
 }
 
 void dimse_find_free(struct dimse_assoc *a)
