@@ -496,6 +496,20 @@ static enum err answer(struct dimse_assoc *a, uint8_t pcid, const struct dimse_c
 	return dimse_assoc_send_cmd(a, pcid, &rsp);
 }
 
+/* A command we do not serve: 0211H, at once or, when it announced a data
+ * set (data), after that has gone by (dimse_svc_data reads and drops it). */
+static enum err unrecognized(struct dimse_assoc *a, uint8_t pcid, const struct dimse_cmd *c, bool data,
+                             const char *comment)
+{
+	if (data) {
+		a->in_data = true;
+		a->data_pcid = pcid;
+		a->rq = *c;
+		return ERR_OK;
+	}
+	return answer(a, pcid, c, DIMSE_UNRECOGNIZED_OP, comment);
+}
+
 enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, size_t n)
 {
 	struct dimse_cmd c;
@@ -509,20 +523,14 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 	}
 	rc = dimse_cmd_check(&c, &why);
 	if (rc == ERR_UNSUPPORTED) {
-		/* not a C- service (an N-CREATE, say): answered 0211H, after
-		 * its data set if it announced one (read and dropped) */
+		/* not a C- service (an N-CREATE, say): rebuilt as a request
+		 * of its own field that a response can be built for, then 0211H */
 		bool data = dimse_has_data_set(&c);
 		char cls[sizeof c.sop_class];
 		/* a copy: dimse_cmd_rq clears c before it reads the class */
 		snprintf(cls, sizeof cls, "%s", c.sop_class[0] ? c.sop_class : UID_VERIFICATION);
 		dimse_cmd_rq(&c, (uint16_t)(c.field & 0x7FFF), c.msg_id, cls);
-		if (data) {
-			a->in_data = true;
-			a->data_pcid = pcid;
-			a->rq = c;
-			return ERR_OK;
-		}
-		return answer(a, pcid, &c, DIMSE_UNRECOGNIZED_OP, "Unrecognized operation");
+		return unrecognized(a, pcid, &c, data, "Unrecognized operation");
 	}
 	if (rc != ERR_OK) {
 		log_warn("%s from %s: invalid %s: %s", a->calling, a->addr, dimse_field_name(c.field), why ? why : "?");
@@ -546,14 +554,7 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 	case DIMSE_C_CANCEL_RQ:
 		return ERR_OK;   /* nothing outstanding to cancel; no response is sent */
 	default:
-		if (dimse_has_data_set(&c)) {
-			/* refuse after the data set has gone by */
-			a->in_data = true;
-			a->data_pcid = pcid;
-			a->rq = c;
-			return ERR_OK;
-		}
-		return answer(a, pcid, &c, DIMSE_UNRECOGNIZED_OP, "Operation not supported");
+		return unrecognized(a, pcid, &c, dimse_has_data_set(&c), "Operation not supported");
 	}
 }
 
