@@ -64,6 +64,20 @@ static void audit_removal(struct recovery *r, const char *reason, const struct a
 		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
 }
 
+/* The series, study and patient rows of an instance row. */
+static enum err locate(struct vault *v, const struct idx_instance *in, struct idx_series *se, struct idx_study *st,
+                       struct idx_patient *pa)
+{
+	struct index_store *ix = v->ix;
+	enum err rc = ix->ops->series_by_id(ix, in->series_id, se);
+
+	if (rc == ERR_OK)
+		rc = ix->ops->study_by_id(ix, se->study_id, st);
+	if (rc == ERR_OK)
+		rc = ix->ops->patient_by_id(ix, st->patient_id, pa);
+	return rc;
+}
+
 /* Whether the pending object key stays: indexed and intact. */
 static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 {
@@ -74,8 +88,6 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	struct idx_series se;
 	struct idx_study st;
 	struct idx_patient pa;
-	char series[IDX_UID_MAX + 1] = "", study[IDX_UID_MAX + 1] = "";
-	uint8_t patient[IDX_HMAC_LEN];
 	bool located;
 	enum err rc;
 
@@ -98,12 +110,7 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 		return rc;
 	/* indexed before its object was durable, and the crash came first:
 	 * its identifiers for the audit record, then its rows go */
-	located = store_locate(v, &in, &se, &st, &pa) == ERR_OK;
-	if (located) {
-		snprintf(series, sizeof series, "%s", se.uid);
-		snprintf(study, sizeof study, "%s", st.uid);
-		memcpy(patient, pa.key_hmac, sizeof patient);
-	}
+	located = locate(v, &in, &se, &st, &pa) == ERR_OK;
 	rc = store_unindex(v, in.uid);
 	if (rc != ERR_OK)
 		return rc;
@@ -112,8 +119,9 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	/* its store may have been audited as a success before the crash
 	 * (store_hook): the removal is audited too */
 	audit_removal(r, "removed by recovery: its object was not durable at a crash (never acknowledged)",
-	              &(struct audit_objects){ .patient = located ? patient : NULL, .study_uid = study,
-	                                       .series_uid = series, .sop_uid = in.uid, .object = key });
+	              &(struct audit_objects){ .patient = located ? pa.key_hmac : NULL,
+	                                       .study_uid = located ? st.uid : "", .series_uid = located ? se.uid : "",
+	                                       .sop_uid = in.uid, .object = key });
 	return ERR_OK;
 }
 

@@ -57,16 +57,3 @@ enum err store_unindex(struct vault *v, const char *sop_uid)
 	store_ix_unlock(v, &locked);
 	return rc;
 }
-
-enum err store_locate(struct vault *v, const struct idx_instance *in, struct idx_series *se, struct idx_study *st,
-                      struct idx_patient *pa)
-{
-	struct index_store *ix = v->ix;
-	enum err rc = ix->ops->series_by_id(ix, in->series_id, se);
-
-	if (rc == ERR_OK)
-		rc = ix->ops->study_by_id(ix, se->study_id, st);
-	if (rc == ERR_OK)
-		rc = ix->ops->patient_by_id(ix, st->patient_id, pa);
-	return rc;
-}

@@ -40,13 +40,5 @@ void store_ix_unlock(struct vault *v, bool *locked);
  * instance indexed whose object did not become durable (store.c after a
  * failed fsync; recover.c after a crash). */
 WUR enum err store_unindex(struct vault *v, const char *sop_uid);
-/* The series, study and patient rows of an instance row (the caller
- * holds v->ix_lock, if any). */
-struct idx_instance;
-struct idx_series;
-struct idx_study;
-struct idx_patient;
-WUR enum err store_locate(struct vault *v, const struct idx_instance *in, struct idx_series *se,
-                          struct idx_study *st, struct idx_patient *pa);
 
 #endif
