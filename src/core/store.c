@@ -1056,7 +1056,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		err_why(why, whylen, rc, "cannot index the instance");
 out:
 	store_ix_unlock(v, &locked);
-	if (rc == ERR_OK && res->existed) {
+	if (rc == ERR_OK && res->existed && !res->has_patient_key) {   /* (the j.dup path has it from c.pat) */
 		uint8_t name[32], id[32];
 		bool has_id = false;
 		res->has_patient_key = patient_keys(v, &c.f->ds, res->patient_key, name, id, &has_id) == ERR_OK;
