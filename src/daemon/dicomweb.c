@@ -513,8 +513,11 @@ static bool must_wait(const struct stow *s, const struct stow_job *j)
 {
 	const struct stow_job *k;
 
+	if (j->reason != 0)
+		return false;   /* refused already: it stores nothing */
 	for (k = s->head; k != j; k = k->next)
-		if (!k->done && (k->key_sop[0] == 0 || j->key_sop[0] == 0 || strcmp(k->key_sop, j->key_sop) == 0))
+		if (!k->done && k->reason == 0 &&
+		    (k->key_sop[0] == 0 || j->key_sop[0] == 0 || strcmp(k->key_sop, j->key_sop) == 0))
 			return true;
 	return false;
 }
@@ -638,6 +641,26 @@ static enum err p_begin(void *ctx, const struct mp_part *p)
 	return ERR_OK;
 }
 
+/* The SOP Instance UID of a whole part whose head store_early_begin did
+ * not read (no Pixel Data: an SR, a presentation state...), from its
+ * spool while that is in memory, so that must_wait need not hold it back
+ * against every other part; "" when it cannot be read. */
+static void part_key(struct dw *d, const struct spool *sp, char sop[UID_MAX + 1])
+{
+	const uint8_t *p;
+	size_t n;
+	struct src_mem m;
+	struct src src;
+	char cls[65], uid[65], study[65], series[65], coll[ACCESS_NAME_MAX + 1];
+
+	sop[0] = 0;
+	if (!spool_peek(sp, &p, &n))
+		return;
+	src_mem_init(&src, &m, p, n);
+	if (peek_uids(d->r, d->st.target, &src, cls, uid, study, series, coll) == ERR_OK)
+		snprintf(sop, UID_MAX + 1, "%s", uid);
+}
+
 /* The part's body is complete: queued for a worker (waiting while
  * STOW_INFLIGHT parts are ahead of it). */
 static enum err p_end(void *ctx)
@@ -657,6 +680,8 @@ static enum err p_end(void *ctx)
 		j->reason = FR_OUT_OF_RESOURCES;
 		j->pre_why = "cannot finish the spool";
 	}
+	if (j->reason == 0 && j->key_sop[0] == 0)
+		part_key(d, s->sp, j->key_sop);
 	if (j->reason == 0) {
 		j->sp = s->sp;
 		s->sp = NULL;

@@ -151,24 +151,28 @@ req pipe_big -H "$AUTH" \
 check "the 2 MiB part of the request reads back byte for byte" "[ \$(code pipe_big) = 200 ] && cmp -s $T/pipe_big.body $P/p4.dcm"
 
 # two different objects under one SOP Instance UID in one request, in
-# pairs (A1 B1 A2 B2 ...), three requests: the first of each pair is kept
-# and answered stored, the second fails as a duplicate, whatever the
-# workers' timing (a part waits for an earlier one of the same instance)
+# pairs (A1 B1 A2 B2 ...), four requests (the last without Pixel Data, so
+# that the parts' UIDs are read at their end, not from an early object):
+# the first of each pair is kept and answered stored, the second fails as
+# a duplicate, whatever the workers' timing (a part waits for an earlier
+# one of the same instance)
 "$PY" - "$T/CT_small.dcm" "$T/dup" <<'EOF'
 import sys, os, pydicom
 src, out = sys.argv[1], sys.argv[2]
 os.makedirs(out, exist_ok=True)
-for r in range(3):
+for r in range(4):
     for i in range(4):
         for v in "ab":
             d = pydicom.dcmread(src)
+            if r == 3:
+                del d.PixelData
             d.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.79%d%d" % (r, i)
             d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
             d.StudyDescription = "version " + v
             d.save_as("%s/r%d_%d%s.dcm" % (out, r, i, v), write_like_original=False)
 EOF
 dup_ok=1
-for r in 0 1 2; do
+for r in 0 1 2 3; do
 	mp "$T/dup$r.mp" BoUnDaRy.42 "$T/dup/r${r}_0a.dcm" "$T/dup/r${r}_0b.dcm" "$T/dup/r${r}_1a.dcm" "$T/dup/r${r}_1b.dcm" \
 		"$T/dup/r${r}_2a.dcm" "$T/dup/r${r}_2b.dcm" "$T/dup/r${r}_3a.dcm" "$T/dup/r${r}_3b.dcm"
 	stow "dup$r" "$T/dup$r.mp"
