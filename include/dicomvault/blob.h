@@ -32,7 +32,10 @@ struct blob_ops {
 	 * durability may be made in the background while the caller goes on
 	 * (put_commit then waits for it). After it, a put_commit that fails
 	 * leaves the key pending (as a committed put) for settle or
-	 * recover() to end: the caller may have indexed the key meanwhile. */
+	 * recover() to end: the caller may have indexed the key meanwhile.
+	 * On success, a crash from then on makes recover() call keep() for
+	 * the key with written true, even if the data was lost: a durable
+	 * record naming the key may be written after it. */
 	enum err (*put_finish)(struct blob_writer *w);
 	/* Durable and visible on success; w is freed either way. */
 	enum err (*put_commit)(struct blob_writer *w);
@@ -52,8 +55,9 @@ struct blob_ops {
 	 * or indexed before its put_commit and found incomplete: the caller
 	 * removed its rows). recover() does nothing while another process has
 	 * the store open (its writes may be in flight); *removed counts the
-	 * files removed. keep() learns whether the object holds any bytes
-	 * (written: not a spare or a write that never began). */
+	 * files removed. keep() learns whether the object was written
+	 * (bytes, or a put_finish: not a spare or a write that never
+	 * began). */
 	void (*settle)(struct blob_store *s, const char *key);
 	enum err (*recover)(struct blob_store *s,
 	                    enum err (*keep)(void *ctx, const char *key, bool written, bool *yes),

@@ -570,9 +570,15 @@ static void fs_put_abort(struct blob_writer *w)
 /* The object complete: its name linked (waiting for the pending entry's
  * fsync if need be), its data's write-back started now, and its fsync
  * queued on the sync thread, so that it runs while the caller indexes the
- * object; put_commit waits for it. */
+ * object; put_commit waits for it. Returns once the name is durable: the
+ * caller may then write a durable record naming the key (a store's audit
+ * record), and a crash after it leaves a name that recovery finds, even
+ * if the data was lost and the pending entry is empty as a spare's is.
+ * With a spare the name was linked at put_begin, so its fsync is done. */
 static enum err fs_put_finish(struct blob_writer *w)
 {
+	enum err rc;
+
 	if (w->err == ERR_OK && !w->linked)
 		link_early(w);
 	if (w->err != ERR_OK)
@@ -581,6 +587,14 @@ static enum err fs_put_finish(struct blob_writer *w)
 	(void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);   /* a hint: the fsync makes it durable */
 	sync_submit(w->s, &w->fjob, w->fd, w->final);
 	w->fjob_sent = true;
+	if (w->djob_sent) {
+		rc = sync_wait(w->s, &w->djob);
+		w->djob_sent = false;
+		if (rc != ERR_OK) {
+			w->err = rc;
+			return rc;
+		}
+	}
 	return ERR_OK;
 }
 
@@ -727,9 +741,15 @@ static enum err fs_recover(struct blob_store *bs,
 		yes = false;
 		if (blob_key_valid(e->d_name)) {
 			/* the entry is the object's file, or its start (a spare
-			 * or a write that began is empty) */
+			 * or a write that began is empty). Written: it holds
+			 * bytes, or its name was linked (a spare never is; the
+			 * data of a finished put may have been lost with the
+			 * crash, but not its name: put_finish waits for it) */
 			struct stat st;
-			bool written = fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_size > 0;
+			bool named = paths(s, e->d_name, sub1, sub2, final) == ERR_OK &&
+			             fstatat(AT_FDCWD, final, &st, AT_SYMLINK_NOFOLLOW) == 0;
+			bool written = named || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+			               st.st_size > 0;
 			rc = keep(ctx, e->d_name, written, &yes);
 			if (rc != ERR_OK)
 				break;

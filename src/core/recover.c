@@ -11,7 +11,9 @@
  * its success may have been audited: the removal is audited too). An
  * object written but never indexed is removed, and its removal audited
  * under its key: the store's success record, written beside the index
- * commit, may have become durable while the commit did not.
+ * commit, may have become durable while the commit did not ("written"
+ * also when the data was lost but the object's name was not: the record
+ * comes after put_finish, which makes the name durable).
  * Layer: core. */
 #include <stdio.h>
 #include <string.h>

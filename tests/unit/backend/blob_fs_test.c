@@ -344,6 +344,14 @@ TEST(recover_after_crash)
 		CHECK(f != NULL);
 		if (f != NULL)
 			fclose(f);
+		/* a finished put whose data the crash lost but not its name
+		 * (put_finish waits for it): empty too, and written */
+		f = fopen((snprintf(p, sizeof p, "%s/.pending/8888888888888888", dir), p), "w");
+		CHECK(f != NULL);
+		if (f != NULL)
+			fclose(f);
+		CHECK(mkdir(path_of("88/88"), 0700) == 0);
+		CHECK(link(p, path_of("88/88/8888888888888888")) == 0);
 	}
 	{
 		char seen[1024] = "";
@@ -351,9 +359,12 @@ TEST(recover_after_crash)
 		/* keep() learns which entries hold bytes */
 		CHECK(strstr(seen, "1111111111111111:1 ") != NULL && strstr(seen, "2222222222222222:1 ") != NULL);
 		CHECK(strstr(seen, "4444444444444444:1 ") != NULL && strstr(seen, "7777777777777777:0 ") != NULL);
+		CHECK(strstr(seen, "8888888888888888:1 ") != NULL);
 	}
-	CHECK_EQ_INT(removed, 3);   /* the orphan, the write cut short, the old temporary file; not the spare */
-	CHECK(!exists("22/22/2222222222222222"));
+	/* the orphan, the write cut short, the named one, the old temporary
+	 * file; not the spare */
+	CHECK_EQ_INT(removed, 4);
+	CHECK(!exists("22/22/2222222222222222") && !exists("88/88/8888888888888888"));
 	CHECK(exists("11/11/1111111111111111") && exists("33/33/3333333333333333"));
 	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.tmp", dir), p)), 0);
 	CHECK_EQ_INT(count_entries((snprintf(p, sizeof p, "%s/.pending", dir), p)), 0);

@@ -3,9 +3,12 @@
  * Layer: tests. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include "test.h"
 #include "fs_count.h"
@@ -21,6 +24,33 @@
 
 static char base[256], dir[512];
 static struct vault *v;
+
+/* This binary's fsync (it takes the place of libc's for the library code
+ * linked in): the system call, and for a directory, its inode noted once
+ * the call returned; while slow_dir_fsync is set a directory's fsync
+ * first sleeps 30 ms, as a busy disk's flush would. */
+static atomic_bool slow_dir_fsync;
+static pthread_mutex_t synced_mu = PTHREAD_MUTEX_INITIALIZER;
+static ino_t synced[512];
+static unsigned nsynced;
+
+int fsync(int fd)
+{
+	struct stat st;
+	bool is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+	int r;
+
+	if (is_dir && atomic_load(&slow_dir_fsync))
+		usleep(30000);
+	r = (int)syscall(SYS_fsync, fd);
+	if (r == 0 && is_dir) {
+		pthread_mutex_lock(&synced_mu);
+		if (nsynced < sizeof synced / sizeof synced[0])
+			synced[nsynced++] = st.st_ino;
+		pthread_mutex_unlock(&synced_mu);
+	}
+	return r;
+}
 
 static void rm_rf(const char *p)
 {
@@ -602,6 +632,72 @@ TEST(store_hook)
 	free(b);
 }
 
+/* The hook's begin (where the store's success record is written) comes
+ * only once the object's name under its key is durable: its directory
+ * fsync'd after the link. Else a crash could keep that record and lose
+ * both the data and the name, and recovery would take the empty pending
+ * entry for a spare and void nothing (durability.md, step 8). Directory
+ * fsyncs are made slow here, so a begin that does not wait for it sees
+ * none done. */
+struct name_seen {
+	int calls;
+	bool synced_at_begin;   /* objects/ab/cd fsync'd since the store began */
+	unsigned from;          /* nsynced when it began */
+};
+
+static void name_begin(void *ctx, const struct store_result *res)
+{
+	struct name_seen *h = ctx;
+	char p[800];
+	struct stat st;
+	unsigned i;
+
+	h->calls++;
+	snprintf(p, sizeof p, "%s/objects/%.2s/%.2s", dir, res->object_key, res->object_key + 2);
+	if (res->object_key[0] == 0 || stat(p, &st) != 0)
+		return;
+	pthread_mutex_lock(&synced_mu);
+	for (i = h->from; i < nsynced; i++)
+		h->synced_at_begin |= synced[i] == st.st_ino;
+	pthread_mutex_unlock(&synced_mu);
+}
+
+static void name_end(void *ctx, const struct store_result *res, bool stored)
+{
+	(void)ctx;
+	(void)res;
+	(void)stored;
+}
+
+TEST(name_durable_before_record)
+{
+	struct name_seen h = { 0 };
+	struct store_hook hook = { name_begin, name_end, &h };
+	struct store_result res;
+	struct src s;
+	struct src_mem m;
+	uint8_t sha[32];
+	char why[256];
+	size_t n = 0;
+	uint8_t *b = ct_variant('1', &n);
+
+	CHECK(b != NULL);
+	if (b == NULL)
+		return;
+	sha_of(b, n, sha);
+	pthread_mutex_lock(&synced_mu);
+	h.from = nsynced;
+	pthread_mutex_unlock(&synced_mu);
+	atomic_store(&slow_dir_fsync, true);
+	src_mem_init(&s, &m, b, n);
+	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
+	atomic_store(&slow_dir_fsync, false);
+	CHECK_EQ_INT(h.calls, 1);
+	CHECK(h.synced_at_begin);
+	CHECK(retrieves_as(res.sop_uid, b, n));
+	free(b);
+}
+
 /* Crash recovery of objects indexed while their fsync ran (durability.md,
  * step 6): a pending entry the index references is read back whole at the
  * next open. Intact, the instance stays; damaged (its data lost with the
@@ -611,13 +707,14 @@ TEST(store_hook)
  * empty one (a spare) goes without a record. */
 #define UNINDEXED "0123456789abcdef0123456789abcdef"
 #define SPARE "fedcba9876543210fedcba9876543210"
+#define NAMED "abcdef0123456789abcdef0123456789"
 TEST(recovery_checks_indexed_pending)
 {
 	struct index_store *ix;
 	struct store_result ra, rb;
 	struct idx_instance ia, ib;
 	struct idx_series se;
-	char why[256], fa[800], fb[800], p[800];
+	char why[256], fa[800], fb[800], fn[800], p[800];
 	size_t na = 0, nb = 0;
 	int64_t before = -1;
 	uint8_t *a = ct_variant('8', &na), *b = ct_variant('9', &nb);
@@ -647,6 +744,17 @@ TEST(recovery_checks_indexed_pending)
 		CHECK(f != NULL);
 		if (f != NULL)
 			fclose(f);
+		/* a finished put whose data the crash lost, its name not: as
+		 * empty as a spare, but linked under its key (its success
+		 * record may be durable: put_finish came before it) */
+		f = fopen((snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, NAMED), p), "w");
+		CHECK(f != NULL);
+		if (f != NULL)
+			fclose(f);
+		snprintf(fn, sizeof fn, "%s/objects/ab/cd", dir);
+		CHECK(mkdir(fn, 0700) == 0 || errno == EEXIST);
+		snprintf(fn, sizeof fn, "%s/objects/ab/cd/%s", dir, NAMED);
+		CHECK(link(p, fn) == 0);
 	}
 	vault_close(v);
 	v = NULL;
@@ -661,6 +769,7 @@ TEST(recovery_checks_indexed_pending)
 	CHECK(ix->ops->instance_get(ix, rb.sop_uid, &ib) == ERR_NOTFOUND);
 	CHECK(access(fb, F_OK) != 0);
 	CHECK(access(fa, F_OK) == 0);
+	CHECK(access(fn, F_OK) != 0);
 	CHECK_EQ_INT(pending_count(), 0);
 	CHECK(ix->ops->series_by_id(ix, ia.series_id, &se) == ERR_OK);
 	CHECK_EQ_INT(se.n_instances, before - 1);
@@ -681,6 +790,8 @@ TEST(recovery_checks_indexed_pending)
 		         "\"addr\":\"local\"},\"objects\":{\"object\":\"%s\"}", UNINDEXED);
 		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);
 		CHECK(log != NULL && memmem(log, nlog, SPARE, strlen(SPARE)) == NULL);
+		snprintf(pat, sizeof pat, "\"objects\":{\"object\":\"%s\"}", NAMED);
+		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);
 		free(log);
 		CHECK(audit_verify(p, &vr) == ERR_OK && vr.fault == AUDIT_OK);
 	}
@@ -724,6 +835,7 @@ int main(void)
 	RUN(early_object_discarded);
 	RUN(early_object_mismatch);
 	RUN(store_hook);
+	RUN(name_durable_before_record);
 	RUN(recovery_checks_indexed_pending);
 	vault_close(v);
 	rm_rf(base);
