@@ -126,6 +126,8 @@ static enum err add_instance(struct wado_list *l, uint32_t series, const struct 
 	it->ts = (uint32_t)t;
 	it->number = in->number;
 	it->size = in->size;
+	it->frames = in->frames;
+	it->rows = in->rows;
 	return ERR_OK;
 }
 

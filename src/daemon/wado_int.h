@@ -50,6 +50,9 @@ struct wado_item {
 	uint32_t ts;        /* index into ts[] */
 	int64_t number;
 	uint64_t size;
+	/* from the index: NumberOfFrames and Rows, -1 if absent (or a row
+	 * from before schema 2) */
+	int64_t frames, rows;
 };
 
 struct wado_list {

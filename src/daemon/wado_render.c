@@ -590,6 +590,7 @@ enum MHD_Result wado_uri_image(struct http_req *r, const char *study, const char
 	enum MHD_Result res;
 	enum err rc = ERR_INTERNAL;
 	unsigned st;
+	bool looked = false, turn = false;
 
 	*as_dicom = false;
 	memset(&one, 0, sizeof one);
@@ -600,13 +601,32 @@ enum MHD_Result wado_uri_image(struct http_req *r, const char *study, const char
 	rc = wado_list_make(r, study, series, sop, &l);
 	if (rc != ERR_OK)
 		return wado_list_error(r, rc, series, sop);
-	if (!turn_taken(r, &res)) {
+	if (media < 0 && l.it[0].frames > 1) {
+		/* multi-frame: the object, neither opened here nor waiting */
 		wado_list_fini(&l);
-		return res;
+		*as_dicom = true;
+		return MHD_YES;
 	}
 	memset(&src, 0, sizeof src);
 	rc = ERR_INTERNAL;
-	st = rsrc_open(r, &l, 0, &src, why, sizeof why, &rc);
+	st = 0;
+	if (media < 0 && l.it[0].rows < 0) {
+		/* no Rows in the index (not an image, or a row from before
+		 * schema 2): looked at before a turn is taken, so that an SR or
+		 * other non-image download never waits for the renders (the
+		 * head's parse is bounded as a metadata request's is) */
+		st = rsrc_open(r, &l, 0, &src, why, sizeof why, &rc);
+		looked = true;
+	}
+	if (st == 0 && !(looked && src.fr.n != 1)) {
+		if (!turn_taken(r, &res)) {
+			rsrc_close(&src);
+			wado_list_fini(&l);
+			return res;
+		}
+		turn = true;
+		st = rsrc_open(r, &l, 0, &src, why, sizeof why, &rc);   /* no-op if looked at */
+	}
 	if (media < 0 && (st == 406 || (st == 0 && src.fr.n != 1))) {
 		rsrc_close(&src);   /* not a single-frame image we render: the caller sends the object */
 		*as_dicom = true;
@@ -617,7 +637,8 @@ enum MHD_Result wado_uri_image(struct http_req *r, const char *study, const char
 		/* no contentType: what cannot be rendered goes as the object */
 		res = send_one(r, &who, &l, &one, &p, &src, media < 0 ? as_dicom : NULL);
 	}
-	(void)sem_post(&turns);
+	if (turn)
+		(void)sem_post(&turns);
 	wado_list_fini(&l);
 	return res;
 }
