@@ -22,7 +22,11 @@
  *   * a decoder succeeds with a frame of another size than the image's;
  *   * render_image_init fails without a reason or with an unexpected
  *     code, or a Part 10 frame at least as long as its image does not
- *     render (or a shorter one does).
+ *     render (or a shorter one does);
+ *   * an encapsulated Part 10 image that dcm_decompress_begin takes is
+ *     written (transcode.h) as something that does not read back as an
+ *     explicit VR data set, or whose Pixel Data is not every frame at the
+ *     size its own attributes give (odd lengths padded).
  * Layer: tests (fuzz). */
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,9 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dicomvault/dataset.h"
+#include "dicomvault/dict.h"
 #include "dicomvault/frame.h"
 #include "dicomvault/io.h"
 #include "dicomvault/render.h"
+#include "dicomvault/transcode.h"
+#include "dicomvault/wbuf.h"
 
 static void die(const char *what)
 {
@@ -114,6 +121,58 @@ static void decoders(const struct render_image *im0, const uint8_t *p, size_t n)
 	}
 }
 
+static unsigned us_of(const struct dcm_ds *ds, uint32_t tag)
+{
+	uint16_t v = 0;
+
+	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : 0;
+}
+
+/* An encapsulated Part 10 file decompressed into explicit VR little
+ * endian, read back. */
+static void decompressed(struct dcm_file *f)
+{
+	static const char explicit_le[] = "1.2.840.10008.1.2.1";
+	const struct dcm_ts *ts = dict_ts(explicit_le, sizeof explicit_le - 1);
+	struct dcm_decompress *z = NULL;
+	struct dcm_file *g = NULL;
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct dcm_elem *px;
+	struct wbuf w;
+	struct sink k;
+	struct src s;
+	struct src_mem m;
+	char why[256];
+	uint64_t want;
+
+	if (dcm_decompress_begin(f, ts, &z, why, sizeof why) != ERR_OK)
+		return;
+	wbuf_init(&w, 64u << 20);
+	sink_wbuf(&k, &w);
+	if (dcm_decompress_write(z, &k, why, sizeof why) == ERR_OK) {
+		memset(&o, 0, sizeof o);
+		o.no_meta = true;
+		o.ts = ts;
+		src_mem_init(&s, &m, w.p, w.len);
+		if (dcm_file_read(&s, &o, &g, &ei) != ERR_OK)
+			die("a decompressed data set does not read back");
+		px = dcm_ds_find(&g->ds, 0x7FE00010);
+		want = (uint64_t)us_of(&g->ds, 0x00280010) * us_of(&g->ds, 0x00280011) * us_of(&g->ds, 0x00280002) *
+		       (us_of(&g->ds, 0x00280100) / 8);
+		{
+			char nf[16] = "";
+			long frames = dcm_ds_get_cstr(&g->ds, 0x00280008, nf, sizeof nf) == ERR_OK ? atol(nf) : 1;
+			want *= (uint64_t)(frames > 0 ? frames : 1);
+		}
+		if (px == NULL || (uint64_t)px->len != want + (want & 1))
+			die("decompressed Pixel Data of another length than the frames");
+		dcm_file_free(g);
+	}
+	wbuf_fini(&w);
+	dcm_decompress_free(z);
+}
+
 /* A Part 10 file: attributes, first frame. */
 static void part10(const uint8_t *p, size_t n, const struct render_window *win, uint32_t vw, uint32_t vh)
 {
@@ -154,6 +213,7 @@ static void part10(const uint8_t *p, size_t n, const struct render_window *win, 
 	if (buf != NULL && dcm_frame_read(&fr, 0, 0, buf, (size_t)sz) == ERR_OK) {
 		if (fr.encapsulated) {
 			decoders(&im, buf, (size_t)sz);
+			decompressed(f);
 		} else {
 			memset(&out, 0, sizeof out);
 			rc = render_frame(&im, buf, (size_t)sz, win, &out, why, sizeof why);

@@ -10,9 +10,10 @@
  * host and port, its certificate checked as for an incoming one). The
  * stored object's data set goes as stored (the file minus its preamble and
  * File Meta Information), read through retrieve_read (authenticated,
- * fixity checked at its end), or, when no context has its transfer syntax
- * and it is native, re-encoded for a native one (pixel data is never
- * compressed or decompressed). After each sub-operation a pending response
+ * fixity checked at its end), or, when no context has its transfer syntax,
+ * re-encoded for a native one if it is native, or decompressed for
+ * Explicit or Implicit VR Little Endian if it is JPEG Baseline or RLE
+ * (transcode.h; pixel data is never compressed). After each sub-operation a pending response
  * with the counts; then the final status (0000H, B000H, A702H, FE00H on
  * C-CANCEL, with the Failed SOP Instance UID List). One audit record
  * ("retrieve") per C-GET or C-MOVE. Layer: daemon. */
@@ -27,6 +28,7 @@
 #include "dicomvault/query.h"
 #include "dicomvault/rd.h"
 #include "dicomvault/store.h"
+#include "dicomvault/transcode.h"
 #include "dicomvault/vault.h"
 #include "dimse_int.h"
 
@@ -350,6 +352,8 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	struct dcm_errinfo ei;
 	struct src rs;
 	const char *ctx_ts = NULL;
+	struct dcm_decompress *z = NULL;
+	bool decompress = false;
 	char ts[PDU_UID_MAX + 1], why[256] = "";
 	size_t off = 0, got;
 	uint8_t pcid;
@@ -376,11 +380,18 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	pcid = store_context(o, o == a, in.sop_class, ts, &ctx_ts);
 	if (pcid == 0) {
 		/* no context in the stored transfer syntax: a native one is
-		 * re-encoded for a native context (never pixel data compressed
-		 * or decompressed) */
+		 * re-encoded for a native context; JPEG Baseline and RLE are
+		 * decompressed for an Explicit or Implicit VR Little Endian
+		 * one (never compressed) */
 		const struct dcm_ts *d = dict_ts(ts, strlen(ts));
 		if (d != NULL && !d->encapsulated)
 			pcid = store_context(o, o == a, in.sop_class, NULL, &ctx_ts);
+		else if (dcm_decompress_takes(ts)) {
+			pcid = store_context(o, o == a, in.sop_class, TS_EXPLICIT, &ctx_ts);
+			if (pcid == 0)
+				pcid = store_context(o, o == a, in.sop_class, TS_IMPLICIT, &ctx_ts);
+			decompress = pcid != 0;
+		}
 		if (pcid == 0) {
 			log_info("C-GET of %s: no presentation context with the SCP role for %s in %s", a->calling,
 			         in.sop_class, ts);
@@ -406,6 +417,15 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 			rc = ERR_OK;
 			goto out;
 		}
+		/* what cannot be decompressed is known before the C-STORE-RQ:
+		 * that sub-operation fails, the association goes on */
+		if (decompress && dcm_decompress_begin(f, dict_ts(ctx_ts, strlen(ctx_ts)), &z, why, sizeof why) != ERR_OK) {
+			log_info("C-GET of %s: instance %s (%s) cannot be decompressed for the peer: %s", a->calling, sop, ts,
+			         why);
+			sub_failed(gr, sop);
+			rc = ERR_OK;
+			goto out;
+		}
 	}
 	dimse_cmd_rq(&rq, DIMSE_C_STORE_RQ, next_msg_id(o), in.sop_class);
 	memcpy(rq.sop_instance, sop, strlen(sop) + 1);
@@ -427,14 +447,20 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		memset(&wo, 0, sizeof wo);
 		wo.ts = dict_ts(ctx_ts, strlen(ctx_ts));
 		wo.no_preamble = true;
-		rc = wo.ts != NULL ? dcm_file_write(f, &wo, &k) : ERR_INTERNAL;
+		if (wo.ts == NULL)
+			rc = ERR_INTERNAL;
+		else if (z != NULL)
+			rc = dcm_decompress_write(z, &k, why, sizeof why);
+		else
+			rc = dcm_file_write(f, &wo, &k);
 		if (rc == ERR_OK)
 			rc = ul_send_data(&o->u, pcid, NULL, 0, true);
 		if (rc == ERR_OK)
 			rc = dimse_assoc_flush(o);
 		if (rc != ERR_OK) {
 			/* part of it may be sent: the association is aborted */
-			log_error("C-GET of %s: instance %s cannot be re-encoded: %s", a->calling, sop, err_str(rc));
+			log_error("C-GET of %s: instance %s cannot be %s: %s", a->calling, sop,
+			          z != NULL ? "decompressed" : "re-encoded", why[0] ? why : err_str(rc));
 			rc = ERR_AUTH;
 			goto out;
 		}
@@ -460,6 +486,8 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		if (rc != ERR_OK)
 			goto out;
 	}
+	dcm_decompress_free(z);
+	z = NULL;
 	dcm_file_free(f);
 	f = NULL;
 	retrieve_close(rt);
@@ -482,6 +510,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	else
 		sub_failed(gr, sop);
 out:
+	dcm_decompress_free(z);
 	dcm_file_free(f);
 	retrieve_close(rt);
 	wbuf_fini(&head);
@@ -490,7 +519,8 @@ out:
 
 /* C-MOVE: the association with the destination, proposing a context for
  * each SOP class and stored transfer syntax of the instances (a native one
- * with explicit and implicit VR little endian too, for re-encoding). */
+ * with explicit and implicit VR little endian too, for re-encoding, and a
+ * JPEG Baseline or RLE one too, for decompressing). */
 static enum err move_connect(struct get_run *gr, const struct peer *dest, struct dimse_assoc **out, char *why,
                              size_t whylen)
 {
@@ -514,7 +544,7 @@ static enum err move_connect(struct get_run *gr, const struct peer *dest, struct
 	rq->has_max_len = true;
 	for (i = 0; i < gr->n && rc == ERR_OK; i++) {
 		const struct dcm_ts *d;
-		bool seen = false;
+		bool seen = false, native;
 		pthread_mutex_lock(v->ix_lock);
 		rc = v->ix->ops->instance_get(v->ix, gr->uids[i], &in);
 		pthread_mutex_unlock(v->ix_lock);
@@ -533,9 +563,10 @@ static enum err move_connect(struct get_run *gr, const struct peer *dest, struct
 		rc = pdu_assoc_add_pc(rq, (uint8_t)(2 * rq->npc + 1), 0, in.sop_class);
 		if (rc == ERR_OK)
 			rc = pdu_assoc_add_ts(rq, in.ts_uid);
-		if (rc == ERR_OK && d != NULL && !d->encapsulated && strcmp(in.ts_uid, TS_EXPLICIT) != 0)
+		native = d != NULL && (!d->encapsulated || dcm_decompress_takes(in.ts_uid));
+		if (rc == ERR_OK && native && strcmp(in.ts_uid, TS_EXPLICIT) != 0)
 			rc = pdu_assoc_add_ts(rq, TS_EXPLICIT);
-		if (rc == ERR_OK && d != NULL && !d->encapsulated && strcmp(in.ts_uid, TS_IMPLICIT) != 0)
+		if (rc == ERR_OK && native && strcmp(in.ts_uid, TS_IMPLICIT) != 0)
 			rc = pdu_assoc_add_ts(rq, TS_IMPLICIT);
 	}
 	if (rc == ERR_OK && rq->npc == 0)

@@ -230,6 +230,67 @@ WANT_TS=1.2.840.10008.1.2.1 same im1 "$T/data/other/006.dcm" >"$T/im1.cmp" 2>&1
 check "the implicit VR instance re-encoded in explicit VR: data set and pixel bytes equal" "[ $? -eq 0 ]" \
 	"$T/im1.cmp"
 
+# ---- decompression: real JPEG Baseline and RLE instances (pydicom's test
+# files) retrieved by a getscu that proposes uncompressed syntaxes only
+# (its default): sent in explicit VR little endian, their pixels decoded
+# (as pydicom decodes the originals: RLE exactly, JPEG within the colour
+# conversion's rounding), the data set otherwise the original's ----
+PYD=/usr/lib/python3/dist-packages/pydicom/data/test_files
+CMP=(SC_rgb_jpeg_dcmtk.dcm "SC_rgb_dcmtk_+eb+cy+np.dcm" SC_jpeg_no_color_transform.dcm SC_rgb_small_odd_jpeg.dcm
+	MR_small_RLE.dcm SC_rgb_rle_16bit_2frame.dcm)
+mkdir -p "$T/cmp"
+for f in "${CMP[@]}"; do cp "$PYD/$f" "$T/cmp/"; done
+# and 5 frames of 32-bit grey, RLE-encoded here (PS3.5 G.3: one segment
+# per byte plane, most significant first; literal runs)
+"$PY" - "$T/cmp/rle32x5.dcm" >"$T/gen2.err" 2>&1 <<'PYEOF'
+import struct, sys
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+ds = Dataset()
+ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1143.19.99"
+ds.PatientName = "RLE^FIVE"; ds.PatientID = "P9"; ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1143.17.9"
+ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1143.17.9.1"; ds.Modality = "OT"
+ds.Rows = 12; ds.Columns = 10; ds.SamplesPerPixel = 1; ds.PhotometricInterpretation = "MONOCHROME2"
+ds.BitsAllocated = 32; ds.BitsStored = 32; ds.HighBit = 31; ds.PixelRepresentation = 0; ds.NumberOfFrames = 5
+def literal(b):
+    out = bytearray()
+    for i in range(0, len(b), 128):
+        out.append(len(b[i:i + 128]) - 1); out += b[i:i + 128]
+    return out + (b"\0" if len(out) & 1 else b"")
+frames = []
+for f in range(5):
+    px = [(f * 120 + i) * 2654435761 & 0xFFFFFFFF for i in range(120)]
+    segs = [literal(bytes((v >> s) & 255 for v in px)) for s in (24, 16, 8, 0)]
+    offs, o = [], 64
+    for seg in segs:
+        offs.append(o); o += len(seg)
+    frames.append(struct.pack("<16I", 4, *offs, *[0] * 11) + b"".join(segs))
+ds.PixelData = encapsulate(frames)
+fm = FileMetaDataset(); fm.MediaStorageSOPClassUID = ds.SOPClassUID; fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+fm.TransferSyntaxUID = "1.2.840.10008.1.2.5"
+ds.file_meta = fm; ds.is_little_endian = True; ds.is_implicit_VR = False
+ds["PixelData"].VR = "OB"
+ds.save_as(sys.argv[1], write_like_original=False)
+PYEOF
+check "5 frames of 32 bits, RLE-encoded" "[ -s '$T/cmp/rle32x5.dcm' ]" "$T/gen2.err"
+CMP+=(rle32x5.dcm)
+storescu -xy -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/cmp/*jpeg*.dcm \
+	"$T/cmp/SC_rgb_dcmtk_+eb+cy+np.dcm" >"$T/s5" 2>&1 &&
+	storescu -xr -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/cmp/*RLE*.dcm \
+		"$T"/cmp/*rle*.dcm >>"$T/s5" 2>&1
+check "storescu: ${#CMP[@]} JPEG Baseline and RLE instances, stored as received" "[ $? -eq 0 ]" "$T/s5"
+STUDIES=$("$PY" -c 'import sys, pydicom
+print("\\".join(sorted({pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID for f in sys.argv[1:]})))' \
+	"$T"/cmp/*.dcm)
+get_ dz GETTER -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=$STUDIES"
+check "getscu with uncompressed contexts only: ${#CMP[@]} completed, 0 failed" \
+	"grep -q 'Received C-GET Response (Success)' '$T/dz.log' && [ \"\$(final_ dz Completed)\" = ${#CMP[@]} ]" \
+	"$T/dz.log"
+"$PY" "$ROOT/tests/integration/lib/decompressed.py" "$T/gdz" "$T"/cmp/*.dcm >"$T/dz.cmp" 2>&1
+check "each decompressed: explicit VR, pixels as pydicom decodes the original, the other attributes kept" \
+	"[ $? -eq 0 ]" "$T/dz.cmp"
+
 # ---- role selection and the Failed SOP Instance UID List (lib/dul.py) ----
 cat >"$T/roles.py" <<'PYEOF'
 import sys
@@ -315,7 +376,7 @@ check "C-CANCEL right behind the C-GET: FE00H, 3 remaining, none sent" \
 
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-GET')
 check "one retrieve audit record per C-GET with the peer as actor ($n)" \
-	"[ $n -eq 12 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'"
+	"[ $n -eq 13 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'"
 check "server still running" "kill -0 $SRV"
 stop_pid "$TUN"
 TUN=

@@ -228,9 +228,31 @@ move_ m7 NOMOVE DEST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
 check "a peer without the move right: no C-MOVE context, nothing stored" \
 	"grep -q 'No valid Presentation Context' '$T/m7.log' && [ -z \"\$(ls '$T/dest')\" ]" "$T/m7.log"
 
+# ---- a JPEG Baseline and an RLE instance to a destination that takes
+# uncompressed syntaxes only (storescp's default): decompressed for it ----
+PYD=/usr/lib/python3/dist-packages/pydicom/data/test_files
+mkdir -p "$T/cmp"
+cp "$PYD/SC_rgb_jpeg_dcmtk.dcm" "$PYD/MR_small_RLE.dcm" "$T/cmp/"
+storescu -xy -to 20 -ta 20 -td 20 "${TLS[@]}" -aet MOVER -aec DICOMVAULT 127.0.0.1 "$DP" "$T/cmp/SC_rgb_jpeg_dcmtk.dcm" \
+	>"$T/s3" 2>&1 &&
+	storescu -xr -to 20 -ta 20 -td 20 "${TLS[@]}" -aet MOVER -aec DICOMVAULT 127.0.0.1 "$DP" "$T/cmp/MR_small_RLE.dcm" \
+		>>"$T/s3" 2>&1
+check "storescu: a JPEG Baseline and an RLE instance" "[ $? -eq 0 ]" "$T/s3"
+STUDIES=$("$PY" -c 'import sys, pydicom
+print("\\".join(sorted({pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID for f in sys.argv[1:]})))' \
+	"$T"/cmp/*.dcm)
+rm -rf "$T/dest"/*
+move_ m8 MOVER DEST -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=$STUDIES"
+check "to a destination without compressed syntaxes: success, 2 pending responses" \
+	"grep -q 'Received Final Move Response (Success)' '$T/m8.log' && [ \$(npending m8) -eq 2 ]" "$T/m8.log"
+sleep 0.5
+"$PY" "$ROOT/tests/integration/lib/decompressed.py" "$T/dest" "$T"/cmp/*.dcm >"$T/m8.cmp" 2>&1
+check "storescp received both decompressed, pixels as pydicom decodes the originals" "[ $? -eq 0 ]" "$T/m8.cmp" \
+	"$T/storescp.log"
+
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-MOVE')
 check "one retrieve audit record per C-MOVE with the mover as actor ($n)" \
-	"[ $n -eq 6 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
+	"[ $n -eq 7 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
 check "server still running" "kill -0 $SRV"
 stop_pid "$TUN"
 TUN=

@@ -1,0 +1,44 @@
+/* transcode.h: encapsulated pixel data decompressed into a native
+ * transfer syntax, for a peer that takes none of the compressed ones (the
+ * C-GET and C-MOVE sub-operations; PS3.4 C.4.2.1.4: the SCP may send an
+ * instance in another transfer syntax than the one it stored it in).
+ * Layer: dicom. */
+#ifndef DICOMVAULT_TRANSCODE_H
+#define DICOMVAULT_TRANSCODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "dicomvault/dataset.h"
+#include "dicomvault/dict.h"
+#include "dicomvault/io.h"
+
+/* Whether data sets of this transfer syntax can be decompressed: JPEG
+ * Baseline (8-bit, 1.2.840.10008.1.2.4.50) and RLE Lossless
+ * (1.2.840.10008.1.2.5), the decoders the renderer has. */
+bool dcm_decompress_takes(const char *ts_uid);
+
+/* Decompression of the data set of f (read with bulk values: its source
+ * open until the end) into `to`, Explicit or Implicit VR Little Endian.
+ * begin checks what it can before anything is written, the first frame
+ * decoded among it: ERR_UNSUPPORTED, a transfer syntax or image this
+ * does not take (the decoders': 8-bit JPEG of 1 or 3 components, RLE of
+ * 8 or 16 bits); ERR_PARSE, a first frame that does not decode;
+ * ERR_LIMIT, over 4 GiB decompressed. */
+struct dcm_decompress;
+WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, struct dcm_decompress **out, char *why,
+                                  size_t whylen);
+/* Writes the data set (no preamble, no File Meta Information) to k, its
+ * Pixel Data decompressed one frame at a time (one compressed and one
+ * decoded frame in memory). The attributes that describe the pixels
+ * follow: a JPEG colour image becomes RGB, samples interleaved; an RLE
+ * one has its planes one after the other (Planar Configuration 1); JPEG
+ * Baseline is lossy, so Lossy Image Compression is "01" and its method
+ * ISO_10918_1 is added when absent. Group lengths, elements after Pixel
+ * Data (trailing padding, Digital Signatures, which no longer hold) and an
+ * Icon Image Sequence with compressed pixels are left out. A later frame
+ * that does not decode fails it (ERR_PARSE) with part of the data set
+ * written. Once only. */
+WUR enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen);
+void dcm_decompress_free(struct dcm_decompress *z);
+
+#endif

@@ -1,0 +1,242 @@
+/* transcode.c: encapsulated pixel data decompressed into Explicit or
+ * Implicit VR Little Endian (transcode.h), with the renderer's decoders.
+ * The data set is copied without its Pixel Data (values loaded, so the
+ * copy is written by dcm_ds_write), the attributes of the decoded pixels
+ * set on the copy, then the Pixel Data element is written by hand: its
+ * header with the decompressed length, then each frame as it is decoded.
+ * Layer: dicom. */
+#include <stdlib.h>
+#include <string.h>
+#include "dicomvault/frame.h"
+#include "dicomvault/render.h"
+#include "dicomvault/transcode.h"
+#include "dicomvault/vr.h"
+
+#define TS_JPEG_BASELINE "1.2.840.10008.1.2.4.50"
+#define TS_RLE           "1.2.840.10008.1.2.5"
+#define TAG_PIXEL_DATA   0x7FE00010u
+#define TAG_ICON         0x00880200u
+#define TAG_PHOTOMETRIC  0x00280004u
+#define TAG_PLANAR       0x00280006u
+#define TAG_BITS_ALLOC   0x00280100u
+#define TAG_BITS_STORED  0x00280101u
+#define TAG_HIGH_BIT     0x00280102u
+#define TAG_LOSSY        0x00282110u
+#define TAG_LOSSY_METHOD 0x00282114u
+#define MAX_NATIVE       0xFFFFFFFEu   /* a defined length, even */
+
+bool dcm_decompress_takes(const char *ts_uid)
+{
+	return ts_uid != NULL && (strcmp(ts_uid, TS_JPEG_BASELINE) == 0 || strcmp(ts_uid, TS_RLE) == 0);
+}
+
+struct decoder {
+	const struct dcm_frames *fr;
+	const struct render_image *im;
+	bool jpeg;
+	uint8_t *raw;                  /* the compressed frame */
+	size_t rawcap;
+};
+
+/* Frame i decoded into *out (malloc'd, *outlen bytes); *dec describes it. */
+static enum err decode(struct decoder *d, uint32_t i, struct render_image *dec, uint8_t **out, size_t *outlen,
+                       char *why, size_t whylen)
+{
+	uint64_t size = dcm_frame_size(d->fr, i);
+	enum err rc;
+
+	if (size == 0 || size > RENDER_MAX_OUTPUT)
+		return err_why(why, whylen, ERR_PARSE, "frame %u has %llu compressed bytes", (unsigned)i + 1,
+		               (unsigned long long)size);
+	if (size > d->rawcap) {
+		uint8_t *p = realloc(d->raw, (size_t)size);
+		if (p == NULL)
+			return err_why(why, whylen, ERR_NOMEM, "out of memory");
+		d->raw = p;
+		d->rawcap = (size_t)size;
+	}
+	rc = dcm_frame_read(d->fr, i, 0, d->raw, (size_t)size);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "frame %u cannot be read", (unsigned)i + 1);
+	*dec = *d->im;   /* the decoder updates the scalars only */
+	if (d->jpeg)
+		return render_jpeg_decode(dec, d->raw, (size_t)size, out, outlen, why, whylen);
+	return render_rle_decode(dec, d->raw, (size_t)size, out, outlen, why, whylen);
+}
+
+static enum err set_us(struct dcm_ds *ds, uint32_t tag, unsigned v)
+{
+	uint8_t b[2] = { (uint8_t)(v & 0xFF), (uint8_t)(v >> 8) };
+
+	return dcm_ds_set(ds, tag, VR_US, b, 2);
+}
+
+/* The data set of f without Pixel Data and what follows it, values
+ * loaded, the attributes of the decoded pixels (dec) set. */
+static enum err head_copy(const struct dcm_file *f, const struct render_image *dec, bool jpeg,
+                          struct dcm_file **out)
+{
+	struct dcm_file *c = NULL;
+	uint32_t i;
+	enum err rc = dcm_file_new(&c);
+
+	for (i = 0; rc == ERR_OK && i < f->ds.n; i++) {
+		const struct dcm_elem *e = &f->ds.e[i];
+		if (e->tag >= TAG_PIXEL_DATA || (e->tag & 0xFFFFu) == 0)
+			continue;   /* the pixels are written by hand; group lengths would be wrong */
+		rc = dcm_ds_copy_elem(&c->ds, f, e, 0);
+		if (rc == ERR_UNSUPPORTED && e->tag == TAG_ICON) {
+			dcm_ds_remove(&c->ds, TAG_ICON);   /* a compressed icon: optional, left out */
+			rc = ERR_OK;
+		}
+	}
+	if (rc == ERR_OK)
+		rc = set_us(&c->ds, TAG_BITS_ALLOC, dec->bits_alloc);
+	if (rc == ERR_OK)
+		rc = set_us(&c->ds, TAG_BITS_STORED, dec->bits_stored);
+	if (rc == ERR_OK)
+		rc = set_us(&c->ds, TAG_HIGH_BIT, dec->high_bit);
+	if (rc == ERR_OK && dec->spp > 1)
+		rc = set_us(&c->ds, TAG_PLANAR, jpeg ? 0 : 1);
+	if (rc == ERR_OK && jpeg && dec->spp == 3)
+		rc = dcm_ds_set_str(&c->ds, TAG_PHOTOMETRIC, VR_CS, "RGB");
+	if (rc == ERR_OK && jpeg)
+		rc = dcm_ds_set_str(&c->ds, TAG_LOSSY, VR_CS, "01");
+	if (rc == ERR_OK && jpeg && dcm_ds_find(&c->ds, TAG_LOSSY_METHOD) == NULL)
+		rc = dcm_ds_set_str(&c->ds, TAG_LOSSY_METHOD, VR_CS, "ISO_10918_1");
+	if (rc != ERR_OK) {
+		dcm_file_free(c);
+		return rc;
+	}
+	*out = c;
+	return ERR_OK;
+}
+
+/* The Pixel Data element's header for len bytes of value. */
+static enum err pixel_header(struct sink *k, bool explicit_vr, bool ob, uint32_t len)
+{
+	uint8_t h[12] = { 0xE0, 0x7F, 0x10, 0x00 };
+	size_t n = 8;
+
+	if (explicit_vr) {
+		h[4] = 'O';
+		h[5] = ob ? 'B' : 'W';
+		h[6] = h[7] = 0;
+		n = 12;
+	}
+	h[n - 4] = (uint8_t)(len & 0xFF);
+	h[n - 3] = (uint8_t)(len >> 8);
+	h[n - 2] = (uint8_t)(len >> 16);
+	h[n - 1] = (uint8_t)(len >> 24);
+	return k->write(k->ctx, h, n);
+}
+
+struct dcm_decompress {
+	struct dcm_file *f;
+	const struct dcm_ts *to;
+	struct dcm_frames fr;
+	struct render_image im, dec;   /* as stored; frame 1 decoded */
+	struct decoder d;
+	bool fr_ok, im_ok;
+	uint8_t *frame;                /* frame 1, decoded, until written */
+	size_t framelen;
+	uint64_t total;
+};
+
+void dcm_decompress_free(struct dcm_decompress *z)
+{
+	if (z == NULL)
+		return;
+	free(z->frame);
+	free(z->d.raw);
+	if (z->fr_ok)
+		dcm_frames_fini(&z->fr);
+	if (z->im_ok)
+		render_image_fini(&z->im);
+	free(z);
+}
+
+enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, struct dcm_decompress **out, char *why,
+                              size_t whylen)
+{
+	struct dcm_decompress *z;
+	enum err rc;
+
+	*out = NULL;
+	if (to == NULL || to->big_endian || to->deflated || to->encapsulated)
+		return err_why(why, whylen, ERR_UNSUPPORTED, "decompression writes Explicit or Implicit VR Little Endian only");
+	if (f->ts == NULL || !dcm_decompress_takes(f->ts->uid))
+		return err_why(why, whylen, ERR_UNSUPPORTED, "the transfer syntax %s is not decompressed here", f->ts_uid);
+	z = calloc(1, sizeof *z);
+	if (z == NULL)
+		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	z->f = f;
+	z->to = to;
+	rc = render_image_init(f, &f->ds, &z->im, why, whylen);
+	z->im_ok = rc == ERR_OK;
+	if (rc == ERR_OK) {
+		rc = dcm_frames_init(f, &z->fr, why, whylen);
+		z->fr_ok = rc == ERR_OK;
+	}
+	if (rc == ERR_OK && !z->fr.encapsulated)
+		rc = err_why(why, whylen, ERR_UNSUPPORTED, "the pixel data is not encapsulated");
+	if (rc == ERR_NOTFOUND)
+		rc = ERR_UNSUPPORTED;   /* not an image */
+	if (rc == ERR_OK) {
+		z->d.fr = &z->fr;
+		z->d.im = &z->im;
+		z->d.jpeg = strcmp(f->ts->uid, TS_JPEG_BASELINE) == 0;
+		/* frame 1 decoded now: a precision or layout the decoder does
+		 * not take, or a frame that does not decode, is known before
+		 * anything is written */
+		rc = decode(&z->d, 0, &z->dec, &z->frame, &z->framelen, why, whylen);
+	}
+	if (rc == ERR_OK) {
+		z->total = (uint64_t)z->framelen * z->fr.n;
+		if (z->framelen == 0 || z->total + (z->total & 1) > MAX_NATIVE)
+			rc = err_why(why, whylen, ERR_LIMIT, "%u frames of %zu bytes do not fit one Pixel Data element",
+			             (unsigned)z->fr.n, z->framelen);
+	}
+	if (rc != ERR_OK) {
+		dcm_decompress_free(z);
+		return rc;
+	}
+	*out = z;
+	return ERR_OK;
+}
+
+enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen)
+{
+	struct dcm_file *head = NULL;
+	struct render_image dec;
+	uint64_t total = z->total;
+	uint32_t i;
+	enum err rc;
+
+	if (z->frame == NULL)
+		return err_why(why, whylen, ERR_INTERNAL, "written already");
+	rc = head_copy(z->f, &z->dec, z->d.jpeg, &head);
+	if (rc == ERR_OK)
+		rc = dcm_ds_write(head, &head->ds, z->to->explicit_vr, false, k);
+	dcm_file_free(head);
+	if (rc == ERR_OK)
+		rc = pixel_header(k, z->to->explicit_vr, z->dec.bits_alloc <= 8, (uint32_t)(total + (total & 1)));
+	for (i = 0; rc == ERR_OK && i < z->fr.n; i++) {
+		size_t n = 0;
+		if (i > 0) {
+			free(z->frame);
+			z->frame = NULL;
+			rc = decode(&z->d, i, &dec, &z->frame, &n, why, whylen);
+			if (rc == ERR_OK && n != z->framelen)
+				rc = err_why(why, whylen, ERR_PARSE, "frame %u decodes to %zu bytes, frame 1 to %zu",
+				             (unsigned)i + 1, n, z->framelen);
+		}
+		if (rc == ERR_OK)
+			rc = k->write(k->ctx, z->frame, z->framelen);
+	}
+	if (rc == ERR_OK && (total & 1))
+		rc = k->write(k->ctx, "", 1);
+	free(z->frame);
+	z->frame = NULL;
+	return rc;
+}

@@ -1,0 +1,274 @@
+/* transcode_test.c: dicom/transcode.c on pydicom's test files. MR_small_RLE
+ * decompressed is MR_small's pixels byte for byte (the same image stored
+ * both ways), in explicit and implicit VR; its other attributes kept,
+ * group lengths and what follows Pixel Data left out; an RLE colour image
+ * keeps its planes (Planar Configuration 1); a JPEG Baseline YBR image
+ * becomes RGB with the lossy marks; a frame that does not decode fails
+ * before anything is written, and a native or unknown input, or a target
+ * that is not little endian native, is refused with nothing written.
+ * Layer: tests. */
+#include <unistd.h>
+#include "test.h"
+#include "dicomvault/dataset.h"
+#include "dicomvault/dict.h"
+#include "dicomvault/frame.h"
+#include "dicomvault/io.h"
+#include "dicomvault/transcode.h"
+#include "dicomvault/vr.h"
+#include "dicomvault/wbuf.h"
+
+#define PYD "/usr/lib/python3/dist-packages/pydicom/data/test_files/"
+#define EXPLICIT "1.2.840.10008.1.2.1"
+#define IMPLICIT "1.2.840.10008.1.2"
+
+struct file {
+	uint8_t *data;
+	size_t len;
+	struct src s;
+	struct src_mem m;
+	struct dcm_file *f;
+};
+
+static bool open_file(struct file *x, const char *name)
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+
+	memset(x, 0, sizeof *x);
+	if (file_read_all(name, 16 << 20, &x->data, &x->len) != ERR_OK)
+		return false;
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = 256;
+	src_mem_init(&x->s, &x->m, x->data, x->len);
+	return dcm_file_read(&x->s, &o, &x->f, &ei) == ERR_OK;
+}
+
+static void close_file(struct file *x)
+{
+	dcm_file_free(x->f);
+	free(x->data);
+}
+
+static const struct dcm_ts *ts_of(const char *uid)
+{
+	return dict_ts(uid, strlen(uid));
+}
+
+/* f decompressed into w (in ts); ERR_* of begin or write. */
+static enum err decompress(struct dcm_file *f, const char *ts, struct wbuf *w)
+{
+	struct dcm_decompress *z = NULL;
+	struct sink k;
+	char why[256] = "";
+	enum err rc = dcm_decompress_begin(f, ts_of(ts), &z, why, sizeof why);
+
+	if (rc != ERR_OK) {
+		if (why[0] == 0)
+			fprintf(stderr, "  refused without a reason\n");
+		return why[0] ? rc : ERR_INTERNAL;
+	}
+	sink_wbuf(&k, w);
+	rc = dcm_decompress_write(z, &k, why, sizeof why);
+	dcm_decompress_free(z);
+	return rc;
+}
+
+/* The bare data set in w, read in ts (values loaded). */
+static struct dcm_file *read_back(struct wbuf *w, const char *ts, struct src *s, struct src_mem *m)
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct dcm_file *g = NULL;
+
+	memset(&o, 0, sizeof o);
+	o.no_meta = true;
+	o.ts = ts_of(ts);
+	src_mem_init(s, m, w->p, w->len);
+	return dcm_file_read(s, &o, &g, &ei) == ERR_OK ? g : NULL;
+}
+
+static bool pixels_are(const struct dcm_file *g, const uint8_t *want, size_t n)
+{
+	const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
+	const uint8_t *v = NULL;
+	bool owned = false, same;
+
+	if (e == NULL || e->len != n + (n & 1) || dcm_elem_value(g, e, &v, &owned) != ERR_OK)
+		return false;
+	same = memcmp(v, want, n) == 0;
+	if (owned)
+		free((void *)v);
+	return same;
+}
+
+static bool str_is(const struct dcm_ds *ds, uint32_t tag, const char *want)
+{
+	char buf[64];
+
+	return dcm_ds_get_cstr(ds, tag, buf, sizeof buf) == ERR_OK && strcmp(buf, want) == 0;
+}
+
+static unsigned us_of(const struct dcm_ds *ds, uint32_t tag)
+{
+	uint16_t v = 0xFFFF;
+
+	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : 0xFFFF;
+}
+
+TEST(rle_is_the_native_image)
+{
+	static const char *const targets[] = { EXPLICIT, IMPLICIT };
+	struct file rle, nat;
+	const struct dcm_elem *npx;
+	const uint8_t *want = NULL;
+	bool owned = false;
+	unsigned t;
+
+	CHECK(open_file(&rle, PYD "MR_small_RLE.dcm") && open_file(&nat, PYD "MR_small.dcm"));
+	if (rle.f == NULL || nat.f == NULL)
+		goto out;
+	npx = dcm_ds_find(&nat.f->ds, 0x7FE00010);
+	CHECK(npx != NULL && npx->len == 64 * 64 * 2);
+	if (npx == NULL || dcm_elem_value(nat.f, npx, &want, &owned) != ERR_OK)
+		goto out;
+	/* a group length and trailing padding: left out */
+	CHECK(dcm_ds_set(&rle.f->ds, 0x00080000, VR_UL, "\x04\0\0\0", 4) == ERR_OK);
+	CHECK(dcm_ds_set(&rle.f->ds, 0xFFFCFFFC, VR_OB, "\0\0\0\0", 4) == ERR_OK);
+	for (t = 0; t < 2; t++) {
+		struct wbuf w;
+		struct src s;
+		struct src_mem m;
+		struct dcm_file *g;
+		wbuf_init(&w, 1 << 20);
+		CHECK(decompress(rle.f, targets[t], &w) == ERR_OK);
+		g = read_back(&w, targets[t], &s, &m);
+		CHECK(g != NULL);
+		if (g != NULL) {
+			CHECK(pixels_are(g, want, 64 * 64 * 2));
+			CHECK(str_is(&g->ds, 0x00080018, "1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457"));
+			CHECK(str_is(&g->ds, 0x00100010, "CompressedSamples^MR1"));
+			CHECK(str_is(&g->ds, 0x00280004, "MONOCHROME2"));
+			CHECK_EQ_INT(us_of(&g->ds, 0x00280100), 16);
+			CHECK(dcm_ds_find(&g->ds, 0x00080000) == NULL);
+			CHECK(dcm_ds_find(&g->ds, 0xFFFCFFFC) == NULL);
+			CHECK(dcm_ds_find(&g->ds, 0x00282110) == NULL);   /* RLE is lossless */
+			/* the data set otherwise: MR_small's elements up to
+			 * Pixel Data (the same image stored natively; it ends
+			 * with trailing padding too) */
+			{
+				uint32_t i, n = 0;
+				for (i = 0; i < nat.f->ds.n; i++)
+					n += (nat.f->ds.e[i].tag & 0xFFFFu) != 0 && nat.f->ds.e[i].tag <= 0x7FE00010;
+				CHECK_EQ_INT(g->ds.n, n);
+			}
+			dcm_file_free(g);
+		}
+		wbuf_fini(&w);
+	}
+out:
+	if (owned)
+		free((void *)want);
+	close_file(&rle);
+	close_file(&nat);
+}
+
+TEST(rle_colour_keeps_its_planes)
+{
+	struct file x;
+	struct wbuf w;
+	struct src s;
+	struct src_mem m;
+	struct dcm_file *g = NULL;
+
+	CHECK(open_file(&x, PYD "SC_rgb_rle_16bit_2frame.dcm"));
+	wbuf_init(&w, 1 << 20);
+	if (x.f != NULL && decompress(x.f, EXPLICIT, &w) == ERR_OK)
+		g = read_back(&w, EXPLICIT, &s, &m);
+	CHECK(g != NULL);
+	if (g != NULL) {
+		const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
+		CHECK(e != NULL && e->len == 2u * 100 * 100 * 3 * 2 && e->vr == VR_OW);
+		CHECK_EQ_INT(us_of(&g->ds, 0x00280006), 1);
+		CHECK(str_is(&g->ds, 0x00280004, "RGB"));
+		dcm_file_free(g);
+	}
+	wbuf_fini(&w);
+	close_file(&x);
+}
+
+TEST(jpeg_becomes_rgb_and_says_lossy)
+{
+	struct file x;
+	struct wbuf w;
+	struct src s;
+	struct src_mem m;
+	struct dcm_file *g = NULL;
+
+	CHECK(open_file(&x, PYD "SC_rgb_small_odd_jpeg.dcm"));   /* 3 x 3 YBR_FULL: 27 bytes, padded */
+	CHECK(x.f != NULL && str_is(&x.f->ds, 0x00280004, "YBR_FULL"));
+	wbuf_init(&w, 1 << 20);
+	if (x.f != NULL && decompress(x.f, EXPLICIT, &w) == ERR_OK)
+		g = read_back(&w, EXPLICIT, &s, &m);
+	CHECK(g != NULL);
+	if (g != NULL) {
+		const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
+		CHECK(e != NULL && e->len == 28 && e->vr == VR_OB);
+		CHECK(str_is(&g->ds, 0x00280004, "RGB"));
+		CHECK_EQ_INT(us_of(&g->ds, 0x00280006), 0);
+		CHECK(str_is(&g->ds, 0x00282110, "01"));
+		CHECK(dcm_ds_find(&g->ds, 0x00282114) != NULL);
+		dcm_file_free(g);
+	}
+	wbuf_fini(&w);
+	close_file(&x);
+}
+
+TEST(refusals_write_nothing)
+{
+	struct file nat, rle, jpg;
+	struct wbuf w;
+
+	wbuf_init(&w, 1 << 20);
+	CHECK(open_file(&nat, PYD "MR_small.dcm") && open_file(&rle, PYD "MR_small_RLE.dcm"));
+	CHECK(open_file(&jpg, PYD "SC_rgb_jpeg_dcmtk.dcm"));
+	if (nat.f != NULL)
+		CHECK_EQ_INT(decompress(nat.f, EXPLICIT, &w), ERR_UNSUPPORTED);   /* native already */
+	if (rle.f != NULL) {
+		CHECK_EQ_INT(decompress(rle.f, "1.2.840.10008.1.2.2", &w), ERR_UNSUPPORTED);   /* big endian */
+		CHECK_EQ_INT(decompress(rle.f, "1.2.840.10008.1.2.4.50", &w), ERR_UNSUPPORTED);
+	}
+	if (jpg.f != NULL) {
+		/* the JPEG frame's first bytes broken: it does not decode */
+		struct dcm_frames fr;
+		char why[128];
+		uint8_t head[4];
+		CHECK(dcm_frames_init(jpg.f, &fr, why, sizeof why) == ERR_OK && fr.n == 1);
+		CHECK(dcm_frame_read(&fr, 0, 0, head, 4) == ERR_OK && head[0] == 0xFF && head[1] == 0xD8);
+		{
+			uint8_t *p = memmem(jpg.data, jpg.len, "\xFF\xD8\xFF", 3);
+			CHECK(p != NULL);
+			if (p != NULL)
+				memset(p, 0x11, 3);
+		}
+		dcm_frames_fini(&fr);
+		CHECK_EQ_INT(decompress(jpg.f, EXPLICIT, &w), ERR_PARSE);
+	}
+	CHECK_EQ_INT(w.len, 0);
+	wbuf_fini(&w);
+	close_file(&nat);
+	close_file(&rle);
+	close_file(&jpg);
+}
+
+int main(void)
+{
+	if (access(PYD "MR_small_RLE.dcm", R_OK) != 0) {
+		printf("ok - transcode_test skipped: pydicom test files missing\n");
+		return 0;
+	}
+	RUN(rle_is_the_native_image);
+	RUN(rle_colour_keeps_its_planes);
+	RUN(jpeg_becomes_rgb_and_says_lossy);
+	RUN(refusals_write_nothing);
+	return TEST_DONE();
+}
