@@ -39,6 +39,7 @@
 #include "dicomvault/io.h"
 #include "dicomvault/render.h"
 #include "dicomvault/transcode.h"
+#include "dicomvault/vr.h"
 #include "dicomvault/wbuf.h"
 
 static void die(const char *what)
@@ -162,8 +163,11 @@ static void decompressed(struct dcm_file *f)
 		       (us_of(&g->ds, 0x00280100) / 8);
 		{
 			char nf[16] = "";
-			long frames = dcm_ds_get_cstr(&g->ds, 0x00280008, nf, sizeof nf) == ERR_OK ? atol(nf) : 1;
-			want *= (uint64_t)(frames > 0 ? frames : 1);
+			uint64_t frames = 1;
+			if (dcm_ds_get_cstr(&g->ds, 0x00280008, nf, sizeof nf) == ERR_OK &&
+			    (!vr_uint_parse(nf, strlen(nf), UINT32_MAX, &frames) || frames == 0))
+				frames = 1;
+			want *= frames;
 		}
 		if (px == NULL || (uint64_t)px->len != want + (want & 1))
 			die("decompressed Pixel Data of another length than the frames");
