@@ -407,11 +407,15 @@ static void ingest_file(struct imp *x, const char *path)
 	ar.objects.sop_uid = rc == ERR_OK ? res.sop_uid : NULL;
 	if (rc != ERR_OK) {
 		ar.outcome = AUDIT_FAILURE;
-		ar.reason = rc == ERR_DENIED ? "import: SOP Instance already stored with other content" : "import: refused";
+		/* the store's reason names the conflict (other content, a
+		 * study of another patient, a series of another study) */
+		ar.reason = res.conflict == STORE_CONFLICT_CONTENT  ? "import: SOP Instance already stored with other content"
+		            : res.conflict == STORE_CONFLICT_PATIENT ? "import: Study belongs to another patient"
+		            : res.conflict == STORE_CONFLICT_STUDY   ? "import: Series belongs to another study"
+		                                                     : "import: refused";
 		if (audit_append(x->au, &ar) != ERR_OK)
 			fputs("dicomvault import: cannot write an audit record\n", stderr);
-		note(&x->r, W_FAILED, path, "%s", rc == ERR_DENIED ? "SOP Instance UID already stored with other content"
-		                                 : why[0] ? why : err_str(rc));
+		note(&x->r, W_FAILED, path, "%s", why[0] ? why : err_str(rc));
 		goto out;
 	}
 	ar.outcome = AUDIT_SUCCESS;
