@@ -31,7 +31,7 @@ WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, s
  * Pixel Data decompressed one frame at a time (one compressed and one
  * decoded frame in memory). The attributes that describe the pixels
  * follow: a JPEG colour image becomes RGB, samples interleaved; an RLE
- * one has its planes one after the other (Planar Configuration 1); JPEG
+ * one is laid out as its Planar Configuration says (absent: 0); JPEG
  * Baseline is lossy, so Lossy Image Compression is "01" and its method
  * ISO_10918_1 is added when absent. Group lengths, elements after Pixel
  * Data (trailing padding, Digital Signatures, which no longer hold) and an
@@ -40,5 +40,15 @@ WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, s
  * written. Once only. */
 WUR enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen);
 void dcm_decompress_free(struct dcm_decompress *z);
+
+struct dcm_frames;
+struct render_image;
+/* Frame i of fr decompressed (ts_uid: the stored transfer syntax, one
+ * dcm_decompress_takes takes; im: the image as render_image_init read it)
+ * into *out (malloc'd, *outlen bytes, little endian): a JPEG frame as
+ * 8-bit samples (3 components: RGB, interleaved), an RLE frame laid out
+ * as im's Planar Configuration says. */
+WUR enum err dcm_frame_decompress(const struct dcm_frames *fr, const struct render_image *im, const char *ts_uid,
+                                  uint32_t i, uint8_t **out, size_t *outlen, char *why, size_t whylen);
 
 #endif

@@ -18,7 +18,9 @@
 #include "dicomvault/json.h"
 #include "dicomvault/log.h"
 #include "dicomvault/multipart.h"
+#include "dicomvault/render.h"
 #include "dicomvault/store.h"
+#include "dicomvault/transcode.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/vr.h"
 #include "http_int.h"
@@ -358,6 +360,8 @@ static const char *media_of(const char *ts)
 /* What the frames (or a bulk value) are sent as: the part Content-Type. */
 struct fneg {
 	bool encapsulated;
+	bool can_decompress;     /* encapsulated frames the decoders give as the data set describes them */
+	bool decompress;         /* chosen: uncompressed frames */
 	const char *ts;          /* the stored transfer syntax */
 	const char *media;       /* encapsulated: its media type */
 	char part[200];          /* chosen part Content-Type */
@@ -379,6 +383,15 @@ static bool accept_frames(void *ctx, const struct accept_range *a)
 			return false;
 		if (a->ts[0] && strcmp(a->ts, "*") != 0 && strcmp(a->ts, NATIVE_TS) != 0)
 			return false;
+		snprintf(ng->part, sizeof ng->part, "application/octet-stream; transfer-syntax=%s", NATIVE_TS);
+		return true;
+	}
+	/* uncompressed frames asked for (octet-stream without transfer-syntax
+	 * is explicit VR little endian, PS3.18 8.7.3.5.2; or that syntax
+	 * named): decompressed, when the decoders take them */
+	if (ng->can_decompress && (any_type || strcmp(a->type, "application/octet-stream") == 0) &&
+	    (strcmp(a->ts, NATIVE_TS) == 0 || (a->ts[0] == 0 && !any_type))) {
+		ng->decompress = true;
 		snprintf(ng->part, sizeof ng->part, "application/octet-stream; transfer-syntax=%s", NATIVE_TS);
 		return true;
 	}
@@ -410,6 +423,14 @@ struct bstream {
 	struct dcm_frames fr;
 	const struct dcm_elem *e;
 	uint32_t *list;          /* 0-based frame indexes; NULL: all frames */
+	/* frames sent decompressed: the image, each frame's decoded size,
+	 * the frame decoded for the current part */
+	bool decompress;
+	bool im_ok;
+	struct render_image im;
+	size_t declen;
+	uint8_t *dec;
+	size_t dec_j;            /* the part whose frame dec holds (SIZE_MAX: none) */
 	size_t nparts;
 	size_t j;                /* current part */
 	bool in_body;
@@ -425,7 +446,71 @@ static uint64_t part_size(const struct bstream *bs, size_t j)
 {
 	if (bs->kind == B_VALUE)
 		return bs->e->len;
+	if (bs->decompress)
+		return bs->declen;
 	return dcm_frame_size(&bs->fr, bs->list ? bs->list[j] : (uint32_t)j);
+}
+
+/* Part j's frame decompressed into bs->dec. */
+static enum err decode_part(struct bstream *bs, size_t j, char *why, size_t whylen)
+{
+	size_t len = 0;
+	enum err rc;
+
+	free(bs->dec);
+	bs->dec = NULL;
+	bs->dec_j = SIZE_MAX;
+	rc = dcm_frame_decompress(&bs->fr, &bs->im, bs->l.ts[bs->l.it[0].ts], bs->list ? bs->list[j] : (uint32_t)j,
+	                          &bs->dec, &len, why, whylen);
+	if (rc == ERR_OK && len != bs->declen) {
+		rc = err_why(why, whylen, ERR_PARSE, "a frame decodes to %zu bytes, not %zu", len, bs->declen);
+		free(bs->dec);
+		bs->dec = NULL;
+	}
+	if (rc == ERR_OK)
+		bs->dec_j = j;
+	return rc;
+}
+
+/* n bytes of the current part's decompressed frame from bs->pos (the
+ * frame decoded at its first byte, unless it was before the answer). */
+static enum err decoded_read(struct bstream *bs, char *buf, size_t n)
+{
+	char why[256] = "";
+	enum err rc;
+
+	if (bs->dec_j != bs->j) {
+		rc = decode_part(bs, bs->j, why, sizeof why);
+		if (rc != ERR_OK) {
+			log_error("frames of %s by %s: %s", bs->l.it[0].sop, bs->who.user, why);
+			return rc == ERR_AUTH ? rc : ERR_PARSE;
+		}
+	}
+	memcpy(buf, bs->dec + bs->pos, n);
+	return ERR_OK;
+}
+
+/* The first part's frame decompressed before the answer begins: a frame
+ * the decoders do not take (or a damaged one) is a 406 naming why, not a
+ * cut answer. False: the answer is queued. */
+static bool first_decoded(struct http_req *r, struct bstream *bs, enum MHD_Result *res)
+{
+	char why[200] = "", detail[300];
+	enum err rc;
+
+	if (!bs->decompress || bs->nparts == 0)
+		return true;
+	rc = decode_part(bs, 0, why, sizeof why);
+	if (rc == ERR_OK)
+		return true;
+	if (rc == ERR_AUTH || rc == ERR_NOMEM || rc == ERR_IO) {
+		*res = wado_fail_500(r, &bs->who, &bs->l, 0, rc, why);
+		return false;
+	}
+	snprintf(detail, sizeof detail, "the frame cannot be decompressed (%s): ask for its stored transfer syntax %s",
+	         why, bs->l.ts[bs->l.it[0].ts]);
+	*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, detail, NULL);
+	return false;
 }
 
 static ssize_t bstream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -451,7 +536,9 @@ static ssize_t bstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			uint64_t left = part_size(bs, bs->j) - bs->pos;
 			size_t n = left < max ? (size_t)left : max;
 			if (n > 0) {
-				if (bs->kind == B_VALUE)
+				if (bs->decompress)
+					rc = decoded_read(bs, buf, n);
+				else if (bs->kind == B_VALUE)
 					rc = dcm_elem_read_at(bs->in.f, bs->e, bs->pos, buf, n);
 				else
 					rc = dcm_frame_read(&bs->fr, bs->list ? bs->list[bs->j] : (uint32_t)bs->j, bs->pos, buf,
@@ -493,6 +580,9 @@ static void bstream_free(void *cls)
 	struct bstream *bs = cls;
 
 	dcm_frames_fini(&bs->fr);
+	if (bs->im_ok)
+		render_image_fini(&bs->im);
+	free(bs->dec);
 	wado_inst_close(&bs->in);
 	wado_list_fini(&bs->l);
 	wbuf_fini(&bs->piece);
@@ -557,6 +647,7 @@ static struct bstream *bstream_open(struct http_req *r, const char *study, const
 		return NULL;
 	}
 	wbuf_init(&bs->piece, 4096);
+	bs->dec_j = SIZE_MAX;
 	wado_who_init(r, &bs->who);
 	rc = wado_list_make(r, study, series, sop, &bs->l);
 	if (rc != ERR_OK) {
@@ -573,6 +664,32 @@ static struct bstream *bstream_open(struct http_req *r, const char *study, const
 		return NULL;
 	}
 	return bs;
+}
+
+/* Whether the frames of bs (its image's, in transfer syntax ts) can be
+ * sent decompressed as the data set describes them: RLE; JPEG Baseline
+ * of one component or RGB (not YBR: the decoder gives RGB, and the
+ * metadata would say otherwise); a decoded frame of at most
+ * DICOMWEB_MAX_DECODED_FRAME bytes. Sets bs->im and bs->declen. */
+static bool decompressible(struct bstream *bs, const char *ts)
+{
+	char why[200];
+	uint64_t n;
+
+	if (!dcm_decompress_takes(ts) || render_image_init(bs->in.f, &bs->in.f->ds, &bs->im, why, sizeof why) != ERR_OK)
+		return false;
+	bs->im_ok = true;
+	if (strcmp(ts, "1.2.840.10008.1.2.5") != 0) {
+		if (bs->im.spp != 1 && bs->im.photo != RENDER_RGB)
+			return false;
+		n = (uint64_t)bs->im.rows * bs->im.cols * bs->im.spp;   /* 8-bit */
+	} else {
+		n = render_frame_bytes(&bs->im);
+	}
+	if (n == 0 || n > DICOMWEB_MAX_DECODED_FRAME)
+		return false;
+	bs->declen = (size_t)n;
+	return true;
 }
 
 /* Locates the frames and negotiates their media type; on failure the
@@ -604,6 +721,7 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 	ng.encapsulated = bs->fr.encapsulated;
 	ng.ts = bs->l.ts[bs->l.it[0].ts];
 	ng.media = media_of(ng.ts);
+	ng.can_decompress = ng.encapsulated && ds == &bs->in.f->ds && decompressible(bs, ng.ts);
 	if (ng.encapsulated && ng.media == NULL) {
 		*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "the frames of this transfer syntax (video or unknown) are not offered: retrieve the "
@@ -619,6 +737,7 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 		return false;
 	}
 	snprintf(bs->part, sizeof bs->part, "%s", ng.part);
+	bs->decompress = ng.decompress;
 	return true;
 }
 
@@ -699,6 +818,10 @@ enum MHD_Result wado_frames(struct http_req *r, const char *study, const char *s
 		}
 		nums[j]--;   /* 0-based from here on */
 	}
+	if (!first_decoded(r, bs, &res)) {
+		bstream_free(bs);
+		return res;
+	}
 	return bstream_send(r, bs);
 }
 
@@ -767,6 +890,10 @@ enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char 
 			return res;
 		}
 		bs->nparts = bs->fr.n;
+		if (!first_decoded(r, bs, &res)) {
+			bstream_free(bs);
+			return res;
+		}
 		return bstream_send(r, bs);
 	}
 	if (e == NULL || e->seq != NULL || (e->flags & DCM_EF_ENCAPS) || e->len == 0 ||

@@ -38,7 +38,25 @@ struct decoder {
 	size_t rawcap;
 };
 
-/* Frame i decoded into *out (malloc'd, *outlen bytes); *dec describes it. */
+/* RLE's planes (one after the other) interleaved in place: n pixels of
+ * 3 samples of b bytes. */
+static enum err interleave(uint8_t *p, size_t n, size_t b)
+{
+	uint8_t *t = malloc(n * 3 * b);
+	size_t i, c;
+
+	if (t == NULL)
+		return ERR_NOMEM;
+	for (i = 0; i < n; i++)
+		for (c = 0; c < 3; c++)
+			memcpy(t + (i * 3 + c) * b, p + (c * n + i) * b, b);
+	memcpy(p, t, n * 3 * b);
+	free(t);
+	return ERR_OK;
+}
+
+/* Frame i decoded into *out (malloc'd, *outlen bytes); *dec describes it.
+ * RLE colour comes out as the data set's Planar Configuration says. */
 static enum err decode(struct decoder *d, uint32_t i, struct render_image *dec, uint8_t **out, size_t *outlen,
                        char *why, size_t whylen)
 {
@@ -61,7 +79,34 @@ static enum err decode(struct decoder *d, uint32_t i, struct render_image *dec, 
 	*dec = *d->im;   /* the decoder updates the scalars only */
 	if (d->jpeg)
 		return render_jpeg_decode(dec, d->raw, (size_t)size, out, outlen, why, whylen);
-	return render_rle_decode(dec, d->raw, (size_t)size, out, outlen, why, whylen);
+	rc = render_rle_decode(dec, d->raw, (size_t)size, out, outlen, why, whylen);
+	if (rc == ERR_OK && dec->spp == 3 && dec->planar == 0) {
+		rc = interleave(*out, (size_t)dec->rows * dec->cols, dec->bits_alloc / 8);
+		if (rc != ERR_OK) {
+			free(*out);
+			*out = NULL;
+			return err_why(why, whylen, rc, "out of memory");
+		}
+	}
+	return rc;
+}
+
+enum err dcm_frame_decompress(const struct dcm_frames *fr, const struct render_image *im, const char *ts_uid,
+                              uint32_t i, uint8_t **out, size_t *outlen, char *why, size_t whylen)
+{
+	struct decoder d;
+	struct render_image dec;
+	enum err rc;
+
+	if (!dcm_decompress_takes(ts_uid) || !fr->encapsulated || i >= fr->n)
+		return err_why(why, whylen, ERR_UNSUPPORTED, "not a frame decompressed here");
+	memset(&d, 0, sizeof d);
+	d.fr = fr;
+	d.im = im;
+	d.jpeg = strcmp(ts_uid, TS_JPEG_BASELINE) == 0;
+	rc = decode(&d, i, &dec, out, outlen, why, whylen);
+	free(d.raw);
+	return rc;
 }
 
 static enum err set_us(struct dcm_ds *ds, uint32_t tag, unsigned v)
@@ -97,7 +142,7 @@ static enum err head_copy(const struct dcm_file *f, const struct render_image *d
 	if (rc == ERR_OK)
 		rc = set_us(&c->ds, TAG_HIGH_BIT, dec->high_bit);
 	if (rc == ERR_OK && dec->spp > 1)
-		rc = set_us(&c->ds, TAG_PLANAR, jpeg ? 0 : 1);
+		rc = set_us(&c->ds, TAG_PLANAR, jpeg ? 0 : dec->planar);
 	if (rc == ERR_OK && jpeg && dec->spp == 3)
 		rc = dcm_ds_set_str(&c->ds, TAG_PHOTOMETRIC, VR_CS, "RGB");
 	if (rc == ERR_OK && jpeg)

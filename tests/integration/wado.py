@@ -125,7 +125,7 @@ def save(ds, name):
     return p
 
 
-def with_new_uids(src, name, study=None):
+def with_new_uids(src, name, study=None, series=None):
     """A copy of a pydicom test file with its own SOP Instance UID (several
     test files share theirs), written as pydicom writes it."""
     ds = pydicom.dcmread(src)
@@ -134,6 +134,8 @@ def with_new_uids(src, name, study=None):
     ds.file_meta.MediaStorageSOPInstanceUID = u
     if study:
         ds.StudyInstanceUID = study
+    if series:
+        ds.SeriesInstanceUID = series
     p = os.path.join(T, name)
     ds.save_as(p, write_like_original=True)
     return p
@@ -432,6 +434,8 @@ def main():
     files["rtdose_expb"] = with_new_uids(f"{TF}/rtdose_expb.dcm", "rtdose_expb.dcm")
     files["MR_small_jpeg_ls_lossless"] = with_new_uids(f"{TF}/MR_small_jpeg_ls_lossless.dcm", "jls.dcm")
     files["rle_32bit_2frame"] = with_new_uids(f"{TF}/SC_rgb_rle_32bit_2frame.dcm", "rle32.dcm")
+    files["jpeg_rgb"] = with_new_uids(f"{TF}/SC_jpeg_no_color_transform.dcm", "jpeg_rgb.dcm", uid_prefixed(), uid_prefixed())
+    files["jpeg_ybr"] = with_new_uids(f"{TF}/SC_rgb_jpeg_dcmtk.dcm", "jpeg_ybr.dcm", uid_prefixed(), uid_prefixed())
     # even halves: pydicom 2.3's encapsulate_extended computes offsets
     # from unpadded lengths
     jf = [fake_jpeg(4 * random.randint(100, 500)) for _ in range(4)]
@@ -696,9 +700,39 @@ def main():
           (r.status, ps[:1]))
     r = frames(files["SC_rgb_rle_2frame"], "1", "multipart/related; type=image/x-dicom-rle")
     check("RLE frames with the older image/x-dicom-rle: 200", r.status == 200, r.status)
-    r = frames(files["rtdose_rle"], "1", "multipart/related; type=application/octet-stream")
-    check("compressed frames as octet-stream without transfer-syntax (would need decoding): 406",
+    # uncompressed frames of compressed instances: decompressed (RLE, and
+    # JPEG Baseline of one component or RGB), as pydicom decodes them
+    native = "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    for name, lst, accept in (
+            ("rtdose_rle", "3,1,15", "multipart/related; type=application/octet-stream"),
+            ("SC_rgb_rle_2frame", "2", 'multipart/related; type="application/octet-stream"; '
+                                       'transfer-syntax=1.2.840.10008.1.2.1'),
+            ("rle_32bit_2frame", "1,2", "multipart/related; transfer-syntax=1.2.840.10008.1.2.1"),
+            ("jpeg_rgb", "1", "multipart/related; type=application/octet-stream")):
+        ds = pydicom.dcmread(files[name])
+        arr = ds.pixel_array
+        if int(ds.get("NumberOfFrames", 1) or 1) == 1:
+            arr = arr[None]
+        want = [arr[int(i) - 1].astype(arr.dtype.newbyteorder("<")).tobytes() for i in lst.split(",")]
+        r = frames(files[name], lst, accept)
+        ps = parts_of(r) if r.status == 200 else []
+        check(f"frames {lst} of {name} ({ds.file_meta.TransferSyntaxUID}) asked uncompressed: decompressed, "
+              "as pydicom decodes them",
+              [b for _, b in ps] == want and all(h["content-type"] == native for h, _ in ps) and
+              r.h("content-type").startswith('multipart/related; type="application/octet-stream"'),
+              (r.status, r.body[:300] if r.status != 200 else [len(b) for _, b in ps], [len(w) for w in want]))
+    r = frames(files["jpeg_ybr"], "1", "multipart/related; type=application/octet-stream")
+    check("frames of a YBR JPEG asked uncompressed (decoded RGB would contradict its metadata): 406",
           is_problem(r, 406), r.status)
+    r = frames(files["JPEG-lossy"], "1", "multipart/related; type=application/octet-stream")
+    check("frames of a 12-bit JPEG asked uncompressed (no decoder): 406", is_problem(r, 406), r.status)
+    r = frames(files["jpeg_bot"], "2", "multipart/related; type=application/octet-stream")
+    check("a JPEG frame that does not decode, asked uncompressed: 406 naming why, the server serving",
+          is_problem(r, 406) and b"cannot be decompressed" in r.body, (r.status, r.body[:300]))
+    r = frames(files["jpeg_rgb"], "1", "multipart/related; type=image/jpeg")
+    check("the same JPEG frame asked as image/jpeg: the stored bytes", r.status == 200 and
+          [b for _, b in parts_of(r)] == [bytes(x) for x in encaps.generate_pixel_data_frame(
+              pydicom.dcmread(files["jpeg_rgb"]).PixelData, 1)], r.status)
     r = frames(files["rtdose"], "1", "multipart/related; type=image/jpeg")
     check("native frames as image/jpeg: 406", is_problem(r, 406), r.status)
     r = frames(files["rtdose"], "1", 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50')

@@ -64,8 +64,8 @@ def main():
         else:
             if not numpy.array_equal(a, b):
                 fail(f, "RLE pixels differ from pydicom's decoding")
-            if spp == 3 and g.PlanarConfiguration != 1:
-                fail(f, "RLE colour planes: Planar Configuration", g.get("PlanarConfiguration"))
+            if spp == 3 and g.PlanarConfiguration != w.get("PlanarConfiguration", 0):
+                fail(f, "RLE colour laid out otherwise: Planar Configuration", g.get("PlanarConfiguration"))
             if g.PhotometricInterpretation != w.PhotometricInterpretation:
                 fail(f, "RLE photometric changed to", g.PhotometricInterpretation)
         for k in w.keys():

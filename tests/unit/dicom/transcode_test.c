@@ -2,7 +2,9 @@
  * decompressed is MR_small's pixels byte for byte (the same image stored
  * both ways), in explicit and implicit VR; its other attributes kept,
  * group lengths and what follows Pixel Data left out; an RLE colour image
- * keeps its planes (Planar Configuration 1); a JPEG Baseline YBR image
+ * is laid out as its Planar Configuration says (0: the decoder's planes
+ * interleaved, checked sample by sample against a decoding of frame 2 on
+ * its own); a JPEG Baseline YBR image
  * becomes RGB with the lossy marks; a frame that does not decode fails
  * before anything is written, and a native or unknown input, or a target
  * that is not little endian native, is refused with nothing written.
@@ -13,6 +15,7 @@
 #include "dicomvault/dict.h"
 #include "dicomvault/frame.h"
 #include "dicomvault/io.h"
+#include "dicomvault/render.h"
 #include "dicomvault/transcode.h"
 #include "dicomvault/vr.h"
 #include "dicomvault/wbuf.h"
@@ -172,7 +175,7 @@ out:
 	close_file(&nat);
 }
 
-TEST(rle_colour_keeps_its_planes)
+TEST(rle_colour_as_its_planar_configuration)
 {
 	struct file x;
 	struct wbuf w;
@@ -188,8 +191,44 @@ TEST(rle_colour_keeps_its_planes)
 	if (g != NULL) {
 		const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
 		CHECK(e != NULL && e->len == 2u * 100 * 100 * 3 * 2 && e->vr == VR_OW);
-		CHECK_EQ_INT(us_of(&g->ds, 0x00280006), 1);
+		CHECK_EQ_INT(us_of(&g->ds, 0x00280006), 0);
 		CHECK(str_is(&g->ds, 0x00280004, "RGB"));
+		{
+			/* frame 2 decoded on its own, planar, against the
+			 * written one, interleaved */
+			struct render_image im, dec;
+			struct dcm_frames fr;
+			uint8_t *raw = NULL, *planes = NULL, *got = NULL;
+			size_t n = 0, plen = 0;
+			char why[128];
+			bool same = false;
+			const uint8_t *v = NULL;
+			bool owned = false;
+			if (render_image_init(x.f, &x.f->ds, &im, why, sizeof why) == ERR_OK) {
+				if (dcm_frames_init(x.f, &fr, why, sizeof why) == ERR_OK) {
+					n = (size_t)dcm_frame_size(&fr, 1);
+					raw = malloc(n);
+					dec = im;
+					if (raw != NULL && dcm_frame_read(&fr, 1, 0, raw, n) == ERR_OK &&
+					    render_rle_decode(&dec, raw, n, &planes, &plen, why, sizeof why) == ERR_OK &&
+					    e != NULL && dcm_elem_value(g, e, &v, &owned) == ERR_OK) {
+						size_t px = 100 * 100, k, c;
+						got = (uint8_t *)v + plen;   /* frame 2 */
+						same = plen == px * 3 * 2;
+						for (k = 0; same && k < px; k++)
+							for (c = 0; c < 3; c++)
+								same &= memcmp(got + (k * 3 + c) * 2, planes + (c * px + k) * 2, 2) == 0;
+					}
+					dcm_frames_fini(&fr);
+				}
+				render_image_fini(&im);
+			}
+			CHECK(same);
+			if (owned)
+				free((void *)v);
+			free(raw);
+			free(planes);
+		}
 		dcm_file_free(g);
 	}
 	wbuf_fini(&w);
@@ -267,7 +306,7 @@ int main(void)
 		return 0;
 	}
 	RUN(rle_is_the_native_image);
-	RUN(rle_colour_keeps_its_planes);
+	RUN(rle_colour_as_its_planar_configuration);
 	RUN(jpeg_becomes_rgb_and_says_lossy);
 	RUN(refusals_write_nothing);
 	return TEST_DONE();
