@@ -575,25 +575,32 @@ static void hook_end(void *ctx, const struct store_result *res, bool stored)
 	h->stored += stored;
 }
 
+/* b stored (store_instance_early without an early object) with hook. */
+static enum err store_hooked(const uint8_t *b, size_t n, const struct store_hook *hook, struct store_result *res)
+{
+	struct src s;
+	struct src_mem m;
+	uint8_t sha[32];
+	char why[256];
+
+	sha_of(b, n, sha);
+	src_mem_init(&s, &m, b, n);
+	return store_instance_early(v, &s, sha, NULL, hook, "default", res, why, sizeof why);
+}
+
 TEST(store_hook)
 {
 	struct hook_seen h = { 0 };
 	struct store_hook hook = { hook_begin, hook_end, &h };
 	uint8_t first[32];
 	struct store_result res;
-	struct src s;
-	struct src_mem m;
-	uint8_t sha[32];
-	char why[256];
 	size_t n = 0;
 	uint8_t *b = ct_variant('3', &n);
 
 	CHECK(b != NULL);
 	if (b == NULL)
 		return;
-	sha_of(b, n, sha);
-	src_mem_init(&s, &m, b, n);
-	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
+	CHECK(store_hooked(b, n, &hook, &res) == ERR_OK);
 	CHECK_EQ_INT(h.calls, 1);
 	CHECK_EQ_INT(h.ends, 1);
 	CHECK_EQ_INT(h.stored, 1);
@@ -615,8 +622,7 @@ TEST(store_hook)
 	}
 	memcpy(first, h.key, 32);
 	h.has_key = false;
-	src_mem_init(&s, &m, b, n);
-	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
+	CHECK(store_hooked(b, n, &hook, &res) == ERR_OK);
 	CHECK_EQ_INT(h.calls, 2);
 	CHECK_EQ_INT(h.ends, 2);
 	CHECK_EQ_INT(h.stored, 2);
@@ -624,9 +630,7 @@ TEST(store_hook)
 	CHECK(h.has_key && memcmp(h.key, first, 32) == 0);   /* found again for an identical re-send */
 	/* other bytes under the same SOP Instance UID: refused, no call */
 	b[n - 1] ^= 1;
-	sha_of(b, n, sha);
-	src_mem_init(&s, &m, b, n);
-	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_DENIED);
+	CHECK(store_hooked(b, n, &hook, &res) == ERR_DENIED);
 	CHECK_EQ_INT(h.calls, 2);
 	CHECK_EQ_INT(h.ends, 2);
 	free(b);
@@ -674,23 +678,17 @@ TEST(name_durable_before_record)
 	struct name_seen h = { 0 };
 	struct store_hook hook = { name_begin, name_end, &h };
 	struct store_result res;
-	struct src s;
-	struct src_mem m;
-	uint8_t sha[32];
-	char why[256];
 	size_t n = 0;
 	uint8_t *b = ct_variant('1', &n);
 
 	CHECK(b != NULL);
 	if (b == NULL)
 		return;
-	sha_of(b, n, sha);
 	pthread_mutex_lock(&synced_mu);
 	h.from = nsynced;
 	pthread_mutex_unlock(&synced_mu);
 	atomic_store(&slow_dir_fsync, true);
-	src_mem_init(&s, &m, b, n);
-	CHECK(store_instance_early(v, &s, sha, NULL, &hook, "default", &res, why, sizeof why) == ERR_OK);
+	CHECK(store_hooked(b, n, &hook, &res) == ERR_OK);
 	atomic_store(&slow_dir_fsync, false);
 	CHECK_EQ_INT(h.calls, 1);
 	CHECK(h.synced_at_begin);

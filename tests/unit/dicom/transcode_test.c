@@ -90,6 +90,20 @@ static struct dcm_file *read_back(struct wbuf *w, const char *ts, struct src *s,
 	return dcm_file_read(s, &o, &g, &ei) == ERR_OK ? g : NULL;
 }
 
+/* The file decompressed into explicit VR LE and read back (NULL on any
+ * failure, checked); x and w are the caller's to close. */
+static struct dcm_file *explicit_of(const char *name, struct file *x, struct wbuf *w, struct src *s, struct src_mem *m)
+{
+	struct dcm_file *g = NULL;
+
+	CHECK(open_file(x, name));
+	wbuf_init(w, 1 << 20);
+	if (x->f != NULL && decompress(x->f, EXPLICIT, w) == ERR_OK)
+		g = read_back(w, EXPLICIT, s, m);
+	CHECK(g != NULL);
+	return g;
+}
+
 static bool pixels_are(const struct dcm_file *g, const uint8_t *want, size_t n)
 {
 	const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
@@ -181,13 +195,8 @@ TEST(rle_colour_as_its_planar_configuration)
 	struct wbuf w;
 	struct src s;
 	struct src_mem m;
-	struct dcm_file *g = NULL;
+	struct dcm_file *g = explicit_of(PYD "SC_rgb_rle_16bit_2frame.dcm", &x, &w, &s, &m);
 
-	CHECK(open_file(&x, PYD "SC_rgb_rle_16bit_2frame.dcm"));
-	wbuf_init(&w, 1 << 20);
-	if (x.f != NULL && decompress(x.f, EXPLICIT, &w) == ERR_OK)
-		g = read_back(&w, EXPLICIT, &s, &m);
-	CHECK(g != NULL);
 	if (g != NULL) {
 		const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
 		CHECK(e != NULL && e->len == 2u * 100 * 100 * 3 * 2 && e->vr == VR_OW);
@@ -241,14 +250,10 @@ TEST(jpeg_becomes_rgb_and_says_lossy)
 	struct wbuf w;
 	struct src s;
 	struct src_mem m;
-	struct dcm_file *g = NULL;
+	/* 3 x 3 YBR_FULL: 27 bytes, padded */
+	struct dcm_file *g = explicit_of(PYD "SC_rgb_small_odd_jpeg.dcm", &x, &w, &s, &m);
 
-	CHECK(open_file(&x, PYD "SC_rgb_small_odd_jpeg.dcm"));   /* 3 x 3 YBR_FULL: 27 bytes, padded */
 	CHECK(x.f != NULL && str_is(&x.f->ds, 0x00280004, "YBR_FULL"));
-	wbuf_init(&w, 1 << 20);
-	if (x.f != NULL && decompress(x.f, EXPLICIT, &w) == ERR_OK)
-		g = read_back(&w, EXPLICIT, &s, &m);
-	CHECK(g != NULL);
 	if (g != NULL) {
 		const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
 		CHECK(e != NULL && e->len == 28 && e->vr == VR_OB);
