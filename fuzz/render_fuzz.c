@@ -147,7 +147,7 @@ static void decompressed(struct dcm_file *f)
 	char why[256];
 	uint64_t want;
 
-	if (dcm_decompress_begin(f, ts, &z, why, sizeof why) != ERR_OK)
+	if (dcm_decompress_begin(f, ts, false, &z, why, sizeof why) != ERR_OK)
 		return;
 	wbuf_init(&w, 64u << 20);
 	sink_wbuf(&k, &w);

@@ -18,15 +18,17 @@
 bool dcm_decompress_takes(const char *ts_uid);
 
 /* Decompression of the data set of f (read with bulk values: its source
- * open until the end) into `to`, Explicit or Implicit VR Little Endian.
+ * open until the end) into `to`, Explicit or Implicit VR Little Endian;
+ * with part10, as a Part 10 file (preamble, File Meta Information naming
+ * `to` and our implementation, then the data set).
  * begin checks what it can before anything is written, the first frame
  * decoded among it: ERR_UNSUPPORTED, a transfer syntax or image this
  * does not take (the decoders': 8-bit JPEG of 1 or 3 components, RLE of
  * 8 or 16 bits); ERR_PARSE, a first frame that does not decode;
  * ERR_LIMIT, over 4 GiB decompressed. */
 struct dcm_decompress;
-WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, struct dcm_decompress **out, char *why,
-                                  size_t whylen);
+WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10,
+                                  struct dcm_decompress **out, char *why, size_t whylen);
 /* Writes the data set (no preamble, no File Meta Information) to k, its
  * Pixel Data decompressed one frame at a time (one compressed and one
  * decoded frame in memory). The attributes that describe the pixels
@@ -37,8 +39,13 @@ WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, s
  * Data (trailing padding, Digital Signatures, which no longer hold) and an
  * Icon Image Sequence with compressed pixels are left out. A later frame
  * that does not decode fails it (ERR_PARSE) with part of the data set
- * written. Once only. */
+ * written. */
 WUR enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen);
+/* The same bytes pulled piece by piece: the head (the data set up to the
+ * Pixel Data element's header), then each frame, then the padding byte of
+ * an odd length; *n 0 at the end. *p stays valid until the next call or
+ * dcm_decompress_free. write and next are two ways of doing it once. */
+WUR enum err dcm_decompress_next(struct dcm_decompress *z, const uint8_t **p, size_t *n, char *why, size_t whylen);
 void dcm_decompress_free(struct dcm_decompress *z);
 
 struct dcm_frames;

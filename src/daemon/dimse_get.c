@@ -419,7 +419,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		}
 		/* what cannot be decompressed is known before the C-STORE-RQ:
 		 * that sub-operation fails, the association goes on */
-		if (decompress && dcm_decompress_begin(f, dict_ts(ctx_ts, strlen(ctx_ts)), &z, why, sizeof why) != ERR_OK) {
+		if (decompress && dcm_decompress_begin(f, dict_ts(ctx_ts, strlen(ctx_ts)), false, &z, why, sizeof why) != ERR_OK) {
 			log_info("C-GET of %s: instance %s (%s) cannot be decompressed for the peer: %s", a->calling, sop, ts,
 			         why);
 			sub_failed(gr, sop);

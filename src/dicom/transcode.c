@@ -11,6 +11,7 @@
 #include "dicomvault/render.h"
 #include "dicomvault/transcode.h"
 #include "dicomvault/vr.h"
+#include "dicomvault/wbuf.h"
 
 #define TS_JPEG_BASELINE "1.2.840.10008.1.2.4.50"
 #define TS_RLE           "1.2.840.10008.1.2.5"
@@ -24,6 +25,7 @@
 #define TAG_LOSSY        0x00282110u
 #define TAG_LOSSY_METHOD 0x00282114u
 #define MAX_NATIVE       0xFFFFFFFEu   /* a defined length, even */
+#define DECOMPRESS_MAX_HEAD (64u << 20)  /* the data set without its pixels, values loaded */
 
 bool dcm_decompress_takes(const char *ts_uid)
 {
@@ -179,6 +181,9 @@ static enum err pixel_header(struct sink *k, bool explicit_vr, bool ob, uint32_t
 struct dcm_decompress {
 	struct dcm_file *f;
 	const struct dcm_ts *to;
+	bool part10;                   /* preamble and File Meta Information first */
+	uint32_t step;                 /* of next: 0 head, 1..n frames, n + 1 padding, then the end */
+	struct wbuf out;               /* the head */
 	struct dcm_frames fr;
 	struct render_image im, dec;   /* as stored; frame 1 decoded */
 	struct decoder d;
@@ -192,6 +197,7 @@ void dcm_decompress_free(struct dcm_decompress *z)
 {
 	if (z == NULL)
 		return;
+	wbuf_fini(&z->out);
 	free(z->frame);
 	free(z->d.raw);
 	if (z->fr_ok)
@@ -201,8 +207,8 @@ void dcm_decompress_free(struct dcm_decompress *z)
 	free(z);
 }
 
-enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, struct dcm_decompress **out, char *why,
-                              size_t whylen)
+enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10, struct dcm_decompress **out,
+                              char *why, size_t whylen)
 {
 	struct dcm_decompress *z;
 	enum err rc;
@@ -217,6 +223,8 @@ enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, struc
 		return err_why(why, whylen, ERR_NOMEM, "out of memory");
 	z->f = f;
 	z->to = to;
+	z->part10 = part10;
+	wbuf_init(&z->out, DECOMPRESS_MAX_HEAD);
 	rc = render_image_init(f, &f->ds, &z->im, why, whylen);
 	z->im_ok = rc == ERR_OK;
 	if (rc == ERR_OK) {
@@ -250,38 +258,88 @@ enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, struc
 	return ERR_OK;
 }
 
-enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen)
+/* The head: the data set without its Pixel Data (after a preamble and
+ * File Meta Information for part10), then the Pixel Data element's own
+ * header. */
+static enum err head_write(struct dcm_decompress *z, char *why, size_t whylen)
 {
 	struct dcm_file *head = NULL;
-	struct render_image dec;
+	struct sink k;
 	uint64_t total = z->total;
-	uint32_t i;
-	enum err rc;
+	enum err rc = head_copy(z->f, &z->dec, z->d.jpeg, &head);
 
-	if (z->frame == NULL)
-		return err_why(why, whylen, ERR_INTERNAL, "written already");
-	rc = head_copy(z->f, &z->dec, z->d.jpeg, &head);
-	if (rc == ERR_OK)
-		rc = dcm_ds_write(head, &head->ds, z->to->explicit_vr, false, k);
+	sink_wbuf(&k, &z->out);
+	if (rc == ERR_OK && z->part10) {
+		struct dcm_write_opts wo;
+		memset(&wo, 0, sizeof wo);
+		wo.ts = z->to;
+		rc = dcm_file_write(head, &wo, &k);
+	} else if (rc == ERR_OK) {
+		rc = dcm_ds_write(head, &head->ds, z->to->explicit_vr, false, &k);
+	}
 	dcm_file_free(head);
 	if (rc == ERR_OK)
-		rc = pixel_header(k, z->to->explicit_vr, z->dec.bits_alloc <= 8, (uint32_t)(total + (total & 1)));
-	for (i = 0; rc == ERR_OK && i < z->fr.n; i++) {
-		size_t n = 0;
-		if (i > 0) {
+		rc = pixel_header(&k, z->to->explicit_vr, z->dec.bits_alloc <= 8, (uint32_t)(total + (total & 1)));
+	if (rc == ERR_OK)
+		rc = wbuf_err(&z->out);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "the data set cannot be written");
+	return ERR_OK;
+}
+
+enum err dcm_decompress_next(struct dcm_decompress *z, const uint8_t **p, size_t *n, char *why, size_t whylen)
+{
+	enum err rc;
+
+	*p = NULL;
+	*n = 0;
+	if (z->step == 0) {
+		rc = head_write(z, why, whylen);
+		if (rc != ERR_OK)
+			return rc;
+		z->step = 1;
+		*p = z->out.p;
+		*n = z->out.len;
+		return ERR_OK;
+	}
+	if (z->step <= z->fr.n) {
+		if (z->step > 1) {
+			struct render_image dec;
+			size_t len = 0;
 			free(z->frame);
 			z->frame = NULL;
-			rc = decode(&z->d, i, &dec, &z->frame, &n, why, whylen);
-			if (rc == ERR_OK && n != z->framelen)
+			rc = decode(&z->d, z->step - 1, &dec, &z->frame, &len, why, whylen);
+			if (rc == ERR_OK && len != z->framelen)
 				rc = err_why(why, whylen, ERR_PARSE, "frame %u decodes to %zu bytes, frame 1 to %zu",
-				             (unsigned)i + 1, n, z->framelen);
+				             (unsigned)z->step, len, z->framelen);
+			if (rc != ERR_OK)
+				return rc;
 		}
-		if (rc == ERR_OK)
-			rc = k->write(k->ctx, z->frame, z->framelen);
+		z->step++;
+		*p = z->frame;
+		*n = z->framelen;
+		return ERR_OK;
 	}
-	if (rc == ERR_OK && (total & 1))
-		rc = k->write(k->ctx, "", 1);
-	free(z->frame);
-	z->frame = NULL;
+	if (z->step == z->fr.n + 1) {
+		z->step++;
+		if (z->total & 1) {
+			*p = (const uint8_t *)"";
+			*n = 1;
+		}
+	}
+	return ERR_OK;   /* n 0: the end */
+}
+
+enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen)
+{
+	const uint8_t *p;
+	size_t n;
+	enum err rc;
+
+	do {
+		rc = dcm_decompress_next(z, &p, &n, why, whylen);
+		if (rc == ERR_OK && n > 0)
+			rc = k->write(k->ctx, p, n);
+	} while (rc == ERR_OK && n > 0);
 	return rc;
 }

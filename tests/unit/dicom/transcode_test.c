@@ -63,7 +63,7 @@ static enum err decompress(struct dcm_file *f, const char *ts, struct wbuf *w)
 	struct dcm_decompress *z = NULL;
 	struct sink k;
 	char why[256] = "";
-	enum err rc = dcm_decompress_begin(f, ts_of(ts), &z, why, sizeof why);
+	enum err rc = dcm_decompress_begin(f, ts_of(ts), false, &z, why, sizeof why);
 
 	if (rc != ERR_OK) {
 		if (why[0] == 0)
@@ -185,6 +185,66 @@ TEST(rle_is_the_native_image)
 out:
 	if (owned)
 		free((void *)want);
+	close_file(&rle);
+	close_file(&nat);
+}
+
+/* As a Part 10 file, pulled piece by piece (what WADO-RS sends): a
+ * preamble, File Meta Information naming explicit VR little endian and
+ * the instance, MR_small's pixels. */
+TEST(part10_pulled)
+{
+	struct file rle, nat;
+	struct dcm_decompress *z = NULL;
+	struct wbuf w;
+	const uint8_t *p;
+	size_t n, pieces = 0;
+	char why[256] = "";
+	enum err rc;
+
+	wbuf_init(&w, 1 << 20);
+	CHECK(open_file(&rle, PYD "MR_small_RLE.dcm") && open_file(&nat, PYD "MR_small.dcm"));
+	if (rle.f == NULL || nat.f == NULL)
+		goto out;
+	CHECK(dcm_decompress_begin(rle.f, ts_of(EXPLICIT), true, &z, why, sizeof why) == ERR_OK);
+	if (z == NULL)
+		goto out;
+	do {
+		rc = dcm_decompress_next(z, &p, &n, why, sizeof why);
+		if (rc == ERR_OK && n > 0) {
+			wbuf_put(&w, p, n);
+			pieces++;
+		}
+	} while (rc == ERR_OK && n > 0);
+	CHECK(rc == ERR_OK);
+	CHECK_EQ_INT(pieces, 2);   /* the head, one frame */
+	CHECK(dcm_decompress_next(z, &p, &n, why, sizeof why) == ERR_OK && n == 0);   /* stays ended */
+	{
+		struct src s;
+		struct src_mem m;
+		struct dcm_read_opts o;
+		struct dcm_errinfo ei;
+		struct dcm_file *g = NULL;
+		const struct dcm_elem *npx = dcm_ds_find(&nat.f->ds, 0x7FE00010);
+		const uint8_t *want = NULL;
+		bool owned = false;
+		memset(&o, 0, sizeof o);
+		src_mem_init(&s, &m, w.p, w.len);
+		CHECK(w.len > 132 && memcmp(w.p + 128, "DICM", 4) == 0);
+		CHECK(dcm_file_read(&s, &o, &g, &ei) == ERR_OK);
+		if (g != NULL) {
+			CHECK(g->has_meta && strcmp(g->ts_uid, EXPLICIT) == 0);
+			CHECK(str_is(&g->meta, 0x00020003, "1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457"));
+			CHECK(npx != NULL && dcm_elem_value(nat.f, npx, &want, &owned) == ERR_OK &&
+			      pixels_are(g, want, 64 * 64 * 2));
+			if (owned)
+				free((void *)want);
+			dcm_file_free(g);
+		}
+	}
+out:
+	dcm_decompress_free(z);
+	wbuf_fini(&w);
 	close_file(&rle);
 	close_file(&nat);
 }
@@ -311,6 +371,7 @@ int main(void)
 		return 0;
 	}
 	RUN(rle_is_the_native_image);
+	RUN(part10_pulled);
 	RUN(rle_colour_as_its_planar_configuration);
 	RUN(jpeg_becomes_rgb_and_says_lossy);
 	RUN(refusals_write_nothing);
