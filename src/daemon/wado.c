@@ -21,6 +21,7 @@
 #include "dicomvault/multipart.h"
 #include "dicomvault/render.h"
 #include "dicomvault/store.h"
+#include "dicomvault/transcode.h"
 #include "dicomvault/vault.h"
 #include "http_int.h"
 #include "wado_int.h"
@@ -270,23 +271,36 @@ static bool collect_dicom(void *ctx, const struct accept_range *a)
 	return false;   /* look at every range */
 }
 
+static bool named(const struct dicom_ranges *d, const char *ts)
+{
+	size_t k;
+
+	for (k = 0; k < d->nts && strcmp(d->ts[k], ts) != 0; k++)
+		;
+	return k < d->nts;
+}
+
 /* multipart/related; type="application/dicom" for every instance: a range
  * with transfer-syntax absent or *, or, for each stored transfer syntax, a
- * range that names it (nothing is transcoded). */
-static bool accept_dicom(struct http_req *r, const struct wado_list *l)
+ * range that names it, or one that names explicit VR little endian when
+ * it is JPEG Baseline or RLE: those are sent decompressed (dz[t] set for
+ * the list's transfer syntax t). Nothing else is transcoded. */
+static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS])
 {
 	struct dicom_ranges d;
-	size_t i, k;
+	size_t i;
 
 	memset(&d, 0, sizeof d);
+	memset(dz, 0, DICOMWEB_MAX_TS * sizeof dz[0]);
 	(void)wado_accept_any(r, collect_dicom, &d);
 	if (d.any)
 		return true;
 	for (i = 0; i < l->nts; i++) {
-		for (k = 0; k < d.nts && strcmp(d.ts[k], l->ts[i]) != 0; k++)
-			;
-		if (k == d.nts)
+		if (named(&d, l->ts[i]))
+			continue;
+		if (!named(&d, NATIVE_TS) || !dcm_decompress_takes(l->ts[i]))
 			return false;
+		dz[i] = true;
 	}
 	return l->nts > 0;
 }
@@ -311,6 +325,15 @@ struct dstream {
 	enum dphase phase;
 	struct retrieval *rt;
 	struct retrieve_keys keys;  /* the patient's data key, unwrapped once for all instances */
+	/* instances sent decompressed (their list transfer syntax marked in
+	 * dz): the current one parsed from its retrieval, and its decompressor
+	 * with the piece being sent */
+	bool dz[DICOMWEB_MAX_TS];
+	struct src zsrc;
+	struct dcm_file *zf;
+	struct dcm_decompress *z;
+	const uint8_t *zp;
+	size_t zlen, zpos;
 	struct wbuf piece;          /* the current part head or the tail */
 	size_t ppos;
 	bool failed;
@@ -321,7 +344,8 @@ static void part_head(const struct dstream *ds, size_t i, struct wbuf *w)
 {
 	char ct[160];
 
-	snprintf(ct, sizeof ct, "application/dicom; transfer-syntax=%s", ds->l.ts[ds->l.it[i].ts]);
+	snprintf(ct, sizeof ct, "application/dicom; transfer-syntax=%s",
+	         ds->dz[ds->l.it[i].ts] ? NATIVE_TS : ds->l.ts[ds->l.it[i].ts]);
 	mp_write_part_head(w, ds->boundary, ct, i == 0);
 }
 
@@ -338,6 +362,52 @@ static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
 		                 ds->l.series[it->series].uid, it->sop, 0);
 	ds->failed = true;
 	return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* The decompressor of instance i, opened in ds->rt: the object parsed
+ * (bulk values left in it, every chunk read authenticated), its first
+ * frame decoded. */
+static enum err dz_open(struct dstream *ds, char *why, size_t whylen)
+{
+	struct dcm_read_opts ro;
+	struct dcm_errinfo ei;
+	enum err rc = retrieve_src(ds->rt, &ds->zsrc);
+
+	memset(&ro, 0, sizeof ro);
+	ro.bulk_threshold = DCM_DEFAULT_BULK;
+	if (rc == ERR_OK)
+		rc = dcm_file_read(&ds->zsrc, &ro, &ds->zf, &ei);
+	if (rc == ERR_OK)
+		rc = dcm_decompress_begin(ds->zf, dict_ts(NATIVE_TS, strlen(NATIVE_TS)), true, &ds->z, why, whylen);
+	ds->zp = NULL;
+	ds->zlen = ds->zpos = 0;
+	return rc;
+}
+
+static void dz_close(struct dstream *ds)
+{
+	dcm_decompress_free(ds->z);
+	ds->z = NULL;
+	dcm_file_free(ds->zf);
+	ds->zf = NULL;
+}
+
+/* Up to max bytes of the decompressed instance; 0 at its end. */
+static enum err dz_read(struct dstream *ds, char *buf, size_t max, size_t *got, char *why, size_t whylen)
+{
+	enum err rc;
+
+	*got = 0;
+	if (ds->zpos == ds->zlen) {
+		rc = dcm_decompress_next(ds->z, &ds->zp, &ds->zlen, why, whylen);
+		ds->zpos = 0;
+		if (rc != ERR_OK || ds->zlen == 0)
+			return rc;
+	}
+	*got = ds->zlen - ds->zpos < max ? ds->zlen - ds->zpos : max;
+	memcpy(buf, ds->zp + ds->zpos, *got);
+	ds->zpos += *got;
+	return ERR_OK;
 }
 
 static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -386,14 +456,24 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 				if (retrieve_size(ds->rt) != ds->l.it[ds->i].size)
 					return dstream_fail(ds, ERR_AUTH, "size changed since the answer began");
 			}
+			if (ds->dz[ds->l.it[ds->i].ts] && ds->z == NULL) {
+				rc = dz_open(ds, why, sizeof why);
+				if (rc != ERR_OK)
+					return dstream_fail(ds, rc, why[0] ? why : "decompress");
+			}
 			ds->phase = D_BODY;
 		} else if (ds->phase == D_BODY) {
 			size_t got = 0;
-			rc = retrieve_read(ds->rt, buf, max, &got);
+			char why[256] = "";
+			if (ds->z != NULL)
+				rc = dz_read(ds, buf, max, &got, why, sizeof why);
+			else
+				rc = retrieve_read(ds->rt, buf, max, &got);
 			if (rc != ERR_OK)
-				return dstream_fail(ds, rc, "read");
+				return dstream_fail(ds, rc, why[0] ? why : "read");
 			if (got > 0)
 				return (ssize_t)got;
+			dz_close(ds);
 			retrieve_close(ds->rt);   /* whole, and its fixity checked */
 			ds->rt = NULL;
 			ds->i++;
@@ -416,6 +496,7 @@ static void dstream_free(void *cls)
 {
 	struct dstream *ds = cls;
 
+	dz_close(ds);
 	retrieve_close(ds->rt);
 	retrieve_keys_fini(&ds->keys);
 	wado_list_fini(&ds->l);
@@ -445,6 +526,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	char ctype[160];
 	uint8_t rnd[16];
 	uint64_t total = 0;
+	bool dz_any = false;
 	enum err rc;
 	size_t i;
 
@@ -469,11 +551,12 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		                    "ask for that one",
 		                    NULL);
 	}
-	if (mp && !accept_dicom(r, &ds->l)) {
+	if (mp && !accept_dicom(r, &ds->l, ds->dz)) {
 		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
-		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=* "
-		                    "or the stored transfer syntax",
+		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=*, "
+		                    "the stored transfer syntax, or 1.2.840.10008.1.2.1 for JPEG Baseline and RLE instances "
+		                    "(decompressed)",
 		                    NULL);
 	}
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
@@ -488,6 +571,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		if (mp)
 			part_head(ds, i, &w);
 		total += w.len + ds->l.it[i].size;
+		dz_any |= ds->dz[ds->l.it[i].ts];
 	}
 	wbuf_reset(&w);
 	if (mp)
@@ -519,6 +603,19 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
 		if (rc == ERR_OK && retrieve_size(ds->rt) != ds->l.it[0].size)
 			rc = ERR_AUTH;
+		if (rc == ERR_OK && ds->dz[ds->l.it[0].ts]) {
+			/* its first frame decoded before the answer begins: an image
+			 * the decoders do not take is a 406 naming why */
+			rc = dz_open(ds, why, sizeof why);
+			if (rc == ERR_UNSUPPORTED || rc == ERR_PARSE || rc == ERR_LIMIT) {
+				char detail[400];
+				log_info("retrieve %s by %s: not decompressed: %s", ds->l.it[0].sop, r->sess.user, why);
+				snprintf(detail, sizeof detail, "instance %s cannot be decompressed (%s): ask for its stored "
+				         "transfer syntax %s", ds->l.it[0].sop, why, ds->l.ts[ds->l.it[0].ts]);
+				dstream_free(ds);
+				return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, detail, NULL);
+			}
+		}
 		if (rc != ERR_OK) {
 			const char *reason = rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
 			log_error("retrieve %s by %s: %s", ds->l.it[0].sop, r->sess.user, why[0] ? why : reason);
@@ -533,7 +630,10 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			part_head(ds, 0, &ds->piece);
 		ds->phase = D_HEAD;
 	}
-	return http_send_callback_large(r, MHD_HTTP_OK, ctype, total, dstream_read, ds, dstream_free);
+	/* a decompressed instance's length is known once it is written:
+	 * then the answer goes chunked */
+	return http_send_callback_large(r, MHD_HTTP_OK, ctype, dz_any ? MHD_SIZE_UNKNOWN : total, dstream_read, ds,
+	                                dstream_free);
 }
 
 /* ---- routes ---- */

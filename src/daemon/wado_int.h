@@ -44,6 +44,9 @@ struct wado_series {
 	int64_t id, number;
 };
 
+/* Explicit VR Little Endian: native frames, and what is decompressed into */
+#define NATIVE_TS "1.2.840.10008.1.2.1"
+
 struct wado_item {
 	char sop[WADO_UID_MAX + 1];
 	uint32_t series;    /* index into series[] */

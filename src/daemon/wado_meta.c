@@ -26,7 +26,6 @@
 #include "http_int.h"
 #include "wado_int.h"
 
-#define NATIVE_TS "1.2.840.10008.1.2.1"
 
 /* ---- one stored instance, parsed with its bulk values left in the source ---- */
 

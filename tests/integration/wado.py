@@ -22,6 +22,7 @@ Usage: wado.py DV (the CLI under test). Prints ok/not ok lines. KEEP=1
 keeps the temporary directory.
 """
 import base64
+import io
 import http.client
 import json
 import os
@@ -737,6 +738,45 @@ def main():
     check("native frames as image/jpeg: 406", is_problem(r, 406), r.status)
     r = frames(files["rtdose"], "1", 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50')
     check("native frames in another transfer syntax: 406", is_problem(r, 406), r.status)
+
+    # instances asked for in explicit VR little endian: JPEG Baseline and
+    # RLE ones decompressed (Part 10, chunked), as pydicom decodes them
+    from pydicom.pixel_data_handlers.util import convert_color_space
+    explicit = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+    for name in ("rtdose_rle", "SC_rgb_rle_2frame", "rle_32bit_2frame", "jpeg_rgb", "jpeg_ybr"):
+        w = pydicom.dcmread(files[name])
+        r = get(inst_path(files[name]), explicit)
+        ok, why = False, r.status
+        if r.status == 200:
+            ps = parts_of(r)
+            g = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
+            if g is not None:
+                a, b = w.pixel_array, g.pixel_array
+                if w.PhotometricInterpretation.startswith("YBR"):
+                    a = convert_color_space(a, "YBR_FULL", "RGB")
+                diff = numpy.abs(a.astype(int) - b.astype(int)).max() if a.shape == b.shape else None
+                ok = (ps[0][0]["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1" and
+                      g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and g.SOPInstanceUID == w.SOPInstanceUID
+                      and diff is not None and diff <= (3 if "jpeg" in name else 0) and
+                      "content-length" not in {k.lower() for k in r.headers})
+                why = (diff, g.file_meta.TransferSyntaxUID, ps[0][0])
+        check(f"instance {name} ({w.file_meta.TransferSyntaxUID}) asked in explicit VR LE: decompressed, "
+              "as pydicom decodes it", ok, why)
+    r = get(inst_path(files["JPEG-lossy"]), explicit)
+    check("a 12-bit JPEG instance asked in explicit VR LE (no decoder): 406 saying what is decompressed",
+          is_problem(r, 406) and b"JPEG Baseline and RLE" in r.body, (r.status, r.body[:300]))
+    r = get(inst_path(files["jpeg_bot"]), explicit)
+    check("a JPEG instance whose frames do not decode, asked in explicit VR LE: 406 naming why",
+          is_problem(r, 406) and b"cannot be decompressed" in r.body, (r.status, r.body[:300]))
+    r = get(inst_path(files["JPEG2000"]), explicit)
+    check("a JPEG 2000 instance asked in explicit VR LE: 406", is_problem(r, 406), r.status)
+    r = get(inst_path(files["CT_small"]), explicit)
+    check("a native explicit VR instance asked so: its stored bytes, with its length",
+          r.status == 200 and parts_of(r)[0][1] == open(files["CT_small"], "rb").read() and
+          r.h("content-length") != "", r.status)
+    r = get(inst_path(files["jpeg_rgb"]), 'multipart/related; type="application/dicom"')
+    check("the JPEG instance asked without transfer-syntax: its stored bytes",
+          r.status == 200 and parts_of(r)[0][1] == open(files["jpeg_rgb"], "rb").read(), r.status)
 
     for lst, code, what in (("0", 400, "frame 0"), ("16", 404, "frame past the end"),
                             ("1,16", 404, "a list with one frame past the end"),
