@@ -21,11 +21,12 @@ bool dcm_decompress_takes(const char *ts_uid);
  * open until the end) into `to`, Explicit or Implicit VR Little Endian;
  * with part10, as a Part 10 file (preamble, File Meta Information naming
  * `to` and our implementation, then the data set).
- * begin checks what it can before anything is written, the first frame
- * decoded among it: ERR_UNSUPPORTED, a transfer syntax or image this
+ * begin does all that can fail before anything is sent but decoding the
+ * later frames: the first frame decoded, the data set without its pixels
+ * written into memory. ERR_UNSUPPORTED, a transfer syntax or image this
  * does not take (the decoders': 8-bit JPEG of 1 or 3 components, RLE of
- * 8 or 16 bits); ERR_PARSE, a first frame that does not decode;
- * ERR_LIMIT, over 4 GiB decompressed. */
+ * 8, 16 or 32 bits); ERR_PARSE, a first frame that does not decode;
+ * ERR_LIMIT, over 4 GiB decompressed, or over 64 MiB of other values. */
 struct dcm_decompress;
 WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10,
                                   struct dcm_decompress **out, char *why, size_t whylen);
@@ -35,9 +36,10 @@ WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, b
  * follow: a JPEG colour image becomes RGB, samples interleaved; an RLE
  * one is laid out as its Planar Configuration says (absent: 0); JPEG
  * Baseline is lossy, so Lossy Image Compression is "01" and its method
- * ISO_10918_1 is added when absent. Group lengths, elements after Pixel
- * Data (trailing padding, Digital Signatures, which no longer hold) and an
- * Icon Image Sequence with compressed pixels are left out. A later frame
+ * ISO_10918_1 is added when absent. Group lengths, the rest of group
+ * 7FE0 (Extended Offset Table), elements after Pixel Data (trailing
+ * padding, Digital Signatures, which no longer hold) and compressed
+ * pixels inside items (an icon's) are left out. A later frame
  * that does not decode fails it (ERR_PARSE) with part of the data set
  * written. */
 WUR enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen);

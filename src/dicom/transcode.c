@@ -16,7 +16,7 @@
 #define TS_JPEG_BASELINE "1.2.840.10008.1.2.4.50"
 #define TS_RLE           "1.2.840.10008.1.2.5"
 #define TAG_PIXEL_DATA   0x7FE00010u
-#define TAG_ICON         0x00880200u
+#define TAG_PIXEL_GROUP  0x7FE00000u
 #define TAG_PHOTOMETRIC  0x00280004u
 #define TAG_PLANAR       0x00280006u
 #define TAG_BITS_ALLOC   0x00280100u
@@ -118,24 +118,56 @@ static enum err set_us(struct dcm_ds *ds, uint32_t tag, unsigned v)
 	return dcm_ds_set(ds, tag, VR_US, b, 2);
 }
 
-/* The data set of f without Pixel Data and what follows it, values
- * loaded, the attributes of the decoded pixels (dec) set. */
+/* e (of f) copied into ds, values loaded, with its items' elements but
+ * their encapsulated ones (an icon's compressed pixels: a native copy
+ * cannot carry them); *budget: the bytes of values left to load. */
+static enum err copy_elem(struct dcm_ds *ds, const struct dcm_file *f, const struct dcm_elem *e, unsigned depth,
+                          uint64_t *budget)
+{
+	uint32_t i, j;
+	enum err rc = ERR_OK;
+
+	if (depth > DCM_MAX_DEPTH)
+		return ERR_LIMIT;
+	if (e->flags & DCM_EF_ENCAPS)
+		return ERR_OK;   /* left out */
+	if (e->seq == NULL) {
+		if (e->len > *budget)
+			return ERR_LIMIT;
+		*budget -= e->len;
+		return dcm_ds_copy_elem(ds, f, e, 0);
+	}
+	{
+		struct dcm_elem *sq;
+		rc = dcm_ds_set_seq(ds, e->tag, &sq);
+		for (i = 0; rc == ERR_OK && i < e->seq->n; i++) {
+			const struct dcm_ds *from = e->seq->items[i];
+			struct dcm_ds *item;
+			rc = dcm_seq_add_item(ds, sq, &item);
+			for (j = 0; rc == ERR_OK && j < from->n; j++)
+				rc = copy_elem(item, f, &from->e[j], depth + 1, budget);
+		}
+	}
+	return rc;
+}
+
+/* The data set of f without Pixel Data and the rest of group 7FE0 and
+ * what follows it (the Extended Offset Table belongs to encapsulated
+ * pixels), values loaded (at most DECOMPRESS_MAX_HEAD bytes of them:
+ * ERR_LIMIT), the attributes of the decoded pixels (dec) set. */
 static enum err head_copy(const struct dcm_file *f, const struct render_image *dec, bool jpeg,
                           struct dcm_file **out)
 {
 	struct dcm_file *c = NULL;
+	uint64_t budget = DECOMPRESS_MAX_HEAD;
 	uint32_t i;
 	enum err rc = dcm_file_new(&c);
 
 	for (i = 0; rc == ERR_OK && i < f->ds.n; i++) {
 		const struct dcm_elem *e = &f->ds.e[i];
-		if (e->tag >= TAG_PIXEL_DATA || (e->tag & 0xFFFFu) == 0)
+		if (e->tag >= TAG_PIXEL_GROUP || (e->tag & 0xFFFFu) == 0)
 			continue;   /* the pixels are written by hand; group lengths would be wrong */
-		rc = dcm_ds_copy_elem(&c->ds, f, e, 0);
-		if (rc == ERR_UNSUPPORTED && e->tag == TAG_ICON) {
-			dcm_ds_remove(&c->ds, TAG_ICON);   /* a compressed icon: optional, left out */
-			rc = ERR_OK;
-		}
+		rc = copy_elem(&c->ds, f, e, 0, &budget);
 	}
 	if (rc == ERR_OK)
 		rc = set_us(&c->ds, TAG_BITS_ALLOC, dec->bits_alloc);
@@ -207,6 +239,38 @@ void dcm_decompress_free(struct dcm_decompress *z)
 	free(z);
 }
 
+/* The head: the data set without its Pixel Data (after a preamble and
+ * File Meta Information for part10), then the Pixel Data element's own
+ * header. */
+static enum err head_write(struct dcm_decompress *z, char *why, size_t whylen)
+{
+	struct dcm_file *head = NULL;
+	struct sink k;
+	uint64_t total = z->total;
+	enum err rc = head_copy(z->f, &z->dec, z->d.jpeg, &head);
+
+	sink_wbuf(&k, &z->out);
+	if (rc == ERR_OK && z->part10) {
+		struct dcm_write_opts wo;
+		memset(&wo, 0, sizeof wo);
+		wo.ts = z->to;
+		rc = dcm_file_write(head, &wo, &k);
+	} else if (rc == ERR_OK) {
+		rc = dcm_ds_write(head, &head->ds, z->to->explicit_vr, false, &k);
+	}
+	dcm_file_free(head);
+	if (rc == ERR_OK)
+		rc = pixel_header(&k, z->to->explicit_vr, z->dec.bits_alloc <= 8, (uint32_t)(total + (total & 1)));
+	if (rc == ERR_OK)
+		rc = wbuf_err(&z->out);
+	if (rc == ERR_LIMIT)
+		return err_why(why, whylen, rc, "the data set's values besides its pixels exceed %u MiB",
+		                DECOMPRESS_MAX_HEAD >> 20);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "the data set cannot be written");
+	return ERR_OK;
+}
+
 enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10, struct dcm_decompress **out,
                               char *why, size_t whylen)
 {
@@ -250,40 +314,15 @@ enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool 
 			rc = err_why(why, whylen, ERR_LIMIT, "%u frames of %zu bytes do not fit one Pixel Data element",
 			             (unsigned)z->fr.n, z->framelen);
 	}
+	/* the head written now too: whatever can fail but a later frame
+	 * fails here, before the caller has sent anything */
+	if (rc == ERR_OK)
+		rc = head_write(z, why, whylen);
 	if (rc != ERR_OK) {
 		dcm_decompress_free(z);
 		return rc;
 	}
 	*out = z;
-	return ERR_OK;
-}
-
-/* The head: the data set without its Pixel Data (after a preamble and
- * File Meta Information for part10), then the Pixel Data element's own
- * header. */
-static enum err head_write(struct dcm_decompress *z, char *why, size_t whylen)
-{
-	struct dcm_file *head = NULL;
-	struct sink k;
-	uint64_t total = z->total;
-	enum err rc = head_copy(z->f, &z->dec, z->d.jpeg, &head);
-
-	sink_wbuf(&k, &z->out);
-	if (rc == ERR_OK && z->part10) {
-		struct dcm_write_opts wo;
-		memset(&wo, 0, sizeof wo);
-		wo.ts = z->to;
-		rc = dcm_file_write(head, &wo, &k);
-	} else if (rc == ERR_OK) {
-		rc = dcm_ds_write(head, &head->ds, z->to->explicit_vr, false, &k);
-	}
-	dcm_file_free(head);
-	if (rc == ERR_OK)
-		rc = pixel_header(&k, z->to->explicit_vr, z->dec.bits_alloc <= 8, (uint32_t)(total + (total & 1)));
-	if (rc == ERR_OK)
-		rc = wbuf_err(&z->out);
-	if (rc != ERR_OK)
-		return err_why(why, whylen, rc, "the data set cannot be written");
 	return ERR_OK;
 }
 
@@ -294,10 +333,7 @@ enum err dcm_decompress_next(struct dcm_decompress *z, const uint8_t **p, size_t
 	*p = NULL;
 	*n = 0;
 	if (z->step == 0) {
-		rc = head_write(z, why, whylen);
-		if (rc != ERR_OK)
-			return rc;
-		z->step = 1;
+		z->step = 1;   /* the head, written by begin */
 		*p = z->out.p;
 		*n = z->out.len;
 		return ERR_OK;

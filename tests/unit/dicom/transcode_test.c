@@ -249,6 +249,57 @@ out:
 	close_file(&nat);
 }
 
+/* What only encapsulated pixels may carry is left out: the Extended
+ * Offset Table (7FE0,0001/0002) and an icon's compressed pixels inside a
+ * sequence item (the item and its other elements kept). Before, the
+ * table was copied and the nested icon failed the whole write after
+ * begin had said yes. */
+TEST(encapsulated_leftovers_left_out)
+{
+	struct file rle;
+	struct wbuf w;
+	struct src s;
+	struct src_mem m;
+	struct dcm_elem *sq, *icon, *px;
+	struct dcm_ds *item, *iitem;
+	struct dcm_file *g = NULL;
+
+	wbuf_init(&w, 1 << 20);
+	CHECK(open_file(&rle, PYD "MR_small_RLE.dcm"));
+	if (rle.f == NULL)
+		goto out;
+	CHECK(dcm_ds_set(&rle.f->ds, 0x7FE00001, VR_OV, "\0\0\0\0\0\0\0\0", 8) == ERR_OK);
+	CHECK(dcm_ds_set(&rle.f->ds, 0x7FE00002, VR_OV, "\1\0\0\0\0\0\0\0", 8) == ERR_OK);
+	CHECK(dcm_ds_set_seq(&rle.f->ds, 0x00081140, &sq) == ERR_OK && dcm_seq_add_item(&rle.f->ds, sq, &item) == ERR_OK);
+	CHECK(dcm_ds_set_str(item, 0x00081155, VR_UI, "1.2.3.4") == ERR_OK);
+	CHECK(dcm_ds_set_seq(item, 0x00880200, &icon) == ERR_OK && dcm_seq_add_item(item, icon, &iitem) == ERR_OK);
+	CHECK(dcm_ds_set_str(iitem, 0x00280004, VR_CS, "MONOCHROME2") == ERR_OK);
+	CHECK(dcm_ds_set(iitem, 0x7FE00010, VR_OB, NULL, 0) == ERR_OK);
+	px = dcm_ds_find(iitem, 0x7FE00010);
+	CHECK(px != NULL && dcm_elem_add_frag(iitem, px, "", 0) == ERR_OK && dcm_elem_add_frag(iitem, px, "ab", 2) == ERR_OK);
+	CHECK(decompress(rle.f, EXPLICIT, &w) == ERR_OK);
+	g = read_back(&w, EXPLICIT, &s, &m);
+	CHECK(g != NULL);
+	if (g != NULL) {
+		const struct dcm_elem *rs = dcm_ds_find(&g->ds, 0x00081140);
+		CHECK(dcm_ds_find(&g->ds, 0x7FE00001) == NULL && dcm_ds_find(&g->ds, 0x7FE00002) == NULL);
+		CHECK(rs != NULL && rs->seq != NULL && rs->seq->n == 1);
+		if (rs != NULL && rs->seq != NULL && rs->seq->n == 1) {
+			const struct dcm_ds *it = rs->seq->items[0];
+			const struct dcm_elem *ic = dcm_ds_find(it, 0x00880200);
+			CHECK(str_is(it, 0x00081155, "1.2.3.4"));
+			CHECK(ic != NULL && ic->seq != NULL && ic->seq->n == 1 &&
+			      dcm_ds_find(ic->seq->items[0], 0x7FE00010) == NULL &&
+			      str_is(ic->seq->items[0], 0x00280004, "MONOCHROME2"));
+		}
+		CHECK(dcm_ds_find(&g->ds, 0x7FE00010) != NULL);
+		dcm_file_free(g);
+	}
+out:
+	wbuf_fini(&w);
+	close_file(&rle);
+}
+
 TEST(rle_colour_as_its_planar_configuration)
 {
 	struct file x;
@@ -372,6 +423,7 @@ int main(void)
 	}
 	RUN(rle_is_the_native_image);
 	RUN(part10_pulled);
+	RUN(encapsulated_leftovers_left_out);
 	RUN(rle_colour_as_its_planar_configuration);
 	RUN(jpeg_becomes_rgb_and_says_lossy);
 	RUN(refusals_write_nothing);
