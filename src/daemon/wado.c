@@ -610,6 +610,9 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			if (rc == ERR_UNSUPPORTED || rc == ERR_PARSE || rc == ERR_LIMIT) {
 				char detail[400];
 				log_info("retrieve %s by %s: not decompressed: %s", ds->l.it[0].sop, r->sess.user, why);
+				/* the request was audited as a success: it did not happen */
+				(void)wado_audit(&ds->who, AUDIT_FAILURE, "not decompressed (406)", ds->l.patient, study,
+				                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);
 				snprintf(detail, sizeof detail, "instance %s cannot be decompressed (%s): ask for its stored "
 				         "transfer syntax %s", ds->l.it[0].sop, why, ds->l.ts[ds->l.it[0].ts]);
 				dstream_free(ds);
