@@ -742,9 +742,13 @@ static enum err fs_recover(struct blob_store *bs,
 		if (blob_key_valid(e->d_name)) {
 			/* the entry is the object's file, or its start (a spare
 			 * or a write that began is empty). Written: it holds
-			 * bytes, or its name was linked (a spare never is; the
-			 * data of a finished put may have been lost with the
-			 * crash, but not its name: put_finish waits for it) */
+			 * bytes, or its name was linked (the data of a finished
+			 * put may have been lost with the crash, but not its
+			 * name: put_finish waits for it). A spare never handed
+			 * to put_begin has no name; one taken by put_begin is
+			 * linked at once, so a crash before its put_finish also
+			 * counts as written: its removal gets a failure record
+			 * that no success record needed (noise, never a loss) */
 			struct stat st;
 			bool named = paths(s, e->d_name, sub1, sub2, final) == ERR_OK &&
 			             fstatat(AT_FDCWD, final, &st, AT_SYMLINK_NOFOLLOW) == 0;
