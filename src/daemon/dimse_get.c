@@ -519,8 +519,9 @@ out:
 
 /* C-MOVE: the association with the destination, proposing a context for
  * each SOP class and stored transfer syntax of the instances (a native one
- * with explicit and implicit VR little endian too, for re-encoding, and a
- * JPEG Baseline or RLE one too, for decompressing). */
+ * with explicit and implicit VR little endian too, for re-encoding; a JPEG
+ * Baseline or RLE one with a second context of those two, for
+ * decompressing when the destination does not take the first). */
 static enum err move_connect(struct get_run *gr, const struct peer *dest, struct dimse_assoc **out, char *why,
                              size_t whylen)
 {
@@ -563,7 +564,15 @@ static enum err move_connect(struct get_run *gr, const struct peer *dest, struct
 		rc = pdu_assoc_add_pc(rq, (uint8_t)(2 * rq->npc + 1), 0, in.sop_class);
 		if (rc == ERR_OK)
 			rc = pdu_assoc_add_ts(rq, in.ts_uid);
-		native = d != NULL && (!d->encapsulated || dcm_decompress_takes(in.ts_uid));
+		native = d != NULL && !d->encapsulated;
+		if (rc == ERR_OK && d != NULL && d->encapsulated && dcm_decompress_takes(in.ts_uid) &&
+		    rq->npc < PDU_MAX_PCTX && rq->npc < 127) {
+			/* a context of its own for the uncompressed syntaxes, so
+			 * that a destination that takes the stored one gets the
+			 * stored bytes (each context is accepted with one syntax) */
+			rc = pdu_assoc_add_pc(rq, (uint8_t)(2 * rq->npc + 1), 0, in.sop_class);
+			native = true;
+		}
 		if (rc == ERR_OK && native && strcmp(in.ts_uid, TS_EXPLICIT) != 0)
 			rc = pdu_assoc_add_ts(rq, TS_EXPLICIT);
 		if (rc == ERR_OK && native && strcmp(in.ts_uid, TS_IMPLICIT) != 0)

@@ -250,9 +250,41 @@ sleep 0.5
 check "storescp received both decompressed, pixels as pydicom decodes the originals" "[ $? -eq 0 ]" "$T/m8.cmp" \
 	"$T/storescp.log"
 
+# ---- the same to a storescp that takes compressed syntaxes too (+xa):
+# the stored bytes, not decompressed copies (a context of their own) ----
+stop_pid "$SCP"
+SCP=
+rm -rf "$T/dest"/*
+storescp -d +xa -aet DEST +tls "$T/dest.key" "$T/dest.crt" +cf "$SC" -od "$T/dest" "$SP" \
+	>"$T/storescp2.log" 2>&1 &
+SCP=$!
+for _ in $(seq 50); do
+	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$SP" \
+		2>/dev/null && break
+	sleep 0.1
+done
+move_ m9 MOVER DEST -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=$STUDIES"
+sleep 0.5
+"$PY" - "$T/dest" "$T"/cmp/*.dcm >"$T/m9.cmp" 2>&1 <<'PYEOF'
+import glob, sys, pydicom
+got = {}
+for f in glob.glob(sys.argv[1] + "/*"):
+    d = pydicom.dcmread(f)
+    got[d.SOPInstanceUID] = d
+for f in sys.argv[2:]:
+    w = pydicom.dcmread(f)
+    g = got.get(w.SOPInstanceUID)
+    if g is None or g.file_meta.TransferSyntaxUID != w.file_meta.TransferSyntaxUID or g.PixelData != w.PixelData:
+        print(f, "not received as stored:", g.file_meta.TransferSyntaxUID if g else None); sys.exit(1)
+print("as stored", len(sys.argv) - 2)
+PYEOF
+check "to a destination that takes JPEG and RLE: both in their stored syntax, pixel bytes as stored" \
+	"[ $? -eq 0 ] && grep -q 'Received Final Move Response (Success)' '$T/m9.log'" "$T/m9.cmp" "$T/m9.log" \
+	"$T/storescp2.log"
+
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-MOVE')
 check "one retrieve audit record per C-MOVE with the mover as actor ($n)" \
-	"[ $n -eq 7 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
+	"[ $n -eq 8 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
 check "server still running" "kill -0 $SRV"
 stop_pid "$TUN"
 TUN=
