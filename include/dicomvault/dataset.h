@@ -200,6 +200,11 @@ void dcm_ds_remove(struct dcm_ds *ds, uint32_t tag);
  * values loaded) into ds, replacing an element with its tag. Values keep
  * sf's byte order. Encapsulated pixel data: ERR_UNSUPPORTED. depth: 0. */
 WUR enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e, unsigned depth);
+/* The same, but encapsulated elements (inside items too: an icon's
+ * compressed pixels) are left out, and the value bytes loaded are counted
+ * against *budget (ERR_LIMIT beyond it): for a native copy of a data set. */
+WUR enum err dcm_ds_copy_elem_native(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e,
+                                     uint64_t *budget);
 /* The value bytes of an element, loading bulk data from the source into
  * memory the caller frees; *owned says whether it must be freed. */
 WUR enum err dcm_elem_value(const struct dcm_file *f, const struct dcm_elem *e,

@@ -905,7 +905,11 @@ enum err dcm_seq_add_item(struct dcm_ds *ds, struct dcm_elem *sq, struct dcm_ds 
 	return rc;
 }
 
-enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e, unsigned depth)
+/* dcm_ds_copy_elem and dcm_ds_copy_elem_native: encapsulated elements are
+ * refused, or (budget not NULL) left out while the values loaded are
+ * counted against *budget. */
+static enum err copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e, unsigned depth,
+                          uint64_t *budget)
 {
 	const uint8_t *val = NULL;
 	bool owned = false;
@@ -915,7 +919,7 @@ enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const st
 	if (depth > DCM_MAX_DEPTH)
 		return ERR_LIMIT;
 	if (e->flags & DCM_EF_ENCAPS)
-		return ERR_UNSUPPORTED;
+		return budget != NULL ? ERR_OK : ERR_UNSUPPORTED;
 	if (e->seq != NULL) {
 		struct dcm_elem *sq;
 		rc = dcm_ds_set_seq(ds, e->tag, &sq);
@@ -924,9 +928,14 @@ enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const st
 			struct dcm_ds *item;
 			rc = dcm_seq_add_item(ds, sq, &item);
 			for (j = 0; rc == ERR_OK && j < from->n; j++)
-				rc = dcm_ds_copy_elem(item, sf, &from->e[j], depth + 1);
+				rc = copy_elem(item, sf, &from->e[j], depth + 1, budget);
 		}
 		return rc;
+	}
+	if (budget != NULL) {
+		if (e->len > *budget)
+			return ERR_LIMIT;
+		*budget -= e->len;
 	}
 	if (e->len > 0) {
 		rc = dcm_elem_value(sf, e, &val, &owned);
@@ -937,6 +946,17 @@ enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const st
 	if (owned)
 		free((void *)val);
 	return rc;
+}
+
+enum err dcm_ds_copy_elem(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e, unsigned depth)
+{
+	return copy_elem(ds, sf, e, depth, NULL);
+}
+
+enum err dcm_ds_copy_elem_native(struct dcm_ds *ds, const struct dcm_file *sf, const struct dcm_elem *e,
+                                 uint64_t *budget)
+{
+	return copy_elem(ds, sf, e, 0, budget);
 }
 
 enum err dcm_elem_add_frag(struct dcm_ds *ds, struct dcm_elem *e, const void *val, size_t len)

@@ -118,39 +118,6 @@ static enum err set_us(struct dcm_ds *ds, uint32_t tag, unsigned v)
 	return dcm_ds_set(ds, tag, VR_US, b, 2);
 }
 
-/* e (of f) copied into ds, values loaded, with its items' elements but
- * their encapsulated ones (an icon's compressed pixels: a native copy
- * cannot carry them); *budget: the bytes of values left to load. */
-static enum err copy_elem(struct dcm_ds *ds, const struct dcm_file *f, const struct dcm_elem *e, unsigned depth,
-                          uint64_t *budget)
-{
-	uint32_t i, j;
-	enum err rc = ERR_OK;
-
-	if (depth > DCM_MAX_DEPTH)
-		return ERR_LIMIT;
-	if (e->flags & DCM_EF_ENCAPS)
-		return ERR_OK;   /* left out */
-	if (e->seq == NULL) {
-		if (e->len > *budget)
-			return ERR_LIMIT;
-		*budget -= e->len;
-		return dcm_ds_copy_elem(ds, f, e, 0);
-	}
-	{
-		struct dcm_elem *sq;
-		rc = dcm_ds_set_seq(ds, e->tag, &sq);
-		for (i = 0; rc == ERR_OK && i < e->seq->n; i++) {
-			const struct dcm_ds *from = e->seq->items[i];
-			struct dcm_ds *item;
-			rc = dcm_seq_add_item(ds, sq, &item);
-			for (j = 0; rc == ERR_OK && j < from->n; j++)
-				rc = copy_elem(item, f, &from->e[j], depth + 1, budget);
-		}
-	}
-	return rc;
-}
-
 /* The data set of f without Pixel Data and the rest of group 7FE0 and
  * what follows it (the Extended Offset Table belongs to encapsulated
  * pixels), values loaded (at most DECOMPRESS_MAX_HEAD bytes of them:
@@ -167,7 +134,7 @@ static enum err head_copy(const struct dcm_file *f, const struct render_image *d
 		const struct dcm_elem *e = &f->ds.e[i];
 		if (e->tag >= TAG_PIXEL_GROUP || (e->tag & 0xFFFFu) == 0)
 			continue;   /* the pixels are written by hand; group lengths would be wrong */
-		rc = copy_elem(&c->ds, f, e, 0, &budget);
+		rc = dcm_ds_copy_elem_native(&c->ds, f, e, &budget);
 	}
 	if (rc == ERR_OK)
 		rc = set_us(&c->ds, TAG_BITS_ALLOC, dec->bits_alloc);

@@ -124,14 +124,19 @@ mkdir -p "$T/dest"
 # (storescp 3.6.7 cannot bind an address: it listens on every interface of
 # this test's own network namespace, i.e. on loopback only; +tls with +cf:
 # only a client holding the vault's key is served)
-storescp -d -aet DEST +tls "$T/dest.key" "$T/dest.crt" +cf "$SC" -od "$T/dest" "$SP" \
-	>"$T/storescp.log" 2>&1 &
-SCP=$!
-for _ in $(seq 50); do
-	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$SP" \
-		2>/dev/null && break
-	sleep 0.1
-done
+# dest_start LOG [storescp options]: storescp on $SP as SCP, listening
+dest_start() {
+	local log=$1
+	shift
+	storescp -d "$@" -aet DEST +tls "$T/dest.key" "$T/dest.crt" +cf "$SC" -od "$T/dest" "$SP" >"$log" 2>&1 &
+	SCP=$!
+	for _ in $(seq 50); do
+		"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$SP" \
+			2>/dev/null && break
+		sleep 0.1
+	done
+}
+dest_start "$T/storescp.log"
 check "storescp +tls listening" "kill -0 $SCP" "$T/storescp.log"
 
 # ---- the TLS tunnel for movescu: stunnel4 as a TLS client on loopback ----
@@ -255,14 +260,7 @@ check "storescp received both decompressed, pixels as pydicom decodes the origin
 stop_pid "$SCP"
 SCP=
 rm -rf "$T/dest"/*
-storescp -d +xa -aet DEST +tls "$T/dest.key" "$T/dest.crt" +cf "$SC" -od "$T/dest" "$SP" \
-	>"$T/storescp2.log" 2>&1 &
-SCP=$!
-for _ in $(seq 50); do
-	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$SP" \
-		2>/dev/null && break
-	sleep 0.1
-done
+dest_start "$T/storescp2.log" +xa
 move_ m9 MOVER DEST -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=$STUDIES"
 sleep 0.5
 "$PY" - "$T/dest" "$T"/cmp/*.dcm >"$T/m9.cmp" 2>&1 <<'PYEOF'
