@@ -133,11 +133,7 @@ sslVersionMin = TLSv1.3
 CONF
 stunnel4 "$T/stunnel.conf" >"$T/stunnel.out" 2>&1 &
 TUN=$!
-for _ in $(seq 50); do
-	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$LP" \
-		2>/dev/null && break
-	sleep 0.1
-done
+wait_port "$LP"
 check "stunnel4 listening on 127.0.0.1:$LP" "kill -0 $TUN" "$T/stunnel.out" "$T/stunnel.log"
 
 # get NAME AET [getscu options and keys]: received files in $T/gNAME

@@ -130,11 +130,7 @@ dest_start() {
 	shift
 	storescp -d "$@" -aet DEST +tls "$T/dest.key" "$T/dest.crt" +cf "$SC" -od "$T/dest" "$SP" >"$log" 2>&1 &
 	SCP=$!
-	for _ in $(seq 50); do
-		"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$SP" \
-			2>/dev/null && break
-		sleep 0.1
-	done
+	wait_port "$SP"
 }
 dest_start "$T/storescp.log"
 check "storescp +tls listening" "kill -0 $SCP" "$T/storescp.log"
@@ -158,11 +154,7 @@ sslVersionMin = TLSv1.3
 CONF
 stunnel4 "$T/stunnel.conf" >"$T/stunnel.out" 2>&1 &
 TUN=$!
-for _ in $(seq 50); do
-	"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$LP" \
-		2>/dev/null && break
-	sleep 0.1
-done
+wait_port "$LP"
 check "stunnel4 listening on 127.0.0.1:$LP" "kill -0 $TUN" "$T/stunnel.out" "$T/stunnel.log"
 
 # move NAME AET DEST [movescu options and keys]

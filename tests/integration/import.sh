@@ -167,14 +167,6 @@ rm -f "$GAP_FILE"
 # (fork mode: dcmqrscp 3.6.7 -s crashes after an association is released)
 dcmqrscp -c "$T/qr.cfg" -d >"$T/qr.log" 2>&1 &
 QR=$!
-wait_port() {
-	for _ in $(seq 50); do
-		"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" \
-			2>/dev/null && return 0
-		sleep 0.1
-	done
-	return 1
-}
 wait_port "$QP"
 check "dcmqrscp listening" "kill -0 $QR" "$T/qr.log"
 

@@ -33,6 +33,15 @@ no() {
 }
 # check NAME CONDITION [FILE...]
 check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
+# wait_port PORT: until something listens on 127.0.0.1:PORT (5 s at most)
+wait_port() {
+	for _ in $(seq 50); do
+		"$PY" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" \
+			2>/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # fp CERT: its SHA-256 fingerprint as `openssl x509 -fingerprint` prints it
 fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
