@@ -47,6 +47,16 @@ static void new_log(char *path, size_t cap)
 	snprintf(path, cap, "%s/log%d.jsonl", base, ++seqno);
 }
 
+/* A new log opened (NULL, checked, on failure); its path in path. */
+static struct audit *open_new(char *path, size_t cap)
+{
+	struct audit *a = NULL;
+
+	new_log(path, cap);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	return a;
+}
+
 static struct audit_rec rec(const char *action, const char *user)
 {
 	struct audit_rec r;
@@ -248,8 +258,7 @@ TEST(threads_append_concurrently)
 	struct stat st;
 	int i;
 
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL)
 		return;
 	for (i = 0; i < 4; i++) {
@@ -297,8 +306,7 @@ TEST(lazy_reads)
 	void *ret;
 	int i;
 
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL)
 		return;
 	CHECK(audit_lazy_reads(a, 0) == ERR_PARSE);
@@ -359,8 +367,7 @@ TEST(append_in_two_halves)
 	void *ret;
 	int i;
 
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL)
 		return;
 	CHECK(audit_append_start(a, &st, &t) == ERR_OK);
@@ -396,8 +403,7 @@ TEST(processes_append_concurrently)
 	int i, status = -1;
 	pid_t pid;
 
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL)
 		return;
 	fflush(NULL);
@@ -471,8 +477,7 @@ TEST(hostile_strings_escaped_and_capped)
 	 * truncated sequence, then valid 2-, 3- and 4-byte characters */
 	r.actor.role = "\x80x\xc0\xafy\xed\xa0\x80z\xe2\x82 \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
 	r.actor.cert = "\",\"hash\":\"0000";
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL) {
 		free(big);
 		return;
@@ -528,8 +533,7 @@ TEST(fields_and_time)
 	r.objects.counted = true;
 	r.objects.studies = 1;
 	r.objects.instances = 42;
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL)
 		return;
 	CHECK(audit_append(a, &r) == ERR_OK);
@@ -878,8 +882,7 @@ TEST(signed_checkpoints)
 
 	CHECK(sign_keypair(pk, &sk) == ERR_OK);
 	CHECK(sign_keypair(pk2, &sk2) == ERR_OK);
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL || sk == NULL)
 		return;
 	audit_set_signer(a, sk, pk, 4);
@@ -1003,8 +1006,7 @@ TEST(python_verifier_agrees)
 	fclose(f);
 	CHECK(sign_keypair(pk, &sk) == ERR_OK);
 	hexs(pkhex, pk, 32);
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL)
 		return;
 	audit_set_signer(a, sk, pk, 3);
@@ -1070,8 +1072,7 @@ TEST(fsync_failure_is_kept)
 	struct audit_rec st = rec(AUDIT_STORE, "bob");
 	uint64_t t0 = 0, t1 = 0, t2 = 0;
 
-	new_log(path, sizeof path);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	a = open_new(path, sizeof path);
 	if (a == NULL)
 		return;
 	CHECK(audit_append_start(a, &st, &t0) == ERR_OK);
