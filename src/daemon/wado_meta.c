@@ -720,7 +720,16 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 	ng.encapsulated = bs->fr.encapsulated;
 	ng.ts = bs->l.ts[bs->l.it[0].ts];
 	ng.media = media_of(ng.ts);
-	ng.can_decompress = ng.encapsulated && ds == &bs->in.f->ds && decompressible(bs, ng.ts);
+	/* the image is looked at (render_image_init) only if a range asks
+	 * for uncompressed frames: viewers asking for the stored ones (every
+	 * frame request of a study) pay nothing; if it cannot be given so,
+	 * the ranges are read again without that choice */
+	ng.can_decompress = ng.encapsulated && ds == &bs->in.f->ds && dcm_decompress_takes(ng.ts);
+	if (ng.can_decompress && wado_accept_any(r, accept_frames, &ng) && ng.decompress &&
+	    !decompressible(bs, ng.ts)) {
+		ng.can_decompress = false;
+		ng.decompress = false;
+	}
 	if (ng.encapsulated && ng.media == NULL) {
 		*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "the frames of this transfer syntax (video or unknown) are not offered: retrieve the "
