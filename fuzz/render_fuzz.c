@@ -23,10 +23,12 @@
  *   * render_image_init fails without a reason or with an unexpected
  *     code, or a Part 10 frame at least as long as its image does not
  *     render (or a shorter one does);
- *   * an encapsulated Part 10 image that dcm_decompress_begin takes is
+ *   * an encapsulated Part 10 image that dcm_transcode_begin takes is
  *     written (transcode.h) as something that does not read back as an
  *     explicit VR data set, or whose Pixel Data is not every frame at the
- *     size its own attributes give (odd lengths padded).
+ *     size its own attributes give (odd lengths padded); a native one
+ *     re-encoded does not read back, or with Pixel Data of another
+ *     length.
  * Layer: tests (fuzz). */
 #include <stdbool.h>
 #include <stdint.h>
@@ -129,13 +131,13 @@ static unsigned us_of(const struct dcm_ds *ds, uint32_t tag)
 	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : 0;
 }
 
-/* An encapsulated Part 10 file decompressed into explicit VR little
- * endian, read back. */
-static void decompressed(struct dcm_file *f)
+/* A Part 10 file transcoded into explicit VR little endian (an
+ * encapsulated one decompressed, a native one re-encoded), read back. */
+static void transcoded(struct dcm_file *f)
 {
 	static const char explicit_le[] = "1.2.840.10008.1.2.1";
 	const struct dcm_ts *ts = dict_ts(explicit_le, sizeof explicit_le - 1);
-	struct dcm_decompress *z = NULL;
+	struct dcm_transcode *z = NULL;
 	struct dcm_file *g = NULL;
 	struct dcm_read_opts o;
 	struct dcm_errinfo ei;
@@ -147,18 +149,25 @@ static void decompressed(struct dcm_file *f)
 	char why[256];
 	uint64_t want;
 
-	if (dcm_decompress_begin(f, ts, false, &z, why, sizeof why) != ERR_OK)
+	if (dcm_transcode_begin(f, ts, false, &z, why, sizeof why) != ERR_OK)
 		return;
 	wbuf_init(&w, 64u << 20);
 	sink_wbuf(&k, &w);
-	if (dcm_decompress_write(z, &k, why, sizeof why) == ERR_OK) {
+	if (dcm_transcode_write(z, &k, why, sizeof why) == ERR_OK) {
 		memset(&o, 0, sizeof o);
 		o.no_meta = true;
 		o.ts = ts;
 		src_mem_init(&s, &m, w.p, w.len);
 		if (dcm_file_read(&s, &o, &g, &ei) != ERR_OK)
-			die("a decompressed data set does not read back");
+			die("a transcoded data set does not read back");
 		px = dcm_ds_find(&g->ds, 0x7FE00010);
+		if (!f->ts->encapsulated) {
+			const struct dcm_elem *was = dcm_ds_find(&f->ds, 0x7FE00010);
+			if ((px == NULL) != (was == NULL) || (px != NULL && px->len != was->len))
+				die("re-encoded Pixel Data of another length");
+			dcm_file_free(g);
+			goto out;
+		}
 		want = (uint64_t)us_of(&g->ds, 0x00280010) * us_of(&g->ds, 0x00280011) * us_of(&g->ds, 0x00280002) *
 		       (us_of(&g->ds, 0x00280100) / 8);
 		{
@@ -173,8 +182,9 @@ static void decompressed(struct dcm_file *f)
 			die("decompressed Pixel Data of another length than the frames");
 		dcm_file_free(g);
 	}
+out:
 	wbuf_fini(&w);
-	dcm_decompress_free(z);
+	dcm_transcode_free(z);
 }
 
 /* A Part 10 file: attributes, first frame. */
@@ -217,8 +227,9 @@ static void part10(const uint8_t *p, size_t n, const struct render_window *win, 
 	if (buf != NULL && dcm_frame_read(&fr, 0, 0, buf, (size_t)sz) == ERR_OK) {
 		if (fr.encapsulated) {
 			decoders(&im, buf, (size_t)sz);
-			decompressed(f);
+			transcoded(f);
 		} else {
+			transcoded(f);
 			memset(&out, 0, sizeof out);
 			rc = render_frame(&im, buf, (size_t)sz, win, &out, why, sizeof why);
 			if ((rc == ERR_OK) != (sz >= render_frame_bytes(&im)))

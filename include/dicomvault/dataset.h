@@ -220,6 +220,8 @@ uint16_t dcm_elem_effective_vr(const struct dcm_ds *ds, const struct dcm_elem *e
 
 /* Byte-swapping unit of a value between little and big endian. */
 unsigned dcm_swap_size(const struct dcm_file *f, uint32_t tag, uint16_t vr);
+/* Reverses the bytes of each number of `size` bytes in v (size < 2: none). */
+void dcm_swap_bytes(uint8_t *v, size_t len, unsigned size);
 
 /* ---- writer ---- */
 

@@ -1,7 +1,10 @@
-/* transcode.h: encapsulated pixel data decompressed into a native
- * transfer syntax, for a peer that takes none of the compressed ones (the
- * C-GET and C-MOVE sub-operations; PS3.4 C.4.2.1.4: the SCP may send an
- * instance in another transfer syntax than the one it stored it in).
+/* transcode.h: a data set written in Explicit or Implicit VR Little
+ * Endian for a peer or client that takes neither its stored transfer
+ * syntax nor a compressed one: encapsulated pixel data decompressed,
+ * native data sets re-encoded (PS3.4 C.4.2.1.4: the SCP may send an
+ * instance in another transfer syntax than the one it stored it in;
+ * PS3.18: Explicit VR Little Endian is WADO-RS's default transfer
+ * syntax). Used by the C-GET and C-MOVE sub-operations and WADO-RS.
  * Layer: dicom. */
 #ifndef DICOMVAULT_TRANSCODE_H
 #define DICOMVAULT_TRANSCODE_H
@@ -17,38 +20,49 @@
  * (1.2.840.10008.1.2.5), the decoders the renderer has. */
 bool dcm_decompress_takes(const char *ts_uid);
 
-/* Decompression of the data set of f (read with bulk values: its source
- * open until the end) into `to`, Explicit or Implicit VR Little Endian;
- * with part10, as a Part 10 file (preamble, File Meta Information naming
- * `to` and our implementation, then the data set).
+/* Whether data sets of this transfer syntax can be written by
+ * dcm_transcode_begin: every native one (Implicit or Explicit VR, little
+ * or big endian, deflated), and the ones dcm_decompress_takes. */
+bool dcm_transcode_takes(const char *ts_uid);
+
+/* The data set of f (read with bulk values: its source open until the
+ * end) written in `to`, Explicit or Implicit VR Little Endian; with
+ * part10, as a Part 10 file (preamble, File Meta Information naming `to`
+ * and our implementation, then the data set).
  * begin does all that can fail before anything is sent but decoding the
- * later frames: the first frame decoded, the data set without its pixels
- * written into memory. ERR_UNSUPPORTED, a transfer syntax or image this
- * does not take (the decoders': 8-bit JPEG of 1 or 3 components, RLE of
- * 8, 16 or 32 bits); ERR_PARSE, a first frame that does not decode;
- * ERR_LIMIT, over 4 GiB decompressed, or over 64 MiB of other values. */
-struct dcm_decompress;
-WUR enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10,
-                                  struct dcm_decompress **out, char *why, size_t whylen);
-/* Writes the data set (no preamble, no File Meta Information) to k, its
- * Pixel Data decompressed one frame at a time (one compressed and one
- * decoded frame in memory). The attributes that describe the pixels
- * follow: a JPEG colour image becomes RGB, samples interleaved; an RLE
- * one is laid out as its Planar Configuration says (absent: 0); JPEG
- * Baseline is lossy, so Lossy Image Compression is "01" and its method
- * ISO_10918_1 is added when absent. Group lengths, the rest of group
- * 7FE0 (Extended Offset Table), elements after Pixel Data (trailing
- * padding, Digital Signatures, which no longer hold) and compressed
- * pixels inside items (an icon's) are left out. A later frame
+ * later frames (or reading native pixels again): the first frame
+ * decoded, the data set without its pixels written into memory.
+ * ERR_UNSUPPORTED, a transfer syntax or image this does not take (the
+ * decoders': 8-bit JPEG of 1 or 3 components, RLE of 8, 16 or 32 bits;
+ * native Pixel Data neither OB nor OW, or of odd length); ERR_PARSE, a
+ * first frame that does not decode; ERR_LIMIT, over 4 GiB decompressed,
+ * or over 64 MiB of other values. */
+struct dcm_transcode;
+WUR enum err dcm_transcode_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10,
+                                 struct dcm_transcode **out, char *why, size_t whylen);
+/* Writes the data set (after a preamble and File Meta Information with
+ * part10) to k. Decompressed: Pixel Data one frame at a time (one
+ * compressed and one decoded frame in memory); the attributes that
+ * describe the pixels follow: a JPEG colour image becomes RGB, samples
+ * interleaved; an RLE one is laid out as its Planar Configuration says
+ * (absent: 0); JPEG Baseline is lossy, so Lossy Image Compression is
+ * "01" and its method ISO_10918_1 is added when absent. Group lengths,
+ * the rest of group 7FE0 (Extended Offset Table), elements after Pixel
+ * Data (trailing padding, Digital Signatures, which no longer hold) and
+ * compressed pixels inside items (an icon's) are left out. A later frame
  * that does not decode fails it (ERR_PARSE) with part of the data set
- * written. */
-WUR enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen);
+ * written. Native: every element but group lengths and trailing
+ * padding, values as they were (numbers swapped from big endian), Pixel
+ * Data read from the source 1 MiB at a time. */
+WUR enum err dcm_transcode_write(struct dcm_transcode *z, struct sink *k, char *why, size_t whylen);
 /* The same bytes pulled piece by piece: the head (the data set up to the
- * Pixel Data element's header), then each frame, then the padding byte of
- * an odd length; *n 0 at the end. *p stays valid until the next call or
- * dcm_decompress_free. write and next are two ways of doing it once. */
-WUR enum err dcm_decompress_next(struct dcm_decompress *z, const uint8_t **p, size_t *n, char *why, size_t whylen);
-void dcm_decompress_free(struct dcm_decompress *z);
+ * Pixel Data element's header), then each frame (native: each chunk of
+ * the Pixel Data value, then the elements after it), then the padding
+ * byte of an odd length; *n 0 at the end. *p stays valid until the next
+ * call or dcm_transcode_free. write and next are two ways of doing it
+ * once. */
+WUR enum err dcm_transcode_next(struct dcm_transcode *z, const uint8_t **p, size_t *n, char *why, size_t whylen);
+void dcm_transcode_free(struct dcm_transcode *z);
 
 struct dcm_frames;
 struct render_image;

@@ -11,9 +11,9 @@
  * stored object's data set goes as stored (the file minus its preamble and
  * File Meta Information), read through retrieve_read (authenticated,
  * fixity checked at its end), or, when no context has its transfer syntax,
- * re-encoded for a native one if it is native, or decompressed for
- * Explicit or Implicit VR Little Endian if it is JPEG Baseline or RLE
- * (transcode.h; pixel data is never compressed). After each sub-operation a pending response
+ * written in Explicit or Implicit VR Little Endian: re-encoded if it is
+ * native, decompressed if it is JPEG Baseline or RLE (transcode.h; pixel
+ * data is never compressed). After each sub-operation a pending response
  * with the counts; then the final status (0000H, B000H, A702H, FE00H on
  * C-CANCEL, with the Failed SOP Instance UID List). One audit record
  * ("retrieve") per C-GET or C-MOVE. Layer: daemon. */
@@ -192,16 +192,14 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 	}
 }
 
-/* An accepted context for sop_class in transfer syntax ts (NULL: any
- * transfer syntax that is not encapsulated, explicit VR little endian
- * first) on which the requestor took the SCP role; 0 if none. *out_ts:
- * the context's transfer syntax. */
+/* An accepted context for sop_class in transfer syntax ts on which the
+ * requestor took the SCP role; 0 if none. *out_ts: the context's transfer
+ * syntax. */
 static uint8_t store_context(const struct dimse_assoc *a, bool need_scp_role, const char *sop_class, const char *ts,
                              const char **out_ts)
 {
 	const struct pdu_assoc *ac = a->u.ac;
 	const char *abs = NULL, *t = NULL;
-	uint8_t best = 0;
 	bool scp = false;
 	unsigned i;
 
@@ -209,29 +207,15 @@ static uint8_t store_context(const struct dimse_assoc *a, bool need_scp_role, co
 		scp = strcmp(ac->role[i].uid, sop_class) == 0 && ac->role[i].scp == 1;
 	if (need_scp_role && !scp)
 		return 0;
-	for (i = 0; i < ac->npc; i++) {
-		const struct dcm_ts *d;
-		if (!ul_context(&a->u, ac->pc[i].id, &abs, &t) || strcmp(abs, sop_class) != 0)
-			continue;
-		if (ts != NULL) {
-			if (strcmp(t, ts) == 0) {
-				*out_ts = t;
-				return ac->pc[i].id;
-			}
-			continue;
-		}
-		d = dict_ts(t, strlen(t));
-		if (d == NULL || d->encapsulated)
-			continue;
-		if (best == 0 || strcmp(t, TS_EXPLICIT) == 0) {
-			best = ac->pc[i].id;
+	for (i = 0; i < ac->npc; i++)
+		if (ul_context(&a->u, ac->pc[i].id, &abs, &t) && strcmp(abs, sop_class) == 0 && strcmp(t, ts) == 0) {
 			*out_ts = t;
+			return ac->pc[i].id;
 		}
-	}
-	return best;
+	return 0;
 }
 
-/* Data set bytes as the sub-operation's P-DATA (a sink for dcm_file_write). */
+/* Data set bytes as the sub-operation's P-DATA (a sink for dcm_transcode_write). */
 struct pdata_sink {
 	struct dimse_assoc *a;
 	uint8_t pcid;
@@ -352,8 +336,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	struct dcm_errinfo ei;
 	struct src rs;
 	const char *ctx_ts = NULL;
-	struct dcm_decompress *z = NULL;
-	bool decompress = false;
+	struct dcm_transcode *z = NULL;
 	char ts[PDU_UID_MAX + 1], why[256] = "";
 	size_t off = 0, got;
 	uint8_t pcid;
@@ -380,17 +363,14 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	pcid = store_context(o, o == a, in.sop_class, ts, &ctx_ts);
 	if (pcid == 0) {
 		/* no context in the stored transfer syntax: a native one is
-		 * re-encoded for a native context; JPEG Baseline and RLE are
-		 * decompressed for an Explicit or Implicit VR Little Endian
-		 * one (never compressed) */
+		 * re-encoded, JPEG Baseline and RLE are decompressed, for an
+		 * Explicit (preferred) or Implicit VR Little Endian context
+		 * (never compressed) */
 		const struct dcm_ts *d = dict_ts(ts, strlen(ts));
-		if (d != NULL && !d->encapsulated)
-			pcid = store_context(o, o == a, in.sop_class, NULL, &ctx_ts);
-		else if (dcm_decompress_takes(ts)) {
+		if (dcm_transcode_takes(ts)) {
 			pcid = store_context(o, o == a, in.sop_class, TS_EXPLICIT, &ctx_ts);
 			if (pcid == 0)
 				pcid = store_context(o, o == a, in.sop_class, TS_IMPLICIT, &ctx_ts);
-			decompress = pcid != 0;
 		}
 		if (pcid == 0) {
 			log_info("C-GET of %s: no presentation context with the SCP role for %s in %s", a->calling,
@@ -417,11 +397,12 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 			rc = ERR_OK;
 			goto out;
 		}
-		/* what cannot be decompressed is known before the C-STORE-RQ:
-		 * that sub-operation fails, the association goes on */
-		if (decompress && dcm_decompress_begin(f, dict_ts(ctx_ts, strlen(ctx_ts)), false, &z, why, sizeof why) != ERR_OK) {
-			log_info("C-GET of %s: instance %s (%s) cannot be decompressed for the peer: %s", a->calling, sop, ts,
-			         why);
+		/* what cannot be re-encoded or decompressed is known before
+		 * the C-STORE-RQ: that sub-operation fails, the association
+		 * goes on */
+		if (dcm_transcode_begin(f, dict_ts(ctx_ts, strlen(ctx_ts)), false, &z, why, sizeof why) != ERR_OK) {
+			log_info("C-GET of %s: instance %s (%s) cannot be %s for the peer: %s", a->calling, sop, ts,
+			         d != NULL && !d->encapsulated ? "re-encoded" : "decompressed", why);
 			sub_failed(gr, sop);
 			rc = ERR_OK;
 			goto out;
@@ -440,19 +421,10 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		goto out;
 	gr->sub_msg_id = rq.msg_id;
 	gr->sub_done = false;
-	if (f != NULL) {
-		struct dcm_write_opts wo;
+	if (z != NULL) {
 		struct pdata_sink ps = { o, pcid };
 		struct sink k = { pdata_write, &ps };
-		memset(&wo, 0, sizeof wo);
-		wo.ts = dict_ts(ctx_ts, strlen(ctx_ts));
-		wo.no_preamble = true;
-		if (wo.ts == NULL)
-			rc = ERR_INTERNAL;
-		else if (z != NULL)
-			rc = dcm_decompress_write(z, &k, why, sizeof why);
-		else
-			rc = dcm_file_write(f, &wo, &k);
+		rc = dcm_transcode_write(z, &k, why, sizeof why);
 		if (rc == ERR_OK)
 			rc = ul_send_data(&o->u, pcid, NULL, 0, true);
 		if (rc == ERR_OK)
@@ -486,7 +458,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		if (rc != ERR_OK)
 			goto out;
 	}
-	dcm_decompress_free(z);
+	dcm_transcode_free(z);
 	z = NULL;
 	dcm_file_free(f);
 	f = NULL;
@@ -510,7 +482,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	else
 		sub_failed(gr, sop);
 out:
-	dcm_decompress_free(z);
+	dcm_transcode_free(z);
 	dcm_file_free(f);
 	retrieve_close(rt);
 	wbuf_fini(&head);

@@ -283,8 +283,8 @@ static bool named(const struct dicom_ranges *d, const char *ts)
 /* multipart/related; type="application/dicom" for every instance: a range
  * with transfer-syntax absent or *, or, for each stored transfer syntax, a
  * range that names it, or one that names explicit VR little endian when
- * it is JPEG Baseline or RLE: those are sent decompressed (dz[t] set for
- * the list's transfer syntax t). Nothing else is transcoded. */
+ * it is native (re-encoded) or JPEG Baseline or RLE (decompressed): dz[t]
+ * set for the list's transfer syntax t. Nothing is compressed. */
 static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS])
 {
 	struct dicom_ranges d;
@@ -298,7 +298,7 @@ static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[
 	for (i = 0; i < l->nts; i++) {
 		if (named(&d, l->ts[i]))
 			continue;
-		if (!named(&d, NATIVE_TS) || !dcm_decompress_takes(l->ts[i]))
+		if (!named(&d, NATIVE_TS) || !dcm_transcode_takes(l->ts[i]))
 			return false;
 		dz[i] = true;
 	}
@@ -325,13 +325,13 @@ struct dstream {
 	enum dphase phase;
 	struct retrieval *rt;
 	struct retrieve_keys keys;  /* the patient's data key, unwrapped once for all instances */
-	/* instances sent decompressed (their list transfer syntax marked in
-	 * dz): the current one parsed from its retrieval, and its decompressor
+	/* instances sent transcoded (their list transfer syntax marked in
+	 * dz): the current one parsed from its retrieval, and its transcoder
 	 * with the piece being sent */
 	bool dz[DICOMWEB_MAX_TS];
 	struct src zsrc;
 	struct dcm_file *zf;
-	struct dcm_decompress *z;
+	struct dcm_transcode *z;
 	const uint8_t *zp;
 	size_t zlen, zpos;
 	struct wbuf piece;          /* the current part head or the tail */
@@ -364,9 +364,9 @@ static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
 	return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
-/* The decompressor of instance i, opened in ds->rt: the object parsed
+/* The transcoder of instance i, opened in ds->rt: the object parsed
  * (bulk values left in it, every chunk read authenticated), its first
- * frame decoded. */
+ * frame decoded if it is compressed. */
 static enum err dz_open(struct dstream *ds, char *why, size_t whylen)
 {
 	struct dcm_read_opts ro;
@@ -378,7 +378,7 @@ static enum err dz_open(struct dstream *ds, char *why, size_t whylen)
 	if (rc == ERR_OK)
 		rc = dcm_file_read(&ds->zsrc, &ro, &ds->zf, &ei);
 	if (rc == ERR_OK)
-		rc = dcm_decompress_begin(ds->zf, dict_ts(NATIVE_TS, strlen(NATIVE_TS)), true, &ds->z, why, whylen);
+		rc = dcm_transcode_begin(ds->zf, dict_ts(NATIVE_TS, strlen(NATIVE_TS)), true, &ds->z, why, whylen);
 	ds->zp = NULL;
 	ds->zlen = ds->zpos = 0;
 	return rc;
@@ -386,20 +386,20 @@ static enum err dz_open(struct dstream *ds, char *why, size_t whylen)
 
 static void dz_close(struct dstream *ds)
 {
-	dcm_decompress_free(ds->z);
+	dcm_transcode_free(ds->z);
 	ds->z = NULL;
 	dcm_file_free(ds->zf);
 	ds->zf = NULL;
 }
 
-/* Up to max bytes of the decompressed instance; 0 at its end. */
+/* Up to max bytes of the transcoded instance; 0 at its end. */
 static enum err dz_read(struct dstream *ds, char *buf, size_t max, size_t *got, char *why, size_t whylen)
 {
 	enum err rc;
 
 	*got = 0;
 	if (ds->zpos == ds->zlen) {
-		rc = dcm_decompress_next(ds->z, &ds->zp, &ds->zlen, why, whylen);
+		rc = dcm_transcode_next(ds->z, &ds->zp, &ds->zlen, why, whylen);
 		ds->zpos = 0;
 		if (rc != ERR_OK || ds->zlen == 0)
 			return rc;
@@ -459,7 +459,7 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			if (ds->dz[ds->l.it[ds->i].ts] && ds->z == NULL) {
 				rc = dz_open(ds, why, sizeof why);
 				if (rc != ERR_OK)
-					return dstream_fail(ds, rc, why[0] ? why : "decompress");
+					return dstream_fail(ds, rc, why[0] ? why : "transcode");
 			}
 			ds->phase = D_BODY;
 		} else if (ds->phase == D_BODY) {
@@ -543,20 +543,25 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		dstream_free(ds);
 		return not_found(r, rc, sop ? "no such instance" : series ? "no such series" : "no such study");
 	}
-	/* WADO-URI's transferSyntax: objects are sent as stored (no transcoding) */
+	/* WADO-URI's transferSyntax: the stored one, or explicit VR little
+	 * endian as for WADO-RS */
 	if (want_ts != NULL && strcmp(ds->l.ts[ds->l.it[0].ts], want_ts) != 0) {
-		dstream_free(ds);
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
-		                    "the object is offered in its stored transfer syntax only: leave out transferSyntax, or "
-		                    "ask for that one",
-		                    NULL);
+		if (strcmp(want_ts, NATIVE_TS) != 0 || !dcm_transcode_takes(ds->l.ts[ds->l.it[0].ts])) {
+			dstream_free(ds);
+			return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+			                    "the object is offered in its stored transfer syntax, or in 1.2.840.10008.1.2.1 "
+			                    "when it is native, JPEG Baseline or RLE: leave out transferSyntax, or ask for "
+			                    "one of those",
+			                    NULL);
+		}
+		ds->dz[ds->l.it[0].ts] = true;
 	}
 	if (mp && !accept_dicom(r, &ds->l, ds->dz)) {
 		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=*, "
-		                    "the stored transfer syntax, or 1.2.840.10008.1.2.1 for JPEG Baseline and RLE instances "
-		                    "(decompressed)",
+		                    "the stored transfer syntax, or 1.2.840.10008.1.2.1 for native (re-encoded), JPEG "
+		                    "Baseline and RLE (decompressed) instances",
 		                    NULL);
 	}
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
@@ -604,17 +609,20 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		if (rc == ERR_OK && retrieve_size(ds->rt) != ds->l.it[0].size)
 			rc = ERR_AUTH;
 		if (rc == ERR_OK && ds->dz[ds->l.it[0].ts]) {
-			/* its first frame decoded before the answer begins: an image
-			 * the decoders do not take is a 406 naming why */
+			/* its first frame decoded (its head re-encoded) before the
+			 * answer begins: an image the decoders do not take is a 406
+			 * naming why */
 			rc = dz_open(ds, why, sizeof why);
 			if (rc == ERR_UNSUPPORTED || rc == ERR_PARSE || rc == ERR_LIMIT) {
-				char detail[400];
-				log_info("retrieve %s by %s: not decompressed: %s", ds->l.it[0].sop, r->sess.user, why);
+				char detail[512];
+				log_info("retrieve %s by %s: not transcoded: %s", ds->l.it[0].sop, r->sess.user, why);
 				/* the request was audited as a success: it did not happen */
-				(void)wado_audit(&ds->who, AUDIT_FAILURE, "not decompressed (406)", ds->l.patient, study,
+				(void)wado_audit(&ds->who, AUDIT_FAILURE, "not transcoded (406)", ds->l.patient, study,
 				                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);
-				snprintf(detail, sizeof detail, "instance %s cannot be decompressed (%s): ask for its stored "
-				         "transfer syntax %s", ds->l.it[0].sop, why, ds->l.ts[ds->l.it[0].ts]);
+				snprintf(detail, sizeof detail, "instance %s cannot be %s (%s): ask for its stored "
+				         "transfer syntax %s", ds->l.it[0].sop,
+				         dcm_decompress_takes(ds->l.ts[ds->l.it[0].ts]) ? "decompressed" : "re-encoded", why,
+				         ds->l.ts[ds->l.it[0].ts]);
 				dstream_free(ds);
 				return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, detail, NULL);
 			}
@@ -633,7 +641,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			part_head(ds, 0, &ds->piece);
 		ds->phase = D_HEAD;
 	}
-	/* a decompressed instance's length is known once it is written:
+	/* a transcoded instance's length is known once it is written:
 	 * then the answer goes chunked */
 	return http_send_callback_large(r, MHD_HTTP_OK, ctype, dz_any ? MHD_SIZE_UNKNOWN : total, dstream_read, ds,
 	                                dstream_free);

@@ -228,7 +228,7 @@ unsigned dcm_swap_size(const struct dcm_file *f, uint32_t tag, uint16_t vr)
 	return vr_swap_size(vr);
 }
 
-static void swap_value(uint8_t *v, size_t len, unsigned size)
+void dcm_swap_bytes(uint8_t *v, size_t len, unsigned size)
 {
 	size_t i;
 
@@ -288,7 +288,7 @@ static enum err take_value(struct dcm_reader *r, struct dcm_file *f, const struc
 	if (rc != ERR_OK)
 		return rc;
 	if (big)
-		swap_value(v, len, dcm_swap_size(f, tag, vr));
+		dcm_swap_bytes(v, len, dcm_swap_size(f, tag, vr));
 	*val = v;
 	return ERR_OK;
 }
@@ -1024,7 +1024,7 @@ enum err dcm_elem_value(const struct dcm_file *f, const struct dcm_elem *e, cons
 		return rc;
 	}
 	if (f->ts != NULL && f->ts->big_endian)
-		swap_value(v, e->len, dcm_swap_size(f, e->tag, e->vr));
+		dcm_swap_bytes(v, e->len, dcm_swap_size(f, e->tag, e->vr));
 	*val = v;
 	*owned = true;
 	return ERR_OK;

@@ -1,9 +1,11 @@
-/* transcode.c: encapsulated pixel data decompressed into Explicit or
- * Implicit VR Little Endian (transcode.h), with the renderer's decoders.
- * The data set is copied without its Pixel Data (values loaded, so the
- * copy is written by dcm_ds_write), the attributes of the decoded pixels
- * set on the copy, then the Pixel Data element is written by hand: its
- * header with the decompressed length, then each frame as it is decoded.
+/* transcode.c: a data set written in Explicit or Implicit VR Little
+ * Endian (transcode.h): encapsulated pixel data decompressed with the
+ * renderer's decoders, native pixel data re-encoded. The data set is
+ * copied without its Pixel Data (values loaded, so the copy is written by
+ * dcm_ds_write), the attributes of decoded pixels set on the copy, then
+ * the Pixel Data element is written by hand: its header, then each frame
+ * as it is decoded, or the stored value in chunks (byte-swapped from big
+ * endian); for a native data set, the elements after it last.
  * Layer: dicom. */
 #include <stdlib.h>
 #include <string.h>
@@ -24,12 +26,21 @@
 #define TAG_HIGH_BIT     0x00280102u
 #define TAG_LOSSY        0x00282110u
 #define TAG_LOSSY_METHOD 0x00282114u
+#define TAG_PADDING      0xFFFCFFFCu   /* Data Set Trailing Padding */
 #define MAX_NATIVE       0xFFFFFFFEu   /* a defined length, even */
+#define NATIVE_CHUNK     (1u << 20)    /* native pixel data read and sent this much at a time */
 #define DECOMPRESS_MAX_HEAD (64u << 20)  /* the data set without its pixels, values loaded */
 
 bool dcm_decompress_takes(const char *ts_uid)
 {
 	return ts_uid != NULL && (strcmp(ts_uid, TS_JPEG_BASELINE) == 0 || strcmp(ts_uid, TS_RLE) == 0);
+}
+
+bool dcm_transcode_takes(const char *ts_uid)
+{
+	const struct dcm_ts *t = ts_uid != NULL ? dict_ts(ts_uid, strlen(ts_uid)) : NULL;
+
+	return dcm_decompress_takes(ts_uid) || (t != NULL && !t->encapsulated);
 }
 
 struct decoder {
@@ -118,38 +129,55 @@ static enum err set_us(struct dcm_ds *ds, uint32_t tag, unsigned v)
 	return dcm_ds_set(ds, tag, VR_US, b, 2);
 }
 
-/* The data set of f without Pixel Data and the rest of group 7FE0 and
- * what follows it (the Extended Offset Table belongs to encapsulated
- * pixels), values loaded (at most DECOMPRESS_MAX_HEAD bytes of them:
- * ERR_LIMIT), the attributes of the decoded pixels (dec) set. */
-static enum err head_copy(const struct dcm_file *f, const struct render_image *dec, bool jpeg,
-                          struct dcm_file **out)
+/* Whether element e of a top-level data set goes into the copy: group
+ * lengths never (they would be wrong). Decompressed (dec set): what comes
+ * before group 7FE0 (the rest of it, the Extended Offset Table, belongs to
+ * encapsulated pixels; what follows Pixel Data no longer holds). Native:
+ * what comes before Pixel Data (head) or after it but padding (tail). */
+static bool copied(const struct dcm_elem *e, const struct render_image *dec, bool tail)
+{
+	if ((e->tag & 0xFFFFu) == 0)
+		return false;
+	if (dec != NULL)
+		return e->tag < TAG_PIXEL_GROUP;
+	return tail ? e->tag > TAG_PIXEL_DATA && e->tag != TAG_PADDING : e->tag < TAG_PIXEL_DATA;
+}
+
+/* The attributes of decoded pixels (dec) set on a copy. */
+static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec, bool jpeg)
+{
+	enum err rc = set_us(ds, TAG_BITS_ALLOC, dec->bits_alloc);
+
+	if (rc == ERR_OK)
+		rc = set_us(ds, TAG_BITS_STORED, dec->bits_stored);
+	if (rc == ERR_OK)
+		rc = set_us(ds, TAG_HIGH_BIT, dec->high_bit);
+	if (rc == ERR_OK && dec->spp > 1)
+		rc = set_us(ds, TAG_PLANAR, jpeg ? 0 : dec->planar);
+	if (rc == ERR_OK && jpeg && dec->spp == 3)
+		rc = dcm_ds_set_str(ds, TAG_PHOTOMETRIC, VR_CS, "RGB");
+	if (rc == ERR_OK && jpeg)
+		rc = dcm_ds_set_str(ds, TAG_LOSSY, VR_CS, "01");
+	if (rc == ERR_OK && jpeg && dcm_ds_find(ds, TAG_LOSSY_METHOD) == NULL)
+		rc = dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, "ISO_10918_1");
+	return rc;
+}
+
+/* The part of the data set of f that `copied` takes, values loaded (at
+ * most *budget bytes of them: ERR_LIMIT), and, decompressed, the
+ * attributes of the decoded pixels set. */
+static enum err head_copy(const struct dcm_file *f, const struct render_image *dec, bool jpeg, bool tail,
+                          uint64_t *budget, struct dcm_file **out)
 {
 	struct dcm_file *c = NULL;
-	uint64_t budget = DECOMPRESS_MAX_HEAD;
 	uint32_t i;
 	enum err rc = dcm_file_new(&c);
 
-	for (i = 0; rc == ERR_OK && i < f->ds.n; i++) {
-		const struct dcm_elem *e = &f->ds.e[i];
-		if (e->tag >= TAG_PIXEL_GROUP || (e->tag & 0xFFFFu) == 0)
-			continue;   /* the pixels are written by hand; group lengths would be wrong */
-		rc = dcm_ds_copy_elem_native(&c->ds, f, e, &budget);
-	}
-	if (rc == ERR_OK)
-		rc = set_us(&c->ds, TAG_BITS_ALLOC, dec->bits_alloc);
-	if (rc == ERR_OK)
-		rc = set_us(&c->ds, TAG_BITS_STORED, dec->bits_stored);
-	if (rc == ERR_OK)
-		rc = set_us(&c->ds, TAG_HIGH_BIT, dec->high_bit);
-	if (rc == ERR_OK && dec->spp > 1)
-		rc = set_us(&c->ds, TAG_PLANAR, jpeg ? 0 : dec->planar);
-	if (rc == ERR_OK && jpeg && dec->spp == 3)
-		rc = dcm_ds_set_str(&c->ds, TAG_PHOTOMETRIC, VR_CS, "RGB");
-	if (rc == ERR_OK && jpeg)
-		rc = dcm_ds_set_str(&c->ds, TAG_LOSSY, VR_CS, "01");
-	if (rc == ERR_OK && jpeg && dcm_ds_find(&c->ds, TAG_LOSSY_METHOD) == NULL)
-		rc = dcm_ds_set_str(&c->ds, TAG_LOSSY_METHOD, VR_CS, "ISO_10918_1");
+	for (i = 0; rc == ERR_OK && i < f->ds.n; i++)
+		if (copied(&f->ds.e[i], dec, tail))
+			rc = dcm_ds_copy_elem_native(&c->ds, f, &f->ds.e[i], budget);
+	if (rc == ERR_OK && dec != NULL)
+		rc = decoded_attrs(&c->ds, dec, jpeg);
 	if (rc != ERR_OK) {
 		dcm_file_free(c);
 		return rc;
@@ -158,7 +186,7 @@ static enum err head_copy(const struct dcm_file *f, const struct render_image *d
 	return ERR_OK;
 }
 
-/* The Pixel Data element's header for len bytes of value. */
+/* The Pixel Data element's header for len bytes of value (OB, else OW). */
 static enum err pixel_header(struct sink *k, bool explicit_vr, bool ob, uint32_t len)
 {
 	uint8_t h[12] = { 0xE0, 0x7F, 0x10, 0x00 };
@@ -177,26 +205,35 @@ static enum err pixel_header(struct sink *k, bool explicit_vr, bool ob, uint32_t
 	return k->write(k->ctx, h, n);
 }
 
-struct dcm_decompress {
+struct dcm_transcode {
 	struct dcm_file *f;
 	const struct dcm_ts *to;
 	bool part10;                   /* preamble and File Meta Information first */
-	uint32_t step;                 /* of next: 0 head, 1..n frames, n + 1 padding, then the end */
+	bool native;                   /* re-encoded, not decompressed */
+	uint32_t step;                 /* of next: 0 head; decompressed: 1..n frames, n + 1 padding;
+	                                  native: 1 pixel data chunks, 2 tail; then the end */
 	struct wbuf out;               /* the head */
+	/* decompressed */
 	struct dcm_frames fr;
 	struct render_image im, dec;   /* as stored; frame 1 decoded */
 	struct decoder d;
 	bool fr_ok, im_ok;
-	uint8_t *frame;                /* frame 1, decoded, until written */
+	uint8_t *frame;                /* frame 1, decoded, until written; native: the chunk */
 	size_t framelen;
 	uint64_t total;
+	/* native */
+	const struct dcm_elem *px;     /* Pixel Data, or NULL */
+	unsigned sw;                   /* swapping unit from big endian, or 0 */
+	uint32_t pos;                  /* of px's value sent */
+	struct wbuf tail;              /* the elements after Pixel Data */
 };
 
-void dcm_decompress_free(struct dcm_decompress *z)
+void dcm_transcode_free(struct dcm_transcode *z)
 {
 	if (z == NULL)
 		return;
 	wbuf_fini(&z->out);
+	wbuf_fini(&z->tail);
 	free(z->frame);
 	free(z->d.raw);
 	if (z->fr_ok)
@@ -206,57 +243,62 @@ void dcm_decompress_free(struct dcm_decompress *z)
 	free(z);
 }
 
-/* The head: the data set without its Pixel Data (after a preamble and
- * File Meta Information for part10), then the Pixel Data element's own
- * header. */
-static enum err head_write(struct dcm_decompress *z, char *why, size_t whylen)
+/* The copy `copied` takes (tail or head) written to w in z->to, after a
+ * preamble and File Meta Information for a Part 10 head. */
+static enum err part_write(struct dcm_transcode *z, bool tail, uint64_t *budget, struct wbuf *w)
 {
-	struct dcm_file *head = NULL;
+	struct dcm_file *c = NULL;
 	struct sink k;
-	uint64_t total = z->total;
-	enum err rc = head_copy(z->f, &z->dec, z->d.jpeg, &head);
+	enum err rc = head_copy(z->f, z->native ? NULL : &z->dec, z->d.jpeg, tail, budget, &c);
 
-	sink_wbuf(&k, &z->out);
-	if (rc == ERR_OK && z->part10) {
+	sink_wbuf(&k, w);
+	if (rc == ERR_OK && z->part10 && !tail) {
 		struct dcm_write_opts wo;
 		memset(&wo, 0, sizeof wo);
 		wo.ts = z->to;
-		rc = dcm_file_write(head, &wo, &k);
+		rc = dcm_file_write(c, &wo, &k);
 	} else if (rc == ERR_OK) {
-		rc = dcm_ds_write(head, &head->ds, z->to->explicit_vr, false, &k);
+		rc = dcm_ds_write(c, &c->ds, z->to->explicit_vr, false, &k);
 	}
-	dcm_file_free(head);
-	if (rc == ERR_OK)
-		rc = pixel_header(&k, z->to->explicit_vr, z->dec.bits_alloc <= 8, (uint32_t)(total + (total & 1)));
+	dcm_file_free(c);
+	return rc;
+}
+
+/* The head: the data set up to its Pixel Data (after a preamble and File
+ * Meta Information for part10), then the Pixel Data element's own
+ * header; native, the tail too. */
+static enum err head_write(struct dcm_transcode *z, char *why, size_t whylen)
+{
+	struct sink k;
+	uint64_t budget = DECOMPRESS_MAX_HEAD;
+	enum err rc = part_write(z, false, &budget, &z->out);
+
+	sink_wbuf(&k, &z->out);
+	if (rc == ERR_OK && !z->native)
+		rc = pixel_header(&k, z->to->explicit_vr, z->dec.bits_alloc <= 8,
+		                  (uint32_t)(z->total + (z->total & 1)));
+	else if (rc == ERR_OK && z->px != NULL)
+		rc = pixel_header(&k, z->to->explicit_vr, z->px->vr == VR_OB, z->px->len);
+	if (rc == ERR_OK && z->native)
+		rc = part_write(z, true, &budget, &z->tail);
 	if (rc == ERR_OK)
 		rc = wbuf_err(&z->out);
+	if (rc == ERR_OK)
+		rc = wbuf_err(&z->tail);
 	if (rc == ERR_LIMIT)
 		return err_why(why, whylen, rc, "the data set's values besides its pixels exceed %u MiB",
-		                DECOMPRESS_MAX_HEAD >> 20);
+		               DECOMPRESS_MAX_HEAD >> 20);
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "the data set cannot be written");
 	return ERR_OK;
 }
 
-enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10, struct dcm_decompress **out,
-                              char *why, size_t whylen)
+/* Decompression's begin: frame 1 decoded, the total length known. */
+static enum err decompress_begin(struct dcm_transcode *z, char *why, size_t whylen)
 {
-	struct dcm_decompress *z;
-	enum err rc;
+	struct dcm_file *f = z->f;
+	enum err rc = render_image_init(f, &f->ds, &z->im, why, whylen);
 
-	*out = NULL;
-	if (to == NULL || to->big_endian || to->deflated || to->encapsulated)
-		return err_why(why, whylen, ERR_UNSUPPORTED, "decompression writes Explicit or Implicit VR Little Endian only");
-	if (f->ts == NULL || !dcm_decompress_takes(f->ts->uid))
-		return err_why(why, whylen, ERR_UNSUPPORTED, "the transfer syntax %s is not decompressed here", f->ts_uid);
-	z = calloc(1, sizeof *z);
-	if (z == NULL)
-		return err_why(why, whylen, ERR_NOMEM, "out of memory");
-	z->f = f;
-	z->to = to;
-	z->part10 = part10;
-	wbuf_init(&z->out, DECOMPRESS_MAX_HEAD);
-	rc = render_image_init(f, &f->ds, &z->im, why, whylen);
 	z->im_ok = rc == ERR_OK;
 	if (rc == ERR_OK) {
 		rc = dcm_frames_init(f, &z->fr, why, whylen);
@@ -281,19 +323,95 @@ enum err dcm_decompress_begin(struct dcm_file *f, const struct dcm_ts *to, bool 
 			rc = err_why(why, whylen, ERR_LIMIT, "%u frames of %zu bytes do not fit one Pixel Data element",
 			             (unsigned)z->fr.n, z->framelen);
 	}
+	return rc;
+}
+
+/* Re-encoding's begin: the Pixel Data element found and checked. */
+static enum err native_begin(struct dcm_transcode *z, char *why, size_t whylen)
+{
+	const struct dcm_file *f = z->f;
+	const struct dcm_elem *px = dcm_ds_find(&f->ds, TAG_PIXEL_DATA);
+	char vr[3];
+
+	if (px == NULL)
+		return ERR_OK;
+	if (px->seq != NULL || (px->flags & DCM_EF_ENCAPS) || (px->vr != VR_OB && px->vr != VR_OW) || (px->len & 1))
+		return err_why(why, whylen, ERR_UNSUPPORTED, "its Pixel Data (%s, %u bytes) is not a native value",
+		               vr_name(px->vr, vr), (unsigned)px->len);
+	if ((px->flags & DCM_EF_BULK) && (!f->bulk_ok || f->src == NULL || f->src->read_at == NULL))
+		return err_why(why, whylen, ERR_UNSUPPORTED, "its Pixel Data cannot be read again");
+	z->px = px;
+	/* bulk values are as stored; values in memory are little endian */
+	z->sw = (px->flags & DCM_EF_BULK) && f->ts->big_endian ? dcm_swap_size(f, px->tag, px->vr) : 0;
+	return ERR_OK;
+}
+
+enum err dcm_transcode_begin(struct dcm_file *f, const struct dcm_ts *to, bool part10, struct dcm_transcode **out,
+                             char *why, size_t whylen)
+{
+	struct dcm_transcode *z;
+	enum err rc;
+
+	*out = NULL;
+	if (to == NULL || to->big_endian || to->deflated || to->encapsulated)
+		return err_why(why, whylen, ERR_UNSUPPORTED, "transcoding writes Explicit or Implicit VR Little Endian only");
+	if (f->ts == NULL || !dcm_transcode_takes(f->ts->uid))
+		return err_why(why, whylen, ERR_UNSUPPORTED, "the transfer syntax %s is not transcoded here", f->ts_uid);
+	z = calloc(1, sizeof *z);
+	if (z == NULL)
+		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	z->f = f;
+	z->to = to;
+	z->part10 = part10;
+	z->native = !f->ts->encapsulated;
+	wbuf_init(&z->out, DECOMPRESS_MAX_HEAD);
+	wbuf_init(&z->tail, DECOMPRESS_MAX_HEAD);
+	rc = z->native ? native_begin(z, why, whylen) : decompress_begin(z, why, whylen);
 	/* the head written now too: whatever can fail but a later frame
-	 * fails here, before the caller has sent anything */
+	 * (or a later read of native pixels) fails here, before the caller
+	 * has sent anything */
 	if (rc == ERR_OK)
 		rc = head_write(z, why, whylen);
 	if (rc != ERR_OK) {
-		dcm_decompress_free(z);
+		dcm_transcode_free(z);
 		return rc;
 	}
 	*out = z;
 	return ERR_OK;
 }
 
-enum err dcm_decompress_next(struct dcm_decompress *z, const uint8_t **p, size_t *n, char *why, size_t whylen)
+/* The next chunk of native pixel data, swapped to little endian. */
+static enum err native_chunk(struct dcm_transcode *z, const uint8_t **p, size_t *n, char *why, size_t whylen)
+{
+	const struct dcm_elem *px = z->px;
+	uint32_t len = px->len - z->pos > NATIVE_CHUNK ? NATIVE_CHUNK : px->len - z->pos;
+	enum err rc;
+
+	if (!(px->flags & DCM_EF_BULK)) {
+		*p = px->val + z->pos;
+		*n = len;
+		z->pos += len;
+		return ERR_OK;
+	}
+	if (z->frame == NULL) {
+		z->frame = malloc(NATIVE_CHUNK);
+		if (z->frame == NULL)
+			return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	}
+	if (z->sw > 1)
+		len -= len % z->sw;   /* whole numbers (NATIVE_CHUNK is a multiple of 8) */
+	rc = z->f->src->read_at(z->f->src->ctx, px->bulk_off + z->pos, z->frame, len);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "the pixel data cannot be read at byte %u", (unsigned)z->pos);
+	if (z->sw > 1)
+		dcm_swap_bytes(z->frame, len, z->sw);
+	*p = z->frame;
+	*n = len;
+	z->pos += len;
+	return ERR_OK;
+}
+
+enum err dcm_transcode_next(struct dcm_transcode *z, const uint8_t **p, size_t *n, char *why, size_t whylen)
 {
 	enum err rc;
 
@@ -304,6 +422,19 @@ enum err dcm_decompress_next(struct dcm_decompress *z, const uint8_t **p, size_t
 		*p = z->out.p;
 		*n = z->out.len;
 		return ERR_OK;
+	}
+	if (z->native) {
+		if (z->step == 1 && z->px != NULL && z->pos < z->px->len)
+			return native_chunk(z, p, n, why, whylen);
+		if (z->step == 1) {
+			z->step = 2;
+			*p = z->tail.p;
+			*n = z->tail.len;
+			if (*n > 0)
+				return ERR_OK;
+		}
+		z->step = 3;
+		return ERR_OK;   /* n 0: the end */
 	}
 	if (z->step <= z->fr.n) {
 		if (z->step > 1) {
@@ -333,14 +464,14 @@ enum err dcm_decompress_next(struct dcm_decompress *z, const uint8_t **p, size_t
 	return ERR_OK;   /* n 0: the end */
 }
 
-enum err dcm_decompress_write(struct dcm_decompress *z, struct sink *k, char *why, size_t whylen)
+enum err dcm_transcode_write(struct dcm_transcode *z, struct sink *k, char *why, size_t whylen)
 {
 	const uint8_t *p;
 	size_t n;
 	enum err rc;
 
 	do {
-		rc = dcm_decompress_next(z, &p, &n, why, whylen);
+		rc = dcm_transcode_next(z, &p, &n, why, whylen);
 		if (rc == ERR_OK && n > 0)
 			rc = k->write(k->ctx, p, n);
 	} while (rc == ERR_OK && n > 0);

@@ -431,6 +431,10 @@ def main():
               "liver_1frame", "JPEG-lossy", "image_dfl", "rtplan"):
         files[n] = os.path.join(T, n + ".dcm")
         shutil.copy(f"{TF}/{n}.dcm", files[n])
+    files["mr_implicit"] = with_new_uids(f"{TF}/MR_small_implicit.dcm", "mr_implicit.dcm", uid_prefixed(),
+                                         uid_prefixed())
+    files["mr_bigendian"] = with_new_uids(f"{TF}/MR_small_bigendian.dcm", "mr_bigendian.dcm", uid_prefixed(),
+                                          uid_prefixed())
     files["rtdose_rle"] = with_new_uids(f"{TF}/rtdose_rle.dcm", "rtdose_rle.dcm")
     files["rtdose_expb"] = with_new_uids(f"{TF}/rtdose_expb.dcm", "rtdose_expb.dcm")
     files["MR_small_jpeg_ls_lossless"] = with_new_uids(f"{TF}/MR_small_jpeg_ls_lossless.dcm", "jls.dcm")
@@ -762,6 +766,56 @@ def main():
                 why = (diff, g.file_meta.TransferSyntaxUID, ps[0][0])
         check(f"instance {name} ({w.file_meta.TransferSyntaxUID}) asked in explicit VR LE: decompressed, "
               "as pydicom decodes it", ok, why)
+    # native instances stored in another syntax (implicit VR, big endian,
+    # deflated): re-encoded, every attribute as pydicom reads the original
+    def same_elements(a, b):
+        diff = []
+        for e in a:
+            if e.tag.element == 0 or e.tag in (0xFFFCFFFC, 0x7FE00010):   # pixels: compared decoded
+                continue
+            if e.tag not in b:
+                diff.append((str(e.tag), "missing"))
+            elif e.VR != "SQ" and b[e.tag].value != e.value:
+                diff.append((str(e.tag), "differs"))
+            elif e.VR == "SQ" and len(b[e.tag].value) != len(e.value):
+                diff.append((str(e.tag), "items"))
+        return diff
+    for name in ("mr_implicit", "mr_bigendian", "image_dfl"):
+        w = pydicom.dcmread(files[name])
+        r = get(inst_path(files[name]), explicit)
+        ok, why = False, r.status
+        if r.status == 200:
+            ps = parts_of(r)
+            g = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
+            if g is not None:
+                d = same_elements(w, g)
+                ok = (ps[0][0]["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1" and
+                      g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and not g.is_implicit_VR and
+                      g.is_little_endian and numpy.array_equal(w.pixel_array, g.pixel_array) and not d and
+                      g.file_meta.MediaStorageSOPInstanceUID == w.SOPInstanceUID)
+                why = (d[:5], g.file_meta.TransferSyntaxUID, ps[0][0])
+                if name == "mr_implicit":
+                    check("the re-encoded instance passes dcmdump", dcmdump_ok(ps[0][1]))
+        check(f"instance {name} ({w.file_meta.TransferSyntaxUID}) asked in explicit VR LE: re-encoded, "
+              "every attribute and pixel kept", ok, why)
+    st_i, se_i, sop_i = uids(files["mr_implicit"])
+    wado_uri = f"/wado?requestType=WADO&studyUID={st_i}&seriesUID={se_i}&objectUID={sop_i}&contentType=application/dicom"
+    r = request("GET", wado_uri + "&transferSyntax=1.2.840.10008.1.2.1")
+    g = pydicom.dcmread(io.BytesIO(r.body)) if r.status == 200 else None
+    check("WADO-URI transferSyntax=explicit VR LE of an implicit VR instance: re-encoded",
+          g is not None and g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and g.SOPInstanceUID == sop_i and
+          numpy.array_equal(g.pixel_array, pydicom.dcmread(files["mr_implicit"]).pixel_array), r.status)
+    r = request("GET", wado_uri)
+    check("WADO-URI without transferSyntax: the stored bytes",
+          r.status == 200 and r.body == open(files["mr_implicit"], "rb").read(), r.status)
+    r = request("GET", wado_uri + "&transferSyntax=1.2.840.10008.1.2.2")
+    check("WADO-URI transferSyntax=big endian: 406 (only the stored one or explicit VR LE)",
+          is_problem(r, 406), r.status)
+    st_j2, se_j2, sop_j2 = uids(files["JPEG2000"])
+    r = request("GET", f"/wado?requestType=WADO&studyUID={st_j2}&seriesUID={se_j2}&objectUID={sop_j2}"
+                "&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1")
+    check("WADO-URI transferSyntax=explicit VR LE of a JPEG 2000 instance: 406", is_problem(r, 406), r.status)
+
     r = get(inst_path(files["JPEG-lossy"]), explicit)
     check("a 12-bit JPEG instance asked in explicit VR LE (no decoder): 406 saying what is decompressed",
           is_problem(r, 406) and b"JPEG Baseline and RLE" in r.body, (r.status, r.body[:300]))

@@ -6,8 +6,11 @@
  * interleaved, checked sample by sample against a decoding of frame 2 on
  * its own); a JPEG Baseline YBR image
  * becomes RGB with the lossy marks; a frame that does not decode fails
- * before anything is written, and a native or unknown input, or a target
- * that is not little endian native, is refused with nothing written.
+ * before anything is written, and an input it does not take (JPEG 2000,
+ * native pixels neither OB nor OW), or a target that is not little endian
+ * native, is refused with nothing written. A native data set (implicit VR,
+ * big endian) is re-encoded: every element kept, numbers swapped, pixels
+ * streamed in chunks, what follows Pixel Data after it.
  * Layer: tests. */
 #include <unistd.h>
 #include "test.h"
@@ -60,10 +63,10 @@ static const struct dcm_ts *ts_of(const char *uid)
 /* f decompressed into w (in ts); ERR_* of begin or write. */
 static enum err decompress(struct dcm_file *f, const char *ts, struct wbuf *w)
 {
-	struct dcm_decompress *z = NULL;
+	struct dcm_transcode *z = NULL;
 	struct sink k;
 	char why[256] = "";
-	enum err rc = dcm_decompress_begin(f, ts_of(ts), false, &z, why, sizeof why);
+	enum err rc = dcm_transcode_begin(f, ts_of(ts), false, &z, why, sizeof why);
 
 	if (rc != ERR_OK) {
 		if (why[0] == 0)
@@ -71,8 +74,8 @@ static enum err decompress(struct dcm_file *f, const char *ts, struct wbuf *w)
 		return why[0] ? rc : ERR_INTERNAL;
 	}
 	sink_wbuf(&k, w);
-	rc = dcm_decompress_write(z, &k, why, sizeof why);
-	dcm_decompress_free(z);
+	rc = dcm_transcode_write(z, &k, why, sizeof why);
+	dcm_transcode_free(z);
 	return rc;
 }
 
@@ -130,6 +133,13 @@ static unsigned us_of(const struct dcm_ds *ds, uint32_t tag)
 	uint16_t v = 0xFFFF;
 
 	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : 0xFFFF;
+}
+
+static enum err set_us(struct dcm_ds *ds, uint32_t tag, unsigned v)
+{
+	uint8_t b[2] = { (uint8_t)(v & 0xFF), (uint8_t)(v >> 8) };
+
+	return dcm_ds_set(ds, tag, VR_US, b, 2);
 }
 
 TEST(rle_is_the_native_image)
@@ -195,7 +205,7 @@ out:
 TEST(part10_pulled)
 {
 	struct file rle, nat;
-	struct dcm_decompress *z = NULL;
+	struct dcm_transcode *z = NULL;
 	struct wbuf w;
 	const uint8_t *p;
 	size_t n, pieces = 0;
@@ -206,11 +216,11 @@ TEST(part10_pulled)
 	CHECK(open_file(&rle, PYD "MR_small_RLE.dcm") && open_file(&nat, PYD "MR_small.dcm"));
 	if (rle.f == NULL || nat.f == NULL)
 		goto out;
-	CHECK(dcm_decompress_begin(rle.f, ts_of(EXPLICIT), true, &z, why, sizeof why) == ERR_OK);
+	CHECK(dcm_transcode_begin(rle.f, ts_of(EXPLICIT), true, &z, why, sizeof why) == ERR_OK);
 	if (z == NULL)
 		goto out;
 	do {
-		rc = dcm_decompress_next(z, &p, &n, why, sizeof why);
+		rc = dcm_transcode_next(z, &p, &n, why, sizeof why);
 		if (rc == ERR_OK && n > 0) {
 			wbuf_put(&w, p, n);
 			pieces++;
@@ -218,7 +228,7 @@ TEST(part10_pulled)
 	} while (rc == ERR_OK && n > 0);
 	CHECK(rc == ERR_OK);
 	CHECK_EQ_INT(pieces, 2);   /* the head, one frame */
-	CHECK(dcm_decompress_next(z, &p, &n, why, sizeof why) == ERR_OK && n == 0);   /* stays ended */
+	CHECK(dcm_transcode_next(z, &p, &n, why, sizeof why) == ERR_OK && n == 0);   /* stays ended */
 	{
 		struct src s;
 		struct src_mem m;
@@ -243,7 +253,7 @@ TEST(part10_pulled)
 		}
 	}
 out:
-	dcm_decompress_free(z);
+	dcm_transcode_free(z);
 	wbuf_fini(&w);
 	close_file(&rle);
 	close_file(&nat);
@@ -386,8 +396,18 @@ TEST(refusals_write_nothing)
 	wbuf_init(&w, 1 << 20);
 	CHECK(open_file(&nat, PYD "MR_small.dcm") && open_file(&rle, PYD "MR_small_RLE.dcm"));
 	CHECK(open_file(&jpg, PYD "SC_rgb_jpeg_dcmtk.dcm"));
-	if (nat.f != NULL)
-		CHECK_EQ_INT(decompress(nat.f, EXPLICIT, &w), ERR_UNSUPPORTED);   /* native already */
+	if (nat.f != NULL) {
+		struct dcm_file *j2k = NULL;
+		struct file x;
+		CHECK(open_file(&x, PYD "MR_small_jp2klossless.dcm"));
+		j2k = x.f;
+		if (j2k != NULL)
+			CHECK_EQ_INT(decompress(j2k, EXPLICIT, &w), ERR_UNSUPPORTED);   /* no JPEG 2000 decoder */
+		close_file(&x);
+		/* native Pixel Data that is not OB or OW */
+		CHECK(dcm_ds_set(&nat.f->ds, 0x7FE00010, VR_UN, "abcd", 4) == ERR_OK);
+		CHECK_EQ_INT(decompress(nat.f, EXPLICIT, &w), ERR_UNSUPPORTED);
+	}
 	if (rle.f != NULL) {
 		CHECK_EQ_INT(decompress(rle.f, "1.2.840.10008.1.2.2", &w), ERR_UNSUPPORTED);   /* big endian */
 		CHECK_EQ_INT(decompress(rle.f, "1.2.840.10008.1.2.4.50", &w), ERR_UNSUPPORTED);
@@ -415,6 +435,158 @@ TEST(refusals_write_nothing)
 	close_file(&jpg);
 }
 
+/* MR_small stored in implicit VR and in explicit VR big endian, written
+ * in explicit VR little endian: MR_small's data set, element for element
+ * (values compared as read, so big endian numbers are swapped), group
+ * lengths and trailing padding left out; elements after Pixel Data kept
+ * after it. */
+TEST(native_reencoded)
+{
+	static const char *const names[] = { PYD "MR_small_implicit.dcm", PYD "MR_small_bigendian.dcm" };
+	struct file nat;
+	unsigned t;
+
+	CHECK(open_file(&nat, PYD "MR_small.dcm"));
+	for (t = 0; nat.f != NULL && t < 2; t++) {
+		struct file x;
+		struct wbuf w;
+		struct src s;
+		struct src_mem m;
+		struct dcm_file *g;
+		CHECK(open_file(&x, names[t]));
+		if (x.f == NULL)
+			continue;
+		CHECK(dcm_ds_set_str(&x.f->ds, 0x7FE10010, VR_LO, "ACME 1.0") == ERR_OK);
+		CHECK(dcm_ds_set(&x.f->ds, 0x7FE11000, VR_OB, "tail", 4) == ERR_OK);
+		CHECK(dcm_ds_set(&x.f->ds, 0x00080000, VR_UL, "\x04\0\0\0", 4) == ERR_OK);
+		wbuf_init(&w, 1 << 20);
+		CHECK(decompress(x.f, EXPLICIT, &w) == ERR_OK);
+		g = read_back(&w, EXPLICIT, &s, &m);
+		CHECK(g != NULL);
+		if (g != NULL) {
+			uint32_t i, n = 0;
+			const struct dcm_elem *tail = dcm_ds_find(&g->ds, 0x7FE11000);
+			CHECK(dcm_ds_find(&g->ds, 0x00080000) == NULL);
+			CHECK(dcm_ds_find(&g->ds, 0xFFFCFFFC) == NULL);
+			CHECK(tail != NULL && tail->len == 4 && tail->val != NULL && memcmp(tail->val, "tail", 4) == 0);
+			CHECK(str_is(&g->ds, 0x7FE10010, "ACME 1.0"));
+			for (i = 0; i < nat.f->ds.n; i++) {
+				const struct dcm_elem *a = &nat.f->ds.e[i], *b;
+				const uint8_t *va = NULL, *vb = NULL;
+				bool oa = false, ob = false, same;
+				if ((a->tag & 0xFFFFu) == 0 || a->tag == 0xFFFCFFFC)
+					continue;
+				n++;
+				b = dcm_ds_find(&g->ds, a->tag);
+				if (b == NULL) {
+					fprintf(stderr, "  %08X missing\n", (unsigned)a->tag);
+					CHECK(b != NULL);
+					continue;
+				}
+				if (a->seq != NULL) {
+					CHECK(b->seq != NULL && b->seq->n == a->seq->n);
+					continue;
+				}
+				same = a->len == b->len && (a->len == 0 || (dcm_elem_value(nat.f, a, &va, &oa) == ERR_OK &&
+				                                            dcm_elem_value(g, b, &vb, &ob) == ERR_OK &&
+				                                            memcmp(va, vb, a->len) == 0));
+				if (!same)
+					fprintf(stderr, "  %08X differs\n", (unsigned)a->tag);
+				CHECK(same);
+				if (oa)
+					free((void *)va);
+				if (ob)
+					free((void *)vb);
+			}
+			CHECK_EQ_INT(g->ds.n, n + 2);   /* and the two after Pixel Data */
+			dcm_file_free(g);
+		}
+		wbuf_fini(&w);
+		close_file(&x);
+	}
+	close_file(&nat);
+}
+
+/* A big endian image of 2.5 MiB of 16-bit pixels (three chunks, the last
+ * short), as a Part 10 file pulled piece by piece: the head, each chunk,
+ * nothing after; every number swapped. */
+TEST(native_big_endian_in_chunks)
+{
+	enum { ROWS = 1280, COLS = 1024 };
+	size_t npx = (size_t)ROWS * COLS, i, pieces = 0;
+	uint8_t *pix = malloc(npx * 2);
+	struct dcm_file *f = NULL, *g = NULL, *h = NULL;
+	struct dcm_transcode *z = NULL;
+	struct wbuf be, out;
+	struct sink k;
+	struct src s, s2;
+	struct src_mem m, m2;
+	struct dcm_read_opts o;
+	struct dcm_write_opts wo;
+	struct dcm_errinfo ei;
+	const uint8_t *p;
+	size_t n;
+	char why[256] = "";
+	enum err rc;
+
+	wbuf_init(&be, 8 << 20);
+	wbuf_init(&out, 8 << 20);
+	CHECK(pix != NULL && dcm_file_new(&f) == ERR_OK);
+	if (pix == NULL || f == NULL)
+		goto out;
+	for (i = 0; i < npx; i++) {   /* little endian in memory */
+		pix[2 * i] = (uint8_t)(i * 7);
+		pix[2 * i + 1] = (uint8_t)(i >> 3);
+	}
+	CHECK(dcm_ds_set_str(&f->ds, 0x00080016, VR_UI, "1.2.840.10008.5.1.4.1.1.7") == ERR_OK);
+	CHECK(dcm_ds_set_str(&f->ds, 0x00080018, VR_UI, "1.2.3.4.5.6") == ERR_OK);
+	CHECK(set_us(&f->ds, 0x00280010, ROWS) == ERR_OK && set_us(&f->ds, 0x00280011, COLS) == ERR_OK);
+	CHECK(set_us(&f->ds, 0x00280100, 16) == ERR_OK && set_us(&f->ds, 0x00280101, 12) == ERR_OK);
+	CHECK(dcm_ds_set(&f->ds, 0x7FE00010, VR_OW, pix, npx * 2) == ERR_OK);
+	memset(&wo, 0, sizeof wo);
+	wo.ts = ts_of("1.2.840.10008.1.2.2");
+	sink_wbuf(&k, &be);
+	CHECK(dcm_file_write(f, &wo, &k) == ERR_OK);
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = 256;
+	src_mem_init(&s, &m, be.p, be.len);
+	CHECK(dcm_file_read(&s, &o, &g, &ei) == ERR_OK);
+	if (g == NULL)
+		goto out;
+	CHECK(strcmp(g->ts_uid, "1.2.840.10008.1.2.2") == 0);
+	CHECK(dcm_transcode_begin(g, ts_of(EXPLICIT), true, &z, why, sizeof why) == ERR_OK);
+	if (z == NULL)
+		goto out;
+	do {
+		rc = dcm_transcode_next(z, &p, &n, why, sizeof why);
+		if (rc == ERR_OK && n > 0) {
+			wbuf_put(&out, p, n);
+			pieces++;
+		}
+	} while (rc == ERR_OK && n > 0);
+	CHECK(rc == ERR_OK);
+	CHECK_EQ_INT(pieces, 4);   /* the head, 1 + 1 + 0.5 MiB */
+	memset(&o, 0, sizeof o);
+	src_mem_init(&s2, &m2, out.p, out.len);
+	CHECK(dcm_file_read(&s2, &o, &h, &ei) == ERR_OK);
+	if (h != NULL) {
+		const struct dcm_elem *e = dcm_ds_find(&h->ds, 0x7FE00010);
+		CHECK(strcmp(h->ts_uid, EXPLICIT) == 0);
+		CHECK(e != NULL && e->vr == VR_OW && e->len == npx * 2 && e->val != NULL &&
+		      memcmp(e->val, pix, npx * 2) == 0);
+		CHECK_EQ_INT(us_of(&h->ds, 0x00280010), ROWS);
+		CHECK(str_is(&h->meta, 0x00020003, "1.2.3.4.5.6"));
+		dcm_file_free(h);
+	}
+out:
+	dcm_transcode_free(z);
+	dcm_file_free(g);
+	dcm_file_free(f);
+	wbuf_fini(&be);
+	wbuf_fini(&out);
+	free(pix);
+}
+
 int main(void)
 {
 	if (access(PYD "MR_small_RLE.dcm", R_OK) != 0) {
@@ -427,5 +599,7 @@ int main(void)
 	RUN(rle_colour_as_its_planar_configuration);
 	RUN(jpeg_becomes_rgb_and_says_lossy);
 	RUN(refusals_write_nothing);
+	RUN(native_reencoded);
+	RUN(native_big_endian_in_chunks);
 	return TEST_DONE();
 }
