@@ -8,9 +8,11 @@
  * echo, store, find, move, get`, any subset; none when absent) and
  * whether an association must name a vault user (`require_user = yes`:
  * User Identity Negotiation with an API token; default no) and whether
- * the associations `dicomvault import` requests to it use DICOM-TLS (`tls =
- * no`: plain TCP, for old archives; then fingerprint and ca are optional,
- * and a peer with neither is never accepted on the DICOM-TLS listener).
+ * it speaks DICOM-TLS (`tls = no`: plain TCP, for old archives: the
+ * associations `dicomvault import` requests to it, and the only peers the
+ * plain-TCP listener takes, from the addresses of `host` when given; then
+ * fingerprint and ca are optional, and a peer with neither is never
+ * accepted on the DICOM-TLS listener).
  * Pure: a
  * parsed configuration in, a table or an error with its line out; the
  * daemon reads the CA files. Layer: proto. */

@@ -377,7 +377,51 @@ enum err dimse_assoc_wait_ms(struct dimse_assoc *a, unsigned ms,
 
 /* ---- the A-ASSOCIATE-RQ ---- */
 
-/* Whether the certificate of the TLS session is the peer's. */
+/* Whether the address of "IP:PORT" or "[IP6]:PORT" is one of host's
+ * (resolved now; an IPv4-mapped IPv6 address counts as its IPv4 one). */
+static bool from_host(const char *addr, const char *host)
+{
+	char ip[INET6_ADDRSTRLEN + 1] = "";
+	const char *end = strrchr(addr, ':');
+	struct addrinfo hints, *res = NULL, *r;
+	size_t n;
+	bool ok = false;
+
+	if (end == NULL)
+		return false;
+	if (addr[0] == '[') {
+		addr++;
+		end--;
+	}
+	n = (size_t)(end - addr);
+	if (n == 0 || n >= sizeof ip)
+		return false;
+	memcpy(ip, addr, n);
+	ip[n] = 0;
+	if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.') != NULL)
+		memmove(ip, ip + 7, strlen(ip + 7) + 1);
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return false;
+	for (r = res; r != NULL && !ok; r = r->ai_next) {
+		char h[INET6_ADDRSTRLEN] = "";
+		if (r->ai_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)r->ai_addr)->sin_addr, h, sizeof h);
+		else if (r->ai_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)r->ai_addr)->sin6_addr, h, sizeof h);
+		ok = h[0] != 0 && strcmp(h, ip) == 0;
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+/* Whether the certificate of the TLS session is the peer's. On the
+ * plain-TCP listener there is none: only a peer configured without one
+ * (tls = no) is taken there, by its AE title, and from its host's
+ * addresses when it has a host; an AE title bound to a certificate never
+ * is, or anyone who knows it would get its rights. */
 static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe, const char **why)
 {
 	const gnutls_datum_t *chain;
@@ -386,8 +430,15 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 	size_t idx = (size_t)(pe - s->o.peers->p);
 	bool ok = false;
 
-	if (a->tls == NULL)
-		return true;   /* plain TCP: AE title only (warned about at start) */
+	if (a->tls == NULL) {
+		if (!pe->plain)
+			*why = "plain TCP refused: this AE title is bound to a certificate (DICOM-TLS only)";
+		else if (pe->host[0] != 0 && !from_host(a->addr, pe->host))
+			*why = "plain TCP refused: not from the peer's host";
+		else
+			return true;   /* AE title only (warned about at start) */
+		return false;
+	}
 	chain = gnutls_certificate_get_peers(a->tls, &n);
 	if (chain == NULL || n == 0) {
 		*why = "no client certificate";
@@ -1551,7 +1602,8 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 	s->own_jwt = jwt;
 	if (o.plain_listen != NULL)
 		log_warn("plain-TCP DICOM listener on %s (port %u): associations there are neither encrypted nor "
-		         "authenticated by certificate, only by AE title", o.plain_listen, s->pport);
+		         "authenticated by certificate, only by AE title (peers with tls = no, from their host)",
+		         o.plain_listen, s->pport);
 	snprintf(desc, desclen, "DICOM-TLS port %u AE %s, %zu peers%s", s->port, s->ae, ps->n,
 	         o.plain_listen ? ", plain TCP too" : "");
 	*out = s;

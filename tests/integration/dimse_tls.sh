@@ -10,7 +10,8 @@
 # an unknown certificate, an unknown AE title, a peer without the right,
 # a wrong called AE title, TLS 1.2, a `tls = no` peer), each audited; a
 # connection that stalls is dropped while others are served; the plain-TCP listener only
-# as configured, with a warning. Prints ok/not ok lines. Env DV: the CLI
+# as configured, with a warning, and only for `tls = no` peers from their
+# host (an AE title bound to a certificate is refused there). Prints ok/not ok lines. Env DV: the CLI
 # under test; KEEP=1 keeps the directory. Layer: tests.
 set -u
 DV=${DV:-build/check/dicomvault}
@@ -61,6 +62,12 @@ rights = echo
 
 [peer "PLAINOLD"]
 host = 127.0.0.1
+port = 11112
+tls = no
+rights = echo
+
+[peer "PLAINFAR"]
+host = 192.0.2.7
 port = 11112
 tls = no
 rights = echo
@@ -232,9 +239,23 @@ check "C-ECHO served while another connection stalls" "[ $? -eq 0 ]" "$T/e3"
 wait "$STALL"
 check "a connection that stalls before the TLS handshake is dropped (ARTIM)" "grep -q '^closed after' '$T/stall'" "$T/stall"
 
-# ---- plain TCP, as configured ----
-echoscu -to 10 -ta 10 -td 10 -aet ECHOSCU -aec DICOMVAULT 127.0.0.1 "$PP" >"$T/p1" 2>&1
-check "C-ECHO on the configured plain-TCP listener" "[ $? -eq 0 ]" "$T/p1"
+# ---- plain TCP, as configured: only for tls = no peers, from their host ----
+echoscu -to 10 -ta 10 -td 10 -aet PLAINOLD -aec DICOMVAULT 127.0.0.1 "$PP" >"$T/p1" 2>&1
+check "C-ECHO of a tls = no peer on the configured plain-TCP listener" "[ $? -eq 0 ]" "$T/p1"
+echoscu -to 10 -ta 10 -td 10 -aet ECHOSCU -aec DICOMVAULT 127.0.0.1 "$PP" >"$T/p3" 2>&1
+rc=$?
+check "an AE title bound to a certificate, on the plain-TCP listener: A-ASSOCIATE-RJ" \
+	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/p3'" "$T/p3"
+check "that refusal audited" "audit_has 'plain TCP refused: this AE title is bound to a certificate'"
+findscu -to 10 -ta 10 -td 10 -S -aet ECHOSCU -aec DICOMVAULT -k QueryRetrieveLevel=STUDY -k PatientID \
+	127.0.0.1 "$PP" >"$T/p4" 2>&1
+rc=$?
+check "nor does its C-FIND get anything there" "[ $rc -ne 0 ] && ! grep -q 'PatientID' '$T/p4'" "$T/p4"
+echoscu -to 10 -ta 10 -td 10 -aet PLAINFAR -aec DICOMVAULT 127.0.0.1 "$PP" >"$T/p5" 2>&1
+rc=$?
+check "a tls = no peer from another address than its host: A-ASSOCIATE-RJ" \
+	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/p5'" "$T/p5"
+check "that refusal audited" "audit_has 'plain TCP refused: not from the peer'"
 echoscu -to 10 -ta 10 -td 10 -aet ECHOSCU -aec DICOMVAULT 127.0.0.1 "$DP" >"$T/p2" 2>&1
 check "plain DICOM on the TLS port: refused" "[ $? -ne 0 ]" "$T/p2"
 

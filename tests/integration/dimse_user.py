@@ -274,11 +274,12 @@ def main():
     if not start_server("serve", "server running with DICOM-TLS"):
         return
 
-    # ---- a user identity over the plain-TCP listener: refused (the token
-    # would travel unencrypted) ----
+    # ---- a user identity over the plain-TCP listener, from a tls = no
+    # peer (the only ones taken there): refused (the token would travel
+    # unencrypted) ----
     import socket as _socket
     ps = _socket.create_connection(("127.0.0.1", PP), timeout=15)
-    ps.sendall(dul.assoc_rq("UPEER", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT])],
+    ps.sendall(dul.assoc_rq("PLAINDEST", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT])],
                             identity=ident("alice", toks["a"])))
     try:
         t, body = dul.read_pdu(ps)
@@ -541,7 +542,7 @@ def jwt_part(PP):
         check("JWT %s: A-ASSOCIATE-RJ (1, 1, 1)" % why, rejected(t, body), (t, body))
         s.close()
     ps = socket.create_connection(("127.0.0.1", PP), timeout=15)
-    ps.sendall(dul.assoc_rq("UPEER", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT])],
+    ps.sendall(dul.assoc_rq("PLAINDEST", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT])],
                             identity=jwt_ident(es256_jwt(claims("alice"), idp))))
     try:
         t, body = dul.read_pdu(ps)
