@@ -32,6 +32,9 @@ struct http_opts {
 	struct vault *vault;
 	pthread_mutex_t *ix_lock;
 	struct audit *audit;
+	/* the largest request body a streaming route (STOW-RS) takes, in
+	 * bytes, by its Content-Length (413 beyond); 0: HTTP_MAX_UPLOAD */
+	uint64_t max_upload;
 };
 
 struct http_server;

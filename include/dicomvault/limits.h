@@ -42,6 +42,8 @@
 
 /* http: the HTTPS listener (daemon/http.c) and interactive login (core/auth.c) */
 #define HTTP_MAX_JSON_BODY     (64u * 1024)   /* JSON request body (413 beyond) */
+#define HTTP_MAX_UPLOAD        ((uint64_t)64 << 30)   /* STOW-RS body by Content-Length, default ([http] max_upload_mb) */
+#define HTTP_MAX_UPLOAD_MB     (1ull << 30)   /* the largest max_upload_mb (1 PiB) */
 #define HTTP_BODY_DISCARD_MAX  (1u << 20)     /* bytes of an over-long chunked body read before closing */
 #define HTTP_MAX_URL           8192u          /* request path and query (414 beyond) */
 #define HTTP_MAX_HEADERS       64u            /* request header fields (431 beyond) */

@@ -52,6 +52,12 @@ bool vr_decimal_ok(const char *s, size_t n, bool integer);
 /* An unsigned decimal of n bytes at s: digits only (no sign, no spaces:
  * callers trim IS padding), at most max. */
 bool vr_uint_parse(const char *s, size_t n, uint64_t max, uint64_t *out);
+/* A UID (PS3.5 9.1) of n bytes at s without padding: 1 to 64 characters,
+ * components of digits separated by single dots, none empty (so never
+ * ".", ".." or a path segment of anything else). Looser than PS3.5 on
+ * one point: a component with a leading zero, found in the wild, passes;
+ * it can be stored and asked for. */
+bool vr_uid_ok(const char *s, size_t n);
 /* Size of one binary number for byte swapping (0 = no swapping). */
 unsigned vr_swap_size(uint16_t vr);
 /* Binary "other" VRs and UN, whose values may be bulk data. */

@@ -32,8 +32,8 @@ void cmd_json_str(const char *s);
 /* The local operator's login name, the actor of the command line's audit
  * records. */
 const char *cmd_operator(void);
-/* A UID fit for a file name or a query: 1..64 characters, digits and
- * dots only (looser than PS3.5: leading zeros, found in the wild, pass). */
+/* A UID fit for a file name or a query (vr_uid_ok: no empty component,
+ * so never "." or ".."; leading zeros, found in the wild, pass). */
 bool cmd_uid_ok(const char *s);
 /* Writes a buffer to stdout; 0 or 1. */
 int cmd_write_stdout(const void *p, size_t n);

@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <qrencode.h>
 #include "dicomvault/index.h"
+#include "dicomvault/vr.h"
 #include "cmd.h"
 
 static void usage(FILE *out)
@@ -203,14 +204,9 @@ void cmd_json_str(const char *s)
 
 bool cmd_uid_ok(const char *s)
 {
-	size_t n = strlen(s), i;
+	size_t n = strlen(s);
 
-	if (n == 0 || n > IDX_UID_MAX)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
-			return false;
-	return true;
+	return n <= IDX_UID_MAX && vr_uid_ok(s, n);
 }
 
 const char *cmd_operator(void)

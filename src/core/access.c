@@ -9,6 +9,7 @@
 #include "dicomvault/dataset.h"
 #include "dicomvault/dict.h"
 #include "dicomvault/ini.h"
+#include "dicomvault/vr.h"
 
 static const char *const role_names[ACCESS_ROLE__N] = {
 	"admin", "radiologist", "physician", "technologist", "researcher", "auditor",
@@ -73,18 +74,6 @@ static bool name_chars_ok(const char *s, size_t n)
 	return true;
 }
 
-static bool uid_chars_ok(const char *s, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || n > 64)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
-			return false;
-	return true;
-}
-
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -119,7 +108,7 @@ enum err access_scope_parse(const char *s, struct access_grant *g, char *why, si
 		return ERR_OK;
 	}
 	if (strncmp(s, "study:", 6) == 0) {
-		if (!uid_chars_ok(s + 6, n - 6))
+		if (!vr_uid_ok(s + 6, n - 6))
 			return err_why(why, whylen, ERR_PARSE, "a study is a UID: 1 to 64 digits and dots");
 		g->scope = ACCESS_SCOPE_STUDY;
 		memcpy(g->target, s + 6, n - 6 + 1);

@@ -16,6 +16,7 @@
 #include "dicomvault/log.h"
 #include "dicomvault/query.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "pn_fold_table.h"
 #include "store_int.h"
 
@@ -336,18 +337,6 @@ static bool parse_range(uint16_t vr, const char *s, size_t n, struct mval *v)
 	return qry_norm_datetime(vr, s, n, false, v->lo) && qry_norm_datetime(vr, s, n, true, v->hi);
 }
 
-static bool is_uid(const char *s, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || n > 64)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
-			return false;
-	return true;
-}
-
 /* One value of a key. *universal: it is "*" (matches all). */
 static enum err parse_value(uint32_t tag, uint16_t vr, const char *s, size_t n, struct mval *v, bool *universal,
                             char *why, size_t whylen)
@@ -374,7 +363,7 @@ static enum err parse_value(uint32_t tag, uint16_t vr, const char *s, size_t n, 
 	}
 	switch (vr) {
 	case VR_UI:
-		if (!is_uid(s, n)) {
+		if (!vr_uid_ok(s, n)) {
 			why_set(why, whylen, tag, "not a UID (1 to 64 digits and dots)");
 			return ERR_PARSE;
 		}

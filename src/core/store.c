@@ -19,22 +19,20 @@
 #include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "store_int.h"
 
 #define COPY_CHUNK (256u * 1024)
 #define SEAL_MAX_DEPTH 4u   /* sequence nesting kept in sealed attributes */
 
-/* A UID value: 1-64 characters of digits and dots. */
+/* A UID value (vr_uid_ok). */
 static enum err get_uid(const struct dcm_ds *ds, uint32_t tag, char out[65])
 {
-	size_t n = 0, i;
+	size_t n = 0;
 	const char *s = dcm_ds_str(ds, tag, &n);
 
-	if (s == NULL || n == 0 || n > 64)
+	if (s == NULL || !vr_uid_ok(s, n))
 		return ERR_PARSE;
-	for (i = 0; i < n; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
-			return ERR_PARSE;
 	memcpy(out, s, n);
 	out[n] = 0;
 	return ERR_OK;

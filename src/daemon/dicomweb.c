@@ -25,6 +25,7 @@
 #include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "http_int.h"
 #include "wado_int.h"
 
@@ -111,14 +112,7 @@ struct dw {
 
 bool dw_uid_ok(const char *s, size_t n)
 {
-	size_t i;
-
-	if (n == 0 || n > UID_MAX)
-		return false;
-	for (i = 0; i < n; i++)
-		if (!(s[i] == '.' || (s[i] >= '0' && s[i] <= '9')))
-			return false;
-	return true;
+	return n <= UID_MAX && vr_uid_ok(s, n);
 }
 
 /* The server's base URL without its final '/'. */

@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -597,6 +598,35 @@ static bool json_ctype(const char *ct)
 	return *ct == 0 || *ct == ';' || *ct == ' ';
 }
 
+/* Whether a streaming route's body of n bytes (its Content-Length) can be
+ * taken: at most max_upload (413), and no more than the vault's file
+ * system has free (507: refused before a byte is read, rather than
+ * failing part way with the disk full). false: the answer is queued. A
+ * chunked body has no length: its parts are refused one by one when the
+ * disk fills. */
+static bool upload_fits(struct http_req *r, unsigned long long n)
+{
+	struct statvfs sv;
+	char detail[160];
+
+	if (n > r->srv->max_upload) {
+		snprintf(detail, sizeof detail, "the request body (%llu bytes) is larger than this server takes (%llu MiB)",
+		         n, (unsigned long long)(r->srv->max_upload >> 20));
+		log_info("%s %s: refused: a body of %llu bytes (%s)", r->method_log, r->route->name, n, r->addr);
+		(void)http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, detail, NULL);
+		return false;
+	}
+	if (r->srv->vault != NULL && statvfs(r->srv->vault->dir, &sv) == 0 &&
+	    n > (unsigned long long)sv.f_bavail * sv.f_frsize) {
+		snprintf(detail, sizeof detail, "the request body (%llu bytes) is larger than the vault's free space", n);
+		log_warn("%s %s: refused: a body of %llu bytes, %llu free (%s)", r->method_log, r->route->name, n,
+		         (unsigned long long)sv.f_bavail * sv.f_frsize, r->addr);
+		(void)http_problem(r, MHD_HTTP_INSUFFICIENT_STORAGE, detail, NULL);
+		return false;
+	}
+	return true;
+}
+
 /* Everything decided from the request line and the headers, before any
  * body byte is read. MHD_YES without a response: wait for the body. */
 static enum MHD_Result req_begin(struct http_req *r, const char *url)
@@ -639,6 +669,8 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "bad Content-Length", NULL);
 		if (v > HTTP_MAX_JSON_BODY && r->route->body == NULL)
 			return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is too large", NULL);
+		if (r->route->body != NULL && !upload_fits(r, v))
+			return MHD_YES;   /* answered */
 	}
 	if (r->route->json && !json_ctype(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
 	                                                              MHD_HTTP_HEADER_CONTENT_TYPE)))
@@ -843,6 +875,7 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 		return ERR_NOMEM;
 	s->auth = o->auth;
 	s->vault = o->vault;
+	s->max_upload = o->max_upload ? o->max_upload : HTTP_MAX_UPLOAD;
 	s->ix_lock = o->ix_lock;
 	s->audit = o->audit;
 	if (o->vault != NULL) {

@@ -25,6 +25,7 @@ struct http_server {
 	pthread_mutex_t *ix_lock;   /* held around every use of vault->ix */
 	struct audit *audit;
 	struct access_collections *colls;   /* [collection] rules of the vault (NULL: none) */
+	uint64_t max_upload;        /* bytes of a streaming route's body (http_opts) */
 	char *cert;                 /* PEM, NUL-terminated */
 	struct secret *key;         /* PEM, kept until the daemon stops */
 	uint16_t port;

@@ -22,6 +22,7 @@
 #include "dicomvault/log.h"
 #include "dicomvault/serve.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:8443"
 #define CERT_MAX (1u << 20)
@@ -51,7 +52,7 @@ int serve_run(const struct serve_opts *o)
 	struct auth_conf ac;
 	uint8_t *cert = NULL;
 	size_t cert_len = 0;
-	const char *listen;
+	const char *listen, *mb;
 	sigset_t set;
 	int sig = 0, ret = 1;
 	enum err rc;
@@ -132,6 +133,16 @@ int serve_run(const struct serve_opts *o)
 	ho.vault = v;
 	ho.ix_lock = &ix_lock;
 	ho.audit = au;
+	mb = ini_get(v->conf, "http", NULL, "max_upload_mb");
+	if (mb != NULL) {
+		uint64_t n = 0;
+		if (!vr_uint_parse(mb, strlen(mb), HTTP_MAX_UPLOAD_MB, &n) || n == 0) {
+			fprintf(stderr, "dicomvault serve: [http] max_upload_mb must be an integer from 1 to %llu\n",
+			        (unsigned long long)HTTP_MAX_UPLOAD_MB);
+			goto out;
+		}
+		ho.max_upload = n << 20;
+	}
 	rc = http_server_start(&ho, &srv, why, sizeof why);
 	if (rc == ERR_OK && (o->dicom_listen != NULL || dimse_srv_wanted(v->conf))) {
 		char desc[160];

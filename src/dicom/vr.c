@@ -183,6 +183,23 @@ bool vr_decimal_ok(const char *s, size_t n, bool is)
 	return i == n;
 }
 
+bool vr_uid_ok(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > 64 || s[0] == '.' || s[n - 1] == '.')
+		return false;
+	for (i = 0; i < n; i++) {
+		if (s[i] == '.') {
+			if (s[i - 1] == '.')
+				return false;
+		} else if (s[i] < '0' || s[i] > '9') {
+			return false;
+		}
+	}
+	return true;
+}
+
 bool vr_uint_parse(const char *s, size_t n, uint64_t max, uint64_t *out)
 {
 	uint64_t v = 0;

@@ -193,6 +193,30 @@ TEST(uint_parse)
 	CHECK(!vr_uint_parse("100000000000000000000", 21, UINT64_MAX, &v));
 }
 
+/* vr_uid_ok: numbers separated by single dots, 1 to 64 characters; never
+ * ".", ".." or an empty component (a path segment or a file name that
+ * means something else); leading zeros tolerated. */
+TEST(uid_ok)
+{
+	static const char *const good[] = { "1", "1.2", "1.2.840.10008.1.2.1", "2.25.0", "1.2.03.4", "0" };
+	static const char *const bad[] = { "", ".", "..", "...", ".1", "1.", "1..2", "1.2.", "1.a", "1 .2", "1/2",
+		                           "1.2.840.10008.1.2.1\\x00" };
+	char longest[66];
+	size_t i;
+
+	for (i = 0; i < sizeof good / sizeof good[0]; i++)
+		CHECK(vr_uid_ok(good[i], strlen(good[i])));
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		if (vr_uid_ok(bad[i], strlen(bad[i]))) {
+			fprintf(stderr, "  taken: '%s'\n", bad[i]);
+			CHECK(false);
+		}
+	memset(longest, '1', sizeof longest);
+	CHECK(vr_uid_ok(longest, 64));
+	CHECK(!vr_uid_ok(longest, 65));
+	CHECK(!vr_uid_ok("1.2", 4));   /* the NUL counted: not a digit */
+}
+
 int main(void)
 {
 	RUN(lookup_by_tag);
@@ -206,5 +230,6 @@ int main(void)
 	RUN(vr_properties);
 	RUN(uint_parse);
 	RUN(decimal_ok);
+	RUN(uid_ok);
 	return TEST_DONE();
 }
