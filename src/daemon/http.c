@@ -713,6 +713,125 @@ static enum MHD_Result req_body(struct http_req *r, const char *p, size_t n)
 	return MHD_YES;
 }
 
+/* ---- slow heads ----
+ *
+ * libmicrohttpd's timeout is one of inactivity: a client that sends its
+ * request head a byte every few seconds holds a connection (and its
+ * thread) for ever, and HTTP_MAX_CONNECTIONS of them stop the server
+ * (slowloris). So every connection also has a deadline for a whole
+ * request head: HTTP_HEAD_TIMEOUT from its accept (TLS handshake
+ * included), HTTP_CONN_TIMEOUT from the end of the request before (a
+ * kept-alive connection), none while a request runs (its body and answer
+ * stream at their own pace, under the inactivity timeout). A thread looks
+ * every half second and shuts down the socket of a connection past its
+ * deadline: its own thread then sees the connection end and closes it. */
+struct conn_watch {
+	struct conn_watch *next, *prev;
+	int fd;
+	bool in_request;            /* head received, request not yet ended */
+	bool shut;
+	int64_t deadline_ms;        /* of the next head, when not in_request */
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct conn_watch *watch_of(struct MHD_Connection *c)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* The connection's head arrived (in) or its request ended (!in). */
+static void watch_request(struct http_server *s, struct MHD_Connection *c, bool in)
+{
+	struct conn_watch *w = watch_of(c);
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&s->watch_mu);
+	w->in_request = in;
+	if (!in)
+		w->deadline_ms = mono_ms() + (int64_t)HTTP_CONN_TIMEOUT * 1000;
+	pthread_mutex_unlock(&s->watch_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx, enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *s = cls;
+	struct conn_watch *w = *sock_ctx;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+		w = calloc(1, sizeof *w);
+		if (w == NULL || ci == NULL) {
+			free(w);
+			return;   /* not watched: the inactivity timeout still holds */
+		}
+		w->fd = ci->connect_fd;
+		w->deadline_ms = mono_ms() + (int64_t)HTTP_HEAD_TIMEOUT * 1000;
+		pthread_mutex_lock(&s->watch_mu);
+		w->next = s->watch;
+		if (s->watch != NULL)
+			s->watch->prev = w;
+		s->watch = w;
+		pthread_mutex_unlock(&s->watch_mu);
+		*sock_ctx = w;
+		return;
+	}
+	if (w == NULL)
+		return;
+	/* closed: unlinked under the lock, so the watcher never shuts down a
+	 * descriptor that libmicrohttpd has closed (and that may be reused) */
+	pthread_mutex_lock(&s->watch_mu);
+	if (w->prev != NULL)
+		w->prev->next = w->next;
+	else
+		s->watch = w->next;
+	if (w->next != NULL)
+		w->next->prev = w->prev;
+	pthread_mutex_unlock(&s->watch_mu);
+	free(w);
+	*sock_ctx = NULL;
+}
+
+static void *watch_main(void *arg)
+{
+	struct http_server *s = arg;
+
+	pthread_mutex_lock(&s->watch_mu);
+	while (!s->watch_stop) {
+		struct timespec ts;
+		struct conn_watch *w;
+		int64_t now = mono_ms();
+		unsigned late = 0;
+		for (w = s->watch; w != NULL; w = w->next)
+			if (!w->in_request && !w->shut && now > w->deadline_ms) {
+				(void)shutdown(w->fd, SHUT_RDWR);
+				w->shut = true;
+				late++;
+			}
+		if (late > 0)
+			log_info("closed %u connection%s whose request head was not complete in time", late,
+			         late == 1 ? "" : "s");
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 500 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		(void)pthread_cond_timedwait(&s->watch_cv, &s->watch_mu, &ts);
+	}
+	pthread_mutex_unlock(&s->watch_mu);
+	return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
@@ -732,6 +851,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r->route = route_find(url);
 		r->url = url;
 		peer_addr(r);
+		watch_request(r->srv, c, true);
 		return req_begin(r, url);
 	}
 	n = *upload_size;
@@ -760,9 +880,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 {
 	struct http_req *r = *con_cls;
 
-	(void)cls;
-	(void)c;
 	(void)t;
+	watch_request(cls, c, false);
 	if (r == NULL)
 		return;
 	push_end(r);
@@ -873,6 +992,8 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	s = calloc(1, sizeof *s);
 	if (s == NULL)
 		return ERR_NOMEM;
+	pthread_mutex_init(&s->watch_mu, NULL);
+	pthread_cond_init(&s->watch_cv, NULL);
 	s->auth = o->auth;
 	s->vault = o->vault;
 	s->max_upload = o->max_upload ? o->max_upload : HTTP_MAX_UPLOAD;
@@ -916,12 +1037,18 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	                        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1,
 	                        MHD_OPTION_UNESCAPE_CALLBACK, unescape, (void *)NULL,
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)s,
+	                        MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)s,
 	                        MHD_OPTION_END);
 	if (s->d == NULL) {
 		rc = err_why(why, whylen, ERR_IO,
 		             "cannot listen on %s (address in use, no permission, or a bad certificate or key)", o->listen);
 		goto fail;
 	}
+	if (pthread_create(&s->watcher, NULL, watch_main, s) != 0) {
+		rc = err_why(why, whylen, ERR_NOMEM, "cannot start the request-head watcher");
+		goto fail;
+	}
+	s->watching = true;
 	di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = di != NULL ? di->port : 0;
 	if (ss.ss_family == AF_INET6) {
@@ -952,8 +1079,17 @@ void http_server_stop(struct http_server *s)
 {
 	if (s == NULL)
 		return;
+	if (s->watching) {
+		pthread_mutex_lock(&s->watch_mu);
+		s->watch_stop = true;
+		pthread_cond_signal(&s->watch_cv);
+		pthread_mutex_unlock(&s->watch_mu);
+		pthread_join(s->watcher, NULL);
+	}
 	if (s->d != NULL)
-		MHD_stop_daemon(s->d);
+		MHD_stop_daemon(s->d);   /* frees every conn_watch (on_connection) */
+	pthread_mutex_destroy(&s->watch_mu);
+	pthread_cond_destroy(&s->watch_cv);
 	secret_free(s->key);
 	access_collections_free(s->colls);
 	free(s->cert);

@@ -26,6 +26,13 @@ struct http_server {
 	struct audit *audit;
 	struct access_collections *colls;   /* [collection] rules of the vault (NULL: none) */
 	uint64_t max_upload;        /* bytes of a streaming route's body (http_opts) */
+	/* the request-head deadline (http.c, "slow heads"): every open
+	 * connection, and a thread that closes those whose head is late */
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	struct conn_watch *watch;
+	pthread_t watcher;
+	bool watching, watch_stop;
 	char *cert;                 /* PEM, NUL-terminated */
 	struct secret *key;         /* PEM, kept until the daemon stops */
 	uint16_t port;
