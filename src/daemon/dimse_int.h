@@ -3,6 +3,7 @@
 #ifndef DICOMVAULT_DIMSE_INT_H
 #define DICOMVAULT_DIMSE_INT_H
 
+#include <stdatomic.h>
 #include <gnutls/gnutls.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -34,6 +35,7 @@ struct dimse_assoc {
 	int fd;
 	gnutls_session_t tls;          /* NULL: plain TCP */
 	const struct peer *peer;       /* set once the association is accepted */
+	atomic_bool *admitted;         /* the listener's flag for this connection, set then too (or NULL) */
 	char calling[PDU_AE_MAX + 1];
 	char addr[80];                 /* "IP:PORT" */
 	char fp[96];                   /* client certificate SHA-256, "" for plain TCP */

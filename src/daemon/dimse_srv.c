@@ -46,12 +46,17 @@
 #define DEFAULT_IDLE_MS 300000u
 #define DEFAULT_MAX_ASSOC 32u
 #define RECV_BUF (64u * 1024)
+#define EVICT_SLACK 16u           /* connections over the limit while evicted ones end */
+#define REFUSED_LOG_MS 10000      /* refusals at capacity: one warning this often */
 
 struct conn {
 	struct dimse_srv *srv;
 	int fd;
 	bool plain;
 	char addr[80];
+	int64_t since_ms;             /* accepted (monotonic) */
+	atomic_bool admitted;         /* its association was accepted (on_assoc_rq) */
+	bool evicted;
 	struct conn *next;
 };
 
@@ -72,6 +77,8 @@ struct dimse_srv {
 	struct conn *conns;
 	unsigned nconn;
 	bool stopping;
+	unsigned refused, evicted;      /* at capacity, since the last warning */
+	int64_t refused_log_ms;
 	struct peers *own_peers;        /* dimse_srv_start_conf: freed at stop */
 	struct access_collections *own_colls;
 	struct jwt_verifier *own_jwt;
@@ -656,6 +663,8 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 	}
 	a->peer = pe;
 	rc = ul_accept(&a->u, &pol);
+	if (rc == ERR_OK && a->admitted != NULL)
+		atomic_store(a->admitted, true);
 	if (rc == ERR_OK) {
 		snprintf(reason, sizeof reason, "%u of %u presentation contexts accepted%s", naccepted, a->u.rq->npc,
 		         a->tls ? "" : " (plain TCP)");
@@ -1143,6 +1152,7 @@ static void *conn_main(void *arg)
 		a->o = &s->o;
 		a->srv = s;
 		a->fd = c->fd;
+		a->admitted = &c->admitted;
 		snprintf(a->addr, sizeof a->addr, "%s", c->addr);
 		if (c->plain || handshake(s, a, &why)) {
 			run_assoc(s, a);
@@ -1193,6 +1203,46 @@ static void addr_str(const struct sockaddr_storage *ss, char *out, size_t cap)
 	}
 }
 
+/* One warning now and then (s->mu held) for the connections refused or
+ * evicted at capacity: logged, not audited (an audit record is a sync:
+ * whoever can open connections must not make us write at will). */
+static void note_capacity(struct dimse_srv *s, unsigned max)
+{
+	int64_t now = now_ms();
+
+	if (now - s->refused_log_ms < REFUSED_LOG_MS)
+		return;
+	log_warn("DICOM listener at its %u associations: %u connection%s without an association evicted, %u refused "
+	         "(all admitted)", max, s->evicted, s->evicted == 1 ? "" : "s", s->refused);
+	s->refused = s->evicted = 0;
+	s->refused_log_ms = now;
+}
+
+/* At capacity (s->mu held): the connection that has waited longest
+ * without an accepted association (a TLS handshake or an A-ASSOCIATE-RQ
+ * still to come) is shut down, so that a new one can be taken: who opens
+ * connections and says nothing (before any certificate is checked) cannot
+ * keep the peers out for the ARTIM time; admitted associations are never
+ * evicted. Its thread ends it (and counts it out); meanwhile up to
+ * EVICT_SLACK more are taken. false: none to evict. */
+static bool evict_one(struct dimse_srv *s, unsigned max)
+{
+	struct conn *c, *old = NULL;
+
+	if (s->nconn >= max + EVICT_SLACK)
+		return false;
+	for (c = s->conns; c != NULL; c = c->next)
+		if (!c->evicted && !atomic_load(&c->admitted) && (old == NULL || c->since_ms < old->since_ms))
+			old = c;
+	if (old == NULL)
+		return false;
+	(void)shutdown(old->fd, SHUT_RDWR);   /* its fd is closed by its own thread, under s->mu */
+	old->evicted = true;
+	s->evicted++;
+	note_capacity(s, max);
+	return true;
+}
+
 static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 {
 	struct sockaddr_storage ss;
@@ -1223,11 +1273,20 @@ static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 	c->srv = s;
 	c->fd = fd;
 	c->plain = plain;
+	c->since_ms = now_ms();
+	atomic_init(&c->admitted, false);
 	addr_str(&ss, c->addr, sizeof c->addr);
 	pthread_mutex_lock(&s->mu);
-	if (s->stopping || s->nconn >= max) {
+	if (!s->stopping && s->nconn >= max && !evict_one(s, max)) {
+		s->refused++;
+		note_capacity(s, max);
 		pthread_mutex_unlock(&s->mu);
-		log_warn("DICOM connection from %s refused: %u associations already", c->addr, max);
+		close(fd);
+		free(c);
+		return;
+	}
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->mu);
 		close(fd);
 		free(c);
 		return;

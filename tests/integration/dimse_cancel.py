@@ -1,5 +1,5 @@
-"""dimse_cancel.py DV: C-CANCEL of a C-MOVE and of a C-GET under way, and
-ARTIM in state Sta2, on the DICOM-TLS listener of `dicomvault serve`
+"""dimse_cancel.py DV: C-CANCEL of a C-MOVE and of a C-GET under way,
+ARTIM in state Sta2 and max_associations, on the DICOM-TLS listener of `dicomvault serve`
 (issue 5), with lib/dul.py as the requestor (its client certificate made
 with openssl) and, as the Move Destination, a small C-STORE SCP written
 here (a thread of this test: Python ssl, its own openssl certificate bound
@@ -28,6 +28,11 @@ the C-CANCEL lands at a known point and the counts are exact. One study of
   completes the TLS handshake and sends no A-ASSOCIATE-RQ is disconnected
   between 1.5 and 3.5 s after the handshake, without any PDU (AA-2);
   meanwhile a second association is accepted and its C-ECHO answered.
+* Capacity, [dicom] max_associations = 6: 10 connections that never start
+  TLS do not keep a peer out (its association is accepted at once, the
+  oldest silent connections shut down to make room: at least 5 of 10);
+  6 admitted associations are never evicted (a 7th is refused, each of
+  the 6 still answers C-ECHO); the evictions are logged.
 * The server still serves afterwards, stops cleanly on SIGTERM; one
   "retrieve" audit record per C-MOVE and C-GET, the cancelled ones saying
   "(cancelled)" with what was sent; `audit verify` passes.
@@ -59,6 +64,7 @@ UIDS = "1.2.826.0.1.3680043.2.1143.88."
 STUDY = UIDS + "1"
 N = 4              # instances in the study
 ARTIM = 2          # [dicom] artim, seconds
+MAX_ASSOC = 6      # [dicom] max_associations
 fails = 0
 
 
@@ -420,7 +426,8 @@ def main():
     DP = free_port()
     with open(os.path.join(V, "dicomvault.conf")) as f:
         conf = f.read()
-    conf = conf.replace("[dicom]\n", "[dicom]\nartim = %d\nidle_timeout = 30\n" % ARTIM, 1)
+    conf = conf.replace("[dicom]\n", "[dicom]\nartim = %d\nidle_timeout = 30\nmax_associations = %d\n" %
+                        (ARTIM, MAX_ASSOC), 1)
     conf += ('\n[peer "CANCELER"]\nfingerprint = %s\nrights = echo, store, get, move\n'
              '\n[peer "DEST"]\nfingerprint = %s\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
              % (fp_peer, fp_dest, dest.port))
@@ -558,6 +565,48 @@ def main():
     check("the other association was served while the stalled one was still open",
           t_echo < ARTIM - 0.5 and t_echo < t_close,
           "C-ECHO done after %.2f s, closed after %.2f s" % (t_echo, t_close))
+
+    # ---- capacity (max_associations = 6): connections that say nothing
+    # are evicted for a peer, admitted associations never ----
+    silent = [socket.create_connection(("127.0.0.1", DP), timeout=10) for _ in range(10)]
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    s, ok = associate()
+    e = echo(s, 5) if ok else None
+    rel = release(s) if ok else False
+    t_in = time.monotonic() - t0
+    check("10 silent connections at a limit of 6: a peer's association is still accepted at once (C-ECHO 0000H)",
+          ok and e == 0 and rel and t_in < ARTIM - 0.5, (ok, e, rel, t_in))
+    gone = 0
+    for x in silent:
+        x.settimeout(0.2)
+        try:
+            gone += x.recv(16) == b""
+        except socket.timeout:
+            pass
+        except OSError:
+            gone += 1
+        x.close()
+    check("the oldest silent connections were closed to make room (at least 5 of 10)", gone >= 5, gone)
+    time.sleep(ARTIM + 1)   # the others end at ARTIM
+    held = []
+    for _ in range(MAX_ASSOC):
+        h, ok = associate()
+        held.append(h)
+        if not ok:
+            break
+    check("%d associations admitted and held" % MAX_ASSOC, len(held) == MAX_ASSOC and ok, len(held))
+    try:
+        extra, ok = associate()
+        extra.close()
+    except (EOFError, OSError):
+        ok = False
+    check("a 7th association at the limit: refused (the admitted ones are not evicted)", not ok)
+    check("each admitted association still answers C-ECHO",
+          all(echo(h, 7) == 0 for h in held) and all(release(h) for h in held))
+    with open(os.path.join(T, "serve.err")) as f:
+        errlog = f.read()
+    check("evictions and refusals at the limit logged", "without an association evicted" in errlog, errlog[-400:])
 
     # ---- still serving; the audit trail ----
     s, ok = associate()
