@@ -39,6 +39,7 @@
 #include "dicomvault/token.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "dimse_int.h"
 
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3"
@@ -753,7 +754,7 @@ static ssize_t conn_recv(struct dimse_assoc *a, void *p, size_t n)
 
 static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 {
-	struct ul_config cfg = { s->ae, 0 };
+	struct ul_config cfg = { s->ae, s->o.recv_max };
 	struct ul_event ev;
 	unsigned artim_seq = 0;
 	int64_t artim_at = -1, idle_at;
@@ -987,7 +988,7 @@ enum err dimse_srv_connect(struct dimse_srv *s, const struct peer *dest, bool pl
                            struct dimse_assoc **out, char *why, size_t whylen)
 {
 	struct dimse_assoc *a = calloc(1, sizeof *a);
-	struct ul_config cfg = { s->ae, 0 };
+	struct ul_config cfg = { s->ae, s->o.recv_max };
 	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
 	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
 	struct timeval tv = { (time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000 };
@@ -1625,6 +1626,15 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 			return ERR_PARSE;
 		}
 		o.max_assoc = (unsigned)n;
+	}
+	mx = ini_get(v->conf, "dicom", NULL, "max_pdu");
+	if (mx != NULL) {
+		uint64_t n = 0;
+		if (!vr_uint_parse(mx, strlen(mx), UL_RECV_MAX_CAP, &n) || n < UL_PEER_MIN_MAX) {
+			snprintf(why, whylen, "[dicom] max_pdu: %u to %u bytes", (unsigned)UL_PEER_MIN_MAX, (unsigned)UL_RECV_MAX_CAP);
+			return ERR_PARSE;
+		}
+		o.recv_max = (uint32_t)n;
 	}
 	rc = jwt_load(v, o.ae, &jwt, why, whylen);
 	if (rc != ERR_OK)

@@ -28,6 +28,7 @@ the C-CANCEL lands at a known point and the counts are exact. One study of
   completes the TLS handshake and sends no A-ASSOCIATE-RQ is disconnected
   between 1.5 and 3.5 s after the handshake, without any PDU (AA-2);
   meanwhile a second association is accepted and its C-ECHO answered.
+* [dicom] max_pdu = 32768 is the Maximum Length our A-ASSOCIATE-AC gives.
 * Capacity, [dicom] max_associations = 6: 10 connections that never start
   TLS do not keep a peer out (its association is accepted at once, the
   oldest silent connections shut down to make room: at least 5 of 10);
@@ -426,8 +427,8 @@ def main():
     DP = free_port()
     with open(os.path.join(V, "dicomvault.conf")) as f:
         conf = f.read()
-    conf = conf.replace("[dicom]\n", "[dicom]\nartim = %d\nidle_timeout = 30\nmax_associations = %d\n" %
-                        (ARTIM, MAX_ASSOC), 1)
+    conf = conf.replace("[dicom]\n", "[dicom]\nartim = %d\nidle_timeout = 30\nmax_associations = %d\n"
+                        "max_pdu = 32768\n" % (ARTIM, MAX_ASSOC), 1)
     conf += ('\n[peer "CANCELER"]\nfingerprint = %s\nrights = echo, store, get, move\n'
              '\n[peer "DEST"]\nfingerprint = %s\nhost = 127.0.0.1\nport = %d\nrights = echo\n'
              % (fp_peer, fp_dest, dest.port))
@@ -566,6 +567,15 @@ def main():
           t_echo < ARTIM - 0.5 and t_echo < t_close,
           "C-ECHO done after %.2f s, closed after %.2f s" % (t_echo, t_close))
 
+    # ---- [dicom] max_pdu = 32768: what the A-ASSOCIATE-AC advertises ----
+    s = connect()
+    s.sendall(dul.assoc_rq("CANCELER", "DICOMVAULT", CTX))
+    t, body = dul.read_pdu(s)
+    ml = dul.user_items(body).get(0x51, [b""])[0] if t == 2 else b""
+    check("max_pdu = 32768: the A-ASSOCIATE-AC's Maximum Length is 32768",
+          len(ml) == 4 and struct.unpack(">I", ml)[0] == 32768, (t, ml))
+    release(s)
+
     # ---- capacity (max_associations = 6): connections that say nothing
     # are evicted for a peer, admitted associations never ----
     silent = [socket.create_connection(("127.0.0.1", DP), timeout=10) for _ in range(10)]
@@ -619,6 +629,19 @@ def main():
     except subprocess.TimeoutExpired:
         rc = None
     check("server stops cleanly on SIGTERM", rc == 0, rc)
+    with open(os.path.join(V, "dicomvault.conf")) as f:
+        good = f.read()
+    for key, val in (("max_pdu", "100"), ("max_pdu", "2097152"), ("max_pdu", "64k"), ("max_associations", "0"),
+                     ("max_associations", "1001"), ("max_associations", "x")):
+        line = "%s = %s" % (key, {"max_pdu": "32768", "max_associations": str(MAX_ASSOC)}[key])
+        with open(os.path.join(V, "dicomvault.conf"), "w") as f:
+            f.write(good.replace(line, "%s = %s" % (key, val), 1))
+        p = subprocess.run([DV, "serve", "--vault", V, "--http", "127.0.0.1:%d" % free_port(), "--dicom",
+                            "127.0.0.1:%d" % free_port()], capture_output=True, text=True, timeout=30)
+        check("[dicom] %s = %s: serve refuses to start, naming it" % (key, val),
+              p.returncode != 0 and key in p.stderr, (p.returncode, p.stderr[-200:]))
+    with open(os.path.join(V, "dicomvault.conf"), "w") as f:
+        f.write(good)
     recs = []
     with open(os.path.join(V, "audit", "audit.log")) as f:
         for line in f:
