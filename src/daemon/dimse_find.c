@@ -366,7 +366,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	ru.pcid = pcid;
 	if (!ul_context(&a->u, pcid, &abstract, &ts) || strcmp(abstract, a->rq.sop_class) != 0 ||
 	    !dimse_find_model(a->rq.sop_class)) {
-		status = DIMSE_ERR_DATASET;
+		status = DIMSE_SOP_NOT_SUPPORTED;   /* "Refused: SOP Class not supported" (on this context) */
 		comment = "SOP class does not match the presentation context";
 		goto done;
 	}

@@ -648,7 +648,7 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 	wbuf_init(&gr.failed_list, FAILED_LIST_MAX + 1);
 	if (!ul_context(&a->u, pcid, &abstract, &ts) || strcmp(abstract, a->rq.sop_class) != 0 ||
 	    !(move ? dimse_move_model(a->rq.sop_class) : dimse_get_model(a->rq.sop_class))) {
-		status = DIMSE_ERR_DATASET;
+		status = DIMSE_SOP_NOT_SUPPORTED;   /* on this context */
 		comment = "SOP class does not match the presentation context";
 		goto done;
 	}

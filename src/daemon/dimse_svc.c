@@ -214,7 +214,7 @@ static enum err store_begin(struct dimse_assoc *a, uint8_t pcid, const struct di
 	a->data_pcid = pcid;
 	a->rq = *c;
 	if (!ul_context(&a->u, pcid, &abstract, &ts) || strcmp(abstract, c->sop_class) != 0) {
-		store_fail(st, DIMSE_ERR_DATASET, "SOP class does not match the presentation context");
+		store_fail(st, DIMSE_SOP_NOT_SUPPORTED, "SOP class does not match the presentation context");
 		return ERR_OK;
 	}
 	if (!(a->peer->rights & PEER_RIGHT_STORE) || !is_storage(c->sop_class)) {

@@ -29,6 +29,8 @@ the C-CANCEL lands at a known point and the counts are exact. One study of
   between 1.5 and 3.5 s after the handshake, without any PDU (AA-2);
   meanwhile a second association is accepted and its C-ECHO answered.
 * [dicom] max_pdu = 32768 is the Maximum Length our A-ASSOCIATE-AC gives.
+* A C-STORE, C-GET or C-FIND whose SOP class is not that of the context it
+  came on: 0122H (SOP class not supported), the association going on.
 * Capacity, [dicom] max_associations = 6: 10 connections that never start
   TLS do not keep a peer out (its association is accepted at once, the
   oldest silent connections shut down to make room: at least 5 of 10);
@@ -576,6 +578,30 @@ def main():
           len(ml) == 4 and struct.unpack(">I", ml)[0] == 32768, (t, ml))
     release(s)
 
+    # ---- a command whose SOP class is not its context's: 0122H ----
+    s, ok = associate()
+    data = inst[sorted(inst)[0]]
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    s.sendall(dul.pdata(3, dul.command({0x00000002: ct, 0x00000100: 0x0001, 0x00000110: 41, 0x00000700: 0,
+                                        0x00000800: 0x0000, 0x00001000: sorted(inst)[0]}), True) +
+              dul.pdata(3, data, False))
+    m = next_msg(s)
+    st_store = None if m[0] == "pdu" else dul.us(m[1][0x00000900])
+    s.sendall(dul.pdata(7, dul.command({0x00000002: dul.GET_STUDY, 0x00000100: 0x0010, 0x00000110: 42,
+                                        0x00000700: 0, 0x00000800: 0x0000}), True) +
+              dul.pdata(7, dul.dataset({0x00080052: "STUDY", 0x0020000D: STUDY}), False))
+    m = next_msg(s)
+    st_get = None if m[0] == "pdu" else dul.us(m[1][0x00000900])
+    s.sendall(dul.pdata(5, dul.command({0x00000002: "1.2.840.10008.5.1.4.1.2.2.1", 0x00000100: 0x0020,
+                                        0x00000110: 43, 0x00000700: 0, 0x00000800: 0x0000}), True) +
+              dul.pdata(5, dul.dataset({0x00080052: "STUDY", 0x0020000D: ""}), False))
+    m = next_msg(s)
+    st_find = None if m[0] == "pdu" else dul.us(m[1][0x00000900])
+    check("C-STORE, C-GET and C-FIND on a context of another SOP class: 0122H (SOP class not supported), "
+          "not A900H", ok and (st_store, st_get, st_find) == (0x0122, 0x0122, 0x0122),
+          (ok, st_store, st_get, st_find))
+    check("the association goes on: C-ECHO 0000H, released", echo(s, 44) == 0 and release(s))
+
     # ---- capacity (max_associations = 6): connections that say nothing
     # are evicted for a peer, admitted associations never ----
     silent = [socket.create_connection(("127.0.0.1", DP), timeout=10) for _ in range(10)]
@@ -655,9 +681,10 @@ def main():
     check("audit: 3 C-MOVE records: 2 of 4 sent (cancelled), 0 of 4 sent (cancelled), 4 of 4 sent",
           len(mv) == 3 and "2 of 4 sent" in mv[0] and "(cancelled)" in mv[0] and "0 of 4 sent" in mv[1] and
           "(cancelled)" in mv[1] and "4 of 4 sent" in mv[2] and "cancelled" not in mv[2], mv)
-    check("audit: 2 C-GET records: 1 of 4 sent (cancelled), 4 of 4 sent",
-          len(gt) == 2 and "1 of 4 sent" in gt[0] and "(cancelled)" in gt[0] and "4 of 4 sent" in gt[1] and
-          "cancelled" not in gt[1], gt)
+    check("audit: 3 C-GET records: 1 of 4 sent (cancelled), 4 of 4 sent, the one on a wrong context refused",
+          len(gt) == 3 and "1 of 4 sent" in gt[0] and "(cancelled)" in gt[0] and "4 of 4 sent" in gt[1] and
+          "cancelled" not in gt[1] and "0 of 0 sent" in gt[2] and "does not match the presentation context" in gt[2],
+          gt)
     r = subprocess.run([DV, "audit", "verify", "--vault", V], capture_output=True, text=True)
     check("audit verify", r.returncode == 0, r.stdout + r.stderr)
     check("the destination SCP saw no error", dest.errors == [], dest.errors)
