@@ -4,9 +4,10 @@
 # with the same SOP Instance UID, the study in the path), WADO-RS and
 # WADO-URI (bytes identical, dcmdump reads them), 404/400/401/406/415,
 # malformed multipart bodies (the server keeps serving), no patient name
-# in the vault, and the audit trail. curl + oathtool as in http_auth.sh;
-# bodies are built and answers checked with python3 (stdlib). Prints
-# ok/not ok lines. Env DV: the CLI under test; KEEP=1 keeps the directory.
+# or ID in the vault or the server's log, and the audit trail. curl +
+# oathtool as in http_auth.sh; bodies are built and answers checked with
+# python3 (stdlib). Prints ok/not ok lines. Env DV: the CLI under test;
+# KEEP=1 keeps the directory.
 set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
@@ -436,6 +437,38 @@ check "no temporary file left" "[ -z \"\$(ls -A $T/v/tmp 2>/dev/null)\" ]"
 kill -TERM "$SRV"
 wait "$SRV" 2>/dev/null
 SRV=
+# every stored patient's name (whole, and a long family name) and ID, read
+# from the files sent, looked for without case as whole words: those of 7
+# characters or more everywhere, a shorter one (4 to 6) outside objects/
+# and tmp/ (in MBs of ciphertext a 4-byte word turns up by chance a few
+# times in a thousand runs; an object stored in clear would show the names
+# anyway); one under 4 characters (SC_rgb_rle's "ID1") nowhere.
+"$PY" - "$T/phi.long" "$T/phi.short" "$T/CT_small.dcm" "$T/MR_small.dcm" "$T/JPEG2000.dcm" "$T/rtplan.dcm" \
+	"$PYD/rtdose.dcm" "$PYD/SC_rgb_rle.dcm" <<'EOF'
+import sys, pydicom
+terms = set()
+for f in sys.argv[3:]:
+    d = pydicom.dcmread(f, stop_before_pixels=True)
+    name = str(d.PatientName)
+    terms |= {name, str(d.PatientID)}
+    if len(name.split("^")[0]) >= 7:  # not "Last" (a word a log may hold)
+        terms.add(name.split("^")[0])
+open(sys.argv[1], "w").write("".join(t + "\n" for t in sorted(terms) if len(t) >= 7))
+open(sys.argv[2], "w").write("".join(t + "\n" for t in sorted(terms) if 4 <= len(t) < 7))
+EOF
+# nophi PATTERNFILE GREP-ARGS...: grep finds none of the terms (status 1:
+# no match and no error, such as a file that is not there)
+nophi() {
+	local f=$1
+	shift
+	LC_ALL=C grep -aiFw -f "$f" "$@" >"$T/phi.hits" 2>&1
+	[ $? = 1 ] || { sed 's/^/# found: /' "$T/phi.hits" | head -5; return 1; }
+}
+check "the stored patients' names and IDs (1CT1, 4MR1, id00001...) are the terms looked for" \
+	"grep -qx 'CompressedSamples^CT1' $T/phi.long && grep -qx id00001 $T/phi.long && grep -qx 1CT1 $T/phi.short && grep -qx 4MR1 $T/phi.short"
+check "no patient name or ID in the vault" "nophi $T/phi.long -rl $T/v && nophi $T/phi.short -rl --exclude-dir=objects --exclude-dir=tmp $T/v"
+check "no patient name or ID in the server's log (its stdout and stderr)" \
+	"grep -q serving $T/out && [ -s $T/err ] && nophi $T/phi.long -l $T/out $T/err && nophi $T/phi.short -l $T/out $T/err"
 "$DV" audit verify --vault "$T/v" >"$T/verify.out" 2>&1
 check "audit verify passes" "[ \$? = 0 ]"
 LOG="$T/v/audit/audit.log"
