@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 #include <sodium.h>
 #include "dicomvault/crypto.h"
@@ -145,6 +146,63 @@ static enum err check_file(const struct stat *st, const char *what)
 	return ERR_OK;
 }
 
+/* A passphrase typed on a terminal: a prompt on stderr, echo off while it
+ * is typed (and the terminal restored), one line (Enter ends it; reading
+ * to the end of the input would wait for Ctrl-D). */
+static enum err from_tty(int fd, size_t max, struct secret **out)
+{
+	struct secret *buf = NULL;
+	struct termios old, quiet;
+	bool restore = false;
+	size_t len = 0;
+	enum err rc = secret_new(max + 1, &buf);
+
+	if (rc != ERR_OK)
+		return rc;
+	(void)!write(STDERR_FILENO, "Passphrase: ", 12);
+	if (tcgetattr(fd, &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		quiet.c_lflag |= ICANON;
+		restore = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+	}
+	rc = ERR_OK;
+	for (;;) {
+		char c;
+		ssize_t r = read(fd, &c, 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = ERR_IO;
+			break;
+		}
+		if (r == 0 || c == '\n')
+			break;
+		if (len == max) {
+			rc = ERR_LIMIT;   /* the rest of the line is read and dropped */
+			continue;
+		}
+		buf->p[len++] = (uint8_t)c;
+	}
+	if (restore)
+		(void)tcsetattr(fd, TCSAFLUSH, &old);
+	(void)!write(STDERR_FILENO, "\n", 1);
+	if (len > 0 && buf->p[len - 1] == '\r')
+		len--;
+	if (rc == ERR_LIMIT)
+		log_error("the passphrase typed is longer than %zu bytes", max);
+	else if (rc == ERR_IO)
+		log_error("cannot read the passphrase from the terminal");
+	else if (len == 0) {
+		log_error("no passphrase typed");
+		rc = ERR_PARSE;
+	}
+	if (rc == ERR_OK)
+		rc = secret_from_bytes(buf->p, len, out);
+	secret_free(buf);
+	return rc;
+}
+
 static enum err from_fd(int fd, const char *what, size_t max, unsigned flags, struct secret **out)
 {
 	struct secret *buf = NULL;
@@ -169,6 +227,10 @@ static enum err from_fd(int fd, const char *what, size_t max, unsigned flags, st
 		rc = check_file(&st, what);
 		if (rc != ERR_OK)
 			goto out;
+	}
+	if (isatty(fd)) {
+		rc = max > CRYPTO_SECRET_FILE_MAX ? ERR_LIMIT : from_tty(fd, max, out);
+		goto out;
 	}
 	/* One byte more than allowed, to tell "exactly max" from "longer". */
 	rc = secret_new(max + 1, &buf);

@@ -2,7 +2,8 @@
 # passphrase.sh: a vault whose master key is derived from a passphrase
 # (init --passphrase-file). `serve` unlocks it with the passphrase from
 # --passphrase-file, or on stdin (a pipe, written in two pieces; a file
-# without a final newline): it answers /healthz, an instance stored under
+# without a final newline; typed on a terminal, after a prompt, without
+# echo): it answers /healthz, an instance stored under
 # one unlock reads back under the other (the same master key). A wrong
 # passphrase (another one, the right one but for its last character, on
 # stdin or in a file), none at all, or a passphrase file others can read:
@@ -131,6 +132,38 @@ stop
 start stdin2 "$T/pp_nonl"
 check "serve, stdin a 0600 file without a final newline: serving" "up stdin2"
 stop
+
+# ---- typed on a terminal: a prompt, no echo, Enter ends it ----
+"$PY" - "$DV" "$T/v" "$PP" >"$T/tty.txt" 2>&1 <<'PYEOF'
+import os, pty, select, socket, subprocess, sys, time
+dv, vault, pp = sys.argv[1], sys.argv[2], sys.argv[3].encode()
+s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+m, sl = pty.openpty()
+p = subprocess.Popen([dv, "serve", "--vault", vault, "--http", "127.0.0.1:%d" % port], stdin=sl, stdout=sl,
+                     stderr=sl, start_new_session=True)
+os.close(sl)
+out = b""
+def until(what, t):
+    global out
+    end = time.time() + t
+    while what not in out and time.time() < end:
+        r, _, _ = select.select([m], [], [], 0.1)
+        if r:
+            try:
+                out += os.read(m, 4096)
+            except OSError:
+                break
+    return what in out
+prompt = until(b"Passphrase: ", 10)
+os.write(m, pp + b"\n")
+serving = until(b"serving", 20)
+p.terminate(); p.wait(10)
+print("prompt" if prompt else "no prompt")
+print("serving" if serving else "not serving")
+print("echoed" if pp in out or pp[:12] in out else "not echoed")
+PYEOF
+check "on a terminal: a prompt, the passphrase not echoed, Enter (no Ctrl-D) unlocks and serves" \
+	"grep -qx prompt $T/tty.txt && grep -qx serving $T/tty.txt && grep -qx 'not echoed' $T/tty.txt"
 
 # ---- refusals ----
 check "a wrong passphrase file: refused, exit 1, 'wrong passphrase', not serving" \
