@@ -77,6 +77,7 @@
 #define DICOMWEB_MAX_INSTANCES (1u << 18)     /* instances in one study or series answer (~100 bytes each in memory) */
 #define DICOMWEB_MAX_FRAMES    1024u          /* frame numbers in one frames request (400 beyond) */
 #define DICOMWEB_MAX_DECODED_FRAME (32u << 20) /* a frame sent decompressed (its decoded bytes held while sent): larger ones are 406 */
+#define WADO_PREFETCH          (64u * 1024)   /* first bytes of a retrieval read (authenticated) before answering */
 #define DICOMWEB_BULK_THRESHOLD 1024u         /* metadata: binary values longer are a BulkDataURI (as pydicom) */
 #define DICOMWEB_MAX_TS        64u            /* distinct transfer syntaxes in one answer (Accept ranges looked at) */
 #define DICOMWEB_BULK_PATH_MAX 1024u          /* bytes of a bulk data path ("GGGGEEEE.ITEM...", 32 levels) */

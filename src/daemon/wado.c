@@ -334,6 +334,8 @@ struct dstream {
 	struct dcm_transcode *z;
 	const uint8_t *zp;
 	size_t zlen, zpos;
+	uint8_t *pre;               /* the first instance's first bytes, read (and authenticated) before the answer */
+	size_t pre_len, pre_pos;
 	struct wbuf piece;          /* the current part head or the tail */
 	size_t ppos;
 	bool failed;
@@ -465,6 +467,12 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		} else if (ds->phase == D_BODY) {
 			size_t got = 0;
 			char why[256] = "";
+			if (ds->pre_pos < ds->pre_len) {
+				got = ds->pre_len - ds->pre_pos < max ? ds->pre_len - ds->pre_pos : max;
+				memcpy(buf, ds->pre + ds->pre_pos, got);
+				ds->pre_pos += got;
+				return (ssize_t)got;
+			}
 			if (ds->z != NULL)
 				rc = dz_read(ds, buf, max, &got, why, sizeof why);
 			else
@@ -499,6 +507,7 @@ static void dstream_free(void *cls)
 	dz_close(ds);
 	retrieve_close(ds->rt);
 	retrieve_keys_fini(&ds->keys);
+	free(ds->pre);
 	wado_list_fini(&ds->l);
 	wbuf_fini(&ds->piece);
 	free(ds);
@@ -608,6 +617,13 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
 		if (rc == ERR_OK && retrieve_size(ds->rt) != ds->l.it[0].size)
 			rc = ERR_AUTH;
+		if (rc == ERR_OK && !ds->dz[ds->l.it[0].ts]) {
+			/* and its first bytes read: an object that fails its
+			 * authentication there (damaged, or another object put in
+			 * its place) is a 500, not a 200 cut short */
+			ds->pre = malloc(WADO_PREFETCH);
+			rc = ds->pre != NULL ? retrieve_read(ds->rt, ds->pre, WADO_PREFETCH, &ds->pre_len) : ERR_NOMEM;
+		}
 		if (rc == ERR_OK && ds->dz[ds->l.it[0].ts]) {
 			/* its first frame decoded (its head re-encoded) before the
 			 * answer begins: an image the decoders do not take is a 406

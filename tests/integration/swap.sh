@@ -144,6 +144,10 @@ get uri_a "$(uri "$SOP_A")"
 get uri_b "$(uri "$SOP_B")"
 check "WADO-URI of a and of b: fail, neither releases the other" \
 	"failed uri_a && failed uri_b && none_of uri_a $T/b.dcm $SOP_B && none_of uri_b $T/a.dcm $SOP_A && none_of uri_a $T/a.dcm $SOP_B && none_of uri_b $T/b.dcm $SOP_A"
+# its first chunk is authenticated before the answer begins: a clean
+# error, not a 200 cut short (since session 12)
+check "WADO-RS and WADO-URI of a swapped object: 500 problem+json, before any byte" \
+	"problem rs_a 500 && problem rs_b 500 && problem uri_a 500 && problem uri_b 500"
 get meta_a "$(rs "$SOP_A")/metadata"
 check "WADO-RS metadata of a: not b's attributes (an error, or a's own)" \
 	"none_of meta_a $T/b.dcm $SOP_B && { failed meta_a || grep -q '$SOP_A' $T/meta_a.body; }"
