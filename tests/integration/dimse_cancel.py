@@ -54,10 +54,11 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import dul  # noqa: E402
+from dvserver import free_port  # noqa: E402
+from tap import Tap  # noqa: E402
 
 DV = sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault"
 PW = "correct horse battery staple"
@@ -68,25 +69,8 @@ STUDY = UIDS + "1"
 N = 4              # instances in the study
 ARTIM = 2          # [dicom] artim, seconds
 MAX_ASSOC = 6      # [dicom] max_associations
-fails = 0
-
-
-def check(name, cond, detail=""):
-    global fails
-    if cond:
-        print("ok - dimse_cancel: " + name)
-    else:
-        fails += 1
-        print("not ok - dimse_cancel: " + name)
-        for line in str(detail).splitlines()[-8:]:
-            print("#   " + line)
-    sys.stdout.flush()
-    return bool(cond)
-
-
-def skip(why):
-    print("# SKIP dimse_cancel: " + why)
-    sys.exit(0)
+TAP = Tap("dimse_cancel")
+check, skip = TAP.check, TAP.skip
 
 
 try:
@@ -105,14 +89,6 @@ T = tempfile.mkdtemp(prefix="dv-dcancel.")
 V = os.path.join(T, "v")
 srv = None
 dest = None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def openssl_cert(name):
@@ -690,13 +666,7 @@ def main():
     check("the destination SCP saw no error", dest.errors == [], dest.errors)
 
 
-try:
-    DP = 0
-    main()
-except Exception as ex:   # noqa: BLE001 (a crash is a failure, not a silent pass)
-    traceback.print_exc()
-    check("test ran to the end", False, "%s: %s" % (type(ex).__name__, ex))
-finally:
+def cleanup():
     if srv is not None and srv.poll() is None:
         srv.terminate()
         try:
@@ -710,4 +680,7 @@ finally:
         print("# kept " + T)
     else:
         shutil.rmtree(T, ignore_errors=True)
-sys.exit(1 if fails else 0)
+
+
+DP = 0
+TAP.run(main, cleanup)

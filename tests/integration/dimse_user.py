@@ -34,28 +34,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import dul  # noqa: E402
+from dvserver import free_port  # noqa: E402
+from tap import Tap  # noqa: E402
 
 DV = sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault"
 PW = "correct horse battery staple"
 SC = "1.2.840.10008.5.1.4.1.1.7"   # secondary capture
 S = "1.2.826.0.1.3680043.2.1143.77."
-fails = 0
-
-
-def check(name, cond, detail=""):
-    global fails
-    if cond:
-        print("ok - dimse_user: " + name)
-    else:
-        fails += 1
-        print("not ok - dimse_user: " + name)
-        for line in str(detail).splitlines()[-8:]:
-            print("#   " + line)
-
-
-def skip(why):
-    print("# SKIP dimse_user: " + why)
-    sys.exit(0)
+TAP = Tap("dimse_user")
+check, skip = TAP.check, TAP.skip
 
 
 try:
@@ -77,14 +64,6 @@ srv = None
 
 def run(*args):
     return subprocess.run([DV] + list(args) + ["--vault", V], capture_output=True, text=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def instance(study, n):
@@ -609,10 +588,7 @@ def jwt_part(PP):
         f.write(good)
 
 
-try:
-    DP = 0
-    main()
-finally:
+def cleanup():
     if srv is not None and srv.poll() is None:
         srv.terminate()
         try:
@@ -623,4 +599,7 @@ finally:
         print("# kept " + T)
     else:
         shutil.rmtree(T, ignore_errors=True)
-sys.exit(0)
+
+
+DP = 0
+TAP.run(main, cleanup)

@@ -8,6 +8,7 @@ whose head came in time but whose body trickles (a STOW-RS from a slow
 link) is not cut at 10 s and is answered. Prints "ok - NAME" / "not ok -
 NAME"."""
 import os
+import shutil
 import socket
 import ssl
 import sys
@@ -22,21 +23,13 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from dvserver import Vault  # noqa: E402
+from tap import Tap  # noqa: E402
 
 warnings.simplefilter("ignore")
 DV = os.path.abspath(sys.argv[1])
 HEAD_TIMEOUT = 10
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok - slow_clients: {name}")
-    else:
-        failed += 1
-        print(f"not ok - slow_clients: {name}" + (f": {str(detail)[:300]}" if detail else ""))
+TAP = Tap("slow_clients")
+check = TAP.check
 
 
 def trickle_head(v, out, i):
@@ -148,7 +141,7 @@ def slow_body(v, out):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="dv-slow.")
+    tmp = TMP
     v = Vault(DV, tmp)
     v.serve()
     v.login()
@@ -178,9 +171,7 @@ def main():
     v.stop()
     log = open(os.path.join(tmp, "serve.err")).read() + open(os.path.join(tmp, "serve.out")).read()
     check("the closings logged", "request head was not complete in time" in log, log[-500:])
-    os.system("rm -rf " + tmp)
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
 
 
-main()
+TMP = tempfile.mkdtemp(prefix="dv-slow.")
+TAP.run(main, lambda: shutil.rmtree(TMP, ignore_errors=True))

@@ -12,6 +12,7 @@ than the vault's free space 507; an invalid max_upload_mb stops serve
 from starting; the server keeps serving and nothing stored is lost. Prints "ok - NAME" / "not ok - NAME"."""
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -24,21 +25,13 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from dvserver import Vault  # noqa: E402
+from tap import Tap  # noqa: E402
 
 warnings.simplefilter("ignore")
 DV = os.path.abspath(sys.argv[1])
 P = "1.2.826.0.1.3680043.2.1143.47."
-passed = failed = 0
-
-
-def check(name, cond, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok - stow_limits: {name}")
-    else:
-        failed += 1
-        print(f"not ok - stow_limits: {name}" + (f": {str(detail)[:300]}" if detail else ""))
+TAP = Tap("stow_limits")
+check = TAP.check
 
 
 def inst(path, sop, study=P + "1", series=P + "1.1"):
@@ -91,7 +84,7 @@ def raw(v, head, body=b"", read=True):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="dv-stowlim.")
+    tmp = TMP
     v = Vault(DV, tmp)
     conf = os.path.join(v.dir, "dicomvault.conf")
     text = open(conf).read()
@@ -171,9 +164,7 @@ def main():
     open(conf, "w").write(text)
     p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
     check("audit verify: intact", p.returncode == 0, p.stdout + p.stderr)
-    subprocess.run(["rm", "-rf", tmp])
-    print(f"{passed} passed, {failed} failed")
-    sys.exit(1 if failed else 0)
 
 
-main()
+TMP = tempfile.mkdtemp(prefix="dv-stowlim.")
+TAP.run(main, lambda: shutil.rmtree(TMP, ignore_errors=True))
