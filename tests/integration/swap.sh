@@ -56,18 +56,8 @@ print(d.StudyInstanceUID, d.SeriesInstanceUID, d.PatientID)' "$T/a.dcm")
 SOP_A=$R.1 SOP_B=$R.2 SOP_C=$R.3
 
 # ---- a vault, a server, a session ----
-PW='correct horse battery staple'
-printf '%s\n' "$PW" >"$T/pw"
-chmod 600 "$T/pw"
-"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || { no "init"; exit 0; }
-SECRET=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["totp_secret"])' "$T/init.json")
 . "$(dirname "$0")/lib/http.sh"
-dv_serve || exit 0
-printf '{"username":"admin","password":"%s","totp":"%s"}' "$PW" "$(oathtool --totp -b "$SECRET")" |
-	req login -H 'Content-Type: application/json' --data-binary @- "$U/api/auth/login"
-TOK=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$T/login.body" 2>/dev/null)
-check "login" "[ \$(code login) = 200 ] && [ -n '$TOK' ]"
-AUTH="Authorization: Bearer $TOK"
+dv_session || exit 0
 
 # get NAME URL: a GET with the session; body (empty if none came), status
 # and curl's exit status (18: the answer was cut short) in $T/NAME.*

@@ -21,6 +21,28 @@ dv_serve() {
 	fi
 }
 
+# dv_session: a vault in $T/v (`dicomvault init`, the admin's password
+# in $T/pw), dv_serve, and the admin's login with a TOTP code from
+# oathtool; sets PW, SECRET, TOK and AUTH ("Authorization: Bearer TOK")
+# besides dv_serve's PORT, U and SRV; a "login" check (the caller's
+# check). Returns 1 (after a "not ok" line) if init or serve fails.
+dv_session() {
+	PW='correct horse battery staple'
+	printf '%s\n' "$PW" >"$T/pw"
+	chmod 600 "$T/pw"
+	"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || {
+		no "init"
+		return 1
+	}
+	SECRET=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["totp_secret"])' "$T/init.json")
+	dv_serve || return 1
+	printf '{"username":"admin","password":"%s","totp":"%s"}' "$PW" "$(oathtool --totp -b "$SECRET")" |
+		req login -H 'Content-Type: application/json' --data-binary @- "$U/api/auth/login"
+	TOK=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$T/login.body" 2>/dev/null)
+	check "login" "[ \$(code login) = 200 ] && [ -n '$TOK' ]"
+	AUTH="Authorization: Bearer $TOK"
+}
+
 # req NAME CURL-ARGS...: one request over TLS 1.3 trusting the vault's
 # certificate; body, headers and status in $T/NAME.{body,hdr,code}.
 req() {
