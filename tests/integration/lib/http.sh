@@ -40,6 +40,7 @@ dv_session() {
 		req login -H 'Content-Type: application/json' --data-binary @- "$U/api/auth/login"
 	TOK=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["token"])' "$T/login.body" 2>/dev/null)
 	check "login" "[ \$(code login) = 200 ] && [ -n '$TOK' ]"
+	# shellcheck disable=SC2034  # for the caller
 	AUTH="Authorization: Bearer $TOK"
 }
 
