@@ -794,6 +794,9 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 		}
 		if (pr == 0) {
 			if (artim_at >= 0) {
+				if (a->u.state == UL_STA2)
+					log_info("DICOM connection from %s%s: no A-ASSOCIATE-RQ within %u ms (ARTIM): closed",
+					         a->addr, a->tls != NULL ? " (TLS handshake done)" : "", artim_ms);
 				ul_artim_expired(&a->u, &ev);
 				if (a->u.state != UL_STA1)
 					break;

@@ -619,6 +619,8 @@ def main():
     with open(os.path.join(T, "serve.err")) as f:
         errlog = f.read()
     check("evictions and refusals at the limit logged", "without an association evicted" in errlog, errlog[-400:])
+    check("the connection closed by ARTIM in Sta2 logged",
+          "no A-ASSOCIATE-RQ within 2000 ms (ARTIM): closed" in errlog, errlog[-400:])
 
     # ---- still serving; the audit trail ----
     s, ok = associate()
