@@ -12,18 +12,9 @@ set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 TF=/usr/lib/python3/dist-packages/pydicom/data/test_files
-T=$(mktemp -d)
-SRV=
-cleanup() {
-	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
-		kill -KILL "$SRV" 2>/dev/null
-	fi
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-ok() { echo "ok - dicomweb: $1"; }
-no() { echo "not ok - dicomweb: $1"; }
-check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+TEST=dicomweb
+. "$(dirname "$0")/lib/tap.sh"
+tap_setup dicomweb
 
 if ! "$DV" serve --help >/dev/null 2>&1; then
 	echo "# SKIP dicomweb: $DV has no serve command"

@@ -17,7 +17,7 @@ PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TEST=dimse_badinput
 . "$(dirname "$0")/lib/dimse.sh"
-dimse_setup dbad
+tap_setup dbad
 
 need echoscu storescu openssl
 

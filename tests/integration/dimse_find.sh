@@ -19,7 +19,7 @@ PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TEST=dimse_find
 . "$(dirname "$0")/lib/dimse.sh"
-dimse_setup dfind
+tap_setup dfind
 
 need findscu storescu openssl
 

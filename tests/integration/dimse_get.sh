@@ -20,11 +20,11 @@ PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TEST=dimse_get
 . "$(dirname "$0")/lib/dimse.sh"
-dimse_setup dget
+tap_setup dget
 TUN=
 cleanup() {
 	stop_pid "$TUN"
-	dimse_cleanup
+	tap_cleanup
 }
 trap cleanup EXIT
 

@@ -30,13 +30,13 @@ PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TEST=dimse_move
 . "$(dirname "$0")/lib/dimse.sh"
-dimse_setup dmove
+tap_setup dmove
 TUN=
 SCP=
 cleanup() {
 	stop_pid "$TUN"
 	stop_pid "$SCP"
-	dimse_cleanup
+	tap_cleanup
 }
 trap cleanup EXIT
 

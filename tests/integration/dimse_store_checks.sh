@@ -18,7 +18,7 @@ PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TEST=dimse_store_checks
 . "$(dirname "$0")/lib/dimse.sh"
-dimse_setup dstc
+tap_setup dstc
 
 need storescu openssl
 "$PY" -c 'import pydicom' 2>/dev/null || { echo "# SKIP $TEST: no pydicom"; exit 0; }

@@ -19,7 +19,7 @@ PY=/usr/bin/python3
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TEST=dimse_tls
 . "$(dirname "$0")/lib/dimse.sh"
-dimse_setup dtls
+tap_setup dtls
 
 need echoscu openssl
 

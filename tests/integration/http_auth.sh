@@ -10,18 +10,9 @@ set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 . "$(dirname "$0")/lib/wait.sh"
-T=$(mktemp -d)
-SRV=
-cleanup() {
-	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
-		kill -KILL "$SRV" 2>/dev/null
-	fi
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-ok() { echo "ok - http_auth: $1"; }
-no() { echo "not ok - http_auth: $1"; }
-check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+TEST=http_auth
+. "$(dirname "$0")/lib/tap.sh"
+tap_setup http_auth
 
 if ! "$DV" serve --help >/dev/null 2>&1; then
 	echo "# SKIP http_auth: $DV has no serve command (src/daemon not built)"

@@ -13,7 +13,7 @@ DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 TEST=import_conflicts
 . "$(dirname "$0")/lib/dimse.sh"
-dimse_setup impc
+tap_setup impc
 
 "$PY" - "$T" >"$T/gen.err" 2>&1 <<'PYEOF'
 import sys

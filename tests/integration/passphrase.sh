@@ -15,18 +15,9 @@ set -u
 DV=${DV:-build/check/dicomvault}
 PY=/usr/bin/python3
 TF=/usr/lib/python3/dist-packages/pydicom/data/test_files
-T=$(mktemp -d "${TMPDIR:-/tmp}/dv-passphrase.XXXXXX")
-SRV=
-cleanup() {
-	if [ -n "$SRV" ] && kill -0 "$SRV" 2>/dev/null; then
-		kill -KILL "$SRV" 2>/dev/null
-	fi
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-trap cleanup EXIT
-ok() { echo "ok - passphrase: $1"; }
-no() { echo "not ok - passphrase: $1"; }
-check() { if eval "$2"; then ok "$1"; else no "$1"; fi; }
+TEST=passphrase
+. "$(dirname "$0")/lib/tap.sh"
+tap_setup passphrase
 
 if ! "$DV" serve --help 2>/dev/null | grep -q -- --passphrase-file; then
 	echo "# SKIP passphrase: $DV serve has no --passphrase-file"

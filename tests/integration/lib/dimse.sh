@@ -1,38 +1,8 @@
 # dimse.sh: shared by the DIMSE shell integration tests (sourced, not run).
 # The caller sets TEST (its name in the ok/not ok lines) and PY.
 
-. "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"   # tap_setup, ok, no, check, stop_pid, vault_init
 
-# dimse_setup NAME: the test's folder $T (dv-NAME.*; KEEP=1 keeps it) and
-# an EXIT trap that stops the server $SRV and removes $T. A test with
-# more processes sets its own trap, which ends with dimse_cleanup.
-dimse_setup() {
-	T=$(mktemp -d "${TMPDIR:-/tmp}/dv-$1.XXXXXX")
-	SRV=
-	trap dimse_cleanup EXIT
-}
-dimse_cleanup() {
-	stop_pid "$SRV"
-	if [ -n "${KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
-}
-# vault_init: a vault in $T/v whose admin's password is $PW (in $T/pw);
-# returns 1 after a "not ok" line when init fails.
-vault_init() {
-	PW='correct horse battery staple'
-	printf '%s\n' "$PW" >"$T/pw"
-	chmod 600 "$T/pw"
-	"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" ||
-		{ no "init" "$T/init.err"; return 1; }
-}
-ok() { echo "ok - $TEST: $1"; }
-# no NAME [FILE...]: a "not ok" line, then the last lines of each FILE
-no() {
-	echo "not ok - $TEST: $1"
-	shift
-	for f in "$@"; do [ -f "$f" ] && sed 's/^/#   /' "$f" | tail -8; done
-}
-# check NAME CONDITION [FILE...]
-check() { if eval "$2"; then ok "$1"; else no "$1" "${@:3}"; fi; }
 # wait_port PORT: until something listens on 127.0.0.1:PORT (5 s at most)
 wait_port() {
 	for _ in $(seq 50); do
@@ -45,14 +15,6 @@ wait_port() {
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # fp CERT: its SHA-256 fingerprint as `openssl x509 -fingerprint` prints it
 fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2; }
-# stop_pid PID: TERM, up to 5 s, then KILL (a PID of ours only)
-stop_pid() {
-	local p=$1
-	[ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 0
-	kill -TERM "$p" 2>/dev/null
-	for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
-	kill -KILL "$p" 2>/dev/null
-}
 # need TOOL...: ends the test with a SKIP line (exit 0) when a tool is not
 # installed or the CLI has no `serve --dicom`
 need() {

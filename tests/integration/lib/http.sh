@@ -1,7 +1,8 @@
 # http.sh: shared by the shell integration tests that talk HTTPS to the real
 # server (sourced, not run; tests/run.sh runs only tests/integration/*.sh).
 # The caller defines DV, PY, T (its temporary folder, with the vault in
-# $T/v), SRV= (stopped by its own cleanup) and no() (a "not ok" line).
+# $T/v), SRV= (stopped by its own cleanup) and no() (a "not ok" line):
+# lib/tap.sh gives them.
 
 . "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
 
@@ -21,19 +22,12 @@ dv_serve() {
 	fi
 }
 
-# dv_session: a vault in $T/v (`dicomvault init`, the admin's password
-# in $T/pw), dv_serve, and the admin's login with a TOTP code from
+# dv_session: a vault in $T/v (vault_init of lib/tap.sh), dv_serve, and the admin's login with a TOTP code from
 # oathtool; sets PW, SECRET, TOK and AUTH ("Authorization: Bearer TOK")
 # besides dv_serve's PORT, U and SRV; a "login" check (the caller's
 # check). Returns 1 (after a "not ok" line) if init or serve fails.
 dv_session() {
-	PW='correct horse battery staple'
-	printf '%s\n' "$PW" >"$T/pw"
-	chmod 600 "$T/pw"
-	"$DV" init --vault "$T/v" --password-file "$T/pw" --json >"$T/init.json" 2>"$T/init.err" || {
-		no "init"
-		return 1
-	}
+	vault_init || return 1
 	SECRET=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["totp_secret"])' "$T/init.json")
 	dv_serve || return 1
 	printf '{"username":"admin","password":"%s","totp":"%s"}' "$PW" "$(oathtool --totp -b "$SECRET")" |
