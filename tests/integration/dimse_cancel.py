@@ -74,9 +74,7 @@ check, skip = TAP.check, TAP.skip
 
 
 try:
-    import pydicom
-    from pydicom.dataset import Dataset
-    from pydicom.filewriter import write_dataset
+    import dsgen
 except ImportError:
     skip("no pydicom")
 if shutil.which("openssl") is None:
@@ -92,46 +90,15 @@ dest = None
 
 
 def openssl_cert(name):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-days", "2", "-subj", "/CN=" + name, "-keyout", os.path.join(T, name + ".key"),
-                    "-out", os.path.join(T, name + ".crt")], capture_output=True)
-    p = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", os.path.join(T, name + ".crt")],
-                       capture_output=True, text=True)
-    return p.stdout.strip().split("=")[1] if p.returncode == 0 and "=" in p.stdout else ""
+    return dsgen.cert(T, name)
 
 
 def instance(n):
     """(SOP Instance UID, implicit VR little endian data set bytes)."""
-    ds = Dataset()
-    ds.SOPClassUID = SC
-    ds.SOPInstanceUID = UIDS + "9.%d" % n
-    ds.PatientName = "DOE^CANCEL"
-    ds.PatientID = "PCANCEL"
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = STUDY
-    ds.StudyDate = "20240105"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = "C1"
-    ds.StudyID = "1"
-    ds.SeriesInstanceUID = STUDY + ".1"
-    ds.Modality = "OT"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = n
-    ds.Rows = 16
-    ds.Columns = 16
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = bytes((i * 3 + n) & 255 for i in range(256))
-    fp = pydicom.filebase.DicomBytesIO()
-    fp.is_little_endian = True
-    fp.is_implicit_VR = True
-    write_dataset(fp, ds)
-    return ds.SOPInstanceUID, fp.getvalue()
+    ds = dsgen.sc(UIDS + "9.%d" % n, STUDY, STUDY + ".1", "DOE^CANCEL", "PCANCEL", n, 16, 16,
+                  bytes((i * 3 + n) & 255 for i in range(256)), PatientBirthDate="19700101", PatientSex="O",
+                  StudyDate="20240105", StudyTime="101500", AccessionNumber="C1", StudyID="1")
+    return ds.SOPInstanceUID, dsgen.implicit(ds)
 
 
 # ---- messages with their presentation context ----

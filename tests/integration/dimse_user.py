@@ -47,8 +47,7 @@ check, skip = TAP.check, TAP.skip
 
 try:
     import pydicom
-    from pydicom.dataset import Dataset
-    from pydicom.filewriter import write_dataset
+    import dsgen
 except ImportError:
     skip("no pydicom")
 if shutil.which("openssl") is None:
@@ -67,36 +66,10 @@ def run(*args):
 
 
 def instance(study, n):
-    ds = Dataset()
-    ds.SOPClassUID = SC
-    ds.SOPInstanceUID = S + "9.%d" % n
-    ds.PatientName = "DOE^S" + study[-1]   # one patient per study
-    ds.PatientID = "PS" + study[-1]
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "O"
-    ds.StudyInstanceUID = study
-    ds.StudyDate = "20240105"
-    ds.StudyTime = "101500"
-    ds.AccessionNumber = "U%d" % n
-    ds.StudyID = "1"
-    ds.SeriesInstanceUID = study + ".1"
-    ds.Modality = "OT"
-    ds.SeriesNumber = 1
-    ds.InstanceNumber = n
-    ds.Rows = 2
-    ds.Columns = 2
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = bytes([n & 255] * 4)
-    fp = pydicom.filebase.DicomBytesIO()
-    fp.is_little_endian = True
-    fp.is_implicit_VR = True
-    write_dataset(fp, ds)
-    return ds.SOPInstanceUID, fp.getvalue()
+    ds = dsgen.sc(S + "9.%d" % n, study, study + ".1", "DOE^S" + study[-1], "PS" + study[-1], n, 2, 2,
+                  bytes([n & 255] * 4), PatientBirthDate="19700101", PatientSex="O", StudyDate="20240105",
+                  StudyTime="101500", AccessionNumber="U%d" % n, StudyID="1")   # one patient per study
+    return ds.SOPInstanceUID, dsgen.implicit(ds)
 
 
 def start_server(name, label):

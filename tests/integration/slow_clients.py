@@ -18,10 +18,9 @@ import time
 import uuid
 import warnings
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import dsgen  # noqa: E402
 from dvserver import Vault  # noqa: E402
 from tap import Tap  # noqa: E402
 
@@ -83,32 +82,9 @@ def no_handshake(v, out, i):
 
 
 def instance():
-    ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.SOPInstanceUID = "2.25.%d" % uuid.uuid4().int
-    ds.PatientName = "SLOW^LINK"
-    ds.PatientID = "SLOW1"
-    ds.StudyInstanceUID = "2.25.%d" % uuid.uuid4().int
-    ds.SeriesInstanceUID = "2.25.%d" % uuid.uuid4().int
-    ds.Modality = "OT"
-    ds.Rows = ds.Columns = 16
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = bytes(256)
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = ds.SOPClassUID
-    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = fm
-    ds.is_little_endian, ds.is_implicit_VR = True, False
-    p = os.path.join(tempfile.gettempdir(), "slow-%s.dcm" % uuid.uuid4().hex)
-    ds.save_as(p, write_like_original=False)
-    data = open(p, "rb").read()
-    os.unlink(p)
-    return data
+    def uid():
+        return "2.25.%d" % uuid.uuid4().int
+    return dsgen.part10(dsgen.sc(uid(), uid(), uid(), "SLOW^LINK", "SLOW1", rows=16, cols=16))
 
 
 def slow_body(v, out):

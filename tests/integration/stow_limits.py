@@ -20,10 +20,9 @@ import sys
 import tempfile
 import warnings
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import dsgen  # noqa: E402
 from dvserver import Vault  # noqa: E402
 from tap import Tap  # noqa: E402
 
@@ -35,28 +34,10 @@ check = TAP.check
 
 
 def inst(path, sop, study=P + "1", series=P + "1.1"):
-    ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.SOPInstanceUID = sop
-    ds.PatientName = "LIMITS^TEST"
-    ds.PatientID = "LIM47"
-    ds.StudyInstanceUID = study
-    ds.SeriesInstanceUID = series
-    ds.Modality = "OT"
-    ds.Rows = ds.Columns = 4
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = bytes(16)
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = ds.SOPClassUID
-    fm.MediaStorageSOPInstanceUID = P + "9" if sop in (".", "..") else sop
-    fm.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta = fm
-    ds.is_little_endian, ds.is_implicit_VR = True, False
-    ds.save_as(path, write_like_original=False)
+    ds = dsgen.sc(sop, study, series, "LIMITS^TEST", "LIM47")
+    if sop in (".", ".."):   # pydicom would not write such a meta UID
+        ds.file_meta.MediaStorageSOPInstanceUID = P + "9"
+    open(path, "wb").write(dsgen.part10(ds))
     return path
 
 
