@@ -77,20 +77,12 @@ try:
     import dsgen
 except ImportError:
     skip("no pydicom")
-if shutil.which("openssl") is None:
-    skip("no openssl")
-_h = subprocess.run([DV, "serve", "--help"], capture_output=True, text=True)
-if "--dicom" not in _h.stdout + _h.stderr:
-    skip("no --dicom")
+dsgen.need_dimse(DV, skip)
 
 T = tempfile.mkdtemp(prefix="dv-dcancel.")
 V = os.path.join(T, "v")
 srv = None
 dest = None
-
-
-def openssl_cert(name):
-    return dsgen.cert(T, name)
 
 
 def instance(n):
@@ -364,7 +356,7 @@ def main():
                        capture_output=True, text=True)
     if not check("init", p.returncode == 0, p.stderr):
         return
-    fp_peer, fp_dest = openssl_cert("peer"), openssl_cert("dest")
+    fp_peer, fp_dest = dsgen.cert(T, "peer"), dsgen.cert(T, "dest")
     if not check("openssl made the requestor's and the destination's certificates", fp_peer and fp_dest):
         return
     dest = Dest(os.path.join(T, "dest.crt"), os.path.join(T, "dest.key"), os.path.join(V, "keys", "tls.crt"))

@@ -50,11 +50,7 @@ try:
     import dsgen
 except ImportError:
     skip("no pydicom")
-if shutil.which("openssl") is None:
-    skip("no openssl")
-if "--dicom" not in subprocess.run([DV, "serve", "--help"], capture_output=True, text=True).stdout + \
-        subprocess.run([DV, "serve", "--help"], capture_output=True, text=True).stderr:
-    skip("no --dicom")
+dsgen.need_dimse(DV, skip)
 
 T = tempfile.mkdtemp(prefix="dv-duser.")
 V = os.path.join(T, "v")
@@ -191,11 +187,7 @@ def main():
     if p.returncode != 0:
         check("init", False, p.stderr)
         return
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-days", "2", "-subj", "/CN=peer", "-keyout", os.path.join(T, "peer.key"),
-                    "-out", os.path.join(T, "peer.crt")], capture_output=True)
-    fp = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", os.path.join(T, "peer.crt")],
-                        capture_output=True, text=True).stdout.strip().split("=")[1]
+    fp = dsgen.cert(T, "peer")
     with open(os.path.join(V, "dicomvault.conf"), "a") as f:
         f.write('\n[peer "UPEER"]\nfingerprint = %s\nrights = echo, store, find\n'
                 '\n[peer "STRICT"]\nfingerprint = %s\nrights = echo, find\nrequire_user = yes\n'

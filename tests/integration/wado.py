@@ -747,23 +747,28 @@ def main():
     # RLE ones decompressed (Part 10, chunked), as pydicom decodes them
     from pydicom.pixel_data_handlers.util import convert_color_space
     explicit = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
-    for name in ("rtdose_rle", "SC_rgb_rle_2frame", "rle_32bit_2frame", "jpeg_rgb", "jpeg_ybr"):
+    def as_explicit(name):
+        """The original, the instance asked in explicit VR LE (its part
+        parsed, None if it did not come as one part), the part's headers
+        and bytes, and the answer."""
         w = pydicom.dcmread(files[name])
         r = get(inst_path(files[name]), explicit)
+        ps = parts_of(r) if r.status == 200 else []
+        g = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
+        return w, g, ps[0] if g is not None else ({}, b""), r
+    for name in ("rtdose_rle", "SC_rgb_rle_2frame", "rle_32bit_2frame", "jpeg_rgb", "jpeg_ybr"):
+        w, g, (ph, _), r = as_explicit(name)
         ok, why = False, r.status
-        if r.status == 200:
-            ps = parts_of(r)
-            g = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
-            if g is not None:
-                a, b = w.pixel_array, g.pixel_array
-                if w.PhotometricInterpretation.startswith("YBR"):
-                    a = convert_color_space(a, "YBR_FULL", "RGB")
-                diff = numpy.abs(a.astype(int) - b.astype(int)).max() if a.shape == b.shape else None
-                ok = (ps[0][0]["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1" and
-                      g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and g.SOPInstanceUID == w.SOPInstanceUID
-                      and diff is not None and diff <= (3 if "jpeg" in name else 0) and
-                      "content-length" not in {k.lower() for k in r.headers})
-                why = (diff, g.file_meta.TransferSyntaxUID, ps[0][0])
+        if g is not None:
+            a, b = w.pixel_array, g.pixel_array
+            if w.PhotometricInterpretation.startswith("YBR"):
+                a = convert_color_space(a, "YBR_FULL", "RGB")
+            diff = numpy.abs(a.astype(int) - b.astype(int)).max() if a.shape == b.shape else None
+            ok = (ph["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1" and
+                  g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and g.SOPInstanceUID == w.SOPInstanceUID
+                  and diff is not None and diff <= (3 if "jpeg" in name else 0) and
+                  "content-length" not in {k.lower() for k in r.headers})
+            why = (diff, g.file_meta.TransferSyntaxUID, ph)
         check(f"instance {name} ({w.file_meta.TransferSyntaxUID}) asked in explicit VR LE: decompressed, "
               "as pydicom decodes it", ok, why)
     # native instances stored in another syntax (implicit VR, big endian,
@@ -781,21 +786,17 @@ def main():
                 diff.append((str(e.tag), "items"))
         return diff
     for name in ("mr_implicit", "mr_bigendian", "image_dfl"):
-        w = pydicom.dcmread(files[name])
-        r = get(inst_path(files[name]), explicit)
+        w, g, (ph, part), r = as_explicit(name)
         ok, why = False, r.status
-        if r.status == 200:
-            ps = parts_of(r)
-            g = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
-            if g is not None:
-                d = same_elements(w, g)
-                ok = (ps[0][0]["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1" and
-                      g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and not g.is_implicit_VR and
-                      g.is_little_endian and numpy.array_equal(w.pixel_array, g.pixel_array) and not d and
-                      g.file_meta.MediaStorageSOPInstanceUID == w.SOPInstanceUID)
-                why = (d[:5], g.file_meta.TransferSyntaxUID, ps[0][0])
-                if name == "mr_implicit":
-                    check("the re-encoded instance passes dcmdump", dcmdump_ok(ps[0][1]))
+        if g is not None:
+            d = same_elements(w, g)
+            ok = (ph["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1" and
+                  g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and not g.is_implicit_VR and
+                  g.is_little_endian and numpy.array_equal(w.pixel_array, g.pixel_array) and not d and
+                  g.file_meta.MediaStorageSOPInstanceUID == w.SOPInstanceUID)
+            why = (d[:5], g.file_meta.TransferSyntaxUID, ph)
+            if name == "mr_implicit":
+                check("the re-encoded instance passes dcmdump", dcmdump_ok(part))
         check(f"instance {name} ({w.file_meta.TransferSyntaxUID}) asked in explicit VR LE: re-encoded, "
               "every attribute and pixel kept", ok, why)
     st_i, se_i, sop_i = uids(files["mr_implicit"])

@@ -3,6 +3,7 @@ client certificates for the Python integration tests (pydicom, openssl;
 imported, not run)."""
 import io
 import os
+import shutil
 import subprocess
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -74,3 +75,12 @@ def cert(folder, name):
     p = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", crt],
                        capture_output=True, text=True)
     return p.stdout.strip().split("=")[1] if p.returncode == 0 and "=" in p.stdout else ""
+
+
+def need_dimse(dv, skip):
+    """skip(why) unless openssl is installed and the CLI serves DICOM."""
+    if shutil.which("openssl") is None:
+        skip("no openssl")
+    h = subprocess.run([dv, "serve", "--help"], capture_output=True, text=True)
+    if "--dicom" not in h.stdout + h.stderr:
+        skip("no --dicom")
