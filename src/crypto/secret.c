@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,19 +147,36 @@ static enum err check_file(const struct stat *st, const char *what)
 	return ERR_OK;
 }
 
+static volatile sig_atomic_t tty_signal;
+
+static void on_tty_signal(int sig)
+{
+	tty_signal = sig;
+}
+
 /* A passphrase typed on a terminal: a prompt on stderr, echo off while it
- * is typed (and the terminal restored), one line (Enter ends it; reading
- * to the end of the input would wait for Ctrl-D). */
+ * is typed, one line (Enter ends it; reading to the end of the input would
+ * wait for Ctrl-D). The terminal is restored whatever happens: Ctrl-C,
+ * Ctrl-\, SIGTERM or SIGHUP while typing end the read, the terminal and
+ * the signal's disposition are put back, and the signal is raised again. */
 static enum err from_tty(int fd, size_t max, struct secret **out)
 {
+	static const int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
+	struct sigaction sa, was[sizeof sigs / sizeof sigs[0]];
 	struct secret *buf = NULL;
 	struct termios old, quiet;
 	bool restore = false;
-	size_t len = 0;
+	size_t len = 0, i;
 	enum err rc = secret_new(max + 1, &buf);
 
 	if (rc != ERR_OK)
 		return rc;
+	tty_signal = 0;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_tty_signal;   /* no SA_RESTART: read() returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		(void)sigaction(sigs[i], &sa, &was[i]);
 	(void)!write(STDERR_FILENO, "Passphrase: ", 12);
 	if (tcgetattr(fd, &old) == 0) {
 		quiet = old;
@@ -170,7 +188,7 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 	for (;;) {
 		char c;
 		ssize_t r = read(fd, &c, 1);
-		if (r < 0 && errno == EINTR)
+		if (r < 0 && errno == EINTR && tty_signal == 0)
 			continue;
 		if (r < 0) {
 			rc = ERR_IO;
@@ -187,6 +205,13 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 	if (restore)
 		(void)tcsetattr(fd, TCSAFLUSH, &old);
 	(void)!write(STDERR_FILENO, "\n", 1);
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		(void)sigaction(sigs[i], &was[i], NULL);
+	if (tty_signal != 0) {
+		secret_free(buf);
+		raise(tty_signal);   /* as it would have been, now the terminal is back */
+		return ERR_IO;       /* a signal that was ignored or handled */
+	}
 	if (len > 0 && buf->p[len - 1] == '\r')
 		len--;
 	if (rc == ERR_LIMIT)
@@ -229,7 +254,7 @@ static enum err from_fd(int fd, const char *what, size_t max, unsigned flags, st
 			goto out;
 	}
 	if (isatty(fd)) {
-		rc = max > CRYPTO_SECRET_FILE_MAX ? ERR_LIMIT : from_tty(fd, max, out);
+		rc = from_tty(fd, max, out);
 		goto out;
 	}
 	/* One byte more than allowed, to tell "exactly max" from "longer". */

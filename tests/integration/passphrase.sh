@@ -152,9 +152,25 @@ p.terminate(); p.wait(10)
 print("prompt" if prompt else "no prompt")
 print("serving" if serving else "not serving")
 print("echoed" if pp in out or pp[:12] in out else "not echoed")
+# Ctrl-C while typing: the process ends by SIGINT, the terminal echoes again
+import fcntl, signal, termios
+m, sl = pty.openpty()
+p = subprocess.Popen([dv, "serve", "--vault", vault, "--http", "127.0.0.1:%d" % port], stdin=sl, stdout=sl,
+                     stderr=sl, start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+out = b""
+until(b"Passphrase: ", 10)
+os.write(m, pp[:5] + b"\x03")
+try:
+    rc = p.wait(10)
+except subprocess.TimeoutExpired:
+    p.kill(); rc = None
+print("interrupted" if rc == -signal.SIGINT else "not interrupted: %r" % rc)
+print("echo restored" if termios.tcgetattr(sl)[3] & termios.ECHO else "echo left off")
 PYEOF
 check "on a terminal: a prompt, the passphrase not echoed, Enter (no Ctrl-D) unlocks and serves" \
 	"grep -qx prompt $T/tty.txt && grep -qx serving $T/tty.txt && grep -qx 'not echoed' $T/tty.txt"
+check "Ctrl-C while typing it: serve ends by SIGINT, the terminal's echo back on" \
+	"grep -qx interrupted $T/tty.txt && grep -qx 'echo restored' $T/tty.txt" "$T/tty.txt"
 
 # ---- refusals ----
 check "a wrong passphrase file: refused, exit 1, 'wrong passphrase', not serving" \
