@@ -159,5 +159,12 @@ void retrieve_keys_fini(struct retrieve_keys *keys);
  * retrieve_close; src_close(s) is a no-op); do not mix with retrieve_read.
  * ERR_AUTH from a read is sticky. */
 WUR enum err retrieve_src(struct retrieval *rt, struct src *s);
+/* The object parsed from retrieve_src(rt, s) (s: the caller's storage,
+ * valid as long as *f), values over bulk_threshold left in it. A read that
+ * failed authentication is ERR_AUTH even where the parser reported it as
+ * malformed data; a parse error says why. */
+struct dcm_file;
+WUR enum err retrieve_parse(struct retrieval *rt, uint32_t bulk_threshold, struct src *s, struct dcm_file **f,
+                            char *why, size_t whylen);
 
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 #include "dicomvault/blob.h"
 #include "dicomvault/crypto.h"
+#include "dicomvault/dataset.h"
 #include "dicomvault/index.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
@@ -283,5 +284,29 @@ enum err retrieve_instance(struct vault *v, const char *sop_uid, struct sink *ou
 		err_why(why, whylen, rc, "%s", err_str(rc));
 	free(buf);
 	retrieve_close(rt);
+	return rc;
+}
+
+enum err retrieve_parse(struct retrieval *rt, uint32_t bulk_threshold, struct src *s, struct dcm_file **f,
+                        char *why, size_t whylen)
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct src probe;
+	enum err rc = retrieve_src(rt, s);
+
+	*f = NULL;
+	if (rc != ERR_OK)
+		return rc;
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = bulk_threshold;
+	rc = dcm_file_read(s, &o, f, &ei);
+	if (rc == ERR_OK || rc == ERR_AUTH)
+		return rc;
+	/* the parser may report a failed read as malformed data: the
+	 * retrieval remembers an authentication failure */
+	if (retrieve_src(rt, &probe) == ERR_AUTH)
+		return ERR_AUTH;
+	snprintf(why, whylen, "the stored object does not parse: %s", ei.msg);
 	return rc;
 }

@@ -332,8 +332,6 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	struct dimse_cmd rq;
 	struct wbuf head;
 	struct dcm_file *f = NULL;
-	struct dcm_read_opts ro;
-	struct dcm_errinfo ei;
 	struct src rs;
 	const char *ctx_ts = NULL;
 	struct dcm_transcode *z = NULL;
@@ -385,12 +383,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		rt = NULL;
 		rc = retrieve_open(v, sop, &rt, why, sizeof why);
 		if (rc == ERR_OK)
-			rc = retrieve_src(rt, &rs);
-		if (rc == ERR_OK) {
-			memset(&ro, 0, sizeof ro);
-			ro.bulk_threshold = DCM_DEFAULT_BULK;
-			rc = dcm_file_read(&rs, &ro, &f, &ei);
-		}
+			rc = retrieve_parse(rt, DCM_DEFAULT_BULK, &rs, &f, why, sizeof why);
 		if (rc != ERR_OK) {
 			log_error("C-GET of %s: instance %s cannot be read: %s", a->calling, sop, why[0] ? why : err_str(rc));
 			sub_failed(gr, sop);

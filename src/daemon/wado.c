@@ -371,14 +371,8 @@ static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
  * frame decoded if it is compressed. */
 static enum err dz_open(struct dstream *ds, char *why, size_t whylen)
 {
-	struct dcm_read_opts ro;
-	struct dcm_errinfo ei;
-	enum err rc = retrieve_src(ds->rt, &ds->zsrc);
+	enum err rc = retrieve_parse(ds->rt, DCM_DEFAULT_BULK, &ds->zsrc, &ds->zf, why, whylen);
 
-	memset(&ro, 0, sizeof ro);
-	ro.bulk_threshold = DCM_DEFAULT_BULK;
-	if (rc == ERR_OK)
-		rc = dcm_file_read(&ds->zsrc, &ro, &ds->zf, &ei);
 	if (rc == ERR_OK)
 		rc = dcm_transcode_begin(ds->zf, dict_ts(NATIVE_TS, strlen(NATIVE_TS)), true, &ds->z, why, whylen);
 	ds->zp = NULL;

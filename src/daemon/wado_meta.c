@@ -39,8 +39,6 @@ void wado_inst_close(struct wado_inst *in)
 enum err wado_inst_open(struct vault *v, const struct wado_item *it, uint32_t bulk, struct wado_inst *in, char *why,
                         size_t whylen)
 {
-	struct dcm_read_opts o;
-	struct dcm_errinfo ei;
 	enum err rc;
 
 	memset(in, 0, sizeof *in);
@@ -48,21 +46,7 @@ enum err wado_inst_open(struct vault *v, const struct wado_item *it, uint32_t bu
 	if (rc == ERR_OK && retrieve_size(in->rt) != it->size)
 		rc = ERR_AUTH;
 	if (rc == ERR_OK)
-		rc = retrieve_src(in->rt, &in->src);
-	if (rc == ERR_OK) {
-		memset(&o, 0, sizeof o);
-		o.bulk_threshold = bulk;
-		rc = dcm_file_read(&in->src, &o, &in->f, &ei);
-		if (rc != ERR_OK && rc != ERR_AUTH) {
-			struct src probe;
-			/* the parser may report a failed read as malformed data:
-			 * the retrieval remembers an authentication failure */
-			if (retrieve_src(in->rt, &probe) == ERR_AUTH)
-				rc = ERR_AUTH;
-			else
-				snprintf(why, whylen, "the stored object does not parse: %s", ei.msg);
-		}
-	}
+		rc = retrieve_parse(in->rt, bulk, &in->src, &in->f, why, whylen);
 	if (rc == ERR_AUTH)
 		snprintf(why, whylen, "the object of %s failed authentication (tampered or damaged)", it->sop);
 	if (rc != ERR_OK)

@@ -997,6 +997,23 @@ def main():
     r = get(inst_path(victim, "/frames/1"))
     check("the repaired object's frame is served again", r.status == 200 and r.complete, r.status)
 
+    # a damaged implicit VR instance asked in explicit VR LE: parsed for
+    # re-encoding, its damage is an integrity failure (500), not a 406
+    ikey = sqlite3.connect(f"{T}/v/index.db").execute("select object_key from instances where uid=?",
+                                                     (uids(files["mr_implicit"])[2],)).fetchone()[0]
+    iobj = f"{T}/v/objects/{ikey[0:2]}/{ikey[2:4]}/{ikey}"
+    with open(iobj, "r+b") as f:
+        f.seek(200)
+        ib = f.read(1)
+        f.seek(200)
+        f.write(bytes([ib[0] ^ 1]))
+    r = get(inst_path(files["mr_implicit"]), explicit)
+    check("a damaged instance asked re-encoded: 500 naming the integrity check, not 406",
+          is_problem(r, 500) and b"integrity" in r.body, (r.status, r.body[:200]))
+    with open(iobj, "r+b") as f:
+        f.seek(200)
+        f.write(ib)
+
     # cut at a chunk boundary: every remaining chunk authenticates, but the
     # length no longer matches the index
     whole = open(obj, "rb").read()
