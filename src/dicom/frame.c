@@ -34,22 +34,6 @@ static void why_set(char *why, size_t whylen, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void swap_units(uint8_t *v, size_t len, unsigned size)
-{
-	size_t i;
-
-	for (i = 0; i + size <= len; i += size) {
-		unsigned a = 0, b = size - 1;
-		while (a < b) {
-			uint8_t t = v[i + a];
-			v[i + a] = v[i + b];
-			v[i + b] = t;
-			a++;
-			b--;
-		}
-	}
-}
-
 /* Raw bytes (source byte order) of a value held in memory or in the source. */
 static enum err raw_read(const struct dcm_file *f, const uint8_t *val, uint16_t flags, uint64_t bulk_off, uint64_t pos,
                          void *buf, size_t n)
@@ -78,13 +62,25 @@ static unsigned elem_swap(const struct dcm_file *f, const struct dcm_elem *e)
 	return u < 2 ? 1 : u;
 }
 
-/* n bytes at pos of a value whose source bytes are swapped by unit. */
+/* n bytes at pos of a value whose source bytes are swapped by unit: whole
+ * units read straight into out and swapped there; the ends through a
+ * small buffer. */
 static enum err swapped_read(const struct dcm_file *f, const struct dcm_elem *e, unsigned unit, uint64_t pos,
                              uint8_t *out, size_t n)
 {
 	uint8_t tmp[TMP_CHUNK];
 	enum err rc;
 
+	if (pos % unit == 0 && n >= unit) {
+		size_t whole = n - n % unit;
+		rc = raw_read(f, e->val, e->flags, e->bulk_off, pos, out, whole);
+		if (rc != ERR_OK)
+			return rc;
+		dcm_swap_bytes(out, whole, unit);
+		out += whole;
+		pos += whole;
+		n -= whole;
+	}
 	while (n > 0) {
 		uint64_t a = pos - pos % unit;
 		size_t skip = (size_t)(pos - a), take;
@@ -100,7 +96,7 @@ static enum err swapped_read(const struct dcm_file *f, const struct dcm_elem *e,
 		rc = raw_read(f, e->val, e->flags, e->bulk_off, a, tmp, want);
 		if (rc != ERR_OK)
 			return rc;
-		swap_units(tmp, want, unit);
+		dcm_swap_bytes(tmp, want, unit);
 		take = want - skip;
 		if (take > n)
 			take = n;

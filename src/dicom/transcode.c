@@ -223,7 +223,6 @@ struct dcm_transcode {
 	uint64_t total;
 	/* native */
 	const struct dcm_elem *px;     /* Pixel Data, or NULL */
-	unsigned sw;                   /* swapping unit from big endian, or 0 */
 	uint32_t pos;                  /* of px's value sent */
 	struct wbuf tail;              /* the elements after Pixel Data */
 };
@@ -341,8 +340,6 @@ static enum err native_begin(struct dcm_transcode *z, char *why, size_t whylen)
 	if ((px->flags & DCM_EF_BULK) && (!f->bulk_ok || f->src == NULL || f->src->read_at == NULL))
 		return err_why(why, whylen, ERR_UNSUPPORTED, "its Pixel Data cannot be read again");
 	z->px = px;
-	/* bulk values are as stored; values in memory are little endian */
-	z->sw = (px->flags & DCM_EF_BULK) && f->ts->big_endian ? dcm_swap_size(f, px->tag, px->vr) : 0;
 	return ERR_OK;
 }
 
@@ -380,31 +377,20 @@ enum err dcm_transcode_begin(struct dcm_file *f, const struct dcm_ts *to, bool p
 	return ERR_OK;
 }
 
-/* The next chunk of native pixel data, swapped to little endian. */
+/* The next chunk of native pixel data, little endian. */
 static enum err native_chunk(struct dcm_transcode *z, const uint8_t **p, size_t *n, char *why, size_t whylen)
 {
-	const struct dcm_elem *px = z->px;
-	uint32_t len = px->len - z->pos > NATIVE_CHUNK ? NATIVE_CHUNK : px->len - z->pos;
+	uint32_t len = z->px->len - z->pos > NATIVE_CHUNK ? NATIVE_CHUNK : z->px->len - z->pos;
 	enum err rc;
 
-	if (!(px->flags & DCM_EF_BULK)) {
-		*p = px->val + z->pos;
-		*n = len;
-		z->pos += len;
-		return ERR_OK;
-	}
 	if (z->frame == NULL) {
 		z->frame = malloc(NATIVE_CHUNK);
 		if (z->frame == NULL)
 			return err_why(why, whylen, ERR_NOMEM, "out of memory");
 	}
-	if (z->sw > 1)
-		len -= len % z->sw;   /* whole numbers (NATIVE_CHUNK is a multiple of 8) */
-	rc = z->f->src->read_at(z->f->src->ctx, px->bulk_off + z->pos, z->frame, len);
+	rc = dcm_elem_read_at(z->f, z->px, z->pos, z->frame, len);
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "the pixel data cannot be read at byte %u", (unsigned)z->pos);
-	if (z->sw > 1)
-		dcm_swap_bytes(z->frame, len, z->sw);
 	*p = z->frame;
 	*n = len;
 	z->pos += len;
