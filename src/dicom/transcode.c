@@ -173,6 +173,11 @@ static enum err head_copy(const struct dcm_file *f, const struct render_image *d
 	uint32_t i;
 	enum err rc = dcm_file_new(&c);
 
+	/* the copy's values are loaded (little endian); it keeps the source's
+	 * transfer syntax so that the writer knows the VR encoding changes
+	 * and drops group lengths at every depth */
+	if (rc == ERR_OK)
+		c->ts = f->ts;
 	for (i = 0; rc == ERR_OK && i < f->ds.n; i++)
 		if (copied(&f->ds.e[i], dec, tail))
 			rc = dcm_ds_copy_elem_native(&c->ds, f, &f->ds.e[i], budget);

@@ -459,6 +459,15 @@ TEST(native_reencoded)
 		CHECK(dcm_ds_set_str(&x.f->ds, 0x7FE10010, VR_LO, "ACME 1.0") == ERR_OK);
 		CHECK(dcm_ds_set(&x.f->ds, 0x7FE11000, VR_OB, "tail", 4) == ERR_OK);
 		CHECK(dcm_ds_set(&x.f->ds, 0x00080000, VR_UL, "\x04\0\0\0", 4) == ERR_OK);
+		{   /* a group length inside an item: wrong once the VRs are written out */
+			struct dcm_elem *sq;
+			struct dcm_ds *item;
+			CHECK(dcm_ds_set_seq(&x.f->ds, 0x00081140, &sq) == ERR_OK &&
+			      dcm_seq_add_item(&x.f->ds, sq, &item) == ERR_OK);
+			CHECK(dcm_ds_set(item, 0x00080000, VR_UL, "\x1c\0\0\0", 4) == ERR_OK);
+			CHECK(dcm_ds_set_str(item, 0x00081150, VR_UI, "1.2.840.10008.5.1.4.1.1.4") == ERR_OK);
+			CHECK(dcm_ds_set_str(item, 0x00081155, VR_UI, "1.2.3.4") == ERR_OK);
+		}
 		wbuf_init(&w, 1 << 20);
 		CHECK(decompress(x.f, EXPLICIT, &w) == ERR_OK);
 		g = read_back(&w, EXPLICIT, &s, &m);
@@ -470,6 +479,13 @@ TEST(native_reencoded)
 			CHECK(dcm_ds_find(&g->ds, 0xFFFCFFFC) == NULL);
 			CHECK(tail != NULL && tail->len == 4 && tail->val != NULL && memcmp(tail->val, "tail", 4) == 0);
 			CHECK(str_is(&g->ds, 0x7FE10010, "ACME 1.0"));
+			{
+				const struct dcm_elem *rs = dcm_ds_find(&g->ds, 0x00081140);
+				bool nested_gl = t == 0;   /* implicit -> explicit: dropped in items too */
+				CHECK(rs != NULL && rs->seq != NULL && rs->seq->n == 1);
+				if (rs != NULL && rs->seq != NULL && rs->seq->n == 1)
+					CHECK((dcm_ds_find(rs->seq->items[0], 0x00080000) == NULL) == nested_gl);
+			}
 			for (i = 0; i < nat.f->ds.n; i++) {
 				const struct dcm_elem *a = &nat.f->ds.e[i], *b;
 				const uint8_t *va = NULL, *vb = NULL;
@@ -498,7 +514,7 @@ TEST(native_reencoded)
 				if (ob)
 					free((void *)vb);
 			}
-			CHECK_EQ_INT(g->ds.n, n + 2);   /* and the two after Pixel Data */
+			CHECK_EQ_INT(g->ds.n, n + 3);   /* and the sequence, and the two after Pixel Data */
 			dcm_file_free(g);
 		}
 		wbuf_fini(&w);
