@@ -4,7 +4,8 @@
  * native data sets re-encoded (PS3.4 C.4.2.1.4: the SCP may send an
  * instance in another transfer syntax than the one it stored it in;
  * PS3.18: Explicit VR Little Endian is WADO-RS's default transfer
- * syntax). Used by the C-GET and C-MOVE sub-operations and WADO-RS.
+ * syntax). Used by WADO-RS (both), and by the C-GET and C-MOVE
+ * sub-operations to decompress (they re-encode with dcm_file_write).
  * Layer: dicom. */
 #ifndef DICOMVAULT_TRANSCODE_H
 #define DICOMVAULT_TRANSCODE_H

@@ -12,8 +12,8 @@
  * File Meta Information), read through retrieve_read (authenticated,
  * fixity checked at its end), or, when no context has its transfer syntax,
  * written in Explicit or Implicit VR Little Endian: re-encoded if it is
- * native, decompressed if it is JPEG Baseline or RLE (transcode.h; pixel
- * data is never compressed). After each sub-operation a pending response
+ * native (dcm_file_write), decompressed if it is JPEG Baseline or RLE
+ * (transcode.h; pixel data is never compressed). After each sub-operation a pending response
  * with the counts; then the final status (0000H, B000H, A702H, FE00H on
  * C-CANCEL, with the Failed SOP Instance UID List). One audit record
  * ("retrieve") per C-GET or C-MOVE. Layer: daemon. */
@@ -335,6 +335,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	struct src rs;
 	const char *ctx_ts = NULL;
 	struct dcm_transcode *z = NULL;
+	bool native = false;   /* re-encoded by the writer (else decompressed), when not sent as stored */
 	char ts[PDU_UID_MAX + 1], why[256] = "";
 	size_t off = 0, got;
 	uint8_t pcid;
@@ -365,6 +366,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		 * Explicit (preferred) or Implicit VR Little Endian context
 		 * (never compressed) */
 		const struct dcm_ts *d = dict_ts(ts, strlen(ts));
+		native = d != NULL && !d->encapsulated;
 		if (dcm_transcode_takes(ts)) {
 			pcid = store_context(o, o == a, in.sop_class, TS_EXPLICIT, &ctx_ts);
 			if (pcid == 0)
@@ -390,12 +392,12 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 			rc = ERR_OK;
 			goto out;
 		}
-		/* what cannot be re-encoded or decompressed is known before
-		 * the C-STORE-RQ: that sub-operation fails, the association
-		 * goes on */
-		if (dcm_transcode_begin(f, dict_ts(ctx_ts, strlen(ctx_ts)), false, &z, why, sizeof why) != ERR_OK) {
-			log_info("C-GET of %s: instance %s (%s) cannot be %s for the peer: %s", a->calling, sop, ts,
-			         d != NULL && !d->encapsulated ? "re-encoded" : "decompressed", why);
+		/* what cannot be decompressed is known before the
+		 * C-STORE-RQ: that sub-operation fails, the association goes
+		 * on */
+		if (!native && dcm_transcode_begin(f, dict_ts(ctx_ts, strlen(ctx_ts)), false, &z, why, sizeof why) != ERR_OK) {
+			log_info("C-GET of %s: instance %s (%s) cannot be decompressed for the peer: %s", a->calling, sop, ts,
+			         why);
 			sub_failed(gr, sop);
 			rc = ERR_OK;
 			goto out;
@@ -414,10 +416,13 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		goto out;
 	gr->sub_msg_id = rq.msg_id;
 	gr->sub_done = false;
-	if (z != NULL) {
+	if (f != NULL) {
+		/* a native data set re-encoded by the writer (bulk values
+		 * streamed from the object), an encapsulated one decompressed */
 		struct pdata_sink ps = { o, pcid };
 		struct sink k = { pdata_write, &ps };
-		rc = dcm_transcode_write(z, &k, why, sizeof why);
+		struct dcm_write_opts wo = { .ts = dict_ts(ctx_ts, strlen(ctx_ts)), .no_preamble = true };
+		rc = z != NULL ? dcm_transcode_write(z, &k, why, sizeof why) : dcm_file_write(f, &wo, &k);
 		if (rc == ERR_OK)
 			rc = ul_send_data(&o->u, pcid, NULL, 0, true);
 		if (rc == ERR_OK)
@@ -425,7 +430,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		if (rc != ERR_OK) {
 			/* part of it may be sent: the association is aborted */
 			log_error("C-GET of %s: instance %s cannot be %s: %s", a->calling, sop,
-			          z != NULL ? "decompressed" : "re-encoded", why[0] ? why : err_str(rc));
+			          native ? "re-encoded" : "decompressed", why[0] ? why : err_str(rc));
 			rc = ERR_AUTH;
 			goto out;
 		}

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 #include "dicomvault/dataset.h"
+#include "dicomvault/frame.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/rd.h"
 
@@ -163,7 +164,6 @@ static void put_value(struct out *o, const struct dcm_elem *e, const struct enc 
 	/* in-memory values are little endian; bulk values are as in the source */
 	bool src_big = (e->flags & DCM_EF_BULK) && o->f->ts != NULL && o->f->ts->big_endian;
 	unsigned sw = c->big != src_big ? dcm_swap_size(o->f, e->tag, e->vr) : 0;
-	struct sink k;
 
 	if (e->len == 0)
 		return;
@@ -177,23 +177,23 @@ static void put_value(struct out *o, const struct dcm_elem *e, const struct enc 
 		}
 		return;
 	}
-	/* big endian output: swap each number */
+	/* one of source and output is big endian: swap each number. A bulk
+	 * value is read a piece at a time, little endian (dcm_elem_read_at
+	 * swaps a big endian source), and swapped again for big endian
+	 * output, never held whole in memory. */
 	if (e->flags & DCM_EF_BULK) {
-		struct wbuf w;
-		uint32_t i;
-		wbuf_init(&w, e->len);
-		sink_wbuf(&k, &w);
-		if (o->err == ERR_OK)
-			o->err = dcm_bulk_copy(o->f, e->bulk_off, e->len, NULL, &k);
-		if (o->err == ERR_OK && w.len == e->len) {
-			for (i = 0; i + sw <= e->len; i += sw) {
-				unsigned j;
-				for (j = 0; j < sw; j++)
-					tmp[j] = w.p[i + sw - 1 - j];
-				put(o, tmp, sw);
-			}
+		uint32_t pos = 0;
+		size_t piece = sizeof tmp - sizeof tmp % 8;   /* whole numbers of any size */
+		while (o->err == ERR_OK && pos < e->len) {
+			size_t n = e->len - pos < piece ? e->len - pos : piece;
+			o->err = dcm_elem_read_at(o->f, e, pos, tmp, n);
+			if (o->err != ERR_OK)
+				break;
+			if (c->big)
+				dcm_swap_bytes(tmp, n, sw);
+			put(o, tmp, n);
+			pos += (uint32_t)n;
 		}
-		wbuf_fini(&w);
 		return;
 	}
 	{
