@@ -663,7 +663,10 @@ static bool decompressible(struct bstream *bs, const char *ts)
 		return false;
 	bs->im_ok = true;
 	if (strcmp(ts, "1.2.840.10008.1.2.5") != 0) {
-		if (bs->im.spp != 1 && bs->im.photo != RENDER_RGB)
+		/* JPEG decodes to 8-bit samples, interleaved: only when the
+		 * metadata says so too */
+		if ((bs->im.spp != 1 && bs->im.photo != RENDER_RGB) || bs->im.bits_alloc != 8 ||
+		    (bs->im.spp == 3 && bs->im.planar != 0))
 			return false;
 		n = (uint64_t)bs->im.rows * bs->im.cols * bs->im.spp;   /* 8-bit */
 	} else {

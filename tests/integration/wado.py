@@ -441,6 +441,18 @@ def main():
     files["rle_32bit_2frame"] = with_new_uids(f"{TF}/SC_rgb_rle_32bit_2frame.dcm", "rle32.dcm")
     files["jpeg_rgb"] = with_new_uids(f"{TF}/SC_jpeg_no_color_transform.dcm", "jpeg_rgb.dcm", uid_prefixed(), uid_prefixed())
     files["jpeg_ybr"] = with_new_uids(f"{TF}/SC_rgb_jpeg_dcmtk.dcm", "jpeg_ybr.dcm", uid_prefixed(), uid_prefixed())
+    # the RGB JPEG again, its metadata claiming planes and 16 bits: what
+    # the decoder gives (8-bit, interleaved) would contradict it
+    files["jpeg_rgb_planar"] = with_new_uids(f"{TF}/SC_jpeg_no_color_transform.dcm", "jpeg_rgb_planar.dcm",
+                                             uid_prefixed(), uid_prefixed())
+    pd = pydicom.dcmread(files["jpeg_rgb_planar"])
+    pd.PlanarConfiguration = 1
+    pd.save_as(files["jpeg_rgb_planar"], write_like_original=True)
+    files["jpeg_rgb_16"] = with_new_uids(f"{TF}/SC_jpeg_no_color_transform.dcm", "jpeg_rgb_16.dcm",
+                                         uid_prefixed(), uid_prefixed())
+    pd = pydicom.dcmread(files["jpeg_rgb_16"])
+    pd.BitsAllocated = 16
+    pd.save_as(files["jpeg_rgb_16"], write_like_original=True)
     # even halves: pydicom 2.3's encapsulate_extended computes offsets
     # from unpadded lengths
     jf = [fake_jpeg(4 * random.randint(100, 500)) for _ in range(4)]
@@ -729,6 +741,10 @@ def main():
     r = frames(files["jpeg_ybr"], "1", "multipart/related; type=application/octet-stream")
     check("frames of a YBR JPEG asked uncompressed (decoded RGB would contradict its metadata): 406",
           is_problem(r, 406), r.status)
+    for name in ("jpeg_rgb_planar", "jpeg_rgb_16"):
+        r = frames(files[name], "1", "multipart/related; type=application/octet-stream")
+        check(f"frames of an RGB JPEG whose metadata says {name[9:]} asked uncompressed (8-bit interleaved "
+              "would contradict it): 406", is_problem(r, 406), r.status)
     r = frames(files["JPEG-lossy"], "1", "multipart/related; type=application/octet-stream")
     check("frames of a 12-bit JPEG asked uncompressed (no decoder): 406", is_problem(r, 406), r.status)
     r = frames(files["jpeg_bot"], "2", "multipart/related; type=application/octet-stream")
