@@ -158,7 +158,8 @@ WUR enum err ul_negotiate(const struct pdu_assoc *rq, const struct ul_policy *po
 
 /* ---- requestor primitives ---- */
 /* Evt1 (Sta1): AE-1, Sta4; the caller connects, then ul_connected().
- * rq is copied, except its identity secrets, which are used at once. */
+ * rq is copied, except its identity secrets, which are used at once; its
+ * Maximum Length is ours (ul_config's recv_max), whatever rq says. */
 WUR enum err ul_request(struct ul *u, const struct pdu_assoc *rq);
 /* Evt2 (Sta4): AE-2, the A-ASSOCIATE-RQ is sent, Sta5. */
 WUR enum err ul_connected(struct ul *u);

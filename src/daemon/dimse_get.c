@@ -511,8 +511,6 @@ static enum err move_connect(struct get_run *gr, const struct peer *dest, struct
 	snprintf(rq->app_context, sizeof rq->app_context, PDU_APP_CONTEXT);
 	snprintf(rq->impl_uid, sizeof rq->impl_uid, "%s", DCM_IMPL_CLASS_UID);
 	snprintf(rq->impl_version, sizeof rq->impl_version, "%s", DCM_IMPL_VERSION);
-	rq->max_len = UL_RECV_MAX_DEFAULT;
-	rq->has_max_len = true;
 	for (i = 0; i < gr->n && rc == ERR_OK; i++) {
 		const struct dcm_ts *d;
 		bool seen = false, native;

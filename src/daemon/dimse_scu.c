@@ -106,8 +106,6 @@ enum err dimse_scu_open(struct dimse_srv *s, const struct peer *pe, struct dimse
 	snprintf(rq->app_context, sizeof rq->app_context, PDU_APP_CONTEXT);
 	snprintf(rq->impl_uid, sizeof rq->impl_uid, "%s", DCM_IMPL_CLASS_UID);
 	snprintf(rq->impl_version, sizeof rq->impl_version, "%s", DCM_IMPL_VERSION);
-	rq->max_len = UL_RECV_MAX_DEFAULT;
-	rq->has_max_len = true;
 	rc = pdu_assoc_add_pc(rq, PC_FIND, 0, DIMSE_FIND_STUDY_ROOT);
 	if (rc == ERR_OK)
 		rc = pdu_assoc_add_ts(rq, TS_EXPLICIT);

@@ -668,17 +668,29 @@ enum err ul_reject(struct ul *u, uint8_t result, uint8_t source, uint8_t reason)
 
 enum err ul_request(struct ul *u, const struct pdu_assoc *rq)
 {
+	struct pdu_assoc *t;
 	enum err rc;
 
 	if (u->state != UL_STA1 || !u->requestor || rq->type != PDU_ASSOC_RQ)
 		return ERR_INTERNAL;
-	/* the RQ is built now (its secrets are not kept) and sent at AE-2 */
+	/* the RQ is built now (its secrets are not kept) and sent at AE-2,
+	 * with the maximum length this side enforces (a shallow copy: the
+	 * caller's rq is left as it is) */
+	t = malloc(sizeof *t);
+	if (t == NULL)
+		return ERR_NOMEM;
+	*t = *rq;
+	t->max_len = u->recv_max;
+	t->has_max_len = true;
 	wbuf_reset(&u->rq_pdu);
-	rc = pdu_assoc_build(rq, &u->rq_pdu);
+	rc = pdu_assoc_build(t, &u->rq_pdu);
+	free(t);
 	if (rc != ERR_OK)
 		return rc;
 	pdu_assoc_fini(u->rq);
 	*u->rq = *rq;
+	u->rq->max_len = u->recv_max;
+	u->rq->has_max_len = true;
 	u->rq->id_primary = u->rq->id_secondary = u->rq->id_response = NULL;
 	u->state = UL_STA4;   /* AE-1: the caller connects */
 	return ERR_OK;

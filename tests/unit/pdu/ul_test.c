@@ -573,12 +573,14 @@ static void pump(struct ul *a, struct ul *b, struct evlog *lg)
 	wbuf_fini(&copy);
 }
 
-/* A requestor and an acceptor with a small maximum length each way. */
+/* A requestor and an acceptor with a small maximum length each way: the
+ * requestor advertises rq's (ul_request takes it from its ul_config). */
 static void pair(struct ul *r, struct ul *a, struct pdu_assoc *rq)
 {
+	struct ul_config rc = { "STORESCU", rq->has_max_len ? rq->max_len : 0 };
 	struct evlog la, lr;
 
-	CHECK_EQ_INT(ul_init_requestor(r, &rcfg), ERR_OK);
+	CHECK_EQ_INT(ul_init_requestor(r, &rc), ERR_OK);
 	CHECK_EQ_INT(ul_init_acceptor(a, &acfg), ERR_OK);
 	CHECK_EQ_INT(ul_request(r, rq), ERR_OK);
 	CHECK_EQ_INT(r->state, UL_STA4);
@@ -654,6 +656,32 @@ TEST(requestor_acceptor_fragmentation)
 	CHECK(r.state == UL_STA1 && r.close);
 	log_fini(&la);
 	log_fini(&lr);
+	free_assoc(rq);
+	ul_fini(&r);
+	ul_fini(&a);
+}
+
+/* The A-ASSOCIATE-RQ advertises the maximum length the requestor
+ * enforces (its ul_config), not what the caller's rq says: otherwise a
+ * peer sending PDUs within the advertised length would be aborted. */
+TEST(requestor_advertises_what_it_enforces)
+{
+	static const struct ul_config small = { "STORESCU", 4096 };
+	struct pdu_assoc *rq = make_rq("DICOMVAULT", 65536);
+	struct ul r, a;
+	struct evlog la;
+
+	CHECK_EQ_INT(ul_init_requestor(&r, &small), ERR_OK);
+	CHECK_EQ_INT(ul_init_acceptor(&a, &acfg), ERR_OK);
+	CHECK_EQ_INT(ul_request(&r, rq), ERR_OK);
+	CHECK_EQ_INT(rq->max_len, 65536);   /* the caller's rq is left as it is */
+	CHECK_EQ_INT(ul_connected(&r), ERR_OK);
+	log_init(&la);
+	pump(&r, &a, &la);
+	CHECK(la.n == 1 && la.k[0] == UL_EV_ASSOC_RQ);
+	CHECK_EQ_INT(ul_accept(&a, &policy), ERR_OK);
+	CHECK_EQ_INT(a.frag_max, 4096 - 6);
+	log_fini(&la);
 	free_assoc(rq);
 	ul_fini(&r);
 	ul_fini(&a);
@@ -771,6 +799,7 @@ int main(void)
 	RUN(artim_in_sta2);
 	RUN(pdu_over_negotiated_length);
 	RUN(requestor_acceptor_fragmentation);
+	RUN(requestor_advertises_what_it_enforces);
 	RUN(requestor_normal_release_and_rj);
 	RUN(requestor_checks_ac);
 	RUN(user_identity_response);
