@@ -204,9 +204,7 @@ void cmd_json_str(const char *s)
 
 bool cmd_uid_ok(const char *s)
 {
-	size_t n = strlen(s);
-
-	return n <= IDX_UID_MAX && vr_uid_ok(s, n);
+	return vr_uid_ok(s, strlen(s));
 }
 
 const char *cmd_operator(void)

@@ -110,11 +110,6 @@ struct dw {
 
 /* ---- helpers ---- */
 
-bool dw_uid_ok(const char *s, size_t n)
-{
-	return n <= UID_MAX && vr_uid_ok(s, n);
-}
-
 /* The server's base URL without its final '/'. */
 const char *dw_base_url(struct http_req *r, size_t *n)
 {
@@ -272,13 +267,13 @@ static void spool_end(struct stow *s)
 static void head_uids(struct http_req *r, const char *target, const struct dcm_file *f, char cls[65], char sop[65],
                       char study[65], char series[65], char coll[ACCESS_NAME_MAX + 1])
 {
-	if (dcm_ds_get_cstr(&f->ds, 0x00080016, cls, 65) != ERR_OK || !dw_uid_ok(cls, strlen(cls)))
+	if (dcm_ds_get_cstr(&f->ds, 0x00080016, cls, 65) != ERR_OK || !vr_uid_ok(cls, strlen(cls)))
 		cls[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, 65) != ERR_OK || !dw_uid_ok(sop, strlen(sop)))
+	if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, 65) != ERR_OK || !vr_uid_ok(sop, strlen(sop)))
 		sop[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, 65) != ERR_OK || !dw_uid_ok(study, strlen(study)))
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000D, study, 65) != ERR_OK || !vr_uid_ok(study, strlen(study)))
 		study[0] = 0;
-	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !dw_uid_ok(series, strlen(series)))
+	if (dcm_ds_get_cstr(&f->ds, 0x0020000E, series, 65) != ERR_OK || !vr_uid_ok(series, strlen(series)))
 		series[0] = 0;
 	snprintf(coll, ACCESS_NAME_MAX + 1, "%s",
 	         access_collection_for(r->srv->colls, &f->ds, NULL, target[0] ? target : NULL));
@@ -707,7 +702,7 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 
 	const char *target = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "collection");
 
-	if (study != NULL && !dw_uid_ok(study, study_len))
+	if (study != NULL && !vr_uid_ok(study, study_len))
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the study UID in the path is not 1 to 64 digits and dots",
 		                    NULL);
 	if (target != NULL && !access_collection_known(r->srv->colls, target))

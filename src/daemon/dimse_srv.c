@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "dicomvault/clock.h"
 #include "dicomvault/access.h"
 #include "dicomvault/auth.h"
 #include "dicomvault/http.h"
@@ -678,14 +679,6 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 
 /* ---- one association ---- */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void handle_event(struct dimse_srv *s, struct dimse_assoc *a, const struct ul_event *ev)
 {
 	enum err rc = ERR_OK;
@@ -768,10 +761,10 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 		a->rx = NULL;
 		return;
 	}
-	idle_at = now_ms() + idle_ms;
+	idle_at = clock_mono_ms() + idle_ms;
 	while (a->u.state != UL_STA1 && !a->failed) {
 		struct pollfd pf = { a->fd, POLLIN, 0 };
-		int64_t t = now_ms(), deadline;
+		int64_t t = clock_mono_ms(), deadline;
 		unsigned seq;
 		ssize_t n;
 		size_t used;
@@ -817,7 +810,7 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 				handle_event(s, a, &ev);
 			break;
 		}
-		idle_at = now_ms() + idle_ms;
+		idle_at = clock_mono_ms() + idle_ms;
 		a->rx_n = (size_t)n;
 		a->rx_off = 0;
 		/* a->rx may be refilled by dimse_assoc_poll() during an event */
@@ -937,12 +930,12 @@ static void rj_str(const struct pdu_rj *rj, char *out, size_t cap)
  * ms pass): the A-ASSOCIATE-AC/RJ, the A-RELEASE-RP. */
 static void out_read_until(struct dimse_assoc *a, enum ul_state while_in, unsigned ms, struct out_wait *w)
 {
-	int64_t end = now_ms() + ms;
+	int64_t end = clock_mono_ms() + ms;
 
 	while (a->u.state == while_in && !a->failed) {
 		struct pollfd pf = { a->fd, POLLIN, 0 };
 		struct ul_event ev;
-		int64_t t = now_ms();
+		int64_t t = clock_mono_ms();
 		size_t used;
 		ssize_t n;
 		int pr = 1;
@@ -1162,9 +1155,16 @@ static void *conn_main(void *arg)
 			run_assoc(s, a);
 		} else {
 			char reason[200];
-			snprintf(reason, sizeof reason, "TLS handshake failed: %s", why ? why : "?");
-			dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
-			log_warn("DICOM-TLS connection from %s refused: %s", a->addr, why ? why : "?");
+			bool evicted;
+			pthread_mutex_lock(&s->mu);
+			evicted = c->evicted;
+			pthread_mutex_unlock(&s->mu);
+			/* one shut down at capacity (evict_one) is logged there, not audited */
+			if (!evicted) {
+				snprintf(reason, sizeof reason, "TLS handshake failed: %s", why ? why : "?");
+				dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
+				log_warn("DICOM-TLS connection from %s refused: %s", a->addr, why ? why : "?");
+			}
 		}
 		if (a->tls != NULL) {
 			gnutls_bye(a->tls, GNUTLS_SHUT_WR);
@@ -1212,7 +1212,7 @@ static void addr_str(const struct sockaddr_storage *ss, char *out, size_t cap)
  * whoever can open connections must not make us write at will). */
 static void note_capacity(struct dimse_srv *s, unsigned max)
 {
-	int64_t now = now_ms();
+	int64_t now = clock_mono_ms();
 
 	if (now - s->refused_log_ms < REFUSED_LOG_MS)
 		return;
@@ -1277,7 +1277,7 @@ static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 	c->srv = s;
 	c->fd = fd;
 	c->plain = plain;
-	c->since_ms = now_ms();
+	c->since_ms = clock_mono_ms();
 	atomic_init(&c->admitted, false);
 	addr_str(&ss, c->addr, sizeof c->addr);
 	pthread_mutex_lock(&s->mu);

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
+#include "dicomvault/clock.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/vault.h"
@@ -598,33 +599,33 @@ static bool json_ctype(const char *ct)
 	return *ct == 0 || *ct == ';' || *ct == ' ';
 }
 
-/* Whether a streaming route's body of n bytes (its Content-Length) can be
- * taken: at most max_upload (413), and no more than the vault's file
- * system has free (507: refused before a byte is read, rather than
- * failing part way with the disk full). false: the answer is queued. A
- * chunked body has no length: its parts are refused one by one when the
- * disk fills. */
-static bool upload_fits(struct http_req *r, unsigned long long n)
+/* A streaming route's body of n bytes (its Content-Length): at most
+ * max_upload (else 413), and no more than the vault's file system has
+ * free (else 507: refused before a byte is read, rather than failing part
+ * way with the disk full). MHD_YES with *refused false: take it; else
+ * the answer queued (or MHD_NO when it could not be). A chunked body has
+ * no length: its parts are refused one by one when the disk fills. */
+static enum MHD_Result upload_check(struct http_req *r, unsigned long long n, bool *refused)
 {
 	struct statvfs sv;
 	char detail[160];
 
+	*refused = true;
 	if (n > r->srv->max_upload) {
 		snprintf(detail, sizeof detail, "the request body (%llu bytes) is larger than this server takes (%llu MiB)",
 		         n, (unsigned long long)(r->srv->max_upload >> 20));
 		log_info("%s %s: refused: a body of %llu bytes (%s)", r->method_log, r->route->name, n, r->addr);
-		(void)http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, detail, NULL);
-		return false;
+		return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, detail, NULL);
 	}
 	if (r->srv->vault != NULL && statvfs(r->srv->vault->dir, &sv) == 0 &&
 	    n > (unsigned long long)sv.f_bavail * sv.f_frsize) {
 		snprintf(detail, sizeof detail, "the request body (%llu bytes) is larger than the vault's free space", n);
 		log_warn("%s %s: refused: a body of %llu bytes, %llu free (%s)", r->method_log, r->route->name, n,
 		         (unsigned long long)sv.f_bavail * sv.f_frsize, r->addr);
-		(void)http_problem(r, MHD_HTTP_INSUFFICIENT_STORAGE, detail, NULL);
-		return false;
+		return http_problem(r, MHD_HTTP_INSUFFICIENT_STORAGE, detail, NULL);
 	}
-	return true;
+	*refused = false;
+	return MHD_YES;
 }
 
 /* Everything decided from the request line and the headers, before any
@@ -669,8 +670,12 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "bad Content-Length", NULL);
 		if (v > HTTP_MAX_JSON_BODY && r->route->body == NULL)
 			return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is too large", NULL);
-		if (r->route->body != NULL && !upload_fits(r, v))
-			return MHD_YES;   /* answered */
+		if (r->route->body != NULL) {
+			bool refused;
+			enum MHD_Result q = upload_check(r, v, &refused);
+			if (refused)
+				return q;
+		}
 	}
 	if (r->route->json && !json_ctype(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
 	                                                              MHD_HTTP_HEADER_CONTENT_TYPE)))
@@ -733,14 +738,6 @@ struct conn_watch {
 	int64_t deadline_ms;        /* of the next head, when not in_request */
 };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct conn_watch *watch_of(struct MHD_Connection *c)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -758,7 +755,7 @@ static void watch_request(struct http_server *s, struct MHD_Connection *c, bool 
 	pthread_mutex_lock(&s->watch_mu);
 	w->in_request = in;
 	if (!in)
-		w->deadline_ms = mono_ms() + (int64_t)HTTP_CONN_TIMEOUT * 1000;
+		w->deadline_ms = clock_mono_ms() + (int64_t)HTTP_CONN_TIMEOUT * 1000;
 	pthread_mutex_unlock(&s->watch_mu);
 }
 
@@ -775,7 +772,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx, 
 			return;   /* not watched: the inactivity timeout still holds */
 		}
 		w->fd = ci->connect_fd;
-		w->deadline_ms = mono_ms() + (int64_t)HTTP_HEAD_TIMEOUT * 1000;
+		w->deadline_ms = clock_mono_ms() + (int64_t)HTTP_HEAD_TIMEOUT * 1000;
 		pthread_mutex_lock(&s->watch_mu);
 		w->next = s->watch;
 		if (s->watch != NULL)
@@ -809,7 +806,7 @@ static void *watch_main(void *arg)
 	while (!s->watch_stop) {
 		struct timespec ts;
 		struct conn_watch *w;
-		int64_t now = mono_ms();
+		int64_t now = clock_mono_ms();
 		unsigned late = 0;
 		for (w = s->watch; w != NULL; w = w->next)
 			if (!w->in_request && !w->shut && now > w->deadline_ms) {

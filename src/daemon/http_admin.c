@@ -15,6 +15,7 @@
 #include "dicomvault/log.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "http_int.h"
 
 #define BREAK_GLASS_MINUTES_DEFAULT 60
@@ -133,7 +134,7 @@ enum MHD_Result http_break_glass(struct http_req *r)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, bad, NULL);
 	study = str_of(o, "study", 64, &bad);
 	reason = str_of(o, "reason", REASON_MAX, &bad);
-	if (bad != NULL || study == NULL || !dw_uid_ok(study, strlen(study)) || reason == NULL ||
+	if (bad != NULL || study == NULL || !vr_uid_ok(study, strlen(study)) || reason == NULL ||
 	    strlen(reason) < REASON_MIN) {
 		json_decref(o);
 		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: no study or no reason", NULL, NULL, NULL,

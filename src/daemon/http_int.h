@@ -152,10 +152,9 @@ enum MHD_Result dicomweb_begin(struct http_req *r);
 enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n);
 enum MHD_Result dicomweb_end(struct http_req *r);
 void dicomweb_done(struct http_req *r);
-/* Shared by the DICOMweb files: a UID is 1-64 digits and dots; a path
- * segment equals a literal; the server's base URL without its final '/';
- * one audit record about an object (patient: its key hash or NULL). */
-bool dw_uid_ok(const char *s, size_t n);
+/* Shared by the DICOMweb files (UIDs: vr_uid_ok): a path segment equals
+ * a literal; the server's base URL without its final '/'; one audit
+ * record about an object (patient: its key hash or NULL). */
 bool dw_seg_is(const char *s, size_t n, const char *lit);
 const char *dw_base_url(struct http_req *r, size_t *n);
 enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,

@@ -16,6 +16,7 @@
 #include "dicomvault/vault.h"
 #include "dicomvault/deid_view.h"
 #include "dicomvault/index.h"
+#include "dicomvault/vr.h"
 #include "http_int.h"
 #include "wado_int.h"
 
@@ -327,7 +328,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	wbuf_init(&o.pairs, QIDO_JSON_MAX);
 	resource(seg, len, n, &qo, &name);
 	if (n >= 3) {
-		if (!dw_uid_ok(seg[1], len[1]) || (n == 5 && !dw_uid_ok(seg[3], len[3]))) {
+		if (!vr_uid_ok(seg[1], len[1]) || (n == 5 && !vr_uid_ok(seg[3], len[3]))) {
 			ret = bad(r, MHD_HTTP_BAD_REQUEST, name, "a UID in the path is not 1 to 64 digits and dots", NULL, NULL);
 			goto out;
 		}

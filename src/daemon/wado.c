@@ -23,6 +23,7 @@
 #include "dicomvault/store.h"
 #include "dicomvault/transcode.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "http_int.h"
 #include "wado_int.h"
 
@@ -661,7 +662,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 
 static bool uid_copy(const char *s, size_t n, char out[WADO_UID_MAX + 1])
 {
-	if (!dw_uid_ok(s, n))
+	if (!vr_uid_ok(s, n))
 		return false;
 	memcpy(out, s, n);
 	out[n] = 0;
@@ -840,7 +841,7 @@ enum MHD_Result dicomweb_wado_uri(struct http_req *r)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "requestType=WADO is required", NULL);
 	for (i = 0; i < 3; i++) {
 		uid[i] = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, names[i]);
-		if (uid[i] == NULL || !dw_uid_ok(uid[i], strlen(uid[i])))
+		if (uid[i] == NULL || !vr_uid_ok(uid[i], strlen(uid[i])))
 			return http_problem(r, MHD_HTTP_BAD_REQUEST,
 			                    "studyUID, seriesUID and objectUID must be 1 to 64 digits and dots", NULL);
 	}
@@ -856,7 +857,7 @@ enum MHD_Result dicomweb_wado_uri(struct http_req *r)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "region is not offered: leave it out for the whole image",
 		                    NULL);
 	ts = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "transferSyntax");
-	if (ts != NULL && !dw_uid_ok(ts, strlen(ts)))
+	if (ts != NULL && !vr_uid_ok(ts, strlen(ts)))
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "transferSyntax must be a UID (1 to 64 digits and dots)", NULL);
 	memset(&um, 0, sizeof um);
 	ct = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "contentType");
