@@ -18,6 +18,10 @@ enum store_conflict {
 	STORE_CONFLICT_STUDY,      /* the Series Instance UID belongs to another study */
 };
 
+/* What a conflict is, in a sentence (no UIDs: short enough for a DIMSE
+ * error comment); NULL for STORE_CONFLICT_NONE. */
+const char *store_conflict_str(enum store_conflict c);
+
 struct store_result {
 	char sop_uid[65];
 	char sop_class[65];

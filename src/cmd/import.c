@@ -332,7 +332,7 @@ static void ingest_file(struct imp *x, const char *path)
 	struct src s;
 	struct idx_study cur;
 	char coll[ACCESS_NAME_MAX + 1] = "default", study[65] = "", cls[65] = "", pid[65] = "", iss[65] = "";
-	char why[512] = "";
+	char why[512] = "", conflict[80];
 	uint8_t pkey[32];
 	bool have_pkey = false, have_src = false;
 	struct audit_rec ar;
@@ -409,10 +409,9 @@ static void ingest_file(struct imp *x, const char *path)
 		ar.outcome = AUDIT_FAILURE;
 		/* the store's reason names the conflict (other content, a
 		 * study of another patient, a series of another study) */
-		ar.reason = res.conflict == STORE_CONFLICT_CONTENT  ? "import: SOP Instance already stored with other content"
-		            : res.conflict == STORE_CONFLICT_PATIENT ? "import: Study belongs to another patient"
-		            : res.conflict == STORE_CONFLICT_STUDY   ? "import: Series belongs to another study"
-		                                                     : "import: refused";
+		snprintf(conflict, sizeof conflict, "import: %s",
+		         store_conflict_str(res.conflict) != NULL ? store_conflict_str(res.conflict) : "refused");
+		ar.reason = conflict;
 		if (audit_append(x->au, &ar) != ERR_OK)
 			fputs("dicomvault import: cannot write an audit record\n", stderr);
 		note(&x->r, W_FAILED, path, "%s", why[0] ? why : err_str(rc));

@@ -25,6 +25,21 @@
 #define COPY_CHUNK (256u * 1024)
 #define SEAL_MAX_DEPTH 4u   /* sequence nesting kept in sealed attributes */
 
+const char *store_conflict_str(enum store_conflict c)
+{
+	switch (c) {
+	case STORE_CONFLICT_CONTENT:
+		return "SOP Instance already stored with other content";
+	case STORE_CONFLICT_PATIENT:
+		return "Study belongs to another patient";
+	case STORE_CONFLICT_STUDY:
+		return "Series belongs to another study";
+	case STORE_CONFLICT_NONE:
+		break;
+	}
+	return NULL;
+}
+
 /* A UID value (vr_uid_ok). */
 static enum err get_uid(const struct dcm_ds *ds, uint32_t tag, char out[65])
 {

@@ -451,10 +451,8 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 			store_fail(st, DIMSE_ERR_DATASET, "Data set does not match SOP class");
 			break;
 		case ERR_DENIED:   /* a conflict with what is stored: say which (why has UIDs, too long for LO) */
-			store_fail(st, DIMSE_ERR_UNABLE, res.conflict == STORE_CONFLICT_PATIENT ? "Study belongs to another patient"
-			                                 : res.conflict == STORE_CONFLICT_STUDY ? "Series belongs to another study"
-			                                                                        : "SOP Instance already stored "
-			                                                                          "with other content");
+			store_fail(st, DIMSE_ERR_UNABLE, store_conflict_str(res.conflict) != NULL ?
+			                                 store_conflict_str(res.conflict) : "Refused by the archive");
 			break;
 		case ERR_NOMEM:
 		case ERR_LIMIT:
