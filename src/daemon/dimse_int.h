@@ -4,6 +4,7 @@
 #define DICOMVAULT_DIMSE_INT_H
 
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <gnutls/gnutls.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,6 +39,7 @@ struct dimse_assoc {
 	atomic_bool *admitted;         /* the listener's flag for this connection, set then too (or NULL) */
 	char calling[PDU_AE_MAX + 1];
 	char addr[80];                 /* "IP:PORT" */
+	struct sockaddr_storage peer_ss;  /* the peer's address (accepted connections) */
 	char fp[96];                   /* client certificate SHA-256, "" for plain TCP */
 	bool failed;                   /* a local error: close */
 	uint8_t *rx;                   /* bytes read, rx_off of rx_n fed to the UL so far */

@@ -56,6 +56,7 @@ struct conn {
 	int fd;
 	bool plain;
 	char addr[80];
+	struct sockaddr_storage ss;   /* the peer's address */
 	int64_t since_ms;             /* accepted (monotonic) */
 	atomic_bool admitted;         /* its association was accepted (on_assoc_rq) */
 	bool evicted;
@@ -386,41 +387,41 @@ enum err dimse_assoc_wait_ms(struct dimse_assoc *a, unsigned ms,
 
 /* ---- the A-ASSOCIATE-RQ ---- */
 
-/* Whether the address of "IP:PORT" or "[IP6]:PORT" is one of host's
- * (resolved now; an IPv4-mapped IPv6 address counts as its IPv4 one). */
-static bool from_host(const char *addr, const char *host)
+/* The IPv4 address of ss, also when it is IPv4-mapped IPv6; false if
+ * it has none. */
+static bool ipv4_of(const struct sockaddr_storage *ss, struct in_addr *out)
 {
-	char ip[INET6_ADDRSTRLEN + 1] = "";
-	const char *end = strrchr(addr, ':');
-	struct addrinfo hints, *res = NULL, *r;
-	size_t n;
-	bool ok = false;
-
-	if (end == NULL)
-		return false;
-	if (addr[0] == '[') {
-		addr++;
-		end--;
+	if (ss->ss_family == AF_INET) {
+		*out = ((const struct sockaddr_in *)ss)->sin_addr;
+		return true;
 	}
-	n = (size_t)(end - addr);
-	if (n == 0 || n >= sizeof ip)
-		return false;
-	memcpy(ip, addr, n);
-	ip[n] = 0;
-	if (strncmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.') != NULL)
-		memmove(ip, ip + 7, strlen(ip + 7) + 1);
+	if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)ss)->sin6_addr)) {
+		memcpy(out, ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr + 12, 4);
+		return true;
+	}
+	return false;
+}
+
+/* Whether the peer's address (ss, as accepted) is one of host's
+ * (resolved now, so that a changed DNS entry is followed). */
+static bool from_host(const struct sockaddr_storage *ss, const char *host)
+{
+	struct addrinfo hints, *res = NULL, *r;
+	struct in_addr v4, h4;
+	bool has4 = ipv4_of(ss, &v4), ok = false;
+
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	if (getaddrinfo(host, NULL, &hints, &res) != 0)
 		return false;
 	for (r = res; r != NULL && !ok; r = r->ai_next) {
-		char h[INET6_ADDRSTRLEN] = "";
-		if (r->ai_family == AF_INET)
-			inet_ntop(AF_INET, &((const struct sockaddr_in *)r->ai_addr)->sin_addr, h, sizeof h);
-		else if (r->ai_family == AF_INET6)
-			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)r->ai_addr)->sin6_addr, h, sizeof h);
-		ok = h[0] != 0 && strcmp(h, ip) == 0;
+		const struct sockaddr_storage *rs = (const struct sockaddr_storage *)(const void *)r->ai_addr;
+		if (has4 && ipv4_of(rs, &h4))
+			ok = h4.s_addr == v4.s_addr;
+		else if (!has4 && ss->ss_family == AF_INET6 && r->ai_family == AF_INET6)
+			ok = memcmp(&((const struct sockaddr_in6 *)ss)->sin6_addr,
+			            &((const struct sockaddr_in6 *)(const void *)r->ai_addr)->sin6_addr, 16) == 0;
 	}
 	freeaddrinfo(res);
 	return ok;
@@ -442,7 +443,7 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 	if (a->tls == NULL) {
 		if (!pe->plain)
 			*why = "plain TCP refused: this AE title is bound to a certificate (DICOM-TLS only)";
-		else if (pe->host[0] != 0 && !from_host(a->addr, pe->host))
+		else if (pe->host[0] != 0 && !from_host(&a->peer_ss, pe->host))
 			*why = "plain TCP refused: not from the peer's host";
 		else
 			return true;   /* AE title only (warned about at start) */
@@ -1150,6 +1151,7 @@ static void *conn_main(void *arg)
 		a->srv = s;
 		a->fd = c->fd;
 		a->admitted = &c->admitted;
+		a->peer_ss = c->ss;
 		snprintf(a->addr, sizeof a->addr, "%s", c->addr);
 		if (c->plain || handshake(s, a, &why)) {
 			run_assoc(s, a);
@@ -1279,6 +1281,7 @@ static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 	c->plain = plain;
 	c->since_ms = clock_mono_ms();
 	atomic_init(&c->admitted, false);
+	c->ss = ss;
 	addr_str(&ss, c->addr, sizeof c->addr);
 	pthread_mutex_lock(&s->mu);
 	if (!s->stopping && s->nconn >= max && !evict_one(s, max)) {
