@@ -225,11 +225,10 @@ static void part10(const uint8_t *p, size_t n, const struct render_window *win, 
 	sz = fr.n > 0 ? dcm_frame_size(&fr, 0) : 0;
 	buf = sz > 0 && sz <= (1u << 20) ? malloc((size_t)sz) : NULL;
 	if (buf != NULL && dcm_frame_read(&fr, 0, 0, buf, (size_t)sz) == ERR_OK) {
+		transcoded(f);
 		if (fr.encapsulated) {
 			decoders(&im, buf, (size_t)sz);
-			transcoded(f);
 		} else {
-			transcoded(f);
 			memset(&out, 0, sizeof out);
 			rc = render_frame(&im, buf, (size_t)sz, win, &out, why, sizeof why);
 			if ((rc == ERR_OK) != (sz >= render_frame_bytes(&im)))
