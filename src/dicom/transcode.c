@@ -56,13 +56,16 @@ struct decoder {
 static enum err interleave(uint8_t *p, size_t n, size_t b)
 {
 	uint8_t *t = malloc(n * 3 * b);
-	size_t i, c;
+	size_t i, c, k;
 
 	if (t == NULL)
 		return ERR_NOMEM;
-	for (i = 0; i < n; i++)
-		for (c = 0; c < 3; c++)
-			memcpy(t + (i * 3 + c) * b, p + (c * n + i) * b, b);
+	for (c = 0; c < 3; c++) {   /* plane by plane: sequential reads, no call per sample */
+		const uint8_t *src = p + c * n * b;
+		for (i = 0; i < n; i++)
+			for (k = 0; k < b; k++)
+				t[(i * 3 + c) * b + k] = src[i * b + k];
+	}
 	memcpy(p, t, n * 3 * b);
 	free(t);
 	return ERR_OK;
