@@ -683,6 +683,7 @@ static bool decompressible(struct bstream *bs, const char *ts)
 static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct dcm_ds *ds, enum MHD_Result *res)
 {
 	struct fneg ng;
+	bool accepted;
 	char why[256] = "";
 	enum err rc;
 
@@ -712,11 +713,6 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 	 * frame request of a study) pay nothing; if it cannot be given so,
 	 * the ranges are read again without that choice */
 	ng.can_decompress = ng.encapsulated && ds == &bs->in.f->ds && dcm_decompress_takes(ng.ts);
-	if (ng.can_decompress && wado_accept_any(r, accept_frames, &ng) && ng.decompress &&
-	    !decompressible(bs, ng.ts)) {
-		ng.can_decompress = false;
-		ng.decompress = false;
-	}
 	if (ng.encapsulated && ng.media == NULL) {
 		*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "the frames of this transfer syntax (video or unknown) are not offered: retrieve the "
@@ -724,7 +720,13 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 		                    NULL);
 		return false;
 	}
-	if (!wado_accept_any(r, accept_frames, &ng)) {
+	accepted = wado_accept_any(r, accept_frames, &ng);
+	if (accepted && ng.decompress && !decompressible(bs, ng.ts)) {
+		ng.can_decompress = false;
+		ng.decompress = false;
+		accepted = wado_accept_any(r, accept_frames, &ng);
+	}
+	if (!accepted) {
 		char detail[200];
 		snprintf(detail, sizeof detail, "these frames are offered as multipart/related; type=\"%s\"",
 		         ng.encapsulated ? ng.media : "application/octet-stream");
