@@ -53,6 +53,13 @@ struct dimse_srv_opts {
 
 struct dimse_srv;
 
+struct ini;
+/* *o from dicomvault.conf's [dicom]: listen (else DIMSE_SRV_DEFAULT_LISTEN),
+ * plain_listen, ae_title (else DIMSE_SRV_DEFAULT_AE), artim and
+ * idle_timeout (seconds, 1..86400), max_associations (1..1000), max_pdu
+ * (UL_PEER_MIN_MAX..UL_RECV_MAX_CAP); every other field zeroed. A bad
+ * value: ERR_PARSE, why names the key and its range. */
+WUR enum err dimse_srv_opts_conf(const struct ini *conf, struct dimse_srv_opts *o, char *why, size_t whylen);
 /* Reads the peers' CA files (relative to the vault), binds and starts
  * accepting in a thread of its own. On failure why says what went wrong. */
 WUR enum err dimse_srv_start(const struct dimse_srv_opts *o, struct dimse_srv **out, char *why, size_t whylen);

@@ -634,22 +634,6 @@ static void move_progress(void *ctx, const struct dimse_scu_move *m)
 	}
 }
 
-/* [dicom] KEY as seconds (1..86400) into *ms; absent: unchanged. */
-static int conf_seconds(const struct vault *v, const char *key, unsigned *ms)
-{
-	const char *s = ini_get(v->conf, "dicom", NULL, key);
-	char *end = NULL;
-	unsigned long n;
-
-	if (s == NULL)
-		return 0;
-	n = strtoul(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != 0 || n < 1 || n > 86400)
-		return -1;
-	*ms = (unsigned)n * 1000u;
-	return 0;
-}
-
 /* Lists, moves and checks; the report is x->r. */
 static void import_net(struct imp *x, struct net *nt, const struct peer *pe, const char *listen_addr,
                        const char *const *want_studies, size_t nwant)
@@ -663,18 +647,14 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 	size_t cert_len = 0, i, j;
 	struct secret *key = NULL;
 	char why[512] = "", comment[80], path_c[VAULT_PATH_MAX + 64], path_k[VAULT_PATH_MAX + 64];
-	const char *ae;
 	uint16_t st;
 	unsigned skipped = 0;
 	bool lost = false;
 	enum err rc;
 
-	ae = ini_get(x->v->conf, "dicom", NULL, "ae_title");
-	if (ae == NULL || ae[0] == 0)
-		ae = DIMSE_SRV_DEFAULT_AE;
-	memset(&o, 0, sizeof o);
-	if (conf_seconds(x->v, "artim", &o.artim_ms) != 0 || conf_seconds(x->v, "idle_timeout", &o.idle_ms) != 0) {
-		note(&x->r, W_ERROR, pe->ae, "[dicom] artim and idle_timeout: a number of seconds, 1 to 86400");
+	/* our AE title, timeouts and maximum PDU length as serve's */
+	if (dimse_srv_opts_conf(x->v->conf, &o, why, sizeof why) != ERR_OK) {
+		note(&x->r, W_ERROR, pe->ae, "%s", why);
 		return;
 	}
 	if (vault_conf_path(x->v, "http", "cert", "keys/tls.crt", path_c, sizeof path_c) != 0 ||
@@ -690,7 +670,6 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 	only.require_user = false;
 	o.listen = pe->plain ? NULL : listen_addr;
 	o.plain_listen = pe->plain ? listen_addr : NULL;
-	o.ae = ae;
 	o.cert_pem = cert;
 	o.cert_len = cert_len;
 	o.key_pem = key;
@@ -781,7 +760,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		if (!listed)
 			continue;
 		memset(&m, 0, sizeof m);
-		rc = dimse_scu_move(scu, sdy, ae, move_progress, nt, &m, why, sizeof why);
+		rc = dimse_scu_move(scu, sdy, o.ae, move_progress, nt, &m, why, sizeof why);
 		x->r.pending += m.pending;
 		if (cancel_flag) {
 			/* what the peer had sent when it ended the move is kept */
@@ -796,7 +775,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 			lost = rc == ERR_IO;
 		} else if (m.status != DIMSE_SUCCESS) {
 			note(&x->r, W_ERROR, sdy, "study: C-MOVE to %s ended with status %04XH (%s)%s%s; %u completed, %u "
-			     "failed, %u warning", ae, m.status, dimse_scu_status_str(m.status), m.comment[0] ? ": " : "",
+			     "failed, %u warning", o.ae, m.status, dimse_scu_status_str(m.status), m.comment[0] ? ": " : "",
 			     m.comment, m.completed, m.failed, m.warning);
 		}
 	}

@@ -1555,6 +1555,45 @@ static enum err conf_seconds(const struct ini *conf, const char *key, unsigned *
 	return ERR_OK;
 }
 
+enum err dimse_srv_opts_conf(const struct ini *conf, struct dimse_srv_opts *o, char *why, size_t whylen)
+{
+	const char *mx;
+	enum err rc;
+
+	memset(o, 0, sizeof *o);
+	o->listen = ini_get(conf, "dicom", NULL, "listen");
+	if (o->listen == NULL || o->listen[0] == 0)
+		o->listen = DIMSE_SRV_DEFAULT_LISTEN;
+	o->ae = ini_get(conf, "dicom", NULL, "ae_title");
+	if (o->ae == NULL || o->ae[0] == 0)
+		o->ae = DIMSE_SRV_DEFAULT_AE;
+	o->plain_listen = ini_get(conf, "dicom", NULL, "plain_listen");
+	if (o->plain_listen != NULL && o->plain_listen[0] == 0)
+		o->plain_listen = NULL;
+	rc = conf_seconds(conf, "artim", &o->artim_ms, why, whylen);
+	if (rc == ERR_OK)
+		rc = conf_seconds(conf, "idle_timeout", &o->idle_ms, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
+	mx = ini_get(conf, "dicom", NULL, "max_associations");
+	if (mx != NULL) {
+		char *end = NULL;
+		unsigned long n = strtoul(mx, &end, 10);
+		if (mx[0] < '0' || mx[0] > '9' || *end != 0 || n < 1 || n > 1000)
+			return err_why(why, whylen, ERR_PARSE, "[dicom] max_associations: 1 to 1000");
+		o->max_assoc = (unsigned)n;
+	}
+	mx = ini_get(conf, "dicom", NULL, "max_pdu");
+	if (mx != NULL) {
+		uint64_t n = 0;
+		if (!vr_uint_parse(mx, strlen(mx), UL_RECV_MAX_CAP, &n) || n < UL_PEER_MIN_MAX)
+			return err_why(why, whylen, ERR_PARSE, "[dicom] max_pdu: %u to %u bytes", (unsigned)UL_PEER_MIN_MAX,
+			               (unsigned)UL_RECV_MAX_CAP);
+		o->recv_max = (uint32_t)n;
+	}
+	return ERR_OK;
+}
+
 /* [auth] jwt_key, jwt_issuer, jwt_audience, jwt_max_lifetime: a verifier
  * of JWT user identities, or *out NULL when jwt_key is not set. */
 static enum err jwt_load(struct vault *v, const char *ae, struct jwt_verifier **out, char *why, size_t whylen)
@@ -1605,43 +1644,13 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 	struct access_collections *cs = NULL;
 	struct jwt_verifier *jwt = NULL;
 	struct dimse_srv *s = NULL;
-	const char *mx;
 	enum err rc;
 
-	memset(&o, 0, sizeof o);
-	o.listen = listen_override ? listen_override : ini_get(v->conf, "dicom", NULL, "listen");
-	if (o.listen == NULL || o.listen[0] == 0)
-		o.listen = DIMSE_SRV_DEFAULT_LISTEN;
-	o.ae = ini_get(v->conf, "dicom", NULL, "ae_title");
-	if (o.ae == NULL || o.ae[0] == 0)
-		o.ae = DIMSE_SRV_DEFAULT_AE;
-	o.plain_listen = ini_get(v->conf, "dicom", NULL, "plain_listen");
-	if (o.plain_listen != NULL && o.plain_listen[0] == 0)
-		o.plain_listen = NULL;
-	rc = conf_seconds(v->conf, "artim", &o.artim_ms, why, whylen);
-	if (rc == ERR_OK)
-		rc = conf_seconds(v->conf, "idle_timeout", &o.idle_ms, why, whylen);
+	rc = dimse_srv_opts_conf(v->conf, &o, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
-	mx = ini_get(v->conf, "dicom", NULL, "max_associations");
-	if (mx != NULL) {
-		char *end = NULL;
-		unsigned long n = strtoul(mx, &end, 10);
-		if (mx[0] < '0' || mx[0] > '9' || *end != 0 || n < 1 || n > 1000) {
-			snprintf(why, whylen, "[dicom] max_associations: 1 to 1000");
-			return ERR_PARSE;
-		}
-		o.max_assoc = (unsigned)n;
-	}
-	mx = ini_get(v->conf, "dicom", NULL, "max_pdu");
-	if (mx != NULL) {
-		uint64_t n = 0;
-		if (!vr_uint_parse(mx, strlen(mx), UL_RECV_MAX_CAP, &n) || n < UL_PEER_MIN_MAX) {
-			snprintf(why, whylen, "[dicom] max_pdu: %u to %u bytes", (unsigned)UL_PEER_MIN_MAX, (unsigned)UL_RECV_MAX_CAP);
-			return ERR_PARSE;
-		}
-		o.recv_max = (uint32_t)n;
-	}
+	if (listen_override != NULL && listen_override[0] != 0)
+		o.listen = listen_override;
 	rc = jwt_load(v, o.ae, &jwt, why, whylen);
 	if (rc != ERR_OK)
 		return rc;

@@ -389,6 +389,66 @@ check "no route back: the C-MOVE failure named (A801H, Move Destination unknown)
 check "no route back: audited as a failure" \
 	"grep '\"import\"' '$T/nr/audit/audit.log' | grep 'end: from peer OLDPACS' | grep -q '\"failure\"'"
 
+# [dicom] max_pdu: the Maximum Length of import's A-ASSOCIATE-RQ (serve's
+# setting, PS3.8 D.1): a one-shot listener reads the RQ and rejects it
+PKP=$(free_port)
+mkvault "$T/mp" DICOMVAULT "$NRP"
+sed -i "/^\[dicom\]\$/a max_pdu = 20000" "$T/mp/dicomvault.conf"
+cat >>"$T/mp/dicomvault.conf" <<CONF
+
+[peer "PEEK"]
+host = 127.0.0.1
+port = $PKP
+tls = no
+CONF
+"$PY" - "$PKP" "$T/peek.out" <<'PYEOF' &
+import socket, struct, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(1)
+open(sys.argv[2] + ".ready", "w").close()   # not a probe connection: that would be the one accepted
+s.settimeout(30)
+c, _ = s.accept()
+c.settimeout(10)
+def take(n):
+    b = b""
+    while len(b) < n:
+        k = c.recv(n - len(b))
+        if not k:
+            raise SystemExit("short read")
+        b += k
+    return b
+t, _, n = struct.unpack(">BBI", take(6))
+body = take(n)
+found = "none"
+i = 68                                   # past the fixed fields
+while t == 1 and i + 4 <= len(body):
+    it, ln = body[i], struct.unpack(">H", body[i + 2:i + 4])[0]
+    if it == 0x50:                       # user information: its sub-items
+        j = i + 4
+        while j + 4 <= i + 4 + ln:
+            st, sl = body[j], struct.unpack(">H", body[j + 2:j + 4])[0]
+            if st == 0x51 and sl == 4:
+                found = str(struct.unpack(">I", body[j + 4:j + 8])[0])
+            j += 4 + sl
+    i += 4 + ln
+open(sys.argv[2], "w").write(found + "\n")
+c.sendall(bytes([3, 0, 0, 0, 0, 4, 0, 1, 1, 3]))   # A-ASSOCIATE-RJ: permanent, user, called AE not recognised
+c.close()
+PYEOF
+PK=$!
+for _ in $(seq 50); do [ -e "$T/peek.out.ready" ] && break; sleep 0.1; done
+"$DV" import --vault "$T/mp" --from PEEK --json >"$T/b6.json" 2>"$T/b6.err"
+RC=$?
+wait "$PK"
+check "[dicom] max_pdu = 20000: import's A-ASSOCIATE-RQ advertises 20000" \
+	"[ $RC -eq 1 ] && [ \"\$(cat '$T/peek.out')\" = 20000 ]" "$T/peek.out" "$T/b6.json" "$T/b6.err"
+sed -i "s/^max_pdu = 20000\$/max_pdu = 100/" "$T/mp/dicomvault.conf"
+"$DV" import --vault "$T/mp" --from PEEK --json >"$T/b7.json" 2>"$T/b7.err"
+check "[dicom] max_pdu out of range: import exits 1 and names the key" \
+	"[ $? -eq 1 ] && grep -q 'max_pdu: 512 to' '$T/b7.json'" "$T/b7.json" "$T/b7.err"
+
 # ---- over DICOM-TLS: stunnel4 on both sides of dcmqrscp ----
 cert pacs oldpacs
 cert other
