@@ -538,16 +538,11 @@ static bool uri_params(struct http_req *r, struct rparams *p, uint32_t *frame, e
 	memset(p, 0, sizeof *p);
 	*frame = 0;
 	if (fn != NULL) {
-		uint32_t *nums = NULL;
-		size_t count = 0;
-		rc = wado_frame_list_parse(fn, strlen(fn), &nums, &count);
-		if (rc == ERR_OK && count != 1)
-			rc = ERR_PARSE;
-		if (rc == ERR_OK)
-			*frame = nums[0] - 1;
-		free(nums);
-		if (rc != ERR_OK)
-			snprintf(why, sizeof why, "frameNumber must be one frame number (1, 2, ...)");
+		uint64_t v = 0;
+		if (vr_uint_parse(fn, strlen(fn), UINT32_MAX, &v) && v >= 1)
+			*frame = (uint32_t)(v - 1);
+		else
+			rc = err_why(why, sizeof why, ERR_PARSE, "frameNumber must be one frame number (1, 2, ...)");
 	}
 	/* rows, columns: each alone bounds its side only */
 	p->vw = p->vh = UINT32_MAX;
