@@ -86,7 +86,6 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS patients ("
 	" id INTEGER PRIMARY KEY, key_hmac BLOB NOT NULL UNIQUE, name_hmac BLOB NOT NULL,"
 	" wrapped_key BLOB NOT NULL, enc BLOB NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS patients_name ON patients(name_hmac);"
 	"CREATE TABLE IF NOT EXISTS studies ("
 	" id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patients(id),"
 	" uid TEXT NOT NULL UNIQUE, collection TEXT NOT NULL, date TEXT NOT NULL, time TEXT NOT NULL,"
@@ -1412,6 +1411,11 @@ static int migrate(sqlite3 *db)
 		                  NULL, NULL, NULL);
 	if (rc == SQLITE_OK && ver < 4)
 		rc = sqlite3_exec(db, "UPDATE meta SET v = '4' WHERE k = 'schema';", NULL, NULL, NULL);
+	/* 5: name queries go through patient_names since 3; the index on
+	 * patients.name_hmac was only ever written */
+	if (rc == SQLITE_OK && ver < 5)
+		rc = sqlite3_exec(db, "DROP INDEX IF EXISTS patients_name; UPDATE meta SET v = '5' WHERE k = 'schema';",
+		                  NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {

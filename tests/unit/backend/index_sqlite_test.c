@@ -306,10 +306,11 @@ static enum err check_order(void *ctx, const struct idx_instance *in)
 	return ERR_OK;
 }
 
-/* An index of schema 2 (no name hashes) opened by this version: its
- * patients become candidates for every name query, the new ones are found
- * by their hashes only; an index of schema 3 loses its hashes. */
-TEST(schema_2_to_4)
+/* An index of schema 2 (no name hashes, an index on patients.name_hmac)
+ * opened by this version: its patients become candidates for every name
+ * query, the new ones are found by their hashes only, the unused index is
+ * dropped (schema 5); an index of schema 3 loses its hashes. */
+TEST(schema_2_to_5)
 {
 	struct index_store *s = open_index(true);
 	struct idx_study_query q;
@@ -328,8 +329,10 @@ TEST(schema_2_to_4)
 	CHECK(s->ops->commit(s) == ERR_OK);
 	s->ops->close(s);
 	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-	CHECK(sqlite3_exec(db, "DROP TABLE patient_names; UPDATE meta SET v = '2' WHERE k = 'schema'", NULL, NULL, NULL) ==
-	      SQLITE_OK);
+	CHECK(sqlite3_exec(db,
+	                   "DROP TABLE patient_names; UPDATE meta SET v = '2' WHERE k = 'schema';"
+	                   "CREATE INDEX patients_name ON patients(name_hmac)",
+	                   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	s = open_index(false);
 	CHECK(s != NULL);
@@ -350,8 +353,15 @@ TEST(schema_2_to_4)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
+	CHECK_EQ_INT(n, 5);
+	n = -1;
+	CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'patients_name'",
+	                         -1, &st, NULL) == SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
 	sqlite3_close(db);
-	CHECK_EQ_INT(n, 4);
+	CHECK_EQ_INT(n, 0);
 	/* schema 3's hashes (ASCII case only) are dropped by the step to 4 */
 	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
 	CHECK(sqlite3_exec(db, "UPDATE meta SET v = '3' WHERE k = 'schema'", NULL, NULL, NULL) == SQLITE_OK);
@@ -435,7 +445,7 @@ int main(void)
 	RUN(rollback_discards);
 	RUN(instance_remove);
 	RUN(queries);
-	RUN(schema_2_to_4);
+	RUN(schema_2_to_5);
 	RUN(persistence_and_lists);
 	return TEST_DONE();
 }
