@@ -970,6 +970,16 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		rc = err_why(why, whylen, ERR_PARSE, "not a DICOM Part 10 file (no file meta information)");
 		goto out;
 	}
+	/* stored as received under its meta's transfer syntax: a data set in
+	 * the other VR encoding would be served mislabelled (as the C-STORE
+	 * SCP refuses it against its context's) */
+	if (c.f->vr_mismatch) {
+		rc = err_why(why, whylen, ERR_PARSE,
+		             "the data set's VR encoding (implicit or explicit) differs from its transfer syntax %s: "
+		             "stored so it would be served mislabelled (convert it first, e.g. with dcmconv)",
+		             c.f->ts_uid);
+		goto out;
+	}
 	if (get_uid(&c.f->ds, 0x00080018, res->sop_uid) != ERR_OK ||
 	    get_uid(&c.f->ds, 0x00080016, res->sop_class) != ERR_OK ||
 	    get_uid(&c.f->ds, 0x0020000D, res->study_uid) != ERR_OK ||

@@ -41,6 +41,34 @@ def inst(path, sop, study=P + "1", series=P + "1.1"):
     return path
 
 
+def dsgen_file(path, sop):
+    open(path, "wb").write(dsgen.part10(dsgen.sc(sop, P + "2", P + "2.1", "LIMITS^TEST", "LIM47")))
+    return path
+
+
+def mislabelled(path, sop, meta_explicit):
+    """A Part 10 file whose meta says one VR encoding (explicit or implicit
+    VR little endian) while its data set is in the other, as pydicom's
+    SC_rgb_jpeg.dcm is."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+    ds = dsgen.sc(sop, P + "2", P + "2.1", "LIMITS^TEST", "LIM47")
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1" if meta_explicit else "1.2.840.10008.1.2"
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
+    if meta_explicit:
+        body = dsgen.implicit(ds)
+    else:
+        fp = DicomBytesIO()
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+        ds.is_implicit_VR, ds.is_little_endian = False, True
+        write_dataset(fp, ds)
+        body = fp.getvalue()
+    open(path, "wb").write(b"\0" * 128 + b"DICM" + meta.getvalue() + body)
+    return path
+
+
 def raw(v, head, body=b"", read=True):
     """One request written by hand over TLS 1.3: (status line, whole answer)."""
     s = socket.create_connection(("127.0.0.1", v.port), timeout=20)
@@ -95,6 +123,24 @@ def main():
     check("QIDO: only the good instance in the study", found == [P + "1.1.1"], (st, found))
     st, _, body = v.request("GET", "/dicom-web/studies/../instances")
     check("a path with a dot segment for a UID: not a retrieval (4xx)", 400 <= st < 500, st)
+
+    # a data set in the other VR encoding than its meta says: refused (C000,
+    # as the C-STORE SCP does), not stored to be served under a wrong label
+    mis = [mislabelled(os.path.join(tmp, "m1.dcm"), P + "2.1.1", True),
+           mislabelled(os.path.join(tmp, "m2.dcm"), P + "2.1.2", False)]
+    st, js = v.stow(mis)
+    fails = (js or {}).get("00081198", {}).get("Value", [])
+    check("STOW of implicit VR under an explicit meta, and the reverse: both refused, C000 (409)",
+          st == 409 and len(fails) == 2 and all(f.get("00081197", {}).get("Value") == [0xC000] for f in fails),
+          (st, js))
+    st, _, body = v.request("GET", f"/dicom-web/studies/{P}2/instances", headers={"Accept": "application/dicom+json"})
+    check("QIDO: nothing of them stored", st in (200, 204, 404) and P.encode() + b"2.1." not in body, (st, body[:300]))
+    p = subprocess.run([DV, "import", "--vault", v.dir] + mis, capture_output=True, text=True)
+    out = p.stdout + p.stderr
+    check("import of them: exit 1, each file named with the reason",
+          p.returncode == 1 and "m1.dcm" in out and "m2.dcm" in out and "VR encoding" in out, (p.returncode, out))
+    st, js = v.stow([dsgen_file(os.path.join(tmp, "m3.dcm"), P + "2.1.3")])
+    check("a well-labelled instance of that study: stored", st == 200, (st, js))
 
     p = subprocess.run([DV, "import", "--vault", v.dir, bad["sop .."], bad["study trailing dot"]],
                        capture_output=True, text=True)
