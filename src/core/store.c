@@ -69,6 +69,31 @@ static void get_plain(const struct dcm_ds *ds, uint32_t tag, char *out, size_t c
 	out[n] = 0;
 }
 
+/* A DA or TM value as the index keeps it (DICOM's YYYYMMDD, HHMMSS.F),
+ * also from ACR-NEMA's YYYY.MM.DD and HH:MM:SS.F, which old archives hold
+ * (PS3.5 Table 6.2-1, notes): else it would be too long for the index, or
+ * its range matching would compare colons. Anything else as get_plain. */
+static void get_datetime(const struct dcm_ds *ds, uint32_t tag, bool is_time, char *out, size_t cap)
+{
+	char raw[32];
+	size_t i, o = 0, n;
+
+	get_plain(ds, tag, raw, sizeof raw);
+	n = strlen(raw);
+	while (n > 0 && raw[n - 1] == ' ')
+		raw[--n] = 0;
+	if ((!is_time && n == 10 && raw[4] == '.' && raw[7] == '.') || (is_time && n >= 5 && raw[2] == ':')) {
+		for (i = 0; i < n; i++)
+			if (raw[i] != (is_time ? ':' : '.') || (is_time && i != 2 && i != 5))
+				raw[o++] = raw[i];
+		raw[o] = 0;
+		n = o;
+	}
+	out[0] = 0;
+	if (n < cap)
+		memcpy(out, raw, n + 1);
+}
+
 static int64_t get_int(const struct dcm_ds *ds, uint32_t tag)
 {
 	char b[16], *end;
@@ -578,8 +603,8 @@ static enum err p3_rows(struct p3_job *j)
 	st.patient_id = c->pat.id;
 	snprintf(st.uid, sizeof st.uid, "%s", res->study_uid);
 	snprintf(st.collection, sizeof st.collection, "%s", collection ? collection : "default");
-	get_plain(&c->f->ds, 0x00080020, st.date, sizeof st.date);
-	get_plain(&c->f->ds, 0x00080030, st.time, sizeof st.time);
+	get_datetime(&c->f->ds, 0x00080020, false, st.date, sizeof st.date);
+	get_datetime(&c->f->ds, 0x00080030, true, st.time, sizeof st.time);
 	if (ix->ops->study_get(ix, st.uid, &cur) == ERR_OK)
 		snprintf(st.modalities, sizeof st.modalities, "%s", cur.modalities);
 	{

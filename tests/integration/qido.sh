@@ -104,6 +104,11 @@ req stow -H "$AUTH" -H 'Content-Type: multipart/related; type="application/dicom
 	-H 'Accept: application/dicom+json' --data-binary @"$T/all.mp" "$U/dicom-web/studies"
 check "STOW of 10 instances" "[ \$(code stow) = 200 ]"
 
+# mp1 OUT FILE: one part in a multipart/related body (boundary QiDo.42)
+mp1() {
+	"$PY" -c 'import sys; b = b"QiDo.42"; open(sys.argv[1], "wb").write(b"--" + b + b"\r\nContent-Type: application/dicom\r\n\r\n" + open(sys.argv[2], "rb").read() + b"\r\n--" + b + b"--\r\n")' "$1" "$2"
+}
+
 # q NAME PATH?QUERY [curl args]: a QIDO-RS request (the query already URL-encoded)
 q() {
 	local n=$1 p=$2
@@ -288,6 +293,37 @@ check "the server keeps serving" "[ \$(code alive) = 200 ] && kill -0 $SRV"
 q again "studies?PatientID=QIDO-PID-001"
 check "and still answers queries" "js again 'N == 1'"
 
+# ---- an ACR-NEMA date and time (YYYY.MM.DD, HH:MM:SS, as in pydicom's
+# ExplVR_BigEnd.dcm): indexed as DICOM's, so matched and answered ----
+"$PY" - "$T/acr.dcm" "$R" <<'EOF'
+import sys
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+out, R = sys.argv[1], sys.argv[2]
+fm = FileMetaDataset()
+fm.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+fm.MediaStorageSOPInstanceUID = R + ".3.90"
+fm.TransferSyntaxUID = ExplicitVRLittleEndian
+ds = Dataset()
+ds.file_meta = fm
+ds.is_little_endian, ds.is_implicit_VR = True, False
+ds.SOPClassUID, ds.SOPInstanceUID = fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID
+ds.PatientName, ds.PatientID = "Acr^Nema", "QIDO-PID-090"
+ds.StudyDate, ds.StudyTime = "1997.04.24", "14:04:38"
+ds.StudyInstanceUID, ds.SeriesInstanceUID = R + ".1.90", R + ".2.90"
+ds.Modality = "OT"
+ds.save_as(out, write_like_original=False)
+EOF
+mp1 "$T/acr.mp" "$T/acr.dcm"
+req acr -H "$AUTH" -H 'Content-Type: multipart/related; type="application/dicom"; boundary=QiDo.42' \
+	-H 'Accept: application/dicom+json' --data-binary @"$T/acr.mp" "$U/dicom-web/studies"
+check "STOW of an instance with an ACR-NEMA StudyDate and StudyTime" "[ \$(code acr) = 200 ]"
+q acrd "studies?StudyDate=19970424"
+check "its StudyDate matched as 19970424, answered as DICOM's DA and TM" \
+	"ok200 acrd && js acrd 'N == 1 and V(d[0], \"00080020\") == \"19970424\" and V(d[0], \"00080030\") == \"140438\"'"
+q acrr "studies?StudyDate=19970101-19971231&StudyTime=1400-1405"
+check "and by date and time ranges" "ok200 acrr && js acrr 'N == 1 and V(d[0], \"0020000D\") == \"$R.1.90\"'"
+
 # ---- keep-alive: DICOMweb GETs reuse the connection (each new one is a
 # TLS handshake; libmicrohttpd closed it after a response queued during the
 # headers) ----
@@ -306,7 +342,7 @@ SRV=
 # (4 characters: as words, and not in objects/ or tmp/, where in MBs of
 # ciphertext such a word turns up by chance a few times in a thousand
 # runs). none GREP-ARGS...: grep finds nothing (status 1: no error either)
-PHI='Doe\^John|Doe\^Jane|QIDO-PID|smith\^johnny|D_E\^Under|ACC-[1-5]00|Thorax study|lmez\^Ay|CompressedSamples'
+PHI='Acr\^Nema|Doe\^John|Doe\^Jane|QIDO-PID|smith\^johnny|D_E\^Under|ACC-[1-5]00|Thorax study|lmez\^Ay|CompressedSamples'
 none() {
 	LC_ALL=C grep -ai "$@" >"$T/phi.hits" 2>&1
 	[ $? = 1 ] || { sed 's/^/# found: /' "$T/phi.hits" | head -5; return 1; }
