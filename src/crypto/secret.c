@@ -3,6 +3,7 @@
  * compare, wiping and random bytes. Layer: crypto. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -158,13 +159,17 @@ static void on_tty_signal(int sig)
  * is typed, one line (Enter ends it; reading to the end of the input would
  * wait for Ctrl-D). The terminal is restored whatever happens: Ctrl-C,
  * Ctrl-\, SIGTERM or SIGHUP while typing end the read, the terminal and
- * the signal's disposition are put back, and the signal is raised again. */
+ * the signal's disposition are put back, and the signal is raised again.
+ * The signals are blocked but while ppoll waits for input, so one that
+ * comes between the check of tty_signal and the wait is not lost (it was:
+ * a Ctrl-C typed at once after the prompt left the read waiting). */
 static enum err from_tty(int fd, size_t max, struct secret **out)
 {
 	static const int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
 	struct sigaction sa, was[sizeof sigs / sizeof sigs[0]];
 	struct secret *buf = NULL;
 	struct termios old, quiet;
+	sigset_t block, orig;
 	bool restore = false;
 	size_t len = 0, i;
 	enum err rc = secret_new(max + 1, &buf);
@@ -173,22 +178,36 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 		return rc;
 	tty_signal = 0;
 	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_tty_signal;   /* no SA_RESTART: read() returns EINTR */
+	sa.sa_handler = on_tty_signal;
 	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaddset(&block, sigs[i]);
+	(void)pthread_sigmask(SIG_BLOCK, &block, &orig);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		(void)sigaction(sigs[i], &sa, &was[i]);
-	(void)!write(STDERR_FILENO, "Passphrase: ", 12);
 	if (tcgetattr(fd, &old) == 0) {
 		quiet = old;
 		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
 		quiet.c_lflag |= ICANON;
 		restore = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
 	}
+	(void)!write(STDERR_FILENO, "Passphrase: ", 12);   /* once echo is off */
 	rc = ERR_OK;
 	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
 		char c;
-		ssize_t r = read(fd, &c, 1);
-		if (r < 0 && errno == EINTR && tty_signal == 0)
+		ssize_t r;
+		if (tty_signal != 0)
+			break;
+		if (ppoll(&pfd, 1, NULL, &orig) < 0) {
+			if (errno == EINTR)
+				continue;
+			rc = ERR_IO;
+			break;
+		}
+		r = read(fd, &c, 1);
+		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
 			rc = ERR_IO;
@@ -207,6 +226,7 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 	(void)!write(STDERR_FILENO, "\n", 1);
 	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
 		(void)sigaction(sigs[i], &was[i], NULL);
+	(void)pthread_sigmask(SIG_SETMASK, &orig, NULL);
 	if (tty_signal != 0) {
 		secret_free(buf);
 		raise(tty_signal);   /* as it would have been, now the terminal is back */
