@@ -1,6 +1,7 @@
 /* import.c: `dicomvault import` (SPEC section 2, issue 5), migration into
  * the vault, two ways:
- *   import PATH...          Part 10 files and folders (recursively);
+ *   import PATH...          Part 10 files and folders (recursively); a
+ *                           bare data set (no meta) is wrapped as Part 10;
  *   import --from AE        an old archive, a [peer "AE"] of
  *                           dicomvault.conf: Study Root C-FIND (STUDY,
  *                           then SERIES and IMAGE per study: the SOP
@@ -42,7 +43,9 @@
 #include "dicomvault/io.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/peers.h"
+#include "dicomvault/spool.h"
 #include "dicomvault/store.h"
+#include "dicomvault/vr.h"
 #include "dicomvault/vault.h"
 
 #define AUDIT_IMPORT "import"
@@ -59,8 +62,9 @@ static const char import_usage[] =
 	"                         [--passphrase-file F] [--json]\n"
 	"Migrate objects into the vault, then verify every one: it is in the index and\n"
 	"reading it back (each chunk authenticated) gives the SHA-256 recorded at ingest.\n"
-	"  PATH...              Part 10 files and folders (recursively); files that are not\n"
-	"                       DICOM Part 10 (and DICOMDIRs) are skipped and counted\n"
+	"  PATH...              Part 10 files and folders (recursively); a bare data set\n"
+	"                       (no meta, as old archives hold them) is stored as Part 10;\n"
+	"                       files that are not DICOM (and DICOMDIRs) are skipped and counted\n"
 	"  --from AE            pull from the [peer \"AE\"] of dicomvault.conf (host and port\n"
 	"                       required; DICOM-TLS, or plain TCP with tls = no): Study Root\n"
 	"                       C-FIND of every study (or of the --study ones) and its\n"
@@ -323,6 +327,76 @@ static int part10_magic(const char *path)
 	return n == sizeof h && memcmp(h + 128, "DICM", 4) == 0;
 }
 
+static enum err to_spool(void *ctx, const void *p, size_t n)
+{
+	return spool_write(ctx, p, n);
+}
+
+/* A file without the DICM prefix that reads as a bare data set (old
+ * archives and ACR-NEMA-era tools wrote them so; the encoding guessed from
+ * its first element, as DCMTK and pydicom do) with a valid SOP Class and
+ * SOP Instance UID: written out as Part 10 into *out (a meta group made
+ * for it, the data set in the encoding it was read in), as the C-STORE SCP
+ * wraps a received data set. ERR_UNSUPPORTED: not such a data set. */
+static enum err bare_wrap(struct imp *x, const char *path, struct spool **out, char *why, size_t whylen)
+{
+	struct dcm_read_opts ro;
+	struct dcm_errinfo ei;
+	struct dcm_write_opts wo;
+	struct dcm_file *f = NULL;
+	struct spool *sp = NULL;
+	struct sink k;
+	struct src s;
+	char dir[VAULT_PATH_MAX + 8], uid[65];
+	size_t n = 0;
+	const char *u;
+	enum err rc;
+
+	*out = NULL;
+	if (src_file_open(&s, path) != ERR_OK)
+		return err_why(why, whylen, ERR_IO, "cannot open: %s", strerror(errno));
+	memset(&ro, 0, sizeof ro);
+	ro.bulk_threshold = DCM_DEFAULT_BULK;
+	rc = dcm_file_read(&s, &ro, &f, &ei);
+	if (rc == ERR_OK) {
+		u = dcm_ds_str(&f->ds, 0x00080018, &n);
+		rc = dcm_ds_get_cstr(&f->ds, 0x00080016, uid, sizeof uid) == ERR_OK && vr_uid_ok(uid, strlen(uid)) &&
+		     u != NULL && vr_uid_ok(u, n) ? ERR_OK : ERR_UNSUPPORTED;
+	} else {
+		rc = ERR_UNSUPPORTED;
+	}
+	if (rc == ERR_OK) {
+		snprintf(dir, sizeof dir, "%s/tmp", x->v->dir);
+		rc = spool_new(&sp, dir, "import-bare");
+		if (rc != ERR_OK)
+			snprintf(why, whylen, "cannot start a temporary file in the vault's tmp folder");
+	}
+	if (rc == ERR_OK) {
+		memset(&wo, 0, sizeof wo);
+		k.write = to_spool;
+		k.ctx = sp;
+		rc = dcm_file_write(f, &wo, &k);
+		if (rc == ERR_OK)
+			rc = spool_finish(sp);
+		if (rc != ERR_OK)
+			snprintf(why, whylen, "a bare data set that cannot be written as Part 10: %s", err_str(rc));
+	}
+	dcm_file_free(f);
+	src_close(&s);
+	if (rc != ERR_OK) {
+		spool_free(sp);
+		return rc;
+	}
+	*out = sp;
+	return ERR_OK;
+}
+
+/* path's bytes, or those of its Part 10 form in sp */
+static enum err in_open(struct src *s, const char *path, struct spool *sp)
+{
+	return sp != NULL ? spool_src(sp, s) : src_file_open(s, path);
+}
+
 static void ingest_file(struct imp *x, const char *path)
 {
 	struct dcm_read_opts ro;
@@ -336,6 +410,7 @@ static void ingest_file(struct imp *x, const char *path)
 	uint8_t pkey[32];
 	bool have_pkey = false, have_src = false;
 	struct audit_rec ar;
+	struct spool *sp = NULL;   /* a bare data set made Part 10 */
 	int m;
 	enum err rc;
 
@@ -347,11 +422,21 @@ static void ingest_file(struct imp *x, const char *path)
 		return;
 	}
 	if (m == 0) {
-		note(&x->r, W_SKIPPED, path, "not a DICOM Part 10 file (no DICM prefix)");
-		return;
+		rc = bare_wrap(x, path, &sp, why, sizeof why);
+		if (rc == ERR_UNSUPPORTED) {
+			note(&x->r, W_SKIPPED, path, "not DICOM (no DICM prefix, and not a data set with SOP Class and "
+			     "Instance UIDs)");
+			return;
+		}
+		if (rc != ERR_OK) {
+			x->r.expected++;
+			note(&x->r, W_FAILED, path, "%s", why);
+			return;
+		}
+		why[0] = 0;
 	}
 	x->r.expected++;
-	rc = src_file_open(&s, path);
+	rc = in_open(&s, path, sp);
 	if (rc != ERR_OK) {
 		note(&x->r, W_FAILED, path, "cannot open: %s", err_str(rc));
 		return;
@@ -390,14 +475,14 @@ static void ingest_file(struct imp *x, const char *path)
 	f = NULL;
 	src_close(&s);
 	have_src = false;
-	rc = src_file_open(&s, path);
+	rc = in_open(&s, path, sp);
 	if (rc != ERR_OK) {
 		note(&x->r, W_FAILED, path, "cannot open: %s", err_str(rc));
 		goto out;
 	}
 	have_src = true;
 	memset(&res, 0, sizeof res);
-	rc = store_instance(x->v, &s, coll, &res, why, sizeof why);
+	rc = store_instance_hashed(x->v, &s, sp != NULL ? spool_sha256(sp) : NULL, coll, &res, why, sizeof why);
 	memset(&ar, 0, sizeof ar);
 	ar.action = AUDIT_STORE;
 	ar.actor = operator_actor();
@@ -436,6 +521,7 @@ out:
 	dcm_file_free(f);
 	if (have_src)
 		src_close(&s);
+	spool_free(sp);
 }
 
 /* Files under path (depth-first, sorted names), regular files only:

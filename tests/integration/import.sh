@@ -247,7 +247,7 @@ for f in glob.glob(sys.argv[1] + "/**/*.dcm", recursive=True):
     got[d.SOPInstanceUID] = d
 bad = []
 for f in sys.argv[2:]:
-    o = pydicom.dcmread(f)
+    o = pydicom.dcmread(f, force=True)   # (a bare data set too)
     g = got.pop(o.SOPInstanceUID, None)
     if g is None:
         bad.append("missing " + f)
@@ -535,8 +535,31 @@ check "import PATH: a folder tree, exit 0" "[ $? -eq 0 ]" "$T/p1.json" "$T/p1.er
 counts "import PATH: $((NCT + 2)) stored and verified" "$T/p1.json" $((NCT + 2)) $((NCT + 2)) $((NCT + 2)) 0 0 0 \
 	$((NCT + 2))
 check "import PATH: the text file skipped with its reason" \
-	"grep -q '\"kind\":\"skipped\",\"object\":\"$T/files/README.txt\",\"reason\":\"not a DICOM Part 10 file' '$T/p1.json'" \
+	"grep -q '\"kind\":\"skipped\",\"object\":\"$T/files/README.txt\",\"reason\":\"not DICOM (no DICM prefix' '$T/p1.json'" \
 	"$T/p1.json"
+# bare data sets (no preamble, no meta: as old archives hold them), implicit
+# and explicit VR little endian, and explicit big endian (the same SOP
+# Instance UID as the little endian one, other bytes: a vault of its own)
+mkdir -p "$T/bare1" "$T/bare2"
+cp "$TF/rtstruct.dcm" "$TF/ExplVR_LitEndNoMeta.dcm" "$T/bare1/"
+cp "$TF/ExplVR_BigEndNoMeta.dcm" "$T/bare2/"
+for b in 1 2; do
+	mkvault "$T/bv$b" DICOMVAULT "$NRP"
+	"$DV" import --vault "$T/bv$b" "$T/bare$b" --json >"$T/bare$b.json" 2>"$T/bare$b.err"
+	echo $? >"$T/bare$b.rc"
+	mkdir -p "$T/bexp$b"
+	for s in $("$PY" -c 'import sys, pydicom; print(" ".join(sorted({pydicom.dcmread(f, force=True).StudyInstanceUID for f in sys.argv[1:]})))' "$T/bare$b"/*.dcm); do
+		"$DV" export --vault "$T/bv$b" --study "$s" --out "$T/bexp$b/$s" --quiet >>"$T/bexp$b.out" 2>&1
+	done
+done
+counts "import PATH of bare data sets (implicit and explicit VR LE): stored as Part 10 and verified" "$T/bare1.json" \
+	2 2 2 0 0 0 2
+check "and exit 0" "[ \$(cat '$T/bare1.rc') -eq 0 ]" "$T/bare1.err"
+same "$T/bexp1" "$T"/bare1/*.dcm >"$T/same4" 2>&1
+check "the bare data sets exported (Part 10, with meta) equal the originals" "[ $? -eq 0 ]" "$T/same4" "$T/bexp1.out"
+counts "import PATH of a bare big endian data set: stored and verified" "$T/bare2.json" 1 1 1 0 0 0 1
+same "$T/bexp2" "$T"/bare2/*.dcm >"$T/same5" 2>&1
+check "the big endian one exported equals the original" "[ $? -eq 0 ]" "$T/same5" "$T/bexp2.out"
 mkdir -p "$T/pexp"
 "$DV" export --vault "$T/pv" --study "$CT_STUDY" --out "$T/pexp" --quiet >"$T/pexp.out" 2>&1
 same "$T/pexp" "$T"/ct/*.dcm >"$T/same3" 2>&1
