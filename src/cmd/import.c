@@ -332,14 +332,18 @@ static enum err to_spool(void *ctx, const void *p, size_t n)
 	return spool_write(ctx, p, n);
 }
 
-/* A file without the DICM prefix that reads as a bare data set (old
+/* A file without the DICM prefix whose head reads as a data set (old
  * archives and ACR-NEMA-era tools wrote them so; the encoding guessed from
  * its first element, as DCMTK and pydicom do) with a valid SOP Class and
- * SOP Instance UID: written out as Part 10 into *out (a meta group made
- * for it, the data set in the encoding it was read in), as the C-STORE SCP
- * wraps a received data set. ERR_UNSUPPORTED: not such a data set. */
+ * SOP Instance UID: its Part 10 form into *out, as the C-STORE SCP wraps a
+ * received data set. A bare data set is written with a meta group made
+ * for it (in the encoding it was read in); a meta group without the
+ * preamble keeps its bytes, behind a preamble (re-encoded, an unknown
+ * transfer syntax would be relabelled). ERR_UNSUPPORTED: not DICOM; any
+ * other failure (a damaged data set included) is said in why. */
 static enum err bare_wrap(struct imp *x, const char *path, struct spool **out, char *why, size_t whylen)
 {
+	static const uint8_t preamble[132] = { [128] = 'D', [129] = 'I', [130] = 'C', [131] = 'M' };
 	struct dcm_read_opts ro;
 	struct dcm_errinfo ei;
 	struct dcm_write_opts wo;
@@ -348,41 +352,76 @@ static enum err bare_wrap(struct imp *x, const char *path, struct spool **out, c
 	struct sink k;
 	struct src s;
 	char dir[VAULT_PATH_MAX + 8], uid[65];
+	uint8_t buf[64 * 1024];
 	size_t n = 0;
 	const char *u;
+	bool has_meta, open = false;
 	enum err rc;
 
 	*out = NULL;
-	if (src_file_open(&s, path) != ERR_OK)
-		return err_why(why, whylen, ERR_IO, "cannot open: %s", strerror(errno));
+	rc = src_file_open(&s, path);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "cannot open: %s", err_str(rc));
+	open = true;
+	/* DICOM or not: the head up to (0008,0018) */
 	memset(&ro, 0, sizeof ro);
 	ro.bulk_threshold = DCM_DEFAULT_BULK;
+	ro.stop_tag = 0x00080019;
 	rc = dcm_file_read(&s, &ro, &f, &ei);
 	if (rc == ERR_OK) {
 		u = dcm_ds_str(&f->ds, 0x00080018, &n);
 		rc = dcm_ds_get_cstr(&f->ds, 0x00080016, uid, sizeof uid) == ERR_OK && vr_uid_ok(uid, strlen(uid)) &&
 		     u != NULL && vr_uid_ok(u, n) ? ERR_OK : ERR_UNSUPPORTED;
-	} else {
+	}
+	if (rc != ERR_OK) {
 		rc = ERR_UNSUPPORTED;
+		goto out;
 	}
-	if (rc == ERR_OK) {
-		snprintf(dir, sizeof dir, "%s/tmp", x->v->dir);
-		rc = spool_new(&sp, dir, "import-bare");
+	has_meta = f->has_meta;
+	dcm_file_free(f);
+	f = NULL;
+	src_close(&s);
+	open = false;
+	rc = src_file_open(&s, path);
+	if (rc != ERR_OK) {
+		rc = err_why(why, whylen, rc, "cannot open: %s", err_str(rc));
+		goto out;
+	}
+	open = true;
+	snprintf(dir, sizeof dir, "%s/tmp", x->v->dir);
+	rc = spool_new(&sp, dir, "import-bare");
+	if (rc != ERR_OK) {
+		rc = err_why(why, whylen, rc, "cannot start a temporary file in the vault's tmp folder");
+		goto out;
+	}
+	if (has_meta) {
+		rc = spool_write(sp, preamble, sizeof preamble);
+		while (rc == ERR_OK && (rc = s.read(s.ctx, buf, sizeof buf, &n)) == ERR_OK && n > 0)
+			rc = spool_write(sp, buf, n);
 		if (rc != ERR_OK)
-			snprintf(why, whylen, "cannot start a temporary file in the vault's tmp folder");
-	}
-	if (rc == ERR_OK) {
+			rc = err_why(why, whylen, rc, "cannot copy it: %s", err_str(rc));
+	} else {
+		ro.stop_tag = 0;
+		rc = dcm_file_read(&s, &ro, &f, &ei);
+		if (rc != ERR_OK) {
+			rc = err_why(why, whylen, ERR_PARSE, "a bare data set, not readable at byte %llu: %s",
+			             (unsigned long long)ei.offset, ei.msg);
+			goto out;
+		}
 		memset(&wo, 0, sizeof wo);
 		k.write = to_spool;
 		k.ctx = sp;
 		rc = dcm_file_write(f, &wo, &k);
-		if (rc == ERR_OK)
-			rc = spool_finish(sp);
 		if (rc != ERR_OK)
-			snprintf(why, whylen, "a bare data set that cannot be written as Part 10: %s", err_str(rc));
+			rc = err_why(why, whylen, rc == ERR_UNSUPPORTED ? ERR_PARSE : rc,
+			             "a bare data set that cannot be written as Part 10: %s", err_str(rc));
 	}
+	if (rc == ERR_OK)
+		rc = spool_finish(sp);
+out:
 	dcm_file_free(f);
-	src_close(&s);
+	if (open)
+		src_close(&s);
 	if (rc != ERR_OK) {
 		spool_free(sp);
 		return rc;
@@ -439,7 +478,7 @@ static void ingest_file(struct imp *x, const char *path)
 	rc = in_open(&s, path, sp);
 	if (rc != ERR_OK) {
 		note(&x->r, W_FAILED, path, "cannot open: %s", err_str(rc));
-		return;
+		goto out;
 	}
 	have_src = true;
 	memset(&ro, 0, sizeof ro);
@@ -503,7 +542,11 @@ static void ingest_file(struct imp *x, const char *path)
 		goto out;
 	}
 	ar.outcome = AUDIT_SUCCESS;
-	ar.reason = res.existed ? "already stored (import)" : "import";
+	if (sp != NULL)
+		ar.reason = res.existed ? "already stored (import of a bare data set, as Part 10)"
+		                        : "import of a bare data set, as Part 10";
+	else
+		ar.reason = res.existed ? "already stored (import)" : "import";
 	if (audit_append(x->au, &ar) != ERR_OK) {
 		note(&x->r, W_FAILED, path, "the audit record of its store cannot be written");
 		goto out;

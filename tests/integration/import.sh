@@ -560,6 +560,33 @@ check "the bare data sets exported (Part 10, with meta) equal the originals" "[ 
 counts "import PATH of a bare big endian data set: stored and verified" "$T/bare2.json" 1 1 1 0 0 0 1
 same "$T/bexp2" "$T"/bare2/*.dcm >"$T/same5" 2>&1
 check "the big endian one exported equals the original" "[ $? -eq 0 ]" "$T/same5" "$T/bexp2.out"
+# a damaged bare data set is a failure, not "not DICOM"; a meta group
+# without the preamble keeps its transfer syntax (an unknown one too),
+# never relabelled by re-encoding
+"$PY" - "$TF" "$T/bare3" <<'PYEOF'
+import os, struct, sys
+tf, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+m = open(os.path.join(tf, "MR_small_implicit.dcm"), "rb").read()
+assert m[132:140] == b"\x02\x00\x00\x00UL\x04\x00"   # the meta's group length first
+ds = m[144 + struct.unpack("<I", m[140:144])[0]:]   # the data set alone, implicit VR LE
+open(os.path.join(out, "cut.dcm"), "wb").write(ds[:-3000])
+j = open(os.path.join(tf, "JPEG2000.dcm"), "rb").read()[132:]
+old, new = b"1.2.840.10008.1.2.4.91", b"1.2.826.0.1.3680043.99"   # same length: the group length holds
+assert len(old) == len(new) and j.count(old) == 1
+open(os.path.join(out, "private_ts.dcm"), "wb").write(j.replace(old, new))
+PYEOF
+mkvault "$T/bv3" DICOMVAULT "$NRP"
+"$DV" import --vault "$T/bv3" "$T/bare3" --json >"$T/bare3.json" 2>"$T/bare3.err"
+RC=$?
+check "a truncated bare data set: failed with its reason (not skipped), exit 1" \
+	"[ $RC -eq 1 ] && grep -q '\"kind\":\"failed\",\"object\":\"$T/bare3/cut.dcm\",\"reason\":\"a bare data set, not readable at byte' '$T/bare3.json'" \
+	"$T/bare3.json" "$T/bare3.err"
+J2K_ST=$("$PY" -c 'import sys, pydicom; print(pydicom.dcmread(sys.argv[1]).StudyInstanceUID)' "$TF/JPEG2000.dcm")
+"$DV" export --vault "$T/bv3" --study "$J2K_ST" --out "$T/bexp3" --quiet >"$T/bexp3.out" 2>&1
+check "a meta group without the preamble (a private transfer syntax): stored with its own transfer syntax and bytes" \
+	"$PY -c 'import glob, sys, pydicom; f = glob.glob(sys.argv[1] + \"/**/*.dcm\", recursive=True); d = pydicom.dcmread(f[0]); o = open(sys.argv[2], \"rb\").read(); sys.exit(0 if len(f) == 1 and d.file_meta.TransferSyntaxUID == \"1.2.826.0.1.3680043.99\" and open(f[0], \"rb\").read()[-len(o) + 600:] == o[-len(o) + 600:] else 1)' '$T/bexp3' '$T/bare3/private_ts.dcm'" \
+	"$T/bexp3.out"
 mkdir -p "$T/pexp"
 "$DV" export --vault "$T/pv" --study "$CT_STUDY" --out "$T/pexp" --quiet >"$T/pexp.out" 2>&1
 same "$T/pexp" "$T"/ct/*.dcm >"$T/same3" 2>&1
