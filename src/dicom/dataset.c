@@ -666,8 +666,22 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 		r2.inflated = true;
 		r2.strict = o->strict;
 		r2.stop_tag = o->stop_tag;
-		if (dcm_reader_peek(&r2, 8, &p) == ERR_OK)
-			explicit_vr = known_vr_bytes(p + 4);
+		/* the same detection as for a data set not deflated, below */
+		if (dcm_reader_peek(&r2, 8, &p) == ERR_OK && known_vr_bytes(p + 4) != explicit_vr) {
+			bool looks_explicit = !explicit_vr;
+			if (o->strict) {
+				rc = set_error(ei, ERR_PARSE, r2.pos, "data set is %s VR although the transfer syntax says %s",
+				               looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
+				goto out;
+			}
+			if (r2.nwarn++ == 0) {
+				r2.warn.offset = r2.pos;
+				snprintf(r2.warn.msg, sizeof r2.warn.msg, "data set is %s VR although the transfer syntax says %s",
+				         looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
+			}
+			explicit_vr = looks_explicit;
+			f->vr_mismatch = true;
+		}
 		r2.explicit_vr = explicit_vr;
 		r2.big_endian = false;
 		rc = build(&r2, f, &f->ds, o, false);

@@ -46,14 +46,17 @@ def dsgen_file(path, sop):
     return path
 
 
-def mislabelled(path, sop, meta_explicit):
+def mislabelled(path, sop, meta_explicit, deflated=False):
     """A Part 10 file whose meta says one VR encoding (explicit or implicit
     VR little endian) while its data set is in the other, as pydicom's
-    SC_rgb_jpeg.dcm is."""
+    SC_rgb_jpeg.dcm is; deflated: an implicit VR data set deflated under
+    Deflated Explicit VR Little Endian."""
+    import zlib
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset, write_file_meta_info
     ds = dsgen.sc(sop, P + "2", P + "2.1", "LIMITS^TEST", "LIM47")
-    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.1" if meta_explicit else "1.2.840.10008.1.2"
+    ds.file_meta.TransferSyntaxUID = ("1.2.840.10008.1.2.1.99" if deflated else
+                                      "1.2.840.10008.1.2.1" if meta_explicit else "1.2.840.10008.1.2")
     meta = DicomBytesIO()
     meta.is_little_endian, meta.is_implicit_VR = True, False
     write_file_meta_info(meta, ds.file_meta, enforce_standard=True)
@@ -65,6 +68,9 @@ def mislabelled(path, sop, meta_explicit):
         ds.is_implicit_VR, ds.is_little_endian = False, True
         write_dataset(fp, ds)
         body = fp.getvalue()
+    if deflated:
+        z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body = z.compress(body) + z.flush()
     open(path, "wb").write(b"\0" * 128 + b"DICM" + meta.getvalue() + body)
     return path
 
@@ -127,18 +133,20 @@ def main():
     # a data set in the other VR encoding than its meta says: refused (C000,
     # as the C-STORE SCP does), not stored to be served under a wrong label
     mis = [mislabelled(os.path.join(tmp, "m1.dcm"), P + "2.1.1", True),
-           mislabelled(os.path.join(tmp, "m2.dcm"), P + "2.1.2", False)]
+           mislabelled(os.path.join(tmp, "m2.dcm"), P + "2.1.2", False),
+           mislabelled(os.path.join(tmp, "m4.dcm"), P + "2.1.4", True, deflated=True)]
     st, js = v.stow(mis)
     fails = (js or {}).get("00081198", {}).get("Value", [])
-    check("STOW of implicit VR under an explicit meta, and the reverse: both refused, C000 (409)",
-          st == 409 and len(fails) == 2 and all(f.get("00081197", {}).get("Value") == [0xC000] for f in fails),
+    check("STOW of implicit VR under an explicit meta, the reverse, and implicit deflated: each refused, C000 (409)",
+          st == 409 and len(fails) == 3 and all(f.get("00081197", {}).get("Value") == [0xC000] for f in fails),
           (st, js))
     st, _, body = v.request("GET", f"/dicom-web/studies/{P}2/instances", headers={"Accept": "application/dicom+json"})
     check("QIDO: nothing of them stored", st in (200, 204, 404) and P.encode() + b"2.1." not in body, (st, body[:300]))
     p = subprocess.run([DV, "import", "--vault", v.dir] + mis, capture_output=True, text=True)
     out = p.stdout + p.stderr
     check("import of them: exit 1, each file named with the reason",
-          p.returncode == 1 and "m1.dcm" in out and "m2.dcm" in out and "VR encoding" in out, (p.returncode, out))
+          p.returncode == 1 and "m1.dcm" in out and "m2.dcm" in out and "m4.dcm" in out and
+          out.count("VR encoding") == 3, (p.returncode, out))
     st, js = v.stow([dsgen_file(os.path.join(tmp, "m3.dcm"), P + "2.1.3")])
     check("a well-labelled instance of that study: stored", st == 200, (st, js))
 
