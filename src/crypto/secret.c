@@ -162,7 +162,10 @@ static void on_tty_signal(int sig)
  * the signal's disposition are put back, and the signal is raised again.
  * The signals are blocked but while ppoll waits for input, so one that
  * comes between the check of tty_signal and the wait is not lost (it was:
- * a Ctrl-C typed at once after the prompt left the read waiting). */
+ * a Ctrl-C typed at once after the prompt left the read waiting); the
+ * bytes are read without blocking, through an open file description of
+ * our own (the shell's keeps its flags), since a Ctrl-C between ppoll and
+ * read flushes the line that ppoll saw. */
 static enum err from_tty(int fd, size_t max, struct secret **out)
 {
 	static const int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP };
@@ -172,10 +175,15 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 	sigset_t block, orig;
 	bool restore = false;
 	size_t len = 0, i;
+	char own[40];
+	int nb, rfd;
 	enum err rc = secret_new(max + 1, &buf);
 
 	if (rc != ERR_OK)
 		return rc;
+	snprintf(own, sizeof own, "/proc/self/fd/%d", fd);
+	nb = open(own, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	rfd = nb >= 0 ? nb : fd;   /* without /proc: blocking reads, as before */
 	tty_signal = 0;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_tty_signal;
@@ -195,7 +203,7 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 	(void)!write(STDERR_FILENO, "Passphrase: ", 12);   /* once echo is off */
 	rc = ERR_OK;
 	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
+		struct pollfd pfd = { rfd, POLLIN, 0 };
 		char c;
 		ssize_t r;
 		if (tty_signal != 0)
@@ -206,8 +214,8 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 			rc = ERR_IO;
 			break;
 		}
-		r = read(fd, &c, 1);
-		if (r < 0 && errno == EINTR)
+		r = read(rfd, &c, 1);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
 			continue;
 		if (r < 0) {
 			rc = ERR_IO;
@@ -221,6 +229,8 @@ static enum err from_tty(int fd, size_t max, struct secret **out)
 		}
 		buf->p[len++] = (uint8_t)c;
 	}
+	if (nb >= 0)
+		(void)close(nb);
 	if (restore)
 		(void)tcsetattr(fd, TCSAFLUSH, &old);
 	(void)!write(STDERR_FILENO, "\n", 1);
