@@ -486,6 +486,34 @@ static bool known_vr_bytes(const uint8_t *b)
 	return b[0] >= 'A' && b[0] <= 'Z' && b[1] >= 'A' && b[1] <= 'Z' && vr_is_known(VR_CODE(b[0], b[1]));
 }
 
+/* A data set whose VR encoding (at its first element) disagrees with its
+ * transfer syntax, deflated or not (a big endian one is always explicit):
+ * an error when strict, else read as it is, with a warning, and
+ * f->vr_mismatch set (the store refuses to keep it under its label). */
+static enum err vr_detect(struct dcm_reader *r, const struct dcm_read_opts *o, struct dcm_file *f, bool big,
+                          bool *explicit_vr, struct dcm_errinfo *ei)
+{
+	const uint8_t *p;
+	bool looks_explicit;
+
+	if (dcm_reader_peek(r, 8, &p) != ERR_OK)
+		return ERR_OK;
+	looks_explicit = known_vr_bytes(p + 4);
+	if (looks_explicit == *explicit_vr || (big && !looks_explicit))
+		return ERR_OK;
+	if (o->strict)
+		return set_error(ei, ERR_PARSE, r->pos, "data set is %s VR although the transfer syntax says %s",
+		                 looks_explicit ? "explicit" : "implicit", *explicit_vr ? "explicit" : "implicit");
+	if (r->nwarn++ == 0) {
+		r->warn.offset = r->pos;
+		snprintf(r->warn.msg, sizeof r->warn.msg, "data set is %s VR although the transfer syntax says %s",
+		         looks_explicit ? "explicit" : "implicit", *explicit_vr ? "explicit" : "implicit");
+	}
+	*explicit_vr = looks_explicit;
+	f->vr_mismatch = true;
+	return ERR_OK;
+}
+
 /* Guess the encoding of a bare data set from its first element. */
 static void guess_encoding(const uint8_t *b, size_t n, bool *explicit_vr, bool *big)
 {
@@ -666,22 +694,9 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 		r2.inflated = true;
 		r2.strict = o->strict;
 		r2.stop_tag = o->stop_tag;
-		/* the same detection as for a data set not deflated, below */
-		if (dcm_reader_peek(&r2, 8, &p) == ERR_OK && known_vr_bytes(p + 4) != explicit_vr) {
-			bool looks_explicit = !explicit_vr;
-			if (o->strict) {
-				rc = set_error(ei, ERR_PARSE, r2.pos, "data set is %s VR although the transfer syntax says %s",
-				               looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
-				goto out;
-			}
-			if (r2.nwarn++ == 0) {
-				r2.warn.offset = r2.pos;
-				snprintf(r2.warn.msg, sizeof r2.warn.msg, "data set is %s VR although the transfer syntax says %s",
-				         looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
-			}
-			explicit_vr = looks_explicit;
-			f->vr_mismatch = true;
-		}
+		rc = vr_detect(&r2, o, f, false, &explicit_vr, ei);
+		if (rc != ERR_OK)
+			goto out;
 		r2.explicit_vr = explicit_vr;
 		r2.big_endian = false;
 		rc = build(&r2, f, &f->ds, o, false);
@@ -689,24 +704,9 @@ enum err dcm_file_read(struct src *src, const struct dcm_read_opts *o, struct dc
 		if (rc != ERR_OK)
 			goto out;
 	} else {
-		/* detect a data set whose VR encoding disagrees with its transfer syntax */
-		if (dcm_reader_peek(&r, 8, &p) == ERR_OK) {
-			bool looks_explicit = known_vr_bytes(p + 4);
-			if (looks_explicit != explicit_vr && !(big && !looks_explicit)) {
-				if (o->strict) {
-					rc = set_error(ei, ERR_PARSE, r.pos, "data set is %s VR although the transfer syntax says %s",
-					               looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
-					goto out;
-				}
-				if (r.nwarn++ == 0) {
-					r.warn.offset = r.pos;
-					snprintf(r.warn.msg, sizeof r.warn.msg, "data set is %s VR although the transfer syntax says %s",
-					         looks_explicit ? "explicit" : "implicit", explicit_vr ? "explicit" : "implicit");
-				}
-				explicit_vr = looks_explicit;
-				f->vr_mismatch = true;
-			}
-		}
+		rc = vr_detect(&r, o, f, big, &explicit_vr, ei);
+		if (rc != ERR_OK)
+			goto out;
 		r.explicit_vr = explicit_vr;
 		r.big_endian = big;
 		r.stop_tag = o->stop_tag;
