@@ -308,6 +308,16 @@ def echo(s, msg_id):
     return dul.us(m[1][0x00000900]) if dul.us(m[1][0x00000100]) == 0x8030 else None
 
 
+def echo_round(msg_id):
+    """A whole association: accepted, C-ECHO, released; (accepted, its
+    status, released, seconds taken)."""
+    t0 = time.monotonic()
+    s, ok = associate()
+    e = echo(s, msg_id) if ok else None
+    rel = release(s) if ok else False
+    return ok, e, rel, time.monotonic() - t0
+
+
 def store(s, msg_id, uid, data):
     rq = dul.command({0x00000002: SC, 0x00000100: 0x0001, 0x00000110: msg_id, 0x00000700: 0,
                       0x00000800: 0x0000, 0x00001000: uid})
@@ -474,10 +484,7 @@ def main():
     # ---- ARTIM in Sta2: TLS done, no A-ASSOCIATE-RQ ----
     stalled = connect()   # the handshake is done when connect returns
     t0 = time.monotonic()
-    s, ok = associate()
-    e = echo(s, 1) if ok else None
-    rel = release(s) if ok else False
-    t_echo = time.monotonic() - t0
+    ok, e, rel, t_echo = echo_round(1)
     check("while a connection waits in Sta2: another association, C-ECHO 0000H, released",
           ok and e == 0 and rel, (ok, e, rel))
     stalled.settimeout(ARTIM + 5)
@@ -541,11 +548,7 @@ def main():
     # are evicted for a peer, admitted associations never ----
     silent = [socket.create_connection(("127.0.0.1", DP), timeout=10) for _ in range(10)]
     time.sleep(0.3)
-    t0 = time.monotonic()
-    s, ok = associate()
-    e = echo(s, 5) if ok else None
-    rel = release(s) if ok else False
-    t_in = time.monotonic() - t0
+    ok, e, rel, t_in = echo_round(5)
     check("10 silent connections at a limit of 6: a peer's association is still accepted at once (C-ECHO 0000H)",
           ok and e == 0 and rel and t_in < ARTIM - 0.5, (ok, e, rel, t_in))
     gone = 0
