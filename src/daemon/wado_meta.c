@@ -698,10 +698,17 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 		return false;
 	}
 	if (rc != ERR_OK) {
-		char detail[320];
-		log_error("frames of %s by %s: %s", bs->l.it[0].sop, r->sess.user, why);
-		snprintf(detail, sizeof detail, "the frames of this instance cannot be located: %s", why);
-		*res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, detail, NULL);
+		/* ERR_PARSE: the stored attributes do not describe its pixel
+		 * data (Number of Frames "1A", frames longer than Pixel Data):
+		 * the instance's fault, not the server's, so no frame is found;
+		 * the instance itself is still retrievable as it was stored */
+		char detail[400];
+		bool ours = rc != ERR_PARSE;
+		log_msg(ours ? LOG_ERROR : LOG_WARN, __func__, "frames of %s by %s: %s", bs->l.it[0].sop, r->sess.user,
+		        why);
+		snprintf(detail, sizeof detail, "the frames of this instance cannot be located: %s%s", why,
+		         ours ? "" : "; retrieve the instance instead");
+		*res = http_problem(r, ours ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_NOT_FOUND, detail, NULL);
 		return false;
 	}
 	memset(&ng, 0, sizeof ng);

@@ -459,6 +459,14 @@ def main():
     files["jpeg_bot"] = encaps_file("jpeg_bot.dcm", jf, "bot")
     files["jpeg_nobot"] = encaps_file("jpeg_nobot.dcm", jf, "nobot")
     files["jpeg_eot"] = encaps_file("jpeg_eot.dcm", jf, "eot")
+    # Number of Frames "1A" (pydicom's badVR.dcm, which pydicom cannot
+    # write again: its SOP Instance UID, rtdose's, changed in its bytes to
+    # one of the same length): its frames cannot be located
+    raw = open(f"{TF}/badVR.dcm", "rb").read()
+    old_uid = pydicom.dcmread(f"{TF}/badVR.dcm", stop_before_pixels=True).SOPInstanceUID.encode()
+    files["bad_nframes"] = os.path.join(T, "bad_nframes.dcm")
+    with open(files["bad_nframes"], "wb") as fh:
+        fh.write(raw.replace(old_uid, old_uid[:-1] + (b"1" if old_uid[-1:] != b"1" else b"2")))
     files["onebit"], onebit_frames = one_bit_file("onebit.dcm")
     files["icon"] = icon_file("icon.dcm")
     r = stow(list(files.values()))
@@ -634,6 +642,10 @@ def main():
         mm = json.loads(r.body)
         if len(mm) != 1:
             probs.append(f"{n}: {len(mm)} objects")
+            continue
+        if n == "bad_nframes":   # pydicom's to_json_dict fails on it
+            if mm[0].get("00280008") != {"vr": "IS", "Value": ["1A"]}:
+                probs.append(f"{n}: Number of Frames {mm[0].get('00280008')}")
             continue
         probs += [f"{n}: {p}" for p in compare_meta(f, mm[0])]
     check(f"instance metadata of {len(files)} files (native, RLE, JPEG, JPEG 2000, JPEG-LS, deflated, "
@@ -858,6 +870,12 @@ def main():
         check(f"frames: {what}: {code}", is_problem(r, code), (r.status, r.body[:200]))
     r = frames(files["rtplan"], "1")
     check("frames of an instance without pixel data: 404", is_problem(r, 404), r.status)
+    r = frames(files["bad_nframes"], "1")
+    check("frames of an instance whose Number of Frames is not a number: 404 naming it (was 500)",
+          is_problem(r, 404) and b"Number of Frames" in r.body, (r.status, r.body[:300]))
+    r = get(inst_path(files["bad_nframes"]), 'multipart/related; type="application/dicom"')
+    check("that instance itself: its stored bytes",
+          r.status == 200 and parts_of(r)[0][1] == open(files["bad_nframes"], "rb").read(), r.status)
     r = get(f"/dicom-web/studies/{st_ct}/series/{se_ct}/instances/1.2.3.4/frames/1")
     check("frames of an unknown instance: 404", is_problem(r, 404), r.status)
     r = frames(files["rtdose"], ",".join(["1"] * 1024))
