@@ -21,6 +21,7 @@ struct auth_conf {
 	int64_t session_lifetime;   /* session_lifetime, seconds (default 43200) */
 	unsigned lockout_failures;  /* lockout_failures (default 5) */
 	int64_t lockout_window;     /* lockout_window, seconds (default 900): counting window and lock time */
+	unsigned limiter_slots;     /* failure counters kept in memory (AUTH_LIMITER_SLOTS; not a key) */
 };
 
 struct audit;

@@ -62,6 +62,7 @@
 #define AUTH_PWHASH_CONCURRENCY 2u            /* Argon2id verifications at once (64 MiB each) */
 #define AUTH_PWHASH_WAIT       10u            /* seconds a login waits for one before "busy" */
 #define AUTH_LIMITER_SLOTS     4096u          /* failure counters kept in memory (accounts + addresses) */
+#define AUTH_LOCKOUT_MAX_FAILURES 100u        /* the largest [auth] lockout_failures (each counter keeps that many times) */
 
 /* multipart/related (proto/multipart.c) and DICOMweb (daemon/dicomweb.c) */
 #define MP_BOUNDARY_MAX        70u            /* RFC 2046 */

@@ -31,13 +31,18 @@ _Static_assert(sizeof(((struct auth_session *)0)->scope) == IDX_SCOPE_MAX + 1, "
 #define LIM_KEY_MAX 80u       /* "u:" + a name, or "a:" + an address */
 #define TOKEN_RAW_LEN 32u     /* 256 bits */
 
-/* A failure counter of an account ("u:NAME") or an address ("a:ADDR"). */
+/* A failure counter of an account ("u:NAME") or an address ("a:ADDR"):
+ * the times of its latest lockout_failures failures, in a ring of
+ * struct auth's lim_times, so that N failures within any window of
+ * lockout_window seconds lock it (a sliding window, not one that starts
+ * at the first failure and forgets it at once). */
 struct lim_slot {
 	char key[LIM_KEY_MAX];
-	int64_t first;            /* start of the counting window */
 	int64_t last;             /* latest failure */
 	int64_t locked_until;
-	unsigned count;           /* failures since first */
+	unsigned n;               /* failures in the ring, up to lockout_failures */
+	unsigned head;            /* where the next one goes: the oldest when n is full */
+	bool known;               /* an existing account's (kept longest when slots run out) */
 	bool used;
 };
 
@@ -51,7 +56,8 @@ struct auth {
 	struct audit *audit;      /* NULL: no records (tests) */
 	sem_t pw_sem;             /* Argon2id verifications in progress */
 	pthread_mutex_t lim_lock;
-	struct lim_slot *lim;     /* AUTH_LIMITER_SLOTS */
+	struct lim_slot *lim;     /* conf.limiter_slots */
+	int64_t *lim_times;       /* lockout_failures per slot: its failure times */
 };
 
 /* One audit record of a login or logout; a failure to write it is logged
@@ -105,7 +111,7 @@ static enum err conf_int(const struct ini *conf, const char *key, int64_t min, i
 enum err auth_conf_load(const struct ini *conf, struct auth_conf *out, char *why, size_t whylen)
 {
 	struct auth_conf c = { .idle_timeout = 900, .session_lifetime = 43200, .lockout_failures = 5,
-	                       .lockout_window = 900 };
+	                       .lockout_window = 900, .limiter_slots = AUTH_LIMITER_SLOTS };
 	int64_t failures = c.lockout_failures;
 	enum err rc;
 
@@ -113,7 +119,7 @@ enum err auth_conf_load(const struct ini *conf, struct auth_conf *out, char *why
 	if (rc == ERR_OK)
 		rc = conf_int(conf, "session_lifetime", 1, 30 * 86400, &c.session_lifetime, why, whylen);
 	if (rc == ERR_OK)
-		rc = conf_int(conf, "lockout_failures", 1, 1000, &failures, why, whylen);
+		rc = conf_int(conf, "lockout_failures", 1, AUTH_LOCKOUT_MAX_FAILURES, &failures, why, whylen);
 	if (rc == ERR_OK)
 		rc = conf_int(conf, "lockout_window", 1, 86400, &c.lockout_window, why, whylen);
 	if (rc != ERR_OK)
@@ -145,8 +151,13 @@ enum err auth_new(const struct auth_conf *c, struct index_store *ix, pthread_mut
 	a->mk = mk;
 	a->audit = audit;
 	rc = ERR_NOMEM;
-	a->lim = calloc(AUTH_LIMITER_SLOTS, sizeof *a->lim);
-	if (a->lim == NULL)
+	rc = ERR_INTERNAL;
+	if (c->limiter_slots == 0 || c->lockout_failures == 0 || c->lockout_failures > AUTH_LOCKOUT_MAX_FAILURES)
+		goto fail;
+	rc = ERR_NOMEM;
+	a->lim = calloc(c->limiter_slots, sizeof *a->lim);
+	a->lim_times = calloc((size_t)c->limiter_slots * c->lockout_failures, sizeof *a->lim_times);
+	if (a->lim == NULL || a->lim_times == NULL)
 		goto fail;
 	rc = secret_new(KDF_HMAC_SHA256_LEN, &a->token_key);
 	if (rc == ERR_OK)
@@ -171,6 +182,7 @@ fail:
 	secret_free(a->api_key);
 	secret_free(a->token_key);
 	free(a->lim);
+	free(a->lim_times);
 	free(a);
 	return rc;
 }
@@ -183,8 +195,9 @@ void auth_free(struct auth *a)
 	pthread_mutex_destroy(&a->lim_lock);
 	secret_free(a->token_key);
 	secret_free(a->api_key);
-	mem_wipe(a->lim, AUTH_LIMITER_SLOTS * sizeof *a->lim);
+	mem_wipe(a->lim, a->conf.limiter_slots * sizeof *a->lim);
 	free(a->lim);
+	free(a->lim_times);
 	free(a);
 }
 
@@ -281,39 +294,57 @@ out:
 
 /* ---- failure counters (in memory; under lim_lock) ---- */
 
-static struct lim_slot *lim_find(struct auth *a, const char *key, int64_t now, bool create)
+/* Can slot s no longer lock, nor refuse, anyone? */
+static bool lim_stale(const struct auth *a, const struct lim_slot *s, int64_t now)
 {
-	struct lim_slot *unused = NULL, *stale = NULL, *old_open = NULL, *old_any = NULL, *s;
+	return s->locked_until <= now && now - s->last >= a->conf.lockout_window;
+}
+
+/* The slot of key; with create, a new one if there is none (known: the
+ * key is an existing account's). When every slot is taken, one whose
+ * failures are all older than the window goes first, then the least
+ * recently failed open counter of an address or an unknown name, then
+ * that of a known account, then the oldest lock. An existing account's
+ * counter so outlives a flood of failures from many addresses or with
+ * made-up names, which would otherwise push it out and let a distributed
+ * guesser go on; the accounts are few, the rest is what a flood makes. */
+static struct lim_slot *lim_find(struct auth *a, const char *key, int64_t now, bool create, bool known)
+{
+	struct lim_slot *unused = NULL, *stale = NULL, *open_other = NULL, *open_known = NULL, *old_any = NULL, *s;
 	size_t i;
 
-	for (i = 0; i < AUTH_LIMITER_SLOTS; i++) {
+	for (i = 0; i < a->conf.limiter_slots; i++) {
 		s = &a->lim[i];
 		if (!s->used) {
 			if (unused == NULL)
 				unused = s;
 			continue;
 		}
-		if (strcmp(s->key, key) == 0)
+		if (strcmp(s->key, key) == 0) {
+			if (create)
+				s->known = known;
 			return s;
-		if (s->locked_until <= now && now - s->first >= a->conf.lockout_window) {
+		}
+		if (lim_stale(a, s, now)) {
 			if (stale == NULL)
 				stale = s;
+		} else if (s->locked_until <= now && !s->known) {
+			if (open_other == NULL || s->last < open_other->last)
+				open_other = s;
 		} else if (s->locked_until <= now) {
-			if (old_open == NULL || s->last < old_open->last)
-				old_open = s;
+			if (open_known == NULL || s->last < open_known->last)
+				open_known = s;
 		}
 		if (old_any == NULL || s->last < old_any->last)
 			old_any = s;
 	}
 	if (!create)
 		return NULL;
-	/* when full, forget a stale counter, else the oldest open one, else
-	 * the oldest lock */
-	s = unused ? unused : stale ? stale : old_open ? old_open : old_any;
+	s = unused ? unused : stale ? stale : open_other ? open_other : open_known ? open_known : old_any;
 	memset(s, 0, sizeof *s);
 	snprintf(s->key, sizeof s->key, "%s", key);
 	s->used = true;
-	s->first = now;
+	s->known = known;
 	s->last = now;
 	return s;
 }
@@ -321,32 +352,36 @@ static struct lim_slot *lim_find(struct auth *a, const char *key, int64_t now, b
 /* Seconds the key stays locked, or 0. */
 static int64_t lim_remaining(struct auth *a, const char *key, int64_t now)
 {
-	struct lim_slot *s = lim_find(a, key, now, false);
+	struct lim_slot *s = lim_find(a, key, now, false, false);
 
 	return s != NULL && s->locked_until > now ? s->locked_until - now : 0;
 }
 
-/* Counts a failure; returns the lock's end if this one locked the key. */
-static int64_t lim_fail(struct auth *a, const char *key, int64_t now)
+/* Counts a failure; returns the lock's end if this one locked the key:
+ * lockout_failures failures within lockout_window seconds. */
+static int64_t lim_fail(struct auth *a, const char *key, bool known, int64_t now)
 {
-	struct lim_slot *s = lim_find(a, key, now, true);
+	struct lim_slot *s = lim_find(a, key, now, true, known);
+	unsigned cap = a->conf.lockout_failures;
+	int64_t *t = a->lim_times + (size_t)(s - a->lim) * cap;
 
-	if (now - s->first >= a->conf.lockout_window) {
-		s->first = now;
-		s->count = 0;
-	}
 	s->last = now;
-	if (++s->count < a->conf.lockout_failures)
+	t[s->head] = now;
+	s->head = (s->head + 1) % cap;
+	if (s->n < cap)
+		s->n++;
+	/* full: head is the oldest of the last cap failures */
+	if (s->n < cap || now - t[s->head % cap] >= a->conf.lockout_window)
 		return 0;
-	s->count = 0;
-	s->first = now;
+	s->n = 0;
+	s->head = 0;
 	s->locked_until = now + a->conf.lockout_window;
 	return s->locked_until;
 }
 
 static void lim_clear(struct auth *a, const char *key, int64_t now)
 {
-	struct lim_slot *s = lim_find(a, key, now, false);
+	struct lim_slot *s = lim_find(a, key, now, false, false);
 
 	if (s != NULL)
 		memset(s, 0, sizeof *s);
@@ -369,9 +404,9 @@ static enum err login_failed(struct auth *a, const char *name, bool known, const
 	enum err e;
 
 	pthread_mutex_lock(&a->lim_lock);
-	alock = lim_fail(a, akey, now);
+	alock = lim_fail(a, akey, false, now);
 	if (ukey[0] != 0)
-		ulock = lim_fail(a, ukey, now);
+		ulock = lim_fail(a, ukey, known, now);
 	pthread_mutex_unlock(&a->lim_lock);
 	log_info("login %s from %s refused (%s)", known ? name : "of an unknown name", addr, why);
 	e = audit_put(a, AUDIT_LOGIN_FAILURE, AUDIT_FAILURE, why, known ? name : NULL, NULL, NULL, addr, ua);

@@ -64,7 +64,9 @@ static void code_at(int64_t t, char out[7])
 	snprintf(out, 7, "%06u", (unsigned)c);
 }
 
-static struct auth *new_auth(int64_t idle, int64_t life)
+/* An auth with the default [auth] settings but these; slots: failure
+ * counters (0: the default). */
+static struct auth *new_auth_slots(int64_t idle, int64_t life, unsigned slots)
 {
 	struct auth_conf c;
 	struct auth *a = NULL;
@@ -73,9 +75,16 @@ static struct auth *new_auth(int64_t idle, int64_t life)
 		return NULL;
 	c.idle_timeout = idle;
 	c.session_lifetime = life;
+	if (slots != 0)
+		c.limiter_slots = slots;
 	if (auth_new(&c, v->ix, &ix_lock, v->mk, v->index_key, au, &a) != ERR_OK)
 		return NULL;
 	return a;
+}
+
+static struct auth *new_auth(int64_t idle, int64_t life)
+{
+	return new_auth_slots(idle, life, 0);
 }
 
 /* One attempt; the token (if any) is copied to tok. */
@@ -126,6 +135,8 @@ TEST(conf_defaults_and_ranges)
 	static const char good[] = "[auth]\nidle_timeout = 60\nsession_lifetime = 3600\nlockout_failures = 3\n";
 	static const char bad[] = "[auth]\nidle_timeout = 0\n";
 	static const char junk[] = "[auth]\nlockout_window = 10s\n";
+	static const char many[] = "[auth]\nlockout_failures = 101\n";   /* times kept per counter */
+	static const char most[] = "[auth]\nlockout_failures = 100\n";
 
 	CHECK(auth_conf_load(NULL, &c, NULL, 0) == ERR_OK);
 	CHECK_EQ_INT(c.idle_timeout, 900);
@@ -143,6 +154,12 @@ TEST(conf_defaults_and_ranges)
 	ini_free(ini);
 	CHECK(ini_parse((const uint8_t *)junk, strlen(junk), &ini, &ie) == ERR_OK);
 	CHECK(auth_conf_load(ini, &c, why, sizeof why) == ERR_PARSE && strstr(why, "lockout_window") != NULL);
+	ini_free(ini);
+	CHECK(ini_parse((const uint8_t *)many, strlen(many), &ini, &ie) == ERR_OK);
+	CHECK(auth_conf_load(ini, &c, why, sizeof why) == ERR_PARSE && strstr(why, "lockout_failures") != NULL);
+	ini_free(ini);
+	CHECK(ini_parse((const uint8_t *)most, strlen(most), &ini, &ie) == ERR_OK);
+	CHECK(auth_conf_load(ini, &c, why, sizeof why) == ERR_OK && c.lockout_failures == 100);
 	ini_free(ini);
 }
 
@@ -341,6 +358,68 @@ TEST(lockout_per_address)
 	auth_free(a);
 }
 
+/* Five failures within any 900 s lock, not only five counted from the
+ * first: a window that restarted at T+900 let failures at T, T+897..901
+ * (six in 904 s, five in 4 s) through. */
+TEST(lockout_window_slides)
+{
+	struct auth *a = new_auth(900, 43200);
+	static const int at[] = { 0, 897, 898, 899, 900, 901 };
+	int64_t now = T0 + 60000;
+	char code[7], addr[32];
+	size_t i;
+
+	CHECK(a != NULL);
+	if (a == NULL)
+		return;
+	for (i = 0; i < sizeof at / sizeof at[0]; i++) {
+		snprintf(addr, sizeof addr, "192.0.2.%zu", 100 + i);
+		CHECK(login(a, "admin", "wrong password!", "000000", addr, now + at[i], NULL, NULL) == ERR_AUTH);
+		/* the fifth (T+900) makes five in exactly 900 s: not yet a
+		 * lock (its record is the last, no lockout after it) */
+		if (at[i] == 900)
+			CHECK(last_audit("\"action\":\"login-failure\"", NULL));
+	}
+	CHECK(last_audit("\"action\":\"lockout\",\"outcome\":\"denied\"", "\"user\":\"admin\"", NULL));
+	code_at(now + 902, code);
+	CHECK(login(a, "admin", PASSWORD, code, "192.0.2.120", now + 902, NULL, NULL) == ERR_DENIED);
+	/* and it ends after the window */
+	code_at(now + 1810, code);
+	CHECK(login(a, "admin", PASSWORD, code, "192.0.2.121", now + 1810, NULL, NULL) == ERR_OK);
+	auth_free(a);
+}
+
+/* When the counters run out, a flood of failures from other addresses
+ * with made-up names does not push out a real account's counter: its
+ * fifth failure still locks it. (Eight slots stand for the 4096.) */
+TEST(lockout_survives_a_flood)
+{
+	struct auth *a = new_auth_slots(900, 43200, 8);
+	int64_t now = T0 + 70000;
+	char code[7], addr[32], name[32];
+	int i;
+
+	CHECK(a != NULL);
+	if (a == NULL)
+		return;
+	for (i = 0; i < 4; i++) {
+		snprintf(addr, sizeof addr, "198.18.0.%d", i + 1);
+		CHECK(login(a, "admin", "wrong password!", "000000", addr, now + i, NULL, NULL) == ERR_AUTH);
+	}
+	for (i = 0; i < 12; i++) {
+		snprintf(addr, sizeof addr, "198.18.1.%d", i + 1);
+		snprintf(name, sizeof name, "flood%d", i);
+		CHECK(login(a, name, "wrong password!", "000000", addr, now + 10 + i, NULL, NULL) == ERR_AUTH);
+	}
+	CHECK(login(a, "admin", "wrong password!", "000000", "198.18.2.1", now + 30, NULL, NULL) == ERR_AUTH);
+	CHECK(last_audit("\"action\":\"lockout\",\"outcome\":\"denied\"", "\"user\":\"admin\"", NULL));
+	code_at(now + 40, code);
+	CHECK(login(a, "admin", PASSWORD, code, "198.18.2.2", now + 40, NULL, NULL) == ERR_DENIED);
+	code_at(now + 1000, code);
+	CHECK(login(a, "admin", PASSWORD, code, "198.18.2.3", now + 1000, NULL, NULL) == ERR_OK);
+	auth_free(a);
+}
+
 TEST(idle_timeout_and_lifetime)
 {
 	struct auth *a = new_auth(100, 1000);
@@ -473,6 +552,8 @@ int main(void)
 	RUN(idle_timeout_and_lifetime);
 	RUN(disabled_user_loses_sessions_and_login);
 	RUN(token_stored_only_as_hash);
+	RUN(lockout_window_slides);
+	RUN(lockout_survives_a_flood);
 	{
 		struct audit_verify_result vr;
 		audit_close(au);
