@@ -480,6 +480,97 @@ static enum err load_wrapped(const char *dir, const char *name, const struct sec
 	return rc;
 }
 
+/* The keys of the sections without a name that this version reads; a
+ * key of [peer "AE"], [collection "NAME"] and [deid "mask ..."] is
+ * checked where those are read. */
+static const struct {
+	const char *section;
+	const char *keys[12];
+} conf_keys[] = {
+	{ "http", { "listen", "cert", "key", "max_upload_mb" } },
+	{ "dicom", { "listen", "ae_title", "plain_listen", "max_associations", "max_pdu", "artim", "idle_timeout" } },
+	{ "storage", { "objects", "master_key" } },
+	{ "index", { "backend", "path" } },
+	{ "audit", { "path", "read_sync_ms" } },
+	{ "auth", { "idle_timeout", "session_lifetime", "lockout_failures", "lockout_window", "break_glass_minutes",
+	            "jwt_key", "jwt_issuer", "jwt_audience", "jwt_max_lifetime" } },
+	{ "deid", { "profile", "project", "escrow_cert" } },
+};
+
+/* Keys written by init whose only value this version can honour (the
+ * layout is fixed; other backends and places come later): another value
+ * would be silently ignored, so it is refused. */
+static const struct {
+	const char *section, *key, *value, *what;
+} conf_fixed[] = {
+	{ "storage", "objects", "objects", "objects in the vault directory" },
+	{ "index", "backend", "sqlite", "SQLite" },
+	{ "index", "path", "index.db", "index.db in the vault directory" },
+	{ "audit", "path", "audit", "audit in the vault directory" },
+};
+
+/* dicomvault.conf against what this version reads: an unknown section, a
+ * key no code reads (a misspelt `idle_timeot` would otherwise leave the
+ * default in force unnoticed), or a value of a fixed setting other than
+ * the one honoured is ERR_PARSE with the line named. */
+static enum err conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen)
+{
+	static const char *const named[] = { "peer", "collection", "deid" };
+	size_t i, k, j;
+
+	for (i = 0; i < conf->nsections; i++) {
+		const struct ini_entry *s = &conf->sections[i];
+		bool ok = false;
+		if (s->sub != NULL) {
+			for (k = 0; k < sizeof named / sizeof named[0]; k++)
+				ok = ok || strcmp(s->section, named[k]) == 0;
+		} else {
+			for (k = 0; k < sizeof conf_keys / sizeof conf_keys[0]; k++)
+				ok = ok || strcmp(s->section, conf_keys[k].section) == 0;
+		}
+		if (!ok)
+			return err_why(why, whylen, ERR_PARSE,
+			               "dicomvault.conf line %u: unknown section [%.40s%s%.60s%s] (sections: http, dicom, "
+			               "storage, index, audit, auth, deid, peer \"AE\", collection \"NAME\")",
+			               s->line, s->section, s->sub ? " \"" : "", s->sub ? s->sub : "", s->sub ? "\"" : "");
+	}
+	for (i = 0; i < conf->n; i++) {
+		const struct ini_entry *e = &conf->e[i];
+		bool ok = false;
+		if (e->sub != NULL)
+			continue;
+		for (k = 0; k < sizeof conf_keys / sizeof conf_keys[0]; k++) {
+			if (strcmp(e->section, conf_keys[k].section) != 0)
+				continue;
+			for (j = 0; j < sizeof conf_keys[k].keys / sizeof conf_keys[k].keys[0] && conf_keys[k].keys[j]; j++)
+				ok = ok || strcmp(e->key, conf_keys[k].keys[j]) == 0;
+		}
+		if (!ok)
+			return err_why(why, whylen, ERR_PARSE, "dicomvault.conf line %u: [%s] has no key '%.40s'", e->line,
+			               e->section, e->key);
+		for (k = 0; k < sizeof conf_fixed / sizeof conf_fixed[0]; k++)
+			if (strcmp(e->section, conf_fixed[k].section) == 0 && strcmp(e->key, conf_fixed[k].key) == 0 &&
+			    strcmp(e->value, conf_fixed[k].value) != 0)
+				return err_why(why, whylen, ERR_PARSE,
+				               "dicomvault.conf line %u: [%s] %s = %.60s: this version keeps %s only (%s = %s)",
+				               e->line, e->section, e->key, e->value, conf_fixed[k].what, e->key,
+				               conf_fixed[k].value);
+		if (strcmp(e->section, "storage") == 0 && strcmp(e->key, "master_key") == 0) {
+			char p[VAULT_PATH_MAX + 64];
+			const char *want;
+			if (path_join(p, sizeof p, dir, "keys/master.key") != ERR_OK)
+				return ERR_LIMIT;
+			want = access(p, F_OK) == 0 ? "file:keys/master.key" : "passphrase:keys/master.pass";
+			if (strcmp(e->value, want) != 0)
+				return err_why(why, whylen, ERR_PARSE,
+				               "dicomvault.conf line %u: [storage] master_key = %.60s does not describe this "
+				               "vault's master key (%s)",
+				               e->line, e->value, want);
+		}
+	}
+	return ERR_OK;
+}
+
 static enum err load_master(const char *dir, const struct vault_open_opts *o, struct secret **mk, char *why,
                             size_t whylen)
 {
@@ -554,6 +645,9 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 		err_why(why, whylen, rc, "%s line %u: %s", p, ie.line, ie.msg);
 		goto out;
 	}
+	rc = conf_check(dir, v->conf, why, whylen);
+	if (rc != ERR_OK)
+		goto out;
 	rc = load_master(dir, o, &v->mk, why, whylen);
 	if (rc != ERR_OK)
 		goto out;

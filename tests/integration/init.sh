@@ -75,4 +75,34 @@ check "given certificate installed" "cmp -s $T/v/keys/tls.crt $T/p/keys/tls.crt"
 check "config names the passphrase" "grep -q 'master_key = passphrase:keys/master.pass' $T/p/dicomvault.conf"
 DICOMVAULT_HOME="$T/env" $DV init >/dev/null 2>&1
 check "DICOMVAULT_HOME is used" "[ -f $T/env/dicomvault.conf ]"
+
+# dicomvault.conf as this version reads it: a misspelt key, an unknown
+# section, or a place or backend it cannot honour stops every command
+# that opens the vault, naming the line (none would be silently ignored)
+cp "$T/v/dicomvault.conf" "$T/conf0"
+conf_refused() {  # name, sed expression or "+TEXT" to append, expected text in the error
+	cp "$T/conf0" "$T/v/dicomvault.conf"
+	case $2 in
+	+*) printf '%b' "${2#+}" >>"$T/v/dicomvault.conf" ;;
+	*) sed -i "$2" "$T/v/dicomvault.conf" ;;
+	esac
+	$DV token list --vault "$T/v" >"$T/out" 2>"$T/err"
+	check "$1: refused, naming it" "[ $? -eq 1 ] && grep -qF -- \"$3\" $T/err"
+}
+conf_refused "a misspelt [auth] key" 's/^idle_timeout = 900/idle_timeot = 900/' "[auth] has no key 'idle_timeot'"
+conf_refused "an unknown section" '+\n[peers "OLDPACS"]\nhost = 10.0.0.1\n' 'unknown section [peers'
+conf_refused "[storage] objects elsewhere (not honoured yet)" 's|^objects = objects|objects = /mnt/big|' \
+	"[storage] objects = /mnt/big: this version keeps objects in the vault directory only"
+conf_refused "[index] backend postgresql (not yet)" 's|^backend = sqlite|backend = postgresql|' "[index] backend = postgresql"
+conf_refused "[storage] master_key naming another kind of key" \
+	's|^master_key = file:keys/master.key|master_key = passphrase:keys/master.pass|' \
+	"does not describe this vault's master key (file:keys/master.key)"
+cp "$T/conf0" "$T/v/dicomvault.conf"
+sed -i 's/^idle_timeout = 900/idle_timeot = 900/' "$T/v/dicomvault.conf"
+$DV serve --vault "$T/v" --http 127.0.0.1:0 >"$T/out" 2>"$T/err"
+check "serve with a misspelt key: exits 1 naming the line and key" \
+	"[ $? -eq 1 ] && grep -qE \"line [0-9]+: \\[auth\\] has no key 'idle_timeot'\" $T/err"
+cp "$T/conf0" "$T/v/dicomvault.conf"
+$DV token list --vault "$T/v" >"$T/out" 2>"$T/err"
+check "the written conf opens" "[ $? -eq 0 ]"
 exit 0
