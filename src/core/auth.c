@@ -341,6 +341,8 @@ static struct lim_slot *lim_find(struct auth *a, const char *key, int64_t now, b
 	if (!create)
 		return NULL;
 	s = unused ? unused : stale ? stale : open_other ? open_other : open_known ? open_known : old_any;
+	if (s == NULL)
+		return NULL;   /* no slot at all (auth_new refuses that) */
 	memset(s, 0, sizeof *s);
 	snprintf(s->key, sizeof s->key, "%s", key);
 	s->used = true;
@@ -363,8 +365,11 @@ static int64_t lim_fail(struct auth *a, const char *key, bool known, int64_t now
 {
 	struct lim_slot *s = lim_find(a, key, now, true, known);
 	unsigned cap = a->conf.lockout_failures;
-	int64_t *t = a->lim_times + (size_t)(s - a->lim) * cap;
+	int64_t *t;
 
+	if (s == NULL)
+		return 0;
+	t = a->lim_times + (size_t)(s - a->lim) * cap;
 	s->last = now;
 	t[s->head] = now;
 	s->head = (s->head + 1) % cap;
