@@ -304,4 +304,76 @@ check "no password, TOTP code, token or Authorization in the server log" "secret
 A="$T/v/audit/audit.log"
 check "audit: login, login-failure, lockout, logout recorded" "grep -q '\"action\":\"login\"' $A && grep -q '\"action\":\"login-failure\"' $A && grep -q '\"action\":\"lockout\"' $A && grep -q '\"action\":\"logout\"' $A"
 check "no password, TOTP code or token in the audit trail" "secrets_absent $A"
+# ---- [auth] idle_timeout, and who/where/how in the audit records: the
+# vault restarted with idle_timeout = 3 (seconds, an integer from 1: 0 is
+# refused; 1 is allowed but time is counted in whole seconds, so a 1 s
+# session may end within a few ms of its last request), a new account
+# (admin's account is locked out above) logged in from 127.0.0.5 with
+# a user agent of our own ----
+AR0=$(wc -l <"$A")
+sed -i 's/^idle_timeout = 900$/idle_timeout = 0/' "$T/v/dicomvault.conf"
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out0" 2>"$T/err0"
+check "[auth] idle_timeout = 0 refused at start" "[ $? -ne 0 ] && grep -q 'idle_timeout must be an integer from 1' $T/err0" "$T/err0"
+sed -i 's/^idle_timeout = 0$/idle_timeout = 3/' "$T/v/dicomvault.conf"
+printf 'another long enough password\n' >"$T/pw2"
+chmod 600 "$T/pw2"
+"$DV" user add carol --role admin --password-file "$T/pw2" --vault "$T/v" --json >"$T/carol.json" 2>"$T/carol.err"
+SECRET2=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["totp_secret"])' "$T/carol.json" 2>/dev/null)
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+U="https://127.0.0.1:$PORT"
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$PORT" >"$T/out2" 2>"$T/err2" &
+SRV=$!
+wait_line "$SRV" "$T/out2" serving
+if [ -z "$SECRET2" ] || ! kill -0 "$SRV" 2>/dev/null; then
+	no "restart with idle_timeout = 3 and a second account" "$T/carol.err" "$T/err2"
+	exit 0
+fi
+UA='X-Test-Agent/1'
+login c1 carol 'another long enough password' "$(oathtool --totp -b "$SECRET2")" $(from 5) -A "$UA"
+TC=$(token c1)
+check "login from 127.0.0.5: 200, idle_timeout 3 in the answer" "[ \$(code c1) = 200 ] && $PY -c 'import json,sys; sys.exit(0 if json.load(open(\"$T/c1.body\"))[\"idle_timeout\"] == 3 else 1)'"
+login c2 carol 'not the password' 000000 $(from 6) -A "$UA"
+check "a failed login from 127.0.0.6: 401" "problem c2 401"
+req cq -H "Authorization: Bearer $TC" -H 'Accept: application/dicom+json' $(from 5) -A "$UA" "$U/dicom-web/studies?PatientID=nobody"
+check "a QIDO from 127.0.0.5 with the session: 200" "[ \$(code cq) = 200 ]"
+# the records: the session as audit.c names it (the first 8 bytes of
+# SHA-256("dicomvault-session:" TOKEN), hex)
+SREF=$(printf 'dicomvault-session:%s' "$TC" | sha256sum | cut -c1-16)
+tail -n +$((AR0 + 1)) "$A" >"$T/a2.log"
+# rec ACTION OUTCOME: the actor of the one record with that action and outcome, as user|role|session|addr|ua
+rec() {
+	"$PY" - "$T/a2.log" "$1" "$2" <<'EOF'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+r = [x for x in r if x.get("action") == sys.argv[2] and x.get("outcome") == sys.argv[3]]
+a = r[0]["actor"] if len(r) == 1 else {}
+print("|".join(str(a.get(k, "")) for k in ("user", "role", "session", "addr", "ua")))
+EOF
+}
+check "audit: the login record names carol, her session, 127.0.0.5 and the user agent" \
+	"[ \"\$(rec login success)\" = 'carol|admin|$SREF|127.0.0.5|$UA' ]"
+check "audit: the query record names carol, the same session, 127.0.0.5 and the user agent" \
+	"[ \"\$(rec query success)\" = 'carol|admin|$SREF|127.0.0.5|$UA' ]"
+check "audit: the failed login is recorded from 127.0.0.6 with its user agent, no session" \
+	"rec login-failure failure | grep -q '^carol|[^|]*||127.0.0.6|X-Test-Agent/1\$'"
+# idle_timeout: requests 1 s apart keep the session for longer than 3 s ...
+alive=1
+for i in 1 2 3 4; do
+	sleep 1
+	req ci -H "Authorization: Bearer $TC" "$U/api/auth/whoami"
+	[ "$(code ci)" = 200 ] || { alive=0; echo "# whoami $i: $(code ci)"; }
+done
+check "idle_timeout 3: a session used every second lives on (4 s)" "[ $alive = 1 ]"
+# ... 3 s without one end it, for the cookie and the bearer token alike
+sleep 3.3
+req cx1 -H "Cookie: dv_session=$TC" "$U/api/auth/whoami"
+check "idle_timeout 3: after 3 s idle, the session's cookie is 401 problem+json" "problem cx1 401"
+req cx2 -H "Authorization: Bearer $TC" "$U/api/auth/whoami"
+check "idle_timeout 3: and its bearer token 401 problem+json" "problem cx2 401"
+kill -TERM "$SRV"
+wait "$SRV" 2>/dev/null
+SRV=
+"$DV" audit verify --vault "$T/v" >"$T/verify2.out" 2>&1
+check "audit verify passes after the restart" "[ \$? = 0 ]" "$T/verify2.out"
+check "no sanitizer report (second run)" "! grep -q 'Sanitizer' $T/err2"
 exit 0

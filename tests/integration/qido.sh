@@ -54,9 +54,10 @@ def make(name, pid, date, time, mod, acc, st, se, inum, desc, issuer=None, rp=No
     ds.PatientName, ds.PatientID = name, pid
     if issuer:
         ds.IssuerOfPatientID = issuer
-    ds.PatientBirthDate, ds.PatientSex = "19700101", "O"
+    ds.PatientBirthDate, ds.PatientSex = "19370611", "O"   # distinctive: looked for in clear at the end
     ds.StudyDate, ds.StudyTime, ds.AccessionNumber = date, time, acc
-    ds.StudyDescription, ds.ReferringPhysicianName, ds.StudyID = sdesc, "Ref^Doctor", "S" + acc[-3:]
+    ds.StudyDescription, ds.ReferringPhysicianName, ds.StudyID = sdesc, "Quackenbusch^Ferdinand", "S" + acc[-3:]
+    ds.InstitutionName = "Spital Kuckucksheim"
     ds.Modality, ds.SeriesDescription = mod, desc
     ds.StudyInstanceUID, ds.SeriesInstanceUID = "%s.1.%d" % (R, st), "%s.2.%d" % (R, se)
     ds.SeriesNumber, ds.InstanceNumber = se, inum
@@ -136,6 +137,9 @@ q pid "studies?PatientID=QIDO-PID-001"
 check "PatientID exact: one study, its attributes" "ok200 pid && js pid 'N == 1 and V(d[0], \"0020000D\") == $(st 1) and P(d[0]) == \"Doe^John\" and V(d[0], \"00080020\") == \"20200115\" and V(d[0], \"00201206\") == 2 and V(d[0], \"00201208\") == 3 and d[0][\"00080061\"][\"Value\"] == [\"CT\"] and V(d[0], \"00080050\") == \"ACC-100\" and V(d[0], \"00080056\") == \"ONLINE\"'"
 check "RetrieveURL of the study" "js pid 'V(d[0], \"00081190\") == \"$U/dicom-web/studies/$R.1.1\"'"
 check "no StudyDescription unless asked" "js pid '\"00081030\" not in d[0]'"
+q pidbd "studies?PatientID=QIDO-PID-001&includefield=00100030,00080090"
+check "the birth date and referring physician come back from the index" \
+	"ok200 pidbd && js pidbd 'V(d[0], \"00100030\") == \"19370611\" and V(d[0], \"00080090\")[\"Alphabetic\"] == \"Quackenbusch^Ferdinand\"'"
 q pidiss "studies?PatientID=QIDO-PID-001&IssuerOfPatientID=HOSP-A"
 q pidiss2 "studies?PatientID=QIDO-PID-001&IssuerOfPatientID=OTHER"
 check "PatientID with its issuer; another issuer: none" "ok200 pidiss && js pidiss 'N == 1' && ok200 pidiss2 && js pidiss2 'N == 0'"
@@ -338,18 +342,19 @@ kill -TERM "$SRV"
 wait "$SRV" 2>/dev/null
 SRV=
 # the patients' names (also as the index might fold them: without case or
-# accents), IDs, accessions and a description, and the pydicom files' IDs
+# accents), IDs, accessions, birth date, a description, the referring
+# physician and the institution, and the pydicom files' IDs
 # (4 characters: as words, and not in objects/ or tmp/, where in MBs of
 # ciphertext such a word turns up by chance a few times in a thousand
 # runs). none GREP-ARGS...: grep finds nothing (status 1: no error either)
-PHI='Acr\^Nema|Doe\^John|Doe\^Jane|QIDO-PID|smith\^johnny|D_E\^Under|ACC-[1-5]00|Thorax study|lmez\^Ay|CompressedSamples'
+PHI='Acr\^Nema|Doe\^John|Doe\^Jane|QIDO-PID|smith\^johnny|D_E\^Under|ACC-[1-5]00|Thorax study|lmez\^Ay|CompressedSamples|19370611|Quackenbusch|Kuckucksheim'
 none() {
 	LC_ALL=C grep -ai "$@" >"$T/phi.hits" 2>&1
 	[ $? = 1 ] || { sed 's/^/# found: /' "$T/phi.hits" | head -5; return 1; }
 }
-check "no patient name, ID or accession in the vault" \
+check "no patient name, ID, accession, birth date or free text in the vault" \
 	"none -rlE '$PHI' $T/v && none -rlwE '1CT1|4MR1' --exclude-dir=objects --exclude-dir=tmp $T/v"
-check "no patient name, ID or accession in the server's log (its stdout and stderr)" \
+check "no patient name, ID, accession, birth date or free text in the server's log (its stdout and stderr)" \
 	"grep -q serving $T/out && [ -s $T/err ] && none -lE '$PHI' $T/out $T/err && none -lwE '1CT1|4MR1' $T/out $T/err"
 "$DV" audit verify --vault "$T/v" >"$T/verify.out" 2>&1
 check "audit verify passes" "[ \$? = 0 ]"

@@ -5,11 +5,15 @@ finish the TLS handshake, are closed once HTTP_HEAD_TIMEOUT (10 s) has
 passed since their accept, although each keeps sending within the 30 s
 inactivity timeout; while they hang, other clients are served; a request
 whose head came in time but whose body trickles (a STOW-RS from a slow
-link) is not cut at 10 s and is answered. Prints "ok - NAME" / "not ok -
-NAME"."""
+link) is not cut at 10 s and is answered; a STOW-RS whose body stalls
+half-way (the socket kept open) is closed after the 30 s inactivity
+timeout (HTTP_CONN_TIMEOUT, not configurable), nothing of it stored or
+left in the vault's tmp/ (named, or as an open unnamed spool file), and
+others are served meanwhile. Prints "ok - NAME" / "not ok - NAME"."""
 import os
 import shutil
 import socket
+import json
 import ssl
 import sys
 import tempfile
@@ -27,6 +31,8 @@ from tap import Tap  # noqa: E402
 warnings.simplefilter("ignore")
 DV = os.path.abspath(sys.argv[1])
 HEAD_TIMEOUT = 10
+CONN_TIMEOUT = 30   # HTTP_CONN_TIMEOUT (include/dicomvault/limits.h)
+STALL_STUDY = "2.25.%d" % uuid.uuid4().int
 TAP = Tap("slow_clients")
 check = TAP.check
 
@@ -116,15 +122,72 @@ def slow_body(v, out):
     out[0] = data.split(b"\r\n", 1)[0].decode("latin-1")
 
 
+def stalled_body(v, out):
+    """A STOW-RS of a 3 MiB instance: the head (Content-Length the whole
+    body) and half the body (past the 1 MiB an in-memory spool holds),
+    then nothing, the socket open: the seconds from the last byte sent
+    until the server closed the connection (None: still open at 60 s),
+    and what it sent."""
+    b = "stalled"
+    inst = dsgen.part10(dsgen.sc("2.25.%d" % uuid.uuid4().int, STALL_STUDY, "2.25.%d" % uuid.uuid4().int,
+                                 "STALL^BODY", "STALL1", rows=1774, cols=1774))
+    body = (b"--" + b.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + inst + b"\r\n--" +
+            b.encode() + b"--\r\n")
+    head = ("POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: multipart/related; type=\"application/dicom\"; boundary=%s\r\n"
+            "Accept: application/dicom+json\r\nContent-Length: %d\r\n\r\n" % (v.token, b, len(body))).encode()
+    s = socket.create_connection(("127.0.0.1", v.port), timeout=60)
+    t = v.ctx.wrap_socket(s, server_hostname="localhost")
+    t.sendall(head + body[:len(body) // 2])
+    t0 = time.monotonic()
+    out["sent"] = True
+    data = b""
+    try:
+        while True:
+            d = t.recv(4096)
+            if not d:
+                break
+            data += d
+    except (socket.timeout, TimeoutError):
+        out["closed"] = None
+        t.close()
+        return
+    except (ssl.SSLError, OSError):
+        pass
+    out["closed"] = time.monotonic() - t0
+    out["data"] = data[:200]
+    t.close()
+
+
+def spool_fds(v):
+    """The server's open files in the vault's tmp/ (an unnamed spool file
+    shows as tmp/#N (deleted))."""
+    tmp, n = os.path.join(v.dir, "tmp") + "/", 0
+    for fd in os.listdir("/proc/%d/fd" % v.proc.pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (v.proc.pid, fd)).startswith(tmp)
+        except OSError:
+            pass
+    return n
+
+
+def study_count(v):
+    st, _, data = v.request("GET", "/dicom-web/studies?StudyInstanceUID=" + STALL_STUDY,
+                            headers={"Accept": "application/dicom+json"})
+    return st, len(json.loads(data)) if st == 200 else None
+
+
 def main():
     tmp = TMP
     v = Vault(DV, tmp)
     v.serve()
     v.login()
-    heads, raws, body = [None] * 8, [None] * 4, [None]
+    heads, raws, body, stall = [None] * 8, [None] * 4, [None], {}
     threads = [threading.Thread(target=trickle_head, args=(v, heads, i)) for i in range(8)]
     threads += [threading.Thread(target=no_handshake, args=(v, raws, i)) for i in range(4)]
     threads.append(threading.Thread(target=slow_body, args=(v, body)))
+    stalled = threading.Thread(target=stalled_body, args=(v, stall))
+    threads.append(stalled)
     for t in threads:
         t.start()
     time.sleep(3)
@@ -134,6 +197,13 @@ def main():
         served.append(st)
         time.sleep(1)
     check("other clients served while 12 connections hang", served == [200, 200, 200], served)
+    t0 = time.monotonic()
+    q = study_count(v)
+    dt = time.monotonic() - t0
+    check("a QIDO during the stalled STOW: answered at once, the stalled instance not there",
+          stall.get("sent") and q == (200, 0) and dt < 2, (stall, q, dt))
+    n = spool_fds(v)
+    print("# during the stall the server holds %d file(s) in the vault's tmp/" % n)
     for t in threads:
         t.join(60)
     check("request heads a line every 2 s: closed after the head timeout, not held for ever",
@@ -142,10 +212,20 @@ def main():
           all(x is not None and HEAD_TIMEOUT - 0.5 <= x <= HEAD_TIMEOUT + 4 for x in raws), raws)
     check("a STOW-RS body trickled over 16 s after a whole head: answered 200",
           body[0] is not None and body[0].startswith("HTTP/1.1 200"), body[0])
+    check("a STOW-RS body stalled half-way: closed after the %d s inactivity timeout" % CONN_TIMEOUT,
+          stall.get("closed") is not None and CONN_TIMEOUT - 1 <= stall["closed"] <= CONN_TIMEOUT + 5, stall)
+    print("# the stalled STOW: closed after %s s, the server sent %r" % (stall.get("closed"), stall.get("data")))
+    check("the stalled STOW: nothing of it stored (QIDO)", study_count(v) == (200, 0))
+    time.sleep(0.5)
+    vtmp = os.path.join(v.dir, "tmp")
+    left = os.listdir(vtmp) if os.path.isdir(vtmp) else []
+    check("the stalled STOW: no file left in the vault's tmp/, none held open by the server",
+          left == [] and spool_fds(v) == 0, (left, spool_fds(v)))
     st, _, _ = v.request("GET", "/healthz", auth=False)
     check("server still serving", st == 200, st)
     v.stop()
     log = open(os.path.join(tmp, "serve.err")).read() + open(os.path.join(tmp, "serve.out")).read()
+    print("".join("# " + l + "\n" for l in log.splitlines() if "stow" in l.lower() or "dicomweb" in l.lower())[:1500], end="")
     check("the closings logged", "request head was not complete in time" in log, log[-500:])
 
 
