@@ -114,6 +114,7 @@ struct exp {
 	bool deid;
 	const char *out;
 	uint64_t done, failed, refused, bytes;
+	char first_fail[IDX_UID_MAX + 48];   /* the first failed instance and why, for the audit record */
 };
 
 /* One instance: retrieved (authenticated, fixity checked) into a temporary
@@ -231,6 +232,9 @@ out:
 	} else {
 		if (rc != ERR_DENIED)
 			e->failed++;
+		if (rc != ERR_DENIED && e->first_fail[0] == 0)
+			snprintf(e->first_fail, sizeof e->first_fail, "%s: %s", it->sop,
+			         rc == ERR_AUTH ? "integrity check failed" : err_str(rc));
 		fprintf(stderr, "dicomvault export: instance %s: %s: %s\n", it->sop, rc == ERR_DENIED ? "refused" : "failed",
 		        why[0] ? why : err_str(rc));
 	}
@@ -239,7 +243,7 @@ out:
 int cmd_export(int argc, char **argv)
 {
 	const char *study = NULL, *out = NULL, *profile = NULL, *vault_arg = NULL, *pass = NULL, *project = NULL;
-	char dir[VAULT_PATH_MAX], why[512] = "", reason[160];
+	char dir[VAULT_PATH_MAX], why[512] = "", reason[VAULT_PATH_MAX + 256];
 	struct vault_open_opts vo;
 	struct vault *v = NULL;
 	struct deid_view *dv = NULL;
@@ -366,9 +370,10 @@ int cmd_export(int argc, char **argv)
 	e.out = out;
 	for (i = 0; i < l.n; i++)
 		export_one(&e, &l.it[i], quiet || json);
-	snprintf(reason, sizeof reason, "%s%s to %s: %llu written, %llu refused, %llu failed",
-	         e.deid ? "de-identified " : "original", e.deid ? profile : "", out, (unsigned long long)e.done,
-	         (unsigned long long)e.refused, (unsigned long long)e.failed);
+	snprintf(reason, sizeof reason, "%s%s to %.*s: %llu written, %llu refused, %llu failed%s%s%s",
+	         e.deid ? "de-identified " : "original", e.deid ? profile : "", VAULT_PATH_MAX, out,
+	         (unsigned long long)e.done, (unsigned long long)e.refused, (unsigned long long)e.failed,
+	         e.first_fail[0] ? " (first: " : "", e.first_fail, e.first_fail[0] ? ")" : "");
 	rc = audit_append_once(dir, &(struct audit_rec){
 		.action = AUDIT_EXPORT, .outcome = e.failed || e.refused ? AUDIT_FAILURE : AUDIT_SUCCESS,
 		.reason = reason, .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },

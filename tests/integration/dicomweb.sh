@@ -548,8 +548,8 @@ fi
 check "fixity: export of the study fails (exit 1), naming the fixity check" \
 	"[ $? = 1 ] && grep -q 'export: 0 of 1 instance written' $T/fx_export.out && grep -q '$MR_SOP.*fixity check' $T/fx_export.err" "$T/fx_export.out" "$T/fx_export.err"
 check "fixity: nothing exported, no temporary file left in the export folder" "[ -z \"\$(find $T/fx_export -type f 2>/dev/null)\" ]"
-check "fixity: the export's audit record is a failure with 1 failed" \
-	"tail -n 1 $LOG | grep '\"action\":\"export\",\"outcome\":\"failure\"' | grep -q '0 written, 0 refused, 1 failed'"
+check "fixity: the export's audit record is a failure with 1 failed, naming the instance and the integrity check" \
+	"tail -n 1 $LOG | grep '\"action\":\"export\",\"outcome\":\"failure\"' | grep -q '0 written, 0 refused, 1 failed (first: $MR_SOP: integrity check failed)'"
 "$DV" audit verify --vault "$T/v" >"$T/verify2.out" 2>&1
 check "fixity: audit verify still passes" "[ \$? = 0 ]" "$T/verify2.out"
 # the right hash back: the same export succeeds (the failure was the hash's)
