@@ -4,7 +4,8 @@
 # openssl). A small hierarchy made with pydicom (three patients of the
 # default collection, one name in UTF-8, and a patient and a study stored
 # into another collection) is stored with storescu, then queried with the
-# Patient Root (-P) and Study Root (-S) models at every level, in explicit
+# Patient Root (-P) and Study Root (-S) models at every level (the Study
+# Root SERIES level with the series' counts), in explicit
 # and implicit VR: the answers (written by findscu -X, read with pydicom)
 # are compared with what was stored; wildcards (PatientName=DOE*), a
 # date range, a peer whose collection excludes a study (not returned, and
@@ -190,6 +191,25 @@ check "date range 2024: studies 1 and 2 (3 is of 2023, 4 and 5 of ctdept)" "diff
 find_ s2 FINDER -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID=${S}2 -k SOPInstanceUID -k PatientName
 got s2 PatientName QueryRetrieveLevel >"$T/s2.txt"
 check "study root, IMAGE level" "[ \"\$(cat '$T/s2.txt')\" = 'DOE^JANE|IMAGE' ]" "$T/s2.txt"
+find_ s4 FINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}1 -k SeriesInstanceUID -k Modality \
+	-k NumberOfSeriesRelatedInstances
+check "study root, SERIES level: succeeded" "[ $? -eq 0 ] && grep -q 'Final Find Response (Success)' '$T/s4.log'" \
+	"$T/s4.log"
+got s4 StudyInstanceUID SeriesInstanceUID Modality NumberOfSeriesRelatedInstances QueryRetrieveLevel >"$T/s4.txt"
+printf '%s\n' "${S}1|${S}1.1|CT|2|SERIES" "${S}1|${S}1.2|SR|1|SERIES" >"$T/s4.want"
+check "study root, SERIES level of study 1: both series, their modality and instance counts" \
+	"diff '$T/s4.want' '$T/s4.txt' >'$T/s4.diff' && [ \$(grep -c 'Find Response [0-9]* (Pending)' '$T/s4.log') -eq 2 ]" \
+	"$T/s4.diff" "$T/s4.log"
+find_ s5 FINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}1 -k SeriesInstanceUID=${S}1.2 -k Modality \
+	-k NumberOfSeriesRelatedInstances
+got s5 SeriesInstanceUID Modality NumberOfSeriesRelatedInstances >"$T/s5.txt"
+check "study root, SERIES level matching one SeriesInstanceUID: that series only" \
+	"[ \"\$(cat '$T/s5.txt')\" = '${S}1.2|SR|1' ]" "$T/s5.txt" "$T/s5.log"
+find_ s6 CTFINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}1 -k SeriesInstanceUID \
+	-k NumberOfSeriesRelatedInstances
+got s6 SeriesInstanceUID >"$T/s6.txt"
+check "study root, SERIES level: a study of another collection answers nothing" \
+	"grep -q 'Final Find Response (Success)' '$T/s6.log' && [ -z \"\$(cat '$T/s6.txt')\" ]" "$T/s6.txt" "$T/s6.log"
 find_ s3 FINDER -S -k QueryRetrieveLevel=PATIENT -k PatientID
 check "study root has no PATIENT level: A900H" "grep -q 'DataSetDoesNotMatchSOPClass' '$T/s3.log'" "$T/s3.log"
 
@@ -299,7 +319,7 @@ check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
 check "one query audit record per C-FIND with the peer as actor ($nq)" \
-	"[ $nq -eq 17 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 20 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done

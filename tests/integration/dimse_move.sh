@@ -10,8 +10,10 @@
 # counted; a Move Destination that is not a peer with host and port
 # (A801H), a destination whose certificate is not the one bound to it (all
 # sub-operations failed, A702H), a peer without the move right (refused),
-# an identifier naming nothing (0000H); one "retrieve" audit record per
-# C-MOVE. Prints ok/not ok lines. Env DV: the CLI under test; KEEP=1 keeps
+# an identifier naming nothing (0000H); a destination that speaks TLS 1.2
+# only (openssl s_server -tls1_2 behind a relay that records what is sent:
+# A702H, only the TLS ClientHello sent, the failure audited); one
+# "retrieve" audit record per C-MOVE. Prints ok/not ok lines. Env DV: the CLI under test; KEEP=1 keeps
 # the directory. Layer: tests.
 set -u
 # storescp 3.6.7 cannot bind an address (it listens on every interface):
@@ -33,9 +35,13 @@ TEST=dimse_move
 tap_setup dmove
 TUN=
 SCP=
+S12=
+RELAY=
 cleanup() {
 	stop_pid "$TUN"
 	stop_pid "$SCP"
+	stop_pid "$RELAY"
+	stop_pid "$S12"
 	tap_cleanup
 }
 trap cleanup EXIT
@@ -85,6 +91,8 @@ vault_init || exit 0
 HP=$(free_port)
 DP=$(free_port)
 SP=$(free_port)
+RP=$(free_port)    # the relay in front of openssl s_server -tls1_2
+OP=$(free_port)    # openssl s_server -tls1_2
 FP=$(fp "$T/peer1.crt")
 cat >>"$T/v/dicomvault.conf" <<CONF
 
@@ -108,6 +116,11 @@ port = $SP
 
 [peer "NOHOST"]
 fingerprint = $(fp "$T/dest.crt")
+
+[peer "TLS12"]
+fingerprint = $(fp "$T/dest.crt")
+host = 127.0.0.1
+port = $RP
 CONF
 serve_dicom || exit 0
 SC="$T/v/keys/tls.crt"
@@ -225,6 +238,90 @@ move_ m7 NOMOVE DEST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
 check "a peer without the move right: no C-MOVE context, nothing stored" \
 	"grep -q 'No valid Presentation Context' '$T/m7.log' && [ -z \"\$(ls '$T/dest')\" ]" "$T/m7.log"
 
+# ---- a destination that speaks TLS 1.2 only: openssl s_server -tls1_2
+# with the certificate bound to [peer "TLS12"], behind a relay that keeps
+# every byte the vault sends. Outgoing DICOM-TLS is TLS 1.3 only: the
+# handshake fails, every sub-operation fails (A702H), nothing but the TLS
+# ClientHello is sent (no A-ASSOCIATE-RQ in clear), the C-MOVE is audited
+# as a failure ----
+openssl s_server -tls1_2 -www -cert "$T/dest.crt" -key "$T/dest.key" -accept "127.0.0.1:$OP" -naccept 1 \
+	</dev/null >"$T/s12.log" 2>&1 &
+S12=$!
+"$PY" - "$RP" "$OP" "$T/relay.bin" >"$T/relay.log" 2>&1 <<'PYEOF' &
+import socket, sys, threading
+lp, bp, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", lp))
+ls.listen(4)
+print("listening", flush=True)
+def pump(a, b, f):
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            if f is not None:
+                f.write(d)
+                f.flush()
+            b.sendall(d)
+    except OSError:
+        pass
+    for x in (a, b):
+        try:
+            x.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = ls.accept()
+    u = socket.create_connection(("127.0.0.1", bp))
+    f = open(out, "ab")
+    threading.Thread(target=pump, args=(c, u, f), daemon=True).start()
+    threading.Thread(target=pump, args=(u, c, None), daemon=True).start()
+PYEOF
+RELAY=$!
+# (no test connection to either: s_server accepts one connection only)
+wait_line "$S12" "$T/s12.log" '^ACCEPT'
+wait_line "$RELAY" "$T/relay.log" '^listening'
+check "openssl s_server -tls1_2 and the relay in front of it listening" "kill -0 $S12 && kill -0 $RELAY" \
+	"$T/s12.log" "$T/relay.log"
+rm -rf "$T/dest"/*
+move_ m10 MOVER TLS12 -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
+check "C-MOVE to a TLS 1.2-only destination: A702H (unable to perform sub-operations), no pending response" \
+	"grep -q 'Received Final Move Response (Refused: OutOfResourcesSubOperations)' '$T/m10.log' && [ \$(npending m10) -eq 0 ]" \
+	"$T/m10.log"
+sleep 0.3
+"$PY" - "$T/relay.bin" >"$T/relay.chk" 2>&1 <<'PYEOF'
+import sys
+b = open(sys.argv[1], "rb").read()
+# a TLS record of type 22 (handshake) starting with a ClientHello (1) is
+# what was sent; neither the called AE title nor a DICOM UID in clear
+ok = len(b) > 5 and b[0] == 0x16 and b[1] == 0x03 and b[5] == 0x01 and b"TLS12" not in b and \
+    b"DICOMVAULT" not in b and b"1.2.840.10008" not in b
+# every byte sent is in TLS records: handshake (22) or alert (21) only
+i = 0
+while ok and i < len(b):
+    if i + 5 > len(b) or b[i] not in (0x15, 0x16):
+        ok = False
+        break
+    i += 5 + int.from_bytes(b[i + 3:i + 5], "big")
+print("bytes", len(b), "tls-records-only" if ok else "NOT-ONLY-TLS", b[:16].hex())
+sys.exit(0 if ok else 1)
+PYEOF
+check "the vault sent the TLS 1.2-only peer only TLS handshake records, nothing in clear" "[ $? -eq 0 ]" \
+	"$T/relay.chk"
+check "s_server refused the ClientHello: unsupported protocol (the vault offers TLS 1.3 only)" \
+	"grep -q 'tls_early_post_process_client_hello:unsupported protocol' '$T/s12.log'" "$T/s12.log"
+check "the handshake failure logged with the destination" \
+	"grep -q 'C-MOVE of MOVER to TLS12: TLS handshake with 127.0.0.1:$RP failed' '$T/err'" "$T/err"
+grep -F '"action":"retrieve","outcome":"failure"' "$T/v/audit/audit.log" | grep -F '"user":"MOVER"' |
+	grep -qF '"reason":"DIMSE C-MOVE study root STUDY to TLS12: 0 of 3 sent, 3 failed, 0 warning"'
+check "that C-MOVE audited as a failure: 0 of 3 sent, 3 failed" "[ $? -eq 0 ]" "$T/v/audit/audit.log"
+stop_pid "$RELAY"
+RELAY=
+stop_pid "$S12"
+S12=
+
 # ---- a JPEG Baseline and an RLE instance to a destination that takes
 # uncompressed syntaxes only (storescp's default): decompressed for it ----
 PYD=/usr/lib/python3/dist-packages/pydicom/data/test_files
@@ -274,7 +371,7 @@ check "to a destination that takes JPEG and RLE: both in their stored syntax, pi
 
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-MOVE')
 check "one retrieve audit record per C-MOVE with the mover as actor ($n)" \
-	"[ $n -eq 8 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
+	"[ $n -eq 9 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
 check "server still running" "kill -0 $SRV"
 stop_pid "$TUN"
 TUN=

@@ -56,6 +56,10 @@ rights = echo, store, find, move, get
 fingerprint = $(fp "$T/peer1.crt")
 rights = find
 
+[peer "GETONLY"]
+fingerprint = $(fp "$T/peer1.crt")
+rights = get
+
 [peer "CAPEER"]
 ca = $T/ca.crt
 rights = echo
@@ -134,8 +138,35 @@ check "storescu: the same instance again (identical) succeeds" "[ $? -eq 0 ]" "$
 store CTDEPT -v "$TF/MR_small.dcm" >"$T/s7" 2>&1
 check "C-STORE into a study of another collection: status 0124H" "grep -q 'Status: 0x124' '$T/s7'" "$T/s7"
 check "refused store audited" "grep '\"store\"' '$T/v/audit/audit.log' | grep -q 'another collection'"
-store FINDONLY "$TF/CT_small.dcm" >"$T/s8" 2>&1
-check "storescu from a peer without the store right: refused" "[ $? -ne 0 ]" "$T/s8"
+# without the store right: with neither store nor get no storage context
+# is accepted (dimse_svc_policy), so storescu's association is rejected
+# (A-ASSOCIATE-RJ 1/1/1: permanent, service user, no reason given) and
+# audited with the peer's rights; with the get right only, storage
+# contexts are accepted (for the SCP role of C-GET sub-operations), and a
+# C-STORE is refused with 0122H, "SOP class not supported", audited
+store FINDONLY -v "$TF/rtplan.dcm" >"$T/s8" 2>&1
+rc=$?
+check "storescu from a peer without the store right (find only): A-ASSOCIATE-RJ permanent, service user, no reason" \
+	"[ $rc -ne 0 ] && grep -q 'Association Rejected' '$T/s8' && grep -q 'Result: Rejected Permanent, Source: Service User' '$T/s8' && grep -q 'Reason: No Reason$' '$T/s8' && ! grep -q 'Sending Store Request' '$T/s8'" \
+	"$T/s8"
+# audit_rec ACTION OUTCOME AE REASON [MORE]: a record of ACTION with that
+# outcome, the peer AE as actor, exactly that reason (and MORE, verbatim)
+audit_rec() {
+	grep -F "\"action\":\"$1\",\"outcome\":\"$2\"" "$T/v/audit/audit.log" | grep -F "\"user\":\"$3\"" |
+		grep -F "\"reason\":\"$4\"" | grep -qF "${5:-}"
+}
+audit_rec dicom-association denied FINDONLY "no right for any proposed service (rights of FINDONLY: find)"
+check "that refusal audited: denied, 'no right for any proposed service (rights of FINDONLY: find)'" "[ $? -eq 0 ]" \
+	"$T/v/audit/audit.log"
+RTSOP=$("$PY" -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1], stop_before_pixels=True).SOPInstanceUID)' \
+	"$TF/rtplan.dcm")
+store GETONLY -v "$TF/rtplan.dcm" >"$T/s9" 2>&1
+check "storescu from a peer with the get right only: associated, C-STORE refused with 0122H" \
+	"grep -q 'Association Accepted' '$T/s9' && grep -q 'Received Store Response (Refused: SOPClassNotSupported)' '$T/s9'" \
+	"$T/s9"
+audit_rec store failure GETONLY "SOP class not supported" "\"sop\":\"$RTSOP\""
+check "that C-STORE audited: store failure, 'SOP class not supported', naming the SOP Instance UID" "[ $? -eq 0 ]" \
+	"$T/v/audit/audit.log"
 SAMPLES="$TF/CT_small.dcm $TF/MR_small.dcm $TF/rtplan.dcm $TF/JPEG2000.dcm $TF/SC_rgb_rle.dcm $TF/JPEG-lossy.dcm"
 for f in "$T"/ct/CT0001.dcm $SAMPLES; do
 	st=$("$PY" -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1], stop_before_pixels=True).StudyInstanceUID)' "$f")
