@@ -584,7 +584,17 @@ enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, s
 
 void dimse_svc_end(struct dimse_assoc *a)
 {
-	/* an unfinished C-STORE leaves nothing: its spool file has no name */
+	/* an unfinished C-STORE leaves nothing (its spool file has no name),
+	 * but the attempt is on the record: the peer sent part of an
+	 * instance and the association ended (A-ABORT, closed, released or
+	 * aborted by us) before the last fragment */
+	if (a->st != NULL) {
+		struct audit_objects obj;
+		memset(&obj, 0, sizeof obj);
+		obj.sop_uid = a->rq.sop_instance;
+		(void)dimse_assoc_audit(a, AUDIT_STORE, AUDIT_FAILURE,
+		                        "association ended before the data set was complete: nothing stored", &obj);
+	}
 	store_free(a->st);
 	a->st = NULL;
 	dimse_find_free(a);
