@@ -217,8 +217,15 @@ static enum err store_begin(struct dimse_assoc *a, uint8_t pcid, const struct di
 		store_fail(st, DIMSE_SOP_NOT_SUPPORTED, "SOP class does not match the presentation context");
 		return ERR_OK;
 	}
-	if (!(a->peer->rights & PEER_RIGHT_STORE) || !is_storage(c->sop_class)) {
+	if (!is_storage(c->sop_class)) {
 		store_fail(st, DIMSE_SOP_NOT_SUPPORTED, "SOP class not supported");
+		return ERR_OK;
+	}
+	/* a peer with the get right only has its storage contexts accepted
+	 * (for the SCP role of C-GET sub-operations): its own C-STORE is not
+	 * an unsupported class but a right it lacks */
+	if (!(a->peer->rights & PEER_RIGHT_STORE)) {
+		store_fail(st, DIMSE_NOT_AUTHORIZED, "Not authorized: this peer has no store right");
 		return ERR_OK;
 	}
 	{
