@@ -150,7 +150,6 @@ enum err auth_new(const struct auth_conf *c, struct index_store *ix, pthread_mut
 	a->ix_lock = ix_lock;
 	a->mk = mk;
 	a->audit = audit;
-	rc = ERR_NOMEM;
 	rc = ERR_INTERNAL;
 	if (c->limiter_slots == 0 || c->lockout_failures == 0 || c->lockout_failures > AUTH_LOCKOUT_MAX_FAILURES)
 		goto fail;
@@ -376,7 +375,7 @@ static int64_t lim_fail(struct auth *a, const char *key, bool known, int64_t now
 	if (s->n < cap)
 		s->n++;
 	/* full: head is the oldest of the last cap failures */
-	if (s->n < cap || now - t[s->head % cap] >= a->conf.lockout_window)
+	if (s->n < cap || now - t[s->head] >= a->conf.lockout_window)
 		return 0;
 	s->n = 0;
 	s->head = 0;

@@ -89,6 +89,11 @@ static enum err write_new(const char *dir, const char *name, const void *p, size
 	return rc;
 }
 
+/* [storage] master_key as init writes it: a key file, or a passphrase
+ * record (load_master takes the file when it is there) */
+#define MASTER_KEY_FILE "file:keys/master.key"
+#define MASTER_KEY_PASS "passphrase:keys/master.pass"
+
 static const char default_conf[] =
 	"# dicomvault.conf: written by `dicomvault init`. See SPEC.md section 1.\n"
 	"\n"
@@ -360,7 +365,7 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 		goto out;
 	}
 	n = (size_t)snprintf(conf, sizeof conf, default_conf,
-	                     pass ? "passphrase:keys/master.pass" : "file:keys/master.key");
+	                     pass ? MASTER_KEY_PASS : MASTER_KEY_FILE);
 	rc = write_new(dir, "dicomvault.conf", conf, n, 0600);
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write %s/dicomvault.conf", dir);
@@ -522,8 +527,10 @@ static enum err conf_check(const char *dir, const struct ini *conf, char *why, s
 		const struct ini_entry *s = &conf->sections[i];
 		bool ok = false;
 		if (s->sub != NULL) {
+			/* [deid "mask NAME"] is the only named [deid] */
 			for (k = 0; k < sizeof named / sizeof named[0]; k++)
-				ok = ok || strcmp(s->section, named[k]) == 0;
+				ok = ok || (strcmp(s->section, named[k]) == 0 &&
+				            (strcmp(s->section, "deid") != 0 || strncmp(s->sub, "mask ", 5) == 0));
 		} else {
 			for (k = 0; k < sizeof conf_keys / sizeof conf_keys[0]; k++)
 				ok = ok || strcmp(s->section, conf_keys[k].section) == 0;
@@ -560,7 +567,7 @@ static enum err conf_check(const char *dir, const struct ini *conf, char *why, s
 			const char *want;
 			if (path_join(p, sizeof p, dir, "keys/master.key") != ERR_OK)
 				return ERR_LIMIT;
-			want = access(p, F_OK) == 0 ? "file:keys/master.key" : "passphrase:keys/master.pass";
+			want = access(p, F_OK) == 0 ? MASTER_KEY_FILE : MASTER_KEY_PASS;
 			if (strcmp(e->value, want) != 0)
 				return err_why(why, whylen, ERR_PARSE,
 				               "dicomvault.conf line %u: [storage] master_key = %.60s does not describe this "

@@ -91,6 +91,7 @@ conf_refused() {  # name, sed expression or "+TEXT" to append, expected text in 
 }
 conf_refused "a misspelt [auth] key" 's/^idle_timeout = 900/idle_timeot = 900/' "[auth] has no key 'idle_timeot'"
 conf_refused "an unknown section" '+\n[peers "OLDPACS"]\nhost = 10.0.0.1\n' 'unknown section [peers'
+conf_refused "a named [deid] that is not a mask" '+\n[deid "masks CT"]\nmodality = CT\n' 'unknown section [deid'
 conf_refused "[storage] objects elsewhere (not honoured yet)" 's|^objects = objects|objects = /mnt/big|' \
 	"[storage] objects = /mnt/big: this version keeps objects in the vault directory only"
 conf_refused "[index] backend postgresql (not yet)" 's|^backend = sqlite|backend = postgresql|' "[index] backend = postgresql"
