@@ -93,15 +93,21 @@ def instance():
     return dsgen.part10(dsgen.sc(uid(), uid(), uid(), "SLOW^LINK", "SLOW1", rows=16, cols=16))
 
 
+def stow_request(v, boundary, inst):
+    """The head (Content-Length the whole body) and the body of a STOW-RS
+    of one instance, as raw bytes."""
+    b = boundary.encode()
+    body = b"--" + b + b"\r\nContent-Type: application/dicom\r\n\r\n" + inst + b"\r\n--" + b + b"--\r\n"
+    head = ("POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: multipart/related; type=\"application/dicom\"; boundary=%s\r\n"
+            "Accept: application/dicom+json\r\nContent-Length: %d\r\n\r\n" % (v.token, boundary, len(body))).encode()
+    return head, body
+
+
 def slow_body(v, out):
     """A STOW-RS whose head is sent at once and whose body comes in 8
     pieces 2 s apart (16 s in all): the status line of its answer."""
-    b = "slowbody"
-    body = (b"--" + b.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + instance() + b"\r\n--" +
-            b.encode() + b"--\r\n")
-    head = ("POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
-            "Content-Type: multipart/related; type=\"application/dicom\"; boundary=%s\r\n"
-            "Accept: application/dicom+json\r\nContent-Length: %d\r\n\r\n" % (v.token, b, len(body))).encode()
+    head, body = stow_request(v, "slowbody", instance())
     s = socket.create_connection(("127.0.0.1", v.port), timeout=30)
     t = v.ctx.wrap_socket(s, server_hostname="localhost")
     t.sendall(head)
@@ -128,14 +134,9 @@ def stalled_body(v, out):
     then nothing, the socket open: the seconds from the last byte sent
     until the server closed the connection (None: still open at 60 s),
     and what it sent."""
-    b = "stalled"
     inst = dsgen.part10(dsgen.sc("2.25.%d" % uuid.uuid4().int, STALL_STUDY, "2.25.%d" % uuid.uuid4().int,
                                  "STALL^BODY", "STALL1", rows=1774, cols=1774))
-    body = (b"--" + b.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + inst + b"\r\n--" +
-            b.encode() + b"--\r\n")
-    head = ("POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
-            "Content-Type: multipart/related; type=\"application/dicom\"; boundary=%s\r\n"
-            "Accept: application/dicom+json\r\nContent-Length: %d\r\n\r\n" % (v.token, b, len(body))).encode()
+    head, body = stow_request(v, "stalled", inst)
     s = socket.create_connection(("127.0.0.1", v.port), timeout=60)
     t = v.ctx.wrap_socket(s, server_hostname="localhost")
     t.sendall(head + body[:len(body) // 2])
