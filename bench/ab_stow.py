@@ -27,27 +27,30 @@ def main():
     sb.HTTP_GET = hg if os.access(hg, os.X_OK) else None
     sb.WADO_REPS = 2
     ct = sb.CT(corpus)
-    for _ in range(rounds):
-        for dirs in (False, True):
-            for name, dv in (("A", a), ("B", b)):
-                tmp = tempfile.mkdtemp(prefix="dvab.")
-                s = sb.Vault(tmp, dv)
-                try:
-                    if dirs:
-                        od = os.path.join(s.dir, "v", "objects")
-                        for x in range(256):
-                            for y in range(256):
-                                os.makedirs(os.path.join(od, "%02x" % x, "%02x" % y), 0o700, exist_ok=True)
-                        os.sync()
-                    t, cpu = sb.stow_each(s, ct)
-                    tw, n, mode, wcpu, _ = sb.wado_series(s, ct)
-                    print("%s dirs=%-5s STOW %4.0f inst/s, CPU %.2f ms/inst | WADO (%s) %4.0f MB/s, CPU %.2f ms/inst"
-                          " | load %s" % (name, "made" if dirs else "new", len(ct.data) / t, cpu / len(ct.data) * 1e3,
-                                          mode, n / tw / 1e6, wcpu / len(ct.data) * 1e3,
-                                          open("/proc/loadavg").read().split()[0]), flush=True)
-                finally:
-                    s.stop()
-                    shutil.rmtree(tmp, ignore_errors=True)
+    # every server's files are removed at the end only (server_bench's Server.stop says why)
+    tmp = tempfile.mkdtemp(prefix="dvab.", dir=os.environ.get("BENCH_TMP", "/tmp"))
+    try:
+        for _ in range(rounds):
+            for dirs in (False, True):
+                for name, dv in (("A", a), ("B", b)):
+                    s = sb.Vault(tmp, dv)
+                    try:
+                        if dirs:
+                            od = os.path.join(s.dir, "v", "objects")
+                            for x in range(256):
+                                for y in range(256):
+                                    os.makedirs(os.path.join(od, "%02x" % x, "%02x" % y), 0o700, exist_ok=True)
+                            os.sync()
+                        t, cpu = sb.stow_each(s, ct)
+                        tw, n, mode, wcpu, _ = sb.wado_series(s, ct)
+                        print("%s dirs=%-5s STOW %4.0f inst/s, CPU %.2f ms/inst | WADO (%s) %4.0f MB/s, CPU %.2f ms/inst"
+                              " | load %s" % (name, "made" if dirs else "new", len(ct.data) / t, cpu / len(ct.data) * 1e3,
+                                              mode, n / tw / 1e6, wcpu / len(ct.data) * 1e3,
+                                              open("/proc/loadavg").read().split()[0]), flush=True)
+                    finally:
+                        s.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

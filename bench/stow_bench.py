@@ -32,18 +32,21 @@ def main():
              ("series in 1 request", lambda s: sb.stow_all(s, ct.data)),
              ("1 per request, %d connections" % sb.STOW_CONNS, lambda s: sb.stow_each_parallel(s, ct, sb.STOW_CONNS))]
     res = {(k, m): [] for k, _ in kinds for m, _ in modes}
-    for r in range(rounds):
-        for m, fn in modes:
-            for k, path in kinds:
-                tmp = tempfile.mkdtemp(prefix="dvstow.")
-                s = sb.Orthanc(tmp) if path is None else sb.Vault(tmp, path)
-                try:
-                    t, cpu = fn(s)
-                    res[(k, m)].append((n / t, cpu / n * 1e3))
-                finally:
-                    s.stop()
-                    shutil.rmtree(tmp, ignore_errors=True)
-        sys.stderr.write("round %d done, load %s\n" % (r + 1, open("/proc/loadavg").read().split()[0]))
+    # every server's files are removed at the end only (Server.stop says why)
+    tmp = tempfile.mkdtemp(prefix="dvstow.", dir=os.environ.get("BENCH_TMP", "/tmp"))
+    try:
+        for r in range(rounds):
+            for m, fn in modes:
+                for k, path in kinds:
+                    s = sb.Orthanc(tmp) if path is None else sb.Vault(tmp, path)
+                    try:
+                        t, cpu = fn(s)
+                        res[(k, m)].append((n / t, cpu / n * 1e3))
+                    finally:
+                        s.stop()
+            sys.stderr.write("round %d done, load %s\n" % (r + 1, open("/proc/loadavg").read().split()[0]))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print("STOW-RS of %d CT slices, median of %d rounds (servers alternated), load %s at the end."
           % (n, rounds, " ".join(open("/proc/loadavg").read().split()[:3])))
     print()
