@@ -875,6 +875,38 @@ enum MHD_Result dicomweb_end(struct http_req *r)
 	return stow_answer(r, d);
 }
 
+/* Why a request ended before its answer (libmicrohttpd's code). */
+static const char *cut_why(enum MHD_RequestTerminationCode t)
+{
+	switch (t) {
+	case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+		return "nothing received for the inactivity timeout";
+	case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+	case MHD_REQUEST_TERMINATED_READ_ERROR:
+		return "the connection was closed by the client";
+	case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+		return "the server is stopping";
+	default:
+		return "the connection failed";
+	}
+}
+
+/* A STOW-RS cut off before its answer (the client gone, the inactivity
+ * timeout): the parts received whole were stored and audited one by one;
+ * this says so, and that the part being received, if any, was not. */
+static void stow_cut(struct http_req *r, struct dw *d)
+{
+	char why[200];
+	bool partial = d->st.sp != NULL;
+
+	snprintf(why, sizeof why, "the request ended before its body was complete (%s): %s", cut_why(r->term),
+	         partial ? "the part being received was not stored" : "no part was being received");
+	log_warn("store by %s (%s): %s; %u instance(s) stored, %u failed before it", r->sess.user, r->addr, why,
+	         d->st.n_ok, d->st.n_failed);
+	(void)dw_audit_obj(r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, d->st.study[0] ? d->st.study : NULL, NULL,
+	                   partial && d->st.part_sop[0] ? d->st.part_sop : NULL);
+}
+
 void dicomweb_done(struct http_req *r)
 {
 	struct dw *d = r->ctx;
@@ -882,6 +914,8 @@ void dicomweb_done(struct http_req *r)
 	if (d == NULL)
 		return;
 	drain(d);   /* parts fully received are still stored (not answered) */
+	if (d->kind == DW_STOW && !r->answered && r->authed)
+		stow_cut(r, d);
 	spool_end(&d->st);
 	pthread_cond_destroy(&d->st.cv);
 	pthread_mutex_destroy(&d->st.mu);

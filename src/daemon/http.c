@@ -877,10 +877,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 {
 	struct http_req *r = *con_cls;
 
-	(void)t;
 	watch_request(cls, c, false);
 	if (r == NULL)
 		return;
+	r->term = t;
 	push_end(r);
 	if (r->route != NULL && r->route->done != NULL)
 		r->route->done(r);

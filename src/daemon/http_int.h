@@ -76,6 +76,7 @@ struct http_req {
 	size_t discarded;           /* bytes beyond the cap, thrown away */
 	bool too_large;
 	bool answered;
+	enum MHD_RequestTerminationCode term; /* how libmicrohttpd ended it: set before the route's done */
 	bool defer_begin;           /* a streaming route's GET: begin at the end of the (empty) body */
 	struct http_push *push;     /* a large body's gathered TLS writes (http.c), until the request ends */
 	/* the session (routes that are not public) */

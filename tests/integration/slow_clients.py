@@ -15,6 +15,7 @@ import shutil
 import socket
 import json
 import ssl
+import subprocess
 import sys
 import tempfile
 import threading
@@ -160,6 +161,29 @@ def stalled_body(v, out):
     t.close()
 
 
+def closed_body(v):
+    """A STOW-RS of a 3 MiB instance whose client closes the connection
+    after half the body; returns once the server has closed its side."""
+    inst = dsgen.part10(dsgen.sc("2.25.%d" % uuid.uuid4().int, STALL_STUDY, "2.25.%d" % uuid.uuid4().int,
+                                 "CLOSED^BODY", "CLOSED1", rows=1774, cols=1774))
+    head, body = stow_request(v, "closed", inst)
+    s = socket.create_connection(("127.0.0.1", v.port), timeout=60)
+    t = v.ctx.wrap_socket(s, server_hostname="localhost")
+    t.sendall(head + body[:len(body) // 2])
+    t.close()
+
+
+def audit_store_failures(v):
+    """The reasons of the store failure records in the audit log."""
+    p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
+    out = []
+    for line in p.stdout.splitlines():
+        rec = json.loads(line)
+        if rec.get("action") == "store" and rec.get("outcome") == "failure":
+            out.append(rec.get("reason", ""))
+    return out
+
+
 def spool_fds(v):
     """The server's open files in the vault's tmp/ (an unnamed spool file
     shows as tmp/#N (deleted))."""
@@ -222,12 +246,26 @@ def main():
     left = os.listdir(vtmp) if os.path.isdir(vtmp) else []
     check("the stalled STOW: no file left in the vault's tmp/, none held open by the server",
           left == [] and spool_fds(v) == 0, (left, spool_fds(v)))
+    closed_body(v)
+    time.sleep(1)
+    check("a STOW-RS closed by its client half-way: nothing of it stored (QIDO)", study_count(v) == (200, 0))
     st, _, _ = v.request("GET", "/healthz", auth=False)
     check("server still serving", st == 200, st)
     v.stop()
+    fails = audit_store_failures(v)
+    print("# store failures audited: %r" % fails)
+    cut = "the request ended before its body was complete"
+    check("the stalled STOW audited as a store failure: the timeout, the part not stored",
+          any(cut in f and "inactivity timeout" in f and "part being received was not stored" in f for f in fails),
+          fails)
+    check("the STOW closed by its client audited as a store failure: the part not stored",
+          any(cut in f and "closed by the client" in f and "part being received was not stored" in f
+              for f in fails), fails)
     log = open(os.path.join(tmp, "serve.err")).read() + open(os.path.join(tmp, "serve.out")).read()
     print("".join("# " + l + "\n" for l in log.splitlines() if "stow" in l.lower() or "dicomweb" in l.lower())[:1500], end="")
     check("the closings logged", "request head was not complete in time" in log, log[-500:])
+    check("the cut STOW requests logged as warnings, without PHI",
+          log.count(cut) == 2 and "STALL^BODY" not in log and "CLOSED1" not in log, log[-800:])
 
 
 TMP = tempfile.mkdtemp(prefix="dv-slow.")
