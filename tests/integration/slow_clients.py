@@ -129,18 +129,24 @@ def slow_body(v, out):
     out[0] = data.split(b"\r\n", 1)[0].decode("latin-1")
 
 
-def stalled_body(v, out):
-    """A STOW-RS of a 3 MiB instance: the head (Content-Length the whole
-    body) and half the body (past the 1 MiB an in-memory spool holds),
-    then nothing, the socket open: the seconds from the last byte sent
-    until the server closed the connection (None: still open at 60 s),
-    and what it sent."""
+def half_body(v, boundary, name, pid):
+    """A TLS connection that has sent the head of a STOW-RS of a 3 MiB
+    instance (Content-Length the whole body) and half its body, past the
+    1 MiB an in-memory spool holds."""
     inst = dsgen.part10(dsgen.sc("2.25.%d" % uuid.uuid4().int, STALL_STUDY, "2.25.%d" % uuid.uuid4().int,
-                                 "STALL^BODY", "STALL1", rows=1774, cols=1774))
-    head, body = stow_request(v, "stalled", inst)
+                                 name, pid, rows=1774, cols=1774))
+    head, body = stow_request(v, boundary, inst)
     s = socket.create_connection(("127.0.0.1", v.port), timeout=60)
     t = v.ctx.wrap_socket(s, server_hostname="localhost")
     t.sendall(head + body[:len(body) // 2])
+    return t
+
+
+def stalled_body(v, out):
+    """half_body, then nothing, the socket open: the seconds from the last byte sent
+    until the server closed the connection (None: still open at 60 s),
+    and what it sent."""
+    t = half_body(v, "stalled", "STALL^BODY", "STALL1")
     t0 = time.monotonic()
     out["sent"] = True
     data = b""
@@ -163,14 +169,8 @@ def stalled_body(v, out):
 
 def closed_body(v):
     """A STOW-RS of a 3 MiB instance whose client closes the connection
-    after half the body; returns once the server has closed its side."""
-    inst = dsgen.part10(dsgen.sc("2.25.%d" % uuid.uuid4().int, STALL_STUDY, "2.25.%d" % uuid.uuid4().int,
-                                 "CLOSED^BODY", "CLOSED1", rows=1774, cols=1774))
-    head, body = stow_request(v, "closed", inst)
-    s = socket.create_connection(("127.0.0.1", v.port), timeout=60)
-    t = v.ctx.wrap_socket(s, server_hostname="localhost")
-    t.sendall(head + body[:len(body) // 2])
-    t.close()
+    after half the body."""
+    half_body(v, "closed", "CLOSED^BODY", "CLOSED1").close()
 
 
 def audit_store_failures(v):
