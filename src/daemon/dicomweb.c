@@ -60,6 +60,7 @@ struct stow {
 	struct mp_parser mp;
 	enum err mp_rc;            /* ERR_AGAIN until done or failed */
 	uint64_t after;            /* body bytes read after the end or an error */
+	const char *closed_why;    /* the server closed the connection before the end: why */
 	char study[UID_MAX + 1];   /* the path's study, or "" */
 	char target[ACCESS_NAME_MAX + 1];   /* ?collection=NAME, or "" */
 	char tmpdir[VAULT_PATH_MAX + 8];
@@ -861,6 +862,8 @@ enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n)
 	if (s->after > HTTP_BODY_DISCARD_MAX) {
 		log_info("%s %s: too much after the multipart body, connection closed (%s)", r->method_log,
 		         r->route->name, r->addr);
+		s->closed_why = s->mp_rc == ERR_OK ? "more than 1 MiB after the multipart body"
+		                                   : "more than 1 MiB after an error in the multipart body";
 		return MHD_NO;
 	}
 	return MHD_YES;
@@ -896,11 +899,15 @@ static const char *cut_why(enum MHD_RequestTerminationCode t)
  * this says so, and that the part being received, if any, was not. */
 static void stow_cut(struct http_req *r, struct dw *d)
 {
-	char why[200];
+	char why[240];
 	bool partial = d->st.sp != NULL;
 
-	snprintf(why, sizeof why, "the request ended before its body was complete (%s): %s", cut_why(r->term),
-	         partial ? "the part being received was not stored" : "no part was being received");
+	if (d->st.closed_why != NULL)
+		snprintf(why, sizeof why, "the connection was closed by the server: %s (%s)", d->st.closed_why,
+		         d->st.mp_rc == ERR_OK ? "the body was complete" : mp_parser_why(&d->st.mp));
+	else
+		snprintf(why, sizeof why, "the request ended before its body was complete (%s): %s", cut_why(r->term),
+		         partial ? "the part being received was not stored" : "no part was being received");
 	log_warn("store by %s (%s): %s; %u instance(s) stored, %u failed before it", r->sess.user, r->addr, why,
 	         d->st.n_ok, d->st.n_failed);
 	(void)dw_audit_obj(r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, d->st.study[0] ? d->st.study : NULL, NULL,

@@ -175,6 +175,22 @@ def main():
     line, data = raw(v, (head % ("x" * 43, b, 65 * 1024 * 1024)).encode(), b"")
     check("without a valid session the size does not matter: 401", " 401 " in line, line)
 
+    # ---- a good part, a malformed delimiter, then 2 MiB more: the server
+    # reads 1 MiB past the error, closes, and says so in the log and audit ----
+    cut = inst(os.path.join(tmp, "cut.dcm"), P + "3.1.1", study=P + "3", series=P + "3.1")
+    body = (b"--" + b.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n" + open(cut, "rb").read() +
+            b"\r\n--" + b.encode() + b"\r\nNo colon in this header line\r\n\r\n" + b"\0" * (2 << 20))
+    line, data = raw(v, (head % (v.token, b, len(body))).encode(), body)
+    check("a malformed body followed by 2 MiB: the connection closed without an answer", line == "", data[:300])
+    st, _, found = v.request("GET", f"/dicom-web/studies/{P}3/instances", headers={"Accept": "application/dicom+json"})
+    check("the part before the error is stored", st == 200 and len(json.loads(found)) == 1, (st, found[:200]))
+    p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
+    reasons = [json.loads(ln).get("reason", "") for ln in p.stdout.splitlines()
+               if '"action":"store"' in ln and '"outcome":"failure"' in ln]
+    check("that closing audited as a store failure naming the server's reason and the parser's",
+          any("closed by the server: more than 1 MiB after an error in the multipart body (malformed part header"
+              in x for x in reasons), reasons)
+
     st, _, body = v.request("GET", "/healthz", auth=False)
     check("server still serving", st == 200, st)
     st, _, body = v.request("GET", f"/dicom-web/studies/{P}1/series/{P}1.1/instances/{P}1.1.1",
