@@ -895,8 +895,9 @@ static const char *cut_why(enum MHD_RequestTerminationCode t)
 }
 
 /* A STOW-RS cut off before its answer (the client gone, the inactivity
- * timeout): the parts received whole were stored and audited one by one;
- * this says so, and that the part being received, if any, was not. */
+ * timeout, or closed by dicomweb_body): the parts received whole were
+ * stored and audited one by one; this says why the request ended, and
+ * that the part being received, if any, was not stored. */
 static void stow_cut(struct http_req *r, struct dw *d)
 {
 	char why[240];
