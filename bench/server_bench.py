@@ -671,11 +671,16 @@ def client_ceiling(tmp, nbytes):
 
 # ---------------------------------------------------------------- main
 
+def start_server(kind, tmp, dv):
+    """A fresh server of kind "orthanc" or "vault" with its store under tmp."""
+    return Orthanc(tmp) if kind == "orthanc" else Vault(tmp, dv)
+
+
 def bench_server(kind, tmp, dv, ct, mf, make, ids, run):
-    R = {}
+    R = {"stow1_more": []}   # filled by main's alternated runs
 
     def start():
-        return Orthanc(tmp) if kind == "orthanc" else Vault(tmp, dv)
+        return start_server(kind, tmp, dv)
     # a. one instance per request, fresh server
     s = start()
     R["version"] = s.version if kind == "vault" else "%s + DICOMweb %s" % (s.version, s.dw_version)
@@ -760,12 +765,11 @@ def main():
         res = {}
         for kind in ("orthanc", "vault"):
             res[kind] = bench_server(kind, tmp, dv, ct, mf, make, ids, run)
-            res[kind]["stow1_more"] = []
         # one run is at the mercy of this shared machine (either server's
         # figure moves by up to 2x between runs): more runs, alternated
         for r in range(STOW_ROUNDS):
             for kind in (("vault", "orthanc") if r % 2 == 0 else ("orthanc", "vault")):
-                s = Orthanc(tmp) if kind == "orthanc" else Vault(tmp, dv)
+                s = start_server(kind, tmp, dv)
                 try:
                     log(kind, "STOW one instance per request, run %d of %d more" % (r + 1, STOW_ROUNDS))
                     res[kind]["stow1_more"].append(stow_each(s, ct))
@@ -805,8 +809,7 @@ def report(outdir, ct, mf_bytes, ceil, res, load0, load1):
     L.append("")
     L.append("| measure | Orthanc | dicomvault | dicomvault / Orthanc | target | status |")
     L.append("|---|---:|---:|---:|---|---|")
-    o1s = [N / O["stow1_s"]] + [N / t for t, _ in O.get("stow1_more", [])]
-    v1s = [N / V["stow1_s"]] + [N / t for t, _ in V.get("stow1_more", [])]
+    o1s, v1s = ([N / R["stow1_s"]] + [N / t for t, _ in R["stow1_more"]] for R in (O, V))
     o1, v1 = statistics.median(o1s), statistics.median(v1s)
     oN, vN = N / O["stowN_s"], N / V["stowN_s"]
     oP, vP = N / O["stowP_s"], N / V["stowP_s"]
