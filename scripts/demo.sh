@@ -82,6 +82,10 @@ PYEOF
 	echo "$stored" >"$DIR/stored"
 fi
 
+# the DICOM-TLS listener's line ("DICOM-TLS port P AE T, N peers"), or why
+# it did not start (its port taken: HTTPS is served alone)
+DICOM=$(sed -n 's/^dicomvault: DICOM-TLS port \([0-9]*\) AE \([^,]*\),.*/DICOM-TLS on 127.0.0.1:\1, AE title \2: add a [peer "AE"] section to dicomvault.conf (docs\/internals\/dimse.md)/p' "$DIR/serve.out")
+[ -n "$DICOM" ] || DICOM="not started ($(grep -o 'DICOM-TLS not started: [^;]*' "$DIR/serve.log" | head -1))"
 cat <<MSG
 
 dicomvault demo is serving at $U/
@@ -92,6 +96,7 @@ dicomvault demo is serving at $U/
              a code: oathtool --totp -b $SECRET   (each code works once;
              if it was just used, wait for the next 30-second step)
   try:       curl --cacert $V/keys/tls.crt $U/healthz
+  DICOM:     $DICOM
 Stop with Ctrl-C. The vault stays in $V; 'rm -rf $DIR' starts afresh.
 MSG
 if [ "${DEMO_NO_WAIT:-0}" = 1 ]; then

@@ -76,11 +76,15 @@ void dimse_srv_stop(struct dimse_srv *s);
 
 /* ---- as `dicomvault serve` starts it ---- */
 
-/* Whether the configuration asks for the DICOM listener: a [peer]
- * section (without one, no association could be accepted; `dicomvault
- * init` writes a [dicom] section in every vault). */
+/* Whether the configuration needs the DICOM listener: a [peer] section or
+ * a [dicom] plain_listen. `serve` always starts it (SPEC section 2: on
+ * [dicom] listen, 127.0.0.1:2762 by default); when it cannot, that is
+ * fatal if the listener is needed (or --dicom names it), else a warning
+ * (no association could be accepted without a peer; `dicomvault init`
+ * writes the default listen into every vault, so that alone says
+ * nothing). */
 struct ini;
-bool dimse_srv_wanted(const struct ini *conf);
+bool dimse_srv_needed(const struct ini *conf);
 
 /* Reads [dicom] (listen = HOST:PORT, default 127.0.0.1:2762, overridden by
  * listen_override; ae_title, default DICOMVAULT; plain_listen = HOST:PORT,

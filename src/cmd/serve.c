@@ -14,8 +14,9 @@ static const char serve_usage[] =
 	"  --http HOST:PORT     where to listen (default [http] listen of dicomvault.conf,\n"
 	"                       else 127.0.0.1:8443; [IPV6]:PORT for IPv6; port 0: any)\n"
 	"  --dicom HOST:PORT    DICOM-TLS listener (default [dicom] listen, else\n"
-	"                       127.0.0.1:2762); started when given, or when\n"
-	"                       dicomvault.conf has a [peer] section\n"
+	"                       127.0.0.1:2762), always started; without a [peer]\n"
+	"                       section and without --dicom, an address it cannot\n"
+	"                       listen on is a warning, not an error\n"
 	"  --passphrase-file F  the master key passphrase (mode 0600), for a passphrase\n"
 	"                       vault; default: read from stdin\n";
 

@@ -1527,10 +1527,13 @@ void dimse_srv_stop(struct dimse_srv *s)
 
 /* ---- from the configuration ---- */
 
-bool dimse_srv_wanted(const struct ini *conf)
+bool dimse_srv_needed(const struct ini *conf)
 {
+	const char *plain = ini_get(conf, "dicom", NULL, "plain_listen");
 	size_t i;
 
+	if (plain != NULL && plain[0] != 0)
+		return true;
 	for (i = 0; conf != NULL && i < conf->nsections; i++)
 		if (strcmp(conf->sections[i].section, "peer") == 0)
 			return true;

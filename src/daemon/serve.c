@@ -144,13 +144,21 @@ int serve_run(const struct serve_opts *o)
 		ho.max_upload = n << 20;
 	}
 	rc = http_server_start(&ho, &srv, why, sizeof why);
-	if (rc == ERR_OK && (o->dicom_listen != NULL || dimse_srv_wanted(v->conf))) {
+	if (rc == ERR_OK) {
+		/* DICOM-TLS beside HTTPS, always (SPEC section 2); a listener
+		 * nobody could use (no peer) that cannot bind is not fatal */
 		char desc[160];
+		bool needed = o->dicom_listen != NULL || dimse_srv_needed(v->conf);
 		rc = dimse_srv_start_conf(v, o->dicom_listen, cert, cert_len, key, au, a, &dsrv, desc, sizeof desc, why,
 		                          sizeof why);
 		if (rc == ERR_OK) {
 			printf("dicomvault: %s\n", desc);
 			log_info("%s", desc);
+		} else if (rc == ERR_IO && !needed) {
+			log_warn("DICOM-TLS not started: %s; no [peer] is configured, so HTTPS is served alone "
+			         "(with a [peer] section or --dicom this stops the server)",
+			         why);
+			rc = ERR_OK;
 		}
 	}
 	secret_free(key);   /* the servers keep their own copy */

@@ -12,6 +12,8 @@ DEMO_DIR="$T/d" DEMO_PORT=$PORT DEMO_SAMPLES=pydicom DEMO_NO_WAIT=1 bash scripts
 check "runs to the end" "[ $? -eq 0 ]"
 check "prints the URL" "grep -q 'serving at https://127.0.0.1:$PORT/' $T/out"
 check "prints the login and how to get a code" "grep -q 'user:      admin' $T/out && grep -q 'oathtool --totp -b' $T/out"
+check "says where DICOM-TLS listens (or, its port taken, why not)" \
+	"grep -qE '^  DICOM: +(DICOM-TLS on 127.0.0.1:2762, AE title DICOMVAULT: add a \\[peer|not started \\(DICOM-TLS not started: cannot listen on 127.0.0.1:2762)' $T/out"
 check "loads sample studies" "[ \$(cat $T/d/stored 2>/dev/null || echo 0) -ge 20 ]"
 check "the vault's audit trail verifies" "build/release/dicomvault audit verify --vault $T/d/vault >/dev/null"
 check "password file is private" "[ \$(stat -c %a $T/d/admin.password) = 600 ]"
