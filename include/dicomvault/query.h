@@ -94,6 +94,12 @@ WUR enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *
 
 /* ---- the matching rules, for tests and C-FIND ---- */
 
+/* Whether a record (a data set holding the attributes of the query's
+ * level and those above it, each in its own Specific Character Set) has
+ * every match key of q: what qry_run asks of each candidate's decrypted
+ * record. Pure. */
+bool qry_match(const struct qry *q, const struct dcm_ds *rec);
+
 /* Wildcard match of pattern p (with * and ?) against s; fold: ASCII case
  * is ignored. */
 bool qry_wild_match(const char *p, size_t pn, const char *s, size_t n, bool fold);

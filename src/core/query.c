@@ -1016,6 +1016,11 @@ static bool match_ds(const struct qkey *keys, size_t n, const struct dcm_ds *rec
 	return true;
 }
 
+bool qry_match(const struct qry *q, const struct dcm_ds *rec)
+{
+	return match_ds(q->keys, q->nkeys, rec);
+}
+
 /* ---- records ---- */
 
 /* Copies e of from (whose character set is cs) into to, text converted to
@@ -1358,7 +1363,7 @@ static enum err process(struct run *ru, const struct idx_qrow *r)
 		rc = ERR_OK;
 		goto out;
 	}
-	if (rc != ERR_OK || !match_ds(q->keys, q->nkeys, &rec->ds))
+	if (rc != ERR_OK || !qry_match(q, &rec->ds))
 		goto out;
 	if (++ru->matched <= q->o.offset)
 		goto out;
