@@ -113,6 +113,13 @@ enum MHD_Result wado_list_error(struct http_req *r, enum err rc, const char *ser
  * new array the caller frees. ERR_PARSE, ERR_LIMIT, ERR_NOMEM. */
 WUR enum err wado_frame_list_parse(const char *s, size_t n, uint32_t **out, size_t *count);
 
+/* A bulk data path of a BulkDataURI, "GGGGEEEE(.ITEM.GGGGEEEE)*" (hex
+ * tags, 0-based item numbers): the element it names in f, or NULL; *in:
+ * the data set holding it; *eff_vr: its VR as served; *pixel: it is
+ * encapsulated Pixel Data (of the file or of an item). Pure. */
+const struct dcm_elem *wado_bulk_path_find(const struct dcm_file *f, const char *s, size_t n, bool *pixel,
+                                           uint16_t *eff_vr, const struct dcm_ds **in);
+
 /* wado_render.c: GET .../rendered and .../thumbnail (thumbnail) of a
  * study, series (NULL for a study), instance (sop) or frames of an
  * instance (frames: the frame list of the path, else NULL). */

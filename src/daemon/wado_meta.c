@@ -829,10 +829,8 @@ enum MHD_Result wado_frames(struct http_req *r, const char *study, const char *s
 	return bstream_send(r, bs);
 }
 
-/* "GGGGEEEE(.ITEM.GGGGEEEE)*": the element, or NULL; *in: its data set;
- * *pixel: it is encapsulated Pixel Data (of the file or of an item). */
-static const struct dcm_elem *path_find(const struct dcm_file *f, const char *s, size_t n, bool *pixel,
-                                        uint16_t *eff_vr, const struct dcm_ds **in)
+const struct dcm_elem *wado_bulk_path_find(const struct dcm_file *f, const char *s, size_t n, bool *pixel,
+                                           uint16_t *eff_vr, const struct dcm_ds **in)
 {
 	const struct dcm_ds *ds = &f->ds;
 	const struct dcm_elem *e = NULL;
@@ -885,7 +883,7 @@ enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char 
 	bs = bstream_open(r, study, series, sop, &res);
 	if (bs == NULL)
 		return res;
-	e = path_find(bs->in.f, path, pathlen, &pixel, &eff_vr, &in);
+	e = wado_bulk_path_find(bs->in.f, path, pathlen, &pixel, &eff_vr, &in);
 	if (e != NULL && pixel) {
 		/* encapsulated Pixel Data (of the image or an icon): its frames,
 		 * one part each */
