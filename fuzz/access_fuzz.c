@@ -1,8 +1,11 @@
 /* access_fuzz.c: libFuzzer target for the small parsers of access control:
  * grant scopes (access_scope_parse), times of grants and accounts
- * (users_parse_time), role and action names, and the [collection] rules of
- * dicomvault.conf (access_collections_load over the INI parser). A scope
- * that parses must format back to a string that parses to the same grant;
+ * (users_parse_time), role and action names, the [collection] rules of
+ * dicomvault.conf (access_collections_load over the INI parser), and API
+ * tokens' scopes (token_scope_parse, token_scope_allows; since session
+ * 16). A scope that parses must format back to a string that parses to
+ * the same grant; a token scope's canonical form must parse to itself and
+ * allow exactly the actions it lists;
  * a parsed time must lie in the range the parser promises; a failure must
  * say why. Layer: tests (fuzz). */
 #include <stdint.h>
@@ -10,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dicomvault/access.h"
+#include "dicomvault/index.h"
 #include "dicomvault/ini.h"
+#include "dicomvault/token.h"
 #include "dicomvault/users.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -19,6 +24,40 @@ static void die(const char *what, const char *detail)
 {
 	fprintf(stderr, "access_fuzz: %s: %s\n", what, detail);
 	abort();
+}
+
+/* An API token's scope (token_scope_parse, `token create --scope`): the
+ * canonical form parses to itself, and token_scope_allows agrees with it:
+ * an action is allowed exactly when listed, in the scope's collection
+ * only when it names one. */
+static void token_scope(const char *s)
+{
+	static const char *const names[] = { "store", "query", "retrieve" };
+	static const enum access_action acts[] = { ACCESS_ACT_STORE, ACCESS_ACT_QUERY, ACCESS_ACT_RETRIEVE };
+	char out[IDX_SCOPE_MAX + 1], again[IDX_SCOPE_MAX + 1], why[256] = "";
+	const char *coll = NULL, *coll2 = NULL;
+	size_t i;
+
+	if (token_scope_parse(s, out, sizeof out, &coll, why, sizeof why) != ERR_OK) {
+		if (why[0] == 0)
+			die("a token scope refused without a reason", s);
+		return;
+	}
+	if (token_scope_parse(out, again, sizeof again, &coll2, why, sizeof why) != ERR_OK || strcmp(out, again) != 0 ||
+	    (coll == NULL) != (coll2 == NULL) || (coll != NULL && strcmp(coll, coll2) != 0))
+		die("a canonical token scope does not parse to itself", out);
+	/* the actions: what comes before ",collection=" */
+	memcpy(again, out, sizeof again);
+	if (coll != NULL)
+		again[coll - out - (sizeof ",collection=" - 1)] = 0;
+	for (i = 0; i < 3; i++) {
+		bool listed = strstr(again, names[i]) != NULL;
+		if (token_scope_allows(out, acts[i], coll != NULL ? coll : "default") != listed ||
+		    (coll != NULL && token_scope_allows(out, acts[i], "another.collection!")))
+			die("token_scope_allows disagrees with the scope", out);
+	}
+	if (token_scope_allows(out, ACCESS_ACT_SHARE, coll))
+		die("a token scope allows sharing", out);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -46,6 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (why[0] == 0) {
 		die("a scope refused without a reason", s);
 	}
+	token_scope(s);
 	/* dates run from 1970 to 9999 (an offset may move them by a day), "+N"
 	 * at most 100 years from now, "@N" at most 10^11 */
 	if (users_parse_time(s, 1700000000, &t) == ERR_OK && (t < -86400 || t > 253402300799LL + 86400))
