@@ -1,9 +1,42 @@
-/* ini_fuzz.c: libFuzzer target for the dicomvault.conf parser. Layer: fuzz. */
+/* ini_fuzz.c: libFuzzer target for the dicomvault.conf parser, and for the
+ * readers of its values that take nothing but the parsed file (since
+ * session 16): [auth] (auth_conf_load) and [dicom] (dimse_srv_opts_conf).
+ * abort()s when a parsed entry is not found again, when a reader refuses
+ * without saying why, or when what it accepts lies outside the ranges its
+ * header promises. Layer: fuzz. */
 #include <stdint.h>
 #include <stdlib.h>
+#include "dicomvault/auth.h"
+#include "dicomvault/dimse_srv.h"
 #include "dicomvault/ini.h"
+#include "dicomvault/limits.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void values(const struct ini *ini)
+{
+	struct auth_conf ac;
+	struct dimse_srv_opts o;
+	char why[256] = "";
+
+	if (auth_conf_load(ini, &ac, why, sizeof why) == ERR_OK) {
+		if (ac.idle_timeout < 1 || ac.idle_timeout > 86400 || ac.session_lifetime < 1 ||
+		    ac.session_lifetime > 30 * 86400 || ac.lockout_failures < 1 ||
+		    ac.lockout_failures > AUTH_LOCKOUT_MAX_FAILURES || ac.lockout_window < 1 || ac.lockout_window > 86400)
+			abort();
+	} else if (why[0] == 0) {
+		abort();
+	}
+	why[0] = 0;
+	if (dimse_srv_opts_conf(ini, &o, why, sizeof why) == ERR_OK) {
+		if (o.listen == NULL || o.ae == NULL || o.artim_ms > 86400u * 1000 || o.idle_ms > 86400u * 1000 ||
+		    (o.artim_ms != 0 && o.artim_ms < 1000) || (o.idle_ms != 0 && o.idle_ms < 1000) || o.max_assoc > 1000 ||
+		    (o.recv_max != 0 && (o.recv_max < UL_PEER_MIN_MAX || o.recv_max > UL_RECV_MAX_CAP)))
+			abort();
+	} else if (why[0] == 0) {
+		abort();
+	}
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -16,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < ini->n; i++)
 		if (ini_get(ini, ini->e[i].section, ini->e[i].sub, ini->e[i].key) == NULL)
 			abort();  /* every parsed entry must be found again */
+	values(ini);
 	ini_free(ini);
 	return 0;
 }
