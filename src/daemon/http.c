@@ -543,53 +543,61 @@ static void peer_addr(struct http_req *r)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->addr, sizeof r->addr);
 }
 
-/* The token of the request: "Authorization: Bearer T", else the
- * dv_session cookie. An Authorization header of another scheme is no
- * token (the cookie is not consulted then). */
-static bool req_token(struct http_req *r)
+bool http_token_of(const char *authorization, const char *cookie, const char **tok, size_t *n)
 {
-	const char *h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	size_t n;
+	const char *h = authorization;
+	size_t len;
 
+	*tok = NULL;
+	*n = 0;
 	if (h != NULL) {
 		if (strncasecmp(h, "Bearer ", 7) != 0)
 			return false;
 		h += 7;
 		while (*h == ' ')
 			h++;
-		n = strlen(h);
-		while (n > 0 && h[n - 1] == ' ')
-			n--;
+		len = strlen(h);
+		while (len > 0 && h[len - 1] == ' ')
+			len--;
 	} else {
-		h = MHD_lookup_connection_value(r->c, MHD_COOKIE_KIND, "dv_session");
+		h = cookie;
 		if (h == NULL)
 			return false;
-		n = strlen(h);
+		len = strlen(h);
 	}
-	r->token = h;
-	r->token_len = n;
-	r->by_cookie = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION) == NULL;
-	return n > 0;
+	*tok = h;
+	*n = len;
+	return len > 0;
 }
 
-/* CSRF: a request that changes state and is authenticated by the session
- * cookie must come from our own pages: Origin, when the browser sends it,
- * is https://HOST of this request; or Sec-Fetch-Site says same-origin.
- * (The cookie is also SameSite=Strict; this is the second lock.) */
-static bool same_origin(struct http_req *r)
+/* The token of the request (http_token_of). */
+static bool req_token(struct http_req *r)
 {
-	const char *origin = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Origin");
-	const char *site = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Sec-Fetch-Site");
-	const char *host = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST);
+	const char *auth = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *cookie = auth == NULL ? MHD_lookup_connection_value(r->c, MHD_COOKIE_KIND, "dv_session") : NULL;
+	bool ok = http_token_of(auth, cookie, &r->token, &r->token_len);
 
-	if (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0 || !r->by_cookie)
+	r->by_cookie = auth == NULL;
+	return ok;
+}
+
+bool http_same_origin(const char *method, bool by_cookie, const char *origin, const char *site, const char *host)
+{
+	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || !by_cookie)
 		return true;
 	if (origin != NULL)
 		return host != NULL && strncmp(origin, "https://", 8) == 0 && strcmp(origin + 8, host) == 0;
 	return site != NULL && strcmp(site, "same-origin") == 0;
 }
 
-static bool json_ctype(const char *ct)
+static bool same_origin(struct http_req *r)
+{
+	return http_same_origin(r->method, r->by_cookie, MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Origin"),
+	                        MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, "Sec-Fetch-Site"),
+	                        MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST));
+}
+
+bool http_json_ctype(const char *ct)
 {
 	static const char want[] = "application/json";
 
@@ -677,7 +685,7 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 				return q;
 		}
 	}
-	if (r->route->json && !json_ctype(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
+	if (r->route->json && !http_json_ctype(MHD_lookup_connection_value(r->c, MHD_HEADER_KIND,
 	                                                              MHD_HTTP_HEADER_CONTENT_TYPE)))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
 	if (r->route->begin != NULL) {
@@ -925,14 +933,10 @@ static int hexval(char ch)
 	return -1;
 }
 
-/* Percent-decoding of the path and arguments that leaves "%00" as it is,
- * so that a path never holds a NUL that would end it early. */
-static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+size_t http_unescape(char *s)
 {
 	size_t i = 0, o = 0;
 
-	(void)cls;
-	(void)c;
 	while (s[i]) {
 		int hi, lo;
 		if (s[i] == '%' && s[i + 1] && s[i + 2] && (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0 &&
@@ -945,6 +949,13 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
 	}
 	s[o] = 0;
 	return o;
+}
+
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	(void)cls;
+	(void)c;
+	return http_unescape(s);
 }
 
 /* ---- Jansson frees wiped ---- */

@@ -157,6 +157,26 @@ void dicomweb_done(struct http_req *r);
  * a literal; the server's base URL without its final '/'; one audit
  * record about an object (patient: its key hash or NULL). */
 bool dw_seg_is(const char *s, size_t n, const char *lit);
+
+/* ---- pure helpers of the request's first steps (fuzz/http_fuzz.c) ---- */
+
+/* The request's token: "Authorization: Bearer T" (T without the spaces
+ * around it), else the dv_session cookie. An Authorization header of
+ * another scheme is no token, and the cookie is not consulted then (pass
+ * cookie NULL when there is an Authorization header). *tok points into
+ * the header or cookie; true when there is a non-empty one. */
+bool http_token_of(const char *authorization, const char *cookie, const char **tok, size_t *n);
+/* CSRF: a request that changes state and is authenticated by the session
+ * cookie must come from our own pages: Origin, when the browser sends it,
+ * is https://HOST of this request; or Sec-Fetch-Site says same-origin.
+ * (The cookie is also SameSite=Strict; this is the second lock.) */
+bool http_same_origin(const char *method, bool by_cookie, const char *origin, const char *site, const char *host);
+/* Content-Type application/json (any case), alone or with parameters. */
+bool http_json_ctype(const char *ct);
+/* Percent-decoding of the path and arguments, in place, that leaves "%00"
+ * as it is, so that a path never holds a NUL that would end it early.
+ * Returns the new length. */
+size_t http_unescape(char *s);
 const char *dw_base_url(struct http_req *r, size_t *n);
 enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
                       const uint8_t *patient, const char *study, const char *series, const char *sop);
