@@ -1529,7 +1529,7 @@ void dimse_srv_stop(struct dimse_srv *s)
 
 bool dimse_srv_needed(const struct ini *conf)
 {
-	const char *plain = ini_get(conf, "dicom", NULL, "plain_listen");
+	const char *plain = conf != NULL ? ini_get(conf, "dicom", NULL, "plain_listen") : NULL;
 	size_t i;
 
 	if (plain != NULL && plain[0] != 0)
