@@ -7,23 +7,18 @@ length (2 bytes, little endian), the identifier, the record. Synthetic
 values only. Deterministic. Our own work, same licence as dicomvault."""
 import os
 import struct
+import sys
 import warnings
 
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration", "lib"))
+import dsgen  # noqa: E402  (the tests' data set writers)
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cfind")
 LEVELS = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
-
-
-def raw(ds, implicit):
-    b = DicomBytesIO()
-    b.is_little_endian = True
-    b.is_implicit_VR = implicit
-    write_dataset(b, ds)
-    return b.getvalue()
 
 
 def record():
@@ -84,8 +79,8 @@ def main():
         level = LEVELS[d.QueryRetrieveLevel]
         id_implicit = i % 2 == 1
         rec_implicit = i % 3 == 1
-        idb = raw(d, id_implicit)
-        recb = raw(record(), rec_implicit)
+        idb = dsgen.implicit(d, id_implicit)
+        recb = dsgen.implicit(record(), rec_implicit)
         head = bytes([level | (4 if id_implicit else 0) | (8 if rec_implicit else 0)]) + struct.pack("<H", len(idb))
         with open(os.path.join(HERE, name), "wb") as f:
             f.write(head + idb + recb)

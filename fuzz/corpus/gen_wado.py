@@ -6,36 +6,24 @@ a small Part 10 file written by pydicom (Debian's python3-pydicom, run with
 with encapsulated Pixel Data of three frames. Synthetic values only.
 Deterministic. Our own work, same licence as dicomvault."""
 import os
+import sys
 import warnings
 
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.uid import JPEGBaseline8Bit
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration", "lib"))
+import dsgen  # noqa: E402  (the tests' secondary captures and Part 10 writer)
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wado")
 
 
-def part10(ds, ts):
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ts
-    ds.file_meta = meta
-    ds.is_little_endian = True
-    ds.is_implicit_VR = False
-    b = DicomBytesIO()
-    dcmwrite(b, ds, write_like_original=False)
-    return b.getvalue()
-
-
-def base(n):
-    ds = Dataset()
-    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
-    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.9.%d" % n
-    ds.PatientName = "Doe^Jane"
+def base(n, pixel):
+    """A 4x4 secondary capture (dsgen.sc) with a procedure code sequence of
+    two items, the first holding a nested sequence."""
     code = Dataset()
     code.CodeValue = "T-D3000"
     code.CodingSchemeDesignator = "SRT"
@@ -43,29 +31,20 @@ def base(n):
     inner.CodeMeaning = "nested"
     inner.LongCodeValue = "x" * 80
     code.ConceptNameCodeSequence = Sequence([inner])
-    ds.ProcedureCodeSequence = Sequence([code, Dataset()])
-    ds.Rows = 4
-    ds.Columns = 4
-    ds.BitsAllocated = 8
-    ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    return ds
+    r = "1.2.826.0.1.3680043.8.498.9"
+    return dsgen.sc("%s.%d" % (r, n), r + ".1", r + ".2", "Doe^Jane", "PAT-9", pixel=pixel,
+                    ProcedureCodeSequence=Sequence([code, Dataset()]))
 
 
 def main():
     warnings.simplefilter("ignore")
     os.makedirs(HERE, exist_ok=True)
-    native = base(1)
-    native.PixelData = bytes(range(16))
-    native = part10(native, ExplicitVRLittleEndian)
-    enc = base(2)
+    native = dsgen.part10(base(1, bytes(range(16))))
+    enc = base(2, encapsulate([b"\xff\xd8frame%d\xff\xd9" % i for i in range(3)]))
     enc.NumberOfFrames = 3
-    enc.PixelData = encapsulate([b"\xff\xd8frame%d\xff\xd9" % i for i in range(3)])
     enc["PixelData"].VR = "OB"
-    enc = part10(enc, JPEGBaseline8Bit)
+    enc.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    enc = dsgen.part10(enc)
     seeds = {
         "frames_list": (b"1,2,3", native),
         "frames_one": (b"7", enc),

@@ -54,12 +54,13 @@ def part10(ds):
     return b.getvalue()
 
 
-def implicit(ds):
+def implicit(ds, vr_implicit=True):
     """The data set alone (no meta) in implicit VR little endian, as a
-    C-STORE carries it."""
+    C-STORE carries it (explicit VR little endian with vr_implicit
+    False)."""
     fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, True
-    was, ds.is_implicit_VR = ds.is_implicit_VR, True
+    fp.is_little_endian, fp.is_implicit_VR = True, vr_implicit
+    was, ds.is_implicit_VR = ds.is_implicit_VR, vr_implicit
     write_dataset(fp, ds)
     ds.is_implicit_VR = was
     return fp.getvalue()
