@@ -145,8 +145,11 @@ int serve_run(const struct serve_opts *o)
 	}
 	rc = http_server_start(&ho, &srv, why, sizeof why);
 	if (rc == ERR_OK) {
-		/* DICOM-TLS beside HTTPS, always (SPEC section 2); a listener
-		 * nobody could use (no peer) that cannot bind is not fatal */
+		/* DICOM-TLS beside HTTPS, always (SPEC section 2). Without a
+		 * peer nobody could associate, so an I/O failure to start it
+		 * (its address taken, the [auth] jwt_key only DIMSE reads
+		 * missing, no thread) is a warning naming it; configuration
+		 * errors (ERR_PARSE) stay fatal */
 		char desc[160];
 		bool needed = o->dicom_listen != NULL || dimse_srv_needed(v->conf);
 		rc = dimse_srv_start_conf(v, o->dicom_listen, cert, cert_len, key, au, a, &dsrv, desc, sizeof desc, why,
