@@ -30,7 +30,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct secret *key;
-#define ad aead_fuzz_ad
 #define WBUF_CAP ((size_t)64 << 20)   /* an object or a plaintext of the run, at most */
 
 static bool expected(enum err rc)
@@ -81,7 +80,7 @@ static void read_random(const uint8_t *ct, size_t n, const uint8_t *want, size_t
 	enum err rc;
 
 	src_mem_init(&in, &m, ct, n);
-	rc = aead_dec_open(&d, key, ad, sizeof ad - 1, &in);
+	rc = aead_dec_open(&d, key, aead_fuzz_ad, sizeof aead_fuzz_ad - 1, &in);
 	if (rc != ERR_OK) {
 		if (!expected(rc))
 			abort();
@@ -102,7 +101,7 @@ static void read_random(const uint8_t *ct, size_t n, const uint8_t *want, size_t
 	d = NULL;
 	/* the src view: a skip (never of the last chunk), then a read */
 	src_mem_init(&in, &m, ct, n);
-	if (aead_dec_open(&d, key, ad, sizeof ad - 1, &in) != ERR_OK)
+	if (aead_dec_open(&d, key, aead_fuzz_ad, sizeof aead_fuzz_ad - 1, &in) != ERR_OK)
 		abort();   /* opened above */
 	aead_dec_src(d, &s);
 	if (s.skip != NULL && nsel > 0) {
@@ -130,7 +129,7 @@ static void as_object(uint8_t mode, const uint8_t *ct, size_t n)
 	enum err rc;
 
 	wbuf_init(&pt, WBUF_CAP);
-	rc = read_all(ct, n, ad, step, &pt);
+	rc = read_all(ct, n, aead_fuzz_ad, step, &pt);
 	if (rc != ERR_OK && !expected(rc))
 		abort();
 	read_random(ct, n, rc == ERR_OK ? pt.p : NULL, rc == ERR_OK ? pt.len : 0, ct + n / 2, n - n / 2);
@@ -169,7 +168,7 @@ static void round_trip(const uint8_t *in, size_t n)
 	n--;
 	wbuf_init(&ct, WBUF_CAP);
 	sink_wbuf(&k, &ct);
-	if (aead_enc_open_opts(&e, key, ad, sizeof ad - 1, &k, &o) != ERR_OK)
+	if (aead_enc_open_opts(&e, key, aead_fuzz_ad, sizeof aead_fuzz_ad - 1, &k, &o) != ERR_OK)
 		abort();
 	for (i = 0; i < n; i += piece) {
 		piece = 1 + in[i] % 64;
@@ -185,11 +184,11 @@ static void round_trip(const uint8_t *in, size_t n)
 		abort();   /* the size the store reserves is the size written */
 
 	wbuf_init(&pt, WBUF_CAP);
-	if (read_all(ct.p, ct.len, ad, 1 + (n % 97), &pt) != ERR_OK || pt.len != n ||
+	if (read_all(ct.p, ct.len, aead_fuzz_ad, 1 + (n % 97), &pt) != ERR_OK || pt.len != n ||
 	    (n > 0 && memcmp(pt.p, in, n) != 0))
 		abort();
 	wbuf_reset(&pt);
-	if (read_all(ct.p, ct.len, ad, 0, &pt) != ERR_OK || pt.len != n || (n > 0 && memcmp(pt.p, in, n) != 0))
+	if (read_all(ct.p, ct.len, aead_fuzz_ad, 0, &pt) != ERR_OK || pt.len != n || (n > 0 && memcmp(pt.p, in, n) != 0))
 		abort();
 	wbuf_fini(&pt);
 	read_random(ct.p, ct.len, in, n, in, n);
@@ -201,16 +200,16 @@ static void round_trip(const uint8_t *in, size_t n)
 	memcpy(bad, ct.p, ct.len);
 	i = n > 0 ? (size_t)in[n - 1] * 977u % ct.len : ct.len - 1;
 	bad[i] ^= (uint8_t)(1u << (n % 8));
-	must_refuse(bad, ct.len, ad);
+	must_refuse(bad, ct.len, aead_fuzz_ad);
 	bad[i] = ct.p[i];
 	nchunks = n / o.chunk;   /* whole chunks before the last */
 	if (nchunks > 0) {
 		cut = AEAD_HEADER_LEN + (size_t)(in[0] % nchunks + 1) * (o.chunk + AEAD_TAG_LEN);
 		if (cut < ct.len)
-			must_refuse(bad, cut, ad);
+			must_refuse(bad, cut, aead_fuzz_ad);
 	}
 	bad[ct.len] = 0;
-	must_refuse(bad, ct.len + 1, ad);
+	must_refuse(bad, ct.len + 1, aead_fuzz_ad);
 	must_refuse(bad, ct.len, "another-object");
 	free(bad);
 	wbuf_fini(&ct);
