@@ -1052,8 +1052,10 @@ static enum err copy_utf8(struct dcm_ds *to, const struct dcm_charset *cs, const
 	if (!vr_uses_charset(e->vr) || e->len == 0 || (cs->n == 1 && cs->terms[0] == CS_IR192))
 		return dcm_ds_set(to, e->tag, e->vr, e->val, e->len);
 	wbuf_reset(tmp);
-	if (charset_to_utf8(cs, e->vr == VR_PN, e->val, e->len, tmp) != ERR_OK)
-		return ERR_OK;
+	/* a value its character set cannot decode is shown, not dropped */
+	rc = charset_to_utf8_lossy(cs, e->vr == VR_PN, e->val, e->len, tmp);
+	if (rc != ERR_OK)
+		return rc;
 	return dcm_ds_set(to, e->tag, e->vr, tmp->len ? tmp->p : (const uint8_t *)"", tmp->len);
 }
 

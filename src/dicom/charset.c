@@ -199,6 +199,31 @@ bad:
 	return ERR_PARSE;
 }
 
+size_t utf8_seq_len(const uint8_t *p, size_t n)
+{
+	struct rd r;
+	uint32_t cp;
+
+	rd_init(&r, p, n);
+	return utf8_next(&r, &cp) == ERR_OK ? r.pos : 0;
+}
+
+void utf8_sanitize(const uint8_t *p, size_t n, struct wbuf *out)
+{
+	size_t i = 0, l;
+
+	while (i < n) {
+		l = utf8_seq_len(p + i, n - i);
+		if (l == 0) {
+			wbuf_put(out, "\xEF\xBF\xBD", 3);
+			i++;
+		} else {
+			wbuf_put(out, p + i, l);
+			i += l;
+		}
+	}
+}
+
 /* cp must be a valid scalar value; returns the length (1..4). */
 static size_t utf8_put(uint32_t cp, uint8_t b[4])
 {
@@ -692,6 +717,18 @@ enum err charset_to_utf8(const struct dcm_charset *cs, bool is_pn,
 		out->err = ERR_OK;
 	}
 	return rc;
+}
+
+enum err charset_to_utf8_lossy(const struct dcm_charset *cs, bool is_pn,
+                               const uint8_t *in, size_t n, struct wbuf *out)
+{
+	if (out == NULL)
+		return ERR_INTERNAL;
+	if (charset_to_utf8(cs, is_pn, in, n, out) == ERR_OK)
+		return ERR_OK;
+	if (in != NULL)
+		utf8_sanitize(in, n, out);
+	return wbuf_err(out);
 }
 
 /* ---- encoding from UTF-8 ---------------------------------------------- */

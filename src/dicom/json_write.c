@@ -62,21 +62,8 @@ static void put_jstr(struct wbuf *w, const uint8_t *p, size_t n)
 			wbuf_putc(w, (char)c);
 			i++;
 		} else {
-			/* validate one UTF-8 sequence */
-			size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
-			size_t k;
-			bool ok = len > 0 && c < 0xF5 && n - i >= len;
-			for (k = 1; ok && k < len; k++)
-				ok = (p[i + k] & 0xC0) == 0x80;
-			if (ok && len == 3) {
-				uint32_t cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(p[i + 1] & 0x3F) << 6);
-				ok = cp >= 0x800 && !(cp >= 0xD800 && cp <= 0xDFFF);
-			}
-			if (ok && len == 4) {
-				uint32_t cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(p[i + 1] & 0x3F) << 12);
-				ok = cp >= 0x10000 && cp <= 0x10FFFF;
-			}
-			if (ok) {
+			size_t len = utf8_seq_len(p + i, n - i);
+			if (len > 0) {
 				wbuf_put(w, p + i, len);
 				i += len;
 			} else {

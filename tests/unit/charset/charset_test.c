@@ -475,6 +475,44 @@ TEST(invalid_single_byte)
 	BAD("ISO_IR 100", false, "a\033-Fb", ERR_PARSE);  /* ESC without extensions */
 }
 
+/* Decoded for showing: valid values as charset_to_utf8 gives them, others
+ * as UTF-8 with U+FFFD for each byte that begins no valid sequence. */
+static void lossy(const char *csv, const char *raw, size_t rawlen, const char *want)
+{
+	struct dcm_charset cs;
+	struct wbuf w;
+
+	if (!parse(csv, &cs))
+		return;
+	wbuf_init(&w, 64);
+	CHECK_EQ_INT(charset_to_utf8_lossy(&cs, false, (const uint8_t *)raw, rawlen, &w), ERR_OK);
+	CHECK_EQ_STR(wbuf_cstr(&w), want);
+	wbuf_fini(&w);
+}
+#define LOSSY(cs, raw, want) lossy(cs, raw, sizeof(raw) - 1, want)
+
+TEST(lossy_for_showing)
+{
+	struct dcm_charset cs;
+	struct wbuf w;
+
+	LOSSY("ISO_IR 100", "M\374ller", "M\303\274ller");              /* valid: decoded */
+	LOSSY("GB18030", "X2EXAMP\340\177\020", "X2EXAMP\357\277\275\177\020");
+	LOSSY("", "Jos\303\251", "Jos\303\251");                       /* UTF-8 under the default */
+	LOSSY("ISO_IR 192", "a\377\300\257b", "a\357\277\275\357\277\275\357\277\275b");
+	LOSSY("ISO_IR 192", "\347\216", "\357\277\275\357\277\275");   /* truncated */
+	LOSSY("ISO_IR 192", "", "");
+	/* only the buffer's limit fails */
+	CHECK(parse("GB18030", &cs));
+	wbuf_init(&w, 4);
+	CHECK(charset_to_utf8_lossy(&cs, false, (const uint8_t *)"ab\201\040cd", 6, &w) != ERR_OK);
+	wbuf_fini(&w);
+	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"\360\237\230\200", 4), 4);
+	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"\360\237\230\200", 3), 0);
+	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"\355\240\200", 3), 0);   /* surrogate */
+	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"", 0), 0);
+}
+
 TEST(bad_escapes)
 {
 	BAD("\\ISO 2022 IR 87", false, "abc\033", ERR_PARSE);          /* truncated */
@@ -636,6 +674,7 @@ int main(void)
 	RUN(invalid_utf8);
 	RUN(invalid_gb18030);
 	RUN(invalid_single_byte);
+	RUN(lossy_for_showing);
 	RUN(bad_escapes);
 	RUN(empty_input);
 	RUN(huge_input);

@@ -285,6 +285,7 @@ struct got {
 	size_t n;
 	char uids[16][80];
 	char names[16][80];
+	char pids[16][80];
 	long long counts[16][2];
 };
 
@@ -299,6 +300,8 @@ static enum err on_hit(void *ctx, struct qry_hit *h)
 	                                                  : h->study_uid[0] ? h->study_uid : "patient");
 	if (dcm_ds_get_cstr(&h->f->ds, 0x00100010, g->names[g->n], sizeof g->names[0]) != ERR_OK)
 		g->names[g->n][0] = 0;
+	if (dcm_ds_get_cstr(&h->f->ds, 0x00100020, g->pids[g->n], sizeof g->pids[0]) != ERR_OK)
+		g->pids[g->n][0] = 0;
 	g->counts[g->n][0] = g->counts[g->n][1] = -1;
 	if (dcm_ds_get_cstr(&h->f->ds, h->series_uid[0] ? 0x00201209 : 0x00201206, b, sizeof b) == ERR_OK && b[0])
 		g->counts[g->n][0] = strtoll(b, NULL, 10);
@@ -576,6 +579,22 @@ TEST(names_of_several_values)
 	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
 }
 
+/* A Patient ID its character set cannot decode (8-bit bytes under the
+ * default repertoire; found by store_fuzz): the record shows it with
+ * U+FFFD, it is not left out of the results. */
+TEST(undecodable_values_shown)
+{
+	static const struct inst odd = { "Odd^Bytes", "ODD\351\377", "20220606", "100000", "CT", "ACC-11", 11, 111, 1 };
+	struct got g;
+	struct qry_stats st;
+	struct kv k = { 0x00100020, VR_LO, "ODD*" };
+
+	CHECK(store_one(&odd, 120) == ERR_OK);
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.11"));
+	CHECK_EQ_STR(g.pids[0], "ODD\357\277\275\357\277\275");
+}
+
 int main(void)
 {
 	struct vault_init_opts o;
@@ -613,6 +632,7 @@ int main(void)
 	RUN(person_name_groups);
 	RUN(rows_before_schema_4);
 	RUN(names_of_several_values);
+	RUN(undecodable_values_shown);
 	vault_close(v);
 	snprintf(path, sizeof path, "rm -rf '%s'", base);
 	if (system(path) != 0)
