@@ -69,6 +69,11 @@ for t in "${targets[@]}"; do
 	seeds=fuzz/corpus/$name
 	work=$SCRATCH/$name
 	mkdir -p "$work" "$seeds"
+	# targets whose inputs are another's too: its seeds are read as well
+	also=()
+	case $name in
+	store) also=(fuzz/corpus/part10) ;;
+	esac
 	stamp=$SCRATCH/$name.start
 	touch "$stamp"
 	before=$(find "$FINDINGS" -maxdepth 1 -name "$name-*" -type f | wc -l)
@@ -76,14 +81,14 @@ for t in "${targets[@]}"; do
 	# shellcheck disable=SC2086
 	"$t" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 \
 		-artifact_prefix="$FINDINGS/$name-" -print_final_stats=1 \
-		${FUZZ_FLAGS:-} "$work" "$seeds" >"$FINDINGS/$name.log" 2>&1
+		${FUZZ_FLAGS:-} "$work" "$seeds" "${also[@]}" >"$FINDINGS/$name.log" 2>&1
 	rc=$?
 	after=$(find "$FINDINGS" -maxdepth 1 -name "$name-*" -type f | wc -l)
 	grep -E '^(stat::|Done|#[0-9]+ +DONE)' "$FINDINGS/$name.log" | tail -4
 	if [ "$rc" -ne 0 ] || [ "$after" -gt "$before" ]; then
 		echo "fuzz.sh: $name: FAILED (exit $rc); reproducers:"
 		find "$FINDINGS" -maxdepth 1 -name "$name-*" -type f -newer "$stamp" | sed 's/^/  /'
-		grep -E 'ERROR: |SUMMARY: |part10_fuzz: |runtime error' "$FINDINGS/$name.log" | head -5 | sed 's/^/  /'
+		grep -E 'ERROR: |SUMMARY: |[a-z0-9]+_fuzz: |runtime error' "$FINDINGS/$name.log" | head -5 | sed 's/^/  /'
 		failed+=("$name")
 		continue
 	fi
