@@ -1049,7 +1049,7 @@ static enum err copy_utf8(struct dcm_ds *to, const struct dcm_charset *cs, const
 		}
 		return rc;
 	}
-	if (!vr_uses_charset(e->vr) || e->len == 0 || (cs->n == 1 && cs->terms[0] == CS_IR192))
+	if (!vr_uses_charset(e->vr) || e->len == 0)
 		return dcm_ds_set(to, e->tag, e->vr, e->val, e->len);
 	wbuf_reset(tmp);
 	/* a value its character set cannot decode is shown, not dropped */

@@ -580,11 +580,13 @@ TEST(names_of_several_values)
 }
 
 /* A Patient ID its character set cannot decode (8-bit bytes under the
- * default repertoire; found by store_fuzz): the record shows it with
- * U+FFFD, it is not left out of the results. */
+ * default repertoire, or invalid UTF-8 under ISO_IR 192; found by
+ * store_fuzz): the record shows it with U+FFFD, it is not left out of the
+ * results, nor passed on as it is. */
 TEST(undecodable_values_shown)
 {
 	static const struct inst odd = { "Odd^Bytes", "ODD\351\377", "20220606", "100000", "CT", "ACC-11", 11, 111, 1 };
+	static const struct inst odd8 = { "Zo\u00EB^Odd", "UTF\303(", "20220607", "100000", "CT", "ACC-12", 12, 121, 1 };
 	struct got g;
 	struct qry_stats st;
 	struct kv k = { 0x00100020, VR_LO, "ODD*" };
@@ -593,6 +595,13 @@ TEST(undecodable_values_shown)
 	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
 	CHECK(has(&g, R ".1.11"));
 	CHECK_EQ_STR(g.pids[0], "ODD\357\277\275\357\277\275");
+	/* the same under ISO_IR 192 (set for the name): not passed on as
+	 * invalid UTF-8 */
+	CHECK(store_one(&odd8, 121) == ERR_OK);
+	k.val = "UTF*";
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(has(&g, R ".1.12"));
+	CHECK_EQ_STR(g.pids[0], "UTF\357\277\275(");
 }
 
 int main(void)
