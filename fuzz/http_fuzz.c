@@ -3,9 +3,12 @@
  * percent-decoding of path and arguments (http_unescape), the token taken
  * from "Authorization: Bearer" or the session cookie (http_token_of), the
  * CSRF origin check (http_same_origin) and the JSON content type
- * (http_json_ctype). Input: newline-separated fields: path, Authorization
- * ("-" absent), cookie ("-" absent), method, Origin, Sec-Fetch-Site, Host,
- * Content-Type ("-" absent each). abort()s when
+ * (http_json_ctype), the DICOMweb routes (dw_split, dw_route_of,
+ * wado_route_of) of the decoded path, and the listen address of the
+ * configuration (http_listen_split). Input: newline-separated fields:
+ * path, Authorization ("-" absent), cookie ("-" absent), method, Origin,
+ * Sec-Fetch-Site, Host, Content-Type ("-" absent each), listen address
+ * (absent: not checked). abort()s when
  *   - decoding lengthens the string, puts a NUL in it, changes a string
  *     without '%', or decodes "%00";
  *   - a token is found outside the header or cookie it came from, is
@@ -15,17 +18,31 @@
  *     Origin that is not https://HOST, or a GET, HEAD or bearer request
  *     fails it;
  *   - a content type is taken for JSON that is not application/json
- *     (any case) alone or followed by ';' or ' ', or the reverse.
+ *     (any case) alone or followed by ';' or ' ', or the reverse;
+ *   - the path's segments are not the pieces between its slashes, in
+ *     order (more than DW_MAX_SEGS only with too_many);
+ *   - a route is given to a path that is not its shape: a store not a POST
+ *     to /studies[/{study}], a search not under studies, series or
+ *     instances, a retrieval not under /studies/{study};
+ *   - a retrieval's UIDs are not its path's UID segments, or not valid,
+ *     or its kind does not fit its segments (frames and bulk data of an
+ *     instance with their list or path, metadata, rendered, thumbnail);
+ *   - an accepted listen address is not HOST:PORT or [HOST]:PORT put
+ *     back together, or its port is not 1 to 5 digits up to 65535.
  * Layer: fuzz. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "dicomvault/http.h"
+#include "dicomvault/vr.h"
 #include "../src/daemon/http_int.h"
+#include "../src/daemon/wado_int.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NF 8
+#define NF 9
 
 static void unescape_check(const char *in)
 {
@@ -78,6 +95,130 @@ static void ctype_check(const char *ct)
 		abort();
 }
 
+static bool seg_is(const char *s, size_t n, const char *lit)
+{
+	return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+static void wado_check(const char *const seg[], const size_t len[], size_t n)
+{
+	struct wado_route rt;
+	size_t i;
+
+	wado_route_of(seg, len, n, &rt);
+	if (rt.k == WADO_K_NONE || rt.k == WADO_K_BAD_UID) {
+		if (rt.nuid != 0)
+			abort();
+		return;
+	}
+	if (rt.nuid < 1 || rt.nuid > 3 || rt.n != n || n < 2 * rt.nuid)
+		abort();
+	for (i = 0; i < rt.nuid; i++)
+		if (!seg_is(seg[1 + 2 * i], len[1 + 2 * i], rt.uid[i]) || !vr_uid_ok(rt.uid[i], strlen(rt.uid[i])) ||
+		    (i > 0 && !seg_is(seg[2 * i], len[2 * i], i == 1 ? "series" : "instances")))
+			abort();
+	for (; i < 3; i++)
+		if (rt.uid[i][0] != 0)
+			abort();
+	switch (rt.k) {
+	case WADO_K_DICOM:
+		if (n != 2 * rt.nuid)
+			abort();
+		break;
+	case WADO_K_METADATA:
+		if (n != 2 * rt.nuid + 1 || !seg_is(seg[n - 1], len[n - 1], "metadata"))
+			abort();
+		break;
+	case WADO_K_FRAMES:
+	case WADO_K_BULK:
+		if (rt.nuid != 3 || n != 8 || rt.arg != seg[7] || rt.arglen != len[7] ||
+		    !seg_is(seg[6], len[6], rt.k == WADO_K_FRAMES ? "frames" : "bulkdata"))
+			abort();
+		break;
+	case WADO_K_RENDERED:
+	case WADO_K_THUMBNAIL:
+		if (!seg_is(seg[n - 1], len[n - 1], rt.k == WADO_K_RENDERED ? "rendered" : "thumbnail") ||
+		    !(n == 2 * rt.nuid + 1 || (n == 9 && rt.arg == seg[7] && rt.arglen == len[7])))
+			abort();
+		break;
+	case WADO_K_OTHER:
+		if (n == 2 * rt.nuid)
+			abort();
+		break;
+	default:
+		abort();
+	}
+}
+
+static void route_check(const char *path, const char *method)
+{
+	const char *seg[DW_MAX_SEGS], *p;
+	size_t len[DW_MAX_SEGS], n, i;
+	bool too_many, post = strcmp(method, "POST") == 0;
+	enum dw_route r;
+
+	if (strncmp(path, "/dicom-web/", 11) != 0)
+		return;
+	p = path + 11;
+	n = dw_split(p, seg, len, &too_many);
+	if (n > DW_MAX_SEGS || (too_many && n != DW_MAX_SEGS) || (n == 0 && p[0] != 0))
+		abort();
+	for (i = 0; i < n; i++) {
+		const char *want = i == 0 ? p : seg[i - 1] + len[i - 1] + 1;
+		if (seg[i] != want || memchr(seg[i], '/', len[i]) != NULL || (i > 0 && seg[i][-1] != '/'))
+			abort();
+	}
+	if (n > 0 && !too_many && seg[n - 1][len[n - 1]] != 0 &&
+	    !(seg[n - 1][len[n - 1]] == '/' && seg[n - 1][len[n - 1] + 1] == 0))
+		abort();   /* the last segment ends the path, or a final '/' does */
+	if (too_many || n == 0)
+		return;
+	r = dw_route_of(seg, len, n, post);
+	switch (r) {
+	case DW_ROUTE_STOW:
+		if (!post || n > 2 || !seg_is(seg[0], len[0], "studies"))
+			abort();
+		break;
+	case DW_ROUTE_METHOD:
+		if (!post)
+			abort();
+		break;
+	case DW_ROUTE_QIDO:
+		if (post || !(seg_is(seg[0], len[0], "studies") || (n == 1 && (seg_is(seg[0], len[0], "series") ||
+		                                                               seg_is(seg[0], len[0], "instances")))))
+			abort();
+		if (n > 1 && !seg_is(seg[n - 1], len[n - 1], "series") && !seg_is(seg[n - 1], len[n - 1], "instances"))
+			abort();
+		break;
+	case DW_ROUTE_WADO:
+		if (post || n < 2 || !seg_is(seg[0], len[0], "studies"))
+			abort();
+		wado_check(seg, len, n);
+		break;
+	case DW_ROUTE_NONE:
+		if (post)
+			abort();
+		break;
+	default:
+		abort();
+	}
+}
+
+static void listen_check(const char *s)
+{
+	char host[HTTP_HOST_MAX + 1], port[6], back[HTTP_HOST_MAX + 16];
+	bool bracket;
+
+	if (s == NULL || http_listen_split(s, host, port) != ERR_OK)
+		return;
+	bracket = s[0] == '[';
+	snprintf(back, sizeof back, bracket ? "[%s]:%s" : "%s:%s", host, port);
+	if (strcmp(back, s) != 0 || host[0] == 0 || (!bracket && strchr(host, ':') != NULL) ||
+	    strlen(port) < 1 || strlen(port) > 5 || strspn(port, "0123456789") != strlen(port) ||
+	    strtoul(port, NULL, 10) > 65535)
+		abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *buf = malloc(size + 1), *f[NF], *p;
@@ -101,9 +242,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		v[i] = f[i] != NULL && strcmp(f[i], "-") != 0 ? f[i] : NULL;
 	}
 	unescape_check(f[0]);
+	(void)http_unescape(f[0]);
+	route_check(f[0], f[3] != NULL ? f[3] : "GET");
 	token_check(v[1], v[2]);
 	origin_check(f[3] != NULL ? f[3] : "POST", v[4], v[5], v[6]);
 	ctype_check(v[7]);
+	listen_check(f[8]);
 	free(buf);
 	return 0;
 }

@@ -20,6 +20,11 @@ struct vault;
 /* "HOST:PORT" or "[IPV6]:PORT" (PORT 0..65535; 0: any free port) to a
  * socket address. HOST may be a name (the first address it resolves to). */
 WUR enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* Its first step, pure (fuzz/http_fuzz.c): HOST (without the brackets,
+ * 1 to HTTP_HOST_MAX bytes; no ':' unless it was bracketed) and PORT (1 to
+ * 5 digits, at most 65535). ERR_PARSE otherwise. */
+#define HTTP_HOST_MAX 255u
+WUR enum err http_listen_split(const char *s, char host[HTTP_HOST_MAX + 1], char port[6]);
 
 struct http_opts {
 	const char *listen;               /* HOST:PORT */

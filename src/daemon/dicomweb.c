@@ -30,7 +30,6 @@
 #include "wado_int.h"
 
 #define UID_MAX 64u
-#define MAX_SEGS 9u   /* ./instances/{sop}/frames/{list}/rendered */
 /* The pipeline of a STOW-RS request with several parts: up to
  * STOW_WORKERS parts are stored at once (their syncs then share the index
  * and audit commits, store.c) while the connection thread receives the
@@ -183,8 +182,7 @@ enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome
 	return audit_obj(r, action, oc, reason, &ob, NULL);
 }
 
-/* Splits the path after "/dicom-web/" into segments. */
-static size_t split(const char *p, const char *seg[MAX_SEGS], size_t len[MAX_SEGS], bool *too_many)
+size_t dw_split(const char *p, const char *seg[DW_MAX_SEGS], size_t len[DW_MAX_SEGS], bool *too_many)
 {
 	size_t n = 0;
 
@@ -192,7 +190,7 @@ static size_t split(const char *p, const char *seg[MAX_SEGS], size_t len[MAX_SEG
 	while (*p) {
 		const char *e = strchr(p, '/');
 		size_t l = e ? (size_t)(e - p) : strlen(p);
-		if (n == MAX_SEGS) {
+		if (n == DW_MAX_SEGS) {
 			*too_many = true;
 			return n;
 		}
@@ -812,24 +810,12 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 
 /* ---- the route ---- */
 
-enum MHD_Result dicomweb_begin(struct http_req *r)
+enum dw_route dw_route_of(const char *const seg[], const size_t len[], size_t n, bool post)
 {
-	static const char *const allow_get[] = { MHD_HTTP_HEADER_ALLOW, "GET, HEAD", NULL };
-	static const char *const allow_post[] = { MHD_HTTP_HEADER_ALLOW, "POST", NULL };
-	const char *seg[MAX_SEGS];
-	size_t len[MAX_SEGS], n;
-	bool too_many, post = strcmp(r->method, "POST") == 0;
-
-	if (r->srv->vault == NULL)
-		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
-	n = split(r->url + strlen("/dicom-web/"), seg, len, &too_many);
-	if (too_many || n == 0)
-		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
-	if (post) {
-		if (n <= 2 && dw_seg_is(seg[0], len[0], "studies"))
-			return stow_begin(r, n == 2 ? seg[1] : NULL, n == 2 ? len[1] : 0);
-		return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow_get);
-	}
+	if (n == 0)
+		return DW_ROUTE_NONE;
+	if (post)
+		return n <= 2 && dw_seg_is(seg[0], len[0], "studies") ? DW_ROUTE_STOW : DW_ROUTE_METHOD;
 	/* QIDO-RS: /studies, /series, /instances, /studies/{s}/series,
 	 * /studies/{s}/instances, /studies/{s}/series/{se}/instances */
 	if ((n == 1 && (dw_seg_is(seg[0], len[0], "studies") || dw_seg_is(seg[0], len[0], "series") ||
@@ -838,11 +824,37 @@ enum MHD_Result dicomweb_begin(struct http_req *r)
 	     (dw_seg_is(seg[2], len[2], "series") || dw_seg_is(seg[2], len[2], "instances"))) ||
 	    (n == 5 && dw_seg_is(seg[0], len[0], "studies") && dw_seg_is(seg[2], len[2], "series") &&
 	     dw_seg_is(seg[4], len[4], "instances")))
-		return qido_rs(r, seg, len, n);
+		return DW_ROUTE_QIDO;
 	if (dw_seg_is(seg[0], len[0], "studies") && n >= 2)
+		return DW_ROUTE_WADO;
+	return DW_ROUTE_NONE;
+}
+
+enum MHD_Result dicomweb_begin(struct http_req *r)
+{
+	static const char *const allow_get[] = { MHD_HTTP_HEADER_ALLOW, "GET, HEAD", NULL };
+	const char *seg[DW_MAX_SEGS];
+	size_t len[DW_MAX_SEGS], n;
+	bool too_many;
+
+	if (r->srv->vault == NULL)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	n = dw_split(r->url + strlen("/dicom-web/"), seg, len, &too_many);
+	if (too_many)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	switch (dw_route_of(seg, len, n, strcmp(r->method, "POST") == 0)) {
+	case DW_ROUTE_STOW:
+		return stow_begin(r, n == 2 ? seg[1] : NULL, n == 2 ? len[1] : 0);
+	case DW_ROUTE_METHOD:
+		return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow_get);
+	case DW_ROUTE_QIDO:
+		return qido_rs(r, seg, len, n);
+	case DW_ROUTE_WADO:
 		return wado_rs(r, seg, len, n);
-	(void)allow_post;
-	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	case DW_ROUTE_NONE:
+	default:
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	}
 }
 
 enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n)

@@ -36,10 +36,8 @@
 
 /* ---- listen address ---- */
 
-enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+enum err http_listen_split(const char *s, char host[HTTP_HOST_MAX + 1], char port[6])
 {
-	char host[256], port[8];
-	struct addrinfo hints, *res = NULL;
 	const char *colon, *h = s;
 	size_t hl, pl, i;
 
@@ -61,7 +59,7 @@ enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t
 			return ERR_PARSE;   /* a bare IPv6 address needs brackets */
 	}
 	pl = strlen(colon + 1);
-	if (hl == 0 || hl >= sizeof host || pl == 0 || pl > 5)
+	if (hl == 0 || hl > HTTP_HOST_MAX || pl == 0 || pl > 5)
 		return ERR_PARSE;
 	for (i = 0; i < pl; i++)
 		if (colon[1 + i] < '0' || colon[1 + i] > '9')
@@ -71,6 +69,16 @@ enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t
 	memcpy(port, colon + 1, pl);
 	port[pl] = 0;
 	if (strtoul(port, NULL, 10) > 65535)
+		return ERR_PARSE;
+	return ERR_OK;
+}
+
+enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[HTTP_HOST_MAX + 1], port[6];
+	struct addrinfo hints, *res = NULL;
+
+	if (http_listen_split(s, host, port) != ERR_OK)
 		return ERR_PARSE;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;

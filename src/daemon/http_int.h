@@ -160,6 +160,21 @@ bool dw_seg_is(const char *s, size_t n, const char *lit);
 
 /* ---- pure helpers of the request's first steps (fuzz/http_fuzz.c) ---- */
 
+/* The segments of a DICOMweb path after "/dicom-web/" (dicomweb.c): at
+ * most DW_MAX_SEGS (./instances/{sop}/frames/{list}/rendered); *too_many
+ * when there are more. An empty path has none; "a//b" has an empty one. */
+#define DW_MAX_SEGS 9u
+size_t dw_split(const char *p, const char *seg[DW_MAX_SEGS], size_t len[DW_MAX_SEGS], bool *too_many);
+/* Which service a path's segments (at least one) and method name. */
+enum dw_route {
+	DW_ROUTE_NONE = 0,   /* 404 */
+	DW_ROUTE_METHOD,     /* 405: only GET and HEAD here */
+	DW_ROUTE_STOW,       /* POST /studies[/{study}] */
+	DW_ROUTE_QIDO,       /* GET /studies, /series, /instances and below a study or series */
+	DW_ROUTE_WADO,       /* GET /studies/{study}... anything else (wado_route_of) */
+};
+enum dw_route dw_route_of(const char *const seg[], const size_t len[], size_t n, bool post);
+
 /* The request's token: "Authorization: Bearer T" (T without the spaces
  * around it), else the dv_session cookie. An Authorization header of
  * another scheme is no token, and the cookie is not consulted then (pass
@@ -183,7 +198,8 @@ enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome
 /* One audit record with the request's actor filled in. */
 enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec);
 /* WADO (wado.c): GET /dicom-web/studies/{study}[...] (n path segments
- * after /dicom-web/, at least 2) and WADO-URI (/wado). */
+ * after /dicom-web/, at least 2; wado_route_of tells what) and WADO-URI
+ * (/wado). */
 enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n);
 enum MHD_Result dicomweb_wado_uri(struct http_req *r);
 /* QIDO-RS (qido.c): GET /dicom-web/{studies,series,instances} and the

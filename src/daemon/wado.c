@@ -728,7 +728,7 @@ static bool view_uids(struct http_req *r, char uid[][WADO_UID_MAX + 1], size_t n
 /* A de-identified view: allowed when a grant covers the study for
  * retrieval, de-identified or not. Study, series and instance retrieval
  * and metadata only. */
-static enum MHD_Result view(struct http_req *r, char uid[][WADO_UID_MAX + 1], size_t nuid, size_t n, bool meta)
+static enum MHD_Result view(struct http_req *r, char uid[][WADO_UID_MAX + 1], size_t nuid, enum wado_kind k)
 {
 	struct index_store *ix = r->srv->vault->ix;
 	struct idx_study st;
@@ -748,58 +748,104 @@ static enum MHD_Result view(struct http_req *r, char uid[][WADO_UID_MAX + 1], si
 	ob.patient = pa.key_hmac;
 	if (http_access(r, ACCESS_ACT_RETRIEVE, &ob) == ACCESS_NO)
 		return http_refuse(r, ACCESS_ACT_RETRIEVE, &ob, AUDIT_RETRIEVE, NULL, NULL, NULL);
-	if (!meta && (size_t)(2 * nuid) != n)
+	if (k != WADO_K_METADATA && k != WADO_K_DICOM)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "frames and bulk data are not offered in de-identified views",
 		                    NULL);
-	return wado_deid(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, meta);
+	return wado_deid(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, k == WADO_K_METADATA);
+}
+
+void wado_route_of(const char *const seg[], const size_t len[], size_t n, struct wado_route *rt)
+{
+	bool series = n >= 4 && dw_seg_is(seg[2], len[2], "series");
+	bool inst = series && n >= 6 && dw_seg_is(seg[4], len[4], "instances");
+	const char *last = n > 0 ? seg[n - 1] : "";
+	size_t lastlen = n > 0 ? len[n - 1] : 0, i;
+
+	memset(rt, 0, sizeof *rt);
+	rt->arg = "";
+	/* how many UIDs the path holds, and what follows them */
+	if (n == 2 || (n == 3 && !series))
+		rt->nuid = 1;
+	else if (series && (n == 4 || (n == 5 && !inst)))
+		rt->nuid = 2;
+	else if (inst && n >= 6 && n <= 9)
+		rt->nuid = 3;
+	else {
+		rt->k = WADO_K_NONE;
+		return;
+	}
+	for (i = 0; i < rt->nuid; i++)
+		if (!uid_copy(seg[1 + 2 * i], len[1 + 2 * i], rt->uid[i])) {
+			memset(rt->uid, 0, sizeof rt->uid);
+			rt->nuid = 0;
+			rt->k = WADO_K_BAD_UID;
+			return;
+		}
+	rt->n = n;
+	if (2 * rt->nuid == n)
+		rt->k = WADO_K_DICOM;
+	else if (2 * rt->nuid + 1 == n && dw_seg_is(last, lastlen, "metadata"))
+		rt->k = WADO_K_METADATA;
+	else if (rt->nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "frames"))
+		rt->k = WADO_K_FRAMES;
+	else if (rt->nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "bulkdata"))
+		rt->k = WADO_K_BULK;
+	else if ((dw_seg_is(last, lastlen, "rendered") || dw_seg_is(last, lastlen, "thumbnail")) &&
+	         (2 * rt->nuid + 1 == n || (rt->nuid == 3 && n == 9 && dw_seg_is(seg[6], len[6], "frames")))) {
+		rt->k = dw_seg_is(last, lastlen, "thumbnail") ? WADO_K_THUMBNAIL : WADO_K_RENDERED;
+		if (n == 9) {
+			rt->arg = seg[7];
+			rt->arglen = len[7];
+		}
+		return;
+	} else {
+		rt->k = WADO_K_OTHER;
+		return;
+	}
+	if (rt->k == WADO_K_FRAMES || rt->k == WADO_K_BULK) {
+		rt->arg = last;
+		rt->arglen = lastlen;
+	}
 }
 
 enum MHD_Result wado_rs(struct http_req *r, const char *const seg[], const size_t len[], size_t n)
 {
-	char uid[3][WADO_UID_MAX + 1];
-	size_t nuid, i;
-	bool series = n >= 4 && dw_seg_is(seg[2], len[2], "series");
-	bool inst = series && n >= 6 && dw_seg_is(seg[4], len[4], "instances");
-	const char *last = seg[n - 1];
-	size_t lastlen = len[n - 1];
+	struct wado_route rt;
+	const char *study, *series, *sop;
+	bool ok, known;
+	enum MHD_Result q;
 
-	/* how many UIDs the path holds, and what follows them */
-	if (n == 2 || (n == 3 && !series))
-		nuid = 1;
-	else if (series && (n == 4 || (n == 5 && !inst)))
-		nuid = 2;
-	else if (inst && n >= 6 && n <= 9)
-		nuid = 3;
-	else
+	wado_route_of(seg, len, n, &rt);
+	if (rt.k == WADO_K_NONE)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
-	for (i = 0; i < nuid; i++)
-		if (!uid_copy(seg[1 + 2 * i], len[1 + 2 * i], uid[i]))
-			return http_problem(r, MHD_HTTP_BAD_REQUEST, "a UID in the path is not 1 to 64 digits and dots",
-			                    NULL);
-	{
-		bool ok, known;
-		enum MHD_Result q;
-		if (view_uids(r, uid, nuid, &known))
-			return view(r, uid, nuid, n, (size_t)(2 * nuid + 1) == n && dw_seg_is(last, lastlen, "metadata"));
-		if (!known)
-			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
-		q = gate(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, &ok);
-		if (!ok)
-			return q;
+	if (rt.k == WADO_K_BAD_UID)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "a UID in the path is not 1 to 64 digits and dots", NULL);
+	if (view_uids(r, rt.uid, rt.nuid, &known))
+		return view(r, rt.uid, rt.nuid, rt.k);
+	if (!known)
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
+	study = rt.uid[0];
+	series = rt.nuid > 1 ? rt.uid[1] : NULL;
+	sop = rt.nuid > 2 ? rt.uid[2] : NULL;
+	q = gate(r, study, series, sop, &ok);
+	if (!ok)
+		return q;
+	switch (rt.k) {
+	case WADO_K_DICOM:
+		return send_dicom(r, study, series, sop, true, NULL);
+	case WADO_K_METADATA:
+		return wado_metadata(r, study, series, sop);
+	case WADO_K_FRAMES:
+		return wado_frames(r, study, series, sop, rt.arg, rt.arglen);
+	case WADO_K_BULK:
+		return wado_bulkdata(r, study, series, sop, rt.arg, rt.arglen);
+	case WADO_K_RENDERED:
+	case WADO_K_THUMBNAIL:
+		return wado_rendered(r, study, series, sop, rt.n == 9 ? rt.arg : NULL, rt.arglen,
+		                     rt.k == WADO_K_THUMBNAIL);
+	default:
+		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	}
-	if ((size_t)(2 * nuid) == n)
-		return send_dicom(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, true, NULL);
-	if ((size_t)(2 * nuid + 1) == n && dw_seg_is(last, lastlen, "metadata"))
-		return wado_metadata(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL);
-	if (nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "frames"))
-		return wado_frames(r, uid[0], uid[1], uid[2], last, lastlen);
-	if (nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "bulkdata"))
-		return wado_bulkdata(r, uid[0], uid[1], uid[2], last, lastlen);
-	if ((dw_seg_is(last, lastlen, "rendered") || dw_seg_is(last, lastlen, "thumbnail")) &&
-	    ((size_t)(2 * nuid + 1) == n || (nuid == 3 && n == 9 && dw_seg_is(seg[6], len[6], "frames"))))
-		return wado_rendered(r, uid[0], nuid > 1 ? uid[1] : NULL, nuid > 2 ? uid[2] : NULL, n == 9 ? seg[7] : NULL,
-		                     n == 9 ? len[7] : 0, dw_seg_is(last, lastlen, "thumbnail"));
-	return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 }
 
 /* WADO-URI's contentType: a list of media types (with q, as an Accept

@@ -20,6 +20,30 @@
 
 struct retrieval;
 
+/* What a WADO-RS path asks for (wado_route_of, pure: fuzz/wado_fuzz.c). */
+enum wado_kind {
+	WADO_K_NONE = 0,    /* not a retrieval path: 404 */
+	WADO_K_BAD_UID,     /* a UID not 1 to 64 digits and dots: 400 */
+	WADO_K_DICOM,       /* the study, series or instance */
+	WADO_K_METADATA,
+	WADO_K_FRAMES,      /* arg: the frame list */
+	WADO_K_BULK,        /* arg: the bulk data path */
+	WADO_K_RENDERED,    /* arg: the frame list of .../frames/{list}/rendered, else "" */
+	WADO_K_THUMBNAIL,   /* the same */
+	WADO_K_OTHER,       /* UIDs, then nothing we offer: 404 after the access check */
+};
+struct wado_route {
+	enum wado_kind k;
+	size_t nuid;                          /* study, series, instance: 1 to 3 (0: NONE, BAD_UID) */
+	char uid[3][WADO_UID_MAX + 1];        /* checked (vr_uid_ok), "" past nuid */
+	size_t n;                             /* the path's segments */
+	const char *arg;                      /* into the path's segments, or "" */
+	size_t arglen;
+};
+/* The segments after /dicom-web/ (dw_split), at least 2, the first
+ * "studies" (dw_route_of said DW_ROUTE_WADO). */
+void wado_route_of(const char *const seg[], const size_t len[], size_t n, struct wado_route *rt);
+
 /* The actor of a request, copied so that a response callback (which may
  * outlive nothing of the request but its own state) can audit a failure
  * in the middle of a stream. */
