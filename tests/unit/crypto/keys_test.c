@@ -330,11 +330,22 @@ TEST(passphrase_mode)
 	memcpy(x, rec, sizeof x);
 	x[12] = 0xff;   /* memory far beyond CRYPTO_PWHASH_MAX_MEM */
 	CHECK(mk_pass_open(pass, x, sizeof x, &mk2) == ERR_LIMIT);
+	/* the low bits of the memory cost: Argon2id counts whole KiB, so
+	 * these would give the same key from a changed record */
+	for (bit = 0; bit < 10; bit++) {
+		memcpy(x, rec, sizeof x);
+		x[19 - bit / 8] ^= (uint8_t)(1u << (bit % 8));
+		CHECK(mk_pass_open(pass, x, sizeof x, &mk2) == ERR_LIMIT);
+		CHECK(mk2 == NULL);
+	}
 	for (i = 0; i < sizeof rec; i++)
 		CHECK(mk_pass_open(pass, rec, i, &mk2) == ERR_PARSE);
 	/* out-of-range costs are refused when creating too */
 	weak.opslimit = 1;
 	weak.memlimit = 1024;
+	CHECK(mk_pass_create(pass, &weak, rec2, &mk2) == ERR_LIMIT);
+	CHECK(mk2 == NULL);
+	weak.memlimit = 8192 + 1;   /* not whole KiB */
 	CHECK(mk_pass_create(pass, &weak, rec2, &mk2) == ERR_LIMIT);
 	CHECK(mk2 == NULL);
 	secret_free(mk);
