@@ -1,17 +1,58 @@
-/* ini_fuzz.c: libFuzzer target for the dicomvault.conf parser, and for the
- * readers of its values that take nothing but the parsed file (since
- * session 16): [auth] (auth_conf_load) and [dicom] (dimse_srv_opts_conf).
- * abort()s when a parsed entry is not found again, when a reader refuses
- * without saying why, or when what it accepts lies outside the ranges its
- * header promises. Layer: fuzz. */
+/* ini_fuzz.c: libFuzzer target for the dicomvault.conf parser, for the
+ * check of its sections and keys against what this version reads
+ * (vault_conf_check), and for the readers of its values that take nothing
+ * but the parsed file (since session 16): [auth] (auth_conf_load) and
+ * [dicom] (dimse_srv_opts_conf). abort()s when a parsed entry is not found
+ * again, when a check or reader refuses without saying why (or with a
+ * reason that names no line, for the check), when the check passes a
+ * section or an unnamed section's key it does not know, or when what a
+ * reader accepts lies outside the ranges its header promises. Layer:
+ * fuzz. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "dicomvault/auth.h"
 #include "dicomvault/dimse_srv.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
+#include "dicomvault/vault.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Sections and keys the check must refuse when it passes (a sample: the
+ * full lists are vault.c's). */
+static bool known_section(const struct ini_entry *s)
+{
+	static const char *const plain[] = { "http", "dicom", "storage", "index", "audit", "auth", "deid" };
+	size_t i;
+
+	if (s->sub != NULL)
+		return strcmp(s->section, "peer") == 0 || strcmp(s->section, "collection") == 0 ||
+		       (strcmp(s->section, "deid") == 0 && strncmp(s->sub, "mask ", 5) == 0);
+	for (i = 0; i < sizeof plain / sizeof plain[0]; i++)
+		if (strcmp(s->section, plain[i]) == 0)
+			return true;
+	return false;
+}
+
+static void check(const struct ini *ini)
+{
+	char why[256] = "";
+	size_t i;
+
+	if (vault_conf_check("/nonexistent-vault", ini, why, sizeof why) != ERR_OK) {
+		if (strstr(why, "dicomvault.conf line ") == NULL)
+			abort();
+		return;
+	}
+	for (i = 0; i < ini->nsections; i++)
+		if (!known_section(&ini->sections[i]))
+			abort();
+	for (i = 0; i < ini->n; i++)
+		if (ini->e[i].sub == NULL && strcmp(ini->e[i].section, "storage") == 0 &&
+		    strcmp(ini->e[i].key, "master_key") == 0 && strcmp(ini->e[i].value, "passphrase:keys/master.pass") != 0)
+			abort();   /* no keys/master.key there: only the passphrase is right */
+}
 
 static void values(const struct ini *ini)
 {
@@ -49,6 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < ini->n; i++)
 		if (ini_get(ini, ini->e[i].section, ini->e[i].sub, ini->e[i].key) == NULL)
 			abort();  /* every parsed entry must be found again */
+	check(ini);
 	values(ini);
 	ini_free(ini);
 	return 0;

@@ -76,6 +76,13 @@ int vault_path(const struct vault *v, const char *p, char *out, size_t cap);
 int vault_conf_path(const struct vault *v, const char *section, const char *key, const char *def, char *out,
                     size_t cap);
 
+/* dicomvault.conf against what this version reads (vault_open runs it):
+ * an unknown section, a key no code reads (a misspelt `idle_timeot` would
+ * otherwise leave the default in force unnoticed), or a value of a fixed
+ * setting other than the one honoured is ERR_PARSE with the line named.
+ * dir: the vault's (its keys/ says which master_key is right). */
+WUR enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen);
+
 /* Checks an existing vault's layout and permissions (serve refuses to start
  * on a vault that fails this). */
 WUR enum err vault_check(const char *dir, char *why, size_t whylen);

@@ -514,11 +514,7 @@ static const struct {
 	{ "audit", "path", "audit", "audit in the vault directory" },
 };
 
-/* dicomvault.conf against what this version reads: an unknown section, a
- * key no code reads (a misspelt `idle_timeot` would otherwise leave the
- * default in force unnoticed), or a value of a fixed setting other than
- * the one honoured is ERR_PARSE with the line named. */
-static enum err conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen)
+enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen)
 {
 	static const char *const named[] = { "peer", "collection", "deid" };
 	size_t i, k, j;
@@ -652,7 +648,7 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 		err_why(why, whylen, rc, "%s line %u: %s", p, ie.line, ie.msg);
 		goto out;
 	}
-	rc = conf_check(dir, v->conf, why, whylen);
+	rc = vault_conf_check(dir, v->conf, why, whylen);
 	if (rc != ERR_OK)
 		goto out;
 	rc = load_master(dir, o, &v->mk, why, whylen);
