@@ -72,7 +72,7 @@ for t in "${targets[@]}"; do
 	# targets whose inputs are another's too: its seeds are read as well
 	also=()
 	case $name in
-	store) also=(fuzz/corpus/part10) ;;
+	store | meta) also=(fuzz/corpus/part10) ;;
 	esac
 	stamp=$SCRATCH/$name.start
 	touch "$stamp"

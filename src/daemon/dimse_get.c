@@ -30,6 +30,7 @@
 #include "dicomvault/store.h"
 #include "dicomvault/transcode.h"
 #include "dicomvault/vault.h"
+#include "dicomvault/vr.h"
 #include "dimse_int.h"
 
 #define TAG_QR_LEVEL    0x00080052u
@@ -231,39 +232,25 @@ static enum err pdata_write(void *ctx, const void *p, size_t n)
 	return rc;
 }
 
-/* Reads the stored object's preamble and File Meta Information into head:
- * *off is where the data set begins, ts its transfer syntax. */
-static enum err read_head(struct retrieval *rt, struct wbuf *head, uint8_t *buf, size_t *off, char ts[PDU_UID_MAX + 1])
+enum err dimse_meta_scan(const uint8_t *p, size_t n, size_t *need, size_t *off, char ts[PDU_UID_MAX + 1])
 {
 	struct rd r, g;
-	uint32_t glen = 0;
-	size_t need = 144, got;
-	bool have_len = false;
-	enum err rc;
+	uint32_t glen;
 
 	ts[0] = 0;
-	while (head->len < need) {
-		rc = retrieve_read(rt, buf, READ_CHUNK, &got);
-		if (rc != ERR_OK)
-			return rc;
-		if (got == 0)
-			return ERR_PARSE;
-		wbuf_put(head, buf, got);
-		if (wbuf_err(head) != ERR_OK)
-			return wbuf_err(head);
-		if (!have_len && head->len >= 144) {
-			if (memcmp(head->p + 128, "DICM", 4) != 0 || load_u16le(head->p + 132) != 0x0002 ||
-			    load_u16le(head->p + 134) != 0x0000 || memcmp(head->p + 136, "UL", 2) != 0 ||
-			    load_u16le(head->p + 138) != 4)
-				return ERR_PARSE;
-			glen = load_u32le(head->p + 140);
-			if (glen > DIMSE_MAX_META)
-				return ERR_LIMIT;
-			need = 144 + (size_t)glen;
-			have_len = true;
-		}
-	}
-	rd_init(&r, head->p + 144, glen);
+	*need = 144;
+	if (n < 144)
+		return ERR_AGAIN;
+	if (memcmp(p + 128, "DICM", 4) != 0 || load_u16le(p + 132) != 0x0002 || load_u16le(p + 134) != 0x0000 ||
+	    memcmp(p + 136, "UL", 2) != 0 || load_u16le(p + 138) != 4)
+		return ERR_PARSE;
+	glen = load_u32le(p + 140);
+	if (glen > DIMSE_MAX_META)
+		return ERR_LIMIT;
+	*need = 144 + (size_t)glen;
+	if (n < *need)
+		return ERR_AGAIN;
+	rd_init(&r, p + 144, glen);
 	while (rd_remaining(&r) > 0) {
 		uint16_t grp, el, l16;
 		uint32_t len;
@@ -284,20 +271,42 @@ static enum err read_head(struct retrieval *rt, struct wbuf *head, uint8_t *buf,
 		if (rd_child(&r, len, &g) != ERR_OK)
 			return ERR_PARSE;
 		if (el == 0x0010) {
-			size_t n = len;
-			const uint8_t *p = rd_cur(&g);
-			while (n > 0 && (p[n - 1] == 0 || p[n - 1] == ' '))
-				n--;
-			if (n == 0 || n > PDU_UID_MAX)
+			size_t k = len;
+			const uint8_t *v = rd_cur(&g);
+			while (k > 0 && (v[k - 1] == 0 || v[k - 1] == ' '))
+				k--;
+			if (k == 0 || k > PDU_UID_MAX || !vr_uid_ok((const char *)v, k))
 				return ERR_PARSE;
-			memcpy(ts, p, n);
-			ts[n] = 0;
+			memcpy(ts, v, k);
+			ts[k] = 0;
 		}
 	}
 	if (ts[0] == 0)
 		return ERR_PARSE;
-	*off = 144 + (size_t)glen;
+	*off = *need;
 	return ERR_OK;
+}
+
+/* Reads the stored object's preamble and File Meta Information into head:
+ * *off is where the data set begins, ts its transfer syntax. */
+static enum err read_head(struct retrieval *rt, struct wbuf *head, uint8_t *buf, size_t *off, char ts[PDU_UID_MAX + 1])
+{
+	size_t need, got;
+	enum err rc;
+
+	for (;;) {
+		rc = dimse_meta_scan(head->p, head->len, &need, off, ts);
+		if (rc != ERR_AGAIN)
+			return rc;
+		rc = retrieve_read(rt, buf, READ_CHUNK, &got);
+		if (rc != ERR_OK)
+			return rc;
+		if (got == 0)
+			return ERR_PARSE;
+		wbuf_put(head, buf, got);
+		if (wbuf_err(head) != ERR_OK)
+			return wbuf_err(head);
+	}
 }
 
 static void sub_failed(struct get_run *gr, const char *sop)

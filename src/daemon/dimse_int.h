@@ -164,6 +164,14 @@ bool dimse_find_parse(const struct dimse_find *fq, const char *ts, struct dcm_fi
 #define DIMSE_MOVE_PATIENT_ROOT "1.2.840.10008.5.1.4.1.2.1.2"
 #define DIMSE_MOVE_STUDY_ROOT   "1.2.840.10008.5.1.4.1.2.2.2"
 bool dimse_get_model(const char *sop_class);
+/* The File Meta Information of a stored object, as a sub-operation sends
+ * it (pure: fuzz/meta_fuzz.c): the first n bytes of the object hold its
+ * preamble, "DICM", the group length as the first element and the meta
+ * elements (explicit VR little endian, group 0002 only); ts its Transfer
+ * Syntax UID (padding trimmed, a valid UID: vr_uid_ok), *off where the
+ * data set begins. ERR_AGAIN: not enough bytes yet, *need of them;
+ * ERR_PARSE: not such a meta; ERR_LIMIT: longer than DIMSE_MAX_META. */
+WUR enum err dimse_meta_scan(const uint8_t *p, size_t n, size_t *need, size_t *off, char ts[PDU_UID_MAX + 1]);
 bool dimse_move_model(const char *sop_class);
 /* The identifier of a C-GET-RQ or C-MOVE-RQ (collected by
  * dimse_find_begin/chunk) is whole: resolves it, sends the C-STORE
