@@ -154,7 +154,8 @@ static bool same_value(const struct dcm_file *fa, const struct dcm_elem *a, cons
 	return same;
 }
 
-/* The same elements (tags, VRs, values; sequences item by item). */
+/* The same elements (tags, VRs, values; sequences item by item), in any
+ * order: an original out of tag order comes back in order. */
 static bool same_ds(const struct dcm_file *fa, const struct dcm_ds *a, const struct dcm_file *fb,
                     const struct dcm_ds *b, unsigned depth)
 {
@@ -163,10 +164,10 @@ static bool same_ds(const struct dcm_file *fa, const struct dcm_ds *a, const str
 	if (a->n != b->n || depth > 64)
 		return false;
 	for (i = 0; i < a->n; i++) {
-		const struct dcm_elem *x = &a->e[i], *y = &b->e[i];
-		if (x->tag != y->tag || x->vr != y->vr || (x->seq == NULL) != (y->seq == NULL) ||
+		const struct dcm_elem *x = &a->e[i], *y = dcm_ds_find(b, x->tag);
+		if (y == NULL || x->vr != y->vr || (x->seq == NULL) != (y->seq == NULL) ||
 		    (x->flags & DCM_EF_ENCAPS) != (y->flags & DCM_EF_ENCAPS)) {
-			fprintf(stderr, "reid_fuzz: element %u: (%08X) against (%08X)\n", i, x->tag, y->tag);
+			fprintf(stderr, "reid_fuzz: (%08X) missing or of another kind\n", x->tag);
 			return false;
 		}
 		if (x->flags & DCM_EF_ENCAPS)
