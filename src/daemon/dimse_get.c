@@ -270,7 +270,7 @@ enum err dimse_meta_scan(const uint8_t *p, size_t n, size_t *need, size_t *off, 
 		}
 		if (rd_child(&r, len, &g) != ERR_OK)
 			return ERR_PARSE;
-		if (el == 0x0010) {
+		if (el == 0x0010 && ts[0] == 0) {   /* the first, as the Part 10 reader (and the store) takes it */
 			size_t k = len;
 			const uint8_t *v = rd_cur(&g);
 			while (k > 0 && (v[k - 1] == 0 || v[k - 1] == ' '))
