@@ -7,7 +7,11 @@
  * refusal must say why; nothing may crash, leak or trip a sanitizer. The
  * rules text is also fed through the INI parser and deid_masks_load once
  * per input with the input's bytes appended, so hostile rule files are
- * fuzzed too. Layer: tests (fuzz). */
+ * fuzzed too; and the input's bytes after the first, up to 256 and cut at
+ * a NUL, are a --profile value (deid_parse_profile): one it accepts must
+ * have basic and not both longitudinal options, and the canonical
+ * "basic,OPTION..." of what it gave must parse to the same options; one
+ * it refuses must say why. Layer: tests (fuzz). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -58,6 +62,32 @@ static struct deid_masks *load_rules(const uint8_t *extra, size_t n)
 	return m;
 }
 
+static void profile_check(const uint8_t *p, size_t n)
+{
+	char spec[257], canon[1024], why[256] = "";
+	unsigned opts = 0, again = 0, i;
+	size_t len = 0;
+
+	if (n > 256)
+		n = 256;
+	memcpy(spec, p, n);
+	spec[n] = 0;
+	if (deid_parse_profile(spec, &opts, why, sizeof why) != ERR_OK) {
+		if (why[0] == 0)
+			die("a profile refused without a reason", NULL);
+		return;
+	}
+	if ((opts & ~DEID_ALL_OPTIONS) != 0 ||
+	    ((opts & DEID_RETAIN_LONG_FULL_DATES) && (opts & DEID_RETAIN_LONG_MODIFIED_DATES)))
+		die("a profile accepted with impossible options", spec);
+	len = (size_t)snprintf(canon, sizeof canon, "basic");
+	for (i = 0; i < DEID_NOPTS; i++)
+		if (opts & (1u << i))
+			len += (size_t)snprintf(canon + len, sizeof canon - len, ",%s", deid_option_name(i));
+	if (deid_parse_profile(canon, &again, why, sizeof why) != ERR_OK || again != opts)
+		die("the canonical form of a profile does not parse to it", canon);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint8_t keybytes[32] = "dicomvault-deid-fuzz-project-key";
@@ -87,6 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			die("the fixed rules do not load", NULL);
 		ini_free(ini);
 	}
+	profile_check(data + 1, size - 1);
 	extra = load_rules(data, size > 4096 ? 4096 : size);
 	deid_masks_free(extra);
 	if (secret_from_bytes(keybytes, sizeof keybytes, &key) != ERR_OK)
