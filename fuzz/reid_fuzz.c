@@ -19,9 +19,9 @@
  *     does not write;
  *   - round trip: a de-identified file that escrowed something does not
  *     re-identify, or re-identifies to a data set other than the original
- *     (both as written in explicit VR little endian, the original after
- *     in any element order, odd-length values padded as every value set
- *     is; an original with a tag twice in one data set is not compared);
+ *     (element by element: tags, VRs, values, items; in any order, and
+ *     odd-length values padded as every value set is; an original with a
+ *     tag twice in one data set is not compared);
  *   - escrow content: it is accepted and its Modified Attributes Sequence
  *     item's attributes are not the ones restored (their count), or it is
  *     refused although it is such a sequence of one item.
