@@ -40,18 +40,19 @@ WUR enum err charset_to_utf8(const struct dcm_charset *cs, bool is_pn,
 /* The same, but a value invalid in its character set is not refused: its
  * bytes are taken as UTF-8, each byte that does not begin a valid
  * sequence replaced by U+FFFD (ASCII is kept; so is UTF-8 text mislabelled
- * as another set, as some modalities write it). For showing a stored
- * value, never for matching one. Only wbuf errors fail. */
+ * as another set, as some modalities write it). For a stored value that
+ * is shown (and matched as shown: QIDO and C-FIND records); never for an
+ * identifier's key. Errors of out (ERR_LIMIT, ERR_NOMEM) are returned. */
 WUR enum err charset_to_utf8_lossy(const struct dcm_charset *cs, bool is_pn,
                                    const uint8_t *in, size_t n, struct wbuf *out);
 
 /* The length (1 to 4) of the strict UTF-8 sequence at p (no overlong
  * forms, surrogates or values above U+10FFFF), within n bytes; 0 when
  * there is none. */
-size_t utf8_seq_len(const uint8_t *p, size_t n);
+size_t charset_utf8_seq_len(const uint8_t *p, size_t n);
 /* Appends p to out, each byte that does not begin a valid UTF-8 sequence
  * replaced by U+FFFD. */
-void utf8_sanitize(const uint8_t *p, size_t n, struct wbuf *out);
+void charset_utf8_sanitize(const uint8_t *p, size_t n, struct wbuf *out);
 
 /* Encode UTF-8 into the charset (for JSON to dataset). A character the
  * charset cannot represent: ERR_UNSUPPORTED. */

@@ -1024,7 +1024,9 @@ bool qry_match(const struct qry *q, const struct dcm_ds *rec)
 /* ---- records ---- */
 
 /* Copies e of from (whose character set is cs) into to, text converted to
- * UTF-8; a value that does not convert is left out. */
+ * UTF-8; a value its set cannot decode is kept with U+FFFD
+ * (charset_to_utf8_lossy), so that results show it and queries match it
+ * as shown (a wildcard finds it; an identifier must be valid itself). */
 static enum err copy_utf8(struct dcm_ds *to, const struct dcm_charset *cs, const struct dcm_elem *e, struct wbuf *tmp,
                           unsigned depth)
 {

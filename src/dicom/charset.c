@@ -199,7 +199,7 @@ bad:
 	return ERR_PARSE;
 }
 
-size_t utf8_seq_len(const uint8_t *p, size_t n)
+size_t charset_utf8_seq_len(const uint8_t *p, size_t n)
 {
 	struct rd r;
 	uint32_t cp;
@@ -208,12 +208,12 @@ size_t utf8_seq_len(const uint8_t *p, size_t n)
 	return utf8_next(&r, &cp) == ERR_OK ? r.pos : 0;
 }
 
-void utf8_sanitize(const uint8_t *p, size_t n, struct wbuf *out)
+void charset_utf8_sanitize(const uint8_t *p, size_t n, struct wbuf *out)
 {
 	size_t i = 0, l;
 
 	while (i < n) {
-		l = utf8_seq_len(p + i, n - i);
+		l = charset_utf8_seq_len(p + i, n - i);
 		if (l == 0) {
 			wbuf_put(out, "\xEF\xBF\xBD", 3);
 			i++;
@@ -722,12 +722,15 @@ enum err charset_to_utf8(const struct dcm_charset *cs, bool is_pn,
 enum err charset_to_utf8_lossy(const struct dcm_charset *cs, bool is_pn,
                                const uint8_t *in, size_t n, struct wbuf *out)
 {
+	enum err rc;
+
 	if (out == NULL)
 		return ERR_INTERNAL;
-	if (charset_to_utf8(cs, is_pn, in, n, out) == ERR_OK)
-		return ERR_OK;
+	rc = charset_to_utf8(cs, is_pn, in, n, out);
+	if (rc != ERR_PARSE && rc != ERR_UNSUPPORTED)
+		return rc;   /* done, or out is full */
 	if (in != NULL)
-		utf8_sanitize(in, n, out);
+		charset_utf8_sanitize(in, n, out);
 	return wbuf_err(out);
 }
 

@@ -62,7 +62,7 @@ static void put_jstr(struct wbuf *w, const uint8_t *p, size_t n)
 			wbuf_putc(w, (char)c);
 			i++;
 		} else {
-			size_t len = utf8_seq_len(p + i, n - i);
+			size_t len = charset_utf8_seq_len(p + i, n - i);
 			if (len > 0) {
 				wbuf_put(w, p + i, len);
 				i += len;

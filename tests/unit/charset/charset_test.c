@@ -507,10 +507,10 @@ TEST(lossy_for_showing)
 	wbuf_init(&w, 4);
 	CHECK(charset_to_utf8_lossy(&cs, false, (const uint8_t *)"ab\201\040cd", 6, &w) != ERR_OK);
 	wbuf_fini(&w);
-	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"\360\237\230\200", 4), 4);
-	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"\360\237\230\200", 3), 0);
-	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"\355\240\200", 3), 0);   /* surrogate */
-	CHECK_EQ_INT(utf8_seq_len((const uint8_t *)"", 0), 0);
+	CHECK_EQ_INT(charset_utf8_seq_len((const uint8_t *)"\360\237\230\200", 4), 4);
+	CHECK_EQ_INT(charset_utf8_seq_len((const uint8_t *)"\360\237\230\200", 3), 0);
+	CHECK_EQ_INT(charset_utf8_seq_len((const uint8_t *)"\355\240\200", 3), 0);   /* surrogate */
+	CHECK_EQ_INT(charset_utf8_seq_len((const uint8_t *)"", 0), 0);
 }
 
 TEST(bad_escapes)
