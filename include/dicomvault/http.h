@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include "dicomvault/crypto.h"
 #include "dicomvault/err.h"
+#include "dicomvault/limits.h"
 
 struct audit;
 struct auth;
@@ -22,8 +23,7 @@ struct vault;
 WUR enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 /* Its first step, pure (fuzz/http_fuzz.c): HOST (without the brackets,
  * 1 to HTTP_HOST_MAX bytes; no ':' unless it was bracketed) and PORT (1 to
- * 5 digits, at most 65535). ERR_PARSE otherwise. */
-#define HTTP_HOST_MAX 255u
+ * 5 digits, at most 65535). ERR_PARSE otherwise, host and port "". */
 WUR enum err http_listen_split(const char *s, char host[HTTP_HOST_MAX + 1], char port[6]);
 
 struct http_opts {

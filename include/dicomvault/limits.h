@@ -50,6 +50,8 @@
 #define HTTP_CORK_MIN          (1u << 20)     /* bodies from this size: corked, TLS writes gathered */
 #define HTTP_PUSH_BUF          (256u * 1024)  /* gathered TLS writes of such a body, per send() */
 #define HTTP_SEND_STACK        (256u * 1024)  /* stack of the thread that writes them */
+#define HTTP_HOST_MAX          255u           /* HOST of a listen address (http_listen_split) */
+#define DW_MAX_SEGS            9u             /* DICOMweb path segments: ./instances/{sop}/frames/{list}/rendered */
 #define HTTP_CONN_MEMORY       (64u * 1024)   /* per-connection pool: request line, headers, read buffer */
 #define HTTP_CONN_TIMEOUT      30u            /* seconds of inactivity, TLS handshake included */
 #define HTTP_HEAD_TIMEOUT      10u            /* seconds from accept to a whole first request head */

@@ -232,7 +232,7 @@ static enum err pdata_write(void *ctx, const void *p, size_t n)
 	return rc;
 }
 
-enum err dimse_meta_scan(const uint8_t *p, size_t n, size_t *need, size_t *off, char ts[PDU_UID_MAX + 1])
+static enum err meta_scan(const uint8_t *p, size_t n, size_t *need, size_t *off, char ts[PDU_UID_MAX + 1])
 {
 	struct rd r, g;
 	uint32_t glen;
@@ -285,6 +285,15 @@ enum err dimse_meta_scan(const uint8_t *p, size_t n, size_t *need, size_t *off, 
 		return ERR_PARSE;
 	*off = *need;
 	return ERR_OK;
+}
+
+enum err dimse_meta_scan(const uint8_t *p, size_t n, size_t *need, size_t *off, char ts[PDU_UID_MAX + 1])
+{
+	enum err rc = meta_scan(p, n, need, off, ts);
+
+	if (rc != ERR_OK)
+		ts[0] = 0;   /* nothing half-read is left */
+	return rc;
 }
 
 /* Reads the stored object's preamble and File Meta Information into head:

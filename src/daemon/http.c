@@ -41,6 +41,7 @@ enum err http_listen_split(const char *s, char host[HTTP_HOST_MAX + 1], char por
 	const char *colon, *h = s;
 	size_t hl, pl, i;
 
+	host[0] = port[0] = 0;
 	if (s == NULL)
 		return ERR_PARSE;
 	if (s[0] == '[') {
@@ -64,12 +65,12 @@ enum err http_listen_split(const char *s, char host[HTTP_HOST_MAX + 1], char por
 	for (i = 0; i < pl; i++)
 		if (colon[1 + i] < '0' || colon[1 + i] > '9')
 			return ERR_PARSE;
+	if (strtoul(colon + 1, NULL, 10) > 65535)
+		return ERR_PARSE;   /* (only digits follow, at most 5) */
 	memcpy(host, h, hl);
 	host[hl] = 0;
 	memcpy(port, colon + 1, pl);
 	port[pl] = 0;
-	if (strtoul(port, NULL, 10) > 65535)
-		return ERR_PARSE;
 	return ERR_OK;
 }
 

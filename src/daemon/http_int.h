@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include "dicomvault/limits.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "dicomvault/auth.h"
@@ -161,9 +162,8 @@ bool dw_seg_is(const char *s, size_t n, const char *lit);
 /* ---- pure helpers of the request's first steps (fuzz/http_fuzz.c) ---- */
 
 /* The segments of a DICOMweb path after "/dicom-web/" (dicomweb.c): at
- * most DW_MAX_SEGS (./instances/{sop}/frames/{list}/rendered); *too_many
- * when there are more. An empty path has none; "a//b" has an empty one. */
-#define DW_MAX_SEGS 9u
+ * most DW_MAX_SEGS (limits.h); *too_many when there are more. An empty
+ * path has none; "a//b" has an empty one. */
 size_t dw_split(const char *p, const char *seg[DW_MAX_SEGS], size_t len[DW_MAX_SEGS], bool *too_many);
 /* Which service a path's segments (at least one) and method name. */
 enum dw_route {

@@ -20,7 +20,7 @@
 
 struct retrieval;
 
-/* What a WADO-RS path asks for (wado_route_of, pure: fuzz/wado_fuzz.c). */
+/* What a WADO-RS path asks for (wado_route_of, pure: fuzz/http_fuzz.c). */
 enum wado_kind {
 	WADO_K_NONE = 0,    /* not a retrieval path: 404 */
 	WADO_K_BAD_UID,     /* a UID not 1 to 64 digits and dots: 400 */
