@@ -5,9 +5,9 @@
  * [dicom] (dimse_srv_opts_conf). abort()s when a parsed entry is not found
  * again, when a check or reader refuses without saying why (or with a
  * reason that names no line, for the check), when the check passes a
- * section or an unnamed section's key it does not know, or when what a
- * reader accepts lies outside the ranges its header promises. Layer:
- * fuzz. */
+ * section it does not know or a [storage] master_key that does not
+ * describe the vault, or when what a reader accepts lies outside the
+ * ranges its header promises. Layer: fuzz. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +19,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Sections and keys the check must refuse when it passes (a sample: the
- * full lists are vault.c's). */
+/* The sections this version knows (vault.c's list): the check must refuse
+ * any other. */
 static bool known_section(const struct ini_entry *s)
 {
 	static const char *const plain[] = { "http", "dicom", "storage", "index", "audit", "auth", "deid" };

@@ -5,12 +5,14 @@
  * in the index) and the passphrase record (mk_pass_open: keys/master.pass,
  * run only when its Argon2id cost is at most PASS_MEM_MAX bytes and
  * PASS_OPS_MAX passes, so that a run stays fast; the reader's own limits
- * are unit-tested). Input: byte 0 picks the reader (mod 5), the rest is
+ * are unit-tested). Input: byte 0 picks the reader (mod 7), the rest is
  *   0: a master key file;
  *   1: a wrapped key, under a fixed master key and label;
  *   2: bytes XORed onto a real wrapped key (a longer input appends);
  *   3: a passphrase record, opened with a fixed passphrase;
- *   4: bytes XORed onto a real passphrase record (likewise).
+ *   4: bytes XORed onto a real passphrase record (likewise);
+ *   5, 6: a real wrapped key, or passphrase record, cut to as many bytes
+ *      as the next input byte says (modulo its length).
  * abort()s when
  *   - a master key file is accepted that does not encode back to itself
  *     (40 bytes: "DVMK", version 1, three zero bytes, the key);
@@ -103,7 +105,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	setup();
-	switch (data[0] % 5) {
+	switch (data[0] % 7) {
 	case 0:
 		rc = mk_file_decode(data + 1, size - 1, &out);
 		outcome(rc, out, false, false);
@@ -126,12 +128,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rc = mk_pass_open(pass, data + 1, size - 1, &out);
 		outcome(rc, out, false, false);
 		break;
-	default:
+	case 4:
 		b = xored(rec, sizeof rec, data + 1, size - 1, &n, &same);
 		if (!pass_cheap(b, n))
 			break;
 		rc = mk_pass_open(pass, b, n, &out);
 		outcome(rc, out, !same, same);
+		break;
+	case 5:
+		n = size > 1 ? data[1] % wrapped.len : 0;
+		rc = keywrap_unwrap(mk, label, strlen(label), wrapped.p, n, &out);
+		outcome(rc, out, true, false);
+		break;
+	default:
+		n = size > 1 ? data[1] % sizeof rec : 0;
+		rc = mk_pass_open(pass, rec, n, &out);
+		outcome(rc, out, true, false);
 		break;
 	}
 	secret_free(out);

@@ -81,8 +81,14 @@ for t in "${targets[@]}"; do
 	# shellcheck disable=SC2086
 	"$t" -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 \
 		-artifact_prefix="$FINDINGS/$name-" -print_final_stats=1 \
-		${FUZZ_FLAGS:-} "$work" "$seeds" "${also[@]}" >"$FINDINGS/$name.log" 2>&1
+		${FUZZ_FLAGS:-} "$work" "$seeds" "${also[@]}" >"$FINDINGS/$name.log" 2>&1 &
+	pid=$!
+	wait "$pid"
 	rc=$?
+	# what a target keeps under /dev/shm (or $TMPDIR) is named after its
+	# process; atexit does not run when libFuzzer stops at a finding
+	rm -rf /dev/shm/dv-*-fuzz-"$pid" /dev/shm/dv-*-fuzz-"$pid".* \
+		"${TMPDIR:-/tmp}"/dv-*-fuzz-"$pid" "${TMPDIR:-/tmp}"/dv-*-fuzz-"$pid".*
 	after=$(find "$FINDINGS" -maxdepth 1 -name "$name-*" -type f | wc -l)
 	grep -E '^(stat::|Done|#[0-9]+ +DONE)' "$FINDINGS/$name.log" | tail -4
 	if [ "$rc" -ne 0 ] || [ "$after" -gt "$before" ]; then

@@ -2,8 +2,9 @@
 """gen_keys.py: writes the seed corpus of keys_fuzz (fuzz/corpus/keys/),
 each file a mode byte and its payload as keys_fuzz.c reads them: master
 key files (good, wrong version, cut), wrapped keys (garbage, the real one
-unchanged, one byte flipped, cut, extended), passphrase records (cheap
-parameters, a wrong magic, an absurd cost) and changes to the real one.
+unchanged, one byte flipped, extended, cut), passphrase records (cheap
+parameters, a wrong magic, an absurd cost), changes to the real one and
+cuts of it.
 Deterministic. Our own work, same licence as dicomvault."""
 import os
 import struct
@@ -28,6 +29,8 @@ def seeds():
     yield "pass_real", b"\x04"
     yield "pass_flip_salt", b"\x04" + bytes(20) + b"\x80"
     yield "pass_ops2", b"\x04" + bytes(11) + b"\x03"
+    yield "wrap_cut", b"\x05\x57"
+    yield "pass_cut", b"\x06\x2b"
 
 
 def main():

@@ -9,7 +9,6 @@ items, nested, empty). pydicom's small samples (MIT licence) and the
 tests' dsgen instances. Deterministic. Our own work, same licence as
 dicomvault."""
 import os
-import shutil
 import sys
 import warnings
 
@@ -66,9 +65,7 @@ def seeds():
 
 def main():
     warnings.simplefilter("ignore")
-    if os.path.isdir(HERE):
-        shutil.rmtree(HERE)
-    os.makedirs(HERE)
+    os.makedirs(HERE, exist_ok=True)   # finding_* files beside the seeds stay
     for name, b in seeds():
         with open(os.path.join(HERE, name), "wb") as f:
             f.write(b)
