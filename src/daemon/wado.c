@@ -720,8 +720,11 @@ static bool view_uids(struct http_req *r, char uid[][WADO_UID_MAX + 1], size_t n
 	}
 	pthread_mutex_unlock(r->srv->ix_lock);
 	if (view && *known)
-		for (i = 0; i < nuid; i++)
-			copy_str(uid[i], WADO_UID_MAX + 1, real[i]);
+		for (i = 0; i < nuid; i++) {
+			size_t n = strnlen(real[i], WADO_UID_MAX);
+			memcpy(uid[i], real[i], n);
+			uid[i][n] = 0;
+		}
 	return view && *known;
 }
 
