@@ -20,9 +20,9 @@
  *   - round trip: a de-identified file that escrowed something does not
  *     re-identify, or re-identifies to a data set other than the original
  *     (element by element: tags, VRs, values, items; in any order, and
- *     odd-length values padded as every value set is, group 0002 left out
- *     of the top level, where the writer drops it; an original with a tag
- *     twice in one data set is not compared);
+ *     odd-length values padded as every value set is, group lengths and
+ *     the top level's group 0002 left out, as the writer drops them; an
+ *     original with a tag twice in one data set is not compared);
  *   - escrow content: it is accepted and its Modified Attributes Sequence
  *     item's attributes are not the ones restored (their count), or it is
  *     refused although it is such a sequence of one item (unless an
@@ -175,14 +175,20 @@ static bool has_dups(const struct dcm_ds *ds, unsigned depth)
 	return false;
 }
 
-/* Elements of a data set that a data set may hold (File Meta group 0002
- * elements in a data set are invalid: the writer leaves them out). */
+/* Whether the writer keeps an element: File Meta group 0002 elements in
+ * a data set are invalid, and group lengths (gggg,0000) are retired;
+ * both are left out when a data set is written (writer.c skip_elem). */
+static bool writable(uint32_t tag, unsigned depth)
+{
+	return (tag & 0xFFFFu) != 0 && (depth > 0 || (tag >> 16) != 0x0002);
+}
+
 static uint32_t kept(const struct dcm_ds *ds, unsigned depth)
 {
 	uint32_t i, n = 0;
 
 	for (i = 0; i < ds->n; i++)
-		n += depth > 0 || (ds->e[i].tag >> 16) != 0x0002;
+		n += writable(ds->e[i].tag, depth);
 	return n;
 }
 
@@ -197,7 +203,7 @@ static bool same_ds(const struct dcm_file *fa, const struct dcm_ds *a, const str
 		return false;
 	for (i = 0; i < a->n; i++) {
 		const struct dcm_elem *x = &a->e[i], *y;
-		if (depth == 0 && (x->tag >> 16) == 0x0002)
+		if (!writable(x->tag, depth))
 			continue;
 		y = dcm_ds_find(b, x->tag);
 		if (y == NULL || x->vr != y->vr || (x->seq == NULL) != (y->seq == NULL) ||
