@@ -719,12 +719,8 @@ static bool view_uids(struct http_req *r, char uid[][WADO_UID_MAX + 1], size_t n
 			*known = ix->ops->pseudo_get(ix, uid[i], real[i]) == ERR_OK;
 	}
 	pthread_mutex_unlock(r->srv->ix_lock);
-	if (view && *known)
-		for (i = 0; i < nuid; i++) {
-			size_t n = strnlen(real[i], WADO_UID_MAX);
-			memcpy(uid[i], real[i], n);
-			uid[i][n] = 0;
-		}
+	for (i = 0; view && *known && i < nuid; i++)
+		*known = uid_copy(real[i], strnlen(real[i], IDX_UID_MAX), uid[i]);
 	return view && *known;
 }
 
@@ -789,25 +785,20 @@ void wado_route_of(const char *const seg[], const size_t len[], size_t n, struct
 		rt->k = WADO_K_DICOM;
 	else if (2 * rt->nuid + 1 == n && dw_seg_is(last, lastlen, "metadata"))
 		rt->k = WADO_K_METADATA;
-	else if (rt->nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "frames"))
+	else if (n == 8 && dw_seg_is(seg[6], len[6], "frames"))
 		rt->k = WADO_K_FRAMES;
-	else if (rt->nuid == 3 && n == 8 && dw_seg_is(seg[6], len[6], "bulkdata"))
+	else if (n == 8 && dw_seg_is(seg[6], len[6], "bulkdata"))
 		rt->k = WADO_K_BULK;
 	else if ((dw_seg_is(last, lastlen, "rendered") || dw_seg_is(last, lastlen, "thumbnail")) &&
-	         (2 * rt->nuid + 1 == n || (rt->nuid == 3 && n == 9 && dw_seg_is(seg[6], len[6], "frames")))) {
+	         (2 * rt->nuid + 1 == n || (n == 9 && dw_seg_is(seg[6], len[6], "frames"))))
 		rt->k = dw_seg_is(last, lastlen, "thumbnail") ? WADO_K_THUMBNAIL : WADO_K_RENDERED;
-		if (n == 9) {
-			rt->arg = seg[7];
-			rt->arglen = len[7];
-		}
-		return;
-	} else {
+	else
 		rt->k = WADO_K_OTHER;
-		return;
-	}
-	if (rt->k == WADO_K_FRAMES || rt->k == WADO_K_BULK) {
-		rt->arg = last;
-		rt->arglen = lastlen;
+	/* (8 and 9 segments are below an instance only) the frame list of
+	 * frames and .../frames/{list}/rendered, the path of bulk data */
+	if (n >= 8 && rt->k != WADO_K_OTHER) {
+		rt->arg = seg[7];
+		rt->arglen = len[7];
 	}
 }
 
