@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "dicomvault/audit.h"
+#include "dicomvault/charset.h"
 #include "dicomvault/log.h"
 #include "dicomvault/wbuf.h"
 
@@ -181,29 +182,6 @@ void audit_session_ref(const void *token, size_t n, char out[AUDIT_SESSION_REF_L
 
 /* ---- writing a record ---- */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one
- * (bad lead byte, bad continuation, overlong, surrogate, > U+10FFFF).
- * s is NUL-terminated and a continuation byte is never NUL, so the reads
- * stop at the terminator. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-	if (c >= 0xe0 && c <= 0xef) {
-		unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-		return (s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80) ? 3 : 0;
-	}
-	if (c >= 0xf0 && c <= 0xf4) {
-		unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-		return (s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80) ? 4 : 0;
-	}
-	return 0;
-}
-
 /* s as a JSON string: quotes, backslashes and control characters escaped,
  * invalid UTF-8 replaced by U+FFFD, at most AUDIT_FIELD_MAX bytes of s kept
  * (cut at a character boundary, then U+2026 "..." marks the cut). */
@@ -214,7 +192,7 @@ static void put_str(struct wbuf *w, const char *str)
 
 	wbuf_putc(w, '"');
 	while (*s) {
-		size_t n = utf8_len(s);
+		size_t n = charset_utf8_seq_len(s, strnlen((const char *)s, 4));
 		unsigned char c = *s;
 		if (used + (n ? n : 1) > AUDIT_FIELD_MAX) {
 			wbuf_put(w, "\xe2\x80\xa6", 3);
