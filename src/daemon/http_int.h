@@ -8,13 +8,13 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdbool.h>
-#include "dicomvault/limits.h"
 #include <stddef.h>
 #include <stdint.h>
 #include "dicomvault/auth.h"
 #include "dicomvault/access.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/http.h"
+#include "dicomvault/limits.h"
 
 struct audit;
 struct vault;
