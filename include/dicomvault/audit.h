@@ -29,6 +29,9 @@
 #define AUDIT_HASH_HEX    65u                 /* 64 hex digits and a NUL */
 #define AUDIT_SESSION_REF_LEN 17u             /* 16 hex digits and a NUL */
 
+/* An action name: 1..AUDIT_ACTION_MAX of [a-z0-9-]. */
+bool audit_action_ok(const char *s);
+
 /* Actions (free-form [a-z0-9-], these are the ones in use). */
 #define AUDIT_LOGIN             "login"
 #define AUDIT_LOGIN_FAILURE     "login-failure"

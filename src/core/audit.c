@@ -124,7 +124,7 @@ static bool hex_get(const char *s, size_t len, uint8_t *out, size_t n, bool uppe
 	return true;
 }
 
-static bool action_ok(const char *s)
+bool audit_action_ok(const char *s)
 {
 	size_t i;
 
@@ -400,7 +400,7 @@ static enum audit_fault line_fields(json_t *o, struct line_info *li, char *why, 
 	if (type != NULL && strcmp(type, "event") == 0) {
 		const char *action = get_str(o, "action", 0), *outcome = get_str(o, "outcome", 0);
 		li->checkpoint = false;
-		if (action == NULL || !action_ok(action))
+		if (action == NULL || !audit_action_ok(action))
 			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"action\"");
 		if (outcome == NULL ||
 		    (strcmp(outcome, "success") != 0 && strcmp(outcome, "failure") != 0 && strcmp(outcome, "denied") != 0))
@@ -788,7 +788,7 @@ static enum err append(struct audit *a, const struct audit_rec *r, bool kick, ui
 	enum err rc = ERR_INTERNAL;
 
 	*upto = 0;
-	if (!action_ok(r->action) || outcome_str(r->outcome) == NULL) {
+	if (!audit_action_ok(r->action) || outcome_str(r->outcome) == NULL) {
 		log_error("refusing an audit record with a bad action or outcome");
 		return ERR_PARSE;
 	}

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "dicomvault/admin.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/index.h"
 #include "dicomvault/store.h"
@@ -20,8 +21,6 @@
 
 #define BREAK_GLASS_MINUTES_DEFAULT 60
 #define BREAK_GLASS_MINUTES_MAX     (24 * 60)
-#define REASON_MIN 8u
-#define REASON_MAX 200u
 
 static bool json_body_ok(struct http_req *r)
 {
@@ -30,47 +29,15 @@ static bool json_body_ok(struct http_req *r)
 	return ct != NULL && strncasecmp(ct, "application/json", 16) == 0 && (ct[16] == 0 || ct[16] == ';');
 }
 
-/* The body as a JSON object of depth 1 (values: strings, numbers, booleans). */
-static json_t *body_object(struct http_req *r, const char **bad)
+/* A request the parser refused: 400 with its reason and the shape wanted. */
+static enum MHD_Result request_refused(struct http_req *r, enum err rc, const char *detail, const char *want)
 {
-	json_error_t je;
-	json_t *o;
-	const char *k;
-	json_t *val;
+	char msg[400];
 
-	*bad = NULL;
-	if (r->too_large) {
-		*bad = "the body is too large";
-		return NULL;
-	}
-	o = json_loadb((const char *)r->body, r->len, JSON_REJECT_DUPLICATES, &je);
-	if (o == NULL || !json_is_object(o)) {
-		json_decref(o);
-		*bad = "the body must be a JSON object";
-		return NULL;
-	}
-	json_object_foreach(o, k, val) {
-		if (json_is_object(val) || json_is_array(val)) {
-			json_decref(o);
-			*bad = "nested values are not accepted here";
-			return NULL;
-		}
-	}
-	return o;
-}
-
-static const char *str_of(json_t *o, const char *key, size_t max, const char **bad)
-{
-	json_t *v = json_object_get(o, key);
-	const char *s;
-
-	if (v == NULL || json_is_null(v))
-		return NULL;
-	if (!json_is_string(v) || (s = json_string_value(v)) == NULL || strlen(s) > max || strlen(s) != json_string_length(v)) {
-		*bad = key;
-		return NULL;
-	}
-	return s;
+	if (rc == ERR_NOMEM)
+		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+	snprintf(msg, sizeof msg, "%s; want %s", detail, want);
+	return http_problem(r, MHD_HTTP_BAD_REQUEST, msg, NULL);
 }
 
 static void actor_of(struct http_req *r, struct users_actor *by)
@@ -118,40 +85,27 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	struct users_actor by;
 	struct idx_study st;
 	struct idx_patient pa;
-	char scope[80], why[256] = "", purpose[REASON_MAX + 32];
-	const char *bad = NULL, *study, *reason;
+	struct admin_break_glass_req bg;
+	char scope[80], why[256] = "", purpose[ADMIN_REASON_MAX + 32], detail[160];
+	const char *study = bg.study;
 	int64_t now = (int64_t)time(NULL), id = 0, secs;
 	unsigned i;
-	json_t *o;
 	enum err rc;
 
 	if (v == NULL)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	if (!json_body_ok(r))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
-	o = body_object(r, &bad);
-	if (o == NULL)
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, bad, NULL);
-	study = str_of(o, "study", 64, &bad);
-	reason = str_of(o, "reason", REASON_MAX, &bad);
-	if (bad != NULL || study == NULL || !vr_uid_ok(study, strlen(study)) || reason == NULL ||
-	    strlen(reason) < REASON_MIN) {
-		json_decref(o);
+	rc = admin_break_glass_parse(r->body, r->len, &bg, detail, sizeof detail);
+	if (rc != ERR_OK) {
 		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: no study or no reason", NULL, NULL, NULL,
 		                   NULL);
-		return http_problem(r, MHD_HTTP_BAD_REQUEST,
-		                    "break-glass needs {\"study\": UID, \"reason\": 8 to 200 characters}", NULL);
+		return request_refused(r, rc, detail, "{\"study\": UID, \"reason\": 8 to 200 characters}");
 	}
-	for (i = 0; reason[i]; i++)
-		if ((unsigned char)reason[i] < 0x20) {
-			json_decref(o);
-			return http_problem(r, MHD_HTTP_BAD_REQUEST, "the reason has control characters", NULL);
-		}
 	if (access_decide(r->grants, r->ngrants, ACCESS_ACT_BREAK_GLASS, NULL, now, &by_grant) != ACCESS_YES ||
 	    r->sess.api_token) {
 		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: role not allowed to break the glass", NULL,
 		                   study, NULL, NULL);
-		json_decref(o);
 		return http_problem(r, MHD_HTTP_FORBIDDEN, "your role may not use break-glass access", NULL);
 	}
 	pthread_mutex_lock(r->srv->ix_lock);
@@ -161,14 +115,13 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	pthread_mutex_unlock(r->srv->ix_lock);
 	if (rc != ERR_OK) {
 		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: no such study", NULL, study, NULL, NULL);
-		json_decref(o);
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such study", NULL);
 	}
 	memcpy(scope, "patient:", 8);
 	for (i = 0; i < 32; i++)
 		snprintf(scope + 8 + 2 * i, 3, "%02x", pa.key_hmac[i]);
 	secs = break_glass_seconds(v);
-	snprintf(purpose, sizeof purpose, "break-glass: %s", reason);
+	snprintf(purpose, sizeof purpose, "break-glass: %s", bg.reason);
 	memset(&g, 0, sizeof g);
 	g.user = r->sess.user;
 	g.role = by_grant->role;
@@ -179,14 +132,12 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	actor_of(r, &by);
 	rc = users_grant(v, &by, &g, &id, why, sizeof why);
 	if (rc != ERR_OK) {
-		json_decref(o);
 		log_error("break-glass by %s: %s", r->sess.user, why);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the emergency access could not be recorded", NULL);
 	}
 	/* the alert: loud in the log; the audit record is flagged break-glass */
 	log_warn("ALERT break-glass: %s (%s) opened the studies of the patient of study %s for %lld min (grant %lld)",
 	         r->sess.user, access_role_name(g.role), study, (long long)(secs / 60), (long long)id);
-	json_decref(o);
 	return send_json(r, MHD_HTTP_OK, json_pack("{s:I,s:I,s:s}", "grant", (json_int_t)id, "expires_in",
 	                                           (json_int_t)secs, "scope", "the patient's studies"));
 }
@@ -247,36 +198,15 @@ static enum MHD_Result list(struct http_req *r, bool grants)
 	return send_json(r, MHD_HTTP_OK, a);
 }
 
-static bool role_of(const char *s, enum access_role *r)
-{
-	return s != NULL && access_role_parse(s, strlen(s), r);
-}
-
-static bool time_of(json_t *o, const char *key, int64_t *out, const char **bad)
-{
-	const char *s = str_of(o, key, 40, bad);
-
-	*out = 0;
-	if (s == NULL)
-		return *bad == NULL;
-	if (users_parse_time(s, (int64_t)time(NULL), out) != ERR_OK) {
-		*bad = key;
-		return false;
-	}
-	return true;
-}
-
 enum MHD_Result http_users(struct http_req *r)
 {
 	struct vault *v = r->srv->vault;
 	struct secret *pw = NULL, *b32 = NULL, *uri = NULL;
+	struct admin_user_req u;
 	struct users_actor by;
-	const char *bad = NULL, *name, *role_s, *coll;
-	char scope[ACCESS_NAME_MAX + 16], why[256] = "";
-	enum access_role role;
-	int64_t expires = 0;
+	char scope[ACCESS_NAME_MAX + 16], why[256] = "", detail[160];
 	enum MHD_Result q;
-	json_t *o;
+	enum err rc;
 
 	if (v == NULL)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
@@ -286,31 +216,18 @@ enum MHD_Result http_users(struct http_req *r)
 		return list(r, false);
 	if (!json_body_ok(r))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
-	o = body_object(r, &bad);
-	if (o == NULL)
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, bad, NULL);
-	name = str_of(o, "username", 64, &bad);
-	role_s = str_of(o, "role", 16, &bad);
-	coll = str_of(o, "collection", ACCESS_NAME_MAX, &bad);
-	if (bad == NULL)
-		(void)time_of(o, "expires", &expires, &bad);
-	if (bad != NULL || name == NULL || !users_name_ok(name) || !role_of(role_s, &role) ||
-	    (coll != NULL && !access_collection_known(r->srv->colls, coll))) {
-		json_decref(o);
-		return http_problem(r, MHD_HTTP_BAD_REQUEST,
-		                    "want {\"username\", \"role\", \"collection\"?, \"expires\"?} with a known role and collection",
-		                    NULL);
-	}
-	snprintf(scope, sizeof scope, "collection:%s", coll ? coll : "default");
+	rc = admin_user_parse(r->body, r->len, (int64_t)time(NULL), &u, detail, sizeof detail);
+	if (rc != ERR_OK)
+		return request_refused(r, rc, detail, "{\"username\", \"role\", \"collection\"?, \"expires\"?}");
+	if (!access_collection_known(r->srv->colls, u.collection))
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "member \"collection\": no such collection", NULL);
+	snprintf(scope, sizeof scope, "collection:%s", u.collection);
 	actor_of(r, &by);
-	if (users_add(v, &by, name, role, scope, expires, NULL, &pw, &b32, &uri, why, sizeof why) != ERR_OK) {
-		json_decref(o);
+	if (users_add(v, &by, u.username, u.role, scope, u.expires, NULL, &pw, &b32, &uri, why, sizeof why) != ERR_OK)
 		return http_problem(r, strstr(why, "already") ? MHD_HTTP_CONFLICT : MHD_HTTP_BAD_REQUEST, why, NULL);
-	}
-	q = send_json(r, MHD_HTTP_CREATED, json_pack("{s:s,s:s,s:s,s:s,s:s}", "username", name, "role",
-	                                             access_role_name(role), "password", secret_cstr(pw), "totp_secret",
-	                                             secret_cstr(b32), "otpauth_uri", secret_cstr(uri)));
-	json_decref(o);
+	q = send_json(r, MHD_HTTP_CREATED, json_pack("{s:s,s:s,s:s,s:s,s:s}", "username", u.username, "role",
+	                                             access_role_name(u.role), "password", secret_cstr(pw),
+	                                             "totp_secret", secret_cstr(b32), "otpauth_uri", secret_cstr(uri)));
 	secret_free(pw);
 	secret_free(b32);
 	secret_free(uri);
@@ -321,11 +238,12 @@ enum MHD_Result http_grants(struct http_req *r)
 {
 	struct vault *v = r->srv->vault;
 	struct users_grant_req g;
+	struct admin_grant_req gr;
 	struct users_actor by;
-	const char *bad = NULL, *role_s, *path = r->url + strlen("/api/grants");
-	char why[256] = "";
+	const char *path = r->url + strlen("/api/grants");
+	char why[256] = "", detail[160];
 	int64_t id = 0;
-	json_t *o, *pri;
+	enum err rc;
 
 	if (v == NULL)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
@@ -354,40 +272,26 @@ enum MHD_Result http_grants(struct http_req *r)
 		return list(r, true);
 	if (!json_body_ok(r))
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
-	o = body_object(r, &bad);
-	if (o == NULL)
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, bad, NULL);
+	rc = admin_grant_parse(r->body, r->len, (int64_t)time(NULL), &gr, detail, sizeof detail);
+	if (rc != ERR_OK)
+		return request_refused(r, rc, detail, "{\"username\", \"role\", \"scope\", \"from\"?, \"expires\"?, "
+		                    "\"purpose\"?, \"with_priors\"?}");
 	memset(&g, 0, sizeof g);
-	g.user = str_of(o, "username", 64, &bad);
-	role_s = str_of(o, "role", 16, &bad);
-	g.scope = str_of(o, "scope", IDX_GRANT_SCOPE_MAX, &bad);
-	g.purpose = str_of(o, "purpose", IDX_PURPOSE_MAX, &bad);
-	pri = json_object_get(o, "with_priors");
-	if (pri != NULL && !json_is_boolean(pri))
-		bad = "with_priors";
-	g.with_priors = pri != NULL && json_is_true(pri);
-	if (bad == NULL)
-		(void)time_of(o, "from", &g.not_before, &bad);
-	if (bad == NULL)
-		(void)time_of(o, "expires", &g.expires, &bad);
-	if (bad != NULL || g.user == NULL || g.scope == NULL || !role_of(role_s, &g.role)) {
-		json_decref(o);
-		return http_problem(r, MHD_HTTP_BAD_REQUEST,
-		                    "want {\"username\", \"role\", \"scope\", \"from\"?, \"expires\"?, \"purpose\"?, "
-		                    "\"with_priors\"?}", NULL);
-	}
+	g.user = gr.username;
+	g.role = gr.role;
+	g.scope = gr.scope;
+	g.purpose = gr.purpose;
+	g.with_priors = gr.with_priors;
+	g.not_before = gr.not_before;
+	g.expires = gr.expires;
 	switch (users_grant(v, &by, &g, &id, why, sizeof why)) {
 	case ERR_OK:
-		json_decref(o);
 		return send_json(r, MHD_HTTP_CREATED, json_pack("{s:I}", "id", (json_int_t)id));
 	case ERR_NOTFOUND:
-		json_decref(o);
 		return http_problem(r, MHD_HTTP_NOT_FOUND, why, NULL);
 	case ERR_PARSE:
-		json_decref(o);
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, why, NULL);
 	default:
-		json_decref(o);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	}
 }
@@ -444,13 +348,19 @@ static int aq_line(void *ctx, const char *line, size_t n)
 	return 0;
 }
 
+static const char *arg(struct http_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, name);
+}
+
 enum MHD_Result http_audit(struct http_req *r)
 {
 	struct vault *v = r->srv->vault;
 	struct audit_verify_opts vo;
 	struct audit_verify_result vr;
-	char path[VAULT_PATH_MAX + 64], count[32];
-	const char *pid, *from, *to, *extra[3] = { NULL, NULL, NULL };
+	struct admin_audit_query aq;
+	char path[VAULT_PATH_MAX + 64], count[32], detail[160];
+	const char *extra[3] = { NULL, NULL, NULL };
 	struct aq q;
 	struct wbuf w;
 	enum MHD_Result res;
@@ -464,21 +374,19 @@ enum MHD_Result http_audit(struct http_req *r)
 		return http_problem(r, MHD_HTTP_FORBIDDEN, "your role does not allow reading the audit trail", NULL);
 	}
 	memset(&q, 0, sizeof q);
-	q.user = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "user");
-	q.action = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "action");
-	pid = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "patient");
-	from = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "from");
-	to = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "to");
-	if ((q.user != NULL && !users_name_ok(q.user)) || (q.action != NULL && strlen(q.action) > AUDIT_ACTION_MAX) ||
-	    (from != NULL && users_parse_time(from, (int64_t)time(NULL), &q.from) != ERR_OK) ||
-	    (to != NULL && users_parse_time(to, (int64_t)time(NULL), &q.to) != ERR_OK) ||
-	    (pid != NULL && (pid[0] == 0 || strlen(pid) > 64)))
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, "parameters: user=NAME, action=A, patient=ID, from=T, to=T "
-		                    "(T: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd])", NULL);
-	if (pid != NULL) {
+	rc = admin_audit_query_parse(arg(r, "user"), arg(r, "action"), arg(r, "patient"), arg(r, "from"), arg(r, "to"),
+	                             (int64_t)time(NULL), &aq, detail, sizeof detail);
+	if (rc != ERR_OK)
+		return request_refused(r, rc, detail, "user=NAME, action=A, patient=ID, from=T, to=T "
+		                    "(T: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd])");
+	q.user = aq.user[0] ? aq.user : NULL;
+	q.action = aq.action[0] ? aq.action : NULL;
+	q.from = aq.from;
+	q.to = aq.to;
+	if (aq.patient[0]) {
 		uint8_t h[32];
-		if (store_patient_key(v, pid, NULL, h) != ERR_OK)
-			return http_problem(r, MHD_HTTP_BAD_REQUEST, "patient: an empty ID", NULL);
+		if (store_patient_key(v, aq.patient, NULL, h) != ERR_OK)
+			return http_problem(r, MHD_HTTP_BAD_REQUEST, "parameter patient: an empty ID", NULL);
 		for (i = 0; i < 32; i++)
 			snprintf(q.patient + 2 * i, 3, "%02x", h[i]);
 	}

@@ -282,6 +282,11 @@ try:
                            {"Content-Type": "application/json"})
         check(f"break-glass without a reason ({role}): 400", st == 400, st)
         st, data = as_user(v, tok, "POST", "/api/auth/break-glass",
+                           json.dumps({"study": outside.StudyInstanceUID, "reason": "patient unconscious",
+                                       "minutes": 6000}), {"Content-Type": "application/json"})
+        check(f"break-glass with an unknown member ({role}): 400 naming the allowed ones",
+              st == 400 and b"only study and reason are allowed" in data, (st, data[:200]))
+        st, data = as_user(v, tok, "POST", "/api/auth/break-glass",
                            json.dumps({"study": outside.StudyInstanceUID, "reason": "patient unconscious in ER"}),
                            {"Content-Type": "application/json"})
         want = 200 if M["break-glass"][role] == "yes" else 403
@@ -360,6 +365,14 @@ try:
         st, _, _ = v.request("POST", "/api/users", bad if isinstance(bad, str) else json.dumps(bad),
                              {"Content-Type": "application/json"})
         check(f"POST /api/users {str(bad)[:40]}: 400", st == 400, st)
+    # a misspelt "expires" must not make an account that never expires
+    st, _, data = v.request("POST", "/api/users", json.dumps({"username": "typo_made", "role": "radiologist",
+                                                               "expiry": "+1d"}),
+                            {"Content-Type": "application/json"})
+    check("POST /api/users with a misspelt member: 400 naming the allowed ones, no account made",
+          st == 400 and b"expires" in data and b"expiry" not in data, (st, data[:200]))
+    p = cli("user", "list", "--vault", v.dir)
+    check("... the account does not exist", "typo_made" not in p.stdout, p.stdout[-200:])
     st, _, data = v.request("POST", "/api/grants", json.dumps({"username": "api_made", "role": "physician",
                                                                 "scope": "*", "expires": "+1d",
                                                                 "purpose": "on call"}),
@@ -395,7 +408,8 @@ try:
             who = {r["actor"].get("user") for r in json.loads(data)} if st == 200 else set()
             check(f"read-audit {role}: by patient ID (accounting of disclosures)",
                   st == 200 and "u_physician" in who, (st, who))
-            for bad in ("?from=yesterday", "?user=a%20b", "?patient=", "?to=2026-13-01"):
+            for bad in ("?from=yesterday", "?user=a%20b", "?patient=", "?to=2026-13-01", "?action=Login",
+                        "?from=2026-11-02&to=2026-11-01"):
                 st, _ = as_user(v, tok, "GET", "/api/audit" + bad)
                 check(f"read-audit {role}: /api/audit{bad} is 400", st == 400, st)
 
