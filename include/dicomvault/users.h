@@ -81,9 +81,14 @@ WUR enum err users_grants_now(struct vault *v, int64_t user_id, int64_t now, str
 /* Drops what users_grants_now keeps of v's grants (vault_close calls it). */
 void users_forget(const struct vault *v);
 
+/* The latest time users_parse_time gives: 9999-12-31T23:59:59Z. */
+#define USERS_TIME_MAX 253402300799LL
+
 /* "2026-11-30", "2026-11-30T17:00", "2026-11-30T17:00:00Z" or with an
- * offset (+01:00), "@UNIXSECONDS", or "+N" with s, m, h or d (from now).
- * ERR_PARSE otherwise. */
+ * offset (+01:00), "@UNIXSECONDS", or "+N" with s, m, h or d (from now;
+ * at most 100 years). Every form gives a time from 0 to USERS_TIME_MAX,
+ * so that any time it gives can be written back as "@N". ERR_PARSE
+ * otherwise. */
 WUR enum err users_parse_time(const char *s, int64_t now, int64_t *out);
 /* An audit record's "time" ("2026-11-22T18:06:24.007Z") in unix seconds,
  * to the second; 0 if it is not one. */

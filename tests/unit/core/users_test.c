@@ -30,7 +30,9 @@ TEST(times)
 		static const char *const bad[] = { "", "2026", "2026-13-01", "2026-02-30", "2025-02-29", "2026-11-22T25:00",
 			"2026-11-22T18:60", "2026-11-22T18:30:61", "2026-11-22X", "2026-11-22T18:30+1", "2026-11-22T18:30+15:00",
 			"+", "+5", "+5y", "+-5d", "@", "@-1", "@12x", "+99999999999d", "1969-12-31", "tomorrow",
-			"2026-11-22T18:30:00Z trailing", "2026-1-22" };
+			"2026-11-22T18:30:00Z trailing", "2026-1-22",
+			/* before 1970 or after 9999 once the offset is applied; an "@" past 9999 */
+			"1970-01-01T00:00+01:00", "9999-12-31T23:30-01:00", "@253402300800" };
 		size_t i;
 		for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 			if (users_parse_time(bad[i], 0, &t) != ERR_PARSE)
@@ -39,6 +41,12 @@ TEST(times)
 		}
 	}
 	CHECK(users_parse_time(NULL, 0, &t) == ERR_PARSE);
+	/* every time a form gives can be written back as "@N" (admin_fuzz) */
+	CHECK(users_parse_time("9999-12-31T23:59:59Z", 0, &t) == ERR_OK && t == USERS_TIME_MAX);
+	CHECK(users_parse_time("@253402300799", 0, &t) == ERR_OK && t == USERS_TIME_MAX);
+	CHECK(users_parse_time("8047-10-02", 0, &t) == ERR_OK && t > 100000000000LL);
+	CHECK(users_parse_time("1970-01-01T00:00-01:00", 0, &t) == ERR_OK && t == 3600);
+	CHECK(users_parse_time("+1d", USERS_TIME_MAX - 3600, &t) == ERR_PARSE);
 }
 
 TEST(names)
