@@ -47,65 +47,59 @@ struct audit_args {
 	const char *user, *patient, *issuer, *action, *from, *to, *pass;
 };
 
-/* 0, or EXIT_USAGE after printing why. */
+/* CMD_ARGS_GO, or the exit status after printing why (or the usage). */
 static int parse_args(int argc, char **argv, struct audit_args *a)
 {
-	int i;
+	struct args_opt opts[16];
+	char name[32];
+	bool rep, exp;
+	size_t k = 0, npos = 0;
+	int rc;
 
 	memset(a, 0, sizeof *a);
+	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		fputs(audit_usage, stdout);
+		return 0;
+	}
 	if (argc < 2) {
 		fputs("dicomvault audit: missing subcommand\n", stderr);
 		fputs(audit_usage, stderr);
 		return EXIT_USAGE;
 	}
 	a->sub = argv[1];
-	if (strcmp(a->sub, "verify") != 0 && strcmp(a->sub, "export") != 0 && strcmp(a->sub, "report") != 0) {
+	rep = strcmp(a->sub, "report") == 0;
+	exp = strcmp(a->sub, "export") == 0;
+	if (strcmp(a->sub, "verify") != 0 && !exp && !rep) {
 		fprintf(stderr, "dicomvault audit: unknown subcommand '%s'\n%s", a->sub, audit_usage);
 		return EXIT_USAGE;
 	}
-	for (i = 2; i < argc; i++) {
-		const char *o = argv[i];
-		const char **dst = NULL;
-		bool rep = strcmp(a->sub, "report") == 0;
-		if (strcmp(o, "--json") == 0 && strcmp(a->sub, "export") != 0) {
-			a->json = true;
-			continue;
-		} else if (rep && strcmp(o, "--break-glass") == 0) {
-			a->break_glass = true;
-			continue;
-		} else if (rep && strcmp(o, "--user") == 0) {
-			dst = &a->user;
-		} else if (rep && strcmp(o, "--patient") == 0) {
-			dst = &a->patient;
-		} else if (rep && strcmp(o, "--issuer") == 0) {
-			dst = &a->issuer;
-		} else if (rep && strcmp(o, "--action") == 0) {
-			dst = &a->action;
-		} else if (rep && strcmp(o, "--from") == 0) {
-			dst = &a->from;
-		} else if (rep && strcmp(o, "--to") == 0) {
-			dst = &a->to;
-		} else if (rep && strcmp(o, "--passphrase-file") == 0) {
-			dst = &a->pass;
-		} else if (strcmp(o, "--vault") == 0) {
-			dst = &a->vault;
-		} else if (strcmp(o, "--key") == 0) {
-			dst = &a->key;
-		} else if (strcmp(o, "--format") == 0 && strcmp(a->sub, "export") == 0) {
-			dst = &a->format;
-		}
-		if (dst == NULL || i + 1 >= argc) {
-			fprintf(stderr, "dicomvault audit %s: %s '%s'\n%s", a->sub, dst ? "missing value for" : "unknown option", o,
-			        audit_usage);
-			return EXIT_USAGE;
-		}
-		*dst = argv[++i];
+	opts[k++] = (struct args_opt){ "--vault", ARGS_VALUE, &a->vault, NULL };
+	opts[k++] = (struct args_opt){ "--key", ARGS_VALUE, &a->key, NULL };
+	if (!exp)
+		opts[k++] = (struct args_opt){ "--json", ARGS_FLAG, &a->json, NULL };
+	if (exp)
+		opts[k++] = (struct args_opt){ "--format", ARGS_VALUE, &a->format, NULL };
+	if (rep) {
+		opts[k++] = (struct args_opt){ "--break-glass", ARGS_FLAG, &a->break_glass, NULL };
+		opts[k++] = (struct args_opt){ "--user", ARGS_VALUE, &a->user, NULL };
+		opts[k++] = (struct args_opt){ "--patient", ARGS_VALUE, &a->patient, NULL };
+		opts[k++] = (struct args_opt){ "--issuer", ARGS_VALUE, &a->issuer, NULL };
+		opts[k++] = (struct args_opt){ "--action", ARGS_VALUE, &a->action, NULL };
+		opts[k++] = (struct args_opt){ "--from", ARGS_VALUE, &a->from, NULL };
+		opts[k++] = (struct args_opt){ "--to", ARGS_VALUE, &a->to, NULL };
+		opts[k++] = (struct args_opt){ "--passphrase-file", ARGS_VALUE, &a->pass, NULL };
+		opts[k++] = (struct args_opt){ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" };
 	}
+	opts[k] = (struct args_opt){ NULL, ARGS_FLAG, NULL, NULL };
+	snprintf(name, sizeof name, "audit %s", rep ? "report" : exp ? "export" : "verify");
+	rc = cmd_args(name, audit_usage, argc, argv, 2, opts, NULL, 0, &npos);
+	if (rc != CMD_ARGS_GO)
+		return rc;
 	if (a->format != NULL && strcmp(a->format, "json") != 0) {
 		fprintf(stderr, "dicomvault audit export: unsupported format '%s' (only json for now)\n", a->format);
 		return EXIT_USAGE;
 	}
-	return 0;
+	return CMD_ARGS_GO;
 }
 
 static void json_str(FILE *f, const char *s)
@@ -345,15 +339,10 @@ int cmd_audit(int argc, char **argv)
 	struct audit_verify_opts o;
 	struct audit_verify_result r;
 	struct audit_args a;
-	int rc, i;
+	int rc;
 
-	for (i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			fputs(audit_usage, stdout);
-			return 0;
-		}
 	rc = parse_args(argc, argv, &a);
-	if (rc != 0)
+	if (rc != CMD_ARGS_GO)
 		return rc;
 	rc = locate(&a, dir, sizeof dir, log, sizeof log, pk);
 	if (rc != 0)

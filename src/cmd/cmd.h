@@ -3,6 +3,7 @@
 #define DICOMVAULT_CMD_H
 
 #include <stdbool.h>
+#include "dicomvault/args.h"
 #include "dicomvault/dataset.h"
 
 #define EXIT_USAGE 2
@@ -18,6 +19,16 @@ int cmd_import(int argc, char **argv);
 int cmd_reidentify(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_user(int argc, char **argv);
+
+/* A subcommand's options and arguments (args_parse from argv[first]).
+ * CMD_ARGS_GO when the command goes on; otherwise its exit status: 0 after
+ * printing usage to stdout for --help, EXIT_USAGE after "dicomvault NAME:
+ * why" and usage on stderr. */
+#define CMD_ARGS_GO (-1)
+int cmd_args(const char *name, const char *usage, int argc, char **argv, int first, const struct args_opt *opts,
+             const char **pos, size_t cap, size_t *npos);
+/* "dicomvault NAME: MESSAGE" and usage on stderr; returns EXIT_USAGE. */
+int cmd_usage_err(const char *name, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Reads a DICOM file for display; prints a clear error naming the file,
  * offset and reason, and returns NULL on failure. */

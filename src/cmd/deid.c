@@ -376,62 +376,41 @@ int cmd_deid(int argc, char **argv)
 	const char *profile = NULL, *key_file = NULL, *masks_file = NULL, *escrow_file = NULL, *in, *out;
 	struct cms_recipients *escrow = NULL;
 	struct deid_masks *masks = NULL;
-	bool json = false, quiet = false;
+	bool json = false, quiet = false, pseudonym_name = false, refuse_unflagged = false;
+	const char *vault_ignored = NULL, *pos[2] = { NULL, NULL };
+	const struct args_opt opts[] = {
+		{ "--profile", ARGS_VALUE, &profile, NULL },
+		{ "--key-file", ARGS_VALUE, &key_file, NULL },
+		{ "--masks", ARGS_VALUE, &masks_file, NULL },
+		{ "--escrow-cert", ARGS_VALUE, &escrow_file, NULL },
+		{ "--vault", ARGS_VALUE, &vault_ignored, NULL },   /* accepted like every subcommand; deid needs none */
+		{ "--json", ARGS_FLAG, &json, NULL },
+		{ "--quiet", ARGS_FLAG, &quiet, NULL },
+		{ "--pseudonym-name", ARGS_FLAG, &pseudonym_name, NULL },
+		{ "--refuse-unflagged", ARGS_FLAG, &refuse_unflagged, NULL },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
 	char why[256];
 	struct stat sin, sout;
-	int i, rcode = 1;
+	size_t npos = 0;
+	int rcode = 1;
 	size_t k;
 	enum err rc;
 
 	memset(&r, 0, sizeof r);
 	r.ro.bulk_threshold = DCM_DEFAULT_BULK;
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			fputs(deid_usage, stdout);
-			return 0;
-		} else if (strcmp(argv[i], "--profile") == 0 && i + 1 < argc) {
-			profile = argv[++i];
-		} else if (strncmp(argv[i], "--profile=", 10) == 0) {
-			profile = argv[i] + 10;
-		} else if (strcmp(argv[i], "--key-file") == 0 && i + 1 < argc) {
-			key_file = argv[++i];
-		} else if (strncmp(argv[i], "--key-file=", 11) == 0) {
-			key_file = argv[i] + 11;
-		} else if (strcmp(argv[i], "--vault") == 0 && i + 1 < argc) {
-			i++;   /* accepted like every subcommand; deid needs no vault */
-		} else if (strcmp(argv[i], "--masks") == 0 && i + 1 < argc) {
-			masks_file = argv[++i];
-		} else if (strncmp(argv[i], "--masks=", 8) == 0) {
-			masks_file = argv[i] + 8;
-		} else if (strcmp(argv[i], "--escrow-cert") == 0 && i + 1 < argc) {
-			escrow_file = argv[++i];
-		} else if (strcmp(argv[i], "--json") == 0) {
-			json = true;
-		} else if (strcmp(argv[i], "--quiet") == 0) {
-			quiet = true;
-		} else if (strcmp(argv[i], "--pseudonym-name") == 0) {
-			r.o.flags |= DEID_F_PSEUDONYM_NAME;
-		} else if (strcmp(argv[i], "--refuse-unflagged") == 0) {
-			r.o.flags |= DEID_F_REFUSE_SUSPECT;
-		} else if (strcmp(argv[i], "--") == 0) {
-			i++;
-			break;
-		} else if (argv[i][0] == '-' && argv[i][1] != 0) {
-			fprintf(stderr, "dicomvault deid: unknown option or missing value: '%s'\n", argv[i]);
-			fputs(deid_usage, stderr);
-			return EXIT_USAGE;
-		} else {
-			break;
-		}
-	}
-	if (argc - i != 2 || profile == NULL) {
-		fputs(profile == NULL ? "dicomvault deid: --profile is required\n" : "dicomvault deid: expected IN and OUT\n",
-		      stderr);
-		fputs(deid_usage, stderr);
-		return EXIT_USAGE;
-	}
-	in = argv[i];
-	out = argv[i + 1];
+	rcode = cmd_args("deid", deid_usage, argc, argv, 1, opts, pos, 2, &npos);
+	if (rcode != CMD_ARGS_GO)
+		return rcode;
+	rcode = 1;
+	if (profile == NULL || npos != 2)
+		return cmd_usage_err("deid", deid_usage, "%s", profile == NULL ? "--profile is required" : "expected IN and OUT");
+	in = pos[0];
+	out = pos[1];
+	if (pseudonym_name)
+		r.o.flags |= DEID_F_PSEUDONYM_NAME;
+	if (refuse_unflagged)
+		r.o.flags |= DEID_F_REFUSE_SUSPECT;
 	if (deid_parse_profile(profile, &r.o.options, why, sizeof why) != ERR_OK) {
 		fprintf(stderr, "dicomvault deid: --profile: %s\n", why);
 		return EXIT_USAGE;

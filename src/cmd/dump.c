@@ -1,54 +1,54 @@
 /* dump.c: `dicomvault dump FILE...`, a dcmdump-like listing. Layer: cmd. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "cmd.h"
+
+static const char dump_usage[] =
+	"usage: dicomvault dump [--strict] FILE...\n"
+	"Print DICOM files (Part 10 or bare data sets) as text, like dcmdump.\n"
+	"  --strict   treat questionable encodings (odd lengths...) as errors\n";
 
 int cmd_dump(int argc, char **argv)
 {
 	struct dcm_read_opts o = { .bulk_threshold = 256 };
+	const struct args_opt opts[] = {
+		{ "--strict", ARGS_FLAG, &o.strict, NULL },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	const char **files = calloc((size_t)argc, sizeof *files);
+	size_t nfiles = 0, i;
 	struct wbuf w;
-	int i, nfiles = 0, failed = 0;
+	int rc, failed = 0;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0) {
-			puts("usage: dicomvault dump [--strict] FILE...\n"
-			     "Print DICOM files (Part 10 or bare data sets) as text, like dcmdump.\n"
-			     "  --strict   treat questionable encodings (odd lengths...) as errors");
-			return 0;
-		} else if (strcmp(argv[i], "--strict") == 0) {
-			o.strict = true;
-		} else if (strcmp(argv[i], "--") == 0) {
-			i++;
-			break;
-		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "dicomvault dump: unknown option '%s'\n", argv[i]);
-			return EXIT_USAGE;
-		} else {
-			break;
-		}
+	if (files == NULL) {
+		fputs("dicomvault dump: out of memory\n", stderr);
+		return 1;
 	}
-	if (i >= argc) {
-		fputs("usage: dicomvault dump [--strict] FILE...\n", stderr);
-		return EXIT_USAGE;
+	rc = cmd_args("dump", dump_usage, argc, argv, 1, opts, files, (size_t)argc, &nfiles);
+	if (rc == CMD_ARGS_GO && nfiles == 0)
+		rc = cmd_usage_err("dump", dump_usage, "which FILE?");
+	if (rc != CMD_ARGS_GO) {
+		free(files);
+		return rc;
 	}
 	wbuf_init(&w, (size_t)1 << 30);
-	for (; i < argc; i++) {
+	for (i = 0; i < nfiles; i++) {
 		struct src src;
-		struct dcm_file *f = cmd_read_file(argv[i], &src, &o);
-		nfiles++;
+		struct dcm_file *f = cmd_read_file(files[i], &src, &o);
 		if (f == NULL) {
 			failed++;
 			continue;
 		}
 		wbuf_reset(&w);
-		if (argc > 2)
-			wbuf_printf(&w, "# %s\n", argv[i]);
+		if (nfiles > 1)
+			wbuf_printf(&w, "# %s\n", files[i]);
 		if (dcm_dump(f, &w) != ERR_OK || cmd_write_stdout(w.p, w.len) != 0)
 			failed++;
 		dcm_file_free(f);
 		src_close(&src);
 	}
 	wbuf_fini(&w);
-	(void)nfiles;
+	free(files);
 	return failed ? 1 : 0;
 }

@@ -255,44 +255,28 @@ int cmd_export(int argc, char **argv)
 	struct exp e;
 	bool json = false, quiet = false, have_patient = false;
 	struct stat sb;
-	size_t i;
-	int a, rcode = 1;
+	const struct args_opt opts[] = {
+		{ "--json", ARGS_FLAG, &json, NULL },
+		{ "--quiet", ARGS_FLAG, &quiet, NULL },
+		{ "--study", ARGS_VALUE, &study, NULL },
+		{ "--out", ARGS_VALUE, &out, NULL },
+		{ "--deidentify", ARGS_VALUE, &profile, NULL },
+		{ "--project", ARGS_VALUE, &project, NULL },
+		{ "--vault", ARGS_VALUE, &vault_arg, NULL },
+		{ "--passphrase-file", ARGS_VALUE, &pass, NULL },
+		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	size_t i, npos = 0;
+	int rcode = 1;
 	enum err rc;
 
 	memset(&l, 0, sizeof l);
 	memset(&e, 0, sizeof e);
-	for (a = 1; a < argc; a++) {
-		const char *o = argv[a];
-		const char **dstp = NULL;
-		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
-			fputs(export_usage, stdout);
-			return 0;
-		} else if (strcmp(o, "--json") == 0) {
-			json = true;
-			continue;
-		} else if (strcmp(o, "--quiet") == 0) {
-			quiet = true;
-			continue;
-		} else if (strcmp(o, "--study") == 0) {
-			dstp = &study;
-		} else if (strcmp(o, "--out") == 0) {
-			dstp = &out;
-		} else if (strcmp(o, "--deidentify") == 0) {
-			dstp = &profile;
-		} else if (strcmp(o, "--project") == 0) {
-			dstp = &project;
-		} else if (strcmp(o, "--vault") == 0) {
-			dstp = &vault_arg;
-		} else if (strcmp(o, "--passphrase-file") == 0) {
-			dstp = &pass;
-		}
-		if (dstp == NULL || a + 1 >= argc) {
-			fprintf(stderr, "dicomvault export: %s: '%s'\n", dstp ? "missing value for" : "unknown option", o);
-			fputs(export_usage, stderr);
-			return EXIT_USAGE;
-		}
-		*dstp = argv[++a];
-	}
+	rcode = cmd_args("export", export_usage, argc, argv, 1, opts, NULL, 0, &npos);
+	if (rcode != CMD_ARGS_GO)
+		return rcode;
+	rcode = 1;
 	if (study == NULL || out == NULL) {
 		fputs("dicomvault export: --study and --out are required\n", stderr);
 		fputs(export_usage, stderr);

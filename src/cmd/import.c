@@ -979,7 +979,19 @@ int cmd_import(int argc, char **argv)
 	struct net nt;
 	struct audit_rec ar;
 	unsigned long port = 0;
-	int a, rcode = 1;
+	bool json = false;
+	struct args_list studies_l = { NULL, 0, 0 };
+	const struct args_opt opts[] = {
+		{ "--json", ARGS_FLAG, &json, NULL },
+		{ "--from", ARGS_VALUE, &from, NULL },
+		{ "--study", ARGS_LIST, &studies_l, NULL },
+		{ "--port", ARGS_VALUE, &port_arg, NULL },
+		{ "--vault", ARGS_VALUE, &vault_arg, NULL },
+		{ "--passphrase-file", ARGS_VALUE, &pass, NULL },
+		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	int rcode = 1;
 	enum err rc;
 
 	memset(&x, 0, sizeof x);
@@ -993,50 +1005,20 @@ int cmd_import(int argc, char **argv)
 		fputs("dicomvault import: out of memory\n", stderr);
 		goto done;
 	}
-	for (a = 1; a < argc; a++) {
-		const char *o = argv[a];
-		const char **dstp = NULL;
-		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
-			fputs(import_usage, stdout);
-			rcode = 0;
-			goto done;
-		} else if (strcmp(o, "--json") == 0) {
-			x.json = true;
-			continue;
-		} else if (strcmp(o, "--from") == 0) {
-			dstp = &from;
-		} else if (strcmp(o, "--study") == 0) {
-			dstp = &studies[nstudies];
-		} else if (strcmp(o, "--port") == 0) {
-			dstp = &port_arg;
-		} else if (strcmp(o, "--vault") == 0) {
-			dstp = &vault_arg;
-		} else if (strcmp(o, "--passphrase-file") == 0) {
-			dstp = &pass;
-		} else if (strcmp(o, "--") == 0) {
-			while (++a < argc)
-				paths[npaths++] = argv[a];
-			break;
-		} else if (o[0] != '-' || o[1] == 0) {
-			paths[npaths++] = o;
-			continue;
-		}
-		if (dstp == NULL || a + 1 >= argc) {
-			fprintf(stderr, "dicomvault import: %s: '%s'\n", dstp ? "missing value for" : "unknown option", o);
-			fputs(import_usage, stderr);
+	studies_l.v = studies;
+	studies_l.cap = (size_t)argc;
+	rcode = cmd_args("import", import_usage, argc, argv, 1, opts, paths, (size_t)argc, &npaths);
+	if (rcode != CMD_ARGS_GO)
+		goto done;
+	rcode = 1;
+	x.json = json;
+	nstudies = studies_l.n;
+	for (i = 0; i < nstudies; i++)
+		if (!cmd_uid_ok(studies[i])) {
+			fputs("dicomvault import: --study: not a UID (1 to 64 digits and dots)\n", stderr);
 			rcode = EXIT_USAGE;
 			goto done;
 		}
-		*dstp = argv[++a];
-		if (dstp == &studies[nstudies]) {
-			if (!cmd_uid_ok(studies[nstudies])) {
-				fputs("dicomvault import: --study: not a UID (1 to 64 digits and dots)\n", stderr);
-				rcode = EXIT_USAGE;
-				goto done;
-			}
-			nstudies++;
-		}
-	}
 	if ((from == NULL) == (npaths == 0)) {
 		fputs(from == NULL ? "dicomvault import: give PATH... or --from AE\n"
 		                   : "dicomvault import: give either PATH... or --from AE, not both\n", stderr);

@@ -26,40 +26,25 @@ int cmd_init(int argc, char **argv)
 	char dir[VAULT_PATH_MAX], why[512];
 	const char *vault = NULL;
 	bool json = false;
-	int i;
+	const struct args_opt opts[] = {
+		{ "--json", ARGS_FLAG, &json, NULL },
+		{ "--vault", ARGS_VALUE, &vault, NULL },
+		{ "--admin", ARGS_VALUE, &o.admin, NULL },
+		{ "--password-file", ARGS_VALUE, &o.password_file, NULL },
+		{ "--passphrase-file", ARGS_VALUE, &o.passphrase_file, NULL },
+		{ "--tls-cert", ARGS_VALUE, &o.tls_cert, NULL },
+		{ "--tls-key", ARGS_VALUE, &o.tls_key, NULL },
+		{ "--password", ARGS_REFUSED, NULL, "--password-file" },
+		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	size_t npos = 0;
+	int rc;
 
 	memset(&o, 0, sizeof o);
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char **dst = NULL;
-		if (strcmp(a, "--help") == 0) {
-			fputs(init_usage, stdout);
-			return 0;
-		} else if (strcmp(a, "--json") == 0) {
-			json = true;
-			continue;
-		} else if (strcmp(a, "--vault") == 0) {
-			dst = &vault;
-		} else if (strcmp(a, "--admin") == 0) {
-			dst = &o.admin;
-		} else if (strcmp(a, "--password-file") == 0) {
-			dst = &o.password_file;
-		} else if (strcmp(a, "--passphrase-file") == 0) {
-			dst = &o.passphrase_file;
-		} else if (strcmp(a, "--tls-cert") == 0) {
-			dst = &o.tls_cert;
-		} else if (strcmp(a, "--tls-key") == 0) {
-			dst = &o.tls_key;
-		} else if (strcmp(a, "--password") == 0 || strcmp(a, "--passphrase") == 0) {
-			fprintf(stderr, "dicomvault init: secrets are never taken from the command line; use %s-file\n", a);
-			return EXIT_USAGE;
-		}
-		if (dst == NULL || i + 1 >= argc) {
-			fprintf(stderr, "dicomvault init: %s '%s'\n%s", dst ? "missing value for" : "unknown option", a, init_usage);
-			return EXIT_USAGE;
-		}
-		*dst = argv[++i];
-	}
+	rc = cmd_args("init", init_usage, argc, argv, 1, opts, NULL, 0, &npos);
+	if (rc != CMD_ARGS_GO)
+		return rc;
 	if (vault_resolve(vault, dir, sizeof dir) != ERR_OK) {
 		fputs("dicomvault init: vault path too long\n", stderr);
 		return EXIT_USAGE;

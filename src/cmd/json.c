@@ -5,6 +5,12 @@
 #include "cmd.h"
 #include "dicomvault/json.h"
 
+static const char json_usage[] =
+	"usage: dicomvault json [--strict] [--meta] FILE\n"
+	"Print a DICOM file as PS3.18 DICOM JSON (binary values inline, base64).\n"
+	"  --strict   treat questionable encodings (odd lengths...) as errors\n"
+	"  --meta     print the file meta information group instead of the data set\n";
+
 int cmd_json(int argc, char **argv)
 {
 	struct dcm_read_opts o = { .bulk_threshold = 64 * 1024 };
@@ -12,36 +18,23 @@ int cmd_json(int argc, char **argv)
 	struct src src;
 	struct dcm_file *f;
 	struct sink k;
-	int fd = STDOUT_FILENO, i;
+	int fd = STDOUT_FILENO, rcode;
 	bool meta = false;
+	const struct args_opt opts[] = {
+		{ "--strict", ARGS_FLAG, &o.strict, NULL },
+		{ "--meta", ARGS_FLAG, &meta, NULL },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	const char *file = NULL;
+	size_t npos = 0;
 	enum err rc;
 
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0) {
-			puts("usage: dicomvault json [--strict] [--meta] FILE\n"
-			     "Print a DICOM file as PS3.18 DICOM JSON (binary values inline, base64).\n"
-			     "  --strict   treat questionable encodings (odd lengths...) as errors\n"
-			     "  --meta     print the file meta information group instead of the data set");
-			return 0;
-		} else if (strcmp(argv[i], "--strict") == 0) {
-			o.strict = true;
-		} else if (strcmp(argv[i], "--meta") == 0) {
-			meta = true;
-		} else if (strcmp(argv[i], "--") == 0) {
-			i++;
-			break;
-		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "dicomvault json: unknown option '%s'\n", argv[i]);
-			return EXIT_USAGE;
-		} else {
-			break;
-		}
-	}
-	if (i != argc - 1) {
-		fputs("usage: dicomvault json [--strict] [--meta] FILE\n", stderr);
-		return EXIT_USAGE;
-	}
-	f = cmd_read_file(argv[i], &src, &o);
+	rcode = cmd_args("json", json_usage, argc, argv, 1, opts, &file, 1, &npos);
+	if (rcode == CMD_ARGS_GO && npos == 0)
+		rcode = cmd_usage_err("json", json_usage, "which FILE?");
+	if (rcode != CMD_ARGS_GO)
+		return rcode;
+	f = cmd_read_file(file, &src, &o);
 	if (f == NULL)
 		return 1;
 	sink_fd(&k, &fd);
@@ -49,7 +42,7 @@ int cmd_json(int argc, char **argv)
 	if (rc == ERR_OK)
 		rc = sink_write(&k, "\n", 1);
 	if (rc != ERR_OK)
-		fprintf(stderr, "dicomvault: %s: cannot write JSON: %s\n", argv[i], err_str(rc));
+		fprintf(stderr, "dicomvault: %s: cannot write JSON: %s\n", file, err_str(rc));
 	dcm_file_free(f);
 	src_close(&src);
 	return rc == ERR_OK ? 0 : 1;

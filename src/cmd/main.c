@@ -1,5 +1,6 @@
 /* main.c: dicomvault command line entry point and dispatch. Layer: cmd. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,34 @@ int main(int argc, char **argv)
 		return cmd_token(argc - 1, argv + 1);
 	fprintf(stderr, "dicomvault: unknown command '%s'\n", argv[1]);
 	usage(stderr);
+	return EXIT_USAGE;
+}
+
+int cmd_args(const char *name, const char *usage, int argc, char **argv, int first, const struct args_opt *opts,
+             const char **pos, size_t cap, size_t *npos)
+{
+	char why[ARGS_WHY_MAX];
+
+	switch (args_parse(argc, argv, first, opts, pos, cap, npos, why, sizeof why)) {
+	case ARGS_OK:
+		return CMD_ARGS_GO;
+	case ARGS_HELP:
+		fputs(usage, stdout);
+		return 0;
+	default:
+		return cmd_usage_err(name, usage, "%s", why);
+	}
+}
+
+int cmd_usage_err(const char *name, const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "dicomvault %s: ", name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n%s", usage);
 	return EXIT_USAGE;
 }
 

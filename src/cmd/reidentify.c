@@ -55,43 +55,24 @@ int cmd_reidentify(int argc, char **argv)
 	struct src src;
 	bool have_src = false;
 	unsigned restored = 0;
-	int a, rcode = 1;
+	const char *pos[2] = { NULL, NULL };
+	const struct args_opt opts[] = {
+		{ "--key", ARGS_VALUE, &key, NULL },
+		{ "--cert", ARGS_VALUE, &cert, NULL },
+		{ "--reason", ARGS_VALUE, &reason, NULL },
+		{ "--vault", ARGS_VALUE, &vault_arg, NULL },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	size_t npos = 0;
+	int rcode = 1;
 	enum err rc;
 
-	for (a = 1; a < argc; a++) {
-		const char *o = argv[a];
-		const char **dst = NULL;
-		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
-			fputs(reidentify_usage, stdout);
-			return 0;
-		} else if (strcmp(o, "--key") == 0) {
-			dst = &key;
-		} else if (strcmp(o, "--cert") == 0) {
-			dst = &cert;
-		} else if (strcmp(o, "--reason") == 0) {
-			dst = &reason;
-		} else if (strcmp(o, "--vault") == 0) {
-			dst = &vault_arg;
-		} else if (o[0] == '-' && o[1] != 0) {
-			fprintf(stderr, "dicomvault reidentify: unknown option '%s'\n", o);
-			fputs(reidentify_usage, stderr);
-			return EXIT_USAGE;
-		} else if (in == NULL) {
-			in = o;
-			continue;
-		} else if (out == NULL) {
-			out = o;
-			continue;
-		} else {
-			fputs("dicomvault reidentify: expected IN and OUT\n", stderr);
-			return EXIT_USAGE;
-		}
-		if (a + 1 >= argc) {
-			fprintf(stderr, "dicomvault reidentify: missing value for '%s'\n", o);
-			return EXIT_USAGE;
-		}
-		*dst = argv[++a];
-	}
+	rcode = cmd_args("reidentify", reidentify_usage, argc, argv, 1, opts, pos, 2, &npos);
+	if (rcode != CMD_ARGS_GO)
+		return rcode;
+	rcode = 1;
+	in = pos[0];
+	out = pos[1];
 	if (key == NULL || reason == NULL || in == NULL || out == NULL) {
 		fputs("dicomvault reidentify: --key, --reason, IN and OUT are required\n", stderr);
 		fputs(reidentify_usage, stderr);

@@ -25,34 +25,21 @@ int cmd_serve(int argc, char **argv)
 	struct serve_opts o;
 	char dir[VAULT_PATH_MAX];
 	const char *vault = NULL;
-	int i;
+	const struct args_opt opts[] = {
+		{ "--vault", ARGS_VALUE, &vault, NULL },
+		{ "--http", ARGS_VALUE, &o.listen, NULL },
+		{ "--dicom", ARGS_VALUE, &o.dicom_listen, NULL },
+		{ "--passphrase-file", ARGS_VALUE, &o.passphrase_file, NULL },
+		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	size_t npos = 0;
+	int rc;
 
 	memset(&o, 0, sizeof o);
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char **dst = NULL;
-		if (strcmp(a, "--help") == 0) {
-			fputs(serve_usage, stdout);
-			return 0;
-		} else if (strcmp(a, "--vault") == 0) {
-			dst = &vault;
-		} else if (strcmp(a, "--http") == 0) {
-			dst = &o.listen;
-		} else if (strcmp(a, "--passphrase-file") == 0) {
-			dst = &o.passphrase_file;
-		} else if (strcmp(a, "--passphrase") == 0) {
-			fprintf(stderr, "dicomvault serve: secrets are never taken from the command line; use %s-file\n", a);
-			return EXIT_USAGE;
-		} else if (strcmp(a, "--dicom") == 0) {
-			dst = &o.dicom_listen;
-		}
-		if (dst == NULL || i + 1 >= argc) {
-			fprintf(stderr, "dicomvault serve: %s '%s'\n%s", dst ? "missing value for" : "unknown option", a,
-			        serve_usage);
-			return EXIT_USAGE;
-		}
-		*dst = argv[++i];
-	}
+	rc = cmd_args("serve", serve_usage, argc, argv, 1, opts, NULL, 0, &npos);
+	if (rc != CMD_ARGS_GO)
+		return rc;
 	if (vault_resolve(vault, dir, sizeof dir) != ERR_OK) {
 		fputs("dicomvault serve: vault path too long\n", stderr);
 		return EXIT_USAGE;

@@ -64,12 +64,20 @@ static int usage_err(const char *sub, const char *fmt, ...)
 	return EXIT_USAGE;
 }
 
+/* CMD_ARGS_GO, or the exit status. */
 static int parse_args(int argc, char **argv, struct token_args *a)
 {
+	struct args_opt opts[8];
+	char name[32];
 	bool create, revoke;
-	int i;
+	size_t k = 0, npos = 0;
+	int rc;
 
 	memset(a, 0, sizeof *a);
+	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		fputs(token_usage, stdout);
+		return 0;
+	}
 	if (argc < 2)
 		return usage_err(NULL, "%s", "missing subcommand");
 	a->sub = argv[1];
@@ -77,39 +85,25 @@ static int parse_args(int argc, char **argv, struct token_args *a)
 	revoke = strcmp(a->sub, "revoke") == 0;
 	if (!create && !revoke && strcmp(a->sub, "list") != 0)
 		return usage_err(NULL, "unknown subcommand '%s'", a->sub);
-	for (i = 2; i < argc; i++) {
-		const char *o = argv[i];
-		const char **dst = NULL;
-		if (strcmp(o, "--json") == 0) {
-			a->json = true;
-			continue;
-		} else if (strcmp(o, "--vault") == 0) {
-			dst = &a->vault;
-		} else if (strcmp(o, "--passphrase-file") == 0) {
-			dst = &a->passphrase_file;
-		} else if (create && strcmp(o, "--user") == 0) {
-			dst = &a->user;
-		} else if (create && strcmp(o, "--ttl") == 0) {
-			dst = &a->ttl;
-		} else if (create && strcmp(o, "--scope") == 0) {
-			dst = &a->scope;
-		} else if (revoke && o[0] != '-' && a->id == NULL) {
-			a->id = o;
-			continue;
-		}
-		if (dst == NULL)
-			return usage_err(a->sub, "unknown option or argument '%s'", o);
-		if (i + 1 >= argc)
-			return usage_err(a->sub, "missing value for '%s'", o);
-		if (*dst != NULL)
-			return usage_err(a->sub, "'%s' given twice", o);
-		*dst = argv[++i];
+	opts[k++] = (struct args_opt){ "--json", ARGS_FLAG, &a->json, NULL };
+	opts[k++] = (struct args_opt){ "--vault", ARGS_VALUE, &a->vault, NULL };
+	opts[k++] = (struct args_opt){ "--passphrase-file", ARGS_VALUE, &a->passphrase_file, NULL };
+	opts[k++] = (struct args_opt){ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" };
+	if (create) {
+		opts[k++] = (struct args_opt){ "--user", ARGS_VALUE, &a->user, NULL };
+		opts[k++] = (struct args_opt){ "--ttl", ARGS_VALUE, &a->ttl, NULL };
+		opts[k++] = (struct args_opt){ "--scope", ARGS_VALUE, &a->scope, NULL };
 	}
+	opts[k] = (struct args_opt){ NULL, ARGS_FLAG, NULL, NULL };
+	snprintf(name, sizeof name, "token %s", create ? "create" : revoke ? "revoke" : "list");
+	rc = cmd_args(name, token_usage, argc, argv, 2, opts, &a->id, revoke ? 1 : 0, &npos);
+	if (rc != CMD_ARGS_GO)
+		return rc;
 	if (create && a->user == NULL)
 		return usage_err(a->sub, "%s", "--user NAME is required");
 	if (revoke && a->id == NULL)
 		return usage_err(a->sub, "%s", "the token ID is required");
-	return 0;
+	return CMD_ARGS_GO;
 }
 
 /* A decimal integer of digits only (no sign, no space) in [min, max]. */
@@ -375,15 +369,10 @@ int cmd_token(int argc, char **argv)
 	struct vault *v = NULL;
 	struct rlimit rl = { 0, 0 };
 	int64_t ttl = TOKEN_TTL_DEFAULT, id = 0;
-	int rc, i;
+	int rc;
 
-	for (i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			fputs(token_usage, stdout);
-			return 0;
-		}
 	rc = parse_args(argc, argv, &a);
-	if (rc != 0)
+	if (rc != CMD_ARGS_GO)
 		return rc;
 	if (a.ttl != NULL && !int_arg(a.ttl, 1, TOKEN_TTL_MAX, &ttl))
 		return usage_err(a.sub, "--ttl '%s': a number of seconds from 1 to 31622400 (366 days)", a.ttl);

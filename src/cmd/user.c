@@ -50,78 +50,43 @@ static int usage(const char *msg, const char *arg)
 	return EXIT_USAGE;
 }
 
+/* CMD_ARGS_GO, or the exit status. */
 static int parse(int argc, char **argv, struct user_args *a)
 {
-	int i;
+	const struct args_opt opts[] = {
+		{ "--json", ARGS_FLAG, &a->json, NULL },
+		{ "--priors", ARGS_FLAG, &a->priors, NULL },
+		{ "--all", ARGS_FLAG, &a->all, NULL },
+		{ "--revoked", ARGS_FLAG, &a->revoked, NULL },
+		{ "--vault", ARGS_VALUE, &a->vault, NULL },
+		{ "--passphrase-file", ARGS_VALUE, &a->pass, NULL },
+		{ "--role", ARGS_VALUE, &a->role, NULL },
+		{ "--collection", ARGS_VALUE, &a->collection, NULL },
+		{ "--scope", ARGS_VALUE, &a->scope, NULL },
+		{ "--expires", ARGS_VALUE, &a->expires, NULL },
+		{ "--from", ARGS_VALUE, &a->from, NULL },
+		{ "--password-file", ARGS_VALUE, &a->password_file, NULL },
+		{ "--study", ARGS_VALUE, &a->study, NULL },
+		{ "--patient", ARGS_VALUE, &a->patient, NULL },
+		{ "--issuer", ARGS_VALUE, &a->issuer, NULL },
+		{ "--purpose", ARGS_VALUE, &a->purpose, NULL },
+		{ "--password", ARGS_REFUSED, NULL, "--password-file" },
+		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
+		{ NULL, ARGS_FLAG, NULL, NULL }
+	};
+	const char *pos[2] = { NULL, NULL };
+	size_t npos = 0;
+	int rc;
 
 	memset(a, 0, sizeof *a);
-	for (i = 1; i < argc; i++) {
-		const char *o = argv[i];
-		const char **dst = NULL;
-		if (strcmp(o, "--help") == 0 || strcmp(o, "-h") == 0) {
-			fputs(user_usage, stdout);
-			return -1;
-		}
-		if (strcmp(o, "--json") == 0) {
-			a->json = true;
-			continue;
-		}
-		if (strcmp(o, "--priors") == 0) {
-			a->priors = true;
-			continue;
-		}
-		if (strcmp(o, "--all") == 0) {
-			a->all = true;
-			continue;
-		}
-		if (strcmp(o, "--revoked") == 0) {
-			a->revoked = true;
-			continue;
-		}
-		if (strcmp(o, "--password") == 0 || strcmp(o, "--passphrase") == 0)
-			return usage("secrets are never taken from the command line; use", "--password-file");
-		if (strcmp(o, "--vault") == 0)
-			dst = &a->vault;
-		else if (strcmp(o, "--passphrase-file") == 0)
-			dst = &a->pass;
-		else if (strcmp(o, "--role") == 0)
-			dst = &a->role;
-		else if (strcmp(o, "--collection") == 0)
-			dst = &a->collection;
-		else if (strcmp(o, "--scope") == 0)
-			dst = &a->scope;
-		else if (strcmp(o, "--expires") == 0)
-			dst = &a->expires;
-		else if (strcmp(o, "--from") == 0)
-			dst = &a->from;
-		else if (strcmp(o, "--password-file") == 0)
-			dst = &a->password_file;
-		else if (strcmp(o, "--study") == 0)
-			dst = &a->study;
-		else if (strcmp(o, "--patient") == 0)
-			dst = &a->patient;
-		else if (strcmp(o, "--issuer") == 0)
-			dst = &a->issuer;
-		else if (strcmp(o, "--purpose") == 0)
-			dst = &a->purpose;
-		if (dst != NULL) {
-			if (i + 1 >= argc)
-				return usage("missing value for", o);
-			*dst = argv[++i];
-			continue;
-		}
-		if (o[0] == '-' && o[1] != 0)
-			return usage("unknown option", o);
-		if (a->sub == NULL)
-			a->sub = o;
-		else if (a->name == NULL)
-			a->name = o;
-		else
-			return usage("unexpected argument", o);
-	}
-	if (a->sub == NULL)
+	rc = cmd_args("user", user_usage, argc, argv, 1, opts, pos, 2, &npos);
+	if (rc != CMD_ARGS_GO)
+		return rc;
+	if (npos == 0)
 		return usage("which subcommand?", NULL);
-	return 0;
+	a->sub = pos[0];
+	a->name = pos[1];
+	return CMD_ARGS_GO;
 }
 
 static void iso(int64_t t, char out[32])
@@ -376,8 +341,8 @@ int cmd_user(int argc, char **argv)
 	int r;
 
 	r = parse(argc, argv, &a);
-	if (r != 0)
-		return r < 0 ? 0 : r;
+	if (r != CMD_ARGS_GO)
+		return r;
 	if (strcmp(a.sub, "add") != 0 && strcmp(a.sub, "list") != 0 && strcmp(a.sub, "disable") != 0 &&
 	    strcmp(a.sub, "enable") != 0 && strcmp(a.sub, "unlock") != 0 && strcmp(a.sub, "grant") != 0 &&
 	    strcmp(a.sub, "revoke") != 0 && strcmp(a.sub, "grants") != 0)

@@ -74,7 +74,26 @@ revoke without an id|revoke
 revoke a non-number|revoke 12x
 revoke zero|revoke 0
 too many arguments|disable alice bob
+a flag with a value|list --json=yes
+the same option twice|list --role a --role=b
+an empty value|add carol --role=
 EOF
+
+# the option rules every subcommand shares (docs/internals/cli.md)
+"$DV" user list --vault="$T/v" >"$T/eq.out" 2>&1
+check "--name=VALUE is read like --name VALUE" "[ \$? = 0 ] && grep -q alice $T/eq.out"
+"$DV" user add carol --role physician --password=hunter2-secret --vault "$T/v" >"$T/pweq.out" 2>&1
+check "--password=... refused (exit 2) without repeating it" \
+	"[ \$? = 2 ] && grep -q 'use --password-file' $T/pweq.out && ! grep -q hunter2-secret $T/pweq.out"
+"$DV" user list --tocken=s3cr3t-value --vault "$T/v" >"$T/unk.out" 2>&1
+check "an unknown --name=VALUE is named without its value" \
+	"[ \$? = 2 ] && grep -q \"unknown option '--tocken'\" $T/unk.out && ! grep -q s3cr3t-value $T/unk.out"
+for c in init serve dump json deid import export reidentify user token audit; do
+	"$DV" $c -h >"$T/h.out" 2>"$T/h.err"
+	check "$c -h: exit 0 with the usage on stdout" "[ \$? = 0 ] && grep -qi usage $T/h.out && [ ! -s $T/h.err ]"
+done
+"$DV" dump --strict=yes x.dcm >/dev/null 2>"$T/d.err"
+check "dump: a flag with a value is a usage error" "[ \$? = 2 ] && grep -q \"'--strict' takes no value\" $T/d.err"
 # refusals: exit 1
 while IFS='|' read -r what args; do
 	n=$((n + 1))
