@@ -7,13 +7,16 @@
 static const char dump_usage[] =
 	"usage: dicomvault dump [--strict] FILE...\n"
 	"Print DICOM files (Part 10 or bare data sets) as text, like dcmdump.\n"
-	"  --strict   treat questionable encodings (odd lengths...) as errors\n";
+	"  --strict   treat questionable encodings (odd lengths...) as errors\n"
+	"  --vault D  accepted like every subcommand; no vault is needed\n";
 
 int cmd_dump(int argc, char **argv)
 {
 	struct dcm_read_opts o = { .bulk_threshold = 256 };
+	const char *vault_ignored = NULL;
 	const struct args_opt opts[] = {
 		{ "--strict", ARGS_FLAG, &o.strict, NULL },
+		{ "--vault", ARGS_VALUE, &vault_ignored, NULL },   /* every subcommand takes it (SPEC 2); no vault needed */
 		{ NULL, ARGS_FLAG, NULL, NULL }
 	};
 	const char **files = calloc((size_t)argc, sizeof *files);

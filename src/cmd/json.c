@@ -9,7 +9,8 @@ static const char json_usage[] =
 	"usage: dicomvault json [--strict] [--meta] FILE\n"
 	"Print a DICOM file as PS3.18 DICOM JSON (binary values inline, base64).\n"
 	"  --strict   treat questionable encodings (odd lengths...) as errors\n"
-	"  --meta     print the file meta information group instead of the data set\n";
+	"  --meta     print the file meta information group instead of the data set\n"
+	"  --vault D  accepted like every subcommand; no vault is needed\n";
 
 int cmd_json(int argc, char **argv)
 {
@@ -20,8 +21,10 @@ int cmd_json(int argc, char **argv)
 	struct sink k;
 	int fd = STDOUT_FILENO, rcode;
 	bool meta = false;
+	const char *vault_ignored = NULL;
 	const struct args_opt opts[] = {
 		{ "--strict", ARGS_FLAG, &o.strict, NULL },
+		{ "--vault", ARGS_VALUE, &vault_ignored, NULL },   /* every subcommand takes it (SPEC 2); no vault needed */
 		{ "--meta", ARGS_FLAG, &meta, NULL },
 		{ NULL, ARGS_FLAG, NULL, NULL }
 	};

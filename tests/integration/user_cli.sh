@@ -92,6 +92,11 @@ for c in init serve dump json deid import export reidentify user token audit; do
 	"$DV" $c -h >"$T/h.out" 2>"$T/h.err"
 	check "$c -h: exit 0 with the usage on stdout" "[ \$? = 0 ] && grep -qi usage $T/h.out && [ ! -s $T/h.err ]"
 done
+CT=/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm
+for c in dump json; do
+	"$DV" $c --vault "$T/nowhere" "$CT" >"$T/nv.out" 2>&1
+	check "$c takes --vault like every subcommand (SPEC 2) and needs none" "[ \$? = 0 ] && [ -s $T/nv.out ]"
+done
 "$DV" dump --strict=yes x.dcm >/dev/null 2>"$T/d.err"
 check "dump: a flag with a value is a usage error" "[ \$? = 2 ] && grep -q \"'--strict' takes no value\" $T/d.err"
 # refusals: exit 1
