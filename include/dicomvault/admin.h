@@ -15,16 +15,15 @@
 #include "dicomvault/audit.h"
 #include "dicomvault/err.h"
 #include "dicomvault/index.h"
+#include "dicomvault/limits.h"
 
-#define ADMIN_NAME_MAX    64u    /* an account name (users_name_ok) */
-#define ADMIN_TIME_MAX    40u    /* a time as users_parse_time reads it */
-#define ADMIN_REASON_MIN  8u     /* a break-glass reason, bytes */
-#define ADMIN_REASON_MAX  200u
+#define ADMIN_REASON_MIN  8u     /* a break-glass reason, bytes (it becomes the grant's purpose) */
+#define ADMIN_REASON_MAX  IDX_PURPOSE_MAX
 #define ADMIN_PATIENT_MAX 64u    /* a Patient ID in an audit query */
 
 /* POST /api/users {"username", "role", "collection"?, "expires"?} */
 struct admin_user_req {
-	char username[ADMIN_NAME_MAX + 1];
+	char username[AUTH_NAME_MAX + 1];
 	enum access_role role;
 	char collection[ACCESS_NAME_MAX + 1];   /* "default" when not given */
 	int64_t expires;                        /* unix seconds; 0: never */
@@ -33,7 +32,7 @@ struct admin_user_req {
 /* POST /api/grants {"username", "role", "scope", "from"?, "expires"?,
  * "purpose"?, "with_priors"?}; the scope as access_scope_parse reads it. */
 struct admin_grant_req {
-	char username[ADMIN_NAME_MAX + 1];
+	char username[AUTH_NAME_MAX + 1];
 	enum access_role role;
 	char scope[IDX_GRANT_SCOPE_MAX + 1];
 	char purpose[IDX_PURPOSE_MAX + 1];      /* "" when not given */
@@ -44,16 +43,16 @@ struct admin_grant_req {
 /* POST /api/auth/break-glass {"study": UID, "reason": 8 to 200 bytes
  * without control characters}. */
 struct admin_break_glass_req {
-	char study[65];
+	char study[IDX_UID_MAX + 1];
 	char reason[ADMIN_REASON_MAX + 1];
 };
 
 /* GET /api/audit?user=&action=&patient=&from=&to= (each optional). */
 struct admin_audit_query {
-	char user[ADMIN_NAME_MAX + 1];          /* "" when not given */
+	char user[AUTH_NAME_MAX + 1];          /* "" when not given */
 	char action[AUDIT_ACTION_MAX + 1];
 	char patient[ADMIN_PATIENT_MAX + 1];    /* the Patient ID as given; the handler hashes it */
-	int64_t from, to;                       /* unix seconds; 0: open */
+	int64_t from, to;                       /* unix seconds, > 0; 0: not given */
 };
 
 /* Each: ERR_OK and *out filled, or ERR_PARSE with the reason in detail

@@ -34,6 +34,10 @@ WUR enum err jbody_str(struct json_t *o, const char *key, size_t min, size_t max
  * another type. */
 WUR enum err jbody_bool(struct json_t *o, const char *key, bool *out, char *detail, size_t detaillen);
 
+/* ERR_PARSE with detail "member \"KEY\": MSG", for a value of the right
+ * type that its reader refuses. */
+enum err jbody_member_why(char *detail, size_t detaillen, const char *key, const char *msg);
+
 /* Wipes the bytes of string member key that Jansson holds (a password, a
  * code) before the object's decref. */
 void jbody_wipe(struct json_t *o, const char *key);

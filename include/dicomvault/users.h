@@ -83,6 +83,7 @@ void users_forget(const struct vault *v);
 
 /* The latest time users_parse_time gives: 9999-12-31T23:59:59Z. */
 #define USERS_TIME_MAX 253402300799LL
+#define USERS_TIME_TEXT_MAX 40u   /* the longest text it reads */
 
 /* "2026-11-30", "2026-11-30T17:00", "2026-11-30T17:00:00Z" or with an
  * offset (+01:00), "@UNIXSECONDS", or "+N" with s, m, h or d (from now;

@@ -13,26 +13,21 @@
 #include "dicomvault/users.h"
 #include "dicomvault/vr.h"
 
-_Static_assert(ADMIN_REASON_MAX == IDX_PURPOSE_MAX, "a break-glass reason fits a grant's purpose");
+#define TIME_FORMS "a time after 1970: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd]"
 
-static enum err bad(char *detail, size_t n, const char *key, const char *msg)
-{
-	if (detail != NULL && n > 0)
-		snprintf(detail, n, "member \"%s\": %s", key, msg);
-	return ERR_PARSE;
-}
+_Static_assert(ADMIN_REASON_MAX <= IDX_PURPOSE_MAX, "a break-glass reason fits a grant's purpose");
 
 /* An account name (users_name_ok) into out. */
 static enum err name_of(json_t *o, const char *key, char *out, char *detail, size_t dlen)
 {
 	const char *s;
 	size_t len;
-	enum err rc = jbody_str(o, key, 1, ADMIN_NAME_MAX, false, &s, &len, detail, dlen);
+	enum err rc = jbody_str(o, key, 1, AUTH_NAME_MAX, false, &s, &len, detail, dlen);
 
 	if (rc != ERR_OK)
 		return rc;
 	if (!users_name_ok(s))
-		return bad(detail, dlen, key, "1 to 64 of A-Z a-z 0-9 . _ @ -");
+		return jbody_member_why(detail, dlen, key, "1 to 64 of A-Z a-z 0-9 . _ @ -");
 	memcpy(out, s, len + 1);
 	return ERR_OK;
 }
@@ -46,7 +41,7 @@ static enum err role_of(json_t *o, const char *key, enum access_role *out, char 
 	if (rc != ERR_OK)
 		return rc;
 	if (!access_role_parse(s, len, out))
-		return bad(detail, dlen, key, "not a role (docs/ACCESS.md)");
+		return jbody_member_why(detail, dlen, key, "not a role (docs/ACCESS.md)");
 	return ERR_OK;
 }
 
@@ -55,15 +50,14 @@ static enum err time_of(json_t *o, const char *key, int64_t now, int64_t *out, c
 {
 	const char *s;
 	size_t len;
-	enum err rc = jbody_str(o, key, 1, ADMIN_TIME_MAX, true, &s, &len, detail, dlen);
+	int64_t t = 0;
+	enum err rc = jbody_str(o, key, 1, USERS_TIME_TEXT_MAX, true, &s, &len, detail, dlen);
 
-	*out = 0;
-	if (rc != ERR_OK || s == NULL)
+	if (rc != ERR_OK)
 		return rc;
-	if (users_parse_time(s, now, out) != ERR_OK || *out <= 0) {
-		*out = 0;
-		return bad(detail, dlen, key, "a time: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd]");
-	}
+	if (s != NULL && (users_parse_time(s, now, &t) != ERR_OK || t <= 0))
+		return jbody_member_why(detail, dlen, key, TIME_FORMS);
+	*out = t;
 	return ERR_OK;
 }
 
@@ -150,12 +144,12 @@ enum err admin_break_glass_parse(const uint8_t *body, size_t n, struct admin_bre
 		return rc;
 	rc = jbody_str(o, "study", 1, sizeof r.study - 1, false, &study, &slen, detail, detaillen);
 	if (rc == ERR_OK && !vr_uid_ok(study, slen))
-		rc = bad(detail, detaillen, "study", "not a UID");
+		rc = jbody_member_why(detail, detaillen, "study", "not a UID");
 	if (rc == ERR_OK)
 		rc = jbody_str(o, "reason", ADMIN_REASON_MIN, ADMIN_REASON_MAX, false, &reason, &rlen, detail, detaillen);
 	for (i = 0; rc == ERR_OK && i < rlen; i++)
 		if ((unsigned char)reason[i] < 0x20 || reason[i] == 0x7f)
-			rc = bad(detail, detaillen, "reason", "holds control characters");
+			rc = jbody_member_why(detail, detaillen, "reason", "holds control characters");
 	if (rc == ERR_OK) {
 		memcpy(r.study, study, slen + 1);
 		memcpy(r.reason, reason, rlen + 1);
@@ -185,10 +179,10 @@ enum err admin_audit_query_parse(const char *user, const char *action, const cha
 		return param_why(detail, detaillen, "action", "an action (1 to 32 of a-z 0-9 -)");
 	if (patient != NULL && (patient[0] == 0 || strlen(patient) > ADMIN_PATIENT_MAX))
 		return param_why(detail, detaillen, "patient", "a Patient ID of 1 to 64 bytes");
-	if (from != NULL && (strlen(from) > ADMIN_TIME_MAX || users_parse_time(from, now, &q.from) != ERR_OK))
-		return param_why(detail, detaillen, "from", "a time: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd]");
-	if (to != NULL && (strlen(to) > ADMIN_TIME_MAX || users_parse_time(to, now, &q.to) != ERR_OK))
-		return param_why(detail, detaillen, "to", "a time: 2026-12-31, 2026-12-31T17:00Z, @SECONDS or +N[smhd]");
+	if (from != NULL && (users_parse_time(from, now, &q.from) != ERR_OK || q.from <= 0))
+		return param_why(detail, detaillen, "from", TIME_FORMS);
+	if (to != NULL && (users_parse_time(to, now, &q.to) != ERR_OK || q.to <= 0))
+		return param_why(detail, detaillen, "to", TIME_FORMS);
 	if (q.from != 0 && q.to != 0 && q.to <= q.from)
 		return param_why(detail, detaillen, "to", "not after from");
 	snprintf(q.user, sizeof q.user, "%s", user != NULL ? user : "");

@@ -53,7 +53,7 @@ static bool allowed_key(const char *key, const char *const *allowed)
 	return false;
 }
 
-static enum err member_why(char *detail, size_t n, const char *key, const char *msg)
+enum err jbody_member_why(char *detail, size_t n, const char *key, const char *msg)
 {
 	if (detail != NULL && n > 0)
 		snprintf(detail, n, "member \"%s\": %s", key, msg);
@@ -118,20 +118,20 @@ enum err jbody_str(json_t *o, const char *key, size_t min, size_t max, bool opti
 	size_t l;
 
 	if (v == NULL && !optional)
-		return member_why(detail, detaillen, key, "missing");
+		return jbody_member_why(detail, detaillen, key, "missing");
 	if (v == NULL || (json_is_null(v) && optional)) {
 		*s = NULL;
 		*len = 0;
 		return ERR_OK;
 	}
 	if (!json_is_string(v))
-		return member_why(detail, detaillen, key, "not a string");
+		return jbody_member_why(detail, detaillen, key, "not a string");
 	p = json_string_value(v);
 	l = json_string_length(v);
 	if (l < min || l > max)
-		return member_why(detail, detaillen, key, "empty or too long");
+		return jbody_member_why(detail, detaillen, key, "empty or too long");
 	if (strlen(p) != l)
-		return member_why(detail, detaillen, key, "holds a NUL");
+		return jbody_member_why(detail, detaillen, key, "holds a NUL");
 	*s = p;
 	*len = l;
 	return ERR_OK;
@@ -142,7 +142,7 @@ enum err jbody_bool(json_t *o, const char *key, bool *out, char *detail, size_t 
 	json_t *v = json_object_get(o, key);
 
 	if (v != NULL && !json_is_null(v) && !json_is_boolean(v))
-		return member_why(detail, detaillen, key, "not a boolean");
+		return jbody_member_why(detail, detaillen, key, "not a boolean");
 	*out = v != NULL && json_is_true(v);
 	return ERR_OK;
 }

@@ -528,7 +528,7 @@ enum err users_parse_time(const char *s, int64_t now, int64_t *out)
 	size_t n;
 	int64_t t;
 
-	if (s == NULL || (n = strlen(s)) == 0 || n > 40)
+	if (s == NULL || (n = strlen(s)) == 0 || n > USERS_TIME_TEXT_MAX)
 		return ERR_PARSE;
 	if (s[0] == '@' || s[0] == '+') {
 		char *end = NULL;

@@ -86,7 +86,7 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	struct idx_study st;
 	struct idx_patient pa;
 	struct admin_break_glass_req bg;
-	char scope[80], why[256] = "", purpose[ADMIN_REASON_MAX + 32], detail[160];
+	char scope[80], why[256] = "", detail[160] = "";
 	const char *study = bg.study;
 	int64_t now = (int64_t)time(NULL), id = 0, secs;
 	unsigned i;
@@ -98,8 +98,9 @@ enum MHD_Result http_break_glass(struct http_req *r)
 		return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "the body must be application/json", NULL);
 	rc = admin_break_glass_parse(r->body, r->len, &bg, detail, sizeof detail);
 	if (rc != ERR_OK) {
-		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: no study or no reason", NULL, NULL, NULL,
-		                   NULL);
+		char what[200];
+		snprintf(what, sizeof what, "refused: %s", rc == ERR_NOMEM ? "out of memory" : detail);
+		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, what, NULL, NULL, NULL, NULL);
 		return request_refused(r, rc, detail, "{\"study\": UID, \"reason\": 8 to 200 characters}");
 	}
 	if (access_decide(r->grants, r->ngrants, ACCESS_ACT_BREAK_GLASS, NULL, now, &by_grant) != ACCESS_YES ||
@@ -121,17 +122,18 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	for (i = 0; i < 32; i++)
 		snprintf(scope + 8 + 2 * i, 3, "%02x", pa.key_hmac[i]);
 	secs = break_glass_seconds(v);
-	snprintf(purpose, sizeof purpose, "break-glass: %s", bg.reason);
 	memset(&g, 0, sizeof g);
 	g.user = r->sess.user;
 	g.role = by_grant->role;
 	g.scope = scope;
 	g.expires = now + secs;
-	g.purpose = purpose;
+	g.purpose = bg.reason;   /* the grant is flagged break_glass: the reason is its purpose */
 	g.break_glass = true;
 	actor_of(r, &by);
 	rc = users_grant(v, &by, &g, &id, why, sizeof why);
 	if (rc != ERR_OK) {
+		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "failed: the grant could not be recorded", NULL,
+		                   study, NULL, NULL);
 		log_error("break-glass by %s: %s", r->sess.user, why);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the emergency access could not be recorded", NULL);
 	}
@@ -204,7 +206,7 @@ enum MHD_Result http_users(struct http_req *r)
 	struct secret *pw = NULL, *b32 = NULL, *uri = NULL;
 	struct admin_user_req u;
 	struct users_actor by;
-	char scope[ACCESS_NAME_MAX + 16], why[256] = "", detail[160];
+	char scope[ACCESS_NAME_MAX + 16], why[256] = "", detail[160] = "";
 	enum MHD_Result q;
 	enum err rc;
 
@@ -241,7 +243,7 @@ enum MHD_Result http_grants(struct http_req *r)
 	struct admin_grant_req gr;
 	struct users_actor by;
 	const char *path = r->url + strlen("/api/grants");
-	char why[256] = "", detail[160];
+	char why[256] = "", detail[160] = "";
 	int64_t id = 0;
 	enum err rc;
 
@@ -359,7 +361,7 @@ enum MHD_Result http_audit(struct http_req *r)
 	struct audit_verify_opts vo;
 	struct audit_verify_result vr;
 	struct admin_audit_query aq;
-	char path[VAULT_PATH_MAX + 64], count[32], detail[160];
+	char path[VAULT_PATH_MAX + 64], count[32], detail[160] = "";
 	const char *extra[3] = { NULL, NULL, NULL };
 	struct aq q;
 	struct wbuf w;

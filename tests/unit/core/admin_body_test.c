@@ -188,6 +188,18 @@ TEST(break_glass)
 	CHECK(glass("{\"study\":\"1.2.840.1\",\"reason\":\"trauma bay 2, unconscious\"}", &g) == ERR_OK);
 	CHECK_EQ_STR(g.study, "1.2.840.1");
 	CHECK_EQ_STR(g.reason, "trauma bay 2, unconscious");
+	{
+		/* a reason of 200 bytes, the most, fits the grant's purpose */
+		char b[400], reason[ADMIN_REASON_MAX + 2];
+		memset(reason, 'r', sizeof reason - 1);
+		reason[ADMIN_REASON_MAX] = 0;
+		snprintf(b, sizeof b, "{\"study\":\"1.2\",\"reason\":\"%s\"}", reason);
+		CHECK(glass(b, &g) == ERR_OK && strlen(g.reason) == 200 && strlen(g.reason) <= IDX_PURPOSE_MAX);
+		reason[ADMIN_REASON_MAX] = 'r';
+		reason[ADMIN_REASON_MAX + 1] = 0;
+		snprintf(b, sizeof b, "{\"study\":\"1.2\",\"reason\":\"%s\"}", reason);
+		CHECK(glass_refused(b, "member \"reason\": empty or too long"));
+	}
 	CHECK(glass_refused("{\"study\":\"1.2.840.1\"}", "member \"reason\": missing"));
 	CHECK(glass_refused("{\"study\":\"1.2.840.1\",\"reason\":\"short\"}", "member \"reason\": empty or too long"));
 	CHECK(glass_refused("{\"study\":\"1.2.840.1\",\"reason\":\"line one\\nline two\"}", "control characters"));
@@ -239,6 +251,10 @@ TEST(audit_query)
 	CHECK(query_refused(NULL, NULL, NULL, NULL, "2026-13-01", "parameter to"));
 	CHECK(query_refused(NULL, NULL, NULL, "2026-11-02", "2026-11-01", "parameter to: not after from"));
 	CHECK(query_refused(NULL, NULL, NULL, "2026-11-02", "2026-11-02", "not after from"));
+	/* 0 would mean "not given": refused rather than read as no bound */
+	CHECK(query_refused(NULL, NULL, NULL, NULL, "@0", "parameter to: a time after 1970"));
+	CHECK(query_refused(NULL, NULL, NULL, "1970-01-01", NULL, "parameter from"));
+	CHECK(user_refused("{\"username\":\"a\",\"role\":\"admin\",\"expires\":\"@0\"}", "a time after 1970"));
 }
 
 int main(void)
