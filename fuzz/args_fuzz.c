@@ -38,13 +38,13 @@ static const char *const SECRET_WHY = "secrets are never taken from the command 
 static void run(struct res *r, int argc, char **argv, size_t cap)
 {
 	const struct args_opt opts[] = {
-		{ "--json", ARGS_FLAG, &r->json, NULL },
-		{ "--quiet", ARGS_FLAG, &r->quiet, NULL },
-		{ "--vault", ARGS_VALUE, &r->vault, NULL },
-		{ "--out", ARGS_VALUE, &r->out, NULL },
-		{ "--study", ARGS_LIST, &r->list, NULL },
-		{ "--password", ARGS_REFUSED, NULL, "--password-file" },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--json", .flag = &r->json },
+		{ "--quiet", .flag = &r->quiet },
+		{ "--vault", .value = &r->vault },
+		{ "--out", .value = &r->out },
+		{ "--study", .list = &r->list },
+		{ "--password", .refused = "--password-file" },
+		{ NULL }
 	};
 
 	memset(r, 0, sizeof *r);

@@ -9,13 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-
-enum args_kind {
-	ARGS_FLAG,     /* --json: *(bool *)out = true */
-	ARGS_VALUE,    /* --vault DIR: *(const char **)out = DIR; at most once */
-	ARGS_LIST,     /* --study UID, repeatable: appended to *(struct args_list *)out */
-	ARGS_REFUSED   /* --password: refused; hint names the option to use instead */
-};
+#include "dicomvault/err.h"
 
 /* The values of a repeatable option; v has room for cap (argc is enough). */
 struct args_list {
@@ -23,11 +17,19 @@ struct args_list {
 	size_t n, cap;
 };
 
+/* One option; exactly one of flag, value, list and refused is set, and
+ * says what it is:
+ *  flag     --json: *flag = true
+ *  value    --vault DIR: *value = DIR (NULL before; at most once)
+ *  list     --study UID, repeatable: appended to *list
+ *  refused  --password: refused; names the option to use instead
+ *           ("--password-file"). */
 struct args_opt {
 	const char *name;      /* "--vault"; NULL ends a table */
-	enum args_kind kind;
-	void *out;             /* bool *, const char ** or struct args_list *; NULL for ARGS_REFUSED */
-	const char *hint;      /* ARGS_REFUSED: "--password-file" */
+	bool *flag;
+	const char **value;
+	struct args_list *list;
+	const char *refused;
 };
 
 enum args_status { ARGS_OK, ARGS_HELP, ARGS_BAD };
@@ -41,7 +43,7 @@ enum args_status { ARGS_OK, ARGS_HELP, ARGS_BAD };
  * (not a value, not after "--"), unless a mistake comes before it.
  * ARGS_BAD: why says what is wrong (an unknown option is named up to its
  * '=', never with its value). Outputs may be partly set on ARGS_BAD. */
-enum args_status args_parse(int argc, char *const *argv, int first, const struct args_opt *opts, const char **pos,
+WUR enum args_status args_parse(int argc, char *const *argv, int first, const struct args_opt *opts, const char **pos,
                             size_t cap, size_t *npos, char *why, size_t whylen);
 
 #endif

@@ -2,6 +2,7 @@
  * subcommand, so that each accepts the same forms and refuses the same
  * mistakes with the same words. Pure. Layer: base. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "dicomvault/args.h"
 
@@ -55,15 +56,15 @@ enum args_status args_parse(int argc, char *const *argv, int first, const struct
 		o = find(opts, a, len);
 		if (o == NULL)
 			return bad(why, whylen, "unknown option ", a, len, "");
-		if (o->kind == ARGS_REFUSED) {
+		if (o->refused != NULL) {
 			if (why != NULL && whylen > 0)
-				snprintf(why, whylen, "secrets are never taken from the command line: use %s", o->hint);
+				snprintf(why, whylen, "secrets are never taken from the command line: use %s", o->refused);
 			return ARGS_BAD;
 		}
-		if (o->kind == ARGS_FLAG) {
+		if (o->flag != NULL) {
 			if (eq != NULL)
 				return bad(why, whylen, "", a, len, " takes no value");
-			*(bool *)o->out = true;
+			*o->flag = true;
 			continue;
 		}
 		if (eq != NULL)
@@ -74,15 +75,16 @@ enum args_status args_parse(int argc, char *const *argv, int first, const struct
 			return bad(why, whylen, "missing value for ", a, len, "");
 		if (val[0] == 0)
 			return bad(why, whylen, "empty value for ", a, len, "");
-		if (o->kind == ARGS_VALUE) {
-			if (*(const char **)o->out != NULL)
+		if (o->value != NULL) {
+			if (*o->value != NULL)
 				return bad(why, whylen, "", a, len, " given twice");
-			*(const char **)o->out = val;
-		} else {
-			struct args_list *l = o->out;
-			if (l->n >= l->cap)
+			*o->value = val;
+		} else if (o->list != NULL) {
+			if (o->list->n >= o->list->cap)
 				return bad(why, whylen, "", a, len, " given too often");
-			l->v[l->n++] = val;
+			o->list->v[o->list->n++] = val;
+		} else {
+			abort();   /* a table entry without a place for its value: a bug */
 		}
 	}
 	return ARGS_OK;

@@ -47,50 +47,52 @@ struct audit_args {
 	const char *user, *patient, *issuer, *action, *from, *to, *pass;
 };
 
+#define N_OPTS 16
+
+static void add(struct args_opt *t, size_t *k, struct args_opt o)
+{
+	cmd_opts_add(t, N_OPTS, k, o);
+}
+
 /* CMD_ARGS_GO, or the exit status after printing why (or the usage). */
 static int parse_args(int argc, char **argv, struct audit_args *a)
 {
-	struct args_opt opts[16];
+	struct args_opt opts[N_OPTS];
 	char name[32];
 	bool rep, exp;
 	size_t k = 0, npos = 0;
 	int rc;
 
 	memset(a, 0, sizeof *a);
-	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		fputs(audit_usage, stdout);
-		return 0;
-	}
-	if (argc < 2) {
-		fputs("dicomvault audit: missing subcommand\n", stderr);
-		fputs(audit_usage, stderr);
-		return EXIT_USAGE;
-	}
-	a->sub = argv[1];
+	a->sub = argc >= 2 ? argv[1] : "";
 	rep = strcmp(a->sub, "report") == 0;
 	exp = strcmp(a->sub, "export") == 0;
 	if (strcmp(a->sub, "verify") != 0 && !exp && !rep) {
-		fprintf(stderr, "dicomvault audit: unknown subcommand '%s'\n%s", a->sub, audit_usage);
-		return EXIT_USAGE;
+		if (cmd_wants_help(argc, argv, 1)) {
+			fputs(audit_usage, stdout);
+			return 0;
+		}
+		if (argc < 2)
+			return cmd_usage_err("audit", audit_usage, "missing subcommand");
+		return cmd_usage_err("audit", audit_usage, "unknown subcommand '%s'", a->sub);
 	}
-	opts[k++] = (struct args_opt){ "--vault", ARGS_VALUE, &a->vault, NULL };
-	opts[k++] = (struct args_opt){ "--key", ARGS_VALUE, &a->key, NULL };
+	add(opts, &k, (struct args_opt){ "--vault", .value = &a->vault });
+	add(opts, &k, (struct args_opt){ "--key", .value = &a->key });
 	if (!exp)
-		opts[k++] = (struct args_opt){ "--json", ARGS_FLAG, &a->json, NULL };
+		add(opts, &k, (struct args_opt){ "--json", .flag = &a->json });
 	if (exp)
-		opts[k++] = (struct args_opt){ "--format", ARGS_VALUE, &a->format, NULL };
+		add(opts, &k, (struct args_opt){ "--format", .value = &a->format });
 	if (rep) {
-		opts[k++] = (struct args_opt){ "--break-glass", ARGS_FLAG, &a->break_glass, NULL };
-		opts[k++] = (struct args_opt){ "--user", ARGS_VALUE, &a->user, NULL };
-		opts[k++] = (struct args_opt){ "--patient", ARGS_VALUE, &a->patient, NULL };
-		opts[k++] = (struct args_opt){ "--issuer", ARGS_VALUE, &a->issuer, NULL };
-		opts[k++] = (struct args_opt){ "--action", ARGS_VALUE, &a->action, NULL };
-		opts[k++] = (struct args_opt){ "--from", ARGS_VALUE, &a->from, NULL };
-		opts[k++] = (struct args_opt){ "--to", ARGS_VALUE, &a->to, NULL };
-		opts[k++] = (struct args_opt){ "--passphrase-file", ARGS_VALUE, &a->pass, NULL };
-		opts[k++] = (struct args_opt){ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" };
+		add(opts, &k, (struct args_opt){ "--break-glass", .flag = &a->break_glass });
+		add(opts, &k, (struct args_opt){ "--user", .value = &a->user });
+		add(opts, &k, (struct args_opt){ "--patient", .value = &a->patient });
+		add(opts, &k, (struct args_opt){ "--issuer", .value = &a->issuer });
+		add(opts, &k, (struct args_opt){ "--action", .value = &a->action });
+		add(opts, &k, (struct args_opt){ "--from", .value = &a->from });
+		add(opts, &k, (struct args_opt){ "--to", .value = &a->to });
+		add(opts, &k, (struct args_opt){ "--passphrase-file", .value = &a->pass });
+		add(opts, &k, (struct args_opt){ "--passphrase", .refused = "--passphrase-file" });
 	}
-	opts[k] = (struct args_opt){ NULL, ARGS_FLAG, NULL, NULL };
 	snprintf(name, sizeof name, "audit %s", rep ? "report" : exp ? "export" : "verify");
 	rc = cmd_args(name, audit_usage, argc, argv, 2, opts, NULL, 0, &npos);
 	if (rc != CMD_ARGS_GO)

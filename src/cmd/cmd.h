@@ -2,6 +2,7 @@
 #ifndef DICOMVAULT_CMD_H
 #define DICOMVAULT_CMD_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include "dicomvault/args.h"
 #include "dicomvault/dataset.h"
@@ -25,10 +26,17 @@ int cmd_user(int argc, char **argv);
  * printing usage to stdout for --help, EXIT_USAGE after "dicomvault NAME:
  * why" and usage on stderr. */
 #define CMD_ARGS_GO (-1)
-int cmd_args(const char *name, const char *usage, int argc, char **argv, int first, const struct args_opt *opts,
-             const char **pos, size_t cap, size_t *npos);
+WUR int cmd_args(const char *name, const char *usage, int argc, char **argv, int first, const struct args_opt *opts,
+                 const char **pos, size_t cap, size_t *npos);
 /* "dicomvault NAME: MESSAGE" and usage on stderr; returns EXIT_USAGE. */
-int cmd_usage_err(const char *name, const char *usage, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int cmd_usage_err(const char *name, const char *usage, const char *fmt, ...) PRINTF_LIKE(3, 4);
+int cmd_usage_verr(const char *name, const char *usage, const char *fmt, va_list ap) PRINTF_LIKE(3, 0);
+/* Appends o to table t of cap entries and ends it after o (aborts when
+ * it would not fit: tables are sized by their code). */
+void cmd_opts_add(struct args_opt *t, size_t cap, size_t *k, struct args_opt o);
+/* Whether -h or --help is among argv[first..] before any "--" (for a
+ * command whose subcommand is missing or unknown). */
+bool cmd_wants_help(int argc, char **argv, int first);
 
 /* Reads a DICOM file for display; prints a clear error naming the file,
  * offset and reason, and returns NULL on failure. */

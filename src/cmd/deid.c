@@ -53,6 +53,8 @@ static const char deid_usage[] =
 	"  --quiet             no progress bar\n"
 	"Images with Burned In Annotation = YES are masked by the first rule that fits them,\n"
 	"else refused; so are unflagged suspect images under --refuse-unflagged.\n"
+	"Options may come before or after IN and OUT; put -- before a name that begins\n"
+	"with - (dicomvault deid --profile basic -- -in.dcm out.dcm).\n"
 	"Exit status: 0 all done, 1 a file failed or was refused, 2 usage error.\n";
 
 struct problem {
@@ -379,16 +381,16 @@ int cmd_deid(int argc, char **argv)
 	bool json = false, quiet = false, pseudonym_name = false, refuse_unflagged = false;
 	const char *vault_ignored = NULL, *pos[2] = { NULL, NULL };
 	const struct args_opt opts[] = {
-		{ "--profile", ARGS_VALUE, &profile, NULL },
-		{ "--key-file", ARGS_VALUE, &key_file, NULL },
-		{ "--masks", ARGS_VALUE, &masks_file, NULL },
-		{ "--escrow-cert", ARGS_VALUE, &escrow_file, NULL },
-		{ "--vault", ARGS_VALUE, &vault_ignored, NULL },   /* accepted like every subcommand; deid needs none */
-		{ "--json", ARGS_FLAG, &json, NULL },
-		{ "--quiet", ARGS_FLAG, &quiet, NULL },
-		{ "--pseudonym-name", ARGS_FLAG, &pseudonym_name, NULL },
-		{ "--refuse-unflagged", ARGS_FLAG, &refuse_unflagged, NULL },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--profile", .value = &profile },
+		{ "--key-file", .value = &key_file },
+		{ "--masks", .value = &masks_file },
+		{ "--escrow-cert", .value = &escrow_file },
+		{ "--vault", .value = &vault_ignored },   /* accepted like every subcommand; deid needs none */
+		{ "--json", .flag = &json },
+		{ "--quiet", .flag = &quiet },
+		{ "--pseudonym-name", .flag = &pseudonym_name },
+		{ "--refuse-unflagged", .flag = &refuse_unflagged },
+		{ NULL }
 	};
 	char why[256];
 	struct stat sin, sout;

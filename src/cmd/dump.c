@@ -15,9 +15,9 @@ int cmd_dump(int argc, char **argv)
 	struct dcm_read_opts o = { .bulk_threshold = 256 };
 	const char *vault_ignored = NULL;
 	const struct args_opt opts[] = {
-		{ "--strict", ARGS_FLAG, &o.strict, NULL },
-		{ "--vault", ARGS_VALUE, &vault_ignored, NULL },   /* every subcommand takes it (SPEC 2); no vault needed */
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--strict", .flag = &o.strict },
+		{ "--vault", .value = &vault_ignored },   /* every subcommand takes it (SPEC 2); no vault needed */
+		{ NULL }
 	};
 	const char **files = calloc((size_t)argc, sizeof *files);
 	size_t nfiles = 0, i;

@@ -256,16 +256,16 @@ int cmd_export(int argc, char **argv)
 	bool json = false, quiet = false, have_patient = false;
 	struct stat sb;
 	const struct args_opt opts[] = {
-		{ "--json", ARGS_FLAG, &json, NULL },
-		{ "--quiet", ARGS_FLAG, &quiet, NULL },
-		{ "--study", ARGS_VALUE, &study, NULL },
-		{ "--out", ARGS_VALUE, &out, NULL },
-		{ "--deidentify", ARGS_VALUE, &profile, NULL },
-		{ "--project", ARGS_VALUE, &project, NULL },
-		{ "--vault", ARGS_VALUE, &vault_arg, NULL },
-		{ "--passphrase-file", ARGS_VALUE, &pass, NULL },
-		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--json", .flag = &json },
+		{ "--quiet", .flag = &quiet },
+		{ "--study", .value = &study },
+		{ "--out", .value = &out },
+		{ "--deidentify", .value = &profile },
+		{ "--project", .value = &project },
+		{ "--vault", .value = &vault_arg },
+		{ "--passphrase-file", .value = &pass },
+		{ "--passphrase", .refused = "--passphrase-file" },
+		{ NULL }
 	};
 	size_t i, npos = 0;
 	int rcode = 1;

@@ -982,14 +982,14 @@ int cmd_import(int argc, char **argv)
 	bool json = false;
 	struct args_list studies_l = { NULL, 0, 0 };
 	const struct args_opt opts[] = {
-		{ "--json", ARGS_FLAG, &json, NULL },
-		{ "--from", ARGS_VALUE, &from, NULL },
-		{ "--study", ARGS_LIST, &studies_l, NULL },
-		{ "--port", ARGS_VALUE, &port_arg, NULL },
-		{ "--vault", ARGS_VALUE, &vault_arg, NULL },
-		{ "--passphrase-file", ARGS_VALUE, &pass, NULL },
-		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--json", .flag = &json },
+		{ "--from", .value = &from },
+		{ "--study", .list = &studies_l },
+		{ "--port", .value = &port_arg },
+		{ "--vault", .value = &vault_arg },
+		{ "--passphrase-file", .value = &pass },
+		{ "--passphrase", .refused = "--passphrase-file" },
+		{ NULL }
 	};
 	int rcode = 1;
 	enum err rc;

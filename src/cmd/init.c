@@ -27,16 +27,16 @@ int cmd_init(int argc, char **argv)
 	const char *vault = NULL;
 	bool json = false;
 	const struct args_opt opts[] = {
-		{ "--json", ARGS_FLAG, &json, NULL },
-		{ "--vault", ARGS_VALUE, &vault, NULL },
-		{ "--admin", ARGS_VALUE, &o.admin, NULL },
-		{ "--password-file", ARGS_VALUE, &o.password_file, NULL },
-		{ "--passphrase-file", ARGS_VALUE, &o.passphrase_file, NULL },
-		{ "--tls-cert", ARGS_VALUE, &o.tls_cert, NULL },
-		{ "--tls-key", ARGS_VALUE, &o.tls_key, NULL },
-		{ "--password", ARGS_REFUSED, NULL, "--password-file" },
-		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--json", .flag = &json },
+		{ "--vault", .value = &vault },
+		{ "--admin", .value = &o.admin },
+		{ "--password-file", .value = &o.password_file },
+		{ "--passphrase-file", .value = &o.passphrase_file },
+		{ "--tls-cert", .value = &o.tls_cert },
+		{ "--tls-key", .value = &o.tls_key },
+		{ "--password", .refused = "--password-file" },
+		{ "--passphrase", .refused = "--passphrase-file" },
+		{ NULL }
 	};
 	size_t npos = 0;
 	int rc;

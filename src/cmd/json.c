@@ -23,10 +23,10 @@ int cmd_json(int argc, char **argv)
 	bool meta = false;
 	const char *vault_ignored = NULL;
 	const struct args_opt opts[] = {
-		{ "--strict", ARGS_FLAG, &o.strict, NULL },
-		{ "--vault", ARGS_VALUE, &vault_ignored, NULL },   /* every subcommand takes it (SPEC 2); no vault needed */
-		{ "--meta", ARGS_FLAG, &meta, NULL },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--strict", .flag = &o.strict },
+		{ "--vault", .value = &vault_ignored },   /* every subcommand takes it (SPEC 2); no vault needed */
+		{ "--meta", .flag = &meta },
+		{ NULL }
 	};
 	const char *file = NULL;
 	size_t npos = 0;

@@ -96,16 +96,41 @@ int cmd_args(const char *name, const char *usage, int argc, char **argv, int fir
 	}
 }
 
+int cmd_usage_verr(const char *name, const char *usage, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "dicomvault %s: ", name);
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n%s", usage);
+	return EXIT_USAGE;
+}
+
 int cmd_usage_err(const char *name, const char *usage, const char *fmt, ...)
 {
 	va_list ap;
+	int rc;
 
-	fprintf(stderr, "dicomvault %s: ", name);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	rc = cmd_usage_verr(name, usage, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n%s", usage);
-	return EXIT_USAGE;
+	return rc;
+}
+
+void cmd_opts_add(struct args_opt *t, size_t cap, size_t *k, struct args_opt o)
+{
+	if (*k + 1 >= cap)
+		abort();   /* the table is too small for its options and the end: a bug */
+	t[(*k)++] = o;
+	t[*k] = (struct args_opt){ NULL };
+}
+
+bool cmd_wants_help(int argc, char **argv, int first)
+{
+	int i;
+
+	for (i = first; i < argc && strcmp(argv[i], "--") != 0; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return true;
+	return false;
 }
 
 struct dcm_file *cmd_read_file(const char *path, struct src *src, const struct dcm_read_opts *o)

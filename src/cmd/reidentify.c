@@ -57,11 +57,11 @@ int cmd_reidentify(int argc, char **argv)
 	unsigned restored = 0;
 	const char *pos[2] = { NULL, NULL };
 	const struct args_opt opts[] = {
-		{ "--key", ARGS_VALUE, &key, NULL },
-		{ "--cert", ARGS_VALUE, &cert, NULL },
-		{ "--reason", ARGS_VALUE, &reason, NULL },
-		{ "--vault", ARGS_VALUE, &vault_arg, NULL },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--key", .value = &key },
+		{ "--cert", .value = &cert },
+		{ "--reason", .value = &reason },
+		{ "--vault", .value = &vault_arg },
+		{ NULL }
 	};
 	size_t npos = 0;
 	int rcode = 1;

@@ -26,12 +26,12 @@ int cmd_serve(int argc, char **argv)
 	char dir[VAULT_PATH_MAX];
 	const char *vault = NULL;
 	const struct args_opt opts[] = {
-		{ "--vault", ARGS_VALUE, &vault, NULL },
-		{ "--http", ARGS_VALUE, &o.listen, NULL },
-		{ "--dicom", ARGS_VALUE, &o.dicom_listen, NULL },
-		{ "--passphrase-file", ARGS_VALUE, &o.passphrase_file, NULL },
-		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--vault", .value = &vault },
+		{ "--http", .value = &o.listen },
+		{ "--dicom", .value = &o.dicom_listen },
+		{ "--passphrase-file", .value = &o.passphrase_file },
+		{ "--passphrase", .refused = "--passphrase-file" },
+		{ NULL }
 	};
 	size_t npos = 0;
 	int rc;

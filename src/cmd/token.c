@@ -54,48 +54,49 @@ static int usage_err(const char *sub, const char *fmt, ...) PRINTF_LIKE(2, 3);
 
 static int usage_err(const char *sub, const char *fmt, ...)
 {
+	char name[32];
 	va_list ap;
+	int rc;
 
-	fprintf(stderr, "dicomvault token%s%s: ", sub ? " " : "", sub ? sub : "");
+	snprintf(name, sizeof name, "token%s%s", sub ? " " : "", sub ? sub : "");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	rc = cmd_usage_verr(name, token_usage, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\n%s", token_usage);
-	return EXIT_USAGE;
+	return rc;
 }
 
 /* CMD_ARGS_GO, or the exit status. */
 static int parse_args(int argc, char **argv, struct token_args *a)
 {
-	struct args_opt opts[8];
+	enum { N_OPTS = 8 };
+	struct args_opt opts[N_OPTS];
 	char name[32];
 	bool create, revoke;
 	size_t k = 0, npos = 0;
 	int rc;
 
 	memset(a, 0, sizeof *a);
-	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		fputs(token_usage, stdout);
-		return 0;
-	}
-	if (argc < 2)
-		return usage_err(NULL, "%s", "missing subcommand");
-	a->sub = argv[1];
+	a->sub = argc >= 2 ? argv[1] : "";
 	create = strcmp(a->sub, "create") == 0;
 	revoke = strcmp(a->sub, "revoke") == 0;
-	if (!create && !revoke && strcmp(a->sub, "list") != 0)
-		return usage_err(NULL, "unknown subcommand '%s'", a->sub);
-	opts[k++] = (struct args_opt){ "--json", ARGS_FLAG, &a->json, NULL };
-	opts[k++] = (struct args_opt){ "--vault", ARGS_VALUE, &a->vault, NULL };
-	opts[k++] = (struct args_opt){ "--passphrase-file", ARGS_VALUE, &a->passphrase_file, NULL };
-	opts[k++] = (struct args_opt){ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" };
-	if (create) {
-		opts[k++] = (struct args_opt){ "--user", ARGS_VALUE, &a->user, NULL };
-		opts[k++] = (struct args_opt){ "--ttl", ARGS_VALUE, &a->ttl, NULL };
-		opts[k++] = (struct args_opt){ "--scope", ARGS_VALUE, &a->scope, NULL };
+	if (!create && !revoke && strcmp(a->sub, "list") != 0) {
+		if (cmd_wants_help(argc, argv, 1)) {
+			fputs(token_usage, stdout);
+			return 0;
+		}
+		return argc < 2 ? usage_err(NULL, "%s", "missing subcommand")
+		                : usage_err(NULL, "unknown subcommand '%s'", a->sub);
 	}
-	opts[k] = (struct args_opt){ NULL, ARGS_FLAG, NULL, NULL };
-	snprintf(name, sizeof name, "token %s", create ? "create" : revoke ? "revoke" : "list");
+	cmd_opts_add(opts, N_OPTS, &k, (struct args_opt){ "--json", .flag = &a->json });
+	cmd_opts_add(opts, N_OPTS, &k, (struct args_opt){ "--vault", .value = &a->vault });
+	cmd_opts_add(opts, N_OPTS, &k, (struct args_opt){ "--passphrase-file", .value = &a->passphrase_file });
+	cmd_opts_add(opts, N_OPTS, &k, (struct args_opt){ "--passphrase", .refused = "--passphrase-file" });
+	if (create) {
+		cmd_opts_add(opts, N_OPTS, &k, (struct args_opt){ "--user", .value = &a->user });
+		cmd_opts_add(opts, N_OPTS, &k, (struct args_opt){ "--ttl", .value = &a->ttl });
+		cmd_opts_add(opts, N_OPTS, &k, (struct args_opt){ "--scope", .value = &a->scope });
+	}
+	snprintf(name, sizeof name, "token %s", a->sub);
 	rc = cmd_args(name, token_usage, argc, argv, 2, opts, &a->id, revoke ? 1 : 0, &npos);
 	if (rc != CMD_ARGS_GO)
 		return rc;

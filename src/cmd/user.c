@@ -54,25 +54,25 @@ static int usage(const char *msg, const char *arg)
 static int parse(int argc, char **argv, struct user_args *a)
 {
 	const struct args_opt opts[] = {
-		{ "--json", ARGS_FLAG, &a->json, NULL },
-		{ "--priors", ARGS_FLAG, &a->priors, NULL },
-		{ "--all", ARGS_FLAG, &a->all, NULL },
-		{ "--revoked", ARGS_FLAG, &a->revoked, NULL },
-		{ "--vault", ARGS_VALUE, &a->vault, NULL },
-		{ "--passphrase-file", ARGS_VALUE, &a->pass, NULL },
-		{ "--role", ARGS_VALUE, &a->role, NULL },
-		{ "--collection", ARGS_VALUE, &a->collection, NULL },
-		{ "--scope", ARGS_VALUE, &a->scope, NULL },
-		{ "--expires", ARGS_VALUE, &a->expires, NULL },
-		{ "--from", ARGS_VALUE, &a->from, NULL },
-		{ "--password-file", ARGS_VALUE, &a->password_file, NULL },
-		{ "--study", ARGS_VALUE, &a->study, NULL },
-		{ "--patient", ARGS_VALUE, &a->patient, NULL },
-		{ "--issuer", ARGS_VALUE, &a->issuer, NULL },
-		{ "--purpose", ARGS_VALUE, &a->purpose, NULL },
-		{ "--password", ARGS_REFUSED, NULL, "--password-file" },
-		{ "--passphrase", ARGS_REFUSED, NULL, "--passphrase-file" },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--json", .flag = &a->json },
+		{ "--priors", .flag = &a->priors },
+		{ "--all", .flag = &a->all },
+		{ "--revoked", .flag = &a->revoked },
+		{ "--vault", .value = &a->vault },
+		{ "--passphrase-file", .value = &a->pass },
+		{ "--role", .value = &a->role },
+		{ "--collection", .value = &a->collection },
+		{ "--scope", .value = &a->scope },
+		{ "--expires", .value = &a->expires },
+		{ "--from", .value = &a->from },
+		{ "--password-file", .value = &a->password_file },
+		{ "--study", .value = &a->study },
+		{ "--patient", .value = &a->patient },
+		{ "--issuer", .value = &a->issuer },
+		{ "--purpose", .value = &a->purpose },
+		{ "--password", .refused = "--password-file" },
+		{ "--passphrase", .refused = "--passphrase-file" },
+		{ NULL }
 	};
 	const char *pos[2] = { NULL, NULL };
 	size_t npos = 0;

@@ -97,6 +97,15 @@ for c in dump json; do
 	"$DV" $c --vault "$T/nowhere" "$CT" >"$T/nv.out" 2>&1
 	check "$c takes --vault like every subcommand (SPEC 2) and needs none" "[ \$? = 0 ] && [ -s $T/nv.out ]"
 done
+for c in "audit bogus -h" "token --vault x --help" "audit"; do
+	"$DV" $c >"$T/h.out" 2>"$T/h.err"
+	r=$?
+	if [ "$c" = audit ]; then
+		check "audit without a subcommand: usage error" "[ $r = 2 ] && grep -q 'missing subcommand' $T/h.err"
+	else
+		check "$c: the usage (exit 0), whatever comes before" "[ $r = 0 ] && grep -qi usage $T/h.out"
+	fi
+done
 "$DV" dump --strict=yes x.dcm >/dev/null 2>"$T/d.err"
 check "dump: a flag with a value is a usage error" "[ \$? = 2 ] && grep -q \"'--strict' takes no value\" $T/d.err"
 # refusals: exit 1

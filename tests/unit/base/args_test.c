@@ -20,13 +20,13 @@ struct got {
 static enum args_status run(struct got *g, int argc, char **argv)
 {
 	const struct args_opt opts[] = {
-		{ "--json", ARGS_FLAG, &g->json, NULL },
-		{ "--quiet", ARGS_FLAG, &g->quiet, NULL },
-		{ "--vault", ARGS_VALUE, &g->vault, NULL },
-		{ "--out", ARGS_VALUE, &g->out, NULL },
-		{ "--study", ARGS_LIST, &g->study, NULL },
-		{ "--password", ARGS_REFUSED, NULL, "--password-file" },
-		{ NULL, ARGS_FLAG, NULL, NULL }
+		{ "--json", .flag = &g->json },
+		{ "--quiet", .flag = &g->quiet },
+		{ "--vault", .value = &g->vault },
+		{ "--out", .value = &g->out },
+		{ "--study", .list = &g->study },
+		{ "--password", .refused = "--password-file" },
+		{ NULL }
 	};
 
 	memset(g, 0, sizeof *g);
