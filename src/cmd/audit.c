@@ -17,7 +17,7 @@
 
 static const char audit_usage[] =
 	"usage: dicomvault audit verify [--vault DIR] [--key FILE] [--json]\n"
-	"       dicomvault audit export [--vault DIR] [--key FILE] [--format json]\n"
+	"       dicomvault audit export [--vault DIR] [--key FILE] [--format json] [--json]\n"
 	"Check or export the audit trail (DIR/audit/audit.log).\n"
 	"  verify         check the hash chain and the signed checkpoints; name the\n"
 	"                 first bad record; exit 0 if intact, 1 otherwise\n"
@@ -26,7 +26,7 @@ static const char audit_usage[] =
 	"  --vault DIR    the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
 	"  --key FILE     the audit public key (64 hex digits); default DIR/keys/audit.pub\n"
 	"                 (keep a copy off the machine and pass it here)\n"
-	"  --format json  export format (json lines; the only one for now)\n"
+	"  --format json  export format (json lines; the only one for now; --json: the same)\n"
 	"       dicomvault audit report [--break-glass] [--user NAME] [--patient ID [--issuer I]]\n"
 	"                               [--action A] [--from T] [--to T] [--json] [--vault DIR]\n"
 	"  report         the verified records that match every filter given, oldest first:\n"
@@ -78,8 +78,7 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 	}
 	add(opts, &k, (struct args_opt){ "--vault", .value = &a->vault });
 	add(opts, &k, (struct args_opt){ "--key", .value = &a->key });
-	if (!exp)
-		add(opts, &k, (struct args_opt){ "--json", .flag = &a->json });
+	add(opts, &k, (struct args_opt){ "--json", .flag = &a->json });   /* export: JSON lines either way */
 	if (exp)
 		add(opts, &k, (struct args_opt){ "--format", .value = &a->format });
 	if (rep) {

@@ -2,20 +2,43 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cmd.h"
+#include "dicomvault/json.h"
 
 static const char dump_usage[] =
-	"usage: dicomvault dump [--strict] FILE...\n"
+	"usage: dicomvault dump [--strict] [--json] FILE...\n"
 	"Print DICOM files (Part 10 or bare data sets) as text, like dcmdump.\n"
 	"  --strict   treat questionable encodings (odd lengths...) as errors\n"
+	"  --json     each file's data set as PS3.18 DICOM JSON, one line a file\n"
+	"             (JSON lines; the same as 'dicomvault json' for one file)\n"
 	"  --vault D  accepted like every subcommand; no vault is needed\n";
+
+/* f's data set as one line of DICOM JSON on stdout; 0 or 1. */
+static int json_line(const struct dcm_file *f)
+{
+	struct dcm_json_opts jo = { 0 };
+	int fd = STDOUT_FILENO;
+	struct sink k;
+	enum err rc;
+
+	sink_fd(&k, &fd);
+	rc = dcm_json_write(f, &f->ds, &jo, &k);
+	if (rc == ERR_OK)
+		rc = sink_write(&k, "\n", 1);
+	if (rc != ERR_OK)
+		fprintf(stderr, "dicomvault dump: cannot write JSON: %s\n", err_str(rc));
+	return rc == ERR_OK ? 0 : 1;
+}
 
 int cmd_dump(int argc, char **argv)
 {
 	struct dcm_read_opts o = { .bulk_threshold = 256 };
 	const char *vault_ignored = NULL;
+	bool json = false;
 	const struct args_opt opts[] = {
 		{ "--strict", .flag = &o.strict },
+		{ "--json", .flag = &json },
 		{ "--vault", .value = &vault_ignored },   /* every subcommand takes it (SPEC 2); no vault needed */
 		{ NULL }
 	};
@@ -43,11 +66,16 @@ int cmd_dump(int argc, char **argv)
 			failed++;
 			continue;
 		}
-		wbuf_reset(&w);
-		if (nfiles > 1)
-			wbuf_printf(&w, "# %s\n", files[i]);
-		if (dcm_dump(f, &w) != ERR_OK || cmd_write_stdout(w.p, w.len) != 0)
-			failed++;
+		if (json) {
+			if (json_line(f) != 0)
+				failed++;
+		} else {
+			wbuf_reset(&w);
+			if (nfiles > 1)
+				wbuf_printf(&w, "# %s\n", files[i]);
+			if (dcm_dump(f, &w) != ERR_OK || cmd_write_stdout(w.p, w.len) != 0)
+				failed++;
+		}
 		dcm_file_free(f);
 		src_close(&src);
 	}

@@ -21,7 +21,7 @@
 #define REASON_MAX 200u
 
 static const char reidentify_usage[] =
-	"usage: dicomvault reidentify --key KEY.pem [--cert CERT.pem] --reason TEXT [--vault DIR] IN OUT\n"
+	"usage: dicomvault reidentify --key KEY.pem [--cert CERT.pem] --reason TEXT [--vault DIR] [--json] IN OUT\n"
 	"Restore the original attribute values that 'dicomvault deid --escrow-cert' or an\n"
 	"export kept, encrypted, in the file's Encrypted Attributes Sequence (PS3.15 E.1.2).\n"
 	"  --key KEY.pem    the escrow private key (PEM, mode 0600)\n"
@@ -29,6 +29,7 @@ static const char reidentify_usage[] =
 	"  --reason TEXT    why the patient is re-identified (4 to 200 characters; audited)\n"
 	"  --vault DIR      the vault whose audit trail records it (default $DICOMVAULT_HOME,\n"
 	"                   else ./vault); there must be one\n"
+	"  --json           print the outcome as JSON\n"
 	"Pixels masked for burned-in annotation stay masked. Exit status: 0 restored, 1 failed,\n"
 	"2 usage error.\n";
 
@@ -55,12 +56,14 @@ int cmd_reidentify(int argc, char **argv)
 	struct src src;
 	bool have_src = false;
 	unsigned restored = 0;
+	bool json = false;
 	const char *pos[2] = { NULL, NULL };
 	const struct args_opt opts[] = {
 		{ "--key", .value = &key },
 		{ "--cert", .value = &cert },
 		{ "--reason", .value = &reason },
 		{ "--vault", .value = &vault_arg },
+		{ "--json", .flag = &json },
 		{ NULL }
 	};
 	size_t npos = 0;
@@ -121,7 +124,17 @@ int cmd_reidentify(int argc, char **argv)
 		fprintf(stderr, "dicomvault reidentify: %s: %s\n", in, why[0] ? why : err_str(rc));
 		goto out;
 	}
-	printf("reidentify: %u attribute%s restored into %s\n", restored, restored == 1 ? "" : "s", out);
+	if (json) {
+		printf("{\"restored\":%u,\"out\":", restored);
+		cmd_json_str(out);
+		printf(",\"study\":");
+		cmd_json_str(study);
+		printf(",\"sop_instance\":");
+		cmd_json_str(sop);
+		printf("}\n");
+	} else {
+		printf("reidentify: %u attribute%s restored into %s\n", restored, restored == 1 ? "" : "s", out);
+	}
 	rcode = 0;
 out:
 	dcm_file_free(f);

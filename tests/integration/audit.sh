@@ -129,6 +129,8 @@ DICOMVAULT_HOME="$T/v" $DV audit verify >/dev/null 2>&1
 check "DICOMVAULT_HOME is used" "[ $? -eq 0 ]"
 $DV audit export --vault "$T/v" --format json >"$T/export" 2>"$T/err"
 check "export: exit 0, the records as JSON lines" "[ $? -eq 0 ] && cmp -s $T/export $LOG"
+$DV audit export --vault "$T/v" --json >"$T/export2" 2>"$T/err"
+check "export --json (every subcommand takes it): the same JSON lines" "[ $? -eq 0 ] && cmp -s $T/export2 $LOG"
 check "export: every line is JSON" "$PY -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' $T/export"
 
 # A scratch vault holding a copy of the good log, for tampering.

@@ -126,9 +126,17 @@ try:
                             check(f"{name}: escrow holds the original {kw}",
                                   kw in it and it.data_element(kw).value == orig.data_element(kw).value)
             p = sh(DV, "reidentify", "--key", f"{kind}.key", "--cert", f"{kind}.crt", "--reason",
-                   "second opinion, ticket 42", "--vault", "v", out, "back_" + out, text=True)
+                   "second opinion, ticket 42", "--vault", "v", "--json", out, "back_" + out, text=True)
             check(f"{name}: reidentify exits 0", p.returncode == 0, p.stderr)
             if p.returncode == 0:
+                try:
+                    res = json.loads(p.stdout)
+                except ValueError:
+                    res = {}
+                check(f"{name}: reidentify --json: the count, the output and the restored UIDs",
+                      res.get("restored", 0) > 0 and res.get("out") == "back_" + out
+                      and res.get("study") == str(orig.get("StudyInstanceUID", ""))
+                      and res.get("sop_instance") == str(orig.get("SOPInstanceUID", "")), p.stdout[:300])
                 b = pydicom.dcmread("back_" + out)
                 diff = same(orig, b)
                 check(f"{name}: every original attribute is back", not diff, diff)

@@ -106,6 +106,10 @@ for c in "audit bogus -h" "token --vault x --help" "audit"; do
 		check "$c: the usage (exit 0), whatever comes before" "[ $r = 0 ] && grep -qi usage $T/h.out"
 	fi
 done
+MR=/usr/lib/python3/dist-packages/pydicom/data/test_files/MR_small.dcm
+"$DV" dump --json "$CT" "$MR" >"$T/dj.out" 2>&1
+check "dump --json: one DICOM JSON object a line, the first the same as 'json'" \
+	"[ \$? = 0 ] && [ \$(wc -l <$T/dj.out) = 2 ] && /usr/bin/python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' $T/dj.out && \"$DV\" json \"$CT\" | cmp -s - <(head -1 $T/dj.out)"
 "$DV" dump --strict=yes x.dcm >/dev/null 2>"$T/d.err"
 check "dump: a flag with a value is a usage error" "[ \$? = 2 ] && grep -q \"'--strict' takes no value\" $T/d.err"
 # refusals: exit 1
