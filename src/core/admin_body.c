@@ -45,6 +45,14 @@ static enum err role_of(json_t *o, const char *key, enum access_role *out, char 
 	return ERR_OK;
 }
 
+/* "username" and "role", which the users' and the grants' bodies share. */
+static enum err user_and_role(json_t *o, char *name, enum access_role *role, char *detail, size_t dlen)
+{
+	enum err rc = name_of(o, "username", name, detail, dlen);
+
+	return rc == ERR_OK ? role_of(o, "role", role, detail, dlen) : rc;
+}
+
 /* An optional time (users_parse_time); absent: 0. */
 static enum err time_of(json_t *o, const char *key, int64_t now, int64_t *out, char *detail, size_t dlen)
 {
@@ -75,9 +83,7 @@ enum err admin_user_parse(const uint8_t *body, size_t n, int64_t now, struct adm
 	rc = jbody_object(body, n, members, &o, detail, detaillen);
 	if (rc != ERR_OK)
 		return rc;
-	rc = name_of(o, "username", r.username, detail, detaillen);
-	if (rc == ERR_OK)
-		rc = role_of(o, "role", &r.role, detail, detaillen);
+	rc = user_and_role(o, r.username, &r.role, detail, detaillen);
 	if (rc == ERR_OK)
 		rc = jbody_str(o, "collection", 1, ACCESS_NAME_MAX, true, &coll, &len, detail, detaillen);
 	if (rc == ERR_OK)
@@ -105,9 +111,7 @@ enum err admin_grant_parse(const uint8_t *body, size_t n, int64_t now, struct ad
 	rc = jbody_object(body, n, members, &o, detail, detaillen);
 	if (rc != ERR_OK)
 		return rc;
-	rc = name_of(o, "username", r.username, detail, detaillen);
-	if (rc == ERR_OK)
-		rc = role_of(o, "role", &r.role, detail, detaillen);
+	rc = user_and_role(o, r.username, &r.role, detail, detaillen);
 	if (rc == ERR_OK)
 		rc = jbody_str(o, "scope", 1, IDX_GRANT_SCOPE_MAX, false, &scope, &len, detail, detaillen);
 	if (rc == ERR_OK)
