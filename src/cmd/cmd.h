@@ -46,6 +46,9 @@ struct dcm_file *cmd_read_file(const char *path, struct src *src, const struct d
 WUR enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t whylen);
 /* The text as a QR code of half blocks on stdout (an otpauth URI). */
 void cmd_print_qr(const char *text);
+/* ds (f's data set or meta) as one line of DICOM JSON on stdout; 0, or 1
+ * after an error naming path. */
+int cmd_print_json(const struct dcm_file *f, const struct dcm_ds *ds, const char *path);
 /* s as a JSON string on stdout (quotes, backslashes, controls escaped). */
 void cmd_json_str(const char *s);
 /* The local operator's login name, the actor of the command line's audit

@@ -2,9 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "cmd.h"
-#include "dicomvault/json.h"
 
 static const char dump_usage[] =
 	"usage: dicomvault dump [--strict] [--json] FILE...\n"
@@ -13,23 +11,6 @@ static const char dump_usage[] =
 	"  --json     each file's data set as PS3.18 DICOM JSON, one line a file\n"
 	"             (JSON lines; the same as 'dicomvault json' for one file)\n"
 	"  --vault D  accepted like every subcommand; no vault is needed\n";
-
-/* f's data set as one line of DICOM JSON on stdout; 0 or 1. */
-static int json_line(const struct dcm_file *f)
-{
-	struct dcm_json_opts jo = { 0 };
-	int fd = STDOUT_FILENO;
-	struct sink k;
-	enum err rc;
-
-	sink_fd(&k, &fd);
-	rc = dcm_json_write(f, &f->ds, &jo, &k);
-	if (rc == ERR_OK)
-		rc = sink_write(&k, "\n", 1);
-	if (rc != ERR_OK)
-		fprintf(stderr, "dicomvault dump: cannot write JSON: %s\n", err_str(rc));
-	return rc == ERR_OK ? 0 : 1;
-}
 
 int cmd_dump(int argc, char **argv)
 {
@@ -67,7 +48,7 @@ int cmd_dump(int argc, char **argv)
 			continue;
 		}
 		if (json) {
-			if (json_line(f) != 0)
+			if (cmd_print_json(f, &f->ds, files[i]) != 0)
 				failed++;
 		} else {
 			wbuf_reset(&w);

@@ -1,7 +1,6 @@
 /* json.c: `dicomvault json FILE`, the file as PS3.18 DICOM JSON. Layer: cmd. */
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 #include "cmd.h"
 #include "dicomvault/json.h"
 
@@ -15,11 +14,9 @@ static const char json_usage[] =
 int cmd_json(int argc, char **argv)
 {
 	struct dcm_read_opts o = { .bulk_threshold = 64 * 1024 };
-	struct dcm_json_opts jo = { 0 };
 	struct src src;
 	struct dcm_file *f;
-	struct sink k;
-	int fd = STDOUT_FILENO, rcode;
+	int rcode;
 	bool meta = false;
 	const char *vault_ignored = NULL;
 	const struct args_opt opts[] = {
@@ -30,7 +27,6 @@ int cmd_json(int argc, char **argv)
 	};
 	const char *file = NULL;
 	size_t npos = 0;
-	enum err rc;
 
 	rcode = cmd_args("json", json_usage, argc, argv, 1, opts, &file, 1, &npos);
 	if (rcode == CMD_ARGS_GO && npos == 0)
@@ -40,13 +36,8 @@ int cmd_json(int argc, char **argv)
 	f = cmd_read_file(file, &src, &o);
 	if (f == NULL)
 		return 1;
-	sink_fd(&k, &fd);
-	rc = dcm_json_write(f, meta ? &f->meta : &f->ds, &jo, &k);
-	if (rc == ERR_OK)
-		rc = sink_write(&k, "\n", 1);
-	if (rc != ERR_OK)
-		fprintf(stderr, "dicomvault: %s: cannot write JSON: %s\n", file, err_str(rc));
+	rcode = cmd_print_json(f, meta ? &f->meta : &f->ds, file);
 	dcm_file_free(f);
 	src_close(&src);
-	return rc == ERR_OK ? 0 : 1;
+	return rcode;
 }

@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <qrencode.h>
 #include "dicomvault/index.h"
+#include "dicomvault/json.h"
 #include "dicomvault/vr.h"
 #include "cmd.h"
 
@@ -239,6 +240,22 @@ void cmd_print_qr(const char *text)
 		fputc('\n', stdout);
 	}
 	QRcode_free(q);
+}
+
+int cmd_print_json(const struct dcm_file *f, const struct dcm_ds *ds, const char *path)
+{
+	struct dcm_json_opts jo = { 0 };
+	int fd = STDOUT_FILENO;
+	struct sink k;
+	enum err rc;
+
+	sink_fd(&k, &fd);
+	rc = dcm_json_write(f, ds, &jo, &k);
+	if (rc == ERR_OK)
+		rc = sink_write(&k, "\n", 1);
+	if (rc != ERR_OK)
+		fprintf(stderr, "dicomvault: %s: cannot write JSON: %s\n", path, err_str(rc));
+	return rc == ERR_OK ? 0 : 1;
 }
 
 void cmd_json_str(const char *s)
