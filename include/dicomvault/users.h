@@ -87,9 +87,10 @@ void users_forget(const struct vault *v);
 
 /* "2026-11-30", "2026-11-30T17:00", "2026-11-30T17:00:00Z" or with an
  * offset (+01:00), "@UNIXSECONDS", or "+N" with s, m, h or d (from now;
- * at most 100 years). Every form gives a time from 0 to USERS_TIME_MAX,
- * so that any time it gives can be written back as "@N". ERR_PARSE
- * otherwise. */
+ * at most 100 years). Every form gives a time from 1 to USERS_TIME_MAX,
+ * so that any time it gives can be written back as "@N" and none is
+ * taken for 0, which grants, accounts and queries read as "not given"
+ * (1970-01-01T00:00:00Z itself is refused). ERR_PARSE otherwise. */
 WUR enum err users_parse_time(const char *s, int64_t now, int64_t *out);
 /* An audit record's "time" ("2026-11-22T18:06:24.007Z") in unix seconds,
  * to the second; 0 if it is not one. */

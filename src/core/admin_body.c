@@ -63,7 +63,7 @@ static enum err time_of(json_t *o, const char *key, int64_t now, int64_t *out, c
 
 	if (rc != ERR_OK)
 		return rc;
-	if (s != NULL && (users_parse_time(s, now, &t) != ERR_OK || t <= 0))
+	if (s != NULL && users_parse_time(s, now, &t) != ERR_OK)
 		return jbody_member_why(detail, dlen, key, TIME_FORMS);
 	*out = t;
 	return ERR_OK;
@@ -183,9 +183,9 @@ enum err admin_audit_query_parse(const char *user, const char *action, const cha
 		return param_why(detail, detaillen, "action", "an action (1 to 32 of a-z 0-9 -)");
 	if (patient != NULL && (patient[0] == 0 || strlen(patient) > ADMIN_PATIENT_MAX))
 		return param_why(detail, detaillen, "patient", "a Patient ID of 1 to 64 bytes");
-	if (from != NULL && (users_parse_time(from, now, &q.from) != ERR_OK || q.from <= 0))
+	if (from != NULL && users_parse_time(from, now, &q.from) != ERR_OK)
 		return param_why(detail, detaillen, "from", TIME_FORMS);
-	if (to != NULL && (users_parse_time(to, now, &q.to) != ERR_OK || q.to <= 0))
+	if (to != NULL && users_parse_time(to, now, &q.to) != ERR_OK)
 		return param_why(detail, detaillen, "to", TIME_FORMS);
 	if (q.from != 0 && q.to != 0 && q.to <= q.from)
 		return param_why(detail, detaillen, "to", "not after from");

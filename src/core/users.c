@@ -536,7 +536,7 @@ enum err users_parse_time(const char *s, int64_t now, int64_t *out)
 		if (!isdigit((unsigned char)s[1]))
 			return ERR_PARSE;
 		v = strtoll(s + 1, &end, 10);
-		if (v < 0 || v > USERS_TIME_MAX)
+		if (v < 0 || v > USERS_TIME_MAX || (s[0] == '@' && v == 0))
 			return ERR_PARSE;
 		if (s[0] == '@') {
 			if (*end != 0)
@@ -553,7 +553,7 @@ enum err users_parse_time(const char *s, int64_t now, int64_t *out)
 		case 'd': v *= 86400; break;
 		default: return ERR_PARSE;
 		}
-		if (v > 100LL * 366 * 86400 || now < 0 || now > USERS_TIME_MAX - v)
+		if (v > 100LL * 366 * 86400 || now < 0 || now > USERS_TIME_MAX - v || now + v == 0)
 			return ERR_PARSE;
 		*out = now + v;
 		return ERR_OK;
@@ -587,7 +587,7 @@ enum err users_parse_time(const char *s, int64_t now, int64_t *out)
 		t -= sign * (oh * 3600 + om * 60);
 		s += 6;
 	}
-	if (*s != 0 || t < 0 || t > USERS_TIME_MAX)   /* 1970-01-01T00:00+01:00, 9999-12-31T23:59-01:00 */
+	if (*s != 0 || t <= 0 || t > USERS_TIME_MAX)   /* 1970-01-01T00:00+01:00, 9999-12-31T23:59-01:00 */
 		return ERR_PARSE;
 	*out = t;
 	return ERR_OK;

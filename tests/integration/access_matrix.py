@@ -298,6 +298,14 @@ try:
             check(f"break-glass {role}: the outside study opens", st2 == 200, st2)
         elif M["retrieve-original"][role] != "yes":
             check(f"break-glass {role}: still closed", st2 in (403, 404), st2)
+    # the refusals are audited with their reason, and never with the body's bytes
+    p = cli("audit", "export", "--vault", v.dir)
+    refusals = [json.loads(l) for l in p.stdout.splitlines() if '"break-glass"' in l and '"failure"' in l]
+    check("break-glass refusals audited with the parser's reason",
+          any("refused: unexpected member: only study and reason are allowed" in json.dumps(r) for r in refusals) and
+          any('refused: member \\"reason\\": missing' in json.dumps(r) for r in refusals), refusals[-3:])
+    check("... and without the body's bytes (the unknown member's name)", '"minutes"' not in p.stdout and
+          "minutes" not in "".join(json.dumps(r) for r in refusals))
     p = cli("user", "grants", "--vault", v.dir, "--json")
     bg = [g for g in json.loads(p.stdout) if g["break_glass"]] if p.returncode == 0 else []
     check("break-glass grants are flagged and time-boxed (60 min)", len(bg) == sum(
@@ -433,7 +441,7 @@ try:
     check("audit report --user: the researcher's refusals are there",
           p.returncode == 0 and recs and all(r["actor"]["user"] == "u_researcher" for r in recs) and
           any(r["outcome"] == "failure" for r in recs), len(recs))
-    for bad in (["--from", "yesterday"], ["--issuer", "X"], ["--bogus"]):
+    for bad in (["--from", "yesterday"], ["--issuer", "X"], ["--bogus"], ["--from", "@0"], ["--to=1970-01-01"]):
         p = cli("audit", "report", "--vault", v.dir, *bad)
         check(f"audit report {' '.join(bad)}: usage error", p.returncode == 2, p.stderr)
     p = cli("audit", "verify", "--vault", v.dir)

@@ -194,7 +194,7 @@ TEST(break_glass)
 		memset(reason, 'r', sizeof reason - 1);
 		reason[ADMIN_REASON_MAX] = 0;
 		snprintf(b, sizeof b, "{\"study\":\"1.2\",\"reason\":\"%s\"}", reason);
-		CHECK(glass(b, &g) == ERR_OK && strlen(g.reason) == 200 && strlen(g.reason) <= IDX_PURPOSE_MAX);
+		CHECK(glass(b, &g) == ERR_OK && strlen(g.reason) == 200);
 		reason[ADMIN_REASON_MAX] = 'r';
 		reason[ADMIN_REASON_MAX + 1] = 0;
 		snprintf(b, sizeof b, "{\"study\":\"1.2\",\"reason\":\"%s\"}", reason);

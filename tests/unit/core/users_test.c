@@ -14,7 +14,14 @@ TEST(times)
 {
 	int64_t t = 0;
 
-	CHECK(users_parse_time("1970-01-01", 0, &t) == ERR_OK && t == 0);
+	CHECK(users_parse_time("1970-01-02", 0, &t) == ERR_OK && t == 86400);
+	/* 0 reads as "not given" in grants, accounts and queries: never given for a time */
+	CHECK(users_parse_time("1970-01-01", 0, &t) == ERR_PARSE);
+	CHECK(users_parse_time("@0", 0, &t) == ERR_PARSE);
+	CHECK(users_parse_time("1970-01-01T00:00:00Z", 0, &t) == ERR_PARSE);
+	CHECK(users_parse_time("+0s", 0, &t) == ERR_PARSE);
+	CHECK(users_parse_time("@1", 0, &t) == ERR_OK && t == 1);
+	CHECK(users_parse_time("+0s", 5, &t) == ERR_OK && t == 5);
 	CHECK(users_parse_time("2026-11-22", 0, &t) == ERR_OK && t == 1795305600);
 	CHECK(users_parse_time("2026-11-22T18:30Z", 0, &t) == ERR_OK && t == 1795305600 + 18 * 3600 + 1800);
 	CHECK(users_parse_time("2026-11-22T18:30:15", 0, &t) == ERR_OK && t == 1795305600 + 18 * 3600 + 1815);
