@@ -56,6 +56,8 @@ enum args_status args_parse(int argc, char *const *argv, int first, const struct
 		o = find(opts, a, len);
 		if (o == NULL)
 			return bad(why, whylen, "unknown option ", a, len, "");
+		if ((o->refused != NULL) + (o->flag != NULL) + (o->value != NULL) + (o->list != NULL) != 1)
+			abort();   /* a table entry must say what it is exactly once: a bug */
 		if (o->refused != NULL) {
 			if (why != NULL && whylen > 0)
 				snprintf(why, whylen, "secrets are never taken from the command line: use %s", o->refused);
@@ -79,12 +81,10 @@ enum args_status args_parse(int argc, char *const *argv, int first, const struct
 			if (*o->value != NULL)
 				return bad(why, whylen, "", a, len, " given twice");
 			*o->value = val;
-		} else if (o->list != NULL) {
+		} else {
 			if (o->list->n >= o->list->cap)
 				return bad(why, whylen, "", a, len, " given too often");
 			o->list->v[o->list->n++] = val;
-		} else {
-			abort();   /* a table entry without a place for its value: a bug */
 		}
 	}
 	return ARGS_OK;

@@ -47,7 +47,7 @@ WUR enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, siz
 /* The text as a QR code of half blocks on stdout (an otpauth URI). */
 void cmd_print_qr(const char *text);
 /* ds (f's data set or meta) as one line of DICOM JSON on stdout; 0, or 1
- * after an error naming path. */
+ * after an error naming path (the line, cut short, still ends). */
 int cmd_print_json(const struct dcm_file *f, const struct dcm_ds *ds, const char *path);
 /* s as a JSON string on stdout (quotes, backslashes, controls escaped). */
 void cmd_json_str(const char *s);

@@ -17,12 +17,13 @@ int cmd_json(int argc, char **argv)
 	struct src src;
 	struct dcm_file *f;
 	int rcode;
-	bool meta = false;
+	bool meta = false, json_anyway = false;
 	const char *vault_ignored = NULL;
 	const struct args_opt opts[] = {
 		{ "--strict", .flag = &o.strict },
 		{ "--vault", .value = &vault_ignored },   /* every subcommand takes it (SPEC 2); no vault needed */
 		{ "--meta", .flag = &meta },
+		{ "--json", .flag = &json_anyway },   /* every subcommand takes it (SPEC 2): the output is JSON */
 		{ NULL }
 	};
 	const char *file = NULL;

@@ -251,8 +251,10 @@ int cmd_print_json(const struct dcm_file *f, const struct dcm_ds *ds, const char
 
 	sink_fd(&k, &fd);
 	rc = dcm_json_write(f, ds, &jo, &k);
-	if (rc == ERR_OK)
-		rc = sink_write(&k, "\n", 1);
+	/* the line ends even when the object is cut short, so that the next
+	 * file's line stays a line of its own */
+	if (sink_write(&k, "\n", 1) != ERR_OK && rc == ERR_OK)
+		rc = ERR_IO;
 	if (rc != ERR_OK)
 		fprintf(stderr, "dicomvault: %s: cannot write JSON: %s\n", path, err_str(rc));
 	return rc == ERR_OK ? 0 : 1;

@@ -101,7 +101,7 @@ enum MHD_Result http_break_glass(struct http_req *r)
 		char what[200];
 		snprintf(what, sizeof what, "refused: %s", rc == ERR_NOMEM ? "out of memory" : detail);
 		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, what, NULL, NULL, NULL, NULL);
-		return request_refused(r, rc, detail, "{\"study\": UID, \"reason\": 8 to 200 characters}");
+		return request_refused(r, rc, detail, "{\"study\": UID, \"reason\": 8 to 200 bytes of text}");
 	}
 	if (access_decide(r->grants, r->ngrants, ACCESS_ACT_BREAK_GLASS, NULL, now, &by_grant) != ACCESS_YES ||
 	    r->sess.api_token) {

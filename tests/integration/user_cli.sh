@@ -74,12 +74,15 @@ revoke without an id|revoke
 revoke a non-number|revoke 12x
 revoke zero|revoke 0
 too many arguments|disable alice bob
+an expiry at 0 (read as never)|add carol --role physician --expires @0
+a start at 1970-01-01T00:00Z (0: none)|grant alice --role physician --all --from 1970-01-01
 a flag with a value|list --json=yes
 the same option twice|list --role a --role=b
 an empty value|add carol --role=
 EOF
 
 # the option rules every subcommand shares (docs/internals/cli.md)
+CT=/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm
 "$DV" user list --vault="$T/v" >"$T/eq.out" 2>&1
 check "--name=VALUE is read like --name VALUE" "[ \$? = 0 ] && grep -q alice $T/eq.out"
 "$DV" user add carol --role physician --password=hunter2-secret --vault "$T/v" >"$T/pweq.out" 2>&1
@@ -88,11 +91,12 @@ check "--password=... refused (exit 2) without repeating it" \
 "$DV" user list --tocken=s3cr3t-value --vault "$T/v" >"$T/unk.out" 2>&1
 check "an unknown --name=VALUE is named without its value" \
 	"[ \$? = 2 ] && grep -q \"unknown option '--tocken'\" $T/unk.out && ! grep -q s3cr3t-value $T/unk.out"
+"$DV" json --json "$CT" >"$T/jj.out" 2>&1
+check "json takes --json too (its output is JSON)" "[ \$? = 0 ] && /usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]))' $T/jj.out"
 for c in init serve dump json deid import export reidentify user token audit; do
 	"$DV" $c -h >"$T/h.out" 2>"$T/h.err"
 	check "$c -h: exit 0 with the usage on stdout" "[ \$? = 0 ] && grep -qi usage $T/h.out && [ ! -s $T/h.err ]"
 done
-CT=/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm
 for c in dump json; do
 	"$DV" $c --vault "$T/nowhere" "$CT" >"$T/nv.out" 2>&1
 	check "$c takes --vault like every subcommand (SPEC 2) and needs none" "[ \$? = 0 ] && [ -s $T/nv.out ]"
