@@ -7,7 +7,7 @@
 #include "dicomvault/vault.h"
 
 static const char serve_usage[] =
-	"usage: dicomvault serve [--vault DIR] [--http HOST:PORT] [--dicom HOST:PORT] [--passphrase-file F]\n"
+	"usage: dicomvault serve [--vault DIR] [--http HOST:PORT] [--dicom HOST:PORT] [--passphrase-file F] [--json]\n"
 	"Run the server: HTTPS (TLS 1.3 only) for the API, DICOMweb and the web viewer,\nDICOM-TLS for the DIMSE services,\n"
 	"until SIGINT or SIGTERM.\n"
 	"  --vault DIR          the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
@@ -18,7 +18,9 @@ static const char serve_usage[] =
 	"                       section and without --dicom, an address it cannot\n"
 	"                       listen on is a warning, not an error\n"
 	"  --passphrase-file F  the master key passphrase (mode 0600), for a passphrase\n"
-	"                       vault; default: read from stdin\n";
+	"                       vault; default: read from stdin\n"
+	"  --json               once listening, print {\"https\": URL, \"dicom_port\": PORT,\n"
+	"                       \"vault\": DIR} as one line instead of the text lines\n";
 
 int cmd_serve(int argc, char **argv)
 {
@@ -30,6 +32,7 @@ int cmd_serve(int argc, char **argv)
 		{ "--http", .value = &o.listen },
 		{ "--dicom", .value = &o.dicom_listen },
 		{ "--passphrase-file", .value = &o.passphrase_file },
+		{ "--json", .flag = &o.json },
 		{ "--passphrase", .refused = "--passphrase-file" },
 		{ NULL }
 	};

@@ -5,6 +5,7 @@
  * those signals blocked in every thread, then stops in order. For now one
  * process: the privilege-separated roles of STYLE.md (netd, keyd, stored,
  * auditd) come later (docs/internals/http.md). Layer: daemon. */
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -35,6 +36,21 @@ static void harden(void)
 		log_warn("cannot disable core dumps");
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
 		log_warn("cannot make the process undumpable");
+}
+
+/* serve --json: where it listens, as one JSON line. */
+static void print_json(const char *url, const struct dimse_srv *dsrv, const char *dir)
+{
+	json_t *j = json_pack("{s:s,s:o,s:s}", "https", url, "dicom_port",
+	                      dsrv != NULL ? json_integer(dimse_srv_port(dsrv)) : json_null(), "vault", dir);
+	char *t = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (t != NULL)
+		printf("%s\n", t);
+	else
+		printf("{}\n");   /* out of memory: the line stays JSON */
+	free(t);
+	json_decref(j);
 }
 
 int serve_run(const struct serve_opts *o)
@@ -155,7 +171,8 @@ int serve_run(const struct serve_opts *o)
 		rc = dimse_srv_start_conf(v, o->dicom_listen, cert, cert_len, key, au, a, &dsrv, desc, sizeof desc, why,
 		                          sizeof why);
 		if (rc == ERR_OK) {
-			printf("dicomvault: %s\n", desc);
+			if (!o->json)
+				printf("dicomvault: %s\n", desc);
 			log_info("%s", desc);
 		} else if (rc == ERR_IO && !needed) {
 			log_warn("DICOM-TLS not started: %s; no [peer] is configured, so HTTPS is served alone "
@@ -170,7 +187,10 @@ int serve_run(const struct serve_opts *o)
 		fprintf(stderr, "dicomvault serve: %s\n", why);
 		goto out;
 	}
-	printf("dicomvault: serving %s\n", http_server_url(srv));
+	if (o->json)
+		print_json(http_server_url(srv), dsrv, v->dir);
+	else
+		printf("dicomvault: serving %s\n", http_server_url(srv));
 	fflush(stdout);
 	log_info("serving %s (vault %s)", http_server_url(srv), v->dir);
 

@@ -91,6 +91,15 @@ check "--password=... refused (exit 2) without repeating it" \
 "$DV" user list --tocken=s3cr3t-value --vault "$T/v" >"$T/unk.out" 2>&1
 check "an unknown --name=VALUE is named without its value" \
 	"[ \$? = 2 ] && grep -q \"unknown option '--tocken'\" $T/unk.out && ! grep -q s3cr3t-value $T/unk.out"
+# serve --json: where it listens, as one JSON line (ports chosen by the system)
+"$DV" serve --vault "$T/v" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/sj.out" 2>"$T/sj.err" &
+SP=$!
+for _ in $(seq 100); do [ -s "$T/sj.out" ] && break; sleep 0.1; done
+URL=$(/usr/bin/python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); assert d["dicom_port"] > 0 and d["vault"]; print(d["https"])' "$T/sj.out" 2>/dev/null)
+check "serve --json: one JSON line with the HTTPS URL, the DICOM port and the vault" \
+	"[ -n '$URL' ] && [ \$(wc -l <$T/sj.out) = 1 ] && [ \"\$(curl -sk -o /dev/null -w '%{http_code}' '${URL}healthz')\" = 200 ]"
+kill $SP 2>/dev/null
+wait $SP 2>/dev/null
 "$DV" json --json "$CT" >"$T/jj.out" 2>&1
 check "json takes --json too (its output is JSON)" "[ \$? = 0 ] && /usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]))' $T/jj.out"
 for c in init serve dump json deid import export reidentify user token audit; do
