@@ -979,10 +979,9 @@ int cmd_import(int argc, char **argv)
 	struct net nt;
 	struct audit_rec ar;
 	unsigned long port = 0;
-	bool json = false;
 	struct args_list studies_l = { NULL, 0, 0 };
 	const struct args_opt opts[] = {
-		{ "--json", .flag = &json },
+		{ "--json", .flag = &x.json },
 		{ "--from", .value = &from },
 		{ "--study", .list = &studies_l },
 		{ "--port", .value = &port_arg },
@@ -1011,7 +1010,6 @@ int cmd_import(int argc, char **argv)
 	if (rcode != CMD_ARGS_GO)
 		goto done;
 	rcode = 1;
-	x.json = json;
 	nstudies = studies_l.n;
 	for (i = 0; i < nstudies; i++)
 		if (!cmd_uid_ok(studies[i])) {
