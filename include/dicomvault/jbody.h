@@ -17,8 +17,10 @@ struct json_t;
  * duplicate member, no "\u0000" in a key, nothing after it, every member
  * named in allowed (a NULL-terminated list); the typed readers below then
  * refuse a member of another type (an object, an array). ERR_PARSE with the reason in detail (a member's name, or the
- * line and column of a syntax error; never input bytes); ERR_NOMEM. *out
- * is set only on success and is the caller's to json_decref. */
+ * line and column of a syntax error; never input bytes); ERR_NOMEM. A
+ * body refused for an unknown member has its strings wiped before they are
+ * freed (it may hold a password). *out is set only on success and is the
+ * caller's to json_decref. */
 WUR enum err jbody_object(const uint8_t *p, size_t n, const char *const *allowed, struct json_t **out, char *detail,
                           size_t detaillen);
 

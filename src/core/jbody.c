@@ -102,6 +102,11 @@ enum err jbody_object(const uint8_t *p, size_t n, const char *const *allowed, js
 			/* the input's name is not told; the allowed ones are */
 			if (detail != NULL && detaillen > 0)
 				allowed_list(detail, detaillen, allowed);
+			/* the body may hold a password: its strings are wiped
+			 * before they are freed, as the caller would on any
+			 * other refusal */
+			json_object_foreach(root, key, v)
+				jbody_wipe(root, key);
 			json_decref(root);
 			return ERR_PARSE;
 		}
