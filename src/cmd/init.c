@@ -17,6 +17,9 @@ static const char init_usage[] =
 	"  --admin NAME         the first administrator (default admin)\n"
 	"  --password-file F    the administrator's password (mode 0600); default: generated and shown once\n"
 	"  --passphrase-file F  derive the master key from this passphrase (Argon2id) instead of a key file\n"
+	"  --tls-cert F         the HTTPS and DICOM-TLS certificate (PEM; a chain: the server's first)\n"
+	"  --tls-key F          its private key (PEM, unencrypted, mode 0600): RSA of 2048 bits or more,\n"
+	"                       or ECDSA P-256 or stronger\n"
 	"  --json               machine-readable output\n";
 
 int cmd_init(int argc, char **argv)

@@ -189,6 +189,18 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 			return err_why(why, whylen, rc, "cannot read the TLS certificate or key (the key file must be mode 0600)");
 		wbuf_put(key, secret_view(tk), secret_len(tk));
 		secret_free(tk);
+		if (wbuf_err(key) != ERR_OK || wbuf_err(cert) != ERR_OK)
+			return ERR_NOMEM;
+		{
+			/* refused here rather than by every later serve */
+			char d[200];
+			time_t exp = 0;
+			rc = x509_check_pair(cert->p, cert->len, key->p, key->len, &exp, d, sizeof d);
+			if (rc == ERR_OK && exp != (time_t)-1 && exp <= time(NULL))
+				rc = err_why(d, sizeof d, ERR_DENIED, "the TLS certificate has expired");
+			if (rc != ERR_OK)
+				return err_why(why, whylen, rc, "%s and %s: %s", o->tls_cert, o->tls_key, d);
+		}
 	} else {
 		rc = x509_self_signed(825, cert, key);
 		if (rc != ERR_OK)

@@ -84,3 +84,71 @@ out:
 	gnutls_x509_crt_deinit(crt);
 	return rc;
 }
+
+/* The key's type and strength as words, for a refusal. */
+static void key_words(gnutls_pk_algorithm_t pk, unsigned bits, char *out, size_t cap)
+{
+	const char *name = gnutls_pk_get_name(pk);
+
+	snprintf(out, cap, "%s of %u bits", name != NULL ? name : "an unknown algorithm", bits);
+}
+
+enum err x509_check_pair(const uint8_t *cert, size_t certlen, const uint8_t *key, size_t keylen, time_t *expires,
+                         char *why, size_t whylen)
+{
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_x509_privkey_t pk = NULL;
+	gnutls_datum_t cd, kd;
+	uint8_t cid[32], kid[32];
+	size_t cidlen = sizeof cid, kidlen = sizeof kid;
+	unsigned bits = 0;
+	char words[96];
+	int alg, sig;
+	enum err rc = ERR_NOMEM;
+
+	if (certlen > X509_PEM_MAX || keylen > X509_PEM_MAX)
+		return err_why(why, whylen, ERR_LIMIT, "the TLS certificate or key is over %u bytes", X509_PEM_MAX);
+	cd.data = (unsigned char *)(uintptr_t)cert;
+	cd.size = (unsigned)certlen;
+	kd.data = (unsigned char *)(uintptr_t)key;
+	kd.size = (unsigned)keylen;
+	if (gnutls_x509_crt_init(&crt) < 0 || gnutls_x509_privkey_init(&pk) < 0)
+		goto out;
+	rc = err_why(why, whylen, ERR_PARSE, "the TLS certificate is not a PEM X.509 certificate");
+	if (gnutls_x509_crt_import(crt, &cd, GNUTLS_X509_FMT_PEM) < 0)
+		goto out;
+	/* PKCS#1, PKCS#8 (unencrypted) or SEC1, as openssl writes them */
+	rc = err_why(why, whylen, ERR_PARSE, "the TLS key is not an unencrypted PEM private key");
+	if (gnutls_x509_privkey_import2(pk, &kd, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN) < 0)
+		goto out;
+	rc = err_why(why, whylen, ERR_DENIED, "the TLS key does not belong to the certificate");
+	if (gnutls_x509_crt_get_key_id(crt, GNUTLS_KEYID_USE_SHA256, cid, &cidlen) < 0 ||
+	    gnutls_x509_privkey_get_key_id(pk, GNUTLS_KEYID_USE_SHA256, kid, &kidlen) < 0 || cidlen != kidlen ||
+	    memcmp(cid, kid, cidlen) != 0)
+		goto out;
+	/* 112 bits of security at least: RSA of 2048 bits, an elliptic
+	 * curve of 256 (NIST SP 800-57; what browsers and DCMTK accept) */
+	alg = gnutls_x509_privkey_get_pk_algorithm2(pk, &bits);
+	key_words((gnutls_pk_algorithm_t)(alg < 0 ? GNUTLS_PK_UNKNOWN : alg), bits, words, sizeof words);
+	if (alg == GNUTLS_PK_DSA || gnutls_x509_privkey_sec_param(pk) < GNUTLS_SEC_PARAM_MEDIUM) {
+		rc = err_why(why, whylen, ERR_DENIED,
+		             "the TLS key is too weak (%s): use RSA of 2048 bits or more, or ECDSA P-256 or stronger",
+		             words);
+		goto out;
+	}
+	sig = gnutls_x509_crt_get_signature_algorithm(crt);
+	if (sig < 0 || gnutls_sign_is_secure2((gnutls_sign_algorithm_t)sig, GNUTLS_SIGN_FLAG_SECURE_FOR_CERTS) == 0) {
+		const char *s = sig < 0 ? NULL : gnutls_sign_get_name((gnutls_sign_algorithm_t)sig);
+		rc = err_why(why, whylen, ERR_DENIED, "the TLS certificate is signed with %s, which clients refuse: "
+		             "sign it with SHA-256 or stronger", s != NULL ? s : "an unknown algorithm");
+		goto out;
+	}
+	*expires = gnutls_x509_crt_get_expiration_time(crt);
+	rc = ERR_OK;
+out:
+	if (crt != NULL)
+		gnutls_x509_crt_deinit(crt);
+	if (pk != NULL)
+		gnutls_x509_privkey_deinit(pk);   /* zeroes the key's numbers */
+	return rc;
+}

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include "dicomvault/audit.h"
 #include "dicomvault/auth.h"
 #include "dicomvault/dimse_srv.h"
@@ -24,6 +25,7 @@
 #include "dicomvault/serve.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/vr.h"
+#include "dicomvault/x509.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:8443"
 #define CERT_MAX (1u << 20)
@@ -97,6 +99,21 @@ int serve_run(const struct serve_opts *o)
 	if (secret_read_file(key_path, CRYPTO_SECRET_FILE_MAX, 0, &key) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot read the TLS key %s (it must be mode 0600)\n", key_path);
 		goto out;
+	}
+	{
+		/* the one pair of every listener: refused if weak or not a
+		 * pair; an expired certificate is served with a warning (the
+		 * archive stays up while it is renewed; peers pinned to its
+		 * fingerprint still connect) */
+		time_t exp = 0, now = time(NULL);
+		if (x509_check_pair(cert, cert_len, secret_view(key), secret_len(key), &exp, why, sizeof why) != ERR_OK) {
+			fprintf(stderr, "dicomvault serve: %s and %s: %s\n", cert_path, key_path, why);
+			goto out;
+		}
+		if (exp != (time_t)-1 && exp <= now)
+			log_warn("the TLS certificate %s has expired: clients that check it will refuse to connect", cert_path);
+		else if (exp != (time_t)-1 && exp - now < 30 * 86400)
+			log_warn("the TLS certificate %s expires in %lld days", cert_path, (long long)((exp - now) / 86400));
 	}
 	if (audit_open(v->dir, &au) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot open the audit trail %s/%s (run 'dicomvault audit verify')\n",

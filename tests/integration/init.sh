@@ -106,4 +106,78 @@ check "serve with a misspelt key: exits 1 naming the line and key" \
 cp "$T/conf0" "$T/v/dicomvault.conf"
 $DV token list --vault "$T/v" >"$T/out" 2>"$T/err"
 check "the written conf opens" "[ $? -eq 0 ]"
+# 4. the TLS certificate and key: init refuses a weak key, a key that is
+# not the certificate's, a SHA-1 signature and an expired certificate;
+# serve refuses the first three in keys/ and warns of the last
+mkpair() {  # name digest openssl-newkey-arguments...
+	local name=$1 dg=$2
+	shift 2
+	openssl req -x509 "$@" -nodes -days 30 "-$dg" -subj /CN=localhost -keyout "$T/$name.key" \
+		-out "$T/$name.crt" 2>/dev/null && chmod 600 "$T/$name.key"
+}
+mkpair rsa1024 sha256 -newkey rsa:1024
+mkpair rsa2048 sha256 -newkey rsa:2048
+mkpair ec sha256 -newkey ec -pkeyopt ec_paramgen_curve:P-256
+mkpair ed sha256 -newkey ed25519
+mkpair sha1 sha1 -newkey ec -pkeyopt ec_paramgen_curve:P-256
+/usr/bin/python3 - "$T/old" <<'PY'
+import datetime, os, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+k = ec.generate_private_key(ec.SECP256R1())
+n = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+c = (x509.CertificateBuilder().subject_name(n).issuer_name(n).public_key(k.public_key())
+     .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=60))
+     .not_valid_after(now - datetime.timedelta(days=1)).sign(k, hashes.SHA256()))
+open(sys.argv[1] + ".crt", "wb").write(c.public_bytes(serialization.Encoding.PEM))
+fd = os.open(sys.argv[1] + ".key", os.O_WRONLY | os.O_CREAT, 0o600)
+os.write(fd, k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption()))
+PY
+tls_init() {  # name, cert, key, expected exit, expected text ("" for none)
+	rm -rf "$T/tv"
+	$DV init --vault "$T/tv" --password-file "$T/pw" --tls-cert "$T/$2.crt" --tls-key "$T/$3.key" >"$T/out" 2>"$T/err"
+	local rc=$?
+	if [ "$4" = 0 ]; then
+		check "init --tls-cert: $1 accepted" "[ $rc -eq 0 ] && cmp -s $T/$2.crt $T/tv/keys/tls.crt"
+	else
+		check "init --tls-cert: $1 refused, saying why, no vault left" \
+			"[ $rc -eq $4 ] && grep -qF -- \"$5\" $T/err && [ ! -e $T/tv ]"
+	fi
+}
+tls_init "RSA 2048" rsa2048 rsa2048 0
+tls_init "ECDSA P-256" ec ec 0
+tls_init "Ed25519" ed ed 0
+tls_init "RSA 1024" rsa1024 rsa1024 1 "the TLS key is too weak (RSA of 1024 bits)"
+tls_init "another certificate's key" rsa2048 ec 1 "the TLS key does not belong to the certificate"
+tls_init "a SHA-1 signature" sha1 sha1 1 "the TLS certificate is signed with ECDSA-SHA1"
+tls_init "an expired certificate" old old 1 "the TLS certificate has expired"
+printf 'not PEM\n' | tee "$T/junk.crt" >"$T/junk.key"
+chmod 600 "$T/junk.key"
+tls_init "a key that is not PEM" ec junk 1 "the TLS key is not an unencrypted PEM private key"
+tls_init "a certificate that is not PEM" junk ec 1 "is not a PEM X.509 certificate"
+# serve reads keys/tls.crt and keys/tls.key at every start
+tls_init "RSA 2048 again" rsa2048 rsa2048 0
+tls_serve() {  # name, cert, key, expected text
+	cp "$T/$2.crt" "$T/tv/keys/tls.crt"
+	cp "$T/$3.key" "$T/tv/keys/tls.key"
+	$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 >"$T/out" 2>"$T/err"
+	check "serve with $1 in keys/: exits 1 naming the files and why" \
+		"[ $? -eq 1 ] && grep -qF -- \"$T/tv/keys/tls.crt and $T/tv/keys/tls.key: $4\" $T/err"
+}
+tls_serve "RSA 1024" rsa1024 rsa1024 "the TLS key is too weak"
+tls_serve "another certificate's key" rsa2048 ec "the TLS key does not belong to the certificate"
+tls_serve "a SHA-1 signature" sha1 sha1 "the TLS certificate is signed with ECDSA-SHA1"
+cp "$T/old.crt" "$T/tv/keys/tls.crt"
+cp "$T/old.key" "$T/tv/keys/tls.key"
+$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/out" 2>"$T/err" &
+SP=$!
+for _ in $(seq 100); do grep -q dicom_port "$T/out" 2>/dev/null && break; sleep 0.1; done
+check "serve with an expired certificate: serves, with a warning" \
+	"grep -q dicom_port $T/out && grep -q 'the TLS certificate $T/tv/keys/tls.crt has expired' $T/err"
+kill "$SP" 2>/dev/null
+wait "$SP" 2>/dev/null
 exit 0
