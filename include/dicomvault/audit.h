@@ -48,7 +48,7 @@ bool audit_action_ok(const char *s);
 #define AUDIT_KEY_OPERATION     "key-operation"
 #define AUDIT_CONFIG_CHANGE     "config-change"
 #define AUDIT_BREAK_GLASS       "break-glass"
-#define AUDIT_INTEGRITY_FAILURE "integrity-failure"
+#define AUDIT_INTEGRITY_FAILURE "integrity-failure"  /* a stored object failed a tag or fixity check on read */
 #define AUDIT_VAULT_INIT        "vault-init"
 #define AUDIT_ERASE             "erase"
 #define AUDIT_REIDENTIFY        "re-identify"
@@ -56,6 +56,9 @@ bool audit_action_ok(const char *s);
 #define AUDIT_TOKEN_CREATE      "token-create"
 #define AUDIT_TOKEN_REVOKE      "token-revoke"
 #define AUDIT_TOKEN_REFUSED     "token-refused"   /* a known API token refused (revoked, expired, user disabled) */
+/* The reason of an integrity-failure record, also in the messages of the
+ * reads it stopped. */
+#define AUDIT_REASON_INTEGRITY "integrity check failed"
 
 enum audit_outcome {
 	AUDIT_SUCCESS = 0,

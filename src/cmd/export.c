@@ -230,11 +230,17 @@ out:
 		if (!quiet)
 			fprintf(stderr, "exported %s\n", dst);
 	} else {
+		if (rc == ERR_AUTH &&
+		    audit_append_once(e->v->dir, &(struct audit_rec){
+		            .action = AUDIT_INTEGRITY_FAILURE, .outcome = AUDIT_FAILURE, .reason = AUDIT_REASON_INTEGRITY,
+		            .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
+		            .objects = { .series_uid = it->series, .sop_uid = it->sop } }) != ERR_OK)
+			fputs("dicomvault export: cannot write the audit record\n", stderr);
 		if (rc != ERR_DENIED)
 			e->failed++;
 		if (rc != ERR_DENIED && e->first_fail[0] == 0)
 			snprintf(e->first_fail, sizeof e->first_fail, "%s: %s", it->sop,
-			         rc == ERR_AUTH ? "integrity check failed" : err_str(rc));
+			         rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc));
 		fprintf(stderr, "dicomvault export: instance %s: %s: %s\n", it->sop, rc == ERR_DENIED ? "refused" : "failed",
 		        why[0] ? why : err_str(rc));
 	}

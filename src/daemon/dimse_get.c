@@ -330,6 +330,20 @@ static void sub_failed(struct get_run *gr, const char *sop)
 	wbuf_put(&gr->failed_list, sop, n);
 }
 
+/* A stored object that failed its check while read for a sub-operation:
+ * an integrity-failure record of its own, naming it (the C-GET's or
+ * C-MOVE's record counts it among the failed). */
+static void integrity_audit(struct get_run *gr, const char *sop, enum err rc)
+{
+	struct audit_objects obj;
+
+	if (rc != ERR_AUTH)
+		return;
+	memset(&obj, 0, sizeof obj);
+	obj.sop_uid = sop;
+	(void)dimse_assoc_audit(gr->a, AUDIT_INTEGRITY_FAILURE, AUDIT_FAILURE, AUDIT_REASON_INTEGRITY, &obj);
+}
+
 static uint16_t next_msg_id(struct dimse_assoc *a)
 {
 	if (++a->next_msg_id == 0)
@@ -373,6 +387,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		rc = read_head(rt, &head, gr->buf, &off, ts);
 	if (rc != ERR_OK) {
 		log_error("C-GET of %s: instance %s cannot be read: %s", a->calling, sop, why[0] ? why : err_str(rc));
+		integrity_audit(gr, sop, rc);
 		sub_failed(gr, sop);
 		rc = ERR_OK;
 		goto out;
@@ -406,6 +421,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 			rc = retrieve_parse(rt, DCM_DEFAULT_BULK, &rs, &f, why, sizeof why);
 		if (rc != ERR_OK) {
 			log_error("C-GET of %s: instance %s cannot be read: %s", a->calling, sop, why[0] ? why : err_str(rc));
+			integrity_audit(gr, sop, rc);
 			sub_failed(gr, sop);
 			rc = ERR_OK;
 			goto out;
@@ -449,6 +465,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 			/* part of it may be sent: the association is aborted */
 			log_error("C-GET of %s: instance %s cannot be %s: %s", a->calling, sop,
 			          native ? "re-encoded" : "decompressed", why[0] ? why : err_str(rc));
+			integrity_audit(gr, sop, rc);
 			rc = ERR_AUTH;
 			goto out;
 		}
@@ -462,6 +479,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 				/* part of it is sent: the association is aborted */
 				log_error("C-GET of %s: instance %s failed its integrity check: %s", a->calling, sop,
 				          err_str(rc));
+				integrity_audit(gr, sop, rc);
 				rc = ERR_AUTH;
 				goto out;
 			}

@@ -54,7 +54,12 @@ enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char 
 	if (w->audit == NULL)
 		return ERR_OK;
 	memset(&rec, 0, sizeof rec);
-	rec.action = AUDIT_RETRIEVE;
+	/* a stored object that failed its check on this read: an event of
+	 * its own (the read it stopped failed), naming the object and who
+	 * was reading it */
+	rec.action = oc == AUDIT_FAILURE && reason != NULL && strcmp(reason, AUDIT_REASON_INTEGRITY) == 0
+	                 ? AUDIT_INTEGRITY_FAILURE
+	                 : AUDIT_RETRIEVE;
 	rec.outcome = oc;
 	rec.reason = reason;
 	rec.actor.user = w->user;
@@ -355,7 +360,7 @@ static void part_head(const struct dstream *ds, size_t i, struct wbuf *w)
 static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
 {
 	const struct wado_item *it = &ds->l.it[ds->i];
-	const char *reason = rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
+	const char *reason = rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc);
 
 	http_push_flush(ds->req);   /* the verified bytes before the failure go out */
 	log_error("retrieve %s (instance %zu of %zu of study %s) by %s: %s: %s: response aborted", it->sop, ds->i + 1,
@@ -639,7 +644,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			}
 		}
 		if (rc != ERR_OK) {
-			const char *reason = rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
+			const char *reason = rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc);
 			log_error("retrieve %s by %s: %s", ds->l.it[0].sop, r->sess.user, why[0] ? why : reason);
 			(void)wado_audit(&ds->who, AUDIT_FAILURE, reason, ds->l.patient, study,
 			                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);

@@ -122,7 +122,7 @@ static enum err next_piece(struct vstream *vs)
 		} else if (rc != ERR_DENIED && rc != ERR_LIMIT) {
 			log_error("de-identified retrieval of an instance of study %s by %s: %s", vs->l.study, vs->who.user,
 			          why[0] ? why : err_str(rc));
-			(void)wado_audit(&vs->who, AUDIT_FAILURE, rc == ERR_AUTH ? "integrity check failed" : err_str(rc),
+			(void)wado_audit(&vs->who, AUDIT_FAILURE, rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc),
 			                 vs->l.patient, vs->l.study, NULL, it->sop, 0);
 			if (body.p)
 				mem_wipe(body.p, body.len);

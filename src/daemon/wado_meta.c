@@ -56,7 +56,7 @@ enum err wado_inst_open(struct vault *v, const struct wado_item *it, uint32_t bu
 
 static const char *reason_of(enum err rc)
 {
-	return rc == ERR_AUTH ? "integrity check failed" : err_str(rc);
+	return rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc);
 }
 
 enum MHD_Result wado_fail_500(struct http_req *r, const struct wado_who *who, const struct wado_list *l, size_t i,
@@ -529,7 +529,7 @@ static ssize_t bstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 				if (rc != ERR_OK) {
 					const struct wado_item *it = &bs->l.it[0];
 					log_error("retrieve %s by %s: %s: response aborted", it->sop, bs->who.user,
-					          rc == ERR_AUTH ? "integrity check failed" : err_str(rc));
+					          rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc));
 					(void)wado_audit(&bs->who, AUDIT_FAILURE, reason_of(rc), bs->l.patient, bs->l.study,
 					                 bs->l.series[it->series].uid, it->sop, 0);
 					bs->failed = true;

@@ -449,6 +449,8 @@ if [ -f "$OBJP" ]; then
 	check "tampered object: no byte of the damaged chunk released" "! cmp -s $T/tampered.dcm $T/CT_small.dcm && [ \$(stat -c %s $T/tampered.dcm 2>/dev/null || echo 0) -lt 20000 ]"
 	req after_tamper "$U/healthz"
 	check "server keeps serving after an integrity failure" "[ \$(code after_tamper) = 200 ]"
+	check "tampered object: an integrity-failure record naming it (not a plain retrieve failure)" \
+		"grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' $T/v/audit/audit.log | grep -q '$CT_SOP' && ! grep '\"action\":\"retrieve\",\"outcome\":\"failure\"' $T/v/audit/audit.log | grep -q 'integrity'"
 	"$PY" -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(20000); b=f.read(1); f.seek(20000); f.write(bytes([b[0]^1])); f.close()' "$OBJP"
 else
 	no "tampering: object file of the CT found"
@@ -550,6 +552,8 @@ check "fixity: export of the study fails (exit 1), naming the fixity check" \
 check "fixity: nothing exported, no temporary file left in the export folder" "[ -z \"\$(find $T/fx_export -type f 2>/dev/null)\" ]"
 check "fixity: the export's audit record is a failure with 1 failed, naming the instance and the integrity check" \
 	"tail -n 1 $LOG | grep '\"action\":\"export\",\"outcome\":\"failure\"' | grep -q '0 written, 0 refused, 1 failed (first: $MR_SOP: integrity check failed)'"
+check "fixity: before it, an integrity-failure record naming the instance, the operator as actor" \
+	"tail -n 2 $LOG | head -n 1 | grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' | grep '\"role\":\"operator\"' | grep -q '$MR_SOP'"
 "$DV" audit verify --vault "$T/v" >"$T/verify2.out" 2>&1
 check "fixity: audit verify still passes" "[ \$? = 0 ]" "$T/verify2.out"
 # the right hash back: the same export succeeds (the failure was the hash's)

@@ -374,6 +374,28 @@ n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-GET')
 check "one retrieve audit record per C-GET with the peer as actor ($n)" \
 	"[ $n -eq 13 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'"
 check "server still running" "kill -0 $SRV"
+
+# ---- a damaged object: the sub-operation fails, integrity-failure audited ----
+TSOP=1.2.826.0.1.3680043.2.1143.19.3
+OBJ=$("$PY" -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select object_key from instances where uid=?", (sys.argv[2],)).fetchone()[0])' "$T/v/index.db" "$TSOP" 2>/dev/null)
+OBJP="$T/v/objects/${OBJ:0:2}/${OBJ:2:2}/$OBJ"
+flip() { "$PY" -c 'import os,sys; p=sys.argv[1]; o=os.path.getsize(p)//2; f=open(p,"r+b"); f.seek(o); b=f.read(1); f.seek(o); f.write(bytes([b[0]^1]))' "$OBJP"; }
+if [ -f "$OBJP" ]; then
+	flip
+	get_ dmg GETTER -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID=${S}1 -k SeriesInstanceUID=${S}1.2 \
+		-k SOPInstanceUID=$TSOP
+	check "a damaged object asked for by C-GET: not received" "[ -z \"\$(ls '$T/gdmg')\" ]" "$T/dmg.log"
+	check "its integrity failure audited: the peer as actor, the instance named" \
+		"grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' '$T/v/audit/audit.log' | grep '\"GETTER\"' | grep -q '$TSOP'"
+	check "server still running after it" "kill -0 $SRV"
+	flip
+	get_ undmg GETTER -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID=${S}1 -k SeriesInstanceUID=${S}1.2 \
+		-k SOPInstanceUID=$TSOP
+	same undmg "$D/003.dcm" >"$T/undmg.cmp" 2>&1
+	check "the byte flipped back: that instance again, equal" "[ $? -eq 0 ]" "$T/undmg.cmp" "$T/undmg.log"
+else
+	no "the object of $TSOP found under objects/"
+fi
 stop_pid "$TUN"
 TUN=
 kill -TERM "$SRV"

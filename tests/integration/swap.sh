@@ -152,14 +152,14 @@ wait "$SRV" 2>/dev/null
 SRV=
 LOG="$T/v/audit/audit.log"
 # fails_of SOP: the patients (keyed hashes) of the records of failed
-# retrievals of SOP for an integrity check
+# retrievals of SOP for an integrity check (integrity-failure records)
 fails_of() {
 	"$PY" - "$LOG" "$1" <<'EOF'
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
     o = r.get("objects", {})
-    if r.get("action") == "retrieve" and r.get("outcome") == "failure" and \
+    if r.get("action") == "integrity-failure" and r.get("outcome") == "failure" and \
        r.get("reason") == "integrity check failed" and o.get("sop") == sys.argv[2]:
         print(o.get("patient"))
 EOF

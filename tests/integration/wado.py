@@ -976,8 +976,9 @@ def main():
           (r.status, r.complete, len(r.body)))
     time.sleep(0.3)
     recs = audit_lines()[n_audit:]
-    check("large answer, 6th object damaged: audited as a failed retrieve naming it",
-          any(x.get("action") == "retrieve" and x.get("outcome") == "failure" and rec_has(x, vsop6) for x in recs),
+    check("large answer, 6th object damaged: audited as an integrity failure naming it",
+          any(x.get("action") == "integrity-failure" and x.get("outcome") == "failure" and rec_has(x, vsop6)
+              for x in recs),
           recs[-2:])
     with open(obj6, "r+b") as f:
         f.seek(at6)
@@ -1012,8 +1013,9 @@ def main():
           open(victim, "rb").read() not in r.body, len(r.body))
     time.sleep(0.3)
     recs = audit_lines()[n_audit:]
-    check("tampered instance: audited as a failed retrieve naming it",
-          any(x.get("action") == "retrieve" and x.get("outcome") == "failure" and rec_has(x, vsop) for x in recs),
+    check("tampered instance: audited as an integrity failure naming it",
+          any(x.get("action") == "integrity-failure" and x.get("outcome") == "failure" and rec_has(x, vsop)
+              for x in recs),
           recs[-2:])
     r = get(f"/dicom-web/studies/{study}/series/{se_a}")
     check("the other series of the study is still served", r.status == 200 and r.complete and len(parts_of(r)) == 3)
@@ -1079,8 +1081,8 @@ def main():
     time.sleep(0.3)
     recs = audit_lines()[n_audit:]
     check("header chunk damaged: both failures audited as integrity failures",
-          sum(1 for x in recs if x.get("outcome") == "failure" and rec_has(x, "integrity") and
-              rec_has(x, uids(v2)[2])) == 2, recs)
+          sum(1 for x in recs if x.get("action") == "integrity-failure" and x.get("outcome") == "failure" and
+              rec_has(x, "integrity") and rec_has(x, uids(v2)[2])) == 2, recs)
     with open(obj2, "wb") as f:
         f.write(whole2)
 
