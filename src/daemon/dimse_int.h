@@ -132,6 +132,10 @@ void dimse_assoc_close(struct dimse_assoc *a);
 /* The acceptor policy for a peer: only the services its rights allow
  * (syn: room for the table pol points to, which must outlive its use). */
 void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_SYN], struct ul_policy *pol);
+/* The rights (PEER_RIGHT_*) of which any one lets a peer use the
+ * abstract syntax (a storage SOP class: store or get); 0 for one we do
+ * not offer to anyone. */
+unsigned dimse_svc_right_of(const char *abstract);
 /* Whether uid is a storage SOP class of sop_classes.tsv. */
 bool dimse_svc_is_storage(const char *uid);
 /* A whole command set on pcid. ERR_OK: handled (answered, or a data set

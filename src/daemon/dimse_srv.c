@@ -612,6 +612,14 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 	return true;
 }
 
+/* " echo store ..." for PEER_RIGHT_* bits. */
+static void rights_words(unsigned r, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s%s%s%s%s", r & PEER_RIGHT_ECHO ? " echo" : "", r & PEER_RIGHT_STORE ? " store" : "",
+	         r & PEER_RIGHT_FIND ? " find" : "", r & PEER_RIGHT_MOVE ? " move" : "",
+	         r & PEER_RIGHT_GET ? " get" : "");
+}
+
 /* Answers the A-ASSOCIATE-RQ in a->u.rq: accept or reject, audited. */
 static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 {
@@ -620,8 +628,8 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 	struct ul_syntax syn[DIMSE_SVC_MAX_SYN];
 	struct pdu_assoc *trial = NULL;
 	const char *why = NULL;
-	char reason[160];
-	unsigned i, naccepted = 0;
+	char reason[200], has[40], wants[40];
+	unsigned i, naccepted = 0, wanted = 0;
 	enum err rc;
 
 	snprintf(a->calling, sizeof a->calling, "%s", a->u.rq->calling);
@@ -655,11 +663,16 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 	free(trial);
 	if (rc != ERR_OK)
 		return rc;
+	/* the services proposed that the peer's rights do not allow */
+	for (i = 0; i < a->u.rq->npc; i++) {
+		unsigned r = dimse_svc_right_of(a->u.rq->pc[i].abstract);
+		if ((r & pe->rights) == 0)   /* a storage SOP class: store (or get) */
+			wanted |= r == (PEER_RIGHT_STORE | PEER_RIGHT_GET) ? PEER_RIGHT_STORE : r;
+	}
+	rights_words(pe->rights, has, sizeof has);
+	rights_words(wanted, wants, sizeof wants);
 	if (naccepted == 0) {
-		snprintf(reason, sizeof reason, "no right for any proposed service (rights of %s:%s%s%s%s%s)", pe->ae,
-		         pe->rights & PEER_RIGHT_ECHO ? " echo" : "", pe->rights & PEER_RIGHT_STORE ? " store" : "",
-		         pe->rights & PEER_RIGHT_FIND ? " find" : "", pe->rights & PEER_RIGHT_MOVE ? " move" : "",
-		         pe->rights & PEER_RIGHT_GET ? " get" : "");
+		snprintf(reason, sizeof reason, "no right for any proposed service (rights of %s:%s)", pe->ae, has);
 		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
 		log_warn("association of %s from %s refused: no right for any proposed service", pe->ae, a->addr);
 		return ul_reject(&a->u, 1, 1, 1);
@@ -674,6 +687,14 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_SUCCESS, reason, NULL);
 		log_info("association of %s from %s accepted%s%s", pe->ae, a->addr, a->as_user ? " for user " : "",
 		         a->as_user ? a->user.user : "");
+		if (wanted != 0) {
+			/* accepted for what it may do; what it asked for beyond its
+			 * rights is a refusal of its own, for an auditor to find */
+			snprintf(reason, sizeof reason, "presentation contexts refused for want of a right:%s (rights of %s:%s)",
+			         wants, pe->ae, has);
+			dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
+			log_warn("association of %s from %s: services refused for want of a right:%s", pe->ae, a->addr, wants);
+		}
 	}
 	return rc;
 }

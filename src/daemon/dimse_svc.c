@@ -87,6 +87,21 @@ static bool accept_storage(void *ctx, const char *abstract)
 	return is_storage(abstract);
 }
 
+unsigned dimse_svc_right_of(const char *abstract)
+{
+	if (strcmp(abstract, UID_VERIFICATION) == 0)
+		return PEER_RIGHT_ECHO;
+	if (strcmp(abstract, DIMSE_FIND_PATIENT_ROOT) == 0 || strcmp(abstract, DIMSE_FIND_STUDY_ROOT) == 0)
+		return PEER_RIGHT_FIND;
+	if (strcmp(abstract, DIMSE_GET_PATIENT_ROOT) == 0 || strcmp(abstract, DIMSE_GET_STUDY_ROOT) == 0)
+		return PEER_RIGHT_GET;
+	if (strcmp(abstract, DIMSE_MOVE_PATIENT_ROOT) == 0 || strcmp(abstract, DIMSE_MOVE_STUDY_ROOT) == 0)
+		return PEER_RIGHT_MOVE;
+	if (is_storage(abstract))
+		return PEER_RIGHT_STORE | PEER_RIGHT_GET;
+	return 0;
+}
+
 /* The services of the peer's rights. Storage SOP classes are accepted for
  * the store right (the peer as SCU) and for the get right (the peer as
  * SCP of the C-GET sub-operations: the SCP role it proposes with SCP/SCU

@@ -159,6 +159,31 @@ audit_rec() {
 audit_rec dicom-association denied FINDONLY "no right for any proposed service (rights of FINDONLY: find)"
 check "that refusal audited: denied, 'no right for any proposed service (rights of FINDONLY: find)'" "[ $? -eq 0 ]" \
 	"$T/v/audit/audit.log"
+# a peer proposing services beyond its rights beside one it has: the
+# association is accepted for that one, and the rest is a refusal of its
+# own in the audit trail (denied, naming the rights it lacked)
+"$PY" - "$ROOT" "$DP" "$T" <<'PYEOF' >"$T/mixed" 2>&1
+import sys
+sys.path.insert(0, sys.argv[1] + "/tests/integration/lib")
+import dul
+port, d = int(sys.argv[2]), sys.argv[3]
+s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
+CT = "1.2.840.10008.5.1.4.1.1.2"
+s.sendall(dul.assoc_rq("CTDEPT", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT]),
+                                                (3, dul.FIND_STUDY, [dul.IMPLICIT]),
+                                                (5, CT, [dul.IMPLICIT])]))
+t, body = dul.read_pdu(s)
+print("type", t)
+s.sendall(dul.RELEASE_RQ)
+t, _ = dul.read_pdu(s)
+print("released" if t == 6 else t)
+PYEOF
+check "a store-only peer proposing echo, find and CT storage: accepted (for storage)" \
+	"grep -qx 'type 2' '$T/mixed' && grep -qx released '$T/mixed'" "$T/mixed"
+audit_rec dicom-association denied CTDEPT "presentation contexts refused for want of a right: echo find (rights of CTDEPT: store)"
+check "the services beyond its rights audited: denied, naming echo and find" "[ $? -eq 0 ]" "$T/v/audit/audit.log"
+audit_rec dicom-association success CTDEPT "1 of 3 presentation contexts accepted"
+check "and the association itself: success, 1 of 3 contexts" "[ $? -eq 0 ]" "$T/v/audit/audit.log"
 RTSOP=$("$PY" -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1], stop_before_pixels=True).SOPInstanceUID)' \
 	"$TF/rtplan.dcm")
 store GETONLY -v "$TF/rtplan.dcm" >"$T/s9" 2>&1
