@@ -46,6 +46,11 @@ struct qry_opts {
 	int64_t limit;                 /* results at most; 0: no limit */
 	int64_t offset;                /* matches skipped first */
 	const char *collection;        /* only this collection; NULL: all (copied) */
+	/* Return keys (identifier or include) that the vault does not keep at
+	 * the query's level: false, returned empty (C-FIND, PS3.4 C.2.2.1.2);
+	 * true, left out and listed by qry_omitted (QIDO-RS: an empty value
+	 * would read as "the object has none"). */
+	bool omit_unkept;
 	/* Access (docs/ACCESS.md): rows this returns false for are left out
 	 * before they are decrypted, matched or counted (so limit and offset
 	 * count only what the caller may see). collection and study_uid are
@@ -65,6 +70,8 @@ void qry_free(struct qry *q);
 
 /* Tags of match keys that are not matched (see above). */
 size_t qry_ignored(const struct qry *q, const uint32_t **tags);
+/* With omit_unkept: the return keys left out, each once. */
+size_t qry_omitted(const struct qry *q, const uint32_t **tags);
 
 /* One result. f->ds holds the return keys (Specific Character Set ISO_IR
  * 192); the callback may add to it (e.g. a RetrieveURL). */

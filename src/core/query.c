@@ -128,6 +128,8 @@ struct qry {
 	size_t nret;
 	uint32_t ignored[QRY_MAX_KEYS];
 	size_t nignored;
+	uint32_t omitted[QRY_MAX_KEYS + QRY_MAX_INCLUDE];   /* o.omit_unkept: return keys left out */
+	size_t nomitted;
 	unsigned sealed;        /* QRY_LEVEL_BIT of levels whose sealed attributes are needed */
 	struct idx_query iq;    /* the index filter; hashes are made by qry_run */
 	const struct mval *pid, *acc;
@@ -671,6 +673,23 @@ static bool has_ret(const struct qry *q, uint32_t tag)
 	return false;
 }
 
+/* With o.omit_unkept, whether a return key is left out (and listed): an
+ * attribute not kept at the query's level would only ever be empty. The
+ * RetrieveURL is the caller's to add. */
+static bool omit(struct qry *q, uint32_t tag)
+{
+	size_t i;
+
+	if (!q->o.omit_unkept || tag == 0x00081190 || attr_matchable(attr_find(tag), q->o.level))
+		return false;
+	for (i = 0; i < q->nomitted; i++)
+		if (q->omitted[i] == tag)
+			return true;
+	if (q->nomitted < sizeof q->omitted / sizeof q->omitted[0])
+		q->omitted[q->nomitted++] = tag;
+	return true;
+}
+
 static void add_ret(struct qry *q, uint32_t tag)
 {
 	const struct qattr *a = attr_find(tag);
@@ -731,7 +750,8 @@ enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry *
 				q->ignored[q->nignored++] = e->tag;
 			continue;
 		}
-		add_ret(q, e->tag);
+		if (!omit(q, e->tag))
+			add_ret(q, e->tag);
 		rc = parse_key(q, id, e, a ? a->vr : d->vr, 0, k, why, whylen);
 		if (rc == ERR_UNSUPPORTED) {
 			rc = ERR_OK;
@@ -770,7 +790,8 @@ enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry *
 	if (o->level == QRY_PATIENT)
 		add_ret(q, 0x00100020);
 	for (i = 0; i < o->n_include; i++)
-		add_ret(q, o->include[i]);
+		if (!omit(q, o->include[i]))
+			add_ret(q, o->include[i]);
 	if (o->include_all)
 		for (l = 0; l <= (unsigned)o->level; l++)
 			q->sealed |= QRY_LEVEL_BIT(l);
@@ -797,6 +818,12 @@ size_t qry_ignored(const struct qry *q, const uint32_t **tags)
 {
 	*tags = q->ignored;
 	return q->nignored;
+}
+
+size_t qry_omitted(const struct qry *q, const uint32_t **tags)
+{
+	*tags = q->omitted;
+	return q->nomitted;
 }
 
 /* ---- matching ---- */

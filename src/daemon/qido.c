@@ -84,6 +84,20 @@ static void warn_ignored(char *w, size_t cap, const struct args *as, const struc
 	warn_add(w, cap, text);
 }
 
+/* A warning listing tags as 8 hex digits after lead; none: nothing. */
+static void warn_tags(char *w, size_t cap, const char *lead, const uint32_t *tags, size_t n)
+{
+	char text[700];
+	size_t i;
+
+	if (n == 0)
+		return;
+	snprintf(text, sizeof text, "%s", lead);
+	for (i = 0; i < n && strlen(text) + 10 < sizeof text; i++)
+		snprintf(text + strlen(text), sizeof text - strlen(text), "%s%08X", i ? "," : " ", (unsigned)tags[i]);
+	warn_add(w, cap, text);
+}
+
 struct out {
 	struct http_req *r;
 	enum qry_level level;
@@ -314,7 +328,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	struct audit_rec rec;
 	struct out o;
 	const uint32_t *ign;
-	size_t nign, i;
+	size_t nign;
 	char why[256] = "", study[UID_MAX + 1] = "", series[UID_MAX + 1] = "", warn[2048] = "";
 	const char *name = "qido-rs", *extra[3] = { NULL, NULL, NULL };
 	bool clamped = false;
@@ -395,6 +409,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	qo.include = p.include;
 	qo.n_include = p.n_include;
 	qo.include_all = p.include_all;
+	qo.omit_unkept = true;
 	qo.allow = o.dv != NULL ? visible_deid : visible;
 	qo.allow_ctx = r;
 	rc = qry_new(&qo, &p.id->ds, &q, why, sizeof why);
@@ -442,13 +457,14 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	if (p.n_ignored > 0)
 		warn_ignored(warn, sizeof warn, as, &p);
 	nign = qry_ignored(q, &ign);
-	if (nign > 0) {
-		char list[600] = "";
-		for (i = 0; i < nign && strlen(list) + 10 < sizeof list; i++)
-			snprintf(list + strlen(list), sizeof list - strlen(list), "%s%08X", i ? "," : "", (unsigned)ign[i]);
-		char text[sizeof list + 40];
-		snprintf(text, sizeof text, "Not supported for matching, ignored: %s", list);
-		warn_add(warn, sizeof warn, text);
+	warn_tags(warn, sizeof warn, "Not supported for matching, ignored:", ign, nign);
+	nign = qry_omitted(q, &ign);
+	{
+		static const char *const levels[] = { "patient", "study", "series", "instance" };
+		char lead[80];
+		snprintf(lead, sizeof lead, "Not kept by this server at the %s level, left out of the results:",
+		         levels[qo.level]);
+		warn_tags(warn, sizeof warn, lead, ign, nign);
 	}
 	if (warn[0]) {
 		extra[0] = "Warning";

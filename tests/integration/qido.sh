@@ -286,6 +286,14 @@ req q0 -H "$AUTH" -H 'Accept: application/dicom+json;q=0' "$U/dicom-web/studies?
 check "Accept application/dicom+json;q=0 (not acceptable): 406" "problem q0 406"
 q ign "studies?PatientID=QIDO-PID-002&Modality=CT"
 check "a key the level cannot match is ignored, with a Warning" "ok200 ign && js ign 'N == 1' && hdr ign Warning | grep -q 00080060"
+check "and it is left out of the results (not returned empty), the Warning says so" \
+	"js ign '\"00080060\" not in d[0]' && hdr ign Warning | grep -q 'Not kept by this server at the study level, left out of the results: 00080060'"
+q incnk "studies?PatientID=QIDO-PID-002&includefield=PatientAge,InstitutionName,StudyDescription"
+check "includefield of attributes not kept at the study level: left out, named in a Warning; a kept one returned" \
+	"ok200 incnk && js incnk 'N == 1 and \"00101010\" not in d[0] and \"00080080\" not in d[0] and \"00081030\" in d[0]' && hdr incnk Warning | grep -q 'left out of the results: 00101010,00080080'"
+q incse "studies/$R.1.2/series?includefield=StudyDescription,PatientAge"
+check "includefield at the series level: a study attribute returned, PatientAge left out" \
+	"ok200 incse && js incse 'N >= 1 and \"00081030\" in d[0] and \"00101010\" not in d[0]' && hdr incse Warning | grep -q 'at the series level, left out of the results: 00101010'"
 req acc406 -H "$AUTH" -H 'Accept: image/png' "$U/dicom-web/studies"
 check "Accept image/png: 406" "problem acc406 406"
 req accjson -H "$AUTH" -H 'Accept: application/json' "$U/dicom-web/studies?PatientID=QIDO-PID-002"
