@@ -76,7 +76,7 @@ WUR enum err kdf_hmac_sha256(const struct secret *key, const void *m, size_t n,
 /* ---- chunked streaming AEAD for objects at rest (aead.c) ---- */
 
 enum aead_alg {
-	AEAD_ALG_AUTO = 0,              /* AES-256-GCM when the CPU has it, else XChaCha20-Poly1305 */
+	AEAD_ALG_AUTO = 0,              /* AES-256-GCM (XChaCha20-Poly1305: opened, sealed only when asked) */
 	AEAD_ALG_AES256GCM = 1,
 	AEAD_ALG_XCHACHA20POLY1305 = 2
 };
@@ -84,6 +84,11 @@ enum aead_alg {
 #define AEAD_HEADER_LEN 44u   /* "DVOB" u16 version, u8 alg, u8 flags, u32 chunk, salt[32] */
 #define AEAD_TAG_LEN    16u
 #define AEAD_KEY_LEN    32u   /* data keys */
+
+/* Whether this CPU runs AES-256-GCM in hardware (AES-NI and PCLMUL, or
+ * the ARMv8 AES and PMULL instructions): constant-time and fast; without,
+ * software tables. */
+bool aead_gcm_hw(void);
 
 struct aead_opts {
 	uint32_t chunk;          /* plaintext bytes per chunk; 0: CRYPTO_AEAD_CHUNK_DEFAULT */

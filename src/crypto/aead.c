@@ -15,6 +15,10 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <sodium.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 #include "dicomvault/crypto.h"
 #include "dicomvault/limits.h"
 
@@ -53,14 +57,29 @@ static void cipher_fini(struct cipher *c)
 	c->k = NULL;
 }
 
-/* AES-256-GCM only with the CPU's AES and carry-less multiply (libsodium's
- * check): without them GnuTLS would fall back to table-based AES, which is
- * not constant-time; objects are then sealed with XChaCha20-Poly1305. */
+/* AES-256-GCM (SPEC section 6) on every CPU, through GnuTLS: with AES-NI
+ * and PCLMUL (x86-64) or the ARMv8 crypto extensions its code is fast and
+ * constant-time; without them nettle's table-based code runs, slower and
+ * not constant-time (aead_gcm_hw says which; serve warns). Until session
+ * 19 such a CPU sealed with XChaCha20-Poly1305 and refused to open GCM
+ * objects; with libsodium 1.0.18's check, which knows x86 only, that was
+ * every ARM64 host too, so a vault moved to one could not be read.
+ * XChaCha20-Poly1305 objects (sealed so before) are still opened. */
 static bool alg_available(enum aead_alg alg)
 {
-	if (alg == AEAD_ALG_AES256GCM)
-		return crypto_aead_aes256gcm_is_available() != 0;
-	return alg == AEAD_ALG_XCHACHA20POLY1305;
+	return alg == AEAD_ALG_AES256GCM || alg == AEAD_ALG_XCHACHA20POLY1305;
+}
+
+bool aead_gcm_hw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	return crypto_aead_aes256gcm_is_available() != 0;
+#elif defined(__aarch64__) && defined(__linux__)
+	unsigned long hw = getauxval(AT_HWCAP);
+	return (hw & HWCAP_AES) != 0 && (hw & HWCAP_PMULL) != 0;
+#else
+	return false;
+#endif
 }
 
 static enum err cipher_init(struct cipher *c, enum aead_alg alg, const struct secret *data_key,
@@ -262,7 +281,7 @@ enum err aead_enc_open_opts(struct aead_enc **e, const struct secret *data_key,
 		goto out;
 	rc = ERR_INTERNAL;
 	if (alg == AEAD_ALG_AUTO)
-		alg = alg_available(AEAD_ALG_AES256GCM) ? AEAD_ALG_AES256GCM : AEAD_ALG_XCHACHA20POLY1305;
+		alg = AEAD_ALG_AES256GCM;
 	else if (alg != AEAD_ALG_AES256GCM && alg != AEAD_ALG_XCHACHA20POLY1305)
 		goto out;
 	rc = ERR_NOMEM;

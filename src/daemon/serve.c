@@ -115,6 +115,9 @@ int serve_run(const struct serve_opts *o)
 		else if (exp != (time_t)-1 && exp - now < 30 * 86400)
 			log_warn("the TLS certificate %s expires in %lld days", cert_path, (long long)((exp - now) / 86400));
 	}
+	if (!aead_gcm_hw())
+		log_warn("this CPU has no AES instructions: objects are sealed with AES-256-GCM in software, "
+		         "slower and not constant-time (docs/internals/crypto.md)");
 	if (audit_open(v->dir, &au) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot open the audit trail %s/%s (run 'dicomvault audit verify')\n",
 		        v->dir, AUDIT_LOG_PATH);

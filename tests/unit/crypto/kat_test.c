@@ -381,10 +381,7 @@ static void golden_open(const uint8_t *ct, size_t n)
 
 TEST(golden_dvob_aes256gcm)
 {
-	if (!crypto_aead_aes256gcm_is_available()) {
-		printf("# AES-256-GCM not available on this CPU; skipped\n");
-		return;
-	}
+	/* opened on every CPU (with or without AES instructions) */
 	golden_open(dvob_gcm, sizeof dvob_gcm);
 }
 
