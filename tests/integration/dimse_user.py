@@ -399,7 +399,12 @@ def main():
     check("audit: the type 1 association's query names the peer, and the name it gave as not verified",
           len(claimed) == 1, [x["actor"] for x in of("query")])
     den = [x.get("reason", "") for x in of("dicom-association", "denied")]
-    check("audit: the refused associations (9)", len(den) == 9 and sum("plain TCP" in d for d in den) == 1 and
+    # (9 refused associations, and STRICT's accepted one proposing a
+    # storage context it has no right for: that refusal is its own record)
+    check("audit: the refused associations (9) and the refused storage context of STRICT (1)",
+          len(den) == 10 and sum("plain TCP" in d for d in den) == 1 and
+          sum(d == "presentation contexts refused for want of a right: store (rights of STRICT: echo find)"
+              for d in den) == 1 and
           sum("API token refused" in d for d in den) == 2 and sum("not the named user" in d for d in den) == 1 and
           sum("requires one" in d for d in den) == 1 and sum("type not supported" in d for d in den) == 1 and
           sum("user name alone proves nothing" in d for d in den) == 1 and
