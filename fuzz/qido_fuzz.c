@@ -110,13 +110,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		o.include_all = p.include_all;
 		o.limit = p.limit;
 		o.offset = p.offset;
+		o.omit_unkept = true;   /* as qido.c asks */
 		rc = qry_new(&o, &p.id->ds, &q, why, sizeof why);
 		if (rc != ERR_OK)
 			check_why(rc, why);
 		else {
 			const uint32_t *t;
+			size_t no, j, k;
 			if (qry_ignored(q, &t) > QRY_MAX_KEYS)
 				die("too many ignored keys");
+			no = qry_omitted(q, &t);
+			if (no > QRY_MAX_KEYS + QRY_MAX_INCLUDE)
+				die("too many omitted keys");
+			for (j = 0; j < no; j++) {
+				if (t[j] == 0x00081190)
+					die("the RetrieveURL (the caller's to add) was omitted");
+				for (k = 0; k < j; k++)
+					if (t[k] == t[j])
+						die("a key omitted twice");
+			}
 		}
 		qry_free(q);
 		qido_params_fini(&p);
