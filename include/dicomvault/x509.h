@@ -19,7 +19,8 @@ WUR enum err x509_fingerprint(const uint8_t *pem, size_t n, char out[96]);
 /* Whether a PEM certificate (the first of a chain) and PEM private key
  * can serve TLS: the key parses (PKCS#1, PKCS#8 or SEC1, unencrypted),
  * is the certificate's, gives 112 bits of security or more (RSA 2048,
- * ECDSA P-256, Ed25519; no DSA), and the certificate's signature is one
+ * ECDSA P-256, Ed25519; no DSA; no curve under 256 bits, which TLS 1.3
+ * cannot sign with), and the certificate's signature is one
  * GnuTLS holds secure for certificates (no MD5 or SHA-1). ERR_PARSE or
  * ERR_DENIED with why saying which; *expires: the certificate's notAfter
  * ((time_t)-1 if unknown), for the caller to judge. */

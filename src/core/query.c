@@ -675,12 +675,14 @@ static bool has_ret(const struct qry *q, uint32_t tag)
 
 /* With o.omit_unkept, whether a return key is left out (and listed): an
  * attribute not kept at the query's level would only ever be empty. The
- * RetrieveURL is the caller's to add. */
+ * RetrieveURL is the caller's to add; the Specific Character Set is in
+ * every result. */
 static bool omit(struct qry *q, uint32_t tag)
 {
 	size_t i;
 
-	if (!q->o.omit_unkept || tag == 0x00081190 || attr_matchable(attr_find(tag), q->o.level))
+	if (!q->o.omit_unkept || tag == 0x00081190 || tag == TAG_SPECIFIC_CHARSET ||
+	    attr_matchable(attr_find(tag), q->o.level))
 		return false;
 	for (i = 0; i < q->nomitted; i++)
 		if (q->omitted[i] == tag)

@@ -193,7 +193,7 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 			return ERR_NOMEM;
 		{
 			/* refused here rather than by every later serve */
-			char d[200];
+			char d[200] = "";
 			time_t exp = 0;
 			rc = x509_check_pair(cert->p, cert->len, key->p, key->len, &exp, d, sizeof d);
 			if (rc == ERR_OK && exp != (time_t)-1 && exp <= time(NULL))

@@ -104,8 +104,11 @@ enum err x509_check_pair(const uint8_t *cert, size_t certlen, const uint8_t *key
 	unsigned bits = 0;
 	char words[96];
 	int alg, sig;
-	enum err rc = ERR_NOMEM;
+	enum err rc;
 
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
+	rc = err_why(why, whylen, ERR_NOMEM, "out of memory");
 	if (certlen > X509_PEM_MAX || keylen > X509_PEM_MAX)
 		return err_why(why, whylen, ERR_LIMIT, "the TLS certificate or key is over %u bytes", X509_PEM_MAX);
 	cd.data = (unsigned char *)(uintptr_t)cert;
@@ -130,7 +133,10 @@ enum err x509_check_pair(const uint8_t *cert, size_t certlen, const uint8_t *key
 	 * curve of 256 (NIST SP 800-57; what browsers and DCMTK accept) */
 	alg = gnutls_x509_privkey_get_pk_algorithm2(pk, &bits);
 	key_words((gnutls_pk_algorithm_t)(alg < 0 ? GNUTLS_PK_UNKNOWN : alg), bits, words, sizeof words);
-	if (alg == GNUTLS_PK_DSA || gnutls_x509_privkey_sec_param(pk) < GNUTLS_SEC_PARAM_MEDIUM) {
+	/* and a curve TLS 1.3 can sign with (RFC 8446 4.2.3: P-256, P-384,
+	 * P-521; P-224 would pass the 112 bits, and no handshake) */
+	if (alg == GNUTLS_PK_DSA || gnutls_x509_privkey_sec_param(pk) < GNUTLS_SEC_PARAM_MEDIUM ||
+	    (alg == GNUTLS_PK_ECDSA && bits < 256)) {
 		rc = err_why(why, whylen, ERR_DENIED,
 		             "the TLS key is too weak (%s): use RSA of 2048 bits or more, or ECDSA P-256 or stronger",
 		             words);
@@ -144,6 +150,8 @@ enum err x509_check_pair(const uint8_t *cert, size_t certlen, const uint8_t *key
 		goto out;
 	}
 	*expires = gnutls_x509_crt_get_expiration_time(crt);
+	if (why != NULL && whylen > 0)
+		why[0] = 0;
 	rc = ERR_OK;
 out:
 	if (crt != NULL)

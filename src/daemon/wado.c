@@ -54,12 +54,7 @@ enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char 
 	if (w->audit == NULL)
 		return ERR_OK;
 	memset(&rec, 0, sizeof rec);
-	/* a stored object that failed its check on this read: an event of
-	 * its own (the read it stopped failed), naming the object and who
-	 * was reading it */
-	rec.action = oc == AUDIT_FAILURE && reason != NULL && strcmp(reason, AUDIT_REASON_INTEGRITY) == 0
-	                 ? AUDIT_INTEGRITY_FAILURE
-	                 : AUDIT_RETRIEVE;
+	rec.action = AUDIT_RETRIEVE;
 	rec.outcome = oc;
 	rec.reason = reason;
 	rec.actor.user = w->user;
@@ -78,6 +73,14 @@ enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char 
 		rec.objects.instances = n;
 	}
 	rc = audit_append(w->audit, &rec);
+	/* a stored object that failed its check on this read: besides the
+	 * read's failure, an event of its own, naming the object and who
+	 * was reading it */
+	if (rc == ERR_OK && oc == AUDIT_FAILURE && reason != NULL && strcmp(reason, AUDIT_REASON_INTEGRITY) == 0) {
+		rec.action = AUDIT_INTEGRITY_FAILURE;
+		rec.objects.counted = false;
+		rc = audit_append(w->audit, &rec);
+	}
 	if (rc != ERR_OK)
 		log_error("retrieve by %s: cannot write the audit record: %s", w->user, err_str(rc));
 	return rc;

@@ -187,8 +187,11 @@ static enum MHD_Result metadata(struct http_req *r, struct vstream *vs)
 			rc = ERR_OK;
 			continue;
 		}
-		if (rc != ERR_OK)
+		if (rc != ERR_OK) {
+			(void)wado_audit(&vs->who, AUDIT_FAILURE, rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc),
+			                 vs->l.patient, vs->l.study, NULL, vs->l.it[i].sop, 0);
 			break;
+		}
 		/* no bulk data in a view's metadata */
 		dcm_ds_remove(&f->ds, 0x7FE00010);
 		dcm_ds_remove(&f->ds, 0x7FE00008);
@@ -204,7 +207,8 @@ static enum MHD_Result metadata(struct http_req *r, struct vstream *vs)
 		rc = wbuf_err(&w);
 	if (rc != ERR_OK) {
 		log_error("de-identified metadata of study %s by %s: %s", vs->l.study, vs->who.user, err_str(rc));
-		q = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
+		q = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+		                 rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
 	} else {
 		q = http_send(r, MHD_HTTP_OK, "application/dicom+json", w.p, w.len, 0, NULL);
 	}

@@ -57,8 +57,8 @@ struct wado_who {
 };
 
 void wado_who_init(struct http_req *r, struct wado_who *w);
-/* One retrieve record (n > 0: the number of instances, as counts); an
- * integrity-failure record when the reason is AUDIT_REASON_INTEGRITY. */
+/* One retrieve record (n > 0: the number of instances, as counts); with
+ * the reason AUDIT_REASON_INTEGRITY, an integrity-failure record after it. */
 enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char *reason, const uint8_t *patient,
                     const char *study, const char *series, const char *sop, uint64_t n);
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -258,6 +259,40 @@ try:
         st, _ = as_user(v, tok, "GET", f"/dicom-web/studies/{inside.StudyInstanceUID}/metadata",
                         headers={"Accept": "application/dicom+json"})
         check(f"deid view {role}: the original UID still refused (403)", st == 403, st)
+        if role == "researcher":
+            # a damaged object under the view's metadata: 500, and both the
+            # retrieve failure and the integrity failure are audited
+            db = sqlite3.connect(os.path.join(v.dir, "index.db"))
+            keys = [r[0] for r in db.execute("select i.object_key from instances i join series s on s.id = "
+                                             "i.series_id join studies t on t.id = s.study_id where t.uid = ?",
+                                             (inside.StudyInstanceUID,))]
+            db.close()
+            obj = os.path.join(v.dir, "objects", keys[0][:2], keys[0][2:4], keys[0]) if keys else ""
+            if obj and os.path.exists(obj):
+                with open(obj, "r+b") as f:
+                    f.seek(100)
+                    b = f.read(1)
+                    f.seek(100)
+                    f.write(bytes([b[0] ^ 1]))
+                before = cli("audit", "export", "--vault", v.dir).stdout.splitlines()
+                st, data = as_user(v, tok, "GET", f"/dicom-web/studies/{pst}/metadata",
+                                   headers={"Accept": "application/dicom+json"})
+                time.sleep(0.3)
+                new_recs = cli("audit", "export", "--vault", v.dir).stdout.splitlines()[len(before):]
+                with open(obj, "r+b") as f:
+                    f.seek(100)
+                    f.write(b)
+                check("deid view: a damaged object's metadata is 500, naming the integrity check",
+                      st == 500 and b"integrity" in data, (st, data[:200]))
+                check("deid view: audited as a failed retrieve and as an integrity failure",
+                      any('"action":"retrieve","outcome":"failure"' in x and "integrity check failed" in x
+                          for x in new_recs) and
+                      any('"action":"integrity-failure","outcome":"failure"' in x for x in new_recs), new_recs)
+                st, _ = as_user(v, tok, "GET", f"/dicom-web/studies/{pst}/metadata",
+                                headers={"Accept": "application/dicom+json"})
+                check("deid view: the byte restored, the metadata is served again", st == 200, st)
+            else:
+                check("deid view: the object of the study found", False, keys)
         st, data = as_user(v, tok, "GET", f"/dicom-web/studies?PatientName=Matrix*",
                            headers={"Accept": "application/dicom+json"})
         check(f"deid view {role}: matching on a name is refused (400)", st == 400, st)

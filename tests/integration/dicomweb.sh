@@ -449,8 +449,8 @@ if [ -f "$OBJP" ]; then
 	check "tampered object: no byte of the damaged chunk released" "! cmp -s $T/tampered.dcm $T/CT_small.dcm && [ \$(stat -c %s $T/tampered.dcm 2>/dev/null || echo 0) -lt 20000 ]"
 	req after_tamper "$U/healthz"
 	check "server keeps serving after an integrity failure" "[ \$(code after_tamper) = 200 ]"
-	check "tampered object: an integrity-failure record naming it (not a plain retrieve failure)" \
-		"grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' $T/v/audit/audit.log | grep -q '$CT_SOP' && ! grep '\"action\":\"retrieve\",\"outcome\":\"failure\"' $T/v/audit/audit.log | grep -q 'integrity'"
+	check "tampered object: a failed retrieve and an integrity-failure record, each naming it" \
+		"grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' $T/v/audit/audit.log | grep -q '$CT_SOP' && grep '\"action\":\"retrieve\",\"outcome\":\"failure\"' $T/v/audit/audit.log | grep 'integrity check failed' | grep -q '$CT_SOP'"
 	"$PY" -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(20000); b=f.read(1); f.seek(20000); f.write(bytes([b[0]^1])); f.close()' "$OBJP"
 else
 	no "tampering: object file of the CT found"

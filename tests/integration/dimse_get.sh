@@ -384,7 +384,9 @@ if [ -f "$OBJP" ]; then
 	flip
 	get_ dmg GETTER -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID=${S}1 -k SeriesInstanceUID=${S}1.2 \
 		-k SOPInstanceUID=$TSOP
-	check "a damaged object asked for by C-GET: not received" "[ -z \"\$(ls '$T/gdmg')\" ]" "$T/dmg.log"
+	check "a damaged object asked for by C-GET: not received, the sub-operation failed" \
+		"[ -d '$T/gdmg' ] && [ -z \"\$(ls '$T/gdmg')\" ] && grep -q 'Received Final C-GET Response\|Received C-GET Response' '$T/dmg.log' && grep -A4 'Final status report' '$T/dmg.log' | grep -qiE 'failed.*: *1'" \
+		"$T/dmg.log"
 	check "its integrity failure audited: the peer as actor, the instance named" \
 		"grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' '$T/v/audit/audit.log' | grep '\"GETTER\"' | grep -q '$TSOP'"
 	check "server still running after it" "kill -0 $SRV"

@@ -118,6 +118,8 @@ mkpair() {  # name digest openssl-newkey-arguments...
 mkpair rsa1024 sha256 -newkey rsa:1024
 mkpair rsa2048 sha256 -newkey rsa:2048
 mkpair ec sha256 -newkey ec -pkeyopt ec_paramgen_curve:P-256
+mkpair p224 sha256 -newkey ec -pkeyopt ec_paramgen_curve:P-224
+mkpair p384 sha384 -newkey ec -pkeyopt ec_paramgen_curve:P-384
 mkpair ed sha256 -newkey ed25519
 mkpair sha1 sha1 -newkey ec -pkeyopt ec_paramgen_curve:P-256
 /usr/bin/python3 - "$T/old" <<'PY'
@@ -151,6 +153,8 @@ tls_init() {  # name, cert, key, expected exit, expected text ("" for none)
 tls_init "RSA 2048" rsa2048 rsa2048 0
 tls_init "ECDSA P-256" ec ec 0
 tls_init "Ed25519" ed ed 0
+tls_init "ECDSA P-384" p384 p384 0
+tls_init "ECDSA P-224 (no TLS 1.3 signature scheme)" p224 p224 1 "the TLS key is too weak (EC/ECDSA of 224 bits)"
 tls_init "RSA 1024" rsa1024 rsa1024 1 "the TLS key is too weak (RSA of 1024 bits)"
 tls_init "another certificate's key" rsa2048 ec 1 "the TLS key does not belong to the certificate"
 tls_init "a SHA-1 signature" sha1 sha1 1 "the TLS certificate is signed with ECDSA-SHA1"
