@@ -184,4 +184,14 @@ check "serve with an expired certificate: serves, with a warning" \
 	"grep -q dicom_port $T/out && grep -q 'the TLS certificate $T/tv/keys/tls.crt has expired' $T/err"
 kill "$SP" 2>/dev/null
 wait "$SP" 2>/dev/null
+# the pairs above are valid for 30 days from now: under a month left
+cp "$T/rsa2048.crt" "$T/tv/keys/tls.crt"
+cp "$T/rsa2048.key" "$T/tv/keys/tls.key"
+$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/out" 2>"$T/err" &
+SP=$!
+for _ in $(seq 100); do grep -q dicom_port "$T/out" 2>/dev/null && break; sleep 0.1; done
+check "serve with a certificate that expires within 30 days: serves, warning of the days left" \
+	"grep -q dicom_port $T/out && grep -qE 'the TLS certificate $T/tv/keys/tls.crt expires in 29 days' $T/err"
+kill "$SP" 2>/dev/null
+wait "$SP" 2>/dev/null
 exit 0
