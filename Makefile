@@ -10,7 +10,9 @@ STD ?= $(firstword $(wildcard ../shared/standard shared/standard))
 
 CC ?= cc
 WARN := -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla -Wstrict-prototypes -Wmissing-prototypes
-BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(GEN) $(WARN) -MMD -MP
+# OpenJPEG's header lives in a versioned directory
+OPJ_CFLAGS := $(shell pkg-config --cflags libopenjp2 2>/dev/null || echo -I/usr/include/openjpeg-2.5)
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(GEN) $(OPJ_CFLAGS) $(WARN) -MMD -MP
 ifeq ($(MODE),check)
 OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDOPT := -fsanitize=address,undefined
@@ -23,7 +25,8 @@ LDOPT :=
 endif
 CFLAGS_ALL := $(BASEFLAGS) $(OPT) $(CFLAGS)
 PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng)
-LIBS := -lz -ljansson -lmicrohttpd -lsodium -lgnutls -lcrypto -lsqlite3 -lqrencode $(PNG_LIBS) -ljpeg -lpthread -lm
+LIBS := -lz -ljansson -lmicrohttpd -lsodium -lgnutls -lcrypto -lsqlite3 -lqrencode $(PNG_LIBS) -ljpeg -lopenjp2 -lcharls \
+	-lpthread -lm
 
 LIB_SRC := $(wildcard src/base/*.c src/crypto/*.c src/dicom/*.c src/proto/*.c src/backend/*.c src/core/*.c src/daemon/*.c)
 GEN_SRC := $(GEN)/dict_data.c $(GEN)/deid_table.c $(GEN)/access_table.c $(GEN)/sop_storage.c
@@ -116,7 +119,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_B := build/fuzz
 FUZZ_SRC := $(wildcard fuzz/*_fuzz.c)
 FUZZ_BIN := $(patsubst fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(GEN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -Iinclude -I$(GEN) $(OPJ_CFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 fuzz-build: $(GEN)/dict_data.c $(if $(wildcard tools/gen_deid.awk),$(GEN)/deid_table.c) $(GEN)/access_table.c \
 	$(GEN)/sop_storage.c
 	@mkdir -p $(FUZZ_B)

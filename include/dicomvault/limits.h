@@ -94,6 +94,7 @@
 #define RENDER_MAX_PARTS       256u           /* instances of a rendered study or series (400 beyond) */
 #define RENDER_CONCURRENCY     2u             /* requests rendering at once (each holds one frame and its images) */
 #define RENDER_WAIT            10             /* seconds a request waits for its turn before 503 */
+#define RENDER_J2K_MAX_TILES   4096u          /* tiles of a JPEG 2000 frame (OpenJPEG allocates a tile structure for each before decoding) */
 
 /* API tokens (core/token.c) */
 #define TOKEN_TTL_DEFAULT      (30 * 86400)   /* seconds a token lasts without --ttl */

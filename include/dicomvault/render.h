@@ -6,8 +6,9 @@
  * MONOCHROME1 inverted,
  * RGB / YBR_FULL / YBR_FULL_422 / PALETTE COLOR to RGB); an area-average
  * downscale to a viewport; JPEG (libjpeg-turbo) and PNG (libpng) encoding;
- * JPEG Baseline and RLE Lossless (PS3.5 Annex G) decoding of encapsulated
- * frames. Pure: bytes in, bytes out. See docs/internals/dicomweb.md.
+ * JPEG Baseline, RLE Lossless (PS3.5 Annex G), JPEG 2000 (OpenJPEG) and
+ * JPEG-LS (CharLS) decoding of encapsulated frames. Pure: bytes in, bytes
+ * out. See docs/internals/dicomweb.md.
  * Layer: dicom. */
 #ifndef DICOMVAULT_RENDER_H
 #define DICOMVAULT_RENDER_H
@@ -47,7 +48,11 @@ enum render_photo {
 	RENDER_RGB,
 	RENDER_YBR_FULL,
 	RENDER_YBR_FULL_422,
-	RENDER_PALETTE
+	RENDER_PALETTE,
+	/* JPEG 2000's colour transforms (PS3.5 8.2.4): the pixel data of these
+	 * is encapsulated only, and decodes to RGB */
+	RENDER_YBR_ICT,
+	RENDER_YBR_RCT
 };
 
 /* A lookup table (PS3.3 C.11): n entries for the values first,
@@ -78,12 +83,18 @@ struct render_image {
 	/* grey images: the first Modality LUT of the Modality LUT Sequence,
 	 * used instead of the rescale (v NULL when none) */
 	struct render_lut mlut;
+	/* set by a decoder: the method of Lossy Image Compression Method
+	 * (0028,2114) when the frame it decoded was compressed lossily
+	 * ("ISO_10918_1", "ISO_15444_1", "ISO_14495_1"), else NULL */
+	const char *lossy;
 };
 
 /* Reads the image attributes of ds (a data set of f, for bulk LUT values).
  * ERR_NOTFOUND: not an image (no Rows/Columns/Pixel Data);
  * ERR_UNSUPPORTED: a valid image this renderer does not handle (1-bit,
  * 64-bit, float pixels, another photometric interpretation);
+ * YBR_ICT and YBR_RCT are taken with encapsulated pixel data only (a
+ * decoder makes them RGB), ERR_PARSE otherwise;
  * ERR_PARSE: inconsistent attributes; ERR_LIMIT: over RENDER_MAX_PIXELS.
  * why says which. Free with render_image_fini. */
 WUR enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, struct render_image *im, char *why,
@@ -124,6 +135,28 @@ enum render_media { RENDER_JPEG = 0, RENDER_PNG };
 WUR enum err render_encode(const struct render_out *o, enum render_media m, int quality, struct wbuf *w, char *why,
                            size_t whylen);
 
+/* The decoders of encapsulated frames, by transfer syntax. */
+enum render_codec {
+	RENDER_CODEC_NONE = 0,   /* not decoded here */
+	RENDER_CODEC_JPEG,       /* JPEG Baseline 1.2.840.10008.1.2.4.50 */
+	RENDER_CODEC_RLE,        /* RLE Lossless 1.2.840.10008.1.2.5 */
+	RENDER_CODEC_J2K,        /* JPEG 2000 lossless .4.90, HTJ2K lossless .4.201 and .4.202 */
+	RENDER_CODEC_J2K_LOSSY,  /* JPEG 2000 .4.91, HTJ2K .4.203: lossy whatever the codestream */
+	RENDER_CODEC_JLS         /* JPEG-LS lossless .4.80 and near-lossless .4.81 */
+};
+
+enum render_codec render_codec_of(const char *ts_uid);
+
+/* Decodes one frame (n bytes at src) of im with codec c into *out
+ * (malloc'd, *outlen bytes, little endian) and updates im to describe
+ * it, im->lossy included. RLE: colour planes one after the other
+ * (im->planar 1); the others: samples interleaved (im->planar 0).
+ * ERR_PARSE: a frame that does not decode, or that is not the image the
+ * data set describes; ERR_UNSUPPORTED: an image this decoder does not
+ * take; ERR_LIMIT, ERR_NOMEM. why says which. */
+WUR enum err render_decode(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
+                           uint8_t **out, size_t *outlen, char *why, size_t whylen);
+
 /* Decodes one RLE Lossless frame (PS3.5 Annex G) of im into a native
  * frame of render_frame_bytes(im) bytes (little endian; colour planes
  * one after the other, so im->planar must be read as 1). */
@@ -133,5 +166,25 @@ WUR enum err render_rle_decode(const struct render_image *im, const uint8_t *src
  * updates im to describe it (3 components: RGB, interleaved). */
 WUR enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t n, uint8_t **out,
                                 size_t *outlen, char *why, size_t whylen);
+/* Decodes one JPEG 2000 frame (PS3.5 A.4.4: a codestream, or a JP2 file
+ * whose codestream box is used; HTJ2K too) into a native frame of
+ * render_frame_bytes(im) bytes, samples interleaved. The codestream must
+ * be the image im describes: its size, its number of components (each of
+ * full size), a precision of at most Bits Allocated; samples are written
+ * as Bits Stored and Pixel Representation say (an unsigned codestream of
+ * a signed image read as the bit patterns of its values), and one outside
+ * that range fails a lossless frame (clamped in a lossy one). YBR_ICT and
+ * YBR_RCT become RGB (OpenJPEG undoes the codestream's colour
+ * transform). im->lossy is "ISO_15444_1" when lossy is set (a lossy
+ * transfer syntax) or the codestream uses the irreversible wavelet. */
+WUR enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_t *src, size_t n, uint8_t **out,
+                               size_t *outlen, char *why, size_t whylen);
+/* Decodes one JPEG-LS frame (ISO 14495-1) the same way: its size, its
+ * number of components and a sample precision of at most Bits Allocated;
+ * samples are bit patterns of Bits Stored bits (signed as Pixel
+ * Representation says). im->lossy is "ISO_14495_1" when a scan's NEAR is
+ * above 0. */
+WUR enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n, uint8_t **out, size_t *outlen,
+                               char *why, size_t whylen);
 
 #endif

@@ -32,9 +32,6 @@
 #include "http_int.h"
 #include "wado_int.h"
 
-#define TS_JPEG_BASELINE "1.2.840.10008.1.2.4.50"
-#define TS_RLE           "1.2.840.10008.1.2.5"
-
 struct rparams {
 	enum render_media media;
 	bool has_window;
@@ -246,10 +243,11 @@ static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t
 		st = 404;
 		goto out;
 	}
-	if (s->fr.encapsulated && strcmp(ts, TS_JPEG_BASELINE) != 0 && strcmp(ts, TS_RLE) != 0) {
+	if (s->fr.encapsulated && render_codec_of(ts) == RENDER_CODEC_NONE) {
 		rc = err_why(why, whylen, ERR_UNSUPPORTED,
-		             "frames of transfer syntax %s are not rendered (native, JPEG Baseline 1.2.840.10008.1.2.4.50 "
-		             "and RLE Lossless 1.2.840.10008.1.2.5 are)",
+		             "frames of transfer syntax %s are not rendered (native, JPEG Baseline 1.2.840.10008.1.2.4.50, "
+		             "RLE Lossless 1.2.840.10008.1.2.5, JPEG-LS 1.2.840.10008.1.2.4.80 and .81, JPEG 2000 "
+		             "1.2.840.10008.1.2.4.90 and .91, HTJ2K 1.2.840.10008.1.2.4.201 to .203 are)",
 		             ts);
 		st = 406;
 		goto out;
@@ -274,18 +272,13 @@ static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t
 	data = raw;
 	natlen = (size_t)size;
 	if (s->fr.encapsulated) {
-		if (strcmp(ts, TS_RLE) == 0)
-			rc = render_rle_decode(&im, raw, (size_t)size, &nat, &natlen, why, whylen);
-		else
-			rc = render_jpeg_decode(&im, raw, (size_t)size, &nat, &natlen, why, whylen);
+		rc = render_decode(render_codec_of(ts), &im, raw, (size_t)size, &nat, &natlen, why, whylen);
 		if (rc == ERR_UNSUPPORTED) {
 			st = 406;
 			goto out;
 		}
 		if (rc != ERR_OK)
 			goto out;
-		if (strcmp(ts, TS_RLE) == 0)
-			im.planar = 1;
 		data = nat;
 	}
 	rc = render_frame(&im, data, natlen, p->has_window ? &p->win : NULL, &o, why, whylen);

@@ -323,6 +323,10 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 		im->photo = RENDER_YBR_FULL_422;
 	else if (str_is(ds, TAG_PHOTOMETRIC, "PALETTE COLOR"))
 		im->photo = RENDER_PALETTE;
+	else if (str_is(ds, TAG_PHOTOMETRIC, "YBR_ICT"))
+		im->photo = RENDER_YBR_ICT;
+	else if (str_is(ds, TAG_PHOTOMETRIC, "YBR_RCT"))
+		im->photo = RENDER_YBR_RCT;
 	else if (dcm_ds_find(ds, TAG_PHOTOMETRIC) == NULL && spp == 1)
 		im->photo = RENDER_MONO2;
 	else {
@@ -337,6 +341,8 @@ enum err render_image_init(const struct dcm_file *f, const struct dcm_ds *ds, st
 	if ((im->photo <= RENDER_MONO2 || im->photo == RENDER_PALETTE) ? spp != 1 : spp != 3)
 		return err_why(why, whylen, ERR_PARSE, "Samples per Pixel %u does not fit the photometric interpretation",
 		               (unsigned)spp);
+	if ((im->photo == RENDER_YBR_ICT || im->photo == RENDER_YBR_RCT) && (f->ts == NULL || !f->ts->encapsulated))
+		return err_why(why, whylen, ERR_PARSE, "YBR_ICT or YBR_RCT with native pixel data");
 	if (im->photo == RENDER_YBR_FULL_422 && (cols % 2 != 0 || ba != 8))
 		return err_why(why, whylen, ERR_UNSUPPORTED, "YBR_FULL_422 is rendered with 8 bits and an even width only");
 	if (im->photo == RENDER_PALETTE && ba > 16)
@@ -630,6 +636,8 @@ enum err render_frame(const struct render_image *im, const uint8_t *frame, size_
 		               (unsigned long long)render_frame_bytes(im));
 	if (im->photo == RENDER_PALETTE && (im->pal[0].n == 0 || im->pal[0].v == NULL || im->pal[1].v == NULL || im->pal[2].v == NULL))
 		return err_why(why, whylen, ERR_INTERNAL, "palette lookup tables missing");
+	if (im->photo == RENDER_YBR_ICT || im->photo == RENDER_YBR_RCT)
+		return err_why(why, whylen, ERR_PARSE, "YBR_ICT and YBR_RCT frames are rendered once decoded");
 	px = malloc(np * ch);
 	if (px == NULL)
 		return err_why(why, whylen, ERR_NOMEM, "out of memory");

@@ -1,8 +1,9 @@
 /* render_codec.c: the codecs of rendered resources: an 8-bit grey or RGB
  * image encoded as JPEG (libjpeg-turbo) or PNG (libpng) into a capped
- * buffer, and the two encapsulated transfer syntaxes the renderer decodes:
- * JPEG Baseline (libjpeg-turbo, 8-bit) and RLE Lossless (PS3.5 Annex G,
- * PackBits segments, decoded here). Both libraries report errors through
+ * buffer; the decoders of encapsulated frames by transfer syntax (JPEG
+ * 2000 in render_j2k.c, JPEG-LS in render_jls.c), and two of them: JPEG
+ * Baseline (libjpeg-turbo, 8-bit) and RLE Lossless (PS3.5 Annex G,
+ * PackBits segments, decoded here). libjpeg and libpng report errors through
  * longjmp: all state they touch lives in a heap block whose pointer is
  * set before setjmp, so nothing is indeterminate after the jump. Pure.
  * Layer: dicom. */
@@ -162,6 +163,7 @@ enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t 
 	im->planar = 0;
 	if (comps == 3)
 		im->photo = RENDER_RGB;
+	im->lossy = "ISO_10918_1";
 	*out = st->out;
 	*outlen = total;
 	st->out = NULL;
@@ -333,4 +335,54 @@ enum err render_rle_decode(const struct render_image *im, const uint8_t *src, si
 	*out = buf;
 	*outlen = total;
 	return ERR_OK;
+}
+
+/* ---- by transfer syntax ---- */
+
+static const struct {
+	const char *ts;
+	enum render_codec c;
+} codecs[] = {
+	{ "1.2.840.10008.1.2.4.50", RENDER_CODEC_JPEG },      { "1.2.840.10008.1.2.5", RENDER_CODEC_RLE },
+	{ "1.2.840.10008.1.2.4.90", RENDER_CODEC_J2K },       { "1.2.840.10008.1.2.4.91", RENDER_CODEC_J2K_LOSSY },
+	{ "1.2.840.10008.1.2.4.201", RENDER_CODEC_J2K },      { "1.2.840.10008.1.2.4.202", RENDER_CODEC_J2K },
+	{ "1.2.840.10008.1.2.4.203", RENDER_CODEC_J2K_LOSSY }, { "1.2.840.10008.1.2.4.80", RENDER_CODEC_JLS },
+	{ "1.2.840.10008.1.2.4.81", RENDER_CODEC_JLS },
+};
+
+enum render_codec render_codec_of(const char *ts_uid)
+{
+	size_t i;
+
+	for (i = 0; ts_uid != NULL && i < sizeof codecs / sizeof codecs[0]; i++)
+		if (strcmp(codecs[i].ts, ts_uid) == 0)
+			return codecs[i].c;
+	return RENDER_CODEC_NONE;
+}
+
+enum err render_decode(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
+                       uint8_t **out, size_t *outlen, char *why, size_t whylen)
+{
+	enum err rc;
+
+	if ((im->photo == RENDER_YBR_ICT || im->photo == RENDER_YBR_RCT) && c != RENDER_CODEC_J2K &&
+	    c != RENDER_CODEC_J2K_LOSSY)
+		return err_why(why, whylen, ERR_PARSE, "YBR_ICT and YBR_RCT are JPEG 2000's only");
+	switch (c) {
+	case RENDER_CODEC_JPEG:
+		return render_jpeg_decode(im, src, n, out, outlen, why, whylen);
+	case RENDER_CODEC_RLE:
+		rc = render_rle_decode(im, src, n, out, outlen, why, whylen);
+		if (rc == ERR_OK)
+			im->planar = 1;
+		return rc;
+	case RENDER_CODEC_J2K:
+	case RENDER_CODEC_J2K_LOSSY:
+		return render_j2k_decode(im, c == RENDER_CODEC_J2K_LOSSY, src, n, out, outlen, why, whylen);
+	case RENDER_CODEC_JLS:
+		return render_jls_decode(im, src, n, out, outlen, why, whylen);
+	case RENDER_CODEC_NONE:
+		break;
+	}
+	return err_why(why, whylen, ERR_UNSUPPORTED, "no decoder for these frames");
 }

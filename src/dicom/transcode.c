@@ -7,6 +7,7 @@
  * as it is decoded, or the stored value in chunks (byte-swapped from big
  * endian); for a native data set, the elements after it last.
  * Layer: dicom. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dicomvault/frame.h"
@@ -15,8 +16,6 @@
 #include "dicomvault/vr.h"
 #include "dicomvault/wbuf.h"
 
-#define TS_JPEG_BASELINE "1.2.840.10008.1.2.4.50"
-#define TS_RLE           "1.2.840.10008.1.2.5"
 #define TAG_PIXEL_DATA   0x7FE00010u
 #define TAG_PIXEL_GROUP  0x7FE00000u
 #define TAG_PHOTOMETRIC  0x00280004u
@@ -33,7 +32,7 @@
 
 bool dcm_decompress_takes(const char *ts_uid)
 {
-	return ts_uid != NULL && (strcmp(ts_uid, TS_JPEG_BASELINE) == 0 || strcmp(ts_uid, TS_RLE) == 0);
+	return render_codec_of(ts_uid) != RENDER_CODEC_NONE;
 }
 
 bool dcm_transcode_takes(const char *ts_uid)
@@ -46,7 +45,7 @@ bool dcm_transcode_takes(const char *ts_uid)
 struct decoder {
 	const struct dcm_frames *fr;
 	const struct render_image *im;
-	bool jpeg;
+	enum render_codec codec;
 	uint8_t *raw;                  /* the compressed frame */
 	size_t rawcap;
 };
@@ -72,7 +71,8 @@ static enum err interleave(uint8_t *p, size_t n, size_t b)
 }
 
 /* Frame i decoded into *out (malloc'd, *outlen bytes); *dec describes it.
- * RLE colour comes out as the data set's Planar Configuration says. */
+ * RLE colour comes out as the data set's Planar Configuration says, the
+ * others' interleaved. */
 static enum err decode(struct decoder *d, uint32_t i, struct render_image *dec, uint8_t **out, size_t *outlen,
                        char *why, size_t whylen)
 {
@@ -93,10 +93,11 @@ static enum err decode(struct decoder *d, uint32_t i, struct render_image *dec, 
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "frame %u cannot be read", (unsigned)i + 1);
 	*dec = *d->im;   /* the decoder updates the scalars only */
-	if (d->jpeg)
-		return render_jpeg_decode(dec, d->raw, (size_t)size, out, outlen, why, whylen);
-	rc = render_rle_decode(dec, d->raw, (size_t)size, out, outlen, why, whylen);
-	if (rc == ERR_OK && dec->spp == 3 && dec->planar == 0) {
+	rc = render_decode(d->codec, dec, d->raw, (size_t)size, out, outlen, why, whylen);
+	if (rc != ERR_OK || d->codec != RENDER_CODEC_RLE)
+		return rc;
+	dec->planar = d->im->planar;   /* the decoder's planes */
+	if (dec->spp == 3 && dec->planar == 0) {
 		rc = interleave(*out, (size_t)dec->rows * dec->cols, dec->bits_alloc / 8);
 		if (rc != ERR_OK) {
 			free(*out);
@@ -119,7 +120,7 @@ enum err dcm_frame_decompress(const struct dcm_frames *fr, const struct render_i
 	memset(&d, 0, sizeof d);
 	d.fr = fr;
 	d.im = im;
-	d.jpeg = strcmp(ts_uid, TS_JPEG_BASELINE) == 0;
+	d.codec = render_codec_of(ts_uid);
 	rc = decode(&d, i, &dec, out, outlen, why, whylen);
 	free(d.raw);
 	return rc;
@@ -146,8 +147,40 @@ static bool copied(const struct dcm_elem *e, const struct render_image *dec, boo
 	return tail ? e->tag > TAG_PIXEL_DATA && e->tag != TAG_PADDING : e->tag < TAG_PIXEL_DATA;
 }
 
-/* The attributes of decoded pixels (dec) set on a copy. */
-static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec, bool jpeg)
+/* method added to the values of Lossy Image Compression Method unless
+ * it is one of them already. */
+static enum err lossy_method_add(struct dcm_ds *ds, const char *method)
+{
+	char old[256], val[256 + 32];
+	size_t n = strlen(method), k = 0;
+	const char *p;
+
+	if (dcm_ds_find(ds, TAG_LOSSY_METHOD) == NULL || dcm_ds_get_cstr(ds, TAG_LOSSY_METHOD, old, sizeof old) != ERR_OK)
+		return dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, method);
+	for (p = old;; p += k + 1) {   /* the values, trailing spaces trimmed */
+		const char *bs = strchr(p, '\\');
+		size_t t;
+		k = bs != NULL ? (size_t)(bs - p) : strlen(p);
+		for (t = k; t > 0 && p[t - 1] == ' '; t--)
+			;
+		if (t == n && memcmp(p, method, n) == 0)
+			return ERR_OK;
+		if (bs == NULL)
+			break;
+	}
+	if (old[0] == 0)
+		return dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, method);
+	if ((size_t)snprintf(val, sizeof val, "%s\\%s", old, method) >= sizeof val)
+		return ERR_LIMIT;
+	return dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, val);
+}
+
+/* The attributes of decoded pixels (dec; photo: the data set's
+ * photometric interpretation) set on a copy: a colour image decoded to RGB
+ * says so; a frame that was compressed lossily sets Lossy Image
+ * Compression and adds its method (a lossless one keeps what the data set
+ * says). */
+static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec, enum render_photo photo)
 {
 	enum err rc = set_us(ds, TAG_BITS_ALLOC, dec->bits_alloc);
 
@@ -156,21 +189,25 @@ static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec,
 	if (rc == ERR_OK)
 		rc = set_us(ds, TAG_HIGH_BIT, dec->high_bit);
 	if (rc == ERR_OK && dec->spp > 1)
-		rc = set_us(ds, TAG_PLANAR, jpeg ? 0 : dec->planar);
-	if (rc == ERR_OK && jpeg && dec->spp == 3)
+		rc = set_us(ds, TAG_PLANAR, dec->planar);
+	if (rc == ERR_OK && dec->photo != photo && dec->photo == RENDER_RGB)
 		rc = dcm_ds_set_str(ds, TAG_PHOTOMETRIC, VR_CS, "RGB");
-	if (rc == ERR_OK && jpeg)
+	else if (rc == ERR_OK && dec->photo != photo && dec->photo == RENDER_YBR_FULL)
+		rc = dcm_ds_set_str(ds, TAG_PHOTOMETRIC, VR_CS, "YBR_FULL");
+	else if (rc == ERR_OK && dec->photo != photo)
+		rc = ERR_INTERNAL;   /* the decoders make nothing else */
+	if (rc == ERR_OK && dec->lossy != NULL)
 		rc = dcm_ds_set_str(ds, TAG_LOSSY, VR_CS, "01");
-	if (rc == ERR_OK && jpeg && dcm_ds_find(ds, TAG_LOSSY_METHOD) == NULL)
-		rc = dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, "ISO_10918_1");
+	if (rc == ERR_OK && dec->lossy != NULL)
+		rc = lossy_method_add(ds, dec->lossy);
 	return rc;
 }
 
 /* The part of the data set of f that `copied` takes, values loaded (at
  * most *budget bytes of them: ERR_LIMIT), and, decompressed, the
  * attributes of the decoded pixels set. */
-static enum err head_copy(const struct dcm_file *f, const struct render_image *dec, bool jpeg, bool tail,
-                          uint64_t *budget, struct dcm_file **out)
+static enum err head_copy(const struct dcm_file *f, const struct render_image *dec, enum render_photo photo,
+                          bool tail, uint64_t *budget, struct dcm_file **out)
 {
 	struct dcm_file *c = NULL;
 	uint32_t i;
@@ -185,7 +222,7 @@ static enum err head_copy(const struct dcm_file *f, const struct render_image *d
 		if (copied(&f->ds.e[i], dec, tail))
 			rc = dcm_ds_copy_elem_native(&c->ds, f, &f->ds.e[i], budget);
 	if (rc == ERR_OK && dec != NULL)
-		rc = decoded_attrs(&c->ds, dec, jpeg);
+		rc = decoded_attrs(&c->ds, dec, photo);
 	if (rc != ERR_OK) {
 		dcm_file_free(c);
 		return rc;
@@ -256,7 +293,7 @@ static enum err part_write(struct dcm_transcode *z, bool tail, uint64_t *budget,
 {
 	struct dcm_file *c = NULL;
 	struct sink k;
-	enum err rc = head_copy(z->f, z->native ? NULL : &z->dec, z->d.jpeg, tail, budget, &c);
+	enum err rc = head_copy(z->f, z->native ? NULL : &z->dec, z->im.photo, tail, budget, &c);
 
 	sink_wbuf(&k, w);
 	if (rc == ERR_OK && z->part10 && !tail) {
@@ -318,7 +355,7 @@ static enum err decompress_begin(struct dcm_transcode *z, char *why, size_t whyl
 	if (rc == ERR_OK) {
 		z->d.fr = &z->fr;
 		z->d.im = &z->im;
-		z->d.jpeg = strcmp(f->ts->uid, TS_JPEG_BASELINE) == 0;
+		z->d.codec = render_codec_of(f->ts->uid);
 		/* frame 1 decoded now: a precision or layout the decoder does
 		 * not take, or a frame that does not decode, is known before
 		 * anything is written */
@@ -440,6 +477,14 @@ enum err dcm_transcode_next(struct dcm_transcode *z, const uint8_t **p, size_t *
 			if (rc == ERR_OK && len != z->framelen)
 				rc = err_why(why, whylen, ERR_PARSE, "frame %u decodes to %zu bytes, frame 1 to %zu",
 				             (unsigned)z->step, len, z->framelen);
+			/* the head, written, says what frame 1 was */
+			if (rc == ERR_OK && (dec.lossy != NULL) != (z->dec.lossy != NULL))
+				rc = err_why(why, whylen, ERR_PARSE, "frame %u was compressed %s, frame 1 %s", (unsigned)z->step,
+				             dec.lossy != NULL ? "lossily" : "losslessly",
+				             z->dec.lossy != NULL ? "lossily" : "losslessly");
+			if (rc == ERR_OK && dec.photo != z->dec.photo)
+				rc = err_why(why, whylen, ERR_PARSE, "frame %u decodes to other colours than frame 1",
+				             (unsigned)z->step);
 			if (rc != ERR_OK)
 				return rc;
 		}

@@ -192,7 +192,10 @@ TEST(images_refused)
 	expect_refused(mkfile(2, 2, "MONOCHROME2", 1, 64), ERR_UNSUPPORTED);
 	expect_refused(mkfile(5000, 5000, "MONOCHROME2", 1, 16), ERR_LIMIT);
 	expect_refused(mkfile(0, 5, "MONOCHROME2", 1, 16), ERR_PARSE);
-	expect_refused(mkfile(2, 2, "YBR_ICT", 3, 8), ERR_UNSUPPORTED);
+	expect_refused(mkfile(2, 2, "YBR_PARTIAL_420", 3, 8), ERR_UNSUPPORTED);
+	/* JPEG 2000's colour transforms, of native pixels: never decoded */
+	expect_refused(mkfile(2, 2, "YBR_ICT", 3, 8), ERR_PARSE);
+	expect_refused(mkfile(2, 2, "YBR_RCT", 3, 8), ERR_PARSE);
 	expect_refused(mkfile(2, 2, "RGB", 1, 8), ERR_PARSE);
 	expect_refused(mkfile(2, 2, "MONOCHROME2", 3, 8), ERR_PARSE);
 	expect_refused(mkfile(2, 3, "YBR_FULL_422", 3, 8), ERR_UNSUPPORTED);

@@ -6,8 +6,8 @@
  * interleaved, checked sample by sample against a decoding of frame 2 on
  * its own); a JPEG Baseline YBR image
  * becomes RGB with the lossy marks; a frame that does not decode fails
- * before anything is written, and an input it does not take (JPEG 2000,
- * native pixels neither OB nor OW), or a target that is not little endian
+ * before anything is written, and an input it does not take (JPEG
+ * Extended, native pixels neither OB nor OW), or a target that is not little endian
  * native, is refused with nothing written. A native data set (implicit VR,
  * big endian) is re-encoded: every element kept, numbers swapped, pixels
  * streamed in chunks, what follows Pixel Data after it.
@@ -397,12 +397,12 @@ TEST(refusals_write_nothing)
 	CHECK(open_file(&nat, PYD "MR_small.dcm") && open_file(&rle, PYD "MR_small_RLE.dcm"));
 	CHECK(open_file(&jpg, PYD "SC_rgb_jpeg_dcmtk.dcm"));
 	if (nat.f != NULL) {
-		struct dcm_file *j2k = NULL;
+		struct dcm_file *ext = NULL;
 		struct file x;
-		CHECK(open_file(&x, PYD "MR_small_jp2klossless.dcm"));
-		j2k = x.f;
-		if (j2k != NULL)
-			CHECK_EQ_INT(decompress(j2k, EXPLICIT, &w), ERR_UNSUPPORTED);   /* no JPEG 2000 decoder */
+		CHECK(open_file(&x, PYD "JPEG-lossy.dcm"));
+		ext = x.f;
+		if (ext != NULL)
+			CHECK_EQ_INT(decompress(ext, EXPLICIT, &w), ERR_UNSUPPORTED);   /* no 12-bit JPEG decoder */
 		close_file(&x);
 		/* native Pixel Data that is not OB or OW */
 		CHECK(dcm_ds_set(&nat.f->ds, 0x7FE00010, VR_UN, "abcd", 4) == ERR_OK);

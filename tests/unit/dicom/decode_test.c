@@ -1,0 +1,686 @@
+/* decode_test.c: the JPEG 2000 (render_j2k.c) and JPEG-LS (render_jls.c)
+ * decoders, and decompression through them (transcode.c), on pydicom's
+ * test files. MR_small_jp2klossless and MR_small_jpeg_ls_lossless decode
+ * to MR_small's pixels byte for byte (the same signed 16-bit image stored
+ * three ways), alone and transcoded; a YBR_RCT image becomes RGB,
+ * interleaved, lossless; an unsigned codestream of a signed image is read
+ * as the bit patterns of its values; a lossy JPEG 2000 frame sets the
+ * lossy marks and adds its method to those the data set has. Hostile
+ * frames: cut at every length, bytes overwritten everywhere, a JP2 file
+ * without its codestream, and headers that lie about the size, the
+ * components, the precision or the tiles give an error with a reason and
+ * never a crash or a leak (ASan). Layer: tests. */
+#include <time.h>
+#include "test.h"
+#include "dicomvault/dataset.h"
+#include "dicomvault/dict.h"
+#include "dicomvault/frame.h"
+#include "dicomvault/io.h"
+#include "dicomvault/rd.h"
+#include "dicomvault/render.h"
+#include "dicomvault/transcode.h"
+#include "dicomvault/vr.h"
+#include "dicomvault/wbuf.h"
+
+#define PYD "/usr/lib/python3/dist-packages/pydicom/data/test_files/"
+#define EXPLICIT "1.2.840.10008.1.2.1"
+
+/* A file, its image and its first frame's compressed bytes. */
+struct img {
+	uint8_t *data;
+	size_t len;
+	struct src s;
+	struct src_mem m;
+	struct dcm_file *f;
+	struct render_image im;
+	bool im_ok;
+	uint8_t *frame;
+	size_t flen;
+	enum render_codec codec;
+};
+
+static bool img_open(struct img *x, const char *name)
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct dcm_frames fr;
+	char why[200];
+	bool ok = false;
+
+	memset(x, 0, sizeof *x);
+	if (file_read_all(name, 16 << 20, &x->data, &x->len) != ERR_OK)
+		return false;
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = 256;
+	src_mem_init(&x->s, &x->m, x->data, x->len);
+	if (dcm_file_read(&x->s, &o, &x->f, &ei) != ERR_OK)
+		return false;
+	x->codec = render_codec_of(x->f->ts_uid);
+	if (render_image_init(x->f, &x->f->ds, &x->im, why, sizeof why) != ERR_OK)
+		return false;
+	x->im_ok = true;
+	if (dcm_frames_init(x->f, &fr, why, sizeof why) != ERR_OK)
+		return false;
+	if (fr.encapsulated && fr.n > 0) {
+		x->flen = (size_t)dcm_frame_size(&fr, 0);
+		x->frame = malloc(x->flen ? x->flen : 1);
+		ok = x->frame != NULL && dcm_frame_read(&fr, 0, 0, x->frame, x->flen) == ERR_OK;
+	}
+	dcm_frames_fini(&fr);
+	return ok;
+}
+
+static void img_close(struct img *x)
+{
+	if (x->im_ok)
+		render_image_fini(&x->im);
+	free(x->frame);
+	dcm_file_free(x->f);
+	free(x->data);
+}
+
+/* The native pixels of a file (malloc'd), *n bytes. */
+static uint8_t *native_pixels(const char *name, size_t *n)
+{
+	uint8_t *data = NULL, *px = NULL;
+	size_t len = 0;
+	struct src s;
+	struct src_mem m;
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct dcm_file *f = NULL;
+	const struct dcm_elem *e;
+
+	if (file_read_all(name, 16 << 20, &data, &len) != ERR_OK)
+		return NULL;
+	memset(&o, 0, sizeof o);
+	src_mem_init(&s, &m, data, len);
+	if (dcm_file_read(&s, &o, &f, &ei) == ERR_OK && (e = dcm_ds_find(&f->ds, 0x7FE00010)) != NULL &&
+	    (px = malloc(e->len)) != NULL) {
+		if (dcm_elem_read_at(f, e, 0, px, e->len) == ERR_OK) {
+			*n = e->len;
+		} else {
+			free(px);
+			px = NULL;
+		}
+	}
+	dcm_file_free(f);
+	free(data);
+	return px;
+}
+
+/* The frame src (n bytes) of x decoded with x's codec (a copy of x->im,
+ * returned in *dec when dec is given): ERR_*, checked to come with a
+ * reason on failure and to leave *out untouched. */
+static enum err decode(const struct img *x, const uint8_t *src, size_t n, const struct render_image *im,
+                       uint8_t **out, size_t *outlen, struct render_image *dec)
+{
+	struct render_image d = *(im != NULL ? im : &x->im);
+	char why[256] = "";
+	uint8_t *o = NULL;
+	size_t ol = 0;
+	enum err rc = render_decode(x->codec, &d, src, n, &o, &ol, why, sizeof why);
+
+	if (rc != ERR_OK) {
+		CHECK(why[0] != 0 && o == NULL);
+		if (getenv("DECODE_TEST_VERBOSE") != NULL)
+			fprintf(stderr, "  %s\n", why);
+	}
+	if (out != NULL) {
+		*out = o;
+		*outlen = ol;
+	} else {
+		free(o);
+	}
+	if (dec != NULL)
+		*dec = d;
+	return rc;
+}
+
+static bool str_is(const struct dcm_ds *ds, uint32_t tag, const char *want)
+{
+	char buf[128];
+
+	return dcm_ds_get_cstr(ds, tag, buf, sizeof buf) == ERR_OK && strcmp(buf, want) == 0;
+}
+
+static unsigned us_of(const struct dcm_ds *ds, uint32_t tag)
+{
+	uint16_t v = 0xFFFF;
+
+	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : 0xFFFF;
+}
+
+/* f decompressed into explicit VR little endian and read back (values
+ * loaded): NULL on failure. w is the caller's to free after the file. */
+static struct dcm_file *transcoded(struct dcm_file *f, struct wbuf *w, struct src *s, struct src_mem *m)
+{
+	const struct dcm_ts *ts = dict_ts(EXPLICIT, strlen(EXPLICIT));
+	struct dcm_transcode *z = NULL;
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+	struct dcm_file *g = NULL;
+	struct sink k;
+	char why[256] = "";
+	enum err rc;
+
+	wbuf_init(w, 64 << 20);
+	rc = dcm_transcode_begin(f, ts, false, &z, why, sizeof why);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "  transcode: %s\n", why);
+		return NULL;
+	}
+	sink_wbuf(&k, w);
+	rc = dcm_transcode_write(z, &k, why, sizeof why);
+	dcm_transcode_free(z);
+	if (rc != ERR_OK)
+		return NULL;
+	memset(&o, 0, sizeof o);
+	o.no_meta = true;
+	o.ts = ts;
+	src_mem_init(s, m, w->p, w->len);
+	return dcm_file_read(s, &o, &g, &ei) == ERR_OK ? g : NULL;
+}
+
+static bool pixels_are(const struct dcm_file *g, const uint8_t *want, size_t n)
+{
+	const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
+	const uint8_t *v = NULL;
+	bool owned = false, same;
+
+	if (e == NULL || e->len != n + (n & 1) || dcm_elem_value(g, e, &v, &owned) != ERR_OK)
+		return false;
+	same = memcmp(v, want, n) == 0;
+	if (owned)
+		free((void *)v);
+	return same;
+}
+
+/* ---- lossless: MR_small's pixels ---- */
+
+static void mr_small_as(const char *name, enum render_codec codec)
+{
+	struct img x;
+	uint8_t *want = NULL, *got = NULL;
+	size_t wn = 0, gn = 0;
+	struct render_image dec;
+
+	CHECK(img_open(&x, name));
+	want = native_pixels(PYD "MR_small.dcm", &wn);
+	CHECK(want != NULL && wn == 64 * 64 * 2);
+	CHECK_EQ_INT(x.codec, codec);
+	if (x.frame != NULL && want != NULL) {
+		CHECK(x.im.is_signed);
+		CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &got, &gn, &dec), ERR_OK);
+		CHECK(got != NULL && gn == wn && memcmp(got, want, wn) == 0);
+		CHECK(dec.lossy == NULL && dec.photo == RENDER_MONO2 && dec.bits_alloc == 16 && dec.bits_stored == 16);
+		free(got);
+		/* the same through dcm_frame_decompress (WADO-RS frames) */
+		{
+			struct dcm_frames fr;
+			char why[200] = "";
+			got = NULL;
+			CHECK(dcm_frames_init(x.f, &fr, why, sizeof why) == ERR_OK);
+			CHECK(dcm_frame_decompress(&fr, &x.im, x.f->ts_uid, 0, &got, &gn, why, sizeof why) == ERR_OK);
+			CHECK(got != NULL && gn == wn && memcmp(got, want, wn) == 0);
+			free(got);
+			dcm_frames_fini(&fr);
+		}
+		/* and transcoded: MR_small's data set, no lossy marks */
+		{
+			struct wbuf w;
+			struct src s;
+			struct src_mem m;
+			struct dcm_file *g = transcoded(x.f, &w, &s, &m);
+			CHECK(g != NULL);
+			if (g != NULL) {
+				CHECK(pixels_are(g, want, wn));
+				CHECK(str_is(&g->ds, 0x00280004, "MONOCHROME2"));
+				CHECK_EQ_INT(us_of(&g->ds, 0x00280103), 1);
+				CHECK_EQ_INT(us_of(&g->ds, 0x00280100), 16);
+				CHECK(dcm_ds_find(&g->ds, 0x00282110) == NULL && dcm_ds_find(&g->ds, 0x00282114) == NULL);
+				dcm_file_free(g);
+			}
+			wbuf_fini(&w);
+		}
+	}
+	free(want);
+	img_close(&x);
+}
+
+TEST(j2k_lossless_is_the_native_image)
+{
+	mr_small_as(PYD "MR_small_jp2klossless.dcm", RENDER_CODEC_J2K);
+}
+
+TEST(jls_lossless_is_the_native_image)
+{
+	mr_small_as(PYD "MR_small_jpeg_ls_lossless.dcm", RENDER_CODEC_JLS);
+}
+
+/* The same codestream in a JP2 file (signature, file type, codestream
+ * boxes) decodes the same; one without a codestream box does not. */
+TEST(j2k_in_a_jp2_file)
+{
+	static const uint8_t head[] = { 0, 0, 0, 12, 'j', 'P', ' ', ' ', 0x0D, 0x0A, 0x87, 0x0A,
+		                        0, 0, 0, 20, 'f', 't', 'y', 'p', 'j', 'p', '2', ' ', 0, 0, 0, 0, 'j', 'p', '2', ' ' };
+	struct img x;
+	uint8_t *jp2 = NULL, *a = NULL, *b = NULL;
+	size_t an = 0, bn = 0, n;
+
+	CHECK(img_open(&x, PYD "MR_small_jp2klossless.dcm"));
+	if (x.frame == NULL)
+		goto out;
+	n = sizeof head + 8 + x.flen;
+	jp2 = malloc(n);
+	CHECK(jp2 != NULL);
+	if (jp2 == NULL)
+		goto out;
+	memcpy(jp2, head, sizeof head);
+	store_u32be(jp2 + sizeof head, (uint32_t)(8 + x.flen));
+	memcpy(jp2 + sizeof head + 4, "jp2c", 4);
+	memcpy(jp2 + sizeof head + 8, x.frame, x.flen);
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &a, &an, NULL), ERR_OK);
+	CHECK_EQ_INT(decode(&x, jp2, n, NULL, &b, &bn, NULL), ERR_OK);
+	CHECK(a != NULL && b != NULL && an == bn && memcmp(a, b, an) == 0);
+	/* the codestream box's length longer than the file; no such box */
+	store_u32be(jp2 + sizeof head, (uint32_t)(9 + x.flen));
+	CHECK_EQ_INT(decode(&x, jp2, n, NULL, NULL, NULL, NULL), ERR_PARSE);
+	CHECK_EQ_INT(decode(&x, jp2, sizeof head, NULL, NULL, NULL, NULL), ERR_PARSE);
+	CHECK_EQ_INT(decode(&x, jp2, 12, NULL, NULL, NULL, NULL), ERR_PARSE);
+out:
+	free(a);
+	free(b);
+	free(jp2);
+	img_close(&x);
+}
+
+/* YBR_RCT (the codestream's reversible colour transform), 8 bits: RGB,
+ * interleaved, lossless; transcoded, the data set says so. */
+TEST(j2k_ybr_rct_becomes_rgb)
+{
+	struct img x;
+	struct render_image dec;
+	uint8_t *got = NULL;
+	size_t gn = 0;
+
+	CHECK(img_open(&x, PYD "GDCMJ2K_TextGBR.dcm"));
+	if (x.frame == NULL)
+		goto out;
+	CHECK(x.im.photo == RENDER_YBR_RCT);
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &got, &gn, &dec), ERR_OK);
+	CHECK(gn == 400u * 400 * 3 && dec.photo == RENDER_RGB && dec.planar == 0 && dec.lossy == NULL);
+	/* it renders: a colour frame of the image's size */
+	if (got != NULL) {
+		struct render_out o;
+		char why[200];
+		memset(&o, 0, sizeof o);
+		CHECK(render_frame(&dec, got, gn, NULL, &o, why, sizeof why) == ERR_OK && o.channels == 3 && o.w == 400);
+		render_out_fini(&o);
+	}
+	{
+		struct wbuf w;
+		struct src s;
+		struct src_mem m;
+		struct dcm_file *g = transcoded(x.f, &w, &s, &m);
+		CHECK(g != NULL);
+		if (g != NULL) {
+			CHECK(got != NULL && pixels_are(g, got, gn));
+			CHECK(str_is(&g->ds, 0x00280004, "RGB"));
+			CHECK_EQ_INT(us_of(&g->ds, 0x00280006), 0);
+			CHECK(dcm_ds_find(&g->ds, 0x00282110) == NULL);
+			dcm_file_free(g);
+		}
+		wbuf_fini(&w);
+	}
+	/* native pixels cannot be YBR_RCT */
+	{
+		struct render_image im;
+		char why[200] = "";
+		const struct dcm_ts *was = x.f->ts;
+		x.f->ts = dict_ts(EXPLICIT, strlen(EXPLICIT));
+		CHECK(render_image_init(x.f, &x.f->ds, &im, why, sizeof why) == ERR_PARSE && why[0] != 0);
+		x.f->ts = was;
+	}
+	/* nor JPEG-LS or RLE frames */
+	x.codec = RENDER_CODEC_JLS;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, NULL, NULL, NULL), ERR_PARSE);
+	x.codec = RENDER_CODEC_RLE;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, NULL, NULL, NULL), ERR_PARSE);
+out:
+	free(got);
+	img_close(&x);
+}
+
+/* J2K_pixelrep_mismatch: a signed image (13 bits stored) whose
+ * codestream is unsigned: its samples are bit patterns, sign-extended,
+ * all within 13-bit two's complement, some negative. */
+TEST(j2k_unsigned_codestream_of_signed_image)
+{
+	struct img x;
+	uint8_t *got = NULL;
+	size_t gn = 0, i, neg = 0;
+	bool in_range = true;
+
+	CHECK(img_open(&x, PYD "J2K_pixelrep_mismatch.dcm"));
+	if (x.frame == NULL)
+		goto out;
+	CHECK(x.im.is_signed && x.im.bits_stored == 13);
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &got, &gn, NULL), ERR_OK);
+	CHECK(gn == 512u * 512 * 2);
+	for (i = 0; got != NULL && i < gn / 2; i++) {
+		int16_t v = (int16_t)load_u16le(got + 2 * i);
+		in_range &= v >= -4096 && v < 4096;
+		neg += v < 0;
+	}
+	CHECK(in_range && neg > 0);
+out:
+	free(got);
+	img_close(&x);
+}
+
+/* Lossy JPEG 2000 (.91): the lossy marks set, the method added to what
+ * the data set has, never twice. */
+TEST(j2k_lossy_marks)
+{
+	static const char *const names[] = { PYD "JPEG2000.dcm", PYD "693_J2KI.dcm" };
+	unsigned t;
+
+	for (t = 0; t < 2; t++) {
+		struct img x;
+		struct render_image dec;
+		CHECK(img_open(&x, names[t]));
+		if (x.frame == NULL) {
+			img_close(&x);
+			continue;
+		}
+		CHECK_EQ_INT(x.codec, RENDER_CODEC_J2K_LOSSY);
+		CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, NULL, NULL, &dec), ERR_OK);
+		CHECK_EQ_STR(dec.lossy, "ISO_15444_1");
+		/* the reversible codestream of 693_J2KI is lossless but for the
+		 * transfer syntax; JPEG2000's is the irreversible wavelet:
+		 * lossy even as .90 */
+		if (t == 0) {
+			x.codec = RENDER_CODEC_J2K;
+			CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, NULL, NULL, &dec), ERR_OK);
+			CHECK_EQ_STR(dec.lossy, "ISO_15444_1");
+		}
+		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282110, VR_CS, "00") == ERR_OK);
+		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282114, VR_CS, t == 0 ? "ISO_10918_1" : "ISO_15444_1") == ERR_OK);
+		{
+			struct wbuf w;
+			struct src s;
+			struct src_mem m;
+			struct dcm_file *g = transcoded(x.f, &w, &s, &m);
+			CHECK(g != NULL);
+			if (g != NULL) {
+				CHECK(str_is(&g->ds, 0x00282110, "01"));
+				CHECK(str_is(&g->ds, 0x00282114, t == 0 ? "ISO_10918_1\\ISO_15444_1" : "ISO_15444_1"));
+				dcm_file_free(g);
+			}
+			wbuf_fini(&w);
+		}
+		img_close(&x);
+	}
+}
+
+/* ---- hostile frames ---- */
+
+/* Every cut of the frame (every length below step, then every step-th)
+ * fails with a reason, or decodes to the full frame (a cut in padding
+ * after the end marker). */
+static void cuts(const char *name, size_t step)
+{
+	struct img x;
+	size_t k, ok = 0, tried = 0;
+
+	CHECK(img_open(&x, name));
+	for (k = 0; x.frame != NULL && k < x.flen; k += k < step ? 1 : step) {
+		uint8_t *cut = malloc(k ? k : 1), *got = NULL;
+		size_t gn = 0;
+		enum err rc;
+		if (cut == NULL)
+			break;
+		memcpy(cut, x.frame, k);
+		rc = decode(&x, cut, k, NULL, &got, &gn, NULL);
+		CHECK(rc == ERR_OK || rc == ERR_PARSE);
+		if (rc == ERR_OK) {
+			CHECK(gn == render_frame_bytes(&x.im));
+			ok++;
+		}
+		tried++;
+		free(got);
+		free(cut);
+	}
+	CHECK(tried > 50);
+	CHECK(ok <= 2);   /* at most a cut of the final marker's bytes */
+	img_close(&x);
+}
+
+TEST(j2k_cut_short)
+{
+	cuts(PYD "MR_small_jp2klossless.dcm", 37);
+	cuts(PYD "GDCMJ2K_TextGBR.dcm", 997);
+}
+
+/* CharLS 2.4 spins for seconds on scan data that ends without a marker:
+ * a cut frame is refused before it is called (this test took minutes
+ * before). */
+TEST(jls_cut_short)
+{
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	cuts(PYD "MR_small_jpeg_ls_lossless.dcm", 37);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	CHECK(b.tv_sec - a.tv_sec < 20);
+}
+
+/* Bytes overwritten one at a time across the frame (with 0x00, 0xFF and
+ * their inverse): an error with a reason, or a frame of the right size. */
+static void corrupted(const char *name, size_t step)
+{
+	static const uint8_t with[] = { 0x00, 0xFF, 0x80, 0x7F };
+	struct img x;
+	uint8_t *c = NULL;
+	size_t k, bad = 0;
+	unsigned v;
+
+	CHECK(img_open(&x, name));
+	if (x.frame != NULL)
+		c = malloc(x.flen);
+	for (k = 0; c != NULL && k < x.flen; k += k < 200 ? 1 : step)
+		for (v = 0; v < sizeof with; v++) {
+			uint8_t *got = NULL;
+			size_t gn = 0;
+			enum err rc;
+			memcpy(c, x.frame, x.flen);
+			if (c[k] == with[v])
+				continue;
+			c[k] = with[v];
+			rc = decode(&x, c, x.flen, NULL, &got, &gn, NULL);
+			CHECK(rc == ERR_OK || rc == ERR_PARSE || rc == ERR_UNSUPPORTED || rc == ERR_LIMIT);
+			if (rc == ERR_OK)
+				CHECK(gn == render_frame_bytes(&x.im));
+			else
+				bad++;
+			free(got);
+		}
+	CHECK(bad > 0);
+	free(c);
+	img_close(&x);
+}
+
+TEST(j2k_corrupted)
+{
+	corrupted(PYD "MR_small_jp2klossless.dcm", 13);
+}
+
+TEST(jls_corrupted)
+{
+	corrupted(PYD "MR_small_jpeg_ls_lossless.dcm", 13);
+}
+
+/* A JPEG 2000 header that lies about the image, or an image that lies
+ * about the codestream: refused before decoding. SIZ (after SOC):
+ * marker, Lsiz, Rsiz, Xsiz @8, Ysiz @12, XOsiz @16, YOsiz @20, XTsiz @24,
+ * YTsiz @28, XTOsiz @32, YTOsiz @36, Csiz @40, Ssiz @42. */
+TEST(j2k_size_lies)
+{
+	struct img x;
+	struct render_image im;
+	uint8_t *c = NULL;
+
+	CHECK(img_open(&x, PYD "MR_small_jp2klossless.dcm"));
+	if (x.frame == NULL || (c = malloc(x.flen)) == NULL)
+		goto out;
+	CHECK(x.frame[0] == 0xFF && x.frame[1] == 0x4F && x.frame[2] == 0xFF && x.frame[3] == 0x51);
+#define LIE(off, put, want) do { \
+		memcpy(c, x.frame, x.flen); \
+		put; \
+		CHECK_EQ_INT(decode(&x, c, x.flen, NULL, NULL, NULL, NULL), want); \
+		(void)(off); \
+	} while (0)
+	LIE(8, store_u32be(c + 8, 65), ERR_PARSE);                 /* 65 wide */
+	LIE(12, store_u32be(c + 12, 4096), ERR_PARSE);             /* 4096 high */
+	LIE(12, store_u32be(c + 12, 0xFFFFFFFFu), ERR_PARSE);
+	LIE(16, store_u32be(c + 16, 64), ERR_PARSE);               /* an origin at the end */
+	LIE(24, store_u32be(c + 24, 0), ERR_PARSE);                /* tiles of width 0 */
+	LIE(32, store_u32be(c + 32, 1), ERR_PARSE);                /* tile origin after the image's */
+	LIE(40, store_u16be(c + 40, 3), ERR_PARSE);                /* 3 components (Lsiz then wrong too) */
+	LIE(42, c[42] = 0x80 | 16, ERR_PARSE);                     /* 17-bit samples */
+	LIE(43, c[43] = 2, ERR_UNSUPPORTED);                       /* subsampled */
+	LIE(4, store_u16be(c + 4, 40), ERR_PARSE);                 /* Lsiz */
+	LIE(2, c[3] = 0x52, ERR_PARSE);                            /* no SIZ */
+	/* 128 x 64 tiles of 1 x 1 (of an image that says it is 128 wide):
+	 * over RENDER_J2K_MAX_TILES, refused before OpenJPEG allocates them */
+	im = x.im;
+	im.cols = 128;
+	memcpy(c, x.frame, x.flen);
+	store_u32be(c + 8, 128);
+	store_u32be(c + 24, 1);
+	store_u32be(c + 28, 1);
+	CHECK_EQ_INT(decode(&x, c, x.flen, &im, NULL, NULL, NULL), ERR_LIMIT);
+	/* the data set lies instead */
+	im = x.im;
+	im.rows = 32;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+	im = x.im;
+	im.spp = 3;
+	im.photo = RENDER_RGB;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+	im = x.im;
+	im.bits_alloc = 8;
+	im.bits_stored = 8;
+	im.high_bit = 7;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+	/* Bits Stored 12 of a 16-bit lossless image: its samples do not fit */
+	im = x.im;
+	im.bits_stored = 12;
+	im.high_bit = 11;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+	/* unsigned, 11 bits: its largest sample (2145) does not fit; 16
+	 * bits: it does (MR_small has no negative samples) */
+	im = x.im;
+	im.is_signed = false;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_OK);
+	im.bits_stored = 11;
+	im.high_bit = 10;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+#undef LIE
+out:
+	free(c);
+	img_close(&x);
+}
+
+/* The same for JPEG-LS. SOF55 (FF F7) @2: Lf, P @6, Y @7, X @9, Nf @11. */
+TEST(jls_size_lies)
+{
+	struct img x;
+	struct render_image im;
+	uint8_t *c = NULL;
+	size_t sof = 0;
+
+	CHECK(img_open(&x, PYD "MR_small_jpeg_ls_lossless.dcm"));
+	if (x.frame == NULL || (c = malloc(x.flen)) == NULL)
+		goto out;
+	while (sof + 1 < x.flen && !(x.frame[sof] == 0xFF && x.frame[sof + 1] == 0xF7))
+		sof++;
+	CHECK(sof + 12 < x.flen);
+	if (sof + 12 >= x.flen)
+		goto out;
+#define LIE(put, want) do { \
+		memcpy(c, x.frame, x.flen); \
+		put; \
+		CHECK_EQ_INT(decode(&x, c, x.flen, NULL, NULL, NULL, NULL), want); \
+	} while (0)
+	LIE(store_u16be(c + sof + 5, 65), ERR_PARSE);      /* 65 high */
+	LIE(store_u16be(c + sof + 7, 0xFFFF), ERR_PARSE);  /* 65535 wide */
+	LIE(store_u16be(c + sof + 7, 0), ERR_PARSE);
+	LIE(c[sof + 4] = 17, ERR_PARSE);                   /* 17-bit samples */
+	LIE(c[sof + 4] = 1, ERR_PARSE);
+	LIE(c[sof + 9] = 3, ERR_PARSE);                    /* 3 components */
+	LIE(c[sof + 1] = 0xC0, ERR_PARSE);                 /* JPEG's SOF0 */
+	LIE(memset(c, 0, 2), ERR_PARSE);                   /* no SOI */
+#undef LIE
+	im = x.im;
+	im.cols = 32;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+	im = x.im;
+	im.bits_alloc = 8;
+	im.bits_stored = 8;
+	im.high_bit = 7;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+	/* 11 bits stored: the largest sample (2145) is no 11-bit pattern */
+	im = x.im;
+	im.bits_stored = 11;
+	im.high_bit = 10;
+	CHECK_EQ_INT(decode(&x, x.frame, x.flen, &im, NULL, NULL, NULL), ERR_PARSE);
+out:
+	free(c);
+	img_close(&x);
+}
+
+/* Each transfer syntax's decoder, and what dcm_decompress_takes says. */
+TEST(codecs_by_transfer_syntax)
+{
+	static const struct {
+		const char *ts;
+		enum render_codec c;
+	} t[] = {
+		{ "1.2.840.10008.1.2.4.50", RENDER_CODEC_JPEG },       { "1.2.840.10008.1.2.5", RENDER_CODEC_RLE },
+		{ "1.2.840.10008.1.2.4.90", RENDER_CODEC_J2K },        { "1.2.840.10008.1.2.4.91", RENDER_CODEC_J2K_LOSSY },
+		{ "1.2.840.10008.1.2.4.201", RENDER_CODEC_J2K },       { "1.2.840.10008.1.2.4.202", RENDER_CODEC_J2K },
+		{ "1.2.840.10008.1.2.4.203", RENDER_CODEC_J2K_LOSSY }, { "1.2.840.10008.1.2.4.80", RENDER_CODEC_JLS },
+		{ "1.2.840.10008.1.2.4.81", RENDER_CODEC_JLS },        { "1.2.840.10008.1.2.4.51", RENDER_CODEC_NONE },
+		{ "1.2.840.10008.1.2.4.57", RENDER_CODEC_NONE },       { "1.2.840.10008.1.2.4.70", RENDER_CODEC_NONE },
+		{ "1.2.840.10008.1.2.4.92", RENDER_CODEC_NONE },       { "1.2.840.10008.1.2.1", RENDER_CODEC_NONE },
+		{ "1.2.840.10008.1.2.4.9", RENDER_CODEC_NONE },        { "", RENDER_CODEC_NONE },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+		CHECK_EQ_INT(render_codec_of(t[i].ts), t[i].c);
+		CHECK(dcm_decompress_takes(t[i].ts) == (t[i].c != RENDER_CODEC_NONE));
+	}
+	CHECK_EQ_INT(render_codec_of(NULL), RENDER_CODEC_NONE);
+	CHECK(dcm_transcode_takes("1.2.840.10008.1.2.4.80") && dcm_transcode_takes("1.2.840.10008.1.2.4.91"));
+}
+
+int main(void)
+{
+	RUN(j2k_lossless_is_the_native_image);
+	RUN(jls_lossless_is_the_native_image);
+	RUN(j2k_in_a_jp2_file);
+	RUN(j2k_ybr_rct_becomes_rgb);
+	RUN(j2k_unsigned_codestream_of_signed_image);
+	RUN(j2k_lossy_marks);
+	RUN(j2k_cut_short);
+	RUN(jls_cut_short);
+	RUN(j2k_corrupted);
+	RUN(jls_corrupted);
+	RUN(j2k_size_lies);
+	RUN(jls_size_lies);
+	RUN(codecs_by_transfer_syntax);
+	return TEST_DONE();
+}
