@@ -11,7 +11,10 @@
 # (0000H, no sub-operation), one without its unique key (A900H), a peer
 # without the get right (refused), an instance stored in implicit VR that
 # getscu's contexts cannot carry (B000H, one failed) and then retrieved
-# with +xi, a C-CANCEL right behind the C-GET (FE00H, lib/dul.py), one
+# with +xi, JPEG Baseline, RLE, JPEG 2000, HTJ2K and JPEG-LS instances
+# decompressed for getscu's uncompressed contexts (lib/decompressed.py,
+# lib/decoded_native.py), a C-CANCEL right behind the C-GET (FE00H,
+# lib/dul.py), one
 # "retrieve" audit record per C-GET. Prints ok/not ok lines. Env DV: the
 # CLI under test; KEEP=1 keeps the directory. Layer: tests.
 set -u
@@ -287,6 +290,159 @@ check "getscu with uncompressed contexts only: ${#CMP[@]} completed, 0 failed" \
 check "each decompressed: explicit VR, pixels as pydicom decodes the original, the other attributes kept" \
 	"[ $? -eq 0 ]" "$T/dz.cmp"
 
+# ---- decompression of JPEG 2000 (.90, .91), HTJ2K (.201) and JPEG-LS
+# (.80, .81): made here from native originals (pydicom's MR_small, signed
+# 16-bit; an RGB and a 12-bit grey image made with pydicom) by gdcmconv,
+# dcmcjpls and ojph_compress, plus pydicom's YBR_RCT GDCMJ2K_TextGBR
+# (against GDCM's decoding, gdcmconv -w); all
+# in one study, stored with storescu +tls in their own syntaxes (HTJ2K,
+# which storescu 3.6.7 does not know, through lib/dul.py), retrieved by a
+# getscu that proposes uncompressed syntaxes only: Explicit VR Little
+# Endian, lossless pixels the originals' byte for byte, near-lossless
+# within NEAR, lossy within 0 of pydicom's decoding, lossy marks,
+# lib/decoded_native.py ----
+GETS=0   # C-GETs of this part
+if command -v gdcmconv >/dev/null && command -v dcmcjpls >/dev/null && command -v ojph_compress >/dev/null; then
+	CZ=$T/cz
+	mkdir -p "$CZ/nat" "$CZ/z" "$CZ/ht"
+	cp "$PYD/MR_small.dcm" "$CZ/nat/mr.dcm"
+	"$PY" - "$CZ/nat" >"$T/gen3.err" 2>&1 <<'PYEOF'
+import sys
+from pydicom.dataset import Dataset, FileMetaDataset
+def native(name, uid, rows, cols, spp, stored, pixels, photo):
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = uid
+    ds.PatientName = "CODEC^" + name; ds.PatientID = "P8"; ds.StudyInstanceUID = uid + ".1"
+    ds.SeriesInstanceUID = uid + ".1.1"; ds.Modality = "OT"
+    ds.Rows = rows; ds.Columns = cols; ds.SamplesPerPixel = spp; ds.PhotometricInterpretation = photo
+    if spp == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8 if spp == 3 else 16; ds.BitsStored = stored; ds.HighBit = stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels
+    fm = FileMetaDataset(); fm.MediaStorageSOPClassUID = ds.SOPClassUID; fm.MediaStorageSOPInstanceUID = uid
+    fm.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    ds.file_meta = fm; ds.is_little_endian = True; ds.is_implicit_VR = False
+    ds.save_as(sys.argv[1] + "/" + name + ".dcm", write_like_original=False)
+native("rgb", "1.2.826.0.1.3680043.2.1143.19.80", 40, 48, 3, 8,
+       bytes(v for y in range(40) for x in range(48) for v in (x * 5, y * 6, (x * y) & 255)), "RGB")
+native("grey", "1.2.826.0.1.3680043.2.1143.19.81", 48, 40, 1, 12,
+       b"".join(((x * 83 + y * 61 + (x * y) % 97) & 0xFFF).to_bytes(2, "little") for y in range(48) for x in range(40)),
+       "MONOCHROME2")
+import pydicom
+for name in ("mr", "rgb"):   # PGM / PPM for ojph_compress (MR_small's samples are all positive)
+    d = pydicom.dcmread(sys.argv[1] + "/" + name + ".dcm")
+    with open(sys.argv[1] + "/" + name + (".pgm" if name == "mr" else ".ppm"), "wb") as f:
+        if name == "mr":
+            f.write(b"P5\n64 64\n65535\n" + d.pixel_array.astype(">u2").tobytes())
+        else:
+            f.write(b"P6\n48 40\n255\n" + d.PixelData)
+PYEOF
+	{
+		gdcmconv --j2k "$CZ/nat/mr.dcm" "$CZ/z/mr_j2k.dcm" &&
+			gdcmconv --j2k "$CZ/nat/rgb.dcm" "$CZ/z/rgb_j2k.dcm" &&
+			gdcmconv --j2k --lossy -q 40 "$CZ/nat/rgb.dcm" "$CZ/z/rgb_j2ki.dcm" &&
+			cp "$PYD/GDCMJ2K_TextGBR.dcm" "$CZ/z/gbr_j2k.dcm" &&
+			gdcmconv -w "$PYD/GDCMJ2K_TextGBR.dcm" "$CZ/nat/gbr.dcm" &&
+			dcmcjpls "$CZ/nat/mr.dcm" "$CZ/z/mr_jls.dcm" &&
+			dcmcjpls +in "$CZ/nat/rgb.dcm" "$CZ/z/rgb_jlsin.dcm" &&
+			dcmcjpls +il "$CZ/nat/rgb.dcm" "$CZ/z/rgb_jlsil.dcm" &&
+			dcmcjpls +en "$CZ/nat/grey.dcm" "$CZ/z/grey_jlsn.dcm" &&
+			ojph_compress -i "$CZ/nat/mr.pgm" -o "$CZ/nat/mr.j2c" -reversible true &&
+			ojph_compress -i "$CZ/nat/rgb.ppm" -o "$CZ/nat/rgb.j2c" -reversible true -colour_trans true
+	} >>"$T/gen3.err" 2>&1
+	# one study, new instance UIDs; the HTJ2K codestreams in copies of
+	# their originals (the colour one says YBR_RCT: ojph_compress applied
+	# the reversible colour transform)
+	"$PY" - "$CZ" "$PYD" >>"$T/gen3.err" 2>&1 <<'PYEOF'
+import glob, sys
+import pydicom
+from pydicom._uid_dict import UID_dictionary
+from pydicom.encaps import encapsulate
+cz, pyd = sys.argv[1], sys.argv[2]
+UID_dictionary.setdefault("1.2.840.10008.1.2.4.201", ("High-Throughput JPEG 2000 Image Compression (Lossless Only)",
+                                                       "Transfer Syntax", "", "", "HTJ2KLossless"))
+natives = {"mr": cz + "/nat/mr.dcm", "rgb": cz + "/nat/rgb.dcm", "grey": cz + "/nat/grey.dcm",
+           "gbr": cz + "/nat/gbr.dcm"}
+for name in ("mr", "rgb"):
+    d = pydicom.dcmread(natives[name])
+    d.PixelData = encapsulate([open(cz + "/nat/" + name + ".j2c", "rb").read()])
+    d["PixelData"].VR = "OB"; d["PixelData"].is_undefined_length = True
+    if name == "rgb":
+        d.PhotometricInterpretation = "YBR_RCT"
+    d.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"
+    d.save_as(cz + "/ht/" + name + "_htj2k.dcm", write_like_original=False)
+manifest = []
+for i, f in enumerate(sorted(glob.glob(cz + "/z/*.dcm") + glob.glob(cz + "/ht/*.dcm"))):
+    d = pydicom.dcmread(f)
+    uid = "1.2.826.0.1.3680043.2.1143.19.9%02d" % i
+    d.SOPInstanceUID = d.file_meta.MediaStorageSOPInstanceUID = uid
+    d.StudyInstanceUID = "1.2.826.0.1.3680043.2.1143.17.8"
+    d.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1143.17.8.%d" % i
+    d.PatientID = "P8"
+    d.save_as(f, write_like_original=False)
+    name = f.rsplit("/", 1)[-1].split("_")[0]
+    kind = f.rsplit("_", 1)[-1][:-4]
+    how = {"j2ki": "pydicom 0", "jlsn": "near 2"}.get(kind, "exact")
+    manifest.append("%s %s %s" % (f, natives[name], how))
+open(cz + "/manifest", "w").write("\n".join(manifest) + "\n")
+PYEOF
+	check "gdcmconv, dcmcjpls, ojph_compress and pydicom made 10 JPEG 2000, HTJ2K and JPEG-LS instances" \
+		"[ \$(wc -l <'$CZ/manifest' 2>/dev/null) -eq 10 ]" "$T/gen3.err"
+	st() {
+		local o=$1
+		shift
+		storescu "$o" -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" "$@" >>"$T/s6" 2>&1
+	}
+	st -xv "$CZ"/z/*_j2k.dcm && st -xw "$CZ"/z/*_j2ki.dcm && st -xt "$CZ"/z/*_jlsi?.dcm "$CZ/z/mr_jls.dcm" &&
+		st -xu "$CZ"/z/*_jlsn.dcm
+	check "storescu +tls: 8 JPEG 2000 and JPEG-LS instances stored in their own syntaxes (-xv -xw -xt -xu)" \
+		"[ $? -eq 0 ]" "$T/s6"
+	"$PY" - "$ROOT" "$DP" "$T" "$CZ"/ht/*.dcm >"$T/s7" 2>&1 <<'PYEOF'
+import io, sys
+sys.path.insert(0, sys.argv[1] + "/tests/integration/lib")
+import dul, pydicom
+from pydicom.filewriter import write_dataset
+port, d = int(sys.argv[2]), sys.argv[3]
+HT = "1.2.840.10008.1.2.4.201"
+PC = {"1.2.840.10008.5.1.4.1.1.4": 1, "1.2.840.10008.5.1.4.1.1.7": 3}   # MR, secondary capture
+s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
+s.sendall(dul.assoc_rq("GETTER", "DICOMVAULT", [(pc, sop, [HT]) for sop, pc in PC.items()]))
+t, _ = dul.read_pdu(s)
+assert t == 2, t
+for mid, f in enumerate(sys.argv[4:], 1):
+    ds = pydicom.dcmread(f)
+    b = io.BytesIO()
+    fp = pydicom.filebase.DicomFileLike(b)
+    fp.is_little_endian, fp.is_implicit_VR = True, False   # explicit VR LE, encapsulated pixels
+    write_dataset(fp, ds)
+    cmd = dul.command({0x00000002: ds.SOPClassUID, 0x00000100: 0x0001, 0x00000110: mid, 0x00000700: 0,
+                       0x00000800: 0x0000, 0x00001000: ds.SOPInstanceUID})
+    pc = PC[ds.SOPClassUID]
+    s.sendall(dul.pdata(pc, cmd, True) + dul.pdata(pc, b.getvalue(), False))
+    c, _ = dul.Messages(s).next()
+    st = dul.us(c[0x00000900]) if isinstance(c, dict) else None
+    print(f.rsplit("/", 1)[-1], "status %04X" % st if st is not None else None,
+          c.get(0x00000902, b"").decode(errors="replace") if isinstance(c, dict) else "")
+    assert st == 0, st
+s.sendall(dul.RELEASE_RQ)
+print("stored", len(sys.argv) - 4)
+PYEOF
+	check "2 HTJ2K instances stored in 1.2.840.10008.1.2.4.201 (lib/dul.py over TLS)" \
+		"[ $? -eq 0 ] && grep -q 'stored 2' '$T/s7'" "$T/s7"
+	get_ cz GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=1.2.826.0.1.3680043.2.1143.17.8
+	GETS=1
+	check "getscu with uncompressed contexts only: 10 completed, 0 failed" \
+		"grep -q 'Received C-GET Response (Success)' '$T/cz.log' && [ \"\$(final_ cz Completed)\" = 10 ]" \
+		"$T/cz.log"
+	"$PY" "$ROOT/tests/integration/lib/decoded_native.py" "$T/gcz" "$CZ/manifest" >"$T/cz.cmp" 2>&1
+	check "each decompressed: explicit VR, lossless pixels the native originals' byte for byte, lossy within bounds and marked, RGB interleaved, the other attributes kept" \
+		"[ $? -eq 0 ]" "$T/cz.cmp"
+else
+	no "gdcmconv, dcmcjpls and ojph_compress installed (scripts/install-deps.sh)"
+fi
+
 # ---- role selection and the Failed SOP Instance UID List (lib/dul.py) ----
 cat >"$T/roles.py" <<'PYEOF'
 import sys
@@ -372,7 +528,7 @@ check "C-CANCEL right behind the C-GET: FE00H, 3 remaining, none sent" \
 
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-GET')
 check "one retrieve audit record per C-GET with the peer as actor ($n)" \
-	"[ $n -eq 13 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'"
+	"[ $n -eq $((13 + GETS)) ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'"
 check "server still running" "kill -0 $SRV"
 
 # ---- a damaged object: the sub-operation fails, integrity-failure audited ----
