@@ -1,7 +1,8 @@
 /* render_fuzz.c: libFuzzer target for dicom/render.c and render_codec.c:
  * the query parameters of rendered resources (window, viewport, quality:
  * client input) and small frames through the pixel pipeline, the viewport
- * scaling, the PNG and JPEG encoders and the RLE and JPEG decoders. Input:
+ * scaling, the PNG and JPEG encoders and the RLE, JPEG, JPEG 2000 and
+ * JPEG-LS decoders. Input:
  * "window\nviewport\nquality\n" then an image: 8 header bytes (rows,
  * columns, bits, stored bits, high bit, sign and photometric
  * interpretation, planar configuration, rescale) and the frame bytes.
@@ -19,7 +20,10 @@
  *     MONOCHROME1 is not the inverse of MONOCHROME2;
  *   * scaling gives a size other than render_fit's, or larger than the
  *     viewport or the image; an encoder fails on a valid image;
- *   * a decoder succeeds with a frame of another size than the image's;
+ *   * a decoder succeeds with a frame of another size than the image's
+ *     (JPEG 2000, JPEG-LS: or not interleaved, or with another Bits
+ *     Allocated, or says a lossless transfer syntax's frame is lossy
+ *     when its codestream is not);
  *   * render_image_init fails without a reason or with an unexpected
  *     code, or a Part 10 frame at least as long as its image does not
  *     render (or a shorter one does);
@@ -121,6 +125,29 @@ static void decoders(const struct render_image *im0, const uint8_t *p, size_t n)
 		if (len != (size_t)im.rows * im.cols * im.spp || im.bits_alloc != 8)
 			die("JPEG frame of another size");
 		free(out);
+	}
+	for (unsigned lossy = 0; lossy < 2; lossy++) {
+		im = *im0;
+		out = NULL;
+		why[0] = 0;
+		if (render_j2k_decode(&im, lossy, p, n, &out, &len, why, sizeof why) == ERR_OK) {
+			if (len != render_frame_bytes(&im) || im.planar != 0 || im.bits_alloc != im0->bits_alloc ||
+			    (lossy && im.lossy == NULL))
+				die("JPEG 2000 frame of another size or layout");
+			free(out);
+		} else if (why[0] == 0 || out != NULL) {
+			die("JPEG 2000 frame refused without a reason");
+		}
+	}
+	im = *im0;
+	out = NULL;
+	why[0] = 0;
+	if (render_jls_decode(&im, p, n, &out, &len, why, sizeof why) == ERR_OK) {
+		if (len != render_frame_bytes(&im) || im.planar != 0 || im.bits_alloc != im0->bits_alloc)
+			die("JPEG-LS frame of another size or layout");
+		free(out);
+	} else if (why[0] == 0 || out != NULL) {
+		die("JPEG-LS frame refused without a reason");
 	}
 }
 

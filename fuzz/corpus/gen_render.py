@@ -4,10 +4,15 @@
 columns - 1, bits allocated 8/16/32 as 0/1/2, bits stored - 1, high bit
 offset, photometric << 1 | signed, planar, slope byte) and the frame bytes.
 Seeds named p10_* are "window\nviewport\nquality\nP" and a small Part 10
-file (pydicom): the image attributes as a stored object has them.
-Needs python3-pil and python3-pydicom. Run from the repository root."""
+file (pydicom): the image attributes as a stored object has them. JPEG 2000
+frames are made by Pillow, JPEG-LS ones by DCMTK's dcmcjpls.
+Needs python3-pil, python3-pydicom and dcmtk. Run from the repository
+root."""
 import io
+import os
 import struct
+import subprocess
+import tempfile
 from PIL import Image
 from pydicom import encaps
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -17,6 +22,23 @@ D = "fuzz/corpus/render/"
 
 def hdr(rows, cols, ba_idx, bs, hb_off, signed, photo, planar, slope):
     return bytes([rows - 1, cols - 1, ba_idx, bs - 1, hb_off, (photo << 1) | signed, planar, slope])
+
+
+def j2k(mode, colour, irreversible=False, mct=0):
+    b = io.BytesIO()
+    Image.new(mode, (8, 8), colour).save(b, "JPEG2000", no_jp2=True, irreversible=irreversible, mct=mct)
+    return b.getvalue()
+
+
+def jls(ds_bytes, *opts):
+    """The first frame of a Part 10 file (bytes) compressed by dcmcjpls."""
+    from pydicom import dcmread
+    from pydicom.encaps import generate_pixel_data_frame
+    with tempfile.TemporaryDirectory() as d:
+        with open(d + "/in.dcm", "wb") as f:
+            f.write(ds_bytes)
+        subprocess.run(["dcmcjpls", *opts, d + "/in.dcm", d + "/out.dcm"], check=True)
+        return next(generate_pixel_data_frame(dcmread(d + "/out.dcm").PixelData))
 
 
 def jpeg(mode, colour):
@@ -37,6 +59,8 @@ SEEDS = {
     + struct.pack("<16I", 1, 64, *([0] * 14)) + bytes([0x01, 7, 9, 0xFF, 5]),
     "jpeg_mono2": b"0,1000\n4,4\n100\n" + hdr(2, 4, 0, 8, 0, 0, 1, 0, 4) + jpeg("L", 100),
     "jpeg_rgb": b"0,1000\n4,4\n100\n" + hdr(2, 4, 0, 8, 0, 0, 2, 0, 4) + jpeg("RGB", (200, 10, 30)),
+    "j2k_mono16": b"\n\n\n" + hdr(8, 8, 1, 16, 0, 0, 1, 0, 4) + j2k("I;16", 1000),
+    "j2k_rgb_mct": b"\n\n\n" + hdr(8, 8, 0, 8, 0, 0, 2, 0, 4) + j2k("RGB", (200, 10, 30), mct=1),
     "window_only": b"1e12,1e12,sigmoid",
     "short_frame": b"40,1\n8192,8192\n100\n" + hdr(16, 16, 1, 16, 0, 0, 1, 0, 4) + bytes(10),
 }
@@ -111,6 +135,29 @@ SEEDS.update({
         ModalityLUTSequence=lut_seq("US", [32, 16, 16], struct.pack("<32H", *range(1000, 0, -32)[:32]))),
     "p10_jpeg": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.50", SamplesPerPixel=3,
                                    PhotometricInterpretation="YBR_FULL_422", pixels=jpeg_frame()),
+})
+
+def encapsulated(frame):
+    return encaps.encapsulate([frame])
+
+
+NATIVE16 = part10(BitsAllocated=16, BitsStored=12, HighBit=11,
+                  pixels=b"".join(((i * 37) & 0xFFF).to_bytes(2, "little") for i in range(64)))[1:]
+NATIVE_RGB = part10(SamplesPerPixel=3, PhotometricInterpretation="RGB", PlanarConfiguration=0,
+                    pixels=bytes(range(192)))[1:]
+SEEDS.update({
+    "p10_j2k_mono16": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.90", BitsAllocated=16, BitsStored=16, HighBit=15,
+                                           pixels=encapsulated(j2k("I;16", 1000))),
+    "p10_j2k_ybr_ict": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.91", SamplesPerPixel=3,
+                                            PhotometricInterpretation="YBR_ICT", PlanarConfiguration=0,
+                                            pixels=encapsulated(j2k("RGB", (30, 200, 90), True, 1))),
+    "p10_jls_mono12": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.80", BitsAllocated=16, BitsStored=12, HighBit=11,
+                                           pixels=encapsulated(jls(NATIVE16))),
+    "p10_jls_rgb_planes": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.80", SamplesPerPixel=3,
+                                               PhotometricInterpretation="RGB", PlanarConfiguration=0,
+                                               pixels=encapsulated(jls(NATIVE_RGB, "+in"))),
+    "p10_jls_near": b"\n\n\n" + part10(ts="1.2.840.10008.1.2.4.81", BitsAllocated=16, BitsStored=12, HighBit=11,
+                                         pixels=encapsulated(jls(NATIVE16, "+en"))),
 })
 
 for k, v in SEEDS.items():

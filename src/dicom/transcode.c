@@ -18,6 +18,7 @@
 
 #define TAG_PIXEL_DATA   0x7FE00010u
 #define TAG_PIXEL_GROUP  0x7FE00000u
+#define TAG_SAMPLES      0x00280002u
 #define TAG_PHOTOMETRIC  0x00280004u
 #define TAG_PLANAR       0x00280006u
 #define TAG_BITS_ALLOC   0x00280100u
@@ -183,6 +184,13 @@ static enum err lossy_method_add(struct dcm_ds *ds, const char *method)
 static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec, enum render_photo photo)
 {
 	enum err rc = set_us(ds, TAG_BITS_ALLOC, dec->bits_alloc);
+
+	/* what the decoder took for granted when absent (1 sample, grey)
+	 * written out: the pixels are described whole */
+	if (rc == ERR_OK)
+		rc = set_us(ds, TAG_SAMPLES, dec->spp);
+	if (rc == ERR_OK && dcm_ds_find(ds, TAG_PHOTOMETRIC) == NULL && dec->photo == RENDER_MONO2)
+		rc = dcm_ds_set_str(ds, TAG_PHOTOMETRIC, VR_CS, "MONOCHROME2");
 
 	if (rc == ERR_OK)
 		rc = set_us(ds, TAG_BITS_STORED, dec->bits_stored);

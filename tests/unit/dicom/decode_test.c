@@ -424,6 +424,33 @@ TEST(j2k_lossy_marks)
 	}
 }
 
+/* Samples per Pixel and Photometric Interpretation absent (the decoders
+ * take 1 and MONOCHROME2): the decompressed data set says them, so that
+ * its Pixel Data is described whole (render_fuzz found one without). */
+TEST(absent_pixel_description_written)
+{
+	struct img x;
+
+	CHECK(img_open(&x, PYD "MR_small_jpeg_ls_lossless.dcm"));
+	if (x.f != NULL) {
+		struct wbuf w;
+		struct src s;
+		struct src_mem m;
+		struct dcm_file *g;
+		dcm_ds_remove(&x.f->ds, 0x00280002);
+		dcm_ds_remove(&x.f->ds, 0x00280004);
+		g = transcoded(x.f, &w, &s, &m);
+		CHECK(g != NULL);
+		if (g != NULL) {
+			CHECK_EQ_INT(us_of(&g->ds, 0x00280002), 1);
+			CHECK(str_is(&g->ds, 0x00280004, "MONOCHROME2"));
+			dcm_file_free(g);
+		}
+		wbuf_fini(&w);
+	}
+	img_close(&x);
+}
+
 /* ---- hostile frames ---- */
 
 /* Every cut of the frame (every length below step, then every step-th)
@@ -675,6 +702,7 @@ int main(void)
 	RUN(j2k_ybr_rct_becomes_rgb);
 	RUN(j2k_unsigned_codestream_of_signed_image);
 	RUN(j2k_lossy_marks);
+	RUN(absent_pixel_description_written);
 	RUN(j2k_cut_short);
 	RUN(jls_cut_short);
 	RUN(j2k_corrupted);
