@@ -292,7 +292,7 @@ static bool named(const struct dicom_ranges *d, const char *ts)
 /* multipart/related; type="application/dicom" for every instance: a range
  * with transfer-syntax absent or *, or, for each stored transfer syntax, a
  * range that names it, or one that names explicit VR little endian when
- * it is native (re-encoded) or JPEG Baseline or RLE (decompressed): dz[t]
+ * it is native (re-encoded) or one the decoders take (decompressed): dz[t]
  * set for the list's transfer syntax t. Nothing is compressed. */
 static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS])
 {
@@ -562,8 +562,8 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			dstream_free(ds);
 			return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 			                    "the object is offered in its stored transfer syntax, or in 1.2.840.10008.1.2.1 "
-			                    "when it is native, JPEG Baseline or RLE: leave out transferSyntax, or ask for "
-			                    "one of those",
+			                    "when it is native, JPEG Baseline, RLE, JPEG 2000 or JPEG-LS: leave out "
+			                    "transferSyntax, or ask for one of those",
 			                    NULL);
 		}
 		ds->dz[ds->l.it[0].ts] = true;
@@ -573,7 +573,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=*, "
 		                    "the stored transfer syntax, or 1.2.840.10008.1.2.1 for native (re-encoded), JPEG "
-		                    "Baseline and RLE (decompressed) instances",
+		                    "Baseline, RLE, JPEG 2000 and JPEG-LS (decompressed) instances",
 		                    NULL);
 	}
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {

@@ -843,16 +843,30 @@ def main():
     st_j2, se_j2, sop_j2 = uids(files["JPEG2000"])
     r = request("GET", f"/wado?requestType=WADO&studyUID={st_j2}&seriesUID={se_j2}&objectUID={sop_j2}"
                 "&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1")
-    check("WADO-URI transferSyntax=explicit VR LE of a JPEG 2000 instance: 406", is_problem(r, 406), r.status)
+    d = pydicom.dcmread(io.BytesIO(r.body)) if r.status == 200 else None
+    check("WADO-URI transferSyntax=explicit VR LE of a lossy JPEG 2000 instance: decompressed, marked lossy",
+          d is not None and d.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and
+          d.LossyImageCompression == "01" and "ISO_15444_1" in d.LossyImageCompressionMethod and
+          len(d.PixelData) == d.Rows * d.Columns * 2, r.status)
 
     r = get(inst_path(files["JPEG-lossy"]), explicit)
     check("a 12-bit JPEG instance asked in explicit VR LE (no decoder): 406 saying what is decompressed",
-          is_problem(r, 406) and b"JPEG Baseline and RLE" in r.body, (r.status, r.body[:300]))
+          is_problem(r, 406) and b"JPEG Baseline, RLE, JPEG 2000 and JPEG-LS" in r.body, (r.status, r.body[:300]))
     r = get(inst_path(files["jpeg_bot"]), explicit)
     check("a JPEG instance whose frames do not decode, asked in explicit VR LE: 406 naming why",
           is_problem(r, 406) and b"cannot be decompressed" in r.body, (r.status, r.body[:300]))
     r = get(inst_path(files["JPEG2000"]), explicit)
-    check("a JPEG 2000 instance asked in explicit VR LE: 406", is_problem(r, 406), r.status)
+    ps = parts_of(r) if r.status == 200 else []
+    d = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
+    check("a JPEG 2000 instance asked in explicit VR LE: decompressed",
+          d is not None and d.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and
+          len(d.PixelData) == d.Rows * d.Columns * 2, r.status)
+    r = get(inst_path(files["MR_small_jpeg_ls_lossless"]), explicit)
+    ps = parts_of(r) if r.status == 200 else []
+    d = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
+    check("a JPEG-LS lossless instance asked in explicit VR LE: MR_small's pixels, byte for byte",
+          d is not None and d.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and
+          d.PixelData == pydicom.dcmread(f"{TF}/MR_small.dcm").PixelData, r.status)
     r = get(inst_path(files["CT_small"]), explicit)
     check("a native explicit VR instance asked so: its stored bytes, with its length",
           r.status == 200 and parts_of(r)[0][1] == open(files["CT_small"], "rb").read() and
