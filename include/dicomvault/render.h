@@ -186,5 +186,8 @@ WUR enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_
  * above 0. */
 WUR enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n, uint8_t **out, size_t *outlen,
                                char *why, size_t whylen);
+/* The largest NEAR over a JPEG-LS frame's scans (0: lossless), or -1 when
+ * its marker segments cannot be walked. Pure. */
+int render_jls_near_max(const uint8_t *p, size_t n);
 
 #endif

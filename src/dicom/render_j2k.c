@@ -69,8 +69,8 @@ static uint64_t tiles_along(uint32_t size, uint32_t torigin, uint32_t tile)
 /* The SIZ marker segment (ISO 15444-1 A.5.1), which must follow SOC,
  * against im. *sgnd: whether the codestream's samples are signed;
  * *prec: their largest precision. */
-static enum err siz_check(struct rd cs, const struct render_image *im, bool *sgnd, unsigned *prec, char *why,
-                          size_t whylen)
+static enum err siz_check(struct rd cs, const struct render_image *im, bool *sgnd, unsigned *prec,
+                          uint64_t *ntiles, char *why, size_t whylen)
 {
 	uint16_t soc, siz, lsiz, rsiz, csiz;
 	uint32_t x1, y1, x0, y0, xt, yt, xt0, yt0;
@@ -96,6 +96,7 @@ static enum err siz_check(struct rd cs, const struct render_image *im, bool *sgn
 	if (xt == 0 || yt == 0 || xt0 > x0 || yt0 > y0 || (uint64_t)xt0 + xt <= x0 || (uint64_t)yt0 + yt <= y0)
 		return err_why(why, whylen, ERR_PARSE, "the JPEG 2000 tiles do not cover the image");
 	tiles = tiles_along(x1, xt0, xt) * tiles_along(y1, yt0, yt);
+	*ntiles = tiles;
 	if (tiles > RENDER_J2K_MAX_TILES)
 		return err_why(why, whylen, ERR_LIMIT, "the JPEG 2000 frame has %llu tiles, more than the %u decoded",
 		               (unsigned long long)tiles, RENDER_J2K_MAX_TILES);
@@ -120,6 +121,90 @@ static enum err siz_check(struct rd cs, const struct render_image *im, bool *sgn
 			*prec = p;
 	}
 	return ERR_OK;
+}
+
+#define J2K_SOT 0xFF90u
+#define J2K_SOD 0xFF93u
+#define J2K_EOC 0xFFD9u
+#define J2K_COD 0xFF52u
+#define J2K_COC 0xFF53u
+
+/* The tile-parts (ISO 15444-1 A.4.2), walked by their Psot lengths after
+ * the main header: every tile of the grid must be there with all its
+ * tile-parts (OpenJPEG, even strict, decodes a codestream with tiles left
+ * out as a success, those tiles blank), and no tile-part header may change
+ * the coding style (COD, COC: the wavelet, hence lossy or not, and the
+ * colour transform are read from the main header). */
+static enum err tiles_check(struct rd cs, uint64_t ntiles, char *why, size_t whylen)
+{
+	uint16_t seen[RENDER_J2K_MAX_TILES], total[RENDER_J2K_MAX_TILES];
+	uint16_t m, len, isot;
+	uint32_t psot;
+	uint8_t tp, tn;
+	uint64_t t;
+
+	if (ntiles == 0 || ntiles > RENDER_J2K_MAX_TILES)
+		return err_why(why, whylen, ERR_PARSE, "the JPEG 2000 frame has %llu tiles", (unsigned long long)ntiles);
+	memset(seen, 0, sizeof seen);
+	memset(total, 0, sizeof total);
+	if (rd_skip(&cs, 2) != ERR_OK)   /* SOC */
+		goto cut;
+	for (;;) {   /* the main header's marker segments, to the first SOT */
+		if (rd_get_u16be(&cs, &m) != ERR_OK)
+			goto cut;
+		if (m == J2K_SOT)
+			break;
+		if (m < 0xFF30 || rd_get_u16be(&cs, &len) != ERR_OK || len < 2 || rd_skip(&cs, len - 2u) != ERR_OK)
+			goto cut;
+	}
+	for (;;) {   /* at a tile-part, just after its SOT */
+		size_t start = cs.pos - 2, end;
+		if (rd_get_u16be(&cs, &len) != ERR_OK || len != 10 || rd_get_u16be(&cs, &isot) != ERR_OK ||
+		    rd_get_u32be(&cs, &psot) != ERR_OK || rd_get_u8(&cs, &tp) != ERR_OK || rd_get_u8(&cs, &tn) != ERR_OK)
+			goto cut;
+		if (isot >= ntiles)
+			return err_why(why, whylen, ERR_PARSE, "a JPEG 2000 tile-part names tile %u of %llu", isot,
+			               (unsigned long long)ntiles);
+		if (seen[isot] == UINT16_MAX)
+			goto cut;
+		seen[isot]++;
+		if (tn != 0)
+			total[isot] = tn;
+		/* its header, to SOD */
+		for (;;) {
+			if (rd_get_u16be(&cs, &m) != ERR_OK)
+				goto cut;
+			if (m == J2K_SOD)
+				break;
+			if (m == J2K_COD || m == J2K_COC)
+				return err_why(why, whylen, ERR_UNSUPPORTED,
+				               "a JPEG 2000 tile-part changes the coding style (not decoded)");
+			if (m < 0xFF30 || rd_get_u16be(&cs, &len) != ERR_OK || len < 2 || rd_skip(&cs, len - 2u) != ERR_OK)
+				goto cut;
+		}
+		if (psot == 0)   /* the last tile-part: to the EOC */
+			end = cs.len >= 2 ? cs.len - 2 : cs.len;
+		else if (psot < 14 || psot > cs.len - start)
+			goto cut;
+		else
+			end = start + psot;
+		cs.pos = end;
+		if (rd_get_u16be(&cs, &m) != ERR_OK)
+			goto cut;
+		if (m == J2K_EOC)
+			break;
+		if (m != J2K_SOT || psot == 0)
+			goto cut;
+	}
+	/* fewer tile-parts than TNsot announces: some left out (more: an
+	 * encoder that counts wrong, which OpenJPEG takes too) */
+	for (t = 0; t < ntiles; t++)
+		if (seen[t] == 0 || seen[t] < total[t])
+			return err_why(why, whylen, ERR_PARSE, "JPEG 2000 tile %llu has %u of its %u tile-parts",
+			               (unsigned long long)t, seen[t], total[t] ? total[t] : 1u);
+	return ERR_OK;
+cut:
+	return err_why(why, whylen, ERR_PARSE, "the JPEG 2000 tile-parts do not follow one another to the end");
 }
 
 /* ---- OpenJPEG over memory ---- */
@@ -278,6 +363,7 @@ enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_t *s
 	uint8_t *buf = NULL;
 	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total, i;
 	unsigned c, prec = 0;
+	uint64_t ntiles = 0;
 	bool sgnd = false, mct;
 	enum err rc = ERR_INTERNAL;
 
@@ -290,7 +376,9 @@ enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_t *s
 		return err_why(why, whylen, ERR_PARSE, "PALETTE COLOR with %u bits allocated", im->bits_alloc);
 	rc = codestream(src, n, &j.cs, why, whylen);
 	if (rc == ERR_OK)
-		rc = siz_check(j.cs, im, &sgnd, &prec, why, whylen);
+		rc = siz_check(j.cs, im, &sgnd, &prec, &ntiles, why, whylen);
+	if (rc == ERR_OK)
+		rc = tiles_check(j.cs, ntiles, why, whylen);
 	if (rc == ERR_OK)
 		rc = j2k_run(&j, im, why, whylen);
 	if (rc != ERR_OK)

@@ -35,6 +35,55 @@ static uint32_t jls_sample(const uint8_t *d, size_t np, unsigned spp, bool plane
 	return v;
 }
 
+/* The largest NEAR of the frame's scans (ISO 14495-1 C.2.3: each SOS
+ * carries its own; CharLS tells the current scan's only), walking the
+ * marker segments by their lengths and the scan data to the next marker
+ * (in scan data 0xFF is always followed by a byte below 0x80, so a byte
+ * from 0x80 after 0xFF is a marker). -1: the walk fails (taken as lossy). */
+int render_jls_near_max(const uint8_t *p, size_t n)
+{
+	size_t i = 2;
+	int near = -1;
+
+	if (n < 4 || p[0] != 0xFF || p[1] != 0xD8)
+		return -1;
+	while (i + 1 < n) {
+		uint8_t m;
+		size_t len;
+		if (p[i] != 0xFF)
+			return -1;
+		while (i + 1 < n && p[i + 1] == 0xFF)   /* fill bytes */
+			i++;
+		if (i + 1 >= n)
+			return -1;
+		m = p[i + 1];
+		i += 2;
+		if (m == 0xD9)   /* EOI */
+			return near;
+		if (m < 0xD0 || m > 0xD7) {   /* RSTn has no length */
+			if (i + 2 > n)
+				return -1;
+			len = (size_t)p[i] << 8 | p[i + 1];
+			if (len < 2 || len > n - i)
+				return -1;
+			if (m == 0xDA) {   /* SOS: Ls, Ns, Ns x (Ci, Tmi), NEAR, ILV, Al/Ah */
+				size_t ns = len >= 3 ? p[i + 2] : 0;
+				if (len < 6 + 2 * ns)
+					return -1;
+				if ((int)p[i + 3 + 2 * ns] > near)
+					near = p[i + 3 + 2 * ns];
+			}
+			i += len;
+			if (m != 0xDA)
+				continue;
+		}
+		/* scan data (after SOS or RSTn), to the next marker */
+		while (i + 1 < n && !(p[i] == 0xFF && p[i + 1] >= 0x80))
+			i++;
+	}
+	return -1;
+}
+
 enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n, uint8_t **out, size_t *outlen,
                            char *why, size_t whylen)
 {
@@ -47,6 +96,8 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 	uint8_t *raw = NULL, *buf = NULL;
 	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total, rawlen = 0, bytes, i;
 	int32_t near_first = 0, near_last = 0;
+	int near_all;
+	bool lossy;
 	unsigned c;
 	enum err rc = ERR_INTERNAL;
 
@@ -124,10 +175,14 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 		rc = err_why(why, whylen, ERR_PARSE, "the JPEG-LS frame does not decode: %s", jls_msg(e));
 		goto out;
 	}
+	/* lossy if any scan is: CharLS tells the first and the last scan's
+	 * NEAR, a frame of three scans has a middle one */
+	near_all = render_jls_near_max(src, n);
+	lossy = near_first > 0 || near_last > 0 || near_all != 0;
 	for (i = 0; i < np; i++)
 		for (c = 0; c < im->spp; c++) {
 			uint32_t v = jls_sample(raw, np, im->spp, ilv == CHARLS_INTERLEAVE_MODE_NONE, bytes, i, c);
-			if (!render_sample_put(im, v, true, near_first > 0 || near_last > 0, buf + (i * im->spp + c) * bps)) {
+			if (!render_sample_put(im, v, true, lossy, buf + (i * im->spp + c) * bps)) {
 				rc = err_why(why, whylen, ERR_PARSE, "a JPEG-LS sample (%u) does not fit Bits Stored %u",
 				             (unsigned)v, im->bits_stored);
 				goto out;
@@ -135,7 +190,7 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 		}
 	dec.planar = 0;
 	dec.high_bit = dec.bits_stored - 1;
-	dec.lossy = near_first > 0 || near_last > 0 ? "ISO_14495_1" : im->lossy;
+	dec.lossy = lossy ? "ISO_14495_1" : im->lossy;
 	*im = dec;
 	*out = buf;
 	*outlen = total;

@@ -694,6 +694,102 @@ TEST(codecs_by_transfer_syntax)
 	CHECK(dcm_transcode_takes("1.2.840.10008.1.2.4.80") && dcm_transcode_takes("1.2.840.10008.1.2.4.91"));
 }
 
+/* ---- codestreams made by a review (tests/unit/dicom/codestreams/):
+ * Pillow's 64x64 JPEG 2000 in four 32x32 tiles (t4: 16-bit; r53: 8-bit,
+ * 5-3 wavelet), with tiles left out (their SOT segments removed, the EOC
+ * kept) or one tile-part given a COD of the 9-7 wavelet (mixtile); CharLS's
+ * 64x64 RGB JPEG-LS, one scan a component, NEAR 0 (n0) and 3 (n3), and n0
+ * with its second scan taken from n3 (mixnear) ---- */
+#define CS "tests/unit/dicom/codestreams/"
+
+static uint8_t *cs_read(const char *name, size_t *n)
+{
+	uint8_t *p = NULL;
+
+	*n = 0;
+	CHECK(file_read_all(name, 1 << 20, &p, n) == ERR_OK);
+	return p;
+}
+
+/* MR_small's image (64x64, 16 bits) as the data set of a J2K frame. */
+static enum err j2k_as_mr(const char *name, bool *lossy, char *why, size_t whylen)
+{
+	struct img x;
+	uint8_t *p, *out = NULL;
+	size_t n, outlen = 0;
+	enum err rc = ERR_INTERNAL;
+
+	p = cs_read(name, &n);
+	if (p != NULL && img_open(&x, PYD "MR_small_jp2klossless.dcm")) {
+		struct render_image im = x.im;
+		rc = render_j2k_decode(&im, false, p, n, &out, &outlen, why, whylen);
+		CHECK(rc != ERR_OK || outlen == 64u * 64 * 2);
+		*lossy = rc == ERR_OK && im.lossy != NULL;
+		free(out);
+	}
+	img_close(&x);
+	free(p);
+	return rc;
+}
+
+TEST(j2k_every_tile_there)
+{
+	char why[256] = "";
+	bool lossy = true;
+
+	CHECK(j2k_as_mr(CS "t4.j2k", &lossy, why, sizeof why) == ERR_OK && !lossy);
+	CHECK(j2k_as_mr(CS "r53.j2k", &lossy, why, sizeof why) == ERR_OK && !lossy);
+	/* OpenJPEG alone decodes these as a success, the missing tiles blank */
+	CHECK(j2k_as_mr(CS "t4_drop_1.j2k", &lossy, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "tile") != NULL);
+	why[0] = 0;
+	CHECK(j2k_as_mr(CS "t4_only0.j2k", &lossy, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "tile") != NULL);
+	/* a lossy tile in a lossless stream would be marked lossless */
+	why[0] = 0;
+	CHECK(j2k_as_mr(CS "mixtile.j2k", &lossy, why, sizeof why) == ERR_UNSUPPORTED);
+	CHECK(strstr(why, "coding style") != NULL);
+}
+
+TEST(jls_near_of_every_scan)
+{
+	static const char *const names[] = { CS "n0.jls", CS "n3.jls", CS "mixnear.jls" };
+	static const int want[] = { 0, 3, 3 };
+	struct img x;
+	size_t i, n, k;
+
+	for (i = 0; i < 3; i++) {
+		uint8_t *p = cs_read(names[i], &n);
+		if (p == NULL)
+			continue;
+		CHECK(render_jls_near_max(p, n) == want[i]);
+		for (k = 0; k < n; k++)   /* cut anywhere: a value or -1, in bounds (ASan) */
+			CHECK(render_jls_near_max(p, k) >= -1);
+		free(p);
+	}
+	/* decoded: CharLS alone reports the first and the last scan's NEAR
+	 * (0 and 0 in mixnear); the frame is lossy all the same */
+	if (img_open(&x, PYD "MR_small_jpeg_ls_lossless.dcm")) {
+		for (i = 0; i < 3; i += 2) {
+			struct render_image im = x.im;
+			uint8_t *p = cs_read(names[i], &n), *out = NULL;
+			size_t outlen = 0;
+			char why[256] = "";
+			im.spp = 3;
+			im.bits_alloc = im.bits_stored = 8;
+			im.high_bit = 7;
+			im.is_signed = false;
+			im.photo = RENDER_RGB;
+			CHECK(p != NULL && render_jls_decode(&im, p, n, &out, &outlen, why, sizeof why) == ERR_OK);
+			CHECK(outlen == 64u * 64 * 3);
+			CHECK((im.lossy != NULL) == (i == 2));
+			free(out);
+			free(p);
+		}
+	}
+	img_close(&x);
+}
+
 int main(void)
 {
 	RUN(j2k_lossless_is_the_native_image);
@@ -710,5 +806,7 @@ int main(void)
 	RUN(j2k_size_lies);
 	RUN(jls_size_lies);
 	RUN(codecs_by_transfer_syntax);
+	RUN(j2k_every_tile_there);
+	RUN(jls_near_of_every_scan);
 	return TEST_DONE();
 }
