@@ -7,6 +7,8 @@
  * longjmp: all state they touch lives in a heap block whose pointer is
  * set before setjmp, so nothing is indeterminate after the jump. Pure.
  * Layer: dicom. */
+#include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -360,6 +362,37 @@ enum render_codec render_codec_of(const char *ts_uid)
 	return RENDER_CODEC_NONE;
 }
 
+/* JPEG 2000 and JPEG-LS decodes at once, process-wide: every DIMSE
+ * connection (C-GET/C-MOVE to an uncompressed-only peer) and every WADO
+ * request may decode, and a tiny frame can declare an image whose decoding
+ * takes hundreds of MB; the others wait their turn (one frame each). */
+static sem_t heavy;
+static bool heavy_ok;
+static pthread_once_t heavy_once = PTHREAD_ONCE_INIT;
+
+static void heavy_init(void)
+{
+	heavy_ok = sem_init(&heavy, 0, RENDER_HEAVY_DECODES) == 0;
+}
+
+static enum err heavy_decode(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
+                             uint8_t **out, size_t *outlen, char *why, size_t whylen)
+{
+	enum err rc;
+
+	(void)pthread_once(&heavy_once, heavy_init);
+	if (!heavy_ok)
+		return err_why(why, whylen, ERR_INTERNAL, "no decoding turns");
+	while (sem_wait(&heavy) != 0)
+		;   /* EINTR */
+	if (c == RENDER_CODEC_JLS)
+		rc = render_jls_decode(im, src, n, out, outlen, why, whylen);
+	else
+		rc = render_j2k_decode(im, c == RENDER_CODEC_J2K_LOSSY, src, n, out, outlen, why, whylen);
+	(void)sem_post(&heavy);
+	return rc;
+}
+
 enum err render_decode(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
                        uint8_t **out, size_t *outlen, char *why, size_t whylen)
 {
@@ -378,9 +411,8 @@ enum err render_decode(enum render_codec c, struct render_image *im, const uint8
 		return rc;
 	case RENDER_CODEC_J2K:
 	case RENDER_CODEC_J2K_LOSSY:
-		return render_j2k_decode(im, c == RENDER_CODEC_J2K_LOSSY, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_JLS:
-		return render_jls_decode(im, src, n, out, outlen, why, whylen);
+		return heavy_decode(c, im, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_NONE:
 		break;
 	}
