@@ -26,11 +26,17 @@ def fail(*msg):
     sys.exit(1)
 
 
-def main():
+def received(folder):
+    """{SOP Instance UID: data set} of the files in folder."""
     got = {}
-    for f in glob.glob(sys.argv[1] + "/*"):
+    for f in glob.glob(folder + "/*"):
         d = pydicom.dcmread(f)
         got[d.SOPInstanceUID] = d
+    return got
+
+
+def main():
+    got = received(sys.argv[1])
     if len(got) != len(sys.argv) - 2:
         fail("received", len(got), "files for", len(sys.argv) - 2, "originals")
     for f in sys.argv[2:]:
@@ -78,4 +84,5 @@ def main():
     print("decompressed", len(got))
 
 
-main()
+if __name__ == "__main__":
+    main()
