@@ -175,23 +175,19 @@ tls_serve() {  # name, cert, key, expected text
 tls_serve "RSA 1024" rsa1024 rsa1024 "the TLS key is too weak"
 tls_serve "another certificate's key" rsa2048 ec "the TLS key does not belong to the certificate"
 tls_serve "a SHA-1 signature" sha1 sha1 "the TLS certificate is signed with ECDSA-SHA1"
-cp "$T/old.crt" "$T/tv/keys/tls.crt"
-cp "$T/old.key" "$T/tv/keys/tls.key"
-$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/out" 2>"$T/err" &
-SP=$!
-for _ in $(seq 100); do grep -q dicom_port "$T/out" 2>/dev/null && break; sleep 0.1; done
-check "serve with an expired certificate: serves, with a warning" \
-	"grep -q dicom_port $T/out && grep -q 'the TLS certificate $T/tv/keys/tls.crt has expired' $T/err"
-kill "$SP" 2>/dev/null
-wait "$SP" 2>/dev/null
+# serve_warns NAME PAIR TEXT: serve with PAIR in keys/ starts, and warns TEXT
+serve_warns() {
+	cp "$T/$2.crt" "$T/tv/keys/tls.crt"
+	cp "$T/$2.key" "$T/tv/keys/tls.key"
+	$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/out" 2>"$T/err" &
+	local sp=$!
+	for _ in $(seq 100); do grep -q dicom_port "$T/out" 2>/dev/null && break; sleep 0.1; done
+	check "serve with $1: serves, with a warning" \
+		"grep -q dicom_port $T/out && grep -q 'the TLS certificate $T/tv/keys/tls.crt $3' $T/err"
+	kill "$sp" 2>/dev/null
+	wait "$sp" 2>/dev/null
+}
+serve_warns "an expired certificate" old "has expired"
 # the pairs above are valid for 30 days from now: under a month left
-cp "$T/rsa2048.crt" "$T/tv/keys/tls.crt"
-cp "$T/rsa2048.key" "$T/tv/keys/tls.key"
-$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/out" 2>"$T/err" &
-SP=$!
-for _ in $(seq 100); do grep -q dicom_port "$T/out" 2>/dev/null && break; sleep 0.1; done
-check "serve with a certificate that expires within 30 days: serves, warning of the days left" \
-	"grep -q dicom_port $T/out && grep -qE 'the TLS certificate $T/tv/keys/tls.crt expires in 29 days' $T/err"
-kill "$SP" 2>/dev/null
-wait "$SP" 2>/dev/null
+serve_warns "a certificate that expires within 30 days (the days left)" rsa2048 "expires in 29 days"
 exit 0
