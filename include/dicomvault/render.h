@@ -142,7 +142,9 @@ enum render_codec {
 	RENDER_CODEC_RLE,        /* RLE Lossless 1.2.840.10008.1.2.5 */
 	RENDER_CODEC_J2K,        /* JPEG 2000 lossless .4.90, HTJ2K lossless .4.201 and .4.202 */
 	RENDER_CODEC_J2K_LOSSY,  /* JPEG 2000 .4.91, HTJ2K .4.203: lossy whatever the codestream */
-	RENDER_CODEC_JLS         /* JPEG-LS lossless .4.80 and near-lossless .4.81 */
+	RENDER_CODEC_JLS,        /* JPEG-LS lossless .4.80 and near-lossless .4.81 */
+	RENDER_CODEC_JPEG_EXT,   /* JPEG Extended .4.51: 8-bit (libjpeg-turbo) or 12-bit (ours) */
+	RENDER_CODEC_JPEG_LL     /* JPEG Lossless .4.57 and its selection value 1 .4.70 */
 };
 
 enum render_codec render_codec_of(const char *ts_uid);
@@ -186,6 +188,22 @@ WUR enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_
  * above 0. */
 WUR enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n, uint8_t **out, size_t *outlen,
                                char *why, size_t whylen);
+/* Decodes one JPEG frame of the processes libjpeg-turbo 2.1 does not
+ * take (render_ljpeg.c): when lossless, process 14 (SOF3: 2 to 16-bit
+ * samples, 1 to 4 components, none subsampled, every predictor, point
+ * transform, restart intervals of whole rows); else the extended
+ * sequential DCT of 8- or 12-bit samples (SOF0/SOF1, Huffman), one
+ * component. Like render_jls_decode: the frame must be the image im
+ * describes, samples are bit patterns of Bits Stored bits (a lossless
+ * frame coding more bits than Bits Stored is written as it was coded:
+ * the whole allocated word); samples interleaved; YBR_FULL_422 becomes
+ * YBR_FULL. im->lossy is "ISO_10918_1" for a DCT frame or a point
+ * transform above 0. */
+WUR enum err render_ljpeg_decode(struct render_image *im, bool lossless, const uint8_t *src, size_t n, uint8_t **out,
+                                 size_t *outlen, char *why, size_t whylen);
+/* The sample precision in a JPEG frame's first frame header (SOFn), 0
+ * when there is none before the first scan or the markers do not walk. */
+int render_jpeg_precision(const uint8_t *p, size_t n);
 /* The largest NEAR over a JPEG-LS frame's scans (0: lossless), or -1 when
  * its marker segments cannot be walked. Pure. */
 int render_jls_near_max(const uint8_t *p, size_t n);

@@ -651,10 +651,12 @@ static struct bstream *bstream_open(struct http_req *r, const char *study, const
 
 /* Whether the frames of bs (its image's, in transfer syntax ts) can be
  * sent decompressed as the data set describes them: RLE; JPEG Baseline
- * of one component or RGB (not YBR: the decoder gives RGB, and the
- * metadata would say otherwise); JPEG 2000 and JPEG-LS whose samples are
+ * (and 8-bit JPEG Extended) of one component or RGB (not YBR: the
+ * decoder gives RGB, and the metadata would say otherwise); JPEG 2000,
+ * JPEG-LS, JPEG Lossless and 12-bit JPEG Extended whose samples are
  * interleaved (or one) and right-aligned (High Bit is Bits Stored - 1), in
- * a colour space that stays (not YBR_ICT or YBR_RCT, which decode to RGB);
+ * a colour space that stays (not YBR_ICT or YBR_RCT, which decode to RGB,
+ * nor YBR_FULL_422 for the JPEG ones, whose decoder gives YBR_FULL);
  * a decoded frame of at most DICOMWEB_MAX_DECODED_FRAME bytes. Sets bs->im
  * and bs->declen. */
 static bool decompressible(struct bstream *bs, const char *ts)
@@ -666,7 +668,7 @@ static bool decompressible(struct bstream *bs, const char *ts)
 	if (!dcm_decompress_takes(ts) || render_image_init(bs->in.f, &bs->in.f->ds, &bs->im, why, sizeof why) != ERR_OK)
 		return false;
 	bs->im_ok = true;
-	if (c == RENDER_CODEC_JPEG) {
+	if (c == RENDER_CODEC_JPEG || (c == RENDER_CODEC_JPEG_EXT && bs->im.bits_alloc == 8)) {
 		/* JPEG decodes to 8-bit samples, interleaved: only when the
 		 * metadata says so too */
 		if ((bs->im.spp != 1 && bs->im.photo != RENDER_RGB) || bs->im.bits_alloc != 8 ||
@@ -675,7 +677,8 @@ static bool decompressible(struct bstream *bs, const char *ts)
 		n = (uint64_t)bs->im.rows * bs->im.cols * bs->im.spp;   /* 8-bit */
 	} else if (c != RENDER_CODEC_RLE) {
 		if ((bs->im.spp == 3 && bs->im.planar != 0) || bs->im.photo == RENDER_YBR_ICT ||
-		    bs->im.photo == RENDER_YBR_RCT || bs->im.high_bit + 1 != bs->im.bits_stored)
+		    bs->im.photo == RENDER_YBR_RCT || bs->im.high_bit + 1 != bs->im.bits_stored ||
+		    ((c == RENDER_CODEC_JPEG_EXT || c == RENDER_CODEC_JPEG_LL) && bs->im.photo == RENDER_YBR_FULL_422))
 			return false;
 		n = render_frame_bytes(&bs->im);
 	} else {

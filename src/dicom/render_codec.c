@@ -349,7 +349,8 @@ static const struct {
 	{ "1.2.840.10008.1.2.4.90", RENDER_CODEC_J2K },       { "1.2.840.10008.1.2.4.91", RENDER_CODEC_J2K_LOSSY },
 	{ "1.2.840.10008.1.2.4.201", RENDER_CODEC_J2K },      { "1.2.840.10008.1.2.4.202", RENDER_CODEC_J2K },
 	{ "1.2.840.10008.1.2.4.203", RENDER_CODEC_J2K_LOSSY }, { "1.2.840.10008.1.2.4.80", RENDER_CODEC_JLS },
-	{ "1.2.840.10008.1.2.4.81", RENDER_CODEC_JLS },
+	{ "1.2.840.10008.1.2.4.81", RENDER_CODEC_JLS },       { "1.2.840.10008.1.2.4.51", RENDER_CODEC_JPEG_EXT },
+	{ "1.2.840.10008.1.2.4.57", RENDER_CODEC_JPEG_LL },   { "1.2.840.10008.1.2.4.70", RENDER_CODEC_JPEG_LL },
 };
 
 enum render_codec render_codec_of(const char *ts_uid)
@@ -404,6 +405,12 @@ enum err render_decode(enum render_codec c, struct render_image *im, const uint8
 	switch (c) {
 	case RENDER_CODEC_JPEG:
 		return render_jpeg_decode(im, src, n, out, outlen, why, whylen);
+	case RENDER_CODEC_JPEG_EXT:   /* 8-bit by libjpeg-turbo (colour too), 12-bit by ours */
+		if (render_jpeg_precision(src, n) == 8)
+			return render_jpeg_decode(im, src, n, out, outlen, why, whylen);
+		return render_ljpeg_decode(im, false, src, n, out, outlen, why, whylen);
+	case RENDER_CODEC_JPEG_LL:
+		return render_ljpeg_decode(im, true, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_RLE:
 		rc = render_rle_decode(im, src, n, out, outlen, why, whylen);
 		if (rc == ERR_OK)

@@ -679,8 +679,8 @@ TEST(codecs_by_transfer_syntax)
 		{ "1.2.840.10008.1.2.4.90", RENDER_CODEC_J2K },        { "1.2.840.10008.1.2.4.91", RENDER_CODEC_J2K_LOSSY },
 		{ "1.2.840.10008.1.2.4.201", RENDER_CODEC_J2K },       { "1.2.840.10008.1.2.4.202", RENDER_CODEC_J2K },
 		{ "1.2.840.10008.1.2.4.203", RENDER_CODEC_J2K_LOSSY }, { "1.2.840.10008.1.2.4.80", RENDER_CODEC_JLS },
-		{ "1.2.840.10008.1.2.4.81", RENDER_CODEC_JLS },        { "1.2.840.10008.1.2.4.51", RENDER_CODEC_NONE },
-		{ "1.2.840.10008.1.2.4.57", RENDER_CODEC_NONE },       { "1.2.840.10008.1.2.4.70", RENDER_CODEC_NONE },
+		{ "1.2.840.10008.1.2.4.81", RENDER_CODEC_JLS },        { "1.2.840.10008.1.2.4.51", RENDER_CODEC_JPEG_EXT },
+		{ "1.2.840.10008.1.2.4.57", RENDER_CODEC_JPEG_LL },    { "1.2.840.10008.1.2.4.70", RENDER_CODEC_JPEG_LL },
 		{ "1.2.840.10008.1.2.4.92", RENDER_CODEC_NONE },       { "1.2.840.10008.1.2.1", RENDER_CODEC_NONE },
 		{ "1.2.840.10008.1.2.4.9", RENDER_CODEC_NONE },        { "", RENDER_CODEC_NONE },
 	};
@@ -790,6 +790,168 @@ TEST(jls_near_of_every_scan)
 	img_close(&x);
 }
 
+/* ---- JPEG Lossless and 12-bit JPEG Extended (render_ljpeg.c), on files
+ * DCMTK 3.6.7's dcmcjpeg made (tests/unit/dicom/codestreams/):
+ * ljpeg_mr_svN: MR_small, +el +sv N (.57, predictor N); ljpeg_mr_70:
+ * +e1 (.70); ljpeg_mr_pt2: +el +sv 1 +pt 2 (point transform 2);
+ * ljpeg_ct_70: CT_small, +e1; ljpeg_rgb_70 and ljpeg_rgb_sv7:
+ * SC_rgb_small_odd (RGB, 3 components, odd size), +e1 and +el +sv 7;
+ * jpeg12_mr_native: MR_small scaled to 12 bits unsigned (pydicom), and
+ * its +ee (.51, 12-bit DCT) in jpeg12_mr_51, decoded by dcmdjpeg in
+ * jpeg12_mr_51_dcmdjpeg; jpeg8_mr_51: the same image in 8 bits, +ee ---- */
+
+TEST(ljpeg_every_predictor_is_the_native_image)
+{
+	static const char *const names[] = {
+		CS "ljpeg_mr_sv1.dcm", CS "ljpeg_mr_sv2.dcm", CS "ljpeg_mr_sv3.dcm", CS "ljpeg_mr_sv4.dcm",
+		CS "ljpeg_mr_sv5.dcm", CS "ljpeg_mr_sv6.dcm", CS "ljpeg_mr_sv7.dcm", CS "ljpeg_mr_70.dcm",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof names / sizeof names[0]; i++)
+		mr_small_as(names[i], RENDER_CODEC_JPEG_LL);
+}
+
+/* name decodes to the native pixels of orig, byte for byte, lossless. */
+static void ljpeg_is(const char *name, const char *orig, uint32_t spp)
+{
+	struct img x;
+	uint8_t *want = NULL, *got = NULL;
+	size_t wn = 0, gn = 0;
+	struct render_image dec;
+
+	CHECK(img_open(&x, name));
+	want = native_pixels(orig, &wn);
+	CHECK(want != NULL && x.codec == RENDER_CODEC_JPEG_LL && x.im.spp == spp);
+	if (x.frame != NULL && want != NULL) {
+		CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &got, &gn, &dec), ERR_OK);
+		CHECK(got != NULL && (gn == wn || gn + 1 == wn) && memcmp(got, want, gn) == 0);   /* wn: padded to even */
+		CHECK(dec.lossy == NULL && dec.planar == 0);
+		free(got);
+	}
+	free(want);
+	img_close(&x);
+}
+
+TEST(ljpeg_ct_and_rgb)
+{
+	ljpeg_is(CS "ljpeg_ct_70.dcm", PYD "CT_small.dcm", 1);
+	ljpeg_is(CS "ljpeg_rgb_70.dcm", PYD "SC_rgb_small_odd.dcm", 3);
+	ljpeg_is(CS "ljpeg_rgb_sv7.dcm", PYD "SC_rgb_small_odd.dcm", 3);
+}
+
+/* A point transform drops its low bits: lossy, and each sample is the
+ * original's bit pattern with those bits cleared. */
+TEST(ljpeg_point_transform)
+{
+	struct img x;
+	uint8_t *want = NULL, *got = NULL;
+	size_t wn = 0, gn = 0, i;
+	struct render_image dec;
+
+	CHECK(img_open(&x, CS "ljpeg_mr_pt2.dcm"));
+	want = native_pixels(PYD "MR_small.dcm", &wn);
+	if (x.frame != NULL && want != NULL) {
+		CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &got, &gn, &dec), ERR_OK);
+		CHECK(got != NULL && gn == wn);
+		for (i = 0; got != NULL && i + 1 < gn; i += 2)
+			if (load_u16le(got + i) != (load_u16le(want + i) & 0xFFFC))
+				break;
+		CHECK(got != NULL && i + 1 >= gn);
+		CHECK(dec.lossy != NULL && strcmp(dec.lossy, "ISO_10918_1") == 0);
+		free(got);
+	}
+	free(want);
+	img_close(&x);
+}
+
+/* 12-bit DCT: within 1 of dcmdjpeg's decode (IJG's integer inverse DCT
+ * against our exact one), within the quality's error of the original. */
+TEST(jpeg12_like_dcmdjpeg)
+{
+	struct img x;
+	uint8_t *ref = NULL, *orig = NULL, *got = NULL;
+	size_t rn = 0, on = 0, gn = 0, i;
+	struct render_image dec;
+	int worst = 0, off = 0;
+
+	CHECK(img_open(&x, CS "jpeg12_mr_51.dcm"));
+	ref = native_pixels(CS "jpeg12_mr_51_dcmdjpeg.dcm", &rn);
+	orig = native_pixels(CS "jpeg12_mr_native.dcm", &on);
+	CHECK(x.codec == RENDER_CODEC_JPEG_EXT && ref != NULL && orig != NULL && rn == on && rn == 64u * 64 * 2);
+	if (x.frame != NULL && ref != NULL && orig != NULL && rn == on) {
+		CHECK_EQ_INT(render_jpeg_precision(x.frame, x.flen), 12);
+		CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &got, &gn, &dec), ERR_OK);
+		CHECK(got != NULL && gn == rn);
+		for (i = 0; got != NULL && i + 1 < gn; i += 2) {
+			int d = abs((int)load_u16le(got + i) - (int)load_u16le(ref + i));
+			int e = abs((int)load_u16le(got + i) - (int)load_u16le(orig + i));
+			worst = d > worst ? d : worst;
+			off = e > off ? e : off;
+			CHECK(load_u16le(got + i) <= 4095);
+		}
+		CHECK(worst <= 1);
+		CHECK(off > 0 && off < 200);   /* lossy, and near the original */
+		CHECK(dec.lossy != NULL && strcmp(dec.lossy, "ISO_10918_1") == 0 && dec.bits_stored == 12);
+		free(got);
+	}
+	free(ref);
+	free(orig);
+	img_close(&x);
+}
+
+/* 8-bit .51 goes to libjpeg-turbo; our DCT decodes it within 1 of it. */
+TEST(jpeg8_extended_ours_and_libjpeg)
+{
+	struct img x;
+	uint8_t *a = NULL, *b = NULL;
+	size_t an = 0, bn = 0, i;
+	char why[256] = "";
+	int worst = 0;
+
+	CHECK(img_open(&x, CS "jpeg8_mr_51.dcm"));
+	if (x.frame != NULL) {
+		struct render_image im = x.im;
+		CHECK_EQ_INT(render_jpeg_precision(x.frame, x.flen), 8);
+		CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &a, &an, NULL), ERR_OK);
+		CHECK(render_ljpeg_decode(&im, false, x.frame, x.flen, &b, &bn, why, sizeof why) == ERR_OK);
+		CHECK(a != NULL && b != NULL && an == bn && an == 64u * 64);
+		for (i = 0; a != NULL && b != NULL && i < an && an == bn; i++) {
+			int d = abs((int)a[i] - (int)b[i]);
+			worst = d > worst ? d : worst;
+		}
+		CHECK(worst <= 1);
+		/* a lossless decode of a DCT frame is refused */
+		im = x.im;
+		why[0] = 0;
+		CHECK(render_ljpeg_decode(&im, true, x.frame, x.flen, &b, &bn, why, sizeof why) == ERR_PARSE);
+		CHECK(strstr(why, "not lossless") != NULL);
+		free(a);
+		free(b);
+	}
+	img_close(&x);
+}
+
+/* pydicom's two 12-bit JPEG Extended files decode (1024 x 256). */
+TEST(jpeg12_pydicom_files)
+{
+	static const char *const names[] = { PYD "JPGExtended.dcm", PYD "JPEG-lossy.dcm" };
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		struct img x;
+		uint8_t *got = NULL;
+		size_t gn = 0;
+		CHECK(img_open(&x, names[i]));
+		if (x.frame != NULL) {
+			CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, &got, &gn, NULL), ERR_OK);
+			CHECK(gn == 1024u * 256 * 2);
+			free(got);
+		}
+		img_close(&x);
+	}
+}
+
 int main(void)
 {
 	RUN(j2k_lossless_is_the_native_image);
@@ -808,5 +970,11 @@ int main(void)
 	RUN(codecs_by_transfer_syntax);
 	RUN(j2k_every_tile_there);
 	RUN(jls_near_of_every_scan);
+	RUN(ljpeg_every_predictor_is_the_native_image);
+	RUN(ljpeg_ct_and_rgb);
+	RUN(ljpeg_point_transform);
+	RUN(jpeg12_like_dcmdjpeg);
+	RUN(jpeg8_extended_ours_and_libjpeg);
+	RUN(jpeg12_pydicom_files);
 	return TEST_DONE();
 }
