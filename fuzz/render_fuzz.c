@@ -1,7 +1,8 @@
 /* render_fuzz.c: libFuzzer target for dicom/render.c and render_codec.c:
  * the query parameters of rendered resources (window, viewport, quality:
  * client input) and small frames through the pixel pipeline, the viewport
- * scaling, the PNG and JPEG encoders and the RLE, JPEG, JPEG 2000 and
+ * scaling, the PNG and JPEG encoders and the RLE, JPEG (libjpeg-turbo's,
+ * and ours of JPEG Lossless and 12-bit JPEG Extended), JPEG 2000 and
  * JPEG-LS decoders. Input:
  * "window\nviewport\nquality\n" then an image: 8 header bytes (rows,
  * columns, bits, stored bits, high bit, sign and photometric
@@ -21,7 +22,8 @@
  *   * scaling gives a size other than render_fit's, or larger than the
  *     viewport or the image; an encoder fails on a valid image;
  *   * a decoder succeeds with a frame of another size than the image's
- *     (JPEG 2000, JPEG-LS: or not interleaved, or with another Bits
+ *     (JPEG 2000, JPEG-LS, JPEG Lossless and 12-bit JPEG: or not
+ *     interleaved, or a 12-bit JPEG not marked lossy, or with another Bits
  *     Allocated, or says a lossless transfer syntax's frame is lossy
  *     when its codestream is not);
  *   * render_image_init fails without a reason or with an unexpected
@@ -137,6 +139,19 @@ static void decoders(const struct render_image *im0, const uint8_t *p, size_t n)
 			free(out);
 		} else if (why[0] == 0 || out != NULL) {
 			die("JPEG 2000 frame refused without a reason");
+		}
+	}
+	for (unsigned lossless = 0; lossless < 2; lossless++) {
+		im = *im0;
+		out = NULL;
+		why[0] = 0;
+		if (render_ljpeg_decode(&im, lossless, p, n, &out, &len, why, sizeof why) == ERR_OK) {
+			if (len != render_frame_bytes(&im) || im.planar != 0 || im.bits_alloc != im0->bits_alloc ||
+			    (!lossless && im.lossy == NULL))
+				die("lossless or 12-bit JPEG frame of another size or layout");
+			free(out);
+		} else if (why[0] == 0 || out != NULL) {
+			die("lossless or 12-bit JPEG frame refused without a reason");
 		}
 	}
 	im = *im0;

@@ -290,17 +290,22 @@ check "getscu with uncompressed contexts only: ${#CMP[@]} completed, 0 failed" \
 check "each decompressed: explicit VR, pixels as pydicom decodes the original, the other attributes kept" \
 	"[ $? -eq 0 ]" "$T/dz.cmp"
 
-# ---- decompression of JPEG 2000 (.90, .91), HTJ2K (.201) and JPEG-LS
-# (.80, .81): made here from native originals (pydicom's MR_small, signed
-# 16-bit; an RGB and a 12-bit grey image made with pydicom) by gdcmconv,
-# dcmcjpls and ojph_compress, plus pydicom's YBR_RCT GDCMJ2K_TextGBR
-# (against GDCM's decoding, gdcmconv -w); all
-# in one study, stored with storescu +tls in their own syntaxes (HTJ2K,
-# which storescu 3.6.7 does not know, through lib/dul.py), retrieved by a
-# getscu that proposes uncompressed syntaxes only: Explicit VR Little
-# Endian, lossless pixels the originals' byte for byte, near-lossless
-# within NEAR, lossy within 0 of pydicom's decoding, lossy marks,
-# lib/decoded_native.py ----
+# ---- decompression of JPEG 2000 (.90, .91), HTJ2K (.201), JPEG-LS
+# (.80, .81), JPEG Lossless (.57, .70) and 12-bit JPEG Extended (.51):
+# made here from native originals (pydicom's MR_small, signed 16-bit; an
+# RGB, a 12-bit grey and a 16-bit image made with pydicom) by gdcmconv,
+# dcmcjpls, ojph_compress, dcmcjpeg and lib/ljpeg_enc.py (JPEG Lossless
+# with restart intervals, one scan per component, 16-bit precision of
+# 12-bit samples, differences of 32768: what dcmcjpeg does not make;
+# dcmdjpeg decodes each to its original first), plus pydicom's YBR_RCT
+# GDCMJ2K_TextGBR (against GDCM's decoding, gdcmconv -w) and JPGExtended
+# (against dcmdjpeg's); all in one study, stored with storescu +tls in
+# their own syntaxes (HTJ2K and .57, which storescu 3.6.7 does not
+# propose, through lib/dul.py), retrieved by a getscu that proposes
+# uncompressed syntaxes only: Explicit VR Little Endian, lossless pixels
+# the originals' byte for byte, near-lossless within NEAR, lossy within 0
+# of pydicom's decoding (JPEG 2000) or 1 of dcmdjpeg's (12-bit JPEG:
+# IJG's integer inverse DCT), lossy marks, lib/decoded_native.py ----
 GETS=0   # C-GETs of this part
 if command -v gdcmconv >/dev/null && command -v dcmcjpls >/dev/null && command -v ojph_compress >/dev/null; then
 	CZ=$T/cz
@@ -330,6 +335,10 @@ native("rgb", "1.2.826.0.1.3680043.2.1143.19.80", 40, 48, 3, 8,
 native("grey", "1.2.826.0.1.3680043.2.1143.19.81", 48, 40, 1, 12,
        b"".join(((x * 83 + y * 61 + (x * y) % 97) & 0xFFF).to_bytes(2, "little") for y in range(48) for x in range(40)),
        "MONOCHROME2")
+# 16-bit samples that jump by 32768 (a difference coded as SSSS 16)
+native("jump", "1.2.826.0.1.3680043.2.1143.19.82", 24, 40, 1, 16,
+       b"".join((0, 32768, 65535, 12345, 1)[(x * 7 + y * 3 + x * y) % 5].to_bytes(2, "little")
+                for y in range(24) for x in range(40)), "MONOCHROME2")
 import pydicom
 for name in ("mr", "rgb"):   # PGM / PPM for ojph_compress (MR_small's samples are all positive)
     d = pydicom.dcmread(sys.argv[1] + "/" + name + ".dcm")
@@ -350,8 +359,37 @@ PYEOF
 			dcmcjpls +il "$CZ/nat/rgb.dcm" "$CZ/z/rgb_jlsil.dcm" &&
 			dcmcjpls +en "$CZ/nat/grey.dcm" "$CZ/z/grey_jlsn.dcm" &&
 			ojph_compress -i "$CZ/nat/mr.pgm" -o "$CZ/nat/mr.j2c" -reversible true &&
-			ojph_compress -i "$CZ/nat/rgb.ppm" -o "$CZ/nat/rgb.j2c" -reversible true -colour_trans true
+			ojph_compress -i "$CZ/nat/rgb.ppm" -o "$CZ/nat/rgb.j2c" -reversible true -colour_trans true &&
+			dcmcjpeg +e1 "$CZ/nat/mr.dcm" "$CZ/z/mr_jll.dcm" &&
+			dcmcjpeg +el +sv 7 "$CZ/nat/rgb.dcm" "$CZ/ht/rgb_jllsv7.dcm" &&
+			dcmcjpeg +ee "$CZ/nat/grey.dcm" "$CZ/z/greyx_jpx.dcm" &&
+			dcmdjpeg "$CZ/z/greyx_jpx.dcm" "$CZ/nat/greyx.dcm" &&
+			cp "$PYD/JPGExtended.dcm" "$CZ/z/ext_jpx.dcm" &&
+			dcmdjpeg "$CZ/z/ext_jpx.dcm" "$CZ/nat/ext.dcm" &&
+			"$PY" "$ROOT/tests/integration/lib/ljpeg_enc.py" "$CZ/nat/jump.dcm" "$CZ/ht/jump_jlr.dcm" --restart 3 &&
+			"$PY" "$ROOT/tests/integration/lib/ljpeg_enc.py" "$CZ/nat/rgb.dcm" "$CZ/ht/rgb_jlr.dcm" --sv 6 --restart 2 \
+				--separate &&
+			"$PY" "$ROOT/tests/integration/lib/ljpeg_enc.py" "$CZ/nat/grey.dcm" "$CZ/ht/grey_jlr.dcm" --sv 7 --restart 5 \
+				--precision 16 &&
+			"$PY" "$ROOT/tests/integration/lib/ljpeg_enc.py" "$CZ/nat/mr.dcm" "$CZ/ht/mr_jlr.dcm" --sv 5 --restart 4
 	} >>"$T/gen3.err" 2>&1
+	# DCMTK decodes lib/ljpeg_enc.py's streams to their originals
+	for f in "$CZ"/ht/*_jlr.dcm; do
+		dcmdjpeg "$f" "$f.dcmtk" >>"$T/gen3.err" 2>&1
+	done
+	"$PY" - "$CZ" >"$T/ljenc.cmp" 2>&1 <<'PYEOF'
+import glob, sys
+import pydicom
+fs = sorted(glob.glob(sys.argv[1] + "/ht/*_jlr.dcm"))
+for f in fs:
+    nat = pydicom.dcmread(sys.argv[1] + "/nat/" + f.rsplit("/", 1)[-1].split("_")[0] + ".dcm")
+    same = pydicom.dcmread(f + ".dcmtk").PixelData == nat.PixelData
+    print(f, "dcmdjpeg equals the original" if same else "DIFFERS")
+    assert same
+print("streams", len(fs))
+PYEOF
+	check "DCMTK's dcmdjpeg decodes lib/ljpeg_enc.py's 4 JPEG Lossless streams to their originals" \
+		"[ $? -eq 0 ] && grep -q 'streams 4' '$T/ljenc.cmp'" "$T/ljenc.cmp"
 	# one study, new instance UIDs; the HTJ2K codestreams in copies of
 	# their originals (the colour one says YBR_RCT: ojph_compress applied
 	# the reversible colour transform)
@@ -363,8 +401,7 @@ from pydicom.encaps import encapsulate
 cz, pyd = sys.argv[1], sys.argv[2]
 UID_dictionary.setdefault("1.2.840.10008.1.2.4.201", ("High-Throughput JPEG 2000 Image Compression (Lossless Only)",
                                                        "Transfer Syntax", "", "", "HTJ2KLossless"))
-natives = {"mr": cz + "/nat/mr.dcm", "rgb": cz + "/nat/rgb.dcm", "grey": cz + "/nat/grey.dcm",
-           "gbr": cz + "/nat/gbr.dcm"}
+natives = {n: cz + "/nat/" + n + ".dcm" for n in ("mr", "rgb", "grey", "gbr", "jump", "greyx", "ext")}
 for name in ("mr", "rgb"):
     d = pydicom.dcmread(natives[name])
     d.PixelData = encapsulate([open(cz + "/nat/" + name + ".j2c", "rb").read()])
@@ -384,20 +421,20 @@ for i, f in enumerate(sorted(glob.glob(cz + "/z/*.dcm") + glob.glob(cz + "/ht/*.
     d.save_as(f, write_like_original=False)
     name = f.rsplit("/", 1)[-1].split("_")[0]
     kind = f.rsplit("_", 1)[-1][:-4]
-    how = {"j2ki": "pydicom 0", "jlsn": "near 2"}.get(kind, "exact")
+    how = {"j2ki": "pydicom 0", "jlsn": "near 2", "jpx": "near 1"}.get(kind, "exact")
     manifest.append("%s %s %s" % (f, natives[name], how))
 open(cz + "/manifest", "w").write("\n".join(manifest) + "\n")
 PYEOF
-	check "gdcmconv, dcmcjpls, ojph_compress and pydicom made 10 JPEG 2000, HTJ2K and JPEG-LS instances" \
-		"[ \$(wc -l <'$CZ/manifest' 2>/dev/null) -eq 10 ]" "$T/gen3.err"
+	check "gdcmconv, dcmcjpls, ojph_compress, dcmcjpeg, lib/ljpeg_enc.py and pydicom made 18 JPEG 2000, HTJ2K, JPEG-LS, JPEG Lossless and 12-bit JPEG instances" \
+		"[ \$(wc -l <'$CZ/manifest' 2>/dev/null) -eq 18 ]" "$T/gen3.err"
 	st() {
 		local o=$1
 		shift
 		storescu "$o" -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" "$@" >>"$T/s6" 2>&1
 	}
 	st -xv "$CZ"/z/*_j2k.dcm && st -xw "$CZ"/z/*_j2ki.dcm && st -xt "$CZ"/z/*_jlsi?.dcm "$CZ/z/mr_jls.dcm" &&
-		st -xu "$CZ"/z/*_jlsn.dcm
-	check "storescu +tls: 8 JPEG 2000 and JPEG-LS instances stored in their own syntaxes (-xv -xw -xt -xu)" \
+		st -xu "$CZ"/z/*_jlsn.dcm && st -xs "$CZ"/z/*_jll.dcm && st -xx "$CZ"/z/*_jpx.dcm
+	check "storescu +tls: 11 JPEG 2000, JPEG-LS, JPEG Lossless and 12-bit JPEG instances stored in their own syntaxes (-xv -xw -xt -xu -xs -xx)" \
 		"[ $? -eq 0 ]" "$T/s6"
 	"$PY" - "$ROOT" "$DP" "$T" "$CZ"/ht/*.dcm >"$T/s7" 2>&1 <<'PYEOF'
 import io, sys
@@ -405,21 +442,22 @@ sys.path.insert(0, sys.argv[1] + "/tests/integration/lib")
 import dul, pydicom
 from pydicom.filewriter import write_dataset
 port, d = int(sys.argv[2]), sys.argv[3]
-HT = "1.2.840.10008.1.2.4.201"
-PC = {"1.2.840.10008.5.1.4.1.1.4": 1, "1.2.840.10008.5.1.4.1.1.7": 3}   # MR, secondary capture
+files = [pydicom.dcmread(f) for f in sys.argv[4:]]
+PC = {}   # (SOP class, its own transfer syntax): context
+for ds in files:
+    PC.setdefault((ds.SOPClassUID, ds.file_meta.TransferSyntaxUID), 2 * len(PC) + 1)
 s = dul.connect(port, d + "/peer1.crt", d + "/peer1.key", d + "/v/keys/tls.crt")
-s.sendall(dul.assoc_rq("GETTER", "DICOMVAULT", [(pc, sop, [HT]) for sop, pc in PC.items()]))
+s.sendall(dul.assoc_rq("GETTER", "DICOMVAULT", [(pc, sop, [ts]) for (sop, ts), pc in PC.items()]))
 t, _ = dul.read_pdu(s)
 assert t == 2, t
-for mid, f in enumerate(sys.argv[4:], 1):
-    ds = pydicom.dcmread(f)
+for mid, (f, ds) in enumerate(zip(sys.argv[4:], files), 1):
     b = io.BytesIO()
     fp = pydicom.filebase.DicomFileLike(b)
     fp.is_little_endian, fp.is_implicit_VR = True, False   # explicit VR LE, encapsulated pixels
     write_dataset(fp, ds)
     cmd = dul.command({0x00000002: ds.SOPClassUID, 0x00000100: 0x0001, 0x00000110: mid, 0x00000700: 0,
                        0x00000800: 0x0000, 0x00001000: ds.SOPInstanceUID})
-    pc = PC[ds.SOPClassUID]
+    pc = PC[(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)]
     s.sendall(dul.pdata(pc, cmd, True) + dul.pdata(pc, b.getvalue(), False))
     c, _ = dul.Messages(s).next()
     st = dul.us(c[0x00000900]) if isinstance(c, dict) else None
@@ -429,12 +467,12 @@ for mid, f in enumerate(sys.argv[4:], 1):
 s.sendall(dul.RELEASE_RQ)
 print("stored", len(sys.argv) - 4)
 PYEOF
-	check "2 HTJ2K instances stored in 1.2.840.10008.1.2.4.201 (lib/dul.py over TLS)" \
-		"[ $? -eq 0 ] && grep -q 'stored 2' '$T/s7'" "$T/s7"
+	check "2 HTJ2K and 5 JPEG Lossless instances stored in .4.201 and .4.57 (lib/dul.py over TLS)" \
+		"[ $? -eq 0 ] && grep -q 'stored 7' '$T/s7'" "$T/s7"
 	get_ cz GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=1.2.826.0.1.3680043.2.1143.17.8
 	GETS=1
-	check "getscu with uncompressed contexts only: 10 completed, 0 failed" \
-		"grep -q 'Received C-GET Response (Success)' '$T/cz.log' && [ \"\$(final_ cz Completed)\" = 10 ]" \
+	check "getscu with uncompressed contexts only: 18 completed, 0 failed" \
+		"grep -q 'Received C-GET Response (Success)' '$T/cz.log' && [ \"\$(final_ cz Completed)\" = 18 ]" \
 		"$T/cz.log"
 	"$PY" "$ROOT/tests/integration/lib/decoded_native.py" "$T/gcz" "$CZ/manifest" >"$T/cz.cmp" 2>&1
 	check "each decompressed: explicit VR, lossless pixels the native originals' byte for byte, lossy within bounds and marked, RGB interleaved, the other attributes kept" \

@@ -1,9 +1,11 @@
 """decoded_native.py GOTDIR MANIFEST: checks the files that dicomvault's
-C-GET decompressed from JPEG 2000, HTJ2K and JPEG-LS instances against
+C-GET decompressed from JPEG 2000, HTJ2K, JPEG-LS, JPEG Lossless and
+12-bit JPEG Extended instances against
 the native images they were made from. MANIFEST has one line per
 compressed instance: its path, the native original's path, and what its
 pixels must be: "exact" (the original's Pixel Data byte for byte),
-"near N" (each sample within N of the original's: JPEG-LS near-lossless),
+"near N" (each sample within N of the original's: JPEG-LS near-lossless;
+12-bit JPEG against dcmdjpeg's decoding as the original),
 or "pydicom N" (within N of pydicom's own decoding of the compressed
 file: lossy JPEG 2000, decoded by Pillow's OpenJPEG). Each received file
 is in Explicit VR Little Endian, RGB and interleaved when in colour, with
@@ -18,7 +20,8 @@ import pydicom
 
 from decompressed import CHANGED, fail, received
 
-METHOD = {"1.2.840.10008.1.2.4.91": "ISO_15444_1", "1.2.840.10008.1.2.4.81": "ISO_14495_1"}
+METHOD = {"1.2.840.10008.1.2.4.91": "ISO_15444_1", "1.2.840.10008.1.2.4.81": "ISO_14495_1",
+          "1.2.840.10008.1.2.4.51": "ISO_10918_1"}
 
 
 def main():

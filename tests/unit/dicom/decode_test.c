@@ -455,8 +455,8 @@ TEST(absent_pixel_description_written)
 
 /* Every cut of the frame (every length below step, then every step-th)
  * fails with a reason, or decodes to the full frame (a cut in padding
- * after the end marker). */
-static void cuts(const char *name, size_t step)
+ * after the end marker, or of the marker: at most max_ok cuts). */
+static void cuts_ok(const char *name, size_t step, size_t max_ok)
 {
 	struct img x;
 	size_t k, ok = 0, tried = 0;
@@ -480,8 +480,13 @@ static void cuts(const char *name, size_t step)
 		free(cut);
 	}
 	CHECK(tried > 50);
-	CHECK(ok <= 2);   /* at most a cut of the final marker's bytes */
+	CHECK(ok <= max_ok);
 	img_close(&x);
+}
+
+static void cuts(const char *name, size_t step)
+{
+	cuts_ok(name, step, 2);   /* at most a cut of the final marker's bytes */
 }
 
 TEST(j2k_cut_short)
@@ -952,6 +957,134 @@ TEST(jpeg12_pydicom_files)
 	}
 }
 
+/* Cut and overwritten frames: an error with a reason, or the full frame
+ * (a lossless JPEG may end without its EOI and the fragment's padding:
+ * three cuts). */
+TEST(ljpeg_cut_and_corrupted)
+{
+	cuts_ok(CS "ljpeg_mr_sv4.dcm", 37, 3);
+	cuts_ok(CS "ljpeg_rgb_sv7.dcm", 1, 3);
+	cuts_ok(CS "jpeg12_mr_51.dcm", 37, 3);
+	corrupted(CS "ljpeg_mr_sv6.dcm", 7);
+	corrupted(CS "ljpeg_rgb_70.dcm", 1);
+	corrupted(CS "jpeg12_mr_51.dcm", 7);
+}
+
+/* A frame's header that is not the data set's image, and marker
+ * segments that lie: refused with a reason, nothing decoded. */
+static enum err ljpeg_edited(const struct img *x, size_t at, const uint8_t *with, size_t n, bool lossless,
+                             const struct render_image *im, char *why, size_t whylen)
+{
+	uint8_t *c = malloc(x->flen), *got = NULL;
+	struct render_image d = *(im != NULL ? im : &x->im);
+	size_t gn = 0;
+	enum err rc = ERR_INTERNAL;
+
+	if (c != NULL && at + n <= x->flen) {
+		memcpy(c, x->frame, x->flen);
+		memcpy(c + at, with, n);
+		why[0] = 0;
+		rc = render_ljpeg_decode(&d, lossless, c, x->flen, &got, &gn, why, whylen);
+		CHECK(rc == ERR_OK || (why[0] != 0 && got == NULL));
+		if (getenv("DECODE_TEST_VERBOSE") != NULL)
+			fprintf(stderr, "  %s\n", why);
+	}
+	free(got);
+	free(c);
+	return rc;
+}
+
+/* the offset of the first marker m in the frame (after SOI), 0 if none */
+static size_t marker_at(const struct img *x, uint8_t m)
+{
+	size_t i;
+
+	for (i = 2; i + 1 < x->flen; i++)
+		if (x->frame[i] == 0xFF && x->frame[i + 1] == m)
+			return i;
+	return 0;
+}
+
+TEST(ljpeg_lies)
+{
+	struct img x;
+	struct render_image im;
+	char why[256];
+	size_t sof, dht, sos;
+
+	CHECK(img_open(&x, CS "ljpeg_mr_sv1.dcm"));
+	sof = marker_at(&x, 0xC3);
+	dht = marker_at(&x, 0xC4);
+	sos = marker_at(&x, 0xDA);
+	CHECK(x.frame != NULL && sof != 0 && dht != 0 && sos != 0);
+	if (x.frame == NULL || sof == 0 || dht == 0 || sos == 0)
+		goto out;
+	CHECK(ljpeg_edited(&x, 0, (const uint8_t *)"\xFF", 1, true, NULL, why, sizeof why) == ERR_OK);
+	/* the image: rows, columns, components, precision, Bits Allocated */
+	im = x.im;
+	im.rows = 32;
+	CHECK(ljpeg_edited(&x, 0, (const uint8_t *)"\xFF", 1, true, &im, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "64x64, the data set says 64x32") != NULL);
+	im = x.im;
+	im.spp = 3;
+	CHECK(ljpeg_edited(&x, 0, (const uint8_t *)"\xFF", 1, true, &im, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "1 components, the data set says 3") != NULL);
+	im = x.im;
+	im.bits_alloc = 8;
+	im.bits_stored = 8;
+	im.high_bit = 7;
+	CHECK(ljpeg_edited(&x, 0, (const uint8_t *)"\xFF", 1, true, &im, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "16-bit samples, Bits Allocated is 8") != NULL);
+	/* precision 1 (SOF: FF C3, length, P) */
+	CHECK(ljpeg_edited(&x, sof + 4, (const uint8_t *)"\x01", 1, true, NULL, why, sizeof why) == ERR_PARSE);
+	/* a DCT frame header where the transfer syntax says lossless, and
+	 * the other way round */
+	CHECK(ljpeg_edited(&x, sof + 1, (const uint8_t *)"\xC1", 1, true, NULL, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "not lossless") != NULL);
+	CHECK(ljpeg_edited(&x, 0, (const uint8_t *)"\xFF", 1, false, NULL, why, sizeof why) == ERR_PARSE);
+	/* progressive and arithmetic coding: not decoded */
+	CHECK(ljpeg_edited(&x, sof + 1, (const uint8_t *)"\xC2", 1, true, NULL, why, sizeof why) == ERR_UNSUPPORTED);
+	CHECK(ljpeg_edited(&x, sof + 1, (const uint8_t *)"\xCB", 1, true, NULL, why, sizeof why) == ERR_UNSUPPORTED);
+	/* a height of 0 (given by DNL) */
+	CHECK(ljpeg_edited(&x, sof + 5, (const uint8_t *)"\x00\x00", 2, true, NULL, why, sizeof why) == ERR_UNSUPPORTED);
+	/* sampling factors 2x1 of the only component: one data unit all the same */
+	CHECK(ljpeg_edited(&x, sof + 11, (const uint8_t *)"\x21", 1, true, NULL, why, sizeof why) == ERR_OK);
+	/* a Huffman table whose two 1-bit codes leave no room for the longer
+	 * ones (DHT: FF C4, length, Tc/Th, the 16 counts; as many values) */
+	if (dht + 21 <= x.flen) {
+		uint8_t counts[16];
+		int last = 15;
+		memcpy(counts, x.frame + dht + 5, 16);
+		while (last > 0 && counts[last] < 2)
+			last--;
+		counts[last] = (uint8_t)(counts[last] - 2);
+		counts[0] = (uint8_t)(counts[0] + 2);
+		CHECK(ljpeg_edited(&x, dht + 5, counts, 16, true, NULL, why, sizeof why) == ERR_PARSE);
+		CHECK(strstr(why, "do not fit") != NULL);
+	}
+	/* the scan: a component the frame has not, a table not defined,
+	 * predictor 0 (hierarchical) and 8, a point transform of 16 bits
+	 * (SOS: FF DA, length, Ns, Cs, Td/Ta, Ss, Se, Ah/Al) */
+	CHECK(ljpeg_edited(&x, sos + 5, (const uint8_t *)"\x63", 1, true, NULL, why, sizeof why) == ERR_PARSE);
+	CHECK(ljpeg_edited(&x, sos + 6, (const uint8_t *)"\x30", 1, true, NULL, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "not defined") != NULL);
+	CHECK(ljpeg_edited(&x, sos + 7, (const uint8_t *)"\x00", 1, true, NULL, why, sizeof why) == ERR_UNSUPPORTED);
+	CHECK(ljpeg_edited(&x, sos + 7, (const uint8_t *)"\x08", 1, true, NULL, why, sizeof why) == ERR_PARSE);
+	CHECK(ljpeg_edited(&x, sos + 9, (const uint8_t *)"\x10", 1, true, NULL, why, sizeof why) == ERR_PARSE);
+	/* the frame header where the scan should be: two frame headers */
+	CHECK(ljpeg_edited(&x, sos + 1, (const uint8_t *)"\xC3", 1, true, NULL, why, sizeof why) == ERR_PARSE);
+	/* a restart interval of half a row (DRI before the scan, in place of
+	 * the Huffman table's marker: FF DD 00 04 00 20, the table then
+	 * missing) */
+	CHECK(ljpeg_edited(&x, dht, (const uint8_t *)"\xFF\xDD\x00\x04\x00\x20", 6, true, NULL, why, sizeof why) !=
+	      ERR_OK);
+	CHECK(render_jpeg_precision(x.frame, x.flen) == 16);
+	CHECK(render_jpeg_precision(x.frame, sof + 4) == 0);
+	CHECK(render_jpeg_precision(x.frame + 2, x.flen - 2) == 0);
+out:
+	img_close(&x);
+}
+
 int main(void)
 {
 	RUN(j2k_lossless_is_the_native_image);
@@ -976,5 +1109,7 @@ int main(void)
 	RUN(jpeg12_like_dcmdjpeg);
 	RUN(jpeg8_extended_ours_and_libjpeg);
 	RUN(jpeg12_pydicom_files);
+	RUN(ljpeg_cut_and_corrupted);
+	RUN(ljpeg_lies);
 	return TEST_DONE();
 }
