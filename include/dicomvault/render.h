@@ -6,8 +6,9 @@
  * MONOCHROME1 inverted,
  * RGB / YBR_FULL / YBR_FULL_422 / PALETTE COLOR to RGB); an area-average
  * downscale to a viewport; JPEG (libjpeg-turbo) and PNG (libpng) encoding;
- * JPEG Baseline, RLE Lossless (PS3.5 Annex G), JPEG 2000 (OpenJPEG) and
- * JPEG-LS (CharLS) decoding of encapsulated frames. Pure: bytes in, bytes
+ * JPEG Baseline, RLE Lossless (PS3.5 Annex G), JPEG Lossless and 12-bit
+ * JPEG Extended (ours), JPEG 2000 (OpenJPEG) and JPEG-LS (CharLS) decoding
+ * of encapsulated frames. Pure: bytes in, bytes
  * out. See docs/internals/dicomweb.md.
  * Layer: dicom. */
 #ifndef DICOMVAULT_RENDER_H

@@ -16,9 +16,11 @@
 #include "dicomvault/dict.h"
 #include "dicomvault/io.h"
 
-/* Whether data sets of this transfer syntax can be decompressed: JPEG
- * Baseline (8-bit, 1.2.840.10008.1.2.4.50) and RLE Lossless
- * (1.2.840.10008.1.2.5), the decoders the renderer has. */
+/* Whether data sets of this transfer syntax can be decompressed: those
+ * render_codec_of knows (render.h): JPEG Baseline (.4.50), JPEG Extended
+ * (.4.51, 8 or 12 bits), JPEG Lossless (.4.57, .4.70), RLE Lossless
+ * (1.2.840.10008.1.2.5), JPEG 2000 and HTJ2K (.4.90, .4.91, .4.201-203)
+ * and JPEG-LS (.4.80, .4.81). */
 bool dcm_decompress_takes(const char *ts_uid);
 
 /* Whether data sets of this transfer syntax can be written by
@@ -34,7 +36,8 @@ bool dcm_transcode_takes(const char *ts_uid);
  * later frames (or reading native pixels again): the first frame
  * decoded, the data set without its pixels written into memory.
  * ERR_UNSUPPORTED, a transfer syntax or image this does not take (the
- * decoders': 8-bit JPEG of 1 or 3 components, RLE of 8, 16 or 32 bits;
+ * decoders': 8-bit JPEG of 1 or 3 components, 12-bit JPEG of 1, JPEG
+ * Lossless of 1 to 4 not subsampled, RLE of 8, 16 or 32 bits, ...;
  * native Pixel Data neither OB nor OW, or of odd length); ERR_PARSE, a
  * first frame that does not decode; ERR_LIMIT, over 4 GiB decompressed,
  * or over 64 MiB of other values. */
@@ -44,10 +47,12 @@ WUR enum err dcm_transcode_begin(struct dcm_file *f, const struct dcm_ts *to, bo
 /* Writes the data set (after a preamble and File Meta Information with
  * part10) to k. Decompressed: Pixel Data one frame at a time (one
  * compressed and one decoded frame in memory); the attributes that
- * describe the pixels follow: a JPEG colour image becomes RGB, samples
- * interleaved; an RLE one is laid out as its Planar Configuration says
- * (absent: 0); JPEG Baseline is lossy, so Lossy Image Compression is
- * "01" and its method ISO_10918_1 is added when absent. Group lengths,
+ * describe the pixels follow: an 8-bit JPEG colour image becomes RGB,
+ * samples interleaved (JPEG 2000's YBR_ICT/RCT too); an RLE one is laid
+ * out as its Planar Configuration says (absent: 0); a lossy frame (JPEG
+ * Baseline and Extended, a lossless JPEG's point transform, lossy JPEG
+ * 2000, near-lossless JPEG-LS) makes Lossy Image Compression "01" and
+ * adds its method (ISO_10918_1...) when absent. Group lengths,
  * the rest of group 7FE0 (Extended Offset Table), elements after Pixel
  * Data (trailing padding, Digital Signatures, which no longer hold) and
  * compressed pixels inside items (an icon's) are left out. A later frame
@@ -69,9 +74,10 @@ struct dcm_frames;
 struct render_image;
 /* Frame i of fr decompressed (ts_uid: the stored transfer syntax, one
  * dcm_decompress_takes takes; im: the image as render_image_init read it)
- * into *out (malloc'd, *outlen bytes, little endian): a JPEG frame as
- * 8-bit samples (3 components: RGB, interleaved), an RLE frame laid out
- * as im's Planar Configuration says. */
+ * into *out (malloc'd, *outlen bytes, little endian): an 8-bit JPEG
+ * frame as 8-bit samples (3 components: RGB, interleaved), an RLE frame
+ * laid out as im's Planar Configuration says, the others interleaved
+ * (render_decode). */
 WUR enum err dcm_frame_decompress(const struct dcm_frames *fr, const struct render_image *im, const char *ts_uid,
                                   uint32_t i, uint8_t **out, size_t *outlen, char *why, size_t whylen);
 

@@ -12,8 +12,9 @@
  * File Meta Information), read through retrieve_read (authenticated,
  * fixity checked at its end), or, when no context has its transfer syntax,
  * written in Explicit or Implicit VR Little Endian: re-encoded if it is
- * native (dcm_file_write), decompressed if it is JPEG Baseline, RLE, JPEG
- * 2000 or JPEG-LS (transcode.h; pixel data is never compressed). After each sub-operation a pending response
+ * native (dcm_file_write), decompressed if it is JPEG (Baseline,
+ * Extended, Lossless), RLE, JPEG 2000 or JPEG-LS (transcode.h; pixel data
+ * is never compressed). After each sub-operation a pending response
  * with the counts; then the final status (0000H, B000H, A702H, FE00H on
  * C-CANCEL, with the Failed SOP Instance UID List). One audit record
  * ("retrieve") per C-GET or C-MOVE. Layer: daemon. */
@@ -395,7 +396,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	pcid = store_context(o, o == a, in.sop_class, ts, &ctx_ts);
 	if (pcid == 0) {
 		/* no context in the stored transfer syntax: a native one is
-		 * re-encoded, JPEG Baseline, RLE, JPEG 2000 and JPEG-LS are decompressed, for an
+		 * re-encoded, JPEG, RLE, JPEG 2000 and JPEG-LS are decompressed, for an
 		 * Explicit (preferred) or Implicit VR Little Endian context
 		 * (never compressed) */
 		const struct dcm_ts *d = dict_ts(ts, strlen(ts));

@@ -562,7 +562,8 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			dstream_free(ds);
 			return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 			                    "the object is offered in its stored transfer syntax, or in 1.2.840.10008.1.2.1 "
-			                    "when it is native, JPEG Baseline, RLE, JPEG 2000 or JPEG-LS: leave out "
+			                    "when it is native, JPEG (Baseline, Extended, Lossless), RLE, JPEG 2000 or JPEG-LS: "
+			                    "leave out "
 			                    "transferSyntax, or ask for one of those",
 			                    NULL);
 		}
@@ -573,7 +574,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=*, "
 		                    "the stored transfer syntax, or 1.2.840.10008.1.2.1 for native (re-encoded), JPEG "
-		                    "Baseline, RLE, JPEG 2000 and JPEG-LS (decompressed) instances",
+		                    "(Baseline, Extended, Lossless), RLE, JPEG 2000 and JPEG-LS (decompressed) instances",
 		                    NULL);
 	}
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {

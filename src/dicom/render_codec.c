@@ -1,7 +1,8 @@
 /* render_codec.c: the codecs of rendered resources: an 8-bit grey or RGB
  * image encoded as JPEG (libjpeg-turbo) or PNG (libpng) into a capped
  * buffer; the decoders of encapsulated frames by transfer syntax (JPEG
- * 2000 in render_j2k.c, JPEG-LS in render_jls.c), and two of them: JPEG
+ * 2000 in render_j2k.c, JPEG-LS in render_jls.c, JPEG Lossless and 12-bit
+ * JPEG Extended in render_ljpeg.c), and two of them: JPEG
  * Baseline (libjpeg-turbo, 8-bit) and RLE Lossless (PS3.5 Annex G,
  * PackBits segments, decoded here). libjpeg and libpng report errors through
  * longjmp: all state they touch lives in a heap block whose pointer is

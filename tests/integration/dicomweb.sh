@@ -394,13 +394,16 @@ check "WADO-URI without contentType, a multi-frame image: application/dicom" \
 wuri wd_j2k "$T/JPEG2000.dcm"
 check "WADO-URI without contentType, a single-frame JPEG 2000 image (decoded since session 19): image/jpeg" \
 	"[ \$(code wd_j2k) = 200 ] && [ \"\$(hdr wd_j2k Content-Type)\" = image/jpeg ]"
-# JPEG Extended (12-bit, .51) is not decoded: that single-frame image goes
-# as the object
-mp "$T/jl.mp" BoUnDaRy.42 "$PYD/JPEG-lossy.dcm"
+# JPEG Extended (12-bit, .51) is decoded since session 20: a JPEG; a
+# 1-bit segmentation the renderer does not take goes as the object
+mp "$T/jl.mp" BoUnDaRy.42 "$PYD/JPEG-lossy.dcm" "$PYD/liver_1frame.dcm"
 stow jl "$T/jl.mp"
 wuri wd_jl "$PYD/JPEG-lossy.dcm"
-check "WADO-URI without contentType, an image the renderer does not take (JPEG Extended): application/dicom" \
-	"[ \$(code jl) = 200 ] && [ \$(code wd_jl) = 200 ] && [ \"\$(hdr wd_jl Content-Type)\" = application/dicom ] && cmp -s $T/wd_jl.body $PYD/JPEG-lossy.dcm"
+check "WADO-URI without contentType, a single-frame 12-bit JPEG Extended image (decoded since session 20): image/jpeg" \
+	"[ \$(code jl) = 200 ] && [ \$(code wd_jl) = 200 ] && [ \"\$(hdr wd_jl Content-Type)\" = image/jpeg ]"
+wuri wd_seg "$PYD/liver_1frame.dcm"
+check "WADO-URI without contentType, an image the renderer does not take (1-bit segmentation): application/dicom" \
+	"[ \$(code wd_seg) = 200 ] && [ \"\$(hdr wd_seg Content-Type)\" = application/dicom ] && cmp -s $T/wd_seg.body $PYD/liver_1frame.dcm"
 wuri wj_ct "$T/CT_small.dcm" "&contentType=image/jpeg&rows=32&windowCenter=40&windowWidth=400&imageQuality=80"
 check "WADO-URI contentType=image/jpeg with rows, window and quality: a 32-row JPEG" \
 	"[ \$(code wj_ct) = 200 ] && [ \"\$(hdr wj_ct Content-Type)\" = image/jpeg ] && [ \"\$(jpeg_size wj_ct)\" = '32 32' ]"

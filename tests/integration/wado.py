@@ -142,6 +142,13 @@ def with_new_uids(src, name, study=None, series=None):
     return p
 
 
+def dcmdjpeg_pixels(path):
+    """The pixels of a JPEG instance as DCMTK's dcmdjpeg decodes them."""
+    out = os.path.join(T, "dcmdjpeg.dcm")
+    subprocess.run(["dcmdjpeg", path, out], check=True, stderr=subprocess.DEVNULL)   # its warnings
+    return pydicom.dcmread(out).pixel_array
+
+
 def fake_jpeg(n):
     """A byte string of n + 4 bytes that starts with SOI and ends with EOI,
     with no FFD9 inside (frames are compared as bytes, never decoded)."""
@@ -439,6 +446,12 @@ def main():
     files["rtdose_expb"] = with_new_uids(f"{TF}/rtdose_expb.dcm", "rtdose_expb.dcm")
     files["MR_small_jpeg_ls_lossless"] = with_new_uids(f"{TF}/MR_small_jpeg_ls_lossless.dcm", "jls.dcm")
     files["rle_32bit_2frame"] = with_new_uids(f"{TF}/SC_rgb_rle_32bit_2frame.dcm", "rle32.dcm")
+    # JPEG 2000 Part 2 (.4.92): no decoder here (its frame is Part 1's,
+    # which a Part 2 decoder would take too)
+    files["j2k_part2"] = with_new_uids(f"{TF}/JPEG2000.dcm", "j2k_part2.dcm", uid_prefixed(), uid_prefixed())
+    pd = pydicom.dcmread(files["j2k_part2"])
+    pd.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.92"
+    pd.save_as(files["j2k_part2"], write_like_original=True)
     files["jpeg_rgb"] = with_new_uids(f"{TF}/SC_jpeg_no_color_transform.dcm", "jpeg_rgb.dcm", uid_prefixed(), uid_prefixed())
     files["jpeg_ybr"] = with_new_uids(f"{TF}/SC_rgb_jpeg_dcmtk.dcm", "jpeg_ybr.dcm", uid_prefixed(), uid_prefixed())
     # the RGB JPEG again, its metadata claiming planes and 16 bits: what
@@ -758,7 +771,15 @@ def main():
         check(f"frames of an RGB JPEG whose metadata says {name[9:]} asked uncompressed (8-bit interleaved "
               "would contradict it): 406", is_problem(r, 406), r.status)
     r = frames(files["JPEG-lossy"], "1", "multipart/related; type=application/octet-stream")
-    check("frames of a 12-bit JPEG asked uncompressed (no decoder): 406", is_problem(r, 406), r.status)
+    ps = parts_of(r) if r.status == 200 else []
+    ref = dcmdjpeg_pixels(files["JPEG-lossy"])
+    got = numpy.frombuffer(ps[0][1], "<u2").reshape(ref.shape) if len(ps) == 1 and len(ps[0][1]) == ref.nbytes \
+        else None
+    check("frames of a 12-bit JPEG asked uncompressed: decoded, within 1 of dcmdjpeg's decoding",
+          got is not None and int(numpy.abs(got.astype(int) - ref.astype(int)).max()) <= 1,
+          (r.status, [len(b) for _, b in ps], ref.nbytes))
+    r = frames(files["j2k_part2"], "1", "multipart/related; type=application/octet-stream")
+    check("frames of a JPEG 2000 Part 2 instance asked uncompressed (no decoder): 406", is_problem(r, 406), r.status)
     r = frames(files["jpeg_bot"], "2", "multipart/related; type=application/octet-stream")
     check("a JPEG frame that does not decode, asked uncompressed: 406 naming why, the server serving",
           is_problem(r, 406) and b"cannot be decompressed" in r.body, (r.status, r.body[:300]))
@@ -850,8 +871,17 @@ def main():
           len(d.PixelData) == d.Rows * d.Columns * 2, r.status)
 
     r = get(inst_path(files["JPEG-lossy"]), explicit)
-    check("a 12-bit JPEG instance asked in explicit VR LE (no decoder): 406 saying what is decompressed",
-          is_problem(r, 406) and b"JPEG Baseline, RLE, JPEG 2000 and JPEG-LS" in r.body, (r.status, r.body[:300]))
+    ps = parts_of(r) if r.status == 200 else []
+    d = pydicom.dcmread(io.BytesIO(ps[0][1])) if len(ps) == 1 else None
+    ref = dcmdjpeg_pixels(files["JPEG-lossy"])
+    check("a 12-bit JPEG instance asked in explicit VR LE: decompressed within 1 of dcmdjpeg, marked lossy",
+          d is not None and d.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and
+          d.LossyImageCompression == "01" and "ISO_10918_1" in d.LossyImageCompressionMethod and
+          int(numpy.abs(d.pixel_array.astype(int) - ref.astype(int)).max()) <= 1, r.status)
+    r = get(inst_path(files["j2k_part2"]), explicit)
+    check("a JPEG 2000 Part 2 instance asked in explicit VR LE (no decoder): 406 saying what is decompressed",
+          is_problem(r, 406) and b"(Baseline, Extended, Lossless), RLE, JPEG 2000 and JPEG-LS" in r.body,
+          (r.status, r.body[:300]))
     r = get(inst_path(files["jpeg_bot"]), explicit)
     check("a JPEG instance whose frames do not decode, asked in explicit VR LE: 406 naming why",
           is_problem(r, 406) and b"cannot be decompressed" in r.body, (r.status, r.body[:300]))

@@ -146,8 +146,9 @@ def area_average(img, vw, vh):
 # ---- test data ----
 
 def copy_sample(name, study=None, series=None):
-    """A pydicom sample with new UIDs (samples share theirs)."""
-    ds = pydicom.dcmread(f"{TF}/{name}")
+    """A pydicom sample (or the file at an absolute path) with new UIDs
+    (samples share theirs)."""
+    ds = pydicom.dcmread(name if os.path.isabs(name) else f"{TF}/{name}")
     ds.StudyInstanceUID = study or uid()
     ds.SeriesInstanceUID = series or uid()
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid()
@@ -232,6 +233,14 @@ def main():
     jpg_p, jpg = copy_sample("SC_rgb_jpeg_dcmtk.dcm")
     ybr_p, ybr = copy_sample("SC_ybr_full_422_uncompressed.dcm")
     j2k_p, j2k = copy_sample("JPEG2000.dcm")
+    # CT_small as JPEG Lossless (.70) by dcmcjpeg, new UIDs; pydicom's
+    # 12-bit JPEG Extended, and dcmdjpeg's decoding of it for the oracle
+    jll_p = os.path.join(T, "ct_jll.dcm")
+    subprocess.run(["dcmcjpeg", "+e1", ct_p, jll_p], check=True)
+    jll_p, jll = copy_sample(jll_p)
+    ext_p, ext = copy_sample("JPGExtended.dcm")
+    subprocess.run(["dcmdjpeg", ext_p, os.path.join(T, "ext_dcmtk.dcm")], check=True, stderr=subprocess.DEVNULL)
+    ext_ref = pydicom.dcmread(os.path.join(T, "ext_dcmtk.dcm")).pixel_array
     sr_p, sr = copy_sample("test-SR.dcm")
     mrle_p, mrle = copy_sample("MR_small_RLE.dcm")
     mbe_p, mbe = copy_sample("MR_small_bigendian.dcm")
@@ -290,7 +299,7 @@ def main():
                              inst_no=i + 1, WindowCenter="128", WindowWidth="256"))
     ser2 = synthetic("ser2_0", 8, 8, bytes([200]) * 64, study=st_uid, series=se2, series_no=2, inst_no=1,
                      WindowCenter="128", WindowWidth="256")
-    files = [mrle_p, mbe_p, dose_p, ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, sr_p, m1_p, dx_p, ml_p, wide_p, rgbp_p,
+    files = [mrle_p, mbe_p, dose_p, ct_p, mr_p, rle_p, rle2_p, jpg_p, ybr_p, j2k_p, jll_p, ext_p, sr_p, m1_p, dx_p, ml_p, wide_p, rgbp_p,
              pal_p, mf_p,
              ser[2][0], ser[0][0], ser2[0], ser[1][0]]
     st, ans = v.stow(files)
@@ -312,6 +321,14 @@ def main():
 
     ct_want = oracle_grey(ct, ct.pixel_array)
     png_exact("CT (signed 16-bit, rescale, no window: frame range) PNG equals the oracle", ct, "/rendered", ct_want)
+    png_exact("CT as JPEG Lossless (.70, decoded since session 20) PNG equals the native CT's oracle", jll,
+              "/rendered", ct_want)
+    ext_want = oracle_grey(ext, ext_ref)
+    st, h, body = get(path_of(ext, "/rendered?accept=image/png"))
+    got = np.asarray(decode(body)) if st == 200 else None
+    check("12-bit JPEG Extended (.51) PNG within 1 of the oracle of dcmdjpeg's decoding (integer inverse DCT)",
+          got is not None and got.shape == ext_want.shape and
+          np.abs(got.astype(int) - ext_want.astype(int)).max() <= 1, st)
     mr_want = oracle_grey(mr, mr.pixel_array)
     png_exact("MR (window 600/1600 of the data set) PNG equals the oracle", mr, "/rendered", mr_want)
     for w in ("40,400", "1000,1,linear", "1100,300,linear-exact", "-950.5,20.25"):
