@@ -26,6 +26,8 @@
 #define TAG_HIGH_BIT     0x00280102u
 #define TAG_LOSSY        0x00282110u
 #define TAG_LOSSY_METHOD 0x00282114u
+#define TAG_LOSSY_RATIO  0x00282112u
+#define LOSSY_VALUES_MAX 1024   /* bytes of the methods or ratios a data set may have (64 of 16 bytes) */
 #define TAG_PADDING      0xFFFCFFFCu   /* Data Set Trailing Padding */
 #define MAX_NATIVE       0xFFFFFFFEu   /* a defined length, even */
 #define NATIVE_CHUNK     (1u << 20)    /* native pixel data read and sent this much at a time */
@@ -148,17 +150,42 @@ static bool copied(const struct dcm_elem *e, const struct render_image *dec, boo
 	return tail ? e->tag > TAG_PIXEL_DATA && e->tag != TAG_PADDING : e->tag < TAG_PIXEL_DATA;
 }
 
-/* method added to the values of Lossy Image Compression Method unless
- * it is one of them already. */
-static enum err lossy_method_add(struct dcm_ds *ds, const char *method)
+/* The number of values of a string attribute of ds in *n (0: absent or
+ * empty), its value in old (cap bytes); ERR_PARSE when longer (not
+ * ERR_LIMIT: that says the head is over its budget). */
+static enum err str_values(const struct dcm_ds *ds, uint32_t tag, char *old, size_t cap, unsigned *n)
 {
-	char old[256], val[256 + 32];
-	size_t n = strlen(method), k = 0;
 	const char *p;
 
-	if (dcm_ds_find(ds, TAG_LOSSY_METHOD) == NULL || dcm_ds_get_cstr(ds, TAG_LOSSY_METHOD, old, sizeof old) != ERR_OK)
-		return dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, method);
-	for (p = old;; p += k + 1) {   /* the values, trailing spaces trimmed */
+	old[0] = 0;
+	*n = 0;
+	if (dcm_ds_find(ds, tag) != NULL && dcm_ds_get_cstr(ds, tag, old, cap) != ERR_OK)
+		return ERR_PARSE;
+	if (old[0] == 0)
+		return ERR_OK;
+	for (*n = 1, p = old; (p = strchr(p, '\\')) != NULL; p++)
+		(*n)++;
+	return ERR_OK;
+}
+
+/* method added to the values of Lossy Image Compression Method unless
+ * it is one of them already; and then ratio (native bytes for each
+ * compressed one; 0: unknown) to those of Lossy Image Compression Ratio,
+ * whose values go with the methods' in order (PS3.3 C.7.6.1.1.5), when
+ * the two had as many values (a data set where they disagree keeps its
+ * ratios). */
+static enum err lossy_method_add(struct dcm_ds *ds, const char *method, double ratio)
+{
+	char old[LOSSY_VALUES_MAX], val[LOSSY_VALUES_MAX + 32], rold[LOSSY_VALUES_MAX], r[32];
+	size_t n = strlen(method), k = 0;
+	unsigned nm, nr;
+	const char *p;
+	enum err rc = str_values(ds, TAG_LOSSY_METHOD, old, sizeof old, &nm);
+
+	if (rc != ERR_OK)
+		return rc;   /* never values dropped */
+
+	for (p = old; nm > 0; p += k + 1) {   /* the values, trailing spaces trimmed */
 		const char *bs = strchr(p, '\\');
 		size_t t;
 		k = bs != NULL ? (size_t)(bs - p) : strlen(p);
@@ -169,19 +196,28 @@ static enum err lossy_method_add(struct dcm_ds *ds, const char *method)
 		if (bs == NULL)
 			break;
 	}
-	if (old[0] == 0)
-		return dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, method);
-	if ((size_t)snprintf(val, sizeof val, "%s\\%s", old, method) >= sizeof val)
+	if (nm == 0)
+		rc = dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, method);
+	else if ((size_t)snprintf(val, sizeof val, "%s\\%s", old, method) >= sizeof val)
 		return ERR_LIMIT;
-	return dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, val);
+	else
+		rc = dcm_ds_set_str(ds, TAG_LOSSY_METHOD, VR_CS, val);
+	if (rc != ERR_OK || ratio <= 0 || str_values(ds, TAG_LOSSY_RATIO, rold, sizeof rold, &nr) != ERR_OK || nr != nm)
+		return rc;
+	(void)snprintf(r, sizeof r, "%.2f", ratio);   /* a DS of at most 16 characters: ratio < 2^32 */
+	if (nm == 0)
+		return dcm_ds_set_str(ds, TAG_LOSSY_RATIO, VR_DS, r);
+	if ((size_t)snprintf(val, sizeof val, "%s\\%s", rold, r) >= sizeof val)
+		return ERR_LIMIT;
+	return dcm_ds_set_str(ds, TAG_LOSSY_RATIO, VR_DS, val);
 }
 
 /* The attributes of decoded pixels (dec; photo: the data set's
  * photometric interpretation) set on a copy: a colour image decoded to RGB
  * says so; a frame that was compressed lossily sets Lossy Image
- * Compression and adds its method (a lossless one keeps what the data set
- * says). */
-static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec, enum render_photo photo)
+ * Compression and adds its method, and its ratio (lossy_method_add; a
+ * lossless one keeps what the data set says). */
+static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec, enum render_photo photo, double ratio)
 {
 	enum err rc = set_us(ds, TAG_BITS_ALLOC, dec->bits_alloc);
 
@@ -207,7 +243,7 @@ static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec,
 	if (rc == ERR_OK && dec->lossy != NULL)
 		rc = dcm_ds_set_str(ds, TAG_LOSSY, VR_CS, "01");
 	if (rc == ERR_OK && dec->lossy != NULL)
-		rc = lossy_method_add(ds, dec->lossy);
+		rc = lossy_method_add(ds, dec->lossy, ratio);
 	return rc;
 }
 
@@ -215,7 +251,7 @@ static enum err decoded_attrs(struct dcm_ds *ds, const struct render_image *dec,
  * most *budget bytes of them: ERR_LIMIT), and, decompressed, the
  * attributes of the decoded pixels set. */
 static enum err head_copy(const struct dcm_file *f, const struct render_image *dec, enum render_photo photo,
-                          bool tail, uint64_t *budget, struct dcm_file **out)
+                          double ratio, bool tail, uint64_t *budget, struct dcm_file **out)
 {
 	struct dcm_file *c = NULL;
 	uint32_t i;
@@ -230,7 +266,7 @@ static enum err head_copy(const struct dcm_file *f, const struct render_image *d
 		if (copied(&f->ds.e[i], dec, tail))
 			rc = dcm_ds_copy_elem_native(&c->ds, f, &f->ds.e[i], budget);
 	if (rc == ERR_OK && dec != NULL)
-		rc = decoded_attrs(&c->ds, dec, photo);
+		rc = decoded_attrs(&c->ds, dec, photo, ratio);
 	if (rc != ERR_OK) {
 		dcm_file_free(c);
 		return rc;
@@ -274,6 +310,7 @@ struct dcm_transcode {
 	uint8_t *frame;                /* frame 1, decoded, until written; native: the chunk */
 	size_t framelen;
 	uint64_t total;
+	double ratio;                  /* total / the frames' compressed bytes */
 	/* native */
 	const struct dcm_elem *px;     /* Pixel Data, or NULL */
 	uint32_t pos;                  /* of px's value sent */
@@ -301,7 +338,7 @@ static enum err part_write(struct dcm_transcode *z, bool tail, uint64_t *budget,
 {
 	struct dcm_file *c = NULL;
 	struct sink k;
-	enum err rc = head_copy(z->f, z->native ? NULL : &z->dec, z->im.photo, tail, budget, &c);
+	enum err rc = head_copy(z->f, z->native ? NULL : &z->dec, z->im.photo, z->ratio, tail, budget, &c);
 
 	sink_wbuf(&k, w);
 	if (rc == ERR_OK && z->part10 && !tail) {
@@ -374,6 +411,13 @@ static enum err decompress_begin(struct dcm_transcode *z, char *why, size_t whyl
 		if (z->framelen == 0 || z->total + (z->total & 1) > MAX_NATIVE)
 			rc = err_why(why, whylen, ERR_LIMIT, "%u frames of %zu bytes do not fit one Pixel Data element",
 			             (unsigned)z->fr.n, z->framelen);
+	}
+	if (rc == ERR_OK) {
+		uint64_t packed = 0;
+		uint32_t i;
+		for (i = 0; i < z->fr.n; i++)
+			packed += dcm_frame_size(&z->fr, i);
+		z->ratio = packed > 0 ? (double)z->total / (double)packed : 0;
 	}
 	return rc;
 }

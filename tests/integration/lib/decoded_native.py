@@ -10,7 +10,8 @@ or "pydicom N" (within N of pydicom's own decoding of the compressed
 file: lossy JPEG 2000, decoded by Pillow's OpenJPEG). Each received file
 is in Explicit VR Little Endian, RGB and interleaved when in colour, with
 the lossy marks exactly when the frame was lossy (Lossy Image Compression
-"01" and the method in Lossy Image Compression Method), every attribute of
+"01", the method in Lossy Image Compression Method, as many ratios as
+methods in Lossy Image Compression Ratio), every attribute of
 the compressed file that does not describe the pixels kept. Prints one
 line per instance; exit 1 on the first difference. Layer: tests."""
 import sys
@@ -62,6 +63,10 @@ def main():
             fail(name, "lossy, decompressed without its lossy marks:", g.get("LossyImageCompression"), methods)
         if not lossy and ("LossyImageCompression" in g or methods):
             fail(name, "lossless, decompressed with lossy marks")
+        ratios = g.get("LossyImageCompressionRatio", [])
+        ratios = [ratios] if not isinstance(ratios, (list, pydicom.multival.MultiValue)) else list(ratios)
+        if lossy and len(ratios) != len(methods):
+            fail(name, "lossy, its", len(methods), "methods with", len(ratios), "ratios")
         if (n.PixelRepresentation, n.BitsAllocated, n.BitsStored) != (g.PixelRepresentation, g.BitsAllocated,
                                                                        g.BitsStored):
             fail(name, "pixel description differs from the original's")

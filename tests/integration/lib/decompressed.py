@@ -18,7 +18,7 @@ JPEG = "1.2.840.10008.1.2.4.50"
 RLE = "1.2.840.10008.1.2.5"
 # what decompression may change (pixel description, lossy marks)
 CHANGED = {"PixelData", "PhotometricInterpretation", "PlanarConfiguration", "LossyImageCompression",
-           "LossyImageCompressionMethod", "BitsAllocated", "BitsStored", "HighBit"}
+           "LossyImageCompressionMethod", "LossyImageCompressionRatio", "BitsAllocated", "BitsStored", "HighBit"}
 
 
 def fail(*msg):

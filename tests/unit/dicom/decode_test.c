@@ -407,17 +407,45 @@ TEST(j2k_lossy_marks)
 		}
 		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282110, VR_CS, "00") == ERR_OK);
 		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282114, VR_CS, t == 0 ? "ISO_10918_1" : "ISO_15444_1") == ERR_OK);
+		/* the ratios go with the methods: one more with the method added */
+		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282112, VR_DS, "5") == ERR_OK);
 		{
 			struct wbuf w;
 			struct src s;
 			struct src_mem m;
 			struct dcm_file *g = transcoded(x.f, &w, &s, &m);
+			char want[64];
+			snprintf(want, sizeof want, "5\\%.2f", (double)render_frame_bytes(&x.im) / (double)x.flen);
 			CHECK(g != NULL);
 			if (g != NULL) {
 				CHECK(str_is(&g->ds, 0x00282110, "01"));
 				CHECK(str_is(&g->ds, 0x00282114, t == 0 ? "ISO_10918_1\\ISO_15444_1" : "ISO_15444_1"));
+				CHECK(str_is(&g->ds, 0x00282112, t == 0 ? want : "5"));
 				dcm_file_free(g);
 			}
+			wbuf_fini(&w);
+		}
+		/* ratios that do not go with the methods are kept as they are;
+		 * methods too long to be read are never dropped: refused */
+		if (t == 0) {
+			struct wbuf w;
+			struct src s;
+			struct src_mem m;
+			struct dcm_file *g;
+			char many[1100] = "";
+			size_t k;
+			CHECK(dcm_ds_set_str(&x.f->ds, 0x00282112, VR_DS, "5\\6") == ERR_OK);
+			g = transcoded(x.f, &w, &s, &m);
+			CHECK(g != NULL && str_is(&g->ds, 0x00282112, "5\\6"));
+			dcm_file_free(g);
+			wbuf_fini(&w);
+			for (k = 0; k + 13 < sizeof many; k += 12)
+				memcpy(many + k, "ISO_10918_1\\", 12);
+			many[k] = 'X';
+			CHECK(dcm_ds_set_str(&x.f->ds, 0x00282114, VR_CS, many) == ERR_OK);
+			g = transcoded(x.f, &w, &s, &m);
+			CHECK(g == NULL);
+			dcm_file_free(g);
 			wbuf_fini(&w);
 		}
 		img_close(&x);
