@@ -290,7 +290,7 @@ check "getscu with uncompressed contexts only: ${#CMP[@]} completed, 0 failed" \
 check "each decompressed: explicit VR, pixels as pydicom decodes the original, the other attributes kept" \
 	"[ $? -eq 0 ]" "$T/dz.cmp"
 
-# ---- decompression of JPEG 2000 (.90, .91), HTJ2K (.201), JPEG-LS
+# ---- decompression of JPEG 2000 (.90, .91), HTJ2K (.201-203), JPEG-LS
 # (.80, .81), JPEG Lossless (.57, .70) and 12-bit JPEG Extended (.51):
 # made here from native originals (pydicom's MR_small, signed 16-bit; an
 # RGB, a 12-bit grey and a 16-bit image made with pydicom) by gdcmconv,
@@ -360,6 +360,8 @@ PYEOF
 			dcmcjpls +en "$CZ/nat/grey.dcm" "$CZ/z/grey_jlsn.dcm" &&
 			ojph_compress -i "$CZ/nat/mr.pgm" -o "$CZ/nat/mr.j2c" -reversible true &&
 			ojph_compress -i "$CZ/nat/rgb.ppm" -o "$CZ/nat/rgb.j2c" -reversible true -colour_trans true &&
+			ojph_compress -i "$CZ/nat/rgb.ppm" -o "$CZ/nat/rgbl.j2c" -reversible false -qstep 0.02 -colour_trans true &&
+			ojph_expand -i "$CZ/nat/rgbl.j2c" -o "$CZ/nat/rgbl.ppm" &&
 			dcmcjpeg +e1 "$CZ/nat/mr.dcm" "$CZ/z/mr_jll.dcm" &&
 			dcmcjpeg +el +sv 7 "$CZ/nat/rgb.dcm" "$CZ/ht/rgb_jllsv7.dcm" &&
 			dcmcjpeg +ee "$CZ/nat/grey.dcm" "$CZ/z/greyx_jpx.dcm" &&
@@ -399,17 +401,29 @@ import pydicom
 from pydicom._uid_dict import UID_dictionary
 from pydicom.encaps import encapsulate
 cz, pyd = sys.argv[1], sys.argv[2]
-UID_dictionary.setdefault("1.2.840.10008.1.2.4.201", ("High-Throughput JPEG 2000 Image Compression (Lossless Only)",
-                                                       "Transfer Syntax", "", "", "HTJ2KLossless"))
-natives = {n: cz + "/nat/" + n + ".dcm" for n in ("mr", "rgb", "grey", "gbr", "jump", "greyx", "ext")}
-for name in ("mr", "rgb"):
-    d = pydicom.dcmread(natives[name])
-    d.PixelData = encapsulate([open(cz + "/nat/" + name + ".j2c", "rb").read()])
+for ts, name, kw in (("201", "High-Throughput JPEG 2000 Image Compression (Lossless Only)", "HTJ2KLossless"),
+                     ("202", "High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)",
+                      "HTJ2KLosslessRPCL"),
+                     ("203", "High-Throughput JPEG 2000 Image Compression", "HTJ2K")):
+    UID_dictionary.setdefault("1.2.840.10008.1.2.4." + ts, (name, "Transfer Syntax", "", "", kw))
+natives = {n: cz + "/nat/" + n + ".dcm" for n in ("mr", "rgb", "grey", "gbr", "jump", "greyx", "ext", "rgbl")}
+# the lossy HTJ2K's original: the RGB image as OpenJPH's ojph_expand decodes it
+d = pydicom.dcmread(natives["rgb"])
+ppm = open(cz + "/nat/rgbl.ppm", "rb").read()
+d.PixelData = ppm[len(ppm) - 48 * 40 * 3:]   # after the header "P6\n48 40\n255\n"
+d.save_as(natives["rgbl"], write_like_original=False)
+# .201 lossless, the same RPCL codestream as .202 (ojph_compress's order),
+# and .203 lossy (the irreversible colour transform: YBR_ICT)
+for name, stream, ts, photo, out in (("mr", "mr", "201", None, "mr_htj2k"), ("rgb", "rgb", "201", "YBR_RCT", "rgb_htj2k"),
+                                     ("mr", "mr", "202", None, "mr_htj2kr"),
+                                     ("rgbl", "rgbl", "203", "YBR_ICT", "rgbl_htj2ki")):
+    d = pydicom.dcmread(natives["rgb" if name == "rgbl" else name])
+    d.PixelData = encapsulate([open(cz + "/nat/" + stream + ".j2c", "rb").read()])
     d["PixelData"].VR = "OB"; d["PixelData"].is_undefined_length = True
-    if name == "rgb":
-        d.PhotometricInterpretation = "YBR_RCT"
-    d.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"
-    d.save_as(cz + "/ht/" + name + "_htj2k.dcm", write_like_original=False)
+    if photo:
+        d.PhotometricInterpretation = photo
+    d.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4." + ts
+    d.save_as(cz + "/ht/" + out + ".dcm", write_like_original=False)
 manifest = []
 for i, f in enumerate(sorted(glob.glob(cz + "/z/*.dcm") + glob.glob(cz + "/ht/*.dcm"))):
     d = pydicom.dcmread(f)
@@ -421,12 +435,12 @@ for i, f in enumerate(sorted(glob.glob(cz + "/z/*.dcm") + glob.glob(cz + "/ht/*.
     d.save_as(f, write_like_original=False)
     name = f.rsplit("/", 1)[-1].split("_")[0]
     kind = f.rsplit("_", 1)[-1][:-4]
-    how = {"j2ki": "pydicom 0", "jlsn": "near 2", "jpx": "near 1"}.get(kind, "exact")
+    how = {"j2ki": "pydicom 0", "jlsn": "near 2", "jpx": "near 1", "htj2ki": "near 1"}.get(kind, "exact")
     manifest.append("%s %s %s" % (f, natives[name], how))
 open(cz + "/manifest", "w").write("\n".join(manifest) + "\n")
 PYEOF
-	check "gdcmconv, dcmcjpls, ojph_compress, dcmcjpeg, lib/ljpeg_enc.py and pydicom made 18 JPEG 2000, HTJ2K, JPEG-LS, JPEG Lossless and 12-bit JPEG instances" \
-		"[ \$(wc -l <'$CZ/manifest' 2>/dev/null) -eq 18 ]" "$T/gen3.err"
+	check "gdcmconv, dcmcjpls, ojph_compress, dcmcjpeg, lib/ljpeg_enc.py and pydicom made 20 JPEG 2000, HTJ2K, JPEG-LS, JPEG Lossless and 12-bit JPEG instances" \
+		"[ \$(wc -l <'$CZ/manifest' 2>/dev/null) -eq 20 ]" "$T/gen3.err"
 	st() {
 		local o=$1
 		shift
@@ -467,12 +481,12 @@ for mid, (f, ds) in enumerate(zip(sys.argv[4:], files), 1):
 s.sendall(dul.RELEASE_RQ)
 print("stored", len(sys.argv) - 4)
 PYEOF
-	check "2 HTJ2K and 5 JPEG Lossless instances stored in .4.201 and .4.57 (lib/dul.py over TLS)" \
-		"[ $? -eq 0 ] && grep -q 'stored 7' '$T/s7'" "$T/s7"
+	check "4 HTJ2K and 5 JPEG Lossless instances stored in .4.201-203 and .4.57 (lib/dul.py over TLS)" \
+		"[ $? -eq 0 ] && grep -q 'stored 9' '$T/s7'" "$T/s7"
 	get_ cz GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=1.2.826.0.1.3680043.2.1143.17.8
 	GETS=1
-	check "getscu with uncompressed contexts only: 18 completed, 0 failed" \
-		"grep -q 'Received C-GET Response (Success)' '$T/cz.log' && [ \"\$(final_ cz Completed)\" = 18 ]" \
+	check "getscu with uncompressed contexts only: 20 completed, 0 failed" \
+		"grep -q 'Received C-GET Response (Success)' '$T/cz.log' && [ \"\$(final_ cz Completed)\" = 20 ]" \
 		"$T/cz.log"
 	"$PY" "$ROOT/tests/integration/lib/decoded_native.py" "$T/gcz" "$CZ/manifest" >"$T/cz.cmp" 2>&1
 	check "each decompressed: explicit VR, lossless pixels the native originals' byte for byte, lossy within bounds and marked, RGB interleaved, the other attributes kept" \
