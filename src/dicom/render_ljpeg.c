@@ -585,34 +585,37 @@ static enum err walk(struct jx *j, const struct render_image *im)
 /* The decoded planes as native samples, interleaved. */
 static enum err put_samples(struct jx *j, struct render_image *im, uint8_t *buf)
 {
-	size_t np = (size_t)j->x * j->y, bps = im->bits_alloc / 8, i;
+	size_t bps = im->bits_alloc / 8, step = j->nf * bps;
+	uint32_t xx, yy;
 	unsigned c;
 
-	for (i = 0; i < np; i++) {
-		size_t yy = i / j->x, xx = i % j->x;
+	for (yy = 0; yy < j->y; yy++)
 		for (c = 0; c < j->nf; c++) {
-			uint32_t v = j->c[c].plane[yy * j->c[c].pw + xx];
-			uint8_t *p = buf + (i * j->nf + c) * bps;
-			if (!j->lossless) {
-				(void)render_sample_put(im, v, true, true, p);
-				continue;
-			}
-			v <<= j->c[c].pt;   /* the point transform */
-			if ((v >> j->prec) != 0)
-				return err_why(j->why, j->whylen, ERR_PARSE, "a lossless JPEG sample (%u) does not fit %u bits",
-				               (unsigned)v, j->prec);
-			if (j->prec <= im->bits_stored) {
-				if (!render_sample_put(im, v, true, false, p))
-					return fail(j, ERR_INTERNAL, "has a sample that does not fit Bits Stored");
-			} else if (bps == 1) {   /* the whole allocated word was coded: kept as it was */
-				p[0] = (uint8_t)v;
-			} else if (bps == 2) {
-				store_u16le(p, (uint16_t)v);
-			} else {
-				store_u32le(p, v);
+			const uint16_t *row = j->c[c].plane + (size_t)yy * j->c[c].pw;
+			uint8_t *p = buf + ((size_t)yy * j->x * j->nf + c) * bps;
+			unsigned pt = j->c[c].pt;
+			for (xx = 0; xx < j->x; xx++, p += step) {
+				uint32_t v = row[xx];
+				if (!j->lossless) {
+					(void)render_sample_put(im, v, true, true, p);
+					continue;
+				}
+				v <<= pt;   /* the point transform */
+				if ((v >> j->prec) != 0)
+					return err_why(j->why, j->whylen, ERR_PARSE,
+					               "a lossless JPEG sample (%u) does not fit %u bits", (unsigned)v, j->prec);
+				if (j->prec <= im->bits_stored) {
+					if (!render_sample_put(im, v, true, false, p))
+						return fail(j, ERR_INTERNAL, "has a sample that does not fit Bits Stored");
+				} else if (bps == 1) {   /* the whole allocated word was coded: kept as it was */
+					p[0] = (uint8_t)v;
+				} else if (bps == 2) {
+					store_u16le(p, (uint16_t)v);
+				} else {
+					store_u32le(p, v);
+				}
 			}
 		}
-	}
 	return ERR_OK;
 }
 
