@@ -181,9 +181,10 @@ serve_warns() {
 	cp "$T/$2.key" "$T/tv/keys/tls.key"
 	$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/out" 2>"$T/err" &
 	local sp=$!
-	for _ in $(seq 100); do grep -q dicom_port "$T/out" 2>/dev/null && break; sleep 0.1; done
+	# up to 30 s: under ASan on a loaded machine serve can take over 10 s
+	for _ in $(seq 300); do grep -q dicom_port "$T/out" 2>/dev/null && break; sleep 0.1; done
 	check "serve with $1: serves, with a warning" \
-		"grep -q dicom_port $T/out && grep -q 'the TLS certificate $T/tv/keys/tls.crt $3' $T/err"
+		"grep -q dicom_port $T/out && grep -q 'the TLS certificate $T/tv/keys/tls.crt $3' $T/err" "$T/err"
 	kill "$sp" 2>/dev/null
 	wait "$sp" 2>/dev/null
 }
