@@ -29,6 +29,7 @@ cert peer1
 
 # serve_plain: serve with --http only; waits for "serving" or its exit
 serve_plain() {
+	: >"$T/out"   # not the last serve's "serving": the job truncates it only when it runs
 	"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" "$@" >"$T/out" 2>"$T/err" &
 	SRV=$!
 	wait_line "$SRV" "$T/out" serving

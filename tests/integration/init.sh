@@ -179,6 +179,10 @@ tls_serve "a SHA-1 signature" sha1 sha1 "the TLS certificate is signed with ECDS
 serve_warns() {
 	cp "$T/$2.crt" "$T/tv/keys/tls.crt"
 	cp "$T/$2.key" "$T/tv/keys/tls.key"
+	# emptied first: the background job truncates them only when it runs,
+	# and the wait below must not find the previous serve's port line
+	: >"$T/out"
+	: >"$T/err"
 	$DV serve --vault "$T/tv" --http 127.0.0.1:0 --dicom 127.0.0.1:0 --json >"$T/out" 2>"$T/err" &
 	local sp=$!
 	# up to 30 s: under ASan on a loaded machine serve can take over 10 s
