@@ -94,7 +94,7 @@
 #define RENDER_MAX_PARTS       256u           /* instances of a rendered study or series (400 beyond) */
 #define RENDER_CONCURRENCY     2u             /* requests rendering at once (each holds one frame and its images) */
 #define RENDER_WAIT            10             /* seconds a request waits for its turn before 503 */
-#define RENDER_HEAVY_DECODES   2u             /* JPEG 2000 / JPEG-LS frames decoding at once, process-wide (OpenJPEG holds every sample as 32 bits: a 4096x4096 RGB frame of a few hundred bytes needs ~400 MB) */
+#define RENDER_HEAVY_DECODES   2u             /* JPEG 2000 / JPEG-LS / JPEG Lossless / 12-bit JPEG frames decoding at once, process-wide (OpenJPEG holds every sample as 32 bits: a 4096x4096 RGB frame of a few hundred bytes needs ~400 MB) */
 #define RENDER_J2K_MAX_TILES   4096u          /* tiles of a JPEG 2000 frame (OpenJPEG allocates a tile structure for each before decoding) */
 
 /* API tokens (core/token.c) */

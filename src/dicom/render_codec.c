@@ -364,10 +364,12 @@ enum render_codec render_codec_of(const char *ts_uid)
 	return RENDER_CODEC_NONE;
 }
 
-/* JPEG 2000 and JPEG-LS decodes at once, process-wide: every DIMSE
- * connection (C-GET/C-MOVE to an uncompressed-only peer) and every WADO
- * request may decode, and a tiny frame can declare an image whose decoding
- * takes hundreds of MB; the others wait their turn (one frame each). */
+/* JPEG 2000, JPEG-LS, JPEG Lossless and 12-bit JPEG decodes at once,
+ * process-wide: every DIMSE connection (C-GET/C-MOVE to an
+ * uncompressed-only peer) and every WADO request may decode, and a small
+ * frame can declare an image whose decoding takes hundreds of MB (ours:
+ * a plane of 16 bits per sample and component, then the output); the
+ * others wait their turn (one frame each). */
 static sem_t heavy;
 static bool heavy_ok;
 static pthread_once_t heavy_once = PTHREAD_ONCE_INIT;
@@ -389,6 +391,8 @@ static enum err heavy_decode(enum render_codec c, struct render_image *im, const
 		;   /* EINTR */
 	if (c == RENDER_CODEC_JLS)
 		rc = render_jls_decode(im, src, n, out, outlen, why, whylen);
+	else if (c == RENDER_CODEC_JPEG_LL || c == RENDER_CODEC_JPEG_EXT)
+		rc = render_ljpeg_decode(im, c == RENDER_CODEC_JPEG_LL, src, n, out, outlen, why, whylen);
 	else
 		rc = render_j2k_decode(im, c == RENDER_CODEC_J2K_LOSSY, src, n, out, outlen, why, whylen);
 	(void)sem_post(&heavy);
@@ -409,9 +413,9 @@ enum err render_decode(enum render_codec c, struct render_image *im, const uint8
 	case RENDER_CODEC_JPEG_EXT:   /* 8-bit by libjpeg-turbo (colour too), 12-bit by ours */
 		if (render_jpeg_precision(src, n) == 8)
 			return render_jpeg_decode(im, src, n, out, outlen, why, whylen);
-		return render_ljpeg_decode(im, false, src, n, out, outlen, why, whylen);
+		return heavy_decode(c, im, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_JPEG_LL:
-		return render_ljpeg_decode(im, true, src, n, out, outlen, why, whylen);
+		return heavy_decode(c, im, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_RLE:
 		rc = render_rle_decode(im, src, n, out, outlen, why, whylen);
 		if (rc == ERR_OK)

@@ -533,9 +533,9 @@ static enum err walk(struct jx *j, const struct render_image *im)
 		} while (m == 0xFF);   /* fill bytes */
 		if (m == 0xD9)
 			break;   /* EOI */
-		if (m == 0x01)
-			continue;   /* TEM: no length */
-		if (m == 0x00 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7))
+		if (m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+			continue;   /* TEM, and RSTn after a scan's last interval (libjpeg skips them too): no length */
+		if (m == 0x00 || m == 0xD8)
 			return fail(j, ERR_PARSE, "has a marker out of place");
 		if (rd_get_u16be(&r, &len) != ERR_OK || len < 2 || rd_child(&r, len - 2u, &seg) != ERR_OK)
 			return fail(j, ERR_PARSE, "has a marker segment longer than the frame");
@@ -582,7 +582,9 @@ static enum err walk(struct jx *j, const struct render_image *im)
 	return ERR_OK;
 }
 
-/* The decoded planes as native samples, interleaved. */
+/* The decoded planes as native samples, interleaved: bit patterns of
+ * Bits Stored bits, or when the frame codes more bits than that, the
+ * words as they were coded (dcmdjpeg does the same). */
 static enum err put_samples(struct jx *j, struct render_image *im, uint8_t *buf)
 {
 	size_t bps = im->bits_alloc / 8, step = j->nf * bps;
@@ -595,13 +597,8 @@ static enum err put_samples(struct jx *j, struct render_image *im, uint8_t *buf)
 			uint8_t *p = buf + ((size_t)yy * j->x * j->nf + c) * bps;
 			unsigned pt = j->c[c].pt;
 			for (xx = 0; xx < j->x; xx++, p += step) {
-				uint32_t v = row[xx];
-				if (!j->lossless) {
-					(void)render_sample_put(im, v, true, true, p);
-					continue;
-				}
-				v <<= pt;   /* the point transform */
-				if ((v >> j->prec) != 0)
+				uint32_t v = (uint32_t)row[xx] << pt;   /* the point transform (DCT: 0) */
+				if ((v >> j->prec) != 0)   /* a DCT sample is clamped to the precision already */
 					return err_why(j->why, j->whylen, ERR_PARSE,
 					               "a lossless JPEG sample (%u) does not fit %u bits", (unsigned)v, j->prec);
 				if (j->prec <= im->bits_stored) {

@@ -954,6 +954,18 @@ TEST(jpeg8_extended_ours_and_libjpeg)
 			worst = d > worst ? d : worst;
 		}
 		CHECK(worst <= 1);
+		/* Bits Stored 6 of an 8-bit frame: the words as coded, like
+		 * dcmdjpeg (not clamped to 6 bits) */
+		{
+			uint8_t *c6 = NULL;
+			size_t n6 = 0;
+			im = x.im;
+			im.bits_stored = 6;
+			im.high_bit = 5;
+			CHECK(render_ljpeg_decode(&im, false, x.frame, x.flen, &c6, &n6, why, sizeof why) == ERR_OK);
+			CHECK(b != NULL && c6 != NULL && n6 == bn && memcmp(c6, b, bn) == 0);
+			free(c6);
+		}
 		/* a lossless decode of a DCT frame is refused */
 		im = x.im;
 		why[0] = 0;
@@ -1106,6 +1118,27 @@ TEST(ljpeg_lies)
 	 * missing) */
 	CHECK(ljpeg_edited(&x, dht, (const uint8_t *)"\xFF\xDD\x00\x04\x00\x20", 6, true, NULL, why, sizeof why) !=
 	      ERR_OK);
+	/* an RSTn after the last scan (libjpeg and DCMTK skip it): the same
+	 * image */
+	{
+		uint8_t *c = malloc(x.flen + 2), *a = NULL, *b = NULL;
+		size_t eoi = x.flen - 2, an = 0, bn = 0;
+		while (eoi > 0 && !(x.frame[eoi] == 0xFF && x.frame[eoi + 1] == 0xD9))
+			eoi--;
+		CHECK(c != NULL && eoi > sos);
+		if (c != NULL && eoi > sos) {
+			struct render_image d1 = x.im, d2 = x.im;
+			memcpy(c, x.frame, eoi);
+			memcpy(c + eoi, "\xFF\xD3", 2);
+			memcpy(c + eoi + 2, x.frame + eoi, x.flen - eoi);
+			CHECK(render_ljpeg_decode(&d1, true, x.frame, x.flen, &a, &an, why, sizeof why) == ERR_OK);
+			CHECK(render_ljpeg_decode(&d2, true, c, x.flen + 2, &b, &bn, why, sizeof why) == ERR_OK);
+			CHECK(a != NULL && b != NULL && an == bn && memcmp(a, b, an) == 0);
+		}
+		free(a);
+		free(b);
+		free(c);
+	}
 	CHECK(render_jpeg_precision(x.frame, x.flen) == 16);
 	CHECK(render_jpeg_precision(x.frame, sof + 4) == 0);
 	CHECK(render_jpeg_precision(x.frame + 2, x.flen - 2) == 0);
