@@ -344,6 +344,37 @@ sleep 0.5
 check "storescp received both decompressed, pixels as pydicom decodes the originals" "[ $? -eq 0 ]" "$T/m8.cmp" \
 	"$T/storescp.log"
 
+# ---- a JPEG Lossless (.70) CT, dcmcjpeg's, new UIDs, to the same
+# destination: decoded (since session 20), CT_small's pixels byte for
+# byte, Explicit VR Little Endian ----
+mkdir -p "$T/ll"
+dcmcjpeg +e1 "$PYD/CT_small.dcm" "$T/ll/ct70.dcm" >"$T/ll.err" 2>&1 &&
+	"$PY" -c 'import sys, pydicom
+d = pydicom.dcmread(sys.argv[1])
+d.StudyInstanceUID = sys.argv[2]; d.SeriesInstanceUID = sys.argv[2] + ".1"
+d.SOPInstanceUID = d.file_meta.MediaStorageSOPInstanceUID = sys.argv[2] + ".1.1"
+d.save_as(sys.argv[1], write_like_original=False)' "$T/ll/ct70.dcm" "${S}70" >>"$T/ll.err" 2>&1 &&
+	storescu -xs -to 20 -ta 20 -td 20 "${TLS[@]}" -aet MOVER -aec DICOMVAULT 127.0.0.1 "$DP" "$T/ll/ct70.dcm" \
+		>>"$T/ll.err" 2>&1
+check "storescu -xs: a JPEG Lossless CT stored in 1.2.840.10008.1.2.4.70" "[ $? -eq 0 ]" "$T/ll.err"
+rm -rf "$T/dest"/*
+move_ m8b MOVER DEST -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=${S}70"
+sleep 0.5
+"$PY" - "$T/dest" "$PYD/CT_small.dcm" >"$T/m8b.cmp" 2>&1 <<'PYEOF'
+import glob, sys, pydicom
+got = [pydicom.dcmread(f) for f in glob.glob(sys.argv[1] + "/*")]
+want = pydicom.dcmread(sys.argv[2])
+assert len(got) == 1, len(got)
+g = got[0]
+print(g.file_meta.TransferSyntaxUID, len(g.PixelData), len(want.PixelData))
+assert g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+assert g.PixelData == want.PixelData
+assert "LossyImageCompression" not in g
+print("decoded, equal")
+PYEOF
+check "to a destination without compressed syntaxes: the JPEG Lossless CT decoded, CT_small's pixels byte for byte" \
+	"[ $? -eq 0 ] && grep -q 'Received Final Move Response (Success)' '$T/m8b.log'" "$T/m8b.cmp" "$T/m8b.log"
+
 # ---- the same to a storescp that takes compressed syntaxes too (+xa):
 # the stored bytes, not decompressed copies (a context of their own) ----
 stop_pid "$SCP"
@@ -371,7 +402,7 @@ check "to a destination that takes JPEG and RLE: both in their stored syntax, pi
 
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-MOVE')
 check "one retrieve audit record per C-MOVE with the mover as actor ($n)" \
-	"[ $n -eq 9 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
+	"[ $n -eq 10 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
 check "server still running" "kill -0 $SRV"
 stop_pid "$TUN"
 TUN=
