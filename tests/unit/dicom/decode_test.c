@@ -829,6 +829,10 @@ TEST(jls_near_of_every_scan)
  * +e1 (.70); ljpeg_mr_pt2: +el +sv 1 +pt 2 (point transform 2);
  * ljpeg_ct_70: CT_small, +e1; ljpeg_rgb_70 and ljpeg_rgb_sv7:
  * SC_rgb_small_odd (RGB, 3 components, odd size), +e1 and +el +sv 7;
+ * made by tests/integration/lib/ljpeg_enc.py (checked with dcmdjpeg):
+ * ljpeg_mr_rst, MR_small --sv 4 --restart 3 (RST every 3 rows);
+ * ljpeg_rgb_rstsep, SC_rgb_small_odd --sv 6 --restart 1 --separate (one
+ * scan per component, RST every row);
  * jpeg12_mr_native: MR_small scaled to 12 bits unsigned (pydicom), and
  * its +ee (.51, 12-bit DCT) in jpeg12_mr_51, decoded by dcmdjpeg in
  * jpeg12_mr_51_dcmdjpeg; jpeg8_mr_51: the same image in 8 bits, +ee ---- */
@@ -838,6 +842,7 @@ TEST(ljpeg_every_predictor_is_the_native_image)
 	static const char *const names[] = {
 		CS "ljpeg_mr_sv1.dcm", CS "ljpeg_mr_sv2.dcm", CS "ljpeg_mr_sv3.dcm", CS "ljpeg_mr_sv4.dcm",
 		CS "ljpeg_mr_sv5.dcm", CS "ljpeg_mr_sv6.dcm", CS "ljpeg_mr_sv7.dcm", CS "ljpeg_mr_70.dcm",
+		CS "ljpeg_mr_rst.dcm",
 	};
 	size_t i;
 
@@ -871,6 +876,7 @@ TEST(ljpeg_ct_and_rgb)
 	ljpeg_is(CS "ljpeg_ct_70.dcm", PYD "CT_small.dcm", 1);
 	ljpeg_is(CS "ljpeg_rgb_70.dcm", PYD "SC_rgb_small_odd.dcm", 3);
 	ljpeg_is(CS "ljpeg_rgb_sv7.dcm", PYD "SC_rgb_small_odd.dcm", 3);
+	ljpeg_is(CS "ljpeg_rgb_rstsep.dcm", PYD "SC_rgb_small_odd.dcm", 3);
 }
 
 /* A point transform drops its low bits: lossy, and each sample is the
