@@ -85,7 +85,7 @@ $(B)/libdicomvault.a: $(LIB_OBJ)
 $(B)/dicomvault: $(CMD_OBJ) $(B)/libdicomvault.a
 	$(CC) $(LDOPT) -o $@ $(CMD_OBJ) $(B)/libdicomvault.a $(LIBS)
 
-$(B)/tests/%: tests/unit/%.c $(B)/libdicomvault.a tests/unit/test.h
+$(B)/tests/%: tests/unit/%.c $(B)/libdicomvault.a tests/unit/test.h $(wildcard tests/unit/*/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(B)/libdicomvault.a $(LDOPT) $(LIBS)
 

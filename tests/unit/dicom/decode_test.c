@@ -11,19 +11,11 @@
  * components, the precision or the tiles give an error with a reason and
  * never a crash or a leak (ASan). Layer: tests. */
 #include <time.h>
-#include "test.h"
-#include "dicomvault/dataset.h"
-#include "dicomvault/dict.h"
+#include "pixels.h"
 #include "dicomvault/frame.h"
-#include "dicomvault/io.h"
 #include "dicomvault/rd.h"
 #include "dicomvault/render.h"
-#include "dicomvault/transcode.h"
 #include "dicomvault/vr.h"
-#include "dicomvault/wbuf.h"
-
-#define PYD "/usr/lib/python3/dist-packages/pydicom/data/test_files/"
-#define EXPLICIT "1.2.840.10008.1.2.1"
 
 /* A file, its image and its first frame's compressed bytes. */
 struct img {
@@ -137,63 +129,12 @@ static enum err decode(const struct img *x, const uint8_t *src, size_t n, const 
 	return rc;
 }
 
-static bool str_is(const struct dcm_ds *ds, uint32_t tag, const char *want)
-{
-	char buf[128];
-
-	return dcm_ds_get_cstr(ds, tag, buf, sizeof buf) == ERR_OK && strcmp(buf, want) == 0;
-}
-
-static unsigned us_of(const struct dcm_ds *ds, uint32_t tag)
-{
-	uint16_t v = 0xFFFF;
-
-	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : 0xFFFF;
-}
-
 /* f decompressed into explicit VR little endian and read back (values
  * loaded): NULL on failure. w is the caller's to free after the file. */
 static struct dcm_file *transcoded(struct dcm_file *f, struct wbuf *w, struct src *s, struct src_mem *m)
 {
-	const struct dcm_ts *ts = dict_ts(EXPLICIT, strlen(EXPLICIT));
-	struct dcm_transcode *z = NULL;
-	struct dcm_read_opts o;
-	struct dcm_errinfo ei;
-	struct dcm_file *g = NULL;
-	struct sink k;
-	char why[256] = "";
-	enum err rc;
-
 	wbuf_init(w, 64 << 20);
-	rc = dcm_transcode_begin(f, ts, false, &z, why, sizeof why);
-	if (rc != ERR_OK) {
-		fprintf(stderr, "  transcode: %s\n", why);
-		return NULL;
-	}
-	sink_wbuf(&k, w);
-	rc = dcm_transcode_write(z, &k, why, sizeof why);
-	dcm_transcode_free(z);
-	if (rc != ERR_OK)
-		return NULL;
-	memset(&o, 0, sizeof o);
-	o.no_meta = true;
-	o.ts = ts;
-	src_mem_init(s, m, w->p, w->len);
-	return dcm_file_read(s, &o, &g, &ei) == ERR_OK ? g : NULL;
-}
-
-static bool pixels_are(const struct dcm_file *g, const uint8_t *want, size_t n)
-{
-	const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
-	const uint8_t *v = NULL;
-	bool owned = false, same;
-
-	if (e == NULL || e->len != n + (n & 1) || dcm_elem_value(g, e, &v, &owned) != ERR_OK)
-		return false;
-	same = memcmp(v, want, n) == 0;
-	if (owned)
-		free((void *)v);
-	return same;
+	return decompress(f, EXPLICIT, w) == ERR_OK ? read_back(w, EXPLICIT, s, m) : NULL;
 }
 
 /* ---- lossless: MR_small's pixels ---- */

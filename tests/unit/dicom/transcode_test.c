@@ -13,19 +13,10 @@
  * streamed in chunks, what follows Pixel Data after it.
  * Layer: tests. */
 #include <unistd.h>
-#include "test.h"
-#include "dicomvault/dataset.h"
-#include "dicomvault/dict.h"
+#include "pixels.h"
 #include "dicomvault/frame.h"
-#include "dicomvault/io.h"
 #include "dicomvault/render.h"
-#include "dicomvault/transcode.h"
 #include "dicomvault/vr.h"
-#include "dicomvault/wbuf.h"
-
-#define PYD "/usr/lib/python3/dist-packages/pydicom/data/test_files/"
-#define EXPLICIT "1.2.840.10008.1.2.1"
-#define IMPLICIT "1.2.840.10008.1.2"
 
 struct file {
 	uint8_t *data;
@@ -55,44 +46,6 @@ static void close_file(struct file *x)
 	free(x->data);
 }
 
-static const struct dcm_ts *ts_of(const char *uid)
-{
-	return dict_ts(uid, strlen(uid));
-}
-
-/* f decompressed into w (in ts); ERR_* of begin or write. */
-static enum err decompress(struct dcm_file *f, const char *ts, struct wbuf *w)
-{
-	struct dcm_transcode *z = NULL;
-	struct sink k;
-	char why[256] = "";
-	enum err rc = dcm_transcode_begin(f, ts_of(ts), false, &z, why, sizeof why);
-
-	if (rc != ERR_OK) {
-		if (why[0] == 0)
-			fprintf(stderr, "  refused without a reason\n");
-		return why[0] ? rc : ERR_INTERNAL;
-	}
-	sink_wbuf(&k, w);
-	rc = dcm_transcode_write(z, &k, why, sizeof why);
-	dcm_transcode_free(z);
-	return rc;
-}
-
-/* The bare data set in w, read in ts (values loaded). */
-static struct dcm_file *read_back(struct wbuf *w, const char *ts, struct src *s, struct src_mem *m)
-{
-	struct dcm_read_opts o;
-	struct dcm_errinfo ei;
-	struct dcm_file *g = NULL;
-
-	memset(&o, 0, sizeof o);
-	o.no_meta = true;
-	o.ts = ts_of(ts);
-	src_mem_init(s, m, w->p, w->len);
-	return dcm_file_read(s, &o, &g, &ei) == ERR_OK ? g : NULL;
-}
-
 /* The file decompressed into explicit VR LE and read back (NULL on any
  * failure, checked); x and w are the caller's to close. */
 static struct dcm_file *explicit_of(const char *name, struct file *x, struct wbuf *w, struct src *s, struct src_mem *m)
@@ -105,34 +58,6 @@ static struct dcm_file *explicit_of(const char *name, struct file *x, struct wbu
 		g = read_back(w, EXPLICIT, s, m);
 	CHECK(g != NULL);
 	return g;
-}
-
-static bool pixels_are(const struct dcm_file *g, const uint8_t *want, size_t n)
-{
-	const struct dcm_elem *e = dcm_ds_find(&g->ds, 0x7FE00010);
-	const uint8_t *v = NULL;
-	bool owned = false, same;
-
-	if (e == NULL || e->len != n + (n & 1) || dcm_elem_value(g, e, &v, &owned) != ERR_OK)
-		return false;
-	same = memcmp(v, want, n) == 0;
-	if (owned)
-		free((void *)v);
-	return same;
-}
-
-static bool str_is(const struct dcm_ds *ds, uint32_t tag, const char *want)
-{
-	char buf[64];
-
-	return dcm_ds_get_cstr(ds, tag, buf, sizeof buf) == ERR_OK && strcmp(buf, want) == 0;
-}
-
-static unsigned us_of(const struct dcm_ds *ds, uint32_t tag)
-{
-	uint16_t v = 0xFFFF;
-
-	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : 0xFFFF;
 }
 
 static enum err set_us(struct dcm_ds *ds, uint32_t tag, unsigned v)
