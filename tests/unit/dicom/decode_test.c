@@ -19,11 +19,7 @@
 
 /* A file, its image and its first frame's compressed bytes. */
 struct img {
-	uint8_t *data;
-	size_t len;
-	struct src s;
-	struct src_mem m;
-	struct dcm_file *f;
+	struct file file;
 	struct render_image im;
 	bool im_ok;
 	uint8_t *frame;
@@ -33,25 +29,18 @@ struct img {
 
 static bool img_open(struct img *x, const char *name)
 {
-	struct dcm_read_opts o;
-	struct dcm_errinfo ei;
 	struct dcm_frames fr;
 	char why[200];
 	bool ok = false;
 
 	memset(x, 0, sizeof *x);
-	if (file_read_all(name, 16 << 20, &x->data, &x->len) != ERR_OK)
+	if (!open_file(&x->file, name))
 		return false;
-	memset(&o, 0, sizeof o);
-	o.bulk_threshold = 256;
-	src_mem_init(&x->s, &x->m, x->data, x->len);
-	if (dcm_file_read(&x->s, &o, &x->f, &ei) != ERR_OK)
-		return false;
-	x->codec = render_codec_of(x->f->ts_uid);
-	if (render_image_init(x->f, &x->f->ds, &x->im, why, sizeof why) != ERR_OK)
+	x->codec = render_codec_of(x->file.f->ts_uid);
+	if (render_image_init(x->file.f, &x->file.f->ds, &x->im, why, sizeof why) != ERR_OK)
 		return false;
 	x->im_ok = true;
-	if (dcm_frames_init(x->f, &fr, why, sizeof why) != ERR_OK)
+	if (dcm_frames_init(x->file.f, &fr, why, sizeof why) != ERR_OK)
 		return false;
 	if (fr.encapsulated && fr.n > 0) {
 		x->flen = (size_t)dcm_frame_size(&fr, 0);
@@ -67,37 +56,25 @@ static void img_close(struct img *x)
 	if (x->im_ok)
 		render_image_fini(&x->im);
 	free(x->frame);
-	dcm_file_free(x->f);
-	free(x->data);
+	close_file(&x->file);
 }
 
 /* The native pixels of a file (malloc'd), *n bytes. */
 static uint8_t *native_pixels(const char *name, size_t *n)
 {
-	uint8_t *data = NULL, *px = NULL;
-	size_t len = 0;
-	struct src s;
-	struct src_mem m;
-	struct dcm_read_opts o;
-	struct dcm_errinfo ei;
-	struct dcm_file *f = NULL;
+	struct file x;
 	const struct dcm_elem *e;
+	uint8_t *px = NULL;
 
-	if (file_read_all(name, 16 << 20, &data, &len) != ERR_OK)
-		return NULL;
-	memset(&o, 0, sizeof o);
-	src_mem_init(&s, &m, data, len);
-	if (dcm_file_read(&s, &o, &f, &ei) == ERR_OK && (e = dcm_ds_find(&f->ds, 0x7FE00010)) != NULL &&
-	    (px = malloc(e->len)) != NULL) {
-		if (dcm_elem_read_at(f, e, 0, px, e->len) == ERR_OK) {
+	if (open_file(&x, name) && (e = dcm_ds_find(&x.f->ds, 0x7FE00010)) != NULL && (px = malloc(e->len)) != NULL) {
+		if (dcm_elem_read_at(x.f, e, 0, px, e->len) == ERR_OK) {
 			*n = e->len;
 		} else {
 			free(px);
 			px = NULL;
 		}
 	}
-	dcm_file_free(f);
-	free(data);
+	close_file(&x);
 	return px;
 }
 
@@ -161,8 +138,8 @@ static void mr_small_as(const char *name, enum render_codec codec)
 			struct dcm_frames fr;
 			char why[200] = "";
 			got = NULL;
-			CHECK(dcm_frames_init(x.f, &fr, why, sizeof why) == ERR_OK);
-			CHECK(dcm_frame_decompress(&fr, &x.im, x.f->ts_uid, 0, &got, &gn, why, sizeof why) == ERR_OK);
+			CHECK(dcm_frames_init(x.file.f, &fr, why, sizeof why) == ERR_OK);
+			CHECK(dcm_frame_decompress(&fr, &x.im, x.file.f->ts_uid, 0, &got, &gn, why, sizeof why) == ERR_OK);
 			CHECK(got != NULL && gn == wn && memcmp(got, want, wn) == 0);
 			free(got);
 			dcm_frames_fini(&fr);
@@ -172,7 +149,7 @@ static void mr_small_as(const char *name, enum render_codec codec)
 			struct wbuf w;
 			struct src s;
 			struct src_mem m;
-			struct dcm_file *g = transcoded(x.f, &w, &s, &m);
+			struct dcm_file *g = transcoded(x.file.f, &w, &s, &m);
 			CHECK(g != NULL);
 			if (g != NULL) {
 				CHECK(pixels_are(g, want, wn));
@@ -263,7 +240,7 @@ TEST(j2k_ybr_rct_becomes_rgb)
 		struct wbuf w;
 		struct src s;
 		struct src_mem m;
-		struct dcm_file *g = transcoded(x.f, &w, &s, &m);
+		struct dcm_file *g = transcoded(x.file.f, &w, &s, &m);
 		CHECK(g != NULL);
 		if (g != NULL) {
 			CHECK(got != NULL && pixels_are(g, got, gn));
@@ -278,10 +255,10 @@ TEST(j2k_ybr_rct_becomes_rgb)
 	{
 		struct render_image im;
 		char why[200] = "";
-		const struct dcm_ts *was = x.f->ts;
-		x.f->ts = dict_ts(EXPLICIT, strlen(EXPLICIT));
-		CHECK(render_image_init(x.f, &x.f->ds, &im, why, sizeof why) == ERR_PARSE && why[0] != 0);
-		x.f->ts = was;
+		const struct dcm_ts *was = x.file.f->ts;
+		x.file.f->ts = dict_ts(EXPLICIT, strlen(EXPLICIT));
+		CHECK(render_image_init(x.file.f, &x.file.f->ds, &im, why, sizeof why) == ERR_PARSE && why[0] != 0);
+		x.file.f->ts = was;
 	}
 	/* nor JPEG-LS or RLE frames */
 	x.codec = RENDER_CODEC_JLS;
@@ -346,15 +323,15 @@ TEST(j2k_lossy_marks)
 			CHECK_EQ_INT(decode(&x, x.frame, x.flen, NULL, NULL, NULL, &dec), ERR_OK);
 			CHECK_EQ_STR(dec.lossy, "ISO_15444_1");
 		}
-		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282110, VR_CS, "00") == ERR_OK);
-		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282114, VR_CS, t == 0 ? "ISO_10918_1" : "ISO_15444_1") == ERR_OK);
+		CHECK(dcm_ds_set_str(&x.file.f->ds, 0x00282110, VR_CS, "00") == ERR_OK);
+		CHECK(dcm_ds_set_str(&x.file.f->ds, 0x00282114, VR_CS, t == 0 ? "ISO_10918_1" : "ISO_15444_1") == ERR_OK);
 		/* the ratios go with the methods: one more with the method added */
-		CHECK(dcm_ds_set_str(&x.f->ds, 0x00282112, VR_DS, "5") == ERR_OK);
+		CHECK(dcm_ds_set_str(&x.file.f->ds, 0x00282112, VR_DS, "5") == ERR_OK);
 		{
 			struct wbuf w;
 			struct src s;
 			struct src_mem m;
-			struct dcm_file *g = transcoded(x.f, &w, &s, &m);
+			struct dcm_file *g = transcoded(x.file.f, &w, &s, &m);
 			char want[64];
 			snprintf(want, sizeof want, "5\\%.2f", (double)render_frame_bytes(&x.im) / (double)x.flen);
 			CHECK(g != NULL);
@@ -375,16 +352,16 @@ TEST(j2k_lossy_marks)
 			struct dcm_file *g;
 			char many[1100] = "";
 			size_t k;
-			CHECK(dcm_ds_set_str(&x.f->ds, 0x00282112, VR_DS, "5\\6") == ERR_OK);
-			g = transcoded(x.f, &w, &s, &m);
+			CHECK(dcm_ds_set_str(&x.file.f->ds, 0x00282112, VR_DS, "5\\6") == ERR_OK);
+			g = transcoded(x.file.f, &w, &s, &m);
 			CHECK(g != NULL && str_is(&g->ds, 0x00282112, "5\\6"));
 			dcm_file_free(g);
 			wbuf_fini(&w);
 			for (k = 0; k + 13 < sizeof many; k += 12)
 				memcpy(many + k, "ISO_10918_1\\", 12);
 			many[k] = 'X';
-			CHECK(dcm_ds_set_str(&x.f->ds, 0x00282114, VR_CS, many) == ERR_OK);
-			g = transcoded(x.f, &w, &s, &m);
+			CHECK(dcm_ds_set_str(&x.file.f->ds, 0x00282114, VR_CS, many) == ERR_OK);
+			g = transcoded(x.file.f, &w, &s, &m);
 			CHECK(g == NULL);
 			dcm_file_free(g);
 			wbuf_fini(&w);
@@ -401,14 +378,14 @@ TEST(absent_pixel_description_written)
 	struct img x;
 
 	CHECK(img_open(&x, PYD "MR_small_jpeg_ls_lossless.dcm"));
-	if (x.f != NULL) {
+	if (x.file.f != NULL) {
 		struct wbuf w;
 		struct src s;
 		struct src_mem m;
 		struct dcm_file *g;
-		dcm_ds_remove(&x.f->ds, 0x00280002);
-		dcm_ds_remove(&x.f->ds, 0x00280004);
-		g = transcoded(x.f, &w, &s, &m);
+		dcm_ds_remove(&x.file.f->ds, 0x00280002);
+		dcm_ds_remove(&x.file.f->ds, 0x00280004);
+		g = transcoded(x.file.f, &w, &s, &m);
 		CHECK(g != NULL);
 		if (g != NULL) {
 			CHECK_EQ_INT(us_of(&g->ds, 0x00280002), 1);

@@ -16,6 +16,35 @@
 #define EXPLICIT "1.2.840.10008.1.2.1"
 #define IMPLICIT "1.2.840.10008.1.2"
 
+/* A file read into memory and parsed (values over 256 bytes left in it). */
+struct file {
+	uint8_t *data;
+	size_t len;
+	struct src s;
+	struct src_mem m;
+	struct dcm_file *f;
+};
+
+static inline bool open_file(struct file *x, const char *name)
+{
+	struct dcm_read_opts o;
+	struct dcm_errinfo ei;
+
+	memset(x, 0, sizeof *x);
+	if (file_read_all(name, 16 << 20, &x->data, &x->len) != ERR_OK)
+		return false;
+	memset(&o, 0, sizeof o);
+	o.bulk_threshold = 256;
+	src_mem_init(&x->s, &x->m, x->data, x->len);
+	return dcm_file_read(&x->s, &o, &x->f, &ei) == ERR_OK;
+}
+
+static inline void close_file(struct file *x)
+{
+	dcm_file_free(x->f);
+	free(x->data);
+}
+
 static inline const struct dcm_ts *ts_of(const char *uid)
 {
 	return dict_ts(uid, strlen(uid));

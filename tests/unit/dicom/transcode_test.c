@@ -18,34 +18,6 @@
 #include "dicomvault/render.h"
 #include "dicomvault/vr.h"
 
-struct file {
-	uint8_t *data;
-	size_t len;
-	struct src s;
-	struct src_mem m;
-	struct dcm_file *f;
-};
-
-static bool open_file(struct file *x, const char *name)
-{
-	struct dcm_read_opts o;
-	struct dcm_errinfo ei;
-
-	memset(x, 0, sizeof *x);
-	if (file_read_all(name, 16 << 20, &x->data, &x->len) != ERR_OK)
-		return false;
-	memset(&o, 0, sizeof o);
-	o.bulk_threshold = 256;
-	src_mem_init(&x->s, &x->m, x->data, x->len);
-	return dcm_file_read(&x->s, &o, &x->f, &ei) == ERR_OK;
-}
-
-static void close_file(struct file *x)
-{
-	dcm_file_free(x->f);
-	free(x->data);
-}
-
 /* The file decompressed into explicit VR LE and read back (NULL on any
  * failure, checked); x and w are the caller's to close. */
 static struct dcm_file *explicit_of(const char *name, struct file *x, struct wbuf *w, struct src *s, struct src_mem *m)
