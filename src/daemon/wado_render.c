@@ -15,8 +15,6 @@
  * at once (memory: one frame and its images each); the others wait up to
  * RENDER_WAIT seconds, then 503. See docs/internals/dicomweb.md.
  * Layer: daemon. */
-#include <pthread.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,28 +40,14 @@ struct rparams {
 
 /* ---- turns: bounded memory whatever the number of connections ---- */
 
-static sem_t turns;
-static bool turns_ok;
-static pthread_once_t turns_once = PTHREAD_ONCE_INIT;
+static struct turns turns = TURNS_INIT(RENDER_CONCURRENCY);
 
-static void turns_init(void)
-{
-	turns_ok = sem_init(&turns, 0, RENDER_CONCURRENCY) == 0;
-}
-
-/* A rendering turn within RENDER_WAIT seconds (turns.h). */
-static enum err render_turn(void)
-{
-	(void)pthread_once(&turns_once, turns_init);
-	return turns_ok ? turn_take(&turns, RENDER_WAIT) : ERR_INTERNAL;
-}
-
-/* A turn to render (given back with sem_post(&turns)); false: the 503
+/* A turn to render (given back with turns_give(&turns)); false: the 503
  * (all turns taken for RENDER_WAIT seconds) or 500 was queued in *res. */
 static bool turn_taken(struct http_req *r, enum MHD_Result *res)
 {
 	static const char *const extra[] = { MHD_HTTP_HEADER_RETRY_AFTER, "5", NULL };
-	enum err rc = render_turn();
+	enum err rc = turns_take(&turns, RENDER_WAIT);
 
 	if (rc == ERR_OK)
 		return true;
@@ -493,7 +477,7 @@ enum MHD_Result wado_rendered(struct http_req *r, const char *study, const char 
 			res = send_multi(r, &who, &l, jobs, l.n, &p, series, true);
 		}
 	}
-	(void)sem_post(&turns);
+	turns_give(&turns);
 	free(jobs);
 	free(nums);
 	wado_list_fini(&l);
@@ -626,7 +610,7 @@ enum MHD_Result wado_uri_image(struct http_req *r, const char *study, const char
 		res = send_one(r, &who, &l, &one, &p, &src, media < 0 ? as_dicom : NULL);
 	}
 	if (turn)
-		(void)sem_post(&turns);
+		turns_give(&turns);
 	wado_list_fini(&l);
 	return res;
 }

@@ -8,8 +8,6 @@
  * longjmp: all state they touch lives in a heap block whose pointer is
  * set before setjmp, so nothing is indeterminate after the jump. Pure.
  * Layer: dicom. */
-#include <pthread.h>
-#include <semaphore.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +16,7 @@
 #include <png.h>
 #include "dicomvault/rd.h"
 #include "dicomvault/render.h"
+#include "dicomvault/turns.h"
 
 /* ---- JPEG ---- */
 
@@ -369,53 +368,30 @@ enum render_codec render_codec_of(const char *ts_uid)
  * uncompressed-only peer) and every WADO request may decode, and a small
  * frame can declare an image whose decoding takes hundreds of MB (ours:
  * a plane of 16 bits per sample and component, then the output); the
- * others wait their turn (one frame each). */
-static sem_t heavy;
-static bool heavy_ok;
-static pthread_once_t heavy_once = PTHREAD_ONCE_INIT;
+ * others wait up to RENDER_WAIT seconds for a turn (one frame each). */
+static struct turns heavy = TURNS_INIT(RENDER_HEAVY_DECODES);
 
-static void heavy_init(void)
+/* Whether frames of c (n bytes at src) take a heavy turn. */
+static bool is_heavy(enum render_codec c, const uint8_t *src, size_t n)
 {
-	heavy_ok = sem_init(&heavy, 0, RENDER_HEAVY_DECODES) == 0;
+	return c == RENDER_CODEC_J2K || c == RENDER_CODEC_J2K_LOSSY || c == RENDER_CODEC_JLS ||
+	       c == RENDER_CODEC_JPEG_LL || (c == RENDER_CODEC_JPEG_EXT && render_jpeg_precision(src, n) != 8);
 }
 
-static enum err heavy_decode(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
-                             uint8_t **out, size_t *outlen, char *why, size_t whylen)
+static enum err decode_by(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
+                          uint8_t **out, size_t *outlen, char *why, size_t whylen)
 {
 	enum err rc;
 
-	(void)pthread_once(&heavy_once, heavy_init);
-	if (!heavy_ok)
-		return err_why(why, whylen, ERR_INTERNAL, "no decoding turns");
-	while (sem_wait(&heavy) != 0)
-		;   /* EINTR */
-	if (c == RENDER_CODEC_JLS)
-		rc = render_jls_decode(im, src, n, out, outlen, why, whylen);
-	else if (c == RENDER_CODEC_JPEG_LL || c == RENDER_CODEC_JPEG_EXT)
-		rc = render_ljpeg_decode(im, c == RENDER_CODEC_JPEG_LL, src, n, out, outlen, why, whylen);
-	else
-		rc = render_j2k_decode(im, c == RENDER_CODEC_J2K_LOSSY, src, n, out, outlen, why, whylen);
-	(void)sem_post(&heavy);
-	return rc;
-}
-
-enum err render_decode(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
-                       uint8_t **out, size_t *outlen, char *why, size_t whylen)
-{
-	enum err rc;
-
-	if ((im->photo == RENDER_YBR_ICT || im->photo == RENDER_YBR_RCT) && c != RENDER_CODEC_J2K &&
-	    c != RENDER_CODEC_J2K_LOSSY)
-		return err_why(why, whylen, ERR_PARSE, "YBR_ICT and YBR_RCT are JPEG 2000's only");
 	switch (c) {
 	case RENDER_CODEC_JPEG:
 		return render_jpeg_decode(im, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_JPEG_EXT:   /* 8-bit by libjpeg-turbo (colour too), 12-bit by ours */
 		if (render_jpeg_precision(src, n) == 8)
 			return render_jpeg_decode(im, src, n, out, outlen, why, whylen);
-		return heavy_decode(c, im, src, n, out, outlen, why, whylen);
+		return render_ljpeg_decode(im, false, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_JPEG_LL:
-		return heavy_decode(c, im, src, n, out, outlen, why, whylen);
+		return render_ljpeg_decode(im, true, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_RLE:
 		rc = render_rle_decode(im, src, n, out, outlen, why, whylen);
 		if (rc == ERR_OK)
@@ -423,10 +399,33 @@ enum err render_decode(enum render_codec c, struct render_image *im, const uint8
 		return rc;
 	case RENDER_CODEC_J2K:
 	case RENDER_CODEC_J2K_LOSSY:
+		return render_j2k_decode(im, c == RENDER_CODEC_J2K_LOSSY, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_JLS:
-		return heavy_decode(c, im, src, n, out, outlen, why, whylen);
+		return render_jls_decode(im, src, n, out, outlen, why, whylen);
 	case RENDER_CODEC_NONE:
 		break;
 	}
 	return err_why(why, whylen, ERR_UNSUPPORTED, "no decoder for these frames");
+}
+
+enum err render_decode(enum render_codec c, struct render_image *im, const uint8_t *src, size_t n,
+                       uint8_t **out, size_t *outlen, char *why, size_t whylen)
+{
+	bool turn = is_heavy(c, src, n);
+	enum err rc;
+
+	if ((im->photo == RENDER_YBR_ICT || im->photo == RENDER_YBR_RCT) && c != RENDER_CODEC_J2K &&
+	    c != RENDER_CODEC_J2K_LOSSY)
+		return err_why(why, whylen, ERR_PARSE, "YBR_ICT and YBR_RCT are JPEG 2000's only");
+	if (turn) {
+		rc = turns_take(&heavy, RENDER_WAIT);
+		if (rc == ERR_LIMIT)
+			return err_why(why, whylen, rc, "no decoding turn came free in %d s", RENDER_WAIT);
+		if (rc != ERR_OK)
+			return err_why(why, whylen, rc, "no decoding turns");
+	}
+	rc = decode_by(c, im, src, n, out, outlen, why, whylen);
+	if (turn)
+		turns_give(&heavy);
+	return rc;
 }

@@ -1,6 +1,8 @@
 /* turns_test.c: turn_take, the timed wait for a turn of a counting
  * semaphore: turns free at once, none free (ERR_LIMIT after the wait), a
- * turn given back by another thread during the wait. Layer: tests. */
+ * turn given back by another thread during the wait; a struct turns pool
+ * made on first use, its n turns taken, then none, then one given back.
+ * Layer: tests. */
 #include <pthread.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,9 +55,25 @@ TEST(turn_given_back_while_waiting)
 	sem_destroy(&s);
 }
 
+TEST(pool_made_on_first_use)
+{
+	static struct turns two = TURNS_INIT(2);
+
+	CHECK(!two.made);
+	CHECK_EQ_INT(turns_take(&two, 0), ERR_OK);
+	CHECK(two.made && two.ok);
+	CHECK_EQ_INT(turns_take(&two, 0), ERR_OK);
+	CHECK_EQ_INT(turns_take(&two, 0), ERR_LIMIT);
+	turns_give(&two);
+	CHECK_EQ_INT(turns_take(&two, 0), ERR_OK);
+	turns_give(&two);
+	turns_give(&two);
+}
+
 int main(void)
 {
 	RUN(free_turns_then_none);
 	RUN(turn_given_back_while_waiting);
+	RUN(pool_made_on_first_use);
 	return TEST_DONE();
 }
