@@ -95,8 +95,6 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 	struct render_image dec = *im;
 	uint8_t *raw = NULL, *buf = NULL;
 	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total, rawlen = 0, bytes, i;
-	int32_t near_first = 0, near_last = 0;
-	int near_all;
 	bool lossy;
 	unsigned c;
 	enum err rc = ERR_INTERNAL;
@@ -126,8 +124,6 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 		e = charls_jpegls_decoder_read_header(d);
 	if (e == CHARLS_JPEGLS_ERRC_SUCCESS)
 		e = charls_jpegls_decoder_get_frame_info(d, &fi);
-	if (e == CHARLS_JPEGLS_ERRC_SUCCESS)
-		e = charls_jpegls_decoder_get_near_lossless(d, 0, &near_first);
 	if (e == CHARLS_JPEGLS_ERRC_SUCCESS)
 		e = charls_jpegls_decoder_get_interleave_mode(d, &ilv);
 	if (e == CHARLS_JPEGLS_ERRC_SUCCESS)
@@ -169,16 +165,14 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 		goto out;
 	}
 	e = charls_jpegls_decoder_decode_to_buffer(d, raw, rawlen, 0);
-	if (e == CHARLS_JPEGLS_ERRC_SUCCESS)   /* the last scan's (one per component when not interleaved) */
-		e = charls_jpegls_decoder_get_near_lossless(d, 0, &near_last);
 	if (e != CHARLS_JPEGLS_ERRC_SUCCESS) {
 		rc = err_why(why, whylen, ERR_PARSE, "the JPEG-LS frame does not decode: %s", jls_msg(e));
 		goto out;
 	}
-	/* lossy if any scan is: CharLS tells the first and the last scan's
-	 * NEAR, a frame of three scans has a middle one */
-	near_all = render_jls_near_max(src, n);
-	lossy = near_first > 0 || near_last > 0 || near_all != 0;
+	/* lossy if any scan is (CharLS tells the current scan's NEAR only; a
+	 * frame of three scans has a middle one); a frame whose markers do not
+	 * walk counts as lossy */
+	lossy = render_jls_near_max(src, n) != 0;
 	for (i = 0; i < np; i++)
 		for (c = 0; c < im->spp; c++) {
 			uint32_t v = jls_sample(raw, np, im->spp, ilv == CHARLS_INTERLEAVE_MODE_NONE, bytes, i, c);
