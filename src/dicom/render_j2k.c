@@ -368,12 +368,9 @@ enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_t *s
 	enum err rc = ERR_INTERNAL;
 
 	memset(&j, 0, sizeof j);
-	if (n < 2 || n > RENDER_MAX_OUTPUT)
-		return err_why(why, whylen, ERR_PARSE, "a JPEG 2000 frame of %zu bytes", n);
-	if ((uint64_t)np > RENDER_MAX_PIXELS || size_mul(np * im->spp, bps, &total) != ERR_OK)
-		return err_why(why, whylen, ERR_LIMIT, "the image is too large");
-	if (im->photo == RENDER_PALETTE && im->bits_alloc > 16)
-		return err_why(why, whylen, ERR_PARSE, "PALETTE COLOR with %u bits allocated", im->bits_alloc);
+	rc = render_dec_check(im, "JPEG 2000", n, 2, &total, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
 	rc = codestream(src, n, &j.cs, why, whylen);
 	if (rc == ERR_OK)
 		rc = siz_check(j.cs, im, &sgnd, &prec, &ntiles, why, whylen);
@@ -405,12 +402,7 @@ enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_t *s
 				goto out;
 			}
 	}
-	dec.planar = 0;
-	dec.high_bit = dec.bits_stored - 1;
-	dec.lossy = lossy ? "ISO_15444_1" : im->lossy;
-	*im = dec;
-	*out = buf;
-	*outlen = total;
+	render_dec_done(im, &dec, lossy ? "ISO_15444_1" : NULL, buf, total, out, outlen);
 	buf = NULL;
 	rc = ERR_OK;
 out:

@@ -101,21 +101,18 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 
 	while (n > 4 && src[n - 1] == 0)   /* the fragment's padding */
 		n--;
-	if (n < 4 || n > RENDER_MAX_OUTPUT)
-		return err_why(why, whylen, ERR_PARSE, "a JPEG-LS frame of %zu bytes", n);
+	rc = render_dec_check(im, "JPEG-LS", n, 4, &total, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
 	/* CharLS 2.4 reading scan data that runs to the end of its buffer
 	 * without a marker (a cut frame) counts its bits below zero and then
 	 * spins about 2^31 times (seconds of CPU) before failing; it stops at
 	 * a marker. So the frame must end with EOI, as every frame does. */
 	if (src[n - 2] != 0xFF || src[n - 1] != 0xD9)
 		return err_why(why, whylen, ERR_PARSE, "the JPEG-LS frame does not end with an end-of-image marker");
-	if ((uint64_t)np > RENDER_MAX_PIXELS || size_mul(np * im->spp, bps, &total) != ERR_OK)
-		return err_why(why, whylen, ERR_LIMIT, "the image is too large");
 	if (im->photo == RENDER_YBR_ICT || im->photo == RENDER_YBR_RCT || im->photo == RENDER_YBR_FULL_422)
 		return err_why(why, whylen, ERR_PARSE, "a JPEG-LS frame cannot be %s",
 		               im->photo == RENDER_YBR_FULL_422 ? "YBR_FULL_422" : "a JPEG 2000 colour transform");
-	if (im->photo == RENDER_PALETTE && im->bits_alloc > 16)
-		return err_why(why, whylen, ERR_PARSE, "PALETTE COLOR with %u bits allocated", im->bits_alloc);
 	d = charls_jpegls_decoder_create();
 	if (d == NULL)
 		return err_why(why, whylen, ERR_NOMEM, "out of memory");
@@ -182,12 +179,7 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 				goto out;
 			}
 		}
-	dec.planar = 0;
-	dec.high_bit = dec.bits_stored - 1;
-	dec.lossy = lossy ? "ISO_14495_1" : im->lossy;
-	*im = dec;
-	*out = buf;
-	*outlen = total;
+	render_dec_done(im, &dec, lossy ? "ISO_14495_1" : NULL, buf, total, out, outlen);
 	buf = NULL;
 	rc = ERR_OK;
 out:

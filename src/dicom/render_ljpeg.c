@@ -34,8 +34,8 @@ struct jx_huff {
 struct jx_comp {
 	uint8_t id, h, v, tq;
 	uint8_t pt;              /* lossless: its scan's point transform */
-	bool done;               /* decoded by a scan */
-	uint16_t *plane;         /* lossless: cols x rows; DCT: whole blocks */
+	uint16_t *plane;         /* lossless: cols x rows; DCT: whole blocks (set: its scan began; a scan that
+	                            fails fails the frame, so after walk(), set means decoded) */
 	size_t pw, ph;           /* the plane's width and height */
 };
 
@@ -468,7 +468,7 @@ static enum err read_sos(struct jx *j, struct rd *seg, size_t *pos)
 			;
 		if (k == j->nf)
 			return fail(j, ERR_PARSE, "has a scan of a component it does not have");
-		if (j->c[k].done || j->c[k].plane != NULL)
+		if (j->c[k].plane != NULL)
 			return fail(j, ERR_PARSE, "decodes a component twice");
 		if ((tdta >> 4) > 3 || (tdta & 15) > 3 || !j->dc[tdta >> 4].ok || (!j->lossless && !j->ac[tdta & 15].ok))
 			return fail(j, ERR_PARSE, "has a scan whose Huffman table is not defined");
@@ -505,8 +505,6 @@ static enum err read_sos(struct jx *j, struct rd *seg, size_t *pos)
 		return rc;
 	if (!bits_sound(&b))
 		return fail(j, ERR_PARSE, "has scan data that ends early");
-	for (i = 0; i < ns; i++)
-		sc[i]->done = true;
 	*pos = b.stop ? b.pos : next_marker(j->p, j->n, b.pos);
 	return ERR_OK;
 }
@@ -577,7 +575,7 @@ static enum err walk(struct jx *j, const struct render_image *im)
 	if (j->nf == 0)
 		return fail(j, ERR_PARSE, "has no frame header");
 	for (i = 0; i < j->nf; i++)
-		if (!j->c[i].done)
+		if (j->c[i].plane == NULL)
 			return fail(j, ERR_PARSE, "ends before every component is decoded");
 	return ERR_OK;
 }
@@ -604,12 +602,8 @@ static enum err put_samples(struct jx *j, struct render_image *im, uint8_t *buf)
 				if (j->prec <= im->bits_stored) {
 					if (!render_sample_put(im, v, true, false, p))
 						return fail(j, ERR_INTERNAL, "has a sample that does not fit Bits Stored");
-				} else if (bps == 1) {   /* the whole allocated word was coded: kept as it was */
-					p[0] = (uint8_t)v;
-				} else if (bps == 2) {
-					store_u16le(p, (uint16_t)v);
-				} else {
-					store_u32le(p, v);
+				} else {   /* the whole allocated word was coded: kept as it was */
+					render_sample_store(im, v, p);
 				}
 			}
 		}
@@ -621,20 +615,17 @@ enum err render_ljpeg_decode(struct render_image *im, bool lossless, const uint8
 {
 	struct render_image dec = *im;
 	struct jx *j;
-	size_t np = (size_t)im->rows * im->cols, total;
+	size_t total;
 	uint8_t *buf = NULL;
 	bool lossy = !lossless;
 	unsigned c, u, x;
 	enum err rc = ERR_INTERNAL;
 
-	if (n < 4 || n > RENDER_MAX_OUTPUT)
-		return err_why(why, whylen, ERR_PARSE, "a JPEG frame of %zu bytes", n);
-	if ((uint64_t)np > RENDER_MAX_PIXELS || size_mul(np * im->spp, im->bits_alloc / 8, &total) != ERR_OK)
-		return err_why(why, whylen, ERR_LIMIT, "the image is too large");
+	rc = render_dec_check(im, "JPEG", n, 4, &total, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
 	if (im->photo == RENDER_YBR_ICT || im->photo == RENDER_YBR_RCT)
 		return err_why(why, whylen, ERR_PARSE, "a JPEG frame cannot be a JPEG 2000 colour transform");
-	if (im->photo == RENDER_PALETTE && im->bits_alloc > 16)
-		return err_why(why, whylen, ERR_PARSE, "PALETTE COLOR with %u bits allocated", im->bits_alloc);
 	j = calloc(1, sizeof *j);
 	if (j == NULL)
 		return err_why(why, whylen, ERR_NOMEM, "out of memory");
@@ -649,7 +640,7 @@ enum err render_ljpeg_decode(struct render_image *im, bool lossless, const uint8
 	rc = walk(j, im);
 	if (rc != ERR_OK)
 		goto out;
-	buf = malloc(total ? total : 1);
+	buf = malloc(total);
 	if (buf == NULL) {
 		rc = err_why(why, whylen, ERR_NOMEM, "out of memory");
 		goto out;
@@ -660,14 +651,9 @@ enum err render_ljpeg_decode(struct render_image *im, bool lossless, const uint8
 	for (c = 0; c < j->nf; c++)
 		if (lossless && j->c[c].pt != 0)
 			lossy = true;   /* a point transform drops bits */
-	dec.planar = 0;
-	dec.high_bit = dec.bits_stored - 1;
 	if (dec.photo == RENDER_YBR_FULL_422)
 		dec.photo = RENDER_YBR_FULL;   /* its components are full size (subsampled ones are refused) */
-	dec.lossy = lossy ? "ISO_10918_1" : im->lossy;
-	*im = dec;
-	*out = buf;
-	*outlen = total;
+	render_dec_done(im, &dec, lossy ? "ISO_10918_1" : NULL, buf, total, out, outlen);
 	buf = NULL;
 	rc = ERR_OK;
 out:
