@@ -509,12 +509,37 @@ static enum err read_sos(struct jx *j, struct rd *seg, size_t *pos)
 	return ERR_OK;
 }
 
+/* The next marker at r (fill bytes skipped) in *m, and for a marker
+ * segment its contents in *seg (empty for SOI, EOI, RSTn and TEM).
+ * ERR_PARSE, *what saying why: no marker there, or a segment longer than
+ * the frame. */
+static enum err marker_next(struct rd *r, uint8_t *m, struct rd *seg, const char **what)
+{
+	uint8_t a;
+	uint16_t len;
+
+	rd_init(seg, NULL, 0);
+	*what = "has bytes where a marker should be";
+	if (rd_get_u8(r, &a) != ERR_OK || a != 0xFF)
+		return ERR_PARSE;
+	*what = "ends inside a marker";
+	do {
+		if (rd_get_u8(r, m) != ERR_OK)
+			return ERR_PARSE;
+	} while (*m == 0xFF);
+	if (*m == 0x00 || *m == 0x01 || (*m >= 0xD0 && *m <= 0xD9))
+		return ERR_OK;
+	*what = "has a marker segment longer than the frame";
+	if (rd_get_u16be(r, &len) != ERR_OK || len < 2 || rd_child(r, len - 2u, seg) != ERR_OK)
+		return ERR_PARSE;
+	return ERR_OK;
+}
+
 /* The marker segments and scans of the frame, to EOI or its end. */
 static enum err walk(struct jx *j, const struct render_image *im)
 {
 	struct rd r, seg;
 	uint8_t a, m;
-	uint16_t len;
 	unsigned i;
 	enum err rc = ERR_OK;
 
@@ -522,21 +547,17 @@ static enum err walk(struct jx *j, const struct render_image *im)
 	if (rd_get_u8(&r, &a) != ERR_OK || rd_get_u8(&r, &m) != ERR_OK || a != 0xFF || m != 0xD8)
 		return fail(j, ERR_PARSE, "does not start with a start-of-image marker");
 	while (rc == ERR_OK && rd_remaining(&r) >= 2) {
+		const char *what = "";
 		size_t pos;
-		if (rd_get_u8(&r, &a) != ERR_OK || a != 0xFF)
-			return fail(j, ERR_PARSE, "has bytes where a marker should be");
-		do {
-			if (rd_get_u8(&r, &m) != ERR_OK)
-				return fail(j, ERR_PARSE, "ends inside a marker");
-		} while (m == 0xFF);   /* fill bytes */
+		uint16_t len;
+		if (marker_next(&r, &m, &seg, &what) != ERR_OK)
+			return fail(j, ERR_PARSE, what);
 		if (m == 0xD9)
 			break;   /* EOI */
 		if (m == 0x01 || (m >= 0xD0 && m <= 0xD7))
-			continue;   /* TEM, and RSTn after a scan's last interval (libjpeg skips them too): no length */
+			continue;   /* TEM, and RSTn after a scan's last interval (libjpeg skips them too) */
 		if (m == 0x00 || m == 0xD8)
 			return fail(j, ERR_PARSE, "has a marker out of place");
-		if (rd_get_u16be(&r, &len) != ERR_OK || len < 2 || rd_child(&r, len - 2u, &seg) != ERR_OK)
-			return fail(j, ERR_PARSE, "has a marker segment longer than the frame");
 		switch (m) {
 		case 0xC0: case 0xC1: case 0xC3:
 			if ((m == 0xC3) != j->lossless)
@@ -667,26 +688,17 @@ out:
 int render_jpeg_precision(const uint8_t *p, size_t n)
 {
 	struct rd r, seg;
+	const char *what;
 	uint8_t a, m, prec;
-	uint16_t len;
 
 	rd_init(&r, p, n);
 	if (rd_get_u8(&r, &a) != ERR_OK || rd_get_u8(&r, &m) != ERR_OK || a != 0xFF || m != 0xD8)
 		return 0;
-	for (;;) {
-		if (rd_get_u8(&r, &a) != ERR_OK || a != 0xFF)
-			return 0;
-		do {
-			if (rd_get_u8(&r, &m) != ERR_OK)
-				return 0;
-		} while (m == 0xFF);
+	while (marker_next(&r, &m, &seg, &what) == ERR_OK) {
 		if (m == 0xD9 || m == 0xDA || m == 0x00 || (m >= 0xD0 && m <= 0xD8))
 			return 0;   /* no frame header before the image's data */
-		if (m == 0x01)
-			continue;
-		if (rd_get_u16be(&r, &len) != ERR_OK || len < 2 || rd_child(&r, len - 2u, &seg) != ERR_OK)
-			return 0;
 		if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC)
 			return rd_get_u8(&seg, &prec) == ERR_OK ? prec : 0;
 	}
+	return 0;
 }
