@@ -229,9 +229,8 @@ static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t
 	}
 	if (s->fr.encapsulated && render_codec_of(ts) == RENDER_CODEC_NONE) {
 		rc = err_why(why, whylen, ERR_UNSUPPORTED,
-		             "frames of transfer syntax %s are not rendered (native, JPEG Baseline 1.2.840.10008.1.2.4.50, "
-		             "RLE Lossless 1.2.840.10008.1.2.5, JPEG-LS 1.2.840.10008.1.2.4.80 and .81, JPEG 2000 "
-		             "1.2.840.10008.1.2.4.90 and .91, HTJ2K 1.2.840.10008.1.2.4.201 to .203 are)",
+		             "frames of transfer syntax %s are not rendered (native ones are, and JPEG, RLE, "
+		             "JPEG-LS, JPEG 2000 and HTJ2K)",
 		             ts);
 		st = 406;
 		goto out;

@@ -99,7 +99,7 @@ static enum err decode(struct decoder *d, uint32_t i, struct render_image *dec, 
 	rc = render_decode(d->codec, dec, d->raw, (size_t)size, out, outlen, why, whylen);
 	if (rc != ERR_OK || d->codec != RENDER_CODEC_RLE)
 		return rc;
-	dec->planar = d->im->planar;   /* the decoder's planes */
+	dec->planar = d->im->planar;   /* the data set's Planar Configuration: the planes RLE gives interleaved for 0 */
 	if (dec->spp == 3 && dec->planar == 0) {
 		rc = interleave(*out, (size_t)dec->rows * dec->cols, dec->bits_alloc / 8);
 		if (rc != ERR_OK) {
