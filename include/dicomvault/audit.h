@@ -60,6 +60,13 @@ bool audit_action_ok(const char *s);
  * reads it stopped. */
 #define AUDIT_REASON_INTEGRITY "integrity check failed"
 
+/* The reason of a read's failure record for rc: a stored object that
+ * failed its authentication (ERR_AUTH) is AUDIT_REASON_INTEGRITY. */
+static inline const char *audit_reason_of(enum err rc)
+{
+	return rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc);
+}
+
 enum audit_outcome {
 	AUDIT_SUCCESS = 0,
 	AUDIT_FAILURE,      /* the operation failed (error, bad credentials...) */

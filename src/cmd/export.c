@@ -240,7 +240,7 @@ out:
 			e->failed++;
 		if (rc != ERR_DENIED && e->first_fail[0] == 0)
 			snprintf(e->first_fail, sizeof e->first_fail, "%s: %s", it->sop,
-			         rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc));
+			         audit_reason_of(rc));
 		fprintf(stderr, "dicomvault export: instance %s: %s: %s\n", it->sop, rc == ERR_DENIED ? "refused" : "failed",
 		        why[0] ? why : err_str(rc));
 	}

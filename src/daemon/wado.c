@@ -45,8 +45,10 @@ void wado_who_init(struct http_req *r, struct wado_who *w)
 	copy_str(w->ua, sizeof w->ua, MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT));
 }
 
-enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char *reason, const uint8_t *patient,
-                    const char *study, const char *series, const char *sop, uint64_t n)
+/* One record of action by w (n > 0: the instances counted). */
+static enum err audit_one(const struct wado_who *w, const char *action, enum audit_outcome oc,
+                          const char *reason, const uint8_t *patient, const char *study, const char *series,
+                          const char *sop, uint64_t n)
 {
 	struct audit_rec rec;
 	enum err rc;
@@ -54,7 +56,7 @@ enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char 
 	if (w->audit == NULL)
 		return ERR_OK;
 	memset(&rec, 0, sizeof rec);
-	rec.action = AUDIT_RETRIEVE;
+	rec.action = action;
 	rec.outcome = oc;
 	rec.reason = reason;
 	rec.actor.user = w->user;
@@ -73,16 +75,28 @@ enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char 
 		rec.objects.instances = n;
 	}
 	rc = audit_append(w->audit, &rec);
-	/* a stored object that failed its check on this read: besides the
-	 * read's failure, an event of its own, naming the object and who
-	 * was reading it */
-	if (rc == ERR_OK && oc == AUDIT_FAILURE && reason != NULL && strcmp(reason, AUDIT_REASON_INTEGRITY) == 0) {
-		rec.action = AUDIT_INTEGRITY_FAILURE;
-		rec.objects.counted = false;
-		rc = audit_append(w->audit, &rec);
-	}
 	if (rc != ERR_OK)
 		log_error("retrieve by %s: cannot write the audit record: %s", w->user, err_str(rc));
+	return rc;
+}
+
+enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char *reason, const uint8_t *patient,
+                    const char *study, const char *series, const char *sop, uint64_t n)
+{
+	return audit_one(w, AUDIT_RETRIEVE, oc, reason, patient, study, series, sop, n);
+}
+
+enum err wado_audit_fail(const struct wado_who *w, enum err why, const uint8_t *patient, const char *study,
+                         const char *series, const char *sop)
+{
+	enum err rc = audit_one(w, AUDIT_RETRIEVE, AUDIT_FAILURE, audit_reason_of(why), patient, study, series, sop, 0);
+
+	/* a stored object that failed its check on this read: besides the
+	 * read's failure, an event of its own, naming the object and who was
+	 * reading it */
+	if (rc == ERR_OK && why == ERR_AUTH)
+		rc = audit_one(w, AUDIT_INTEGRITY_FAILURE, AUDIT_FAILURE, AUDIT_REASON_INTEGRITY, patient, study, series,
+		               sop, 0);
 	return rc;
 }
 
@@ -363,14 +377,12 @@ static void part_head(const struct dstream *ds, size_t i, struct wbuf *w)
 static ssize_t dstream_fail(struct dstream *ds, enum err rc, const char *what)
 {
 	const struct wado_item *it = &ds->l.it[ds->i];
-	const char *reason = rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc);
 
 	http_push_flush(ds->req);   /* the verified bytes before the failure go out */
 	log_error("retrieve %s (instance %zu of %zu of study %s) by %s: %s: %s: response aborted", it->sop, ds->i + 1,
-	          ds->l.n, ds->l.study, ds->who.user, what, reason);
+	          ds->l.n, ds->l.study, ds->who.user, what, audit_reason_of(rc));
 	if (!ds->failed)
-		(void)wado_audit(&ds->who, AUDIT_FAILURE, reason, ds->l.patient, ds->l.study,
-		                 ds->l.series[it->series].uid, it->sop, 0);
+		(void)wado_audit_fail(&ds->who, rc, ds->l.patient, ds->l.study, ds->l.series[it->series].uid, it->sop);
 	ds->failed = true;
 	return MHD_CONTENT_READER_END_WITH_ERROR;
 }
@@ -648,14 +660,9 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			}
 		}
 		if (rc != ERR_OK) {
-			const char *reason = rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc);
-			log_error("retrieve %s by %s: %s", ds->l.it[0].sop, r->sess.user, why[0] ? why : reason);
-			(void)wado_audit(&ds->who, AUDIT_FAILURE, reason, ds->l.patient, study,
-			                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);
+			enum MHD_Result q = wado_fail_500(r, &ds->who, &ds->l, 0, rc, why);
 			dstream_free(ds);
-			return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
-			                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error",
-			                    NULL);
+			return q;
 		}
 		if (mp)
 			part_head(ds, 0, &ds->piece);

@@ -122,8 +122,7 @@ static enum err next_piece(struct vstream *vs)
 		} else if (rc != ERR_DENIED && rc != ERR_LIMIT) {
 			log_error("de-identified retrieval of an instance of study %s by %s: %s", vs->l.study, vs->who.user,
 			          why[0] ? why : err_str(rc));
-			(void)wado_audit(&vs->who, AUDIT_FAILURE, rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc),
-			                 vs->l.patient, vs->l.study, NULL, it->sop, 0);
+			(void)wado_audit_fail(&vs->who, rc, vs->l.patient, vs->l.study, NULL, it->sop);
 			if (body.p)
 				mem_wipe(body.p, body.len);
 			wbuf_fini(&body);
@@ -188,8 +187,9 @@ static enum MHD_Result metadata(struct http_req *r, struct vstream *vs)
 			continue;
 		}
 		if (rc != ERR_OK) {
-			(void)wado_audit(&vs->who, AUDIT_FAILURE, rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc),
-			                 vs->l.patient, vs->l.study, NULL, vs->l.it[i].sop, 0);
+			log_error("de-identified metadata of %s by %s: %s", vs->l.it[i].sop, vs->who.user,
+			          why[0] ? why : err_str(rc));
+			(void)wado_audit_fail(&vs->who, rc, vs->l.patient, vs->l.study, NULL, vs->l.it[i].sop);
 			break;
 		}
 		/* no bulk data in a view's metadata */

@@ -57,10 +57,14 @@ struct wado_who {
 };
 
 void wado_who_init(struct http_req *r, struct wado_who *w);
-/* One retrieve record (n > 0: the number of instances, as counts); with
- * the reason AUDIT_REASON_INTEGRITY, an integrity-failure record after it. */
+/* One retrieve record (n > 0: the number of instances, as counts). */
 enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char *reason, const uint8_t *patient,
                     const char *study, const char *series, const char *sop, uint64_t n);
+/* A retrieve that failed with why: its failure record (audit_reason_of),
+ * and when a stored object failed its check (ERR_AUTH) an
+ * integrity-failure record after it. */
+enum err wado_audit_fail(const struct wado_who *w, enum err why, const uint8_t *patient, const char *study,
+                         const char *series, const char *sop);
 
 /* The instances a request names, in series number, instance number order
  * (absent numbers last, then by UID). */

@@ -54,18 +54,13 @@ enum err wado_inst_open(struct vault *v, const struct wado_item *it, uint32_t bu
 	return rc;
 }
 
-static const char *reason_of(enum err rc)
-{
-	return rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc);
-}
-
 enum MHD_Result wado_fail_500(struct http_req *r, const struct wado_who *who, const struct wado_list *l, size_t i,
                               enum err rc, const char *why)
 {
 	const struct wado_item *it = &l->it[i];
 
 	log_error("retrieve %s by %s: %s", it->sop, who->user, why[0] ? why : err_str(rc));
-	(void)wado_audit(who, AUDIT_FAILURE, reason_of(rc), l->patient, l->study, l->series[it->series].uid, it->sop, 0);
+	(void)wado_audit_fail(who, rc, l->patient, l->study, l->series[it->series].uid, it->sop);
 	return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
 	                    rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
 }
@@ -248,8 +243,8 @@ static ssize_t mstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		if (rc != ERR_OK) {
 			const struct wado_item *it = &ms->l.it[ms->i];
 			log_error("metadata of %s by %s: %s: response aborted", it->sop, ms->who.user, why);
-			(void)wado_audit(&ms->who, AUDIT_FAILURE, reason_of(rc), ms->l.patient, ms->l.study,
-			                 ms->l.series[it->series].uid, it->sop, 0);
+			(void)wado_audit_fail(&ms->who, rc, ms->l.patient, ms->l.study, ms->l.series[it->series].uid,
+			                      it->sop);
 			ms->failed = true;
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
@@ -529,9 +524,9 @@ static ssize_t bstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 				if (rc != ERR_OK) {
 					const struct wado_item *it = &bs->l.it[0];
 					log_error("retrieve %s by %s: %s: response aborted", it->sop, bs->who.user,
-					          rc == ERR_AUTH ? AUDIT_REASON_INTEGRITY : err_str(rc));
-					(void)wado_audit(&bs->who, AUDIT_FAILURE, reason_of(rc), bs->l.patient, bs->l.study,
-					                 bs->l.series[it->series].uid, it->sop, 0);
+					          audit_reason_of(rc));
+					(void)wado_audit_fail(&bs->who, rc, bs->l.patient, bs->l.study,
+					                      bs->l.series[it->series].uid, it->sop);
 					bs->failed = true;
 					return MHD_CONTENT_READER_END_WITH_ERROR;
 				}
