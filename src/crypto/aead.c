@@ -60,12 +60,10 @@ static void cipher_fini(struct cipher *c)
 /* AES-256-GCM (SPEC section 6) on every CPU, through GnuTLS: with AES-NI
  * and PCLMUL (x86-64) or the ARMv8 crypto extensions its code is fast and
  * constant-time; without them nettle's table-based code runs, slower and
- * not constant-time (aead_gcm_hw says which; serve warns). Until session
- * 19 such a CPU sealed with XChaCha20-Poly1305 and refused to open GCM
- * objects; with libsodium 1.0.18's check, which knows x86 only, that was
- * every ARM64 host too, so a vault moved to one could not be read.
- * XChaCha20-Poly1305 objects (sealed so before) are still opened. */
-static bool alg_available(enum aead_alg alg)
+ * not constant-time (aead_gcm_hw says which; serve warns).
+ * XChaCha20-Poly1305 objects (sealed so by older versions) are opened
+ * too. Whether alg is one of the two. */
+static bool alg_known(enum aead_alg alg)
 {
 	return alg == AEAD_ALG_AES256GCM || alg == AEAD_ALG_XCHACHA20POLY1305;
 }
@@ -73,7 +71,8 @@ static bool alg_available(enum aead_alg alg)
 bool aead_gcm_hw(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-	return crypto_aead_aes256gcm_is_available() != 0;
+	/* libsodium's CPU check answers 0 before sodium_init */
+	return crypto_init() == ERR_OK && crypto_aead_aes256gcm_is_available() != 0;
 #elif defined(__aarch64__) && defined(__linux__)
 	unsigned long hw = getauxval(AT_HWCAP);
 	return (hw & HWCAP_AES) != 0 && (hw & HWCAP_PMULL) != 0;
@@ -92,7 +91,7 @@ static enum err cipher_init(struct cipher *c, enum aead_alg alg, const struct se
 	if (secret_len(data_key) != AEAD_KEY_LEN)
 		goto out;
 	rc = ERR_UNSUPPORTED;
-	if (!alg_available(alg))
+	if (!alg_known(alg))
 		goto out;
 	if (alg == AEAD_ALG_AES256GCM) {
 		/* the object key on the stack for the moment GnuTLS takes to
@@ -282,7 +281,7 @@ enum err aead_enc_open_opts(struct aead_enc **e, const struct secret *data_key,
 	rc = ERR_INTERNAL;
 	if (alg == AEAD_ALG_AUTO)
 		alg = AEAD_ALG_AES256GCM;
-	else if (alg != AEAD_ALG_AES256GCM && alg != AEAD_ALG_XCHACHA20POLY1305)
+	else if (!alg_known(alg))
 		goto out;
 	rc = ERR_NOMEM;
 	x = calloc(1, sizeof *x);

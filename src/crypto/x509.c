@@ -106,8 +106,6 @@ enum err x509_check_pair(const uint8_t *cert, size_t certlen, const uint8_t *key
 	int alg, sig;
 	enum err rc;
 
-	if (why != NULL && whylen > 0)
-		why[0] = 0;
 	rc = err_why(why, whylen, ERR_NOMEM, "out of memory");
 	if (certlen > X509_PEM_MAX || keylen > X509_PEM_MAX)
 		return err_why(why, whylen, ERR_LIMIT, "the TLS certificate or key is over %u bytes", X509_PEM_MAX);

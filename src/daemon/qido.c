@@ -93,8 +93,10 @@ static void warn_tags(char *w, size_t cap, const char *lead, const uint32_t *tag
 	if (n == 0)
 		return;
 	snprintf(text, sizeof text, "%s", lead);
-	for (i = 0; i < n && strlen(text) + 10 < sizeof text; i++)
+	for (i = 0; i < n && strlen(text) + 30 < sizeof text; i++)
 		snprintf(text + strlen(text), sizeof text - strlen(text), "%s%08X", i ? "," : " ", (unsigned)tags[i]);
+	if (i < n)   /* the header's room: the rest counted */
+		snprintf(text + strlen(text), sizeof text - strlen(text), " and %zu more", n - i);
 	warn_add(w, cap, text);
 }
 

@@ -660,7 +660,7 @@ static bool decompressible(struct bstream *bs, const char *ts)
 	enum render_codec c = render_codec_of(ts);
 	uint64_t n;
 
-	if (!dcm_decompress_takes(ts) || render_image_init(bs->in.f, &bs->in.f->ds, &bs->im, why, sizeof why) != ERR_OK)
+	if (c == RENDER_CODEC_NONE || render_image_init(bs->in.f, &bs->in.f->ds, &bs->im, why, sizeof why) != ERR_OK)
 		return false;
 	bs->im_ok = true;
 	if (c == RENDER_CODEC_JPEG || (c == RENDER_CODEC_JPEG_EXT && bs->im.bits_alloc == 8)) {
@@ -670,13 +670,12 @@ static bool decompressible(struct bstream *bs, const char *ts)
 		    (bs->im.spp == 3 && bs->im.planar != 0))
 			return false;
 		n = (uint64_t)bs->im.rows * bs->im.cols * bs->im.spp;   /* 8-bit */
-	} else if (c != RENDER_CODEC_RLE) {
-		if ((bs->im.spp == 3 && bs->im.planar != 0) || bs->im.photo == RENDER_YBR_ICT ||
-		    bs->im.photo == RENDER_YBR_RCT || bs->im.high_bit + 1 != bs->im.bits_stored ||
-		    ((c == RENDER_CODEC_JPEG_EXT || c == RENDER_CODEC_JPEG_LL) && bs->im.photo == RENDER_YBR_FULL_422))
-			return false;
-		n = render_frame_bytes(&bs->im);
 	} else {
+		if (c != RENDER_CODEC_RLE &&
+		    ((bs->im.spp == 3 && bs->im.planar != 0) || bs->im.photo == RENDER_YBR_ICT ||
+		     bs->im.photo == RENDER_YBR_RCT || bs->im.high_bit + 1 != bs->im.bits_stored ||
+		     ((c == RENDER_CODEC_JPEG_EXT || c == RENDER_CODEC_JPEG_LL) && bs->im.photo == RENDER_YBR_FULL_422)))
+			return false;
 		n = render_frame_bytes(&bs->im);
 	}
 	if (n == 0 || n > DICOMWEB_MAX_DECODED_FRAME)
