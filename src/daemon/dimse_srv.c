@@ -670,7 +670,6 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 			wanted |= r == (PEER_RIGHT_STORE | PEER_RIGHT_GET) ? PEER_RIGHT_STORE : r;
 	}
 	rights_words(pe->rights, has, sizeof has);
-	rights_words(wanted, wants, sizeof wants);
 	if (naccepted == 0) {
 		snprintf(reason, sizeof reason, "no right for any proposed service (rights of %s:%s)", pe->ae, has);
 		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
@@ -690,6 +689,7 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 		if (wanted != 0) {
 			/* accepted for what it may do; what it asked for beyond its
 			 * rights is a refusal of its own, for an auditor to find */
+			rights_words(wanted, wants, sizeof wants);
 			snprintf(reason, sizeof reason, "presentation contexts refused for want of a right:%s (rights of %s:%s)",
 			         wants, pe->ae, has);
 			dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);

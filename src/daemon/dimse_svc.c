@@ -87,19 +87,26 @@ static bool accept_storage(void *ctx, const char *abstract)
 	return is_storage(abstract);
 }
 
+/* The services other than storage, each with the right that offers it,
+ * in the order they are offered. */
+static const struct {
+	const char *abstract;
+	unsigned right;
+} services[] = {
+	{ UID_VERIFICATION, PEER_RIGHT_ECHO },
+	{ DIMSE_FIND_PATIENT_ROOT, PEER_RIGHT_FIND }, { DIMSE_FIND_STUDY_ROOT, PEER_RIGHT_FIND },
+	{ DIMSE_GET_PATIENT_ROOT, PEER_RIGHT_GET },   { DIMSE_GET_STUDY_ROOT, PEER_RIGHT_GET },
+	{ DIMSE_MOVE_PATIENT_ROOT, PEER_RIGHT_MOVE }, { DIMSE_MOVE_STUDY_ROOT, PEER_RIGHT_MOVE },
+};
+
 unsigned dimse_svc_right_of(const char *abstract)
 {
-	if (strcmp(abstract, UID_VERIFICATION) == 0)
-		return PEER_RIGHT_ECHO;
-	if (strcmp(abstract, DIMSE_FIND_PATIENT_ROOT) == 0 || strcmp(abstract, DIMSE_FIND_STUDY_ROOT) == 0)
-		return PEER_RIGHT_FIND;
-	if (strcmp(abstract, DIMSE_GET_PATIENT_ROOT) == 0 || strcmp(abstract, DIMSE_GET_STUDY_ROOT) == 0)
-		return PEER_RIGHT_GET;
-	if (strcmp(abstract, DIMSE_MOVE_PATIENT_ROOT) == 0 || strcmp(abstract, DIMSE_MOVE_STUDY_ROOT) == 0)
-		return PEER_RIGHT_MOVE;
-	if (is_storage(abstract))
-		return PEER_RIGHT_STORE | PEER_RIGHT_GET;
-	return 0;
+	size_t i;
+
+	for (i = 0; i < sizeof services / sizeof services[0]; i++)
+		if (strcmp(abstract, services[i].abstract) == 0)
+			return services[i].right;
+	return is_storage(abstract) ? PEER_RIGHT_STORE | PEER_RIGHT_GET : 0;
 }
 
 /* The services of the peer's rights. Storage SOP classes are accepted for
@@ -108,23 +115,12 @@ unsigned dimse_svc_right_of(const char *abstract)
  * role selection is then granted). */
 void dimse_svc_policy(const struct peer *pe, struct ul_syntax syn[DIMSE_SVC_MAX_SYN], struct ul_policy *pol)
 {
-	size_t n = 0;
+	size_t n = 0, i;
 
 	memset(pol, 0, sizeof *pol);
-	if (pe->rights & PEER_RIGHT_ECHO)
-		syn[n++] = (struct ul_syntax){ UID_VERIFICATION, ts_native, false };
-	if (pe->rights & PEER_RIGHT_FIND) {
-		syn[n++] = (struct ul_syntax){ DIMSE_FIND_PATIENT_ROOT, ts_native, false };
-		syn[n++] = (struct ul_syntax){ DIMSE_FIND_STUDY_ROOT, ts_native, false };
-	}
-	if (pe->rights & PEER_RIGHT_GET) {
-		syn[n++] = (struct ul_syntax){ DIMSE_GET_PATIENT_ROOT, ts_native, false };
-		syn[n++] = (struct ul_syntax){ DIMSE_GET_STUDY_ROOT, ts_native, false };
-	}
-	if (pe->rights & PEER_RIGHT_MOVE) {
-		syn[n++] = (struct ul_syntax){ DIMSE_MOVE_PATIENT_ROOT, ts_native, false };
-		syn[n++] = (struct ul_syntax){ DIMSE_MOVE_STUDY_ROOT, ts_native, false };
-	}
+	for (i = 0; i < sizeof services / sizeof services[0] && n < DIMSE_SVC_MAX_SYN; i++)
+		if (pe->rights & services[i].right)
+			syn[n++] = (struct ul_syntax){ services[i].abstract, ts_native, false };
 	pol->syn = n > 0 ? syn : NULL;
 	pol->nsyn = n;
 	if (pe->rights & (PEER_RIGHT_STORE | PEER_RIGHT_GET))
