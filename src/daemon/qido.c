@@ -95,8 +95,11 @@ static void warn_tags(char *w, size_t cap, const char *lead, const uint32_t *tag
 	snprintf(text, sizeof text, "%s", lead);
 	for (i = 0; i < n && strlen(text) + 30 < sizeof text; i++)
 		snprintf(text + strlen(text), sizeof text - strlen(text), "%s%08X", i ? "," : " ", (unsigned)tags[i]);
-	if (i < n)   /* the header's room: the rest counted */
-		snprintf(text + strlen(text), sizeof text - strlen(text), " and %zu more", n - i);
+	if (i < n) {   /* the header's room (30 bytes kept for this): the rest counted */
+		size_t len = strlen(text);
+		if (snprintf(text + len, sizeof text - len, " and %zu more", n - i) >= (int)(sizeof text - len))
+			text[len] = 0;
+	}
 	warn_add(w, cap, text);
 }
 

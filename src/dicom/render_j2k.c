@@ -361,7 +361,7 @@ enum err render_j2k_decode(struct render_image *im, bool lossy, const uint8_t *s
 	struct j2k j;
 	struct render_image dec = *im;
 	uint8_t *buf = NULL;
-	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total, i;
+	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total = 0, i;
 	unsigned c, prec = 0;
 	uint64_t ntiles = 0;
 	bool sgnd = false, mct;

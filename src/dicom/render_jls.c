@@ -94,7 +94,7 @@ enum err render_jls_decode(struct render_image *im, const uint8_t *src, size_t n
 	charls_jpegls_errc e;
 	struct render_image dec = *im;
 	uint8_t *raw = NULL, *buf = NULL;
-	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total, rawlen = 0, bytes, i;
+	size_t np = (size_t)im->rows * im->cols, bps = im->bits_alloc / 8, total = 0, rawlen = 0, bytes, i;
 	bool lossy;
 	unsigned c;
 	enum err rc = ERR_INTERNAL;

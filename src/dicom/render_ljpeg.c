@@ -636,7 +636,7 @@ enum err render_ljpeg_decode(struct render_image *im, bool lossless, const uint8
 {
 	struct render_image dec = *im;
 	struct jx *j;
-	size_t total;
+	size_t total = 0;
 	uint8_t *buf = NULL;
 	bool lossy = !lossless;
 	unsigned c, u, x;
