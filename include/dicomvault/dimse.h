@@ -26,6 +26,7 @@
 #define DIMSE_C_ECHO_RQ    0x0030
 #define DIMSE_C_ECHO_RSP   0x8030
 #define DIMSE_C_CANCEL_RQ  0x0FFF
+#define DIMSE_RSP_BIT      0x8000   /* set in the CommandField of every response */
 
 #define DIMSE_NO_DATA_SET  0x0101   /* CommandDataSetType: no data set follows */
 #define DIMSE_HAS_DATA_SET 0x0000   /* what we write when one follows */
@@ -105,7 +106,9 @@ struct dimse_cmd {
  * equal to the bytes after it; CommandField present; each known element
  * has its VR's size and a valid value (UIDs, AE titles, no NUL in text);
  * unknown group 0000 elements (retired ones, N-service ones) are skipped
- * and counted. ERR_PARSE on anything else, ERR_LIMIT over
+ * and counted. Lenient where peers differ: a UID padded with a NUL or a
+ * space; an empty value (or an AE title of spaces only) is taken as absent,
+ * so that dimse_cmd_check names a required one missing. ERR_PARSE on anything else, ERR_LIMIT over
  * DIMSE_MAX_COMMAND or DIMSE_MAX_STRING. *c is set only on success. */
 WUR enum err dimse_cmd_parse(const uint8_t *p, size_t n, struct dimse_cmd *c);
 /* Checks that the elements PS3.7 requires for c->field are present and

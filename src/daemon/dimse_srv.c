@@ -832,7 +832,6 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 				handle_event(s, a, &ev);
 			break;
 		}
-		idle_at = clock_mono_ms() + idle_ms;
 		a->rx_n = (size_t)n;
 		a->rx_off = 0;
 		/* a->rx may be refilled by dimse_assoc_poll() during an event */
@@ -850,6 +849,10 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 			if (a->failed || dimse_assoc_flush(a) != ERR_OK)
 				break;
 		}
+		/* the peer's silence counts from now: an operation that ran for
+		 * longer (a C-GET of a large study, whose sub-operations' answers
+		 * were read by dimse_assoc_wait) is not idle time */
+		idle_at = clock_mono_ms() + idle_ms;
 		if (!a->failed && dimse_assoc_flush(a) != ERR_OK)
 			break;
 		if (a->u.close)

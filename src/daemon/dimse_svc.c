@@ -532,10 +532,31 @@ enum err dimse_svc_command(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p
 	const char *why = NULL;
 	enum err rc;
 
+	if (a->in_data) {
+		/* the previous command announced a data set that has not come:
+		 * a protocol error (as DCMTK treats it), so that its unfinished
+		 * store or query is never left behind or fed the next one's */
+		log_warn("%s from %s: a command before the data set of %s (message %u): aborting", a->calling, a->addr,
+		         dimse_field_name(a->rq.field), (unsigned)a->rq.msg_id);
+		return ERR_PARSE;
+	}
 	rc = dimse_cmd_parse(p, n, &c);
 	if (rc != ERR_OK) {
 		log_warn("%s from %s: a command set that does not parse", a->calling, a->addr);
 		return rc;
+	}
+	if (c.field & DIMSE_RSP_BIT) {
+		/* a response to nothing outstanding (a late C-STORE-RSP of a
+		 * C-GET that gave up waiting, say): PS3.7 has no answer to a
+		 * response, so it is logged and dropped, its data set too */
+		log_warn("%s from %s: a %s (command field %04XH) to no outstanding request: ignored", a->calling,
+		         a->addr, dimse_field_name(c.field), (unsigned)c.field);
+		if (dimse_has_data_set(&c)) {
+			a->in_data = true;
+			a->data_pcid = pcid;
+			a->rq = c;
+		}
+		return ERR_OK;
 	}
 	rc = dimse_cmd_check(&c, &why);
 	if (rc == ERR_UNSUPPORTED) {
@@ -597,6 +618,8 @@ enum err dimse_svc_data(struct dimse_assoc *a, uint8_t pcid, const uint8_t *p, s
 			a->o->on_store(a->o->on_store_ctx, a->rq.sop_instance, status, existed, comment);
 		return answer(a, pcid, &a->rq, status, comment);
 	}
+	if (a->rq.field & DIMSE_RSP_BIT)
+		return ERR_OK;   /* the data set of a stray response: dropped */
 	return answer(a, pcid, &a->rq, DIMSE_UNRECOGNIZED_OP, "Operation not supported");
 }
 

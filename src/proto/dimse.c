@@ -99,8 +99,10 @@ static enum err value_parse(struct dimse_cmd *c, const struct elem_def *d, const
 		c->noffending = (unsigned)i;
 		return ERR_OK;
 	case V_UI:
-		if (n > 0 && v[n - 1] == 0)
-			n--;   /* padding to even length */
+		if (n > 0 && (v[n - 1] == 0 || v[n - 1] == ' '))
+			n--;   /* padding to even length: NUL, or a space as some write */
+		if (n == 0)
+			return ERR_NOTFOUND;
 		if (!pdu_uid_ok((const char *)v, n))
 			return ERR_PARSE;
 		break;
@@ -109,7 +111,9 @@ static enum err value_parse(struct dimse_cmd *c, const struct elem_def *d, const
 			b++;
 		while (n > b && v[n - 1] == ' ')
 			n--;
-		if (n - b == 0 || n - b > PDU_AE_MAX)
+		if (n - b == 0)
+			return ERR_NOTFOUND;
+		if (n - b > PDU_AE_MAX)
 			return ERR_PARSE;
 		for (i = b; i < n; i++)
 			if (v[i] < 0x20 || v[i] >= 0x7f || v[i] == '\\')
@@ -169,7 +173,11 @@ enum err dimse_cmd_parse(const uint8_t *p, size_t n, struct dimse_cmd *out)
 			c.nunknown++;
 			continue;
 		}
-		rc = value_parse(&c, d, v, len);
+		/* an empty value (or an AE of spaces only) is as if absent: a
+		 * required one is then named missing by dimse_cmd_check */
+		rc = len == 0 ? ERR_NOTFOUND : value_parse(&c, d, v, len);
+		if (rc == ERR_NOTFOUND)
+			continue;
 		if (rc != ERR_OK)
 			return rc;
 		c.has |= d->flag;
@@ -381,7 +389,7 @@ void dimse_cmd_rq(struct dimse_cmd *c, uint16_t field, uint16_t msg_id, const ch
 void dimse_cmd_rsp(struct dimse_cmd *c, const struct dimse_cmd *rq, uint16_t status)
 {
 	memset(c, 0, sizeof *c);
-	c->field = (uint16_t)(rq->field | 0x8000);
+	c->field = (uint16_t)(rq->field | DIMSE_RSP_BIT);
 	c->msg_id_rsp = rq->msg_id;
 	c->status = status;
 	c->data_set_type = DIMSE_NO_DATA_SET;

@@ -225,7 +225,12 @@ TEST(strict_structure)
 	CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_PARSE);
 	b_start(&b);
 	b_us(&b, 0x0100, 0x0021);
-	b_elem(&b, 0x0600, "                ", 16);
+	b_elem(&b, 0x0600, "BAD\\AE ", 8);
+	b_end(&b);
+	CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_PARSE);
+	b_start(&b);
+	b_us(&b, 0x0100, 0x0021);
+	b_elem(&b, 0x0600, "SEVENTEEN_CHARS_X", 17);
 	b_end(&b);
 	CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_PARSE);
 	/* too long */
@@ -255,6 +260,45 @@ TEST(lenient_where_documented)
 	CHECK_EQ_STR(c.error_comment, "unknown AE");
 	CHECK_EQ_INT(c.status, 0xA801);
 	CHECK_EQ_INT(dimse_cmd_check(&c, NULL), ERR_OK);
+
+	/* a UID padded with a space; an empty Move Originator AE (as some
+	 * SCUs send in a C-STORE-RQ that is not a sub-operation) is absent */
+	b_start(&b);
+	b_elem(&b, 0x0002, "1.2.840.10008.1.1 ", 18);
+	b_us(&b, 0x0100, 0x0030);
+	b_us(&b, 0x0110, 7);
+	b_us(&b, 0x0800, 0x0101);
+	b_elem(&b, 0x1030, "", 0);
+	b_end(&b);
+	CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_OK);
+	CHECK_EQ_STR(c.sop_class, "1.2.840.10008.1.1");
+	CHECK(!(c.has & DIMSE_F_MOVE_ORIG_AE));
+	CHECK_EQ_INT(dimse_cmd_check(&c, NULL), ERR_OK);
+
+	/* an empty required value parses as absent, and the check names it:
+	 * an empty Priority; a Move Destination of spaces only */
+	{
+		const char *why = NULL;
+		b_start(&b);
+		b_elem(&b, 0x0002, "1.2.840.10008.5.1.4.1.2.2.2", 28);
+		b_us(&b, 0x0100, 0x0021);
+		b_us(&b, 0x0110, 8);
+		b_elem(&b, 0x0600, "                ", 16);
+		b_elem(&b, 0x0700, "", 0);
+		b_us(&b, 0x0800, 0x0000);
+		b_end(&b);
+		CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_OK);
+		CHECK(!(c.has & (DIMSE_F_MOVE_DEST | DIMSE_F_PRIORITY)));
+		CHECK_EQ_INT(dimse_cmd_check(&c, &why), ERR_PARSE);
+		CHECK(why != NULL);
+	}
+	/* an empty UID is absent too */
+	b_start(&b);
+	b_elem(&b, 0x0002, "", 0);
+	b_us(&b, 0x0100, 0x0030);
+	b_end(&b);
+	CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_OK);
+	CHECK(!(c.has & DIMSE_F_SOP_CLASS));
 }
 
 TEST(required_elements)
