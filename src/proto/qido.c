@@ -103,6 +103,17 @@ static enum err fail(char *why, size_t whylen, enum err rc, size_t i, const char
 	return rc;
 }
 
+static uint16_t vr_of(uint32_t tag)
+{
+	const struct dict_entry *d = dict_lookup(tag);
+
+	if (d == NULL)
+		return VR_UN;
+	if (d->amb == VR_AMB_US_SS || d->amb == VR_AMB_US_SS_OW || d->amb == VR_AMB_US_OW)
+		return VR_US;
+	return d->vr;
+}
+
 static enum err includefield(const struct qido_arg *a, size_t ai, struct qido_params *p, char *why, size_t whylen)
 {
 	size_t i = 0, n = a->val ? a->vlen : 0;
@@ -125,6 +136,9 @@ static enum err includefield(const struct qido_arg *a, size_t ai, struct qido_pa
 				return fail(why, whylen, ERR_PARSE, ai, "includefield names an unknown attribute");
 			if (k < e && qido_attr(a->val + k + 1, e - k - 1) == 0)
 				return fail(why, whylen, ERR_PARSE, ai, "includefield names an unknown attribute");
+			if (k < e && vr_of(tag) != VR_SQ)
+				return fail(why, whylen, ERR_PARSE, ai,
+				            "includefield: only a sequence has attributes inside (Sequence.Attribute)");
 			if (p->n_include >= QRY_MAX_INCLUDE)
 				return fail(why, whylen, ERR_LIMIT, ai, "too many includefield attributes");
 			p->include[p->n_include++] = tag;
@@ -176,17 +190,6 @@ static enum err set_value(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const st
 			if (buf[i] == ',')
 				buf[i] = '\\';
 	return dcm_ds_set(ds, tag, vr, buf, n);
-}
-
-static uint16_t vr_of(uint32_t tag)
-{
-	const struct dict_entry *d = dict_lookup(tag);
-
-	if (d == NULL)
-		return VR_UN;
-	if (d->amb == VR_AMB_US_SS || d->amb == VR_AMB_US_SS_OW || d->amb == VR_AMB_US_OW)
-		return VR_US;
-	return d->vr;
 }
 
 /* A UID attribute given again (StudyInstanceUID=a&StudyInstanceUID=b):

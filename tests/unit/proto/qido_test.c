@@ -140,6 +140,16 @@ TEST(unknown_attributes_are_refused)
 	CHECK(parse("00091010=x", &p, why, sizeof why) == ERR_PARSE);
 	CHECK(parse("PatientID.PatientName=x", &p, why, sizeof why) == ERR_PARSE);
 	CHECK(parse("00100010.=x", &p, why, sizeof why) == ERR_PARSE);
+	/* includefield: Sequence.Attribute only when the first is a sequence */
+	CHECK(parse("includefield=00100010.00100020", &p, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "sequence") != NULL);
+	CHECK(parse("includefield=PatientName,StudyDescription.PatientID", &p, why, sizeof why) == ERR_PARSE);
+	CHECK(parse("includefield=ReferencedStudySequence.PatientNam", &p, why, sizeof why) == ERR_PARSE);
+	CHECK(parse("includefield=ReferencedStudySequence.ReferencedSOPInstanceUID,00100010", &p, why,
+	            sizeof why) == ERR_OK);
+	CHECK_EQ_INT((int)p.n_include, 2);
+	CHECK_EQ_INT((int)p.include[0], 0x00081110);
+	qido_params_fini(&p);
 }
 
 int main(void)
