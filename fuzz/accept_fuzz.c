@@ -5,8 +5,11 @@
  * '/', or with a byte under 0x21; a "type" that is not lower-case or holds
  * a control character; a transfer syntax longer than ACCEPT_TS_MAX; or
  * when a range, written back as `media; type="..."; transfer-syntax="...";
- * q=0|1` (quoted, escaped), does not parse to the same range. The first
- * line of the input is also parsed alone as one range. Layer: tests (fuzz). */
+ * q=0|1` (quoted, escaped), does not parse to the same range, or when
+ * accept_q_of() of that range alone, for the representation it names
+ * (no '*' in it), is not its q; or accept_q_of() of the input is over
+ * 1000. The first line of the input is also parsed alone as one range.
+ * Layer: tests (fuzz). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +84,10 @@ static bool each(void *ctx, const struct accept_range *a)
 	if (strcmp(a->media, b.media) != 0 || strcmp(a->type, b.type) != 0 || strcmp(a->ts, b.ts) != 0 ||
 	    a->q != b.q)
 		die("a range written back parses differently", wbuf_cstr(&w));
+	if (strchr(a->media, '*') == NULL && strchr(a->type, '*') == NULL && strchr(a->ts, '*') == NULL &&
+	    accept_q_of((const char *)w.p, w.len, a->media, a->type[0] ? a->type : NULL, a->ts[0] ? a->ts : NULL) !=
+	        a->q)
+		die("the q of a range alone, for what it names, is not its q", wbuf_cstr(&w));
 	wbuf_fini(&w);
 	return false;   /* see every range */
 }
@@ -95,6 +102,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (accept_each(s, size, each, NULL))
 		die("accept_each says a callback returned true", NULL);
+	if (accept_q_of(s, size, "multipart/related", "application/dicom", "1.2.840.10008.1.2.1") > 1000 ||
+	    accept_q_of(s, size, "application/dicom+json", NULL, NULL) > 1000)
+		die("a q over 1000", NULL);
 	if (accept_range_parse(s, nl ? (size_t)(nl - s) : size, &a) == ERR_OK)
 		(void)each(NULL, &a);
 	return 0;

@@ -105,6 +105,7 @@ struct stow_job {
 struct dw {
 	enum dw_kind kind;
 	struct http_req *r;
+	const char *json_media;   /* of the answer: what the Accept header took */
 	struct stow st;
 };
 
@@ -698,6 +699,7 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 	struct mp_ctype mct;
 	struct mp_cb cb;
 	struct dw *d;
+	const char *json;
 
 	const char *target = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "collection");
 
@@ -722,14 +724,17 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 	if (mct.boundary[0] == 0)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the multipart/related Content-Type has no boundary", NULL);
 	/* the answer is DICOM JSON (no DICOM XML): said before anything is stored */
-	if (!wado_accept_any(r, wado_accept_json, NULL))
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "the STOW-RS answer is offered as application/dicom+json only",
+	json = wado_json_media(r);
+	if (json == NULL)
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "the STOW-RS answer is offered as application/dicom+json (or application/json) only",
 		                    NULL);
 	d = calloc(1, sizeof *d);
 	if (d == NULL)
 		return MHD_NO;
 	d->kind = DW_STOW;
 	d->r = r;
+	d->json_media = json;
 	d->st.sp = NULL;
 	d->st.mp_rc = ERR_AGAIN;
 	if (pthread_mutex_init(&d->st.mu, NULL) != 0) {
@@ -802,7 +807,7 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 		wbuf_puts(&w, "]");
 	}
 	wbuf_puts(&w, "}}");
-	q = wbuf_err(&w) == ERR_OK ? http_send(r, status, "application/dicom+json", w.p, w.len, 0, NULL)
+	q = wbuf_err(&w) == ERR_OK ? http_send(r, status, d->json_media, w.p, w.len, 0, NULL)
 	                           : http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	wbuf_fini(&w);
 	return q;

@@ -335,7 +335,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	const uint32_t *ign;
 	size_t nign;
 	char why[256] = "", study[UID_MAX + 1] = "", series[UID_MAX + 1] = "", warn[2048] = "";
-	const char *name = "qido-rs", *extra[3] = { NULL, NULL, NULL };
+	const char *name = "qido-rs", *extra[3] = { NULL, NULL, NULL }, *json;
 	bool clamped = false;
 	int deid;
 	enum MHD_Result ret;
@@ -358,7 +358,8 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 			series[len[3]] = 0;
 		}
 	}
-	if (!wado_accept_any(r, wado_accept_json, NULL)) {
+	json = wado_json_media(r);
+	if (json == NULL) {
 		ret = bad(r, MHD_HTTP_NOT_ACCEPTABLE, name, "only application/dicom+json (or application/json) is offered",
 		          study, series);
 		goto out;
@@ -497,7 +498,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	}
 	/* no match: 200 with an empty array (CP-2473; Orthanc does the same,
 	 * and dicomweb-client, OHIF and dcm4che handle it) */
-	ret = http_send(r, MHD_HTTP_OK, "application/dicom+json", o.w.p, o.w.len, 0, extra[0] ? extra : NULL);
+	ret = http_send(r, MHD_HTTP_OK, json, o.w.p, o.w.len, 0, extra[0] ? extra : NULL);
 out:
 	qry_free(q);
 	qido_params_fini(&p);

@@ -253,75 +253,55 @@ void wado_list_fini(struct wado_list *l)
 
 /* ---- Accept ---- */
 
-bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx)
+const char *wado_accept_header(struct http_req *r)
 {
 	const char *h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 
-	return accept_each(h ? h : "", h ? strlen(h) : 0, fn, ctx);
+	return h ? h : "";
 }
 
-bool wado_accept_json(void *ctx, const struct accept_range *a)
+bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx)
 {
-	(void)ctx;
-	return a->q != 0 && (strcmp(a->media, "*/*") == 0 || strcmp(a->media, "application/*") == 0 ||
-	                     strcmp(a->media, "application/dicom+json") == 0 || strcmp(a->media, "application/json") == 0);
+	const char *h = wado_accept_header(r);
+
+	return accept_each(h, strlen(h), fn, ctx);
 }
 
-/* The application/dicom ranges of an Accept header: whether one takes
- * any transfer syntax (no parameter: the stored bytes; or *), else which
- * syntaxes are named. */
-struct dicom_ranges {
-	bool any;
-	char ts[DICOMWEB_MAX_TS][WADO_UID_MAX + 1];
-	size_t nts;
-};
-
-static bool collect_dicom(void *ctx, const struct accept_range *a)
+unsigned wado_accept_q(struct http_req *r, const char *media, const char *type, const char *ts)
 {
-	struct dicom_ranges *d = ctx;
+	const char *h = wado_accept_header(r);
 
-	if (a->q == 0)
-		return false;
-	if (strcmp(a->media, "*/*") != 0 && strcmp(a->media, "multipart/*") != 0 &&
-	    strcmp(a->media, "multipart/related") != 0)
-		return false;
-	if (a->type[0] && strcmp(a->type, "application/dicom") != 0)
-		return false;
-	if (a->ts[0] == 0 || strcmp(a->ts, "*") == 0)
-		d->any = true;
-	else if (d->nts < DICOMWEB_MAX_TS)
-		copy_str(d->ts[d->nts++], sizeof d->ts[0], a->ts);
-	return false;   /* look at every range */
+	return accept_q_of(h, strlen(h), media, type, ts);
 }
 
-static bool named(const struct dicom_ranges *d, const char *ts)
+const char *wado_json_media(struct http_req *r)
 {
-	size_t k;
+	unsigned qd = wado_accept_q(r, "application/dicom+json", NULL, NULL);
+	unsigned qj = wado_accept_q(r, "application/json", NULL, NULL);
 
-	for (k = 0; k < d->nts && strcmp(d->ts[k], ts) != 0; k++)
-		;
-	return k < d->nts;
+	if (qd == 0 && qj == 0)
+		return NULL;
+	return qj > qd ? "application/json" : "application/dicom+json";
 }
 
-/* multipart/related; type="application/dicom" for every instance: a range
- * with transfer-syntax absent or *, or, for each stored transfer syntax, a
- * range that names it, or one that names explicit VR little endian when
- * it is native (re-encoded) or one the decoders take (decompressed): dz[t]
- * set for the list's transfer syntax t. Nothing is compressed. */
+/* multipart/related; type="application/dicom" for every instance: each
+ * stored transfer syntax t as stored when the Accept header takes it (a
+ * range without transfer-syntax, with *, or naming t), else re-encoded
+ * (native) or decompressed into explicit VR little endian when that is
+ * taken and the decoders take t: dz[t] set. The q of the most specific
+ * range decides, so that a syntax refused with q=0 is never sent. Nothing
+ * is compressed. */
 static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS])
 {
-	struct dicom_ranges d;
 	size_t i;
 
-	memset(&d, 0, sizeof d);
 	memset(dz, 0, DICOMWEB_MAX_TS * sizeof dz[0]);
-	(void)wado_accept_any(r, collect_dicom, &d);
-	if (d.any)
-		return true;
 	for (i = 0; i < l->nts; i++) {
-		if (named(&d, l->ts[i]))
+		if (wado_accept_q(r, "multipart/related", "application/dicom", l->ts[i]) > 0)
 			continue;
-		if (!named(&d, NATIVE_TS) || !dcm_transcode_takes(l->ts[i]))
+		if (strcmp(l->ts[i], NATIVE_TS) == 0 ||
+		    wado_accept_q(r, "multipart/related", "application/dicom", NATIVE_TS) == 0 ||
+		    !dcm_transcode_takes(l->ts[i]))
 			return false;
 		dz[i] = true;
 	}

@@ -167,7 +167,7 @@ static ssize_t vstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	return (ssize_t)n;
 }
 
-static enum MHD_Result metadata(struct http_req *r, struct vstream *vs)
+static enum MHD_Result metadata(struct http_req *r, struct vstream *vs, const char *json)
 {
 	struct wbuf w;
 	struct sink k;
@@ -210,7 +210,7 @@ static enum MHD_Result metadata(struct http_req *r, struct vstream *vs)
 		q = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR,
 		                 rc == ERR_AUTH ? "the stored object failed its integrity check" : "internal error", NULL);
 	} else {
-		q = http_send(r, MHD_HTTP_OK, "application/dicom+json", w.p, w.len, 0, NULL);
+		q = http_send(r, MHD_HTTP_OK, json, w.p, w.len, 0, NULL);
 	}
 	if (w.p != NULL)
 		mem_wipe(w.p, w.len);
@@ -223,9 +223,13 @@ enum MHD_Result wado_deid(struct http_req *r, const char *study, const char *ser
 {
 	struct vstream *vs;
 	char why[256] = "", ctype[160];
+	const char *json = wado_json_media(r);
 	uint8_t rnd[16];
 	enum err rc;
 
+	if (meta && json == NULL)
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "only application/dicom+json (or application/json) is offered", NULL);
 	vs = calloc(1, sizeof *vs);
 	if (vs == NULL)
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
@@ -253,7 +257,7 @@ enum MHD_Result wado_deid(struct http_req *r, const char *study, const char *ser
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
 	}
 	if (meta)
-		return metadata(r, vs);
+		return metadata(r, vs, json);
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
 		vstream_free(vs);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);

@@ -115,9 +115,15 @@ enum MHD_Result wado_deid(struct http_req *r, const char *study, const char *ser
  * when there is none) until fn returns true; false if none did.
  * Malformed ranges are skipped. */
 bool wado_accept_any(struct http_req *r, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
-/* An accept_each() callback: a range that takes DICOM JSON
- * (application/dicom+json, application/json, application/ *, * / *; q > 0). */
-bool wado_accept_json(void *ctx, const struct accept_range *a);
+/* The Accept header ("" when there is none). */
+const char *wado_accept_header(struct http_req *r);
+/* accept_q_of() of the Accept header: the q it gives media with the type
+ * parameter type and transfer syntax ts (NULL: none); 0 is refused. */
+unsigned wado_accept_q(struct http_req *r, const char *media, const char *type, const char *ts);
+/* The DICOM JSON media type to answer with: application/dicom+json, or
+ * application/json when the Accept header prefers it (a higher q); NULL
+ * when it takes neither (406). */
+const char *wado_json_media(struct http_req *r);
 
 /* One stored instance (wado_meta.c), parsed with the values longer than
  * bulk left in the (encrypted) source: random access to the plaintext,

@@ -180,6 +180,7 @@ struct mstream {
 	struct wbuf out;
 	size_t opos;
 	bool failed;
+	const char *media;       /* application/dicom+json or application/json */
 };
 
 /* Appends instance i's JSON object (with the array's punctuation). */
@@ -287,9 +288,11 @@ enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char 
 		mstream_free(ms);
 		return wado_list_error(r, rc, series, sop);
 	}
-	if (!wado_accept_any(r, wado_accept_json, NULL)) {
+	ms->media = wado_json_media(r);
+	if (ms->media == NULL) {
 		mstream_free(ms);
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "only application/dicom+json is offered", NULL);
+		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
+		                    "only application/dicom+json (or application/json) is offered", NULL);
 	}
 	if (wado_audit(&ms->who, AUDIT_SUCCESS, NULL, ms->l.patient, study, series, sop, sop ? 0 : ms->l.n) != ERR_OK) {
 		mstream_free(ms);
@@ -303,7 +306,7 @@ enum MHD_Result wado_metadata(struct http_req *r, const char *study, const char 
 		return res;
 	}
 	ms->i = 1;
-	return http_send_callback(r, MHD_HTTP_OK, "application/dicom+json", MHD_SIZE_UNKNOWN, mstream_read, ms,
+	return http_send_callback(r, MHD_HTTP_OK, ms->media, MHD_SIZE_UNKNOWN, mstream_read, ms,
 	                          mstream_free);
 }
 
@@ -342,8 +345,19 @@ struct fneg {
 	bool decompress;         /* chosen: uncompressed frames */
 	const char *ts;          /* the stored transfer syntax */
 	const char *media;       /* encapsulated: its media type */
+	struct http_req *r;      /* whose Accept header refuses (q=0) what a wildcard would choose */
 	char part[200];          /* chosen part Content-Type */
 };
+
+/* Whether the Accept header takes parts of type with transfer syntax ts
+ * (the type as the range a named it, when it named one): a choice made
+ * through a wildcard is not one a more specific range refuses with q=0. */
+static bool taken(const struct fneg *ng, const struct accept_range *a, const char *type, const char *ts)
+{
+	if (a->type[0] && strcmp(a->type, "*/*") != 0)
+		type = a->type;
+	return wado_accept_q(ng->r, "multipart/related", type, ts) > 0;
+}
 
 static bool accept_frames(void *ctx, const struct accept_range *a)
 {
@@ -362,27 +376,29 @@ static bool accept_frames(void *ctx, const struct accept_range *a)
 		if (a->ts[0] && strcmp(a->ts, "*") != 0 && strcmp(a->ts, NATIVE_TS) != 0)
 			return false;
 		snprintf(ng->part, sizeof ng->part, "application/octet-stream; transfer-syntax=%s", NATIVE_TS);
-		return true;
+		return taken(ng, a, "application/octet-stream", NATIVE_TS);
 	}
 	/* uncompressed frames asked for (octet-stream without transfer-syntax
 	 * is explicit VR little endian, PS3.18 8.7.3.5.2; or that syntax
 	 * named): decompressed, when the decoders take them */
 	if (ng->can_decompress && (any_type || strcmp(a->type, "application/octet-stream") == 0) &&
-	    (strcmp(a->ts, NATIVE_TS) == 0 || (a->ts[0] == 0 && !any_type))) {
+	    (strcmp(a->ts, NATIVE_TS) == 0 || (a->ts[0] == 0 && !any_type)) &&
+	    taken(ng, a, "application/octet-stream", NATIVE_TS)) {
 		ng->decompress = true;
 		snprintf(ng->part, sizeof ng->part, "application/octet-stream; transfer-syntax=%s", NATIVE_TS);
 		return true;
 	}
 	if (a->ts[0] && strcmp(a->ts, "*") != 0 && strcmp(a->ts, ng->ts) != 0)
 		return false;
-	if (any_type || strcmp(a->type, ng->media) == 0 ||
-	    (strcmp(ng->media, "image/dicom-rle") == 0 && strcmp(a->type, "image/x-dicom-rle") == 0)) {
+	if ((any_type || strcmp(a->type, ng->media) == 0 ||
+	     (strcmp(ng->media, "image/dicom-rle") == 0 && strcmp(a->type, "image/x-dicom-rle") == 0)) &&
+	    taken(ng, a, ng->media, ng->ts)) {
 		snprintf(ng->part, sizeof ng->part, "%s; transfer-syntax=%s", ng->media, ng->ts);
 		return true;
 	}
 	/* compressed frames labelled as octet-stream when the client takes
 	 * any transfer syntax (or names the stored one): what viewers ask */
-	if (strcmp(a->type, "application/octet-stream") == 0 && a->ts[0]) {
+	if (strcmp(a->type, "application/octet-stream") == 0 && a->ts[0] && taken(ng, a, NULL, ng->ts)) {
 		snprintf(ng->part, sizeof ng->part, "application/octet-stream; transfer-syntax=%s", ng->ts);
 		return true;
 	}
@@ -718,6 +734,7 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 		return false;
 	}
 	memset(&ng, 0, sizeof ng);
+	ng.r = r;
 	ng.encapsulated = bs->fr.encapsulated;
 	ng.ts = bs->l.ts[bs->l.it[0].ts];
 	ng.media = media_of(ng.ts);
@@ -912,6 +929,7 @@ enum MHD_Result wado_bulkdata(struct http_req *r, const char *study, const char 
 	{
 		struct fneg ng;
 		memset(&ng, 0, sizeof ng);
+		ng.r = r;
 		if (!wado_accept_any(r, accept_frames, &ng)) {
 			bstream_free(bs);
 			return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,

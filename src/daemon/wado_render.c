@@ -62,23 +62,46 @@ static bool turn_taken(struct http_req *r, enum MHD_Result *res)
 struct mneg {
 	bool found;
 	enum render_media m;
+	const char *h;           /* the ranges: a wildcard's choice must not be one refused with q=0 */
 };
+
+/* media, alone or as the type of multipart/related parts (mp), as the
+ * range that chose it asked */
+static bool media_taken(const struct mneg *ng, bool mp, const char *media)
+{
+	size_t n = strlen(ng->h);
+
+	return mp ? accept_q_of(ng->h, n, "multipart/related", media, NULL) > 0
+	          : accept_q_of(ng->h, n, media, NULL, NULL) > 0;
+}
 
 static bool pick_media(void *ctx, const struct accept_range *a)
 {
 	struct mneg *ng = ctx;
 	const char *t = a->media;
+	bool mp = false;
 
 	if (a->q == 0)
 		return false;
-	if (strcmp(t, "multipart/related") == 0 || strcmp(t, "multipart/*") == 0)
+	if (strcmp(t, "multipart/related") == 0 || strcmp(t, "multipart/*") == 0) {
 		t = a->type[0] ? a->type : "*/*";
+		mp = true;
+	}
 	if (strcmp(t, "image/png") == 0) {
 		ng->m = RENDER_PNG;
 		ng->found = true;
-	} else if (strcmp(t, "image/jpeg") == 0 || strcmp(t, "image/*") == 0 || strcmp(t, "*/*") == 0) {
+	} else if (strcmp(t, "image/jpeg") == 0) {
 		ng->m = RENDER_JPEG;
 		ng->found = true;
+	} else if (strcmp(t, "image/*") == 0 || strcmp(t, "*/*") == 0) {
+		/* JPEG unless a more specific range refuses it */
+		ng->found = true;
+		if (media_taken(ng, mp, "image/jpeg"))
+			ng->m = RENDER_JPEG;
+		else if (media_taken(ng, mp, "image/png"))
+			ng->m = RENDER_PNG;
+		else
+			ng->found = false;
 	}
 	return ng->found;
 }
@@ -129,10 +152,8 @@ static bool params_get(struct http_req *r, bool thumb, struct rparams *p, enum M
 	}
 	memset(&ng, 0, sizeof ng);
 	s = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "accept");
-	if (s != NULL)
-		(void)accept_each(s, strlen(s), pick_media, &ng);
-	else
-		(void)wado_accept_any(r, pick_media, &ng);
+	ng.h = s != NULL ? s : wado_accept_header(r);
+	(void)accept_each(ng.h, strlen(ng.h), pick_media, &ng);
 	if (!ng.found) {
 		*res = http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, "rendered resources are offered as image/jpeg or image/png",
 		                    NULL);

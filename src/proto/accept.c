@@ -255,3 +255,69 @@ bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct acc
 	}
 	return false;
 }
+
+/* ---- the q of one representation ---- */
+
+struct qof {
+	const char *media, *type, *ts;
+	int best;          /* specificity of the best match so far; -1: none */
+	unsigned q;
+};
+
+/* How specifically a matches the representation; -1 when it does not. */
+static int specificity(const struct qof *w, const struct accept_range *a)
+{
+	const char *slash = strchr(w->media, '/');
+	size_t tl = slash ? (size_t)(slash - w->media) : strlen(w->media);
+	int s;
+
+	if (strcmp(a->media, w->media) == 0)
+		s = 8;
+	else if (strncmp(a->media, w->media, tl) == 0 && strcmp(a->media + tl, "/*") == 0)
+		s = 4;
+	else if (strcmp(a->media, "*/*") == 0)
+		s = 0;
+	else
+		return -1;
+	if (a->type[0] && strcmp(a->type, "*/*") != 0) {
+		if (w->type == NULL || strcmp(a->type, w->type) != 0)
+			return -1;
+		s += 2;
+	}
+	if (a->ts[0] && strcmp(a->ts, "*") != 0) {
+		if (w->ts == NULL || strcmp(a->ts, w->ts) != 0)
+			return -1;
+		s += 1;
+	}
+	return s;
+}
+
+static bool qof_visit(void *ctx, const struct accept_range *a)
+{
+	struct qof *w = ctx;
+	int s = specificity(w, a);
+
+	if (s > w->best || (s == w->best && s >= 0 && a->q > w->q)) {
+		w->best = s;
+		w->q = a->q;
+	}
+	return false;   /* every range is looked at */
+}
+
+unsigned accept_q_of(const char *h, size_t n, const char *media, const char *type, const char *ts)
+{
+	struct qof w;
+	size_t i;
+
+	for (i = 0; i < n && (h[i] == ' ' || h[i] == '\t'); i++)
+		;
+	if (i == n)
+		return 1000;
+	w.media = media;
+	w.type = type;
+	w.ts = ts;
+	w.best = -1;
+	w.q = 0;
+	(void)walk(h, n, qof_visit, &w);
+	return w.best < 0 ? 0 : w.q;
+}

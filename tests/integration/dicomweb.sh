@@ -267,6 +267,9 @@ check "STOW to another study: 409, Study Instance UID mismatch" "[ \$(code study
 check "STOW to another study, nothing stored: no RetrieveURL of a study that does not exist" "js study_bad '\"00081190\" not in d'"
 req stow_xml -H "$AUTH" -H "$CT" -H 'Accept: application/dicom+xml' -H "$EXPECT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
 check "STOW asking for a DICOM XML answer only: 406, before anything is stored" "problem stow_xml 406"
+req stow_json -H "$AUTH" -H "$CT" -H 'Accept: application/dicom+json;q=0, application/json' -H "$EXPECT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
+check "STOW with application/dicom+json refused and application/json taken: answered as application/json" \
+	"[ \$(code stow_json) = 200 ] && hdr stow_json Content-Type | grep -q '^application/json' && js stow_json '\"00081199\" in d'"
 stow study_syntax "$T/ct.mp" "/1.2.x"
 check "STOW to a malformed study UID: 400" "problem study_syntax 400"
 

@@ -298,7 +298,15 @@ check "includefield at the series level: a study attribute returned, PatientAge 
 req acc406 -H "$AUTH" -H 'Accept: image/png' "$U/dicom-web/studies"
 check "Accept image/png: 406" "problem acc406 406"
 req accjson -H "$AUTH" -H 'Accept: application/json' "$U/dicom-web/studies?PatientID=QIDO-PID-002"
-check "Accept application/json: 200" "ok200 accjson && js accjson 'N == 1'"
+check "Accept application/json: 200, answered as application/json" \
+	"[ \"\$(code accjson)\" = 200 ] && hdr accjson Content-Type | grep -q '^application/json' && js accjson 'N == 1'"
+req accq0 -H "$AUTH" -H 'Accept: application/dicom+json;q=0, */*' "$U/dicom-web/studies?PatientID=QIDO-PID-002"
+check "Accept application/dicom+json;q=0, */*: the refused type is not sent (application/json)" \
+	"[ \"\$(code accq0)\" = 200 ] && hdr accq0 Content-Type | grep -q '^application/json' && js accq0 'N == 1'"
+req accq00 -H "$AUTH" -H 'Accept: application/dicom+json;q=0, application/json;q=0, */*' "$U/dicom-web/studies"
+check "both JSON types refused with q=0 beside */*: 406" "problem accq00 406"
+req accpref -H "$AUTH" -H 'Accept: application/json;q=0.5, application/dicom+json;q=0.9' "$U/dicom-web/studies?PatientID=QIDO-PID-002"
+check "the higher q wins: application/dicom+json" "ok200 accpref"
 req noauth "$U/dicom-web/studies"
 check "no session: 401" "problem noauth 401"
 req alive "$U/healthz"

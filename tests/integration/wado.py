@@ -742,6 +742,14 @@ def main():
           (r.status, ps[:1]))
     r = frames(files["SC_rgb_rle_2frame"], "1", "multipart/related; type=image/x-dicom-rle")
     check("RLE frames with the older image/x-dicom-rle: 200", r.status == 200, r.status)
+    r = frames(files["rtdose_rle"], "1", "multipart/related; type=image/dicom-rle;q=0, */*")
+    check("RLE frames refused with q=0 beside */*: not sent as RLE (406)", is_problem(r, 406), r.status)
+    r = frames(files["rtdose_rle"], "1", "multipart/related; type=image/dicom-rle;q=0, "
+               "multipart/related; type=application/octet-stream")
+    ps = parts_of(r) if r.status == 200 else []
+    check("RLE frames refused with q=0, octet-stream taken: decompressed",
+          len(ps) == 1 and ps[0][0]["content-type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+          (r.status, ps[:1]))
     # uncompressed frames of compressed instances: decompressed (RLE, and
     # JPEG Baseline of one component or RGB), as pydicom decodes them
     native = "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
@@ -848,6 +856,28 @@ def main():
                 check("the re-encoded instance passes dcmdump", dcmdump_ok(part))
         check(f"instance {name} ({w.file_meta.TransferSyntaxUID}) asked in explicit VR LE: re-encoded, "
               "every attribute and pixel kept", ok, why)
+    # a stored syntax refused with q=0 beside a range that takes any
+    # (RFC 9110 12.5.1: the most specific range's q counts)
+    dcm = 'multipart/related; type="application/dicom"'
+    r = get(inst_path(files["mr_implicit"]), f"{dcm}; transfer-syntax=1.2.840.10008.1.2;q=0, {dcm}")
+    ps = parts_of(r) if r.status == 200 else []
+    check("implicit VR refused with q=0 beside a range of any syntax: re-encoded in explicit VR LE",
+          len(ps) == 1 and ps[0][0]["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+          (r.status, ps[0][0] if ps else r.body[:200]))
+    r = get(inst_path(files["CT_small"]), f"{dcm}; transfer-syntax=1.2.840.10008.1.2.1;q=0, */*")
+    check("explicit VR LE (stored) refused with q=0 beside */*: nothing else to offer, 406",
+          is_problem(r, 406), r.status)
+    r = get(inst_path(files["jpeg_rgb"]), f"{dcm}; transfer-syntax=1.2.840.10008.1.2.4.50;q=0, multipart/*")
+    ps = parts_of(r) if r.status == 200 else []
+    check("JPEG baseline refused with q=0 beside multipart/*: decompressed",
+          len(ps) == 1 and ps[0][0]["content-type"] == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+          (r.status, ps[0][0] if ps else r.body[:200]))
+    r = get(inst_path(files["CT_small"], "/metadata"), "application/json")
+    check("metadata with Accept application/json: answered as application/json",
+          r.status == 200 and (r.h("content-type") or "").startswith("application/json") and json.loads(r.body),
+          (r.status, r.h("content-type")))
+    r = get(inst_path(files["CT_small"], "/metadata"), "application/dicom+json;q=0, application/json;q=0, */*")
+    check("metadata with both JSON types refused (q=0) beside */*: 406", is_problem(r, 406), r.status)
     st_i, se_i, sop_i = uids(files["mr_implicit"])
     wado_uri = f"/wado?requestType=WADO&studyUID={st_i}&seriesUID={se_i}&objectUID={sop_i}&contentType=application/dicom"
     r = request("GET", wado_uri + "&transferSyntax=1.2.840.10008.1.2.1")

@@ -395,6 +395,11 @@ def main():
           (st, h.get("content-type")))
     st, h, body = get(path_of(ct, "/rendered"), {"Accept": "image/*"})
     check("Accept: image/* gives JPEG", st == 200 and h.get("content-type") == "image/jpeg", st)
+    st, h, body = get(path_of(ct, "/rendered"), {"Accept": "image/jpeg;q=0, image/*"})
+    check("Accept: image/jpeg;q=0, image/* gives PNG (the refused type is not chosen by the wildcard)",
+          st == 200 and h.get("content-type") == "image/png", (st, h.get("content-type")))
+    st, h, body = get(path_of(ct, "/rendered"), {"Accept": "image/jpeg;q=0, image/png;q=0, */*"})
+    check("Accept: both image types refused (q=0) beside */*: 406", st == 406, st)
 
     # ---- viewport ----
     got = png_exact("viewport=64,32 on 128x128: 32x32, the area average of the oracle", ct,

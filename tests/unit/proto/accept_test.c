@@ -52,6 +52,42 @@ TEST(q_zero)
 	CHECK_EQ_STR(g.r[3].media, "a/e");
 }
 
+static unsigned qof(const char *h, const char *media, const char *type, const char *ts)
+{
+	return accept_q_of(h, strlen(h), media, type, ts);
+}
+
+TEST(q_of_the_most_specific_range)
+{
+	const char *mr = "multipart/related", *dcm = "application/dicom";
+
+	/* X;q=0 refuses X even beside a wildcard (RFC 9110 12.5.1) */
+	CHECK_EQ_INT(qof("application/dicom+json;q=0, */*", "application/dicom+json", NULL, NULL), 0);
+	CHECK_EQ_INT(qof("application/dicom+json;q=0, */*", "application/json", NULL, NULL), 1000);
+	CHECK_EQ_INT(qof("application/*;q=0.5, */*;q=0.1", "application/json", NULL, NULL), 500);
+	CHECK_EQ_INT(qof("image/*;q=0, image/png", "image/jpeg", NULL, NULL), 0);
+	CHECK_EQ_INT(qof("image/*;q=0, image/png", "image/png", NULL, NULL), 1000);
+	/* nothing matches: 0; an empty header takes anything */
+	CHECK_EQ_INT(qof("text/html", "application/dicom+json", NULL, NULL), 0);
+	CHECK_EQ_INT(qof("", "application/dicom+json", NULL, NULL), 1000);
+	CHECK_EQ_INT(qof("  ", mr, dcm, "1.2.840.10008.1.2.1"), 1000);
+	/* parameters: a range naming the transfer syntax is more specific */
+	{
+		const char *h = "multipart/related;type=\"application/dicom\";transfer-syntax=1.2.840.10008.1.2.4.50;q=0, "
+		                "multipart/related;type=\"application/dicom\"";
+		CHECK_EQ_INT(qof(h, mr, dcm, "1.2.840.10008.1.2.4.50"), 0);
+		CHECK_EQ_INT(qof(h, mr, dcm, "1.2.840.10008.1.2.1"), 1000);
+		CHECK_EQ_INT(qof(h, mr, "application/octet-stream", NULL), 0);   /* another type */
+	}
+	CHECK_EQ_INT(qof("multipart/related;type=application/dicom;transfer-syntax=*;q=0.3, multipart/*;q=0.9", mr,
+	                 dcm, "1.2.3"), 300);
+	CHECK_EQ_INT(qof("multipart/related;type=\"*/*\";q=0.2", mr, dcm, "1.2.3"), 200);
+	/* equally specific ranges: the highest q */
+	CHECK_EQ_INT(qof("image/png;q=0, image/png;q=0.4", "image/png", NULL, NULL), 400);
+	/* malformed ranges are skipped */
+	CHECK_EQ_INT(qof("image/png;q=2, */*;q=0.7", "image/png", NULL, NULL), 700);
+}
+
 TEST(quotes_case_and_escapes)
 {
 	struct got g = parse("MULTIPART/Related; TYPE=\"Image/JPEG, x\\\"y\"; Transfer-Syntax=\"1.2.AbC\", */*");
@@ -176,6 +212,7 @@ int main(void)
 {
 	RUN(dicom_ranges);
 	RUN(q_zero);
+	RUN(q_of_the_most_specific_range);
 	RUN(quotes_case_and_escapes);
 	RUN(malformed_ranges_are_skipped);
 	RUN(long_values);
