@@ -645,15 +645,29 @@ static enum MHD_Result upload_check(struct http_req *r, unsigned long long n, bo
 	return MHD_YES;
 }
 
+/* Adds the bytes of one query argument ("&key=value") to *ctx. */
+static enum MHD_Result arg_bytes(void *ctx, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	size_t *n = ctx;
+
+	(void)kind;
+	*n += 2 + (key ? strlen(key) : 0) + (value ? strlen(value) : 0);
+	return MHD_YES;
+}
+
 /* Everything decided from the request line and the headers, before any
  * body byte is read. MHD_YES without a response: wait for the body. */
 static enum MHD_Result req_begin(struct http_req *r, const char *url)
 {
 	const char *cl;
 	int nheaders;
+	size_t n = strlen(url);
 
-	if (strlen(url) > HTTP_MAX_URL)
-		return http_problem(r, MHD_HTTP_URI_TOO_LONG, "the request path is too long", NULL);
+	/* the query counts too (its arguments decoded: at most what was sent) */
+	if (n <= HTTP_MAX_URL)
+		(void)MHD_get_connection_values(r->c, MHD_GET_ARGUMENT_KIND, arg_bytes, &n);
+	if (n > HTTP_MAX_URL)
+		return http_problem(r, MHD_HTTP_URI_TOO_LONG, "the request path and query are too long", NULL);
 	nheaders = MHD_get_connection_values(r->c, MHD_HEADER_KIND, NULL, NULL);
 	if (nheaders < 0 || (unsigned)nheaders > HTTP_MAX_HEADERS)
 		return http_problem(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields", NULL);

@@ -257,6 +257,8 @@ check "absurd limit: 400" "bad b9 'studies?limit=99999999999'"
 check "negative offset: 400" "bad b10 'studies?offset=-5'"
 LONG=$(printf 'A%.0s' $(seq 5000))
 check "value too long: 400" "bad b11 'studies?PatientName=$LONG'"
+LONGER=$(printf 'A%.0s' $(seq 9000))
+check "a query over 8192 bytes: 414 problem+json" "bad b11b 'studies?PatientName=$LONGER' 414"
 check "SQL in a UID: 400" "bad b12 'studies?StudyInstanceUID=1.2%27%20OR%20%271%27%3D%271'"
 check "wildcard in a UID: 400" "bad b13 'studies?StudyInstanceUID=1.2*'"
 check "fuzzymatching=maybe: 400" "bad b14 'studies?fuzzymatching=maybe'"
