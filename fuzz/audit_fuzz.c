@@ -6,6 +6,8 @@
  * continued; a torn last line is cut off when it is the start of the next
  * record). The input is the log file, written to /dev/shm (else $TMPDIR),
  * opened, given one record, closed and verified again. abort()s when
+ *   - a log of records that no checkpoint covers (unsigned) is not named
+ *     from the first of them, or is not intact as a chain;
  *   - verify's counts disagree with the file: intact with another number
  *     of records than of lines, or a fault on another line than the one
  *     after the intact records;
@@ -60,6 +62,17 @@ static void verify(struct audit_verify_result *r)
 	o.pk = seed_pk;
 	if (audit_verify_ex(path, &o, r) != ERR_OK)
 		abort();   /* the file is there and readable: only faults, no errors */
+	if (r->fault == AUDIT_UNSIGNED) {
+		/* every checkpoint verified, the chain whole, but records no
+		 * checkpoint covers: named from the first of them; the rest of
+		 * the properties are the chain's (verified again without a key) */
+		if (r->bad_line != r->records + 1 || r->bad_seq != r->expected_seq || r->bad_seq != r->records + 1 ||
+		    (r->checkpoints > 0 && r->records != r->last_checkpoint_seq))
+			abort();
+		o.pk = NULL;
+		if (audit_verify_ex(path, &o, r) != ERR_OK || r->fault != AUDIT_OK)
+			abort();
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

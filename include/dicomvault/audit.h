@@ -157,8 +157,11 @@ void audit_close(struct audit *a);
 #define AUDIT_READ_SYNC_MS_DEFAULT 50   /* serve's default ([audit] read_sync_ms) */
 WUR enum err audit_lazy_reads(struct audit *a, unsigned ms);
 
-/* Opens the vault's log, appends r, closes (one-off events of the CLI). */
-WUR enum err audit_append_once(const char *vault_dir, const struct audit_rec *r);
+/* Opens the vault's log, appends r, closes (one-off events of the CLI),
+ * with a closing checkpoint signed by sk (pk its public key) when sk is not
+ * NULL; without, the record waits for the next signing writer's checkpoint. */
+WUR enum err audit_append_once(const char *vault_dir, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN],
+                               const struct audit_rec *r);
 
 /* A short, non-reversible reference to a session for the actor.session
  * field: the first 8 bytes of SHA-256("dicomvault-session:" || token) in
@@ -176,8 +179,16 @@ enum audit_fault {
 	AUDIT_UNPARSABLE,     /* not a well-formed record */
 	AUDIT_TRUNCATED,      /* the last line has no newline (cut short) */
 	AUDIT_LINE_TOO_LONG,  /* a line longer than AUDIT_LINE_MAX */
-	AUDIT_BAD_SIGNATURE   /* a checkpoint whose signature or key does not verify */
+	AUDIT_BAD_SIGNATURE,  /* a checkpoint whose signature or key does not verify */
+	AUDIT_UNSIGNED        /* (a key given) records no checkpoint covers, more than writers leave */
 };
+
+/* With a key, verification fails (AUDIT_UNSIGNED) on a log of records
+ * without any checkpoint (init signs the first record: checkpoints were
+ * removed), or with more records after its last checkpoint than any writer
+ * leaves (each signs every AUDIT_CHECKPOINT_EVERY records and at close;
+ * one that died leaves its interval for the next): this many. */
+#define AUDIT_UNSIGNED_MAX (2u * AUDIT_CHECKPOINT_EVERY)
 
 /* A short code ("bad-hash", "broken-link", ...). */
 const char *audit_fault_str(enum audit_fault f);

@@ -231,7 +231,7 @@ out:
 			fprintf(stderr, "exported %s\n", dst);
 	} else {
 		if (rc == ERR_AUTH &&
-		    audit_append_once(e->v->dir, &(struct audit_rec){
+		    audit_append_once(e->v->dir, e->v->audit_sk, e->v->audit_pk, &(struct audit_rec){
 		            .action = AUDIT_INTEGRITY_FAILURE, .outcome = AUDIT_FAILURE, .reason = AUDIT_REASON_INTEGRITY,
 		            .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
 		            .objects = { .series_uid = it->series, .sop_uid = it->sop } }) != ERR_OK)
@@ -349,7 +349,8 @@ int cmd_export(int argc, char **argv)
 		fprintf(stderr, "dicomvault export: study %s: %s\n", study,
 		        rc == ERR_NOTFOUND ? "no such study in this vault" : err_str(rc));
 		snprintf(reason, sizeof reason, "%s", rc == ERR_NOTFOUND ? "no such study" : err_str(rc));
-		if (audit_append_once(dir, &(struct audit_rec){ .action = AUDIT_EXPORT, .outcome = AUDIT_FAILURE,
+		if (audit_append_once(dir, v->audit_sk, v->audit_pk, &(struct audit_rec){ .action = AUDIT_EXPORT,
+		                      .outcome = AUDIT_FAILURE,
 		                      .reason = reason,
 		                      .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
 		                      .objects = { .study_uid = study } }) != ERR_OK)
@@ -364,7 +365,7 @@ int cmd_export(int argc, char **argv)
 	         e.deid ? "de-identified " : "original", e.deid ? profile : "", VAULT_PATH_MAX, out,
 	         (unsigned long long)e.done, (unsigned long long)e.refused, (unsigned long long)e.failed,
 	         e.first_fail[0] ? " (first: " : "", e.first_fail, e.first_fail[0] ? ")" : "");
-	rc = audit_append_once(dir, &(struct audit_rec){
+	rc = audit_append_once(dir, v->audit_sk, v->audit_pk, &(struct audit_rec){
 		.action = AUDIT_EXPORT, .outcome = e.failed || e.refused ? AUDIT_FAILURE : AUDIT_SUCCESS,
 		.reason = reason, .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
 		.objects = { .patient = have_patient ? pkey : NULL, .study_uid = study, .counted = true,

@@ -149,7 +149,7 @@ static void json_str(const char *s)
 
 /* One audit record of the CLI (actor: the local operator). 0, or 1 after
  * saying that it could not be written. */
-static int audit_cli(const char *dir, const char *action, enum audit_outcome oc, const char *reason,
+static int audit_cli(const struct vault *v, const char *action, enum audit_outcome oc, const char *reason,
                      const char *session)
 {
 	struct audit_rec r;
@@ -161,9 +161,9 @@ static int audit_cli(const char *dir, const char *action, enum audit_outcome oc,
 	r.reason = reason;
 	r.actor.addr = "local";
 	r.actor.session = session;
-	rc = audit_append_once(dir, &r);
+	rc = audit_append_once(v->dir, v->audit_sk, v->audit_pk, &r);
 	if (rc != ERR_OK) {
-		fprintf(stderr, "dicomvault token: %s/" AUDIT_LOG_PATH ": cannot write the audit record: %s\n", dir,
+		fprintf(stderr, "dicomvault token: %s/" AUDIT_LOG_PATH ": cannot write the audit record: %s\n", v->dir,
 		        err_str(rc));
 		return 1;
 	}
@@ -268,7 +268,7 @@ static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, 
 	if (collection != NULL && !collection_known(v->conf, collection)) {
 		fprintf(stderr, "dicomvault token create: no collection '%s' in %s/dicomvault.conf\n", collection, v->dir);
 		snprintf(reason, sizeof reason, "for user %s: unknown collection %s", a->user, collection);
-		(void)audit_cli(v->dir, AUDIT_TOKEN_CREATE, AUDIT_FAILURE, reason, NULL);
+		(void)audit_cli(v, AUDIT_TOKEN_CREATE, AUDIT_FAILURE, reason, NULL);
 		return 1;
 	}
 	rc = token_key_new(v->index_key, &key);
@@ -279,7 +279,7 @@ static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, 
 		        rc == ERR_NOTFOUND ? "does not exist" : "is disabled or expired");
 		snprintf(reason, sizeof reason, "for user %s: %s", a->user,
 		         rc == ERR_NOTFOUND ? "no such user" : "user disabled or expired");
-		(void)audit_cli(v->dir, AUDIT_TOKEN_CREATE, rc == ERR_NOTFOUND ? AUDIT_FAILURE : AUDIT_DENIED, reason,
+		(void)audit_cli(v, AUDIT_TOKEN_CREATE, rc == ERR_NOTFOUND ? AUDIT_FAILURE : AUDIT_DENIED, reason,
 		                NULL);
 		goto out;
 	}
@@ -293,7 +293,7 @@ static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, 
 	snprintf(reason, sizeof reason, "token %lld for user %s, scope %s, expires %s", (long long)t.id, t.user_name,
 	         t.scope, expires);
 	audit_session_ref(secret_cstr(tok), TOKEN_LEN, ref);
-	if (audit_cli(v->dir, AUDIT_TOKEN_CREATE, AUDIT_SUCCESS, reason, ref) != 0) {
+	if (audit_cli(v, AUDIT_TOKEN_CREATE, AUDIT_SUCCESS, reason, ref) != 0) {
 		e = token_revoke(v->ix, t.id, now, &t);
 		if (e != ERR_OK)
 			fprintf(stderr, "dicomvault token create: cannot revoke the unaudited token %lld: %s\n",
@@ -340,7 +340,7 @@ static int run_revoke(struct vault *v, const struct token_args *a, int64_t id)
 		        rc == ERR_NOTFOUND ? "does not exist" : "is already revoked");
 		snprintf(reason, sizeof reason, "token %lld: %s", (long long)id,
 		         rc == ERR_NOTFOUND ? "no such token" : "already revoked");
-		(void)audit_cli(v->dir, AUDIT_TOKEN_REVOKE, AUDIT_FAILURE, reason, NULL);
+		(void)audit_cli(v, AUDIT_TOKEN_REVOKE, AUDIT_FAILURE, reason, NULL);
 		return 1;
 	}
 	if (rc != ERR_OK) {
@@ -348,7 +348,7 @@ static int run_revoke(struct vault *v, const struct token_args *a, int64_t id)
 		return 1;
 	}
 	snprintf(reason, sizeof reason, "token %lld of user %s", (long long)id, t.user_name);
-	if (audit_cli(v->dir, AUDIT_TOKEN_REVOKE, AUDIT_SUCCESS, reason, NULL) != 0)
+	if (audit_cli(v, AUDIT_TOKEN_REVOKE, AUDIT_SUCCESS, reason, NULL) != 0)
 		return 1;   /* revoked all the same */
 	iso_time(t.revoked, when);
 	if (a->json) {

@@ -158,6 +158,7 @@ const char *audit_fault_str(enum audit_fault f)
 	case AUDIT_TRUNCATED: return "truncated";
 	case AUDIT_LINE_TOO_LONG: return "line-too-long";
 	case AUDIT_BAD_SIGNATURE: return "bad-signature";
+	case AUDIT_UNSIGNED: return "unsigned";
 	}
 	return "unknown";
 }
@@ -1015,12 +1016,15 @@ void audit_close(struct audit *a)
 	free(a);
 }
 
-enum err audit_append_once(const char *vault_dir, const struct audit_rec *r)
+enum err audit_append_once(const char *vault_dir, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN],
+                           const struct audit_rec *r)
 {
 	struct audit *a = NULL;
 	enum err rc;
 
 	rc = audit_open(vault_dir, &a);
+	if (rc == ERR_OK && sk != NULL)
+		audit_set_signer(a, sk, pk, 0);
 	if (rc == ERR_OK)
 		rc = audit_append(a, r);
 	audit_close(a);
@@ -1100,7 +1104,7 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	struct audit_verify_result res;
 	struct verifier vf;
 	size_t start = 0, end = 0;
-	uint64_t line = 0;
+	uint64_t line = 0, cp_line = 0;
 	bool eof = false;
 	char *buf = NULL;
 	int fd;
@@ -1165,13 +1169,32 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.fault = verify_line(&vf, buf + start, (size_t)(nl - (buf + start)), res.detail, sizeof res.detail);
 		if (res.fault != AUDIT_OK)
 			break;
+		if (res.last_checkpoint_seq == res.last_seq && res.checkpoints > 0)
+			cp_line = line;
 		if (o->on_record != NULL && o->on_record(o->ctx, buf + start, (size_t)(nl - (buf + start)) + 1) != 0) {
 			rc = ERR_IO;
 			goto out;
 		}
 		start = (size_t)(nl - buf) + 1;
 	}
-	if (res.fault != AUDIT_OK) {
+	if (res.fault == AUDIT_OK && o->pk != NULL && res.last_seq > 0 &&
+	    (res.checkpoints == 0 || res.last_seq - res.last_checkpoint_seq > AUDIT_UNSIGNED_MAX)) {
+		/* named from the first record no checkpoint covers */
+		if (res.checkpoints == 0)
+			snprintf(res.detail, sizeof res.detail,
+			         "no signed checkpoint covers any of the %llu records (checkpoints removed?)",
+			         (unsigned long long)res.last_seq);
+		else
+			snprintf(res.detail, sizeof res.detail,
+			         "%llu records after the last checkpoint (seq %llu): more than writers leave unsigned (%u; "
+			         "checkpoints removed?)",
+			         (unsigned long long)(res.last_seq - res.last_checkpoint_seq),
+			         (unsigned long long)res.last_checkpoint_seq, AUDIT_UNSIGNED_MAX);
+		res.fault = AUDIT_UNSIGNED;
+		res.bad_line = cp_line + 1;
+		res.bad_seq = res.expected_seq = res.last_checkpoint_seq + 1;
+		res.records = cp_line;
+	} else if (res.fault != AUDIT_OK) {
 		res.bad_line = line;
 		res.expected_seq = res.last_seq + 1;
 	} else {

@@ -120,7 +120,7 @@ static enum err audited(struct vault *v, const struct users_actor *by, const cha
 	r.actor.user = by->user;
 	r.actor.role = by->role;
 	r.actor.addr = by->addr;
-	return by->audit != NULL ? audit_append(by->audit, &r) : audit_append_once(v->dir, &r);
+	return by->audit != NULL ? audit_append(by->audit, &r) : audit_append_once(v->dir, v->audit_sk, v->audit_pk, &r);
 }
 
 static void lock(struct vault *v, bool *locked)

@@ -250,11 +250,10 @@ static enum err make_dirs(const char *dir, char *keys, size_t keyscap, bool *cre
 
 /* Master key, wrapped index and audit keys, TLS key and certificate. */
 static enum err make_keys(const char *keys, const struct secret *pass, const struct wbuf *cert,
-                          const struct wbuf *key, struct secret **mk)
+                          const struct wbuf *key, struct secret **mk, struct secret **sk, uint8_t pk[SIGN_PK_LEN])
 {
 	char p[VAULT_PATH_MAX + 64], pkhex[2 * SIGN_PK_LEN + 2];
-	struct secret *k = NULL, *sk = NULL;
-	uint8_t pk[SIGN_PK_LEN];
+	struct secret *k = NULL;
 	struct wbuf w;
 	size_t i;
 	enum err rc;
@@ -289,9 +288,8 @@ static enum err make_keys(const char *keys, const struct secret *pass, const str
 	if (rc == ERR_OK)
 		rc = write_new(keys, "audit.key", w.p, w.len, 0600);
 	if (rc == ERR_OK)
-		rc = sign_keypair_from_seed(k, pk, &sk);
+		rc = sign_keypair_from_seed(k, pk, sk);
 	secret_free(k);
-	secret_free(sk);
 	wbuf_fini(&w);
 	if (rc == ERR_OK) {
 		for (i = 0; i < SIGN_PK_LEN; i++)
@@ -345,7 +343,8 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 {
 	const char *dir = o->dir, *admin = o->admin ? o->admin : "admin";
 	char keys[VAULT_PATH_MAX + 16], conf[2048];
-	struct secret *mk = NULL, *pass = NULL, *pw = NULL;
+	struct secret *mk = NULL, *pass = NULL, *pw = NULL, *ask = NULL;
+	uint8_t apk[SIGN_PK_LEN];
 	struct wbuf cert, key;
 	bool created = false;
 	size_t n;
@@ -371,7 +370,7 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 		rc = make_dirs(dir, keys, sizeof keys, &created, why, whylen);
 	if (rc != ERR_OK)
 		goto out;
-	rc = make_keys(keys, pass, &cert, &key, &mk);
+	rc = make_keys(keys, pass, &cert, &key, &mk, &ask, apk);
 	if (rc != ERR_OK) {
 		err_why(why, whylen, rc, "cannot write the vault's keys in %s", keys);
 		goto out;
@@ -386,7 +385,8 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 	rc = make_admin(dir, admin, mk, pw, res);
 	if (rc != ERR_OK)
 		err_why(why, whylen, rc, "cannot create the index and its admin user");
-	if (rc == ERR_OK && (rc = audit_append_once(dir, &(struct audit_rec){ .action = AUDIT_VAULT_INIT,
+	/* signed at once: a log is never without a checkpoint (audit verify) */
+	if (rc == ERR_OK && (rc = audit_append_once(dir, ask, apk, &(struct audit_rec){ .action = AUDIT_VAULT_INIT,
 	                     .actor = { .user = admin, .role = "admin", .addr = "local" } })) != ERR_OK)
 		err_why(why, whylen, rc, "cannot write the first audit record in %s/audit", dir);
 out:
@@ -400,6 +400,7 @@ out:
 	secret_free(mk);
 	secret_free(pass);
 	secret_free(pw);
+	secret_free(ask);
 	if (key.p)
 		mem_wipe(key.p, key.cap);
 	wbuf_fini(&key);

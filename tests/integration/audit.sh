@@ -87,6 +87,24 @@ def forge_append(path):
     _, seq = last(path)
     open(path, "ab").write(event(seq + 1, "f" * 64, "login", {"user": "mallory"}, {}))
 
+def rechain(path):
+    """What a forger without the signing key can do: drop every checkpoint
+    and number and link the rest again."""
+    import re
+    prev, seq, out = "0" * 64, 0, []
+    for raw in open(path, "rb"):
+        rec = json.loads(raw)
+        if rec["type"] == "checkpoint":
+            continue
+        seq += 1
+        canon = raw[:-76]
+        canon = re.sub(rb'^\{"v":1,"seq":\d+,"prev":"[0-9a-f]{64}"',
+                       b'{"v":1,"seq":%d,"prev":"%s"' % (seq, prev.encode()), canon)
+        line = seal(canon)
+        out.append(line)
+        prev = hashlib.sha256(canon).hexdigest()
+    open(path, "wb").writelines(out)
+
 def swap(path, a, b):
     lines = open(path, "rb").readlines()
     lines[a - 1], lines[b - 1] = lines[b - 1], lines[a - 1]
@@ -101,6 +119,8 @@ elif cmd == "checkpoint":
     checkpoint(sys.argv[2], sys.argv[3])
 elif cmd == "forge":
     forge_append(sys.argv[2])
+elif cmd == "rechain":
+    rechain(sys.argv[2])
 elif cmd == "swap":
     swap(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
 elif cmd == "json":  # json FILE KEY -> value
@@ -108,23 +128,25 @@ elif cmd == "json":  # json FILE KEY -> value
 EOF
 A="$PY $T/dvaudit.py"
 
-# 1. a new vault has an intact log with the vault-init record
+# 1. a new vault has an intact log with the vault-init record, signed at
+# once (a checkpoint: a log is never without one)
 $DV init --vault "$T/v" --json >/dev/null 2>"$T/err"
 check "init exit 0" "[ $? -eq 0 ]"
 LOG="$T/v/audit/audit.log"
 check "audit dir 0700, log 0600" "[ \$(stat -c %a $T/v/audit) = 700 ] && [ \$(stat -c %a $LOG) = 600 ]"
 check "vault-init is audited" "grep -q '\"action\":\"vault-init\",\"outcome\":\"success\"' $LOG"
-check "the Python verifier accepts dicomvault's log" "[ \"\$($A verify $LOG)\" = 1 ]"
+check "the Python verifier accepts dicomvault's log" "[ \"\$($A verify $LOG)\" = 2 ]"
+check "init signs its record: a checkpoint follows it" "tail -1 $LOG | grep -q '\"seq\":2,.*\"type\":\"checkpoint\"'"
 $DV audit verify --vault "$T/v" >"$T/out" 2>"$T/err"
-check "verify a new vault: exit 0" "[ $? -eq 0 ] && grep -q 'intact, 1 record' $T/out"
+check "verify a new vault: exit 0" "[ $? -eq 0 ] && grep -q 'intact, 2 records' $T/out"
 
 # 2. records written by Python following the documentation
 $A append "$LOG" 10
-check "the Python writer's records verify in Python" "[ \"\$($A verify $LOG)\" = 11 ]"
+check "the Python writer's records verify in Python" "[ \"\$($A verify $LOG)\" = 12 ]"
 $DV audit verify --vault "$T/v" >"$T/out" 2>"$T/err"
-check "dicomvault verifies the Python-written log" "[ $? -eq 0 ] && grep -q 'intact, 11 records (seq 1-11)' $T/out"
+check "dicomvault verifies the Python-written log" "[ $? -eq 0 ] && grep -q 'intact, 12 records (seq 1-12)' $T/out"
 $DV audit verify --vault "$T/v" --json >"$T/out.json" 2>"$T/err"
-check "--json: intact, 11 records" "[ $? -eq 0 ] && [ \"\$($A json $T/out.json intact)\" = True ] && [ \"\$($A json $T/out.json records)\" = 11 ]"
+check "--json: intact, 12 records" "[ $? -eq 0 ] && [ \"\$($A json $T/out.json intact)\" = True ] && [ \"\$($A json $T/out.json records)\" = 12 ]"
 DICOMVAULT_HOME="$T/v" $DV audit verify >/dev/null 2>&1
 check "DICOMVAULT_HOME is used" "[ $? -eq 0 ]"
 $DV audit export --vault "$T/v" --format json >"$T/export" 2>"$T/err"
@@ -164,11 +186,11 @@ check "two records swapped: names line 3 (seq 4)" "[ \$(verify_json) = 1 ] && na
 
 fresh
 truncate -s -20 "$W/audit/audit.log"
-check "last line truncated: names seq 11" "[ \$(verify_json) = 1 ] && names truncated 11 11"
+check "last line truncated: names seq 12" "[ \$(verify_json) = 1 ] && names truncated 12 12"
 
 fresh
 $A forge "$W/audit/audit.log"
-check "a forged record with the wrong prev: broken-link at seq 12" "[ \$(verify_json) = 1 ] && names broken-link 12 12"
+check "a forged record with the wrong prev: broken-link at seq 13" "[ \$(verify_json) = 1 ] && names broken-link 13 13"
 
 fresh
 sed -i '4i this is not an audit record' "$W/audit/audit.log"
@@ -181,7 +203,7 @@ check "a CRLF line: unparsable at line 2" "[ \$(verify_json) = 1 ] && names unpa
 fresh
 head -c 100000 /dev/zero | tr '\0' x >>"$W/audit/audit.log"
 echo >>"$W/audit/audit.log"
-check "a 100 KB line: line-too-long at line 12" "[ \$(verify_json) = 1 ] && names line-too-long 12 0"
+check "a 100 KB line: line-too-long at line 13" "[ \$(verify_json) = 1 ] && names line-too-long 13 0"
 
 fresh
 sed -i '1d' "$W/audit/audit.log"
@@ -196,9 +218,28 @@ check "export stops at a bad record: exit 1, the 5 good ones out" "[ $? -eq 1 ] 
 $DV audit verify --vault "$W" >"$T/out" 2>&1
 check "an empty log is valid (0 records)" "[ $? -eq 0 ] && grep -q 'empty (0 records)' $T/out"
 
+# a forger without the key: checkpoints dropped, the chain rebuilt
+fresh
+sed -i '7d' "$W/audit/audit.log"
+$A rechain "$W/audit/audit.log"
+check "a record deleted, the checkpoint dropped and the chain rebuilt: the Python verifier is fooled" \
+	"[ \"\$($A verify $W/audit/audit.log)\" = 10 ]"
+check "dicomvault is not: unsigned, named from seq 1" "[ \$(verify_json) = 1 ] && names unsigned 1 1"
+$DV audit verify --vault "$W" >"$T/out" 2>&1
+check "the text says no checkpoint covers the records" "grep -q 'no signed checkpoint covers any of the 10 records' $T/out"
+# more records after the last checkpoint than any writer leaves
+fresh
+$A append "$W/audit/audit.log" 1995
+check "2005 records after the last checkpoint (over 2000): unsigned from seq 3" \
+	"[ \$(verify_json) = 1 ] && names unsigned 3 3"
+fresh
+$A append "$W/audit/audit.log" 1990
+check "2000 after it: intact" "[ \$(verify_json) = 0 ]"
+
 # 4. signed checkpoints (a Python key: --key names it)
 if $PY -c 'import cryptography.hazmat.primitives.asymmetric.ed25519' 2>/dev/null; then
-	fresh
+	: >"$W/audit/audit.log"
+	$A append "$W/audit/audit.log" 11
 	$A checkpoint "$W/audit/audit.log" "$T/py.pub"
 	$A append "$W/audit/audit.log" 2
 	$DV audit verify --vault "$W" --key "$T/py.pub" --json >"$T/out.json" 2>"$T/err"

@@ -211,6 +211,12 @@ try:
           sum(1 for r in ex if r.get("outcome") not in ("success", 0, "0")) >= 3, [r.get("outcome") for r in ex])
     p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
     check("audit chain verifies", p.returncode == 0, p.stdout + p.stderr)
+    # the CLI signs what it writes: each export record is followed by a
+    # checkpoint (unsigned, a forger could rewrite it unseen)
+    after = [recs[i + 1].get("type") if i + 1 < len(recs) else None
+             for i, r in enumerate(recs) if r.get("action") == "export"]
+    check("each export record is signed at once (a checkpoint follows it)",
+          after and all(t == "checkpoint" for t in after), after)
     blob = b""
     for p in glob.glob(os.path.join(v.dir, "**", "*"), recursive=True):
         if os.path.isfile(p):

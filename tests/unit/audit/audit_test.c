@@ -932,8 +932,75 @@ TEST(signed_checkpoints)
 	CHECK_EQ_INT(r.fault, AUDIT_OK);
 	CHECK_EQ_INT(r.records, 15);
 	CHECK_EQ_INT(r.checkpoints, 4);
+	/* a forger without the key drops the checkpoints and rebuilds the
+	 * chain: intact as a chain, but with the key nothing signs it */
+	lines_read(path, &ls);
+	for (i = 0; i < (int)ls.n; i++)
+		if (strstr(ls.l[i], "\"type\":\"checkpoint\"") != NULL) {
+			free(ls.l[i]);
+			memmove(&ls.l[i], &ls.l[i + 1], (ls.n - (size_t)i - 1) * sizeof ls.l[0]);
+			ls.n--;
+			i--;
+		}
+	rehash(&ls, true);
+	lines_write(path2, &ls);
+	lines_free(&ls);
+	CHECK(audit_verify(path2, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 11);
+	CHECK(audit_verify_ex(path2, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_UNSIGNED);
+	CHECK_EQ_INT(r.bad_line, 1);
+	CHECK_EQ_INT(r.bad_seq, 1);
+	CHECK_EQ_INT(r.records, 0);
 	secret_free(sk);
 	secret_free(sk2);
+}
+
+/* With a key, at most AUDIT_UNSIGNED_MAX records may follow the last
+ * checkpoint (a writer signs every AUDIT_CHECKPOINT_EVERY and at close). */
+TEST(unsigned_tail_limit)
+{
+	char path[300];
+	uint8_t pk[SIGN_PK_LEN];
+	struct secret *sk = NULL;
+	struct audit *a = NULL;
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+	unsigned i;
+
+	CHECK(sign_keypair(pk, &sk) == ERR_OK);
+	a = open_new(path, sizeof path);
+	if (a == NULL || sk == NULL)
+		return;
+	audit_set_signer(a, sk, pk, 1);
+	{
+		struct audit_rec rr = rec(AUDIT_VIEW, "dave");
+		CHECK(audit_append(a, &rr) == ERR_OK);   /* and a checkpoint (every 1) */
+	}
+	audit_close(a);
+	CHECK(audit_open_path(path, &a) == ERR_OK);   /* no signer: a tail */
+	for (i = 0; a != NULL && i < AUDIT_UNSIGNED_MAX + 1; i++) {
+		struct audit_rec rr = rec(AUDIT_VIEW, "dave");
+		CHECK(audit_append(a, &rr) == ERR_OK);
+		if (i + 1 == AUDIT_UNSIGNED_MAX) {
+			memset(&o, 0, sizeof o);
+			o.pk = pk;
+			CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+			CHECK_EQ_INT(r.fault, AUDIT_OK);   /* at the limit */
+		}
+	}
+	audit_close(a);
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_UNSIGNED);
+	CHECK_EQ_INT(r.bad_seq, 3);
+	CHECK_EQ_INT(r.bad_line, 3);
+	CHECK_EQ_INT(r.records, 2);
+	CHECK(audit_verify(path, &r) == ERR_OK);   /* without a key: a chain only */
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	secret_free(sk);
 }
 
 static int count_cb(void *ctx, const char *line, size_t n)
@@ -1054,7 +1121,8 @@ TEST(vault_init_is_audited)
 	snprintf(path, sizeof path, "%s/" AUDIT_LOG_PATH, dir);
 	r = verify_path(path);
 	CHECK_EQ_INT(r.fault, AUDIT_OK);
-	CHECK_EQ_INT(r.records, 1);
+	CHECK_EQ_INT(r.records, 2);        /* and its checkpoint: init signs */
+	CHECK_EQ_INT(r.checkpoints, 1);
 	CHECK_EQ_INT(count_in(path, "\"action\":\"vault-init\""), 1);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
 	snprintf(path, sizeof path, "%s/audit", dir);
@@ -1108,6 +1176,7 @@ int main(void)
 	RUN(truncation_while_open_is_refused);
 	RUN(torn_record_recovered);
 	RUN(signed_checkpoints);
+	RUN(unsigned_tail_limit);
 	RUN(verify_callback_sees_each_record);
 	RUN(python_verifier_agrees);
 	RUN(vault_init_is_audited);
