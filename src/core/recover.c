@@ -6,9 +6,14 @@
  * crash can leave a pending object the index does not reference (written,
  * never indexed: removed), or one the index references whose fsync may
  * not have completed: it is read back whole, every chunk authenticated and
- * its SHA-256 fixity checked against the index; if it fails, the
- * instance's rows are removed with it (the store was never acknowledged;
- * its success may have been audited: the removal is audited too). An
+ * its SHA-256 fixity checked against the index; if it fails because its
+ * write never reached the disk whole (missing, short, a page of zeros),
+ * the instance's rows are removed with it (the store was never
+ * acknowledged; its success may have been audited: the removal is audited
+ * too). A whole object that fails is damage of a durable one (the pending
+ * entry of an acknowledged store can come back after a power loss: settle
+ * does not fsync its unlink): kept, logged and audited as an integrity
+ * failure, for reads and export to name, never removed as unacknowledged. An
  * object written but never indexed is removed, and its removal audited
  * under its key: the store's success record, written beside the index
  * commit, may have become durable while the commit did not ("written"
@@ -18,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "dicomvault/audit.h"
+#include "dicomvault/crypto.h"
 #include "dicomvault/blob.h"
 #include "dicomvault/index.h"
 #include "dicomvault/log.h"
@@ -47,23 +53,76 @@ struct recovery {
 	struct audit *au;   /* the vault's log, opened at the first removal */
 };
 
-/* The audit record of a removed object (a store failure): its store was
- * never acknowledged, but its success record (written beside the index
- * commit, store_hook) may be durable; this one, naming the same object,
- * says it does not stand. */
-static void audit_removal(struct recovery *r, const char *reason, const struct audit_objects *ob)
+/* An audit record of recovery: a removed object (action AUDIT_STORE, a
+ * store failure: its store was never acknowledged, but its success record,
+ * written beside the index commit by store_hook, may be durable; this one,
+ * naming the same object, says it does not stand), or a kept object that
+ * failed its check (AUDIT_INTEGRITY_FAILURE). */
+static void audit_recovery(struct recovery *r, const char *action, const char *reason, const struct audit_objects *ob)
 {
 	enum err rc = ERR_OK;
 
 	if (r->au == NULL)
 		rc = audit_open(r->v->dir, &r->au);
 	if (rc == ERR_OK)
-		rc = audit_append(r->au, &(struct audit_rec){ .action = AUDIT_STORE, .outcome = AUDIT_FAILURE,
+		rc = audit_append(r->au, &(struct audit_rec){ .action = action, .outcome = AUDIT_FAILURE,
 		                                             .reason = reason,
 		                                             .actor = { .user = "dicomvault", .addr = "local" },
 		                                             .objects = *ob });
 	if (rc != ERR_OK)
-		log_error("object store recovery: cannot write the audit record of the removal: %s", err_str(rc));
+		log_error("object store recovery: cannot write the audit record (%s): %s", action, err_str(rc));
+}
+
+#define PAGE 4096u
+
+/* Fills page from s as far as it goes: the bytes read (< PAGE at the end). */
+static size_t read_page(struct src *s, uint8_t page[PAGE], enum err *rc)
+{
+	size_t n = 0, got = 0;
+
+	while (n < PAGE && (*rc = s->read(s->ctx, page + n, PAGE - n, &got)) == ERR_OK && got > 0)
+		n += got;
+	return n;
+}
+
+/* Whether an object that failed its read-back was cut by the crash, its
+ * write never on the disk whole: missing, shorter than the index's
+ * plaintext size makes its ciphertext, without its header, or holding a
+ * page of zeros (a page never written reads as zeros; no page of
+ * ciphertext is). Anything else (a flipped bit, a read error) is damage of
+ * a durable object. */
+static bool torn(struct vault *v, const struct idx_instance *in)
+{
+	static const uint8_t zero[PAGE];
+	uint8_t page[PAGE];
+	uint64_t total = 0, want = 0;
+	bool cut = false, first = true;
+	struct src s;
+	enum err rc;
+	size_t n;
+
+	rc = v->blobs->ops->get(v->blobs, in->object_key, &s);
+	if (rc != ERR_OK)
+		return rc == ERR_NOTFOUND;
+	do {
+		n = read_page(&s, page, &rc);
+		if (rc != ERR_OK)
+			break;
+		if (first) {
+			uint32_t chunk = n >= AEAD_HEADER_LEN ? (uint32_t)page[8] << 24 | (uint32_t)page[9] << 16 |
+			                                        (uint32_t)page[10] << 8 | page[11]
+			                                      : 0;
+			cut = n < AEAD_HEADER_LEN || memcmp(page, "DVOB", 4) != 0 ||
+			      aead_ct_size(in->size, chunk, &want) != ERR_OK;
+			first = false;
+		}
+		cut = cut || (n > 0 && memcmp(page, zero, n) == 0);
+		total += n;
+	} while (!cut && n == PAGE);
+	s.close(s.ctx);
+	if (rc != ERR_OK)
+		return false;   /* unreadable now: kept for the reads to name */
+	return cut || total < want;
 }
 
 /* The series, study and patient rows of an instance row. */
@@ -97,7 +156,7 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	rc = ix->ops->instance_by_key(ix, key, &in);
 	if (rc == ERR_NOTFOUND) {
 		if (written)
-			audit_removal(r, "removed by recovery: its object was written but never indexed (never acknowledged)",
+			audit_recovery(r, AUDIT_STORE, "removed by recovery: its object was written but never indexed (never acknowledged)",
 			              &(struct audit_objects){ .object = key });
 		return ERR_OK;   /* never indexed */
 	}
@@ -110,9 +169,23 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	}
 	if (rc == ERR_NOMEM)
 		return rc;
-	/* indexed before its object was durable, and the crash came first:
-	 * its identifiers for the audit record, then its rows go */
 	located = locate(v, &in, &se, &st, &pa) == ERR_OK;
+	if (!torn(v, &in)) {
+		/* whole but failing: damaged since it was durable (its store may
+		 * well have been acknowledged), so kept and named */
+		log_error("object store recovery: object %s of a stored instance fails its integrity check: kept (not "
+		          "removed as unacknowledged); reads and export will name it",
+		          key);
+		audit_recovery(r, AUDIT_INTEGRITY_FAILURE, AUDIT_REASON_INTEGRITY,
+		               &(struct audit_objects){ .patient = located ? pa.key_hmac : NULL,
+		                                        .study_uid = located ? st.uid : "",
+		                                        .series_uid = located ? se.uid : "", .sop_uid = in.uid,
+		                                        .object = key });
+		*yes = true;
+		return ERR_OK;
+	}
+	/* indexed before its object was durable, and the crash came first:
+	 * its rows go */
 	rc = store_unindex(v, in.uid);
 	if (rc != ERR_OK)
 		return rc;
@@ -120,7 +193,7 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	         "its instance is removed", key);
 	/* its store may have been audited as a success before the crash
 	 * (store_hook): the removal is audited too */
-	audit_removal(r, "removed by recovery: its object was not durable at a crash (never acknowledged)",
+	audit_recovery(r, AUDIT_STORE, "removed by recovery: its object was not durable at a crash (never acknowledged)",
 	              &(struct audit_objects){ .patient = located ? pa.key_hmac : NULL,
 	                                       .study_uid = located ? st.uid : "", .series_uid = located ? se.uid : "",
 	                                       .sop_uid = in.uid, .object = key });

@@ -699,7 +699,10 @@ TEST(name_durable_before_record)
 /* Crash recovery of objects indexed while their fsync ran (durability.md,
  * step 6): a pending entry the index references is read back whole at the
  * next open. Intact, the instance stays; damaged (its data lost with the
- * crash: here cut in half), the instance's rows go with the object. A
+ * crash: here cut in half; or a page of it never written, zeros), the
+ * instance's rows go with the object. Whole but damaged (a byte flipped:
+ * a durable object whose pending entry came back), it is kept and its
+ * integrity failure audited, never removed as unacknowledged. A
  * pending object with bytes that the index never referenced (its commit
  * lost with the crash) goes too, its removal audited under its key; an
  * empty one (a spare) goes without a record. */
@@ -709,22 +712,28 @@ TEST(name_durable_before_record)
 TEST(recovery_checks_indexed_pending)
 {
 	struct index_store *ix;
-	struct store_result ra, rb;
-	struct idx_instance ia, ib;
+	struct store_result ra, rb, rc_, rd;
+	struct idx_instance ia, ib, ic, id;
 	struct idx_series se;
-	char why[256], fa[800], fb[800], fn[800], p[800];
-	size_t na = 0, nb = 0;
+	char why[256], fa[800], fb[800], fc[800], fd[800], fn[800], p[800];
+	size_t na = 0, nb = 0, nc = 0, nd = 0;
 	int64_t before = -1;
-	uint8_t *a = ct_variant('8', &na), *b = ct_variant('9', &nb);
+	uint8_t *a = ct_variant('8', &na), *b = ct_variant('9', &nb), *c = ct_variant('7', &nc),
+	        *d = ct_variant('6', &nd);
 
-	CHECK(a != NULL && b != NULL);
-	if (a == NULL || b == NULL)
+	CHECK(a != NULL && b != NULL && c != NULL && d != NULL);
+	if (a == NULL || b == NULL || c == NULL || d == NULL)
 		goto out;
 	CHECK(store_mem(a, na, &ra, why, sizeof why) == ERR_OK);
 	CHECK(store_mem(b, nb, &rb, why, sizeof why) == ERR_OK);
+	CHECK(store_mem(c, nc, &rc_, why, sizeof why) == ERR_OK);
+	CHECK(store_mem(d, nd, &rd, why, sizeof why) == ERR_OK);
 	ix = v->ix;
 	CHECK(ix->ops->instance_get(ix, ra.sop_uid, &ia) == ERR_OK);
 	CHECK(ix->ops->instance_get(ix, rb.sop_uid, &ib) == ERR_OK);
+	CHECK(ix->ops->instance_get(ix, rc_.sop_uid, &ic) == ERR_OK);
+	CHECK(ix->ops->instance_get(ix, rd.sop_uid, &id) == ERR_OK);
+	CHECK(nc > 3 * 4096 && nd > 3 * 4096);
 	if (ix->ops->series_by_id(ix, ib.series_id, &se) == ERR_OK)
 		before = se.n_instances;
 	/* both as a crash left them: pending (the entry is the same file) */
@@ -733,6 +742,26 @@ TEST(recovery_checks_indexed_pending)
 	CHECK(link(fa, (snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, ia.object_key), p)) == 0);
 	CHECK(link(fb, (snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, ib.object_key), p)) == 0);
 	CHECK(truncate(fb, (off_t)(nb / 2)) == 0);
+	/* c: one byte flipped (bit rot after it was durable); d: its second
+	 * page zeros (never written before the crash) */
+	snprintf(fc, sizeof fc, "%s/objects/%.2s/%.2s/%s", dir, ic.object_key, ic.object_key + 2, ic.object_key);
+	snprintf(fd, sizeof fd, "%s/objects/%.2s/%.2s/%s", dir, id.object_key, id.object_key + 2, id.object_key);
+	CHECK(link(fc, (snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, ic.object_key), p)) == 0);
+	CHECK(link(fd, (snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, id.object_key), p)) == 0);
+	{
+		static const uint8_t zeros[4096];
+		uint8_t x = 0;
+		int f = open(fc, O_RDWR);
+		CHECK(f >= 0 && pread(f, &x, 1, 5000) == 1);
+		x ^= 0x10;
+		CHECK(f >= 0 && pwrite(f, &x, 1, 5000) == 1);
+		if (f >= 0)
+			close(f);
+		f = open(fd, O_RDWR);
+		CHECK(f >= 0 && pwrite(f, zeros, sizeof zeros, 4096) == (ssize_t)sizeof zeros);
+		if (f >= 0)
+			close(f);
+	}
 	{
 		FILE *f = fopen((snprintf(p, sizeof p, "%s/objects/.pending/%s", dir, UNINDEXED), p), "w");
 		CHECK(f != NULL && fwrite("DVOB", 1, 4, f) == 4);
@@ -769,8 +798,13 @@ TEST(recovery_checks_indexed_pending)
 	CHECK(access(fa, F_OK) == 0);
 	CHECK(access(fn, F_OK) != 0);
 	CHECK_EQ_INT(pending_count(), 0);
+	CHECK(ix->ops->instance_get(ix, rc_.sop_uid, &ic) == ERR_OK);   /* damaged: kept */
+	CHECK(access(fc, F_OK) == 0);
+	CHECK(!retrieves_as(rc_.sop_uid, c, nc));
+	CHECK(ix->ops->instance_get(ix, rd.sop_uid, &id) == ERR_NOTFOUND);   /* torn: removed */
+	CHECK(access(fd, F_OK) != 0);
 	CHECK(ix->ops->series_by_id(ix, ia.series_id, &se) == ERR_OK);
-	CHECK_EQ_INT(se.n_instances, before - 1);
+	CHECK_EQ_INT(se.n_instances, before - 2);
 	/* the removal audited (after a success the store may have audited),
 	 * the chain intact */
 	{
@@ -790,6 +824,10 @@ TEST(recovery_checks_indexed_pending)
 		CHECK(log != NULL && memmem(log, nlog, SPARE, strlen(SPARE)) == NULL);
 		snprintf(pat, sizeof pat, "\"objects\":{\"object\":\"%s\"}", NAMED);
 		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);
+		snprintf(pat, sizeof pat, "\"action\":\"integrity-failure\",\"outcome\":\"failure\"");
+		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);
+		snprintf(pat, sizeof pat, "\"sop\":\"%s\",\"object\":\"%s\"", rd.sop_uid, id.object_key);
+		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);   /* d's removal */
 		free(log);
 		CHECK(audit_verify(p, &vr) == ERR_OK && vr.fault == AUDIT_OK);
 	}
@@ -798,6 +836,8 @@ TEST(recovery_checks_indexed_pending)
 	CHECK(retrieves_as(rb.sop_uid, b, nb));
 out:
 	free(a);
+	free(c);
+	free(d);
 	free(b);
 }
 
