@@ -31,23 +31,6 @@
 #include "dicomvault/vault.h"
 #include "store_int.h"
 
-/* Reads the stored instance back whole: ERR_OK if intact. */
-static enum err object_intact(struct vault *v, const char *sop_uid)
-{
-	struct retrieval *rt = NULL;
-	uint8_t buf[65536];
-	size_t got;
-	char why[160];
-	enum err rc;
-
-	rc = retrieve_open(v, sop_uid, &rt, why, sizeof why);
-	do
-		rc = rc == ERR_OK ? retrieve_read(rt, buf, sizeof buf, &got) : rc;
-	while (rc == ERR_OK && got > 0);
-	retrieve_close(rt);
-	return rc;
-}
-
 struct recovery {
 	struct vault *v;
 	struct audit *au;   /* the vault's log, opened at the first removal */
@@ -162,7 +145,7 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	}
 	if (rc != ERR_OK)
 		return rc;
-	rc = object_intact(v, in.uid);
+	rc = store_object_intact(v, in.uid);
 	if (rc == ERR_OK) {
 		*yes = true;
 		return ERR_OK;

@@ -545,12 +545,18 @@ static enum err same_as_stored(struct vault *v, struct src *in, uint64_t ds_off,
 	if (rc != ERR_OK)
 		return rc;
 	if (ct_equal(res->sha256, old->sha256, 32) && old->size == res->size) {
-		res->existed = true;
-		return ERR_OK;
+		/* "already stored" only over a stored copy that is intact:
+		 * a sender must not be told so of a damaged one */
+		rc = store_object_intact(v, res->sop_uid);
+		if (rc == ERR_OK)
+			res->existed = true;
+	} else {
+		rc = hash_src(in, ds_off, a);
+		if (rc == ERR_OK)
+			rc = stored_ds_hash(v, res->sop_uid, b);
 	}
-	rc = hash_src(in, ds_off, a);
-	if (rc == ERR_OK)
-		rc = stored_ds_hash(v, res->sop_uid, b);
+	if (rc == ERR_OK && res->existed)
+		return ERR_OK;
 	if (rc == ERR_OK && ct_equal(a, b, 32)) {
 		memcpy(res->sha256, old->sha256, 32);   /* what is stored stays */
 		res->size = old->size;
@@ -560,6 +566,8 @@ static enum err same_as_stored(struct vault *v, struct src *in, uint64_t ds_off,
 	if (rc == ERR_AUTH)
 		return err_why(why, whylen, ERR_AUTH, "SOP Instance UID %s is already stored, and the stored copy fails "
 		               "its integrity check", res->sop_uid);
+	if (rc != ERR_OK)
+		return rc;
 	res->conflict = STORE_CONFLICT_CONTENT;
 	return err_why(why, whylen, ERR_DENIED, "SOP Instance UID %s is already stored with different content",
 	               res->sop_uid);

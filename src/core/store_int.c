@@ -3,6 +3,7 @@
 #include <string.h>
 #include "dicomvault/crypto.h"
 #include "dicomvault/index.h"
+#include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "store_int.h"
 
@@ -55,5 +56,21 @@ enum err store_unindex(struct vault *v, const char *sop_uid)
 			ix->ops->rollback(ix);
 	}
 	store_ix_unlock(v, &locked);
+	return rc;
+}
+
+enum err store_object_intact(struct vault *v, const char *sop_uid)
+{
+	struct retrieval *rt = NULL;
+	uint8_t buf[65536];
+	size_t got;
+	char why[160];
+	enum err rc;
+
+	rc = retrieve_open(v, sop_uid, &rt, why, sizeof why);
+	do
+		rc = rc == ERR_OK ? retrieve_read(rt, buf, sizeof buf, &got) : rc;
+	while (rc == ERR_OK && got > 0);
+	retrieve_close(rt);
 	return rc;
 }

@@ -40,5 +40,10 @@ void store_ix_unlock(struct vault *v, bool *locked);
  * instance indexed whose object did not become durable (store.c after a
  * failed fsync; recover.c after a crash). */
 WUR enum err store_unindex(struct vault *v, const char *sop_uid);
+/* Reads the stored instance back whole (every chunk authenticated, the
+ * SHA-256 of the whole checked against the index): ERR_OK if intact,
+ * ERR_AUTH if not (recover.c after a crash; store.c before answering
+ * "already stored" for identical bytes). */
+WUR enum err store_object_intact(struct vault *v, const char *sop_uid);
 
 #endif

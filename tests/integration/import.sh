@@ -601,7 +601,9 @@ check "the missing folder named" "grep -q '^error: $T/no-such-dir: No such file 
 check "the good file already present" "grep -q '2 expected, 1 received, 0 stored, 1 already present, 1 failed' '$T/p2.out'" \
 	"$T/p2.out"
 # an object damaged on disk after its import: importing it again finds it
-# (identical bytes, deduplicated) but the read back fails: reported, exit 1
+# (identical bytes) and the store checks the stored copy before it says
+# "already stored" (since session 22; before, only the read back after
+# caught it): reported, exit 1
 mkvault "$T/dv" DICOMVAULT "$NRP"
 "$DV" import --vault "$T/dv" "$TF/rtplan.dcm" >"$T/d1.out" 2>&1
 check "import PATH: one file into a fresh vault" "[ $? -eq 0 ]" "$T/d1.out"
@@ -613,8 +615,8 @@ with open(p, "r+b") as f:
     f.seek(n // 2); b = f.read(1); f.seek(n // 2); f.write(bytes([b[0] ^ 0x01]))' "$OBJ"
 "$DV" import --vault "$T/dv" "$TF/rtplan.dcm" --json >"$T/d2.json" 2>"$T/d2.err"
 RC=$?
-check "a damaged stored object: exit 1, verification failed (authentication or fixity)" \
-	"[ $RC -eq 1 ] && grep -q '\"kind\":\"failed\".*verification failed: .*authentication or its fixity' '$T/d2.json'" \
+check "a damaged stored object: exit 1, the stored copy fails its integrity check" \
+	"[ $RC -eq 1 ] && grep -q '\"kind\":\"failed\".*already stored, and the stored copy fails its integrity check' '$T/d2.json' && grep -q '\"already_present\":0' '$T/d2.json'" \
 	"$T/d2.json" "$T/d2.err"
 check "import PATH audited" "grep '\"import\"' '$T/pv/audit/audit.log' | grep -q 'end: from 3 paths'"
 check "no patient name in any output" "! grep -rq 'CompressedSamples\|Rubo\|DOE^' '$T'/*.out '$T'/*.err '$T'/*.json"

@@ -242,6 +242,15 @@ TEST(tampered_object_fails)
 	CHECK(strstr(why, "authentication") != NULL);
 	CHECK(w.len < 5000);   /* nothing past the damaged chunk was released */
 	wbuf_fini(&w);
+	/* the same bytes sent again are not "already stored" over the
+	 * damaged copy: the sender hears of the integrity failure */
+	{
+		struct store_result res;
+		why[0] = 0;
+		CHECK(store_file(PYD "CT_small.dcm", &res, why, sizeof why) == ERR_AUTH);
+		CHECK(!res.existed);
+		CHECK(strstr(why, "fails its integrity check") != NULL);
+	}
 	b ^= 0x01;
 	CHECK(pwrite(fd, &b, 1, 5000) == 1);
 	close(fd);
