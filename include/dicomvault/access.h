@@ -91,7 +91,8 @@ struct access_object {
 /* The decision for one action on one object under a user's grants at now:
  * ACCESS_YES, ACCESS_DEID (de-identified only) or ACCESS_NO. The most
  * permissive grant in force that covers the object wins; *by, if not NULL,
- * gets the deciding grant (NULL when none). */
+ * gets the deciding grant (NULL when none). manage-users and read-audit
+ * are the whole vault's: only a grant of scope "*" gives them. */
 int access_decide(const struct access_grant *g, size_t n, enum access_action a, const struct access_object *o,
                   int64_t now, const struct access_grant **by);
 /* Whether grant g is in force at now and covers o. */

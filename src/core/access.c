@@ -206,6 +206,11 @@ int access_decide(const struct access_grant *g, size_t n, enum access_action a, 
 			continue;
 		if (!access_grant_covers(&g[i], o, now))
 			continue;
+		/* the users, the grants and the audit trail are the whole
+		 * vault's: a grant on part of it does not reach them (an admin
+		 * of one collection would otherwise grant itself "*") */
+		if ((a == ACCESS_ACT_MANAGE_USERS || a == ACCESS_ACT_READ_AUDIT) && g[i].scope != ACCESS_SCOPE_ALL)
+			continue;
 		best = v;
 		if (by != NULL)
 			*by = &g[i];

@@ -131,6 +131,13 @@ try:
     for role in ROLES:
         added, users[role], err = v.add_user("u_" + role, role, "--collection", "onco")
         check(f"user add ({role})", added, err)
+    # manage-users and read-audit are the whole vault's: only a grant of
+    # scope "*" gives them (docs/ACCESS.md); these users hold one
+    WIDE = [r for r in ROLES if M["manage-users"][r] == "yes" or M["read-audit"][r] == "yes"]
+    wide_secret = {}
+    for role in WIDE:
+        added, wide_secret[role], err = v.add_user("w_" + role, role, "--scope", "*")
+        check(f"user add ({role}, scope *)", added, err)
     v.serve()
     v.login()   # the first admin: a grant on everything
     onco_ds, onco = image("Oncology", frames=2)
@@ -142,6 +149,10 @@ try:
         # each TOTP code works once: users log in one after the other
         tokens[role] = login(v, "u_" + role, USER_PASSWORD, users[role])
         check(f"login ({role})", tokens[role] is not None)
+    wide = {}
+    for role in WIDE:
+        wide[role] = login(v, "w_" + role, USER_PASSWORD, wide_secret[role])
+        check(f"login ({role}, scope *)", wide[role] is not None)
     inside, outside = onco_ds, card_ds
 
     def expect(action, role, where):
@@ -208,12 +219,26 @@ try:
             if want == 409:
                 fr = json.loads(data).get("00081198", {}).get("Value", [{}])[0].get("00081197", {}).get("Value", [0])[0]
                 check(f"store {role} {where}: Failure Reason 0124H (not authorized)", fr == 0x0124, fr)
-        # administration
+        # administration: the vault's, out of reach of a grant on one
+        # collection whatever the role
         st, data = as_user(v, tok, "GET", "/api/users")
+        refusals += 1
+        check(f"manage-users {role} (a grant on one collection): GET /api/users 403", st == 403, st)
+    for role in WIDE:
+        if wide[role] is None:
+            continue
+        st, data = as_user(v, wide[role], "GET", "/api/users")
         want = 200 if M["manage-users"][role] == "yes" else 403
         if want != 200:
             refusals += 1
-        check(f"manage-users {role}: GET /api/users {want}", st == want, st)
+        check(f"manage-users {role} (scope *): GET /api/users {want}", st == want, st)
+    if tokens["admin"] is not None:
+        # what a collection's admin tried: granting itself the whole vault
+        st, data = as_user(v, tokens["admin"], "POST", "/api/grants",
+                           json.dumps({"username": "u_admin", "role": "admin", "scope": "*"}),
+                           {"Content-Type": "application/json"})
+        refusals += 1
+        check("an admin of one collection cannot grant itself '*': 403", st == 403, (st, data[:120]))
     check("every refusal left an audit record", audit_failures(v) - fails_before >= refusals,
           (audit_failures(v) - fails_before, refusals))
 
@@ -438,14 +463,20 @@ try:
                                                              "scope": "study:1.2.x"}),
                          {"Content-Type": "application/json"})
     check("POST /api/grants with a bad scope: 400", st == 400, st)
-    # the audit trail for auditors: GET /api/audit (read-audit)
+    # the audit trail for auditors: GET /api/audit (read-audit), the
+    # vault's one trail: a grant on one collection does not reach it
     for role in ROLES:
-        tok = tokens[role]
+        if tokens[role] is None:
+            continue
+        st, data = as_user(v, tokens[role], "GET", "/api/audit?action=break-glass")
+        check(f"read-audit {role} (a grant on one collection): GET /api/audit 403", st == 403, (st, data[:120]))
+    for role in WIDE:
+        tok = wide[role]
         if tok is None:
             continue
         st, data = as_user(v, tok, "GET", "/api/audit?action=break-glass")
         want = 200 if M["read-audit"][role] == "yes" else 403
-        check(f"read-audit {role}: GET /api/audit {want}", st == want, (st, data[:120]))
+        check(f"read-audit {role} (scope *): GET /api/audit {want}", st == want, (st, data[:120]))
         if st == 200:
             recs = json.loads(data)
             check(f"read-audit {role}: the break-glass records, and only those",

@@ -100,6 +100,21 @@ TEST(time_edges)
 	CHECK_EQ_INT(access_decide(NULL, 0, ACCESS_ACT_RETRIEVE, &o, 1, NULL), ACCESS_NO);
 }
 
+/* manage-users and read-audit are the whole vault's: a grant of "*" only */
+TEST(vault_wide_actions)
+{
+	struct access_grant g[2] = { grant(ACCESS_ROLE_ADMIN, "collection:onco", 0, 0),
+		                     grant(ACCESS_ROLE_AUDITOR, "study:1.2.3", 0, 0) };
+	struct access_grant all = grant(ACCESS_ROLE_ADMIN, "*", 0, 0);
+	struct access_object o = { "onco", "1.2.3", NULL };
+
+	CHECK_EQ_INT(access_decide(g, 2, ACCESS_ACT_MANAGE_USERS, NULL, 1, NULL), ACCESS_NO);
+	CHECK_EQ_INT(access_decide(g, 2, ACCESS_ACT_READ_AUDIT, NULL, 1, NULL), ACCESS_NO);
+	CHECK_EQ_INT(access_decide(g, 2, ACCESS_ACT_DELETE, &o, 1, NULL), ACCESS_YES);   /* inside its part */
+	CHECK_EQ_INT(access_decide(&all, 1, ACCESS_ACT_MANAGE_USERS, NULL, 1, NULL), ACCESS_YES);
+	CHECK_EQ_INT(access_decide(&all, 1, ACCESS_ACT_READ_AUDIT, NULL, 1, NULL), ACCESS_YES);
+}
+
 TEST(scope_edges)
 {
 	uint8_t pat[32], other[32];
@@ -231,6 +246,7 @@ int main(void)
 	RUN(names);
 	RUN(scopes);
 	RUN(time_edges);
+	RUN(vault_wide_actions);
 	RUN(scope_edges);
 	RUN(collections);
 	RUN(collections_bad);
