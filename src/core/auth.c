@@ -383,6 +383,20 @@ static int64_t lim_fail(struct auth *a, const char *key, bool known, int64_t now
 	return s->locked_until;
 }
 
+/* Seconds the address (akey) or the account (ukey, "" for none) stays
+ * locked in memory, the longer; 0 when neither is. */
+static int64_t lim_wait(struct auth *a, const char *akey, const char *ukey, int64_t now)
+{
+	int64_t wait, w;
+
+	pthread_mutex_lock(&a->lim_lock);
+	wait = lim_remaining(a, akey, now);
+	if (ukey[0] != 0 && (w = lim_remaining(a, ukey, now)) > wait)
+		wait = w;
+	pthread_mutex_unlock(&a->lim_lock);
+	return wait;
+}
+
 static void lim_clear(struct auth *a, const char *key, int64_t now)
 {
 	struct lim_slot *s = lim_find(a, key, now, false, false);
@@ -532,7 +546,7 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 	bool known = false, pw_ok = false;
 	const char *why = "unknown user";
 	uint64_t step = 0;
-	int64_t wait, w;
+	int64_t wait;
 	enum err rc = ERR_INTERNAL, e;
 
 	memset(&u, 0, sizeof u);
@@ -571,11 +585,7 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 
 	/* locked out: refused before any hashing, for known and unknown
 	 * names alike */
-	pthread_mutex_lock(&a->lim_lock);
-	wait = lim_remaining(a, akey, now);
-	if (ukey[0] != 0 && (w = lim_remaining(a, ukey, now)) > wait)
-		wait = w;
-	pthread_mutex_unlock(&a->lim_lock);
+	wait = lim_wait(a, akey, ukey, now);
 	if (known && u.locked_until > now && u.locked_until - now > wait)
 		wait = u.locked_until - now;
 	if (wait > 0) {
@@ -607,6 +617,20 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 		(void)e;   /* always ERR_AUTH */
 	}
 	sem_post(&a->pw_sem);
+	/* locked meanwhile, by the failures of attempts that were waiting
+	 * beside this one (a spray of concurrent guesses): its outcome is
+	 * not told, and it neither logs in nor counts */
+	wait = lim_wait(a, akey, ukey, now);
+	if (wait > 0) {
+		log_info("login %s from %s refused: locked out (while its password was checked) for %lld s",
+		         known ? name : "of an unknown name", addr, (long long)wait);
+		e = audit_put(a, AUDIT_LOGIN_FAILURE, AUDIT_DENIED, "locked out", known ? name : NULL, NULL, NULL, addr,
+		              ua);
+		(void)e;
+		*retry_after = wait;
+		rc = ERR_DENIED;
+		goto out;
+	}
 
 	/* the account's state, then the code */
 	if (pw_ok && (u.disabled || (u.expires != 0 && u.expires <= now))) {
