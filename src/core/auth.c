@@ -43,6 +43,7 @@ struct lim_slot {
 	unsigned n;               /* failures in the ring, up to lockout_failures */
 	unsigned head;            /* where the next one goes: the oldest when n is full */
 	bool known;               /* an existing account's (kept longest when slots run out) */
+	bool persisted;           /* its lock is written to the account's row (under ix_lock) */
 	bool used;
 };
 
@@ -383,6 +384,25 @@ static int64_t lim_fail(struct auth *a, const char *key, bool known, int64_t now
 	return s->locked_until;
 }
 
+/* An account's lock lifted from its row (`dicomvault user unlock`, another
+ * process) lifts the in-memory one: called under ix_lock with the row u
+ * just read, so that a lock is looked at only once its row was written
+ * (persisted, set under ix_lock too). */
+static void unlocked_row(struct auth *a, const char *ukey, const struct idx_user *u, int64_t now)
+{
+	struct lim_slot *s;
+
+	if (u->locked_until > now)
+		return;
+	pthread_mutex_lock(&a->lim_lock);
+	s = lim_find(a, ukey, now, false, false);
+	if (s != NULL && s->persisted && s->locked_until > now) {
+		log_info("account %s was unlocked: its lockout lifted", u->name);
+		memset(s, 0, sizeof *s);
+	}
+	pthread_mutex_unlock(&a->lim_lock);
+}
+
 /* Seconds the address (akey) or the account (ukey, "" for none) stays
  * locked in memory, the longer; 0 when neither is. */
 static int64_t lim_wait(struct auth *a, const char *akey, const char *ukey, int64_t now)
@@ -455,6 +475,16 @@ static enum err login_failed(struct auth *a, const char *name, bool known, const
 			e = a->ix->ops->commit(a->ix);
 		else
 			a->ix->ops->rollback(a->ix);
+		if (e == ERR_OK) {
+			/* from now on a row without the lock means it was lifted
+			 * (`user unlock`): see unlocked_row */
+			struct lim_slot *s;
+			pthread_mutex_lock(&a->lim_lock);
+			s = lim_find(a, ukey, now, false, false);
+			if (s != NULL && s->locked_until == ulock)
+				s->persisted = true;
+			pthread_mutex_unlock(&a->lim_lock);
+		}
 		pthread_mutex_unlock(a->ix_lock);
 		mem_wipe(u.pwhash, sizeof u.pwhash);
 		if (e != ERR_OK)
@@ -564,6 +594,8 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 	if (name[0] != 0) {
 		pthread_mutex_lock(a->ix_lock);
 		e = a->ix->ops->user_get(a->ix, name, &u);
+		if (e == ERR_OK)
+			unlocked_row(a, ukey, &u, now);
 		if (e == ERR_OK && u.totp_wrapped.n > 0 && u.totp_wrapped.n <= 4096) {
 			seed_blob = malloc(u.totp_wrapped.n);
 			if (seed_blob != NULL) {

@@ -275,6 +275,12 @@ login ld admin "$PW" "$C_NEXT" $(from 40)
 check "account locked out after 5 failures: right credentials refused 429" "problem ld 429"
 req le -H "Authorization: Bearer $T2" "$U/api/auth/whoami"
 check "existing session survives the lockout" "[ \$(code le) = 200 ]"
+# the operator lifts it while the server runs: the server's lock goes too
+# (the code was used: 401 now, not 429)
+"$DV" user unlock admin --vault "$T/v" >"$T/unlock.out" 2>&1
+check "user unlock while serving: exit 0" "[ $? -eq 0 ]"
+login lf admin "$PW" "$C_NEXT" $(from 41)
+check "after user unlock the account is no longer locked out (401 for a used code, not 429)" "problem lf 401"
 
 # ---- still serving; stop ----
 req final "$U/healthz"
