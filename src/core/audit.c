@@ -59,6 +59,7 @@ struct audit {
 	uint8_t pk[SIGN_PK_LEN];
 	unsigned every;
 	uint64_t last_cp_seq;
+	bool cp_soon;             /* opened on records no checkpoint covers: one after the first append */
 	/* bytes of a torn last record removed (read_tail), to be recorded */
 	uint64_t torn_bytes;
 	/* the syncer thread (under mu): it fsyncs what was appended when
@@ -591,8 +592,13 @@ static enum err sync_tail(struct audit *a)
 	}
 	if (rc != ERR_OK)
 		return rc;
-	if (!a->synced && !a->last_is_checkpoint)
-		a->last_cp_seq = a->seq;   /* count checkpoint intervals from here */
+	if (!a->synced && !a->last_is_checkpoint) {
+		/* an unsigned tail (a writer that died, or one without the
+		 * key): signed with the first record appended here, so that
+		 * tails do not add up across crashes (AUDIT_UNSIGNED_MAX) */
+		a->last_cp_seq = a->seq;
+		a->cp_soon = a->seq > 0;
+	}
 	a->known_size = st.st_size;
 	a->synced = true;
 	return ERR_OK;
@@ -625,8 +631,10 @@ static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t 
 	memcpy(a->head, hash, 32);
 	a->known_size += (off_t)w->len;
 	a->last_is_checkpoint = checkpoint;
-	if (checkpoint)
+	if (checkpoint) {
 		a->last_cp_seq = a->seq;
+		a->cp_soon = false;
+	}
 	return ERR_OK;
 }
 
@@ -811,7 +819,7 @@ static enum err append(struct audit *a, const struct audit_rec *r, bool kick, ui
 		rc = write_line(a, &w, hash, false, true);
 	if (rc == ERR_OK && !lazy)
 		*upto = a->appended;
-	if (rc == ERR_OK && a->sk != NULL && a->seq - a->last_cp_seq >= a->every &&
+	if (rc == ERR_OK && a->sk != NULL && (a->cp_soon || a->seq - a->last_cp_seq >= a->every) &&
 	    append_checkpoint(a) != ERR_OK)
 		log_warn("%s: cannot write a checkpoint; will try again", a->path);
 	if (lock_file(a->fd, LOCK_UN) != ERR_OK)

@@ -957,6 +957,53 @@ TEST(signed_checkpoints)
 	secret_free(sk2);
 }
 
+/* A signing writer that opens a log ending in records no checkpoint
+ * covers (a writer died, or had no key) signs them with its first record,
+ * so that tails do not add up across crashes. */
+TEST(unsigned_tail_signed_at_first_append)
+{
+	char path[300];
+	uint8_t pk[SIGN_PK_LEN];
+	struct secret *sk = NULL;
+	struct audit *a = NULL;
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+	int i;
+
+	CHECK(sign_keypair(pk, &sk) == ERR_OK);
+	a = open_new(path, sizeof path);
+	if (a == NULL || sk == NULL)
+		return;
+	for (i = 0; i < 5; i++) {
+		struct audit_rec rr = rec(AUDIT_VIEW, "erin");
+		CHECK(audit_append(a, &rr) == ERR_OK);
+	}
+	audit_close(a);   /* no signer: 5 unsigned records */
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a == NULL)
+		return;
+	audit_set_signer(a, sk, pk, 0);
+	{
+		struct audit_rec rr = rec(AUDIT_VIEW, "erin");
+		CHECK(audit_append(a, &rr) == ERR_OK);
+	}
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);   /* before the close */
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 7);
+	CHECK_EQ_INT(r.last_checkpoint_seq, 7);
+	{
+		struct audit_rec rr = rec(AUDIT_VIEW, "erin");
+		CHECK(audit_append(a, &rr) == ERR_OK);   /* then the interval as usual */
+	}
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.records, 8);
+	CHECK_EQ_INT(r.last_checkpoint_seq, 7);
+	audit_close(a);
+	secret_free(sk);
+}
+
 /* With a key, at most AUDIT_UNSIGNED_MAX records may follow the last
  * checkpoint (a writer signs every AUDIT_CHECKPOINT_EVERY and at close). */
 TEST(unsigned_tail_limit)
@@ -1177,6 +1224,7 @@ int main(void)
 	RUN(torn_record_recovered);
 	RUN(signed_checkpoints);
 	RUN(unsigned_tail_limit);
+	RUN(unsigned_tail_signed_at_first_append);
 	RUN(verify_callback_sees_each_record);
 	RUN(python_verifier_agrees);
 	RUN(vault_init_is_audited);
