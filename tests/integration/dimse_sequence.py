@@ -27,9 +27,7 @@ DICOM-TLS ([dicom] idle_timeout = 2, artim = 5).
 Run as /usr/bin/python3 tests/integration/dimse_sequence.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
 directory. Layer: tests."""
-import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -38,7 +36,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import dul  # noqa: E402
-from dvserver import Vault, free_port  # noqa: E402
+from dvserver import Vault, finish, free_port  # noqa: E402
 from tap import Tap  # noqa: E402
 
 DV = sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault"
@@ -61,12 +59,7 @@ V = None
 
 
 def cleanup():
-    if V is not None:
-        V.stop()
-    if os.environ.get("KEEP"):
-        print("# kept " + T)
-    else:
-        shutil.rmtree(T, ignore_errors=True)
+    finish(T, V)
 
 
 def stderr():
@@ -76,8 +69,7 @@ def stderr():
 
 
 def audit():
-    with open(os.path.join(V.dir, "audit", "audit.log"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return vault_state.audit_records(V.dir)
 
 
 def indexed():
@@ -85,16 +77,7 @@ def indexed():
 
 
 def deleted_fds():
-    out = []
-    d = "/proc/%d/fd" % V.proc.pid
-    for f in os.listdir(d):
-        try:
-            t = os.readlink(os.path.join(d, f))
-        except OSError:
-            continue
-        if t.endswith(" (deleted)"):
-            out.append(t)
-    return out
+    return vault_state.deleted_fds(V.proc.pid)
 
 
 def spool_left():

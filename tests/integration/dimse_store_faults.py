@@ -31,7 +31,6 @@ client certificate made with openssl).
 Run as /usr/bin/python3 tests/integration/dimse_store_faults.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
 directory. Layer: tests."""
-import json
 import os
 import resource
 import shutil
@@ -126,8 +125,7 @@ class Server:
         return self.err.read()
 
     def audit(self):
-        with open(os.path.join(self.dir, "audit", "audit.log"), encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return vault_state.audit_records(self.dir)
 
     def index(self):
         """{table: row count} of the index, and its instances' SOP Instance UIDs."""
@@ -148,18 +146,7 @@ class Server:
         return sorted(orphans) + sorted(tmps) + ["tmp/" + f for f in spool] + bad
 
     def deleted_fds(self):
-        """Descriptors of the server open on deleted files (an unfinished
-        spool not freed)."""
-        n = []
-        d = "/proc/%d/fd" % self.p.pid
-        for f in os.listdir(d):
-            try:
-                t = os.readlink(os.path.join(d, f))
-            except OSError:
-                continue
-            if t.endswith(" (deleted)"):
-                n.append(t)
-        return n
+        return vault_state.deleted_fds(self.p.pid)
 
 
 # ---- the requestor's side ----

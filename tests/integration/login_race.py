@@ -21,7 +21,7 @@ import http.client
 from collections import Counter
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
-from dvserver import Vault, USER_PASSWORD  # noqa: E402
+from dvserver import USER_PASSWORD, Vault, finish  # noqa: E402
 from tap import Tap  # noqa: E402
 
 DV = sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault"
@@ -38,12 +38,7 @@ V = None
 
 
 def cleanup():
-    if V is not None:
-        V.stop()
-    if os.environ.get("KEEP"):
-        print("# kept " + T)
-    else:
-        shutil.rmtree(T, ignore_errors=True)
+    finish(T, V)
 
 
 def main():

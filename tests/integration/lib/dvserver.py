@@ -8,6 +8,7 @@ import atexit
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -16,6 +17,18 @@ import uuid
 
 PASSWORD = "correct horse battery staple"
 USER_PASSWORD = "a long enough password 1"   # of the users add_user makes
+
+
+def finish(tmp, *vaults):
+    """A test's end: stops the vaults' servers, removes tmp (kept with
+    KEEP=1, and said so)."""
+    for v in vaults:
+        if v is not None:
+            v.stop()
+    if os.environ.get("KEEP"):
+        print("# kept " + tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def free_port():

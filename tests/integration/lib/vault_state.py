@@ -113,3 +113,24 @@ def verify(vault, wado, acked, compare):
     for b in bad[:10]:
         print("# " + b)
     return 1 if bad else 0
+
+
+def audit_records(vault):
+    """The records of the vault's audit log, parsed."""
+    with open(os.path.join(vault, "audit", "audit.log"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def deleted_fds(pid):
+    """Descriptors process pid holds on deleted files (an unfinished spool
+    not freed)."""
+    out = []
+    d = "/proc/%d/fd" % pid
+    for f in os.listdir(d):
+        try:
+            t = os.readlink(os.path.join(d, f))
+        except OSError:
+            continue
+        if t.endswith(" (deleted)"):
+            out.append(t)
+    return out

@@ -957,6 +957,30 @@ TEST(signed_checkpoints)
 	secret_free(sk2);
 }
 
+/* n view records by user. */
+static void views(struct audit *a, const char *user, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		struct audit_rec rr = rec(AUDIT_VIEW, user);
+		CHECK(audit_append(a, &rr) == ERR_OK);
+	}
+}
+
+/* Verification of path under the key pk. */
+static struct audit_verify_result verify_key(const char *path, const uint8_t pk[SIGN_PK_LEN])
+{
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	memset(&r, 0, sizeof r);
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	return r;
+}
+
 /* A signing writer that opens a log ending in records no checkpoint
  * covers (a writer died, or had no key) signs them with its first record,
  * so that tails do not add up across crashes. */
@@ -966,38 +990,25 @@ TEST(unsigned_tail_signed_at_first_append)
 	uint8_t pk[SIGN_PK_LEN];
 	struct secret *sk = NULL;
 	struct audit *a = NULL;
-	struct audit_verify_opts o;
 	struct audit_verify_result r;
-	int i;
 
 	CHECK(sign_keypair(pk, &sk) == ERR_OK);
 	a = open_new(path, sizeof path);
 	if (a == NULL || sk == NULL)
 		return;
-	for (i = 0; i < 5; i++) {
-		struct audit_rec rr = rec(AUDIT_VIEW, "erin");
-		CHECK(audit_append(a, &rr) == ERR_OK);
-	}
+	views(a, "erin", 5);
 	audit_close(a);   /* no signer: 5 unsigned records */
 	CHECK(audit_open_path(path, &a) == ERR_OK);
 	if (a == NULL)
 		return;
 	audit_set_signer(a, sk, pk, 0);
-	{
-		struct audit_rec rr = rec(AUDIT_VIEW, "erin");
-		CHECK(audit_append(a, &rr) == ERR_OK);
-	}
-	memset(&o, 0, sizeof o);
-	o.pk = pk;
-	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);   /* before the close */
+	views(a, "erin", 1);
+	r = verify_key(path, pk);   /* before the close */
 	CHECK_EQ_INT(r.fault, AUDIT_OK);
 	CHECK_EQ_INT(r.records, 7);
 	CHECK_EQ_INT(r.last_checkpoint_seq, 7);
-	{
-		struct audit_rec rr = rec(AUDIT_VIEW, "erin");
-		CHECK(audit_append(a, &rr) == ERR_OK);   /* then the interval as usual */
-	}
-	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	views(a, "erin", 1);   /* then the interval as usual */
+	r = verify_key(path, pk);
 	CHECK_EQ_INT(r.records, 8);
 	CHECK_EQ_INT(r.last_checkpoint_seq, 7);
 	audit_close(a);
@@ -1012,35 +1023,24 @@ TEST(unsigned_tail_limit)
 	uint8_t pk[SIGN_PK_LEN];
 	struct secret *sk = NULL;
 	struct audit *a = NULL;
-	struct audit_verify_opts o;
 	struct audit_verify_result r;
-	unsigned i;
 
 	CHECK(sign_keypair(pk, &sk) == ERR_OK);
 	a = open_new(path, sizeof path);
 	if (a == NULL || sk == NULL)
 		return;
 	audit_set_signer(a, sk, pk, 1);
-	{
-		struct audit_rec rr = rec(AUDIT_VIEW, "dave");
-		CHECK(audit_append(a, &rr) == ERR_OK);   /* and a checkpoint (every 1) */
-	}
+	views(a, "dave", 1);   /* and a checkpoint (every 1) */
 	audit_close(a);
 	CHECK(audit_open_path(path, &a) == ERR_OK);   /* no signer: a tail */
-	for (i = 0; a != NULL && i < AUDIT_UNSIGNED_MAX + 1; i++) {
-		struct audit_rec rr = rec(AUDIT_VIEW, "dave");
-		CHECK(audit_append(a, &rr) == ERR_OK);
-		if (i + 1 == AUDIT_UNSIGNED_MAX) {
-			memset(&o, 0, sizeof o);
-			o.pk = pk;
-			CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
-			CHECK_EQ_INT(r.fault, AUDIT_OK);   /* at the limit */
-		}
-	}
+	if (a == NULL)
+		return;
+	views(a, "dave", AUDIT_UNSIGNED_MAX);
+	r = verify_key(path, pk);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);   /* at the limit */
+	views(a, "dave", 1);
 	audit_close(a);
-	memset(&o, 0, sizeof o);
-	o.pk = pk;
-	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	r = verify_key(path, pk);
 	CHECK_EQ_INT(r.fault, AUDIT_UNSIGNED);
 	CHECK_EQ_INT(r.bad_seq, 3);
 	CHECK_EQ_INT(r.bad_line, 3);
