@@ -107,9 +107,10 @@ struct dimse_cmd {
  * has its VR's size and a valid value (UIDs, AE titles, no NUL in text);
  * unknown group 0000 elements (retired ones, N-service ones) are skipped
  * and counted. Lenient where peers differ: a UID padded with a NUL or a
- * space; an empty value (or an AE title of spaces only) is taken as absent,
- * so that dimse_cmd_check names a required one missing. ERR_PARSE on anything else, ERR_LIMIT over
- * DIMSE_MAX_COMMAND or DIMSE_MAX_STRING. *c is set only on success. */
+ * space; an empty value (an AE title or ErrorComment of spaces only too)
+ * is taken as absent, so that dimse_cmd_check names a required one
+ * missing. ERR_PARSE on anything else, ERR_LIMIT over DIMSE_MAX_COMMAND
+ * or DIMSE_MAX_STRING. *c is set only on success. */
 WUR enum err dimse_cmd_parse(const uint8_t *p, size_t n, struct dimse_cmd *c);
 /* Checks that the elements PS3.7 requires for c->field are present and
  * consistent (e.g. a C-STORE-RQ has a data set, a C-ECHO-RQ none). *why

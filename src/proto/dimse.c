@@ -122,6 +122,8 @@ static enum err value_parse(struct dimse_cmd *c, const struct elem_def *d, const
 	case V_LO:
 		while (n > 0 && v[n - 1] == ' ')
 			n--;
+		if (n == 0)
+			return ERR_NOTFOUND;   /* spaces only: empty, as if absent */
 		if (n > DIMSE_MAX_STRING)
 			return ERR_LIMIT;
 		for (i = 0; i < n; i++)

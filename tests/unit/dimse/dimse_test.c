@@ -292,6 +292,17 @@ TEST(lenient_where_documented)
 		CHECK_EQ_INT(dimse_cmd_check(&c, &why), ERR_PARSE);
 		CHECK(why != NULL);
 	}
+	/* an ErrorComment of spaces only is empty, so absent: written back
+	 * it would be a zero-length element, read as absent (fuzz found it) */
+	b_start(&b);
+	b_us(&b, 0x0100, 0x8021);
+	b_us(&b, 0x0120, 9);
+	b_us(&b, 0x0800, 0x0101);
+	b_us(&b, 0x0900, 0xA801);
+	b_elem(&b, 0x0902, "        ", 8);
+	b_end(&b);
+	CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_OK);
+	CHECK(!(c.has & DIMSE_F_ERROR_COMMENT));
 	/* an empty UID is absent too */
 	b_start(&b);
 	b_elem(&b, 0x0002, "", 0);
