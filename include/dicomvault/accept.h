@@ -39,8 +39,9 @@ bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct acc
  * media (type/subtype, lower case) with the "type" parameter type and
  * the transfer syntax ts (each NULL when it has none). That of the most
  * specific range that matches it (RFC 9110 12.5.1: type/subtype over
- * type/ *, over * / *; a range naming type or transfer-syntax over one
- * that does not, "*" naming nothing; the highest q among equals); 0 when
+ * type/ *, over * / *; a range naming type (exactly, over a "x/ *" type)
+ * or transfer-syntax over one that does not, "*" naming nothing; the
+ * highest q among equals); 0 when
  * none matches, so that "X;q=0, * / *" refuses X. An empty or blank header
  * gives 1000. */
 unsigned accept_q_of(const char *h, size_t n, const char *media, const char *type, const char *ts);

@@ -79,6 +79,7 @@ struct line_info {
 	uint8_t prev[32];
 	uint8_t hash[32];
 	bool checkpoint;
+	bool keyless;             /* an action writers without the key append (reidentify, torn-record recovery) */
 	uint8_t key[SIGN_PK_LEN];
 	uint8_t sig[SIGN_SIG_LEN];
 	char time[40];
@@ -404,6 +405,7 @@ static enum audit_fault line_fields(json_t *o, struct line_info *li, char *why, 
 		li->checkpoint = false;
 		if (action == NULL || !audit_action_ok(action))
 			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"action\"");
+		li->keyless = strcmp(action, AUDIT_REIDENTIFY) == 0 || strcmp(action, AUDIT_RECOVERY) == 0;
 		if (outcome == NULL ||
 		    (strcmp(outcome, "success") != 0 && strcmp(outcome, "failure") != 0 && strcmp(outcome, "denied") != 0))
 			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"outcome\"");
@@ -1045,6 +1047,8 @@ struct verifier {
 	const struct audit_verify_opts *o;
 	struct audit_verify_result *res;
 	uint8_t head[32];
+	uint8_t cp_head[32];       /* hash of the last checkpoint */
+	uint64_t uncovered;        /* records after it that a key-holding writer appended */
 };
 
 static enum audit_fault check_signature(const struct verifier *vf, const struct line_info *li, char *why,
@@ -1101,6 +1105,10 @@ static enum audit_fault verify_line(struct verifier *vf, const char *p, size_t n
 	if (li.checkpoint) {
 		res->checkpoints++;
 		res->last_checkpoint_seq = li.seq;
+		memcpy(vf->cp_head, li.hash, 32);
+		vf->uncovered = 0;
+	} else if (!li.keyless) {
+		vf->uncovered++;
 	}
 	return AUDIT_OK;
 }
@@ -1186,7 +1194,7 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		start = (size_t)(nl - buf) + 1;
 	}
 	if (res.fault == AUDIT_OK && o->pk != NULL && res.last_seq > 0 &&
-	    (res.checkpoints == 0 || res.last_seq - res.last_checkpoint_seq > AUDIT_UNSIGNED_MAX)) {
+	    (res.checkpoints == 0 || vf.uncovered > AUDIT_UNSIGNED_MAX)) {
 		/* named from the first record no checkpoint covers */
 		if (res.checkpoints == 0)
 			snprintf(res.detail, sizeof res.detail,
@@ -1201,7 +1209,10 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.fault = AUDIT_UNSIGNED;
 		res.bad_line = cp_line + 1;
 		res.bad_seq = res.expected_seq = res.last_checkpoint_seq + 1;
+		/* intact: up to the last checkpoint */
 		res.records = cp_line;
+		res.last_seq = res.last_checkpoint_seq;
+		memcpy(vf.head, vf.cp_head, 32);
 	} else if (res.fault != AUDIT_OK) {
 		res.bad_line = line;
 		res.expected_seq = res.last_seq + 1;

@@ -381,6 +381,7 @@ static int64_t lim_fail(struct auth *a, const char *key, bool known, int64_t now
 	s->n = 0;
 	s->head = 0;
 	s->locked_until = now + a->conf.lockout_window;
+	s->persisted = false;   /* this lock is not in the row yet */
 	return s->locked_until;
 }
 

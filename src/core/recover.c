@@ -45,8 +45,11 @@ static void audit_recovery(struct recovery *r, const char *action, const char *r
 {
 	enum err rc = ERR_OK;
 
-	if (r->au == NULL)
+	if (r->au == NULL) {
 		rc = audit_open(r->v->dir, &r->au);
+		if (rc == ERR_OK && r->v->audit_sk != NULL)
+			audit_set_signer(r->au, r->v->audit_sk, r->v->audit_pk, 0);   /* signed at close */
+	}
 	if (rc == ERR_OK)
 		rc = audit_append(r->au, &(struct audit_rec){ .action = action, .outcome = AUDIT_FAILURE,
 		                                             .reason = reason,
@@ -70,10 +73,11 @@ static size_t read_page(struct src *s, uint8_t page[PAGE], enum err *rc)
 
 /* Whether an object that failed its read-back was cut by the crash, its
  * write never on the disk whole: missing, shorter than the index's
- * plaintext size makes its ciphertext, without its header, or holding a
- * page of zeros (a page never written reads as zeros; no page of
- * ciphertext is). Anything else (a flipped bit, a read error) is damage of
- * a durable object. */
+ * plaintext size makes its ciphertext (objects are written in the default
+ * chunk size), shorter than its header, or holding a page of zeros (a page
+ * never written reads as zeros; no page of ciphertext is). Anything else
+ * (a flipped bit, in the header too, a read error) is damage of a durable
+ * object. */
 static bool torn(struct vault *v, const struct idx_instance *in)
 {
 	static const uint8_t zero[PAGE];
@@ -92,11 +96,7 @@ static bool torn(struct vault *v, const struct idx_instance *in)
 		if (rc != ERR_OK)
 			break;
 		if (first) {
-			uint32_t chunk = n >= AEAD_HEADER_LEN ? (uint32_t)page[8] << 24 | (uint32_t)page[9] << 16 |
-			                                        (uint32_t)page[10] << 8 | page[11]
-			                                      : 0;
-			cut = n < AEAD_HEADER_LEN || memcmp(page, "DVOB", 4) != 0 ||
-			      aead_ct_size(in->size, chunk, &want) != ERR_OK;
+			cut = n < AEAD_HEADER_LEN || aead_ct_size(in->size, 0, &want) != ERR_OK;
 			first = false;
 		}
 		cut = cut || (n > 0 && memcmp(page, zero, n) == 0);

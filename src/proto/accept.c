@@ -272,17 +272,23 @@ static int specificity(const struct qof *w, const struct accept_range *a)
 	int s;
 
 	if (strcmp(a->media, w->media) == 0)
-		s = 8;
+		s = 16;
 	else if (strncmp(a->media, w->media, tl) == 0 && strcmp(a->media + tl, "/*") == 0)
-		s = 4;
+		s = 8;
 	else if (strcmp(a->media, "*/*") == 0)
 		s = 0;
 	else
 		return -1;
 	if (a->type[0] && strcmp(a->type, "*/*") != 0) {
-		if (w->type == NULL || strcmp(a->type, w->type) != 0)
+		size_t k = strlen(a->type);
+		if (w->type == NULL)
 			return -1;
-		s += 2;
+		if (strcmp(a->type, w->type) == 0)
+			s += 4;
+		else if (k >= 2 && strcmp(a->type + k - 2, "/*") == 0 && strncmp(a->type, w->type, k - 1) == 0)
+			s += 2;   /* a type of "image/ *" takes image/jpeg, less specifically */
+		else
+			return -1;
 	}
 	if (a->ts[0] && strcmp(a->ts, "*") != 0) {
 		if (w->ts == NULL || strcmp(a->ts, w->ts) != 0)

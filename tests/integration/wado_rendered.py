@@ -398,6 +398,9 @@ def main():
     st, h, body = get(path_of(ct, "/rendered"), {"Accept": "image/jpeg;q=0, image/*"})
     check("Accept: image/jpeg;q=0, image/* gives PNG (the refused type is not chosen by the wildcard)",
           st == 200 and h.get("content-type") == "image/png", (st, h.get("content-type")))
+    st, h, body = get(path_of(ct, "/rendered"), {"Accept": 'multipart/related; type="image/*"'})
+    check("Accept: multipart/related; type=\"image/*\" gives JPEG", st == 200 and h.get("content-type") == "image/jpeg",
+          (st, h.get("content-type")))
     st, h, body = get(path_of(ct, "/rendered"), {"Accept": "image/jpeg;q=0, image/png;q=0, */*"})
     check("Accept: both image types refused (q=0) beside */*: 406", st == 406, st)
 

@@ -1045,8 +1045,39 @@ TEST(unsigned_tail_limit)
 	CHECK_EQ_INT(r.bad_seq, 3);
 	CHECK_EQ_INT(r.bad_line, 3);
 	CHECK_EQ_INT(r.records, 2);
+	CHECK_EQ_INT(r.last_seq, 2);   /* what is intact: up to the checkpoint */
 	CHECK(audit_verify(path, &r) == ERR_OK);   /* without a key: a chain only */
 	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	secret_free(sk);
+}
+
+/* Writers without the key (reidentify; the recovery of a torn record) add
+ * records no checkpoint can cover: they do not count toward the limit. */
+TEST(keyless_records_not_counted)
+{
+	char path[300];
+	uint8_t pk[SIGN_PK_LEN];
+	struct secret *sk = NULL;
+	struct audit *a = NULL;
+	struct audit_verify_result r;
+	unsigned i;
+
+	CHECK(sign_keypair(pk, &sk) == ERR_OK);
+	a = open_new(path, sizeof path);
+	if (a == NULL || sk == NULL)
+		return;
+	audit_set_signer(a, sk, pk, 0);
+	views(a, "fay", 1);
+	audit_close(a);   /* signed */
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	for (i = 0; a != NULL && i < AUDIT_UNSIGNED_MAX + 1; i++) {
+		struct audit_rec rr = rec(AUDIT_REIDENTIFY, "fay");
+		CHECK(audit_append(a, &rr) == ERR_OK);
+	}
+	audit_close(a);
+	r = verify_key(path, pk);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	CHECK_EQ_INT(r.records, 2 + AUDIT_UNSIGNED_MAX + 1);
 	secret_free(sk);
 }
 
@@ -1225,6 +1256,7 @@ int main(void)
 	RUN(signed_checkpoints);
 	RUN(unsigned_tail_limit);
 	RUN(unsigned_tail_signed_at_first_append);
+	RUN(keyless_records_not_counted);
 	RUN(verify_callback_sees_each_record);
 	RUN(python_verifier_agrees);
 	RUN(vault_init_is_audited);

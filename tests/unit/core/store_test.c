@@ -764,6 +764,10 @@ TEST(recovery_checks_indexed_pending)
 		CHECK(f >= 0 && pread(f, &x, 1, 5000) == 1);
 		x ^= 0x10;
 		CHECK(f >= 0 && pwrite(f, &x, 1, 5000) == 1);
+		/* and its header's magic: damage too, not a cut */
+		CHECK(f >= 0 && pread(f, &x, 1, 0) == 1);
+		x ^= 0x01;
+		CHECK(f >= 0 && pwrite(f, &x, 1, 0) == 1);
 		if (f >= 0)
 			close(f);
 		f = open(fd, O_RDWR);
@@ -837,6 +841,8 @@ TEST(recovery_checks_indexed_pending)
 		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);
 		snprintf(pat, sizeof pat, "\"sop\":\"%s\",\"object\":\"%s\"", rd.sop_uid, id.object_key);
 		CHECK(log != NULL && memmem(log, nlog, pat, strlen(pat)) != NULL);   /* d's removal */
+		/* recovery's records are signed: the log ends with a checkpoint (a line of about 400 bytes) */
+		CHECK(log != NULL && nlog > 1000 && memmem(log + nlog - 1000, 1000, "\"type\":\"checkpoint\"", 19) != NULL);
 		free(log);
 		CHECK(audit_verify(p, &vr) == ERR_OK && vr.fault == AUDIT_OK);
 	}

@@ -82,6 +82,13 @@ TEST(q_of_the_most_specific_range)
 	CHECK_EQ_INT(qof("multipart/related;type=application/dicom;transfer-syntax=*;q=0.3, multipart/*;q=0.9", mr,
 	                 dcm, "1.2.3"), 300);
 	CHECK_EQ_INT(qof("multipart/related;type=\"*/*\";q=0.2", mr, dcm, "1.2.3"), 200);
+	/* a type parameter of "image/ *" takes image/jpeg, below an exact one */
+	CHECK_EQ_INT(qof("multipart/related;type=\"image/*\"", mr, "image/jpeg", NULL), 1000);
+	CHECK_EQ_INT(qof("multipart/related;type=image/*;q=0.5, multipart/related;type=image/jpeg;q=0", mr, "image/jpeg",
+	                 NULL), 0);
+	CHECK_EQ_INT(qof("multipart/related;type=image/*;q=0.5, multipart/related;type=image/jpeg;q=0", mr, "image/png",
+	                 NULL), 500);
+	CHECK_EQ_INT(qof("multipart/related;type=image/*", mr, dcm, NULL), 0);
 	/* equally specific ranges: the highest q */
 	CHECK_EQ_INT(qof("image/png;q=0, image/png;q=0.4", "image/png", NULL, NULL), 400);
 	/* malformed ranges are skipped */
