@@ -183,9 +183,10 @@ enum audit_fault {
 	AUDIT_UNSIGNED        /* (a key given) records no checkpoint covers, more than writers leave */
 };
 
-/* With a key, verification fails (AUDIT_UNSIGNED) on a log of records
- * without any checkpoint (init signs the first record: checkpoints were
- * removed), or with more records after its last checkpoint than any writer
+/* With a key, verification fails (AUDIT_UNSIGNED) on a log without any
+ * checkpoint, empty or not (init signs the first record: the log was
+ * emptied, or its checkpoints removed), or with more records after its
+ * last checkpoint than any writer
  * leaves (each signs every AUDIT_CHECKPOINT_EVERY records and at close;
  * one that died leaves its interval for the next): this many. */
 #define AUDIT_UNSIGNED_MAX (2u * AUDIT_CHECKPOINT_EVERY)

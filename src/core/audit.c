@@ -1193,10 +1193,12 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		}
 		start = (size_t)(nl - buf) + 1;
 	}
-	if (res.fault == AUDIT_OK && o->pk != NULL && res.last_seq > 0 &&
-	    (res.checkpoints == 0 || vf.uncovered > AUDIT_UNSIGNED_MAX)) {
+	if (res.fault == AUDIT_OK && o->pk != NULL && (res.checkpoints == 0 || vf.uncovered > AUDIT_UNSIGNED_MAX)) {
 		/* named from the first record no checkpoint covers */
-		if (res.checkpoints == 0)
+		if (res.last_seq == 0)
+			snprintf(res.detail, sizeof res.detail,
+			         "the log is empty, but a vault's begins with the signed record of its init (emptied?)");
+		else if (res.checkpoints == 0)
 			snprintf(res.detail, sizeof res.detail,
 			         "no signed checkpoint covers any of the %llu records (checkpoints removed?)",
 			         (unsigned long long)res.last_seq);
