@@ -1120,7 +1120,7 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	struct audit_verify_result res;
 	struct verifier vf;
 	size_t start = 0, end = 0;
-	uint64_t line = 0, cp_line = 0;
+	uint64_t line = 0;
 	bool eof = false;
 	char *buf = NULL;
 	int fd;
@@ -1185,8 +1185,6 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.fault = verify_line(&vf, buf + start, (size_t)(nl - (buf + start)), res.detail, sizeof res.detail);
 		if (res.fault != AUDIT_OK)
 			break;
-		if (res.last_checkpoint_seq == res.last_seq && res.checkpoints > 0)
-			cp_line = line;
 		if (o->on_record != NULL && o->on_record(o->ctx, buf + start, (size_t)(nl - (buf + start)) + 1) != 0) {
 			rc = ERR_IO;
 			goto out;
@@ -1209,10 +1207,11 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 			         (unsigned long long)(res.last_seq - res.last_checkpoint_seq),
 			         (unsigned long long)res.last_checkpoint_seq, AUDIT_UNSIGNED_MAX);
 		res.fault = AUDIT_UNSIGNED;
-		res.bad_line = cp_line + 1;
+		/* in an intact chain, line n holds seq n */
+		res.bad_line = res.last_checkpoint_seq + 1;
 		res.bad_seq = res.expected_seq = res.last_checkpoint_seq + 1;
 		/* intact: up to the last checkpoint */
-		res.records = cp_line;
+		res.records = res.last_checkpoint_seq;
 		res.last_seq = res.last_checkpoint_seq;
 		memcpy(vf.head, vf.cp_head, 32);
 	} else if (res.fault != AUDIT_OK) {

@@ -82,30 +82,26 @@ static bool torn(struct vault *v, const struct idx_instance *in)
 {
 	static const uint8_t zero[PAGE];
 	uint8_t page[PAGE];
-	uint64_t total = 0, want = 0;
-	bool cut = false, first = true;
+	uint64_t total = 0, want = AEAD_HEADER_LEN;
+	bool cut = false;
 	struct src s;
 	enum err rc;
 	size_t n;
 
+	if (aead_ct_size(in->size, 0, &want) != ERR_OK)
+		want = AEAD_HEADER_LEN;
 	rc = v->blobs->ops->get(v->blobs, in->object_key, &s);
 	if (rc != ERR_OK)
 		return rc == ERR_NOTFOUND;
 	do {
 		n = read_page(&s, page, &rc);
-		if (rc != ERR_OK)
-			break;
-		if (first) {
-			cut = n < AEAD_HEADER_LEN || aead_ct_size(in->size, 0, &want) != ERR_OK;
-			first = false;
-		}
-		cut = cut || (n > 0 && memcmp(page, zero, n) == 0);
+		cut = rc == ERR_OK && n > 0 && memcmp(page, zero, n) == 0;
 		total += n;
-	} while (!cut && n == PAGE);
-	s.close(s.ctx);
+	} while (rc == ERR_OK && !cut && n == PAGE);
+	src_close(&s);
 	if (rc != ERR_OK)
 		return false;   /* unreadable now: kept for the reads to name */
-	return cut || total < want;
+	return cut || total < want;   /* want covers the header */
 }
 
 /* The series, study and patient rows of an instance row. */
@@ -139,8 +135,9 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	rc = ix->ops->instance_by_key(ix, key, &in);
 	if (rc == ERR_NOTFOUND) {
 		if (written)
-			audit_recovery(r, AUDIT_STORE, "removed by recovery: its object was written but never indexed (never acknowledged)",
-			              &(struct audit_objects){ .object = key });
+			audit_recovery(r, AUDIT_STORE,
+			               "removed by recovery: its object was written but never indexed (never acknowledged)",
+			               &(struct audit_objects){ .object = key });
 		return ERR_OK;   /* never indexed */
 	}
 	if (rc != ERR_OK)
