@@ -17,7 +17,9 @@
  * is never compressed). After each sub-operation a pending response
  * with the counts; then the final status (0000H, B000H, A702H, FE00H on
  * C-CANCEL, with the Failed SOP Instance UID List). One audit record
- * ("retrieve") per C-GET or C-MOVE. Layer: daemon. */
+ * ("retrieve") per C-GET or C-MOVE, written before the first image
+ * leaves ("N to send"), and a second at the end only when less than that
+ * went (failures, cancel, the association gone). Layer: daemon. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -667,7 +669,7 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 	char why[256] = "", reason[220];
 	uint16_t status = DIMSE_SUCCESS;
 	bool move = a->rq.field == DIMSE_C_MOVE_RQ;
-	bool gone = false, patient_root = strcmp(a->rq.sop_class, move ? DIMSE_MOVE_PATIENT_ROOT : DIMSE_GET_PATIENT_ROOT) == 0;
+	bool gone = false, recorded = false, audit_refused = false, patient_root = strcmp(a->rq.sop_class, move ? DIMSE_MOVE_PATIENT_ROOT : DIMSE_GET_PATIENT_ROOT) == 0;
 	const struct peer *dest = NULL;
 	struct dimse_assoc *out = NULL;
 	enum audit_outcome outcome = AUDIT_SUCCESS;
@@ -769,7 +771,26 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 				sub_failed(&gr, gr.uids[i]);
 		}
 	}
-	for (i = 0; i < gr.n && (!move || out != NULL); i++) {
+	/* the record before the first image leaves (docs/internals/audit.md,
+	 * "Records before disclosure"): what is about to be sent; the one at
+	 * the end is written only if less went. No record, no image. */
+	if (gr.n > 0 && (!move || out != NULL)) {
+		memset(&obj, 0, sizeof obj);
+		obj.counted = true;
+		obj.instances = gr.n;
+		obj.patient = st.one_patient ? st.patient : NULL;
+		snprintf(reason, sizeof reason, "DIMSE %s %s %s%s%s: %zu to send", move ? "C-MOVE" : "C-GET",
+		         patient_root ? "patient root" : "study root", level_name, move ? " to " : "",
+		         move ? a->rq.move_dest : "", gr.n);
+		if (dimse_assoc_audit(a, AUDIT_RETRIEVE, AUDIT_SUCCESS, reason, &obj) == ERR_OK) {
+			recorded = true;
+		} else {
+			for (i = 0; i < gr.n; i++)
+				sub_failed(&gr, gr.uids[i]);
+			audit_refused = true;
+		}
+	}
+	for (i = 0; i < gr.n && (!move || out != NULL) && !audit_refused; i++) {
 		if (dimse_assoc_poll(a, on_event, &gr) != ERR_OK) {
 			gone = true;
 			break;
@@ -805,6 +826,8 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 		status = DIMSE_REFUSED_SUBOPS;
 	else
 		status = DIMSE_WARNING_SUBOPS;
+	if (audit_refused)
+		comment = "Audit record cannot be written";
 done:
 	memset(&obj, 0, sizeof obj);
 	obj.counted = true;
@@ -820,7 +843,8 @@ done:
 	         comment ? ": " : "");
 	if (comment != NULL)
 		snprintf(reason + strlen(reason), sizeof reason - strlen(reason), "%.80s", comment);
-	rc = dimse_assoc_audit(a, AUDIT_RETRIEVE, outcome, reason, &obj);
+	/* a full success was recorded before it began */
+	rc = recorded && status == DIMSE_SUCCESS ? ERR_OK : dimse_assoc_audit(a, AUDIT_RETRIEVE, outcome, reason, &obj);
 	if (rc != ERR_OK && status == DIMSE_SUCCESS) {
 		status = DIMSE_ERR_UNABLE;
 		comment = "Audit record cannot be written";

@@ -37,8 +37,9 @@ the C-CANCEL lands at a known point and the counts are exact. One study of
   6 admitted associations are never evicted (a 7th is refused, each of
   the 6 still answers C-ECHO); the evictions are logged.
 * The server still serves afterwards, stops cleanly on SIGTERM; one
-  "retrieve" audit record per C-MOVE and C-GET, the cancelled ones saying
-  "(cancelled)" with what was sent; `audit verify` passes.
+  "retrieve" audit record per C-MOVE and C-GET before its first image
+  ("4 to send"), the cancelled ones followed by one saying "(cancelled)"
+  with what was sent; `audit verify` passes.
 
 Run as /usr/bin/python3 tests/integration/dimse_cancel.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
@@ -618,13 +619,16 @@ def main():
     ret = [x.get("reason", "") for x in recs if x.get("action") == "retrieve"]
     mv = [r for r in ret if "C-MOVE" in r]
     gt = [r for r in ret if "C-GET" in r]
-    check("audit: 3 C-MOVE records: 2 of 4 sent (cancelled), 0 of 4 sent (cancelled), 4 of 4 sent",
-          len(mv) == 3 and "2 of 4 sent" in mv[0] and "(cancelled)" in mv[0] and "0 of 4 sent" in mv[1] and
-          "(cancelled)" in mv[1] and "4 of 4 sent" in mv[2] and "cancelled" not in mv[2], mv)
-    check("audit: 3 C-GET records: 1 of 4 sent (cancelled), 4 of 4 sent, the one on a wrong context refused",
-          len(gt) == 3 and "1 of 4 sent" in gt[0] and "(cancelled)" in gt[0] and "4 of 4 sent" in gt[1] and
-          "cancelled" not in gt[1] and "0 of 0 sent" in gt[2] and "does not match the presentation context" in gt[2],
-          gt)
+    # each announced before its first image ("4 to send"); the cancelled
+    # ones followed by what went
+    check("audit: C-MOVE records: 4 to send + 2 of 4 sent (cancelled), 4 to send + 0 of 4 sent (cancelled), "
+          "4 to send", len(mv) == 5 and all(mv[i].endswith(": 4 to send") for i in (0, 2, 4)) and
+          "2 of 4 sent" in mv[1] and "(cancelled)" in mv[1] and "0 of 4 sent" in mv[3] and "(cancelled)" in mv[3],
+          mv)
+    check("audit: C-GET records: 4 to send + 1 of 4 sent (cancelled), 4 to send, the one on a wrong context refused",
+          len(gt) == 4 and gt[0].endswith(": 4 to send") and "1 of 4 sent" in gt[1] and "(cancelled)" in gt[1] and
+          gt[2].endswith(": 4 to send") and "0 of 0 sent" in gt[3] and
+          "does not match the presentation context" in gt[3], gt)
     r = subprocess.run([DV, "audit", "verify", "--vault", V], capture_output=True, text=True)
     check("audit verify", r.returncode == 0, r.stdout + r.stderr)
     check("the destination SCP saw no error", dest.errors == [], dest.errors)

@@ -578,9 +578,29 @@ PYEOF
 check "C-CANCEL right behind the C-GET: FE00H, 3 remaining, none sent" \
 	"grep -qx 'cancel FE00 remaining 3 completed 0' '$T/cancel' && grep -qx released '$T/cancel'" "$T/cancel" "$T/err"
 
-n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-GET')
-check "one retrieve audit record per C-GET with the peer as actor ($n)" \
-	"[ $n -eq $((13 + GETS)) ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'"
+# one record per C-GET, written before its first image leaves ("N to send");
+# one more, right after it, for each C-GET that sent less than that
+"$PY" - "$T/v/audit/audit.log" $((13 + GETS)) >"$T/getrecs" 2>&1 <<'PYEOF'
+import json, re, sys
+recs = [r for r in map(json.loads, open(sys.argv[1])) if r.get("action") == "retrieve" and "C-GET" in r.get("reason", "")]
+ops, bad, prev = 0, [], None
+for r in recs:
+    m = re.search(r": (\d+) of (\d+) sent", r["reason"])
+    if " to send" in r["reason"]:
+        ops += 1
+    elif m and int(m.group(2)) > 0:   # the end of one that sent less than announced
+        if prev is None or not prev["reason"].endswith(": %s to send" % m.group(2)) or \
+                int(m.group(1)) >= int(m.group(2)) and "failed, 0 warning" in r["reason"] and "cancel" not in r["reason"]:
+            bad.append(r["reason"])
+    else:
+        ops += 1   # nothing to send: the one record, at the end
+    prev = r
+print("ops %d (want %s), bad %r" % (ops, sys.argv[2], bad))
+sys.exit(0 if ops == int(sys.argv[2]) and not bad else 1)
+PYEOF
+rc=$?
+check "one retrieve audit record per C-GET before it sends, one more after each that sent less" \
+	"[ $rc -eq 0 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'" "$T/getrecs"
 check "server still running" "kill -0 $SRV"
 
 # ---- a damaged object: the sub-operation fails, integrity-failure audited ----

@@ -392,8 +392,8 @@ def main():
     check("audit: alice's queries name alice",
           len([x for x in of("query") if x["actor"].get("user") == "alice"]) == 5)
     ar = [x.get("reason", "") for x in of("retrieve") if x["actor"].get("user") == "alice"]
-    check("audit: alice's C-GET and C-MOVE name alice (3), with what was sent",
-          len(ar) == 3 and "C-GET study root STUDY: 2 of 2 sent" in ar[0] and "0 of 0 sent" in ar[2], ar)
+    check("audit: alice's C-GET and C-MOVE name alice (3), with what is sent",
+          len(ar) == 3 and "C-GET study root STUDY: 2 to send" in ar[0] and "0 of 0 sent" in ar[2], ar)
     claimed = [x for x in of("query") if x["actor"].get("user") == "UPEER" and
                x["actor"].get("ua") == "AE UPEER, user alice? (not verified)"]
     check("audit: the type 1 association's query names the peer, and the name it gave as not verified",
