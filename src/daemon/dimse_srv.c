@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -432,16 +433,71 @@ static bool from_host(const struct sockaddr_storage *ss, const char *host)
  * (tls = no) is taken there, by its AE title, and from its host's
  * addresses when it has a host; an AE title bound to a certificate never
  * is, or anyone who knows it would get its rights. */
-static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe, const char **why)
+/* name (from a certificate) is want, ignoring case and want's padding
+ * spaces (an AE title's are not significant). */
+static bool name_is(const char *name, const char *want)
+{
+	size_t nw;
+
+	while (*want == ' ')
+		want++;
+	nw = strlen(want);
+	while (nw > 0 && want[nw - 1] == ' ')
+		nw--;
+	return nw > 0 && strlen(name) == nw && strncasecmp(name, want, nw) == 0;
+}
+
+/* A CA-issued certificate names the peer it is taken for: a Common Name
+ * or a DNS subject alternative name equal to the AE title, or to the
+ * peer's host when it has one. Without this, every certificate of a CA
+ * shared by several peers would pass as any of them. */
+static bool cert_names_peer(gnutls_x509_crt_t crt, const struct peer *pe)
+{
+	char buf[256];
+	size_t len;
+	unsigned i;
+	int t;
+
+	for (i = 0; i < 8; i++) {
+		memset(buf, 0, sizeof buf);
+		len = sizeof buf - 1;
+		if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, i, 0, buf, &len) != 0)
+			break;
+		if (memchr(buf, 0, len) == NULL && (name_is(buf, pe->ae) || (pe->host[0] && name_is(buf, pe->host))))
+			return true;
+	}
+	for (i = 0; i < 64; i++) {
+		memset(buf, 0, sizeof buf);
+		len = sizeof buf - 1;
+		t = gnutls_x509_crt_get_subject_alt_name(crt, i, buf, &len, NULL);
+		if (t == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			break;
+		if (t != GNUTLS_SAN_DNSNAME || memchr(buf, 0, len) != NULL)
+			continue;
+		if (name_is(buf, pe->ae) || (pe->host[0] && name_is(buf, pe->host)))
+			return true;
+	}
+	return false;
+}
+
+/* The certificate the other side presented is the one bound to pe: by
+ * fingerprint (and within its validity period), or issued by pe's CA for
+ * the key purpose of its side (a TLS client when client, else a TLS
+ * server: a C-MOVE destination) and naming pe (cert_names_peer). On plain
+ * TCP only a `tls = no` peer bound to no certificate, from its host when
+ * it has one. */
+static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe, bool client,
+                    const char **why)
 {
 	const gnutls_datum_t *chain;
 	unsigned n = 0, status = 0, i;
 	gnutls_x509_crt_t crt[8];
 	size_t idx = (size_t)(pe - s->o.peers->p);
 	bool ok = false;
+	time_t now = time(NULL);
 
 	if (a->tls == NULL) {
-		if (!pe->plain)
+		if (!pe->plain || pe->has_fp || pe->ca[0] != 0)
 			*why = "plain TCP refused: this AE title is bound to a certificate (DICOM-TLS only)";
 		else if (pe->host[0] != 0 && !from_host(&a->peer_ss, pe->host))
 			*why = "plain TCP refused: not from the peer's host";
@@ -454,22 +510,11 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 		*why = "no client certificate";
 		return false;
 	}
-	if (pe->has_fp) {
-		uint8_t fp[32];
-		size_t fl = sizeof fp;
-		if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &chain[0], fp, &fl) != 0 || fl != 32) {
-			*why = "cannot hash the client certificate";
-			return false;
-		}
-		ok = ct_equal(fp, pe->fp, 32);
-		*why = ok ? NULL : "client certificate is not the one bound to this AE title";
-		return ok;
-	}
-	if (pe->ca[0] == 0) {
+	if (!pe->has_fp && pe->ca[0] == 0) {
 		*why = "no certificate bound to this AE title (tls = no)";
 		return false;
 	}
-	if (idx >= s->nca || s->ca[idx] == NULL) {
+	if (!pe->has_fp && (idx >= s->nca || s->ca[idx] == NULL)) {
 		*why = "no CA loaded for this peer";
 		return false;
 	}
@@ -484,10 +529,33 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 			break;
 		}
 	}
-	if (i == n) {
-		if (gnutls_x509_trust_list_verify_crt(s->ca[idx], crt, n, 0, &status, NULL) == 0 && status == 0)
+	if (i == n && pe->has_fp) {
+		uint8_t fp[32];
+		size_t fl = sizeof fp;
+		if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &chain[0], fp, &fl) != 0 || fl != 32) {
+			*why = "cannot hash the client certificate";
+		} else if (!ct_equal(fp, pe->fp, 32)) {
+			*why = "client certificate is not the one bound to this AE title";
+		} else if (gnutls_x509_crt_get_activation_time(crt[0]) > now ||
+		           gnutls_x509_crt_get_expiration_time(crt[0]) < now) {
+			*why = "client certificate bound to this AE title is expired or not yet valid";
+		} else {
 			ok = true;
-		*why = ok ? NULL : "client certificate not issued by the peer's CA (or expired)";
+			*why = NULL;
+		}
+	} else if (i == n) {
+		gnutls_typed_vdata_st purpose = { GNUTLS_DT_KEY_PURPOSE_OID,
+		                                  (unsigned char *)(client ? GNUTLS_KP_TLS_WWW_CLIENT : GNUTLS_KP_TLS_WWW_SERVER),
+		                                  0 };
+		if (gnutls_x509_trust_list_verify_crt2(s->ca[idx], crt, n, &purpose, 1, 0, &status, NULL) != 0 ||
+		    status != 0) {
+			*why = "client certificate not issued by the peer's CA for this use (or expired)";
+		} else if (!cert_names_peer(crt[0], pe)) {
+			*why = "client certificate issued by the peer's CA names neither its AE title nor its host";
+		} else {
+			ok = true;
+			*why = NULL;
+		}
 	}
 	while (i > 0)
 		gnutls_x509_crt_deinit(crt[--i]);
@@ -639,7 +707,7 @@ static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 		log_warn("association from %s refused: calling AE title not configured", a->addr);
 		return ul_reject(&a->u, 1, 1, 3);
 	}
-	if (!cert_ok(s, a, pe, &why)) {
+	if (!cert_ok(s, a, pe, true, &why)) {
 		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, why, NULL);
 		log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
 		return ul_reject(&a->u, 1, 1, 3);
@@ -1060,7 +1128,7 @@ enum err dimse_srv_connect(struct dimse_srv *s, const struct peer *dest, bool pl
 		snprintf(why, whylen, "TLS handshake with %s failed: %s", a->addr, gnutls_strerror(r));
 		goto fail;
 	}
-	if (!cert_ok(s, a, dest, &cw)) {
+	if (!cert_ok(s, a, dest, false, &cw)) {
 		snprintf(why, whylen, "%s: %s", dest->ae, cw ? cw : "certificate refused");
 		rc = ERR_DENIED;
 		goto fail;

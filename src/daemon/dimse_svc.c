@@ -321,6 +321,13 @@ static uint16_t store_allowed(struct dimse_assoc *a, const struct peeked *pk, co
 {
 	struct vault *v = a->o->vault;
 
+	/* a peer stores only into its own collection (zero trust: a data set
+	 * whose attributes a [collection] rule routes elsewhere does not give
+	 * the peer a right there; bind the peer to that collection instead) */
+	if (strcmp(pk->coll, a->peer->collection) != 0) {
+		*comment = "Study would belong to another collection";
+		return DIMSE_NOT_AUTHORIZED;
+	}
 	/* with a user identity, the user's grants must allow it too */
 	if (a->as_user) {
 		enum err ue = dimse_user_load(a);

@@ -2,16 +2,20 @@
 # dimse_tls.sh: the DICOM network service of `dicomvault serve` (issue 5)
 # against DCMTK as the real peer, over DICOM-TLS (TLS 1.3, client
 # certificates made here with openssl): C-ECHO from a peer bound by
-# fingerprint and from one bound by CA; C-STORE with storescu of a
+# fingerprint and from one bound by CA (its certificate naming the AE
+# title); C-STORE with storescu of a
 # synthetic CT series (bench/gen_corpus.py) and pydicom's samples (native,
 # JPEG 2000, JPEG, RLE: encapsulated ones stored as received), read back
 # with `dicomvault export` and compared; a peer storing into a study of
 # another collection refused (0124H); refusals (no client certificate,
-# an unknown certificate, an unknown AE title, a peer without the right,
+# an unknown certificate, a certificate of the peer's CA naming another AE
+# or for TLS servers only, an expired bound certificate, an unknown AE
+# title, a peer without the right,
 # a wrong called AE title, TLS 1.2, a `tls = no` peer), each audited; a
 # connection that stalls is dropped while others are served; the plain-TCP listener only
 # as configured, with a warning, and only for `tls = no` peers from their
-# host (an AE title bound to a certificate is refused there). Prints ok/not ok lines. Env DV: the CLI
+# host (an AE title bound to a certificate is refused there, also with
+# tls = no). Prints ok/not ok lines. Env DV: the CLI
 # under test; KEEP=1 keeps the directory. Layer: tests.
 set -u
 DV=${DV:-build/check/dicomvault}
@@ -34,7 +38,34 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=capeer
 	-keyout "$T/capeer.key" -out "$T/capeer.csr" 2>/dev/null
 openssl x509 -req -in "$T/capeer.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
 	-out "$T/capeer.crt" 2>/dev/null
-for f in peer1 stranger ca capeer; do
+# issued by the same CA: one naming another AE title, one for TLS servers only
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=someoneelse" \
+	-keyout "$T/caother.key" -out "$T/caother.csr" 2>/dev/null
+openssl x509 -req -in "$T/caother.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
+	-out "$T/caother.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=capeer" \
+	-keyout "$T/caserver.key" -out "$T/caserver.csr" 2>/dev/null
+printf 'extendedKeyUsage = serverAuth\n' >"$T/serverauth.ext"
+openssl x509 -req -in "$T/caserver.csr" -CA "$T/ca.crt" -CAkey "$T/ca.key" -CAcreateserial -days 2 \
+	-extfile "$T/serverauth.ext" -out "$T/caserver.crt" 2>/dev/null
+# self-signed and expired (python3-cryptography: openssl 3.0 cannot back-date)
+"$PY" - "$T/expired" <<'PYEOF'
+import datetime, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+k = ec.generate_private_key(ec.SECP256R1())
+n = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired")])
+now = datetime.datetime.now(datetime.timezone.utc)
+c = (x509.CertificateBuilder().subject_name(n).issuer_name(n).public_key(k.public_key())
+     .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=10))
+     .not_valid_after(now - datetime.timedelta(days=1)).sign(k, hashes.SHA256()))
+open(sys.argv[1] + ".crt", "wb").write(c.public_bytes(serialization.Encoding.PEM))
+open(sys.argv[1] + ".key", "wb").write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+PYEOF
+for f in peer1 stranger ca capeer caother caserver expired; do
 	[ -s "$T/$f.crt" ] || { no "openssl made the $f certificate"; exit 0; }
 done
 
@@ -64,6 +95,15 @@ rights = get
 ca = $T/ca.crt
 rights = echo
 
+[peer "EXPIRED"]
+fingerprint = $(fp "$T/expired.crt")
+rights = echo
+
+[peer "PLAINFP"]
+fingerprint = $(fp "$T/peer1.crt")
+tls = no
+rights = echo, find
+
 [peer "PLAINOLD"]
 host = 127.0.0.1
 port = 11112
@@ -82,6 +122,9 @@ collection = ctdept
 rights = store
 
 [collection "ctdept"]
+
+[collection "research"]
+match = InstitutionName=RESEARCH*
 CONF
 serve_dicom || exit 0
 ok "server running with DICOM-TLS"
@@ -138,6 +181,23 @@ check "storescu: the same instance again (identical) succeeds" "[ $? -eq 0 ]" "$
 store CTDEPT -v "$TF/MR_small.dcm" >"$T/s7" 2>&1
 check "C-STORE into a study of another collection: status 0124H" "grep -q 'Status: 0x124' '$T/s7'" "$T/s7"
 check "refused store audited" "grep '\"store\"' '$T/v/audit/audit.log' | grep -q 'another collection'"
+# a data set that a [collection] rule routes to a collection the peer is
+# not bound to: refused (a study already stored there is refused already)
+"$PY" - "$TF/MR_small.dcm" "$T/research_new.dcm" <<'PYEOF'
+import sys
+import pydicom
+ds = pydicom.dcmread(sys.argv[1])
+ds.InstitutionName = "RESEARCH-LAB"
+ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1143.77.1"
+ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1143.77.1.1"
+ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.1143.77.1.1.1"
+ds.save_as(sys.argv[2])
+PYEOF
+store CTDEPT -v "$T/research_new.dcm" >"$T/s8" 2>&1
+check "C-STORE that a rule routes to a collection the peer is not bound to (new study): 0124H" \
+	"grep -q 'Status: 0x124' '$T/s8'" "$T/s8"
+store ECHOSCU -v "$T/research_new.dcm" >"$T/s9" 2>&1
+check "the same from a peer of the default collection: 0124H too" "grep -q 'Status: 0x124' '$T/s9'" "$T/s9"
 # without the store right: with neither store nor get no storage context
 # is accepted (dimse_svc_policy), so storescu's association is rejected
 # (A-ASSOCIATE-RJ 1/1/1: permanent, service user, no reason given) and
@@ -242,6 +302,21 @@ check "each C-STORE audited with the peer as actor ($n)" \
 echo_tls CAPEER "$T/stranger.key" "$T/stranger.crt" >"$T/r1" 2>&1
 rc=$?
 check "a certificate the peer's CA did not issue: refused" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r1'" "$T/r1"
+echo_tls CAPEER "$T/caother.key" "$T/caother.crt" >"$T/r9" 2>&1
+rc=$?
+check "a certificate of the peer's CA naming another AE title (CN=someoneelse): refused" \
+	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/r9'" "$T/r9"
+check "that refusal audited" "audit_has 'names neither its AE title nor its host'"
+echo_tls CAPEER "$T/caserver.key" "$T/caserver.crt" >"$T/r10" 2>&1
+rc=$?
+check "a certificate of the peer's CA for TLS servers only (extendedKeyUsage serverAuth): refused" \
+	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/r10'" "$T/r10"
+check "that refusal audited" "audit_has 'not issued by the peer.s CA for this use'"
+echo_tls EXPIRED "$T/expired.key" "$T/expired.crt" >"$T/r11" 2>&1
+rc=$?
+check "the very certificate bound to the AE title, expired: refused" \
+	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/r11'" "$T/r11"
+check "that refusal audited" "audit_has 'expired or not yet valid'"
 echo_tls ECHOSCU "$T/stranger.key" "$T/stranger.crt" >"$T/r2" 2>&1
 rc=$?
 check "an unknown certificate: A-ASSOCIATE-RJ" "[ $rc -ne 0 ] && grep -qi 'reject' '$T/r2'" "$T/r2"
@@ -308,6 +383,10 @@ findscu -to 10 -ta 10 -td 10 -S -aet ECHOSCU -aec DICOMVAULT -k QueryRetrieveLev
 	127.0.0.1 "$PP" >"$T/p4" 2>&1
 rc=$?
 check "nor does its C-FIND get anything there" "[ $rc -ne 0 ] && ! grep -q 'PatientID' '$T/p4'" "$T/p4"
+echoscu -to 10 -ta 10 -td 10 -aet PLAINFP -aec DICOMVAULT 127.0.0.1 "$PP" >"$T/p6" 2>&1
+rc=$?
+check "a tls = no peer that is also bound to a certificate, on the plain-TCP listener: A-ASSOCIATE-RJ" \
+	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/p6'" "$T/p6"
 echoscu -to 10 -ta 10 -td 10 -aet PLAINFAR -aec DICOMVAULT 127.0.0.1 "$PP" >"$T/p5" 2>&1
 rc=$?
 check "a tls = no peer from another address than its host: A-ASSOCIATE-RJ" \
