@@ -55,4 +55,9 @@ WUR enum err fd_copy_range(int in, uint64_t off, uint64_t n, int out);
 /* Whole file into memory, at most max bytes. */
 WUR enum err file_read_all(const char *path, size_t max, uint8_t **out, size_t *len);
 
+/* For a process that holds keys or patient data: no core dumps
+ * (RLIMIT_CORE 0) and not dumpable (no ptrace by the same user, no
+ * /proc/PID/mem). ERR_IO if either could not be set. */
+WUR enum err proc_harden(void);
+
 #endif

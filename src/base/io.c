@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -294,5 +296,17 @@ enum err file_read_all(const char *path, size_t max, uint8_t **out, size_t *len)
 out:
 	free(buf);
 	src_close(&s);
+	return rc;
+}
+
+enum err proc_harden(void)
+{
+	struct rlimit rl = { 0, 0 };
+	enum err rc = ERR_OK;
+
+	if (setrlimit(RLIMIT_CORE, &rl) != 0)
+		rc = ERR_IO;
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		rc = ERR_IO;
 	return rc;
 }

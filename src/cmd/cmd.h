@@ -42,8 +42,9 @@ bool cmd_wants_help(int argc, char **argv, int first);
  * offset and reason, and returns NULL on failure. */
 struct dcm_file *cmd_read_file(const char *path, struct src *src, const struct dcm_read_opts *o);
 /* Writes f as Part 10 (meta regenerated) to out through a temporary name
- * in the same folder and a rename; the reason in why on failure. */
-WUR enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t whylen);
+ * in the same folder and a rename, mode 0666 less the umask, or 0600 when
+ * private_file (patient data); the reason in why on failure. */
+WUR enum err cmd_write_dicom(struct dcm_file *f, const char *out, bool private_file, char *why, size_t whylen);
 /* The text as a QR code of half blocks on stdout (an otpauth URI). */
 void cmd_print_qr(const char *text);
 /* ds (f's data set or meta) as one line of DICOM JSON on stdout; 0, or 1

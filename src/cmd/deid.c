@@ -159,7 +159,7 @@ static void one_file(struct run *r, const char *in, const char *out)
 	} else if (rc != ERR_OK) {
 		note_problem(r, in, why, false);
 	} else {
-		rc = cmd_write_dicom(f, out, why, sizeof why);
+		rc = cmd_write_dicom(f, out, false, why, sizeof why);
 		if (rc != ERR_OK) {
 			note_problem(r, in, why, false);
 		} else {

@@ -54,6 +54,12 @@ int main(int argc, char **argv)
 		printf("dicomvault %s\n", DCM_IMPL_VERSION);
 		return 0;
 	}
+	/* every command may hold keys (the master key, data keys, a project or
+	 * escrow key) or patient data: no core dump of them, whichever */
+	if (proc_harden() != ERR_OK) {
+		fputs("dicomvault: cannot disable core dumps\n", stderr);
+		return 1;
+	}
 	if (strcmp(argv[1], "init") == 0)
 		return cmd_init(argc - 1, argv + 1);
 	if (strcmp(argv[1], "serve") == 0)
@@ -177,7 +183,7 @@ int cmd_write_stdout(const void *p, size_t n)
 	return 0;
 }
 
-enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t whylen)
+enum err cmd_write_dicom(struct dcm_file *f, const char *out, bool private_file, char *why, size_t whylen)
 {
 	struct dcm_write_opts wo = { .keep_meta = false };
 	struct sink k;
@@ -198,9 +204,10 @@ enum err cmd_write_dicom(struct dcm_file *f, const char *out, char *why, size_t 
 		free(tmp);
 		return ERR_IO;
 	}
+	/* a private file (patient data: reidentify) keeps mkstemp's 0600 */
 	um = umask(0);
 	umask(um);
-	if (fchmod(fd, 0666 & ~um) != 0) {
+	if (!private_file && fchmod(fd, 0666 & ~um) != 0) {
 		/* keep mkstemp's 0600 */
 	}
 	sink_fd(&k, &fd);

@@ -102,7 +102,7 @@ int cmd_reidentify(int argc, char **argv)
 			study[0] = 0;
 		if (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, sizeof sop) != ERR_OK)
 			sop[0] = 0;
-		rc = cmd_write_dicom(f, out, why, sizeof why);
+		rc = cmd_write_dicom(f, out, true, why, sizeof why);
 	}
 	snprintf(what, sizeof what, "%s (%u attributes restored)", reason, restored);
 	memset(&rec, 0, sizeof rec);

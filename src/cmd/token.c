@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <time.h>
 #include "cmd.h"
 #include "dicomvault/audit.h"
@@ -368,7 +366,6 @@ int cmd_token(int argc, char **argv)
 	struct vault_open_opts vo;
 	struct token_args a;
 	struct vault *v = NULL;
-	struct rlimit rl = { 0, 0 };
 	int64_t ttl = TOKEN_TTL_DEFAULT, id = 0;
 	int rc;
 
@@ -388,7 +385,7 @@ int cmd_token(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	/* this process holds the master key */
-	if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+	if (proc_harden() != ERR_OK) {
 		fputs("dicomvault token: cannot disable core dumps\n", stderr);
 		return 1;
 	}

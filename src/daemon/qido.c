@@ -188,8 +188,11 @@ static bool resource(const char *const seg[], const size_t len[], size_t n, stru
 			qo->ret_levels = QRY_LEVEL_BIT(QRY_PATIENT) | QRY_LEVEL_BIT(QRY_STUDY) | QRY_LEVEL_BIT(QRY_SERIES);
 			*name = "qido-rs series";
 		} else {
+			/* PS3.18 10.6.3.3.3: the study's attributes (its patient's
+			 * among them, as for /series) */
 			qo->level = QRY_INSTANCE;
-			qo->ret_levels = QRY_LEVEL_BIT(QRY_STUDY) | QRY_LEVEL_BIT(QRY_SERIES) | QRY_LEVEL_BIT(QRY_INSTANCE);
+			qo->ret_levels = QRY_LEVEL_BIT(QRY_PATIENT) | QRY_LEVEL_BIT(QRY_STUDY) | QRY_LEVEL_BIT(QRY_SERIES) |
+			                 QRY_LEVEL_BIT(QRY_INSTANCE);
 			*name = "qido-rs instances";
 		}
 		return true;

@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <time.h>
 #include "dicomvault/audit.h"
 #include "dicomvault/auth.h"
@@ -32,12 +30,8 @@
 
 static void harden(void)
 {
-	struct rlimit rl = { 0, 0 };
-
-	if (setrlimit(RLIMIT_CORE, &rl) != 0)
-		log_warn("cannot disable core dumps");
-	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-		log_warn("cannot make the process undumpable");
+	if (proc_harden() != ERR_OK)
+		log_warn("cannot disable core dumps or make the process undumpable");
 }
 
 /* serve --json: where it listens, as one JSON line. */

@@ -23,6 +23,7 @@ import pydicom
 from pydicom.filereader import read_dataset
 
 warnings.simplefilter("ignore")
+os.umask(0o022)   # as on most systems: the re-identified file must be 0600 all the same
 DV = os.path.abspath(sys.argv[1])
 TF = "/usr/lib/python3/dist-packages/pydicom/data/test_files"
 SAMPLES = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "SC_rgb.dcm", "nested_priv_SQ.dcm",
@@ -128,6 +129,10 @@ try:
             p = sh(DV, "reidentify", "--key", f"{kind}.key", "--cert", f"{kind}.crt", "--reason",
                    "second opinion, ticket 42", "--vault", "v", "--json", out, "back_" + out, text=True)
             check(f"{name}: reidentify exits 0", p.returncode == 0, p.stderr)
+            if p.returncode == 0:
+                mode = os.stat("back_" + out).st_mode & 0o777
+                check(f"{name}: the re-identified file (patient data) is private: mode 0600 under umask 022",
+                      mode == 0o600, oct(mode))
             if p.returncode == 0:
                 try:
                     res = json.loads(p.stdout)

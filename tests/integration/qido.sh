@@ -235,6 +235,8 @@ q sinst "studies/$R.1.1/instances?InstanceNumber=1"
 check "instances of a study, InstanceNumber" "ok200 sinst && js sinst 'N == 2'"
 q allinst "instances?SOPInstanceUID=$R.3.4"
 check "all instances by SOP Instance UID" "ok200 allinst && js allinst 'N == 1 and V(d[0], \"0020000D\") == $(st 2) and V(d[0], \"0020000E\") == \"$R.2.21\"'"
+check "all instances: the study's attributes, its patient's among them (PS3.18 10.6.3.3.3)" \
+	"js allinst 'P(d[0]) not in (None, \"\") and \"00100020\" in d[0] and \"00080020\" in d[0]'"
 q rows "instances?Rows=128"
 check "instances by Rows (US)" "js rows 'N == 1 and V(d[0], \"00280010\") == 128'"
 q wrong "studies/$R.1.2/series/$R.2.11/instances"
