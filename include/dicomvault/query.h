@@ -57,6 +57,11 @@ struct qry_opts {
 	 * NULL at the patient level. NULL: everything. */
 	bool (*allow)(void *ctx, const char *collection, const char *study_uid, const uint8_t patient[32]);
 	void *allow_ctx;
+	/* At the patient level: the counts of what the caller may see of a
+	 * patient that allow() just let through (studies, series, instances),
+	 * matched and returned instead of the index's counts over every
+	 * collection. Called with allow_ctx; false: the index's. NULL: none. */
+	bool (*patient_counts)(void *ctx, const uint8_t patient[32], int64_t n[3]);
 };
 
 struct qry;

@@ -1270,11 +1270,19 @@ static enum err build_record(struct vault *v, const struct qry *q, struct dk_cac
 		rc = add_sealed(rec, dk, ad, &r->pat.enc, tmp);
 	}
 	if (rc == ERR_OK && l == QRY_PATIENT) {
-		rc = set_num(rec, 0x00201200, r->n_studies);
+		int64_t n[3] = { r->n_studies, r->n_series, r->n_instances };
+		/* what the caller may see, before it is matched (a count over
+		 * other collections would answer for them) */
+		if (q->o.patient_counts != NULL && !q->o.patient_counts(q->o.allow_ctx, r->pat.key_hmac, n)) {
+			n[0] = r->n_studies;
+			n[1] = r->n_series;
+			n[2] = r->n_instances;
+		}
+		rc = set_num(rec, 0x00201200, n[0]);
 		if (rc == ERR_OK)
-			rc = set_num(rec, 0x00201202, r->n_series);
+			rc = set_num(rec, 0x00201202, n[1]);
 		if (rc == ERR_OK)
-			rc = set_num(rec, 0x00201204, r->n_instances);
+			rc = set_num(rec, 0x00201204, n[2]);
 		return rc;
 	}
 	if (rc == ERR_OK && (q->sealed & QRY_LEVEL_BIT(QRY_STUDY))) {

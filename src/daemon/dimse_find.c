@@ -24,9 +24,6 @@
 #define TAG_CHARSET       0x00080005u
 #define TAG_RETRIEVE_AE   0x00080054u
 #define TAG_PATIENT_ID    0x00100020u
-#define TAG_N_PAT_STUDIES 0x00201200u
-#define TAG_N_PAT_SERIES  0x00201202u
-#define TAG_N_PAT_INST    0x00201204u
 
 bool dimse_find_model(const char *sop_class)
 {
@@ -159,12 +156,17 @@ static bool visible(void *ctx, const char *collection, const char *study_uid, co
 	return true;
 }
 
-static enum err set_count(struct dcm_ds *ds, uint32_t tag, int64_t n)
+/* qry_opts.patient_counts: the counts visible() just made for this patient */
+static bool own_counts(void *ctx, const uint8_t patient[32], int64_t n[3])
 {
-	char s[24];
+	struct run *ru = ctx;
 
-	snprintf(s, sizeof s, "%lld", (long long)n);
-	return dcm_ds_set_str(ds, tag, VR_IS, s);
+	if (!ru->cnt_ok || memcmp(patient, ru->cnt_patient, 32) != 0)
+		return false;
+	n[0] = ru->n_studies;
+	n[1] = ru->n_series;
+	n[2] = ru->n_instances;
+	return true;
 }
 
 static bool has_8bit(const struct dcm_ds *ds)
@@ -211,14 +213,6 @@ static enum err answer_ds(struct run *ru, const struct qry_hit *h, struct dcm_fi
 			rc = dcm_ds_set_seq(&out->ds, q->tag, &sq);
 		else
 			rc = dcm_ds_set(&out->ds, q->tag, q->vr, NULL, 0);
-	}
-	if (rc == ERR_OK && ru->level == QRY_PATIENT && ru->cnt_ok && memcmp(h->patient, ru->cnt_patient, 32) == 0) {
-		if (dcm_ds_find(&out->ds, TAG_N_PAT_STUDIES) != NULL)
-			rc = set_count(&out->ds, TAG_N_PAT_STUDIES, ru->n_studies);
-		if (rc == ERR_OK && dcm_ds_find(&out->ds, TAG_N_PAT_SERIES) != NULL)
-			rc = set_count(&out->ds, TAG_N_PAT_SERIES, ru->n_series);
-		if (rc == ERR_OK && dcm_ds_find(&out->ds, TAG_N_PAT_INST) != NULL)
-			rc = set_count(&out->ds, TAG_N_PAT_INST, ru->n_instances);
 	}
 	if (rc == ERR_OK) {
 		const struct dcm_elem *e = dcm_ds_find(res, unique[ru->level]);
@@ -401,6 +395,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	qo.level = ru.level;
 	qo.allow = visible;
 	qo.allow_ctx = &ru;
+	qo.patient_counts = own_counts;
 	rc = qry_new(&qo, &idf->ds, &q, why, sizeof why);
 	if (rc != ERR_OK) {
 		status = rc == ERR_PARSE ? DIMSE_ERR_DATASET : DIMSE_ERR_UNABLE;

@@ -222,6 +222,14 @@ find_ c2 CTFINDER -P -k QueryRetrieveLevel=PATIENT -k PatientID -k NumberOfPatie
 got c2 PatientID NumberOfPatientRelatedStudies >"$T/c2.txt"
 printf '%s\n' "P1|1" "P4|1" >"$T/c2.want"
 check "its PATIENT level: P1 and P4, one study each" "diff '$T/c2.want' '$T/c2.txt' >'$T/c2.diff'" "$T/c2.diff"
+# P1 has one study in each collection: a count is matched as it is shown,
+# over what the peer may see (the index's count of 2 would answer for ctdept)
+find_ c4 FINDER -P -k QueryRetrieveLevel=PATIENT -k PatientID=P1 -k NumberOfPatientRelatedStudies=2
+got c4 PatientID >"$T/c4.txt"
+find_ c5 FINDER -P -k QueryRetrieveLevel=PATIENT -k PatientID=P1 -k NumberOfPatientRelatedStudies=1
+got c5 PatientID NumberOfPatientRelatedStudies >"$T/c5.txt"
+check "NumberOfPatientRelatedStudies matched on the collection's count: =2 nothing, =1 P1" \
+	"! grep -q . '$T/c4.txt' && grep -qx 'P1|1' '$T/c5.txt'" "$T/c4.txt" "$T/c5.txt"
 find_ c3 NOFIND -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID
 rc=$?
 check "a peer without the find right: refused" \
@@ -319,7 +327,7 @@ check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
 check "one query audit record per C-FIND with the peer as actor ($nq)" \
-	"[ $nq -eq 20 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 22 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
