@@ -7,7 +7,11 @@
  * match is answered with a pending C-FIND-RSP carrying exactly the keys
  * asked for (plus the level's unique key), then a final status. Between
  * two results the socket is read without waiting: a C-CANCEL-RQ ends the
- * run with FE00H. One audit record ("query") per C-FIND. Layer: daemon. */
+ * run with FE00H. One audit record ("query") per C-FIND, written before
+ * the first match leaves: the matches are counted by a first run of the
+ * query, then answered by a second, no more than were counted; one more
+ * record when it ends short (cancel, failure, the association gone).
+ * Layer: daemon. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +102,8 @@ struct run {
 	uint16_t pending;           /* FF00H, or FF01H when a key is not matched */
 	bool cancelled, release, bad_peer;
 	uint64_t sent;
+	uint64_t cap;               /* no more answers than the record counted */
+	bool capped;
 	/* patient level: the counts of the patient last judged visible, in
 	 * the peer's collection only */
 	uint8_t cnt_patient[32];
@@ -292,6 +298,10 @@ static enum err on_hit(void *ctx, struct qry_hit *h)
 		return ERR_IO;
 	if (ru->cancelled)
 		return ERR_AGAIN;   /* stops the run */
+	if (ru->sent >= ru->cap) {
+		ru->capped = true;  /* a match stored since the count: as if asked a moment earlier */
+		return ERR_AGAIN;
+	}
 	rc = dcm_file_new(&f);
 	if (rc == ERR_OK)
 		rc = answer_ds(ru, h, f);
@@ -337,6 +347,38 @@ static enum err final(struct dimse_assoc *a, uint8_t pcid, uint16_t status, cons
 	return dimse_assoc_send_cmd(a, pcid, &rsp);
 }
 
+/* The first pass: matches only counted (qry_stats), nothing sent. */
+static enum err count_hit(void *ctx, struct qry_hit *h)
+{
+	(void)ctx;
+	(void)h;
+	return ERR_OK;
+}
+
+/* The C-FIND's query record: n matches at the run's level. */
+static enum err find_audit(struct dimse_assoc *a, const struct run *ru, const struct qry_stats *st, uint64_t n,
+                           enum audit_outcome outcome, uint16_t status, const char *comment)
+{
+	struct audit_objects obj;
+	char reason[200];
+
+	memset(&obj, 0, sizeof obj);
+	obj.counted = true;
+	obj.patient = st->one_patient ? st->patient : NULL;
+	switch (ru->level) {
+	case QRY_PATIENT: obj.patients = n; break;
+	case QRY_STUDY: obj.studies = n; break;
+	case QRY_SERIES: obj.series = n; break;
+	default: obj.instances = n; break;
+	}
+	snprintf(reason, sizeof reason, "DIMSE C-FIND %s %s%s%s", strcmp(a->rq.sop_class, DIMSE_FIND_STUDY_ROOT) == 0 ?
+	         "study root" : "patient root", ru->level_name ? ru->level_name : "?",
+	         status == DIMSE_CANCEL ? " (cancelled)" : "", comment ? ": " : "");
+	if (comment != NULL)
+		snprintf(reason + strlen(reason), sizeof reason - strlen(reason), "%.100s", comment);
+	return dimse_assoc_audit(a, AUDIT_QUERY, outcome, reason, &obj);
+}
+
 enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 {
 	struct dimse_find *fq = a->fq;
@@ -344,13 +386,12 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	struct dcm_file *idf = NULL;
 	struct qry_opts qo;
 	struct qry *q = NULL;
-	struct qry_stats st;
-	struct audit_objects obj;
+	struct qry_stats st, st2;
 	struct run ru;
 	const uint32_t *ign;
-	char why[256] = "", reason[200];
+	char why[256] = "";
 	uint16_t status = DIMSE_SUCCESS;
-	bool gone = false;
+	bool gone = false, recorded = false;
 	enum audit_outcome outcome = AUDIT_SUCCESS;
 	enum err rc;
 
@@ -403,40 +444,43 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 		goto done;
 	}
 	ru.pending = qry_ignored(q, &ign) > 0 ? DIMSE_PENDING_WARNING : DIMSE_PENDING;
-	rc = qry_run(a->o->vault, q, on_hit, &ru, &st);
+	/* the record before the first match leaves (docs/internals/audit.md,
+	 * "Records before disclosure"): the matches counted, recorded, then
+	 * answered, no more of them than were counted */
+	rc = qry_run(a->o->vault, q, count_hit, NULL, &st);
+	if (rc != ERR_OK) {
+		log_error("C-FIND from %s: %s", a->calling, err_str(rc));
+		status = DIMSE_ERR_UNABLE;
+		comment = "Unable to process";
+		goto done;
+	}
+	if (find_audit(a, &ru, &st, st.matches, AUDIT_SUCCESS, DIMSE_SUCCESS, NULL) != ERR_OK) {
+		status = DIMSE_ERR_UNABLE;
+		comment = "Audit record cannot be written";
+		goto done;
+	}
+	recorded = true;
+	ru.cap = st.matches;
+	memset(&st2, 0, sizeof st2);
+	rc = qry_run(a->o->vault, q, on_hit, &ru, &st2);
 	if (ru.cancelled) {
 		status = DIMSE_CANCEL;
 	} else if (rc == ERR_IO && (a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8))) {
 		gone = true;   /* the association is over: no answer */
-	} else if (rc != ERR_OK) {
+	} else if (rc != ERR_OK && !(rc == ERR_AGAIN && ru.capped)) {
 		log_error("C-FIND from %s: %s", a->calling, err_str(rc));
 		status = DIMSE_ERR_UNABLE;
 		comment = "Unable to process";
 	}
 done:
-	memset(&obj, 0, sizeof obj);
-	obj.counted = true;
-	obj.patient = st.one_patient ? st.patient : NULL;
-	switch (ru.level) {
-	case QRY_PATIENT: obj.patients = ru.sent; break;
-	case QRY_STUDY: obj.studies = ru.sent; break;
-	case QRY_SERIES: obj.series = ru.sent; break;
-	default: obj.instances = ru.sent; break;
-	}
 	if (gone)
 		outcome = AUDIT_FAILURE;
 	else if (status != DIMSE_SUCCESS && status != DIMSE_CANCEL)
 		outcome = status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE;
-	snprintf(reason, sizeof reason, "DIMSE C-FIND %s %s%s%s", strcmp(a->rq.sop_class, DIMSE_FIND_STUDY_ROOT) == 0 ?
-	         "study root" : "patient root", ru.level_name ? ru.level_name : "?",
-	         status == DIMSE_CANCEL ? " (cancelled)" : "", comment ? ": " : "");
-	if (comment != NULL)
-		snprintf(reason + strlen(reason), sizeof reason - strlen(reason), "%.100s", comment);
-	rc = dimse_assoc_audit(a, AUDIT_QUERY, outcome, reason, &obj);
-	if (rc != ERR_OK && status == DIMSE_SUCCESS) {
-		status = DIMSE_ERR_UNABLE;
-		comment = "Audit record cannot be written";
-	}
+	/* a success was recorded before its first answer; anything else is
+	 * recorded now, with what was sent */
+	if (!recorded || gone || status != DIMSE_SUCCESS)
+		(void)find_audit(a, &ru, &st, ru.sent, outcome, status, comment);
 	qry_free(q);
 	dcm_file_free(idf);
 	dimse_find_free(a);

@@ -13,6 +13,10 @@ mounting is not allowed).
   access that left no record ("audit", fail closed; the log's short write
   is cut back, so the log stays a whole chain). A login either succeeds
   with its record or is refused; a logout answers.
+* DICOM-TLS (lib/dul.py as the peer) on the same full disk: a C-STORE is
+  refused (A700H, out of resources); C-FIND and C-GET answer only after
+  their audit record is written: each either answers in full with its
+  record, or is refused (C000H / A702H) with no match and no image sent.
 * Space freed: the same server answers QIDO again, stores a new instance,
   and every instance stored before the disk filled comes back byte for
   byte; `dicomvault audit verify` says intact; the log ends with a newline.
@@ -46,11 +50,14 @@ if os.environ.get("DV_DISKFULL_NS") != "1":
     skip("needs root and unshare -m to mount a small file system")
 
 try:
+    import pydicom
     import dsgen
+    import dul
     import vault_state
-    from dvserver import PASSWORD, Vault, finish
+    from dvserver import PASSWORD, Vault, finish, free_port
 except ImportError:
     skip("no pydicom")
+dsgen.need_dimse(DV, skip)
 
 T = tempfile.mkdtemp(prefix="dv-diskfull.")
 MNT = os.path.join(T, "mnt")
@@ -121,6 +128,66 @@ def records(action):
     return [r for r in vault_state.audit_records(v.dir) if r.get("action") == action]
 
 
+def dimse_assoc():
+    """An association of PEER: C-FIND (1), C-GET (3), storage of SC with
+    the SCP role for C-GET's sub-operations (5); the socket or None."""
+    s = dul.connect(DICOM_PORT, os.path.join(T, "peer.crt"), os.path.join(T, "peer.key"),
+                    os.path.join(v.dir, "keys", "tls.crt"))
+    s.sendall(dul.assoc_rq("PEER", "DICOMVAULT", [(1, dul.FIND_STUDY, [dul.IMPLICIT]),
+                                                  (3, dul.GET_STUDY, [dul.IMPLICIT]),
+                                                  (5, dsgen.SC, [dul.IMPLICIT])], roles=[(dsgen.SC, 1, 1)]))
+    t, _ = dul.read_pdu(s)
+    if t != 2:
+        s.close()
+        return None
+    return s
+
+
+def c_find(s, mid):
+    """A C-FIND of every study: (final status, answers)."""
+    rq = dul.command({0x00000002: dul.FIND_STUDY, 0x00000100: 0x0020, 0x00000110: mid, 0x00000700: 0,
+                      0x00000800: 0x0000})
+    s.sendall(dul.pdata(1, rq, True) + dul.pdata(1, dul.dataset({0x00080052: "STUDY", 0x0020000D: ""}), False))
+    m, n = dul.Messages(s), 0
+    while True:
+        c, data = m.next()
+        if data is None:
+            return dul.us(c[0x00000900]), n
+        n += 1
+
+
+def c_get(s, mid, study):
+    """A C-GET of a study, every sub-operation answered with success:
+    (final status, images received)."""
+    rq = dul.command({0x00000002: dul.GET_STUDY, 0x00000100: 0x0010, 0x00000110: mid, 0x00000700: 0,
+                      0x00000800: 0x0000})
+    s.sendall(dul.pdata(3, rq, True) + dul.pdata(3, dul.dataset({0x00080052: "STUDY", 0x0020000D: study}), False))
+    m, got = dul.Messages(s), 0
+    while True:
+        c, _ = m.next()
+        if dul.us(c[0x00000100]) == 0x0001:   # a C-STORE sub-operation
+            got += 1
+            s.sendall(dul.pdata(5, dul.command({0x00000002: dsgen.SC, 0x00000100: 0x8001,
+                                                 0x00000120: dul.us(c[0x00000110]), 0x00000800: 0x0101,
+                                                 0x00000900: 0, 0x00001000: c[0x00001000].rstrip(b"\0").decode()}),
+                                  True))
+            continue
+        st = dul.us(c[0x00000900])
+        if st != 0xFF00:
+            return st, got
+
+
+def c_store(s, mid, data, sop):
+    """A C-STORE of an implicit VR data set on context 5: its status."""
+    rq = dul.command({0x00000002: dsgen.SC, 0x00000100: 0x0001, 0x00000110: mid, 0x00000700: 0,
+                      0x00000800: 0x0000, 0x00001000: sop})
+    s.sendall(dul.pdata(5, rq, True))
+    for i in range(0, len(data), 16000):
+        s.sendall(dul.pdata(5, data[i:i + 16000], False, i + 16000 >= len(data)))
+    c, _ = dul.Messages(s).next()
+    return dul.us(c[0x00000900])
+
+
 def fill(path):
     """Writes zeros into path until the file system has no byte left."""
     with open(path, "wb", buffering=0) as f:
@@ -144,7 +211,12 @@ def main():
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=0700" % DISK_MB, "tmpfs", MNT],
                       capture_output=True).returncode != 0:
         skip("cannot mount a tmpfs")
-    v = Vault(DV, MNT).serve()
+    global DICOM_PORT
+    fp = dsgen.cert(T, "peer")
+    v = Vault(DV, MNT)
+    v.conf('\n[peer "PEER"]\nfingerprint = %s\nrights = echo, store, find, get\n' % fp)
+    DICOM_PORT = free_port()
+    v.serve(dicom_port=DICOM_PORT)
     v.login()
     kept = [instance(i) for i in range(5)]
     st, j = v.stow(kept)
@@ -205,6 +277,39 @@ def main():
     v.err.seek(0)
     log = v.err.read()
     check("the refusals are logged as audit write failures", "cannot write the audit record" in log, log[-600:])
+
+    # DICOM on the same full disk
+    s = dimse_assoc()
+    check("a DICOM-TLS association on the full disk", s is not None)
+    if s is not None:
+        ds = dsgen.sc(P + "1.1.30", P + "1", P + "1.1", "FULL^DISK", "FULL88", rows=256, cols=256,
+                      pixel=bytes(65536))
+        st = c_store(s, 1, dsgen.implicit(ds), P + "1.1.30")
+        check("C-STORE on a full disk: A700H (out of resources)", st == 0xA700, hex(st))
+        f0, g0 = len(records("query")), len(records("retrieve"))
+        finds, gets, bad = [], [], []
+        for i in range(20):
+            st, n = c_find(s, 10 + 2 * i)
+            finds.append((st, n))
+            if not ((st == 0 and n == 1) or (st == 0xC000 and n == 0)):
+                bad.append(("find", hex(st), n))
+            st, n = c_get(s, 11 + 2 * i, P + "1")
+            gets.append((st, n))
+            if not ((st == 0 and n == 5) or (st == 0xA702 and n == 0)):
+                bad.append(("get", hex(st), n))
+        s.sendall(dul.RELEASE_RQ)
+        s.close()
+        check("while full, each C-FIND answers in full or is refused (C000H) with no match sent, "
+              "each C-GET sends all or is refused (A702H) with no image sent", not bad, bad[:4])
+        check("the audit log is full for DICOM too: some C-FINDs and C-GETs were refused",
+              any(st != 0 for st, _ in finds) and any(st != 0 for st, _ in gets), (finds, gets))
+        qf = [r for r in records("query")[f0:] if "C-FIND" in r.get("reason", "")]
+        rg = [r for r in records("retrieve")[g0:] if "C-GET" in r.get("reason", "")]
+        check("every C-FIND answered has its record", len(qf) == sum(1 for st, _ in finds if st == 0),
+              (len(qf), finds))
+        check("every C-GET that sent images has its record, written before them ('5 to send')",
+              len(rg) == sum(1 for st, _ in gets if st == 0) and all(r["reason"].endswith(": 5 to send") for r in rg),
+              [r.get("reason") for r in rg][:3])
 
     logins0 = len([r for r in records("login") if r.get("outcome") == "success"])
     code = subprocess.run(["oathtool", "--totp", "-b", "-N", "+30 seconds", v.secret], capture_output=True,
