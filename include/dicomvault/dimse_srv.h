@@ -49,6 +49,10 @@ struct dimse_srv_opts {
 	 * association's thread before the C-STORE-RSP is sent. NULL: none. */
 	void (*on_store)(void *ctx, const char *sop_uid, uint16_t status, bool existed, const char *comment);
 	void *on_store_ctx;
+	/* Before a C-STORE is stored (with on_store_ctx): false refuses it
+	 * with 0124H, "Not asked for" (import: only what the C-MOVE under way
+	 * asked for). NULL: every store the peer's rights allow. */
+	bool (*store_wanted)(void *ctx, const char *study_uid, const char *sop_uid);
 };
 
 struct dimse_srv;

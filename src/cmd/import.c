@@ -632,6 +632,7 @@ struct expect {
 
 struct got {
 	char sop[IDX_UID_MAX + 1];
+	size_t seq;                /* arrival order: the last of a UID says how it went */
 	uint16_t status;
 	bool existed;
 	char comment[80];
@@ -650,15 +651,80 @@ struct net {
 	char (*studies)[IDX_UID_MAX + 1];
 	size_t nstudies, capstudies;
 	size_t cut;                /* e[cut..]: of studies not moved in full (cancelled); ne when none */
-	pthread_mutex_t mu;        /* got, from the listener's threads */
+	pthread_mutex_t mu;        /* got, and want, from the listener's threads */
 	struct got *g;
 	size_t ng, capg;
 	bool g_oom;
+	/* what the C-MOVE under way asked for: the study and its listed
+	 * instances, sorted (store_wanted); empty between moves */
+	char want_study[IDX_UID_MAX + 1];
+	char (*want)[IDX_UID_MAX + 1];
+	size_t nwant, capwant;
 };
 
 static int got_cmp(const void *a, const void *b)
 {
+	const struct got *x = a, *y = b;
+	int c = strcmp(x->sop, y->sop);
+
+	if (c != 0)
+		return c;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* bsearch of got by UID alone (any of its C-STOREs) */
+static int got_sop_cmp(const void *a, const void *b)
+{
 	return strcmp(((const struct got *)a)->sop, ((const struct got *)b)->sop);
+}
+
+static int sop_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* dimse_srv_opts.store_wanted: only instances listed for the study being
+ * moved (a source sending others, of another study or patient, is
+ * refused: an import takes in nothing it did not ask for). */
+static bool store_wanted(void *ctx, const char *study, const char *sop)
+{
+	struct net *nt = ctx;
+	bool ok;
+
+	pthread_mutex_lock(&nt->mu);
+	ok = nt->nwant > 0 && strcmp(study, nt->want_study) == 0 &&
+	     bsearch(sop, nt->want, nt->nwant, sizeof *nt->want, sop_cmp) != NULL;
+	pthread_mutex_unlock(&nt->mu);
+	return ok;
+}
+
+/* The instances e[study_first..ne) of study sdy become what the listener
+ * takes (none when sdy is NULL). */
+static enum err want_set(struct net *nt, const char *sdy)
+{
+	size_t n = sdy != NULL ? nt->ne - nt->study_first : 0, i;
+	enum err rc = ERR_OK;
+
+	pthread_mutex_lock(&nt->mu);
+	nt->nwant = 0;
+	if (n > nt->capwant) {
+		char (*p)[IDX_UID_MAX + 1] = realloc(nt->want, n * sizeof *p);
+		if (p == NULL) {
+			rc = ERR_NOMEM;
+			n = 0;
+		} else {
+			nt->want = p;
+			nt->capwant = n;
+		}
+	}
+	for (i = 0; i < n; i++)
+		memcpy(nt->want[i], nt->e[nt->study_first + i].sop, sizeof nt->want[i]);
+	if (n > 1)
+		qsort(nt->want, n, sizeof *nt->want, sop_cmp);
+	snprintf(nt->want_study, sizeof nt->want_study, "%s", sdy != NULL ? sdy : "");
+	nt->nwant = n;
+	pthread_mutex_unlock(&nt->mu);
+	return rc;
 }
 
 static void on_store(void *ctx, const char *sop, uint16_t status, bool existed, const char *comment)
@@ -679,7 +745,8 @@ static void on_store(void *ctx, const char *sop, uint16_t status, bool existed, 
 		nt->g = p;
 		nt->capg = cap;
 	}
-	g = &nt->g[nt->ng++];
+	g = &nt->g[nt->ng];
+	g->seq = nt->ng++;
 	snprintf(g->sop, sizeof g->sop, "%s", sop);
 	g->status = status;
 	g->existed = existed;
@@ -809,6 +876,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 	o.max_assoc = 4;
 	o.on_store = on_store;
 	o.on_store_ctx = nt;
+	o.store_wanted = store_wanted;
 	if (pe->plain)
 		fprintf(stderr, "dicomvault import: warning: peer %s has tls = no: the associations with it (and the "
 		        "images it sends to %s) are neither encrypted nor authenticated by certificate\n", pe->ae,
@@ -888,8 +956,13 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		}
 		if (!listed)
 			continue;
+		if (want_set(nt, sdy) != ERR_OK) {
+			note(&x->r, W_ERROR, pe->ae, "out of memory");
+			break;
+		}
 		memset(&m, 0, sizeof m);
 		rc = dimse_scu_move(scu, sdy, o.ae, move_progress, nt, &m, why, sizeof why);
+		(void)want_set(nt, NULL);   /* a late C-STORE is not asked for */
 		x->r.pending += m.pending;
 		if (cancel_flag) {
 			/* what the peer had sent when it ended the move is kept */
@@ -929,6 +1002,10 @@ static void check_net(struct imp *x, struct net *nt)
 		qsort(nt->g, nt->ng, sizeof *nt->g, got_cmp);
 	x->r.expected = nt->ne;
 	for (i = 0; i < nt->ng; i++) {
+		if (nt->g[i].status == DIMSE_NOT_AUTHORIZED && strcmp(nt->g[i].comment, "Not asked for") == 0 &&
+		    (i == 0 || strcmp(nt->g[i - 1].sop, nt->g[i].sop) != 0))
+			note(&x->r, W_FAILED, nt->g[i].sop, "sent by %s without being asked for (not listed by C-FIND for "
+			     "the study being moved): refused", nt->peer);
 		if (nt->g[i].status == DIMSE_SUCCESS) {
 			if (nt->g[i].existed)
 				x->r.present++;
@@ -940,7 +1017,7 @@ static void check_net(struct imp *x, struct net *nt)
 		struct got key, *g;
 		enum err rc;
 		snprintf(key.sop, sizeof key.sop, "%s", nt->e[i].sop);
-		g = nt->ng ? bsearch(&key, nt->g, nt->ng, sizeof *nt->g, got_cmp) : NULL;
+		g = nt->ng ? bsearch(&key, nt->g, nt->ng, sizeof *nt->g, got_sop_cmp) : NULL;
 		/* the last C-STORE of this UID says how it went */
 		while (g != NULL && g + 1 < nt->g + nt->ng && strcmp(g[1].sop, key.sop) == 0)
 			g++;
@@ -1156,6 +1233,7 @@ done:
 	report_free(&x.r);
 	free(nt.e);
 	free(nt.g);
+	free(nt.want);
 	free(nt.series_uids);
 	free(nt.studies);
 	peers_free(ps);

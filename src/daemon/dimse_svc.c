@@ -321,6 +321,10 @@ static uint16_t store_allowed(struct dimse_assoc *a, const struct peeked *pk, co
 {
 	struct vault *v = a->o->vault;
 
+	if (a->o->store_wanted != NULL && !a->o->store_wanted(a->o->on_store_ctx, pk->study, pk->sop)) {
+		*comment = "Not asked for";
+		return DIMSE_NOT_AUTHORIZED;
+	}
 	/* a peer stores only into its own collection (zero trust: a data set
 	 * whose attributes a [collection] rule routes elsewhere does not give
 	 * the peer a right there; bind the peer to that collection instead) */

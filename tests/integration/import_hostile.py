@@ -1,0 +1,108 @@
+"""import_hostile.py DV: `dicomvault import --from SOURCE` against a source
+that sends what nobody asked for (lib/fake_pacs.py, a plain-TCP Q/R SCP,
+`tls = no`). Its C-FIND lists one instance; its C-MOVE sends that one,
+one of another study and patient, and one of the listed study that C-FIND
+did not list. The import stores and verifies the listed instance only:
+the other two are refused (0124H, "Not asked for") as they arrive, named
+in the report as failed ("sent by SOURCE without being asked for"), and
+the import exits 1; nothing of them is in the index; the refusals are
+audited; `audit verify` passes. The same source, honest, gives exit 0.
+
+Run as /usr/bin/python3 tests/integration/import_hostile.py build/check/dicomvault.
+Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
+directory. Layer: tests."""
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from tap import Tap  # noqa: E402
+
+TAP = Tap("import_hostile")
+check, skip = TAP.check, TAP.skip
+DV = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault")
+LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib")
+try:
+    import fake_pacs
+    import vault_state
+    from dvserver import Vault, finish, free_port
+except ImportError:
+    skip("no pydicom")
+
+T = tempfile.mkdtemp(prefix="dv-imphostile.")
+procs = []
+
+
+def cleanup():
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    finish(T)
+
+
+def run_import(v, mode):
+    """Starts the fake source in mode, runs the import: (exit status,
+    report JSON, the source's output)."""
+    qp, vp = free_port(), free_port()
+    v.conf('\n[peer "SRC%s"]\nhost = 127.0.0.1\nport = %d\ntls = no\n' % (mode.upper(), qp))
+    out = open(os.path.join(T, mode + ".pacs"), "w+")
+    p = subprocess.Popen([sys.executable, os.path.join(LIB, "fake_pacs.py"), str(qp), str(vp), mode], stdout=out,
+                         stderr=subprocess.STDOUT)
+    procs.append(p)
+    for _ in range(300):
+        out.seek(0)
+        if "listening" in out.read() or p.poll() is not None:
+            break
+        time.sleep(0.05)
+    r = subprocess.run([DV, "import", "--vault", v.dir, "--from", "SRC" + mode.upper(), "--port", str(vp), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    p.wait(30)
+    out.seek(0)
+    try:
+        rep = json.loads(r.stdout)
+    except ValueError:
+        rep = {"raw": r.stdout + r.stderr}
+    return r.returncode, rep, out.read()
+
+
+def indexed(vdir):
+    db = sqlite3.connect("file:%s/index.db?mode=ro" % vdir, uri=True)
+    rows = {u for (u,) in db.execute("select uid from instances")}
+    db.close()
+    return rows
+
+
+def main():
+    v = Vault(DV, T, "v")
+    rc, rep, pacs = run_import(v, "hostile")
+    check("the source sent three instances: the listed one stored (0000), the two others refused (0124)",
+          "store %s 0000" % fake_pacs.SOP in pacs and "store %s 0124" % fake_pacs.OTHER_SOP in pacs and
+          "store %s 0124" % fake_pacs.UNLISTED_SOP in pacs, pacs)
+    check("import exits 1", rc == 1, (rc, rep))
+    check("report: 1 expected, 3 received, 1 stored and verified, 2 failed",
+          (rep.get("expected"), rep.get("received"), rep.get("stored"), rep.get("verified"), rep.get("failed")) ==
+          (1, 3, 1, 1, 2), rep)
+    named = {p.get("object"): p.get("reason", "") for p in rep.get("problems", [])}
+    check("both named: 'sent by SRCHOSTILE without being asked for'",
+          all("sent by SRCHOSTILE without being asked for" in named.get(u, "")
+              for u in (fake_pacs.OTHER_SOP, fake_pacs.UNLISTED_SOP)), named)
+    check("the index holds the listed instance only", indexed(v.dir) == {fake_pacs.SOP}, indexed(v.dir))
+    refused = [r for r in vault_state.audit_records(v.dir)
+               if r.get("action") == "store" and r.get("outcome") == "denied" and "Not asked for" in r.get("reason", "")]
+    check("each refusal audited (store denied, 'Not asked for')", len(refused) == 2,
+          [r.get("reason") for r in vault_state.audit_records(v.dir) if r.get("action") == "store"])
+    w = Vault(DV, T, "w")
+    rc, rep, pacs = run_import(w, "honest")
+    check("an honest source: exit 0, 1 stored and verified, no problem",
+          rc == 0 and rep.get("verified") == 1 and not rep.get("problems"), (rc, rep, pacs))
+    for d in (v.dir, w.dir):
+        r = subprocess.run([DV, "audit", "verify", "--vault", d], capture_output=True, text=True)
+        check("audit verify: intact (%s)" % os.path.basename(d), r.returncode == 0, r.stdout + r.stderr)
+
+
+TAP.run(main, cleanup)
