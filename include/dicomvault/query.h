@@ -104,6 +104,17 @@ struct vault;
 WUR enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx, struct qry_hit *h), void *ctx,
                      struct qry_stats *st);
 
+/* The keyed hashes (store_patient_key) under which records name the
+ * patient with Patient ID id (an audit report by patient): with an
+ * issuer, that patient's; without, the ID's with no issuer and those of
+ * every patient of the index with this ID, whatever its Issuer of Patient
+ * ID (an ID with * or ? is taken literally). At most max in out; *n set.
+ * ERR_PARSE: an empty ID; ERR_LIMIT: more than max (QRY_PATIENT_KEYS_MAX
+ * for a report). */
+#define QRY_PATIENT_KEYS_MAX 64
+WUR enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, uint8_t (*out)[32], size_t max,
+                              size_t *n);
+
 /* ---- the matching rules, for tests and C-FIND ---- */
 
 /* Whether a record (a data set holding the attributes of the query's

@@ -5,12 +5,14 @@
  * keys/audit.pub are read. Layer: cmd. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "cmd.h"
 #include <jansson.h>
 #include <time.h>
 #include "dicomvault/audit.h"
+#include "dicomvault/query.h"
 #include "dicomvault/store.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
@@ -239,7 +241,8 @@ static void print_json(const char *log, const uint8_t pk[SIGN_PK_LEN], const str
 
 struct report {
 	const struct audit_args *a;
-	char patient[65];         /* hex, or "" */
+	char patients[QRY_PATIENT_KEYS_MAX][65];   /* hex: any of them; none: every record */
+	size_t npatients;
 	int64_t from, to;         /* unix seconds; 0: open */
 	uint64_t shown;
 };
@@ -281,8 +284,12 @@ static int report_line(void *ctx, const char *line, size_t n)
 		keep = false;
 	if (keep && a->user != NULL && (user == NULL || strcmp(user, a->user) != 0))
 		keep = false;
-	if (keep && rp->patient[0] && (pat == NULL || strcmp(pat, rp->patient) != 0))
-		keep = false;
+	if (keep && rp->npatients > 0) {
+		size_t i;
+		for (i = 0; i < rp->npatients && !(pat != NULL && strcmp(pat, rp->patients[i]) == 0); i++)
+			;
+		keep = i < rp->npatients;
+	}
 	if (keep && ((rp->from && t < rp->from) || (rp->to && t >= rp->to)))
 		keep = false;
 	if (keep) {
@@ -301,14 +308,16 @@ static int report_line(void *ctx, const char *line, size_t n)
 	return 0;
 }
 
-/* The keyed hash of --patient, with the vault's keys. */
-static int report_patient(const struct audit_args *a, const char *dir, char out[65])
+/* The keyed hashes of --patient (under --issuer, else under any issuer
+ * the index knows for that ID: qry_patient_keys), with the vault's keys. */
+static int report_patient(const struct audit_args *a, const char *dir, struct report *rp)
 {
 	struct vault_open_opts vo;
 	struct vault *v = NULL;
-	uint8_t h[32];
+	uint8_t (*h)[32] = NULL;
 	char why[256];
-	unsigned i;
+	size_t i, k;
+	enum err rc;
 
 	memset(&vo, 0, sizeof vo);
 	vo.passphrase_file = a->pass;
@@ -316,14 +325,22 @@ static int report_patient(const struct audit_args *a, const char *dir, char out[
 		fprintf(stderr, "dicomvault audit report: %s: %s\n", dir, why);
 		return 1;
 	}
-	if (store_patient_key(v, a->patient, a->issuer, h) != ERR_OK) {
-		vault_close(v);
+	h = calloc(QRY_PATIENT_KEYS_MAX, sizeof *h);
+	rc = h != NULL ? qry_patient_keys(v, a->patient, a->issuer, h, QRY_PATIENT_KEYS_MAX, &rp->npatients) : ERR_NOMEM;
+	vault_close(v);
+	for (k = 0; rc == ERR_OK && k < rp->npatients; k++)
+		for (i = 0; i < 32; i++)
+			snprintf(rp->patients[k] + 2 * i, 3, "%02x", h[k][i]);
+	free(h);
+	if (rc == ERR_PARSE) {
 		fputs("dicomvault audit report: --patient: an empty Patient ID\n", stderr);
 		return EXIT_USAGE;
 	}
-	vault_close(v);
-	for (i = 0; i < 32; i++)
-		snprintf(out + 2 * i, 3, "%02x", h[i]);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault audit report: --patient: %s\n",
+		        rc == ERR_LIMIT ? "too many patients with this ID: give --issuer" : err_str(rc));
+		return 1;
+	}
 	return 0;
 }
 
@@ -366,7 +383,7 @@ int cmd_audit(int argc, char **argv)
 			fputs("dicomvault audit report: --issuer goes with --patient\n", stderr);
 			return EXIT_USAGE;
 		}
-		if (a.patient != NULL && (rc = report_patient(&a, dir, rp.patient)) != 0)
+		if (a.patient != NULL && (rc = report_patient(&a, dir, &rp)) != 0)
 			return rc;
 		o.on_record = report_line;
 		o.ctx = &rp;

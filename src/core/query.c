@@ -15,6 +15,7 @@
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/query.h"
+#include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/vr.h"
 #include "pn_fold_table.h"
@@ -1506,5 +1507,60 @@ enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx,
 	wbuf_fini(&ru.tmp);
 	dk_cache_fini(&ru.dc);
 	mem_wipe(h_name, sizeof h_name);
+	return rc;
+}
+
+struct pkeys {
+	uint8_t (*out)[32];
+	size_t max, *n;
+};
+
+static enum err pkey_hit(void *ctx, struct qry_hit *h)
+{
+	struct pkeys *pk = ctx;
+	size_t i;
+
+	for (i = 0; i < *pk->n; i++)
+		if (memcmp(pk->out[i], h->patient, 32) == 0)
+			return ERR_OK;
+	if (*pk->n == pk->max)
+		return ERR_LIMIT;
+	memcpy(pk->out[(*pk->n)++], h->patient, 32);
+	return ERR_OK;
+}
+
+enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, uint8_t (*out)[32], size_t max,
+                          size_t *n)
+{
+	struct qry_opts qo;
+	struct qry_stats st;
+	struct dcm_file *f = NULL;
+	struct qry *q = NULL;
+	struct pkeys pk = { out, max, n };
+	char why[160];
+	enum err rc;
+
+	*n = 0;
+	if (max == 0)
+		return ERR_LIMIT;
+	rc = store_patient_key(v, id, issuer, out[0]);
+	if (rc != ERR_OK)
+		return rc;
+	*n = 1;
+	if (issuer != NULL || strpbrk(id, "*?\\") != NULL)
+		return ERR_OK;
+	memset(&qo, 0, sizeof qo);
+	qo.level = QRY_PATIENT;
+	rc = dcm_file_new(&f);
+	if (rc == ERR_OK)
+		rc = dcm_ds_set_str(&f->ds, 0x00100020, VR_LO, id);
+	if (rc == ERR_OK)
+		rc = qry_new(&qo, &f->ds, &q, why, sizeof why);
+	if (rc == ERR_OK) {
+		memset(&st, 0, sizeof st);
+		rc = qry_run(v, q, pkey_hit, &pk, &st);
+	}
+	qry_free(q);
+	dcm_file_free(f);
 	return rc;
 }

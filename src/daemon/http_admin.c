@@ -14,6 +14,7 @@
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
+#include "dicomvault/query.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/vr.h"
@@ -304,7 +305,8 @@ enum MHD_Result http_grants(struct http_req *r)
 
 struct aq {
 	const char *user, *action;
-	char patient[65];
+	char patients[QRY_PATIENT_KEYS_MAX][65];   /* any of them; none: every record */
+	size_t npatients;
 	int64_t from, to;
 	/* a ring of the last AUDIT_API_MAX matching lines */
 	char **ring;
@@ -319,7 +321,8 @@ static int aq_line(void *ctx, const char *line, size_t n)
 	json_t *o = json_loadb(line, n, 0, NULL), *a, *ob;
 	const char *action, *user, *pat;
 	int64_t t;
-	bool keep;
+	bool keep, pat_ok = q->npatients == 0;
+	size_t i;
 
 	if (o == NULL)
 		return 0;
@@ -329,10 +332,11 @@ static int aq_line(void *ctx, const char *line, size_t n)
 	user = a ? json_string_value(json_object_get(a, "user")) : NULL;
 	pat = ob ? json_string_value(json_object_get(ob, "patient")) : NULL;
 	t = users_parse_stamp(json_string_value(json_object_get(o, "time")));
+	for (i = 0; !pat_ok && pat != NULL && i < q->npatients; i++)
+		pat_ok = strcmp(pat, q->patients[i]) == 0;
 	keep = action != NULL && strcmp(action, "checkpoint") != 0 &&
 	       (q->action == NULL || strcmp(action, q->action) == 0) &&
-	       (q->user == NULL || (user != NULL && strcmp(user, q->user) == 0)) &&
-	       (q->patient[0] == 0 || (pat != NULL && strcmp(pat, q->patient) == 0)) &&
+	       (q->user == NULL || (user != NULL && strcmp(user, q->user) == 0)) && pat_ok &&
 	       (q->from == 0 || t >= q->from) && (q->to == 0 || t < q->to);
 	json_decref(o);
 	if (!keep)
@@ -362,7 +366,7 @@ enum MHD_Result http_audit(struct http_req *r)
 	struct audit_verify_result vr;
 	struct admin_audit_query aq;
 	char path[VAULT_PATH_MAX + 64], count[32], detail[160] = "";
-	const char *extra[3] = { NULL, NULL, NULL };
+	const char *extra[3] = { NULL, NULL, NULL }, *issuer;
 	struct aq q;
 	struct wbuf w;
 	enum MHD_Result res;
@@ -385,12 +389,27 @@ enum MHD_Result http_audit(struct http_req *r)
 	q.action = aq.action[0] ? aq.action : NULL;
 	q.from = aq.from;
 	q.to = aq.to;
+	issuer = arg(r, "issuer");
+	if (issuer != NULL && (!aq.patient[0] || strlen(issuer) > 64))
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "parameter issuer: goes with patient, at most 64 characters",
+		                    NULL);
 	if (aq.patient[0]) {
-		uint8_t h[32];
-		if (store_patient_key(v, aq.patient, NULL, h) != ERR_OK)
+		/* the patient under any issuer of that ID, unless one is given */
+		uint8_t (*h)[32] = calloc(QRY_PATIENT_KEYS_MAX, sizeof *h);
+		size_t k;
+		if (h == NULL)
+			return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
+		rc = qry_patient_keys(v, aq.patient, issuer, h, QRY_PATIENT_KEYS_MAX, &q.npatients);
+		for (k = 0; k < q.npatients; k++)
+			for (i = 0; i < 32; i++)
+				snprintf(q.patients[k] + 2 * i, 3, "%02x", h[k][i]);
+		free(h);
+		if (rc == ERR_PARSE)
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "parameter patient: an empty ID", NULL);
-		for (i = 0; i < 32; i++)
-			snprintf(q.patient + 2 * i, 3, "%02x", h[i]);
+		if (rc != ERR_OK)
+			return http_problem(r, rc == ERR_LIMIT ? MHD_HTTP_BAD_REQUEST : MHD_HTTP_INTERNAL_SERVER_ERROR,
+			                    rc == ERR_LIMIT ? "parameter patient: too many patients with this ID; give issuer"
+			                                    : "the index cannot be read", NULL);
 	}
 	q.ring = calloc(AUDIT_API_MAX, sizeof *q.ring);
 	if (q.ring == NULL)
