@@ -185,7 +185,10 @@ static enum err set_value(struct dcm_ds *ds, uint32_t tag, uint16_t vr, const st
 	if (n > 0 && !vr_is_string(vr))
 		return fail(why, whylen, ERR_PARSE, ai, "this attribute cannot be matched");
 	memcpy(buf, v, n);
-	if (vr == VR_UI)
+	/* a comma list: UIDs (PS3.18 8.3.4.1 uid-list-match), and CS values,
+	 * which cannot hold a comma (ModalitiesInStudy=CT,MR: any of them, as
+	 * CT\MR; Orthanc takes commas so too) */
+	if (vr == VR_UI || vr == VR_CS)
 		for (i = 0; i < n; i++)
 			if (buf[i] == ',')
 				buf[i] = '\\';

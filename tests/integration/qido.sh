@@ -186,6 +186,18 @@ q us "studies?ModalitiesInStudy=US"
 check "ModalitiesInStudy US" "ok200 us && js us 'S() == {$(st 3)} and set(d[0][\"00080061\"][\"Value\"]) == {\"CT\", \"US\"}'"
 q ct "studies?ModalitiesInStudy=CT"
 check "ModalitiesInStudy CT" "js ct 'N == 4 and $(st 1) in S() and $(st 2) not in S()'"
+q ctmr "studies?ModalitiesInStudy=CT,MR"
+q mr "studies?ModalitiesInStudy=MR"
+# the studies of each file, as sets: the comma list is their union
+sets() { "$PY" -c "
+import json, sys
+s = [set(i['0020000D']['Value'][0] for i in json.load(open(f))) for f in sys.argv[1:]]
+sys.exit(0 if s[0] == s[1] | s[2] and s[1] and s[2] else 1)" "$T/$1.body" "$T/$2.body" "$T/$3.body"; }
+check "ModalitiesInStudy=CT,MR: a comma list of CS values, any of them (as CT\\MR)" \
+	"ok200 ctmr && sets ctmr ct mr && js ctmr '$(st 1) in S() and $(st 2) in S()'"
+q sermod2 "series?Modality=US,MR"
+check "Modality=US,MR at the series level: any of them" \
+	"ok200 sermod2 && js sermod2 'sorted(V(i, \"00080060\") for i in d) == [\"MR\", \"MR\", \"US\"]'"
 q list "studies?StudyInstanceUID=$R.1.1,$R.1.2"
 q list2 "studies?StudyInstanceUID=$R.1.1%5C$R.1.4"
 check "StudyInstanceUID lists (comma, backslash)" "js list 'S() == {$(st 1), $(st 2)}' && js list2 'S() == {$(st 1), $(st 4)}'"
