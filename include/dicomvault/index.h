@@ -14,6 +14,10 @@
 #include "dicomvault/err.h"
 
 #define IDX_UID_MAX 64
+/* ModalitiesInStudy as kept: room for every modality code of the
+ * standard at once (each at most 16 characters); a study that somehow
+ * has more distinct values keeps the first and says so in the log. */
+#define IDX_MODALITIES_MAX 1024
 #define IDX_HMAC_LEN 32
 
 struct idx_blob {
@@ -47,7 +51,7 @@ struct idx_study {
 	char collection[IDX_UID_MAX + 1];
 	char date[9];                     /* YYYYMMDD or "" */
 	char time[17];                    /* HHMMSS.FFFFFF or "" */
-	char modalities[IDX_UID_MAX + 1]; /* backslash-separated, as in ModalitiesInStudy */
+	char modalities[IDX_MODALITIES_MAX + 1]; /* backslash-separated, as in ModalitiesInStudy */
 	uint8_t accession_hmac[IDX_HMAC_LEN];
 	bool has_accession;
 	struct idx_blob enc;              /* sealed: accession, description, referring physician, study ID */

@@ -60,6 +60,16 @@ static void get_plain(const struct dcm_ds *ds, uint32_t tag, char *out, size_t c
 	const char *s = dcm_ds_str(ds, tag, &n);
 
 	out[0] = 0;
+	/* leading and trailing spaces are not significant in the VRs kept
+	 * so (CS, DA, TM, IS: PS3.5 Table 6.2-1): the index holds the value
+	 * the matching sees, else its filter would drop a row the record
+	 * check matches (" MR" and Modality=MR) */
+	while (s != NULL && n > 0 && s[0] == ' ') {
+		s++;
+		n--;
+	}
+	while (s != NULL && n > 0 && s[n - 1] == ' ')
+		n--;
 	if (s == NULL || n >= cap)
 		return;
 	for (i = 0; i < n; i++)
@@ -80,8 +90,6 @@ static void get_datetime(const struct dcm_ds *ds, uint32_t tag, bool is_time, ch
 
 	get_plain(ds, tag, raw, sizeof raw);
 	n = strlen(raw);
-	while (n > 0 && raw[n - 1] == ' ')
-		raw[--n] = 0;
 	if ((!is_time && n == 10 && raw[4] == '.' && raw[7] == '.') || (is_time && n >= 5 && raw[2] == ':')) {
 		for (i = 0; i < n; i++)
 			if (raw[i] != (is_time ? ':' : '.') || (is_time && i != 2 && i != 5))
@@ -491,8 +499,10 @@ static void merge_modality(char *mods, size_t cap, const char *m)
 			return;
 		p = q ? q + 1 : NULL;
 	}
-	if (len + ml + 2 > cap)
+	if (len + ml + 2 > cap) {
+		log_warn("store: ModalitiesInStudy is full (%zu bytes): modality %.16s not added", len, m);
 		return;
+	}
 	if (len)
 		mods[len++] = '\\';
 	memcpy(mods + len, m, ml + 1);
