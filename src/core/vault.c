@@ -439,6 +439,23 @@ static enum err check_mode(const char *dir, const char *name, mode_t max, bool n
 	return ERR_OK;
 }
 
+/* A 256-bit key drawn at random has about 28 distinct byte values of 32;
+ * fewer than 16 happens by chance with a probability under 10^-20, so such
+ * a key was made by hand (a constant, a repeated word or pattern): weak.
+ * Only the count leaves this function. */
+static bool mk_looks_random(const uint8_t *k)
+{
+	uint8_t seen[256] = { 0 };
+	unsigned i, distinct = 0;
+
+	for (i = 0; i < MK_LEN; i++) {
+		distinct += seen[k[i]] == 0;
+		seen[k[i]] = 1;
+	}
+	mem_wipe(seen, sizeof seen);
+	return distinct >= 16;
+}
+
 enum err vault_check(const char *dir, char *why, size_t whylen)
 {
 	static const struct {
@@ -473,6 +490,8 @@ enum err vault_check(const char *dir, char *why, size_t whylen)
 			return err_why(why, whylen, rc, "%s is not a valid master key file", p);
 		if (ct_equal(secret_view(mk), zero, MK_LEN))
 			rc = err_why(why, whylen, ERR_DENIED, "%s holds an all-zero (default) key", p);
+		else if (!mk_looks_random(secret_view(mk)))
+			rc = err_why(why, whylen, ERR_DENIED, "%s holds a weak key (too few distinct bytes: not random)", p);
 		secret_free(mk);
 	}
 	return rc;

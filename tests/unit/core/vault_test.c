@@ -112,6 +112,36 @@ TEST(check_refuses_zero_key_and_missing_files)
 	CHECK(vault_check(dir, why, sizeof why) == ERR_NOTFOUND);
 }
 
+/* A hand-made key (a repeated word: 4 distinct bytes) is refused as weak;
+ * 32 distinct bytes pass the check. */
+TEST(check_refuses_weak_key)
+{
+	char dir[512], p[600], why[256];
+	uint8_t key[40] = { 'D', 'V', 'M', 'K', 1 };
+	unsigned i, round;
+	int fd;
+
+	CHECK(make_vault("w", NULL, dir, sizeof dir) == ERR_OK);
+	snprintf(p, sizeof p, "%s/keys/master.key", dir);
+	for (round = 0; round < 2; round++) {
+		for (i = 0; i < 32; i++)
+			key[8 + i] = round == 0 ? (uint8_t)"word"[i % 4] : (uint8_t)(i * 7 + 1);
+		unlink(p);
+		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		CHECK(fd >= 0);
+		if (fd >= 0) {
+			CHECK(write(fd, key, sizeof key) == (ssize_t)sizeof key);
+			close(fd);
+		}
+		if (round == 0) {
+			CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);
+			CHECK(strstr(why, "weak key") != NULL);
+		} else {
+			CHECK(vault_check(dir, why, sizeof why) == ERR_OK);
+		}
+	}
+}
+
 TEST(tampered_wrapped_key)
 {
 	char dir[512], p[600], why[256];
@@ -173,6 +203,7 @@ int main(void)
 	RUN(open_key_file_vault);
 	RUN(check_refuses_loose_permissions);
 	RUN(check_refuses_zero_key_and_missing_files);
+	RUN(check_refuses_weak_key);
 	RUN(tampered_wrapped_key);
 	RUN(passphrase_vault);
 	RUN(bad_config_named);
