@@ -772,15 +772,59 @@ static enum err add_uid(char (**arr)[IDX_UID_MAX + 1], size_t *n, size_t *cap, c
 	return ERR_OK;
 }
 
+/* Listed UIDs are gathered as they come and made unique once the listing
+ * is over (sort_unique, sort_unique_expect): a linear search per answer
+ * let a source listing a million studies keep the import busy for hours. */
 static enum err study_found(void *ctx, const char *uid)
 {
 	struct net *nt = ctx;
-	size_t i;
 
-	for (i = 0; i < nt->nstudies; i++)
-		if (strcmp(nt->studies[i], uid) == 0)
-			return ERR_OK;
 	return add_uid(&nt->studies, &nt->nstudies, &nt->capstudies, uid, IMPORT_MAX_STUDIES);
+}
+
+/* Sorts arr[0..*n) and drops repeats. */
+static void sort_unique(char (*arr)[IDX_UID_MAX + 1], size_t *n)
+{
+	size_t i, o = 0;
+
+	if (*n < 2)
+		return;
+	qsort(arr, *n, sizeof *arr, sop_cmp);
+	for (i = 0; i < *n; i++)
+		if (o == 0 || strcmp(arr[o - 1], arr[i]) != 0) {
+			if (o != i)
+				memcpy(arr[o], arr[i], sizeof arr[o]);
+			o++;
+		}
+	*n = o;
+}
+
+static int expect_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct expect *)a)->sop, ((const struct expect *)b)->sop);
+}
+
+/* The instances listed for the study being listed, e[study_first..ne):
+ * sorted, each once, and whether each was in the vault already. */
+static void sort_unique_expect(struct net *nt)
+{
+	struct expect *e = nt->e + nt->study_first;
+	size_t n = nt->ne - nt->study_first, i, o = 0;
+	struct idx_instance in;
+
+	if (n > 1)
+		qsort(e, n, sizeof *e, expect_cmp);
+	for (i = 0; i < n; i++)
+		if (o == 0 || strcmp(e[o - 1].sop, e[i].sop) != 0) {
+			if (o != i)
+				e[o] = e[i];
+			o++;
+		}
+	nt->ne = nt->study_first + o;
+	pthread_mutex_lock(&nt->x->lock);
+	for (i = 0; i < o; i++)
+		e[i].before = nt->x->v->ix->ops->instance_get(nt->x->v->ix, e[i].sop, &in) == ERR_OK;
+	pthread_mutex_unlock(&nt->x->lock);
 }
 
 static enum err series_found(void *ctx, const char *uid)
@@ -793,12 +837,7 @@ static enum err series_found(void *ctx, const char *uid)
 static enum err instance_found(void *ctx, const char *uid)
 {
 	struct net *nt = ctx;
-	struct idx_instance in;
-	size_t i;
 
-	for (i = nt->study_first; i < nt->ne; i++)
-		if (strcmp(nt->e[i].sop, uid) == 0)
-			return ERR_OK;   /* listed twice */
 	if (nt->ne == nt->cap) {
 		size_t c = nt->cap ? nt->cap * 2 : 256;
 		struct expect *p;
@@ -812,9 +851,7 @@ static enum err instance_found(void *ctx, const char *uid)
 	}
 	snprintf(nt->e[nt->ne].study, sizeof nt->e[nt->ne].study, "%s", nt->study);
 	snprintf(nt->e[nt->ne].sop, sizeof nt->e[nt->ne].sop, "%s", uid);
-	pthread_mutex_lock(&nt->x->lock);
-	nt->e[nt->ne].before = nt->x->v->ix->ops->instance_get(nt->x->v->ix, uid, &in) == ERR_OK;
-	pthread_mutex_unlock(&nt->x->lock);
+	nt->e[nt->ne].before = false;   /* sort_unique_expect tells */
 	nt->ne++;
 	return ERR_OK;
 }
@@ -914,6 +951,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 			goto out;
 		}
 	}
+	sort_unique(nt->studies, &nt->nstudies);
 	/* each study: its series, their instances, then the C-MOVE */
 	for (i = 0; i < nt->nstudies && !lost; i++) {
 		struct dimse_scu_move m;
@@ -930,9 +968,12 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		nt->nseries = 0;
 		rc = dimse_scu_find(scu, "SERIES", sdy, NULL, series_found, nt, &skipped, &st, comment, sizeof comment, why,
 		                    sizeof why);
+		if (rc == ERR_OK && st == DIMSE_SUCCESS)
+			sort_unique(nt->series_uids, &nt->nseries);
 		for (j = 0; rc == ERR_OK && st == DIMSE_SUCCESS && j < nt->nseries; j++)
 			rc = dimse_scu_find(scu, "IMAGE", sdy, nt->series_uids[j], instance_found, nt, &skipped, &st, comment,
 			                    sizeof comment, why, sizeof why);
+		sort_unique_expect(nt);
 		if (cancel_flag) {
 			nt->cut = nt->study_first;   /* its instances listed so far: not moved */
 			cancel_note(&x->r, "the C-MOVE under way was cancelled, no further study was moved");

@@ -6,7 +6,9 @@ did not list. The import stores and verifies the listed instance only:
 the other two are refused (0124H, "Not asked for") as they arrive, named
 in the report as failed ("sent by SOURCE without being asked for"), and
 the import exits 1; nothing of them is in the index; the refusals are
-audited; `audit verify` passes. The same source, honest, gives exit 0.
+audited; `audit verify` passes. The same source, honest, gives exit 0,
+and so it does when it lists every study, series and instance twice
+(each expected, moved and verified once).
 
 Run as /usr/bin/python3 tests/integration/import_hostile.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
@@ -100,7 +102,12 @@ def main():
     rc, rep, pacs = run_import(w, "honest")
     check("an honest source: exit 0, 1 stored and verified, no problem",
           rc == 0 and rep.get("verified") == 1 and not rep.get("problems"), (rc, rep, pacs))
-    for d in (v.dir, w.dir):
+    x = Vault(DV, T, "x")
+    rc, rep, pacs = run_import(x, "repeats")
+    check("a source that lists everything twice: exit 0, 1 expected, stored and verified",
+          rc == 0 and (rep.get("expected"), rep.get("verified")) == (1, 1) and not rep.get("problems"),
+          (rc, rep, pacs))
+    for d in (v.dir, w.dir, x.dir):
         r = subprocess.run([DV, "audit", "verify", "--vault", d], capture_output=True, text=True)
         check("audit verify: intact (%s)" % os.path.basename(d), r.returncode == 0, r.stdout + r.stderr)
 

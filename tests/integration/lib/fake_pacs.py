@@ -5,7 +5,8 @@ SOURCE` and exits. Its C-FIND lists one study, one series, one instance
 association to DEST_PORT as SOURCE and C-STOREs, in MODE "hostile"
 (the default), the listed instance, then one of another study and
 patient that nobody asked for, then one of the listed study that C-FIND
-did not list; in MODE "honest", the listed instance only. Prints
+did not list; in MODE "honest", the listed instance only; in MODE
+"repeats", the same, each C-FIND answer given twice. Prints
 "listening" once it listens, then one line per C-STORE with the status
 it got ("store UID STATUS"). Imported by
 nothing; run by tests/integration/import_hostile.py. Layer: tests."""
@@ -145,7 +146,8 @@ def main():
                 ds.SeriesInstanceUID = SERIES
             if lvl == "IMAGE":
                 ds.SOPInstanceUID = SOP
-            send(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, True), encode(ds))
+            for _ in range(2 if mode == "repeats" else 1):
+                send(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, True), encode(ds))
             send(c, pcid, rsp(0x8020, cls, msgid, 0x0000, False))
         elif field == 0x0021:   # C-MOVE
             n = store_all(dest_port, source_ae, mode, msgid)
