@@ -122,5 +122,8 @@ bool access_collection_known(const struct access_collections *c, const char *nam
  * "default". */
 const char *access_collection_for(const struct access_collections *c, const struct dcm_ds *ds, const char *calling_ae,
                                   const char *target);
+/* Whether a section of collection NAME has `calling_ae = AE` naming
+ * calling_ae: the administrator routes that peer's stores there. */
+bool access_collection_routes_ae(const struct access_collections *c, const char *name, const char *calling_ae);
 
 #endif

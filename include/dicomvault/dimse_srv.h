@@ -53,6 +53,10 @@ struct dimse_srv_opts {
 	 * with 0124H, "Not asked for" (import: only what the C-MOVE under way
 	 * asked for). NULL: every store the peer's rights allow. */
 	bool (*store_wanted)(void *ctx, const char *study_uid, const char *sop_uid);
+	/* C-STOREs go to whichever collection the [collection] rules choose
+	 * (import --from); false: only the peer's own, or one a calling_ae
+	 * rule routes it to (serve) */
+	bool any_collection;
 };
 
 struct dimse_srv;

@@ -914,6 +914,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 	o.on_store = on_store;
 	o.on_store_ctx = nt;
 	o.store_wanted = store_wanted;
+	o.any_collection = true;   /* routed by the rules, as import PATH */
 	if (pe->plain)
 		fprintf(stderr, "dicomvault import: warning: peer %s has tls = no: the associations with it (and the "
 		        "images it sends to %s) are neither encrypted nor authenticated by certificate\n", pe->ae,
@@ -923,7 +924,7 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		note(&x->r, W_ERROR, pe->ae, "cannot start the DICOM listener for the C-STORE sub-operations: %s", why);
 		goto out;
 	}
-	rc = dimse_scu_open(srv, pe, &scu, why, sizeof why);
+	rc = dimse_scu_open(srv, &only, &scu, why, sizeof why);   /* the listener's own table: its CA */
 	if (rc != ERR_OK) {
 		note(&x->r, W_ERROR, pe->ae, "association refused or failed: %s", why);
 		goto out;

@@ -394,3 +394,13 @@ const char *access_collection_for(const struct access_collections *c, const stru
 		return target;
 	return "default";
 }
+
+bool access_collection_routes_ae(const struct access_collections *c, const char *name, const char *calling_ae)
+{
+	size_t i;
+
+	for (i = 0; c != NULL && calling_ae != NULL && i < c->n; i++)
+		if (c->r[i].ae[0] != 0 && strcmp(c->r[i].name, name) == 0 && ae_eq(c->r[i].ae, calling_ae))
+			return true;
+	return false;
+}

@@ -325,10 +325,13 @@ static uint16_t store_allowed(struct dimse_assoc *a, const struct peeked *pk, co
 		*comment = "Not asked for";
 		return DIMSE_NOT_AUTHORIZED;
 	}
-	/* a peer stores only into its own collection (zero trust: a data set
-	 * whose attributes a [collection] rule routes elsewhere does not give
-	 * the peer a right there; bind the peer to that collection instead) */
-	if (strcmp(pk->coll, a->peer->collection) != 0) {
+	/* a peer stores only into its own collection, or one a `calling_ae`
+	 * rule routes it to (zero trust: a data set whose attributes, which
+	 * the sender writes, a `match` rule routes elsewhere gives the peer no
+	 * right there). import --from, the operator's own migration, takes
+	 * whatever the rules choose: it takes only what it asked for. */
+	if (!a->o->any_collection && strcmp(pk->coll, a->peer->collection) != 0 &&
+	    !access_collection_routes_ae(a->o->colls, pk->coll, a->calling)) {
 		*comment = "Study would belong to another collection";
 		return DIMSE_NOT_AUTHORIZED;
 	}

@@ -123,8 +123,15 @@ rights = store
 
 [collection "ctdept"]
 
+[collection "modality"]
+calling_ae = ROUTED
+
 [collection "research"]
 match = InstitutionName=RESEARCH*
+
+[peer "ROUTED"]
+fingerprint = $(fp "$T/peer1.crt")
+rights = store
 CONF
 serve_dicom || exit 0
 ok "server running with DICOM-TLS"
@@ -183,7 +190,7 @@ check "C-STORE into a study of another collection: status 0124H" "grep -q 'Statu
 check "refused store audited" "grep '\"store\"' '$T/v/audit/audit.log' | grep -q 'another collection'"
 # a data set that a [collection] rule routes to a collection the peer is
 # not bound to: refused (a study already stored there is refused already)
-"$PY" - "$TF/MR_small.dcm" "$T/research_new.dcm" <<'PYEOF'
+"$PY" - "$TF/MR_small.dcm" "$T/research_new.dcm" "$T/routed_new.dcm" <<'PYEOF'
 import sys
 import pydicom
 ds = pydicom.dcmread(sys.argv[1])
@@ -192,12 +199,22 @@ ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1143.77.1"
 ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1143.77.1.1"
 ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.1143.77.1.1.1"
 ds.save_as(sys.argv[2])
+ds.InstitutionName = "WARD 7"
+ds.StudyInstanceUID = "1.2.826.0.1.3680043.2.1143.77.2"
+ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1143.77.2.1"
+ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = "1.2.826.0.1.3680043.2.1143.77.2.1.1"
+ds.save_as(sys.argv[3])
 PYEOF
 store CTDEPT -v "$T/research_new.dcm" >"$T/s8" 2>&1
 check "C-STORE that a rule routes to a collection the peer is not bound to (new study): 0124H" \
 	"grep -q 'Status: 0x124' '$T/s8'" "$T/s8"
 store ECHOSCU -v "$T/research_new.dcm" >"$T/s9" 2>&1
 check "the same from a peer of the default collection: 0124H too" "grep -q 'Status: 0x124' '$T/s9'" "$T/s9"
+# a calling_ae rule is the administrator routing that peer: its stores go there
+store ROUTED -v "$T/routed_new.dcm" >"$T/s10" 2>&1
+rc=$?
+check "C-STORE from a peer that a calling_ae rule routes to another collection: stored there" \
+	"[ $rc -eq 0 ] && ! grep -q 'Status: 0x' '$T/s10' && [ \"\$(\"$PY\" -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"select collection from studies where uid = ?\", (\"1.2.826.0.1.3680043.2.1143.77.2\",)).fetchone()[0])' '$T/v/index.db')\" = modality ]" "$T/s10"
 # without the store right: with neither store nor get no storage context
 # is accepted (dimse_svc_policy), so storescu's association is rejected
 # (A-ASSOCIATE-RJ 1/1/1: permanent, service user, no reason given) and
