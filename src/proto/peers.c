@@ -285,6 +285,14 @@ enum err peers_load(const struct ini *conf, struct peers **out, char *why, size_
 			snprintf(why, whylen, "line %u: peer %s: give either fingerprint or ca (exactly one)", s->line, pe->ae);
 			goto out;
 		}
+		if ((pe->has_fp || pe->ca[0] != 0) && pe->plain) {
+			/* plain TCP identifies a peer by AE title (and host) only: a
+			 * certificate binding would bind nothing there, and inbound
+			 * it is refused (a half-working peer) */
+			snprintf(why, whylen, "line %u: peer %s: tls = no goes without fingerprint and ca (plain TCP checks "
+			         "no certificate)", s->line, pe->ae);
+			goto out;
+		}
 		if (!pe->has_fp && pe->ca[0] == 0 && !pe->plain) {
 			snprintf(why, whylen, "line %u: peer %s: give either fingerprint or ca (exactly one), or tls = no",
 			         s->line, pe->ae);

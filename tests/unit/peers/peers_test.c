@@ -145,10 +145,9 @@ TEST(tls_no)
 	struct peers *p = NULL;
 	char why[256] = "";
 
-	/* tls = no: fingerprint and ca become optional (import from an old
-	 * archive over plain TCP); default and tls = yes: TLS */
+	/* tls = no: no fingerprint or ca (import from an old archive over
+	 * plain TCP, which checks no certificate); default and tls = yes: TLS */
 	CHECK_EQ_INT(load("[peer \"OLD\"]\nhost = 10.0.0.5\nport = 104\ntls = no\n"
-	                  "[peer \"OLDFP\"]\nfingerprint = " FP "\ntls = no\n"
 	                  "[peer \"NEW\"]\nfingerprint = " FP "\ntls = yes\n"
 	                  "[peer \"DEF\"]\nfingerprint = " FP "\n",
 	                  &p, why, sizeof why),
@@ -156,7 +155,6 @@ TEST(tls_no)
 	if (p != NULL) {
 		const struct peer *pe = peers_find(p, "OLD");
 		CHECK(pe != NULL && pe->plain && !pe->has_fp && pe->ca[0] == 0 && pe->port == 104);
-		CHECK(peers_find(p, "OLDFP") != NULL && peers_find(p, "OLDFP")->plain && peers_find(p, "OLDFP")->has_fp);
 		CHECK(peers_find(p, "NEW") != NULL && !peers_find(p, "NEW")->plain);
 		CHECK(peers_find(p, "DEF") != NULL && !peers_find(p, "DEF")->plain);
 		peers_free(p);
@@ -166,6 +164,8 @@ TEST(tls_no)
 	refused("[peer \"A\"]\ntls = off\n", "tls: yes or no");
 	refused("[peer \"A\"]\ntls = no\nport = 104\n", "host and port go together");
 	refused("[peer \"A\"]\nfingerprint = " FP "\nca = x.pem\ntls = no\n", "exactly one");
+	refused("[peer \"A\"]\nfingerprint = " FP "\ntls = no\n", "tls = no goes without fingerprint and ca");
+	refused("[peer \"A\"]\nca = x.pem\nhost = h\nport = 104\ntls = no\n", "tls = no goes without");
 }
 
 TEST(rights)
