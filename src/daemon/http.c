@@ -758,7 +758,11 @@ static enum MHD_Result req_body(struct http_req *r, const char *p, size_t n)
  * request head: HTTP_HEAD_TIMEOUT from its accept (TLS handshake
  * included), HTTP_CONN_TIMEOUT from the end of the request before (a
  * kept-alive connection), none while a request runs (its body and answer
- * stream at their own pace, under the inactivity timeout). A thread looks
+ * stream at their own pace, under the inactivity timeout) except for a
+ * body read whole before the route runs (login's JSON, at most
+ * HTTP_MAX_JSON_BODY): that must arrive within HTTP_HEAD_TIMEOUT of its
+ * head, since the login body is read before anyone is authenticated and
+ * a byte every few seconds would hold the connection for ever. A thread looks
  * every half second and shuts down the socket of a connection past its
  * deadline: its own thread then sees the connection end and closes it. */
 struct conn_watch {
@@ -774,6 +778,20 @@ static struct conn_watch *watch_of(struct MHD_Connection *c)
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
 	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* A buffered body is coming: the deadline runs on, HTTP_HEAD_TIMEOUT
+ * from its head. */
+static void watch_body(struct http_server *s, struct MHD_Connection *c)
+{
+	struct conn_watch *w = watch_of(c);
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&s->watch_mu);
+	w->in_request = false;
+	w->deadline_ms = clock_mono_ms() + (int64_t)HTTP_HEAD_TIMEOUT * 1000;
+	pthread_mutex_unlock(&s->watch_mu);
 }
 
 /* The connection's head arrived (in) or its request ended (!in). */
@@ -879,7 +897,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r->route = route_find(url);
 		r->url = url;
 		peer_addr(r);
-		watch_request(r->srv, c, true);
+		/* a streamed body (STOW) runs at its own pace; a buffered one
+		 * must be in by the deadline (watch_body) */
+		if (r->route != NULL && r->route->body == NULL && r->route->begin == NULL)
+			watch_body(r->srv, c);
+		else
+			watch_request(r->srv, c, true);
 		return req_begin(r, url);
 	}
 	n = *upload_size;
@@ -899,6 +922,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return r->route->body(r, (const uint8_t *)upload, n);
 	if (n > 0)
 		return req_body(r, upload, n);
+	watch_request(r->srv, c, true);   /* the body is in: the answer goes at its own pace */
 	if (r->too_large)
 		return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is too large", NULL);
 	return r->route->fn(r);

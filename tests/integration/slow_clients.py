@@ -3,7 +3,9 @@
 send their request head a few bytes at a time, and connections that never
 finish the TLS handshake, are closed once HTTP_HEAD_TIMEOUT (10 s) has
 passed since their accept, although each keeps sending within the 30 s
-inactivity timeout; while they hang, other clients are served; a request
+inactivity timeout; so is a login whose body (read before anyone is
+authenticated) trickles, 10 s after its head; while they hang, other
+clients are served; a request
 whose head came in time but whose body trickles (a STOW-RS from a slow
 link) is not cut at 10 s and is answered; a STOW-RS whose body stalls
 half-way (the socket kept open) is closed after the 30 s inactivity
@@ -64,6 +66,33 @@ def trickle_head(v, out, i):
         t.close()
     except (ssl.SSLError, OSError):
         out[i] = time.monotonic() - t0
+
+
+def trickle_login(v, out, i):
+    """From 127.0.0.2: a whole login head (Content-Length 60000), then
+    its body a byte every 2 s: the time from the head until the server
+    closed the connection (None: still open at 40 s)."""
+    try:
+        s = socket.create_connection(("127.0.0.1", v.port), timeout=40, source_address=("127.0.0.2", 0))
+        t = v.ctx.wrap_socket(s, server_hostname="localhost")
+        t.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 60000\r\n\r\n")
+        t0 = time.monotonic()
+        t.settimeout(2)
+        while time.monotonic() - t0 < 40:
+            try:
+                if t.recv(4096) == b"":
+                    break
+            except (socket.timeout, TimeoutError):
+                t.sendall(b" ")
+        else:
+            out[i] = None
+            t.close()
+            return
+        out[i] = time.monotonic() - t0
+        t.close()
+    except (ssl.SSLError, OSError):
+        out[i] = time.monotonic() - t0 if "t0" in locals() else -1
 
 
 def no_handshake(v, out, i):
@@ -207,8 +236,9 @@ def main():
     v = Vault(DV, tmp)
     v.serve()
     v.login()
-    heads, raws, body, stall = [None] * 8, [None] * 4, [None], {}
+    heads, raws, body, stall, logins = [None] * 8, [None] * 4, [None], {}, [None] * 2
     threads = [threading.Thread(target=trickle_head, args=(v, heads, i)) for i in range(8)]
+    threads += [threading.Thread(target=trickle_login, args=(v, logins, i)) for i in range(2)]
     threads += [threading.Thread(target=no_handshake, args=(v, raws, i)) for i in range(4)]
     threads.append(threading.Thread(target=slow_body, args=(v, body)))
     stalled = threading.Thread(target=stalled_body, args=(v, stall))
@@ -221,7 +251,7 @@ def main():
         st, _, _ = v.request("GET", "/healthz", auth=False)
         served.append(st)
         time.sleep(1)
-    check("other clients served while 12 connections hang", served == [200, 200, 200], served)
+    check("other clients served while 14 connections hang", served == [200, 200, 200], served)
     t0 = time.monotonic()
     q = study_count(v)
     dt = time.monotonic() - t0
@@ -233,6 +263,8 @@ def main():
         t.join(60)
     check("request heads a line every 2 s: closed after the head timeout, not held for ever",
           all(x is not None and HEAD_TIMEOUT - 0.5 <= x <= HEAD_TIMEOUT + 4 for x in heads), heads)
+    check("a login body (read before any authentication) trickled a byte every 2 s: closed %d s after its head"
+          % HEAD_TIMEOUT, all(x is not None and HEAD_TIMEOUT - 0.5 <= x <= HEAD_TIMEOUT + 4 for x in logins), logins)
     check("connections that never finish the TLS handshake: closed after the head timeout",
           all(x is not None and HEAD_TIMEOUT - 0.5 <= x <= HEAD_TIMEOUT + 4 for x in raws), raws)
     check("a STOW-RS body trickled over 16 s after a whole head: answered 200",
