@@ -721,11 +721,13 @@ static bool frames_prepare(struct http_req *r, struct bstream *bs, const struct 
 	}
 	if (rc != ERR_OK) {
 		/* ERR_PARSE: the stored attributes do not describe its pixel
-		 * data (Number of Frames "1A", frames longer than Pixel Data):
-		 * the instance's fault, not the server's, so no frame is found;
-		 * the instance itself is still retrievable as it was stored */
+		 * data (Number of Frames "1A", frames longer than Pixel Data);
+		 * ERR_UNSUPPORTED: fragments that nothing splits into its frames
+		 * (no offset table, no end-of-image markers): the instance's
+		 * fault, not the server's, so no frame is found; the instance
+		 * itself is still retrievable as it was stored */
 		char detail[400];
-		bool ours = rc != ERR_PARSE;
+		bool ours = rc != ERR_PARSE && rc != ERR_UNSUPPORTED;
 		log_msg(ours ? LOG_ERROR : LOG_WARN, __func__, "frames of %s by %s: %s", bs->l.it[0].sop, r->sess.user,
 		        why);
 		snprintf(detail, sizeof detail, "the frames of this instance cannot be located: %s%s", why,

@@ -277,7 +277,10 @@ static unsigned render_one(struct http_req *r, const struct wado_list *l, size_t
 	natlen = (size_t)size;
 	if (s->fr.encapsulated) {
 		rc = render_decode(render_codec_of(ts), &im, raw, (size_t)size, &nat, &natlen, why, whylen);
-		if (rc == ERR_UNSUPPORTED) {
+		/* a frame the decoder refuses (empty, garbage, a variant it does
+		 * not take) is the object's fault, not the server's: as /frames
+		 * asked for decompressed (first_decoded) */
+		if (rc == ERR_UNSUPPORTED || rc == ERR_PARSE) {
 			st = 406;
 			goto out;
 		}

@@ -223,6 +223,12 @@ static enum err map_encapsulated(struct dcm_frames *fr, char *why, size_t whylen
 		why_set(why, whylen, "encapsulated Pixel Data without fragments");
 		return ERR_PARSE;
 	}
+	/* every frame starts on a fragment of its own: checked before the
+	 * table is allocated (Number of Frames 4294967295 asked for 32 GB) */
+	if (fr->n > nfrags - 1) {
+		why_set(why, whylen, "%u fragments for %u frames", (unsigned)(nfrags - 1), (unsigned)fr->n);
+		return ERR_PARSE;
+	}
 	fr->first = calloc((size_t)fr->n + 1, sizeof *fr->first);
 	offs = calloc(nfrags, sizeof *offs);
 	if (fr->first == NULL || offs == NULL) {
