@@ -12,6 +12,10 @@
 
 #define ACCEPT_TS_MAX 64u   /* a transfer syntax UID */
 #define ACCEPT_Q_LEVELS 8u  /* distinct q values put in order */
+/* Ranges read of one header: the rest are ignored (a client names a
+ * handful; 6000 copies of "* / *" made negotiation, which looks up the q
+ * of each candidate against every range, cost seconds of CPU) */
+#define ACCEPT_MAX_RANGES 64u
 
 struct accept_range {
 	char media[MP_MEDIA_MAX + 1];   /* type/subtype, lower-cased */
@@ -31,7 +35,8 @@ WUR enum err accept_range_parse(const char *s, size_t n, struct accept_range *ou
  * true, and returns whether one did: the ranges of the highest q first,
  * those of equal q in the order given (RFC 9110 12.4.2, 12.5.1; beyond
  * ACCEPT_Q_LEVELS distinct values the lowest are taken together, in the
- * order given, last). A malformed range is skipped. An empty or blank
+ * order given, last). A malformed range is skipped; ranges past the
+ * ACCEPT_MAX_RANGES-th are ignored, here and in accept_q_of. An empty or blank
  * header is one range "* / *" (without the spaces). */
 bool accept_each(const char *h, size_t n, bool (*fn)(void *ctx, const struct accept_range *a), void *ctx);
 

@@ -153,15 +153,16 @@ enum err accept_range_parse(const char *s, size_t n, struct accept_range *out)
 	return ERR_OK;
 }
 
-/* Calls visit on each well-formed range of h in the order given, until it
- * returns true. */
+/* Calls visit on each well-formed range of the first ACCEPT_MAX_RANGES of
+ * h in the order given, until it returns true. */
 static bool walk(const char *h, size_t n, bool (*visit)(void *ctx, const struct accept_range *a), void *ctx)
 {
 	struct accept_range a;
 	struct rd r;
+	unsigned seen = 0;
 
 	rd_init(&r, h, n);
-	while (rd_remaining(&r) > 0) {
+	while (rd_remaining(&r) > 0 && seen++ < ACCEPT_MAX_RANGES) {
 		size_t start = r.pos;
 		bool quoted = false;
 		int c;

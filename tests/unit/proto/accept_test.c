@@ -196,6 +196,13 @@ TEST(many_q_levels)
 		CHECK_EQ_STR(m.media[i], want[i]);
 }
 
+static bool count_all(void *ctx, const struct accept_range *a)
+{
+	(void)a;
+	(*(unsigned *)ctx)++;
+	return false;
+}
+
 static bool stop_at_c(void *ctx, const struct accept_range *a)
 {
 	(*(int *)ctx)++;
@@ -215,6 +222,23 @@ TEST(stops_when_the_callback_says_so)
 	CHECK(accept_range_parse("a/b\x01", 4, &a) == ERR_PARSE);
 }
 
+/* Only the first ACCEPT_MAX_RANGES ranges are read: a range past them is
+ * neither visited nor given a q (6000 ranges made negotiation quadratic). */
+TEST(ranges_past_the_cap_are_ignored)
+{
+	char h[8192];
+	size_t n = 0;
+	unsigned i, calls = 0;
+
+	for (i = 0; i < ACCEPT_MAX_RANGES; i++)
+		n += (size_t)snprintf(h + n, sizeof h - n, "a/x%u, ", i);
+	n += (size_t)snprintf(h + n, sizeof h - n, "image/png");
+	CHECK(!accept_each(h, n, count_all, &calls));
+	CHECK_EQ_INT((int)calls, (int)ACCEPT_MAX_RANGES);
+	CHECK_EQ_INT((int)accept_q_of(h, n, "image/png", NULL, NULL), 0);
+	CHECK_EQ_INT((int)accept_q_of(h, n, "a/x63", NULL, NULL), 1000);
+}
+
 int main(void)
 {
 	RUN(dicom_ranges);
@@ -228,5 +252,6 @@ int main(void)
 	RUN(highest_q_first);
 	RUN(bad_qvalues_are_malformed);
 	RUN(many_q_levels);
+	RUN(ranges_past_the_cap_are_ignored);
 	return TEST_DONE();
 }
