@@ -42,6 +42,11 @@
 
 /* http: the HTTPS listener (daemon/http.c) and interactive login (core/auth.c) */
 #define HTTP_MAX_JSON_BODY     (64u * 1024)   /* JSON request body (413 beyond) */
+/* Answers built whole in memory (rendered images, DICOM JSON...) waiting
+ * to be read, all connections together: past it a large one is 503 with
+ * Retry-After (a client that does not read held each copy for ever) */
+#define HTTP_SEND_BUDGET       ((size_t)256 << 20)
+#define HTTP_SEND_SMALL        ((size_t)64 << 10)  /* bodies that are never refused so */
 #define HTTP_MAX_UPLOAD        ((uint64_t)64 << 30)   /* STOW-RS body by Content-Length, default ([http] max_upload_mb) */
 #define HTTP_MAX_UPLOAD_MB     (1ull << 30)   /* the largest max_upload_mb (1 PiB) */
 #define HTTP_BODY_DISCARD_MAX  (1u << 20)     /* bytes of an over-long chunked body read before closing */
@@ -90,6 +95,7 @@
 #define RENDER_THUMB_SIZE      128u           /* a thumbnail fits this square unless a viewport is given */
 #define RENDER_JPEG_QUALITY    90             /* JPEG quality without the quality parameter */
 #define RENDER_MAX_OUTPUT      ((size_t)256 << 20) /* bytes of one encoded image */
+#define RENDER_MAX_ANSWER      ((size_t)64 << 20)  /* bytes of one rendered answer, all its images */
 #define RENDER_MAX_PARAM       64u            /* bytes of a window, viewport or quality value */
 #define RENDER_MAX_PARTS       256u           /* instances of a rendered study or series (400 beyond) */
 #define RENDER_CONCURRENCY     2u             /* requests rendering at once (each holds one frame and its images) */

@@ -105,10 +105,18 @@ struct wiped {
 	uint8_t data[];
 };
 
+/* Bytes of http_send bodies queued and not yet freed, every connection
+ * together (HTTP_SEND_BUDGET) */
+static pthread_mutex_t send_mu = PTHREAD_MUTEX_INITIALIZER;
+static size_t send_inflight;
+
 static void wiped_free(void *cls)
 {
 	struct wiped *w = cls;
 
+	pthread_mutex_lock(&send_mu);
+	send_inflight -= w->n;
+	pthread_mutex_unlock(&send_mu);
 	mem_wipe(w->data, w->n);
 	free(w);
 }
@@ -153,12 +161,31 @@ static enum MHD_Result send_resp(struct http_req *r, struct MHD_Response *resp, 
 enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype, const void *body, size_t n,
                           unsigned flags, const char *const *extra)
 {
+	static const char *const retry[] = { "Retry-After", "5", NULL };
 	struct MHD_Response *resp;
 	struct wiped *w;
+	size_t held;
+	bool over;
 
+	pthread_mutex_lock(&send_mu);
+	held = send_inflight;
+	over = n > HTTP_SEND_SMALL && held + n > HTTP_SEND_BUDGET;
+	if (!over)
+		send_inflight += n;
+	pthread_mutex_unlock(&send_mu);
+	if (over) {
+		log_warn("%s %s: an answer of %zu bytes refused: %zu bytes of answers are waiting to be read (%s)",
+		         r->method_log, r->route ? r->route->name : "-", n, held, r->addr);
+		return http_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE,
+		                    "the server holds too many large answers not yet read; try again", retry);
+	}
 	w = malloc(sizeof *w + (n ? n : 1));
-	if (w == NULL)
+	if (w == NULL) {
+		pthread_mutex_lock(&send_mu);
+		send_inflight -= n;
+		pthread_mutex_unlock(&send_mu);
 		return MHD_NO;
+	}
 	w->n = n;
 	if (n > 0)
 		memcpy(w->data, body, n);

@@ -5,8 +5,10 @@
  * Accept header. Each frame is read from the stored object through
  * wado_inst_open (every chunk authenticated before use), one frame at a
  * time, rendered by dicom/render.c (window, viewport, quality) and
- * encoded; the answer is built in memory (bounded by RENDER_MAX_OUTPUT)
- * and audited before it is sent. An instance renders its first frame;
+ * encoded; the answer is built in memory (one image at most
+ * RENDER_MAX_OUTPUT, the whole answer RENDER_MAX_ANSWER, else 400) and
+ * audited before it is sent; answers waiting to be read count against
+ * HTTP_SEND_BUDGET, every connection together (http_send: 503 past it). An instance renders its first frame;
  * frames/{list} one image per frame; a study or series renders as
  * multipart/related, one part per image instance (first frames, at most
  * RENDER_MAX_PARTS); a thumbnail is one image: of a study or series, the
@@ -376,7 +378,7 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	mp_boundary_make(rnd, boundary);
 	memset(&src, 0, sizeof src);
-	wbuf_init(&body, RENDER_MAX_OUTPUT);
+	wbuf_init(&body, RENDER_MAX_ANSWER);
 	wbuf_init(&img, RENDER_MAX_OUTPUT);
 	for (k = 0; k < njobs; k++) {
 		unsigned st;
@@ -404,9 +406,10 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 	}
 	mp_write_close(&body, boundary);
 	if (wbuf_err(&body) != ERR_OK) {
+		/* the request's size, not a server fault: fewer frames will do */
 		wbuf_fini(&body);
-		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the rendered images are too large for one answer",
-		                    NULL);
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the rendered images are too large for one answer (at most "
+		                    "64 MiB): ask for fewer frames", NULL);
 	}
 	if (wado_audit(who, AUDIT_SUCCESS, NULL, l->patient, l->study, series,
 	               njobs == 1 || !skip_nonimage ? l->it[jobs[0].item].sop : NULL, skip_nonimage ? parts : 0) !=
