@@ -9,7 +9,11 @@
 #define DCM_MAX_FRAGMENTS      (1u << 22)   /* pixel data fragments */
 #define DCM_MAX_META_LEN       (64u * 1024) /* file meta information group */
 #define DCM_MAX_VALUE_INMEM    (256u * 1024 * 1024) /* largest value held in memory */
-#define DCM_MAX_INFLATED       ((unsigned long long)256 << 20) /* deflated data set, inflated (held in memory) */
+/* A deflated data set, inflated: it is held in memory whole (no random
+ * access into a deflate stream) by every reader of it, so a 255 KB object
+ * could pin this much per WADO connection; deflate is for non-image
+ * objects in practice (64 MiB since session 23; 256 before) */
+#define DCM_MAX_INFLATED       ((unsigned long long)64 << 20)
 #define DCM_READ_CHUNK         (256u * 1024)  /* reader buffer */
 #define DCM_DEFAULT_BULK       (64u * 1024)   /* values above: left in the source */
 #define DCM_MAX_STRING_VM      (1u << 16)   /* values in one multi-valued string */

@@ -4,6 +4,7 @@
 #include "test.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/json.h"
+#include "dicomvault/limits.h"
 #include "dicomvault/rd.h"
 
 struct vrcase {
@@ -173,6 +174,41 @@ TEST(every_vr_implicit_le) { roundtrip(DCM_TS_IMPLICIT_LE, 0); }
 TEST(every_vr_explicit_be) { roundtrip(DCM_TS_EXPLICIT_BE, 0); }
 TEST(every_vr_explicit_be_bulk) { roundtrip(DCM_TS_EXPLICIT_BE, 2); }
 TEST(every_vr_deflated) { roundtrip(DCM_TS_DEFLATED_LE, 0); }
+
+/* A deflated data set is inflated whole into memory: one that would
+ * inflate past DCM_MAX_INFLATED (zeros: a few hundred KB deflated) is
+ * refused, one just under it read. */
+TEST(deflate_bomb_refused)
+{
+	size_t sizes[2] = { (size_t)DCM_MAX_INFLATED - (1u << 20), (size_t)DCM_MAX_INFLATED + (1u << 20) };
+	unsigned i;
+
+	for (i = 0; i < 2; i++) {
+		struct dcm_file *f = build(), *g = NULL;
+		uint8_t *zeros = calloc(sizes[i], 1);
+		struct wbuf w;
+		struct src s;
+		struct src_mem m;
+		CHECK(f != NULL && zeros != NULL);
+		if (f == NULL || zeros == NULL) {
+			free(zeros);
+			dcm_file_free(f);
+			continue;
+		}
+		CHECK(dcm_ds_set(&f->ds, 0x7FE00010, VR_OB, zeros, sizes[i]) == ERR_OK);
+		free(zeros);
+		wbuf_init(&w, (size_t)8 << 20);
+		g = reread(f, DCM_TS_DEFLATED_LE, &w, &s, &m, 0);
+		CHECK(w.len < ((size_t)1 << 20));   /* it was a small file */
+		if (i == 0)
+			CHECK(g != NULL);
+		else
+			CHECK(g == NULL);
+		dcm_file_free(g);
+		wbuf_fini(&w);
+		dcm_file_free(f);
+	}
+}
 TEST(every_vr_bulk) { roundtrip(DCM_TS_EXPLICIT_LE, 2); }
 
 /* Writing what we read, unchanged, with keep_meta gives the same bytes. */
@@ -324,6 +360,7 @@ int main(void)
 	RUN(every_vr_explicit_be);
 	RUN(every_vr_explicit_be_bulk);
 	RUN(every_vr_deflated);
+	RUN(deflate_bomb_refused);
 	RUN(every_vr_bulk);
 	RUN(byte_identical);
 	RUN(meta_group);
