@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dicomvault/dataset.h"
+#include "dicomvault/crypto.h"
 #include "dicomvault/dict.h"
 #include "dicomvault/index.h"
 #include "dicomvault/io.h"
@@ -104,6 +105,13 @@ struct run {
 	uint64_t sent;
 	uint64_t cap;               /* no more answers than the record counted */
 	bool capped;
+	/* what the record counted: a keyed hash (8 bytes of HMAC under a key
+	 * of this run) of each match's unique key, sorted; only those are
+	 * answered (a row that began to match between the two runs is left
+	 * out, as if the query had come a moment earlier) */
+	struct secret *idkey;
+	uint64_t *ids;
+	size_t nids, capids;
 	/* patient level: the counts of the patient last judged visible, in
 	 * the peer's collection only */
 	uint8_t cnt_patient[32];
@@ -286,12 +294,36 @@ static enum err send_ds(struct dimse_assoc *a, uint8_t pcid, struct dcm_file *f,
 	return rc;
 }
 
+/* The keyed hash of a match's identity at the run's level. */
+static enum err hit_id(const struct run *ru, const struct qry_hit *h, uint64_t *id)
+{
+	uint8_t mac[KDF_HMAC_SHA256_LEN];
+	const char *uid = ru->level == QRY_STUDY ? h->study_uid : ru->level == QRY_SERIES ? h->series_uid : h->sop_uid;
+	enum err rc;
+
+	if (ru->level == QRY_PATIENT)
+		rc = kdf_hmac_sha256(ru->idkey, h->patient, 32, mac);
+	else
+		rc = kdf_hmac_sha256(ru->idkey, uid, strlen(uid), mac);
+	if (rc == ERR_OK)
+		memcpy(id, mac, sizeof *id);
+	return rc;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static enum err on_hit(void *ctx, struct qry_hit *h)
 {
 	struct run *ru = ctx;
 	struct dimse_assoc *a = ru->a;
 	struct dcm_file *f = NULL;
 	struct dimse_cmd rsp;
+	uint64_t id;
 	enum err rc;
 
 	if (dimse_assoc_poll(a, on_event, ru) != ERR_OK)
@@ -302,6 +334,11 @@ static enum err on_hit(void *ctx, struct qry_hit *h)
 		ru->capped = true;  /* a match stored since the count: as if asked a moment earlier */
 		return ERR_AGAIN;
 	}
+	rc = hit_id(ru, h, &id);
+	if (rc != ERR_OK)
+		return rc;
+	if (bsearch(&id, ru->ids, ru->nids, sizeof *ru->ids, id_cmp) == NULL)
+		return ERR_OK;   /* not among what the record counted */
 	rc = dcm_file_new(&f);
 	if (rc == ERR_OK)
 		rc = answer_ds(ru, h, f);
@@ -347,12 +384,26 @@ static enum err final(struct dimse_assoc *a, uint8_t pcid, uint16_t status, cons
 	return dimse_assoc_send_cmd(a, pcid, &rsp);
 }
 
-/* The first pass: matches only counted (qry_stats), nothing sent. */
+/* The first pass: matches counted (qry_stats) and their identities kept
+ * (hit_id), nothing sent. */
 static enum err count_hit(void *ctx, struct qry_hit *h)
 {
-	(void)ctx;
-	(void)h;
-	return ERR_OK;
+	struct run *ru = ctx;
+	uint64_t id;
+	enum err rc;
+
+	if (ru->nids == ru->capids) {
+		size_t c = ru->capids ? ru->capids * 2 : 256;
+		uint64_t *p = realloc(ru->ids, c * sizeof *p);
+		if (p == NULL)
+			return ERR_NOMEM;
+		ru->ids = p;
+		ru->capids = c;
+	}
+	rc = hit_id(ru, h, &id);
+	if (rc == ERR_OK)
+		ru->ids[ru->nids++] = id;
+	return rc;
 }
 
 /* The C-FIND's query record: n matches at the run's level. */
@@ -447,7 +498,11 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	/* the record before the first match leaves (docs/internals/audit.md,
 	 * "Records before disclosure"): the matches counted, recorded, then
 	 * answered, no more of them than were counted */
-	rc = qry_run(a->o->vault, q, count_hit, NULL, &st);
+	rc = secret_random(32, &ru.idkey);
+	if (rc == ERR_OK)
+		rc = qry_run(a->o->vault, q, count_hit, &ru, &st);
+	if (rc == ERR_OK && ru.nids > 1)
+		qsort(ru.ids, ru.nids, sizeof *ru.ids, id_cmp);
 	if (rc != ERR_OK) {
 		log_error("C-FIND from %s: %s", a->calling, err_str(rc));
 		status = DIMSE_ERR_UNABLE;
@@ -484,6 +539,8 @@ done:
 	qry_free(q);
 	dcm_file_free(idf);
 	dimse_find_free(a);
+	secret_free(ru.idkey);
+	free(ru.ids);
 	if (gone || a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8))
 		return ERR_OK;   /* closed or aborted meanwhile: the main loop sees it */
 	rc = final(a, pcid, status, comment);
