@@ -1060,9 +1060,22 @@ static void check_net(struct imp *x, struct net *nt)
 		enum err rc;
 		snprintf(key.sop, sizeof key.sop, "%s", nt->e[i].sop);
 		g = nt->ng ? bsearch(&key, nt->g, nt->ng, sizeof *nt->g, got_sop_cmp) : NULL;
-		/* the last C-STORE of this UID says how it went */
-		while (g != NULL && g + 1 < nt->g + nt->ng && strcmp(g[1].sop, key.sop) == 0)
-			g++;
+		/* the last C-STORE of this UID says how it went, except that a
+		 * later one refused as not asked for (the source sending it again
+		 * during another study's move) does not undo a success */
+		if (g != NULL) {
+			struct got *last = g, *ok = NULL;
+			while (g > nt->g && strcmp(g[-1].sop, key.sop) == 0)
+				g--;
+			for (; g < nt->g + nt->ng && strcmp(g->sop, key.sop) == 0; g++) {
+				last = g;
+				if (g->status == DIMSE_SUCCESS)
+					ok = g;
+			}
+			g = ok != NULL && last->status == DIMSE_NOT_AUTHORIZED && strcmp(last->comment, "Not asked for") == 0
+			        ? ok
+			        : last;
+		}
 		if (g != NULL && g->status != DIMSE_SUCCESS) {
 			note(&x->r, W_FAILED, nt->e[i].sop, "C-STORE refused with status %04XH%s%s", g->status,
 			     g->comment[0] ? ": " : "", g->comment);

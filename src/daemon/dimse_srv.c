@@ -448,10 +448,12 @@ static bool name_is(const char *name, const char *want)
 }
 
 /* A CA-issued certificate names the peer it is taken for: a Common Name
- * or a DNS subject alternative name equal to the AE title, or to the
- * peer's host when it has one. Without this, every certificate of a CA
- * shared by several peers would pass as any of them. */
-static bool cert_names_peer(gnutls_x509_crt_t crt, const struct peer *pe)
+ * or a DNS subject alternative name equal to the AE title; a server's
+ * (a C-MOVE destination, an import source: by_host) may name the peer's
+ * host instead, as server certificates do. Without this, every
+ * certificate of a CA shared by several peers would pass as any of them;
+ * a client's naming its host would pass as every peer of that host. */
+static bool cert_names_peer(gnutls_x509_crt_t crt, const struct peer *pe, bool by_host)
 {
 	char buf[256];
 	size_t len;
@@ -463,7 +465,7 @@ static bool cert_names_peer(gnutls_x509_crt_t crt, const struct peer *pe)
 		len = sizeof buf - 1;
 		if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, i, 0, buf, &len) != 0)
 			break;
-		if (memchr(buf, 0, len) == NULL && (name_is(buf, pe->ae) || (pe->host[0] && name_is(buf, pe->host))))
+		if (memchr(buf, 0, len) == NULL && (name_is(buf, pe->ae) || (by_host && pe->host[0] && name_is(buf, pe->host))))
 			return true;
 	}
 	for (i = 0; i < 64; i++) {
@@ -474,7 +476,7 @@ static bool cert_names_peer(gnutls_x509_crt_t crt, const struct peer *pe)
 			break;
 		if (t != GNUTLS_SAN_DNSNAME || memchr(buf, 0, len) != NULL)
 			continue;
-		if (name_is(buf, pe->ae) || (pe->host[0] && name_is(buf, pe->host)))
+		if (name_is(buf, pe->ae) || (by_host && pe->host[0] && name_is(buf, pe->host)))
 			return true;
 	}
 	return false;
@@ -549,9 +551,11 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 		                                  0 };
 		if (gnutls_x509_trust_list_verify_crt2(s->ca[idx], crt, n, &purpose, 1, 0, &status, NULL) != 0 ||
 		    status != 0) {
-			*why = "client certificate not issued by the peer's CA for this use (or expired)";
-		} else if (!cert_names_peer(crt[0], pe)) {
-			*why = "client certificate issued by the peer's CA names neither its AE title nor its host";
+			*why = client ? "client certificate not issued by the peer's CA for this use (or expired)"
+			              : "server certificate not issued by the peer's CA for this use (or expired)";
+		} else if (!cert_names_peer(crt[0], pe, !client)) {
+			*why = client ? "client certificate issued by the peer's CA does not name its AE title"
+			              : "server certificate issued by the peer's CA names neither its AE title nor its host";
 		} else {
 			ok = true;
 			*why = NULL;

@@ -318,7 +318,7 @@ echo_tls CAPEER "$T/caother.key" "$T/caother.crt" >"$T/r9" 2>&1
 rc=$?
 check "a certificate of the peer's CA naming another AE title (CN=someoneelse): refused" \
 	"[ $rc -ne 0 ] && grep -qi 'reject' '$T/r9'" "$T/r9"
-check "that refusal audited" "audit_has 'names neither its AE title nor its host'"
+check "that refusal audited" "audit_has 'does not name its AE title'"
 echo_tls CAPEER "$T/caserver.key" "$T/caserver.crt" >"$T/r10" 2>&1
 rc=$?
 check "a certificate of the peer's CA for TLS servers only (extendedKeyUsage serverAuth): refused" \

@@ -102,6 +102,11 @@ def stow_curl(datas, chunked):
            "https://127.0.0.1:%d/dicom-web/studies" % v.port]
     if chunked:
         cmd[1:1] = ["-H", "Transfer-Encoding: chunked"]
+    else:
+        # as clients do for large bodies: the refusal comes before the body
+        # is sent (without it, the server's early answer and close could be
+        # lost to a reset while the client is still sending)
+        cmd[1:1] = ["-H", "Expect: 100-continue"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     out = open(os.path.join(T, "out.bin"), "rb").read() if os.path.exists(os.path.join(T, "out.bin")) else b""
     ctype = ""
