@@ -169,7 +169,10 @@ enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype
 
 	pthread_mutex_lock(&send_mu);
 	held = send_inflight;
-	over = n > HTTP_SEND_SMALL && held + n > HTTP_SEND_BUDGET;
+	/* reads only: an answer whose work is done (a STOW that stored, an
+	 * administrative change) is never refused after the fact */
+	over = n > HTTP_SEND_SMALL && held + n > HTTP_SEND_BUDGET && r->method != NULL &&
+	       (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0);
 	if (!over)
 		send_inflight += n;
 	pthread_mutex_unlock(&send_mu);
