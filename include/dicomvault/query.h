@@ -108,11 +108,12 @@ WUR enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *
  * patient with Patient ID id (an audit report by patient): with an
  * issuer, that patient's; without, the ID's with no issuer and those of
  * every patient of the index with this ID, whatever its Issuer of Patient
- * ID (an ID with * or ? is taken literally). At most max in out; *n set.
+ * ID (an ID with * or ? is taken literally), as the records write them
+ * (64 lower-case hex digits). At most max in out; *n set.
  * ERR_PARSE: an empty ID; ERR_LIMIT: more than max (QRY_PATIENT_KEYS_MAX
  * for a report). */
 #define QRY_PATIENT_KEYS_MAX 64
-WUR enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, uint8_t (*out)[32], size_t max,
+WUR enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, char (*out)[65], size_t max,
                               size_t *n);
 
 /* ---- the matching rules, for tests and C-FIND ---- */

@@ -5,7 +5,6 @@
  * keys/audit.pub are read. Layer: cmd. */
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "cmd.h"
@@ -314,9 +313,7 @@ static int report_patient(const struct audit_args *a, const char *dir, struct re
 {
 	struct vault_open_opts vo;
 	struct vault *v = NULL;
-	uint8_t (*h)[32] = NULL;
 	char why[256];
-	size_t i, k;
 	enum err rc;
 
 	memset(&vo, 0, sizeof vo);
@@ -325,13 +322,8 @@ static int report_patient(const struct audit_args *a, const char *dir, struct re
 		fprintf(stderr, "dicomvault audit report: %s: %s\n", dir, why);
 		return 1;
 	}
-	h = calloc(QRY_PATIENT_KEYS_MAX, sizeof *h);
-	rc = h != NULL ? qry_patient_keys(v, a->patient, a->issuer, h, QRY_PATIENT_KEYS_MAX, &rp->npatients) : ERR_NOMEM;
+	rc = qry_patient_keys(v, a->patient, a->issuer, rp->patients, QRY_PATIENT_KEYS_MAX, &rp->npatients);
 	vault_close(v);
-	for (k = 0; rc == ERR_OK && k < rp->npatients; k++)
-		for (i = 0; i < 32; i++)
-			snprintf(rp->patients[k] + 2 * i, 3, "%02x", h[k][i]);
-	free(h);
 	if (rc == ERR_PARSE) {
 		fputs("dicomvault audit report: --patient: an empty Patient ID\n", stderr);
 		return EXIT_USAGE;

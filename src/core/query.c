@@ -1511,25 +1511,27 @@ enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx,
 }
 
 struct pkeys {
-	uint8_t (*out)[32];
+	char (*out)[65];
 	size_t max, *n;
 };
 
 static enum err pkey_hit(void *ctx, struct qry_hit *h)
 {
 	struct pkeys *pk = ctx;
+	char hex[65];
 	size_t i;
 
+	store_hex(h->patient, 32, hex);
 	for (i = 0; i < *pk->n; i++)
-		if (memcmp(pk->out[i], h->patient, 32) == 0)
+		if (strcmp(pk->out[i], hex) == 0)
 			return ERR_OK;
 	if (*pk->n == pk->max)
 		return ERR_LIMIT;
-	memcpy(pk->out[(*pk->n)++], h->patient, 32);
+	memcpy(pk->out[(*pk->n)++], hex, sizeof hex);
 	return ERR_OK;
 }
 
-enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, uint8_t (*out)[32], size_t max,
+enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, char (*out)[65], size_t max,
                           size_t *n)
 {
 	struct qry_opts qo;
@@ -1537,15 +1539,17 @@ enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, u
 	struct dcm_file *f = NULL;
 	struct qry *q = NULL;
 	struct pkeys pk = { out, max, n };
+	uint8_t key[32];
 	char why[160];
 	enum err rc;
 
 	*n = 0;
 	if (max == 0)
 		return ERR_LIMIT;
-	rc = store_patient_key(v, id, issuer, out[0]);
+	rc = store_patient_key(v, id, issuer, key);
 	if (rc != ERR_OK)
 		return rc;
+	store_hex(key, 32, out[0]);
 	*n = 1;
 	if (issuer != NULL || strpbrk(id, "*?\\") != NULL)
 		return ERR_OK;

@@ -395,15 +395,7 @@ enum MHD_Result http_audit(struct http_req *r)
 		                    NULL);
 	if (aq.patient[0]) {
 		/* the patient under any issuer of that ID, unless one is given */
-		uint8_t (*h)[32] = calloc(QRY_PATIENT_KEYS_MAX, sizeof *h);
-		size_t k;
-		if (h == NULL)
-			return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL);
-		rc = qry_patient_keys(v, aq.patient, issuer, h, QRY_PATIENT_KEYS_MAX, &q.npatients);
-		for (k = 0; k < q.npatients; k++)
-			for (i = 0; i < 32; i++)
-				snprintf(q.patients[k] + 2 * i, 3, "%02x", h[k][i]);
-		free(h);
+		rc = qry_patient_keys(v, aq.patient, issuer, q.patients, QRY_PATIENT_KEYS_MAX, &q.npatients);
 		if (rc == ERR_PARSE)
 			return http_problem(r, MHD_HTTP_BAD_REQUEST, "parameter patient: an empty ID", NULL);
 		if (rc != ERR_OK)
