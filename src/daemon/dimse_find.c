@@ -9,7 +9,7 @@
  * two results the socket is read without waiting: a C-CANCEL-RQ ends the
  * run with FE00H. One audit record ("query") per C-FIND, written before
  * the first match leaves: the matches are counted by a first run of the
- * query, then answered by a second, no more than were counted; one more
+ * query, then answered by a second, only those counted; one more
  * record when it ends short (cancel, failure, the association gone).
  * Layer: daemon. */
 #include <stdio.h>
@@ -103,12 +103,11 @@ struct run {
 	uint16_t pending;           /* FF00H, or FF01H when a key is not matched */
 	bool cancelled, release, bad_peer;
 	uint64_t sent;
-	uint64_t cap;               /* no more answers than the record counted */
-	bool capped;
 	/* what the record counted: a keyed hash (8 bytes of HMAC under a key
-	 * of this run) of each match's unique key, sorted; only those are
-	 * answered (a row that began to match between the two runs is left
-	 * out, as if the query had come a moment earlier) */
+	 * of this run) of each match's patient and unique key, sorted; only
+	 * those are answered (a row that began to match between the two runs,
+	 * or moved to another patient, is left out, as if the query had come
+	 * a moment earlier) */
 	struct secret *idkey;
 	uint64_t *ids;
 	size_t nids, capids;
@@ -294,17 +293,21 @@ static enum err send_ds(struct dimse_assoc *a, uint8_t pcid, struct dcm_file *f,
 	return rc;
 }
 
-/* The keyed hash of a match's identity at the run's level. */
+/* The keyed hash of a match's identity at the run's level: its patient
+ * and, below the patient level, its unique key. */
 static enum err hit_id(const struct run *ru, const struct qry_hit *h, uint64_t *id)
 {
-	uint8_t mac[KDF_HMAC_SHA256_LEN];
-	const char *uid = ru->level == QRY_STUDY ? h->study_uid : ru->level == QRY_SERIES ? h->series_uid : h->sop_uid;
+	uint8_t mac[KDF_HMAC_SHA256_LEN], m[32 + IDX_UID_MAX];
+	const char *uid = ru->level == QRY_PATIENT ? ""
+	                  : ru->level == QRY_STUDY ? h->study_uid
+	                  : ru->level == QRY_SERIES ? h->series_uid
+	                                            : h->sop_uid;
+	size_t n = strnlen(uid, IDX_UID_MAX);
 	enum err rc;
 
-	if (ru->level == QRY_PATIENT)
-		rc = kdf_hmac_sha256(ru->idkey, h->patient, 32, mac);
-	else
-		rc = kdf_hmac_sha256(ru->idkey, uid, strlen(uid), mac);
+	memcpy(m, h->patient, 32);
+	memcpy(m + 32, uid, n);
+	rc = kdf_hmac_sha256(ru->idkey, m, 32 + n, mac);
 	if (rc == ERR_OK)
 		memcpy(id, mac, sizeof *id);
 	return rc;
@@ -330,10 +333,6 @@ static enum err on_hit(void *ctx, struct qry_hit *h)
 		return ERR_IO;
 	if (ru->cancelled)
 		return ERR_AGAIN;   /* stops the run */
-	if (ru->sent >= ru->cap) {
-		ru->capped = true;  /* a match stored since the count: as if asked a moment earlier */
-		return ERR_AGAIN;
-	}
 	rc = hit_id(ru, h, &id);
 	if (rc != ERR_OK)
 		return rc;
@@ -515,14 +514,13 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 		goto done;
 	}
 	recorded = true;
-	ru.cap = st.matches;
 	memset(&st2, 0, sizeof st2);
 	rc = qry_run(a->o->vault, q, on_hit, &ru, &st2);
 	if (ru.cancelled) {
 		status = DIMSE_CANCEL;
 	} else if (rc == ERR_IO && (a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8))) {
 		gone = true;   /* the association is over: no answer */
-	} else if (rc != ERR_OK && !(rc == ERR_AGAIN && ru.capped)) {
+	} else if (rc != ERR_OK) {
 		log_error("C-FIND from %s: %s", a->calling, err_str(rc));
 		status = DIMSE_ERR_UNABLE;
 		comment = "Unable to process";
