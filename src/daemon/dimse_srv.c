@@ -428,11 +428,6 @@ static bool from_host(const struct sockaddr_storage *ss, const char *host)
 	return ok;
 }
 
-/* Whether the certificate of the TLS session is the peer's. On the
- * plain-TCP listener there is none: only a peer configured without one
- * (tls = no) is taken there, by its AE title, and from its host's
- * addresses when it has a host; an AE title bound to a certificate never
- * is, or anyone who knows it would get its rights. */
 /* name (from a certificate) is want, ignoring case and want's padding
  * spaces (an AE title's are not significant). */
 static bool name_is(const char *name, const char *want)
@@ -485,9 +480,11 @@ static bool cert_names_peer(gnutls_x509_crt_t crt, const struct peer *pe, bool b
 /* The certificate the other side presented is the one bound to pe: by
  * fingerprint (and within its validity period), or issued by pe's CA for
  * the key purpose of its side (a TLS client when client, else a TLS
- * server: a C-MOVE destination) and naming pe (cert_names_peer). On plain
- * TCP only a `tls = no` peer bound to no certificate, from its host when
- * it has one. */
+ * server: a C-MOVE destination) and naming pe (cert_names_peer). The
+ * plain-TCP listener has no certificate: only a `tls = no` peer is taken
+ * there (peers.c refuses one that also names a certificate), by its AE
+ * title, from its host's addresses when it has a host; an AE title bound
+ * to a certificate never is, or anyone who knows it would get its rights. */
 static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct peer *pe, bool client,
                     const char **why)
 {
@@ -499,7 +496,7 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 	time_t now = time(NULL);
 
 	if (a->tls == NULL) {
-		if (!pe->plain || pe->has_fp || pe->ca[0] != 0)
+		if (!pe->plain)
 			*why = "plain TCP refused: this AE title is bound to a certificate (DICOM-TLS only)";
 		else if (pe->host[0] != 0 && !from_host(&a->peer_ss, pe->host))
 			*why = "plain TCP refused: not from the peer's host";

@@ -810,22 +810,10 @@ static struct conn_watch *watch_of(struct MHD_Connection *c)
 	return ci != NULL ? ci->socket_context : NULL;
 }
 
-/* A buffered body is coming: the deadline runs on, HTTP_HEAD_TIMEOUT
- * from its head. */
-static void watch_body(struct http_server *s, struct MHD_Connection *c)
-{
-	struct conn_watch *w = watch_of(c);
-
-	if (w == NULL)
-		return;
-	pthread_mutex_lock(&s->watch_mu);
-	w->in_request = false;
-	w->deadline_ms = clock_mono_ms() + (int64_t)HTTP_HEAD_TIMEOUT * 1000;
-	pthread_mutex_unlock(&s->watch_mu);
-}
-
-/* The connection's head arrived (in) or its request ended (!in). */
-static void watch_request(struct http_server *s, struct MHD_Connection *c, bool in)
+/* The connection's request runs at its own pace (in), or must be in
+ * within secs: a buffered body after its head (HTTP_HEAD_TIMEOUT), the
+ * next head after a request ended (HTTP_CONN_TIMEOUT). */
+static void watch_request(struct http_server *s, struct MHD_Connection *c, bool in, unsigned secs)
 {
 	struct conn_watch *w = watch_of(c);
 
@@ -834,7 +822,7 @@ static void watch_request(struct http_server *s, struct MHD_Connection *c, bool 
 	pthread_mutex_lock(&s->watch_mu);
 	w->in_request = in;
 	if (!in)
-		w->deadline_ms = clock_mono_ms() + (int64_t)HTTP_CONN_TIMEOUT * 1000;
+		w->deadline_ms = clock_mono_ms() + (int64_t)secs * 1000;
 	pthread_mutex_unlock(&s->watch_mu);
 }
 
@@ -928,11 +916,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		r->url = url;
 		peer_addr(r);
 		/* a streamed body (STOW) runs at its own pace; a buffered one
-		 * must be in by the deadline (watch_body) */
-		if (r->route != NULL && r->route->body == NULL && r->route->begin == NULL)
-			watch_body(r->srv, c);
-		else
-			watch_request(r->srv, c, true);
+		 * must be in by the deadline */
+		watch_request(r->srv, c, r->route == NULL || r->route->body != NULL || r->route->begin != NULL,
+		              HTTP_HEAD_TIMEOUT);
 		return req_begin(r, url);
 	}
 	n = *upload_size;
@@ -952,7 +938,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return r->route->body(r, (const uint8_t *)upload, n);
 	if (n > 0)
 		return req_body(r, upload, n);
-	watch_request(r->srv, c, true);   /* the body is in: the answer goes at its own pace */
+	watch_request(r->srv, c, true, 0);   /* the body is in: the answer goes at its own pace */
 	if (r->too_large)
 		return http_problem(r, MHD_HTTP_CONTENT_TOO_LARGE, "the request body is too large", NULL);
 	return r->route->fn(r);
@@ -962,7 +948,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 {
 	struct http_req *r = *con_cls;
 
-	watch_request(cls, c, false);
+	watch_request(cls, c, false, HTTP_CONN_TIMEOUT);
 	if (r == NULL)
 		return;
 	r->term = t;
