@@ -397,6 +397,8 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 		mp_write_part_head(&body, boundary, media_name(p->media), parts == 0);
 		wbuf_put(&body, img.p, img.len);
 		parts++;
+		if (wbuf_err(&body) != ERR_OK)
+			break;   /* past RENDER_MAX_ANSWER: rendering the rest would be thrown away */
 	}
 	rsrc_close(&src);
 	wbuf_fini(&img);
@@ -406,10 +408,12 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 	}
 	mp_write_close(&body, boundary);
 	if (wbuf_err(&body) != ERR_OK) {
-		/* the request's size, not a server fault: fewer frames will do */
+		/* past the cap: the request's size, not a server fault */
+		bool nomem = wbuf_err(&body) == ERR_NOMEM;
 		wbuf_fini(&body);
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the rendered images are too large for one answer (at most "
-		                    "64 MiB): ask for fewer frames", NULL);
+		return nomem ? http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory", NULL)
+		             : http_problem(r, MHD_HTTP_BAD_REQUEST, "the rendered images are too large for one answer "
+		                            "(at most 64 MiB): ask for fewer frames or instances", NULL);
 	}
 	if (wado_audit(who, AUDIT_SUCCESS, NULL, l->patient, l->study, series,
 	               njobs == 1 || !skip_nonimage ? l->it[jobs[0].item].sop : NULL, skip_nonimage ? parts : 0) !=
