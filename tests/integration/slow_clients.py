@@ -40,15 +40,17 @@ TAP = Tap("slow_clients")
 check = TAP.check
 
 
-def trickle_head(v, out, i):
-    """TLS, then a request head one header line every 2 s: the time from
-    connect until the server closed the connection (None: still open at
-    40 s)."""
+def trickle(v, out, i, first, more, source="127.0.0.1", from_connect=True):
+    """TLS, first sent, then more(k) every 2 s: the time from connect
+    (else from first) until the server closed the connection (None: still
+    open at 40 s)."""
     t0 = time.monotonic()
     try:
-        s = socket.create_connection(("127.0.0.1", v.port), timeout=40)
+        s = socket.create_connection(("127.0.0.1", v.port), timeout=40, source_address=(source, 0))
         t = v.ctx.wrap_socket(s, server_hostname="localhost")
-        t.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        t.sendall(first)
+        if not from_connect:
+            t0 = time.monotonic()
         t.settimeout(2)
         k = 0
         while time.monotonic() - t0 < 40:
@@ -56,7 +58,7 @@ def trickle_head(v, out, i):
                 if t.recv(4096) == b"":
                     break
             except (socket.timeout, TimeoutError):
-                t.sendall(b"X-Slow-%d: %d\r\n" % (k, k))
+                t.sendall(more(k))
                 k += 1
         else:
             out[i] = None
@@ -68,31 +70,16 @@ def trickle_head(v, out, i):
         out[i] = time.monotonic() - t0
 
 
+def trickle_head(v, out, i):
+    """A request head one header line every 2 s, timed from connect."""
+    trickle(v, out, i, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n", lambda k: b"X-Slow-%d: %d\r\n" % (k, k))
+
+
 def trickle_login(v, out, i):
     """From 127.0.0.2: a whole login head (Content-Length 60000), then
-    its body a byte every 2 s: the time from the head until the server
-    closed the connection (None: still open at 40 s)."""
-    try:
-        s = socket.create_connection(("127.0.0.1", v.port), timeout=40, source_address=("127.0.0.2", 0))
-        t = v.ctx.wrap_socket(s, server_hostname="localhost")
-        t.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 60000\r\n\r\n")
-        t0 = time.monotonic()
-        t.settimeout(2)
-        while time.monotonic() - t0 < 40:
-            try:
-                if t.recv(4096) == b"":
-                    break
-            except (socket.timeout, TimeoutError):
-                t.sendall(b" ")
-        else:
-            out[i] = None
-            t.close()
-            return
-        out[i] = time.monotonic() - t0
-        t.close()
-    except (ssl.SSLError, OSError):
-        out[i] = time.monotonic() - t0 if "t0" in locals() else -1
+    its body a byte every 2 s, timed from the head."""
+    trickle(v, out, i, b"POST /api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 60000\r\n\r\n", lambda k: b" ", source="127.0.0.2", from_connect=False)
 
 
 def no_handshake(v, out, i):
