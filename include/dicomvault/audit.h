@@ -109,7 +109,10 @@ struct audit_rec {
 
 struct audit;
 
-/* Opens (creating, mode 0600) vault_dir/audit/audit.log for appending. The
+/* Opens vault_dir/audit/audit.log for appending. It must exist and hold a
+ * record (a vault's log begins with its init's): a missing one is
+ * ERR_NOTFOUND and an empty one ERR_DENIED, so that a deleted or emptied
+ * log is never replaced by a new chain that would verify. The
  * last record is read and checked so that the chain continues; a log whose
  * last line is damaged (bad hash, truncated) is refused with ERR_PARSE
  * (run `dicomvault audit verify`): appending would hide the damage. One
@@ -120,6 +123,10 @@ struct audit;
 WUR enum err audit_open(const char *vault_dir, struct audit **out);
 /* The same for a log file given by path (tests, tools). */
 WUR enum err audit_open_path(const char *path, struct audit **out);
+/* Creates the log (mode 0600; ERR_DENIED if the file exists) and opens it
+ * as audit_open does: only a vault's init, which then appends its record. */
+WUR enum err audit_create(const char *vault_dir, struct audit **out);
+WUR enum err audit_create_path(const char *path, struct audit **out);
 
 /* Signed checkpoints: after every `every` records (0: AUDIT_CHECKPOINT_EVERY),
  * and on audit_checkpoint() and audit_close(), a "checkpoint" record signed
@@ -180,7 +187,8 @@ enum audit_fault {
 	AUDIT_TRUNCATED,      /* the last line has no newline (cut short) */
 	AUDIT_LINE_TOO_LONG,  /* a line longer than AUDIT_LINE_MAX */
 	AUDIT_BAD_SIGNATURE,  /* a checkpoint whose signature or key does not verify */
-	AUDIT_UNSIGNED        /* (a key given) records no checkpoint covers, more than writers leave */
+	AUDIT_UNSIGNED,       /* (a key given) records no checkpoint covers, more than writers leave */
+	AUDIT_NO_INIT         /* (vault_log) the first record is not the vault's init: a replaced log */
 };
 
 /* With a key, verification fails (AUDIT_UNSIGNED) on a log without any
@@ -215,6 +223,9 @@ struct audit_verify_opts {
 	 * a non-zero return stops verification with ERR_IO. */
 	int (*on_record)(void *ctx, const char *line, size_t n);
 	void *ctx;
+	/* a vault's log: seq 1 must be the record of its init (vault-init);
+	 * a log begun by anything else is a replacement (AUDIT_NO_INIT) */
+	bool vault_log;
 };
 
 /* Reads the log at path line by line (bounded memory) and checks the chain.

@@ -234,10 +234,14 @@ struct index_ops {
 	enum err (*instance_list)(struct index_store *s, int64_t series_id,
 	                          enum err (*fn)(void *ctx, const struct idx_instance *in), void *ctx);
 	/* Users: a new name (ERR_DENIED if taken); by name (ERR_NOTFOUND);
-	 * update of the mutable fields (password, TOTP, counters, flags). */
+	 * update of the mutable fields (password, TOTP, counters, flags);
+	 * delete of one nothing refers to yet (the undo of a user_put whose
+	 * audit record could not be written; a user with grants, sessions or
+	 * tokens is kept: the foreign keys refuse). */
 	enum err (*user_put)(struct index_store *s, struct idx_user *u);
 	enum err (*user_get)(struct index_store *s, const char *name, struct idx_user *out);
 	enum err (*user_update)(struct index_store *s, const struct idx_user *u);
+	enum err (*user_delete)(struct index_store *s, int64_t id);
 	void (*close)(struct index_store *s);
 	/* Sessions: a new one (sets se->id); by token hash (ERR_NOTFOUND),
 	 * with the user's name; a new last_seen; delete by token hash

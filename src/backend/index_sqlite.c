@@ -28,7 +28,7 @@ enum stmt_id {
 	S_SERIES_GET, S_SERIES_INS, S_SERIES_UPD,
 	S_INST_GET, S_INST_INS, S_SERIES_COUNT, S_STUDY_COUNT, S_STUDY_NSERIES,
 	S_SERIES_LIST, S_INST_LIST,
-	S_USER_INS, S_USER_GET, S_USER_UPD, S_SERIES_BY_ID, S_STUDY_BY_ID,
+	S_USER_INS, S_USER_GET, S_USER_UPD, S_USER_DEL, S_SERIES_BY_ID, S_STUDY_BY_ID,
 	S_SESS_INS, S_SESS_GET, S_SESS_TOUCH, S_SESS_DEL, S_SESS_DEL_USER, S_SESS_PURGE, S_PN_INS,
 	S__COUNT
 };
@@ -65,6 +65,7 @@ static const char *const stmt_sql[S__COUNT] = {
 	               " expires, created FROM users WHERE name = ?1",
 	[S_USER_UPD] = "UPDATE users SET role = ?2, pwhash = ?3, totp_wrapped = ?4, totp_last_step = ?5, failures = ?6,"
 	               " locked_until = ?7, disabled = ?8, expires = ?9 WHERE id = ?1",
+	[S_USER_DEL] = "DELETE FROM users WHERE id = ?1",
 	[S_SESS_INS] = "INSERT INTO sessions (user_id, token_hash, created, last_seen, expires, address)"
 	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	[S_SESS_GET] = "SELECT s.id, s.user_id, s.token_hash, s.created, s.last_seen, s.expires, s.address, u.name"
@@ -842,6 +843,19 @@ static enum err sq_user_update(struct index_store *bs, const struct idx_user *u)
 	sqlite3_bind_int64(q, 1, u->id);
 	bind_user(q, 2, u);
 	rc = exec_done(s, q, "user_update");
+	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
+		rc = ERR_NOTFOUND;
+	return rc;
+}
+
+static enum err sq_user_delete(struct index_store *bs, int64_t id)
+{
+	struct sq_store *s = (struct sq_store *)bs;
+	sqlite3_stmt *q = stmt(s, S_USER_DEL);
+	enum err rc;
+
+	sqlite3_bind_int64(q, 1, id);
+	rc = exec_done(s, q, "user_delete");
 	if (rc == ERR_OK && sqlite3_changes(s->db) != 1)
 		rc = ERR_NOTFOUND;
 	return rc;
@@ -1673,6 +1687,7 @@ static const struct index_ops sq_ops = {
 	.user_put = sq_user_put,
 	.user_get = sq_user_get,
 	.user_update = sq_user_update,
+	.user_delete = sq_user_delete,
 	.close = sq_close,
 	.session_put = sq_session_put,
 	.session_get = sq_session_get,

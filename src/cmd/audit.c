@@ -359,6 +359,7 @@ int cmd_audit(int argc, char **argv)
 		return rc;
 	memset(&o, 0, sizeof o);
 	o.pk = pk;
+	o.vault_log = true;
 	if (strcmp(a.sub, "export") == 0)
 		o.on_record = export_line;
 	if (strcmp(a.sub, "report") == 0) {

@@ -52,6 +52,7 @@ int cmd_reidentify(int argc, char **argv)
 	struct dcm_read_opts ro;
 	struct dcm_file *f = NULL;
 	struct audit_rec rec;
+	struct audit *au = NULL;
 	struct stat st;
 	struct src src;
 	bool have_src = false;
@@ -90,11 +91,26 @@ int cmd_reidentify(int argc, char **argv)
 		        vault_arg ? vault_arg : dir);
 		return 1;
 	}
+	/* a vault, not any folder with an audit/ in it: the record must land
+	 * in the log its auditors verify */
+	if (vault_check(dir, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault reidentify: %s: not a usable vault (%s): re-identification must be audited\n",
+		        dir, why);
+		return 1;
+	}
+	/* opened first: nothing is re-identified when its record cannot be
+	 * written (a missing or emptied log: audit_open) */
+	if (audit_open(dir, &au) != ERR_OK) {
+		fprintf(stderr, "dicomvault reidentify: cannot open the audit log in %s: nothing re-identified\n", dir);
+		return 1;
+	}
 	memset(&ro, 0, sizeof ro);
 	ro.bulk_threshold = DCM_DEFAULT_BULK;
 	f = cmd_read_file(in, &src, &ro);
-	if (f == NULL)
+	if (f == NULL) {
+		audit_close(au);
 		return 1;
+	}
 	have_src = true;
 	rc = deid_reidentify(f, key, cert, &restored, why, sizeof why);
 	if (rc == ERR_OK) {
@@ -116,7 +132,7 @@ int cmd_reidentify(int argc, char **argv)
 	rec.objects.sop_uid = sop[0] ? sop : NULL;
 	/* no vault key here (the escrow's): the next signing writer's
 	 * checkpoint covers the record */
-	if (audit_append_once(dir, NULL, NULL, &rec) != ERR_OK) {
+	if (audit_append(au, &rec) != ERR_OK) {
 		fprintf(stderr, "dicomvault reidentify: cannot write the audit record in %s: output removed\n", dir);
 		if (rc == ERR_OK)
 			unlink(out);
@@ -139,6 +155,7 @@ int cmd_reidentify(int argc, char **argv)
 	}
 	rcode = 0;
 out:
+	audit_close(au);
 	dcm_file_free(f);
 	if (have_src)
 		src_close(&src);

@@ -80,6 +80,7 @@ struct line_info {
 	uint8_t hash[32];
 	bool checkpoint;
 	bool keyless;             /* an action writers without the key append (reidentify, torn-record recovery) */
+	bool init;                /* the vault's init (vault-init) */
 	uint8_t key[SIGN_PK_LEN];
 	uint8_t sig[SIGN_SIG_LEN];
 	char time[40];
@@ -161,6 +162,7 @@ const char *audit_fault_str(enum audit_fault f)
 	case AUDIT_LINE_TOO_LONG: return "line-too-long";
 	case AUDIT_BAD_SIGNATURE: return "bad-signature";
 	case AUDIT_UNSIGNED: return "unsigned";
+	case AUDIT_NO_INIT: return "no-init";
 	}
 	return "unknown";
 }
@@ -406,6 +408,7 @@ static enum audit_fault line_fields(json_t *o, struct line_info *li, char *why, 
 		if (action == NULL || !audit_action_ok(action))
 			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"action\"");
 		li->keyless = strcmp(action, AUDIT_REIDENTIFY) == 0 || strcmp(action, AUDIT_RECOVERY) == 0;
+		li->init = strcmp(action, AUDIT_VAULT_INIT) == 0;
 		if (outcome == NULL ||
 		    (strcmp(outcome, "success") != 0 && strcmp(outcome, "failure") != 0 && strcmp(outcome, "denied") != 0))
 			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"outcome\"");
@@ -906,10 +909,14 @@ static enum err fsync_parent(const char *path)
 	return rc;
 }
 
-enum err audit_open_path(const char *path, struct audit **out)
+/* create: a new log (the vault's init), refused if the file exists;
+ * otherwise an existing one, with at least one record: a vault's log
+ * begins with the record of its init, so a missing or empty one was
+ * deleted or emptied, and a writer that started a new chain in its place
+ * would make the loss look like an intact log. */
+static enum err open_log(const char *path, bool create, struct audit **out)
 {
 	struct audit *a = NULL;
-	bool created = false;
 	struct stat st;
 	enum err rc = ERR_INTERNAL;
 
@@ -932,24 +939,17 @@ enum err audit_open_path(const char *path, struct audit **out)
 		free(a);
 		return ERR_NOMEM;
 	}
-	for (;;) {
-		a->fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
-		if (a->fd >= 0 || errno != ENOENT)
-			break;
-		a->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (a->fd >= 0) {
-			created = true;
-			break;
-		}
-		if (errno != EEXIST)
-			break;
-	}
+	a->fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0600);
 	if (a->fd < 0) {
-		rc = errno == ENOENT ? ERR_NOTFOUND : errno == ELOOP ? ERR_DENIED : ERR_IO;
-		log_error("%s: cannot open the audit log: %s", path, strerror(errno));
+		rc = errno == ENOENT ? ERR_NOTFOUND : errno == ELOOP || errno == EEXIST ? ERR_DENIED : ERR_IO;
+		if (errno == ENOENT)
+			log_error("%s: no audit log: a vault always has one (was it deleted?); nothing is recorded in a new "
+			          "one, run `dicomvault audit verify`", path);
+		else
+			log_error("%s: cannot %s the audit log: %s", path, create ? "create" : "open", strerror(errno));
 		goto out;
 	}
-	if (created && (fchmod(a->fd, 0600) != 0 || fsync_parent(path) != ERR_OK)) {
+	if (create && (fchmod(a->fd, 0600) != 0 || fsync_parent(path) != ERR_OK)) {
 		rc = ERR_IO;
 		goto out;
 	}
@@ -966,6 +966,11 @@ enum err audit_open_path(const char *path, struct audit **out)
 	rc = lock_file(a->fd, LOCK_EX);
 	if (rc == ERR_OK) {
 		rc = sync_tail(a);
+		if (rc == ERR_OK && !create && a->seq == 0) {
+			log_error("%s: the audit log is empty, but a vault's begins with the record of its init (was it "
+			          "emptied?); nothing is recorded in it, run `dicomvault audit verify`", path);
+			rc = ERR_DENIED;
+		}
 		if (rc == ERR_OK)
 			rc = note_torn(a);
 		if (lock_file(a->fd, LOCK_UN) != ERR_OK)
@@ -986,14 +991,34 @@ out:
 	return rc;
 }
 
-enum err audit_open(const char *vault_dir, struct audit **out)
+enum err audit_open_path(const char *path, struct audit **out)
+{
+	return open_log(path, false, out);
+}
+
+enum err audit_create_path(const char *path, struct audit **out)
+{
+	return open_log(path, true, out);
+}
+
+static enum err vault_log(const char *vault_dir, bool create, struct audit **out)
 {
 	char path[4096];
 	int n = snprintf(path, sizeof path, "%s/" AUDIT_LOG_PATH, vault_dir);
 
 	if (n < 0 || (size_t)n >= sizeof path)
 		return ERR_LIMIT;
-	return audit_open_path(path, out);
+	return open_log(path, create, out);
+}
+
+enum err audit_open(const char *vault_dir, struct audit **out)
+{
+	return vault_log(vault_dir, false, out);
+}
+
+enum err audit_create(const char *vault_dir, struct audit **out)
+{
+	return vault_log(vault_dir, true, out);
 }
 
 void audit_close(struct audit *a)
@@ -1094,6 +1119,9 @@ static enum audit_fault verify_line(struct verifier *vf, const char *p, size_t n
 	if (!ct_equal(li.prev, vf->head, 32))
 		return bad(why, whylen, AUDIT_BROKEN_LINK,
 		           "\"prev\" is not the hash of the record before (a record was replaced or inserted)");
+	if (li.seq == 1 && vf->o->vault_log && !li.init)
+		return bad(why, whylen, AUDIT_NO_INIT,
+		           "the log does not begin with the record of the vault's init: it was replaced by a new one");
 	if (li.checkpoint && vf->o->pk != NULL) {
 		f = check_signature(vf, &li, why, whylen);
 		if (f != AUDIT_OK)

@@ -11,6 +11,7 @@
 #include "dicomvault/audit.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/index.h"
+#include "dicomvault/log.h"
 #include "dicomvault/store.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
@@ -120,7 +121,30 @@ static enum err audited(struct vault *v, const struct users_actor *by, const cha
 	r.actor.user = by->user;
 	r.actor.role = by->role;
 	r.actor.addr = by->addr;
-	return by->audit != NULL ? audit_append(by->audit, &r) : audit_append_once(v->dir, v->audit_sk, v->audit_pk, &r);
+	(void)v;
+	return audit_append(by->audit, &r);
+}
+
+/* The log a change's records go to: the caller's (serve's), or the vault's,
+ * opened here before anything changes, so that nothing is changed when its
+ * record cannot be written (a missing or emptied log: audit_open). me is by
+ * with that log; *own is closed by the caller (audit_close takes NULL). */
+static enum err log_for(struct vault *v, const struct users_actor *by, struct users_actor *me, struct audit **own,
+                        char *why, size_t whylen)
+{
+	enum err rc;
+
+	*me = *by;
+	*own = NULL;
+	if (by->audit != NULL)
+		return ERR_OK;
+	rc = audit_open(v->dir, own);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "cannot open the vault's audit log (%s): nothing was changed", err_str(rc));
+	if (v->audit_sk != NULL)
+		audit_set_signer(*own, v->audit_sk, v->audit_pk, 0);
+	me->audit = *own;
+	return ERR_OK;
 }
 
 static void lock(struct vault *v, bool *locked)
@@ -133,9 +157,12 @@ static void unlock(struct vault *v, bool *locked)
 	store_ix_unlock(v, locked);
 }
 
-enum err users_add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
-                   const char *scope, int64_t expires, const struct secret *password, struct secret **password_out,
-                   struct secret **totp_b32, struct secret **totp_uri, char *why, size_t whylen)
+static enum err grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
+                      char *why, size_t whylen);
+
+static enum err add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
+                    const char *scope, int64_t expires, const struct secret *password, struct secret **password_out,
+                    struct secret **totp_b32, struct secret **totp_uri, char *why, size_t whylen)
 {
 	struct users_grant_req g;
 	struct access_grant ag;
@@ -162,28 +189,71 @@ enum err users_add(struct vault *v, const struct users_actor *by, const char *na
 	}
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "cannot create the user: %s", err_str(rc));
-	if (audited(v, by, AUDIT_USER_CHANGE, AUDIT_SUCCESS, reason) != ERR_OK)
-		return err_why(why, whylen, ERR_IO, "the user was created but the audit record could not be written");
+	if (audited(v, by, AUDIT_USER_CHANGE, AUDIT_SUCCESS, reason) != ERR_OK) {
+		/* no user without its record: nothing refers to it yet */
+		struct idx_user u;
+		lock(v, &locked);
+		rc = v->ix->ops->user_get(v->ix, name, &u);
+		if (rc == ERR_OK)
+			rc = v->ix->ops->user_delete(v->ix, u.id);
+		unlock(v, &locked);
+		if (rc != ERR_OK)
+			log_error("user %s: created, its audit record not written, and it cannot be removed: %s", name,
+			          err_str(rc));
+		secret_free(*totp_b32);
+		secret_free(*totp_uri);
+		*totp_b32 = *totp_uri = NULL;
+		if (password_out != NULL) {
+			secret_free(*password_out);
+			*password_out = NULL;
+		}
+		return err_why(why, whylen, ERR_IO, "the audit record could not be written: user %s %s", name,
+		               rc == ERR_OK ? "not created" : "created and left without any grant");
+	}
 	memset(&g, 0, sizeof g);
 	g.user = name;
 	g.role = role;
 	g.scope = scope;
 	g.expires = expires;
 	g.purpose = "initial grant (user add)";
-	return users_grant(v, by, &g, &gid, why, whylen);
+	return grant(v, by, &g, &gid, why, whylen);
 }
 
+enum err users_add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
+                   const char *scope, int64_t expires, const struct secret *password, struct secret **password_out,
+                   struct secret **totp_b32, struct secret **totp_uri, char *why, size_t whylen)
+{
+	struct users_actor me;
+	struct audit *own;
+	enum err rc;
+
+	rc = log_for(v, by, &me, &own, why, whylen);
+	if (rc == ERR_OK)
+		rc = add(v, &me, name, role, scope, expires, password, password_out, totp_b32, totp_uri, why, whylen);
+	audit_close(own);
+	return rc;
+}
+
+/* A change of one user's flags (fn). When its record cannot be written, a
+ * change that gives access (enable, unlock) is undone; one that takes it
+ * away (disable) is kept, and said so. */
 static enum err change_user(struct vault *v, const struct users_actor *by, const char *name, const char *what,
                             void (*fn)(struct idx_user *u), char *why, size_t whylen)
 {
-	struct idx_user u;
+	struct idx_user u, before;
+	struct users_actor me;
+	struct audit *own;
 	char reason[160];
 	bool locked = false;
 	enum err rc;
 
+	rc = log_for(v, by, &me, &own, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
 	lock(v, &locked);
 	rc = v->ix->ops->user_get(v->ix, name, &u);
 	if (rc == ERR_OK) {
+		before = u;
 		fn(&u);
 		rc = v->ix->ops->user_update(v->ix, &u);
 		if (rc == ERR_OK && u.disabled)
@@ -191,9 +261,19 @@ static enum err change_user(struct vault *v, const struct users_actor *by, const
 	}
 	unlock(v, &locked);
 	snprintf(reason, sizeof reason, "%s %s", what, name);
-	if (audited(v, by, AUDIT_USER_CHANGE, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK &&
-	    rc == ERR_OK)
-		rc = err_why(why, whylen, ERR_IO, "changed, but the audit record could not be written");
+	if (audited(v, &me, AUDIT_USER_CHANGE, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK &&
+	    rc == ERR_OK) {
+		if (u.disabled) {
+			rc = err_why(why, whylen, ERR_IO, "disabled, but the audit record could not be written");
+		} else {
+			lock(v, &locked);
+			rc = v->ix->ops->user_update(v->ix, &before);
+			unlock(v, &locked);
+			rc = err_why(why, whylen, ERR_IO, "the audit record could not be written: %s",
+			             rc == ERR_OK ? "nothing was changed" : "changed, and it could not be undone");
+		}
+	}
+	audit_close(own);
 	if (rc == ERR_NOTFOUND)
 		return err_why(why, whylen, rc, "no user %s", name);
 	if (rc != ERR_OK && why != NULL && why[0] == 0)
@@ -217,8 +297,8 @@ enum err users_unlock(struct vault *v, const struct users_actor *by, const char 
 	return change_user(v, by, name, "user-unlock", do_unlock, why, whylen);
 }
 
-enum err users_grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
-                     char *why, size_t whylen)
+static enum err grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
+                      char *why, size_t whylen)
 {
 	struct access_grant ag;
 	struct idx_grant g;
@@ -291,7 +371,21 @@ enum err users_grant(struct vault *v, const struct users_actor *by, const struct
 	return ERR_OK;
 }
 
-enum err users_revoke(struct vault *v, const struct users_actor *by, int64_t id, char *why, size_t whylen)
+enum err users_grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
+                     char *why, size_t whylen)
+{
+	struct users_actor me;
+	struct audit *own;
+	enum err rc;
+
+	rc = log_for(v, by, &me, &own, why, whylen);
+	if (rc == ERR_OK)
+		rc = grant(v, &me, r, id, why, whylen);
+	audit_close(own);
+	return rc;
+}
+
+static enum err revoke(struct vault *v, const struct users_actor *by, int64_t id, char *why, size_t whylen)
 {
 	char reason[128];
 	bool locked = false;
@@ -311,6 +405,19 @@ enum err users_revoke(struct vault *v, const struct users_actor *by, int64_t id,
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "%s", err_str(rc));
 	return ERR_OK;
+}
+
+enum err users_revoke(struct vault *v, const struct users_actor *by, int64_t id, char *why, size_t whylen)
+{
+	struct users_actor me;
+	struct audit *own;
+	enum err rc;
+
+	rc = log_for(v, by, &me, &own, why, whylen);
+	if (rc == ERR_OK)
+		rc = revoke(v, &me, id, why, whylen);
+	audit_close(own);
+	return rc;
 }
 
 /* ---- the grants of a request ---- */

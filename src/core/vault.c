@@ -339,6 +339,27 @@ static enum err make_admin(const char *dir, const char *admin, const struct secr
 	return rc;
 }
 
+/* The only writer that creates the log: its first record is the init's,
+ * signed at once (a vault's log is never without a checkpoint, and one
+ * that does not begin so was replaced: audit verify). */
+static enum err first_record(const char *dir, const struct secret *ask, const uint8_t apk[SIGN_PK_LEN],
+                             const char *admin)
+{
+	struct audit *a = NULL;
+	enum err rc;
+
+	rc = audit_create(dir, &a);
+	if (rc != ERR_OK)
+		return rc;
+	audit_set_signer(a, ask, apk, 0);
+	rc = audit_append(a, &(struct audit_rec){ .action = AUDIT_VAULT_INIT,
+	                                          .actor = { .user = admin, .role = "admin", .addr = "local" } });
+	if (rc == ERR_OK)
+		rc = audit_checkpoint(a);
+	audit_close(a);
+	return rc;
+}
+
 enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, char *why, size_t whylen)
 {
 	const char *dir = o->dir, *admin = o->admin ? o->admin : "admin";
@@ -385,9 +406,7 @@ enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, 
 	rc = make_admin(dir, admin, mk, pw, res);
 	if (rc != ERR_OK)
 		err_why(why, whylen, rc, "cannot create the index and its admin user");
-	/* signed at once: a log is never without a checkpoint (audit verify) */
-	if (rc == ERR_OK && (rc = audit_append_once(dir, ask, apk, &(struct audit_rec){ .action = AUDIT_VAULT_INIT,
-	                     .actor = { .user = admin, .role = "admin", .addr = "local" } })) != ERR_OK)
+	if (rc == ERR_OK && (rc = first_record(dir, ask, apk, admin)) != ERR_OK)
 		err_why(why, whylen, rc, "cannot write the first audit record in %s/audit", dir);
 out:
 	if (rc != ERR_OK) {

@@ -409,6 +409,7 @@ enum MHD_Result http_audit(struct http_req *r)
 	snprintf(path, sizeof path, "%s/" AUDIT_LOG_PATH, v->dir);
 	memset(&vo, 0, sizeof vo);
 	vo.pk = v->audit_pk;
+	vo.vault_log = true;
 	vo.on_record = aq_line;
 	vo.ctx = &q;
 	rc = audit_verify_ex(path, &vo, &vr);

@@ -68,6 +68,11 @@ def append(path, n):
             f.write(line)
             prev = hashlib.sha256(line[:-76]).hexdigest()
 
+def init(path):
+    """The record a vault's log begins with."""
+    prev, seq = last(path)
+    open(path, "ab").write(event(seq + 1, prev, "vault-init", {"user": "admin", "role": "admin", "addr": "local"}, {}))
+
 def checkpoint(path, keyfile):
     """A checkpoint signed with a new Ed25519 key; its public key to keyfile."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -115,6 +120,8 @@ if cmd == "verify":
     print(verify(sys.argv[2]))
 elif cmd == "append":
     append(sys.argv[2], int(sys.argv[3]))
+elif cmd == "init":
+    init(sys.argv[2])
 elif cmd == "checkpoint":
     checkpoint(sys.argv[2], sys.argv[3])
 elif cmd == "forge":
@@ -163,6 +170,7 @@ mkdir -p "$W/audit" "$W/keys"
 cp "$T/v/keys/audit.pub" "$W/keys/"
 fresh() { cp "$GOOD" "$W/audit/audit.log"; }
 verify_json() { $DV audit verify --vault "$W" --json >"$T/out.json" 2>"$T/err"; echo $?; }
+verify_json_key() { $DV audit verify --vault "$W" --key "$T/py.pub" --json >"$T/out.json" 2>"$T/err"; echo $?; }
 names() {  # fault line seq
 	[ "$($A json "$T/out.json" fault)" = "$1" ] && [ "$($A json "$T/out.json" line)" = "$2" ] &&
 		[ "$($A json "$T/out.json" seq)" = "$3" ]
@@ -244,6 +252,14 @@ if $PY -c 'import cryptography.hazmat.primitives.asymmetric.ed25519' 2>/dev/null
 	: >"$W/audit/audit.log"
 	$A append "$W/audit/audit.log" 11
 	$A checkpoint "$W/audit/audit.log" "$T/py.pub"
+	[ "$(verify_json_key)" = 1 ] && names no-init 1 1
+	check "a signed log that does not begin with vault-init (a replaced log): no-init at seq 1" "[ $? -eq 0 ]"
+	grep -q "does not begin with the record of the vault's init" "$T/out.json"
+	check "no-init: the detail says so" "[ $? -eq 0 ]"
+	: >"$W/audit/audit.log"
+	$A init "$W/audit/audit.log"
+	$A append "$W/audit/audit.log" 10
+	$A checkpoint "$W/audit/audit.log" "$T/py.pub"
 	$A append "$W/audit/audit.log" 2
 	$DV audit verify --vault "$W" --key "$T/py.pub" --json >"$T/out.json" 2>"$T/err"
 	check "a checkpoint signed as documented verifies" "[ $? -eq 0 ] && [ \"\$($A json $T/out.json checkpoints)\" = 1 ] && [ \"\$($A json $T/out.json last_checkpoint_seq)\" = 12 ]"
@@ -276,6 +292,33 @@ check "missing vault: exit 1, says so" "[ $? -eq 1 ] && grep -q 'no vault there'
 rm -f "$W/audit/audit.log"
 $DV audit verify --vault "$W" >"$T/out" 2>&1
 check "missing log: exit 1, says so" "[ $? -eq 1 ] && grep -q 'no audit log' $T/out"
+# 6. a deleted or emptied log is never replaced by a new chain: a writer
+# that started one would make the loss verify as an intact log
+LOG="$T/v/audit/audit.log"
+cp "$LOG" "$T/kept.log"
+printf 'a-password-for-carol-1\n' >"$T/pw"
+chmod 600 "$T/pw"
+for how in deleted emptied; do
+	if [ $how = deleted ]; then rm -f "$LOG"; else : >"$LOG"; fi
+	$DV user add carol --role physician --password-file "$T/pw" --vault "$T/v" >"$T/out" 2>&1
+	rc=$?
+	check "$how log: user add refused (exit 1), no user made" \
+		"[ $rc = 1 ] && grep -q 'nothing was changed' $T/out && ! $DV user list --vault $T/v 2>/dev/null | grep -q carol"
+	$DV token create --user admin --vault "$T/v" >"$T/out" 2>&1
+	check "$how log: token create refused" "[ $? = 1 ]"
+	timeout 20 $DV serve --vault "$T/v" --http 127.0.0.1:0 >"$T/out" 2>&1
+	check "$how log: serve refuses to start" "[ $? = 1 ] && grep -q 'cannot open the audit trail' $T/out"
+	if [ $how = deleted ]; then
+		check "deleted log: none of them created a new one" "[ ! -e $LOG ]"
+	else
+		check "emptied log: none of them wrote in it" "[ ! -s $LOG ]"
+	fi
+done
+cp "$T/kept.log" "$LOG"
+chmod 600 "$LOG"
+$DV user add carol --role physician --password-file "$T/pw" --vault "$T/v" >"$T/out" 2>&1
+check "the log restored: user add works again" "[ $? = 0 ] && $DV audit verify --vault $T/v >/dev/null 2>&1"
+
 fresh
 echo nothex >"$T/bad.pub"
 $DV audit verify --vault "$W" --key "$T/bad.pub" >"$T/out" 2>&1

@@ -177,6 +177,25 @@ try:
            text=True)
     check("no vault to audit in: refused", p.returncode == 1 and "audited" in p.stderr and not os.path.exists("x.dcm"),
           p.stderr)
+    # a folder that only looks like a vault (an audit/ with a log in it):
+    # the record would land where no auditor looks
+    os.makedirs("fake/audit", mode=0o700)
+    shutil.copy("v/audit/audit.log", "fake/audit/audit.log")
+    os.chmod("fake", 0o700)
+    before = open("fake/audit/audit.log", "rb").read()
+    p = sh(DV, "reidentify", "--key", "rsa.key", "--reason", "into a fake vault", "--vault", "fake", out, "x.dcm",
+           text=True)
+    check("a folder with audit/ but no vault: refused, nothing written, its log unchanged",
+          p.returncode == 1 and "not a usable vault" in p.stderr and not os.path.exists("x.dcm")
+          and open("fake/audit/audit.log", "rb").read() == before, p.stderr)
+    # the vault's log deleted: refused, and no new log is started
+    os.rename("v/audit/audit.log", "v/audit/kept.log")
+    p = sh(DV, "reidentify", "--key", "rsa.key", "--reason", "log deleted test", "--vault", "v", out, "x.dcm",
+           text=True)
+    check("the vault's log deleted: refused before re-identifying anything, no new log",
+          p.returncode == 1 and "cannot open the audit log" in p.stderr and not os.path.exists("x.dcm")
+          and not os.path.exists("v/audit/audit.log"), p.stderr)
+    os.rename("v/audit/kept.log", "v/audit/audit.log")
     os.chmod("rsa.key", 0o644)
     p = sh(DV, "reidentify", "--key", "rsa.key", "--reason", "loose key mode", "--vault", "v", out, "x.dcm", text=True)
     check("a private key readable by others: refused", p.returncode == 1 and "chmod 600" in p.stderr, p.stderr)

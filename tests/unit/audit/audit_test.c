@@ -53,7 +53,7 @@ static struct audit *open_new(char *path, size_t cap)
 	struct audit *a = NULL;
 
 	new_log(path, cap);
-	CHECK(audit_open_path(path, &a) == ERR_OK);
+	CHECK(audit_create_path(path, &a) == ERR_OK);
 	return a;
 }
 
@@ -80,6 +80,8 @@ static enum err make_log(const char *path, int n)
 	int i;
 
 	rc = audit_open_path(path, &a);
+	if (rc == ERR_NOTFOUND)   /* a new log */
+		rc = audit_create_path(path, &a);
 	for (i = 0; rc == ERR_OK && i < n; i++) {
 		r.objects.counted = true;
 		r.objects.instances = (uint64_t)i;
@@ -751,8 +753,15 @@ TEST(empty_missing_and_damaged_logs)
 	CHECK_EQ_INT(r.fault, AUDIT_OK);
 	CHECK_EQ_INT(r.records, 0);
 	CHECK_EQ_STR(r.head, "0000000000000000000000000000000000000000000000000000000000000000");
+	/* a writer never starts a new chain in an emptied or deleted log (a
+	 * vault's begins with its init's record: the loss would verify) */
+	CHECK(audit_open_path(path, &a) == ERR_DENIED && a == NULL);
+	CHECK(count_in(path, "\"seq\"") == 0);
+	CHECK(audit_create_path(path, &a) == ERR_DENIED && a == NULL);   /* create: only a new file */
 	new_log(path, sizeof path);
 	CHECK(audit_verify(path, &r) == ERR_NOTFOUND);
+	CHECK(audit_open_path(path, &a) == ERR_NOTFOUND && a == NULL);
+	CHECK(access(path, F_OK) != 0);
 	/* a truncated last line that is not the start of the next record:
 	 * appending would hide it, so open refuses (torn_record_recovered:
 	 * the other kind) */
@@ -1187,7 +1196,7 @@ TEST(vault_init_is_audited)
 {
 	struct vault_init_opts o;
 	struct vault_created res;
-	char dir[300], path[400], why[256];
+	char dir[300], path[400], path2[300], why[256];
 	struct audit_verify_result r;
 	struct stat st;
 
@@ -1197,12 +1206,33 @@ TEST(vault_init_is_audited)
 	CHECK(vault_init(&o, &res, why, sizeof why) == ERR_OK);
 	vault_created_fini(&res);
 	snprintf(path, sizeof path, "%s/" AUDIT_LOG_PATH, dir);
+	new_log(path2, sizeof path2);
 	r = verify_path(path);
 	CHECK_EQ_INT(r.fault, AUDIT_OK);
 	CHECK_EQ_INT(r.records, 2);        /* and its checkpoint: init signs */
 	CHECK_EQ_INT(r.checkpoints, 1);
 	CHECK_EQ_INT(count_in(path, "\"action\":\"vault-init\""), 1);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	{
+		/* a vault's log verifies as one (vault_log): it begins with init */
+		struct audit_verify_opts vo;
+		memset(&vo, 0, sizeof vo);
+		vo.vault_log = true;
+		CHECK(audit_verify_ex(path, &vo, &r) == ERR_OK);
+		CHECK_EQ_INT(r.fault, AUDIT_OK);
+		/* a log begun by anything else does not */
+		CHECK(make_log(path2, 2) == ERR_OK);
+		CHECK(audit_verify_ex(path2, &vo, &r) == ERR_OK);
+		CHECK_EQ_INT(r.fault, AUDIT_NO_INIT);
+		CHECK_EQ_INT(r.bad_seq, 1);
+		CHECK_EQ_INT(r.bad_line, 1);
+		CHECK(strstr(r.detail, "does not begin with the record of the vault's init") != NULL);
+		vo.vault_log = false;
+		CHECK(audit_verify_ex(path2, &vo, &r) == ERR_OK);
+		CHECK_EQ_INT(r.fault, AUDIT_OK);
+	}
+	/* init creates the log: a second init in the same place is refused */
+	CHECK(vault_init(&o, &res, why, sizeof why) != ERR_OK);
 	snprintf(path, sizeof path, "%s/audit", dir);
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
 }

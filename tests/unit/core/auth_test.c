@@ -540,7 +540,7 @@ int main(void)
 		return 1;
 	}
 	snprintf(audit_path, sizeof audit_path, "%s/audit.log", base);
-	if (audit_open_path(audit_path, &au) != ERR_OK)
+	if (audit_create_path(audit_path, &au) != ERR_OK)
 		return 1;
 	RUN(conf_defaults_and_ranges);
 	RUN(login_session_logout);
