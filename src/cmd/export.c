@@ -4,10 +4,14 @@
  * while it is read; with --deidentify, each file goes through the PS3.15
  * engine under the vault's project key (derived from the master key, so the
  * same patient gets the same pseudonyms in every export of one project)
- * and the vault's masking rules. Every export is audited. Layer: cmd. */
+ * and the vault's masking rules, in memory (the identified object never
+ * reaches a file). Every export is recorded before its first file, and
+ * again when less was written (failures, a signal). OUT/SERIES folders
+ * are opened without following links. Layer: cmd. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,151 +103,197 @@ static enum err add_series(void *ctx, const struct idx_series *se)
 	return ERR_OK;
 }
 
-/* mkdir -p of one level under an existing folder. */
-static int ensure_dir(const char *p)
+/* SIGINT/SIGTERM: the export stops after the file being written, and its
+ * record says how far it went. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop(int sig)
 {
-	if (mkdir(p, 0700) == 0 || errno == EEXIST)
-		return 0;
-	return -1;
+	stop_signal = sig;
 }
 
 struct exp {
 	struct vault *v;
+	struct audit *au;
 	struct deid_opts o;
 	struct deid_stats st;
 	bool deid;
 	const char *out;
+	int out_fd;                          /* OUT, opened once */
 	uint64_t done, failed, refused, bytes;
 	char first_fail[IDX_UID_MAX + 48];   /* the first failed instance and why, for the audit record */
 };
 
-/* One instance: retrieved (authenticated, fixity checked) into a temporary
- * file in OUT, then renamed, or read back, de-identified and written. */
-static void export_one(struct exp *e, const struct item *it, bool quiet)
+/* OUT/series, opened as a folder of its own: a symbolic link planted there
+ * (by anyone who can write in OUT) is refused, not followed. -1 and why. */
+static int series_dir(const struct exp *e, const char *series, char *why, size_t whylen)
 {
-	char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX], why[512] = "";
+	int fd;
+
+	if (!cmd_uid_ok(series)) {
+		(void)err_why(why, whylen, ERR_PARSE, "series UID %.64s is not a UID", series);
+		return -1;
+	}
+	if (mkdirat(e->out_fd, series, 0700) != 0 && errno != EEXIST) {
+		(void)err_why(why, whylen, ERR_IO, "cannot create %s/%s: %s", e->out, series, strerror(errno));
+		return -1;
+	}
+	fd = openat(e->out_fd, series, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		(void)err_why(why, whylen, ERR_IO, "%s/%s: %s", e->out, series,
+		              errno == ELOOP || errno == ENOTDIR ? "not a folder (a symbolic link?): refused"
+		                                                 : strerror(errno));
+	return fd;
+}
+
+/* A new temporary file in dfd (O_EXCL, no link followed): -1 and why. */
+static int temp_in(int dfd, char name[40], const char *where, char *why, size_t whylen)
+{
+	uint8_t r[8];
+	int fd, i;
+
+	for (i = 0; i < 8; i++) {
+		if (rand_bytes(r, sizeof r) != ERR_OK)
+			break;
+		snprintf(name, 40, ".export.%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+		         r[7]);
+		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST) {
+			if (fd < 0)
+				(void)err_why(why, whylen, ERR_IO, "cannot create a file in %s: %s", where, strerror(errno));
+			return fd;
+		}
+	}
+	(void)err_why(why, whylen, ERR_IO, "cannot create a file in %s", where);
+	return -1;
+}
+
+/* Retrieves the object into memory (*w) and de-identifies it there: the
+ * identified bytes never reach a file. The result, as Part 10, in *out,
+ * its UIDs in sop and series. */
+static enum err deid_one(struct exp *e, const struct item *it, struct wbuf *out, char *sop, char *series, char *why,
+                         size_t whylen)
+{
 	struct dcm_read_opts ro;
+	struct dcm_write_opts wo;
 	struct dcm_errinfo ei;
 	struct dcm_file *f = NULL;
+	struct src_mem m;
+	struct wbuf w;
 	struct sink k;
 	struct src s;
-	bool have_src = false;
-	int fd = -1;
 	enum err rc;
 
-	if (snprintf(tmp, sizeof tmp, "%s/.export.XXXXXX", e->out) >= (int)sizeof tmp) {
-		rc = ERR_LIMIT;
-		goto out;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		rc = ERR_IO;
-		(void)err_why(why, sizeof why, ERR_IO, "cannot create a file in %s: %s", e->out, strerror(errno));
-		goto out;
-	}
-	sink_fd(&k, &fd);
-	rc = retrieve_instance(e->v, it->sop, &k, why, sizeof why);
-	if (rc != ERR_OK)
-		goto out;
-	if (e->deid) {
-		char sop[IDX_UID_MAX + 1] = "", series[IDX_UID_MAX + 1] = "";
-		struct wbuf w;
-		struct sink ks;
+	wbuf_init(&w, (size_t)4 << 30);
+	sink_wbuf(&k, &w);
+	rc = retrieve_instance(e->v, it->sop, &k, why, whylen);
+	if (rc == ERR_OK)
+		rc = wbuf_err(&w);
+	if (rc == ERR_OK) {
 		memset(&ro, 0, sizeof ro);
 		ro.bulk_threshold = DCM_DEFAULT_BULK;
-		rc = src_file_open(&s, tmp);
-		if (rc == ERR_OK) {
-			have_src = true;
-			rc = dcm_file_read(&s, &ro, &f, &ei);
-			if (rc != ERR_OK)
-				(void)err_why(why, sizeof why, ERR_IO, "stored object does not parse: %s", ei.msg);
-		}
-		if (rc == ERR_OK) {
-			rc = deid_apply(f, &e->o, &e->st, why, sizeof why);
-			if (rc == ERR_DENIED)
-				e->refused++;
-		}
-		if (rc == ERR_OK && (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, sizeof sop) != ERR_OK || !cmd_uid_ok(sop) ||
-		                     dcm_ds_get_cstr(&f->ds, 0x0020000E, series, sizeof series) != ERR_OK ||
-		                     !cmd_uid_ok(series))) {
-			rc = ERR_PARSE;
-			(void)err_why(why, sizeof why, ERR_IO, "the de-identified object has no usable SOP Instance or Series UID");
-		}
-		if (rc == ERR_OK && (snprintf(dir, sizeof dir, "%s/%s", e->out, series) >= (int)sizeof dir ||
-		                     snprintf(dst, sizeof dst, "%s/%s.dcm", dir, sop) >= (int)sizeof dst))
-			rc = ERR_LIMIT;
-		if (rc == ERR_OK && ensure_dir(dir) != 0) {
-			rc = ERR_IO;
-			(void)err_why(why, sizeof why, ERR_IO, "cannot create %s: %s", dir, strerror(errno));
-		}
-		if (rc == ERR_OK) {
-			/* write to memory first: the source is the temporary file */
-			struct dcm_write_opts wo;
-			memset(&wo, 0, sizeof wo);
-			wbuf_init(&w, (size_t)4 << 30);
-			sink_wbuf(&ks, &w);
-			rc = dcm_file_write(f, &wo, &ks);
-			if (rc == ERR_OK)
-				rc = wbuf_err(&w);
-			if (rc == ERR_OK && (ftruncate(fd, 0) != 0 || pwrite(fd, w.p, w.len, 0) != (ssize_t)w.len)) {
-				rc = ERR_IO;
-				(void)err_why(why, sizeof why, ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-			}
-			if (rc == ERR_OK)
-				e->bytes += w.len;
-			wbuf_fini(&w);
-		}
-	} else {
-		if (snprintf(dir, sizeof dir, "%s/%s", e->out, it->series) >= (int)sizeof dir ||
-		    snprintf(dst, sizeof dst, "%s/%s.dcm", dir, it->sop) >= (int)sizeof dst)
-			rc = ERR_LIMIT;
-		if (rc == ERR_OK && ensure_dir(dir) != 0) {
-			rc = ERR_IO;
-			(void)err_why(why, sizeof why, ERR_IO, "cannot create %s: %s", dir, strerror(errno));
-		}
-		if (rc == ERR_OK) {
-			struct stat st;
-			if (fstat(fd, &st) == 0)
-				e->bytes += (uint64_t)st.st_size;
-		}
+		src_mem_init(&s, &m, w.p, w.len);
+		rc = dcm_file_read(&s, &ro, &f, &ei);
+		if (rc != ERR_OK)
+			(void)err_why(why, whylen, ERR_IO, "stored object does not parse: %s", ei.msg);
+	}
+	if (rc == ERR_OK) {
+		rc = deid_apply(f, &e->o, &e->st, why, whylen);
+		if (rc == ERR_DENIED)
+			e->refused++;
+	}
+	if (rc == ERR_OK &&
+	    (dcm_ds_get_cstr(&f->ds, 0x00080018, sop, IDX_UID_MAX + 1) != ERR_OK || !cmd_uid_ok(sop) ||
+	     dcm_ds_get_cstr(&f->ds, 0x0020000E, series, IDX_UID_MAX + 1) != ERR_OK || !cmd_uid_ok(series))) {
+		rc = ERR_PARSE;
+		(void)err_why(why, whylen, ERR_IO, "the de-identified object has no usable SOP Instance or Series UID");
+	}
+	if (rc == ERR_OK) {
+		memset(&wo, 0, sizeof wo);
+		sink_wbuf(&k, out);
+		rc = dcm_file_write(f, &wo, &k);
+		if (rc == ERR_OK)
+			rc = wbuf_err(out);
+	}
+	dcm_file_free(f);
+	if (w.p != NULL)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	return rc;
+}
+
+/* One instance: retrieved (authenticated, fixity checked) into a temporary
+ * file in OUT/SERIES, then renamed; or retrieved and de-identified in
+ * memory, then written so. */
+static void export_one(struct exp *e, const struct item *it, bool quiet)
+{
+	char tmp[40] = "", why[512] = "", sop[IDX_UID_MAX + 1], series[IDX_UID_MAX + 1], dst[IDX_UID_MAX + 8];
+	struct wbuf w;
+	struct sink k;
+	int dfd = -1, fd = -1;
+	enum err rc = ERR_OK;
+
+	wbuf_init(&w, (size_t)4 << 30);
+	snprintf(sop, sizeof sop, "%s", it->sop);
+	snprintf(series, sizeof series, "%s", it->series);
+	if (e->deid)
+		rc = deid_one(e, it, &w, sop, series, why, sizeof why);
+	if (rc == ERR_OK && snprintf(dst, sizeof dst, "%s.dcm", sop) >= (int)sizeof dst)
+		rc = ERR_LIMIT;
+	if (rc == ERR_OK && (dfd = series_dir(e, series, why, sizeof why)) < 0)
+		rc = ERR_IO;
+	if (rc == ERR_OK && (fd = temp_in(dfd, tmp, e->out, why, sizeof why)) < 0)
+		rc = ERR_IO;
+	if (rc == ERR_OK && e->deid) {
+		sink_fd(&k, &fd);
+		rc = sink_write(&k, w.p, w.len);
+		if (rc != ERR_OK)
+			(void)err_why(why, sizeof why, ERR_IO, "cannot write in %s/%s: %s", e->out, series, strerror(errno));
+	} else if (rc == ERR_OK) {
+		sink_fd(&k, &fd);
+		rc = retrieve_instance(e->v, it->sop, &k, why, sizeof why);
+	}
+	if (rc == ERR_OK) {
+		struct stat st;
+		if (fstat(fd, &st) == 0)
+			e->bytes += (uint64_t)st.st_size;
 	}
 	if (rc == ERR_OK && fsync(fd) != 0) {
 		rc = ERR_IO;
-		(void)err_why(why, sizeof why, ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+		(void)err_why(why, sizeof why, ERR_IO, "cannot write in %s/%s: %s", e->out, series, strerror(errno));
 	}
-	if (rc == ERR_OK && rename(tmp, dst) != 0) {
+	if (rc == ERR_OK && (renameat(dfd, tmp, dfd, dst) != 0 || fsync(dfd) != 0)) {
 		rc = ERR_IO;
-		(void)err_why(why, sizeof why, ERR_IO, "cannot rename into %s: %s", dst, strerror(errno));
+		(void)err_why(why, sizeof why, ERR_IO, "cannot rename into %s/%s/%s: %s", e->out, series, dst,
+		              strerror(errno));
 	}
 	if (rc == ERR_OK)
 		tmp[0] = 0;
-out:
-	dcm_file_free(f);
-	if (have_src)
-		src_close(&s);
 	if (fd >= 0)
 		close(fd);
-	if (fd >= 0 && tmp[0])
-		unlink(tmp);
+	if (tmp[0] && dfd >= 0)
+		(void)unlinkat(dfd, tmp, 0);
+	if (dfd >= 0)
+		close(dfd);
+	wbuf_fini(&w);
 	if (rc == ERR_OK) {
 		e->done++;
 		if (!quiet)
-			fprintf(stderr, "exported %s\n", dst);
-	} else {
-		if (rc == ERR_AUTH &&
-		    audit_append_once(e->v->dir, e->v->audit_sk, e->v->audit_pk, &(struct audit_rec){
-		            .action = AUDIT_INTEGRITY_FAILURE, .outcome = AUDIT_FAILURE, .reason = AUDIT_REASON_INTEGRITY,
-		            .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
-		            .objects = { .series_uid = it->series, .sop_uid = it->sop } }) != ERR_OK)
-			fputs("dicomvault export: cannot write the audit record\n", stderr);
-		if (rc != ERR_DENIED)
-			e->failed++;
-		if (rc != ERR_DENIED && e->first_fail[0] == 0)
-			snprintf(e->first_fail, sizeof e->first_fail, "%s: %s", it->sop,
-			         audit_reason_of(rc));
-		fprintf(stderr, "dicomvault export: instance %s: %s: %s\n", it->sop, rc == ERR_DENIED ? "refused" : "failed",
-		        why[0] ? why : err_str(rc));
+			fprintf(stderr, "exported %s/%s/%s\n", e->out, series, dst);
+		return;
 	}
+	if (rc == ERR_AUTH &&
+	    audit_append(e->au, &(struct audit_rec){
+	            .action = AUDIT_INTEGRITY_FAILURE, .outcome = AUDIT_FAILURE, .reason = AUDIT_REASON_INTEGRITY,
+	            .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
+	            .objects = { .series_uid = it->series, .sop_uid = it->sop } }) != ERR_OK)
+		fputs("dicomvault export: cannot write the audit record\n", stderr);
+	if (rc != ERR_DENIED)
+		e->failed++;
+	if (rc != ERR_DENIED && e->first_fail[0] == 0)
+		snprintf(e->first_fail, sizeof e->first_fail, "%s: %s", it->sop, audit_reason_of(rc));
+	fprintf(stderr, "dicomvault export: instance %s: %s: %s\n", it->sop, rc == ERR_DENIED ? "refused" : "failed",
+	        why[0] ? why : err_str(rc));
 }
 
 int cmd_export(int argc, char **argv)
@@ -260,7 +310,6 @@ int cmd_export(int argc, char **argv)
 	struct list l;
 	struct exp e;
 	bool json = false, quiet = false, have_patient = false;
-	struct stat sb;
 	const struct args_opt opts[] = {
 		{ "--json", .flag = &json },
 		{ "--quiet", .flag = &quiet },
@@ -279,6 +328,7 @@ int cmd_export(int argc, char **argv)
 
 	memset(&l, 0, sizeof l);
 	memset(&e, 0, sizeof e);
+	e.out_fd = -1;
 	rcode = cmd_args("export", export_usage, argc, argv, 1, opts, NULL, 0, &npos);
 	if (rcode != CMD_ARGS_GO)
 		return rcode;
@@ -313,11 +363,20 @@ int cmd_export(int argc, char **argv)
 		fprintf(stderr, "dicomvault export: %s: %s\n", dir, why[0] ? why : err_str(rc));
 		return 1;
 	}
+	/* opened first: nothing is exported when it cannot be recorded (a
+	 * missing or emptied log: audit_open) */
+	if (audit_open(dir, &e.au) != ERR_OK) {
+		fprintf(stderr, "dicomvault export: cannot open the audit log in %s: nothing exported\n", dir);
+		goto done;
+	}
+	audit_set_signer(e.au, v->audit_sk, v->audit_pk, 0);
+	e.out_fd = -1;
 	if (mkdir(out, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "dicomvault export: %s: cannot create: %s\n", out, strerror(errno));
 		goto done;
 	}
-	if (stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+	e.out_fd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (e.out_fd < 0) {
 		fprintf(stderr, "dicomvault export: %s: not a folder\n", out);
 		goto done;
 	}
@@ -349,29 +408,62 @@ int cmd_export(int argc, char **argv)
 		fprintf(stderr, "dicomvault export: study %s: %s\n", study,
 		        rc == ERR_NOTFOUND ? "no such study in this vault" : err_str(rc));
 		snprintf(reason, sizeof reason, "%s", rc == ERR_NOTFOUND ? "no such study" : err_str(rc));
-		if (audit_append_once(dir, v->audit_sk, v->audit_pk, &(struct audit_rec){ .action = AUDIT_EXPORT,
-		                      .outcome = AUDIT_FAILURE,
-		                      .reason = reason,
-		                      .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
-		                      .objects = { .study_uid = study } }) != ERR_OK)
+		if (audit_append(e.au, &(struct audit_rec){ .action = AUDIT_EXPORT,
+		                 .outcome = AUDIT_FAILURE,
+		                 .reason = reason,
+		                 .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
+		                 .objects = { .study_uid = study } }) != ERR_OK)
 			fputs("dicomvault export: cannot write the audit record\n", stderr);
 		goto done;
 	}
 	e.v = v;
 	e.out = out;
-	for (i = 0; i < l.n; i++)
-		export_one(&e, &l.it[i], quiet || json);
-	snprintf(reason, sizeof reason, "%s%s to %.*s: %llu written, %llu refused, %llu failed%s%s%s",
-	         e.deid ? "de-identified " : "original", e.deid ? profile : "", VAULT_PATH_MAX, out,
-	         (unsigned long long)e.done, (unsigned long long)e.refused, (unsigned long long)e.failed,
-	         e.first_fail[0] ? " (first: " : "", e.first_fail, e.first_fail[0] ? ")" : "");
-	rc = audit_append_once(dir, v->audit_sk, v->audit_pk, &(struct audit_rec){
-		.action = AUDIT_EXPORT, .outcome = e.failed || e.refused ? AUDIT_FAILURE : AUDIT_SUCCESS,
+	/* the record first, signed at once: a file leaves only when it is
+	 * recorded, and an export cut short (SIGKILL, a crash) leaves it */
+	snprintf(reason, sizeof reason, "%s%s to %.*s: %zu to write", e.deid ? "de-identified " : "original",
+	         e.deid ? profile : "", VAULT_PATH_MAX, out, l.n);
+	rc = audit_append(e.au, &(struct audit_rec){
+		.action = AUDIT_EXPORT, .outcome = AUDIT_SUCCESS,
 		.reason = reason, .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
 		.objects = { .patient = have_patient ? pkey : NULL, .study_uid = study, .counted = true,
-		             .patients = 1, .studies = 1, .series = sids->n, .instances = e.done } });
-	if (rc != ERR_OK)
-		fprintf(stderr, "dicomvault export: cannot write the audit record: %s\n", err_str(rc));
+		             .patients = 1, .studies = 1, .series = sids->n, .instances = l.n } });
+	if (rc == ERR_OK && v->audit_sk != NULL)
+		rc = audit_checkpoint(e.au);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault export: cannot write the audit record (%s): nothing exported\n", err_str(rc));
+		goto done;
+	}
+	{
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_handler = on_stop;
+		sa.sa_flags = SA_RESTART;   /* the file being written is finished */
+		sigemptyset(&sa.sa_mask);
+		(void)sigaction(SIGINT, &sa, NULL);
+		(void)sigaction(SIGTERM, &sa, NULL);
+		(void)sigaction(SIGHUP, &sa, NULL);
+	}
+	for (i = 0; i < l.n && !stop_signal; i++)
+		export_one(&e, &l.it[i], quiet || json);
+	if (stop_signal)
+		fprintf(stderr, "dicomvault export: stopped by signal %d after %llu of %zu instances\n", (int)stop_signal,
+		        (unsigned long long)e.done, l.n);
+	rc = ERR_OK;
+	if (e.done < l.n) {
+		/* less went than recorded: said so */
+		snprintf(reason, sizeof reason, "%s%s to %.*s: %llu of %zu written, %llu refused, %llu failed%s%s%s%s",
+		         e.deid ? "de-identified " : "original", e.deid ? profile : "", VAULT_PATH_MAX, out,
+		         (unsigned long long)e.done, l.n, (unsigned long long)e.refused, (unsigned long long)e.failed,
+		         stop_signal ? ", stopped by a signal" : "", e.first_fail[0] ? " (first: " : "", e.first_fail,
+		         e.first_fail[0] ? ")" : "");
+		rc = audit_append(e.au, &(struct audit_rec){
+			.action = AUDIT_EXPORT, .outcome = AUDIT_FAILURE,
+			.reason = reason, .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
+			.objects = { .patient = have_patient ? pkey : NULL, .study_uid = study, .counted = true,
+			             .patients = 1, .studies = 1, .series = sids->n, .instances = e.done } });
+		if (rc != ERR_OK)
+			fprintf(stderr, "dicomvault export: cannot write the audit record: %s\n", err_str(rc));
+	}
 	if (json)
 		printf("{\"study\":\"%s\",\"instances\":%zu,\"written\":%llu,\"refused\":%llu,\"failed\":%llu,"
 		       "\"bytes\":%llu,\"deidentified\":%s}\n", study, l.n, (unsigned long long)e.done,
@@ -383,6 +475,9 @@ int cmd_export(int argc, char **argv)
 		       (unsigned long long)e.refused, (unsigned long long)e.failed);
 	rcode = rc == ERR_OK && e.failed == 0 && e.refused == 0 && e.done == l.n ? 0 : 1;
 done:
+	audit_close(e.au);
+	if (e.out_fd >= 0)
+		close(e.out_fd);
 	free(l.it);
 	free(sids);
 	deid_view_free(dv);

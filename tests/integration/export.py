@@ -74,6 +74,32 @@ def burned_us(study):
     return b.getvalue()
 
 
+def small_ct(study, series, n):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.StudyInstanceUID = study
+    ds.SeriesInstanceUID = series
+    ds.PatientName = "Export^Many"
+    ds.PatientID = "EXP-MANY-3"
+    ds.Modality = "CT"
+    ds.InstanceNumber = n
+    ds.Rows, ds.Columns = 2, 2
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(4)
+    b = io.BytesIO()
+    ds.save_as(b, write_like_original=False)
+    return b.getvalue()
+
+
 if not os.path.isdir(TF) or shutil.which("oathtool") is None:
     print("# SKIP export: no pydicom test files or oathtool")
     sys.exit(0)
@@ -93,6 +119,11 @@ try:
     us = burned_us(us_study)
     st, ans = v.stow([us])
     check("STOW of a burned-in ultrasound image", st == 200, (st, ans))
+    first_objs = {p for p in glob.glob(os.path.join(v.dir, "objects", "**", "*"), recursive=True)
+                  if os.path.isfile(p)}
+    many_study, many_series, MANY = generate_uid(), generate_uid(), 700
+    st, ans = v.stow([small_ct(many_study, many_series, i + 1) for i in range(MANY)])
+    check(f"STOW of a study of {MANY} small instances", st == 200, (st, str(ans)[:200]))
     v.stop()
 
     # original
@@ -190,8 +221,7 @@ try:
     check("--help exits 0", rc == 0 and "--deidentify" in so)
 
     # tampering: flip a byte of every stored object; the export must fail
-    objs = [p for p in glob.glob(os.path.join(v.dir, "objects", "**", "*"), recursive=True) if os.path.isfile(p)]
-    for p in objs:
+    for p in first_objs:
         b = bytearray(open(p, "rb").read())
         b[len(b) // 2] ^= 1
         open(p, "wb").write(bytes(b))
@@ -205,8 +235,13 @@ try:
     p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
     recs = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
     ex = [r for r in recs if r.get("action") == "export"]
-    # original, four de-identified, masked, refused, unknown study, tampered
-    check("every export attempt on a study is audited (9 records)", len(ex) == 9, len(ex))
+    # a record before the first file of each: original, four de-identified,
+    # masked, refused, tampered; a second where less was written than
+    # recorded: refused, tampered; one for the unknown study
+    check("every export attempt on a study is audited (11 records)", len(ex) == 11, len(ex))
+    check("the refused and tampered exports: the intent, then what went",
+          sum(1 for r in ex if r.get("reason", "").endswith(" to write")) == 8
+          and sum(1 for r in ex if " of 1 written" in r.get("reason", "")) == 2, [r.get("reason") for r in ex])
     check("failed exports are audited as failures",
           sum(1 for r in ex if r.get("outcome") not in ("success", 0, "0")) >= 3, [r.get("outcome") for r in ex])
     p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
@@ -217,6 +252,67 @@ try:
              for i, r in enumerate(recs) if r.get("action") == "export"]
     check("each export record is signed at once (a checkpoint follows it)",
           after and all(t == "checkpoint" for t in after), after)
+    def export_records():
+        p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
+        return [r for r in (json.loads(x) for x in p.stdout.splitlines() if x.strip()) if r.get("action") == "export"]
+
+    # the record comes first: an export whose record cannot be written
+    # writes nothing (the log moved away: no new one is started either)
+    log = os.path.join(v.dir, "audit", "audit.log")
+    os.rename(log, log + ".kept")
+    o = os.path.join(T, "nolog")
+    rc, so, se = run("--vault", v.dir, "--study", ct_ds.StudyInstanceUID, "--out", o)
+    check("no audit log: exit 1, nothing exported, no new log",
+          rc == 1 and "nothing exported" in se and not glob.glob(os.path.join(o, "**", "*.dcm"), recursive=True)
+          and not os.path.exists(log), (rc, se))
+    os.rename(log + ".kept", log)
+
+    # a symbolic link planted as OUT/SERIES is not followed
+    o = os.path.join(T, "planted")
+    elsewhere = os.path.join(T, "elsewhere")
+    os.makedirs(o)
+    os.makedirs(elsewhere)
+    os.symlink(elsewhere, os.path.join(o, ct_ds.SeriesInstanceUID))
+    rc, so, se = run("--vault", v.dir, "--study", ct_ds.StudyInstanceUID, "--out", o)
+    check("a symbolic link as OUT/SERIES: refused (exit 1), nothing written through it",
+          rc == 1 and "symbolic link" in se and os.listdir(elsewhere) == [], (rc, se, os.listdir(elsewhere)))
+    recs = export_records()
+    check("...and recorded: the intent, then the failure",
+          len(recs) >= 2 and recs[-2]["reason"].endswith("1 to write") and recs[-1]["outcome"] == "failure"
+          and "0 of 1 written" in recs[-1]["reason"], [r.get("reason") for r in recs[-2:]])
+
+    # SIGTERM in the middle: the file being written is finished, the rest
+    # is not started, and the record says how far it went. stderr is not
+    # read until the signal is sent: its pipe fills with "exported" lines
+    # and holds the export in the middle, so the signal always lands there
+    o = os.path.join(T, "interrupted")
+    px = subprocess.Popen([DV, "export", "--vault", v.dir, "--study", many_study, "--out", o],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    import time
+    seen, same = -1, 0
+    for _ in range(600):
+        time.sleep(0.1)
+        n = len(glob.glob(os.path.join(o, "*", "*.dcm")))
+        same = same + 1 if n == seen and n > 0 else 0
+        seen = n
+        if same >= 5:
+            break
+    px.terminate()
+    so, se = px.communicate(timeout=120)
+    se = se.decode(errors="replace")
+    files = glob.glob(os.path.join(o, "*", "*.dcm"))
+    check("SIGTERM in the middle: exit 1, some but not all written, no temporary file left",
+          px.returncode == 1 and 0 < len(files) < MANY and not glob.glob(os.path.join(o, "*", ".export.*"))
+          and "stopped by signal" in se, (px.returncode, len(files), se[-300:]))
+    recs = export_records()
+    check("...recorded before the first file (%d to write), then how far it went" % MANY,
+          len(recs) >= 2 and recs[-2]["reason"].endswith(f"{MANY} to write")
+          and recs[-1]["outcome"] == "failure" and f"{len(files)} of {MANY} written" in recs[-1]["reason"]
+          and "stopped by a signal" in recs[-1]["reason"]
+          and recs[-1]["objects"]["counts"]["instances"] == len(files), [r.get("reason") for r in recs[-2:]])
+    p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
+    check("audit chain still verifies", p.returncode == 0, p.stdout + p.stderr)
+
     blob = b""
     for p in glob.glob(os.path.join(v.dir, "**", "*"), recursive=True):
         if os.path.isfile(p):
