@@ -31,6 +31,10 @@ struct vault_created {
 
 /* Creates the vault; on failure removes what it created and says why. */
 WUR enum err vault_init(const struct vault_init_opts *o, struct vault_created *res, char *why, size_t whylen);
+/* Removes what vault_init made in dir (a vault just created, nothing
+ * stored: init when its secrets could not be shown). Only the files init
+ * writes are unlinked, and folders only when that leaves them empty. */
+void vault_remove_new(const char *dir);
 void vault_created_fini(struct vault_created *res);
 
 struct ini;

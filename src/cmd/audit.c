@@ -342,6 +342,17 @@ static int export_line(void *ctx, const char *line, size_t n)
 	return fwrite(line, 1, n, stdout) == n ? 0 : -1;
 }
 
+/* 0, or 1 after saying that stdout could not take the output (a full
+ * disk, a closed pipe): a report or a verdict nobody received is no
+ * success. */
+static int output_ok(const char *sub)
+{
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return 0;
+	fprintf(stderr, "dicomvault audit %s: cannot write output: %s\n", sub, strerror(errno));
+	return 1;
+}
+
 int cmd_audit(int argc, char **argv)
 {
 	char dir[VAULT_PATH_MAX], log[VAULT_PATH_MAX + 64];
@@ -394,7 +405,7 @@ int cmd_audit(int argc, char **argv)
 		}
 		if (!a.json)
 			printf("%llu record%s\n", (unsigned long long)rp.shown, rp.shown == 1 ? "" : "s");
-		return 0;
+		return output_ok("report");
 	}
 	rc = run_verify(log, &o, &r);
 	if (rc != 0)
@@ -416,6 +427,7 @@ int cmd_audit(int argc, char **argv)
 		print_json(log, pk, &r);
 	else
 		print_text(log, pk, &r);
-	fflush(stdout);
+	if (output_ok("verify") != 0)
+		return 1;
 	return r.fault == AUDIT_OK ? 0 : 1;
 }

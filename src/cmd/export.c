@@ -474,6 +474,10 @@ int cmd_export(int argc, char **argv)
 		       (unsigned long long)e.done, l.n, l.n == 1 ? "" : "s", out, e.deid ? " (de-identified)" : "",
 		       (unsigned long long)e.refused, (unsigned long long)e.failed);
 	rcode = rc == ERR_OK && e.failed == 0 && e.refused == 0 && e.done == l.n ? 0 : 1;
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "dicomvault export: cannot write the summary: %s\n", strerror(errno));
+		rcode = 1;
+	}
 done:
 	audit_close(e.au);
 	if (e.out_fd >= 0)

@@ -85,7 +85,15 @@ int cmd_init(int argc, char **argv)
 			cmd_print_qr(secret_cstr(res.totp_uri));
 		}
 	}
-	fflush(stdout);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		/* the administrator's TOTP secret (and password) are shown once:
+		 * a vault nobody can log in to is removed, not left behind */
+		vault_created_fini(&res);
+		vault_remove_new(dir);
+		fprintf(stderr, "dicomvault init: cannot write output (the administrator's secrets would be lost): the new "
+		        "vault in %s was removed\n", dir);
+		return 1;
+	}
 	vault_created_fini(&res);
 	return 0;
 }

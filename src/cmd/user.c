@@ -3,6 +3,7 @@
  * docs/ACCESS.md), through core/users.c, every change audited with the
  * local operator as the actor. Secrets come from files, never argv.
  * Layer: cmd. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,15 @@ static int run_add(struct vault *v, const struct user_args *a, const struct user
 		if (!collection_ok(v, a->collection))
 			return 1;
 		snprintf(scope, sizeof scope, "collection:%s", a->collection);
+	} else if (a->scope != NULL) {
+		/* --scope collection:NAME names a collection that exists, as
+		 * --collection does */
+		struct access_grant g;
+		memset(&g, 0, sizeof g);
+		if (access_scope_parse(a->scope, &g, why, sizeof why) != ERR_OK)
+			return usage(why, a->scope);
+		if (g.scope == ACCESS_SCOPE_COLLECTION && !collection_ok(v, g.target))
+			return 1;
 	}
 	if (a->password_file != NULL) {
 		if (secret_read_file(a->password_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pw) != ERR_OK) {
@@ -192,6 +202,14 @@ static int run_add(struct vault *v, const struct user_args *a, const struct user
 		}
 	}
 	rc = 0;
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		/* the secrets shown once are lost: nobody can use the account */
+		enum err d = users_set_disabled(v, by, a->name, true, why, sizeof why);
+		fprintf(stderr, "dicomvault user: add %s: cannot write output (its TOTP secret and password are lost): %s\n",
+		        a->name, d == ERR_OK ? "the account is disabled; add the user again under another name"
+		                             : "and it could not be disabled: disable it with 'dicomvault user disable'");
+		rc = 1;
+	}
 out:
 	secret_free(pw);
 	secret_free(pw_out);
@@ -368,8 +386,15 @@ int cmd_user(int argc, char **argv)
 		r = run_grant(v, &a, &by);
 	} else if (strcmp(a.sub, "revoke") == 0) {
 		char *end = NULL;
-		long long id = a.name ? strtoll(a.name, &end, 10) : 0;
-		if (a.name == NULL || *end != 0 || id <= 0) {
+		long long id = 0;
+		/* digits only: strtoll alone takes " 12", "+12" and "-0" */
+		if (a.name != NULL && a.name[0] >= '1' && a.name[0] <= '9' && strlen(a.name) <= 18) {
+			errno = 0;
+			id = strtoll(a.name, &end, 10);
+			if (errno != 0 || *end != 0)
+				id = 0;
+		}
+		if (id <= 0) {
 			r = usage("revoke needs a GRANT_ID (see 'user grants')", NULL);
 		} else if (users_revoke(v, &by, id, why, sizeof why) != ERR_OK) {
 			fprintf(stderr, "dicomvault user: revoke: %s\n", why);
@@ -387,6 +412,11 @@ int cmd_user(int argc, char **argv)
 		else
 			printf("%s: %s\n", a.name, strcmp(a.sub, "unlock") == 0 ? "unlocked" : strcmp(a.sub, "disable") == 0 ? "disabled" : "enabled");
 		r = rc == ERR_OK ? 0 : 1;
+	}
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (r == 0)
+			fprintf(stderr, "dicomvault user: %s: cannot write output\n", a.sub);
+		r = 1;
 	}
 	vault_close(v);
 	return r;

@@ -145,6 +145,11 @@ static void remove_tree(const char *dir)
 	rmdir(dir);
 }
 
+void vault_remove_new(const char *dir)
+{
+	remove_tree(dir);
+}
+
 /* Reads the admin password, the passphrase and the TLS material before
  * anything is created, so a bad input leaves no half-made vault. */
 static enum err gather(const struct vault_init_opts *o, struct vault_created *res, struct secret **pw,

@@ -73,6 +73,9 @@ a bad --from|grant alice --role physician --all --from 2026-13-01
 revoke without an id|revoke
 revoke a non-number|revoke 12x
 revoke zero|revoke 0
+revoke with a sign|revoke +1
+revoke with a leading space|revoke ' 1'
+revoke a huge number|revoke 99999999999999999999
 too many arguments|disable alice bob
 an expiry at 0 (read as never)|add carol --role physician --expires @0
 a start at 1970-01-01T00:00Z (0: none)|grant alice --role physician --all --from 1970-01-01
@@ -135,6 +138,7 @@ a name taken|add alice --role physician
 a bad name|add 'a b' --role physician
 an SQL-looking name|add "x';DROP TABLE users;--" --role physician
 an unknown collection|add carol --role physician --collection nope
+an unknown collection as a scope|add carol --role physician --scope collection:nope
 grant to nobody|grant nobody --role physician --all
 grant on an unknown collection|grant alice --role physician --collection nope
 a study scope that is not a UID|grant alice --role physician --study 1.2.x
@@ -156,4 +160,22 @@ check "changes are audited with the operator as actor" "grep -q '\"action\":\"us
 check "refusals are audited too" "grep -q '\"outcome\":\"failure\"' $T/audit.jsonl"
 check "the audit chain verifies" "\"$DV\" audit verify --vault $T/v >/dev/null"
 check "--help exits 0" "\"$DV\" user --help | grep -q 'user grant'"
+
+# output nobody receives: the secrets shown once are lost, so the account
+# (or the new vault) is not left usable by whoever got them
+"$DV" user add erin --role physician --vault "$T/v" >/dev/full 2>"$T/full.err"
+check "add to a full stdout: exit 1, said so" "[ \$? = 1 ] && grep -q 'cannot write output' $T/full.err"
+"$DV" user list --vault "$T/v" >"$T/afterfull.out" 2>&1
+check "...and the account is disabled" "grep -q '^erin .*disabled' $T/afterfull.out"
+"$DV" audit export --vault "$T/v" | grep -q 'user-disable erin'
+check "...which is audited" "[ \$? = 0 ]"
+"$DV" init --vault "$T/v2" >/dev/full 2>"$T/full2.err"
+check "init to a full stdout: exit 1, the new vault removed" "[ \$? = 1 ] && [ ! -e $T/v2 ] && grep -q 'was removed' $T/full2.err"
+mkdir -m 700 "$T/v3"
+"$DV" init --vault "$T/v3" --password-file "$T/pw" --json >/dev/full 2>/dev/null
+check "init into an empty folder, to a full stdout: nothing of the vault left" "[ \$? = 1 ] && [ -z \"\$(ls -A $T/v3 2>/dev/null)\" ]"
+for c in "user list" "user grants" "audit verify" "audit report" "audit export"; do
+	"$DV" $c --vault "$T/v" >/dev/full 2>"$T/full3.err"
+	check "$c to a full stdout: exit 1" "[ \$? = 1 ] && grep -q 'cannot write output' $T/full3.err"
+done
 exit 0
