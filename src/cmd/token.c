@@ -145,10 +145,11 @@ static void json_str(const char *s)
 	putchar('"');
 }
 
-/* One audit record of the CLI (actor: the local operator). 0, or 1 after
- * saying that it could not be written. */
-static int audit_cli(const struct vault *v, const char *action, enum audit_outcome oc, const char *reason,
-                     const char *session)
+/* One audit record of the CLI (actor: the local operator) in the vault's
+ * log, opened before anything changed. 0, or 1 after saying that it could
+ * not be written. */
+static int audit_cli(const struct vault *v, struct audit *au, const char *action, enum audit_outcome oc,
+                     const char *reason, const char *session)
 {
 	struct audit_rec r;
 	enum err rc;
@@ -157,9 +158,11 @@ static int audit_cli(const struct vault *v, const char *action, enum audit_outco
 	r.action = action;
 	r.outcome = oc;
 	r.reason = reason;
+	r.actor.user = cmd_operator();
+	r.actor.role = "operator";
 	r.actor.addr = "local";
 	r.actor.session = session;
-	rc = audit_append_once(v->dir, v->audit_sk, v->audit_pk, &r);
+	rc = audit_append(au, &r);
 	if (rc != ERR_OK) {
 		fprintf(stderr, "dicomvault token: %s/" AUDIT_LOG_PATH ": cannot write the audit record: %s\n", v->dir,
 		        err_str(rc));
@@ -253,7 +256,23 @@ static int run_list(struct vault *v, const struct token_args *a)
 	return 0;
 }
 
-static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, const char *scope,
+/* Revokes token t that must not stay usable (its creation could not be
+ * recorded, or it could not be shown), and says so in the log if it can. */
+static void take_back(struct vault *v, struct audit *au, struct idx_token *t, int64_t now, const char *why)
+{
+	char reason[AUDIT_FIELD_MAX];
+	long long id = (long long)t->id;
+	enum err e = token_revoke(v->ix, t->id, now, t);
+
+	if (e != ERR_OK) {
+		fprintf(stderr, "dicomvault token create: cannot revoke token %lld: %s\n", id, err_str(e));
+		return;
+	}
+	snprintf(reason, sizeof reason, "token %lld of user %s: %s", id, t->user_name, why);
+	(void)audit_cli(v, au, AUDIT_TOKEN_REVOKE, AUDIT_SUCCESS, reason, NULL);
+}
+
+static int run_create(struct vault *v, struct audit *au, const struct token_args *a, int64_t ttl, const char *scope,
                       const char *collection)
 {
 	char reason[2 * AUDIT_FIELD_MAX], ref[AUDIT_SESSION_REF_LEN], expires[32], created[32];
@@ -261,12 +280,12 @@ static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, 
 	struct idx_token t;
 	int64_t now = (int64_t)time(NULL);
 	int ret = 1;
-	enum err rc, e;
+	enum err rc;
 
 	if (collection != NULL && !collection_known(v->conf, collection)) {
 		fprintf(stderr, "dicomvault token create: no collection '%s' in %s/dicomvault.conf\n", collection, v->dir);
 		snprintf(reason, sizeof reason, "for user %s: unknown collection %s", a->user, collection);
-		(void)audit_cli(v, AUDIT_TOKEN_CREATE, AUDIT_FAILURE, reason, NULL);
+		(void)audit_cli(v, au, AUDIT_TOKEN_CREATE, AUDIT_FAILURE, reason, NULL);
 		return 1;
 	}
 	rc = token_key_new(v->index_key, &key);
@@ -277,7 +296,7 @@ static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, 
 		        rc == ERR_NOTFOUND ? "does not exist" : "is disabled or expired");
 		snprintf(reason, sizeof reason, "for user %s: %s", a->user,
 		         rc == ERR_NOTFOUND ? "no such user" : "user disabled or expired");
-		(void)audit_cli(v, AUDIT_TOKEN_CREATE, rc == ERR_NOTFOUND ? AUDIT_FAILURE : AUDIT_DENIED, reason,
+		(void)audit_cli(v, au, AUDIT_TOKEN_CREATE, rc == ERR_NOTFOUND ? AUDIT_FAILURE : AUDIT_DENIED, reason,
 		                NULL);
 		goto out;
 	}
@@ -291,11 +310,8 @@ static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, 
 	snprintf(reason, sizeof reason, "token %lld for user %s, scope %s, expires %s", (long long)t.id, t.user_name,
 	         t.scope, expires);
 	audit_session_ref(secret_cstr(tok), TOKEN_LEN, ref);
-	if (audit_cli(v, AUDIT_TOKEN_CREATE, AUDIT_SUCCESS, reason, ref) != 0) {
-		e = token_revoke(v->ix, t.id, now, &t);
-		if (e != ERR_OK)
-			fprintf(stderr, "dicomvault token create: cannot revoke the unaudited token %lld: %s\n",
-			        (long long)t.id, err_str(e));
+	if (audit_cli(v, au, AUDIT_TOKEN_CREATE, AUDIT_SUCCESS, reason, ref) != 0) {
+		take_back(v, au, &t, now, "revoked at once, its creation could not be recorded");
 		goto out;
 	}
 	if (a->json) {
@@ -313,8 +329,7 @@ static int run_create(struct vault *v, const struct token_args *a, int64_t ttl, 
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fputs("dicomvault token create: cannot write output: the token is revoked\n", stderr);
-		e = token_revoke(v->ix, t.id, now, &t);
-		(void)e;
+		take_back(v, au, &t, now, "revoked at once, it could not be shown (output failed)");
 		goto out;
 	}
 	ret = 0;
@@ -324,7 +339,7 @@ out:
 	return ret;
 }
 
-static int run_revoke(struct vault *v, const struct token_args *a, int64_t id)
+static int run_revoke(struct vault *v, struct audit *au, const struct token_args *a, int64_t id)
 {
 	char reason[AUDIT_FIELD_MAX], when[32];
 	struct idx_token t;
@@ -338,7 +353,7 @@ static int run_revoke(struct vault *v, const struct token_args *a, int64_t id)
 		        rc == ERR_NOTFOUND ? "does not exist" : "is already revoked");
 		snprintf(reason, sizeof reason, "token %lld: %s", (long long)id,
 		         rc == ERR_NOTFOUND ? "no such token" : "already revoked");
-		(void)audit_cli(v, AUDIT_TOKEN_REVOKE, AUDIT_FAILURE, reason, NULL);
+		(void)audit_cli(v, au, AUDIT_TOKEN_REVOKE, AUDIT_FAILURE, reason, NULL);
 		return 1;
 	}
 	if (rc != ERR_OK) {
@@ -346,7 +361,7 @@ static int run_revoke(struct vault *v, const struct token_args *a, int64_t id)
 		return 1;
 	}
 	snprintf(reason, sizeof reason, "token %lld of user %s", (long long)id, t.user_name);
-	if (audit_cli(v, AUDIT_TOKEN_REVOKE, AUDIT_SUCCESS, reason, NULL) != 0)
+	if (audit_cli(v, au, AUDIT_TOKEN_REVOKE, AUDIT_SUCCESS, reason, NULL) != 0)
 		return 1;   /* revoked all the same */
 	iso_time(t.revoked, when);
 	if (a->json) {
@@ -366,6 +381,7 @@ int cmd_token(int argc, char **argv)
 	struct vault_open_opts vo;
 	struct token_args a;
 	struct vault *v = NULL;
+	struct audit *au = NULL;
 	int64_t ttl = TOKEN_TTL_DEFAULT, id = 0;
 	int rc;
 
@@ -395,12 +411,18 @@ int cmd_token(int argc, char **argv)
 		fprintf(stderr, "dicomvault token: %s: %s\n", dir, why);
 		return 1;
 	}
-	if (strcmp(a.sub, "create") == 0)
-		rc = run_create(v, &a, ttl, scope, collection);
-	else if (strcmp(a.sub, "revoke") == 0)
-		rc = run_revoke(v, &a, id);
-	else
+	if (strcmp(a.sub, "list") == 0) {
 		rc = run_list(v, &a);
+	} else if (audit_open(dir, &au) != ERR_OK) {
+		/* nothing changes that cannot be recorded */
+		fprintf(stderr, "dicomvault token %s: cannot open the audit log in %s: nothing was changed\n", a.sub, dir);
+		rc = 1;
+	} else {
+		if (v->audit_sk != NULL)
+			audit_set_signer(au, v->audit_sk, v->audit_pk, 0);
+		rc = a.sub[0] == 'c' ? run_create(v, au, &a, ttl, scope, collection) : run_revoke(v, au, &a, id);
+		audit_close(au);
+	}
 	vault_close(v);
 	return rc;
 }

@@ -149,6 +149,16 @@ A=$T/v/audit/audit.log
 check "audit: token-create (success and refusals) recorded" "[ \$(grep -c '\"action\":\"token-create\",\"outcome\":\"success\"' $A) = 3 ] && grep -q '\"action\":\"token-create\",\"outcome\":\"failure\".*no such user' $A"
 check "audit: token-revoke recorded" "grep -q '\"action\":\"token-revoke\",\"outcome\":\"success\".*token $IDR of user admin' $A && grep -q '\"action\":\"token-revoke\",\"outcome\":\"failure\".*already revoked' $A"
 check "audit: refusals of the expired and the revoked token" "grep '\"action\":\"token-refused\"' $A | grep -q expired && grep '\"action\":\"token-refused\"' $A | grep -q 'revoked'"
+check "audit: the CLI's token records name the operator (actor user and role)" \
+	"grep '\"action\":\"token-' $A | grep -v token-refused | grep -c '\"role\":\"operator\"' | grep -qx \"\$(grep '\"action\":\"token-' $A | grep -vc token-refused)\""
+"$DV" token create --user admin $V >/dev/full 2>"$T/full.err"
+check "create to a full stdout: exit 1, the token revoked" "[ \$? = 1 ] && grep -q 'the token is revoked' $T/full.err"
+check "...and that revocation is recorded" "tail -3 $A | grep -q 'revoked at once, it could not be shown'"
+mv "$A" "$A.kept"
+"$DV" token create --user admin $V >"$T/nolog.out" 2>"$T/nolog.err"
+check "no audit log: create refused before making a token, no new log" \
+	"[ \$? = 1 ] && grep -q 'nothing was changed' $T/nolog.err && [ ! -s $T/nolog.out ] && [ ! -e $A ]"
+mv "$A.kept" "$A"
 check "audit verify: intact" "rc 0 $DV audit verify $V"
 secret_free() {
 	! grep -rqF -e "$TA" -e "$TE" -e "$TR" -e "${TA:4}" -e "${TE:4}" -e "${TR:4}" "$@"
