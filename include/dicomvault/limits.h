@@ -51,6 +51,10 @@
  * Retry-After (a client that does not read held each copy for ever) */
 #define HTTP_SEND_BUDGET       ((size_t)256 << 20)
 #define HTTP_SEND_SMALL        ((size_t)64 << 10)  /* bodies that are never refused so */
+/* one user's share of it (all their sessions and tokens): a single client
+ * that does not read cannot hold the whole budget against everyone */
+#define HTTP_SEND_USER_SHARE   (HTTP_SEND_BUDGET / 4)
+#define HTTP_SEND_USERS        64u   /* users tracked at once (beyond: the budget alone) */
 #define HTTP_MAX_UPLOAD        ((uint64_t)64 << 30)   /* STOW-RS body by Content-Length, default ([http] max_upload_mb) */
 #define HTTP_MAX_UPLOAD_MB     (1ull << 30)   /* the largest max_upload_mb (1 PiB) */
 #define HTTP_BODY_DISCARD_MAX  (1u << 20)     /* bytes of an over-long chunked body read before closing */

@@ -133,6 +133,32 @@ static void actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESS
 	a->user_agent = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
 }
 
+static bool is_read(const char *action)
+{
+	return strcmp(action, AUDIT_QUERY) == 0 || strcmp(action, AUDIT_RETRIEVE) == 0 ||
+	       strcmp(action, AUDIT_VIEW) == 0;
+}
+
+void dw_note_read(struct http_req *r, const struct audit_rec *rec)
+{
+	const struct audit_objects *ob = &rec->objects;
+
+	if (rec->outcome != AUDIT_SUCCESS || !is_read(rec->action))
+		return;
+	r->read_rec.action = rec->action;   /* one of the constants above */
+	r->read_rec.has_patient = ob->patient != NULL;
+	if (ob->patient != NULL)
+		memcpy(r->read_rec.patient, ob->patient, sizeof r->read_rec.patient);
+	snprintf(r->read_rec.study, sizeof r->read_rec.study, "%s", ob->study_uid ? ob->study_uid : "");
+	snprintf(r->read_rec.series, sizeof r->read_rec.series, "%s", ob->series_uid ? ob->series_uid : "");
+	snprintf(r->read_rec.sop, sizeof r->read_rec.sop, "%s", ob->sop_uid ? ob->sop_uid : "");
+	r->read_rec.counted = ob->counted;
+	r->read_rec.patients = ob->patients;
+	r->read_rec.studies = ob->studies;
+	r->read_rec.series_n = ob->series;
+	r->read_rec.instances = ob->instances;
+}
+
 enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec)
 {
 	char ref[AUDIT_SESSION_REF_LEN];
@@ -142,6 +168,8 @@ enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec)
 		return ERR_OK;
 	actor(r, &rec->actor, ref);
 	rc = audit_append(r->srv->audit, rec);
+	if (rc == ERR_OK)
+		dw_note_read(r, rec);
 	memset(&rec->actor, 0, sizeof rec->actor);
 	if (rc != ERR_OK)
 		log_error("%s by %s: cannot write the audit record: %s", rec->action, r->sess.user, err_str(rc));
@@ -170,6 +198,8 @@ static enum err audit_obj(struct http_req *r, const char *action, enum audit_out
 	rc = ticket != NULL ? audit_append_start(r->srv->audit, &rec, ticket) : audit_append(r->srv->audit, &rec);
 	if (rc != ERR_OK)
 		log_error("%s by %s: cannot write the audit record: %s", action, r->sess.user, err_str(rc));
+	else
+		dw_note_read(r, &rec);
 	return rc;
 }
 
@@ -181,6 +211,29 @@ enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome
 	};
 
 	return audit_obj(r, action, oc, reason, &ob, NULL);
+}
+
+void http_send_refused(struct http_req *r)
+{
+	struct audit_objects ob;
+	const char *action = r->read_rec.action;
+
+	if (action == NULL || r->srv->audit == NULL)
+		return;
+	r->read_rec.action = NULL;
+	memset(&ob, 0, sizeof ob);
+	ob.patient = r->read_rec.has_patient ? r->read_rec.patient : NULL;
+	ob.study_uid = r->read_rec.study[0] ? r->read_rec.study : NULL;
+	ob.series_uid = r->read_rec.series[0] ? r->read_rec.series : NULL;
+	ob.sop_uid = r->read_rec.sop[0] ? r->read_rec.sop : NULL;
+	ob.counted = r->read_rec.counted;
+	ob.patients = r->read_rec.patients;
+	ob.studies = r->read_rec.studies;
+	ob.series = r->read_rec.series_n;
+	ob.instances = r->read_rec.instances;
+	(void)audit_obj(r, action, AUDIT_FAILURE,
+	                "not sent: 503, too many large answers waiting to be read (the record before was premature)",
+	                &ob, NULL);
 }
 
 size_t dw_split(const char *p, const char *seg[DW_MAX_SEGS], size_t len[DW_MAX_SEGS], bool *too_many)

@@ -102,13 +102,36 @@ enum err http_listen_parse(const char *s, struct sockaddr_storage *ss, socklen_t
 
 struct wiped {
 	size_t n;
+	int slot;          /* its user's entry in send_users, or -1 */
 	uint8_t data[];
 };
 
 /* Bytes of http_send bodies queued and not yet freed, every connection
- * together (HTTP_SEND_BUDGET) */
+ * together (HTTP_SEND_BUDGET), and per user (HTTP_SEND_USER_SHARE; an entry
+ * is free when it holds nothing) */
 static pthread_mutex_t send_mu = PTHREAD_MUTEX_INITIALIZER;
 static size_t send_inflight;
+static struct {
+	int64_t user;
+	size_t held;
+} send_users[HTTP_SEND_USERS];
+
+/* The entry of user (held or free), or -1 when all are taken by others.
+ * Called with send_mu held. */
+static int send_slot(int64_t user)
+{
+	int i, free_slot = -1;
+
+	for (i = 0; i < (int)HTTP_SEND_USERS; i++) {
+		if (send_users[i].held > 0 && send_users[i].user == user)
+			return i;
+		if (send_users[i].held == 0 && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot >= 0)
+		send_users[free_slot].user = user;
+	return free_slot;
+}
 
 static void wiped_free(void *cls)
 {
@@ -116,6 +139,8 @@ static void wiped_free(void *cls)
 
 	pthread_mutex_lock(&send_mu);
 	send_inflight -= w->n;
+	if (w->slot >= 0)
+		send_users[w->slot].held -= w->n;
 	pthread_mutex_unlock(&send_mu);
 	mem_wipe(w->data, w->n);
 	free(w);
@@ -164,32 +189,49 @@ enum MHD_Result http_send(struct http_req *r, unsigned status, const char *ctype
 	static const char *const retry[] = { "Retry-After", "5", NULL };
 	struct MHD_Response *resp;
 	struct wiped *w;
-	size_t held;
-	bool over;
+	size_t held, mine = 0;
+	int slot = -1;
+	bool refusable, over = false;
 
-	pthread_mutex_lock(&send_mu);
-	held = send_inflight;
 	/* reads only: an answer whose work is done (a STOW that stored, an
 	 * administrative change) is never refused after the fact */
-	over = n > HTTP_SEND_SMALL && held + n > HTTP_SEND_BUDGET && r->method != NULL &&
-	       (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0);
-	if (!over)
+	refusable = n > HTTP_SEND_SMALL && r->method != NULL &&
+	            (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0);
+	pthread_mutex_lock(&send_mu);
+	held = send_inflight;
+	if (r->authed && n > 0)
+		slot = send_slot(r->sess.user_id);
+	if (slot >= 0)
+		mine = send_users[slot].held;
+	if (refusable)
+		over = held + n > HTTP_SEND_BUDGET || (slot >= 0 && mine + n > HTTP_SEND_USER_SHARE);
+	if (!over) {
 		send_inflight += n;
+		if (slot >= 0)
+			send_users[slot].held += n;
+	}
 	pthread_mutex_unlock(&send_mu);
 	if (over) {
-		log_warn("%s %s: an answer of %zu bytes refused: %zu bytes of answers are waiting to be read (%s)",
-		         r->method_log, r->route ? r->route->name : "-", n, held, r->addr);
+		log_warn("%s %s: an answer of %zu bytes refused: %zu bytes of answers are waiting to be read, %zu of "
+		         "them this user's (%s)", r->method_log, r->route ? r->route->name : "-", n, held, mine, r->addr);
+		http_send_refused(r);
 		return http_problem(r, MHD_HTTP_SERVICE_UNAVAILABLE,
-		                    "the server holds too many large answers not yet read; try again", retry);
+		                    held + n > HTTP_SEND_BUDGET
+		                        ? "the server holds too many large answers not yet read; try again"
+		                        : "too many of your large answers are not yet read; read them, then try again",
+		                    retry);
 	}
 	w = malloc(sizeof *w + (n ? n : 1));
 	if (w == NULL) {
 		pthread_mutex_lock(&send_mu);
 		send_inflight -= n;
+		if (slot >= 0)
+			send_users[slot].held -= n;
 		pthread_mutex_unlock(&send_mu);
 		return MHD_NO;
 	}
 	w->n = n;
+	w->slot = slot;
 	if (n > 0)
 		memcpy(w->data, body, n);
 	resp = MHD_create_response_from_buffer_with_free_callback_cls(n, w->data, wiped_free, w);

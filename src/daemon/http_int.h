@@ -90,6 +90,16 @@ struct http_req {
 	 * (nothing cached across requests: a revoked grant stops at once) */
 	struct access_grant *grants;
 	size_t ngrants;
+	/* the last success record of a read this request wrote (dicomweb.c):
+	 * if its answer is then refused (http_send: 503), a failure record of
+	 * the same objects follows it (http_send_refused) */
+	struct {
+		const char *action;      /* NULL: none */
+		bool has_patient, counted;
+		uint8_t patient[32];
+		char study[65], series[65], sop[65];
+		uint64_t patients, studies, series_n, instances;
+	} read_rec;
 };
 
 /* Authorisation (http_access.c, docs/ACCESS.md). The decision for the
@@ -193,6 +203,12 @@ bool http_json_ctype(const char *ct);
  * Returns the new length. */
 size_t http_unescape(char *s);
 const char *dw_base_url(struct http_req *r, size_t *n);
+/* After a read's answer was refused (http_send: 503): a failure record of
+ * the objects of the request's last success record, if it wrote one. */
+void http_send_refused(struct http_req *r);
+/* Keeps what rec (a success record of a read, just written) said, for
+ * http_send_refused; dw_audit_rec and dw_audit_obj call it themselves. */
+void dw_note_read(struct http_req *r, const struct audit_rec *rec);
 enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome oc, const char *reason,
                       const uint8_t *patient, const char *study, const char *series, const char *sop);
 /* One audit record with the request's actor filled in. */

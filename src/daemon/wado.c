@@ -86,6 +86,27 @@ enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char 
 	return audit_one(w, AUDIT_RETRIEVE, oc, reason, patient, study, series, sop, n);
 }
 
+void wado_note_sent(struct http_req *r, const uint8_t *patient, const char *study, const char *series,
+                    const char *sop, uint64_t n)
+{
+	struct audit_rec rec;
+
+	memset(&rec, 0, sizeof rec);
+	rec.action = AUDIT_RETRIEVE;
+	rec.outcome = AUDIT_SUCCESS;
+	rec.objects.patient = patient;
+	rec.objects.study_uid = study && study[0] ? study : NULL;
+	rec.objects.series_uid = series && series[0] ? series : NULL;
+	rec.objects.sop_uid = sop && sop[0] ? sop : NULL;
+	if (n > 0) {
+		rec.objects.counted = true;
+		rec.objects.patients = 1;
+		rec.objects.studies = 1;
+		rec.objects.instances = n;
+	}
+	dw_note_read(r, &rec);
+}
+
 enum err wado_audit_fail(const struct wado_who *w, enum err why, const uint8_t *patient, const char *study,
                          const char *series, const char *sop)
 {

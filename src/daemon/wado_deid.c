@@ -256,8 +256,10 @@ enum MHD_Result wado_deid(struct http_req *r, const char *study, const char *ser
 		vstream_free(vs);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
 	}
-	if (meta)
+	if (meta) {
+		wado_note_sent(r, vs->l.patient, vs->l.study, series, sop, vs->l.n);
 		return metadata(r, vs, json);
+	}
 	if (rand_bytes(rnd, sizeof rnd) != ERR_OK) {
 		vstream_free(vs);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);

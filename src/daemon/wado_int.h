@@ -57,6 +57,11 @@ struct wado_who {
 };
 
 void wado_who_init(struct http_req *r, struct wado_who *w);
+/* After a wado_audit success record of a buffered answer, in the request's
+ * thread: what it said, for a failure record if the answer is then refused
+ * (http_send_refused). */
+void wado_note_sent(struct http_req *r, const uint8_t *patient, const char *study, const char *series,
+                    const char *sop, uint64_t n);
 /* One retrieve record (n > 0: the number of instances, as counts). */
 enum err wado_audit(const struct wado_who *w, enum audit_outcome oc, const char *reason, const uint8_t *patient,
                     const char *study, const char *series, const char *sop, uint64_t n);

@@ -355,6 +355,7 @@ static enum MHD_Result send_one(struct http_req *r, const struct wado_who *who, 
 		wbuf_fini(&w);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
 	}
+	wado_note_sent(r, l->patient, l->study, l->series[it->series].uid, it->sop, 0);
 	res = http_send(r, MHD_HTTP_OK, media_name(p->media), w.p, w.len, 0, NULL);
 	wbuf_fini(&w);
 	return res;
@@ -421,6 +422,8 @@ static enum MHD_Result send_multi(struct http_req *r, const struct wado_who *who
 		wbuf_fini(&body);
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error (audit)", NULL);
 	}
+	wado_note_sent(r, l->patient, l->study, series, njobs == 1 || !skip_nonimage ? l->it[jobs[0].item].sop : NULL,
+	               skip_nonimage ? parts : 0);
 	snprintf(ctype, sizeof ctype, "multipart/related; type=\"%s\"; boundary=%s", media_name(p->media), boundary);
 	res = http_send(r, MHD_HTTP_OK, ctype, body.p, body.len, 0, NULL);
 	wbuf_fini(&body);
