@@ -43,6 +43,7 @@ struct dimse_srv_opts {
 	unsigned idle_ms;                 /* an established association silent this long is aborted; 0: 300 s */
 	unsigned max_assoc;               /* at once; 0: 32 */
 	uint32_t recv_max;                /* maximum PDU length we advertise; 0: UL_RECV_MAX_DEFAULT */
+	uint32_t max_find;                /* matches one C-FIND answers; 0: DIMSE_FIND_MATCHES_DEFAULT */
 	/* After each C-STORE (answered or not): its SOP Instance UID (as the
 	 * command said), the status sent (0000H: stored, existed: identical
 	 * bytes were there already) and the error comment; called on the

@@ -148,6 +148,11 @@
 #define DIMSE_MAX_STRING       1024u          /* a string element of a command set (ErrorComment: 64) */
 #define DIMSE_MAX_IDENTIFIER   (64u * 1024)   /* a C-FIND/C-MOVE/C-GET identifier data set */
 #define DIMSE_MAX_GET_INSTANCES 100000u       /* instances one C-GET may name */
+/* matches one C-FIND answers ([dicom] max_find_matches): each is kept as
+ * 8 bytes between the counting run and the answering one; past it A700H,
+ * narrow the query */
+#define DIMSE_FIND_MATCHES_DEFAULT 1000000u
+#define DIMSE_FIND_MATCHES_MAX     20000000u
 #define DIMSE_MAX_META         (64u * 1024)   /* File Meta Information of a stored object, when sent */
 #define DIMSE_MAX_FAILED_LIST  65000u         /* bytes of a Failed SOP Instance UID List (UI: 16-bit length) */
 

@@ -549,7 +549,8 @@ static const struct {
 	const char *keys[12];
 } conf_keys[] = {
 	{ "http", { "listen", "cert", "key", "max_upload_mb" } },
-	{ "dicom", { "listen", "ae_title", "plain_listen", "max_associations", "max_pdu", "artim", "idle_timeout" } },
+	{ "dicom", { "listen", "ae_title", "plain_listen", "max_associations", "max_pdu", "artim", "idle_timeout",
+	              "max_find_matches" } },
 	{ "storage", { "objects", "master_key" } },
 	{ "index", { "backend", "path" } },
 	{ "audit", { "path", "read_sync_ms" } },

@@ -388,9 +388,12 @@ static enum err final(struct dimse_assoc *a, uint8_t pcid, uint16_t status, cons
 static enum err count_hit(void *ctx, struct qry_hit *h)
 {
 	struct run *ru = ctx;
+	uint32_t max = ru->a->o->max_find ? ru->a->o->max_find : DIMSE_FIND_MATCHES_DEFAULT;
 	uint64_t id;
 	enum err rc;
 
+	if (ru->nids >= max)
+		return ERR_LIMIT;   /* A700H: narrow the query */
 	if (ru->nids == ru->capids) {
 		size_t c = ru->capids ? ru->capids * 2 : 256;
 		uint64_t *p = realloc(ru->ids, c * sizeof *p);
@@ -502,6 +505,13 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 		rc = qry_run(a->o->vault, q, count_hit, &ru, &st);
 	if (rc == ERR_OK && ru.nids > 1)
 		qsort(ru.ids, ru.nids, sizeof *ru.ids, id_cmp);
+	if (rc == ERR_LIMIT) {
+		snprintf(why, sizeof why, "More than %u matches: narrow the query",
+		         a->o->max_find ? a->o->max_find : DIMSE_FIND_MATCHES_DEFAULT);
+		status = DIMSE_REFUSED_OOR;
+		comment = why;
+		goto done;
+	}
 	if (rc != ERR_OK) {
 		log_error("C-FIND from %s: %s", a->calling, err_str(rc));
 		status = DIMSE_ERR_UNABLE;

@@ -1687,6 +1687,13 @@ enum err dimse_srv_opts_conf(const struct ini *conf, struct dimse_srv_opts *o, c
 			               (unsigned)UL_RECV_MAX_CAP);
 		o->recv_max = (uint32_t)n;
 	}
+	mx = ini_get(conf, "dicom", NULL, "max_find_matches");
+	if (mx != NULL) {
+		uint64_t n = 0;
+		if (!vr_uint_parse(mx, strlen(mx), DIMSE_FIND_MATCHES_MAX, &n) || n < 1)
+			return err_why(why, whylen, ERR_PARSE, "[dicom] max_find_matches: 1 to %u", DIMSE_FIND_MATCHES_MAX);
+		o->max_find = (uint32_t)n;
+	}
 	return ERR_OK;
 }
 

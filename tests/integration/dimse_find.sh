@@ -337,5 +337,25 @@ wait "$SRV" 2>/dev/null
 rc=$?
 SRV=
 check "server stops cleanly on SIGTERM" "[ $rc -eq 0 ]" "$T/err"
+
+# [dicom] max_find_matches: past it, A700H and nothing sent (each match is
+# kept between the counting run and the answering one: memory is bounded)
+sed -i '/^\[dicom\]/a max_find_matches = 3' "$T/v/dicomvault.conf"
+serve_dicom || exit 0
+find_ m1 FINDER -S -k QueryRetrieveLevel=IMAGE -k SOPInstanceUID
+check "more matches than max_find_matches (3): A700H, narrow the query, nothing answered" \
+	"grep -q 'Final Find Response (Refused: OutOfResources)' '$T/m1.log' && [ -z \"\$(ls '$T/qm1')\" ]" \
+	"$T/m1.log"
+find_ m2 FINDER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1 -k SOPInstanceUID
+check "a narrower query on the same server: answered" "[ \$(ls '$T/qm2' | wc -l) -eq 1 ]" "$T/m2.log"
+check "the refusal is audited, with its reason" \
+	"grep '\"query\"' '$T/v/audit/audit.log' | grep -q 'More than 3 matches'"
+kill -TERM "$SRV"
+wait "$SRV" 2>/dev/null
+SRV=
+sed -i 's/^max_find_matches = 3$/max_find_matches = 0/' "$T/v/dicomvault.conf"
+"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out0" 2>&1
+check "max_find_matches = 0: serve refuses to start, names it" "[ \$? -eq 1 ] && grep -q 'max_find_matches' '$T/out0'" \
+	"$T/out0"
 "$DV" audit verify --vault "$T/v" >"$T/av" 2>&1
 check "audit trail intact" "[ $? -eq 0 ]" "$T/av"
