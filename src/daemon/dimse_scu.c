@@ -26,6 +26,14 @@
 
 /* How often a wait for a response looks at the cancel flag. */
 #define SCU_CANCEL_POLL_MS 100u
+/* Pending responses that change nothing, in a row (a C-FIND's without an
+ * identifier, a C-MOVE's with the same sub-operation counts), and pending
+ * responses to one operation: past either the peer is holding the import
+ * for ever (each response resets the idle timeout), and the association is
+ * aborted. A peer's keep-alive every few seconds during a long
+ * sub-operation stays far below the first. */
+#define SCU_MAX_STALLED 1000u
+#define SCU_MAX_PENDING 10000000u
 
 struct dimse_scu {
 	struct dimse_assoc *a;
@@ -171,6 +179,8 @@ struct wait {
 	bool done;                  /* the final response came */
 	bool lost;                  /* the association ended or broke protocol */
 	const char *lost_why;
+	unsigned stalled;           /* pending responses in a row that changed nothing */
+	uint64_t pendings;
 	/* C-FIND */
 	const char *key_level;
 	uint32_t key_tag;
@@ -210,6 +220,30 @@ static void find_match(struct wait *w)
 	wbuf_reset(&w->id);
 }
 
+/* Whether pending response c moves its operation on: a C-FIND's carries an
+ * identifier (a match: stalled is reset when it has come whole), a
+ * C-MOVE's changes the sub-operation counts (a response without any
+ * counts is taken as one sub-operation's). */
+static bool progressed(struct wait *w, const struct dimse_cmd *c)
+{
+	const unsigned counts = DIMSE_F_REMAINING | DIMSE_F_COMPLETED | DIMSE_F_FAILED | DIMSE_F_WARNING;
+
+	if (w->m == NULL)
+		return dimse_has_data_set(c);
+	if (!(c->has & counts)) {
+		w->stalled = 0;
+		return true;
+	}
+	if (((c->has & DIMSE_F_REMAINING) && c->remaining != w->m->remaining) ||
+	    ((c->has & DIMSE_F_COMPLETED) && c->completed != w->m->completed) ||
+	    ((c->has & DIMSE_F_FAILED) && c->failed != w->m->failed) ||
+	    ((c->has & DIMSE_F_WARNING) && c->warning != w->m->warning) || w->m->pending == 0) {
+		w->stalled = 0;
+		return true;
+	}
+	return false;
+}
+
 static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx)
 {
 	struct wait *w = ctx;
@@ -222,6 +256,17 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 			w->lost = true;
 			w->lost_why = "an unexpected or malformed message";
 			break;
+		}
+		if (c.status == DIMSE_PENDING || c.status == DIMSE_PENDING_WARNING) {
+			if (!progressed(w, &c))
+				w->stalled++;
+			if (w->stalled > SCU_MAX_STALLED || ++w->pendings > SCU_MAX_PENDING) {
+				w->lost = true;
+				w->lost_why = w->stalled > SCU_MAX_STALLED
+				                  ? "more than 1000 pending responses in a row without progress"
+				                  : "more than 10000000 pending responses to one request";
+				break;
+			}
 		}
 		take_counts(w, &c);
 		if (c.status == DIMSE_PENDING || c.status == DIMSE_PENDING_WARNING) {
@@ -257,6 +302,7 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 			return;
 		w->have_cmd = false;
 		if (w->cmd.status == DIMSE_PENDING || w->cmd.status == DIMSE_PENDING_WARNING) {
+			w->stalled = 0;
 			if (w->fn != NULL)
 				find_match(w);
 			wbuf_reset(&w->id);

@@ -107,7 +107,20 @@ def main():
     check("a source that lists everything twice: exit 0, 1 expected, stored and verified",
           rc == 0 and (rep.get("expected"), rep.get("verified")) == (1, 1) and not rep.get("problems"),
           (rc, rep, pacs))
-    for d in (v.dir, w.dir, x.dir):
+    # a source that keeps the import waiting with pending responses that
+    # change nothing (each one reset the idle timeout: it never ended)
+    stalled = []
+    for mode in ("stall-move", "stall-find"):
+        y = Vault(DV, T, mode.replace("-", ""))
+        t0 = time.time()
+        rc, rep, pacs = run_import(y, mode)
+        took = time.time() - t0
+        n = int(pacs.split("stalling: ")[1].split()[0]) if "stalling: " in pacs else -1
+        check("%s: the import gives up (exit 1, said why) after about 1000 pending responses, not 100000"
+              % mode, rc == 1 and "without progress" in json.dumps(rep) and 1000 <= n < 100000 and took < 60,
+              (rc, n, took, json.dumps(rep)[:400]))
+        stalled.append(y)
+    for d in [v.dir, w.dir, x.dir] + [y.dir for y in stalled]:
         r = subprocess.run([DV, "audit", "verify", "--vault", d], capture_output=True, text=True)
         check("audit verify: intact (%s)" % os.path.basename(d), r.returncode == 0, r.stdout + r.stderr)
 

@@ -6,7 +6,10 @@ association to DEST_PORT as SOURCE and C-STOREs, in MODE "hostile"
 (the default), the listed instance, then one of another study and
 patient that nobody asked for, then one of the listed study that C-FIND
 did not list; in MODE "honest", the listed instance only; in MODE
-"repeats", the same, each C-FIND answer given twice. Prints
+"repeats", the same, each C-FIND answer given twice; in MODE
+"stall-move", its C-MOVE sends pending responses with the same counts
+until the association ends; in MODE "stall-find", its C-FIND sends
+pending responses without identifiers until it ends. Prints
 "listening" once it listens, then one line per C-STORE with the status
 it got ("store UID STATUS"). Imported by
 nothing; run by tests/integration/import_hostile.py. Layer: tests."""
@@ -110,6 +113,19 @@ def store_all(dest_port, source_ae, mode, move_msgid):
     return len(objs)
 
 
+def stall(c, pcid, cmd):
+    """The same pending response until the peer ends the association (at
+    most 100000 of them): how many were sent."""
+    n = 0
+    try:
+        while n < 100000:
+            send(c, pcid, cmd)
+            n += 1
+    except OSError:
+        pass
+    return n
+
+
 def main():
     port, dest_port = int(sys.argv[1]), int(sys.argv[2])
     mode = sys.argv[3] if len(sys.argv) > 3 else "hostile"
@@ -146,9 +162,17 @@ def main():
                 ds.SeriesInstanceUID = SERIES
             if lvl == "IMAGE":
                 ds.SOPInstanceUID = SOP
+            if mode == "stall-find":
+                print("stalling: %d pending" % stall(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, False)), flush=True)
+                break
             for _ in range(2 if mode == "repeats" else 1):
                 send(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, True), encode(ds))
             send(c, pcid, rsp(0x8020, cls, msgid, 0x0000, False))
+        elif field == 0x0021 and mode == "stall-move":
+            r = rsp(0x8021, cls, msgid, 0xFF00, False)
+            r.update({0x00001020: 1, 0x00001021: 0, 0x00001022: 0, 0x00001023: 0})
+            print("stalling: %d pending" % stall(c, pcid, r), flush=True)
+            break
         elif field == 0x0021:   # C-MOVE
             n = store_all(dest_port, source_ae, mode, msgid)
             r = rsp(0x8021, cls, msgid, 0x0000, False)
