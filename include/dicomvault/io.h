@@ -3,6 +3,7 @@
 #ifndef DICOMVAULT_IO_H
 #define DICOMVAULT_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "dicomvault/err.h"
@@ -30,6 +31,18 @@ struct src_mem {
 void src_mem_init(struct src *s, struct src_mem *m, const void *p, size_t len);
 /* Opens a file read-only; src_close() releases it. */
 WUR enum err src_file_open(struct src *s, const char *path);
+/* The same over a descriptor already open (file_open_regular): s takes fd
+ * (closed by src_close(), or at once when this fails); ERR_IO if it is not
+ * a regular file. */
+WUR enum err src_file_fdopen(struct src *s, int fd);
+/* Opens path once for reading where someone else may write its folder
+ * (import): O_NOFOLLOW unless follow (a symbolic link is not opened) and
+ * O_NONBLOCK (a FIFO does not block the open), then fstat: a regular file
+ * only (no FIFO, device, socket or folder), and O_NONBLOCK cleared. Read
+ * everything from *fd, never path again. ERR_DENIED: not a regular file,
+ * *what says what it is ("a symbolic link", "a FIFO", ...); ERR_NOTFOUND:
+ * no such file; ERR_IO: errno says. */
+WUR enum err file_open_regular(const char *path, bool follow, int *fd, const char **what);
 void src_close(struct src *s);
 /* The descriptor of a src_file_open() source (for zero-copy transfers), else -1. */
 int src_file_fd(const struct src *s);

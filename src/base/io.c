@@ -116,15 +116,11 @@ static void file_close(void *ctx)
 	free(f);
 }
 
-enum err src_file_open(struct src *s, const char *path)
+enum err src_file_fdopen(struct src *s, int fd)
 {
 	struct file_src *f;
 	struct stat st;
-	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return ERR_IO;
@@ -142,6 +138,65 @@ enum err src_file_open(struct src *s, const char *path)
 	s->close = file_close;
 	s->size = (int64_t)st.st_size;
 	s->ctx = f;
+	return ERR_OK;
+}
+
+enum err src_file_open(struct src *s, const char *path)
+{
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	return src_file_fdopen(s, fd);
+}
+
+/* What a file of this type is, for a refusal. */
+static const char *type_name(mode_t m)
+{
+	return S_ISLNK(m) ? "a symbolic link" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" :
+	       S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISDIR(m) ? "a folder" :
+	       "not a regular file";
+}
+
+enum err file_open_regular(const char *path, bool follow, int *fd_out, const char **what)
+{
+	struct stat st;
+	int fd, fl;
+
+	do {
+		fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+	} while (fd < 0 && errno == EINTR);
+	if (fd < 0) {
+		if (errno == ELOOP && !follow) {
+			*what = type_name(S_IFLNK);
+			return ERR_DENIED;
+		}
+		if (errno == ENXIO) {   /* a socket, or a device without its driver */
+			*what = "a socket or device";
+			return ERR_DENIED;
+		}
+		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	}
+	if (fstat(fd, &st) != 0) {
+		fl = errno;
+		close(fd);
+		errno = fl;
+		return ERR_IO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		*what = type_name(st.st_mode);
+		return ERR_DENIED;
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || ((fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)) {
+		fl = errno;
+		close(fd);
+		errno = fl;
+		return ERR_IO;
+	}
+	*fd_out = fd;
 	return ERR_OK;
 }
 

@@ -2,6 +2,9 @@
  * the vault, two ways:
  *   import PATH...          Part 10 files and folders (recursively); a
  *                           bare data set (no meta) is wrapped as Part 10;
+ *                           each file opened once (no symbolic link in a
+ *                           folder, no FIFO or device) and copied, so that
+ *                           what is stored is what is audited;
  *   import --from AE        an old archive, a [peer "AE"] of
  *                           dicomvault.conf: Study Root C-FIND (STUDY,
  *                           then SERIES and IMAGE per study: the SOP
@@ -64,7 +67,10 @@ static const char import_usage[] =
 	"reading it back (each chunk authenticated) gives the SHA-256 recorded at ingest.\n"
 	"  PATH...              Part 10 files and folders (recursively); a bare data set\n"
 	"                       (no meta, as old archives hold them) is stored as Part 10;\n"
-	"                       files that are not DICOM (and DICOMDIRs) are skipped and counted\n"
+	"                       files that are not DICOM (and DICOMDIRs) are skipped and counted;\n"
+	"                       each file is opened and read once; a FIFO, device or socket\n"
+	"                       fails, and so does a symbolic link to a file inside a folder\n"
+	"                       (not followed; one to a folder is skipped)\n"
 	"  --from AE            pull from the [peer \"AE\"] of dicomvault.conf (host and port\n"
 	"                       required; DICOM-TLS, or plain TCP with tls = no): Study Root\n"
 	"                       C-FIND of every study (or of the --study ones) and its\n"
@@ -313,18 +319,13 @@ static enum err verify_one(struct imp *x, const char *sop, const uint8_t *want, 
 
 /* ---- import PATH... ---- */
 
-/* Whether the file starts like Part 10: 128 bytes, then "DICM". */
-static int part10_magic(const char *path)
+/* Whether s starts like Part 10: 128 bytes, then "DICM". */
+static bool part10_magic(struct src *s)
 {
 	uint8_t h[132];
-	FILE *f = fopen(path, "rb");
-	size_t n;
 
-	if (f == NULL)
-		return -1;
-	n = fread(h, 1, sizeof h, f);
-	fclose(f);
-	return n == sizeof h && memcmp(h + 128, "DICM", 4) == 0;
+	return s->size >= (int64_t)sizeof h && s->read_at(s->ctx, 0, h, sizeof h) == ERR_OK &&
+	       memcmp(h + 128, "DICM", 4) == 0;
 }
 
 static enum err to_spool(void *ctx, const void *p, size_t n)
@@ -332,16 +333,44 @@ static enum err to_spool(void *ctx, const void *p, size_t n)
 	return spool_write(ctx, p, n);
 }
 
-/* A file without the DICM prefix whose head reads as a data set (old
- * archives and ACR-NEMA-era tools wrote them so; the encoding guessed from
- * its first element, as DCMTK and pydicom do) with a valid SOP Class and
- * SOP Instance UID: its Part 10 form into *out, as the C-STORE SCP wraps a
- * received data set. A bare data set is written with a meta group made
- * for it (in the encoding it was read in); a meta group without the
- * preamble keeps its bytes, behind a preamble (re-encoded, an unknown
- * transfer syntax would be relabelled). ERR_UNSUPPORTED: not DICOM; any
- * other failure (a damaged data set included) is said in why. */
-static enum err bare_wrap(struct imp *x, const char *path, struct spool **out, char *why, size_t whylen)
+/* Whether s, from its start, reads as a data set (the encoding guessed
+ * from its first element, as DCMTK and pydicom do) up to (0008,0018),
+ * with a valid SOP Class and SOP Instance UID; *has_meta (may be NULL):
+ * it begins with a meta group. ERR_UNSUPPORTED: not DICOM. */
+static enum err bare_head(struct src *s, bool *has_meta)
+{
+	struct dcm_read_opts ro;
+	struct dcm_errinfo ei;
+	struct dcm_file *f = NULL;
+	char uid[65];
+	size_t n = 0;
+	const char *u;
+	enum err rc;
+
+	memset(&ro, 0, sizeof ro);
+	ro.bulk_threshold = DCM_DEFAULT_BULK;
+	ro.stop_tag = 0x00080019;
+	rc = dcm_file_read(s, &ro, &f, &ei);
+	if (rc == ERR_OK) {
+		u = dcm_ds_str(&f->ds, 0x00080018, &n);
+		rc = dcm_ds_get_cstr(&f->ds, 0x00080016, uid, sizeof uid) == ERR_OK && vr_uid_ok(uid, strlen(uid)) &&
+		     u != NULL && vr_uid_ok(u, n) ? ERR_OK : ERR_UNSUPPORTED;
+	}
+	if (rc == ERR_OK && has_meta != NULL)
+		*has_meta = f->has_meta;
+	dcm_file_free(f);
+	return rc == ERR_OK ? ERR_OK : ERR_UNSUPPORTED;
+}
+
+/* A file without the DICM prefix (its bytes in raw) whose head reads as a
+ * data set (old archives and ACR-NEMA-era tools wrote them so) with a
+ * valid SOP Class and SOP Instance UID: its Part 10 form into *out, as the
+ * C-STORE SCP wraps a received data set. A bare data set is written with a
+ * meta group made for it (in the encoding it was read in); a meta group
+ * without the preamble keeps its bytes, behind a preamble (re-encoded, an
+ * unknown transfer syntax would be relabelled). ERR_UNSUPPORTED: not
+ * DICOM; any other failure (a damaged data set included) is said in why. */
+static enum err bare_wrap(struct imp *x, struct spool *raw, struct spool **out, char *why, size_t whylen)
 {
 	static const uint8_t preamble[132] = { [128] = 'D', [129] = 'I', [130] = 'C', [131] = 'M' };
 	struct dcm_read_opts ro;
@@ -351,42 +380,24 @@ static enum err bare_wrap(struct imp *x, const char *path, struct spool **out, c
 	struct spool *sp = NULL;
 	struct sink k;
 	struct src s;
-	char dir[VAULT_PATH_MAX + 8], uid[65];
+	char dir[VAULT_PATH_MAX + 8];
 	uint8_t buf[64 * 1024];
 	size_t n = 0;
-	const char *u;
-	bool has_meta, open = false;
+	bool has_meta = false, open = false;
 	enum err rc;
 
 	*out = NULL;
-	rc = src_file_open(&s, path);
+	rc = spool_src(raw, &s);
 	if (rc != ERR_OK)
-		return err_why(why, whylen, rc, "cannot open: %s", err_str(rc));
-	open = true;
+		return err_why(why, whylen, rc, "cannot read its copy: %s", err_str(rc));
 	/* DICOM or not: the head up to (0008,0018) */
-	memset(&ro, 0, sizeof ro);
-	ro.bulk_threshold = DCM_DEFAULT_BULK;
-	ro.stop_tag = 0x00080019;
-	rc = dcm_file_read(&s, &ro, &f, &ei);
-	if (rc == ERR_OK) {
-		u = dcm_ds_str(&f->ds, 0x00080018, &n);
-		rc = dcm_ds_get_cstr(&f->ds, 0x00080016, uid, sizeof uid) == ERR_OK && vr_uid_ok(uid, strlen(uid)) &&
-		     u != NULL && vr_uid_ok(u, n) ? ERR_OK : ERR_UNSUPPORTED;
-	}
-	if (rc != ERR_OK) {
-		rc = ERR_UNSUPPORTED;
-		goto out;
-	}
-	has_meta = f->has_meta;
-	dcm_file_free(f);
-	f = NULL;
+	rc = bare_head(&s, &has_meta);
 	src_close(&s);
-	open = false;
-	rc = src_file_open(&s, path);
-	if (rc != ERR_OK) {
-		rc = err_why(why, whylen, rc, "cannot open: %s", err_str(rc));
-		goto out;
-	}
+	if (rc != ERR_OK)
+		return ERR_UNSUPPORTED;
+	rc = spool_src(raw, &s);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "cannot read its copy: %s", err_str(rc));
 	open = true;
 	snprintf(dir, sizeof dir, "%s/tmp", x->v->dir);
 	rc = spool_new(&sp, dir, "import-bare");
@@ -401,7 +412,8 @@ static enum err bare_wrap(struct imp *x, const char *path, struct spool **out, c
 		if (rc != ERR_OK)
 			rc = err_why(why, whylen, rc, "cannot copy it: %s", err_str(rc));
 	} else {
-		ro.stop_tag = 0;
+		memset(&ro, 0, sizeof ro);
+		ro.bulk_threshold = DCM_DEFAULT_BULK;
 		rc = dcm_file_read(&s, &ro, &f, &ei);
 		if (rc != ERR_OK) {
 			rc = err_why(why, whylen, ERR_PARSE, "a bare data set, not readable at byte %llu: %s",
@@ -430,13 +442,87 @@ out:
 	return ERR_OK;
 }
 
-/* path's bytes, or those of its Part 10 form in sp */
-static enum err in_open(struct src *s, const char *path, struct spool *sp)
+/* path's bytes, read once. Whoever can write path's folder may replace
+ * the file between any two looks at it by name (a FIFO that blocks the
+ * open, a symbolic link, another patient's object after the first was
+ * parsed), and whoever can write the file may change its bytes between
+ * two reads: so it is opened once (file_open_regular: a regular file, no
+ * symbolic link unless follow, no blocking open) and copied whole into
+ * *out (in memory, or encrypted in the vault's tmp folder, as a received
+ * data set is spooled), and every later step (its kind, the parse, the
+ * store and its SHA-256, the audit record) reads that copy, never path.
+ * A file whose head is neither Part 10 nor a data set is not copied:
+ * ERR_UNSUPPORTED. Any other failure is said in why. */
+static enum err file_take(struct imp *x, const char *path, bool follow, struct spool **out, char *why,
+                          size_t whylen)
 {
-	return sp != NULL ? spool_src(sp, s) : src_file_open(s, path);
+	struct spool *sp = NULL;
+	struct src s;
+	char dir[VAULT_PATH_MAX + 8];
+	uint8_t buf[64 * 1024];
+	const char *what = "not a regular file";
+	uint64_t off = 0;
+	ssize_t got;
+	int fd = -1;
+	enum err rc;
+
+	rc = file_open_regular(path, follow, &fd, &what);
+	if (rc == ERR_DENIED)
+		return err_why(why, whylen, rc, "%s, not a regular file: not read", what);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "cannot open: %s",
+		               rc == ERR_NOTFOUND ? "no such file (removed after the folder was listed)" : strerror(errno));
+	rc = src_file_fdopen(&s, fd);   /* s owns fd */
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "cannot read: %s", err_str(rc));
+	fd = src_file_fd(&s);
+	/* its head first, so that a large file that is not DICOM is not
+	 * copied (the copy is looked at again: it decides) */
+	if (!part10_magic(&s) && bare_head(&s, NULL) != ERR_OK) {
+		rc = ERR_UNSUPPORTED;
+		goto out;
+	}
+	snprintf(dir, sizeof dir, "%s/tmp", x->v->dir);
+	rc = spool_new(&sp, dir, "import-file");
+	if (rc != ERR_OK) {
+		rc = err_why(why, whylen, rc, "cannot start a temporary file in the vault's tmp folder");
+		goto out;
+	}
+	for (;;) {
+		got = pread(fd, buf, sizeof buf, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			rc = err_why(why, whylen, ERR_IO, "cannot read: %s", strerror(errno));
+			goto out;
+		}
+		if (got == 0)
+			break;
+		rc = spool_write(sp, buf, (size_t)got);
+		if (rc != ERR_OK) {
+			rc = err_why(why, whylen, rc, "cannot copy it: %s", err_str(rc));
+			goto out;
+		}
+		off += (uint64_t)got;
+	}
+	rc = spool_finish(sp);
+	if (rc != ERR_OK)
+		rc = err_why(why, whylen, rc, "cannot copy it: %s", err_str(rc));
+out:
+	mem_wipe(buf, sizeof buf);
+	src_close(&s);
+	if (rc != ERR_OK) {
+		spool_free(sp);
+		return rc;
+	}
+	*out = sp;
+	return ERR_OK;
 }
 
-static void ingest_file(struct imp *x, const char *path)
+/* One file: read once (file_take), then its Part 10 form is parsed,
+ * stored, audited and verified from that copy. follow: path is a symbolic
+ * link the operator named. */
+static void ingest_file(struct imp *x, const char *path, bool follow)
 {
 	struct dcm_read_opts ro;
 	struct dcm_errinfo ei;
@@ -449,35 +535,54 @@ static void ingest_file(struct imp *x, const char *path)
 	uint8_t pkey[32];
 	bool have_pkey = false, have_src = false;
 	struct audit_rec ar;
+	struct spool *raw = NULL;  /* the file's bytes */
 	struct spool *sp = NULL;   /* a bare data set made Part 10 */
-	int m;
+	struct spool *in;          /* raw or sp: what is stored */
+	bool m;
 	enum err rc;
 
 	x->done++;
 	progress(x, "files");
-	m = part10_magic(path);
-	if (m < 0) {
-		note(&x->r, W_FAILED, path, "cannot read: %s", strerror(errno));
+	rc = file_take(x, path, follow, &raw, why, sizeof why);
+	if (rc == ERR_UNSUPPORTED) {
+		note(&x->r, W_SKIPPED, path, "not DICOM (no DICM prefix, and not a data set with SOP Class and "
+		     "Instance UIDs)");
 		return;
 	}
-	if (m == 0) {
-		rc = bare_wrap(x, path, &sp, why, sizeof why);
+	if (rc != ERR_OK) {
+		note(&x->r, W_FAILED, path, "%s", why);
+		return;
+	}
+	why[0] = 0;
+	rc = spool_src(raw, &s);
+	if (rc != ERR_OK) {
+		x->r.expected++;
+		note(&x->r, W_FAILED, path, "cannot read its copy: %s", err_str(rc));
+		goto out;
+	}
+	m = part10_magic(&s);
+	src_close(&s);
+	if (!m) {
+		rc = bare_wrap(x, raw, &sp, why, sizeof why);
 		if (rc == ERR_UNSUPPORTED) {
 			note(&x->r, W_SKIPPED, path, "not DICOM (no DICM prefix, and not a data set with SOP Class and "
 			     "Instance UIDs)");
-			return;
+			goto out;
 		}
 		if (rc != ERR_OK) {
 			x->r.expected++;
 			note(&x->r, W_FAILED, path, "%s", why);
-			return;
+			goto out;
 		}
 		why[0] = 0;
+		spool_free(raw);   /* sp is what is stored */
+		raw = NULL;
 	}
+	in = sp != NULL ? sp : raw;
 	x->r.expected++;
-	rc = in_open(&s, path, sp);
+	rc = spool_src(in, &s);
 	if (rc != ERR_OK) {
-		note(&x->r, W_FAILED, path, "cannot open: %s", err_str(rc));
+		note(&x->r, W_FAILED, path, "cannot read its copy: %s", err_str(rc));
 		goto out;
 	}
 	have_src = true;
@@ -514,18 +619,20 @@ static void ingest_file(struct imp *x, const char *path)
 	f = NULL;
 	src_close(&s);
 	have_src = false;
-	rc = in_open(&s, path, sp);
+	rc = spool_src(in, &s);
 	if (rc != ERR_OK) {
-		note(&x->r, W_FAILED, path, "cannot open: %s", err_str(rc));
+		note(&x->r, W_FAILED, path, "cannot read its copy: %s", err_str(rc));
 		goto out;
 	}
 	have_src = true;
 	memset(&res, 0, sizeof res);
-	rc = store_instance_hashed(x->v, &s, sp != NULL ? spool_sha256(sp) : NULL, coll, &res, why, sizeof why);
+	rc = store_instance_hashed(x->v, &s, spool_sha256(in), coll, &res, why, sizeof why);
 	memset(&ar, 0, sizeof ar);
 	ar.action = AUDIT_STORE;
 	ar.actor = operator_actor();
-	ar.objects.patient = have_pkey ? pkey : NULL;
+	/* stored: the record names what the store indexed (its patient key,
+	 * as STOW-RS records it); refused: what the file says */
+	ar.objects.patient = rc == ERR_OK && res.has_patient_key ? res.patient_key : have_pkey ? pkey : NULL;
 	ar.objects.study_uid = rc == ERR_OK ? res.study_uid : (study[0] ? study : NULL);
 	ar.objects.series_uid = rc == ERR_OK ? res.series_uid : NULL;
 	ar.objects.sop_uid = rc == ERR_OK ? res.sop_uid : NULL;
@@ -565,35 +672,59 @@ out:
 	if (have_src)
 		src_close(&s);
 	spool_free(sp);
+	spool_free(raw);
 }
 
-/* Files under path (depth-first, sorted names), regular files only:
- * symbolic links to folders are not followed (no loops). */
+/* What st is, when it is neither a regular file nor a folder. */
+static const char *special_name(const struct stat *st)
+{
+	return S_ISFIFO(st->st_mode) ? "a FIFO" : S_ISSOCK(st->st_mode) ? "a socket" :
+	       S_ISCHR(st->st_mode) ? "a character device" : S_ISBLK(st->st_mode) ? "a block device" :
+	       "not a regular file";
+}
+
+/* Files under path (depth-first, sorted names). In a folder only regular
+ * files and folders are read: a symbolic link is not followed (whoever
+ * writes the folder could point it anywhere): one to a regular file
+ * fails (its object is not imported), one to anything else is skipped
+ * (no loops). A FIFO, device or socket fails. A path the operator names
+ * may be a symbolic link. What this look sees is only a first sorting:
+ * ingest_file opens each file once and refuses there what it is by then,
+ * if not a regular file. */
 static void walk(struct imp *x, const char *path, int depth, bool top)
 {
-	struct stat st;
+	struct stat st, lst;
 	struct dirent **ents = NULL;
+	bool link;
 	int n, i;
 
-	if ((top ? stat(path, &st) : lstat(path, &st)) != 0) {
+	if (lstat(path, &lst) != 0) {
 		note(&x->r, top ? W_ERROR : W_FAILED, path, "%s", strerror(errno));
 		return;
 	}
-	if (S_ISLNK(st.st_mode)) {
-		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+	st = lst;
+	link = S_ISLNK(lst.st_mode);
+	if (link && !top) {
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			note(&x->r, W_FAILED, path, "a symbolic link to a file: not followed in a folder (import the file "
+			     "by its own name)");
+		else
 			note(&x->r, W_SKIPPED, path, "a symbolic link that is not to a regular file");
-			return;
-		}
+		return;
+	}
+	if (link && stat(path, &st) != 0) {
+		note(&x->r, W_ERROR, path, "%s", strerror(errno));
+		return;
 	}
 	if (S_ISREG(st.st_mode)) {
 		if (cancel_flag)
 			cancel_note(&x->r, "the files after the last one stored were not read");
 		else
-			ingest_file(x, path);
+			ingest_file(x, path, link);
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		note(&x->r, W_SKIPPED, path, "not a regular file or folder");
+		note(&x->r, W_FAILED, path, "%s, not a regular file or folder: not read", special_name(&st));
 		return;
 	}
 	if (depth >= IMPORT_MAX_DEPTH) {
