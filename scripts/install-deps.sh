@@ -9,7 +9,7 @@ PKGS=(
 	zlib1g-dev libjansson-dev libsodium-dev libgnutls28-dev libmicrohttpd-dev libsqlite3-dev libqrencode-dev libssl-dev libpng-dev libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev curl
 	python3 python3-pydicom python3-numpy python3-cryptography python3-pil
 	dcmtk dicom3tools libgdcm-tools openjph-tools openssl oathtool stunnel4 chromium python3-websocket
-	time
+	time strace
 )
 
 missing=()
