@@ -506,7 +506,7 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 	}
 	chain = gnutls_certificate_get_peers(a->tls, &n);
 	if (chain == NULL || n == 0) {
-		*why = "no client certificate";
+		*why = client ? "no client certificate" : "no server certificate";
 		return false;
 	}
 	if (!pe->has_fp && pe->ca[0] == 0) {
@@ -519,7 +519,7 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 	}
 	if (n > 8)
 		n = 8;
-	*why = "unreadable client certificate";
+	*why = client ? "unreadable client certificate" : "unreadable server certificate";
 	for (i = 0; i < n; i++) {
 		if (gnutls_x509_crt_init(&crt[i]) != 0)
 			break;
@@ -532,12 +532,14 @@ static bool cert_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct pee
 		uint8_t fp[32];
 		size_t fl = sizeof fp;
 		if (gnutls_fingerprint(GNUTLS_DIG_SHA256, &chain[0], fp, &fl) != 0 || fl != 32) {
-			*why = "cannot hash the client certificate";
+			*why = client ? "cannot hash the client certificate" : "cannot hash the server certificate";
 		} else if (!ct_equal(fp, pe->fp, 32)) {
-			*why = "client certificate is not the one bound to this AE title";
+			*why = client ? "client certificate is not the one bound to this AE title"
+			              : "server certificate is not the one bound to this AE title";
 		} else if (gnutls_x509_crt_get_activation_time(crt[0]) > now ||
 		           gnutls_x509_crt_get_expiration_time(crt[0]) < now) {
-			*why = "client certificate bound to this AE title is expired or not yet valid";
+			*why = client ? "client certificate bound to this AE title is expired or not yet valid"
+			              : "server certificate bound to this AE title is expired or not yet valid";
 		} else {
 			ok = true;
 			*why = NULL;

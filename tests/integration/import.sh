@@ -520,8 +520,9 @@ check "DICOM-TLS: exported studies equal the originals" "[ $? -eq 0 ]" "$T/same2
 # a peer whose certificate is not the one bound to it: refused, named
 "$DV" import --vault "$T/tv" --from GAPPACS >"$T/t2.out" 2>"$T/t2.err"
 RC=$?
-check "DICOM-TLS: a peer with another certificate refused: exit 1, named" \
-	"[ $RC -eq 1 ] && grep -q 'GAPPACS' '$T/t2.out' && grep -q 'certificate' '$T/t2.out'" "$T/t2.out" "$T/t2.err"
+check "DICOM-TLS: a peer with another certificate refused: exit 1, named (its server certificate)" \
+	"[ $RC -eq 1 ] && grep -q 'GAPPACS' '$T/t2.out' && grep -q 'server certificate is not the one bound' '$T/t2.out'" \
+	"$T/t2.out" "$T/t2.err"
 
 # ---- import PATH... ----
 mkdir -p "$T/files/a/b" "$T/pv"

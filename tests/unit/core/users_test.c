@@ -1,11 +1,14 @@
 /* users_test.c: times for grants and accounts (users_parse_time), and the
  * grants in force for a request (users_grants_now) over a real vault:
  * expiry, not-before, revocation, disabled and expired accounts, a study
- * grant with priors taking the study's patient. Layer: tests. */
+ * grant with priors taking the study's patient; changes whose audit record
+ * cannot be written undone (a new user, an enable) or said (a disable).
+ * Layer: tests. */
 #include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
+#include "dicomvault/audit.h"
 #include "dicomvault/index.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
@@ -219,10 +222,70 @@ TEST(grants_now)
 	CHECK(system(cmd) == 0);
 }
 
+/* A change whose record cannot be written: a new user is removed, an
+ * enable is undone, a disable is kept (and said so). The log is made to
+ * refuse by shortening it under the open handle (a writer refuses to
+ * continue a chain that shrank). */
+TEST(unrecorded_changes_undone)
+{
+	char dir[256], why[256], cmd[400], log[300];
+	struct vault *v = make_vault(dir, sizeof dir);
+	struct users_actor by = { "tester", "admin", "local", NULL };
+	struct secret *b32 = NULL, *uri = NULL, *pw = NULL;
+	struct audit *au = NULL;
+	struct idx_user u;
+	struct stat st;
+
+	CHECK(v != NULL);
+	if (v == NULL)
+		return;
+	CHECK(users_add(v, &by, "erin", ACCESS_ROLE_PHYSICIAN, NULL, 0, NULL, &pw, &b32, &uri, why, sizeof why) ==
+	      ERR_OK);
+	secret_free(pw);
+	secret_free(b32);
+	secret_free(uri);
+	pw = b32 = uri = NULL;
+	CHECK(users_set_disabled(v, &by, "erin", true, why, sizeof why) == ERR_OK);
+	snprintf(log, sizeof log, "%s/" AUDIT_LOG_PATH, dir);
+	CHECK(audit_open(dir, &au) == ERR_OK);
+	by.audit = au;
+	CHECK(stat(log, &st) == 0 && truncate(log, st.st_size - 1) == 0);
+	why[0] = 0;
+	CHECK(users_add(v, &by, "fred", ACCESS_ROLE_PHYSICIAN, NULL, 0, NULL, &pw, &b32, &uri, why, sizeof why) ==
+	      ERR_IO);
+	CHECK(strstr(why, "not created") != NULL);
+	CHECK(pw == NULL && b32 == NULL && uri == NULL);
+	CHECK(v->ix->ops->user_get(v->ix, "fred", &u) == ERR_NOTFOUND);
+	why[0] = 0;
+	CHECK(users_set_disabled(v, &by, "erin", false, why, sizeof why) == ERR_IO);
+	CHECK(strstr(why, "nothing was changed") != NULL);
+	CHECK(v->ix->ops->user_get(v->ix, "erin", &u) == ERR_OK && u.disabled);
+	why[0] = 0;
+	CHECK(users_set_disabled(v, &by, "admin", true, why, sizeof why) == ERR_IO);
+	CHECK(strstr(why, "disabled, but") != NULL);
+	CHECK(v->ix->ops->user_get(v->ix, "admin", &u) == ERR_OK && u.disabled);
+	audit_close(au);
+	/* the vault's own log missing: nothing is changed at all */
+	by.audit = NULL;
+	CHECK(unlink(log) == 0);
+	why[0] = 0;
+	CHECK(users_add(v, &by, "gina", ACCESS_ROLE_PHYSICIAN, NULL, 0, NULL, &pw, &b32, &uri, why, sizeof why) ==
+	      ERR_NOTFOUND);
+	CHECK(strstr(why, "nothing was changed") != NULL);
+	CHECK(v->ix->ops->user_get(v->ix, "gina", &u) == ERR_NOTFOUND);
+	CHECK(users_set_disabled(v, &by, "erin", false, why, sizeof why) == ERR_NOTFOUND);
+	CHECK(v->ix->ops->user_get(v->ix, "erin", &u) == ERR_OK && u.disabled);
+	CHECK(access(log, F_OK) != 0);
+	vault_close(v);
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
 	RUN(times);
 	RUN(names);
 	RUN(grants_now);
+	RUN(unrecorded_changes_undone);
 	return TEST_DONE();
 }
