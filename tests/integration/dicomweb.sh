@@ -564,7 +564,9 @@ check "fixity: export of the study fails (exit 1), naming the fixity check" \
 	"[ $? = 1 ] && grep -q 'export: 0 of 1 instance written' $T/fx_export.out && grep -q '$MR_SOP.*fixity check' $T/fx_export.err" "$T/fx_export.out" "$T/fx_export.err"
 check "fixity: nothing exported, no temporary file left in the export folder" "[ -z \"\$(find $T/fx_export -type f 2>/dev/null)\" ]"
 check "fixity: the export's audit record is a failure with 1 failed, naming the instance and the integrity check" \
-	"grep -v '\"type\":\"checkpoint\"' $LOG | tail -n 1 | grep '\"action\":\"export\",\"outcome\":\"failure\"' | grep -q '0 written, 0 refused, 1 failed (first: $MR_SOP: integrity check failed)'"
+	"grep -v '\"type\":\"checkpoint\"' $LOG | tail -n 1 | grep '\"action\":\"export\",\"outcome\":\"failure\"' | grep -q '0 of 1 written, 0 refused, 1 failed (first: $MR_SOP: integrity check failed)'"
+check "fixity: the export's first record (before any file) says what was to be written" \
+	"grep -v '\"type\":\"checkpoint\"' $LOG | tail -n 3 | head -n 1 | grep '\"action\":\"export\",\"outcome\":\"success\"' | grep -q '1 to write'"
 check "fixity: before it, an integrity-failure record naming the instance, the operator as actor" \
 	"grep -v '\"type\":\"checkpoint\"' $LOG | tail -n 2 | head -n 1 | grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' | grep '\"role\":\"operator\"' | grep -q '$MR_SOP'"
 "$DV" audit verify --vault "$T/v" >"$T/verify2.out" 2>&1
