@@ -41,15 +41,31 @@ struct recovery {
  * written beside the index commit by store_hook, may be durable; this one,
  * naming the same object, says it does not stand), or a kept object that
  * failed its check (AUDIT_INTEGRITY_FAILURE). */
+/* The vault's log, opened before recovery changes anything: when it cannot
+ * be (missing or emptied: audit_open), nothing is removed and the vault
+ * does not open, so that no removal goes unrecorded; the entries stay for
+ * a recovery once the log is back. */
+static enum err need_log(struct recovery *r)
+{
+	enum err rc;
+
+	if (r->au != NULL)
+		return ERR_OK;
+	rc = audit_open(r->v->dir, &r->au);
+	if (rc != ERR_OK) {
+		log_error("object store recovery: the audit log cannot be opened (%s): nothing is removed until it is "
+		          "restored", err_str(rc));
+		return ERR_DENIED;
+	}
+	if (r->v->audit_sk != NULL)
+		audit_set_signer(r->au, r->v->audit_sk, r->v->audit_pk, 0);   /* signed at close */
+	return ERR_OK;
+}
+
 static void audit_recovery(struct recovery *r, const char *action, const char *reason, const struct audit_objects *ob)
 {
-	enum err rc = ERR_OK;
+	enum err rc = need_log(r);
 
-	if (r->au == NULL) {
-		rc = audit_open(r->v->dir, &r->au);
-		if (rc == ERR_OK && r->v->audit_sk != NULL)
-			audit_set_signer(r->au, r->v->audit_sk, r->v->audit_pk, 0);   /* signed at close */
-	}
 	if (rc == ERR_OK)
 		rc = audit_append(r->au, &(struct audit_rec){ .action = action, .outcome = AUDIT_FAILURE,
 		                                             .reason = reason,
@@ -133,6 +149,10 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 
 	*yes = false;
 	rc = ix->ops->instance_by_key(ix, key, &in);
+	if (rc == ERR_NOTFOUND && written && need_log(r) != ERR_OK) {
+		*yes = true;   /* kept until the log is back */
+		return ERR_DENIED;
+	}
 	if (rc == ERR_NOTFOUND) {
 		if (written)
 			audit_recovery(r, AUDIT_STORE,
@@ -149,6 +169,11 @@ static enum err keep(void *ctx, const char *key, bool written, bool *yes)
 	}
 	if (rc == ERR_NOMEM)
 		return rc;
+	rc = need_log(r);
+	if (rc != ERR_OK) {
+		*yes = true;
+		return rc;
+	}
 	located = locate(v, &in, &se, &st, &pa) == ERR_OK;
 	if (!torn(v, &in)) {
 		/* whole but failing: damaged since it was durable (its store may
