@@ -234,11 +234,34 @@ enum err users_add(struct vault *v, const struct users_actor *by, const char *na
 	return rc;
 }
 
+static void do_disable(struct idx_user *u) { u->disabled = true; }
+static void do_enable(struct idx_user *u) { u->disabled = false; }
+static void do_unlock(struct idx_user *u) { u->failures = 0; u->locked_until = 0; }
+
+/* The undos, applied to the row as it is now (re-read), so that changes
+ * made meanwhile (a failure counted, a TOTP step, another admin's recorded
+ * change) are not overwritten: only the fields this change set go back,
+ * and only while they still hold what it set. */
+static void undo_enable(struct idx_user *u, const struct idx_user *before)
+{
+	(void)before;
+	u->disabled = true;
+}
+
+static void undo_unlock(struct idx_user *u, const struct idx_user *before)
+{
+	if (u->failures == 0 && u->locked_until == 0) {
+		u->failures = before->failures;
+		u->locked_until = before->locked_until;
+	}
+}
+
 /* A change of one user's flags (fn). When its record cannot be written, a
- * change that gives access (enable, unlock) is undone; one that takes it
- * away (disable) is kept, and said so. */
+ * change that gives access (enable, unlock: undo) is undone; one that
+ * takes it away (disable: undo NULL) is kept, and said so. */
 static enum err change_user(struct vault *v, const struct users_actor *by, const char *name, const char *what,
-                            void (*fn)(struct idx_user *u), char *why, size_t whylen)
+                            void (*fn)(struct idx_user *u),
+                            void (*undo)(struct idx_user *u, const struct idx_user *before), char *why, size_t whylen)
 {
 	struct idx_user u, before;
 	struct users_actor me;
@@ -263,11 +286,15 @@ static enum err change_user(struct vault *v, const struct users_actor *by, const
 	snprintf(reason, sizeof reason, "%s %s", what, name);
 	if (audited(v, &me, AUDIT_USER_CHANGE, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK &&
 	    rc == ERR_OK) {
-		if (u.disabled) {
-			rc = err_why(why, whylen, ERR_IO, "disabled, but the audit record could not be written");
+		if (undo == NULL) {
+			rc = err_why(why, whylen, ERR_IO, "done, but the audit record could not be written");
 		} else {
 			lock(v, &locked);
-			rc = v->ix->ops->user_update(v->ix, &before);
+			rc = v->ix->ops->user_get(v->ix, name, &u);
+			if (rc == ERR_OK) {
+				undo(&u, &before);
+				rc = v->ix->ops->user_update(v->ix, &u);
+			}
 			unlock(v, &locked);
 			rc = err_why(why, whylen, ERR_IO, "the audit record could not be written: %s",
 			             rc == ERR_OK ? "nothing was changed" : "changed, and it could not be undone");
@@ -281,20 +308,16 @@ static enum err change_user(struct vault *v, const struct users_actor *by, const
 	return rc;
 }
 
-static void do_disable(struct idx_user *u) { u->disabled = true; }
-static void do_enable(struct idx_user *u) { u->disabled = false; }
-static void do_unlock(struct idx_user *u) { u->failures = 0; u->locked_until = 0; }
-
 enum err users_set_disabled(struct vault *v, const struct users_actor *by, const char *name, bool disabled, char *why,
                             size_t whylen)
 {
-	return change_user(v, by, name, disabled ? "user-disable" : "user-enable", disabled ? do_disable : do_enable, why,
-	                   whylen);
+	return change_user(v, by, name, disabled ? "user-disable" : "user-enable", disabled ? do_disable : do_enable,
+	                   disabled ? NULL : undo_enable, why, whylen);
 }
 
 enum err users_unlock(struct vault *v, const struct users_actor *by, const char *name, char *why, size_t whylen)
 {
-	return change_user(v, by, name, "user-unlock", do_unlock, why, whylen);
+	return change_user(v, by, name, "user-unlock", do_unlock, undo_unlock, why, whylen);
 }
 
 static enum err grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,

@@ -260,9 +260,19 @@ TEST(unrecorded_changes_undone)
 	CHECK(users_set_disabled(v, &by, "erin", false, why, sizeof why) == ERR_IO);
 	CHECK(strstr(why, "nothing was changed") != NULL);
 	CHECK(v->ix->ops->user_get(v->ix, "erin", &u) == ERR_OK && u.disabled);
+	/* an unlock of a disabled, locked account is undone too (it gives
+	 * access back): its counters return, nothing else of the row moves */
+	CHECK(v->ix->ops->user_get(v->ix, "erin", &u) == ERR_OK);
+	u.failures = 5;
+	u.locked_until = (int64_t)time(NULL) + 600;
+	CHECK(v->ix->ops->user_update(v->ix, &u) == ERR_OK);
+	why[0] = 0;
+	CHECK(users_unlock(v, &by, "erin", why, sizeof why) == ERR_IO);
+	CHECK(strstr(why, "nothing was changed") != NULL);
+	CHECK(v->ix->ops->user_get(v->ix, "erin", &u) == ERR_OK && u.disabled && u.failures == 5 && u.locked_until != 0);
 	why[0] = 0;
 	CHECK(users_set_disabled(v, &by, "admin", true, why, sizeof why) == ERR_IO);
-	CHECK(strstr(why, "disabled, but") != NULL);
+	CHECK(strstr(why, "done, but") != NULL);
 	CHECK(v->ix->ops->user_get(v->ix, "admin", &u) == ERR_OK && u.disabled);
 	audit_close(au);
 	/* the vault's own log missing: nothing is changed at all */
