@@ -55,6 +55,11 @@ void cmd_json_str(const char *s);
 /* The local operator's login name, the actor of the command line's audit
  * records. */
 const char *cmd_operator(void);
+/* SIGPIPE ignored: for commands that show a secret once or must undo a
+ * change nobody received (init, user add, token create), a closed pipe on
+ * stdout is then a write error they handle, not a silent death that
+ * leaves the account or token usable. */
+void cmd_no_sigpipe(void);
 /* A UID fit for a file name or a query (vr_uid_ok: no empty component,
  * so never "." or ".."; leading zeros, found in the wild, pass). */
 bool cmd_uid_ok(const char *s);

@@ -44,6 +44,7 @@ int cmd_init(int argc, char **argv)
 	size_t npos = 0;
 	int rc;
 
+	cmd_no_sigpipe();
 	memset(&o, 0, sizeof o);
 	rc = cmd_args("init", init_usage, argc, argv, 1, opts, NULL, 0, &npos);
 	if (rc != CMD_ARGS_GO)

@@ -1,5 +1,6 @@
 /* main.c: dicomvault command line entry point and dispatch. Layer: cmd. */
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +286,11 @@ void cmd_json_str(const char *s)
 bool cmd_uid_ok(const char *s)
 {
 	return vr_uid_ok(s, strlen(s));
+}
+
+void cmd_no_sigpipe(void)
+{
+	signal(SIGPIPE, SIG_IGN);
 }
 
 const char *cmd_operator(void)

@@ -385,6 +385,7 @@ int cmd_token(int argc, char **argv)
 	int64_t ttl = TOKEN_TTL_DEFAULT, id = 0;
 	int rc;
 
+	cmd_no_sigpipe();
 	rc = parse_args(argc, argv, &a);
 	if (rc != CMD_ARGS_GO)
 		return rc;

@@ -358,6 +358,7 @@ int cmd_user(int argc, char **argv)
 	char dir[VAULT_PATH_MAX], why[512] = "";
 	int r;
 
+	cmd_no_sigpipe();
 	r = parse(argc, argv, &a);
 	if (r != CMD_ARGS_GO)
 		return r;

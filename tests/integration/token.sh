@@ -154,6 +154,11 @@ check "audit: the CLI's token records name the operator (actor user and role)" \
 "$DV" token create --user admin $V >/dev/full 2>"$T/full.err"
 check "create to a full stdout: exit 1, the token revoked" "[ \$? = 1 ] && grep -q 'the token is revoked' $T/full.err"
 check "...and that revocation is recorded" "tail -3 $A | grep -q 'revoked at once, it could not be shown'"
+"$PY" -c 'import os, subprocess, sys
+r, w = os.pipe(); os.close(r)
+sys.exit(subprocess.run(sys.argv[1:], stdout=w).returncode)' "$DV" token create --user admin $V 2>"$T/pipe.err"
+check "create to a closed pipe: exit 1 (not 141), the token revoked and that recorded" \
+	"[ \$? = 1 ] && grep -q 'the token is revoked' $T/pipe.err && [ \$(grep -c 'revoked at once, it could not be shown' $A) = 2 ]"
 mv "$A" "$A.kept"
 "$DV" token create --user admin $V >"$T/nolog.out" 2>"$T/nolog.err"
 check "no audit log: create refused before making a token, no new log" \

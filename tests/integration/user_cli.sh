@@ -174,6 +174,17 @@ check "init to a full stdout: exit 1, the new vault removed" "[ \$? = 1 ] && [ !
 mkdir -m 700 "$T/v3"
 "$DV" init --vault "$T/v3" --password-file "$T/pw" --json >/dev/full 2>/dev/null
 check "init into an empty folder, to a full stdout: nothing of the vault left" "[ \$? = 1 ] && [ -z \"\$(ls -A $T/v3 2>/dev/null)\" ]"
+# the same with a closed pipe (its reader gone before the first write): a
+# write error they handle, not a silent death by SIGPIPE
+closed() { "$PY" -c 'import os, subprocess, sys
+r, w = os.pipe(); os.close(r)
+sys.exit(subprocess.run(sys.argv[1:], stdout=w).returncode)' "$@"; }
+closed "$DV" user add fay --role physician --vault "$T/v" 2>"$T/pipe.err"
+check "add to a closed pipe: exit 1 (not 141), said so" "[ \$? = 1 ] && grep -q 'cannot write output' $T/pipe.err"
+"$DV" user list --vault "$T/v" >"$T/afterpipe.out" 2>&1
+check "...and the account is disabled" "grep -q '^fay .*disabled' $T/afterpipe.out"
+closed "$DV" init --vault "$T/v4" 2>"$T/pipe2.err"
+check "init to a closed pipe: exit 1, the new vault removed" "[ \$? = 1 ] && [ ! -e $T/v4 ]"
 for c in "user list" "user grants" "audit verify" "audit report" "audit export"; do
 	"$DV" $c --vault "$T/v" >/dev/full 2>"$T/full3.err"
 	check "$c to a full stdout: exit 1" "[ \$? = 1 ] && grep -q 'cannot write output' $T/full3.err"
