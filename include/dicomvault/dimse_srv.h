@@ -44,6 +44,8 @@ struct dimse_srv_opts {
 	unsigned max_assoc;               /* at once; 0: 32 */
 	uint32_t recv_max;                /* maximum PDU length we advertise; 0: UL_RECV_MAX_DEFAULT */
 	uint32_t max_find;                /* matches one C-FIND answers; 0: DIMSE_FIND_MATCHES_DEFAULT */
+	unsigned stall_ms;                /* an operation we asked for that only gets pending responses
+	                                   * without progress this long is aborted; 0: DIMSE_STALL_MS_DEFAULT */
 	/* After each C-STORE (answered or not): its SOP Instance UID (as the
 	 * command said), the status sent (0000H: stored, existed: identical
 	 * bytes were there already) and the error comment; called on the

@@ -153,6 +153,9 @@
  * narrow the query */
 #define DIMSE_FIND_MATCHES_DEFAULT 1000000u
 #define DIMSE_FIND_MATCHES_MAX     20000000u
+/* import --from: pending responses without progress for this long end the
+ * operation ([dicom] stall_timeout, seconds) */
+#define DIMSE_STALL_MS_DEFAULT     (3600u * 1000u)
 #define DIMSE_MAX_META         (64u * 1024)   /* File Meta Information of a stored object, when sent */
 #define DIMSE_MAX_FAILED_LIST  65000u         /* bytes of a Failed SOP Instance UID List (UI: 16-bit length) */
 

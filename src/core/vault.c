@@ -550,7 +550,7 @@ static const struct {
 } conf_keys[] = {
 	{ "http", { "listen", "cert", "key", "max_upload_mb" } },
 	{ "dicom", { "listen", "ae_title", "plain_listen", "max_associations", "max_pdu", "artim", "idle_timeout",
-	              "max_find_matches" } },
+	              "max_find_matches", "stall_timeout" } },
 	{ "storage", { "objects", "master_key" } },
 	{ "index", { "backend", "path" } },
 	{ "audit", { "path", "read_sync_ms" } },

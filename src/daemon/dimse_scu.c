@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "dicomvault/clock.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/dict.h"
 #include "dicomvault/dimse_scu.h"
@@ -26,13 +27,13 @@
 
 /* How often a wait for a response looks at the cancel flag. */
 #define SCU_CANCEL_POLL_MS 100u
-/* Pending responses that change nothing, in a row (a C-FIND's without an
- * identifier, a C-MOVE's with the same sub-operation counts), and pending
- * responses to one operation: past either the peer is holding the import
- * for ever (each response resets the idle timeout), and the association is
- * aborted. A peer's keep-alive every few seconds during a long
- * sub-operation stays far below the first. */
-#define SCU_MAX_STALLED 1000u
+/* Pending responses that change nothing (a C-FIND's without an
+ * identifier, a C-MOVE's with the same sub-operation counts) reset the
+ * idle timeout, so a peer could hold the import for ever with them: after
+ * [dicom] stall_timeout (dimse_srv_opts.stall_ms; an hour by default) of
+ * such responses with no progress, or past this many pending responses to
+ * one operation, the association is aborted. A keep-alive during a long
+ * sub-operation (a recall from tape) is no fault until then. */
 #define SCU_MAX_PENDING 10000000u
 
 struct dimse_scu {
@@ -179,7 +180,7 @@ struct wait {
 	bool done;                  /* the final response came */
 	bool lost;                  /* the association ended or broke protocol */
 	const char *lost_why;
-	unsigned stalled;           /* pending responses in a row that changed nothing */
+	int64_t progress_ms;        /* when the operation last moved on (clock_mono_ms) */
 	uint64_t pendings;
 	/* C-FIND */
 	const char *key_level;
@@ -221,27 +222,20 @@ static void find_match(struct wait *w)
 }
 
 /* Whether pending response c moves its operation on: a C-FIND's carries an
- * identifier (a match: stalled is reset when it has come whole), a
- * C-MOVE's changes the sub-operation counts (a response without any
- * counts is taken as one sub-operation's). */
-static bool progressed(struct wait *w, const struct dimse_cmd *c)
+ * identifier (a match), a C-MOVE's changes the sub-operation counts (a
+ * response without any counts is taken as one sub-operation's). */
+static bool progressed(const struct wait *w, const struct dimse_cmd *c)
 {
 	const unsigned counts = DIMSE_F_REMAINING | DIMSE_F_COMPLETED | DIMSE_F_FAILED | DIMSE_F_WARNING;
 
 	if (w->m == NULL)
 		return dimse_has_data_set(c);
-	if (!(c->has & counts)) {
-		w->stalled = 0;
+	if (!(c->has & counts) || w->m->pending == 0)
 		return true;
-	}
-	if (((c->has & DIMSE_F_REMAINING) && c->remaining != w->m->remaining) ||
-	    ((c->has & DIMSE_F_COMPLETED) && c->completed != w->m->completed) ||
-	    ((c->has & DIMSE_F_FAILED) && c->failed != w->m->failed) ||
-	    ((c->has & DIMSE_F_WARNING) && c->warning != w->m->warning) || w->m->pending == 0) {
-		w->stalled = 0;
-		return true;
-	}
-	return false;
+	return ((c->has & DIMSE_F_REMAINING) && c->remaining != w->m->remaining) ||
+	       ((c->has & DIMSE_F_COMPLETED) && c->completed != w->m->completed) ||
+	       ((c->has & DIMSE_F_FAILED) && c->failed != w->m->failed) ||
+	       ((c->has & DIMSE_F_WARNING) && c->warning != w->m->warning);
 }
 
 static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx)
@@ -258,13 +252,16 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 			break;
 		}
 		if (c.status == DIMSE_PENDING || c.status == DIMSE_PENDING_WARNING) {
-			if (!progressed(w, &c))
-				w->stalled++;
-			if (w->stalled > SCU_MAX_STALLED || ++w->pendings > SCU_MAX_PENDING) {
+			unsigned stall = a->o->stall_ms ? a->o->stall_ms : DIMSE_STALL_MS_DEFAULT;
+			bool moved = progressed(w, &c);
+			if (moved)
+				w->progress_ms = clock_mono_ms();
+			if ((!moved && clock_mono_ms() - w->progress_ms > (int64_t)stall) ||
+			    ++w->pendings > SCU_MAX_PENDING) {
 				w->lost = true;
-				w->lost_why = w->stalled > SCU_MAX_STALLED
-				                  ? "more than 1000 pending responses in a row without progress"
-				                  : "more than 10000000 pending responses to one request";
+				w->lost_why = w->pendings > SCU_MAX_PENDING
+				                  ? "more than 10000000 pending responses to one request"
+				                  : "pending responses without progress for longer than [dicom] stall_timeout";
 				break;
 			}
 		}
@@ -302,7 +299,6 @@ static void on_event(struct dimse_assoc *a, const struct ul_event *ev, void *ctx
 			return;
 		w->have_cmd = false;
 		if (w->cmd.status == DIMSE_PENDING || w->cmd.status == DIMSE_PENDING_WARNING) {
-			w->stalled = 0;
 			if (w->fn != NULL)
 				find_match(w);
 			wbuf_reset(&w->id);
@@ -433,6 +429,7 @@ enum err dimse_scu_find(struct dimse_scu *c, const char *level, const char *stud
 		return ERR_NOTFOUND;
 	}
 	memset(&w, 0, sizeof w);
+	w.progress_ms = clock_mono_ms();
 	wbuf_init(&id, SCU_MAX_IDENTIFIER);
 	wbuf_init(&w.id, SCU_MAX_IDENTIFIER);
 	w.key_tag = qr_level_key(level);
@@ -477,6 +474,7 @@ enum err dimse_scu_move(struct dimse_scu *c, const char *study, const char *dest
 	}
 	memset(&m, 0, sizeof m);
 	memset(&w, 0, sizeof w);
+	w.progress_ms = clock_mono_ms();
 	wbuf_init(&id, SCU_MAX_IDENTIFIER);
 	wbuf_init(&w.id, SCU_MAX_IDENTIFIER);
 	rc = qr_ident_build(&id, ex, "STUDY", study, NULL, NULL);

@@ -1671,6 +1671,8 @@ enum err dimse_srv_opts_conf(const struct ini *conf, struct dimse_srv_opts *o, c
 	rc = conf_seconds(conf, "artim", &o->artim_ms, why, whylen);
 	if (rc == ERR_OK)
 		rc = conf_seconds(conf, "idle_timeout", &o->idle_ms, why, whylen);
+	if (rc == ERR_OK)
+		rc = conf_seconds(conf, "stall_timeout", &o->stall_ms, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
 	mx = ini_get(conf, "dicom", NULL, "max_associations");

@@ -72,6 +72,17 @@ def run_import(v, mode):
     return r.returncode, rep, out.read()
 
 
+def stall_timeout(v, secs):
+    """[dicom] stall_timeout = secs in v's dicomvault.conf."""
+    p = os.path.join(v.dir, "dicomvault.conf")
+    text = open(p).read()
+    if "\n[dicom]\n" in text:
+        text = text.replace("\n[dicom]\n", "\n[dicom]\nstall_timeout = %d\n" % secs, 1)
+    else:
+        text += "\n[dicom]\nstall_timeout = %d\n" % secs
+    open(p, "w").write(text)
+
+
 def indexed(vdir):
     db = sqlite3.connect("file:%s/index.db?mode=ro" % vdir, uri=True)
     rows = {u for (u,) in db.execute("select uid from instances")}
@@ -108,18 +119,27 @@ def main():
           rc == 0 and (rep.get("expected"), rep.get("verified")) == (1, 1) and not rep.get("problems"),
           (rc, rep, pacs))
     # a source that keeps the import waiting with pending responses that
-    # change nothing (each one reset the idle timeout: it never ended)
+    # change nothing (each one reset the idle timeout: it never ended);
+    # [dicom] stall_timeout = 2 s here (an hour by default)
     stalled = []
     for mode in ("stall-move", "stall-find"):
         y = Vault(DV, T, mode.replace("-", ""))
+        stall_timeout(y, 2)
         t0 = time.time()
         rc, rep, pacs = run_import(y, mode)
         took = time.time() - t0
         n = int(pacs.split("stalling: ")[1].split()[0]) if "stalling: " in pacs else -1
-        check("%s: the import gives up (exit 1, said why) after about 1000 pending responses, not 100000"
-              % mode, rc == 1 and "without progress" in json.dumps(rep) and 1000 <= n < 100000 and took < 60,
+        check("%s: the import gives up after the stall timeout (exit 1, said why), not at the source's end"
+              % mode, rc == 1 and "without progress" in json.dumps(rep) and 0 < n < 100000 and 2 <= took < 60,
               (rc, n, took, json.dumps(rep)[:400]))
         stalled.append(y)
+    # an honest source's keep-alive (1500 pending responses over ~8 s while
+    # a sub-operation runs) is no stall under the default
+    z = Vault(DV, T, "keepalive")
+    rc, rep, pacs = run_import(z, "keepalive")
+    check("keepalive: 1500 unchanged pending responses, then the store: exit 0, 1 stored and verified",
+          rc == 0 and rep.get("verified") == 1 and "keepalive: 1500 pending" in pacs, (rc, rep, pacs[-300:]))
+    stalled.append(z)
     for d in [v.dir, w.dir, x.dir] + [y.dir for y in stalled]:
         r = subprocess.run([DV, "audit", "verify", "--vault", d], capture_output=True, text=True)
         check("audit verify: intact (%s)" % os.path.basename(d), r.returncode == 0, r.stdout + r.stderr)

@@ -8,8 +8,10 @@ patient that nobody asked for, then one of the listed study that C-FIND
 did not list; in MODE "honest", the listed instance only; in MODE
 "repeats", the same, each C-FIND answer given twice; in MODE
 "stall-move", its C-MOVE sends pending responses with the same counts
-until the association ends; in MODE "stall-find", its C-FIND sends
-pending responses without identifiers until it ends. Prints
+(one every 5 ms) until the association ends; in MODE "stall-find", its
+C-FIND sends pending responses without identifiers so; in MODE
+"keepalive", its C-MOVE sends 1500 such pending responses (about 8
+s), then stores the listed instance and ends with success. Prints
 "listening" once it listens, then one line per C-STORE with the status
 it got ("store UID STATUS"). Imported by
 nothing; run by tests/integration/import_hostile.py. Layer: tests."""
@@ -18,6 +20,7 @@ import os
 import socket
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dul  # noqa: E402
@@ -113,14 +116,15 @@ def store_all(dest_port, source_ae, mode, move_msgid):
     return len(objs)
 
 
-def stall(c, pcid, cmd):
-    """The same pending response until the peer ends the association (at
-    most 100000 of them): how many were sent."""
+def stall(c, pcid, cmd, most=100000):
+    """The same pending response every 5 ms until the peer ends the
+    association (at most `most` of them): how many were sent."""
     n = 0
     try:
-        while n < 100000:
+        while n < most:
             send(c, pcid, cmd)
             n += 1
+            time.sleep(0.005)
     except OSError:
         pass
     return n
@@ -168,6 +172,16 @@ def main():
             for _ in range(2 if mode == "repeats" else 1):
                 send(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, True), encode(ds))
             send(c, pcid, rsp(0x8020, cls, msgid, 0x0000, False))
+        elif field == 0x0021 and mode == "keepalive":
+            # an honest source during a slow sub-operation: pending
+            # responses with the same counts for a while, then the store
+            r = rsp(0x8021, cls, msgid, 0xFF00, False)
+            r.update({0x00001020: 1, 0x00001021: 0, 0x00001022: 0, 0x00001023: 0})
+            print("keepalive: %d pending" % stall(c, pcid, r, 1500), flush=True)
+            n = store_all(dest_port, source_ae, "honest", msgid)
+            r = rsp(0x8021, cls, msgid, 0x0000, False)
+            r.update({0x00001021: n, 0x00001022: 0, 0x00001023: 0})
+            send(c, pcid, r)
         elif field == 0x0021 and mode == "stall-move":
             r = rsp(0x8021, cls, msgid, 0xFF00, False)
             r.update({0x00001020: 1, 0x00001021: 0, 0x00001022: 0, 0x00001023: 0})
