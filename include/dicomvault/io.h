@@ -43,6 +43,10 @@ WUR enum err src_file_fdopen(struct src *s, int fd);
  * *what says what it is ("a symbolic link", "a FIFO", ...); ERR_NOTFOUND:
  * no such file; ERR_IO: errno says. */
 WUR enum err file_open_regular(const char *path, bool follow, int *fd, const char **what);
+/* The same for path relative to the folder open as dfd (openat): a walk
+ * that holds each folder open, so that no folder on the way can be
+ * swapped for a link between the listing and the open. */
+WUR enum err file_open_regular_at(int dfd, const char *path, bool follow, int *fd, const char **what);
 void src_close(struct src *s);
 /* The descriptor of a src_file_open() source (for zero-copy transfers), else -1. */
 int src_file_fd(const struct src *s);

@@ -161,11 +161,16 @@ static const char *type_name(mode_t m)
 
 enum err file_open_regular(const char *path, bool follow, int *fd_out, const char **what)
 {
+	return file_open_regular_at(AT_FDCWD, path, follow, fd_out, what);
+}
+
+enum err file_open_regular_at(int dfd, const char *path, bool follow, int *fd_out, const char **what)
+{
 	struct stat st;
 	int fd, fl;
 
 	do {
-		fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
+		fd = openat(dfd, path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
 	} while (fd < 0 && errno == EINTR);
 	if (fd < 0) {
 		if (errno == ELOOP && !follow) {

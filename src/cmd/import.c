@@ -24,6 +24,7 @@
  * objects are named by file name or SOP Instance UID. Layer: cmd. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdint.h>
 #include <pthread.h>
@@ -453,7 +454,7 @@ out:
  * store and its SHA-256, the audit record) reads that copy, never path.
  * A file whose head is neither Part 10 nor a data set is not copied:
  * ERR_UNSUPPORTED. Any other failure is said in why. */
-static enum err file_take(struct imp *x, const char *path, bool follow, struct spool **out, char *why,
+static enum err file_take(struct imp *x, int dfd, const char *name, bool follow, struct spool **out, char *why,
                           size_t whylen)
 {
 	struct spool *sp = NULL;
@@ -466,7 +467,7 @@ static enum err file_take(struct imp *x, const char *path, bool follow, struct s
 	int fd = -1;
 	enum err rc;
 
-	rc = file_open_regular(path, follow, &fd, &what);
+	rc = file_open_regular_at(dfd, name, follow, &fd, &what);
 	if (rc == ERR_DENIED)
 		return err_why(why, whylen, rc, "%s, not a regular file: not read", what);
 	if (rc != ERR_OK)
@@ -519,10 +520,11 @@ out:
 	return ERR_OK;
 }
 
-/* One file: read once (file_take), then its Part 10 form is parsed,
- * stored, audited and verified from that copy. follow: path is a symbolic
- * link the operator named. */
-static void ingest_file(struct imp *x, const char *path, bool follow)
+/* One file, name in the folder open as dfd (AT_FDCWD: name is the path
+ * the operator gave), path for the report: read once (file_take), then its
+ * Part 10 form is parsed, stored, audited and verified from that copy.
+ * follow: a symbolic link the operator named. */
+static void ingest_file(struct imp *x, int dfd, const char *name, const char *path, bool follow)
 {
 	struct dcm_read_opts ro;
 	struct dcm_errinfo ei;
@@ -543,7 +545,7 @@ static void ingest_file(struct imp *x, const char *path, bool follow)
 
 	x->done++;
 	progress(x, "files");
-	rc = file_take(x, path, follow, &raw, why, sizeof why);
+	rc = file_take(x, dfd, name, follow, &raw, why, sizeof why);
 	if (rc == ERR_UNSUPPORTED) {
 		note(&x->r, W_SKIPPED, path, "not DICOM (no DICM prefix, and not a data set with SOP Class and "
 		     "Instance UIDs)");
@@ -683,35 +685,126 @@ static const char *special_name(const struct stat *st)
 	       "not a regular file";
 }
 
-/* Files under path (depth-first, sorted names). In a folder only regular
- * files and folders are read: a symbolic link is not followed (whoever
- * writes the folder could point it anywhere): one to a regular file
- * fails (its object is not imported), one to anything else is skipped
- * (no loops). A FIFO, device or socket fails. A path the operator names
- * may be a symbolic link. What this look sees is only a first sorting:
- * ingest_file opens each file once and refuses there what it is by then,
- * if not a regular file. */
-static void walk(struct imp *x, const char *path, int depth, bool top)
+/* Files under a folder (depth-first, sorted names), walked through open
+ * folders (openat, O_NOFOLLOW at every step): no folder on the way can be
+ * swapped for a link between its listing and the opens under it. In a
+ * folder only regular files and folders are entered: a symbolic link is
+ * not followed (one to a file fails, naming it; any other is skipped), so
+ * nothing outside the tree is read (no loops). A FIFO, device or socket
+ * fails. A path the operator names may be a symbolic link. What fstatat
+ * sees is only a first sorting: ingest_file opens each file once and
+ * refuses there what it is by then, if not a regular file. */
+static void walk_dir(struct imp *x, int dfd, const char *path, int depth);
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Entry nm of the folder open as dfd (path/nm for the report). */
+static void walk_entry(struct imp *x, int dfd, const char *nm, const char *sub, int depth)
+{
+	struct stat st;
+	int fd;
+
+	if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		note(&x->r, W_FAILED, sub, "%s", strerror(errno));
+		return;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		if (fstatat(dfd, nm, &st, 0) == 0 && S_ISREG(st.st_mode))
+			note(&x->r, W_FAILED, sub, "a symbolic link to a file: not followed in a folder (import the file "
+			     "by its own name)");
+		else
+			note(&x->r, W_SKIPPED, sub, "a symbolic link that is not to a regular file");
+		return;
+	}
+	if (S_ISREG(st.st_mode)) {
+		ingest_file(x, dfd, nm, sub, false);
+		return;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		note(&x->r, W_FAILED, sub, "%s, not a regular file or folder: not read", special_name(&st));
+		return;
+	}
+	if (depth + 1 >= IMPORT_MAX_DEPTH) {
+		note(&x->r, W_FAILED, sub, "folders nested deeper than %d", IMPORT_MAX_DEPTH);
+		return;
+	}
+	fd = openat(dfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		note(&x->r, W_FAILED, sub, "%s", errno == ELOOP || errno == ENOTDIR
+		                                      ? "no longer a folder (replaced by a link?): not followed"
+		                                      : strerror(errno));
+		return;
+	}
+	walk_dir(x, fd, sub, depth + 1);
+	close(fd);
+}
+
+static void walk_dir(struct imp *x, int dfd, const char *path, int depth)
+{
+	struct dirent *e;
+	char **names = NULL;
+	size_t n = 0, cap = 0, i;
+	DIR *d;
+	int fd = dup(dfd);
+
+	d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		note(&x->r, W_FAILED, path, "cannot list the folder: %s", strerror(errno));
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (n == cap) {
+			size_t c = cap ? cap * 2 : 64;
+			char **p = c <= IMPORT_MAX_OBJECTS ? realloc(names, c * sizeof *p) : NULL;
+			if (p == NULL)
+				break;
+			names = p;
+			cap = c;
+		}
+		names[n] = strdup(e->d_name);
+		if (names[n] == NULL)
+			break;
+		n++;
+	}
+	if (e != NULL)
+		note(&x->r, W_FAILED, path, "too many entries to list (out of memory): the rest not read");
+	closedir(d);
+	if (n > 1)
+		qsort(names, n, sizeof *names, name_cmp);
+	for (i = 0; i < n; i++) {
+		char sub[PATH_MAX];
+		if (cancel_flag)
+			cancel_note(&x->r, "the files after the last one stored were not read");
+		else if (snprintf(sub, sizeof sub, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", names[i]) >=
+		         (int)sizeof sub)
+			note(&x->r, W_FAILED, names[i], "path too long under %s", path);
+		else
+			walk_entry(x, dfd, names[i], sub, depth);
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* A path the operator named: a file, a folder, or a link to either. */
+static void walk(struct imp *x, const char *path)
 {
 	struct stat st, lst;
-	struct dirent **ents = NULL;
 	bool link;
-	int n, i;
+	int fd;
 
 	if (lstat(path, &lst) != 0) {
-		note(&x->r, top ? W_ERROR : W_FAILED, path, "%s", strerror(errno));
+		note(&x->r, W_ERROR, path, "%s", strerror(errno));
 		return;
 	}
 	st = lst;
 	link = S_ISLNK(lst.st_mode);
-	if (link && !top) {
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
-			note(&x->r, W_FAILED, path, "a symbolic link to a file: not followed in a folder (import the file "
-			     "by its own name)");
-		else
-			note(&x->r, W_SKIPPED, path, "a symbolic link that is not to a regular file");
-		return;
-	}
 	if (link && stat(path, &st) != 0) {
 		note(&x->r, W_ERROR, path, "%s", strerror(errno));
 		return;
@@ -720,37 +813,20 @@ static void walk(struct imp *x, const char *path, int depth, bool top)
 		if (cancel_flag)
 			cancel_note(&x->r, "the files after the last one stored were not read");
 		else
-			ingest_file(x, path, link);
+			ingest_file(x, AT_FDCWD, path, path, link);
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
 		note(&x->r, W_FAILED, path, "%s, not a regular file or folder: not read", special_name(&st));
 		return;
 	}
-	if (depth >= IMPORT_MAX_DEPTH) {
-		note(&x->r, W_FAILED, path, "folders nested deeper than %d", IMPORT_MAX_DEPTH);
-		return;
-	}
-	n = scandir(path, &ents, NULL, alphasort);
-	if (n < 0) {
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
 		note(&x->r, W_FAILED, path, "cannot list the folder: %s", strerror(errno));
 		return;
 	}
-	for (i = 0; i < n; i++) {
-		char sub[PATH_MAX];
-		const char *nm = ents[i]->d_name;
-		if (cancel_flag) {
-			cancel_note(&x->r, "the files after the last one stored were not read");
-		} else if (strcmp(nm, ".") != 0 && strcmp(nm, "..") != 0) {
-			if (snprintf(sub, sizeof sub, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", nm) >=
-			    (int)sizeof sub)
-				note(&x->r, W_FAILED, nm, "path too long under %s", path);
-			else
-				walk(x, sub, depth + 1, false);
-		}
-		free(ents[i]);
-	}
-	free(ents);
+	walk_dir(x, fd, path, 0);
+	close(fd);
 }
 
 /* ---- import --from AE ---- */
@@ -1395,7 +1471,7 @@ int cmd_import(int argc, char **argv)
 		check_net(&x, &nt);
 	} else {
 		for (i = 0; i < npaths; i++)
-			walk(&x, paths[i], 0, true);
+			walk(&x, paths[i]);
 		progress_end(&x);
 	}
 	/* the end */

@@ -157,9 +157,12 @@ ST_ENV = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:halt_on_error=1")
 
 
 def opens_of(trace, path):
-    """The open calls in an strace -o file that name path."""
+    """The open calls in an strace -o file that name path: by its whole
+    name, or (strace -y) by its name in the folder open as the dirfd."""
+    d, base = os.path.split(path)
     with open(trace) as f:
-        return [ln.strip() for ln in f if ('"%s"' % path) in ln and ("open" in ln)]
+        return [ln.strip() for ln in f
+                if ('"%s"' % path in ln or '<%s>, "%s"' % (d, base) in ln) and "open" in ln]
 
 
 def swap_import(vdir, src, repl, name):
@@ -203,7 +206,8 @@ def swap_import(vdir, src, repl, name):
     th.start()
     try:
         rc, rep, err = run_import(vdir, src, env=ST_ENV,
-                                  wrap=("strace", "-f", "-qq", "-o", trace, "-P", x, "-e", "trace=open,openat,openat2",
+                                  wrap=("strace", "-f", "-qq", "-y", "-o", trace, "-P", "x.dcm", "-e",
+                                        "trace=open,openat,openat2",
                                         "-e", "inject=openat:delay_enter=%s:%s" % (delay, inject)))
     finally:
         done.set()
@@ -278,7 +282,7 @@ def main():
     w = Vault(DV, T, "w")
     trace = os.path.join(T, "once.strace")
     rc, rep, err = run_import(w.dir, once, env=ST_ENV,
-                              wrap=("strace", "-f", "-qq", "-o", trace, "-e", "trace=open,openat,openat2"))
+                              wrap=("strace", "-f", "-qq", "-y", "-o", trace, "-e", "trace=open,openat,openat2"))
     check("under strace: exit 0, the Part 10 and the bare object stored and verified",
           rc == 0 and rep and rep["verified"] == 2, (rc, rep, err))
     for nm in ("p10.dcm", "bare.dcm", "notes.txt"):
@@ -311,6 +315,38 @@ def main():
                   not index_of(u.dir), (rc, pr, index_of(u.dir)))
         r = subprocess.run([DV, "audit", "verify", "--vault", u.dir], capture_output=True, text=True)
         check("%s: audit verify: intact" % name, r.returncode == 0, r.stdout + r.stderr)
+
+    # a folder on the way replaced by a link to another folder while a
+    # file under it is being opened: the walk holds each folder open, so
+    # the file is the one of the folder it listed, nothing from elsewhere
+    src = os.path.join(T, "swap-dir")
+    sub = os.path.join(src, "sub")
+    elsewhere = os.path.join(T, "elsewhere")
+    os.makedirs(sub)
+    os.makedirs(elsewhere)
+    shutil.copy(first, os.path.join(sub, "a.dcm"))
+    shutil.copy(other, os.path.join(elsewhere, "a.dcm"))
+    u = Vault(DV, T, "v-swap-dir")
+    trace = os.path.join(T, "swap-dir.strace")
+
+    def swap_dir():
+        time.sleep(0.5)
+        os.rename(sub, sub + ".old")
+        os.symlink(elsewhere, sub)
+
+    th = threading.Thread(target=swap_dir)
+    th.start()
+    try:
+        rc, rep, err = run_import(u.dir, src, env=ST_ENV,
+                                  wrap=("strace", "-f", "-qq", "-y", "-o", trace, "-P", "a.dcm", "-P",
+                                        os.path.join(sub, "a.dcm"), "-e",
+                                        "trace=open,openat,openat2", "-e",
+                                        "inject=openat:delay_enter=1500000:when=1"))
+    finally:
+        th.join()
+    check("swap-dir: the folder was replaced by a link during the held open", os.path.islink(sub))
+    check("swap-dir: exit 0, the object of the folder listed stored, none from the link's target",
+          rc == 0 and set(index_of(u.dir)) == {first_sop}, (rc, rep, index_of(u.dir), other_sop, err[-300:]))
 
 
 TAP.run(main, cleanup)
