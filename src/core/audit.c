@@ -943,8 +943,8 @@ static enum err open_log(const char *path, bool create, struct audit **out)
 	if (a->fd < 0) {
 		rc = errno == ENOENT ? ERR_NOTFOUND : errno == ELOOP || errno == EEXIST ? ERR_DENIED : ERR_IO;
 		if (errno == ENOENT)
-			log_error("%s: no audit log: a vault always has one (was it deleted?); nothing is recorded in a new "
-			          "one, run `dicomvault audit verify`", path);
+			log_error("%s: no audit log: a vault always has one (was it deleted, or did its init not finish?); "
+			          "nothing is recorded in a new one, run `dicomvault audit verify`", path);
 		else
 			log_error("%s: cannot %s the audit log: %s", path, create ? "create" : "open", strerror(errno));
 		goto out;
@@ -968,7 +968,8 @@ static enum err open_log(const char *path, bool create, struct audit **out)
 		rc = sync_tail(a);
 		if (rc == ERR_OK && !create && a->seq == 0) {
 			log_error("%s: the audit log is empty, but a vault's begins with the record of its init (was it "
-			          "emptied?); nothing is recorded in it, run `dicomvault audit verify`", path);
+			          "emptied, or did its init not finish?); nothing is recorded in it, run `dicomvault audit "
+			          "verify`", path);
 			rc = ERR_DENIED;
 		}
 		if (rc == ERR_OK)

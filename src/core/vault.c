@@ -229,8 +229,18 @@ static enum err make_dirs(const char *dir, char *keys, size_t keyscap, bool *cre
 		*created = true;
 	} else if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
 		rc = path_join(p, sizeof p, dir, "dicomvault.conf");
-		if (rc != ERR_OK || access(p, F_OK) == 0)
+		if (rc != ERR_OK || access(p, F_OK) == 0) {
+			/* a vault's log begins with its init's record: without
+			 * one, an init was cut short (or the log lost) */
+			if (rc == ERR_OK && path_join(p, sizeof p, dir, AUDIT_LOG_PATH) == ERR_OK &&
+			    (stat(p, &st) != 0 || st.st_size == 0))
+				return err_why(why, whylen, ERR_DENIED,
+				               "%s already holds a vault, but its audit log has no record: an init that did "
+				               "not finish (or a log lost); if you made it and stored nothing in it, remove "
+				               "it and run init again",
+				               dir);
 			return err_why(why, whylen, ERR_DENIED, "%s already holds a vault", dir);
+		}
 		rc = path_join(p, sizeof p, dir, "keys");
 		if (rc != ERR_OK || access(p, F_OK) == 0)
 			return err_why(why, whylen, ERR_DENIED, "%s already has a keys directory", dir);

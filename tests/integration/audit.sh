@@ -308,6 +308,9 @@ for how in deleted emptied; do
 	check "$how log: token create refused" "[ $? = 1 ]"
 	timeout 20 $DV serve --vault "$T/v" --http 127.0.0.1:0 >"$T/out" 2>&1
 	check "$how log: serve refuses to start" "[ $? = 1 ] && grep -q 'cannot open the audit trail' $T/out"
+	$DV init --vault "$T/v" >"$T/out" 2>&1
+	check "$how log: init refuses the folder, saying its log has no record" \
+		"[ \$? = 1 ] && grep -q 'its audit log has no record: an init that did not finish' $T/out"
 	if [ $how = deleted ]; then
 		check "deleted log: none of them created a new one" "[ ! -e $LOG ]"
 	else
