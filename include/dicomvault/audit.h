@@ -164,11 +164,6 @@ void audit_close(struct audit *a);
 #define AUDIT_READ_SYNC_MS_DEFAULT 50   /* serve's default ([audit] read_sync_ms) */
 WUR enum err audit_lazy_reads(struct audit *a, unsigned ms);
 
-/* Opens the vault's log, appends r, closes (one-off events of the CLI),
- * with a closing checkpoint signed by sk (pk its public key) when sk is not
- * NULL; without, the record waits for the next signing writer's checkpoint. */
-WUR enum err audit_append_once(const char *vault_dir, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN],
-                               const struct audit_rec *r);
 
 /* A short, non-reversible reference to a session for the actor.session
  * field: the first 8 bytes of SHA-256("dicomvault-session:" || token) in

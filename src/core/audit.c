@@ -1052,21 +1052,6 @@ void audit_close(struct audit *a)
 	free(a);
 }
 
-enum err audit_append_once(const char *vault_dir, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN],
-                           const struct audit_rec *r)
-{
-	struct audit *a = NULL;
-	enum err rc;
-
-	rc = audit_open(vault_dir, &a);
-	if (rc == ERR_OK && sk != NULL)
-		audit_set_signer(a, sk, pk, 0);
-	if (rc == ERR_OK)
-		rc = audit_append(a, r);
-	audit_close(a);
-	return rc;
-}
-
 /* ---- verification ---- */
 
 struct verifier {
