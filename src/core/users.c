@@ -234,9 +234,24 @@ enum err users_add(struct vault *v, const struct users_actor *by, const char *na
 	return rc;
 }
 
-static void do_disable(struct idx_user *u) { u->disabled = true; }
-static void do_enable(struct idx_user *u) { u->disabled = false; }
-static void do_unlock(struct idx_user *u) { u->failures = 0; u->locked_until = 0; }
+static void do_disable(struct idx_user *u, const struct idx_user *before)
+{
+	(void)before;
+	u->disabled = true;
+}
+
+static void do_enable(struct idx_user *u, const struct idx_user *before)
+{
+	(void)before;
+	u->disabled = false;
+}
+
+static void do_unlock(struct idx_user *u, const struct idx_user *before)
+{
+	(void)before;
+	u->failures = 0;
+	u->locked_until = 0;
+}
 
 /* The undos, applied to the row as it is now (re-read), so that changes
  * made meanwhile (a failure counted, a TOTP step, another admin's recorded
@@ -256,46 +271,65 @@ static void undo_unlock(struct idx_user *u, const struct idx_user *before)
 	}
 }
 
+/* name's row read, changed by fn and written back in one write transaction
+ * (BEGIN IMMEDIATE: no other process, a server's login among them, commits
+ * to the row between the read and the write, which would otherwise be
+ * written over with the stale copy: a used TOTP step made usable again, a
+ * lockout lifted). *row: the row as it was read (fn's before is *row when
+ * changed_from is NULL, else changed_from). */
+static enum err rewrite_user(struct vault *v, const char *name,
+                             void (*fn)(struct idx_user *u, const struct idx_user *before),
+                             const struct idx_user *changed_from, struct idx_user *row)
+{
+	struct index_store *ix = v->ix;
+	struct idx_user u;
+	bool locked = false;
+	enum err rc;
+
+	lock(v, &locked);
+	rc = ix->ops->begin(ix);
+	if (rc == ERR_OK) {
+		rc = ix->ops->user_get(ix, name, &u);
+		if (rc == ERR_OK) {
+			*row = u;
+			fn(&u, changed_from != NULL ? changed_from : row);
+			rc = ix->ops->user_update(ix, &u);
+			if (rc == ERR_OK && u.disabled)
+				rc = ix->ops->session_delete_user(ix, u.id);
+		}
+		if (rc == ERR_OK)
+			rc = ix->ops->commit(ix);
+		else
+			ix->ops->rollback(ix);
+	}
+	unlock(v, &locked);
+	return rc;
+}
+
 /* A change of one user's flags (fn). When its record cannot be written, a
  * change that gives access (enable, unlock: undo) is undone; one that
  * takes it away (disable: undo NULL) is kept, and said so. */
 static enum err change_user(struct vault *v, const struct users_actor *by, const char *name, const char *what,
-                            void (*fn)(struct idx_user *u),
+                            void (*fn)(struct idx_user *u, const struct idx_user *before),
                             void (*undo)(struct idx_user *u, const struct idx_user *before), char *why, size_t whylen)
 {
-	struct idx_user u, before;
+	struct idx_user before, now;
 	struct users_actor me;
 	struct audit *own;
 	char reason[160];
-	bool locked = false;
 	enum err rc;
 
 	rc = log_for(v, by, &me, &own, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
-	lock(v, &locked);
-	rc = v->ix->ops->user_get(v->ix, name, &u);
-	if (rc == ERR_OK) {
-		before = u;
-		fn(&u);
-		rc = v->ix->ops->user_update(v->ix, &u);
-		if (rc == ERR_OK && u.disabled)
-			rc = v->ix->ops->session_delete_user(v->ix, u.id);
-	}
-	unlock(v, &locked);
+	rc = rewrite_user(v, name, fn, NULL, &before);
 	snprintf(reason, sizeof reason, "%s %s", what, name);
 	if (audited(v, &me, AUDIT_USER_CHANGE, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK &&
 	    rc == ERR_OK) {
 		if (undo == NULL) {
 			rc = err_why(why, whylen, ERR_IO, "done, but the audit record could not be written");
 		} else {
-			lock(v, &locked);
-			rc = v->ix->ops->user_get(v->ix, name, &u);
-			if (rc == ERR_OK) {
-				undo(&u, &before);
-				rc = v->ix->ops->user_update(v->ix, &u);
-			}
-			unlock(v, &locked);
+			rc = rewrite_user(v, name, undo, &before, &now);
 			rc = err_why(why, whylen, ERR_IO, "the audit record could not be written: %s",
 			             rc == ERR_OK ? "nothing was changed" : "changed, and it could not be undone");
 		}

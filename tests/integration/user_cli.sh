@@ -161,6 +161,31 @@ check "refusals are audited too" "grep -q '\"outcome\":\"failure\"' $T/audit.jso
 check "the audit chain verifies" "\"$DV\" audit verify --vault $T/v >/dev/null"
 check "--help exits 0" "\"$DV\" user --help | grep -q 'user grant'"
 
+# a change made while another process (a server's login) writes the same
+# row: the CLI waits for it and changes only its flag, so the TOTP step
+# and the lockout that writer recorded stay (they were written over with
+# the CLI's stale copy of the row: a used code usable again, a lock lifted)
+"$PY" - "$DV" "$T/v" >"$T/race.out" 2>&1 <<'PYEOF'
+import sqlite3, subprocess, sys, time
+dv, vault = sys.argv[1], sys.argv[2]
+db = vault + "/index.db"
+w = sqlite3.connect(db, isolation_level=None, timeout=10)
+w.execute("BEGIN IMMEDIATE")
+w.execute("UPDATE users SET totp_last_step = 99999999, locked_until = 2000000000, failures = 5 WHERE name = 'alice'")
+cli = subprocess.Popen([dv, "user", "disable", "alice", "--vault", vault], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+time.sleep(1.5)   # the CLI has started and waits for the write lock
+w.execute("COMMIT")
+rc = cli.wait(30)
+row = sqlite3.connect(db).execute("SELECT totp_last_step, locked_until, failures, disabled FROM users "
+                                  "WHERE name = 'alice'").fetchone()
+print("race", rc, *row)
+PYEOF
+check "a change while a server writes the same row: its TOTP step and lock kept, the flag changed" \
+	"grep -qx 'race 0 99999999 2000000000 5 1' $T/race.out"
+run race_en enable alice
+run race_un unlock alice
+
 # output nobody receives: the secrets shown once are lost, so the account
 # (or the new vault) is not left usable by whoever got them
 "$DV" user add erin --role physician --vault "$T/v" >/dev/full 2>"$T/full.err"
