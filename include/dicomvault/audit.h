@@ -56,6 +56,7 @@ bool audit_action_ok(const char *s);
 #define AUDIT_TOKEN_CREATE      "token-create"
 #define AUDIT_TOKEN_REVOKE      "token-revoke"
 #define AUDIT_TOKEN_REFUSED     "token-refused"   /* a known API token refused (revoked, expired, user disabled) */
+#define AUDIT_REQUEST_REFUSED   "request-refused" /* a valid session's request refused before its route (cross-origin) */
 /* The reason of an integrity-failure record, also in the messages of the
  * reads it stopped. */
 #define AUDIT_REASON_INTEGRITY "integrity check failed"

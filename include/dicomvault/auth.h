@@ -111,10 +111,10 @@ WUR enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now
  * known token is audited (token-refused). *out then has api_token set. */
 WUR enum err auth_session_check(struct auth *a, const char *token, size_t len, int64_t now,
                                 struct auth_session *out);
-/* The same for a request from address (numeric, for the audit record of a
- * refused API token; NULL: unknown). */
+/* The same for a request from address (numeric) with user agent ua, for
+ * the audit record of a refused API token (NULL: unknown). */
 WUR enum err auth_request_check(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
-                                struct auth_session *out);
+                                const char *ua, struct auth_session *out);
 
 /* The account named by an identity provider's token (a JWT's "sub",
  * jwt.h): ERR_OK with *out set (user_id, user, role; session_id 0,

@@ -784,7 +784,7 @@ out:
  * (nothing cached), so a revocation or a disabled user takes effect at
  * the next request. A refusal of a known token is audited. */
 static enum err api_token_check(struct auth *a, const char *token, size_t len, int64_t now, const char *addr,
-                                struct auth_session *out)
+                                const char *ua, struct auth_session *out)
 {
 	char ref[AUDIT_SESSION_REF_LEN], reason[64], role[17];
 	uint8_t hash[IDX_HMAC_LEN];
@@ -816,7 +816,7 @@ static enum err api_token_check(struct auth *a, const char *token, size_t len, i
 		log_info("API token %lld of %s from %s refused: %s", (long long)t.id, t.user_name, addr ? addr : "-", why);
 		snprintf(reason, sizeof reason, "API token %lld %s", (long long)t.id, why);
 		audit_session_ref(token, len, ref);
-		e = audit_put(a, AUDIT_TOKEN_REFUSED, AUDIT_DENIED, reason, t.user_name, NULL, ref, addr, NULL);
+		e = audit_put(a, AUDIT_TOKEN_REFUSED, AUDIT_DENIED, reason, t.user_name, NULL, ref, addr, ua);
 		(void)e;   /* refused either way */
 	}
 	mem_wipe(t.token_hash, sizeof t.token_hash);
@@ -850,17 +850,17 @@ enum err auth_user_check(struct auth *a, const char *name, int64_t now, int64_t 
 
 enum err auth_session_check(struct auth *a, const char *token, size_t len, int64_t now, struct auth_session *out)
 {
-	return auth_request_check(a, token, len, now, NULL, out);
+	return auth_request_check(a, token, len, now, NULL, NULL, out);
 }
 
 enum err auth_request_check(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
-                            struct auth_session *out)
+                            const char *ua, struct auth_session *out)
 {
 	uint8_t hash[KDF_HMAC_SHA256_LEN];
 	enum err rc;
 
 	if (token_is_api(token, len))
-		return api_token_check(a, token, len, now, address, out);
+		return api_token_check(a, token, len, now, address, ua, out);
 	if (!token_ok(token, len))
 		return ERR_AUTH;
 	rc = kdf_hmac_sha256(a->token_key, token, len, hash);

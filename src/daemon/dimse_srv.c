@@ -176,7 +176,7 @@ enum err dimse_user_load(struct dimse_assoc *a)
 		if (tok == NULL || a->o->auth == NULL)
 			return ERR_AUTH;
 		rc = auth_request_check(a->o->auth, (const char *)secret_view(tok), secret_len(tok), (int64_t)time(NULL),
-		                        a->addr, &now_s);
+		                        a->addr, NULL, &now_s);
 		if (rc != ERR_OK)
 			return rc;
 		if (now_s.user_id != a->user.user_id)
@@ -669,7 +669,7 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 	} else {
 		memset(&a->user, 0, sizeof a->user);
 		rc = auth_request_check(s->o.auth, (const char *)secret_view(rq->id_secondary),
-		                        secret_len(rq->id_secondary), (int64_t)time(NULL), a->addr, &a->user);
+		                        secret_len(rq->id_secondary), (int64_t)time(NULL), a->addr, NULL, &a->user);
 		if (rc != ERR_OK || !a->user.api_token)
 			why = rc == ERR_AUTH || rc == ERR_OK ? "user identity: API token refused" : "user identity cannot be verified";
 		else if (strlen(a->user.user) != secret_len(rq->id_primary) ||

@@ -745,12 +745,19 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 		return http_problem(r, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields", NULL);
 	if (!r->route->public) {
 		if (!req_token(r) ||
-		    auth_request_check(r->srv->auth, r->token, r->token_len, (int64_t)time(NULL), r->addr, &r->sess) !=
-		        ERR_OK)
+		    auth_request_check(r->srv->auth, r->token, r->token_len, (int64_t)time(NULL), r->addr,
+		                       MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT),
+		                       &r->sess) != ERR_OK)
 			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
 		if (!same_origin(r)) {
+			char reason[96];
 			log_info("%s %s: refused: cookie-authenticated request from another origin (%s)", r->method_log,
 			         r->route->name, r->addr);
+			/* every refusal is on the record (a forged cross-site request
+			 * riding a user's cookie is an attack worth seeing) */
+			snprintf(reason, sizeof reason, "%s %s: cross-origin request with the session cookie", r->method_log,
+			         r->route->name);
+			(void)dw_audit_obj(r, AUDIT_REQUEST_REFUSED, AUDIT_DENIED, reason, NULL, NULL, NULL, NULL);
 			return http_problem(r, MHD_HTTP_FORBIDDEN, "cross-origin request refused", NULL);
 		}
 		r->authed = true;

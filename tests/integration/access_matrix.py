@@ -420,6 +420,11 @@ try:
     r.read()
     c.close()
     check("cookie POST without Origin or Sec-Fetch-Site: 403", r.status == 403, r.status)
+    log = open(os.path.join(v.dir, "audit", "audit.log")).read().splitlines()
+    refused = [json.loads(x) for x in log if '"action":"request-refused"' in x]
+    check("each cross-origin refusal audited (request-refused, denied, the session's user and address)",
+          len(refused) == 2 and all(r["outcome"] == "denied" and r["actor"].get("user", "").endswith("admin") and
+                                    r["actor"].get("addr") for r in refused), refused)
 
     # administration API (admin)
     st, _, data = v.request("POST", "/api/users", json.dumps({"username": "api_made", "role": "radiologist",

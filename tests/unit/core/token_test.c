@@ -236,12 +236,13 @@ TEST(revoke_at_once)
 		CHECK(false);
 		goto out;
 	}
-	CHECK(auth_request_check(a, secret_cstr(tok), TOKEN_LEN, T0 + 1, "192.0.2.9", &s) == ERR_OK);
+	CHECK(auth_request_check(a, secret_cstr(tok), TOKEN_LEN, T0 + 1, "192.0.2.9", NULL, &s) == ERR_OK);
 	CHECK(token_revoke(v->ix, row.id, T0 + 2, &r2) == ERR_OK);
 	CHECK_EQ_INT(r2.revoked, T0 + 2);
 	CHECK_EQ_STR(token_state(&r2, T0 + 2), "revoked");
-	CHECK(auth_request_check(a, secret_cstr(tok), TOKEN_LEN, T0 + 2, "192.0.2.9", &s) == ERR_AUTH);
+	CHECK(auth_request_check(a, secret_cstr(tok), TOKEN_LEN, T0 + 2, "192.0.2.9", "curl/8.0 (test)", &s) == ERR_AUTH);
 	CHECK(last_audit_has("revoked", "192.0.2.9"));
+	CHECK(last_audit_has("revoked", "\"ua\":\"curl/8.0 (test)\""));   /* the refused request's user agent */
 	CHECK(token_revoke(v->ix, row.id, T0 + 3, &r2) == ERR_DENIED);
 	CHECK(token_revoke(v->ix, 999999, T0 + 3, &r2) == ERR_NOTFOUND);
 	CHECK(token_revoke(v->ix, -1, T0 + 3, &r2) == ERR_NOTFOUND);
