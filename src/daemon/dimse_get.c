@@ -354,6 +354,16 @@ static uint16_t next_msg_id(struct dimse_assoc *a)
 	return a->next_msg_id;
 }
 
+/* A C-STORE-RSP status of the warning class (PS3.4 B.2.3, PS3.7 C.4):
+ * coercion of data elements (B000), elements discarded (B007), data set
+ * does not match SOP class (B006), and the general warning 0001 and the
+ * attribute warnings 0107 and 0116 (PS3.7 C.4): a sub-operation that
+ * stored, counted as a warning, not a failure. */
+static bool store_warning(uint16_t st)
+{
+	return (st & 0xF000) == 0xB000 || st == 0x0001 || st == 0x0107 || st == 0x0116;
+}
+
 /* Sends one instance. ERR_OK: done (completed, failed or warning, as
  * counted); an error: the association cannot go on (gone, or to abort:
  * ERR_AUTH when the stored object failed its check after part of it was
@@ -514,7 +524,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 	}
 	if (gr->sub_status == DIMSE_SUCCESS)
 		gr->completed++;
-	else if ((gr->sub_status & 0xF000) == 0xB000)
+	else if (store_warning(gr->sub_status))
 		gr->warning++;
 	else
 		sub_failed(gr, sop);

@@ -34,22 +34,31 @@ extern const size_t dimse_storage_sop_n;
 
 static const char *const ts_native[] = { "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", NULL };
 
-/* C-STORE: an encapsulated transfer syntax when the peer proposes one (the
- * object is then stored as it was made, never decompressed), else native
- * explicit VR little endian first. */
+/* C-STORE, in this order of preference: a lossless encapsulated transfer
+ * syntax when the peer proposes one (the object is then stored as it was
+ * made, never decompressed; or compressed without loss by a peer that can),
+ * then native (explicit VR little endian first), and a lossy one only when
+ * the context offers nothing else: accepting a lossy syntax that a peer
+ * holding native pixels also proposed would make it compress them
+ * irreversibly (storescu +C), where native costs a peer holding lossy data
+ * only a decompression (its Lossy Image Compression attribute stays). */
 static const char *const ts_storage[] = {
-	"1.2.840.10008.1.2.4.50",  /* JPEG baseline */
-	"1.2.840.10008.1.2.4.51",  /* JPEG extended */
 	"1.2.840.10008.1.2.4.57",  /* JPEG lossless */
 	"1.2.840.10008.1.2.4.70",  /* JPEG lossless SV1 */
 	"1.2.840.10008.1.2.4.80",  /* JPEG-LS lossless */
-	"1.2.840.10008.1.2.4.81",  /* JPEG-LS near-lossless */
 	"1.2.840.10008.1.2.4.90",  /* JPEG 2000 lossless */
-	"1.2.840.10008.1.2.4.91",  /* JPEG 2000 */
 	"1.2.840.10008.1.2.4.201", /* HTJ2K lossless */
 	"1.2.840.10008.1.2.4.202", /* HTJ2K lossless RPCL */
-	"1.2.840.10008.1.2.4.203", /* HTJ2K */
 	"1.2.840.10008.1.2.5",     /* RLE lossless */
+	"1.2.840.10008.1.2.1",     /* explicit VR little endian */
+	"1.2.840.10008.1.2",       /* implicit VR little endian */
+	"1.2.840.10008.1.2.1.99",  /* deflated explicit VR little endian */
+	"1.2.840.10008.1.2.2",     /* explicit VR big endian (retired) */
+	"1.2.840.10008.1.2.4.50",  /* JPEG baseline */
+	"1.2.840.10008.1.2.4.51",  /* JPEG extended */
+	"1.2.840.10008.1.2.4.81",  /* JPEG-LS near-lossless */
+	"1.2.840.10008.1.2.4.91",  /* JPEG 2000 */
+	"1.2.840.10008.1.2.4.203", /* HTJ2K */
 	"1.2.840.10008.1.2.4.100", /* MPEG2 MP@ML */
 	"1.2.840.10008.1.2.4.101", /* MPEG2 MP@HL */
 	"1.2.840.10008.1.2.4.102", /* MPEG-4 AVC/H.264 HP@4.1 */
@@ -59,10 +68,6 @@ static const char *const ts_storage[] = {
 	"1.2.840.10008.1.2.4.106", /* MPEG-4 AVC/H.264 stereo HP@4.2 */
 	"1.2.840.10008.1.2.4.107", /* HEVC/H.265 M@5.1 */
 	"1.2.840.10008.1.2.4.108", /* HEVC/H.265 M10@5.1 */
-	"1.2.840.10008.1.2.1",     /* explicit VR little endian */
-	"1.2.840.10008.1.2",       /* implicit VR little endian */
-	"1.2.840.10008.1.2.1.99",  /* deflated explicit VR little endian */
-	"1.2.840.10008.1.2.2",     /* explicit VR big endian (retired) */
 	NULL
 };
 
@@ -272,6 +277,7 @@ static void store_chunk(struct dimse_assoc *a, struct dimse_store *st, const uin
 struct peeked {
 	char sop[65], cls[65], study[65], series[65];
 	bool vr_mismatch;   /* the data set is not in the context's VR encoding */
+	bool has_meta;      /* File Meta Information elements (group 0002) in the data set */
 	uint8_t patient[32];
 	bool has_patient;
 	char coll[ACCESS_NAME_MAX + 1];
@@ -311,6 +317,12 @@ static enum err store_peek(struct dimse_assoc *a, struct src *src, struct peeked
 		return rc;
 	peek_ds(a, &f->ds, pk);
 	pk->vr_mismatch = f->vr_mismatch;
+	{
+		uint32_t i;
+		for (i = 0; i < f->ds.n; i++)
+			if (f->ds.e[i].tag >> 16 == 0x0002)
+				pk->has_meta = true;
+	}
 	dcm_file_free(f);
 	return ERR_OK;
 }
@@ -444,6 +456,14 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	 * in the other VR encoding would be served mislabelled (PS3.7 6.3.1) */
 	if (pk.vr_mismatch) {
 		store_fail(st, DIMSE_ERR_UNABLE, "Cannot understand: VR encoding differs from the transfer syntax");
+		goto fail;
+	}
+	/* group 0002 belongs to a file's meta information, never to a DIMSE
+	 * data set (PS3.10 7.1, PS3.7 6.3.1): stored as received, a reader of
+	 * the Part 10 file would take it for the meta (a Transfer Syntax UID
+	 * in it relabels the whole object) */
+	if (pk.has_meta) {
+		store_fail(st, DIMSE_ERR_UNABLE, "Cannot understand: File Meta elements (0002,xxxx) in the data set");
 		goto fail;
 	}
 	obj.study_uid = pk.study;

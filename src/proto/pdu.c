@@ -86,20 +86,37 @@ static enum err ae_parse(const uint8_t *f, char out[PDU_AE_MAX + 1])
 	return ERR_OK;
 }
 
-/* A UID item value. One trailing NUL (padding some implementations add
- * to an odd length) is dropped. */
+/* A UID item value. One trailing NUL or space (padding implementations
+ * add to an odd length) is dropped. */
 static enum err uid_parse(struct rd *r, size_t n, char out[PDU_UID_MAX + 1])
 {
 	const uint8_t *p;
 
 	if (rd_view(r, n, &p) != ERR_OK)
 		return ERR_PARSE;
-	if (n > 0 && p[n - 1] == 0)
+	if (n > 0 && (p[n - 1] == 0 || p[n - 1] == ' '))
 		n--;
 	if (!pdu_uid_ok((const char *)p, n))
 		return ERR_PARSE;
 	memcpy(out, p, n);
 	out[n] = 0;
+	return ERR_OK;
+}
+
+/* The same where one bad value should not cost the whole association (an
+ * abstract or transfer syntax, a role item's SOP class: DCMTK answers
+ * such a context "not supported" rather than abort): ERR_PARSE only when
+ * the item is cut short; a value that is not a UID (a leading zero, too
+ * long) gives *ok false and "" in out. */
+static enum err uid_parse_lenient(struct rd *r, size_t n, char out[PDU_UID_MAX + 1], bool *ok)
+{
+	struct rd v;
+
+	if (rd_child(r, n, &v) != ERR_OK)
+		return ERR_PARSE;
+	*ok = uid_parse(&v, n, out) == ERR_OK;
+	if (!*ok)
+		out[0] = 0;
 	return ERR_OK;
 }
 
@@ -275,20 +292,23 @@ static enum err pc_rq_parse(struct rd *r, struct pdu_assoc *a)
 		if (item_next(r, &t, &c) != ERR_OK)
 			return ERR_PARSE;
 		if (t == 0x30) {
-			if (have_as || uid_parse(&c, rd_remaining(&c), pc->abstract) != ERR_OK)
+			/* not a UID: the context is answered "abstract syntax not
+			 * supported" (its abstract stays ""), the others served */
+			bool ok;
+			if (have_as || uid_parse_lenient(&c, rd_remaining(&c), pc->abstract, &ok) != ERR_OK)
 				return ERR_PARSE;
 			have_as = true;
 		} else if (t == 0x40) {
-			/* beyond the caps a transfer syntax is checked, then left
+			/* beyond the caps, or not a UID, a transfer syntax is left
 			 * out: the context is answered from those kept (a context
 			 * left with none: "transfer syntaxes not supported"), as
 			 * DCMTK accepts such requests where a refusal would lose
 			 * the whole association */
-			bool keep = a->nts < PDU_MAX_TS_TOTAL && pc->nts < PDU_MAX_TS_PER_PCTX;
-			if (uid_parse(&c, rd_remaining(&c), keep ? a->ts[a->nts] : spare) != ERR_OK)
+			bool keep = a->nts < PDU_MAX_TS_TOTAL && pc->nts < PDU_MAX_TS_PER_PCTX, ok;
+			if (uid_parse_lenient(&c, rd_remaining(&c), keep ? a->ts[a->nts] : spare, &ok) != ERR_OK)
 				return ERR_PARSE;
 			have_ts = true;
-			if (keep) {
+			if (keep && ok) {
 				a->nts++;
 				pc->nts++;
 			}
@@ -361,16 +381,24 @@ static enum err role_parse(struct rd *r, struct pdu_assoc *a)
 	uint8_t scu, scp;
 	unsigned i;
 
+	bool ok;
+
 	if (a->nroles >= PDU_MAX_ROLES)
 		return ERR_LIMIT;
 	ro = &a->role[a->nroles];
 	if (rd_get_u16be(r, &ul) != ERR_OK || rd_child(r, ul, &u) != ERR_OK ||
-	    uid_parse(&u, ul, ro->uid) != ERR_OK || rd_get_u8(r, &scu) != ERR_OK ||
+	    uid_parse_lenient(&u, ul, ro->uid, &ok) != ERR_OK || rd_get_u8(r, &scu) != ERR_OK ||
 	    rd_get_u8(r, &scp) != ERR_OK || rd_remaining(r) != 0 || scu > 1 || scp > 1)
 		return ERR_PARSE;
+	if (!ok)
+		return ERR_OK;   /* a SOP class that is not a UID: no context of ours has it */
+	/* one per SOP class is what PS3.7 D.3.3.4 describes, but DCMTK
+	 * writes one per presentation context that has a role (a SOP class
+	 * proposed twice: two equal items): the first is kept, the others
+	 * dropped, and one is answered */
 	for (i = 0; i < a->nroles; i++)
 		if (strcmp(a->role[i].uid, ro->uid) == 0)
-			return ERR_PARSE;   /* one per SOP class */
+			return ERR_OK;
 	ro->scu = scu;
 	ro->scp = scp;
 	a->nroles++;

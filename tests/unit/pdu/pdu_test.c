@@ -302,11 +302,18 @@ TEST(user_info_unknown_and_extended)
 
 	golden_rq(&b);
 	/* append to user information: unknown 0x5F, role selection, async,
-	 * extended negotiation, common extended negotiation */
+	 * extended negotiation, common extended negotiation (and two role
+	 * items that are dropped) */
 	ui = 149;
 	b_u8(&b, 0x5F); b_u8(&b, 0); b_u16(&b, 3); b_u8(&b, 1); b_u8(&b, 2); b_u8(&b, 3);
 	b_u8(&b, 0x54); b_u8(&b, 0); b_u16(&b, 2 + 27 + 2); b_u16(&b, 27);
 	b_str(&b, "1.2.840.10008.5.1.4.1.1.2.1"); b_u8(&b, 0); b_u8(&b, 1);
+	/* the same SOP class again (DCMTK: one item per context with a role):
+	 * dropped, the first kept; one whose SOP class is not a UID: dropped */
+	b_u8(&b, 0x54); b_u8(&b, 0); b_u16(&b, 2 + 27 + 2); b_u16(&b, 27);
+	b_str(&b, "1.2.840.10008.5.1.4.1.1.2.1"); b_u8(&b, 1); b_u8(&b, 0);
+	b_u8(&b, 0x54); b_u8(&b, 0); b_u16(&b, 2 + 6 + 2); b_u16(&b, 6);
+	b_str(&b, "1.02.3"); b_u8(&b, 1); b_u8(&b, 1);
 	b_u8(&b, 0x53); b_u8(&b, 0); b_u16(&b, 4); b_u16(&b, 5); b_u16(&b, 0);
 	b_u8(&b, 0x56); b_u8(&b, 0); b_u16(&b, 2 + 5 + 3); b_u16(&b, 5); b_str(&b, "1.2.3"); b_u8(&b, 1); b_u8(&b, 0); b_u8(&b, 1);
 	b_u8(&b, 0x57); b_u8(&b, 0); b_u16(&b, 2 + 5 + 2 + 3 + 2); b_u16(&b, 5); b_str(&b, "1.2.3");

@@ -1,0 +1,212 @@
+"""dimse_interop.py DV: what real requestors send that the DICOM upper
+layer and C-STORE must take in stride (issue 5, from a review of the SCP
+against PS3.7/PS3.8 and DCMTK), over the plain-TCP listener of `dicomvault
+serve` with lib/dul.py as the requestor (a `tls = no` peer):
+
+* SCP/SCU Role Selection items repeated for one SOP class (DCMTK writes one
+  per presentation context that carries a role): the association is
+  accepted and one role item is answered (it was an A-ABORT).
+* A presentation context whose abstract syntax is not a valid UID (a
+  leading zero, as some vendors' private classes have), or a transfer
+  syntax that is not one, costs that context only: result 3, or the
+  syntax left out; a trailing space pad is taken (it was an A-ABORT of the
+  whole association).
+* Transfer syntax choice for storage: lossless encapsulated, then native,
+  and lossy only when nothing else is offered (a lossy syntax proposed
+  beside native was chosen: a requestor holding native pixels would have
+  compressed them irreversibly).
+* A C-STORE data set holding File Meta elements (group 0002): C000H, not
+  stored (it was stored, and its (0002,0010) relabelled the object).
+* C-GET: a sub-operation answered with the warning status 0001H counts as
+  a warning, the final status B000H, nothing in a Failed SOP Instance UID
+  List (it counted as a failure: A702H).
+
+Run as /usr/bin/python3 tests/integration/dimse_interop.py build/check/dicomvault.
+Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
+import os
+import socket
+import struct
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import dul  # noqa: E402
+from tap import Tap  # noqa: E402
+
+TAP = Tap("dimse_interop")
+check, skip = TAP.check, TAP.skip
+DV = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault")
+try:
+    import dsgen
+    from dvserver import Vault, finish, free_port
+except ImportError:
+    skip("no pydicom")
+
+SC = "1.2.840.10008.5.1.4.1.1.7"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+U = "1.2.826.0.1.3680043.2.1143.95."
+J_BASE, J_LL, J2K, J2K_LL = "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.91", \
+    "1.2.840.10008.1.2.4.90"
+T = tempfile.mkdtemp(prefix="dv-interop.")
+v = None
+PP = 0
+
+
+def connect():
+    return socket.create_connection(("127.0.0.1", PP), timeout=20)
+
+
+def ac_contexts(body):
+    """{context id: (result, transfer syntax or None)} of an A-ASSOCIATE-AC."""
+    i, out = 68, {}
+    while i + 4 <= len(body):
+        t, n = struct.unpack(">BxH", body[i:i + 4])
+        if t == 0x21:
+            sub = body[i + 8:i + 4 + n]
+            ts = None
+            if len(sub) >= 4:
+                sn = struct.unpack(">H", sub[2:4])[0]
+                ts = sub[4:4 + sn].decode().rstrip("\0")
+            out[body[i + 4]] = (body[i + 6], ts)
+        i += 4 + n
+    return out
+
+
+def roles_of(body):
+    out = []
+    for val in dul.user_items(body).get(0x54, []):
+        n = struct.unpack(">H", val[:2])[0]
+        out.append((val[2:2 + n].decode().rstrip("\0"), val[2 + n], val[3 + n]))
+    return out
+
+
+def associate(contexts, roles=()):
+    s = connect()
+    s.sendall(dul.assoc_rq("PLAIN", "DICOMVAULT", contexts, roles=roles))
+    try:
+        t, body = dul.read_pdu(s)
+    except (EOFError, OSError):
+        t, body = None, b""
+    return s, t, body
+
+
+def release(s):
+    try:
+        s.sendall(dul.RELEASE_RQ)
+        dul.read_pdu(s)
+    except (EOFError, OSError):
+        pass
+    s.close()
+
+
+def store(s, pcid, cls, sop, data, msgid):
+    """A C-STORE-RQ and its data set: (status, error comment)."""
+    s.sendall(dul.pdata(pcid, dul.command({0x00000002: cls, 0x00000100: 0x0001, 0x00000110: msgid,
+                                           0x00000700: 0, 0x00000800: 0, 0x00001000: sop}), True))
+    s.sendall(dul.pdata(pcid, data, False))
+    c, _ = dul.Messages(s).next()
+    return dul.us(c[0x00000900]), c.get(0x00000902, b"").rstrip(b"\0 ").decode(errors="replace")
+
+
+def main():
+    global v, PP
+    dsgen.need_dimse(DV, skip)
+    v = Vault(DV, T)
+    PP = free_port()
+    p = os.path.join(v.dir, "dicomvault.conf")
+    conf = open(p).read().replace("[dicom]\n", "[dicom]\nplain_listen = 127.0.0.1:%d\n" % PP, 1)
+    conf += '\n[peer "PLAIN"]\nhost = 127.0.0.1\nport = 104\ntls = no\nrights = echo, store, find, get\n'
+    open(p, "w").write(conf)
+    v.serve(dicom_port=free_port())
+    v.login()
+
+    # ---- role selection items repeated for one SOP class ----
+    s, t, body = associate([(1, SC, [dul.IMPLICIT]), (3, SC, [dul.EXPLICIT])],
+                           roles=[(SC, 0, 1), (SC, 0, 1)])
+    check("two role items for one SOP class (DCMTK's way): accepted", t == 2, body[:16])
+    if t == 2:
+        check("...one role item answered for it", roles_of(body) == [(SC, 0, 1)], roles_of(body))
+    release(s)
+
+    # ---- a bad UID costs its context only ----
+    s, t, body = associate([(1, dul.VERIFICATION, [dul.IMPLICIT]),
+                            (3, "1.2.840.113619.4.027", [dul.IMPLICIT]),
+                            (5, SC, ["1.2.840.10008.1.2.4.070", dul.IMPLICIT]),
+                            (7, MR + " ", [dul.EXPLICIT + " "])])
+    ctx = ac_contexts(body) if t == 2 else {}
+    check("a context with an abstract syntax that is not a UID: the association is accepted", t == 2, body[:16])
+    check("...that context answered 'abstract syntax not supported' (3)", ctx.get(3, (None,))[0] == 3, ctx)
+    check("...a transfer syntax that is not a UID left out, the context accepted with the valid one",
+          ctx.get(5) == (0, dul.IMPLICIT), ctx)
+    check("...space-padded UIDs taken", ctx.get(7) == (0, dul.EXPLICIT), ctx)
+    check("...Verification accepted", ctx.get(1) == (0, dul.IMPLICIT), ctx)
+    release(s)
+
+    # ---- transfer syntax preference ----
+    s, t, body = associate([(1, SC, [J_BASE, dul.EXPLICIT]), (3, SC, [J_BASE, J_LL, dul.EXPLICIT]),
+                            (5, SC, [J2K]), (7, SC, [dul.EXPLICIT, J2K, J2K_LL])])
+    ctx = ac_contexts(body) if t == 2 else {}
+    check("lossy JPEG and native offered: native chosen", ctx.get(1) == (0, dul.EXPLICIT), ctx)
+    check("lossy, lossless JPEG and native: lossless JPEG chosen", ctx.get(3) == (0, J_LL), ctx)
+    check("lossy JPEG 2000 alone: taken", ctx.get(5) == (0, J2K), ctx)
+    check("native, lossy and lossless JPEG 2000: lossless chosen", ctx.get(7) == (0, J2K_LL), ctx)
+    release(s)
+
+    # ---- group 0002 in a C-STORE data set ----
+    s, t, body = associate([(1, SC, [dul.IMPLICIT])], roles=[(SC, 0, 1)])
+    check("a storage association", t == 2, body[:16])
+    if t != 2:
+        return
+    sop = U + "1.1.1"
+    ds = dsgen.sc(sop, U + "1", U + "1.1", "INTEROP^META", "IOP95")
+    g2 = struct.pack("<HHI", 2, 0x10, 20) + b"1.2.840.10008.1.2.2\0"
+    bad = dsgen.sc(U + "1.1.9", U + "1", U + "1.1", "INTEROP^META", "IOP95")
+    st, comment = store(s, 1, SC, U + "1.1.9", g2 + dsgen.implicit(bad), 1)
+    check("a data set with (0002,0010) in it: C000H, named", st == 0xC000 and "0002" in comment, (hex(st), comment))
+    st, comment = store(s, 1, SC, sop, dsgen.implicit(ds), 3)
+    check("the same instance without it: stored (0000H)", st == 0, (hex(st), comment))
+    st2, h, data = v.request("GET", "/dicom-web/studies/%s1/instances" % U, headers={"Accept": "application/dicom+json"})
+    check("only the good one is in the vault", st2 == 200 and sop.encode() in data and
+          (U + "1.1.9").encode() not in data, (st2, data[:200]))
+
+    # ---- C-GET: a sub-operation's warning status 0001H is a warning ----
+    release(s)
+    s, t, body = associate([(1, dul.GET_STUDY, [dul.IMPLICIT]), (3, SC, [dul.IMPLICIT])], roles=[(SC, 0, 1)])
+    check("a C-GET association with the SCP role for the storage class", t == 2, body[:16])
+    if t != 2:
+        return
+    ident = dul.dataset({0x00080052: b"STUDY ", 0x0020000D: (U + "1").encode() + b"\0"})
+    s.sendall(dul.pdata(1, dul.command({0x00000002: dul.GET_STUDY, 0x00000100: 0x0010, 0x00000110: 7,
+                                        0x00000700: 0, 0x00000800: 0}), True))
+    s.sendall(dul.pdata(1, ident, False))
+    m = dul.Messages(s)
+    final, stores = None, 0
+    for _ in range(20):
+        c, data = m.next()
+        field = dul.us(c[0x00000100])
+        if field == 0x0001:   # a C-STORE-RQ sub-operation: answered with 0001H
+            stores += 1
+            s.sendall(dul.pdata(3, dul.command({0x00000002: SC, 0x00000100: 0x8001,
+                                                0x00000120: dul.us(c[0x00000110]), 0x00000800: 0x0101,
+                                                0x00000900: 0x0001,
+                                                0x00001000: c[0x00001000].rstrip(b"\0").decode()}), True))
+        elif field == 0x8010 and dul.us(c[0x00000900]) not in (0xFF00, 0xFF01):
+            final = c
+            break
+    check("one sub-operation sent", stores == 1, stores)
+    ok = final is not None
+    check("final C-GET-RSP: B000H, 0 failed, 1 warning, no Failed SOP Instance UID List",
+          ok and dul.us(final[0x00000900]) == 0xB000 and dul.us(final.get(0x00001022, b"\0\0")) == 0 and
+          dul.us(final.get(0x00001023, b"\0\0")) == 1 and dul.us(final[0x00000800]) == 0x0101,
+          {hex(k): final[k] for k in final} if ok else None)
+    release(s)
+    s, t, body = associate([(1, dul.VERIFICATION, [dul.IMPLICIT])])
+    check("the server still serves", t == 2)
+    release(s)
+
+
+def cleanup():
+    finish(T, v)
+
+
+TAP.run(main, cleanup)
