@@ -877,6 +877,40 @@ out:
 	free(b);
 }
 
+/* A File Meta element in the data set, after the meta information (a
+ * Transfer Syntax UID a reader like pydicom would take for the meta's):
+ * refused, nothing stored; the same file without it is stored. */
+TEST(meta_group_in_data_set)
+{
+	static const uint8_t g2[] = { 0x02, 0x00, 0x10, 0x00, 'U', 'I', 20, 0, '1', '.', '2', '.', '8', '4', '0', '.',
+	                              '1', '0', '0', '0', '8', '.', '1', '.', '2', '.', '2', 0 };
+	struct store_result res;
+	char why[256] = "";
+	size_t n = 0, end;
+	uint8_t *b = ct_variant('3', &n), *x;
+
+	CHECK(b != NULL && n > 200 && memcmp(b + 128, "DICM", 4) == 0);
+	if (b == NULL)
+		return;
+	end = 144 + (size_t)(b[140] | b[141] << 8 | b[142] << 16 | (uint32_t)b[143] << 24);
+	x = malloc(n + sizeof g2);
+	CHECK(x != NULL && end < n);
+	if (x == NULL || end >= n) {
+		free(b);
+		free(x);
+		return;
+	}
+	memcpy(x, b, end);
+	memcpy(x + end, g2, sizeof g2);
+	memcpy(x + end + sizeof g2, b + end, n - end);
+	CHECK(store_mem(x, n + sizeof g2, &res, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "File Meta elements") != NULL);
+	CHECK(store_mem(b, n, &res, why, sizeof why) == ERR_OK);
+	CHECK(retrieves_as(res.sop_uid, b, n));
+	free(x);
+	free(b);
+}
+
 int main(void)
 {
 	struct vault_init_opts o;
@@ -911,6 +945,7 @@ int main(void)
 	RUN(store_hook);
 	RUN(name_durable_before_record);
 	RUN(recovery_checks_indexed_pending);
+	RUN(meta_group_in_data_set);
 	vault_close(v);
 	rm_rf(base);
 	rc = TEST_DONE();
