@@ -71,8 +71,14 @@ static void check_assoc(uint8_t type, const uint8_t *body, size_t len)
 	rc = pdu_assoc_build(a, &w);
 	if (rc != ERR_OK) {
 		/* an AC's AE fields are reserved (not tested), so may not build;
-		 * rejected contexts gain a transfer syntax and may overflow */
-		if (type == PDU_ASSOC_RQ && rc != ERR_LIMIT)
+		 * rejected contexts gain a transfer syntax and may overflow; an
+		 * RQ context whose abstract syntax was not a UID (kept as "",
+		 * answered "not supported") or whose transfer syntaxes all were
+		 * not (none kept) is parsed, but is no request to build */
+		bool unbuildable = false;
+		for (i = 0; i < a->npc; i++)
+			unbuildable = unbuildable || a->pc[i].abstract[0] == 0 || a->pc[i].nts == 0;
+		if (type == PDU_ASSOC_RQ && rc != ERR_LIMIT && !unbuildable)
 			abort();
 		goto out;
 	}
