@@ -40,7 +40,19 @@ struct http_opts {
 	/* the largest request body a streaming route (STOW-RS) takes, in
 	 * bytes, by its Content-Length (413 beyond); 0: HTTP_MAX_UPLOAD */
 	uint64_t max_upload;
+	/* the URL clients reach the server at ([http] public_url: behind a
+	 * proxy, or bound to a wildcard address), the base of every absolute
+	 * URL in answers (RetrieveURL, BulkDataURI); NULL: the bound address's,
+	 * or path-absolute URLs when that is a wildcard (0.0.0.0, ::), which
+	 * no client can reach. Checked by http_public_url_ok. */
+	const char *public_url;
 };
+
+/* An http:// or https:// URL of at most HTTP_PUBLIC_URL_MAX bytes with a
+ * host, and a path prefix at most: no query, fragment, space, quote or
+ * control character. */
+#define HTTP_PUBLIC_URL_MAX 256u
+bool http_public_url_ok(const char *s);
 
 struct http_server;
 

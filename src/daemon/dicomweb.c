@@ -111,14 +111,14 @@ struct dw {
 
 /* ---- helpers ---- */
 
-/* The server's base URL without its final '/'. */
+/* The base of absolute URLs in answers, without a final '/': [http]
+ * public_url, else the bound address, "" (path-absolute URLs) when that
+ * is a wildcard. */
 const char *dw_base_url(struct http_req *r, size_t *n)
 {
-	const char *u = r->srv->url;
+	const char *u = r->srv->base;
 
 	*n = strlen(u);
-	if (*n > 0 && u[*n - 1] == '/')
-		(*n)--;
 	return u;
 }
 
@@ -776,12 +776,22 @@ static enum MHD_Result stow_begin(struct http_req *r, const char *study, size_t 
 		                    "the body must be multipart/related; type=\"application/dicom\"", NULL);
 	if (mct.boundary[0] == 0)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the multipart/related Content-Type has no boundary", NULL);
-	/* the answer is DICOM JSON (no DICOM XML): said before anything is stored */
+	/* the answer is DICOM JSON (no DICOM XML). A client that asks for XML
+	 * only (dcm4che's stowrs always does) still gets its instances stored
+	 * and the answer in JSON: a server may disregard an Accept it cannot
+	 * satisfy (RFC 9110 12.1), and a 406 before the store lost it all */
 	json = wado_json_media(r);
 	if (json == NULL)
-		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
-		                    "the STOW-RS answer is offered as application/dicom+json (or application/json) only",
-		                    NULL);
+		json = "application/dicom+json";
+	/* a body in a content coding (gzip...) would not parse: 415 (RFC
+	 * 9110 15.5.16), said at once */
+	{
+		const char *ce = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+		static const char *const identity[] = { "Accept-Encoding", "identity", NULL };
+		if (ce != NULL && strcasecmp(ce, "identity") != 0)
+			return http_problem(r, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+			                    "the body must not be content-encoded (Content-Encoding: identity only)", identity);
+	}
 	d = calloc(1, sizeof *d);
 	if (d == NULL)
 		return MHD_NO;
@@ -825,7 +835,8 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 	size_t bl;
 	unsigned status;
 	enum MHD_Result q;
-	char detail[160];
+	char detail[160], warning[220];
+	const char *extra[3] = { NULL, NULL, NULL };
 
 	if (s->mp_rc == ERR_AGAIN)
 		s->mp_rc = mp_parser_finish(&s->mp);
@@ -833,21 +844,33 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 	if (s->mp_rc != ERR_OK) {
 		snprintf(detail, sizeof detail, "malformed multipart body: %s (%u instance(s) stored before it)",
 		         mp_parser_why(&s->mp), s->n_ok);
-		return http_problem(r, s->mp_rc == ERR_LIMIT ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST, detail,
-		                    NULL);
+		/* 400 is "unable to store any Instances" (PS3.18 10.5.3.1): with
+		 * some stored, their Store Instances Response (202), the rest
+		 * said in a Warning header */
+		if (s->n_ok == 0)
+			return http_problem(r, s->mp_rc == ERR_LIMIT ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST,
+			                    detail, NULL);
+		snprintf(warning, sizeof warning, "299 dicomvault \"%s; the rest was not read\"", detail);
+		extra[0] = "Warning";
+		extra[1] = warning;
 	}
 	if (s->n_ok + s->n_failed == 0)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "the multipart body has no part", NULL);
 	if (wbuf_err(&s->ok) != ERR_OK || wbuf_err(&s->failed) != ERR_OK)
 		return http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the answer is too large", NULL);
-	status = s->n_failed == 0 ? MHD_HTTP_OK : s->n_ok == 0 ? MHD_HTTP_CONFLICT : MHD_HTTP_ACCEPTED;
+	status = s->n_failed == 0 && s->mp_rc == ERR_OK ? MHD_HTTP_OK
+	         : s->n_ok == 0                          ? MHD_HTTP_CONFLICT
+	                                                 : MHD_HTTP_ACCEPTED;
 	wbuf_init(&w, DICOMWEB_JSON_MAX * 2 + 4096);
 	base = dw_base_url(r, &bl);
 	wbuf_puts(&w, "{");
-	/* the study's RetrieveURL once something of it is stored */
+	/* the study's RetrieveURL once something of it is stored; empty (it
+	 * is Type 2: PS3.18 Table I.1-1) when nothing was, or several studies */
 	if (s->n_ok > 0 && (s->study[0] || (s->one_study[0] && !s->many_studies)))
 		wbuf_printf(&w, "\"00081190\":{\"vr\":\"UR\",\"Value\":[\"%.*s/dicom-web/studies/%s\"]},", (int)bl, base,
 		            s->study[0] ? s->study : s->one_study);
+	else
+		wbuf_puts(&w, "\"00081190\":{\"vr\":\"UR\"},");
 	if (s->n_failed) {
 		wbuf_puts(&w, "\"00081198\":{\"vr\":\"SQ\",\"Value\":[");
 		wbuf_put(&w, s->failed.p, s->failed.len);
@@ -860,7 +883,7 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 		wbuf_puts(&w, "]");
 	}
 	wbuf_puts(&w, "}}");
-	q = wbuf_err(&w) == ERR_OK ? http_send(r, status, d->json_media, w.p, w.len, 0, NULL)
+	q = wbuf_err(&w) == ERR_OK ? http_send(r, status, d->json_media, w.p, w.len, 0, extra[0] ? extra : NULL)
 	                           : http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error", NULL);
 	wbuf_fini(&w);
 	return q;

@@ -1090,6 +1090,19 @@ static void json_alloc_once(void)
 
 /* ---- the server ---- */
 
+bool http_public_url_ok(const char *s)
+{
+	size_t n = strlen(s), i, k = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
+
+	if (k == 0 || n <= k || n > HTTP_PUBLIC_URL_MAX || s[k] == '/')
+		return false;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || s[i] == '"' || s[i] == '\'' || s[i] == '<' ||
+		    s[i] == '>' || s[i] == '?' || s[i] == '#' || s[i] == '\\')
+			return false;
+	return true;
+}
+
 enum err http_server_start(const struct http_opts *o, struct http_server **out, char *why, size_t whylen)
 {
 	static pthread_once_t json_once = PTHREAD_ONCE_INIT;
@@ -1098,6 +1111,7 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	struct http_server *s;
 	const union MHD_DaemonInfo *di;
 	char host[INET6_ADDRSTRLEN];
+	bool wildcard = false;
 	unsigned flags;
 	uint16_t port;
 	enum err rc;
@@ -1174,10 +1188,22 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	if (ss.ss_family == AF_INET6) {
 		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr, host, sizeof host);
 		snprintf(s->url, sizeof s->url, "https://[%s]:%u/", host, (unsigned)s->port);
+		wildcard = IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)(void *)&ss)->sin6_addr);
 	} else {
 		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)&ss)->sin_addr, host, sizeof host);
 		snprintf(s->url, sizeof s->url, "https://%s:%u/", host, (unsigned)s->port);
+		wildcard = ((struct sockaddr_in *)(void *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY);
 	}
+	/* the base of absolute URLs in answers: never a wildcard address */
+	if (o->public_url != NULL && o->public_url[0])
+		snprintf(s->base, sizeof s->base, "%s", o->public_url);
+	else if (!wildcard)
+		snprintf(s->base, sizeof s->base, "%s", s->url);
+	else
+		log_warn("listening on a wildcard address: the URLs in answers (RetrieveURL, BulkDataURI) are "
+		         "path-absolute; set [http] public_url to the address clients reach");
+	if (s->base[0] && s->base[strlen(s->base) - 1] == '/')
+		s->base[strlen(s->base) - 1] = 0;
 	*out = s;
 	return ERR_OK;
 fail:

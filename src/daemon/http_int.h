@@ -38,6 +38,7 @@ struct http_server {
 	struct secret *key;         /* PEM, kept until the daemon stops */
 	uint16_t port;
 	char url[INET6_ADDRSTRLEN + 24];
+	char base[HTTP_PUBLIC_URL_MAX + 1];   /* of absolute URLs in answers, no final '/' ("": path-absolute) */
 };
 
 struct http_req;

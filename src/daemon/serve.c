@@ -163,6 +163,12 @@ int serve_run(const struct serve_opts *o)
 	ho.vault = v;
 	ho.ix_lock = &ix_lock;
 	ho.audit = au;
+	ho.public_url = ini_get(v->conf, "http", NULL, "public_url");
+	if (ho.public_url != NULL && !http_public_url_ok(ho.public_url)) {
+		fprintf(stderr, "dicomvault serve: [http] public_url must be an http:// or https:// URL of at most %u "
+		        "bytes, a host and a path at most (e.g. https://pacs.example.org/vault)\n", HTTP_PUBLIC_URL_MAX);
+		goto out;
+	}
 	mb = ini_get(v->conf, "http", NULL, "max_upload_mb");
 	if (mb != NULL) {
 		uint64_t n = 0;

@@ -175,7 +175,7 @@ struct mstream {
 	struct vault *v;
 	struct wado_list l;
 	struct wado_who who;
-	char base[sizeof ((struct http_server *)0)->url + 8];
+	char base[sizeof ((struct http_server *)0)->base + 8];
 	size_t i;                /* next instance to render */
 	struct wbuf out;
 	size_t opos;

@@ -264,9 +264,15 @@ stow study_ok "$T/ct.mp" "/$CT_ST"
 check "STOW to /studies/{its study}: 200 + study RetrieveURL" "[ \$(code study_ok) = 200 ] && js study_ok 'd[\"00081190\"][\"Value\"] == [\"$U/dicom-web/studies/$CT_ST\"]'"
 stow study_bad "$T/ct.mp" "/1.2.3.4"
 check "STOW to another study: 409, Study Instance UID mismatch" "[ \$(code study_bad) = 409 ] && js study_bad 'd[\"00081198\"][\"Value\"][0][\"00081197\"][\"Value\"][0] == 0xC409'"
-check "STOW to another study, nothing stored: no RetrieveURL of a study that does not exist" "js study_bad '\"00081190\" not in d'"
+check "STOW to another study, nothing stored: an empty RetrieveURL (Type 2), no study named" \
+	"js study_bad 'd[\"00081190\"] == {\"vr\": \"UR\"}'"
 req stow_xml -H "$AUTH" -H "$CT" -H 'Accept: application/dicom+xml' -H "$EXPECT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
-check "STOW asking for a DICOM XML answer only: 406, before anything is stored" "problem stow_xml 406"
+check "STOW asking for a DICOM XML answer only (dcm4che's stowrs): stored, answered in DICOM JSON" \
+	"[ \$(code stow_xml) = 200 ] && hdr stow_xml Content-Type | grep -q '^application/dicom+json' && js stow_xml '\"00081199\" in d'"
+gzip -c "$T/ct.mp" >"$T/ct.mp.gz"
+req stow_gz -H "$AUTH" -H "$CT" -H 'Content-Encoding: gzip' -H "$EXPECT" --data-binary @"$T/ct.mp.gz" "$U/dicom-web/studies"
+check "STOW with a content-encoded body: 415, Accept-Encoding: identity" \
+	"problem stow_gz 415 && hdr stow_gz Accept-Encoding | grep -q identity"
 req stow_json -H "$AUTH" -H "$CT" -H 'Accept: application/dicom+json;q=0, application/json' -H "$EXPECT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
 check "STOW with application/dicom+json refused and application/json taken: answered as application/json" \
 	"[ \$(code stow_json) = 200 ] && hdr stow_json Content-Type | grep -q '^application/json' && js stow_json '\"00081199\" in d'"
@@ -288,6 +294,25 @@ check "an unterminated quoted parameter: 400" "problem unterminated 400"
 head -c 3000 "$T/four.mp" >"$T/trunc.mp"
 stow trunc "$T/trunc.mp"
 check "truncated body: 400 problem+json" "problem trunc 400 && grep -q truncated $T/trunc.body"
+# one new instance whole, then a part cut short: the first is stored, and
+# its Store Instances Response says so (202), the rest in a Warning header
+# (400 is "unable to store any Instances", PS3.18 10.5.3.1)
+"$PY" - "$T/CT_small.dcm" "$T/cutafter.mp" <<'EOF'
+import io, sys, pydicom
+from pydicom.uid import generate_uid
+d = pydicom.dcmread(sys.argv[1])
+d.SOPInstanceUID = generate_uid()
+d.file_meta.MediaStorageSOPInstanceUID = d.SOPInstanceUID
+b = io.BytesIO()
+d.save_as(b, write_like_original=False)
+one = b"--BoUnDaRy.42\r\nContent-Type: application/dicom\r\n\r\n" + b.getvalue() + b"\r\n"
+two = b"--BoUnDaRy.42\r\nContent-Type: application/dicom\r\n\r\n" + open(sys.argv[1], "rb").read()[:2000]
+open(sys.argv[2], "wb").write(one + two)
+open(sys.argv[2] + ".sop", "w").write(d.SOPInstanceUID)
+EOF
+stow cutafter "$T/cutafter.mp"
+check "a whole new instance, then a part cut short: 202, the first in ReferencedSOPSequence, a Warning header" \
+	"[ \$(code cutafter) = 202 ] && js cutafter 'len(d[\"00081199\"][\"Value\"]) == 1 and d[\"00081199\"][\"Value\"][0][\"00081155\"][\"Value\"][0] == open(\"$T/cutafter.mp.sop\").read()' && hdr cutafter Warning | grep -q 'malformed multipart body'"
 printf 'no delimiter here at all' >"$T/nodelim.mp"
 stow nodelim "$T/nodelim.mp"
 check "body without any delimiter: 400" "problem nodelim 400"
