@@ -359,6 +359,18 @@ static bool taken(const struct fneg *ng, const struct accept_range *a, const cha
 	return wado_accept_q(ng->r, "multipart/related", type, ts) > 0;
 }
 
+/* A range's type parameter that names media: itself, or a wildcard of
+ * its top-level type ("image/" then "*": PS3.18 8.7.3.5 shows one as the
+ * type of a multipart/related range). */
+static bool type_covers(const char *type, const char *media)
+{
+	size_t n = strlen(type);
+
+	if (strcmp(type, media) == 0)
+		return true;
+	return n > 2 && strcmp(type + n - 2, "/*") == 0 && strncmp(type, media, n - 1) == 0;
+}
+
 static bool accept_frames(void *ctx, const struct accept_range *a)
 {
 	struct fneg *ng = ctx;
@@ -390,7 +402,7 @@ static bool accept_frames(void *ctx, const struct accept_range *a)
 	}
 	if (a->ts[0] && strcmp(a->ts, "*") != 0 && strcmp(a->ts, ng->ts) != 0)
 		return false;
-	if ((any_type || strcmp(a->type, ng->media) == 0 ||
+	if ((any_type || type_covers(a->type, ng->media) ||
 	     (strcmp(ng->media, "image/dicom-rle") == 0 && strcmp(a->type, "image/x-dicom-rle") == 0)) &&
 	    taken(ng, a, ng->media, ng->ts)) {
 		snprintf(ng->part, sizeof ng->part, "%s; transfer-syntax=%s", ng->media, ng->ts);

@@ -742,6 +742,10 @@ def main():
           (r.status, ps[:1]))
     r = frames(files["SC_rgb_rle_2frame"], "1", "multipart/related; type=image/x-dicom-rle")
     check("RLE frames with the older image/x-dicom-rle: 200", r.status == 200, r.status)
+    for acc in ('multipart/related; type="image/*"', 'multipart/related; type="image/*"; transfer-syntax=*'):
+        r = frames(files["SC_rgb_rle_2frame"], "1", acc)
+        check("RLE frames with %s (PS3.18 8.7.3.5): 200, image/dicom-rle" % acc,
+              r.status == 200 and b"image/dicom-rle" in r.body[:400], (r.status, r.body[:200]))
     r = frames(files["rtdose_rle"], "1", "multipart/related; type=image/dicom-rle;q=0, */*")
     check("RLE frames refused with q=0 beside */*: not sent as RLE (406)", is_problem(r, 406), r.status)
     r = frames(files["rtdose_rle"], "1", "multipart/related; type=image/dicom-rle;q=0, "
