@@ -45,6 +45,23 @@ void wado_who_init(struct http_req *r, struct wado_who *w)
 	copy_str(w->ua, sizeof w->ua, MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT));
 }
 
+/* A record's objects: the UIDs given (empty ones left out) and, n > 0,
+ * the instances counted. */
+static void objects_of(struct audit_objects *o, const uint8_t *patient, const char *study, const char *series,
+                       const char *sop, uint64_t n)
+{
+	o->patient = patient;
+	o->study_uid = study && study[0] ? study : NULL;
+	o->series_uid = series && series[0] ? series : NULL;
+	o->sop_uid = sop && sop[0] ? sop : NULL;
+	if (n > 0) {
+		o->counted = true;
+		o->patients = 1;
+		o->studies = 1;
+		o->instances = n;
+	}
+}
+
 /* One record of action by w (n > 0: the instances counted). */
 static enum err audit_one(const struct wado_who *w, const char *action, enum audit_outcome oc,
                           const char *reason, const uint8_t *patient, const char *study, const char *series,
@@ -64,16 +81,7 @@ static enum err audit_one(const struct wado_who *w, const char *action, enum aud
 	rec.actor.session = w->session;
 	rec.actor.addr = w->addr;
 	rec.actor.user_agent = w->ua[0] ? w->ua : NULL;
-	rec.objects.patient = patient;
-	rec.objects.study_uid = study && study[0] ? study : NULL;
-	rec.objects.series_uid = series && series[0] ? series : NULL;
-	rec.objects.sop_uid = sop && sop[0] ? sop : NULL;
-	if (n > 0) {
-		rec.objects.counted = true;
-		rec.objects.patients = 1;
-		rec.objects.studies = 1;
-		rec.objects.instances = n;
-	}
+	objects_of(&rec.objects, patient, study, series, sop, n);
 	rc = audit_append(w->audit, &rec);
 	if (rc != ERR_OK)
 		log_error("retrieve by %s: cannot write the audit record: %s", w->user, err_str(rc));
@@ -94,16 +102,7 @@ void wado_note_sent(struct http_req *r, const uint8_t *patient, const char *stud
 	memset(&rec, 0, sizeof rec);
 	rec.action = AUDIT_RETRIEVE;
 	rec.outcome = AUDIT_SUCCESS;
-	rec.objects.patient = patient;
-	rec.objects.study_uid = study && study[0] ? study : NULL;
-	rec.objects.series_uid = series && series[0] ? series : NULL;
-	rec.objects.sop_uid = sop && sop[0] ? sop : NULL;
-	if (n > 0) {
-		rec.objects.counted = true;
-		rec.objects.patients = 1;
-		rec.objects.studies = 1;
-		rec.objects.instances = n;
-	}
+	objects_of(&rec.objects, patient, study, series, sop, n);
 	dw_note_read(r, &rec);
 }
 
