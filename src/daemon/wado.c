@@ -273,10 +273,15 @@ void wado_list_fini(struct wado_list *l)
 
 /* ---- Accept ---- */
 
+/* The accept query parameter when given (PS3.18 8.3.3.1: a browser's
+ * link cannot set the header; the parameter then replaces it), else the
+ * Accept header. */
 const char *wado_accept_header(struct http_req *r)
 {
-	const char *h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
+	const char *h = MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, "accept");
 
+	if (h == NULL)
+		h = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
 	return h ? h : "";
 }
 

@@ -313,8 +313,8 @@ enum err qido_parse(const struct qido_arg *args, size_t n, struct qido_params *p
 				                                     "must be true or false");
 		} else if (name_is(a, "includefield")) {
 			rc = includefield(a, i, p, why, whylen);
-		} else if (name_is(a, "charset")) {
-			continue;
+		} else if (name_is(a, "charset") || name_is(a, "accept")) {
+			continue;   /* the HTTP layer's (accept: PS3.18 8.3.3.1, in place of the Accept header) */
 		} else if (attribute_shaped(a)) {
 			rc = attribute(a, i, p, why, whylen);
 		} else {

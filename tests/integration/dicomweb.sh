@@ -313,6 +313,14 @@ EOF
 stow cutafter "$T/cutafter.mp"
 check "a whole new instance, then a part cut short: 202, the first in ReferencedSOPSequence, a Warning header" \
 	"[ \$(code cutafter) = 202 ] && js cutafter 'len(d[\"00081199\"][\"Value\"]) == 1 and d[\"00081199\"][\"Value\"][0][\"00081155\"][\"Value\"][0] == open(\"$T/cutafter.mp.sop\").read()' && hdr cutafter Warning | grep -q 'malformed multipart body'"
+# the accept query parameter stands for the Accept header (PS3.18
+# 8.3.3.1: a browser's link cannot set it)
+req accq -H "$AUTH" -H 'Accept: text/html' "$U/dicom-web/studies/$CT_ST/metadata?accept=application/dicom%2Bjson"
+check "metadata with Accept: text/html and ?accept=application/dicom+json: 200, DICOM JSON" \
+	"[ \$(code accq) = 200 ] && hdr accq Content-Type | grep -q '^application/dicom+json'"
+req accq2 -H "$AUTH" "$U/dicom-web/studies?StudyInstanceUID=$CT_ST&accept=application/json"
+check "QIDO with ?accept=application/json: answered so, the parameter not taken for a key (no Warning)" \
+	"[ \$(code accq2) = 200 ] && hdr accq2 Content-Type | grep -q '^application/json' && ! grep -qi '^warning:.*accept' $T/accq2.hdr"
 printf 'no delimiter here at all' >"$T/nodelim.mp"
 stow nodelim "$T/nodelim.mp"
 check "body without any delimiter: 400" "problem nodelim 400"
