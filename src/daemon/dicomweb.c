@@ -835,7 +835,7 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 	size_t bl;
 	unsigned status;
 	enum MHD_Result q;
-	char detail[160], warning[220];
+	char detail[160], warning[220], *c;
 	const char *extra[3] = { NULL, NULL, NULL };
 
 	if (s->mp_rc == ERR_AGAIN)
@@ -850,6 +850,9 @@ static enum MHD_Result stow_answer(struct http_req *r, struct dw *d)
 		if (s->n_ok == 0)
 			return http_problem(r, s->mp_rc == ERR_LIMIT ? MHD_HTTP_CONTENT_TOO_LARGE : MHD_HTTP_BAD_REQUEST,
 			                    detail, NULL);
+		for (c = detail; *c; c++)   /* quoted in a header: no quote, backslash or control */
+			if ((unsigned char)*c < 0x20 || *c == '"' || *c == '\\')
+				*c = '\'';
 		snprintf(warning, sizeof warning, "299 dicomvault \"%s; the rest was not read\"", detail);
 		extra[0] = "Warning";
 		extra[1] = warning;
