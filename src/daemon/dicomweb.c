@@ -941,6 +941,18 @@ enum MHD_Result dicomweb_begin(struct http_req *r)
 	}
 }
 
+const char *dw_allow(const char *url)
+{
+	const char *seg[DW_MAX_SEGS];
+	size_t len[DW_MAX_SEGS], n;
+	bool too_many;
+
+	if (strncmp(url, "/dicom-web/", 11) != 0)
+		return "GET, HEAD";
+	n = dw_split(url + 11, seg, len, &too_many);
+	return !too_many && dw_route_of(seg, len, n, true) == DW_ROUTE_STOW ? "GET, HEAD, POST" : "GET, HEAD";
+}
+
 enum MHD_Result dicomweb_body(struct http_req *r, const uint8_t *p, size_t n)
 {
 	struct dw *d = r->ctx;

@@ -767,7 +767,10 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 			return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	}
 	if (!method_allowed(r->route, r->method)) {
-		const char *allow[] = { MHD_HTTP_HEADER_ALLOW, r->route->allow, NULL };
+		/* DICOMweb's route is a prefix: its resources differ (POST is
+		 * STOW-RS's only) */
+		const char *allow[] = { MHD_HTTP_HEADER_ALLOW,
+			                    r->route->begin == dicomweb_begin ? dw_allow(r->url) : r->route->allow, NULL };
 		return http_problem(r, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed here", allow);
 	}
 	cl = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);

@@ -185,6 +185,9 @@ enum dw_route {
 	DW_ROUTE_WADO,       /* GET /studies/{study}... anything else (wado_route_of) */
 };
 enum dw_route dw_route_of(const char *const seg[], const size_t len[], size_t n, bool post);
+/* The methods a DICOMweb path takes, for an Allow header: POST only on
+ * the STOW-RS resources (/studies, /studies/{uid}). */
+const char *dw_allow(const char *url);
 
 /* The request's token: "Authorization: Bearer T" (T without the spaces
  * around it), else the dv_session cookie. An Authorization header of

@@ -321,6 +321,13 @@ check "metadata with Accept: text/html and ?accept=application/dicom+json: 200, 
 req accq2 -H "$AUTH" "$U/dicom-web/studies?StudyInstanceUID=$CT_ST&accept=application/json"
 check "QIDO with ?accept=application/json: answered so, the parameter not taken for a key (no Warning)" \
 	"[ \$(code accq2) = 200 ] && hdr accq2 Content-Type | grep -q '^application/json' && ! grep -qi '^warning:.*accept' $T/accq2.hdr"
+# a method no DICOMweb resource takes: 405, Allow naming what that resource takes
+req opt1 -H "$AUTH" -X OPTIONS "$U/dicom-web/studies/$CT_ST/series"
+check "OPTIONS on a series list: 405, Allow: GET, HEAD (no POST there)" \
+	"problem opt1 405 && [ \"\$(hdr opt1 Allow)\" = 'GET, HEAD' ]"
+req opt2 -H "$AUTH" -X OPTIONS "$U/dicom-web/studies"
+check "OPTIONS on /studies: 405, Allow: GET, HEAD, POST (STOW-RS)" \
+	"problem opt2 405 && [ \"\$(hdr opt2 Allow)\" = 'GET, HEAD, POST' ]"
 printf 'no delimiter here at all' >"$T/nodelim.mp"
 stow nodelim "$T/nodelim.mp"
 check "body without any delimiter: 400" "problem nodelim 400"
