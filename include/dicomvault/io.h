@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "dicomvault/err.h"
 #include "dicomvault/wbuf.h"
 
@@ -43,6 +44,8 @@ WUR enum err src_file_fdopen(struct src *s, int fd);
  * *what says what it is ("a symbolic link", "a FIFO", ...); ERR_NOTFOUND:
  * no such file; ERR_IO: errno says. */
 WUR enum err file_open_regular(const char *path, bool follow, int *fd, const char **what);
+/* What a file of mode m is, in words ("a FIFO", "a symbolic link", ...). */
+const char *file_type_name(mode_t m);
 /* The same for path relative to the folder open as dfd (openat): a walk
  * that holds each folder open, so that no folder on the way can be
  * swapped for a link between the listing and the open. */

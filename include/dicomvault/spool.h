@@ -20,6 +20,8 @@ struct spool;
  * missing); label is bound into the file's encryption. */
 WUR enum err spool_new(struct spool **out, const char *dir, const char *label);
 WUR enum err spool_write(struct spool *s, const void *p, size_t n);
+/* A sink that writes to s (spool_write). */
+void sink_spool(struct sink *k, struct spool *s);
 /* No more writes. */
 WUR enum err spool_finish(struct spool *s);
 /* The bytes written so far while they are all in memory (true), for a

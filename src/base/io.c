@@ -152,7 +152,7 @@ enum err src_file_open(struct src *s, const char *path)
 }
 
 /* What a file of this type is, for a refusal. */
-static const char *type_name(mode_t m)
+const char *file_type_name(mode_t m)
 {
 	return S_ISLNK(m) ? "a symbolic link" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" :
 	       S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISDIR(m) ? "a folder" :
@@ -174,7 +174,7 @@ enum err file_open_regular_at(int dfd, const char *path, bool follow, int *fd_ou
 	} while (fd < 0 && errno == EINTR);
 	if (fd < 0) {
 		if (errno == ELOOP && !follow) {
-			*what = type_name(S_IFLNK);
+			*what = file_type_name(S_IFLNK);
 			return ERR_DENIED;
 		}
 		if (errno == ENXIO) {   /* a socket, or a device without its driver */
@@ -191,7 +191,7 @@ enum err file_open_regular_at(int dfd, const char *path, bool follow, int *fd_ou
 	}
 	if (!S_ISREG(st.st_mode)) {
 		close(fd);
-		*what = type_name(st.st_mode);
+		*what = file_type_name(st.st_mode);
 		return ERR_DENIED;
 	}
 	fl = fcntl(fd, F_GETFL);

@@ -4,8 +4,8 @@
  * while it is read; with --deidentify, each file goes through the PS3.15
  * engine under the vault's project key (derived from the master key, so the
  * same patient gets the same pseudonyms in every export of one project)
- * and the vault's masking rules, in memory (the identified object never
- * reaches a file). Every export is recorded before its first file, and
+ * and the vault's masking rules, from an encrypted spool (the identified
+ * object never reaches a readable file). Every export is recorded before its first file, and
  * again when less was written (failures, a signal). OUT/SERIES folders
  * are opened without following links. Layer: cmd. */
 #include <errno.h>
@@ -26,6 +26,7 @@
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
+#include "dicomvault/spool.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
 
@@ -168,9 +169,10 @@ static int temp_in(int dfd, char name[40], const char *where, char *why, size_t 
 	return -1;
 }
 
-/* Retrieves the object into memory (*w) and de-identifies it there: the
- * identified bytes never reach a file. The result, as Part 10, in *out,
- * its UIDs in sop and series. */
+/* Retrieves the object into a spool (memory, or beyond 1 MiB a file with
+ * no name under the vault's tmp, encrypted under a key of its own: the
+ * identified bytes never reach a readable file) and de-identifies it. The
+ * result, as Part 10, in *out, its UIDs in sop and series. */
 static enum err deid_one(struct exp *e, const struct item *it, struct wbuf *out, char *sop, char *series, char *why,
                          size_t whylen)
 {
@@ -178,21 +180,25 @@ static enum err deid_one(struct exp *e, const struct item *it, struct wbuf *out,
 	struct dcm_write_opts wo;
 	struct dcm_errinfo ei;
 	struct dcm_file *f = NULL;
-	struct src_mem m;
-	struct wbuf w;
+	struct spool *sp = NULL;
+	char dir[VAULT_PATH_MAX + 8];
+	bool have_src = false;
 	struct sink k;
 	struct src s;
 	enum err rc;
 
-	wbuf_init(&w, (size_t)4 << 30);
-	sink_wbuf(&k, &w);
-	rc = retrieve_instance(e->v, it->sop, &k, why, whylen);
-	if (rc == ERR_OK)
-		rc = wbuf_err(&w);
+	snprintf(dir, sizeof dir, "%s/tmp", e->v->dir);
+	rc = spool_new(&sp, dir, "export-deid");
 	if (rc == ERR_OK) {
+		sink_spool(&k, sp);
+		rc = retrieve_instance(e->v, it->sop, &k, why, whylen);
+	}
+	if (rc == ERR_OK)
+		rc = spool_finish(sp);
+	if (rc == ERR_OK && (rc = spool_src(sp, &s)) == ERR_OK) {
+		have_src = true;
 		memset(&ro, 0, sizeof ro);
 		ro.bulk_threshold = DCM_DEFAULT_BULK;
-		src_mem_init(&s, &m, w.p, w.len);
 		rc = dcm_file_read(&s, &ro, &f, &ei);
 		if (rc != ERR_OK)
 			(void)err_why(why, whylen, ERR_IO, "stored object does not parse: %s", ei.msg);
@@ -216,9 +222,9 @@ static enum err deid_one(struct exp *e, const struct item *it, struct wbuf *out,
 			rc = wbuf_err(out);
 	}
 	dcm_file_free(f);
-	if (w.p != NULL)
-		mem_wipe(w.p, w.len);
-	wbuf_fini(&w);
+	if (have_src)
+		src_close(&s);
+	spool_free(sp);
 	return rc;
 }
 

@@ -329,11 +329,6 @@ static bool part10_magic(struct src *s)
 	       memcmp(h + 128, "DICM", 4) == 0;
 }
 
-static enum err to_spool(void *ctx, const void *p, size_t n)
-{
-	return spool_write(ctx, p, n);
-}
-
 /* Whether s, from its start, reads as a data set (the encoding guessed
  * from its first element, as DCMTK and pydicom do) up to (0008,0018),
  * with a valid SOP Class and SOP Instance UID; *has_meta (may be NULL):
@@ -422,8 +417,7 @@ static enum err bare_wrap(struct imp *x, struct spool *raw, struct spool **out, 
 			goto out;
 		}
 		memset(&wo, 0, sizeof wo);
-		k.write = to_spool;
-		k.ctx = sp;
+		sink_spool(&k, sp);
 		rc = dcm_file_write(f, &wo, &k);
 		if (rc != ERR_OK)
 			rc = err_why(why, whylen, rc == ERR_UNSUPPORTED ? ERR_PARSE : rc,
@@ -677,14 +671,6 @@ out:
 	spool_free(raw);
 }
 
-/* What st is, when it is neither a regular file nor a folder. */
-static const char *special_name(const struct stat *st)
-{
-	return S_ISFIFO(st->st_mode) ? "a FIFO" : S_ISSOCK(st->st_mode) ? "a socket" :
-	       S_ISCHR(st->st_mode) ? "a character device" : S_ISBLK(st->st_mode) ? "a block device" :
-	       "not a regular file";
-}
-
 /* Files under a folder (depth-first, sorted names), walked through open
  * folders (openat, O_NOFOLLOW at every step): no folder on the way can be
  * swapped for a link between its listing and the opens under it. In a
@@ -724,7 +710,7 @@ static void walk_entry(struct imp *x, int dfd, const char *nm, const char *sub, 
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		note(&x->r, W_FAILED, sub, "%s, not a regular file or folder: not read", special_name(&st));
+		note(&x->r, W_FAILED, sub, "%s, not a regular file or folder: not read", file_type_name(st.st_mode));
 		return;
 	}
 	if (depth + 1 >= IMPORT_MAX_DEPTH) {
@@ -817,7 +803,7 @@ static void walk(struct imp *x, const char *path)
 		return;
 	}
 	if (!S_ISDIR(st.st_mode)) {
-		note(&x->r, W_FAILED, path, "%s, not a regular file or folder: not read", special_name(&st));
+		note(&x->r, W_FAILED, path, "%s, not a regular file or folder: not read", file_type_name(st.st_mode));
 		return;
 	}
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

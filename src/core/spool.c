@@ -178,6 +178,17 @@ enum err spool_write(struct spool *s, const void *p, size_t n)
 	return rc;
 }
 
+static enum err spool_sink_write(void *ctx, const void *p, size_t n)
+{
+	return spool_write(ctx, p, n);
+}
+
+void sink_spool(struct sink *k, struct spool *s)
+{
+	k->write = spool_sink_write;
+	k->ctx = s;
+}
+
 enum err spool_finish(struct spool *s)
 {
 	enum err rc = ERR_OK;
