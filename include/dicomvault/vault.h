@@ -67,6 +67,12 @@ WUR enum err vault_open(const char *dir, const struct vault_open_opts *o, struct
                         size_t whylen);
 void vault_close(struct vault *v);
 
+/* The vault's audit log (audit_open: it must exist and hold a record),
+ * signing with the vault's audit key: what every writer holding the vault
+ * opens, before it changes anything. */
+struct audit;
+WUR enum err vault_audit_open(struct vault *v, struct audit **out);
+
 /* Crash recovery of the object store (core/recover.c), run by vault_open:
  * removes temporary files of unfinished writes and objects written but
  * never indexed, when no other process has the vault's object store open.

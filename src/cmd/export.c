@@ -371,11 +371,10 @@ int cmd_export(int argc, char **argv)
 	}
 	/* opened first: nothing is exported when it cannot be recorded (a
 	 * missing or emptied log: audit_open) */
-	if (audit_open(dir, &e.au) != ERR_OK) {
+	if (vault_audit_open(v, &e.au) != ERR_OK) {
 		fprintf(stderr, "dicomvault export: cannot open the audit log in %s: nothing exported\n", dir);
 		goto done;
 	}
-	audit_set_signer(e.au, v->audit_sk, v->audit_pk, 0);
 	e.out_fd = -1;
 	if (mkdir(out, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "dicomvault export: %s: cannot create: %s\n", out, strerror(errno));

@@ -1382,12 +1382,11 @@ int cmd_import(int argc, char **argv)
 	}
 	x.v->ix_lock = &x.lock;
 	x.tty = !x.json && isatty(2);
-	if (audit_open(x.v->dir, &x.au) != ERR_OK) {
+	if (vault_audit_open(x.v, &x.au) != ERR_OK) {
 		fprintf(stderr, "dicomvault import: cannot open the audit trail %s/%s (run 'dicomvault audit verify')\n",
 		        x.v->dir, AUDIT_LOG_PATH);
 		goto done;
 	}
-	audit_set_signer(x.au, x.v->audit_sk, x.v->audit_pk, 0);
 	if (access_collections_load(x.v->conf, &x.colls, why, sizeof why) != ERR_OK) {
 		fprintf(stderr, "dicomvault import: %s/dicomvault.conf: %s\n", x.v->dir, why);
 		goto done;

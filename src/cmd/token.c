@@ -414,13 +414,11 @@ int cmd_token(int argc, char **argv)
 	}
 	if (strcmp(a.sub, "list") == 0) {
 		rc = run_list(v, &a);
-	} else if (audit_open(dir, &au) != ERR_OK) {
+	} else if (vault_audit_open(v, &au) != ERR_OK) {
 		/* nothing changes that cannot be recorded */
 		fprintf(stderr, "dicomvault token %s: cannot open the audit log in %s: nothing was changed\n", a.sub, dir);
 		rc = 1;
 	} else {
-		if (v->audit_sk != NULL)
-			audit_set_signer(au, v->audit_sk, v->audit_pk, 0);
 		rc = a.sub[0] == 'c' ? run_create(v, au, &a, ttl, scope, collection) : run_revoke(v, au, &a, id);
 		audit_close(au);
 	}

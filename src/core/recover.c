@@ -51,14 +51,12 @@ static enum err need_log(struct recovery *r)
 
 	if (r->au != NULL)
 		return ERR_OK;
-	rc = audit_open(r->v->dir, &r->au);
+	rc = vault_audit_open(r->v, &r->au);   /* signed at close */
 	if (rc != ERR_OK) {
 		log_error("object store recovery: the audit log cannot be opened (%s): nothing is removed until it is "
 		          "restored", err_str(rc));
 		return ERR_DENIED;
 	}
-	if (r->v->audit_sk != NULL)
-		audit_set_signer(r->au, r->v->audit_sk, r->v->audit_pk, 0);   /* signed at close */
 	return ERR_OK;
 }
 

@@ -138,11 +138,9 @@ static enum err log_for(struct vault *v, const struct users_actor *by, struct us
 	*own = NULL;
 	if (by->audit != NULL)
 		return ERR_OK;
-	rc = audit_open(v->dir, own);
+	rc = vault_audit_open(v, own);
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "cannot open the vault's audit log (%s): nothing was changed", err_str(rc));
-	if (v->audit_sk != NULL)
-		audit_set_signer(*own, v->audit_sk, v->audit_pk, 0);
 	me->audit = *own;
 	return ERR_OK;
 }

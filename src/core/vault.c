@@ -145,6 +145,15 @@ static void remove_tree(const char *dir)
 	rmdir(dir);
 }
 
+enum err vault_audit_open(struct vault *v, struct audit **out)
+{
+	enum err rc = audit_open(v->dir, out);
+
+	if (rc == ERR_OK && v->audit_sk != NULL)
+		audit_set_signer(*out, v->audit_sk, v->audit_pk, 0);
+	return rc;
+}
+
 void vault_remove_new(const char *dir)
 {
 	remove_tree(dir);

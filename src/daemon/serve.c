@@ -112,12 +112,11 @@ int serve_run(const struct serve_opts *o)
 	if (!aead_gcm_hw())
 		log_warn("this CPU has no AES instructions: objects are sealed with AES-256-GCM in software, "
 		         "slower and not constant-time (docs/internals/crypto.md)");
-	if (audit_open(v->dir, &au) != ERR_OK) {
+	if (vault_audit_open(v, &au) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot open the audit trail %s/%s (run 'dicomvault audit verify')\n",
 		        v->dir, AUDIT_LOG_PATH);
 		goto out;
 	}
-	audit_set_signer(au, v->audit_sk, v->audit_pk, 0);
 	{
 		/* [audit] read_sync_ms: records of reads are fsynced within this
 		 * many ms (0: each before its answer); changes always at once */
