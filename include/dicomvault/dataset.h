@@ -181,6 +181,8 @@ struct dcm_charset;
 void dcm_ds_charset(const struct dcm_ds *ds, struct dcm_charset *cs);
 
 struct dcm_elem *dcm_ds_find(const struct dcm_ds *ds, uint32_t tag);
+/* Whether ds itself (not its items) holds an element of group g. */
+bool dcm_ds_has_group(const struct dcm_ds *ds, uint16_t g);
 /* String value without trailing padding: (pointer, length); NULL if absent. */
 const char *dcm_ds_str(const struct dcm_ds *ds, uint32_t tag, size_t *len);
 /* Copies a string value into buf (max cap-1 chars, NUL-terminated). */

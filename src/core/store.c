@@ -40,17 +40,6 @@ const char *store_conflict_str(enum store_conflict c)
 	return NULL;
 }
 
-/* Whether the data set (top level) holds an element of group 0002. */
-static bool has_meta_group(const struct dcm_ds *ds)
-{
-	uint32_t i;
-
-	for (i = 0; i < ds->n; i++)
-		if (ds->e[i].tag >> 16 == 0x0002)
-			return true;
-	return false;
-}
-
 /* A UID value (vr_uid_ok). */
 static enum err get_uid(const struct dcm_ds *ds, uint32_t tag, char out[65])
 {
@@ -1038,7 +1027,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	 * stored as received, a reader that takes the meta as the elements of
 	 * group 0002 (pydicom) would read such a one as meta, a Transfer
 	 * Syntax UID in it relabelling the whole object */
-	if (has_meta_group(&c.f->ds)) {
+	if (dcm_ds_has_group(&c.f->ds, 0x0002)) {
 		rc = err_why(why, whylen, ERR_PARSE,
 		             "File Meta elements (0002,xxxx) in the data set, after the meta information: readers "
 		             "would take them for the meta");

@@ -317,12 +317,7 @@ static enum err store_peek(struct dimse_assoc *a, struct src *src, struct peeked
 		return rc;
 	peek_ds(a, &f->ds, pk);
 	pk->vr_mismatch = f->vr_mismatch;
-	{
-		uint32_t i;
-		for (i = 0; i < f->ds.n; i++)
-			if (f->ds.e[i].tag >> 16 == 0x0002)
-				pk->has_meta = true;
-	}
+	pk->has_meta = dcm_ds_has_group(&f->ds, 0x0002);
 	dcm_file_free(f);
 	return ERR_OK;
 }

@@ -739,6 +739,16 @@ out:
 
 /* ---- access ---- */
 
+bool dcm_ds_has_group(const struct dcm_ds *ds, uint16_t g)
+{
+	uint32_t i;
+
+	for (i = 0; i < ds->n; i++)
+		if (ds->e[i].tag >> 16 == g)
+			return true;
+	return false;
+}
+
 struct dcm_elem *dcm_ds_find(const struct dcm_ds *ds, uint32_t tag)
 {
 	uint32_t lo = 0, hi = ds->n, i;
