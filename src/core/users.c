@@ -109,8 +109,8 @@ enum err users_create(struct index_store *ix, const struct secret *mk, const cha
 
 /* ---- audit of changes ---- */
 
-static enum err audited(struct vault *v, const struct users_actor *by, const char *action, enum audit_outcome oc,
-                        const char *reason)
+/* A record of a change by `by` in its log (log_for opened it). */
+static enum err audited(const struct users_actor *by, const char *action, enum audit_outcome oc, const char *reason)
 {
 	struct audit_rec r;
 
@@ -121,7 +121,6 @@ static enum err audited(struct vault *v, const struct users_actor *by, const cha
 	r.actor.user = by->user;
 	r.actor.role = by->role;
 	r.actor.addr = by->addr;
-	(void)v;
 	return audit_append(by->audit, &r);
 }
 
@@ -182,12 +181,12 @@ static enum err add(struct vault *v, const struct users_actor *by, const char *n
 	unlock(v, &locked);
 	snprintf(reason, sizeof reason, "user-add %s role %s", name, access_role_name(role));
 	if (rc == ERR_DENIED) {
-		(void)audited(v, by, AUDIT_USER_CHANGE, AUDIT_FAILURE, "user-add: the name is taken");
+		(void)audited(by, AUDIT_USER_CHANGE, AUDIT_FAILURE, "user-add: the name is taken");
 		return err_why(why, whylen, rc, "there is already a user %s", name);
 	}
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "cannot create the user: %s", err_str(rc));
-	if (audited(v, by, AUDIT_USER_CHANGE, AUDIT_SUCCESS, reason) != ERR_OK) {
+	if (audited(by, AUDIT_USER_CHANGE, AUDIT_SUCCESS, reason) != ERR_OK) {
 		/* no user without its record: nothing refers to it yet */
 		struct idx_user u;
 		lock(v, &locked);
@@ -322,7 +321,7 @@ static enum err change_user(struct vault *v, const struct users_actor *by, const
 		return rc;
 	rc = rewrite_user(v, name, fn, NULL, &before);
 	snprintf(reason, sizeof reason, "%s %s", what, name);
-	if (audited(v, &me, AUDIT_USER_CHANGE, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK &&
+	if (audited(&me, AUDIT_USER_CHANGE, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK &&
 	    rc == ERR_OK) {
 		if (undo == NULL) {
 			rc = err_why(why, whylen, ERR_IO, "done, but the audit record could not be written");
@@ -389,7 +388,7 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	rc = v->ix->ops->user_get(v->ix, r->user, &u);
 	if (rc == ERR_NOTFOUND) {
 		unlock(v, &locked);
-		(void)audited(v, by, AUDIT_GRANT, AUDIT_FAILURE, "grant: no such user");
+		(void)audited(by, AUDIT_GRANT, AUDIT_FAILURE, "grant: no such user");
 		return err_why(why, whylen, rc, "no user %s", r->user);
 	}
 	g.user_id = u.id;
@@ -414,7 +413,7 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	snprintf(reason, sizeof reason, "grant %lld: %s as %s on %s%s%s%s", (long long)g.id, r->user, g.role, g.scope,
 	         g.with_priors ? " with priors" : "", g.break_glass ? " (break-glass)" : "",
 	         g.expires ? "" : " without expiry");
-	if (audited(v, by, r->break_glass ? AUDIT_BREAK_GLASS : AUDIT_GRANT, AUDIT_SUCCESS, reason) != ERR_OK) {
+	if (audited(by, r->break_glass ? AUDIT_BREAK_GLASS : AUDIT_GRANT, AUDIT_SUCCESS, reason) != ERR_OK) {
 		/* no grant without its record */
 		lock(v, &locked);
 		(void)v->ix->ops->grant_revoke(v->ix, g.id, (int64_t)time(NULL));
@@ -451,7 +450,7 @@ static enum err revoke(struct vault *v, const struct users_actor *by, int64_t id
 	unlock(v, &locked);
 	snprintf(reason, sizeof reason, "revoke grant %lld%s", (long long)id,
 	         rc == ERR_NOTFOUND ? ": no such grant" : rc == ERR_DENIED ? ": already revoked" : "");
-	if (audited(v, by, AUDIT_GRANT, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK && rc == ERR_OK)
+	if (audited(by, AUDIT_GRANT, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK && rc == ERR_OK)
 		return err_why(why, whylen, ERR_IO, "revoked, but the audit record could not be written");
 	if (rc == ERR_NOTFOUND)
 		return err_why(why, whylen, rc, "no grant %lld", (long long)id);
