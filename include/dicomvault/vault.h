@@ -10,6 +10,7 @@
 
 #define VAULT_PATH_MAX 3072u
 #define VAULT_MIN_PASSWORD 12u
+#define VAULT_MIN_PASSWORD_TEXT "12"
 
 /* --vault DIR, else $DICOMVAULT_HOME, else ./vault. */
 WUR enum err vault_resolve(const char *arg, char *out, size_t cap);
@@ -59,6 +60,7 @@ struct vault {
 struct vault_open_opts {
 	const char *passphrase_file;  /* for a passphrase vault; NULL: read stdin */
 	bool no_check;                /* skip vault_check (tests only) */
+	bool refuse_weak;             /* a weak passphrase is refused (serve), not only warned of */
 };
 
 /* Checks, reads the configuration, loads the key hierarchy and opens the

@@ -17,6 +17,7 @@
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
+#include "dicomvault/log.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/x509.h"
@@ -159,12 +160,15 @@ void vault_remove_new(const char *dir)
 	remove_tree(dir);
 }
 
+static const char *pass_weakness(const uint8_t *p, size_t n);
+
 /* Reads the admin password, the passphrase and the TLS material before
  * anything is created, so a bad input leaves no half-made vault. */
 static enum err gather(const struct vault_init_opts *o, struct vault_created *res, struct secret **pw,
                        struct secret **pass, struct wbuf *cert, struct wbuf *key, char *why, size_t whylen)
 {
 	struct secret *tk = NULL;
+	const char *weak;
 	enum err rc;
 
 	if (o->password_file != NULL) {
@@ -186,9 +190,10 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 		rc = secret_read_file(o->passphrase_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, pass);
 		if (rc != ERR_OK)
 			return err_why(why, whylen, rc, "cannot use passphrase file %s (mode 0600)", o->passphrase_file);
-		if (secret_len(*pass) < VAULT_MIN_PASSWORD)
-			return err_why(why, whylen, ERR_DENIED, "the passphrase must have at least %u characters",
-			               VAULT_MIN_PASSWORD);
+		weak = pass_weakness(secret_view(*pass), secret_len(*pass));
+		if (weak != NULL)
+			return err_why(why, whylen, ERR_DENIED, "the passphrase is too weak to guard the master key: %s",
+			               weak);
 	}
 	if (o->tls_cert != NULL) {
 		uint8_t *b = NULL;
@@ -482,21 +487,60 @@ static enum err check_mode(const char *dir, const char *name, mode_t max, bool n
 	return ERR_OK;
 }
 
-/* A 256-bit key drawn at random has about 28 distinct byte values of 32;
- * fewer than 16 happens by chance with a probability under 10^-20, so such
- * a key was made by hand (a constant, a repeated word or pattern): weak.
- * Only the count leaves this function. */
+/* A 256-bit key drawn at random has about 30 distinct byte values of 32;
+ * fewer than 18 happens by chance with a probability of about 10^-13, 32
+ * printable ASCII bytes (a typed word, hex digits) of about 10^-14, and a
+ * constant step between bytes (a counting sequence) of 256^-31: such a key
+ * was made by hand, not drawn (a constant, a repeated word or pattern,
+ * text): weak. Only the verdict leaves this function. */
 static bool mk_looks_random(const uint8_t *k)
 {
 	uint8_t seen[256] = { 0 };
 	unsigned i, distinct = 0;
+	bool text = true, step = true;
 
 	for (i = 0; i < MK_LEN; i++) {
 		distinct += seen[k[i]] == 0;
 		seen[k[i]] = 1;
+		text = text && k[i] >= 0x20 && k[i] < 0x7f;
+		step = step && (i < 2 || (uint8_t)(k[i] - k[i - 1]) == (uint8_t)(k[1] - k[0]));
 	}
 	mem_wipe(seen, sizeof seen);
-	return distinct >= 16;
+	return distinct >= 18 && !text && !step;
+}
+
+/* Why the passphrase p (n bytes) is too weak to guard the master key, or
+ * NULL: shorter than VAULT_MIN_PASSWORD, fewer than 8 different characters
+ * ("aaaaaaaaaaaa", "abababab..."), one word repeated ("hello123hello123")
+ * or a run with a constant step ("abcdefghijklm", "0123456789ab"). The
+ * derivation (Argon2id) slows a guesser down; it does not stop one that
+ * tries these first. */
+static const char *pass_weakness(const uint8_t *p, size_t n)
+{
+	uint8_t seen[256] = { 0 };
+	size_t i, period, distinct = 0;
+	bool step = true;
+	const char *why = NULL;
+
+	for (i = 0; i < n; i++) {
+		distinct += seen[p[i]] == 0;
+		seen[p[i]] = 1;
+		step = step && (i < 2 || (uint8_t)(p[i] - p[i - 1]) == (uint8_t)(p[1] - p[0]));
+	}
+	mem_wipe(seen, sizeof seen);
+	if (n < VAULT_MIN_PASSWORD)
+		return "it is shorter than " VAULT_MIN_PASSWORD_TEXT " characters";
+	if (distinct < 8)
+		why = "it has fewer than 8 different characters";
+	else if (step)
+		why = "it is a run of consecutive characters";
+	for (period = 1; why == NULL && period <= n / 2; period++) {
+		for (i = period; i < n && p[i] == p[i - period]; i++)
+			;
+		if (i == n)
+			why = "it is one word repeated";
+	}
+	return why;
 }
 
 enum err vault_check(const char *dir, char *why, size_t whylen)
@@ -534,7 +578,7 @@ enum err vault_check(const char *dir, char *why, size_t whylen)
 		if (ct_equal(secret_view(mk), zero, MK_LEN))
 			rc = err_why(why, whylen, ERR_DENIED, "%s holds an all-zero (default) key", p);
 		else if (!mk_looks_random(secret_view(mk)))
-			rc = err_why(why, whylen, ERR_DENIED, "%s holds a weak key (too few distinct bytes: not random)", p);
+			rc = err_why(why, whylen, ERR_DENIED, "%s holds a weak key (not drawn at random: too few distinct bytes, text or a sequence)", p);
 		secret_free(mk);
 	}
 	return rc;
@@ -655,6 +699,7 @@ static enum err load_master(const char *dir, const struct vault_open_opts *o, st
 {
 	char p[VAULT_PATH_MAX + 64];
 	struct secret *pass = NULL;
+	const char *weak;
 	uint8_t *rec = NULL;
 	size_t n = 0;
 	enum err rc;
@@ -675,12 +720,24 @@ static enum err load_master(const char *dir, const struct vault_open_opts *o, st
 		rc = secret_read_file(o->passphrase_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pass);
 	else
 		rc = secret_from_fd(STDIN_FILENO, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pass);
-	if (rc == ERR_OK)
+	if (rc == ERR_OK && (weak = pass_weakness(secret_view(pass), secret_len(pass))) != NULL) {
+		/* a vault made before init refused such a passphrase: its data can
+		 * still be read and exported, but not served */
+		if (o != NULL && o->refuse_weak)
+			rc = err_why(why, whylen, ERR_DENIED, "the passphrase is too weak to guard the master key (%s): "
+			             "not served; export the data into a vault with a strong one", weak);
+		else
+			log_warn("the passphrase is too weak to guard the master key (%s); serve refuses it", weak);
+	}
+	if (rc == ERR_OK) {
 		rc = mk_pass_open(pass, rec, n, mk);
-	if (rc == ERR_AUTH)
-		err_why(why, whylen, rc, "wrong passphrase for the master key");
-	else if (rc != ERR_OK)
-		err_why(why, whylen, rc, "cannot derive the master key from the passphrase");
+		if (rc == ERR_AUTH)
+			err_why(why, whylen, rc, "wrong passphrase for the master key");
+		else if (rc != ERR_OK)
+			err_why(why, whylen, rc, "cannot derive the master key from the passphrase");
+	} else if (why != NULL && (whylen == 0 || why[0] == 0)) {
+		err_why(why, whylen, rc, "cannot read the passphrase");
+	}
 	secret_free(pass);
 	free(rec);
 	return rc;

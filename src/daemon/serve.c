@@ -51,7 +51,7 @@ static void print_json(const char *url, const struct dimse_srv *dsrv, const char
 
 int serve_run(const struct serve_opts *o)
 {
-	struct vault_open_opts vo = { .passphrase_file = o->passphrase_file, .no_check = false };
+	struct vault_open_opts vo = { .passphrase_file = o->passphrase_file, .no_check = false, .refuse_weak = true };
 	char why[512], cert_path[VAULT_PATH_MAX + 64], key_path[VAULT_PATH_MAX + 64];
 	pthread_mutex_t ix_lock = PTHREAD_MUTEX_INITIALIZER;
 	struct vault *v = NULL;

@@ -51,6 +51,12 @@ printf 'short\n' >"$T/short"
 chmod 600 "$T/short"
 $DV init --vault "$T/w" --password-file "$T/short" >/dev/null 2>"$T/err"
 check "short password refused, nothing created" "[ $? -eq 1 ] && grep -q 'at least 12' $T/err && [ ! -e $T/w ]"
+printf 'aaaaaaaaaaaaaaaaaaaa\n' >"$T/weakpp"
+chmod 600 "$T/weakpp"
+$DV init --vault "$T/w" --passphrase-file "$T/weakpp" >/dev/null 2>"$T/err"
+check "weak passphrase refused, saying why, not showing it, nothing created" \
+	"[ $? -eq 1 ] && grep -q 'too weak to guard the master key: it has fewer than 8 different characters' $T/err &&
+	 ! grep -q aaaa $T/err && [ ! -e $T/w ]"
 $DV init --vault "$T/w" --password hunter2hunter2 >/dev/null 2>"$T/err"
 check "password on argv refused (usage)" "[ $? -eq 2 ] && grep -q 'never taken from the command line' $T/err"
 $DV init --vault "$T/w" --admin 'bad name;' >/dev/null 2>"$T/err"

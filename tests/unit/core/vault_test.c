@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "test.h"
+#include "dicomvault/crypto.h"
 #include "dicomvault/index.h"
 #include "dicomvault/vault.h"
 
@@ -112,34 +113,78 @@ TEST(check_refuses_zero_key_and_missing_files)
 	CHECK(vault_check(dir, why, sizeof why) == ERR_NOTFOUND);
 }
 
-/* A hand-made key (a repeated word: 4 distinct bytes) is refused as weak;
- * 32 distinct bytes pass the check. */
-TEST(check_refuses_weak_key)
+/* Writes the 32-byte master key k into dir's keys/master.key (the DVMK
+ * file as init writes it) and returns vault_check's verdict. */
+static enum err check_with_key(const char *dir, const uint8_t k[32], char *why, size_t whylen)
 {
-	char dir[512], p[600], why[256];
-	uint8_t key[40] = { 'D', 'V', 'M', 'K', 1 };
-	unsigned i, round;
+	char p[600];
+	uint8_t file[40] = { 'D', 'V', 'M', 'K', 1 };
 	int fd;
 
-	CHECK(make_vault("w", NULL, dir, sizeof dir) == ERR_OK);
+	memcpy(file + 8, k, 32);
 	snprintf(p, sizeof p, "%s/keys/master.key", dir);
-	for (round = 0; round < 2; round++) {
-		for (i = 0; i < 32; i++)
-			key[8 + i] = round == 0 ? (uint8_t)"word"[i % 4] : (uint8_t)(i * 7 + 1);
-		unlink(p);
-		fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-		CHECK(fd >= 0);
-		if (fd >= 0) {
-			CHECK(write(fd, key, sizeof key) == (ssize_t)sizeof key);
-			close(fd);
-		}
-		if (round == 0) {
-			CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);
-			CHECK(strstr(why, "weak key") != NULL);
-		} else {
-			CHECK(vault_check(dir, why, sizeof why) == ERR_OK);
-		}
+	unlink(p);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		CHECK(write(fd, file, sizeof file) == (ssize_t)sizeof file);
+		close(fd);
 	}
+	return vault_check(dir, why, whylen);
+}
+
+/* Hand-made keys are refused as weak: a repeated word (4 distinct bytes),
+ * 32 printable characters ("0123456789abcdef" twice: 16 distinct), a
+ * counting sequence (32 distinct), a sequence stepping by 7, 17 distinct
+ * bytes; drawn ones pass, and so does a key of 18 distinct bytes that is
+ * none of these. */
+TEST(check_refuses_weak_key)
+{
+	char dir[512], why[256];
+	uint8_t key[32];
+	unsigned i, n;
+
+	CHECK(make_vault("w", NULL, dir, sizeof dir) == ERR_OK);
+	for (n = 0; n < 5; n++) {
+		for (i = 0; i < 32; i++)
+			key[i] = n == 0 ? (uint8_t)"word"[i % 4]
+			       : n == 1 ? (uint8_t)"0123456789abcdef"[i % 16]
+			       : n == 2 ? (uint8_t)i
+			       : n == 3 ? (uint8_t)(i * 7 + 1)
+			                : (uint8_t)(0x80 + (i * 5) % 17);
+		CHECK(check_with_key(dir, key, why, sizeof why) == ERR_DENIED);
+		CHECK(strstr(why, "weak key") != NULL);
+	}
+	for (n = 0; n < 20; n++) {
+		CHECK(rand_bytes(key, sizeof key) == ERR_OK);
+		CHECK(check_with_key(dir, key, why, sizeof why) == ERR_OK);
+	}
+	for (i = 0; i < 32; i++)
+		key[i] = (uint8_t)(0x80 + (i * 5) % 18);
+	CHECK(check_with_key(dir, key, why, sizeof why) == ERR_OK);
+}
+
+/* init refuses a passphrase too weak to guard the master key, and creates
+ * nothing: too short, too few different characters, one word repeated, a
+ * run of consecutive characters. */
+TEST(init_refuses_weak_passphrase)
+{
+	static const char *const weak[] = {
+		"short pass\n", "aaaaaaaaaaaaaaaa\n", "abababababababab\n", "hello1234hello1234hello1234\n",
+		"abcdefghijklmnop\n", "0123456789:;<=>?\n",
+	};
+	char pf[600], dir[512];
+	struct stat st;
+	unsigned i;
+
+	snprintf(pf, sizeof pf, "%s/weakpass", base);
+	for (i = 0; i < sizeof weak / sizeof weak[0]; i++) {
+		write_file(pf, weak[i], 0600);
+		CHECK(make_vault("weakpp", pf, dir, sizeof dir) == ERR_DENIED);
+		CHECK(stat(dir, &st) != 0);
+	}
+	write_file(pf, "hello1234 hello1234!\n", 0600);   /* a word twice, but not only that */
+	CHECK(make_vault("okpp", pf, dir, sizeof dir) == ERR_OK);
 }
 
 TEST(tampered_wrapped_key)
@@ -181,6 +226,17 @@ TEST(passphrase_vault)
 	o.passphrase_file = bad;
 	CHECK(vault_open(dir, &o, &v, why, sizeof why) == ERR_AUTH);
 	CHECK(v == NULL && strstr(why, "wrong passphrase") != NULL);
+	/* a weak passphrase (a vault made before init refused them): serve
+	 * (refuse_weak) refuses it before it derives anything, the others
+	 * only warn (here: and find it wrong) */
+	write_file(bad, "aaaaaaaaaaaaaaaaaaaa\n", 0600);
+	CHECK(vault_open(dir, &o, &v, why, sizeof why) == ERR_AUTH);
+	o.refuse_weak = true;
+	CHECK(vault_open(dir, &o, &v, why, sizeof why) == ERR_DENIED);
+	CHECK(v == NULL && strstr(why, "too weak") != NULL && strstr(why, "aaaa") == NULL);
+	o.passphrase_file = pf;
+	CHECK(vault_open(dir, &o, &v, why, sizeof why) == ERR_OK);
+	vault_close(v);
 }
 
 TEST(bad_config_named)
@@ -204,6 +260,7 @@ int main(void)
 	RUN(check_refuses_loose_permissions);
 	RUN(check_refuses_zero_key_and_missing_files);
 	RUN(check_refuses_weak_key);
+	RUN(init_refuses_weak_passphrase);
 	RUN(tampered_wrapped_key);
 	RUN(passphrase_vault);
 	RUN(bad_config_named);
