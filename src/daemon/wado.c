@@ -4,9 +4,11 @@
  * application/dicom part per instance) and WADO-URI. Retrieval is streamed
  * from the decryptor (core/retrieve.c), one instance at a time, each
  * opened only when the one before it has been sent: every chunk is
- * authenticated before its plaintext is sent, each instance's fixity is
- * checked at its end, and a failure cuts the response short and is
- * audited. The index (under ix_lock) is used to list the instances before
+ * authenticated before its plaintext is sent (the last one flagged, the
+ * length the index holds: an object cut or extended fails), and a failure
+ * cuts the response short and is audited. The whole-object SHA-256 of the
+ * index (fixity) is not recomputed here: export, C-GET and C-MOVE (of an
+ * object sent as stored), import's read-back and scrub do that. The index (under ix_lock) is used to list the instances before
  * the answer starts and for an instant as each one is opened, never while
  * decrypting or sending. Metadata, bulk data and frames: wado_meta.c.
  * See docs/internals/dicomweb.md. Layer: daemon. */
@@ -339,7 +341,7 @@ enum dphase { D_HEAD = 0, D_OPEN, D_BODY, D_TAIL };
 
 /* A retrieval streamed as libmicrohttpd pulls it: for each instance in
  * turn its part head, its plaintext (opened only now; each chunk
- * authenticated before it is released, the fixity checked at its end),
+ * authenticated before it is released, the last chunk flagged as last),
  * then the close delimiter. A failure ends the response with an error
  * (the connection is closed and the client sees a short body), is logged
  * and audited, and cannot be mistaken for a whole answer. */
@@ -502,7 +504,7 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			if (got > 0)
 				return (ssize_t)got;
 			dz_close(ds);
-			retrieve_close(ds->rt);   /* whole, and its fixity checked */
+			retrieve_close(ds->rt);   /* whole: every chunk authenticated, the last one last */
 			ds->rt = NULL;
 			ds->i++;
 			ds->phase = D_HEAD;
