@@ -179,6 +179,41 @@ enum err store_pn_keyed(const struct vault *v, const char *g, size_t n, uint8_t 
 	return rc;
 }
 
+/* The keyed hash of a text value of ds (an ID, an accession number) as a
+ * query sees it: in UTF-8, trailing spaces dropped. Printable ASCII is
+ * hashed as it is (the same bytes; vaults before this hashed every value
+ * so); anything else (an ISO 2022 escape, bytes of another character set)
+ * is decoded first by the data set's Specific Character Set, so that
+ * "ESC ( B" + "PID7" in ISO 2022 IR 87 hashes as "PID7" does, which a
+ * query for it hashes (query.c). A value that does not decode is hashed
+ * as it is. */
+static enum err store_keyed_text(const struct vault *v, const char *label, const struct dcm_ds *ds, const char *val,
+                                 size_t n, uint8_t out[32])
+{
+	struct dcm_charset cs;
+	struct wbuf w;
+	size_t i;
+	enum err rc;
+
+	for (i = 0; i < n && (uint8_t)val[i] >= 0x20 && (uint8_t)val[i] < 0x7f; i++)
+		;
+	if (i == n)
+		return store_keyed(v, label, val, n, out);
+	dcm_ds_charset(ds, &cs);
+	wbuf_init(&w, 4 * n + 16);
+	if (charset_to_utf8(&cs, false, (const uint8_t *)val, n, &w) == ERR_OK && wbuf_err(&w) == ERR_OK) {
+		while (w.len > 0 && (w.p[w.len - 1] == ' ' || w.p[w.len - 1] == 0))
+			w.len--;
+		rc = store_keyed(v, label, w.p, w.len, out);
+	} else {
+		rc = store_keyed(v, label, val, n, out);
+	}
+	if (w.p)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	return rc;
+}
+
 /* The name's group hashes for the patient row (p->pn_hmac): the name in
  * UTF-8, split as a query splits it. A name that does not convert has
  * none (no name query can match it); one that cannot be hashed whole (a
@@ -244,7 +279,7 @@ static enum err patient_keys(const struct vault *v, const struct dcm_ds *ds, uin
 			rc = store_keyed(v, "patient-id", w.p, w.len, key_hmac);
 		/* the ID alone, for queries that do not give the issuer */
 		if (rc == ERR_OK)
-			rc = store_keyed(v, STORE_KEY_PATIENT_ID, id, n1, id_hmac);
+			rc = store_keyed_text(v, STORE_KEY_PATIENT_ID, ds, id, n1, id_hmac);
 		*has_id = true;
 	} else {
 		size_t nb = 0;
@@ -632,7 +667,7 @@ static enum err p3_rows(struct p3_job *j)
 		merge_modality(st.modalities, sizeof st.modalities, m);
 		if (dcm_ds_str(&c->f->ds, 0x00080050, &n) != NULL && n > 0) {
 			const char *acc = dcm_ds_str(&c->f->ds, 0x00080050, &n);
-			rc = store_keyed(v, STORE_KEY_ACCESSION, acc, n, st.accession_hmac);
+			rc = store_keyed_text(v, STORE_KEY_ACCESSION, &c->f->ds, acc, n, st.accession_hmac);
 			st.has_accession = true;
 		}
 	}

@@ -5,7 +5,11 @@ SR, 64 bytes and more together): ModalitiesInStudy lists all 13 and
 matches on the last (before, the index kept 64 bytes and SR was dropped);
 a data set with Modality " MR" and StudyDate " 20240404" (leading spaces,
 not significant in CS and DA): found by Modality=MR, ModalitiesInStudy=MR
-and StudyDate=20240404, the values answered without the spaces.
+and StudyDate=20240404, the values answered without the spaces; a data set
+in ISO 2022 IR 87 whose PatientID and AccessionNumber begin with the escape
+ESC ( B (ASCII designated again, as some Japanese modalities write): found
+by the exact PatientID and AccessionNumber, which its keyed hashes must be
+of (before, the raw bytes were hashed and only a wildcard found it).
 
 Run as /usr/bin/python3 tests/integration/qido_values.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
@@ -56,8 +60,12 @@ def main():
           for k, m in enumerate(MODS)]
     sp = dsgen.part10(dsgen.sc(P + "2.1.1", P + "2", P + "2.1", "SPACE^LEAD", "SP92", Modality=" MR",
                                StudyDate=" 20240404"))
-    st, j = v.stow(rt + [sp])
-    check("14 instances stored", st == 200 and len((j or {}).get("00081199", {}).get("Value", [])) == 14, (st, j))
+    esc = dsgen.sc(P + "3.1.1", P + "3", P + "3.1", "ESC^TEST", "x")
+    esc.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    esc.add_new(0x00100020, "LO", b"\x1b(BPIDESC92")
+    esc.add_new(0x00080050, "SH", b"\x1b(BACCESC92 ")
+    st, j = v.stow(rt + [sp, dsgen.part10(esc)])
+    check("15 instances stored", st == 200 and len((j or {}).get("00081199", {}).get("Value", [])) == 15, (st, j))
     st, d = qido("studies?StudyInstanceUID=%s1&includefield=00080061" % P)
     got = val(d[0], "00080061") if d else []
     check("ModalitiesInStudy of the 13-series study: all 13", sorted(got) == sorted(MODS), got)
@@ -77,6 +85,13 @@ def main():
           (st, [val(i, "00080020") for i in d]))
     st, d = qido("studies?StudyDate=20240101-20241231")
     check("and within a date range", st == 200 and studies(d) == [P + "2"], (st, studies(d)))
+    for q in ("PatientID=PIDESC92", "AccessionNumber=ACCESC92", "PatientID=PIDESC9*", "AccessionNumber=ACCESC*"):
+        st, d = qido("studies?" + q)
+        check("ISO 2022 IR 87 values after ESC ( B: %s finds the study" % q,
+              st == 200 and studies(d) == [P + "3"], (st, studies(d)))
+    st, d = qido("studies?PatientID=PIDESC92&AccessionNumber=ACCESC92&includefield=00100020")
+    check("and answers the values decoded", st == 200 and len(d) == 1 and val(d[0], "00100020") == ["PIDESC92"]
+          and val(d[0], "00080050") == ["ACCESC92"], (st, d))
 
 
 TAP.run(main, lambda: finish(T, v))
