@@ -460,9 +460,8 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	if (p.empty_value)
 		warn_add(warn, sizeof warn, "The emptyvaluematching parameter is not supported. Empty Value Matching has "
 		                            "not been performed.");
-	if (p.multiple_value)
-		warn_add(warn, sizeof warn, "The multiplevaluematching parameter is not supported. Multiple Value Matching "
-		                            "has not been performed.");
+	/* multiplevaluematching=true needs no Warning: a value list (A\\B)
+	 * always matches any of its values (PS3.4 C.2.2.2.8; query.c) */
 	if (p.n_ignored > 0)
 		warn_ignored(warn, sizeof warn, as, &p);
 	nign = qry_ignored(q, &ign);
