@@ -117,6 +117,7 @@
 #define TOKEN_TOUCH_EVERY      60             /* seconds between last_used writes of one token */
 /* queries: the matching engine (core/query.c) and QIDO-RS (proto/qido.c, daemon/qido.c) */
 #define QRY_MAX_KEYS           64u            /* match keys of one query (sequence items' keys included) */
+#define QRY_MAX_ELEMS          1024u          /* elements of one C-FIND identifier, return keys included */
 #define QRY_MAX_VALUES         256u           /* values of one key (a UID list) */
 #define QRY_MAX_VALUE_LEN      4096u          /* bytes of one key's value (a URL is at most HTTP_MAX_URL) */
 #define QRY_MAX_INCLUDE        128u           /* return keys asked for besides the required ones */

@@ -124,7 +124,7 @@ struct qry {
 	struct qry_opts o;
 	char collection[IDX_UID_MAX + 1];
 	struct qkey *keys;      /* match keys (those with a value) */
-	size_t nkeys, nkeys_total;
+	size_t nkeys, nkeys_total, nelems;
 	uint32_t *ret;          /* return keys */
 	size_t nret;
 	uint32_t ignored[QRY_MAX_KEYS];
@@ -519,20 +519,16 @@ static enum err parse_seq(struct qry *q, const struct dcm_elem *e, unsigned dept
 }
 
 static enum err parse_key(struct qry *q, const struct dcm_ds *id, const struct dcm_elem *e, uint16_t vr,
-                          unsigned depth, struct qkey *k, char *why, size_t whylen)
+                          unsigned depth, struct qkey *k, char *why, size_t whylen);
+
+static enum err parse_key_value(struct qry *q, const struct dcm_ds *id, const struct dcm_elem *e, uint16_t vr,
+                                unsigned depth, struct qkey *k, char *why, size_t whylen)
 {
 	const char *s, *p;
 	size_t n, i, start, count = 1;
 	bool universal = false, single = vr_is_single_text(vr);
 	enum err rc;
 
-	memset(k, 0, sizeof *k);
-	k->tag = e->tag;
-	k->vr = vr;
-	if (++q->nkeys_total > QRY_MAX_KEYS) {
-		why_set(why, whylen, e->tag, "too many keys");
-		return ERR_LIMIT;
-	}
 	if (vr == VR_SQ)
 		return parse_seq(q, e, depth, k, why, whylen);
 	rc = key_text(q, id, e, vr, &s, &n, why, whylen);
@@ -568,6 +564,30 @@ static enum err parse_key(struct qry *q, const struct dcm_ds *id, const struct d
 		start = end + 1;
 	}
 	return ERR_OK;
+}
+
+/* One key of the identifier (or of a sequence item in it): at most
+ * QRY_MAX_ELEMS elements in all, of which at most QRY_MAX_KEYS with a
+ * value to match (an empty one is a return key only: PS3.4 C.2.2.1.2 lets
+ * a query ask for any number of them). */
+static enum err parse_key(struct qry *q, const struct dcm_ds *id, const struct dcm_elem *e, uint16_t vr,
+                          unsigned depth, struct qkey *k, char *why, size_t whylen)
+{
+	enum err rc;
+
+	memset(k, 0, sizeof *k);
+	k->tag = e->tag;
+	k->vr = vr;
+	if (++q->nelems > QRY_MAX_ELEMS) {
+		why_set(why, whylen, e->tag, "too many attributes");
+		return ERR_LIMIT;
+	}
+	rc = parse_key_value(q, id, e, vr, depth, k, why, whylen);
+	if (rc == ERR_OK && k->nv > 0 && ++q->nkeys_total > QRY_MAX_KEYS) {
+		why_set(why, whylen, e->tag, "too many keys with a value");
+		return ERR_LIMIT;
+	}
+	return rc;
 }
 
 static void list_of(struct qry *q, const struct qkey *k, struct idx_list *l)
@@ -715,9 +735,9 @@ enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry *
 	if (o->level > QRY_INSTANCE || o->limit < 0 || o->offset < 0 || o->n_include > QRY_MAX_INCLUDE ||
 	    (o->collection && strlen(o->collection) > IDX_UID_MAX))
 		return ERR_INTERNAL;
-	if (id != NULL && id->n > QRY_MAX_KEYS) {
+	if (id != NULL && id->n > QRY_MAX_ELEMS) {
 		if (why != NULL && whylen > 0)
-			snprintf(why, whylen, "too many keys (at most %u)", QRY_MAX_KEYS);
+			snprintf(why, whylen, "too many attributes (at most %u)", QRY_MAX_ELEMS);
 		return ERR_LIMIT;
 	}
 	q = calloc(1, sizeof *q);
@@ -731,7 +751,7 @@ enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry *
 	if (o->collection)
 		snprintf(q->collection, sizeof q->collection, "%s", o->collection);
 	q->keys = arena_zalloc(&q->a, sizeof *q->keys * (QRY_MAX_KEYS + 1));
-	q->ret = arena_zalloc(&q->a, sizeof *q->ret * (NATTRS + QRY_MAX_KEYS + QRY_MAX_INCLUDE + 4));
+	q->ret = arena_zalloc(&q->a, sizeof *q->ret * (NATTRS + QRY_MAX_ELEMS + QRY_MAX_INCLUDE + 4));
 	if (q->keys == NULL || q->ret == NULL) {
 		rc = ERR_NOMEM;
 		goto out;

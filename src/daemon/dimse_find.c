@@ -492,7 +492,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	qo.patient_counts = own_counts;
 	rc = qry_new(&qo, &idf->ds, &q, why, sizeof why);
 	if (rc != ERR_OK) {
-		status = rc == ERR_PARSE ? DIMSE_ERR_DATASET : DIMSE_ERR_UNABLE;
+		status = rc == ERR_PARSE ? DIMSE_ERR_DATASET : rc == ERR_LIMIT ? DIMSE_REFUSED_OOR : DIMSE_ERR_UNABLE;
 		comment = why[0] ? why : "Identifier cannot be processed";
 		goto done;
 	}

@@ -348,6 +348,20 @@ check "more matches than max_find_matches (3): A700H, narrow the query, nothing 
 	"$T/m1.log"
 find_ m2 FINDER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1 -k SOPInstanceUID
 check "a narrower query on the same server: answered" "[ \$(ls '$T/qm2' | wc -l) -eq 1 ]" "$T/m2.log"
+# return keys are not counted against the 64 keys a query may match on
+# (before, any 65 elements were refused with C000H): 100 empty ones, from
+# pydicom's dictionary, with the study's UID
+mapfile -t MANY < <("$PY" -c '
+from pydicom.datadict import DicomDictionary as D
+n = 0
+for t in sorted(D):
+    if t >> 16 in (0x0008, 0x0010, 0x0018, 0x0020) and D[t][0] in ("LO", "SH", "CS", "DA", "TM") and "Retired" not in D[t][3] \
+            and t not in (0x00080005, 0x00080052, 0x00100020, 0x0020000D) and n < 100:
+        print("-k"); print("%04x,%04x" % (t >> 16, t & 0xFFFF)); n += 1')
+find_ m3 FINDER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1 "${MANY[@]}"
+check "a query with 100 empty return keys (${#MANY[@]} arguments): answered" \
+	"[ \${#MANY[@]} -eq 200 ] && [ \$(ls '$T/qm3' | wc -l) -eq 1 ] && grep -q 'Final Find Response (Success)' '$T/m3.log'" \
+	"$T/m3.log"
 check "the refusal is audited, with its reason" \
 	"grep '\"query\"' '$T/v/audit/audit.log' | grep -q 'More than 3 matches'"
 kill -TERM "$SRV"

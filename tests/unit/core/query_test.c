@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include "test.h"
 #include "dicomvault/dataset.h"
+#include "dicomvault/dict.h"
+#include "dicomvault/limits.h"
 #include "dicomvault/query.h"
 #include "dicomvault/store.h"
 #include "dicomvault/vault.h"
@@ -203,6 +205,62 @@ TEST(identifier_validation)
 		big[300 * 4 - 1] = 0;
 		CHECK_EQ_INT(bad_key(0x0020000D, VR_UI, big), ERR_LIMIT);
 	}
+}
+
+/* An identifier of n text elements from the dictionary: the first nval
+ * of them LO, SH or CS valued "X", the others empty (return keys) and of
+ * any of a few text VRs. */
+static enum err many_keys(size_t n, size_t nval, char *why, size_t whylen)
+{
+	static const uint16_t groups[] = { 0x0008, 0x0010, 0x0018, 0x0020, 0x0028, 0x0040, 0x0054, 0x3006, 0x300A };
+	struct qry_opts o;
+	struct dcm_file *f = NULL;
+	struct qry *q = NULL;
+	size_t k = 0, g;
+	uint32_t el;
+	enum err rc = dcm_file_new(&f);
+
+	memset(&o, 0, sizeof o);
+	o.level = QRY_STUDY;
+	for (g = 0; rc == ERR_OK && k < n && g < sizeof groups / sizeof groups[0]; g++)
+		for (el = 0x0010; rc == ERR_OK && k < n && el <= 0xFFFF; el++) {
+			uint32_t tag = (uint32_t)groups[g] << 16 | el;
+			const struct dict_entry *d = dict_lookup(tag);
+			bool valued = k < nval, text;
+			if (d == NULL || d->mask != 0xFFFFFFFFu || tag == 0x00080005 || tag == 0x00080052)
+				continue;
+			text = d->vr == VR_LO || d->vr == VR_SH || d->vr == VR_CS;
+			if (!text && (valued || (d->vr != VR_LT && d->vr != VR_ST && d->vr != VR_DA && d->vr != VR_TM &&
+			                         d->vr != VR_UI && d->vr != VR_PN && d->vr != VR_DS && d->vr != VR_IS)))
+				continue;
+			rc = dcm_ds_set_str(&f->ds, tag, d->vr, valued ? "X" : "");
+			k++;
+		}
+	if (rc == ERR_OK && k < n)
+		rc = ERR_INTERNAL;   /* the dictionary has fewer: the test is wrong */
+	if (rc == ERR_OK)
+		rc = qry_new(&o, &f->ds, &q, why, whylen);
+	qry_free(q);
+	dcm_file_free(f);
+	return rc;
+}
+
+/* A C-FIND identifier may ask for any number of return keys (PS3.4
+ * C.2.2.1.2): only keys with a value count against QRY_MAX_KEYS; all
+ * elements against the larger QRY_MAX_ELEMS. Before, 65 elements, empty or
+ * not, were refused. */
+TEST(many_return_keys)
+{
+	char why[256];
+
+	CHECK_EQ_INT(many_keys(300, 2, why, sizeof why), ERR_OK);
+	CHECK_EQ_INT(many_keys(300, QRY_MAX_KEYS, why, sizeof why), ERR_OK);
+	why[0] = 0;
+	CHECK_EQ_INT(many_keys(300, QRY_MAX_KEYS + 1, why, sizeof why), ERR_LIMIT);
+	CHECK(strstr(why, "too many keys with a value") != NULL);
+	why[0] = 0;
+	CHECK_EQ_INT(many_keys(QRY_MAX_ELEMS + 1, 0, why, sizeof why), ERR_LIMIT);
+	CHECK(strstr(why, "too many attributes") != NULL);
 }
 
 /* ---- a vault ---- */
@@ -617,6 +675,7 @@ int main(void)
 	RUN(fold);
 	RUN(dates_and_times);
 	RUN(identifier_validation);
+	RUN(many_return_keys);
 	snprintf(base, sizeof base, "/tmp/dv_query_test.%d", (int)getpid());
 	mkdir(base, 0700);
 	snprintf(dir, sizeof dir, "%s/v", base);
