@@ -144,6 +144,38 @@ static void why_set(char *why, size_t whylen, uint32_t tag, const char *what)
 		snprintf(why, whylen, "(%04X,%04X): %s", TAG_GROUP(tag), TAG_ELEM(tag), what);
 }
 
+static int tag_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* An attribute given twice in one data set (PS3.5 7.1: a tag occurs at
+ * most once) is refused rather than matched twice: its tag in why. */
+static enum err no_twice(const struct dcm_ds *ds, char *why, size_t whylen)
+{
+	uint32_t *t;
+	size_t i;
+	enum err rc = ERR_OK;
+
+	if (ds->n < 2)
+		return ERR_OK;
+	t = malloc(sizeof *t * ds->n);
+	if (t == NULL)
+		return ERR_NOMEM;
+	for (i = 0; i < ds->n; i++)
+		t[i] = ds->e[i].tag;
+	qsort(t, ds->n, sizeof *t, tag_cmp);
+	for (i = 1; i < ds->n && rc == ERR_OK; i++)
+		if (t[i] == t[i - 1]) {
+			why_set(why, whylen, t[i], "given twice");
+			rc = ERR_PARSE;
+		}
+	free(t);
+	return rc;
+}
+
 static bool wild_vr(uint16_t vr)
 {
 	switch (vr) {
@@ -498,6 +530,9 @@ static enum err parse_seq(struct qry *q, const struct dcm_elem *e, unsigned dept
 	if (depth > 0)   /* nested sequence keys: not matched */
 		return ERR_OK;
 	item = e->seq->items[0];
+	rc = no_twice(item, why, whylen);
+	if (rc != ERR_OK)
+		return rc;
 	k->sub = arena_zalloc(&q->a, sizeof *k->sub * (item->n ? item->n : 1));
 	if (k->sub == NULL)
 		return ERR_NOMEM;
@@ -740,6 +775,8 @@ enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry *
 			snprintf(why, whylen, "too many attributes (at most %u)", QRY_MAX_ELEMS);
 		return ERR_LIMIT;
 	}
+	if (id != NULL && (rc = no_twice(id, why, whylen)) != ERR_OK)
+		return rc;
 	q = calloc(1, sizeof *q);
 	if (q == NULL)
 		return ERR_NOMEM;

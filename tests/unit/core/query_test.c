@@ -263,6 +263,55 @@ TEST(many_return_keys)
 	CHECK(strstr(why, "too many attributes") != NULL);
 }
 
+/* An attribute given twice in an identifier (PS3.5 7.1: at most once) is
+ * refused, naming its tag; before, both were matched (and nothing could
+ * match both values). In a sequence key's item too. */
+TEST(attribute_given_twice)
+{
+	struct qry_opts o;
+	struct dcm_file *f = NULL;
+	struct dcm_elem *sq = NULL;
+	struct qry *q = NULL;
+	char why[256] = "";
+	size_t i;
+
+	memset(&o, 0, sizeof o);
+	o.level = QRY_STUDY;
+	CHECK(dcm_file_new(&f) == ERR_OK);
+	if (f == NULL)
+		return;
+	CHECK(dcm_ds_set_str(&f->ds, 0x00100020, VR_LO, "PID1") == ERR_OK);
+	CHECK(dcm_ds_set_str(&f->ds, 0x00100021, VR_LO, "PID2") == ERR_OK);
+	CHECK(qry_new(&o, &f->ds, &q, why, sizeof why) == ERR_OK);
+	qry_free(q);
+	q = NULL;
+	for (i = 0; i < f->ds.n; i++)
+		if (f->ds.e[i].tag == 0x00100021)
+			f->ds.e[i].tag = 0x00100020;   /* as a peer's bytes can have it */
+	CHECK(qry_new(&o, &f->ds, &q, why, sizeof why) == ERR_PARSE && q == NULL);
+	CHECK(strstr(why, "(0010,0020)") != NULL && strstr(why, "twice") != NULL && strstr(why, "PID") == NULL);
+	dcm_file_free(f);
+	f = NULL;
+	/* in the item of a sequence key */
+	CHECK(dcm_file_new(&f) == ERR_OK);
+	if (f == NULL)
+		return;
+	CHECK(dcm_ds_set_seq(&f->ds, 0x00400275, &sq) == ERR_OK);   /* RequestAttributesSequence */
+	struct dcm_ds *item = NULL;
+	if (sq != NULL && dcm_seq_add_item(&f->ds, sq, &item) == ERR_OK && item != NULL) {
+		CHECK(dcm_ds_set_str(item, 0x00401001, VR_SH, "RP1") == ERR_OK);
+		CHECK(dcm_ds_set_str(item, 0x00401002, VR_LO, "X") == ERR_OK);
+		for (i = 0; i < item->n; i++)
+			if (item->e[i].tag == 0x00401002)
+				item->e[i].tag = 0x00401001;
+		CHECK(qry_new(&o, &f->ds, &q, why, sizeof why) == ERR_PARSE && q == NULL);
+		CHECK(strstr(why, "(0040,1001)") != NULL);
+	} else {
+		CHECK(!"a sequence item");
+	}
+	dcm_file_free(f);
+}
+
 /* ---- a vault ---- */
 
 struct inst {
@@ -676,6 +725,7 @@ int main(void)
 	RUN(dates_and_times);
 	RUN(identifier_validation);
 	RUN(many_return_keys);
+	RUN(attribute_given_twice);
 	snprintf(base, sizeof base, "/tmp/dv_query_test.%d", (int)getpid());
 	mkdir(base, 0700);
 	snprintf(dir, sizeof dir, "%s/v", base);
