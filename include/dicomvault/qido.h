@@ -46,7 +46,7 @@ struct qido_params {
 	uint32_t include[QRY_MAX_INCLUDE];   /* includefield attributes */
 	size_t n_include;
 	bool include_all;
-	bool has_limit;
+	bool has_limit, has_offset;          /* each may be given once */
 	int64_t limit, offset;
 	bool fuzzy;                          /* fuzzymatching=true was asked for */
 	bool empty_value;                    /* emptyvaluematching=true */

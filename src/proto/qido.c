@@ -305,8 +305,9 @@ enum err qido_parse(const struct qido_arg *args, size_t n, struct qido_params *p
 				rc = fail(why, whylen, ERR_PARSE, i, "limit must be given once, a number from 0 to 1000000000");
 			p->has_limit = true;
 		} else if (name_is(a, "offset")) {
-			if (!number(a, &p->offset))
-				rc = fail(why, whylen, ERR_PARSE, i, "offset must be a number from 0 to 1000000000");
+			if (p->has_offset || !number(a, &p->offset))
+				rc = fail(why, whylen, ERR_PARSE, i, "offset must be given once, a number from 0 to 1000000000");
+			p->has_offset = true;
 		} else if ((flag = flag_of(a, p)) != NULL) {
 			if (!boolean(a, flag))
 				rc = fail(why, whylen, ERR_PARSE, i, "fuzzymatching, emptyvaluematching and multiplevaluematching "

@@ -137,6 +137,13 @@ TEST(unknown_attributes_are_refused)
 	CHECK(strstr(why, "parameter 1") != NULL && strstr(why, "x") == NULL);
 	CHECK(parse("limit=1&0010001Z=x", &p, why, sizeof why) == ERR_PARSE);
 	CHECK(strstr(why, "parameter 2") != NULL);
+	/* limit and offset once each (a second offset was taken, the last winning) */
+	CHECK(parse("limit=1&limit=2", &p, why, sizeof why) == ERR_PARSE);
+	CHECK(parse("offset=1&offset=2", &p, why, sizeof why) == ERR_PARSE);
+	CHECK(strstr(why, "parameter 2") != NULL && strstr(why, "once") != NULL);
+	CHECK(parse("offset=1&limit=2", &p, why, sizeof why) == ERR_OK);
+	CHECK(p.offset == 1 && p.limit == 2);
+	qido_params_fini(&p);
 	CHECK(parse("00091010=x", &p, why, sizeof why) == ERR_PARSE);
 	CHECK(parse("PatientID.PatientName=x", &p, why, sizeof why) == ERR_PARSE);
 	CHECK(parse("00100010.=x", &p, why, sizeof why) == ERR_PARSE);
