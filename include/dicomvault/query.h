@@ -51,6 +51,11 @@ struct qry_opts {
 	 * true, left out and listed by qry_omitted (QIDO-RS: an empty value
 	 * would read as "the object has none"). */
 	bool omit_unkept;
+	/* A sequence key whose item names attributes answers with only the
+	 * items that match its item keys, each with only the attributes named
+	 * (C-FIND, PS3.4 C.2.2.2.6); false: the stored sequence whole (QIDO-RS,
+	 * whose Sequence.Attribute keys and includefield name the sequence). */
+	bool seq_items_asked;
 	/* Access (docs/ACCESS.md): rows this returns false for are left out
 	 * before they are decrypted, matched or counted (so limit and offset
 	 * count only what the caller may see). collection and study_uid are

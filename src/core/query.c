@@ -119,8 +119,22 @@ struct qkey {
 	size_t nsub;
 };
 
+/* A sequence key whose item names attributes (o.seq_items_asked): the
+ * attributes named, and the key holding the item keys to match (NULL when
+ * none has a value: every item goes). */
+struct seqret {
+	uint32_t tag;
+	uint32_t *want;
+	size_t nwant;
+	const struct qkey *key;
+};
+
+#define QRY_MAX_SEQRET 16   /* sequence keys answered item by item; more: whole */
+
 struct qry {
 	struct arena a;
+	struct seqret seqret[QRY_MAX_SEQRET];
+	size_t nseqret;
 	struct qry_opts o;
 	char collection[IDX_UID_MAX + 1];
 	struct qkey *keys;      /* match keys (those with a value) */
@@ -758,6 +772,44 @@ static void add_ret(struct qry *q, uint32_t tag)
 		q->sealed |= QRY_LEVEL_BIT(a->level);
 }
 
+/* Notes a sequence key of the identifier whose one item names attributes
+ * (o.seq_items_asked): k its parsed key (item keys with a value, if any). */
+static enum err seq_asked(struct qry *q, const struct dcm_elem *e, const struct qkey *k)
+{
+	const struct dcm_ds *item;
+	struct seqret *sr;
+	size_t i;
+
+	if (!q->o.seq_items_asked || e->vr != VR_SQ || e->seq == NULL || e->seq->n != 1 ||
+	    q->nseqret == QRY_MAX_SEQRET)
+		return ERR_OK;
+	item = e->seq->items[0];
+	if (item->n == 0)
+		return ERR_OK;   /* an empty item: the sequence whole */
+	sr = &q->seqret[q->nseqret];
+	sr->want = arena_alloc(&q->a, sizeof *sr->want * item->n);
+	if (sr->want == NULL)
+		return ERR_NOMEM;
+	sr->nwant = 0;
+	for (i = 0; i < item->n; i++)
+		if (item->e[i].tag != TAG_SPECIFIC_CHARSET && dict_lookup(item->e[i].tag) != NULL &&
+		    !TAG_IS_PRIVATE(item->e[i].tag))
+			sr->want[sr->nwant++] = item->e[i].tag;
+	sr->tag = e->tag;
+	sr->key = NULL;
+	if (k->nsub > 0) {
+		/* a copy: k's slot is reused when the key is not kept for
+		 * matching; its item keys live in the arena */
+		struct qkey *kc = arena_alloc(&q->a, sizeof *kc);
+		if (kc == NULL)
+			return ERR_NOMEM;
+		*kc = *k;
+		sr->key = kc;
+	}
+	q->nseqret++;
+	return ERR_OK;
+}
+
 enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry **out, char *why, size_t whylen)
 {
 	struct qry *q;
@@ -818,6 +870,8 @@ enum err qry_new(const struct qry_opts *o, const struct dcm_ds *id, struct qry *
 			k->nv = 0;
 			k->nsub = 0;
 		}
+		if (rc == ERR_OK)
+			rc = seq_asked(q, e, k);
 		if (rc != ERR_OK)
 			goto out;
 		if (k->nv == 0 && k->nsub == 0)
@@ -1397,6 +1451,53 @@ static enum err build_record(struct vault *v, const struct qry *q, struct dk_cac
 
 /* The result: the return keys of the record (absent ones empty, as C-FIND
  * returns them), or all of it. */
+static const struct seqret *seqret_of(const struct qry *q, uint32_t tag)
+{
+	size_t i;
+
+	for (i = 0; i < q->nseqret; i++)
+		if (q->seqret[i].tag == tag)
+			return &q->seqret[i];
+	return NULL;
+}
+
+/* The stored sequence e as a C-FIND asked for it (sr): the items that
+ * match its item keys, each with the attributes named only (empty when
+ * the item has none: a return key, as at the top level). */
+static enum err copy_items(struct dcm_ds *res, const struct seqret *sr, const struct dcm_elem *e, struct wbuf *tmp)
+{
+	struct dcm_charset ics;
+	struct dcm_elem *sq;
+	uint32_t i;
+	size_t j;
+	enum err rc = dcm_ds_set_seq(res, e->tag, &sq);
+
+	for (i = 0; rc == ERR_OK && i < e->seq->n; i++) {
+		const struct dcm_ds *from = e->seq->items[i];
+		struct dcm_ds *item;
+		if (sr->key != NULL && !match_ds(sr->key->sub, sr->key->nsub, from))
+			continue;
+		dcm_ds_charset(from, &ics);
+		rc = dcm_seq_add_item(res, sq, &item);
+		for (j = 0; rc == ERR_OK && j < sr->nwant; j++) {
+			const struct dcm_elem *x = dcm_ds_find(from, sr->want[j]);
+			const struct dict_entry *d;
+			if (x != NULL) {
+				rc = copy_utf8(item, &ics, x, tmp, 1);
+				continue;
+			}
+			d = dict_lookup(sr->want[j]);
+			if (d != NULL && d->vr == VR_SQ) {
+				struct dcm_elem *empty;
+				rc = dcm_ds_set_seq(item, sr->want[j], &empty);
+			} else if (d != NULL) {
+				rc = dcm_ds_set(item, sr->want[j], d->vr == VR_NONE ? VR_UN : d->vr, NULL, 0);
+			}
+		}
+	}
+	return rc;
+}
+
 static enum err build_result(const struct qry *q, const struct dcm_ds *rec, struct dcm_ds *res, struct wbuf *tmp)
 {
 	struct dcm_charset cs;
@@ -1410,7 +1511,12 @@ static enum err build_result(const struct qry *q, const struct dcm_ds *rec, stru
 			rc = copy_utf8(res, &cs, &rec->e[i], tmp, 0);
 	for (i = 0; rc == ERR_OK && i < q->nret; i++) {
 		const struct dcm_elem *e = dcm_ds_find(rec, q->ret[i]);
+		const struct seqret *sr = seqret_of(q, q->ret[i]);
 		const struct dict_entry *d;
+		if (e != NULL && sr != NULL && e->seq != NULL) {
+			rc = copy_items(res, sr, e, tmp);
+			continue;
+		}
 		if (e != NULL) {
 			rc = copy_utf8(res, &cs, e, tmp, 0);
 			continue;

@@ -490,6 +490,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	qo.allow = visible;
 	qo.allow_ctx = &ru;
 	qo.patient_counts = own_counts;
+	qo.seq_items_asked = true;   /* PS3.4 C.2.2.2.6 */
 	rc = qry_new(&qo, &idf->ds, &q, why, sizeof why);
 	if (rc != ERR_OK) {
 		status = rc == ERR_PARSE ? DIMSE_ERR_DATASET : rc == ERR_LIMIT ? DIMSE_REFUSED_OOR : DIMSE_ERR_UNABLE;

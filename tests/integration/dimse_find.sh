@@ -36,10 +36,15 @@ from pydicom.uid import ExplicitVRLittleEndian
 out = sys.argv[1]
 os.makedirs(out + "/default"); os.makedirs(out + "/ctdept")
 n = [0]
-def inst(coll, pname, pid, birth, study, sdate, acc, series, mod, snum, inum, cs=None):
+def inst(coll, pname, pid, birth, study, sdate, acc, series, mod, snum, inum, cs=None, rqa=()):
     n[0] += 1
     ds = Dataset()
     if cs: ds.SpecificCharacterSet = cs
+    items = []
+    for rp, sps in rqa:
+        it = Dataset(); it.RequestedProcedureID = rp; it.ScheduledProcedureStepID = sps
+        items.append(it)
+    if items: ds.RequestAttributesSequence = items
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"   # secondary capture
     ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1143.9.%d" % n[0]
     ds.PatientName = pname; ds.PatientID = pid; ds.PatientBirthDate = birth; ds.PatientSex = "O"
@@ -58,7 +63,8 @@ S = "1.2.826.0.1.3680043.2.1143.7."
 inst("default", "DOE^JOHN", "P1", "19700101", S + "1", "20240105", "A1", S + "1.1", "CT", 1, 1)
 inst("default", "DOE^JOHN", "P1", "19700101", S + "1", "20240105", "A1", S + "1.1", "CT", 1, 2)
 inst("default", "DOE^JOHN", "P1", "19700101", S + "1", "20240105", "A1", S + "1.2", "SR", 2, 1)
-inst("default", "DOE^JANE", "P2", "19800202", S + "2", "20240310", "A2", S + "2.1", "MR", 1, 1)
+inst("default", "DOE^JANE", "P2", "19800202", S + "2", "20240310", "A2", S + "2.1", "MR", 1, 1,
+     rqa=[("RP-A", "SPS-A"), ("RP-B", "SPS-B")])
 inst("default", "MÜLLER^ANN", "P3", "19900303", S + "3", "20230707", "A3", S + "3.1", "CT", 1, 1, "ISO_IR 192")
 inst("ctdept", "DOE^JOHN", "P1", "19700101", S + "4", "20240601", "A4", S + "4.1", "CT", 1, 1)
 inst("ctdept", "DOE^HIDDEN", "P4", "19600404", S + "5", "20240602", "A5", S + "5.1", "CT", 1, 1)
@@ -210,6 +216,36 @@ find_ s6 CTFINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}1 -k S
 got s6 SeriesInstanceUID >"$T/s6.txt"
 check "study root, SERIES level: a study of another collection answers nothing" \
 	"grep -q 'Final Find Response (Success)' '$T/s6.log' && [ -z \"\$(cat '$T/s6.txt')\" ]" "$T/s6.txt" "$T/s6.log"
+# sequence matching (PS3.4 C.2.2.2.6): the items that match, with only the
+# attributes asked for; an item key with no value: every item, so cut; a
+# zero-length item: the sequence whole (before, always whole)
+rqa() {   # NAME: per response, each item as RequestedProcedureID/ScheduledProcedureStepID
+	"$PY" - "$T/q$1" <<'PYEOF'
+import glob, sys, pydicom
+out = []
+for f in sorted(glob.glob(sys.argv[1] + "/rsp*.dcm")):
+    d = pydicom.dcmread(f, force=True)
+    sq = d.get("RequestAttributesSequence")
+    out.append("none" if sq is None else " ".join(
+        "%s/%s" % (i.get("RequestedProcedureID", "-"), i.get("ScheduledProcedureStepID", "-")) for i in sq))
+print(";".join(out))
+PYEOF
+}
+find_ q1 FINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}2 -k SeriesInstanceUID \
+	-k 'RequestAttributesSequence[0].RequestedProcedureID=RP-B'
+check "sequence key RequestedProcedureID=RP-B: the one matching item, only that attribute" \
+	"[ \"\$(rqa q1)\" = 'RP-B/-' ]" "$T/q1.log"
+find_ q2 FINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}2 -k SeriesInstanceUID \
+	-k 'RequestAttributesSequence[0].RequestedProcedureID'
+check "sequence key with an empty item key: every item, only that attribute" \
+	"[ \"\$(rqa q2)\" = 'RP-A/- RP-B/-' ]" "$T/q2.log"
+find_ q3 FINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}2 -k SeriesInstanceUID \
+	-k RequestAttributesSequence
+check "sequence key of no item: the sequence whole" "[ \"\$(rqa q3)\" = 'RP-A/SPS-A RP-B/SPS-B' ]" "$T/q3.log"
+find_ q4 FINDER -S -k QueryRetrieveLevel=SERIES -k StudyInstanceUID=${S}2 -k SeriesInstanceUID \
+	-k 'RequestAttributesSequence[0].RequestedProcedureID=RP-Z'
+check "sequence key no item matches: no response" "[ -z \"\$(ls '$T/qq4')\" ] && grep -q 'Final Find Response (Success)' '$T/q4.log'" \
+	"$T/q4.log"
 find_ s3 FINDER -S -k QueryRetrieveLevel=PATIENT -k PatientID
 check "study root has no PATIENT level: A900H" "grep -q 'DataSetDoesNotMatchSOPClass' '$T/s3.log'" "$T/s3.log"
 
@@ -326,10 +362,10 @@ echoscu -to 10 -ta 10 -td 10 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "
 check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
-# 22 C-FINDs, one record each before the first answer; the cancelled one
+# 26 C-FINDs, one record each before the first answer; the cancelled one
 # and the one whose association went add one each, with what was sent
 check "one query audit record per C-FIND with the peer as actor, one more for each ended short ($nq)" \
-	"[ $nq -eq 24 ] && [ \$(grep '\"query\"' '$T/v/audit/audit.log' | grep -c 'C-FIND study root IMAGE (cancelled)') -eq 1 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 28 ] && [ \$(grep '\"query\"' '$T/v/audit/audit.log' | grep -c 'C-FIND study root IMAGE (cancelled)') -eq 1 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
