@@ -66,6 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memset(&o, 0, sizeof o);
 	o.level = (enum qry_level)(data[0] & 3);
+	o.seq_items_asked = (data[0] & 8) != 0;   /* as C-FIND asks */
 	rc = qry_new(&o, &id->ds, &q, why, sizeof why);
 	dcm_file_free(id);   /* the query keeps nothing of it */
 	if (rc != ERR_OK) {
