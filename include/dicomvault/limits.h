@@ -65,9 +65,11 @@
 #define HTTP_SEND_STACK        (256u * 1024)  /* stack of the thread that writes them */
 #define HTTP_HOST_MAX          255u           /* HOST of a listen address (http_listen_split) */
 #define DW_MAX_SEGS            9u             /* DICOMweb path segments: ./instances/{sop}/frames/{list}/rendered */
-#define HTTP_CONN_MEMORY       (64u * 1024)   /* per-connection pool: request line, headers, read buffer */
+#define HTTP_CONN_MEMORY       (320u * 1024)  /* per-connection pool: request line, headers, read buffer
+                                                  (HTTP_MAX_URL of one-letter arguments: ~64 bytes each) */
 #define HTTP_CONN_TIMEOUT      30u            /* seconds of inactivity, TLS handshake included */
 #define HTTP_HEAD_TIMEOUT      10u            /* seconds from accept to a whole first request head */
+#define HTTP_ANON_TIMEOUT      30u            /* seconds a connection lives without an authenticated request */
 #define HTTP_MAX_CONNECTIONS   64u            /* concurrent connections (one thread each) */
 #define HTTP_MAX_PER_IP        16u            /* concurrent connections from one address */
 #define HTTP_THREAD_STACK      (1u << 20)     /* stack of a connection thread */

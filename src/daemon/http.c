@@ -160,13 +160,17 @@ static const char *const common_headers[] = {
 #define CSP_PAGE "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 #define CSP_API  "default-src 'none'; frame-ancestors 'none'"
 
-/* Adds the headers of every response, queues it and logs the answer. */
+static bool watch_anon_over(struct http_server *s, struct MHD_Connection *c);
+
+/* Adds the headers of every response, queues it and logs the answer. An
+ * answer to an unauthenticated request on a connection past
+ * HTTP_ANON_TIMEOUT says Connection: close (the watcher would close it). */
 static enum MHD_Result send_resp(struct http_req *r, struct MHD_Response *resp, unsigned status, const char *ctype,
                                  unsigned flags, const char *const *extra)
 {
 	enum MHD_Result q;
 	size_t i;
-	bool ok = true;
+	bool ok = true, closing = false;
 
 	for (i = 0; common_headers[i] != NULL; i += 2)
 		ok = ok && MHD_add_response_header(resp, common_headers[i], common_headers[i + 1]) == MHD_YES;
@@ -174,8 +178,15 @@ static enum MHD_Result send_resp(struct http_req *r, struct MHD_Response *resp, 
 	                                   (flags & HTTP_R_HTML) ? CSP_PAGE : CSP_API) == MHD_YES;
 	if (ctype != NULL)
 		ok = ok && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) == MHD_YES;
-	for (i = 0; extra != NULL && extra[i] != NULL; i += 2)
+	for (i = 0; extra != NULL && extra[i] != NULL; i += 2) {
 		ok = ok && MHD_add_response_header(resp, extra[i], extra[i + 1]) == MHD_YES;
+		closing = closing || strcasecmp(extra[i], MHD_HTTP_HEADER_CONNECTION) == 0;
+	}
+	if (!closing && !r->authed && watch_anon_over(r->srv, r->c)) {
+		ok = ok && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+		log_info("closing a connection from %s used for %u s without an authenticated request", r->addr,
+		         HTTP_ANON_TIMEOUT);
+	}
 	q = ok ? MHD_queue_response(r->c, status, resp) : MHD_NO;
 	MHD_destroy_response(resp);
 	r->answered = true;
@@ -727,14 +738,30 @@ static enum MHD_Result arg_bytes(void *ctx, enum MHD_ValueKind kind, const char 
 	return MHD_YES;
 }
 
+static void watch_trust(struct http_server *s, struct MHD_Connection *c);
+
 /* Everything decided from the request line and the headers, before any
  * body byte is read. MHD_YES without a response: wait for the body. */
 static enum MHD_Result req_begin(struct http_req *r, const char *url)
 {
-	const char *cl;
+	static const char *const close_conn[] = { MHD_HTTP_HEADER_CONNECTION, "close", NULL };
+	const char *cl, *te;
 	int nheaders;
 	size_t n = strlen(url);
 
+	/* the body's framing (RFC 9112 6.1, 6.3): chunked or a Content-Length,
+	 * never both (a proxy in front might frame it the other way: request
+	 * smuggling; and the size checks below read Content-Length), nor a
+	 * coding this server cannot read to its end; either way the connection
+	 * closes, since where this request ends is not known */
+	te = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (te != NULL) {
+		if (strcasecmp(te, "chunked") != 0)
+			return http_problem(r, MHD_HTTP_NOT_IMPLEMENTED,
+			                    "Transfer-Encoding other than chunked is not supported", close_conn);
+		if (MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL)
+			return http_problem(r, MHD_HTTP_BAD_REQUEST, "both Content-Length and Transfer-Encoding", close_conn);
+	}
 	/* the query counts too (its arguments decoded: at most what was sent) */
 	if (n <= HTTP_MAX_URL)
 		(void)MHD_get_connection_values(r->c, MHD_GET_ARGUMENT_KIND, arg_bytes, &n);
@@ -761,6 +788,7 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 			return http_problem(r, MHD_HTTP_FORBIDDEN, "cross-origin request refused", NULL);
 		}
 		r->authed = true;
+		watch_trust(r->srv, r->c);
 		if (http_load_grants(r) != ERR_OK)
 			return http_problem(r, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL);
 		if (r->route->path == NULL)
@@ -844,15 +872,24 @@ static enum MHD_Result req_body(struct http_req *r, const char *p, size_t n)
  * body read whole before the route runs (login's JSON, at most
  * HTTP_MAX_JSON_BODY): that must arrive within HTTP_HEAD_TIMEOUT of its
  * head, since the login body is read before anyone is authenticated and
- * a byte every few seconds would hold the connection for ever. A thread looks
- * every half second and shuts down the socket of a connection past its
- * deadline: its own thread then sees the connection end and closes it. */
+ * a byte every few seconds would hold the connection for ever. And until
+ * a request on it is authenticated, a connection lives HTTP_ANON_TIMEOUT
+ * at most (a request running then gets HTTP_HEAD_TIMEOUT more, and its
+ * answer says Connection: close), in requests or between them: public
+ * requests (the login page,
+ * /healthz, a 401) pipelined by the thousand and read a few bytes at a
+ * time would otherwise keep it, each answer ending in time for the next
+ * (found in session 25). A thread looks every half second and shuts down
+ * the socket of a connection past a deadline: its own thread then sees the
+ * connection end and closes it. */
 struct conn_watch {
 	struct conn_watch *next, *prev;
 	int fd;
 	bool in_request;            /* head received, request not yet ended */
 	bool shut;
+	bool trusted;               /* a request on it was authenticated */
 	int64_t deadline_ms;        /* of the next head, when not in_request */
+	int64_t anon_until_ms;      /* the end of its life while not trusted */
 };
 
 static struct conn_watch *watch_of(struct MHD_Connection *c)
@@ -878,6 +915,33 @@ static void watch_request(struct http_server *s, struct MHD_Connection *c, bool 
 	pthread_mutex_unlock(&s->watch_mu);
 }
 
+/* The connection has had no authenticated request and is past its
+ * HTTP_ANON_TIMEOUT. */
+static bool watch_anon_over(struct http_server *s, struct MHD_Connection *c)
+{
+	struct conn_watch *w = watch_of(c);
+	bool over;
+
+	if (w == NULL)
+		return false;
+	pthread_mutex_lock(&s->watch_mu);
+	over = !w->trusted && clock_mono_ms() > w->anon_until_ms;
+	pthread_mutex_unlock(&s->watch_mu);
+	return over;
+}
+
+/* A request on the connection was authenticated: it may live on. */
+static void watch_trust(struct http_server *s, struct MHD_Connection *c)
+{
+	struct conn_watch *w = watch_of(c);
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&s->watch_mu);
+	w->trusted = true;
+	pthread_mutex_unlock(&s->watch_mu);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx, enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *s = cls;
@@ -892,6 +956,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx, 
 		}
 		w->fd = ci->connect_fd;
 		w->deadline_ms = clock_mono_ms() + (int64_t)HTTP_HEAD_TIMEOUT * 1000;
+		w->anon_until_ms = clock_mono_ms() + (int64_t)HTTP_ANON_TIMEOUT * 1000;
 		pthread_mutex_lock(&s->watch_mu);
 		w->next = s->watch;
 		if (s->watch != NULL)
@@ -926,16 +991,26 @@ static void *watch_main(void *arg)
 		struct timespec ts;
 		struct conn_watch *w;
 		int64_t now = clock_mono_ms();
-		unsigned late = 0;
-		for (w = s->watch; w != NULL; w = w->next)
-			if (!w->in_request && !w->shut && now > w->deadline_ms) {
-				(void)shutdown(w->fd, SHUT_RDWR);
-				w->shut = true;
+		unsigned late = 0, anon = 0;
+		for (w = s->watch; w != NULL; w = w->next) {
+			if (w->shut)
+				continue;
+			if (!w->in_request && now > w->deadline_ms)
 				late++;
-			}
+			else if (!w->trusted && now > w->anon_until_ms &&
+			         (!w->in_request || now > w->anon_until_ms + (int64_t)HTTP_HEAD_TIMEOUT * 1000))
+				anon++;   /* a request running then has HTTP_HEAD_TIMEOUT more to end */
+			else
+				continue;
+			(void)shutdown(w->fd, SHUT_RDWR);
+			w->shut = true;
+		}
 		if (late > 0)
 			log_info("closed %u connection%s whose request head was not complete in time", late,
 			         late == 1 ? "" : "s");
+		if (anon > 0)
+			log_info("closed %u connection%s used for %u s without an authenticated request", anon,
+			         anon == 1 ? "" : "s", HTTP_ANON_TIMEOUT);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 500 * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {

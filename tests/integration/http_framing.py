@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""http_framing.py DV: request framing that `dicomvault serve` must refuse
+(RFC 9112 6.1, 6.3), over raw TLS 1.3 connections:
+
+* Content-Length and Transfer-Encoding: chunked together, followed on the
+  same connection by a second request (request smuggling: a proxy in front
+  may frame the body by the other header): 400 problem+json with
+  Connection: close, and the second request is never answered; on
+  STOW-RS too (whose size checks read Content-Length, so a chunked body
+  announced as 1 byte got past max_upload before);
+* a Transfer-Encoding other than chunked (identity, gzip): 501 at once
+  (before, no answer: the server read until the connection closed);
+* a query of 1,000 one-letter arguments (2 KB, well under the 8 KB limit):
+  answered (before, libmicrohttpd's per-connection pool ran out and the
+  connection closed with no answer); of 4,000: 414 problem+json.
+After each, an authenticated request on a new connection is served.
+
+Run as /usr/bin/python3 tests/integration/http_framing.py build/check/dicomvault.
+Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
+import os
+import re
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from dvserver import Vault  # noqa: E402
+from tap import Tap  # noqa: E402
+
+DV = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault")
+TAP = Tap("http_framing")
+check = TAP.check
+TMP = tempfile.mkdtemp(prefix="dv-framing.")
+
+
+def raw(v, data, timeout=10):
+    """Sends data on a new TLS connection, reads until the server closes
+    it or timeout: (bytes, seconds, closed by the server)."""
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", v.port), timeout=timeout)
+    t = v.ctx.wrap_socket(s, server_hostname="localhost")
+    t.sendall(data.encode() if isinstance(data, str) else data)
+    out, closed = b"", False
+    try:
+        while True:
+            d = t.recv(65536)
+            if not d:
+                closed = True
+                break
+            out += d
+    except (socket.timeout, TimeoutError):
+        pass
+    except (ssl.SSLError, OSError):
+        closed = True
+    t.close()
+    return out, time.monotonic() - t0, closed
+
+
+def statuses(out):
+    return re.findall(rb"HTTP/1\.1 (\d{3})", out)
+
+
+def head_of(out):
+    return out.split(b"\r\n\r\n", 1)[0].lower()
+
+
+def served(v):
+    st, _, _ = v.request("GET", "/api/auth/whoami")
+    return st == 200
+
+
+def main():
+    v = Vault(DV, TMP)
+    v.serve()
+    v.login()
+    host = "Host: 127.0.0.1\r\n"
+    auth = "Authorization: Bearer %s\r\n" % v.token
+    nxt = "GET /healthz HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n"
+    for name, req in (
+            ("login", "POST /api/auth/login HTTP/1.1\r\n" + host + "Content-Type: application/json\r\n"
+             "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + nxt),
+            ("STOW-RS", "POST /dicom-web/studies HTTP/1.1\r\n" + host + auth +
+             "Content-Type: multipart/related; type=\"application/dicom\"; boundary=XX\r\n"
+             "Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + nxt)):
+        out, _, closed = raw(v, req)
+        h = head_of(out)
+        check("%s with Content-Length and Transfer-Encoding: 400 problem+json, Connection: close" % name,
+              statuses(out)[:1] == [b"400"] and b"application/problem+json" in h and b"connection: close" in h,
+              out[:300])
+        check("%s: the request after it never answered, the connection closed" % name,
+              len(statuses(out)) == 1 and closed, (statuses(out), closed))
+    for te in ("identity", "gzip", "chunked, gzip"):
+        out, dt, closed = raw(v, "POST /dicom-web/studies HTTP/1.1\r\n" + host + auth +
+                              "Content-Type: multipart/related; type=\"application/dicom\"; boundary=XX\r\n"
+                              "Transfer-Encoding: %s\r\n\r\n" % te)
+        check("Transfer-Encoding: %s: 501 at once, the connection closed" % te,
+              statuses(out) == [b"501"] and dt < 5 and closed and b"application/problem+json" in head_of(out),
+              (out[:200], dt, closed))
+    out, _, _ = raw(v, "GET /healthz HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + nxt)
+    check("Transfer-Encoding: chunked alone (an empty body): served", statuses(out)[:1] == [b"200"], out[:200])
+    q = "&".join("a" for _ in range(1000))
+    out, _, _ = raw(v, "GET /healthz?%s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (q, host))
+    check("1,000 one-letter query arguments (2 KB): answered", statuses(out) == [b"200"], out[:200])
+    out, _, _ = raw(v, "GET /dicom-web/studies?%s HTTP/1.1\r\n%s%sConnection: close\r\n\r\n" % (q, host, auth))
+    check("the same on QIDO: its own 400 problem+json", statuses(out) == [b"400"] and
+          b"application/problem+json" in head_of(out), out[:300])
+    q = "&".join("a" for _ in range(4000))
+    out, _, _ = raw(v, "GET /dicom-web/studies?%s HTTP/1.1\r\n%s%sConnection: close\r\n\r\n" % (q, host, auth))
+    check("4,000 of them (8 KB): 414 problem+json", statuses(out) == [b"414"] and
+          b"application/problem+json" in head_of(out), out[:300])
+    check("an authenticated request on a new connection: served", served(v))
+    err = open(os.path.join(TMP, "serve.err")).read()
+    check("no sanitizer report", "Sanitizer" not in err and "runtime error" not in err, err[-600:])
+    v.stop()
+
+
+TAP.run(main, lambda: shutil.rmtree(TMP, ignore_errors=True))
