@@ -1,6 +1,7 @@
 /* log.c: leveled logging to stderr. Layer: base. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include "dicomvault/log.h"
 
 static enum log_level g_level = LOG_WARN;
@@ -21,4 +22,33 @@ void log_msg(enum log_level lvl, const char *func, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	funlockfile(stderr);
+}
+
+void log_scrub_quoted(char *msg)
+{
+	size_t i, o = 0, n = strlen(msg);
+
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		n--;
+	for (i = 0; i < n; i++) {
+		if (msg[i] == '`') {
+			size_t end = i + 1;
+			while (end < n && msg[end] != '\'')
+				end++;
+			if (end == n)
+				break;   /* unclosed: cut here */
+			/* never longer than the span (so o stays <= i): "..."
+			 * for 3 bytes of text and more */
+			msg[o++] = '`';
+			if (end - i > 3) {
+				memcpy(msg + o, "...", 3);
+				o += 3;
+			}
+			msg[o++] = '\'';
+			i = end;
+			continue;
+		}
+		msg[o++] = ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e) ? '?' : msg[i];
+	}
+	msg[o] = 0;
 }

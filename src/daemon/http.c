@@ -1099,16 +1099,10 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) PRINTF_LIKE(2, 0)
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[256];
-	size_t i, n;
 
 	(void)cls;
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	n = strlen(msg);
-	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-		msg[--n] = 0;
-	for (i = 0; i < n; i++)
-		if ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e)
-			msg[i] = '?';
+	log_scrub_quoted(msg);   /* its messages quote request paths: a query may name a patient */
 	log_warn("libmicrohttpd: %s", msg);
 }
 
