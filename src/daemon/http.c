@@ -742,7 +742,19 @@ static void watch_trust(struct http_server *s, struct MHD_Connection *c);
 
 /* Everything decided from the request line and the headers, before any
  * body byte is read. MHD_YES without a response: wait for the body. */
-static enum MHD_Result req_begin(struct http_req *r, const char *url)
+/* Counts the Host header fields (MHD_get_connection_values). */
+static enum MHD_Result count_host(void *ctx, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	unsigned *n = ctx;
+
+	(void)kind;
+	(void)value;
+	if (key != NULL && strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		(*n)++;
+	return MHD_YES;
+}
+
+static enum MHD_Result req_begin(struct http_req *r, const char *url, const char *version)
 {
 	static const char *const close_conn[] = { MHD_HTTP_HEADER_CONNECTION, "close", NULL };
 	const char *cl, *te;
@@ -754,6 +766,15 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url)
 	 * smuggling; and the size checks below read Content-Length), nor a
 	 * coding this server cannot read to its end; either way the connection
 	 * closes, since where this request ends is not known */
+	unsigned hosts = 0;
+
+	/* HTTP/1.0 and 1.1 only (libmicrohttpd takes any 1.x); one Host at
+	 * most (RFC 9112 3.2: 400 for more) */
+	if (version == NULL || (strcmp(version, MHD_HTTP_VERSION_1_1) != 0 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0))
+		return http_problem(r, MHD_HTTP_HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.1 or HTTP/1.0 only", close_conn);
+	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, count_host, &hosts);
+	if (hosts > 1)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "more than one Host header field", close_conn);
 	te = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	if (te != NULL) {
 		if (strcasecmp(te, "chunked") != 0)
@@ -1029,7 +1050,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	struct http_req *r = *con_cls;
 	size_t n;
 
-	(void)version;
 	if (r == NULL) {
 		r = calloc(1, sizeof *r);
 		if (r == NULL)
@@ -1046,7 +1066,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		 * must be in by the deadline */
 		watch_request(r->srv, c, r->route == NULL || r->route->body != NULL || r->route->begin != NULL,
 		              HTTP_HEAD_TIMEOUT);
-		return req_begin(r, url);
+		return req_begin(r, url, version);
 	}
 	n = *upload_size;
 	*upload_size = 0;

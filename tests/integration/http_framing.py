@@ -10,6 +10,8 @@
   announced as 1 byte got past max_upload before);
 * a Transfer-Encoding other than chunked (identity, gzip): 501 at once
   (before, no answer: the server read until the connection closed);
+* a version other than HTTP/1.1 or 1.0 (1.9): 505; two Host header
+  fields: 400 (RFC 9112 3.2), both with Connection: close;
 * a query of 1,000 one-letter arguments (2 KB, well under the 8 KB limit):
   answered (before, libmicrohttpd's per-connection pool ran out and the
   connection closed with no answer); of 4,000: 414 problem+json.
@@ -101,6 +103,14 @@ def main():
               (out[:200], dt, closed))
     out, _, _ = raw(v, "GET /healthz HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + nxt)
     check("Transfer-Encoding: chunked alone (an empty body): served", statuses(out)[:1] == [b"200"], out[:200])
+    out, _, closed = raw(v, "GET /healthz HTTP/1.9\r\n" + host + "\r\n")
+    check("HTTP/1.9: 505 problem+json, the connection closed", statuses(out) == [b"505"] and closed and
+          b"application/problem+json" in head_of(out), out[:200])
+    out, _, _ = raw(v, "GET /healthz HTTP/1.0\r\n\r\n")
+    check("HTTP/1.0 (no Host): served", statuses(out) == [b"200"], out[:200])
+    out, _, closed = raw(v, "GET /healthz HTTP/1.1\r\n" + host + "Host: evil.example\r\n\r\n")
+    check("two Host header fields: 400 problem+json, the connection closed", statuses(out) == [b"400"] and closed,
+          out[:200])
     q = "&".join("a" for _ in range(1000))
     out, _, _ = raw(v, "GET /healthz?%s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (q, host))
     check("1,000 one-letter query arguments (2 KB): answered", statuses(out) == [b"200"], out[:200])
