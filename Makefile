@@ -48,7 +48,7 @@ BENCH_BIN := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 REPLAY_SRC := $(wildcard fuzz/*_fuzz.c)
 REPLAY_BIN := $(patsubst fuzz/%.c,$(B)/replay/%,$(REPLAY_SRC))
 
-build: $(B)/dicomvault $(UNIT_BIN) $(TOOL_BIN) $(REPLAY_BIN) $(BENCH_BIN)
+build: $(B)/dicomvault $(UNIT_BIN) $(TOOL_BIN) $(REPLAY_BIN) $(BENCH_BIN) $(B)/shim/fault_sync.so
 
 deps:
 	@bash scripts/install-deps.sh
@@ -92,6 +92,11 @@ $(B)/tests/%: tests/unit/%.c $(B)/libdicomvault.a tests/unit/test.h $(wildcard t
 $(B)/tools/%: tests/tools/%.c $(B)/libdicomvault.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(B)/libdicomvault.a $(LDOPT) $(LIBS)
+
+# LD_PRELOAD shims for tests: plain (no sanitizer), loaded into any build
+$(B)/shim/%.so: tests/shim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -fPIC -shared -o $@ $< -ldl
 
 $(B)/bench/%: bench/%.c $(B)/libdicomvault.a
 	@mkdir -p $(dir $@)

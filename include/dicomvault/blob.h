@@ -65,6 +65,10 @@ struct blob_ops {
 	/* A fresh, unpredictable key for a new object (the store may choose
 	 * part of it to place objects well). */
 	enum err (*new_key)(struct blob_store *s, char out[BLOB_KEY_NEW + 1]);
+	/* The object under key is not settled: its store (in this process or
+	 * another) has not ended, so it may not be durable yet, and its rows
+	 * may still go. */
+	bool (*pending)(struct blob_store *s, const char *key);
 };
 
 struct blob_store {

@@ -678,6 +678,14 @@ static void fs_settle(struct blob_store *bs, const char *key)
 		unlink(p);
 }
 
+static bool fs_pending(struct blob_store *bs, const char *key)
+{
+	struct fs_store *s = (struct fs_store *)bs;
+	char p[PATH_CAP];
+
+	return blob_key_valid(key) && pending_path(s, key, p) && access(p, F_OK) == 0;
+}
+
 static int flock_retry(int fd, int op)
 {
 	int r;
@@ -892,7 +900,7 @@ static enum err fs_new_key(struct blob_store *bs, char out[BLOB_KEY_NEW + 1])
 
 static const struct blob_ops fs_ops = {
 	"fs", fs_put_begin, fs_put_write, fs_put_finish, fs_put_commit, fs_put_abort, fs_get, fs_del, fs_list, fs_close,
-	fs_settle, fs_recover, fs_new_key,
+	fs_settle, fs_recover, fs_new_key, fs_pending,
 };
 
 enum err blob_fs_open(const char *dir, struct blob_store **out)

@@ -570,6 +570,48 @@ static enum err stored_ds_hash(struct vault *v, const char *sop_uid, uint8_t out
 	return rc;
 }
 
+#define SETTLE_WAIT_MS 30000   /* for a store of the same instance to end (await_settled) */
+
+/* old (the row of sop, read from the index) may be the row of a store
+ * still running: indexed, its object not yet durable, its rows still to
+ * go if that fails (docs/internals/durability.md, steps 6-9). "Already
+ * stored" must not be answered over it, so this waits (up to
+ * SETTLE_WAIT_MS) until that store has ended, its pending entry gone,
+ * then reads the row again: ERR_OK with *old the settled row, or
+ * ERR_NOTFOUND when that store failed and took its rows with it. */
+static enum err await_settled(struct vault *v, const char *sop, struct idx_instance *old, char *why, size_t whylen)
+{
+	struct index_store *ix = v->ix;
+	bool locked = false;
+	unsigned waited = 0, rounds;
+	enum err rc = ERR_OK;
+
+	for (rounds = 0; rounds < 8; rounds++) {
+		while (v->blobs->ops->pending(v->blobs, old->object_key)) {
+			if (waited >= SETTLE_WAIT_MS)
+				return err_why(why, whylen, ERR_IO, "SOP Instance UID %s is being stored by another request: "
+				               "send it again later", sop);
+			{
+				const struct timespec ts = { 0, 2000000L };
+				(void)nanosleep(&ts, NULL);
+			}
+			waited += 2;
+		}
+		store_ix_lock(v, &locked);
+		{
+			char key[sizeof old->object_key];
+			snprintf(key, sizeof key, "%s", old->object_key);
+			rc = ix->ops->instance_get(ix, sop, old);
+			store_ix_unlock(v, &locked);
+			if (rc != ERR_OK || strcmp(key, old->object_key) == 0)
+				return rc;   /* settled, or gone with its failed store */
+		}
+		/* another store of it since: wait for that one */
+	}
+	return err_why(why, whylen, ERR_IO, "SOP Instance UID %s is being stored by other requests: send it again later",
+	               sop);
+}
+
 /* The SOP Instance UID is already stored: identical bytes succeed; so do
  * the same data set bytes under other file meta information (a re-send by
  * another AE, or the same image imported from a file and over the
@@ -629,6 +671,7 @@ struct p3_job {
 	size_t whylen;
 	enum err rc;
 	bool dup;                  /* the instance was stored meanwhile: old */
+	bool unknown;              /* its rows were in a commit that failed: they may come back after a crash */
 	struct idx_instance old;
 	bool done;
 	struct p3_job *next;
@@ -763,10 +806,17 @@ static void run_batch(struct vault *v, struct p3_job *batch)
 		else if (r != ERR_DENIED)
 			rc = r;   /* not this store's data: the batch stops */
 	}
-	if (rc == ERR_OK && any)
+	if (rc == ERR_OK && any) {
 		rc = ix->ops->commit(ix);
-	else
+		/* a commit that failed may still have written its frames whole
+		 * (an fsync error after the writes): invisible now, they come
+		 * back if the process dies before the next commit overwrites
+		 * them, so the objects stay for recovery to judge */
+		for (j = batch; rc != ERR_OK && j != NULL; j = j->next)
+			j->unknown = j->rc == ERR_OK;
+	} else {
 		ix->ops->rollback(ix);
+	}
 	/* nothing of the batch is durable: every store fails, also one that
 	 * found its instance stored by another of the batch */
 	for (j = batch; rc != ERR_OK && j != NULL; j = j->next)
@@ -1085,8 +1135,16 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	store_ix_lock(v, &locked);
 	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
 		store_ix_unlock(v, &locked);
-		rc = same_as_stored(v, in, c.f->ds_off, known, &old, res, why, whylen);
-		goto out;
+		rc = await_settled(v, res->sop_uid, &old, why, whylen);
+		if (rc == ERR_OK) {
+			rc = same_as_stored(v, in, c.f->ds_off, known, &old, res, why, whylen);
+			goto out;
+		}
+		if (rc != ERR_NOTFOUND)
+			goto out;
+		/* that store failed: this one stores it */
+		rc = ERR_OK;
+		store_ix_lock(v, &locked);
 	}
 	if (early != NULL) {
 		store_ix_unlock(v, &locked);
@@ -1160,11 +1218,24 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		res->object_key[0] = 0;
 		(void)v->blobs->ops->del(v->blobs, object_key);
 		object_key[0] = 0;
-		rc = same_as_stored(v, in, c.f->ds_off, known, &j.old, res, why, whylen);
+		rc = await_settled(v, res->sop_uid, &j.old, why, whylen);
+		if (rc == ERR_NOTFOUND)
+			rc = err_why(why, whylen, ERR_IO, "SOP Instance UID %s was stored at the same time by another request, "
+			             "which failed: send it again", res->sop_uid);
+		if (rc == ERR_OK)
+			rc = same_as_stored(v, in, c.f->ds_off, known, &j.old, res, why, whylen);
 		goto out;
 	}
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)
 		err_why(why, whylen, rc, "cannot index the instance");
+	if (rc != ERR_OK && j.unknown) {
+		/* its rows may come back after a crash (run_batch): the object
+		 * and its pending entry stay, for recovery at the next open to
+		 * keep it (rows back, object whole) or remove it, audited */
+		log_error("store: the index commit failed; the object of %s stays until the next start decides",
+		          res->sop_uid);
+		object_key[0] = 0;
+	}
 out:
 	store_ix_unlock(v, &locked);
 	if (rc == ERR_OK && res->existed && !res->has_patient_key) {   /* (the j.dup path has it from c.pat) */

@@ -75,16 +75,18 @@ class Vault:
             return False, None, p.stderr
         return True, json.loads(p.stdout)["totp_secret"], p.stderr
 
-    def serve(self, dicom_port=None):
+    def serve(self, dicom_port=None, env=None):
         """Starts serve (HTTPS on a free port; DICOM-TLS on dicom_port
-        too when given) and waits until it says it is serving."""
+        too when given; env: more environment variables) and waits until
+        it says it is serving."""
         self.port = free_port()
         self.out = open(os.path.join(os.path.dirname(self.dir), "serve.out"), "w+")
         self.err = open(os.path.join(os.path.dirname(self.dir), "serve.err"), "w+")
         argv = [self.dv, "serve", "--vault", self.dir, "--http", f"127.0.0.1:{self.port}"]
         if dicom_port:
             argv += ["--dicom", f"127.0.0.1:{dicom_port}"]
-        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.err)
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.err,
+                                     env=dict(os.environ, **env) if env else None)
         for _ in range(200):
             self.out.seek(0)
             if "serving" in self.out.read():

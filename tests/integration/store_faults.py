@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""store_faults.py DV: the store when the disk fails its syncs, driven by
+the LD_PRELOAD shim tests/shim/fault_sync.c (build/.../shim/fault_sync.so)
+under `dicomvault serve`, then a kill -9 and a restart
+(docs/internals/durability.md):
+
+* An instance sent again while its first store waits for its object's
+  fsync (3 s), which then fails: the second is not answered "already
+  stored" over an object that was never durable (before session 25 it
+  was, and then the first store's failure took the instance away: an
+  acknowledged store lost). It waits for the first to end, stores the
+  instance itself, and is answered 200; the instance is there, byte for
+  byte, before and after kill -9.
+* The index commit's WAL sync fails once (EIO): the store is refused. Its
+  rows may still be in the WAL, whole; after kill -9 they came back, with
+  the object deleted (before session 25: an index row without its object,
+  a 500 on retrieval, and every later store of that instance refused).
+  Now its object stays for recovery, so after the restart the instance is
+  either whole or absent, never a row without an object, and the same
+  instance sent again is stored (200) and retrieved byte for byte.
+* `audit verify` passes after both.
+
+Run as /usr/bin/python3 tests/integration/store_faults.py build/check/dicomvault.
+Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from tap import Tap  # noqa: E402
+
+warnings.simplefilter("ignore")
+TAP = Tap("store_faults")
+check, skip = TAP.check, TAP.skip
+DV = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build/check/dicomvault")
+SHIM = os.path.join(os.path.dirname(DV), "shim", "fault_sync.so")
+try:
+    import dsgen
+    from dvserver import Vault
+except ImportError:
+    skip("no pydicom")
+if not os.path.exists(SHIM):
+    skip("no %s (make build)" % SHIM)
+
+TMP = tempfile.mkdtemp(prefix="dv-storefaults.")
+FD = os.path.join(TMP, "fault")
+os.makedirs(FD)
+ENV = {"LD_PRELOAD": SHIM, "FAULT_DIR": FD,
+       "ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")}
+
+
+def uid():
+    return "2.25.%d" % uuid.uuid4().int
+
+
+def instance(rows):
+    """A Part 10 instance (bytes) with rows x rows pixels: its bytes and its UIDs."""
+    st, se, sop = uid(), uid(), uid()
+    return dsgen.part10(dsgen.sc(sop, st, se, "FAULT^SYNC", "FS1", rows=rows, cols=rows)), (st, se, sop)
+
+
+def rule(fn, text):
+    with open(os.path.join(FD, fn), "w") as f:
+        f.write(text + "\n")
+
+
+def no_rules():
+    for fn in ("fsync", "fdatasync"):
+        try:
+            os.unlink(os.path.join(FD, fn))
+        except FileNotFoundError:
+            pass
+
+
+def hits():
+    try:
+        return open(os.path.join(FD, "hits")).read()
+    except FileNotFoundError:
+        return ""
+
+
+def retrieve(v, uids):
+    """WADO-RS of one instance: (status, the part's bytes or None)."""
+    st, se, sop = uids
+    status, h, body = v.request("GET", "/dicom-web/studies/%s/series/%s/instances/%s" % (st, se, sop),
+                                headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    if status != 200:
+        return status, None
+    b = h.get("content-type", "").split("boundary=")[-1].strip('"').split(";")[0].encode()
+    part = body.split(b"--" + b)[1]
+    return status, part.split(b"\r\n\r\n", 1)[1][:-2]
+
+
+def restart(v, env=None):
+    """kill -9, then serve again (the session token stays valid: sessions
+    are kept in the index; a new login would reuse the TOTP code)."""
+    v.proc.kill()
+    v.proc.wait()
+    v.proc = None
+    v.serve(env=env)
+
+
+def audit_ok(v):
+    p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
+    return p.returncode == 0, p.stdout + p.stderr
+
+
+def main():
+    v = Vault(DV, TMP)
+    v.serve(env=ENV)
+    v.login()
+    warm, _ = instance(8)
+    st, _ = v.stow([warm])
+    check("a store with the shim loaded: 200", st == 200, st)
+
+    # 1. "already stored" over a first store whose object fsync then fails
+    big, a = instance(1448)   # 2 MiB: written early, while it arrives
+    rule("fsync", "*/objects/.pending/* 0 1 waitEIO:3000")
+    first = {}
+    t = threading.Thread(target=lambda: first.update(st=v.stow([big])[0]))
+    t.start()
+    time.sleep(0.8)
+    t0 = time.monotonic()
+    second, _ = v.stow([big])
+    waited = time.monotonic() - t0
+    t.join(60)
+    check("the first store's object fsync failed (after 3 s): the first store refused",
+          "waitEIO" in hits() and first.get("st") not in (None, 200), (first, hits()))
+    check("the same instance meanwhile: answered 200 once the first had ended (%.1f s)" % waited,
+          second == 200 and waited > 1.5, (second, waited))
+    no_rules()
+    st, got = retrieve(v, a)
+    check("and it is there, byte for byte", st == 200 and got == big, (st, len(got or b""), len(big)))
+    restart(v)
+    st, got = retrieve(v, a)
+    check("after kill -9 and a restart too", st == 200 and got == big, (st, len(got or b"")))
+    ok, out = audit_ok(v)
+    check("audit verify passes", ok, out)
+
+    # 2. the index commit's WAL sync fails: its rows may come back
+    restart(v, ENV)
+    small, b = instance(16)
+    rule("fdatasync", "*/index.db-wal 0 1 EIO")
+    st, _ = v.stow([small])
+    check("the index commit's WAL sync failed (EIO): the store refused", st != 200 and "index.db-wal" in hits(),
+          (st, hits()))
+    no_rules()
+    restart(v)
+    st, got = retrieve(v, b)
+    check("after kill -9: the instance whole (its rows came back, its object kept) or absent, "
+          "never a row without its object (%d)" % st, (st == 200 and got == small) or st == 404, st)
+    st, _ = v.stow([small])
+    check("the same instance sent again: 200", st == 200, st)
+    st, got = retrieve(v, b)
+    check("and retrieved byte for byte", st == 200 and got == small, st)
+    ok, out = audit_ok(v)
+    check("audit verify passes", ok, out)
+    err = open(os.path.join(TMP, "serve.err")).read()
+    check("no sanitizer report", "Sanitizer" not in err and "runtime error" not in err, err[-600:])
+    v.stop()
+
+
+TAP.run(main, lambda: shutil.rmtree(TMP, ignore_errors=True))

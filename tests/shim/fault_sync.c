@@ -1,0 +1,134 @@
+/* fault_sync.c: an LD_PRELOAD shim for the durability tests. It makes
+ * chosen fsync(2) or fdatasync(2) calls of `dicomvault serve` fail, or
+ * wait, as a failing disk would, so that tests can drive the store's error
+ * paths (tests/integration/store_faults.py).
+ *
+ * FAULT_DIR names a folder; the file FAULT_DIR/fsync (or /fdatasync) holds
+ * one rule, "GLOB SKIP COUNT ACTION": a call whose descriptor's path
+ * matches GLOB (fnmatch) is counted; the first SKIP pass, the next COUNT
+ * get ACTION: EIO (fail at once), or wait:MS or waitEIO:MS (wait MS
+ * milliseconds, then succeed or fail). The rule is re-read at every call
+ * and rewritten as it is used up, so a test changes it while the server
+ * runs. Every call acted on is appended to FAULT_DIR/hits. Built without
+ * sanitizers (it is loaded into an ASan binary: ASAN_OPTIONS
+ * verify_asan_link_order=0). Layer: tests. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_mutex_t rule_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void wait_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* The error the rule for fn gives this call on path (0: none). */
+static int decide(const char *fn, const char *path)
+{
+	const char *dir = getenv("FAULT_DIR");
+	char p[1024], glob[512], act[64];
+	long skip, count, ms = 0;
+	int err = 0, acted = 0;
+	FILE *f;
+
+	if (dir == NULL || path == NULL)
+		return 0;
+	snprintf(p, sizeof p, "%s/%s", dir, fn);
+	pthread_mutex_lock(&rule_mu);
+	f = fopen(p, "r");
+	if (f != NULL) {
+		if (fscanf(f, "%511s %ld %ld %63s", glob, &skip, &count, act) == 4 && count > 0 &&
+		    fnmatch(glob, path, 0) == 0) {
+			if (skip > 0) {
+				skip--;
+			} else {
+				count--;
+				acted = 1;
+			}
+			fclose(f);
+			f = fopen(p, "w");
+			if (f != NULL)
+				fprintf(f, "%s %ld %ld %s\n", glob, skip, count, act);
+		}
+		if (f != NULL)
+			fclose(f);
+	}
+	if (acted) {
+		snprintf(p, sizeof p, "%s/hits", dir);
+		f = fopen(p, "a");
+		if (f != NULL) {
+			fprintf(f, "%s %s %s\n", fn, path, act);
+			fclose(f);
+		}
+	}
+	pthread_mutex_unlock(&rule_mu);
+	if (!acted)
+		return 0;
+	if (strcmp(act, "EIO") == 0)
+		err = EIO;
+	else if (strncmp(act, "waitEIO:", 8) == 0) {
+		ms = strtol(act + 8, NULL, 10);
+		err = EIO;
+	} else if (strncmp(act, "wait:", 5) == 0) {
+		ms = strtol(act + 5, NULL, 10);
+	}
+	if (ms > 0)
+		wait_ms(ms);
+	return err;
+}
+
+static const char *path_of(int fd, char *buf, size_t cap)
+{
+	char link[64];
+	ssize_t n;
+
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, cap - 1);
+	if (n < 0)
+		return NULL;
+	buf[n] = 0;
+	return buf;
+}
+
+int fsync(int fd)
+{
+	static int (*real)(int);
+	char buf[1024];
+	int err;
+
+	if (real == NULL)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	err = decide("fsync", path_of(fd, buf, sizeof buf));
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	return real(fd);
+}
+
+int fdatasync(int fd)
+{
+	static int (*real)(int);
+	char buf[1024];
+	int err;
+
+	if (real == NULL)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	err = decide("fdatasync", path_of(fd, buf, sizeof buf));
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	return real(fd);
+}
