@@ -148,6 +148,10 @@ WUR enum err audit_append(struct audit *a, const struct audit_rec *r);
  * either: the record may not be durable. */
 WUR enum err audit_append_start(struct audit *a, const struct audit_rec *r, uint64_t *ticket);
 WUR enum err audit_wait(struct audit *a, uint64_t ticket);
+/* An fsync of the log failed: no record is appended or reported durable
+ * through a from then on (audit_append and audit_wait fail), so nothing
+ * that needs one can succeed until the log is opened again. */
+bool audit_broken(struct audit *a);
 /* Appends a signed checkpoint now (needs a signer; ERR_INTERNAL without). */
 WUR enum err audit_checkpoint(struct audit *a);
 /* Writes a last checkpoint if a signer is set and records follow the last

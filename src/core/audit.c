@@ -47,6 +47,10 @@ struct audit {
 	 * once, so a later fsync's success does not make the bytes it missed
 	 * durable; every wait for a record not yet covered fails from then on */
 	bool sync_failed;
+	/* the same, under mu: set by write_line's own fsync failing too, so
+	 * that no record is appended after one whose bytes may be lost (its
+	 * successors would chain to a hole after a power loss) */
+	bool io_failed;
 	char path[4096];
 	/* the chain as last seen (valid when known_size equals the file size) */
 	off_t known_size;
@@ -616,6 +620,10 @@ static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t 
 {
 	ssize_t n;
 
+	if (a->io_failed) {
+		log_error("%s: an fsync of the log failed before: no record is appended until it is opened again", a->path);
+		return ERR_IO;
+	}
 	do
 		n = write(a->fd, w->p, w->len);
 	while (n < 0 && errno == EINTR);
@@ -629,6 +637,7 @@ static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t 
 	if (!lazy && fsync(a->fd) != 0) {
 		log_error("%s: fsync of an audit record failed: %s", a->path, strerror(errno));
 		a->synced = false;
+		a->io_failed = true;
 		return ERR_IO;
 	}
 	a->seq++;
@@ -710,6 +719,11 @@ static enum err durable_upto(struct audit *a, uint64_t upto)
 	uint64_t target;
 
 	pthread_mutex_lock(&a->sync_mu);
+	if (a->durable < upto && !a->sync_failed) {
+		pthread_mutex_lock(&a->mu);
+		a->sync_failed = a->io_failed;
+		pthread_mutex_unlock(&a->mu);
+	}
 	if (a->durable < upto && a->sync_failed) {
 		rc = ERR_IO;
 	} else if (a->durable < upto) {
@@ -721,11 +735,26 @@ static enum err durable_upto(struct audit *a, uint64_t upto)
 		} else {
 			log_error("%s: fsync of an audit record failed: %s", a->path, strerror(errno));
 			a->sync_failed = true;
+			pthread_mutex_lock(&a->mu);
+			a->io_failed = true;
+			pthread_mutex_unlock(&a->mu);
 			rc = ERR_IO;
 		}
 	}
 	pthread_mutex_unlock(&a->sync_mu);
 	return rc;
+}
+
+bool audit_broken(struct audit *a)
+{
+	bool broken;
+
+	if (a == NULL)
+		return false;
+	pthread_mutex_lock(&a->mu);
+	broken = a->io_failed;
+	pthread_mutex_unlock(&a->mu);
+	return broken;
 }
 
 /* Waits (mu held) for a kick, the stop, or with lazy reads sync_ms; then

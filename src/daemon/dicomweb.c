@@ -475,6 +475,12 @@ static void store_part(struct dw *d, struct stow_job *j)
 		job_failed(d, j, FR_NOT_AUTHORIZED, "not authorised to store into this collection");
 		return;
 	}
+	/* no store without its record: when the log cannot be made durable,
+	 * storing would only add instances that are never acknowledged */
+	if (audit_broken(r->srv->audit)) {
+		job_failed(d, j, FR_OUT_OF_RESOURCES, "the audit log cannot be written: nothing is stored");
+		return;
+	}
 	if (spool_src(j->sp, &src) != ERR_OK) {
 		job_failed(d, j, FR_OUT_OF_RESOURCES, "cannot reopen the spool");
 		return;

@@ -481,6 +481,12 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 		store_fail(st, refused, refusal);
 		goto fail;
 	}
+	/* no store without its record: when the log cannot be made durable,
+	 * storing would only add instances that are never acknowledged */
+	if (audit_broken(a->o->audit)) {
+		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: the audit log cannot be written");
+		goto fail;
+	}
 	if (spool_src(st->sp, &src) != ERR_OK) {
 		store_fail(st, DIMSE_REFUSED_OOR, "Out of resources: cannot reopen the spool");
 		goto fail;

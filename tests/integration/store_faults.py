@@ -18,7 +18,12 @@ under `dicomvault serve`, then a kill -9 and a restart
   Now its object stays for recovery, so after the restart the instance is
   either whole or absent, never a row without an object, and the same
   instance sent again is stored (200) and retrieved byte for byte.
-* `audit verify` passes after both.
+* The audit log's fsync fails once: that store is refused, and so is
+  every later one (no record can be made durable until a restart), but
+  now before anything of it is written: no index row (before session 25
+  each was stored, indexed and never acknowledged). After a restart
+  stores succeed again.
+* `audit verify` passes after each.
 
 Run as /usr/bin/python3 tests/integration/store_faults.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
@@ -161,9 +166,30 @@ def main():
     check("and retrieved byte for byte", st == 200 and got == small, st)
     ok, out = audit_ok(v)
     check("audit verify passes", ok, out)
+
+    # 3. the audit log's fsync fails: stores refused, not written
+    import vault_state
+    restart(v, ENV)
+    one, c1 = instance(16)
+    two, c2 = instance(16)
+    rule("fsync", "*/audit/audit.log 0 1 EIO")
+    st1, _ = v.stow([one])
+    st2, _ = v.stow([two])
+    check("the audit log's fsync failed: that store refused, and the next", st1 != 200 and st2 != 200 and
+          "audit.log" in hits(), (st1, st2, hits()))
+    no_rules()
+    rows = vault_state.indexed(v.dir)
+    check("the next one refused before it was written: not in the index", c2[2] not in rows, sorted(rows))
+    restart(v)
+    st, _ = v.stow([two])
+    check("after a restart it is stored: 200", st == 200, st)
+    st, got = retrieve(v, c2)
+    check("and retrieved byte for byte", st == 200 and got == two, st)
+    ok, out = audit_ok(v)
+    check("audit verify passes", ok, out)
     err = open(os.path.join(TMP, "serve.err")).read()
     check("no sanitizer report", "Sanitizer" not in err and "runtime error" not in err, err[-600:])
     v.stop()
 
 
-TAP.run(main, lambda: shutil.rmtree(TMP, ignore_errors=True))
+TAP.run(main, lambda: None if os.environ.get("KEEP") else shutil.rmtree(TMP, ignore_errors=True))

@@ -1237,16 +1237,27 @@ TEST(vault_init_is_audited)
 	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0700);
 }
 
+static long long file_size(const char *p)
+{
+	struct stat st;
+
+	return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
 /* An fsync that failed once (here the syncer's or the waiter's) fails
  * every wait for a record it did not cover, also after fsync works again:
  * Linux reports a lost write-back once, so a later success proves
- * nothing about those bytes. Records made durable before stay so. */
+ * nothing about those bytes. Records made durable before stay so. And no
+ * record is appended after it (since session 25: a record chained to one
+ * whose bytes may be lost would follow a hole after a power loss), which
+ * audit_broken tells before anyone tries. */
 TEST(fsync_failure_is_kept)
 {
 	char path[300];
 	struct audit *a = NULL;
 	struct audit_rec st = rec(AUDIT_STORE, "bob");
 	uint64_t t0 = 0, t1 = 0, t2 = 0;
+	long long size_before;
 
 	a = open_new(path, sizeof path);
 	if (a == NULL)
@@ -1258,10 +1269,24 @@ TEST(fsync_failure_is_kept)
 	CHECK(audit_wait(a, t1) == ERR_IO);
 	atomic_store(&fail_fsync, false);
 	CHECK(audit_wait(a, t1) == ERR_IO);   /* not durable because a later fsync worked */
-	CHECK(audit_append_start(a, &st, &t2) == ERR_OK);
-	CHECK(audit_wait(a, t2) == ERR_IO);
+	CHECK(audit_broken(a));
+	size_before = file_size(path);
+	CHECK(audit_append_start(a, &st, &t2) == ERR_IO);
 	CHECK(audit_append(a, &st) == ERR_IO);
+	CHECK(file_size(path) == size_before);   /* nothing appended after it */
 	CHECK(audit_wait(a, t0) == ERR_OK);   /* covered before the failure */
+	audit_close(a);
+	/* the synchronous path's own fsync failing does the same */
+	a = open_new(path, sizeof path);
+	if (a == NULL)
+		return;
+	CHECK(!audit_broken(a));
+	atomic_store(&fail_fsync, true);
+	CHECK(audit_append(a, &st) == ERR_IO);
+	atomic_store(&fail_fsync, false);
+	CHECK(audit_broken(a));
+	CHECK(audit_append(a, &st) == ERR_IO);
+	CHECK(audit_append_start(a, &st, &t2) == ERR_IO);
 	audit_close(a);
 }
 
