@@ -333,12 +333,16 @@ static enum err sync_wait(struct fs_store *s, struct sync_job *j)
 	return j->rc;
 }
 
-/* mkdir that tolerates existing directories and fsyncs the parent. */
+/* mkdir that tolerates existing directories and fsyncs the parent, also
+ * when the directory existed: a process killed between its mkdir and that
+ * fsync left an entry that a power loss may still take, with every object
+ * stored under it since (the callers do this once per directory and
+ * process). */
 static enum err mkdir_durable(const char *path, const char *parent)
 {
-	if (mkdir(path, 0700) == 0)
-		return fsync_dir(parent);
-	return errno == EEXIST ? ERR_OK : ERR_IO;
+	if (mkdir(path, 0700) != 0 && errno != EEXIST)
+		return ERR_IO;
+	return fsync_dir(parent);
 }
 
 static bool bit_get(const uint8_t *map, unsigned i)
@@ -356,28 +360,26 @@ static unsigned hexval(char c)
 	return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
 }
 
-/* Makes the 256 DIR/xx (those missing) and fsyncs DIR once if it made any:
- * one fsync for all of them instead of one per new directory. */
+/* Makes the 256 DIR/xx (those missing) and fsyncs DIR once: one fsync for
+ * all of them instead of one per new directory; also when none was made
+ * (mkdir_durable says why). */
 static enum err top_dirs(struct fs_store *s)
 {
 	char p[PATH_CAP];
-	bool made = false;
 	unsigned i;
 
 	for (i = 0; i < 256; i++) {
 		if (snprintf(p, sizeof p, "%s/%02x", s->dir, i) >= (int)sizeof p)
 			return ERR_LIMIT;
-		if (mkdir(p, 0700) == 0)
-			made = true;
-		else if (errno != EEXIST)
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
 			return ERR_IO;
 	}
-	return made ? fsync_dir(s->dir) : ERR_OK;
+	return fsync_dir(s->dir);
 }
 
 /* DIR/xx and DIR/xx/yy of a (valid) key exist and their entries are
- * durable. Made at most once per store handle; an existing directory is
- * taken as durable (whoever made it fsync'd its parent before using it). */
+ * durable. Made (or, existing, its parent fsync'd) at most once per store
+ * handle. */
 static enum err fanout_ready(struct fs_store *s, const char *key, const char *sub1, const char *sub2)
 {
 	unsigned i2 = hexval(key[0]) << 12 | hexval(key[1]) << 8 | hexval(key[2]) << 4 | hexval(key[3]);
