@@ -57,6 +57,12 @@ struct auth {
 	struct audit *audit;      /* NULL: no records (tests) */
 	sem_t pw_sem;             /* Argon2id verifications in progress */
 	pthread_mutex_t lim_lock;
+	/* a login's outcome after its password check: the lockout check, the
+	 * code, the session and its record, or the failure and any lockout
+	 * it causes with its record, one login at a time (taken before
+	 * lim_lock and ix_lock): so a success is never on the record after a
+	 * lockout it was not refused by */
+	pthread_mutex_t decide_mu;
 	struct lim_slot *lim;     /* conf.limiter_slots */
 	int64_t *lim_times;       /* lockout_failures per slot: its failure times */
 };
@@ -176,6 +182,11 @@ enum err auth_new(const struct auth_conf *c, struct index_store *ix, pthread_mut
 		sem_destroy(&a->pw_sem);
 		goto fail;
 	}
+	if (pthread_mutex_init(&a->decide_mu, NULL) != 0) {
+		pthread_mutex_destroy(&a->lim_lock);
+		sem_destroy(&a->pw_sem);
+		goto fail;
+	}
 	*out = a;
 	return ERR_OK;
 fail:
@@ -193,6 +204,7 @@ void auth_free(struct auth *a)
 		return;
 	sem_destroy(&a->pw_sem);
 	pthread_mutex_destroy(&a->lim_lock);
+	pthread_mutex_destroy(&a->decide_mu);
 	secret_free(a->token_key);
 	secret_free(a->api_key);
 	mem_wipe(a->lim, a->conf.limiter_slots * sizeof *a->lim);
@@ -574,7 +586,7 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 	uint8_t *seed_blob = NULL;
 	size_t seed_n = 0;
 	struct idx_user u;
-	bool known = false, pw_ok = false;
+	bool known = false, pw_ok = false, deciding = false;
 	const char *why = "unknown user";
 	uint64_t step = 0;
 	int64_t wait;
@@ -650,6 +662,8 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 		(void)e;   /* always ERR_AUTH */
 	}
 	sem_post(&a->pw_sem);
+	pthread_mutex_lock(&a->decide_mu);
+	deciding = true;
 	/* locked meanwhile, by the failures of attempts that were waiting
 	 * beside this one (a spray of concurrent guesses): its outcome is
 	 * not told, and it neither logs in nor counts */
@@ -715,6 +729,8 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 	tok = NULL;
 	rc = ERR_OK;
 out:
+	if (deciding)
+		pthread_mutex_unlock(&a->decide_mu);
 	secret_free(tok);
 	secret_free(seed);
 	if (seed_blob != NULL) {
