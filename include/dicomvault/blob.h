@@ -65,10 +65,14 @@ struct blob_ops {
 	/* A fresh, unpredictable key for a new object (the store may choose
 	 * part of it to place objects well). */
 	enum err (*new_key)(struct blob_store *s, char out[BLOB_KEY_NEW + 1]);
-	/* The object under key is not settled: its store (in this process or
-	 * another) has not ended, so it may not be durable yet, and its rows
-	 * may still go. */
-	bool (*pending)(struct blob_store *s, const char *key);
+	/* A put of key by this process has begun and not yet been settled or
+	 * deleted: its store has not ended, so its object may not be durable
+	 * yet, and its rows may still go. */
+	bool (*in_flight)(struct blob_store *s, const char *key);
+	/* The object under key durable: when its pending entry is there (an
+	 * object of another process's store, or one a crash left unsettled),
+	 * its file and directory are fsync'd; else nothing to do. */
+	enum err (*make_durable)(struct blob_store *s, const char *key);
 };
 
 struct blob_store {

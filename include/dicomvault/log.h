@@ -14,7 +14,8 @@ void log_msg(enum log_level lvl, const char *func, const char *fmt, ...) PRINTF_
  * for our log: trailing line ends dropped, bytes outside printable ASCII
  * as '?', and the text of every `...' span (where libmicrohttpd quotes a
  * request's path and query, which may name a patient) replaced by "..."
- * (by nothing when shorter: the message never grows).
+ * (by nothing when shorter: the message never grows); so is a word that
+ * begins with '/' (a path it does not quote), but for that '/'.
  * An unclosed span is cut at its backquote. */
 void log_scrub_quoted(char *msg);
 

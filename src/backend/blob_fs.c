@@ -98,6 +98,15 @@ struct fs_store {
 	struct sync_job *queue;
 	bool sync_started, sync_stop;
 	pthread_t sync_th;
+	/* keys of this process's puts from put_begin until settle or del
+	 * (fs_in_flight): a few, as many as stores at once */
+	pthread_mutex_t fl_mu;
+	struct flight *flights;
+};
+
+struct flight {
+	struct flight *next;
+	char key[BLOB_KEY_MAX + 1];
 };
 
 struct blob_writer {
@@ -449,6 +458,34 @@ static void link_now(struct blob_writer *w)
 		w->err = rc;
 }
 
+static void flight_add(struct fs_store *s, const char *key)
+{
+	struct flight *f = calloc(1, sizeof *f);
+
+	if (f == NULL)
+		return;   /* not known to be in flight: a waiter answers from the object alone, as before */
+	snprintf(f->key, sizeof f->key, "%s", key);
+	pthread_mutex_lock(&s->fl_mu);
+	f->next = s->flights;
+	s->flights = f;
+	pthread_mutex_unlock(&s->fl_mu);
+}
+
+static void flight_end(struct fs_store *s, const char *key)
+{
+	struct flight **pp, *f;
+
+	pthread_mutex_lock(&s->fl_mu);
+	for (pp = &s->flights; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0) {
+			f = *pp;
+			*pp = f->next;
+			free(f);
+			break;
+		}
+	pthread_mutex_unlock(&s->fl_mu);
+}
+
 static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob_writer **out)
 {
 	struct fs_store *s = (struct fs_store *)bs;
@@ -487,6 +524,7 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 			fs_put_abort(w);
 			return rc;
 		}
+		flight_add(s, key);
 		*out = w;
 		return ERR_OK;
 	}
@@ -499,6 +537,7 @@ static enum err fs_put_begin(struct blob_store *bs, const char *key, struct blob
 	/* the entry made durable while the caller writes */
 	sync_submit(s, &w->pjob, s->pend_fd, s->pendir);
 	w->pjob_sent = true;
+	flight_add(s, key);
 	*out = w;
 	w = NULL;
 	rc = ERR_OK;
@@ -660,6 +699,7 @@ static enum err fs_del(struct blob_store *bs, const char *key)
 
 	if (!blob_key_valid(key))
 		return ERR_PARSE;
+	flight_end(s, key);
 	rc = paths(s, key, sub1, sub2, final);
 	if (rc != ERR_OK)
 		return rc;
@@ -678,14 +718,42 @@ static void fs_settle(struct blob_store *bs, const char *key)
 	/* not fsync'd: a marker back after a crash is dropped by recover */
 	if (blob_key_valid(key) && pending_path(s, key, p))
 		unlink(p);
+	flight_end(s, key);
 }
 
-static bool fs_pending(struct blob_store *bs, const char *key)
+static bool fs_in_flight(struct blob_store *bs, const char *key)
 {
 	struct fs_store *s = (struct fs_store *)bs;
-	char p[PATH_CAP];
+	struct flight *f;
+	bool yes = false;
 
-	return blob_key_valid(key) && pending_path(s, key, p) && access(p, F_OK) == 0;
+	pthread_mutex_lock(&s->fl_mu);
+	for (f = s->flights; f != NULL && !yes; f = f->next)
+		yes = strcmp(f->key, key) == 0;
+	pthread_mutex_unlock(&s->fl_mu);
+	return yes;
+}
+
+static enum err fs_make_durable(struct blob_store *bs, const char *key)
+{
+	struct fs_store *s = (struct fs_store *)bs;
+	char sub1[PATH_CAP], sub2[PATH_CAP], final[PATH_CAP], p[PATH_CAP];
+	enum err rc;
+	int fd;
+
+	if (!blob_key_valid(key))
+		return ERR_PARSE;
+	if (!pending_path(s, key, p) || access(p, F_OK) != 0)
+		return ERR_OK;   /* settled: durable */
+	rc = paths(s, key, sub1, sub2, final);
+	if (rc != ERR_OK)
+		return rc;
+	fd = open(final, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	rc = fsync(fd) == 0 ? ERR_OK : ERR_IO;
+	close(fd);
+	return rc == ERR_OK ? fsync_dir(sub2) : rc;
 }
 
 static int flock_retry(int fd, int op)
@@ -865,6 +933,12 @@ static void fs_close(struct blob_store *bs)
 	pthread_mutex_destroy(&s->dir_mu);
 	pthread_mutex_destroy(&s->key_mu);
 	pthread_mutex_destroy(&s->sync_mu);
+	pthread_mutex_destroy(&s->fl_mu);
+	while (s->flights != NULL) {
+		struct flight *f = s->flights;
+		s->flights = f->next;
+		free(f);
+	}
 	pthread_cond_destroy(&s->sync_work);
 	pthread_cond_destroy(&s->sync_done);
 	free(bs);
@@ -902,7 +976,7 @@ static enum err fs_new_key(struct blob_store *bs, char out[BLOB_KEY_NEW + 1])
 
 static const struct blob_ops fs_ops = {
 	"fs", fs_put_begin, fs_put_write, fs_put_finish, fs_put_commit, fs_put_abort, fs_get, fs_del, fs_list, fs_close,
-	fs_settle, fs_recover, fs_new_key, fs_pending,
+	fs_settle, fs_recover, fs_new_key, fs_in_flight, fs_make_durable,
 };
 
 enum err blob_fs_open(const char *dir, struct blob_store **out)
@@ -926,6 +1000,7 @@ enum err blob_fs_open(const char *dir, struct blob_store **out)
 	pthread_mutex_init(&s->dir_mu, NULL);
 	pthread_mutex_init(&s->key_mu, NULL);
 	pthread_mutex_init(&s->sync_mu, NULL);
+	pthread_mutex_init(&s->fl_mu, NULL);
 	pthread_cond_init(&s->sync_work, NULL);
 	pthread_cond_init(&s->sync_done, NULL);
 	snprintf(s->dir, sizeof s->dir, "%s", dir);

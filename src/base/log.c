@@ -48,6 +48,13 @@ void log_scrub_quoted(char *msg)
 			i = end;
 			continue;
 		}
+		if (msg[i] == '/' && (i == 0 || msg[i - 1] == ' ')) {
+			/* a path not in quotes ("... request for /dicom-web/...") */
+			while (i + 1 < n && msg[i + 1] != ' ')
+				i++;
+			msg[o++] = '/';
+			continue;
+		}
 		msg[o++] = ((unsigned char)msg[i] < 0x20 || (unsigned char)msg[i] > 0x7e) ? '?' : msg[i];
 	}
 	msg[o] = 0;

@@ -792,9 +792,11 @@ static enum err seq_asked(struct qry *q, const struct dcm_elem *e, const struct 
 		return ERR_NOMEM;
 	sr->nwant = 0;
 	for (i = 0; i < item->n; i++)
-		if (item->e[i].tag != TAG_SPECIFIC_CHARSET && dict_lookup(item->e[i].tag) != NULL &&
-		    !TAG_IS_PRIVATE(item->e[i].tag))
+		if (item->e[i].tag != TAG_SPECIFIC_CHARSET && TAG_ELEM(item->e[i].tag) != 0 &&
+		    dict_lookup(item->e[i].tag) != NULL && !TAG_IS_PRIVATE(item->e[i].tag))
 			sr->want[sr->nwant++] = item->e[i].tag;
+	if (sr->nwant == 0)
+		return ERR_OK;   /* nothing asked for in the item: the sequence whole */
 	sr->tag = e->tag;
 	sr->key = NULL;
 	if (k->nsub > 0) {

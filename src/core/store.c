@@ -576,9 +576,13 @@ static enum err stored_ds_hash(struct vault *v, const char *sop_uid, uint8_t out
  * still running: indexed, its object not yet durable, its rows still to
  * go if that fails (docs/internals/durability.md, steps 6-9). "Already
  * stored" must not be answered over it, so this waits (up to
- * SETTLE_WAIT_MS) until that store has ended, its pending entry gone,
+ * SETTLE_WAIT_MS) until that store, when it is this process's, has ended,
  * then reads the row again: ERR_OK with *old the settled row, or
- * ERR_NOTFOUND when that store failed and took its rows with it. */
+ * ERR_NOTFOUND when that store failed and took its rows with it. An
+ * object still pending that is not this process's (another process's
+ * store, or one a crash left unsettled until the next start's recovery)
+ * is made durable here instead (make_durable), so that the answer rests
+ * on durable bytes either way. */
 static enum err await_settled(struct vault *v, const char *sop, struct idx_instance *old, char *why, size_t whylen)
 {
 	struct index_store *ix = v->ix;
@@ -587,7 +591,7 @@ static enum err await_settled(struct vault *v, const char *sop, struct idx_insta
 	enum err rc = ERR_OK;
 
 	for (rounds = 0; rounds < 8; rounds++) {
-		while (v->blobs->ops->pending(v->blobs, old->object_key)) {
+		while (v->blobs->ops->in_flight(v->blobs, old->object_key)) {
 			if (waited >= SETTLE_WAIT_MS)
 				return err_why(why, whylen, ERR_IO, "SOP Instance UID %s is being stored by another request: "
 				               "send it again later", sop);
@@ -603,8 +607,15 @@ static enum err await_settled(struct vault *v, const char *sop, struct idx_insta
 			snprintf(key, sizeof key, "%s", old->object_key);
 			rc = ix->ops->instance_get(ix, sop, old);
 			store_ix_unlock(v, &locked);
-			if (rc != ERR_OK || strcmp(key, old->object_key) == 0)
-				return rc;   /* settled, or gone with its failed store */
+			if (rc == ERR_OK && strcmp(key, old->object_key) == 0) {
+				rc = v->blobs->ops->make_durable(v->blobs, old->object_key);
+				if (rc != ERR_OK)
+					return err_why(why, whylen, ERR_IO, "SOP Instance UID %s: the stored object cannot be "
+					               "made durable", sop);
+				return ERR_OK;
+			}
+			if (rc != ERR_OK)
+				return rc;   /* gone with its failed store */
 		}
 		/* another store of it since: wait for that one */
 	}

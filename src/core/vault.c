@@ -510,11 +510,13 @@ static bool mk_looks_random(const uint8_t *k)
 }
 
 /* Why the passphrase p (n bytes) is too weak to guard the master key, or
- * NULL: shorter than VAULT_MIN_PASSWORD, fewer than 8 different characters
+ * NULL: shorter than VAULT_MIN_PASSWORD, fewer than 4 different characters
  * ("aaaaaaaaaaaa", "abababab..."), one word repeated ("hello123hello123")
- * or a run with a constant step ("abcdefghijklm", "0123456789ab"). The
- * derivation (Argon2id) slows a guesser down; it does not stop one that
- * tries these first. */
+ * or a run with a constant step ("abcdefghijklm", "0123456789ab"): the
+ * degenerate ones only, which a drawn passphrase (random digits
+ * included: 20 of them often have fewer than 8 different) practically
+ * never is. The derivation (Argon2id) slows a guesser down; it does not
+ * stop one that tries these first. */
 static const char *pass_weakness(const uint8_t *p, size_t n)
 {
 	uint8_t seen[256] = { 0 };
@@ -530,8 +532,8 @@ static const char *pass_weakness(const uint8_t *p, size_t n)
 	mem_wipe(seen, sizeof seen);
 	if (n < VAULT_MIN_PASSWORD)
 		return "it is shorter than " VAULT_MIN_PASSWORD_TEXT " characters";
-	if (distinct < 8)
-		why = "it has fewer than 8 different characters";
+	if (distinct < 4)
+		why = "it has fewer than 4 different characters";
 	else if (step)
 		why = "it is a run of consecutive characters";
 	for (period = 1; why == NULL && period <= n / 2; period++) {

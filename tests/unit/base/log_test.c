@@ -23,6 +23,11 @@ TEST(quoted_paths_removed)
 	CHECK_EQ_STR(scrub("``'"), "`'");
 	CHECK_EQ_STR(scrub("cut `/dicom-web/studies?PatientID=P1"), "cut ");   /* unclosed */
 	CHECK_EQ_STR(scrub("no quotes here\r\n"), "no quotes here");
+	/* a path it does not quote */
+	CHECK_EQ_STR(scrub("Failed to send data in request for /dicom-web/studies?PatientName=DOE. Error"),
+	             "Failed to send data in request for / Error");
+	CHECK_EQ_STR(scrub("/x?a=b"), "/");
+	CHECK_EQ_STR(scrub("HTTP/1.1 and a/b stay"), "HTTP/1.1 and a/b stay");
 }
 
 TEST(control_bytes_replaced)

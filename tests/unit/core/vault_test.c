@@ -165,8 +165,8 @@ TEST(check_refuses_weak_key)
 }
 
 /* init refuses a passphrase too weak to guard the master key, and creates
- * nothing: too short, too few different characters, one word repeated, a
- * run of consecutive characters. */
+ * nothing: too short, fewer than 4 different characters, one word
+ * repeated, a run of consecutive characters; drawn digits pass. */
 TEST(init_refuses_weak_passphrase)
 {
 	static const char *const weak[] = {
@@ -185,6 +185,9 @@ TEST(init_refuses_weak_passphrase)
 	}
 	write_file(pf, "hello1234 hello1234!\n", 0600);   /* a word twice, but not only that */
 	CHECK(make_vault("okpp", pf, dir, sizeof dir) == ERR_OK);
+	/* drawn digits: 7 different of 10, not degenerate */
+	write_file(pf, "91125160991627507292\n", 0600);
+	CHECK(make_vault("okdigits", pf, dir, sizeof dir) == ERR_OK);
 }
 
 TEST(tampered_wrapped_key)
