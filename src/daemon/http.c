@@ -740,8 +740,6 @@ static enum MHD_Result arg_bytes(void *ctx, enum MHD_ValueKind kind, const char 
 
 static void watch_trust(struct http_server *s, struct MHD_Connection *c);
 
-/* Everything decided from the request line and the headers, before any
- * body byte is read. MHD_YES without a response: wait for the body. */
 /* Counts the Host header fields (MHD_get_connection_values). */
 static enum MHD_Result count_host(void *ctx, enum MHD_ValueKind kind, const char *key, const char *value)
 {
@@ -754,19 +752,15 @@ static enum MHD_Result count_host(void *ctx, enum MHD_ValueKind kind, const char
 	return MHD_YES;
 }
 
+/* Everything decided from the request line and the headers, before any
+ * body byte is read. MHD_YES without a response: wait for the body. */
 static enum MHD_Result req_begin(struct http_req *r, const char *url, const char *version)
 {
 	static const char *const close_conn[] = { MHD_HTTP_HEADER_CONNECTION, "close", NULL };
 	const char *cl, *te;
 	int nheaders;
-	size_t n = strlen(url);
-
-	/* the body's framing (RFC 9112 6.1, 6.3): chunked or a Content-Length,
-	 * never both (a proxy in front might frame it the other way: request
-	 * smuggling; and the size checks below read Content-Length), nor a
-	 * coding this server cannot read to its end; either way the connection
-	 * closes, since where this request ends is not known */
 	unsigned hosts = 0;
+	size_t n = strlen(url);
 
 	/* HTTP/1.0 and 1.1 only (libmicrohttpd takes any 1.x); one Host at
 	 * most (RFC 9112 3.2: 400 for more) */
@@ -775,6 +769,11 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url, const char
 	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, count_host, &hosts);
 	if (hosts > 1)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "more than one Host header field", close_conn);
+	/* the body's framing (RFC 9112 6.1, 6.3): chunked or a Content-Length,
+	 * never both (a proxy in front might frame it the other way: request
+	 * smuggling; and the size checks below read Content-Length), nor a
+	 * coding this server cannot read to its end; either way the connection
+	 * closes, since where this request ends is not known */
 	te = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	if (te != NULL) {
 		if (strcasecmp(te, "chunked") != 0)
@@ -897,10 +896,9 @@ static enum MHD_Result req_body(struct http_req *r, const char *p, size_t n)
  * a request on it is authenticated, a connection lives HTTP_ANON_TIMEOUT
  * at most (a request running then gets HTTP_HEAD_TIMEOUT more, and its
  * answer says Connection: close), in requests or between them: public
- * requests (the login page,
- * /healthz, a 401) pipelined by the thousand and read a few bytes at a
- * time would otherwise keep it, each answer ending in time for the next
- * (found in session 25). A thread looks every half second and shuts down
+ * requests (the login page, /healthz, a 401) pipelined by the thousand
+ * and read a few bytes at a time would otherwise keep it, each answer
+ * ending in time for the next (found in session 25). A thread looks every half second and shuts down
  * the socket of a connection past a deadline: its own thread then sees the
  * connection end and closes it. */
 struct conn_watch {

@@ -3,7 +3,8 @@
  * wait, as a failing disk would, so that tests can drive the store's error
  * paths (tests/integration/store_faults.py).
  *
- * FAULT_DIR names a folder; the file FAULT_DIR/fsync (or /fdatasync) holds
+ * FAULT_DIR names a folder; the file FAULT_DIR/fsync (or /fdatasync, or
+ * /unlink, whose path is its argument) holds
  * one rule, "GLOB SKIP COUNT ACTION": a call whose descriptor's path
  * matches GLOB (fnmatch) is counted; the first SKIP pass, the next COUNT
  * get ACTION: EIO (fail at once), or wait:MS or waitEIO:MS (wait MS
@@ -131,4 +132,19 @@ int fdatasync(int fd)
 		return -1;
 	}
 	return real(fd);
+}
+
+int unlink(const char *path)
+{
+	static int (*real)(const char *);
+	int err;
+
+	if (real == NULL)
+		real = (int (*)(const char *))dlsym(RTLD_NEXT, "unlink");
+	err = decide("unlink", path);
+	if (err != 0) {
+		errno = err;
+		return -1;
+	}
+	return real(path);
 }
