@@ -117,6 +117,17 @@ def restart(v, env=None):
     v.serve(env=env)
 
 
+def stored_again(v, data, uids, after):
+    """The instance sent again after `after`: 200, retrieved byte for
+    byte, and audit verify passes."""
+    st, _ = v.stow([data])
+    check("%s: the same instance sent again: 200" % after, st == 200, st)
+    st, got = retrieve(v, uids)
+    check("%s: and retrieved byte for byte" % after, st == 200 and got == data, st)
+    ok, out = audit_ok(v)
+    check("%s: audit verify passes" % after, ok, out)
+
+
 def audit_ok(v):
     p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
     return p.returncode == 0, p.stdout + p.stderr
@@ -166,17 +177,12 @@ def main():
     st, got = retrieve(v, b)
     check("after kill -9: the instance whole (its rows came back, its object kept) or absent, "
           "never a row without its object (%d)" % st, (st == 200 and got == small) or st == 404, st)
-    st, _ = v.stow([small])
-    check("the same instance sent again: 200", st == 200, st)
-    st, got = retrieve(v, b)
-    check("and retrieved byte for byte", st == 200 and got == small, st)
-    ok, out = audit_ok(v)
-    check("audit verify passes", ok, out)
+    stored_again(v, small, b, "after the failed commit")
 
     # 3. the audit log's fsync fails: stores refused, not written
     import vault_state
     restart(v, ENV)
-    one, c1 = instance(16)
+    one, _ = instance(16)
     two, c2 = instance(16)
     rule("fsync", "*/audit/audit.log 0 1 EIO")
     st1, _ = v.stow([one])
@@ -187,12 +193,7 @@ def main():
     rows = vault_state.indexed(v.dir)
     check("the next one refused before it was written: not in the index", c2[2] not in rows, sorted(rows))
     restart(v)
-    st, _ = v.stow([two])
-    check("after a restart it is stored: 200", st == 200, st)
-    st, got = retrieve(v, c2)
-    check("and retrieved byte for byte", st == 200 and got == two, st)
-    ok, out = audit_ok(v)
-    check("audit verify passes", ok, out)
+    stored_again(v, two, c2, "after the audit failure and a restart")
 
     # 4. another process's store killed between its commit and its settle
     no_rules()

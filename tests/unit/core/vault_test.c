@@ -89,30 +89,6 @@ TEST(check_refuses_loose_permissions)
 	CHECK(vault_check(dir, why, sizeof why) == ERR_OK);
 }
 
-TEST(check_refuses_zero_key_and_missing_files)
-{
-	char dir[512], p[600], why[256];
-	static const uint8_t zero_key[40] = { 'D', 'V', 'M', 'K', 1 };
-	int fd;
-
-	CHECK(make_vault("c", NULL, dir, sizeof dir) == ERR_OK);
-	snprintf(p, sizeof p, "%s/keys/master.key", dir);
-	unlink(p);
-	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	CHECK(fd >= 0);
-	if (fd >= 0) {
-		CHECK(write(fd, zero_key, sizeof zero_key) == (ssize_t)sizeof zero_key);
-		close(fd);
-	}
-	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);
-	CHECK(strstr(why, "all-zero") != NULL);
-	unlink(p);
-	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);   /* no master key at all */
-	snprintf(p, sizeof p, "%s/index.db", dir);
-	unlink(p);
-	CHECK(vault_check(dir, why, sizeof why) == ERR_NOTFOUND);
-}
-
 /* Writes the 32-byte master key k into dir's keys/master.key (the DVMK
  * file as init writes it) and returns vault_check's verdict. */
 static enum err check_with_key(const char *dir, const uint8_t k[32], char *why, size_t whylen)
@@ -131,6 +107,22 @@ static enum err check_with_key(const char *dir, const uint8_t k[32], char *why, 
 		close(fd);
 	}
 	return vault_check(dir, why, whylen);
+}
+
+TEST(check_refuses_zero_key_and_missing_files)
+{
+	char dir[512], p[600], why[256];
+	static const uint8_t zero_key[32];
+
+	CHECK(make_vault("c", NULL, dir, sizeof dir) == ERR_OK);
+	CHECK(check_with_key(dir, zero_key, why, sizeof why) == ERR_DENIED);
+	CHECK(strstr(why, "all-zero") != NULL);
+	snprintf(p, sizeof p, "%s/keys/master.key", dir);
+	unlink(p);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_DENIED);   /* no master key at all */
+	snprintf(p, sizeof p, "%s/index.db", dir);
+	unlink(p);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_NOTFOUND);
 }
 
 /* Hand-made keys are refused as weak: a repeated word (4 distinct bytes),
