@@ -666,7 +666,7 @@ bool http_token_of(const char *authorization, const char *cookie, const char **t
 static bool req_token(struct http_req *r)
 {
 	const char *auth = MHD_lookup_connection_value(r->c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-	const char *cookie = auth == NULL ? MHD_lookup_connection_value(r->c, MHD_COOKIE_KIND, "dv_session") : NULL;
+	const char *cookie = auth == NULL ? MHD_lookup_connection_value(r->c, MHD_COOKIE_KIND, COOKIE_NAME) : NULL;
 	bool ok = http_token_of(auth, cookie, &r->token, &r->token_len);
 
 	r->by_cookie = auth == NULL;

@@ -16,6 +16,10 @@
 #include "dicomvault/http.h"
 #include "dicomvault/limits.h"
 
+/* The session cookie. __Host-: only this host, over HTTPS, for Path=/, can
+ * set it (a sibling subdomain cannot plant one). */
+#define COOKIE_NAME "__Host-dv_session"
+
 struct audit;
 struct vault;
 
@@ -190,7 +194,7 @@ enum dw_route dw_route_of(const char *const seg[], const size_t len[], size_t n,
 const char *dw_allow(const char *url);
 
 /* The request's token: "Authorization: Bearer T" (T without the spaces
- * around it), else the dv_session cookie. An Authorization header of
+ * around it), else the __Host-dv_session cookie. An Authorization header of
  * another scheme is no token, and the cookie is not consulted then (pass
  * cookie NULL when there is an Authorization header). *tok points into
  * the header or cookie; true when there is a non-empty one. */

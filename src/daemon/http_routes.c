@@ -26,7 +26,7 @@ static enum MHD_Result h_login(struct http_req *r)
 	struct auth_login in;
 	struct auth_session sess;
 	int64_t retry = 0, now = (int64_t)time(NULL);
-	char detail[128], body[256], cookie[AUTH_TOKEN_LEN + 64], retry_s[24];
+	char detail[128], body[256], cookie[sizeof COOKIE_NAME "=" + AUTH_TOKEN_LEN + sizeof COOKIE_ATTRS], retry_s[24];
 	enum MHD_Result q;
 	enum err rc;
 
@@ -50,7 +50,7 @@ static enum MHD_Result h_login(struct http_req *r)
 		const char *extra[] = { MHD_HTTP_HEADER_SET_COOKIE, cookie, NULL };
 		int n = snprintf(body, sizeof body, "{\"token\":\"%s\",\"expires_in\":%lld,\"idle_timeout\":%lld}",
 		                 secret_cstr(tok), (long long)(sess.expires - now), (long long)(sess.idle_expires - now));
-		snprintf(cookie, sizeof cookie, "dv_session=%s" COOKIE_ATTRS, secret_cstr(tok));
+		snprintf(cookie, sizeof cookie, COOKIE_NAME "=%s" COOKIE_ATTRS, secret_cstr(tok));
 		q = n > 0 && (size_t)n < sizeof body
 		        ? http_send(r, MHD_HTTP_OK, "application/json", body, (size_t)n, 0, extra)
 		        : MHD_NO;
@@ -84,7 +84,7 @@ static enum MHD_Result h_login(struct http_req *r)
 
 static enum MHD_Result h_logout(struct http_req *r)
 {
-	static const char *const clear[] = { MHD_HTTP_HEADER_SET_COOKIE, "dv_session=; Max-Age=0" COOKIE_ATTRS, NULL };
+	static const char *const clear[] = { MHD_HTTP_HEADER_SET_COOKIE, COOKIE_NAME "=; Max-Age=0" COOKIE_ATTRS, NULL };
 	enum err rc;
 
 	rc = auth_logout(r->srv->auth, r->token, r->token_len, (int64_t)time(NULL), r->addr,

@@ -404,7 +404,7 @@ try:
 
     # CSRF: state-changing requests by cookie need our origin
     c = v.conn()
-    cookie = "dv_session=" + tokens["admin"] if tokens["admin"] else ""
+    cookie = "__Host-dv_session=" + tokens["admin"] if tokens["admin"] else ""
     body, ctype = stow_body([image("Oncology")[1]])
     for origin, want in (("https://evil.example", 403), (f"https://127.0.0.1:{v.port}", 200)):
         c = v.conn()

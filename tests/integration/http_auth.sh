@@ -98,12 +98,16 @@ T1=$(token a)
 check "login (code of the previous step) 200" "[ \$(code a) = 200 ]"
 check "token is 256 bits of hex" "[[ \$T1 =~ ^[0-9a-f]{64}\$ ]]"
 check "expires_in is the session lifetime" "$PY -c 'import json,sys; sys.exit(0 if json.load(open(\"$T/a.body\"))[\"expires_in\"] == 43200 else 1)'"
-check "Set-Cookie dv_session HttpOnly Secure SameSite=Strict Path=/" "[ \"\$(hdr a Set-Cookie)\" = \"dv_session=\$T1; HttpOnly; Secure; SameSite=Strict; Path=/\" ]"
+check "Set-Cookie __Host-dv_session HttpOnly Secure SameSite=Strict Path=/" "[ \"\$(hdr a Set-Cookie)\" = \"__Host-dv_session=\$T1; HttpOnly; Secure; SameSite=Strict; Path=/\" ]"
 check "login response not cacheable" "[ \"\$(hdr a Cache-Control)\" = no-store ]"
 req who1 -H "Authorization: Bearer $T1" "$U/api/auth/whoami"
 check "whoami with bearer" "[ \$(code who1) = 200 ] && [ \"\$(cat $T/who1.body)\" = '{\"username\":\"admin\",\"role\":\"admin\"}' ]"
-req who2 -H "Cookie: dv_session=$T1" "$U/api/auth/whoami"
+req who2 -H "Cookie: __Host-dv_session=$T1" "$U/api/auth/whoami"
 check "whoami with cookie" "[ \$(code who2) = 200 ] && grep -q '\"username\":\"admin\"' $T/who2.body"
+# the cookie's name has the __Host- prefix (since session 25): a cookie
+# without it (as a sibling subdomain could plant) is not the session's
+req who3 -H "Cookie: dv_session=$T1" "$U/api/auth/whoami"
+check "a cookie named without the __Host- prefix: 401" "[ \$(code who3) = 401 ]"
 
 login replay admin "$PW" "$C_PREV" $(from 11)
 check "same TOTP code again refused (replay) 401" "problem replay 401"
@@ -152,7 +156,7 @@ req other -H "Authorization: Bearer 0123456789abcdef0123456789abcdef0123456789ab
 check "unknown token 401" "problem other 401"
 req other -H "Authorization: Basic YWRtaW46eA==" "$U/api/auth/whoami"
 check "other Authorization scheme 401" "problem other 401"
-req other -H "Cookie: dv_session=../../etc" "$U/api/auth/whoami"
+req other -H "Cookie: __Host-dv_session=../../etc" "$U/api/auth/whoami"
 check "malformed cookie 401" "problem other 401"
 req other -X POST -H "Authorization: Bearer $T2" -H 'Content-Type: application/json' --data-binary '{}' "$U/api/no-such-route"
 check "POST elsewhere with a session 404" "problem other 404"
@@ -251,10 +255,10 @@ check "plain HTTP on the TLS port refused" "[ $? -ne 0 ]"
 # ---- logout ----
 req out1 -X POST -H "Authorization: Bearer $T1" "$U/api/auth/logout"
 check "logout 204" "[ \$(code out1) = 204 ]"
-check "logout clears the cookie" "hdr out1 Set-Cookie | grep -q '^dv_session=; Max-Age=0'"
+check "logout clears the cookie" "hdr out1 Set-Cookie | grep -q '^__Host-dv_session=; Max-Age=0'"
 req out2 -H "Authorization: Bearer $T1" "$U/api/auth/whoami"
 check "token no longer works after logout" "problem out2 401"
-req out3 -H "Cookie: dv_session=$T1" "$U/api/auth/whoami"
+req out3 -H "Cookie: __Host-dv_session=$T1" "$U/api/auth/whoami"
 check "cookie no longer works after logout" "problem out3 401"
 req out4 -X POST -H "Authorization: Bearer $T1" "$U/api/auth/logout"
 check "second logout 401" "problem out4 401"
@@ -372,7 +376,7 @@ done
 check "idle_timeout 3: a session used every second lives on (4 s)" "[ $alive = 1 ]"
 # ... 3 s without one end it, for the cookie and the bearer token alike
 sleep 3.3
-req cx1 -H "Cookie: dv_session=$TC" "$U/api/auth/whoami"
+req cx1 -H "Cookie: __Host-dv_session=$TC" "$U/api/auth/whoami"
 check "idle_timeout 3: after 3 s idle, the session's cookie is 401 problem+json" "problem cx1 401"
 req cx2 -H "Authorization: Bearer $TC" "$U/api/auth/whoami"
 check "idle_timeout 3: and its bearer token 401 problem+json" "problem cx2 401"

@@ -87,7 +87,7 @@ who whoA "$TA"
 check "whoami with an API token: 200 admin" "[ \$(code whoA) = 200 ] && [ \"\$(cat $T/whoA.body)\" = '{\"username\":\"admin\",\"role\":\"admin\"}' ]"
 req whoAl -H "authorization: bearer   $TA  " "$U/api/auth/whoami"
 check "scheme case-insensitive, spaces around the token" "[ \$(code whoAl) = 200 ]"
-req cookieA -H "Cookie: dv_session=$TA" "$U/api/auth/whoami"
+req cookieA -H "Cookie: __Host-dv_session=$TA" "$U/api/auth/whoami"
 check "an API token also works as the cookie value" "[ \$(code cookieA) = 200 ]"
 
 # DICOMweb: STOW-RS one file, WADO-RS it back
