@@ -1451,8 +1451,6 @@ static enum err build_record(struct vault *v, const struct qry *q, struct dk_cac
 	return rc;
 }
 
-/* The result: the return keys of the record (absent ones empty, as C-FIND
- * returns them), or all of it. */
 static const struct seqret *seqret_of(const struct qry *q, uint32_t tag)
 {
 	size_t i;
@@ -1461,6 +1459,20 @@ static const struct seqret *seqret_of(const struct qry *q, uint32_t tag)
 		if (q->seqret[i].tag == tag)
 			return &q->seqret[i];
 	return NULL;
+}
+
+/* A return key the record lacks, answered empty (as C-FIND returns it):
+ * an empty sequence, or a value of length 0 in its dictionary VR. */
+static enum err set_empty(struct dcm_ds *ds, uint32_t tag)
+{
+	const struct dict_entry *d = dict_lookup(tag);
+	struct dcm_elem *sq;
+
+	if (d == NULL || dcm_ds_find(ds, tag) != NULL)
+		return ERR_OK;
+	if (d->vr == VR_SQ)
+		return dcm_ds_set_seq(ds, tag, &sq);
+	return dcm_ds_set(ds, tag, d->vr == VR_NONE ? VR_UN : d->vr, NULL, 0);
 }
 
 /* The stored sequence e as a C-FIND asked for it (sr): the items that
@@ -1483,27 +1495,17 @@ static enum err copy_items(struct dcm_ds *res, const struct seqret *sr, const st
 		rc = dcm_seq_add_item(res, sq, &item);
 		for (j = 0; rc == ERR_OK && j < sr->nwant; j++) {
 			const struct dcm_elem *x = dcm_ds_find(from, sr->want[j]);
-			const struct dict_entry *d;
-			if (x != NULL) {
-				rc = copy_utf8(item, &ics, x, tmp, 1);
-				continue;
-			}
-			d = dict_lookup(sr->want[j]);
-			if (d != NULL && d->vr == VR_SQ) {
-				struct dcm_elem *empty;
-				rc = dcm_ds_set_seq(item, sr->want[j], &empty);
-			} else if (d != NULL) {
-				rc = dcm_ds_set(item, sr->want[j], d->vr == VR_NONE ? VR_UN : d->vr, NULL, 0);
-			}
+			rc = x != NULL ? copy_utf8(item, &ics, x, tmp, 1) : set_empty(item, sr->want[j]);
 		}
 	}
 	return rc;
 }
 
+/* The result: the return keys of the record (absent ones empty, as C-FIND
+ * returns them), or all of it. */
 static enum err build_result(const struct qry *q, const struct dcm_ds *rec, struct dcm_ds *res, struct wbuf *tmp)
 {
 	struct dcm_charset cs;
-	struct dcm_elem *sq;
 	size_t i;
 	enum err rc = dcm_ds_set_str(res, TAG_SPECIFIC_CHARSET, VR_CS, "ISO_IR 192");
 
@@ -1514,22 +1516,12 @@ static enum err build_result(const struct qry *q, const struct dcm_ds *rec, stru
 	for (i = 0; rc == ERR_OK && i < q->nret; i++) {
 		const struct dcm_elem *e = dcm_ds_find(rec, q->ret[i]);
 		const struct seqret *sr = seqret_of(q, q->ret[i]);
-		const struct dict_entry *d;
-		if (e != NULL && sr != NULL && e->seq != NULL) {
+		if (e != NULL && sr != NULL && e->seq != NULL)
 			rc = copy_items(res, sr, e, tmp);
-			continue;
-		}
-		if (e != NULL) {
+		else if (e != NULL)
 			rc = copy_utf8(res, &cs, e, tmp, 0);
-			continue;
-		}
-		d = dict_lookup(q->ret[i]);
-		if (d == NULL || dcm_ds_find(res, q->ret[i]) != NULL)
-			continue;
-		if (d->vr == VR_SQ)
-			rc = dcm_ds_set_seq(res, q->ret[i], &sq);
 		else
-			rc = dcm_ds_set(res, q->ret[i], d->vr == VR_NONE ? VR_UN : d->vr, NULL, 0);
+			rc = set_empty(res, q->ret[i]);
 	}
 	return rc;
 }
