@@ -102,15 +102,12 @@ static const char *path_of(int fd, char *buf, size_t cap)
 	return buf;
 }
 
-int fsync(int fd)
+/* The rule for fn on fd's path, then real(fd) unless it acted with an error. */
+static int on_fd(const char *fn, int fd, int (*real)(int))
 {
-	static int (*real)(int);
 	char buf[1024];
-	int err;
+	int err = decide(fn, path_of(fd, buf, sizeof buf));
 
-	if (real == NULL)
-		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-	err = decide("fsync", path_of(fd, buf, sizeof buf));
 	if (err != 0) {
 		errno = err;
 		return -1;
@@ -118,20 +115,22 @@ int fsync(int fd)
 	return real(fd);
 }
 
+int fsync(int fd)
+{
+	static int (*real)(int);
+
+	if (real == NULL)
+		real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	return on_fd("fsync", fd, real);
+}
+
 int fdatasync(int fd)
 {
 	static int (*real)(int);
-	char buf[1024];
-	int err;
 
 	if (real == NULL)
 		real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-	err = decide("fdatasync", path_of(fd, buf, sizeof buf));
-	if (err != 0) {
-		errno = err;
-		return -1;
-	}
-	return real(fd);
+	return on_fd("fdatasync", fd, real);
 }
 
 int unlink(const char *path)
