@@ -493,19 +493,31 @@ static enum err check_mode(const char *dir, const char *name, mode_t max, bool n
  * constant step between bytes (a counting sequence) of 256^-31: such a key
  * was made by hand, not drawn (a constant, a repeated word or pattern,
  * text): weak. Only the verdict leaves this function. */
-static bool mk_looks_random(const uint8_t *k)
+/* The shape of secret bytes p (n of them), and nothing of them: how many
+ * distinct values, whether all are printable ASCII, whether consecutive
+ * ones differ by one constant step. */
+static void secret_shape(const uint8_t *p, size_t n, size_t *distinct, bool *text, bool *step)
 {
 	uint8_t seen[256] = { 0 };
-	unsigned i, distinct = 0;
-	bool text = true, step = true;
+	size_t i;
 
-	for (i = 0; i < MK_LEN; i++) {
-		distinct += seen[k[i]] == 0;
-		seen[k[i]] = 1;
-		text = text && k[i] >= 0x20 && k[i] < 0x7f;
-		step = step && (i < 2 || (uint8_t)(k[i] - k[i - 1]) == (uint8_t)(k[1] - k[0]));
+	*distinct = 0;
+	*text = *step = true;
+	for (i = 0; i < n; i++) {
+		*distinct += seen[p[i]] == 0;
+		seen[p[i]] = 1;
+		*text = *text && p[i] >= 0x20 && p[i] < 0x7f;
+		*step = *step && (i < 2 || (uint8_t)(p[i] - p[i - 1]) == (uint8_t)(p[1] - p[0]));
 	}
 	mem_wipe(seen, sizeof seen);
+}
+
+static bool mk_looks_random(const uint8_t *k)
+{
+	size_t distinct;
+	bool text, step;
+
+	secret_shape(k, MK_LEN, &distinct, &text, &step);
 	return distinct >= 18 && !text && !step;
 }
 
@@ -519,17 +531,11 @@ static bool mk_looks_random(const uint8_t *k)
  * stop one that tries these first. */
 static const char *pass_weakness(const uint8_t *p, size_t n)
 {
-	uint8_t seen[256] = { 0 };
-	size_t i, period, distinct = 0;
-	bool step = true;
+	size_t i, period, distinct;
+	bool text, step;
 	const char *why = NULL;
 
-	for (i = 0; i < n; i++) {
-		distinct += seen[p[i]] == 0;
-		seen[p[i]] = 1;
-		step = step && (i < 2 || (uint8_t)(p[i] - p[i - 1]) == (uint8_t)(p[1] - p[0]));
-	}
-	mem_wipe(seen, sizeof seen);
+	secret_shape(p, n, &distinct, &text, &step);
 	if (n < VAULT_MIN_PASSWORD)
 		return "it is shorter than " VAULT_MIN_PASSWORD_TEXT " characters";
 	if (distinct < 4)
