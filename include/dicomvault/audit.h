@@ -22,6 +22,7 @@
 /* Limits of the audit trail (base/limits.h style). */
 #define AUDIT_FIELD_MAX   256u           /* bytes kept of one text field; longer values are cut */
 #define AUDIT_LINE_MAX    (64u * 1024)   /* longest line (record) a reader accepts, newline excluded */
+#define AUDIT_PATIENTS_PER_RECORD 256u   /* keys of objects.patient_list in one record */
 #define AUDIT_ACTION_MAX  32u            /* an action is 1..32 of [a-z0-9-] */
 #define AUDIT_CHECKPOINT_EVERY 1000u     /* default records between signed checkpoints */
 
@@ -91,6 +92,12 @@ struct audit_actor {
  * makes it impossible to log a name or an ID in the clear. */
 struct audit_objects {
 	const uint8_t *patient;  /* 32 bytes, or NULL */
+	/* the patients of an answer over several (a query, a retrieve):
+	 * npatient_list keys of 32 bytes, written as "patients"; a list longer
+	 * than AUDIT_PATIENTS_PER_RECORD goes on in records of the same action
+	 * and actor (reason "... (continued: patients I-J of N)") */
+	const uint8_t *patient_list;
+	size_t npatient_list;
 	const char *study_uid;
 	const char *series_uid;
 	const char *sop_uid;
@@ -201,6 +208,12 @@ enum audit_fault {
 
 /* A short code ("bad-hash", "broken-link", ...). */
 const char *audit_fault_str(enum audit_fault f);
+
+struct json_t;
+/* A parsed record's "objects" names one of the n patient keys (64 hex
+ * digits each): as its "patient", or in its "patients" list (an answer
+ * over several). An accounting of disclosures by patient keeps those. */
+bool audit_names_patient(struct json_t *objects, const char (*keys)[65], size_t n);
 
 struct audit_verify_result {
 	enum audit_fault fault;       /* AUDIT_OK: the whole log is intact */

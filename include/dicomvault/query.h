@@ -98,12 +98,23 @@ struct qry_stats {
 	bool truncated;        /* more results matched past the limit */
 	bool one_patient;      /* all results are of one patient: patient below */
 	uint8_t patient[32];
+	/* every patient of the results, once each, in order of first result:
+	 * npatients keys of 32 bytes (an audit record's accounting of
+	 * disclosures names them all); qry_stats_fini frees them */
+	uint8_t *patients;
+	size_t npatients;
+	uint32_t *pslots_;     /* open addressing over patients (index + 1; 0: free) */
+	size_t npslots_;
 };
+
+/* Frees what qry_run left in st (the patients); st may be zeroed or filled. */
+void qry_stats_fini(struct qry_stats *st);
 
 struct vault;
 
 /* Runs the query: results in index order (by level row id, i.e. ingest
- * order), after offset, at most limit. The index is used under
+ * order), after offset, at most limit. st is overwritten (zeroed first:
+ * qry_stats_fini it after each run). The index is used under
  * v->ix_lock in short batches; decryption happens outside it. fn's error
  * stops the run and is returned. */
 WUR enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *ctx, struct qry_hit *h), void *ctx,

@@ -63,6 +63,7 @@ struct users_grant_req {
 	int64_t not_before, expires;
 	const char *purpose;      /* optional, at most IDX_PURPOSE_MAX bytes */
 	bool break_glass;
+	const char *about_study;  /* optional: the study that asked for it (break-glass), named in its record */
 };
 WUR enum err users_grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *g, int64_t *id,
                          char *why, size_t whylen);

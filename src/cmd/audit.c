@@ -258,7 +258,7 @@ static int report_line(void *ctx, const char *line, size_t n)
 	struct report *rp = ctx;
 	const struct audit_args *a = rp->a;
 	json_t *o = json_loadb(line, n, 0, NULL), *actor, *objs;
-	const char *action, *time_s, *user, *pat, *study, *reason, *outcome;
+	const char *action, *time_s, *user, *study, *reason, *outcome;
 	int64_t t;
 	bool keep = true;
 
@@ -271,7 +271,6 @@ static int report_line(void *ctx, const char *line, size_t n)
 	outcome = sget(o, "outcome");
 	reason = sget(o, "reason");
 	user = actor ? sget(actor, "user") : NULL;
-	pat = objs ? sget(objs, "patient") : NULL;
 	study = objs ? sget(objs, "study") : NULL;
 	t = users_parse_stamp(time_s);
 	if (action == NULL || strcmp(action, "checkpoint") == 0)
@@ -283,12 +282,8 @@ static int report_line(void *ctx, const char *line, size_t n)
 		keep = false;
 	if (keep && a->user != NULL && (user == NULL || strcmp(user, a->user) != 0))
 		keep = false;
-	if (keep && rp->npatients > 0) {
-		size_t i;
-		for (i = 0; i < rp->npatients && !(pat != NULL && strcmp(pat, rp->patients[i]) == 0); i++)
-			;
-		keep = i < rp->npatients;
-	}
+	if (keep && rp->npatients > 0)
+		keep = objs != NULL && audit_names_patient(objs, rp->patients, rp->npatients);
 	if (keep && ((rp->from && t < rp->from) || (rp->to && t >= rp->to)))
 		keep = false;
 	if (keep) {

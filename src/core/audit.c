@@ -273,18 +273,39 @@ static void put_head(struct wbuf *w, const struct audit *a, const char *time, co
 	            (unsigned long long)(a->seq + 1), prev, time, type);
 }
 
-static enum err build_event(const struct audit *a, const struct audit_rec *r, struct wbuf *w)
+/* The records r takes: one, and one more for every AUDIT_PATIENTS_PER_RECORD
+ * keys of its patient list past the first. */
+static size_t parts_of(const struct audit_rec *r)
+{
+	size_t n = r->objects.npatient_list;
+
+	return n > AUDIT_PATIENTS_PER_RECORD ? (n + AUDIT_PATIENTS_PER_RECORD - 1) / AUDIT_PATIENTS_PER_RECORD : 1;
+}
+
+/* Record `part` of r (parts_of): the first whole, the others its action,
+ * outcome, reason and actor with the next keys of its patient list. */
+static enum err build_event(const struct audit *a, const struct audit_rec *r, size_t part, struct wbuf *w)
 {
 	const struct audit_actor *ac = &r->actor;
 	const struct audit_objects *ob = &r->objects;
-	char time[TIME_BUF], phex[AUDIT_HASH_HEX];
+	char time[TIME_BUF], phex[AUDIT_HASH_HEX], reason[AUDIT_FIELD_MAX + 80];
+	size_t from = part * AUDIT_PATIENTS_PER_RECORD, to = ob->npatient_list, i;
 	bool first;
 
+	if (to - from > AUDIT_PATIENTS_PER_RECORD)
+		to = from + AUDIT_PATIENTS_PER_RECORD;
 	fmt_time(r->time_ms, time);
 	put_head(w, a, time, "event");
 	wbuf_printf(w, ",\"action\":\"%s\",\"outcome\":\"%s\"", r->action, outcome_str(r->outcome));
 	first = false;
-	put_field(w, &first, "reason", r->reason);
+	if (part > 0) {
+		/* the original reason cut so that the note always fits */
+		snprintf(reason, sizeof reason, "%.*s (continued: patients %zu-%zu of %zu)", (int)AUDIT_FIELD_MAX - 64,
+		         r->reason ? r->reason : "", from + 1, to, ob->npatient_list);
+		put_field(w, &first, "reason", reason);
+	} else {
+		put_field(w, &first, "reason", r->reason);
+	}
 	wbuf_puts(w, ",\"actor\":{");
 	first = true;
 	put_field(w, &first, "user", ac->user);
@@ -298,6 +319,19 @@ static enum err build_event(const struct audit *a, const struct audit_rec *r, st
 	if (ob->patient != NULL) {
 		hex_put(phex, ob->patient, 32);
 		put_field(w, &first, "patient", phex);
+	}
+	if (ob->patient_list != NULL && from < to) {
+		wbuf_printf(w, "%s\"patients\":[", first ? "" : ",");
+		for (i = from; i < to; i++) {
+			hex_put(phex, ob->patient_list + i * 32, 32);
+			wbuf_printf(w, "%s\"%s\"", i > from ? "," : "", phex);
+		}
+		wbuf_putc(w, ']');
+		first = false;
+	}
+	if (part > 0) {
+		wbuf_putc(w, '}');
+		return wbuf_err(w);
 	}
 	put_field(w, &first, "study", ob->study_uid);
 	put_field(w, &first, "series", ob->series_uid);
@@ -381,6 +415,24 @@ static enum audit_fault bad(char *why, size_t whylen, enum audit_fault f, const 
 }
 
 /* A string member of o of exactly len bytes if len != 0. */
+bool audit_names_patient(json_t *objects, const char (*keys)[65], size_t n)
+{
+	json_t *list = json_object_get(objects, "patients"), *v;
+	const char *one = json_string_value(json_object_get(objects, "patient"));
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		if (one != NULL && strcmp(one, keys[i]) == 0)
+			return true;
+		json_array_foreach(list, j, v) {
+			const char *s = json_string_value(v);
+			if (s != NULL && strcmp(s, keys[i]) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
 static const char *get_str(json_t *o, const char *name, size_t len)
 {
 	json_t *v = json_object_get(o, name);
@@ -691,7 +743,7 @@ static enum err note_torn(struct audit *a)
 	r.reason = reason;
 	r.actor.addr = "local";
 	wbuf_init(&w, AUDIT_LINE_MAX + 1);
-	rc = build_event(a, &r, &w);
+	rc = build_event(a, &r, 0, &w);
 	if (rc == ERR_OK)
 		rc = seal_line(&w, hash);
 	if (rc == ERR_OK)
@@ -827,6 +879,7 @@ static enum err append(struct audit *a, const struct audit_rec *r, bool kick, ui
 {
 	uint8_t hash[32];
 	struct wbuf w;
+	size_t part;
 	bool lazy = false;
 	enum err rc = ERR_INTERNAL;
 
@@ -843,14 +896,16 @@ static enum err append(struct audit *a, const struct audit_rec *r, bool kick, ui
 	rc = sync_tail(a);
 	if (rc == ERR_OK)
 		rc = note_torn(a);
-	if (rc == ERR_OK)
-		rc = build_event(a, r, &w);
-	if (rc == ERR_OK)
-		rc = seal_line(&w, hash);
 	lazy = a->lazy_reads && is_read_action(r->action);
-	/* written here, made durable outside the locks (group commit) */
-	if (rc == ERR_OK)
-		rc = write_line(a, &w, hash, false, true);
+	for (part = 0; rc == ERR_OK && part < parts_of(r); part++) {
+		wbuf_reset(&w);
+		rc = build_event(a, r, part, &w);
+		if (rc == ERR_OK)
+			rc = seal_line(&w, hash);
+		/* written here, made durable outside the locks (group commit) */
+		if (rc == ERR_OK)
+			rc = write_line(a, &w, hash, false, true);
+	}
 	if (rc == ERR_OK && !lazy)
 		*upto = a->appended;
 	if (rc == ERR_OK && a->sk != NULL && (a->cp_soon || a->seq - a->last_cp_seq >= a->every) &&

@@ -1538,6 +1538,66 @@ struct run {
 	void *ctx;
 };
 
+void qry_stats_fini(struct qry_stats *st)
+{
+	free(st->patients);
+	free(st->pslots_);
+	st->patients = NULL;
+	st->pslots_ = NULL;
+	st->npatients = st->npslots_ = 0;
+}
+
+/* The slot of key in st's table: its own, or the free one it would take. */
+static uint32_t *pslot(const struct qry_stats *st, const uint8_t key[32])
+{
+	uint64_t h;
+	size_t i;
+
+	memcpy(&h, key, sizeof h);   /* a keyed hash: its bytes are uniform */
+	for (i = (size_t)h & (st->npslots_ - 1);; i = (i + 1) & (st->npslots_ - 1)) {
+		uint32_t x = st->pslots_[i];
+		if (x == 0 || memcmp(st->patients + (size_t)(x - 1) * 32, key, 32) == 0)
+			return &st->pslots_[i];
+	}
+}
+
+/* key among st's patients, once. */
+static enum err add_patient(struct qry_stats *st, const uint8_t key[32])
+{
+	uint32_t *slot;
+	uint8_t *grown;
+	size_t i;
+
+	if (st->npatients > 0 && memcmp(st->patients + (st->npatients - 1) * 32, key, 32) == 0)
+		return ERR_OK;   /* results come grouped by patient more often than not */
+	if (st->npslots_ < 2 * (st->npatients + 1)) {
+		size_t n = st->npslots_ ? 2 * st->npslots_ : 64;
+		uint32_t *t;
+		if (n > UINT32_MAX / 2 || n > SIZE_MAX / 32)
+			return ERR_LIMIT;
+		t = calloc(n, sizeof *t);
+		grown = realloc(st->patients, n / 2 * 32);
+		if (t == NULL || grown == NULL) {
+			free(t);
+			if (grown != NULL)
+				st->patients = grown;
+			return ERR_NOMEM;
+		}
+		free(st->pslots_);
+		st->patients = grown;
+		st->pslots_ = t;
+		st->npslots_ = n;
+		for (i = 0; i < st->npatients; i++)
+			*pslot(st, st->patients + i * 32) = (uint32_t)(i + 1);
+	}
+	slot = pslot(st, key);
+	if (*slot != 0)
+		return ERR_OK;
+	memcpy(st->patients + st->npatients * 32, key, 32);
+	*slot = (uint32_t)++st->npatients;
+	return ERR_OK;
+}
+
 static enum err process(struct run *ru, const struct idx_qrow *r)
 {
 	const struct qry *q = ru->q;
@@ -1574,6 +1634,9 @@ static enum err process(struct run *ru, const struct idx_qrow *r)
 	rc = dcm_file_new(&res);
 	if (rc == ERR_OK)
 		rc = build_result(q, &rec->ds, &res->ds, &ru->tmp);
+	if (rc != ERR_OK)
+		goto out;
+	rc = add_patient(ru->st, r->pat.key_hmac);
 	if (rc != ERR_OK)
 		goto out;
 	if (ru->st->matches == 0) {
@@ -1720,6 +1783,7 @@ enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, c
 	if (rc == ERR_OK) {
 		memset(&st, 0, sizeof st);
 		rc = qry_run(v, q, pkey_hit, &pk, &st);
+		qry_stats_fini(&st);
 	}
 	qry_free(q);
 	dcm_file_free(f);

@@ -109,12 +109,16 @@ enum err users_create(struct index_store *ix, const struct secret *mk, const cha
 
 /* ---- audit of changes ---- */
 
-/* A record of a change by `by` in its log (log_for opened it). */
-static enum err audited(const struct users_actor *by, const char *action, enum audit_outcome oc, const char *reason)
+/* A record of a change by `by` in its log (log_for opened it), naming ob
+ * (NULL: no patient data concerned). */
+static enum err audited_on(const struct users_actor *by, const char *action, enum audit_outcome oc,
+                           const char *reason, const struct audit_objects *ob)
 {
 	struct audit_rec r;
 
 	memset(&r, 0, sizeof r);
+	if (ob != NULL)
+		r.objects = *ob;
 	r.action = action;
 	r.outcome = oc;
 	r.reason = reason;
@@ -122,6 +126,11 @@ static enum err audited(const struct users_actor *by, const char *action, enum a
 	r.actor.role = by->role;
 	r.actor.addr = by->addr;
 	return audit_append(by->audit, &r);
+}
+
+static enum err audited(const struct users_actor *by, const char *action, enum audit_outcome oc, const char *reason)
+{
+	return audited_on(by, action, oc, reason, NULL);
 }
 
 /* The log a change's records go to: the caller's (serve's), or the vault's,
@@ -357,6 +366,9 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	struct access_grant ag;
 	struct idx_grant g;
 	struct idx_user u;
+	struct audit_objects ob;
+	uint8_t rec_patient[32];
+	bool has_patient = false;
 	char reason[400];
 	bool locked = false;
 	enum err rc;
@@ -392,18 +404,29 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 		return err_why(why, whylen, rc, "no user %s", r->user);
 	}
 	g.user_id = u.id;
-	if (rc == ERR_OK && r->with_priors) {
+	if (rc == ERR_OK && ag.scope == ACCESS_SCOPE_STUDY) {
+		/* the study's patient: the grant's with priors, its record's always
+		 * (an accounting of disclosures by patient lists it) */
 		struct idx_study st;
 		struct idx_patient pa;
 		rc = v->ix->ops->study_get(v->ix, ag.target, &st);
 		if (rc == ERR_OK)
 			rc = v->ix->ops->patient_by_id(v->ix, st.patient_id, &pa);
-		if (rc == ERR_OK)
-			memcpy(g.patient, pa.key_hmac, sizeof g.patient);
-		if (rc == ERR_NOTFOUND) {
+		if (rc == ERR_OK) {
+			memcpy(rec_patient, pa.key_hmac, sizeof rec_patient);
+			has_patient = true;
+			if (r->with_priors)
+				memcpy(g.patient, pa.key_hmac, sizeof g.patient);
+		}
+		if (rc == ERR_NOTFOUND && r->with_priors) {
 			unlock(v, &locked);
 			return err_why(why, whylen, rc, "prior studies: study %s is not stored", ag.target);
 		}
+		if (rc == ERR_NOTFOUND)
+			rc = ERR_OK;   /* a grant on a study still to come */
+	} else if (ag.scope == ACCESS_SCOPE_PATIENT) {
+		memcpy(rec_patient, ag.patient, sizeof rec_patient);
+		has_patient = true;
 	}
 	if (rc == ERR_OK)
 		rc = v->ix->ops->grant_put(v->ix, &g);
@@ -413,7 +436,10 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	snprintf(reason, sizeof reason, "grant %lld: %s as %s on %s%s%s%s", (long long)g.id, r->user, g.role, g.scope,
 	         g.with_priors ? " with priors" : "", g.break_glass ? " (break-glass)" : "",
 	         g.expires ? "" : " without expiry");
-	if (audited(by, r->break_glass ? AUDIT_BREAK_GLASS : AUDIT_GRANT, AUDIT_SUCCESS, reason) != ERR_OK) {
+	memset(&ob, 0, sizeof ob);
+	ob.patient = has_patient ? rec_patient : NULL;
+	ob.study_uid = ag.scope == ACCESS_SCOPE_STUDY ? ag.target : r->about_study;
+	if (audited_on(by, r->break_glass ? AUDIT_BREAK_GLASS : AUDIT_GRANT, AUDIT_SUCCESS, reason, &ob) != ERR_OK) {
 		/* no grant without its record */
 		lock(v, &locked);
 		(void)v->ix->ops->grant_revoke(v->ix, g.id, (int64_t)time(NULL));

@@ -418,6 +418,8 @@ static enum err find_audit(struct dimse_assoc *a, const struct run *ru, const st
 	memset(&obj, 0, sizeof obj);
 	obj.counted = true;
 	obj.patient = st->one_patient ? st->patient : NULL;
+	obj.patient_list = st->one_patient ? NULL : st->patients;
+	obj.npatient_list = st->one_patient ? 0 : st->npatients;
 	switch (ru->level) {
 	case QRY_PATIENT: obj.patients = n; break;
 	case QRY_STUDY: obj.studies = n; break;
@@ -450,6 +452,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 
 	memset(&ru, 0, sizeof ru);
 	memset(&st, 0, sizeof st);
+	memset(&st2, 0, sizeof st2);
 	ru.a = a;
 	ru.pcid = pcid;
 	if (!ul_context(&a->u, pcid, &abstract, &ts) || strcmp(abstract, a->rq.sop_class) != 0 ||
@@ -525,7 +528,6 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 		goto done;
 	}
 	recorded = true;
-	memset(&st2, 0, sizeof st2);
 	rc = qry_run(a->o->vault, q, on_hit, &ru, &st2);
 	if (ru.cancelled) {
 		status = DIMSE_CANCEL;
@@ -545,6 +547,8 @@ done:
 	 * recorded now, with what was sent */
 	if (!recorded || gone || status != DIMSE_SUCCESS)
 		(void)find_audit(a, &ru, &st, ru.sent, outcome, status, comment);
+	qry_stats_fini(&st);
+	qry_stats_fini(&st2);
 	qry_free(q);
 	dcm_file_free(idf);
 	dimse_find_free(a);

@@ -789,6 +789,8 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 		obj.counted = true;
 		obj.instances = gr.n;
 		obj.patient = st.one_patient ? st.patient : NULL;
+		obj.patient_list = st.one_patient ? NULL : st.patients;
+		obj.npatient_list = st.one_patient ? 0 : st.npatients;
 		snprintf(reason, sizeof reason, "DIMSE %s %s %s%s%s: %zu to send", move ? "C-MOVE" : "C-GET",
 		         patient_root ? "patient root" : "study root", level_name, move ? " to " : "",
 		         move ? a->rq.move_dest : "", gr.n);
@@ -843,6 +845,8 @@ done:
 	obj.counted = true;
 	obj.instances = (uint64_t)gr.completed + gr.warning;
 	obj.patient = st.one_patient && gr.n > 0 ? st.patient : NULL;
+	obj.patient_list = st.one_patient ? NULL : st.patients;
+	obj.npatient_list = st.one_patient ? 0 : st.npatients;
 	if (gone || (status != DIMSE_SUCCESS && status != DIMSE_CANCEL && status != DIMSE_WARNING_SUBOPS))
 		outcome = status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE;
 	dimse_assoc_close(out);
@@ -859,6 +863,7 @@ done:
 		status = DIMSE_ERR_UNABLE;
 		comment = "Audit record cannot be written";
 	}
+	qry_stats_fini(&st);
 	qry_free(q);
 	dcm_file_free(qf);
 	dcm_file_free(idf);

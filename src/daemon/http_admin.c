@@ -130,6 +130,7 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	g.expires = now + secs;
 	g.purpose = bg.reason;   /* the grant is flagged break_glass: the reason is its purpose */
 	g.break_glass = true;
+	g.about_study = study;
 	actor_of(r, &by);
 	rc = users_grant(v, &by, &g, &id, why, sizeof why);
 	if (rc != ERR_OK) {
@@ -319,10 +320,9 @@ static int aq_line(void *ctx, const char *line, size_t n)
 {
 	struct aq *q = ctx;
 	json_t *o = json_loadb(line, n, 0, NULL), *a, *ob;
-	const char *action, *user, *pat;
+	const char *action, *user;
 	int64_t t;
 	bool keep, pat_ok = q->npatients == 0;
-	size_t i;
 
 	if (o == NULL)
 		return 0;
@@ -330,10 +330,9 @@ static int aq_line(void *ctx, const char *line, size_t n)
 	a = json_object_get(o, "actor");
 	ob = json_object_get(o, "objects");
 	user = a ? json_string_value(json_object_get(a, "user")) : NULL;
-	pat = ob ? json_string_value(json_object_get(ob, "patient")) : NULL;
 	t = users_parse_stamp(json_string_value(json_object_get(o, "time")));
-	for (i = 0; !pat_ok && pat != NULL && i < q->npatients; i++)
-		pat_ok = strcmp(pat, q->patients[i]) == 0;
+	if (!pat_ok && ob != NULL)
+		pat_ok = audit_names_patient(ob, q->patients, q->npatients);
 	keep = action != NULL && strcmp(action, "checkpoint") != 0 &&
 	       (q->action == NULL || strcmp(action, q->action) == 0) &&
 	       (q->user == NULL || (user != NULL && strcmp(user, q->user) == 0)) && pat_ok &&

@@ -346,6 +346,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 
 	memset(&p, 0, sizeof p);
 	memset(&o, 0, sizeof o);
+	memset(&st, 0, sizeof st);
 	wbuf_init(&o.w, QIDO_JSON_MAX);
 	wbuf_init(&o.pairs, QIDO_JSON_MAX);
 	resource(seg, len, n, &qo, &name);
@@ -485,6 +486,8 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	rec.outcome = AUDIT_SUCCESS;
 	rec.reason = o.dv != NULL ? "de-identified view" : name;
 	rec.objects.patient = st.one_patient ? st.patient : NULL;
+	rec.objects.patient_list = st.one_patient ? NULL : st.patients;
+	rec.objects.npatient_list = st.one_patient ? 0 : st.npatients;
 	rec.objects.study_uid = study[0] ? study : NULL;
 	rec.objects.series_uid = series[0] ? series : NULL;
 	rec.objects.counted = true;
@@ -502,6 +505,7 @@ enum MHD_Result qido_rs(struct http_req *r, const char *const seg[], const size_
 	 * and dicomweb-client, OHIF and dcm4che handle it) */
 	ret = http_send(r, MHD_HTTP_OK, json, o.w.p, o.w.len, 0, extra[0] ? extra : NULL);
 out:
+	qry_stats_fini(&st);
 	qry_free(q);
 	qido_params_fini(&p);
 	free(as);

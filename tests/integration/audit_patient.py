@@ -49,15 +49,17 @@ def api(query):
     return st, (json.loads(b) if st == 200 else b)
 
 
-def report(*args):
-    p = subprocess.run([DV, "audit", "report", "--vault", v.dir, "--json", "--action", "store", *args],
+def report(*args, action="store"):
+    p = subprocess.run([DV, "audit", "report", "--vault", v.dir, "--json", "--action", action, *args],
                        capture_output=True, text=True)
     return p.returncode, [json.loads(line) for line in p.stdout.splitlines() if line.strip()], p.stderr
 
 
 def main():
     global v
-    v = Vault(DV, T).serve()
+    v = Vault(DV, T)
+    v.conf('\n[collection "elsewhere"]\nmatch = PatientID=NOBODY*\n')
+    v.serve()
     v.login()
     st, j = v.stow([inst(1, "PIDX1", "HOSP-A"), inst(2, "PIDX1", "HOSP-B"), inst(3, "PIDX2")])
     check("three instances stored: PIDX1 under two issuers, PIDX2 with none",
@@ -73,6 +75,45 @@ def main():
     st, recs = api("patient=PIDX2&action=store")
     check("an ID stored without issuer: found", st == 200 and studies_of(recs) == [P + "3"],
           (st, recs if st != 200 else studies_of(recs)))
+    # an answer over several patients is in each one's accounting; and so
+    # is the break-glass that opened a patient's study
+    st, _, body = v.request("GET", "/dicom-web/studies?includefield=00100020", headers={"Accept": "application/dicom+json"})
+    check("QIDO /studies answers the three patients", st == 200 and len(json.loads(body)) == 3, (st, body[:200]))
+    for pid in ("PIDX1", "PIDX2"):
+        st, recs = api("patient=%s&action=query" % pid)
+        check("GET /api/audit?patient=%s&action=query: the query over three patients" % pid,
+              st == 200 and len(recs) == 1 and len(recs[0]["objects"].get("patients", [])) == 3, (st, recs))
+    ok, secret, err = v.add_user("doc", "physician", "--collection", "elsewhere")
+    check("a physician of another collection", ok, err)
+    admin = v.token
+    v.login("doc", "a long enough password 1", secret)
+    st, _, body = v.request("POST", "/api/auth/break-glass", json.dumps({"study": P + "3", "reason": "unconscious in ER"}),
+                            {"Content-Type": "application/json"})
+    check("break-glass on PIDX2's study", st in (200, 201), (st, body[:200]))
+    v.token = admin
+    st, recs = api("patient=PIDX2&action=break-glass")
+    check("GET /api/audit?patient=PIDX2: the break-glass, naming the study",
+          st == 200 and len(recs) == 1 and recs[0]["outcome"] == "success" and recs[0]["objects"].get("study") == P + "3",
+          (st, recs))
+    st, recs = api("patient=PIDX1&action=break-glass")
+    check("... and not in another patient's", st == 200 and recs == [], (st, recs))
+    # many patients in one answer: every one named, however many records it takes
+    many = [inst(100 + i, "PIDM%03d" % i) for i in range(300)]
+    st, j = v.stow(many)
+    check("300 more patients stored", st == 200 and len((j or {}).get("00081199", {}).get("Value", [])) == 300, st)
+    st, _, body = v.request("GET", "/dicom-web/studies?limit=1000&PatientID=PIDM*",
+                            headers={"Accept": "application/dicom+json"})
+    check("QIDO over the 300 answers them", st == 200 and len(json.loads(body)) == 300, st)
+    st, recs = api("patient=PIDM299&action=query")
+    check("the last of them finds the query", st == 200 and len(recs) == 1, (st, recs))
+    st, recs = api("action=query&user=admin")
+    named = set()
+    for r in recs:
+        if "PIDM" in r.get("reason", "") or "continued" in r.get("reason", ""):
+            pass
+        named.update(r["objects"].get("patients", []))
+    check("the query's records name 303 patients in all (2 records of 256 at most each, plus the first query's)",
+          len(named) == 303 and max(len(r["objects"].get("patients", [])) for r in recs) == 256, (len(named), len(recs)))
     st, _ = api("issuer=HOSP-A")
     check("issuer without patient: 400", st == 400, st)
     st, _ = api("patient=PIDX1&issuer=" + "x" * 65)
@@ -84,6 +125,12 @@ def main():
     rc, recs, err = report("--patient", "PIDX1", "--issuer", "HOSP-B")
     check("--issuer HOSP-B: that patient's only", rc == 0 and studies_of(recs) == [P + "2"],
           (rc, studies_of(recs), err))
+    rc, recs, err = report("--patient", "PIDX2", action="break-glass")
+    check("audit report --patient PIDX2 --action break-glass: the break-glass", rc == 0 and len(recs) == 1,
+          (rc, recs, err))
+    rc, recs, err = report("--patient", "PIDM150", action="query")
+    check("audit report --patient PIDM150 --action query: the query over 300", rc == 0 and len(recs) == 1,
+          (rc, recs, err))
     rc, recs, err = report("--patient", "PIDX*")
     check("an ID with a wildcard is taken literally: nothing", rc == 0 and recs == [], (rc, studies_of(recs), err))
 

@@ -565,6 +565,60 @@ TEST(fields_and_time)
 	lines_free(&ls);
 }
 
+/* An answer over many patients names them all, AUDIT_PATIENTS_PER_RECORD
+ * a record, each record of the run a verifiable link of the chain. */
+TEST(patient_list_over_several_records)
+{
+	enum { N = 2 * AUDIT_PATIENTS_PER_RECORD + 3 };
+	char path[300], hex[65];
+	static uint8_t keys[N * 32];
+	struct audit *a = NULL;
+	struct audit_rec r = rec(AUDIT_QUERY, "carol");
+	struct audit_verify_opts o;
+	struct audit_verify_result vr;
+	struct lines ls;
+	size_t i, j, named = 0;
+
+	for (i = 0; i < sizeof keys; i++)
+		keys[i] = (uint8_t)(i * 7 + i / 32);
+	r.reason = "qido-rs studies";
+	r.objects.patient_list = keys;
+	r.objects.npatient_list = N;
+	r.objects.counted = true;
+	r.objects.studies = N;
+	a = open_new(path, sizeof path);
+	if (a == NULL)
+		return;
+	CHECK(audit_append(a, &r) == ERR_OK);
+	r.objects.npatient_list = 2;   /* a short list: one record */
+	CHECK(audit_append(a, &r) == ERR_OK);
+	audit_close(a);
+	memset(&o, 0, sizeof o);
+	CHECK(audit_verify_ex(path, &o, &vr) == ERR_OK);
+	CHECK_EQ_INT(vr.fault, AUDIT_OK);
+	CHECK_EQ_INT(vr.records, 4);
+	lines_read(path, &ls);
+	CHECK_EQ_INT(ls.n, 4);
+	for (i = 0; i < N; i++) {
+		for (j = 0; j < 32; j++)
+			snprintf(hex + 2 * j, 3, "%02x", keys[i * 32 + j]);
+		for (j = 0; j < ls.n && j < 3; j++)
+			if (strstr(ls.l[j], hex) != NULL)
+				break;
+		named += j < 3;
+	}
+	CHECK_EQ_INT(named, N);
+	if (ls.n == 4) {
+		CHECK(strstr(ls.l[0], "\"counts\":{") != NULL && strstr(ls.l[0], "\"reason\":\"qido-rs studies\"") != NULL);
+		CHECK(strstr(ls.l[1], "\"counts\":{") == NULL && strstr(ls.l[1], "\"action\":\"query\"") != NULL);
+		CHECK(strstr(ls.l[1], "\"user\":\"carol\"") != NULL);
+		CHECK(strstr(ls.l[1], "(continued: patients 257-512 of 515)") != NULL);
+		CHECK(strstr(ls.l[2], "(continued: patients 513-515 of 515)") != NULL);
+		CHECK(strstr(ls.l[3], "continued") == NULL && strstr(ls.l[3], "\"patients\":[\"") != NULL);
+	}
+	lines_free(&ls);
+}
+
 TEST(reopen_continues_the_chain)
 {
 	char path[300];
@@ -1302,6 +1356,7 @@ int main(void)
 	RUN(processes_append_concurrently);
 	RUN(hostile_strings_escaped_and_capped);
 	RUN(fields_and_time);
+	RUN(patient_list_over_several_records);
 	RUN(reopen_continues_the_chain);
 	RUN(verify_detects_tampering);
 	RUN(verify_link_and_rewrite);

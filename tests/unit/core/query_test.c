@@ -428,9 +428,17 @@ static long run(enum qry_level level, const struct kv *kv, size_t n, int64_t lim
 	enum err rc;
 
 	memset(g, 0, sizeof *g);
+	memset(&st0, 0, sizeof st0);
 	rc = new_query(level, kv, n, limit, offset, &q, why, sizeof why);
 	if (rc == ERR_OK)
-		rc = qry_run(v, q, on_hit, g, st ? st : &st0);
+		rc = qry_run(v, q, on_hit, g, &st0);
+	if (st != NULL) {
+		/* the figures, the patient list's length only */
+		*st = st0;
+		st->patients = NULL;
+		st->pslots_ = NULL;
+	}
+	qry_stats_fini(&st0);
 	qry_free(q);
 	if (rc != ERR_OK)
 		fprintf(stderr, "  query: %s %s\n", err_str(rc), why);
@@ -483,6 +491,7 @@ TEST(exact_ids_use_the_index)
 	CHECK_EQ_INT(run(QRY_STUDY, k, 1, 0, 0, &g, &st), 1);
 	CHECK_EQ_INT(st.candidates, 1);   /* no full decrypt */
 	CHECK(st.one_patient);
+	CHECK_EQ_INT(st.npatients, 1);
 	CHECK_EQ_INT(run(QRY_STUDY, &k[1], 1, 0, 0, &g, &st), 1);
 	CHECK_EQ_INT(st.candidates, 1);
 	CHECK(has(&g, R ".1.2"));
@@ -493,6 +502,13 @@ TEST(exact_ids_use_the_index)
 	k[0].val = "PID-*";
 	CHECK_EQ_INT(run(QRY_STUDY, k, 1, 0, 0, &g, &st), 5);
 	CHECK_EQ_INT(st.candidates, 5);
+	CHECK_EQ_INT(st.npatients, 4);   /* PID-1 has two studies: named once */
+	CHECK(!st.one_patient);
+	CHECK_EQ_INT(run(QRY_INSTANCE, k, 1, 0, 0, &g, &st), 7);
+	CHECK_EQ_INT(st.npatients, 4);
+	k[0].val = "PID-1";
+	CHECK_EQ_INT(run(QRY_INSTANCE, k, 1, 0, 0, &g, &st), 4);
+	CHECK_EQ_INT(st.npatients, 1);
 }
 
 TEST(ranges_and_lists)
