@@ -740,15 +740,29 @@ static enum MHD_Result arg_bytes(void *ctx, enum MHD_ValueKind kind, const char 
 
 static void watch_trust(struct http_server *s, struct MHD_Connection *c);
 
-/* Counts the Host header fields (MHD_get_connection_values). */
-static enum MHD_Result count_host(void *ctx, enum MHD_ValueKind kind, const char *key, const char *value)
+/* The header fields that may come once only (RFC 9112 3.2, 6.3):
+ * libmicrohttpd reads the first of each, a proxy in front may read the
+ * last, so two of them would let one frame a request the other does not
+ * see (request smuggling). */
+struct once_fields {
+	unsigned host, length, coding;
+};
+
+/* Counts them (MHD_get_connection_values). */
+static enum MHD_Result count_once(void *ctx, enum MHD_ValueKind kind, const char *key, const char *value)
 {
-	unsigned *n = ctx;
+	struct once_fields *n = ctx;
 
 	(void)kind;
 	(void)value;
-	if (key != NULL && strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
-		(*n)++;
+	if (key == NULL)
+		return MHD_YES;
+	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		n->host++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+		n->length++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+		n->coding++;
 	return MHD_YES;
 }
 
@@ -759,16 +773,21 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url, const char
 	static const char *const close_conn[] = { MHD_HTTP_HEADER_CONNECTION, "close", NULL };
 	const char *cl, *te;
 	int nheaders;
-	unsigned hosts = 0;
+	struct once_fields once = { 0, 0, 0 };
 	size_t n = strlen(url);
 
 	/* HTTP/1.0 and 1.1 only (libmicrohttpd takes any 1.x); one Host at
 	 * most (RFC 9112 3.2: 400 for more) */
 	if (version == NULL || (strcmp(version, MHD_HTTP_VERSION_1_1) != 0 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0))
 		return http_problem(r, MHD_HTTP_HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.1 or HTTP/1.0 only", close_conn);
-	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, count_host, &hosts);
-	if (hosts > 1)
+	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, count_once, &once);
+	if (once.host > 1)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "more than one Host header field", close_conn);
+	if (once.length > 1 || once.coding > 1)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST,
+		                    once.length > 1 ? "more than one Content-Length header field" :
+		                                      "more than one Transfer-Encoding header field",
+		                    close_conn);
 	/* the body's framing (RFC 9112 6.1, 6.3): chunked or a Content-Length,
 	 * never both (a proxy in front might frame it the other way: request
 	 * smuggling; and the size checks below read Content-Length), nor a

@@ -11,7 +11,10 @@
 * a Transfer-Encoding other than chunked (identity, gzip): 501 at once
   (before, no answer: the server read until the connection closed);
 * a version other than HTTP/1.1 or 1.0 (1.9): 505; two Host header
-  fields: 400 (RFC 9112 3.2), both with Connection: close;
+  fields: 400 (RFC 9112 3.2), both with Connection: close; two
+  Content-Length or two Transfer-Encoding fields: 400, Connection: close
+  (libmicrohttpd frames by the first; before, a second request hidden in
+  the body past the first length was answered);
 * a query of 1,000 one-letter arguments (2 KB, well under the 8 KB limit):
   answered (before, libmicrohttpd's per-connection pool ran out and the
   connection closed with no answer); of 4,000: 414 problem+json.
@@ -111,6 +114,18 @@ def main():
     out, _, closed = raw(v, "GET /healthz HTTP/1.1\r\n" + host + "Host: evil.example\r\n\r\n")
     check("two Host header fields: 400 problem+json, the connection closed", statuses(out) == [b"400"] and closed,
           out[:200])
+    # two Content-Length fields: libmicrohttpd frames by the first, a proxy
+    # may by the last; the rest of the first body would be a request of its
+    # own (smuggled: here a GET of /api/auth/whoami with the admin's token)
+    smuggled = "GET /api/auth/whoami HTTP/1.1\r\n" + host + auth + "\r\n"
+    body = "{}" + smuggled
+    out, _, closed = raw(v, "POST /api/auth/login HTTP/1.1\r\n" + host + "Content-Type: application/json\r\n"
+                         "Content-Length: 2\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    check("two Content-Length fields: 400 problem+json, the smuggled request never answered, the connection closed",
+          statuses(out) == [b"400"] and closed and b"application/problem+json" in head_of(out), out[:300])
+    out, _, closed = raw(v, "POST /api/auth/login HTTP/1.1\r\n" + host + "Content-Type: application/json\r\n"
+                         "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + nxt)
+    check("two Transfer-Encoding fields: 400, the connection closed", statuses(out) == [b"400"] and closed, out[:300])
     q = "&".join("a" for _ in range(1000))
     out, _, _ = raw(v, "GET /healthz?%s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (q, host))
     check("1,000 one-letter query arguments (2 KB): answered", statuses(out) == [b"200"], out[:200])
