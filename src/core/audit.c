@@ -1142,6 +1142,9 @@ struct verifier {
 	const struct audit_verify_opts *o;
 	struct audit_verify_result *res;
 	uint8_t head[32];
+	uint8_t before_head[32];   /* the hash before head's record */
+	bool head_signed;          /* head's record is a checkpoint whose signature verified */
+	bool blame_before;         /* a broken link: the record before may be the changed one */
 	uint8_t cp_head[32];       /* hash of the last checkpoint */
 	uint64_t uncovered;        /* records after it that a key-holding writer appended */
 };
@@ -1186,9 +1189,22 @@ static enum audit_fault verify_line(struct verifier *vf, const char *p, size_t n
 		         (unsigned long long)li.seq, (unsigned long long)res->last_seq);
 		return AUDIT_SEQ_ORDER;
 	}
-	if (!ct_equal(li.prev, vf->head, 32))
-		return bad(why, whylen, AUDIT_BROKEN_LINK,
-		           "\"prev\" is not the hash of the record before (a record was replaced or inserted)");
+	if (!ct_equal(li.prev, vf->head, 32)) {
+		/* the record before verified only against its own hash, which
+		 * anyone can recompute: a changed record with its hash redone
+		 * breaks the link after it, so it may be the first bad one,
+		 * unless a verified signature vouches for it */
+		if (want == 1 || vf->head_signed)
+			return bad(why, whylen, AUDIT_BROKEN_LINK,
+			           "\"prev\" is not the hash of the record before (a record was replaced or inserted)");
+		vf->blame_before = true;
+		snprintf(why, whylen,
+		         "seq %llu and seq %llu do not link: seq %llu was changed (its hash recomputed), or seq %llu was "
+		         "changed or inserted",
+		         (unsigned long long)(want - 1), (unsigned long long)li.seq, (unsigned long long)(want - 1),
+		         (unsigned long long)li.seq);
+		return AUDIT_BROKEN_LINK;
+	}
 	if (li.seq == 1 && vf->o->vault_log && !li.init)
 		return bad(why, whylen, AUDIT_NO_INIT,
 		           "the log does not begin with the record of the vault's init: it was replaced by a new one");
@@ -1199,7 +1215,9 @@ static enum audit_fault verify_line(struct verifier *vf, const char *p, size_t n
 	}
 	res->records++;
 	res->last_seq = li.seq;
+	memcpy(vf->before_head, vf->head, 32);
 	memcpy(vf->head, li.hash, 32);
+	vf->head_signed = li.checkpoint && vf->o->pk != NULL;
 	if (li.checkpoint) {
 		res->checkpoints++;
 		res->last_checkpoint_seq = li.seq;
@@ -1312,6 +1330,14 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.records = res.last_checkpoint_seq;
 		res.last_seq = res.last_checkpoint_seq;
 		memcpy(vf.head, vf.cp_head, 32);
+	} else if (res.fault != AUDIT_OK && vf.blame_before) {
+		/* the first record that may be bad is the one before the link
+		 * (in an intact chain so far, line n - 1 holds seq n - 1) */
+		res.bad_line = line - 1;
+		res.bad_seq = res.expected_seq = res.last_seq;
+		res.records--;
+		res.last_seq--;
+		memcpy(vf.head, vf.before_head, 32);
 	} else if (res.fault != AUDIT_OK) {
 		res.bad_line = line;
 		res.expected_seq = res.last_seq + 1;
