@@ -7,9 +7,13 @@
  * and the vault's masking rules, from an encrypted spool (the identified
  * object never reaches a readable file). Every export is recorded before its first file, and
  * again when less was written (failures, a signal). OUT/SERIES folders
- * are opened without following links. Layer: cmd. */
+ * are opened without following links; a file gets its name only when it is
+ * complete and fsync'd (O_TMPFILE), so an export killed in the middle
+ * leaves no partial plaintext copy (and the temporary files of a file
+ * system without O_TMPFILE are removed by the next export). Layer: cmd. */
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,7 +42,8 @@ static const char export_usage[] =
 	"Write a stored study out as Part 10 files, OUT/SERIES_UID/SOP_UID.dcm, each object\n"
 	"authenticated and its SHA-256 fixity checked as it is read. Audited.\n"
 	"  --study UID          the Study Instance UID\n"
-	"  --out DIR            the output folder (created; files already there are kept)\n"
+	"  --out DIR            the output folder (created; an existing SOP.dcm is replaced, the\n"
+	"                       .export.* files of an export cut short removed, others kept)\n"
 	"  --deidentify P       de-identify with the PS3.15 profile P (basic[,OPTION...], as\n"
 	"                       for 'dicomvault deid'), under the vault's project key and its\n"
 	"                       masking rules ([deid \"mask NAME\"] in dicomvault.conf); with\n"
@@ -121,13 +126,64 @@ struct exp {
 	bool deid;
 	const char *out;
 	int out_fd;                          /* OUT, opened once */
+	char cleaned[IDX_UID_MAX + 1];       /* the series folder last rid of stale files */
 	uint64_t done, failed, refused, bytes;
 	char first_fail[IDX_UID_MAX + 48];   /* the first failed instance and why, for the audit record */
 };
 
+/* A temporary name's length: ".export." and 16 hex digits. */
+#define EXPORT_TMP_LEN 24
+
+/* Whether name is one of our temporary names (exactly ".export." and 16
+ * lower-case hex digits): nothing else in OUT is ours to remove. */
+static bool is_temp_name(const char *name)
+{
+	size_t i;
+
+	if (strlen(name) != EXPORT_TMP_LEN || strncmp(name, ".export.", 8) != 0)
+		return false;
+	for (i = 8; i < EXPORT_TMP_LEN; i++)
+		if (!((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* Removes the temporary files an export cut short (SIGKILL, a crash, a
+ * power loss) left in dfd: each may be a plaintext copy of an identified
+ * object that nobody would see or remove. Only regular files of our exact
+ * name pattern; said on stderr. A concurrent export into the same folder
+ * could lose a file being renamed into place, and says so itself. */
+static void remove_stale(int dfd, const char *out, const char *series, bool quiet)
+{
+	struct dirent *de;
+	struct stat st;
+	unsigned n = 0;
+	DIR *d;
+	int fd;
+
+	fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (is_temp_name(de->d_name) && fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && unlinkat(dfd, de->d_name, 0) == 0)
+			n++;
+	closedir(d);
+	if (n > 0 && !quiet)
+		fprintf(stderr, "dicomvault export: removed %u unfinished file%s left in %s/%s by an export cut short\n", n,
+		        n == 1 ? "" : "s", out, series);
+}
+
 /* OUT/series, opened as a folder of its own: a symbolic link planted there
- * (by anyone who can write in OUT) is refused, not followed. -1 and why. */
-static int series_dir(const struct exp *e, const char *series, char *why, size_t whylen)
+ * (by anyone who can write in OUT) is refused, not followed. The first
+ * time a series is opened, the temporary files of an export cut short are
+ * removed from it (instances come series by series). -1 and why. */
+static int series_dir(struct exp *e, const char *series, bool quiet, char *why, size_t whylen)
 {
 	int fd;
 
@@ -140,24 +196,36 @@ static int series_dir(const struct exp *e, const char *series, char *why, size_t
 		return -1;
 	}
 	fd = openat(e->out_fd, series, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if (fd < 0) {
 		(void)err_why(why, whylen, ERR_IO, "%s/%s: %s", e->out, series,
 		              errno == ELOOP || errno == ENOTDIR ? "not a folder (a symbolic link?): refused"
 		                                                 : strerror(errno));
+		return -1;
+	}
+	if (strcmp(e->cleaned, series) != 0) {
+		remove_stale(fd, e->out, series, quiet);
+		snprintf(e->cleaned, sizeof e->cleaned, "%s", series);
+	}
 	return fd;
+}
+
+/* A random temporary name, ".export." and 16 hex digits. */
+static enum err temp_name(char name[40])
+{
+	uint8_t r[8];
+
+	if (rand_bytes(r, sizeof r) != ERR_OK)
+		return ERR_INTERNAL;
+	snprintf(name, 40, ".export.%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+	return ERR_OK;
 }
 
 /* A new temporary file in dfd (O_EXCL, no link followed): -1 and why. */
 static int temp_in(int dfd, char name[40], const char *where, char *why, size_t whylen)
 {
-	uint8_t r[8];
 	int fd, i;
 
-	for (i = 0; i < 8; i++) {
-		if (rand_bytes(r, sizeof r) != ERR_OK)
-			break;
-		snprintf(name, 40, ".export.%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5], r[6],
-		         r[7]);
+	for (i = 0; i < 8 && temp_name(name) == ERR_OK; i++) {
 		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != EEXIST) {
 			if (fd < 0)
@@ -165,8 +233,51 @@ static int temp_in(int dfd, char name[40], const char *where, char *why, size_t 
 			return fd;
 		}
 	}
+	name[0] = 0;
 	(void)err_why(why, whylen, ERR_IO, "cannot create a file in %s", where);
 	return -1;
+}
+
+/* The file an instance is written to, in dfd: one with no name (O_TMPFILE,
+ * name left empty), so that an export killed before it is complete leaves
+ * no plaintext behind; a named temporary file (name) only where the file
+ * system has no O_TMPFILE. -1 and why. */
+static int out_file(int dfd, char name[40], const char *where, char *why, size_t whylen)
+{
+	int fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+
+	name[0] = 0;
+	if (fd >= 0)
+		return fd;
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+		(void)err_why(why, whylen, ERR_IO, "cannot create a file in %s: %s", where, strerror(errno));
+		return -1;
+	}
+	return temp_in(dfd, name, where, why, whylen);
+}
+
+/* Links the complete, fsync'd file fd with no name into dfd: as dst when
+ * that name is free, else under a temporary name (tmp) that the caller
+ * renames over dst, so an existing file is replaced atomically (linkat
+ * does not replace; neither follows a link planted as dst). */
+static enum err link_in(int fd, int dfd, const char *dst, char tmp[40])
+{
+	char self[64];
+	int i;
+
+	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+	if (linkat(AT_FDCWD, self, dfd, dst, AT_SYMLINK_FOLLOW) == 0)
+		return ERR_OK;
+	if (errno != EEXIST)
+		return ERR_IO;
+	for (i = 0; i < 8 && temp_name(tmp) == ERR_OK; i++) {
+		if (linkat(AT_FDCWD, self, dfd, tmp, AT_SYMLINK_FOLLOW) == 0)
+			return ERR_OK;
+		if (errno != EEXIST)
+			break;
+	}
+	tmp[0] = 0;
+	return ERR_IO;
 }
 
 /* Retrieves the object into a spool (memory, or beyond 1 MiB a file with
@@ -228,15 +339,16 @@ static enum err deid_one(struct exp *e, const struct item *it, struct wbuf *out,
 	return rc;
 }
 
-/* One instance: retrieved (authenticated, fixity checked) into a temporary
- * file in OUT/SERIES, then renamed; or retrieved and de-identified in
- * memory, then written so. */
+/* One instance: retrieved (authenticated, fixity checked) into a file with
+ * no name in OUT/SERIES, fsync'd, then linked into place; or retrieved and
+ * de-identified in memory, then written so. */
 static void export_one(struct exp *e, const struct item *it, bool quiet)
 {
 	char tmp[40] = "", why[512] = "", sop[IDX_UID_MAX + 1], series[IDX_UID_MAX + 1], dst[IDX_UID_MAX + 8];
 	struct wbuf w;
 	struct sink k;
 	int dfd = -1, fd = -1;
+	bool named = false;   /* a named temporary file (no O_TMPFILE) */
 	enum err rc = ERR_OK;
 
 	wbuf_init(&w, (size_t)4 << 30);
@@ -246,10 +358,11 @@ static void export_one(struct exp *e, const struct item *it, bool quiet)
 		rc = deid_one(e, it, &w, sop, series, why, sizeof why);
 	if (rc == ERR_OK && snprintf(dst, sizeof dst, "%s.dcm", sop) >= (int)sizeof dst)
 		rc = ERR_LIMIT;
-	if (rc == ERR_OK && (dfd = series_dir(e, series, why, sizeof why)) < 0)
+	if (rc == ERR_OK && (dfd = series_dir(e, series, quiet, why, sizeof why)) < 0)
 		rc = ERR_IO;
-	if (rc == ERR_OK && (fd = temp_in(dfd, tmp, e->out, why, sizeof why)) < 0)
+	if (rc == ERR_OK && (fd = out_file(dfd, tmp, e->out, why, sizeof why)) < 0)
 		rc = ERR_IO;
+	named = tmp[0] != 0;
 	if (rc == ERR_OK && e->deid) {
 		sink_fd(&k, &fd);
 		rc = sink_write(&k, w.p, w.len);
@@ -268,7 +381,14 @@ static void export_one(struct exp *e, const struct item *it, bool quiet)
 		rc = ERR_IO;
 		(void)err_why(why, sizeof why, ERR_IO, "cannot write in %s/%s: %s", e->out, series, strerror(errno));
 	}
-	if (rc == ERR_OK && (renameat(dfd, tmp, dfd, dst) != 0 || fsync(dfd) != 0)) {
+	/* named only now, complete and durable: into place at once, or under
+	 * a temporary name renamed over the existing file */
+	if (rc == ERR_OK && !named && link_in(fd, dfd, dst, tmp) != ERR_OK) {
+		rc = ERR_IO;
+		(void)err_why(why, sizeof why, ERR_IO, "cannot link into %s/%s/%s: %s", e->out, series, dst,
+		              strerror(errno));
+	}
+	if (rc == ERR_OK && ((tmp[0] && renameat(dfd, tmp, dfd, dst) != 0) || fsync(dfd) != 0)) {
 		rc = ERR_IO;
 		(void)err_why(why, sizeof why, ERR_IO, "cannot rename into %s/%s/%s: %s", e->out, series, dst,
 		              strerror(errno));

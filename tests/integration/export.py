@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 
 import numpy as np
@@ -137,6 +138,76 @@ try:
           os.path.exists(want) and open(want, "rb").read() == open(ct, "rb").read())
     check("no temporary file left", not glob.glob(os.path.join(out, ".export.*")))
 
+    # SIGKILL while the file is being written (the fault shim holds its
+    # fsync): the plaintext has no name until it is complete, so nothing but
+    # complete outputs is left. On a file system without O_TMPFILE (the
+    # shim refuses it) a named temporary file is left; the next export into
+    # that series folder removes it, and only names of that exact pattern
+    shim = os.path.join(os.path.dirname(DV), "shim", "fault_sync.so")
+    killed_runs = 0
+    if os.path.exists(shim):
+        fd = os.path.join(T, "fault")
+        os.makedirs(fd)
+        o = os.path.join(T, "killed")
+        sdir = os.path.join(o, ct_ds.SeriesInstanceUID)
+        ct_bytes = open(ct, "rb").read()
+        env = dict(os.environ, LD_PRELOAD=shim, FAULT_DIR=fd,
+                   ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":"))
+
+        def hits():
+            p = os.path.join(fd, "hits")
+            return open(p).read() if os.path.exists(p) else ""
+
+        def killed_export(tmpfile_rule):
+            for fn in ("fsync", "tmpfile", "hits"):
+                if os.path.exists(os.path.join(fd, fn)):
+                    os.unlink(os.path.join(fd, fn))
+            with open(os.path.join(fd, "fsync"), "w") as f:
+                f.write("*/killed/* 0 1 wait:30000\n")
+            if tmpfile_rule:
+                with open(os.path.join(fd, "tmpfile"), "w") as f:
+                    f.write("*/killed/* 0 1 EOPNOTSUPP\n")
+            pk = subprocess.Popen([DV, "export", "--vault", v.dir, "--study", ct_ds.StudyInstanceUID, "--out", o,
+                                   "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(300):
+                if "fsync" in hits() or pk.poll() is not None:
+                    break
+                time.sleep(0.1)
+            held = pk.poll() is None and "fsync" in hits()
+            pk.kill()
+            pk.wait()
+            return held, [os.path.join(dp, n) for dp, _, ns in os.walk(o) for n in ns]
+
+        held, left = killed_export(False)
+        killed_runs = 4   # these two and the two below
+        check("SIGKILL while writing: no file but complete outputs left",
+              held and all(p.endswith(".dcm") and open(p, "rb").read() == ct_bytes for p in left),
+              (held, left))
+        held, left = killed_export(True)
+        stale = [p for p in left if os.path.basename(p).startswith(".export.")]
+        check("...without O_TMPFILE: a named temporary file left (the fallback)",
+              held and "tmpfile" in hits() and len(stale) == 1, (held, left))
+        other = os.path.join(sdir, ".export.notours")
+        open(other, "wb").write(b"not an export's")
+        rc, so, se = run("--vault", v.dir, "--study", ct_ds.StudyInstanceUID, "--out", o)
+        check("the export again: complete, the stale .export.* file removed and said so, other names kept",
+              rc == 0 and open(os.path.join(sdir, ct_ds.SOPInstanceUID + ".dcm"), "rb").read() == ct_bytes
+              and stale and not os.path.exists(stale[0]) and os.path.exists(other)
+              and "removed 1 unfinished file" in se, (rc, se, os.listdir(sdir)))
+        # the output replaced by a symbolic link: replaced in turn, not followed
+        dst, target = os.path.join(sdir, ct_ds.SOPInstanceUID + ".dcm"), os.path.join(T, "link-target")
+        open(target, "wb").write(b"target")
+        os.unlink(dst)
+        os.symlink(target, dst)
+        rc, so, se = run("--vault", v.dir, "--study", ct_ds.StudyInstanceUID, "--out", o, "--quiet")
+        check("...and once more over a symbolic link: replaced by the file, the link not followed, no .export.* made",
+              rc == 0 and not os.path.islink(dst) and open(dst, "rb").read() == ct_bytes
+              and open(target, "rb").read() == b"target"
+              and sorted(os.listdir(sdir)) == sorted([ct_ds.SOPInstanceUID + ".dcm", ".export.notours"]),
+              (rc, se, os.listdir(sdir)))
+    else:
+        print("# SKIP export: no %s, the kill test not run" % shim)
+
     # de-identified, twice with one project, once with another
     def deid_export(name, *extra):
         o = os.path.join(T, name)
@@ -235,12 +306,14 @@ try:
     p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
     recs = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
     ex = [r for r in recs if r.get("action") == "export"]
-    # a record before the first file of each: original, four de-identified,
-    # masked, refused, tampered; a second where less was written than
-    # recorded: refused, tampered; one for the unknown study
-    check("every export attempt on a study is audited (11 records)", len(ex) == 11, len(ex))
+    # a record before the first file of each: original, the two killed
+    # ones and their two re-runs, four de-identified, masked, refused, tampered; a
+    # second where less was written than recorded: refused, tampered (none
+    # for the killed one: SIGKILL); one for the unknown study
+    check("every export attempt on a study is audited (%d records)" % (11 + killed_runs),
+          len(ex) == 11 + killed_runs, len(ex))
     check("the refused and tampered exports: the intent, then what went",
-          sum(1 for r in ex if r.get("reason", "").endswith(" to write")) == 8
+          sum(1 for r in ex if r.get("reason", "").endswith(" to write")) == 8 + killed_runs
           and sum(1 for r in ex if " of 1 written" in r.get("reason", "")) == 2, [r.get("reason") for r in ex])
     check("failed exports are audited as failures",
           sum(1 for r in ex if r.get("outcome") not in ("success", 0, "0")) >= 3, [r.get("outcome") for r in ex])
@@ -288,7 +361,6 @@ try:
     o = os.path.join(T, "interrupted")
     px = subprocess.Popen([DV, "export", "--vault", v.dir, "--study", many_study, "--out", o],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    import time
     seen, same = -1, 0
     for _ in range(600):
         time.sleep(0.1)

@@ -4,10 +4,12 @@
  * paths (tests/integration/store_faults.py).
  *
  * FAULT_DIR names a folder; the file FAULT_DIR/fsync (or /fdatasync, or
- * /unlink, whose path is its argument) holds
+ * /unlink, whose path is its argument, or /tmpfile, for an openat(2) with
+ * O_TMPFILE, whose path is its folder descriptor's: `export`'s) holds
  * one rule, "GLOB SKIP COUNT ACTION": a call whose descriptor's path
  * matches GLOB (fnmatch) is counted; the first SKIP pass, the next COUNT
- * get ACTION: EIO (fail at once), or wait:MS or waitEIO:MS (wait MS
+ * get ACTION: EIO or EOPNOTSUPP (fail at once; the latter as a file system
+ * without O_TMPFILE), or wait:MS or waitEIO:MS (wait MS
  * milliseconds, then succeed or fail). The rule is re-read at every call
  * and rewritten as it is used up, so a test changes it while the server
  * runs. Every call acted on is appended to FAULT_DIR/hits. Built without
@@ -16,7 +18,9 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +82,8 @@ static int decide(const char *fn, const char *path)
 		return 0;
 	if (strcmp(act, "EIO") == 0)
 		err = EIO;
+	else if (strcmp(act, "EOPNOTSUPP") == 0)
+		err = EOPNOTSUPP;
 	else if (strncmp(act, "waitEIO:", 8) == 0) {
 		ms = strtol(act + 8, NULL, 10);
 		err = EIO;
@@ -146,4 +152,28 @@ int unlink(const char *path)
 		return -1;
 	}
 	return real(path);
+}
+
+/* Only O_TMPFILE opens are looked at (the rule names the folder): the
+ * others pass untouched. */
+int openat(int dfd, const char *path, int flags, ...)
+{
+	static int (*real)(int, const char *, int, ...);
+	char buf[1024];
+	mode_t mode = 0;
+	va_list ap;
+	int err;
+
+	if (real == NULL)
+		real = (int (*)(int, const char *, int, ...))dlsym(RTLD_NEXT, "openat");
+	if ((flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE) {
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if ((flags & O_TMPFILE) == O_TMPFILE && (err = decide("tmpfile", path_of(dfd, buf, sizeof buf))) != 0) {
+		errno = err;
+		return -1;
+	}
+	return real(dfd, path, flags, mode);
 }
