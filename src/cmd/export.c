@@ -42,8 +42,9 @@ static const char export_usage[] =
 	"Write a stored study out as Part 10 files, OUT/SERIES_UID/SOP_UID.dcm, each object\n"
 	"authenticated and its SHA-256 fixity checked as it is read. Audited.\n"
 	"  --study UID          the Study Instance UID\n"
-	"  --out DIR            the output folder (created; an existing SOP.dcm is replaced, the\n"
-	"                       .export.* files of an export cut short removed, others kept)\n"
+	"  --out DIR            the output folder, outside the vault (refused there: exit 2);\n"
+	"                       created; an existing SOP.dcm is replaced, the .export.* files\n"
+	"                       of an export cut short removed, others kept\n"
 	"  --deidentify P       de-identify with the PS3.15 profile P (basic[,OPTION...], as\n"
 	"                       for 'dicomvault deid'), under the vault's project key and its\n"
 	"                       masking rules ([deid \"mask NAME\"] in dicomvault.conf); with\n"
@@ -422,6 +423,51 @@ static void export_one(struct exp *e, const struct item *it, bool quiet)
 	        why[0] ? why : err_str(rc));
 }
 
+/* Whether the folder out names, once made, is the vault dir or lies in it:
+ * compared by real paths (links and ".." resolved), out's own or, when it
+ * does not exist yet, its nearest existing ancestor's, so nothing is made
+ * before the answer. ERR_DENIED when it is in the vault, ERR_LIMIT when out
+ * is too long to tell; ERR_OK otherwise, also when the vault's real path
+ * is unknown (a missing vault: vault_open says so). */
+static enum err out_in_vault(const char *out, const char *vault)
+{
+	char o[PATH_MAX], v[PATH_MAX], p[PATH_MAX];
+	size_t n;
+	char *slash;
+
+	if (realpath(vault, v) == NULL)
+		return ERR_OK;
+	if (snprintf(p, sizeof p, "%s", out) >= (int)sizeof p)
+		return ERR_LIMIT;
+	while (realpath(p, o) == NULL) {
+		if (strcmp(p, ".") == 0 || strcmp(p, "/") == 0)
+			return ERR_OK;
+		n = strlen(p);
+		while (n > 1 && p[n - 1] == '/')
+			p[--n] = 0;
+		slash = strrchr(p, '/');
+		if (slash == NULL)
+			snprintf(p, sizeof p, ".");
+		else if (slash == p)
+			p[1] = 0;
+		else
+			*slash = 0;
+	}
+	n = strlen(v);
+	return strncmp(o, v, n) == 0 && (o[n] == 0 || o[n] == '/' || n == 1) ? ERR_DENIED : ERR_OK;
+}
+
+/* The usage error for an OUT in the vault (rc from out_in_vault). */
+static int out_refused(enum err rc, const char *out, const char *dir)
+{
+	if (rc == ERR_LIMIT)
+		fprintf(stderr, "dicomvault export: --out: path too long\n");
+	else
+		fprintf(stderr, "dicomvault export: --out %s is inside the vault %s, which never holds plaintext: "
+		        "choose a folder outside it\n", out, dir);
+	return EXIT_USAGE;
+}
+
 int cmd_export(int argc, char **argv)
 {
 	const char *study = NULL, *out = NULL, *profile = NULL, *vault_arg = NULL, *pass = NULL, *project = NULL;
@@ -482,6 +528,9 @@ int cmd_export(int argc, char **argv)
 		fputs("dicomvault export: vault path too long\n", stderr);
 		return EXIT_USAGE;
 	}
+	/* identified plaintext never lands in the vault (nor in its backups) */
+	if ((rc = out_in_vault(out, dir)) != ERR_OK)
+		return out_refused(rc, out, dir);
 	memset(&vo, 0, sizeof vo);
 	vo.passphrase_file = pass;
 	rc = vault_open(dir, &vo, &v, why, sizeof why);
@@ -503,6 +552,13 @@ int cmd_export(int argc, char **argv)
 	e.out_fd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (e.out_fd < 0) {
 		fprintf(stderr, "dicomvault export: %s: not a folder\n", out);
+		goto done;
+	}
+	/* again for the folder opened, by its descriptor: a link swapped in
+	 * since the first look */
+	snprintf(why, sizeof why, "/proc/self/fd/%d", e.out_fd);
+	if ((rc = out_in_vault(why, dir)) != ERR_OK) {
+		rcode = out_refused(rc, out, dir);
 		goto done;
 	}
 	if (e.deid) {

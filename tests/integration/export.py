@@ -138,6 +138,12 @@ try:
           os.path.exists(want) and open(want, "rb").read() == open(ct, "rb").read())
     check("no temporary file left", not glob.glob(os.path.join(out, ".export.*")))
 
+    # a folder beside the vault whose name begins with the vault's is not in it
+    o = v.dir + "-out"
+    rc, so, se = run("--vault", v.dir, "--study", ct_ds.StudyInstanceUID, "--out", o, "--quiet")
+    check("--out beside the vault, its name prefixed by the vault's: exported",
+          rc == 0 and len(glob.glob(os.path.join(o, "*", "*.dcm"))) == 1, (rc, se))
+
     # SIGKILL while the file is being written (the fault shim holds its
     # fsync): the plaintext has no name until it is complete, so nothing but
     # complete outputs is left. On a file system without O_TMPFILE (the
@@ -284,6 +290,18 @@ try:
                        (("--bogus",), "unknown option"), (("--study",), "missing value")]:
         rc, so, se = run("--vault", v.dir, *args)
         check(f"usage error ({what}) exits 2", rc == 2, (rc, se))
+    # OUT in the vault: identified plaintext would land where none may be
+    # (and backups copy it); refused before anything is made
+    os.symlink(v.dir, os.path.join(T, "to-vault"))
+    for o, what in [(v.dir, "the vault"), (os.path.join(v.dir, "objects"), "its objects folder"),
+                    (os.path.join(v.dir, "new", "sub"), "a new folder in it"),
+                    (os.path.join(T, "to-vault", "exp"), "through a symbolic link"),
+                    (os.path.join(v.dir, "..", os.path.basename(v.dir), "exp"), "through ..")]:
+        before = sorted(os.listdir(v.dir))
+        rc, so, se = run("--vault", v.dir, "--study", ct_ds.StudyInstanceUID, "--out", o)
+        check(f"--out in the vault ({what}): exit 2, said so, nothing made",
+              rc == 2 and "inside the vault" in se and sorted(os.listdir(v.dir)) == before
+              and not glob.glob(os.path.join(v.dir, "**", "*.dcm"), recursive=True), (rc, se))
     rc, so, se = run("--vault", v.dir, "--study", "1.2.3.4.5", "--out", os.path.join(T, "none"))
     check("unknown study: exit 1, said so", rc == 1 and "no such study" in se, se)
     rc, so, se = run("--vault", os.path.join(T, "nowhere"), "--study", "1.2.3", "--out", os.path.join(T, "n"))
@@ -306,14 +324,14 @@ try:
     p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
     recs = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
     ex = [r for r in recs if r.get("action") == "export"]
-    # a record before the first file of each: original, the two killed
-    # ones and their two re-runs, four de-identified, masked, refused, tampered; a
+    # a record before the first file of each: original, beside the vault,
+    # the two killed ones and their two re-runs, four de-identified, masked, refused, tampered; a
     # second where less was written than recorded: refused, tampered (none
     # for the killed one: SIGKILL); one for the unknown study
-    check("every export attempt on a study is audited (%d records)" % (11 + killed_runs),
-          len(ex) == 11 + killed_runs, len(ex))
+    check("every export attempt on a study is audited (%d records)" % (12 + killed_runs),
+          len(ex) == 12 + killed_runs, len(ex))
     check("the refused and tampered exports: the intent, then what went",
-          sum(1 for r in ex if r.get("reason", "").endswith(" to write")) == 8 + killed_runs
+          sum(1 for r in ex if r.get("reason", "").endswith(" to write")) == 9 + killed_runs
           and sum(1 for r in ex if " of 1 written" in r.get("reason", "")) == 2, [r.get("reason") for r in ex])
     check("failed exports are audited as failures",
           sum(1 for r in ex if r.get("outcome") not in ("success", 0, "0")) >= 3, [r.get("outcome") for r in ex])
