@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "dicomvault/access.h"
+#include "dicomvault/charset.h"
+#include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
 #include "dicomvault/dict.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/vr.h"
+#include "dicomvault/wbuf.h"
 
 static const char *const role_names[ACCESS_ROLE__N] = {
 	"admin", "radiologist", "physician", "technologist", "researcher", "auditor",
@@ -223,6 +226,7 @@ int access_decide(const struct access_grant *g, size_t n, enum access_action a, 
 struct coll_rule {
 	char name[ACCESS_NAME_MAX + 1];
 	uint32_t tag;              /* match: the attribute; 0: none */
+	uint16_t vr;               /* its VR (a string VR) */
 	char pattern[ACCESS_NAME_MAX * 2 + 1];
 	char ae[17];               /* calling_ae; "" none */
 };
@@ -292,7 +296,16 @@ enum err access_collections_load(const struct ini *conf, struct access_collectio
 					              (int)(eq - e->value), e->value);
 					goto out;
 				}
+				if (!vr_is_string(d->vr)) {
+					/* a number or bytes: the rule would never match */
+					char vb[3];
+					(void)err_why(why, whylen, ERR_PARSE, "line %u: match: %s is not a text attribute (its VR is "
+					              "%s): only text attributes can be matched", e->line, d->keyword,
+					              vr_name(d->vr, vb));
+					goto out;
+				}
 				r->tag = d->tag;
+				r->vr = d->vr;
 				snprintf(r->pattern, sizeof r->pattern, "%s", eq + 1);
 			} else if (strcmp(e->key, "calling_ae") == 0) {
 				size_t l = strlen(e->value);
@@ -366,6 +379,44 @@ static bool ae_eq(const char *a, const char *b)
 	return na == nb && memcmp(a, b, na) == 0;
 }
 
+/* The rule's attribute in ds matches its pattern: the value trimmed of
+ * padding, in UTF-8 as the configuration is written (decoded from the
+ * data set's Specific Character Set: a name sent in Latin-1 matches as
+ * one sent in UTF-8 does); a value that does not decode is matched as
+ * sent. */
+static bool rule_matches(const struct coll_rule *r, const struct dcm_ds *ds)
+{
+	struct dcm_charset cs;
+	struct wbuf w;
+	size_t n = 0, i;
+	const char *v = ds != NULL ? dcm_ds_str(ds, r->tag, &n) : NULL;
+	bool ok;
+
+	if (v == NULL)
+		return false;
+	for (i = 0; i < n && (uint8_t)v[i] < 0x80; i++)
+		;
+	wbuf_init(&w, 4 * n + 16);
+	if (i < n && vr_uses_charset(r->vr)) {
+		dcm_ds_charset(ds, &cs);
+		if (charset_to_utf8(&cs, r->vr == VR_PN, (const uint8_t *)v, n, &w) == ERR_OK && wbuf_err(&w) == ERR_OK) {
+			v = (const char *)w.p;
+			n = w.len;
+		}
+	}
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == 0))
+		n--;
+	while (n > 0 && v[0] == ' ') {
+		v++;
+		n--;
+	}
+	ok = glob(r->pattern, v, n);
+	if (w.p)
+		mem_wipe(w.p, w.len);
+	wbuf_fini(&w);
+	return ok;
+}
+
 const char *access_collection_for(const struct access_collections *c, const struct dcm_ds *ds, const char *calling_ae,
                                   const char *target)
 {
@@ -374,17 +425,8 @@ const char *access_collection_for(const struct access_collections *c, const stru
 	for (i = 0; c != NULL && i < c->n; i++) {
 		const struct coll_rule *r = &c->r[i];
 		bool ok = r->tag != 0 || r->ae[0] != 0;
-		if (ok && r->tag != 0) {
-			size_t n = 0;
-			const char *v = ds != NULL ? dcm_ds_str(ds, r->tag, &n) : NULL;
-			while (v != NULL && n > 0 && (v[n - 1] == ' ' || v[n - 1] == 0))
-				n--;
-			while (v != NULL && n > 0 && v[0] == ' ') {
-				v++;
-				n--;
-			}
-			ok = v != NULL && glob(r->pattern, v, n);
-		}
+		if (ok && r->tag != 0)
+			ok = rule_matches(r, ds);
 		if (ok && r->ae[0] != 0)
 			ok = calling_ae != NULL && ae_eq(r->ae, calling_ae);
 		if (ok)

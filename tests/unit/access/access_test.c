@@ -215,6 +215,41 @@ TEST(collections)
 	dcm_file_free(d);
 }
 
+/* A rule is written in UTF-8; the attribute is matched as decoded from
+ * the data set's character set, whatever the modality sent. */
+TEST(collections_decoded)
+{
+	struct ini *ini = conf("[collection \"munich\"]\nmatch = PatientName=M\xc3\xbcller*\n");
+	struct access_collections *c = NULL;
+	struct dcm_file *latin1 = NULL, *utf8 = NULL, *other = NULL, *bad = NULL;
+	char why[160];
+
+	CHECK(ini != NULL && dcm_file_new(&latin1) == ERR_OK && dcm_file_new(&utf8) == ERR_OK &&
+	      dcm_file_new(&other) == ERR_OK && dcm_file_new(&bad) == ERR_OK);
+	if (ini == NULL || latin1 == NULL || utf8 == NULL || other == NULL || bad == NULL)
+		return;
+	CHECK(dcm_ds_set_str(&latin1->ds, 0x00080005, VR_CS, "ISO_IR 100") == ERR_OK);
+	CHECK(dcm_ds_set_str(&latin1->ds, 0x00100010, VR_PN, "M\xfcller^Hans") == ERR_OK);
+	CHECK(dcm_ds_set_str(&utf8->ds, 0x00080005, VR_CS, "ISO_IR 192") == ERR_OK);
+	CHECK(dcm_ds_set_str(&utf8->ds, 0x00100010, VR_PN, "M\xc3\xbcller^Hans") == ERR_OK);
+	CHECK(dcm_ds_set_str(&other->ds, 0x00080005, VR_CS, "ISO_IR 100") == ERR_OK);
+	CHECK(dcm_ds_set_str(&other->ds, 0x00100010, VR_PN, "Muller^Hans") == ERR_OK);
+	/* bytes invalid in UTF-8: matched as sent (no match, no failure) */
+	CHECK(dcm_ds_set_str(&bad->ds, 0x00080005, VR_CS, "ISO_IR 192") == ERR_OK);
+	CHECK(dcm_ds_set_str(&bad->ds, 0x00100010, VR_PN, "M\xfcller^Hans") == ERR_OK);
+	CHECK(access_collections_load(ini, &c, why, sizeof why) == ERR_OK);
+	CHECK_EQ_STR(access_collection_for(c, &latin1->ds, NULL, NULL), "munich");
+	CHECK_EQ_STR(access_collection_for(c, &utf8->ds, NULL, NULL), "munich");
+	CHECK_EQ_STR(access_collection_for(c, &other->ds, NULL, NULL), "default");
+	CHECK_EQ_STR(access_collection_for(c, &bad->ds, NULL, NULL), "default");
+	access_collections_free(c);
+	ini_free(ini);
+	dcm_file_free(latin1);
+	dcm_file_free(utf8);
+	dcm_file_free(other);
+	dcm_file_free(bad);
+}
+
 TEST(collections_bad)
 {
 	static const char *const bad[] = {
@@ -226,6 +261,8 @@ TEST(collections_bad)
 		"[collection \"default\"]\nmatch = Modality=CT\n",
 		"[collection \"a b\"]\nmatch = Modality=CT\n",
 		"[collection]\nmatch = Modality=CT\n",
+		"[collection \"x\"]\nmatch = Rows=8\n",            /* a number: never matched as text */
+		"[collection \"x\"]\nmatch = PixelData=1\n",
 	};
 	size_t i;
 
@@ -249,6 +286,7 @@ int main(void)
 	RUN(vault_wide_actions);
 	RUN(scope_edges);
 	RUN(collections);
+	RUN(collections_decoded);
 	RUN(collections_bad);
 	return TEST_DONE();
 }
