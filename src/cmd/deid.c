@@ -51,8 +51,9 @@ static const char deid_usage[] =
 	"                      matching private key restores them (audited)\n"
 	"  --json              print the summary as JSON\n"
 	"  --quiet             no progress bar\n"
-	"Images with Burned In Annotation = YES are masked by the first rule that fits them,\n"
-	"else refused; so are unflagged suspect images under --refuse-unflagged.\n"
+	"Images whose Burned In Annotation has a value other than NO (YES, YES\\NO...) are\n"
+	"masked by the first rule that fits them, else refused; so are unflagged suspect\n"
+	"images under --refuse-unflagged.\n"
 	"Options may come before or after IN and OUT; put -- before a name that begins\n"
 	"with - (dicomvault deid --profile basic -- -in.dcm out.dcm).\n"
 	"Exit status: 0 all done, 1 a file failed or was refused, 2 usage error.\n";

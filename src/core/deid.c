@@ -746,13 +746,80 @@ static bool has_prefix(const char *s, size_t n, const char *p)
 	return s != NULL && n >= pl && memcmp(s, p, pl) == 0;
 }
 
+/* One value of a multi-valued string, trimmed of spaces (and of the NUL
+ * padding some writers use), is NO (ASCII case ignored, as CS is meant
+ * upper case). */
+static bool word_is_no(const uint8_t *v, size_t n)
+{
+	while (n > 0 && *v == ' ') {
+		v++;
+		n--;
+	}
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == 0))
+		n--;
+	return n == 2 && (v[0] == 'N' || v[0] == 'n') && (v[1] == 'O' || v[1] == 'o');
+}
+
+static bool word_is_empty(const uint8_t *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i] != ' ' && v[i] != 0)
+			return false;
+	return true;
+}
+
+/* Whether Burned In Annotation flags the image. Fail-safe: any value other
+ * than NO flags it (YES\NO is YES somewhere), read whatever its size (a
+ * value padded past the bulk threshold stays in the source, where
+ * dcm_ds_str does not look); a value that cannot be read, or a sequence in
+ * its place, flags it too. Empty or absent does not (absent is left to
+ * the modality check of check_refuse). */
+static enum err burned_in_flagged(const struct ctx *c, bool *flagged)
+{
+	const struct dcm_elem *e = dcm_ds_find(&c->f->ds, TAG_BURNED_IN);
+	const uint8_t *v = NULL;
+	size_t n, i = 0;
+	bool owned = false;
+	enum err rc;
+
+	*flagged = false;
+	if (e == NULL || e->len == 0)
+		return ERR_OK;
+	if (e->seq != NULL || e->len == DCM_UNDEF) {
+		*flagged = true;
+		return ERR_OK;
+	}
+	rc = dcm_elem_value(c->f, e, &v, &owned);
+	if (rc == ERR_NOMEM)
+		return rc;
+	if (rc != ERR_OK || v == NULL) {
+		*flagged = true;
+		return ERR_OK;
+	}
+	n = e->len;
+	while (i <= n && !*flagged) {
+		size_t s = i;
+		while (i < n && v[i] != '\\')
+			i++;
+		if (!word_is_empty(v + s, i - s) && !word_is_no(v + s, i - s))
+			*flagged = true;
+		i++;
+	}
+	if (owned)
+		free((void *)(uintptr_t)v);
+	return ERR_OK;
+}
+
 /* Refusals, decided before anything changes. */
 static enum err check_refuse(struct ctx *c)
 {
 	const struct dcm_ds *ds = &c->f->ds;
 	const char *sop;
 	size_t n = 0;
-	bool pixels;
+	bool pixels, burned;
+	enum err rc;
 
 	sop = dcm_ds_str(&c->f->meta, 0x00020002, &n);
 	if ((sop != NULL && n == 20 && memcmp(sop, "1.2.840.10008.1.3.10", 20) == 0) ||
@@ -761,12 +828,16 @@ static enum err check_refuse(struct ctx *c)
 		        "de-identification; de-identify the files and make a new DICOMDIR");
 		return ERR_DENIED;
 	}
-	if (value_is(ds, TAG_BURNED_IN, "YES")) {
+	rc = burned_in_flagged(c, &burned);
+	if (rc != ERR_OK)
+		return rc;
+	if (burned) {
 		c->mask = deid_masks_match(c->o->masks, ds);
 		if (c->mask != NULL)
 			return ERR_OK;
-		set_why(c->why, c->whylen, "burned-in annotation: Burned In Annotation (0028,0301) is YES and no "
-		        "masking rule fits the image (modality, manufacturer, model, size): it may show identifying text");
+		set_why(c->why, c->whylen, "burned-in annotation: Burned In Annotation (0028,0301) is YES (or another "
+		        "value than NO) and no masking rule fits the image (modality, manufacturer, model, size): it may "
+		        "show identifying text");
 		return ERR_DENIED;
 	}
 	pixels = dcm_ds_find(ds, TAG_PIXEL_DATA) != NULL;

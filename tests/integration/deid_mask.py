@@ -188,6 +188,26 @@ try:
     rc, so, se = run(["--profile", "basic", "--key-file", key, "--quiet", os.path.join(inp, "us8.dcm"),
                       os.path.join(T, "nomasks.dcm")])
     check("without --masks a flagged image is refused", rc == 1 and "no masking rule" in so + se, so + se)
+    # the flag as files may carry it: several values (YES\NO), or padded past
+    # the 64 KiB the reader leaves in the file (as UN): flagged all the same
+    odd = {"multi": None, "padded": None}
+    for name in odd:
+        odd[name] = os.path.join(T, name + ".dcm")
+        o = image(odd[name], burned="YES\\NO" if name == "multi" else None)
+        if name == "padded":
+            o.add_new(0x00280301, "UN", b"YES" + b" " * 69997)
+            o.save_as(odd[name], write_like_original=False)
+        rc, so, se = run(["--profile", "basic", "--key-file", key, "--quiet", odd[name],
+                          os.path.join(T, name + "_out.dcm")])
+        check(f"Burned In Annotation {name} YES without --masks: refused",
+              rc == 1 and "no masking rule" in so + se and not os.path.exists(os.path.join(T, name + "_out.dcm")),
+              f"rc={rc} {so} {se}")
+        rc, so, se = run(["--profile", "basic", "--key-file", key, "--masks", rules, "--quiet", odd[name],
+                          os.path.join(T, name + "_out.dcm")])
+        ds = pydicom.dcmread(os.path.join(T, name + "_out.dcm")) if rc == 0 else None
+        check(f"Burned In Annotation {name} YES with a fitting rule: masked, flag NO",
+              ds is not None and ds.get("BurnedInAnnotation") == "NO" and (pixels(ds)[0][0:6, :] == 0).all(),
+              f"rc={rc} {se}")
     # bad rules files: clear error, exit 1, nothing written
     bad = {
         "unknown key": '[deid "mask a"]\nmodality = US\ncolour = red\nrect = 0,0,1,1\n',

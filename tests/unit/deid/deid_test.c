@@ -12,6 +12,7 @@
 #include "dicomvault/dataset.h"
 #include "dicomvault/deid.h"
 #include "dicomvault/deid_table.h"
+#include "dicomvault/limits.h"
 
 #define CT_IMAGE "1.2.840.10008.5.1.4.1.1.2"
 #define COMPREHENSIVE_SR "1.2.840.10008.5.1.4.1.1.88.33"
@@ -553,6 +554,77 @@ TEST(burned_in_annotation_refused)
 	dcm_file_free(g);
 }
 
+/* Burned In Annotation as the file may carry it: the image is flagged when
+ * any of its values, trimmed of spaces, is not NO (fail-safe); empty or
+ * absent stays unflagged. */
+static enum err run_burned(const char *val)
+{
+	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
+	char why[256];
+	enum err rc;
+
+	set(&f->ds, 0x00280301, VR_CS, val);
+	rc = run(f, 0, key_a, why, sizeof why);
+	if (rc == ERR_DENIED && strstr(why, "Burned In Annotation") == NULL)
+		rc = ERR_INTERNAL;
+	dcm_file_free(f);
+	return rc;
+}
+
+/* A value left in the source: (0028,0301) as UN padded past the bulk
+ * threshold, written and read back as `deid` reads files. */
+static enum err run_burned_bulk(const char *word)
+{
+	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
+	struct dcm_file *g = NULL;
+	struct dcm_write_opts wo = { .keep_meta = false };
+	struct dcm_read_opts ro = { .bulk_threshold = DCM_DEFAULT_BULK };
+	struct dcm_errinfo ei;
+	const struct dcm_elem *e;
+	size_t n = DCM_DEFAULT_BULK + 4464;
+	char *val = malloc(n), why[256];
+	struct src_mem sm;
+	struct src s;
+	struct sink k;
+	struct wbuf w;
+	enum err rc = ERR_INTERNAL;
+
+	if (val == NULL)
+		abort();
+	memset(val, ' ', n);
+	memcpy(val, word, strlen(word));
+	CHECK(dcm_ds_set(&f->ds, 0x00280301, VR_UN, val, n) == ERR_OK);
+	wbuf_init(&w, 1u << 20);
+	sink_wbuf(&k, &w);
+	CHECK_EQ_INT(dcm_file_write(f, &wo, &k), ERR_OK);
+	src_mem_init(&s, &sm, w.p, w.len);
+	CHECK_EQ_INT(dcm_file_read(&s, &ro, &g, &ei), ERR_OK);
+	if (g != NULL) {
+		e = dcm_ds_find(&g->ds, 0x00280301);
+		CHECK(e != NULL && (e->flags & DCM_EF_BULK));   /* the case under test */
+		rc = run(g, 0, key_a, why, sizeof why);
+		dcm_file_free(g);
+	}
+	wbuf_fini(&w);
+	free(val);
+	dcm_file_free(f);
+	return rc;
+}
+
+TEST(burned_in_annotation_any_value)
+{
+	CHECK_EQ_INT(run_burned("YES\\NO"), ERR_DENIED);
+	CHECK_EQ_INT(run_burned("NO\\YES"), ERR_DENIED);
+	CHECK_EQ_INT(run_burned(" NO \\ yes "), ERR_DENIED);
+	CHECK_EQ_INT(run_burned("NO\\"), ERR_OK);
+	CHECK_EQ_INT(run_burned("MAYBE"), ERR_DENIED);   /* not NO: may have text */
+	CHECK_EQ_INT(run_burned("NO\\NO"), ERR_OK);
+	CHECK_EQ_INT(run_burned(" no "), ERR_OK);
+	CHECK_EQ_INT(run_burned(""), ERR_OK);            /* empty: unflagged, as absent */
+	CHECK_EQ_INT(run_burned_bulk("YES"), ERR_DENIED);
+	CHECK_EQ_INT(run_burned_bulk("NO"), ERR_OK);
+}
+
 TEST(bad_options_refused)
 {
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
@@ -809,6 +881,7 @@ int main(void)
 	RUN(date_shift_function);
 	RUN(attestation_present);
 	RUN(burned_in_annotation_refused);
+	RUN(burned_in_annotation_any_value);
 	RUN(bad_options_refused);
 	RUN(nested_sequence_cleaning);
 	RUN(options_change_actions);
