@@ -80,9 +80,10 @@ void deid_masks_free(struct deid_masks *m);
 const struct deid_mask_rule *deid_masks_match(const struct deid_masks *m, const struct dcm_ds *ds);
 /* Fills the rule's rectangles of every frame with the image's darkest
  * value (MONOCHROME1: the largest; signed: the most negative; YBR: neutral
- * chroma) and sets Burned In Annotation to NO. Native pixel data only (8,
- * 16 or 32 bits allocated, 1 or 3 samples, either planar configuration):
- * ERR_DENIED with the reason otherwise. */
+ * chroma), zeroes the bytes past the declared frames, and sets Burned In
+ * Annotation to NO. Native pixel data only (8, 16 or 32 bits allocated, 1
+ * or 3 samples, either planar configuration): ERR_DENIED with the reason
+ * otherwise. */
 WUR enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, char *why, size_t whylen);
 
 struct deid_opts {

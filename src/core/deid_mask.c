@@ -3,8 +3,8 @@
  * (dicomvault.conf or a file given to `deid --masks`) name the images they
  * apply to (modality, manufacturer and model patterns, rows and columns)
  * and the rectangles to blank. A matched image gets each rectangle filled
- * with the darkest value of its photometric interpretation in every frame;
- * compressed pixel data cannot be masked without decompressing it and is
+ * with the darkest value of its photometric interpretation in every frame,
+ * and whatever pixel data lies past the frames zeroed; compressed pixel data cannot be masked without decompressing it and is
  * refused. See docs/internals/deid.md. Layer: core. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,7 +343,9 @@ enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, ch
 		(void)err_why(why, whylen, ERR_PARSE, "cannot read the pixel data to mask it: %s", err_str(rc));
 		return rc;
 	}
-	if (fsz * nframes > vlen) {
+	/* divided, not multiplied: Rows x Columns x samples x bytes x frames
+	 * can pass 2^64 and wrap below the length */
+	if (nframes > vlen / fsz) {
 		(void)err_why(why, whylen, ERR_PARSE, "cannot mask: the pixel data is shorter than Rows x Columns x frames");
 		rc = ERR_DENIED;
 		goto out;
@@ -372,6 +374,13 @@ enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, ch
 					}
 		}
 	}
+	/* Bytes past the declared frames (a frame more than Number of Frames
+	 * says, a stray tail) lie in no frame a rule describes, yet a viewer
+	 * that guesses the frame count shows them and they may carry the text:
+	 * they go whole (zeros, the length kept; an odd frame's pad byte too),
+	 * as Burned In Annotation NO and code 113101 will claim clean pixels. */
+	if (vlen > fsz * nframes)
+		memset(buf + fsz * nframes, 0, vlen - fsz * nframes);
 	rc = dcm_elem_set(ds, px, px->vr, buf, vlen);
 	if (rc == ERR_OK)
 		rc = dcm_ds_set_str(ds, 0x00280301, VR_CS, "NO");

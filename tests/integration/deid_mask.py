@@ -188,6 +188,25 @@ try:
     rc, so, se = run(["--profile", "basic", "--key-file", key, "--quiet", os.path.join(inp, "us8.dcm"),
                       os.path.join(T, "nomasks.dcm")])
     check("without --masks a flagged image is refused", rc == 1 and "no masking rule" in so + se, so + se)
+    # Pixel Data longer than its frames (here a frame and a bit more than
+    # Rows x Columns x Number of Frames): what no frame covers may be the text
+    # and is masked whole (zeroed, the length kept), the frame by the rule
+    one = os.path.join(T, "long.dcm")
+    o = image(one)
+    declared = len(o.PixelData)
+    o.PixelData = o.PixelData + bytes([255]) * (declared + 6)
+    o.save_as(one, write_like_original=False)
+    rc, so, se = run(["--profile", "basic", "--key-file", key, "--masks", rules, "--quiet", one,
+                      os.path.join(T, "long_out.dcm")])
+    ds = pydicom.dcmread(os.path.join(T, "long_out.dcm")) if rc == 0 else None
+    check("pixel data past its frames: written", ds is not None, f"rc={rc} {se}")
+    if ds is not None:
+        pd = ds.PixelData
+        check("pixel data past its frames: the length is kept", len(pd) == len(o.PixelData), len(pd))
+        check("pixel data past its frames: every byte past the frame is zero", pd[declared:] == bytes(len(pd) - declared))
+        check("pixel data past its frames: the frame masked by the rule", (pixels(ds)[0][0:6, :] == 0).all() and
+              (pixels(ds)[0][6:40, 0:50] == pixels(o)[0][6:40, 0:50]).all())
+        check("pixel data past its frames: Burned In Annotation is NO", ds.get("BurnedInAnnotation") == "NO")
     # the flag as files may carry it: several values (YES\NO), or padded past
     # the 64 KiB the reader leaves in the file (as UN): flagged all the same
     odd = {"multi": None, "padded": None}
