@@ -188,11 +188,13 @@ const struct deid_safe_private *deid_safe_lookup(uint16_t group, uint8_t elem, c
 #define M_DUMMY_TEXT 1u   /* inside a sequence replaced by D: free text gets a dummy */
 #define M_DUMMY_CODE 2u   /* inside a code sequence replaced by D: every string gets a dummy */
 #define M_CLEAN_TEXT 4u   /* inside a sequence cleaned by C: free text is cleaned */
+#define M_LOCAL_CODE 8u   /* this item only, in dummy mode: a code of a private or local scheme */
 
 #define TAG_PATIENT_NAME  0x00100010u
 #define TAG_PATIENT_ID    0x00100020u
 #define TAG_BURNED_IN     0x00280301u
 #define TAG_CODING_SCHEME 0x00080102u
+#define TAG_CODE_MEANING  0x00080104u
 #define TAG_TEXT_VALUE    0x0040A160u
 
 #define DUMMY_TEXT "ANONYMIZED"
@@ -222,6 +224,33 @@ static bool is_string_vr(uint16_t vr)
 	return vr == VR_AE || vr == VR_AS || vr == VR_CS || vr == VR_DA || vr == VR_DS || vr == VR_DT ||
 	       vr == VR_IS || vr == VR_LO || vr == VR_LT || vr == VR_PN || vr == VR_SH || vr == VR_ST ||
 	       vr == VR_TM || vr == VR_UC || vr == VR_UI || vr == VR_UR || vr == VR_UT;
+}
+
+/* Short free text: a Code Meaning, a Code Value, a description. */
+static bool is_short_text_vr(uint16_t vr)
+{
+	return vr == VR_LO || vr == VR_SH || vr == VR_UC;
+}
+
+/* Whether the item ds is a code of a private or local coding scheme (PS3.16
+ * 8.2: designators beginning with 99; HL7's L): its Code Meaning is then
+ * the sender's own words, not a published vocabulary's. A designator that
+ * cannot be read (left in the source) counts as local. */
+static bool local_code(const struct dcm_ds *ds)
+{
+	size_t n = 0;
+	const char *s;
+
+	if (dcm_ds_find(ds, TAG_CODE_MEANING) == NULL || dcm_ds_find(ds, TAG_CODING_SCHEME) == NULL)
+		return false;
+	s = dcm_ds_str(ds, TAG_CODING_SCHEME, &n);
+	if (s == NULL)
+		return true;
+	while (n > 0 && *s == ' ') {
+		s++;
+		n--;
+	}
+	return (n >= 2 && s[0] == '9' && s[1] == '9') || (n == 1 && s[0] == 'L');
 }
 
 /* The VR to treat an element as (UN resolved by the dictionary). */
@@ -498,9 +527,15 @@ static enum deid_action decide(struct ctx *c, const struct dcm_ds *ds, const str
 	if ((mode & M_DUMMY_CODE) && is_string_vr(vr) && vr != VR_CS && vr != VR_UI && vr != VR_DA &&
 	    vr != VR_DT && vr != VR_TM && vr != VR_DS && vr != VR_IS)
 		return DEID_D;
+	if ((mode & M_LOCAL_CODE) && e->tag == TAG_CODE_MEANING)
+		return DEID_D;
 	if ((mode & (M_DUMMY_TEXT | M_DUMMY_CODE)) && (is_text_vr(vr) || e->tag == TAG_TEXT_VALUE))
 		return DEID_D;
 	if ((mode & M_CLEAN_TEXT) && (is_text_vr(vr) || e->tag == TAG_TEXT_VALUE))
+		return DEID_C;
+	/* the rest of the tree's short strings (Code Meanings of published
+	 * schemes, Code Values...) stay but lose identifying words */
+	if ((mode & (M_DUMMY_TEXT | M_CLEAN_TEXT)) && is_short_text_vr(vr))
 		return DEID_C;
 	if (vr == VR_UI && unlisted_instance_uid(e->tag)) {
 		*listed = true;
@@ -617,10 +652,15 @@ static enum err walk(struct ctx *c, struct dcm_ds *ds, unsigned depth, unsigned 
 	char pkey[512];
 	size_t npkey = 0;
 	uint32_t i, w;
+	unsigned imode = mode;
 	enum err rc = ERR_INTERNAL;
 
 	if (ds->n == 0)
 		return ERR_OK;
+	/* decided before anything of this item changes (its designator may
+	 * be cleaned), and for this item only */
+	if ((mode & M_DUMMY_TEXT) && local_code(ds))
+		imode |= M_LOCAL_CODE;
 	keep = calloc(ds->n, 1);
 	if (keep == NULL)
 		return ERR_NOMEM;
@@ -660,7 +700,7 @@ static enum err walk(struct ctx *c, struct dcm_ds *ds, unsigned depth, unsigned 
 			}
 			continue;
 		}
-		a = decide(c, ds, e, depth, mode, &listed, &code);
+		a = decide(c, ds, e, depth, imode, &listed, &code);
 		if (vr_of(ds, e) == VR_SQ && e->seq != NULL && a != DEID_X && a != DEID_Z) {
 			unsigned m = mode;
 			if (a == DEID_D) {

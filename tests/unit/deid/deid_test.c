@@ -785,6 +785,94 @@ TEST(clean_structured_content)
 	dcm_file_free(sr);
 }
 
+/* An SR whose content tree holds codes: a local concept (scheme 99... or
+ * L) whose Code Meaning names the patient, a standard one that does too, and
+ * a standard one that does not. */
+static struct dcm_file *mk_sr_codes(void)
+{
+	struct dcm_file *sr = NULL;
+	struct dcm_ds *it, *code;
+
+	if (dcm_file_new(&sr) != ERR_OK)
+		abort();
+	set(&sr->ds, 0x00080016, VR_UI, COMPREHENSIVE_SR);
+	set(&sr->ds, 0x00080018, VR_UI, "1.2.3.99");
+	set(&sr->ds, 0x00100010, VR_PN, "Smithson^Johnathan");
+	set(&sr->ds, 0x00100020, VR_LO, "MRN-778899");
+	it = add_seq_item(&sr->ds, 0x0040A730);
+	set(it, 0x0040A040, VR_CS, "CODE");
+	code = add_seq_item(it, 0x0040A043);           /* Concept Name: standard, kept */
+	set(code, 0x00080100, VR_SH, "121071");
+	set(code, 0x00080102, VR_SH, "DCM");
+	set(code, 0x00080104, VR_LO, "Finding");
+	code = add_seq_item(it, 0x0040A168);           /* Concept Code: local */
+	set(code, 0x00080100, VR_SH, "L1");
+	set(code, 0x00080102, VR_SH, "99LOCAL");
+	set(code, 0x00080104, VR_LO, "Smithson Johnathan (family)");
+	it = add_seq_item(&sr->ds, 0x0040A730);
+	set(it, 0x0040A040, VR_CS, "CODE");
+	code = add_seq_item(it, 0x0040A168);           /* HL7's local scheme */
+	set(code, 0x00080100, VR_SH, "MRN-778899");
+	set(code, 0x00080102, VR_SH, "L");
+	set(code, 0x00080104, VR_LO, "Seen by the family");
+	code = add_seq_item(it, 0x0040A043);           /* standard, but naming the patient */
+	set(code, 0x00080100, VR_SH, "12345");
+	set(code, 0x00080102, VR_SH, "SCT");
+	set(code, 0x00080104, VR_LO, "Smithson fracture");
+	return sr;
+}
+
+/* The item's code of sequence tag in content item k, or NULL. */
+static const struct dcm_ds *sr_code(const struct dcm_file *sr, uint32_t k, uint32_t tag)
+{
+	const struct dcm_elem *e = dcm_ds_find(&sr->ds, 0x0040A730), *c;
+
+	if (e == NULL || e->seq == NULL || e->seq->n <= k)
+		return NULL;
+	c = dcm_ds_find(e->seq->items[k], tag);
+	if (c == NULL || c->seq == NULL || c->seq->n != 1)
+		return NULL;
+	return c->seq->items[0];
+}
+
+TEST(sr_code_meaning)
+{
+	struct dcm_file *sr = mk_sr_codes();
+	const struct dcm_ds *code;
+	char v[80];
+
+	/* Basic Profile (Content Sequence D): a local concept is the sender's
+	 * free text, its meaning gets the dummy; every other string of the tree
+	 * is cleaned; the standard concepts keep their meaning */
+	must_run(sr, 0, key_a);
+	code = sr_code(sr, 0, 0x0040A043);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "Finding") == 0);
+	code = sr_code(sr, 0, 0x0040A168);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "ANONYMIZED") == 0);
+	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "L1") == 0);
+	code = sr_code(sr, 1, 0x0040A168);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "ANONYMIZED") == 0);
+	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "XXX-XXXXXX") == 0);
+	code = sr_code(sr, 1, 0x0040A043);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "XXXXXXXX fracture") == 0);
+	CHECK(code != NULL && str(code, 0x00080102, v, sizeof v) != NULL && strcmp(v, "SCT") == 0);
+	dcm_file_free(sr);
+	/* Clean Structured Content: the strings are cleaned, meanings stay */
+	sr = mk_sr_codes();
+	must_run(sr, DEID_CLEAN_STRUCTURED_CONTENT, key_a);
+	code = sr_code(sr, 0, 0x0040A043);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "Finding") == 0);
+	code = sr_code(sr, 0, 0x0040A168);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL &&
+	      strcmp(v, "XXXXXXXX XXXXXXXXX (family)") == 0);
+	code = sr_code(sr, 1, 0x0040A168);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "Seen by the family") == 0);
+	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "XXX-XXXXXX") == 0);
+	code = sr_code(sr, 1, 0x0040A043);
+	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "XXXXXXXX fracture") == 0);
+	dcm_file_free(sr);
+}
+
 TEST(overlay_and_curves_removed)
 {
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
@@ -887,6 +975,7 @@ int main(void)
 	RUN(options_change_actions);
 	RUN(composite_codes_by_iod);
 	RUN(clean_structured_content);
+	RUN(sr_code_meaning);
 	RUN(overlay_and_curves_removed);
 	RUN(meta_follows_new_uid);
 	RUN(text_cleaning);
