@@ -195,7 +195,8 @@ enum audit_fault {
 	AUDIT_LINE_TOO_LONG,  /* a line longer than AUDIT_LINE_MAX */
 	AUDIT_BAD_SIGNATURE,  /* a checkpoint whose signature or key does not verify */
 	AUDIT_UNSIGNED,       /* (a key given) records no checkpoint covers, more than writers leave */
-	AUDIT_NO_INIT         /* (vault_log) the first record is not the vault's init: a replaced log */
+	AUDIT_NO_INIT,        /* (vault_log) the first record is not the vault's init: a replaced log */
+	AUDIT_ANCHOR          /* (a key given) the log disagrees with its signed anchor: cut short or rewritten */
 };
 
 /* With a key, verification fails (AUDIT_UNSIGNED) on a log without any

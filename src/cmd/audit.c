@@ -185,7 +185,10 @@ static void print_text(const char *log, const uint8_t pk[SIGN_PK_LEN], const str
 	for (i = 0; i < SIGN_PK_LEN; i++)
 		snprintf(key + 2 * i, 3, "%02x", pk[i]);
 	if (r->fault != AUDIT_OK) {
-		printf("%s: BROKEN at line %llu", log, (unsigned long long)r->bad_line);
+		if (r->bad_line > 0)
+			printf("%s: BROKEN at line %llu", log, (unsigned long long)r->bad_line);
+		else
+			printf("%s: BROKEN", log);   /* the anchor beside it, not a line */
 		if (r->bad_seq)
 			printf(" (seq %llu)", (unsigned long long)r->bad_seq);
 		printf(": %s: %s\n", audit_fault_str(r->fault), r->detail);

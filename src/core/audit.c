@@ -26,6 +26,9 @@
 /* `,"hash":"` 64 hex `"}`: the bytes after the canonical part of a line */
 #define TAIL_LEN        (HASH_SUFFIX_LEN + 64u + 2u)
 #define CHECKPOINT_CTX  "dicomvault-audit-checkpoint:1:"
+#define ANCHOR_CTX      "dicomvault-audit-anchor:1:"
+#define ANCHOR_SUFFIX   ".anchor"   /* the anchor's file: the log's path and this */
+#define ANCHOR_MAX      512u        /* bytes of an anchor file */
 #define TIME_LEN        24u   /* 2024-05-01T12:34:56.789Z */
 #define AUDIT_TIME_MAX_MS 253402300799999LL   /* 9999-12-31T23:59:59.999Z */
 #define TIME_BUF        96u   /* room for any int fields, as the compiler sees it */
@@ -77,6 +80,13 @@ struct audit {
 	pthread_cond_t cv;
 };
 
+/* The anchor beside a log (write_anchor). */
+struct anchor {
+	uint64_t seq;
+	uint8_t hash[32];
+	uint8_t sig[SIGN_SIG_LEN];
+};
+
 /* What a reader learns from one line. */
 struct line_info {
 	uint64_t seq;
@@ -85,6 +95,7 @@ struct line_info {
 	bool checkpoint;
 	bool keyless;             /* an action writers without the key append (reidentify, torn-record recovery) */
 	bool init;                /* the vault's init (vault-init) */
+	bool anchored;            /* a checkpoint whose writer kept the anchor beside the log */
 	uint8_t key[SIGN_PK_LEN];
 	uint8_t sig[SIGN_SIG_LEN];
 	char time[40];
@@ -167,6 +178,7 @@ const char *audit_fault_str(enum audit_fault f)
 	case AUDIT_BAD_SIGNATURE: return "bad-signature";
 	case AUDIT_UNSIGNED: return "unsigned";
 	case AUDIT_NO_INIT: return "no-init";
+	case AUDIT_ANCHOR: return "anchor";
 	}
 	return "unknown";
 }
@@ -373,7 +385,7 @@ static enum err build_checkpoint(const struct audit *a, struct wbuf *w)
 	hex_put(key, a->pk, SIGN_PK_LEN);
 	hex_put(sighex, sig, SIGN_SIG_LEN);
 	put_head(w, a, time, "checkpoint");
-	wbuf_printf(w, ",\"key\":\"%s\",\"sig\":\"%s\"", key, sighex);
+	wbuf_printf(w, ",\"key\":\"%s\",\"sig\":\"%s\",\"anchored\":true", key, sighex);
 	return wbuf_err(w);
 }
 
@@ -414,7 +426,6 @@ static enum audit_fault bad(char *why, size_t whylen, enum audit_fault f, const 
 	return f;
 }
 
-/* A string member of o of exactly len bytes if len != 0. */
 bool audit_names_patient(json_t *objects, const char (*keys)[65], size_t n)
 {
 	json_t *list = json_object_get(objects, "patients"), *v;
@@ -433,6 +444,7 @@ bool audit_names_patient(json_t *objects, const char (*keys)[65], size_t n)
 	return false;
 }
 
+/* A string member of o of exactly len bytes if len != 0. */
 static const char *get_str(json_t *o, const char *name, size_t len)
 {
 	json_t *v = json_object_get(o, name);
@@ -473,6 +485,7 @@ static enum audit_fault line_fields(json_t *o, struct line_info *li, char *why, 
 	} else if (type != NULL && strcmp(type, "checkpoint") == 0) {
 		const char *key = get_str(o, "key", 2 * SIGN_PK_LEN), *sig = get_str(o, "sig", 2 * SIGN_SIG_LEN);
 		li->checkpoint = true;
+		li->anchored = json_is_true(json_object_get(o, "anchored"));
 		if (key == NULL || sig == NULL || !hex_get(key, 2 * SIGN_PK_LEN, li->key, SIGN_PK_LEN, false) ||
 		    !hex_get(sig, 2 * SIGN_SIG_LEN, li->sig, SIGN_SIG_LEN, false))
 			return bad(why, whylen, AUDIT_UNPARSABLE, "a checkpoint without a valid \"key\" and \"sig\"");
@@ -704,6 +717,65 @@ static enum err write_line(struct audit *a, const struct wbuf *w, const uint8_t 
 	return ERR_OK;
 }
 
+static enum err fsync_parent(const char *path);
+
+/* The message an anchor signs: the seq and hash of a checkpoint. */
+static void anchor_msg(struct wbuf *w, uint64_t seq, const uint8_t hash[32])
+{
+	char hex[AUDIT_HASH_HEX];
+
+	hex_put(hex, hash, 32);
+	wbuf_printf(w, ANCHOR_CTX "%llu:%s", (unsigned long long)seq, hex);
+}
+
+/* The anchor: the last checkpoint's seq and hash, signed, in a file beside
+ * the log (its path and ANCHOR_SUFFIX), replaced whole (a temporary file,
+ * fsync, rename, the folder's fsync). The log alone cannot show that its
+ * end was cut off back to a checkpoint; the anchor, which only a holder of
+ * the signing key can write, does (audit_verify_ex). Written once the
+ * checkpoint is durable, so it never names a record a crash could take. A
+ * failure is logged: the log itself is whole. */
+static void write_anchor(const struct audit *a, const uint8_t hash[32])
+{
+	char path[sizeof a->path + 16], tmp[sizeof a->path + 24], hex[AUDIT_HASH_HEX], sighex[2 * SIGN_SIG_LEN + 1];
+	uint8_t sig[SIGN_SIG_LEN];
+	struct wbuf m;
+	ssize_t n = -1;
+	int fd, len;
+	char line[ANCHOR_MAX];
+	enum err rc;
+
+	snprintf(path, sizeof path, "%s" ANCHOR_SUFFIX, a->path);
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	wbuf_init(&m, 256);
+	anchor_msg(&m, a->seq, hash);
+	rc = wbuf_err(&m);
+	if (rc == ERR_OK)
+		rc = sign_detached(a->sk, m.p, m.len, sig);
+	wbuf_fini(&m);
+	if (rc != ERR_OK) {
+		log_warn("%s: cannot sign the audit anchor", path);
+		return;
+	}
+	hex_put(hex, hash, 32);
+	hex_put(sighex, sig, SIGN_SIG_LEN);
+	len = snprintf(line, sizeof line, "{\"v\":1,\"seq\":%llu,\"hash\":\"%s\",\"sig\":\"%s\"}\n",
+	               (unsigned long long)a->seq, hex, sighex);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		do
+			n = write(fd, line, (size_t)len);
+		while (n < 0 && errno == EINTR);
+		if (n != len || fsync(fd) != 0)
+			n = -1;
+		close(fd);
+	}
+	if (fd < 0 || n < 0 || rename(tmp, path) != 0 || fsync_parent(path) != ERR_OK) {
+		log_warn("%s: cannot write the audit anchor: %s", path, strerror(errno));
+		(void)unlink(tmp);
+	}
+}
+
 /* Called with the mutex held and the file locked and synced. */
 static enum err append_checkpoint(struct audit *a)
 {
@@ -718,6 +790,8 @@ static enum err append_checkpoint(struct audit *a)
 	if (rc == ERR_OK)
 		rc = write_line(a, &w, hash, true, false);
 	wbuf_fini(&w);
+	if (rc == ERR_OK)
+		write_anchor(a, hash);   /* under the file's lock: anchors go in checkpoint order */
 	return rc;
 }
 
@@ -998,6 +1072,23 @@ static enum err fsync_parent(const char *path)
  * begins with the record of its init, so a missing or empty one was
  * deleted or emptied, and a writer that started a new chain in its place
  * would make the loss look like an intact log. */
+static enum err anchor_read(const char *path, struct anchor *an);
+
+/* A log cut off below its anchor's checkpoint is not appended to: the
+ * records after the cut would hide it (ERR_PARSE; `audit verify` says
+ * more). The anchor's signature is left to verify. */
+static enum err shorter_than_anchor(const struct audit *a)
+{
+	struct anchor an;
+
+	if (anchor_read(a->path, &an) != ERR_OK || an.seq <= a->seq)
+		return ERR_OK;
+	log_error("%s: the audit log ends at seq %llu, but its anchor shows that seq %llu was written (was its end cut "
+	          "off?); nothing is recorded in it, run `dicomvault audit verify`", a->path,
+	          (unsigned long long)a->seq, (unsigned long long)an.seq);
+	return ERR_PARSE;
+}
+
 static enum err open_log(const char *path, bool create, struct audit **out)
 {
 	struct audit *a = NULL;
@@ -1050,6 +1141,8 @@ static enum err open_log(const char *path, bool create, struct audit **out)
 	rc = lock_file(a->fd, LOCK_EX);
 	if (rc == ERR_OK) {
 		rc = sync_tail(a);
+		if (rc == ERR_OK && !create)
+			rc = shorter_than_anchor(a);
 		if (rc == ERR_OK && !create && a->seq == 0) {
 			log_error("%s: the audit log is empty, but a vault's begins with the record of its init (was it "
 			          "emptied, or did its init not finish?); nothing is recorded in it, run `dicomvault audit "
@@ -1138,6 +1231,45 @@ void audit_close(struct audit *a)
 
 /* ---- verification ---- */
 
+/* Reads the anchor of the log at path: ERR_NOTFOUND without one, ERR_PARSE
+ * if it is not one (its signature is not checked here). */
+static enum err anchor_read(const char *path, struct anchor *an)
+{
+	char file[4096 + 16], buf[ANCHOR_MAX];
+	json_t *o, *seq;
+	const char *hash, *sig;
+	ssize_t n;
+	int fd;
+	enum err rc = ERR_PARSE;
+
+	memset(an, 0, sizeof *an);
+	if (snprintf(file, sizeof file, "%s" ANCHOR_SUFFIX, path) >= (int)sizeof file)
+		return ERR_LIMIT;
+	fd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? ERR_NOTFOUND : ERR_PARSE;   /* a link in its place is no anchor */
+	do
+		n = read(fd, buf, sizeof buf);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	if (n <= 0 || (size_t)n == sizeof buf)
+		return ERR_PARSE;
+	o = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+	if (o == NULL)
+		return ERR_PARSE;
+	seq = json_object_get(o, "seq");
+	hash = get_str(o, "hash", 64);
+	sig = get_str(o, "sig", 2 * SIGN_SIG_LEN);
+	if (json_is_object(o) && json_integer_value(json_object_get(o, "v")) == 1 && json_is_integer(seq) &&
+	    json_integer_value(seq) >= 1 && hash != NULL && hex_get(hash, 64, an->hash, 32, false) && sig != NULL &&
+	    hex_get(sig, 2 * SIGN_SIG_LEN, an->sig, SIGN_SIG_LEN, false)) {
+		an->seq = (uint64_t)json_integer_value(seq);
+		rc = ERR_OK;
+	}
+	json_decref(o);
+	return rc;
+}
+
 struct verifier {
 	const struct audit_verify_opts *o;
 	struct audit_verify_result *res;
@@ -1147,6 +1279,11 @@ struct verifier {
 	bool blame_before;         /* a broken link: the record before may be the changed one */
 	uint8_t cp_head[32];       /* hash of the last checkpoint */
 	uint64_t uncovered;        /* records after it that a key-holding writer appended */
+	/* the anchor (a key given): read, its signature good, its record met */
+	enum err anchor_rc;
+	bool anchor_signed, anchor_met, anchor_differs, saw_anchored;
+	uint8_t anchor_before[32];  /* the hash before the anchor's seq */
+	struct anchor an;
 };
 
 static enum audit_fault check_signature(const struct verifier *vf, const struct line_info *li, char *why,
@@ -1213,6 +1350,13 @@ static enum audit_fault verify_line(struct verifier *vf, const char *p, size_t n
 		if (f != AUDIT_OK)
 			return f;
 	}
+	if (vf->anchor_signed && li.seq == vf->an.seq) {
+		/* said at the end, if nothing else is wrong (anchor_end) */
+		vf->anchor_met = true;
+		vf->anchor_differs = !li.checkpoint || !ct_equal(li.hash, vf->an.hash, 32);
+		memcpy(vf->anchor_before, vf->head, 32);
+	}
+	vf->saw_anchored |= li.checkpoint && li.anchored && vf->o->pk != NULL;
 	res->records++;
 	res->last_seq = li.seq;
 	memcpy(vf->before_head, vf->head, 32);
@@ -1227,6 +1371,45 @@ static enum audit_fault verify_line(struct verifier *vf, const char *p, size_t n
 		vf->uncovered++;
 	}
 	return AUDIT_OK;
+}
+
+/* Reads the anchor of the log at path and checks its signature. */
+static void anchor_check(struct verifier *vf, const char *path)
+{
+	struct wbuf m;
+
+	vf->anchor_rc = anchor_read(path, &vf->an);
+	if (vf->anchor_rc != ERR_OK)
+		return;
+	wbuf_init(&m, 256);
+	anchor_msg(&m, vf->an.seq, vf->an.hash);
+	vf->anchor_signed = wbuf_err(&m) == ERR_OK && sign_verify(vf->o->pk, m.p, m.len, vf->an.sig) == ERR_OK;
+	wbuf_fini(&m);
+}
+
+/* After an intact log (a key given): whether it disagrees with its anchor,
+ * the fault in res if so. */
+static bool anchor_end(const struct verifier *vf, struct audit_verify_result *res)
+{
+	if (vf->anchor_rc == ERR_NOTFOUND && vf->saw_anchored) {
+		snprintf(res->detail, sizeof res->detail, "the anchor beside the log is missing, though its checkpoints "
+		         "say it was kept (removed, with the log cut short?)");
+	} else if (vf->anchor_rc != ERR_OK && vf->anchor_rc != ERR_NOTFOUND) {
+		snprintf(res->detail, sizeof res->detail, "the anchor beside the log cannot be read (damaged or replaced)");
+	} else if (vf->anchor_rc == ERR_OK && !vf->anchor_signed) {
+		snprintf(res->detail, sizeof res->detail, "the anchor beside the log is not signed by the audit key");
+	} else if (vf->anchor_rc == ERR_OK && vf->anchor_differs) {
+		snprintf(res->detail, sizeof res->detail, "seq %llu is not the checkpoint that the signed anchor names: "
+		         "the log was rewritten from there", (unsigned long long)vf->an.seq);
+	} else if (vf->anchor_rc == ERR_OK && !vf->anchor_met) {
+		snprintf(res->detail, sizeof res->detail, "the log ends at seq %llu, but its signed anchor shows that "
+		         "seq %llu was written: records were cut from its end", (unsigned long long)res->last_seq,
+		         (unsigned long long)vf->an.seq);
+	} else {
+		return false;
+	}
+	res->fault = AUDIT_ANCHOR;
+	return true;
 }
 
 enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out)
@@ -1255,6 +1438,8 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	if (o->pk != NULL)
+		anchor_check(&vf, path);
 	buf = malloc(cap);
 	if (buf == NULL) {
 		rc = ERR_NOMEM;
@@ -1330,6 +1515,18 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.records = res.last_checkpoint_seq;
 		res.last_seq = res.last_checkpoint_seq;
 		memcpy(vf.head, vf.cp_head, 32);
+	} else if (res.fault == AUDIT_OK && o->pk != NULL && anchor_end(&vf, &res)) {
+		if (vf.anchor_differs) {
+			/* in an intact chain, line n holds seq n */
+			res.bad_line = res.bad_seq = res.expected_seq = vf.an.seq;
+			res.records = res.last_seq = vf.an.seq - 1;
+			memcpy(vf.head, vf.anchor_before, 32);
+		} else {
+			/* named from the first record missing (0: the anchor itself is bad) */
+			res.bad_line = vf.anchor_rc == ERR_OK && vf.anchor_signed ? line + 1 : 0;
+			res.bad_seq = 0;
+			res.expected_seq = res.last_seq + 1;
+		}
 	} else if (res.fault != AUDIT_OK && vf.blame_before) {
 		/* the first record that may be bad is the one before the link
 		 * (in an intact chain so far, line n - 1 holds seq n - 1) */

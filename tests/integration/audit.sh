@@ -168,6 +168,7 @@ cp "$LOG" "$GOOD"
 W="$T/w"
 mkdir -p "$W/audit" "$W/keys"
 cp "$T/v/keys/audit.pub" "$W/keys/"
+cp "$T/v/audit/audit.log.anchor" "$W/audit/"   # the signed anchor beside the log (at init's checkpoint)
 fresh() { cp "$GOOD" "$W/audit/audit.log"; }
 verify_json() { $DV audit verify --vault "$W" --json >"$T/out.json" 2>"$T/err"; echo $?; }
 verify_json_key() { $DV audit verify --vault "$W" --key "$T/py.pub" --json >"$T/out.json" 2>"$T/err"; echo $?; }
@@ -249,6 +250,7 @@ check "2000 after it: intact" "[ \$(verify_json) = 0 ]"
 
 # 4. signed checkpoints (a Python key: --key names it)
 if $PY -c 'import cryptography.hazmat.primitives.asymmetric.ed25519' 2>/dev/null; then
+	rm -f "$W/audit/audit.log.anchor"   # logs of the Python writer, whose checkpoints keep none
 	: >"$W/audit/audit.log"
 	$A append "$W/audit/audit.log" 11
 	$A checkpoint "$W/audit/audit.log" "$T/py.pub"
@@ -321,6 +323,32 @@ cp "$T/kept.log" "$LOG"
 chmod 600 "$LOG"
 $DV user add carol --role physician --password-file "$T/pw" --vault "$T/v" >"$T/out" 2>&1
 check "the log restored: user add works again" "[ $? = 0 ] && $DV audit verify --vault $T/v >/dev/null 2>&1"
+
+# the end of the log cut off back to a checkpoint: a chain that verifies
+# alone; the signed anchor beside it (written with every checkpoint) shows it
+n=$(wc -l <"$LOG")
+$DV token create --user admin --vault "$T/v" --json >/dev/null 2>&1   # records and a closing checkpoint
+check "the anchor names the closing checkpoint" \
+	"grep -q \"\\\"seq\\\":\$(wc -l <$LOG),\" $T/v/audit/audit.log.anchor && tail -1 $LOG | grep -q '\"anchored\":true'"
+cp "$LOG" "$T/whole.log"
+head -n "$n" "$T/whole.log" >"$LOG"
+check "cut back to a checkpoint: the chain alone is fooled" "[ \"\$($A verify $LOG)\" -ge 2 ]"
+$DV audit verify --vault "$T/v" --json >"$T/out.json" 2>"$T/err"
+check "dicomvault is not: exit 1, the anchor fault named from the first missing line" \
+	"[ $? -eq 1 ] && [ \"\$($A json $T/out.json fault)\" = anchor ] && [ \"\$($A json $T/out.json line)\" = $((n + 1)) ]"
+$DV audit verify --vault "$T/v" >"$T/out" 2>&1
+check "the text says records were cut from its end" "grep -q 'records were cut from its end' $T/out"
+$DV user add dave --role physician --password-file "$T/pw" --vault "$T/v" >"$T/out" 2>&1
+check "no command appends to the cut log (exit 1, nothing changed)" \
+	"[ $? = 1 ] && ! $DV user list --vault $T/v 2>/dev/null | grep -q dave"
+mv "$T/v/audit/audit.log.anchor" "$T/anchor.saved"
+$DV audit verify --vault "$T/v" --json >"$T/out.json" 2>"$T/err"
+check "the anchor removed as well: still the anchor fault (the checkpoints say one was kept)" \
+	"[ $? -eq 1 ] && [ \"\$($A json $T/out.json fault)\" = anchor ]"
+cp "$T/whole.log" "$LOG"
+mv "$T/anchor.saved" "$T/v/audit/audit.log.anchor"
+$DV audit verify --vault "$T/v" >/dev/null 2>&1
+check "the whole log back: intact" "[ $? -eq 0 ]"
 
 fresh
 echo nothex >"$T/bad.pub"

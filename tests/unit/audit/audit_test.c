@@ -943,6 +943,92 @@ TEST(truncation_while_open_is_refused)
 	audit_close(a);
 }
 
+/* The signed anchor beside the log shows what the log alone cannot: that
+ * its end was cut off back to a checkpoint. */
+TEST(anchor_shows_a_cut_end)
+{
+	char path[300], anchor[320], saved[4096];
+	uint8_t pk[SIGN_PK_LEN];
+	struct secret *sk = NULL;
+	struct audit *a = NULL;
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+	struct lines ls;
+	FILE *f;
+	size_t n = 0;
+	int i;
+
+	CHECK(sign_keypair(pk, &sk) == ERR_OK);
+	a = open_new(path, sizeof path);
+	if (a == NULL || sk == NULL)
+		return;
+	snprintf(anchor, sizeof anchor, "%s.anchor", path);
+	audit_set_signer(a, sk, pk, 4);
+	for (i = 0; i < 10; i++) {
+		struct audit_rec rr = rec(AUDIT_EXPORT, "mallory");
+		CHECK(audit_append(a, &rr) == ERR_OK);
+	}
+	audit_close(a);   /* checkpoints at seq 5, 10 and 13: the anchor names 13 */
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	f = fopen(anchor, "r");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		n = fread(saved, 1, sizeof saved - 1, f);
+		fclose(f);
+	}
+	saved[n] = 0;
+	CHECK(strstr(saved, "\"seq\":13,") != NULL);
+	/* cut back to the checkpoint at seq 10: a chain that verifies alone */
+	lines_read(path, &ls);
+	CHECK_EQ_INT(ls.n, 13);
+	ls.n = 10;
+	lines_write(path, &ls);
+	ls.n = 13;
+	lines_free(&ls);
+	CHECK(audit_verify(path, &r) == ERR_OK && r.fault == AUDIT_OK);
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_ANCHOR);
+	CHECK_EQ_INT(r.records, 10);
+	CHECK_EQ_INT(r.bad_line, 11);
+	CHECK_EQ_INT(r.expected_seq, 11);
+	CHECK(strstr(r.detail, "seq 13") != NULL);
+	/* and no writer appends to it */
+	a = NULL;
+	CHECK(audit_open_path(path, &a) == ERR_PARSE);
+	audit_close(a);
+	/* the anchor removed too: the checkpoints say it was kept */
+	CHECK(unlink(anchor) == 0);
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_ANCHOR);
+	CHECK(strstr(r.detail, "missing") != NULL);
+	/* a forged anchor (no key): its signature */
+	f = fopen(anchor, "w");
+	if (f != NULL) {
+		char *sig = strstr(saved, "\"sig\":\"");
+		if (sig != NULL)
+			sig[8] = sig[8] == '0' ? '1' : '0';
+		fputs(saved, f);
+		fclose(f);
+	}
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_ANCHOR);
+	CHECK(strstr(r.detail, "not signed") != NULL);
+	/* an anchor that is not one */
+	f = fopen(anchor, "w");
+	if (f != NULL) {
+		fputs("{\"v\":1,\"seq\":\"13\"}\n", f);
+		fclose(f);
+	}
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_ANCHOR);
+	/* without a key, nothing is said of the anchor */
+	CHECK(audit_verify(path, &r) == ERR_OK && r.fault == AUDIT_OK);
+	secret_free(sk);
+}
+
 TEST(signed_checkpoints)
 {
 	char path[300], path2[320];
@@ -1375,6 +1461,7 @@ int main(void)
 	RUN(truncation_while_open_is_refused);
 	RUN(torn_record_recovered);
 	RUN(signed_checkpoints);
+	RUN(anchor_shows_a_cut_end);
 	RUN(unsigned_tail_limit);
 	RUN(unsigned_tail_signed_at_first_append);
 	RUN(keyless_records_not_counted);
