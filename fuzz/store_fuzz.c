@@ -235,6 +235,7 @@ static void check_indexed(const uint8_t *data, size_t size, const struct store_r
 		fprintf(stderr, "store_fuzz: %u hit(s) for %s (%s)\n", f.n, res->sop_uid, f.ok ? "as stored" : "other");
 		abort();
 	}
+	qry_stats_fini(&st);
 	qry_free(q);
 	dcm_file_free(id);
 	dcm_file_free(in);

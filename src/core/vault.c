@@ -131,7 +131,7 @@ static void remove_tree(const char *dir)
 	static const char *const files[] = {
 		"keys/master.key", "keys/master.pass", "keys/index.key", "keys/audit.key", "keys/audit.pub",
 		"keys/tls.key", "keys/tls.crt", "index.db", "index.db-wal", "index.db-shm", "dicomvault.conf",
-		"audit/audit.log",
+		"audit/audit.log", "audit/audit.log.anchor", "audit/audit.log.anchor.tmp",
 	};
 	static const char *const dirs[] = { "keys", "objects", "audit" };
 	char p[VAULT_PATH_MAX + 64];

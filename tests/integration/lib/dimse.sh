@@ -35,7 +35,7 @@ cert() {
 serve_dicom() {
 	"$DV" serve --vault "$T/v" --http "127.0.0.1:$HP" --dicom "127.0.0.1:$DP" >"$T/out" 2>"$T/err" &
 	SRV=$!
-	wait_line "$SRV" "$T/out" DICOM-TLS
+	wait_line "$SRV" "$T/out" DICOM-TLS 300   # 30 s: a restart recovers first, on a loaded machine
 	if ! kill -0 "$SRV" 2>/dev/null || ! grep -q 'DICOM-TLS' "$T/out"; then
 		no "server running with DICOM-TLS" "$T/err"
 		return 1
