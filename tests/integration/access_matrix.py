@@ -468,6 +468,21 @@ try:
                                                              "scope": "study:1.2.x"}),
                          {"Content-Type": "application/json"})
     check("POST /api/grants with a bad scope: 400", st == 400, st)
+    # a misspelt collection is refused as POST /api/users and `user grant`
+    # refuse it: the grant would give nothing today, and whatever a
+    # [collection] of that name holds once one is added, unreviewed
+    st, _, data = v.request("POST", "/api/grants", json.dumps({"username": "api_made", "role": "physician",
+                                                                "scope": "collection:oncp"}),
+                            {"Content-Type": "application/json"})
+    check("POST /api/grants on a collection that does not exist: 400 problem+json",
+          st == 400 and b"no such collection" in data, (st, data[:200]))
+    st, _, data = v.request("GET", "/api/grants")
+    check("... no grant made", st == 200 and not any(g.get("scope") == "collection:oncp" for g in json.loads(data)),
+          data[:200])
+    st, _, data = v.request("POST", "/api/grants", json.dumps({"username": "api_made", "role": "physician",
+                                                                "scope": "collection:onco"}),
+                            {"Content-Type": "application/json"})
+    check("POST /api/grants on a configured collection: 201", st == 201, (st, data[:200]))
     # the audit trail for auditors: GET /api/audit (read-audit), the
     # vault's one trail: a grant on one collection does not reach it
     for role in ROLES:
