@@ -21,11 +21,11 @@ static const char user_usage[] =
 	"usage: dicomvault user add NAME --role ROLE [--collection C | --scope S] [--expires T]\n"
 	"                           [--password-file F] [--json]\n"
 	"       dicomvault user list [--json]\n"
-	"       dicomvault user disable|enable|unlock NAME\n"
+	"       dicomvault user disable|enable|unlock NAME [--json]\n"
 	"       dicomvault user grant NAME --role ROLE (--collection C | --study UID [--priors]\n"
 	"                           | --patient ID [--issuer I] | --all) [--from T] [--expires T]\n"
 	"                           [--purpose TEXT] [--json]\n"
-	"       dicomvault user revoke GRANT_ID\n"
+	"       dicomvault user revoke GRANT_ID [--json]\n"
 	"       dicomvault user grants [NAME] [--revoked] [--json]\n"
 	"Every form also takes --vault DIR and --passphrase-file F.\n"
 	"Roles: admin, radiologist, physician, technologist, researcher, auditor (docs/ACCESS.md).\n"
@@ -223,12 +223,18 @@ struct lister {
 	int64_t now;
 };
 
+/* What `user list` says of an account at now. */
+static const char *user_state(const struct idx_user *u, int64_t now)
+{
+	return u->disabled ? "disabled" : (u->expires && u->expires <= now) ? "expired"
+	       : u->locked_until > now ? "locked" : "active";
+}
+
 static enum err print_user(void *ctx, const struct idx_user *u)
 {
 	struct lister *l = ctx;
 	char exp[32];
-	const char *state = u->disabled ? "disabled" : (u->expires && u->expires <= l->now) ? "expired"
-	                    : u->locked_until > l->now ? "locked" : "active";
+	const char *state = user_state(u, l->now);
 
 	iso(u->expires, exp);
 	if (l->json) {
@@ -349,6 +355,68 @@ static int run_grant(struct vault *v, const struct user_args *a, const struct us
 	return 0;
 }
 
+/* revoke GRANT_ID; with --json {"id":N,"state":"revoked"}, as `user
+ * grants --json` would show it. */
+static int run_revoke(struct vault *v, const struct user_args *a, const struct users_actor *by)
+{
+	char *end = NULL, why[512] = "";
+	long long id = 0;
+
+	/* digits only: strtoll alone takes " 12", "+12" and "-0" */
+	if (a->name != NULL && a->name[0] >= '1' && a->name[0] <= '9' && strlen(a->name) <= 18) {
+		errno = 0;
+		id = strtoll(a->name, &end, 10);
+		if (errno != 0 || *end != 0)
+			id = 0;
+	}
+	if (id <= 0)
+		return usage("revoke needs a GRANT_ID (see 'user grants')", NULL);
+	if (users_revoke(v, by, id, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault user: revoke: %s\n", why);
+		return 1;
+	}
+	if (a->json)
+		printf("{\"id\":%lld,\"state\":\"revoked\"}\n", id);
+	else
+		printf("grant %lld revoked\n", id);
+	return 0;
+}
+
+/* disable|enable|unlock NAME; with --json {"user":NAME,"state":STATE}, the
+ * account's state as `user list --json` shows it, read back after the
+ * change (enabling an expired or locked account does not make it active,
+ * and a script should not have to guess). */
+static int run_change(struct vault *v, const struct user_args *a, const struct users_actor *by)
+{
+	struct idx_user u;
+	char why[512] = "";
+	bool unlock = strcmp(a->sub, "unlock") == 0, disable = strcmp(a->sub, "disable") == 0;
+	enum err rc;
+
+	if (a->name == NULL)
+		return usage("which user?", NULL);
+	rc = unlock ? users_unlock(v, by, a->name, why, sizeof why)
+	            : users_set_disabled(v, by, a->name, disable, why, sizeof why);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault user: %s %s: %s\n", a->sub, a->name, why);
+		return 1;
+	}
+	if (!a->json) {
+		printf("%s: %s\n", a->name, unlock ? "unlocked" : disable ? "disabled" : "enabled");
+		return 0;
+	}
+	rc = v->ix->ops->user_get(v->ix, a->name, &u);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault user: %s %s: done, but cannot read the account back: %s\n", a->sub, a->name,
+		        err_str(rc));
+		return 1;
+	}
+	printf("{\"user\":");
+	cmd_json_str(u.name);
+	printf(",\"state\":\"%s\"}\n", user_state(&u, (int64_t)time(NULL)));
+	return 0;
+}
+
 int cmd_user(int argc, char **argv)
 {
 	struct user_args a;
@@ -386,33 +454,9 @@ int cmd_user(int argc, char **argv)
 	} else if (strcmp(a.sub, "grant") == 0) {
 		r = run_grant(v, &a, &by);
 	} else if (strcmp(a.sub, "revoke") == 0) {
-		char *end = NULL;
-		long long id = 0;
-		/* digits only: strtoll alone takes " 12", "+12" and "-0" */
-		if (a.name != NULL && a.name[0] >= '1' && a.name[0] <= '9' && strlen(a.name) <= 18) {
-			errno = 0;
-			id = strtoll(a.name, &end, 10);
-			if (errno != 0 || *end != 0)
-				id = 0;
-		}
-		if (id <= 0) {
-			r = usage("revoke needs a GRANT_ID (see 'user grants')", NULL);
-		} else if (users_revoke(v, &by, id, why, sizeof why) != ERR_OK) {
-			fprintf(stderr, "dicomvault user: revoke: %s\n", why);
-		} else {
-			printf("grant %lld revoked\n", id);
-			r = 0;
-		}
-	} else if (a.name == NULL) {
-		r = usage("which user?", NULL);
+		r = run_revoke(v, &a, &by);
 	} else {
-		enum err rc = strcmp(a.sub, "unlock") == 0 ? users_unlock(v, &by, a.name, why, sizeof why)
-		              : users_set_disabled(v, &by, a.name, strcmp(a.sub, "disable") == 0, why, sizeof why);
-		if (rc != ERR_OK)
-			fprintf(stderr, "dicomvault user: %s %s: %s\n", a.sub, a.name, why);
-		else
-			printf("%s: %s\n", a.name, strcmp(a.sub, "unlock") == 0 ? "unlocked" : strcmp(a.sub, "disable") == 0 ? "disabled" : "enabled");
-		r = rc == ERR_OK ? 0 : 1;
+		r = run_change(v, &a, &by);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		if (r == 0)

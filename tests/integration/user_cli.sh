@@ -45,9 +45,19 @@ run un unlock alice
 check "disable, enable, unlock" "[ \$(rc dis) = 0 ] && [ \$(rc en) = 0 ] && [ \$(rc un) = 0 ]"
 GID=$("$PY" -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv[1])) if g["scope"] == "study:1.2.3.4"][0])' \
 	<("$DV" user grants alice --json --vault "$T/v") 2>/dev/null)
-run rv revoke "$GID"
+run rv revoke "$GID" --json
 run rv2 revoke "$GID"
 check "revoke, then again: refused" "[ \$(rc rv) = 0 ] && [ \$(rc rv2) = 1 ] && grep -q 'already revoked' $T/rv2.err"
+# --json (SPEC 2: machine-readable): one JSON object, the state as 'user
+# list --json' and 'user grants --json' show it
+jis() { "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])) != json.loads(sys.argv[2]))' "$T/$1.out" "$2" 2>/dev/null; }
+check "revoke --json: {\"id\":N,\"state\":\"revoked\"}" "jis rv '{\"id\":$GID,\"state\":\"revoked\"}'"
+run disj disable bob --json
+check "disable --json: {\"user\":\"bob\",\"state\":\"disabled\"}" "[ \$(rc disj) = 0 ] && jis disj '{\"user\":\"bob\",\"state\":\"disabled\"}'"
+run unj unlock bob --json
+check "unlock --json of a disabled account: still disabled" "[ \$(rc unj) = 0 ] && jis unj '{\"user\":\"bob\",\"state\":\"disabled\"}'"
+run enj enable bob --json
+check "enable --json: active" "[ \$(rc enj) = 0 ] && jis enj '{\"user\":\"bob\",\"state\":\"active\"}'"
 
 # usage errors: exit 2
 n=0
