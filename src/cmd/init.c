@@ -49,6 +49,13 @@ int cmd_init(int argc, char **argv)
 	rc = cmd_args("init", init_usage, argc, argv, 1, opts, NULL, 0, &npos);
 	if (rc != CMD_ARGS_GO)
 		return rc;
+	if ((o.tls_cert == NULL) != (o.tls_key == NULL)) {
+		/* (vault_init refuses it too, as a failure: here it is the
+		 * command line's mistake, exit 2) */
+		fprintf(stderr, "dicomvault init: %s given without %s: they go together\n",
+		        o.tls_cert ? "--tls-cert" : "--tls-key", o.tls_cert ? "--tls-key" : "--tls-cert");
+		return EXIT_USAGE;
+	}
 	if (vault_resolve(vault, dir, sizeof dir) != ERR_OK) {
 		fputs("dicomvault init: vault path too long\n", stderr);
 		return EXIT_USAGE;

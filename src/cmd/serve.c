@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "cmd.h"
+#include "dicomvault/http.h"
 #include "dicomvault/serve.h"
 #include "dicomvault/vault.h"
 
@@ -21,6 +22,19 @@ static const char serve_usage[] =
 	"                       vault; default: read from stdin\n"
 	"  --json               once listening, print {\"https\": URL, \"dicom_port\": PORT,\n"
 	"                       \"vault\": DIR} as one line instead of the text lines\n";
+
+/* OPT's listen address has the form HOST:PORT or [IPV6]:PORT, else a usage
+ * error (SPEC 2: exit 2) before the vault is opened; a HOST that does not
+ * resolve or an address in use is found when serve listens (exit 1). */
+static bool listen_arg(const char *opt, const char *s)
+{
+	char host[HTTP_HOST_MAX + 1], port[6];
+
+	if (s == NULL || http_listen_split(s, host, port) == ERR_OK)
+		return true;
+	fprintf(stderr, "dicomvault serve: %s: not HOST:PORT or [IPV6]:PORT (PORT 0 to 65535): '%.300s'\n", opt, s);
+	return false;
+}
 
 int cmd_serve(int argc, char **argv)
 {
@@ -43,6 +57,8 @@ int cmd_serve(int argc, char **argv)
 	rc = cmd_args("serve", serve_usage, argc, argv, 1, opts, NULL, 0, &npos);
 	if (rc != CMD_ARGS_GO)
 		return rc;
+	if (!listen_arg("--http", o.listen) || !listen_arg("--dicom", o.dicom_listen))
+		return EXIT_USAGE;
 	if (vault_resolve(vault, dir, sizeof dir) != ERR_OK) {
 		fputs("dicomvault serve: vault path too long\n", stderr);
 		return EXIT_USAGE;

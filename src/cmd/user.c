@@ -101,9 +101,35 @@ static void iso(int64_t t, char out[32])
 		strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static bool role_arg(const char *s, enum access_role *r)
+/* --role, for SUB (add or grant) that needs NAME and a role: a usage
+ * error naming a role we do not know, so that a misspelt one is not taken
+ * for a missing one. */
+static int role_arg(const struct user_args *a, enum access_role *r)
 {
-	return s != NULL && access_role_parse(s, strlen(s), r);
+	char msg[64];
+
+	if (a->name == NULL || a->role == NULL) {
+		snprintf(msg, sizeof msg, "%s needs NAME and --role ROLE", a->sub);
+		return usage(msg, NULL);
+	}
+	if (!access_role_parse(a->role, strlen(a->role), r))
+		return usage("unknown --role", a->role);
+	return 0;
+}
+
+/* The form of a scope made from OPT's value (--collection C, --study UID):
+ * one no grant can have is a usage error, as export's --study is; whether
+ * the collection exists is asked after. */
+static int scope_arg(const char *opt, const char *scope)
+{
+	struct access_grant g;
+	char why[160], msg[200];
+
+	memset(&g, 0, sizeof g);
+	if (access_scope_parse(scope, &g, why, sizeof why) == ERR_OK)
+		return 0;
+	snprintf(msg, sizeof msg, "%s: %s", opt, why);
+	return usage(msg, NULL);
 }
 
 static int time_arg(const char *opt, const char *s, int64_t *out)
@@ -140,16 +166,18 @@ static int run_add(struct vault *v, const struct user_args *a, const struct user
 	int64_t expires = 0;
 	int rc = 1;
 
-	if (a->name == NULL || !role_arg(a->role, &role))
-		return usage("add needs NAME and --role ROLE", NULL);
+	if (role_arg(a, &role) != 0)
+		return EXIT_USAGE;
 	if (a->collection != NULL && a->scope != NULL)
 		return usage("--collection or --scope, not both", NULL);
 	if (time_arg("--expires", a->expires, &expires) != 0)
 		return EXIT_USAGE;
 	if (a->collection != NULL) {
+		snprintf(scope, sizeof scope, "collection:%s", a->collection);
+		if (scope_arg("--collection", scope) != 0)
+			return EXIT_USAGE;
 		if (!collection_ok(v, a->collection))
 			return 1;
-		snprintf(scope, sizeof scope, "collection:%s", a->collection);
 	} else if (a->scope != NULL) {
 		/* --scope collection:NAME names a collection that exists, as
 		 * --collection does */
@@ -312,8 +340,8 @@ static int run_grant(struct vault *v, const struct user_args *a, const struct us
 	int64_t id = 0;
 
 	memset(&g, 0, sizeof g);
-	if (a->name == NULL || !role_arg(a->role, &g.role))
-		return usage("grant needs NAME and --role ROLE", NULL);
+	if (role_arg(a, &g.role) != 0)
+		return EXIT_USAGE;
 	if (nscope != 1)
 		return usage("grant needs one of --collection, --study, --patient, --all", NULL);
 	if (a->priors && a->study == NULL)
@@ -337,6 +365,9 @@ static int run_grant(struct vault *v, const struct user_args *a, const struct us
 	} else {
 		snprintf(scope, sizeof scope, "*");
 	}
+	if ((a->collection != NULL || a->study != NULL) &&
+	    scope_arg(a->collection != NULL ? "--collection" : "--study", scope) != 0)
+		return EXIT_USAGE;
 	if (a->collection != NULL && !collection_ok(v, a->collection))
 		return 1;
 	g.user = a->name;
@@ -434,6 +465,8 @@ int cmd_user(int argc, char **argv)
 	    strcmp(a.sub, "enable") != 0 && strcmp(a.sub, "unlock") != 0 && strcmp(a.sub, "grant") != 0 &&
 	    strcmp(a.sub, "revoke") != 0 && strcmp(a.sub, "grants") != 0)
 		return usage("unknown subcommand", a.sub);
+	if (strcmp(a.sub, "list") == 0 && a.name != NULL)
+		return usage("unexpected argument", a.name);
 	if (vault_resolve(a.vault, dir, sizeof dir) != ERR_OK)
 		return usage("vault path too long", NULL);
 	memset(&vo, 0, sizeof vo);

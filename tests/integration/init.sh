@@ -64,7 +64,9 @@ check "bad admin name refused" "[ $? -eq 1 ] && [ ! -e $T/w ]"
 $DV init --vault "$T/w" --bogus >/dev/null 2>"$T/err"
 check "unknown option is a usage error" "[ $? -eq 2 ]"
 $DV init --vault "$T/w" --tls-cert "$T/v/keys/tls.crt" >/dev/null 2>"$T/err"
-check "--tls-cert without --tls-key refused" "[ $? -eq 1 ] && [ ! -e $T/w ]"
+check "--tls-cert without --tls-key: usage error" "[ $? -eq 2 ] && grep -q -- '--tls-key' $T/err && [ ! -e $T/w ]"
+$DV init --vault "$T/w" --tls-key "$T/v/keys/tls.key" >/dev/null 2>"$T/err"
+check "--tls-key without --tls-cert: usage error" "[ $? -eq 2 ] && grep -q -- '--tls-cert' $T/err && [ ! -e $T/w ]"
 $DV init --help >/dev/null
 check "--help exits 0" "[ $? -eq 0 ]"
 

@@ -92,7 +92,18 @@ a start at 1970-01-01T00:00Z (0: none)|grant alice --role physician --all --from
 a flag with a value|list --json=yes
 the same option twice|list --role a --role=b
 an empty value|add carol --role=
+list with an argument|list extra-arg
+grant on a study that is not a UID|grant alice --role physician --study notauid
+a study scope that is not a UID|grant alice --role physician --study 1.2.x
+a collection name no collection can have|add carol --role physician --collection 'a b'
+grant with a misspelt role|grant alice --role physiciam --all
 EOF
+# a usage error names the option and the value it could not use
+run role add carol --role radiologst
+check "add with a misspelt role: exit 2 naming --role and the value" \
+	"[ \$(rc role) = 2 ] && grep -q \"unknown --role 'radiologst'\" $T/role.err"
+run stu grant alice --role physician --study notauid
+check "grant --study notauid: exit 2 naming --study" "[ \$(rc stu) = 2 ] && grep -q -- '--study: ' $T/stu.err"
 
 # the option rules every subcommand shares (docs/internals/cli.md)
 CT=/usr/lib/python3/dist-packages/pydicom/data/test_files/CT_small.dcm
@@ -113,6 +124,17 @@ check "serve --json: one JSON line with the HTTPS URL, the DICOM port and the va
 	"[ -n '$URL' ] && [ \$(wc -l <$T/sj.out) = 1 ] && [ \"\$(curl -sk -o /dev/null -w '%{http_code}' '${URL}healthz')\" = 200 ]"
 kill $SP 2>/dev/null
 wait $SP 2>/dev/null
+# a listen address that is not one is a usage error (SPEC 2), named by its option
+# (the other listener's port 0: had the address been taken, nothing is in use)
+while read -r opt addr other; do
+	"$DV" serve --vault "$T/v" "$other" 127.0.0.1:0 "$opt" "$addr" >"$T/sb.out" 2>"$T/sb.err" </dev/null
+	check "serve $opt $addr: usage error (exit 2) naming $opt" "[ \$? = 2 ] && grep -q -- '$opt: ' $T/sb.err"
+done <<'EOF'
+--http garbage --dicom
+--http 127.0.0.1:65536 --dicom
+--dicom 127.0.0.1:70000 --http
+--dicom ::1:104 --http
+EOF
 "$DV" json --json "$CT" >"$T/jj.out" 2>&1
 check "json takes --json too (its output is JSON)" "[ \$? = 0 ] && /usr/bin/python3 -c 'import json,sys; json.load(open(sys.argv[1]))' $T/jj.out"
 for c in init serve dump json deid import export reidentify user token audit; do
@@ -151,7 +173,6 @@ an unknown collection|add carol --role physician --collection nope
 an unknown collection as a scope|add carol --role physician --scope collection:nope
 grant to nobody|grant nobody --role physician --all
 grant on an unknown collection|grant alice --role physician --collection nope
-a study scope that is not a UID|grant alice --role physician --study 1.2.x
 priors of a study not stored|grant alice --role physician --study 1.2.3 --priors
 an expiry before the start|grant alice --role physician --all --from +2d --expires +1d
 disable nobody|disable nobody
