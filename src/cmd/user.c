@@ -143,14 +143,22 @@ static int time_arg(const char *opt, const char *s, int64_t *out)
 	return 0;
 }
 
-/* "default" or a [collection "NAME"] of dicomvault.conf; says so if not. */
+/* "default" or a [collection "NAME"] of dicomvault.conf; says so if not,
+ * or why the [collection] sections cannot be read (a mistake in the one
+ * named is not "no collection"). */
 static bool collection_ok(struct vault *v, const char *name)
 {
 	struct access_collections *c = NULL;
-	char why[256];
-	bool known = access_collection_known(NULL, name) ||
-	             (access_collections_load(v->conf, &c, why, sizeof why) == ERR_OK && access_collection_known(c, name));
+	char why[256] = "";
+	bool known;
 
+	if (access_collection_known(NULL, name))
+		return true;
+	if (access_collections_load(v->conf, &c, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault user: %s/dicomvault.conf: %s\n", v->dir, why);
+		return false;
+	}
+	known = access_collection_known(c, name);
 	access_collections_free(c);
 	if (!known)
 		fprintf(stderr, "dicomvault user: no collection %s (\"default\" or a [collection] of dicomvault.conf)\n",

@@ -162,6 +162,30 @@ void vault_remove_new(const char *dir)
 
 static const char *pass_weakness(const uint8_t *p, size_t n);
 
+/* Why reading path failed with rc, for a message that names the file: the
+ * OS's reason (looked for again: the readers keep only an enum err), or
+ * for a key file (secret) the mode or owner secret_read_file refuses. */
+static const char *read_why(const char *path, enum err rc, bool secret, size_t max, char *buf, size_t cap)
+{
+	struct stat st;
+
+	if (stat(path, &st) != 0 || access(path, R_OK) != 0)
+		snprintf(buf, cap, "%s", strerror(errno));
+	else if (S_ISDIR(st.st_mode))
+		snprintf(buf, cap, "a folder");
+	else if (secret && (st.st_mode & 077))
+		snprintf(buf, cap, "mode %04o lets group or other read it (chmod 600 it)", (unsigned)(st.st_mode & 07777));
+	else if (secret && st.st_uid != geteuid() && st.st_uid != 0)
+		snprintf(buf, cap, "owned by uid %lu, neither us nor root", (unsigned long)st.st_uid);
+	else if (rc == ERR_LIMIT)
+		snprintf(buf, cap, "larger than %zu bytes", max);
+	else if (rc == ERR_PARSE && st.st_size == 0)
+		snprintf(buf, cap, "empty");
+	else
+		snprintf(buf, cap, "%s", err_str(rc));
+	return buf;
+}
+
 /* Reads the admin password, the passphrase and the TLS material before
  * anything is created, so a bad input leaves no half-made vault. */
 static enum err gather(const struct vault_init_opts *o, struct vault_created *res, struct secret **pw,
@@ -198,14 +222,17 @@ static enum err gather(const struct vault_init_opts *o, struct vault_created *re
 	if (o->tls_cert != NULL) {
 		uint8_t *b = NULL;
 		size_t bl = 0;
+		char reason[200];
 		rc = file_read_all(o->tls_cert, 1 << 20, &b, &bl);
-		if (rc == ERR_OK) {
-			wbuf_put(cert, b, bl);
-			free(b);
-			rc = secret_read_file(o->tls_key, CRYPTO_SECRET_FILE_MAX, 0, &tk);
-		}
 		if (rc != ERR_OK)
-			return err_why(why, whylen, rc, "cannot read the TLS certificate or key (the key file must be mode 0600)");
+			return err_why(why, whylen, rc, "cannot read the TLS certificate %s: %s", o->tls_cert,
+			               read_why(o->tls_cert, rc, false, 1 << 20, reason, sizeof reason));
+		wbuf_put(cert, b, bl);
+		free(b);
+		rc = secret_read_file(o->tls_key, CRYPTO_SECRET_FILE_MAX, 0, &tk);
+		if (rc != ERR_OK)
+			return err_why(why, whylen, rc, "cannot read the TLS key %s: %s", o->tls_key,
+			               read_why(o->tls_key, rc, true, CRYPTO_SECRET_FILE_MAX, reason, sizeof reason));
 		wbuf_put(key, secret_view(tk), secret_len(tk));
 		secret_free(tk);
 		if (wbuf_err(key) != ERR_OK || wbuf_err(cert) != ERR_OK)

@@ -171,6 +171,12 @@ printf 'not PEM\n' | tee "$T/junk.crt" >"$T/junk.key"
 chmod 600 "$T/junk.key"
 tls_init "a key that is not PEM" ec junk 1 "the TLS key is not an unencrypted PEM private key"
 tls_init "a certificate that is not PEM" junk ec 1 "is not a PEM X.509 certificate"
+# a file that cannot be read: named, with the OS's reason
+tls_init "a certificate file that does not exist" nosuch ec 1 "the TLS certificate $T/nosuch.crt: No such file or directory"
+tls_init "a key file that does not exist" ec nosuch 1 "the TLS key $T/nosuch.key: No such file or directory"
+cp "$T/ec.key" "$T/loose.key"
+chmod 644 "$T/loose.key"
+tls_init "a key file others may read" ec loose 1 "the TLS key $T/loose.key: mode 0644 lets group or other read it"
 # serve reads keys/tls.crt and keys/tls.key at every start
 tls_init "RSA 2048 again" rsa2048 rsa2048 0
 tls_serve() {  # name, cert, key, expected text

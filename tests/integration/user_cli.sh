@@ -48,6 +48,14 @@ GID=$("$PY" -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv
 run rv revoke "$GID" --json
 run rv2 revoke "$GID"
 check "revoke, then again: refused" "[ \$(rc rv) = 0 ] && [ \$(rc rv2) = 1 ] && grep -q 'already revoked' $T/rv2.err"
+# a [collection] section with a mistake: the mistake and its line are
+# said, not "no collection" (the section is there)
+cp "$T/v/dicomvault.conf" "$T/conf.good"
+printf '\n[collection "cardio"]\nmach = Modality=CT\n' >>"$T/v/dicomvault.conf"
+run badcoll grant alice --role physician --collection cardio
+check "grant on a collection whose section has a mistake: exit 1 naming the file, the line and the key" \
+	"[ \$(rc badcoll) = 1 ] && grep -q \"dicomvault.conf: line [0-9]*: unknown key 'mach'\" $T/badcoll.err"
+cp "$T/conf.good" "$T/v/dicomvault.conf"
 # --json (SPEC 2: machine-readable): one JSON object, the state as 'user
 # list --json' and 'user grants --json' show it
 jis() { "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1])) != json.loads(sys.argv[2]))' "$T/$1.out" "$2" 2>/dev/null; }
