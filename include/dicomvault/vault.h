@@ -91,7 +91,9 @@ int vault_conf_path(const struct vault *v, const char *section, const char *key,
 /* dicomvault.conf against what this version reads (vault_open runs it):
  * an unknown section, a key no code reads (a misspelt `idle_timeot` would
  * otherwise leave the default in force unnoticed), or a value of a fixed
- * setting other than the one honoured is ERR_PARSE with the line named.
+ * setting other than the one honoured is ERR_PARSE with the line named;
+ * so is a mistake in a [peer], [collection] or [deid "mask"] section, as
+ * peers_load, access_collections_load and deid_masks_load find it.
  * dir: the vault's (its keys/ says which master_key is right). */
 WUR enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen);
 

@@ -155,7 +155,7 @@ static bool collection_ok(struct vault *v, const char *name)
 	if (access_collection_known(NULL, name))
 		return true;
 	if (access_collections_load(v->conf, &c, why, sizeof why) != ERR_OK) {
-		fprintf(stderr, "dicomvault user: %s/dicomvault.conf: %s\n", v->dir, why);
+		fprintf(stderr, "dicomvault user: %s/dicomvault.conf %s\n", v->dir, why);
 		return false;
 	}
 	known = access_collection_known(c, name);

@@ -12,12 +12,15 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "dicomvault/access.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/blob.h"
+#include "dicomvault/deid.h"
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
+#include "dicomvault/peers.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/x509.h"
@@ -639,9 +642,9 @@ static enum err load_wrapped(const char *dir, const char *name, const struct sec
 	return rc;
 }
 
-/* The keys of the sections without a name that this version reads; a
- * key of [peer "AE"], [collection "NAME"] and [deid "mask ..."] is
- * checked where those are read. */
+/* The keys of the sections without a name that this version reads; the
+ * sections [peer "AE"], [collection "NAME"] and [deid "mask ..."] are
+ * checked by their own loaders (conf_named_check). */
 static const struct {
 	const char *section;
 	const char *keys[12];
@@ -668,6 +671,35 @@ static const struct {
 	{ "index", "path", "index.db", "index.db in the vault directory" },
 	{ "audit", "path", "audit", "audit in the vault directory" },
 };
+
+/* The named sections, read as serve reads them ([peer "AE"] by
+ * peers_load, [collection "NAME"] by access_collections_load, [deid "mask
+ * NAME"] by deid_masks_load; none reads a file or needs a key), so that
+ * every command that opens the vault refuses the mistakes serve refuses
+ * (user, token and import ran on with them, and a mask was read only when
+ * a researcher's request needed it). */
+static enum err conf_named_check(const struct ini *conf, char *why, size_t whylen)
+{
+	struct peers *ps = NULL;
+	struct access_collections *cs = NULL;
+	struct deid_masks *ms = NULL;
+	char d[256] = "";
+	enum err rc;
+
+	rc = peers_load(conf, &ps, d, sizeof d);
+	peers_free(ps);
+	if (rc == ERR_OK) {
+		rc = access_collections_load(conf, &cs, d, sizeof d);
+		access_collections_free(cs);
+	}
+	if (rc == ERR_OK) {
+		rc = deid_masks_load(conf, &ms, d, sizeof d);
+		deid_masks_free(ms);
+	}
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "dicomvault.conf %s", d[0] ? d : err_str(rc));
+	return ERR_OK;
+}
 
 enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen)
 {
@@ -726,7 +758,7 @@ enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, si
 				               e->line, e->value, want);
 		}
 	}
-	return ERR_OK;
+	return conf_named_check(conf, why, whylen);
 }
 
 static enum err load_master(const char *dir, const struct vault_open_opts *o, struct secret **mk, char *why,

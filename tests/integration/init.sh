@@ -106,6 +106,26 @@ conf_refused "[index] backend postgresql (not yet)" 's|^backend = sqlite|backend
 conf_refused "[storage] master_key naming another kind of key" \
 	's|^master_key = file:keys/master.key|master_key = passphrase:keys/master.pass|' \
 	"does not describe this vault's master key (file:keys/master.key)"
+# the named sections too, as serve reads them: [collection "NAME"],
+# [peer "AE"], [deid "mask NAME"]
+conf_refused "a misspelt [collection] key" '+\n[collection "cardio"]\nfrob = 1\n' \
+	"dicomvault.conf line $(($(wc -l <"$T/conf0") + 3)): unknown key 'frob' in [collection"
+conf_refused "a [collection] match on no DICOM keyword" '+\n[collection "cardio"]\nmatch = Frob=CT\n' \
+	"match: 'Frob' is not a DICOM keyword"
+conf_refused "a [collection] section named default" '+\n[collection "default"]\ncalling_ae = CT1\n' \
+	"NAME is 1 to 64 of A-Z"
+conf_refused "a misspelt [peer] key" '+\n[peer "PACS"]\nfrob = 1\n' "[peer] has no key 'frob'"
+conf_refused "a [peer] port out of range" '+\n[peer "PACS"]\ntls = no\nhost = 10.0.0.1\nport = 70000\n' \
+	"port: a number from 1 to 65535"
+conf_refused "a [peer] with no certificate binding" '+\n[peer "PACS"]\nrights = echo\n' \
+	"give either fingerprint or ca (exactly one), or tls = no"
+conf_refused "a masking rule with a misspelt key" '+\n[deid "mask US"]\nmodality = US\nrect = 0,0,10,10\nrekt = 1\n' \
+	'unknown key'
+for c in "user list" "import $T/conf0" "export --study 1.2.3 --out $T/ex"; do
+	$DV $c --vault "$T/v" >"$T/out" 2>"$T/err"
+	check "$c with that conf: refused, naming the file and line" \
+		"[ $? -eq 1 ] && grep -q 'dicomvault.conf line [0-9]*: ' $T/err"
+done
 cp "$T/conf0" "$T/v/dicomvault.conf"
 sed -i 's/^idle_timeout = 900/idle_timeot = 900/' "$T/v/dicomvault.conf"
 $DV serve --vault "$T/v" --http 127.0.0.1:0 >"$T/out" 2>"$T/err"

@@ -54,7 +54,7 @@ cp "$T/v/dicomvault.conf" "$T/conf.good"
 printf '\n[collection "cardio"]\nmach = Modality=CT\n' >>"$T/v/dicomvault.conf"
 run badcoll grant alice --role physician --collection cardio
 check "grant on a collection whose section has a mistake: exit 1 naming the file, the line and the key" \
-	"[ \$(rc badcoll) = 1 ] && grep -q \"dicomvault.conf: line [0-9]*: unknown key 'mach'\" $T/badcoll.err"
+	"[ \$(rc badcoll) = 1 ] && grep -q \"dicomvault.conf line [0-9]*: unknown key 'mach'\" $T/badcoll.err"
 cp "$T/conf.good" "$T/v/dicomvault.conf"
 # --json (SPEC 2: machine-readable): one JSON object, the state as 'user
 # list --json' and 'user grants --json' show it
