@@ -63,7 +63,8 @@ static void values(const struct ini *ini)
 	if (auth_conf_load(ini, &ac, why, sizeof why) == ERR_OK) {
 		if (ac.idle_timeout < 1 || ac.idle_timeout > 86400 || ac.session_lifetime < 1 ||
 		    ac.session_lifetime > 30 * 86400 || ac.lockout_failures < 1 ||
-		    ac.lockout_failures > AUTH_LOCKOUT_MAX_FAILURES || ac.lockout_window < 1 || ac.lockout_window > 86400)
+		    ac.lockout_failures > AUTH_LOCKOUT_MAX_FAILURES || ac.lockout_window < 1 || ac.lockout_window > 86400 ||
+		    ac.break_glass_minutes < 1 || ac.break_glass_minutes > AUTH_BREAK_GLASS_MINUTES_MAX)
 			abort();
 	} else if (why[0] == 0) {
 		abort();

@@ -21,6 +21,7 @@ struct auth_conf {
 	int64_t session_lifetime;   /* session_lifetime, seconds (default 43200) */
 	unsigned lockout_failures;  /* lockout_failures (default 5) */
 	int64_t lockout_window;     /* lockout_window, seconds (default 900): counting window and lock time */
+	int64_t break_glass_minutes; /* break_glass_minutes (default 60): a break-glass grant's life */
 	unsigned limiter_slots;     /* failure counters kept in memory (AUTH_LIMITER_SLOTS; not a key) */
 };
 
@@ -29,10 +30,14 @@ struct ini;
 struct index_store;
 
 /* Defaults, then the [auth] keys of conf (NULL: defaults only). A value
- * that is not an integer in range is ERR_PARSE with why set. */
+ * that is not an integer in range is ERR_PARSE with why set ("line N:
+ * [auth] KEY must be ..."); vault_conf_check runs it for every command. */
 WUR enum err auth_conf_load(const struct ini *conf, struct auth_conf *out, char *why, size_t whylen);
 
 struct auth;
+
+/* The configured life of a break-glass grant, in minutes. */
+int64_t auth_break_glass_minutes(const struct auth *a);
 
 /* ix, ix_lock, mk, index_key and audit are borrowed and must outlive the
  * auth. ix_lock serialises every use of ix (the SQLite store is not

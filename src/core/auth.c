@@ -94,6 +94,17 @@ static enum err audit_put(struct auth *a, const char *action, enum audit_outcome
 
 /* ---- configuration ---- */
 
+/* The line of [auth] KEY, for a refusal (0: not there). */
+static unsigned conf_line(const struct ini *conf, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < conf->n; i++)
+		if (conf->e[i].sub == NULL && strcmp(conf->e[i].section, "auth") == 0 && strcmp(conf->e[i].key, key) == 0)
+			return conf->e[i].line;
+	return 0;
+}
+
 static enum err conf_int(const struct ini *conf, const char *key, int64_t min, int64_t max, int64_t *out, char *why,
                          size_t whylen)
 {
@@ -107,8 +118,8 @@ static enum err conf_int(const struct ini *conf, const char *key, int64_t min, i
 	n = strtoll(v, &end, 10);
 	if (errno != 0 || end == v || *end != 0 || n < min || n > max) {
 		if (why != NULL && whylen > 0)
-			snprintf(why, whylen, "[auth] %s must be an integer from %lld to %lld", key, (long long)min,
-			         (long long)max);
+			snprintf(why, whylen, "line %u: [auth] %s must be an integer from %lld to %lld", conf_line(conf, key),
+			         key, (long long)min, (long long)max);
 		return ERR_PARSE;
 	}
 	*out = n;
@@ -118,7 +129,7 @@ static enum err conf_int(const struct ini *conf, const char *key, int64_t min, i
 enum err auth_conf_load(const struct ini *conf, struct auth_conf *out, char *why, size_t whylen)
 {
 	struct auth_conf c = { .idle_timeout = 900, .session_lifetime = 43200, .lockout_failures = 5,
-	                       .lockout_window = 900, .limiter_slots = AUTH_LIMITER_SLOTS };
+	                       .lockout_window = 900, .break_glass_minutes = 60, .limiter_slots = AUTH_LIMITER_SLOTS };
 	int64_t failures = c.lockout_failures;
 	enum err rc;
 
@@ -129,6 +140,9 @@ enum err auth_conf_load(const struct ini *conf, struct auth_conf *out, char *why
 		rc = conf_int(conf, "lockout_failures", 1, AUTH_LOCKOUT_MAX_FAILURES, &failures, why, whylen);
 	if (rc == ERR_OK)
 		rc = conf_int(conf, "lockout_window", 1, 86400, &c.lockout_window, why, whylen);
+	if (rc == ERR_OK)
+		rc = conf_int(conf, "break_glass_minutes", 1, AUTH_BREAK_GLASS_MINUTES_MAX, &c.break_glass_minutes, why,
+		              whylen);
 	if (rc != ERR_OK)
 		return rc;
 	c.lockout_failures = (unsigned)failures;
@@ -196,6 +210,11 @@ fail:
 	free(a->lim_times);
 	free(a);
 	return rc;
+}
+
+int64_t auth_break_glass_minutes(const struct auth *a)
+{
+	return a->conf.break_glass_minutes;
 }
 
 void auth_free(struct auth *a)

@@ -14,8 +14,10 @@
 #include <unistd.h>
 #include "dicomvault/access.h"
 #include "dicomvault/audit.h"
+#include "dicomvault/auth.h"
 #include "dicomvault/blob.h"
 #include "dicomvault/deid.h"
+#include "dicomvault/deid_view.h"
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
@@ -701,10 +703,47 @@ static enum err conf_named_check(const struct ini *conf, char *why, size_t whyle
 	return ERR_OK;
 }
 
+/* The line of [SECTION] KEY (0: not there). */
+static unsigned conf_line(const struct ini *conf, const char *section, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < conf->n; i++)
+		if (conf->e[i].sub == NULL && strcmp(conf->e[i].section, section) == 0 && strcmp(conf->e[i].key, key) == 0)
+			return conf->e[i].line;
+	return 0;
+}
+
+/* Values read later than the vault's opening, checked now as their
+ * readers will read them: [auth] (by serve's auth; break_glass_minutes was
+ * read per break-glass, a bad value silently the default) and [deid]
+ * profile and project (read per researcher request: a typo made each one
+ * fail). */
+static enum err conf_values_check(const struct ini *conf, char *why, size_t whylen)
+{
+	struct auth_conf ac;
+	const char *profile = ini_get(conf, "deid", NULL, "profile"), *project = ini_get(conf, "deid", NULL, "project");
+	unsigned options;
+	char d[256] = "";
+	enum err rc;
+
+	rc = auth_conf_load(conf, &ac, d, sizeof d);
+	if (rc != ERR_OK)
+		return err_why(why, whylen, rc, "dicomvault.conf %s", d);
+	if (profile != NULL && profile[0] != 0 && deid_parse_profile(profile, &options, d, sizeof d) != ERR_OK)
+		return err_why(why, whylen, ERR_PARSE, "dicomvault.conf line %u: [deid] profile: %s",
+		               conf_line(conf, "deid", "profile"), d);
+	if (project != NULL && strlen(project) > DEID_PROJECT_MAX)
+		return err_why(why, whylen, ERR_PARSE, "dicomvault.conf line %u: [deid] project: a project name is at most "
+		               "%u characters", conf_line(conf, "deid", "project"), DEID_PROJECT_MAX);
+	return ERR_OK;
+}
+
 enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen)
 {
 	static const char *const named[] = { "peer", "collection", "deid" };
 	size_t i, k, j;
+	enum err rc;
 
 	for (i = 0; i < conf->nsections; i++) {
 		const struct ini_entry *s = &conf->sections[i];
@@ -758,7 +797,8 @@ enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, si
 				               e->line, e->value, want);
 		}
 	}
-	return conf_named_check(conf, why, whylen);
+	rc = conf_named_check(conf, why, whylen);
+	return rc != ERR_OK ? rc : conf_values_check(conf, why, whylen);
 }
 
 static enum err load_master(const char *dir, const struct vault_open_opts *o, struct secret **mk, char *why,

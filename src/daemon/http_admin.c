@@ -20,8 +20,6 @@
 #include "dicomvault/vr.h"
 #include "http_int.h"
 
-#define BREAK_GLASS_MINUTES_DEFAULT 60
-#define BREAK_GLASS_MINUTES_MAX     (24 * 60)
 
 static bool json_body_ok(struct http_req *r)
 {
@@ -62,20 +60,6 @@ static enum MHD_Result send_json(struct http_req *r, unsigned status, json_t *j)
 	mem_wipe(s, strlen(s));
 	free(s);
 	return q;
-}
-
-static int64_t break_glass_seconds(struct vault *v)
-{
-	const char *m = ini_get(v->conf, "auth", NULL, "break_glass_minutes");
-	char *end = NULL;
-	long n;
-
-	if (m == NULL)
-		return BREAK_GLASS_MINUTES_DEFAULT * 60;
-	n = strtol(m, &end, 10);
-	if (end == m || *end != 0 || n < 1 || n > BREAK_GLASS_MINUTES_MAX)
-		return BREAK_GLASS_MINUTES_DEFAULT * 60;
-	return (int64_t)n * 60;
 }
 
 enum MHD_Result http_break_glass(struct http_req *r)
@@ -122,7 +106,10 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	memcpy(scope, "patient:", 8);
 	for (i = 0; i < 32; i++)
 		snprintf(scope + 8 + 2 * i, 3, "%02x", pa.key_hmac[i]);
-	secs = break_glass_seconds(v);
+	/* [auth] break_glass_minutes, read (and a bad value refused) when
+	 * the vault was opened: it used to be read here, a bad value
+	 * silently replaced by the default */
+	secs = auth_break_glass_minutes(r->srv->auth) * 60;
 	memset(&g, 0, sizeof g);
 	g.user = r->sess.user;
 	g.role = by_grant->role;

@@ -126,6 +126,18 @@ for c in "user list" "import $T/conf0" "export --study 1.2.3 --out $T/ex"; do
 	check "$c with that conf: refused, naming the file and line" \
 		"[ $? -eq 1 ] && grep -q 'dicomvault.conf line [0-9]*: ' $T/err"
 done
+# values serve would otherwise take for the default (break_glass_minutes)
+# or find wrong only at a researcher's request (the de-identification)
+conf_refused "[auth] break_glass_minutes = 30m" 's/^lockout_window = 900/&\nbreak_glass_minutes = 30m/' \
+	"[auth] break_glass_minutes must be an integer from 1 to 1440"
+conf_refused "[auth] break_glass_minutes = 2000" 's/^lockout_window = 900/&\nbreak_glass_minutes = 2000/' \
+	"[auth] break_glass_minutes must be an integer from 1 to 1440"
+conf_refused "[auth] idle_timeout = abc, with its line" 's/^idle_timeout = 900/idle_timeout = abc/' \
+	"dicomvault.conf line $(grep -n '^idle_timeout' "$T/conf0" | cut -d: -f1): [auth] idle_timeout must be"
+conf_refused "a misspelt [deid] profile option" 's/^\[deid\]/&\nprofile = basic,retain-uid/' \
+	"[deid] profile: unknown profile option 'retain-uid'"
+conf_refused "a [deid] project name too long" "s/^\\[deid\\]/&\\nproject = $(printf 'p%.0s' $(seq 65))/" \
+	"[deid] project: a project name is at most 64 characters"
 cp "$T/conf0" "$T/v/dicomvault.conf"
 sed -i 's/^idle_timeout = 900/idle_timeot = 900/' "$T/v/dicomvault.conf"
 $DV serve --vault "$T/v" --http 127.0.0.1:0 >"$T/out" 2>"$T/err"

@@ -137,12 +137,19 @@ TEST(conf_defaults_and_ranges)
 	static const char junk[] = "[auth]\nlockout_window = 10s\n";
 	static const char many[] = "[auth]\nlockout_failures = 101\n";   /* times kept per counter */
 	static const char most[] = "[auth]\nlockout_failures = 100\n";
+	/* break_glass_minutes: refused when it is not minutes in range (it
+	 * was read per request, and the default used instead) */
+	static const char bg[] = "[auth]\nbreak_glass_minutes = 30\n";
+	static const char *const bg_bad[] = { "[auth]\nbreak_glass_minutes = 30m\n", "[auth]\nbreak_glass_minutes = 2000\n",
+	                                      "[auth]\nbreak_glass_minutes = 0\n", "[auth]\nbreak_glass_minutes = \n" };
+	size_t i;
 
 	CHECK(auth_conf_load(NULL, &c, NULL, 0) == ERR_OK);
 	CHECK_EQ_INT(c.idle_timeout, 900);
 	CHECK_EQ_INT(c.session_lifetime, 43200);
 	CHECK_EQ_INT(c.lockout_failures, 5);
 	CHECK_EQ_INT(c.lockout_window, 900);
+	CHECK_EQ_INT(c.break_glass_minutes, 60);
 	CHECK(ini_parse((const uint8_t *)good, strlen(good), &ini, &ie) == ERR_OK);
 	CHECK(auth_conf_load(ini, &c, why, sizeof why) == ERR_OK);
 	CHECK_EQ_INT(c.idle_timeout, 60);
@@ -161,6 +168,16 @@ TEST(conf_defaults_and_ranges)
 	CHECK(ini_parse((const uint8_t *)most, strlen(most), &ini, &ie) == ERR_OK);
 	CHECK(auth_conf_load(ini, &c, why, sizeof why) == ERR_OK && c.lockout_failures == 100);
 	ini_free(ini);
+	CHECK(ini_parse((const uint8_t *)bg, strlen(bg), &ini, &ie) == ERR_OK);
+	CHECK(auth_conf_load(ini, &c, why, sizeof why) == ERR_OK && c.break_glass_minutes == 30);
+	ini_free(ini);
+	for (i = 0; i < sizeof bg_bad / sizeof bg_bad[0]; i++) {
+		why[0] = 0;
+		CHECK(ini_parse((const uint8_t *)bg_bad[i], strlen(bg_bad[i]), &ini, &ie) == ERR_OK);
+		CHECK(auth_conf_load(ini, &c, why, sizeof why) == ERR_PARSE);
+		CHECK(strstr(why, "line 2: [auth] break_glass_minutes must be an integer from 1 to 1440") != NULL);
+		ini_free(ini);
+	}
 }
 
 TEST(login_session_logout)
