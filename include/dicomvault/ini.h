@@ -1,5 +1,8 @@
 /* ini.h: the INI dialect of dicomvault.conf (SPEC section 1): sections
  * `[name]` and `[name "sub"]`, `key = value` lines, `#` or `;` comment lines.
+ * No comment after a value: ` ; note` is part of it, as values may hold
+ * one (a mask's `rect = 0,0,9,9 ; 20,0,9,9`, a match on `Ward #2`), and
+ * cutting there would change what an existing file means.
  * Pure: text in, entries or an error with its line out. Layer: proto. */
 #ifndef DICOMVAULT_INI_H
 #define DICOMVAULT_INI_H

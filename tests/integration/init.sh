@@ -138,6 +138,16 @@ conf_refused "a misspelt [deid] profile option" 's/^\[deid\]/&\nprofile = basic,
 	"[deid] profile: unknown profile option 'retain-uid'"
 conf_refused "a [deid] project name too long" "s/^\\[deid\\]/&\\nproject = $(printf 'p%.0s' $(seq 65))/" \
 	"[deid] project: a project name is at most 64 characters"
+# the documents' dicomvault.conf examples are as the parser reads them: a
+# ';' or '#' starts a comment only at the start of a line (include/
+# dicomvault/ini.h), so an example "key = value ; note" would make the note
+# part of the value (README's jwt_key did: serve looked for a file of that name)
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+awk 'FNR == 1 { inb = 0 } /^```ini/ { inb = 1; next } /^```/ { inb = 0 }
+	inb && /^[ \t]*[A-Za-z0-9_.-]+[ \t]*=/ && !/^[ \t]*[A-Za-z0-9_.-]+[ \t]*=[ \t]*"/ && /[ \t][;#]/ {
+		print FILENAME ":" FNR ": " $0 }' "$ROOT"/README.md "$ROOT"/docs/*.md "$ROOT"/docs/internals/*.md >"$T/inline" 2>&1
+check "the documents' dicomvault.conf examples put no comment after a value" "[ ! -s $T/inline ]"
+[ -s "$T/inline" ] && sed 's/^/#   /' "$T/inline"
 cp "$T/conf0" "$T/v/dicomvault.conf"
 sed -i 's/^idle_timeout = 900/idle_timeot = 900/' "$T/v/dicomvault.conf"
 $DV serve --vault "$T/v" --http 127.0.0.1:0 >"$T/out" 2>"$T/err"

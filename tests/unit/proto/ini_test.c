@@ -59,6 +59,30 @@ TEST(sections_and_peers)
 	ini_free(ini);
 }
 
+/* No comment after a value: ';' and '#' are comments only at the start of
+ * a line. A value may hold " ;" or " #" meaningfully (a masking rule's
+ * rectangles, "x,y,w,h ; x,y,w,h", spaces allowed; a match pattern on an
+ * institution "Ward #2"), and cutting there would change what an existing
+ * dicomvault.conf means (a rectangle left unmasked). */
+TEST(no_comment_after_a_value)
+{
+	struct ini_error e;
+	struct ini *ini = parse("[deid \"mask US\"]\n"
+	                        "rect = 0,0,10,4 ; 0,12,10,4\n"
+	                        "[collection \"ward2\"]\n"
+	                        "match = InstitutionalDepartmentName=Ward #2\n"
+	                        "[auth]\n"
+	                        "idle_timeout = 900 ; 15 min\n", &e);
+	CHECK(ini != NULL);
+	if (ini == NULL)
+		return;
+	CHECK_EQ_STR(ini_get(ini, "deid", "mask US", "rect"), "0,0,10,4 ; 0,12,10,4");
+	CHECK_EQ_STR(ini_get(ini, "collection", "ward2", "match"), "InstitutionalDepartmentName=Ward #2");
+	/* kept whole, so [auth] refuses it as not an integer, not 900 */
+	CHECK_EQ_STR(ini_get(ini, "auth", NULL, "idle_timeout"), "900 ; 15 min");
+	ini_free(ini);
+}
+
 TEST(bom_and_no_final_newline)
 {
 	struct ini *ini = parse("\xEF\xBB\xBF[a]\nk=v", NULL);
@@ -137,6 +161,7 @@ TEST(limits)
 int main(void)
 {
 	RUN(sections_and_peers);
+	RUN(no_comment_after_a_value);
 	RUN(bom_and_no_final_newline);
 	RUN(malformed);
 	RUN(embedded_nul);
