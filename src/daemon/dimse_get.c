@@ -107,9 +107,40 @@ static enum err on_hit(void *ctx, struct qry_hit *h)
 static const char *const level_names[] = { "PATIENT", "STUDY", "SERIES", "IMAGE" };
 static const uint32_t unique_keys[] = { TAG_PATIENT_ID, TAG_STUDY_UID, TAG_SERIES_UID, TAG_SOP_UID };
 
+/* What is wrong with v (n bytes), the value of unique key tag, if
+ * anything (NULL: nothing): PS3.4 C.4.2.2.1 and C.4.3.2 want one value or
+ * a list of UIDs, so no empty value in the list and, of a UID key, only
+ * UIDs. The query engine drops empty values: "\\" (two of them) would be
+ * universal matching, the whole collection retrieved. */
+static const char *unique_values_bad(uint32_t tag, const char *v, size_t n)
+{
+	size_t start, end, i;
+	const char *p;
+
+	for (start = 0; start <= n; start = end + 1) {
+		end = start;
+		while (end < n && v[end] != '\\')
+			end++;
+		p = v + start;
+		i = end - start;
+		while (i > 0 && (p[i - 1] == ' ' || p[i - 1] == 0))
+			i--;
+		while (i > 0 && *p == ' ') {
+			p++;
+			i--;
+		}
+		if (i == 0)
+			return "Unique key of the level missing or empty";
+		if (tag != TAG_PATIENT_ID && !vr_uid_ok(p, i))
+			return "Unique key of the level not a UID or a list of UIDs";
+	}
+	return NULL;
+}
+
 /* The query of the identifier: the unique keys of its level and of the
  * levels above (when given) and nothing else; the level's own key must
- * have a value (no wildcard). A900H otherwise. */
+ * have a value, or a list of them, none empty (no wildcard; of a UID key,
+ * UIDs). A900H otherwise. */
 static uint16_t resolve_query(const struct dcm_ds *id, bool patient_root, enum qry_level *level,
                               struct dcm_file *q, const char **comment)
 {
@@ -134,6 +165,9 @@ static uint16_t resolve_query(const struct dcm_ds *id, bool patient_root, enum q
 		*comment = "Unique key of the level missing or empty";
 		return DIMSE_ERR_DATASET;
 	}
+	*comment = unique_values_bad(unique_keys[l], v, n);
+	if (*comment != NULL)
+		return DIMSE_ERR_DATASET;
 	for (i = 0; i <= l; i++) {
 		const struct dcm_elem *e = dcm_ds_find(id, unique_keys[i]);
 		v = dcm_ds_str(id, unique_keys[i], &n);

@@ -217,6 +217,19 @@ check "an identifier naming nothing: 0000H, zero sub-operations" \
 get_ bad GETTER -S -k QueryRetrieveLevel=STUDY -k PatientID=P1
 check "STUDY level without StudyInstanceUID: A900H" "grep -qi 'a900\|DataSetDoesNotMatchSOPClass' '$T/bad.log'" \
 	"$T/bad.log"
+# a unique key that is a list of empty values ("\"), or a list with an
+# empty value or a value that is no UID, names no entity (PS3.4 C.4.2.2.1:
+# one value or a list of UIDs): A900H, not the whole collection
+nbs=0
+for k in "S StudyInstanceUID STUDY \\" "P PatientID PATIENT \\" "S SOPInstanceUID IMAGE \\" \
+	"S StudyInstanceUID STUDY ${S}1\\" "S StudyInstanceUID STUDY ${S}1\\x.1"; do
+	read -r root key lvl val <<<"$k"
+	n=bs$((++nbs))
+	get_ $n GETTER -$root -k QueryRetrieveLevel=$lvl -k "$key=$val"
+	check "$lvl level, $key '$val': A900H, nothing sent" \
+		"grep -qi 'a900\|DataSetDoesNotMatchSOPClass' '$T/$n.log' && [ -z \"\$(ls '$T/g$n')\" ] && [ \$(npending $n) -eq 0 ]" \
+		"$T/$n.log"
+done
 get_ ng NOGET -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
 rc=$?
 check "a peer without the get right: refused, nothing sent" "[ $rc -ne 0 ] && [ -z \"\$(ls '$T/gng')\" ]" "$T/ng.log"
@@ -580,7 +593,7 @@ check "C-CANCEL right behind the C-GET: FE00H, 3 remaining, none sent" \
 
 # one record per C-GET, written before its first image leaves ("N to send");
 # one more, right after it, for each C-GET that sent less than that
-"$PY" - "$T/v/audit/audit.log" $((13 + GETS)) >"$T/getrecs" 2>&1 <<'PYEOF'
+"$PY" - "$T/v/audit/audit.log" $((13 + nbs + GETS)) >"$T/getrecs" 2>&1 <<'PYEOF'
 import json, re, sys
 recs = [r for r in map(json.loads, open(sys.argv[1])) if r.get("action") == "retrieve" and "C-GET" in r.get("reason", "")]
 ops, bad, prev = 0, [], None

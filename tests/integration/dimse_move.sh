@@ -234,6 +234,11 @@ check "a destination whose certificate is not the one bound to it: A702H, 3 fail
 	"grep -qi 'a702\|OutOfResourcesSubOperations' '$T/m5.log' && [ -z \"\$(ls '$T/dest')\" ]" "$T/m5.log"
 move_ m6 MOVER DEST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=1.2.3.4.5.6
 check "an identifier naming nothing: 0000H" "grep -q 'Received Final Move Response (Success)' '$T/m6.log'" "$T/m6.log"
+# "\" is a list of two empty values, not a UID: it names no study (it
+# retrieved the whole collection when empty values were dropped)
+move_ m6b MOVER DEST -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=\\"
+check "StudyInstanceUID '\\': A900H, nothing stored" \
+	"grep -qi 'a900\|DataSetDoesNotMatchSOPClass' '$T/m6b.log' && [ -z \"\$(ls '$T/dest')\" ]" "$T/m6b.log"
 move_ m7 NOMOVE DEST -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}1
 check "a peer without the move right: no C-MOVE context, nothing stored" \
 	"grep -q 'No valid Presentation Context' '$T/m7.log' && [ -z \"\$(ls '$T/dest')\" ]" "$T/m7.log"
@@ -402,7 +407,7 @@ check "to a destination that takes JPEG and RLE: both in their stored syntax, pi
 
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-MOVE')
 check "one retrieve audit record per C-MOVE with the mover as actor ($n)" \
-	"[ $n -eq 10 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
+	"[ $n -eq 11 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
 check "server still running" "kill -0 $SRV"
 stop_pid "$TUN"
 TUN=
