@@ -1049,6 +1049,20 @@ static enum err instance_found(void *ctx, const char *uid)
 	return ERR_OK;
 }
 
+/* Matches of a C-FIND whose identifier gave no unique key (none, not a
+ * UID, not a readable data set) cannot be listed, so nothing of them is
+ * moved or checked: each one is an error of the import (the exit status,
+ * the audit's end record), said once per C-FIND with the level and the
+ * parent it was asked under (UIDs, never the identifier's content). */
+static void skipped_note(struct report *r, const char *parent, const char *what, const char *key, unsigned n)
+{
+	if (n == 0)
+		return;
+	note(r, W_ERROR, parent, "%s: %u match%s without a readable %s, not imported", what, n, n == 1 ? "" : "es",
+	     key);
+	r->errors += n - 1;   /* one line for the n */
+}
+
 static void move_progress(void *ctx, const struct dimse_scu_move *m)
 {
 	struct net *nt = ctx;
@@ -1132,6 +1146,8 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 	if (nwant == 0) {
 		rc = dimse_scu_find(scu, "STUDY", NULL, NULL, study_found, nt, &skipped, &st, comment, sizeof comment, why,
 		                    sizeof why);
+		if (rc == ERR_OK)
+			skipped_note(&x->r, pe->ae, "C-FIND of the studies", "StudyInstanceUID", skipped);
 		if (cancel_flag) {
 			cancel_note(&x->r, "while the studies were listed: nothing was moved");
 			goto out;
@@ -1162,11 +1178,17 @@ static void import_net(struct imp *x, struct net *nt, const struct peer *pe, con
 		nt->nseries = 0;
 		rc = dimse_scu_find(scu, "SERIES", sdy, NULL, series_found, nt, &skipped, &st, comment, sizeof comment, why,
 		                    sizeof why);
+		if (rc == ERR_OK)
+			skipped_note(&x->r, sdy, "study: C-FIND of its series", "SeriesInstanceUID", skipped);
 		if (rc == ERR_OK && st == DIMSE_SUCCESS)
 			sort_unique(nt->series_uids, &nt->nseries);
-		for (j = 0; rc == ERR_OK && st == DIMSE_SUCCESS && j < nt->nseries; j++)
+		for (j = 0; rc == ERR_OK && st == DIMSE_SUCCESS && j < nt->nseries; j++) {
 			rc = dimse_scu_find(scu, "IMAGE", sdy, nt->series_uids[j], instance_found, nt, &skipped, &st, comment,
 			                    sizeof comment, why, sizeof why);
+			if (rc == ERR_OK)
+				skipped_note(&x->r, nt->series_uids[j], "series: C-FIND of its instances", "SOPInstanceUID",
+				             skipped);
+		}
 		sort_unique_expect(nt);
 		if (cancel_flag) {
 			nt->cut = nt->study_first;   /* its instances listed so far: not moved */

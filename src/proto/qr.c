@@ -6,8 +6,8 @@
 #include "dicomvault/dataset.h"
 #include "dicomvault/dict.h"
 #include "dicomvault/io.h"
-#include "dicomvault/pdu.h"
 #include "dicomvault/qr.h"
+#include "dicomvault/vr.h"
 
 #define TAG_SOP_INSTANCE 0x00080018u
 #define TAG_LEVEL        0x00080052u
@@ -45,9 +45,13 @@ static void put_elem(struct wbuf *w, bool explicit_vr, uint32_t tag, const char 
 		wbuf_put(w, &pad, 1);
 }
 
+/* UIDs are checked as the store checks them (vr_uid_ok), not by the
+ * stricter pdu_uid_ok: legacy archives made UIDs with a leading-zero
+ * component (PS3.5 9.1 forbids it), which the store keeps; refusing them
+ * here left such a study unlisted and unmoved. */
 static bool uid_or_null(const char *s)
 {
-	return s == NULL || pdu_uid_ok(s, strlen(s));
+	return s == NULL || vr_uid_ok(s, strlen(s));
 }
 
 enum err qr_ident_build(struct wbuf *w, bool explicit_vr, const char *level, const char *study, const char *series,
@@ -93,7 +97,7 @@ enum err qr_ident_uid(const uint8_t *p, size_t n, bool explicit_vr, uint32_t tag
 		rc = ERR_NOTFOUND;
 	else if (len > 64 || memchr(v, 0, len) != NULL)
 		rc = ERR_PARSE;
-	else if (!pdu_uid_ok(v, len))
+	else if (!vr_uid_ok(v, len))
 		rc = ERR_PARSE;
 	else {
 		memcpy(out, v, len);

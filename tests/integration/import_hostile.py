@@ -8,7 +8,11 @@ in the report as failed ("sent by SOURCE without being asked for"), and
 the import exits 1; nothing of them is in the index; the refusals are
 audited; `audit verify` passes. The same source, honest, gives exit 0,
 and so it does when it lists every study, series and instance twice
-(each expected, moved and verified once).
+(each expected, moved and verified once), and when it lists a legacy
+study whose UID has a leading-zero component (listed, moved, verified).
+A source whose C-FIND answers include matches without the level's
+unique key: each such listing is an error naming the level and its
+parent (exit 1, counted in the audit's end record), not a silent drop.
 
 Run as /usr/bin/python3 tests/integration/import_hostile.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
@@ -118,6 +122,29 @@ def main():
     check("a source that lists everything twice: exit 0, 1 expected, stored and verified",
           rc == 0 and (rep.get("expected"), rep.get("verified")) == (1, 1) and not rep.get("problems"),
           (rc, rep, pacs))
+    # a legacy study UID ("05": a leading zero; PS3.5 forbids it, the
+    # store takes it) is listed and moved like any other (it was dropped
+    # unreadable, and the import said ok)
+    lg = Vault(DV, T, "legacy")
+    rc, rep, pacs = run_import(lg, "legacy")
+    check("a legacy study UID with a leading zero: both studies listed, moved and verified, exit 0",
+          rc == 0 and (rep.get("expected"), rep.get("stored"), rep.get("verified")) == (2, 2, 2) and
+          not rep.get("problems") and indexed(lg.dir) == {fake_pacs.SOP, fake_pacs.LEGACY_SOP},
+          (rc, rep, pacs[-600:]))
+    # matches the import cannot name (no unique key) are errors, each
+    # C-FIND's counted and named by level and parent UID
+    nk = Vault(DV, T, "nokey")
+    rc, rep, pacs = run_import(nk, "nokey")
+    errs = {p.get("object"): p.get("reason", "") for p in rep.get("problems", []) if p.get("kind") == "error"}
+    check("matches without their unique key: exit 1, 3 errors (studies, series, instances), the listed one verified",
+          rc == 1 and rep.get("ok") is False and rep.get("errors") == 3 and rep.get("verified") == 1 and
+          "1 match without a readable StudyInstanceUID" in errs.get("SRCNOKEY", "") and
+          "1 match without a readable SeriesInstanceUID" in errs.get(fake_pacs.STUDY, "") and
+          "1 match without a readable SOPInstanceUID" in errs.get(fake_pacs.SERIES, ""), (rc, rep))
+    ends = [r for r in vault_state.audit_records(nk.dir) if r.get("action") == "import"]
+    check("the import's audit record counts the 3 errors, outcome failure",
+          ends and "3 errors" in ends[-1].get("reason", "") and ends[-1].get("outcome") == "failure",
+          ends[-1:] if ends else vault_state.audit_records(nk.dir)[-3:])
     # a source that keeps the import waiting with pending responses that
     # change nothing (each one reset the idle timeout: it never ended);
     # [dicom] stall_timeout = 2 s here (an hour by default)
@@ -140,7 +167,7 @@ def main():
     check("keepalive: 1500 unchanged pending responses, then the store: exit 0, 1 stored and verified",
           rc == 0 and rep.get("verified") == 1 and "keepalive: 1500 pending" in pacs, (rc, rep, pacs[-300:]))
     stalled.append(z)
-    for d in [v.dir, w.dir, x.dir] + [y.dir for y in stalled]:
+    for d in [v.dir, w.dir, x.dir, lg.dir, nk.dir] + [y.dir for y in stalled]:
         r = subprocess.run([DV, "audit", "verify", "--vault", d], capture_output=True, text=True)
         check("audit verify: intact (%s)" % os.path.basename(d), r.returncode == 0, r.stdout + r.stderr)
 

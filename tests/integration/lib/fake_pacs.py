@@ -11,7 +11,12 @@ did not list; in MODE "honest", the listed instance only; in MODE
 (one every 5 ms) until the association ends; in MODE "stall-find", its
 C-FIND sends pending responses without identifiers so; in MODE
 "keepalive", its C-MOVE sends 1500 such pending responses (about 8
-s), then stores the listed instance and ends with success. Prints
+s), then stores the listed instance and ends with success; in MODE
+"legacy", its C-FIND lists a second study whose UID has a component
+with a leading zero (LEGACY_STUDY, as old archives made them; its series
+and instance UIDs are plain), and its C-MOVE of that study stores its
+instance; in MODE "nokey", each C-FIND answer is followed by a match
+whose identifier lacks the level's unique key, the rest as "honest". Prints
 "listening" once it listens, then one line per C-STORE with the status
 it got ("store UID STATUS"). Imported by
 nothing; run by tests/integration/import_hostile.py. Layer: tests."""
@@ -34,6 +39,8 @@ U = "1.2.826.0.1.3680043.2.1143.90."
 STUDY, SERIES, SOP = U + "1", U + "1.1", U + "1.1.1"
 OTHER_STUDY, OTHER_SOP = U + "2", U + "2.1.1"   # another patient's
 UNLISTED_SOP = U + "1.1.77"                      # in the listed study, not listed
+LEGACY_STUDY = U + "05.3"                        # "05": a leading zero
+LEGACY_SERIES, LEGACY_SOP = U + "3.1", U + "3.1.1"
 
 
 def encode(ds):
@@ -93,8 +100,9 @@ def rsp(field, cls, msgid, status, has_data):
             0x00000900: status}
 
 
-def store_all(dest_port, source_ae, mode, move_msgid):
-    """The C-MOVE's sub-operations, on an association of our own; their count."""
+def store_all(dest_port, source_ae, mode, move_msgid, study=STUDY):
+    """The C-MOVE of study's sub-operations, on an association of our own;
+    their count."""
     s = socket.create_connection(("127.0.0.1", dest_port), timeout=15)
     s.sendall(dul.assoc_rq(source_ae, "DICOMVAULT", [(1, CT, [dul.IMPLICIT])]))
     t, _ = dul.read_pdu(s)
@@ -102,6 +110,8 @@ def store_all(dest_port, source_ae, mode, move_msgid):
         print("store association refused", flush=True)
         return 0
     objs = [ct(STUDY, SERIES, SOP, "PAT90")]
+    if study == LEGACY_STUDY:
+        objs = [ct(LEGACY_STUDY, LEGACY_SERIES, LEGACY_SOP, "PAT90")]
     if mode == "hostile":
         objs += [ct(OTHER_STUDY, OTHER_STUDY + ".1", OTHER_SOP, "OTHER90"), ct(STUDY, SERIES, UNLISTED_SOP, "PAT90")]
     m = dul.Messages(s)
@@ -161,16 +171,25 @@ def main():
             q = pydicom.filereader.read_dataset(io.BytesIO(data), True, True)
             ds = pydicom.dataset.Dataset()
             ds.QueryRetrieveLevel = lvl = q.QueryRetrieveLevel.strip()
-            ds.StudyInstanceUID = STUDY
+            legacy = q.get("StudyInstanceUID", "") == LEGACY_STUDY
+            ds.StudyInstanceUID = LEGACY_STUDY if legacy else STUDY
             if lvl in ("SERIES", "IMAGE"):
-                ds.SeriesInstanceUID = SERIES
+                ds.SeriesInstanceUID = LEGACY_SERIES if legacy else SERIES
             if lvl == "IMAGE":
-                ds.SOPInstanceUID = SOP
+                ds.SOPInstanceUID = LEGACY_SOP if legacy else SOP
             if mode == "stall-find":
                 print("stalling: %d pending" % stall(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, False)), flush=True)
                 break
             for _ in range(2 if mode == "repeats" else 1):
                 send(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, True), encode(ds))
+            if mode == "legacy" and lvl == "STUDY":
+                ds.StudyInstanceUID = LEGACY_STUDY
+                send(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, True), encode(ds))
+            if mode == "nokey":   # a match the importer cannot name
+                bad = pydicom.dataset.Dataset()
+                bad.QueryRetrieveLevel = lvl
+                bad.PatientID = "PAT90"
+                send(c, pcid, rsp(0x8020, cls, msgid, 0xFF00, True), encode(bad))
             send(c, pcid, rsp(0x8020, cls, msgid, 0x0000, False))
         elif field == 0x0021 and mode == "keepalive":
             # an honest source during a slow sub-operation: pending
@@ -188,7 +207,8 @@ def main():
             print("stalling: %d pending" % stall(c, pcid, r), flush=True)
             break
         elif field == 0x0021:   # C-MOVE
-            n = store_all(dest_port, source_ae, mode, msgid)
+            q = pydicom.filereader.read_dataset(io.BytesIO(data), True, True)
+            n = store_all(dest_port, source_ae, mode, msgid, q.StudyInstanceUID)
             r = rsp(0x8021, cls, msgid, 0x0000, False)
             r.update({0x00001021: n, 0x00001022: 0, 0x00001023: 0})
             send(c, pcid, r)

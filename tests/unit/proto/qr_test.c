@@ -78,6 +78,9 @@ TEST(build_refusals)
 	CHECK_EQ_INT(qr_ident_build(&w, true, NULL, NULL, NULL, NULL), ERR_PARSE);
 	CHECK_EQ_INT(w.len, 0);
 	CHECK_EQ_INT(qr_level_key("study"), 0);
+	/* a legacy study UID with a leading-zero component is moved */
+	CHECK_EQ_INT(qr_ident_build(&w, true, "STUDY", "1.2.05.3", NULL, NULL), ERR_OK);
+	CHECK(w.len > 0);
 	wbuf_fini(&w);
 }
 
@@ -109,7 +112,9 @@ TEST(bad_values)
 	char out[65];
 
 	CHECK_EQ_INT(qr_ident_uid(letters, sizeof letters, false, 0x0020000D, out), ERR_PARSE);
-	CHECK_EQ_INT(qr_ident_uid(leading0, sizeof leading0, false, 0x0020000D, out), ERR_PARSE);
+	/* a legacy leading-zero component is read, as the store takes it */
+	CHECK_EQ_INT(qr_ident_uid(leading0, sizeof leading0, false, 0x0020000D, out), ERR_OK);
+	CHECK_EQ_STR(out, "1.01");
 	CHECK_EQ_INT(qr_ident_uid(nul_inside, sizeof nul_inside, false, 0x0020000D, out), ERR_PARSE);
 	CHECK_EQ_INT(qr_ident_uid(overrun, sizeof overrun, false, 0x0020000D, out), ERR_PARSE);
 	CHECK_EQ_INT(qr_ident_uid(spaces, sizeof spaces, false, 0x0020000D, out), ERR_OK);
