@@ -107,7 +107,9 @@ struct dimse_cmd {
  * has its VR's size and a valid value (UIDs, AE titles, no NUL in text);
  * unknown group 0000 elements (retired ones, N-service ones) are skipped
  * and counted. Lenient where peers differ: a UID padded with a NUL or a
- * space; an empty value (an AE title or ErrorComment of spaces only too)
+ * space, or with a leading-zero component (vr_uid_ok, as the store takes
+ * UIDs and DCMTK sends them; still 1 to 64 digits and dots, no empty
+ * component); an empty value (an AE title or ErrorComment of spaces only too)
  * is taken as absent, so that dimse_cmd_check names a required one
  * missing. ERR_PARSE on anything else, ERR_LIMIT over DIMSE_MAX_COMMAND
  * or DIMSE_MAX_STRING. *c is set only on success. */
@@ -119,7 +121,7 @@ WUR enum err dimse_cmd_parse(const uint8_t *p, size_t n, struct dimse_cmd *c);
 WUR enum err dimse_cmd_check(const struct dimse_cmd *c, const char **why);
 /* Appends the command set: the elements flagged in c->has (CommandField
  * always), in tag order, CommandGroupLength first. ERR_PARSE for a value
- * that would not parse back. */
+ * that would not parse back (then nothing is appended). */
 WUR enum err dimse_cmd_build(const struct dimse_cmd *c, struct wbuf *w);
 
 /* Request and response skeletons, to be completed before building. */

@@ -493,6 +493,18 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		rq.has |= DIMSE_F_MOVE_ORIG_AE | DIMSE_F_MOVE_ORIG_ID;
 	}
 	rc = dimse_assoc_send_cmd(o, pcid, &rq);
+	if (rc == ERR_PARSE) {
+		/* the request could not be built (a stored value the command
+		 * set cannot carry): nothing was sent, so this sub-operation
+		 * fails and the association goes on (it was taken for the
+		 * peer gone: no final C-GET response, every later C-MOVE
+		 * sub-operation failed) */
+		log_warn("C-%s of %s: instance %s: its C-STORE-RQ cannot be built", o == a ? "GET" : "MOVE", a->calling,
+		         sop);
+		sub_failed(gr, sop);
+		rc = ERR_OK;
+		goto out;
+	}
 	if (rc != ERR_OK)
 		goto out;
 	gr->sub_msg_id = rq.msg_id;

@@ -90,7 +90,8 @@ WUR enum err dimse_user_load(struct dimse_assoc *a);
  * over DIMSE). Pure: no lock taken (callable from a query callback). */
 bool dimse_user_may(const struct dimse_assoc *a, enum access_action act, const char *collection,
                     const char *study_uid, const uint8_t *patient);
-/* Builds and queues a command set and sends what u.tx holds. */
+/* Builds and queues a command set and sends what u.tx holds. ERR_PARSE:
+ * c cannot be built (dimse_cmd_build), nothing was queued or sent. */
 WUR enum err dimse_assoc_send_cmd(struct dimse_assoc *a, uint8_t pcid, const struct dimse_cmd *c);
 /* Sends what u.tx holds. */
 WUR enum err dimse_assoc_flush(struct dimse_assoc *a);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "dicomvault/dimse.h"
 #include "dicomvault/rd.h"
+#include "dicomvault/vr.h"
 
 enum vkind { V_UL, V_US, V_UI, V_AE, V_LO, V_AT };
 
@@ -80,6 +81,16 @@ static char *str_slot(struct dimse_cmd *c, uint32_t flag, size_t *cap)
 	}
 }
 
+/* A UID of a command set as the store takes it (vr_uid_ok: digits and
+ * dots, 1 to 64, no empty component), not as strictly as an association's
+ * (pdu_uid_ok): a legacy SOP Instance UID with a leading-zero component
+ * (PS3.5 9.1 forbids it; DCMTK's storescu and storescp take it) was an
+ * A-ABORT when received, and could not be sent by C-GET or C-MOVE. */
+static bool cmd_uid_ok(const char *s, size_t n)
+{
+	return vr_uid_ok(s, n);
+}
+
 static enum err value_parse(struct dimse_cmd *c, const struct elem_def *d, const uint8_t *v, size_t n)
 {
 	size_t cap, b = 0, i;
@@ -103,7 +114,7 @@ static enum err value_parse(struct dimse_cmd *c, const struct elem_def *d, const
 			n--;   /* padding to even length: NUL, or a space as some write */
 		if (n == 0)
 			return ERR_NOTFOUND;
-		if (!pdu_uid_ok((const char *)v, n))
+		if (!cmd_uid_ok((const char *)v, n))
 			return ERR_PARSE;
 		break;
 	case V_AE:
@@ -321,7 +332,7 @@ enum err dimse_cmd_build(const struct dimse_cmd *c0, struct wbuf *w)
 		if (!(c.has & d->flag) || (s = str_slot(&c, d->flag, &cap)) == NULL)
 			continue;
 		n = strnlen(s, cap);
-		if (n == cap || (d->kind == V_LO && n > 64) || (d->kind == V_UI && !pdu_uid_ok(s, n)) || (d->kind == V_AE && !pdu_ae_ok(s)))
+		if (n == cap || (d->kind == V_LO && n > 64) || (d->kind == V_UI && !cmd_uid_ok(s, n)) || (d->kind == V_AE && !pdu_ae_ok(s)))
 			return ERR_PARSE;
 	}
 	if ((c.has & DIMSE_F_OFFENDING) && (c.noffending == 0 || c.noffending > DIMSE_MAX_OFFENDING))

@@ -45,14 +45,14 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 out = sys.argv[1]
-for d in ("default", "ctdept", "other"):
+for d in ("default", "ctdept", "other", "legacy"):
     os.makedirs(out + "/" + d)
 n = [0]
-def inst(coll, pid, study, series, rows, implicit=False, jpeg=False):
+def inst(coll, pid, study, series, rows, implicit=False, jpeg=False, sop=None):
     n[0] += 1
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"   # secondary capture
-    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1143.19.%d" % n[0]
+    ds.SOPInstanceUID = sop or "1.2.826.0.1.3680043.2.1143.19.%d" % n[0]
     ds.PatientName = "DOE^" + pid; ds.PatientID = pid; ds.PatientSex = "O"
     ds.StudyInstanceUID = study; ds.StudyDate = "20240105"; ds.AccessionNumber = "A%d" % n[0]
     ds.SeriesInstanceUID = series; ds.Modality = "OT"; ds.SeriesNumber = 1; ds.InstanceNumber = n[0]
@@ -77,8 +77,10 @@ inst("default", "P2", S + "2", S + "2.1", 8)
 inst("ctdept", "P1", S + "3", S + "3.1", 8)
 inst("other", "P3", S + "4", S + "4.1", 8, implicit=True)
 inst("other", "P3", S + "4", S + "4.1", 8, jpeg=True)
+# a legacy SOP Instance UID: a component with a leading zero ("05")
+inst("legacy", "P5", S + "5", S + "5.1", 8, sop="1.2.826.0.1.3680043.2.1143.19.05")
 PYEOF
-check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 7 ]" "$T/gen.err"
+check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 8 ]" "$T/gen.err"
 
 vault_init || exit 0
 HP=$(free_port)
@@ -116,6 +118,9 @@ check "storescu -xi: an instance stored in implicit VR" "[ $? -eq 0 ]" "$T/s3"
 storescu -xy -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" \
 	"$T/data/other/007.dcm" >"$T/s4" 2>&1
 check "storescu -xy: an instance stored in JPEG baseline" "[ $? -eq 0 ]" "$T/s4"
+storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet GETTER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/legacy/*.dcm \
+	>"$T/s5" 2>&1
+check "storescu: an instance whose SOP Instance UID has a leading-zero component, stored" "[ $? -eq 0 ]" "$T/s5"
 
 # ---- the TLS tunnel for getscu: stunnel4 as a TLS client on loopback ----
 LP=$(free_port)
@@ -205,6 +210,11 @@ check "patient root, PATIENT level: P2's instance only" "[ $? -eq 0 ]" "$T/pa.cm
 get_ ul GETTER -S -k QueryRetrieveLevel=STUDY -k "StudyInstanceUID=${S}2\\${S}1"
 check "a UID list at the STUDY level: 4 instances" "[ \$(ls '$T/gul' | wc -l) -eq 4 ] && [ \$(npending ul) -eq 4 ]" \
 	"$T/ul.log"
+
+get_ lz GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}5
+same lz "$T"/data/legacy/*.dcm >"$T/lz.cmp" 2>&1
+check "the leading-zero SOP Instance UID retrieved by getscu: equal, final status success" \
+	"[ $? -eq 0 ] && grep -q 'Received C-GET Response (Success)' '$T/lz.log'" "$T/lz.cmp" "$T/lz.log"
 
 get_ ct GETTER -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=${S}3
 check "a study of another collection: nothing sent, success" \
@@ -593,7 +603,7 @@ check "C-CANCEL right behind the C-GET: FE00H, 3 remaining, none sent" \
 
 # one record per C-GET, written before its first image leaves ("N to send");
 # one more, right after it, for each C-GET that sent less than that
-"$PY" - "$T/v/audit/audit.log" $((13 + nbs + GETS)) >"$T/getrecs" 2>&1 <<'PYEOF'
+"$PY" - "$T/v/audit/audit.log" $((14 + nbs + GETS)) >"$T/getrecs" 2>&1 <<'PYEOF'
 import json, re, sys
 recs = [r for r in map(json.loads, open(sys.argv[1])) if r.get("action") == "retrieve" and "C-GET" in r.get("reason", "")]
 ops, bad, prev = 0, [], None

@@ -20,6 +20,11 @@ serve` with lib/dul.py as the requestor (a `tls = no` peer):
 * C-GET: a sub-operation answered with the warning status 0001H counts as
   a warning, the final status B000H, nothing in a Failed SOP Instance UID
   List (it counted as a failure: A702H).
+* A SOP Instance UID with a leading-zero component (legacy archives made
+  them; PS3.5 forbids it, DCMTK's storescu and storescp take it, and so
+  does our store): its C-STORE-RQ is stored (0000H; it was an A-ABORT),
+  and a C-GET of its study sends it (its C-STORE-RQ could not be built:
+  no final response, the association aborted).
 
 Run as /usr/bin/python3 tests/integration/dimse_interop.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
@@ -28,6 +33,7 @@ import socket
 import struct
 import sys
 import tempfile
+import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 import dul  # noqa: E402
@@ -100,12 +106,40 @@ def release(s):
 
 
 def store(s, pcid, cls, sop, data, msgid):
-    """A C-STORE-RQ and its data set: (status, error comment)."""
+    """A C-STORE-RQ and its data set: (status or None, error comment)."""
     s.sendall(dul.pdata(pcid, dul.command({0x00000002: cls, 0x00000100: 0x0001, 0x00000110: msgid,
                                            0x00000700: 0, 0x00000800: 0, 0x00001000: sop}), True))
     s.sendall(dul.pdata(pcid, data, False))
-    c, _ = dul.Messages(s).next()
+    c = dul.Messages(s).next()[0]
+    if c == "pdu":   # an A-ABORT: no response
+        return None, "association aborted"
     return dul.us(c[0x00000900]), c.get(0x00000902, b"").rstrip(b"\0 ").decode(errors="replace")
+
+
+def get_study(s, study, answer, msgid=7):
+    """A Study Root C-GET of study on context 1, each C-STORE-RQ
+    sub-operation answered with status answer on context 3: (the SOP
+    Instance UIDs sent, the final C-GET-RSP or None)."""
+    ident = dul.dataset({0x00080052: b"STUDY ", 0x0020000D: study.encode() + b"\0"})
+    s.sendall(dul.pdata(1, dul.command({0x00000002: dul.GET_STUDY, 0x00000100: 0x0010, 0x00000110: msgid,
+                                        0x00000700: 0, 0x00000800: 0}), True))
+    s.sendall(dul.pdata(1, ident, False))
+    m = dul.Messages(s)
+    got = []
+    for _ in range(20):
+        msg = m.next()
+        if msg[0] == "pdu":   # an A-ABORT or a release: no final response
+            return got, None
+        c, data = msg
+        field = dul.us(c[0x00000100])
+        if field == 0x0001:
+            got.append(c[0x00001000].rstrip(b"\0").decode())
+            s.sendall(dul.pdata(3, dul.command({0x00000002: SC, 0x00000100: 0x8001,
+                                                0x00000120: dul.us(c[0x00000110]), 0x00000800: 0x0101,
+                                                0x00000900: answer, 0x00001000: got[-1]}), True))
+        elif field == 0x8010 and dul.us(c[0x00000900]) not in (0xFF00, 0xFF01):
+            return got, c
+    return got, None
 
 
 def main():
@@ -169,31 +203,35 @@ def main():
     check("only the good one is in the vault", st2 == 200 and sop.encode() in data and
           (U + "1.1.9").encode() not in data, (st2, data[:200]))
 
+    # ---- a legacy SOP Instance UID: a component with a leading zero ----
+    lz = U + "2.1.05"
+    warnings.filterwarnings("ignore", "Invalid value for VR UI")   # pydicom's, on writing it
+    st, comment = store(s, 1, SC, lz, dsgen.implicit(dsgen.sc(lz, U + "2", U + "2.1", "INTEROP^LZ", "IOP95")), 5)
+    check("a C-STORE-RQ whose SOP Instance UID has a leading-zero component: stored (0000H)", st == 0,
+          (st, comment))
+    release(s)
+    # another one, of a study of its own, stored by STOW-RS (which took
+    # them before): a C-GET sends it
+    lz2 = U + "3.1.07"
+    st2, rep = v.stow([dsgen.part10(dsgen.sc(lz2, U + "3", U + "3.1", "INTEROP^LZ", "IOP95"))])
+    check("STOW-RS of another such instance: 200", st2 == 200, (st2, rep))
+    s, t, body = associate([(1, dul.GET_STUDY, [dul.IMPLICIT]), (3, SC, [dul.IMPLICIT])], roles=[(SC, 0, 1)])
+    if t != 2:
+        check("a C-GET association", False, body[:16])
+        return
+    got, final = get_study(s, U + "3", 0x0000)
+    check("C-GET of its study: that instance sent, final 0000H with 1 completed",
+          got == [lz2] and final is not None and dul.us(final[0x00000900]) == 0 and
+          dul.us(final.get(0x00001021, b"\0\0")) == 1, (got, {hex(k): final[k] for k in final} if final else None))
+
     # ---- C-GET: a sub-operation's warning status 0001H is a warning ----
     release(s)
     s, t, body = associate([(1, dul.GET_STUDY, [dul.IMPLICIT]), (3, SC, [dul.IMPLICIT])], roles=[(SC, 0, 1)])
     check("a C-GET association with the SCP role for the storage class", t == 2, body[:16])
     if t != 2:
         return
-    ident = dul.dataset({0x00080052: b"STUDY ", 0x0020000D: (U + "1").encode() + b"\0"})
-    s.sendall(dul.pdata(1, dul.command({0x00000002: dul.GET_STUDY, 0x00000100: 0x0010, 0x00000110: 7,
-                                        0x00000700: 0, 0x00000800: 0}), True))
-    s.sendall(dul.pdata(1, ident, False))
-    m = dul.Messages(s)
-    final, stores = None, 0
-    for _ in range(20):
-        c, data = m.next()
-        field = dul.us(c[0x00000100])
-        if field == 0x0001:   # a C-STORE-RQ sub-operation: answered with 0001H
-            stores += 1
-            s.sendall(dul.pdata(3, dul.command({0x00000002: SC, 0x00000100: 0x8001,
-                                                0x00000120: dul.us(c[0x00000110]), 0x00000800: 0x0101,
-                                                0x00000900: 0x0001,
-                                                0x00001000: c[0x00001000].rstrip(b"\0").decode()}), True))
-        elif field == 0x8010 and dul.us(c[0x00000900]) not in (0xFF00, 0xFF01):
-            final = c
-            break
-    check("one sub-operation sent", stores == 1, stores)
+    got, final = get_study(s, U + "1", 0x0001)   # each sub-operation answered with 0001H
+    check("one sub-operation sent", len(got) == 1, got)
     ok = final is not None
     check("final C-GET-RSP: B000H, 0 failed, 1 warning, no Failed SOP Instance UID List",
           ok and dul.us(final[0x00000900]) == 0xB000 and dul.us(final.get(0x00001022, b"\0\0")) == 0 and

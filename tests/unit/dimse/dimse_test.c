@@ -310,6 +310,28 @@ TEST(lenient_where_documented)
 	b_end(&b);
 	CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_OK);
 	CHECK(!(c.has & DIMSE_F_SOP_CLASS));
+	/* a legacy SOP Instance UID with a leading-zero component (DCMTK
+	 * sends it; the store takes it): parsed, and built back the same */
+	{
+		struct wbuf w;
+		struct dimse_cmd back;
+		b_start(&b);
+		b_elem(&b, 0x0002, "1.2.840.10008.5.1.4.1.1.7\0", 26);
+		b_us(&b, 0x0100, 0x0001);
+		b_us(&b, 0x0110, 3);
+		b_us(&b, 0x0700, 0);
+		b_us(&b, 0x0800, 0x0000);
+		b_elem(&b, 0x1000, "1.2.3.777.05.12\0", 16);
+		b_end(&b);
+		CHECK_EQ_INT(dimse_cmd_parse(b.b, b.n, &c), ERR_OK);
+		CHECK_EQ_STR(c.sop_instance, "1.2.3.777.05.12");
+		CHECK_EQ_INT(dimse_cmd_check(&c, NULL), ERR_OK);
+		wbuf_init(&w, 1 << 16);
+		CHECK_EQ_INT(dimse_cmd_build(&c, &w), ERR_OK);
+		CHECK_EQ_INT(dimse_cmd_parse(w.p, w.len, &back), ERR_OK);
+		CHECK_EQ_STR(back.sop_instance, "1.2.3.777.05.12");
+		wbuf_fini(&w);
+	}
 }
 
 TEST(required_elements)
@@ -349,6 +371,16 @@ TEST(build_refuses_bad_values)
 	dimse_cmd_rq(&c, DIMSE_C_MOVE_RQ, 1, "1.2.3");
 	snprintf(c.move_dest, sizeof c.move_dest, " LEADING");
 	c.has |= DIMSE_F_MOVE_DEST;
+	CHECK_EQ_INT(dimse_cmd_build(&c, &w), ERR_PARSE);
+	/* lenient on leading zeros only: still digits and dots, no empty
+	 * component, not over 64 */
+	dimse_cmd_rq(&c, DIMSE_C_STORE_RQ, 1, "1.2.3");
+	c.has |= DIMSE_F_SOP_INSTANCE;
+	snprintf(c.sop_instance, sizeof c.sop_instance, "1.2.3a");
+	CHECK_EQ_INT(dimse_cmd_build(&c, &w), ERR_PARSE);
+	snprintf(c.sop_instance, sizeof c.sop_instance, "1.2.3.");
+	CHECK_EQ_INT(dimse_cmd_build(&c, &w), ERR_PARSE);
+	memset(c.sop_instance, '1', sizeof c.sop_instance);   /* 65, unterminated */
 	CHECK_EQ_INT(dimse_cmd_build(&c, &w), ERR_PARSE);
 	dimse_cmd_rq(&c, DIMSE_C_ECHO_RQ, 1, "1.2.3");
 	memset(c.error_comment, 'x', 65);
