@@ -222,16 +222,21 @@ static void find_match(struct wait *w)
 }
 
 /* Whether pending response c moves its operation on: a C-FIND's carries an
- * identifier (a match), a C-MOVE's changes the sub-operation counts (a
- * response without any counts is taken as one sub-operation's). */
+ * identifier (a match), a C-MOVE's changes the sub-operation counts. The
+ * first pending C-MOVE response is progress (the move has begun); later
+ * ones without any count are not: PS3.7 9.1.4.1 requires the counts in
+ * them, and taking each as a sub-operation's let a source hold the import
+ * for ever, [dicom] stall_timeout never running. */
 static bool progressed(const struct wait *w, const struct dimse_cmd *c)
 {
 	const unsigned counts = DIMSE_F_REMAINING | DIMSE_F_COMPLETED | DIMSE_F_FAILED | DIMSE_F_WARNING;
 
 	if (w->m == NULL)
 		return dimse_has_data_set(c);
-	if (!(c->has & counts) || w->m->pending == 0)
+	if (w->m->pending == 0)
 		return true;
+	if (!(c->has & counts))
+		return false;
 	return ((c->has & DIMSE_F_REMAINING) && c->remaining != w->m->remaining) ||
 	       ((c->has & DIMSE_F_COMPLETED) && c->completed != w->m->completed) ||
 	       ((c->has & DIMSE_F_FAILED) && c->failed != w->m->failed) ||
@@ -347,19 +352,42 @@ static enum err send_cancel(struct dimse_scu *c, struct wait *w)
 	return rc;
 }
 
+/* Gives up on the association: A-ABORT, ERR_IO (why says why). */
+static enum err give_up(struct dimse_scu *c)
+{
+	ul_abort(&c->a->u);
+	if (dimse_assoc_flush(c->a) != ERR_OK)
+		log_debug("A-ABORT not sent to %s", c->a->addr);
+	c->a->failed = true;
+	return ERR_IO;
+}
+
 /* Reads responses until the final one. Waits in short steps so that a
  * cancel (c->cancel) is seen at once; the idle timeout counts from the
- * last thing the peer sent. */
+ * last thing the peer sent. After a C-CANCEL-RQ the final response is
+ * awaited for ARTIM at most ([dicom] artim; pending responses meanwhile
+ * do not extend it): a source that ignores the cancel held a stopped
+ * import for ever. */
 static enum err await(struct dimse_scu *c, struct wait *w, char *why, size_t whylen)
 {
 	unsigned idle = dimse_assoc_idle_ms(c->a), quiet = 0;
+	unsigned artim = c->a->o->artim_ms ? c->a->o->artim_ms : UL_ARTIM_SECONDS * 1000u;
+	int64_t cancel_at = 0;
 
 	while (!w->done && !w->lost) {
 		enum err rc;
-		if (c->cancel != NULL && *c->cancel && !w->cancel_sent && send_cancel(c, w) != ERR_OK) {
-			w->lost = true;
-			w->lost_why = "the C-CANCEL-RQ could not be sent";
-			break;
+		if (c->cancel != NULL && *c->cancel && !w->cancel_sent) {
+			cancel_at = clock_mono_ms();
+			if (send_cancel(c, w) != ERR_OK) {
+				w->lost = true;
+				w->lost_why = "the C-CANCEL-RQ could not be sent";
+				break;
+			}
+		}
+		if (w->cancel_sent && clock_mono_ms() - cancel_at > (int64_t)artim) {
+			snprintf(why, whylen, "%s sent no final response within %u s of the C-CANCEL-RQ (ARTIM); aborted",
+			         c->a->peer->ae, artim / 1000u);
+			return give_up(c);
 		}
 		rc = dimse_assoc_wait_ms(c->a, c->cancel != NULL ? SCU_CANCEL_POLL_MS : idle, on_event, w);
 		if (rc == ERR_AGAIN) {
@@ -367,11 +395,7 @@ static enum err await(struct dimse_scu *c, struct wait *w, char *why, size_t why
 			if (quiet < idle)
 				continue;
 			snprintf(why, whylen, "%s sent no response within the idle timeout", c->a->peer->ae);
-			ul_abort(&c->a->u);
-			if (dimse_assoc_flush(c->a) != ERR_OK)
-				log_debug("A-ABORT not sent to %s", c->a->addr);
-			c->a->failed = true;
-			return ERR_IO;
+			return give_up(c);
 		}
 		quiet = 0;
 		if (rc != ERR_OK && !w->done)

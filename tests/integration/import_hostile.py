@@ -10,6 +10,10 @@ audited; `audit verify` passes. The same source, honest, gives exit 0,
 and so it does when it lists every study, series and instance twice
 (each expected, moved and verified once), and when it lists a legacy
 study whose UID has a leading-zero component (listed, moved, verified).
+A source whose C-MOVE pending responses carry no counts is no progress
+(the stall timeout ends it), and when it ignores the C-CANCEL of a
+SIGTERM the import waits for the final response no longer than ARTIM,
+then aborts and says so (it waited for ever).
 A source whose C-FIND answers include matches without the level's
 unique key: each such listing is an error naming the level and its
 parent (exit 1, counted in the audit's end record), not a silent drop.
@@ -19,6 +23,7 @@ Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
 directory. Layer: tests."""
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -51,9 +56,10 @@ def cleanup():
     finish(T)
 
 
-def run_import(v, mode):
-    """Starts the fake source in mode, runs the import: (exit status,
-    report JSON, the source's output)."""
+def run_import(v, mode, term_after=None, timeout=120):
+    """Starts the fake source in mode, runs the import (sent SIGTERM
+    term_after seconds in, if given; killed after timeout seconds): (exit
+    status, or None if killed, report JSON, the source's output)."""
     qp, vp = free_port(), free_port()
     v.conf('\n[peer "SRC%s"]\nhost = 127.0.0.1\nport = %d\ntls = no\n' % (mode.upper(), qp))
     out = open(os.path.join(T, mode + ".pacs"), "w+")
@@ -65,25 +71,35 @@ def run_import(v, mode):
         if "listening" in out.read() or p.poll() is not None:
             break
         time.sleep(0.05)
-    r = subprocess.run([DV, "import", "--vault", v.dir, "--from", "SRC" + mode.upper(), "--port", str(vp), "--json"],
-                       capture_output=True, text=True, timeout=120)
+    imp = subprocess.Popen([DV, "import", "--vault", v.dir, "--from", "SRC" + mode.upper(), "--port", str(vp),
+                            "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(imp)
+    if term_after is not None:
+        time.sleep(term_after)
+        imp.send_signal(signal.SIGTERM)
+    try:
+        stdout, stderr = imp.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        imp.kill()
+        stdout, stderr = imp.communicate()
+        imp.returncode = None
     p.wait(30)
     out.seek(0)
     try:
-        rep = json.loads(r.stdout)
+        rep = json.loads(stdout)
     except ValueError:
-        rep = {"raw": r.stdout + r.stderr}
-    return r.returncode, rep, out.read()
+        rep = {"raw": stdout + stderr}
+    return imp.returncode, rep, out.read()
 
 
-def stall_timeout(v, secs):
-    """[dicom] stall_timeout = secs in v's dicomvault.conf."""
+def stall_timeout(v, secs, key="stall_timeout"):
+    """[dicom] stall_timeout (or key) = secs in v's dicomvault.conf."""
     p = os.path.join(v.dir, "dicomvault.conf")
     text = open(p).read()
     if "\n[dicom]\n" in text:
-        text = text.replace("\n[dicom]\n", "\n[dicom]\nstall_timeout = %d\n" % secs, 1)
+        text = text.replace("\n[dicom]\n", "\n[dicom]\n%s = %d\n" % (key, secs), 1)
     else:
-        text += "\n[dicom]\nstall_timeout = %d\n" % secs
+        text += "\n[dicom]\n%s = %d\n" % (key, secs)
     open(p, "w").write(text)
 
 
@@ -160,6 +176,28 @@ def main():
               % mode, rc == 1 and "without progress" in json.dumps(rep) and 0 < n < 100000 and 2 <= took < 60,
               (rc, n, took, json.dumps(rep)[:400]))
         stalled.append(y)
+    # pending C-MOVE responses without counts are no progress either (each
+    # was: the stall timeout never ran)
+    y = Vault(DV, T, "nocount")
+    stall_timeout(y, 2)
+    t0 = time.time()
+    rc, rep, pacs = run_import(y, "nocount", timeout=40)
+    took = time.time() - t0
+    check("nocount: pending C-MOVE responses without counts: the import gives up after the stall timeout",
+          rc == 1 and "without progress" in json.dumps(rep) and 2 <= took < 60, (rc, took, json.dumps(rep)[:400]))
+    stalled.append(y)
+    # ... and a SIGTERM's C-CANCEL that the source ignores: the final
+    # response is awaited no longer than ARTIM (2 s here; the stall
+    # timeout an hour), then the association is aborted and said so
+    y = Vault(DV, T, "nocountterm")
+    stall_timeout(y, 2, "artim")
+    t0 = time.time()
+    rc, rep, pacs = run_import(y, "nocount", term_after=3, timeout=40)
+    took = time.time() - t0
+    check("nocount and SIGTERM, the C-CANCEL ignored: the import ends (exit 1, cancelled, the C-CANCEL named)",
+          rc == 1 and rep.get("cancelled") is True and "C-CANCEL" in json.dumps(rep) and took < 30,
+          (rc, took, json.dumps(rep)[:600]))
+    stalled.append(y)
     # an honest source's keep-alive (1500 pending responses over ~8 s while
     # a sub-operation runs) is no stall under the default
     z = Vault(DV, T, "keepalive")

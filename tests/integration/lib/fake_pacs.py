@@ -8,7 +8,9 @@ patient that nobody asked for, then one of the listed study that C-FIND
 did not list; in MODE "honest", the listed instance only; in MODE
 "repeats", the same, each C-FIND answer given twice; in MODE
 "stall-move", its C-MOVE sends pending responses with the same counts
-(one every 5 ms) until the association ends; in MODE "stall-find", its
+(one every 5 ms) until the association ends, and in MODE "nocount"
+pending responses without any count so (PS3.7 requires the counts; a
+C-CANCEL is ignored); in MODE "stall-find", its
 C-FIND sends pending responses without identifiers so; in MODE
 "keepalive", its C-MOVE sends 1500 such pending responses (about 8
 s), then stores the listed instance and ends with success; in MODE
@@ -201,9 +203,10 @@ def main():
             r = rsp(0x8021, cls, msgid, 0x0000, False)
             r.update({0x00001021: n, 0x00001022: 0, 0x00001023: 0})
             send(c, pcid, r)
-        elif field == 0x0021 and mode == "stall-move":
+        elif field == 0x0021 and mode in ("stall-move", "nocount"):
             r = rsp(0x8021, cls, msgid, 0xFF00, False)
-            r.update({0x00001020: 1, 0x00001021: 0, 0x00001022: 0, 0x00001023: 0})
+            if mode == "stall-move":
+                r.update({0x00001020: 1, 0x00001021: 0, 0x00001022: 0, 0x00001023: 0})
             print("stalling: %d pending" % stall(c, pcid, r), flush=True)
             break
         elif field == 0x0021:   # C-MOVE
