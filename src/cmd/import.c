@@ -1263,12 +1263,6 @@ static void check_net(struct imp *x, struct net *nt)
 		    (i == 0 || strcmp(nt->g[i - 1].sop, nt->g[i].sop) != 0))
 			note(&x->r, W_FAILED, nt->g[i].sop, "sent by %s without being asked for (not listed by C-FIND for "
 			     "the study being moved): refused", nt->peer);
-		if (nt->g[i].status == DIMSE_SUCCESS) {
-			if (nt->g[i].existed)
-				x->r.present++;
-			else
-				x->r.stored++;
-		}
 	}
 	for (i = 0; i < nt->ne; i++) {
 		struct got key, *g;
@@ -1277,16 +1271,26 @@ static void check_net(struct imp *x, struct net *nt)
 		g = nt->ng ? bsearch(&key, nt->g, nt->ng, sizeof *nt->g, got_sop_cmp) : NULL;
 		/* the last C-STORE of this UID says how it went, except that a
 		 * later one refused as not asked for (the source sending it again
-		 * during another study's move) does not undo a success */
+		 * during another study's move) does not undo a success; stored
+		 * or already present is its first success's word, once per UID
+		 * (a second copy of the same bytes, "already stored", counted
+		 * it as both) */
 		if (g != NULL) {
-			struct got *last = g, *ok = NULL;
+			struct got *last = g, *ok = NULL, *first_ok = NULL;
 			while (g > nt->g && strcmp(g[-1].sop, key.sop) == 0)
 				g--;
 			for (; g < nt->g + nt->ng && strcmp(g->sop, key.sop) == 0; g++) {
 				last = g;
-				if (g->status == DIMSE_SUCCESS)
+				if (g->status == DIMSE_SUCCESS) {
 					ok = g;
+					if (first_ok == NULL)
+						first_ok = g;
+				}
 			}
+			if (first_ok != NULL && first_ok->existed)
+				x->r.present++;
+			else if (first_ok != NULL)
+				x->r.stored++;
 			g = ok != NULL && last->status == DIMSE_NOT_AUTHORIZED && strcmp(last->comment, "Not asked for") == 0
 			        ? ok
 			        : last;

@@ -9,7 +9,9 @@ the import exits 1; nothing of them is in the index; the refusals are
 audited; `audit verify` passes. The same source, honest, gives exit 0,
 and so it does when it lists every study, series and instance twice
 (each expected, moved and verified once), and when it lists a legacy
-study whose UID has a leading-zero component (listed, moved, verified).
+study whose UID has a leading-zero component (listed, moved, verified),
+and when it sends the listed instance twice (stored once, not also
+"already present").
 A source whose C-MOVE pending responses carry no counts is no progress
 (the stall timeout ends it), and when it ignores the C-CANCEL of a
 SIGTERM the import waits for the final response no longer than ARTIM,
@@ -138,6 +140,14 @@ def main():
     check("a source that lists everything twice: exit 0, 1 expected, stored and verified",
           rc == 0 and (rep.get("expected"), rep.get("verified")) == (1, 1) and not rep.get("problems"),
           (rc, rep, pacs))
+    # the listed instance sent twice, the same bytes: 1 stored (its first
+    # C-STORE), not also 1 already present (every success was counted)
+    dp = Vault(DV, T, "dup")
+    rc, rep, pacs = run_import(dp, "dup")
+    check("the listed instance sent twice: exit 0, 2 received, 1 stored, 0 already present, 1 verified",
+          pacs.count("store %s 0000" % fake_pacs.SOP) == 2 and rc == 0 and
+          (rep.get("expected"), rep.get("received"), rep.get("stored"), rep.get("already_present"),
+           rep.get("verified")) == (1, 2, 1, 0, 1), (rc, rep, pacs[-300:]))
     # a legacy study UID ("05": a leading zero; PS3.5 forbids it, the
     # store takes it) is listed and moved like any other (it was dropped
     # unreadable, and the import said ok)
@@ -205,7 +215,7 @@ def main():
     check("keepalive: 1500 unchanged pending responses, then the store: exit 0, 1 stored and verified",
           rc == 0 and rep.get("verified") == 1 and "keepalive: 1500 pending" in pacs, (rc, rep, pacs[-300:]))
     stalled.append(z)
-    for d in [v.dir, w.dir, x.dir, lg.dir, nk.dir] + [y.dir for y in stalled]:
+    for d in [v.dir, w.dir, x.dir, dp.dir, lg.dir, nk.dir] + [y.dir for y in stalled]:
         r = subprocess.run([DV, "audit", "verify", "--vault", d], capture_output=True, text=True)
         check("audit verify: intact (%s)" % os.path.basename(d), r.returncode == 0, r.stdout + r.stderr)
 

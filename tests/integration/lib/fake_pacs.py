@@ -18,7 +18,9 @@ s), then stores the listed instance and ends with success; in MODE
 with a leading zero (LEGACY_STUDY, as old archives made them; its series
 and instance UIDs are plain), and its C-MOVE of that study stores its
 instance; in MODE "nokey", each C-FIND answer is followed by a match
-whose identifier lacks the level's unique key, the rest as "honest". Prints
+whose identifier lacks the level's unique key, the rest as "honest"; in
+MODE "dup", its C-MOVE stores the listed instance twice (the same
+bytes). Prints
 "listening" once it listens, then one line per C-STORE with the status
 it got ("store UID STATUS"). Imported by
 nothing; run by tests/integration/import_hostile.py. Layer: tests."""
@@ -114,6 +116,8 @@ def store_all(dest_port, source_ae, mode, move_msgid, study=STUDY):
     objs = [ct(STUDY, SERIES, SOP, "PAT90")]
     if study == LEGACY_STUDY:
         objs = [ct(LEGACY_STUDY, LEGACY_SERIES, LEGACY_SOP, "PAT90")]
+    if mode == "dup":
+        objs += [ct(STUDY, SERIES, SOP, "PAT90")]
     if mode == "hostile":
         objs += [ct(OTHER_STUDY, OTHER_STUDY + ".1", OTHER_SOP, "OTHER90"), ct(STUDY, SERIES, UNLISTED_SOP, "PAT90")]
     m = dul.Messages(s)
