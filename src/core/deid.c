@@ -188,13 +188,15 @@ const struct deid_safe_private *deid_safe_lookup(uint16_t group, uint8_t elem, c
 #define M_DUMMY_TEXT 1u   /* inside a sequence replaced by D: free text gets a dummy */
 #define M_DUMMY_CODE 2u   /* inside a code sequence replaced by D: every string gets a dummy */
 #define M_CLEAN_TEXT 4u   /* inside a sequence cleaned by C: free text is cleaned */
-#define M_LOCAL_CODE 8u   /* this item only, in dummy mode: a code of a private or local scheme */
+#define M_LOCAL_CODE 8u   /* this item only, in dummy or clean mode: a code of a private or local scheme */
 
 #define TAG_PATIENT_NAME  0x00100010u
 #define TAG_PATIENT_ID    0x00100020u
 #define TAG_BURNED_IN     0x00280301u
 #define TAG_CODING_SCHEME 0x00080102u
 #define TAG_CODE_MEANING  0x00080104u
+#define TAG_CODE_VALUE    0x00080100u
+#define TAG_LONG_CODE_VALUE 0x00080119u
 #define TAG_TEXT_VALUE    0x0040A160u
 
 #define DUMMY_TEXT "ANONYMIZED"
@@ -224,12 +226,6 @@ static bool is_string_vr(uint16_t vr)
 	return vr == VR_AE || vr == VR_AS || vr == VR_CS || vr == VR_DA || vr == VR_DS || vr == VR_DT ||
 	       vr == VR_IS || vr == VR_LO || vr == VR_LT || vr == VR_PN || vr == VR_SH || vr == VR_ST ||
 	       vr == VR_TM || vr == VR_UC || vr == VR_UI || vr == VR_UR || vr == VR_UT;
-}
-
-/* Short free text: a Code Meaning, a Code Value, a description. */
-static bool is_short_text_vr(uint16_t vr)
-{
-	return vr == VR_LO || vr == VR_SH || vr == VR_UC;
 }
 
 /* Whether the item ds is a code of a private or local coding scheme (PS3.16
@@ -527,15 +523,20 @@ static enum deid_action decide(struct ctx *c, const struct dcm_ds *ds, const str
 	if ((mode & M_DUMMY_CODE) && is_string_vr(vr) && vr != VR_CS && vr != VR_UI && vr != VR_DA &&
 	    vr != VR_DT && vr != VR_TM && vr != VR_DS && vr != VR_IS)
 		return DEID_D;
-	if ((mode & M_LOCAL_CODE) && e->tag == TAG_CODE_MEANING)
+	if ((mode & M_LOCAL_CODE) && (mode & M_DUMMY_TEXT) && e->tag == TAG_CODE_MEANING)
 		return DEID_D;
 	if ((mode & (M_DUMMY_TEXT | M_DUMMY_CODE)) && (is_text_vr(vr) || e->tag == TAG_TEXT_VALUE))
 		return DEID_D;
 	if ((mode & M_CLEAN_TEXT) && (is_text_vr(vr) || e->tag == TAG_TEXT_VALUE))
 		return DEID_C;
-	/* the rest of the tree's short strings (Code Meanings of published
-	 * schemes, Code Values...) stay but lose identifying words */
-	if ((mode & (M_DUMMY_TEXT | M_CLEAN_TEXT)) && is_short_text_vr(vr))
+	/* a published concept's meaning stays but loses identifying words; a
+	 * local code's value is the sender's own too. Published code values,
+	 * designators and versions name concepts, never a patient: kept (the
+	 * cleaner would turn 121071 or 363698007 into X's, and every
+	 * coded concept, a dose report's too, with them) */
+	if ((mode & (M_DUMMY_TEXT | M_CLEAN_TEXT)) &&
+	    (e->tag == TAG_CODE_MEANING ||
+	     ((mode & M_LOCAL_CODE) && (e->tag == TAG_CODE_VALUE || e->tag == TAG_LONG_CODE_VALUE))))
 		return DEID_C;
 	if (vr == VR_UI && unlisted_instance_uid(e->tag)) {
 		*listed = true;
@@ -659,7 +660,7 @@ static enum err walk(struct ctx *c, struct dcm_ds *ds, unsigned depth, unsigned 
 		return ERR_OK;
 	/* decided before anything of this item changes (its designator may
 	 * be cleaned), and for this item only */
-	if ((mode & M_DUMMY_TEXT) && local_code(ds))
+	if ((mode & (M_DUMMY_TEXT | M_CLEAN_TEXT)) && local_code(ds))
 		imode |= M_LOCAL_CODE;
 	keep = calloc(ds->n, 1);
 	if (keep == NULL)

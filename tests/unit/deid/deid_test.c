@@ -816,7 +816,7 @@ static struct dcm_file *mk_sr_codes(void)
 	set(code, 0x00080102, VR_SH, "L");
 	set(code, 0x00080104, VR_LO, "Seen by the family");
 	code = add_seq_item(it, 0x0040A043);           /* standard, but naming the patient */
-	set(code, 0x00080100, VR_SH, "12345");
+	set(code, 0x00080100, VR_SH, "363698007");    /* 6 digits and more: a concept, kept */
 	set(code, 0x00080102, VR_SH, "SCT");
 	set(code, 0x00080104, VR_LO, "Smithson fracture");
 	return sr;
@@ -842,11 +842,14 @@ TEST(sr_code_meaning)
 	char v[80];
 
 	/* Basic Profile (Content Sequence D): a local concept is the sender's
-	 * free text, its meaning gets the dummy; every other string of the tree
-	 * is cleaned; the standard concepts keep their meaning */
+	 * free text, its meaning gets the dummy and its value is cleaned; a
+	 * published concept's meaning is cleaned, its value and designator
+	 * kept whatever their digits */
 	must_run(sr, 0, key_a);
 	code = sr_code(sr, 0, 0x0040A043);
 	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "Finding") == 0);
+	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "121071") == 0);
+	CHECK(code != NULL && str(code, 0x00080102, v, sizeof v) != NULL && strcmp(v, "DCM") == 0);
 	code = sr_code(sr, 0, 0x0040A168);
 	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "ANONYMIZED") == 0);
 	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "L1") == 0);
@@ -856,12 +859,14 @@ TEST(sr_code_meaning)
 	code = sr_code(sr, 1, 0x0040A043);
 	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "XXXXXXXX fracture") == 0);
 	CHECK(code != NULL && str(code, 0x00080102, v, sizeof v) != NULL && strcmp(v, "SCT") == 0);
+	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "363698007") == 0);
 	dcm_file_free(sr);
 	/* Clean Structured Content: the strings are cleaned, meanings stay */
 	sr = mk_sr_codes();
 	must_run(sr, DEID_CLEAN_STRUCTURED_CONTENT, key_a);
 	code = sr_code(sr, 0, 0x0040A043);
 	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "Finding") == 0);
+	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "121071") == 0);
 	code = sr_code(sr, 0, 0x0040A168);
 	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL &&
 	      strcmp(v, "XXXXXXXX XXXXXXXXX (family)") == 0);
@@ -870,6 +875,7 @@ TEST(sr_code_meaning)
 	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "XXX-XXXXXX") == 0);
 	code = sr_code(sr, 1, 0x0040A043);
 	CHECK(code != NULL && str(code, 0x00080104, v, sizeof v) != NULL && strcmp(v, "XXXXXXXX fracture") == 0);
+	CHECK(code != NULL && str(code, 0x00080100, v, sizeof v) != NULL && strcmp(v, "363698007") == 0);
 	dcm_file_free(sr);
 }
 
