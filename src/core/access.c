@@ -394,7 +394,8 @@ static bool rule_matches(const struct coll_rule *r, const struct dcm_ds *ds)
 
 	if (v == NULL)
 		return false;
-	for (i = 0; i < n && (uint8_t)v[i] < 0x80; i++)
+	/* ASCII stays as it is; ISO 2022 sets (JIS) switch by ESC in 7 bits */
+	for (i = 0; i < n && (uint8_t)v[i] < 0x80 && v[i] != 0x1b; i++)
 		;
 	wbuf_init(&w, 4 * n + 16);
 	if (i < n && vr_uses_charset(r->vr)) {

@@ -219,7 +219,9 @@ TEST(collections)
  * the data set's character set, whatever the modality sent. */
 TEST(collections_decoded)
 {
-	struct ini *ini = conf("[collection \"munich\"]\nmatch = PatientName=M\xc3\xbcller*\n");
+	struct ini *ini = conf("[collection \"munich\"]\nmatch = PatientName=M\xc3\xbcller*\n"
+	                       "[collection \"tokyo\"]\nmatch = PatientName=*=\xe5\xb1\xb1\xe7\x94\xb0*\n");
+	struct dcm_file *jis = NULL;
 	struct access_collections *c = NULL;
 	struct dcm_file *latin1 = NULL, *utf8 = NULL, *other = NULL, *bad = NULL;
 	char why[160];
@@ -242,6 +244,16 @@ TEST(collections_decoded)
 	CHECK_EQ_STR(access_collection_for(c, &utf8->ds, NULL, NULL), "munich");
 	CHECK_EQ_STR(access_collection_for(c, &other->ds, NULL, NULL), "default");
 	CHECK_EQ_STR(access_collection_for(c, &bad->ds, NULL, NULL), "default");
+	/* ISO 2022 IR 87 (JIS X 0208): 7-bit bytes between escapes; the
+	 * ideographic group Yamada (U+5C71 U+7530) as JIS 3B33 4544 */
+	CHECK(dcm_file_new(&jis) == ERR_OK);
+	if (jis != NULL) {
+		CHECK(dcm_ds_set_str(&jis->ds, 0x00080005, VR_CS, "\\ISO 2022 IR 87") == ERR_OK);
+		CHECK(dcm_ds_set_str(&jis->ds, 0x00100010, VR_PN, "Yamada^Taro=\x1b$B;3ED\x1b(B^\x1b$BB@O:\x1b(B") ==
+		      ERR_OK);
+		CHECK_EQ_STR(access_collection_for(c, &jis->ds, NULL, NULL), "tokyo");
+		dcm_file_free(jis);
+	}
 	access_collections_free(c);
 	ini_free(ini);
 	dcm_file_free(latin1);
