@@ -1412,16 +1412,25 @@ static bool anchor_end(const struct verifier *vf, struct audit_verify_result *re
 	return true;
 }
 
+/* Hands the held record (if any) to on_record; non-zero stops. */
+static int emit_held(const struct audit_verify_opts *o, const char *held, size_t *nheld)
+{
+	size_t n = *nheld;
+
+	*nheld = 0;
+	return n > 0 ? o->on_record(o->ctx, held, n) : 0;
+}
+
 enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out)
 {
 	static const struct audit_verify_opts none;
 	const size_t cap = AUDIT_LINE_MAX + 1;   /* a line and its newline */
 	struct audit_verify_result res;
 	struct verifier vf;
-	size_t start = 0, end = 0;
+	size_t start = 0, end = 0, nheld = 0;
 	uint64_t line = 0;
 	bool eof = false;
-	char *buf = NULL;
+	char *buf = NULL, *held = NULL;
 	int fd;
 	enum err rc = ERR_INTERNAL;
 
@@ -1441,7 +1450,8 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	if (o->pk != NULL)
 		anchor_check(&vf, path);
 	buf = malloc(cap);
-	if (buf == NULL) {
+	held = o->on_record != NULL ? malloc(cap) : NULL;
+	if (buf == NULL || (o->on_record != NULL && held == NULL)) {
 		rc = ERR_NOMEM;
 		goto out;
 	}
@@ -1486,11 +1496,32 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.fault = verify_line(&vf, buf + start, (size_t)(nl - (buf + start)), res.detail, sizeof res.detail);
 		if (res.fault != AUDIT_OK)
 			break;
-		if (o->on_record != NULL && o->on_record(o->ctx, buf + start, (size_t)(nl - (buf + start)) + 1) != 0) {
-			rc = ERR_IO;
-			goto out;
+		if (o->on_record != NULL) {
+			/* a record is handed on once the next one links to it (edited
+			 * with its own hash redone, it breaks that link: blame_before),
+			 * or at once if it is a checkpoint whose signature verified */
+			size_t n = (size_t)(nl - (buf + start)) + 1;
+			if (emit_held(o, held, &nheld) != 0) {
+				rc = ERR_IO;
+				goto out;
+			}
+			if (vf.head_signed) {
+				if (o->on_record(o->ctx, buf + start, n) != 0) {
+					rc = ERR_IO;
+					goto out;
+				}
+			} else {
+				memcpy(held, buf + start, n);
+				nheld = n;
+			}
 		}
 		start = (size_t)(nl - buf) + 1;
+	}
+	/* the last record held: whole at the end, or before a fault of its own
+	 * successor; not when it may be the bad one */
+	if (o->on_record != NULL && !vf.blame_before && emit_held(o, held, &nheld) != 0) {
+		rc = ERR_IO;
+		goto out;
 	}
 	if (res.fault == AUDIT_OK && o->pk != NULL && (res.checkpoints == 0 || vf.uncovered > AUDIT_UNSIGNED_MAX)) {
 		/* named from the first record no checkpoint covers */
@@ -1547,6 +1578,7 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	rc = ERR_OK;
 out:
 	free(buf);
+	free(held);
 	close(fd);
 	return rc;
 }

@@ -1263,6 +1263,34 @@ TEST(verify_callback_sees_each_record)
 	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
 	CHECK_EQ_INT(c, 7);
 	CHECK_EQ_INT(r.fault, AUDIT_OK);
+	/* record 4 edited, its own hash redone: it is never handed on (an
+	 * export stops before it), nor anything after it */
+	{
+		struct lines ls;
+		lines_read(path, &ls);
+		t_one_rehashed(&ls);
+		lines_write(path, &ls);
+		lines_free(&ls);
+	}
+	c = 0;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_BROKEN_LINK);
+	CHECK_EQ_INT(r.bad_seq, 4);
+	CHECK_EQ_INT(c, 3);
+	/* a byte changed in record 6 (its hash not redone): 1-5 are handed on */
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 7) == ERR_OK);
+	{
+		struct lines ls;
+		lines_read(path, &ls);
+		*strstr(ls.l[5], "alice") = 'm';
+		lines_write(path, &ls);
+		lines_free(&ls);
+	}
+	c = 0;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_BAD_HASH);
+	CHECK_EQ_INT(c, 5);
 }
 
 /* The verifier of docs/internals/audit.md, in Python, on a log with
