@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 #include "dicomvault/rd.h"
 #include "dicomvault/render.h"
@@ -28,6 +29,7 @@ struct jstate {
 		struct jpeg_compress_struct c;
 		struct jpeg_decompress_struct d;
 	} u;
+	bool lost;                   /* a warning that pixels were made up (data missing or corrupt) */
 	unsigned char *mem;          /* jpeg_mem_dest's buffer */
 	unsigned long memlen;
 	uint8_t *out;                /* decoded frame */
@@ -43,7 +45,26 @@ static void jerr_exit(j_common_ptr c)
 
 static void jerr_quiet(j_common_ptr c)
 {
-	(void)c;   /* warnings (corrupt data) are not written to stderr */
+	(void)c;   /* nothing is written to stderr */
+}
+
+/* libjpeg's warnings (level -1): on data that runs out or is corrupt it
+ * goes on with made-up pixels (a fake EOI, grey rows) and reports
+ * success, so a warning that data was lost makes the decode fail (as a cut
+ * JPEG-LS, lossless JPEG or JPEG 2000 frame does). Extraneous bytes before
+ * a marker lose nothing (they are skipped): not counted. */
+static void jerr_emit(j_common_ptr c, int level)
+{
+	struct jstate *st = (struct jstate *)(void *)c->err;
+	int code = c->err->msg_code;
+
+	if (level >= 0)
+		return;   /* trace messages */
+	c->err->num_warnings++;
+	if (code == JWRN_EXTRANEOUS_DATA || st->lost)
+		return;
+	st->lost = true;
+	(*c->err->format_message)(c, st->msg);
 }
 
 static struct jstate *jstate_new(void)
@@ -55,6 +76,7 @@ static struct jstate *jstate_new(void)
 	jpeg_std_error(&st->mgr);
 	st->mgr.error_exit = jerr_exit;
 	st->mgr.output_message = jerr_quiet;
+	st->mgr.emit_message = jerr_emit;
 	return st;
 }
 
@@ -159,6 +181,10 @@ enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t 
 		}
 	}
 	(void)jpeg_finish_decompress(&st->u.d);
+	if (st->lost) {
+		rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame does not decode: %s", st->msg);
+		goto out;
+	}
 	im->bits_alloc = 8;
 	im->bits_stored = 8;
 	im->high_bit = 7;

@@ -2,7 +2,9 @@
 are damaged or cannot be split into frames. Such objects are stored as
 received (STOW-RS keeps what it is sent); reading them is the object's
 fault, never the server's: `/rendered` of a frame the decoder refuses
-(an empty fragment, a garbage JPEG, a garbage RLE segment) answers 406
+(an empty fragment, a garbage JPEG, a JPEG cut in half, which libjpeg
+decoded with made-up grey rows before session 26, a garbage RLE segment)
+answers 406
 problem+json, as `/frames` asked for decompressed does; `/frames/1` and
 `/bulkdata/7FE00010` of fragments nothing splits into frames (more
 fragments than frames, no offset table, no end-of-image marker; RLE
@@ -59,6 +61,15 @@ def garbage_jpeg(n, eoi=True):
     return b"\xff\xd8" + bytes((i * 7) % 254 for i in range(n)) + (b"\xff\xd9" if eoi else b"\x00\x00")
 
 
+def real_jpeg():
+    """A JPEG Baseline frame of a 16x16 8-bit grey gradient (PIL)."""
+    from PIL import Image
+    im = Image.frombytes("L", (16, 16), bytes((x * 16 + y * 3) % 256 for y in range(16) for x in range(16)))
+    b = io.BytesIO()
+    im.save(b, "JPEG", quality=95)
+    return b.getvalue()
+
+
 def get(sop, suffix, accept):
     st, h, b = v.request("GET", "/dicom-web/studies/%s1/series/%s1.1/instances/%s%s" % (P, P, sop, suffix),
                          headers={"Accept": accept})
@@ -70,14 +81,18 @@ def main():
     global v
     v = Vault(DV, T).serve()
     v.login()
+    whole = real_jpeg()
+    sos = whole.index(b"\xff\xda")
+    cut = whole[:sos + (len(whole) - sos) // 2] + b"\xff\xd9"   # half its scan: libjpeg made up grey rows
+    cut += b"\x00" * (len(cut) % 2)
     undecodable = [encapsulated(1, [b"", garbage_jpeg(10)], JPEG, 2), encapsulated(2, [garbage_jpeg(100)], JPEG, 1),
-                   encapsulated(3, [b"\x05" + bytes(63)], RLE, 1)]
+                   encapsulated(3, [b"\x05" + bytes(63)], RLE, 1), encapsulated(7, [cut], JPEG, 1)]
     unsplittable = [encapsulated(4, [garbage_jpeg(100, False)] * 5, JPEG, 3),
                     encapsulated(5, [bytes(64)] * 5, RLE, 3),
                     encapsulated(6, [garbage_jpeg(50)] * 2, JPEG, 4294967295)]
     st, j = v.stow([d for _, d in undecodable + unsplittable])
-    check("six damaged objects stored as received", st == 200 and
-          len((j or {}).get("00081199", {}).get("Value", [])) == 6, (st, j))
+    check("seven damaged objects stored as received", st == 200 and
+          len((j or {}).get("00081199", {}).get("Value", [])) == 7, (st, j))
     bad = []
     for sop, _ in undecodable:
         r = get(sop, "/rendered", "image/jpeg")
@@ -87,7 +102,13 @@ def main():
                                    'transfer-syntax=1.2.840.10008.1.2.1')
         if r != (406, True):
             bad.append((sop, "/frames/1 decompressed", r))
-    check("a frame the decoder refuses: /rendered and /frames decompressed 406 problem+json", not bad, bad)
+    check("a frame the decoder refuses (a JPEG cut in half too): /rendered and /frames decompressed 406 "
+          "problem+json", not bad, bad)
+    whole_sop, whole_data = encapsulated(8, [whole + b"\x00" * (len(whole) % 2)], JPEG, 1)
+    st, _ = v.stow([whole_data])
+    r = get(whole_sop, "/frames/1", 'multipart/related; type="application/octet-stream"; '
+                                    'transfer-syntax=1.2.840.10008.1.2.1')
+    check("the same JPEG whole decodes (200)", st == 200 and r == (200, False), (st, r))
     bad = []
     for sop, _ in unsplittable:
         for suffix in ("/frames/1", "/bulkdata/7FE00010"):
