@@ -316,19 +316,24 @@ const char *wado_json_media(struct http_req *r)
  * range without transfer-syntax, with *, or naming t), else re-encoded
  * (native) or decompressed into explicit VR little endian when that is
  * taken and the decoders take t: dz[t] set. The q of the most specific
- * range decides, so that a syntax refused with q=0 is never sent. Nothing
+ * range decides, so that a syntax refused with q=0 is never sent, and of
+ * the two the one with the higher q is sent (explicit VR little endian
+ * asked with q=1 beside transfer-syntax=* with q=0.1: re-encoded). Nothing
  * is compressed. */
 static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS])
 {
 	size_t i;
 
+	unsigned qe = wado_accept_q(r, "multipart/related", "application/dicom", NATIVE_TS);
+
 	memset(dz, 0, DICOMWEB_MAX_TS * sizeof dz[0]);
 	for (i = 0; i < l->nts; i++) {
-		if (wado_accept_q(r, "multipart/related", "application/dicom", l->ts[i]) > 0)
+		unsigned qt = wado_accept_q(r, "multipart/related", "application/dicom", l->ts[i]);
+		bool can = strcmp(l->ts[i], NATIVE_TS) != 0 && dcm_transcode_takes(l->ts[i]);
+		/* the higher q wins (RFC 9110 12.5.1), the stored bytes on a tie */
+		if (qt > 0 && !(can && qe > qt))
 			continue;
-		if (strcmp(l->ts[i], NATIVE_TS) == 0 ||
-		    wado_accept_q(r, "multipart/related", "application/dicom", NATIVE_TS) == 0 ||
-		    !dcm_transcode_takes(l->ts[i]))
+		if (!can || qe == 0)
 			return false;
 		dz[i] = true;
 	}

@@ -538,6 +538,20 @@ def main():
     r = get(f"/dicom-web/studies/{st_j}", ", ".join(ranges[1:]))
     check("the same with one syntax missing: 406", is_problem(r, 406), r.status)
 
+    # q decides between the stored syntax and explicit VR little endian
+    # (RFC 9110 12.5.1): the stored bytes won whenever * was taken at all
+    prefer = ('multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1; q=1, '
+              'multipart/related; type="application/dicom"; transfer-syntax=*; q=0.1')
+    r = get(inst_path(files["JPEG2000"]), prefer)
+    parts = parts_of(r) if r.status == 200 else []
+    check("explicit VR little endian with q=1 beside * with q=0.1: the JPEG 2000 instance decompressed",
+          len(parts) == 1 and parts[0][0].get("content-type") == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+          (r.status, [h for h, _ in parts]))
+    r = get(inst_path(files["JPEG2000"]), prefer.replace("q=1,", "q=0.1,").replace("*; q=0.1", "*; q=1"))
+    parts = parts_of(r) if r.status == 200 else []
+    check("... and with the q the other way round: as stored",
+          len(parts) == 1 and parts[0][1] == open(files["JPEG2000"], "rb").read(), r.status)
+
     st_ct, se_ct, sop_ct = uids(files["CT_small"])
     r = get(inst_path(files["CT_small"]))
     parts = parts_of(r) if r.status == 200 else []
