@@ -223,6 +223,7 @@ struct audit_verify_result {
 	char head[AUDIT_HASH_HEX];    /* hash of the last intact record (64 zeros: none) */
 	uint64_t checkpoints;         /* checkpoint records among the intact ones */
 	uint64_t last_checkpoint_seq; /* 0: none */
+	char last_checkpoint_hash[AUDIT_HASH_HEX];   /* its hash ("" : none) */
 	bool signatures_checked;      /* a key was given: every checkpoint's signature verified */
 	/* the first bad record, when fault != AUDIT_OK */
 	uint64_t bad_line;            /* 1-based line number */
@@ -240,6 +241,7 @@ struct audit_verify_opts {
 	/* a vault's log: seq 1 must be the record of its init (vault-init);
 	 * a log begun by anything else is a replacement (AUDIT_NO_INIT) */
 	bool vault_log;
+	bool no_anchor;               /* the anchor beside the log is not read (audit_reanchor) */
 };
 
 /* Reads the log at path line by line (bounded memory) and checks the chain.
@@ -248,6 +250,16 @@ struct audit_verify_opts {
  * ERR_IO when it cannot be read. An empty file is a valid log of 0 records. */
 WUR enum err audit_verify(const char *path, struct audit_verify_result *out);
 WUR enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out);
+
+/* For a log whose anchor names a checkpoint it does not hold although
+ * nothing was cut from it: a vault restored from a copy taken while it ran
+ * (the anchor copied after a checkpoint the log's copy missed). Verifies
+ * the log at path with pk, its anchor aside, and if it is intact anchors it
+ * anew at its last checkpoint, signed with sk. *old_seq: the seq the
+ * anchor named (0: none or unreadable); *res: the verification.
+ * ERR_PARSE: the log itself is not intact (nothing written). */
+WUR enum err audit_reanchor(const char *path, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN],
+                            uint64_t *old_seq, struct audit_verify_result *res);
 
 /* Reads a public key file (64 hex digits, an optional newline) such as
  * DIR/keys/audit.pub. */

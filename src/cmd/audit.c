@@ -35,6 +35,12 @@ static const char audit_usage[] =
 	"                 who touched a patient's data (accounting of disclosures: needs the\n"
 	"                 vault's keys, --passphrase-file F for a passphrase vault); T as for\n"
 	"                 'dicomvault user' (2026-12-31, @SECONDS, +N[smhd])\n"
+	"       dicomvault audit reanchor [--passphrase-file F] [--vault DIR]\n"
+	"  reanchor       after restoring a vault copied while it ran (its audit/audit.log.anchor\n"
+	"                 copied after a checkpoint its log's copy missed, so that verify says\n"
+	"                 records were cut and nothing is recorded): verifies the log with the\n"
+	"                 vault's keys, anchors it anew at its last checkpoint, and records that\n"
+	"                 it did (audit-reanchor, naming the seqs). Only for a copy known whole.\n"
 	"  --json         machine-readable verify result\n";
 
 struct audit_args {
@@ -60,7 +66,7 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 {
 	struct args_opt opts[N_OPTS];
 	char name[32];
-	bool rep, exp;
+	bool rep, exp, re;
 	size_t k = 0, npos = 0;
 	int rc;
 
@@ -68,7 +74,8 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 	a->sub = argc >= 2 ? argv[1] : "";
 	rep = strcmp(a->sub, "report") == 0;
 	exp = strcmp(a->sub, "export") == 0;
-	if (strcmp(a->sub, "verify") != 0 && !exp && !rep) {
+	re = strcmp(a->sub, "reanchor") == 0;
+	if (strcmp(a->sub, "verify") != 0 && !exp && !rep && !re) {
 		if (cmd_wants_help(argc, argv, 1)) {
 			fputs(audit_usage, stdout);
 			return 0;
@@ -82,6 +89,10 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 	add(opts, &k, (struct args_opt){ "--json", .flag = &a->json });   /* export: JSON lines either way */
 	if (exp)
 		add(opts, &k, (struct args_opt){ "--format", .value = &a->format });
+	if (rep || re) {
+		add(opts, &k, (struct args_opt){ "--passphrase-file", .value = &a->pass });
+		add(opts, &k, (struct args_opt){ "--passphrase", .refused = "--passphrase-file" });
+	}
 	if (rep) {
 		add(opts, &k, (struct args_opt){ "--break-glass", .flag = &a->break_glass });
 		add(opts, &k, (struct args_opt){ "--user", .value = &a->user });
@@ -90,10 +101,8 @@ static int parse_args(int argc, char **argv, struct audit_args *a)
 		add(opts, &k, (struct args_opt){ "--action", .value = &a->action });
 		add(opts, &k, (struct args_opt){ "--from", .value = &a->from });
 		add(opts, &k, (struct args_opt){ "--to", .value = &a->to });
-		add(opts, &k, (struct args_opt){ "--passphrase-file", .value = &a->pass });
-		add(opts, &k, (struct args_opt){ "--passphrase", .refused = "--passphrase-file" });
 	}
-	snprintf(name, sizeof name, "audit %s", rep ? "report" : exp ? "export" : "verify");
+	snprintf(name, sizeof name, "audit %s", rep ? "report" : exp ? "export" : re ? "reanchor" : "verify");
 	rc = cmd_args(name, audit_usage, argc, argv, 2, opts, NULL, 0, &npos);
 	if (rc != CMD_ARGS_GO)
 		return rc;
@@ -199,6 +208,9 @@ static void print_text(const char *log, const uint8_t pk[SIGN_PK_LEN], const str
 			       (unsigned long long)r->last_seq);
 		else
 			printf("  no intact record before it\n");
+		if (r->fault == AUDIT_ANCHOR)
+			printf("  (a vault restored from a copy taken while it ran, the copy known whole: "
+			       "dicomvault audit reanchor)\n");
 		return;
 	}
 	if (r->records == 0)
@@ -351,6 +363,60 @@ static int output_ok(const char *sub)
 	return 1;
 }
 
+/* audit reanchor: the log verified with the vault's keys, anchored anew,
+ * and the move recorded (by the writer the vault's keys sign with). */
+static int reanchor(const struct audit_args *a, const char *dir, const char *log)
+{
+	struct vault_open_opts vo;
+	struct audit_verify_result r;
+	struct audit_rec rec;
+	struct audit *au = NULL;
+	struct vault *v = NULL;
+	uint64_t old = 0;
+	char why[256], reason[160];
+	enum err rc;
+
+	memset(&vo, 0, sizeof vo);
+	vo.passphrase_file = a->pass;
+	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault audit reanchor: %s: %s\n", dir, why);
+		return 1;
+	}
+	rc = audit_reanchor(log, v->audit_sk, v->audit_pk, &old, &r);
+	if (rc == ERR_PARSE) {
+		fprintf(stderr, "dicomvault audit reanchor: %s: the log is not intact (line %llu, seq %llu: %s: %s): "
+		        "not anchored\n", log, (unsigned long long)r.bad_line, (unsigned long long)r.bad_seq,
+		        audit_fault_str(r.fault), r.fault != AUDIT_OK ? r.detail : "no signed checkpoint");
+		vault_close(v);
+		return 1;
+	}
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault audit reanchor: %s: cannot write the anchor: %s\n", log, err_str(rc));
+		vault_close(v);
+		return 1;
+	}
+	snprintf(reason, sizeof reason, "the audit anchor moved from seq %llu to seq %llu, the log's last checkpoint "
+	         "(a vault restored from a copy?)", (unsigned long long)old, (unsigned long long)r.last_checkpoint_seq);
+	memset(&rec, 0, sizeof rec);
+	rec.action = "audit-reanchor";
+	rec.outcome = AUDIT_SUCCESS;
+	rec.reason = reason;
+	rec.actor.addr = "local";
+	rc = vault_audit_open(v, &au);
+	if (rc == ERR_OK)
+		rc = audit_append(au, &rec);
+	audit_close(au);   /* its closing checkpoint moves the anchor past the record */
+	vault_close(v);
+	if (rc != ERR_OK) {
+		fprintf(stderr, "dicomvault audit reanchor: %s: anchored at seq %llu, but the record of it could not be "
+		        "written: %s\n", log, (unsigned long long)r.last_checkpoint_seq, err_str(rc));
+		return 1;
+	}
+	printf("%s: anchored at seq %llu (it named seq %llu); recorded\n", log,
+	       (unsigned long long)r.last_checkpoint_seq, (unsigned long long)old);
+	return output_ok("reanchor");
+}
+
 int cmd_audit(int argc, char **argv)
 {
 	char dir[VAULT_PATH_MAX], log[VAULT_PATH_MAX + 64];
@@ -366,6 +432,8 @@ int cmd_audit(int argc, char **argv)
 	rc = locate(&a, dir, sizeof dir, log, sizeof log, pk);
 	if (rc != 0)
 		return rc;
+	if (strcmp(a.sub, "reanchor") == 0)
+		return reanchor(&a, dir, log);
 	memset(&o, 0, sizeof o);
 	o.pk = pk;
 	o.vault_log = true;

@@ -735,9 +735,17 @@ static void anchor_msg(struct wbuf *w, uint64_t seq, const uint8_t hash[32])
  * the signing key can write, does (audit_verify_ex). Written once the
  * checkpoint is durable, so it never names a record a crash could take. A
  * failure is logged: the log itself is whole. */
+static enum err write_anchor_at(const char *log, const struct secret *sk, uint64_t seq, const uint8_t hash[32]);
+
 static void write_anchor(const struct audit *a, const uint8_t hash[32])
 {
-	char path[sizeof a->path + 16], tmp[sizeof a->path + 24], hex[AUDIT_HASH_HEX], sighex[2 * SIGN_SIG_LEN + 1];
+	(void)write_anchor_at(a->path, a->sk, a->seq, hash);
+}
+
+/* The anchor of the log at log: checkpoint seq with hash, signed with sk. */
+static enum err write_anchor_at(const char *log, const struct secret *sk, uint64_t seq, const uint8_t hash[32])
+{
+	char path[4096 + 16], tmp[4096 + 24], hex[AUDIT_HASH_HEX], sighex[2 * SIGN_SIG_LEN + 1];
 	uint8_t sig[SIGN_SIG_LEN];
 	struct wbuf m;
 	ssize_t n = -1;
@@ -745,22 +753,23 @@ static void write_anchor(const struct audit *a, const uint8_t hash[32])
 	char line[ANCHOR_MAX];
 	enum err rc;
 
-	snprintf(path, sizeof path, "%s" ANCHOR_SUFFIX, a->path);
+	if (snprintf(path, sizeof path, "%s" ANCHOR_SUFFIX, log) >= (int)sizeof path)
+		return ERR_LIMIT;
 	snprintf(tmp, sizeof tmp, "%s.tmp", path);
 	wbuf_init(&m, 256);
-	anchor_msg(&m, a->seq, hash);
+	anchor_msg(&m, seq, hash);
 	rc = wbuf_err(&m);
 	if (rc == ERR_OK)
-		rc = sign_detached(a->sk, m.p, m.len, sig);
+		rc = sign_detached(sk, m.p, m.len, sig);
 	wbuf_fini(&m);
 	if (rc != ERR_OK) {
 		log_warn("%s: cannot sign the audit anchor", path);
-		return;
+		return rc;
 	}
 	hex_put(hex, hash, 32);
 	hex_put(sighex, sig, SIGN_SIG_LEN);
 	len = snprintf(line, sizeof line, "{\"v\":1,\"seq\":%llu,\"hash\":\"%s\",\"sig\":\"%s\"}\n",
-	               (unsigned long long)a->seq, hex, sighex);
+	               (unsigned long long)seq, hex, sighex);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		do
@@ -773,7 +782,9 @@ static void write_anchor(const struct audit *a, const uint8_t hash[32])
 	if (fd < 0 || n < 0 || rename(tmp, path) != 0 || fsync_parent(path) != ERR_OK) {
 		log_warn("%s: cannot write the audit anchor: %s", path, strerror(errno));
 		(void)unlink(tmp);
+		return ERR_IO;
 	}
+	return ERR_OK;
 }
 
 /* Called with the mutex held and the file locked and synced. */
@@ -1084,8 +1095,9 @@ static enum err shorter_than_anchor(const struct audit *a)
 	if (anchor_read(a->path, &an) != ERR_OK || an.seq <= a->seq)
 		return ERR_OK;
 	log_error("%s: the audit log ends at seq %llu, but its anchor shows that seq %llu was written (was its end cut "
-	          "off?); nothing is recorded in it, run `dicomvault audit verify`", a->path,
-	          (unsigned long long)a->seq, (unsigned long long)an.seq);
+	          "off?); nothing is recorded in it, run `dicomvault audit verify` (a vault restored from a copy taken "
+	          "while it ran: `dicomvault audit reanchor`)", a->path, (unsigned long long)a->seq,
+	          (unsigned long long)an.seq);
 	return ERR_PARSE;
 }
 
@@ -1391,6 +1403,8 @@ static void anchor_check(struct verifier *vf, const char *path)
  * the fault in res if so. */
 static bool anchor_end(const struct verifier *vf, struct audit_verify_result *res)
 {
+	if (vf->o->no_anchor)
+		return false;
 	if (vf->anchor_rc == ERR_NOTFOUND && vf->saw_anchored) {
 		snprintf(res->detail, sizeof res->detail, "the anchor beside the log is missing, though its checkpoints "
 		         "say it was kept (removed, with the log cut short?)");
@@ -1447,8 +1461,10 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
-	if (o->pk != NULL)
+	if (o->pk != NULL && !o->no_anchor)
 		anchor_check(&vf, path);
+	else
+		vf.anchor_rc = ERR_NOTFOUND;
 	buf = malloc(cap);
 	held = o->on_record != NULL ? malloc(cap) : NULL;
 	if (buf == NULL || (o->on_record != NULL && held == NULL)) {
@@ -1574,12 +1590,46 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.detail[0] = 0;
 	}
 	hex_put(res.head, vf.head, 32);
+	if (res.checkpoints > 0)
+		hex_put(res.last_checkpoint_hash, vf.cp_head, 32);
 	*out = res;
 	rc = ERR_OK;
 out:
 	free(buf);
 	free(held);
 	close(fd);
+	return rc;
+}
+
+enum err audit_reanchor(const char *path, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN], uint64_t *old_seq,
+                        struct audit_verify_result *res)
+{
+	struct audit_verify_opts o;
+	struct anchor an;
+	uint8_t hash[32];
+	enum err rc;
+
+	int fd;
+
+	memset(res, 0, sizeof *res);
+	*old_seq = anchor_read(path, &an) == ERR_OK ? an.seq : 0;
+	/* under the log's lock, as writers move the anchor */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	rc = lock_file(fd, LOCK_EX);
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	o.vault_log = true;
+	o.no_anchor = true;
+	if (rc == ERR_OK)
+		rc = audit_verify_ex(path, &o, res);
+	if (rc == ERR_OK && (res->fault != AUDIT_OK || res->checkpoints == 0 ||
+	                     !hex_get(res->last_checkpoint_hash, 64, hash, 32, false)))
+		rc = ERR_PARSE;
+	if (rc == ERR_OK)
+		rc = write_anchor_at(path, sk, res->last_checkpoint_seq, hash);
+	close(fd);   /* releases the lock */
 	return rc;
 }
 

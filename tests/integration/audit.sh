@@ -349,6 +349,28 @@ cp "$T/whole.log" "$LOG"
 mv "$T/anchor.saved" "$T/v/audit/audit.log.anchor"
 $DV audit verify --vault "$T/v" >/dev/null 2>&1
 check "the whole log back: intact" "[ $? -eq 0 ]"
+# a copy of the vault taken while it ran: the log copied, a checkpoint
+# written, then the anchor copied (cp -r, tar and rsync copy in that order)
+cp "$LOG" "$T/copied.log"
+m=$(wc -l <"$T/copied.log")   # its last record: a checkpoint
+$DV token create --user admin --vault "$T/v" --json >/dev/null 2>&1
+cp "$T/copied.log" "$LOG"
+$DV audit verify --vault "$T/v" >"$T/out" 2>&1
+check "a copy taken while it ran: verify says records were cut, and names audit reanchor" \
+	"[ $? -eq 1 ] && grep -q 'records were cut' $T/out && grep -q 'audit reanchor' $T/out"
+$DV audit reanchor --vault "$T/v" >"$T/out" 2>&1
+check "audit reanchor: exit 0, says where it anchored" "[ $? -eq 0 ] && grep -q \"anchored at seq $m \" $T/out"
+$DV audit verify --vault "$T/v" >/dev/null 2>&1
+check "then intact" "[ $? -eq 0 ]"
+check "the move is on the record (audit-reanchor, naming both seqs)" \
+	"grep -q '\"action\":\"audit-reanchor\".*moved from seq [0-9]* to seq $m,' $LOG"
+$DV user add erin --role physician --password-file "$T/pw" --vault "$T/v" >/dev/null 2>&1
+check "and commands write again" "[ $? -eq 0 ]"
+cp "$T/v/audit/audit.log.anchor" "$T/anchor.before"
+sed -i '3s/"seq":3,/"seq":9,/' "$LOG"
+$DV audit reanchor --vault "$T/v" >"$T/out" 2>&1
+check "audit reanchor of a log not intact: exit 1, nothing anchored" \
+	"[ $? -eq 1 ] && grep -q 'not intact' $T/out && cmp -s $T/anchor.before $T/v/audit/audit.log.anchor"
 
 fresh
 echo nothex >"$T/bad.pub"
