@@ -54,6 +54,7 @@ bool audit_action_ok(const char *s);
 #define AUDIT_ERASE             "erase"
 #define AUDIT_REIDENTIFY        "re-identify"
 #define AUDIT_RECOVERY          "audit-recovery"  /* a torn last record cut off after a crash */
+#define AUDIT_REANCHOR          "audit-reanchor"  /* the anchor moved to the log's last checkpoint (audit reanchor) */
 #define AUDIT_TOKEN_CREATE      "token-create"
 #define AUDIT_TOKEN_REVOKE      "token-revoke"
 #define AUDIT_TOKEN_REFUSED     "token-refused"   /* a known API token refused (revoked, expired, user disabled) */

@@ -398,7 +398,7 @@ static int reanchor(const struct audit_args *a, const char *dir, const char *log
 	snprintf(reason, sizeof reason, "the audit anchor moved from seq %llu to seq %llu, the log's last checkpoint "
 	         "(a vault restored from a copy?)", (unsigned long long)old, (unsigned long long)r.last_checkpoint_seq);
 	memset(&rec, 0, sizeof rec);
-	rec.action = "audit-reanchor";
+	rec.action = AUDIT_REANCHOR;
 	rec.outcome = AUDIT_SUCCESS;
 	rec.reason = reason;
 	rec.actor.addr = "local";
