@@ -97,6 +97,18 @@ void dimse_srv_stop(struct dimse_srv *s);
 struct ini;
 bool dimse_srv_needed(const struct ini *conf);
 
+/* A connection without an accepted association, as the listener weighs
+ * it when it must evict one at capacity. */
+struct dimse_evict_cand {
+	unsigned waiting_from_host;   /* such connections from its host, itself included */
+	bool tls_done;                /* its TLS handshake is done */
+	int64_t since_ms;             /* accepted (monotonic) */
+};
+/* The one to evict among n (n > 0): of the host holding the most such
+ * connections (a flood from one address churns its own), then one whose
+ * handshake is not done, then the oldest. */
+size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n);
+
 /* Reads [dicom] (listen = HOST:PORT, default 127.0.0.1:2762, overridden by
  * listen_override; ae_title, default DICOMVAULT; plain_listen = HOST:PORT,
  * a plain-TCP listener, warned about; artim and idle_timeout in seconds;

@@ -60,6 +60,7 @@ struct conn {
 	struct sockaddr_storage ss;   /* the peer's address */
 	int64_t since_ms;             /* accepted (monotonic) */
 	atomic_bool admitted;         /* its association was accepted (on_assoc_rq) */
+	atomic_bool tls_done;         /* its TLS handshake is done (a certificate shown: evicted last) */
 	bool evicted;
 	struct conn *next;
 };
@@ -1249,6 +1250,7 @@ static void *conn_main(void *arg)
 		a->peer_ss = c->ss;
 		snprintf(a->addr, sizeof a->addr, "%s", c->addr);
 		if (c->plain || handshake(s, a, &why)) {
+			atomic_store(&c->tls_done, true);
 			run_assoc(s, a);
 		} else {
 			char reason[200];
@@ -1319,24 +1321,80 @@ static void note_capacity(struct dimse_srv *s, unsigned max)
 	s->refused_log_ms = now;
 }
 
-/* At capacity (s->mu held): the connection that has waited longest
- * without an accepted association (a TLS handshake or an A-ASSOCIATE-RQ
- * still to come) is shut down, so that a new one can be taken: who opens
- * connections and says nothing (before any certificate is checked) cannot
- * keep the peers out for the ARTIM time; admitted associations are never
- * evicted. Its thread ends it (and counts it out); meanwhile up to
- * EVICT_SLACK more are taken. false: none to evict. */
+/* The same host (the address without the port). */
+static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET)
+		return memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr,
+		              &((const struct sockaddr_in *)(const void *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+	if (a->ss_family == AF_INET6)
+		return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+		              &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+	return true;
+}
+
+/* Connections without an accepted association (s->mu held) from c's host. */
+static unsigned waiting_from(const struct dimse_srv *s, const struct conn *c)
+{
+	const struct conn *o;
+	unsigned n = 0;
+
+	for (o = s->conns; o != NULL; o = o->next)
+		n += !o->evicted && !atomic_load(&o->admitted) && same_host(&o->ss, &c->ss);
+	return n;
+}
+
+/* At capacity (s->mu held): a connection without an accepted association
+ * (a TLS handshake or an A-ASSOCIATE-RQ still to come) is shut down, so
+ * that a new one can be taken: who opens connections and says nothing
+ * (before any certificate is checked) cannot keep the peers out for the
+ * ARTIM time; admitted associations are never evicted. The one chosen is
+ * of the host holding the most such connections (a flood from one address
+ * churns its own, never a peer's from elsewhere), then one whose TLS
+ * handshake is not done (a plain TCP flood from the peer's own host does
+ * not undo a handshake done), then the oldest. Its thread ends it (and
+ * counts it out); meanwhile up to EVICT_SLACK more are taken. false: none
+ * to evict. */
+size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n)
+{
+	size_t i, best = 0;
+
+	for (i = 1; i < n; i++) {
+		const struct dimse_evict_cand *a = &c[i], *b = &c[best];
+		if (a->waiting_from_host != b->waiting_from_host) {
+			if (a->waiting_from_host > b->waiting_from_host)
+				best = i;
+		} else if (a->tls_done != b->tls_done) {
+			if (!a->tls_done)
+				best = i;
+		} else if (a->since_ms < b->since_ms) {
+			best = i;
+		}
+	}
+	return best;
+}
+
 static bool evict_one(struct dimse_srv *s, unsigned max)
 {
-	struct conn *c, *old = NULL;
+	struct dimse_evict_cand cand[128];
+	struct conn *c, *of[128], *old;
+	size_t n = 0;
 
 	if (s->nconn >= max + EVICT_SLACK)
 		return false;
-	for (c = s->conns; c != NULL; c = c->next)
-		if (!c->evicted && !atomic_load(&c->admitted) && (old == NULL || c->since_ms < old->since_ms))
-			old = c;
-	if (old == NULL)
+	for (c = s->conns; c != NULL && n < sizeof cand / sizeof cand[0]; c = c->next) {
+		if (c->evicted || atomic_load(&c->admitted))
+			continue;
+		cand[n].waiting_from_host = waiting_from(s, c);
+		cand[n].tls_done = atomic_load(&c->tls_done);
+		cand[n].since_ms = c->since_ms;
+		of[n++] = c;
+	}
+	if (n == 0)
 		return false;
+	old = of[dimse_evict_choose(cand, n)];
 	(void)shutdown(old->fd, SHUT_RDWR);   /* its fd is closed by its own thread, under s->mu */
 	old->evicted = true;
 	s->evicted++;
@@ -1376,6 +1434,7 @@ static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 	c->plain = plain;
 	c->since_ms = clock_mono_ms();
 	atomic_init(&c->admitted, false);
+	atomic_init(&c->tls_done, false);
 	c->ss = ss;
 	addr_str(&ss, c->addr, sizeof c->addr);
 	pthread_mutex_lock(&s->mu);

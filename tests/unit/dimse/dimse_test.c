@@ -4,6 +4,7 @@
  * required-element checks. Layer: tests. */
 #include "test.h"
 #include "dicomvault/dimse.h"
+#include "dicomvault/dimse_srv.h"
 #include "dicomvault/rd.h"
 
 struct bb {
@@ -390,6 +391,26 @@ TEST(build_refuses_bad_values)
 	wbuf_fini(&w);
 }
 
+/* At capacity the listener evicts from the host holding the most
+ * connections without an association: a flood from one address churns its
+ * own, never the peer connecting from elsewhere (it evicted the oldest,
+ * whoever's, so that a plain TCP flood locked the peers out). */
+TEST(evict_choice)
+{
+	/* the flood's two (host .66, 2 waiting), the peer's older one (1) */
+	struct dimse_evict_cand c[3] = { { 2, false, 200 }, { 1, false, 100 }, { 2, false, 300 } };
+
+	CHECK_EQ_INT(dimse_evict_choose(c, 3), 0);   /* the flood's oldest, not the older peer */
+	/* one host each: a handshake done is evicted last, then the oldest */
+	c[0] = (struct dimse_evict_cand){ 1, true, 100 };
+	c[1] = (struct dimse_evict_cand){ 1, false, 300 };
+	c[2] = (struct dimse_evict_cand){ 1, false, 200 };
+	CHECK_EQ_INT(dimse_evict_choose(c, 3), 2);
+	c[1].tls_done = c[2].tls_done = true;
+	CHECK_EQ_INT(dimse_evict_choose(c, 3), 0);
+	CHECK_EQ_INT(dimse_evict_choose(c, 1), 0);
+}
+
 int main(void)
 {
 	RUN(echo_golden);
@@ -399,5 +420,6 @@ int main(void)
 	RUN(lenient_where_documented);
 	RUN(required_elements);
 	RUN(build_refuses_bad_values);
+	RUN(evict_choice);
 	return TEST_DONE();
 }
