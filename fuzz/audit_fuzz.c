@@ -19,6 +19,11 @@
  *     record more (two when a torn record was cut: the recovery record);
  *   - an append to a damaged log moves its first damage (verify then
  *     reports another number of intact records, or another fault).
+ * After a line "#anchor" the rest of the input is the anchor file beside
+ * the log (audit.log.anchor: a signed checkpoint seq and hash, read by
+ * verify and by audit_open); its faults (cut, unreadable, not signed) are
+ * named after the intact records, or at line 0 for the anchor itself, and
+ * an append moves none of them.
  * Layer: fuzz. */
 #include <fcntl.h>
 #include <stdint.h>
@@ -31,11 +36,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#define ANCHOR_MARK "#anchor\n"
+
 /* keys/audit.pub of the vault that wrote fuzz/corpus/audit/ */
 static const char seed_pk_hex[] = "dc0e852d3b4b76a3bdc0852411830f0a161179a24d7208048369ec0a56ad1312";
 
 static uint8_t seed_pk[SIGN_PK_LEN];
-static char path[256];
+static char path[256], apath[280];
 
 static void setup(void)
 {
@@ -51,6 +58,7 @@ static void setup(void)
 		seed_pk[i] = (uint8_t)v;
 	}
 	snprintf(path, sizeof path, "%s/dv-audit-fuzz-%ld.log", dir != NULL ? dir : "/tmp", (long)getpid());
+	snprintf(apath, sizeof apath, "%s.anchor", path);
 	log_set_level(LOG_ERROR);
 }
 
@@ -86,6 +94,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int fd;
 
 	setup();
+	(void)unlink(apath);
+	for (i = 0; i + sizeof ANCHOR_MARK - 1 <= size; i++) {
+		if (memcmp(data + i, ANCHOR_MARK, sizeof ANCHOR_MARK - 1) == 0 && (i == 0 || data[i - 1] == '\n')) {
+			const uint8_t *an = data + i + sizeof ANCHOR_MARK - 1;
+			size_t alen = size - i - (sizeof ANCHOR_MARK - 1);
+			fd = open(apath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			if (fd < 0 || (alen > 0 && write(fd, an, alen) != (ssize_t)alen) || close(fd) != 0)
+				abort();
+			size = i;
+			ends_nl = size == 0 || data[size - 1] == '\n';
+			break;
+		}
+	}
 	for (i = 0; i < size; i++)
 		lines += data[i] == '\n';
 	(void)unlink(path);
@@ -96,7 +117,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	verify(&pre);
 	if (pre.fault == AUDIT_OK && (!ends_nl || pre.records != lines || pre.bad_line != 0))
 		abort();
-	if (pre.fault != AUDIT_OK && (pre.bad_line != pre.records + 1 || pre.bad_line > lines + 1))
+	/* the anchor itself (line 0) or the line after the intact records */
+	if (pre.fault != AUDIT_OK && !(pre.fault == AUDIT_ANCHOR && pre.bad_line == 0) &&
+	    (pre.bad_line != pre.records + 1 || pre.bad_line > lines + 1))
 		abort();
 
 	rc = audit_open_path(path, &a);
@@ -107,6 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (pre.fault == AUDIT_OK && pre.records > 0)
 			abort();   /* an intact log refused (an empty one is: no chain starts in it) */
 		(void)unlink(path);
+		(void)unlink(apath);
 		return 0;
 	}
 	memset(&rec, 0, sizeof rec);
@@ -127,9 +151,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* intact but for the last line, which open cut as torn */
 		if (post.fault != AUDIT_OK || post.records != pre.records + 2)
 			abort();
+	} else if (pre.fault == AUDIT_ANCHOR && pre.bad_line == 0) {
+		/* the anchor itself is bad: the log beside it grew by the record */
+		if (post.fault != AUDIT_ANCHOR || post.bad_line != 0 || post.records != pre.records + 1)
+			abort();
 	} else if (post.fault != pre.fault || post.records != pre.records || post.bad_line != pre.bad_line) {
 		abort();
 	}
 	(void)unlink(path);
+	(void)unlink(apath);
 	return 0;
 }
