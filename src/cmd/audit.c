@@ -395,8 +395,13 @@ static int reanchor(const struct audit_args *a, const char *dir, const char *log
 		vault_close(v);
 		return 1;
 	}
-	snprintf(reason, sizeof reason, "the audit anchor moved from seq %llu to seq %llu, the log's last checkpoint "
-	         "(a vault restored from a copy?)", (unsigned long long)old, (unsigned long long)r.last_checkpoint_seq);
+	if (old > 0)
+		snprintf(reason, sizeof reason, "the audit anchor moved from seq %llu to seq %llu, the log's last "
+		         "checkpoint (a vault restored from a copy?)", (unsigned long long)old,
+		         (unsigned long long)r.last_checkpoint_seq);
+	else
+		snprintf(reason, sizeof reason, "the audit anchor, missing or unreadable, made anew at seq %llu, the log's "
+		         "last checkpoint", (unsigned long long)r.last_checkpoint_seq);
 	memset(&rec, 0, sizeof rec);
 	rec.action = AUDIT_REANCHOR;
 	rec.outcome = AUDIT_SUCCESS;

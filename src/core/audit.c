@@ -1101,7 +1101,16 @@ static enum err shorter_than_anchor(const struct audit *a)
 	return ERR_PARSE;
 }
 
+static enum err open_log_ex(const char *path, bool create, bool ignore_anchor, struct audit **out);
+
 static enum err open_log(const char *path, bool create, struct audit **out)
+{
+	return open_log_ex(path, create, false, out);
+}
+
+/* ignore_anchor: a log shorter than its anchor is opened all the same
+ * (audit_reanchor, which then verifies it) */
+static enum err open_log_ex(const char *path, bool create, bool ignore_anchor, struct audit **out)
 {
 	struct audit *a = NULL;
 	struct stat st;
@@ -1153,8 +1162,13 @@ static enum err open_log(const char *path, bool create, struct audit **out)
 	rc = lock_file(a->fd, LOCK_EX);
 	if (rc == ERR_OK) {
 		rc = sync_tail(a);
-		if (rc == ERR_OK && !create)
+		if (rc == ERR_OK && !create && !ignore_anchor) {
 			rc = shorter_than_anchor(a);
+			/* a torn last record was cut off on the way: said, though
+			 * nothing else is recorded in this log */
+			if (rc != ERR_OK && a->torn_bytes > 0)
+				(void)note_torn(a);
+		}
 		if (rc == ERR_OK && !create && a->seq == 0) {
 			log_error("%s: the audit log is empty, but a vault's begins with the record of its init (was it "
 			          "emptied, or did its init not finish?); nothing is recorded in it, run `dicomvault audit "
@@ -1426,25 +1440,19 @@ static bool anchor_end(const struct verifier *vf, struct audit_verify_result *re
 	return true;
 }
 
-/* Hands the held record (if any) to on_record; non-zero stops. */
-static int emit_held(const struct audit_verify_opts *o, const char *held, size_t *nheld)
-{
-	size_t n = *nheld;
-
-	*nheld = 0;
-	return n > 0 ? o->on_record(o->ctx, held, n) : 0;
-}
-
-enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out)
+/* One pass over the log; o->on_record, if set, is handed the first
+ * emit_max records (those a pass without it found intact). */
+static enum err verify_pass(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out,
+                            uint64_t emit_max)
 {
 	static const struct audit_verify_opts none;
 	const size_t cap = AUDIT_LINE_MAX + 1;   /* a line and its newline */
 	struct audit_verify_result res;
 	struct verifier vf;
-	size_t start = 0, end = 0, nheld = 0;
+	size_t start = 0, end = 0;
 	uint64_t line = 0;
 	bool eof = false;
-	char *buf = NULL, *held = NULL;
+	char *buf = NULL;
 	int fd;
 	enum err rc = ERR_INTERNAL;
 
@@ -1466,8 +1474,7 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	else
 		vf.anchor_rc = ERR_NOTFOUND;
 	buf = malloc(cap);
-	held = o->on_record != NULL ? malloc(cap) : NULL;
-	if (buf == NULL || (o->on_record != NULL && held == NULL)) {
+	if (buf == NULL) {
 		rc = ERR_NOMEM;
 		goto out;
 	}
@@ -1512,32 +1519,12 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 		res.fault = verify_line(&vf, buf + start, (size_t)(nl - (buf + start)), res.detail, sizeof res.detail);
 		if (res.fault != AUDIT_OK)
 			break;
-		if (o->on_record != NULL) {
-			/* a record is handed on once the next one links to it (edited
-			 * with its own hash redone, it breaks that link: blame_before),
-			 * or at once if it is a checkpoint whose signature verified */
-			size_t n = (size_t)(nl - (buf + start)) + 1;
-			if (emit_held(o, held, &nheld) != 0) {
-				rc = ERR_IO;
-				goto out;
-			}
-			if (vf.head_signed) {
-				if (o->on_record(o->ctx, buf + start, n) != 0) {
-					rc = ERR_IO;
-					goto out;
-				}
-			} else {
-				memcpy(held, buf + start, n);
-				nheld = n;
-			}
+		if (o->on_record != NULL && line <= emit_max &&
+		    o->on_record(o->ctx, buf + start, (size_t)(nl - (buf + start)) + 1) != 0) {
+			rc = ERR_IO;
+			goto out;
 		}
 		start = (size_t)(nl - buf) + 1;
-	}
-	/* the last record held: whole at the end, or before a fault of its own
-	 * successor; not when it may be the bad one */
-	if (o->on_record != NULL && !vf.blame_before && emit_held(o, held, &nheld) != 0) {
-		rc = ERR_IO;
-		goto out;
 	}
 	if (res.fault == AUDIT_OK && o->pk != NULL && (res.checkpoints == 0 || vf.uncovered > AUDIT_UNSIGNED_MAX)) {
 		/* named from the first record no checkpoint covers */
@@ -1596,9 +1583,28 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 	rc = ERR_OK;
 out:
 	free(buf);
-	free(held);
 	close(fd);
 	return rc;
+}
+
+enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out)
+{
+	struct audit_verify_opts first;
+	struct audit_verify_result again;
+	enum err rc;
+
+	if (o == NULL || o->on_record == NULL)
+		return verify_pass(path, o, out, 0);
+	/* what is intact is known only at the end (a record edited with its
+	 * hash redone shows by the link after it; the anchor and the unsigned
+	 * tail are checked last): a first pass finds it, the second hands on
+	 * those records only (each verified again as it is read) */
+	first = *o;
+	first.on_record = NULL;
+	rc = verify_pass(path, &first, out, 0);
+	if (rc != ERR_OK)
+		return rc;
+	return verify_pass(path, o, &again, out->records);
 }
 
 enum err audit_reanchor(const char *path, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN], uint64_t *old_seq,
@@ -1611,8 +1617,16 @@ enum err audit_reanchor(const char *path, const struct secret *sk, const uint8_t
 
 	int fd;
 
+	struct audit *a = NULL;
+
 	memset(res, 0, sizeof *res);
 	*old_seq = anchor_read(path, &an) == ERR_OK ? an.seq : 0;
+	/* opened as writers open it, the anchor aside: a torn last record (a
+	 * copy taken in the middle of a write) is cut off and recorded */
+	rc = open_log_ex(path, false, true, &a);
+	audit_close(a);   /* no signer: no checkpoint of its own */
+	if (rc != ERR_OK)
+		return rc;
 	/* under the log's lock, as writers move the anchor */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)

@@ -1293,6 +1293,97 @@ TEST(verify_callback_sees_each_record)
 	CHECK_EQ_INT(c, 5);
 }
 
+/* A log rewritten where its anchor points: the callback (audit export,
+ * report) is handed the records before it only; reanchor then anchors it
+ * at its last checkpoint; a copy with a torn last record and an anchor
+ * ahead of it: the cut is recorded, by the open that refuses it and by
+ * reanchor. */
+TEST(anchor_faults_and_reanchor)
+{
+	char path[300], *whole = NULL;
+	uint8_t pk[SIGN_PK_LEN];
+	struct secret *sk = NULL;
+	struct audit *a = NULL;
+	struct audit_verify_opts o;
+	struct audit_verify_result r;
+	struct lines ls, before;
+	uint64_t old = 0;
+	FILE *f;
+	int i, c = 0;
+
+	CHECK(sign_keypair(pk, &sk) == ERR_OK);
+	a = open_new(path, sizeof path);
+	if (a == NULL || sk == NULL)
+		return;
+	audit_set_signer(a, sk, pk, 4);
+	for (i = 0; i < 10; i++) {
+		/* a vault's log, as reanchor takes only those: its init first */
+		struct audit_rec rr = rec(i == 0 ? AUDIT_VAULT_INIT : AUDIT_EXPORT, "mallory");
+		CHECK(audit_append(a, &rr) == ERR_OK);
+	}
+	audit_close(a);   /* checkpoints at 5, 10, 13: the anchor names 13 */
+	/* the last checkpoint replaced by an event, the chain redone */
+	lines_read(path, &ls);
+	CHECK_EQ_INT(ls.n, 13);
+	if (ls.n != 13) {
+		lines_free(&ls);
+		return;
+	}
+	free(ls.l[12]);
+	ls.l[12] = strdup(ls.l[11]);
+	rehash(&ls, true);
+	lines_write(path, &ls);
+	lines_free(&ls);
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	o.on_record = count_cb;
+	o.ctx = &c;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK);
+	CHECK_EQ_INT(r.fault, AUDIT_ANCHOR);
+	CHECK_EQ_INT(r.bad_line, 13);
+	CHECK_EQ_INT(r.records, 12);
+	CHECK_EQ_INT(c, 12);   /* the rewritten record never handed on */
+	/* reanchor: intact but for the anchor, anchored at seq 10 */
+	CHECK(audit_reanchor(path, sk, pk, &old, &r) == ERR_OK);
+	CHECK_EQ_INT(old, 13);
+	CHECK_EQ_INT(r.last_checkpoint_seq, 10);
+	o.on_record = NULL;
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK && r.fault == AUDIT_OK);
+	/* a copy taken while a writer wrote: the log caught the start of a
+	 * record, the anchor the checkpoint after it */
+	lines_read(path, &before);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	if (a != NULL) {
+		struct audit_rec rr = rec(AUDIT_LOGIN, "mallory");
+		audit_set_signer(a, sk, pk, 0);
+		CHECK(audit_append(a, &rr) == ERR_OK);
+		audit_close(a);
+	}
+	lines_read(path, &ls);
+	CHECK_EQ_INT(ls.n, before.n + 2);
+	if (ls.n == before.n + 2)
+		whole = strdup(ls.l[before.n]);
+	lines_free(&ls);
+	lines_write(path, &before);
+	f = fopen(path, "a");
+	if (f != NULL && whole != NULL) {
+		fwrite(whole, 1, 40, f);   /* no newline: torn */
+		fclose(f);
+	}
+	a = NULL;
+	CHECK(audit_open_path(path, &a) == ERR_PARSE);   /* shorter than its anchor */
+	audit_close(a);
+	lines_read(path, &ls);
+	CHECK_EQ_INT(ls.n, before.n + 1);   /* the torn bytes cut, and said */
+	CHECK(ls.n > 0 && strstr(ls.l[ls.n - 1], "\"action\":\"audit-recovery\"") != NULL);
+	lines_free(&ls);
+	CHECK(audit_reanchor(path, sk, pk, &old, &r) == ERR_OK);
+	CHECK(audit_verify_ex(path, &o, &r) == ERR_OK && r.fault == AUDIT_OK);
+	lines_free(&before);
+	free(whole);
+	secret_free(sk);
+}
+
 /* The verifier of docs/internals/audit.md, in Python, on a log with
  * hostile strings and signed checkpoints written by the C code. */
 static const char pyverify[] =
@@ -1494,6 +1585,7 @@ int main(void)
 	RUN(unsigned_tail_signed_at_first_append);
 	RUN(keyless_records_not_counted);
 	RUN(verify_callback_sees_each_record);
+	RUN(anchor_faults_and_reanchor);
 	RUN(python_verifier_agrees);
 	RUN(vault_init_is_audited);
 	rm_rf(base);
