@@ -30,6 +30,9 @@ struct jstate {
 		struct jpeg_decompress_struct d;
 	} u;
 	bool lost;                   /* a warning that pixels were made up (data missing or corrupt) */
+	uint8_t *eoi;                /* the frame with the EOI it lacked */
+	const uint8_t *in;           /* what libjpeg reads: the frame, or eoi */
+	size_t inlen;
 	unsigned char *mem;          /* jpeg_mem_dest's buffer */
 	unsigned long memlen;
 	uint8_t *out;                /* decoded frame */
@@ -50,18 +53,28 @@ static void jerr_quiet(j_common_ptr c)
 
 /* libjpeg's warnings (level -1): on data that runs out or is corrupt it
  * goes on with made-up pixels (a fake EOI, grey rows) and reports
- * success, so a warning that data was lost makes the decode fail (as a cut
- * JPEG-LS, lossless JPEG or JPEG 2000 frame does). Extraneous bytes before
- * a marker lose nothing (they are skipped): not counted. */
+ * success, so a warning that scan data was lost makes the decode fail (as
+ * a cut JPEG-LS, lossless JPEG or JPEG 2000 frame does): a marker or the
+ * end of the data in the middle of the scan, a bad Huffman or arithmetic
+ * code, a resynchronisation. The others lose nothing and pass, as they
+ * did (a JFIF version 2, a missing EOI after the whole scan, a baseline
+ * SOS with Se 0, extraneous bytes before a marker). */
 static void jerr_emit(j_common_ptr c, int level)
 {
 	struct jstate *st = (struct jstate *)(void *)c->err;
 	int code = c->err->msg_code;
+	bool lost;
 
 	if (level >= 0)
 		return;   /* trace messages */
 	c->err->num_warnings++;
-	if (code == JWRN_EXTRANEOUS_DATA || st->lost)
+	lost = code == JWRN_HIT_MARKER || code == JWRN_MUST_RESYNC || code == JWRN_HUFF_BAD_CODE ||
+	       code == JWRN_ARITH_BAD_CODE;
+	if (code == JWRN_JPEG_EOF && c->is_decompressor) {
+		const struct jpeg_decompress_struct *d = (const struct jpeg_decompress_struct *)(const void *)c;
+		lost = d->global_state != 0 && d->output_scanline < d->output_height;   /* within the scan */
+	}
+	if (!lost || st->lost)
 		return;
 	st->lost = true;
 	(*c->err->format_message)(c, st->msg);
@@ -135,13 +148,35 @@ enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t 
 	st = jstate_new();
 	if (st == NULL)
 		return err_why(why, whylen, ERR_NOMEM, "out of memory");
+	st->in = src;
+	st->inlen = n;
+	{
+		/* a frame that ends without its EOI (some encoders leave it out):
+		 * given one, so that the end of its data is not taken for a cut
+		 * (a frame really cut short then hits it inside the scan) */
+		size_t m = n;
+		while (m > 2 && src[m - 1] == 0)
+			m--;   /* the fragment's padding */
+		if (src[m - 2] != 0xFF || src[m - 1] != 0xD9) {
+			st->eoi = malloc(m + 2);
+			if (st->eoi == NULL) {
+				free(st);
+				return err_why(why, whylen, ERR_NOMEM, "out of memory");
+			}
+			memcpy(st->eoi, src, m);
+			st->eoi[m] = 0xFF;
+			st->eoi[m + 1] = 0xD9;
+			st->in = st->eoi;
+			st->inlen = m + 2;
+		}
+	}
 	st->u.d.err = &st->mgr;
 	if (setjmp(st->jb) != 0) {
 		rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame does not decode: %s", st->msg);
 		goto out;
 	}
 	jpeg_create_decompress(&st->u.d);
-	jpeg_mem_src(&st->u.d, src, (unsigned long)n);
+	jpeg_mem_src(&st->u.d, st->in, (unsigned long)st->inlen);
 	if (jpeg_read_header(&st->u.d, TRUE) != JPEG_HEADER_OK) {
 		rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame has no image");
 		goto out;
@@ -199,6 +234,7 @@ enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t 
 out:
 	jpeg_destroy_decompress(&st->u.d);
 	free(st->out);
+	free(st->eoi);
 	free(st);
 	return rc;
 }

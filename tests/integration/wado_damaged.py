@@ -104,11 +104,20 @@ def main():
             bad.append((sop, "/frames/1 decompressed", r))
     check("a frame the decoder refuses (a JPEG cut in half too): /rendered and /frames decompressed 406 "
           "problem+json", not bad, bad)
-    whole_sop, whole_data = encapsulated(8, [whole + b"\x00" * (len(whole) % 2)], JPEG, 1)
-    st, _ = v.stow([whole_data])
-    r = get(whole_sop, "/frames/1", 'multipart/related; type="application/octet-stream"; '
-                                    'transfer-syntax=1.2.840.10008.1.2.1')
-    check("the same JPEG whole decodes (200)", st == 200 and r == (200, False), (st, r))
+    # whole frames that libjpeg warns about without losing anything: still
+    # decoded (no EOI after the whole scan, as some encoders write; a JFIF
+    # version 2.01); before session 26 as now, and refused by its first fix
+    no_eoi = whole[:-2]
+    jfif2 = whole.replace(b"JFIF\x00\x01", b"JFIF\x00\x02", 1)
+    ok = []
+    for n, frame in ((8, whole), (9, no_eoi), (10, jfif2)):
+        sop, data = encapsulated(n, [frame + b"\x00" * (len(frame) % 2)], JPEG, 1)
+        st, _ = v.stow([data])
+        r = get(sop, "/frames/1", 'multipart/related; type="application/octet-stream"; '
+                                  'transfer-syntax=1.2.840.10008.1.2.1')
+        ok.append((n, st, r, get(sop, "/rendered", "image/png")))
+    check("the same JPEG whole decodes (200), also without its EOI and as JFIF 2.01",
+          all(st == 200 and r == (200, False) and rr == (200, False) for _, st, r, rr in ok), ok)
     bad = []
     for sop, _ in unsplittable:
         for suffix in ("/frames/1", "/bulkdata/7FE00010"):
