@@ -105,9 +105,11 @@ struct dimse_evict_cand {
 	int64_t since_ms;             /* accepted (monotonic) */
 };
 /* The one to evict among n (n > 0): of the host holding the most such
- * connections (a flood from one address churns its own), then one whose
- * handshake is not done, then the oldest. */
-size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n);
+ * connections when that is more than flood_at (a flood from one address
+ * churns its own; a peer's few parallel associations, or several peers
+ * behind one address, are not a flood), else, and among a flood's, one
+ * whose handshake is not done, then the oldest. */
+size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n, unsigned flood_at);
 
 /* Reads [dicom] (listen = HOST:PORT, default 127.0.0.1:2762, overridden by
  * listen_override; ae_title, default DICOMVAULT; plain_listen = HOST:PORT,

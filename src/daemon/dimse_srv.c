@@ -1250,7 +1250,8 @@ static void *conn_main(void *arg)
 		a->peer_ss = c->ss;
 		snprintf(a->addr, sizeof a->addr, "%s", c->addr);
 		if (c->plain || handshake(s, a, &why)) {
-			atomic_store(&c->tls_done, true);
+			if (!c->plain)
+				atomic_store(&c->tls_done, true);
 			run_assoc(s, a);
 		} else {
 			char reason[200];
@@ -1351,20 +1352,23 @@ static unsigned waiting_from(const struct dimse_srv *s, const struct conn *c)
  * that a new one can be taken: who opens connections and says nothing
  * (before any certificate is checked) cannot keep the peers out for the
  * ARTIM time; admitted associations are never evicted. The one chosen is
- * of the host holding the most such connections (a flood from one address
- * churns its own, never a peer's from elsewhere), then one whose TLS
- * handshake is not done (a plain TCP flood from the peer's own host does
- * not undo a handshake done), then the oldest. Its thread ends it (and
- * counts it out); meanwhile up to EVICT_SLACK more are taken. false: none
- * to evict. */
-size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n)
+ * of the host holding the most such connections if it holds more than
+ * half the limit (a flood from one address churns its own, never a peer's
+ * from elsewhere; a peer's few parallel associations are no flood), else
+ * one whose TLS handshake is not done (a plain TCP flood does not undo a
+ * handshake done), then the oldest (dimse_evict_choose). Its thread ends
+ * it (and counts it out); meanwhile up to EVICT_SLACK more are taken.
+ * false: none to evict. */
+size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n, unsigned flood_at)
 {
 	size_t i, best = 0;
 
 	for (i = 1; i < n; i++) {
 		const struct dimse_evict_cand *a = &c[i], *b = &c[best];
-		if (a->waiting_from_host != b->waiting_from_host) {
-			if (a->waiting_from_host > b->waiting_from_host)
+		unsigned fa = a->waiting_from_host > flood_at ? a->waiting_from_host : 0;
+		unsigned fb = b->waiting_from_host > flood_at ? b->waiting_from_host : 0;
+		if (fa != fb) {
+			if (fa > fb)
 				best = i;
 		} else if (a->tls_done != b->tls_done) {
 			if (!a->tls_done)
@@ -1378,13 +1382,15 @@ size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n)
 
 static bool evict_one(struct dimse_srv *s, unsigned max)
 {
-	struct dimse_evict_cand cand[128];
-	struct conn *c, *of[128], *old;
+	struct dimse_evict_cand *cand;
+	struct conn *c, **of, *old;
 	size_t n = 0;
 
 	if (s->nconn >= max + EVICT_SLACK)
 		return false;
-	for (c = s->conns; c != NULL && n < sizeof cand / sizeof cand[0]; c = c->next) {
+	cand = calloc(s->nconn + 1, sizeof *cand);
+	of = calloc(s->nconn + 1, sizeof *of);
+	for (c = s->conns; cand != NULL && of != NULL && c != NULL && n < s->nconn + 1; c = c->next) {
 		if (c->evicted || atomic_load(&c->admitted))
 			continue;
 		cand[n].waiting_from_host = waiting_from(s, c);
@@ -1392,9 +1398,12 @@ static bool evict_one(struct dimse_srv *s, unsigned max)
 		cand[n].since_ms = c->since_ms;
 		of[n++] = c;
 	}
-	if (n == 0)
+	/* a host holding more than half the connections is a flood */
+	old = n > 0 ? of[dimse_evict_choose(cand, n, max / 2)] : NULL;
+	free(cand);
+	free(of);
+	if (old == NULL)
 		return false;
-	old = of[dimse_evict_choose(cand, n)];
 	(void)shutdown(old->fd, SHUT_RDWR);   /* its fd is closed by its own thread, under s->mu */
 	old->evicted = true;
 	s->evicted++;

@@ -397,18 +397,26 @@ TEST(build_refuses_bad_values)
  * whoever's, so that a plain TCP flood locked the peers out). */
 TEST(evict_choice)
 {
-	/* the flood's two (host .66, 2 waiting), the peer's older one (1) */
-	struct dimse_evict_cand c[3] = { { 2, false, 200 }, { 1, false, 100 }, { 2, false, 300 } };
+	/* a flood's two from one host (5 waiting there, over the 4 of half
+	 * a limit of 8), the peer's older one */
+	struct dimse_evict_cand c[3] = { { 5, false, 200 }, { 1, false, 100 }, { 5, false, 300 } };
 
-	CHECK_EQ_INT(dimse_evict_choose(c, 3), 0);   /* the flood's oldest, not the older peer */
+	CHECK_EQ_INT(dimse_evict_choose(c, 3, 4), 0);   /* the flood's oldest, not the older peer */
+	/* a peer's two parallel associations (2 waiting: no flood) beside
+	 * silent connections of one each from other hosts: the oldest goes,
+	 * not the peer's for holding more */
+	c[0] = (struct dimse_evict_cand){ 2, false, 300 };
+	c[1] = (struct dimse_evict_cand){ 1, false, 100 };
+	c[2] = (struct dimse_evict_cand){ 2, false, 310 };
+	CHECK_EQ_INT(dimse_evict_choose(c, 3, 4), 1);
 	/* one host each: a handshake done is evicted last, then the oldest */
 	c[0] = (struct dimse_evict_cand){ 1, true, 100 };
 	c[1] = (struct dimse_evict_cand){ 1, false, 300 };
 	c[2] = (struct dimse_evict_cand){ 1, false, 200 };
-	CHECK_EQ_INT(dimse_evict_choose(c, 3), 2);
+	CHECK_EQ_INT(dimse_evict_choose(c, 3, 4), 2);
 	c[1].tls_done = c[2].tls_done = true;
-	CHECK_EQ_INT(dimse_evict_choose(c, 3), 0);
-	CHECK_EQ_INT(dimse_evict_choose(c, 1), 0);
+	CHECK_EQ_INT(dimse_evict_choose(c, 3, 4), 0);
+	CHECK_EQ_INT(dimse_evict_choose(c, 1, 4), 0);
 }
 
 int main(void)
