@@ -317,21 +317,32 @@ static int report_line(void *ctx, const char *line, size_t n)
 	return 0;
 }
 
-/* The keyed hashes of --patient (under --issuer, else under any issuer
- * the index knows for that ID: qry_patient_keys), with the vault's keys. */
-static int report_patient(const struct audit_args *a, const char *dir, struct report *rp)
+/* The vault opened with its keys (--passphrase-file for a passphrase
+ * vault), or NULL after saying why. */
+static struct vault *open_keys(const struct audit_args *a, const char *dir, const char *sub)
 {
 	struct vault_open_opts vo;
 	struct vault *v = NULL;
 	char why[256];
-	enum err rc;
 
 	memset(&vo, 0, sizeof vo);
 	vo.passphrase_file = a->pass;
 	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
-		fprintf(stderr, "dicomvault audit report: %s: %s\n", dir, why);
-		return 1;
+		fprintf(stderr, "dicomvault audit %s: %s: %s\n", sub, dir, why);
+		return NULL;
 	}
+	return v;
+}
+
+/* The keyed hashes of --patient (under --issuer, else under any issuer
+ * the index knows for that ID: qry_patient_keys), with the vault's keys. */
+static int report_patient(const struct audit_args *a, const char *dir, struct report *rp)
+{
+	struct vault *v = open_keys(a, dir, "report");
+	enum err rc;
+
+	if (v == NULL)
+		return 1;
 	rc = qry_patient_keys(v, a->patient, a->issuer, rp->patients, QRY_PATIENT_KEYS_MAX, &rp->npatients);
 	vault_close(v);
 	if (rc == ERR_PARSE) {
@@ -367,21 +378,16 @@ static int output_ok(const char *sub)
  * and the move recorded (by the writer the vault's keys sign with). */
 static int reanchor(const struct audit_args *a, const char *dir, const char *log)
 {
-	struct vault_open_opts vo;
 	struct audit_verify_result r;
 	struct audit_rec rec;
 	struct audit *au = NULL;
-	struct vault *v = NULL;
+	struct vault *v = open_keys(a, dir, "reanchor");
 	uint64_t old = 0;
-	char why[256], reason[160];
+	char reason[160];
 	enum err rc;
 
-	memset(&vo, 0, sizeof vo);
-	vo.passphrase_file = a->pass;
-	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
-		fprintf(stderr, "dicomvault audit reanchor: %s: %s\n", dir, why);
+	if (v == NULL)
 		return 1;
-	}
 	rc = audit_reanchor(log, v->audit_sk, v->audit_pk, &old, &r);
 	if (rc == ERR_PARSE) {
 		fprintf(stderr, "dicomvault audit reanchor: %s: the log is not intact (line %llu, seq %llu: %s: %s): "

@@ -557,6 +557,25 @@ TEST(burned_in_annotation_refused)
 /* Burned In Annotation as the file may carry it: the image is flagged when
  * any of its values, trimmed of spaces, is not NO (fail-safe); empty or
  * absent stays unflagged. */
+/* f written as a Part 10 file into w (the caller finishes w) and read
+ * back with ro: NULL on failure (a failed check said so). */
+static struct dcm_file *reread(struct dcm_file *f, const struct dcm_read_opts *ro, struct wbuf *w)
+{
+	struct dcm_write_opts wo = { .keep_meta = false };
+	struct dcm_file *g = NULL;
+	struct dcm_errinfo ei;
+	struct src_mem sm;
+	struct src s;
+	struct sink k;
+
+	wbuf_init(w, 1u << 20);
+	sink_wbuf(&k, w);
+	CHECK_EQ_INT(dcm_file_write(f, &wo, &k), ERR_OK);
+	src_mem_init(&s, &sm, w->p, w->len);
+	CHECK_EQ_INT(dcm_file_read(&s, ro, &g, &ei), ERR_OK);
+	return g;
+}
+
 static enum err run_burned(const char *val)
 {
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
@@ -577,15 +596,10 @@ static enum err run_burned_bulk(const char *word)
 {
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
 	struct dcm_file *g = NULL;
-	struct dcm_write_opts wo = { .keep_meta = false };
 	struct dcm_read_opts ro = { .bulk_threshold = DCM_DEFAULT_BULK };
-	struct dcm_errinfo ei;
 	const struct dcm_elem *e;
 	size_t n = DCM_DEFAULT_BULK + 4464;
 	char *val = malloc(n), why[256];
-	struct src_mem sm;
-	struct src s;
-	struct sink k;
 	struct wbuf w;
 	enum err rc = ERR_INTERNAL;
 
@@ -594,11 +608,7 @@ static enum err run_burned_bulk(const char *word)
 	memset(val, ' ', n);
 	memcpy(val, word, strlen(word));
 	CHECK(dcm_ds_set(&f->ds, 0x00280301, VR_UN, val, n) == ERR_OK);
-	wbuf_init(&w, 1u << 20);
-	sink_wbuf(&k, &w);
-	CHECK_EQ_INT(dcm_file_write(f, &wo, &k), ERR_OK);
-	src_mem_init(&s, &sm, w.p, w.len);
-	CHECK_EQ_INT(dcm_file_read(&s, &ro, &g, &ei), ERR_OK);
+	g = reread(f, &ro, &w);
 	if (g != NULL) {
 		e = dcm_ds_find(&g->ds, 0x00280301);
 		CHECK(e != NULL && (e->flags & DCM_EF_BULK));   /* the case under test */
@@ -901,12 +911,7 @@ TEST(meta_follows_new_uid)
 {
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
 	struct dcm_file *g = NULL;
-	struct dcm_write_opts wo = { .keep_meta = false };
 	struct dcm_read_opts ro = { 0 };
-	struct dcm_errinfo ei;
-	struct src_mem sm;
-	struct src s;
-	struct sink k;
 	struct wbuf w;
 	char a[80], b[80];
 
@@ -917,11 +922,7 @@ TEST(meta_follows_new_uid)
 	f->has_meta = true;
 	must_run(f, 0, key_a);
 	CHECK(dcm_ds_find(&f->meta, 0x00020016) == NULL);
-	wbuf_init(&w, 1u << 20);
-	sink_wbuf(&k, &w);
-	CHECK_EQ_INT(dcm_file_write(f, &wo, &k), ERR_OK);
-	src_mem_init(&s, &sm, w.p, w.len);
-	CHECK_EQ_INT(dcm_file_read(&s, &ro, &g, &ei), ERR_OK);
+	g = reread(f, &ro, &w);
 	if (g != NULL) {
 		CHECK(str(&g->meta, 0x00020003, a, sizeof a) != NULL);
 		CHECK(str(&g->ds, 0x00080018, b, sizeof b) != NULL);
