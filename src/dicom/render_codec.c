@@ -33,6 +33,8 @@ struct jstate {
 	uint8_t *eoi;                /* the frame with the EOI it lacked */
 	const uint8_t *in;           /* what libjpeg reads: the frame, or eoi */
 	size_t inlen;
+	const uint8_t *src;          /* the frame as given */
+	size_t srclen;
 	unsigned char *mem;          /* jpeg_mem_dest's buffer */
 	unsigned long memlen;
 	uint8_t *out;                /* decoded frame */
@@ -148,26 +150,29 @@ enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t 
 	st = jstate_new();
 	if (st == NULL)
 		return err_why(why, whylen, ERR_NOMEM, "out of memory");
-	st->in = src;
-	st->inlen = n;
+	st->in = st->src = src;
+	st->inlen = st->srclen = n;
 	{
 		/* a frame that ends without its EOI (some encoders leave it out):
-		 * given one, so that the end of its data is not taken for a cut
-		 * (a frame really cut short then hits it inside the scan) */
+		 * given one after its bytes as they are (a last 00 may be the
+		 * scan's own, after a stuffed FF; a padding byte before a marker
+		 * is skipped), so that the end of its data is not taken for a cut
+		 * (a frame of one scan really cut short then hits it inside the
+		 * scan; one of several is read as it is: below) */
 		size_t m = n;
 		while (m > 2 && src[m - 1] == 0)
-			m--;   /* the fragment's padding */
+			m--;   /* the fragment's padding, for the look only */
 		if (src[m - 2] != 0xFF || src[m - 1] != 0xD9) {
-			st->eoi = malloc(m + 2);
+			st->eoi = malloc(n + 2);
 			if (st->eoi == NULL) {
 				free(st);
 				return err_why(why, whylen, ERR_NOMEM, "out of memory");
 			}
-			memcpy(st->eoi, src, m);
-			st->eoi[m] = 0xFF;
-			st->eoi[m + 1] = 0xD9;
+			memcpy(st->eoi, src, n);
+			st->eoi[n] = 0xFF;
+			st->eoi[n + 1] = 0xD9;
 			st->in = st->eoi;
-			st->inlen = m + 2;
+			st->inlen = n + 2;
 		}
 	}
 	st->u.d.err = &st->mgr;
@@ -180,6 +185,19 @@ enum err render_jpeg_decode(struct render_image *im, const uint8_t *src, size_t 
 	if (jpeg_read_header(&st->u.d, TRUE) != JPEG_HEADER_OK) {
 		rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame has no image");
 		goto out;
+	}
+	if (st->eoi != NULL && jpeg_has_multiple_scans(&st->u.d)) {
+		/* an EOI given to a frame of several scans would end it where
+		 * a frame cut between two scans stops, with no warning: such a
+		 * frame is read as it is (its missing end then lost) */
+		jpeg_abort_decompress(&st->u.d);
+		st->in = st->src;
+		st->inlen = st->srclen;
+		jpeg_mem_src(&st->u.d, st->in, (unsigned long)st->inlen);
+		if (jpeg_read_header(&st->u.d, TRUE) != JPEG_HEADER_OK) {
+			rc = err_why(why, whylen, ERR_PARSE, "the JPEG frame has no image");
+			goto out;
+		}
 	}
 	comps = (unsigned)st->u.d.num_components;
 	if (st->u.d.image_width != im->cols || st->u.d.image_height != im->rows) {

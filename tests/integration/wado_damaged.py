@@ -70,6 +70,30 @@ def real_jpeg():
     return b.getvalue()
 
 
+def zero_tail_jpeg():
+    """A whole 16x16 JPEG whose scan data ends in a stuffed FF 00 (searched
+    for: about 1 frame in 10 of random pixels), or None."""
+    import random
+    from PIL import Image
+    rnd = random.Random(1)
+    for _ in range(200):
+        im = Image.frombytes("L", (16, 16), bytes(rnd.randrange(256) for _ in range(256)))
+        b = io.BytesIO()
+        im.save(b, "JPEG", quality=90)
+        if b.getvalue()[-4:] == b"\xff\x00\xff\xd9":
+            return b.getvalue()
+    return None
+
+
+def progressive_jpeg():
+    """A 16x16 progressive JPEG (several scans)."""
+    from PIL import Image
+    im = Image.frombytes("L", (16, 16), bytes((x * 13 + y * 7) % 256 for y in range(16) for x in range(16)))
+    b = io.BytesIO()
+    im.save(b, "JPEG", quality=95, progressive=True)
+    return b.getvalue()
+
+
 def get(sop, suffix, accept):
     st, h, b = v.request("GET", "/dicom-web/studies/%s1/series/%s1.1/instances/%s%s" % (P, P, sop, suffix),
                          headers={"Accept": accept})
@@ -85,14 +109,19 @@ def main():
     sos = whole.index(b"\xff\xda")
     cut = whole[:sos + (len(whole) - sos) // 2] + b"\xff\xd9"   # half its scan: libjpeg made up grey rows
     cut += b"\x00" * (len(cut) % 2)
+    prog = progressive_jpeg()
+    second_scan = prog.index(b"\xff\xda", prog.index(b"\xff\xda") + 2)
+    between = prog[:second_scan]   # cut after its first scan, between two scans
+    between += b"\x00" * (len(between) % 2)
     undecodable = [encapsulated(1, [b"", garbage_jpeg(10)], JPEG, 2), encapsulated(2, [garbage_jpeg(100)], JPEG, 1),
-                   encapsulated(3, [b"\x05" + bytes(63)], RLE, 1), encapsulated(7, [cut], JPEG, 1)]
+                   encapsulated(3, [b"\x05" + bytes(63)], RLE, 1), encapsulated(7, [cut], JPEG, 1),
+                   encapsulated(11, [between], JPEG, 1)]
     unsplittable = [encapsulated(4, [garbage_jpeg(100, False)] * 5, JPEG, 3),
                     encapsulated(5, [bytes(64)] * 5, RLE, 3),
                     encapsulated(6, [garbage_jpeg(50)] * 2, JPEG, 4294967295)]
     st, j = v.stow([d for _, d in undecodable + unsplittable])
-    check("seven damaged objects stored as received", st == 200 and
-          len((j or {}).get("00081199", {}).get("Value", [])) == 7, (st, j))
+    check("eight damaged objects stored as received", st == 200 and
+          len((j or {}).get("00081199", {}).get("Value", [])) == 8, (st, j))
     bad = []
     for sop, _ in undecodable:
         r = get(sop, "/rendered", "image/jpeg")
@@ -102,21 +131,24 @@ def main():
                                    'transfer-syntax=1.2.840.10008.1.2.1')
         if r != (406, True):
             bad.append((sop, "/frames/1 decompressed", r))
-    check("a frame the decoder refuses (a JPEG cut in half too): /rendered and /frames decompressed 406 "
-          "problem+json", not bad, bad)
+    check("a frame the decoder refuses (a JPEG cut in half, a progressive one cut between two scans): /rendered "
+          "and /frames decompressed 406 problem+json", not bad, bad)
     # whole frames that libjpeg warns about without losing anything: still
     # decoded (no EOI after the whole scan, as some encoders write; a JFIF
     # version 2.01); before session 26 as now, and refused by its first fix
     no_eoi = whole[:-2]
     jfif2 = whole.replace(b"JFIF\x00\x01", b"JFIF\x00\x02", 1)
+    zero_tail = zero_tail_jpeg()   # without its EOI it ends in 00, a byte of its scan, not padding
+    frames = [(8, whole), (9, no_eoi), (10, jfif2), (12, prog)] + ([(13, zero_tail[:-2])] if zero_tail else [])
     ok = []
-    for n, frame in ((8, whole), (9, no_eoi), (10, jfif2)):
+    for n, frame in frames:
         sop, data = encapsulated(n, [frame + b"\x00" * (len(frame) % 2)], JPEG, 1)
         st, _ = v.stow([data])
         r = get(sop, "/frames/1", 'multipart/related; type="application/octet-stream"; '
                                   'transfer-syntax=1.2.840.10008.1.2.1')
         ok.append((n, st, r, get(sop, "/rendered", "image/png")))
-    check("the same JPEG whole decodes (200), also without its EOI and as JFIF 2.01",
+    check("the same JPEG whole decodes (200), also without its EOI and as JFIF 2.01; a whole progressive one; "
+          "one without its EOI whose scan ends in FF 00",
           all(st == 200 and r == (200, False) and rr == (200, False) for _, st, r, rr in ok), ok)
     bad = []
     for sop, _ in unsplittable:
