@@ -69,6 +69,7 @@ struct audit {
 	bool cp_soon;             /* opened on records no checkpoint covers: one after the first append */
 	/* bytes of a torn last record removed (read_tail), to be recorded */
 	uint64_t torn_bytes;
+	bool anchor_guard;        /* while opening: a torn record is cut only if the log is not short of its anchor */
 	/* the syncer thread (under mu): it fsyncs what was appended when
 	 * kicked (audit_append_start: the caller works meanwhile) and, with
 	 * lazy reads on (audit_lazy_reads), every sync_ms: read records are
@@ -546,6 +547,8 @@ static enum err read_tail(struct audit *a, off_t size);
  * then records that in the chain: see note_torn). Called with the file
  * locked: a writer holds the lock for its whole write, so a partial line
  * seen under the lock is not being written. */
+static enum err shorter_than_anchor(const struct audit *a);
+
 static enum err cut_torn(struct audit *a, off_t off, const char *p, size_t n)
 {
 	char head[160], prev[AUDIT_HASH_HEX];
@@ -573,6 +576,10 @@ static enum err cut_torn(struct audit *a, off_t off, const char *p, size_t n)
 		          "`dicomvault audit verify`", a->path);
 		return ERR_PARSE;
 	}
+	/* a log that open then refuses (cut below its anchor) is left as it
+	 * is: nothing is changed in it but by `audit reanchor` */
+	if (a->anchor_guard && shorter_than_anchor(a) != ERR_OK)
+		return ERR_PARSE;
 	if (ftruncate(a->fd, off) != 0 || fsync(a->fd) != 0) {
 		log_error("%s: cannot remove a torn last record: %s", a->path, strerror(errno));
 		return ERR_IO;
@@ -1161,14 +1168,11 @@ static enum err open_log_ex(const char *path, bool create, bool ignore_anchor, s
 	}
 	rc = lock_file(a->fd, LOCK_EX);
 	if (rc == ERR_OK) {
+		a->anchor_guard = !create && !ignore_anchor;
 		rc = sync_tail(a);
-		if (rc == ERR_OK && !create && !ignore_anchor) {
+		a->anchor_guard = false;
+		if (rc == ERR_OK && !create && !ignore_anchor)
 			rc = shorter_than_anchor(a);
-			/* a torn last record was cut off on the way: said, though
-			 * nothing else is recorded in this log */
-			if (rc != ERR_OK && a->torn_bytes > 0)
-				(void)note_torn(a);
-		}
 		if (rc == ERR_OK && !create && a->seq == 0) {
 			log_error("%s: the audit log is empty, but a vault's begins with the record of its init (was it "
 			          "emptied, or did its init not finish?); nothing is recorded in it, run `dicomvault audit "
@@ -1440,10 +1444,21 @@ static bool anchor_end(const struct verifier *vf, struct audit_verify_result *re
 	return true;
 }
 
-/* One pass over the log; o->on_record, if set, is handed the first
- * emit_max records (those a pass without it found intact). */
+/* What a second pass hands on: the first max records, the last of which
+ * must have the hash head (the pass before found them so). */
+struct emit {
+	uint64_t max;
+	uint8_t head[32];
+	char *held;               /* a record handed on once the next one links to it */
+	size_t nheld;
+	bool done;                /* the max-th record was reached, as it was */
+};
+
+/* One pass over the log; with em, o->on_record is handed em->max records,
+ * each only once the next links to it (the last once it is the record
+ * the first pass ended on): a record changed since is never handed on. */
 static enum err verify_pass(const char *path, const struct audit_verify_opts *o, struct audit_verify_result *out,
-                            uint64_t emit_max)
+                            struct emit *em)
 {
 	static const struct audit_verify_opts none;
 	const size_t cap = AUDIT_LINE_MAX + 1;   /* a line and its newline */
@@ -1519,10 +1534,24 @@ static enum err verify_pass(const char *path, const struct audit_verify_opts *o,
 		res.fault = verify_line(&vf, buf + start, (size_t)(nl - (buf + start)), res.detail, sizeof res.detail);
 		if (res.fault != AUDIT_OK)
 			break;
-		if (o->on_record != NULL && line <= emit_max &&
-		    o->on_record(o->ctx, buf + start, (size_t)(nl - (buf + start)) + 1) != 0) {
-			rc = ERR_IO;
-			goto out;
+		if (em != NULL) {
+			size_t n = (size_t)(nl - (buf + start)) + 1;
+			if (em->nheld > 0 && o->on_record(o->ctx, em->held, em->nheld) != 0) {
+				rc = ERR_IO;
+				goto out;
+			}
+			em->nheld = 0;
+			if (line == em->max) {
+				em->done = ct_equal(vf.head, em->head, 32);
+				if (em->done && o->on_record(o->ctx, buf + start, n) != 0) {
+					rc = ERR_IO;
+					goto out;
+				}
+				rc = ERR_OK;
+				goto out;   /* the rest is the first pass's to say */
+			}
+			memcpy(em->held, buf + start, n);
+			em->nheld = n;
 		}
 		start = (size_t)(nl - buf) + 1;
 	}
@@ -1591,20 +1620,36 @@ enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o, st
 {
 	struct audit_verify_opts first;
 	struct audit_verify_result again;
+	struct emit em;
 	enum err rc;
 
 	if (o == NULL || o->on_record == NULL)
-		return verify_pass(path, o, out, 0);
+		return verify_pass(path, o, out, NULL);
 	/* what is intact is known only at the end (a record edited with its
 	 * hash redone shows by the link after it; the anchor and the unsigned
 	 * tail are checked last): a first pass finds it, the second hands on
-	 * those records only (each verified again as it is read) */
+	 * those records only, each verified again as it is read and handed on
+	 * once the next links to it, the last once its hash is the one the
+	 * first pass ended on; a log changed in between ends in ERR_IO */
 	first = *o;
 	first.on_record = NULL;
-	rc = verify_pass(path, &first, out, 0);
-	if (rc != ERR_OK)
+	rc = verify_pass(path, &first, out, NULL);
+	if (rc != ERR_OK || out->records == 0)
 		return rc;
-	return verify_pass(path, o, &again, out->records);
+	memset(&em, 0, sizeof em);
+	em.max = out->records;
+	if (!hex_get(out->head, 64, em.head, 32, false))
+		return ERR_INTERNAL;
+	em.held = malloc(AUDIT_LINE_MAX + 1);
+	if (em.held == NULL)
+		return ERR_NOMEM;
+	rc = verify_pass(path, o, &again, &em);
+	free(em.held);
+	if (rc == ERR_OK && !em.done) {
+		log_error("%s: the audit log changed while it was read: stopped before the records that changed", path);
+		rc = ERR_IO;
+	}
+	return rc;
 }
 
 enum err audit_reanchor(const char *path, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN], uint64_t *old_seq,
@@ -1625,17 +1670,21 @@ enum err audit_reanchor(const char *path, const struct secret *sk, const uint8_t
 	 * copy taken in the middle of a write) is cut off and recorded */
 	rc = open_log_ex(path, false, true, &a);
 	audit_close(a);   /* no signer: no checkpoint of its own */
-	if (rc != ERR_OK)
+	memset(&o, 0, sizeof o);
+	o.pk = pk;
+	o.vault_log = true;
+	o.no_anchor = true;
+	if (rc != ERR_OK) {
+		/* refused (damaged, empty): the verification says why */
+		if (audit_verify_ex(path, &o, res) == ERR_OK && (res->fault != AUDIT_OK || res->checkpoints == 0))
+			return ERR_PARSE;
 		return rc;
+	}
 	/* under the log's lock, as writers move the anchor */
 	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
 	rc = lock_file(fd, LOCK_EX);
-	memset(&o, 0, sizeof o);
-	o.pk = pk;
-	o.vault_log = true;
-	o.no_anchor = true;
 	if (rc == ERR_OK)
 		rc = audit_verify_ex(path, &o, res);
 	if (rc == ERR_OK && (res->fault != AUDIT_OK || res->checkpoints == 0 ||

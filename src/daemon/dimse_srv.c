@@ -1353,7 +1353,7 @@ static unsigned waiting_from(const struct dimse_srv *s, const struct conn *c)
  * (before any certificate is checked) cannot keep the peers out for the
  * ARTIM time; admitted associations are never evicted. The one chosen is
  * of the host holding the most such connections if it holds more than
- * half the limit (a flood from one address churns its own, never a peer's
+ * half of them (a flood from one address churns its own, never a peer's
  * from elsewhere; a peer's few parallel associations are no flood), else
  * one whose TLS handshake is not done (a plain TCP flood does not undo a
  * handshake done), then the oldest (dimse_evict_choose). Its thread ends
@@ -1398,8 +1398,10 @@ static bool evict_one(struct dimse_srv *s, unsigned max)
 		cand[n].since_ms = c->since_ms;
 		of[n++] = c;
 	}
-	/* a host holding more than half the connections is a flood */
-	old = n > 0 ? of[dimse_evict_choose(cand, n, max / 2)] : NULL;
+	/* a host holding more than half the waiting connections is a flood
+	 * (of the limit, a flood could never count as one while accepted
+	 * associations held the other half) */
+	old = n > 0 ? of[dimse_evict_choose(cand, n, (unsigned)(n / 2))] : NULL;
 	free(cand);
 	free(of);
 	if (old == NULL)

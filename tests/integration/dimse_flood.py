@@ -116,7 +116,7 @@ def main():
         t.join()
     ok = sum(r[0] for r in res)
     check("during a plain TCP connect flood from 127.0.0.66 (%d connections): storescu +tls %d of %d" %
-          (opened[0], ok, N), ok == N and opened[0] > 50, [r[1] for r in res if not r[0]][:2])
+          (opened[0], ok, N), ok == N and opened[0] > 16, [r[1] for r in res if not r[0]][:2])
     log = open(T + "/serve.err").read()
     check("the listener said it evicted connections at capacity", "evicted" in log, log[-400:])
     check("no sanitizer report", "Sanitizer" not in log and "runtime error" not in log, log[-600:])

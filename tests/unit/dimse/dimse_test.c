@@ -409,6 +409,12 @@ TEST(evict_choice)
 	c[1] = (struct dimse_evict_cand){ 1, false, 100 };
 	c[2] = (struct dimse_evict_cand){ 2, false, 310 };
 	CHECK_EQ_INT(dimse_evict_choose(c, 3, 4), 1);
+	/* four waiting (the rest of the limit held by accepted associations):
+	 * three of one host, over half of them (2), the peer's the oldest */
+	{
+		struct dimse_evict_cand w[4] = { { 1, false, 50 }, { 3, false, 200 }, { 3, false, 210 }, { 3, false, 220 } };
+		CHECK_EQ_INT(dimse_evict_choose(w, 4, 4 / 2), 1);
+	}
 	/* one host each: a handshake done is evicted last, then the oldest */
 	c[0] = (struct dimse_evict_cand){ 1, true, 100 };
 	c[1] = (struct dimse_evict_cand){ 1, false, 300 };
