@@ -557,22 +557,29 @@ TEST(burned_in_annotation_refused)
 /* Burned In Annotation as the file may carry it: the image is flagged when
  * any of its values, trimmed of spaces, is not NO (fail-safe); empty or
  * absent stays unflagged. */
-/* f written as a Part 10 file into w (the caller finishes w) and read
- * back with ro: NULL on failure (a failed check said so). */
-static struct dcm_file *reread(struct dcm_file *f, const struct dcm_read_opts *ro, struct wbuf *w)
+/* A file written out and read back: its bytes and the source the file
+ * read reads its bulk values from (both must outlive it). */
+struct reread {
+	struct wbuf w;
+	struct src_mem sm;
+	struct src s;
+};
+
+/* f written as a Part 10 file into rr (the caller finishes rr->w after
+ * freeing the result) and read back with ro: NULL on failure (a failed
+ * check said so). */
+static struct dcm_file *reread(struct dcm_file *f, const struct dcm_read_opts *ro, struct reread *rr)
 {
 	struct dcm_write_opts wo = { .keep_meta = false };
 	struct dcm_file *g = NULL;
 	struct dcm_errinfo ei;
-	struct src_mem sm;
-	struct src s;
 	struct sink k;
 
-	wbuf_init(w, 1u << 20);
-	sink_wbuf(&k, w);
+	wbuf_init(&rr->w, 1u << 20);
+	sink_wbuf(&k, &rr->w);
 	CHECK_EQ_INT(dcm_file_write(f, &wo, &k), ERR_OK);
-	src_mem_init(&s, &sm, w->p, w->len);
-	CHECK_EQ_INT(dcm_file_read(&s, ro, &g, &ei), ERR_OK);
+	src_mem_init(&rr->s, &rr->sm, rr->w.p, rr->w.len);
+	CHECK_EQ_INT(dcm_file_read(&rr->s, ro, &g, &ei), ERR_OK);
 	return g;
 }
 
@@ -600,7 +607,7 @@ static enum err run_burned_bulk(const char *word)
 	const struct dcm_elem *e;
 	size_t n = DCM_DEFAULT_BULK + 4464;
 	char *val = malloc(n), why[256];
-	struct wbuf w;
+	struct reread rr;
 	enum err rc = ERR_INTERNAL;
 
 	if (val == NULL)
@@ -608,14 +615,14 @@ static enum err run_burned_bulk(const char *word)
 	memset(val, ' ', n);
 	memcpy(val, word, strlen(word));
 	CHECK(dcm_ds_set(&f->ds, 0x00280301, VR_UN, val, n) == ERR_OK);
-	g = reread(f, &ro, &w);
+	g = reread(f, &ro, &rr);
 	if (g != NULL) {
 		e = dcm_ds_find(&g->ds, 0x00280301);
 		CHECK(e != NULL && (e->flags & DCM_EF_BULK));   /* the case under test */
 		rc = run(g, 0, key_a, why, sizeof why);
 		dcm_file_free(g);
 	}
-	wbuf_fini(&w);
+	wbuf_fini(&rr.w);
 	free(val);
 	dcm_file_free(f);
 	return rc;
@@ -912,7 +919,7 @@ TEST(meta_follows_new_uid)
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
 	struct dcm_file *g = NULL;
 	struct dcm_read_opts ro = { 0 };
-	struct wbuf w;
+	struct reread rr;
 	char a[80], b[80];
 
 	/* a meta group as a modality would send it */
@@ -922,7 +929,7 @@ TEST(meta_follows_new_uid)
 	f->has_meta = true;
 	must_run(f, 0, key_a);
 	CHECK(dcm_ds_find(&f->meta, 0x00020016) == NULL);
-	g = reread(f, &ro, &w);
+	g = reread(f, &ro, &rr);
 	if (g != NULL) {
 		CHECK(str(&g->meta, 0x00020003, a, sizeof a) != NULL);
 		CHECK(str(&g->ds, 0x00080018, b, sizeof b) != NULL);
@@ -931,7 +938,7 @@ TEST(meta_follows_new_uid)
 		CHECK(dcm_ds_find(&g->meta, 0x00020016) == NULL);
 		dcm_file_free(g);
 	}
-	wbuf_fini(&w);
+	wbuf_fini(&rr.w);
 	dcm_file_free(f);
 }
 
