@@ -73,6 +73,11 @@ int sink_fd_of(const struct sink *k);
 WUR enum err fd_copy_range(int in, uint64_t off, uint64_t n, int out);
 
 /* Whole file into memory, at most max bytes. */
+/* Cuts path, in place, to the folder holding it: "." when it has no
+ * slash, "/" for a name at the root (a trailing slash is not stripped).
+ * The buffer holds at least 2 bytes. */
+void path_parent(char *path);
+
 WUR enum err file_read_all(const char *path, size_t max, uint8_t **out, size_t *len);
 
 /* For a process that holds keys or patient data: no core dumps

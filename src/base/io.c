@@ -370,3 +370,17 @@ enum err proc_harden(void)
 		rc = ERR_IO;
 	return rc;
 }
+
+void path_parent(char *path)
+{
+	char *slash = strrchr(path, '/');
+
+	if (slash == NULL) {
+		path[0] = '.';
+		path[1] = 0;
+	} else if (slash == path) {
+		path[1] = 0;
+	} else {
+		*slash = 0;
+	}
+}

@@ -28,6 +28,7 @@
 #include "dicomvault/deid.h"
 #include "dicomvault/deid_view.h"
 #include "dicomvault/index.h"
+#include "dicomvault/io.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/spool.h"
@@ -433,7 +434,6 @@ static enum err out_in_vault(const char *out, const char *vault)
 {
 	char o[PATH_MAX], v[PATH_MAX], p[PATH_MAX];
 	size_t n;
-	char *slash;
 
 	if (realpath(vault, v) == NULL)
 		return ERR_OK;
@@ -445,13 +445,7 @@ static enum err out_in_vault(const char *out, const char *vault)
 		n = strlen(p);
 		while (n > 1 && p[n - 1] == '/')
 			p[--n] = 0;
-		slash = strrchr(p, '/');
-		if (slash == NULL)
-			snprintf(p, sizeof p, ".");
-		else if (slash == p)
-			p[1] = 0;
-		else
-			*slash = 0;
+		path_parent(p);
 	}
 	n = strlen(v);
 	return strncmp(o, v, n) == 0 && (o[n] == 0 || o[n] == '/' || n == 1) ? ERR_DENIED : ERR_OK;

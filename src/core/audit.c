@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "dicomvault/audit.h"
+#include "dicomvault/io.h"
 #include "dicomvault/charset.h"
 #include "dicomvault/log.h"
 #include "dicomvault/wbuf.h"
@@ -1064,18 +1065,12 @@ void audit_set_signer(struct audit *a, const struct secret *sk, const uint8_t pk
 static enum err fsync_parent(const char *path)
 {
 	char dir[4096];
-	char *slash;
 	enum err rc = ERR_OK;
 	int fd;
 
-	snprintf(dir, sizeof dir, "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == NULL)
-		snprintf(dir, sizeof dir, ".");
-	else if (slash == dir)
-		slash[1] = 0;
-	else
-		*slash = 0;
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+		return ERR_LIMIT;
+	path_parent(dir);
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return ERR_IO;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <sodium.h>
 #include "dicomvault/crypto.h"
+#include "dicomvault/io.h"
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/rd.h"
@@ -218,21 +219,12 @@ static enum err write_all(int fd, const uint8_t *p, size_t n)
 static enum err sync_dir(const char *path)
 {
 	char dir[4096];
-	const char *slash = strrchr(path, '/');
-	size_t n;
 	int fd;
 	enum err rc = ERR_OK;
 
-	if (slash == NULL) {
-		dir[0] = '.';
-		n = 1;
-	} else {
-		n = slash == path ? 1 : (size_t)(slash - path);
-		if (n >= sizeof dir)
-			return ERR_LIMIT;
-		memcpy(dir, path, n);
-	}
-	dir[n] = 0;
+	if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir)
+		return ERR_LIMIT;
+	path_parent(dir);
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return ERR_IO;

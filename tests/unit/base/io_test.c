@@ -117,6 +117,21 @@ TEST(fdopen_refuses_other_files)
 	CHECK(fcntl(fd, F_GETFD) == -1 && errno == EBADF);   /* closed */
 }
 
+TEST(parent_of_a_path)
+{
+	static const char *const cases[][2] = {
+		{ "a/b/c", "a/b" }, { "/x", "/" }, { "name", "." }, { "/a/b", "/a" }, { "a/", "a" },
+	};
+	char buf[32];
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(buf, sizeof buf, "%s", cases[i][0]);
+		path_parent(buf);
+		CHECK_EQ_STR(buf, cases[i][1]);
+	}
+}
+
 int main(void)
 {
 	static const char *names[] = { "a.dcm", "f.dcm", "l.dcm", "s.dcm", "d" };
@@ -131,6 +146,7 @@ int main(void)
 	RUN(symlink_refused_unless_follow);
 	RUN(folder_socket_missing);
 	RUN(fdopen_refuses_other_files);
+	RUN(parent_of_a_path);
 	for (i = 0; i < sizeof names / sizeof names[0]; i++)
 		if (unlink(at(names[i])) != 0)
 			(void)rmdir(at(names[i]));
