@@ -38,5 +38,9 @@ WUR enum err ini_parse(const uint8_t *text, size_t len, struct ini **out, struct
 void ini_free(struct ini *ini);
 /* The value of key in [section] or [section "sub"] (sub NULL: no sub). */
 const char *ini_get(const struct ini *ini, const char *section, const char *sub, const char *key);
+/* The same entry itself (NULL: none), and its line (0: none), for a
+ * refusal that names it. */
+const struct ini_entry *ini_entry(const struct ini *ini, const char *section, const char *sub, const char *key);
+unsigned ini_line(const struct ini *ini, const char *section, const char *sub, const char *key);
 
 #endif

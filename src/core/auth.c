@@ -94,17 +94,6 @@ static enum err audit_put(struct auth *a, const char *action, enum audit_outcome
 
 /* ---- configuration ---- */
 
-/* The line of [auth] KEY, for a refusal (0: not there). */
-static unsigned conf_line(const struct ini *conf, const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < conf->n; i++)
-		if (conf->e[i].sub == NULL && strcmp(conf->e[i].section, "auth") == 0 && strcmp(conf->e[i].key, key) == 0)
-			return conf->e[i].line;
-	return 0;
-}
-
 static enum err conf_int(const struct ini *conf, const char *key, int64_t min, int64_t max, int64_t *out, char *why,
                          size_t whylen)
 {
@@ -118,7 +107,7 @@ static enum err conf_int(const struct ini *conf, const char *key, int64_t min, i
 	n = strtoll(v, &end, 10);
 	if (errno != 0 || end == v || *end != 0 || n < min || n > max) {
 		if (why != NULL && whylen > 0)
-			snprintf(why, whylen, "line %u: [auth] %s must be an integer from %lld to %lld", conf_line(conf, key),
+			snprintf(why, whylen, "line %u: [auth] %s must be an integer from %lld to %lld", ini_line(conf, "auth", NULL, key),
 			         key, (long long)min, (long long)max);
 		return ERR_PARSE;
 	}

@@ -703,17 +703,6 @@ static enum err conf_named_check(const struct ini *conf, char *why, size_t whyle
 	return ERR_OK;
 }
 
-/* The line of [SECTION] KEY (0: not there). */
-static unsigned conf_line(const struct ini *conf, const char *section, const char *key)
-{
-	size_t i;
-
-	for (i = 0; i < conf->n; i++)
-		if (conf->e[i].sub == NULL && strcmp(conf->e[i].section, section) == 0 && strcmp(conf->e[i].key, key) == 0)
-			return conf->e[i].line;
-	return 0;
-}
-
 /* Values read later than the vault's opening, checked now as their
  * readers will read them: [auth] (by serve's auth; break_glass_minutes was
  * read per break-glass, a bad value silently the default) and [deid]
@@ -732,10 +721,10 @@ static enum err conf_values_check(const struct ini *conf, char *why, size_t whyl
 		return err_why(why, whylen, rc, "dicomvault.conf %s", d);
 	if (profile != NULL && profile[0] != 0 && deid_parse_profile(profile, &options, d, sizeof d) != ERR_OK)
 		return err_why(why, whylen, ERR_PARSE, "dicomvault.conf line %u: [deid] profile: %s",
-		               conf_line(conf, "deid", "profile"), d);
+		               ini_line(conf, "deid", NULL, "profile"), d);
 	if (project != NULL && strlen(project) > DEID_PROJECT_MAX)
 		return err_why(why, whylen, ERR_PARSE, "dicomvault.conf line %u: [deid] project: a project name is at most "
-		               "%u characters", conf_line(conf, "deid", "project"), DEID_PROJECT_MAX);
+		               "%u characters", ini_line(conf, "deid", NULL, "project"), DEID_PROJECT_MAX);
 	return ERR_OK;
 }
 

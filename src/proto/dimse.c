@@ -81,16 +81,6 @@ static char *str_slot(struct dimse_cmd *c, uint32_t flag, size_t *cap)
 	}
 }
 
-/* A UID of a command set as the store takes it (vr_uid_ok: digits and
- * dots, 1 to 64, no empty component), not as strictly as an association's
- * (pdu_uid_ok): a legacy SOP Instance UID with a leading-zero component
- * (PS3.5 9.1 forbids it; DCMTK's storescu and storescp take it) was an
- * A-ABORT when received, and could not be sent by C-GET or C-MOVE. */
-static bool cmd_uid_ok(const char *s, size_t n)
-{
-	return vr_uid_ok(s, n);
-}
-
 static enum err value_parse(struct dimse_cmd *c, const struct elem_def *d, const uint8_t *v, size_t n)
 {
 	size_t cap, b = 0, i;
@@ -114,7 +104,10 @@ static enum err value_parse(struct dimse_cmd *c, const struct elem_def *d, const
 			n--;   /* padding to even length: NUL, or a space as some write */
 		if (n == 0)
 			return ERR_NOTFOUND;
-		if (!cmd_uid_ok((const char *)v, n))
+		/* a UID as the store takes it (vr_uid_ok), not as strictly as an
+		 * association's (pdu_uid_ok): a legacy leading-zero component
+		 * (PS3.5 9.1 forbids it; DCMTK takes it) was an A-ABORT */
+		if (!vr_uid_ok((const char *)v, n))
 			return ERR_PARSE;
 		break;
 	case V_AE:
@@ -332,7 +325,7 @@ enum err dimse_cmd_build(const struct dimse_cmd *c0, struct wbuf *w)
 		if (!(c.has & d->flag) || (s = str_slot(&c, d->flag, &cap)) == NULL)
 			continue;
 		n = strnlen(s, cap);
-		if (n == cap || (d->kind == V_LO && n > 64) || (d->kind == V_UI && !cmd_uid_ok(s, n)) || (d->kind == V_AE && !pdu_ae_ok(s)))
+		if (n == cap || (d->kind == V_LO && n > 64) || (d->kind == V_UI && !vr_uid_ok(s, n)) || (d->kind == V_AE && !pdu_ae_ok(s)))
 			return ERR_PARSE;
 	}
 	if ((c.has & DIMSE_F_OFFENDING) && (c.noffending == 0 || c.noffending > DIMSE_MAX_OFFENDING))

@@ -293,12 +293,26 @@ void ini_free(struct ini *ini)
 	free(ini);
 }
 
-const char *ini_get(const struct ini *ini, const char *section, const char *sub, const char *key)
+const struct ini_entry *ini_entry(const struct ini *ini, const char *section, const char *sub, const char *key)
 {
 	size_t i;
 
 	for (i = 0; i < ini->n; i++)
 		if (strcmp(ini->e[i].section, section) == 0 && same(ini->e[i].sub, sub) && strcmp(ini->e[i].key, key) == 0)
-			return ini->e[i].value;
+			return &ini->e[i];
 	return NULL;
+}
+
+const char *ini_get(const struct ini *ini, const char *section, const char *sub, const char *key)
+{
+	const struct ini_entry *e = ini_entry(ini, section, sub, key);
+
+	return e != NULL ? e->value : NULL;
+}
+
+unsigned ini_line(const struct ini *ini, const char *section, const char *sub, const char *key)
+{
+	const struct ini_entry *e = ini_entry(ini, section, sub, key);
+
+	return e != NULL ? e->line : 0;
 }
