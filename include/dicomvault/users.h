@@ -97,4 +97,9 @@ WUR enum err users_parse_time(const char *s, int64_t now, int64_t *out);
  * to the second; 0 if it is not one. */
 int64_t users_parse_stamp(const char *t);
 
+struct idx_user;
+/* What an account is at now, as `user list` and GET /api/users say it:
+ * "disabled", "expired", "locked" or "active". */
+const char *users_state(const struct idx_user *u, int64_t now);
+
 #endif

@@ -259,18 +259,11 @@ struct lister {
 	int64_t now;
 };
 
-/* What `user list` says of an account at now. */
-static const char *user_state(const struct idx_user *u, int64_t now)
-{
-	return u->disabled ? "disabled" : (u->expires && u->expires <= now) ? "expired"
-	       : u->locked_until > now ? "locked" : "active";
-}
-
 static enum err print_user(void *ctx, const struct idx_user *u)
 {
 	struct lister *l = ctx;
 	char exp[32];
-	const char *state = user_state(u, l->now);
+	const char *state = users_state(u, l->now);
 
 	iso(u->expires, exp);
 	if (l->json) {
@@ -452,7 +445,7 @@ static int run_change(struct vault *v, const struct user_args *a, const struct u
 	}
 	printf("{\"user\":");
 	cmd_json_str(u.name);
-	printf(",\"state\":\"%s\"}\n", user_state(&u, (int64_t)time(NULL)));
+	printf(",\"state\":\"%s\"}\n", users_state(&u, (int64_t)time(NULL)));
 	return 0;
 }
 

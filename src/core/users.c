@@ -792,3 +792,9 @@ int64_t users_parse_stamp(const char *t)
 	d[20] = 0;
 	return users_parse_time(d, 0, &out) == ERR_OK ? out : 0;
 }
+
+const char *users_state(const struct idx_user *u, int64_t now)
+{
+	return u->disabled ? "disabled" : (u->expires && u->expires <= now) ? "expired"
+	       : u->locked_until > now ? "locked" : "active";
+}

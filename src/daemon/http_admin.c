@@ -146,8 +146,7 @@ static enum err user_json(void *ctx, const struct idx_user *u)
 	int64_t now = (int64_t)time(NULL);
 
 	return json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:I}", "username", u->name, "role", u->role, "state",
-	                                          u->disabled ? "disabled" : (u->expires && u->expires <= now) ? "expired"
-	                                          : u->locked_until > now ? "locked" : "active",
+	                                          users_state(u, now),
 	                                          "expires", (json_int_t)u->expires)) == 0
 	               ? ERR_OK : ERR_NOMEM;
 }
