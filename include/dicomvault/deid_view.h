@@ -22,7 +22,8 @@ struct deid_view;
 WUR enum err deid_view_open(const struct vault *v, const char *project, const char *profile, struct deid_view **out,
                             char *why, size_t whylen);
 void deid_view_free(struct deid_view *dv);
-/* The options to give deid_apply (valid while dv lives). */
+/* The options to give deid_apply (valid while dv and its vault live: the
+ * masks are the vault's, v->masks). */
 const struct deid_opts *deid_view_opts(const struct deid_view *dv);
 /* The pseudonymous UID that deid_apply gives uid under this view. */
 WUR enum err deid_view_uid(const struct deid_view *dv, const char *uid, char out[DEID_UID_MAX + 1]);

@@ -114,9 +114,9 @@ size_t dimse_evict_choose(const struct dimse_evict_cand *c, size_t n, unsigned f
 /* Reads [dicom] (listen = HOST:PORT, default 127.0.0.1:2762, overridden by
  * listen_override; ae_title, default DICOMVAULT; plain_listen = HOST:PORT,
  * a plain-TCP listener, warned about; artim and idle_timeout in seconds;
- * max_associations), the [peer] and [collection] sections, and starts the
- * server with the vault's TLS certificate and key. The server owns the
- * peers and collections it loaded. Prints nothing; *desc gets a line for
+ * max_associations) and starts the server with the vault's peers and
+ * collections (v->peers, v->colls: v must outlive the server) and its TLS
+ * certificate and key. Prints nothing; *desc gets a line for
  * the operator ("DICOM-TLS 127.0.0.1:2762 AE DICOMVAULT, N peers"). auth
  * (borrowed) checks the API tokens of User Identity Negotiation. With
  * [auth] jwt_key = FILE (a PEM public key or certificate, relative to the

@@ -40,7 +40,9 @@ WUR enum err users_create(struct index_store *ix, const struct secret *mk, const
                           struct secret **totp_b32, struct secret **totp_uri);
 
 /* `user add`: users_create, then a grant of the role on scope (NULL:
- * "collection:default"), both audited. */
+ * "collection:default"), both audited. A collection scope must name
+ * "default" or a [collection] of v->colls (ERR_PARSE, "no such
+ * collection", as for users_grant). */
 WUR enum err users_add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
                        const char *scope, int64_t expires, const struct secret *password,
                        struct secret **password_out, struct secret **totp_b32, struct secret **totp_uri, char *why,
@@ -54,7 +56,8 @@ WUR enum err users_unlock(struct vault *v, const struct users_actor *by, const c
 
 /* A new grant; *id gets its id. A study scope with with_priors records the
  * study's patient (the study must be stored). ERR_NOTFOUND: no such user
- * (or study, for priors); ERR_PARSE: a bad scope or times. */
+ * (or study, for priors); ERR_PARSE: a bad scope or times, or a collection
+ * scope naming neither "default" nor a [collection] of v->colls. */
 struct users_grant_req {
 	const char *user;
 	enum access_role role;

@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+#include "dicomvault/auth.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/err.h"
 
@@ -41,11 +42,20 @@ void vault_created_fini(struct vault_created *res);
 struct ini;
 struct index_store;
 struct blob_store;
+struct peers;
+struct access_collections;
+struct deid_masks;
 
 /* An open vault: its configuration, keys and stores. */
 struct vault {
 	char dir[VAULT_PATH_MAX];
 	struct ini *conf;
+	/* The named sections and [auth] of conf, read once by vault_open
+	 * (vault_conf_check): every command and listener uses these. */
+	struct peers *peers;
+	struct access_collections *colls;
+	struct deid_masks *masks;
+	struct auth_conf auth;
 	struct secret *mk;            /* master key */
 	struct secret *index_key;     /* keyed hashes of identifying attributes */
 	struct secret *audit_sk;      /* Ed25519 signing key of audit checkpoints */

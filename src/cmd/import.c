@@ -246,7 +246,7 @@ struct imp {
 	struct vault *v;
 	pthread_mutex_t lock;           /* the index (v->ix_lock) */
 	struct audit *au;
-	struct access_collections *colls;
+	const struct access_collections *colls;   /* the vault's */
 	struct report r;
 	bool json, tty;
 	uint64_t done, total;           /* progress */
@@ -1324,7 +1324,6 @@ int cmd_import(int argc, char **argv)
 	size_t npaths = 0, nstudies = 0, i;
 	char dir[VAULT_PATH_MAX], why[512] = "", reason[900], listen_addr[300], source[320];
 	struct vault_open_opts vo;
-	struct peers *ps = NULL;
 	const struct peer *pe = NULL;
 	struct imp x;
 	struct net nt;
@@ -1413,18 +1412,11 @@ int cmd_import(int argc, char **argv)
 		        x.v->dir, AUDIT_LOG_PATH);
 		goto done;
 	}
-	if (access_collections_load(x.v->conf, &x.colls, why, sizeof why) != ERR_OK) {
-		fprintf(stderr, "dicomvault import: %s/dicomvault.conf: %s\n", x.v->dir, why);
-		goto done;
-	}
+	x.colls = x.v->colls;
 	if (from != NULL) {
 		const char *l;
 		const char *colon;
-		if (peers_load(x.v->conf, &ps, why, sizeof why) != ERR_OK) {
-			fprintf(stderr, "dicomvault import: %s/dicomvault.conf: %s\n", x.v->dir, why);
-			goto done;
-		}
-		pe = peers_find(ps, from);
+		pe = peers_find(x.v->peers, from);
 		if (pe == NULL) {
 			fprintf(stderr, "dicomvault import: no [peer \"%s\"] in %s/dicomvault.conf\n", from, x.v->dir);
 			goto done;
@@ -1509,8 +1501,6 @@ done:
 	free(nt.want);
 	free(nt.series_uids);
 	free(nt.studies);
-	peers_free(ps);
-	access_collections_free(x.colls);
 	audit_close(x.au);
 	if (x.v != NULL)
 		x.v->ix_lock = NULL;

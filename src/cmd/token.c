@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include "cmd.h"
+#include "dicomvault/access.h"
 #include "dicomvault/audit.h"
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
@@ -171,21 +172,6 @@ static int audit_cli(const struct vault *v, struct audit *au, const char *action
 	return 0;
 }
 
-/* Whether the vault's configuration has [collection "name"] (or it is
- * "default", which always exists). */
-static bool collection_known(const struct ini *conf, const char *name)
-{
-	size_t i;
-
-	if (strcmp(name, "default") == 0)
-		return true;
-	for (i = 0; conf != NULL && i < conf->nsections; i++)
-		if (strcmp(conf->sections[i].section, "collection") == 0 && conf->sections[i].sub != NULL &&
-		    strcmp(conf->sections[i].sub, name) == 0)
-			return true;
-	return false;
-}
-
 static void print_row(const struct idx_token *t, int64_t now, bool json, bool first)
 {
 	char created[32], expires[32], used[32], revoked[32];
@@ -282,7 +268,7 @@ static int run_create(struct vault *v, struct audit *au, const struct token_args
 	int ret = 1;
 	enum err rc;
 
-	if (collection != NULL && !collection_known(v->conf, collection)) {
+	if (collection != NULL && !access_collection_known(v->colls, collection)) {
 		fprintf(stderr, "dicomvault token create: no collection '%s' in %s/dicomvault.conf\n", collection, v->dir);
 		snprintf(reason, sizeof reason, "for user %s: unknown collection %s", a->user, collection);
 		(void)audit_cli(v, au, AUDIT_TOKEN_CREATE, AUDIT_FAILURE, reason, NULL);

@@ -143,29 +143,6 @@ static int time_arg(const char *opt, const char *s, int64_t *out)
 	return 0;
 }
 
-/* "default" or a [collection "NAME"] of dicomvault.conf; says so if not,
- * or why the [collection] sections cannot be read (a mistake in the one
- * named is not "no collection"). */
-static bool collection_ok(struct vault *v, const char *name)
-{
-	struct access_collections *c = NULL;
-	char why[256] = "";
-	bool known;
-
-	if (access_collection_known(NULL, name))
-		return true;
-	if (access_collections_load(v->conf, &c, why, sizeof why) != ERR_OK) {
-		fprintf(stderr, "dicomvault user: %s/dicomvault.conf %s\n", v->dir, why);
-		return false;
-	}
-	known = access_collection_known(c, name);
-	access_collections_free(c);
-	if (!known)
-		fprintf(stderr, "dicomvault user: no collection %s (\"default\" or a [collection] of dicomvault.conf)\n",
-		        name);
-	return known;
-}
-
 static int run_add(struct vault *v, const struct user_args *a, const struct users_actor *by)
 {
 	struct secret *pw = NULL, *pw_out = NULL, *b32 = NULL, *uri = NULL;
@@ -184,17 +161,8 @@ static int run_add(struct vault *v, const struct user_args *a, const struct user
 		snprintf(scope, sizeof scope, "collection:%s", a->collection);
 		if (scope_arg("--collection", scope) != 0)
 			return EXIT_USAGE;
-		if (!collection_ok(v, a->collection))
-			return 1;
-	} else if (a->scope != NULL) {
-		/* --scope collection:NAME names a collection that exists, as
-		 * --collection does */
-		struct access_grant g;
-		memset(&g, 0, sizeof g);
-		if (access_scope_parse(a->scope, &g, why, sizeof why) != ERR_OK)
-			return usage(why, a->scope);
-		if (g.scope == ACCESS_SCOPE_COLLECTION && !collection_ok(v, g.target))
-			return 1;
+	} else if (a->scope != NULL && scope_arg("--scope", a->scope) != 0) {
+		return EXIT_USAGE;
 	}
 	if (a->password_file != NULL) {
 		if (secret_read_file(a->password_file, CRYPTO_PASSWORD_MAX, SECRET_TRIM_NEWLINE, &pw) != ERR_OK) {
@@ -369,8 +337,6 @@ static int run_grant(struct vault *v, const struct user_args *a, const struct us
 	if ((a->collection != NULL || a->study != NULL) &&
 	    scope_arg(a->collection != NULL ? "--collection" : "--study", scope) != 0)
 		return EXIT_USAGE;
-	if (a->collection != NULL && !collection_ok(v, a->collection))
-		return 1;
 	g.user = a->name;
 	g.scope = scope;
 	g.with_priors = a->priors;

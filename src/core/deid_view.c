@@ -13,7 +13,6 @@
 struct deid_view {
 	struct deid_opts o;
 	struct secret *key;
-	struct deid_masks *masks;
 	struct cms_recipients *escrow;
 };
 
@@ -22,7 +21,6 @@ void deid_view_free(struct deid_view *dv)
 	if (dv == NULL)
 		return;
 	secret_free(dv->key);
-	deid_masks_free(dv->masks);
 	cms_recipients_free(dv->escrow);
 	free(dv);
 }
@@ -54,8 +52,6 @@ enum err deid_view_open(const struct vault *v, const char *project, const char *
 		rc = secret_new(32, &dv->key);
 	if (rc == ERR_OK)
 		rc = kdf_hkdf_sha256(v->mk, salt, sizeof salt - 1, project, strlen(project), secret_mut(dv->key), 32);
-	if (rc == ERR_OK)
-		rc = deid_masks_load(v->conf, &dv->masks, why, whylen);
 	ec = ini_get(v->conf, "deid", NULL, "escrow_cert");
 	if (rc == ERR_OK && ec != NULL && ec[0] != 0) {
 		char path[VAULT_PATH_MAX + 256];
@@ -71,7 +67,7 @@ enum err deid_view_open(const struct vault *v, const char *project, const char *
 	}
 	secret_seal(dv->key);
 	dv->o.project_key = dv->key;
-	dv->o.masks = dv->masks;
+	dv->o.masks = v->masks;
 	dv->o.escrow = dv->escrow;
 	*out = dv;
 	return ERR_OK;

@@ -166,6 +166,18 @@ static void unlock(struct vault *v, bool *locked)
 static enum err grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
                       char *why, size_t whylen);
 
+/* A scope "collection:NAME" names "default" or a [collection] of the
+ * vault's configuration: a misspelt one would give nothing today and, once
+ * a [collection] of that name is added, access nobody reviewed then. The
+ * CLI and the admin API both come here. ERR_PARSE with why. */
+static enum err scope_collection_ok(const struct vault *v, const struct access_grant *ag, char *why, size_t whylen)
+{
+	if (ag->scope != ACCESS_SCOPE_COLLECTION || access_collection_known(v->colls, ag->target))
+		return ERR_OK;
+	return err_why(why, whylen, ERR_PARSE, "no such collection %s (\"default\" or a [collection] of dicomvault.conf)",
+	               ag->target);
+}
+
 static enum err add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
                     const char *scope, int64_t expires, const struct secret *password, struct secret **password_out,
                     struct secret **totp_b32, struct secret **totp_uri, char *why, size_t whylen)
@@ -183,6 +195,8 @@ static enum err add(struct vault *v, const struct users_actor *by, const char *n
 		scope = "collection:default";
 	memset(&ag, 0, sizeof ag);
 	rc = access_scope_parse(scope, &ag, why, whylen);
+	if (rc == ERR_OK)
+		rc = scope_collection_ok(v, &ag, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
 	lock(v, &locked);
@@ -378,6 +392,8 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	if ((unsigned)r->role >= ACCESS_ROLE__N)
 		return err_why(why, whylen, ERR_PARSE, "unknown role");
 	rc = access_scope_parse(r->scope, &ag, why, whylen);
+	if (rc == ERR_OK)
+		rc = scope_collection_ok(v, &ag, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
 	if (r->with_priors && ag.scope != ACCESS_SCOPE_STUDY)

@@ -646,7 +646,7 @@ static enum err load_wrapped(const char *dir, const char *name, const struct sec
 
 /* The keys of the sections without a name that this version reads; the
  * sections [peer "AE"], [collection "NAME"] and [deid "mask ..."] are
- * checked by their own loaders (conf_named_check). */
+ * checked by their own loaders (conf_named_load). */
 static const struct {
 	const char *section;
 	const char *keys[12];
@@ -679,8 +679,9 @@ static const struct {
  * NAME"] by deid_masks_load; none reads a file or needs a key), so that
  * every command that opens the vault refuses the mistakes serve refuses
  * (user, token and import ran on with them, and a mask was read only when
- * a researcher's request needed it). */
-static enum err conf_named_check(const struct ini *conf, char *why, size_t whylen)
+ * a researcher's request needed it). keep: the vault that keeps what was
+ * read (vault_open), else it is freed. */
+static enum err conf_named_load(const struct ini *conf, struct vault *keep, char *why, size_t whylen)
 {
 	struct peers *ps = NULL;
 	struct access_collections *cs = NULL;
@@ -689,15 +690,19 @@ static enum err conf_named_check(const struct ini *conf, char *why, size_t whyle
 	enum err rc;
 
 	rc = peers_load(conf, &ps, d, sizeof d);
-	peers_free(ps);
-	if (rc == ERR_OK) {
+	if (rc == ERR_OK)
 		rc = access_collections_load(conf, &cs, d, sizeof d);
-		access_collections_free(cs);
-	}
-	if (rc == ERR_OK) {
+	if (rc == ERR_OK)
 		rc = deid_masks_load(conf, &ms, d, sizeof d);
-		deid_masks_free(ms);
+	if (rc == ERR_OK && keep != NULL) {
+		keep->peers = ps;
+		keep->colls = cs;
+		keep->masks = ms;
+		return ERR_OK;
 	}
+	peers_free(ps);
+	access_collections_free(cs);
+	deid_masks_free(ms);
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "dicomvault.conf %s", d[0] ? d : err_str(rc));
 	return ERR_OK;
@@ -708,15 +713,14 @@ static enum err conf_named_check(const struct ini *conf, char *why, size_t whyle
  * read per break-glass, a bad value silently the default) and [deid]
  * profile and project (read per researcher request: a typo made each one
  * fail). */
-static enum err conf_values_check(const struct ini *conf, char *why, size_t whylen)
+static enum err conf_values_check(const struct ini *conf, struct auth_conf *ac, char *why, size_t whylen)
 {
-	struct auth_conf ac;
 	const char *profile = ini_get(conf, "deid", NULL, "profile"), *project = ini_get(conf, "deid", NULL, "project");
 	unsigned options;
 	char d[256] = "";
 	enum err rc;
 
-	rc = auth_conf_load(conf, &ac, d, sizeof d);
+	rc = auth_conf_load(conf, ac, d, sizeof d);
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "dicomvault.conf %s", d);
 	if (profile != NULL && profile[0] != 0 && deid_parse_profile(profile, &options, d, sizeof d) != ERR_OK)
@@ -728,8 +732,11 @@ static enum err conf_values_check(const struct ini *conf, char *why, size_t whyl
 	return ERR_OK;
 }
 
-enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen)
+/* vault_conf_check; keep (vault_open's vault): what it reads is kept
+ * there, else freed. */
+static enum err conf_check(const char *dir, const struct ini *conf, struct vault *keep, char *why, size_t whylen)
 {
+	struct auth_conf ac;
 	static const char *const named[] = { "peer", "collection", "deid" };
 	size_t i, k, j;
 	enum err rc;
@@ -786,8 +793,13 @@ enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, si
 				               e->line, e->value, want);
 		}
 	}
-	rc = conf_named_check(conf, why, whylen);
-	return rc != ERR_OK ? rc : conf_values_check(conf, why, whylen);
+	rc = conf_named_load(conf, keep, why, whylen);
+	return rc != ERR_OK ? rc : conf_values_check(conf, keep != NULL ? &keep->auth : &ac, why, whylen);
+}
+
+enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen)
+{
+	return conf_check(dir, conf, NULL, why, whylen);
 }
 
 static enum err load_master(const char *dir, const struct vault_open_opts *o, struct secret **mk, char *why,
@@ -877,7 +889,7 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 		err_why(why, whylen, rc, "%s line %u: %s", p, ie.line, ie.msg);
 		goto out;
 	}
-	rc = vault_conf_check(dir, v->conf, why, whylen);
+	rc = conf_check(dir, v->conf, v, why, whylen);
 	if (rc != ERR_OK)
 		goto out;
 	rc = load_master(dir, o, &v->mk, why, whylen);
@@ -935,6 +947,9 @@ void vault_close(struct vault *v)
 		v->ix->ops->close(v->ix);
 	if (v->blobs != NULL)
 		v->blobs->ops->close(v->blobs);
+	peers_free(v->peers);
+	access_collections_free(v->colls);
+	deid_masks_free(v->masks);
 	ini_free(v->conf);
 	secret_free(v->mk);
 	secret_free(v->index_key);

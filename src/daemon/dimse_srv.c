@@ -84,8 +84,6 @@ struct dimse_srv {
 	bool stopping;
 	unsigned refused, evicted;      /* at capacity, since the last warning */
 	int64_t refused_log_ms;
-	struct peers *own_peers;        /* dimse_srv_start_conf: freed at stop */
-	struct access_collections *own_colls;
 	struct jwt_verifier *own_jwt;
 };
 
@@ -1682,8 +1680,6 @@ void dimse_srv_stop(struct dimse_srv *s)
 		gnutls_priority_deinit(s->prio);
 	if (s->cred != NULL)
 		gnutls_certificate_free_credentials(s->cred);
-	peers_free(s->own_peers);
-	access_collections_free(s->own_colls);
 	jwt_verifier_free(s->own_jwt);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
@@ -1817,8 +1813,6 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
                               struct auth *auth, struct dimse_srv **out, char *desc, size_t desclen, char *why, size_t whylen)
 {
 	struct dimse_srv_opts o;
-	struct peers *ps = NULL;
-	struct access_collections *cs = NULL;
 	struct jwt_verifier *jwt = NULL;
 	struct dimse_srv *s = NULL;
 	enum err rc;
@@ -1831,41 +1825,26 @@ enum err dimse_srv_start_conf(struct vault *v, const char *listen_override, cons
 	rc = jwt_load(v, o.ae, &jwt, why, whylen);
 	if (rc != ERR_OK)
 		return rc;
-	rc = peers_load(v->conf, &ps, why, whylen);
-	if (rc != ERR_OK) {
-		jwt_verifier_free(jwt);
-		return rc;
-	}
-	rc = access_collections_load(v->conf, &cs, why, whylen);
-	if (rc != ERR_OK) {
-		peers_free(ps);
-		jwt_verifier_free(jwt);
-		return rc;
-	}
 	o.cert_pem = cert_pem;
 	o.cert_len = cert_len;
 	o.key_pem = key_pem;
-	o.peers = ps;
-	o.colls = cs;
+	o.peers = v->peers;
+	o.colls = v->colls;
 	o.vault = v;
 	o.audit = au;
 	o.auth = auth;
 	o.jwt = jwt;
 	rc = dimse_srv_start(&o, &s, why, whylen);
 	if (rc != ERR_OK) {
-		peers_free(ps);
-		access_collections_free(cs);
 		jwt_verifier_free(jwt);
 		return rc;
 	}
-	s->own_peers = ps;
-	s->own_colls = cs;
 	s->own_jwt = jwt;
 	if (o.plain_listen != NULL)
 		log_warn("plain-TCP DICOM listener on %s (port %u): associations there are neither encrypted nor "
 		         "authenticated by certificate, only by AE title (peers with tls = no, from their host)",
 		         o.plain_listen, s->pport);
-	snprintf(desc, desclen, "DICOM-TLS port %u AE %s, %zu peers%s", s->port, s->ae, ps->n,
+	snprintf(desc, desclen, "DICOM-TLS port %u AE %s, %zu peers%s", s->port, s->ae, v->peers->n,
 	         o.plain_listen ? ", plain TCP too" : "");
 	*out = s;
 	return ERR_OK;

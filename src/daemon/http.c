@@ -1242,11 +1242,8 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	s->max_upload = o->max_upload ? o->max_upload : HTTP_MAX_UPLOAD;
 	s->ix_lock = o->ix_lock;
 	s->audit = o->audit;
-	if (o->vault != NULL) {
-		rc = access_collections_load(o->vault->conf, &s->colls, why, whylen);
-		if (rc != ERR_OK)
-			goto fail;
-	}
+	if (o->vault != NULL)
+		s->colls = o->vault->colls;
 	rc = ERR_NOMEM;
 	s->cert = malloc(o->cert_len + 1);
 	if (s->cert == NULL)
@@ -1346,7 +1343,6 @@ void http_server_stop(struct http_server *s)
 	pthread_mutex_destroy(&s->watch_mu);
 	pthread_cond_destroy(&s->watch_cv);
 	secret_free(s->key);
-	access_collections_free(s->colls);
 	free(s->cert);
 	free(s);
 }

@@ -209,8 +209,6 @@ enum MHD_Result http_users(struct http_req *r)
 	rc = admin_user_parse(r->body, r->len, (int64_t)time(NULL), &u, detail, sizeof detail);
 	if (rc != ERR_OK)
 		return request_refused(r, rc, detail, "{\"username\", \"role\", \"collection\"?, \"expires\"?}");
-	if (!access_collection_known(r->srv->colls, u.collection))
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, "member \"collection\": no such collection", NULL);
 	snprintf(scope, sizeof scope, "collection:%s", u.collection);
 	actor_of(r, &by);
 	if (users_add(v, &by, u.username, u.role, scope, u.expires, NULL, &pw, &b32, &uri, why, sizeof why) != ERR_OK)
@@ -222,22 +220,6 @@ enum MHD_Result http_users(struct http_req *r)
 	secret_free(b32);
 	secret_free(uri);
 	return q;
-}
-
-/* A scope "collection:NAME" names "default" or a configured collection, as
- * POST /api/users and `user grant` require: a misspelt one would give
- * nothing today and, once a [collection] of that name is added, access
- * nobody reviewed then. Other scopes, and ones that do not parse (users_grant
- * says why), pass. */
-static bool scope_collection_known(const struct http_req *r, const char *scope)
-{
-	struct access_grant g;
-	char why[160];
-
-	memset(&g, 0, sizeof g);
-	if (access_scope_parse(scope, &g, why, sizeof why) != ERR_OK || g.scope != ACCESS_SCOPE_COLLECTION)
-		return true;
-	return access_collection_known(r->srv->colls, g.target);
 }
 
 enum MHD_Result http_grants(struct http_req *r)
@@ -282,8 +264,6 @@ enum MHD_Result http_grants(struct http_req *r)
 	if (rc != ERR_OK)
 		return request_refused(r, rc, detail, "{\"username\", \"role\", \"scope\", \"from\"?, \"expires\"?, "
 		                    "\"purpose\"?, \"with_priors\"?}");
-	if (!scope_collection_known(r, gr.scope))
-		return http_problem(r, MHD_HTTP_BAD_REQUEST, "member \"scope\": no such collection", NULL);
 	memset(&g, 0, sizeof g);
 	g.user = gr.username;
 	g.role = gr.role;

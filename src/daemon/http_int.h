@@ -29,7 +29,7 @@ struct http_server {
 	struct vault *vault;        /* DICOMweb: NULL when not served */
 	pthread_mutex_t *ix_lock;   /* held around every use of vault->ix */
 	struct audit *audit;
-	struct access_collections *colls;   /* [collection] rules of the vault (NULL: none) */
+	const struct access_collections *colls;   /* [collection] rules of the vault (NULL: none) */
 	uint64_t max_upload;        /* bytes of a streaming route's body (http_opts) */
 	/* the request-head deadline (http.c, "slow heads"): every open
 	 * connection, and a thread that closes those whose head is late */

@@ -61,7 +61,6 @@ int serve_run(const struct serve_opts *o)
 	struct dimse_srv *dsrv = NULL;
 	struct secret *key = NULL;
 	struct http_opts ho;
-	struct auth_conf ac;
 	uint8_t *cert = NULL;
 	size_t cert_len = 0;
 	const char *listen, *mb;
@@ -74,11 +73,6 @@ int serve_run(const struct serve_opts *o)
 	rc = vault_open(o->vault_dir, &vo, &v, why, sizeof why);
 	if (rc != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: %s\n", why);
-		goto out;
-	}
-	rc = auth_conf_load(v->conf, &ac, why, sizeof why);
-	if (rc != ERR_OK) {
-		fprintf(stderr, "dicomvault serve: %s/dicomvault.conf: %s\n", v->dir, why);
 		goto out;
 	}
 	if (vault_conf_path(v, "http", "cert", "keys/tls.crt", cert_path, sizeof cert_path) != 0 ||
@@ -134,7 +128,7 @@ int serve_run(const struct serve_opts *o)
 		}
 	}
 	v->ix_lock = &ix_lock;   /* core takes it around its own index work */
-	if (auth_new(&ac, v->ix, &ix_lock, v->mk, v->index_key, au, &a) != ERR_OK) {
+	if (auth_new(&v->auth, v->ix, &ix_lock, v->mk, v->index_key, au, &a) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot start the login service\n");
 		goto out;
 	}

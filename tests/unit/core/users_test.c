@@ -97,6 +97,13 @@ static struct vault *make_vault(char *dir, size_t cap)
 	}
 	vault_created_fini(&res);
 	unlink(pwf);
+	/* a collection to grant on (a collection scope names one that exists) */
+	snprintf(pwf, sizeof pwf, "%s/dicomvault.conf", dir);
+	f = fopen(pwf, "a");
+	if (f == NULL)
+		return NULL;
+	fputs("\n[collection \"onco\"]\nmatch = InstitutionalDepartmentName=Onco*\n", f);
+	fclose(f);
 	memset(&vo, 0, sizeof vo);
 	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {
 		fprintf(stderr, "  open: %s\n", why);
@@ -138,6 +145,14 @@ TEST(grants_now)
 	r.not_before = now + 100;
 	r.expires = now + 200;
 	CHECK(users_grant(v, &by, &r, &id1, why, sizeof why) == ERR_OK);
+	/* a collection the configuration has not got: refused, saying so
+	 * (also at `user add`) */
+	r.scope = "collection:oncco";
+	CHECK(users_grant(v, &by, &r, &id2, why, sizeof why) == ERR_PARSE && strstr(why, "no such collection oncco"));
+	CHECK(users_add(v, &by, "erin", ACCESS_ROLE_PHYSICIAN, "collection:oncco", 0, NULL, NULL, &b32, &uri, why,
+	                sizeof why) == ERR_PARSE && strstr(why, "no such collection"));
+	CHECK(v->ix->ops->user_get(v->ix, "erin", &u) == ERR_NOTFOUND);
+	CHECK(v->ix->ops->user_get(v->ix, "dana", &u) == ERR_OK);
 	r.scope = "study:1.2.3";
 	r.not_before = 0;
 	r.expires = now + 50;
