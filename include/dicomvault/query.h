@@ -31,6 +31,8 @@
 #include "dicomvault/dataset.h"
 #include "dicomvault/err.h"
 
+struct idx_blob;
+
 enum qry_level { QRY_PATIENT = 0, QRY_STUDY, QRY_SERIES, QRY_INSTANCE };
 
 #define QRY_LEVEL_BIT(l) (1u << (l))
@@ -67,6 +69,12 @@ struct qry_opts {
 	 * matched and returned instead of the index's counts over every
 	 * collection. Called with allow_ctx; false: the index's. NULL: none. */
 	bool (*patient_counts)(void *ctx, const uint8_t patient[32], int64_t n[3]);
+	/* At the patient level: a study of the patient that the caller may
+	 * see (allow() just let the patient through), whose own copy of the
+	 * patient attributes answers and is matched (*uid and *enc, its sealed
+	 * set, valid until the next call); false or NULL: the patient row's,
+	 * which the patient's first instance wrote, whatever its collection. */
+	bool (*patient_study)(void *ctx, const uint8_t patient[32], const char **uid, const struct idx_blob **enc);
 };
 
 struct qry;

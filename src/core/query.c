@@ -1324,8 +1324,10 @@ static enum err dk_get(struct vault *v, struct dk_cache *c, const struct idx_pat
 }
 
 /* Opens a sealed attribute set and copies it into rec as UTF-8. */
+/* Opens a sealed attribute set into rec; patient_only: only its patient
+ * attributes (group 0010). */
 static enum err add_sealed(struct dcm_ds *rec, const struct secret *dk, const char *ad, const struct idx_blob *b,
-                           struct wbuf *tmp)
+                           bool patient_only, struct wbuf *tmp)
 {
 	struct dcm_read_opts ro = { 0 };
 	struct dcm_errinfo ei;
@@ -1357,7 +1359,8 @@ static enum err add_sealed(struct dcm_ds *rec, const struct secret *dk, const ch
 		goto out;
 	dcm_ds_charset(&f->ds, &cs);
 	for (i = 0; rc == ERR_OK && i < f->ds.n; i++)
-		rc = copy_utf8(rec, &cs, &f->ds.e[i], tmp, 0);
+		if (!patient_only || f->ds.e[i].tag >> 16 == 0x0010)
+			rc = copy_utf8(rec, &cs, &f->ds.e[i], tmp, 0);
 out:
 	dcm_file_free(f);
 	if (pt != NULL)
@@ -1366,22 +1369,52 @@ out:
 	return rc;
 }
 
+/* The sealed set of study_uid into rec (patient_only: its patient
+ * attributes only), then, when the patient attributes are wanted and the
+ * set has none of its own, the patient row's. A study's set holds its own
+ * copy of the patient attributes, with (0010,0020) always (empty if the
+ * instance had none), since session 27; the patient row, shared by every
+ * collection, holds what the patient's first instance said, whatever its
+ * collection: answering from it told a user of one collection the name,
+ * birth date and sex another collection stored for the Patient ID. */
+static enum err add_study_set(struct dcm_ds *rec, const struct secret *dk, const struct idx_patient *pat,
+                              const char *study_uid, const struct idx_blob *study_enc, bool patient_only,
+                              bool patient, struct wbuf *tmp)
+{
+	char hex[65], ad[96];
+	enum err rc = ERR_OK;
+
+	if (study_uid != NULL && study_enc != NULL) {
+		snprintf(ad, sizeof ad, "study:%s", study_uid);
+		rc = add_sealed(rec, dk, ad, study_enc, patient_only, tmp);
+	}
+	if (rc != ERR_OK || !patient || dcm_ds_find(rec, 0x00100020) != NULL)
+		return rc;
+	store_hex(pat->key_hmac, 16, hex);
+	snprintf(ad, sizeof ad, "patient:%s", hex);
+	return add_sealed(rec, dk, ad, &pat->enc, false, tmp);
+}
+
 /* The record of a row: clear columns of every level down to the query's,
- * sealed attributes of the levels the query needs. */
+ * sealed attributes of the levels the query needs. The patient attributes
+ * of a study, series or instance are the study's own (add_patient_attrs);
+ * at the patient level, those of the study q->o.patient_study names. */
 static enum err build_record(struct vault *v, const struct qry *q, struct dk_cache *dc, const struct idx_qrow *r,
                              struct dcm_ds *rec, struct wbuf *tmp)
 {
 	const struct secret *dk = NULL;
-	char hex[65], ad[96];
+	char ad[96];
 	enum qry_level l = q->o.level;
 	enum err rc = dcm_ds_set_str(rec, TAG_SPECIFIC_CHARSET, VR_CS, "ISO_IR 192");
 
 	if (rc == ERR_OK && q->sealed)
 		rc = dk_get(v, dc, &r->pat, &dk);
-	if (rc == ERR_OK && (q->sealed & QRY_LEVEL_BIT(QRY_PATIENT))) {
-		store_hex(r->pat.key_hmac, 16, hex);
-		snprintf(ad, sizeof ad, "patient:%s", hex);
-		rc = add_sealed(rec, dk, ad, &r->pat.enc, tmp);
+	if (rc == ERR_OK && l == QRY_PATIENT && (q->sealed & QRY_LEVEL_BIT(QRY_PATIENT))) {
+		const char *uid = NULL;
+		const struct idx_blob *enc = NULL;
+		if (q->o.patient_study == NULL || !q->o.patient_study(q->o.allow_ctx, r->pat.key_hmac, &uid, &enc))
+			uid = NULL;
+		rc = add_study_set(rec, dk, &r->pat, uid, enc, true, true, tmp);
 	}
 	if (rc == ERR_OK && l == QRY_PATIENT) {
 		int64_t n[3] = { r->n_studies, r->n_series, r->n_instances };
@@ -1399,10 +1432,9 @@ static enum err build_record(struct vault *v, const struct qry *q, struct dk_cac
 			rc = set_num(rec, 0x00201204, n[2]);
 		return rc;
 	}
-	if (rc == ERR_OK && (q->sealed & QRY_LEVEL_BIT(QRY_STUDY))) {
-		snprintf(ad, sizeof ad, "study:%s", r->st.uid);
-		rc = add_sealed(rec, dk, ad, &r->st.enc, tmp);
-	}
+	if (rc == ERR_OK && (q->sealed & (QRY_LEVEL_BIT(QRY_PATIENT) | QRY_LEVEL_BIT(QRY_STUDY))))
+		rc = add_study_set(rec, dk, &r->pat, r->st.uid, &r->st.enc, !(q->sealed & QRY_LEVEL_BIT(QRY_STUDY)),
+		                   (q->sealed & QRY_LEVEL_BIT(QRY_PATIENT)) != 0, tmp);
 	if (rc == ERR_OK)
 		rc = set_str(rec, 0x00080020, VR_DA, r->st.date);
 	if (rc == ERR_OK)
@@ -1421,7 +1453,7 @@ static enum err build_record(struct vault *v, const struct qry *q, struct dk_cac
 		return rc;
 	if (q->sealed & QRY_LEVEL_BIT(QRY_SERIES)) {
 		snprintf(ad, sizeof ad, "series:%s", r->se.uid);
-		rc = add_sealed(rec, dk, ad, &r->se.enc, tmp);
+		rc = add_sealed(rec, dk, ad, &r->se.enc, false, tmp);
 	}
 	if (rc == ERR_OK)
 		rc = set_str(rec, 0x00080060, VR_CS, r->se.modality);

@@ -13,6 +13,7 @@
 #include "dicomvault/charset.h"
 #include "dicomvault/crypto.h"
 #include "dicomvault/dataset.h"
+#include "dicomvault/dict.h"
 #include "dicomvault/index.h"
 #include "dicomvault/log.h"
 #include "dicomvault/query.h"
@@ -333,9 +334,10 @@ static enum err copy_elem(struct dcm_ds *to, const struct dcm_elem *e, unsigned 
 }
 
 /* The listed attributes of ds (those present), as an explicit VR LE data
- * set, sealed under key with ad. */
-static enum err seal_attrs(const struct dcm_file *f, const uint32_t *tags, size_t ntags, const struct secret *key,
-                           const char *ad, uint8_t **out, size_t *outlen)
+ * set, sealed under key with ad; always (0: none), a tag put in empty when
+ * ds has not got it. */
+static enum err seal_attrs(const struct dcm_file *f, const uint32_t *tags, size_t ntags, uint32_t always,
+                           const struct secret *key, const char *ad, uint8_t **out, size_t *outlen)
 {
 	struct dcm_file *t = NULL;
 	struct wbuf w;
@@ -351,6 +353,8 @@ static enum err seal_attrs(const struct dcm_file *f, const uint32_t *tags, size_
 			continue;
 		rc = copy_elem(&t->ds, e, 0);
 	}
+	if (rc == ERR_OK && always != 0 && dcm_ds_find(&t->ds, always) == NULL)
+		rc = dcm_ds_set(&t->ds, always, dict_implicit_vr(always), (const uint8_t *)"", 0);
 	sink_wbuf(&k, &w);
 	if (rc == ERR_OK)
 		rc = dcm_ds_write(t, &t->ds, true, false, &k);
@@ -364,7 +368,15 @@ static enum err seal_attrs(const struct dcm_file *f, const uint32_t *tags, size_
 }
 
 static const uint32_t patient_tags[] = { 0x00080005, 0x00100010, 0x00100020, 0x00100021, 0x00100030, 0x00100040 };
-static const uint32_t study_tags[] = { 0x00080005, 0x00080050, 0x00080090, 0x00081030, 0x00200010 };
+/* the study's own copy of the patient attributes, with (0010,0020) always
+ * (empty when the instance has none): what queries answer and match for
+ * the study (a patient row is shared by every collection, and written by
+ * the patient's first instance: answering from it told a user of one
+ * collection the name another collection stored for that Patient ID).
+ * Studies sealed before have no (0010,0020) in their set; queries then
+ * read the patient row. */
+static const uint32_t study_tags[] = { 0x00080005, 0x00080050, 0x00080090, 0x00081030, 0x00100010, 0x00100020,
+                                       0x00100021, 0x00100030, 0x00100040, 0x00200010 };
 /* series: description, body part, and for QIDO-RS the performed procedure
  * step start and the request attributes (a sequence) */
 static const uint32_t series_tags[] = { 0x00080005, 0x0008103E, 0x00180015, 0x00400244, 0x00400245, 0x00400275 };
@@ -406,7 +418,7 @@ static enum err patient(struct ctx *c, char *why, size_t whylen)
 	if (rc == ERR_OK)
 		rc = patient_pn(c->v, &c->f->ds, &c->pat);
 	if (rc == ERR_OK)
-		rc = seal_attrs(c->f, patient_tags, sizeof patient_tags / sizeof patient_tags[0], c->dk, ad, &c->enc[0],
+		rc = seal_attrs(c->f, patient_tags, sizeof patient_tags / sizeof patient_tags[0], 0, c->dk, ad, &c->enc[0],
 		                &c->enclen[0]);
 	if (rc == ERR_OK) {
 		c->pat.wrapped_key.p = w.p;
@@ -728,7 +740,8 @@ static enum err p3_rows(struct p3_job *j)
 	store_hex(c->pat.key_hmac, 16, hex);
 	snprintf(ad, sizeof ad, "study:%s", res->study_uid);
 	if (rc == ERR_OK)
-		rc = seal_attrs(c->f, study_tags, sizeof study_tags / sizeof study_tags[0], c->dk, ad, &c->enc[1], &c->enclen[1]);
+		rc = seal_attrs(c->f, study_tags, sizeof study_tags / sizeof study_tags[0], 0x00100020, c->dk, ad, &c->enc[1],
+		                &c->enclen[1]);
 	st.enc.p = c->enc[1];
 	st.enc.n = c->enclen[1];
 	if (rc == ERR_OK)
@@ -746,7 +759,7 @@ static enum err p3_rows(struct p3_job *j)
 	se.number = get_int(&c->f->ds, 0x00200011);
 	snprintf(ad, sizeof ad, "series:%s", res->series_uid);
 	if (rc == ERR_OK)
-		rc = seal_attrs(c->f, series_tags, sizeof series_tags / sizeof series_tags[0], c->dk, ad, &c->enc[2],
+		rc = seal_attrs(c->f, series_tags, sizeof series_tags / sizeof series_tags[0], 0, c->dk, ad, &c->enc[2],
 		                &c->enclen[2]);
 	se.enc.p = c->enc[2];
 	se.enc.n = c->enclen[2];

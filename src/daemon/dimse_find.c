@@ -116,12 +116,19 @@ struct run {
 	uint8_t cnt_patient[32];
 	bool cnt_ok;
 	int64_t n_studies, n_series, n_instances;
+	/* and the latest of those studies: its own copy of the patient
+	 * attributes answers for the patient (qry_opts.patient_study) */
+	char cnt_study[65];
+	struct wbuf cnt_enc;
+	struct idx_blob cnt_blob;
 };
 
 struct counts {
 	int64_t studies, series, instances;
 	const struct dimse_assoc *a;   /* with a user: only the studies it may query count */
 	const uint8_t *patient;
+	struct run *ru;                /* gets the latest study's UID and sealed set */
+	enum err rc;
 };
 
 static enum err count_study(void *ctx, const struct idx_study *st)
@@ -134,6 +141,14 @@ static enum err count_study(void *ctx, const struct idx_study *st)
 	c->studies++;
 	c->series += st->n_series;
 	c->instances += st->n_instances;
+	/* in date order: the last one is the latest */
+	snprintf(c->ru->cnt_study, sizeof c->ru->cnt_study, "%s", st->uid);
+	if (c->ru->cnt_enc.p != NULL)
+		mem_wipe(c->ru->cnt_enc.p, c->ru->cnt_enc.len);
+	wbuf_reset(&c->ru->cnt_enc);
+	wbuf_put(&c->ru->cnt_enc, st->enc.p, st->enc.n);
+	if (wbuf_err(&c->ru->cnt_enc) != ERR_OK)
+		c->rc = wbuf_err(&c->ru->cnt_enc);
 	return ERR_OK;
 }
 
@@ -145,7 +160,7 @@ static bool visible(void *ctx, const char *collection, const char *study_uid, co
 	struct run *ru = ctx;
 	struct vault *v = ru->a->o->vault;
 	struct idx_study_query sq;
-	struct counts c = { 0, 0, 0, NULL, NULL };
+	struct counts c = { 0, 0, 0, NULL, NULL, ru, ERR_OK };
 	enum err rc;
 
 	if (collection != NULL)
@@ -159,13 +174,28 @@ static bool visible(void *ctx, const char *collection, const char *study_uid, co
 	pthread_mutex_lock(v->ix_lock);
 	rc = v->ix->ops->study_query(v->ix, &sq, count_study, &c);
 	pthread_mutex_unlock(v->ix_lock);
-	ru->cnt_ok = rc == ERR_OK && c.studies > 0;
+	ru->cnt_ok = rc == ERR_OK && c.rc == ERR_OK && c.studies > 0;
 	if (!ru->cnt_ok)
 		return false;
 	memcpy(ru->cnt_patient, patient, 32);
 	ru->n_studies = c.studies;
 	ru->n_series = c.series;
 	ru->n_instances = c.instances;
+	return true;
+}
+
+/* qry_opts.patient_study: the latest study visible() just saw of this
+ * patient */
+static bool own_study(void *ctx, const uint8_t patient[32], const char **uid, const struct idx_blob **enc)
+{
+	struct run *ru = ctx;
+
+	if (!ru->cnt_ok || memcmp(patient, ru->cnt_patient, 32) != 0)
+		return false;
+	ru->cnt_blob.p = ru->cnt_enc.p;
+	ru->cnt_blob.n = ru->cnt_enc.len;
+	*uid = ru->cnt_study;
+	*enc = &ru->cnt_blob;
 	return true;
 }
 
@@ -453,6 +483,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	memset(&ru, 0, sizeof ru);
 	memset(&st, 0, sizeof st);
 	memset(&st2, 0, sizeof st2);
+	wbuf_init(&ru.cnt_enc, QRY_RECORD_MAX);
 	ru.a = a;
 	ru.pcid = pcid;
 	if (!ul_context(&a->u, pcid, &abstract, &ts) || strcmp(abstract, a->rq.sop_class) != 0 ||
@@ -493,6 +524,7 @@ enum err dimse_find_run(struct dimse_assoc *a, uint8_t pcid)
 	qo.allow = visible;
 	qo.allow_ctx = &ru;
 	qo.patient_counts = own_counts;
+	qo.patient_study = own_study;
 	qo.seq_items_asked = true;   /* PS3.4 C.2.2.2.6 */
 	rc = qry_new(&qo, &idf->ds, &q, why, sizeof why);
 	if (rc != ERR_OK) {
@@ -554,6 +586,9 @@ done:
 	dimse_find_free(a);
 	secret_free(ru.idkey);
 	free(ru.ids);
+	if (ru.cnt_enc.p != NULL)
+		mem_wipe(ru.cnt_enc.p, ru.cnt_enc.len);
+	wbuf_fini(&ru.cnt_enc);
 	if (gone || a->failed || (a->u.state != UL_STA6 && a->u.state != UL_STA8))
 		return ERR_OK;   /* closed or aborted meanwhile: the main loop sees it */
 	rc = final(a, pcid, status, comment);

@@ -540,6 +540,46 @@ try:
         check(f"audit report {' '.join(bad)}: usage error", p.returncode == 2, p.stderr)
     p = cli("audit", "verify", "--vault", v.dir)
     check("the audit chain verifies", p.returncode == 0, p.stdout + p.stderr)
+
+    # a patient's row is shared by the collections (keyed by Patient ID and
+    # issuer) and written by the patient's first instance: a user of onco
+    # who stores an instance under the Patient ID of a patient of
+    # cardiology only is answered with what it stored, and the cardiology
+    # name and birth date match nothing of it (QIDO answered and matched
+    # them from the shared row)
+    prober = next((r for r in ROLES if M["store"][r] == "yes" and M["query"][r] == "yes" and tokens[r]), None)
+    if prober is not None:
+        def patient_image(dept, name, birth):
+            ds, _ = image(dept)
+            ds.PatientID, ds.PatientName, ds.PatientBirthDate = "MX-SHARED", name, birth
+            b = io.BytesIO()
+            ds.save_as(b, write_like_original=False)
+            return ds, b.getvalue()
+        cds, cbytes = patient_image("Cardiology", "Hidden^Cardiac", "19510203")
+        st, ans = v.stow([cbytes])
+        check("admin stores a cardiology patient", st == 200, ans)
+        pds, pbytes = patient_image("Oncology", "Probe^Onco", "20000101")
+        body, ctype = stow_body([pbytes])
+        st, data = as_user(v, tokens[prober], "POST", "/dicom-web/studies", body,
+                           {"Content-Type": ctype, "Accept": "application/dicom+json"})
+        check(f"{prober} stores the cardiology patient's ID into onco", st == 200, (st, data[:200]))
+        A = {"Accept": "application/dicom+json"}
+
+        def qido(tok, q):
+            st, data = as_user(v, tok, "GET", "/dicom-web/studies?" + q, headers=A)
+            return [(r.get("00100010", {}).get("Value", [{}])[0].get("Alphabetic"),
+                     r.get("00100030", {}).get("Value", [None])[0]) for r in json.loads(data)] if st == 200 else st
+        got = qido(tokens[prober], f"StudyInstanceUID={pds.StudyInstanceUID}&includefield=PatientBirthDate")
+        check(f"{prober}: its study answers with the name and birth date it stored", got == [("Probe^Onco", "20000101")],
+              got)
+        for q in ("PatientID=MX-SHARED&PatientName=Hidden*", "PatientID=MX-SHARED&PatientBirthDate=19510203",
+                  "PatientName=Hidden^Cardiac"):
+            got = qido(tokens[prober], q)
+            check(f"{prober}: the cardiology patient's values match nothing ({q})", got == [], got)
+        got = qido(v.token, f"StudyInstanceUID={cds.StudyInstanceUID}&includefield=PatientBirthDate")
+        check("admin: the cardiology study still answers with its own values", got == [("Hidden^Cardiac", "19510203")],
+              got)
+
 finally:
     if not os.environ.get('KEEPDIR'):
         shutil.rmtree(T, ignore_errors=True)

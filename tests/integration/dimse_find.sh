@@ -34,7 +34,7 @@ import os, sys
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 out = sys.argv[1]
-os.makedirs(out + "/default"); os.makedirs(out + "/ctdept")
+os.makedirs(out + "/default"); os.makedirs(out + "/ctdept"); os.makedirs(out + "/probe")
 n = [0]
 def inst(coll, pname, pid, birth, study, sdate, acc, series, mod, snum, inum, cs=None, rqa=()):
     n[0] += 1
@@ -68,8 +68,11 @@ inst("default", "DOE^JANE", "P2", "19800202", S + "2", "20240310", "A2", S + "2.
 inst("default", "MÜLLER^ANN", "P3", "19900303", S + "3", "20230707", "A3", S + "3.1", "CT", 1, 1, "ISO_IR 192")
 inst("ctdept", "DOE^JOHN", "P1", "19700101", S + "4", "20240601", "A4", S + "4.1", "CT", 1, 1)
 inst("ctdept", "DOE^HIDDEN", "P4", "19600404", S + "5", "20240602", "A5", S + "5.1", "CT", 1, 1)
+# stored by CTFINDER later: P2's Patient ID (a patient of the default
+# collection only) under another name and birth date
+inst("probe", "PROBE^CT", "P2", "20000101", S + "6", "20240603", "A6", S + "6.1", "CT", 1, 1)
 PYEOF
-check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 7 ]" "$T/gen.err"
+check "pydicom made the data" "[ \$(ls '$T'/data/*/*.dcm 2>/dev/null | wc -l) -eq 8 ]" "$T/gen.err"
 
 vault_init || exit 0
 HP=$(free_port)
@@ -270,6 +273,30 @@ find_ c3 NOFIND -S -k QueryRetrieveLevel=STUDY -k StudyInstanceUID
 rc=$?
 check "a peer without the find right: refused" \
 	"[ $rc -ne 0 ] && [ -z \"\$(ls '$T/qc3')\" ]" "$T/c3.log"
+# a patient's row is shared by the collections (keyed by Patient ID): a
+# peer of ctdept that stores an instance under P2's ID (a patient of the
+# default collection) is answered with what it stored, never with what
+# the default collection holds for P2 (which it matched on, too)
+storescu -to 20 -ta 20 -td 20 "${TLS[@]}" -aet CTFINDER -aec DICOMVAULT 127.0.0.1 "$DP" "$T"/data/probe/*.dcm \
+	>"$T/s3" 2>&1
+check "storescu of P2's ID into ctdept" "[ $? -eq 0 ]" "$T/s3"
+find_ x1 CTFINDER -P -k QueryRetrieveLevel=PATIENT -k PatientID=P2 -k PatientName -k PatientBirthDate
+got x1 PatientID PatientName PatientBirthDate >"$T/x1.txt"
+find_ x2 CTFINDER -S -k QueryRetrieveLevel=STUDY -k PatientID=P2 -k PatientName -k PatientBirthDate
+got x2 PatientID PatientName PatientBirthDate >"$T/x2.txt"
+check "ctdept's peer: P2 as it stored it, at the PATIENT and STUDY levels" \
+	"grep -qx 'P2|PROBE^CT|20000101' '$T/x1.txt' && grep -qx 'P2|PROBE^CT|20000101' '$T/x2.txt' && ! grep -q JANE '$T/x1.txt' '$T/x2.txt'" \
+	"$T/x1.txt" "$T/x2.txt"
+find_ x3 CTFINDER -P -k QueryRetrieveLevel=PATIENT -k 'PatientName=DOE^J*' -k PatientID
+got x3 PatientID >"$T/x3.txt"
+find_ x4 CTFINDER -S -k QueryRetrieveLevel=STUDY -k PatientBirthDate=19800202 -k PatientID
+got x4 PatientID >"$T/x4.txt"
+check "ctdept's peer: the default collection's name and birth date of P2 match nothing" \
+	"grep -qx P1 '$T/x3.txt' && ! grep -q P2 '$T/x3.txt' && ! grep -q . '$T/x4.txt'" "$T/x3.txt" "$T/x4.txt"
+find_ x5 FINDER -P -k QueryRetrieveLevel=PATIENT -k PatientID=P2 -k PatientName -k PatientBirthDate
+got x5 PatientID PatientName PatientBirthDate >"$T/x5.txt"
+check "the default collection's peer: P2 as the default collection holds it" \
+	"grep -qx 'P2|DOE^JANE|19800202' '$T/x5.txt'" "$T/x5.txt"
 
 # ---- C-CANCEL ----
 # findscu --cancel sends its C-CANCEL after the first response, by which
@@ -362,10 +389,10 @@ echoscu -to 10 -ta 10 -td 10 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "
 check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
-# 26 C-FINDs, one record each before the first answer; the cancelled one
+# 31 C-FINDs, one record each before the first answer; the cancelled one
 # and the one whose association went add one each, with what was sent
 check "one query audit record per C-FIND with the peer as actor, one more for each ended short ($nq)" \
-	"[ $nq -eq 28 ] && [ \$(grep '\"query\"' '$T/v/audit/audit.log' | grep -c 'C-FIND study root IMAGE (cancelled)') -eq 1 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 33 ] && [ \$(grep '\"query\"' '$T/v/audit/audit.log' | grep -c 'C-FIND study root IMAGE (cancelled)') -eq 1 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
