@@ -42,6 +42,8 @@ struct dimse_assoc {
 	struct sockaddr_storage peer_ss;  /* the peer's address (accepted connections) */
 	char fp[96];                   /* client certificate SHA-256, "" for plain TCP */
 	bool failed;                   /* a local error: close */
+	bool at_capacity;              /* taken over the limit: its RQ is answered A-ASSOCIATE-RJ
+	                                * (transient, local limit exceeded), never accepted */
 	uint8_t *rx;                   /* bytes read, rx_off of rx_n fed to the UL so far */
 	size_t rx_n, rx_off;
 	/* TLS: the socket read ahead (dimse_srv.c, tls_pull), rb_off of rb_n

@@ -10,7 +10,9 @@
  * peer must have a right to one of the services proposed; a user identity
  * (type 2, an API token as passcode) makes the association act for that
  * vault user too (required by `require_user = yes`); anything else is an
- * A-ASSOCIATE-RJ and an audit record. Layer: daemon. */
+ * A-ASSOCIATE-RJ and an audit record. At max_associations, with no
+ * connection to evict, a few more are answered A-ASSOCIATE-RJ (transient,
+ * local limit exceeded) and the rest closed. Layer: daemon. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -50,7 +52,9 @@
 #define DEFAULT_MAX_ASSOC 32u
 #define RECV_BUF (64u * 1024)
 #define EVICT_SLACK 16u           /* connections over the limit while evicted ones end */
-#define REFUSED_LOG_MS 10000      /* refusals at capacity: one warning this often */
+#define REFUSED_LOG_MS 10000      /* refusals at capacity: one warning, one audit record this often */
+#define REFUSE_SLACK 4u           /* connections over the limit answered A-ASSOCIATE-RJ at once */
+#define REFUSE_MS 5000u           /* their TLS handshake, and their RQ, within this (or ARTIM if shorter) */
 
 struct conn {
 	struct dimse_srv *srv;
@@ -62,6 +66,7 @@ struct conn {
 	atomic_bool admitted;         /* its association was accepted (on_assoc_rq) */
 	atomic_bool tls_done;         /* its TLS handshake is done (a certificate shown: evicted last) */
 	bool evicted;
+	bool refusing;                /* over the limit (REFUSE_SLACK): to be answered A-ASSOCIATE-RJ */
 	struct conn *next;
 };
 
@@ -80,10 +85,13 @@ struct dimse_srv {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct conn *conns;
-	unsigned nconn;
+	unsigned nconn;                 /* of conns, those not refusing */
+	unsigned nrefusing;             /* of conns, those refusing */
 	bool stopping;
-	unsigned refused, evicted;      /* at capacity, since the last warning */
+	unsigned refused, evicted, rejected;   /* at capacity, since the last warning */
 	int64_t refused_log_ms;
+	unsigned rj_unaudited;          /* A-ASSOCIATE-RJ at capacity since the last audit record of one */
+	int64_t rj_audit_ms;
 	struct jwt_verifier *own_jwt;
 };
 
@@ -690,6 +698,92 @@ static void rights_words(unsigned r, char *out, size_t cap)
 	         r & PEER_RIGHT_GET ? " get" : "");
 }
 
+/* ---- at capacity ---- */
+
+static unsigned max_assoc(const struct dimse_srv *s)
+{
+	return s->o.max_assoc ? s->o.max_assoc : DEFAULT_MAX_ASSOC;
+}
+
+/* One warning now and then (s->mu held) for the connections refused or
+ * evicted at capacity: logged, not audited (an audit record is a sync:
+ * whoever can open connections must not make us write at will). */
+static void note_capacity(struct dimse_srv *s)
+{
+	int64_t now = clock_mono_ms();
+
+	if (now - s->refused_log_ms < REFUSED_LOG_MS)
+		return;
+	log_warn("DICOM listener at its %u associations: %u connection%s without an association evicted, %u "
+	         "answered A-ASSOCIATE-RJ, %u closed (all admitted)", max_assoc(s), s->evicted,
+	         s->evicted == 1 ? "" : "s", s->rejected, s->refused);
+	s->refused = s->evicted = s->rejected = 0;
+	s->refused_log_ms = now;
+}
+
+/* A connection taken over the limit ended without an A-ASSOCIATE-RJ (its
+ * TLS handshake failed, or no RQ came): counted in the warning, not
+ * audited, as a connection closed at capacity is. */
+static void capacity_closed(struct dimse_srv *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->refused++;
+	note_capacity(s);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* An A-ASSOCIATE-RJ sent at capacity: audited as the other refusals at
+ * association time are, but once per REFUSED_LOG_MS at most, naming how
+ * many went unaudited since (a peer retrying, or a flood, must not make
+ * us write and sync at will); logged in the warning. */
+static void capacity_rejected(struct dimse_srv *s, struct dimse_assoc *a, const char *why)
+{
+	int64_t now = clock_mono_ms();
+	char reason[240];
+	unsigned before = 0;
+	bool audit;
+
+	pthread_mutex_lock(&s->mu);
+	s->rejected++;
+	note_capacity(s);
+	audit = s->rj_audit_ms == 0 || now - s->rj_audit_ms >= REFUSED_LOG_MS;
+	if (audit) {
+		before = s->rj_unaudited;
+		s->rj_unaudited = 0;
+		s->rj_audit_ms = now;
+	} else {
+		s->rj_unaudited++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (!audit)
+		return;
+	snprintf(reason, sizeof reason, "at capacity (max_associations %u): %s; %u more refused at capacity since the "
+	         "last such record", max_assoc(s), why, before);
+	dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
+}
+
+/* The A-ASSOCIATE-RQ of a connection taken over the limit: a known peer
+ * with its certificate (cert_ok) is told to come back later, as PS3.8
+ * 9.3.4 has it: rejected-transient, service provider (presentation),
+ * local-limit-exceeded (DCMTK and others print it and retry); anyone else
+ * gets the permanent refusal it would get below the limit, so that
+ * whoever is no peer learns nothing of the load. Never accepted: the
+ * user identity is not looked at. */
+static enum err refuse_at_capacity(struct dimse_srv *s, struct dimse_assoc *a)
+{
+	const struct peer *pe;
+	const char *why = NULL;
+
+	snprintf(a->calling, sizeof a->calling, "%s", a->u.rq->calling);
+	pe = peers_find(s->o.peers, a->calling);
+	if (pe == NULL || !cert_ok(s, a, pe, true, &why)) {
+		capacity_rejected(s, a, pe == NULL ? "unknown calling AE title" : why);
+		return ul_reject(&a->u, PDU_RJ_PERMANENT, PDU_RJ_SRC_USER, PDU_RJ_CALLING_AE);
+	}
+	capacity_rejected(s, a, "A-ASSOCIATE-RJ, transient, local limit exceeded");
+	return ul_reject(&a->u, PDU_RJ_TRANSIENT, PDU_RJ_SRC_PRESENTATION, PDU_RJ_LOCAL_LIMIT);
+}
+
 /* Answers the A-ASSOCIATE-RQ in a->u.rq: accept or reject, audited. */
 static enum err on_assoc_rq(struct dimse_srv *s, struct dimse_assoc *a)
 {
@@ -777,9 +871,13 @@ static void handle_event(struct dimse_srv *s, struct dimse_assoc *a, const struc
 
 	switch (ev->kind) {
 	case UL_EV_ASSOC_RQ:
-		rc = on_assoc_rq(s, a);
+		rc = a->at_capacity ? refuse_at_capacity(s, a) : on_assoc_rq(s, a);
 		break;
 	case UL_EV_ASSOC_RJ:
+		if (a->at_capacity) {
+			capacity_rejected(s, a, "A-ASSOCIATE-RQ refused by the upper layer");
+			break;
+		}
 		dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, "A-ASSOCIATE-RQ refused by the upper layer", NULL);
 		log_warn("association from %s refused by the upper layer (reason %u)", a->addr, ev->rj.reason);
 		break;
@@ -846,6 +944,9 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
 	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
 
+	if (a->at_capacity && artim_ms > REFUSE_MS)
+		artim_ms = REFUSE_MS;   /* its RQ, then its close: a slot over the limit is held briefly */
+
 	a->rx = malloc(RECV_BUF);
 	a->rx_n = a->rx_off = 0;
 	if (a->rx == NULL || ul_init_acceptor(&a->u, &cfg) != ERR_OK) {
@@ -879,7 +980,9 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 		}
 		if (pr == 0) {
 			if (artim_at >= 0) {
-				if (a->u.state == UL_STA2)
+				if (a->u.state == UL_STA2 && a->at_capacity)
+					capacity_closed(s);
+				else if (a->u.state == UL_STA2)
 					log_info("DICOM connection from %s%s: no A-ASSOCIATE-RQ within %u ms (ARTIM): closed",
 					         a->addr, a->tls != NULL ? " (TLS handshake done)" : "", artim_ms);
 				ul_artim_expired(&a->u, &ev);
@@ -1189,7 +1292,7 @@ void dimse_assoc_close(struct dimse_assoc *a)
 	free(a);
 }
 
-static bool handshake(struct dimse_srv *s, struct dimse_assoc *a, const char **why)
+static bool handshake(struct dimse_srv *s, struct dimse_assoc *a, unsigned ms, const char **why)
 {
 	const gnutls_datum_t *chain;
 	unsigned n = 0;
@@ -1207,7 +1310,7 @@ static bool handshake(struct dimse_srv *s, struct dimse_assoc *a, const char **w
 	}
 	gnutls_certificate_server_set_request(a->tls, GNUTLS_CERT_REQUIRE);
 	tls_transport(a);
-	gnutls_handshake_set_timeout(a->tls, s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u);
+	gnutls_handshake_set_timeout(a->tls, ms);
 	do
 		r = gnutls_handshake(a->tls);
 	while (r < 0 && gnutls_error_is_fatal(r) == 0 && r != GNUTLS_E_AGAIN);
@@ -1241,16 +1344,27 @@ static void *conn_main(void *arg)
 
 	if (a != NULL) {
 		const char *why = NULL;
+		unsigned ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
 		a->o = &s->o;
 		a->srv = s;
 		a->fd = c->fd;
 		a->admitted = &c->admitted;
 		a->peer_ss = c->ss;
+		a->at_capacity = c->refusing;
 		snprintf(a->addr, sizeof a->addr, "%s", c->addr);
-		if (c->plain || handshake(s, a, &why)) {
+		if (c->refusing) {
+			/* over the limit: a short while for the handshake and the RQ */
+			struct timeval tv = { (time_t)(REFUSE_MS / 1000), 0 };
+			ms = ms < REFUSE_MS ? ms : REFUSE_MS;
+			(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+			(void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+		}
+		if (c->plain || handshake(s, a, ms, &why)) {
 			if (!c->plain)
 				atomic_store(&c->tls_done, true);
 			run_assoc(s, a);
+		} else if (c->refusing) {
+			capacity_closed(s);   /* not audited: nothing but a connection was shown */
 		} else {
 			char reason[200];
 			bool evicted;
@@ -1278,7 +1392,10 @@ static void *conn_main(void *arg)
 			break;
 		}
 	close(c->fd);
-	s->nconn--;
+	if (c->refusing)
+		s->nrefusing--;
+	else
+		s->nconn--;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 	free(c);
@@ -1305,21 +1422,6 @@ static void addr_str(const struct sockaddr_storage *ss, char *out, size_t cap)
 	}
 }
 
-/* One warning now and then (s->mu held) for the connections refused or
- * evicted at capacity: logged, not audited (an audit record is a sync:
- * whoever can open connections must not make us write at will). */
-static void note_capacity(struct dimse_srv *s, unsigned max)
-{
-	int64_t now = clock_mono_ms();
-
-	if (now - s->refused_log_ms < REFUSED_LOG_MS)
-		return;
-	log_warn("DICOM listener at its %u associations: %u connection%s without an association evicted, %u refused "
-	         "(all admitted)", max, s->evicted, s->evicted == 1 ? "" : "s", s->refused);
-	s->refused = s->evicted = 0;
-	s->refused_log_ms = now;
-}
-
 /* The same host (the address without the port). */
 static bool same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
@@ -1341,7 +1443,7 @@ static unsigned waiting_from(const struct dimse_srv *s, const struct conn *c)
 	unsigned n = 0;
 
 	for (o = s->conns; o != NULL; o = o->next)
-		n += !o->evicted && !atomic_load(&o->admitted) && same_host(&o->ss, &c->ss);
+		n += !o->evicted && !o->refusing && !atomic_load(&o->admitted) && same_host(&o->ss, &c->ss);
 	return n;
 }
 
@@ -1389,7 +1491,7 @@ static bool evict_one(struct dimse_srv *s, unsigned max)
 	cand = calloc(s->nconn + 1, sizeof *cand);
 	of = calloc(s->nconn + 1, sizeof *of);
 	for (c = s->conns; cand != NULL && of != NULL && c != NULL && n < s->nconn + 1; c = c->next) {
-		if (c->evicted || atomic_load(&c->admitted))
+		if (c->evicted || c->refusing || atomic_load(&c->admitted))
 			continue;
 		cand[n].waiting_from_host = waiting_from(s, c);
 		cand[n].tls_done = atomic_load(&c->tls_done);
@@ -1407,7 +1509,7 @@ static bool evict_one(struct dimse_srv *s, unsigned max)
 	(void)shutdown(old->fd, SHUT_RDWR);   /* its fd is closed by its own thread, under s->mu */
 	old->evicted = true;
 	s->evicted++;
-	note_capacity(s, max);
+	note_capacity(s);
 	return true;
 }
 
@@ -1419,7 +1521,7 @@ static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 	pthread_attr_t at;
 	pthread_t t;
 	int one = 1, fd;
-	unsigned max = s->o.max_assoc ? s->o.max_assoc : DEFAULT_MAX_ASSOC;
+	unsigned max = max_assoc(s);
 	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
 	struct timeval tv = { (time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000 };
 
@@ -1448,12 +1550,17 @@ static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 	addr_str(&ss, c->addr, sizeof c->addr);
 	pthread_mutex_lock(&s->mu);
 	if (!s->stopping && s->nconn >= max && !evict_one(s, max)) {
-		s->refused++;
-		note_capacity(s, max);
-		pthread_mutex_unlock(&s->mu);
-		close(fd);
-		free(c);
-		return;
+		/* none to evict: a few are told so (refuse_at_capacity), the
+		 * rest closed */
+		if (s->nrefusing >= REFUSE_SLACK) {
+			s->refused++;
+			note_capacity(s);
+			pthread_mutex_unlock(&s->mu);
+			close(fd);
+			free(c);
+			return;
+		}
+		c->refusing = true;
 	}
 	if (s->stopping) {
 		pthread_mutex_unlock(&s->mu);
@@ -1463,12 +1570,18 @@ static void accept_one(struct dimse_srv *s, int lfd, bool plain)
 	}
 	c->next = s->conns;
 	s->conns = c;
-	s->nconn++;
+	if (c->refusing)
+		s->nrefusing++;
+	else
+		s->nconn++;
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&t, &at, conn_main, c) != 0) {
 		s->conns = c->next;
-		s->nconn--;
+		if (c->refusing)
+			s->nrefusing--;
+		else
+			s->nconn--;
 		close(fd);
 		free(c);
 	}
@@ -1661,7 +1774,7 @@ void dimse_srv_stop(struct dimse_srv *s)
 	s->stopping = true;
 	for (c = s->conns; c != NULL; c = c->next)
 		shutdown(c->fd, SHUT_RDWR);
-	while (s->nconn > 0)
+	while (s->nconn > 0 || s->nrefusing > 0)
 		pthread_cond_wait(&s->cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 	if (s->lfd >= 0)

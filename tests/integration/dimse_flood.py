@@ -11,9 +11,20 @@ even a slow flood keeps the listener full (the choice itself is unit-tested
 in dimse_test, evict_choice: the flood here may be too slow on a loaded
 machine to evict the peer on the old code).
 
+Then, with max_associations = 1 and an accepted association held open
+(lib/dul.py), nothing can be evicted: a new association is answered with
+an A-ASSOCIATE-RJ, rejected-transient, service provider (presentation),
+local limit exceeded (PS3.8 9.3.4), which echoscu prints, and audited once
+per 10 s however many are refused; it used to be closed unanswered ("Peer
+aborted Association" with no reason). Once the held one is released, a
+new echoscu succeeds.
+
 Run as /usr/bin/python3 tests/integration/dimse_flood.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
+import json
 import os
+import re
+import select
 import shutil
 import socket
 import subprocess
@@ -24,6 +35,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from tap import Tap  # noqa: E402
+import dul  # noqa: E402
 
 TAP = Tap("dimse_flood")
 check, skip = TAP.check, TAP.skip
@@ -55,6 +67,83 @@ def store(dp):
     return p.returncode == 0, (p.stdout + p.stderr).strip().splitlines()[-1:]
 
 
+def echo(dp):
+    p = subprocess.run(["echoscu", "-to", "20", "-ta", "20", "-td", "20", "+tls", T + "/peer.key", T + "/peer.crt",
+                        "+cf", T + "/v/keys/tls.crt", "-aet", "STORESCU", "-aec", "DICOMVAULT", "127.0.0.1", str(dp)],
+                       capture_output=True, text=True)
+    return p.returncode == 0, p.stdout + p.stderr
+
+
+def serve(max_assoc):
+    """serve with [dicom] max_associations = max_assoc: its DICOM port."""
+    global srv
+    with open(T + "/v/dicomvault.conf") as f:
+        conf = f.read()
+    conf = re.sub(r"max_associations = \d+\n", "max_associations = %d\n" % max_assoc, conf, 1)
+    with open(T + "/v/dicomvault.conf", "w") as f:
+        f.write(conf)
+    hp, dp = free_port(), free_port()
+    srv = subprocess.Popen([DV, "serve", "--vault", T + "/v", "--http", "127.0.0.1:%d" % hp, "--dicom",
+                            "127.0.0.1:%d" % dp], stdout=open(T + "/serve.out", "w"),
+                           stderr=open(T + "/serve.err", "w"))
+    for _ in range(300):
+        if "DICOM-TLS" in open(T + "/serve.out").read():
+            break
+        time.sleep(0.1)
+    check("serve with max_associations = %d" % max_assoc, "DICOM-TLS" in open(T + "/serve.out").read(),
+          open(T + "/serve.err").read()[-400:])
+    return dp
+
+
+def at_limit():
+    """max_associations = 1, held by an accepted association: the next is
+    rejected, transient, local limit exceeded; audited once."""
+    srv.terminate()
+    srv.wait(20)
+    dp = serve(1)
+    held = dul.connect(dp, T + "/peer.crt", T + "/peer.key", T + "/v/keys/tls.crt")
+    held.sendall(dul.assoc_rq("STORESCU", "DICOMVAULT", [(1, dul.VERIFICATION, [dul.IMPLICIT])]))
+    t, _ = dul.read_pdu(held)
+    check("an association accepted and held open", t == 2, t)
+    res = [echo(dp) for _ in range(3)]
+    out = res[0][1].lower()
+    check("at the limit: echoscu +tls is rejected, transient, local limit exceeded",
+          not any(r[0] for r in res) and "transient" in out and "local limit exceeded" in out, res[0][1][-400:])
+    check("the two after it too", all("local limit exceeded" in r[1].lower() for r in res[1:]),
+          [r[1][-200:] for r in res[1:]])
+    # connections that say nothing: 4 are waited for (a short while, for
+    # a TLS handshake), the rest closed at once, so memory stays bounded
+    time.sleep(0.5)
+    silent = [socket.create_connection(("127.0.0.1", dp), timeout=5) for _ in range(8)]
+    time.sleep(1.5)
+    closed = len(select.select(silent, [], [], 0)[0])
+    for x in silent:
+        x.close()
+    check("at the limit: of 8 silent connections, 4 closed at once", closed == 4, closed)
+    held.sendall(dul.RELEASE_RQ)
+    t, _ = dul.read_pdu(held)
+    held.close()
+    check("the held association released", t == 6, t)
+    ok, txt = echo(dp)
+    check("after the release: echoscu +tls succeeds", ok, txt[-400:])
+    srv.terminate()
+    srv.wait(20)
+    log = open(T + "/serve.err").read()
+    check("no sanitizer report (at the limit)", "Sanitizer" not in log and "runtime error" not in log, log[-600:])
+    recs = []
+    with open(T + "/v/audit/audit.log") as f:
+        for line in f:
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass
+    den = [x for x in recs if x.get("action") == "dicom-association" and x.get("outcome") == "denied" and
+           "local limit exceeded" in x.get("reason", "")]
+    check("audit: one record for the three refused within 10 s, naming the peer",
+          len(den) == 1 and den[0]["actor"].get("user") == "STORESCU" and den[0]["actor"].get("cert"),
+          [(x.get("reason"), x.get("actor")) for x in den])
+
+
 def main():
     global srv
     pw = os.path.join(T, "pw")
@@ -75,16 +164,7 @@ def main():
         f.write(conf)
     dsgen.sc("2.25.771234567", "2.25.771234", "2.25.771234.1", "FLOOD^TEST", "FLOOD1").save_as(
         T + "/one.dcm", write_like_original=False)
-    hp, dp = free_port(), free_port()
-    srv = subprocess.Popen([DV, "serve", "--vault", T + "/v", "--http", "127.0.0.1:%d" % hp, "--dicom",
-                            "127.0.0.1:%d" % dp], stdout=open(T + "/serve.out", "w"),
-                           stderr=open(T + "/serve.err", "w"))
-    for _ in range(300):
-        if "DICOM-TLS" in open(T + "/serve.out").read():
-            break
-        time.sleep(0.1)
-    check("serve with max_associations = 8", "DICOM-TLS" in open(T + "/serve.out").read(),
-          open(T + "/serve.err").read()[-400:])
+    dp = serve(8)
     ok = sum(store(dp)[0] for _ in range(N))
     check("storescu +tls without a flood: %d of %d" % (ok, N), ok == N)
 
@@ -122,6 +202,7 @@ def main():
     check("no sanitizer report", "Sanitizer" not in log and "runtime error" not in log, log[-600:])
     ok = sum(store(dp)[0] for _ in range(2))
     check("after the flood: storescu +tls works", ok == 2)
+    at_limit()
 
 
 def cleanup():
