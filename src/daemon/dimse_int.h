@@ -114,6 +114,9 @@ WUR enum err dimse_assoc_wait(struct dimse_assoc *a,
 WUR enum err dimse_assoc_wait_ms(struct dimse_assoc *a, unsigned ms,
                                  void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx);
 unsigned dimse_assoc_idle_ms(const struct dimse_assoc *a);
+/* The ARTIM timeout of o ([dicom] artim, else UL_ARTIM_SECONDS), in
+ * milliseconds: awaiting an RQ, an AC, a release, a close, a handshake. */
+unsigned dimse_artim_ms(const struct dimse_srv_opts *o);
 
 /* A DICOM-TLS association we request (C-MOVE sub-operations): connects
  * to dest's host and port (ARTIM as the connect and handshake timeout),

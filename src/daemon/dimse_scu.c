@@ -371,7 +371,7 @@ static enum err give_up(struct dimse_scu *c)
 static enum err await(struct dimse_scu *c, struct wait *w, char *why, size_t whylen)
 {
 	unsigned idle = dimse_assoc_idle_ms(c->a), quiet = 0;
-	unsigned artim = c->a->o->artim_ms ? c->a->o->artim_ms : UL_ARTIM_SECONDS * 1000u;
+	unsigned artim = dimse_artim_ms(c->a->o);
 	int64_t cancel_at = 0;
 
 	while (!w->done && !w->lost) {

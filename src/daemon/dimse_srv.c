@@ -381,6 +381,11 @@ unsigned dimse_assoc_idle_ms(const struct dimse_assoc *a)
 	return a->o->idle_ms ? a->o->idle_ms : DEFAULT_IDLE_MS;
 }
 
+unsigned dimse_artim_ms(const struct dimse_srv_opts *o)
+{
+	return o->artim_ms ? o->artim_ms : UL_ARTIM_SECONDS * 1000u;
+}
+
 enum err dimse_assoc_wait(struct dimse_assoc *a,
                           void (*fn)(struct dimse_assoc *a, const struct ul_event *ev, void *ctx), void *ctx)
 {
@@ -941,7 +946,7 @@ static void run_assoc(struct dimse_srv *s, struct dimse_assoc *a)
 	struct ul_event ev;
 	unsigned artim_seq = 0;
 	int64_t artim_at = -1, idle_at;
-	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
+	unsigned artim_ms = dimse_artim_ms(&s->o);
 	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
 
 	if (a->at_capacity && artim_ms > REFUSE_MS)
@@ -1183,7 +1188,7 @@ enum err dimse_srv_connect(struct dimse_srv *s, const struct peer *dest, bool pl
 {
 	struct dimse_assoc *a = calloc(1, sizeof *a);
 	struct ul_config cfg = { s->ae, s->o.recv_max };
-	unsigned artim_ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
+	unsigned artim_ms = dimse_artim_ms(&s->o);
 	unsigned idle_ms = s->o.idle_ms ? s->o.idle_ms : DEFAULT_IDLE_MS;
 	struct timeval tv = { (time_t)(idle_ms / 1000), (suseconds_t)(idle_ms % 1000) * 1000 };
 	struct out_wait w = { UL_EV_NONE, NULL, { 0, 0, 0 } };
@@ -1277,7 +1282,7 @@ void dimse_assoc_close(struct dimse_assoc *a)
 	if (a->u_init) {
 		if (a->u.state == UL_STA6 && !a->failed && ul_release_rq(&a->u) == ERR_OK && dimse_assoc_flush(a) == ERR_OK) {
 			struct out_wait w = { UL_EV_NONE, NULL, { 0, 0, 0 } };
-			out_read_until(a, UL_STA7, a->o->artim_ms ? a->o->artim_ms : UL_ARTIM_SECONDS * 1000u, &w);
+			out_read_until(a, UL_STA7, dimse_artim_ms(a->o), &w);
 		}
 		ul_fini(&a->u);
 	}
@@ -1344,7 +1349,7 @@ static void *conn_main(void *arg)
 
 	if (a != NULL) {
 		const char *why = NULL;
-		unsigned ms = s->o.artim_ms ? s->o.artim_ms : UL_ARTIM_SECONDS * 1000u;
+		unsigned ms = dimse_artim_ms(&s->o);
 		a->o = &s->o;
 		a->srv = s;
 		a->fd = c->fd;
