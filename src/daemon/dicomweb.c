@@ -69,6 +69,7 @@ struct stow {
 	struct spool *sp;
 	struct store_early_rx early; /* its object, encrypted as it arrives (store.h) */
 	char part_sop[UID_MAX + 1];  /* its SOP Instance UID once its head was read, else "" */
+	char part_cls[UID_MAX + 1], part_study[UID_MAX + 1], part_series[UID_MAX + 1];   /* the same */
 	uint16_t reason;           /* 0: so far so good */
 	const char *why;           /* for the log */
 	/* parts received, stored by workers while the next part arrives
@@ -382,6 +383,9 @@ static bool early_may(void *ctx, const struct dcm_file *head)
 
 	head_uids(d->r, s->target, head, cls, sop, study, series, coll);
 	snprintf(s->part_sop, sizeof s->part_sop, "%s", sop);
+	snprintf(s->part_cls, sizeof s->part_cls, "%s", cls);
+	snprintf(s->part_study, sizeof s->part_study, "%s", study);
+	snprintf(s->part_series, sizeof s->part_series, "%s", series);
 	return (s->study[0] == 0 || strcmp(study, s->study) == 0) && may_store(d->r, study, coll);
 }
 
@@ -675,7 +679,7 @@ static enum err p_begin(void *ctx, const struct mp_part *p)
 	s->reason = 0;
 	s->why = NULL;
 	s->sp = NULL;
-	s->part_sop[0] = 0;
+	s->part_sop[0] = s->part_cls[0] = s->part_study[0] = s->part_series[0] = 0;
 	if (p->ctype[0] && !mp_media_is(p->ctype, strlen(p->ctype), "application/dicom")) {
 		s->reason = FR_CANNOT_UNDERSTAND;
 		s->why = "the part is not application/dicom";
@@ -724,6 +728,14 @@ static enum err p_end(void *ctx)
 	j->reason = s->reason;
 	j->pre_why = s->why;
 	memcpy(j->key_sop, s->part_sop, sizeof j->key_sop);
+	if (j->reason != 0) {
+		/* failed while it arrived (a full disk): its entry in the answer,
+		 * and its audit record, name it when its head was read */
+		memcpy(j->sop, s->part_sop, sizeof j->sop);
+		memcpy(j->cls, s->part_cls, sizeof j->cls);
+		memcpy(j->study, s->part_study, sizeof j->study);
+		memcpy(j->series, s->part_series, sizeof j->series);
+	}
 	if (j->reason == 0 && spool_finish(s->sp) != ERR_OK) {
 		j->reason = FR_OUT_OF_RESOURCES;
 		j->pre_why = "cannot finish the spool";

@@ -248,6 +248,18 @@ def main():
     check("chunked STOW on a full disk: 409, the part failed with 0xA700", st == 409 and len(failed) == 1 and
           failed[0].get("00081197", {}).get("Value") == [0xA700] and
           not j.get("00081199", {}).get("Value"), (st, body[:400]))
+    # a part past the spool's memory (1 MiB) fails while it arrives: its
+    # entry still names it, so that the client knows which to send again
+    st, body, ctype = stow_curl([instance(12, kb=1536)], chunked=True)
+    try:
+        j = json.loads(body)
+    except ValueError:
+        j = {}
+    failed = j.get("00081198", {}).get("Value", [])
+    check("chunked STOW of 1.5 MB on a full disk: the failed part names its SOP Instance and Class UIDs",
+          st == 409 and len(failed) == 1 and failed[0].get("00081197", {}).get("Value") == [0xA700] and
+          failed[0].get("00081155", {}).get("Value") == [P + "1.1.12"] and
+          failed[0].get("00081150", {}).get("Value") == ["1.2.840.10008.5.1.4.1.1.7"], (st, body[:400]))
     st, _, b = v.request("GET", "/dicom-web/studies/%s/instances" % (P + "1"),
                          headers={"Accept": "application/dicom+json"})
     n_inst = len(json.loads(b)) if st == 200 and b else None
