@@ -780,7 +780,16 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url, const char
 	 * most (RFC 9112 3.2: 400 for more) */
 	if (version == NULL || (strcmp(version, MHD_HTTP_VERSION_1_1) != 0 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0))
 		return http_problem(r, MHD_HTTP_HTTP_VERSION_NOT_SUPPORTED, "HTTP/1.1 or HTTP/1.0 only", close_conn);
+	/* RFC 9112 3.2: a target without whitespace (a proxy in front may end
+	 * it at the first space), and a Host in every HTTP/1.1 request;
+	 * libmicrohttpd's own checks of both are off (MHD_OPTION_STRICT_FOR_CLIENT
+	 * 0): it closed without an answer on a space and answered a missing
+	 * Host with its status line and headers twice, then an HTML body */
+	if (r->target_ws)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "whitespace in the request target", close_conn);
 	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, count_once, &once);
+	if (once.host == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST, "an HTTP/1.1 request needs a Host header field", close_conn);
 	if (once.host > 1)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "more than one Host header field", close_conn);
 	if (once.length > 1 || once.coding > 1)
@@ -1061,17 +1070,33 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
+/* What on_uri leaves in *con_cls for a request target holding whitespace
+ * (its own address; NULL otherwise). */
+static char target_ws;
+
+/* The raw request target, before it is split and decoded (libmicrohttpd's
+ * URI log callback): with MHD_OPTION_STRICT_FOR_CLIENT 0 it may hold a
+ * space or a tab, which the decoded path cannot tell from %20 or %09. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls;
+	(void)c;
+	return uri != NULL && strpbrk(uri, " \t") != NULL ? &target_ws : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
 	struct http_req *r = *con_cls;
 	size_t n;
 
-	if (r == NULL) {
+	if (r == NULL || r == (void *)&target_ws) {
+		bool ws = r != NULL;
 		r = calloc(1, sizeof *r);
 		if (r == NULL)
 			return MHD_NO;
 		*con_cls = r;
+		r->target_ws = ws;
 		r->srv = cls;
 		r->c = c;
 		r->method = method;
@@ -1113,8 +1138,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	struct http_req *r = *con_cls;
 
 	watch_request(cls, c, false, HTTP_CONN_TIMEOUT);
-	if (r == NULL)
+	if (r == NULL || r == (void *)&target_ws) {
+		*con_cls = NULL;
 		return;
+	}
 	r->term = t;
 	push_end(r);
 	if (r->route != NULL && r->route->done != NULL)
@@ -1273,7 +1300,10 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 	                        MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
 	                        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)64,
-	                        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
+	                        /* 0: the Host and request-target checks are req_begin's, whose
+	                         * answers are ours (problem+json, one header block) */
+	                        MHD_OPTION_STRICT_FOR_CLIENT, (int)0,
+	                        MHD_OPTION_URI_LOG_CALLBACK, on_uri, (void *)NULL,
 	                        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, (int)1,
 	                        MHD_OPTION_UNESCAPE_CALLBACK, unescape, (void *)NULL,
 	                        MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)s,

@@ -82,6 +82,7 @@ struct http_req {
 	size_t discarded;           /* bytes beyond the cap, thrown away */
 	bool too_large;
 	bool answered;
+	bool target_ws;             /* whitespace inside the request target (on_uri) */
 	enum MHD_RequestTerminationCode term; /* how libmicrohttpd ended it: set before the route's done */
 	bool defer_begin;           /* a streaming route's GET: begin at the end of the (empty) body */
 	struct http_push *push;     /* a large body's gathered TLS writes (http.c), until the request ends */

@@ -15,6 +15,11 @@
   Content-Length or two Transfer-Encoding fields: 400, Connection: close
   (libmicrohttpd frames by the first; before, a second request hidden in
   the body past the first length was answered);
+* an HTTP/1.1 request without Host (GET, POST, HEAD): one 400
+  problem+json (a HEAD's without body), Connection: close (before,
+  libmicrohttpd's own 400: its status line and headers twice, then HTML);
+  a space or tab in the request target: 400 problem+json (before, a space
+  closed the connection with no answer, a tab was served);
 * a query of 1,000 one-letter arguments (2 KB, well under the 8 KB limit):
   answered (before, libmicrohttpd's per-connection pool ran out and the
   connection closed with no answer); of 4,000: 414 problem+json.
@@ -72,6 +77,20 @@ def head_of(out):
     return out.split(b"\r\n\r\n", 1)[0].lower()
 
 
+def blocks(out):
+    """The header blocks in out: one per status line (a second one inside
+    a body counts too: an answer must hold exactly one)."""
+    return len(re.findall(rb"(?:^|\r\n)HTTP/1\.[01] \d{3} ", out))
+
+
+def problem(out, status):
+    """One answer: status, problem+json with that status, Connection: close."""
+    h = head_of(out)
+    body = out.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in out else b""
+    return (statuses(out) == [status.encode()] and blocks(out) == 1 and b"application/problem+json" in h and
+            b"connection: close" in h and (b'"status":' + status.encode()) in body)
+
+
 def served(v):
     st, _, _ = v.request("GET", "/api/auth/whoami")
     return st == 200
@@ -111,6 +130,25 @@ def main():
           b"application/problem+json" in head_of(out), out[:200])
     out, _, _ = raw(v, "GET /healthz HTTP/1.0\r\n\r\n")
     check("HTTP/1.0 (no Host): served", statuses(out) == [b"200"], out[:200])
+    # an HTTP/1.1 request without Host (RFC 9112 3.2): libmicrohttpd's own
+    # 400 wrote its status line and headers twice, then an HTML body
+    for name, req in (("GET", "GET /healthz HTTP/1.1\r\n\r\n" + nxt),
+                      ("POST", "POST /api/auth/login HTTP/1.1\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 2\r\n\r\n{}" + nxt)):
+        out, _, closed = raw(v, req)
+        check("HTTP/1.1 %s without Host: one 400 problem+json, Connection: close, the next request never "
+              "answered" % name, problem(out, "400") and closed, out[:400])
+    out, _, closed = raw(v, "HEAD /healthz HTTP/1.1\r\n\r\n")
+    check("HTTP/1.1 HEAD without Host: one 400 header block, no body, the connection closed",
+          statuses(out) == [b"400"] and blocks(out) == 1 and out.endswith(b"\r\n\r\n") and closed, out[:400])
+    # whitespace inside the request target (RFC 9112 3.2): a proxy in front
+    # may split the line elsewhere
+    for name, target in (("a space", "/healthz x"), ("a tab", "/healthz\tx"), ("a space in the query", "/healthz?a b")):
+        out, _, closed = raw(v, "GET %s HTTP/1.1\r\n%s\r\n" % (target, host))
+        check("%s in the request target: one 400 problem+json, the connection closed" % name,
+              problem(out, "400") and closed, out[:400])
+    out, _, _ = raw(v, "GET /healthz?a=%20b HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n")
+    check("an encoded space (%20) in the query: served", statuses(out) == [b"200"], out[:200])
     out, _, closed = raw(v, "GET /healthz HTTP/1.1\r\n" + host + "Host: evil.example\r\n\r\n")
     check("two Host header fields: 400 problem+json, the connection closed", statuses(out) == [b"400"] and closed,
           out[:200])
