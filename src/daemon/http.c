@@ -161,6 +161,7 @@ static const char *const common_headers[] = {
 #define CSP_API  "default-src 'none'; frame-ancestors 'none'"
 
 static bool watch_anon_over(struct http_server *s, struct MHD_Connection *c);
+static void early_answered(void);
 
 /* Adds the headers of every response, queues it and logs the answer. An
  * answer to an unauthenticated request on a connection past
@@ -190,6 +191,7 @@ static enum MHD_Result send_resp(struct http_req *r, struct MHD_Response *resp, 
 	q = ok ? MHD_queue_response(r->c, status, resp) : MHD_NO;
 	MHD_destroy_response(resp);
 	r->answered = true;
+	early_answered();
 	log_info("%s %s %u %s", r->method_log, r->route ? r->route->name : "-", status, r->addr);
 	return q;
 }
@@ -559,28 +561,38 @@ bool http_json_str(char *out, size_t cap, const char *s)
 	return true;
 }
 
+/* The RFC 9457 body of a problem: its length, or 0 when it does not fit. */
+static size_t problem_body(char *body, size_t cap, unsigned status, const char *detail)
+{
+	const char *title = MHD_get_reason_phrase_for(status);
+	int n;
+
+	n = snprintf(body, cap, "{\"type\":\"about:blank\",\"title\":");
+	if (n < 0 || !http_json_str(body, cap, title && title[0] ? title : "Error"))
+		return 0;
+	n = (int)strlen(body);
+	n += snprintf(body + n, cap - (size_t)n, ",\"status\":%u,\"detail\":", status);
+	if ((size_t)n >= cap || !http_json_str(body, cap, detail))
+		return 0;
+	n = (int)strlen(body);
+	if ((size_t)n + 2 > cap)
+		return 0;
+	body[n++] = '}';
+	body[n] = 0;
+	return (size_t)n;
+}
+
 enum MHD_Result http_problem(struct http_req *r, unsigned status, const char *detail, const char *const *extra)
 {
 	static const char *const www_auth[] = { "WWW-Authenticate", "Bearer realm=\"dicomvault\"", NULL };
-	const char *title = MHD_get_reason_phrase_for(status);
 	char body[1024];
-	int n;
+	size_t n = problem_body(body, sizeof body, status, detail);
 
-	n = snprintf(body, sizeof body, "{\"type\":\"about:blank\",\"title\":");
-	if (n < 0 || !http_json_str(body, sizeof body, title && title[0] ? title : "Error"))
+	if (n == 0)
 		return MHD_NO;
-	n = (int)strlen(body);
-	n += snprintf(body + n, sizeof body - (size_t)n, ",\"status\":%u,\"detail\":", status);
-	if ((size_t)n >= sizeof body || !http_json_str(body, sizeof body, detail))
-		return MHD_NO;
-	n = (int)strlen(body);
-	if ((size_t)n + 2 > sizeof body)
-		return MHD_NO;
-	body[n++] = '}';
-	body[n] = 0;
 	if (status == MHD_HTTP_UNAUTHORIZED && extra == NULL)
 		extra = www_auth;
-	return http_send(r, status, "application/problem+json", body, (size_t)n, 0, extra);
+	return http_send(r, status, "application/problem+json", body, n, 0, extra);
 }
 
 /* ---- requests ---- */
@@ -621,18 +633,23 @@ static const struct http_route *route_find(const char *url)
 	return rt;   /* the catch-all */
 }
 
-static void peer_addr(struct http_req *r)
+static void conn_addr(struct MHD_Connection *c, char addr[INET6_ADDRSTRLEN])
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
 
-	snprintf(r->addr, sizeof r->addr, "-");
+	snprintf(addr, INET6_ADDRSTRLEN, "-");
 	if (sa == NULL)
 		return;
 	if (sa->sa_family == AF_INET)
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, r->addr, sizeof r->addr);
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, addr, INET6_ADDRSTRLEN);
 	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->addr, sizeof r->addr);
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, addr, INET6_ADDRSTRLEN);
+}
+
+static void peer_addr(struct http_req *r)
+{
+	conn_addr(r->c, r->addr);
 }
 
 bool http_token_of(const char *authorization, const char *cookie, const char **tok, size_t *n)
@@ -1070,6 +1087,127 @@ static void *watch_main(void *arg)
 	return NULL;
 }
 
+/* ---- libmicrohttpd's own refusals, answered as ours ----
+ *
+ * libmicrohttpd 0.9.75 refuses some requests itself while it parses the
+ * head or a chunked body, before (or between) calls of ours: a
+ * Content-Length that is not a number or beyond 64 bits, a header line
+ * without a colon, a head beyond the connection's memory pool, a malformed
+ * chunk. Its answers are HTML without our headers, and a refusal found
+ * once the headers are in (the Content-Length ones) is written with its
+ * status line and headers twice (its state after the refusal is
+ * overwritten, so the reply is built again), which no option or callback
+ * of 0.9.75 changes. Each refusal is logged first, through our logger, in
+ * the connection's own thread (a thread per connection) and with the
+ * status as an argument: there, the answer is ours instead, written on
+ * the connection's TLS session with Connection: close, then the session
+ * and the socket are shut for writing, so that libmicrohttpd's own answer
+ * fails to go out and it closes the connection. Only from the request
+ * line on (on_uri names the connection to its thread) and only while no
+ * answer of ours is queued for the request (none is being sent): a
+ * refusal of the request line itself keeps libmicrohttpd's answer. */
+static _Thread_local struct {
+	struct MHD_Connection *c;   /* this thread's request's, since its request line; NULL: none */
+	bool answered;              /* an answer of ours is queued for it */
+} early;
+
+/* The refusal libmicrohttpd logs (transmit_error_response): the status,
+ * then its HTML body. */
+#define MHD_REFUSAL_FMT "Error processing request (HTTP response code is %u ('%s')). Closing connection."
+
+static void early_begin(struct MHD_Connection *c)
+{
+	early.c = c;
+	early.answered = false;
+}
+
+static void early_answered(void)
+{
+	early.answered = true;
+}
+
+/* What the refusal was about, told by its status and libmicrohttpd's
+ * message (never quoted: it is HTML). */
+static const char *early_detail(unsigned status, const char *msg)
+{
+	bool length = msg != NULL && strstr(msg, "Content-Length") != NULL;
+	bool chunk = msg != NULL && strstr(msg, "chunk") != NULL;
+
+	switch (status) {
+	case MHD_HTTP_BAD_REQUEST:
+		return length ? "bad Content-Length" : chunk ? "malformed chunked body" : "malformed request";
+	case MHD_HTTP_CONTENT_TOO_LARGE:
+		return length ? "the Content-Length is too large" : chunk ? "a chunk is too large" :
+		                                                      "the request body is too large";
+	case MHD_HTTP_URI_TOO_LONG:
+	case MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE:
+		return "the request head is too large";
+	case MHD_HTTP_HTTP_VERSION_NOT_SUPPORTED:
+		return "HTTP/1.1 or HTTP/1.0 only";
+	default:
+		return "the request could not be processed";
+	}
+}
+
+/* Writes n bytes on the session of a non-blocking socket, waiting up to
+ * HTTP_HEAD_TIMEOUT while it is full. */
+static bool early_write(gnutls_session_t tls, int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = gnutls_record_send(tls, p, n);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		} else if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
+			struct pollfd pf = { .fd = fd, .events = POLLOUT };
+			if (poll(&pf, 1, (int)HTTP_HEAD_TIMEOUT * 1000) <= 0)
+				return false;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Answers libmicrohttpd's refusal of c's request as ours (problem+json,
+ * our headers, one header block), then shuts the connection for writing. */
+static void early_answer(struct MHD_Connection *c, unsigned status, const char *msg)
+{
+	const union MHD_ConnectionInfo *ti = MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	const union MHD_ConnectionInfo *fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const char *reason = MHD_get_reason_phrase_for(status);
+	char body[512], head[1536], date[64], addr[INET6_ADDRSTRLEN];
+	size_t n, h, i;
+	struct tm tm;
+	time_t now = time(NULL);
+	bool sent;
+
+	if (ti == NULL || ti->tls_session == NULL || fi == NULL || status < 400 || status > 599)
+		return;
+	n = problem_body(body, sizeof body, status, early_detail(status, msg));
+	if (n == 0 || gmtime_r(&now, &tm) == NULL || strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		return;
+	h = (size_t)snprintf(head, sizeof head, "HTTP/1.1 %u %s\r\nDate: %s\r\nConnection: close\r\n", status,
+	                     reason && reason[0] ? reason : "Error", date);
+	for (i = 0; common_headers[i] != NULL && h < sizeof head; i += 2)
+		h += (size_t)snprintf(head + h, sizeof head - h, "%s: %s\r\n", common_headers[i], common_headers[i + 1]);
+	if (h < sizeof head)
+		h += (size_t)snprintf(head + h, sizeof head - h,
+		                      "Content-Security-Policy: %s\r\nContent-Type: application/problem+json\r\n"
+		                      "Content-Length: %zu\r\n\r\n", CSP_API, n);
+	if (h + n >= sizeof head)
+		return;   /* (cannot happen: the headers are ours, the body at most 512) */
+	memcpy(head + h, body, n);
+	sent = early_write(ti->tls_session, fi->connect_fd, head, h + n);
+	/* nothing more goes out: libmicrohttpd's own answer fails, and it
+	 * closes the connection */
+	if (sent)
+		(void)gnutls_bye(ti->tls_session, GNUTLS_SHUT_WR);
+	(void)shutdown(fi->connect_fd, SHUT_WR);
+	conn_addr(c, addr);
+	log_info("- - %u %s (refused while parsing the request: %s)", status, addr, early_detail(status, msg));
+}
+
 /* What on_uri leaves in *con_cls for a request target holding whitespace
  * (its own address; NULL otherwise). */
 static char target_ws;
@@ -1080,7 +1218,7 @@ static char target_ws;
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
 {
 	(void)cls;
-	(void)c;
+	early_begin(c);
 	return uri != NULL && strpbrk(uri, " \t") != NULL ? &target_ws : NULL;
 }
 
@@ -1138,6 +1276,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	struct http_req *r = *con_cls;
 
 	watch_request(cls, c, false, HTTP_CONN_TIMEOUT);
+	early_begin(NULL);
 	if (r == NULL || r == (void *)&target_ws) {
 		*con_cls = NULL;
 		return;
@@ -1163,11 +1302,28 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) PRINTF_LIKE(2, 0)
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[256];
+	va_list aq;
+	bool refusal = early.c != NULL && !early.answered &&
+	               strncmp(fmt, MHD_REFUSAL_FMT, sizeof MHD_REFUSAL_FMT - 1) == 0;
+	unsigned status = 0;
+	const char *html = NULL;
 
 	(void)cls;
+	if (refusal) {
+		/* the format is exactly the one above: its arguments are these */
+		va_copy(aq, ap);
+		status = va_arg(aq, unsigned);
+		html = va_arg(aq, const char *);
+		va_end(aq);
+	}
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	log_scrub_quoted(msg);   /* its messages quote request paths: a query may name a patient */
 	log_warn("libmicrohttpd: %s", msg);
+	if (refusal) {
+		struct MHD_Connection *c = early.c;
+		early_begin(NULL);   /* once */
+		early_answer(c, status, html);
+	}
 }
 
 static int hexval(char ch)

@@ -20,6 +20,12 @@
   libmicrohttpd's own 400: its status line and headers twice, then HTML);
   a space or tab in the request target: 400 problem+json (before, a space
   closed the connection with no answer, a tab was served);
+* what libmicrohttpd's own parser refuses once the request line is read
+  (a Content-Length not a number or beyond 64 bits, a malformed chunk or
+  chunk size, a header line without a colon, a head beyond the connection's
+  memory): one problem+json answer, Connection: close (before, its HTML,
+  and for a Content-Length its status line and headers twice); a refused
+  request line (HTTP/2.0, no version) keeps its HTML, in one header block;
 * a query of 1,000 one-letter arguments (2 KB, well under the 8 KB limit):
   answered (before, libmicrohttpd's per-connection pool ran out and the
   connection closed with no answer); of 4,000: 414 problem+json.
@@ -164,6 +170,32 @@ def main():
     out, _, closed = raw(v, "POST /api/auth/login HTTP/1.1\r\n" + host + "Content-Type: application/json\r\n"
                          "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + nxt)
     check("two Transfer-Encoding fields: 400, the connection closed", statuses(out) == [b"400"] and closed, out[:300])
+    # refused by libmicrohttpd's own parser, answered as ours: one header
+    # block, problem+json, Connection: close (before: its HTML, and for a
+    # Content-Length its status line and headers twice)
+    login = "POST /api/auth/login HTTP/1.1\r\n" + host + "Content-Type: application/json\r\n"
+    for name, req, status in (
+            ("Content-Length: abc", login + "Content-Length: abc\r\n\r\n", "400"),
+            ("Content-Length: -1", login + "Content-Length: -1\r\n\r\n", "400"),
+            ("Content-Length: 2, 2", login + "Content-Length: 2, 2\r\n\r\n{}", "400"),
+            ("Content-Length beyond 64 bits", login + "Content-Length: 99999999999999999999\r\n\r\n", "413"),
+            ("a malformed chunk size", login + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n", "400"),
+            ("a chunk without its CRLF", login + "Transfer-Encoding: chunked\r\n\r\n2\r\n{}XX0\r\n\r\n", "400"),
+            ("a chunk size beyond 64 bits", login + "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", "413"),
+            ("a header line without a colon", "GET /healthz HTTP/1.1\r\n" + host + "Garbage\r\n\r\n", "400"),
+            ("a head beyond the connection's memory", "GET /healthz HTTP/1.1\r\n" + host +
+             "X-Big: " + "a" * 400000 + "\r\n\r\n", "431")):
+        out, _, closed = raw(v, req + nxt)
+        check("%s: one %s problem+json, Connection: close, the next request never answered" % (name, status),
+              problem(out, status) and closed, out[:400])
+    # a refusal of the request line itself stays libmicrohttpd's (HTML), but
+    # one header block and the connection closed
+    for name, req, status in (("HTTP/2.0", "GET /healthz HTTP/2.0\r\n" + host + "\r\n", b"505"),
+                              ("a request line without a version", "GET /healthz\r\n\r\n", b"400")):
+        out, _, closed = raw(v, req)
+        check("%s: one %s header block, the connection closed" % (name, status.decode()),
+              statuses(out) == [status] and blocks(out) == 1 and closed, out[:400])
+    check("served after them", served(v))
     q = "&".join("a" for _ in range(1000))
     out, _, _ = raw(v, "GET /healthz?%s HTTP/1.1\r\n%sConnection: close\r\n\r\n" % (q, host))
     check("1,000 one-letter query arguments (2 KB): answered", statuses(out) == [b"200"], out[:200])
