@@ -814,21 +814,24 @@ static bool word_is_empty(const uint8_t *v, size_t n)
 /* Whether Burned In Annotation flags the image. Fail-safe: any value other
  * than NO flags it (YES\NO is YES somewhere), read whatever its size (a
  * value padded past the bulk threshold stays in the source, where
- * dcm_ds_str does not look); a value that cannot be read, or a sequence in
- * its place, flags it too. Empty or absent does not (absent is left to
- * the modality check of check_refuse). */
+ * dcm_ds_str does not look); so does an attribute with no value at all
+ * (zero length, or only padding and empty values): it says the sender does
+ * not know, like a value that cannot be read or a sequence in its place.
+ * Absent does not flag it: it is left to the modality check of
+ * check_refuse, since most images of modalities that never burn in text
+ * (CT, MR) were written without it. */
 static enum err burned_in_flagged(const struct ctx *c, bool *flagged)
 {
 	const struct dcm_elem *e = dcm_ds_find(&c->f->ds, TAG_BURNED_IN);
 	const uint8_t *v = NULL;
 	size_t n, i = 0;
-	bool owned = false;
+	bool owned = false, any = false;
 	enum err rc;
 
 	*flagged = false;
-	if (e == NULL || e->len == 0)
+	if (e == NULL)
 		return ERR_OK;
-	if (e->seq != NULL || e->len == DCM_UNDEF) {
+	if (e->len == 0 || e->seq != NULL || e->len == DCM_UNDEF) {
 		*flagged = true;
 		return ERR_OK;
 	}
@@ -844,10 +847,15 @@ static enum err burned_in_flagged(const struct ctx *c, bool *flagged)
 		size_t s = i;
 		while (i < n && v[i] != '\\')
 			i++;
-		if (!word_is_empty(v + s, i - s) && !word_is_no(v + s, i - s))
-			*flagged = true;
+		if (!word_is_empty(v + s, i - s)) {
+			any = true;
+			if (!word_is_no(v + s, i - s))
+				*flagged = true;
+		}
 		i++;
 	}
+	if (!any)
+		*flagged = true;
 	if (owned)
 		free((void *)(uintptr_t)v);
 	return ERR_OK;
@@ -876,8 +884,8 @@ static enum err check_refuse(struct ctx *c)
 		c->mask = deid_masks_match(c->o->masks, ds);
 		if (c->mask != NULL)
 			return ERR_OK;
-		set_why(c->why, c->whylen, "burned-in annotation: Burned In Annotation (0028,0301) is YES (or another "
-		        "value than NO) and no masking rule fits the image (modality, manufacturer, model, size): it may "
+		set_why(c->why, c->whylen, "burned-in annotation: Burned In Annotation (0028,0301) is YES (or empty, or "
+		        "another value than NO) and no masking rule fits the image (modality, manufacturer, model, size): it may "
 		        "show identifying text");
 		return ERR_DENIED;
 	}

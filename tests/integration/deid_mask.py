@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Masking of burned-in annotation by `dicomvault deid --masks F`.
 
-Images made here with pydicom, flagged Burned In Annotation = YES (or
+Images made here with pydicom, flagged Burned In Annotation = YES or empty (or
 unflagged ultrasound under --refuse-unflagged), are de-identified with a rules
 file of [deid "mask NAME"] sections. Checked with pydicom/numpy, not with our
 code: every pixel inside a rule's rectangles, in every frame and sample, has
@@ -116,6 +116,7 @@ try:
     os.mkdir(inp)
     cases = {
         "us8": dict(),
+        "us_empty": dict(burned=""),   # Burned In Annotation empty: unknown, flagged as YES
         "us16be": dict(bits=16, ts=ExplicitVRBigEndian),
         "xa_frames": dict(modality="XA", rows=32, cols=32, frames=3, bits=16, manufacturer="Other", model="X"),
         "rgb_planar": dict(modality="OT", spp=3, planar=1, manufacturer="", model=""),
@@ -131,19 +132,22 @@ try:
         orig[name] = image(os.path.join(inp, name + ".dcm"), **kw)
     # refused: no rule fits (other manufacturer), compressed, XA of another size
     image(os.path.join(inp, "nofit.dcm"), manufacturer="Other Corp")
+    image(os.path.join(inp, "nofit_empty.dcm"), manufacturer="Other Corp", burned="")
     image(os.path.join(inp, "xa_size.dcm"), modality="XA", rows=30, cols=32, manufacturer="O", model="X")
     image(os.path.join(inp, "rle.dcm"), ts=RLELossless)
     out = os.path.join(T, "out")
     rc, so, se = run(["--profile", "basic", "--key-file", key, "--masks", rules, "--json", "--quiet", inp, out])
     summ = json.loads(so) if so.strip().startswith("{") else {}
-    check("folder run exits 1 (three refusals) and completes the rest", rc == 1 and summ.get("done") == len(cases),
+    check("folder run exits 1 (four refusals) and completes the rest", rc == 1 and summ.get("done") == len(cases),
           f"rc={rc} {so} {se}")
     check("summary counts the masked images", summ.get("masked") == len(cases), so)
     reasons = {os.path.basename(p["path"]): p["reason"] for p in summ.get("problems", [])}
     check("no rule fits: refused with the reason", "no masking rule fits" in reasons.get("nofit.dcm", ""), reasons)
+    check("Burned In Annotation empty, no rule fits: refused with the reason",
+          "no masking rule fits" in reasons.get("nofit_empty.dcm", ""), reasons)
     check("rows/columns of a rule are exact", "no masking rule fits" in reasons.get("xa_size.dcm", ""), reasons)
     check("compressed pixel data: refused, said so", "compressed" in reasons.get("rle.dcm", ""), reasons)
-    for name in ("nofit", "xa_size", "rle"):
+    for name in ("nofit", "nofit_empty", "xa_size", "rle"):
         check(f"{name}: nothing written", not os.path.exists(os.path.join(out, name + ".dcm")))
     for name, kw in cases.items():
         p = os.path.join(out, name + ".dcm")

@@ -554,9 +554,6 @@ TEST(burned_in_annotation_refused)
 	dcm_file_free(g);
 }
 
-/* Burned In Annotation as the file may carry it: the image is flagged when
- * any of its values, trimmed of spaces, is not NO (fail-safe); empty or
- * absent stays unflagged. */
 /* A file written out and read back: its bytes and the source the file
  * read reads its bulk values from (both must outlive it). */
 struct reread {
@@ -583,6 +580,9 @@ static struct dcm_file *reread(struct dcm_file *f, const struct dcm_read_opts *r
 	return g;
 }
 
+/* Burned In Annotation as the file may carry it: the image is flagged when
+ * any of its values, trimmed of spaces, is not NO, or when it has no value
+ * at all (empty: unknown), fail-safe; absent is left to the modality check. */
 static enum err run_burned(const char *val)
 {
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
@@ -637,7 +637,10 @@ TEST(burned_in_annotation_any_value)
 	CHECK_EQ_INT(run_burned("MAYBE"), ERR_DENIED);   /* not NO: may have text */
 	CHECK_EQ_INT(run_burned("NO\\NO"), ERR_OK);
 	CHECK_EQ_INT(run_burned(" no "), ERR_OK);
-	CHECK_EQ_INT(run_burned(""), ERR_OK);            /* empty: unflagged, as absent */
+	CHECK_EQ_INT(run_burned(""), ERR_DENIED);        /* empty: unknown, so flagged */
+	CHECK_EQ_INT(run_burned("  "), ERR_DENIED);      /* only padding: empty */
+	CHECK_EQ_INT(run_burned("\\"), ERR_DENIED);      /* two empty values */
+	CHECK_EQ_INT(run_burned_bulk(""), ERR_DENIED);   /* empty but padded past the bulk threshold */
 	CHECK_EQ_INT(run_burned_bulk("YES"), ERR_DENIED);
 	CHECK_EQ_INT(run_burned_bulk("NO"), ERR_OK);
 }
