@@ -82,7 +82,8 @@ const struct deid_mask_rule *deid_masks_match(const struct deid_masks *m, const 
  * value (MONOCHROME1: the largest; signed: the most negative; YBR: neutral
  * chroma), zeroes the bytes past the declared frames, and sets Burned In
  * Annotation to NO. Native pixel data only (8, 16 or 32 bits allocated, 1
- * or 3 samples, either planar configuration): ERR_DENIED with the reason
+ * or 3 samples, either planar configuration), and no Float or Double Float
+ * Pixel Data beside or in place of it: ERR_DENIED with the reason
  * otherwise. */
 WUR enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, char *why, size_t whylen);
 

@@ -889,7 +889,10 @@ static enum err check_refuse(struct ctx *c)
 		        "show identifying text");
 		return ERR_DENIED;
 	}
-	pixels = dcm_ds_find(ds, TAG_PIXEL_DATA) != NULL;
+	/* float pixel data (parametric maps) is pixel data too: it may be a
+	 * suspect modality's, and masking refuses it (deid_mask_pixels) */
+	pixels = dcm_ds_find(ds, TAG_PIXEL_DATA) != NULL || dcm_ds_find(ds, TAG_FLOAT_PIXEL) != NULL ||
+	         dcm_ds_find(ds, TAG_DFLOAT_PIXEL) != NULL;
 	if (pixels && dcm_ds_find(ds, TAG_BURNED_IN) == NULL) {
 		static const char *const mods[] = { "US", "OT", "SC", "XC", "ES", "GM" };
 		bool suspect = false;

@@ -5,11 +5,13 @@
  * and the rectangles to blank. A matched image gets each rectangle filled
  * with the darkest value of its photometric interpretation in every frame,
  * and whatever pixel data lies past the frames zeroed; compressed pixel data cannot be masked without decompressing it and is
- * refused. See docs/internals/deid.md. Layer: core. */
+ * refused, as is float pixel data (no darkest value). See
+ * docs/internals/deid.md. Layer: core. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "dicomvault/deid.h"
+#include "dicomvault/dict.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/vr.h"
 
@@ -283,7 +285,7 @@ static void put_sample(uint8_t *p, uint16_t bytes, uint32_t v)
 enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, char *why, size_t whylen)
 {
 	struct dcm_ds *ds = &f->ds;
-	struct dcm_elem *px = dcm_ds_find(ds, 0x7FE00010);
+	struct dcm_elem *px = dcm_ds_find(ds, TAG_PIXEL_DATA);
 	uint16_t rows = 0, cols = 0, spp = 1, alloc = 0, stored = 0, pixrep = 0, planar = 0;
 	const uint8_t *val = NULL;
 	uint8_t *buf = NULL;
@@ -295,6 +297,15 @@ enum err deid_mask_pixels(struct dcm_file *f, const struct deid_mask_rule *r, ch
 	unsigned i;
 	enum err rc = ERR_DENIED;
 
+	/* Float and Double Float Pixel Data have no darkest value to fill with
+	 * (their range is the data's own, not Bits Stored's), and beside Pixel
+	 * Data they would go out unmasked under Burned In Annotation NO and
+	 * 113101: refused, whether alone or not. */
+	if (dcm_ds_find(ds, TAG_FLOAT_PIXEL) != NULL || dcm_ds_find(ds, TAG_DFLOAT_PIXEL) != NULL) {
+		(void)err_why(why, whylen, ERR_PARSE, "float pixel data (Float or Double Float Pixel Data) cannot be "
+		        "masked: masking needs integer Pixel Data");
+		return ERR_DENIED;
+	}
 	if (px == NULL || px->seq != NULL || (px->flags & DCM_EF_ENCAPS)) {
 		(void)err_why(why, whylen, ERR_PARSE, px == NULL ? "no Pixel Data to mask"
 		        : "the pixel data is compressed: masking needs uncompressed (native) pixel data");

@@ -7,7 +7,7 @@ file of [deid "mask NAME"] sections. Checked with pydicom/numpy, not with our
 code: every pixel inside a rule's rectangles, in every frame and sample, has
 the photometric interpretation's darkest value; every pixel outside is
 unchanged; Burned In Annotation becomes NO; De-identification Method names
-the rule. Images no rule fits, compressed pixel data, and bad rules files
+the rule. Images no rule fits, compressed or float pixel data, and bad rules files
 are refused with their reason, and the rest of a folder still completes.
 Prints one "ok - NAME" / "not ok - NAME" line per check."""
 import json
@@ -231,6 +231,33 @@ try:
         check(f"Burned In Annotation {name} YES with a fitting rule: masked, flag NO",
               ds is not None and ds.get("BurnedInAnnotation") == "NO" and (pixels(ds)[0][0:6, :] == 0).all(),
               f"rc={rc} {se}")
+    # float pixel data (Float / Double Float Pixel Data, parametric maps): a
+    # rule's rectangles have no darkest value to take there, so an image
+    # with such data that a rule fits is refused, never passed unmasked
+    # under Burned In Annotation NO and 113101; alone, beside native Pixel
+    # Data (masked, the float data would not be), or unflagged and suspect
+    flt = {"float": (0x7FE00008, "OF", np.float32, 32, "YES"), "double": (0x7FE00009, "OD", np.float64, 64, "YES"),
+           "float_and_native": (0x7FE00008, "OF", np.float32, 8, "YES"),
+           "float_unflagged": (0x7FE00008, "OF", np.float32, 32, None)}
+    for name, (tag, vr, dt, bits, burned) in flt.items():
+        one = os.path.join(T, name + ".dcm")
+        o = image(one, burned=burned)
+        if name != "float_and_native":
+            del o.PixelData
+            o.BitsAllocated = bits
+            for kw in ("BitsStored", "HighBit", "PixelRepresentation"):
+                delattr(o, kw)
+        o.add_new(tag, vr, (np.arange(48 * 64) % 97 + 1).astype(dt).tobytes())
+        o.save_as(one, write_like_original=False)
+        outp = os.path.join(T, name + "_out.dcm")
+        extra = ["--refuse-unflagged"] if burned is None else []
+        rc, so, se = run(["--profile", "basic", "--key-file", key, "--masks", rules, "--quiet"] + extra + [one, outp])
+        check(f"{name} pixel data a rule fits: refused, said so, nothing written",
+              rc == 1 and "float pixel data" in so + se and not os.path.exists(outp), f"rc={rc} {so} {se}")
+        if burned is None:
+            rc, so, se = run(["--profile", "basic", "--key-file", key, "--refuse-unflagged", "--quiet", one, outp])
+            check(f"{name} pixel data, no rule, --refuse-unflagged: refused as suspect",
+                  rc == 1 and "possible burned-in" in so + se and not os.path.exists(outp), f"rc={rc} {so} {se}")
     # bad rules files: clear error, exit 1, nothing written
     bad = {
         "unknown key": '[deid "mask a"]\nmodality = US\ncolour = red\nrect = 0,0,1,1\n',

@@ -530,8 +530,10 @@ TEST(burned_in_annotation_refused)
 	struct dcm_file *f = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
 	struct dcm_file *g = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
 	struct deid_opts o = { .options = 0, .flags = DEID_F_REFUSE_SUSPECT, .project_key = key_a };
+	static const uint8_t fpx[32] = { 0 };
 	struct deid_stats st;
 	char why[256], n[80];
+	unsigned k;
 
 	set(&f->ds, 0x00280301, VR_CS, "YES");
 	CHECK_EQ_INT(run(f, 0, key_a, why, sizeof why), ERR_DENIED);
@@ -552,6 +554,18 @@ TEST(burned_in_annotation_refused)
 	CHECK_EQ_INT(st.files, 1);
 	dcm_file_free(f);
 	dcm_file_free(g);
+	/* the same with Float or Double Float Pixel Data in place of Pixel Data */
+	for (k = 0; k < 2; k++) {
+		g = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
+		dcm_ds_remove(&g->ds, TAG_PIXEL_DATA);
+		CHECK(dcm_ds_set(&g->ds, k ? TAG_DFLOAT_PIXEL : TAG_FLOAT_PIXEL, k ? VR_OD : VR_OF, fpx,
+		                 k ? 32 : 16) == ERR_OK);
+		set(&g->ds, 0x00080060, VR_CS, "US");
+		o.flags = DEID_F_REFUSE_SUSPECT;
+		CHECK_EQ_INT(deid_apply(g, &o, &st, why, sizeof why), ERR_DENIED);
+		CHECK(strstr(why, "burned-in") != NULL);
+		dcm_file_free(g);
+	}
 }
 
 /* A file written out and read back: its bytes and the source the file
