@@ -37,6 +37,7 @@
 #define DEID_KEY_MIN          16u          /* bytes of a project key */
 #define DEID_MAX_TOKENS       64u          /* identifying words collected for cleaning text */
 #define DEID_MAX_CLEAN_TEXT   (1u << 20)   /* longer text values get a dummy instead of cleaning */
+#define DEID_MATCH_MAX_VALUE  (64u * 1024)  /* longer Modality, Manufacturer, Model (unpadded): unreadable */
 #define DEID_SHIFT_MIN_DAYS   365          /* date offsets lie in [-MAX, -MIN] days */
 #define DEID_SHIFT_MAX_DAYS   3652
 #define DEID_UID_MAX          64u
@@ -75,9 +76,12 @@ struct cms_recipients;
  * ERR_PARSE / ERR_LIMIT with the line and the reason in why. */
 WUR enum err deid_masks_load(const struct ini *ini, struct deid_masks **out, char *why, size_t whylen);
 void deid_masks_free(struct deid_masks *m);
-/* The first rule that fits the data set's Modality, Manufacturer,
- * Manufacturer's Model Name, Rows and Columns; NULL if none (or m NULL). */
-const struct deid_mask_rule *deid_masks_match(const struct deid_masks *m, const struct dcm_ds *ds);
+/* The first rule that fits f's Modality, Manufacturer, Manufacturer's Model
+ * Name, Rows and Columns, in *out; NULL if none (or m NULL). The strings
+ * are matched as UTF-8 (Specific Character Set applied), whatever their
+ * size, each of their values. Errors: ERR_NOMEM. */
+WUR enum err deid_masks_match(const struct deid_masks *m, const struct dcm_file *f,
+                              const struct deid_mask_rule **out);
 /* Fills the rule's rectangles of every frame with the image's darkest
  * value (MONOCHROME1: the largest; signed: the most negative; YBR: neutral
  * chroma), zeroes the bytes past the declared frames, and sets Burned In

@@ -759,25 +759,9 @@ out:
 
 /* ---- before and after ---- */
 
-static bool value_is(const struct dcm_ds *ds, uint32_t tag, const char *want)
+static char ascii_upper(char a)
 {
-	size_t n = 0, wl = strlen(want), i;
-	const char *s = dcm_ds_str(ds, tag, &n);
-
-	while (s != NULL && n > 0 && *s == ' ') {
-		s++;
-		n--;
-	}
-	if (s == NULL || n != wl)
-		return false;
-	for (i = 0; i < n; i++) {
-		char a = s[i];
-		if (a >= 'a' && a <= 'z')
-			a = (char)(a - 'a' + 'A');
-		if (a != want[i])
-			return false;
-	}
-	return true;
+	return a >= 'a' && a <= 'z' ? (char)(a - 'a' + 'A') : a;
 }
 
 static bool has_prefix(const char *s, size_t n, const char *p)
@@ -861,6 +845,32 @@ static enum err burned_in_flagged(const struct ctx *c, bool *flagged)
 	return ERR_OK;
 }
 
+/* Whether the modality is one that often carries text in its pixels.
+ * Fail-safe as burned_in_flagged: any of its values (Modality is VM 1, but
+ * OT\US is an ultrasound too), read whatever its size, ASCII case ignored;
+ * an unreadable Modality is suspect. */
+static enum err suspect_modality(const struct ctx *c, bool *suspect)
+{
+	static const char *const mods[] = { "US", "OT", "SC", "XC", "ES", "GM" };
+	struct wbuf w;
+	const char *v;
+	size_t pos = 0, vn, i;
+	bool unreadable;
+	enum err rc;
+
+	*suspect = false;
+	wbuf_init(&w, 4 * DEID_MATCH_MAX_VALUE);
+	rc = deid_str_utf8(c->f, 0x00080060, &w, &unreadable);
+	if (rc == ERR_OK && unreadable)
+		*suspect = true;
+	while (rc == ERR_OK && !*suspect && deid_str_next(&w, &pos, &v, &vn))
+		for (i = 0; i < sizeof mods / sizeof mods[0]; i++)
+			if (vn == 2 && ascii_upper(v[0]) == mods[i][0] && ascii_upper(v[1]) == mods[i][1])
+				*suspect = true;
+	wbuf_fini(&w);
+	return rc;
+}
+
 /* Refusals, decided before anything changes. */
 static enum err check_refuse(struct ctx *c)
 {
@@ -881,9 +891,9 @@ static enum err check_refuse(struct ctx *c)
 	if (rc != ERR_OK)
 		return rc;
 	if (burned) {
-		c->mask = deid_masks_match(c->o->masks, ds);
-		if (c->mask != NULL)
-			return ERR_OK;
+		rc = deid_masks_match(c->o->masks, c->f, &c->mask);
+		if (rc != ERR_OK || c->mask != NULL)
+			return rc;
 		set_why(c->why, c->whylen, "burned-in annotation: Burned In Annotation (0028,0301) is YES (or empty, or "
 		        "another value than NO) and no masking rule fits the image (modality, manufacturer, model, size): it may "
 		        "show identifying text");
@@ -894,17 +904,14 @@ static enum err check_refuse(struct ctx *c)
 	pixels = dcm_ds_find(ds, TAG_PIXEL_DATA) != NULL || dcm_ds_find(ds, TAG_FLOAT_PIXEL) != NULL ||
 	         dcm_ds_find(ds, TAG_DFLOAT_PIXEL) != NULL;
 	if (pixels && dcm_ds_find(ds, TAG_BURNED_IN) == NULL) {
-		static const char *const mods[] = { "US", "OT", "SC", "XC", "ES", "GM" };
 		bool suspect = false;
-		size_t i;
 		sop = dcm_ds_str(ds, 0x00080016, &n);
 		if (has_prefix(sop, n, "1.2.840.10008.5.1.4.1.1.7"))
 			suspect = true;   /* Secondary Capture */
-		for (i = 0; i < sizeof mods / sizeof mods[0]; i++)
-			if (value_is(ds, 0x00080060, mods[i]))
-				suspect = true;
-		if (suspect && (c->mask = deid_masks_match(c->o->masks, ds)) != NULL)
-			return ERR_OK;
+		else if ((rc = suspect_modality(c, &suspect)) != ERR_OK)
+			return rc;
+		if (suspect && ((rc = deid_masks_match(c->o->masks, c->f, &c->mask)) != ERR_OK || c->mask != NULL))
+			return rc;
 		if (suspect && (c->o->flags & DEID_F_REFUSE_SUSPECT)) {
 			set_why(c->why, c->whylen, "possible burned-in annotation: Burned In Annotation (0028,0301) is "
 			        "absent and the modality or SOP class often carries text in the pixels");

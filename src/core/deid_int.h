@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "dicomvault/dataset.h"
 #include "dicomvault/deid.h"
+#include "dicomvault/wbuf.h"
 
 /* Families of IODs whose module tables we know enough of to resolve the
  * composite action codes (deid_iod.c). */
@@ -31,6 +32,19 @@ struct cms_recipients;
 WUR enum err deid_escrow_snapshot(const struct dcm_file *f, struct wbuf *out);
 WUR enum err deid_escrow_attach(struct dcm_file *f, const uint8_t *snap, size_t snaplen,
                                 const struct cms_recipients *to, uint64_t *escrowed, char *why, size_t whylen);
+
+/* The value of string attribute tag of f's data set as UTF-8 in out
+ * (emptied first), its Specific Character Set applied (bytes invalid in it
+ * become U+FFFD), read whatever its size (a value padded past the bulk
+ * threshold is read from the file) and trimmed of its padding; an absent
+ * attribute leaves out empty. *unreadable: the value could not be read (a
+ * sequence in its place, the file failing, or longer than
+ * DEID_MATCH_MAX_VALUE once unpadded). Errors: ERR_NOMEM, out's. */
+WUR enum err deid_str_utf8(const struct dcm_file *f, uint32_t tag, struct wbuf *out, bool *unreadable);
+/* The next backslash-separated value of w from *pos (0 at first), trimmed
+ * of spaces and NULs, in (v, vn); false after the last. An empty w is one
+ * empty value. */
+bool deid_str_next(const struct wbuf *w, size_t *pos, const char **v, size_t *vn);
 
 enum deid_family deid_family_of(const struct dcm_ds *ds);
 const char *deid_family_name(enum deid_family fam);

@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "dicomvault/deid.h"
+#include "deid_int.h"
+#include "dicomvault/charset.h"
 #include "dicomvault/dict.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/vr.h"
@@ -74,6 +75,19 @@ static bool copy_field(char *dst, size_t cap, const char *v)
 	return true;
 }
 
+/* A pattern is UTF-8, as the values it is matched against become: one in
+ * another encoding (a Latin-1 rules file) would fit no non-ASCII name and
+ * leave the image to a less specific rule. */
+static bool copy_pattern(char *dst, size_t cap, const char *v)
+{
+	size_t n = strlen(v), i, k;
+
+	for (i = 0; i < n; i += k)
+		if ((k = charset_utf8_seq_len((const uint8_t *)v + i, n - i)) == 0)
+			return false;
+	return copy_field(dst, cap, v);
+}
+
 enum err deid_masks_load(const struct ini *ini, struct deid_masks **out, char *why, size_t whylen)
 {
 	struct deid_masks *m;
@@ -118,11 +132,11 @@ enum err deid_masks_load(const struct ini *ini, struct deid_masks **out, char *w
 			if (strcmp(e->section, "deid") != 0 || e->sub == NULL || strcmp(e->sub, s->sub) != 0)
 				continue;
 			if (strcmp(e->key, "modality") == 0)
-				ok = copy_field(r->modality, sizeof r->modality, e->value);
+				ok = copy_pattern(r->modality, sizeof r->modality, e->value);
 			else if (strcmp(e->key, "manufacturer") == 0)
-				ok = copy_field(r->manufacturer, sizeof r->manufacturer, e->value);
+				ok = copy_pattern(r->manufacturer, sizeof r->manufacturer, e->value);
 			else if (strcmp(e->key, "model") == 0)
-				ok = copy_field(r->model, sizeof r->model, e->value);
+				ok = copy_pattern(r->model, sizeof r->model, e->value);
 			else if (strcmp(e->key, "rows") == 0)
 				ok = parse_u32(e->value, strlen(e->value), 1, 65535, &r->rows);
 			else if (strcmp(e->key, "columns") == 0)
@@ -158,7 +172,9 @@ enum err deid_masks_load(const struct ini *ini, struct deid_masks **out, char *w
 			}
 			if (!ok) {
 				(void)err_why(why, whylen, ERR_PARSE, "line %u: bad value for \"%s\" in masking rule \"%s\"%s", e->line, e->key,
-				        r->name, strcmp(e->key, "rect") == 0 ? " (want x,y,width,height in pixels, several separated by ;)" : "");
+				        r->name, strcmp(e->key, "rect") == 0 ? " (want x,y,width,height in pixels, several separated by ;)"
+				        : strcmp(e->key, "rows") == 0 || strcmp(e->key, "columns") == 0 ? ""
+				        : " (want UTF-8, at most 64 bytes)");
 				goto out;
 			}
 		}
@@ -194,8 +210,17 @@ static uint16_t u16_or(const struct dcm_ds *ds, uint32_t tag, uint16_t def)
 	return dcm_ds_get_u16(ds, tag, &v) == ERR_OK ? v : def;
 }
 
-/* Glob match, * and ?, ASCII case-insensitive; v is (pointer, length) with
- * its padding already trimmed. */
+/* The length of the character at v (n > 0 bytes of UTF-8): 1 for a byte
+ * that begins no valid sequence. */
+static size_t char_len(const char *v, size_t n)
+{
+	size_t k = charset_utf8_seq_len((const uint8_t *)v, n);
+
+	return k ? k : 1;
+}
+
+/* Glob match, * and ? (one character, UTF-8), ASCII case-insensitive; v is
+ * (pointer, length) with its padding already trimmed. */
 static bool glob(const char *p, const char *v, size_t n)
 {
 	const char *star = NULL, *vs = NULL;
@@ -207,12 +232,16 @@ static bool glob(const char *p, const char *v, size_t n)
 		if (*p == '*') {
 			star = p++;
 			vs = v + i;
-		} else if (*p != 0 && (*p == '?' || a == b)) {
+		} else if (*p == '?') {
+			p++;
+			i += char_len(v + i, n - i);
+		} else if (*p != 0 && a == b) {
 			p++;
 			i++;
 		} else if (star != NULL) {
 			p = star + 1;
-			i = (size_t)(++vs - v);
+			vs += char_len(vs, n - (size_t)(vs - v));
+			i = (size_t)(vs - v);
 		} else {
 			return false;
 		}
@@ -222,40 +251,118 @@ static bool glob(const char *p, const char *v, size_t n)
 	return *p == 0;
 }
 
-static bool str_matches(const struct dcm_ds *ds, uint32_t tag, const char *pat)
+enum err deid_str_utf8(const struct dcm_file *f, uint32_t tag, struct wbuf *out, bool *unreadable)
 {
-	size_t n = 0;
+	const struct dcm_elem *e = dcm_ds_find(&f->ds, tag);
+	const uint8_t *v = NULL;
+	struct dcm_charset cs;
+	bool owned = false;
+	size_t n;
+	enum err rc;
+
+	wbuf_reset(out);
+	*unreadable = false;
+	if (e == NULL || e->len == 0)
+		return ERR_OK;
+	if (e->seq != NULL || e->len == DCM_UNDEF) {
+		*unreadable = true;
+		return ERR_OK;
+	}
+	rc = dcm_elem_value(f, e, &v, &owned);
+	if (rc == ERR_NOMEM)
+		return rc;
+	if (rc != ERR_OK || v == NULL) {
+		*unreadable = true;
+		return ERR_OK;
+	}
+	/* padding off before decoding: a space or NUL is one in every DICOM
+	 * character set (no multi-byte character ends with either) */
+	n = e->len;
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == 0))
+		n--;
+	if (n > DEID_MATCH_MAX_VALUE) {
+		*unreadable = true;   /* no modality or maker is named so; not read as one */
+		rc = ERR_OK;
+		goto out;
+	}
+	dcm_ds_charset(&f->ds, &cs);
+	rc = charset_to_utf8_lossy(&cs, false, v, n, out);
+out:
+	if (owned)
+		free((void *)(uintptr_t)v);
+	return rc;
+}
+
+bool deid_str_next(const struct wbuf *w, size_t *pos, const char **v, size_t *vn)
+{
+	const char *s = (const char *)w->p;
+	size_t i = *pos, st;
+
+	if (i > w->len || (i == w->len && i > 0 && s[i - 1] != '\\'))
+		return false;
+	st = i;
+	while (i < w->len && s[i] != '\\')
+		i++;
+	*pos = i + 1;
+	*vn = i - st;
+	*v = s != NULL ? s + st : "";
+	while (*vn > 0 && (**v == ' ' || **v == 0)) {
+		(*v)++;
+		(*vn)--;
+	}
+	while (*vn > 0 && ((*v)[*vn - 1] == ' ' || (*v)[*vn - 1] == 0))
+		(*vn)--;
+	return true;
+}
+
+/* Whether pattern pat fits the attribute's value w: an empty pattern fits
+ * anything; otherwise every value of a multi-valued attribute must fit
+ * (VM 1 attributes: a second value is a mistake, and a rule for one of the
+ * two is no rule for the image), an absent attribute is one empty value,
+ * and an unreadable one fits nothing. */
+static bool str_matches(const struct wbuf *w, bool unreadable, const char *pat)
+{
 	const char *v;
+	size_t pos = 0, vn;
 
 	if (pat[0] == 0)
 		return true;
-	v = dcm_ds_str(ds, tag, &n);
-	if (v == NULL)
-		n = 0;
-	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == 0))
-		n--;
-	while (n > 0 && *v == ' ') {
-		v++;
-		n--;
-	}
-	return glob(pat, v ? v : "", n);
+	if (unreadable)
+		return false;
+	while (deid_str_next(w, &pos, &v, &vn))
+		if (!glob(pat, v, vn))
+			return false;
+	return true;
 }
 
-const struct deid_mask_rule *deid_masks_match(const struct deid_masks *m, const struct dcm_ds *ds)
+enum err deid_masks_match(const struct deid_masks *m, const struct dcm_file *f, const struct deid_mask_rule **out)
 {
-	uint16_t rows = u16_or(ds, 0x00280010, 0), cols = u16_or(ds, 0x00280011, 0);
+	static const uint32_t tags[3] = { 0x00080060, 0x00080070, 0x00081090 };
+	uint16_t rows = u16_or(&f->ds, 0x00280010, 0), cols = u16_or(&f->ds, 0x00280011, 0);
+	struct wbuf w[3];
+	bool bad[3];
 	size_t i;
+	enum err rc = ERR_OK;
 
-	if (m == NULL)
-		return NULL;
-	for (i = 0; i < m->n; i++) {
+	*out = NULL;
+	if (m == NULL || m->n == 0)
+		return ERR_OK;
+	for (i = 0; i < 3; i++)
+		wbuf_init(&w[i], 4 * DEID_MATCH_MAX_VALUE);
+	for (i = 0; i < 3 && rc == ERR_OK; i++)
+		rc = deid_str_utf8(f, tags[i], &w[i], &bad[i]);
+	for (i = 0; rc == ERR_OK && i < m->n; i++) {
 		const struct deid_mask_rule *r = &m->r[i];
-		if (str_matches(ds, 0x00080060, r->modality) && str_matches(ds, 0x00080070, r->manufacturer) &&
-		    str_matches(ds, 0x00081090, r->model) && (r->rows == 0 || r->rows == rows) &&
-		    (r->columns == 0 || r->columns == cols))
-			return r;
+		if (str_matches(&w[0], bad[0], r->modality) && str_matches(&w[1], bad[1], r->manufacturer) &&
+		    str_matches(&w[2], bad[2], r->model) && (r->rows == 0 || r->rows == rows) &&
+		    (r->columns == 0 || r->columns == cols)) {
+			*out = r;
+			break;
+		}
 	}
-	return NULL;
+	for (i = 0; i < 3; i++)
+		wbuf_fini(&w[i]);
+	return rc;
 }
 
 /* The darkest sample value of the image, per sample (0..2), as raw bits. */

@@ -7,8 +7,10 @@ file of [deid "mask NAME"] sections. Checked with pydicom/numpy, not with our
 code: every pixel inside a rule's rectangles, in every frame and sample, has
 the photometric interpretation's darkest value; every pixel outside is
 unchanged; Burned In Annotation becomes NO; De-identification Method names
-the rule. Images no rule fits, compressed or float pixel data, and bad rules files
-are refused with their reason, and the rest of a folder still completes.
+the rule; a vendor's rule fits its Manufacturer in any character set or
+length. Images no rule fits, compressed or float pixel data, and bad rules
+files are refused with their reason, and the rest of a folder still
+completes.
 Prints one "ok - NAME" / "not ok - NAME" line per check."""
 import json
 import os
@@ -231,6 +233,51 @@ try:
         check(f"Burned In Annotation {name} YES with a fitting rule: masked, flag NO",
               ds is not None and ds.get("BurnedInAnnotation") == "NO" and (pixels(ds)[0][0:6, :] == 0).all(),
               f"rc={rc} {se}")
+    # Modality and Manufacturer as files may carry them: another character
+    # set than the rules file's UTF-8, padded past the 64 KiB the reader
+    # leaves in the file, several values. The specific rule must win over
+    # the catch-all one (which masks elsewhere), an unflagged image of a
+    # suspect modality must be caught whatever its Modality's shape
+    f = os.path.join(T, "vendor.conf")
+    with open(f, "w", encoding="utf-8") as fh:
+        fh.write('[deid "mask draeger"]\nmodality = us\nmanufacturer = Dräger\nrect = 0,0,64,6\n'
+                 '[deid "mask schoene"]\nmodality = US\nmanufacturer = sch?ne *\nrect = 0,0,64,6\n'
+                 '[deid "mask any"]\nmodality = US\nrect = 50,40,14,8\n')
+    vend = {  # name: (Specific Character Set, Manufacturer as bytes, Modality, Burned In Annotation, rule)
+        "latin1": ("ISO_IR 100", "Dräger".encode("latin-1"), "US", "YES", "draeger"),
+        "utf8": ("ISO_IR 192", "Dräger".encode("utf-8"), "US", "YES", "draeger"),
+        "iso2022": ("\\ISO 2022 IR 100", b"Dr\x1b-A\xe4ger", "US", "YES", "draeger"),
+        "question_mark": ("ISO_IR 100", "SCHÖNE Medizin".encode("latin-1"), "US", "YES", "schoene"),
+        "padded": ("ISO_IR 192", "Dräger".encode("utf-8") + b" " * 70000, "US", "YES", "draeger"),
+        "modality_padded": (None, b"Other", "US" + " " * 70000, None, "any"),
+        "modality_multi": (None, b"Other", "OT\\US", None, None),
+    }
+    for name, (cs, manu, mod, burned, rule) in vend.items():
+        one = os.path.join(T, "v_" + name + ".dcm")
+        o = image(one, burned=burned)
+        if cs is not None:
+            o.add_new(0x00080005, "CS", cs)
+        o.add_new(0x00080070, "LO" if len(manu) < 65536 else "UN", manu)
+        o.add_new(0x00080060, "CS" if len(mod) < 65536 else "UN", mod.encode())
+        o.save_as(one, write_like_original=False)
+        outp = os.path.join(T, "v_" + name + "_out.dcm")
+        rc, so, se = run(["--profile", "basic", "--key-file", key, "--masks", f, "--refuse-unflagged", "--quiet",
+                          one, outp])
+        ds = pydicom.dcmread(outp) if rc == 0 else None
+        if rule is None:
+            check(f"{name}: no rule fits all its values, refused as suspect",
+                  rc == 1 and "possible burned-in" in so + se and ds is None, f"rc={rc} {so} {se}")
+            continue
+        meth = ds.get("DeidentificationMethod") if ds is not None else None
+        meth = "\\".join(meth) if isinstance(meth, (list, pydicom.multival.MultiValue)) else str(meth)
+        want = [(0, 0, 64, 6)] if rule != "any" else [(50, 40, 14, 8)]
+        inside = np.zeros((48, 64), dtype=bool)
+        for (x, y, w, h) in want:
+            inside[y:y + h, x:x + w] = True
+        ok = ds is not None and (pixels(ds)[0][inside] == 0).all() and \
+            (pixels(ds)[0][~inside] == pixels(o)[0][~inside]).all()
+        check(f"{name}: masked by rule {rule}, its rectangles only", ok and f"(rule {rule})" in meth,
+              f"rc={rc} {meth} {se}")
     # float pixel data (Float / Double Float Pixel Data, parametric maps): a
     # rule's rectangles have no darkest value to take there, so an image
     # with such data that a rule fits is refused, never passed unmasked
@@ -282,6 +329,16 @@ try:
                           os.path.join(inp, "us8.dcm"), o2])
         check(f"bad rules ({what}): exit 1 with the file named, nothing written",
               rc == 1 and "bad.conf" in se and not os.path.exists(o2), f"rc={rc} {se}")
+    # a pattern not in UTF-8 (a Latin-1 rules file) would fit no file's
+    # Dräger, decoded to UTF-8, and leave it to a less specific rule
+    f = os.path.join(T, "bad.conf")
+    with open(f, "wb") as fh:
+        fh.write(b'[deid "mask a"]\nmodality = US\nmanufacturer = Dr\xe4ger\nrect = 0,0,1,1\n')
+    rc, so, se = run(["--profile", "basic", "--key-file", key, "--masks", f, "--quiet",
+                      os.path.join(inp, "us8.dcm"), os.path.join(T, "bad_out.dcm")])
+    check("bad rules (a pattern not in UTF-8): exit 1, said so, nothing written",
+          rc == 1 and "bad.conf" in se and "UTF-8" in se and not os.path.exists(os.path.join(T, "bad_out.dcm")),
+          f"rc={rc} {se}")
     rc, so, se = run(["--profile", "basic", "--masks", os.path.join(T, "missing.conf"), "--quiet",
                       os.path.join(inp, "us8.dcm"), os.path.join(T, "x.dcm")])
     check("missing rules file: exit 1, said so", rc == 1 and "no such file" in se, se)

@@ -554,6 +554,15 @@ TEST(burned_in_annotation_refused)
 	CHECK_EQ_INT(st.files, 1);
 	dcm_file_free(f);
 	dcm_file_free(g);
+	/* any value of Modality counts, ASCII case ignored, padding too */
+	for (k = 0; k < 4; k++) {
+		static const char *const mods[4] = { "CT\\us", " ot \\CT", "CT\\MR", "MR " };
+		g = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
+		set(&g->ds, 0x00080060, VR_CS, mods[k]);
+		o.flags = DEID_F_REFUSE_SUSPECT;
+		CHECK_EQ_INT(deid_apply(g, &o, &st, why, sizeof why), k < 2 ? ERR_DENIED : ERR_OK);
+		dcm_file_free(g);
+	}
 	/* the same with Float or Double Float Pixel Data in place of Pixel Data */
 	for (k = 0; k < 2; k++) {
 		g = mkfile("PID-1", "1.2.3.4.5.6.7.1", "1.2.3.4.5.6.7.9");
