@@ -213,6 +213,9 @@ struct index_ops {
 	enum err (*patient_get)(struct index_store *s, const uint8_t key_hmac[IDX_HMAC_LEN], struct idx_patient *out);
 	enum err (*patient_by_id)(struct index_store *s, int64_t id, struct idx_patient *out);
 	enum err (*patient_put)(struct index_store *s, struct idx_patient *p);   /* sets p->id */
+	/* The name hashes of p (pn_hmac, n_pn, pn_any) that patient p->id has
+	 * not got yet: a later study's name is found by an exact name too. */
+	enum err (*patient_names_add)(struct index_store *s, const struct idx_patient *p);
 	/* Studies and series: insert, or update the stored row for the UID
 	 * (counts are maintained by instance_put). Sets ->id. A study UID
 	 * already bound to another patient is ERR_DENIED. */

@@ -30,6 +30,7 @@ enum stmt_id {
 	S_SERIES_LIST, S_INST_LIST,
 	S_USER_INS, S_USER_GET, S_USER_UPD, S_USER_DEL, S_SERIES_BY_ID, S_STUDY_BY_ID,
 	S_SESS_INS, S_SESS_GET, S_SESS_TOUCH, S_SESS_DEL, S_SESS_DEL_USER, S_SESS_PURGE, S_PN_INS,
+	S_PN_ADD,
 	S__COUNT
 };
 
@@ -75,6 +76,8 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_SESS_DEL_USER] = "DELETE FROM sessions WHERE user_id = ?1",
 	[S_SESS_PURGE] = "DELETE FROM sessions WHERE expires <= ?1 OR last_seen <= ?2",
 	[S_PN_INS] = "INSERT INTO patient_names (patient_id, hmac) VALUES (?1, ?2)",
+	[S_PN_ADD] = "INSERT INTO patient_names (patient_id, hmac) SELECT ?1, ?2 WHERE NOT EXISTS"
+	             " (SELECT 1 FROM patient_names WHERE patient_id = ?1 AND hmac = ?2)",
 };
 
 /* A patient whose name has a group of this hash, or whose name has no
@@ -388,11 +391,28 @@ static enum err exec_done(struct sq_store *s, sqlite3_stmt *q, const char *what)
 	return ERR_OK;
 }
 
+/* The name's group hashes of p (or the empty hash, pn_any) for patient
+ * p->id, by statement id (S_PN_INS, or S_PN_ADD: those it has not got). */
+static enum err pn_insert(struct sq_store *s, const struct idx_patient *p, enum stmt_id id)
+{
+	sqlite3_stmt *q;
+	unsigned i;
+	enum err rc = ERR_OK;
+
+	for (i = 0; rc == ERR_OK && i < p->n_pn + p->pn_any && i < 4; i++) {
+		q = stmt(s, id);
+		sqlite3_bind_int64(q, 1, p->id);
+		sqlite3_bind_blob(q, 2, i < p->n_pn ? p->pn_hmac[i] : (const uint8_t *)"", i < p->n_pn ? IDX_HMAC_LEN : 0,
+		                  SQLITE_STATIC);
+		rc = exec_done(s, q, "patient names");
+	}
+	return rc;
+}
+
 static enum err sq_patient_put(struct index_store *bs, struct idx_patient *p)
 {
 	struct sq_store *s = (struct sq_store *)bs;
 	sqlite3_stmt *q = stmt(s, S_PAT_INS);
-	unsigned i;
 	enum err rc;
 
 	sqlite3_bind_blob(q, 1, p->key_hmac, IDX_HMAC_LEN, SQLITE_STATIC);
@@ -405,14 +425,12 @@ static enum err sq_patient_put(struct index_store *bs, struct idx_patient *p)
 	if (rc != ERR_OK)
 		return rc;
 	p->id = sqlite3_last_insert_rowid(s->db);
-	for (i = 0; rc == ERR_OK && i < p->n_pn + p->pn_any && i < 4; i++) {
-		q = stmt(s, S_PN_INS);
-		sqlite3_bind_int64(q, 1, p->id);
-		sqlite3_bind_blob(q, 2, i < p->n_pn ? p->pn_hmac[i] : (const uint8_t *)"", i < p->n_pn ? IDX_HMAC_LEN : 0,
-		                  SQLITE_STATIC);
-		rc = exec_done(s, q, "patient_put names");
-	}
-	return rc;
+	return pn_insert(s, p, S_PN_INS);
+}
+
+static enum err sq_patient_names_add(struct index_store *bs, const struct idx_patient *p)
+{
+	return pn_insert((struct sq_store *)bs, p, S_PN_ADD);
 }
 
 static enum err read_study(struct sq_store *s, sqlite3_stmt *q, struct idx_study *out)
@@ -1673,6 +1691,7 @@ static const struct index_ops sq_ops = {
 	.patient_get = sq_patient_get,
 	.patient_by_id = sq_patient_by_id,
 	.patient_put = sq_patient_put,
+	.patient_names_add = sq_patient_names_add,
 	.study_put = sq_study_put,
 	.series_put = sq_series_put,
 	.instance_put = sq_instance_put,

@@ -715,6 +715,7 @@ static enum err p3_rows(struct p3_job *j)
 	struct idx_study st, cur;
 	struct idx_series se;
 	char hex[65], ad[96];
+	bool new_study;
 	enum err rc = ERR_OK;
 
 	/* study */
@@ -724,7 +725,8 @@ static enum err p3_rows(struct p3_job *j)
 	snprintf(st.collection, sizeof st.collection, "%s", collection ? collection : "default");
 	get_datetime(&c->f->ds, 0x00080020, false, st.date, sizeof st.date);
 	get_datetime(&c->f->ds, 0x00080030, true, st.time, sizeof st.time);
-	if (ix->ops->study_get(ix, st.uid, &cur) == ERR_OK)
+	new_study = ix->ops->study_get(ix, st.uid, &cur) != ERR_OK;
+	if (!new_study)
 		snprintf(st.modalities, sizeof st.modalities, "%s", cur.modalities);
 	{
 		char m[17];
@@ -750,6 +752,18 @@ static enum err p3_rows(struct p3_job *j)
 		res->conflict = STORE_CONFLICT_PATIENT;
 		err_why(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
 		return rc;
+	}
+	if (rc == ERR_OK && new_study) {
+		/* the study's name, which queries answer and match for it, is
+		 * found by an exact name too: its group hashes join the patient
+		 * row's (written by the patient's first instance), a superset
+		 * the records decide on */
+		struct idx_patient names;
+		memset(&names, 0, sizeof names);
+		names.id = c->pat.id;
+		rc = patient_pn(v, &c->f->ds, &names);
+		if (rc == ERR_OK)
+			rc = ix->ops->patient_names_add(ix, &names);
 	}
 	/* series */
 	memset(&se, 0, sizeof se);

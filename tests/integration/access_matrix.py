@@ -572,6 +572,9 @@ try:
         got = qido(tokens[prober], f"StudyInstanceUID={pds.StudyInstanceUID}&includefield=PatientBirthDate")
         check(f"{prober}: its study answers with the name and birth date it stored", got == [("Probe^Onco", "20000101")],
               got)
+        got = qido(tokens[prober], "PatientName=Probe^Onco")
+        check(f"{prober}: its study is found by its own exact name (not only the patient's first)",
+              got == [("Probe^Onco", "20000101")], got)
         for q in ("PatientID=MX-SHARED&PatientName=Hidden*", "PatientID=MX-SHARED&PatientBirthDate=19510203",
                   "PatientName=Hidden^Cardiac"):
             got = qido(tokens[prober], q)

@@ -293,6 +293,10 @@ find_ x4 CTFINDER -S -k QueryRetrieveLevel=STUDY -k PatientBirthDate=19800202 -k
 got x4 PatientID >"$T/x4.txt"
 check "ctdept's peer: the default collection's name and birth date of P2 match nothing" \
 	"grep -qx P1 '$T/x3.txt' && ! grep -q P2 '$T/x3.txt' && ! grep -q . '$T/x4.txt'" "$T/x3.txt" "$T/x4.txt"
+find_ x6 CTFINDER -S -k QueryRetrieveLevel=STUDY -k 'PatientName=PROBE^CT' -k PatientID
+got x6 PatientID >"$T/x6.txt"
+check "ctdept's peer: its P2 study is found by its own exact name (the patient row has another)" \
+	"grep -qx P2 '$T/x6.txt'" "$T/x6.txt"
 find_ x5 FINDER -P -k QueryRetrieveLevel=PATIENT -k PatientID=P2 -k PatientName -k PatientBirthDate
 got x5 PatientID PatientName PatientBirthDate >"$T/x5.txt"
 check "the default collection's peer: P2 as the default collection holds it" \
@@ -389,10 +393,10 @@ echoscu -to 10 -ta 10 -td 10 "${TLS[@]}" -aet FINDER -aec DICOMVAULT 127.0.0.1 "
 check "server answers after the cancels" "[ $? -eq 0 ]" "$T/e1"
 
 nq=$(grep '"query"' "$T/v/audit/audit.log" | grep -c 'C-FIND')
-# 31 C-FINDs, one record each before the first answer; the cancelled one
+# 32 C-FINDs, one record each before the first answer; the cancelled one
 # and the one whose association went add one each, with what was sent
 check "one query audit record per C-FIND with the peer as actor, one more for each ended short ($nq)" \
-	"[ $nq -eq 33 ] && [ \$(grep '\"query\"' '$T/v/audit/audit.log' | grep -c 'C-FIND study root IMAGE (cancelled)') -eq 1 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
+	"[ $nq -eq 34 ] && [ \$(grep '\"query\"' '$T/v/audit/audit.log' | grep -c 'C-FIND study root IMAGE (cancelled)') -eq 1 ] && grep '\"query\"' '$T/v/audit/audit.log' | grep -q '\"CTFINDER\"'"
 check "server still running" "kill -0 $SRV"
 kill -TERM "$SRV"
 for _ in $(seq 100); do kill -0 "$SRV" 2>/dev/null || break; sleep 0.1; done
