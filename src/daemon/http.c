@@ -763,7 +763,21 @@ static void watch_trust(struct http_server *s, struct MHD_Connection *c);
  * see (request smuggling). */
 struct once_fields {
 	unsigned host, length, coding;
+	unsigned bad_name;   /* field names that are not an RFC 9110 token */
 };
+
+/* RFC 9110 5.1: a field name is a token (tchar: letters, digits and
+ * !#$%&'*+-.^_`|~), so never holds whitespace. */
+static bool field_name_ok(const char *k)
+{
+	if (k[0] == 0)
+		return false;
+	for (; *k != 0; k++)
+		if (!((*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') || (*k >= '0' && *k <= '9') ||
+		      strchr("!#$%&'*+-.^_`|~", *k) != NULL))
+			return false;
+	return true;
+}
 
 /* Counts them (MHD_get_connection_values). */
 static enum MHD_Result count_once(void *ctx, enum MHD_ValueKind kind, const char *key, const char *value)
@@ -774,6 +788,8 @@ static enum MHD_Result count_once(void *ctx, enum MHD_ValueKind kind, const char
 	(void)value;
 	if (key == NULL)
 		return MHD_YES;
+	if (!field_name_ok(key))
+		n->bad_name++;
 	if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
 		n->host++;
 	else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
@@ -790,7 +806,7 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url, const char
 	static const char *const close_conn[] = { MHD_HTTP_HEADER_CONNECTION, "close", NULL };
 	const char *cl, *te;
 	int nheaders;
-	struct once_fields once = { 0, 0, 0 };
+	struct once_fields once = { 0, 0, 0, 0 };
 	size_t n = strlen(url);
 
 	/* HTTP/1.0 and 1.1 only (libmicrohttpd takes any 1.x); one Host at
@@ -805,6 +821,13 @@ static enum MHD_Result req_begin(struct http_req *r, const char *url, const char
 	if (r->target_ws)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "whitespace in the request target", close_conn);
 	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, count_once, &once);
+	/* RFC 9112 5.1: whitespace between a field name and its colon is a
+	 * 400 (a proxy in front that trims it would read "Content-Length : N"
+	 * as the body's length where this server, taking the name as it is,
+	 * would read the body as the next request: smuggling) */
+	if (once.bad_name > 0)
+		return http_problem(r, MHD_HTTP_BAD_REQUEST,
+		                    "a header field name that is not a token (whitespace before its colon?)", close_conn);
 	if (once.host == 0 && strcmp(version, MHD_HTTP_VERSION_1_1) == 0)
 		return http_problem(r, MHD_HTTP_BAD_REQUEST, "an HTTP/1.1 request needs a Host header field", close_conn);
 	if (once.host > 1)

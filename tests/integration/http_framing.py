@@ -170,6 +170,16 @@ def main():
     out, _, closed = raw(v, "POST /api/auth/login HTTP/1.1\r\n" + host + "Content-Type: application/json\r\n"
                          "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + nxt)
     check("two Transfer-Encoding fields: 400, the connection closed", statuses(out) == [b"400"] and closed, out[:300])
+    # whitespace before a field name's colon (RFC 9112 5.1: 400): a proxy
+    # that trims it frames the body by that Content-Length, where the name
+    # taken as it is would leave the body to be read as the next request
+    body = smuggled
+    out, _, closed = raw(v, "GET /dicom-web/studies HTTP/1.1\r\n" + host + auth +
+                         "Content-Length : %d\r\n\r\n%s" % (len(body), body))
+    check("whitespace before a field name's colon: one 400 problem+json, the smuggled request never answered, "
+          "the connection closed", problem(out, "400") and closed, out[:300])
+    out, _, closed = raw(v, "GET /healthz HTTP/1.1\r\n" + host + "X Y: z\r\n\r\n")
+    check("a field name with a space in it: 400", problem(out, "400") and closed, out[:300])
     # refused by libmicrohttpd's own parser, answered as ours: one header
     # block, problem+json, Connection: close (before: its HTML, and for a
     # Content-Length its status line and headers twice)
