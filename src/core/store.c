@@ -25,6 +25,7 @@
 
 #define COPY_CHUNK (256u * 1024)
 #define SEAL_MAX_DEPTH 4u   /* sequence nesting kept in sealed attributes */
+#define TAG_TRAILING_PADDING 0xFFFCFFFCu   /* Data Set Trailing Padding */
 
 const char *store_conflict_str(enum store_conflict c)
 {
@@ -449,16 +450,16 @@ static enum err patient_recorded(struct ctx *c, char *why, size_t whylen)
 	return rc;
 }
 
-/* Hashes the source from byte from to its end (for comparing a duplicate). */
-static enum err hash_src(struct src *in, uint64_t from, uint8_t out[32])
+/* Hashes the source's bytes [from, to) (for comparing a duplicate). */
+static enum err hash_src(struct src *in, uint64_t from, uint64_t to, uint8_t out[32])
 {
 	struct sha256 *h = NULL;
 	uint8_t *buf = malloc(COPY_CHUNK);
-	uint64_t off = from, size = (uint64_t)in->size;
+	uint64_t off = from;
 	enum err rc = buf ? sha256_new(&h) : ERR_NOMEM;
 
-	while (rc == ERR_OK && off < size) {
-		size_t n = size - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(size - off);
+	while (rc == ERR_OK && off < to) {
+		size_t n = to - off > COPY_CHUNK ? COPY_CHUNK : (size_t)(to - off);
 		rc = in->read_at(in->ctx, off, buf, n);
 		if (rc == ERR_OK)
 			sha256_update(h, buf, n);
@@ -555,9 +556,31 @@ static void merge_modality(char *mods, size_t cap, const char *m)
 	memcpy(mods + len, m, ml + 1);
 }
 
+/* Where the data set of f (read from a source of size bytes) ends for
+ * comparing it with another copy of the same instance: before its last
+ * top-level element when that is a Data Set Trailing Padding (FFFC,FFFC),
+ * else at size. The padding means nothing (PS3.10) and a sender may
+ * leave it out (DCMTK's storescu does): with it or without it, the data
+ * set is the same. Elements are kept in the order read and the reader
+ * takes no bytes after the last one, so the padding, when last, runs to
+ * the end. A deflated data set's offsets are in its inflated stream:
+ * there the whole data set counts, as before. */
+static uint64_t ds_cmp_end(const struct dcm_file *f, uint64_t size)
+{
+	const struct dcm_elem *last;
+
+	if (f->ts == NULL || f->ts->deflated || f->ds.n == 0)
+		return size;
+	last = &f->ds.e[f->ds.n - 1];
+	if (last->tag != TAG_TRAILING_PADDING || last->off < f->ds_off || last->off > size)
+		return size;
+	return last->off;
+}
+
 /* SHA-256 of the data set of the stored instance sop_uid (the bytes after
- * its file meta information), read back through the retrieval path:
- * every chunk authenticated, and the whole-object fixity checked too. */
+ * its file meta information, to ds_cmp_end), read back through the
+ * retrieval path: every chunk authenticated, and the whole-object fixity
+ * checked too. The stored object is only read, never rewritten. */
 static enum err stored_ds_hash(struct vault *v, const char *sop_uid, uint8_t out[32])
 {
 	struct dcm_read_opts ro = { .bulk_threshold = 4096, .stop_tag = 1 };
@@ -566,17 +589,26 @@ static enum err stored_ds_hash(struct vault *v, const char *sop_uid, uint8_t out
 	struct dcm_errinfo ei;
 	struct src s;
 	char why[160];
+	bool whole = false;
 	enum err rc;
 
 	rc = retrieve_open(v, sop_uid, &rt, why, sizeof why);
 	if (rc == ERR_OK)
+		rc = retrieve_parse(rt, 4096, &s, &f, why, sizeof why);   /* to its last element */
+	if (rc == ERR_PARSE || rc == ERR_LIMIT) {
+		/* it parsed when it was stored: a reader stricter since must not
+		 * make it "different content", so its whole data set is compared,
+		 * as before (from the meta alone: stops at the data set's first
+		 * element) */
+		whole = true;
 		rc = retrieve_src(rt, &s);
-	if (rc == ERR_OK)
-		rc = dcm_file_read(&s, &ro, &f, &ei);   /* the meta only: stops at the data set's first element */
+		if (rc == ERR_OK)
+			rc = dcm_file_read(&s, &ro, &f, &ei);
+	}
 	if (rc == ERR_OK && !f->has_meta)
 		rc = ERR_PARSE;
 	if (rc == ERR_OK)
-		rc = hash_src(&s, f->ds_off, out);
+		rc = hash_src(&s, f->ds_off, whole ? (uint64_t)s.size : ds_cmp_end(f, (uint64_t)s.size), out);
 	dcm_file_free(f);
 	retrieve_close(rt);
 	return rc;
@@ -638,10 +670,11 @@ static enum err await_settled(struct vault *v, const char *sop, struct idx_insta
 /* The SOP Instance UID is already stored: identical bytes succeed; so do
  * the same data set bytes under other file meta information (a re-send by
  * another AE, or the same image imported from a file and over the
- * network: the meta says who wrote the file, not what the image is).
- * Anything else is refused, never replaced. ds_off: where in's data set
- * begins. */
-static enum err same_as_stored(struct vault *v, struct src *in, uint64_t ds_off, const uint8_t *known,
+ * network: the meta says who wrote the file, not what the image is), and
+ * with or without a Data Set Trailing Padding at the end (ds_cmp_end; on
+ * both sides). Anything else is refused, never replaced: what is stored
+ * stays byte for byte. f: in as parsed. */
+static enum err same_as_stored(struct vault *v, struct src *in, const struct dcm_file *f, const uint8_t *known,
                                const struct idx_instance *old, struct store_result *res, char *why, size_t whylen)
 {
 	uint8_t a[32], b[32];
@@ -650,7 +683,7 @@ static enum err same_as_stored(struct vault *v, struct src *in, uint64_t ds_off,
 	if (known != NULL)
 		memcpy(res->sha256, known, 32);
 	else
-		rc = hash_src(in, 0, res->sha256);
+		rc = hash_src(in, 0, (uint64_t)in->size, res->sha256);
 
 	if (rc != ERR_OK)
 		return rc;
@@ -661,7 +694,7 @@ static enum err same_as_stored(struct vault *v, struct src *in, uint64_t ds_off,
 		if (rc == ERR_OK)
 			res->existed = true;
 	} else {
-		rc = hash_src(in, ds_off, a);
+		rc = hash_src(in, f->ds_off, ds_cmp_end(f, (uint64_t)in->size), a);
 		if (rc == ERR_OK)
 			rc = stored_ds_hash(v, res->sop_uid, b);
 	}
@@ -1175,7 +1208,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		store_ix_unlock(v, &locked);
 		rc = await_settled(v, res->sop_uid, &old, why, whylen);
 		if (rc == ERR_OK) {
-			rc = same_as_stored(v, in, c.f->ds_off, known, &old, res, why, whylen);
+			rc = same_as_stored(v, in, c.f, known, &old, res, why, whylen);
 			goto out;
 		}
 		if (rc != ERR_NOTFOUND)
@@ -1261,7 +1294,7 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 			rc = err_why(why, whylen, ERR_IO, "SOP Instance UID %s was stored at the same time by another request, "
 			             "which failed: send it again", res->sop_uid);
 		if (rc == ERR_OK)
-			rc = same_as_stored(v, in, c.f->ds_off, known, &j.old, res, why, whylen);
+			rc = same_as_stored(v, in, c.f, known, &j.old, res, why, whylen);
 		goto out;
 	}
 	if (rc != ERR_OK && why != NULL && whylen > 0 && why[0] == 0)

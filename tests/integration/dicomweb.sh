@@ -130,7 +130,11 @@ check "concurrent identical STOWs: one instance row each" "[ \$(\"$PY\" -c 'impo
 "$PY" - "$T/CT_small.dcm" "$T/CT_changed.dcm" <<'EOF'
 import sys
 b = bytearray(open(sys.argv[1], "rb").read())
-b[-1] ^= 0x01          # one pixel byte
+# one pixel byte: the last, before the Data Set Trailing Padding (FFFC,FFFC)
+# that ends the file (a change there alone is the same data set)
+pad = b.rfind(b"\xfc\xff\xfc\xff")
+assert pad > 0
+b[pad - 1] ^= 0x01
 open(sys.argv[2], "wb").write(b)
 EOF
 mp "$T/changed.mp" BoUnDaRy.42 "$T/CT_changed.dcm"

@@ -25,9 +25,16 @@ serve` with lib/dul.py as the requestor (a `tls = no` peer):
   does our store): its C-STORE-RQ is stored (0000H; it was an A-ABORT),
   and a C-GET of its study sends it (its C-STORE-RQ could not be built:
   no final response, the association aborted).
+* The same instance with and without a Data Set Trailing Padding
+  (FFFC,FFFC) at its end (DCMTK's storescu leaves it out of a file it
+  sends): already stored either way round, STOW-RS then C-STORE (it was
+  C000H "different content") and C-STORE then STOW-RS (it was 409); a
+  pixel changed is still refused by both; the stored object keeps the
+  bytes first received.
 
 Run as /usr/bin/python3 tests/integration/dimse_interop.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
+import copy
 import os
 import socket
 import struct
@@ -238,6 +245,51 @@ def main():
           dul.us(final.get(0x00001023, b"\0\0")) == 1 and dul.us(final[0x00000800]) == 0x0101,
           {hex(k): final[k] for k in final} if ok else None)
     release(s)
+
+    # ---- Data Set Trailing Padding: the same instance with it and without ----
+    # DCMTK's storescu leaves a file's (FFFC,FFFC) out when it sends it (as
+    # PS3.10 allows), so a file stored by STOW-RS came back over C-STORE as
+    # C000H "different content", and the other way round STOW-RS said 409
+    def padded(sop, pixel=None):
+        d = dsgen.sc(sop, U + "4", U + "4.1", "INTEROP^PAD", "IOP95", pixel=pixel)
+        d.DataSetTrailingPadding = bytes(126)
+        return d
+
+    def bare(d):
+        """d's data set without its padding, as a C-STORE carries it
+        (explicit VR little endian)."""
+        d = copy.deepcopy(d)
+        del d.DataSetTrailingPadding
+        return dsgen.implicit(d, False)
+
+    s, t, body = associate([(1, SC, [dul.EXPLICIT])])
+    check("a storage association, explicit VR", t == 2, body[:16])
+    if t != 2:
+        return
+    a = padded(U + "4.1.1")
+    st2, rep = v.stow([dsgen.part10(a)])
+    check("STOW-RS of a file with Data Set Trailing Padding: 200", st2 == 200, (st2, rep))
+    st, comment = store(s, 1, SC, U + "4.1.1", bare(a), 11)
+    check("...the same instance by C-STORE without the padding: 0000H", st == 0, (hex(st), comment))
+    b = padded(U + "4.1.2")
+    st, comment = store(s, 1, SC, U + "4.1.2", bare(b), 13)
+    check("C-STORE of another without the padding: 0000H", st == 0, (hex(st), comment))
+    st2, rep = v.stow([dsgen.part10(b)])
+    check("...the same instance by STOW-RS with the padding: 200", st2 == 200, (st2, rep))
+    other = padded(U + "4.1.2", pixel=b"\1" + bytes(15))
+    st2, rep = v.stow([dsgen.part10(other)])
+    fails = (rep or {}).get("00081198", {}).get("Value", [])
+    check("...a pixel changed, with the padding: STOW-RS 409, 0111H", st2 == 409 and len(fails) == 1 and
+          fails[0].get("00081197", {}).get("Value") == [0x0111], (st2, rep))
+    st, comment = store(s, 1, SC, U + "4.1.2", bare(other), 15)
+    check("...and without it: C-STORE C000H, other content", st == 0xC000 and "other content" in comment,
+          (hex(st), comment))
+    release(s)
+    st2, h, data = v.request("GET", "/dicom-web/studies/%s4/series/%s4.1/instances/%s4.1.1" % (U, U, U),
+                             headers={"Accept": 'multipart/related; type="application/dicom"'})
+    check("the first stored as received, its padding kept", st2 == 200 and dsgen.part10(a) in data,
+          (st2, len(data)))
+
     s, t, body = associate([(1, dul.VERIFICATION, [dul.IMPLICIT])])
     check("the server still serves", t == 2)
     release(s)
