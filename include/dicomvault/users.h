@@ -17,12 +17,14 @@ struct audit;
 struct secret;
 struct index_store;
 
-/* Who makes a change, for the audit record. */
+/* Who makes a change, for the audit record (its actor, SPEC section 8). */
 struct users_actor {
-	const char *user;     /* "admin", or the local operator's login name */
+	const char *user;        /* "admin", or the local operator's login name */
 	const char *role;
-	const char *addr;     /* "local" for the command line */
-	struct audit *audit;  /* NULL: append to the vault's log and close it */
+	const char *addr;        /* "local" for the command line */
+	struct audit *audit;     /* NULL: append to the vault's log and close it */
+	const char *session;     /* audit_session_ref() of the request's session; NULL on the command line */
+	const char *user_agent;  /* the request's User-Agent; NULL on the command line */
 };
 
 /* A random, readable password: 24 base32 characters (120 bits). */

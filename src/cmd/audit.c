@@ -268,12 +268,31 @@ static const char *sget(json_t *o, const char *k)
 	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
+/* s for a terminal: a record's text fields hold what users and peers
+ * wrote (a grant's purpose, a break-glass reason, a user agent), escaped
+ * in the log but decoded here; a control character (C0, DEL, or C1 in
+ * UTF-8, which terminals may obey) is written as '?'. */
+static const char *text_clean(const char *s, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "-");
+	size_t n = 0;
+
+	for (; *p && n + 1 < outlen; p++) {
+		bool c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+		out[n++] = c1 || *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
+		p += c1;
+	}
+	out[n] = 0;
+	return out;
+}
+
 static int report_line(void *ctx, const char *line, size_t n)
 {
 	struct report *rp = ctx;
 	const struct audit_args *a = rp->a;
 	json_t *o = json_loadb(line, n, 0, NULL), *actor, *objs;
 	const char *action, *time_s, *user, *study, *reason, *outcome;
+	char cu[AUDIT_FIELD_MAX + 8], cs[AUDIT_FIELD_MAX + 8], cr[AUDIT_FIELD_MAX + 8];
 	int64_t t;
 	bool keep = true;
 
@@ -290,8 +309,8 @@ static int report_line(void *ctx, const char *line, size_t n)
 	t = users_parse_stamp(time_s);
 	if (action == NULL || strcmp(action, "checkpoint") == 0)
 		keep = false;
-	if (keep && a->break_glass && strcmp(action, "break-glass") != 0 &&
-	    !(reason != NULL && strstr(reason, "(break-glass)") != NULL))
+	/* by action only: a reason may now hold a user's text (a purpose) */
+	if (keep && a->break_glass && strcmp(action, "break-glass") != 0)
 		keep = false;
 	if (keep && a->action != NULL && strcmp(action, a->action) != 0)
 		keep = false;
@@ -308,8 +327,9 @@ static int report_line(void *ctx, const char *line, size_t n)
 				return -1;
 			}
 		} else {
-			printf("%-24s %-18s %-20s %-8s %-40s %s\n", time_s ? time_s : "-", action, user ? user : "-",
-			       outcome ? outcome : "-", study ? study : "-", reason ? reason : "");
+			printf("%-24s %-18s %-20s %-8s %-40s %s\n", time_s ? time_s : "-", action,
+			       text_clean(user, cu, sizeof cu), outcome ? outcome : "-", text_clean(study, cs, sizeof cs),
+			       reason ? text_clean(reason, cr, sizeof cr) : "");
 		}
 		rp->shown++;
 	}

@@ -125,6 +125,8 @@ static enum err audited_on(const struct users_actor *by, const char *action, enu
 	r.actor.user = by->user;
 	r.actor.role = by->role;
 	r.actor.addr = by->addr;
+	r.actor.session = by->session;
+	r.actor.user_agent = by->user_agent;
 	return audit_append(by->audit, &r);
 }
 
@@ -374,6 +376,31 @@ enum err users_unlock(struct vault *v, const struct users_actor *by, const char 
 	return change_user(v, by, name, "user-unlock", do_unlock, undo_unlock, why, whylen);
 }
 
+/* The longest break-glass record reason: its prefix and a whole purpose. */
+#define BG_REASON_PREFIX "grant -9223372036854775808 (break-glass): "
+_Static_assert(sizeof BG_REASON_PREFIX - 1 + IDX_PURPOSE_MAX <= AUDIT_FIELD_MAX,
+               "a break-glass record holds the clinician's reason whole");
+
+/* The reason of a grant's record, with its purpose: the purpose is in the
+ * grants table too, but only the record is in the signed chain, and a
+ * break-glass is reviewed from its record (audit report --break-glass). A
+ * break-glass names only the grant and the reason, so that a reason of
+ * IDX_PURPOSE_MAX bytes is never cut by the writer (AUDIT_FIELD_MAX): its
+ * user is the record's actor and its patient and study are the record's
+ * objects. Another grant is described whole, its purpose last (the writer
+ * cuts a long one at AUDIT_FIELD_MAX). The purpose is the user's text: the
+ * audit writer escapes it, audit report's text cleans it. */
+static void grant_reason(const struct idx_grant *g, const char *user, char *out, size_t outlen)
+{
+	if (g->break_glass) {
+		snprintf(out, outlen, "grant %lld (break-glass): %s", (long long)g->id, g->purpose);
+		return;
+	}
+	snprintf(out, outlen, "grant %lld: %s as %s on %s%s%s%s%s", (long long)g->id, user, g->role, g->scope,
+	         g->with_priors ? " with priors" : "", g->expires ? "" : " without expiry",
+	         g->purpose[0] ? "; purpose: " : "", g->purpose);
+}
+
 static enum err grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
                       char *why, size_t whylen)
 {
@@ -383,7 +410,7 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	struct audit_objects ob;
 	uint8_t rec_patient[32];
 	bool has_patient = false;
-	char reason[400];
+	char reason[128 + 64 + IDX_GRANT_SCOPE_MAX + IDX_PURPOSE_MAX];
 	bool locked = false;
 	enum err rc;
 
@@ -449,9 +476,7 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	unlock(v, &locked);
 	if (rc != ERR_OK)
 		return err_why(why, whylen, rc, "cannot record the grant: %s", err_str(rc));
-	snprintf(reason, sizeof reason, "grant %lld: %s as %s on %s%s%s%s", (long long)g.id, r->user, g.role, g.scope,
-	         g.with_priors ? " with priors" : "", g.break_glass ? " (break-glass)" : "",
-	         g.expires ? "" : " without expiry");
+	grant_reason(&g, r->user, reason, sizeof reason);
 	memset(&ob, 0, sizeof ob);
 	ob.patient = has_patient ? rec_patient : NULL;
 	ob.study_uid = ag.scope == ACCESS_SCOPE_STUDY ? ag.target : r->about_study;

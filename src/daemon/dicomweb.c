@@ -123,7 +123,7 @@ const char *dw_base_url(struct http_req *r, size_t *n)
 	return u;
 }
 
-static void actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESSION_REF_LEN])
+void dw_audit_actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESSION_REF_LEN])
 {
 	audit_session_ref(r->token, r->token_len, ref);
 	memset(a, 0, sizeof *a);
@@ -167,7 +167,7 @@ enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec)
 
 	if (r->srv->audit == NULL)
 		return ERR_OK;
-	actor(r, &rec->actor, ref);
+	dw_audit_actor(r, &rec->actor, ref);
 	rc = audit_append(r->srv->audit, rec);
 	if (rc == ERR_OK)
 		dw_note_read(r, rec);
@@ -194,7 +194,7 @@ static enum err audit_obj(struct http_req *r, const char *action, enum audit_out
 	rec.action = action;
 	rec.outcome = oc;
 	rec.reason = reason;
-	actor(r, &rec.actor, ref);
+	dw_audit_actor(r, &rec.actor, ref);
 	rec.objects = *ob;
 	rc = ticket != NULL ? audit_append_start(r->srv->audit, &rec, ticket) : audit_append(r->srv->audit, &rec);
 	if (rc != ERR_OK)

@@ -39,12 +39,21 @@ static enum MHD_Result request_refused(struct http_req *r, enum err rc, const ch
 	return http_problem(r, MHD_HTTP_BAD_REQUEST, msg, NULL);
 }
 
-static void actor_of(struct http_req *r, struct users_actor *by)
+/* The request's actor for users.c's records: the same as every other
+ * record of the request (dw_audit_actor), with its session and user agent
+ * (SPEC section 8; an administration or break-glass record had neither).
+ * by->session points into ref. */
+static void actor_of(struct http_req *r, struct users_actor *by, char ref[AUDIT_SESSION_REF_LEN])
 {
+	struct audit_actor a;
+
+	dw_audit_actor(r, &a, ref);
 	memset(by, 0, sizeof by[0]);
-	by->user = r->sess.user;
-	by->role = r->sess.role;
-	by->addr = r->addr;
+	by->user = a.user;
+	by->role = a.role;
+	by->addr = a.addr;
+	by->session = a.session;
+	by->user_agent = a.user_agent;
 	by->audit = r->srv->audit;
 }
 
@@ -68,6 +77,7 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	const struct access_grant *by_grant = NULL;
 	struct users_grant_req g;
 	struct users_actor by;
+	char ref[AUDIT_SESSION_REF_LEN];
 	struct idx_study st;
 	struct idx_patient pa;
 	struct admin_break_glass_req bg;
@@ -118,7 +128,7 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	g.purpose = bg.reason;   /* the grant is flagged break_glass: the reason is its purpose */
 	g.break_glass = true;
 	g.about_study = study;
-	actor_of(r, &by);
+	actor_of(r, &by, ref);
 	rc = users_grant(v, &by, &g, &id, why, sizeof why);
 	if (rc != ERR_OK) {
 		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "failed: the grant could not be recorded", NULL,
@@ -194,6 +204,7 @@ enum MHD_Result http_users(struct http_req *r)
 	struct secret *pw = NULL, *b32 = NULL, *uri = NULL;
 	struct admin_user_req u;
 	struct users_actor by;
+	char ref[AUDIT_SESSION_REF_LEN];
 	char scope[ACCESS_NAME_MAX + 16], why[256] = "", detail[160] = "";
 	enum MHD_Result q;
 	enum err rc;
@@ -210,7 +221,7 @@ enum MHD_Result http_users(struct http_req *r)
 	if (rc != ERR_OK)
 		return request_refused(r, rc, detail, "{\"username\", \"role\", \"collection\"?, \"expires\"?}");
 	snprintf(scope, sizeof scope, "collection:%s", u.collection);
-	actor_of(r, &by);
+	actor_of(r, &by, ref);
 	if (users_add(v, &by, u.username, u.role, scope, u.expires, NULL, &pw, &b32, &uri, why, sizeof why) != ERR_OK)
 		return http_problem(r, strstr(why, "already") ? MHD_HTTP_CONFLICT : MHD_HTTP_BAD_REQUEST, why, NULL);
 	q = send_json(r, MHD_HTTP_CREATED, json_pack("{s:s,s:s,s:s,s:s,s:s}", "username", u.username, "role",
@@ -228,6 +239,7 @@ enum MHD_Result http_grants(struct http_req *r)
 	struct users_grant_req g;
 	struct admin_grant_req gr;
 	struct users_actor by;
+	char ref[AUDIT_SESSION_REF_LEN];
 	const char *path = r->url + strlen("/api/grants");
 	char why[256] = "", detail[160] = "";
 	int64_t id = 0;
@@ -237,7 +249,7 @@ enum MHD_Result http_grants(struct http_req *r)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	if (!may_manage(r))
 		return forbidden(r, "refused: manage-users");
-	actor_of(r, &by);
+	actor_of(r, &by, ref);
 	if (strcmp(r->method, "DELETE") == 0) {
 		char *end = NULL;
 		long long n = path[0] == '/' ? strtoll(path + 1, &end, 10) : 0;

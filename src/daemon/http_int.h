@@ -222,6 +222,9 @@ enum err dw_audit_obj(struct http_req *r, const char *action, enum audit_outcome
                       const uint8_t *patient, const char *study, const char *series, const char *sop);
 /* One audit record with the request's actor filled in. */
 enum err dw_audit_rec(struct http_req *r, struct audit_rec *rec);
+/* The request's actor (SPEC section 8: user, role, session, address, user
+ * agent); a->session points into ref, which must outlive a. */
+void dw_audit_actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SESSION_REF_LEN]);
 /* WADO (wado.c): GET /dicom-web/studies/{study}[...] (n path segments
  * after /dicom-web/, at least 2; wado_route_of tells what) and WADO-URI
  * (/wado). */

@@ -354,7 +354,7 @@ try:
               st == 400 and b"only study and reason are allowed" in data, (st, data[:200]))
         st, data = as_user(v, tok, "POST", "/api/auth/break-glass",
                            json.dumps({"study": outside.StudyInstanceUID, "reason": LONG_REASON}),
-                           {"Content-Type": "application/json"})
+                           {"Content-Type": "application/json", "User-Agent": "ED-workstation-" + role})
         want = 200 if M["break-glass"][role] == "yes" else 403
         check(f"break-glass {role}: {want}", st == want, (st, data[:200]))
         if st == 200:
@@ -382,6 +382,28 @@ try:
                                                                                   for g in bg), bg)
     p = cli("audit", "export", "--vault", v.dir)
     check("break-glass is in the audit trail", '"action":"break-glass"' in p.stdout)
+    # its record is what a review reads (audit report --break-glass): the
+    # reason the clinician gave, whole, and the actor of SPEC section 8,
+    # with the session of the user's other records and the user agent (the
+    # reason was only in the grants table, outside the chain, and the
+    # actor had neither)
+    recs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
+    for role in [r for r in ROLES if M["break-glass"][r] == "yes" and tokens[r]]:
+        bgr = [r for r in recs if r.get("action") == "break-glass" and r["outcome"] == "success" and
+               r["actor"].get("user") == "u_" + role]
+        later = [r for r in recs if r.get("action") == "retrieve" and r["actor"].get("user") == "u_" + role]
+        a = bgr[0]["actor"] if len(bgr) == 1 else {}
+        check(f"break-glass {role}: its record holds the reason given, whole",
+              len(bgr) == 1 and LONG_REASON in bgr[0].get("reason", ""), bgr)
+        check(f"break-glass {role}: its record's actor has the session of the user's other records",
+              a.get("session") and later and all(r["actor"].get("session") == a["session"] for r in later),
+              (a, [r["actor"] for r in later][:2]))
+        check(f"break-glass {role}: its record's actor has the user agent",
+              a.get("ua") == "ED-workstation-" + role and a.get("role") and a.get("addr"), a)
+    p = cli("audit", "report", "--vault", v.dir, "--break-glass")
+    check("audit report --break-glass (text) shows the reasons",
+          p.returncode == 0 and p.stdout.count(LONG_REASON) == sum(
+              1 for r in ROLES if M["break-glass"][r] == "yes" and tokens[r]), p.stdout[-400:])
 
     # grants that expire and are revoked, with a fresh physician
     _, sec, _ = v.add_user("consultant", "physician", "--scope", "study:" + outside.StudyInstanceUID)
@@ -459,10 +481,24 @@ try:
     check("... the account does not exist", "typo_made" not in p.stdout, p.stdout[-200:])
     st, _, data = v.request("POST", "/api/grants", json.dumps({"username": "api_made", "role": "physician",
                                                                 "scope": "*", "expires": "+1d",
-                                                                "purpose": "on call"}),
-                            {"Content-Type": "application/json"})
+                                                                "purpose": "on call\x1b[2J\r\nforged line"}),
+                            {"Content-Type": "application/json", "User-Agent": "admin-console/1"})
     gid = json.loads(data).get("id") if st == 201 else None
     check("POST /api/grants: 201", st == 201 and gid, (st, data[:200]))
+    # the grant's record: its purpose, and the admin's session and user
+    # agent (an admin-API record had neither); the purpose is the user's
+    # text, escaped in the log and in audit report's text
+    p = cli("audit", "export", "--vault", v.dir)
+    grec = [json.loads(l) for l in p.stdout.splitlines() if '"action":"grant"' in l and f"grant {gid}:" in l]
+    a = grec[0]["actor"] if grec else {}
+    check("POST /api/grants: the record has the purpose, the session and the user agent",
+          len(grec) == 1 and "on call\x1b[2J\r\nforged line" in grec[0]["reason"] and a.get("session") and
+          a.get("ua") == "admin-console/1", grec)
+    p = cli("audit", "report", "--vault", v.dir, "--action", "grant")
+    line = [l for l in p.stdout.splitlines() if f"grant {gid}:" in l]
+    check("audit report (text): a purpose's control characters are not written to the terminal",
+          p.returncode == 0 and len(line) == 1 and "on call" in line[0] and "forged line" in line[0] and
+          "\x1b" not in p.stdout and "\r" not in p.stdout, line)
     st, _, data = v.request("GET", "/api/grants")
     check("GET /api/grants lists it", st == 200 and any(g["id"] == gid for g in json.loads(data)), st)
     st, _, _ = v.request("DELETE", f"/api/grants/{gid}")

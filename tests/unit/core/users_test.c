@@ -116,7 +116,7 @@ TEST(grants_now)
 {
 	char dir[256], why[256], cmd[400];
 	struct vault *v = make_vault(dir, sizeof dir);
-	struct users_actor by = { "tester", "admin", "local", NULL };
+	struct users_actor by = { .user = "tester", .role = "admin", .addr = "local" };
 	struct secret *b32 = NULL, *uri = NULL, *pw = NULL;
 	struct access_grant *g = NULL;
 	struct users_grant_req r;
@@ -245,7 +245,7 @@ TEST(unrecorded_changes_undone)
 {
 	char dir[256], why[256], cmd[400], log[300];
 	struct vault *v = make_vault(dir, sizeof dir);
-	struct users_actor by = { "tester", "admin", "local", NULL };
+	struct users_actor by = { .user = "tester", .role = "admin", .addr = "local" };
 	struct secret *b32 = NULL, *uri = NULL, *pw = NULL;
 	struct audit *au = NULL;
 	struct idx_user u;
