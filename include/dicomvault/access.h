@@ -95,6 +95,13 @@ struct access_object {
  * are the whole vault's: only a grant of scope "*" gives them. */
 int access_decide(const struct access_grant *g, size_t n, enum access_action a, const struct access_object *o,
                   int64_t now, const struct access_grant **by);
+/* manage-users and read-audit: the whole vault's (its users and grants,
+ * its one audit trail), given only by a grant of scope "*". */
+bool access_action_vault_wide(enum access_action a);
+/* Whether a grant in force at now has a role that allows a, whatever its
+ * scope: a refusal of a vault-wide action to such a user is for want of a
+ * grant of scope "*", not because of its role (the 403 says which). */
+bool access_role_allows(const struct access_grant *g, size_t n, enum access_action a, int64_t now);
 /* Whether grant g is in force at now and covers o. */
 bool access_grant_covers(const struct access_grant *g, const struct access_object *o, int64_t now);
 

@@ -25,7 +25,7 @@
 struct admin_user_req {
 	char username[AUTH_NAME_MAX + 1];
 	enum access_role role;
-	char collection[ACCESS_NAME_MAX + 1];   /* "default" when not given */
+	char collection[ACCESS_NAME_MAX + 1];   /* "" when not given: users_default_scope */
 	int64_t expires;                        /* unix seconds; 0: never */
 };
 

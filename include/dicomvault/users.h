@@ -41,8 +41,19 @@ WUR enum err users_create(struct index_store *ix, const struct secret *mk, const
                           const struct secret *password, int64_t expires, struct secret **password_out,
                           struct secret **totp_b32, struct secret **totp_uri);
 
+/* The scope of user add's grant when none is given: "*" for a role whose
+ * every action is the whole vault's (auditor: read-audit is given only by
+ * a grant of scope "*", so one on a collection would give it nothing), else
+ * "collection:default" (an admin given "*" would see every patient's
+ * studies: it is told instead, users_scope_lacks). */
+const char *users_default_scope(enum access_role role);
+/* The actions of role that a grant of it on scope does not give, because
+ * they are the whole vault's (access_action_vault_wide) and scope is not
+ * "*": a bit (1u << action) each; 0 when none. */
+unsigned users_scope_lacks(enum access_role role, const char *scope);
+
 /* `user add`: users_create, then a grant of the role on scope (NULL:
- * "collection:default"), both audited. A collection scope must name
+ * users_default_scope), both audited. A collection scope must name
  * "default" or a [collection] of v->colls (ERR_PARSE, "no such
  * collection", as for users_grant). */
 WUR enum err users_add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,

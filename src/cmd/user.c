@@ -31,7 +31,8 @@ static const char user_usage[] =
 	"Roles: admin, radiologist, physician, technologist, researcher, auditor (docs/ACCESS.md).\n"
 	"add: a new account with an Argon2id password (from --password-file, mode 0600, else\n"
 	"     generated and shown once) and a TOTP secret shown once, with a grant of ROLE on\n"
-	"     collection C (default: the collection \"default\"); --expires ends the account.\n"
+	"     collection C (default: the collection \"default\"; an auditor's: * (the whole vault),\n"
+	"     the only scope that lets it read the audit trail); --expires ends the account.\n"
 	"grant: ROLE on a collection, one study (--priors: and the patient's other studies),\n"
 	"     one patient (by Patient ID and issuer) or everything, from --from until --expires.\n"
 	"T: 2026-12-31, 2026-12-31T17:00Z (ISO 8601, UTC unless an offset is given),\n"
@@ -143,10 +144,34 @@ static int time_arg(const char *opt, const char *s, int64_t *out)
 	return 0;
 }
 
+/* A new grant that does not give the role's vault-wide actions (an admin
+ * on a collection: manage-users and read-audit need scope *): said on
+ * stderr with the command that gives them, since the account looks right
+ * and is refused with 403 (an auditor on a collection could read nothing). */
+static void warn_lacks(const char *name, enum access_role role, const char *scope)
+{
+	unsigned lacks = users_scope_lacks(role, scope), act;
+	bool first = true;
+
+	if (lacks == 0)
+		return;
+	fprintf(stderr, "dicomvault user: warning: %s's grant is on %s, which does not give it ", name, scope);
+	for (act = 0; act < ACCESS_ACT__N; act++)
+		if (lacks & (1u << act)) {
+			fprintf(stderr, "%s%s", first ? "" : " or ", access_action_name((enum access_action)act));
+			first = false;
+		}
+	fprintf(stderr, ": only a grant of scope * (the whole vault) does (docs/ACCESS.md); to give it: "
+	        "dicomvault user grant %s --role %s --all%s\n", name, access_role_name(role),
+	        strcmp(users_default_scope(role), "*") != 0 ? " (which gives the role's other actions on every "
+	                                                       "collection's studies too)" : "");
+}
+
 static int run_add(struct vault *v, const struct user_args *a, const struct users_actor *by)
 {
 	struct secret *pw = NULL, *pw_out = NULL, *b32 = NULL, *uri = NULL;
 	char why[512] = "", scope[ACCESS_NAME_MAX + 16];
+	const char *granted;
 	enum access_role role;
 	int64_t expires = 0;
 	int rc = 1;
@@ -176,8 +201,10 @@ static int run_add(struct vault *v, const struct user_args *a, const struct user
 			return 1;
 		}
 	}
-	if (users_add(v, by, a->name, role, a->collection ? scope : a->scope, expires, pw, pw ? NULL : &pw_out, &b32,
-	              &uri, why, sizeof why) != ERR_OK) {
+	/* without --collection or --scope: the role's default (an auditor's is *) */
+	granted = a->collection ? scope : a->scope ? a->scope : users_default_scope(role);
+	if (users_add(v, by, a->name, role, granted, expires, pw, pw ? NULL : &pw_out, &b32, &uri, why,
+	              sizeof why) != ERR_OK) {
 		fprintf(stderr, "dicomvault user: add %s: %s\n", a->name, why);
 		goto out;
 	}
@@ -214,6 +241,8 @@ static int run_add(struct vault *v, const struct user_args *a, const struct user
 		                             : "and it could not be disabled: disable it with 'dicomvault user disable'");
 		rc = 1;
 	}
+	if (rc == 0)
+		warn_lacks(a->name, role, granted);   /* after the account's secrets, on stderr */
 out:
 	secret_free(pw);
 	secret_free(pw_out);

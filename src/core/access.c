@@ -212,13 +212,31 @@ int access_decide(const struct access_grant *g, size_t n, enum access_action a, 
 		/* the users, the grants and the audit trail are the whole
 		 * vault's: a grant on part of it does not reach them (an admin
 		 * of one collection would otherwise grant itself "*") */
-		if ((a == ACCESS_ACT_MANAGE_USERS || a == ACCESS_ACT_READ_AUDIT) && g[i].scope != ACCESS_SCOPE_ALL)
+		if (access_action_vault_wide(a) && g[i].scope != ACCESS_SCOPE_ALL)
 			continue;
 		best = v;
 		if (by != NULL)
 			*by = &g[i];
 	}
 	return best;
+}
+
+bool access_action_vault_wide(enum access_action a)
+{
+	return a == ACCESS_ACT_MANAGE_USERS || a == ACCESS_ACT_READ_AUDIT;
+}
+
+bool access_role_allows(const struct access_grant *g, size_t n, enum access_action a, int64_t now)
+{
+	size_t i;
+
+	if ((unsigned)a >= ACCESS_ACT__N)
+		return false;
+	for (i = 0; i < n; i++)
+		if ((unsigned)g[i].role < ACCESS_ROLE__N && access_matrix[g[i].role][a] != ACCESS_NO &&
+		    access_grant_covers(&g[i], NULL, now))
+			return true;
+	return false;
 }
 
 /* ---- collections ---- */

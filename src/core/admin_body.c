@@ -89,7 +89,7 @@ enum err admin_user_parse(const uint8_t *body, size_t n, int64_t now, struct adm
 	if (rc == ERR_OK)
 		rc = time_of(o, "expires", now, &r.expires, detail, detaillen);
 	if (rc == ERR_OK) {
-		snprintf(r.collection, sizeof r.collection, "%s", coll != NULL ? coll : "default");
+		snprintf(r.collection, sizeof r.collection, "%s", coll != NULL ? coll : "");
 		*out = r;
 	}
 	json_decref(o);

@@ -180,6 +180,39 @@ static enum err scope_collection_ok(const struct vault *v, const struct access_g
 	               ag->target);
 }
 
+const char *users_default_scope(enum access_role role)
+{
+	bool any = false;
+	unsigned a;
+
+	if ((unsigned)role >= ACCESS_ROLE__N)
+		return "collection:default";
+	for (a = 0; a < ACCESS_ACT__N; a++) {
+		if (access_matrix[role][a] == ACCESS_NO)
+			continue;
+		if (!access_action_vault_wide((enum access_action)a))
+			return "collection:default";
+		any = true;
+	}
+	return any ? "*" : "collection:default";
+}
+
+_Static_assert(ACCESS_ACT__N <= 32, "users_scope_lacks: one bit per action");
+
+unsigned users_scope_lacks(enum access_role role, const char *scope)
+{
+	unsigned a, lacks = 0;
+
+	if (scope == NULL)
+		scope = users_default_scope(role);
+	if ((unsigned)role >= ACCESS_ROLE__N || strcmp(scope, "*") == 0)
+		return 0;
+	for (a = 0; a < ACCESS_ACT__N; a++)
+		if (access_matrix[role][a] != ACCESS_NO && access_action_vault_wide((enum access_action)a))
+			lacks |= 1u << a;
+	return lacks;
+}
+
 static enum err add(struct vault *v, const struct users_actor *by, const char *name, enum access_role role,
                     const char *scope, int64_t expires, const struct secret *password, struct secret **password_out,
                     struct secret **totp_b32, struct secret **totp_uri, char *why, size_t whylen)
@@ -194,7 +227,7 @@ static enum err add(struct vault *v, const struct users_actor *by, const char *n
 	if (!users_name_ok(name))
 		return err_why(why, whylen, ERR_PARSE, "a user name is 1 to 64 of A-Z a-z 0-9 . _ @ -");
 	if (scope == NULL)
-		scope = "collection:default";
+		scope = users_default_scope(role);
 	memset(&ag, 0, sizeof ag);
 	rc = access_scope_parse(scope, &ag, why, whylen);
 	if (rc == ERR_OK)

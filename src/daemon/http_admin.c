@@ -15,6 +15,7 @@
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/query.h"
+#include "dicomvault/token.h"
 #include "dicomvault/users.h"
 #include "dicomvault/vault.h"
 #include "dicomvault/vr.h"
@@ -174,10 +175,28 @@ static enum err grant_json(void *ctx, const struct idx_grant *g)
 	               ? ERR_OK : ERR_NOMEM;
 }
 
+/* The 403 of a vault-wide action (manage-users, read-audit), true to its
+ * cause: an API token's scope, or a role that allows it without a grant of
+ * scope "*" (a new admin's or auditor's grant on a collection was told
+ * "your role does not allow", which it does), or the role. */
+static enum MHD_Result vault_wide_refused(struct http_req *r, enum access_action a, const char *what)
+{
+	char detail[200];
+
+	if (r->sess.api_token && !token_scope_allows(r->sess.scope, a, NULL))
+		snprintf(detail, sizeof detail, "an API token's scope does not allow %s", what);
+	else if (access_role_allows(r->grants, r->ngrants, a, (int64_t)time(NULL)))
+		snprintf(detail, sizeof detail, "%s needs a grant of scope * (the whole vault): your grants that allow it "
+		         "are on part of it", what);
+	else
+		snprintf(detail, sizeof detail, "your role does not allow %s", what);
+	return http_problem(r, MHD_HTTP_FORBIDDEN, detail, NULL);
+}
+
 static enum MHD_Result forbidden(struct http_req *r, const char *what)
 {
 	(void)dw_audit_obj(r, AUDIT_USER_CHANGE, AUDIT_FAILURE, what, NULL, NULL, NULL, NULL);
-	return http_problem(r, MHD_HTTP_FORBIDDEN, "your role does not allow administration", NULL);
+	return vault_wide_refused(r, ACCESS_ACT_MANAGE_USERS, "administration");
 }
 
 static enum MHD_Result list(struct http_req *r, bool grants)
@@ -222,7 +241,10 @@ enum MHD_Result http_users(struct http_req *r)
 		return request_refused(r, rc, detail, "{\"username\", \"role\", \"collection\"?, \"expires\"?}");
 	snprintf(scope, sizeof scope, "collection:%s", u.collection);
 	actor_of(r, &by, ref);
-	if (users_add(v, &by, u.username, u.role, scope, u.expires, NULL, &pw, &b32, &uri, why, sizeof why) != ERR_OK)
+	/* without a collection, the role's default (users_default_scope: an
+	 * auditor's is "*", the only scope that gives read-audit) */
+	if (users_add(v, &by, u.username, u.role, u.collection[0] ? scope : NULL, u.expires, NULL, &pw, &b32, &uri, why,
+	              sizeof why) != ERR_OK)
 		return http_problem(r, strstr(why, "already") ? MHD_HTTP_CONFLICT : MHD_HTTP_BAD_REQUEST, why, NULL);
 	q = send_json(r, MHD_HTTP_CREATED, json_pack("{s:s,s:s,s:s,s:s,s:s}", "username", u.username, "role",
 	                                             access_role_name(u.role), "password", secret_cstr(pw),
@@ -372,7 +394,7 @@ enum MHD_Result http_audit(struct http_req *r)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	if (http_access(r, ACCESS_ACT_READ_AUDIT, NULL) != ACCESS_YES) {
 		(void)dw_audit_obj(r, AUDIT_VIEW, AUDIT_FAILURE, "refused: read-audit", NULL, NULL, NULL, NULL);
-		return http_problem(r, MHD_HTTP_FORBIDDEN, "your role does not allow reading the audit trail", NULL);
+		return vault_wide_refused(r, ACCESS_ACT_READ_AUDIT, "reading the audit trail");
 	}
 	memset(&q, 0, sizeof q);
 	rc = admin_audit_query_parse(arg(r, "user"), arg(r, "action"), arg(r, "patient"), arg(r, "from"), arg(r, "to"),

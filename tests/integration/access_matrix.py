@@ -113,6 +113,23 @@ def cli(*args):
     return subprocess.run([DV] + list(args), capture_output=True, text=True)
 
 
+def problem_detail(data):
+    try:
+        return json.loads(data).get("detail", "")
+    except ValueError:
+        return ""
+
+
+def scope_said(data):
+    """A 403 for a role that allows the action, without a grant of scope *."""
+    d = problem_detail(data)
+    return "scope *" in d and "your role does not allow" not in d
+
+
+def role_said(data):
+    return "your role does not allow" in problem_detail(data)
+
+
 def audit_failures(v):
     p = cli("audit", "export", "--vault", v.dir)
     return sum(1 for l in p.stdout.splitlines() if '"outcome":"failure"' in l)
@@ -229,6 +246,8 @@ try:
         st, data = as_user(v, tok, "GET", "/api/users")
         refusals += 1
         check(f"manage-users {role} (a grant on one collection): GET /api/users 403", st == 403, st)
+        check(f"manage-users {role}: the 403 says why, truly (the role, or the scope * it needs)",
+              scope_said(data) if M["manage-users"][role] == "yes" else role_said(data), data[:200])
     for role in WIDE:
         if wide[role] is None:
             continue
@@ -466,6 +485,16 @@ try:
     st, _, data = v.request("POST", "/api/users", json.dumps({"username": "api_made", "role": "radiologist"}),
                             {"Content-Type": "application/json"})
     check("the same name again: 409", st == 409, st)
+    # an auditor without a collection: read-audit is the whole vault's, so
+    # its grant is of scope * (on collection:default it could read nothing);
+    # a role with data keeps collection:default
+    for name, role, want in (("api_aud", "auditor", "*"), ("api_rad", "radiologist", "collection:default")):
+        st, _, data = v.request("POST", "/api/users", json.dumps({"username": name, "role": role}),
+                                {"Content-Type": "application/json"})
+        p = cli("user", "grants", name, "--vault", v.dir, "--json")
+        scopes = [g["scope"] for g in json.loads(p.stdout)] if p.returncode == 0 else []
+        check(f"POST /api/users {role} without a collection: a grant on {want}", st == 201 and scopes == [want],
+              (st, data[:120], scopes))
     for bad in ({"username": "x y", "role": "radiologist"}, {"username": "ok", "role": "king"},
                 {"username": "ok", "role": "radiologist", "collection": "nope"}, {"username": ["a"]}, "[]", "{"):
         st, _, _ = v.request("POST", "/api/users", bad if isinstance(bad, str) else json.dumps(bad),
@@ -534,6 +563,8 @@ try:
             continue
         st, data = as_user(v, tokens[role], "GET", "/api/audit?action=break-glass")
         check(f"read-audit {role} (a grant on one collection): GET /api/audit 403", st == 403, (st, data[:120]))
+        check(f"read-audit {role}: the 403 says why, truly (the role, or the scope * it needs)",
+              scope_said(data) if M["read-audit"][role] == "yes" else role_said(data), data[:200])
     for role in WIDE:
         tok = wide[role]
         if tok is None:

@@ -35,6 +35,25 @@ run list list --json
 check "list: both users and the admin" "[ \$(rc list) = 0 ] && grep -q alice $T/list.out && grep -q bob $T/list.out && grep -q admin $T/list.out"
 run grants grants alice --json
 check "alice's initial grant is on collection onco" "grep -q 'collection:onco' $T/grants.out"
+# read-audit and manage-users need a grant of scope * (docs/ACCESS.md): a
+# new auditor, whose role does nothing else, gets *; a new admin keeps
+# collection:default (* would open every patient's studies to it) and is
+# told how to give it the rest (an auditor on collection:default could read
+# nothing, an admin could not manage users, and nothing was said)
+run aud add aud --role auditor --json
+"$DV" user grants aud --json --vault "$T/v" >"$T/audg.out" 2>&1
+check "add --role auditor: its grant is of scope *, no warning" \
+	"[ \$(rc aud) = 0 ] && grep -q '\"scope\":\"\\*\"' $T/audg.out && ! grep -q . $T/aud.err"
+run adm add adm2 --role admin --json
+"$DV" user grants adm2 --json --vault "$T/v" >"$T/admg.out" 2>&1
+check "add --role admin: collection:default, and a warning naming manage-users, scope * and the command" \
+	"[ \$(rc adm) = 0 ] && grep -q 'collection:default' $T/admg.out && grep -q 'manage-users' $T/adm.err && \
+	 grep -q 'scope \\*' $T/adm.err && grep -q 'user grant adm2 --role admin --all' $T/adm.err"
+run aud2 add aud2 --role auditor --collection onco
+check "add --role auditor --collection onco: done as asked, with the warning" \
+	"[ \$(rc aud2) = 0 ] && grep -q 'read-audit' $T/aud2.err && grep -q 'user grant aud2 --role auditor --all' $T/aud2.err"
+run phy add phy --role physician --json
+check "add --role physician: no warning" "[ \$(rc phy) = 0 ] && ! grep -q . $T/phy.err"
 run g1 grant alice --role radiologist --study 1.2.3.4 --from +1h --expires +2d --purpose 'second read'
 check "grant on a study with a window" "[ \$(rc g1) = 0 ] && grep -q 'study:1.2.3.4' $T/g1.out"
 run g2 grant alice --role physician --patient PID-9 --issuer HOSP
@@ -192,7 +211,7 @@ chmod 644 "$T/loose"
 run loose add dave --role physician --password-file "$T/loose"
 check "refused: a password file readable by others (exit 1)" "[ \$(rc loose) = 1 ]"
 run users_after list --json
-check "nothing changed by the refusals (3 users)" "[ \$(\"$PY\" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' $T/users_after.out) = 3 ]"
+check "nothing changed by the refusals (7 users: admin, alice, bob, aud, adm2, aud2, phy)" "[ \$(\"$PY\" -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' $T/users_after.out) = 7 ]"
 check "the users table holds no injected name" "! grep -q DROP $T/users_after.out"
 "$DV" audit export --vault "$T/v" >"$T/audit.jsonl" 2>/dev/null
 check "changes are audited with the operator as actor" "grep -q '\"action\":\"user-change\"' $T/audit.jsonl && grep -q '\"action\":\"grant\"' $T/audit.jsonl && grep -q '\"role\":\"operator\"' $T/audit.jsonl"

@@ -113,6 +113,14 @@ TEST(vault_wide_actions)
 	CHECK_EQ_INT(access_decide(g, 2, ACCESS_ACT_DELETE, &o, 1, NULL), ACCESS_YES);   /* inside its part */
 	CHECK_EQ_INT(access_decide(&all, 1, ACCESS_ACT_MANAGE_USERS, NULL, 1, NULL), ACCESS_YES);
 	CHECK_EQ_INT(access_decide(&all, 1, ACCESS_ACT_READ_AUDIT, NULL, 1, NULL), ACCESS_YES);
+	/* the roles allow them all the same (the 403 says "scope *", not "role") */
+	CHECK(access_role_allows(g, 2, ACCESS_ACT_MANAGE_USERS, 1));
+	CHECK(access_role_allows(g + 1, 1, ACCESS_ACT_READ_AUDIT, 1));
+	CHECK(!access_role_allows(g + 1, 1, ACCESS_ACT_MANAGE_USERS, 1));
+	CHECK(!access_role_allows(g, 2, ACCESS_ACT_BREAK_GLASS, 1));
+	g[0].expires = 1;   /* not in force at 1 */
+	CHECK(!access_role_allows(g, 1, ACCESS_ACT_MANAGE_USERS, 1));
+	CHECK(access_action_vault_wide(ACCESS_ACT_READ_AUDIT) && !access_action_vault_wide(ACCESS_ACT_DELETE));
 }
 
 TEST(scope_edges)

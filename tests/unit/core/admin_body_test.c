@@ -74,7 +74,7 @@ TEST(user_good)
 	CHECK(user("{\"username\":\"dr.who@x\",\"role\":\"radiologist\"}", &u) == ERR_OK);
 	CHECK_EQ_STR(u.username, "dr.who@x");
 	CHECK(u.role == ACCESS_ROLE_RADIOLOGIST);
-	CHECK_EQ_STR(u.collection, "default");
+	CHECK_EQ_STR(u.collection, "");
 	CHECK(u.expires == 0);
 	CHECK(user("{\"expires\":\"+2d\",\"collection\":\"onco\",\"role\":\"admin\",\"username\":\"a\",\"collection\":"
 	           "\"x\"}", &u) == ERR_PARSE);   /* a duplicate member */
@@ -83,7 +83,7 @@ TEST(user_good)
 	CHECK(u.expires == NOW + 2 * 86400);
 	CHECK(user("{\"username\":\"a\",\"role\":\"admin\",\"collection\":null,\"expires\":\"2026-12-31\"}", &u) ==
 	      ERR_OK);
-	CHECK_EQ_STR(u.collection, "default");
+	CHECK_EQ_STR(u.collection, "");
 	CHECK(u.expires == 1798675200);
 }
 

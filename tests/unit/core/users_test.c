@@ -112,6 +112,22 @@ static struct vault *make_vault(char *dir, size_t cap)
 	return v;
 }
 
+/* user add's grant without a scope: * for a role of vault-wide actions
+ * only (auditor), a collection for the others, which are told what it
+ * does not give */
+TEST(default_scope)
+{
+	CHECK_EQ_STR(users_default_scope(ACCESS_ROLE_AUDITOR), "*");
+	CHECK_EQ_STR(users_default_scope(ACCESS_ROLE_ADMIN), "collection:default");
+	CHECK_EQ_STR(users_default_scope(ACCESS_ROLE_PHYSICIAN), "collection:default");
+	CHECK(users_scope_lacks(ACCESS_ROLE_AUDITOR, NULL) == 0);
+	CHECK(users_scope_lacks(ACCESS_ROLE_AUDITOR, "collection:onco") == 1u << ACCESS_ACT_READ_AUDIT);
+	CHECK(users_scope_lacks(ACCESS_ROLE_ADMIN, NULL) ==
+	      ((1u << ACCESS_ACT_MANAGE_USERS) | (1u << ACCESS_ACT_READ_AUDIT)));
+	CHECK(users_scope_lacks(ACCESS_ROLE_ADMIN, "*") == 0);
+	CHECK(users_scope_lacks(ACCESS_ROLE_RADIOLOGIST, "collection:default") == 0);
+}
+
 TEST(grants_now)
 {
 	char dir[256], why[256], cmd[400];
@@ -310,6 +326,7 @@ int main(void)
 {
 	RUN(times);
 	RUN(names);
+	RUN(default_scope);
 	RUN(grants_now);
 	RUN(unrecorded_changes_undone);
 	return TEST_DONE();
