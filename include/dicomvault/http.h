@@ -46,7 +46,19 @@ struct http_opts {
 	 * or path-absolute URLs when that is a wildcard (0.0.0.0, ::), which
 	 * no client can reach. Checked by http_public_url_ok. */
 	const char *public_url;
+	/* [http] trusted_proxies: the addresses of reverse proxies in front
+	 * (comma-separated, at most HTTP_PROXIES_MAX; http_proxies_ok). A
+	 * request from one of them is the client's named last in its
+	 * X-Forwarded-For (the address the proxy appended): what the audit
+	 * records and the lockout counts, which would otherwise count every
+	 * client as the proxy. NULL: none; X-Forwarded-For is then ignored. */
+	const char *trusted_proxies;
 };
+
+#define HTTP_PROXIES_MAX 8u
+/* Whether s is a list of at most HTTP_PROXIES_MAX IPv4 or IPv6 addresses
+ * separated by commas (spaces around them allowed). */
+bool http_proxies_ok(const char *s);
 
 /* An http:// or https:// URL of at most HTTP_PUBLIC_URL_MAX bytes with a
  * host, and a path prefix at most: no query, fragment, space, quote or

@@ -651,7 +651,7 @@ static const struct {
 	const char *section;
 	const char *keys[12];
 } conf_keys[] = {
-	{ "http", { "listen", "cert", "key", "max_upload_mb", "public_url" } },
+	{ "http", { "listen", "cert", "key", "max_upload_mb", "public_url", "trusted_proxies" } },
 	{ "dicom", { "listen", "ae_title", "plain_listen", "max_associations", "max_pdu", "artim", "idle_timeout",
 	              "max_find_matches", "stall_timeout" } },
 	{ "storage", { "objects", "master_key" } },

@@ -647,9 +647,64 @@ static void conn_addr(struct MHD_Connection *c, char addr[INET6_ADDRSTRLEN])
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, addr, INET6_ADDRSTRLEN);
 }
 
+/* The last address of an X-Forwarded-For field value, as inet_ntop
+ * writes it; false when it is not one. */
+static bool xff_last(const char *v, char out[INET6_ADDRSTRLEN])
+{
+	const char *s = strrchr(v, ',');
+	char a[INET6_ADDRSTRLEN];
+	unsigned char bin[sizeof(struct in6_addr)];
+	size_t n;
+
+	s = s != NULL ? s + 1 : v;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n == 0 || n >= sizeof a)
+		return false;
+	memcpy(a, s, n);
+	a[n] = 0;
+	if (inet_pton(AF_INET, a, bin) == 1)
+		return inet_ntop(AF_INET, bin, out, INET6_ADDRSTRLEN) != NULL;
+	if (inet_pton(AF_INET6, a, bin) == 1)
+		return inet_ntop(AF_INET6, bin, out, INET6_ADDRSTRLEN) != NULL;
+	return false;
+}
+
+struct xff {
+	const char *last;   /* the value of the last X-Forwarded-For field */
+};
+
+static enum MHD_Result xff_field(void *ctx, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct xff *x = ctx;
+
+	(void)kind;
+	if (key != NULL && value != NULL && strcasecmp(key, "X-Forwarded-For") == 0)
+		x->last = value;
+	return MHD_YES;
+}
+
+/* The client's address: the connection's, or, from a trusted proxy, the
+ * one that proxy appended to X-Forwarded-For (its last field's last
+ * address: whatever comes before it the client could have written). A
+ * proxy's request without a valid one stays the proxy's. */
 static void peer_addr(struct http_req *r)
 {
+	struct xff x = { NULL };
+	char client[INET6_ADDRSTRLEN];
+	size_t i;
+
 	conn_addr(r->c, r->addr);
+	for (i = 0; i < r->srv->nproxies && strcmp(r->addr, r->srv->proxies[i]) != 0; i++)
+		;
+	if (i == r->srv->nproxies)
+		return;
+	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, xff_field, &x);
+	if (x.last != NULL && xff_last(x.last, client))
+		snprintf(r->addr, sizeof r->addr, "%s", client);
 }
 
 bool http_token_of(const char *authorization, const char *cookie, const char **tok, size_t *n)
@@ -1405,6 +1460,39 @@ static void json_alloc_once(void)
 
 /* ---- the server ---- */
 
+/* Each address of the list, as inet_ntop writes it, into out (up to
+ * HTTP_PROXIES_MAX); false for a list that is not one. */
+static bool proxies_parse(const char *s, char out[][INET6_ADDRSTRLEN], size_t *n)
+{
+	const char *p = s;
+
+	*n = 0;
+	while (*p != 0) {
+		const char *e = strchr(p, ',');
+		size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+		char a[INET6_ADDRSTRLEN + 8], one[INET6_ADDRSTRLEN];
+		if (*n == HTTP_PROXIES_MAX || len >= sizeof a)
+			return false;
+		memcpy(a, p, len);
+		a[len] = 0;
+		if (strchr(a, ',') != NULL || !xff_last(a, one))
+			return false;
+		snprintf(out[(*n)++], INET6_ADDRSTRLEN, "%s", one);
+		if (e == NULL)
+			return true;
+		p = e + 1;
+	}
+	return false;   /* empty, or an empty last address */
+}
+
+bool http_proxies_ok(const char *s)
+{
+	char tmp[HTTP_PROXIES_MAX][INET6_ADDRSTRLEN];
+	size_t n;
+
+	return proxies_parse(s, tmp, &n);
+}
+
 bool http_public_url_ok(const char *s)
 {
 	size_t n = strlen(s), i, k = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
@@ -1425,7 +1513,8 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	socklen_t sl = 0;
 	struct http_server *s;
 	const union MHD_DaemonInfo *di;
-	char host[INET6_ADDRSTRLEN];
+	char host[INET6_ADDRSTRLEN], proxies[HTTP_PROXIES_MAX][INET6_ADDRSTRLEN] = { { 0 } };
+	size_t nproxies = 0;
 	bool wildcard = false;
 	unsigned flags;
 	uint16_t port;
@@ -1437,6 +1526,10 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 		               o->listen ? o->listen : "");
 	if (o->cert_len == 0 || o->cert_len > CERT_MAX || memchr(o->cert_pem, 0, o->cert_len) != NULL)
 		return err_why(why, whylen, ERR_PARSE, "the TLS certificate is not PEM text");
+	if (o->trusted_proxies != NULL && o->trusted_proxies[0] != 0 &&
+	    !proxies_parse(o->trusted_proxies, proxies, &nproxies))
+		return err_why(why, whylen, ERR_PARSE, "[http] trusted_proxies must be at most %u IP addresses separated "
+		               "by commas", HTTP_PROXIES_MAX);
 	pthread_once(&json_once, json_alloc_once);
 	s = calloc(1, sizeof *s);
 	if (s == NULL)
@@ -1446,6 +1539,8 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	s->auth = o->auth;
 	s->vault = o->vault;
 	s->max_upload = o->max_upload ? o->max_upload : HTTP_MAX_UPLOAD;
+	memcpy(s->proxies, proxies, sizeof proxies);
+	s->nproxies = nproxies;
 	s->ix_lock = o->ix_lock;
 	s->audit = o->audit;
 	if (o->vault != NULL)

@@ -31,6 +31,8 @@ struct http_server {
 	struct audit *audit;
 	const struct access_collections *colls;   /* [collection] rules of the vault (NULL: none) */
 	uint64_t max_upload;        /* bytes of a streaming route's body (http_opts) */
+	char proxies[HTTP_PROXIES_MAX][INET6_ADDRSTRLEN];   /* trusted_proxies, as inet_ntop writes them */
+	size_t nproxies;
 	/* the request-head deadline (http.c, "slow heads"): every open
 	 * connection, and a thread that closes those whose head is late */
 	pthread_mutex_t watch_mu;

@@ -162,6 +162,12 @@ int serve_run(const struct serve_opts *o)
 		        "bytes, a host and a path at most (e.g. https://pacs.example.org/vault)\n", HTTP_PUBLIC_URL_MAX);
 		goto out;
 	}
+	ho.trusted_proxies = ini_get(v->conf, "http", NULL, "trusted_proxies");
+	if (ho.trusted_proxies != NULL && ho.trusted_proxies[0] != 0 && !http_proxies_ok(ho.trusted_proxies)) {
+		fprintf(stderr, "dicomvault serve: [http] trusted_proxies must be at most %u IP addresses separated by "
+		        "commas (e.g. 127.0.0.1, ::1)\n", HTTP_PROXIES_MAX);
+		goto out;
+	}
 	mb = ini_get(v->conf, "http", NULL, "max_upload_mb");
 	if (mb != NULL) {
 		uint64_t n = 0;
