@@ -107,8 +107,14 @@ int vault_conf_path(const struct vault *v, const char *section, const char *key,
  * dir: the vault's (its keys/ says which master_key is right). */
 WUR enum err vault_conf_check(const char *dir, const struct ini *conf, char *why, size_t whylen);
 
+/* Whether dir is there, as a directory: ERR_NOTFOUND with "no vault at
+ * DIR: give --vault DIR or set DICOMVAULT_HOME" when it is not (the words
+ * every command says when nothing is where it looks: ./vault, by default,
+ * from wherever it was typed), ERR_DENIED when it cannot be reached. */
+WUR enum err vault_present(const char *dir, char *why, size_t whylen);
+
 /* Checks an existing vault's layout and permissions (serve refuses to start
- * on a vault that fails this). */
+ * on a vault that fails this); vault_present first. */
 WUR enum err vault_check(const char *dir, char *why, size_t whylen);
 
 #endif

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "cmd.h"
 #include <jansson.h>
 #include <time.h>
@@ -134,7 +133,6 @@ static int locate(const struct audit_args *a, char *dir, size_t dircap, char *lo
 {
 	char keypath[VAULT_PATH_MAX + 64];
 	const char *kp = a->key;
-	struct stat st;
 	enum err rc;
 	int n;
 
@@ -142,11 +140,8 @@ static int locate(const struct audit_args *a, char *dir, size_t dircap, char *lo
 		fputs("dicomvault audit: vault path too long\n", stderr);
 		return 1;
 	}
-	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "dicomvault audit: %s: no vault there (%s)\n", dir,
-		        errno == ENOENT ? "no such directory" : "not a directory");
+	if (cmd_vault_present("audit", dir) != 0)
 		return 1;
-	}
 	n = snprintf(log, logcap, "%s/" AUDIT_LOG_PATH, dir);
 	if (n < 0 || (size_t)n >= logcap)
 		return 1;

@@ -63,6 +63,11 @@ void cmd_no_sigpipe(void);
 /* A UID fit for a file name or a query (vr_uid_ok: no empty component,
  * so never "." or ".."; leading zeros, found in the wild, pass). */
 bool cmd_uid_ok(const char *s);
+/* 0 when dir (vault_resolve's) is a directory; else 1 after "dicomvault
+ * NAME: no vault at DIR: give --vault DIR or set DICOMVAULT_HOME"
+ * (vault_present), before the command's own "NAME: DIR: why" would name
+ * the directory twice. */
+int cmd_vault_present(const char *name, const char *dir);
 /* Writes a buffer to stdout; 0 or 1. */
 int cmd_write_stdout(const void *p, size_t n);
 

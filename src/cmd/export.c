@@ -522,6 +522,8 @@ int cmd_export(int argc, char **argv)
 		fputs("dicomvault export: vault path too long\n", stderr);
 		return EXIT_USAGE;
 	}
+	if (cmd_vault_present("export", dir) != 0)
+		return 1;
 	/* identified plaintext never lands in the vault (nor in its backups) */
 	if ((rc = out_in_vault(out, dir)) != ERR_OK)
 		return out_refused(rc, out, dir);

@@ -1398,6 +1398,8 @@ int cmd_import(int argc, char **argv)
 		rcode = EXIT_USAGE;
 		goto done;
 	}
+	if (cmd_vault_present("import", dir) != 0)
+		goto done;
 	memset(&vo, 0, sizeof vo);
 	vo.passphrase_file = pass;
 	rc = vault_open(dir, &vo, &x.v, why, sizeof why);

@@ -11,6 +11,7 @@
 #include <qrencode.h>
 #include "dicomvault/index.h"
 #include "dicomvault/json.h"
+#include "dicomvault/vault.h"
 #include "dicomvault/vr.h"
 #include "cmd.h"
 
@@ -291,6 +292,16 @@ bool cmd_uid_ok(const char *s)
 void cmd_no_sigpipe(void)
 {
 	signal(SIGPIPE, SIG_IGN);
+}
+
+int cmd_vault_present(const char *name, const char *dir)
+{
+	char why[VAULT_PATH_MAX + 128];
+
+	if (vault_present(dir, why, sizeof why) == ERR_OK)
+		return 0;
+	fprintf(stderr, "dicomvault %s: %s\n", name, why);
+	return 1;
 }
 
 const char *cmd_operator(void)

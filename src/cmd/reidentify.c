@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 #include "cmd.h"
 #include "dicomvault/audit.h"
@@ -53,7 +52,6 @@ int cmd_reidentify(int argc, char **argv)
 	struct dcm_file *f = NULL;
 	struct audit_rec rec;
 	struct audit *au = NULL;
-	struct stat st;
 	struct src src;
 	bool have_src = false;
 	unsigned restored = 0;
@@ -86,9 +84,12 @@ int cmd_reidentify(int argc, char **argv)
 		fprintf(stderr, "dicomvault reidentify: --reason: %u to %u printable characters\n", REASON_MIN, REASON_MAX);
 		return EXIT_USAGE;
 	}
-	if (vault_resolve(vault_arg, dir, sizeof dir) != ERR_OK || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		fprintf(stderr, "dicomvault reidentify: no vault at %s: re-identification must be audited (--vault DIR)\n",
-		        vault_arg ? vault_arg : dir);
+	if (vault_resolve(vault_arg, dir, sizeof dir) != ERR_OK) {
+		fputs("dicomvault reidentify: vault path too long: re-identification must be audited\n", stderr);
+		return 1;
+	}
+	if (vault_present(dir, why, sizeof why) != ERR_OK) {
+		fprintf(stderr, "dicomvault reidentify: %s (re-identification must be audited)\n", why);
 		return 1;
 	}
 	/* a vault, not any folder with an audit/ in it: the record must land

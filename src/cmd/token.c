@@ -387,6 +387,8 @@ int cmd_token(int argc, char **argv)
 		fputs("dicomvault token: vault path too long\n", stderr);
 		return EXIT_USAGE;
 	}
+	if (cmd_vault_present("token", dir) != 0)
+		return 1;
 	/* this process holds the master key */
 	if (proc_harden() != ERR_OK) {
 		fputs("dicomvault token: cannot disable core dumps\n", stderr);

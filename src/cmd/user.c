@@ -465,6 +465,8 @@ int cmd_user(int argc, char **argv)
 		return usage("unexpected argument", a.name);
 	if (vault_resolve(a.vault, dir, sizeof dir) != ERR_OK)
 		return usage("vault path too long", NULL);
+	if (cmd_vault_present("user", dir) != 0)
+		return 1;
 	memset(&vo, 0, sizeof vo);
 	vo.passphrase_file = a.pass;
 	if (vault_open(dir, &vo, &v, why, sizeof why) != ERR_OK) {

@@ -583,6 +583,22 @@ static const char *pass_weakness(const uint8_t *p, size_t n)
 	return why;
 }
 
+enum err vault_present(const char *dir, char *why, size_t whylen)
+{
+	const char *what = "";
+	struct stat st;
+
+	if (stat(dir, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return ERR_OK;
+		what = " (not a directory)";
+	} else if (errno != ENOENT && errno != ENOTDIR) {
+		return err_why(why, whylen, ERR_DENIED, "cannot reach %s: %s", dir, strerror(errno));
+	}
+	return err_why(why, whylen, ERR_NOTFOUND, "no vault at %s%s: give --vault DIR or set DICOMVAULT_HOME", dir,
+	               what);
+}
+
 enum err vault_check(const char *dir, char *why, size_t whylen)
 {
 	static const struct {
@@ -597,8 +613,11 @@ enum err vault_check(const char *dir, char *why, size_t whylen)
 	char p[VAULT_PATH_MAX + 64];
 	bool has_key, has_pass;
 	size_t i;
-	enum err rc = ERR_OK;
+	enum err rc;
 
+	/* checking "." of a directory that is not there said "DIR/. is
+	 * missing", which did not tell a new user what to do */
+	rc = vault_present(dir, why, whylen);
 	for (i = 0; rc == ERR_OK && i < sizeof files / sizeof files[0]; i++)
 		rc = check_mode(dir, files[i].name, files[i].max, files[i].need, why, whylen);
 	if (rc != ERR_OK)

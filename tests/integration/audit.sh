@@ -290,7 +290,7 @@ check "--help: exit 0, usage" "[ $? -eq 0 ] && grep -q 'usage: dicomvault audit 
 $DV --help | grep -q 'audit verify'
 check "listed in dicomvault --help" "[ $? -eq 0 ]"
 $DV audit verify --vault "$T/nope" >"$T/out" 2>&1
-check "missing vault: exit 1, says so" "[ $? -eq 1 ] && grep -q 'no vault there' $T/out"
+check "missing vault: exit 1, says so" "[ $? -eq 1 ] && grep -q 'no vault at $T/nope: give --vault DIR' $T/out"
 rm -f "$W/audit/audit.log"
 $DV audit verify --vault "$W" >"$T/out" 2>&1
 check "missing log: exit 1, says so" "[ $? -eq 1 ] && grep -q 'no audit log' $T/out"

@@ -168,6 +168,29 @@ for c in init serve dump json deid import export reidentify user token audit; do
 	"$DV" $c -h >"$T/h.out" 2>"$T/h.err"
 	check "$c -h: exit 0 with the usage on stdout" "[ \$? = 0 ] && grep -qi usage $T/h.out && [ ! -s $T/h.err ]"
 done
+# no vault where the commands look (./vault when neither --vault nor
+# DICOMVAULT_HOME is given, as README's lines typed from a checkout): each
+# says so and how to name one, exit 1 (it said "./vault/. is missing")
+mkdir -m 700 "$T/empty"
+while IFS='|' read -r what args; do
+	(cd "$T/empty" && unset DICOMVAULT_HOME && eval "\"\$DV\" $args" </dev/null >"$T/nov.out" 2>"$T/nov.err")
+	check "no ./vault: $what: exit 1, no vault at ./vault, give --vault DIR or set DICOMVAULT_HOME" \
+		"[ \$? = 1 ] && [ \$(wc -l <$T/nov.err) = 1 ] && grep -qx 'dicomvault [a-z ]*: no vault at ./vault: give --vault DIR or set DICOMVAULT_HOME' $T/nov.err"
+done <<'EOF'
+user add|user add bob --role physician
+user grant|user grant bob --role physician --all
+user list|user list
+token list|token list
+import|import /etc/hostname
+export|export --study 1.2.3 --out out
+serve|serve --http 127.0.0.1:0 --dicom 127.0.0.1:0
+audit report|audit report --break-glass
+audit verify|audit verify
+audit reanchor|audit reanchor
+EOF
+(cd "$T/empty" && DICOMVAULT_HOME="$T/none" "$DV" user list >"$T/nov.out" 2>"$T/nov.err")
+check "DICOMVAULT_HOME naming no vault: exit 1, named" \
+	"[ \$? = 1 ] && grep -qx 'dicomvault user: no vault at $T/none: give --vault DIR or set DICOMVAULT_HOME' $T/nov.err"
 for c in dump json; do
 	"$DV" $c --vault "$T/nowhere" "$CT" >"$T/nv.out" 2>&1
 	check "$c takes --vault like every subcommand (SPEC 2) and needs none" "[ \$? = 0 ] && [ -s $T/nv.out ]"

@@ -89,6 +89,35 @@ TEST(check_refuses_loose_permissions)
 	CHECK(vault_check(dir, why, sizeof why) == ERR_OK);
 }
 
+/* No directory where the vault should be: the words every command says,
+ * naming it and how to give another (checking "DIR/." said "DIR/. is
+ * missing"); a file there is not taken for one. */
+TEST(check_names_a_missing_vault)
+{
+	char dir[512], why[256], want[600];
+	struct vault *v = NULL;
+	FILE *f;
+
+	snprintf(dir, sizeof dir, "%s/none", base);
+	snprintf(want, sizeof want, "no vault at %s: give --vault DIR or set DICOMVAULT_HOME", dir);
+	CHECK(vault_present(dir, why, sizeof why) == ERR_NOTFOUND);
+	CHECK_EQ_STR(why, want);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_NOTFOUND);
+	CHECK_EQ_STR(why, want);
+	CHECK(vault_open(dir, NULL, &v, why, sizeof why) == ERR_NOTFOUND && v == NULL);
+	CHECK_EQ_STR(why, want);
+	snprintf(dir, sizeof dir, "%s/none/deeper", base);
+	CHECK(vault_present(dir, why, sizeof why) == ERR_NOTFOUND && strstr(why, "no vault at ") == why);
+	snprintf(dir, sizeof dir, "%s/file", base);
+	f = fopen(dir, "w");
+	CHECK(f != NULL);
+	if (f != NULL)
+		fclose(f);
+	CHECK(vault_check(dir, why, sizeof why) == ERR_NOTFOUND && strstr(why, "(not a directory)") != NULL);
+	CHECK(make_vault("p", NULL, dir, sizeof dir) == ERR_OK);
+	CHECK(vault_present(dir, why, sizeof why) == ERR_OK);
+}
+
 /* Writes the 32-byte master key k into dir's keys/master.key (the DVMK
  * file as init writes it) and returns vault_check's verdict. */
 static enum err check_with_key(const char *dir, const uint8_t k[32], char *why, size_t whylen)
@@ -253,6 +282,7 @@ int main(void)
 	mkdir(base, 0700);
 	RUN(open_key_file_vault);
 	RUN(check_refuses_loose_permissions);
+	RUN(check_names_a_missing_vault);
 	RUN(check_refuses_zero_key_and_missing_files);
 	RUN(check_refuses_weak_key);
 	RUN(init_refuses_weak_passphrase);
