@@ -7,6 +7,7 @@
 #   DEMO_PORT     port (default 8443)
 #   DEMO_SAMPLES  all (default) or pydicom (quick: no synthetic series)
 #   DEMO_NO_WAIT  1: stop the server once loaded (for tests)
+#   DEMO_DICOM_PORT  DICOM-TLS port (default: [dicom] listen of the vault, 2762)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -33,7 +34,9 @@ SECRET=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["totp_sec
 PW=$(cat "$DIR/admin.password")
 U="https://127.0.0.1:$PORT"
 
-"$DV" serve --vault "$V" --http "127.0.0.1:$PORT" >"$DIR/serve.out" 2>"$DIR/serve.log" &
+DICOM_OPT=()
+[ -z "${DEMO_DICOM_PORT:-}" ] || DICOM_OPT=(--dicom "127.0.0.1:$DEMO_DICOM_PORT")
+"$DV" serve --vault "$V" --http "127.0.0.1:$PORT" "${DICOM_OPT[@]}" >"$DIR/serve.out" 2>"$DIR/serve.log" &
 SRV=$!
 trap 'kill $SRV 2>/dev/null; wait $SRV 2>/dev/null' EXIT INT TERM
 for _ in $(seq 300); do
@@ -83,8 +86,10 @@ PYEOF
 fi
 
 # the DICOM-TLS listener's line ("DICOM-TLS port P AE T, N peers"), or why
-# it did not start (its port taken: HTTPS is served alone)
-DICOM=$(sed -n 's/^dicomvault: DICOM-TLS port \([0-9]*\) AE \([^,]*\),.*/DICOM-TLS on 127.0.0.1:\1, AE title \2: add a [peer "AE"] section to dicomvault.conf (docs\/internals\/dimse.md)/p' "$DIR/serve.out")
+# it did not start (its port taken: HTTPS is served alone); a peer to add
+# only while there is none (it said so with peers configured too)
+DICOM=$(sed -n -e 's/^dicomvault: DICOM-TLS port \([0-9]*\) AE \([^,]*\), 0 peers.*/DICOM-TLS on 127.0.0.1:\1, AE title \2: add a [peer "AE"] section to dicomvault.conf (README.md, "DICOM peers")/p' \
+	-e 's/^dicomvault: DICOM-TLS port \([0-9]*\) AE \([^,]*\), \([0-9]*\) peers.*/DICOM-TLS on 127.0.0.1:\1, AE title \2, peers in dicomvault.conf: \3/p' "$DIR/serve.out")
 [ -n "$DICOM" ] || DICOM="not started ($(grep -o 'DICOM-TLS not started: [^;]*' "$DIR/serve.log" | head -1))"
 cat <<MSG
 
