@@ -1570,7 +1570,10 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	                        MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT,
 	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNECTIONS,
-	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_PER_IP,
+	                        /* behind a proxy every client is the proxy's address: no
+	                         * limit per address (the proxy's own limits per client) */
+	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	                        (unsigned int)(nproxies > 0 ? HTTP_MAX_CONNECTIONS : HTTP_MAX_PER_IP),
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
 	                        MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
 	                        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)64,
