@@ -17,6 +17,8 @@ Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -89,6 +91,20 @@ def main():
     check("five failures from one client behind the proxy lock that client (429)", st == 429, st)
     st = login(v, "bob", USER_PASSWORD, totp(bob), "198.51.100.10")
     check("another client behind the same proxy logs in (200)", st == 200, st)
+    # every client of the proxy is its address: no limit of 16 per address
+    held = []
+    try:
+        for _ in range(20):
+            t = v.ctx.wrap_socket(socket.create_connection(("127.0.0.1", v.port), timeout=10),
+                                  server_hostname="localhost")
+            held.append(t)
+        st, _, _ = v.request("GET", "/healthz", auth=False)
+    except (OSError, ssl.SSLError) as e:
+        st = repr(e)
+    check("20 connections held open from the proxy's address: a 21st is served", len(held) == 20 and st == 200,
+          (len(held), st))
+    for t in held:
+        t.close()
     v.stop()
 
     # without trusted_proxies: the header is ignored
