@@ -320,6 +320,8 @@ const char *wado_json_media(struct http_req *r)
  * the two the one with the higher q is sent (explicit VR little endian
  * asked with q=1 beside transfer-syntax=* with q=0.1: re-encoded). Nothing
  * is compressed. */
+static bool web_forbidden_ts(const char *ts);
+
 static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS])
 {
 	size_t i;
@@ -328,7 +330,8 @@ static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[
 
 	memset(dz, 0, DICOMWEB_MAX_TS * sizeof dz[0]);
 	for (i = 0; i < l->nts; i++) {
-		unsigned qt = wado_accept_q(r, "multipart/related", "application/dicom", l->ts[i]);
+		unsigned qt = web_forbidden_ts(l->ts[i]) ? 0 : wado_accept_q(r, "multipart/related", "application/dicom",
+		                                                              l->ts[i]);
 		bool can = strcmp(l->ts[i], NATIVE_TS) != 0 && dcm_transcode_takes(l->ts[i]);
 		/* the higher q wins (RFC 9110 12.5.1), the stored bytes on a tie */
 		if (qt > 0 && !(can && qe > qt))
@@ -338,6 +341,16 @@ static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[
 		dz[i] = true;
 	}
 	return l->nts > 0;
+}
+
+/* PS3.18 8.7.3: implicit VR little endian and explicit VR big endian
+ * "shall not be used with Web Services". An object stored in one of them
+ * (a C-STORE peer that offered only implicit VR, an imported file) is
+ * re-encoded into explicit VR little endian, the same data set, whatever
+ * the Accept header says; 406 if that is refused. */
+static bool web_forbidden_ts(const char *ts)
+{
+	return strcmp(ts, "1.2.840.10008.1.2") == 0 || strcmp(ts, "1.2.840.10008.1.2.2") == 0;
 }
 
 /* ---- study, series and instance retrieval ---- */
@@ -593,6 +606,8 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		}
 		ds->dz[ds->l.it[0].ts] = true;
 	}
+	if (!mp && web_forbidden_ts(ds->l.ts[ds->l.it[0].ts]))
+		ds->dz[ds->l.it[0].ts] = true;   /* WADO-URI too */
 	if (mp && !accept_dicom(r, &ds->l, ds->dz)) {
 		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,

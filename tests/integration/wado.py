@@ -904,8 +904,16 @@ def main():
           g is not None and g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and g.SOPInstanceUID == sop_i and
           numpy.array_equal(g.pixel_array, pydicom.dcmread(files["mr_implicit"]).pixel_array), r.status)
     r = request("GET", wado_uri)
-    check("WADO-URI without transferSyntax: the stored bytes",
-          r.status == 200 and r.body == open(files["mr_implicit"], "rb").read(), r.status)
+    g = pydicom.dcmread(io.BytesIO(r.body)) if r.status == 200 else None
+    check("WADO-URI without transferSyntax of an implicit VR instance: re-encoded into explicit VR LE "
+          "(PS3.18 8.7.3 bars implicit VR from web services)",
+          g is not None and g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" and g.SOPInstanceUID == sop_i and
+          numpy.array_equal(g.pixel_array, pydicom.dcmread(files["mr_implicit"]).pixel_array), r.status)
+    r = get(inst_path(files["mr_implicit"]), 'multipart/related; type="application/dicom"; transfer-syntax=*')
+    parts = parts_of(r) if r.status == 200 else []
+    check("WADO-RS of an implicit VR instance with transfer-syntax=*: re-encoded into explicit VR LE",
+          len(parts) == 1 and parts[0][0].get("content-type") == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
+          (r.status, parts[0][0] if parts else None))
     r = request("GET", wado_uri + "&transferSyntax=1.2.840.10008.1.2.2")
     check("WADO-URI transferSyntax=big endian: 406 (only the stored one or explicit VR LE)",
           is_problem(r, 406), r.status)
