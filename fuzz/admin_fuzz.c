@@ -124,14 +124,16 @@ static void fuzz_user(const uint8_t *p, size_t n)
 			abort();
 		return;
 	}
+	/* an empty collection: none given (the role's default scope) */
 	if (rc != ERR_OK || !users_name_ok(u.username) || (unsigned)u.role >= ACCESS_ROLE__N ||
-	    strlen(u.collection) == 0 || strlen(u.collection) > ACCESS_NAME_MAX || u.expires < 0)
+	    strlen(u.collection) > ACCESS_NAME_MAX || u.expires < 0)
 		abort();
 	o = json_object();
 	if (o != NULL) {
 		json_object_set_new(o, "username", json_string(u.username));
 		json_object_set_new(o, "role", json_string(access_role_name(u.role)));
-		json_object_set_new(o, "collection", json_string(u.collection));
+		if (u.collection[0] != 0)
+			json_object_set_new(o, "collection", json_string(u.collection));
 		time_member(o, "expires", u.expires);
 	}
 	s = dump(o);

@@ -131,9 +131,24 @@ static enum err store_early(const uint8_t *data, size_t size, const uint8_t sha[
 }
 
 /* The data sets (what follows the file meta) of two Part 10 files. */
-static bool same_data_set(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+/* Where f's data set ends for comparing two copies of an instance: before
+ * a Data Set Trailing Padding (FFFC,FFFC) that is its last element (the
+ * store takes a copy with or without one, or with another, as the same). */
+static size_t cmp_end(const struct dcm_file *f, size_t n)
 {
-	struct dcm_read_opts ro = { .bulk_threshold = 64, .stop_tag = 0x00080000 };
+	const struct dcm_elem *last = f->ds.n > 0 ? &f->ds.e[f->ds.n - 1] : NULL;
+
+	if (last == NULL || last->tag != 0xFFFCFFFCu || f->ts == NULL || f->ts->deflated || last->off < f->ds_off ||
+	    last->off > n)
+		return n;
+	return (size_t)last->off;
+}
+
+/* a's and b's data sets, from their meta's end to cmp_end (whole = true:
+ * to their end), are the same bytes. */
+static bool same_data_set_to(const uint8_t *a, size_t an, const uint8_t *b, size_t bn, bool whole)
+{
+	struct dcm_read_opts ro = { .bulk_threshold = 64, .stop_tag = whole ? 0x00080000 : 0 };
 	struct dcm_file *fa = NULL, *fb = NULL;
 	struct dcm_errinfo ei;
 	struct src_mem m;
@@ -143,13 +158,20 @@ static bool same_data_set(const uint8_t *a, size_t an, const uint8_t *b, size_t 
 	src_mem_init(&s, &m, a, an);
 	if (dcm_file_read(&s, &ro, &fa, &ei) == ERR_OK) {
 		src_mem_init(&s, &m, b, bn);
-		if (dcm_file_read(&s, &ro, &fb, &ei) == ERR_OK)
-			same = fa->ds_off <= an && fb->ds_off <= bn && an - fa->ds_off == bn - fb->ds_off &&
-			       memcmp(a + fa->ds_off, b + fb->ds_off, an - fa->ds_off) == 0;
+		if (dcm_file_read(&s, &ro, &fb, &ei) == ERR_OK) {
+			size_t ea = whole ? an : cmp_end(fa, an), eb = whole ? bn : cmp_end(fb, bn);
+			same = fa->ds_off <= ea && fb->ds_off <= eb && ea - fa->ds_off == eb - fb->ds_off &&
+			       memcmp(a + fa->ds_off, b + fb->ds_off, ea - fa->ds_off) == 0;
+		}
 	}
 	dcm_file_free(fa);
 	dcm_file_free(fb);
 	return same;
+}
+
+static bool same_data_set(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+	return same_data_set_to(a, an, b, bn, true) || same_data_set_to(a, an, b, bn, false);
 }
 
 static size_t trimmed(const char *s, size_t n)
