@@ -172,8 +172,9 @@ done
 # DICOMVAULT_HOME is given, as README's lines typed from a checkout): each
 # says so and how to name one, exit 1 (it said "./vault/. is missing")
 mkdir -m 700 "$T/empty"
+DVA=$(cd "$(dirname "$DV")" && pwd)/$(basename "$DV")   # DV may be relative to here
 while IFS='|' read -r what args; do
-	(cd "$T/empty" && unset DICOMVAULT_HOME && eval "\"\$DV\" $args" </dev/null >"$T/nov.out" 2>"$T/nov.err")
+	(cd "$T/empty" && unset DICOMVAULT_HOME && eval "\"\$DVA\" $args" </dev/null >"$T/nov.out" 2>"$T/nov.err")
 	check "no ./vault: $what: exit 1, no vault at ./vault, give --vault DIR or set DICOMVAULT_HOME" \
 		"[ \$? = 1 ] && [ \$(wc -l <$T/nov.err) = 1 ] && grep -qx 'dicomvault [a-z ]*: no vault at ./vault: give --vault DIR or set DICOMVAULT_HOME' $T/nov.err"
 done <<'EOF'
@@ -188,7 +189,7 @@ audit report|audit report --break-glass
 audit verify|audit verify
 audit reanchor|audit reanchor
 EOF
-(cd "$T/empty" && DICOMVAULT_HOME="$T/none" "$DV" user list >"$T/nov.out" 2>"$T/nov.err")
+(cd "$T/empty" && DICOMVAULT_HOME="$T/none" "$DVA" user list >"$T/nov.out" 2>"$T/nov.err")
 check "DICOMVAULT_HOME naming no vault: exit 1, named" \
 	"[ \$? = 1 ] && grep -qx 'dicomvault user: no vault at $T/none: give --vault DIR or set DICOMVAULT_HOME' $T/nov.err"
 for c in dump json; do
