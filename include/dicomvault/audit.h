@@ -262,6 +262,15 @@ WUR enum err audit_verify_ex(const char *path, const struct audit_verify_opts *o
 WUR enum err audit_reanchor(const char *path, const struct secret *sk, const uint8_t pk[SIGN_PK_LEN],
                             uint64_t *old_seq, struct audit_verify_result *res);
 
+/* The reason of the newest event record of action among the last max
+ * bytes of the log at path (a line cut by that bound is not read), for a
+ * writer that continues from what it recorded last (serve's
+ * config-change). Only a line whose hash matches its bytes counts: this
+ * checks neither the chain nor signatures (that is audit verify's job).
+ * *found false: none there (reason untouched). ERR_NOTFOUND: no file. */
+WUR enum err audit_last_event(const char *path, const char *action, size_t max, char *reason, size_t cap,
+                              bool *found);
+
 /* Reads a public key file (64 hex digits, an optional newline) such as
  * DIR/keys/audit.pub. */
 WUR enum err audit_pubkey_read(const char *path, uint8_t pk[SIGN_PK_LEN]);

@@ -13,6 +13,7 @@ struct serve_opts {
 	const char *dicom_listen;     /* --dicom HOST:PORT (DICOM-TLS); NULL: [dicom] listen if
 	                               * configured, else 127.0.0.1:2762 */
 	bool json;                    /* --json: the listeners as one JSON line */
+	const char *operator_name;    /* who runs it (the config-change record's user), or NULL */
 };
 
 /* Runs the server. Prints "dicomvault: serving https://HOST:PORT/" on

@@ -50,6 +50,10 @@ struct deid_masks;
 struct vault {
 	char dir[VAULT_PATH_MAX];
 	struct ini *conf;
+	/* the bytes of dicomvault.conf conf was parsed from (serve records
+	 * their SHA-256: vault_conf_audit) */
+	uint8_t *conf_text;
+	size_t conf_len;
 	/* The named sections and [auth] of conf, read once by vault_open
 	 * (vault_conf_check): every command and listener uses these. */
 	struct peers *peers;
@@ -84,6 +88,23 @@ void vault_close(struct vault *v);
  * opens, before it changes anything. */
 struct audit;
 WUR enum err vault_audit_open(struct vault *v, struct audit **out);
+
+/* serve's record of the configuration it runs with (SPEC section 8: a
+ * configuration change is audited). When the SHA-256 of conf_text is not
+ * the one named by the log's newest config-change record among its last
+ * VAULT_CONF_SCAN_MAX bytes (or there is none there: the first start, or
+ * one after that many bytes of records), appends a config-change record
+ * as by: "dicomvault.conf sha256 NEW, was OLD: CHANGES" (or ", none
+ * recorded before"), where CHANGES names the sections and keys added (+),
+ * removed (-) or changed, never their values, as far as AUDIT_FIELD_MAX
+ * allows. They come from a copy of the file last recorded,
+ * VAULT_CONF_AUDITED (mode 0600), written after each record and used only
+ * if its SHA-256 is OLD: the log, not the copy, decides whether the file
+ * changed. ERR_IO: the record could not be written (serve then stops). */
+#define VAULT_CONF_SCAN_MAX (8u << 20)
+#define VAULT_CONF_AUDITED "audit/dicomvault.conf.audited"
+struct audit_actor;
+WUR enum err vault_conf_audit(struct vault *v, struct audit *au, const struct audit_actor *by);
 
 /* Crash recovery of the object store (core/recover.c), run by vault_open:
  * removes temporary files of unfinished writes and objects written but

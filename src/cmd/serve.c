@@ -64,5 +64,6 @@ int cmd_serve(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	o.vault_dir = dir;
+	o.operator_name = cmd_operator();
 	return serve_run(&o);
 }

@@ -1696,6 +1696,92 @@ enum err audit_verify(const char *path, struct audit_verify_result *out)
 	return audit_verify_ex(path, NULL, out);
 }
 
+/* Reads the last want bytes of fd (size bytes) into a new buffer. */
+static enum err read_end(int fd, off_t size, size_t want, char **out)
+{
+	char *buf = malloc(want + 1);
+	size_t got = 0;
+
+	if (buf == NULL)
+		return ERR_NOMEM;
+	while (got < want) {
+		ssize_t r = pread(fd, buf + got, want - got, size - (off_t)(want - got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			free(buf);
+			return ERR_IO;
+		}
+		got += (size_t)r;
+	}
+	*out = buf;
+	return ERR_OK;
+}
+
+/* Whether the line (n bytes) is an intact event of action; then its
+ * reason ("" if none) into reason. The pattern found first is a cheap
+ * filter: inside a JSON string a quote is escaped, so "action":"X" is
+ * only ever the member itself. */
+static bool event_of(const char *p, size_t n, const char *pat, size_t plen, const char *action, char *reason,
+                     size_t cap)
+{
+	struct line_info li;
+	char why[192];
+	json_t *o;
+	bool ok;
+
+	if (memmem(p, n, pat, plen) == NULL || line_check(p, n, &li, why, sizeof why) != AUDIT_OK || li.checkpoint)
+		return false;
+	o = json_loadb(p, n, 0, NULL);
+	ok = o != NULL && get_str(o, "action", 0) != NULL && strcmp(get_str(o, "action", 0), action) == 0;
+	if (ok) {
+		const char *r = get_str(o, "reason", 0);
+		snprintf(reason, cap, "%s", r != NULL ? r : "");
+	}
+	json_decref(o);
+	return ok;
+}
+
+enum err audit_last_event(const char *path, const char *action, size_t max, char *reason, size_t cap, bool *found)
+{
+	char pat[AUDIT_ACTION_MAX + 16], *buf = NULL;
+	struct stat st;
+	size_t want, end, start;
+	int fd, plen;
+	enum err rc;
+
+	*found = false;
+	if (!audit_action_ok(action))
+		return ERR_PARSE;
+	plen = snprintf(pat, sizeof pat, "\"action\":\"%s\"", action);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? ERR_NOTFOUND : ERR_IO;
+	if (fstat(fd, &st) != 0) {
+		close(fd);
+		return ERR_IO;
+	}
+	want = (uint64_t)st.st_size < max ? (size_t)st.st_size : max;
+	rc = read_end(fd, st.st_size, want, &buf);
+	close(fd);
+	if (rc != ERR_OK)
+		return rc;
+	/* newest first; a last line without newline is being written (or
+	 * torn) and the first one may be cut by the bound: neither is read */
+	for (end = want; end > 0 && buf[end - 1] != '\n'; end--)
+		;
+	while (end > 0 && !*found) {
+		for (start = end - 1; start > 0 && buf[start - 1] != '\n'; start--)
+			;
+		if (start == 0 && want < (size_t)st.st_size)
+			break;
+		*found = event_of(buf + start, end - 1 - start, pat, (size_t)plen, action, reason, cap);
+		end = start;
+	}
+	free(buf);
+	return ERR_OK;
+}
+
 enum err audit_pubkey_read(const char *path, uint8_t pk[SIGN_PK_LEN])
 {
 	uint8_t key[SIGN_PK_LEN];

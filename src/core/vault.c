@@ -945,6 +945,9 @@ enum err vault_open(const char *dir, const struct vault_open_opts *o, struct vau
 			goto out;
 		}
 	}
+	v->conf_text = text;   /* kept: serve records its hash */
+	v->conf_len = n;
+	text = NULL;
 	*out = v;
 	v = NULL;
 	rc = ERR_OK;
@@ -970,6 +973,7 @@ void vault_close(struct vault *v)
 	access_collections_free(v->colls);
 	deid_masks_free(v->masks);
 	ini_free(v->conf);
+	free(v->conf_text);
 	secret_free(v->mk);
 	secret_free(v->index_key);
 	secret_free(v->audit_sk);

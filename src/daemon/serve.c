@@ -1,8 +1,9 @@
 /* serve.c: the server process of `dicomvault serve`. Disables core dumps
  * and ptrace (it holds the master key), opens the vault (vault_open
- * refuses loose permissions and weak keys), the audit trail and the login
- * service, starts the HTTPS listener and waits for SIGINT or SIGTERM with
- * those signals blocked in every thread, then stops in order. For now one
+ * refuses loose permissions and weak keys), the audit trail (where it
+ * records the configuration when it changed) and the login service,
+ * starts the HTTPS listener and waits for SIGINT or SIGTERM with those
+ * signals blocked in every thread, then stops in order. For now one
  * process: the privilege-separated roles of STYLE.md (netd, keyd, stored,
  * auditd) come later (docs/internals/http.md). Layer: daemon. */
 #include <jansson.h>
@@ -109,6 +110,14 @@ int serve_run(const struct serve_opts *o)
 	if (vault_audit_open(v, &au) != ERR_OK) {
 		fprintf(stderr, "dicomvault serve: cannot open the audit trail %s/%s (run 'dicomvault audit verify')\n",
 		        v->dir, AUDIT_LOG_PATH);
+		goto out;
+	}
+	/* before anything listens: the configuration it will run with is in
+	 * the trail, or serve does not start */
+	if (vault_conf_audit(v, au, &(struct audit_actor){ .user = o->operator_name, .role = "operator",
+	                                                   .addr = "local" }) != ERR_OK) {
+		fprintf(stderr, "dicomvault serve: cannot record the configuration in the audit trail %s/%s\n", v->dir,
+		        AUDIT_LOG_PATH);
 		goto out;
 	}
 	{

@@ -634,6 +634,67 @@ TEST(reopen_continues_the_chain)
 	CHECK_EQ_INT(r.last_seq, 5);
 }
 
+/* audit_last_event: the newest intact record of the action within the
+ * bound, whose line is whole (serve's config-change). */
+TEST(last_event_found_in_the_tail)
+{
+	char path[300], reason[300] = "";
+	struct audit *a = NULL;
+	struct audit_rec r = rec(AUDIT_CONFIG_CHANGE, "root");
+	struct lines ls;
+	size_t size;
+	bool found = true;
+	FILE *f;
+
+	new_log(path, sizeof path);
+	CHECK(make_log(path, 2) == ERR_OK);
+	CHECK(audit_last_event(path, AUDIT_CONFIG_CHANGE, 1u << 20, reason, sizeof reason, &found) == ERR_OK);
+	CHECK(!found);
+	CHECK(audit_open_path(path, &a) == ERR_OK);
+	r.reason = "first";
+	CHECK(audit_append(a, &r) == ERR_OK);
+	r.reason = "second \"action\":\"store\"";
+	CHECK(audit_append(a, &r) == ERR_OK);
+	audit_close(a);
+	CHECK(make_log(path, 3) == ERR_OK);
+	CHECK(audit_last_event(path, AUDIT_CONFIG_CHANGE, 1u << 20, reason, sizeof reason, &found) == ERR_OK);
+	CHECK(found);
+	CHECK_EQ_STR(reason, "second \"action\":\"store\"");
+	/* a reason that spells another action is not that action's record */
+	CHECK(audit_last_event(path, AUDIT_STORE, 1u << 20, reason, sizeof reason, &found) == ERR_OK);
+	CHECK(found);
+	CHECK_EQ_STR(reason, "");
+	/* the newest one edited: its hash fails, the one before counts */
+	lines_read(path, &ls);
+	*strstr(ls.l[ls.n - 4], "second") = 'S';
+	lines_write(path, &ls);
+	lines_free(&ls);
+	CHECK(audit_last_event(path, AUDIT_CONFIG_CHANGE, 1u << 20, reason, sizeof reason, &found) == ERR_OK);
+	CHECK(found);
+	CHECK_EQ_STR(reason, "first");
+	/* a bound that leaves it out (the three store records after fit) */
+	f = fopen(path, "r");
+	CHECK(f != NULL && fseek(f, 0, SEEK_END) == 0);
+	size = f != NULL ? (size_t)ftell(f) : 0;
+	if (f != NULL)
+		fclose(f);
+	CHECK(audit_last_event(path, AUDIT_CONFIG_CHANGE, size / 3, reason, sizeof reason, &found) == ERR_OK);
+	CHECK(!found);
+	/* a last line without newline (a record being written) is not read */
+	f = fopen(path, "a");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		fputs("{\"v\":1,\"seq\":99,\"action\":\"config-change\"", f);
+		fclose(f);
+	}
+	CHECK(audit_last_event(path, AUDIT_CONFIG_CHANGE, 1u << 20, reason, sizeof reason, &found) == ERR_OK);
+	CHECK(found);
+	CHECK_EQ_STR(reason, "first");
+	new_log(path, sizeof path);
+	CHECK(audit_last_event(path, AUDIT_CONFIG_CHANGE, 1u << 20, reason, sizeof reason, &found) == ERR_NOTFOUND);
+	CHECK(audit_last_event(path, "Not An Action", 1u << 20, reason, sizeof reason, &found) == ERR_PARSE);
+}
+
 /* A 10-record log, changed by f, then verified. */
 static struct audit_verify_result tampered(void (*f)(struct lines *ls))
 {
@@ -1627,6 +1688,7 @@ int main(void)
 	RUN(fields_and_time);
 	RUN(patient_list_over_several_records);
 	RUN(reopen_continues_the_chain);
+	RUN(last_event_found_in_the_tail);
 	RUN(verify_detects_tampering);
 	RUN(verify_link_and_rewrite);
 	RUN(empty_missing_and_damaged_logs);
