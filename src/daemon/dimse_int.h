@@ -63,6 +63,8 @@ struct dimse_assoc {
 	bool via_jwt;                  /* the identity was a JWT (else an API token) */
 	int64_t jwt_exp;               /* its "exp": checked again at each operation */
 	struct auth_session user;
+	char session[AUDIT_SESSION_REF_LEN];   /* audit_session_ref of the API token or JWT, as HTTPS
+	                                        * records name a token's session */
 	char ua[128];                  /* "AE CALLING": the peer in the audit records of the user; or
 	                                * the user name a type 1 identity claims (not verified) */
 	bool claimed;                  /* a type 1 identity, noted in ua: the peer still acts */

@@ -103,8 +103,12 @@ void dimse_assoc_actor(const struct dimse_assoc *a, struct audit_actor *act)
 	act->user = a->calling[0] ? a->calling : NULL;
 	act->role = "dicom-peer";
 	if (a->as_user) {
-		/* the vault user acts; the peer shows as the agent */
+		/* the vault user acts, with the role and the session reference
+		 * records of the same token over HTTPS give; the peer shows as
+		 * the agent */
 		act->user = a->user.user;
+		act->role = a->user.role[0] ? a->user.role : act->role;
+		act->session = a->session[0] ? a->session : NULL;
 		act->user_agent = a->ua;
 	} else if (a->claimed) {
 		act->user_agent = a->ua;   /* the name the peer gave, beside the peer */
@@ -582,6 +586,7 @@ static bool identity_refused(struct dimse_assoc *a, const struct peer *pe, const
 	char reason[240];
 
 	memset(&a->user, 0, sizeof a->user);
+	a->session[0] = 0;
 	snprintf(reason, sizeof reason, "%s (peer %s)", why, pe->ae);
 	dimse_assoc_audit(a, DIMSE_AUDIT_ASSOC, AUDIT_DENIED, reason, NULL);
 	log_warn("association of %s from %s refused: %s", pe->ae, a->addr, why);
@@ -619,6 +624,7 @@ static bool jwt_identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const st
 	a->as_user = true;
 	a->via_jwt = true;
 	a->jwt_exp = c.exp;
+	audit_session_ref(secret_view(rq->id_primary), secret_len(rq->id_primary), a->session);
 	snprintf(a->ua, sizeof a->ua, "AE %s", pe->ae);
 	return true;
 }
@@ -691,6 +697,7 @@ static bool identity_ok(struct dimse_srv *s, struct dimse_assoc *a, const struct
 	if (why != NULL)
 		return identity_refused(a, pe, why);
 	a->as_user = true;
+	audit_session_ref(secret_view(rq->id_secondary), secret_len(rq->id_secondary), a->session);
 	snprintf(a->ua, sizeof a->ua, "AE %s", pe->ae);
 	return true;
 }

@@ -23,6 +23,7 @@ her JWT association refuses her next operation; bad [auth] jwt_* settings
 stop serve at start. Built with lib/dul.py (the client certificate made with openssl).
 Prints ok/not ok lines. Layer: tests."""
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -114,6 +115,11 @@ def release(s):
 def rejected(t, body):
     """Whether (t, body) is an A-ASSOCIATE-RJ permanent, service-user, reason 1."""
     return t == 3 and len(body) >= 4 and body[1:4] == bytes([1, 1, 1])
+
+
+def ref(token):
+    """audit_session_ref: the session reference records give a token."""
+    return hashlib.sha256(b"dicomvault-session:" + token.encode()).hexdigest()[:16]
 
 
 def ident(user, token, positive=False):
@@ -387,6 +393,18 @@ def main():
           len(alice_ok) == 1 and alice_ok[0]["actor"].get("ua") == "AE UPEER" and alice_ok[0]["actor"].get("cert"),
           alice_ok)
     check("audit: alice's refused C-STOREs, denied (2)", len(alice_no) == 2, alice_no)
+    as_alice = [x for x in recs if x.get("actor", {}).get("user") == "alice" and
+                x["actor"].get("ua") in ("AE UPEER", "AE GPEER", "AE STRICT")]
+    check("audit: the records of alice's associations give her role and her token's session reference, "
+          "as over HTTPS", len(as_alice) >= 10 and
+          all(x["actor"].get("role") == "radiologist" and x["actor"].get("session") in (ref(toks["a"]), ref(toks["r"]))
+              for x in as_alice) and any(x["actor"].get("session") == ref(toks["a"]) for x in as_alice),
+          [(x["action"], x["actor"]) for x in as_alice if x["actor"].get("role") != "radiologist" or
+           x["actor"].get("session") not in (ref(toks["a"]), ref(toks["r"]))][:4])
+    peer_own = [x for x in recs if x.get("actor", {}).get("user") in ("UPEER", "GPEER")]
+    check("audit: the peer's own records: role dicom-peer, no session",
+          len(peer_own) > 0 and all(x["actor"].get("role") == "dicom-peer" and "session" not in x["actor"]
+                                    for x in peer_own), [x["actor"] for x in peer_own][:4])
     check("audit: the peer's own C-STOREs name the peer",
           len([x for x in stores if x["actor"].get("user") == "UPEER"]) == 2)
     check("audit: alice's queries name alice",
@@ -463,14 +481,16 @@ def jwt_part(PP):
         return dul.user_identity(5, tok, b"", positive)
 
     S1, S2 = S + "1", S + "2"
-    s, t, body = associate("UPEER", jwt_ident(es256_jwt(claims("alice"), idp), positive=True))
+    jwt_a = es256_jwt(claims("alice"), idp)
+    s, t, body = associate("UPEER", jwt_ident(jwt_a, positive=True))
     check("JWT of alice (ES256, signed by openssl): accepted", t == 2, body)
     if t == 2:
         check("JWT: no server response item (we issue no token of ours)", 0x59 not in dul.user_items(body))
         st, got = find_studies(s, 1)
         check("JWT as alice: C-FIND finds S1 only (her grants)", st == 0 and got == [S1], (st, got))
     release(s)
-    s, t, body = associate("UPEER", jwt_ident(es256_jwt(claims("bob", aud=["x", "DICOMVAULT"]), idp)))
+    jwt_b = es256_jwt(claims("bob", aud=["x", "DICOMVAULT"]), idp)
+    s, t, body = associate("UPEER", jwt_ident(jwt_b))
     check("JWT of bob, aud as an array: accepted", t == 2, body)
     if t == 2:
         st, got = find_studies(s, 1)
@@ -531,6 +551,10 @@ def jwt_part(PP):
     ok_as = [x for x in recs if x.get("action") == "query" and x["actor"].get("user") in ("alice", "bob")]
     check("audit: the JWT users' queries name them, the peer as agent (3)",
           len(ok_as) == 3 and all(x["actor"].get("ua") == "AE UPEER" for x in ok_as), ok_as)
+    check("audit: the JWT users' queries give their role and the JWT's reference as session",
+          len(ok_as) == 3 and all(x["actor"].get("role") == "radiologist" for x in ok_as) and
+          [x["actor"].get("session") for x in ok_as if x["actor"]["user"] == "bob"] == [ref(jwt_b)] and
+          ok_as[0]["actor"].get("session") == ref(jwt_a), [x["actor"] for x in ok_as])
     check("audit: no token bytes in any record", not any("eyJ" in json.dumps(x) for x in recs))
     r = run("audit", "verify")
     check("audit verify after the JWT associations", r.returncode == 0, r.stdout + r.stderr)
