@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include "dicomvault/dataset.h"
 #include "dicomvault/err.h"
+#include "dicomvault/index.h"
 
 struct idx_blob;
 
@@ -106,6 +107,11 @@ struct qry_stats {
 	bool truncated;        /* more results matched past the limit */
 	bool one_patient;      /* all results are of one patient: patient below */
 	uint8_t patient[32];
+	/* likewise all of one study, one series, one instance (a retrieve's
+	 * record names them as WADO-RS's do); never above the query's level,
+	 * where the UIDs are "" */
+	bool one_study, one_series, one_sop;
+	char study[IDX_UID_MAX + 1], series[IDX_UID_MAX + 1], sop[IDX_UID_MAX + 1];
 	/* every patient of the results, once each, in order of first result:
 	 * npatients keys of 32 bytes (an audit record's accounting of
 	 * disclosures names them all); qry_stats_fini frees them */

@@ -1630,6 +1630,21 @@ static enum err add_patient(struct qry_stats *st, const uint8_t key[32])
 	return ERR_OK;
 }
 
+/* Keeps uid as the one of every result so far (first: the first result),
+ * or notes that there are several (or none, above the level). */
+static void one_uid(bool first, bool *one, char kept[IDX_UID_MAX + 1], const char *uid)
+{
+	size_t n = strlen(uid);
+
+	if (first) {
+		*one = n > 0 && n <= IDX_UID_MAX;
+		if (*one)
+			memcpy(kept, uid, n + 1);
+	} else if (*one && strcmp(kept, uid) != 0) {
+		*one = false;
+	}
+}
+
 static enum err process(struct run *ru, const struct idx_qrow *r)
 {
 	const struct qry *q = ru->q;
@@ -1677,6 +1692,9 @@ static enum err process(struct run *ru, const struct idx_qrow *r)
 	} else if (memcmp(ru->st->patient, r->pat.key_hmac, 32) != 0) {
 		ru->st->one_patient = false;
 	}
+	one_uid(ru->st->matches == 0, &ru->st->one_study, ru->st->study, r->st.uid);
+	one_uid(ru->st->matches == 0, &ru->st->one_series, ru->st->series, r->se.uid);
+	one_uid(ru->st->matches == 0, &ru->st->one_sop, ru->st->sop, r->in.uid);
 	ru->st->matches++;
 	memset(&h, 0, sizeof h);
 	h.f = res;

@@ -710,6 +710,20 @@ static enum err respond(struct get_run *gr, uint16_t status, bool remaining, con
 	return rc;
 }
 
+/* What a retrieve's record names of the instances it resolved (st): the
+ * patient, or every patient; and, as WADO-RS's records do, the study,
+ * series and instance when all are of one (whole: only when the
+ * identifier was resolved to its end, not stopped at too many). */
+static void retrieved_objects(const struct qry_stats *st, bool any, bool whole, struct audit_objects *obj)
+{
+	obj->patient = st->one_patient && any ? st->patient : NULL;
+	obj->patient_list = st->one_patient ? NULL : st->patients;
+	obj->npatient_list = st->one_patient ? 0 : st->npatients;
+	obj->study_uid = st->one_study && any && whole ? st->study : NULL;
+	obj->series_uid = st->one_series && any && whole ? st->series : NULL;
+	obj->sop_uid = st->one_sop && any && whole ? st->sop : NULL;
+}
+
 enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 {
 	struct dimse_find *fq = a->fq;
@@ -725,7 +739,7 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 	char why[256] = "", reason[220];
 	uint16_t status = DIMSE_SUCCESS;
 	bool move = a->rq.field == DIMSE_C_MOVE_RQ;
-	bool gone = false, recorded = false, audit_refused = false, patient_root = strcmp(a->rq.sop_class, move ? DIMSE_MOVE_PATIENT_ROOT : DIMSE_GET_PATIENT_ROOT) == 0;
+	bool gone = false, recorded = false, audit_refused = false, resolved = false, patient_root = strcmp(a->rq.sop_class, move ? DIMSE_MOVE_PATIENT_ROOT : DIMSE_GET_PATIENT_ROOT) == 0;
 	const struct peer *dest = NULL;
 	struct dimse_assoc *out = NULL;
 	enum audit_outcome outcome = AUDIT_SUCCESS;
@@ -813,6 +827,7 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 			log_error("C-GET from %s: %s", a->calling, err_str(rc));
 		goto done;
 	}
+	resolved = true;
 	gr.buf = malloc(READ_CHUNK);
 	if (gr.buf == NULL) {
 		status = DIMSE_REFUSED_OOR;
@@ -834,9 +849,7 @@ enum err dimse_get_run(struct dimse_assoc *a, uint8_t pcid)
 		memset(&obj, 0, sizeof obj);
 		obj.counted = true;
 		obj.instances = gr.n;
-		obj.patient = st.one_patient ? st.patient : NULL;
-		obj.patient_list = st.one_patient ? NULL : st.patients;
-		obj.npatient_list = st.one_patient ? 0 : st.npatients;
+		retrieved_objects(&st, true, true, &obj);
 		snprintf(reason, sizeof reason, "DIMSE %s %s %s%s%s: %zu to send", move ? "C-MOVE" : "C-GET",
 		         patient_root ? "patient root" : "study root", level_name, move ? " to " : "",
 		         move ? a->rq.move_dest : "", gr.n);
@@ -890,9 +903,7 @@ done:
 	memset(&obj, 0, sizeof obj);
 	obj.counted = true;
 	obj.instances = (uint64_t)gr.completed + gr.warning;
-	obj.patient = st.one_patient && gr.n > 0 ? st.patient : NULL;
-	obj.patient_list = st.one_patient ? NULL : st.patients;
-	obj.npatient_list = st.one_patient ? 0 : st.npatients;
+	retrieved_objects(&st, gr.n > 0, resolved, &obj);
 	if (gone || (status != DIMSE_SUCCESS && status != DIMSE_CANCEL && status != DIMSE_WARNING_SUBOPS))
 		outcome = status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE;
 	dimse_assoc_close(out);

@@ -624,6 +624,27 @@ PYEOF
 rc=$?
 check "one retrieve audit record per C-GET before it sends, one more after each that sent less" \
 	"[ $rc -eq 0 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep -q '\"GETTER\"'" "$T/getrecs"
+# what they retrieved, as WADO-RS's records name it: the study when every
+# instance is of one, the series and the instance likewise (st: study 1 of
+# two series; se: series 1.1; im and pa: one instance; ul: two patients)
+"$PY" - "$T/v/audit/audit.log" "$S" >"$T/getobjs" 2>&1 <<'PYEOF'
+import json, sys
+S = sys.argv[2]
+recs = [r for r in map(json.loads, open(sys.argv[1])) if r.get("action") == "retrieve" and
+        r["actor"].get("user") == "GETTER" and r.get("reason", "").endswith(" to send")][:5]
+want = [("STUDY", S + "1", None, None, True), ("SERIES", S + "1", S + "1.1", None, True),
+        ("IMAGE", S + "1", S + "1.2", "1.2.826.0.1.3680043.2.1143.19.3", True),
+        ("PATIENT", S + "2", S + "2.1", "1.2.826.0.1.3680043.2.1143.19.4", True), ("STUDY", None, None, None, False)]
+bad = []
+for r, (lvl, st, se, sop, one) in zip(recs, want):
+    o = r["objects"]
+    if (" %s: " % lvl not in r["reason"] or o.get("study") != st or o.get("series") != se or o.get("sop") != sop or
+            ("patient" in o) != one or ("patients" in o) == one):
+        bad.append((r["reason"], o))
+print("records %d, bad %r" % (len(recs), bad))
+sys.exit(0 if len(recs) == 5 and not bad else 1)
+PYEOF
+check "C-GET records name the study, series and instance when the retrieve is of one" "[ $? -eq 0 ]" "$T/getobjs"
 check "server still running" "kill -0 $SRV"
 
 # ---- a damaged object: the sub-operation fails, integrity-failure audited ----

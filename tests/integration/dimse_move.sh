@@ -408,6 +408,20 @@ check "to a destination that takes JPEG and RLE: both in their stored syntax, pi
 n=$(grep '"retrieve"' "$T/v/audit/audit.log" | grep -c 'C-MOVE')
 check "one retrieve audit record per C-MOVE with the mover as actor ($n)" \
 	"[ $n -eq 11 ] && grep '\"retrieve\"' '$T/v/audit/audit.log' | grep 'C-MOVE' | grep -q '\"MOVER\"'"
+# what they moved, as WADO-RS's records name it: m1 study 1 (two series),
+# m2 P2's one instance
+"$PY" - "$T/v/audit/audit.log" "$S" >"$T/moveobjs" 2>&1 <<'PYEOF'
+import json, sys
+S = sys.argv[2]
+recs = [r for r in map(json.loads, open(sys.argv[1])) if r.get("action") == "retrieve" and
+        "C-MOVE" in r.get("reason", "") and r.get("reason", "").endswith(" to send")][:2]
+got = [(r["objects"].get("study"), r["objects"].get("series"), r["objects"].get("sop"), "patient" in r["objects"])
+       for r in recs]
+print(got)
+sys.exit(0 if got == [(S + "1", None, None, True),
+                      (S + "2", S + "2.1", "1.2.826.0.1.3680043.2.1143.29.4", True)] else 1)
+PYEOF
+check "C-MOVE records name the study, and the series and instance of a move of one" "[ $? -eq 0 ]" "$T/moveobjs"
 check "server still running" "kill -0 $SRV"
 stop_pid "$TUN"
 TUN=

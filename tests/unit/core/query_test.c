@@ -586,6 +586,40 @@ TEST(levels_and_counts)
 	CHECK(has(&g, R ".3.2"));
 }
 
+/* The one study, series and instance of all results (a retrieve's audit
+ * record names them): none above the query's level, none of several. */
+TEST(one_study_series_instance)
+{
+	struct got g;
+	struct qry_stats st;
+	struct kv k = { 0x0020000D, VR_UI, R ".1.1" };
+
+	CHECK_EQ_INT(run(QRY_INSTANCE, &k, 1, 0, 0, &g, &st), 3);   /* series 11 (2) and 12 (1) */
+	CHECK(st.one_patient && st.one_study && !st.one_series && !st.one_sop);
+	CHECK_EQ_STR(st.study, R ".1.1");
+	CHECK_EQ_INT(run(QRY_SERIES, &k, 1, 0, 0, &g, &st), 2);
+	CHECK(st.one_study && !st.one_series && !st.one_sop);
+	k = (struct kv){ 0x0020000E, VR_UI, R ".2.11" };
+	CHECK_EQ_INT(run(QRY_INSTANCE, &k, 1, 0, 0, &g, &st), 2);
+	CHECK(st.one_study && st.one_series && !st.one_sop);
+	CHECK_EQ_STR(st.series, R ".2.11");
+	k = (struct kv){ 0x00200013, VR_IS, "2" };
+	CHECK_EQ_INT(run(QRY_INSTANCE, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(st.one_study && st.one_series && st.one_sop);
+	CHECK_EQ_STR(st.study, R ".1.1");
+	CHECK_EQ_STR(st.series, R ".2.11");
+	CHECK_EQ_STR(st.sop, g.uids[0]);
+	k = (struct kv){ 0x00100020, VR_LO, "PID-1" };
+	CHECK_EQ_INT(run(QRY_INSTANCE, &k, 1, 0, 0, &g, &st), 4);   /* two studies */
+	CHECK(st.one_patient && !st.one_study && !st.one_series && !st.one_sop);
+	k = (struct kv){ 0x00100020, VR_LO, "PID-2" };
+	CHECK_EQ_INT(run(QRY_PATIENT, &k, 1, 0, 0, &g, &st), 1);   /* above the study level: no UIDs */
+	CHECK(st.one_patient && !st.one_study && !st.one_series && !st.one_sop);
+	CHECK_EQ_INT(run(QRY_STUDY, &k, 1, 0, 0, &g, &st), 1);
+	CHECK(st.one_study && !st.one_series && !st.one_sop);
+	CHECK_EQ_STR(st.study, R ".1.3");
+}
+
 /* Runs SQL on the vault's index, as an older version left it. */
 static bool index_sql(const char *sql)
 {
@@ -762,6 +796,7 @@ int main(void)
 	RUN(ranges_and_lists);
 	RUN(limit_offset);
 	RUN(levels_and_counts);
+	RUN(one_study_series_instance);
 	RUN(rows_before_schema_2);
 	RUN(person_name_groups);
 	RUN(rows_before_schema_4);
