@@ -131,6 +131,8 @@ struct exp {
 	char cleaned[IDX_UID_MAX + 1];       /* the series folder last rid of stale files */
 	uint64_t done, failed, refused, bytes;
 	char first_fail[IDX_UID_MAX + 48];   /* the first failed instance and why, for the audit record */
+	const uint8_t *patient;              /* the study's patient key (NULL: unknown) and its UID, */
+	const char *study;                   /* named by an integrity failure's record */
 };
 
 /* A temporary name's length: ".export." and 16 hex digits. */
@@ -414,7 +416,8 @@ static void export_one(struct exp *e, const struct item *it, bool quiet)
 	    audit_append(e->au, &(struct audit_rec){
 	            .action = AUDIT_INTEGRITY_FAILURE, .outcome = AUDIT_FAILURE, .reason = AUDIT_REASON_INTEGRITY,
 	            .actor = { .user = cmd_operator(), .role = "operator", .addr = "local" },
-	            .objects = { .series_uid = it->series, .sop_uid = it->sop } }) != ERR_OK)
+	            .objects = { .patient = e->patient, .study_uid = e->study, .series_uid = it->series,
+	                         .sop_uid = it->sop } }) != ERR_OK)
 		fputs("dicomvault export: cannot write the audit record\n", stderr);
 	if (rc != ERR_DENIED)
 		e->failed++;
@@ -595,6 +598,8 @@ int cmd_export(int argc, char **argv)
 	}
 	e.v = v;
 	e.out = out;
+	e.patient = have_patient ? pkey : NULL;
+	e.study = study;
 	/* the record first, signed at once: a file leaves only when it is
 	 * recorded, and an export cut short (SIGKILL, a crash) leaves it */
 	snprintf(reason, sizeof reason, "%s%s to %.*s: %zu to write", e.deid ? "de-identified " : "original",

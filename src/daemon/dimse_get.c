@@ -368,16 +368,36 @@ static void sub_failed(struct get_run *gr, const char *sop)
 }
 
 /* A stored object that failed its check while read for a sub-operation:
- * an integrity-failure record of its own, naming it (the C-GET's or
- * C-MOVE's record counts it among the failed). */
-static void integrity_audit(struct get_run *gr, const char *sop, enum err rc)
+ * an integrity-failure record of its own, naming it as WADO-RS's do (its
+ * patient key, study, series and SOP instance, read from the index: the
+ * patient's accounting lists it), the C-GET's or C-MOVE's record counting
+ * it among the failed. A row not found leaves its UIDs out. */
+static void integrity_audit(struct get_run *gr, const struct idx_instance *in, enum err rc)
 {
+	struct vault *v = gr->a->o->vault;
 	struct audit_objects obj;
+	struct idx_series se;
+	struct idx_study st;
+	struct idx_patient pa;
+	enum err lrc;
 
 	if (rc != ERR_AUTH)
 		return;
 	memset(&obj, 0, sizeof obj);
-	obj.sop_uid = sop;
+	obj.sop_uid = in->uid;
+	pthread_mutex_lock(v->ix_lock);
+	lrc = v->ix->ops->series_by_id(v->ix, in->series_id, &se);
+	if (lrc == ERR_OK) {
+		obj.series_uid = se.uid;
+		lrc = v->ix->ops->study_by_id(v->ix, se.study_id, &st);
+	}
+	if (lrc == ERR_OK) {
+		obj.study_uid = st.uid;
+		lrc = v->ix->ops->patient_by_id(v->ix, st.patient_id, &pa);
+	}
+	if (lrc == ERR_OK)
+		obj.patient = pa.key_hmac;
+	pthread_mutex_unlock(v->ix_lock);
 	(void)dimse_assoc_audit(gr->a, AUDIT_INTEGRITY_FAILURE, AUDIT_FAILURE, AUDIT_REASON_INTEGRITY, &obj);
 }
 
@@ -434,7 +454,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 		rc = read_head(rt, &head, gr->buf, &off, ts);
 	if (rc != ERR_OK) {
 		log_error("C-GET of %s: instance %s cannot be read: %s", a->calling, sop, why[0] ? why : err_str(rc));
-		integrity_audit(gr, sop, rc);
+		integrity_audit(gr, &in, rc);
 		sub_failed(gr, sop);
 		rc = ERR_OK;
 		goto out;
@@ -468,7 +488,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 			rc = retrieve_parse(rt, DCM_DEFAULT_BULK, &rs, &f, why, sizeof why);
 		if (rc != ERR_OK) {
 			log_error("C-GET of %s: instance %s cannot be read: %s", a->calling, sop, why[0] ? why : err_str(rc));
-			integrity_audit(gr, sop, rc);
+			integrity_audit(gr, &in, rc);
 			sub_failed(gr, sop);
 			rc = ERR_OK;
 			goto out;
@@ -524,7 +544,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 			/* part of it may be sent: the association is aborted */
 			log_error("C-GET of %s: instance %s cannot be %s: %s", a->calling, sop,
 			          native ? "re-encoded" : "decompressed", why[0] ? why : err_str(rc));
-			integrity_audit(gr, sop, rc);
+			integrity_audit(gr, &in, rc);
 			rc = ERR_AUTH;
 			goto out;
 		}
@@ -538,7 +558,7 @@ static enum err subop(struct get_run *gr, struct dimse_assoc *o, const char *sop
 				/* part of it is sent: the association is aborted */
 				log_error("C-GET of %s: instance %s failed its integrity check: %s", a->calling, sop,
 				          err_str(rc));
-				integrity_audit(gr, sop, rc);
+				integrity_audit(gr, &in, rc);
 				rc = ERR_AUTH;
 				goto out;
 			}

@@ -661,6 +661,22 @@ if [ -f "$OBJP" ]; then
 		"$T/dmg.log"
 	check "its integrity failure audited: the peer as actor, the instance named" \
 		"grep '\"action\":\"integrity-failure\",\"outcome\":\"failure\"' '$T/v/audit/audit.log' | grep '\"GETTER\"' | grep -q '$TSOP'"
+	# named as WADO-RS names it, so that the patient's accounting lists it:
+	# the patient (the key the C-GET of that instance was recorded with),
+	# study and series
+	"$PY" - "$T/v/audit/audit.log" "$S" "$TSOP" >"$T/dmgrec" 2>&1 <<'PYEOF'
+import json, sys
+recs = list(map(json.loads, open(sys.argv[1])))
+S, sop = sys.argv[2], sys.argv[3]
+pk = [r["objects"].get("patient") for r in recs if r.get("action") == "retrieve" and
+      r["objects"].get("sop") == sop and r.get("reason", "").endswith(" to send")][:1]
+bad = [r["objects"] for r in recs if r.get("action") == "integrity-failure" and
+       (r["objects"].get("sop") != sop or r["objects"].get("study") != S + "1" or
+        r["objects"].get("series") != S + "1.2" or [r["objects"].get("patient")] != pk or None in pk)]
+print("patient", pk, "bad", bad)
+sys.exit(1 if bad or not pk else 0)
+PYEOF
+	check "its integrity failure names the patient key, study and series" "[ $? -eq 0 ]" "$T/dmgrec"
 	check "server still running after it" "kill -0 $SRV"
 	flip
 	get_ undmg GETTER -S -k QueryRetrieveLevel=IMAGE -k StudyInstanceUID=${S}1 -k SeriesInstanceUID=${S}1.2 \

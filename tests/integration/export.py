@@ -324,6 +324,16 @@ try:
     p = subprocess.run([DV, "audit", "export", "--vault", v.dir], capture_output=True, text=True)
     recs = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
     ex = [r for r in recs if r.get("action") == "export"]
+    # the tampered object's integrity failure is named as WADO-RS names
+    # one: the patient (as the export's record keys it), study, series, SOP,
+    # so that the patient's accounting (audit report --patient) lists it
+    integ = [r["objects"] for r in recs if r.get("action") == "integrity-failure" and
+             r["actor"].get("role") == "operator"]
+    pkey = [r["objects"].get("patient") for r in ex if r["objects"].get("study") == ct_ds.StudyInstanceUID]
+    check("the tampered export's integrity failure names patient, study, series and SOP",
+          len(integ) == 1 and pkey and pkey[0] and integ[0].get("patient") == pkey[0] and
+          integ[0].get("study") == ct_ds.StudyInstanceUID and integ[0].get("series") == ct_ds.SeriesInstanceUID and
+          integ[0].get("sop") == ct_ds.SOPInstanceUID, (integ, pkey[:1]))
     # a record before the first file of each: original, beside the vault,
     # the two killed ones and their two re-runs, four de-identified, masked, refused, tampered; a
     # second where less was written than recorded: refused, tampered (none
