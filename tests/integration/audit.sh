@@ -364,6 +364,8 @@ $DV audit verify --vault "$T/v" >/dev/null 2>&1
 check "then intact" "[ $? -eq 0 ]"
 check "the move is on the record (audit-reanchor, naming both seqs)" \
 	"grep -q '\"action\":\"audit-reanchor\".*moved from seq [0-9]* to seq $m,' $LOG"
+check "the audit-reanchor record names who moved it (the operator, as every command's record)" \
+	"grep '\"action\":\"audit-reanchor\"' $LOG | grep -q '\"actor\":{\"user\":\"$(id -un)\",\"role\":\"operator\",\"addr\":\"local\"}'"
 $DV user add erin --role physician --password-file "$T/pw" --vault "$T/v" >/dev/null 2>&1
 check "and commands write again" "[ $? -eq 0 ]"
 cp "$T/v/audit/audit.log.anchor" "$T/anchor.before"
