@@ -281,8 +281,9 @@ static void job_failed(struct dw *d, struct stow_job *j, uint16_t reason, const 
 	j->fr = reason;
 	log_info("store by %s (%s): part failed (0x%04X): %s", d->r->sess.user, d->r->addr, (unsigned)reason,
 	         why ? why : "-");
-	(void)dw_audit_obj(d->r, AUDIT_STORE, AUDIT_FAILURE, why, NULL, j->study[0] ? j->study : NULL,
-	                   j->series[0] ? j->series : NULL, j->sop[0] ? j->sop : NULL);
+	/* a refusal by policy is denied, as a C-STORE's (0124H) */
+	(void)dw_audit_obj(d->r, AUDIT_STORE, reason == FR_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE, why, NULL,
+	                   j->study[0] ? j->study : NULL, j->series[0] ? j->series : NULL, j->sop[0] ? j->sop : NULL);
 }
 
 /* The part's line in the answer. */

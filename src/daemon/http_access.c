@@ -62,7 +62,9 @@ enum MHD_Result http_refuse(struct http_req *r, enum access_action a, const stru
 
 	snprintf(reason, sizeof reason, "not authorised: %s%s", access_action_name(a),
 	         covered ? (v == ACCESS_DEID ? " (de-identified only)" : " (role)") : " (no grant)");
-	(void)dw_audit_obj(r, audit_action, AUDIT_FAILURE, reason, o ? o->patient : NULL, study, series, sop);
+	/* denied: refused by policy, as over DIMSE (failure says the
+	 * operation itself failed) */
+	(void)dw_audit_obj(r, audit_action, AUDIT_DENIED, reason, o ? o->patient : NULL, study, series, sop);
 	if (o == NULL || covered)
 		return http_problem(r, MHD_HTTP_FORBIDDEN,
 		                    v == ACCESS_DEID ? "your grants allow de-identified data only, which this resource "

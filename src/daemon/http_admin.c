@@ -101,7 +101,7 @@ enum MHD_Result http_break_glass(struct http_req *r)
 	}
 	if (access_decide(r->grants, r->ngrants, ACCESS_ACT_BREAK_GLASS, NULL, now, &by_grant) != ACCESS_YES ||
 	    r->sess.api_token) {
-		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_FAILURE, "refused: role not allowed to break the glass", NULL,
+		(void)dw_audit_obj(r, AUDIT_BREAK_GLASS, AUDIT_DENIED, "refused: role not allowed to break the glass", NULL,
 		                   study, NULL, NULL);
 		return http_problem(r, MHD_HTTP_FORBIDDEN, "your role may not use break-glass access", NULL);
 	}
@@ -195,7 +195,7 @@ static enum MHD_Result vault_wide_refused(struct http_req *r, enum access_action
 
 static enum MHD_Result forbidden(struct http_req *r, const char *what)
 {
-	(void)dw_audit_obj(r, AUDIT_USER_CHANGE, AUDIT_FAILURE, what, NULL, NULL, NULL, NULL);
+	(void)dw_audit_obj(r, AUDIT_USER_CHANGE, AUDIT_DENIED, what, NULL, NULL, NULL, NULL);
 	return vault_wide_refused(r, ACCESS_ACT_MANAGE_USERS, "administration");
 }
 
@@ -393,7 +393,7 @@ enum MHD_Result http_audit(struct http_req *r)
 	if (v == NULL)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	if (http_access(r, ACCESS_ACT_READ_AUDIT, NULL) != ACCESS_YES) {
-		(void)dw_audit_obj(r, AUDIT_VIEW, AUDIT_FAILURE, "refused: read-audit", NULL, NULL, NULL, NULL);
+		(void)dw_audit_obj(r, AUDIT_VIEW, AUDIT_DENIED, "refused: read-audit", NULL, NULL, NULL, NULL);
 		return vault_wide_refused(r, ACCESS_ACT_READ_AUDIT, "reading the audit trail");
 	}
 	memset(&q, 0, sizeof q);

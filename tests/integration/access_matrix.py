@@ -130,9 +130,9 @@ def role_said(data):
     return "your role does not allow" in problem_detail(data)
 
 
-def audit_failures(v):
+def audit_records(v):
     p = cli("audit", "export", "--vault", v.dir)
-    return sum(1 for l in p.stdout.splitlines() if '"outcome":"failure"' in l)
+    return [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
 
 
 if shutil.which("oathtool") is None:
@@ -183,7 +183,7 @@ try:
             return cell
         return "outside"
 
-    fails_before = audit_failures(v)
+    seq_before = audit_records(v)[-1]["seq"]
     refusals = 0
     for role in ROLES:
         tok = tokens[role]
@@ -263,8 +263,14 @@ try:
                            {"Content-Type": "application/json"})
         refusals += 1
         check("an admin of one collection cannot grant itself '*': 403", st == 403, (st, data[:120]))
-    check("every refusal left an audit record", audit_failures(v) - fails_before >= refusals,
-          (audit_failures(v) - fails_before, refusals))
+    # a refusal by policy is outcome denied (docs/internals/audit.md), as
+    # over DIMSE: it was failure over HTTP, which says the operation failed
+    new_recs = [r for r in audit_records(v) if r["seq"] > seq_before and r.get("type") == "event"]
+    denied = [r for r in new_recs if r["outcome"] == "denied"]
+    check("every refusal left an audit record, outcome denied", len(denied) >= refusals, (len(denied), refusals))
+    check("... and none of them is outcome failure",
+          not [r for r in new_recs if r["outcome"] == "failure"],
+          [(r["action"], r.get("reason")) for r in new_recs if r["outcome"] == "failure"][:5])
 
     # de-identified views (the roles whose query cell is deid)
     for role in [r for r in ROLES if M["query"][r] == "deid" and tokens[r]]:
@@ -391,6 +397,10 @@ try:
     check("break-glass refusals audited with the parser's reason",
           any("refused: unexpected member: only study and reason are allowed" in json.dumps(r) for r in refusals) and
           any('refused: member \\"reason\\": missing' in json.dumps(r) for r in refusals), refusals[-3:])
+    role_refused = [json.loads(l) for l in p.stdout.splitlines() if "role not allowed to break the glass" in l]
+    check("a break-glass refused to the role: outcome denied (a policy refusal; a bad body stays failure)",
+          len(role_refused) == sum(1 for r in ROLES if tokens[r] and M["break-glass"][r] != "yes") and
+          all(r["outcome"] == "denied" for r in role_refused), [r["outcome"] for r in role_refused])
     check("... and without the body's bytes (the unknown member's name)", '"minutes"' not in p.stdout and
           "minutes" not in "".join(json.dumps(r) for r in refusals))
     p = cli("user", "grants", "--vault", v.dir, "--json")
@@ -565,6 +575,10 @@ try:
         check(f"read-audit {role} (a grant on one collection): GET /api/audit 403", st == 403, (st, data[:120]))
         check(f"read-audit {role}: the 403 says why, truly (the role, or the scope * it needs)",
               scope_said(data) if M["read-audit"][role] == "yes" else role_said(data), data[:200])
+    refused = [r for r in audit_records(v) if r.get("reason") == "refused: read-audit"]
+    check("each refused GET /api/audit audited, outcome denied",
+          len(refused) >= sum(1 for r in ROLES if tokens[r]) and all(r["outcome"] == "denied" for r in refused),
+          [r["outcome"] for r in refused])
     for role in WIDE:
         tok = wide[role]
         if tok is None:
@@ -601,7 +615,7 @@ try:
     recs = [json.loads(l) for l in p.stdout.splitlines() if l.strip()]
     check("audit report --user: the researcher's refusals are there",
           p.returncode == 0 and recs and all(r["actor"]["user"] == "u_researcher" for r in recs) and
-          any(r["outcome"] == "failure" for r in recs), len(recs))
+          any(r["outcome"] == "denied" for r in recs), len(recs))
     for bad in (["--from", "yesterday"], ["--issuer", "X"], ["--bogus"], ["--from", "@0"], ["--to=1970-01-01"]):
         p = cli("audit", "report", "--vault", v.dir, *bad)
         check(f"audit report {' '.join(bad)}: usage error", p.returncode == 2, p.stderr)
