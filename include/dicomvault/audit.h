@@ -59,6 +59,8 @@ bool audit_action_ok(const char *s);
 #define AUDIT_TOKEN_REVOKE      "token-revoke"
 #define AUDIT_TOKEN_REFUSED     "token-refused"   /* a known API token refused (revoked, expired, user disabled) */
 #define AUDIT_REQUEST_REFUSED   "request-refused" /* a valid session's request refused before its route (cross-origin) */
+#define AUDIT_READ_TRAIL        "audit-read"      /* the audit trail read (GET /api/audit, audit report|export):
+                                                     ATNA's Audit Log Used; the command line's are unsigned */
 /* The reason of an integrity-failure record, also in the messages of the
  * reads it stopped. */
 #define AUDIT_REASON_INTEGRITY "integrity check failed"

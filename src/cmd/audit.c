@@ -2,7 +2,8 @@
  * checkpoints of DIR/audit/audit.log, naming the first bad record) and
  * `dicomvault audit export --format json` (the verified records as JSON
  * lines on stdout). No master key is needed: only the log and
- * keys/audit.pub are read. Layer: cmd. */
+ * keys/audit.pub are read, and export and report append the record of
+ * their reading (audit-read) to the log. Layer: cmd. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,8 @@ static const char audit_usage[] =
 	"                 first bad record; exit 0 if intact, 1 otherwise\n"
 	"  export         write the records as JSON lines to stdout, verifying each\n"
 	"                 one first; stops with exit 1 at the first bad record\n"
+	"                 (export and report are recorded first, as audit-read: when\n"
+	"                 the log cannot take the record, nothing is read)\n"
 	"  --vault DIR    the vault directory (default $DICOMVAULT_HOME, else ./vault)\n"
 	"  --key FILE     the audit public key (64 hex digits); default DIR/keys/audit.pub\n"
 	"                 (keep a copy off the machine and pass it here)\n"
@@ -350,8 +353,9 @@ static struct vault *open_keys(const struct audit_args *a, const char *dir, cons
 }
 
 /* The keyed hashes of --patient (under --issuer, else under any issuer
- * the index knows for that ID: qry_patient_keys), with the vault's keys. */
-static int report_patient(const struct audit_args *a, const char *dir, struct report *rp)
+ * the index knows for that ID: qry_patient_keys), with the vault's keys;
+ * *vp: the vault, open (its record of the report is signed), or NULL. */
+static int report_patient(const struct audit_args *a, const char *dir, struct report *rp, struct vault **vp)
 {
 	struct vault *v = open_keys(a, dir, "report");
 	enum err rc;
@@ -359,7 +363,10 @@ static int report_patient(const struct audit_args *a, const char *dir, struct re
 	if (v == NULL)
 		return 1;
 	rc = qry_patient_keys(v, a->patient, a->issuer, rp->patients, QRY_PATIENT_KEYS_MAX, &rp->npatients);
-	vault_close(v);
+	if (rc == ERR_OK)
+		*vp = v;
+	else
+		vault_close(v);
 	if (rc == ERR_PARSE) {
 		fputs("dicomvault audit report: --patient: an empty Patient ID\n", stderr);
 		return EXIT_USAGE;
@@ -370,6 +377,102 @@ static int report_patient(const struct audit_args *a, const char *dir, struct re
 		return 1;
 	}
 	return 0;
+}
+
+/* ---- the record of a reading ---- */
+
+static bool key_of_hex(const char *hex, uint8_t out[32])
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++) {
+		char c = hex[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | d : d);
+	}
+	return hex[64] == 0;
+}
+
+/* "audit trail: report (user=U, action=A, patient, ...)": the filters,
+ * the Patient ID and issuer named but never written (the record's
+ * objects hold the patients' keys). */
+static void read_reason(const struct audit_args *a, char *out, size_t cap)
+{
+	const char *f[7];
+	size_t n = 0, i, k;
+	char user[80], action[48];
+
+	if (strcmp(a->sub, "export") == 0) {
+		snprintf(out, cap, "audit trail: export");
+		return;
+	}
+	if (a->break_glass)
+		f[n++] = "break-glass";
+	if (a->user != NULL) {
+		snprintf(user, sizeof user, "user=%s", a->user);
+		f[n++] = user;
+	}
+	if (a->action != NULL) {
+		snprintf(action, sizeof action, "action=%s", a->action);
+		f[n++] = action;
+	}
+	if (a->patient != NULL)
+		f[n++] = "patient";
+	if (a->issuer != NULL)
+		f[n++] = "issuer";
+	if (a->from != NULL)
+		f[n++] = "from";
+	if (a->to != NULL)
+		f[n++] = "to";
+	k = (size_t)snprintf(out, cap, "audit trail: report%s", n ? " (" : "");
+	for (i = 0; i < n && k < cap; i++)
+		k += (size_t)snprintf(out + k, cap - k, "%s%s", i ? ", " : "", f[i]);
+	if (n && k < cap)
+		snprintf(out + k, cap - k, ")");
+}
+
+/* Reading the trail is an event of its own (ATNA's Audit Log Used, SPEC
+ * section 8: every view): recorded before the first line goes out, by
+ * the operator, naming the patients searched by their keys. Signed when
+ * the vault is open with its keys (report --patient); otherwise, as
+ * reidentify's, left for the next signing writer (verify does not count
+ * it against the unsigned tail: a reader holds no master key). 0, or 1
+ * after saying why nothing is read: a reading that cannot be recorded
+ * does not happen. */
+static int record_read(const struct audit_args *a, const char *dir, struct vault *v, const struct report *rp)
+{
+	uint8_t keys[QRY_PATIENT_KEYS_MAX][32];
+	struct audit_rec rec;
+	struct audit *au = NULL;
+	char reason[200];
+	size_t i, nk = 0;
+	enum err rc;
+
+	for (i = 0; rp != NULL && i < rp->npatients; i++)
+		if (key_of_hex(rp->patients[i], keys[nk]))
+			nk++;
+	read_reason(a, reason, sizeof reason);
+	memset(&rec, 0, sizeof rec);
+	rec.action = AUDIT_READ_TRAIL;
+	rec.outcome = AUDIT_SUCCESS;
+	rec.reason = reason;
+	rec.actor.user = cmd_operator();
+	rec.actor.role = "operator";
+	rec.actor.addr = "local";
+	rec.objects.patient_list = nk ? &keys[0][0] : NULL;
+	rec.objects.npatient_list = nk;
+	rc = v != NULL ? vault_audit_open(v, &au) : audit_open(dir, &au);
+	if (rc == ERR_OK)
+		rc = audit_append(au, &rec);
+	audit_close(au);
+	if (rc == ERR_OK)
+		return 0;
+	fprintf(stderr, "dicomvault audit %s: %s/" AUDIT_LOG_PATH ": cannot record this reading of the trail (%s): "
+	        "nothing %s ('dicomvault audit verify' checks the log)\n", a->sub, dir, err_str(rc),
+	        strcmp(a->sub, "export") == 0 ? "exported" : "reported");
+	return 1;
 }
 
 static int export_line(void *ctx, const char *line, size_t n)
@@ -454,6 +557,7 @@ int cmd_audit(int argc, char **argv)
 	struct audit_verify_opts o;
 	struct audit_verify_result r;
 	struct audit_args a;
+	struct vault *v = NULL;
 	int rc;
 
 	rc = parse_args(argc, argv, &a);
@@ -483,7 +587,11 @@ int cmd_audit(int argc, char **argv)
 			fputs("dicomvault audit report: --issuer goes with --patient\n", stderr);
 			return EXIT_USAGE;
 		}
-		if (a.patient != NULL && (rc = report_patient(&a, dir, &rp)) != 0)
+		if (a.patient != NULL && (rc = report_patient(&a, dir, &rp, &v)) != 0)
+			return rc;
+		rc = record_read(&a, dir, v, &rp);
+		vault_close(v);
+		if (rc != 0)
 			return rc;
 		o.on_record = report_line;
 		o.ctx = &rp;
@@ -503,6 +611,8 @@ int cmd_audit(int argc, char **argv)
 			printf("%llu record%s\n", (unsigned long long)rp.shown, rp.shown == 1 ? "" : "s");
 		return output_ok("report");
 	}
+	if (strcmp(a.sub, "export") == 0 && (rc = record_read(&a, dir, NULL, NULL)) != 0)
+		return rc;
 	rc = run_verify(log, &o, &r);
 	if (rc != 0)
 		return rc;

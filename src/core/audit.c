@@ -95,7 +95,8 @@ struct line_info {
 	uint8_t prev[32];
 	uint8_t hash[32];
 	bool checkpoint;
-	bool keyless;             /* an action writers without the key append (reidentify, torn-record recovery) */
+	bool keyless;             /* an action writers without the key append (reidentify, torn-record recovery,
+	                             the command line's reading of the trail) */
 	bool init;                /* the vault's init (vault-init) */
 	bool anchored;            /* a checkpoint whose writer kept the anchor beside the log */
 	uint8_t key[SIGN_PK_LEN];
@@ -477,7 +478,8 @@ static enum audit_fault line_fields(json_t *o, struct line_info *li, char *why, 
 		li->checkpoint = false;
 		if (action == NULL || !audit_action_ok(action))
 			return bad(why, whylen, AUDIT_UNPARSABLE, "no valid \"action\"");
-		li->keyless = strcmp(action, AUDIT_REIDENTIFY) == 0 || strcmp(action, AUDIT_RECOVERY) == 0;
+		li->keyless = strcmp(action, AUDIT_REIDENTIFY) == 0 || strcmp(action, AUDIT_RECOVERY) == 0 ||
+		              strcmp(action, AUDIT_READ_TRAIL) == 0;
 		li->init = strcmp(action, AUDIT_VAULT_INIT) == 0;
 		if (outcome == NULL ||
 		    (strcmp(outcome, "success") != 0 && strcmp(outcome, "failure") != 0 && strcmp(outcome, "denied") != 0))

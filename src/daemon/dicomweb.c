@@ -137,7 +137,7 @@ void dw_audit_actor(struct http_req *r, struct audit_actor *a, char ref[AUDIT_SE
 static bool is_read(const char *action)
 {
 	return strcmp(action, AUDIT_QUERY) == 0 || strcmp(action, AUDIT_RETRIEVE) == 0 ||
-	       strcmp(action, AUDIT_VIEW) == 0;
+	       strcmp(action, AUDIT_VIEW) == 0 || strcmp(action, AUDIT_READ_TRAIL) == 0;
 }
 
 void dw_note_read(struct http_req *r, const struct audit_rec *rec)

@@ -376,6 +376,70 @@ static const char *arg(struct http_req *r, const char *name)
 	return MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, name);
 }
 
+static bool key_of_hex(const char *hex, uint8_t out[32])
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++) {
+		char c = hex[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | d : d);
+	}
+	return hex[64] == 0;
+}
+
+/* Reading the trail is an event of its own (ATNA's Audit Log Used, SPEC
+ * section 8: every view), recorded before the answer leaves: the
+ * request's actor, the filters (the Patient ID and issuer named, never
+ * written: the patients searched are the objects, by their keys) and how
+ * many records matched. */
+static enum err audit_read_record(struct http_req *r, const struct aq *q, bool issuer, bool from, bool to)
+{
+	uint8_t keys[QRY_PATIENT_KEYS_MAX][32];
+	struct audit_rec rec;
+	char reason[200], user[80], action[48];
+	const char *f[6];
+	size_t i, nf = 0, nk = 0, k;
+
+	for (i = 0; i < q->npatients; i++)
+		if (key_of_hex(q->patients[i], keys[nk]))
+			nk++;
+	if (q->user != NULL) {
+		snprintf(user, sizeof user, "user=%s", q->user);
+		f[nf++] = user;
+	}
+	if (q->action != NULL) {
+		snprintf(action, sizeof action, "action=%s", q->action);
+		f[nf++] = action;
+	}
+	if (q->npatients > 0)
+		f[nf++] = "patient";
+	if (issuer)
+		f[nf++] = "issuer";
+	if (from)
+		f[nf++] = "from";
+	if (to)
+		f[nf++] = "to";
+	if (q->matched > q->n)
+		k = (size_t)snprintf(reason, sizeof reason, "audit trail: the last %zu of %llu records", q->n,
+		                     (unsigned long long)q->matched);
+	else
+		k = (size_t)snprintf(reason, sizeof reason, "audit trail: %zu record%s", q->n, q->n == 1 ? "" : "s");
+	for (i = 0; i < nf && k < sizeof reason; i++)
+		k += (size_t)snprintf(reason + k, sizeof reason - k, "%s%s", i ? ", " : " (", f[i]);
+	if (nf > 0 && k < sizeof reason)
+		snprintf(reason + k, sizeof reason - k, ")");
+	memset(&rec, 0, sizeof rec);
+	rec.action = AUDIT_READ_TRAIL;
+	rec.outcome = AUDIT_SUCCESS;
+	rec.reason = reason;
+	rec.objects.patient_list = nk ? &keys[0][0] : NULL;
+	rec.objects.npatient_list = nk;
+	return dw_audit_rec(r, &rec);
+}
+
 enum MHD_Result http_audit(struct http_req *r)
 {
 	struct vault *v = r->srv->vault;
@@ -393,7 +457,7 @@ enum MHD_Result http_audit(struct http_req *r)
 	if (v == NULL)
 		return http_problem(r, MHD_HTTP_NOT_FOUND, "no such resource", NULL);
 	if (http_access(r, ACCESS_ACT_READ_AUDIT, NULL) != ACCESS_YES) {
-		(void)dw_audit_obj(r, AUDIT_VIEW, AUDIT_DENIED, "refused: read-audit", NULL, NULL, NULL, NULL);
+		(void)dw_audit_obj(r, AUDIT_READ_TRAIL, AUDIT_DENIED, "refused: read-audit", NULL, NULL, NULL, NULL);
 		return vault_wide_refused(r, ACCESS_ACT_READ_AUDIT, "reading the audit trail");
 	}
 	memset(&q, 0, sizeof q);
@@ -447,6 +511,8 @@ enum MHD_Result http_audit(struct http_req *r)
 		res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the audit trail cannot be read", NULL);
 	else if (vr.fault != AUDIT_OK)
 		res = http_problem(r, MHD_HTTP_CONFLICT, "the audit trail is damaged: run 'dicomvault audit verify'", NULL);
+	else if (audit_read_record(r, &q, issuer != NULL, aq.from != 0, aq.to != 0) != ERR_OK)
+		res = http_problem(r, MHD_HTTP_INTERNAL_SERVER_ERROR, "the audit record cannot be written", NULL);
 	else
 		res = http_send(r, MHD_HTTP_OK, "application/json", w.p, w.len, 0, extra);
 	wbuf_fini(&w);

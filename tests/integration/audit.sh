@@ -156,15 +156,28 @@ $DV audit verify --vault "$T/v" --json >"$T/out.json" 2>"$T/err"
 check "--json: intact, 12 records" "[ $? -eq 0 ] && [ \"\$($A json $T/out.json intact)\" = True ] && [ \"\$($A json $T/out.json records)\" = 12 ]"
 DICOMVAULT_HOME="$T/v" $DV audit verify >/dev/null 2>&1
 check "DICOMVAULT_HOME is used" "[ $? -eq 0 ]"
+GOOD="$T/good.log"
+cp "$LOG" "$GOOD"
 $DV audit export --vault "$T/v" --format json >"$T/export" 2>"$T/err"
 check "export: exit 0, the records as JSON lines" "[ $? -eq 0 ] && cmp -s $T/export $LOG"
 $DV audit export --vault "$T/v" --json >"$T/export2" 2>"$T/err"
 check "export --json (every subcommand takes it): the same JSON lines" "[ $? -eq 0 ] && cmp -s $T/export2 $LOG"
 check "export: every line is JSON" "$PY -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' $T/export"
+# reading the trail is recorded (ATNA's Audit Log Used) before its first
+# line goes out, by the operator; unsigned (no master key here), which
+# verify does not count against the unsigned tail
+check "export is recorded before it writes: its own audit-read record is the last line it wrote" \
+	"tail -1 $T/export | grep -q '\"action\":\"audit-read\",\"outcome\":\"success\",\"reason\":\"audit trail: export\",\"actor\":{\"user\":\"$(id -un)\",\"role\":\"operator\",\"addr\":\"local\"}'"
+n=$(wc -l <"$LOG")
+$DV audit report --vault "$T/v" --user bob3 --action retrieve >"$T/out" 2>"$T/err"
+check "report is recorded, with its filters" \
+	"[ $? -eq 0 ] && [ \$(wc -l <$LOG) = $((n + 1)) ] && tail -1 $LOG | grep -q '\"action\":\"audit-read\",\"outcome\":\"success\",\"reason\":\"audit trail: report (user=bob3, action=retrieve)\"'"
+$DV audit verify --vault "$T/v" >"$T/out" 2>&1
+check "verify is not (an integrity check: nothing of the trail is shown), and the log verifies" \
+	"[ $? -eq 0 ] && [ \$(wc -l <$LOG) = $((n + 1)) ]"
 
-# A scratch vault holding a copy of the good log, for tampering.
-GOOD="$T/good.log"
-cp "$LOG" "$GOOD"
+# A scratch vault holding a copy of the good log (taken before the
+# readings below add theirs), for tampering.
 W="$T/w"
 mkdir -p "$W/audit" "$W/keys"
 cp "$T/v/keys/audit.pub" "$W/keys/"
@@ -341,6 +354,9 @@ check "the text says records were cut from its end" "grep -q 'records were cut f
 $DV user add dave --role physician --password-file "$T/pw" --vault "$T/v" >"$T/out" 2>&1
 check "no command appends to the cut log (exit 1, nothing changed)" \
 	"[ $? = 1 ] && ! $DV user list --vault $T/v 2>/dev/null | grep -q dave"
+$DV audit export --vault "$T/v" >"$T/export" 2>"$T/err"
+check "nor does audit export, which then exports nothing (its reading could not be recorded)" \
+	"[ $? = 1 ] && [ ! -s $T/export ] && grep -q 'nothing exported' $T/err && [ \$(wc -l <$LOG) = $n ]"
 mv "$T/v/audit/audit.log.anchor" "$T/anchor.saved"
 $DV audit verify --vault "$T/v" --json >"$T/out.json" 2>"$T/err"
 check "the anchor removed as well: still the anchor fault (the checkpoints say one was kept)" \

@@ -49,6 +49,12 @@ def api(query):
     return st, (json.loads(b) if st == 200 else b)
 
 
+def log():
+    """The vault's audit log, every record."""
+    with open(os.path.join(v.dir, "audit", "audit.log")) as f:
+        return [json.loads(line) for line in f]
+
+
 def report(*args, action="store"):
     p = subprocess.run([DV, "audit", "report", "--vault", v.dir, "--json", "--action", action, *args],
                        capture_output=True, text=True)
@@ -67,6 +73,26 @@ def main():
     st, recs = api("patient=PIDX1&action=store")
     check("GET /api/audit?patient=PIDX1: the stores of both patients with that ID",
           st == 200 and studies_of(recs) == [P + "1", P + "2"], (st, recs if st != 200 else studies_of(recs)))
+    # reading the trail is itself recorded (ATNA's Audit Log Used), before
+    # the answer: who, and the patients searched as their keys, never the ID
+    keys = sorted({r["objects"]["patient"] for r in recs if r.get("action") == "store"}) if st == 200 else []
+    before = len(log())
+    st, _, body = v.request("GET", "/api/audit?patient=PIDX1&user=admin", headers={"User-Agent": "auditor-ua/1"})
+    new = [r for r in log()[before:] if r["type"] == "event"]
+    # the keys searched: the ID without issuer and under each of its two
+    check("GET /api/audit?patient=PIDX1 is recorded: audit-read, the request's actor, the keys searched",
+          st == 200 and len(new) == 1 and new[0]["action"] == "audit-read" and new[0]["outcome"] == "success" and
+          new[0]["actor"].get("user") == "admin" and new[0]["actor"].get("session") and
+          new[0]["actor"].get("ua") == "auditor-ua/1" and len(keys) == 2 and
+          len(new[0]["objects"].get("patients", [])) == 3 and set(keys) <= set(new[0]["objects"]["patients"]) and
+          new[0].get("reason") == "audit trail: 3 records (user=admin, patient)", (st, new, keys))
+    check("... and the record holds no Patient ID", new and "PIDX" not in json.dumps(new), new)
+    before = len(log())
+    st, _ = api("action=login")
+    new = [r for r in log()[before:] if r["type"] == "event"]
+    check("GET /api/audit without a patient: recorded, naming no patient",
+          st == 200 and len(new) == 1 and new[0]["action"] == "audit-read" and "patients" not in new[0]["objects"],
+          (st, new))
     st, recs = api("patient=PIDX1&issuer=HOSP-A&action=store")
     check("&issuer=HOSP-A: that patient's only", st == 200 and studies_of(recs) == [P + "1"],
           (st, recs if st != 200 else studies_of(recs)))
@@ -122,6 +148,11 @@ def main():
     rc, recs, err = report("--patient", "PIDX1")
     check("audit report --patient PIDX1: both patients' stores", rc == 0 and studies_of(recs) == [P + "1", P + "2"],
           (rc, studies_of(recs), err))
+    new = [r for r in log() if r.get("action") == "audit-read" and r["actor"].get("role") == "operator"]
+    check("audit report --patient PIDX1 is recorded: audit-read, the operator, the keys searched, no ID",
+          len(new) == 1 and new[0]["actor"].get("addr") == "local" and
+          len(new[0]["objects"].get("patients", [])) == 3 and set(keys) <= set(new[0]["objects"]["patients"]) and
+          "PIDX" not in json.dumps(new), new)
     rc, recs, err = report("--patient", "PIDX1", "--issuer", "HOSP-B")
     check("--issuer HOSP-B: that patient's only", rc == 0 and studies_of(recs) == [P + "2"],
           (rc, studies_of(recs), err))
