@@ -95,11 +95,15 @@ void store_early_free(struct store_early *e);
  * the caller writes its record and starts its fsync (audit_append_start).
  * end, once after each begin: stored, the store stands and the caller
  * waits for the record (audit_wait) before the store returns; !stored, it
- * does not (the commit or the object's fsync failed, or another store of
- * the same SOP Instance UID committed first): the store returns its error
- * and the caller records the failure as usual, or, when it was the same
- * bytes, begin and end come again with res->existed. For identical bytes
- * already stored, begin and end come one after the other. */
+ * does not (the commit or the object's fsync failed, a study or series
+ * another store gave another patient or study meanwhile, or another store
+ * of the same SOP Instance UID committed first): the store returns its
+ * error and the caller's failure record voids its success record (the
+ * same patient and object), or, when it was the same bytes, begin and end
+ * come again with res->existed. For identical bytes already stored, begin
+ * and end come one after the other. A conflict with the stored study or
+ * series found before begin refuses the store with no call (res has the
+ * patient key). */
 struct store_hook {
 	void (*begin)(void *ctx, const struct store_result *res);
 	void (*end)(void *ctx, const struct store_result *res, bool stored);

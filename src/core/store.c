@@ -450,6 +450,30 @@ static enum err patient_recorded(struct ctx *c, char *why, size_t whylen)
 	return rc;
 }
 
+/* The study and series as the index has them, against this instance's
+ * patient and study (phase 1, under ix_lock): a conflict refuses the store
+ * here, before its hook writes a success record (the store's record comes
+ * before the index commit, durability.md step 8). p3_rows still refuses
+ * one that appears after (a store of the same UIDs at the same time). */
+static enum err rows_conflict(struct ctx *c, struct store_result *res, char *why, size_t whylen)
+{
+	struct index_store *ix = c->v->ix;
+	struct idx_study st;
+	struct idx_series se;
+	bool has_study = ix->ops->study_get(ix, res->study_uid, &st) == ERR_OK;
+
+	if (has_study && st.patient_id != c->pat.id) {
+		res->conflict = STORE_CONFLICT_PATIENT;
+		return err_why(why, whylen, ERR_DENIED, "Study Instance UID %s belongs to another patient", res->study_uid);
+	}
+	/* a series stored under no study yet: another study's */
+	if (ix->ops->series_get(ix, res->series_uid, &se) == ERR_OK && (!has_study || se.study_id != st.id)) {
+		res->conflict = STORE_CONFLICT_STUDY;
+		return err_why(why, whylen, ERR_DENIED, "Series Instance UID %s belongs to another study", res->series_uid);
+	}
+	return ERR_OK;
+}
+
 /* Hashes the source's bytes [from, to) (for comparing a duplicate). */
 static enum err hash_src(struct src *in, uint64_t from, uint64_t to, uint8_t out[32])
 {
@@ -1202,7 +1226,8 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		early = NULL;
 	}
 	/* phase 1, index: the same SOP Instance UID again? the patient (its
-	 * own transaction, so that the index is free while we encrypt) */
+	 * own transaction, so that the index is free while we encrypt); its
+	 * study or series another patient's or study's? */
 	store_ix_lock(v, &locked);
 	if (ix->ops->instance_get(ix, res->sop_uid, &old) == ERR_OK) {
 		store_ix_unlock(v, &locked);
@@ -1217,21 +1242,29 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 		rc = ERR_OK;
 		store_ix_lock(v, &locked);
 	}
+	/* the patient: an early object's phase 1 found or made it at its start */
+	if (early != NULL)
+		c.pat = early->c.pat;   /* its id and hashes only */
+	else
+		rc = patient_recorded(&c, why, whylen);
+	if (rc == ERR_OK) {
+		/* named by the failure record too */
+		memcpy(res->patient_key, c.pat.key_hmac, sizeof res->patient_key);
+		res->has_patient_key = true;
+		rc = rows_conflict(&c, res, why, whylen);
+	}
+	store_ix_unlock(v, &locked);
+	if (rc != ERR_OK)
+		goto out;   /* (an early object is discarded by store_early_free) */
 	if (early != NULL) {
-		store_ix_unlock(v, &locked);
-		/* phase 1 ran at its start: its patient, key and object */
+		/* its key and object */
 		c.dk = early->c.dk;
-		c.pat = early->c.pat;
 		c.enc[0] = early->c.enc[0];
 		early->c.dk = NULL;
 		early->c.enc[0] = NULL;
 		snprintf(object_key, sizeof object_key, "%s", early->object_key);
 		rc = early_finish(early, known, res->sha256, &bw);
 	} else {
-		rc = patient_recorded(&c, why, whylen);
-		store_ix_unlock(v, &locked);
-		if (rc != ERR_OK)
-			goto out;
 		/* phase 2, no index: encrypt, hash, write durably */
 		if (v->blobs->ops->new_key(v->blobs, object_key) != ERR_OK) {
 			object_key[0] = 0;
@@ -1249,8 +1282,6 @@ static enum err store_common(struct vault *v, struct src *in, const uint8_t *kno
 	 * those of the stores waiting at the same time (group commit), while
 	 * the object's fsync runs (docs/internals/durability.md, step 6: its
 	 * pending entry makes recovery check it if a crash comes first) */
-	memcpy(res->patient_key, c.pat.key_hmac, sizeof res->patient_key);
-	res->has_patient_key = true;
 	snprintf(res->object_key, sizeof res->object_key, "%s", object_key);
 	if (hook != NULL) {
 		hook->begin(hook->ctx, res);   /* its fsync beside the commit's */

@@ -275,15 +275,29 @@ static void json_item(struct wbuf *w, unsigned n, const char *cls, const char *s
 		wbuf_printf(w, "\"00081155\":{\"vr\":\"UI\",\"Value\":[\"%s\"]},", sop);
 }
 
-/* A part that failed: logged and audited now, answered in part order. */
-static void job_failed(struct dw *d, struct stow_job *j, uint16_t reason, const char *why)
+/* A part that failed: logged and audited now, answered in part order; its
+ * record names the patient and object when known (else NULL). */
+static void job_failed_of(struct dw *d, struct stow_job *j, uint16_t reason, const char *why, const uint8_t *patient,
+                          const char *object)
 {
+	struct audit_objects ob = {   /* NULL or empty: left out of the record */
+		.patient = patient,
+		.study_uid = j->study[0] ? j->study : NULL,
+		.series_uid = j->series[0] ? j->series : NULL,
+		.sop_uid = j->sop[0] ? j->sop : NULL,
+		.object = object,
+	};
+
 	j->fr = reason;
 	log_info("store by %s (%s): part failed (0x%04X): %s", d->r->sess.user, d->r->addr, (unsigned)reason,
 	         why ? why : "-");
 	/* a refusal by policy is denied, as a C-STORE's (0124H) */
-	(void)dw_audit_obj(d->r, AUDIT_STORE, reason == FR_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE, why, NULL,
-	                   j->study[0] ? j->study : NULL, j->series[0] ? j->series : NULL, j->sop[0] ? j->sop : NULL);
+	(void)audit_obj(d->r, AUDIT_STORE, reason == FR_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE, why, &ob, NULL);
+}
+
+static void job_failed(struct dw *d, struct stow_job *j, uint16_t reason, const char *why)
+{
+	job_failed_of(d, j, reason, why, NULL, NULL);
 }
 
 /* The part's line in the answer. */
@@ -410,11 +424,18 @@ static enum err p_data(void *ctx, const uint8_t *p, size_t n)
 
 /* The success audit record of a stored part, written beside the index
  * commit (store_hook) and waited for before the part counts as stored;
- * rc stays ERR_INTERNAL if the hook was not called. */
+ * rc stays ERR_INTERNAL if the hook was not called. A store that then
+ * fails (its rows refused by the commit, its object not durable) voids
+ * that record: the failure record names what it named (voids, patient,
+ * object). */
 struct part_audit {
 	struct http_req *r;
 	uint64_t ticket;
 	enum err rc;
+	bool voids;
+	bool has_patient;
+	uint8_t patient[32];
+	char object[33];
 };
 
 static void part_begin(void *ctx, const struct store_result *res)
@@ -430,6 +451,10 @@ static void part_begin(void *ctx, const struct store_result *res)
 
 	pa->rc = audit_obj(pa->r, AUDIT_STORE, AUDIT_SUCCESS, res->existed ? "already stored" : NULL, &ob,
 	                   &pa->ticket);
+	pa->has_patient = res->has_patient_key;
+	if (res->has_patient_key)
+		memcpy(pa->patient, res->patient_key, sizeof pa->patient);
+	snprintf(pa->object, sizeof pa->object, "%s", res->object_key);
 }
 
 static void part_end(void *ctx, const struct store_result *res, bool stored)
@@ -439,6 +464,25 @@ static void part_end(void *ctx, const struct store_result *res, bool stored)
 	(void)res;
 	if (stored && pa->rc == ERR_OK)
 		pa->rc = audit_wait(pa->r->srv->audit, pa->ticket);
+	else if (!stored && pa->rc == ERR_OK)
+		pa->voids = true;   /* its success record is in the log */
+}
+
+/* A part the store refused: its record names the patient once the store
+ * knew it; after a success record (pa->voids) it names the same patient
+ * and object, and says it voids that record (an audit report by patient
+ * lists both). */
+static void store_failed(struct dw *d, struct stow_job *j, uint16_t fr, const char *why,
+                         const struct store_result *res, const struct part_audit *pa)
+{
+	char reason[AUDIT_FIELD_MAX + 32];   /* (the record keeps AUDIT_FIELD_MAX bytes) */
+
+	if (!pa->voids) {
+		job_failed_of(d, j, fr, why, res->has_patient_key ? res->patient_key : NULL, NULL);
+		return;
+	}
+	snprintf(reason, sizeof reason, "voids the store record before: %s", why);
+	job_failed_of(d, j, fr, reason, pa->has_patient ? pa->patient : NULL, pa->object);
 }
 
 /* Stores one received part (on a worker, or on the connection thread):
@@ -451,7 +495,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 	char why[256] = "";
 	char coll[ACCESS_NAME_MAX + 1] = "default";
 	struct store_result res;
-	struct part_audit pa = { r, 0, ERR_INTERNAL };
+	struct part_audit pa = { .r = r, .rc = ERR_INTERNAL };
 	struct src src;
 	enum err rc;
 
@@ -515,7 +559,7 @@ static void store_part(struct dw *d, struct stow_job *j)
 			fr = FR_PROCESSING;
 			break;
 		}
-		job_failed(d, j, fr, why[0] ? why : err_str(rc));
+		store_failed(d, j, fr, why[0] ? why : err_str(rc), &res, &pa);
 		return;
 	}
 	snprintf(j->cls, sizeof j->cls, "%s", res.sop_class);

@@ -385,12 +385,16 @@ static bool early_may(void *ctx, const struct dcm_file *head)
 
 /* The success audit record of a C-STORE, written beside the index commit
  * (store_hook) and waited for before the answer; rc stays ERR_INTERNAL if
- * the hook was not called. */
+ * the hook was not called. A store that then fails (its rows refused by
+ * the commit, its object not durable) voids that record: the failure
+ * record names its object too (voids, object; its patient is obj's). */
 struct stored_audit {
 	struct dimse_assoc *a;
 	const struct audit_objects *obj;
 	uint64_t ticket;
 	enum err rc;
+	bool voids;
+	char object[33];
 };
 
 static void stored_begin(void *ctx, const struct store_result *res)
@@ -401,6 +405,7 @@ static void stored_begin(void *ctx, const struct store_result *res)
 	obj.object = res->object_key;   /* left out of the record when empty */
 	sa->rc = dimse_assoc_audit_start(sa->a, AUDIT_STORE, AUDIT_SUCCESS,
 	                                 res->existed ? "already stored (DIMSE)" : "DIMSE C-STORE", &obj, &sa->ticket);
+	snprintf(sa->object, sizeof sa->object, "%s", res->object_key);
 }
 
 static void stored_end(void *ctx, const struct store_result *res, bool stored)
@@ -410,6 +415,8 @@ static void stored_end(void *ctx, const struct store_result *res, bool stored)
 	(void)res;
 	if (stored && sa->rc == ERR_OK)
 		sa->rc = audit_wait(sa->a->o->audit, sa->ticket);
+	else if (!stored && sa->rc == ERR_OK)
+		sa->voids = true;   /* its success record is in the log */
 }
 
 static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *existed)
@@ -418,7 +425,7 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	struct vault *v = a->o->vault;
 	struct audit_objects obj;
 	struct store_result res;
-	struct stored_audit sa = { NULL, NULL, 0, ERR_INTERNAL };
+	struct stored_audit sa = { .rc = ERR_INTERNAL };
 	struct peeked pk;
 	struct src src;
 	const char *refusal = NULL;
@@ -528,8 +535,16 @@ static uint16_t store_finish(struct dimse_assoc *a, const char **comment, bool *
 	*existed = res.existed;
 	return DIMSE_SUCCESS;
 fail:
-	(void)dimse_assoc_audit(a, AUDIT_STORE, st->status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE,
-	                        st->comment, &obj);
+	if (sa.voids) {
+		/* after its success record: the same patient (obj's) and object */
+		char reason[AUDIT_FIELD_MAX + 32];   /* (the record keeps AUDIT_FIELD_MAX bytes) */
+		snprintf(reason, sizeof reason, "voids the store record before: %s", st->comment ? st->comment : "refused");
+		obj.object = sa.object;
+		(void)dimse_assoc_audit(a, AUDIT_STORE, AUDIT_FAILURE, reason, &obj);
+	} else {
+		(void)dimse_assoc_audit(a, AUDIT_STORE, st->status == DIMSE_NOT_AUTHORIZED ? AUDIT_DENIED : AUDIT_FAILURE,
+		                        st->comment, &obj);
+	}
 	*comment = st->comment;
 	return st->status;
 }

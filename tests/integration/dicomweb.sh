@@ -1,7 +1,8 @@
 #!/bin/bash
 # dicomweb.sh: DICOMweb part 1 against the real `dicomvault serve`: STOW-RS
 # (several instances, a junk part, identical re-upload, a changed object
-# with the same SOP Instance UID, the study in the path), WADO-RS and
+# with the same SOP Instance UID, the study in the path, a study of another
+# patient and a series of another study), WADO-RS and
 # WADO-URI (bytes identical, dcmdump reads them), 404/400/401/406/415,
 # malformed multipart bodies (the server keeps serving), no patient name
 # or ID in the vault or the server's log, and the audit trail. curl +
@@ -270,6 +271,49 @@ stow study_bad "$T/ct.mp" "/1.2.3.4"
 check "STOW to another study: 409, Study Instance UID mismatch" "[ \$(code study_bad) = 409 ] && js study_bad 'd[\"00081198\"][\"Value\"][0][\"00081197\"][\"Value\"][0] == 0xC409'"
 check "STOW to another study, nothing stored: an empty RetrieveURL (Type 2), no study named" \
 	"js study_bad 'd[\"00081190\"] == {\"vr\": \"UR\"}'"
+# a Study Instance UID of another patient's and a Series Instance UID of
+# another study's (the first also without Pixel Data: no early object):
+# refused, nothing stored, and no store success record for them (it was
+# written before the index found the conflict, followed by a failure
+# naming no patient: a report by patient listed a successful store); the
+# failure names the sender's patient, another than CT_small's
+"$PY" - "$T/CT_small.dcm" "$T/conf" <<'EOF'
+import sys, os, pydicom
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(out, exist_ok=True)
+def variant(name, sop, pixels=True, **kw):
+    d = pydicom.dcmread(src)
+    d.SOPInstanceUID = d.file_meta.MediaStorageSOPInstanceUID = sop
+    for k, v in kw.items():
+        setattr(d, k, v)
+    if not pixels:
+        del d.PixelData
+    d.save_as("%s/%s.dcm" % (out, name), write_like_original=False)
+variant("pat", "1.2.826.0.1.3680043.8.498.7651", PatientID="XYZ-OTHER")
+variant("pat_np", "1.2.826.0.1.3680043.8.498.7652", pixels=False, PatientID="XYZ-OTHER")
+variant("study", "1.2.826.0.1.3680043.8.498.7653", StudyInstanceUID="1.2.826.0.1.3680043.8.498.7659")
+EOF
+mp "$T/conf.mp" BoUnDaRy.42 "$T/conf/pat.dcm" "$T/conf/pat_np.dcm" "$T/conf/study.dcm"
+stow conf "$T/conf.mp"
+check "a study of another patient, a series of another study: 409, each part failed (0110H)" \
+	"[ \$(code conf) = 409 ] && js conf '\"Value\" not in d[\"00081199\"] and sorted(i[\"00081155\"][\"Value\"][0] for i in d[\"00081198\"][\"Value\"]) == [\"1.2.826.0.1.3680043.8.498.765%d\" % i for i in (1, 2, 3)] and all(i[\"00081197\"][\"Value\"][0] == 0x0110 for i in d[\"00081198\"][\"Value\"])'"
+# conf_records LOG CT_SOP: per refused part, its store records' outcomes and
+# whose patient the failure names (other: not CT_small's)
+conf_records() {
+	"$PY" - "$1" "$2" <<'EOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if '"type":"event"' in l]
+store = [r for r in recs if r["action"] == "store"]
+ct = [r["objects"]["patient"] for r in store if r["objects"].get("sop") == sys.argv[2] and r["outcome"] == "success"][0]
+for sop in ("1.2.826.0.1.3680043.8.498.765%d" % i for i in (1, 2, 3)):
+    mine = [r for r in store if r["objects"].get("sop") == sop]
+    who = ["-" if "patient" not in r["objects"] else "ct" if r["objects"]["patient"] == ct else "other" for r in mine]
+    print(sop, " ".join(r["outcome"] for r in mine), " ".join(who))
+EOF
+}
+conf_records "$T/v/audit/audit.log" "$CT_SOP" >"$T/conf.rec" 2>&1
+check "those parts: one store record each, a failure naming the sender's patient; no success record" \
+	"grep -qx '1.2.826.0.1.3680043.8.498.7651 failure other' $T/conf.rec && grep -qx '1.2.826.0.1.3680043.8.498.7652 failure other' $T/conf.rec && grep -qx '1.2.826.0.1.3680043.8.498.7653 failure ct' $T/conf.rec" "$T/conf.rec"
 req stow_xml -H "$AUTH" -H "$CT" -H 'Accept: application/dicom+xml' -H "$EXPECT" --data-binary @"$T/ct.mp" "$U/dicom-web/studies"
 check "STOW asking for a DICOM XML answer only (dcm4che's stowrs): stored, answered in DICOM JSON" \
 	"[ \$(code stow_xml) = 200 ] && hdr stow_xml Content-Type | grep -q '^application/dicom+json' && js stow_xml '\"00081199\" in d'"

@@ -9,7 +9,8 @@
 # comment (a study of another patient, a series of another study, other
 # content under a stored SOP Instance UID); a C-ECHO of another SOP class
 # or on a storage context (0122H); an N-CREATE with or without a data set
-# (0211H). None is stored, each is audited, the association goes on, and
+# (0211H). None is stored, each is audited (a conflict by one failure
+# record naming the patient, no success record), the association goes on, and
 # storescu's instance before is retrieved intact. Prints ok/not ok lines.
 # Env DV: the CLI under test; KEEP=1 keeps the directory. Layer: tests.
 set -u
@@ -160,6 +161,22 @@ check "an N-CREATE-RQ without a data set: 0211H" "grep -q '^n-create-nodata stat
 LOG="$T/v/audit/audit.log"
 check "each refusal audited as a failed store" \
 	"[ \$(grep '\"action\":\"store\"' '$LOG' | grep -c '\"outcome\":\"failure\"') -ge 7 ]" "$LOG"
+# the two conflicts found by the index: no store success record for them
+# (one was written before the index found the conflict), one failure each
+# naming the sender's patient (other-patient: not CT_small's)
+"$PY" - "$LOG" "$("$PY" -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).SOPInstanceUID)' "$TF/CT_small.dcm")" \
+	>"$T/conf.rec" 2>&1 <<'PYEOF'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if '"type":"event"' in l]
+store = [r for r in recs if r["action"] == "store"]
+ct = [r["objects"]["patient"] for r in store if r["objects"].get("sop") == sys.argv[2] and r["outcome"] == "success"][0]
+for sop in ("2.25.4242005", "2.25.4242006"):
+    mine = [r for r in store if r["objects"].get("sop") == sop]
+    who = ["-" if "patient" not in r["objects"] else "ct" if r["objects"]["patient"] == ct else "other" for r in mine]
+    print(sop, " ".join(r["outcome"] for r in mine), " ".join(who))
+PYEOF
+check "a study of another patient, a series of another study: one failure record each naming the sender's patient, no success record" \
+	"grep -qx '2.25.4242005 failure other' '$T/conf.rec' && grep -qx '2.25.4242006 failure ct' '$T/conf.rec'" "$T/conf.rec"
 "$DV" export --vault "$T/v" --study "$("$PY" -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).StudyInstanceUID)' \
 	"$TF/CT_small.dcm")" --out "$T/exp" >"$T/exp.out" 2>&1
 "$PY" - "$T/exp" "$TF/CT_small.dcm" >"$T/cmp" 2>&1 <<'PYEOF'

@@ -27,6 +27,10 @@ client certificate made with openssl).
   whole on a new association and found. Each aborted store is audited
   as a failure (the data set incomplete, nothing stored), none as a
   success.
+* The index commit's WAL sync fails once (a third server under the shim
+  tests/shim/fault_sync.c, when built): the C-STORE is refused after its
+  success record was written, and its failure record voids it ("voids the
+  store record before: ...", the same patient and object).
 
 Run as /usr/bin/python3 tests/integration/dimse_store_faults.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. KEEP=1 keeps the
@@ -89,9 +93,10 @@ def cleanup():
 
 class Server:
     """A vault in T/name with [peer "PEER"] (rights: echo, store, find),
-    served on a free DICOM-TLS port, under RLIMIT_FSIZE fsize when given."""
+    served on a free DICOM-TLS port, under RLIMIT_FSIZE fsize when given,
+    with env added to its environment."""
 
-    def __init__(self, name, fp, fsize=None):
+    def __init__(self, name, fp, fsize=None, env=None):
         self.name = name
         os.makedirs(os.path.join(T, name))
         self.v = Vault(DV, os.path.join(T, name))
@@ -107,7 +112,7 @@ class Server:
                 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         self.p = subprocess.Popen([DV, "serve", "--vault", self.dir, "--http", "127.0.0.1:%d" % free_port(),
                                    "--dicom", "127.0.0.1:%d" % self.port], stdout=self.out, stderr=self.err,
-                                  preexec_fn=limits)
+                                  preexec_fn=limits, env=dict(os.environ, **(env or {})))
         servers.append(self.p)
         for _ in range(200):
             self.out.seek(0)
@@ -343,6 +348,35 @@ def out_of_resources(srv):
     check("limited server still running", srv.p.poll() is None, srv.stderr()[-600:])
 
 
+def commit_fails(srv, fault_dir):
+    """The index commit's WAL sync fails once (the shim fault_sync.so), after
+    the store's success record was written: the C-STORE is refused, and its
+    failure record voids that record, naming the same patient and object
+    (before, a report by patient listed the success and a failure naming
+    no object)."""
+    s, res = assoc(srv, [(1, SC, [dul.IMPLICIT])])
+    check("faulty server: associated", s is not None, res)
+    if s is None:
+        return
+    # its patient stored first: the commit that fails is then the store's
+    # rows', not the new patient's (phase 1, before the record)
+    st0, c0 = store(s, 1, U + "9.6", instance(U + "9.6", U + "5", U + "5.1", "PFAULT5", 6), 1)
+    check("faulty server: a first instance of the patient stored", st0 == 0, "%s [%s]" % (st0, c0))
+    sop = U + "9.5"
+    with open(os.path.join(fault_dir, "fdatasync"), "w") as f:
+        f.write("*/index.db-wal 0 1 EIO\n")
+    st, comment = store(s, 1, sop, instance(sop, U + "5", U + "5.1", "PFAULT5", 5), 2)
+    os.unlink(os.path.join(fault_dir, "fdatasync"))
+    release(s)
+    check("the index commit's WAL sync failed: the C-STORE refused", st not in (None, 0), "%s [%s]" % (st, comment))
+    mine = [r for r in srv.audit() if r.get("action") == "store" and r.get("objects", {}).get("sop") == sop]
+    got = [(r.get("outcome"), r.get("reason"), r["objects"].get("object"), r["objects"].get("patient")) for r in mine]
+    check("a success record, then a failure that voids it, naming the same patient and object",
+          len(got) == 2 and got[0][0] == "success" and got[1][0] == "failure" and
+          (got[1][1] or "").startswith("voids the store record before: ") and
+          got[1][2] is not None and got[1][2:] == got[0][2:], got)
+
+
 def wait_log(srv, needle, n, secs=5):
     end = time.time() + secs
     while time.time() < end:
@@ -425,7 +459,20 @@ def main():
     t = time.time()
     cut_short(srv)
     print("# cut short: %.1f s" % (time.time() - t))
-    for x in (srv, lim):
+    shim = os.path.join(os.path.dirname(os.path.abspath(DV)), "shim", "fault_sync.so")
+    servers_done = [srv, lim]
+    if os.path.exists(shim):
+        fd = os.path.join(T, "fault")
+        os.makedirs(fd)
+        asan = (os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+        flt = Server("c", fp, env={"LD_PRELOAD": shim, "FAULT_DIR": fd, "ASAN_OPTIONS": asan})
+        check("server under the fault shim running", flt.up, flt.stderr()[-600:])
+        if flt.up:
+            commit_fails(flt, fd)
+            servers_done.append(flt)
+    else:
+        print("# no %s: the failed commit not tried" % shim)
+    for x in servers_done:
         x.p.terminate()
         try:
             rc = x.p.wait(15)

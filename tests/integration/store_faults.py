@@ -29,10 +29,13 @@ under `dicomvault serve`, then a kill -9 and a restart
   STOW-RS is answered 200 at once, over its object made durable then:
   the wait of the second bullet is only for stores of this process
   (before the fix of the fix, every such STOW waited 30 s and failed).
+* In the first two, the failed store's failure record voids its success
+  record, written before: it names the same patient and object.
 * `audit verify` passes after each.
 
 Run as /usr/bin/python3 tests/integration/store_faults.py build/check/dicomvault.
 Prints ok/not ok lines; exits 1 if any check failed. Layer: tests."""
+import json
 import os
 import shutil
 import subprocess
@@ -128,6 +131,24 @@ def stored_again(v, data, uids, after):
     check("%s: audit verify passes" % after, ok, out)
 
 
+def voided(v, sop):
+    """The store records of an instance: every failure follows a success
+    record of the same store and voids it (reason "voids the store record
+    before: ..."), naming the same patient and object, so that a report by
+    patient lists both (before, it named neither). (ok, the records)."""
+    recs = [json.loads(l) for l in open(os.path.join(v.dir, "audit", "audit.log")) if '"type":"event"' in l]
+    mine = [r for r in recs if r["action"] == "store" and r["objects"].get("sop") == sop]
+    fails = [i for i, r in enumerate(mine) if r["outcome"] == "failure"]
+    ok = len(fails) > 0
+    for i in fails:
+        f = mine[i]["objects"]
+        ok = ok and mine[i].get("reason", "").startswith("voids the store record before: ") and "patient" in f
+        ok = ok and len(f.get("object", "")) == 32
+        ok = ok and any(r["outcome"] == "success" and r["objects"].get("object") == f.get("object") and
+                        r["objects"].get("patient") == f["patient"] for r in mine[:i])
+    return ok, [(r["outcome"], r.get("reason"), r["objects"].get("object")) for r in mine]
+
+
 def audit_ok(v):
     p = subprocess.run([DV, "audit", "verify", "--vault", v.dir], capture_output=True, text=True)
     return p.returncode == 0, p.stdout + p.stderr
@@ -156,6 +177,8 @@ def main():
           "waitEIO" in hits() and first.get("st") not in (None, 200), (first, hits()))
     check("the same instance meanwhile: answered 200 once the first had ended (%.1f s)" % waited,
           second == 200 and waited > 1.5, (second, waited))
+    ok, recs = voided(v, a[2])
+    check("the first store's failure record voids its success record: the same patient and object", ok, recs)
     no_rules()
     st, got = retrieve(v, a)
     check("and it is there, byte for byte", st == 200 and got == big, (st, len(got or b""), len(big)))
@@ -172,6 +195,8 @@ def main():
     st, _ = v.stow([small])
     check("the index commit's WAL sync failed (EIO): the store refused", st != 200 and "index.db-wal" in hits(),
           (st, hits()))
+    ok, recs = voided(v, b[2])
+    check("its failure record voids its success record: the same patient and object", ok, recs)
     no_rules()
     restart(v)
     st, got = retrieve(v, b)

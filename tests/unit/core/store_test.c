@@ -664,6 +664,160 @@ TEST(store_hook)
 	free(b);
 }
 
+
+/* CT_small as a new instance of its own (SOP Instance UID ending
+ * ...0727 4 sop), of patient pat (its Patient ID pat followed by "CT1";
+ * 0: CT_small's, 1CT1), in study and series ...0727 3 study and series
+ * (0: CT_small's). */
+static uint8_t *conflict_variant(char sop, char pat, char study, char series, size_t *n)
+{
+	char to[40];
+	uint8_t *b = NULL;
+
+	if (file_read_all(PYD "CT_small.dcm", 1 << 20, &b, n) != ERR_OK)
+		return NULL;
+	snprintf(to, sizeof to, "5962.1.1.1.1.1.2004011907274%c", sop);
+	CHECK(subst(b, *n, "5962.1.1.1.1.1.20040119072730", to) == 2);   /* meta and data set */
+	snprintf(to, sizeof to, "%cCT1", pat);
+	CHECK(pat == 0 || subst(b, *n, "1CT1", to) >= 1);
+	snprintf(to, sizeof to, "5962.1.2.1.2004011907273%c", study);
+	CHECK(study == 0 || subst(b, *n, "5962.1.2.1.20040119072730", to) == 1);
+	snprintf(to, sizeof to, "5962.1.3.1.1.2004011907273%c", series);
+	CHECK(series == 0 || subst(b, *n, "5962.1.3.1.1.20040119072730", to) == 1);
+	return b;
+}
+
+/* b stored as an early object (begun at its Pixel Data tag) with hook. */
+static enum err early_hooked(const uint8_t *b, size_t n, const struct store_hook *hook, struct store_result *res)
+{
+	struct store_early *e = NULL;
+	struct src s;
+	struct src_mem m;
+	uint8_t sha[32];
+	char why[256];
+	size_t px = pixel_off(b, n);
+
+	CHECK(store_early_begin(v, b, px + 12, NULL, NULL, &e) == ERR_OK && e != NULL);
+	CHECK(e == NULL || store_early_write(e, b + px + 12, n - px - 12) == ERR_OK);
+	sha_of(b, n, sha);
+	src_mem_init(&s, &m, b, n);
+	return store_instance_early(v, &s, sha, e, hook, "default", res, why, sizeof why);
+}
+
+/* A study of another patient's, a series of another study's: refused in
+ * phase 1, before the hook's begin (where the services write the store's
+ * success record: it was written, then the commit refused the rows), with
+ * the sender's patient key in the result for the failure record, nothing
+ * pending, no study row made; as an early object too. */
+TEST(conflicts_before_hook)
+{
+	struct hook_seen h = { 0 };
+	struct store_hook hook = { hook_begin, hook_end, &h };
+	struct store_result res;
+	struct idx_study st;
+	uint8_t ct_key[32], other_key[32];
+	char why[256];
+	size_t n = 0;
+	uint8_t *b;
+
+	CHECK(store_patient_key(v, "1CT1", NULL, ct_key) == ERR_OK);
+	CHECK(store_patient_key(v, "3CT1", NULL, other_key) == ERR_OK);
+	b = conflict_variant('1', '3', 0, 0, &n);
+	CHECK(b != NULL);
+	if (b != NULL) {
+		CHECK(store_hooked(b, n, &hook, &res) == ERR_DENIED);
+		CHECK_EQ_INT(res.conflict, STORE_CONFLICT_PATIENT);
+		CHECK(res.has_patient_key && memcmp(res.patient_key, other_key, 32) == 0);
+		CHECK(retrieve_instance(v, res.sop_uid, NULL, why, sizeof why) == ERR_NOTFOUND);
+	}
+	free(b);
+	b = conflict_variant('2', '3', 0, 0, &n);
+	CHECK(b != NULL);
+	if (b != NULL) {
+		CHECK(early_hooked(b, n, &hook, &res) == ERR_DENIED);
+		CHECK_EQ_INT(res.conflict, STORE_CONFLICT_PATIENT);
+		CHECK(res.has_patient_key && memcmp(res.patient_key, other_key, 32) == 0);
+	}
+	free(b);
+	b = conflict_variant('3', 0, '6', 0, &n);
+	CHECK(b != NULL);
+	if (b != NULL) {
+		CHECK(store_hooked(b, n, &hook, &res) == ERR_DENIED);
+		CHECK_EQ_INT(res.conflict, STORE_CONFLICT_STUDY);
+		CHECK(res.has_patient_key && memcmp(res.patient_key, ct_key, 32) == 0);
+		CHECK(v->ix->ops->study_get(v->ix, res.study_uid, &st) == ERR_NOTFOUND);
+	}
+	free(b);
+	CHECK_EQ_INT(h.calls, 0);
+	CHECK_EQ_INT(h.ends, 0);
+	CHECK_EQ_INT(pending_count(), 0);
+}
+
+/* A conflict that appears after that check (another store made the study
+ * its patient's meanwhile: here from the hook's begin, which runs between
+ * the check and the commit): the commit refuses the rows, end says not
+ * stored, after a begin that had the sender's patient and the object's
+ * key (what the services' failure record then names, voiding their
+ * success record); the object is removed. */
+struct race_seen {
+	struct hook_seen h;
+	const uint8_t *other;
+	size_t n;
+	enum err other_rc;
+};
+
+static void race_begin(void *ctx, const struct store_result *res)
+{
+	struct race_seen *r = ctx;
+	struct store_result ores;
+	char why[256];
+
+	hook_begin(&r->h, res);
+	r->other_rc = store_mem(r->other, r->n, &ores, why, sizeof why);
+}
+
+static void race_end(void *ctx, const struct store_result *res, bool stored)
+{
+	struct race_seen *r = ctx;
+
+	hook_end(&r->h, res, stored);
+}
+
+TEST(conflict_after_hook)
+{
+	struct race_seen r = { .other_rc = ERR_INTERNAL };
+	struct store_hook hook = { race_begin, race_end, &r };
+	struct store_result res;
+	uint8_t other_key[32];
+	char why[256], p[800];
+	size_t n = 0, n2 = 0;
+	uint8_t *b = conflict_variant('4', '3', '7', '7', &n), *ct = conflict_variant('5', 0, '7', '7', &n2);
+
+	CHECK(b != NULL && ct != NULL);
+	if (b == NULL || ct == NULL) {
+		free(b);
+		free(ct);
+		return;
+	}
+	r.other = ct;
+	r.n = n2;
+	CHECK(store_patient_key(v, "3CT1", NULL, other_key) == ERR_OK);
+	CHECK(store_hooked(b, n, &hook, &res) == ERR_DENIED);
+	CHECK(r.other_rc == ERR_OK);   /* CT_small's patient's, in the new study */
+	CHECK_EQ_INT(res.conflict, STORE_CONFLICT_PATIENT);
+	CHECK_EQ_INT(r.h.calls, 1);
+	CHECK_EQ_INT(r.h.ends, 1);
+	CHECK_EQ_INT(r.h.stored, 0);
+	CHECK(r.h.has_key && memcmp(r.h.key, other_key, 32) == 0);
+	CHECK(strlen(r.h.object) == 32);
+	snprintf(p, sizeof p, "%s/objects/%.2s/%.2s/%s", dir, r.h.object, r.h.object + 2, r.h.object);
+	CHECK(access(p, F_OK) != 0);
+	CHECK(retrieve_instance(v, res.sop_uid, NULL, why, sizeof why) == ERR_NOTFOUND);
+	CHECK(retrieves_as("1.3.6.1.4.1.5962.1.1.1.1.1.20040119072745.12322", ct, n2));
+	CHECK_EQ_INT(pending_count(), 0);
+	free(b);
+	free(ct);
+}
 /* The hook's begin (where the store's success record is written) comes
  * only once the object's name under its key is durable: its directory
  * fsync'd after the link. Else a crash could keep that record and lose
@@ -1041,6 +1195,8 @@ int main(void)
 	RUN(early_object_discarded);
 	RUN(early_object_mismatch);
 	RUN(store_hook);
+	RUN(conflicts_before_hook);
+	RUN(conflict_after_hook);
 	RUN(name_durable_before_record);
 	RUN(recovery_checks_indexed_pending);
 	RUN(meta_group_in_data_set);
