@@ -109,7 +109,8 @@ WUR enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now
 
 /* The session of a token (cookie or bearer). ERR_AUTH if the token is
  * malformed, unknown, idle too long or past its lifetime, or its user is
- * disabled or expired (an ended session is deleted). Updates last_seen.
+ * disabled or expired (an ended session is deleted, and its end recorded
+ * as a logout with the reason: http.md, Sessions). Updates last_seen.
  * An API token (token.h: "dvt_" + 64 hex) is checked against the
  * api_tokens table instead, on every call: no idle timeout, refused once
  * revoked or expired or its user disabled or expired; a refusal of a
@@ -117,7 +118,8 @@ WUR enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now
 WUR enum err auth_session_check(struct auth *a, const char *token, size_t len, int64_t now,
                                 struct auth_session *out);
 /* The same for a request from address (numeric) with user agent ua, for
- * the audit record of a refused API token (NULL: unknown). */
+ * the audit record of a refused API token or of a session's end (NULL:
+ * unknown). */
 WUR enum err auth_request_check(struct auth *a, const char *token, size_t len, int64_t now, const char *address,
                                 const char *ua, struct auth_session *out);
 

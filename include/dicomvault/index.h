@@ -156,7 +156,9 @@ struct idx_session {
 	int64_t last_seen;                /* unix seconds, for the idle timeout */
 	int64_t expires;                  /* unix seconds, absolute end */
 	char address[64];                 /* client address at login */
-	char user_name[65];               /* set by session_get (the user's name) */
+	char ref[17];                     /* audit_session_ref() of its token ("": opened before schema 6) */
+	char user_name[65];               /* set by session_get and session_purge (the user's name) */
+	char user_role[17];               /* set by session_purge (the user's role) */
 };
 
 /* An API token (core/token.c): a bearer token for a service account or
@@ -248,14 +250,17 @@ struct index_ops {
 	void (*close)(struct index_store *s);
 	/* Sessions: a new one (sets se->id); by token hash (ERR_NOTFOUND),
 	 * with the user's name; a new last_seen; delete by token hash
-	 * (ERR_NOTFOUND if none) or all of a user's; purge those whose
-	 * expires <= now or last_seen <= idle_before. */
+	 * (ERR_NOTFOUND if none) or all of a user's; purge up to max of those
+	 * whose expires <= now or last_seen <= idle_before, oldest first,
+	 * each copied to out (with its user's name and role) and *n set to
+	 * their count. */
 	enum err (*session_put)(struct index_store *s, struct idx_session *se);
 	enum err (*session_get)(struct index_store *s, const uint8_t hash[IDX_HMAC_LEN], struct idx_session *out);
 	enum err (*session_touch)(struct index_store *s, int64_t id, int64_t last_seen);
 	enum err (*session_delete)(struct index_store *s, const uint8_t hash[IDX_HMAC_LEN]);
 	enum err (*session_delete_user)(struct index_store *s, int64_t user_id);
-	enum err (*session_purge)(struct index_store *s, int64_t now, int64_t idle_before);
+	enum err (*session_purge)(struct index_store *s, int64_t now, int64_t idle_before, struct idx_session *out,
+	                          size_t max, size_t *n);
 	/* API tokens: a new one (sets t->id; ERR_DENIED if the hash exists);
 	 * by token hash or by id (ERR_NOTFOUND), with the user's name; all
 	 * in id order (fn's error stops the walk and is returned); a new

@@ -80,6 +80,7 @@
 #define AUTH_PWHASH_WAIT       10u            /* seconds a login waits for one before "busy" */
 #define AUTH_LIMITER_SLOTS     4096u          /* failure counters kept in memory (accounts + addresses) */
 #define AUTH_LOCKOUT_MAX_FAILURES 100u        /* the largest [auth] lockout_failures (each counter keeps that many times) */
+#define AUTH_ENDED_PER_LOGIN   16u            /* ended sessions a login deletes, each with its logout record */
 #define AUTH_BREAK_GLASS_MINUTES_MAX 1440u    /* the largest [auth] break_glass_minutes (a day) */
 
 /* multipart/related (proto/multipart.c) and DICOMweb (daemon/dicomweb.c) */

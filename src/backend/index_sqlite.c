@@ -29,7 +29,8 @@ enum stmt_id {
 	S_INST_GET, S_INST_INS, S_SERIES_COUNT, S_STUDY_COUNT, S_STUDY_NSERIES,
 	S_SERIES_LIST, S_INST_LIST,
 	S_USER_INS, S_USER_GET, S_USER_UPD, S_USER_DEL, S_SERIES_BY_ID, S_STUDY_BY_ID,
-	S_SESS_INS, S_SESS_GET, S_SESS_TOUCH, S_SESS_DEL, S_SESS_DEL_USER, S_SESS_PURGE, S_PN_INS,
+	S_SESS_INS, S_SESS_GET, S_SESS_TOUCH, S_SESS_DEL, S_SESS_DEL_USER, S_SESS_ENDED, S_SESS_DEL_ID,
+	S_PN_INS,
 	S_PN_ADD,
 	S__COUNT
 };
@@ -67,14 +68,17 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_USER_UPD] = "UPDATE users SET role = ?2, pwhash = ?3, totp_wrapped = ?4, totp_last_step = ?5, failures = ?6,"
 	               " locked_until = ?7, disabled = ?8, expires = ?9 WHERE id = ?1",
 	[S_USER_DEL] = "DELETE FROM users WHERE id = ?1",
-	[S_SESS_INS] = "INSERT INTO sessions (user_id, token_hash, created, last_seen, expires, address)"
-	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_SESS_INS] = "INSERT INTO sessions (user_id, token_hash, created, last_seen, expires, address, ref)"
+	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[S_SESS_GET] = "SELECT s.id, s.user_id, s.token_hash, s.created, s.last_seen, s.expires, s.address, u.name"
 	               " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
 	[S_SESS_TOUCH] = "UPDATE sessions SET last_seen = ?2 WHERE id = ?1",
 	[S_SESS_DEL] = "DELETE FROM sessions WHERE token_hash = ?1",
 	[S_SESS_DEL_USER] = "DELETE FROM sessions WHERE user_id = ?1",
-	[S_SESS_PURGE] = "DELETE FROM sessions WHERE expires <= ?1 OR last_seen <= ?2",
+	[S_SESS_ENDED] = "SELECT s.id, s.user_id, s.token_hash, s.created, s.last_seen, s.expires, s.address, s.ref,"
+	                 " u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id"
+	                 " WHERE s.expires <= ?1 OR s.last_seen <= ?2 ORDER BY s.id LIMIT ?3",
+	[S_SESS_DEL_ID] = "DELETE FROM sessions WHERE id = ?1",
 	[S_PN_INS] = "INSERT INTO patient_names (patient_id, hmac) VALUES (?1, ?2)",
 	[S_PN_ADD] = "INSERT INTO patient_names (patient_id, hmac) SELECT ?1, ?2 WHERE NOT EXISTS"
 	             " (SELECT 1 FROM patient_names WHERE patient_id = ?1 AND hmac = ?2)",
@@ -891,6 +895,7 @@ static enum err sq_session_put(struct index_store *bs, struct idx_session *se)
 	sqlite3_bind_int64(q, 4, se->last_seen);
 	sqlite3_bind_int64(q, 5, se->expires);
 	sqlite3_bind_text(q, 6, se->address, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 7, se->ref, -1, SQLITE_STATIC);
 	rc = exec_done(s, q, "session_put");
 	if (rc == ERR_OK)
 		se->id = sqlite3_last_insert_rowid(s->db);
@@ -955,14 +960,46 @@ static enum err sq_session_delete_user(struct index_store *bs, int64_t user_id)
 	return exec_done(s, q, "session_delete_user");
 }
 
-static enum err sq_session_purge(struct index_store *bs, int64_t now, int64_t idle_before)
+/* The rows are read first, then deleted by id: the caller records each
+ * one's end (its user, role and reference), which a plain DELETE lost. */
+static enum err sq_session_purge(struct index_store *bs, int64_t now, int64_t idle_before, struct idx_session *out,
+                                 size_t max, size_t *n)
 {
 	struct sq_store *s = (struct sq_store *)bs;
-	sqlite3_stmt *q = stmt(s, S_SESS_PURGE);
+	sqlite3_stmt *q = stmt(s, S_SESS_ENDED);
+	size_t i, got = 0;
+	enum err rc = ERR_OK;
+	int r = SQLITE_DONE;
 
+	*n = 0;
 	sqlite3_bind_int64(q, 1, now);
 	sqlite3_bind_int64(q, 2, idle_before);
-	return exec_done(s, q, "session_purge");
+	sqlite3_bind_int64(q, 3, (int64_t)max);
+	while (got < max && (r = sqlite3_step(q)) == SQLITE_ROW) {
+		struct idx_session *se = &out[got++];
+		memset(se, 0, sizeof *se);
+		se->id = sqlite3_column_int64(q, 0);
+		se->user_id = sqlite3_column_int64(q, 1);
+		col_hmac(q, 2, se->token_hash, NULL);
+		se->created = sqlite3_column_int64(q, 3);
+		se->last_seen = sqlite3_column_int64(q, 4);
+		se->expires = sqlite3_column_int64(q, 5);
+		col_text(q, 6, se->address, sizeof se->address);
+		col_text(q, 7, se->ref, sizeof se->ref);
+		col_text(q, 8, se->user_name, sizeof se->user_name);
+		col_text(q, 9, se->user_role, sizeof se->user_role);
+	}
+	if (got < max && r != SQLITE_DONE)
+		rc = db_err(s, r, "session_purge");
+	sqlite3_reset(q);
+	for (i = 0; rc == ERR_OK && i < got; i++) {
+		q = stmt(s, S_SESS_DEL_ID);
+		sqlite3_bind_int64(q, 1, out[i].id);
+		rc = exec_done(s, q, "session_purge");
+	}
+	if (rc == ERR_OK)
+		*n = got;
+	return rc;
 }
 
 /* ---- API tokens ---- */
@@ -1405,6 +1442,21 @@ out:
  * are of the folded groups (no case, no accents: qry_pn_fold); those of
  * schema 3 (ASCII case only) become the empty hash too. In one
  * transaction; a concurrent opener sees the new version and does nothing. */
+/* Whether table has a column of that name. */
+static bool has_column(sqlite3 *db, const char *table, const char *col)
+{
+	sqlite3_stmt *q = NULL;
+	bool found = false;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2", -1, &q, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(q, 1, table, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, col, -1, SQLITE_STATIC);
+	found = sqlite3_step(q) == SQLITE_ROW;
+	sqlite3_finalize(q);
+	return found;
+}
+
 static int migrate(sqlite3 *db)
 {
 	sqlite3_stmt *q = NULL;
@@ -1448,6 +1500,13 @@ static int migrate(sqlite3 *db)
 	if (rc == SQLITE_OK && ver < 5)
 		rc = sqlite3_exec(db, "DROP INDEX IF EXISTS patients_name; UPDATE meta SET v = '5' WHERE k = 'schema';",
 		                  NULL, NULL, NULL);
+	/* 6: a session keeps its audit reference, so that its end is recorded
+	 * under it when it is purged without its token; those opened before
+	 * have none (their records leave the session out) */
+	if (rc == SQLITE_OK && ver < 6 && !has_column(db, "sessions", "ref"))
+		rc = sqlite3_exec(db, "ALTER TABLE sessions ADD COLUMN ref TEXT NOT NULL DEFAULT '';", NULL, NULL, NULL);
+	if (rc == SQLITE_OK && ver < 6)
+		rc = sqlite3_exec(db, "UPDATE meta SET v = '6' WHERE k = 'schema';", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {

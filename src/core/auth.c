@@ -31,6 +31,10 @@ _Static_assert(sizeof(((struct auth_session *)0)->scope) == IDX_SCOPE_MAX + 1, "
 #define LIM_KEY_MAX 80u       /* "u:" + a name, or "a:" + an address */
 #define TOKEN_RAW_LEN 32u     /* 256 bits */
 
+/* The reasons of the logout record of a session that ended by itself. */
+#define AUTH_END_IDLE     "idle timeout"
+#define AUTH_END_LIFETIME "session lifetime ended"
+
 /* A failure counter of an account ("u:NAME") or an address ("a:ADDR"):
  * the times of its latest lockout_failures failures, in a ring of
  * struct auth's lim_times, so that N failures within any window of
@@ -514,11 +518,56 @@ static enum err login_failed(struct auth *a, const char *name, bool known, const
 	return ERR_AUTH;
 }
 
+/* Why a session has ended at now, or NULL while it lasts: whichever of
+ * its idle timeout and its lifetime came first. */
+static const char *session_end_why(const struct auth *a, int64_t last_seen, int64_t expires, int64_t now)
+{
+	int64_t idle_end = last_seen + a->conf.idle_timeout;
+
+	if (now < expires && now < idle_end)
+		return NULL;
+	return idle_end < expires ? AUTH_END_IDLE : AUTH_END_LIFETIME;
+}
+
+/* The logout records of the n sessions a login purged (ended, and not
+ * used since): each with its user, role and reference, the address it
+ * was opened from (no request found it) and why it ended. One fsync for
+ * them all; the sessions are gone whether or not they are written, as
+ * at logout. */
+static void purged_put(struct auth *a, const struct idx_session *se, size_t n, int64_t now)
+{
+	struct audit_rec r;
+	uint64_t ticket = 0;
+	const char *why;
+	enum err rc = ERR_OK;
+	size_t i;
+
+	if (a->audit == NULL || n == 0)
+		return;
+	for (i = 0; i < n && rc == ERR_OK; i++) {
+		why = session_end_why(a, se[i].last_seen, se[i].expires, now);
+		memset(&r, 0, sizeof r);
+		r.action = AUDIT_LOGOUT;
+		r.outcome = AUDIT_SUCCESS;
+		r.reason = why != NULL ? why : AUTH_END_LIFETIME;
+		r.actor.user = se[i].user_name;
+		r.actor.role = se[i].user_role;
+		r.actor.session = se[i].ref;
+		r.actor.addr = se[i].address;
+		rc = audit_append_start(a->audit, &r, &ticket);
+	}
+	if (rc == ERR_OK)
+		rc = audit_wait(a->audit, ticket);
+	if (rc != ERR_OK)
+		log_error("cannot write the audit records of %zu ended sessions: %s", n, err_str(rc));
+}
+
 /* Accepts step and opens the session in one transaction, re-checking the
  * row: a concurrent login with the same code, a lock or a disable that
  * happened since the first read all refuse (ERR_AUTH). */
 static enum err login_commit(struct auth *a, const char *name, uint64_t step, int64_t now, const char *addr,
-                             struct secret **token, uint8_t hash[KDF_HMAC_SHA256_LEN], struct auth_session *out)
+                             struct secret **token, uint8_t hash[KDF_HMAC_SHA256_LEN], struct auth_session *out,
+                             struct idx_session ended[AUTH_ENDED_PER_LOGIN], size_t *nended)
 {
 	struct secret *tok = NULL;
 	struct idx_session se;
@@ -526,10 +575,14 @@ static enum err login_commit(struct auth *a, const char *name, uint64_t step, in
 	bool tx = false;
 	enum err rc;
 
+	*nended = 0;
 	memset(&se, 0, sizeof se);
 	rc = token_new(a, &tok, se.token_hash);
 	if (rc != ERR_OK)
 		return rc;
+	/* kept with the row so that its end can be recorded under the same
+	 * reference when it is purged (no token then) */
+	audit_session_ref(secret_view(tok), AUTH_TOKEN_LEN, se.ref);
 	pthread_mutex_lock(a->ix_lock);
 	rc = a->ix->ops->begin(a->ix);
 	if (rc != ERR_OK)
@@ -547,8 +600,11 @@ static enum err login_commit(struct auth *a, const char *name, uint64_t step, in
 	u.failures = 0;
 	u.locked_until = 0;
 	rc = a->ix->ops->user_update(a->ix, &u);
+	/* ended sessions nobody used again, a bounded number a login (each is
+	 * a record to write: see purged_put) */
 	if (rc == ERR_OK)
-		rc = a->ix->ops->session_purge(a->ix, now, now - a->conf.idle_timeout);
+		rc = a->ix->ops->session_purge(a->ix, now, now - a->conf.idle_timeout, ended, AUTH_ENDED_PER_LOGIN,
+		                               nended);
 	if (rc != ERR_OK)
 		goto out;
 	se.user_id = u.id;
@@ -575,6 +631,8 @@ static enum err login_commit(struct auth *a, const char *name, uint64_t step, in
 out:
 	if (tx)
 		a->ix->ops->rollback(a->ix);
+	if (rc != ERR_OK)
+		*nended = 0;   /* rolled back: still there */
 	pthread_mutex_unlock(a->ix_lock);
 	mem_wipe(u.pwhash, sizeof u.pwhash);
 	mem_wipe(se.token_hash, sizeof se.token_hash);
@@ -589,6 +647,8 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 	char ref[AUDIT_SESSION_REF_LEN];
 	const char *addr = in->address != NULL ? in->address : "-", *ua = in->user_agent;
 	uint8_t hash[KDF_HMAC_SHA256_LEN];
+	struct idx_session ended[AUTH_ENDED_PER_LOGIN];
+	size_t nended = 0;
 	struct secret *seed = NULL, *tok = NULL;
 	struct auth_session sess;
 	uint8_t *seed_blob = NULL;
@@ -704,7 +764,7 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 		if (e != ERR_OK && totp_verify(seed, (uint64_t)now, in->totp, in->totp_len, 0, &step) == ERR_OK)
 			why = "TOTP code already used";
 		if (e == ERR_OK) {
-			rc = login_commit(a, name, step, now, addr, &tok, hash, &sess);
+			rc = login_commit(a, name, step, now, addr, &tok, hash, &sess, ended, &nended);
 			if (rc != ERR_OK && rc != ERR_AUTH)
 				goto out;
 			if (rc == ERR_AUTH)
@@ -716,7 +776,9 @@ enum err auth_login(struct auth *a, const struct auth_login *in, int64_t now, st
 		goto out;
 	}
 
-	/* success, once it is on the record */
+	/* the ends of the sessions it purged, then the success, once it is
+	 * on the record */
+	purged_put(a, ended, nended, now);
 	audit_session_ref(secret_view(tok), AUTH_TOKEN_LEN, ref);
 	rc = audit_put(a, AUDIT_LOGIN, AUDIT_SUCCESS, NULL, name, sess.role, ref, addr, ua);
 	if (rc != ERR_OK) {
@@ -747,38 +809,62 @@ out:
 	}
 	mem_wipe(u.pwhash, sizeof u.pwhash);
 	mem_wipe(hash, sizeof hash);
+	mem_wipe(ended, nended * sizeof ended[0]);
 	return rc;
 }
 
 /* ---- sessions ---- */
 
-/* The live session of a token, under ix_lock; an ended one is deleted. */
+/* A session that session_find found ended and deleted, for the record
+ * of its end (why NULL: none). */
+struct session_end {
+	const char *why;
+	char user[AUTH_NAME_MAX + 1];
+	char role[sizeof ((struct idx_user *)0)->role];
+};
+
+/* Why the session se of user row u (read with rc) ends at now, or NULL. */
+static const char *account_end_why(enum err rc, const struct idx_user *u, const struct idx_session *se, int64_t now)
+{
+	if (rc == ERR_NOTFOUND || (rc == ERR_OK && u->id != se->user_id))
+		return "account removed";
+	if (rc == ERR_OK && u->disabled)
+		return "account disabled";
+	if (rc == ERR_OK && u->expires != 0 && u->expires <= now)
+		return "account expired";
+	return NULL;
+}
+
+/* The live session of a token, under ix_lock. An ended one is deleted
+ * and, if this call deleted it (once, whatever requests race), *end says
+ * whose it was and why it ended, for the caller to record once it has
+ * let go of ix_lock (session_end_put). */
 static enum err session_find(struct auth *a, const uint8_t hash[KDF_HMAC_SHA256_LEN], int64_t now,
-                             struct auth_session *out)
+                             struct auth_session *out, struct session_end *end)
 {
 	struct idx_session se;
 	struct idx_user u;
 	int64_t touch_every = a->conf.idle_timeout / 16;
+	const char *why;
 	enum err rc;
 
 	memset(&u, 0, sizeof u);
+	memset(end, 0, sizeof *end);
 	rc = a->ix->ops->session_get(a->ix, hash, &se);
 	if (rc == ERR_NOTFOUND || (rc == ERR_OK && !ct_equal(se.token_hash, hash, KDF_HMAC_SHA256_LEN)))
 		return ERR_AUTH;
 	if (rc != ERR_OK)
 		return rc;
-	if (now >= se.expires || now - se.last_seen >= a->conf.idle_timeout) {
-		rc = ERR_AUTH;
-		goto end;
-	}
+	why = session_end_why(a, se.last_seen, se.expires, now);
 	rc = a->ix->ops->user_get(a->ix, se.user_name, &u);
-	if (rc == ERR_NOTFOUND || (rc == ERR_OK && (u.id != se.user_id || u.disabled ||
-	                                            (u.expires != 0 && u.expires <= now)))) {
+	if (why == NULL && rc != ERR_OK && rc != ERR_NOTFOUND)
+		goto out;
+	if (why == NULL)
+		why = account_end_why(rc, &u, &se, now);
+	if (why != NULL) {
 		rc = ERR_AUTH;
 		goto end;
 	}
-	if (rc != ERR_OK)
-		goto out;
 	if (now - se.last_seen >= touch_every) {
 		rc = a->ix->ops->session_touch(a->ix, se.id, now);
 		if (rc != ERR_OK)
@@ -796,12 +882,37 @@ static enum err session_find(struct auth *a, const uint8_t hash[KDF_HMAC_SHA256_
 	rc = ERR_OK;
 	goto out;
 end:
-	/* the session has ended: forget it */
-	if (a->ix->ops->session_delete(a->ix, hash) != ERR_OK)
+	/* the session has ended: forget it; its end is recorded by whoever
+	 * deleted it, so once */
+	if (a->ix->ops->session_delete(a->ix, hash) != ERR_OK) {
 		log_warn("cannot delete an ended session");
+		goto out;
+	}
+	end->why = why;
+	snprintf(end->user, sizeof end->user, "%s", se.user_name);
+	if (u.id == se.user_id)
+		snprintf(end->role, sizeof end->role, "%s", u.role);
 out:
 	mem_wipe(u.pwhash, sizeof u.pwhash);
 	return rc;
+}
+
+/* The record of a session's end that session_find reported: a logout
+ * (SPEC section 8: an automatic logout is a logout) with its reason,
+ * from the request that found it (address, user agent). The session is
+ * gone whether or not it is written. */
+static void session_end_put(struct auth *a, const struct session_end *e, const char *token, size_t len,
+                            const char *addr, const char *ua)
+{
+	char ref[AUDIT_SESSION_REF_LEN];
+
+	if (e->why == NULL)
+		return;
+	log_info("session of %s ended: %s", e->user, e->why);
+	audit_session_ref(token, len, ref);
+	if (audit_put(a, AUDIT_LOGOUT, AUDIT_SUCCESS, e->why, e->user, e->role[0] ? e->role : NULL, ref, addr, ua) !=
+	    ERR_OK)
+		log_error("the end of a session of %s was not audited", e->user);
 }
 
 /* An API token: checked against its row and its user on every request
@@ -881,6 +992,7 @@ enum err auth_request_check(struct auth *a, const char *token, size_t len, int64
                             const char *ua, struct auth_session *out)
 {
 	uint8_t hash[KDF_HMAC_SHA256_LEN];
+	struct session_end end;
 	enum err rc;
 
 	if (token_is_api(token, len))
@@ -891,9 +1003,10 @@ enum err auth_request_check(struct auth *a, const char *token, size_t len, int64
 	if (rc != ERR_OK)
 		return rc;
 	pthread_mutex_lock(a->ix_lock);
-	rc = session_find(a, hash, now, out);
+	rc = session_find(a, hash, now, out, &end);
 	pthread_mutex_unlock(a->ix_lock);
 	mem_wipe(hash, sizeof hash);
+	session_end_put(a, &end, token, len, address, ua);
 	return rc;
 }
 
@@ -902,6 +1015,7 @@ enum err auth_logout(struct auth *a, const char *token, size_t len, int64_t now,
 {
 	char ref[AUDIT_SESSION_REF_LEN];
 	uint8_t hash[KDF_HMAC_SHA256_LEN];
+	struct session_end end;
 	struct auth_session s;
 	enum err rc;
 
@@ -913,11 +1027,12 @@ enum err auth_logout(struct auth *a, const char *token, size_t len, int64_t now,
 	if (rc != ERR_OK)
 		return rc;
 	pthread_mutex_lock(a->ix_lock);
-	rc = session_find(a, hash, now, &s);
+	rc = session_find(a, hash, now, &s, &end);
 	if (rc == ERR_OK)
 		rc = a->ix->ops->session_delete(a->ix, hash);
 	pthread_mutex_unlock(a->ix_lock);
 	mem_wipe(hash, sizeof hash);
+	session_end_put(a, &end, token, len, address, user_agent);   /* it had ended before */
 	if (rc == ERR_NOTFOUND)
 		rc = ERR_AUTH;   /* ended concurrently */
 	if (rc == ERR_OK) {

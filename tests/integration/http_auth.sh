@@ -376,10 +376,33 @@ done
 check "idle_timeout 3: a session used every second lives on (4 s)" "[ $alive = 1 ]"
 # ... 3 s without one end it, for the cookie and the bearer token alike
 sleep 3.3
-req cx1 -H "Cookie: __Host-dv_session=$TC" "$U/api/auth/whoami"
+req cx1 -H "Cookie: __Host-dv_session=$TC" $(from 7) -A "$UA" "$U/api/auth/whoami"
 check "idle_timeout 3: after 3 s idle, the session's cookie is 401 problem+json" "problem cx1 401"
 req cx2 -H "Authorization: Bearer $TC" "$U/api/auth/whoami"
 check "idle_timeout 3: and its bearer token 401 problem+json" "problem cx2 401"
+# its end is a logout on the record, once, from the request that found it;
+# admin's sessions of the first run, ended under idle_timeout 3, were
+# recorded as they went at carol's login (before its record), each from
+# the address it was opened from
+tail -n +$((AR0 + 1)) "$A" >"$T/a2.log"
+# ends SESSION: user|role|addr|ua|reason of each logout of that session;
+# ends -: those of the other sessions before the first login, then "login USER"
+ends() {
+	"$PY" - "$T/a2.log" "$1" <<'EOF'
+import json, sys
+for x in (json.loads(l) for l in open(sys.argv[1])):
+	a = x.get("actor", {})
+	if x.get("action") == "logout" and (a.get("session") == sys.argv[2]) != (sys.argv[2] == "-"):
+		print("|".join(str(v) for v in (a.get("user", ""), a.get("role", ""), a.get("addr", ""), a.get("ua", ""), x.get("reason", ""))))
+	if x.get("action") == "login" and sys.argv[2] == "-":
+		print("login " + a.get("user", ""))
+		break
+EOF
+}
+check "audit: the idle session's end is one logout (idle timeout) naming carol, 127.0.0.7 and the user agent" \
+	"[ \"\$(ends $SREF)\" = 'carol|admin|127.0.0.7|$UA|idle timeout' ]"
+check "audit: the first run's sessions ended at carol's login, one logout each (from their own address), before it" \
+	"[ \"\$(ends - | tail -n 1)\" = 'login carol' ] && [ \$(ends - | grep -c '^admin|admin|127\.0\.0\.[0-9]*||idle timeout\$') -ge 1 ] && [ \$(ends - | wc -l) = \$((\$(ends - | grep -c '^admin|admin|127\.0\.0\.[0-9]*||idle timeout\$') + 1)) ]"
 kill -TERM "$SRV"
 wait "$SRV" 2>/dev/null
 SRV=

@@ -309,8 +309,10 @@ static enum err check_order(void *ctx, const struct idx_instance *in)
 /* An index of schema 2 (no name hashes, an index on patients.name_hmac)
  * opened by this version: its patients become candidates for every name
  * query, the new ones are found by their hashes only, the unused index is
- * dropped (schema 5); an index of schema 3 loses its hashes. */
-TEST(schema_2_to_5)
+ * dropped (schema 5), its sessions get a column for their audit
+ * reference (schema 6, "" for those opened before); an index of schema 3
+ * loses its hashes. */
+TEST(schema_2_to_6)
 {
 	struct index_store *s = open_index(true);
 	struct idx_study_query q;
@@ -331,7 +333,8 @@ TEST(schema_2_to_5)
 	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
 	CHECK(sqlite3_exec(db,
 	                   "DROP TABLE patient_names; UPDATE meta SET v = '2' WHERE k = 'schema';"
-	                   "CREATE INDEX patients_name ON patients(name_hmac)",
+	                   "CREATE INDEX patients_name ON patients(name_hmac);"
+	                   "ALTER TABLE sessions DROP COLUMN ref",
 	                   NULL, NULL, NULL) == SQLITE_OK);
 	sqlite3_close(db);
 	s = open_index(false);
@@ -353,7 +356,14 @@ TEST(schema_2_to_5)
 	if (sqlite3_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	CHECK_EQ_INT(n, 5);
+	CHECK_EQ_INT(n, 6);
+	n = -1;
+	CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('sessions') WHERE name = 'ref'", -1, &st,
+	                         NULL) == SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	CHECK_EQ_INT(n, 1);
 	n = -1;
 	CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'patients_name'",
 	                         -1, &st, NULL) == SQLITE_OK);
@@ -445,7 +455,7 @@ int main(void)
 	RUN(rollback_discards);
 	RUN(instance_remove);
 	RUN(queries);
-	RUN(schema_2_to_5);
+	RUN(schema_2_to_6);
 	RUN(persistence_and_lists);
 	return TEST_DONE();
 }

@@ -13,6 +13,7 @@
 #include "dicomvault/index.h"
 #include "dicomvault/ini.h"
 #include "dicomvault/io.h"
+#include "dicomvault/limits.h"
 #include "dicomvault/vault.h"
 
 #define PASSWORD "correct horse battery staple"
@@ -54,6 +55,39 @@ static bool last_audit(const char *first, ...)
 		}
 	va_end(ap);
 	return ok;
+}
+
+/* How many audit records hold each of the NULL-terminated fragments. */
+static int count_audit(const char *first, ...)
+{
+	static char line[8192];
+	const char *f;
+	FILE *fp = fopen(audit_path, "r");
+	va_list ap;
+	int n = 0;
+	bool all;
+
+	if (fp == NULL)
+		return -1;
+	while (fgets(line, sizeof line, fp) != NULL) {
+		all = true;
+		va_start(ap, first);
+		for (f = first; f != NULL && all; f = va_arg(ap, const char *))
+			all = strstr(line, f) != NULL;
+		va_end(ap);
+		n += all;
+	}
+	fclose(fp);
+	return n;
+}
+
+/* "\"session\":\"REF\"" of a session token, as its records name it. */
+static void session_field(const char *tok, char out[40])
+{
+	char ref[AUDIT_SESSION_REF_LEN];
+
+	audit_session_ref(tok, strlen(tok), ref);
+	snprintf(out, 40, "\"session\":\"%s\"", ref);
 }
 
 static void code_at(int64_t t, char out[7])
@@ -441,7 +475,9 @@ TEST(idle_timeout_and_lifetime)
 {
 	struct auth *a = new_auth(100, 1000);
 	int64_t now = T0 + 30000;
-	char code[7], tok[AUTH_TOKEN_LEN + 1];
+	char code[7], tok[AUTH_TOKEN_LEN + 1], sref[40];
+	struct auth_session s;
+	int n;
 
 	CHECK(a != NULL);
 	if (a == NULL)
@@ -460,14 +496,80 @@ TEST(idle_timeout_and_lifetime)
 	CHECK(check(a, tok, now + 810) == ERR_OK);
 	CHECK(check(a, tok, now + 900) == ERR_OK);
 	CHECK(check(a, tok, now + 990) == ERR_OK);
-	/* ...but not past its lifetime */
-	CHECK(check(a, tok, now + 1000) == ERR_AUTH);
-	CHECK(check(a, tok, now + 990) == ERR_AUTH);   /* it was deleted */
+	/* ...but not past its lifetime: its end is a logout on the record,
+	 * with the address and user agent of the request that found it */
+	session_field(tok, sref);
+	CHECK(auth_request_check(a, tok, strlen(tok), now + 1000, "10.0.0.9", "UA-late", &s) == ERR_AUTH);
+	CHECK(last_audit("\"action\":\"logout\",\"outcome\":\"success\"", "\"reason\":\"session lifetime ended\"",
+	                 "\"user\":\"admin\"", "\"role\":\"admin\"", sref, "\"addr\":\"10.0.0.9\"",
+	                 "\"ua\":\"UA-late\"", NULL));
+	n = count_audit("\"action\":\"logout\"", NULL);
+	CHECK(check(a, tok, now + 990) == ERR_AUTH);   /* it was deleted, and ends once */
+	CHECK_EQ_INT(count_audit("\"action\":\"logout\"", NULL), n);
 	/* idle */
 	code_at(now + 30, code);
 	CHECK(login(a, "admin", PASSWORD, code, "127.0.0.1", now + 30, tok, NULL) == ERR_OK);
 	CHECK(check(a, tok, now + 129) == ERR_OK);
-	CHECK(check(a, tok, now + 229) == ERR_AUTH);
+	session_field(tok, sref);
+	CHECK(auth_logout(a, tok, strlen(tok), now + 229, "10.0.0.8", NULL) == ERR_AUTH);
+	CHECK(last_audit("\"action\":\"logout\",\"outcome\":\"success\"", "\"reason\":\"idle timeout\"",
+	                 "\"user\":\"admin\"", "\"role\":\"admin\"", sref, "\"addr\":\"10.0.0.8\"", NULL));
+	CHECK(check(a, tok, now + 230) == ERR_AUTH);
+	CHECK_EQ_INT(count_audit("\"action\":\"logout\"", NULL), n + 1);
+	auth_free(a);
+}
+
+/* Ended sessions nobody uses again are deleted at a later login: each is
+ * a logout on the record (the session's own address: no request found
+ * it), before the login's record, at most AUTH_ENDED_PER_LOGIN a login. */
+TEST(ended_sessions_recorded_at_login)
+{
+	struct auth *a = new_auth(100, 1000);
+	int64_t now = T0 + 35000;
+	char code[7], tok[AUTH_TOKEN_LEN + 1], sref[40], ref[40];
+	struct idx_session se;
+	struct idx_user u;
+	unsigned i, extra = AUTH_ENDED_PER_LOGIN + 3;
+	int idle0;
+
+	CHECK(a != NULL);
+	if (a == NULL)
+		return;
+	code_at(now, code);
+	CHECK(login(a, "admin", PASSWORD, code, "10.0.1.1", now, tok, NULL) == ERR_OK);
+	session_field(tok, sref);
+	code_at(now + 150, code);
+	CHECK(login(a, "admin", PASSWORD, code, "10.0.1.2", now + 150, NULL, NULL) == ERR_OK);
+	CHECK(last_audit("\"action\":\"login\",\"outcome\":\"success\"", "\"addr\":\"10.0.1.2\"", NULL));
+	CHECK_EQ_INT(count_audit("\"action\":\"logout\"", "\"reason\":\"idle timeout\"", "\"user\":\"admin\"",
+	                         "\"role\":\"admin\"", sref, "\"addr\":\"10.0.1.1\"", NULL), 1);
+	CHECK(check(a, tok, now + 151) == ERR_AUTH);   /* gone */
+	CHECK_EQ_INT(count_audit(sref, NULL), 2);      /* its login and its end */
+	/* many ended at once: a login ends a bounded number of them */
+	CHECK(v->ix->ops->user_get(v->ix, "admin", &u) == ERR_OK);
+	for (i = 0; i < extra; i++) {
+		memset(&se, 0, sizeof se);
+		se.user_id = u.id;
+		memset(se.token_hash, 0xa0, sizeof se.token_hash);
+		se.token_hash[0] = (uint8_t)i;
+		se.created = se.last_seen = now + 160;
+		se.expires = now + 1160;
+		snprintf(se.address, sizeof se.address, "10.0.2.%u", i);
+		snprintf(se.ref, sizeof se.ref, "fe%014x", i);
+		CHECK(v->ix->ops->session_put(v->ix, &se) == ERR_OK);
+	}
+	idle0 = count_audit("\"reason\":\"idle timeout\"", "\"session\":\"fe", NULL);
+	CHECK_EQ_INT(idle0, 0);
+	code_at(now + 300, code);
+	CHECK(login(a, "admin", PASSWORD, code, "10.0.1.3", now + 300, NULL, NULL) == ERR_OK);
+	CHECK(last_audit("\"action\":\"login\",\"outcome\":\"success\"", "\"addr\":\"10.0.1.3\"", NULL));
+	CHECK(count_audit("\"reason\":\"idle timeout\"", "\"session\":\"fe", NULL) <= (int)AUTH_ENDED_PER_LOGIN);
+	code_at(now + 330, code);
+	CHECK(login(a, "admin", PASSWORD, code, "10.0.1.4", now + 330, NULL, NULL) == ERR_OK);
+	for (i = 0; i < extra; i++) {
+		snprintf(ref, sizeof ref, "\"session\":\"fe%014x\"", i);
+		CHECK_EQ_INT(count_audit("\"action\":\"logout\"", "\"reason\":\"idle timeout\"", ref, NULL), 1);
+	}
 	auth_free(a);
 }
 
@@ -567,6 +669,7 @@ int main(void)
 	RUN(lockout_per_account);
 	RUN(lockout_per_address);
 	RUN(idle_timeout_and_lifetime);
+	RUN(ended_sessions_recorded_at_login);
 	RUN(disabled_user_loses_sessions_and_login);
 	RUN(token_stored_only_as_hash);
 	RUN(lockout_window_slides);
