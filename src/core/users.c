@@ -434,6 +434,52 @@ static void grant_reason(const struct idx_grant *g, const char *user, char *out,
 	         g->purpose[0] ? "; purpose: " : "", g->purpose);
 }
 
+/* The patient (key hash) of a stored study; ERR_NOTFOUND: not stored.
+ * Under the lock. */
+static enum err study_patient(struct vault *v, const char *uid, uint8_t out[32])
+{
+	struct idx_study st;
+	struct idx_patient pa;
+	enum err rc;
+
+	rc = v->ix->ops->study_get(v->ix, uid, &st);
+	if (rc == ERR_OK)
+		rc = v->ix->ops->patient_by_id(v->ix, st.patient_id, &pa);
+	if (rc == ERR_OK)
+		memcpy(out, pa.key_hmac, 32);
+	return rc;
+}
+
+/* The objects of a grant's record, from its stored scope, as grant()
+ * names them at its creation (about_study aside: not stored): a study
+ * scope its study and, if stored, that study's patient (or the patient
+ * kept for its priors); a patient scope its patient; a collection or *
+ * none. ag holds the parsed scope, which ob's study points into. Under
+ * the lock. */
+static void grant_objects(struct vault *v, const struct idx_grant *g, struct access_grant *ag, uint8_t patient[32],
+                          struct audit_objects *ob)
+{
+	static const uint8_t none[IDX_HMAC_LEN];
+	char why[64];
+
+	memset(ob, 0, sizeof *ob);
+	memset(ag, 0, sizeof *ag);
+	if (access_scope_parse(g->scope, ag, why, sizeof why) != ERR_OK)
+		return;
+	if (ag->scope == ACCESS_SCOPE_STUDY) {
+		ob->study_uid = ag->target;
+		if (study_patient(v, ag->target, patient) == ERR_OK)
+			ob->patient = patient;
+		else if (memcmp(g->patient, none, sizeof none) != 0) {
+			memcpy(patient, g->patient, 32);
+			ob->patient = patient;
+		}
+	} else if (ag->scope == ACCESS_SCOPE_PATIENT) {
+		memcpy(patient, ag->patient, 32);
+		ob->patient = patient;
+	}
+}
+
 static enum err grant(struct vault *v, const struct users_actor *by, const struct users_grant_req *r, int64_t *id,
                       char *why, size_t whylen)
 {
@@ -483,16 +529,11 @@ static enum err grant(struct vault *v, const struct users_actor *by, const struc
 	if (rc == ERR_OK && ag.scope == ACCESS_SCOPE_STUDY) {
 		/* the study's patient: the grant's with priors, its record's always
 		 * (an accounting of disclosures by patient lists it) */
-		struct idx_study st;
-		struct idx_patient pa;
-		rc = v->ix->ops->study_get(v->ix, ag.target, &st);
-		if (rc == ERR_OK)
-			rc = v->ix->ops->patient_by_id(v->ix, st.patient_id, &pa);
+		rc = study_patient(v, ag.target, rec_patient);
 		if (rc == ERR_OK) {
-			memcpy(rec_patient, pa.key_hmac, sizeof rec_patient);
 			has_patient = true;
 			if (r->with_priors)
-				memcpy(g.patient, pa.key_hmac, sizeof g.patient);
+				memcpy(g.patient, rec_patient, sizeof g.patient);
 		}
 		if (rc == ERR_NOTFOUND && r->with_priors) {
 			unlock(v, &locked);
@@ -541,16 +582,26 @@ enum err users_grant(struct vault *v, const struct users_actor *by, const struct
 
 static enum err revoke(struct vault *v, const struct users_actor *by, int64_t id, char *why, size_t whylen)
 {
+	struct access_grant ag;
+	struct audit_objects ob;
+	struct idx_grant g;
+	uint8_t patient[32];
 	char reason[128];
 	bool locked = false;
 	enum err rc;
 
+	memset(&ob, 0, sizeof ob);
 	lock(v, &locked);
+	/* what it opened, named in the record as at its creation, so that
+	 * the accounting by patient shows the access taken away too */
+	if (v->ix->ops->grant_by_id(v->ix, id, &g) == ERR_OK)
+		grant_objects(v, &g, &ag, patient, &ob);
 	rc = v->ix->ops->grant_revoke(v->ix, id, (int64_t)time(NULL));
 	unlock(v, &locked);
 	snprintf(reason, sizeof reason, "revoke grant %lld%s", (long long)id,
 	         rc == ERR_NOTFOUND ? ": no such grant" : rc == ERR_DENIED ? ": already revoked" : "");
-	if (audited(by, AUDIT_GRANT, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason) != ERR_OK && rc == ERR_OK)
+	if (audited_on(by, AUDIT_GRANT, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, reason, &ob) != ERR_OK &&
+	    rc == ERR_OK)
 		return err_why(why, whylen, ERR_IO, "revoked, but the audit record could not be written");
 	if (rc == ERR_NOTFOUND)
 		return err_why(why, whylen, rc, "no grant %lld", (long long)id);

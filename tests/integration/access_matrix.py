@@ -449,6 +449,14 @@ try:
     p = cli("user", "revoke", str(gid), "--vault", v.dir)
     st, _ = as_user(v, tok, "GET", path, headers={"Accept": "application/dicom+json"})
     check("a revoked grant stops at once (404)", p.returncode == 0 and st == 404, (p.stderr, st))
+    # its record names the study and the study's patient, as a grant's
+    # does: the accounting by patient shows the access taken away too
+    p = cli("audit", "report", "--vault", v.dir, "--patient", outside.PatientID, "--action", "grant", "--json")
+    rv = [r for r in (json.loads(l) for l in p.stdout.splitlines() if l.strip())
+          if r.get("reason") == f"revoke grant {gid}"]
+    check("the revocation is in the accounting of the study's patient, naming the study",
+          p.returncode == 0 and len(rv) == 1 and rv[0]["objects"].get("study") == outside.StudyInstanceUID and
+          len(rv[0]["objects"].get("patient", "")) == 64, p.stdout[-400:] + p.stderr[-200:])
     p = cli("user", "grant", "consultant", "--role", "physician", "--study", outside.StudyInstanceUID, "--expires",
             "+3s", "--vault", v.dir)
     st, _ = as_user(v, tok, "GET", path, headers={"Accept": "application/dicom+json"})

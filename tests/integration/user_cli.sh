@@ -67,6 +67,26 @@ GID=$("$PY" -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv
 run rv revoke "$GID" --json
 run rv2 revoke "$GID"
 check "revoke, then again: refused" "[ \$(rc rv) = 0 ] && [ \$(rc rv2) = 1 ] && grep -q 'already revoked' $T/rv2.err"
+# a revocation's record names what the grant's named: the study of a study
+# scope (not stored here: no patient), the patient (its keyed hash) of a
+# patient scope; so the accounting by patient shows access taken away too
+GID2=$("$PY" -c 'import json,sys; print([g["id"] for g in json.load(open(sys.argv[1])) if g["scope"].startswith("patient:")][0])' \
+	<("$DV" user grants alice --json --vault "$T/v") 2>/dev/null)
+run rvp revoke "$GID2"
+# revoked_as_granted ID: the revocation's objects are the grant's, and not {}
+revoked_as_granted() {
+	"$PY" - "$T/v/audit/audit.log" "$1" <<'EOF'
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1])]
+g = [x["objects"] for x in r if x.get("action") == "grant" and x.get("reason", "").startswith("grant %s:" % sys.argv[2])]
+rv = [x["objects"] for x in r if x.get("action") == "grant" and x.get("reason") == "revoke grant " + sys.argv[2]]
+sys.exit(0 if len(g) == 1 and len(rv) == 1 and g[0] and rv[0] == g[0] else 1)
+EOF
+}
+check "revoke of a study grant: its record names the study" \
+	"revoked_as_granted $GID && grep '\"reason\":\"revoke grant $GID\"' $T/v/audit/audit.log | grep -q '\"objects\":{\"study\":\"1.2.3.4\"}'"
+check "revoke of a patient grant: its record names the patient (its key hash), never the ID" \
+	"[ \$(rc rvp) = 0 ] && revoked_as_granted $GID2 && grep '\"reason\":\"revoke grant $GID2\"' $T/v/audit/audit.log | grep -q '\"patient\":\"[0-9a-f]\{64\}\"' && ! grep -q PID-9 $T/v/audit/audit.log"
 # a [collection] section with a mistake: the mistake and its line are
 # said, not "no collection" (the section is there)
 cp "$T/v/dicomvault.conf" "$T/conf.good"
