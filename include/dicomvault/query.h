@@ -145,6 +145,9 @@ WUR enum err qry_run(struct vault *v, const struct qry *q, enum err (*fn)(void *
 #define QRY_PATIENT_KEYS_MAX 64
 WUR enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, char (*out)[65], size_t max,
                               size_t *n);
+/* The 32 bytes of one of qry_patient_keys' keys (64 lower-case hex
+ * digits and a NUL); false for anything else. */
+bool qry_patient_key_bin(const char hex[65], uint8_t out[32]);
 
 /* ---- the matching rules, for tests and C-FIND ---- */
 

@@ -381,20 +381,6 @@ static int report_patient(const struct audit_args *a, const char *dir, struct re
 
 /* ---- the record of a reading ---- */
 
-static bool key_of_hex(const char *hex, uint8_t out[32])
-{
-	size_t i;
-
-	for (i = 0; i < 64; i++) {
-		char c = hex[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return false;
-		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | d : d);
-	}
-	return hex[64] == 0;
-}
-
 /* "audit trail: report (user=U, action=A, patient, ...)": the filters,
  * the Patient ID and issuer named but never written (the record's
  * objects hold the patients' keys). */
@@ -451,7 +437,7 @@ static int record_read(const struct audit_args *a, const char *dir, struct vault
 	enum err rc;
 
 	for (i = 0; rp != NULL && i < rp->npatients; i++)
-		if (key_of_hex(rp->patients[i], keys[nk]))
+		if (qry_patient_key_bin(rp->patients[i], keys[nk]))
 			nk++;
 	read_reason(a, reason, sizeof reason);
 	memset(&rec, 0, sizeof rec);

@@ -1801,6 +1801,20 @@ static enum err pkey_hit(void *ctx, struct qry_hit *h)
 	return ERR_OK;
 }
 
+bool qry_patient_key_bin(const char hex[65], uint8_t out[32])
+{
+	size_t i;
+
+	for (i = 0; i < 64; i++) {
+		char c = hex[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | d : d);
+	}
+	return hex[64] == 0;
+}
+
 enum err qry_patient_keys(struct vault *v, const char *id, const char *issuer, char (*out)[65], size_t max,
                           size_t *n)
 {

@@ -376,20 +376,6 @@ static const char *arg(struct http_req *r, const char *name)
 	return MHD_lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static bool key_of_hex(const char *hex, uint8_t out[32])
-{
-	size_t i;
-
-	for (i = 0; i < 64; i++) {
-		char c = hex[i];
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return false;
-		out[i / 2] = (uint8_t)(i % 2 ? (out[i / 2] << 4) | d : d);
-	}
-	return hex[64] == 0;
-}
-
 /* Reading the trail is an event of its own (ATNA's Audit Log Used, SPEC
  * section 8: every view), recorded before the answer leaves: the
  * request's actor, the filters (the Patient ID and issuer named, never
@@ -404,7 +390,7 @@ static enum err audit_read_record(struct http_req *r, const struct aq *q, bool i
 	size_t i, nf = 0, nk = 0, k;
 
 	for (i = 0; i < q->npatients; i++)
-		if (key_of_hex(q->patients[i], keys[nk]))
+		if (qry_patient_key_bin(q->patients[i], keys[nk]))
 			nk++;
 	if (q->user != NULL) {
 		snprintf(user, sizeof user, "user=%s", q->user);

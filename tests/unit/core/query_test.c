@@ -58,6 +58,23 @@ static bool pm(const char *k, bool wild, const char *s)
 	return qry_pn_match(k, strlen(k), wild, s, strlen(s));
 }
 
+TEST(patient_key_hex)
+{
+	static const char hex[] = "00ff10a0b1c2d3e4f5061728394a5b6c7d8e9fa0b1c2d3e4f5061728394a5b6c";
+	uint8_t k[32];
+	char bad[65];
+
+	CHECK(qry_patient_key_bin(hex, k) && k[0] == 0x00 && k[1] == 0xff && k[2] == 0x10 && k[31] == 0x6c);
+	memcpy(bad, hex, 65);
+	bad[5] = 'A';   /* upper case: not how the records write them */
+	CHECK(!qry_patient_key_bin(bad, k));
+	bad[5] = 'g';
+	CHECK(!qry_patient_key_bin(bad, k));
+	memcpy(bad, hex, 65);
+	bad[63] = 0;    /* 63 digits */
+	CHECK(!qry_patient_key_bin(bad, k));
+}
+
 TEST(person_name_rules)
 {
 	struct qry_pn pn;
@@ -770,6 +787,7 @@ int main(void)
 	int rc;
 
 	RUN(wildcards);
+	RUN(patient_key_hex);
 	RUN(person_name_rules);
 	RUN(fold);
 	RUN(dates_and_times);
