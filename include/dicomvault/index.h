@@ -158,7 +158,7 @@ struct idx_session {
 	char address[64];                 /* client address at login */
 	char ref[17];                     /* audit_session_ref() of its token ("": opened before schema 6) */
 	char user_name[65];               /* set by session_get and session_purge (the user's name) */
-	char user_role[17];               /* set by session_purge (the user's role) */
+	char user_role[17];               /* set by session_get and session_purge (the user's role) */
 };
 
 /* An API token (core/token.c): a bearer token for a service account or

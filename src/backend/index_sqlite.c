@@ -35,6 +35,10 @@ enum stmt_id {
 	S__COUNT
 };
 
+/* a session's columns and its user's name and role (read_session) */
+#define SESS_COLS "s.id, s.user_id, s.token_hash, s.created, s.last_seen, s.expires, s.address, s.ref, u.name, u.role" \
+                  " FROM sessions s JOIN users u ON u.id = s.user_id"
+
 static const char *const stmt_sql[S__COUNT] = {
 	[S_PAT_GET] = "SELECT id, key_hmac, name_hmac, wrapped_key, enc FROM patients WHERE key_hmac = ?1",
 	[S_PAT_BY_ID] = "SELECT id, key_hmac, name_hmac, wrapped_key, enc FROM patients WHERE id = ?1",
@@ -70,14 +74,11 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_USER_DEL] = "DELETE FROM users WHERE id = ?1",
 	[S_SESS_INS] = "INSERT INTO sessions (user_id, token_hash, created, last_seen, expires, address, ref)"
 	               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-	[S_SESS_GET] = "SELECT s.id, s.user_id, s.token_hash, s.created, s.last_seen, s.expires, s.address, u.name"
-	               " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
+	[S_SESS_GET] = "SELECT " SESS_COLS " WHERE s.token_hash = ?1",
 	[S_SESS_TOUCH] = "UPDATE sessions SET last_seen = ?2 WHERE id = ?1",
 	[S_SESS_DEL] = "DELETE FROM sessions WHERE token_hash = ?1",
 	[S_SESS_DEL_USER] = "DELETE FROM sessions WHERE user_id = ?1",
-	[S_SESS_ENDED] = "SELECT s.id, s.user_id, s.token_hash, s.created, s.last_seen, s.expires, s.address, s.ref,"
-	                 " u.name, u.role FROM sessions s JOIN users u ON u.id = s.user_id"
-	                 " WHERE s.expires <= ?1 OR s.last_seen <= ?2 ORDER BY s.id LIMIT ?3",
+	[S_SESS_ENDED] = "SELECT " SESS_COLS " WHERE s.expires <= ?1 OR s.last_seen <= ?2 ORDER BY s.id LIMIT ?3",
 	[S_SESS_DEL_ID] = "DELETE FROM sessions WHERE id = ?1",
 	[S_PN_INS] = "INSERT INTO patient_names (patient_id, hmac) VALUES (?1, ?2)",
 	[S_PN_ADD] = "INSERT INTO patient_names (patient_id, hmac) SELECT ?1, ?2 WHERE NOT EXISTS"
@@ -902,6 +903,22 @@ static enum err sq_session_put(struct index_store *bs, struct idx_session *se)
 	return rc;
 }
 
+/* A row of SESS_COLS. */
+static void read_session(sqlite3_stmt *q, struct idx_session *se)
+{
+	memset(se, 0, sizeof *se);
+	se->id = sqlite3_column_int64(q, 0);
+	se->user_id = sqlite3_column_int64(q, 1);
+	col_hmac(q, 2, se->token_hash, NULL);
+	se->created = sqlite3_column_int64(q, 3);
+	se->last_seen = sqlite3_column_int64(q, 4);
+	se->expires = sqlite3_column_int64(q, 5);
+	col_text(q, 6, se->address, sizeof se->address);
+	col_text(q, 7, se->ref, sizeof se->ref);
+	col_text(q, 8, se->user_name, sizeof se->user_name);
+	col_text(q, 9, se->user_role, sizeof se->user_role);
+}
+
 static enum err sq_session_get(struct index_store *bs, const uint8_t hash[IDX_HMAC_LEN], struct idx_session *out)
 {
 	struct sq_store *s = (struct sq_store *)bs;
@@ -910,16 +927,8 @@ static enum err sq_session_get(struct index_store *bs, const uint8_t hash[IDX_HM
 
 	sqlite3_bind_blob(q, 1, hash, IDX_HMAC_LEN, SQLITE_STATIC);
 	rc = step_one(s, q, "session_get");
-	if (rc == ERR_OK) {
-		out->id = sqlite3_column_int64(q, 0);
-		out->user_id = sqlite3_column_int64(q, 1);
-		col_hmac(q, 2, out->token_hash, NULL);
-		out->created = sqlite3_column_int64(q, 3);
-		out->last_seen = sqlite3_column_int64(q, 4);
-		out->expires = sqlite3_column_int64(q, 5);
-		col_text(q, 6, out->address, sizeof out->address);
-		col_text(q, 7, out->user_name, sizeof out->user_name);
-	}
+	if (rc == ERR_OK)
+		read_session(q, out);
 	sqlite3_reset(q);
 	return rc;
 }
@@ -975,20 +984,8 @@ static enum err sq_session_purge(struct index_store *bs, int64_t now, int64_t id
 	sqlite3_bind_int64(q, 1, now);
 	sqlite3_bind_int64(q, 2, idle_before);
 	sqlite3_bind_int64(q, 3, (int64_t)max);
-	while (got < max && (r = sqlite3_step(q)) == SQLITE_ROW) {
-		struct idx_session *se = &out[got++];
-		memset(se, 0, sizeof *se);
-		se->id = sqlite3_column_int64(q, 0);
-		se->user_id = sqlite3_column_int64(q, 1);
-		col_hmac(q, 2, se->token_hash, NULL);
-		se->created = sqlite3_column_int64(q, 3);
-		se->last_seen = sqlite3_column_int64(q, 4);
-		se->expires = sqlite3_column_int64(q, 5);
-		col_text(q, 6, se->address, sizeof se->address);
-		col_text(q, 7, se->ref, sizeof se->ref);
-		col_text(q, 8, se->user_name, sizeof se->user_name);
-		col_text(q, 9, se->user_role, sizeof se->user_role);
-	}
+	while (got < max && (r = sqlite3_step(q)) == SQLITE_ROW)
+		read_session(q, &out[got++]);
 	if (got < max && r != SQLITE_DONE)
 		rc = db_err(s, r, "session_purge");
 	sqlite3_reset(q);
