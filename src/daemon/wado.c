@@ -322,16 +322,21 @@ const char *wado_json_media(struct http_req *r)
  * is compressed. */
 static bool web_forbidden_ts(const char *ts);
 
-static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS])
+static bool accept_dicom(struct http_req *r, const struct wado_list *l, bool dz[DICOMWEB_MAX_TS],
+                         bool raw_ok[DICOMWEB_MAX_TS])
 {
 	size_t i;
 
 	unsigned qe = wado_accept_q(r, "multipart/related", "application/dicom", NATIVE_TS);
 
 	memset(dz, 0, DICOMWEB_MAX_TS * sizeof dz[0]);
+	memset(raw_ok, 0, DICOMWEB_MAX_TS * sizeof raw_ok[0]);
 	for (i = 0; i < l->nts; i++) {
-		unsigned qt = web_forbidden_ts(l->ts[i]) ? 0 : wado_accept_q(r, "multipart/related", "application/dicom",
-		                                                              l->ts[i]);
+		unsigned qs = wado_accept_q(r, "multipart/related", "application/dicom", l->ts[i]);
+		bool barred = web_forbidden_ts(l->ts[i]);
+		unsigned qt = barred ? 0 : qs;
+		/* barred but taken: re-encoded, or as stored if it cannot be */
+		raw_ok[i] = barred && qs > 0;
 		bool can = strcmp(l->ts[i], NATIVE_TS) != 0 && dcm_transcode_takes(l->ts[i]);
 		/* the higher q wins (RFC 9110 12.5.1), the stored bytes on a tie */
 		if (qt > 0 && !(can && qe > qt))
@@ -377,6 +382,11 @@ struct dstream {
 	 * dz): the current one parsed from its retrieval, and its transcoder
 	 * with the piece being sent */
 	bool dz[DICOMWEB_MAX_TS];
+	/* a syntax re-encoded only because PS3.18 bars it from the web, which
+	 * the client takes as stored: an instance the transcoder cannot take
+	 * goes as stored (inst_open) */
+	bool raw_ok[DICOMWEB_MAX_TS];
+	bool cur_dz;                /* the instance being sent is transcoded */
 	struct src zsrc;
 	struct dcm_file *zf;
 	struct dcm_transcode *z;
@@ -390,12 +400,11 @@ struct dstream {
 	struct http_req *req;       /* valid while libmicrohttpd pulls the body */
 };
 
-static void part_head(const struct dstream *ds, size_t i, struct wbuf *w)
+static void part_head(const struct dstream *ds, size_t i, bool dz, struct wbuf *w)
 {
 	char ct[160];
 
-	snprintf(ct, sizeof ct, "application/dicom; transfer-syntax=%s",
-	         ds->dz[ds->l.it[i].ts] ? NATIVE_TS : ds->l.ts[ds->l.it[i].ts]);
+	snprintf(ct, sizeof ct, "application/dicom; transfer-syntax=%s", dz ? NATIVE_TS : ds->l.ts[ds->l.it[i].ts]);
 	mp_write_part_head(w, ds->boundary, ct, i == 0);
 }
 
@@ -434,6 +443,52 @@ static void dz_close(struct dstream *ds)
 	ds->zf = NULL;
 }
 
+static enum err obj_open(struct dstream *ds, size_t i, char *why, size_t whylen)
+{
+	enum err rc = retrieve_open_keys(ds->v, ds->l.it[i].sop, &ds->keys, &ds->rt, why, whylen);
+
+	if (rc != ERR_OK)
+		return rc;
+	retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
+	if (retrieve_size(ds->rt) != ds->l.it[i].size)
+		return err_why(why, whylen, ERR_AUTH, "size changed since the answer began");
+	return ERR_OK;
+}
+
+/* Opens instance i: its object, and its transcoder when it is to be
+ * transcoded (ds->cur_dz). *tz: a failure is the transcoder's. An instance
+ * transcoded only because its stored syntax is barred from the web
+ * (raw_ok) that the transcoder cannot take (a value beyond its memory
+ * bound, a data set it cannot read) goes as stored, opened again: the
+ * client took that syntax, and stored bytes beat no answer. */
+static enum err inst_open(struct dstream *ds, size_t i, bool *tz, char *why, size_t whylen)
+{
+	size_t t = ds->l.it[i].ts;
+	enum err rc = ERR_OK;
+
+	*tz = false;
+	if (ds->rt == NULL && (rc = obj_open(ds, i, why, whylen)) != ERR_OK)
+		return rc;
+	ds->cur_dz = ds->dz[t];
+	if (!ds->cur_dz)
+		return ERR_OK;
+	rc = dz_open(ds, why, whylen);
+	if (rc == ERR_OK)
+		return rc;
+	if (!ds->raw_ok[t] || (rc != ERR_LIMIT && rc != ERR_UNSUPPORTED && rc != ERR_PARSE)) {
+		*tz = true;
+		return rc;
+	}
+	log_info("retrieve %s: sent in its stored transfer syntax %s: not re-encoded: %s", ds->l.it[i].sop,
+	         ds->l.ts[t], why);
+	dz_close(ds);
+	retrieve_close(ds->rt);
+	ds->rt = NULL;
+	ds->cur_dz = false;
+	why[0] = 0;
+	return obj_open(ds, i, why, whylen);
+}
+
 /* Up to max bytes of the transcoded instance; 0 at its end. */
 static enum err dz_read(struct dstream *ds, char *buf, size_t max, size_t *got, char *why, size_t whylen)
 {
@@ -470,8 +525,21 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 				ds->phase = D_TAIL;
 				continue;
 			}
-			if (ds->ppos == 0 && ds->mp && ds->piece.len == 0)
-				part_head(ds, ds->i, &ds->piece);
+			if (ds->ppos == 0 && ds->piece.len == 0) {
+				/* opened lazily, as the one before has been sent (the
+				 * first was opened before the answer began), before its
+				 * part head, which names its transfer syntax; takes
+				 * ix_lock for its look-up only */
+				if (ds->rt == NULL) {
+					char why[256] = "";
+					bool tz;
+					rc = inst_open(ds, ds->i, &tz, why, sizeof why);
+					if (rc != ERR_OK)
+						return dstream_fail(ds, rc, why[0] ? why : tz ? "transcode" : "open");
+				}
+				if (ds->mp)
+					part_head(ds, ds->i, ds->cur_dz, &ds->piece);
+			}
 			if (wbuf_err(&ds->piece) != ERR_OK)
 				return dstream_fail(ds, ERR_NOMEM, "part head");
 			if (ds->ppos < ds->piece.len) {
@@ -486,24 +554,7 @@ static ssize_t dstream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			ds->ppos = 0;
 			ds->phase = D_OPEN;
 		} else if (ds->phase == D_OPEN) {
-			char why[256] = "";
-			/* opened lazily, as the one before has been sent (the first
-			 * was opened before the answer began); takes ix_lock for its
-			 * look-up only */
-			if (ds->rt == NULL) {
-				rc = retrieve_open_keys(ds->v, ds->l.it[ds->i].sop, &ds->keys, &ds->rt, why, sizeof why);
-				if (rc != ERR_OK)
-					return dstream_fail(ds, rc, why[0] ? why : "open");
-				retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
-				if (retrieve_size(ds->rt) != ds->l.it[ds->i].size)
-					return dstream_fail(ds, ERR_AUTH, "size changed since the answer began");
-			}
-			if (ds->dz[ds->l.it[ds->i].ts] && ds->z == NULL) {
-				rc = dz_open(ds, why, sizeof why);
-				if (rc != ERR_OK)
-					return dstream_fail(ds, rc, why[0] ? why : "transcode");
-			}
-			ds->phase = D_BODY;
+			ds->phase = D_BODY;   /* (opened before its part head) */
 		} else if (ds->phase == D_BODY) {
 			size_t got = 0;
 			char why[256] = "";
@@ -606,9 +657,9 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		}
 		ds->dz[ds->l.it[0].ts] = true;
 	}
-	if (!mp && web_forbidden_ts(ds->l.ts[ds->l.it[0].ts]))
-		ds->dz[ds->l.it[0].ts] = true;   /* WADO-URI too */
-	if (mp && !accept_dicom(r, &ds->l, ds->dz)) {
+	if (!mp && want_ts == NULL && web_forbidden_ts(ds->l.ts[ds->l.it[0].ts]))
+		ds->dz[ds->l.it[0].ts] = ds->raw_ok[ds->l.it[0].ts] = true;   /* WADO-URI too */
+	if (mp && !accept_dicom(r, &ds->l, ds->dz, ds->raw_ok)) {
 		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
 		                    "only multipart/related; type=\"application/dicom\" is offered, with transfer-syntax=*, "
@@ -626,7 +677,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	for (i = 0; i < ds->l.n; i++) {
 		wbuf_reset(&w);
 		if (mp)
-			part_head(ds, i, &w);
+			part_head(ds, i, ds->dz[ds->l.it[i].ts], &w);
 		total += w.len + ds->l.it[i].size;
 		dz_any |= ds->dz[ds->l.it[i].ts];
 	}
@@ -655,36 +706,32 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 	 * is a 500 rather than an empty answer cut short */
 	{
 		char why[256] = "";
-		rc = retrieve_open_keys(ds->v, ds->l.it[0].sop, &ds->keys, &ds->rt, why, sizeof why);
-		if (rc == ERR_OK)
-			retrieve_no_fixity(ds->rt);   /* chunks authenticated; fixity is scrub's */
-		if (rc == ERR_OK && retrieve_size(ds->rt) != ds->l.it[0].size)
-			rc = ERR_AUTH;
-		if (rc == ERR_OK && !ds->dz[ds->l.it[0].ts]) {
+		bool tz;
+		/* and, transcoded, its first frame decoded (its head re-encoded)
+		 * before the answer begins: an image the decoders do not take is
+		 * a 406 naming why */
+		rc = inst_open(ds, 0, &tz, why, sizeof why);
+		if (tz && (rc == ERR_UNSUPPORTED || rc == ERR_PARSE || rc == ERR_LIMIT)) {
+			const char *t = ds->l.ts[ds->l.it[0].ts];
+			char detail[512];
+			log_info("retrieve %s by %s: not transcoded: %s", ds->l.it[0].sop, r->sess.user, why);
+			/* the request was audited as a success: it did not happen */
+			(void)wado_audit(&ds->who, AUDIT_FAILURE, "not transcoded (406)", ds->l.patient, study,
+			                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);
+			snprintf(detail, sizeof detail, "instance %s cannot be %s (%s): ask for %s", ds->l.it[0].sop,
+			         dcm_decompress_takes(t) ? "decompressed" : "re-encoded", why,
+			         web_forbidden_ts(t) ? "transfer-syntax=* to have it as stored" : "its stored transfer syntax");
+			if (!web_forbidden_ts(t))
+				snprintf(detail + strlen(detail), sizeof detail - strlen(detail), " %s", t);
+			dstream_free(ds);
+			return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, detail, NULL);
+		}
+		if (rc == ERR_OK && !ds->cur_dz) {
 			/* and its first bytes read: an object that fails its
 			 * authentication there (damaged, or another object put in
 			 * its place) is a 500, not a 200 cut short */
 			ds->pre = malloc(WADO_PREFETCH);
 			rc = ds->pre != NULL ? retrieve_read(ds->rt, ds->pre, WADO_PREFETCH, &ds->pre_len) : ERR_NOMEM;
-		}
-		if (rc == ERR_OK && ds->dz[ds->l.it[0].ts]) {
-			/* its first frame decoded (its head re-encoded) before the
-			 * answer begins: an image the decoders do not take is a 406
-			 * naming why */
-			rc = dz_open(ds, why, sizeof why);
-			if (rc == ERR_UNSUPPORTED || rc == ERR_PARSE || rc == ERR_LIMIT) {
-				char detail[512];
-				log_info("retrieve %s by %s: not transcoded: %s", ds->l.it[0].sop, r->sess.user, why);
-				/* the request was audited as a success: it did not happen */
-				(void)wado_audit(&ds->who, AUDIT_FAILURE, "not transcoded (406)", ds->l.patient, study,
-				                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);
-				snprintf(detail, sizeof detail, "instance %s cannot be %s (%s): ask for its stored "
-				         "transfer syntax %s", ds->l.it[0].sop,
-				         dcm_decompress_takes(ds->l.ts[ds->l.it[0].ts]) ? "decompressed" : "re-encoded", why,
-				         ds->l.ts[ds->l.it[0].ts]);
-				dstream_free(ds);
-				return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE, detail, NULL);
-			}
 		}
 		if (rc != ERR_OK) {
 			enum MHD_Result q = wado_fail_500(r, &ds->who, &ds->l, 0, rc, why);
@@ -692,7 +739,7 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			return q;
 		}
 		if (mp)
-			part_head(ds, 0, &ds->piece);
+			part_head(ds, 0, ds->cur_dz, &ds->piece);
 		ds->phase = D_HEAD;
 	}
 	/* a transcoded instance's length is known once it is written:

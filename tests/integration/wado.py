@@ -917,6 +917,44 @@ def main():
     r = request("GET", wado_uri + "&transferSyntax=1.2.840.10008.1.2.2")
     check("WADO-URI transferSyntax=big endian: 406 (only the stored one or explicit VR LE)",
           is_problem(r, 406), r.status)
+    # an implicit VR instance the re-encoder cannot take (an Encapsulated
+    # PDF over its 64 MiB bound for values other than Pixel Data): sent as
+    # stored when the client takes that (transfer-syntax=*, WADO-URI), its
+    # part naming its syntax; a study of it after another instance is
+    # whole (before: 406, and a study cut after its first instance)
+    big = os.path.join(T, "big_implicit_pdf.dcm")
+    fm = pydicom.dataset.FileMetaDataset()
+    fm.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.104.1"
+    fm.MediaStorageSOPInstanceUID = uid_prefixed()
+    fm.TransferSyntaxUID = "1.2.840.10008.1.2"
+    bd = pydicom.dataset.Dataset()
+    bd.file_meta = fm
+    bd.is_little_endian, bd.is_implicit_VR = True, True
+    bd.SOPClassUID, bd.SOPInstanceUID = fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID
+    bd.StudyInstanceUID, bd.SeriesInstanceUID = uids(files["mr_implicit"])[0], uid_prefixed()
+    mi = pydicom.dcmread(files["mr_implicit"], stop_before_pixels=True)
+    bd.PatientName, bd.PatientID, bd.Modality = mi.PatientName, mi.PatientID, "DOC"   # its study's patient
+    bd.MIMETypeOfEncapsulatedDocument = "application/pdf"
+    bd.add_new(0x00420011, "OB", b"%PDF-1.4\n" + bytes(66 * 1024 * 1024))
+    bd.save_as(big, write_like_original=False)
+    del bd
+    r = stow([big])
+    check("STOW of a 66 MB implicit VR Encapsulated PDF", r.status == 200, (r.status, r.body[:200]))
+    r = get(inst_path(big), 'multipart/related; type="application/dicom"; transfer-syntax=*')
+    parts = parts_of(r) if r.status == 200 else []
+    check("WADO-RS transfer-syntax=* of an implicit VR instance too large to re-encode: as stored, so named",
+          len(parts) == 1 and parts[0][0].get("content-type") == "application/dicom; transfer-syntax=1.2.840.10008.1.2"
+          and parts[0][1] == open(big, "rb").read(), (r.status, parts[0][0] if parts else None))
+    st_b, se_b, sop_b = uids(big)
+    r = request("GET", f"/wado?requestType=WADO&studyUID={st_b}&seriesUID={se_b}&objectUID={sop_b}"
+                "&contentType=application/dicom")
+    check("WADO-URI of it: as stored", r.status == 200 and r.body == open(big, "rb").read(), r.status)
+    r = get(f"/dicom-web/studies/{st_b}", 'multipart/related; type="application/dicom"; transfer-syntax=*')
+    parts = parts_of(r) if r.status == 200 else []
+    check("its study (with the small implicit VR instance, re-encoded): both instances, whole",
+          len(parts) == 2 and sorted(p[0].get("content-type") for p in parts) ==
+          ["application/dicom; transfer-syntax=1.2.840.10008.1.2", "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"],
+          (r.status, [p[0] for p in parts]))
     st_j2, se_j2, sop_j2 = uids(files["JPEG2000"])
     r = request("GET", f"/wado?requestType=WADO&studyUID={st_j2}&seriesUID={se_j2}&objectUID={sop_j2}"
                 "&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1")
