@@ -633,11 +633,8 @@ static const struct http_route *route_find(const char *url)
 	return rt;   /* the catch-all */
 }
 
-static void conn_addr(struct MHD_Connection *c, char addr[INET6_ADDRSTRLEN])
+static void sa_str(const struct sockaddr *sa, char addr[INET6_ADDRSTRLEN])
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-
 	snprintf(addr, INET6_ADDRSTRLEN, "-");
 	if (sa == NULL)
 		return;
@@ -645,6 +642,13 @@ static void conn_addr(struct MHD_Connection *c, char addr[INET6_ADDRSTRLEN])
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, addr, INET6_ADDRSTRLEN);
 	else if (sa->sa_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, addr, INET6_ADDRSTRLEN);
+}
+
+static void conn_addr(struct MHD_Connection *c, char addr[INET6_ADDRSTRLEN])
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+
+	sa_str(ci ? ci->client_addr : NULL, addr);
 }
 
 /* The last address of an X-Forwarded-For field value, as inet_ntop
@@ -1032,6 +1036,7 @@ struct conn_watch {
 	bool trusted;               /* a request on it was authenticated */
 	int64_t deadline_ms;        /* of the next head, when not in_request */
 	int64_t anon_until_ms;      /* the end of its life while not trusted */
+	char addr[INET6_ADDRSTRLEN];   /* the peer's (on_accept counts them) */
 };
 
 static struct conn_watch *watch_of(struct MHD_Connection *c)
@@ -1084,6 +1089,35 @@ static void watch_trust(struct http_server *s, struct MHD_Connection *c)
 	pthread_mutex_unlock(&s->watch_mu);
 }
 
+/* With trusted_proxies libmicrohttpd's limit of connections per address
+ * is lifted (every client of a proxy comes from its address): this keeps
+ * HTTP_MAX_PER_IP for every other address, counting its open connections
+ * in the watch list (entered at NOTIFY_STARTED, which libmicrohttpd calls
+ * in its listening thread, before the next accept). A direct client must
+ * not take every connection and keep the proxy, so everyone behind it,
+ * out. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+	struct http_server *s = cls;
+	char a[INET6_ADDRSTRLEN];
+	struct conn_watch *w;
+	unsigned n = 0;
+	size_t i;
+
+	(void)len;
+	if (s->nproxies == 0)
+		return MHD_YES;
+	sa_str(sa, a);
+	for (i = 0; i < s->nproxies; i++)
+		if (strcmp(a, s->proxies[i]) == 0)
+			return MHD_YES;
+	pthread_mutex_lock(&s->watch_mu);
+	for (w = s->watch; w != NULL; w = w->next)
+		n += strcmp(w->addr, a) == 0;
+	pthread_mutex_unlock(&s->watch_mu);
+	return n < HTTP_MAX_PER_IP ? MHD_YES : MHD_NO;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx, enum MHD_ConnectionNotificationCode code)
 {
 	struct http_server *s = cls;
@@ -1097,6 +1131,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx, 
 			return;   /* not watched: the inactivity timeout still holds */
 		}
 		w->fd = ci->connect_fd;
+		conn_addr(c, w->addr);
 		w->deadline_ms = clock_mono_ms() + (int64_t)HTTP_HEAD_TIMEOUT * 1000;
 		w->anon_until_ms = clock_mono_ms() + (int64_t)HTTP_ANON_TIMEOUT * 1000;
 		pthread_mutex_lock(&s->watch_mu);
@@ -1562,7 +1597,7 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 		port = ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
 	}
 	/* the port only names it in messages: MHD_OPTION_SOCK_ADDR decides */
-	s->d = MHD_start_daemon(flags, port, NULL, NULL, on_request, s,
+	s->d = MHD_start_daemon(flags, port, on_accept, s, on_request, s,
 	                        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)s,
 	                        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	                        MHD_OPTION_HTTPS_MEM_CERT, (const char *)s->cert,
@@ -1570,8 +1605,8 @@ enum err http_server_start(const struct http_opts *o, struct http_server **out, 
 	                        MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
 	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT,
 	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_MAX_CONNECTIONS,
-	                        /* behind a proxy every client is the proxy's address: no
-	                         * limit per address (the proxy's own limits per client) */
+	                        /* behind a proxy every client is the proxy's address: the
+	                         * limit per address is on_accept's, the proxies' none */
 	                        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 	                        (unsigned int)(nproxies > 0 ? HTTP_MAX_CONNECTIONS : HTTP_MAX_PER_IP),
 	                        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,

@@ -105,6 +105,25 @@ def main():
           (len(held), st))
     for t in held:
         t.close()
+    # a direct client (not the proxy) keeps its limit of 16, so that it
+    # cannot take every connection and keep the proxy out
+    held = []
+    try:
+        for _ in range(20):
+            t = v.ctx.wrap_socket(socket.create_connection(("127.0.0.1", v.port), timeout=10,
+                                                           source_address=("127.0.0.3", 0)),
+                                  server_hostname="localhost")
+            t.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            if not t.recv(12).startswith(b"HTTP/1.1 200"):
+                break
+            held.append(t)
+    except (OSError, ssl.SSLError):
+        pass
+    st, _, _ = v.request("GET", "/healthz", auth=False)
+    check("a direct client holds 16 connections, not 20; the proxy is still served", len(held) == 16 and st == 200,
+          (len(held), st))
+    for t in held:
+        t.close()
     v.stop()
 
     # without trusted_proxies: the header is ignored
