@@ -72,6 +72,7 @@
 #define HTTP_ANON_TIMEOUT      30u            /* seconds a connection lives without an authenticated request */
 #define HTTP_MAX_CONNECTIONS   64u            /* concurrent connections (one thread each) */
 #define HTTP_MAX_PER_IP        16u            /* concurrent connections from one address */
+#define HTTP_PROXY_RESERVE     16u            /* of HTTP_MAX_CONNECTIONS, kept for [http] trusted_proxies */
 #define HTTP_THREAD_STACK      (1u << 20)     /* stack of a connection thread */
 #define HTTP_JSON_MAX_DEPTH    8u             /* nesting of a pre-authentication JSON body */
 #define HTTP_LOGIN_MAX_FIELD   1024u          /* bytes of a login field (password: CRYPTO_PASSWORD_MAX) */

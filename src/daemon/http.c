@@ -1101,7 +1101,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
 	struct http_server *s = cls;
 	char a[INET6_ADDRSTRLEN];
 	struct conn_watch *w;
-	unsigned n = 0;
+	unsigned n = 0, all = 0;
 	size_t i;
 
 	(void)len;
@@ -1112,10 +1112,17 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
 		if (strcmp(a, s->proxies[i]) == 0)
 			return MHD_YES;
 	pthread_mutex_lock(&s->watch_mu);
-	for (w = s->watch; w != NULL; w = w->next)
+	for (w = s->watch; w != NULL; w = w->next) {
+		bool proxy = false;
 		n += strcmp(w->addr, a) == 0;
+		for (i = 0; i < s->nproxies && !proxy; i++)
+			proxy = strcmp(w->addr, s->proxies[i]) == 0;
+		all += !proxy;
+	}
 	pthread_mutex_unlock(&s->watch_mu);
-	return n < HTTP_MAX_PER_IP ? MHD_YES : MHD_NO;
+	/* and all of them together leave HTTP_PROXY_RESERVE to the proxies
+	 * (a host with a few addresses, or an IPv6 /64, has many) */
+	return n < HTTP_MAX_PER_IP && all < HTTP_MAX_CONNECTIONS - HTTP_PROXY_RESERVE ? MHD_YES : MHD_NO;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *c, void **sock_ctx, enum MHD_ConnectionNotificationCode code)

@@ -657,8 +657,11 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 		}
 		ds->dz[ds->l.it[0].ts] = true;
 	}
-	if (!mp && want_ts == NULL && web_forbidden_ts(ds->l.ts[ds->l.it[0].ts]))
-		ds->dz[ds->l.it[0].ts] = ds->raw_ok[ds->l.it[0].ts] = true;   /* WADO-URI too */
+	/* WADO-URI too: re-encoded, as stored if it cannot be when that
+	 * syntax was taken (no transferSyntax, or it named) */
+	if (!mp && web_forbidden_ts(ds->l.ts[ds->l.it[0].ts]) &&
+	    (want_ts == NULL || strcmp(want_ts, ds->l.ts[ds->l.it[0].ts]) == 0))
+		ds->dz[ds->l.it[0].ts] = ds->raw_ok[ds->l.it[0].ts] = true;
 	if (mp && !accept_dicom(r, &ds->l, ds->dz, ds->raw_ok)) {
 		dstream_free(ds);
 		return http_problem(r, MHD_HTTP_NOT_ACCEPTABLE,
@@ -720,7 +723,8 @@ static enum MHD_Result send_dicom(struct http_req *r, const char *study, const c
 			                 ds->l.series[ds->l.it[0].series].uid, ds->l.it[0].sop, 0);
 			snprintf(detail, sizeof detail, "instance %s cannot be %s (%s): ask for %s", ds->l.it[0].sop,
 			         dcm_decompress_takes(t) ? "decompressed" : "re-encoded", why,
-			         web_forbidden_ts(t) ? "transfer-syntax=* to have it as stored" : "its stored transfer syntax");
+			         !web_forbidden_ts(t) ? "its stored transfer syntax"
+			         : mp ? "transfer-syntax=* to have it as stored" : "no transferSyntax to have it as stored");
 			if (!web_forbidden_ts(t))
 				snprintf(detail + strlen(detail), sizeof detail - strlen(detail), " %s", t);
 			dstream_free(ds);

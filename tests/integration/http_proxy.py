@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 from dvserver import Vault, PASSWORD, USER_PASSWORD, free_port  # noqa: E402
@@ -123,6 +124,23 @@ def main():
     check("a direct client holds 16 connections, not 20; the proxy is still served", len(held) == 16 and st == 200,
           (len(held), st))
     for t in held:
+        t.close()
+    # nor can a host with a few addresses: all the others together leave
+    # 16 of the 64 connections to the proxies
+    socks = []
+    for k in range(3, 7):
+        for _ in range(16):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", v.port), timeout=5,
+                                                      source_address=("127.0.0.%d" % k, 0)))
+            except OSError:
+                pass
+    t0 = time.monotonic()
+    st, _, _ = v.request("GET", "/healthz", auth=False)
+    dt = time.monotonic() - t0
+    check("64 silent connections from 4 other addresses: the proxy is served at once", st == 200 and dt < 3,
+          (st, round(dt, 1)))
+    for t in socks:
         t.close()
     v.stop()
 

@@ -914,6 +914,10 @@ def main():
     check("WADO-RS of an implicit VR instance with transfer-syntax=*: re-encoded into explicit VR LE",
           len(parts) == 1 and parts[0][0].get("content-type") == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1",
           (r.status, parts[0][0] if parts else None))
+    r = request("GET", wado_uri + "&transferSyntax=1.2.840.10008.1.2")
+    g = pydicom.dcmread(io.BytesIO(r.body)) if r.status == 200 else None
+    check("WADO-URI transferSyntax=implicit VR LE (its stored one) of an implicit VR instance: re-encoded all the same",
+          g is not None and g.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1", r.status)
     r = request("GET", wado_uri + "&transferSyntax=1.2.840.10008.1.2.2")
     check("WADO-URI transferSyntax=big endian: 406 (only the stored one or explicit VR LE)",
           is_problem(r, 406), r.status)
@@ -949,6 +953,10 @@ def main():
     r = request("GET", f"/wado?requestType=WADO&studyUID={st_b}&seriesUID={se_b}&objectUID={sop_b}"
                 "&contentType=application/dicom")
     check("WADO-URI of it: as stored", r.status == 200 and r.body == open(big, "rb").read(), r.status)
+    r = request("GET", f"/wado?requestType=WADO&studyUID={st_b}&seriesUID={se_b}&objectUID={sop_b}"
+                "&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1")
+    check("WADO-URI of it asking explicit VR LE: 406 saying to leave transferSyntax out",
+          is_problem(r, 406) and b"no transferSyntax" in r.body, (r.status, r.body[:300]))
     r = get(f"/dicom-web/studies/{st_b}", 'multipart/related; type="application/dicom"; transfer-syntax=*')
     parts = parts_of(r) if r.status == 200 else []
     check("its study (with the small implicit VR instance, re-encoded): both instances, whole",
