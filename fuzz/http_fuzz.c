@@ -8,7 +8,9 @@
  * configuration (http_listen_split). Input: newline-separated fields:
  * path, Authorization ("-" absent), cookie ("-" absent), method, Origin,
  * Sec-Fetch-Site, Host, Content-Type ("-" absent each), listen address
- * (absent: not checked). abort()s when
+ * (absent: not checked), an X-Forwarded-For value and a trusted_proxies
+ * list (http_xff_last, http_proxies_ok; absent: not checked). abort()s
+ * when
  *   - decoding lengthens the string, puts a NUL in it, changes a string
  *     without '%', or decodes "%00";
  *   - a token is found outside the header or cookie it came from, is
@@ -28,13 +30,18 @@
  *     or its kind does not fit its segments (frames and bulk data of an
  *     instance with their list or path, metadata, rendered, thumbnail);
  *   - an accepted listen address is not HOST:PORT or [HOST]:PORT put
- *     back together, or its port is not 1 to 5 digits up to 65535.
+ *     back together, or its port is not 1 to 5 digits up to 65535;
+ *   - the client taken from X-Forwarded-For is not an address in its
+ *     canonical form, or not the field's last comma-separated piece;
+ *   - a proxies list is accepted with an empty piece, more than
+ *     HTTP_PROXIES_MAX pieces, or a piece that is not an address.
  * Layer: fuzz. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include "dicomvault/http.h"
 #include "dicomvault/vr.h"
 #include "../src/daemon/http_int.h"
@@ -42,7 +49,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NF 9
+#define NF 11
 
 static void unescape_check(const char *in)
 {
@@ -219,6 +226,56 @@ static void listen_check(const char *s)
 		abort();
 }
 
+static void xff_check(const char *v)
+{
+	char out[INET6_ADDRSTRLEN], again[INET6_ADDRSTRLEN], last[INET6_ADDRSTRLEN + 8];
+	unsigned char bin[16];
+	const char *s;
+	int af;
+	size_t n;
+
+	if (v == NULL || !http_xff_last(v, out))
+		return;
+	af = strchr(out, ':') != NULL ? AF_INET6 : AF_INET;
+	if (inet_pton(af, out, bin) != 1 || inet_ntop(af, bin, again, sizeof again) == NULL || strcmp(again, out) != 0)
+		abort();
+	s = strrchr(v, ',');
+	s = s != NULL ? s + 1 : v;
+	s += strspn(s, " \t");
+	n = strlen(s);
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n >= sizeof last)
+		abort();
+	memcpy(last, s, n);
+	last[n] = 0;
+	if (inet_pton(af, last, bin) != 1 || inet_ntop(af, bin, again, sizeof again) == NULL || strcmp(again, out) != 0)
+		abort();
+}
+
+static void proxies_check(const char *s)
+{
+	char piece[INET6_ADDRSTRLEN + 16], out[INET6_ADDRSTRLEN];
+	const char *p = s;
+	unsigned n = 0;
+
+	if (s == NULL || !http_proxies_ok(s))
+		return;
+	for (;;) {
+		const char *e = strchr(p, ',');
+		size_t len = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (len >= sizeof piece || ++n > HTTP_PROXIES_MAX)
+			abort();
+		memcpy(piece, p, len);
+		piece[len] = 0;
+		if (!http_xff_last(piece, out))
+			abort();
+		if (e == NULL)
+			break;
+		p = e + 1;
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char *buf = malloc(size + 1), *f[NF], *p;
@@ -248,6 +305,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	origin_check(f[3] != NULL ? f[3] : "POST", v[4], v[5], v[6]);
 	ctype_check(v[7]);
 	listen_check(f[8]);
+	xff_check(v[9]);
+	proxies_check(v[10]);
 	free(buf);
 	return 0;
 }

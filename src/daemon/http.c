@@ -651,9 +651,7 @@ static void conn_addr(struct MHD_Connection *c, char addr[INET6_ADDRSTRLEN])
 	sa_str(ci ? ci->client_addr : NULL, addr);
 }
 
-/* The last address of an X-Forwarded-For field value, as inet_ntop
- * writes it; false when it is not one. */
-static bool xff_last(const char *v, char out[INET6_ADDRSTRLEN])
+bool http_xff_last(const char *v, char out[INET6_ADDRSTRLEN])
 {
 	const char *s = strrchr(v, ',');
 	char a[INET6_ADDRSTRLEN];
@@ -707,7 +705,7 @@ static void peer_addr(struct http_req *r)
 	if (i == r->srv->nproxies)
 		return;
 	(void)MHD_get_connection_values(r->c, MHD_HEADER_KIND, xff_field, &x);
-	if (x.last != NULL && xff_last(x.last, client))
+	if (x.last != NULL && http_xff_last(x.last, client))
 		snprintf(r->addr, sizeof r->addr, "%s", client);
 }
 
@@ -1517,7 +1515,7 @@ static bool proxies_parse(const char *s, char out[][INET6_ADDRSTRLEN], size_t *n
 			return false;
 		memcpy(a, p, len);
 		a[len] = 0;
-		if (strchr(a, ',') != NULL || !xff_last(a, one))
+		if (strchr(a, ',') != NULL || !http_xff_last(a, one))
 			return false;
 		snprintf(out[(*n)++], INET6_ADDRSTRLEN, "%s", one);
 		if (e == NULL)

@@ -23,6 +23,11 @@
 struct audit;
 struct vault;
 
+/* The last address of an X-Forwarded-For field value (spaces around it
+ * allowed), as inet_ntop writes it; false when it is not an IPv4 or IPv6
+ * address. */
+bool http_xff_last(const char *v, char out[INET6_ADDRSTRLEN]);
+
 struct http_server {
 	struct MHD_Daemon *d;
 	struct auth *auth;
