@@ -772,7 +772,6 @@ static enum err p3_rows(struct p3_job *j)
 	struct idx_study st, cur;
 	struct idx_series se;
 	char hex[65], ad[96];
-	bool new_study;
 	enum err rc = ERR_OK;
 
 	/* study */
@@ -782,8 +781,7 @@ static enum err p3_rows(struct p3_job *j)
 	snprintf(st.collection, sizeof st.collection, "%s", collection ? collection : "default");
 	get_datetime(&c->f->ds, 0x00080020, false, st.date, sizeof st.date);
 	get_datetime(&c->f->ds, 0x00080030, true, st.time, sizeof st.time);
-	new_study = ix->ops->study_get(ix, st.uid, &cur) != ERR_OK;
-	if (!new_study)
+	if (ix->ops->study_get(ix, st.uid, &cur) == ERR_OK)
 		snprintf(st.modalities, sizeof st.modalities, "%s", cur.modalities);
 	{
 		char m[17];
@@ -810,11 +808,14 @@ static enum err p3_rows(struct p3_job *j)
 		err_why(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
 		return rc;
 	}
-	if (rc == ERR_OK && new_study) {
-		/* the study's name, which queries answer and match for it, is
-		 * found by an exact name too: its group hashes join the patient
-		 * row's (written by the patient's first instance), a superset
-		 * the records decide on */
+	if (rc == ERR_OK) {
+		/* the study's name, which queries answer and match for it (the
+		 * sealed set just written, every instance's), is found by an
+		 * exact name too: its group hashes join the patient row's
+		 * (written by the patient's first instance), a superset the
+		 * records decide on; for every instance, not only a new study's
+		 * first: a study stored before session 27 takes its own name
+		 * with its next instance, and an instance may rename it */
 		struct idx_patient names;
 		memset(&names, 0, sizeof names);
 		names.id = c->pat.id;

@@ -664,6 +664,21 @@ try:
         got = qido(tokens[prober], "PatientName=Probe^Onco")
         check(f"{prober}: its study is found by its own exact name (not only the patient's first)",
               got == [("Probe^Onco", "20000101")], got)
+        # a later instance of the study that renames the patient: the study
+        # answers with the new name and is found by it exactly (the name
+        # hashes were added for a new study's first instance only; so a
+        # study stored before session 27 was lost to exact names once its
+        # next instance gave it its own copy)
+        rds, _ = image("Oncology", pds.StudyInstanceUID, pds.SeriesInstanceUID)
+        rds.PatientID, rds.PatientName, rds.PatientBirthDate = "MX-SHARED", "Probe^Renamed", "20000101"
+        rb = io.BytesIO()
+        rds.save_as(rb, write_like_original=False)
+        body, ctype = stow_body([rb.getvalue()])
+        st, data = as_user(v, tokens[prober], "POST", "/dicom-web/studies", body,
+                           {"Content-Type": ctype, "Accept": "application/dicom+json"})
+        got = qido(tokens[prober], "PatientName=Probe^Renamed")
+        check(f"{prober}: a later instance renaming the patient: the study found by the new exact name",
+              st == 200 and got == [("Probe^Renamed", "20000101")], (st, got))
         for q in ("PatientID=MX-SHARED&PatientName=Hidden*", "PatientID=MX-SHARED&PatientBirthDate=19510203",
                   "PatientName=Hidden^Cardiac"):
             got = qido(tokens[prober], q)
