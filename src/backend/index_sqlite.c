@@ -1454,6 +1454,12 @@ static bool has_column(sqlite3 *db, const char *table, const char *col)
 	return found;
 }
 
+/* The schema this release writes: an index of a later one (a newer
+ * release's) is refused, not used with columns and rows this one does
+ * not know (and kept at that number, so that the newer release would not
+ * know this one wrote it). */
+#define INDEX_SCHEMA 6
+
 static int migrate(sqlite3 *db)
 {
 	sqlite3_stmt *q = NULL;
@@ -1466,6 +1472,12 @@ static int migrate(sqlite3 *db)
 	if (rc == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
 		ver = sqlite3_column_int(q, 0);
 	sqlite3_finalize(q);
+	if (rc == SQLITE_OK && ver > INDEX_SCHEMA) {
+		log_error("the index is of schema %d, newer than this release's %d: a newer release of dicomvault made it; "
+		          "use that one (a release does not read a later one's index)", ver, INDEX_SCHEMA);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return SQLITE_ERROR;
+	}
 	if (rc == SQLITE_OK && ver < 2)
 		rc = sqlite3_exec(db,
 		                  "ALTER TABLE patients ADD COLUMN id_hmac BLOB;"
@@ -1502,7 +1514,7 @@ static int migrate(sqlite3 *db)
 	 * have none (their records leave the session out) */
 	if (rc == SQLITE_OK && ver < 6 && !has_column(db, "sessions", "ref"))
 		rc = sqlite3_exec(db, "ALTER TABLE sessions ADD COLUMN ref TEXT NOT NULL DEFAULT '';", NULL, NULL, NULL);
-	if (rc == SQLITE_OK && ver < 6)
+	if (rc == SQLITE_OK && ver < INDEX_SCHEMA)
 		rc = sqlite3_exec(db, "UPDATE meta SET v = '6' WHERE k = 'schema';", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);

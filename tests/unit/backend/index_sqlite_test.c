@@ -312,6 +312,35 @@ static enum err check_order(void *ctx, const struct idx_instance *in)
  * dropped (schema 5), its sessions get a column for their audit
  * reference (schema 6, "" for those opened before); an index of schema 3
  * loses its hashes. */
+/* An index of a later schema (a newer release's) is refused, and left as
+ * it was. */
+TEST(later_schema_refused)
+{
+	struct index_store *s = open_index(true);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+
+	CHECK(s != NULL);
+	if (s == NULL)
+		return;
+	s->ops->close(s);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_exec(db, "UPDATE meta SET v = '7' WHERE k = 'schema'", NULL, NULL, NULL) == SQLITE_OK);
+	sqlite3_close(db);
+	s = open_index(false);
+	CHECK(s == NULL);
+	if (s != NULL)
+		s->ops->close(s);
+	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'schema'", -1, &st, NULL) == SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	CHECK_EQ_INT(n, 7);
+}
+
 TEST(schema_2_to_6)
 {
 	struct index_store *s = open_index(true);
@@ -456,6 +485,7 @@ int main(void)
 	RUN(instance_remove);
 	RUN(queries);
 	RUN(schema_2_to_6);
+	RUN(later_schema_refused);
 	RUN(persistence_and_lists);
 	return TEST_DONE();
 }
