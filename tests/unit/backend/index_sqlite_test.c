@@ -25,6 +25,18 @@ static struct index_store *open_index(bool fresh)
 	return s;
 }
 
+/* The integer the first row of sql gives, or -1. */
+static int int_of(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st = NULL;
+	int n = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return n;
+}
+
 static void hmac_of(uint8_t h[IDX_HMAC_LEN], uint8_t v)
 {
 	memset(h, v, IDX_HMAC_LEN);
@@ -318,7 +330,6 @@ TEST(later_schema_refused)
 {
 	struct index_store *s = open_index(true);
 	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
 	int n = -1;
 
 	CHECK(s != NULL);
@@ -333,10 +344,7 @@ TEST(later_schema_refused)
 	if (s != NULL)
 		s->ops->close(s);
 	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-	CHECK(sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'schema'", -1, &st, NULL) == SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	n = int_of(db, "SELECT v FROM meta WHERE k = 'schema'");
 	sqlite3_close(db);
 	CHECK_EQ_INT(n, 7);
 }
@@ -347,7 +355,6 @@ TEST(schema_2_to_6)
 	struct idx_study_query q;
 	uint8_t h[IDX_HMAC_LEN];
 	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
 	int64_t sid = 0;
 	int n = -1;
 
@@ -381,24 +388,13 @@ TEST(schema_2_to_6)
 	CHECK_EQ_INT(query_count(s, &q), 2);
 	s->ops->close(s);
 	CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-	CHECK(sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k = 'schema'", -1, &st, NULL) == SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	n = int_of(db, "SELECT v FROM meta WHERE k = 'schema'");
 	CHECK_EQ_INT(n, 6);
 	n = -1;
-	CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('sessions') WHERE name = 'ref'", -1, &st,
-	                         NULL) == SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	n = int_of(db, "SELECT count(*) FROM pragma_table_info('sessions') WHERE name = 'ref'");
 	CHECK_EQ_INT(n, 1);
 	n = -1;
-	CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'patients_name'",
-	                         -1, &st, NULL) == SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	n = int_of(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'patients_name'");
 	sqlite3_close(db);
 	CHECK_EQ_INT(n, 0);
 	/* schema 3's hashes (ASCII case only) are dropped by the step to 4 */
