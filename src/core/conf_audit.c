@@ -18,21 +18,10 @@
 #include "dicomvault/limits.h"
 #include "dicomvault/log.h"
 #include "dicomvault/vault.h"
+#include "store_int.h"
 
 #define REASON_PRE "dicomvault.conf sha256 "
 #define MORE_ROOM  24u   /* " and N more" */
-
-static void hex_of(const uint8_t h[32], char out[AUDIT_HASH_HEX])
-{
-	static const char d[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < 32; i++) {
-		out[2 * i] = d[h[i] >> 4];
-		out[2 * i + 1] = d[h[i] & 15];
-	}
-	out[64] = 0;
-}
 
 /* The hash a config-change reason begins with (our writer's), into out;
  * false if it does not. */
@@ -136,7 +125,7 @@ static void summarise(const struct vault *v, const char *old, struct changes *c)
 		return;
 	}
 	sha256_once(text, n, h);
-	hex_of(h, hex);
+	store_hex(h, 32, hex);
 	if (strcmp(hex, old) != 0 || ini_parse(text, n, &prev, &ie) != ERR_OK) {
 		snprintf(c->p, c->cap, "settings not known (the copy of the earlier file is not it)");
 		free(text);
@@ -217,7 +206,7 @@ enum err vault_conf_audit(struct vault *v, struct audit *au, const struct audit_
 	enum err rc;
 
 	sha256_once(v->conf_text, v->conf_len, h);
-	hex_of(h, now);
+	store_hex(h, 32, now);
 	if (vault_path(v, AUDIT_LOG_PATH, log, sizeof log) != 0)
 		return ERR_LIMIT;
 	rc = audit_last_event(log, AUDIT_CONFIG_CHANGE, VAULT_CONF_SCAN_MAX, last, sizeof last, &found);
