@@ -440,13 +440,7 @@ static int record_read(const struct audit_args *a, const char *dir, struct vault
 		if (qry_patient_key_bin(rp->patients[i], keys[nk]))
 			nk++;
 	read_reason(a, reason, sizeof reason);
-	memset(&rec, 0, sizeof rec);
-	rec.action = AUDIT_READ_TRAIL;
-	rec.outcome = AUDIT_SUCCESS;
-	rec.reason = reason;
-	rec.actor.user = cmd_operator();
-	rec.actor.role = "operator";
-	rec.actor.addr = "local";
+	cmd_operator_rec(&rec, AUDIT_READ_TRAIL, AUDIT_SUCCESS, reason);
 	rec.objects.patient_list = nk ? &keys[0][0] : NULL;
 	rec.objects.npatient_list = nk;
 	rc = v != NULL ? vault_audit_open(v, &au) : audit_open(dir, &au);
@@ -512,15 +506,9 @@ static int reanchor(const struct audit_args *a, const char *dir, const char *log
 	else
 		snprintf(reason, sizeof reason, "the audit anchor, missing or unreadable, made anew at seq %llu, the log's "
 		         "last checkpoint", (unsigned long long)r.last_checkpoint_seq);
-	memset(&rec, 0, sizeof rec);
-	rec.action = AUDIT_REANCHOR;
-	rec.outcome = AUDIT_SUCCESS;
-	rec.reason = reason;
 	/* who moved it, as every command's record names its operator: the
 	 * move tells verify to accept the log's end */
-	rec.actor.user = cmd_operator();
-	rec.actor.role = "operator";
-	rec.actor.addr = "local";
+	cmd_operator_rec(&rec, AUDIT_REANCHOR, AUDIT_SUCCESS, reason);
 	rc = vault_audit_open(v, &au);
 	if (rc == ERR_OK)
 		rc = audit_append(au, &rec);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include "dicomvault/args.h"
+#include "dicomvault/audit.h"
 #include "dicomvault/dataset.h"
 
 #define EXIT_USAGE 2
@@ -55,6 +56,9 @@ void cmd_json_str(const char *s);
 /* The local operator's login name, the actor of the command line's audit
  * records. */
 const char *cmd_operator(void);
+/* *r emptied, then action, outcome and reason set, and the actor the
+ * local operator (cmd_operator, role operator, address local). */
+void cmd_operator_rec(struct audit_rec *r, const char *action, enum audit_outcome oc, const char *reason);
 /* SIGPIPE ignored: for commands that show a secret once or must undo a
  * change nobody received (init, user add, token create), a closed pipe on
  * stdout is then a write error they handle, not a silent death that

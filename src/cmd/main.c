@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <pwd.h>
 #include <qrencode.h>
+#include "dicomvault/audit.h"
 #include "dicomvault/index.h"
 #include "dicomvault/json.h"
 #include "dicomvault/vault.h"
@@ -303,6 +304,17 @@ int cmd_vault_present(const char *name, const char *dir)
 		return 0;
 	fprintf(stderr, "dicomvault %s: %s\n", name, why);
 	return 1;
+}
+
+void cmd_operator_rec(struct audit_rec *r, const char *action, enum audit_outcome oc, const char *reason)
+{
+	memset(r, 0, sizeof *r);
+	r->action = action;
+	r->outcome = oc;
+	r->reason = reason;
+	r->actor.user = cmd_operator();
+	r->actor.role = "operator";
+	r->actor.addr = "local";
 }
 
 const char *cmd_operator(void)

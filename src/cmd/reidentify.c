@@ -122,13 +122,7 @@ int cmd_reidentify(int argc, char **argv)
 		rc = cmd_write_dicom(f, out, true, why, sizeof why);
 	}
 	snprintf(what, sizeof what, "%s (%u attributes restored)", reason, restored);
-	memset(&rec, 0, sizeof rec);
-	rec.action = AUDIT_REIDENTIFY;
-	rec.outcome = rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE;
-	rec.reason = rc == ERR_OK ? what : why;
-	rec.actor.user = cmd_operator();
-	rec.actor.role = "operator";
-	rec.actor.addr = "local";
+	cmd_operator_rec(&rec, AUDIT_REIDENTIFY, rc == ERR_OK ? AUDIT_SUCCESS : AUDIT_FAILURE, rc == ERR_OK ? what : why);
 	rec.objects.study_uid = study[0] ? study : NULL;
 	rec.objects.sop_uid = sop[0] ? sop : NULL;
 	/* no vault key here (the escrow's): the next signing writer's

@@ -155,13 +155,7 @@ static int audit_cli(const struct vault *v, struct audit *au, const char *action
 	struct audit_rec r;
 	enum err rc;
 
-	memset(&r, 0, sizeof r);
-	r.action = action;
-	r.outcome = oc;
-	r.reason = reason;
-	r.actor.user = cmd_operator();
-	r.actor.role = "operator";
-	r.actor.addr = "local";
+	cmd_operator_rec(&r, action, oc, reason);
 	r.actor.session = session;
 	rc = audit_append(au, &r);
 	if (rc != ERR_OK) {
