@@ -808,14 +808,16 @@ static enum err p3_rows(struct p3_job *j)
 		err_why(why, whylen, rc, "Study Instance UID %s belongs to another patient", res->study_uid);
 		return rc;
 	}
-	if (rc == ERR_OK) {
+	if (rc == ERR_OK && c->pat.n_pn == 0 && !c->pat.pn_any) {
 		/* the study's name, which queries answer and match for it (the
 		 * sealed set just written, every instance's), is found by an
 		 * exact name too: its group hashes join the patient row's
 		 * (written by the patient's first instance), a superset the
 		 * records decide on; for every instance, not only a new study's
 		 * first: a study stored before session 27 takes its own name
-		 * with its next instance, and an instance may rename it */
+		 * with its next instance, and an instance may rename it. (A
+		 * patient this store made, n_pn or pn_any set by patient(), has
+		 * this instance's hashes already.) */
 		struct idx_patient names;
 		memset(&names, 0, sizeof names);
 		names.id = c->pat.id;
